@@ -1,0 +1,1 @@
+//! IPVS schedulers: rr, wrr, lc, wlc, sh, dh, sed, nq, mh.

@@ -1,0 +1,132 @@
+//! What the core decides about one packet: plain data, acted on by the driver.
+
+use std::net::Ipv4Addr;
+
+use crate::encap::MAX_OUTER_HEADER;
+
+/// The outcome of [`Director::handle_packet`](super::Director::handle_packet).
+#[must_use]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send `header[..header_len]` followed by the packet's first `len` bytes to `dst` as one
+    /// IPv4 datagram (the header starts with the outer IPv4 header, so the driver sends through
+    /// a raw `IP_HDRINCL` socket). The packet buffer may have been edited in place (MSS clamp).
+    Encap(Encap),
+    /// The core wrote a reply (an ICMP error) into the packet buffer: write its first `len`
+    /// bytes back into the TUN device so the kernel routes it to the client.
+    Reply {
+        /// Length of the reply in the buffer.
+        len: usize,
+    },
+    /// Drop the packet, counted under this reason.
+    Drop(DropReason),
+}
+
+/// An encapsulated packet ready to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Encap {
+    /// The outer destination (the real server or its tunnel endpoint).
+    pub dst: Ipv4Addr,
+    /// The outer headers, IPv4 first.
+    pub header: [u8; MAX_OUTER_HEADER],
+    /// How many bytes of `header` are used.
+    pub header_len: u8,
+    /// Length of the inner packet at the start of the buffer.
+    pub len: usize,
+}
+
+impl Encap {
+    /// The outer header bytes.
+    pub fn header(&self) -> &[u8] {
+        &self.header[..self.header_len as usize]
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $label:literal,)*) => {
+        /// Why the data path dropped a packet. `as_str()` is the metric label value.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in declaration order (index = `self as usize`).
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The metric label value, snake_case and stable.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an IPv4 header, bad version/IHL, or total length beyond the buffer.
+    MalformedIp => "malformed_ip",
+    /// The IPv4 header checksum does not verify.
+    BadIpChecksum => "bad_ip_checksum",
+    /// The TCP or UDP header is truncated.
+    MalformedL4 => "malformed_l4",
+    /// Not IPv4 (IPv6 and others are not served yet).
+    NotIpv4 => "not_ipv4",
+    /// An IP protocol no service can carry (not TCP, UDP or ICMP).
+    UnsupportedProtocol => "unsupported_protocol",
+    /// Addressed to a VIP, but no service matches the port/protocol.
+    NoService => "no_service",
+    /// The service has no real server that can take a new flow (all removed, weight 0, over threshold).
+    NoDestination => "no_destination",
+    /// A TCP packet other than SYN for a flow the table does not know.
+    NoConnection => "no_connection",
+    /// A non-first fragment whose first fragment was not seen.
+    FragmentNoFlow => "fragment_no_flow",
+    /// Too many fragment trains in flight.
+    FragmentTableFull => "fragment_table_full",
+    /// An ICMP message that is not an error about a known flow.
+    IcmpNoFlow => "icmp_no_flow",
+    /// An ICMP message that is malformed or of a type the director does not forward.
+    IcmpUnsupported => "icmp_unsupported",
+    /// The connection table is full.
+    ConnTableFull => "conn_table_full",
+    /// The packet has DF set and does not fit once encapsulated; an ICMP frag-needed went back.
+    TooBig => "too_big",
+    /// The packet does not fit once encapsulated, DF is clear, and fragmenting is not done.
+    TooBigNoDf => "too_big_no_df",
+    /// The flow's real server was deleted (expire_nodest_conn).
+    DestinationGone => "destination_gone",
+    /// The forwarding method of the real server is not implemented yet.
+    UnsupportedForward => "unsupported_forward",
+    /// TTL would reach zero.
+    TtlExceeded => "ttl_exceeded",
+}
+
+impl core::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_reason_labels_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert!(seen.insert(r.as_str()), "duplicate label {}", r.as_str());
+            assert!(r
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+        assert_eq!(core::mem::size_of::<DropReason>(), 1);
+    }
+}

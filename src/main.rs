@@ -1,0 +1,5 @@
+//! The `tunlb` binary: one command, several roles.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Zero-copy views of the headers the data path reads and edits.
