@@ -1,8 +1,19 @@
 //! The director: the sans-IO core that decides each packet, and the driver that moves bytes.
+//!
+//! - [`core`]: [`Director::handle_packet`] — one packet in, one [`Verdict`] out; no IO, no clock.
+//! - [`table`]: the immutable [`Snapshot`] of services the workers read, and the [`Registry`]
+//!   the control plane builds it with.
+//! - [`sched`]: the IPVS schedulers. [`conn`]: the connection table, states, templates.
+//! - [`service`]: the configuration types (what `adm` and the TOML config describe).
+//! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
+pub mod core;
 pub mod sched;
 pub mod service;
+pub mod table;
 mod verdict;
 
+pub use self::core::{Counters, Director, DirectorConfig, Shared};
+pub use table::{Registry, Snapshot};
 pub use verdict::{DropReason, Encap, Verdict};

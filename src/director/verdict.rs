@@ -86,8 +86,6 @@ drop_reasons! {
     NoConnection => "no_connection",
     /// A non-first fragment whose first fragment was not seen.
     FragmentNoFlow => "fragment_no_flow",
-    /// Too many fragment trains in flight.
-    FragmentTableFull => "fragment_table_full",
     /// An ICMP message that is not an error about a known flow.
     IcmpNoFlow => "icmp_no_flow",
     /// An ICMP message that is malformed or of a type the director does not forward.

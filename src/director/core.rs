@@ -1,0 +1,606 @@
+//! The sans-IO director: one packet in, one [`Verdict`] out.
+//!
+//! Each worker thread owns a [`Director`] (and with it a connection table, as the kernel keeps a
+//! flow on one TUN queue). Everything that must be global across workers lives in [`Shared`]:
+//! the published [`Snapshot`] of services, the persistence templates and the fragment tracker.
+//! Scheduling state (round-robin position, connection counts) is atomic inside the snapshot's
+//! schedulers, so decisions are global without a lock on the packet path.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, Cache};
+
+use super::conn::{
+    tcp_transition, template_key, Conn, ConnKey, ConnState, ConnTable, DestId, Direction,
+    TemplateTable,
+};
+use super::sched::FlowKey;
+use super::service::{Forward, Protocol};
+use super::table::{Dest, Snapshot};
+use super::verdict::{DropReason, Encap, Verdict};
+use crate::encap::{self, OuterParams, MAX_OUTER_HEADER};
+use crate::time::{Duration, Instant};
+use crate::wire::{icmp, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket};
+
+/// Settings of the data path that are not part of the service table.
+#[derive(Debug, Clone)]
+pub struct DirectorConfig {
+    /// Largest outer packet a tunnel may carry (the MTU of the path to the real servers).
+    pub tunnel_mtu: u16,
+    /// Outer source address; `0.0.0.0` lets the kernel fill in the route's source.
+    pub local_addr: Ipv4Addr,
+    /// Initial connection-table capacity per worker.
+    pub initial_conns: usize,
+    /// Maximum tracked flows per worker.
+    pub max_conns: usize,
+    /// Slots examined per expiry sweep step.
+    pub sweep_budget: usize,
+    /// Time between sweep steps.
+    pub sweep_interval: Duration,
+    /// Seed of the connection table's hash (randomise it in production).
+    pub seed: u64,
+}
+
+impl Default for DirectorConfig {
+    fn default() -> Self {
+        DirectorConfig {
+            tunnel_mtu: 1500,
+            local_addr: Ipv4Addr::UNSPECIFIED,
+            initial_conns: 4096,
+            max_conns: 4 << 20,
+            sweep_budget: 8192,
+            sweep_interval: Duration::from_millis(100),
+            seed: 0x7475_6e6c_6221,
+        }
+    }
+}
+
+/// How long the fragment tracker remembers a fragmented datagram.
+const FRAG_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many fragmented datagrams may be in flight at once.
+const FRAG_MAX: usize = 4096;
+
+/// Which real server the fragments of one datagram go to.
+#[derive(Debug, Default)]
+struct FragTable {
+    map: HashMap<(Ipv4Addr, Ipv4Addr, u8, u16), (DestId, Instant)>,
+}
+
+/// State shared by all workers.
+#[derive(Debug)]
+pub struct Shared {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Persistence templates (global, as persistence must hold whichever queue a flow lands on).
+    pub templates: TemplateTable,
+    frags: Mutex<FragTable>,
+}
+
+impl Shared {
+    /// Shared state starting from `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Shared {
+        Shared {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            templates: TemplateTable::new(),
+            frags: Mutex::new(FragTable::default()),
+        }
+    }
+
+    /// Publishes a new table; workers pick it up at their next packet.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// The current table.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Housekeeping that is not per worker: expire templates and fragment entries.
+    pub fn handle_timeout(&self, now: Instant) {
+        self.templates.expire(now);
+        if let Ok(mut f) = self.frags.lock() {
+            f.map.retain(|_, (_, exp)| *exp > now);
+        }
+    }
+}
+
+/// Per-worker counters, read by the control plane between batches.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Packets handed to the core.
+    pub rx_packets: u64,
+    /// Bytes handed to the core.
+    pub rx_bytes: u64,
+    /// Packets encapsulated towards a real server.
+    pub tx_packets: u64,
+    /// Inner bytes encapsulated towards a real server.
+    pub tx_bytes: u64,
+    /// ICMP errors generated (fragmentation needed).
+    pub icmp_sent: u64,
+    /// Connections created.
+    pub conns_created: u64,
+    /// Connections expired or removed.
+    pub conns_expired: u64,
+    /// SYNs whose MSS option was clamped.
+    pub mss_clamped: u64,
+    /// Dropped packets, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Counters {
+    /// Drops of one reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+}
+
+/// The sans-IO director core of one worker.
+pub struct Director {
+    shared: Arc<Shared>,
+    cache: Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>,
+    conns: ConnTable,
+    config: DirectorConfig,
+    counters: Counters,
+    next_sweep: Instant,
+}
+
+impl core::fmt::Debug for Director {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Director")
+            .field("conns", &self.conns.len())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+/// What the parser found in a packet's headers.
+struct Parsed {
+    proto: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    len: usize,
+    ihl: usize,
+    dont_frag: bool,
+    /// MF set and offset 0: the fragment that carries the ports.
+    first_fragment_of_many: bool,
+    /// Offset non-zero: a fragment without ports.
+    later_fragment: bool,
+    ident: u16,
+}
+
+impl Director {
+    /// A worker core reading tables from `shared`.
+    pub fn new(shared: Arc<Shared>, config: DirectorConfig) -> Director {
+        let cache = Cache::new(shared.snapshot.clone());
+        let conns = ConnTable::new(config.initial_conns, config.max_conns, config.seed);
+        Director {
+            shared,
+            cache,
+            conns,
+            config,
+            counters: Counters::default(),
+            next_sweep: Instant::ZERO,
+        }
+    }
+
+    /// This worker's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// This worker's connection table.
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run next.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_sweep
+    }
+
+    /// Expires connections, a bounded number of table slots per call.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.config.sweep_interval;
+        let snap = self.cache.load();
+        let shared = &self.shared;
+        let counters = &mut self.counters;
+        self.conns
+            .sweep(now, self.config.sweep_budget, |key, conn| {
+                counters.conns_expired += 1;
+                release(snap, shared, key, conn, now);
+            });
+    }
+
+    /// Decides one packet read from the TUN device. `buf` holds exactly one IPv4 packet (its
+    /// length is the read length); it may be edited in place (MSS clamp, ICMP reply).
+    pub fn handle_packet(&mut self, now: Instant, buf: &mut [u8]) -> Verdict {
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += buf.len() as u64;
+        let v = self.decide(now, buf);
+        match v {
+            Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
+            Verdict::Encap(e) => {
+                self.counters.tx_packets += 1;
+                self.counters.tx_bytes += e.len as u64;
+            }
+            Verdict::Reply { .. } => self.counters.icmp_sent += 1,
+        }
+        v
+    }
+
+    fn decide(&mut self, now: Instant, buf: &mut [u8]) -> Verdict {
+        let p = match parse_ip(buf) {
+            Ok(p) => p,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let snap = self.cache.load();
+
+        // Non-first fragments carry no ports: they follow the first fragment's real server.
+        let frag_key = (p.src, p.dst, p.proto, p.ident);
+        if p.later_fragment {
+            let dest = self
+                .shared
+                .frags
+                .lock()
+                .ok()
+                .and_then(|f| f.map.get(&frag_key).map(|(d, _)| *d));
+            return match dest.and_then(|d| snap.dest(d)) {
+                Some(dest) => encapsulate(&self.config, &mut self.counters, dest, buf, &p, 0),
+                None => Verdict::Drop(DropReason::FragmentNoFlow),
+            };
+        }
+
+        let proto = match p.proto {
+            IpProtocol::TCP => Protocol::Tcp,
+            IpProtocol::UDP => Protocol::Udp,
+            IpProtocol::ICMP => {
+                return handle_icmp(&self.config, &mut self.counters, snap, &mut self.conns, buf, &p, now)
+            }
+            _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
+        };
+        let l4 = &buf[p.ihl..p.len];
+        if l4.len() < if proto == Protocol::Tcp { 20 } else { 8 } {
+            return Verdict::Drop(DropReason::MalformedL4);
+        }
+        let sport = u16::from_be_bytes([l4[0], l4[1]]);
+        let dport = u16::from_be_bytes([l4[2], l4[3]]);
+        let flags = if proto == Protocol::Tcp {
+            match TcpPacket::new_checked(l4) {
+                Ok(t) => t.flags(),
+                Err(_) => return Verdict::Drop(DropReason::MalformedL4),
+            }
+        } else {
+            TcpFlags::default()
+        };
+        let key = ConnKey {
+            proto: p.proto,
+            flags: 0,
+            caddr: p.src,
+            cport: sport,
+            vaddr: p.dst,
+            vport: dport,
+        };
+        let syn_only = flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK);
+
+        // Established flow: the hot path.
+        let mut reuse = false;
+        if let Some(conn) = self.conns.get_mut(&key) {
+            let live = conn.expires() > now;
+            let closing = matches!(
+                conn.state,
+                ConnState::TimeWait | ConnState::Close | ConnState::CloseWait | ConnState::LastAck | ConnState::FinWait
+            );
+            if live && !(syn_only && closing) {
+                let Some(dest) = snap.dest(conn.dest) else {
+                    // expire_nodest_conn: the real server was deleted; drop and forget the flow.
+                    let old = *conn;
+                    self.conns.remove(&key);
+                    self.counters.conns_expired += 1;
+                    release(snap, &self.shared, &key, &old, now);
+                    return Verdict::Drop(DropReason::DestinationGone);
+                };
+                if proto == Protocol::Tcp {
+                    let next = tcp_transition(
+                        conn.state,
+                        flags.contains(TcpFlags::SYN),
+                        flags.contains(TcpFlags::FIN),
+                        flags.contains(TcpFlags::ACK),
+                        flags.contains(TcpFlags::RST),
+                        Direction::InputOnly,
+                    );
+                    if next != conn.state {
+                        move_counts(&dest.state, conn.state, next);
+                        conn.state = next;
+                    }
+                }
+                conn.set_expires(now + snap.timeouts.get(conn.state));
+                if p.first_fragment_of_many {
+                    remember_fragment(&self.shared, frag_key, conn.dest, now);
+                }
+                let clamp = if syn_only { mss_clamp_for(snap, proto, p.dst, dport) } else { None };
+                return forward(&self.config, &mut self.counters, dest, buf, &p, clamp, flow_hash(&key));
+            }
+            reuse = true;
+        }
+        if reuse {
+            // Expired, or a new SYN reusing a closing flow's ports (IPVS conn_reuse_mode).
+            if let Some(old) = self.conns.remove(&key) {
+                self.counters.conns_expired += 1;
+                release(snap, &self.shared, &key, &old, now);
+            }
+        }
+
+        // A new flow.
+        let Some(svc) = snap.service(proto, p.dst, dport) else {
+            return Verdict::Drop(DropReason::NoService);
+        };
+        if proto == Protocol::Tcp && !syn_only {
+            return Verdict::Drop(DropReason::NoConnection);
+        }
+        let flow = FlowKey {
+            saddr: p.src,
+            sport,
+            daddr: p.dst,
+            dport,
+            proto: p.proto,
+        };
+        let pick = || {
+            svc.scheduler
+                .pick(&flow, &svc.sched_dests)
+                .map(|i| svc.dest_ids[i])
+        };
+        let dest_id = match svc.persistence() {
+            None => pick(),
+            Some(pers) => {
+                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                let timeout = Duration::from_secs(pers.timeout as u64);
+                match self.shared.templates.get_or_create(tkey, now, timeout, pick) {
+                    Some(id) if snap.dest(id).is_some() => Some(id),
+                    Some(stale) => {
+                        // The template points at a deleted server: forget it and choose again.
+                        self.shared.templates.release(&tkey, now);
+                        self.shared.templates.remove_dest(stale);
+                        self.shared.templates.get_or_create(tkey, now, timeout, pick)
+                    }
+                    None => None,
+                }
+            }
+        };
+        let Some(dest) = dest_id.and_then(|id| snap.dest(id)) else {
+            return Verdict::Drop(DropReason::NoDestination);
+        };
+        let state = if proto == Protocol::Tcp {
+            tcp_transition(ConnState::None, true, false, false, false, Direction::InputOnly)
+        } else {
+            ConnState::Udp
+        };
+        let conn = Conn::new(dest.id, state, now + snap.timeouts.get(state));
+        if self.conns.insert(key, conn).is_err() {
+            if let Some(pers) = svc.persistence() {
+                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                self.shared.templates.release(&tkey, now);
+            }
+            return Verdict::Drop(DropReason::ConnTableFull);
+        }
+        self.counters.conns_created += 1;
+        add_count(&dest.state, state, 1);
+        dest.state
+            .update_overload(dest.config.u_threshold, dest.config.l_threshold);
+        if p.first_fragment_of_many {
+            remember_fragment(&self.shared, frag_key, dest.id, now);
+        }
+        let clamp = if syn_only { svc.config.mss_clamp } else { None };
+        forward(&self.config, &mut self.counters, dest, buf, &p, clamp, flow_hash(&key))
+    }
+}
+
+fn parse_ip(buf: &[u8]) -> Result<Parsed, DropReason> {
+    match buf.first().map(|b| b >> 4) {
+        Some(4) => {}
+        Some(_) => return Err(DropReason::NotIpv4),
+        None => return Err(DropReason::MalformedIp),
+    }
+    let ip = Ipv4Packet::new_checked(buf).map_err(|_| DropReason::MalformedIp)?;
+    Ok(Parsed {
+        proto: ip.protocol(),
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        len: ip.total_len() as usize,
+        ihl: ip.header_len(),
+        dont_frag: ip.dont_frag(),
+        first_fragment_of_many: ip.more_frags() && ip.frag_offset() == 0,
+        later_fragment: ip.frag_offset() != 0,
+        ident: ip.ident(),
+    })
+}
+
+/// Remembers where the later fragments of a datagram go. When the tracker is full they will be
+/// dropped as `fragment_no_flow`; the first fragment itself still goes through.
+fn remember_fragment(shared: &Shared, key: (Ipv4Addr, Ipv4Addr, u8, u16), dest: DestId, now: Instant) {
+    let Ok(mut f) = shared.frags.lock() else {
+        return;
+    };
+    if f.map.len() >= FRAG_MAX && !f.map.contains_key(&key) {
+        f.map.retain(|_, (_, exp)| *exp > now);
+        if f.map.len() >= FRAG_MAX {
+            return;
+        }
+    }
+    f.map.insert(key, (dest, now + FRAG_TIMEOUT));
+}
+
+fn mss_clamp_for(snap: &Snapshot, proto: Protocol, vip: Ipv4Addr, port: u16) -> Option<u16> {
+    snap.service(proto, vip, port).and_then(|s| s.config.mss_clamp)
+}
+
+/// Connection counts: ESTABLISHED is active, every other state inactive (as IPVS).
+fn add_count(state: &super::sched::DestState, s: ConnState, delta: i32) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = if s.is_active() { &state.active } else { &state.inactive };
+    if delta > 0 {
+        c.fetch_add(delta as u32, Relaxed);
+    } else {
+        // Never wrap below zero, even if counts were lost across a table swap.
+        let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub((-delta) as u32)));
+    }
+}
+
+fn move_counts(state: &super::sched::DestState, from: ConnState, to: ConnState) {
+    if from.is_active() != to.is_active() {
+        add_count(state, from, -1);
+        add_count(state, to, 1);
+    }
+}
+
+/// A connection is gone: give back its count and its hold on the persistence template.
+fn release(snap: &Snapshot, shared: &Shared, key: &ConnKey, conn: &Conn, now: Instant) {
+    let Some(dest) = snap.dest(conn.dest) else {
+        return;
+    };
+    add_count(&dest.state, conn.state, -1);
+    dest.state
+        .update_overload(dest.config.u_threshold, dest.config.l_threshold);
+    let svc_key = dest.service;
+    if let Some(svc) = snap.service(svc_key.proto, svc_key.vip, svc_key.port) {
+        if let Some(pers) = svc.persistence() {
+            let tkey = template_key(key.proto, key.caddr, pers.netmask, key.vaddr, svc_key.port);
+            shared.templates.release(&tkey, now);
+        }
+    }
+}
+
+/// ICMP to a VIP: errors about a known flow go to that flow's real server.
+fn handle_icmp(
+    config: &DirectorConfig,
+    counters: &mut Counters,
+    snap: &Snapshot,
+    conns: &mut ConnTable,
+    buf: &mut [u8],
+    p: &Parsed,
+    _now: Instant,
+) -> Verdict {
+    let icmp_bytes = &buf[p.ihl..p.len];
+    let Ok(msg) = icmp::Icmpv4Packet::new_checked(icmp_bytes) else {
+        return Verdict::Drop(DropReason::IcmpUnsupported);
+    };
+    if !msg.is_error() {
+        return Verdict::Drop(DropReason::IcmpUnsupported);
+    }
+    // The embedded packet is one the real server sent from the VIP to the client.
+    let inner = msg.payload();
+    if inner.len() < 20 || inner[0] >> 4 != 4 {
+        return Verdict::Drop(DropReason::IcmpUnsupported);
+    }
+    let ihl = ((inner[0] & 0x0f) as usize) * 4;
+    if ihl < 20 || inner.len() < ihl + 4 {
+        return Verdict::Drop(DropReason::IcmpUnsupported);
+    }
+    let proto = inner[9];
+    let src = Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]);
+    let dst = Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]);
+    let sport = u16::from_be_bytes([inner[ihl], inner[ihl + 1]]);
+    let dport = u16::from_be_bytes([inner[ihl + 2], inner[ihl + 3]]);
+    let key = ConnKey {
+        proto,
+        flags: 0,
+        caddr: dst,
+        cport: dport,
+        vaddr: src,
+        vport: sport,
+    };
+    let Some(dest) = conns.get(&key).and_then(|c| snap.dest(c.dest)) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let hash = flow_hash(&key);
+    forward(config, counters, dest, buf, p, None, hash)
+}
+
+fn forward(
+    config: &DirectorConfig,
+    counters: &mut Counters,
+    dest: &Dest,
+    buf: &mut [u8],
+    p: &Parsed,
+    mss_clamp: Option<u16>,
+    hash: u32,
+) -> Verdict {
+    if let Some(mss) = mss_clamp {
+        if let Ok(mut tcp) = TcpPacket::new_checked(&mut buf[p.ihl..p.len]) {
+            if tcp.clamp_mss(mss) {
+                counters.mss_clamped += 1;
+            }
+        }
+    }
+    encapsulate(config, counters, dest, buf, p, hash)
+}
+
+fn encapsulate(
+    config: &DirectorConfig,
+    counters: &mut Counters,
+    dest: &Dest,
+    buf: &mut [u8],
+    p: &Parsed,
+    hash: u32,
+) -> Verdict {
+    let Forward::Tunnel {
+        tun_type,
+        tun_port,
+        tun_csum,
+        gre_key,
+    } = dest.config.forward
+    else {
+        return Verdict::Drop(DropReason::UnsupportedForward);
+    };
+    let overhead = encap::overhead(tun_type, gre_key.is_some());
+    if p.len + overhead > config.tunnel_mtu as usize {
+        if !p.dont_frag {
+            return Verdict::Drop(DropReason::TooBigNoDf);
+        }
+        let mtu = config.tunnel_mtu.saturating_sub(overhead as u16);
+        counters.drops[DropReason::TooBig as usize] += 1;
+        return match icmp::frag_needed_in_place(buf, p.len, mtu) {
+            Some(len) => Verdict::Reply { len },
+            None => Verdict::Drop(DropReason::TooBig),
+        };
+    }
+    let params = OuterParams {
+        src: config.local_addr,
+        dst: dest.config.addr,
+        tun: tun_type,
+        gue_port: tun_port,
+        gre_key,
+        udp_csum: tun_csum,
+        flow_hash: hash,
+    };
+    let mut header = [0u8; MAX_OUTER_HEADER];
+    match encap::build_outer(&params, &buf[..p.len], &mut header) {
+        Ok(n) => Verdict::Encap(Encap {
+            dst: dest.config.addr,
+            header,
+            header_len: n as u8,
+            len: p.len,
+        }),
+        Err(_) => Verdict::Drop(DropReason::MalformedIp),
+    }
+}
+
+/// A cheap, well-mixed hash of the flow for the GUE source port (ECMP/RSS spreading).
+fn flow_hash(k: &ConnKey) -> u32 {
+    let a = u64::from(u32::from(k.caddr)) << 32 | u64::from(u32::from(k.vaddr));
+    let b = u64::from(k.cport) << 16 | u64::from(k.vport) | u64::from(k.proto) << 32;
+    let mut x = a ^ b.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x >> 16) as u32
+}

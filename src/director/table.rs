@@ -1,0 +1,250 @@
+//! The snapshot the data path reads: services, their schedulers and real servers, timeouts.
+//!
+//! The control plane owns a [`Registry`] and builds a new [`Snapshot`] from a [`ServiceSet`]
+//! whenever the configuration (or, later, health) changes, then publishes it with one atomic
+//! swap. Workers never lock it. Live per-server counters ([`DestState`]) and per-service
+//! scheduler positions ([`SchedState`]) are kept in the registry and shared by consecutive
+//! snapshots, so an edit does not reset connection counts or the round-robin position.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::conn::{DestId, Timeouts};
+use super::sched::{DestState, SchedDest, SchedOptions, SchedState, Scheduler};
+use super::service::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+
+/// A real server as the data path sees it.
+#[derive(Debug, Clone)]
+pub struct Dest {
+    /// Stable handle; connections store it.
+    pub id: DestId,
+    /// The service it belongs to.
+    pub service: ServiceKey,
+    /// Its configuration.
+    pub config: DestConfig,
+    /// Live counters, shared across snapshots and workers.
+    pub state: Arc<DestState>,
+}
+
+impl Dest {
+    /// Whether it may take new flows: weight above zero and not over its upper threshold.
+    pub fn is_available(&self) -> bool {
+        self.config.weight > 0 && !self.state.is_overloaded()
+    }
+}
+
+/// A virtual service as the data path sees it.
+#[derive(Debug)]
+pub struct Service {
+    /// Its configuration (the real servers are in `dests`, same order).
+    pub config: ServiceConfig,
+    /// The scheduler, built over `sched_dests`.
+    pub scheduler: Scheduler,
+    /// What the scheduler sees of each real server.
+    pub sched_dests: Vec<SchedDest>,
+    /// Handles of the real servers, index-aligned with `sched_dests`.
+    pub dest_ids: Vec<DestId>,
+}
+
+impl Service {
+    /// Persistence settings, if any.
+    pub fn persistence(&self) -> Option<Persistence> {
+        self.config.persistence
+    }
+}
+
+/// An immutable view of the whole table.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Increases with every published snapshot.
+    pub generation: u64,
+    services: HashMap<ServiceKey, Service>,
+    vips: HashSet<Ipv4Addr>,
+    dests: Vec<Option<Dest>>,
+    /// Connection timeouts (`adm --set`).
+    pub timeouts: Timeouts,
+}
+
+impl Snapshot {
+    /// The service for a packet to `vip:port`: an exact match first, then a port-zero
+    /// (all ports) service, as IPVS does.
+    pub fn service(&self, proto: super::service::Protocol, vip: Ipv4Addr, port: u16) -> Option<&Service> {
+        if self.services.is_empty() {
+            return None;
+        }
+        self.services
+            .get(&ServiceKey { vip, port, proto })
+            .or_else(|| self.services.get(&ServiceKey { vip, port: 0, proto }))
+    }
+
+    /// Whether `addr` is the VIP of any service.
+    pub fn is_vip(&self, addr: Ipv4Addr) -> bool {
+        self.vips.contains(&addr)
+    }
+
+    /// All VIPs.
+    pub fn vips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.vips.iter().copied()
+    }
+
+    /// The real server behind a handle, unless it was deleted since.
+    #[inline]
+    pub fn dest(&self, id: DestId) -> Option<&Dest> {
+        match self.dests.get(slot_of(id)) {
+            Some(Some(d)) if d.id == id => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Services in a stable order (by key).
+    pub fn services(&self) -> Vec<&Service> {
+        let mut v: Vec<&Service> = self.services.values().collect();
+        v.sort_by_key(|s| s.config.key);
+        v
+    }
+
+    /// Number of services.
+    pub fn service_count(&self) -> usize {
+        self.services.len()
+    }
+}
+
+fn slot_of(id: DestId) -> usize {
+    (id.0 & 0xffff) as usize
+}
+
+type DestKey = (ServiceKey, Ipv4Addr, u16);
+
+/// Owned by the control plane: allocates [`DestId`]s and keeps live state across snapshots.
+#[derive(Debug, Default)]
+pub struct Registry {
+    dests: HashMap<DestKey, (DestId, Arc<DestState>)>,
+    services: HashMap<ServiceKey, Arc<SchedState>>,
+    /// Generation of each slot; bumped when a slot is freed so old ids never match.
+    slot_gen: Vec<u16>,
+    free: Vec<u16>,
+    generation: u64,
+    /// Scheduler options applied to every service.
+    pub sched_options: SchedOptions,
+}
+
+/// Why a snapshot could not be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// More than 65535 real servers in total.
+    #[error("too many real servers (at most 65535 in all services)")]
+    TooManyDests,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Builds the snapshot for `set`. Real servers that disappeared from `set` lose their
+    /// handle (connections to them then find no destination).
+    pub fn build(&mut self, set: &ServiceSet, timeouts: &Timeouts) -> Result<Snapshot, BuildError> {
+        let mut seen: HashSet<DestKey> = HashSet::new();
+        let mut services = HashMap::with_capacity(set.services.len());
+        let mut vips = HashSet::new();
+        let mut dest_slots: Vec<Option<Dest>> = Vec::new();
+
+        // Free the handles of real servers that are gone first, so their slots can be reused.
+        let wanted: HashSet<DestKey> = set
+            .services
+            .iter()
+            .flat_map(|s| s.dests.iter().map(move |d| (s.key, d.addr, dest_port(s, d))))
+            .collect();
+        let gone: Vec<DestKey> = self.dests.keys().filter(|k| !wanted.contains(k)).copied().collect();
+        for k in gone {
+            if let Some((id, _)) = self.dests.remove(&k) {
+                let slot = slot_of(id);
+                self.slot_gen[slot] = self.slot_gen[slot].wrapping_add(1);
+                self.free.push(slot as u16);
+            }
+        }
+        self.services.retain(|k, _| set.services.iter().any(|s| s.key == *k));
+
+        for svc in &set.services {
+            vips.insert(svc.key.vip);
+            let sched_state = self.services.entry(svc.key).or_default().clone();
+            let mut sched_dests = Vec::with_capacity(svc.dests.len());
+            let mut dest_ids = Vec::with_capacity(svc.dests.len());
+            for d in &svc.dests {
+                let key = (svc.key, d.addr, dest_port(svc, d));
+                seen.insert(key);
+                let (id, state) = match self.dests.get(&key) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let id = self.alloc()?;
+                        let v = (id, Arc::new(DestState::default()));
+                        self.dests.insert(key, v.clone());
+                        v
+                    }
+                };
+                let slot = slot_of(id);
+                if dest_slots.len() <= slot {
+                    dest_slots.resize(slot + 1, None);
+                }
+                let mut config = d.clone();
+                config.port = dest_port(svc, d);
+                dest_slots[slot] = Some(Dest {
+                    id,
+                    service: svc.key,
+                    config,
+                    state: state.clone(),
+                });
+                sched_dests.push(SchedDest {
+                    addr: d.addr,
+                    port: dest_port(svc, d),
+                    weight: d.weight,
+                    state,
+                });
+                dest_ids.push(id);
+            }
+            let scheduler = Scheduler::new(svc.scheduler, &sched_dests, sched_state, self.sched_options);
+            services.insert(
+                svc.key,
+                Service {
+                    config: svc.clone(),
+                    scheduler,
+                    sched_dests,
+                    dest_ids,
+                },
+            );
+        }
+        self.generation += 1;
+        Ok(Snapshot {
+            generation: self.generation,
+            services,
+            vips,
+            dests: dest_slots,
+            timeouts: timeouts.clone(),
+        })
+    }
+
+    fn alloc(&mut self) -> Result<DestId, BuildError> {
+        let slot = match self.free.pop() {
+            Some(s) => s as usize,
+            None => {
+                if self.slot_gen.len() >= 0xffff {
+                    return Err(BuildError::TooManyDests);
+                }
+                self.slot_gen.push(0);
+                self.slot_gen.len() - 1
+            }
+        };
+        Ok(DestId(((self.slot_gen[slot] as u32) << 16) | slot as u32))
+    }
+}
+
+/// The port packets go to: the real server's own port, or the service port when it is 0 or
+/// when the method cannot change ports (tunnel, DR).
+fn dest_port(svc: &ServiceConfig, d: &DestConfig) -> u16 {
+    match d.forward {
+        Forward::Nat if d.port != 0 => d.port,
+        _ => svc.key.port,
+    }
+}
