@@ -1,5 +1,48 @@
 //! The `tunlb` binary: one command, several roles.
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A userspace Linux Virtual Server: director, real-server agent and ipvsadm-compatible admin.
+#[derive(Parser, Debug)]
+#[command(name = "tunlb", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the director: read VIP packets from a TUN device and forward them to real servers.
+    Director(tunlb::director::driver::DirectorArgs),
+    /// Run the real-server agent: hidden VIP on lo, decapsulate tunnel packets into a TUN.
+    Realserver(tunlb::realserver::AgentArgs),
+    /// Administer the director of this network namespace with ipvsadm's syntax (`tunlb adm -ln`).
+    #[command(disable_help_flag = true)]
+    Adm {
+        /// ipvsadm arguments, e.g. `-A -t 192.168.150.100:80 -s rr`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// A small HTTP server for labs and tests (banner, deterministic blobs, upload hashes).
+    Httpd(tunlb::lab::httpd::HttpdArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Adm { args } => return tunlb::control::adm::main(args),
+        Command::Director(args) => tunlb::director::driver::run(args),
+        Command::Realserver(args) => tunlb::realserver::run(args),
+        Command::Httpd(args) => tunlb::lab::httpd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tunlb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

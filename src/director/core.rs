@@ -190,6 +190,18 @@ impl Director {
         &self.counters
     }
 
+    /// Counts a drop decided outside the core (by the driver).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.counters.drops[reason as usize] += 1;
+    }
+
+    /// Counts encapsulated packets the kernel refused to send: they were counted as sent by
+    /// `handle_packet`, so they move from `tx_packets` to the `send_failed` drops.
+    pub fn count_send_errors(&mut self, failed: u64) {
+        self.counters.tx_packets = self.counters.tx_packets.saturating_sub(failed);
+        self.counters.drops[DropReason::SendFailed as usize] += failed;
+    }
+
     /// This worker's connection table.
     pub fn conns(&self) -> &ConnTable {
         &self.conns

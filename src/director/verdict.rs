@@ -100,8 +100,10 @@ drop_reasons! {
     DestinationGone => "destination_gone",
     /// The forwarding method of the real server is not implemented yet.
     UnsupportedForward => "unsupported_forward",
-    /// TTL would reach zero.
-    TtlExceeded => "ttl_exceeded",
+    /// The packet was longer than the driver's read buffer (cut by the read).
+    Oversized => "oversized",
+    /// The kernel refused to send the encapsulated packet (e.g. no route, EMSGSIZE).
+    SendFailed => "send_failed",
 }
 
 impl core::fmt::Display for DropReason {

@@ -1,0 +1,205 @@
+//! The director's driver: TUN queues in, raw sockets and the TUN out, one worker per queue.
+//!
+//! Each worker thread owns one TUN queue and one [`Director`] core. It reads a batch of packets,
+//! decides them all under its core's lock (taken once per batch, so the control plane can read
+//! counters and the connection table between batches), then sends the encapsulated packets with
+//! one `sendmmsg` and writes any ICMP replies back into the TUN. Nothing is allocated per packet.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration as StdDuration;
+
+use anyhow::Context;
+
+use super::plane::ControlPlane;
+use super::{Director, DirectorConfig, DropReason, Shared, Snapshot, Verdict};
+use crate::sys::netcfg::{conf_key, NetChanges};
+use crate::sys::raw::RawSender;
+use crate::sys::tun::{TunDevice, TunQueue};
+use crate::sys::{signal, PacketBatch};
+use crate::time::Clock;
+
+/// `tunlb director`: starts with an empty table (fill it with `tunlb adm`) unless a config is
+/// given.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DirectorArgs {
+    /// Number of TUN queues and worker threads (default: number of CPUs).
+    #[arg(long)]
+    pub queues: Option<usize>,
+    /// Name of the TUN device the VIPs are routed into.
+    #[arg(long, default_value = "tunlb0")]
+    pub tun_name: String,
+    /// TOML config to load at start (and on SIGHUP / `tunlb adm --reload`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Outer source address of tunnel packets (default: the kernel picks the route's source).
+    #[arg(long)]
+    pub local_address: Option<Ipv4Addr>,
+    /// Answer ARP for the VIPs on this LAN interface (proxy neighbour, proxy_delay 0).
+    #[arg(long)]
+    pub announce: Vec<String>,
+    /// MTU of the path to the real servers; larger packets get ICMP fragmentation-needed.
+    #[arg(long, default_value_t = 1500)]
+    pub tunnel_mtu: u16,
+    /// Maximum tracked flows per worker.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_conns: usize,
+    /// Packets read per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+/// Runs the director until SIGINT/SIGTERM, then restores what it changed.
+pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
+    signal::install().context("installing signal handlers")?;
+    let queues = args
+        .queues
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+
+    let mut net = NetChanges::new();
+    let tun = TunDevice::create(&args.tun_name, queues, 1500)
+        .with_context(|| format!("creating TUN device {} with {queues} queues", args.tun_name))?;
+    net.set_sysctl("net.ipv4.ip_forward", "1")?;
+    net.set_sysctl(&conf_key(&args.tun_name, "rp_filter"), "0")?;
+
+    let shared = Arc::new(Shared::new(Snapshot::default()));
+    let config = DirectorConfig {
+        tunnel_mtu: args.tunnel_mtu,
+        local_addr: args.local_address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        max_conns: args.max_conns,
+        seed: random_seed(),
+        ..DirectorConfig::default()
+    };
+    let cores: Vec<Arc<Mutex<Director>>> = (0..queues)
+        .map(|_| Arc::new(Mutex::new(Director::new(shared.clone(), config.clone()))))
+        .collect();
+    let plane = Arc::new(ControlPlane::new(
+        shared.clone(),
+        cores.clone(),
+        net,
+        args.tun_name.clone(),
+        args.announce.clone(),
+        args.config.clone(),
+    )?);
+    plane.clone().serve().context("starting the control socket")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    for (i, (queue, core)) in tun.queues().into_iter().zip(cores).enumerate() {
+        let stop = stop.clone();
+        let batch = args.batch.max(1);
+        let handle = std::thread::Builder::new()
+            .name(format!("tunlb-worker-{i}"))
+            .spawn(move || worker(i, queue, core, batch, &stop))
+            .context("spawning a worker thread")?;
+        workers.push(handle);
+    }
+    eprintln!(
+        "tunlb director: {} queue(s) on {}, control socket ready; configure with `tunlb adm`",
+        queues, args.tun_name
+    );
+
+    let clock = Clock::new();
+    loop {
+        let _ = crate::sys::poll_readable(
+            signal::wake_fd().unwrap_or(-1),
+            Some(StdDuration::from_millis(500)),
+        );
+        shared.handle_timeout(clock.now());
+        match signal::take() {
+            Some(signal::Signal::Hangup) => match plane.reload() {
+                Ok(msg) => eprintln!("tunlb director: SIGHUP: {msg}"),
+                Err(e) => eprintln!("tunlb director: SIGHUP: reload rejected, running table kept: {e:#}"),
+            },
+            Some(sig) => {
+                eprintln!("tunlb director: {sig}: shutting down");
+                break;
+            }
+            None => {}
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        let _ = w.join();
+    }
+    plane.shutdown();
+    Ok(())
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
+
+/// Outgoing tunnel packet waiting for the batch send.
+#[derive(Clone, Copy)]
+struct Pending {
+    slot: usize,
+    encap: super::Encap,
+}
+
+fn worker(index: usize, queue: TunQueue, core: Arc<Mutex<Director>>, batch_size: usize, stop: &AtomicBool) {
+    let clock = Clock::new();
+    let mut batch = PacketBatch::new(batch_size, 2048);
+    let mut pending: Vec<Pending> = Vec::with_capacity(batch_size);
+    let mut replies: Vec<(usize, usize)> = Vec::with_capacity(batch_size);
+    let mut sender = match RawSender::new(batch_size) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tunlb director: worker {index}: cannot open raw socket: {e}");
+            signal::notify(signal::Signal::Terminate);
+            return;
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let n = match queue.recv_batch(&mut batch, Some(StdDuration::from_millis(100))) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("tunlb director: worker {index}: TUN read failed: {e}");
+                std::thread::sleep(StdDuration::from_millis(10));
+                continue;
+            }
+        };
+        pending.clear();
+        replies.clear();
+        {
+            let Ok(mut d) = core.lock() else { return };
+            let now = clock.now();
+            for i in 0..n {
+                let Some(meta) = batch.meta(i).copied() else { continue };
+                if meta.truncated {
+                    d.count_drop(DropReason::Oversized);
+                    continue;
+                }
+                let Some(buf) = batch.get_mut(i) else { continue };
+                match d.handle_packet(now, buf) {
+                    Verdict::Encap(encap) => pending.push(Pending { slot: i, encap }),
+                    Verdict::Reply { len } => replies.push((i, len)),
+                    Verdict::Drop(_) => {}
+                }
+            }
+            d.handle_timeout(now);
+            if !pending.is_empty() {
+                let items = pending.iter().filter_map(|p| {
+                    let pkt = batch.get(p.slot)?;
+                    Some((p.encap.dst, p.encap.header(), pkt.get(..p.encap.len)?))
+                });
+                let report = sender.send_batch(items);
+                if report.failed > 0 {
+                    d.count_send_errors(report.failed as u64);
+                }
+            }
+        }
+        for &(slot, len) in &replies {
+            if let Some(pkt) = batch.get(slot).and_then(|p| p.get(..len)) {
+                let _ = queue.send(pkt);
+            }
+        }
+    }
+}
