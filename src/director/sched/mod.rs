@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use crate::director::service::SchedulerKind;
 
+mod hash;
 mod lc;
 mod rr;
 mod wrr;
@@ -211,7 +212,9 @@ enum Algo {
     Wlc,
     Sed,
     Nq,
-    /// sh, dh and mh are not implemented yet: they pick nothing.
+    Sh(hash::BucketTable),
+    Dh(hash::BucketTable),
+    /// mh is not implemented yet: it picks nothing.
     Pending,
 }
 
@@ -234,7 +237,9 @@ impl Scheduler {
             SchedulerKind::Wlc => Algo::Wlc,
             SchedulerKind::Sed => Algo::Sed,
             SchedulerKind::Nq => Algo::Nq,
-            SchedulerKind::Sh | SchedulerKind::Dh | SchedulerKind::Mh => Algo::Pending,
+            SchedulerKind::Sh => Algo::Sh(hash::BucketTable::weighted(dests)),
+            SchedulerKind::Dh => Algo::Dh(hash::BucketTable::unweighted(dests)),
+            SchedulerKind::Mh => Algo::Pending,
         };
         Scheduler {
             kind,
@@ -258,10 +263,9 @@ impl Scheduler {
             Algo::Wlc => lc::pick_wlc(dests),
             Algo::Sed => lc::pick_sed(dests),
             Algo::Nq => lc::pick_nq(dests),
-            Algo::Pending => {
-                let _ = flow;
-                None
-            }
+            Algo::Sh(table) => table.pick_sh(flow, self.opts, dests),
+            Algo::Dh(table) => table.pick_dh(flow, dests),
+            Algo::Pending => None,
         }
     }
 
@@ -350,6 +354,16 @@ pub(crate) mod testutil {
     pub fn overload(d: &SchedDest) {
         d.state.active.fetch_add(1, Ordering::Relaxed);
         d.state.update_overload(1, 0);
+    }
+
+    /// FNV-1a over the little-endian bytes of a table, to pin a whole table in a golden test.
+    pub fn fnv1a(words: &[u32]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in words.iter().flat_map(|w| w.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
     }
 
     /// A scheduler with default options and a fresh state.
@@ -485,11 +499,13 @@ mod tests {
         }
     }
 
-    const ALL_KINDS: [SchedulerKind; 6] = [
+    const ALL_KINDS: [SchedulerKind; 8] = [
         SchedulerKind::Rr,
         SchedulerKind::Wrr,
         SchedulerKind::Lc,
         SchedulerKind::Wlc,
+        SchedulerKind::Sh,
+        SchedulerKind::Dh,
         SchedulerKind::Sed,
         SchedulerKind::Nq,
     ];
