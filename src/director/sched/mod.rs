@@ -26,11 +26,11 @@ use crate::director::service::SchedulerKind;
 
 mod hash;
 mod lc;
+mod maglev;
 mod rr;
 mod wrr;
 
-/// Default Maglev table size M (a prime; 65537 = 2^16 + 1).
-pub const DEFAULT_MH_TABLE_SIZE: u32 = 65537;
+pub use maglev::{is_valid_mh_table_size, DEFAULT_MH_TABLE_SIZE, MAX_MH_TABLE_SIZE};
 
 /// Live counters of one real server, shared by all workers and kept across table swaps.
 ///
@@ -173,7 +173,7 @@ pub struct FlowKey {
 /// Scheduler flags and sizes (ipvsadm `-b` / `--sched-flags`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchedOptions {
-    /// Size M of the Maglev lookup table; must be prime.
+    /// Size M of the Maglev lookup table; must be prime (see [`is_valid_mh_table_size`]).
     /// Default [`DEFAULT_MH_TABLE_SIZE`] (65537). An invalid size is replaced by the next prime.
     pub mh_table_size: u32,
     /// `sh-port` / `mh-port`: hash the client port together with the client address.
@@ -214,8 +214,7 @@ enum Algo {
     Nq,
     Sh(hash::BucketTable),
     Dh(hash::BucketTable),
-    /// mh is not implemented yet: it picks nothing.
-    Pending,
+    Mh(maglev::MaglevTable),
 }
 
 impl Scheduler {
@@ -239,7 +238,7 @@ impl Scheduler {
             SchedulerKind::Nq => Algo::Nq,
             SchedulerKind::Sh => Algo::Sh(hash::BucketTable::weighted(dests)),
             SchedulerKind::Dh => Algo::Dh(hash::BucketTable::unweighted(dests)),
-            SchedulerKind::Mh => Algo::Pending,
+            SchedulerKind::Mh => Algo::Mh(maglev::MaglevTable::new(dests, opts.mh_table_size)),
         };
         Scheduler {
             kind,
@@ -265,7 +264,7 @@ impl Scheduler {
             Algo::Nq => lc::pick_nq(dests),
             Algo::Sh(table) => table.pick_sh(flow, self.opts, dests),
             Algo::Dh(table) => table.pick_dh(flow, dests),
-            Algo::Pending => None,
+            Algo::Mh(table) => table.pick(flow, self.opts, dests),
         }
     }
 
@@ -294,6 +293,7 @@ impl fmt::Debug for Scheduler {
             .field("opts", &self.opts);
         match &self.algo {
             Algo::Wrr(table) => s.field("wrr_cycle", &table.cycle_len()),
+            Algo::Mh(table) => s.field("mh_table_size", &table.size()),
             _ => &mut s,
         };
         s.finish()
@@ -499,7 +499,7 @@ mod tests {
         }
     }
 
-    const ALL_KINDS: [SchedulerKind; 8] = [
+    const ALL_KINDS: [SchedulerKind; 9] = [
         SchedulerKind::Rr,
         SchedulerKind::Wrr,
         SchedulerKind::Lc,
@@ -508,6 +508,7 @@ mod tests {
         SchedulerKind::Dh,
         SchedulerKind::Sed,
         SchedulerKind::Nq,
+        SchedulerKind::Mh,
     ];
 
     #[test]
