@@ -15,7 +15,9 @@ pub const MAX_OUTER_HEADER: usize = 32;
 pub const DEFAULT_GUE_PORT: u16 = 6080;
 
 /// How a TUN-mode real server is reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TunnelType {
     /// IPv4-in-IPv4, IP protocol 4.
