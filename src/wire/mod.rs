@@ -15,8 +15,10 @@
 
 pub mod checksum;
 pub mod ipv4;
+pub mod udp;
 
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use udp::UdpPacket;
 
 /// IP protocol numbers (the IPv4 `protocol` field) the data path knows, as `u8` constants:
 /// `IpProtocol::TCP`.
@@ -78,7 +80,6 @@ pub(crate) fn get_u16(buf: &[u8], at: usize) -> u16 {
 }
 
 /// Reads a big-endian `u32` at `at`. Callers have checked the bounds.
-#[allow(dead_code)] // used by tcp.rs, next commit
 #[inline]
 pub(crate) fn get_u32(buf: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
@@ -91,7 +92,6 @@ pub(crate) fn put_u16(buf: &mut [u8], at: usize, v: u16) {
 }
 
 /// Writes a big-endian `u32` at `at`. Callers have checked the bounds.
-#[allow(dead_code)] // used by tcp.rs, next commit
 #[inline]
 pub(crate) fn put_u32(buf: &mut [u8], at: usize, v: u32) {
     buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
