@@ -14,10 +14,14 @@
 //! - [`icmp`] — [`Icmpv4Packet`] and the in-place ICMP error reply ([`icmp::frag_needed_in_place`]).
 
 pub mod checksum;
+pub mod icmp;
 pub mod ipv4;
+pub mod tcp;
 pub mod udp;
 
+pub use icmp::Icmpv4Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::UdpPacket;
 
 /// IP protocol numbers (the IPv4 `protocol` field) the data path knows, as `u8` constants:
