@@ -1,5 +1,7 @@
 //! The connection table: flows by 5-tuple, IPVS states and timeouts, persistence templates.
 //!
+//! - [`ConnTable`] (`table.rs`): one per worker thread, the per-packet lookup. An open-addressing
+//!   Robin Hood hash table with a keyed hash, 28-byte slots and incremental expiry sweeping.
 //! - [`ConnState`], [`tcp_transition`], [`Timeouts`] (`state.rs`): IPVS's TCP state machine and
 //!   its per-state timeouts.
 //!
@@ -11,8 +13,10 @@ use std::net::Ipv4Addr;
 use crate::time::Instant;
 
 mod state;
+mod table;
 
 pub use state::{tcp_transition, ConnState, Direction, Timeouts};
+pub use table::{random_seed, ConnTable, TableFull};
 
 /// A stable handle on a real server: slot in the low 16 bits, generation in the high 16 (so a
 /// conn never follows a slot reused by another server).
