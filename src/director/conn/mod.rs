@@ -4,6 +4,7 @@
 //!   Robin Hood hash table with a keyed hash, 28-byte slots and incremental expiry sweeping.
 //! - [`ConnState`], [`tcp_transition`], [`Timeouts`] (`state.rs`): IPVS's TCP state machine and
 //!   its per-state timeouts.
+//! - [`TemplateTable`] (`template.rs`): persistence templates shared by all workers.
 //!
 //! Nothing here reads a clock: every method that needs the time takes a [`crate::time::Instant`].
 
@@ -14,9 +15,11 @@ use crate::time::Instant;
 
 mod state;
 mod table;
+mod template;
 
 pub use state::{tcp_transition, ConnState, Direction, Timeouts};
 pub use table::{random_seed, ConnTable, TableFull};
+pub use template::{template_key, TemplateTable};
 
 /// A stable handle on a real server: slot in the low 16 bits, generation in the high 16 (so a
 /// conn never follows a slot reused by another server).
