@@ -1,1 +1,191 @@
 //! The connection table: flows by 5-tuple, IPVS states and timeouts, persistence templates.
+//!
+//! - [`ConnTable`] (`table.rs`): one per worker thread, the per-packet lookup. An open-addressing
+//!   Robin Hood hash table with a keyed hash, 28-byte slots and incremental expiry sweeping.
+//! - [`ConnState`], [`tcp_transition`], [`Timeouts`] (`state.rs`): IPVS's TCP state machine and
+//!   its per-state timeouts.
+//! - [`TemplateTable`] (`template.rs`): persistence templates shared by all workers.
+//!
+//! Nothing here reads a clock: every method that needs the time takes a [`crate::time::Instant`].
+
+use core::fmt;
+use std::net::Ipv4Addr;
+
+use crate::time::Instant;
+
+mod state;
+mod table;
+mod template;
+
+pub use state::{tcp_transition, ConnState, Direction, Timeouts};
+pub use table::{random_seed, ConnTable, TableFull};
+pub use template::{template_key, TemplateTable};
+
+/// A stable handle on a real server: slot in the low 16 bits, generation in the high 16 (so a
+/// conn never follows a slot reused by another server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct DestId(pub u32);
+
+impl DestId {
+    /// The handle for `slot` in its `generation`.
+    pub const fn new(slot: u16, generation: u16) -> DestId {
+        DestId(((generation as u32) << 16) | slot as u32)
+    }
+
+    /// The real server's slot (low 16 bits).
+    pub const fn slot(self) -> u16 {
+        self.0 as u16
+    }
+
+    /// The slot's generation (high 16 bits).
+    pub const fn generation(self) -> u16 {
+        (self.0 >> 16) as u16
+    }
+}
+
+/// [`ConnKey::flags`] bit marking a persistence template key (cport 0, caddr masked).
+pub const KEY_TEMPLATE: u8 = 0x01;
+
+/// Flow key as the client sent it. `flags & KEY_TEMPLATE` marks a persistence template key
+/// (cport 0, caddr masked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP).
+    pub proto: u8,
+    /// Key flags: [`KEY_TEMPLATE`].
+    pub flags: u8,
+    /// Client address (source of the client's packets).
+    pub caddr: Ipv4Addr,
+    /// Client port.
+    pub cport: u16,
+    /// Virtual address (destination of the client's packets).
+    pub vaddr: Ipv4Addr,
+    /// Virtual port.
+    pub vport: u16,
+}
+
+impl ConnKey {
+    /// The key of an ordinary flow (no flags).
+    pub const fn new(proto: u8, caddr: Ipv4Addr, cport: u16, vaddr: Ipv4Addr, vport: u16) -> Self {
+        ConnKey {
+            proto,
+            flags: 0,
+            caddr,
+            cport,
+            vaddr,
+            vport,
+        }
+    }
+
+    /// Whether this is a persistence template key.
+    pub const fn is_template(&self) -> bool {
+        self.flags & KEY_TEMPLATE != 0
+    }
+}
+
+impl fmt::Display for ConnKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "proto {} {}:{} -> {}:{}",
+            self.proto, self.caddr, self.cport, self.vaddr, self.vport
+        )
+    }
+}
+
+/// Expiry resolution: a [`Conn`] stores its expiry in units of this many milliseconds.
+const EXPIRY_UNIT_MS: u64 = 100;
+
+/// One tracked flow: where it goes, its state and when it expires.
+///
+/// 12 bytes. The expiry is kept in deciseconds since the [`Instant`] epoch (a `u32`, so about
+/// 13.6 years), rounded up: a flow never expires before the instant it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conn {
+    /// The real server the flow is bound to.
+    pub dest: DestId,
+    /// The flow's IPVS state.
+    pub state: ConnState,
+    /// Expiry in deciseconds since the epoch, rounded up, saturating.
+    expires_ds: u32,
+}
+
+impl Conn {
+    /// A flow bound to `dest`, in `state`, expiring at `expires`.
+    pub fn new(dest: DestId, state: ConnState, expires: Instant) -> Conn {
+        Conn {
+            dest,
+            state,
+            expires_ds: to_deciseconds(expires),
+        }
+    }
+
+    /// When the flow expires (its expiry instant rounded up to a tenth of a second).
+    pub fn expires(&self) -> Instant {
+        Instant::from_millis(u64::from(self.expires_ds) * EXPIRY_UNIT_MS)
+    }
+
+    /// Moves the expiry to `t` (rounded up to a tenth of a second).
+    pub fn set_expires(&mut self, t: Instant) {
+        self.expires_ds = to_deciseconds(t);
+    }
+
+    /// Whether the flow has expired at `now` (`expires() <= now`).
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires() <= now
+    }
+}
+
+fn to_deciseconds(t: Instant) -> u32 {
+    let ds = t.total_millis().div_ceil(EXPIRY_UNIT_MS);
+    u32::try_from(ds).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dest_id_packs_slot_and_generation() {
+        let d = DestId::new(7, 3);
+        assert_eq!(d, DestId(0x0003_0007));
+        assert_eq!(d.slot(), 7);
+        assert_eq!(d.generation(), 3);
+        assert_ne!(DestId::new(7, 4), d);
+    }
+
+    #[test]
+    fn conn_expiry_rounds_up_to_deciseconds() {
+        let mut c = Conn::new(
+            DestId(1),
+            ConnState::Established,
+            Instant::from_millis(1234),
+        );
+        assert_eq!(c.expires(), Instant::from_millis(1300));
+        assert!(!c.is_expired(Instant::from_millis(1299)));
+        assert!(c.is_expired(Instant::from_millis(1300)));
+        c.set_expires(Instant::from_secs(900));
+        assert_eq!(c.expires(), Instant::from_secs(900));
+        c.set_expires(Instant::from_millis(u64::MAX));
+        assert_eq!(c.expires(), Instant::from_millis(u64::from(u32::MAX) * 100));
+    }
+
+    #[test]
+    fn conn_is_twelve_bytes() {
+        assert_eq!(core::mem::size_of::<Conn>(), 12);
+        assert_eq!(core::mem::size_of::<ConnKey>(), 14);
+    }
+
+    #[test]
+    fn key_flags() {
+        let k = ConnKey::new(
+            6,
+            Ipv4Addr::new(10, 0, 0, 1),
+            1234,
+            Ipv4Addr::new(10, 9, 9, 9),
+            80,
+        );
+        assert!(!k.is_template());
+        assert_eq!(k.to_string(), "proto 6 10.0.0.1:1234 -> 10.9.9.9:80");
+    }
+}

@@ -1,0 +1,929 @@
+//! [`ConnTable`]: the per-worker flow table, an open-addressing Robin Hood hash table.
+//!
+//! # Layout
+//!
+//! One flat array of 28-byte slots (`Conn` 12 + `ConnKey` 14 + probe distance 1 + hash
+//! fingerprint 1), power-of-two long, at most 7/8 full. A lookup hashes the key (a keyed
+//! folded-multiply mix), starts at the key's home slot and walks forward; it touches one or two
+//! cache lines in the common case.
+//!
+//! # Robin Hood order
+//!
+//! Every occupied slot records how far it sits from its home slot. Entries of a run of
+//! occupied slots are kept sorted by home slot, so:
+//!
+//! - a lookup stops as soon as it meets an entry that sits closer to its home than the probe
+//!   has travelled (the key cannot be further on);
+//! - an insert puts the new entry before the first such entry and shifts the rest of the run
+//!   one slot to the right;
+//! - a removal shifts the following entries of the run one slot back ("backward-shift
+//!   deletion"), so there are no tombstones and lookups never slow down with churn.
+//!
+//! # Growth and limits
+//!
+//! The table doubles when an insert would make it more than 7/8 full, up to the capacity that
+//! holds `max_entries`; past `max_entries` an insert of a new key fails with [`TableFull`].
+//! Doubling rehashes every entry at once (size the table up front with `initial_capacity` to
+//! avoid it on a busy worker). The probe distance is stored in a byte; should a run ever get
+//! longer than that (only a broken hash could do it), the table grows or re-seeds its hash.
+//!
+//! # Expiry
+//!
+//! Nothing expires by itself: [`ConnTable::sweep`] visits a bounded number of slots from a
+//! cursor that survives between calls, so expiry work is spread over the worker's idle moments.
+
+use core::fmt;
+use core::hash::{BuildHasher, Hasher};
+use std::collections::hash_map::RandomState;
+
+use super::{Conn, ConnKey, ConnState, DestId};
+use crate::time::Instant;
+
+/// Insert failed: the table holds `max_entries` flows already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFull;
+
+impl fmt::Display for TableFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection table full")
+    }
+}
+
+impl std::error::Error for TableFull {}
+
+/// A random 64-bit seed for [`ConnTable::new`], drawn from the standard library's per-process
+/// random hash keys.
+pub fn random_seed() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(0x7475_6e6c_6220_636f);
+    h.finish()
+}
+
+/// Smallest number of slots a table has.
+const MIN_SLOTS: usize = 16;
+/// Largest number of slots a table may have (2^40 slots of 28 bytes is far beyond any memory).
+const MAX_SLOTS: usize = 1 << 40;
+/// Largest probe distance a slot can record (stored as distance + 1 in a byte, 0 = empty).
+const MAX_DIST: u8 = u8::MAX;
+/// Rehash attempts with a fresh hash seed before an insert gives up (see [`ConnTable::insert`]).
+const RESEED_ATTEMPTS: u32 = 8;
+
+/// Entries a table of `slots` slots may hold: 7/8 of them.
+fn load_limit(slots: usize) -> usize {
+    slots - slots / 8
+}
+
+/// Slots needed to hold `entries` at the maximum load, a power of two in
+/// `MIN_SLOTS..=MAX_SLOTS`.
+fn slots_for(entries: usize) -> usize {
+    let mut slots = MIN_SLOTS;
+    while slots < MAX_SLOTS && load_limit(slots) < entries {
+        slots *= 2;
+    }
+    slots
+}
+
+/// One slot of the table.
+#[derive(Clone, Copy)]
+struct Slot {
+    conn: Conn,
+    key: ConnKey,
+    /// 0: empty. Otherwise the distance from the entry's home slot, plus one.
+    dist: u8,
+    /// Bits of the key's hash the home slot does not use: most mismatches end here.
+    fp: u8,
+}
+
+const _: () = assert!(core::mem::size_of::<Slot>() == 28);
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        conn: Conn {
+            dest: DestId(0),
+            state: ConnState::None,
+            expires_ds: 0,
+        },
+        key: ConnKey {
+            proto: 0,
+            flags: 0,
+            caddr: std::net::Ipv4Addr::UNSPECIFIED,
+            cport: 0,
+            vaddr: std::net::Ipv4Addr::UNSPECIFIED,
+            vport: 0,
+        },
+        dist: 0,
+        fp: 0,
+    };
+
+    fn is_occupied(&self) -> bool {
+        self.dist != 0
+    }
+}
+
+/// The keyed hash: a folded multiply of the key's two halves with secret keys, then a second
+/// folded multiply to spread the result over all 64 bits. Fast, not cryptographic: without the
+/// seed an attacker cannot aim flows at one run of slots.
+#[derive(Clone, Copy, Debug)]
+struct KeyHasher {
+    k0: u64,
+    k1: u64,
+    k2: u64,
+}
+
+/// splitmix64: turns a seed into well-spread key material.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The 128-bit product of `a` and `b`, its halves xored.
+#[inline(always)]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl KeyHasher {
+    fn new(seed: u64) -> KeyHasher {
+        let mut s = seed;
+        KeyHasher {
+            k0: splitmix64(&mut s),
+            k1: splitmix64(&mut s),
+            k2: splitmix64(&mut s) | 1,
+        }
+    }
+
+    #[inline(always)]
+    fn hash(&self, k: &ConnKey) -> u64 {
+        let lo = u64::from(u32::from(k.caddr))
+            | u64::from(k.cport) << 32
+            | u64::from(k.proto) << 48
+            | u64::from(k.flags) << 56;
+        let hi = u64::from(u32::from(k.vaddr)) | u64::from(k.vport) << 32;
+        let x = folded_mul(lo ^ self.k0, hi ^ self.k1);
+        folded_mul(x, self.k2)
+    }
+}
+
+/// The per-worker flow table. See the module documentation for how it works.
+pub struct ConnTable {
+    slots: Vec<Slot>,
+    /// `slots.len() - 1`.
+    mask: usize,
+    len: usize,
+    max_entries: usize,
+    /// Slots of the largest table `max_entries` calls for.
+    max_slots: usize,
+    hasher: KeyHasher,
+    /// Seed the hasher came from; re-seeding derives the next one from it.
+    seed: u64,
+    /// Next slot [`ConnTable::sweep`] examines.
+    cursor: usize,
+    /// Test hook: hash bits kept (all ones outside tests), to force collisions.
+    #[cfg(test)]
+    hash_mask: u64,
+}
+
+impl fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .field("max_entries", &self.max_entries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a new key would go.
+enum Placement {
+    /// Slot `at`, whose occupant (if any) and the rest of its run shift right by one.
+    At { at: usize, dist: u8 },
+    /// A run would grow past [`MAX_DIST`]: grow or re-seed first.
+    TooFar,
+}
+
+impl ConnTable {
+    /// A table of at least `initial_capacity` slots (rounded up to a power of two, at least 16),
+    /// growing by doubling while it holds fewer than `max_entries` flows. `seed` keys the hash
+    /// (use [`random_seed`]).
+    pub fn new(initial_capacity: usize, max_entries: usize, seed: u64) -> ConnTable {
+        let max_slots = slots_for(max_entries);
+        let max_entries = max_entries.min(load_limit(max_slots));
+        let slots = initial_capacity
+            .clamp(MIN_SLOTS, max_slots)
+            .next_power_of_two()
+            .min(max_slots);
+        ConnTable {
+            slots: vec![Slot::EMPTY; slots],
+            mask: slots - 1,
+            len: 0,
+            max_entries,
+            max_slots,
+            hasher: KeyHasher::new(seed),
+            seed,
+            cursor: 0,
+            #[cfg(test)]
+            hash_mask: u64::MAX,
+        }
+    }
+
+    /// Slots needed to hold `entries` flows without growing: pass it as `initial_capacity`.
+    pub fn slots_for(entries: usize) -> usize {
+        slots_for(entries)
+    }
+
+    #[inline(always)]
+    fn hash(&self, key: &ConnKey) -> u64 {
+        let h = self.hasher.hash(key);
+        #[cfg(test)]
+        let h = h & self.hash_mask;
+        h
+    }
+
+    /// Slot holding `key`, if any.
+    #[inline(always)]
+    fn find(&self, key: &ConnKey, h: u64) -> Option<usize> {
+        let fp = (h >> 56) as u8;
+        let mut i = h as usize & self.mask;
+        let mut dist: u32 = 1;
+        loop {
+            let s = &self.slots[i];
+            if u32::from(s.dist) < dist {
+                // Empty, or an entry closer to its home than we are to ours: not here.
+                return None;
+            }
+            if s.fp == fp && s.key == *key {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+            dist += 1;
+        }
+    }
+
+    /// The flow `key`, for the per-packet path. No expiry check: compare
+    /// [`Conn::expires`] with the current time.
+    #[inline]
+    pub fn get_mut(&mut self, key: &ConnKey) -> Option<&mut Conn> {
+        let i = self.find(key, self.hash(key))?;
+        Some(&mut self.slots[i].conn)
+    }
+
+    /// The flow `key`. No expiry check.
+    #[inline]
+    pub fn get(&self, key: &ConnKey) -> Option<&Conn> {
+        let i = self.find(key, self.hash(key))?;
+        Some(&self.slots[i].conn)
+    }
+
+    /// Whether `key` is in the table (expired or not).
+    pub fn contains_key(&self, key: &ConnKey) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Inserts the flow `key`, replacing the flow of the same key if there is one. Fails when
+    /// the key is new and the table holds `max_entries` flows.
+    pub fn insert(&mut self, key: ConnKey, conn: Conn) -> Result<&mut Conn, TableFull> {
+        let h = self.hash(&key);
+        if let Some(i) = self.find(&key, h) {
+            let slot = &mut self.slots[i].conn;
+            *slot = conn;
+            return Ok(slot);
+        }
+        if self.len >= self.max_entries {
+            return Err(TableFull);
+        }
+        if self.len + 1 > load_limit(self.slots.len()) {
+            // max_entries <= load_limit(max_slots), so there is room to double.
+            self.resize(self.slots.len() * 2);
+        }
+        let mut attempts = 0;
+        loop {
+            let h = self.hash(&key);
+            match self.placement(h) {
+                Placement::At { at, dist } => {
+                    self.place(at, dist, (h >> 56) as u8, key, conn);
+                    self.len += 1;
+                    return Ok(&mut self.slots[at].conn);
+                }
+                Placement::TooFar if attempts < RESEED_ATTEMPTS => {
+                    attempts += 1;
+                    if self.slots.len() < self.max_slots {
+                        self.resize(self.slots.len() * 2);
+                    } else {
+                        self.reseed();
+                    }
+                }
+                Placement::TooFar => return Err(TableFull),
+            }
+        }
+    }
+
+    /// Where a key of hash `h`, known to be absent, goes.
+    fn placement(&self, h: u64) -> Placement {
+        let mut i = h as usize & self.mask;
+        let mut dist: u8 = 1;
+        // Find the first slot that is empty or holds an entry closer to its home.
+        while self.slots[i].dist >= dist {
+            if dist == MAX_DIST {
+                return Placement::TooFar;
+            }
+            i = (i + 1) & self.mask;
+            dist += 1;
+        }
+        // Every entry from there to the end of the run moves one slot further from home.
+        let mut j = i;
+        while self.slots[j].is_occupied() {
+            if self.slots[j].dist == MAX_DIST {
+                return Placement::TooFar;
+            }
+            j = (j + 1) & self.mask;
+        }
+        Placement::At { at: i, dist }
+    }
+
+    /// Shifts the run starting at `at` one slot right and writes the new entry at `at`.
+    fn place(&mut self, at: usize, dist: u8, fp: u8, key: ConnKey, conn: Conn) {
+        let mut end = at;
+        while self.slots[end].is_occupied() {
+            end = (end + 1) & self.mask;
+        }
+        while end != at {
+            let prev = end.wrapping_sub(1) & self.mask;
+            let mut moved = self.slots[prev];
+            moved.dist += 1;
+            self.slots[end] = moved;
+            end = prev;
+        }
+        self.slots[at] = Slot {
+            conn,
+            key,
+            dist,
+            fp,
+        };
+    }
+
+    /// Removes the flow `key`.
+    pub fn remove(&mut self, key: &ConnKey) -> Option<Conn> {
+        let i = self.find(key, self.hash(key))?;
+        let conn = self.slots[i].conn;
+        self.remove_at(i);
+        Some(conn)
+    }
+
+    /// Empties slot `i` and pulls the rest of its run one slot back.
+    fn remove_at(&mut self, mut i: usize) {
+        loop {
+            let next = (i + 1) & self.mask;
+            let s = self.slots[next];
+            if s.dist <= 1 {
+                // Empty, or at its home slot: the run ends here.
+                self.slots[i] = Slot::EMPTY;
+                break;
+            }
+            self.slots[i] = Slot {
+                dist: s.dist - 1,
+                ..s
+            };
+            i = next;
+        }
+        self.len -= 1;
+    }
+
+    /// Rebuilds the table with `slots` slots (a power of two).
+    fn resize(&mut self, slots: usize) {
+        let old = core::mem::replace(&mut self.slots, vec![Slot::EMPTY; slots]);
+        self.mask = slots - 1;
+        self.cursor = 0;
+        self.reinsert_all(&old);
+    }
+
+    /// Draws a new hash seed (derived from the old one) and rehashes in place.
+    fn reseed(&mut self) {
+        let mut s = self.seed;
+        self.seed = splitmix64(&mut s);
+        self.hasher = KeyHasher::new(self.seed);
+        let slots = self.slots.len();
+        self.resize(slots);
+    }
+
+    /// Puts every entry of `old` into the (empty) slot array.
+    fn reinsert_all(&mut self, old: &[Slot]) {
+        for s in old.iter().filter(|s| s.is_occupied()) {
+            let h = self.hash(&s.key);
+            match self.placement(h) {
+                Placement::At { at, dist } => self.place(at, dist, (h >> 56) as u8, s.key, s.conn),
+                Placement::TooFar => {
+                    // Only a hash that sends a whole table's worth of keys to one run gets
+                    // here. Keep every flow anyway: start over with the next seed.
+                    let mut seed = self.seed;
+                    self.seed = splitmix64(&mut seed);
+                    self.hasher = KeyHasher::new(self.seed);
+                    self.slots.fill(Slot::EMPTY);
+                    return self.reinsert_all(old);
+                }
+            }
+        }
+    }
+
+    /// Number of flows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table holds no flow.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of slots (a power of two); the table holds up to 7/8 of that before doubling.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Most flows the table will hold.
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
+    /// Bytes allocated by the table.
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * core::mem::size_of::<Slot>()
+    }
+
+    /// Size of one slot in bytes.
+    pub const fn slot_bytes() -> usize {
+        core::mem::size_of::<Slot>()
+    }
+
+    /// Visits up to `budget` slots from a resumable cursor; removes entries with
+    /// `expires <= now` and calls `on_expire(&key, &conn)` for each removed one. Returns the
+    /// number removed.
+    ///
+    /// `capacity() / budget` calls (rounded up) visit every slot once, as long as the table
+    /// is not changed in between; an entry that a removal or insert moves across the cursor
+    /// is examined one pass later (or twice). Growing restarts the cursor.
+    pub fn sweep(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        mut on_expire: impl FnMut(&ConnKey, &Conn),
+    ) -> usize {
+        let mut removed = 0;
+        let mut i = self.cursor & self.mask;
+        for _ in 0..budget.min(self.slots.len()) {
+            // A removal pulls the next entry of the run into slot i: look at it too.
+            while self.slots[i].is_occupied() && self.slots[i].conn.expires() <= now {
+                let s = self.slots[i];
+                self.remove_at(i);
+                on_expire(&s.key, &s.conn);
+                removed += 1;
+            }
+            i = (i + 1) & self.mask;
+        }
+        self.cursor = i;
+        removed
+    }
+
+    /// Keeps only the flows for which `keep` returns true (one full pass; for control-plane
+    /// events such as a real server's removal, not for the packet path).
+    pub fn retain(&mut self, mut keep: impl FnMut(&ConnKey, &mut Conn) -> bool) {
+        // Start at an empty slot so that no run wraps around the start of the pass: removals
+        // only pull entries back into the slot being visited, never behind it.
+        let Some(start) = self.slots.iter().position(|s| !s.is_occupied()) else {
+            return;
+        };
+        for step in 0..self.slots.len() {
+            let i = (start + step) & self.mask;
+            loop {
+                let s = &mut self.slots[i];
+                if !s.is_occupied() || keep(&s.key, &mut s.conn) {
+                    break;
+                }
+                // The next entry of the run moves into slot i: examine it too.
+                self.remove_at(i);
+            }
+        }
+    }
+
+    /// Every flow, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (&ConnKey, &Conn)> {
+        self.slots
+            .iter()
+            .filter(|s| s.is_occupied())
+            .map(|s| (&s.key, &s.conn))
+    }
+
+    /// Removes every flow, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.slots.fill(Slot::EMPTY);
+        self.len = 0;
+        self.cursor = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Duration;
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+
+    /// xorshift64*: a tiny deterministic PRNG for the model tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn key(n: u32) -> ConnKey {
+        ConnKey::new(
+            6,
+            Ipv4Addr::from(0x0a00_0000 | (n >> 16)),
+            n as u16,
+            Ipv4Addr::new(192, 0, 2, 1),
+            80,
+        )
+    }
+
+    fn conn(d: u32, expires_s: u64) -> Conn {
+        Conn::new(
+            DestId(d),
+            ConnState::Established,
+            Instant::from_secs(expires_s),
+        )
+    }
+
+    /// Checks the Robin Hood invariants and the length.
+    fn check_invariants(t: &ConnTable) {
+        let mut count = 0;
+        for (i, s) in t.slots.iter().enumerate() {
+            if !s.is_occupied() {
+                continue;
+            }
+            count += 1;
+            let h = t.hash(&s.key);
+            let home = h as usize & t.mask;
+            assert_eq!((home + usize::from(s.dist) - 1) & t.mask, i, "distance");
+            assert_eq!(s.fp, (h >> 56) as u8, "fingerprint");
+            // The previous slot is occupied unless this entry is at home, and entries of a run
+            // are sorted by home: the next one is at most one step further from home.
+            let prev = &t.slots[(i + t.mask) & t.mask];
+            if s.dist > 1 {
+                assert!(
+                    prev.is_occupied() && u16::from(prev.dist) + 1 >= u16::from(s.dist),
+                    "run order"
+                );
+            }
+        }
+        assert_eq!(count, t.len());
+    }
+
+    #[test]
+    fn insert_get_remove_replace() {
+        let mut t = ConnTable::new(16, 1000, 1);
+        assert!(t.is_empty());
+        assert!(t.get(&key(1)).is_none());
+        t.insert(key(1), conn(10, 100)).unwrap();
+        t.insert(key(2), conn(20, 100)).unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(&key(1)).unwrap().dest, DestId(10));
+        assert_eq!(t.get(&key(2)).unwrap().dest, DestId(20));
+
+        // Replace keeps one entry and returns the stored conn.
+        let c = t.insert(key(1), conn(11, 200)).unwrap();
+        assert_eq!(c.dest, DestId(11));
+        c.state = ConnState::FinWait;
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(&key(1)).unwrap().state, ConnState::FinWait);
+        assert_eq!(t.get(&key(1)).unwrap().expires(), Instant::from_secs(200));
+
+        // get_mut edits in place.
+        t.get_mut(&key(2))
+            .unwrap()
+            .set_expires(Instant::from_secs(5));
+        assert_eq!(t.get(&key(2)).unwrap().expires(), Instant::from_secs(5));
+
+        // A key differing only in flags, proto or a port is another flow.
+        let mut other = key(1);
+        other.flags = crate::director::conn::KEY_TEMPLATE;
+        assert!(t.get(&other).is_none());
+        let mut other = key(1);
+        other.proto = 17;
+        assert!(t.get(&other).is_none());
+        let mut other = key(1);
+        other.vport = 81;
+        assert!(t.get(&other).is_none());
+
+        assert_eq!(t.remove(&key(1)).unwrap().dest, DestId(11));
+        assert!(t.remove(&key(1)).is_none());
+        assert!(t.get(&key(1)).is_none());
+        assert_eq!(t.len(), 1);
+        check_invariants(&t);
+
+        t.clear();
+        assert!(t.is_empty());
+        assert!(t.get(&key(2)).is_none());
+        assert_eq!(t.iter().count(), 0);
+    }
+
+    #[test]
+    fn grows_by_doubling_up_to_max_then_table_full() {
+        let mut t = ConnTable::new(16, 100, 7);
+        assert_eq!(t.capacity(), 16);
+        assert_eq!(t.max_entries(), 100);
+        let mut caps = vec![t.capacity()];
+        for n in 0..100 {
+            t.insert(key(n), conn(n, 10)).unwrap();
+            if *caps.last().unwrap() != t.capacity() {
+                caps.push(t.capacity());
+            }
+            assert!(t.len() <= t.capacity() * 7 / 8);
+        }
+        assert_eq!(caps, [16, 32, 64, 128]);
+        assert!(matches!(t.insert(key(100), conn(0, 10)), Err(TableFull)));
+        assert_eq!(TableFull.to_string(), "connection table full");
+        // Replacing an existing key still works when full.
+        t.insert(key(5), conn(55, 10)).unwrap();
+        assert_eq!(t.get(&key(5)).unwrap().dest, DestId(55));
+        // After a removal there is room again.
+        t.remove(&key(0)).unwrap();
+        t.insert(key(100), conn(1, 10)).unwrap();
+        assert_eq!(t.capacity(), 128);
+        for n in 1..=100 {
+            assert!(t.get(&key(n)).is_some(), "{n}");
+        }
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn capacity_bounds() {
+        assert_eq!(ConnTable::new(0, 0, 0).capacity(), 16);
+        assert!(ConnTable::new(0, 0, 0).insert(key(1), conn(1, 1)).is_err());
+        // Initial capacity is clamped to what max_entries needs.
+        assert_eq!(ConnTable::new(1 << 20, 14, 0).capacity(), 16);
+        assert_eq!(ConnTable::new(100, 1000, 0).capacity(), 128);
+        assert_eq!(ConnTable::slots_for(1_000_000), 1 << 21);
+        assert_eq!(ConnTable::slots_for(14), 16);
+        assert_eq!(ConnTable::slots_for(15), 32);
+        // A huge max_entries does not overflow.
+        let t = ConnTable::new(16, usize::MAX, 0);
+        assert_eq!(t.max_entries(), load_limit(MAX_SLOTS));
+    }
+
+    #[test]
+    fn randomised_model_against_std_hashmap() {
+        // Small key space so inserts replace and removes hit; small initial size so the table
+        // grows, wraps around its end and runs long clusters.
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut t = ConnTable::new(16, 3000, 42);
+        let mut model: HashMap<ConnKey, Conn> = HashMap::new();
+        for op in 0..100_000u32 {
+            let k = key(rng.below(4000) as u32);
+            match rng.below(10) {
+                0..=3 => {
+                    let c = conn(op, u64::from(op));
+                    match t.insert(k, c) {
+                        Ok(stored) => {
+                            assert_eq!(*stored, c);
+                            model.insert(k, c);
+                        }
+                        Err(TableFull) => {
+                            assert!(!model.contains_key(&k));
+                            assert_eq!(model.len(), 3000);
+                        }
+                    }
+                }
+                4..=6 => assert_eq!(t.remove(&k), model.remove(&k)),
+                7 => {
+                    if let Some(c) = t.get_mut(&k) {
+                        c.state = ConnState::TimeWait;
+                        model.get_mut(&k).unwrap().state = ConnState::TimeWait;
+                    } else {
+                        assert!(!model.contains_key(&k));
+                    }
+                }
+                _ => assert_eq!(t.get(&k), model.get(&k)),
+            }
+            assert_eq!(t.len(), model.len());
+            if op % 10_000 == 0 {
+                check_invariants(&t);
+            }
+        }
+        check_invariants(&t);
+        for (k, c) in &model {
+            assert_eq!(t.get(k), Some(c));
+        }
+        let mut seen: Vec<_> = t.iter().map(|(k, c)| (*k, *c)).collect();
+        seen.sort_by_key(|(k, _)| (k.caddr, k.cport));
+        let mut want: Vec<_> = model.into_iter().collect();
+        want.sort_by_key(|(k, _)| (k.caddr, k.cport));
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn deletion_keeps_colliding_keys_findable() {
+        // Only 3 hash bits: every key lands in one of 8 homes, runs wrap around the end.
+        let mut t = ConnTable::new(64, 56, 3);
+        t.hash_mask = 0x7;
+        let mut rng = Rng(99);
+        let mut model: HashMap<ConnKey, Conn> = HashMap::new();
+        for op in 0..20_000u32 {
+            let k = key(rng.below(80) as u32);
+            if rng.below(2) == 0 {
+                if t.insert(k, conn(op, 1)).is_ok() {
+                    model.insert(k, conn(op, 1));
+                }
+            } else {
+                assert_eq!(t.remove(&k), model.remove(&k));
+            }
+            for (k, c) in &model {
+                assert_eq!(t.get(k), Some(c));
+            }
+        }
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn degenerate_hash_fails_cleanly_instead_of_losing_flows() {
+        // Every key hashes to 0: runs reach the distance limit, the table grows and re-seeds
+        // (no help with a constant hash), and the insert reports TableFull.
+        let mut t = ConnTable::new(512, 400, 5);
+        t.hash_mask = 0;
+        let mut stored = 0u32;
+        for n in 0..400 {
+            if t.insert(key(n), conn(n, 1)).is_err() {
+                break;
+            }
+            stored += 1;
+        }
+        assert_eq!(stored, u32::from(MAX_DIST));
+        assert_eq!(t.len(), stored as usize);
+        for n in 0..stored {
+            assert_eq!(t.get(&key(n)).unwrap().dest, DestId(n));
+        }
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn sweep_removes_exactly_the_expired() {
+        let mut t = ConnTable::new(1024, 1000, 11);
+        for n in 0..800 {
+            // Expiries 1..=8 s.
+            t.insert(key(n), conn(n, u64::from(n % 8) + 1)).unwrap();
+        }
+        let now = Instant::from_secs(4);
+        let mut expired = Vec::new();
+        let removed = t.sweep(now, t.capacity(), |k, c| {
+            assert!(c.expires() <= now);
+            expired.push(*k);
+        });
+        assert_eq!(removed, 400);
+        assert_eq!(expired.len(), 400);
+        assert_eq!(t.len(), 400);
+        for n in 0..800 {
+            assert_eq!(t.get(&key(n)).is_some(), n % 8 >= 4, "{n}");
+        }
+        for (_, c) in t.iter() {
+            assert!(c.expires() > now);
+        }
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn sweep_is_resumable_with_small_budgets() {
+        for budget in [1, 7, 64, 1000] {
+            let mut t = ConnTable::new(256, 200, 13);
+            for n in 0..200 {
+                t.insert(key(n), conn(n, if n % 3 == 0 { 1 } else { 100 }))
+                    .unwrap();
+            }
+            let expired_count = (0..200).filter(|n| n % 3 == 0).count();
+            let calls = t.capacity().div_ceil(budget);
+            let mut removed = 0;
+            for _ in 0..calls {
+                removed += t.sweep(Instant::from_secs(1), budget, |_, _| {});
+            }
+            assert_eq!(removed, expired_count, "budget {budget}");
+            assert_eq!(t.len(), 200 - expired_count);
+            check_invariants(&t);
+        }
+    }
+
+    #[test]
+    fn sweep_budget_bounds_the_work() {
+        let mut t = ConnTable::new(1024, 1000, 17);
+        for n in 0..800 {
+            t.insert(key(n), conn(n, 1)).unwrap();
+        }
+        // All expired; one call with budget 16 removes only what those 16 slots hold
+        // (plus the entries that backward shifts pull into them).
+        let removed = t.sweep(Instant::from_secs(2), 16, |_, _| {});
+        assert!(removed < 800);
+        assert_eq!(t.len(), 800 - removed);
+        let mut total = removed;
+        while !t.is_empty() {
+            total += t.sweep(Instant::from_secs(2), 16, |_, _| {});
+        }
+        assert_eq!(total, 800);
+        // A sweep over an empty table, or with zero budget, is a no-op.
+        assert_eq!(t.sweep(Instant::from_secs(2), 0, |_, _| {}), 0);
+        assert_eq!(t.sweep(Instant::from_secs(2), 10_000, |_, _| {}), 0);
+    }
+
+    #[test]
+    fn sweep_with_virtual_clock() {
+        let mut t = ConnTable::new(64, 50, 19);
+        let mut now = Instant::from_secs(100);
+        let timeout = Duration::from_secs(60);
+        t.insert(
+            key(1),
+            Conn::new(DestId(1), ConnState::SynRecv, now + timeout),
+        )
+        .unwrap();
+        now += Duration::from_secs(30);
+        t.insert(key(2), Conn::new(DestId(2), ConnState::Udp, now + timeout))
+            .unwrap();
+        now += Duration::from_secs(30);
+        let mut gone = Vec::new();
+        t.sweep(now, 64, |k, _| gone.push(*k));
+        assert_eq!(gone, [key(1)]);
+        now += Duration::from_secs(29);
+        assert_eq!(t.sweep(now, 64, |_, _| {}), 0);
+        now += Duration::from_secs(1);
+        assert_eq!(t.sweep(now, 64, |_, _| {}), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn retain_keeps_what_the_predicate_keeps() {
+        let mut t = ConnTable::new(64, 1000, 23);
+        for n in 0..500 {
+            t.insert(key(n), conn(n % 5, 1)).unwrap();
+        }
+        t.retain(|_, c| {
+            c.state = ConnState::Close;
+            c.dest != DestId(3)
+        });
+        assert_eq!(t.len(), 400);
+        for n in 0..500 {
+            let got = t.get(&key(n));
+            assert_eq!(got.is_some(), n % 5 != 3);
+            if let Some(c) = got {
+                assert_eq!(c.state, ConnState::Close);
+            }
+        }
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn seeds_change_the_layout() {
+        let mut a = ConnTable::new(64, 40, 1);
+        let mut b = ConnTable::new(64, 40, 2);
+        for n in 0..40 {
+            a.insert(key(n), conn(n, 1)).unwrap();
+            b.insert(key(n), conn(n, 1)).unwrap();
+        }
+        let order = |t: &ConnTable| t.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+        assert_ne!(order(&a), order(&b));
+        assert_ne!(random_seed(), random_seed());
+    }
+
+    /// Allocated bytes per flow at `n` flows.
+    fn bytes_per_flow(n: u32) -> f64 {
+        let mut t = ConnTable::new(16, 2_000_000, 29);
+        for i in 0..n {
+            let k = ConnKey::new(
+                6,
+                Ipv4Addr::from(0x0a00_0000 + (i / 50_000)),
+                (i % 50_000) as u16 + 1024,
+                Ipv4Addr::new(192, 0, 2, (i % 4) as u8),
+                443,
+            );
+            t.insert(k, conn(i, 900)).unwrap();
+        }
+        assert_eq!(t.len(), n as usize);
+        t.heap_bytes() as f64 / f64::from(n)
+    }
+
+    #[test]
+    fn memory_per_flow_at_one_million_is_under_64_bytes() {
+        assert_eq!(ConnTable::slot_bytes(), 28);
+        // At 1M flows the table has 2^21 slots: 28 * 2^21 / 10^6 = 58.7 bytes per flow.
+        let per_flow = bytes_per_flow(1_000_000);
+        assert!(per_flow <= 64.0, "{per_flow} bytes per flow");
+        // Worst case, just after a doubling (7/16 full): 28 * 16 / 7 = 64.
+        assert!(ConnTable::slot_bytes() * 16 / 7 <= 64);
+    }
+}

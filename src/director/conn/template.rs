@@ -1,0 +1,439 @@
+//! Persistence templates: which real server a client (or client network) sticks to.
+//!
+//! A persistent service (`ipvsadm -p TIMEOUT [-M NETMASK]`) binds every new flow of a client to
+//! the real server its earlier flows went to. IPVS keeps that binding in a *template*: a
+//! connection entry keyed by (protocol, masked client address, VIP, service port) with client
+//! port 0. Here templates live in their own table shared by all worker threads, because a
+//! client's flows may arrive on different TUN queues; it is consulted once per new flow, never
+//! per packet, so a sharded `Mutex<HashMap>` is enough.
+//!
+//! Lifetime, as IPVS (`ip_vs_conn_expire` and `n_control`): a template lives while it controls
+//! connections; each use restarts its timer, and once its last controlled connection has
+//! expired it lives `timeout` longer.
+
+use core::fmt;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::Ipv4Addr;
+use std::sync::{Mutex, MutexGuard};
+
+use super::{ConnKey, DestId, KEY_TEMPLATE};
+use crate::time::{Duration, Instant};
+
+/// Number of independently locked shards.
+const SHARDS: usize = 16;
+
+/// The template key for a client of a persistent service: client address masked with the
+/// service's persistence netmask, client port 0, flags [`KEY_TEMPLATE`].
+///
+/// `vport` is the service's port (0 for an all-ports service).
+pub fn template_key(
+    proto: u8,
+    caddr: Ipv4Addr,
+    netmask: Ipv4Addr,
+    vaddr: Ipv4Addr,
+    vport: u16,
+) -> ConnKey {
+    ConnKey {
+        proto,
+        flags: KEY_TEMPLATE,
+        caddr: Ipv4Addr::from(u32::from(caddr) & u32::from(netmask)),
+        cport: 0,
+        vaddr,
+        vport,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Template {
+    dest: DestId,
+    /// Connections created through this template that have not expired yet.
+    controlled: u32,
+    /// When the template expires if it controls no connection by then.
+    expires: Instant,
+    /// The persistence timeout it was last used with.
+    timeout: Duration,
+}
+
+impl Template {
+    fn is_alive(&self, now: Instant) -> bool {
+        self.controlled > 0 || self.expires > now
+    }
+}
+
+type Shard = HashMap<ConnKey, Template>;
+
+/// Persistence templates, shared by all worker threads.
+pub struct TemplateTable {
+    shards: [Mutex<Shard>; SHARDS],
+    /// Picks a key's shard.
+    spread: RandomState,
+}
+
+impl Default for TemplateTable {
+    fn default() -> Self {
+        TemplateTable::new()
+    }
+}
+
+impl fmt::Debug for TemplateTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TemplateTable")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a shard. A panic elsewhere while holding the lock leaves the map consistent (every
+/// update is a single map operation), so a poisoned lock is used as is.
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl TemplateTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        TemplateTable {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            spread: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &ConnKey) -> MutexGuard<'_, Shard> {
+        let h = self.spread.hash_one(key);
+        lock(&self.shards[(h >> 32) as usize % SHARDS])
+    }
+
+    /// Looks up the template for `key` (not expired at `now`); if absent, calls `choose()` and,
+    /// if it returns `Some(dest)`, creates the template. Either way increments the template's
+    /// controlled-connection count and returns the dest. A template expires `timeout` after the
+    /// last time it had zero controlled connections (each use also restarts its timer).
+    ///
+    /// `choose` runs with the key's shard locked: it must not call back into this table.
+    pub fn get_or_create(
+        &self,
+        key: ConnKey,
+        now: Instant,
+        timeout: Duration,
+        choose: impl FnOnce() -> Option<DestId>,
+    ) -> Option<DestId> {
+        let mut shard = self.shard(&key);
+        if let Some(t) = shard.get_mut(&key) {
+            if t.is_alive(now) {
+                t.controlled = t.controlled.saturating_add(1);
+                t.expires = t.expires.max(now + timeout);
+                t.timeout = timeout;
+                return Some(t.dest);
+            }
+        }
+        match choose() {
+            Some(dest) => {
+                let t = Template {
+                    dest,
+                    controlled: 1,
+                    expires: now + timeout,
+                    timeout,
+                };
+                shard.insert(key, t);
+                Some(dest)
+            }
+            None => {
+                // Drop the dead template, if that is what was there.
+                shard.remove(&key);
+                None
+            }
+        }
+    }
+
+    /// A connection created through `key` has expired.
+    pub fn release(&self, key: &ConnKey, now: Instant) {
+        self.release_if(key, now, |_| true);
+    }
+
+    /// Like [`TemplateTable::release`], but only if the template still points at `dest`: a
+    /// connection that outlived its template's removal ([`TemplateTable::remove_dest`]) does
+    /// not then count against a newer template of the same key.
+    pub fn release_for(&self, key: &ConnKey, dest: DestId, now: Instant) {
+        self.release_if(key, now, |t| t.dest == dest);
+    }
+
+    fn release_if(&self, key: &ConnKey, now: Instant, matches: impl Fn(&Template) -> bool) {
+        let mut shard = self.shard(key);
+        if let Some(t) = shard.get_mut(key) {
+            if matches(t) && t.controlled > 0 {
+                t.controlled -= 1;
+                if t.controlled == 0 {
+                    t.expires = t.expires.max(now + t.timeout);
+                }
+            }
+        }
+    }
+
+    /// Removes templates pointing at `dest` (used when a real server is deleted, or quiesced
+    /// with `expire_quiescent_template`).
+    pub fn remove_dest(&self, dest: DestId) {
+        for m in &self.shards {
+            lock(m).retain(|_, t| t.dest != dest);
+        }
+    }
+
+    /// Removes the templates that have expired at `now`; returns how many.
+    pub fn expire(&self, now: Instant) -> usize {
+        let mut removed = 0;
+        for m in &self.shards {
+            let mut shard = lock(m);
+            let before = shard.len();
+            shard.retain(|_, t| t.is_alive(now));
+            removed += before - shard.len();
+        }
+        removed
+    }
+
+    /// Every live template at `now`: key, dest, expiry, controlled connections (for
+    /// `adm -lnc`). A template that controls connections does not expire at the instant shown;
+    /// it is when it would, were they gone.
+    pub fn snapshot(&self, now: Instant) -> Vec<(ConnKey, DestId, Instant, u32)> {
+        let mut out = Vec::new();
+        for m in &self.shards {
+            let shard = lock(m);
+            out.extend(
+                shard
+                    .iter()
+                    .filter(|(_, t)| t.is_alive(now))
+                    .map(|(k, t)| (*k, t.dest, t.expires, t.controlled)),
+            );
+        }
+        out
+    }
+
+    /// Number of templates held, including expired ones not yet removed by
+    /// [`TemplateTable::expire`].
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|m| lock(m).len()).sum()
+    }
+
+    /// Whether no template is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    const TCP: u8 = 6;
+    const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+    const HOST: Ipv4Addr = Ipv4Addr::BROADCAST;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn key(client: [u8; 4]) -> ConnKey {
+        template_key(TCP, Ipv4Addr::from(client), HOST, VIP, 443)
+    }
+
+    #[test]
+    fn template_key_masks_the_client() {
+        let k = template_key(
+            TCP,
+            Ipv4Addr::new(198, 51, 100, 77),
+            Ipv4Addr::new(255, 255, 255, 0),
+            VIP,
+            80,
+        );
+        assert_eq!(k.caddr, Ipv4Addr::new(198, 51, 100, 0));
+        assert_eq!(k.cport, 0);
+        assert!(k.is_template());
+        assert_eq!((k.proto, k.vaddr, k.vport), (TCP, VIP, 80));
+    }
+
+    #[test]
+    fn second_flow_sticks_to_the_first_choice() {
+        let t = TemplateTable::new();
+        let now = Instant::from_secs(10);
+        let k = key([10, 0, 0, 1]);
+        assert_eq!(
+            t.get_or_create(k, now, secs(300), || Some(DestId(1))),
+            Some(DestId(1))
+        );
+        let got = t.get_or_create(k, now, secs(300), || panic!("must not reschedule"));
+        assert_eq!(got, Some(DestId(1)));
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.snapshot(now),
+            [(k, DestId(1), now + secs(300), 2)],
+            "two controlled connections"
+        );
+        // Another client is scheduled afresh.
+        let other = key([10, 0, 0, 2]);
+        assert_eq!(
+            t.get_or_create(other, now, secs(300), || Some(DestId(2))),
+            Some(DestId(2))
+        );
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn no_dest_creates_no_template() {
+        let t = TemplateTable::new();
+        let k = key([10, 0, 0, 1]);
+        assert_eq!(t.get_or_create(k, Instant::ZERO, secs(60), || None), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn lives_while_it_controls_connections_then_timeout_more() {
+        let t = TemplateTable::new();
+        let k = key([10, 0, 0, 1]);
+        let timeout = secs(60);
+        let mut now = Instant::from_secs(1000);
+        t.get_or_create(k, now, timeout, || Some(DestId(7)));
+        // The connection lives far beyond the persistence timeout.
+        now += secs(3600);
+        assert_eq!(t.expire(now), 0);
+        assert_eq!(
+            t.get_or_create(k, now, timeout, || Some(DestId(8))),
+            Some(DestId(7))
+        );
+        // Both connections expire; the template outlives the last one by the timeout.
+        t.release(&k, now + secs(10));
+        assert_eq!(
+            t.expire(now + secs(500)),
+            0,
+            "one connection still controlled"
+        );
+        let last = now + secs(600);
+        t.release(&k, last);
+        assert_eq!(t.snapshot(last), [(k, DestId(7), last + timeout, 0)]);
+        assert_eq!(t.expire(last + secs(59)), 0);
+        // A new flow within the timeout still sticks and restarts the timer.
+        let reuse = last + secs(59);
+        assert_eq!(
+            t.get_or_create(k, reuse, timeout, || Some(DestId(8))),
+            Some(DestId(7))
+        );
+        t.release(&k, reuse);
+        assert_eq!(t.expire(reuse + secs(59)), 0);
+        assert_eq!(t.expire(reuse + secs(60)), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn expired_template_is_replaced_by_a_new_choice() {
+        let t = TemplateTable::new();
+        let k = key([10, 0, 0, 1]);
+        let t0 = Instant::from_secs(5);
+        t.get_or_create(k, t0, secs(60), || Some(DestId(1)));
+        t.release(&k, t0);
+        // Expired but not yet swept: treated as absent.
+        let later = t0 + secs(60);
+        assert!(t.snapshot(later).is_empty());
+        assert_eq!(
+            t.get_or_create(k, later, secs(60), || Some(DestId(2))),
+            Some(DestId(2))
+        );
+        assert_eq!(t.snapshot(later), [(k, DestId(2), later + secs(60), 1)]);
+    }
+
+    #[test]
+    fn netmask_groups_clients_of_one_network() {
+        let t = TemplateTable::new();
+        let mask = Ipv4Addr::new(255, 255, 255, 0);
+        let now = Instant::from_secs(1);
+        let k1 = template_key(TCP, Ipv4Addr::new(198, 51, 100, 1), mask, VIP, 443);
+        let k2 = template_key(TCP, Ipv4Addr::new(198, 51, 100, 200), mask, VIP, 443);
+        let k3 = template_key(TCP, Ipv4Addr::new(198, 51, 101, 1), mask, VIP, 443);
+        assert_eq!(k1, k2);
+        assert_eq!(
+            t.get_or_create(k1, now, secs(60), || Some(DestId(1))),
+            Some(DestId(1))
+        );
+        assert_eq!(
+            t.get_or_create(k2, now, secs(60), || Some(DestId(2))),
+            Some(DestId(1))
+        );
+        assert_eq!(
+            t.get_or_create(k3, now, secs(60), || Some(DestId(3))),
+            Some(DestId(3))
+        );
+        // Same network, other service port or protocol: another template.
+        let k4 = template_key(TCP, Ipv4Addr::new(198, 51, 100, 1), mask, VIP, 80);
+        let k5 = template_key(17, Ipv4Addr::new(198, 51, 100, 1), mask, VIP, 443);
+        assert_eq!(
+            t.get_or_create(k4, now, secs(60), || Some(DestId(4))),
+            Some(DestId(4))
+        );
+        assert_eq!(
+            t.get_or_create(k5, now, secs(60), || Some(DestId(5))),
+            Some(DestId(5))
+        );
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn remove_dest_drops_its_templates() {
+        let t = TemplateTable::new();
+        let now = Instant::from_secs(1);
+        for i in 0..20u8 {
+            let dest = DestId(u32::from(i % 2));
+            t.get_or_create(key([10, 0, 0, i]), now, secs(60), || Some(dest));
+        }
+        t.remove_dest(DestId(1));
+        assert_eq!(t.len(), 10);
+        assert!(t.snapshot(now).iter().all(|e| e.1 == DestId(0)));
+        // The client of a removed dest is scheduled again.
+        assert_eq!(
+            t.get_or_create(key([10, 0, 0, 1]), now, secs(60), || Some(DestId(9))),
+            Some(DestId(9))
+        );
+    }
+
+    #[test]
+    fn release_for_ignores_a_newer_template() {
+        let t = TemplateTable::new();
+        let k = key([10, 0, 0, 1]);
+        let now = Instant::from_secs(1);
+        t.get_or_create(k, now, secs(60), || Some(DestId(1)));
+        t.remove_dest(DestId(1));
+        t.get_or_create(k, now, secs(60), || Some(DestId(2)));
+        // The old connection (bound to dest 1) expires: the new template keeps its count.
+        t.release_for(&k, DestId(1), now);
+        assert_eq!(t.snapshot(now)[0].3, 1);
+        t.release_for(&k, DestId(2), now);
+        assert_eq!(t.snapshot(now)[0].3, 0);
+        // Releasing more than was controlled does not underflow.
+        t.release(&k, now);
+        assert_eq!(t.snapshot(now)[0].3, 0);
+        t.release(&key([1, 2, 3, 4]), now);
+    }
+
+    #[test]
+    fn shared_between_threads() {
+        let t = Arc::new(TemplateTable::new());
+        let now = Instant::from_secs(1);
+        let handles: Vec<_> = (0..4u32)
+            .map(|w| {
+                let t = Arc::clone(&t);
+                std::thread::spawn(move || {
+                    (0..200u8)
+                        .map(|i| {
+                            t.get_or_create(key([10, 0, 1, i]), now, secs(60), || Some(DestId(w)))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results: Vec<Vec<Option<DestId>>> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        // Every worker got the same dest for each client.
+        for r in &results[1..] {
+            assert_eq!(r, &results[0]);
+        }
+        assert_eq!(t.len(), 200);
+        assert!(t.snapshot(now).iter().all(|e| e.3 == 4));
+    }
+}
