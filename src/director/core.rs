@@ -509,7 +509,9 @@ fn handle_icmp(
         return Verdict::Drop(DropReason::IcmpUnsupported);
     }
     // The embedded packet is one the real server sent from the VIP to the client.
-    let inner = msg.payload();
+    let Some(inner) = msg.invoking_packet() else {
+        return Verdict::Drop(DropReason::IcmpUnsupported);
+    };
     if inner.len() < 20 || inner[0] >> 4 != 4 {
         return Verdict::Drop(DropReason::IcmpUnsupported);
     }

@@ -14,6 +14,9 @@ pub mod service;
 pub mod table;
 mod verdict;
 
+#[cfg(test)]
+mod tests;
+
 pub use self::core::{Counters, Director, DirectorConfig, Shared};
 pub use table::{Registry, Snapshot};
 pub use verdict::{DropReason, Encap, Verdict};

@@ -125,7 +125,7 @@ mod tests {
             assert!(r
                 .as_str()
                 .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '_'));
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
         }
         assert_eq!(core::mem::size_of::<DropReason>(), 1);
     }

@@ -17,6 +17,8 @@ pub mod checksum;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
+#[doc(hidden)]
+pub mod testing;
 pub mod udp;
 
 pub use icmp::Icmpv4Packet;

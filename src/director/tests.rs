@@ -1,0 +1,409 @@
+//! Scenario tests of the sans-IO core: several workers sharing one table, a virtual clock,
+//! packets built in memory. No sockets.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::conn::{ConnState, Timeouts};
+use super::service::{
+    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
+    ServiceSet,
+};
+use super::{Director, DirectorConfig, DropReason, Registry, Shared, Verdict};
+use crate::encap::{self, TunnelType};
+use crate::time::{Duration, Instant};
+use crate::wire::testing::{icmp_error, ipv4_packet, tcp_packet, udp_packet};
+use crate::wire::{Ipv4Packet, TcpPacket};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
+const RS1: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 12);
+const RS2: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 13);
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN_ACK: u8 = 0x11;
+
+fn client(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0x0a01_0000 + i)
+}
+
+fn dest(addr: Ipv4Addr, weight: u32, tun: TunnelType) -> DestConfig {
+    DestConfig {
+        addr,
+        port: 80,
+        weight,
+        forward: Forward::tunnel(tun),
+        u_threshold: 0,
+        l_threshold: 0,
+    }
+}
+
+fn service(sched: SchedulerKind, dests: Vec<DestConfig>) -> ServiceConfig {
+    ServiceConfig {
+        key: ServiceKey {
+            vip: VIP,
+            port: 80,
+            proto: Protocol::Tcp,
+        },
+        scheduler: sched,
+        persistence: None,
+        mss_clamp: None,
+        dests,
+    }
+}
+
+/// A director with `workers` cores over one shared table.
+struct Lab {
+    registry: Registry,
+    shared: Arc<Shared>,
+    workers: Vec<Director>,
+}
+
+impl Lab {
+    fn new(workers: usize, set: ServiceSet) -> Lab {
+        let mut registry = Registry::new();
+        let snap = registry.build(&set, &Timeouts::default()).unwrap();
+        let shared = Arc::new(Shared::new(snap));
+        let workers = (0..workers)
+            .map(|_| Director::new(shared.clone(), DirectorConfig::default()))
+            .collect();
+        Lab {
+            registry,
+            shared,
+            workers,
+        }
+    }
+
+    fn publish(&mut self, set: &ServiceSet) {
+        let snap = self.registry.build(set, &Timeouts::default()).unwrap();
+        self.shared.publish(snap);
+    }
+
+    fn send(&mut self, worker: usize, now: Instant, pkt: &mut [u8]) -> Verdict {
+        self.workers[worker].handle_packet(now, pkt)
+    }
+}
+
+fn encap_dst(v: Verdict) -> Ipv4Addr {
+    match v {
+        Verdict::Encap(e) => e.dst,
+        other => panic!("expected Encap, got {other:?}"),
+    }
+}
+
+#[test]
+fn rr_alternates_exactly_across_workers() {
+    let set = ServiceSet {
+        services: vec![service(
+            SchedulerKind::Rr,
+            vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+        )],
+    };
+    let mut lab = Lab::new(3, set);
+    let now = Instant::from_secs(1);
+    let mut seen = Vec::new();
+    for i in 0..40 {
+        let mut syn = tcp_packet(client(1), 10000 + i as u16, VIP, 80, SYN, 0);
+        seen.push(encap_dst(lab.send(i % 3, now, &mut syn)));
+    }
+    for pair in seen.windows(2) {
+        assert_ne!(pair[0], pair[1], "rr must alternate: {seen:?}");
+    }
+    assert_eq!(seen.iter().filter(|&&d| d == RS1).count(), 20);
+}
+
+#[test]
+fn wrr_follows_weights_over_sequential_connections() {
+    let set = ServiceSet {
+        services: vec![service(
+            SchedulerKind::Wrr,
+            vec![dest(RS1, 3, TunnelType::Gre), dest(RS2, 1, TunnelType::Gre)],
+        )],
+    };
+    let mut lab = Lab::new(2, set);
+    let now = Instant::from_secs(1);
+    let mut rs1 = 0;
+    for i in 0..400u32 {
+        let mut syn = tcp_packet(client(i), 20000, VIP, 80, SYN, 0);
+        if encap_dst(lab.send(i as usize % 2, now, &mut syn)) == RS1 {
+            rs1 += 1;
+        }
+    }
+    assert_eq!(rs1, 300);
+}
+
+#[test]
+fn established_flow_sticks_and_states_follow_client_flags() {
+    let set = ServiceSet {
+        services: vec![service(
+            SchedulerKind::Rr,
+            vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+        )],
+    };
+    let mut lab = Lab::new(1, set);
+    let c = client(7);
+    let t0 = Instant::from_secs(10);
+    let first = encap_dst(lab.send(0, t0, &mut tcp_packet(c, 40000, VIP, 80, SYN, 0)));
+    let key_state = |lab: &Lab| lab.workers[0].conns().iter().next().map(|(_, c)| c.state);
+    assert_eq!(key_state(&lab), Some(ConnState::SynRecv));
+    for _ in 0..5 {
+        let d = encap_dst(lab.send(0, t0, &mut tcp_packet(c, 40000, VIP, 80, ACK, 100)));
+        assert_eq!(d, first);
+    }
+    assert_eq!(key_state(&lab), Some(ConnState::Established));
+    let snap = lab.shared.snapshot();
+    let d = snap.services()[0];
+    let idx = d.sched_dests.iter().position(|s| s.addr == first).unwrap();
+    assert_eq!(d.sched_dests[idx].state.active(), 1);
+    let _ = lab.send(0, t0, &mut tcp_packet(c, 40000, VIP, 80, FIN_ACK, 0));
+    assert_eq!(key_state(&lab), Some(ConnState::FinWait));
+    assert_eq!(d.sched_dests[idx].state.active(), 0);
+    assert_eq!(d.sched_dests[idx].state.inactive(), 1);
+
+    // FIN_WAIT times out after tcpfin (120 s); the sweep removes it and the counts go to 0.
+    let mut t = t0;
+    for _ in 0..130 {
+        t += Duration::from_secs(1);
+        lab.workers[0].handle_timeout(t);
+    }
+    assert_eq!(lab.workers[0].conns().len(), 0);
+    assert_eq!(d.sched_dests[idx].state.inactive(), 0);
+    assert_eq!(lab.workers[0].counters().conns_expired, 1);
+}
+
+#[test]
+fn packets_without_service_or_connection_are_dropped_and_counted() {
+    let set = ServiceSet {
+        services: vec![service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Ipip)])],
+    };
+    let mut lab = Lab::new(1, set);
+    let now = Instant::from_secs(1);
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1, VIP, 81, SYN, 0));
+    assert_eq!(v, Verdict::Drop(DropReason::NoService));
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1, VIP, 80, ACK, 0));
+    assert_eq!(v, Verdict::Drop(DropReason::NoConnection));
+    let v = lab.send(0, now, &mut udp_packet(client(1), 1, VIP, 80, 10));
+    assert_eq!(v, Verdict::Drop(DropReason::NoService));
+    let v = lab.send(0, now, &mut [0x60, 0, 0, 0]);
+    assert_eq!(v, Verdict::Drop(DropReason::NotIpv4));
+    let v = lab.send(0, now, &mut [0x45, 0, 0]);
+    assert_eq!(v, Verdict::Drop(DropReason::MalformedIp));
+    let c = lab.workers[0].counters();
+    assert_eq!(c.dropped(DropReason::NoService), 2);
+    assert_eq!(c.dropped(DropReason::NoConnection), 1);
+    assert_eq!(c.dropped(DropReason::NotIpv4), 1);
+}
+
+#[test]
+fn weight_zero_quiesces_but_keeps_established_flows() {
+    let mut set = ServiceSet {
+        services: vec![service(
+            SchedulerKind::Rr,
+            vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+        )],
+    };
+    let mut lab = Lab::new(1, set.clone());
+    let now = Instant::from_secs(1);
+    let mut flows = Vec::new();
+    for i in 0..4u16 {
+        let d = encap_dst(lab.send(0, now, &mut tcp_packet(client(1), 3000 + i, VIP, 80, SYN, 0)));
+        flows.push((3000 + i, d));
+    }
+    set.services[0].dests[0].weight = 0;
+    lab.publish(&set);
+    for &(port, d) in &flows {
+        assert_eq!(encap_dst(lab.send(0, now, &mut tcp_packet(client(1), port, VIP, 80, ACK, 1))), d);
+    }
+    for i in 0..6u16 {
+        let d = encap_dst(lab.send(0, now, &mut tcp_packet(client(2), 5000 + i, VIP, 80, SYN, 0)));
+        assert_eq!(d, RS2);
+    }
+    // Deleting RS2 drops its flows (expire_nodest_conn) and keeps RS1's.
+    set.services[0].dests[0].weight = 1;
+    set.services[0].dests.remove(1);
+    lab.publish(&set);
+    for &(port, d) in &flows {
+        let v = lab.send(0, now, &mut tcp_packet(client(1), port, VIP, 80, ACK, 1));
+        if d == RS2 {
+            assert_eq!(v, Verdict::Drop(DropReason::DestinationGone));
+        } else {
+            assert_eq!(encap_dst(v), RS1);
+        }
+    }
+}
+
+#[test]
+fn persistence_pins_a_client_across_workers_and_netmask() {
+    let mut svc = service(
+        SchedulerKind::Rr,
+        vec![dest(RS1, 1, TunnelType::Gue), dest(RS2, 1, TunnelType::Gue)],
+    );
+    svc.persistence = Some(Persistence {
+        timeout: 60,
+        netmask: Ipv4Addr::new(255, 255, 255, 0),
+    });
+    let mut lab = Lab::new(2, ServiceSet { services: vec![svc] });
+    let now = Instant::from_secs(1);
+    let a = encap_dst(lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, SYN, 0)));
+    for i in 1..20u16 {
+        // Same /24, other ports, alternating workers.
+        let d = encap_dst(lab.send(i as usize % 2, now, &mut tcp_packet(client(1 + (i as u32 % 3)), 1000 + i, VIP, 80, SYN, 0)));
+        assert_eq!(d, a);
+    }
+    // Another /24 gets the other server next (rr continues).
+    let other = Ipv4Addr::new(10, 9, 9, 9);
+    let b = encap_dst(lab.send(0, now, &mut tcp_packet(other, 1000, VIP, 80, SYN, 0)));
+    assert_ne!(a, b);
+}
+
+#[test]
+fn too_big_with_df_gets_frag_needed_with_mtu_minus_overhead() {
+    let set = ServiceSet {
+        services: vec![service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Gue)])],
+    };
+    let mut lab = Lab::new(1, set);
+    let now = Instant::from_secs(1);
+    let c = client(3);
+    let _ = lab.send(0, now, &mut tcp_packet(c, 5555, VIP, 80, SYN, 0));
+    let mut big = tcp_packet(c, 5555, VIP, 80, ACK, 1460);
+    assert_eq!(big.len(), 1500);
+    let v = lab.send(0, now, &mut big);
+    let Verdict::Reply { len } = v else {
+        panic!("expected an ICMP reply, got {v:?}")
+    };
+    let ip = Ipv4Packet::new_checked(&big[..len]).unwrap();
+    assert_eq!(ip.src_addr(), VIP);
+    assert_eq!(ip.dst_addr(), c);
+    assert_eq!(ip.protocol(), 1);
+    let icmp = ip.payload();
+    assert_eq!((icmp[0], icmp[1]), (3, 4));
+    let mtu = u16::from_be_bytes([icmp[6], icmp[7]]);
+    assert_eq!(mtu as usize, 1500 - encap::overhead(TunnelType::Gue, false));
+    assert_eq!(lab.workers[0].counters().dropped(DropReason::TooBig), 1);
+    // A packet that fits goes through.
+    let mut ok = tcp_packet(c, 5555, VIP, 80, ACK, 1400);
+    assert_eq!(encap_dst(lab.send(0, now, &mut ok)), RS1);
+}
+
+#[test]
+fn mss_is_clamped_on_syn_when_configured() {
+    let mut svc = service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Ipip)]);
+    svc.mss_clamp = Some(1380);
+    let mut lab = Lab::new(1, ServiceSet { services: vec![svc] });
+    let mut syn = tcp_packet(client(1), 999, VIP, 80, SYN, 0);
+    let v = lab.send(0, Instant::from_secs(1), &mut syn);
+    assert_eq!(encap_dst(v), RS1);
+    let ip = Ipv4Packet::new_checked(&syn[..]).unwrap();
+    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+    assert_eq!(tcp.mss(), Some(1380));
+    assert!(tcp.verify_checksum(ip.src_addr(), ip.dst_addr()));
+}
+
+#[test]
+fn icmp_error_about_a_flow_goes_to_its_real_server() {
+    let set = ServiceSet {
+        services: vec![service(
+            SchedulerKind::Rr,
+            vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+        )],
+    };
+    let mut lab = Lab::new(1, set);
+    let now = Instant::from_secs(1);
+    let c = client(4);
+    let _ = lab.send(0, now, &mut tcp_packet(Ipv4Addr::new(1, 1, 1, 1), 1, VIP, 80, SYN, 0));
+    let d = encap_dst(lab.send(0, now, &mut tcp_packet(c, 6000, VIP, 80, SYN, 0)));
+    // The real server's reply (VIP:80 -> c:6000) hit a smaller MTU on the client's path.
+    let reply = tcp_packet(VIP, 80, c, 6000, ACK, 1000);
+    let router = Ipv4Addr::new(10, 1, 0, 1);
+    let mut err = icmp_error(router, VIP, 3, 4, 1400, &reply);
+    assert_eq!(encap_dst(lab.send(0, now, &mut err)), d);
+    // An error about an unknown flow is dropped.
+    let stray = tcp_packet(VIP, 80, c, 6001, ACK, 10);
+    let mut err = icmp_error(router, VIP, 3, 4, 1400, &stray);
+    assert_eq!(lab.send(0, now, &mut err), Verdict::Drop(DropReason::IcmpNoFlow));
+    // Echo to the VIP is not forwarded.
+    let mut echo = ipv4_packet(c, VIP, 1, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
+    assert_eq!(lab.send(0, now, &mut echo), Verdict::Drop(DropReason::IcmpUnsupported));
+}
+
+#[test]
+fn later_fragments_follow_the_first() {
+    let set = ServiceSet {
+        services: vec![ServiceConfig {
+            key: ServiceKey {
+                vip: VIP,
+                port: 53,
+                proto: Protocol::Udp,
+            },
+            ..service(
+                SchedulerKind::Rr,
+                vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+            )
+        }],
+    };
+    let mut lab = Lab::new(2, set);
+    let now = Instant::from_secs(1);
+    let _ = lab.send(0, now, &mut udp_packet(client(9), 1, VIP, 53, 8));
+    let mut first = udp_packet(client(5), 4444, VIP, 53, 100);
+    first[6] = 0x20; // MF, offset 0
+    first[4..6].copy_from_slice(&0x7777u16.to_be_bytes());
+    let mut later = ipv4_packet(client(5), VIP, 17, &[0u8; 64]);
+    later[4..6].copy_from_slice(&0x7777u16.to_be_bytes());
+    later[6] = 0x00;
+    later[7] = 14; // offset 112 bytes
+    // (Header checksums are not re-verified by the core: the kernel checked them.)
+    let d = encap_dst(lab.send(0, now, &mut first));
+    assert_eq!(encap_dst(lab.send(1, now, &mut later)), d);
+    let mut orphan = later.clone();
+    orphan[4..6].copy_from_slice(&0x1111u16.to_be_bytes());
+    assert_eq!(lab.send(1, now, &mut orphan), Verdict::Drop(DropReason::FragmentNoFlow));
+}
+
+#[test]
+fn encap_header_is_well_formed_for_each_tunnel() {
+    for tun in [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue] {
+        let set = ServiceSet {
+            services: vec![service(SchedulerKind::Rr, vec![dest(RS1, 1, tun)])],
+        };
+        let mut lab = Lab::new(1, set);
+        let mut syn = tcp_packet(client(1), 1234, VIP, 80, SYN, 0);
+        let Verdict::Encap(e) = lab.send(0, Instant::from_secs(1), &mut syn) else {
+            panic!("no encap for {tun}")
+        };
+        // The outer header followed by the inner packet strips back to the inner packet.
+        let mut wire = e.header().to_vec();
+        wire.extend_from_slice(&syn[..e.len]);
+        let inner = match tun {
+            TunnelType::Gue => encap::strip_gue(&wire[28..]).map(|r| (r.start + 28)..(r.end + 28)),
+            _ => encap::strip_ip(&wire, tun, None).map(|s| s.inner),
+        }
+        .unwrap_or_else(|e| panic!("{tun}: {e}"));
+        assert_eq!(&wire[inner], &syn[..]);
+        assert_eq!(wire[8], 64, "outer TTL");
+    }
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let set = ServiceSet {
+        services: vec![service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Gre)])],
+    };
+    let mut lab = Lab::new(1, set);
+    let mut x: u64 = 0x1234_5678;
+    let samples = [
+        tcp_packet(client(1), 1, VIP, 80, SYN, 0),
+        udp_packet(client(1), 1, VIP, 80, 4),
+        icmp_error(client(1), VIP, 3, 4, 0, &tcp_packet(VIP, 80, client(1), 1, ACK, 0)),
+    ];
+    for round in 0..20_000 {
+        let mut p = samples[round % samples.len()].clone();
+        for _ in 0..3 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x as usize) % p.len();
+            p[i] = (x >> 32) as u8;
+        }
+        p.truncate((x >> 40) as usize % (p.len() + 1));
+        let _ = lab.send(0, Instant::from_millis(round as u64), &mut p);
+    }
+}
