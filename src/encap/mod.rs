@@ -3,9 +3,25 @@
 //! Each tunnel type can *build* the outer header in front of an inner IPv4 packet (director side)
 //! and *strip* it again (real-server side). Building writes into a small fixed array so the driver
 //! can send `[outer header, inner packet]` as two iovecs: the inner packet is never copied.
+//! Stripping returns the inner packet's range in the received buffer.
+//!
+//! - [`build_outer`] — outer IPv4 (+ GRE, or + UDP + GUE) for an inner packet.
+//! - [`strip_ip`] — validate a packet from a raw IP socket (outer IPv4 header first) and find
+//!   the inner packet.
+//! - [`strip_gue`] — the same for a UDP payload received on the GUE port.
+//! - [`ipip`], [`gre`], [`gue`] — per-tunnel code: the [`gre::GreHeader`] and [`gue::GueHeader`]
+//!   views and their `Repr`s.
 
 use core::fmt;
+use core::ops::Range;
 use core::str::FromStr;
+use std::net::Ipv4Addr;
+
+use crate::wire::{self, checksum, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket};
+
+pub mod gre;
+pub mod gue;
+pub mod ipip;
 
 /// The largest outer header any tunnel type builds: IPv4 (20) + UDP (8) + GUE (4) = 32,
 /// IPv4 (20) + GRE with key (8) = 28.
@@ -15,7 +31,9 @@ pub const MAX_OUTER_HEADER: usize = 32;
 pub const DEFAULT_GUE_PORT: u16 = 6080;
 
 /// How a TUN-mode real server is reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TunnelType {
     /// IPv4-in-IPv4, IP protocol 4.
@@ -54,6 +72,441 @@ impl FromStr for TunnelType {
             other => Err(format!(
                 "unknown tunnel type {other:?}: expected ipip, gre or gue"
             )),
+        }
+    }
+}
+
+impl TunnelType {
+    /// The outer IPv4 protocol number this tunnel type is carried in.
+    pub const fn ip_protocol(self) -> u8 {
+        match self {
+            TunnelType::Ipip => IpProtocol::IPIP,
+            TunnelType::Gre => IpProtocol::GRE,
+            TunnelType::Gue => IpProtocol::UDP,
+        }
+    }
+}
+
+/// The TTL of every outer header.
+pub const OUTER_TTL: u8 = 64;
+
+/// First UDP source port of the range GUE spreads flows over (the IANA dynamic range).
+pub const GUE_SRC_PORT_BASE: u16 = 49152;
+
+/// Everything [`build_outer`] needs besides the inner packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OuterParams {
+    /// Outer source: the director's tunnel address.
+    pub src: Ipv4Addr,
+    /// Outer destination: the real server.
+    pub dst: Ipv4Addr,
+    /// Which tunnel.
+    pub tun: TunnelType,
+    /// GUE: the UDP destination port (usually [`DEFAULT_GUE_PORT`]). Ignored otherwise.
+    pub gue_port: u16,
+    /// GRE: the key to send (RFC 2890), or none. Ignored otherwise.
+    pub gre_key: Option<u32>,
+    /// GUE: compute the UDP checksum (else send 0). Ignored otherwise.
+    pub udp_csum: bool,
+    /// A hash of the inner flow; GUE derives the UDP source port from it so that ECMP and RSS
+    /// on the way spread flows while keeping each one on a path.
+    pub flow_hash: u32,
+}
+
+/// Bytes of outer header a tunnel type adds: 20 IPIP, 24 GRE, 28 GRE with key, 32 GUE.
+pub const fn overhead(tun: TunnelType, gre_key: bool) -> usize {
+    match tun {
+        TunnelType::Ipip => ipip::OVERHEAD,
+        TunnelType::Gre => wire::ipv4::HEADER_LEN + gre::header_len(false, gre_key, false),
+        TunnelType::Gue => wire::ipv4::HEADER_LEN + wire::udp::HEADER_LEN + gue::HEADER_LEN,
+    }
+}
+
+/// Builds the outer headers for `inner` (a valid IPv4 packet) into `out`, returns the header
+/// length ([`overhead`]).
+///
+/// Outer IPv4: TTL 64, DF and TOS (DSCP + ECN) copied from the inner header, ident 0 (the
+/// kernel fills it in on an `IP_HDRINCL` socket), total length = header + `inner.len()`,
+/// header checksum filled. GRE: version 0, protocol 0x0800, the key if one is given, no
+/// checksum or sequence number. GUE: UDP source port `49152 + flow_hash % 16384`, destination
+/// port `gue_port`, checksum 0 unless `udp_csum` (then over the pseudo-header, UDP, GUE and
+/// `inner`); GUE variant 0 with C = 0, Hlen = 0, Proto = 4 (IPIP), flags 0.
+pub fn build_outer(
+    p: &OuterParams,
+    inner: &[u8],
+    out: &mut [u8; MAX_OUTER_HEADER],
+) -> Result<usize, BuildError> {
+    if inner.len() < wire::ipv4::HEADER_LEN || inner[0] >> 4 != 4 {
+        return Err(BuildError::InnerNotIpv4);
+    }
+    let inner_hdr = Ipv4Packet::new_unchecked(inner);
+    let hdr_len = overhead(p.tun, p.gre_key.is_some());
+    let total = hdr_len + inner.len();
+    if total > u16::MAX as usize {
+        return Err(BuildError::TooBig);
+    }
+    let ip = Ipv4Repr {
+        src: p.src,
+        dst: p.dst,
+        protocol: p.tun.ip_protocol(),
+        tos: inner_hdr.dscp_ecn(),
+        dont_frag: inner_hdr.dont_frag(),
+        ttl: OUTER_TTL,
+        payload_len: total - wire::ipv4::HEADER_LEN,
+        ident: 0,
+    };
+    let (ip_hdr, rest) = out.split_at_mut(wire::ipv4::HEADER_LEN);
+    ip.emit(ip_hdr).map_err(|_| BuildError::TooBig)?;
+    match p.tun {
+        TunnelType::Ipip => {}
+        TunnelType::Gre => gre::GreRepr {
+            protocol: gre::PROTO_IPV4,
+            checksum: false,
+            key: p.gre_key,
+            seq: None,
+        }
+        .emit(rest)?,
+        TunnelType::Gue => {
+            let (udp_hdr, gue_hdr) = rest.split_at_mut(wire::udp::HEADER_LEN);
+            gue::GueRepr {
+                proto_ctype: IpProtocol::IPIP,
+            }
+            .emit(gue_hdr)?;
+            let udp_len = (total - wire::ipv4::HEADER_LEN) as u16;
+            let mut udp = UdpPacket::new_unchecked(&mut udp_hdr[..]);
+            // Checksum 0 first: the port setters update a non-zero checksum incrementally.
+            udp.set_checksum(0);
+            udp.set_src_port(gue_src_port(p.flow_hash));
+            udp.set_dst_port(p.gue_port);
+            udp.set_len(udp_len);
+            if p.udp_csum {
+                let sum = checksum::combine(&[
+                    checksum::pseudo_header_v4(p.src, p.dst, IpProtocol::UDP, udp_len),
+                    checksum::data(udp_hdr),
+                    checksum::data(&gue_hdr[..gue::HEADER_LEN]),
+                    checksum::data(inner),
+                ]);
+                UdpPacket::new_unchecked(&mut udp_hdr[..])
+                    .set_checksum(wire::udp::nonzero_checksum(!sum));
+            }
+        }
+    }
+    Ok(hdr_len)
+}
+
+/// The GUE UDP source port for a flow: `49152 + flow_hash % 16384`.
+pub const fn gue_src_port(flow_hash: u32) -> u16 {
+    GUE_SRC_PORT_BASE + (flow_hash % 16384) as u16
+}
+
+/// What [`strip_ip`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stripped {
+    /// Outer source: the director that sent it (check it against an allow-list).
+    pub outer_src: Ipv4Addr,
+    /// Outer destination: this real server's tunnel address.
+    pub outer_dst: Ipv4Addr,
+    /// The inner IPv4 packet's bytes in the received buffer (its total length, no padding).
+    pub inner: Range<usize>,
+}
+
+/// Validates a tunnel packet as a raw IP socket delivers it (starting at the outer IPv4
+/// header) and finds the inner packet.
+///
+/// Checks the outer header (version, lengths, checksum, not a fragment, protocol 4 for
+/// [`TunnelType::Ipip`], 47 for [`TunnelType::Gre`], 17 for [`TunnelType::Gue`]). GRE (RFC
+/// 2784/2890): version 0, no RFC 1701 routing bits, protocol type 0x0800, the checksum
+/// verified when present, the key equal to `gre_key` (a missing key when one is expected, or
+/// a key when none is, is [`StripError::GreKeyMismatch`]), sequence numbers skipped. GUE: the
+/// UDP length and a non-zero UDP checksum are checked (the port is the caller's business),
+/// then as [`strip_gue`]. Finally the inner packet must be IPv4 with sane header and total
+/// lengths that fit the outer payload.
+pub fn strip_ip(
+    packet: &[u8],
+    tun: TunnelType,
+    gre_key: Option<u32>,
+) -> Result<Stripped, StripError> {
+    let outer = Ipv4Packet::new_checked(packet).map_err(|e| match e {
+        wire::Error::Truncated => StripError::Truncated,
+        _ => StripError::BadOuterHeader,
+    })?;
+    if !outer.verify_checksum() {
+        return Err(StripError::BadOuterChecksum);
+    }
+    if outer.is_fragment() {
+        return Err(StripError::OuterFragment);
+    }
+    if outer.protocol() != tun.ip_protocol() {
+        return Err(StripError::WrongProtocol);
+    }
+    let payload = outer.payload();
+    let inner = match tun {
+        TunnelType::Ipip => ipip::strip(payload)?,
+        TunnelType::Gre => gre::strip(payload, gre_key)?,
+        TunnelType::Gue => {
+            let udp = UdpPacket::new_checked(payload).map_err(|e| match e {
+                wire::Error::Truncated => StripError::Truncated,
+                _ => StripError::BadUdp,
+            })?;
+            if !udp.verify_checksum(outer.src_addr(), outer.dst_addr()) {
+                return Err(StripError::BadUdpChecksum);
+            }
+            let r = strip_gue(udp.payload())?;
+            offset(r, wire::udp::HEADER_LEN)
+        }
+    };
+    Ok(Stripped {
+        outer_src: outer.src_addr(),
+        outer_dst: outer.dst_addr(),
+        inner: offset(inner, outer.header_len()),
+    })
+}
+
+/// Validates a UDP payload received on the GUE port and returns the inner IPv4 packet's range
+/// in it: GUE variant 0 data message (C = 0) carrying protocol 4 (extension fields skipped,
+/// flags ignored), or variant 1 with an IPv4 packet directly (first nibble 4).
+pub fn strip_gue(payload: &[u8]) -> Result<Range<usize>, StripError> {
+    gue::strip(payload)
+}
+
+/// Shifts a range by `by`.
+fn offset(r: Range<usize>, by: usize) -> Range<usize> {
+    r.start + by..r.end + by
+}
+
+/// Checks that `buf[start..]` begins with a sane IPv4 packet and returns its range in `buf`
+/// (up to its total length).
+pub(crate) fn inner_range(buf: &[u8], start: usize) -> Result<Range<usize>, StripError> {
+    let rest = buf.get(start..).ok_or(StripError::Truncated)?;
+    let inner = Ipv4Packet::new_checked(rest).map_err(|e| match e {
+        wire::Error::BadVersion => StripError::InnerNotIpv4,
+        _ => StripError::InnerMalformed,
+    })?;
+    Ok(start..start + inner.total_len() as usize)
+}
+
+macro_rules! labelled_enum {
+    (
+        $(#[$meta:meta])* $name:ident {
+            $($(#[$doc:meta])* $variant:ident => $label:literal, $msg:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+        pub enum $name {
+            $($(#[$doc])* #[error($msg)] $variant,)*
+        }
+
+        impl $name {
+            /// Every variant, in declaration order (index = `self as usize`).
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// A stable snake_case label, used as a metric label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+labelled_enum! {
+    /// Why a received tunnel packet was refused.
+    StripError {
+        /// Shorter than the outer IPv4 header or a tunnel header.
+        Truncated => "truncated", "packet shorter than its headers",
+        /// Outer header is not IPv4, or its header/total length is wrong.
+        BadOuterHeader => "bad_outer_header", "malformed outer IPv4 header",
+        /// Outer IPv4 header checksum does not verify.
+        BadOuterChecksum => "bad_outer_checksum", "bad outer IPv4 header checksum",
+        /// The outer packet is a fragment (reassembly is not done).
+        OuterFragment => "outer_fragment", "outer packet is a fragment",
+        /// The outer protocol does not match the tunnel type.
+        WrongProtocol => "wrong_protocol", "outer protocol does not match the tunnel type",
+        /// GRE version is not 0.
+        GreBadVersion => "gre_bad_version", "GRE version is not 0",
+        /// GRE has RFC 1701 bits set (routing, strict source route, recursion).
+        GreBadFlags => "gre_bad_flags", "GRE header has RFC 1701 routing bits set",
+        /// GRE protocol type is not IPv4 (0x0800).
+        GreBadProtocol => "gre_bad_protocol", "GRE protocol type is not IPv4",
+        /// GRE checksum present and wrong.
+        GreBadChecksum => "gre_bad_checksum", "bad GRE checksum",
+        /// GRE key missing, unexpected, or different from the configured one.
+        GreKeyMismatch => "gre_key_mismatch", "GRE key does not match",
+        /// UDP length field wrong (GUE over a raw socket).
+        BadUdp => "bad_udp", "malformed UDP header",
+        /// UDP checksum non-zero and wrong (GUE over a raw socket).
+        BadUdpChecksum => "bad_udp_checksum", "bad UDP checksum",
+        /// GUE variant is 2 or 3.
+        GueBadVersion => "gue_bad_version", "unknown GUE variant",
+        /// GUE control message (C bit), not data.
+        GueControl => "gue_control", "GUE control message",
+        /// GUE carries a protocol other than IPIP (4).
+        GueBadProtocol => "gue_bad_protocol", "GUE payload protocol is not IPv4",
+        /// The inner packet is not IPv4.
+        InnerNotIpv4 => "inner_not_ipv4", "inner packet is not IPv4",
+        /// The inner IPv4 header or total length is wrong, or does not fit the outer payload.
+        InnerMalformed => "inner_malformed", "malformed inner IPv4 packet",
+    }
+}
+
+labelled_enum! {
+    /// Why [`build_outer`] could not build a header.
+    BuildError {
+        /// The inner packet is shorter than 20 bytes or not IPv4.
+        InnerNotIpv4 => "inner_not_ipv4", "inner packet is not IPv4",
+        /// Inner packet plus outer header exceed 65535 bytes.
+        TooBig => "too_big", "encapsulated packet would exceed 65535 bytes",
+        /// The output buffer is too small for the header (a `Repr::emit` into a short slice).
+        BufferTooSmall => "buffer_too_small", "output buffer too small",
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::wire::checksum::tests::Rng;
+
+    /// The inner packet every tunnel test carries: UDP 10.0.0.1:40000 -> 10.0.0.100:53 "ping",
+    /// TOS 0xb8 (EF), DF, TTL 63.
+    pub(crate) static INNER: [u8; 32] = [
+        0x45, 0xb8, 0x00, 0x20, 0x42, 0x42, 0x40, 0x00, 0x3f, 0x11, 0xe4, 0x6e, //
+        0x0a, 0x00, 0x00, 0x01, 0x0a, 0x00, 0x00, 0x64, 0x9c, 0x40, 0x00, 0x35, //
+        0x00, 0x0c, 0x70, 0x2b, 0x70, 0x69, 0x6e, 0x67,
+    ];
+
+    /// Director 192.168.1.1 to real server 192.168.1.10, flow hash 0xdeadbeef, no key, no
+    /// UDP checksum.
+    pub(crate) fn params(tun: TunnelType) -> OuterParams {
+        OuterParams {
+            src: Ipv4Addr::new(192, 168, 1, 1),
+            dst: Ipv4Addr::new(192, 168, 1, 10),
+            tun,
+            gue_port: DEFAULT_GUE_PORT,
+            gre_key: None,
+            udp_csum: false,
+            flow_hash: 0xdead_beef,
+        }
+    }
+
+    const ALL_TUNNELS: [TunnelType; 3] = [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue];
+
+    #[test]
+    fn overheads() {
+        assert_eq!(overhead(TunnelType::Ipip, false), 20);
+        assert_eq!(overhead(TunnelType::Ipip, true), 20);
+        assert_eq!(overhead(TunnelType::Gre, false), 24);
+        assert_eq!(overhead(TunnelType::Gre, true), 28);
+        assert_eq!(overhead(TunnelType::Gue, false), 32);
+        assert_eq!(overhead(TunnelType::Gue, true), 32);
+        for t in ALL_TUNNELS {
+            assert!(overhead(t, true) <= MAX_OUTER_HEADER);
+        }
+    }
+
+    #[test]
+    fn labels_are_unique_snake_case() {
+        let labels = StripError::ALL
+            .iter()
+            .map(|e| e.as_str())
+            .chain(BuildError::ALL.iter().map(|e| e.as_str()));
+        for l in labels {
+            assert!(l
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()));
+        }
+        for (i, e) in StripError::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+            assert!(StripError::ALL[i + 1..]
+                .iter()
+                .all(|o| o.as_str() != e.as_str()));
+        }
+        assert_eq!(
+            StripError::GreKeyMismatch.to_string(),
+            "GRE key does not match"
+        );
+    }
+
+    #[test]
+    fn build_refuses_non_ipv4_and_oversize() {
+        let mut out = [0u8; MAX_OUTER_HEADER];
+        for t in ALL_TUNNELS {
+            let p = params(t);
+            assert_eq!(
+                build_outer(&p, &INNER[..19], &mut out),
+                Err(BuildError::InnerNotIpv4)
+            );
+            let mut v6 = INNER;
+            v6[0] = 0x60;
+            assert_eq!(
+                build_outer(&p, &v6, &mut out),
+                Err(BuildError::InnerNotIpv4)
+            );
+            let mut big = vec![0u8; 65_535 - overhead(t, false) + 1];
+            big[..32].copy_from_slice(&INNER);
+            assert_eq!(build_outer(&p, &big, &mut out), Err(BuildError::TooBig));
+            big.pop();
+            assert_eq!(build_outer(&p, &big, &mut out), Ok(overhead(t, false)));
+        }
+    }
+
+    /// Whatever the flow hash, key or TOS, a built header in front of the inner packet strips
+    /// back to exactly that packet, and the outer header carries the inner TOS and DF.
+    #[test]
+    fn build_then_strip_round_trips() {
+        let mut rng = Rng(11);
+        let mut pkt = [0u8; MAX_OUTER_HEADER + 32];
+        for round in 0..3_000 {
+            let t = ALL_TUNNELS[round % 3];
+            let mut inner = INNER;
+            inner[1] = rng.next_u64() as u8;
+            inner[6] = if rng.below(2) == 0 { 0x40 } else { 0 };
+            let p = OuterParams {
+                gre_key: (rng.below(2) == 0).then(|| rng.next_u64() as u32),
+                udp_csum: rng.below(2) == 0,
+                flow_hash: rng.next_u64() as u32,
+                gue_port: rng.next_u64() as u16,
+                src: Ipv4Addr::from(rng.next_u64() as u32),
+                ..params(t)
+            };
+            let mut out = [0u8; MAX_OUTER_HEADER];
+            let n = build_outer(&p, &inner, &mut out).unwrap();
+            pkt[..n].copy_from_slice(&out[..n]);
+            pkt[n..n + 32].copy_from_slice(&inner);
+            let outer = Ipv4Packet::new_checked(&pkt[..n + 32]).unwrap();
+            assert_eq!(outer.dscp_ecn(), inner[1]);
+            assert_eq!(outer.dont_frag(), inner[6] == 0x40);
+            assert_eq!(outer.ttl(), OUTER_TTL);
+            assert_eq!(outer.ident(), 0);
+            let s = strip_ip(&pkt[..n + 32], t, p.gre_key).unwrap();
+            assert_eq!(s.inner, n..n + 32);
+            assert_eq!((s.outer_src, s.outer_dst), (p.src, p.dst));
+            if t == TunnelType::Gue {
+                let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+                assert_eq!(udp.src_port(), gue_src_port(p.flow_hash));
+                assert_eq!(udp.dst_port(), p.gue_port);
+                assert_eq!(udp.checksum() != 0, p.udp_csum);
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = Rng(12);
+        let mut buf = [0u8; 96];
+        for round in 0..30_000 {
+            let n = rng.below(buf.len());
+            rng.fill(&mut buf[..n]);
+            // Make the garbage pass the early checks often enough to reach the deep ones.
+            if n > 0 && round % 2 == 0 {
+                buf[0] = 0x45;
+            }
+            for t in ALL_TUNNELS {
+                let _ = strip_ip(&buf[..n], t, None);
+                let _ = strip_ip(&buf[..n], t, Some(1));
+            }
+            let _ = strip_gue(&buf[..n]);
         }
     }
 }

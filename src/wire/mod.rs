@@ -1,1 +1,98 @@
 //! Zero-copy views of the headers the data path reads and edits.
+//!
+//! Every view wraps a buffer `T: AsRef<[u8]>` that starts at its header: [`Ipv4Packet`] over a
+//! whole IPv4 datagram, [`TcpPacket`], [`UdpPacket`] and [`Icmpv4Packet`] over the IPv4 payload.
+//! `new_checked` validates every length the accessors rely on, so after it no accessor can panic
+//! on untrusted bytes. Setters exist only where `T: AsMut<[u8]>`; the ones that edit a field
+//! covered by a checksum keep it valid with an RFC 1624 incremental update, so NAT and MSS
+//! clamping never re-sum a payload.
+//!
+//! - [`checksum`] — the Internet checksum, pseudo-header sums and incremental updates.
+//! - [`ipv4`] — [`Ipv4Packet`] and the [`Ipv4Repr`] builder.
+//! - [`tcp`] — [`TcpPacket`], [`TcpFlags`], MSS option read and clamp.
+//! - [`udp`] — [`UdpPacket`].
+//! - [`icmp`] — [`Icmpv4Packet`] and the in-place ICMP error reply ([`icmp::frag_needed_in_place`]).
+
+pub mod checksum;
+pub mod ipv4;
+pub mod udp;
+
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use udp::UdpPacket;
+
+/// IP protocol numbers (the IPv4 `protocol` field) the data path knows, as `u8` constants:
+/// `IpProtocol::TCP`.
+#[allow(non_snake_case)]
+pub mod IpProtocol {
+    /// Internet Control Message Protocol.
+    pub const ICMP: u8 = 1;
+    /// IPv4 encapsulated in IPv4 (IPIP, RFC 2003).
+    pub const IPIP: u8 = 4;
+    /// Transmission Control Protocol.
+    pub const TCP: u8 = 6;
+    /// User Datagram Protocol.
+    pub const UDP: u8 = 17;
+    /// Generic Routing Encapsulation (RFC 2784).
+    pub const GRE: u8 = 47;
+}
+
+/// Why a view refused a buffer, or a builder could not emit into one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Error {
+    /// The buffer is shorter than the fixed header.
+    #[error("buffer shorter than the header")]
+    Truncated,
+    /// The IP version nibble is not 4.
+    #[error("not an IPv4 packet")]
+    BadVersion,
+    /// A header length field (IPv4 IHL, TCP data offset) is below the minimum or beyond the buffer.
+    #[error("bad header length")]
+    BadHeaderLen,
+    /// A total length field (IPv4 total length, UDP length) is below the header or beyond the buffer.
+    #[error("bad total length")]
+    BadLength,
+    /// The checksum does not verify.
+    #[error("bad checksum")]
+    BadChecksum,
+    /// `emit` was given a buffer too small, or a payload too long for a 16-bit length field.
+    #[error("buffer too small or payload too long")]
+    BufferTooSmall,
+}
+
+impl Error {
+    /// A stable snake_case label, usable as a metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Error::Truncated => "truncated",
+            Error::BadVersion => "bad_version",
+            Error::BadHeaderLen => "bad_header_len",
+            Error::BadLength => "bad_length",
+            Error::BadChecksum => "bad_checksum",
+            Error::BufferTooSmall => "buffer_too_small",
+        }
+    }
+}
+
+/// Reads a big-endian `u16` at `at`. Callers have checked the bounds.
+#[inline]
+pub(crate) fn get_u16(buf: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([buf[at], buf[at + 1]])
+}
+
+/// Reads a big-endian `u32` at `at`. Callers have checked the bounds.
+#[inline]
+pub(crate) fn get_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
+/// Writes a big-endian `u16` at `at`. Callers have checked the bounds.
+#[inline]
+pub(crate) fn put_u16(buf: &mut [u8], at: usize, v: u16) {
+    buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Writes a big-endian `u32` at `at`. Callers have checked the bounds.
+#[inline]
+pub(crate) fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
