@@ -79,6 +79,17 @@ pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<bool> {
     Ok(rc > 0)
 }
 
+/// Moves the calling thread (only it, and threads it creates later) into a new, empty network
+/// namespace, which the kernel deletes when nothing uses it any more. Needs root
+/// (`CAP_SYS_ADMIN`). Meant for tests: a thread gets a private network that cannot leak.
+pub fn unshare_net_namespace() -> io::Result<()> {
+    // SAFETY: unshare(2) takes only flags and changes the calling thread's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The current thread's `errno`.
 fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)

@@ -16,14 +16,9 @@ use super::PacketBatch;
 /// Runs `f` on a new thread inside a new network namespace with `lo` up.
 fn in_new_netns(f: impl FnOnce() + Send + 'static) {
     std::thread::spawn(move || {
-        // SAFETY: unshare only changes this thread's namespace; no pointers are involved.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET) needs root: {}",
-            std::io::Error::last_os_error()
-        );
+        if let Err(e) = super::unshare_net_namespace() {
+            panic!("unshare(CLONE_NEWNET) needs root: {e}");
+        }
         ip(&["link", "set", "lo", "up"]);
         f();
     })
