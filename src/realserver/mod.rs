@@ -112,6 +112,13 @@ impl AgentArgs {
         if self.gre_key.is_some() && self.encap != TunnelType::Gre {
             bail!("--gre-key is only meaningful with --encap gre");
         }
+        let name = &self.tun_name;
+        if name.is_empty()
+            || name.len() > 15
+            || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+        {
+            bail!("--tun-name {name:?} is not a valid interface name (1 to 15 bytes, no '/', ':' or spaces)");
+        }
         if self.batch == 0 {
             bail!("--batch must be at least 1");
         }
@@ -390,5 +397,8 @@ mod tests {
         ])
         .unwrap();
         assert!(a.validate().is_err());
+        let long_name = ["--vip", "10.0.0.1", "--allow", "1.2.3.4", "--encap", "ipip"];
+        let a = parse(&[&long_name[..], &["--tun-name", "a-name-too-long-for-linux"]].concat());
+        assert!(a.unwrap().validate().is_err());
     }
 }
