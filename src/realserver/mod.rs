@@ -1,1 +1,404 @@
 //! The real-server agent: hidden VIP, tunnel receiver, allow-list, decapsulation into a TUN.
+//!
+//! `tunlb realserver --vip VIP --encap ipip|gre|gue --allow CIDR` makes this host a TUN-mode
+//! real server without kernel tunnel modules:
+//!
+//! 1. Each VIP goes on `lo` as a `/32` with `arp_ignore=1` and `arp_announce=2` on `all` and `lo`,
+//!    so local services can bind it while the host never answers ARP for it (the LVS "hidden
+//!    VIP").
+//! 2. A receiver takes the director's tunnel packets: a raw socket for IP protocol 4 (IPIP) or 47
+//!    (GRE), or a UDP socket on the GUE port. An open raw socket also stops the kernel from
+//!    answering tunnel packets with ICMP protocol-unreachable.
+//! 3. Each packet is checked ([`filter`]): the outer source must be in `--allow` (else the agent
+//!    would let anyone inject packets with spoofed sources), the tunnel headers must validate
+//!    ([`crate::encap::strip_ip`] / [`crate::encap::strip_gue`]) and the inner destination must be
+//!    a VIP. Drops are counted by reason ([`stats`]).
+//! 4. The inner packet is written into the agent's own TUN device (`rp_filter=0` on it and on
+//!    `all`); the kernel delivers it to the service on the VIP, whose reply goes straight to the
+//!    client.
+//!
+//! On SIGINT, SIGTERM or SIGHUP the loop stops, every network change is undone and the counters
+//! are printed.
+
+pub mod filter;
+pub mod stats;
+
+pub use filter::{AgentDrop, AllowList, Filter};
+pub use stats::AgentStats;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ipnet::Ipv4Net;
+
+use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::sys::netcfg::{conf_key, Applied, NetChanges};
+use crate::sys::raw::{RawReceiver, UdpReceiver};
+use crate::sys::tun::{TunDevice, TunQueue};
+use crate::sys::{signal, PacketBatch};
+
+/// Largest IPv4 datagram: the receive slot size, so reassembled tunnel packets fit whole.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// How long one receive waits before the loop looks at signals and the stats timer.
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Prefix of every log line.
+const LOG: &str = "tunlb realserver:";
+
+/// Command line of `tunlb realserver`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AgentArgs {
+    /// A virtual IP served here (repeat for several). Put on `lo` as a hidden /32.
+    #[arg(long = "vip", value_name = "VIP", required = true)]
+    pub vips: Vec<Ipv4Addr>,
+    /// Tunnel type the director uses: ipip, gre or gue.
+    #[arg(long)]
+    pub encap: TunnelType,
+    /// UDP port GUE packets arrive on.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_GUE_PORT)]
+    pub gue_port: u16,
+    /// GRE key the director sends (packets with another key, or none, are dropped).
+    #[arg(long, value_name = "KEY")]
+    pub gre_key: Option<u32>,
+    /// Accept tunnel packets only from these sources (address or CIDR; repeat for several).
+    #[arg(long = "allow", value_name = "CIDR", required = true, value_parser = parse_allow)]
+    pub allow: Vec<Ipv4Net>,
+    /// Name of the TUN device decapsulated packets are written into.
+    #[arg(long, value_name = "NAME", default_value = "tunlb-rs0")]
+    pub tun_name: String,
+    /// MTU of the TUN device.
+    #[arg(long, value_name = "BYTES", default_value_t = 1500)]
+    pub tun_mtu: u16,
+    /// Print the counters every N seconds (0: only on exit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub stats_interval: u64,
+    /// Packets read per receive call.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub batch: usize,
+}
+
+/// Parses `--allow`: a CIDR, or a bare address meaning `/32`.
+fn parse_allow(s: &str) -> Result<Ipv4Net, String> {
+    if let Ok(net) = s.parse::<Ipv4Net>() {
+        return Ok(net);
+    }
+    match s.parse::<Ipv4Addr>() {
+        Ok(addr) => Ok(Ipv4Net::from(addr)),
+        Err(_) => Err(format!(
+            "{s:?} is not an IPv4 address or CIDR (e.g. 192.0.2.1 or 192.0.2.0/24)"
+        )),
+    }
+}
+
+impl AgentArgs {
+    /// Rejects combinations clap cannot: no VIP, empty allow-list, a GRE key without GRE, ...
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.vips.is_empty() {
+            bail!("at least one --vip is needed");
+        }
+        if self.allow.is_empty() {
+            bail!("at least one --allow is needed: the agent accepts tunnel packets only from listed directors");
+        }
+        if let Some(bad) = self
+            .vips
+            .iter()
+            .find(|v| v.is_unspecified() || v.is_multicast() || v.is_broadcast() || v.is_loopback())
+        {
+            bail!("--vip {bad} is not a unicast address");
+        }
+        if self.gre_key.is_some() && self.encap != TunnelType::Gre {
+            bail!("--gre-key is only meaningful with --encap gre");
+        }
+        let name = &self.tun_name;
+        if name.is_empty()
+            || name.len() > 15
+            || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+        {
+            bail!("--tun-name {name:?} is not a valid interface name (1 to 15 bytes, no '/', ':' or spaces)");
+        }
+        if self.batch == 0 {
+            bail!("--batch must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Runs the agent until SIGINT, SIGTERM or SIGHUP, then undoes its network changes and exits.
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    signal::install().context("install signal handlers")?;
+    let stop = || match signal::pending() {
+        Some(sig) => {
+            eprintln!("{LOG} {sig} received, stopping");
+            true
+        }
+        None => false,
+    };
+    run_until(&args, stop).map(drop)
+}
+
+/// Runs the agent until `stop()` returns true (checked at least every 200 ms), undoes its
+/// network changes and returns the counters. [`run`] stops on signals; tests stop it with a flag
+/// (see [`stop_flag`]).
+pub fn run_until(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
+    args.validate()?;
+    let mut net = NetChanges::new();
+    hide_vips(&mut net, &args.vips)?;
+
+    let tun = TunDevice::create(&args.tun_name, 1, args.tun_mtu)
+        .with_context(|| format!("create TUN device {}", args.tun_name))?;
+    let tun_name = tun.name().to_owned();
+    net.set_sysctl(&conf_key("all", "rp_filter"), "0")?;
+    net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
+    let Some(queue) = tun.queues().pop() else {
+        bail!("TUN device {tun_name} has no queue");
+    };
+
+    let mut rx = Receiver::open(args)?;
+    let allow: Vec<String> = args.allow.iter().map(ToString::to_string).collect();
+    eprintln!(
+        "{LOG} serving {} via {} ({}), allowed directors {}, writing into {tun_name}",
+        join(&args.vips),
+        args.encap,
+        rx.describe(args),
+        allow.join(", "),
+    );
+
+    let filter = Filter::new(
+        AllowList::new(&args.allow),
+        &args.vips,
+        args.encap,
+        args.gre_key,
+    );
+    let interval = (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval));
+    let mut stats = AgentStats::default();
+    let result = serve(
+        &mut rx, &queue, &filter, args.batch, interval, &mut stats, &mut stop,
+    );
+
+    eprintln!("{LOG} {stats}");
+    // Undo while the TUN device still exists, so its own sysctl is restored too.
+    let restored = net.restore();
+    drop(queue);
+    match (result, restored) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(e).context("undo network changes"),
+        (Ok(()), Ok(())) => {
+            eprintln!("{LOG} network changes undone");
+            Ok(stats)
+        }
+    }
+}
+
+/// A stop condition for [`run_until`] that watches a flag.
+pub fn stop_flag(flag: &AtomicBool) -> impl FnMut() -> bool + '_ {
+    move || flag.load(Ordering::Relaxed)
+}
+
+/// Puts every VIP on `lo` as a /32 and keeps the host from answering ARP for it.
+fn hide_vips(net: &mut NetChanges, vips: &[Ipv4Addr]) -> anyhow::Result<()> {
+    for iface in ["all", "lo"] {
+        net.set_sysctl(&conf_key(iface, "arp_ignore"), "1")?;
+        net.set_sysctl(&conf_key(iface, "arp_announce"), "2")?;
+    }
+    for &vip in vips {
+        if net.add_address(Ipv4Net::from(vip), "lo")? == Applied::AlreadyInPlace {
+            eprintln!("{LOG} {vip}/32 already on lo, leaving it there on exit");
+        }
+    }
+    Ok(())
+}
+
+/// The tunnel socket.
+enum Receiver {
+    /// IPIP or GRE: packets start with the outer IPv4 header.
+    Raw(RawReceiver),
+    /// GUE: UDP payloads.
+    Udp(UdpReceiver),
+}
+
+impl Receiver {
+    fn open(args: &AgentArgs) -> anyhow::Result<Receiver> {
+        Ok(match args.encap {
+            TunnelType::Gue => {
+                let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, args.gue_port);
+                Receiver::Udp(UdpReceiver::bind(addr)?)
+            }
+            tun => Receiver::Raw(RawReceiver::new(tun.ip_protocol())?),
+        })
+    }
+
+    fn describe(&self, args: &AgentArgs) -> String {
+        match self {
+            Receiver::Raw(_) => format!("raw socket, IP protocol {}", args.encap.ip_protocol()),
+            Receiver::Udp(_) => format!("UDP port {}", args.gue_port),
+        }
+    }
+
+    fn recv_batch(&mut self, batch: &mut PacketBatch) -> std::io::Result<usize> {
+        match self {
+            Receiver::Raw(r) => r.recv_batch(batch, Some(POLL_TIMEOUT)),
+            Receiver::Udp(r) => r.recv_batch(batch, Some(POLL_TIMEOUT)),
+        }
+    }
+}
+
+/// The receive loop: batch in, check each packet, write the accepted ones into the TUN.
+fn serve(
+    rx: &mut Receiver,
+    tun: &TunQueue,
+    filter: &Filter,
+    batch_size: usize,
+    interval: Option<Duration>,
+    stats: &mut AgentStats,
+    stop: &mut dyn FnMut() -> bool,
+) -> anyhow::Result<()> {
+    let mut batch = PacketBatch::new(batch_size, MAX_DATAGRAM);
+    let gue = matches!(rx, Receiver::Udp(_));
+    let mut next_report = interval.map(|i| Instant::now() + i);
+    let mut warned_not_allowed = false;
+    let mut warned_tun = false;
+    while !stop() {
+        rx.recv_batch(&mut batch)
+            .context("receive tunnel packets")?;
+        for (packet, meta) in batch.iter() {
+            stats.received += 1;
+            let src = *meta.src.ip();
+            let checked = if meta.truncated {
+                Err(AgentDrop::Truncated)
+            } else if gue {
+                filter.check_gue(packet, src)
+            } else {
+                filter.check_ip(packet, src)
+            };
+            let inner = match checked.map(|r| packet.get(r)) {
+                Ok(Some(inner)) => inner,
+                Ok(None) => {
+                    stats.count_drop(AgentDrop::Strip(crate::encap::StripError::InnerMalformed));
+                    continue;
+                }
+                Err(reason) => {
+                    if reason == AgentDrop::NotAllowed && !warned_not_allowed {
+                        warned_not_allowed = true;
+                        eprintln!("{LOG} dropping tunnel packets from {src}: not in --allow (counted as not_allowed, logged once)");
+                    }
+                    stats.count_drop(reason);
+                    continue;
+                }
+            };
+            match tun.send(inner) {
+                Ok(_) => stats.delivered += 1,
+                Err(e) => {
+                    stats.tun_write_error += 1;
+                    if !warned_tun {
+                        warned_tun = true;
+                        eprintln!("{LOG} write into TUN failed: {e} (counted as tun_write_error, logged once)");
+                    }
+                }
+            }
+        }
+        if let (Some(at), Some(i)) = (next_report, interval) {
+            let now = Instant::now();
+            if now >= at {
+                eprintln!("{LOG} {stats}");
+                next_report = Some(now + i);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn join(addrs: &[Ipv4Addr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod root_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<AgentArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("realserver").chain(args.iter().copied()))
+            .map(|c| c.agent)
+    }
+
+    #[test]
+    fn command_line_parses_with_defaults() {
+        let a = parse(&[
+            "--vip",
+            "10.0.0.100",
+            "--vip",
+            "10.0.0.101",
+            "--encap",
+            "gre",
+            "--gre-key",
+            "7",
+            "--allow",
+            "192.168.1.2",
+            "--allow",
+            "192.168.2.0/24",
+        ])
+        .unwrap();
+        assert_eq!(a.vips.len(), 2);
+        assert_eq!(a.encap, TunnelType::Gre);
+        assert_eq!(a.gre_key, Some(7));
+        assert_eq!(
+            a.allow,
+            vec![
+                "192.168.1.2/32".parse::<Ipv4Net>().unwrap(),
+                "192.168.2.0/24".parse().unwrap()
+            ]
+        );
+        assert_eq!(a.tun_name, "tunlb-rs0");
+        assert_eq!(a.gue_port, 6080);
+        a.validate().unwrap();
+    }
+
+    #[test]
+    fn allow_and_vip_are_required_and_checked() {
+        assert!(parse(&["--vip", "10.0.0.1", "--encap", "ipip"]).is_err());
+        assert!(parse(&["--allow", "10.0.0.1", "--encap", "ipip"]).is_err());
+        assert!(parse(&["--vip", "10.0.0.1", "--allow", "nope", "--encap", "ipip"]).is_err());
+        assert!(parse(&["--vip", "10.0.0.1", "--allow", "1.2.3.4", "--encap", "vxlan"]).is_err());
+        let a = parse(&[
+            "--vip",
+            "10.0.0.1",
+            "--allow",
+            "1.2.3.4",
+            "--encap",
+            "ipip",
+            "--gre-key",
+            "1",
+        ])
+        .unwrap();
+        assert!(a.validate().is_err());
+        let a = parse(&[
+            "--vip",
+            "127.0.0.1",
+            "--allow",
+            "1.2.3.4",
+            "--encap",
+            "ipip",
+        ])
+        .unwrap();
+        assert!(a.validate().is_err());
+        let long_name = ["--vip", "10.0.0.1", "--allow", "1.2.3.4", "--encap", "ipip"];
+        let a = parse(&[&long_name[..], &["--tun-name", "a-name-too-long-for-linux"]].concat());
+        assert!(a.unwrap().validate().is_err());
+    }
+}

@@ -1,2 +1,126 @@
 //! Everything that talks to the kernel through `unsafe`: TUN, raw sockets, batched syscalls.
 //! Every `unsafe` block carries a `// SAFETY:` comment.
+//!
+//! - [`batch`]: [`PacketBatch`], the reusable buffers batched receives fill.
+//! - [`tun`]: multi-queue TUN devices.
+//! - [`raw`]: the raw IPv4 sender (`IP_HDRINCL`, `sendmmsg`), the raw and UDP tunnel receivers
+//!   (`recvmmsg`).
+//! - [`netcfg`]: host network changes (routes, addresses, sysctls) undone on drop.
+//! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
+
+pub mod batch;
+pub mod netcfg;
+pub mod raw;
+pub mod signal;
+pub mod tun;
+
+#[cfg(test)]
+mod root_tests;
+
+pub use batch::{PacketBatch, PacketMeta};
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// What a batched send did with each packet: how many went out and why the others did not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Packets the kernel accepted.
+    pub sent: usize,
+    /// Packets refused, for any reason (`too_big` included).
+    pub failed: usize,
+    /// Packets refused with `EMSGSIZE`: larger than the route's MTU allows.
+    pub too_big: usize,
+    /// The `errno` of the last refused packet, if any.
+    pub last_errno: Option<i32>,
+}
+
+impl SendReport {
+    /// Counts one refused packet.
+    fn fail(&mut self, errno: i32) {
+        self.failed += 1;
+        if errno == libc::EMSGSIZE {
+            self.too_big += 1;
+        }
+        self.last_errno = Some(errno);
+    }
+
+    /// The last refusal as an [`io::Error`], for logging.
+    pub fn last_error(&self) -> Option<io::Error> {
+        self.last_errno.map(io::Error::from_raw_os_error)
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` passes (`None`: wait forever).
+///
+/// Returns `Ok(false)` on timeout and when a signal interrupted the wait, so the caller gets a
+/// chance to look at [`signal::pending`].
+pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = match timeout {
+        None => -1,
+        // Round up so a 100 µs timeout does not become a busy loop of zero-millisecond polls.
+        Some(t) => t.as_micros().div_ceil(1000).min(libc::c_int::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: `pfd` is a valid pollfd that lives across the call, and the count is 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(err);
+    }
+    Ok(rc > 0)
+}
+
+/// Moves the calling thread (only it, and threads it creates later) into a new, empty network
+/// namespace, which the kernel deletes when nothing uses it any more. Needs root
+/// (`CAP_SYS_ADMIN`). Meant for tests: a thread gets a private network that cannot leak.
+pub fn unshare_net_namespace() -> io::Result<()> {
+    // SAFETY: unshare(2) takes only flags and changes the calling thread's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The current thread's `errno`.
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_report_counts_too_big_separately() {
+        let mut r = SendReport::default();
+        r.fail(libc::EMSGSIZE);
+        r.fail(libc::ENOBUFS);
+        assert_eq!((r.failed, r.too_big), (2, 1));
+        assert_eq!(r.last_errno, Some(libc::ENOBUFS));
+        assert!(r.last_error().is_some());
+    }
+
+    #[test]
+    fn poll_times_out_on_an_idle_pipe() {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        assert!(!poll_readable(fds[0], Some(Duration::from_millis(1))).unwrap());
+        // SAFETY: writing one byte from a valid buffer into the pipe's write end.
+        assert_eq!(unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) }, 1);
+        assert!(poll_readable(fds[0], Some(Duration::from_millis(1))).unwrap());
+        for fd in fds {
+            // SAFETY: both descriptors were opened above and are closed once.
+            unsafe { libc::close(fd) };
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! What the agent accepts: tunnel packets from an allowed director, carrying an IPv4 packet for
+//! one of its VIPs. Plain logic over byte slices, no IO.
+
+use std::net::Ipv4Addr;
+use std::ops::Range;
+
+use ipnet::Ipv4Net;
+
+use crate::encap::{self, StripError, TunnelType};
+
+/// Why the agent dropped a received packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentDrop {
+    /// The outer source is not in `--allow`: possibly spoofed, never delivered.
+    NotAllowed,
+    /// The inner destination is not one of the agent's VIPs.
+    NotVip,
+    /// The packet was longer than a receive buffer and arrived cut.
+    Truncated,
+    /// The tunnel headers or the inner packet did not validate.
+    Strip(StripError),
+}
+
+impl AgentDrop {
+    /// The counter label (`not_allowed`, `not_vip`, `truncated`, or the strip error's label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentDrop::NotAllowed => "not_allowed",
+            AgentDrop::NotVip => "not_vip",
+            AgentDrop::Truncated => "recv_truncated",
+            AgentDrop::Strip(e) => e.as_str(),
+        }
+    }
+}
+
+/// The directors the agent accepts tunnel packets from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowList {
+    nets: Vec<Ipv4Net>,
+}
+
+impl AllowList {
+    /// An allow-list of these networks (a single director is a `/32`).
+    pub fn new(nets: &[Ipv4Net]) -> AllowList {
+        AllowList {
+            nets: nets.iter().map(Ipv4Net::trunc).collect(),
+        }
+    }
+
+    /// Whether `addr` is inside one of the networks.
+    pub fn contains(&self, addr: Ipv4Addr) -> bool {
+        self.nets.iter().any(|n| n.contains(&addr))
+    }
+}
+
+/// The per-packet checks, configured once.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    allow: AllowList,
+    vips: Vec<Ipv4Addr>,
+    tun: TunnelType,
+    gre_key: Option<u32>,
+}
+
+impl Filter {
+    /// Accepts `tun` packets (GRE with `gre_key`, when given) from `allow` for `vips`.
+    pub fn new(
+        allow: AllowList,
+        vips: &[Ipv4Addr],
+        tun: TunnelType,
+        gre_key: Option<u32>,
+    ) -> Filter {
+        let mut vips = vips.to_vec();
+        vips.sort_unstable();
+        vips.dedup();
+        Filter {
+            allow,
+            vips,
+            tun,
+            gre_key,
+        }
+    }
+
+    /// Checks a packet from a raw IPIP or GRE socket (outer IPv4 header first) whose outer
+    /// source is `src`, and returns where the inner packet is in it.
+    pub fn check_ip(&self, packet: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
+        if !self.allow.contains(src) {
+            return Err(AgentDrop::NotAllowed);
+        }
+        // `src` is the kernel's copy of the outer header's source, the same as `outer_src`.
+        let stripped = encap::strip_ip(packet, self.tun, self.gre_key).map_err(AgentDrop::Strip)?;
+        self.check_inner(packet, stripped.inner)
+    }
+
+    /// Checks the payload of a UDP datagram from `src` on the GUE port and returns where the
+    /// inner packet is in it.
+    pub fn check_gue(&self, payload: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
+        if !self.allow.contains(src) {
+            return Err(AgentDrop::NotAllowed);
+        }
+        let inner = encap::strip_gue(payload).map_err(AgentDrop::Strip)?;
+        self.check_inner(payload, inner)
+    }
+
+    /// The inner packet must be addressed to one of the VIPs.
+    fn check_inner(&self, buf: &[u8], inner: Range<usize>) -> Result<Range<usize>, AgentDrop> {
+        let dst = buf
+            .get(inner.clone())
+            .and_then(|p| p.get(16..20))
+            .ok_or(AgentDrop::Strip(StripError::InnerMalformed))?;
+        let dst = Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3]);
+        if self.vips.binary_search(&dst).is_err() {
+            return Err(AgentDrop::NotVip);
+        }
+        Ok(inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encap::{build_outer, OuterParams, MAX_OUTER_HEADER};
+
+    const DIRECTOR: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
+    const RS: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+
+    /// A 28-byte IPv4/UDP packet from a client to `dst`, valid header checksum.
+    fn inner(dst: Ipv4Addr) -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 7, 0, 0, 0, 0, 0x30, 0x39,
+            0, 80, 0, 8, 0, 0,
+        ];
+        p[16..20].copy_from_slice(&dst.octets());
+        let mut sum = 0u32;
+        for w in p[..20].chunks(2) {
+            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        p
+    }
+
+    /// `inner` wrapped in an outer header from `src`.
+    fn wrap(tun: TunnelType, gre_key: Option<u32>, src: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+        let mut hdr = [0u8; MAX_OUTER_HEADER];
+        let params = OuterParams {
+            src,
+            dst: RS,
+            tun,
+            gue_port: encap::DEFAULT_GUE_PORT,
+            gre_key,
+            udp_csum: false,
+            flow_hash: 7,
+        };
+        let n = build_outer(&params, inner, &mut hdr).unwrap();
+        let mut p = hdr[..n].to_vec();
+        p.extend_from_slice(inner);
+        p
+    }
+
+    fn filter(tun: TunnelType, gre_key: Option<u32>) -> Filter {
+        let allow = AllowList::new(&["192.168.1.0/29".parse().unwrap()]);
+        Filter::new(allow, &[VIP, Ipv4Addr::new(10, 0, 0, 1)], tun, gre_key)
+    }
+
+    #[test]
+    fn allow_list_matches_networks_and_single_hosts() {
+        let allow = AllowList::new(&[
+            "192.168.1.9/29".parse().unwrap(),
+            "10.1.1.1/32".parse().unwrap(),
+        ]);
+        assert!(allow.contains(Ipv4Addr::new(192, 168, 1, 8)));
+        assert!(allow.contains(Ipv4Addr::new(192, 168, 1, 15)));
+        assert!(!allow.contains(Ipv4Addr::new(192, 168, 1, 16)));
+        assert!(allow.contains(Ipv4Addr::new(10, 1, 1, 1)));
+        assert!(!allow.contains(Ipv4Addr::new(10, 1, 1, 2)));
+        assert!(!AllowList::new(&[]).contains(Ipv4Addr::new(10, 1, 1, 1)));
+    }
+
+    #[test]
+    fn ipip_from_an_allowed_director_to_a_vip_is_delivered() {
+        let inner = inner(VIP);
+        let pkt = wrap(TunnelType::Ipip, None, DIRECTOR, &inner);
+        let r = filter(TunnelType::Ipip, None)
+            .check_ip(&pkt, DIRECTOR)
+            .unwrap();
+        assert_eq!(&pkt[r], &inner[..]);
+    }
+
+    #[test]
+    fn gre_with_the_right_key_is_delivered_and_a_wrong_key_is_not() {
+        let inner = inner(VIP);
+        let pkt = wrap(TunnelType::Gre, Some(42), DIRECTOR, &inner);
+        let r = filter(TunnelType::Gre, Some(42))
+            .check_ip(&pkt, DIRECTOR)
+            .unwrap();
+        assert_eq!(&pkt[r], &inner[..]);
+        assert_eq!(
+            filter(TunnelType::Gre, Some(43)).check_ip(&pkt, DIRECTOR),
+            Err(AgentDrop::Strip(StripError::GreKeyMismatch))
+        );
+    }
+
+    #[test]
+    fn gue_payload_is_delivered() {
+        let inner = inner(VIP);
+        let pkt = wrap(TunnelType::Gue, None, DIRECTOR, &inner);
+        // The UDP socket hands over the payload after IPv4 (20) and UDP (8).
+        let payload = &pkt[28..];
+        let r = filter(TunnelType::Gue, None)
+            .check_gue(payload, DIRECTOR)
+            .unwrap();
+        assert_eq!(&payload[r], &inner[..]);
+    }
+
+    #[test]
+    fn a_source_outside_the_allow_list_is_dropped_before_parsing() {
+        let stranger = Ipv4Addr::new(192, 168, 1, 99);
+        let pkt = wrap(TunnelType::Ipip, None, stranger, &inner(VIP));
+        let f = filter(TunnelType::Ipip, None);
+        assert_eq!(f.check_ip(&pkt, stranger), Err(AgentDrop::NotAllowed));
+        assert_eq!(f.check_ip(&[0xff; 3], stranger), Err(AgentDrop::NotAllowed));
+        assert_eq!(f.check_gue(&[], stranger), Err(AgentDrop::NotAllowed));
+    }
+
+    #[test]
+    fn an_inner_destination_that_is_not_a_vip_is_dropped() {
+        let pkt = wrap(
+            TunnelType::Ipip,
+            None,
+            DIRECTOR,
+            &inner(Ipv4Addr::new(10, 0, 0, 2)),
+        );
+        let f = filter(TunnelType::Ipip, None);
+        assert_eq!(f.check_ip(&pkt, DIRECTOR), Err(AgentDrop::NotVip));
+    }
+
+    #[test]
+    fn garbage_from_an_allowed_source_is_a_strip_error_not_a_panic() {
+        let f = filter(TunnelType::Ipip, None);
+        for len in 0..48 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 0x45) as u8).collect();
+            assert!(matches!(
+                f.check_ip(&junk, DIRECTOR),
+                Err(AgentDrop::Strip(_))
+            ));
+            assert!(f.check_gue(&junk, DIRECTOR).is_err());
+        }
+        assert_eq!(
+            AgentDrop::Strip(StripError::Truncated).as_str(),
+            "truncated"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! The agent end to end inside a private network namespace (root only): a raw socket sends IPIP
+//! to the namespace's own address, the agent decapsulates into its TUN, a UDP service bound to
+//! the hidden VIP receives the inner datagram. The namespace belongs to the test thread alone
+//! (`unshare(CLONE_NEWNET)`; threads it spawns inherit it) and vanishes with it.
+//!
+//! Run with `cargo test --lib -- --ignored realserver::root_tests`.
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::encap::{build_outer, OuterParams, MAX_OUTER_HEADER};
+use crate::sys::raw::RawSender;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const DIRECTOR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 1234);
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Reads a sysctl of the calling thread's namespace.
+fn sysctl(key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/sys/{key}"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// An IPv4/UDP packet with a valid IP checksum and UDP checksum 0.
+fn udp_packet(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let total = (28 + payload.len()) as u16;
+    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&src.ip().octets());
+    p.extend_from_slice(&dst.ip().octets());
+    let mut sum = 0u32;
+    for w in p.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p.extend_from_slice(&src.port().to_be_bytes());
+    p.extend_from_slice(&dst.port().to_be_bytes());
+    p.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+fn send_ipip(tx: &mut RawSender, outer_src: Ipv4Addr, inner: &[u8]) {
+    let mut hdr = [0u8; MAX_OUTER_HEADER];
+    let params = OuterParams {
+        src: outer_src,
+        dst: DIRECTOR,
+        tun: TunnelType::Ipip,
+        gue_port: DEFAULT_GUE_PORT,
+        gre_key: None,
+        udp_csum: false,
+        flow_hash: 0,
+    };
+    let n = build_outer(&params, inner, &mut hdr).unwrap();
+    let report = tx.send_batch([(DIRECTOR, &hdr[..n], inner)]);
+    assert_eq!(report.sent, 1, "{:?}", report.last_error());
+}
+
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
+    std::thread::spawn(|| {
+        if let Err(e) = crate::sys::unshare_net_namespace() {
+            panic!("unshare(CLONE_NEWNET) needs root: {e}");
+        }
+        sh("ip", &["link", "set", "lo", "up"]);
+
+        let args = AgentArgs {
+            vips: vec![VIP],
+            encap: TunnelType::Ipip,
+            gue_port: DEFAULT_GUE_PORT,
+            gre_key: None,
+            allow: vec!["127.0.0.1/32".parse().unwrap()],
+            tun_name: "tlbrs-test0".into(),
+            tun_mtu: 1500,
+            stats_interval: 0,
+            batch: 8,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let agent = {
+            let stop = stop.clone();
+            std::thread::spawn(move || run_until(&args, stop_flag(&stop)))
+        };
+
+        // The VIP appears on lo once the agent is set up.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let service = loop {
+            match UdpSocket::bind(SocketAddrV4::new(VIP, 5353)) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("VIP never appeared: {e}"),
+            }
+        };
+        // Then the raw IPIP socket (protocol 4 shows as local port 0004).
+        while !std::fs::read_to_string("/proc/thread-self/net/raw")
+            .unwrap()
+            .contains(":0004 ")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the agent never opened its raw socket"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(sysctl("net/ipv4/conf/lo/arp_ignore"), "1");
+
+        let mut tx = RawSender::new(4).unwrap();
+        let to_vip = SocketAddrV4::new(VIP, 5353);
+        send_ipip(&mut tx, STRANGER, &udp_packet(CLIENT, to_vip, b"spoofed"));
+        let not_vip = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 2), 5353);
+        send_ipip(
+            &mut tx,
+            DIRECTOR,
+            &udp_packet(CLIENT, not_vip, b"elsewhere"),
+        );
+        send_ipip(&mut tx, DIRECTOR, &udp_packet(CLIENT, to_vip, b"hello"));
+
+        service
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = service.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"hello"[..], CLIENT.into()));
+
+        stop.store(true, Ordering::Relaxed);
+        let stats = agent.join().unwrap().unwrap();
+        assert_eq!(stats.received, 3);
+        assert_eq!(stats.delivered, 1);
+        assert_eq!(stats.not_allowed, 1);
+        assert_eq!(stats.not_vip, 1);
+
+        // Everything undone: no VIP on lo, no TUN, arp_ignore back to 0.
+        assert!(!sh("ip", &["-4", "addr", "show", "dev", "lo"]).contains("10.77.0.1"));
+        assert!(!sh("ip", &["link", "show"]).contains("tlbrs-test0"));
+        assert_eq!(sysctl("net/ipv4/conf/lo/arp_ignore"), "0");
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}

@@ -1,0 +1,114 @@
+//! The agent's counters: one plain struct, updated by its single loop.
+
+use std::fmt;
+
+use super::filter::AgentDrop;
+use crate::encap::StripError;
+
+const STRIP_REASONS: usize = StripError::ALL.len();
+
+/// What the agent did with the packets it received.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Tunnel packets received.
+    pub received: u64,
+    /// Inner packets written into the TUN device.
+    pub delivered: u64,
+    /// Dropped: outer source not in `--allow`.
+    pub not_allowed: u64,
+    /// Dropped: inner destination not one of the VIPs.
+    pub not_vip: u64,
+    /// Dropped: longer than the receive buffer.
+    pub recv_truncated: u64,
+    /// Dropped: the tunnel headers or inner packet did not validate, by [`StripError`]
+    /// (index = `error as usize`).
+    pub strip: [u64; STRIP_REASONS],
+    /// Dropped: the TUN device refused the write.
+    pub tun_write_error: u64,
+}
+
+impl AgentStats {
+    /// Counts one drop.
+    pub fn count_drop(&mut self, reason: AgentDrop) {
+        match reason {
+            AgentDrop::NotAllowed => self.not_allowed += 1,
+            AgentDrop::NotVip => self.not_vip += 1,
+            AgentDrop::Truncated => self.recv_truncated += 1,
+            AgentDrop::Strip(e) => {
+                if let Some(n) = self.strip.get_mut(e as usize) {
+                    *n += 1;
+                }
+            }
+        }
+    }
+
+    /// All drops together.
+    pub fn dropped(&self) -> u64 {
+        self.not_allowed
+            + self.not_vip
+            + self.recv_truncated
+            + self.tun_write_error
+            + self.strip.iter().sum::<u64>()
+    }
+
+    /// Every counter as `(label, value)`, the strip errors under their own labels; zero strip
+    /// counters are left out.
+    pub fn labelled(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        [
+            ("received", self.received),
+            ("delivered", self.delivered),
+            ("not_allowed", self.not_allowed),
+            ("not_vip", self.not_vip),
+            ("recv_truncated", self.recv_truncated),
+            ("tun_write_error", self.tun_write_error),
+        ]
+        .into_iter()
+        .chain(
+            StripError::ALL
+                .iter()
+                .zip(self.strip)
+                .filter(|(_, n)| *n > 0)
+                .map(|(e, n)| (e.as_str(), n)),
+        )
+    }
+}
+
+impl fmt::Display for AgentStats {
+    /// One line: `received=.. delivered=.. not_allowed=.. ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (label, n)) in self.labelled().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{label}={n}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_under_their_reason() {
+        let mut s = AgentStats {
+            received: 6,
+            delivered: 1,
+            ..AgentStats::default()
+        };
+        s.count_drop(AgentDrop::NotAllowed);
+        s.count_drop(AgentDrop::NotAllowed);
+        s.count_drop(AgentDrop::NotVip);
+        s.count_drop(AgentDrop::Truncated);
+        s.count_drop(AgentDrop::Strip(StripError::GreKeyMismatch));
+        assert_eq!(s.not_allowed, 2);
+        assert_eq!(s.strip[StripError::GreKeyMismatch as usize], 1);
+        assert_eq!(s.dropped(), 5);
+        assert_eq!(
+            s.to_string(),
+            "received=6 delivered=1 not_allowed=2 not_vip=1 recv_truncated=1 \
+             tun_write_error=0 gre_key_mismatch=1"
+        );
+    }
+}

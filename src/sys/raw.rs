@@ -1,0 +1,493 @@
+//! Raw IPv4 sockets for tunnel traffic, moved in batches.
+//!
+//! - [`RawSender`]: `socket(AF_INET, SOCK_RAW, IPPROTO_RAW)`, which implies `IP_HDRINCL`: the
+//!   caller builds the outer IPv4 header. Each packet goes out as two iovecs, outer header and
+//!   inner packet, so the inner packet is never copied; a batch is one `sendmmsg` call.
+//! - [`RawReceiver`]: `socket(AF_INET, SOCK_RAW, 4 or 47)`, the director's IPIP or GRE packets
+//!   on a real server, outer IPv4 header included. While it is open the kernel stops answering
+//!   tunnel packets with ICMP protocol-unreachable.
+//! - [`UdpReceiver`]: a UDP socket for GUE; gives each datagram's payload and source.
+//!
+//! The `mmsghdr` / `iovec` / `sockaddr_in` arrays are allocated once and refilled on every call.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{errno, poll_readable, PacketBatch, PacketMeta, SendReport};
+
+/// Socket buffer size asked for on every tunnel socket (the kernel caps it at `*mem_max`).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// One packet [`RawSender::send_batch`] could not send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsgError {
+    /// Position of the packet in the batch.
+    pub index: usize,
+    /// The `errno` the kernel gave for it.
+    pub errno: i32,
+}
+
+impl MsgError {
+    /// `EMSGSIZE`: the packet is larger than the route's MTU allows (`IP_HDRINCL` never
+    /// fragments).
+    pub fn is_too_big(&self) -> bool {
+        self.errno == libc::EMSGSIZE
+    }
+
+    /// The error as an [`io::Error`], for logging.
+    pub fn to_io_error(&self) -> io::Error {
+        io::Error::from_raw_os_error(self.errno)
+    }
+}
+
+/// Sends IPv4 packets whose header the caller built, in batches.
+///
+/// One sender per worker thread: the internal arrays make `send_batch` take `&mut self`.
+pub struct RawSender {
+    sock: Socket,
+    max_batch: usize,
+    msgs: Vec<libc::mmsghdr>,
+    iovs: Vec<[libc::iovec; 2]>,
+    addrs: Vec<libc::sockaddr_in>,
+    failures: Vec<MsgError>,
+}
+
+// SAFETY: the raw pointers inside `msgs` / `iovs` are scratch values, rewritten before every
+// `sendmmsg` and never read after it returns, so moving the sender to another thread cannot
+// make anything dangle or race.
+unsafe impl Send for RawSender {}
+
+impl std::fmt::Debug for RawSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSender")
+            .field("fd", &self.sock.as_raw_fd())
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
+}
+
+impl RawSender {
+    /// Opens the raw socket; each `sendmmsg` call carries up to `max_batch` packets (at least
+    /// 1; larger batches are split).
+    pub fn new(max_batch: usize) -> io::Result<RawSender> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("open raw IPv4 socket: {e}")))?;
+        // Best effort: a small buffer only means more ENOBUFS under load.
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        let max_batch = max_batch.max(1);
+        Ok(RawSender {
+            sock,
+            max_batch,
+            msgs: (0..max_batch).map(|_| empty_mmsghdr()).collect(),
+            iovs: (0..max_batch).map(|_| [empty_iovec(); 2]).collect(),
+            addrs: (0..max_batch)
+                .map(|_| sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0))
+                .collect(),
+            failures: Vec::with_capacity(max_batch),
+        })
+    }
+
+    /// The largest number of packets one `sendmmsg` carries.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Sends every `(destination, outer header, inner packet)`: the datagram on the wire is the
+    /// header followed by the packet. The header must be a complete IPv4 header (the kernel fills
+    /// in total length and checksum, and the ID when it is 0).
+    ///
+    /// Never fails as a whole: packets the kernel refuses are counted in the report and listed,
+    /// with their position, in [`failures`](RawSender::failures) until the next call.
+    pub fn send_batch<'a, I>(&mut self, items: I) -> SendReport
+    where
+        I: IntoIterator<Item = (Ipv4Addr, &'a [u8], &'a [u8])>,
+    {
+        self.failures.clear();
+        let mut report = SendReport::default();
+        let mut base = 0;
+        let mut n = 0;
+        for (dst, header, inner) in items {
+            self.fill(n, dst, header, inner);
+            n += 1;
+            if n == self.max_batch {
+                self.flush(base, n, &mut report);
+                base += n;
+                n = 0;
+            }
+        }
+        if n > 0 {
+            self.flush(base, n, &mut report);
+        }
+        report
+    }
+
+    /// The packets the last [`send_batch`](RawSender::send_batch) could not send.
+    pub fn failures(&self) -> &[MsgError] {
+        &self.failures
+    }
+
+    /// Sends one packet (outer header then inner packet) with `sendmsg`; returns the bytes sent.
+    pub fn send(&self, dst: Ipv4Addr, header: &[u8], inner: &[u8]) -> io::Result<usize> {
+        let mut addr = sockaddr_v4(dst, 0);
+        let mut iov = [iovec_of(header), iovec_of(inner)];
+        // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_name = ptr::addr_of_mut!(addr).cast();
+        msg.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = 2;
+        loop {
+            // SAFETY: `msg` points at `addr` and `iov`, which point at `header` and `inner`; all
+            // of them outlive the call and the kernel only reads through them.
+            let rc = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &msg, 0) };
+            if rc >= 0 {
+                return Ok(rc as usize);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    /// Points message `i` at one packet. The pointers stay valid until `flush`, because the
+    /// slices live for `'a`, beyond the `send_batch` call.
+    fn fill(&mut self, i: usize, dst: Ipv4Addr, header: &[u8], inner: &[u8]) {
+        self.addrs[i] = sockaddr_v4(dst, 0);
+        self.iovs[i] = [iovec_of(header), iovec_of(inner)];
+        let msg = &mut self.msgs[i];
+        *msg = empty_mmsghdr();
+        msg.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
+        msg.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_hdr.msg_iov = self.iovs[i].as_mut_ptr();
+        msg.msg_hdr.msg_iovlen = 2;
+    }
+
+    /// Sends messages `0..n` (batch positions `base..base + n`). `sendmmsg` stops at the first
+    /// refused message and returns how many went before it; the refused one is then retried
+    /// alone, which returns its error, and skipped.
+    fn flush(&mut self, base: usize, n: usize, report: &mut SendReport) {
+        let fd = self.sock.as_raw_fd();
+        let mut i = 0;
+        while i < n {
+            // SAFETY: messages `i..n` were filled by `fill` in this `send_batch` call; their
+            // pointers lead to `addrs`, `iovs` and the caller's slices, all alive here.
+            let rc = unsafe {
+                libc::sendmmsg(fd, self.msgs[i..n].as_mut_ptr(), (n - i) as libc::c_uint, 0)
+            };
+            if rc > 0 {
+                let sent = rc as usize;
+                report.sent += sent;
+                i += sent;
+                continue;
+            }
+            let e = if rc == 0 { libc::EIO } else { errno() };
+            if e == libc::EINTR {
+                continue;
+            }
+            report.fail(e);
+            self.failures.push(MsgError {
+                index: base + i,
+                errno: e,
+            });
+            i += 1;
+        }
+    }
+}
+
+impl AsRawFd for RawSender {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+/// The `recvmmsg` scratch arrays shared by the receivers, grown once to the batch size.
+struct RecvArrays {
+    msgs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<libc::sockaddr_in>,
+}
+
+// SAFETY: see `RawSender`: the pointers are rewritten before every `recvmmsg` and not used after.
+unsafe impl Send for RecvArrays {}
+
+impl RecvArrays {
+    fn new() -> RecvArrays {
+        RecvArrays {
+            msgs: Vec::new(),
+            iovs: Vec::new(),
+            addrs: Vec::new(),
+        }
+    }
+
+    /// Waits up to `timeout` for `fd` to be readable, then fills `batch` with one `recvmmsg`.
+    fn recv(
+        &mut self,
+        fd: RawFd,
+        batch: &mut PacketBatch,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        batch.clear();
+        if !poll_readable(fd, timeout)? {
+            return Ok(0);
+        }
+        let cap = batch.capacity();
+        if self.msgs.len() < cap {
+            self.msgs.resize_with(cap, empty_mmsghdr);
+            self.iovs.resize_with(cap, empty_iovec);
+            self.addrs
+                .resize_with(cap, || sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0));
+        }
+        let slot_size = batch.slot_size();
+        let stride = batch.stride();
+        let base = batch.base_ptr();
+        for i in 0..cap {
+            self.iovs[i] = libc::iovec {
+                // In bounds: the storage holds `cap * stride` bytes, `stride > slot_size`.
+                iov_base: base.wrapping_add(i * stride).cast(),
+                iov_len: slot_size,
+            };
+            let msg = &mut self.msgs[i];
+            *msg = empty_mmsghdr();
+            msg.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
+            msg.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            msg.msg_hdr.msg_iov = ptr::addr_of_mut!(self.iovs[i]);
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: messages `0..cap` point at `addrs`, `iovs` and the batch's slots (each
+        // `slot_size` bytes inside the batch's storage), all alive and not otherwise borrowed
+        // during the call; MSG_DONTWAIT keeps it from blocking.
+        let rc = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.msgs.as_mut_ptr(),
+                cap as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(err),
+            };
+        }
+        let n = (rc as usize).min(cap);
+        for i in 0..n {
+            let msg = &self.msgs[i];
+            let addr = &self.addrs[i];
+            batch.set_meta(
+                i,
+                PacketMeta {
+                    len: msg.msg_len as usize,
+                    src: SocketAddrV4::new(
+                        Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr)),
+                        u16::from_be(addr.sin_port),
+                    ),
+                    truncated: msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                },
+            );
+        }
+        batch.set_filled(n);
+        Ok(n)
+    }
+}
+
+/// Receives every IPv4 packet of one IP protocol (4 = IPIP, 47 = GRE) addressed to this host,
+/// outer header included.
+pub struct RawReceiver {
+    sock: Socket,
+    arrays: RecvArrays,
+}
+
+impl std::fmt::Debug for RawReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawReceiver")
+            .field("fd", &self.sock.as_raw_fd())
+            .finish()
+    }
+}
+
+impl RawReceiver {
+    /// Opens `socket(AF_INET, SOCK_RAW, proto)` in non-blocking mode.
+    pub fn new(proto: u8) -> io::Result<RawReceiver> {
+        let sock = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(proto))),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("open raw socket for IP protocol {proto}: {e}"),
+            )
+        })?;
+        sock.set_nonblocking(true)?;
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        Ok(RawReceiver {
+            sock,
+            arrays: RecvArrays::new(),
+        })
+    }
+
+    /// Waits up to `timeout` (`None`: forever) for a packet, then stores as many as are ready,
+    /// up to the batch's capacity. Each packet starts with its outer IPv4 header;
+    /// [`PacketMeta::src`] is the outer source with port 0. Returns how many it stored; 0 on
+    /// timeout or when a signal arrived.
+    pub fn recv_batch(
+        &mut self,
+        batch: &mut PacketBatch,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        self.arrays.recv(self.sock.as_raw_fd(), batch, timeout)
+    }
+}
+
+impl AsRawFd for RawReceiver {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+/// Receives UDP datagrams (GUE) on one port.
+pub struct UdpReceiver {
+    sock: Socket,
+    arrays: RecvArrays,
+}
+
+impl std::fmt::Debug for UdpReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpReceiver")
+            .field("fd", &self.sock.as_raw_fd())
+            .finish()
+    }
+}
+
+impl UdpReceiver {
+    /// Binds a non-blocking UDP socket to `addr` (e.g. `0.0.0.0:6080`).
+    pub fn bind(addr: SocketAddrV4) -> io::Result<UdpReceiver> {
+        let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        sock.set_nonblocking(true)?;
+        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        sock.bind(&addr.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("bind UDP {addr}: {e}")))?;
+        Ok(UdpReceiver {
+            sock,
+            arrays: RecvArrays::new(),
+        })
+    }
+
+    /// The bound address (with the port the kernel chose when bound to port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddrV4> {
+        self.sock
+            .local_addr()?
+            .as_socket_ipv4()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+    }
+
+    /// Waits up to `timeout` (`None`: forever) for a datagram, then stores as many as are
+    /// ready, up to the batch's capacity: each slot holds the UDP payload, [`PacketMeta::src`]
+    /// its source. Returns how many it stored; 0 on timeout or when a signal arrived.
+    pub fn recv_batch(
+        &mut self,
+        batch: &mut PacketBatch,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        self.arrays.recv(self.sock.as_raw_fd(), batch, timeout)
+    }
+}
+
+impl AsRawFd for UdpReceiver {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+fn empty_mmsghdr() -> libc::mmsghdr {
+    // SAFETY: all-zero is a valid mmsghdr: null pointers, zero lengths and flags.
+    unsafe { mem::zeroed() }
+}
+
+fn empty_iovec() -> libc::iovec {
+    libc::iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    }
+}
+
+/// An iovec over a slice the kernel will only read.
+fn iovec_of(buf: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast(),
+        iov_len: buf.len(),
+    }
+}
+
+fn sockaddr_v4(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+
+    #[test]
+    fn sockaddr_is_in_network_order() {
+        let a = sockaddr_v4(Ipv4Addr::new(10, 1, 2, 3), 6080);
+        assert_eq!(a.sin_addr.s_addr.to_ne_bytes(), [10, 1, 2, 3]);
+        assert_eq!(a.sin_port.to_ne_bytes(), 6080u16.to_be_bytes());
+    }
+
+    #[test]
+    fn udp_receiver_batches_datagrams_with_their_source() {
+        let mut rx = UdpReceiver::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let to = rx.local_addr().unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let from = tx.local_addr().unwrap();
+        tx.send_to(b"one", to).unwrap();
+        tx.send_to(b"two!", to).unwrap();
+        tx.send_to(&[7u8; 40], to).unwrap();
+        let mut batch = PacketBatch::new(8, 16);
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            rx.recv_batch(&mut batch, Some(Duration::from_millis(200)))
+                .unwrap();
+            for (p, m) in batch.iter() {
+                assert_eq!(std::net::SocketAddr::V4(m.src), from);
+                got.push((p.to_vec(), m.truncated));
+            }
+            if got.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0], (b"one".to_vec(), false));
+        assert_eq!(got[1], (b"two!".to_vec(), false));
+        assert_eq!(got[2], (vec![7u8; 16], true));
+        // Nothing left: a short timeout returns 0.
+        assert_eq!(
+            rx.recv_batch(&mut batch, Some(Duration::from_millis(1)))
+                .unwrap(),
+            0
+        );
+    }
+}

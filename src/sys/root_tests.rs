@@ -1,0 +1,190 @@
+//! Tests that need root: each runs on its own thread moved into a fresh, unnamed network
+//! namespace (`unshare(CLONE_NEWNET)` affects only the calling thread), which the kernel deletes
+//! when the thread ends, so nothing leaks on any exit path.
+//!
+//! Run with `cargo test --lib -- --ignored sys::root_tests`.
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::netcfg::{conf_key, NetChanges};
+use super::raw::{RawReceiver, RawSender};
+use super::tun::TunDevice;
+use super::PacketBatch;
+
+/// Runs `f` on a new thread inside a new network namespace with `lo` up.
+fn in_new_netns(f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        if let Err(e) = super::unshare_net_namespace() {
+            panic!("unshare(CLONE_NEWNET) needs root: {e}");
+        }
+        ip(&["link", "set", "lo", "up"]);
+        f();
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A 20-byte IPv4 header; the kernel fills in total length, ID and checksum (IP_HDRINCL).
+fn ipv4_header(proto: u8, src: Ipv4Addr, dst: Ipv4Addr) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[8] = 64;
+    h[9] = proto;
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    h
+}
+
+/// An IPv4/UDP packet with a valid IP checksum and no UDP checksum.
+fn udp_packet(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let total = 28 + payload.len();
+    let mut p = ipv4_header(17, *src.ip(), *dst.ip()).to_vec();
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    let mut sum = 0u32;
+    for w in p.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p.extend_from_slice(&src.port().to_be_bytes());
+    p.extend_from_slice(&dst.port().to_be_bytes());
+    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn tun_queues_read_routed_packets_and_inject_written_ones() {
+    in_new_netns(|| {
+        let tun = TunDevice::create("tlbtest0", 2, 1400).unwrap();
+        assert_eq!(tun.name(), "tlbtest0");
+        let mut net = NetChanges::new();
+        net.add_route("10.9.0.0/24".parse().unwrap(), "tlbtest0")
+            .unwrap();
+        net.add_address("10.9.1.1/32".parse().unwrap(), "lo")
+            .unwrap();
+        net.set_sysctl(&conf_key("all", "rp_filter"), "0").unwrap();
+        net.set_sysctl(&conf_key("tlbtest0", "rp_filter"), "0")
+            .unwrap();
+        let queues = tun.queues();
+        assert_eq!(queues.len(), 2);
+
+        // Outbound: datagrams routed to 10.9.0.0/24 come out of one of the queues.
+        let sock = UdpSocket::bind("10.9.1.1:4000").unwrap();
+        for i in 0..5u8 {
+            sock.send_to(&[i; 10], "10.9.0.7:5000").unwrap();
+        }
+        let mut batch = PacketBatch::new(16, 2048);
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while seen < 5 && Instant::now() < deadline {
+            for q in &queues {
+                q.recv_batch(&mut batch, Some(Duration::from_millis(20)))
+                    .unwrap();
+                // Skip the IPv6 router solicitations a fresh link sends.
+                for (p, meta) in batch.iter().filter(|(p, _)| p[0] >> 4 == 4) {
+                    assert!(!meta.truncated);
+                    assert_eq!(p.len(), 38);
+                    assert_eq!(p[16..20], [10, 9, 0, 7]);
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, 5);
+
+        // A packet longer than the slot is cut and marked.
+        let mut small = PacketBatch::new(4, 24);
+        sock.send_to(&[9; 10], "10.9.0.7:5000").unwrap();
+        let mut truncated = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while truncated == 0 && Instant::now() < deadline {
+            for q in &queues {
+                q.recv_batch(&mut small, Some(Duration::from_millis(20)))
+                    .unwrap();
+                for (p, meta) in small.iter().filter(|(p, _)| p[0] >> 4 == 4) {
+                    assert_eq!((p.len(), meta.truncated), (24, true));
+                    truncated += 1;
+                }
+            }
+        }
+        assert_eq!(truncated, 1);
+
+        // Inbound: packets written into a queue reach the local socket.
+        let from = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 7), 5000);
+        let to = SocketAddrV4::new(Ipv4Addr::new(10, 9, 1, 1), 4000);
+        let pkts: Vec<Vec<u8>> = (0..3u8).map(|i| udp_packet(from, to, &[i; 4])).collect();
+        let report = queues[1].send_batch(pkts.iter().map(Vec::as_slice));
+        assert_eq!((report.sent, report.failed), (3, 0));
+        sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 64];
+        for i in 0..3u8 {
+            let (n, src) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], src), (&[i; 4][..], from.into()));
+        }
+        net.restore().unwrap();
+    });
+}
+
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn raw_sender_batches_ipip_and_reports_the_packet_that_is_too_big() {
+    in_new_netns(|| {
+        ip(&["link", "set", "lo", "mtu", "1500"]);
+        let mut rx = RawReceiver::new(4).unwrap();
+        let mut tx = RawSender::new(2).unwrap();
+        let lo = Ipv4Addr::LOCALHOST;
+        let outer = ipv4_header(4, lo, lo);
+        let inner_a = udp_packet(
+            SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 1),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80),
+            b"a",
+        );
+        let big = vec![0x45u8; 1600];
+        let inner_c = udp_packet(
+            SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, 4), 1),
+            SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80),
+            b"ccc",
+        );
+        // Three batches of at most 2; the big one is the second packet.
+        let items = [
+            (lo, &outer[..], &inner_a[..]),
+            (lo, &outer[..], &big[..]),
+            (lo, &outer[..], &inner_c[..]),
+            (lo, &outer[..], &inner_a[..]),
+        ];
+        let report = tx.send_batch(items.iter().copied());
+        assert_eq!((report.sent, report.failed, report.too_big), (3, 1, 1));
+        assert_eq!(tx.failures().len(), 1);
+        assert_eq!(tx.failures()[0].index, 1);
+        assert!(tx.failures()[0].is_too_big());
+
+        let mut batch = PacketBatch::new(8, 2048);
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.len() < 3 && Instant::now() < deadline {
+            rx.recv_batch(&mut batch, Some(Duration::from_millis(50)))
+                .unwrap();
+            for (p, meta) in batch.iter() {
+                assert_eq!(*meta.src.ip(), lo);
+                assert_eq!(p[9], 4, "outer protocol");
+                got.push(p[20..].to_vec());
+            }
+        }
+        assert_eq!(got, vec![inner_a.clone(), inner_c, inner_a]);
+    });
+}
