@@ -486,7 +486,7 @@ fn release(snap: &Snapshot, shared: &Shared, key: &ConnKey, conn: &Conn, now: In
     if let Some(svc) = snap.service(svc_key.proto, svc_key.vip, svc_key.port) {
         if let Some(pers) = svc.persistence() {
             let tkey = template_key(key.proto, key.caddr, pers.netmask, key.vaddr, svc_key.port);
-            shared.templates.release(&tkey, now);
+            shared.templates.release_for(&tkey, conn.dest, now);
         }
     }
 }

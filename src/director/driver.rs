@@ -77,13 +77,21 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     let cores: Vec<Arc<Mutex<Director>>> = (0..queues)
         .map(|_| Arc::new(Mutex::new(Director::new(shared.clone(), config.clone()))))
         .collect();
+    let clock = Clock::new();
+    let (set, timeouts) = match &args.config {
+        Some(path) => crate::control::config::load_table(path)?,
+        None => Default::default(),
+    };
     let plane = Arc::new(ControlPlane::new(
         shared.clone(),
         cores.clone(),
+        clock,
         net,
         args.tun_name.clone(),
         args.announce.clone(),
         args.config.clone(),
+        set,
+        timeouts,
     )?);
     plane.clone().serve().context("starting the control socket")?;
 
@@ -94,7 +102,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         let batch = args.batch.max(1);
         let handle = std::thread::Builder::new()
             .name(format!("tunlb-worker-{i}"))
-            .spawn(move || worker(i, queue, core, batch, &stop))
+            .spawn(move || worker(i, queue, core, clock, batch, &stop))
             .context("spawning a worker thread")?;
         workers.push(handle);
     }
@@ -103,7 +111,6 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         queues, args.tun_name
     );
 
-    let clock = Clock::new();
     loop {
         let _ = crate::sys::poll_readable(
             signal::wake_fd().unwrap_or(-1),
@@ -144,8 +151,14 @@ struct Pending {
     encap: super::Encap,
 }
 
-fn worker(index: usize, queue: TunQueue, core: Arc<Mutex<Director>>, batch_size: usize, stop: &AtomicBool) {
-    let clock = Clock::new();
+fn worker(
+    index: usize,
+    queue: TunQueue,
+    core: Arc<Mutex<Director>>,
+    clock: Clock,
+    batch_size: usize,
+    stop: &AtomicBool,
+) {
     let mut batch = PacketBatch::new(batch_size, 2048);
     let mut pending: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut replies: Vec<(usize, usize)> = Vec::with_capacity(batch_size);

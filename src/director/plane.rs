@@ -1,0 +1,287 @@
+//! The director's control plane: applies `adm` requests and config reloads to the running table.
+//!
+//! Every change is computed on a copy of the [`ServiceSet`], turned into a new [`Snapshot`] and
+//! published with one atomic swap; on any error nothing is published and the running table stays
+//! as it was. Workers keep their connection tables across swaps, so established flows keep their
+//! real server unless it was deleted (then they are dropped: IPVS's `expire_nodest_conn`).
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+
+use super::conn::{Timeouts as ConnTimeouts, KEY_TEMPLATE};
+use super::service::{Protocol, ServiceSet};
+use super::{Director, Registry, Shared, Snapshot};
+use crate::control::adm::Command;
+use crate::control::format::{ConnEntry, Listing};
+use crate::control::ops::Timeouts;
+use crate::control::proto::{Request, Response};
+use crate::control::socket;
+use crate::sys::netcfg::{neigh_key, NetChanges};
+use crate::time::{Clock, Duration};
+
+/// Owns the configured table and everything the director changed on the host.
+pub struct ControlPlane {
+    shared: Arc<Shared>,
+    cores: Vec<Arc<Mutex<Director>>>,
+    clock: Clock,
+    state: Mutex<PlaneState>,
+    tun_name: String,
+    announce: Vec<String>,
+    config_path: Option<PathBuf>,
+}
+
+struct PlaneState {
+    set: ServiceSet,
+    timeouts: Timeouts,
+    registry: Registry,
+    net: NetChanges,
+    routed: BTreeSet<Ipv4Addr>,
+}
+
+/// The data path's timeouts for `adm --set` values.
+pub fn conn_timeouts(t: &Timeouts) -> ConnTimeouts {
+    let mut c = ConnTimeouts::default();
+    c.set_tcp(Duration::from_secs(t.tcp.into()));
+    c.set_tcp_fin(Duration::from_secs(t.tcpfin.into()));
+    c.set_udp(Duration::from_secs(t.udp.into()));
+    c
+}
+
+impl ControlPlane {
+    /// A control plane over `cores`, starting from `set` (empty, or the `--config` file's).
+    pub fn new(
+        shared: Arc<Shared>,
+        cores: Vec<Arc<Mutex<Director>>>,
+        clock: Clock,
+        mut net: NetChanges,
+        tun_name: String,
+        announce: Vec<String>,
+        config_path: Option<PathBuf>,
+        set: ServiceSet,
+        timeouts: Timeouts,
+    ) -> anyhow::Result<ControlPlane> {
+        for iface in &announce {
+            net.set_sysctl(&neigh_key(iface, "proxy_delay"), "0")
+                .with_context(|| format!("setting proxy_delay 0 on {iface}"))?;
+        }
+        let plane = ControlPlane {
+            shared,
+            cores,
+            clock,
+            state: Mutex::new(PlaneState {
+                set: ServiceSet::default(),
+                timeouts,
+                registry: Registry::new(),
+                net,
+                routed: BTreeSet::new(),
+            }),
+            tun_name,
+            announce,
+            config_path,
+        };
+        plane.replace(set, timeouts).map_err(anyhow::Error::msg)?;
+        Ok(plane)
+    }
+
+    /// Starts the per-namespace control socket.
+    pub fn serve(self: Arc<Self>) -> std::io::Result<()> {
+        let plane = self.clone();
+        socket::serve(Arc::new(move |req| plane.handle(req)))?;
+        Ok(())
+    }
+
+    /// Answers one `adm` request.
+    pub fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::Apply(cmds) => self.apply(&cmds),
+            Request::List => Response::Listing(self.listing()),
+            Request::ListConns => Response::Conns(self.conn_entries()),
+            Request::GetTimeouts => match self.state.lock() {
+                Ok(st) => Response::Timeouts(st.timeouts),
+                Err(_) => Response::error("Memory allocation problem"),
+            },
+        }
+    }
+
+    fn apply(&self, cmds: &[Command]) -> Response {
+        let Ok(mut st) = self.state.lock() else {
+            return Response::error("Memory allocation problem");
+        };
+        let mut set = st.set.clone();
+        let mut timeouts = st.timeouts;
+        if let Err(e) = set.apply_batch(&mut timeouts, cmds) {
+            return Response::from_batch_error(&e);
+        }
+        match self.publish(&mut st, set, timeouts) {
+            Ok(()) => Response::Ok,
+            Err(msg) => Response::error(msg),
+        }
+    }
+
+    /// Replaces the whole table (config load or reload), all or nothing.
+    fn replace(&self, set: ServiceSet, timeouts: Timeouts) -> Result<(), String> {
+        let mut st = self.state.lock().map_err(|_| "control plane poisoned".to_string())?;
+        self.publish(&mut st, set, timeouts)
+    }
+
+    fn publish(&self, st: &mut PlaneState, set: ServiceSet, timeouts: Timeouts) -> Result<(), String> {
+        let snap = st
+            .registry
+            .build(&set, &conn_timeouts(&timeouts))
+            .map_err(|e| e.to_string())?;
+        self.sync_routes(st, &snap)?;
+        self.log_changes(&st.set, &set);
+        st.set = set;
+        st.timeouts = timeouts;
+        self.shared.publish(snap);
+        Ok(())
+    }
+
+    /// Routes every VIP into the TUN (and announces it), and withdraws VIPs that are gone.
+    fn sync_routes(&self, st: &mut PlaneState, snap: &Snapshot) -> Result<(), String> {
+        let wanted: BTreeSet<Ipv4Addr> = snap.vips().collect();
+        for vip in wanted.difference(&st.routed.clone()) {
+            let net = ipnet::Ipv4Net::new(*vip, 32).map_err(|e| e.to_string())?;
+            st.net
+                .add_route(net, &self.tun_name)
+                .map_err(|e| format!("routing VIP {vip} into {}: {e}", self.tun_name))?;
+            for iface in &self.announce {
+                st.net
+                    .add_proxy_neigh(*vip, iface)
+                    .map_err(|e| format!("announcing VIP {vip} on {iface}: {e}"))?;
+            }
+            st.routed.insert(*vip);
+        }
+        for vip in st.routed.clone().difference(&wanted) {
+            let net = ipnet::Ipv4Net::new(*vip, 32).map_err(|e| e.to_string())?;
+            if let Err(e) = st.net.del_route(net, &self.tun_name) {
+                eprintln!("tunlb director: withdrawing VIP {vip}: {e}");
+            }
+            st.routed.remove(vip);
+        }
+        Ok(())
+    }
+
+    fn log_changes(&self, old: &ServiceSet, new: &ServiceSet) {
+        for s in &new.services {
+            match old.services.iter().find(|o| o.key == s.key) {
+                None => eprintln!(
+                    "tunlb director: service {} added ({} real servers, {})",
+                    s.key,
+                    s.dests.len(),
+                    s.scheduler
+                ),
+                Some(o) => {
+                    for d in &s.dests {
+                        if !o.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
+                            eprintln!("tunlb director: service {}: real server {}:{} added (weight {}, {})", s.key, d.addr, d.port, d.weight, d.forward.ipvsadm_name());
+                        }
+                    }
+                    for d in &o.dests {
+                        if !s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
+                            eprintln!("tunlb director: service {}: real server {}:{} removed", s.key, d.addr, d.port);
+                        }
+                    }
+                }
+            }
+        }
+        for o in &old.services {
+            if !new.services.iter().any(|s| s.key == o.key) {
+                eprintln!("tunlb director: service {} removed", o.key);
+            }
+        }
+    }
+
+    /// The table with live connection counts.
+    pub fn listing(&self) -> Listing {
+        let set = match self.state.lock() {
+            Ok(st) => st.set.clone(),
+            Err(_) => ServiceSet::default(),
+        };
+        let snap = self.shared.snapshot();
+        let mut listing = Listing::from_set(&set);
+        for svc in &mut listing.services {
+            let Some(live) = snap.service(svc.config.key.proto, svc.config.key.vip, svc.config.key.port) else {
+                continue;
+            };
+            for d in &mut svc.dests {
+                if let Some(sd) = live
+                    .sched_dests
+                    .iter()
+                    .find(|s| s.addr == d.config.addr)
+                {
+                    d.active_conns = sd.state.active();
+                    d.inactive_conns = sd.state.inactive();
+                    d.persistent_conns = sd.state.persistent();
+                }
+            }
+        }
+        listing
+    }
+
+    /// Every worker's connections plus the persistence templates, as `-L -c` lists them.
+    pub fn conn_entries(&self) -> Vec<ConnEntry> {
+        let now = self.clock.now();
+        let snap = self.shared.snapshot();
+        let mut out = Vec::new();
+        let dest_addr = |id| {
+            snap.dest(id)
+                .map(|d| SocketAddrV4::new(d.config.addr, d.config.port))
+                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        };
+        for core in &self.cores {
+            let Ok(d) = core.lock() else { continue };
+            for (k, c) in d.conns().iter() {
+                let Some(proto) = Protocol::from_number(k.proto) else { continue };
+                if c.expires() <= now {
+                    continue;
+                }
+                out.push(ConnEntry {
+                    proto,
+                    expires_secs: (c.expires() - now).as_secs() as u32,
+                    state: c.state.as_str().to_string(),
+                    client: SocketAddrV4::new(k.caddr, k.cport),
+                    vip: SocketAddrV4::new(k.vaddr, k.vport),
+                    dest: dest_addr(c.dest),
+                });
+            }
+        }
+        for (k, dest, expires, _controlled) in self.shared.templates.snapshot(now) {
+            let Some(proto) = Protocol::from_number(k.proto) else { continue };
+            debug_assert!(k.flags & KEY_TEMPLATE != 0);
+            out.push(ConnEntry {
+                proto,
+                expires_secs: expires.saturating_since(now).as_secs() as u32,
+                state: "NONE".to_string(),
+                client: SocketAddrV4::new(k.caddr, 0),
+                vip: SocketAddrV4::new(k.vaddr, k.vport),
+                dest: SocketAddrV4::new(dest_addr(dest).ip().to_owned(), 0),
+            });
+        }
+        out
+    }
+
+    /// Re-reads the `--config` file; a bad file is rejected whole and the table kept.
+    pub fn reload(&self) -> anyhow::Result<String> {
+        let Some(path) = &self.config_path else {
+            anyhow::bail!("no --config file to reload");
+        };
+        let (set, timeouts) = crate::control::config::load_table(path)?;
+        let n = set.services.len();
+        self.replace(set, timeouts).map_err(anyhow::Error::msg)?;
+        Ok(format!("reloaded {} ({n} services)", path.display()))
+    }
+
+    /// Undoes every change to the host (routes, proxy neighbours, sysctls).
+    pub fn shutdown(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            if let Err(e) = st.net.restore() {
+                eprintln!("tunlb director: restoring network settings: {e}");
+            }
+        }
+    }
+}
