@@ -40,7 +40,7 @@ const IDLE_LIMIT: Duration = Duration::from_secs(30);
 /// Size of the chunks `GET /bytes/N` and `POST /upload` stream through.
 const CHUNK: usize = 64 * 1024;
 
-/// Command-line arguments of `tunlb httpd`.
+/// Serve a banner, test bytes and upload hashes over HTTP: the service on a lab real server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpdArgs {
     /// Address and port to listen on, e.g. 10.100.0.100:80 or 0.0.0.0:80; repeat for several.
