@@ -191,12 +191,9 @@ impl Netns {
 
     /// Loads an nftables ruleset (the text of an `nft -f` file) into this namespace.
     pub fn nft(&self, ruleset: &str) {
-        let file = log_dir().join(format!("{}.nft", self.name));
-        fs::write(&file, ruleset).expect("write the nft ruleset");
-        let file_arg = file.to_string_lossy().into_owned();
-        let nft = tool("nft");
-        self.exec(&nft.to_string_lossy(), &["-f", &file_arg]);
-        let _ = fs::remove_file(file);
+        let file = TempPath::new(&format!("{}.nft", self.name));
+        fs::write(file.path(), ruleset).expect("write the nft ruleset");
+        self.exec(&tool("nft").to_string_lossy(), &["-f", &file.arg()]);
     }
 
     /// Packets counted so far by the named nftables counter `name` of `table` (family `inet`).
@@ -584,13 +581,23 @@ mod tests {
     use super::*;
 
     /// The harness itself, without the director: the topology comes up, every real server's
-    /// httpd answers the client directly on its RIP, and every namespace is gone after drop.
+    /// httpd answers the client directly on its RIP, an nftables counter sees the replies, and
+    /// every namespace is gone after drop.
     #[test]
     fn harness_self_test_topology_routes_and_cleanup() {
         let names;
         {
             let lab = tun_lab::build();
             names = lab.names();
+            // Count what the client receives from the real servers' port 80.
+            lab.ns("client").nft(
+                "table inet tlbtest {
+                    counter from_rs {}
+                    chain in_count { type filter hook input priority 0; policy accept;
+                        ip saddr 10.3.0.0/24 tcp sport 80 counter name \"from_rs\"
+                    }
+                }",
+            );
             let listed = run(Command::new(tool("ip")).args(["netns", "list"]));
             for name in &names {
                 assert!(
@@ -629,6 +636,11 @@ mod tests {
                     "{body}"
                 );
             }
+            let replies = lab.ns("client").nft_counter("tlbtest", "from_rs");
+            assert!(
+                replies >= 8,
+                "the client counted {replies} packets from the real servers"
+            );
         }
         let listed = run(Command::new(tool("ip")).args(["netns", "list"]));
         for name in &names {

@@ -286,8 +286,10 @@ fn agent_drops_tunnels_from_directors_not_allowed(encap: &'static str) {
     );
 }
 
-/// The nftables counters of the director: packets from the VIP in input, forward and output
-/// (replies that would cross the director), and packets to the VIP in prerouting (requests).
+/// The nftables counters of the director: the service's replies (TCP from VIP:80) in input,
+/// forward and output, which would mean replies cross the director, and packets to the VIP in
+/// prerouting (the requests, which must cross it). Only TCP from port 80 counts as a reply, so
+/// an ICMP error the director may send for the VIP (e.g. fragmentation needed) does not.
 fn director_counters() -> String {
     format!(
         "table inet tlbtest {{
@@ -295,25 +297,30 @@ fn director_counters() -> String {
             counter reply_fwd {{}}
             counter reply_out {{}}
             counter request_pre {{}}
-            chain pre {{ type filter hook prerouting priority 0; policy accept;
-                ip daddr {VIP} counter name \"request_pre\" }}
-            chain in {{ type filter hook input priority 0; policy accept;
-                ip saddr {VIP} counter name \"reply_in\" }}
-            chain fwd {{ type filter hook forward priority 0; policy accept;
-                ip saddr {VIP} counter name \"reply_fwd\" }}
-            chain out {{ type filter hook output priority 0; policy accept;
-                ip saddr {VIP} counter name \"reply_out\" }}
+            chain pre_count {{ type filter hook prerouting priority 0; policy accept;
+                ip daddr {VIP} counter name \"request_pre\"
+            }}
+            chain in_count {{ type filter hook input priority 0; policy accept;
+                ip saddr {VIP} tcp sport 80 counter name \"reply_in\"
+            }}
+            chain fwd_count {{ type filter hook forward priority 0; policy accept;
+                ip saddr {VIP} tcp sport 80 counter name \"reply_fwd\"
+            }}
+            chain out_count {{ type filter hook output priority 0; policy accept;
+                ip saddr {VIP} tcp sport 80 counter name \"reply_out\"
+            }}
         }}"
     )
 }
 
-/// A counter of the replies from the VIP that reach a namespace's input.
+/// A counter of the service's replies (TCP from VIP:80) that reach a namespace's input.
 fn client_counter() -> String {
     format!(
         "table inet tlbtest {{
             counter reply_in {{}}
-            chain in {{ type filter hook input priority 0; policy accept;
-                ip saddr {VIP} counter name \"reply_in\" }}
+            chain in_count {{ type filter hook input priority 0; policy accept;
+                ip saddr {VIP} tcp sport 80 counter name \"reply_in\"
+            }}
         }}"
     )
 }
@@ -398,4 +405,18 @@ fn large_download_and_upload_arrive_intact(encap: &'static str) {
         format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
         "upload"
     );
+}
+
+/// Needs no director (so it runs with the harness self-test, `cargo test --test netns harness`):
+/// the nftables rulesets of [`replies_bypass_the_director`] load and their counters read 0.
+#[test]
+fn harness_loads_the_reply_counters() {
+    let topo = tun_lab::build();
+    let (director, client) = (topo.ns("director"), topo.ns("client"));
+    director.nft(&director_counters());
+    client.nft(&client_counter());
+    for counter in ["request_pre", "reply_in", "reply_fwd", "reply_out"] {
+        assert_eq!(director.nft_counter("tlbtest", counter), 0, "{counter}");
+    }
+    assert_eq!(client.nft_counter("tlbtest", "reply_in"), 0);
 }
