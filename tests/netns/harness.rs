@@ -635,6 +635,10 @@ mod tests {
                     body.contains(&format!("client {}:", tun_lab::CLIENT)),
                     "{body}"
                 );
+                // Stopping one process leaves the namespace and the others running.
+                ns.stop(pid);
+                let out = client.try_exec("curl", &["-s", "--max-time", "2", &url]);
+                assert!(!out.status.success(), "{url} still answers after stop");
             }
             let replies = lab.ns("client").nft_counter("tlbtest", "from_rs");
             assert!(
