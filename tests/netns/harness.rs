@@ -99,6 +99,15 @@ pub fn output(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
+/// The names in `ip netns list` (each line is `NAME` or `NAME (id: N)`).
+pub fn netns_list() -> Vec<String> {
+    run(Command::new(tool("ip")).args(["netns", "list"]))
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Polls `ready` every 50 ms until it is true; panics naming `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -598,12 +607,9 @@ mod tests {
                     }
                 }",
             );
-            let listed = run(Command::new(tool("ip")).args(["netns", "list"]));
+            let listed = netns_list();
             for name in &names {
-                assert!(
-                    listed.contains(name.as_str()),
-                    "{name} missing from `ip netns list`"
-                );
+                assert!(listed.contains(name), "{name} missing from `ip netns list`");
             }
             for (role, rip) in [("rs1", tun_lab::RS1), ("rs2", tun_lab::RS2)] {
                 let ns = lab.ns(role);
@@ -646,12 +652,9 @@ mod tests {
                 "the client counted {replies} packets from the real servers"
             );
         }
-        let listed = run(Command::new(tool("ip")).args(["netns", "list"]));
+        let listed = netns_list();
         for name in &names {
-            assert!(
-                !listed.contains(name.as_str()),
-                "{name} still exists after drop"
-            );
+            assert!(!listed.contains(name), "{name} still exists after drop");
         }
     }
 }
