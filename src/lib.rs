@@ -19,6 +19,7 @@
 //! - [`control`]: `tunlb adm` (ipvsadm's command line), the per-namespace control socket, the
 //!   TOML config.
 //! - [`metrics`]: counters (drops by reason, ...).
+//! - [`lab`]: stand-ins for the world around the balancer: `tunlb httpd` for real servers.
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw sockets, batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
 //!
@@ -31,6 +32,7 @@
 pub mod control;
 pub mod director;
 pub mod encap;
+pub mod lab;
 pub mod metrics;
 pub mod realserver;
 #[allow(unsafe_code)]

@@ -1,1 +1,8 @@
 //! Network-namespace integration tests.
+//!
+//! Run as root: `cargo test --test netns -- --test-threads=2`. [`harness`] has the RAII guards
+//! and the lab topology (and a self-test that needs no director); [`tun_mode`] has the TUN-mode
+//! scenarios, each run once per encapsulation (ipip, gre, gue).
+
+mod harness;
+mod tun_mode;
