@@ -56,7 +56,10 @@ fn director() -> Director {
 }
 
 fn client(i: u32) -> (Ipv4Addr, u16) {
-    (Ipv4Addr::from(0x0b00_0000 + (i >> 4)), 1024 + (i & 0xf) as u16)
+    (
+        Ipv4Addr::from(0x0b00_0000 + (i >> 4)),
+        1024 + (i & 0xf) as u16,
+    )
 }
 
 fn filled() -> Director {

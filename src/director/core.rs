@@ -276,7 +276,15 @@ impl Director {
             IpProtocol::TCP => Protocol::Tcp,
             IpProtocol::UDP => Protocol::Udp,
             IpProtocol::ICMP => {
-                return handle_icmp(&self.config, &mut self.counters, snap, &mut self.conns, buf, &p, now)
+                return handle_icmp(
+                    &self.config,
+                    &mut self.counters,
+                    snap,
+                    &mut self.conns,
+                    buf,
+                    &p,
+                    now,
+                )
             }
             _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
         };
@@ -310,7 +318,11 @@ impl Director {
             let live = conn.expires() > now;
             let closing = matches!(
                 conn.state,
-                ConnState::TimeWait | ConnState::Close | ConnState::CloseWait | ConnState::LastAck | ConnState::FinWait
+                ConnState::TimeWait
+                    | ConnState::Close
+                    | ConnState::CloseWait
+                    | ConnState::LastAck
+                    | ConnState::FinWait
             );
             if live && !(syn_only && closing) {
                 let Some(dest) = snap.dest(conn.dest) else {
@@ -339,8 +351,20 @@ impl Director {
                 if p.first_fragment_of_many {
                     remember_fragment(&self.shared, frag_key, conn.dest, now);
                 }
-                let clamp = if syn_only { mss_clamp_for(snap, proto, p.dst, dport) } else { None };
-                return forward(&self.config, &mut self.counters, dest, buf, &p, clamp, flow_hash(&key));
+                let clamp = if syn_only {
+                    mss_clamp_for(snap, proto, p.dst, dport)
+                } else {
+                    None
+                };
+                return forward(
+                    &self.config,
+                    &mut self.counters,
+                    dest,
+                    buf,
+                    &p,
+                    clamp,
+                    flow_hash(&key),
+                );
             }
             reuse = true;
         }
@@ -376,13 +400,19 @@ impl Director {
             Some(pers) => {
                 let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
                 let timeout = Duration::from_secs(pers.timeout as u64);
-                match self.shared.templates.get_or_create(tkey, now, timeout, pick) {
+                match self
+                    .shared
+                    .templates
+                    .get_or_create(tkey, now, timeout, pick)
+                {
                     Some(id) if snap.dest(id).is_some() => Some(id),
                     Some(stale) => {
                         // The template points at a deleted server: forget it and choose again.
                         self.shared.templates.release(&tkey, now);
                         self.shared.templates.remove_dest(stale);
-                        self.shared.templates.get_or_create(tkey, now, timeout, pick)
+                        self.shared
+                            .templates
+                            .get_or_create(tkey, now, timeout, pick)
                     }
                     None => None,
                 }
@@ -392,7 +422,14 @@ impl Director {
             return Verdict::Drop(DropReason::NoDestination);
         };
         let state = if proto == Protocol::Tcp {
-            tcp_transition(ConnState::None, true, false, false, false, Direction::InputOnly)
+            tcp_transition(
+                ConnState::None,
+                true,
+                false,
+                false,
+                false,
+                Direction::InputOnly,
+            )
         } else {
             ConnState::Udp
         };
@@ -412,7 +449,15 @@ impl Director {
             remember_fragment(&self.shared, frag_key, dest.id, now);
         }
         let clamp = if syn_only { svc.config.mss_clamp } else { None };
-        forward(&self.config, &mut self.counters, dest, buf, &p, clamp, flow_hash(&key))
+        forward(
+            &self.config,
+            &mut self.counters,
+            dest,
+            buf,
+            &p,
+            clamp,
+            flow_hash(&key),
+        )
     }
 }
 
@@ -438,7 +483,12 @@ fn parse_ip(buf: &[u8]) -> Result<Parsed, DropReason> {
 
 /// Remembers where the later fragments of a datagram go. When the tracker is full they will be
 /// dropped as `fragment_no_flow`; the first fragment itself still goes through.
-fn remember_fragment(shared: &Shared, key: (Ipv4Addr, Ipv4Addr, u8, u16), dest: DestId, now: Instant) {
+fn remember_fragment(
+    shared: &Shared,
+    key: (Ipv4Addr, Ipv4Addr, u8, u16),
+    dest: DestId,
+    now: Instant,
+) {
     let Ok(mut f) = shared.frags.lock() else {
         return;
     };
@@ -452,18 +502,25 @@ fn remember_fragment(shared: &Shared, key: (Ipv4Addr, Ipv4Addr, u8, u16), dest: 
 }
 
 fn mss_clamp_for(snap: &Snapshot, proto: Protocol, vip: Ipv4Addr, port: u16) -> Option<u16> {
-    snap.service(proto, vip, port).and_then(|s| s.config.mss_clamp)
+    snap.service(proto, vip, port)
+        .and_then(|s| s.config.mss_clamp)
 }
 
 /// Connection counts: ESTABLISHED is active, every other state inactive (as IPVS).
 fn add_count(state: &super::sched::DestState, s: ConnState, delta: i32) {
     use std::sync::atomic::Ordering::Relaxed;
-    let c = if s.is_active() { &state.active } else { &state.inactive };
+    let c = if s.is_active() {
+        &state.active
+    } else {
+        &state.inactive
+    };
     if delta > 0 {
         c.fetch_add(delta as u32, Relaxed);
     } else {
         // Never wrap below zero, even if counts were lost across a table swap.
-        let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub((-delta) as u32)));
+        let _ = c.fetch_update(Relaxed, Relaxed, |v| {
+            Some(v.saturating_sub((-delta) as u32))
+        });
     }
 }
 

@@ -69,13 +69,24 @@ pub struct Snapshot {
 impl Snapshot {
     /// The service for a packet to `vip:port`: an exact match first, then a port-zero
     /// (all ports) service, as IPVS does.
-    pub fn service(&self, proto: super::service::Protocol, vip: Ipv4Addr, port: u16) -> Option<&Service> {
+    pub fn service(
+        &self,
+        proto: super::service::Protocol,
+        vip: Ipv4Addr,
+        port: u16,
+    ) -> Option<&Service> {
         if self.services.is_empty() {
             return None;
         }
         self.services
             .get(&ServiceKey { vip, port, proto })
-            .or_else(|| self.services.get(&ServiceKey { vip, port: 0, proto }))
+            .or_else(|| {
+                self.services.get(&ServiceKey {
+                    vip,
+                    port: 0,
+                    proto,
+                })
+            })
     }
 
     /// Whether `addr` is the VIP of any service.
@@ -155,9 +166,18 @@ impl Registry {
         let wanted: HashSet<DestKey> = set
             .services
             .iter()
-            .flat_map(|s| s.dests.iter().map(move |d| (s.key, d.addr, dest_port(s, d))))
+            .flat_map(|s| {
+                s.dests
+                    .iter()
+                    .map(move |d| (s.key, d.addr, dest_port(s, d)))
+            })
             .collect();
-        let gone: Vec<DestKey> = self.dests.keys().filter(|k| !wanted.contains(k)).copied().collect();
+        let gone: Vec<DestKey> = self
+            .dests
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .copied()
+            .collect();
         for k in gone {
             if let Some((id, _)) = self.dests.remove(&k) {
                 let slot = slot_of(id);
@@ -165,7 +185,8 @@ impl Registry {
                 self.free.push(slot as u16);
             }
         }
-        self.services.retain(|k, _| set.services.iter().any(|s| s.key == *k));
+        self.services
+            .retain(|k, _| set.services.iter().any(|s| s.key == *k));
 
         for svc in &set.services {
             vips.insert(svc.key.vip);
@@ -204,7 +225,8 @@ impl Registry {
                 });
                 dest_ids.push(id);
             }
-            let scheduler = Scheduler::new(svc.scheduler, &sched_dests, sched_state, self.sched_options);
+            let scheduler =
+                Scheduler::new(svc.scheduler, &sched_dests, sched_state, self.sched_options);
             services.insert(
                 svc.key,
                 Service {

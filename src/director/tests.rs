@@ -95,7 +95,10 @@ fn rr_alternates_exactly_across_workers() {
     let set = ServiceSet {
         services: vec![service(
             SchedulerKind::Rr,
-            vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+            vec![
+                dest(RS1, 1, TunnelType::Ipip),
+                dest(RS2, 1, TunnelType::Ipip),
+            ],
         )],
     };
     let mut lab = Lab::new(3, set);
@@ -136,7 +139,10 @@ fn established_flow_sticks_and_states_follow_client_flags() {
     let set = ServiceSet {
         services: vec![service(
             SchedulerKind::Rr,
-            vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+            vec![
+                dest(RS1, 1, TunnelType::Ipip),
+                dest(RS2, 1, TunnelType::Ipip),
+            ],
         )],
     };
     let mut lab = Lab::new(1, set);
@@ -173,7 +179,10 @@ fn established_flow_sticks_and_states_follow_client_flags() {
 #[test]
 fn packets_without_service_or_connection_are_dropped_and_counted() {
     let set = ServiceSet {
-        services: vec![service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Ipip)])],
+        services: vec![service(
+            SchedulerKind::Rr,
+            vec![dest(RS1, 1, TunnelType::Ipip)],
+        )],
     };
     let mut lab = Lab::new(1, set);
     let now = Instant::from_secs(1);
@@ -198,23 +207,37 @@ fn weight_zero_quiesces_but_keeps_established_flows() {
     let mut set = ServiceSet {
         services: vec![service(
             SchedulerKind::Rr,
-            vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+            vec![
+                dest(RS1, 1, TunnelType::Ipip),
+                dest(RS2, 1, TunnelType::Ipip),
+            ],
         )],
     };
     let mut lab = Lab::new(1, set.clone());
     let now = Instant::from_secs(1);
     let mut flows = Vec::new();
     for i in 0..4u16 {
-        let d = encap_dst(lab.send(0, now, &mut tcp_packet(client(1), 3000 + i, VIP, 80, SYN, 0)));
+        let d = encap_dst(lab.send(
+            0,
+            now,
+            &mut tcp_packet(client(1), 3000 + i, VIP, 80, SYN, 0),
+        ));
         flows.push((3000 + i, d));
     }
     set.services[0].dests[0].weight = 0;
     lab.publish(&set);
     for &(port, d) in &flows {
-        assert_eq!(encap_dst(lab.send(0, now, &mut tcp_packet(client(1), port, VIP, 80, ACK, 1))), d);
+        assert_eq!(
+            encap_dst(lab.send(0, now, &mut tcp_packet(client(1), port, VIP, 80, ACK, 1))),
+            d
+        );
     }
     for i in 0..6u16 {
-        let d = encap_dst(lab.send(0, now, &mut tcp_packet(client(2), 5000 + i, VIP, 80, SYN, 0)));
+        let d = encap_dst(lab.send(
+            0,
+            now,
+            &mut tcp_packet(client(2), 5000 + i, VIP, 80, SYN, 0),
+        ));
         assert_eq!(d, RS2);
     }
     // Deleting RS2 drops its flows (expire_nodest_conn) and keeps RS1's.
@@ -241,12 +264,21 @@ fn persistence_pins_a_client_across_workers_and_netmask() {
         timeout: 60,
         netmask: Ipv4Addr::new(255, 255, 255, 0),
     });
-    let mut lab = Lab::new(2, ServiceSet { services: vec![svc] });
+    let mut lab = Lab::new(
+        2,
+        ServiceSet {
+            services: vec![svc],
+        },
+    );
     let now = Instant::from_secs(1);
     let a = encap_dst(lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, SYN, 0)));
     for i in 1..20u16 {
         // Same /24, other ports, alternating workers.
-        let d = encap_dst(lab.send(i as usize % 2, now, &mut tcp_packet(client(1 + (i as u32 % 3)), 1000 + i, VIP, 80, SYN, 0)));
+        let d = encap_dst(lab.send(
+            i as usize % 2,
+            now,
+            &mut tcp_packet(client(1 + (i as u32 % 3)), 1000 + i, VIP, 80, SYN, 0),
+        ));
         assert_eq!(d, a);
     }
     // Another /24 gets the other server next (rr continues).
@@ -258,7 +290,10 @@ fn persistence_pins_a_client_across_workers_and_netmask() {
 #[test]
 fn too_big_with_df_gets_frag_needed_with_mtu_minus_overhead() {
     let set = ServiceSet {
-        services: vec![service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Gue)])],
+        services: vec![service(
+            SchedulerKind::Rr,
+            vec![dest(RS1, 1, TunnelType::Gue)],
+        )],
     };
     let mut lab = Lab::new(1, set);
     let now = Instant::from_secs(1);
@@ -288,7 +323,12 @@ fn too_big_with_df_gets_frag_needed_with_mtu_minus_overhead() {
 fn mss_is_clamped_on_syn_when_configured() {
     let mut svc = service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Ipip)]);
     svc.mss_clamp = Some(1380);
-    let mut lab = Lab::new(1, ServiceSet { services: vec![svc] });
+    let mut lab = Lab::new(
+        1,
+        ServiceSet {
+            services: vec![svc],
+        },
+    );
     let mut syn = tcp_packet(client(1), 999, VIP, 80, SYN, 0);
     let v = lab.send(0, Instant::from_secs(1), &mut syn);
     assert_eq!(encap_dst(v), RS1);
@@ -303,13 +343,20 @@ fn icmp_error_about_a_flow_goes_to_its_real_server() {
     let set = ServiceSet {
         services: vec![service(
             SchedulerKind::Rr,
-            vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+            vec![
+                dest(RS1, 1, TunnelType::Ipip),
+                dest(RS2, 1, TunnelType::Ipip),
+            ],
         )],
     };
     let mut lab = Lab::new(1, set);
     let now = Instant::from_secs(1);
     let c = client(4);
-    let _ = lab.send(0, now, &mut tcp_packet(Ipv4Addr::new(1, 1, 1, 1), 1, VIP, 80, SYN, 0));
+    let _ = lab.send(
+        0,
+        now,
+        &mut tcp_packet(Ipv4Addr::new(1, 1, 1, 1), 1, VIP, 80, SYN, 0),
+    );
     let d = encap_dst(lab.send(0, now, &mut tcp_packet(c, 6000, VIP, 80, SYN, 0)));
     // The real server's reply (VIP:80 -> c:6000) hit a smaller MTU on the client's path.
     let reply = tcp_packet(VIP, 80, c, 6000, ACK, 1000);
@@ -319,10 +366,16 @@ fn icmp_error_about_a_flow_goes_to_its_real_server() {
     // An error about an unknown flow is dropped.
     let stray = tcp_packet(VIP, 80, c, 6001, ACK, 10);
     let mut err = icmp_error(router, VIP, 3, 4, 1400, &stray);
-    assert_eq!(lab.send(0, now, &mut err), Verdict::Drop(DropReason::IcmpNoFlow));
+    assert_eq!(
+        lab.send(0, now, &mut err),
+        Verdict::Drop(DropReason::IcmpNoFlow)
+    );
     // Echo to the VIP is not forwarded.
     let mut echo = ipv4_packet(c, VIP, 1, &[8, 0, 0xf7, 0xff, 0, 0, 0, 0]);
-    assert_eq!(lab.send(0, now, &mut echo), Verdict::Drop(DropReason::IcmpUnsupported));
+    assert_eq!(
+        lab.send(0, now, &mut echo),
+        Verdict::Drop(DropReason::IcmpUnsupported)
+    );
 }
 
 #[test]
@@ -336,7 +389,10 @@ fn later_fragments_follow_the_first() {
             },
             ..service(
                 SchedulerKind::Rr,
-                vec![dest(RS1, 1, TunnelType::Ipip), dest(RS2, 1, TunnelType::Ipip)],
+                vec![
+                    dest(RS1, 1, TunnelType::Ipip),
+                    dest(RS2, 1, TunnelType::Ipip),
+                ],
             )
         }],
     };
@@ -350,12 +406,15 @@ fn later_fragments_follow_the_first() {
     later[4..6].copy_from_slice(&0x7777u16.to_be_bytes());
     later[6] = 0x00;
     later[7] = 14; // offset 112 bytes
-    // (Header checksums are not re-verified by the core: the kernel checked them.)
+                   // (Header checksums are not re-verified by the core: the kernel checked them.)
     let d = encap_dst(lab.send(0, now, &mut first));
     assert_eq!(encap_dst(lab.send(1, now, &mut later)), d);
     let mut orphan = later.clone();
     orphan[4..6].copy_from_slice(&0x1111u16.to_be_bytes());
-    assert_eq!(lab.send(1, now, &mut orphan), Verdict::Drop(DropReason::FragmentNoFlow));
+    assert_eq!(
+        lab.send(1, now, &mut orphan),
+        Verdict::Drop(DropReason::FragmentNoFlow)
+    );
 }
 
 #[test]
@@ -385,14 +444,24 @@ fn encap_header_is_well_formed_for_each_tunnel() {
 #[test]
 fn arbitrary_bytes_never_panic() {
     let set = ServiceSet {
-        services: vec![service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Gre)])],
+        services: vec![service(
+            SchedulerKind::Rr,
+            vec![dest(RS1, 1, TunnelType::Gre)],
+        )],
     };
     let mut lab = Lab::new(1, set);
     let mut x: u64 = 0x1234_5678;
     let samples = [
         tcp_packet(client(1), 1, VIP, 80, SYN, 0),
         udp_packet(client(1), 1, VIP, 80, 4),
-        icmp_error(client(1), VIP, 3, 4, 0, &tcp_packet(VIP, 80, client(1), 1, ACK, 0)),
+        icmp_error(
+            client(1),
+            VIP,
+            3,
+            4,
+            0,
+            &tcp_packet(VIP, 80, client(1), 1, ACK, 0),
+        ),
     ];
     for round in 0..20_000 {
         let mut p = samples[round % samples.len()].clone();

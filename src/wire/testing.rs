@@ -58,7 +58,13 @@ pub fn tcp_packet(
 }
 
 /// A UDP datagram in an IPv4 packet with `payload_len` zero bytes.
-pub fn udp_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload_len: usize) -> Vec<u8> {
+pub fn udp_packet(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    payload_len: usize,
+) -> Vec<u8> {
     let mut u = vec![0u8; 8 + payload_len];
     u[0..2].copy_from_slice(&sport.to_be_bytes());
     u[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -70,7 +76,14 @@ pub fn udp_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload_
 
 /// An ICMP error (`icmp_type`/`code`, rest-of-header `rest`) from `src` to `dst` quoting the
 /// first 28 bytes of `original`.
-pub fn icmp_error(src: Ipv4Addr, dst: Ipv4Addr, icmp_type: u8, code: u8, rest: u32, original: &[u8]) -> Vec<u8> {
+pub fn icmp_error(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    icmp_type: u8,
+    code: u8,
+    rest: u32,
+    original: &[u8],
+) -> Vec<u8> {
     let quote = &original[..original.len().min(28)];
     let mut m = vec![0u8; 8 + quote.len()];
     m[0] = icmp_type;
