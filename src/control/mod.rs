@@ -11,8 +11,11 @@
 //! - [`proto`]: the requests and responses exchanged over the control socket, as JSON lines.
 //! - [`socket`]: the control socket itself, a Unix stream socket in the abstract namespace, so each
 //!   network namespace has its own director (`ip netns exec NS tunlb adm -ln` just works).
+//! - [`config`]: the director's TOML config: load, validate (every problem, with file:line:column),
+//!   and write back (`--save-config`).
 
 pub mod adm;
+pub mod config;
 pub mod format;
 pub mod ops;
 pub mod proto;
