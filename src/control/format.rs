@@ -616,3 +616,464 @@ fn forward_switch(forward: &Forward) -> &'static str {
         Forward::Nat => "-m",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Expected texts are real ipvsadm output (from its printf formats and published listings),
+    //! trailing spaces included.
+
+    use super::*;
+    use crate::control::adm::{parse, parse_restore};
+    use crate::control::ops::Timeouts;
+
+    fn table(lines: &[&str]) -> ServiceSet {
+        let mut set = ServiceSet::default();
+        for l in lines {
+            let args: Vec<std::ffi::OsString> = l.split_whitespace().map(Into::into).collect();
+            set.apply(&parse(&args).expect(l)).expect(l);
+        }
+        set
+    }
+
+    fn numeric() -> ListFormat {
+        ListFormat {
+            numeric: true,
+            ..ListFormat::default()
+        }
+    }
+
+    fn dest_mut(l: &mut Listing, svc: usize, dest: usize) -> &mut DestStatus {
+        &mut l.services[svc].dests[dest]
+    }
+
+    fn assert_lines(got: &str, want: &[&str]) {
+        let got: Vec<&str> = got.split_terminator('\n').collect();
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert_eq!(g, w, "line {i}");
+        }
+    }
+
+    #[test]
+    fn list_numeric_tunnel_service() {
+        let set = table(&[
+            "-A -t 192.168.150.100:80 -s rr",
+            "-a -t 192.168.150.100:80 -r 192.168.150.12:80 -i -w 1",
+            "-a -t 192.168.150.100:80 -r 192.168.150.13:80 -i -w 1",
+        ]);
+        let got = list_table(&Listing::from_set(&set), &numeric(), &PortNames::empty());
+        assert_eq!(
+            got,
+            "IP Virtual Server version 1.2.1 (size=4096)\n\
+             Prot LocalAddress:Port Scheduler Flags\n  \
+             -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+             TCP  192.168.150.100:80 rr\n  \
+             -> 192.168.150.12:80            Tunnel  1      0          0         \n  \
+             -> 192.168.150.13:80            Tunnel  1      0          0         \n"
+        );
+    }
+
+    #[test]
+    fn list_sorts_by_protocol_address_port() {
+        // A kube-proxy table as `ipvsadm --list -n` prints it.
+        let set = table(&[
+            "-A -u 10.96.0.10:53 -s rr",
+            "-a -u 10.96.0.10:53 -r 172.17.0.2:53 -m",
+            "-A -t 10.97.181.101:80 -s rr",
+            "-a -t 10.97.181.101:80 -r 172.17.0.5:8000 -m",
+            "-a -t 10.97.181.101:80 -r 172.17.0.3:8000 -m",
+            "-a -t 10.97.181.101:80 -r 172.17.0.4:8000 -m",
+            "-A -t 10.96.0.10:9153 -s rr",
+            "-a -t 10.96.0.10:9153 -r 172.17.0.2:9153 -m",
+            "-A -t 10.96.0.10:53 -s rr",
+            "-a -t 10.96.0.10:53 -r 172.17.0.2:53 -m",
+            "-A -t 10.96.0.1:443 -s rr",
+            "-a -t 10.96.0.1:443 -r 192.168.136.17:8443 -m",
+        ]);
+        let mut listing = Listing::from_set(&set);
+        dest_mut(&mut listing, 1, 0).active_conns = 12;
+        dest_mut(&mut listing, 1, 1).inactive_conns = 3;
+        let got = list_table(&listing, &numeric(), &PortNames::empty());
+        assert_lines(
+            &got,
+            &[
+                "IP Virtual Server version 1.2.1 (size=4096)",
+                "Prot LocalAddress:Port Scheduler Flags",
+                "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+                "TCP  10.96.0.1:443 rr",
+                "  -> 192.168.136.17:8443          Masq    1      0          0         ",
+                "TCP  10.96.0.10:53 rr",
+                "  -> 172.17.0.2:53                Masq    1      0          0         ",
+                "TCP  10.96.0.10:9153 rr",
+                "  -> 172.17.0.2:9153              Masq    1      0          0         ",
+                "TCP  10.97.181.101:80 rr",
+                "  -> 172.17.0.3:8000              Masq    1      0          3         ",
+                "  -> 172.17.0.4:8000              Masq    1      0          0         ",
+                "  -> 172.17.0.5:8000              Masq    1      12         0         ",
+                "UDP  10.96.0.10:53 rr",
+                "  -> 172.17.0.2:53                Masq    1      0          0         ",
+            ],
+        );
+        let nosort = ListFormat {
+            nosort: true,
+            ..numeric()
+        };
+        let got = list_table(&listing, &nosort, &PortNames::empty());
+        assert!(got.lines().nth(3) == Some("UDP  10.96.0.10:53 rr"), "{got}");
+    }
+
+    #[test]
+    fn list_persistent_services_with_and_without_mask() {
+        let set = table(&[
+            "-A -t 172.168.2.33:443 -s rr -p 600",
+            "-a -t 172.168.2.33:443 -r 172.168.2.34 -g",
+            "-a -t 172.168.2.33:443 -r 172.168.2.35 -g",
+            "-A -t 10.254.66.97:8080 -s wlc -p 10800 -M 255.255.255.0",
+            "-a -t 10.254.66.97:8080 -r 172.20.104.7 -m -w 3",
+        ]);
+        let got = list_table(&Listing::from_set(&set), &numeric(), &PortNames::empty());
+        assert_lines(
+            &got,
+            &[
+                "IP Virtual Server version 1.2.1 (size=4096)",
+                "Prot LocalAddress:Port Scheduler Flags",
+                "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+                "TCP  10.254.66.97:8080 wlc persistent 10800 mask 255.255.255.0",
+                "  -> 172.20.104.7:8080            Masq    3      0          0         ",
+                "TCP  172.168.2.33:443 rr persistent 600",
+                "  -> 172.168.2.34:443             Route   1      0          0         ",
+                "  -> 172.168.2.35:443             Route   1      0          0         ",
+            ],
+        );
+    }
+
+    #[test]
+    fn list_stats_as_ipvsadm() {
+        let set = table(&[
+            "-A -t 172.168.2.33:80 -s rr",
+            "-a -t 172.168.2.33:80 -r 172.168.2.34 -g",
+            "-a -t 172.168.2.33:80 -r 172.168.2.35 -g",
+        ]);
+        let mut listing = Listing::from_set(&set);
+        listing.conn_tab_size = 1_048_576;
+        listing.services[0].stats = Stats {
+            conns: 353,
+            in_pkts: 2387,
+            out_pkts: 0,
+            in_bytes: 425_447,
+            out_bytes: 0,
+        };
+        dest_mut(&mut listing, 0, 0).stats = Stats {
+            conns: 169,
+            in_pkts: 1211,
+            out_pkts: 0,
+            in_bytes: 199_557,
+            out_bytes: 0,
+        };
+        dest_mut(&mut listing, 0, 1).stats = Stats {
+            conns: 184,
+            in_pkts: 1176,
+            out_pkts: 0,
+            in_bytes: 225_890,
+            out_bytes: 0,
+        };
+        let fmt = ListFormat {
+            stats: true,
+            ..numeric()
+        };
+        assert_lines(
+            &list_table(&listing, &fmt, &PortNames::empty()),
+            &[
+                "IP Virtual Server version 1.2.1 (size=1048576)",
+                "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes",
+                "  -> RemoteAddress:Port",
+                "TCP  172.168.2.33:80                   353     2387        0   425447        0",
+                "  -> 172.168.2.34:80                   169     1211        0   199557        0",
+                "  -> 172.168.2.35:80                   184     1176        0   225890        0",
+            ],
+        );
+    }
+
+    #[test]
+    fn large_numbers_are_abbreviated_unless_exact() {
+        let set = table(&[
+            "-A -t 20.20.20.1:2020 -s rr",
+            "-a -t 20.20.20.1:2020 -r 17.17.17.1:5001 -m",
+        ]);
+        let mut listing = Listing::from_set(&set);
+        listing.services[0].stats = Stats {
+            conns: 401,
+            in_pkts: 8_939_187,
+            out_pkts: 8_953_980,
+            in_bytes: 830_843_512,
+            out_bytes: 1_135_000_321,
+        };
+        dest_mut(&mut listing, 0, 0).stats = Stats {
+            conns: 134,
+            in_pkts: 3_026_088,
+            out_pkts: 3_031_335,
+            in_bytes: 281_255_001,
+            out_bytes: 384_268_999,
+        };
+        let fmt = ListFormat {
+            stats: true,
+            ..numeric()
+        };
+        let got = list_table(&listing, &fmt, &PortNames::empty());
+        assert_eq!(
+            got.lines().nth(3),
+            Some("TCP  20.20.20.1:2020                   401  8939187  8953980  830843K    1135M")
+        );
+        assert_eq!(
+            got.lines().nth(4),
+            Some("  -> 17.17.17.1:5001                   134  3026088  3031335  281255K  384268K")
+        );
+        let exact = ListFormat { exact: true, ..fmt };
+        let got = list_table(&listing, &exact, &PortNames::empty());
+        assert_eq!(
+            got.lines().nth(3),
+            Some(
+                "TCP  20.20.20.1:2020                   401  8939187  8953980 830843512 1135000321"
+            )
+        );
+        let mut s = String::new();
+        for n in [
+            99_999_999,
+            100_000_000,
+            99_999_999_999,
+            100_000_000_000,
+            1 << 60,
+        ] {
+            largenum(&mut s, n, false);
+        }
+        assert_eq!(s, " 99999999  100000K   99999M     100G 1152921T");
+    }
+
+    #[test]
+    fn list_rate_as_ipvsadm() {
+        let set = table(&[
+            "-A -t 1.2.3.4:80 -s rr",
+            "-a -t 1.2.3.4:80 -r 172.17.0.3 -g",
+        ]);
+        let mut listing = Listing::from_set(&set);
+        listing.services[0].rates = Rates {
+            cps: 22,
+            in_pps: 154,
+            out_pps: 0,
+            in_bps: 9900,
+            out_bps: 0,
+        };
+        dest_mut(&mut listing, 0, 0).rates = listing.services[0].rates;
+        let fmt = ListFormat {
+            rate: true,
+            ..numeric()
+        };
+        assert_lines(
+            &list_table(&listing, &fmt, &PortNames::empty()),
+            &[
+                "IP Virtual Server version 1.2.1 (size=4096)",
+                "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS",
+                "  -> RemoteAddress:Port",
+                "TCP  1.2.3.4:80                         22      154        0     9900        0",
+                "  -> 172.17.0.3:80                      22      154        0     9900        0",
+            ],
+        );
+    }
+
+    #[test]
+    fn list_thresholds_persistent_conn_and_tun_info() {
+        let set = table(&[
+            "-A -t 10.0.0.1:80 -s wlc",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1 -i -w 5 -x 100 -y 10",
+            "-a -t 10.0.0.1:80 -r 10.0.1.2 -i --tun-type gue --tun-port 6080 -w 2",
+            "-a -t 10.0.0.1:80 -r 10.0.1.3 -i --tun-type gre --tun-csum",
+            "-a -t 10.0.0.1:80 -r 10.0.1.4 -g",
+        ]);
+        let mut listing = Listing::from_set(&set);
+        dest_mut(&mut listing, 0, 0).active_conns = 4;
+        dest_mut(&mut listing, 0, 0).persistent_conns = 7;
+        let fmt = ListFormat {
+            thresholds: true,
+            ..numeric()
+        };
+        let got = list_table(&listing, &fmt, &PortNames::empty());
+        assert_lines(
+            &got,
+            &[
+                "IP Virtual Server version 1.2.1 (size=4096)",
+                "Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn ",
+                "  -> RemoteAddress:Port",
+                "TCP  10.0.0.1:80 wlc",
+                "  -> 10.0.1.1:80                  100        10         4          0         ",
+                "  -> 10.0.1.2:80                  0          0          0          0         ",
+                "  -> 10.0.1.3:80                  0          0          0          0         ",
+                "  -> 10.0.1.4:80                  0          0          0          0         ",
+            ],
+        );
+        let fmt = ListFormat {
+            persistent_conn: true,
+            ..numeric()
+        };
+        let got = list_table(&listing, &fmt, &PortNames::empty());
+        assert_eq!(
+            got.lines().nth(1),
+            Some("Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn ")
+        );
+        assert_eq!(
+            got.lines().nth(4),
+            Some("  -> 10.0.1.1:80                  5         7           4          0         ")
+        );
+        let fmt = ListFormat {
+            tun_info: true,
+            ..numeric()
+        };
+        assert_lines(
+            &list_table(&listing, &fmt, &PortNames::empty()),
+            &[
+                "IP Virtual Server version 1.2.1 (size=4096)",
+                "Prot LocalAddress:Port Scheduler Flags",
+                "  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn",
+                "TCP  10.0.0.1:80 wlc",
+                "  -> 10.0.1.1:80                  Tunnel  ipip          5      4          0         ",
+                "  -> 10.0.1.2:80                  Tunnel  gue:6080:-c   2      0          0         ",
+                "  -> 10.0.1.3:80                  Tunnel  gre:+c        1      0          0         ",
+                "  -> 10.0.1.4:80                  Route   n/a           1      0          0         ",
+            ],
+        );
+    }
+
+    #[test]
+    fn list_one_service_has_no_version_header() {
+        let set = table(&[
+            "-A -t 127.0.0.1:3001 -s rr",
+            "-a -t 127.0.0.1:3001 -r 127.0.0.1:3307 -m",
+        ]);
+        let listing = Listing::from_set(&set);
+        assert_lines(
+            &list_service(&listing.services[0], &numeric(), &PortNames::empty()),
+            &[
+                "Prot LocalAddress:Port Scheduler Flags",
+                "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+                "TCP  127.0.0.1:3001 rr",
+                "  -> 127.0.0.1:3307               Masq    1      0          0         ",
+            ],
+        );
+    }
+
+    #[test]
+    fn port_names_without_numeric() {
+        let names = PortNames::parse(
+            "# services\nhttp\t\t80/tcp\t\twww # WorldWideWeb\nhttp 80/udp\ndomain 53/tcp\ndomain 53/udp\nwww-alt 80/tcp\n",
+        );
+        assert_eq!(names.port(Protocol::Tcp, "www"), Some(80));
+        assert_eq!(names.name(Protocol::Tcp, 80), Some("http"));
+        let set = table(&[
+            "-A -t 192.168.0.10:80 -s wlc",
+            "-a -t 192.168.0.10:80 -r 192.168.0.179 -g -w 2",
+        ]);
+        let got = list_table(&Listing::from_set(&set), &ListFormat::default(), &names);
+        assert_eq!(got.lines().nth(3), Some("TCP  192.168.0.10:http wlc"));
+        assert_eq!(
+            got.lines().nth(4),
+            Some("  -> 192.168.0.179:http           Route   2      0          0         ")
+        );
+    }
+
+    #[test]
+    fn list_connections_as_ipvsadm() {
+        let conn = |expires_secs, state: &str, client: &str, dest: &str| ConnEntry {
+            proto: Protocol::Tcp,
+            expires_secs,
+            state: state.to_string(),
+            client: client.parse().unwrap(),
+            vip: "10.254.66.97:8080".parse().unwrap(),
+            dest: dest.parse().unwrap(),
+        };
+        let conns = [
+            conn(
+                114,
+                "TIME_WAIT",
+                "192.168.123.248:35672",
+                "172.20.135.6:8080",
+            ),
+            conn(10_803, "NONE", "192.168.123.248:0", "172.20.135.6:8080"),
+            conn(899, "ESTABLISHED", "10.1.2.3:52470", "172.20.135.7:8080"),
+        ];
+        assert_lines(
+            &list_conns(&conns, &numeric(), &PortNames::empty()),
+            &[
+                "IPVS connection entries",
+                "pro expire state       source             virtual            destination",
+                "TCP 01:54  TIME_WAIT   192.168.123.248:35672 10.254.66.97:8080  172.20.135.6:8080",
+                "TCP 180:03 NONE        192.168.123.248:0  10.254.66.97:8080  172.20.135.6:8080",
+                "TCP 14:59  ESTABLISHED 10.1.2.3:52470     10.254.66.97:8080  172.20.135.7:8080",
+            ],
+        );
+    }
+
+    #[test]
+    fn timeouts_line() {
+        assert_eq!(
+            list_timeouts(&Timeouts::default()),
+            "Timeout (tcp tcpfin udp): 900 120 300\n"
+        );
+    }
+
+    #[test]
+    fn save_is_ipvsadm_save() {
+        let set = table(&[
+            "-A -u 192.168.50.100:53 -s rr",
+            "-a -u 192.168.50.100:53 -r 192.168.52.101:53 -i",
+            "-a -u 192.168.50.100:53 -r 192.168.52.100:53 -i",
+            "-A -t 192.168.50.100:53 -s rr",
+            "-a -t 192.168.50.100:53 -r 192.168.52.100:53 -i -w 1",
+            "-A -t 192.168.146.100:80 -s wlc -p 600 -M 255.255.255.0",
+            "-a -t 192.168.146.100:80 -r 192.168.177.10:8080 -m -w 3",
+            "-a -t 192.168.146.100:80 -r 192.168.177.20:80 -g -w 0",
+            "-a -t 192.168.146.100:80 -r 192.168.177.30 -i --tun-type gue --tun-port 6079 --tun-csum",
+            "-a -t 192.168.146.100:80 -r 192.168.177.40 -i --tun-type gre",
+        ]);
+        assert_lines(
+            &save_rules(&set, true, &PortNames::empty()),
+            &[
+                "-A -t 192.168.50.100:53 -s rr",
+                "-a -t 192.168.50.100:53 -r 192.168.52.100:53 -i -w 1 --tun-type ipip",
+                "-A -t 192.168.146.100:80 -s wlc -p 600 -M 255.255.255.0",
+                "-a -t 192.168.146.100:80 -r 192.168.177.10:8080 -m -w 3",
+                "-a -t 192.168.146.100:80 -r 192.168.177.20:80 -g -w 0",
+                "-a -t 192.168.146.100:80 -r 192.168.177.30:80 -i -w 1 --tun-type gue --tun-port 6079 --tun-csum",
+                "-a -t 192.168.146.100:80 -r 192.168.177.40:80 -i -w 1 --tun-type gre --tun-nocsum",
+                "-A -u 192.168.50.100:53 -s rr",
+                "-a -u 192.168.50.100:53 -r 192.168.52.100:53 -i -w 1 --tun-type ipip",
+                "-a -u 192.168.50.100:53 -r 192.168.52.101:53 -i -w 1 --tun-type ipip",
+            ],
+        );
+    }
+
+    #[test]
+    fn save_then_restore_gives_the_same_table() {
+        let original = table(&[
+            "-A -t 10.0.0.1:80 -s rr",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1 -i",
+            "-a -t 10.0.0.1:80 -r 10.0.1.2 -i --tun-type gue --tun-port 7000 --tun-csum -w 4",
+            "-a -t 10.0.0.1:80 -r 10.0.1.3 -i --tun-type gre --gre-key 99 -x 1000 -y 100",
+            "-a -t 10.0.0.1:80 -r 10.0.1.4:8080 -m -w 0",
+            "-a -t 10.0.0.1:80 -r 10.0.1.5 -g -w 65535",
+            "-A -t 10.0.0.2:0 -s sh -p 3600 -M 255.255.0.0 --mss-clamp 1360",
+            "-a -t 10.0.0.2:0 -r 10.0.1.1 -i",
+            "-A -u 10.0.0.2:53 -s mh -p",
+            "-a -u 10.0.0.2:53 -r 10.0.1.9 -i --tun-type gue",
+        ]);
+        for numeric in [true, false] {
+            let names = PortNames::parse("http 80/tcp\ndomain 53/udp\n");
+            let text = save_rules(&original, numeric, &names);
+            let cmds = parse_restore(&text, &names).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let mut restored = ServiceSet::default();
+            let mut timeouts = Timeouts::default();
+            let cmds: Vec<_> = cmds.into_iter().map(|(_, c)| c).collect();
+            restored.apply_batch(&mut timeouts, &cmds).expect("restore");
+            // The table was built in sorted order, so even the order is the same.
+            assert_eq!(restored, original, "{text}");
+        }
+    }
+}
