@@ -6,7 +6,7 @@
 //!   [`adm::Command`]; [`adm::main`] is `tunlb adm` (parse, ask the director, print).
 //! - [`ops`]: what a command does to the table: [`ServiceSet::apply`](crate::director::service::ServiceSet::apply),
 //!   one command at a time or as an all-or-nothing batch, with ipvsadm's error texts ([`ops::AdmError`]).
-//! - [`format`]: ipvsadm's output, byte for byte (`-L -n`, `-c`, `--stats`, `--rate`, `-S`, ...),
+//! - [`format`](mod@format): ipvsadm's output, byte for byte (`-L -n`, `-c`, `--stats`, `--rate`, `-S`, ...),
 //!   from the listing types the director fills in ([`format::Listing`], [`format::ConnEntry`]).
 //! - [`proto`]: the requests and responses exchanged over the control socket, as JSON lines.
 //! - [`socket`]: the control socket itself, a Unix stream socket in the abstract namespace, so each

@@ -9,6 +9,9 @@ use std::net::Ipv4Addr;
 use crate::control::adm::{Command, ServiceOptions};
 use crate::director::service::{DestConfig, Forward, ServiceConfig, ServiceKey, ServiceSet};
 
+/// The default persistence netmask: every client address is its own group.
+pub const HOST_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
+
 /// The largest timeout `--set` and `-p` accept: 31 days, as ipvsadm.
 pub const MAX_TIMEOUT: u32 = 86_400 * 31;
 
@@ -276,9 +279,6 @@ fn normalize_dest(svc: ServiceKey, dest: &DestConfig) -> Result<DestConfig, AdmE
     }
     Ok(dest)
 }
-
-/// The default persistence netmask: every client address is its own group.
-pub const HOST_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
 
 #[cfg(test)]
 mod tests {
