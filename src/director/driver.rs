@@ -14,8 +14,10 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Context;
 
-use super::plane::ControlPlane;
+use super::plane::{ControlPlane, HostSetup};
+use super::service::ServiceSet;
 use super::{Director, DirectorConfig, DropReason, Shared, Snapshot, Verdict};
+use crate::control::config::{self, DirectorSettings};
 use crate::sys::netcfg::{conf_key, NetChanges};
 use crate::sys::raw::RawSender;
 use crate::sys::tun::{TunDevice, TunQueue};
@@ -26,13 +28,13 @@ use crate::time::Clock;
 /// given.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DirectorArgs {
-    /// Number of TUN queues and worker threads (default: number of CPUs).
+    /// Number of TUN queues and worker threads (default: the config's, else the number of CPUs).
     #[arg(long)]
     pub queues: Option<usize>,
-    /// Name of the TUN device the VIPs are routed into.
-    #[arg(long, default_value = "tunlb0")]
-    pub tun_name: String,
-    /// TOML config to load at start (and on SIGHUP / `tunlb adm --reload`).
+    /// Name of the TUN device the VIPs are routed into (default `tunlb0`).
+    #[arg(long)]
+    pub tun_name: Option<String>,
+    /// TOML config to load at start (and again on SIGHUP); see configs/director.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Outer source address of tunnel packets (default: the kernel picks the route's source).
@@ -41,9 +43,10 @@ pub struct DirectorArgs {
     /// Answer ARP for the VIPs on this LAN interface (proxy neighbour, proxy_delay 0).
     #[arg(long)]
     pub announce: Vec<String>,
-    /// MTU of the path to the real servers; larger packets get ICMP fragmentation-needed.
-    #[arg(long, default_value_t = 1500)]
-    pub tunnel_mtu: u16,
+    /// MTU of the path to the real servers (default 1500); a client packet that no longer fits
+    /// once encapsulated is answered with ICMP fragmentation-needed.
+    #[arg(long)]
+    pub tunnel_mtu: Option<u16>,
     /// Maximum tracked flows per worker.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_conns: usize,
@@ -55,21 +58,33 @@ pub struct DirectorArgs {
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
 pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     signal::install().context("installing signal handlers")?;
+    // Command-line flags win over the config file, which wins over the defaults.
+    let (settings, set) = match &args.config {
+        Some(path) => config::load(path)?,
+        None => (DirectorSettings::default(), ServiceSet::default()),
+    };
     let queues = args
         .queues
+        .or(args.config.as_ref().map(|_| settings.queues))
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    let tun_name = args.tun_name.clone().unwrap_or(settings.tun_name.clone());
+    let tunnel_mtu = args.tunnel_mtu.unwrap_or(settings.tunnel_mtu);
+    let local_addr = args
+        .local_address
+        .or(settings.local_address)
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
 
     let mut net = NetChanges::new();
-    let tun = TunDevice::create(&args.tun_name, queues, 1500)
-        .with_context(|| format!("creating TUN device {} with {queues} queues", args.tun_name))?;
+    let tun = TunDevice::create(&tun_name, queues, 1500)
+        .with_context(|| format!("creating TUN device {tun_name} with {queues} queues"))?;
     net.set_sysctl("net.ipv4.ip_forward", "1")?;
-    net.set_sysctl(&conf_key(&args.tun_name, "rp_filter"), "0")?;
+    net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
 
     let shared = Arc::new(Shared::new(Snapshot::default()));
     let config = DirectorConfig {
-        tunnel_mtu: args.tunnel_mtu,
-        local_addr: args.local_address.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        tunnel_mtu,
+        local_addr,
         max_conns: args.max_conns,
         seed: random_seed(),
         ..DirectorConfig::default()
@@ -78,22 +93,23 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .map(|_| Arc::new(Mutex::new(Director::new(shared.clone(), config.clone()))))
         .collect();
     let clock = Clock::new();
-    let (set, timeouts) = match &args.config {
-        Some(path) => crate::control::config::load_table(path)?,
-        None => Default::default(),
-    };
     let plane = Arc::new(ControlPlane::new(
         shared.clone(),
         cores.clone(),
         clock,
-        net,
-        args.tun_name.clone(),
-        args.announce.clone(),
-        args.config.clone(),
+        HostSetup {
+            net,
+            tun_name: tun_name.clone(),
+            announce: args.announce.clone(),
+            config_path: args.config.clone(),
+        },
         set,
-        timeouts,
+        settings.timeouts,
     )?);
-    plane.clone().serve().context("starting the control socket")?;
+    plane
+        .clone()
+        .serve()
+        .context("starting the control socket")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
@@ -108,7 +124,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     }
     eprintln!(
         "tunlb director: {} queue(s) on {}, control socket ready; configure with `tunlb adm`",
-        queues, args.tun_name
+        queues, tun_name
     );
 
     loop {
@@ -120,7 +136,9 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         match signal::take() {
             Some(signal::Signal::Hangup) => match plane.reload() {
                 Ok(msg) => eprintln!("tunlb director: SIGHUP: {msg}"),
-                Err(e) => eprintln!("tunlb director: SIGHUP: reload rejected, running table kept: {e:#}"),
+                Err(e) => {
+                    eprintln!("tunlb director: SIGHUP: reload rejected, running table kept: {e:#}")
+                }
             },
             Some(sig) => {
                 eprintln!("tunlb director: {sig}: shutting down");
@@ -185,12 +203,16 @@ fn worker(
             let Ok(mut d) = core.lock() else { return };
             let now = clock.now();
             for i in 0..n {
-                let Some(meta) = batch.meta(i).copied() else { continue };
+                let Some(meta) = batch.meta(i).copied() else {
+                    continue;
+                };
                 if meta.truncated {
                     d.count_drop(DropReason::Oversized);
                     continue;
                 }
-                let Some(buf) = batch.get_mut(i) else { continue };
+                let Some(buf) = batch.get_mut(i) else {
+                    continue;
+                };
                 match d.handle_packet(now, buf) {
                     Verdict::Encap(encap) => pending.push(Pending { slot: i, encap }),
                     Verdict::Reply { len } => replies.push((i, len)),

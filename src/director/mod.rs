@@ -9,6 +9,8 @@
 
 pub mod conn;
 pub mod core;
+pub mod driver;
+pub mod plane;
 pub mod sched;
 pub mod service;
 pub mod table;

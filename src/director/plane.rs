@@ -42,6 +42,18 @@ struct PlaneState {
     routed: BTreeSet<Ipv4Addr>,
 }
 
+/// Where the director lives on the host: what the control plane routes and announces.
+pub struct HostSetup {
+    /// Changes made so far (ip_forward, ...); VIP routes are added to it.
+    pub net: NetChanges,
+    /// The TUN device VIPs are routed into.
+    pub tun_name: String,
+    /// LAN interfaces on which VIPs are answered by proxy ARP.
+    pub announce: Vec<String>,
+    /// The `--config` file, re-read on reload.
+    pub config_path: Option<PathBuf>,
+}
+
 /// The data path's timeouts for `adm --set` values.
 pub fn conn_timeouts(t: &Timeouts) -> ConnTimeouts {
     let mut c = ConnTimeouts::default();
@@ -57,13 +69,16 @@ impl ControlPlane {
         shared: Arc<Shared>,
         cores: Vec<Arc<Mutex<Director>>>,
         clock: Clock,
-        mut net: NetChanges,
-        tun_name: String,
-        announce: Vec<String>,
-        config_path: Option<PathBuf>,
+        host: HostSetup,
         set: ServiceSet,
         timeouts: Timeouts,
     ) -> anyhow::Result<ControlPlane> {
+        let HostSetup {
+            mut net,
+            tun_name,
+            announce,
+            config_path,
+        } = host;
         for iface in &announce {
             net.set_sysctl(&neigh_key(iface, "proxy_delay"), "0")
                 .with_context(|| format!("setting proxy_delay 0 on {iface}"))?;
@@ -124,11 +139,19 @@ impl ControlPlane {
 
     /// Replaces the whole table (config load or reload), all or nothing.
     fn replace(&self, set: ServiceSet, timeouts: Timeouts) -> Result<(), String> {
-        let mut st = self.state.lock().map_err(|_| "control plane poisoned".to_string())?;
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| "control plane poisoned".to_string())?;
         self.publish(&mut st, set, timeouts)
     }
 
-    fn publish(&self, st: &mut PlaneState, set: ServiceSet, timeouts: Timeouts) -> Result<(), String> {
+    fn publish(
+        &self,
+        st: &mut PlaneState,
+        set: ServiceSet,
+        timeouts: Timeouts,
+    ) -> Result<(), String> {
         let snap = st
             .registry
             .build(&set, &conn_timeouts(&timeouts))
@@ -183,7 +206,10 @@ impl ControlPlane {
                     }
                     for d in &o.dests {
                         if !s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
-                            eprintln!("tunlb director: service {}: real server {}:{} removed", s.key, d.addr, d.port);
+                            eprintln!(
+                                "tunlb director: service {}: real server {}:{} removed",
+                                s.key, d.addr, d.port
+                            );
                         }
                     }
                 }
@@ -205,15 +231,15 @@ impl ControlPlane {
         let snap = self.shared.snapshot();
         let mut listing = Listing::from_set(&set);
         for svc in &mut listing.services {
-            let Some(live) = snap.service(svc.config.key.proto, svc.config.key.vip, svc.config.key.port) else {
+            let Some(live) = snap.service(
+                svc.config.key.proto,
+                svc.config.key.vip,
+                svc.config.key.port,
+            ) else {
                 continue;
             };
             for d in &mut svc.dests {
-                if let Some(sd) = live
-                    .sched_dests
-                    .iter()
-                    .find(|s| s.addr == d.config.addr)
-                {
+                if let Some(sd) = live.sched_dests.iter().find(|s| s.addr == d.config.addr) {
                     d.active_conns = sd.state.active();
                     d.inactive_conns = sd.state.inactive();
                     d.persistent_conns = sd.state.persistent();
@@ -236,7 +262,9 @@ impl ControlPlane {
         for core in &self.cores {
             let Ok(d) = core.lock() else { continue };
             for (k, c) in d.conns().iter() {
-                let Some(proto) = Protocol::from_number(k.proto) else { continue };
+                let Some(proto) = Protocol::from_number(k.proto) else {
+                    continue;
+                };
                 if c.expires() <= now {
                     continue;
                 }
@@ -251,7 +279,9 @@ impl ControlPlane {
             }
         }
         for (k, dest, expires, _controlled) in self.shared.templates.snapshot(now) {
-            let Some(proto) = Protocol::from_number(k.proto) else { continue };
+            let Some(proto) = Protocol::from_number(k.proto) else {
+                continue;
+            };
             debug_assert!(k.flags & KEY_TEMPLATE != 0);
             out.push(ConnEntry {
                 proto,
@@ -270,7 +300,8 @@ impl ControlPlane {
         let Some(path) = &self.config_path else {
             anyhow::bail!("no --config file to reload");
         };
-        let (set, timeouts) = crate::control::config::load_table(path)?;
+        let (settings, set) = crate::control::config::load(path)?;
+        let timeouts = settings.timeouts;
         let n = set.services.len();
         self.replace(set, timeouts).map_err(anyhow::Error::msg)?;
         Ok(format!("reloaded {} ({n} services)", path.display()))

@@ -2,6 +2,7 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 //!
 //! - [`batch`]: [`PacketBatch`], the reusable buffers batched receives fill.
+//! - [`cred`]: the credentials of a Unix-socket peer (`SO_PEERCRED`).
 //! - [`tun`]: multi-queue TUN devices.
 //! - [`raw`]: the raw IPv4 sender (`IP_HDRINCL`, `sendmmsg`), the raw and UDP tunnel receivers
 //!   (`recvmmsg`).
@@ -9,6 +10,7 @@
 //! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
 
 pub mod batch;
+pub mod cred;
 pub mod netcfg;
 pub mod raw;
 pub mod signal;

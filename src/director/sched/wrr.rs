@@ -328,7 +328,10 @@ mod tests {
         let weights: Vec<u32> = (0..100).map(|i| 65535 - i * 7).collect();
         let d = dests(&weights);
         let t = WrrTable::new(&d);
-        assert_eq!(t.cycle_len(), weights.iter().map(|&w| u64::from(w)).sum());
+        assert_eq!(
+            t.cycle_len(),
+            weights.iter().map(|&w| u64::from(w)).sum::<u64>()
+        );
         assert_eq!(t.bands.len(), 100);
     }
 }

@@ -1,0 +1,1026 @@
+//! The director's TOML config (`tunlb director --config FILE`).
+//!
+//! ```toml
+//! [director]                 # optional
+//! queues = 1                 # TUN queues = worker threads
+//! tun_name = "tunlb0"
+//! tunnel_mtu = 1500          # MTU towards the real servers
+//! local_address = "10.0.0.1" # outer source address of tunnel packets (default: routing decides)
+//! announce = true            # route each VIP into the TUN device
+//!
+//! [timeouts]                 # optional, seconds
+//! tcp = 900
+//! tcpfin = 120
+//! udp = 300
+//!
+//! [[service]]
+//! vip = "192.168.150.100"
+//! port = 80
+//! protocol = "tcp"           # default tcp
+//! scheduler = "rr"           # default wlc
+//! persistence = 300          # optional, seconds
+//! netmask = "255.255.255.0"  # optional, with persistence
+//! mss_clamp = 1400           # optional
+//!
+//!   [[service.real_server]]
+//!   address = "10.0.2.12"
+//!   port = 80                # optional: the service's port
+//!   weight = 1               # default 1
+//!   forward = "tunnel"       # tunnel (default), dr or nat
+//!   tun_type = "gue"         # ipip (default), gre or gue
+//!   tun_port = 6080          # gue only, default 6080
+//!   tun_csum = false         # gue and gre only
+//!   gre_key = 7              # gre only, optional
+//!   u_threshold = 0          # optional, 0 = none
+//!   l_threshold = 0          # optional
+//! ```
+//!
+//! Unknown keys are errors. Loading checks everything and reports every problem at once, each
+//! with `file:line:column` and what was expected; only a TOML syntax or type error stops at the
+//! first one (the TOML parser's limit).
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use crate::control::adm::MIN_MSS_CLAMP;
+use crate::control::ops::{Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
+use crate::director::service::{
+    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
+    ServiceSet,
+};
+use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+
+/// The most TUN queues (worker threads) a director may ask for.
+pub const MAX_QUEUES: usize = 256;
+
+/// The `[director]` and `[timeouts]` sections, with defaults filled in.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DirectorSettings {
+    /// TUN queues, one worker thread each (default 1).
+    pub queues: usize,
+    /// Name of the director's TUN device (default `tunlb0`).
+    pub tun_name: String,
+    /// MTU of the links towards the real servers (default 1500): a client packet that no longer
+    /// fits once encapsulated is answered with ICMP fragmentation-needed.
+    pub tunnel_mtu: u16,
+    /// Source address of the outer header of tunnel packets; `None` lets routing choose.
+    pub local_address: Option<Ipv4Addr>,
+    /// Route every VIP into the TUN device (`ip route add VIP/32 dev TUN`) at start (default
+    /// true); false when routes are managed elsewhere.
+    pub announce: bool,
+    /// Connection timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl Default for DirectorSettings {
+    fn default() -> Self {
+        DirectorSettings {
+            queues: 1,
+            tun_name: "tunlb0".to_string(),
+            tunnel_mtu: 1500,
+            local_address: None,
+            announce: true,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// One problem in a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigErrors {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file has problems: every one found, in file order.
+    #[error("{}", ProblemList { path, problems })]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The problems.
+        problems: Vec<Problem>,
+    },
+}
+
+/// `path:line:column: message`, one per line.
+struct ProblemList<'a> {
+    path: &'a str,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}:{}:{}: {}", self.path, p.line, p.column, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks a config file.
+pub fn load(path: impl AsRef<Path>) -> Result<(DirectorSettings, ServiceSet), ConfigErrors> {
+    let path = path.as_ref();
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigErrors::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    load_str(&text, &shown)
+}
+
+/// Checks config text; `path` only names it in messages.
+pub fn load_str(text: &str, path: &str) -> Result<(DirectorSettings, ServiceSet), ConfigErrors> {
+    let invalid = |problems| ConfigErrors::Invalid {
+        path: path.to_string(),
+        problems,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start);
+        invalid(vec![problem(text, at, e.message().trim_end().to_string())])
+    })?;
+    let mut v = Validator {
+        text,
+        problems: Vec::new(),
+    };
+    let out = v.config(&raw);
+    if v.problems.is_empty() {
+        Ok(out)
+    } else {
+        v.problems.sort_by_key(|p| (p.line, p.column));
+        Err(invalid(v.problems))
+    }
+}
+
+/// The config that [`load_str`] reads back as `settings` and `set` (`--save-config`).
+pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
+    let mut out = String::new();
+    let s = settings;
+    let _ = writeln!(out, "[director]");
+    let _ = writeln!(out, "queues = {}", s.queues);
+    let _ = writeln!(out, "tun_name = {}", quote(&s.tun_name));
+    let _ = writeln!(out, "tunnel_mtu = {}", s.tunnel_mtu);
+    if let Some(a) = s.local_address {
+        let _ = writeln!(out, "local_address = \"{a}\"");
+    }
+    let _ = writeln!(out, "announce = {}", s.announce);
+    let t = s.timeouts;
+    let _ = writeln!(
+        out,
+        "\n[timeouts]\ntcp = {}\ntcpfin = {}\nudp = {}",
+        t.tcp, t.tcpfin, t.udp
+    );
+    for svc in &set.services {
+        let k = svc.key;
+        let proto = match k.proto {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        let _ = writeln!(
+            out,
+            "\n[[service]]\nvip = \"{}\"\nport = {}\nprotocol = \"{proto}\"\nscheduler = \"{}\"",
+            k.vip, k.port, svc.scheduler
+        );
+        if let Some(p) = svc.persistence {
+            let _ = writeln!(out, "persistence = {}", p.timeout);
+            if p.netmask != HOST_NETMASK {
+                let _ = writeln!(out, "netmask = \"{}\"", p.netmask);
+            }
+        }
+        if let Some(mss) = svc.mss_clamp {
+            let _ = writeln!(out, "mss_clamp = {mss}");
+        }
+        for d in &svc.dests {
+            let _ = writeln!(
+                out,
+                "\n  [[service.real_server]]\n  address = \"{}\"\n  port = {}\n  weight = {}",
+                d.addr, d.port, d.weight
+            );
+            match d.forward {
+                Forward::Tunnel {
+                    tun_type,
+                    tun_port,
+                    tun_csum,
+                    gre_key,
+                } => {
+                    let _ = writeln!(out, "  forward = \"tunnel\"\n  tun_type = \"{tun_type}\"");
+                    if tun_type == TunnelType::Gue {
+                        let _ = writeln!(out, "  tun_port = {tun_port}");
+                    }
+                    if tun_csum {
+                        let _ = writeln!(out, "  tun_csum = true");
+                    }
+                    if let Some(key) = gre_key {
+                        let _ = writeln!(out, "  gre_key = {key}");
+                    }
+                }
+                Forward::Dr => {
+                    let _ = writeln!(out, "  forward = \"dr\"");
+                }
+                Forward::Nat => {
+                    let _ = writeln!(out, "  forward = \"nat\"");
+                }
+            }
+            if d.u_threshold != 0 {
+                let _ = writeln!(out, "  u_threshold = {}", d.u_threshold);
+            }
+            if d.l_threshold != 0 {
+                let _ = writeln!(out, "  l_threshold = {}", d.l_threshold);
+            }
+        }
+    }
+    out
+}
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+// --- What the file says, before checking ------------------------------------------------------
+//
+// Everything that can be wrong in a way worth reporting together is read loosely (numbers as
+// i64, enums and addresses as strings, required keys as options) and checked by `Validator`.
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    director: Option<RawDirector>,
+    timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirector {
+    queues: Option<Spanned<i64>>,
+    tun_name: Option<Spanned<String>>,
+    tunnel_mtu: Option<Spanned<i64>>,
+    local_address: Option<Spanned<String>>,
+    announce: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp: Option<Spanned<i64>>,
+    tcpfin: Option<Spanned<i64>>,
+    udp: Option<Spanned<i64>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    vip: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    protocol: Option<Spanned<String>>,
+    scheduler: Option<Spanned<String>>,
+    persistence: Option<Spanned<i64>>,
+    netmask: Option<Spanned<String>>,
+    mss_clamp: Option<Spanned<i64>>,
+    #[serde(default)]
+    real_server: Vec<Spanned<RawRealServer>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRealServer {
+    address: Option<Spanned<String>>,
+    port: Option<Spanned<i64>>,
+    weight: Option<Spanned<i64>>,
+    forward: Option<Spanned<String>>,
+    tun_type: Option<Spanned<String>>,
+    tun_port: Option<Spanned<i64>>,
+    tun_csum: Option<Spanned<bool>>,
+    gre_key: Option<Spanned<i64>>,
+    u_threshold: Option<Spanned<i64>>,
+    l_threshold: Option<Spanned<i64>>,
+}
+
+fn problem(text: &str, offset: usize, message: String) -> Problem {
+    let offset = offset.min(text.len());
+    let mut cut = offset;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let before = &text[..cut];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    Problem {
+        line,
+        column,
+        message,
+    }
+}
+
+/// Collects every problem while building the result.
+struct Validator<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn report(&mut self, span: Range<usize>, message: String) {
+        let p = problem(self.text, span.start, message);
+        self.problems.push(p);
+    }
+
+    /// An integer in `min..=max`, or the default when absent.
+    fn int(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        what: &str,
+        min: i64,
+        max: i64,
+        default: i64,
+    ) -> i64 {
+        match value {
+            None => default,
+            Some(v) if (min..=max).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => {
+                self.report(
+                    v.span(),
+                    format!(
+                        "{what}: expected an integer from {min} to {max}, found {}",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn ipv4(&mut self, value: &Spanned<String>, what: &str) -> Option<Ipv4Addr> {
+        match value.get_ref().parse::<Ipv4Addr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "{what}: expected an IPv4 address like \"192.0.2.1\", found {:?}",
+                        value.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn unicast(&mut self, value: &Spanned<String>, what: &str) -> Option<Ipv4Addr> {
+        let addr = self.ipv4(value, what)?;
+        if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() {
+            self.report(
+                value.span(),
+                format!("{what}: expected a unicast IPv4 address, found {addr}"),
+            );
+            return None;
+        }
+        Some(addr)
+    }
+
+    fn config(&mut self, raw: &RawConfig) -> (DirectorSettings, ServiceSet) {
+        let mut settings = DirectorSettings::default();
+        if let Some(d) = &raw.director {
+            self.director(d, &mut settings);
+        }
+        if let Some(t) = &raw.timeouts {
+            let max = i64::from(MAX_TIMEOUT);
+            let defaults = Timeouts::default();
+            settings.timeouts = Timeouts {
+                tcp: self.int(&t.tcp, "timeouts.tcp", 1, max, defaults.tcp.into()) as u32,
+                tcpfin: self.int(&t.tcpfin, "timeouts.tcpfin", 1, max, defaults.tcpfin.into())
+                    as u32,
+                udp: self.int(&t.udp, "timeouts.udp", 1, max, defaults.udp.into()) as u32,
+            };
+        }
+        let mut set = ServiceSet::default();
+        let mut first_seen: Vec<(ServiceKey, usize)> = Vec::new();
+        for (i, svc) in raw.service.iter().enumerate() {
+            let Some(config) = self.service(svc, i) else {
+                continue;
+            };
+            let key = config.key;
+            let at = svc.get_ref().vip.as_ref().map_or(svc.span(), Spanned::span);
+            if let Some((_, line)) = first_seen.iter().find(|(k, _)| *k == key) {
+                let line = *line;
+                self.report(
+                    at,
+                    format!("service[{i}]: duplicate service {key} (first defined on line {line})"),
+                );
+                continue;
+            }
+            first_seen.push((key, problem(self.text, at.start, String::new()).line));
+            set.services.push(config);
+        }
+        (settings, set)
+    }
+
+    fn director(&mut self, d: &RawDirector, settings: &mut DirectorSettings) {
+        settings.queues = self.int(&d.queues, "director.queues", 1, MAX_QUEUES as i64, 1) as usize;
+        settings.tunnel_mtu =
+            self.int(&d.tunnel_mtu, "director.tunnel_mtu", 576, 65_535, 1500) as u16;
+        if let Some(name) = &d.tun_name {
+            let n = name.get_ref();
+            let valid = !n.is_empty()
+                && n.len() < 16
+                && n != "."
+                && n != ".."
+                && !n.contains(|c: char| c == '/' || c.is_whitespace() || c == ':');
+            if valid {
+                settings.tun_name = n.clone();
+            } else {
+                self.report(
+                    name.span(),
+                    format!(
+                        "director.tun_name: expected an interface name of 1 to 15 characters \
+                         without '/', ':' or spaces, found {n:?}"
+                    ),
+                );
+            }
+        }
+        if let Some(a) = &d.local_address {
+            settings.local_address = self.unicast(a, "director.local_address");
+        }
+        if let Some(announce) = d.announce {
+            settings.announce = announce;
+        }
+    }
+
+    fn service(&mut self, svc: &Spanned<RawService>, i: usize) -> Option<ServiceConfig> {
+        let at = svc.span();
+        let s = svc.get_ref();
+        let what = format!("service[{i}]");
+        let vip = match &s.vip {
+            Some(v) => self.unicast(v, &format!("{what}.vip")),
+            None => {
+                self.report(
+                    at.clone(),
+                    format!("{what}: missing key `vip` (an IPv4 address)"),
+                );
+                None
+            }
+        };
+        let port = match &s.port {
+            Some(_) => self.int(&s.port, &format!("{what}.port"), 0, 65_535, 0) as u16,
+            None => {
+                self.report(
+                    at.clone(),
+                    format!("{what}: missing key `port` (0 to 65535; 0 = every port)"),
+                );
+                0
+            }
+        };
+        let proto = match &s.protocol {
+            None => Protocol::Tcp,
+            Some(p) => match p.get_ref().as_str() {
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                other => {
+                    self.report(
+                        p.span(),
+                        format!("{what}.protocol: expected \"tcp\" or \"udp\", found {other:?}"),
+                    );
+                    Protocol::Tcp
+                }
+            },
+        };
+        let scheduler = match &s.scheduler {
+            None => SchedulerKind::default(),
+            Some(name) => name.get_ref().parse().unwrap_or_else(|e: String| {
+                self.report(name.span(), format!("{what}.scheduler: {e}"));
+                SchedulerKind::default()
+            }),
+        };
+        let persistence = s.persistence.as_ref().map(|_| Persistence {
+            timeout: self.int(
+                &s.persistence,
+                &format!("{what}.persistence"),
+                1,
+                MAX_TIMEOUT.into(),
+                300,
+            ) as u32,
+            netmask: HOST_NETMASK,
+        });
+        let persistence = match (persistence, &s.netmask) {
+            (p, None) => p,
+            (None, Some(m)) => {
+                self.report(
+                    m.span(),
+                    format!("{what}.netmask: only meaningful with `persistence`; add it or remove the netmask"),
+                );
+                None
+            }
+            (Some(mut p), Some(m)) => {
+                if let Some(mask) = self.ipv4(m, &format!("{what}.netmask")) {
+                    let bits = u32::from(mask);
+                    if bits.leading_ones() + bits.trailing_zeros() == 32 {
+                        p.netmask = mask;
+                    } else {
+                        self.report(
+                            m.span(),
+                            format!("{what}.netmask: expected a contiguous netmask like \"255.255.255.0\", found {mask}"),
+                        );
+                    }
+                }
+                Some(p)
+            }
+        };
+        if s.port.is_some() && port == 0 && persistence.is_none() {
+            let span = s.port.as_ref().map_or(at.clone(), Spanned::span);
+            self.report(
+                span,
+                format!("{what}.port: port 0 (every port) needs `persistence`"),
+            );
+        }
+        let mss_clamp = s.mss_clamp.as_ref().map(|_| {
+            self.int(
+                &s.mss_clamp,
+                &format!("{what}.mss_clamp"),
+                MIN_MSS_CLAMP.into(),
+                65_535,
+                1460,
+            ) as u16
+        });
+
+        let key = ServiceKey {
+            vip: vip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            port,
+            proto,
+        };
+        let mut dests: Vec<DestConfig> = Vec::new();
+        for (j, rs) in s.real_server.iter().enumerate() {
+            let what = format!("{what}.real_server[{j}]");
+            let Some(d) = self.real_server(rs, &what, key) else {
+                continue;
+            };
+            if dests.iter().any(|o| o.addr == d.addr && o.port == d.port) {
+                let span = rs
+                    .get_ref()
+                    .address
+                    .as_ref()
+                    .map_or(rs.span(), Spanned::span);
+                self.report(
+                    span,
+                    format!("{what}: duplicate real server {}:{}", d.addr, d.port),
+                );
+                continue;
+            }
+            dests.push(d);
+        }
+        vip?;
+        Some(ServiceConfig {
+            key,
+            scheduler,
+            persistence,
+            mss_clamp,
+            dests,
+        })
+    }
+
+    fn real_server(
+        &mut self,
+        rs: &Spanned<RawRealServer>,
+        what: &str,
+        svc: ServiceKey,
+    ) -> Option<DestConfig> {
+        let r = rs.get_ref();
+        let addr = match &r.address {
+            Some(a) => self.unicast(a, &format!("{what}.address")),
+            None => {
+                self.report(
+                    rs.span(),
+                    format!("{what}: missing key `address` (an IPv4 address)"),
+                );
+                None
+            }
+        };
+        let weight = self.int(
+            &r.weight,
+            &format!("{what}.weight"),
+            0,
+            MAX_WEIGHT.into(),
+            1,
+        ) as u32;
+        let max_t = i64::from(MAX_THRESHOLD);
+        let u_threshold =
+            self.int(&r.u_threshold, &format!("{what}.u_threshold"), 0, max_t, 0) as u32;
+        let l_threshold =
+            self.int(&r.l_threshold, &format!("{what}.l_threshold"), 0, max_t, 0) as u32;
+        if l_threshold > u_threshold {
+            let span = r.l_threshold.as_ref().map_or(rs.span(), Spanned::span);
+            self.report(
+                span,
+                format!("{what}.l_threshold: must not exceed u_threshold ({u_threshold})"),
+            );
+        }
+
+        #[derive(PartialEq)]
+        enum Method {
+            Tunnel,
+            Dr,
+            Nat,
+        }
+        let method = match &r.forward {
+            None => Method::Tunnel,
+            Some(f) => match f.get_ref().as_str() {
+                "tunnel" => Method::Tunnel,
+                "dr" => Method::Dr,
+                "nat" => Method::Nat,
+                other => {
+                    self.report(
+                        f.span(),
+                        format!("{what}.forward: expected \"tunnel\", \"dr\" or \"nat\", found {other:?}"),
+                    );
+                    Method::Tunnel
+                }
+            },
+        };
+        let tun_type = match &r.tun_type {
+            None => TunnelType::default(),
+            Some(t) => t.get_ref().parse().unwrap_or_else(|e: String| {
+                self.report(t.span(), format!("{what}.tun_type: {e}"));
+                TunnelType::default()
+            }),
+        };
+        // Tunnel keys only where they mean something.
+        let tunnel_keys: [(&str, Option<Range<usize>>, bool); 4] = [
+            (
+                "tun_type",
+                r.tun_type.as_ref().map(Spanned::span),
+                method == Method::Tunnel,
+            ),
+            (
+                "tun_port",
+                r.tun_port.as_ref().map(Spanned::span),
+                method == Method::Tunnel && tun_type == TunnelType::Gue,
+            ),
+            (
+                "tun_csum",
+                r.tun_csum.as_ref().map(Spanned::span),
+                method == Method::Tunnel && tun_type != TunnelType::Ipip,
+            ),
+            (
+                "gre_key",
+                r.gre_key.as_ref().map(Spanned::span),
+                method == Method::Tunnel && tun_type == TunnelType::Gre,
+            ),
+        ];
+        for (key, span, allowed) in tunnel_keys {
+            if let (Some(span), false) = (span, allowed) {
+                let only = match key {
+                    "tun_type" => "forward = \"tunnel\"",
+                    "tun_port" => "tun_type = \"gue\"",
+                    "tun_csum" => "tun_type = \"gue\" or \"gre\"",
+                    _ => "tun_type = \"gre\"",
+                };
+                self.report(span, format!("{what}.{key}: only valid with {only}"));
+            }
+        }
+        let tun_port = self.int(
+            &r.tun_port,
+            &format!("{what}.tun_port"),
+            1,
+            65_535,
+            DEFAULT_GUE_PORT.into(),
+        ) as u16;
+        let gre_key = r.gre_key.as_ref().map(|_| {
+            self.int(
+                &r.gre_key,
+                &format!("{what}.gre_key"),
+                0,
+                u32::MAX.into(),
+                0,
+            ) as u32
+        });
+        let forward = match method {
+            Method::Tunnel => Forward::Tunnel {
+                tun_type,
+                tun_port,
+                tun_csum: r.tun_csum.as_ref().is_some_and(|c| *c.get_ref()),
+                gre_key,
+            },
+            Method::Dr => Forward::Dr,
+            Method::Nat => Forward::Nat,
+        };
+
+        let port = match &r.port {
+            None => svc.port,
+            Some(p) => {
+                let port = self.int(&r.port, &format!("{what}.port"), 0, 65_535, 0) as u16;
+                if port == 0 {
+                    svc.port
+                } else if method != Method::Nat && port != svc.port {
+                    self.report(
+                        p.span(),
+                        format!(
+                            "{what}.port: expected {} (the service's port) or nothing: \
+                             tunnel and dr cannot change the port",
+                            svc.port
+                        ),
+                    );
+                    svc.port
+                } else {
+                    port
+                }
+            }
+        };
+        Some(DestConfig {
+            addr: addr?,
+            port,
+            weight,
+            forward,
+            u_threshold,
+            l_threshold,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"
+[director]
+queues = 2
+tun_name = "tunlb0"
+tunnel_mtu = 1500
+local_address = "192.168.150.2"
+announce = true
+
+[timeouts]
+tcp = 900
+tcpfin = 120
+udp = 300
+
+[[service]]
+vip = "192.168.150.100"
+port = 80
+protocol = "tcp"
+scheduler = "rr"
+
+  [[service.real_server]]
+  address = "192.168.150.12"
+  port = 80
+  weight = 1
+  forward = "tunnel"
+
+  [[service.real_server]]
+  address = "192.168.150.13"
+  forward = "tunnel"
+  tun_type = "gue"
+  tun_port = 6080
+
+[[service]]
+vip = "192.168.150.101"
+port = 0
+protocol = "udp"
+persistence = 600
+netmask = "255.255.255.0"
+mss_clamp = 1400
+
+  [[service.real_server]]
+  address = "10.0.2.12"
+  forward = "tunnel"
+  tun_type = "gre"
+  tun_csum = true
+  gre_key = 7
+  u_threshold = 100
+  l_threshold = 50
+"#;
+
+    fn problems(text: &str) -> Vec<(usize, usize, String)> {
+        match load_str(text, "t.toml") {
+            Ok(_) => Vec::new(),
+            Err(ConfigErrors::Invalid { problems, .. }) => problems
+                .into_iter()
+                .map(|p| (p.line, p.column, p.message))
+                .collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn seed_config_loads() {
+        let (settings, set) = load_str(SEED, "seed.toml").expect("valid");
+        assert_eq!(settings.queues, 2);
+        assert_eq!(
+            settings.local_address,
+            Some(Ipv4Addr::new(192, 168, 150, 2))
+        );
+        assert_eq!(set.services.len(), 2);
+        let web = &set.services[0];
+        assert_eq!(web.key.to_string(), "TCP 192.168.150.100:80");
+        assert_eq!(web.scheduler, SchedulerKind::Rr);
+        assert_eq!(web.dests[0].forward, Forward::tunnel(TunnelType::Ipip));
+        assert_eq!(web.dests[1].port, 80);
+        assert_eq!(web.dests[1].forward, Forward::tunnel(TunnelType::Gue));
+        let dns = &set.services[1];
+        assert_eq!(
+            dns.persistence,
+            Some(Persistence {
+                timeout: 600,
+                netmask: Ipv4Addr::new(255, 255, 255, 0)
+            })
+        );
+        assert_eq!(dns.mss_clamp, Some(1400));
+        assert_eq!(dns.dests[0].port, 0);
+        assert_eq!(
+            dns.dests[0].forward,
+            Forward::Tunnel {
+                tun_type: TunnelType::Gre,
+                tun_port: DEFAULT_GUE_PORT,
+                tun_csum: true,
+                gre_key: Some(7)
+            }
+        );
+    }
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        let (settings, set) = load_str("", "empty.toml").expect("valid");
+        assert_eq!(settings, DirectorSettings::default());
+        assert!(set.services.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let text = r#"[director]
+queues = 0
+tun_name = "a/b"
+
+[[service]]
+vip = "192.168.150.300"
+port = 80
+scheduler = "fastest"
+
+  [[service.real_server]]
+  address = "10.0.0.1"
+  port = 8080
+  weight = 70000
+  forward = "tunnel"
+  tun_port = 7000
+
+[[service]]
+port = 443
+"#;
+        let got = problems(text);
+        let expect: Vec<(usize, usize, &str)> = vec![
+            (
+                2,
+                10,
+                "director.queues: expected an integer from 1 to 256, found 0",
+            ),
+            (3, 12, "director.tun_name: expected an interface name"),
+            (6, 7, "service[0].vip: expected an IPv4 address"),
+            (8, 13, "service[0].scheduler: unknown scheduler \"fastest\""),
+            (
+                12,
+                10,
+                "service[0].real_server[0].port: expected 80 (the service's port)",
+            ),
+            (
+                13,
+                12,
+                "service[0].real_server[0].weight: expected an integer from 0 to 65535",
+            ),
+            (
+                15,
+                14,
+                "service[0].real_server[0].tun_port: only valid with tun_type = \"gue\"",
+            ),
+            (17, 1, "service[1]: missing key `vip`"),
+        ];
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+        for ((line, col, msg), (el, ec, em)) in got.iter().zip(&expect) {
+            assert_eq!((line, col), (el, ec), "{msg}");
+            assert!(msg.starts_with(em), "{msg:?} does not start with {em:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_place() {
+        let text = "[[service]]\nvip = \"10.0.0.1\"\nport = 80\nschedular = \"rr\"\n";
+        let got = problems(text);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0, got[0].1), (4, 1));
+        assert!(
+            got[0].2.contains("unknown field `schedular`"),
+            "{}",
+            got[0].2
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_place() {
+        let got = problems("[director]\nqueues = = 2\n");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 2);
+    }
+
+    #[test]
+    fn duplicates_and_semantics() {
+        let text = r#"
+[[service]]
+vip = "10.0.0.1"
+port = 0
+
+[[service]]
+vip = "10.0.0.2"
+port = 80
+netmask = "255.255.255.0"
+
+  [[service.real_server]]
+  address = "10.0.1.1"
+  forward = "nat"
+  port = 8080
+  u_threshold = 5
+  l_threshold = 9
+
+  [[service.real_server]]
+  address = "10.0.1.1"
+  forward = "nat"
+  port = 8080
+
+  [[service.real_server]]
+  address = "10.0.1.2"
+  forward = "dr"
+  tun_type = "gre"
+
+[[service]]
+vip = "10.0.0.2"
+port = 80
+"#;
+        let got = problems(text);
+        let msgs: Vec<&str> = got.iter().map(|p| p.2.as_str()).collect();
+        assert_eq!(got.len(), 6, "{msgs:#?}");
+        assert!(msgs[0].starts_with("service[0].port: port 0 (every port) needs `persistence`"));
+        assert!(msgs[1].starts_with("service[1].netmask: only meaningful with `persistence`"));
+        assert!(msgs[2].starts_with("service[1].real_server[0].l_threshold: must not exceed"));
+        assert!(
+            msgs[3].starts_with("service[1].real_server[1]: duplicate real server 10.0.1.1:8080")
+        );
+        assert!(msgs[4].starts_with(
+            "service[1].real_server[2].tun_type: only valid with forward = \"tunnel\""
+        ));
+        assert!(msgs[5].starts_with(
+            "service[2]: duplicate service TCP 10.0.0.2:80 (first defined on line 7)"
+        ));
+        assert_eq!(got[5].0, 29);
+    }
+
+    #[test]
+    fn errors_display_as_file_line_column() {
+        let err = load_str("[timeouts]\ntcp = 0\n", "d.toml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d.toml:2:7: timeouts.tcp: expected an integer from 1 to 2678400, found 0"
+        );
+    }
+
+    #[test]
+    fn to_toml_round_trips() {
+        let (settings, set) = load_str(SEED, "seed.toml").unwrap();
+        let text = to_toml(&set, &settings);
+        let (settings2, set2) =
+            load_str(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(settings2, settings);
+        assert_eq!(set2, set);
+    }
+
+    #[test]
+    fn every_file_in_configs_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("configs/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no config in {}", dir.display());
+    }
+}

@@ -1,0 +1,126 @@
+//! What `adm` and the director say to each other: one JSON object per line, each way.
+//!
+//! A client writes a [`Request`] line and reads one [`Response`] line; it may send several
+//! requests on one connection. Every change goes through [`Request::Apply`], a batch the director
+//! applies all or nothing ([`ServiceSet::apply_batch`](crate::director::service::ServiceSet::apply_batch)),
+//! so `-R` and a single `-a` follow the same path.
+
+use crate::control::adm::Command;
+use crate::control::format::{ConnEntry, Listing};
+use crate::control::ops::{BatchError, Timeouts};
+
+/// The longest request or response line either side accepts (a large `-R` batch fits).
+pub const MAX_LINE: usize = 16 << 20;
+
+/// A request from `adm` to the director.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    /// Apply these table edits in order, all or none ([`Command::is_table_edit`] commands only:
+    /// `-A -E -D -C -a -e -d --set -Z`). Answer: [`Response::Ok`] or [`Response::Error`].
+    Apply(Vec<Command>),
+    /// The whole table with its counters (`-L`, `-L -t`, `-S`). Answer: [`Response::Listing`].
+    List,
+    /// The connection entries (`-L -c`). Answer: [`Response::Conns`].
+    ListConns,
+    /// The timeouts (`-L --timeout`). Answer: [`Response::Timeouts`].
+    GetTimeouts,
+}
+
+/// The director's answer.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// The batch was applied.
+    Ok,
+    /// The request failed and changed nothing.
+    Error {
+        /// ipvsadm's text for the error (`Service already exists`, ...).
+        message: String,
+        /// For a batch, the index of the failing command.
+        index: Option<usize>,
+    },
+    /// The peer is not root: nothing was read or changed.
+    PermissionDenied,
+    /// The table.
+    Listing(Listing),
+    /// The connection entries.
+    Conns(Vec<ConnEntry>),
+    /// The timeouts.
+    Timeouts(Timeouts),
+}
+
+impl Response {
+    /// The answer to a failed batch.
+    pub fn from_batch_error(e: &BatchError) -> Response {
+        Response::Error {
+            message: e.error.to_string(),
+            index: Some(e.index),
+        }
+    }
+
+    /// An answer for a request the director could not serve at all.
+    pub fn error(message: impl Into<String>) -> Response {
+        Response::Error {
+            message: message.into(),
+            index: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::adm::parse;
+    use crate::control::ops::AdmError;
+    use crate::director::service::ServiceSet;
+
+    fn cmd(line: &str) -> Command {
+        let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
+        parse(&args).expect(line)
+    }
+
+    #[test]
+    fn requests_survive_json_on_one_line() {
+        let req = Request::Apply(vec![
+            cmd("-A -t 10.0.0.1:80 -s rr -p 600 -M 255.255.255.0 --mss-clamp 1400"),
+            cmd("-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type gue --tun-port 7000 --tun-csum"),
+            cmd("-a -t 10.0.0.1:80 -r 10.0.1.2 -i --tun-type gre --gre-key 42"),
+            cmd("-a -t 10.0.0.1:80 -r 10.0.1.3:8080 -m -w 0 -x 10 -y 5"),
+            cmd("-e -t 10.0.0.1:80 -r 10.0.1.4"),
+            cmd("-d -t 10.0.0.1:80 -r 10.0.1.4"),
+            cmd("--set 1 2 3"),
+            cmd("-Z"),
+            cmd("-D -u 10.0.0.1:53"),
+            cmd("-C"),
+        ]);
+        for r in [req, Request::List, Request::ListConns, Request::GetTimeouts] {
+            let line = serde_json::to_string(&r).unwrap();
+            assert!(!line.contains('\n'));
+            let back: Request = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn responses_survive_json() {
+        let mut set = ServiceSet::default();
+        set.apply(&cmd("-A -t 10.0.0.1:80")).unwrap();
+        set.apply(&cmd("-a -t 10.0.0.1:80 -r 10.0.1.1 -i")).unwrap();
+        for r in [
+            Response::Ok,
+            Response::PermissionDenied,
+            Response::from_batch_error(&BatchError {
+                index: 2,
+                error: AdmError::DestExists,
+            }),
+            Response::Listing(Listing::from_set(&set)),
+            Response::Conns(vec![]),
+            Response::Timeouts(Timeouts::default()),
+        ] {
+            let line = serde_json::to_string(&r).unwrap();
+            let back: Response = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+}
