@@ -226,6 +226,48 @@ fn rr_alternates_between_real_servers(encap: &'static str) {
         conns.contains(CLIENT),
         "the connection table should list the client:\n{conns}"
     );
+    assert_ipvsadm_listing(&lab.adm("-L -n"), "rr", [1, 1], 40);
+}
+
+/// `adm -L -n` in the director's namespace prints ipvsadm's format, line by line: header,
+/// the service, and one line per real server with column widths as ipvsadm 1.31 prints them.
+/// The connection counts are not fixed (closing flows move between states) but must add up to
+/// the `conns` connections made.
+fn assert_ipvsadm_listing(out: &str, sched: &str, weights: [u32; 2], conns: u32) {
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "expected 6 lines:\n{out}");
+    assert_eq!(lines[0], "IP Virtual Server version 1.2.1 (size=4096)");
+    assert_eq!(lines[1], "Prot LocalAddress:Port Scheduler Flags");
+    assert_eq!(
+        lines[2],
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"
+    );
+    assert_eq!(lines[3], format!("TCP  {VIP}:80 {sched}"));
+    let mut total = 0;
+    for ((line, (_, rip)), weight) in lines[4..].iter().zip(REAL_SERVERS).zip(weights) {
+        let prefix = format!(
+            "  -> {:<28} {:<7} {:<6} ",
+            format!("{rip}:80"),
+            "Tunnel",
+            weight
+        );
+        assert!(
+            line.starts_with(&prefix),
+            "{line:?} should start with {prefix:?}"
+        );
+        let counts: Vec<u32> = line[prefix.len()..]
+            .split_whitespace()
+            .map(|c| c.parse().expect("a connection count"))
+            .collect();
+        assert_eq!(counts.len(), 2, "{line:?}");
+        assert_eq!(
+            line[prefix.len()..],
+            format!("{:<10} {:<10}", counts[0], counts[1]),
+            "count columns of {line:?}"
+        );
+        total += counts[0] + counts[1];
+    }
+    assert_eq!(total, conns, "connection counts in:\n{out}");
 }
 
 /// (b) Weighted round robin 3:1 over 400 new connections gives 3:1 within 10%.
