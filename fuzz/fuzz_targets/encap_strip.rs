@@ -40,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Round trip when the input is a whole IPv4 packet.
-    let Ok(p) = Ipv4Packet::new_checked(data) else { return };
+    let Ok(p) = Ipv4Packet::new_checked(data) else {
+        return;
+    };
     if p.total_len() as usize != data.len() {
         return;
     }

@@ -25,9 +25,22 @@ fn reference_sum(bytes: &[u8]) -> u16 {
 }
 
 fn tcp(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, max: u16) {
-    let Ok(mut p) = TcpPacket::new_checked(buf) else { return };
-    let _ = (p.src_port(), p.dst_port(), p.seq_number(), p.ack_number(), p.window());
-    let _ = (p.urgent_ptr(), p.flags().to_string(), p.options(), p.payload());
+    let Ok(mut p) = TcpPacket::new_checked(buf) else {
+        return;
+    };
+    let _ = (
+        p.src_port(),
+        p.dst_port(),
+        p.seq_number(),
+        p.ack_number(),
+        p.window(),
+    );
+    let _ = (
+        p.urgent_ptr(),
+        p.flags().to_string(),
+        p.options(),
+        p.payload(),
+    );
     let mss = p.mss();
     let valid = p.verify_checksum(src, dst);
     if p.clamp_mss(max) {
@@ -43,7 +56,9 @@ fn tcp(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, max: u16) {
 }
 
 fn udp(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, port: u16) {
-    let Ok(mut p) = UdpPacket::new_checked(buf) else { return };
+    let Ok(mut p) = UdpPacket::new_checked(buf) else {
+        return;
+    };
     let _ = (p.src_port(), p.dst_port(), p.len(), p.payload());
     let valid = p.verify_checksum(src, dst);
     let zero = p.checksum() == 0;
@@ -55,9 +70,16 @@ fn udp(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, port: u16) {
 }
 
 fn icmp(buf: &mut [u8]) {
-    let Ok(mut p) = Icmpv4Packet::new_checked(buf) else { return };
+    let Ok(mut p) = Icmpv4Packet::new_checked(buf) else {
+        return;
+    };
     let _ = (p.msg_type(), p.code(), p.rest_of_header(), p.next_hop_mtu());
-    let _ = (p.echo_ident(), p.echo_seq(), p.is_error(), p.verify_checksum());
+    let _ = (
+        p.echo_ident(),
+        p.echo_seq(),
+        p.is_error(),
+        p.verify_checksum(),
+    );
     if let Some(inner) = p.invoking_packet() {
         let _ = Ipv4Packet::new_checked(inner).map(|q| q.payload().len());
     }
@@ -71,8 +93,20 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = data.to_vec();
 
     if let Ok(mut p) = Ipv4Packet::new_checked(&mut buf[..]) {
-        let _ = (p.version(), p.dscp_ecn(), p.ident(), p.dont_frag(), p.more_frags());
-        let _ = (p.frag_offset(), p.is_fragment(), p.checksum(), p.options(), p.packet());
+        let _ = (
+            p.version(),
+            p.dscp_ecn(),
+            p.ident(),
+            p.dont_frag(),
+            p.more_frags(),
+        );
+        let _ = (
+            p.frag_offset(),
+            p.is_fragment(),
+            p.checksum(),
+            p.options(),
+            p.packet(),
+        );
         let _ = Ipv4Repr::parse(&p);
         let valid = p.verify_checksum();
         p.set_ttl(p.ttl().wrapping_sub(1));
@@ -94,7 +128,13 @@ fuzz_target!(|data: &[u8]| {
     udp(&mut data.to_vec(), SRC, DST, max);
     icmp(&mut data.to_vec());
     if let Ok(g) = GreHeader::new_checked(data) {
-        let _ = (g.version(), g.protocol_type(), g.checksum(), g.key(), g.sequence());
+        let _ = (
+            g.version(),
+            g.protocol_type(),
+            g.checksum(),
+            g.key(),
+            g.sequence(),
+        );
         let _ = (g.verify_checksum(), g.payload());
     }
     if let Ok(g) = GueHeader::new_checked(data) {
