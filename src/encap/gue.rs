@@ -41,12 +41,13 @@ impl<T: AsRef<[u8]>> GueHeader<T> {
         GueHeader { buffer }
     }
 
-    /// Wraps `buffer` after checking that it is not empty and, for variant 0, that it holds
-    /// the base header and its extension fields. Variants 1-3 have no header to check.
+    /// Wraps `buffer` after checking that it holds at least 4 bytes (so every accessor can
+    /// read, whatever the variant; a variant 1 IPv4 packet is longer anyway) and, for variant
+    /// 0, the extension fields too.
     pub fn new_checked(buffer: T) -> Result<Self, StripError> {
         let h = Self::new_unchecked(buffer);
         let len = h.buffer.as_ref().len();
-        if len == 0 || len < h.header_len() {
+        if len < HEADER_LEN || len < h.header_len() {
             return Err(StripError::Truncated);
         }
         Ok(h)
@@ -77,11 +78,12 @@ impl<T: AsRef<[u8]>> GueHeader<T> {
     }
 
     /// Variant 0: the IP protocol of the payload (data message) or the control type.
+    /// Meaningless for other variants (it reads the second byte).
     pub fn proto_ctype(&self) -> u8 {
         self.buffer.as_ref()[field::PROTO_CTYPE]
     }
 
-    /// Variant 0: the flags word.
+    /// Variant 0: the flags word. Meaningless for other variants.
     pub fn flags(&self) -> u16 {
         get_u16(self.buffer.as_ref(), field::FLAGS.start)
     }
@@ -282,6 +284,32 @@ mod tests {
         let mut b = GUE_BYTES;
         b[25] = 7;
         assert_eq!(strip_ip(&b, TunnelType::Gue, None), Err(StripError::BadUdp));
+    }
+
+    /// Found by the `wire_views` fuzz target: a 3-byte variant 1 buffer passed `new_checked`
+    /// and `flags()` read past its end.
+    #[test]
+    fn short_buffers_are_refused_by_the_view() {
+        assert_eq!(
+            GueHeader::new_checked(&b"SFE"[..]),
+            Err(StripError::Truncated)
+        );
+        let mut rng = crate::wire::checksum::tests::Rng(41);
+        let mut buf = [0u8; 48];
+        for _ in 0..20_000 {
+            let n = rng.below(buf.len());
+            rng.fill(&mut buf[..n]);
+            if let Ok(h) = GueHeader::new_checked(&buf[..n]) {
+                let _ = (
+                    h.variant(),
+                    h.control(),
+                    h.hlen(),
+                    h.proto_ctype(),
+                    h.flags(),
+                );
+                let _ = (h.extension_fields(), h.payload(), GueRepr::parse(&h));
+            }
+        }
     }
 
     #[test]

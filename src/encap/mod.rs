@@ -54,6 +54,15 @@ impl TunnelType {
             TunnelType::Gue => "gue",
         }
     }
+
+    /// The outer IPv4 protocol number this tunnel type is carried in.
+    pub const fn ip_protocol(self) -> u8 {
+        match self {
+            TunnelType::Ipip => IpProtocol::IPIP,
+            TunnelType::Gre => IpProtocol::GRE,
+            TunnelType::Gue => IpProtocol::UDP,
+        }
+    }
 }
 
 impl fmt::Display for TunnelType {
@@ -72,17 +81,6 @@ impl FromStr for TunnelType {
             other => Err(format!(
                 "unknown tunnel type {other:?}: expected ipip, gre or gue"
             )),
-        }
-    }
-}
-
-impl TunnelType {
-    /// The outer IPv4 protocol number this tunnel type is carried in.
-    pub const fn ip_protocol(self) -> u8 {
-        match self {
-            TunnelType::Ipip => IpProtocol::IPIP,
-            TunnelType::Gre => IpProtocol::GRE,
-            TunnelType::Gue => IpProtocol::UDP,
         }
     }
 }

@@ -1,0 +1,69 @@
+//! `strip_ip` (IPIP, GRE with and without a key, GUE) and `strip_gue` on arbitrary bytes: no
+//! panic, and whatever is accepted names a valid inner IPv4 packet inside the input. When the
+//! input is itself a whole IPv4 packet, building every outer header in front of it and
+//! stripping it again must give it back.
+#![no_main]
+
+use std::net::Ipv4Addr;
+
+use libfuzzer_sys::fuzz_target;
+use tunlb::encap::{
+    build_outer, overhead, strip_gue, strip_ip, OuterParams, TunnelType, DEFAULT_GUE_PORT,
+    MAX_OUTER_HEADER,
+};
+use tunlb::wire::Ipv4Packet;
+
+fn check_inner(data: &[u8], inner: &core::ops::Range<usize>) {
+    let bytes = &data[inner.clone()];
+    let p = Ipv4Packet::new_checked(bytes).expect("accepted inner must be IPv4");
+    assert_eq!(p.total_len() as usize, bytes.len());
+}
+
+fuzz_target!(|data: &[u8]| {
+    let key = data
+        .get(data.len().saturating_sub(4)..)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(42, u32::from_be_bytes);
+    for (tun, k) in [
+        (TunnelType::Ipip, None),
+        (TunnelType::Gre, None),
+        (TunnelType::Gre, Some(42)),
+        (TunnelType::Gre, Some(key)),
+        (TunnelType::Gue, None),
+    ] {
+        if let Ok(s) = strip_ip(data, tun, k) {
+            check_inner(data, &s.inner);
+        }
+    }
+    if let Ok(r) = strip_gue(data) {
+        check_inner(data, &r);
+    }
+
+    // Round trip when the input is a whole IPv4 packet.
+    let Ok(p) = Ipv4Packet::new_checked(data) else {
+        return;
+    };
+    if p.total_len() as usize != data.len() {
+        return;
+    }
+    for tun in [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue] {
+        let params = OuterParams {
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            dst: Ipv4Addr::new(192, 0, 2, 2),
+            tun,
+            gue_port: DEFAULT_GUE_PORT,
+            gre_key: (key % 2 == 0).then_some(key),
+            udp_csum: key % 3 == 0,
+            flow_hash: key,
+        };
+        let mut out = [0u8; MAX_OUTER_HEADER];
+        let Ok(n) = build_outer(&params, data, &mut out) else {
+            assert!(data.len() + overhead(tun, params.gre_key.is_some()) > 65535);
+            continue;
+        };
+        let mut pkt = out[..n].to_vec();
+        pkt.extend_from_slice(data);
+        let s = strip_ip(&pkt, tun, params.gre_key).expect("built packet must strip");
+        assert_eq!(&pkt[s.inner], data);
+    }
+});
