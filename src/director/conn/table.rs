@@ -263,6 +263,16 @@ impl ConnTable {
         }
     }
 
+    /// Starts loading the slot where a lookup of `key` begins, so that a later
+    /// [`get_mut`](Self::get_mut) finds it in cache. Call it for a whole batch first.
+    #[inline]
+    pub fn prefetch(&self, key: &ConnKey) {
+        let i = self.hash(key) as usize & self.mask;
+        if let Some(slot) = self.slots.get(i) {
+            crate::sys::prefetch(slot);
+        }
+    }
+
     /// The flow `key`, for the per-packet path. No expiry check: compare
     /// [`Conn::expires`] with the current time.
     #[inline]
