@@ -5,14 +5,14 @@
 //! as it was. Workers keep their connection tables across swaps, so established flows keep their
 //! real server unless it was deleted (then they are dropped: IPVS's `expire_nodest_conn`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
-use super::conn::{Timeouts as ConnTimeouts, KEY_TEMPLATE};
+use super::conn::{DestId, Timeouts as ConnTimeouts, KEY_TEMPLATE};
 use super::service::{Protocol, ServiceSet};
 use super::{Director, Registry, Shared, Snapshot};
 use crate::control::adm::Command;
@@ -229,20 +229,26 @@ impl ControlPlane {
             Err(_) => ServiceSet::default(),
         };
         let snap = self.shared.snapshot();
+        let mut templates: HashMap<DestId, u32> = HashMap::new();
+        for (_, dest, _, _) in self.shared.templates.snapshot(self.clock.now()) {
+            *templates.entry(dest).or_default() += 1;
+        }
         let mut listing = Listing::from_set(&set);
         for svc in &mut listing.services {
-            let Some(live) = snap.service(
-                svc.config.key.proto,
-                svc.config.key.vip,
-                svc.config.key.port,
-            ) else {
+            let key = svc.config.key;
+            let Some(live) = snap.service(key.proto, key.vip, key.port) else {
                 continue;
             };
             for d in &mut svc.dests {
-                if let Some(sd) = live.sched_dests.iter().find(|s| s.addr == d.config.addr) {
+                let found = live
+                    .sched_dests
+                    .iter()
+                    .zip(&live.dest_ids)
+                    .find(|(s, _)| s.addr == d.config.addr && s.port == d.config.port);
+                if let Some((sd, id)) = found {
                     d.active_conns = sd.state.active();
                     d.inactive_conns = sd.state.inactive();
-                    d.persistent_conns = sd.state.persistent();
+                    d.persistent_conns = templates.get(id).copied().unwrap_or(0);
                 }
             }
         }
@@ -289,7 +295,7 @@ impl ControlPlane {
                 state: "NONE".to_string(),
                 client: SocketAddrV4::new(k.caddr, 0),
                 vip: SocketAddrV4::new(k.vaddr, k.vport),
-                dest: SocketAddrV4::new(dest_addr(dest).ip().to_owned(), 0),
+                dest: dest_addr(dest),
             });
         }
         out
