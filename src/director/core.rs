@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::num::NonZeroU16;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, Cache};
@@ -19,7 +20,7 @@ use super::conn::{
 use super::sched::FlowKey;
 use super::service::{Forward, Protocol};
 use super::table::{Dest, Snapshot};
-use super::verdict::{DropReason, Encap, Verdict};
+use super::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};
 use crate::encap::{self, OuterParams, MAX_OUTER_HEADER};
 use crate::time::{Duration, Instant};
 use crate::wire::{icmp, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket};
@@ -125,6 +126,9 @@ pub struct Counters {
     pub conns_expired: u64,
     /// SYNs whose MSS option was clamped.
     pub mss_clamped: u64,
+    /// Packets without DF too big for the tunnel MTU once encapsulated, sent as outer fragments
+    /// (also counted in `tx_packets`).
+    pub fragmented: u64,
     /// Dropped packets, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -658,10 +662,8 @@ fn encapsulate(
         return Verdict::Drop(DropReason::UnsupportedForward);
     };
     let overhead = encap::overhead(tun_type, gre_key.is_some());
-    if p.len + overhead > config.tunnel_mtu as usize {
-        if !p.dont_frag {
-            return Verdict::Drop(DropReason::TooBigNoDf);
-        }
+    let too_big = p.len + overhead > config.tunnel_mtu as usize;
+    if too_big && p.dont_frag {
         let mtu = config.tunnel_mtu.saturating_sub(overhead as u16);
         counters.drops[DropReason::TooBig as usize] += 1;
         return match icmp::frag_needed_in_place(buf, p.len, mtu) {
@@ -679,15 +681,28 @@ fn encapsulate(
         flow_hash: hash,
     };
     let mut header = [0u8; MAX_OUTER_HEADER];
-    match encap::build_outer(&params, &buf[..p.len], &mut header) {
-        Ok(n) => Verdict::Encap(Encap {
-            dst: dest.config.addr,
-            header,
-            header_len: n as u8,
-            len: p.len,
-        }),
-        Err(_) => Verdict::Drop(DropReason::MalformedIp),
-    }
+    let Ok(n) = encap::build_outer(&params, &buf[..p.len], &mut header) else {
+        return Verdict::Drop(DropReason::MalformedIp);
+    };
+    // DF clear and too big: as IPVS, send it and let the outer datagram be fragmented (the
+    // driver splits it; here we only check that it can). The ident is the driver's to choose.
+    let frag_mtu = if too_big {
+        match encap::fragment(&header[..n], p.len, config.tunnel_mtu, NonZeroU16::MIN) {
+            Ok(frags) if frags.len() <= MAX_FRAGMENTS => {}
+            _ => return Verdict::Drop(DropReason::TooManyFragments),
+        }
+        counters.fragmented += 1;
+        config.tunnel_mtu
+    } else {
+        0
+    };
+    Verdict::Encap(Encap {
+        dst: dest.config.addr,
+        header,
+        header_len: n as u8,
+        len: p.len,
+        frag_mtu,
+    })
 }
 
 /// A cheap, well-mixed hash of the flow for the GUE source port (ECMP/RSS spreading).

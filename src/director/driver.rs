@@ -3,9 +3,13 @@
 //! Each worker thread owns one TUN queue and one [`Director`] core. It reads a batch of packets,
 //! decides them all under its core's lock (taken once per batch, so the control plane can read
 //! counters and the connection table between batches), then sends the encapsulated packets with
-//! one `sendmmsg` and writes any ICMP replies back into the TUN. Nothing is allocated per packet.
+//! one `sendmmsg` and writes any ICMP replies back into the TUN. An encapsulated packet the core
+//! marked for fragmentation goes out as outer IPv4 fragments in the same `sendmmsg`, their
+//! headers built into a per-worker array sized for a whole batch of maximally fragmented
+//! packets. Nothing is allocated per packet.
 
 use std::net::Ipv4Addr;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,10 +20,13 @@ use anyhow::Context;
 
 use super::plane::{ControlPlane, HostSetup};
 use super::service::ServiceSet;
-use super::{Director, DirectorConfig, DropReason, Shared, Snapshot, Verdict};
+use super::{
+    Director, DirectorConfig, DropReason, Encap, Shared, Snapshot, Verdict, MAX_FRAGMENTS,
+};
 use crate::control::config::{self, DirectorSettings};
+use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
 use crate::sys::netcfg::{conf_key, NetChanges};
-use crate::sys::raw::RawSender;
+use crate::sys::raw::{MsgError, RawSender};
 use crate::sys::tun::{TunDevice, TunQueue};
 use crate::sys::{signal, PacketBatch};
 use crate::time::Clock;
@@ -43,9 +50,10 @@ pub struct DirectorArgs {
     /// Answer ARP for the VIPs on this LAN interface (proxy neighbour, proxy_delay 0).
     #[arg(long)]
     pub announce: Vec<String>,
-    /// MTU of the path to the real servers (default 1500); a client packet that no longer fits
-    /// once encapsulated is answered with ICMP fragmentation-needed.
-    #[arg(long)]
+    /// MTU of the path to the real servers (default 1500, at least 576). A client packet that
+    /// no longer fits once encapsulated is answered with ICMP fragmentation-needed if it has DF
+    /// set, else sent as fragments of the outer datagram (as Linux IPVS does).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(576..))]
     pub tunnel_mtu: Option<u16>,
     /// Maximum tracked flows per worker.
     #[arg(long, default_value_t = 4 << 20)]
@@ -118,7 +126,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         let batch = args.batch.max(1);
         let handle = std::thread::Builder::new()
             .name(format!("tunlb-worker-{i}"))
-            .spawn(move || worker(i, queue, core, clock, batch, &stop))
+            .spawn(move || worker(i, queues, queue, core, clock, batch, &stop))
             .context("spawning a worker thread")?;
         workers.push(handle);
     }
@@ -162,15 +170,76 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
-/// Outgoing tunnel packet waiting for the batch send.
-#[derive(Clone, Copy)]
+/// An outgoing datagram (a whole encapsulated packet or one fragment of it) waiting for the
+/// batch send: `header` then bytes `inner` of the packet in batch slot `slot`.
+#[derive(Clone)]
 struct Pending {
     slot: usize,
-    encap: super::Encap,
+    dst: Ipv4Addr,
+    header: [u8; MAX_OUTER_HEADER],
+    header_len: u8,
+    inner: Range<usize>,
+}
+
+/// Queues the datagrams of one encapsulated packet (`pkt`, in batch slot `slot`): the packet
+/// whole, or its fragments with the next identification of `idents`. Returns false, queueing
+/// nothing, if it cannot be fragmented (the core checked that it can, so this does not happen).
+///
+/// Every queued `inner` range lies within `pkt`, so the send loop finds all of them.
+fn queue_encap(
+    pending: &mut Vec<Pending>,
+    idents: &mut IdentSeq,
+    slot: usize,
+    pkt: &[u8],
+    e: &Encap,
+) -> bool {
+    if e.len > pkt.len() {
+        return false;
+    }
+    if e.frag_mtu == 0 {
+        pending.push(Pending {
+            slot,
+            dst: e.dst,
+            header: e.header,
+            header_len: e.header_len,
+            inner: 0..e.len,
+        });
+        return true;
+    }
+    match encap::fragment(e.header(), e.len, e.frag_mtu, idents.next_ident()) {
+        // `pending` has room for MAX_FRAGMENTS per packet of the batch: no reallocation.
+        Ok(frags) if frags.len() <= MAX_FRAGMENTS => {
+            pending.extend(frags.map(|f| Pending {
+                slot,
+                dst: e.dst,
+                header: f.header,
+                header_len: f.header_len as u8,
+                inner: f.inner,
+            }));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// How many packets the failed datagrams (positions in `pending`, ascending) belonged to:
+/// the fragments of one packet sit side by side, and one lost fragment loses the packet.
+fn failed_packets(pending: &[Pending], failures: &[MsgError]) -> u64 {
+    let mut last = None;
+    let mut n = 0;
+    for f in failures {
+        let slot = pending.get(f.index).map(|p| p.slot);
+        if slot != last {
+            n += 1;
+            last = slot;
+        }
+    }
+    n
 }
 
 fn worker(
     index: usize,
+    workers: usize,
     queue: TunQueue,
     core: Arc<Mutex<Director>>,
     clock: Clock,
@@ -178,7 +247,8 @@ fn worker(
     stop: &AtomicBool,
 ) {
     let mut batch = PacketBatch::new(batch_size, 2048);
-    let mut pending: Vec<Pending> = Vec::with_capacity(batch_size);
+    let mut pending: Vec<Pending> = Vec::with_capacity(batch_size * MAX_FRAGMENTS);
+    let mut idents = IdentSeq::new(index, workers);
     let mut replies: Vec<(usize, usize)> = Vec::with_capacity(batch_size);
     let mut sender = match RawSender::new(batch_size) {
         Ok(s) => s,
@@ -214,20 +284,26 @@ fn worker(
                     continue;
                 };
                 match d.handle_packet(now, buf) {
-                    Verdict::Encap(encap) => pending.push(Pending { slot: i, encap }),
+                    Verdict::Encap(e) => {
+                        if !queue_encap(&mut pending, &mut idents, i, buf, &e) {
+                            d.count_send_errors(1);
+                        }
+                    }
                     Verdict::Reply { len } => replies.push((i, len)),
                     Verdict::Drop(_) => {}
                 }
             }
             d.handle_timeout(now);
             if !pending.is_empty() {
+                // queue_encap checked every range, so no item is skipped and the failure
+                // positions are positions in `pending`.
                 let items = pending.iter().filter_map(|p| {
-                    let pkt = batch.get(p.slot)?;
-                    Some((p.encap.dst, p.encap.header(), pkt.get(..p.encap.len)?))
+                    let pkt = batch.get(p.slot)?.get(p.inner.clone())?;
+                    Some((p.dst, &p.header[..p.header_len as usize], pkt))
                 });
                 let report = sender.send_batch(items);
                 if report.failed > 0 {
-                    d.count_send_errors(report.failed as u64);
+                    d.count_send_errors(failed_packets(&pending, sender.failures()));
                 }
             }
         }

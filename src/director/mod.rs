@@ -21,4 +21,4 @@ mod tests;
 
 pub use self::core::{Counters, Director, DirectorConfig, Shared};
 pub use table::{Registry, Snapshot};
-pub use verdict::{DropReason, Encap, Verdict};
+pub use verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};

@@ -2,6 +2,7 @@
 //! packets built in memory. No sockets.
 
 use std::net::Ipv4Addr;
+use std::num::NonZeroU16;
 use std::sync::Arc;
 
 use super::conn::{ConnState, Timeouts};
@@ -9,7 +10,7 @@ use super::service::{
     DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
     ServiceSet,
 };
-use super::{Director, DirectorConfig, DropReason, Registry, Shared, Verdict};
+use super::{Director, DirectorConfig, DropReason, Registry, Shared, Verdict, MAX_FRAGMENTS};
 use crate::encap::{self, TunnelType};
 use crate::time::{Duration, Instant};
 use crate::wire::testing::{icmp_error, ipv4_packet, tcp_packet, udp_packet};
@@ -60,11 +61,15 @@ struct Lab {
 
 impl Lab {
     fn new(workers: usize, set: ServiceSet) -> Lab {
+        Lab::with_config(workers, set, DirectorConfig::default())
+    }
+
+    fn with_config(workers: usize, set: ServiceSet, config: DirectorConfig) -> Lab {
         let mut registry = Registry::new();
         let snap = registry.build(&set, &Timeouts::default()).unwrap();
         let shared = Arc::new(Shared::new(snap));
         let workers = (0..workers)
-            .map(|_| Director::new(shared.clone(), DirectorConfig::default()))
+            .map(|_| Director::new(shared.clone(), config.clone()))
             .collect();
         Lab {
             registry,
@@ -317,6 +322,105 @@ fn too_big_with_df_gets_frag_needed_with_mtu_minus_overhead() {
     // A packet that fits goes through.
     let mut ok = tcp_packet(c, 5555, VIP, 80, ACK, 1400);
     assert_eq!(encap_dst(lab.send(0, now, &mut ok)), RS1);
+}
+
+/// A UDP service on VIP:53 whose only real server is reached with `tun`.
+fn udp_service(tun: TunnelType) -> ServiceSet {
+    ServiceSet {
+        services: vec![ServiceConfig {
+            key: ServiceKey {
+                vip: VIP,
+                port: 53,
+                proto: Protocol::Udp,
+            },
+            ..service(SchedulerKind::Rr, vec![dest(RS1, 1, tun)])
+        }],
+    }
+}
+
+/// `udp_packet` with DF cleared (and the header checksum refreshed).
+fn udp_packet_no_df(src: Ipv4Addr, sport: u16, payload_len: usize) -> Vec<u8> {
+    let mut p = udp_packet(src, sport, VIP, 53, payload_len);
+    let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
+    ip.set_flags_and_frag_offset(false, false, 0);
+    ip.fill_checksum();
+    p
+}
+
+#[test]
+fn too_big_without_df_is_encapsulated_for_outer_fragmentation() {
+    let mut lab = Lab::new(1, udp_service(TunnelType::Gue));
+    let now = Instant::from_secs(1);
+    let mut big = udp_packet_no_df(client(3), 5353, 1472);
+    assert_eq!(big.len(), 1500);
+    let v = lab.send(0, now, &mut big);
+    let Verdict::Encap(e) = v else {
+        panic!("expected Encap, got {v:?}")
+    };
+    assert_eq!((e.dst, e.len, e.frag_mtu), (RS1, 1500, 1500));
+    // The header is the whole datagram's (DF clear, total length 1532): the driver splits it.
+    let outer = Ipv4Packet::new_unchecked(e.header());
+    assert_eq!(outer.total_len(), 1532);
+    assert!(!outer.dont_frag() && !outer.is_fragment());
+    let frags: Vec<_> = encap::fragment(e.header(), e.len, e.frag_mtu, NonZeroU16::MIN)
+        .unwrap()
+        .collect();
+    assert_eq!(frags.len(), 2);
+    assert_eq!(lab.workers[0].counters().fragmented, 1);
+    assert_eq!(lab.workers[0].counters().tx_packets, 1);
+
+    // The next packet of the flow fits and is sent whole.
+    let v = lab.send(0, now, &mut udp_packet_no_df(client(3), 5353, 1400));
+    assert!(matches!(v, Verdict::Encap(e) if e.frag_mtu == 0), "{v:?}");
+    // A client's first fragment (MF, DF clear) that no longer fits is fragmented again.
+    let mut first = udp_packet_no_df(client(4), 5353, 1472);
+    first[6] = 0x20;
+    let v = lab.send(0, now, &mut first);
+    assert!(
+        matches!(v, Verdict::Encap(e) if e.frag_mtu == 1500),
+        "{v:?}"
+    );
+    assert_eq!(lab.workers[0].counters().fragmented, 2);
+}
+
+#[test]
+fn too_big_with_df_to_a_udp_service_still_gets_frag_needed() {
+    let mut lab = Lab::new(1, udp_service(TunnelType::Gue));
+    let now = Instant::from_secs(1);
+    let c = client(3);
+    let mut big = udp_packet(c, 5353, VIP, 53, 1472);
+    assert!(Ipv4Packet::new_checked(&big[..]).unwrap().dont_frag());
+    let v = lab.send(0, now, &mut big);
+    let Verdict::Reply { len } = v else {
+        panic!("expected an ICMP reply, got {v:?}")
+    };
+    let ip = Ipv4Packet::new_checked(&big[..len]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP, c));
+    let icmp = ip.payload();
+    assert_eq!((icmp[0], icmp[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1500 - 32);
+    let counters = lab.workers[0].counters();
+    assert_eq!(counters.dropped(DropReason::TooBig), 1);
+    assert_eq!((counters.fragmented, counters.tx_packets), (0, 0));
+}
+
+#[test]
+fn packet_needing_too_many_fragments_is_dropped() {
+    let config = DirectorConfig {
+        tunnel_mtu: 576,
+        ..DirectorConfig::default()
+    };
+    let mut lab = Lab::with_config(1, udp_service(TunnelType::Gre), config);
+    let now = Instant::from_secs(1);
+    // 552 payload bytes per fragment: 48 fragments carry 26496 bytes, 4 of them GRE.
+    let fits = 552 * MAX_FRAGMENTS - 4;
+    let v = lab.send(0, now, &mut udp_packet_no_df(client(1), 1, fits - 28));
+    assert!(matches!(v, Verdict::Encap(e) if e.frag_mtu == 576), "{v:?}");
+    let v = lab.send(0, now, &mut udp_packet_no_df(client(1), 1, fits - 28 + 1));
+    assert_eq!(v, Verdict::Drop(DropReason::TooManyFragments));
+    let counters = lab.workers[0].counters();
+    assert_eq!(counters.dropped(DropReason::TooManyFragments), 1);
+    assert_eq!((counters.fragmented, counters.tx_packets), (1, 1));
 }
 
 #[test]

@@ -10,7 +10,8 @@ use crate::encap::MAX_OUTER_HEADER;
 pub enum Verdict {
     /// Send `header[..header_len]` followed by the packet's first `len` bytes to `dst` as one
     /// IPv4 datagram (the header starts with the outer IPv4 header, so the driver sends through
-    /// a raw `IP_HDRINCL` socket). The packet buffer may have been edited in place (MSS clamp).
+    /// a raw `IP_HDRINCL` socket), or as fragments of it when `frag_mtu` is not 0. The packet
+    /// buffer may have been edited in place (MSS clamp).
     Encap(Encap),
     /// The core wrote a reply (an ICMP error) into the packet buffer: write its first `len`
     /// bytes back into the TUN device so the kernel routes it to the client.
@@ -33,7 +34,18 @@ pub struct Encap {
     pub header_len: u8,
     /// Length of the inner packet at the start of the buffer.
     pub len: usize,
+    /// 0: send the datagram whole. Otherwise it does not fit the tunnel MTU and the inner packet
+    /// allows fragmentation (DF clear, as Linux IPVS lets the kernel fragment the outer packet):
+    /// split it with [`encap::fragment`](crate::encap::fragment()) into fragments of at most
+    /// this many bytes, at most [`MAX_FRAGMENTS`] of them (the core checked both).
+    pub frag_mtu: u16,
 }
+
+/// The most fragments the core lets one encapsulated packet be split into; a packet that would
+/// need more is dropped as [`DropReason::TooManyFragments`]. With the smallest IPv4 MTU (68,
+/// 48 bytes per fragment) this still covers a 2 KiB packet; with a tunnel MTU of 576 or more
+/// (what the config accepts) every packet of up to about 26 KB.
+pub const MAX_FRAGMENTS: usize = 48;
 
 impl Encap {
     /// The outer header bytes.
@@ -94,8 +106,10 @@ drop_reasons! {
     ConnTableFull => "conn_table_full",
     /// The packet has DF set and does not fit once encapsulated; an ICMP frag-needed went back.
     TooBig => "too_big",
-    /// The packet does not fit once encapsulated, DF is clear, and fragmenting is not done.
-    TooBigNoDf => "too_big_no_df",
+    /// The packet does not fit once encapsulated and DF is clear, but the outer datagram would
+    /// need more than [`MAX_FRAGMENTS`] fragments (or the tunnel MTU is below 68, where no
+    /// fragment fits).
+    TooManyFragments => "too_many_fragments",
     /// The flow's real server was deleted (expire_nodest_conn).
     DestinationGone => "destination_gone",
     /// The forwarding method of the real server is not implemented yet.

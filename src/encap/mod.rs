@@ -9,6 +9,8 @@
 //! - [`strip_ip`] — validate a packet from a raw IP socket (outer IPv4 header first) and find
 //!   the inner packet.
 //! - [`strip_gue`] — the same for a UDP payload received on the GUE port.
+//! - [`fragment()`] — split an encapsulated datagram that exceeds the tunnel MTU into IPv4
+//!   fragments (DF clear), with [`IdentSeq`] for their identifications.
 //! - [`ipip`], [`gre`], [`gue`] — per-tunnel code: the [`gre::GreHeader`] and [`gue::GueHeader`]
 //!   views and their `Repr`s.
 
@@ -19,9 +21,12 @@ use std::net::Ipv4Addr;
 
 use crate::wire::{self, checksum, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket};
 
+pub mod fragment;
 pub mod gre;
 pub mod gue;
 pub mod ipip;
+
+pub use fragment::{fragment, Fragment, FragmentError, Fragments, IdentSeq};
 
 /// The largest outer header any tunnel type builds: IPv4 (20) + UDP (8) + GUE (4) = 32,
 /// IPv4 (20) + GRE with key (8) = 28.

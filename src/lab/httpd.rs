@@ -14,9 +14,14 @@
 //! Anything else gets a 404 (unknown path), 405 (other method), 400 (malformed request), 413
 //! (body over [`MAX_BODY`]) or 501 (`Transfer-Encoding`). `Expect: 100-continue` is honoured, so
 //! `curl --data-binary @big-file` does not wait a second before sending.
+//!
+//! With `--udp-echo` it also answers UDP on every `--listen` address: each datagram gets back
+//! one datagram, the banner then `length N\nsha256 HEX\n` of what arrived ([`udp_answer`]): a
+//! digest rather than the bytes, so a test can send large datagrams (fragmented on the way) and
+//! check they arrived intact and which server got them.
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -49,6 +54,10 @@ pub struct HttpdArgs {
     /// First line of every answer [default: "from <IP of the first --listen>"].
     #[arg(long, value_name = "TEXT")]
     pub banner: Option<String>,
+    /// Also answer each UDP datagram to a --listen address with the banner, then the length
+    /// and SHA-256 of the datagram (`length N`, `sha256 HEX`).
+    #[arg(long)]
+    pub udp_echo: bool,
 }
 
 /// Runs `tunlb httpd`: binds every `--listen` address, then serves until the process is killed.
@@ -62,19 +71,30 @@ pub fn run(args: HttpdArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("from {}", first.ip()));
     let mut listeners = Vec::with_capacity(args.listen.len());
+    let mut udp_sockets = Vec::new();
     for addr in &args.listen {
         listeners.push(bind(*addr).with_context(|| format!("cannot listen on {addr}"))?);
         eprintln!("tunlb httpd: listening on {addr}");
+        if args.udp_echo {
+            let socket =
+                UdpSocket::bind(addr).with_context(|| format!("cannot bind UDP {addr}"))?;
+            udp_sockets.push(socket);
+            eprintln!("tunlb httpd: answering UDP on {addr}");
+        }
     }
     let banner: Arc<str> = banner_line(&banner).into();
     let stop = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = listeners
+    let mut workers: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
             let (banner, stop) = (banner.clone(), stop.clone());
             thread::spawn(move || serve(listener, banner, stop))
         })
         .collect();
+    workers.extend(udp_sockets.into_iter().map(|socket| {
+        let (banner, stop) = (banner.clone(), stop.clone());
+        thread::spawn(move || serve_udp(socket, banner, stop))
+    }));
     for worker in workers {
         match worker.join() {
             Ok(result) => result.context("httpd listener failed")?,
@@ -114,6 +134,36 @@ pub fn serve(listener: TcpListener, banner: Arc<str>, stop: Arc<AtomicBool>) -> 
         }
     }
     Ok(())
+}
+
+/// Answers every datagram arriving on `socket` with [`udp_answer`] until `stop` becomes true
+/// (checked at least every 200 ms).
+pub fn serve_udp(socket: UdpSocket, banner: Arc<str>, stop: Arc<AtomicBool>) -> io::Result<()> {
+    socket.set_read_timeout(Some(POLL))?;
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        match socket.recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                // A lost answer is the client's to notice.
+                let _ = socket.send_to(udp_answer(&banner, &buf[..n]).as_bytes(), peer);
+            }
+            Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {}
+            // An ICMP error about an earlier answer: nothing to do with the next datagram.
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The answer to a UDP datagram: `banner` (sent as is: give it a trailing newline), then
+/// `length N\nsha256 HEX\n` of `datagram`.
+pub fn udp_answer(banner: &str, datagram: &[u8]) -> String {
+    format!(
+        "{banner}length {}\nsha256 {}\n",
+        datagram.len(),
+        sha256_hex(datagram)
+    )
 }
 
 /// Byte `i` of the test blob: byte `i % 8` (little-endian) of the `i / 8`-th output of splitmix64
@@ -693,6 +743,37 @@ mod tests {
         let mut client = server.connect();
         client.send(format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD)).as_bytes());
         assert_eq!(client.read().unwrap().status, 431);
+    }
+
+    #[test]
+    fn udp_datagrams_are_answered_with_banner_length_and_sha256() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let banner: Arc<str> = banner_line("from 127.0.0.1").into();
+        let server = thread::spawn(move || serve_udp(socket, banner, flag));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        for len in [0, 1, 1472, 4000] {
+            let mut data = vec![0u8; len];
+            fill_blob(len as u64, &mut data);
+            client.send_to(&data, addr).unwrap();
+            let mut buf = [0u8; 512];
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, addr);
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).unwrap(),
+                format!(
+                    "from 127.0.0.1\nlength {len}\nsha256 {}\n",
+                    sha256_hex(&data)
+                )
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap().unwrap();
     }
 
     #[test]
