@@ -2,7 +2,10 @@
 //!
 //! Run as root: `cargo test --test netns -- --test-threads=2`. [`harness`] has the RAII guards
 //! and the lab topology (and a self-test that needs no director); [`tun_mode`] has the TUN-mode
-//! scenarios, each run once per encapsulation (ipip, gre, gue).
+//! scenarios, each run once per encapsulation (ipip, gre, gue); [`director_lifecycle`] has the
+//! daemons' life cycle: host settings restored on exit, `adm` without a director, `--announce`
+//! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`.
 
+mod director_lifecycle;
 mod harness;
 mod tun_mode;
