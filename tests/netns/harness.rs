@@ -28,6 +28,11 @@ const TOOLS: [&str; 3] = ["ip", "nft", "curl"];
 /// Numbers the namespaces of this process.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// How many [`Netns`] of this process are alive. The log folder is removed only when the last
+/// one goes, under this lock, so a test never sees the folder vanish between creating it and
+/// writing a file there.
+static LIVE: Mutex<usize> = Mutex::new(0);
+
 /// Panics with a clear message unless we are root and every tool in [`TOOLS`] is installed.
 /// Checked once per process; every [`Netns::new`] calls it.
 pub fn require_root_and_tools() {
@@ -144,6 +149,7 @@ impl Netns {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("tlb-{role}-{}-{n}", std::process::id());
         run(Command::new(tool("ip")).args(["netns", "add", &name]));
+        *LIVE.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let ns = Netns {
             name,
             procs: Mutex::new(Vec::new()),
@@ -355,8 +361,12 @@ impl Drop for Netns {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        // Fails while other tests still have files there, or logs were kept for a failure.
-        let _ = fs::remove_dir(log_dir());
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
+        if *live == 0 {
+            // Fails if logs were kept for a failure (or a TempPath outlives the namespaces).
+            let _ = fs::remove_dir(log_dir());
+        }
     }
 }
 
