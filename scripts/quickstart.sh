@@ -49,8 +49,11 @@ NAMESPACES=("$CLIENT" "$ROUTER" "$DIRECTOR" "$RS1" "$RS2")
 PIDS=()
 
 cleanup() {
-    trap - EXIT INT TERM
-    echo "== cleaning up"
+    # Finish even if stdout is gone (`quickstart.sh | head`): no errexit, writes just fail.
+    set +e
+    trap - EXIT INT TERM HUP
+    trap '' PIPE
+    echo "== cleaning up" 2>/dev/null
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
@@ -59,6 +62,8 @@ cleanup() {
 LOGS=$(mktemp -d /tmp/tlb-qs-logs.XXXXXX)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 in_ns() { ip netns exec "$@"; }
 sysctl_ns() { in_ns "$1" sh -c "echo $3 > /proc/sys/${2//.//}"; }

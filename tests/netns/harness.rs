@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
@@ -27,6 +27,11 @@ const TOOLS: [&str; 3] = ["ip", "nft", "curl"];
 
 /// Numbers the namespaces of this process.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// How many [`Netns`] of this process are alive. The log folder is removed only when the last
+/// one goes, under this lock, so a test never sees the folder vanish between creating it and
+/// writing a file there.
+static LIVE: Mutex<usize> = Mutex::new(0);
 
 /// Panics with a clear message unless we are root and every tool in [`TOOLS`] is installed.
 /// Checked once per process; every [`Netns::new`] calls it.
@@ -144,6 +149,7 @@ impl Netns {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("tlb-{role}-{}-{n}", std::process::id());
         run(Command::new(tool("ip")).args(["netns", "add", &name]));
+        *LIVE.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let ns = Netns {
             name,
             procs: Mutex::new(Vec::new()),
@@ -196,6 +202,12 @@ impl Netns {
     pub fn sysctl(&self, key: &str, value: &str) {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         self.exec("sh", &["-c", &format!("echo {value} > {path}")]);
+    }
+
+    /// Reads a sysctl of this namespace (`net.ipv4.ip_forward` style key), trimmed.
+    pub fn read_sysctl(&self, key: &str) -> String {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.exec("cat", &[&path]).trim().to_owned()
     }
 
     /// Loads an nftables ruleset (the text of an `nft -f` file) into this namespace.
@@ -256,6 +268,59 @@ impl Netns {
         }
     }
 
+    /// Sends `signal` (a name `kill -s` knows: `TERM`, `HUP`, ...) to a background process;
+    /// panics if it has already exited (its pid may belong to another process by now).
+    pub fn signal(&self, pid: Pid, signal: &str) {
+        let mut procs = self.procs.lock().unwrap();
+        let Some(proc) = procs.iter_mut().find(|p| p.child.id() == pid.0) else {
+            panic!("no background process {pid:?} in {}", self.name);
+        };
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!(
+                "cannot send SIG{signal}: `{}` in {} has exited ({status})",
+                proc.label, self.name
+            );
+        }
+        run(Command::new("kill").args(["-s", signal, &pid.0.to_string()]));
+    }
+
+    /// Waits up to `timeout` for a background process to exit by itself (after
+    /// [`Netns::signal`], say) and forgets it. Returns its exit status and everything it wrote;
+    /// panics if it still runs (it is then killed with the namespace, and its log printed).
+    pub fn wait_exit(&self, pid: Pid, timeout: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let mut procs = self.procs.lock().unwrap();
+                let Some(i) = procs.iter().position(|p| p.child.id() == pid.0) else {
+                    panic!("no background process {pid:?} in {}", self.name);
+                };
+                if let Ok(Some(status)) = procs[i].child.try_wait() {
+                    let proc = procs.remove(i);
+                    let log = fs::read_to_string(&proc.log).unwrap_or_default();
+                    let _ = fs::remove_file(&proc.log);
+                    return (status, log);
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "`{}` in {} still runs {timeout:?} later",
+                        procs[i].label, self.name
+                    );
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything a background process has written so far (stdout and stderr).
+    pub fn log(&self, pid: Pid) -> String {
+        let procs = self.procs.lock().unwrap();
+        let Some(proc) = procs.iter().find(|p| p.child.id() == pid.0) else {
+            panic!("no background process {pid:?} in {}", self.name);
+        };
+        fs::read_to_string(&proc.log).unwrap_or_default()
+    }
+
     /// Stops one background process: SIGTERM, then SIGKILL after 3 s.
     pub fn stop(&self, pid: Pid) {
         let mut procs = self.procs.lock().unwrap();
@@ -296,8 +361,12 @@ impl Drop for Netns {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        // Fails while other tests still have files there, or logs were kept for a failure.
-        let _ = fs::remove_dir(log_dir());
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        *live -= 1;
+        if *live == 0 {
+            // Fails if logs were kept for a failure (or a TempPath outlives the namespaces).
+            let _ = fs::remove_dir(log_dir());
+        }
     }
 }
 
@@ -581,6 +650,81 @@ pub mod tun_lab {
             .route("rs2", "default via 10.3.0.1")
             .forwarding("router")
             .forwarding("director")
+            .build()
+    }
+}
+
+/// A LAN lab for `--announce`: the client and the director share one LAN, on which the VIP
+/// lives without belonging to anyone; the real servers are in another network (another
+/// datacenter) behind a router that is also the LAN's gateway. The client has no route but its
+/// connected /24, so it reaches the VIP only if someone answers ARP for it: the director. The
+/// real servers' replies go from the VIP to the client through the router, not the director.
+///
+/// ```text
+///  client 192.168.150.2 ──┐   LAN 192.168.150.0/24 (bridge `lan` in the router, .1)
+///                         ├── router ── 10.2.0.1 ─── 10.2.0.2 eth1 director
+///  director eth0 .11 ─────┘     │                  (VIP 192.168.150.100 announced on eth0)
+///                     10.3.0.1 (bridge rs-lan: 10.3.0.0/24)
+///                      rs1 10.3.0.12    rs2 10.3.0.13
+/// ```
+pub mod lan_lab {
+    use super::Topology;
+
+    /// The virtual service address, on the LAN.
+    pub const VIP: &str = "192.168.150.100";
+    /// The client, on the LAN.
+    pub const CLIENT: &str = "192.168.150.2";
+    /// The director's LAN interface (the one to `--announce`).
+    pub const DIRECTOR_LAN_IF: &str = "eth0";
+    /// The director's address towards the real servers (the tunnel source).
+    pub const DIRECTOR: &str = "10.2.0.2";
+    /// Real server 1.
+    pub const RS1: &str = "10.3.0.12";
+    /// Real server 2.
+    pub const RS2: &str = "10.3.0.13";
+
+    /// Builds the topology (no processes started; forwarding is on in the router only).
+    pub fn build() -> Topology {
+        Topology::builder()
+            .netns("client")
+            .netns("router")
+            .netns("director")
+            .netns("rs1")
+            .netns("rs2")
+            .bridge("router", "lan", "192.168.150.1/24")
+            .link_to_bridge(
+                ("client", "eth0", "192.168.150.2/24"),
+                "router",
+                "to-client",
+                "lan",
+            )
+            .link_to_bridge(
+                ("director", "eth0", "192.168.150.11/24"),
+                "router",
+                "to-dir-lan",
+                "lan",
+            )
+            .link(
+                ("director", "eth1", "10.2.0.2/24"),
+                ("router", "to-dir", "10.2.0.1/24"),
+            )
+            .bridge("router", "rs-lan", "10.3.0.1/24")
+            .link_to_bridge(
+                ("rs1", "eth0", "10.3.0.12/24"),
+                "router",
+                "to-rs1",
+                "rs-lan",
+            )
+            .link_to_bridge(
+                ("rs2", "eth0", "10.3.0.13/24"),
+                "router",
+                "to-rs2",
+                "rs-lan",
+            )
+            .route("director", "10.3.0.0/24 via 10.2.0.1")
+            .route("rs1", "default via 10.3.0.1")
+            .route("rs2", "default via 10.3.0.1")
+            .forwarding("router")
             .build()
     }
 }

@@ -1,0 +1,443 @@
+//! The daemons' life cycle on real interfaces: the director and the agent give back on exit
+//! everything they changed in their namespace, `adm` says so when no director runs, the
+//! director answers ARP for a VIP on a LAN (`--announce`), and `--config` loads at start and
+//! reloads on SIGHUP, keeping the running table when the file is bad.
+
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use crate::harness::{lan_lab, tun_lab, wait_until, Netns, Pid, TempPath, TUNLB};
+
+/// How long we wait for a daemon to come up.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// How long a daemon may take to exit after SIGTERM.
+const SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// The sysctls the director changes (besides those of its own TUN device, which goes away).
+const DIRECTOR_SYSCTLS: [&str; 1] = ["net.ipv4.ip_forward"];
+
+/// The sysctls the agent changes (besides those of its own TUN device).
+const AGENT_SYSCTLS: [&str; 5] = [
+    "net.ipv4.conf.all.arp_ignore",
+    "net.ipv4.conf.all.arp_announce",
+    "net.ipv4.conf.lo.arp_ignore",
+    "net.ipv4.conf.lo.arp_announce",
+    "net.ipv4.conf.all.rp_filter",
+];
+
+/// What a daemon may change in its namespace, as text to compare before and after.
+#[derive(Debug, PartialEq, Eq)]
+struct HostState {
+    /// `ip -4 route show table all`: the main table and the local one (addresses).
+    routes: String,
+    /// `ip -4 -o addr show`.
+    addrs: String,
+    /// `ip -o link show`: the devices, their flags and MTUs.
+    links: String,
+    /// `ip neigh show proxy`.
+    proxy_neigh: String,
+    /// Each sysctl asked for, with its value.
+    sysctls: Vec<(String, String)>,
+}
+
+impl HostState {
+    fn read(ns: &Netns, sysctls: &[&str]) -> HostState {
+        HostState {
+            routes: ns.ip("-4 route show table all"),
+            addrs: ns.ip("-4 -o addr show"),
+            links: ns.ip("-o link show"),
+            proxy_neigh: ns.ip("neigh show proxy"),
+            sysctls: sysctls
+                .iter()
+                .map(|key| (key.to_string(), ns.read_sysctl(key)))
+                .collect(),
+        }
+    }
+}
+
+/// Runs `tunlb adm <args>` (split on whitespace) in `ns`; panics unless it succeeds.
+fn adm(ns: &Netns, args: &str) -> String {
+    let mut full = vec!["adm"];
+    full.extend(args.split_whitespace());
+    ns.tunlb(&full)
+}
+
+/// `adm -L -n` without the connection counts, which move as connections close.
+fn table(ns: &Netns) -> String {
+    adm(ns, "-L -n")
+        .lines()
+        .map(|line| match line.strip_prefix("  -> ") {
+            Some(dest) if !dest.starts_with("RemoteAddress") => {
+                let columns: Vec<&str> = dest.split_whitespace().take(3).collect();
+                format!("  -> {}", columns.join(" "))
+            }
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Starts `tunlb director <args>` in `ns` and waits until `adm` reaches it.
+fn start_director(ns: &Netns, args: &[&str]) -> Pid {
+    let mut full = vec!["director"];
+    full.extend_from_slice(args);
+    let pid = ns.spawn("director", TUNLB, &full);
+    wait_until("the director's control socket", STARTUP, || {
+        ns.assert_running(pid);
+        ns.try_exec(TUNLB, &["adm", "-L", "-n"]).status.success()
+    });
+    pid
+}
+
+/// Starts an IPIP agent for `vip` accepting tunnels from `director`, and an httpd on `vip:80`
+/// answering "from `rip`"; waits until both are up.
+fn start_real_server(ns: &Netns, vip: &str, director: &str, rip: &str) -> Pid {
+    let allow = format!("{director}/32");
+    let agent = ns.spawn(
+        "agent",
+        TUNLB,
+        &[
+            "realserver",
+            "--vip",
+            vip,
+            "--encap",
+            "ipip",
+            "--allow",
+            &allow,
+        ],
+    );
+    wait_until(&format!("the agent to put {vip}/32 on lo"), STARTUP, || {
+        ns.assert_running(agent);
+        ns.ip("-o addr show dev lo").contains(&format!("{vip}/32"))
+    });
+    let listen = format!("{vip}:80");
+    let banner = format!("from {rip}");
+    let httpd = ns.spawn(
+        "httpd",
+        TUNLB,
+        &["httpd", "--listen", &listen, "--banner", &banner],
+    );
+    let url = format!("http://{vip}/");
+    wait_until(&format!("httpd on {listen}"), STARTUP, || {
+        ns.assert_running(httpd);
+        ns.try_exec("curl", &["-s", "--max-time", "1", &url])
+            .status
+            .success()
+    });
+    agent
+}
+
+/// One request from `client` to `http://vip/`: the answer's body, or None if it failed.
+fn get(client: &Netns, vip: &str, max_time: &str) -> Option<String> {
+    let url = format!("http://{vip}/");
+    let out = client.try_exec("curl", &["-s", "-f", "--max-time", max_time, &url]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+}
+
+/// Sends SIGTERM and waits for the exit. Returns the status, how long it took and the log.
+fn terminate(ns: &Netns, pid: Pid) -> (ExitStatus, Duration, String) {
+    let start = Instant::now();
+    ns.signal(pid, "TERM");
+    let (status, log) = ns.wait_exit(pid, SHUTDOWN);
+    (status, start.elapsed(), log)
+}
+
+/// The director routes the VIP into its TUN and turns forwarding on while it runs; after
+/// SIGTERM it exits 0 and the routes, ip_forward and the devices are as they were.
+#[test]
+fn director_restores_host_on_exit() {
+    use tun_lab::{DIRECTOR, RS1, VIP};
+    let lab = tun_lab::build();
+    let (director, client) = (lab.ns("director"), lab.ns("client"));
+    director.sysctl("net.ipv4.ip_forward", "0");
+    let before = HostState::read(director, &DIRECTOR_SYSCTLS);
+    assert_eq!(director.read_sysctl("net.ipv4.ip_forward"), "0");
+
+    start_real_server(lab.ns("rs1"), VIP, DIRECTOR, RS1);
+    let pid = start_director(director, &["--local-address", DIRECTOR]);
+    adm(director, &format!("-A -t {VIP}:80 -s rr"));
+    adm(director, &format!("-a -t {VIP}:80 -r {RS1} -i"));
+
+    let routes = director.ip("route show");
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.trim_end() == format!("{VIP} dev tunlb0 scope link")),
+        "no route for the VIP into tunlb0:\n{routes}"
+    );
+    assert_eq!(director.read_sysctl("net.ipv4.ip_forward"), "1");
+    assert!(director.ip("-o link show").contains(": tunlb0:"));
+    assert_eq!(
+        get(client, VIP, "5").as_deref(),
+        Some(format!("from {RS1}").as_str()),
+        "the service works before the director stops"
+    );
+
+    let (status, took, log) = terminate(director, pid);
+    assert!(
+        status.success(),
+        "the director exited with {status}:\n{log}"
+    );
+    assert!(took < SHUTDOWN, "the director took {took:?} to exit");
+    eprintln!("the director exited in {took:?}");
+    assert_eq!(
+        HostState::read(director, &DIRECTOR_SYSCTLS),
+        before,
+        "{log}"
+    );
+    assert_eq!(get(client, VIP, "1"), None, "the VIP still answers");
+}
+
+/// The agent hides the VIP on `lo` (arp_ignore 1, arp_announce 2), turns rp_filter off and
+/// creates its TUN device while it runs; after SIGTERM it exits 0 and all of that is undone.
+#[test]
+fn agent_restores_host_on_exit() {
+    use tun_lab::{DIRECTOR, VIP};
+    let lab = tun_lab::build();
+    let rs = lab.ns("rs1");
+    // Strict reverse-path filtering before, so turning it off shows.
+    rs.sysctl("net.ipv4.conf.all.rp_filter", "1");
+    let before = HostState::read(rs, &AGENT_SYSCTLS);
+    let values =
+        |ns: &Netns| -> Vec<String> { AGENT_SYSCTLS.iter().map(|k| ns.read_sysctl(k)).collect() };
+    assert_eq!(values(rs), ["0", "0", "0", "0", "1"]);
+
+    let allow = format!("{DIRECTOR}/32");
+    let pid = rs.spawn(
+        "agent",
+        TUNLB,
+        &[
+            "realserver",
+            "--vip",
+            VIP,
+            "--encap",
+            "ipip",
+            "--allow",
+            &allow,
+        ],
+    );
+    // The agent logs "... writing into TUN" once the VIP, the sysctls and the TUN are in place.
+    wait_until("the agent to set up", STARTUP, || {
+        rs.assert_running(pid);
+        rs.log(pid).contains("writing into")
+    });
+    let lo = rs.ip("-4 -o addr show dev lo");
+    assert!(lo.contains(&format!("inet {VIP}/32 ")), "{lo}");
+    assert_eq!(values(rs), ["1", "2", "1", "2", "0"]);
+    assert_eq!(rs.read_sysctl("net.ipv4.conf.tunlb-rs0.rp_filter"), "0");
+    assert!(rs.ip("-o link show").contains(": tunlb-rs0:"));
+
+    let (status, took, log) = terminate(rs, pid);
+    assert!(status.success(), "the agent exited with {status}:\n{log}");
+    assert!(took < SHUTDOWN, "the agent took {took:?} to exit");
+    eprintln!("the agent exited in {took:?}");
+    assert!(log.contains("network changes undone"), "{log}");
+    assert_eq!(HostState::read(rs, &AGENT_SYSCTLS), before, "{log}");
+}
+
+/// With no director in the namespace, `adm` says so (exit 2); a scheduler tunlb does not have
+/// gets ipvsadm's message and exit status (255) before any director is asked.
+#[test]
+fn adm_without_director_says_so() {
+    let ns = Netns::new("nodir");
+    let out = ns.try_exec(TUNLB, &["adm", "-L", "-n"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "tunlb adm: no director is running in this network namespace \
+         (start one with: tunlb director)\n"
+    );
+    assert!(out.stdout.is_empty());
+
+    let out = ns.try_exec(TUNLB, &["adm", "-A", "-t", "1.2.3.4:80", "-s", "nosuch"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert_eq!(stderr, "Scheduler or persistence engine not found\n");
+}
+
+/// `--announce eth0`: the director answers ARP for the VIP on its LAN, so a client with only
+/// its connected /24 reaches the VIP; a real server in another network answers. On exit the
+/// proxy neighbour and proxy_delay are restored.
+#[test]
+fn announce_answers_arp_for_the_vip() {
+    use lan_lab::{CLIENT, DIRECTOR, DIRECTOR_LAN_IF, RS1, RS2, VIP};
+    let lab = lan_lab::build();
+    let (director, client) = (lab.ns("director"), lab.ns("client"));
+    let client_routes = client.ip("route show");
+    assert_eq!(
+        client_routes.trim_end(),
+        format!("192.168.150.0/24 dev eth0 proto kernel scope link src {CLIENT}"),
+        "the client must have nothing but its connected /24"
+    );
+    let delay_key = format!("net.ipv4.neigh.{DIRECTOR_LAN_IF}.proxy_delay");
+    let before = HostState::read(director, &["net.ipv4.ip_forward", &delay_key]);
+
+    for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
+        start_real_server(lab.ns(role), VIP, DIRECTOR, rip);
+    }
+    let pid = start_director(
+        director,
+        &["--local-address", DIRECTOR, "--announce", DIRECTOR_LAN_IF],
+    );
+    adm(director, &format!("-A -t {VIP}:80 -s rr"));
+    for rip in [RS1, RS2] {
+        adm(director, &format!("-a -t {VIP}:80 -r {rip} -i"));
+    }
+    assert_eq!(director.read_sysctl(&delay_key), "0");
+    let proxy = director.ip("neigh show proxy");
+    assert!(
+        proxy.contains(&format!("{VIP} dev {DIRECTOR_LAN_IF}")),
+        "no proxy neighbour for the VIP: {proxy:?}"
+    );
+
+    let mut answers: Vec<String> = (0..2)
+        .map(|_| get(client, VIP, "5").expect("a request from the LAN to the VIP failed"))
+        .collect();
+    answers.sort();
+    assert_eq!(answers, [format!("from {RS1}"), format!("from {RS2}")]);
+
+    let link = director.ip(&format!("-o link show dev {DIRECTOR_LAN_IF}"));
+    let mac = link
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {link:?}"));
+    let neigh = client.ip(&format!("neigh show {VIP}"));
+    assert!(
+        neigh.contains(&format!("{VIP} dev eth0 lladdr {mac} ")),
+        "the client should have resolved {VIP} to the director's {mac}: {neigh:?}"
+    );
+
+    let (status, _, log) = terminate(director, pid);
+    assert!(
+        status.success(),
+        "the director exited with {status}:\n{log}"
+    );
+    assert_eq!(
+        HostState::read(director, &["net.ipv4.ip_forward", &delay_key]),
+        before
+    );
+}
+
+/// A director config for the TUN lab: VIP:80 with `scheduler` over the real servers `rips`.
+fn lab_config(scheduler: &str, rips: &[&str]) -> String {
+    let mut text = format!(
+        "# written by director_lifecycle.rs\n\
+         [director]\n\
+         queues = 1\n\
+         local_address = \"{}\"\n\
+         \n\
+         [[service]]\n\
+         vip = \"{}\"\n\
+         port = 80\n\
+         scheduler = \"{scheduler}\"\n",
+        tun_lab::DIRECTOR,
+        tun_lab::VIP
+    );
+    for rip in rips {
+        text.push_str(&format!(
+            "\n  [[service.real_server]]\n  address = \"{rip}\"\n  tun_type = \"ipip\"\n"
+        ));
+    }
+    text
+}
+
+/// `--config FILE` fills the table at start; SIGHUP with a broken file keeps the running table
+/// and logs `FILE:LINE`; SIGHUP with a good file replaces the table.
+#[test]
+fn config_file_loads_at_start_and_reload_rejects_bad_file() {
+    use tun_lab::{DIRECTOR, RS1, RS2, VIP};
+    let lab = tun_lab::build();
+    let (director, client) = (lab.ns("director"), lab.ns("client"));
+    for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
+        start_real_server(lab.ns(role), VIP, DIRECTOR, rip);
+    }
+    let file = TempPath::new(&format!("{}-director.toml", director.name()));
+    std::fs::write(file.path(), lab_config("rr", &[RS1, RS2])).expect("write the config");
+    let pid = start_director(director, &["--config", &file.arg()]);
+
+    let listing = table(director);
+    let saved = adm(director, "-S -n");
+    let service = format!("TCP  {VIP}:80 rr");
+    assert!(listing.lines().any(|l| l == service), "{listing}");
+    for rip in [RS1, RS2] {
+        let dest = format!("  -> {rip}:80 Tunnel 1");
+        assert!(listing.lines().any(|l| l == dest), "{listing}");
+    }
+    let mut answers: Vec<String> = (0..2)
+        .map(|_| get(client, VIP, "5").expect("a request to the configured VIP failed"))
+        .collect();
+    answers.sort();
+    assert_eq!(answers, [format!("from {RS1}"), format!("from {RS2}")]);
+
+    // A broken line 9 (an unquoted string): the reload is rejected, the table kept.
+    let broken = lab_config("rr", &[RS1, RS2]).replace("scheduler = \"rr\"", "scheduler = rr");
+    assert_eq!(broken.lines().nth(8), Some("scheduler = rr"));
+    std::fs::write(file.path(), broken).expect("write the broken config");
+    director.signal(pid, "HUP");
+    wait_until("the director to reject the reload", STARTUP, || {
+        director.assert_running(pid);
+        director.log(pid).contains("reload rejected")
+    });
+    let log = director.log(pid);
+    let at = format!("{}:9:", file.arg());
+    assert!(log.contains(&at), "the log should point at {at}:\n{log}");
+    director.assert_running(pid);
+    assert_eq!(table(director), listing, "the table changed");
+    assert_eq!(adm(director, "-S -n"), saved, "the table changed");
+    assert!(get(client, VIP, "5").is_some(), "the VIP stopped answering");
+
+    // A good file: wrr over rs1 only.
+    std::fs::write(file.path(), lab_config("wrr", &[RS1])).expect("write the new config");
+    director.signal(pid, "HUP");
+    wait_until("the table to change", STARTUP, || {
+        director.assert_running(pid);
+        table(director) != listing
+    });
+    let changed = table(director);
+    let expected = [
+        "IP Virtual Server version 1.2.1 (size=4096)",
+        "Prot LocalAddress:Port Scheduler Flags",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+        &format!("TCP  {VIP}:80 wrr"),
+        &format!("  -> {RS1}:80 Tunnel 1"),
+    ]
+    .join("\n");
+    assert_eq!(changed, expected);
+    for _ in 0..2 {
+        assert_eq!(get(client, VIP, "5"), Some(format!("from {RS1}")));
+    }
+}
+
+/// `adm -S -n` prints the table as commands that `adm -R` reads back: after `-C` and `-R` the
+/// table is the same (the README's "Saving the table").
+#[test]
+fn save_and_restore_round_trip_the_table() {
+    let ns = Netns::new("save");
+    start_director(&ns, &[]);
+    for cmd in [
+        "-A -t 10.100.0.100:80 -s wrr",
+        "-a -t 10.100.0.100:80 -r 10.3.0.12 -i -w 3",
+        "-a -t 10.100.0.100:80 -r 10.3.0.13 -i -w 1 --tun-type gre",
+        "-A -u 10.100.0.101:53 -s sh -p 60",
+        "-a -u 10.100.0.101:53 -r 10.3.0.14 -i --tun-type gue",
+    ] {
+        adm(&ns, cmd);
+    }
+    let listing = adm(&ns, "-L -n");
+    let saved = adm(&ns, "-S -n");
+    assert_eq!(saved.lines().count(), 5, "{saved}");
+    let rules = TempPath::new(&format!("{}-rules", ns.name()));
+    std::fs::write(rules.path(), &saved).expect("write the rules");
+
+    adm(&ns, "-C");
+    assert_eq!(adm(&ns, "-S -n"), "");
+    let restore = format!("{TUNLB} adm -R < {}", rules.arg());
+    ns.exec("sh", &["-c", &restore]);
+    assert_eq!(adm(&ns, "-S -n"), saved);
+    assert_eq!(adm(&ns, "-L -n"), listing);
+}
