@@ -13,10 +13,28 @@ missing=()
 for tool in ip nft curl kill; do
     type -P "$tool" >/dev/null || missing+=("$tool")
 done
+if ((${#missing[@]})) && type -P apt-get >/dev/null; then
+    echo "test.sh: installing the tools the tests use (missing: ${missing[*]})" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q && apt-get install -y -q --no-install-recommends iproute2 nftables curl procps
+    missing=()
+    for tool in ip nft curl kill; do
+        type -P "$tool" >/dev/null || missing+=("$tool")
+    done
+fi
 if ((${#missing[@]})); then
     echo "test.sh: missing tools: ${missing[*]}" >&2
     echo "test.sh: on Debian: apt-get install -y iproute2 nftables curl procps" >&2
     exit 1
 fi
+if ! type -P cargo >/dev/null; then
+    echo "test.sh: cargo not found: install Rust (https://rustup.rs) and run again" >&2
+    exit 1
+fi
 
-exec cargo test "$@" -- --test-threads=2
+cargo test "$@" -- --test-threads=2
+# The unit tests that need root (TUN devices and raw sockets in a private namespace) are
+# #[ignore]d so a plain `cargo test` as a user skips them visibly; as root, run them too.
+if (($# == 0)); then
+    cargo test --lib -- --ignored root_tests --test-threads=2
+fi

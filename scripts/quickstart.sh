@@ -21,6 +21,13 @@ if [[ $EUID -ne 0 ]]; then
     echo "quickstart: run me as root (I create network namespaces)" >&2
     exit 1
 fi
+if ! type -P ip >/dev/null || ! type -P curl >/dev/null; then
+    if type -P apt-get >/dev/null; then
+        echo "quickstart: installing iproute2 and curl"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iproute2 curl >/dev/null
+    fi
+fi
 tools=(ip curl)
 [[ -n ${TUNLB:-} ]] || tools+=(cargo)
 for tool in "${tools[@]}"; do

@@ -6,7 +6,7 @@
 //! tun_name = "tunlb0"
 //! tunnel_mtu = 1500          # MTU towards the real servers
 //! local_address = "10.0.0.1" # outer source address of tunnel packets (default: routing decides)
-//! announce = true            # route each VIP into the TUN device
+//! announce = ["eth0"]        # answer ARP for every VIP on these LAN interfaces
 //!
 //! [timeouts]                 # optional, seconds
 //! tcp = 900
@@ -70,9 +70,9 @@ pub struct DirectorSettings {
     pub tunnel_mtu: u16,
     /// Source address of the outer header of tunnel packets; `None` lets routing choose.
     pub local_address: Option<Ipv4Addr>,
-    /// Route every VIP into the TUN device (`ip route add VIP/32 dev TUN`) at start (default
-    /// true); false when routes are managed elsewhere.
-    pub announce: bool,
+    /// LAN interfaces on which the director answers ARP for every VIP (proxy neighbour,
+    /// proxy_delay 0), as `--announce IFACE` does; empty by default.
+    pub announce: Vec<String>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
 }
@@ -84,7 +84,7 @@ impl Default for DirectorSettings {
             tun_name: "tunlb0".to_string(),
             tunnel_mtu: 1500,
             local_address: None,
-            announce: true,
+            announce: Vec::new(),
             timeouts: Timeouts::default(),
         }
     }
@@ -174,7 +174,7 @@ pub fn load_str(text: &str, path: &str) -> Result<(DirectorSettings, ServiceSet)
     }
 }
 
-/// The config that [`load_str`] reads back as `settings` and `set` (`--save-config`).
+/// The config that [`load_str`] reads back as `settings` and `set`.
 pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
     let mut out = String::new();
     let s = settings;
@@ -185,7 +185,10 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
     if let Some(a) = s.local_address {
         let _ = writeln!(out, "local_address = \"{a}\"");
     }
-    let _ = writeln!(out, "announce = {}", s.announce);
+    if !s.announce.is_empty() {
+        let list: Vec<String> = s.announce.iter().map(|i| quote(i)).collect();
+        let _ = writeln!(out, "announce = [{}]", list.join(", "));
+    }
     let t = s.timeouts;
     let _ = writeln!(
         out,
@@ -279,7 +282,7 @@ struct RawDirector {
     tun_name: Option<Spanned<String>>,
     tunnel_mtu: Option<Spanned<i64>>,
     local_address: Option<Spanned<String>>,
-    announce: Option<bool>,
+    announce: Option<Vec<String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -464,8 +467,8 @@ impl Validator<'_> {
         if let Some(a) = &d.local_address {
             settings.local_address = self.unicast(a, "director.local_address");
         }
-        if let Some(announce) = d.announce {
-            settings.announce = announce;
+        if let Some(announce) = &d.announce {
+            settings.announce = announce.clone();
         }
     }
 
@@ -768,7 +771,7 @@ queues = 2
 tun_name = "tunlb0"
 tunnel_mtu = 1500
 local_address = "192.168.150.2"
-announce = true
+announce = ["eth0"]
 
 [timeouts]
 tcp = 900

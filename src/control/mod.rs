@@ -12,7 +12,7 @@
 //! - [`socket`]: the control socket itself, a Unix stream socket in the abstract namespace, so each
 //!   network namespace has its own director (`ip netns exec NS tunlb adm -ln` just works).
 //! - [`config`]: the director's TOML config: load, validate (every problem, with file:line:column),
-//!   and write back (`--save-config`).
+//!   and write back ([`config::to_toml`]).
 
 pub mod adm;
 pub mod config;

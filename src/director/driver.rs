@@ -108,7 +108,11 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         HostSetup {
             net,
             tun_name: tun_name.clone(),
-            announce: args.announce.clone(),
+            announce: if args.announce.is_empty() {
+                settings.announce.clone()
+            } else {
+                args.announce.clone()
+            },
             config_path: args.config.clone(),
         },
         set,
@@ -272,6 +276,13 @@ fn worker(
         {
             let Ok(mut d) = core.lock() else { return };
             let now = clock.now();
+            // Start every packet's connection-table load before deciding any, so the cache
+            // misses of a large table overlap.
+            for i in 0..n {
+                if let Some(buf) = batch.get(i) {
+                    d.prefetch(buf);
+                }
+            }
             for i in 0..n {
                 let Some(meta) = batch.meta(i).copied() else {
                     continue;

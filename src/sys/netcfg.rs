@@ -21,12 +21,12 @@ use ipnet::Ipv4Net;
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// The `ip` program could not be started.
-    #[error("cannot run `{cmd}`: {source}")]
+    #[error("cannot run `{cmd}`: {error}")]
     Spawn {
         /// The command line.
         cmd: String,
         /// Why it could not start.
-        source: io::Error,
+        error: io::Error,
     },
     /// `ip` said the object to add is already there (`File exists`).
     #[error("`{cmd}`: already exists: {stderr}")]
@@ -53,20 +53,20 @@ pub enum NetError {
         stderr: String,
     },
     /// Reading or writing a sysctl under `/proc/sys` failed.
-    #[error("sysctl {key}: {source}")]
+    #[error("sysctl {key}: {error}")]
     Sysctl {
         /// The sysctl, as a path under `/proc/sys`.
         key: String,
         /// The file error.
-        source: io::Error,
+        error: io::Error,
     },
     /// A link's state could not be read from `/sys/class/net`.
-    #[error("link {dev}: {source}")]
+    #[error("link {dev}: {error}")]
     Link {
         /// The interface.
         dev: String,
         /// The file error.
-        source: io::Error,
+        error: io::Error,
     },
     /// Some undo steps of a restore failed (the others were done).
     #[error("restore: {}", join_errors(.0))]
@@ -78,8 +78,8 @@ impl NetError {
     pub fn is_missing(&self) -> bool {
         match self {
             NetError::Missing { .. } => true,
-            NetError::Sysctl { source, .. } | NetError::Link { source, .. } => {
-                source.kind() == io::ErrorKind::NotFound
+            NetError::Sysctl { error, .. } | NetError::Link { error, .. } => {
+                error.kind() == io::ErrorKind::NotFound
             }
             _ => false,
         }
@@ -116,9 +116,9 @@ impl NetOps for SystemOps {
         let out = Command::new("ip")
             .args(args)
             .output()
-            .map_err(|source| NetError::Spawn {
+            .map_err(|error| NetError::Spawn {
                 cmd: cmd.clone(),
-                source,
+                error,
             })?;
         if out.status.success() {
             return Ok(());
@@ -133,31 +133,31 @@ impl NetOps for SystemOps {
     fn read_sysctl(&mut self, key: &str) -> Result<String, NetError> {
         std::fs::read_to_string(format!("/proc/sys/{key}"))
             .map(|s| s.trim_end().to_owned())
-            .map_err(|source| NetError::Sysctl {
+            .map_err(|error| NetError::Sysctl {
                 key: key.to_owned(),
-                source,
+                error,
             })
     }
 
     fn write_sysctl(&mut self, key: &str, value: &str) -> Result<(), NetError> {
-        std::fs::write(format!("/proc/sys/{key}"), value).map_err(|source| NetError::Sysctl {
+        std::fs::write(format!("/proc/sys/{key}"), value).map_err(|error| NetError::Sysctl {
             key: key.to_owned(),
-            source,
+            error,
         })
     }
 
     fn link_state(&mut self, dev: &str) -> Result<(bool, u32), NetError> {
         let read = |file: &str| {
-            std::fs::read_to_string(format!("/sys/class/net/{dev}/{file}")).map_err(|source| {
+            std::fs::read_to_string(format!("/sys/class/net/{dev}/{file}")).map_err(|error| {
                 NetError::Link {
                     dev: dev.to_owned(),
-                    source,
+                    error,
                 }
             })
         };
         let bad = |what: &str| NetError::Link {
             dev: dev.to_owned(),
-            source: io::Error::new(io::ErrorKind::InvalidData, format!("unreadable {what}")),
+            error: io::Error::new(io::ErrorKind::InvalidData, format!("unreadable {what}")),
         };
         let flags = read("flags")?;
         let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16)
@@ -489,7 +489,7 @@ pub(crate) mod fake {
                 .cloned()
                 .ok_or_else(|| NetError::Sysctl {
                     key: key.to_owned(),
-                    source: io::Error::from(io::ErrorKind::NotFound),
+                    error: io::Error::from(io::ErrorKind::NotFound),
                 })
         }
 
@@ -502,7 +502,7 @@ pub(crate) mod fake {
                 }
                 None => Err(NetError::Sysctl {
                     key: key.to_owned(),
-                    source: io::Error::from(io::ErrorKind::NotFound),
+                    error: io::Error::from(io::ErrorKind::NotFound),
                 }),
             }
         }
@@ -510,7 +510,7 @@ pub(crate) mod fake {
         fn link_state(&mut self, dev: &str) -> Result<(bool, u32), NetError> {
             self.links.get(dev).copied().ok_or_else(|| NetError::Link {
                 dev: dev.to_owned(),
-                source: io::Error::from(io::ErrorKind::NotFound),
+                error: io::Error::from(io::ErrorKind::NotFound),
             })
         }
     }
