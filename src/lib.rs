@@ -9,16 +9,19 @@
 //! A packet's path, in folder order:
 //!
 //! - [`wire`]: zero-copy views of IPv4, TCP, UDP and ICMP headers, and the Internet checksum.
-//! - [`director`]: the sans-IO core. [`director::Director::handle_packet`] takes `(now, buf)` and
-//!   returns a [`director::Verdict`]; services, schedulers ([`director::sched`]) and the
-//!   connection table ([`director::conn`]) live here. [`director::driver`] moves bytes between
-//!   the TUN device and the sockets, one worker thread per TUN queue.
+//! - [`director`]: where a packet enters, is decided and leaves. [`director::driver`] reads it
+//!   from a TUN queue (one worker thread per queue); [`director::Director::handle_packet`], the
+//!   sans-IO core, takes `(now, buf)` and returns a [`director::Verdict`] using the services,
+//!   schedulers ([`director::sched`]) and connection table ([`director::conn`]); the driver then
+//!   sends it out through a raw socket. [`director::plane`] applies `adm` requests and config
+//!   reloads to the table the workers read.
 //! - [`encap`]: build and strip the outer IPIP / GRE / GUE headers.
 //! - [`realserver`]: the agent on a real server: hidden VIP on `lo`, tunnel receiver, allow-list,
 //!   decapsulated packets into a TUN.
 //! - [`control`]: `tunlb adm` (ipvsadm's command line), the per-namespace control socket, the
 //!   TOML config.
-//! - [`metrics`]: counters (drops by reason, ...).
+//! - [`metrics`]: reserved for the Prometheus endpoint; today the data path's counters (drops by
+//!   [`director::DropReason`], ...) are [`director::Counters`], one set per worker.
 //! - [`lab`]: stand-ins for the world around the balancer: `tunlb httpd` for real servers.
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw sockets, batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
