@@ -134,6 +134,22 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Adds `other` into `self` (to total the workers' counters).
+    pub fn add(&mut self, other: &Counters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.icmp_sent += other.icmp_sent;
+        self.conns_created += other.conns_created;
+        self.conns_expired += other.conns_expired;
+        self.mss_clamped += other.mss_clamped;
+        self.fragmented += other.fragmented;
+        for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *d += o;
+        }
+    }
+
     /// Drops of one reason.
     pub fn dropped(&self, r: DropReason) -> u64 {
         self.drops[r as usize]

@@ -61,6 +61,10 @@ pub struct DirectorArgs {
     /// Packets read per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Print the data path's counters (packets, new connections, drops by reason) every this
+    /// many seconds; 0 = only at exit.
+    #[arg(long, default_value_t = 0)]
+    pub stats_interval: u64,
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
@@ -125,7 +129,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    for (i, (queue, core)) in tun.queues().into_iter().zip(cores).enumerate() {
+    for (i, (queue, core)) in tun.queues().into_iter().zip(cores.clone()).enumerate() {
         let stop = stop.clone();
         let batch = args.batch.max(1);
         let handle = std::thread::Builder::new()
@@ -139,7 +143,13 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         queues, tun_name
     );
 
+    let stats_every = StdDuration::from_secs(args.stats_interval);
+    let mut last_stats = std::time::Instant::now();
     loop {
+        if args.stats_interval > 0 && last_stats.elapsed() >= stats_every {
+            last_stats = std::time::Instant::now();
+            eprintln!("tunlb director: {}", summary(&cores));
+        }
         let _ = crate::sys::poll_readable(
             signal::wake_fd().unwrap_or(-1),
             Some(StdDuration::from_millis(500)),
@@ -163,6 +173,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     for w in workers {
         let _ = w.join();
     }
+    eprintln!("tunlb director: at exit: {}", summary(&cores));
     plane.shutdown();
     Ok(())
 }
@@ -172,6 +183,40 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(std::process::id() as u64);
     h.finish()
+}
+
+/// The workers' counters added up, in one log line: packets in and out, connections, and every
+/// drop reason that occurred (labelled as the metrics will be).
+fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
+    let mut total = super::Counters::default();
+    let mut conns = 0;
+    for core in cores {
+        let Ok(d) = core.lock() else { continue };
+        total.add(d.counters());
+        conns += d.conns().len();
+    }
+    let mut line = format!(
+        "rx {} packets, tunnelled {} ({} fragmented), icmp sent {}, connections {} created, {} expired, {} tracked",
+        total.rx_packets,
+        total.tx_packets,
+        total.fragmented,
+        total.icmp_sent,
+        total.conns_created,
+        total.conns_expired,
+        conns
+    );
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| total.dropped(**r) > 0)
+        .map(|r| format!("{}={}", r.as_str(), total.dropped(*r)))
+        .collect();
+    if drops.is_empty() {
+        line.push_str("; no drops");
+    } else {
+        line.push_str("; dropped: ");
+        line.push_str(&drops.join(" "));
+    }
+    line
 }
 
 /// An outgoing datagram (a whole encapsulated packet or one fragment of it) waiting for the
