@@ -753,6 +753,43 @@ enum Opt {
     GreKey,
 }
 
+impl Opt {
+    /// The option this one counts as in ipvsadm's table (`-t` and `-u` are both the service,
+    /// `-g`, `-i` and `-m` the forwarding method); `None` for `--sort`, which is not counted.
+    fn counts_as(self) -> Option<OptName> {
+        use OptName as O;
+        Some(match self {
+            Opt::Tcp | Opt::Udp => O::Service,
+            Opt::Scheduler => O::Scheduler,
+            Opt::Persistent => O::Persistent,
+            Opt::Netmask => O::Netmask,
+            Opt::RealServer => O::Server,
+            Opt::Gatewaying | Opt::Ipip | Opt::Masquerading => O::Forward,
+            Opt::Weight => O::Weight,
+            Opt::UThreshold => O::UThreshold,
+            Opt::LThreshold => O::LThreshold,
+            Opt::Numeric => O::Numeric,
+            Opt::Connection => O::Connection,
+            Opt::Timeout => O::Timeout,
+            Opt::Stats => O::Stats,
+            Opt::Rate => O::Rate,
+            Opt::Thresholds => O::Thresholds,
+            Opt::PersistentConn => O::PersistentConn,
+            Opt::NoSort => O::NoSort,
+            Opt::Sort => return None,
+            Opt::Exact => O::Exact,
+            Opt::TunInfo => O::TunInfo,
+            Opt::TunType => O::TunType,
+            Opt::TunPort => O::TunPort,
+            Opt::TunNocsum => O::TunNocsum,
+            Opt::TunCsum => O::TunCsum,
+            Opt::Json => O::Json,
+            Opt::MssClamp => O::MssClamp,
+            Opt::GreKey => O::GreKey,
+        })
+    }
+}
+
 struct Spec {
     long: &'static str,
     short: Option<char>,
@@ -1033,10 +1070,12 @@ impl Raw {
             }
             Flag::Opt(opt) => opt,
         };
+        if let Some(name) = opt.counts_as() {
+            self.set_option(name)?;
+        }
         let v = value.unwrap_or("");
         match opt {
             Opt::Tcp | Opt::Udp => {
-                self.set_option(OptName::Service)?;
                 let proto = if opt == Opt::Tcp {
                     Protocol::Tcp
                 } else {
@@ -1048,112 +1087,57 @@ impl Raw {
                         .map_err(|e| e.unwrap_or(ParseError::BadServiceAddress))?,
                 );
             }
-            Opt::Scheduler => {
-                self.set_option(OptName::Scheduler)?;
-                self.scheduler = Some(v.to_string());
-            }
+            Opt::Scheduler => self.scheduler = Some(v.to_string()),
             Opt::Persistent => {
-                self.set_option(OptName::Persistent)?;
                 self.persistent = Some(match value {
                     None => 300,
                     Some(t) => number(t, 1, MAX_TIMEOUT)
                         .ok_or_else(|| ParseError::BadTimeout(t.to_string()))?,
                 });
             }
-            Opt::Netmask => {
-                self.set_option(OptName::Netmask)?;
-                self.netmask = Some(v.parse().map_err(|_| ParseError::BadNetmask)?);
-            }
-            Opt::RealServer => {
-                self.set_option(OptName::Server)?;
-                self.server = Some(v.to_string());
-            }
-            Opt::Gatewaying | Opt::Ipip | Opt::Masquerading => {
-                self.set_option(OptName::Forward)?;
-                self.method = Some(match opt {
-                    Opt::Gatewaying => Method::Route,
-                    Opt::Ipip => Method::Tunnel,
-                    _ => Method::Masq,
-                });
-            }
+            Opt::Netmask => self.netmask = Some(v.parse().map_err(|_| ParseError::BadNetmask)?),
+            Opt::RealServer => self.server = Some(v.to_string()),
+            Opt::Gatewaying => self.method = Some(Method::Route),
+            Opt::Ipip => self.method = Some(Method::Tunnel),
+            Opt::Masquerading => self.method = Some(Method::Masq),
             Opt::Weight => {
-                self.set_option(OptName::Weight)?;
                 self.weight = Some(number(v, 0, MAX_WEIGHT).ok_or(ParseError::BadWeight)?);
             }
             Opt::UThreshold => {
-                self.set_option(OptName::UThreshold)?;
                 self.u_threshold =
                     Some(number(v, 0, MAX_THRESHOLD).ok_or(ParseError::BadUThreshold)?);
             }
             Opt::LThreshold => {
-                self.set_option(OptName::LThreshold)?;
                 self.l_threshold =
                     Some(number(v, 0, MAX_THRESHOLD).ok_or(ParseError::BadLThreshold)?);
             }
-            Opt::Numeric => {
-                self.set_option(OptName::Numeric)?;
-                self.format.numeric = true;
-            }
-            Opt::Connection => self.set_option(OptName::Connection)?,
-            Opt::Timeout => self.set_option(OptName::Timeout)?,
-            Opt::Stats => {
-                self.set_option(OptName::Stats)?;
-                self.format.stats = true;
-            }
-            Opt::Rate => {
-                self.set_option(OptName::Rate)?;
-                self.format.rate = true;
-            }
-            Opt::Thresholds => {
-                self.set_option(OptName::Thresholds)?;
-                self.format.thresholds = true;
-            }
-            Opt::PersistentConn => {
-                self.set_option(OptName::PersistentConn)?;
-                self.format.persistent_conn = true;
-            }
-            Opt::NoSort => {
-                self.set_option(OptName::NoSort)?;
-                self.format.nosort = true;
-            }
+            // Counted only: they choose what `-L` lists.
+            Opt::Connection | Opt::Timeout => {}
+            Opt::Numeric => self.format.numeric = true,
+            Opt::Stats => self.format.stats = true,
+            Opt::Rate => self.format.rate = true,
+            Opt::Thresholds => self.format.thresholds = true,
+            Opt::PersistentConn => self.format.persistent_conn = true,
+            Opt::NoSort => self.format.nosort = true,
             // Sorting is the default; ipvsadm keeps --sort as a no-op.
             Opt::Sort => {}
-            Opt::Exact => {
-                self.set_option(OptName::Exact)?;
-                self.format.exact = true;
-            }
-            Opt::TunInfo => {
-                self.set_option(OptName::TunInfo)?;
-                self.format.tun_info = true;
-            }
+            Opt::Exact => self.format.exact = true,
+            Opt::TunInfo => self.format.tun_info = true,
             Opt::TunType => {
-                self.set_option(OptName::TunType)?;
                 self.tun_type = Some(v.parse().map_err(|_| ParseError::BadTunnelType)?);
             }
             Opt::TunPort => {
-                self.set_option(OptName::TunPort)?;
                 let port = number(v, 1, 65_535).ok_or(ParseError::BadTunnelPort)?;
                 self.tun_port = Some(port as u16);
             }
-            Opt::TunNocsum => {
-                self.set_option(OptName::TunNocsum)?;
-                self.tun_csum = Some(false);
-            }
-            Opt::TunCsum => {
-                self.set_option(OptName::TunCsum)?;
-                self.tun_csum = Some(true);
-            }
-            Opt::Json => {
-                self.set_option(OptName::Json)?;
-                self.json = true;
-            }
+            Opt::TunNocsum => self.tun_csum = Some(false),
+            Opt::TunCsum => self.tun_csum = Some(true),
+            Opt::Json => self.json = true,
             Opt::MssClamp => {
-                self.set_option(OptName::MssClamp)?;
                 let mss = number(v, MIN_MSS_CLAMP.into(), 65_535).ok_or(ParseError::BadMssClamp)?;
                 self.mss_clamp = Some(mss as u16);
             }
             Opt::GreKey => {
-                self.set_option(OptName::GreKey)?;
                 self.gre_key = Some(number(v, 0, u32::MAX).ok_or(ParseError::BadGreKey)?);
             }
         }
@@ -2241,6 +2225,48 @@ mod tests {
             err("-A -t 10.0.0.1:80 -n -n").to_string(),
             "multiple 'numeric' options specified"
         );
+    }
+
+    /// Every option counts once, under ipvsadm's name for it, and a repeat is reported before
+    /// its value is read; `--sort` is a no-op that may repeat.
+    #[test]
+    fn each_option_may_be_given_once() {
+        let cases: &[(&str, &str)] = &[
+            ("-t 10.0.0.1:80 -t bad", "service-address"),
+            ("-u 10.0.0.1:80 -t bad", "service-address"),
+            ("-s rr -s bad", "scheduler"),
+            ("-p 10 -p bad", "persistent"),
+            ("-p -p", "persistent"),
+            ("-M 255.255.255.0 -M bad", "netmask"),
+            ("-r 10.0.1.1 -r bad", "real-server"),
+            ("-g -i", "forwarding-method"),
+            ("-m -m", "forwarding-method"),
+            ("-w 1 -w bad", "weight"),
+            ("-x 1 -x bad", "u-threshold"),
+            ("-y 1 -y bad", "l-threshold"),
+            ("-n --numeric", "numeric"),
+            ("-c -c", "connection"),
+            ("--timeout --timeout", "timeout"),
+            ("--stats --stats", "stats"),
+            ("--rate --rate", "rate"),
+            ("--thresholds --thresholds", "thresholds"),
+            ("--persistent-conn --persistent-conn", "persistent-conn"),
+            ("--nosort --nosort", "nosort"),
+            ("-X --exact", "exact"),
+            ("--tun-info --tun-info", "tun-info"),
+            ("--tun-type ipip --tun-type bad", "tun-type"),
+            ("--tun-port 1 --tun-port bad", "tun-port"),
+            ("--tun-nocsum --tun-nocsum", "tun-nocsum"),
+            ("--tun-csum --tun-csum", "tun-csum"),
+            ("--json --json", "json"),
+            ("--mss-clamp 536 --mss-clamp bad", "mss-clamp"),
+            ("--gre-key 1 --gre-key bad", "gre-key"),
+        ];
+        for (opts, name) in cases {
+            let line = format!("-L {opts}");
+            assert_eq!(err(&line), ParseError::MultipleOptions(name), "{line}");
+        }
+        assert!(matches!(ok("-L --sort --sort -n"), Command::List(_)));
     }
 
     #[test]
