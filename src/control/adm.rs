@@ -1007,6 +1007,17 @@ const SPECS: &[Spec] = &[
 
 // --- Collecting and checking ----------------------------------------------------------------
 
+/// The first option that breaks a [`Rule`] table ([`Raw::check_rules`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Violation {
+    /// A compulsory option is not given.
+    Missing(OptName),
+    /// An illegal option is given.
+    Illegal(OptName),
+    /// `opt` is given after `other`, and only one of them may be.
+    Conflict { opt: OptName, other: OptName },
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Route,
@@ -1265,31 +1276,39 @@ impl Raw {
 
     /// ipvsadm's `generic_opt_check`: compulsory, illegal and mutually exclusive options.
     fn check_options(&self, cmd: Cmd) -> Result<(), ParseError> {
+        self.check_rules(OptName::ALL, |opt| rule(cmd, opt))
+            .map_err(|v| match v {
+                Violation::Missing(opt) => ParseError::NeedOption {
+                    opt: opt.name(),
+                    cmd: cmd.name(),
+                },
+                Violation::Illegal(opt) => ParseError::IllegalOption {
+                    opt: opt.name(),
+                    cmd: cmd.name(),
+                },
+                Violation::Conflict { opt, other } => ParseError::ConflictingOptions {
+                    opt: opt.name(),
+                    other: other.name(),
+                    cmd: cmd.name(),
+                },
+            })
+    }
+
+    /// The first option of `order` that breaks `rule`: a `Need` one not given, an `Illegal` one
+    /// given, or the second given of the `OneOf` ones.
+    fn check_rules(
+        &self,
+        order: impl IntoIterator<Item = OptName>,
+        rule: impl Fn(OptName) -> Rule,
+    ) -> Result<(), Violation> {
         let mut first_of_one: Option<OptName> = None;
-        for opt in OptName::ALL {
-            let given = self.has(opt);
-            match (rule(cmd, opt), given) {
-                (Rule::Need, false) => {
-                    return Err(ParseError::NeedOption {
-                        opt: opt.name(),
-                        cmd: cmd.name(),
-                    })
-                }
-                (Rule::Illegal, true) => {
-                    return Err(ParseError::IllegalOption {
-                        opt: opt.name(),
-                        cmd: cmd.name(),
-                    })
-                }
+        for opt in order {
+            match (rule(opt), self.has(opt)) {
+                (Rule::Need, false) => return Err(Violation::Missing(opt)),
+                (Rule::Illegal, true) => return Err(Violation::Illegal(opt)),
                 (Rule::OneOf, true) => match first_of_one {
                     None => first_of_one = Some(opt),
-                    Some(other) => {
-                        return Err(ParseError::ConflictingOptions {
-                            opt: opt.name(),
-                            other: other.name(),
-                            cmd: cmd.name(),
-                        })
-                    }
+                    Some(other) => return Err(Violation::Conflict { opt, other }),
                 },
                 _ => {}
             }
@@ -1322,31 +1341,22 @@ impl Raw {
             return Err(ParseError::TunnelOptionsConflict);
         }
         let tun_type = self.tun_type.unwrap_or_default();
-        let mut first_of_one: Option<OptName> = None;
-        for opt in TUNNEL_OPTS {
-            if !self.has(opt) {
-                continue;
-            }
-            match tunnel_rule(tun_type, opt) {
-                Rule::Illegal => {
-                    return Err(ParseError::IllegalTunnelOption {
+        let given = TUNNEL_OPTS.into_iter().filter(|opt| self.has(*opt));
+        self.check_rules(given, |opt| tunnel_rule(tun_type, opt))
+            .map_err(|v| match v {
+                // Only the given options are checked, so none can be missing.
+                Violation::Missing(opt) | Violation::Illegal(opt) => {
+                    ParseError::IllegalTunnelOption {
                         opt: opt.name(),
                         tun: tun_type.as_str(),
-                    })
-                }
-                Rule::OneOf => match first_of_one {
-                    None => first_of_one = Some(opt),
-                    Some(other) => {
-                        return Err(ParseError::ConflictingTunnelOptions {
-                            opt: opt.name(),
-                            other: other.name(),
-                            tun: tun_type.as_str(),
-                        })
                     }
+                }
+                Violation::Conflict { opt, other } => ParseError::ConflictingTunnelOptions {
+                    opt: opt.name(),
+                    other: other.name(),
+                    tun: tun_type.as_str(),
                 },
-                Rule::Need | Rule::May => {}
-            }
-        }
+            })?;
 
         let (addr, port) = self.server_addr(service, names)?;
         let port = match port {
