@@ -797,212 +797,136 @@ struct Spec {
     flag: Flag,
 }
 
-const fn spec(long: &'static str, short: Option<char>, arg: Arg, flag: Flag) -> Spec {
+/// A command: `--long` or `-short`, no argument.
+const fn cmd(long: &'static str, short: Option<char>, cmd: Cmd) -> Spec {
+    Spec {
+        long,
+        short,
+        arg: Arg::None,
+        flag: Flag::Cmd(cmd),
+    }
+}
+
+/// An option tunlb has.
+const fn opt(long: &'static str, short: Option<char>, arg: Arg, opt: Opt) -> Spec {
     Spec {
         long,
         short,
         arg,
-        flag,
+        flag: Flag::Opt(opt),
     }
 }
 
+/// An ipvsadm option tunlb does not have: using it is an error saying `why`.
+const fn unsupported(long: &'static str, short: Option<char>, arg: Arg, why: &'static str) -> Spec {
+    Spec {
+        long,
+        short,
+        arg,
+        flag: Flag::Unsupported(why),
+    }
+}
+
+/// Why the connection sync daemon's options are refused.
+const SYNC_DAEMON: &str = "the connection sync daemon is not supported by tunlb";
+
 const SPECS: &[Spec] = &[
-    spec("add-service", Some('A'), Arg::None, Flag::Cmd(Cmd::Add)),
-    spec("edit-service", Some('E'), Arg::None, Flag::Cmd(Cmd::Edit)),
-    spec("delete-service", Some('D'), Arg::None, Flag::Cmd(Cmd::Del)),
-    spec("clear", Some('C'), Arg::None, Flag::Cmd(Cmd::Flush)),
-    spec("list", Some('L'), Arg::None, Flag::Cmd(Cmd::List)),
-    spec("list", Some('l'), Arg::None, Flag::Cmd(Cmd::List)),
-    spec("zero", Some('Z'), Arg::None, Flag::Cmd(Cmd::Zero)),
-    spec("add-server", Some('a'), Arg::None, Flag::Cmd(Cmd::AddDest)),
-    spec(
-        "edit-server",
-        Some('e'),
-        Arg::None,
-        Flag::Cmd(Cmd::EditDest),
-    ),
-    spec(
-        "delete-server",
-        Some('d'),
-        Arg::None,
-        Flag::Cmd(Cmd::DelDest),
-    ),
-    spec("set", None, Arg::None, Flag::Cmd(Cmd::Set)),
-    spec("help", Some('h'), Arg::None, Flag::Cmd(Cmd::Help)),
-    spec("version", Some('v'), Arg::None, Flag::Cmd(Cmd::Version)),
-    spec("restore", Some('R'), Arg::None, Flag::Cmd(Cmd::Restore)),
-    spec("save", Some('S'), Arg::None, Flag::Cmd(Cmd::Save)),
-    spec("tcp-service", Some('t'), Arg::Required, Flag::Opt(Opt::Tcp)),
-    spec("udp-service", Some('u'), Arg::Required, Flag::Opt(Opt::Udp)),
-    spec(
-        "scheduler",
-        Some('s'),
-        Arg::Required,
-        Flag::Opt(Opt::Scheduler),
-    ),
-    spec(
-        "persistent",
-        Some('p'),
-        Arg::Optional,
-        Flag::Opt(Opt::Persistent),
-    ),
-    spec("netmask", Some('M'), Arg::Required, Flag::Opt(Opt::Netmask)),
-    spec(
-        "real-server",
-        Some('r'),
-        Arg::Required,
-        Flag::Opt(Opt::RealServer),
-    ),
-    spec(
-        "masquerading",
-        Some('m'),
-        Arg::None,
-        Flag::Opt(Opt::Masquerading),
-    ),
-    spec("ipip", Some('i'), Arg::None, Flag::Opt(Opt::Ipip)),
-    spec(
-        "gatewaying",
-        Some('g'),
-        Arg::None,
-        Flag::Opt(Opt::Gatewaying),
-    ),
-    spec("weight", Some('w'), Arg::Required, Flag::Opt(Opt::Weight)),
-    spec(
-        "u-threshold",
-        Some('x'),
-        Arg::Required,
-        Flag::Opt(Opt::UThreshold),
-    ),
-    spec(
-        "l-threshold",
-        Some('y'),
-        Arg::Required,
-        Flag::Opt(Opt::LThreshold),
-    ),
-    spec("numeric", Some('n'), Arg::None, Flag::Opt(Opt::Numeric)),
-    spec(
-        "connection",
-        Some('c'),
-        Arg::None,
-        Flag::Opt(Opt::Connection),
-    ),
-    spec("timeout", None, Arg::None, Flag::Opt(Opt::Timeout)),
-    spec("stats", None, Arg::None, Flag::Opt(Opt::Stats)),
-    spec("rate", None, Arg::None, Flag::Opt(Opt::Rate)),
-    spec("thresholds", None, Arg::None, Flag::Opt(Opt::Thresholds)),
-    spec(
-        "persistent-conn",
-        None,
-        Arg::None,
-        Flag::Opt(Opt::PersistentConn),
-    ),
-    spec("nosort", None, Arg::None, Flag::Opt(Opt::NoSort)),
-    spec("sort", None, Arg::None, Flag::Opt(Opt::Sort)),
-    spec("exact", Some('X'), Arg::None, Flag::Opt(Opt::Exact)),
-    spec("tun-info", None, Arg::None, Flag::Opt(Opt::TunInfo)),
-    spec("tun-type", None, Arg::Required, Flag::Opt(Opt::TunType)),
-    spec("tun-port", None, Arg::Required, Flag::Opt(Opt::TunPort)),
-    spec("tun-nocsum", None, Arg::None, Flag::Opt(Opt::TunNocsum)),
-    spec("tun-csum", None, Arg::None, Flag::Opt(Opt::TunCsum)),
-    spec("json", None, Arg::None, Flag::Opt(Opt::Json)),
-    spec("mss-clamp", None, Arg::Required, Flag::Opt(Opt::MssClamp)),
-    spec("gre-key", None, Arg::Required, Flag::Opt(Opt::GreKey)),
-    spec(
+    cmd("add-service", Some('A'), Cmd::Add),
+    cmd("edit-service", Some('E'), Cmd::Edit),
+    cmd("delete-service", Some('D'), Cmd::Del),
+    cmd("clear", Some('C'), Cmd::Flush),
+    cmd("list", Some('L'), Cmd::List),
+    cmd("list", Some('l'), Cmd::List),
+    cmd("zero", Some('Z'), Cmd::Zero),
+    cmd("add-server", Some('a'), Cmd::AddDest),
+    cmd("edit-server", Some('e'), Cmd::EditDest),
+    cmd("delete-server", Some('d'), Cmd::DelDest),
+    cmd("set", None, Cmd::Set),
+    cmd("help", Some('h'), Cmd::Help),
+    cmd("version", Some('v'), Cmd::Version),
+    cmd("restore", Some('R'), Cmd::Restore),
+    cmd("save", Some('S'), Cmd::Save),
+    opt("tcp-service", Some('t'), Arg::Required, Opt::Tcp),
+    opt("udp-service", Some('u'), Arg::Required, Opt::Udp),
+    opt("scheduler", Some('s'), Arg::Required, Opt::Scheduler),
+    opt("persistent", Some('p'), Arg::Optional, Opt::Persistent),
+    opt("netmask", Some('M'), Arg::Required, Opt::Netmask),
+    opt("real-server", Some('r'), Arg::Required, Opt::RealServer),
+    opt("masquerading", Some('m'), Arg::None, Opt::Masquerading),
+    opt("ipip", Some('i'), Arg::None, Opt::Ipip),
+    opt("gatewaying", Some('g'), Arg::None, Opt::Gatewaying),
+    opt("weight", Some('w'), Arg::Required, Opt::Weight),
+    opt("u-threshold", Some('x'), Arg::Required, Opt::UThreshold),
+    opt("l-threshold", Some('y'), Arg::Required, Opt::LThreshold),
+    opt("numeric", Some('n'), Arg::None, Opt::Numeric),
+    opt("connection", Some('c'), Arg::None, Opt::Connection),
+    opt("timeout", None, Arg::None, Opt::Timeout),
+    opt("stats", None, Arg::None, Opt::Stats),
+    opt("rate", None, Arg::None, Opt::Rate),
+    opt("thresholds", None, Arg::None, Opt::Thresholds),
+    opt("persistent-conn", None, Arg::None, Opt::PersistentConn),
+    opt("nosort", None, Arg::None, Opt::NoSort),
+    opt("sort", None, Arg::None, Opt::Sort),
+    opt("exact", Some('X'), Arg::None, Opt::Exact),
+    opt("tun-info", None, Arg::None, Opt::TunInfo),
+    opt("tun-type", None, Arg::Required, Opt::TunType),
+    opt("tun-port", None, Arg::Required, Opt::TunPort),
+    opt("tun-nocsum", None, Arg::None, Opt::TunNocsum),
+    opt("tun-csum", None, Arg::None, Opt::TunCsum),
+    opt("json", None, Arg::None, Opt::Json),
+    opt("mss-clamp", None, Arg::Required, Opt::MssClamp),
+    opt("gre-key", None, Arg::Required, Opt::GreKey),
+    unsupported(
         "fwmark-service",
         Some('f'),
         Arg::Required,
-        Flag::Unsupported("fwmark services are not supported by tunlb"),
+        "fwmark services are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "sctp-service",
         None,
         Arg::Required,
-        Flag::Unsupported("SCTP services are not supported by tunlb"),
+        "SCTP services are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "ipv6",
         Some('6'),
         Arg::None,
-        Flag::Unsupported("IPv6 services are not supported by tunlb"),
+        "IPv6 services are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "ops",
         Some('o'),
         Arg::None,
-        Flag::Unsupported("one-packet scheduling is not supported by tunlb"),
+        "one-packet scheduling is not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "pe",
         None,
         Arg::Required,
-        Flag::Unsupported("persistence engines are not supported by tunlb"),
+        "persistence engines are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "sched-flags",
         Some('b'),
         Arg::Required,
-        Flag::Unsupported("scheduler flags are not supported by tunlb"),
+        "scheduler flags are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "tun-remcsum",
         None,
         Arg::None,
-        Flag::Unsupported("remote checksum offload (--tun-remcsum) is not supported by tunlb"),
+        "remote checksum offload (--tun-remcsum) is not supported by tunlb",
     ),
-    spec(
-        "start-daemon",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "stop-daemon",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "daemon",
-        None,
-        Arg::None,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "syncid",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "mcast-interface",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "mcast-group",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "mcast-port",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "mcast-ttl",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "sync-maxlen",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
+    unsupported("start-daemon", None, Arg::Required, SYNC_DAEMON),
+    unsupported("stop-daemon", None, Arg::Required, SYNC_DAEMON),
+    unsupported("daemon", None, Arg::None, SYNC_DAEMON),
+    unsupported("syncid", None, Arg::Required, SYNC_DAEMON),
+    unsupported("mcast-interface", None, Arg::Required, SYNC_DAEMON),
+    unsupported("mcast-group", None, Arg::Required, SYNC_DAEMON),
+    unsupported("mcast-port", None, Arg::Required, SYNC_DAEMON),
+    unsupported("mcast-ttl", None, Arg::Required, SYNC_DAEMON),
+    unsupported("sync-maxlen", None, Arg::Required, SYNC_DAEMON),
 ];
 
 // --- Collecting and checking ----------------------------------------------------------------
@@ -2401,6 +2325,22 @@ mod tests {
         ];
         for (line, msg) in cases {
             assert_eq!(err(line).to_string(), *msg, "{line}");
+        }
+        for line in [
+            "--stop-daemon master",
+            "--syncid 1",
+            "--mcast-interface eth0",
+            "--mcast-group 224.0.0.81",
+            "--mcast-port 8848",
+            "--mcast-ttl 1",
+            "--sync-maxlen 1472",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-remcsum",
+        ] {
+            assert!(
+                matches!(err(line), ParseError::Unsupported(_)),
+                "{line}: {}",
+                err(line)
+            );
         }
     }
 
