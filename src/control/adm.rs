@@ -753,6 +753,43 @@ enum Opt {
     GreKey,
 }
 
+impl Opt {
+    /// The option this one counts as in ipvsadm's table (`-t` and `-u` are both the service,
+    /// `-g`, `-i` and `-m` the forwarding method); `None` for `--sort`, which is not counted.
+    fn counts_as(self) -> Option<OptName> {
+        use OptName as O;
+        Some(match self {
+            Opt::Tcp | Opt::Udp => O::Service,
+            Opt::Scheduler => O::Scheduler,
+            Opt::Persistent => O::Persistent,
+            Opt::Netmask => O::Netmask,
+            Opt::RealServer => O::Server,
+            Opt::Gatewaying | Opt::Ipip | Opt::Masquerading => O::Forward,
+            Opt::Weight => O::Weight,
+            Opt::UThreshold => O::UThreshold,
+            Opt::LThreshold => O::LThreshold,
+            Opt::Numeric => O::Numeric,
+            Opt::Connection => O::Connection,
+            Opt::Timeout => O::Timeout,
+            Opt::Stats => O::Stats,
+            Opt::Rate => O::Rate,
+            Opt::Thresholds => O::Thresholds,
+            Opt::PersistentConn => O::PersistentConn,
+            Opt::NoSort => O::NoSort,
+            Opt::Sort => return None,
+            Opt::Exact => O::Exact,
+            Opt::TunInfo => O::TunInfo,
+            Opt::TunType => O::TunType,
+            Opt::TunPort => O::TunPort,
+            Opt::TunNocsum => O::TunNocsum,
+            Opt::TunCsum => O::TunCsum,
+            Opt::Json => O::Json,
+            Opt::MssClamp => O::MssClamp,
+            Opt::GreKey => O::GreKey,
+        })
+    }
+}
+
 struct Spec {
     long: &'static str,
     short: Option<char>,
@@ -760,215 +797,150 @@ struct Spec {
     flag: Flag,
 }
 
-const fn spec(long: &'static str, short: Option<char>, arg: Arg, flag: Flag) -> Spec {
+/// A command: `--long` or `-short`, no argument.
+const fn cmd(long: &'static str, short: Option<char>, cmd: Cmd) -> Spec {
+    Spec {
+        long,
+        short,
+        arg: Arg::None,
+        flag: Flag::Cmd(cmd),
+    }
+}
+
+/// An option tunlb has.
+const fn opt(long: &'static str, short: Option<char>, arg: Arg, opt: Opt) -> Spec {
     Spec {
         long,
         short,
         arg,
-        flag,
+        flag: Flag::Opt(opt),
     }
 }
 
+/// An ipvsadm option tunlb does not have: using it is an error saying `why`.
+const fn unsupported(long: &'static str, short: Option<char>, arg: Arg, why: &'static str) -> Spec {
+    Spec {
+        long,
+        short,
+        arg,
+        flag: Flag::Unsupported(why),
+    }
+}
+
+/// Why the connection sync daemon's options are refused.
+const SYNC_DAEMON: &str = "the connection sync daemon is not supported by tunlb";
+
 const SPECS: &[Spec] = &[
-    spec("add-service", Some('A'), Arg::None, Flag::Cmd(Cmd::Add)),
-    spec("edit-service", Some('E'), Arg::None, Flag::Cmd(Cmd::Edit)),
-    spec("delete-service", Some('D'), Arg::None, Flag::Cmd(Cmd::Del)),
-    spec("clear", Some('C'), Arg::None, Flag::Cmd(Cmd::Flush)),
-    spec("list", Some('L'), Arg::None, Flag::Cmd(Cmd::List)),
-    spec("list", Some('l'), Arg::None, Flag::Cmd(Cmd::List)),
-    spec("zero", Some('Z'), Arg::None, Flag::Cmd(Cmd::Zero)),
-    spec("add-server", Some('a'), Arg::None, Flag::Cmd(Cmd::AddDest)),
-    spec(
-        "edit-server",
-        Some('e'),
-        Arg::None,
-        Flag::Cmd(Cmd::EditDest),
-    ),
-    spec(
-        "delete-server",
-        Some('d'),
-        Arg::None,
-        Flag::Cmd(Cmd::DelDest),
-    ),
-    spec("set", None, Arg::None, Flag::Cmd(Cmd::Set)),
-    spec("help", Some('h'), Arg::None, Flag::Cmd(Cmd::Help)),
-    spec("version", Some('v'), Arg::None, Flag::Cmd(Cmd::Version)),
-    spec("restore", Some('R'), Arg::None, Flag::Cmd(Cmd::Restore)),
-    spec("save", Some('S'), Arg::None, Flag::Cmd(Cmd::Save)),
-    spec("tcp-service", Some('t'), Arg::Required, Flag::Opt(Opt::Tcp)),
-    spec("udp-service", Some('u'), Arg::Required, Flag::Opt(Opt::Udp)),
-    spec(
-        "scheduler",
-        Some('s'),
-        Arg::Required,
-        Flag::Opt(Opt::Scheduler),
-    ),
-    spec(
-        "persistent",
-        Some('p'),
-        Arg::Optional,
-        Flag::Opt(Opt::Persistent),
-    ),
-    spec("netmask", Some('M'), Arg::Required, Flag::Opt(Opt::Netmask)),
-    spec(
-        "real-server",
-        Some('r'),
-        Arg::Required,
-        Flag::Opt(Opt::RealServer),
-    ),
-    spec(
-        "masquerading",
-        Some('m'),
-        Arg::None,
-        Flag::Opt(Opt::Masquerading),
-    ),
-    spec("ipip", Some('i'), Arg::None, Flag::Opt(Opt::Ipip)),
-    spec(
-        "gatewaying",
-        Some('g'),
-        Arg::None,
-        Flag::Opt(Opt::Gatewaying),
-    ),
-    spec("weight", Some('w'), Arg::Required, Flag::Opt(Opt::Weight)),
-    spec(
-        "u-threshold",
-        Some('x'),
-        Arg::Required,
-        Flag::Opt(Opt::UThreshold),
-    ),
-    spec(
-        "l-threshold",
-        Some('y'),
-        Arg::Required,
-        Flag::Opt(Opt::LThreshold),
-    ),
-    spec("numeric", Some('n'), Arg::None, Flag::Opt(Opt::Numeric)),
-    spec(
-        "connection",
-        Some('c'),
-        Arg::None,
-        Flag::Opt(Opt::Connection),
-    ),
-    spec("timeout", None, Arg::None, Flag::Opt(Opt::Timeout)),
-    spec("stats", None, Arg::None, Flag::Opt(Opt::Stats)),
-    spec("rate", None, Arg::None, Flag::Opt(Opt::Rate)),
-    spec("thresholds", None, Arg::None, Flag::Opt(Opt::Thresholds)),
-    spec(
-        "persistent-conn",
-        None,
-        Arg::None,
-        Flag::Opt(Opt::PersistentConn),
-    ),
-    spec("nosort", None, Arg::None, Flag::Opt(Opt::NoSort)),
-    spec("sort", None, Arg::None, Flag::Opt(Opt::Sort)),
-    spec("exact", Some('X'), Arg::None, Flag::Opt(Opt::Exact)),
-    spec("tun-info", None, Arg::None, Flag::Opt(Opt::TunInfo)),
-    spec("tun-type", None, Arg::Required, Flag::Opt(Opt::TunType)),
-    spec("tun-port", None, Arg::Required, Flag::Opt(Opt::TunPort)),
-    spec("tun-nocsum", None, Arg::None, Flag::Opt(Opt::TunNocsum)),
-    spec("tun-csum", None, Arg::None, Flag::Opt(Opt::TunCsum)),
-    spec("json", None, Arg::None, Flag::Opt(Opt::Json)),
-    spec("mss-clamp", None, Arg::Required, Flag::Opt(Opt::MssClamp)),
-    spec("gre-key", None, Arg::Required, Flag::Opt(Opt::GreKey)),
-    spec(
+    cmd("add-service", Some('A'), Cmd::Add),
+    cmd("edit-service", Some('E'), Cmd::Edit),
+    cmd("delete-service", Some('D'), Cmd::Del),
+    cmd("clear", Some('C'), Cmd::Flush),
+    cmd("list", Some('L'), Cmd::List),
+    cmd("list", Some('l'), Cmd::List),
+    cmd("zero", Some('Z'), Cmd::Zero),
+    cmd("add-server", Some('a'), Cmd::AddDest),
+    cmd("edit-server", Some('e'), Cmd::EditDest),
+    cmd("delete-server", Some('d'), Cmd::DelDest),
+    cmd("set", None, Cmd::Set),
+    cmd("help", Some('h'), Cmd::Help),
+    cmd("version", Some('v'), Cmd::Version),
+    cmd("restore", Some('R'), Cmd::Restore),
+    cmd("save", Some('S'), Cmd::Save),
+    opt("tcp-service", Some('t'), Arg::Required, Opt::Tcp),
+    opt("udp-service", Some('u'), Arg::Required, Opt::Udp),
+    opt("scheduler", Some('s'), Arg::Required, Opt::Scheduler),
+    opt("persistent", Some('p'), Arg::Optional, Opt::Persistent),
+    opt("netmask", Some('M'), Arg::Required, Opt::Netmask),
+    opt("real-server", Some('r'), Arg::Required, Opt::RealServer),
+    opt("masquerading", Some('m'), Arg::None, Opt::Masquerading),
+    opt("ipip", Some('i'), Arg::None, Opt::Ipip),
+    opt("gatewaying", Some('g'), Arg::None, Opt::Gatewaying),
+    opt("weight", Some('w'), Arg::Required, Opt::Weight),
+    opt("u-threshold", Some('x'), Arg::Required, Opt::UThreshold),
+    opt("l-threshold", Some('y'), Arg::Required, Opt::LThreshold),
+    opt("numeric", Some('n'), Arg::None, Opt::Numeric),
+    opt("connection", Some('c'), Arg::None, Opt::Connection),
+    opt("timeout", None, Arg::None, Opt::Timeout),
+    opt("stats", None, Arg::None, Opt::Stats),
+    opt("rate", None, Arg::None, Opt::Rate),
+    opt("thresholds", None, Arg::None, Opt::Thresholds),
+    opt("persistent-conn", None, Arg::None, Opt::PersistentConn),
+    opt("nosort", None, Arg::None, Opt::NoSort),
+    opt("sort", None, Arg::None, Opt::Sort),
+    opt("exact", Some('X'), Arg::None, Opt::Exact),
+    opt("tun-info", None, Arg::None, Opt::TunInfo),
+    opt("tun-type", None, Arg::Required, Opt::TunType),
+    opt("tun-port", None, Arg::Required, Opt::TunPort),
+    opt("tun-nocsum", None, Arg::None, Opt::TunNocsum),
+    opt("tun-csum", None, Arg::None, Opt::TunCsum),
+    opt("json", None, Arg::None, Opt::Json),
+    opt("mss-clamp", None, Arg::Required, Opt::MssClamp),
+    opt("gre-key", None, Arg::Required, Opt::GreKey),
+    unsupported(
         "fwmark-service",
         Some('f'),
         Arg::Required,
-        Flag::Unsupported("fwmark services are not supported by tunlb"),
+        "fwmark services are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "sctp-service",
         None,
         Arg::Required,
-        Flag::Unsupported("SCTP services are not supported by tunlb"),
+        "SCTP services are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "ipv6",
         Some('6'),
         Arg::None,
-        Flag::Unsupported("IPv6 services are not supported by tunlb"),
+        "IPv6 services are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "ops",
         Some('o'),
         Arg::None,
-        Flag::Unsupported("one-packet scheduling is not supported by tunlb"),
+        "one-packet scheduling is not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "pe",
         None,
         Arg::Required,
-        Flag::Unsupported("persistence engines are not supported by tunlb"),
+        "persistence engines are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "sched-flags",
         Some('b'),
         Arg::Required,
-        Flag::Unsupported("scheduler flags are not supported by tunlb"),
+        "scheduler flags are not supported by tunlb",
     ),
-    spec(
+    unsupported(
         "tun-remcsum",
         None,
         Arg::None,
-        Flag::Unsupported("remote checksum offload (--tun-remcsum) is not supported by tunlb"),
+        "remote checksum offload (--tun-remcsum) is not supported by tunlb",
     ),
-    spec(
-        "start-daemon",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "stop-daemon",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "daemon",
-        None,
-        Arg::None,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "syncid",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "mcast-interface",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "mcast-group",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "mcast-port",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "mcast-ttl",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
-    spec(
-        "sync-maxlen",
-        None,
-        Arg::Required,
-        Flag::Unsupported("the connection sync daemon is not supported by tunlb"),
-    ),
+    unsupported("start-daemon", None, Arg::Required, SYNC_DAEMON),
+    unsupported("stop-daemon", None, Arg::Required, SYNC_DAEMON),
+    unsupported("daemon", None, Arg::None, SYNC_DAEMON),
+    unsupported("syncid", None, Arg::Required, SYNC_DAEMON),
+    unsupported("mcast-interface", None, Arg::Required, SYNC_DAEMON),
+    unsupported("mcast-group", None, Arg::Required, SYNC_DAEMON),
+    unsupported("mcast-port", None, Arg::Required, SYNC_DAEMON),
+    unsupported("mcast-ttl", None, Arg::Required, SYNC_DAEMON),
+    unsupported("sync-maxlen", None, Arg::Required, SYNC_DAEMON),
 ];
 
 // --- Collecting and checking ----------------------------------------------------------------
+
+/// The first option that breaks a [`Rule`] table ([`Raw::check_rules`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Violation {
+    /// A compulsory option is not given.
+    Missing(OptName),
+    /// An illegal option is given.
+    Illegal(OptName),
+    /// `opt` is given after `other`, and only one of them may be.
+    Conflict { opt: OptName, other: OptName },
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
@@ -1033,10 +1005,12 @@ impl Raw {
             }
             Flag::Opt(opt) => opt,
         };
+        if let Some(name) = opt.counts_as() {
+            self.set_option(name)?;
+        }
         let v = value.unwrap_or("");
         match opt {
             Opt::Tcp | Opt::Udp => {
-                self.set_option(OptName::Service)?;
                 let proto = if opt == Opt::Tcp {
                     Protocol::Tcp
                 } else {
@@ -1048,112 +1022,57 @@ impl Raw {
                         .map_err(|e| e.unwrap_or(ParseError::BadServiceAddress))?,
                 );
             }
-            Opt::Scheduler => {
-                self.set_option(OptName::Scheduler)?;
-                self.scheduler = Some(v.to_string());
-            }
+            Opt::Scheduler => self.scheduler = Some(v.to_string()),
             Opt::Persistent => {
-                self.set_option(OptName::Persistent)?;
                 self.persistent = Some(match value {
                     None => 300,
                     Some(t) => number(t, 1, MAX_TIMEOUT)
                         .ok_or_else(|| ParseError::BadTimeout(t.to_string()))?,
                 });
             }
-            Opt::Netmask => {
-                self.set_option(OptName::Netmask)?;
-                self.netmask = Some(v.parse().map_err(|_| ParseError::BadNetmask)?);
-            }
-            Opt::RealServer => {
-                self.set_option(OptName::Server)?;
-                self.server = Some(v.to_string());
-            }
-            Opt::Gatewaying | Opt::Ipip | Opt::Masquerading => {
-                self.set_option(OptName::Forward)?;
-                self.method = Some(match opt {
-                    Opt::Gatewaying => Method::Route,
-                    Opt::Ipip => Method::Tunnel,
-                    _ => Method::Masq,
-                });
-            }
+            Opt::Netmask => self.netmask = Some(v.parse().map_err(|_| ParseError::BadNetmask)?),
+            Opt::RealServer => self.server = Some(v.to_string()),
+            Opt::Gatewaying => self.method = Some(Method::Route),
+            Opt::Ipip => self.method = Some(Method::Tunnel),
+            Opt::Masquerading => self.method = Some(Method::Masq),
             Opt::Weight => {
-                self.set_option(OptName::Weight)?;
                 self.weight = Some(number(v, 0, MAX_WEIGHT).ok_or(ParseError::BadWeight)?);
             }
             Opt::UThreshold => {
-                self.set_option(OptName::UThreshold)?;
                 self.u_threshold =
                     Some(number(v, 0, MAX_THRESHOLD).ok_or(ParseError::BadUThreshold)?);
             }
             Opt::LThreshold => {
-                self.set_option(OptName::LThreshold)?;
                 self.l_threshold =
                     Some(number(v, 0, MAX_THRESHOLD).ok_or(ParseError::BadLThreshold)?);
             }
-            Opt::Numeric => {
-                self.set_option(OptName::Numeric)?;
-                self.format.numeric = true;
-            }
-            Opt::Connection => self.set_option(OptName::Connection)?,
-            Opt::Timeout => self.set_option(OptName::Timeout)?,
-            Opt::Stats => {
-                self.set_option(OptName::Stats)?;
-                self.format.stats = true;
-            }
-            Opt::Rate => {
-                self.set_option(OptName::Rate)?;
-                self.format.rate = true;
-            }
-            Opt::Thresholds => {
-                self.set_option(OptName::Thresholds)?;
-                self.format.thresholds = true;
-            }
-            Opt::PersistentConn => {
-                self.set_option(OptName::PersistentConn)?;
-                self.format.persistent_conn = true;
-            }
-            Opt::NoSort => {
-                self.set_option(OptName::NoSort)?;
-                self.format.nosort = true;
-            }
+            // Counted only: they choose what `-L` lists.
+            Opt::Connection | Opt::Timeout => {}
+            Opt::Numeric => self.format.numeric = true,
+            Opt::Stats => self.format.stats = true,
+            Opt::Rate => self.format.rate = true,
+            Opt::Thresholds => self.format.thresholds = true,
+            Opt::PersistentConn => self.format.persistent_conn = true,
+            Opt::NoSort => self.format.nosort = true,
             // Sorting is the default; ipvsadm keeps --sort as a no-op.
             Opt::Sort => {}
-            Opt::Exact => {
-                self.set_option(OptName::Exact)?;
-                self.format.exact = true;
-            }
-            Opt::TunInfo => {
-                self.set_option(OptName::TunInfo)?;
-                self.format.tun_info = true;
-            }
+            Opt::Exact => self.format.exact = true,
+            Opt::TunInfo => self.format.tun_info = true,
             Opt::TunType => {
-                self.set_option(OptName::TunType)?;
                 self.tun_type = Some(v.parse().map_err(|_| ParseError::BadTunnelType)?);
             }
             Opt::TunPort => {
-                self.set_option(OptName::TunPort)?;
                 let port = number(v, 1, 65_535).ok_or(ParseError::BadTunnelPort)?;
                 self.tun_port = Some(port as u16);
             }
-            Opt::TunNocsum => {
-                self.set_option(OptName::TunNocsum)?;
-                self.tun_csum = Some(false);
-            }
-            Opt::TunCsum => {
-                self.set_option(OptName::TunCsum)?;
-                self.tun_csum = Some(true);
-            }
-            Opt::Json => {
-                self.set_option(OptName::Json)?;
-                self.json = true;
-            }
+            Opt::TunNocsum => self.tun_csum = Some(false),
+            Opt::TunCsum => self.tun_csum = Some(true),
+            Opt::Json => self.json = true,
             Opt::MssClamp => {
-                self.set_option(OptName::MssClamp)?;
                 let mss = number(v, MIN_MSS_CLAMP.into(), 65_535).ok_or(ParseError::BadMssClamp)?;
                 self.mss_clamp = Some(mss as u16);
             }
             Opt::GreKey => {
-                self.set_option(OptName::GreKey)?;
                 self.gre_key = Some(number(v, 0, u32::MAX).ok_or(ParseError::BadGreKey)?);
             }
         }
@@ -1281,31 +1200,39 @@ impl Raw {
 
     /// ipvsadm's `generic_opt_check`: compulsory, illegal and mutually exclusive options.
     fn check_options(&self, cmd: Cmd) -> Result<(), ParseError> {
+        self.check_rules(OptName::ALL, |opt| rule(cmd, opt))
+            .map_err(|v| match v {
+                Violation::Missing(opt) => ParseError::NeedOption {
+                    opt: opt.name(),
+                    cmd: cmd.name(),
+                },
+                Violation::Illegal(opt) => ParseError::IllegalOption {
+                    opt: opt.name(),
+                    cmd: cmd.name(),
+                },
+                Violation::Conflict { opt, other } => ParseError::ConflictingOptions {
+                    opt: opt.name(),
+                    other: other.name(),
+                    cmd: cmd.name(),
+                },
+            })
+    }
+
+    /// The first option of `order` that breaks `rule`: a `Need` one not given, an `Illegal` one
+    /// given, or the second given of the `OneOf` ones.
+    fn check_rules(
+        &self,
+        order: impl IntoIterator<Item = OptName>,
+        rule: impl Fn(OptName) -> Rule,
+    ) -> Result<(), Violation> {
         let mut first_of_one: Option<OptName> = None;
-        for opt in OptName::ALL {
-            let given = self.has(opt);
-            match (rule(cmd, opt), given) {
-                (Rule::Need, false) => {
-                    return Err(ParseError::NeedOption {
-                        opt: opt.name(),
-                        cmd: cmd.name(),
-                    })
-                }
-                (Rule::Illegal, true) => {
-                    return Err(ParseError::IllegalOption {
-                        opt: opt.name(),
-                        cmd: cmd.name(),
-                    })
-                }
+        for opt in order {
+            match (rule(opt), self.has(opt)) {
+                (Rule::Need, false) => return Err(Violation::Missing(opt)),
+                (Rule::Illegal, true) => return Err(Violation::Illegal(opt)),
                 (Rule::OneOf, true) => match first_of_one {
                     None => first_of_one = Some(opt),
-                    Some(other) => {
-                        return Err(ParseError::ConflictingOptions {
-                            opt: opt.name(),
-                            other: other.name(),
-                            cmd: cmd.name(),
-                        })
-                    }
+                    Some(other) => return Err(Violation::Conflict { opt, other }),
                 },
                 _ => {}
             }
@@ -1338,31 +1265,22 @@ impl Raw {
             return Err(ParseError::TunnelOptionsConflict);
         }
         let tun_type = self.tun_type.unwrap_or_default();
-        let mut first_of_one: Option<OptName> = None;
-        for opt in TUNNEL_OPTS {
-            if !self.has(opt) {
-                continue;
-            }
-            match tunnel_rule(tun_type, opt) {
-                Rule::Illegal => {
-                    return Err(ParseError::IllegalTunnelOption {
+        let given = TUNNEL_OPTS.into_iter().filter(|opt| self.has(*opt));
+        self.check_rules(given, |opt| tunnel_rule(tun_type, opt))
+            .map_err(|v| match v {
+                // Only the given options are checked, so none can be missing.
+                Violation::Missing(opt) | Violation::Illegal(opt) => {
+                    ParseError::IllegalTunnelOption {
                         opt: opt.name(),
                         tun: tun_type.as_str(),
-                    })
-                }
-                Rule::OneOf => match first_of_one {
-                    None => first_of_one = Some(opt),
-                    Some(other) => {
-                        return Err(ParseError::ConflictingTunnelOptions {
-                            opt: opt.name(),
-                            other: other.name(),
-                            tun: tun_type.as_str(),
-                        })
                     }
+                }
+                Violation::Conflict { opt, other } => ParseError::ConflictingTunnelOptions {
+                    opt: opt.name(),
+                    other: other.name(),
+                    tun: tun_type.as_str(),
                 },
-                Rule::Need | Rule::May => {}
-            }
-        }
+            })?;
 
         let (addr, port) = self.server_addr(service, names)?;
         let port = match port {
@@ -2243,6 +2161,48 @@ mod tests {
         );
     }
 
+    /// Every option counts once, under ipvsadm's name for it, and a repeat is reported before
+    /// its value is read; `--sort` is a no-op that may repeat.
+    #[test]
+    fn each_option_may_be_given_once() {
+        let cases: &[(&str, &str)] = &[
+            ("-t 10.0.0.1:80 -t bad", "service-address"),
+            ("-u 10.0.0.1:80 -t bad", "service-address"),
+            ("-s rr -s bad", "scheduler"),
+            ("-p 10 -p bad", "persistent"),
+            ("-p -p", "persistent"),
+            ("-M 255.255.255.0 -M bad", "netmask"),
+            ("-r 10.0.1.1 -r bad", "real-server"),
+            ("-g -i", "forwarding-method"),
+            ("-m -m", "forwarding-method"),
+            ("-w 1 -w bad", "weight"),
+            ("-x 1 -x bad", "u-threshold"),
+            ("-y 1 -y bad", "l-threshold"),
+            ("-n --numeric", "numeric"),
+            ("-c -c", "connection"),
+            ("--timeout --timeout", "timeout"),
+            ("--stats --stats", "stats"),
+            ("--rate --rate", "rate"),
+            ("--thresholds --thresholds", "thresholds"),
+            ("--persistent-conn --persistent-conn", "persistent-conn"),
+            ("--nosort --nosort", "nosort"),
+            ("-X --exact", "exact"),
+            ("--tun-info --tun-info", "tun-info"),
+            ("--tun-type ipip --tun-type bad", "tun-type"),
+            ("--tun-port 1 --tun-port bad", "tun-port"),
+            ("--tun-nocsum --tun-nocsum", "tun-nocsum"),
+            ("--tun-csum --tun-csum", "tun-csum"),
+            ("--json --json", "json"),
+            ("--mss-clamp 536 --mss-clamp bad", "mss-clamp"),
+            ("--gre-key 1 --gre-key bad", "gre-key"),
+        ];
+        for (opts, name) in cases {
+            let line = format!("-L {opts}");
+            assert_eq!(err(&line), ParseError::MultipleOptions(name), "{line}");
+        }
+        assert!(matches!(ok("-L --sort --sort -n"), Command::List(_)));
+    }
+
     #[test]
     fn value_errors_use_ipvsadm_words() {
         let cases: &[(&str, &str)] = &[
@@ -2365,6 +2325,22 @@ mod tests {
         ];
         for (line, msg) in cases {
             assert_eq!(err(line).to_string(), *msg, "{line}");
+        }
+        for line in [
+            "--stop-daemon master",
+            "--syncid 1",
+            "--mcast-interface eth0",
+            "--mcast-group 224.0.0.81",
+            "--mcast-port 8848",
+            "--mcast-ttl 1",
+            "--sync-maxlen 1472",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-remcsum",
+        ] {
+            assert!(
+                matches!(err(line), ParseError::Unsupported(_)),
+                "{line}: {}",
+                err(line)
+            );
         }
     }
 

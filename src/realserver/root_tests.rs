@@ -6,7 +6,6 @@
 //! Run with `cargo test --lib -- --ignored realserver::root_tests`.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,21 +13,12 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::encap::{build_outer, OuterParams, MAX_OUTER_HEADER};
 use crate::sys::raw::RawSender;
+use crate::sys::testing::{in_new_netns, ip, udp_packet};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const DIRECTOR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const STRANGER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 1234);
-
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Reads a sysctl of the calling thread's namespace.
 fn sysctl(key: &str) -> String {
@@ -36,29 +26,6 @@ fn sysctl(key: &str) -> String {
         .unwrap()
         .trim()
         .to_owned()
-}
-
-/// An IPv4/UDP packet with a valid IP checksum and UDP checksum 0.
-fn udp_packet(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
-    let total = (28 + payload.len()) as u16;
-    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&src.ip().octets());
-    p.extend_from_slice(&dst.ip().octets());
-    let mut sum = 0u32;
-    for w in p.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    p.extend_from_slice(&src.port().to_be_bytes());
-    p.extend_from_slice(&dst.port().to_be_bytes());
-    p.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(payload);
-    p
 }
 
 fn send_ipip(tx: &mut RawSender, outer_src: Ipv4Addr, inner: &[u8]) {
@@ -80,12 +47,7 @@ fn send_ipip(tx: &mut RawSender, outer_src: Ipv4Addr, inner: &[u8]) {
 #[test]
 #[ignore = "needs root (network namespaces)"]
 fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
-    std::thread::spawn(|| {
-        if let Err(e) = crate::sys::unshare_net_namespace() {
-            panic!("unshare(CLONE_NEWNET) needs root: {e}");
-        }
-        sh("ip", &["link", "set", "lo", "up"]);
-
+    in_new_netns(|| {
         let args = AgentArgs {
             vips: vec![VIP],
             encap: TunnelType::Ipip,
@@ -153,10 +115,8 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
         assert_eq!(stats.not_vip, 1);
 
         // Everything undone: no VIP on lo, no TUN, arp_ignore back to 0.
-        assert!(!sh("ip", &["-4", "addr", "show", "dev", "lo"]).contains("10.77.0.1"));
-        assert!(!sh("ip", &["link", "show"]).contains("tlbrs-test0"));
+        assert!(!ip(&["-4", "addr", "show", "dev", "lo"]).contains("10.77.0.1"));
+        assert!(!ip(&["link", "show"]).contains("tlbrs-test0"));
         assert_eq!(sysctl("net/ipv4/conf/lo/arp_ignore"), "0");
-    })
-    .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    });
 }

@@ -18,6 +18,8 @@ pub mod tun;
 
 #[cfg(test)]
 mod root_tests;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use batch::{PacketBatch, PacketMeta};
 

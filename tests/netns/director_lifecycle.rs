@@ -6,10 +6,10 @@
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::harness::{lan_lab, tun_lab, wait_until, Netns, Pid, TempPath, TUNLB};
-
-/// How long we wait for a daemon to come up.
-const STARTUP: Duration = Duration::from_secs(10);
+use crate::harness::{
+    adm, lan_lab, start_agent, start_director, start_httpd, tun_lab, wait_until, Netns, Pid,
+    TempPath, STARTUP, TUNLB,
+};
 
 /// How long a daemon may take to exit after SIGTERM.
 const SHUTDOWN: Duration = Duration::from_secs(5);
@@ -56,13 +56,6 @@ impl HostState {
     }
 }
 
-/// Runs `tunlb adm <args>` (split on whitespace) in `ns`; panics unless it succeeds.
-fn adm(ns: &Netns, args: &str) -> String {
-    let mut full = vec!["adm"];
-    full.extend(args.split_whitespace());
-    ns.tunlb(&full)
-}
-
 /// `adm -L -n` without the connection counts, which move as connections close.
 fn table(ns: &Netns) -> String {
     adm(ns, "-L -n")
@@ -78,53 +71,11 @@ fn table(ns: &Netns) -> String {
         .join("\n")
 }
 
-/// Starts `tunlb director <args>` in `ns` and waits until `adm` reaches it.
-fn start_director(ns: &Netns, args: &[&str]) -> Pid {
-    let mut full = vec!["director"];
-    full.extend_from_slice(args);
-    let pid = ns.spawn("director", TUNLB, &full);
-    wait_until("the director's control socket", STARTUP, || {
-        ns.assert_running(pid);
-        ns.try_exec(TUNLB, &["adm", "-L", "-n"]).status.success()
-    });
-    pid
-}
-
 /// Starts an IPIP agent for `vip` accepting tunnels from `director`, and an httpd on `vip:80`
 /// answering "from `rip`"; waits until both are up.
 fn start_real_server(ns: &Netns, vip: &str, director: &str, rip: &str) -> Pid {
-    let allow = format!("{director}/32");
-    let agent = ns.spawn(
-        "agent",
-        TUNLB,
-        &[
-            "realserver",
-            "--vip",
-            vip,
-            "--encap",
-            "ipip",
-            "--allow",
-            &allow,
-        ],
-    );
-    wait_until(&format!("the agent to put {vip}/32 on lo"), STARTUP, || {
-        ns.assert_running(agent);
-        ns.ip("-o addr show dev lo").contains(&format!("{vip}/32"))
-    });
-    let listen = format!("{vip}:80");
-    let banner = format!("from {rip}");
-    let httpd = ns.spawn(
-        "httpd",
-        TUNLB,
-        &["httpd", "--listen", &listen, "--banner", &banner],
-    );
-    let url = format!("http://{vip}/");
-    wait_until(&format!("httpd on {listen}"), STARTUP, || {
-        ns.assert_running(httpd);
-        ns.try_exec("curl", &["-s", "--max-time", "1", &url])
-            .status
-            .success()
-    });
+    let agent = start_agent(ns, vip, "ipip", &format!("{director}/32"));
+    start_httpd(ns, &format!("{vip}:80"), &format!("from {rip}"), &[]);
     agent
 }
 
@@ -205,20 +156,7 @@ fn agent_restores_host_on_exit() {
         |ns: &Netns| -> Vec<String> { AGENT_SYSCTLS.iter().map(|k| ns.read_sysctl(k)).collect() };
     assert_eq!(values(rs), ["0", "0", "0", "0", "1"]);
 
-    let allow = format!("{DIRECTOR}/32");
-    let pid = rs.spawn(
-        "agent",
-        TUNLB,
-        &[
-            "realserver",
-            "--vip",
-            VIP,
-            "--encap",
-            "ipip",
-            "--allow",
-            &allow,
-        ],
-    );
+    let pid = start_agent(rs, VIP, "ipip", &format!("{DIRECTOR}/32"));
     // The agent logs "... writing into TUN" once the VIP, the sysctls and the TUN are in place.
     wait_until("the agent to set up", STARTUP, || {
         rs.assert_running(pid);

@@ -15,12 +15,11 @@
 //! (as `IP_MTU_DISCOVER = IP_PMTUDISC_DONT` would).
 
 use std::fs;
-use std::time::Duration;
 
 use tunlb::lab::httpd::{fill_blob, sha256_hex};
 
 use crate::harness::tun_lab::{self, DIRECTOR, RS1, RS2, VIP};
-use crate::harness::{wait_until, Netns, Pid, TempPath, TUNLB};
+use crate::harness::{adm, start_agent, start_director, start_httpd, Netns, TempPath};
 
 /// One test per encapsulation, each named after it.
 mod udp_datagrams_without_df_arrive_intact {
@@ -43,9 +42,6 @@ mod udp_datagrams_without_df_arrive_intact {
         super::udp_datagrams_without_df_arrive_intact("gue", "--tun-csum");
     }
 }
-
-/// How long we wait for a daemon to come up.
-const STARTUP: Duration = Duration::from_secs(15);
 
 /// The UDP service port on the VIP.
 const PORT: u16 = 9000;
@@ -101,33 +97,6 @@ fn router_counters() -> String {
     )
 }
 
-/// Starts `tunlb realserver` in `ns` and waits until it has put the VIP on `lo`.
-fn start_agent(ns: &Netns, encap: &str) -> Pid {
-    let allow = format!("{DIRECTOR}/32");
-    let pid = ns.spawn(
-        "agent",
-        TUNLB,
-        &[
-            "realserver",
-            "--vip",
-            VIP,
-            "--encap",
-            encap,
-            "--allow",
-            &allow,
-        ],
-    );
-    wait_until(
-        &format!("the agent in {} to put {VIP}/32 on lo", ns.name()),
-        STARTUP,
-        || {
-            ns.assert_running(pid);
-            ns.ip("-o addr show dev lo").contains(&format!("{VIP}/32"))
-        },
-    );
-    pid
-}
-
 /// Sends `file` as one UDP datagram from a new socket in `client` to VIP:PORT and returns the
 /// answer (empty if none came within 5 s).
 fn send_datagram(client: &Netns, file: &TempPath) -> String {
@@ -148,53 +117,22 @@ fn udp_datagrams_without_df_arrive_intact(encap: &str, extra: &str) {
     client.sysctl("net.ipv4.ip_no_pmtu_disc", "1");
     router.nft(&router_counters());
 
-    let pid = director.spawn(
-        "director",
-        TUNLB,
-        &["director", "--local-address", DIRECTOR],
-    );
-    wait_until("the director's control socket", STARTUP, || {
-        director.assert_running(pid);
-        director
-            .try_exec(TUNLB, &["adm", "-L", "-n"])
-            .status
-            .success()
-    });
+    start_director(director, &["--local-address", DIRECTOR]);
+    let service = format!("{VIP}:{PORT}");
     for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
         let ns = lab.ns(role);
-        start_agent(ns, encap);
-        let listen = format!("{VIP}:{PORT}");
-        let banner = format!("from {rip}");
-        let httpd = ns.spawn(
-            "httpd",
-            TUNLB,
-            &[
-                "httpd",
-                "--listen",
-                &listen,
-                "--banner",
-                &banner,
-                "--udp-echo",
-            ],
-        );
+        start_agent(ns, VIP, encap, &format!("{DIRECTOR}/32"));
         // The UDP socket is bound before the HTTP listener serves.
-        let url = format!("http://{listen}/");
-        wait_until(&format!("httpd on {listen} in {role}"), STARTUP, || {
-            ns.assert_running(httpd);
-            ns.try_exec("curl", &["-s", "--max-time", "1", &url])
-                .status
-                .success()
-        });
+        start_httpd(ns, &service, &format!("from {rip}"), &["--udp-echo"]);
     }
-    let service = format!("{VIP}:{PORT}");
-    director.tunlb(&["adm", "-A", "-u", &service, "-s", "rr"]);
+    adm(director, &format!("-A -u {service} -s rr"));
     for rip in [RS1, RS2] {
-        let mut args = vec!["adm", "-a", "-u", &service, "-r", rip, "-i"];
-        args.extend(["--tun-type", encap]);
-        args.extend(extra.split_whitespace());
-        director.tunlb(&args);
+        adm(
+            director,
+            &format!("-a -u {service} -r {rip} -i --tun-type {encap} {extra}"),
+        );
     }
-    eprintln!("{}", director.tunlb(&["adm", "-L", "-n"]));
+    eprintln!("{}", adm(director, "-L -n"));
 
     let mut from = Vec::new();
     let mut expected_frags = 0;

@@ -124,6 +124,79 @@ pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool
     }
 }
 
+/// How long [`start_director`], [`start_agent`] and [`start_httpd`] wait for a daemon to come up.
+pub const STARTUP: Duration = Duration::from_secs(15);
+
+/// Starts `tunlb director <args>` in `ns` and waits until `tunlb adm -L -n` reaches it there.
+pub fn start_director(ns: &Netns, args: &[&str]) -> Pid {
+    let mut full = vec!["director"];
+    full.extend_from_slice(args);
+    let pid = ns.spawn("director", TUNLB, &full);
+    wait_until(
+        &format!("the director's control socket in {}", ns.name()),
+        STARTUP,
+        || {
+            ns.assert_running(pid);
+            ns.try_exec(TUNLB, &["adm", "-L", "-n"]).status.success()
+        },
+    );
+    pid
+}
+
+/// Starts `tunlb realserver` in `ns` for `vip` with encapsulation `encap`, accepting tunnels
+/// from the prefix `allow`, and waits until it has put `vip/32` on `lo`.
+pub fn start_agent(ns: &Netns, vip: &str, encap: &str, allow: &str) -> Pid {
+    let args = [
+        "realserver",
+        "--vip",
+        vip,
+        "--encap",
+        encap,
+        "--allow",
+        allow,
+    ];
+    let pid = ns.spawn("agent", TUNLB, &args);
+    let on_lo = format!("{vip}/32");
+    wait_until(
+        &format!("the agent in {} to put {on_lo} on lo", ns.name()),
+        STARTUP,
+        || {
+            ns.assert_running(pid);
+            ns.ip("-o addr show dev lo").contains(&on_lo)
+        },
+    );
+    pid
+}
+
+/// Starts `tunlb httpd --listen <listen> --banner <banner> <extra>` in `ns` and waits until
+/// `http://<listen>/` answers there.
+pub fn start_httpd(ns: &Netns, listen: &str, banner: &str, extra: &[&str]) -> Pid {
+    let mut args = vec!["httpd", "--listen", listen, "--banner", banner];
+    args.extend_from_slice(extra);
+    let pid = ns.spawn("httpd", TUNLB, &args);
+    let url = format!("http://{listen}/");
+    wait_until(
+        &format!("httpd on {listen} in {}", ns.name()),
+        STARTUP,
+        || {
+            ns.assert_running(pid);
+            ns.try_exec("curl", &["-s", "--max-time", "1", &url])
+                .status
+                .success()
+        },
+    );
+    pid
+}
+
+/// Runs `tunlb adm <args>` (split on whitespace) in `ns`, echoing the command to stderr;
+/// panics unless it succeeds. Returns stdout.
+pub fn adm(ns: &Netns, args: &str) -> String {
+    eprintln!("tunlb adm {args}");
+    let mut full = vec!["adm"];
+    full.extend(args.split_whitespace());
+    ns.tunlb(&full)
+}
+
 /// Id of a background process started with [`Netns::spawn`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pid(u32);
@@ -591,6 +664,33 @@ impl TopologyBuilder {
     }
 }
 
+/// The five namespaces of [`tun_lab`] and [`lan_lab`] (client, router, director, rs1, rs2), with
+/// the real servers' side already built: rs1 10.3.0.12 and rs2 10.3.0.13 on the bridge `rs-lan`
+/// (10.3.0.0/24) in the router, their default route via its 10.3.0.1.
+fn real_server_lan_lab() -> TopologyBuilder {
+    Topology::builder()
+        .netns("client")
+        .netns("router")
+        .netns("director")
+        .netns("rs1")
+        .netns("rs2")
+        .bridge("router", "rs-lan", "10.3.0.1/24")
+        .link_to_bridge(
+            ("rs1", "eth0", "10.3.0.12/24"),
+            "router",
+            "to-rs1",
+            "rs-lan",
+        )
+        .link_to_bridge(
+            ("rs2", "eth0", "10.3.0.13/24"),
+            "router",
+            "to-rs2",
+            "rs-lan",
+        )
+        .route("rs1", "default via 10.3.0.1")
+        .route("rs2", "default via 10.3.0.1")
+}
+
 /// The TUN-mode lab: a client and a director in one network, two real servers in another,
 /// joined by a router; the router sends the VIP to the director. All links have MTU 1500.
 ///
@@ -601,7 +701,7 @@ impl TopologyBuilder {
 ///                      rs1 10.3.0.12       rs2 10.3.0.13
 /// ```
 pub mod tun_lab {
-    use super::Topology;
+    use super::{real_server_lan_lab, Topology};
 
     /// The virtual service address.
     pub const VIP: &str = "10.100.0.100";
@@ -616,12 +716,7 @@ pub mod tun_lab {
 
     /// Builds the topology (no processes started).
     pub fn build() -> Topology {
-        Topology::builder()
-            .netns("client")
-            .netns("router")
-            .netns("director")
-            .netns("rs1")
-            .netns("rs2")
+        real_server_lan_lab()
             .link(
                 ("client", "eth0", "10.1.0.2/24"),
                 ("router", "to-client", "10.1.0.1/24"),
@@ -630,24 +725,9 @@ pub mod tun_lab {
                 ("director", "eth0", "10.2.0.2/24"),
                 ("router", "to-dir", "10.2.0.1/24"),
             )
-            .bridge("router", "rs-lan", "10.3.0.1/24")
-            .link_to_bridge(
-                ("rs1", "eth0", "10.3.0.12/24"),
-                "router",
-                "to-rs1",
-                "rs-lan",
-            )
-            .link_to_bridge(
-                ("rs2", "eth0", "10.3.0.13/24"),
-                "router",
-                "to-rs2",
-                "rs-lan",
-            )
             .route("router", "10.100.0.100/32 via 10.2.0.2")
             .route("client", "default via 10.1.0.1")
             .route("director", "default via 10.2.0.1")
-            .route("rs1", "default via 10.3.0.1")
-            .route("rs2", "default via 10.3.0.1")
             .forwarding("router")
             .forwarding("director")
             .build()
@@ -668,7 +748,7 @@ pub mod tun_lab {
 ///                      rs1 10.3.0.12    rs2 10.3.0.13
 /// ```
 pub mod lan_lab {
-    use super::Topology;
+    use super::{real_server_lan_lab, Topology};
 
     /// The virtual service address, on the LAN.
     pub const VIP: &str = "192.168.150.100";
@@ -685,12 +765,7 @@ pub mod lan_lab {
 
     /// Builds the topology (no processes started; forwarding is on in the router only).
     pub fn build() -> Topology {
-        Topology::builder()
-            .netns("client")
-            .netns("router")
-            .netns("director")
-            .netns("rs1")
-            .netns("rs2")
+        real_server_lan_lab()
             .bridge("router", "lan", "192.168.150.1/24")
             .link_to_bridge(
                 ("client", "eth0", "192.168.150.2/24"),
@@ -708,22 +783,7 @@ pub mod lan_lab {
                 ("director", "eth1", "10.2.0.2/24"),
                 ("router", "to-dir", "10.2.0.1/24"),
             )
-            .bridge("router", "rs-lan", "10.3.0.1/24")
-            .link_to_bridge(
-                ("rs1", "eth0", "10.3.0.12/24"),
-                "router",
-                "to-rs1",
-                "rs-lan",
-            )
-            .link_to_bridge(
-                ("rs2", "eth0", "10.3.0.13/24"),
-                "router",
-                "to-rs2",
-                "rs-lan",
-            )
             .route("director", "10.3.0.0/24 via 10.2.0.1")
-            .route("rs1", "default via 10.3.0.1")
-            .route("rs2", "default via 10.3.0.1")
             .forwarding("router")
             .build()
     }
@@ -758,23 +818,8 @@ mod tests {
             for (role, rip) in [("rs1", tun_lab::RS1), ("rs2", tun_lab::RS2)] {
                 let ns = lab.ns(role);
                 let banner = format!("from {rip}");
-                let listen = format!("{rip}:80");
-                let pid = ns.spawn(
-                    "httpd",
-                    TUNLB,
-                    &["httpd", "--listen", &listen, "--banner", &banner],
-                );
+                let pid = start_httpd(ns, &format!("{rip}:80"), &banner, &[]);
                 let url = format!("http://{rip}/");
-                wait_until(
-                    &format!("httpd on {listen}"),
-                    Duration::from_secs(10),
-                    || {
-                        ns.assert_running(pid);
-                        ns.try_exec("curl", &["-s", "--max-time", "1", &url])
-                            .status
-                            .success()
-                    },
-                );
                 let client = lab.ns("client");
                 let body = client.exec("curl", &["-s", "--max-time", "5", &url]);
                 assert_eq!(body, format!("{banner}\n"), "client -> {url}");

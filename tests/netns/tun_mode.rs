@@ -10,12 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::time::Duration;
 
 use tunlb::lab::httpd::{blob_sha256, fill_blob};
 
 use crate::harness::tun_lab::{self, CLIENT, DIRECTOR, RS1, RS2, VIP};
-use crate::harness::{wait_until, Netns, Pid, TempPath, Topology, TUNLB};
+use crate::harness::{
+    adm, start_agent, start_director, start_httpd, wait_until, Netns, Pid, TempPath, Topology,
+    STARTUP,
+};
 
 /// Runs `$scenario(encap)` as one test per encapsulation, in a module named after the scenario.
 macro_rules! for_each_encap {
@@ -46,9 +48,6 @@ for_each_encap!(
     large_download_and_upload_arrive_intact,
 );
 
-/// How long we wait for a daemon to come up.
-const STARTUP: Duration = Duration::from_secs(15);
-
 /// Where the banner of each real server comes from.
 const REAL_SERVERS: [(&str, &str); 2] = [("rs1", RS1), ("rs2", RS2)];
 
@@ -65,37 +64,12 @@ impl Lab {
     /// accepts tunnels from `allow` and an httpd on VIP:80 with banner "from RIP".
     fn start(encap: &'static str, allow: &str) -> Lab {
         let topo = tun_lab::build();
-        let director = topo.ns("director");
-        let pid = director.spawn(
-            "director",
-            TUNLB,
-            &["director", "--local-address", DIRECTOR],
-        );
-        wait_until("the director's control socket", STARTUP, || {
-            director.assert_running(pid);
-            director
-                .try_exec(TUNLB, &["adm", "-L", "-n"])
-                .status
-                .success()
-        });
+        start_director(topo.ns("director"), &["--local-address", DIRECTOR]);
         let mut agents = Vec::new();
         for (role, rip) in REAL_SERVERS {
             let ns = topo.ns(role);
-            agents.push(start_agent(ns, encap, allow));
-            let banner = format!("from {rip}");
-            let listen = format!("{VIP}:80");
-            let httpd = ns.spawn(
-                "httpd",
-                TUNLB,
-                &["httpd", "--listen", &listen, "--banner", &banner],
-            );
-            let url = format!("http://{VIP}/");
-            wait_until(&format!("httpd on {listen} in {role}"), STARTUP, || {
-                ns.assert_running(httpd);
-                ns.try_exec("curl", &["-s", "--max-time", "1", &url])
-                    .status
-                    .success()
-            });
+            agents.push(start_agent(ns, VIP, encap, allow));
+            start_httpd(ns, &format!("{VIP}:80"), &banner(rip), &[]);
         }
         let agents = [agents[0], agents[1]];
         Lab {
@@ -116,11 +90,7 @@ impl Lab {
 
     /// Runs `tunlb adm <args>` in the director's namespace, echoing the command.
     fn adm(&self, args: &str) -> String {
-        eprintln!("tunlb adm {args}");
-        let args: Vec<&str> = args.split_whitespace().collect();
-        let mut full = vec!["adm"];
-        full.extend(args);
-        self.ns("director").tunlb(&full)
+        adm(self.ns("director"), args)
     }
 
     /// Adds the service VIP:80 with `sched` (and `extra` flags such as `-p 60`), and both real
@@ -140,7 +110,7 @@ impl Lab {
     fn restart_agent(&mut self, index: usize, allow: &str) {
         let ns = self.topo.ns(REAL_SERVERS[index].0);
         ns.stop(self.agents[index]);
-        self.agents[index] = start_agent(ns, self.encap, allow);
+        self.agents[index] = start_agent(ns, VIP, self.encap, allow);
     }
 
     /// `n` requests for `path` from the client to the VIP, each on a new connection, in one
@@ -168,32 +138,6 @@ impl Lab {
         );
         answers
     }
-}
-
-/// Starts `tunlb realserver` in `ns` and waits until it has put the VIP on `lo`.
-fn start_agent(ns: &Netns, encap: &str, allow: &str) -> Pid {
-    let pid = ns.spawn(
-        "agent",
-        TUNLB,
-        &[
-            "realserver",
-            "--vip",
-            VIP,
-            "--encap",
-            encap,
-            "--allow",
-            allow,
-        ],
-    );
-    wait_until(
-        &format!("the agent in {} to put {VIP}/32 on lo", ns.name()),
-        STARTUP,
-        || {
-            ns.assert_running(pid);
-            ns.ip("-o addr show dev lo").contains(&format!("{VIP}/32"))
-        },
-    );
-    pid
 }
 
 /// How many answers came from each banner.
