@@ -52,6 +52,13 @@ fn service(sched: SchedulerKind, dests: Vec<DestConfig>) -> ServiceConfig {
     }
 }
 
+/// One TCP service VIP:80 with RS1 and RS2, weight 1 each, reached through `tun`.
+fn two_servers(sched: SchedulerKind, tun: TunnelType) -> ServiceSet {
+    ServiceSet {
+        services: vec![service(sched, vec![dest(RS1, 1, tun), dest(RS2, 1, tun)])],
+    }
+}
+
 /// A director with `workers` cores over one shared table.
 struct Lab {
     registry: Registry,
@@ -97,15 +104,7 @@ fn encap_dst(v: Verdict) -> Ipv4Addr {
 
 #[test]
 fn rr_alternates_exactly_across_workers() {
-    let set = ServiceSet {
-        services: vec![service(
-            SchedulerKind::Rr,
-            vec![
-                dest(RS1, 1, TunnelType::Ipip),
-                dest(RS2, 1, TunnelType::Ipip),
-            ],
-        )],
-    };
+    let set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
     let mut lab = Lab::new(3, set);
     let now = Instant::from_secs(1);
     let mut seen = Vec::new();
@@ -141,15 +140,7 @@ fn wrr_follows_weights_over_sequential_connections() {
 
 #[test]
 fn established_flow_sticks_and_states_follow_client_flags() {
-    let set = ServiceSet {
-        services: vec![service(
-            SchedulerKind::Rr,
-            vec![
-                dest(RS1, 1, TunnelType::Ipip),
-                dest(RS2, 1, TunnelType::Ipip),
-            ],
-        )],
-    };
+    let set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
     let mut lab = Lab::new(1, set);
     let c = client(7);
     let t0 = Instant::from_secs(10);
@@ -209,15 +200,7 @@ fn packets_without_service_or_connection_are_dropped_and_counted() {
 
 #[test]
 fn weight_zero_quiesces_but_keeps_established_flows() {
-    let mut set = ServiceSet {
-        services: vec![service(
-            SchedulerKind::Rr,
-            vec![
-                dest(RS1, 1, TunnelType::Ipip),
-                dest(RS2, 1, TunnelType::Ipip),
-            ],
-        )],
-    };
+    let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
     let mut lab = Lab::new(1, set.clone());
     let now = Instant::from_secs(1);
     let mut flows = Vec::new();
@@ -444,15 +427,7 @@ fn mss_is_clamped_on_syn_when_configured() {
 
 #[test]
 fn icmp_error_about_a_flow_goes_to_its_real_server() {
-    let set = ServiceSet {
-        services: vec![service(
-            SchedulerKind::Rr,
-            vec![
-                dest(RS1, 1, TunnelType::Ipip),
-                dest(RS2, 1, TunnelType::Ipip),
-            ],
-        )],
-    };
+    let set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
     let mut lab = Lab::new(1, set);
     let now = Instant::from_secs(1);
     let c = client(4);
