@@ -131,10 +131,46 @@ pub struct Counters {
     pub fragmented: u64,
     /// Dropped packets, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
+    /// Traffic per real server, indexed by [`DestId::slot`] (grown when a new slot shows up,
+    /// never per packet). An entry whose `id` differs from the server's current handle belongs
+    /// to a deleted server.
+    pub per_dest: Vec<DestCounters>,
+}
+
+/// What one worker forwarded to one real server: the `ipvsadm --stats` columns the director
+/// can see (in TUN mode replies bypass it, so there are no outgoing counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DestCounters {
+    /// The real server these counts belong to.
+    pub id: DestId,
+    /// Connections scheduled to it.
+    pub conns: u64,
+    /// Packets forwarded to it.
+    pub in_pkts: u64,
+    /// Bytes (inner packets) forwarded to it.
+    pub in_bytes: u64,
 }
 
 impl Counters {
-    /// Adds `other` into `self` (to total the workers' counters).
+    /// The counters of real server `id`, reset if its slot last belonged to another server.
+    #[inline]
+    fn dest(&mut self, id: DestId) -> &mut DestCounters {
+        let slot = usize::from(id.slot());
+        if slot >= self.per_dest.len() {
+            self.per_dest.resize(slot + 1, DestCounters::default());
+        }
+        let c = &mut self.per_dest[slot];
+        if c.id != id {
+            *c = DestCounters {
+                id,
+                ..DestCounters::default()
+            };
+        }
+        c
+    }
+
+    /// Adds `other`'s totals into `self` (to total the workers' counters; `per_dest` is not
+    /// merged: the control plane sums it by server).
     pub fn add(&mut self, other: &Counters) {
         self.rx_packets += other.rx_packets;
         self.rx_bytes += other.rx_bytes;
@@ -487,6 +523,7 @@ impl Director {
             return Verdict::Drop(DropReason::ConnTableFull);
         }
         self.counters.conns_created += 1;
+        self.counters.dest(dest.id).conns += 1;
         add_count(&dest.state, state, 1);
         dest.state
             .update_overload(dest.config.u_threshold, dest.config.l_threshold);
@@ -712,6 +749,9 @@ fn encapsulate(
     } else {
         0
     };
+    let per_dest = counters.dest(dest.id);
+    per_dest.in_pkts += 1;
+    per_dest.in_bytes += p.len as u64;
     Verdict::Encap(Encap {
         dst: dest.config.addr,
         header,

@@ -155,6 +155,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             Some(StdDuration::from_millis(500)),
         );
         shared.handle_timeout(clock.now());
+        plane.tick();
         match signal::take() {
             Some(signal::Signal::Hangup) => match plane.reload() {
                 Ok(msg) => eprintln!("tunlb director: SIGHUP: {msg}"),

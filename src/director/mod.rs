@@ -13,12 +13,13 @@ pub mod driver;
 pub mod plane;
 pub mod sched;
 pub mod service;
+pub mod stats;
 pub mod table;
 mod verdict;
 
 #[cfg(test)]
 mod tests;
 
-pub use self::core::{Counters, Director, DirectorConfig, Shared};
+pub use self::core::{Counters, DestCounters, Director, DirectorConfig, Shared};
 pub use table::{Registry, Snapshot};
 pub use verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};

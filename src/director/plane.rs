@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 
 use super::conn::{DestId, Timeouts as ConnTimeouts, KEY_TEMPLATE};
-use super::service::{Protocol, ServiceSet};
+use super::service::{Protocol, ServiceKey, ServiceSet};
+use super::stats::{self, StatsBook, Totals};
 use super::{Director, Registry, Shared, Snapshot};
 use crate::control::adm::Command;
-use crate::control::format::{ConnEntry, Listing};
+use crate::control::format::{ConnEntry, Listing, Rates, Stats};
 use crate::control::ops::Timeouts;
 use crate::control::proto::{Request, Response};
 use crate::control::socket;
@@ -32,6 +33,7 @@ pub struct ControlPlane {
     tun_name: String,
     announce: Vec<String>,
     config_path: Option<PathBuf>,
+    stats: Mutex<StatsBook>,
 }
 
 struct PlaneState {
@@ -97,6 +99,7 @@ impl ControlPlane {
             tun_name,
             announce,
             config_path,
+            stats: Mutex::new(StatsBook::new()),
         };
         plane.replace(set, timeouts).map_err(anyhow::Error::msg)?;
         Ok(plane)
@@ -128,12 +131,54 @@ impl ControlPlane {
         };
         let mut set = st.set.clone();
         let mut timeouts = st.timeouts;
-        if let Err(e) = set.apply_batch(&mut timeouts, cmds) {
-            return Response::from_batch_error(&e);
+        let applied = match set.apply_batch(&mut timeouts, cmds) {
+            Ok(applied) => applied,
+            Err(e) => return Response::from_batch_error(&e),
+        };
+        if let Err(msg) = self.publish(&mut st, set, timeouts) {
+            return Response::error(msg);
         }
-        match self.publish(&mut st, set, timeouts) {
-            Ok(()) => Response::Ok,
-            Err(msg) => Response::error(msg),
+        if !applied.zero.is_empty() {
+            self.zero_stats(&applied.zero);
+        }
+        Response::Ok
+    }
+
+    /// The workers' per-server counters, summed (each worker's lock is held only to read).
+    fn raw_stats(&self) -> HashMap<DestId, Totals> {
+        let mut per_worker = Vec::with_capacity(self.cores.len());
+        for core in &self.cores {
+            if let Ok(d) = core.lock() {
+                per_worker.push(d.counters().per_dest.clone());
+            }
+        }
+        stats::sum(per_worker.iter().map(Vec::as_slice))
+    }
+
+    /// `-Z`: restart the counters of these services (`None`: all).
+    fn zero_stats(&self, which: &[Option<ServiceKey>]) {
+        let raw = self.raw_stats();
+        let snap = self.shared.snapshot();
+        let ids: Vec<DestId> = snap
+            .services()
+            .into_iter()
+            .filter(|s| which.iter().any(|w| w.map_or(true, |k| k == s.config.key)))
+            .flat_map(|s| s.dest_ids.iter().copied())
+            .collect();
+        if let Ok(mut book) = self.stats.lock() {
+            book.zero(&raw, ids);
+        }
+    }
+
+    /// Runs the rate estimator when its interval is due; the driver calls it often.
+    pub fn tick(&self) {
+        let now = self.clock.now();
+        let due = self.stats.lock().map(|b| b.due(now)).unwrap_or(false);
+        if due {
+            let raw = self.raw_stats();
+            if let Ok(mut book) = self.stats.lock() {
+                book.tick(now, &raw);
+            }
         }
     }
 
@@ -233,6 +278,8 @@ impl ControlPlane {
         for (_, dest, _, _) in self.shared.templates.snapshot(self.clock.now()) {
             *templates.entry(dest).or_default() += 1;
         }
+        let raw = self.raw_stats();
+        let book = self.stats.lock().ok();
         let mut listing = Listing::from_set(&set);
         for svc in &mut listing.services {
             let key = svc.config.key;
@@ -249,7 +296,34 @@ impl ControlPlane {
                     d.active_conns = sd.state.active();
                     d.inactive_conns = sd.state.inactive();
                     d.persistent_conns = templates.get(id).copied().unwrap_or(0);
+                    if let Some(book) = &book {
+                        let t = book.totals(&raw, *id);
+                        let r = book.rate(*id);
+                        d.stats = Stats {
+                            conns: t.conns,
+                            in_pkts: t.in_pkts,
+                            out_pkts: 0,
+                            in_bytes: t.in_bytes,
+                            out_bytes: 0,
+                        };
+                        d.rates = Rates {
+                            cps: r.cps.round() as u64,
+                            in_pps: r.pps.round() as u64,
+                            out_pps: 0,
+                            in_bps: r.bps.round() as u64,
+                            out_bps: 0,
+                        };
+                    }
                 }
+            }
+            // A service's counters are its real servers' (TUN mode: nothing flows back).
+            for d in &svc.dests {
+                svc.stats.conns += d.stats.conns;
+                svc.stats.in_pkts += d.stats.in_pkts;
+                svc.stats.in_bytes += d.stats.in_bytes;
+                svc.rates.cps += d.rates.cps;
+                svc.rates.in_pps += d.rates.in_pps;
+                svc.rates.in_bps += d.rates.in_bps;
             }
         }
         listing

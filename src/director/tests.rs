@@ -555,3 +555,35 @@ fn arbitrary_bytes_never_panic() {
         let _ = lab.send(0, Instant::from_millis(round as u64), &mut p);
     }
 }
+
+#[test]
+fn per_server_counters_follow_what_was_forwarded() {
+    let mut lab = Lab::new(1, two_servers(SchedulerKind::Rr, TunnelType::Ipip));
+    let now = Instant::from_secs(1);
+    let mut sent = std::collections::HashMap::new();
+    for i in 0..6u16 {
+        let c = client(1);
+        let mut syn = tcp_packet(c, 7000 + i, VIP, 80, SYN, 0);
+        let d = encap_dst(lab.send(0, now, &mut syn));
+        let mut data = tcp_packet(c, 7000 + i, VIP, 80, ACK, 100);
+        assert_eq!(encap_dst(lab.send(0, now, &mut data)), d);
+        let e = sent.entry(d).or_insert((0u64, 0u64, 0u64));
+        e.0 += 1;
+        e.1 += 2;
+        e.2 += (syn.len() + data.len()) as u64;
+    }
+    // Dropped packets count nowhere.
+    let _ = lab.send(0, now, &mut tcp_packet(client(2), 1, VIP, 80, ACK, 0));
+    let snap = lab.shared.snapshot();
+    let svc = snap.services()[0];
+    for (sd, id) in svc.sched_dests.iter().zip(&svc.dest_ids) {
+        let c = lab.workers[0].counters().per_dest[usize::from(id.slot())];
+        assert_eq!(c.id, *id);
+        assert_eq!(
+            (c.conns, c.in_pkts, c.in_bytes),
+            sent[&sd.addr],
+            "{}",
+            sd.addr
+        );
+    }
+}

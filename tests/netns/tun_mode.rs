@@ -171,6 +171,30 @@ fn rr_alternates_between_real_servers(encap: &'static str) {
         "the connection table should list the client:\n{conns}"
     );
     assert_ipvsadm_listing(&lab.adm("-L -n"), "rr", [1, 1], 40);
+    assert_stats_match_traffic(&lab.adm("-L -n --stats"), 20);
+}
+
+/// `adm -L -n --stats`: each real server got `conns` connections, each at least 4 packets
+/// (SYN, ACK, request, FIN) forwarded, and nothing flowed back through the director.
+fn assert_stats_match_traffic(out: &str, conns: u64) {
+    let dests: Vec<Vec<u64>> = out
+        .lines()
+        .filter(|l| l.starts_with("  -> ") && l.split_whitespace().count() == 7)
+        .map(|l| {
+            l.split_whitespace()
+                .skip(2)
+                .map(|n| n.parse().unwrap_or_else(|_| panic!("a number in {l:?}")))
+                .collect()
+        })
+        .collect();
+    assert_eq!(dests.len(), 2, "two real servers with counters in:\n{out}");
+    for d in &dests {
+        let (c, in_pkts, out_pkts, in_bytes, out_bytes) = (d[0], d[1], d[2], d[3], d[4]);
+        assert_eq!(c, conns, "connections per server in:\n{out}");
+        assert!(in_pkts >= 4 * conns, "packets per server in:\n{out}");
+        assert!(in_bytes >= 40 * in_pkts, "bytes per server in:\n{out}");
+        assert_eq!((out_pkts, out_bytes), (0, 0), "nothing flows back:\n{out}");
+    }
 }
 
 /// `adm -L -n` in the director's namespace prints ipvsadm's format, line by line: header,

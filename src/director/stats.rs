@@ -1,0 +1,203 @@
+//! Per-real-server traffic totals and rates (`adm -L --stats`, `--rate`, `-Z`), computed by
+//! the control plane from the workers' counters.
+//!
+//! Workers only increment plain per-worker counters ([`DestCounters`]); this module sums them
+//! by server when asked, subtracts what `-Z` zeroed, and keeps IPVS-style rate estimates: every
+//! two seconds the rate over the last interval is folded into a moving average with weight 1/4
+//! (as the kernel's `ip_vs_est` does).
+
+use std::collections::HashMap;
+
+use super::conn::DestId;
+use super::core::DestCounters;
+use crate::time::{Duration, Instant};
+
+/// How often the rate estimator samples (IPVS: 2 s).
+pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Cumulative counters of one real server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Connections scheduled to it.
+    pub conns: u64,
+    /// Packets forwarded to it.
+    pub in_pkts: u64,
+    /// Bytes forwarded to it.
+    pub in_bytes: u64,
+}
+
+impl Totals {
+    fn saturating_sub(self, o: Totals) -> Totals {
+        Totals {
+            conns: self.conns.saturating_sub(o.conns),
+            in_pkts: self.in_pkts.saturating_sub(o.in_pkts),
+            in_bytes: self.in_bytes.saturating_sub(o.in_bytes),
+        }
+    }
+}
+
+/// Per-second rates of one real server.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rate {
+    /// Connections per second.
+    pub cps: f64,
+    /// Packets per second.
+    pub pps: f64,
+    /// Bytes per second.
+    pub bps: f64,
+}
+
+/// Sums the workers' per-server counters (entries of deleted servers included; callers look
+/// up the ids they know).
+pub fn sum<'a>(workers: impl IntoIterator<Item = &'a [DestCounters]>) -> HashMap<DestId, Totals> {
+    let mut out: HashMap<DestId, Totals> = HashMap::new();
+    for per_dest in workers {
+        for c in per_dest {
+            if c.conns == 0 && c.in_pkts == 0 {
+                continue;
+            }
+            let t = out.entry(c.id).or_default();
+            t.conns += c.conns;
+            t.in_pkts += c.in_pkts;
+            t.in_bytes += c.in_bytes;
+        }
+    }
+    out
+}
+
+/// Zeroing baselines and rate estimates, owned by the control plane.
+#[derive(Debug, Default)]
+pub struct StatsBook {
+    baseline: HashMap<DestId, Totals>,
+    last: HashMap<DestId, Totals>,
+    rates: HashMap<DestId, Rate>,
+    last_tick: Option<Instant>,
+}
+
+impl StatsBook {
+    /// An empty book.
+    pub fn new() -> StatsBook {
+        StatsBook::default()
+    }
+
+    /// The totals of `id` since it was last zeroed.
+    pub fn totals(&self, raw: &HashMap<DestId, Totals>, id: DestId) -> Totals {
+        let now = raw.get(&id).copied().unwrap_or_default();
+        now.saturating_sub(self.baseline.get(&id).copied().unwrap_or_default())
+    }
+
+    /// The estimated rates of `id`.
+    pub fn rate(&self, id: DestId) -> Rate {
+        self.rates.get(&id).copied().unwrap_or_default()
+    }
+
+    /// `-Z`: counting starts again from the current totals for these servers (rates too).
+    pub fn zero(&mut self, raw: &HashMap<DestId, Totals>, ids: impl IntoIterator<Item = DestId>) {
+        for id in ids {
+            self.baseline
+                .insert(id, raw.get(&id).copied().unwrap_or_default());
+            self.rates.remove(&id);
+        }
+    }
+
+    /// Whether [`tick`](Self::tick) wants to run at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        self.last_tick
+            .map_or(true, |t| now.saturating_since(t) >= ESTIMATOR_INTERVAL)
+    }
+
+    /// Folds the rates since the last tick into the moving averages.
+    pub fn tick(&mut self, now: Instant, raw: &HashMap<DestId, Totals>) {
+        let Some(prev) = self.last_tick.replace(now) else {
+            self.last = raw.clone();
+            return;
+        };
+        let secs = now.saturating_since(prev).as_secs_f64();
+        if secs <= 0.0 {
+            return;
+        }
+        for (id, t) in raw {
+            let before = self.last.get(id).copied().unwrap_or_default();
+            let d = t.saturating_sub(before);
+            let r = self.rates.entry(*id).or_default();
+            let sample = Rate {
+                cps: d.conns as f64 / secs,
+                pps: d.in_pkts as f64 / secs,
+                bps: d.in_bytes as f64 / secs,
+            };
+            r.cps += (sample.cps - r.cps) / 4.0;
+            r.pps += (sample.pps - r.pps) / 4.0;
+            r.bps += (sample.bps - r.bps) / 4.0;
+        }
+        // Servers that sent nothing this interval decay towards zero.
+        for (id, r) in self.rates.iter_mut() {
+            if !raw.contains_key(id) {
+                r.cps -= r.cps / 4.0;
+                r.pps -= r.pps / 4.0;
+                r.bps -= r.bps / 4.0;
+            }
+        }
+        self.last = raw.clone();
+        self.baseline.retain(|id, _| raw.contains_key(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(id: u32, conns: u64, pkts: u64, bytes: u64) -> DestCounters {
+        DestCounters {
+            id: DestId(id),
+            conns,
+            in_pkts: pkts,
+            in_bytes: bytes,
+        }
+    }
+
+    #[test]
+    fn sums_workers_by_server_and_zeroes() {
+        let w1 = [counters(0, 2, 10, 1000), counters(1, 1, 5, 500)];
+        let w2 = [counters(0, 1, 4, 400)];
+        let raw = sum([&w1[..], &w2[..]]);
+        let mut book = StatsBook::new();
+        assert_eq!(
+            book.totals(&raw, DestId(0)),
+            Totals {
+                conns: 3,
+                in_pkts: 14,
+                in_bytes: 1400
+            }
+        );
+        book.zero(&raw, [DestId(0)]);
+        assert_eq!(book.totals(&raw, DestId(0)), Totals::default());
+        assert_eq!(book.totals(&raw, DestId(1)).in_pkts, 5);
+        let w1 = [counters(0, 3, 20, 2000), counters(1, 1, 5, 500)];
+        let raw = sum([&w1[..], &w2[..]]);
+        assert_eq!(book.totals(&raw, DestId(0)).in_pkts, 10);
+    }
+
+    #[test]
+    fn rates_converge_like_ipvs_estimator() {
+        let mut book = StatsBook::new();
+        let mut t = Instant::from_secs(0);
+        let mut pkts = 0;
+        for _ in 0..40 {
+            let raw = sum([&[counters(7, pkts / 100, pkts, pkts * 100)][..]]);
+            assert!(book.due(t));
+            book.tick(t, &raw);
+            t += ESTIMATOR_INTERVAL;
+            pkts += 2000; // 1000 packets per second
+        }
+        let r = book.rate(DestId(7));
+        assert!((r.pps - 1000.0).abs() < 1.0, "{r:?}");
+        assert!((r.bps - 100_000.0).abs() < 100.0, "{r:?}");
+        assert!((r.cps - 10.0).abs() < 0.1, "{r:?}");
+        // Traffic stops: the estimate decays by a quarter per interval.
+        pkts -= 2000;
+        let raw = sum([&[counters(7, pkts / 100, pkts, pkts * 100)][..]]);
+        book.tick(t, &raw);
+        assert!(book.rate(DestId(7)).pps < 800.0);
+        assert!(!book.due(t + Duration::from_secs(1)));
+    }
+}
