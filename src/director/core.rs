@@ -32,7 +32,7 @@ pub struct DirectorConfig {
     pub tunnel_mtu: u16,
     /// Outer source address; `0.0.0.0` lets the kernel fill in the route's source.
     pub local_addr: Ipv4Addr,
-    /// Initial connection-table capacity per worker.
+    /// Initial connection-table capacity per worker, in slots (see `ConnTable::slots_for`).
     pub initial_conns: usize,
     /// Maximum tracked flows per worker.
     pub max_conns: usize,
@@ -279,11 +279,14 @@ impl Director {
             return;
         }
         self.next_sweep = now + self.config.sweep_interval;
+        // At least `sweep_budget` slots, and enough that the whole table is visited about every
+        // two seconds (20 steps of 100 ms), so expired flows leave the counts promptly.
+        let sweep_budget = self.config.sweep_budget.max(self.conns.capacity() / 20);
         let snap = self.cache.load();
         let shared = &self.shared;
         let counters = &mut self.counters;
         self.conns
-            .sweep(now, self.config.sweep_budget, |key, conn| {
+            .sweep(now, sweep_budget, |key, conn| {
                 counters.conns_expired += 1;
                 release(snap, shared, key, conn, now);
             });
