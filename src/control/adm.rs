@@ -10,11 +10,14 @@
 //! `--tun-remcsum`. Addresses must be numeric (no DNS). A tunnel or direct-routing real server on
 //! a port other than the service's is an error (ipvsadm silently changes the port).
 //! Extensions: `--json` on listings, `--mss-clamp N` on services, `--gre-key K` on GRE servers;
-//! `--tun-port` defaults to 6080 for GUE instead of being required.
+//! `--tun-port` defaults to 6080 for GUE instead of being required; `--save-config FILE` writes
+//! the running table and settings as the director's TOML config (`-` is stdout), and `--reload`
+//! makes the director re-read its `--config` file, as SIGHUP does.
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::control::format::{self, ListFormat, PortNames};
@@ -114,6 +117,14 @@ pub enum Command {
     },
     /// `-R`: read commands from stdin, one per line, and apply them all or none.
     Restore,
+    /// `--save-config FILE`: write the running table, timeouts and director settings as the
+    /// TOML `tunlb director --config` loads; `-` is stdout (tunlb extension).
+    SaveConfig {
+        /// Where to write: a file (replaced atomically) or `-`.
+        path: String,
+    },
+    /// `--reload`: the director re-reads its `--config` file, as on SIGHUP (tunlb extension).
+    Reload,
     /// `-Z [-t|-u VIP:PORT]`: zero the counters of one or every service.
     Zero(Option<ServiceKey>),
     /// `-h`: print the help.
@@ -154,6 +165,8 @@ impl Command {
             Command::SetTimeouts(_) => Cmd::Set.name(),
             Command::Save { .. } => Cmd::Save.name(),
             Command::Restore => Cmd::Restore.name(),
+            Command::SaveConfig { .. } => Cmd::SaveConfig.name(),
+            Command::Reload => Cmd::Reload.name(),
             Command::Zero(_) => Cmd::Zero.name(),
             Command::Help => Cmd::Help.name(),
             Command::Version => Cmd::Version.name(),
@@ -292,6 +305,9 @@ pub enum ParseError {
     /// A command other than a table edit in a `-R` file.
     #[error("the '{0}' command cannot be used in a restore file")]
     NotRestorable(&'static str),
+    /// `--save-config` with an empty file name.
+    #[error("--save-config needs a file name (or - for stdout)")]
+    NoConfigPath,
 }
 
 impl ParseError {
@@ -497,6 +513,8 @@ enum Cmd {
     Zero,
     Help,
     Version,
+    SaveConfig,
+    Reload,
 }
 
 impl Cmd {
@@ -516,6 +534,8 @@ impl Cmd {
             Cmd::Zero => "zero",
             Cmd::Help => "help",
             Cmd::Version => "version",
+            Cmd::SaveConfig => "save-config",
+            Cmd::Reload => "reload",
         }
     }
 }
@@ -682,7 +702,13 @@ fn rule(cmd: Cmd, opt: OptName) -> Rule {
             O::Service => Rule::May,
             _ => Rule::Illegal,
         },
-        Cmd::Flush | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => Rule::Illegal,
+        Cmd::Flush
+        | Cmd::Set
+        | Cmd::Restore
+        | Cmd::Help
+        | Cmd::Version
+        | Cmd::SaveConfig
+        | Cmd::Reload => Rule::Illegal,
     }
 }
 
@@ -846,6 +872,13 @@ const SPECS: &[Spec] = &[
     cmd("version", Some('v'), Cmd::Version),
     cmd("restore", Some('R'), Cmd::Restore),
     cmd("save", Some('S'), Cmd::Save),
+    Spec {
+        long: "save-config",
+        short: None,
+        arg: Arg::Required,
+        flag: Flag::Cmd(Cmd::SaveConfig),
+    },
+    cmd("reload", None, Cmd::Reload),
     opt("tcp-service", Some('t'), Arg::Required, Opt::Tcp),
     opt("udp-service", Some('u'), Arg::Required, Opt::Udp),
     opt("scheduler", Some('s'), Arg::Required, Opt::Scheduler),
@@ -971,6 +1004,8 @@ struct Raw {
     tun_csum: Option<bool>,
     mss_clamp: Option<u16>,
     gre_key: Option<u32>,
+    /// The value of `--save-config`.
+    config_path: Option<String>,
     positionals: Vec<String>,
 }
 
@@ -1001,6 +1036,12 @@ impl Raw {
                     return Err(ParseError::MultipleCommands);
                 }
                 self.cmd = Some(cmd);
+                if cmd == Cmd::SaveConfig {
+                    let path = value
+                        .filter(|v| !v.is_empty())
+                        .ok_or(ParseError::NoConfigPath)?;
+                    self.config_path = Some(path.to_string());
+                }
                 return Ok(());
             }
             Flag::Opt(opt) => opt,
@@ -1193,6 +1234,10 @@ impl Raw {
                 numeric: self.format.numeric,
             },
             Cmd::Zero => Command::Zero(service),
+            Cmd::SaveConfig => Command::SaveConfig {
+                path: self.config_path.ok_or(ParseError::NoConfigPath)?,
+            },
+            Cmd::Reload => Command::Reload,
             Cmd::Help => Command::Help,
             Cmd::Version => Command::Version,
         })
@@ -1463,6 +1508,23 @@ fn run_inner(
             };
             format::save_rules(&listing.to_set(), numeric, names)
         }
+        Command::SaveConfig { path } => {
+            let toml = match send(&Request::Config)? {
+                Response::Config { toml } => toml,
+                other => return Err(unexpected(other)),
+            };
+            if path == "-" {
+                toml
+            } else {
+                write_replacing(Path::new(&path), &toml)
+                    .map_err(|e| Failure::new(format!("tunlb adm: writing {path}: {e}"), 1))?;
+                String::new()
+            }
+        }
+        Command::Reload => match send(&Request::Reload)? {
+            Response::Reloaded { message } => format!("{message}\n"),
+            other => return Err(unexpected(other)),
+        },
         edit => {
             apply(send, vec![edit], &[])?;
             String::new()
@@ -1470,6 +1532,24 @@ fn run_inner(
     };
     out.write_all(text.as_bytes())
         .map_err(|e| Failure::new(format!("tunlb adm: writing output: {e}"), 1))
+}
+
+/// Writes `text` to `path.tmp`, flushes it to disk, then renames it over `path`: a reader (or a
+/// director reloading) sees the old file or the new one, never half of one.
+fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn apply(
@@ -1560,6 +1640,8 @@ Usage:
   tunlb adm -L|l [virtual-service] [options]
   tunlb adm -Z [virtual-service]
   tunlb adm --set tcp tcpfin udp
+  tunlb adm --save-config file
+  tunlb adm --reload
   tunlb adm -h
 
 Commands:
@@ -1576,6 +1658,9 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --save-config file          write the running table and settings as the
+                              director's TOML config (- for stdout) (tunlb)
+  --reload                    re-read the director's --config file (tunlb)
   --help            -h        display this help message
 
 virtual-service:
@@ -1618,6 +1703,7 @@ Options:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::config::{load_str, to_toml, DirectorSettings};
     use crate::control::format::Listing;
     use crate::director::service::ServiceSet;
 
@@ -2391,6 +2477,10 @@ ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip
         timeouts: Timeouts,
         running: bool,
         root: bool,
+        /// The text `--reload` loads, if the director had `--config`.
+        config: Option<String>,
+        /// How many `Apply` requests arrived.
+        applies: usize,
     }
 
     impl FakeDirector {
@@ -2400,6 +2490,8 @@ ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip
                 timeouts: Timeouts::default(),
                 running: true,
                 root: true,
+                config: None,
+                applies: 0,
             }
         }
 
@@ -2410,6 +2502,9 @@ ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip
             if !self.root {
                 return Ok(Response::PermissionDenied);
             }
+            if matches!(req, Request::Apply(_)) {
+                self.applies += 1;
+            }
             Ok(match req {
                 Request::Apply(cmds) => match self.set.apply_batch(&mut self.timeouts, cmds) {
                     Ok(_) => Response::Ok,
@@ -2418,6 +2513,22 @@ ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip
                 Request::List => Response::Listing(Listing::from_set(&self.set)),
                 Request::ListConns => Response::Conns(Vec::new()),
                 Request::GetTimeouts => Response::Timeouts(self.timeouts),
+                Request::Config => Response::Config {
+                    toml: to_toml(&self.set, &DirectorSettings::default()),
+                },
+                Request::Reload => match &self.config {
+                    None => Response::error("the director was started without --config"),
+                    Some(text) => match load_str(text, "fake.toml") {
+                        Ok((settings, set)) => {
+                            self.set = set;
+                            self.timeouts = settings.timeouts;
+                            Response::Reloaded {
+                                message: "reloaded fake.toml".to_string(),
+                            }
+                        }
+                        Err(e) => Response::error(e.to_string()),
+                    },
+                },
             })
         }
 
@@ -2576,5 +2687,300 @@ ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip
         let (_, out, _) = d.adm("-L --timeout --json", "");
         let t: Timeouts = serde_json::from_str(&out).unwrap();
         assert_eq!(t, Timeouts::default());
+    }
+
+    #[test]
+    fn save_config_and_reload_forms() {
+        assert_eq!(
+            ok("--save-config /etc/tunlb/director.toml"),
+            Command::SaveConfig {
+                path: "/etc/tunlb/director.toml".into()
+            }
+        );
+        assert_eq!(
+            ok("--save-config=saved.toml"),
+            Command::SaveConfig {
+                path: "saved.toml".into()
+            }
+        );
+        assert_eq!(
+            ok("--save-config -"),
+            Command::SaveConfig { path: "-".into() }
+        );
+        assert_eq!(ok("--reload"), Command::Reload);
+        assert_eq!(
+            err("--save-config"),
+            ParseError::MissingArgument("--save-config".into())
+        );
+        assert_eq!(err("--save-config="), ParseError::NoConfigPath);
+        assert_eq!(
+            err("--reload=now"),
+            ParseError::UnwantedArgument("--reload".into())
+        );
+        assert_eq!(err("--reload -S"), ParseError::MultipleCommands);
+        assert_eq!(
+            err("--save-config f.toml -n"),
+            ParseError::IllegalOption {
+                opt: "numeric",
+                cmd: "save-config"
+            }
+        );
+        assert_eq!(
+            err("--reload -t 10.0.0.1:80"),
+            ParseError::IllegalOption {
+                opt: "service-address",
+                cmd: "reload"
+            }
+        );
+        assert_eq!(
+            err("--save-config a.toml b.toml"),
+            ParseError::UnexpectedArgument("b.toml".into())
+        );
+        for line in ["--reload", "--save-config x.toml"] {
+            let e = parse_restore(line, &PortNames::empty()).unwrap_err();
+            assert!(matches!(e.error, ParseError::NotRestorable(_)), "{e}");
+        }
+        assert!(!ok("--reload").is_table_edit());
+    }
+
+    /// Section 6 of the seed, with `tunlb adm` for ipvsadm and the lab's addresses: every
+    /// command parses as ipvsadm reads it.
+    #[test]
+    fn seed_section_6_commands_parse() {
+        let vip = tcp("192.168.150.100:80");
+        assert_eq!(
+            ok("-A -t 192.168.150.100:80 -s rr"),
+            Command::AddService(ServiceOptions {
+                key: vip,
+                scheduler: SchedulerKind::Rr,
+                persistence: None,
+                mss_clamp: None,
+            })
+        );
+        for rip in ["192.168.150.12", "192.168.150.13"] {
+            // As in the seed (direct routing) and as tunlb runs it today (tunnel).
+            for (flag, forward) in [
+                ("-g", Forward::Dr),
+                ("-i", Forward::tunnel(TunnelType::Ipip)),
+            ] {
+                let line = format!("-a -t 192.168.150.100:80 -r {rip} {flag} -w 1");
+                assert_eq!(
+                    ok(&line),
+                    Command::AddServer {
+                        service: vip,
+                        dest: DestConfig {
+                            addr: rip.parse().unwrap(),
+                            port: 80,
+                            weight: 1,
+                            forward,
+                            u_threshold: 0,
+                            l_threshold: 0,
+                        }
+                    },
+                    "{line}"
+                );
+            }
+        }
+        assert!(matches!(ok("-ln"), Command::List(o) if o.target == ListTarget::Table));
+        assert!(matches!(ok("-lnc"), Command::List(o) if o.target == ListTarget::Connections));
+        assert_eq!(ok("-C"), Command::Clear);
+        // The seed's `192.168.100:80` is a typo that inet_aton would read as 192.168.0.100;
+        // tunlb wants four numbers.
+        assert_eq!(
+            err("-A -t 192.168.100:80 -s rr"),
+            ParseError::BadServiceAddress
+        );
+    }
+
+    /// Every command and option of the list, run through `adm` against the in-memory
+    /// director: each succeeds, and every listing also comes as JSON.
+    #[test]
+    fn adm_takes_every_listed_option() {
+        let mut d = FakeDirector::new();
+        let good = [
+            "-A -t 10.0.0.1:80 -s rr",
+            "-E -t 10.0.0.1:80 -s wlc -p 600 -M 255.255.255.0",
+            "-A -u 10.0.0.1:53 -s sh -p",
+            "-a -t 10.0.0.1:80 -r 10.0.1.1 -i -w 2 -x 100 -y 10 --tun-type ipip",
+            "-a -t 10.0.0.1:80 -r 10.0.1.2 -i --tun-type gue --tun-port 6081 --tun-nocsum",
+            "-a -t 10.0.0.1:80 -r 10.0.1.3 -i --tun-type gre --tun-csum",
+            "-a -t 10.0.0.1:80 -r 10.0.1.4 -g -w 0",
+            "-a -t 10.0.0.1:80 -r 10.0.1.5:8080 -m",
+            "-e -t 10.0.0.1:80 -r 10.0.1.4 -g -w 5",
+            "-a -u 10.0.0.1:53 -r 10.0.1.1 -i",
+            "-d -u 10.0.0.1:53 -r 10.0.1.1",
+            "--set 1000 100 200",
+            "-Z",
+            "-Z -t 10.0.0.1:80",
+            "-L",
+            "-l",
+            "-ln",
+            "-lnc",
+            "-L -n --stats",
+            "-L -n --stats --exact",
+            "-L -n --rate",
+            "-L -n --thresholds",
+            "-L -n --persistent-conn",
+            "-L -n --tun-info",
+            "-L -n --sort",
+            "-L --timeout",
+            "-L -n -t 10.0.0.1:80",
+            "-S",
+            "-S -n",
+        ];
+        for line in good {
+            let (code, _, err) = d.adm(line, "");
+            assert_eq!((code, err.as_str()), (0, ""), "{line}");
+        }
+        assert_eq!(d.set.services.len(), 2);
+        assert_eq!(d.set.services[0].dests.len(), 5);
+        assert_eq!(d.set.services[1].dests.len(), 0);
+        for line in [
+            "-L -n --json",
+            "-L -n --stats --json",
+            "-L -n --rate --json",
+            "-L -n -t 10.0.0.1:80 --json",
+            "-lnc --json",
+            "-L --timeout --json",
+        ] {
+            let (code, out, err) = d.adm(line, "");
+            assert_eq!((code, err.as_str()), (0, ""), "{line}");
+            let _: serde_json::Value =
+                serde_json::from_str(&out).unwrap_or_else(|e| panic!("{line}: {e}\n{out}"));
+        }
+        let (_, out, _) = d.adm("-L --timeout", "");
+        assert_eq!(out, "Timeout (tcp tcpfin udp): 1000 100 200\n");
+        let (_, out, _) = d.adm("-D -u 10.0.0.1:53", "");
+        assert_eq!(out, "");
+        assert_eq!(d.adm("-C", "").0, 0);
+        assert!(d.set.services.is_empty());
+    }
+
+    /// Unknown or malformed arguments: a message on stderr, a non-zero exit, and the director
+    /// is never asked to change anything.
+    #[test]
+    fn bad_command_lines_never_reach_the_director() {
+        let mut d = FakeDirector::new();
+        d.adm("-A -t 10.0.0.1:80 -s rr", "");
+        let (before, applies) = (d.set.clone(), d.applies);
+        let cases: &[(&str, u8, &str)] = &[
+            ("--bogus", 255, "--bogus: unknown option"),
+            ("-A -t 10.0.0.2:80 -q", 255, "-q: unknown option"),
+            ("-A -t", 255, "-t: missing argument"),
+            ("-A -t 10.0.0.2:80 -s", 255, "-s: missing argument"),
+            (
+                "-A -t 10.0.0.2:80 -s nosuch",
+                255,
+                "Scheduler or persistence engine not found",
+            ),
+            (
+                "-A -f 7 -s rr",
+                2,
+                "fwmark services are not supported by tunlb",
+            ),
+            (
+                "-A -t 10.0.0.256:80",
+                2,
+                "illegal virtual server address[:port] specified",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.1.x -i",
+                2,
+                "illegal real server address[:port] specified",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.1.1 -i -w 70000",
+                2,
+                "illegal weight specified",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type vxlan",
+                2,
+                "illegal tunnel type specified",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type gue --tun-port 0",
+                2,
+                "illegal tunnel port specified",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.1.1 -g --tun-type gre",
+                2,
+                "Tunnel options conflict with forward method",
+            ),
+            (
+                "-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type gre --tun-csum --tun-nocsum",
+                2,
+                "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gre' tunnel type",
+            ),
+            ("--set 1 2", 2, "--set option requires 3 timeout values"),
+            ("-A -t 10.0.0.2:80 -p 1x", 2, "invalid timeout value `1x' specified"),
+            ("-C extra", 2, "unexpected argument extra"),
+            ("-t 10.0.0.2:80", 255, "no command specified"),
+        ];
+        for (line, code, message) in cases {
+            let (got, out, err) = d.adm(line, "");
+            assert_eq!(got, *code, "{line}: {err}");
+            assert_eq!(out, "", "{line}");
+            assert_eq!(err.lines().next(), Some(*message), "{line}");
+        }
+        assert_eq!(d.set, before);
+        assert_eq!(d.applies, applies);
+    }
+
+    #[test]
+    fn adm_save_config_writes_the_toml_atomically() {
+        let mut d = FakeDirector::new();
+        d.adm("-A -t 10.0.0.1:80 -s rr", "");
+        d.adm("-a -t 10.0.0.1:80 -r 10.0.1.1 -i -w 3", "");
+        let (code, stdout_toml, _) = d.adm("--save-config -", "");
+        assert_eq!(code, 0);
+        let (_, set) = load_str(&stdout_toml, "stdout").expect("the TOML loads");
+        assert_eq!(set, d.set);
+
+        let dir = std::env::temp_dir().join(format!("tunlb-adm-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("director.toml");
+        std::fs::write(&file, "old contents\n").unwrap();
+        let line = format!("--save-config {}", file.display());
+        let (code, out, err) = d.adm(&line, "");
+        assert_eq!((code, out.as_str(), err.as_str()), (0, "", ""));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), stdout_toml);
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["director.toml"], "no temporary file is left behind");
+
+        // A folder that does not exist: exit 1, and the message names the file.
+        let missing = dir.join("no/such/dir.toml");
+        let (code, _, err) = d.adm(&format!("--save-config {}", missing.display()), "");
+        assert_eq!(code, 1);
+        assert!(
+            err.starts_with(&format!("tunlb adm: writing {}: ", missing.display())),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn adm_reload_prints_the_outcome() {
+        let mut d = FakeDirector::new();
+        d.adm("-A -t 10.0.0.1:80 -s rr", "");
+        let before = d.set.clone();
+        let (code, _, err) = d.adm("--reload", "");
+        assert_eq!(
+            (code, err.as_str()),
+            (255, "the director was started without --config\n")
+        );
+        d.config = Some("[[service]]\nvip = \"10.0.0.9\"\nport = 80\nscheduler = rr\n".into());
+        let (code, out, err) = d.adm("--reload", "");
+        assert_eq!((code, out.as_str()), (255, ""));
+        assert!(err.starts_with("fake.toml:4:"), "{err}");
+        assert_eq!(d.set, before);
+        d.config = Some("[[service]]\nvip = \"10.0.0.9\"\nport = 80\nscheduler = \"rr\"\n".into());
+        let (code, out, _) = d.adm("--reload", "");
+        assert_eq!((code, out.as_str()), (0, "reloaded fake.toml\n"));
+        assert_eq!(d.set.services[0].key, tcp("10.0.0.9:80"));
     }
 }

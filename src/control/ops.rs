@@ -90,7 +90,8 @@ pub enum AdmError {
          with tunneling and direct routing"
     )]
     DestPortMismatch,
-    /// A command that does not edit the table (`-L`, `-S`, `-R`, `-h`) was given to `apply`.
+    /// A command that does not edit the table (`-L`, `-S`, `-R`, `--save-config`, `--reload`,
+    /// `-h`) was given to `apply`.
     #[error("this command does not change the service table")]
     NotATableCommand,
 }
@@ -212,6 +213,8 @@ impl ServiceSet {
             Command::List(_)
             | Command::Save { .. }
             | Command::Restore
+            | Command::SaveConfig { .. }
+            | Command::Reload
             | Command::Help
             | Command::Version => Err(AdmError::NotATableCommand),
         }

@@ -25,6 +25,12 @@ pub enum Request {
     ListConns,
     /// The timeouts (`-L --timeout`). Answer: [`Response::Timeouts`].
     GetTimeouts,
+    /// The running table, timeouts and director settings as the TOML that
+    /// `tunlb director --config` loads (`--save-config`). Answer: [`Response::Config`].
+    Config,
+    /// Re-read the director's `--config` file, as SIGHUP does (`--reload`). Answer:
+    /// [`Response::Reloaded`], or [`Response::Error`] with the table unchanged.
+    Reload,
 }
 
 /// The director's answer.
@@ -48,6 +54,16 @@ pub enum Response {
     Conns(Vec<ConnEntry>),
     /// The timeouts.
     Timeouts(Timeouts),
+    /// The running configuration as TOML ([`config::to_toml`](crate::control::config::to_toml)).
+    Config {
+        /// The text of the file.
+        toml: String,
+    },
+    /// The `--config` file was re-read and is now the running table.
+    Reloaded {
+        /// What was loaded (`reloaded FILE (N services)`).
+        message: String,
+    },
 }
 
 impl Response {
@@ -94,7 +110,14 @@ mod tests {
             cmd("-D -u 10.0.0.1:53"),
             cmd("-C"),
         ]);
-        for r in [req, Request::List, Request::ListConns, Request::GetTimeouts] {
+        for r in [
+            req,
+            Request::List,
+            Request::ListConns,
+            Request::GetTimeouts,
+            Request::Config,
+            Request::Reload,
+        ] {
             let line = serde_json::to_string(&r).unwrap();
             assert!(!line.contains('\n'));
             let back: Request = serde_json::from_str(&line).unwrap();
@@ -117,6 +140,12 @@ mod tests {
             Response::Listing(Listing::from_set(&set)),
             Response::Conns(vec![]),
             Response::Timeouts(Timeouts::default()),
+            Response::Config {
+                toml: "[director]\nqueues = 1\n".to_string(),
+            },
+            Response::Reloaded {
+                message: "reloaded /etc/tunlb.toml (1 services)".to_string(),
+            },
         ] {
             let line = serde_json::to_string(&r).unwrap();
             let back: Response = serde_json::from_str(&line).unwrap();

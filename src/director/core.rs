@@ -285,11 +285,10 @@ impl Director {
         let snap = self.cache.load();
         let shared = &self.shared;
         let counters = &mut self.counters;
-        self.conns
-            .sweep(now, sweep_budget, |key, conn| {
-                counters.conns_expired += 1;
-                release(snap, shared, key, conn, now);
-            });
+        self.conns.sweep(now, sweep_budget, |key, conn| {
+            counters.conns_expired += 1;
+            release(snap, shared, key, conn, now);
+        });
     }
 
     /// Starts loading the connection-table slot the packet in `buf` will look up. The driver

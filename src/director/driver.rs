@@ -128,6 +128,11 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         set,
         settings.timeouts,
     )?);
+    plane.set_settings(DirectorSettings {
+        tunnel_mtu,
+        local_address: Some(local_addr),
+        ..settings
+    });
     plane
         .clone()
         .serve()

@@ -17,6 +17,7 @@ use super::service::{Protocol, ServiceKey, ServiceSet};
 use super::stats::{self, StatsBook, Totals};
 use super::{Director, Registry, Shared, Snapshot};
 use crate::control::adm::Command;
+use crate::control::config::{self, DirectorSettings};
 use crate::control::format::{ConnEntry, Listing, Rates, Stats};
 use crate::control::ops::Timeouts;
 use crate::control::proto::{Request, Response};
@@ -34,6 +35,8 @@ pub struct ControlPlane {
     announce: Vec<String>,
     config_path: Option<PathBuf>,
     stats: Mutex<StatsBook>,
+    /// What `--save-config` reports besides the table ([`ControlPlane::set_settings`]).
+    settings: Mutex<DirectorSettings>,
 }
 
 struct PlaneState {
@@ -85,6 +88,7 @@ impl ControlPlane {
             net.set_sysctl(&neigh_key(iface, "proxy_delay"), "0")
                 .with_context(|| format!("setting proxy_delay 0 on {iface}"))?;
         }
+        let queues = cores.len();
         let plane = ControlPlane {
             shared,
             cores,
@@ -95,6 +99,13 @@ impl ControlPlane {
                 registry: Registry::new(),
                 net,
                 routed: BTreeSet::new(),
+            }),
+            settings: Mutex::new(DirectorSettings {
+                queues,
+                tun_name: tun_name.clone(),
+                announce: announce.clone(),
+                timeouts,
+                ..DirectorSettings::default()
             }),
             tun_name,
             announce,
@@ -122,6 +133,49 @@ impl ControlPlane {
                 Ok(st) => Response::Timeouts(st.timeouts),
                 Err(_) => Response::error("Memory allocation problem"),
             },
+            Request::Config => match self.config_toml() {
+                Some(toml) => Response::Config { toml },
+                None => Response::error("Memory allocation problem"),
+            },
+            Request::Reload => self.handle_reload(),
+        }
+    }
+
+    /// Records the director's effective settings (command line over config file over
+    /// defaults) for `adm --save-config`. The values the control plane knows itself win over
+    /// those of `s`: `queues` (the number of workers), `tun_name`, `announce` and the running
+    /// timeouts; so only `tunnel_mtu` and `local_address` come from `s`.
+    pub fn set_settings(&self, s: DirectorSettings) {
+        if let Ok(mut mine) = self.settings.lock() {
+            mine.tunnel_mtu = s.tunnel_mtu;
+            mine.local_address = s.local_address.filter(|a| !a.is_unspecified());
+        }
+    }
+
+    /// The running table, timeouts and settings as the TOML `tunlb director --config` loads;
+    /// `None` if a lock is poisoned.
+    pub fn config_toml(&self) -> Option<String> {
+        let (set, timeouts) = {
+            let st = self.state.lock().ok()?;
+            (st.set.clone(), st.timeouts)
+        };
+        let mut settings = self.settings.lock().ok()?.clone();
+        settings.timeouts = timeouts;
+        Some(config::to_toml(&set, &settings))
+    }
+
+    /// `adm --reload`: [`ControlPlane::reload`], logged as SIGHUP's is.
+    fn handle_reload(&self) -> Response {
+        match self.reload() {
+            Ok(message) => {
+                eprintln!("tunlb director: adm --reload: {message}");
+                Response::Reloaded { message }
+            }
+            Err(e) => {
+                let message = format!("reload rejected, running table kept: {e:#}");
+                eprintln!("tunlb director: adm --reload: {message}");
+                Response::error(message)
+            }
         }
     }
 
@@ -378,9 +432,9 @@ impl ControlPlane {
     /// Re-reads the `--config` file; a bad file is rejected whole and the table kept.
     pub fn reload(&self) -> anyhow::Result<String> {
         let Some(path) = &self.config_path else {
-            anyhow::bail!("no --config file to reload");
+            anyhow::bail!("the director was started without --config: there is no file to reload");
         };
-        let (settings, set) = crate::control::config::load(path)?;
+        let (settings, set) = config::load(path)?;
         let timeouts = settings.timeouts;
         let n = set.services.len();
         self.replace(set, timeouts).map_err(anyhow::Error::msg)?;
@@ -394,5 +448,139 @@ impl ControlPlane {
                 eprintln!("tunlb director: restoring network settings: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::director::{DirectorConfig, Snapshot};
+
+    /// A control plane with two workers and no services (so it touches no route), reading its
+    /// config from `config_path`.
+    fn plane(config_path: Option<PathBuf>) -> ControlPlane {
+        let shared = Arc::new(Shared::new(Snapshot::default()));
+        let cores = (0..2)
+            .map(|_| {
+                Arc::new(Mutex::new(Director::new(
+                    shared.clone(),
+                    DirectorConfig::default(),
+                )))
+            })
+            .collect();
+        let host = HostSetup {
+            net: NetChanges::new(),
+            tun_name: "tlbtest0".to_string(),
+            announce: Vec::new(),
+            config_path,
+        };
+        let timeouts = Timeouts {
+            tcp: 600,
+            tcpfin: 60,
+            udp: 30,
+        };
+        ControlPlane::new(
+            shared,
+            cores,
+            Clock::new(),
+            host,
+            ServiceSet::default(),
+            timeouts,
+        )
+        .expect("control plane")
+    }
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("tunlb-plane-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("write a temp file");
+        path
+    }
+
+    #[test]
+    fn config_reports_the_running_settings() {
+        let plane = plane(None);
+        plane.set_settings(DirectorSettings {
+            queues: 7,
+            tun_name: "ignored".to_string(),
+            tunnel_mtu: 1400,
+            local_address: Some(Ipv4Addr::new(10, 2, 0, 2)),
+            ..DirectorSettings::default()
+        });
+        let Response::Config { toml } = plane.handle(Request::Config) else {
+            panic!("no config answer");
+        };
+        let (settings, set) = config::load_str(&toml, "saved.toml").expect("loads back");
+        assert!(set.services.is_empty());
+        assert_eq!(
+            settings,
+            DirectorSettings {
+                queues: 2,
+                tun_name: "tlbtest0".to_string(),
+                tunnel_mtu: 1400,
+                local_address: Some(Ipv4Addr::new(10, 2, 0, 2)),
+                announce: Vec::new(),
+                timeouts: Timeouts {
+                    tcp: 600,
+                    tcpfin: 60,
+                    udp: 30
+                },
+            }
+        );
+        // `--set` shows in the next save; an unspecified local address is left out.
+        let set_cmd = Command::SetTimeouts(Timeouts {
+            tcp: 900,
+            tcpfin: 0,
+            udp: 0,
+        });
+        assert_eq!(plane.handle(Request::Apply(vec![set_cmd])), Response::Ok);
+        plane.set_settings(DirectorSettings {
+            local_address: Some(Ipv4Addr::UNSPECIFIED),
+            ..DirectorSettings::default()
+        });
+        let toml = plane.config_toml().expect("config");
+        let (settings, _) = config::load_str(&toml, "saved.toml").expect("loads back");
+        assert_eq!(settings.timeouts.tcp, 900);
+        assert_eq!(settings.local_address, None);
+    }
+
+    #[test]
+    fn reload_answers_with_the_outcome() {
+        let without = plane(None);
+        assert_eq!(
+            without.handle(Request::Reload),
+            Response::error(
+                "reload rejected, running table kept: the director was started without \
+                 --config: there is no file to reload"
+            )
+        );
+
+        let path = temp_file("reload.toml", "[timeouts]\ntcp = 0\n");
+        let plane = plane(Some(path.clone()));
+        let Response::Error { message, .. } = plane.handle(Request::Reload) else {
+            panic!("a bad file must be refused");
+        };
+        let at = format!("{}:2:7: timeouts.tcp", path.display());
+        assert!(message.contains(&at), "{message}");
+        assert_eq!(
+            plane.handle(Request::GetTimeouts),
+            Response::Timeouts(Timeouts {
+                tcp: 600,
+                tcpfin: 60,
+                udp: 30
+            })
+        );
+
+        std::fs::write(&path, "[timeouts]\ntcp = 100\n").expect("rewrite");
+        assert_eq!(
+            plane.handle(Request::Reload),
+            Response::Reloaded {
+                message: format!("reloaded {} (0 services)", path.display())
+            }
+        );
+        assert!(matches!(
+            plane.handle(Request::GetTimeouts),
+            Response::Timeouts(t) if t.tcp == 100
+        ));
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -11,6 +11,9 @@
 //! | `GET /bytes/N` | `N` bytes of [`blob`] (at most [`MAX_BODY`]) |
 //! | `POST /upload` | `length N\nsha256 HEX\n` of the request body (`Content-Length` only) |
 //!
+//! Every answer carries the banner in an `X-Served-By` header too, so a client that keeps the
+//! headers knows which real server sent a `/bytes/N` download.
+//!
 //! Anything else gets a 404 (unknown path), 405 (other method), 400 (malformed request), 413
 //! (body over [`MAX_BODY`]) or 501 (`Transfer-Encoding`). `Expect: 100-continue` is honoured, so
 //! `curl --data-binary @big-file` does not wait a second before sending.
@@ -417,7 +420,8 @@ impl<'a> Connection<'a> {
         body: &[u8],
         keep_alive: bool,
     ) -> io::Result<()> {
-        let mut out = head_bytes(code, reason, content_type, body.len() as u64, keep_alive);
+        let len = body.len() as u64;
+        let mut out = head_bytes(code, reason, content_type, len, keep_alive, self.banner);
         out.extend_from_slice(body);
         self.writer.write_all(&out)
     }
@@ -435,16 +439,31 @@ impl<'a> Connection<'a> {
         len: u64,
         keep_alive: bool,
     ) -> io::Result<()> {
-        self.writer
-            .write_all(&head_bytes(code, reason, content_type, len, keep_alive))
+        let head = head_bytes(code, reason, content_type, len, keep_alive, self.banner);
+        self.writer.write_all(&head)
     }
 }
 
-fn head_bytes(code: u16, reason: &str, content_type: &str, len: u64, keep_alive: bool) -> Vec<u8> {
+/// A response head. `X-Served-By` carries the banner, so a client that saves the headers
+/// (`curl -D`) knows which server answered even when the body is test bytes.
+fn head_bytes(
+    code: u16,
+    reason: &str,
+    content_type: &str,
+    len: u64,
+    keep_alive: bool,
+    banner: &str,
+) -> Vec<u8> {
     let connection = if keep_alive { "keep-alive" } else { "close" };
+    // A header value is one line: control characters in the banner become spaces.
+    let served_by: String = banner
+        .trim_end_matches('\n')
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     format!(
-        "HTTP/1.1 {code} {reason}\r\nServer: tunlb-httpd\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {len}\r\nConnection: {connection}\r\n\r\n"
+        "HTTP/1.1 {code} {reason}\r\nServer: tunlb-httpd\r\nX-Served-By: {served_by}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: {connection}\r\n\r\n"
     )
     .into_bytes()
 }
@@ -649,6 +668,23 @@ mod tests {
             assert_eq!(response.text(), "from 127.0.0.1\n");
             assert_eq!(response.header("connection"), Some("keep-alive"));
         }
+    }
+
+    #[test]
+    fn every_answer_names_its_server_in_x_served_by() {
+        let server = TestServer::start();
+        let mut client = server.connect();
+        for path in ["/", "/bytes/10", "/nosuch"] {
+            let response = client.get(path);
+            assert_eq!(
+                response.header("x-served-by"),
+                Some("from 127.0.0.1"),
+                "{path}"
+            );
+        }
+        let head = head_bytes(200, "OK", "text/plain", 0, false, "a\r\nEvil: 1\n");
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.contains("\r\nX-Served-By: a  Evil: 1\r\n"), "{head}");
     }
 
     #[test]

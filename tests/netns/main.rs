@@ -5,9 +5,12 @@
 //! scenarios, each run once per encapsulation (ipip, gre, gue); [`fragments`] sends datagrams
 //! without DF that only fit the tunnel as outer fragments; [`director_lifecycle`] has the
 //! daemons' life cycle: host settings restored on exit, `adm` without a director, `--announce`
-//! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`.
+//! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`; [`seed_walkthrough`] runs the seed's
+//! section 6 with `tunlb adm`, then saves, restores and reloads the table and changes it under
+//! running connections.
 
 mod director_lifecycle;
 mod fragments;
 mod harness;
+mod seed_walkthrough;
 mod tun_mode;
