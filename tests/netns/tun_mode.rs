@@ -172,6 +172,9 @@ fn rr_alternates_between_real_servers(encap: &'static str) {
     );
     assert_ipvsadm_listing(&lab.adm("-L -n"), "rr", [1, 1], 40);
     assert_stats_match_traffic(&lab.adm("-L -n --stats"), 20);
+    // -Z starts the counters again.
+    lab.adm("-Z");
+    assert_stats_match_traffic(&lab.adm("-L -n --stats"), 0);
 }
 
 /// `adm -L -n --stats`: each real server got `conns` connections, each at least 4 packets
@@ -193,6 +196,9 @@ fn assert_stats_match_traffic(out: &str, conns: u64) {
         assert_eq!(c, conns, "connections per server in:\n{out}");
         assert!(in_pkts >= 4 * conns, "packets per server in:\n{out}");
         assert!(in_bytes >= 40 * in_pkts, "bytes per server in:\n{out}");
+        if conns == 0 {
+            assert_eq!((in_pkts, in_bytes), (0, 0), "zeroed counters in:\n{out}");
+        }
         assert_eq!((out_pkts, out_bytes), (0, 0), "nothing flows back:\n{out}");
     }
 }
