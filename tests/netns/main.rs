@@ -5,9 +5,11 @@
 //! scenarios, each run once per encapsulation (ipip, gre, gue); [`fragments`] sends datagrams
 //! without DF that only fit the tunnel as outer fragments; [`director_lifecycle`] has the
 //! daemons' life cycle: host settings restored on exit, `adm` without a director, `--announce`
-//! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`.
+//! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`; [`lab`] runs `tunlb lab demo`, `up` and
+//! `down` as a user would.
 
 mod director_lifecycle;
 mod fragments;
 mod harness;
+mod lab;
 mod tun_mode;
