@@ -28,7 +28,7 @@ enum Command {
     },
     /// A small HTTP server for labs and tests (banner, deterministic blobs, upload hashes).
     Httpd(tunlb::lab::httpd::HttpdArgs),
-    /// The seed's four-node LVS lab in network namespaces: `tunlb lab demo`, `up`, `down`.
+    /// The classic four-node LVS lab in network namespaces: `tunlb lab demo`, `up`, `down`.
     Lab(tunlb::lab::LabArgs),
 }
 

@@ -1,4 +1,4 @@
-//! `tunlb lab`: the seed's four-node LVS tutorial, built out of network namespaces on this one
+//! `tunlb lab`: the classic four-node LVS tutorial (this project's seed), built out of network namespaces on this one
 //! machine in one command, plus the tools that play the world around a load balancer.
 //!
 //! - `tunlb lab up [--mode tun] [--encap ipip|gre|gue] [--prefix P]` builds the namespaces
@@ -40,7 +40,7 @@ pub struct LabArgs {
 /// The subcommands of `tunlb lab`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum LabCommand {
-    /// Build the seed's LVS lab in network namespaces, start the director, agents and httpds,
+    /// Build the classic LVS lab in network namespaces, start the director, agents and httpds,
     /// configure the service with `tunlb adm`, show requests and tables; leave it running.
     Up(UpArgs),
     /// Stop the lab's processes, delete its namespaces and its state folder.
@@ -57,7 +57,7 @@ pub enum LabCommand {
 pub enum Mode {
     /// IP tunnelling (`ipvsadm -i`): the real servers may live in another network.
     Tun,
-    /// Direct routing (`ipvsadm -g`), the seed's mode: not implemented yet.
+    /// Direct routing (`ipvsadm -g`), the tutorial's mode: not implemented yet.
     Dr,
     /// NAT (`ipvsadm -m`): not implemented yet.
     Nat,

@@ -246,7 +246,7 @@ impl Lab {
         }
         let backup = self.names.ns(Role::Backup);
         say!(
-            "[lab] {backup} ({}) is the seed's spare node, for a backup director: nothing runs \
+            "[lab] {backup} ({}) is the spare node for a backup director: nothing runs \
              there yet",
             topology::addr(Role::Backup)
         );
@@ -422,7 +422,7 @@ impl Lab {
             .map_or_else(String::new, |s| s.path().display().to_string());
         let mut hints = vec![(
             format!("ip netns exec {} curl http://{VIP}/", n(Role::Client)),
-            "a request, as in the seed's browser",
+            "a request, as a browser would send",
         )];
         if !self.requests_with_curl {
             hints.push((
