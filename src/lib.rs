@@ -22,7 +22,8 @@
 //!   TOML config.
 //! - [`metrics`]: reserved for the Prometheus endpoint; today the data path's counters (drops by
 //!   [`director::DropReason`], ...) are [`director::Counters`], one set per worker.
-//! - [`lab`]: stand-ins for the world around the balancer: `tunlb httpd` for real servers.
+//! - [`lab`]: `tunlb lab` (the classic four-node LVS lab in namespaces: up/down/demo), and the
+//!   stand-ins it uses: `tunlb httpd` for real servers, `tunlb lab get` for clients.
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw sockets, batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
 //!

@@ -28,6 +28,8 @@ enum Command {
     },
     /// A small HTTP server for labs and tests (banner, deterministic blobs, upload hashes).
     Httpd(tunlb::lab::httpd::HttpdArgs),
+    /// The classic four-node LVS lab in network namespaces: `tunlb lab demo`, `up`, `down`.
+    Lab(tunlb::lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Director(args) => tunlb::director::driver::run(args),
         Command::Realserver(args) => tunlb::realserver::run(args),
         Command::Httpd(args) => tunlb::lab::httpd::run(args),
+        Command::Lab(args) => tunlb::lab::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

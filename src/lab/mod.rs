@@ -1,8 +1,114 @@
-//! Tools for the lab and the namespace tests: things that play the part of the world around a
-//! load balancer, not the load balancer itself.
+//! `tunlb lab`: the classic four-node LVS tutorial (this project's seed), built out of network namespaces on this one
+//! machine in one command, plus the tools that play the world around a load balancer.
 //!
-//! - [`httpd`]: a tiny blocking HTTP/1.1 server (`tunlb httpd`) that answers with a banner, with
-//!   deterministic bytes to download, and with a hash of what was uploaded, so a test can tell
-//!   which real server answered and that the data crossed the tunnel intact.
+//! - `tunlb lab up [--mode tun] [--encap ipip|gre|gue] [--prefix P]` builds the namespaces
+//!   `P-client`, `P-router`, `P-director`, `P-rs1`, `P-rs2` and `P-backup` ([`topology`]),
+//!   starts `tunlb director --announce eth0` in the director, `tunlb realserver` and
+//!   `tunlb httpd` on each real server, configures the service with `tunlb adm` commands it
+//!   prints as it runs them, sends a dozen requests from the client, prints the service and
+//!   connection tables and how to step in, and leaves it all running ([`run`]).
+//! - `tunlb lab down [--prefix P]` stops those processes and removes the namespaces and the
+//!   state folder `/run/tunlb-lab/P/` ([`state`]).
+//! - `tunlb lab demo` is `up`, then `down`; it exits 0 when both real servers answered.
+//! - `tunlb lab get URL` is a one-shot HTTP GET ([`get`]), used when curl is not installed.
+//!
+//! Modules: [`topology`] (the network as data: addresses, names, the `ip` commands),
+//! [`host`] (running `ip` and programs inside namespaces), [`process`] (detached processes,
+//! stopped by pid from another invocation), [`state`] (the state folder), [`run`] (the
+//! subcommands), [`get`] and [`httpd`] (a tiny HTTP client and server).
 
+pub mod get;
+pub mod host;
 pub mod httpd;
+pub mod process;
+pub mod run;
+pub mod state;
+pub mod topology;
+
+use crate::encap::TunnelType;
+
+pub use run::run;
+
+/// Arguments of `tunlb lab`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+/// The subcommands of `tunlb lab`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum LabCommand {
+    /// Build the classic LVS lab in network namespaces, start the director, agents and httpds,
+    /// configure the service with `tunlb adm`, show requests and tables; leave it running.
+    Up(UpArgs),
+    /// Stop the lab's processes, delete its namespaces and its state folder.
+    Down(DownArgs),
+    /// `up`, then `down`: exits 0 when both real servers answered.
+    Demo(UpArgs),
+    /// Fetch a URL with one HTTP GET and print the body (a curl stand-in for the lab:
+    /// `ip netns exec tunlb-client tunlb lab get http://192.168.150.100/`).
+    Get(get::GetArgs),
+}
+
+/// How the director forwards to the real servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// IP tunnelling (`ipvsadm -i`): the real servers may live in another network.
+    Tun,
+    /// Direct routing (`ipvsadm -g`), the tutorial's mode: not implemented yet.
+    Dr,
+    /// NAT (`ipvsadm -m`): not implemented yet.
+    Nat,
+}
+
+impl Mode {
+    /// The mode's name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Tun => "tun",
+            Mode::Dr => "dr",
+            Mode::Nat => "nat",
+        }
+    }
+}
+
+/// Which lab: the namespace prefix.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PrefixArgs {
+    /// Prefix of the namespace names (`<prefix>-client`, `<prefix>-director`, ...) and of the
+    /// state folder `/run/tunlb-lab/<prefix>`; ASCII letters, digits, `_`, `-`. Use another
+    /// one to run a second lab side by side.
+    #[arg(long, value_name = "P", default_value = topology::Names::DEFAULT_PREFIX)]
+    pub prefix: String,
+}
+
+/// Arguments of `tunlb lab up` and `tunlb lab demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Forwarding method; only `tun` exists today (`dr` and `nat` are not implemented yet).
+    #[arg(long, value_enum, default_value_t = Mode::Tun)]
+    pub mode: Mode,
+    /// Tunnel between the director and the real servers: ipip, gre or gue.
+    #[arg(long, value_name = "ipip|gre|gue", default_value = "ipip")]
+    pub encap: TunnelType,
+    /// Scheduler of the virtual service (`tunlb adm -A ... -s SCHEDULER`).
+    #[arg(long, value_name = "NAME", default_value = "rr")]
+    pub scheduler: String,
+    /// How many requests the client sends to show who answers.
+    #[arg(long, value_name = "N", default_value_t = 12,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub requests: u32,
+    /// Which lab.
+    #[command(flatten)]
+    pub prefix: PrefixArgs,
+}
+
+/// Arguments of `tunlb lab down`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DownArgs {
+    /// Which lab.
+    #[command(flatten)]
+    pub prefix: PrefixArgs,
+}

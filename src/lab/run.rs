@@ -1,0 +1,661 @@
+//! The `tunlb lab` subcommands: `up`, `down`, `demo` and `get`.
+//!
+//! `up` goes step by step and prints each step as `[lab] ...` before doing it:
+//!
+//! 1. checks: the mode is `tun`, we are root, `ip` is installed, no lab with this prefix
+//!    exists; then creates the state folder (the lab's lock) — nothing else is created before;
+//! 2. builds the network of [`topology::plan`];
+//! 3. starts `tunlb director --announce eth0` in the director and waits for its control socket;
+//!    starts `tunlb realserver` and then `tunlb httpd` on each real server, waiting for the
+//!    hidden VIP on `lo` and for the banner;
+//! 4. configures the director with `tunlb adm`, printing each command as `$ tunlb adm ...`;
+//! 5. sends the requests from the client (curl, else `tunlb lab get`) and prints who answered,
+//!    then `adm -L -n` and `adm -L -n -c`, then how to step in.
+//!
+//! A failed step, or SIGINT / SIGTERM / SIGHUP at any point, prints what went wrong and the last
+//! lines of each process's log, then takes down everything created so far (as `lab down` does)
+//! and exits non-zero. `down` reads the state folder: it stops the recorded processes (SIGTERM,
+//! then SIGKILL after 5 s), deletes the namespaces, removes the folder.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::process::{Child, ExitStatus};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+
+use super::host::{self, Host};
+use super::process::{self, Stopped};
+use super::state::{ProcRecord, StateDir};
+use super::topology::{self, Action, Names, Role, LAN_IF, PORT, REAL_SERVERS, VIP};
+use super::{get, LabArgs, LabCommand, Mode, UpArgs};
+use crate::sys::signal::{self, Signal};
+
+/// How long a daemon may take to come up.
+const STARTUP: Duration = Duration::from_secs(15);
+
+/// How long a process may take to exit after SIGTERM before it gets SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// How often readiness is polled.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long one of the shown requests may take.
+const REQUEST_TIME: &str = "5";
+
+/// Lines of each log printed when a step fails.
+const LOG_TAIL: usize = 15;
+
+/// Prints one line to stdout, flushed at once; a closed stdout (`lab demo | head`) must not
+/// stop the lab from cleaning up, so write errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say_line(format_args!($($arg)*))
+    };
+}
+
+fn say_line(line: fmt::Arguments) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Runs `tunlb lab <subcommand>`.
+pub fn run(args: LabArgs) -> anyhow::Result<()> {
+    match args.command {
+        LabCommand::Up(up_args) => up(&up_args),
+        LabCommand::Down(down_args) => down(&down_args.prefix.prefix),
+        LabCommand::Demo(up_args) => demo(&up_args),
+        LabCommand::Get(get_args) => get::run(get_args),
+    }
+}
+
+/// `tunlb lab up`: build, start, configure, show; leave it running.
+pub fn up(args: &UpArgs) -> anyhow::Result<()> {
+    let mut lab = Lab::prepare(args)?;
+    match lab.build(args).and_then(|()| lab.show(args)) {
+        Ok(()) => {
+            lab.step_in_hints();
+            lab.armed = false;
+            Ok(())
+        }
+        Err(e) => Err(lab.fail(e)),
+    }
+}
+
+/// `tunlb lab demo`: `up`, then `down`; Ok when both real servers answered.
+pub fn demo(args: &UpArgs) -> anyhow::Result<()> {
+    let mut lab = Lab::prepare(args)?;
+    match lab.build(args).and_then(|()| lab.show(args)) {
+        Ok(()) => {
+            let ns = lab.names.ns(Role::Client);
+            say!(
+                "[lab] `tunlb lab up` builds the same lab and leaves it running, to step in \
+                 with `ip netns exec {ns} curl http://{VIP}/`; taking this one down"
+            );
+            lab.take_down()
+                .context("the demo worked, but taking the lab down failed")
+        }
+        Err(e) => Err(lab.fail(e)),
+    }
+}
+
+/// `tunlb lab down`: stop the processes, delete the namespaces and the state folder of the lab
+/// with `prefix`. Nothing to take down is not an error.
+pub fn down(prefix: &str) -> anyhow::Result<()> {
+    let names = Names::new(prefix)?;
+    let host = Host::probe()?;
+    let state = StateDir::open(prefix);
+    let existing = existing_namespaces(&host, &names)?;
+    if state.is_none() && existing.is_empty() {
+        say!("[lab] no lab with prefix {prefix} is up: nothing to take down");
+        return Ok(());
+    }
+    take_down(&host, &names, state, || {})
+}
+
+/// A SIGINT, SIGTERM or SIGHUP arrived while the lab was being built or shown.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {0}")]
+struct Interrupted(Signal);
+
+/// Fails with [`Interrupted`] if a signal is pending.
+fn check_signal() -> anyhow::Result<()> {
+    match signal::pending() {
+        Some(sig) => Err(Interrupted(sig).into()),
+        None => Ok(()),
+    }
+}
+
+/// ` --prefix P` when `P` is not the default, for commands printed to the user.
+fn prefix_flag(names: &Names) -> String {
+    if names.prefix() == Names::DEFAULT_PREFIX {
+        String::new()
+    } else {
+        format!(" --prefix {}", names.prefix())
+    }
+}
+
+/// The lab's namespaces that exist now.
+fn existing_namespaces(host: &Host, names: &Names) -> anyhow::Result<Vec<String>> {
+    let listed = host.namespaces()?;
+    Ok(names
+        .all()
+        .into_iter()
+        .filter(|ns| listed.contains(ns))
+        .collect())
+}
+
+/// A process the lab started in this invocation.
+struct Started {
+    record: ProcRecord,
+    /// Log file name (without `.log`) in the state folder.
+    log: String,
+    child: Child,
+}
+
+/// A lab being built by this invocation. Until it is disarmed, dropping it takes it down
+/// (the backstop for a panic; errors and signals take the explicit path, [`Lab::fail`]).
+struct Lab {
+    host: Host,
+    names: Names,
+    state: Option<StateDir>,
+    started: Vec<Started>,
+    /// How the shown requests are made: `curl` or `tunlb lab get`.
+    requests_with_curl: bool,
+    armed: bool,
+}
+
+impl Lab {
+    /// The checks that come before anything is created, then the state folder (the lock).
+    fn prepare(args: &UpArgs) -> anyhow::Result<Lab> {
+        match args.mode {
+            Mode::Tun => {}
+            Mode::Dr => bail!(
+                "DR mode (--mode dr, ipvsadm -g) is not implemented yet: the lab runs TUN mode \
+                 (--mode tun, the default) for now"
+            ),
+            Mode::Nat => bail!(
+                "NAT mode (--mode nat, ipvsadm -m) is not implemented yet: the lab runs TUN \
+                 mode (--mode tun, the default) for now"
+            ),
+        }
+        let names = Names::new(&args.prefix.prefix)?;
+        let host = Host::probe()?;
+        let already = |detail: String| {
+            anyhow!(
+                "a lab with prefix {} is already up ({detail}); take it down first: \
+                 {} lab down{}",
+                names.prefix(),
+                host.exe_for_humans(),
+                prefix_flag(&names)
+            )
+        };
+        let existing = existing_namespaces(&host, &names)?;
+        if !existing.is_empty() {
+            return Err(already(format!("namespaces {}", existing.join(", "))));
+        }
+        let path = StateDir::path_for(names.prefix());
+        let state = StateDir::create(names.prefix())
+            .with_context(|| format!("creating {}", path.display()))?
+            .ok_or_else(|| already(format!("{} exists", path.display())))?;
+        let lab = Lab {
+            host,
+            names,
+            state: Some(state),
+            started: Vec::new(),
+            requests_with_curl: false,
+            armed: true,
+        };
+        signal::install().context("installing signal handlers")?;
+        say!(
+            "[lab] TUN mode, {} tunnels; state and logs in {}",
+            args.encap,
+            path.display()
+        );
+        Ok(lab)
+    }
+
+    fn state(&self) -> anyhow::Result<&StateDir> {
+        self.state
+            .as_ref()
+            .context("the lab's state folder is gone")
+    }
+
+    /// Steps 2 to 4: the network, the daemons, the service.
+    fn build(&mut self, args: &UpArgs) -> anyhow::Result<()> {
+        for step in topology::plan(&self.names) {
+            check_signal()?;
+            say!("[lab] {}", step.what);
+            for action in &step.actions {
+                if let Action::AddNamespace(ns) = action {
+                    // Recorded first: a half-made namespace is deleted too.
+                    self.state()?.record_namespace(ns)?;
+                }
+                self.host
+                    .apply(action)
+                    .with_context(|| format!("step failed: {}", step.what))?;
+            }
+        }
+        self.start_director()?;
+        for role in REAL_SERVERS {
+            self.start_real_server(role, args)?;
+        }
+        let backup = self.names.ns(Role::Backup);
+        say!(
+            "[lab] {backup} ({}) is the spare node for a backup director: nothing runs \
+             there yet",
+            topology::addr(Role::Backup)
+        );
+        self.configure(args)
+    }
+
+    /// Starts `tunlb director --announce eth0` and waits for its control socket.
+    fn start_director(&mut self) -> anyhow::Result<()> {
+        let ns = self.names.ns(Role::Director);
+        let args = ["director", "--announce", LAN_IF];
+        say!(
+            "[lab] starting `tunlb {}` in {ns}: VIP {VIP} routed into its TUN device and \
+             answered for on the LAN (proxy ARP on {LAN_IF})",
+            args.join(" ")
+        );
+        let i = self.spawn(Role::Director, "director", "tunlb director", &args)?;
+        self.wait_until(
+            i,
+            &format!("the director's control socket in {ns}"),
+            |host| {
+                host.tunlb(&ns, &["adm", "-L", "-n"])
+                    .is_ok_and(|out| out.status.success())
+            },
+        )
+    }
+
+    /// Starts the agent and the httpd of one real server, each once the one before is ready.
+    fn start_real_server(&mut self, role: Role, args: &UpArgs) -> anyhow::Result<()> {
+        let ns = self.names.ns(role);
+        let rip = topology::addr(role);
+        let vip = VIP.to_string();
+        let encap = args.encap.to_string();
+        let allow = format!("{}/32", topology::addr(Role::Director));
+        let agent = [
+            "realserver",
+            "--vip",
+            &vip,
+            "--encap",
+            &encap,
+            "--allow",
+            &allow,
+        ];
+        say!(
+            "[lab] starting `tunlb {}` in {ns} ({rip}): VIP hidden on lo, tunnels from the \
+             director unwrapped",
+            agent.join(" ")
+        );
+        let i = self.spawn(role, &format!("{role}-agent"), "tunlb realserver", &agent)?;
+        let on_lo = format!("inet {VIP}/32 ");
+        self.wait_until(
+            i,
+            &format!("the agent to put {VIP}/32 on lo in {ns}"),
+            |host| {
+                let mut cmd = std::process::Command::new(host.ip());
+                cmd.args(["-n", &ns, "-4", "-o", "addr", "show", "dev", "lo"]);
+                host::output(&mut cmd, "ip addr show dev lo")
+                    .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(&on_lo))
+            },
+        )?;
+        let listen = format!("{VIP}:{PORT}");
+        let banner = format!("from {rip}");
+        let httpd = ["httpd", "--listen", &listen, "--banner", &banner];
+        say!("[lab] starting `tunlb httpd --listen {listen} --banner \"{banner}\"` in {ns}");
+        let i = self.spawn(role, &format!("{role}-httpd"), "tunlb httpd", &httpd)?;
+        let url = format!("http://{listen}/");
+        self.wait_until(i, &format!("httpd on {listen} in {ns}"), |host| {
+            host.tunlb(&ns, &["lab", "get", "--max-time", "1", &url])
+                .is_ok_and(|out| out.status.success())
+        })
+    }
+
+    /// Step 4: the service, with `tunlb adm` commands printed as they run.
+    fn configure(&mut self, args: &UpArgs) -> anyhow::Result<()> {
+        let ns = self.names.ns(Role::Director);
+        say!("[lab] configuring the director in {ns} with ipvsadm's syntax:");
+        let service = format!("{VIP}:{PORT}");
+        self.adm(&["-A", "-t", &service, "-s", &args.scheduler])?;
+        let encap = args.encap.to_string();
+        for role in REAL_SERVERS {
+            let rip = topology::addr(role).to_string();
+            let add = ["-a", "-t", &service, "-r", &rip, "-i", "-w", "1"];
+            self.adm(&[&add[..], &["--tun-type", &encap]].concat())?;
+        }
+        Ok(())
+    }
+
+    /// Prints `$ tunlb adm ARGS`, runs it in the director, prints what it wrote.
+    fn adm(&self, args: &[&str]) -> anyhow::Result<()> {
+        check_signal()?;
+        say!("$ tunlb adm {}", args.join(" "));
+        let ns = self.names.ns(Role::Director);
+        let out = self.host.tunlb(&ns, &[&["adm"], args].concat())?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !stdout.is_empty() {
+            say!("{}", stdout.trim_end());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            bail!("`tunlb adm {}` failed: {}", args.join(" "), stderr.trim());
+        }
+        if !stderr.is_empty() {
+            say!("{}", stderr.trim_end());
+        }
+        Ok(())
+    }
+
+    /// Step 5: requests, tables; fails unless both real servers answered.
+    fn show(&mut self, args: &UpArgs) -> anyhow::Result<()> {
+        let client = self.names.ns(Role::Client);
+        let url = format!("http://{VIP}/");
+        self.requests_with_curl = self.host.curl().is_some();
+        let tool = if self.requests_with_curl {
+            "curl"
+        } else {
+            say!(
+                "[lab] curl is not installed (apt-get install curl): the requests use \
+                 `tunlb lab get` instead"
+            );
+            "tunlb lab get"
+        };
+        say!(
+            "[lab] {} requests from {client} ({}) with {tool}, each a new connection, to {url}:",
+            args.requests,
+            topology::addr(Role::Client)
+        );
+        let mut answers: BTreeMap<String, u32> = BTreeMap::new();
+        for i in 1..=args.requests {
+            check_signal()?;
+            let out = if self.requests_with_curl {
+                let curl = self.host.curl().unwrap_or(std::path::Path::new("curl"));
+                let mut cmd = self.host.in_ns(&client, curl);
+                cmd.args(["-sS", "--max-time", REQUEST_TIME, &url]);
+                host::output(&mut cmd, "curl")?
+            } else {
+                self.host
+                    .tunlb(&client, &["lab", "get", "--max-time", REQUEST_TIME, &url])?
+            };
+            let body = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if out.status.success() {
+                say!("{i:>2}: {body}");
+                *answers.entry(body).or_default() += 1;
+            } else {
+                let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                say!("{i:>2}: no answer ({err})");
+            }
+        }
+        let tally: Vec<String> = answers.iter().map(|(a, n)| format!("{n} {a}")).collect();
+        say!("[lab] answers: {}", tally.join(", "));
+        say!(
+            "[lab] the answers left each real server from the VIP straight to the client, \
+             through the router: the director only saw the client's half of each connection"
+        );
+        self.adm(&["-L", "-n"])?;
+        self.adm(&["-L", "-n", "-c"])?;
+        let missing: Vec<String> = REAL_SERVERS
+            .iter()
+            .map(|&r| format!("from {}", topology::addr(r)))
+            .filter(|banner| !answers.contains_key(banner))
+            .collect();
+        if !missing.is_empty() {
+            bail!("no answer {}", missing.join(" and no answer "));
+        }
+        Ok(())
+    }
+
+    /// The end of `up`: how to step into the running lab and how to take it down.
+    fn step_in_hints(&self) {
+        let exe = self.host.exe_for_humans();
+        let n = |role| self.names.ns(role);
+        let logs = self
+            .state
+            .as_ref()
+            .map_or_else(String::new, |s| s.path().display().to_string());
+        let mut hints = vec![(
+            format!("ip netns exec {} curl http://{VIP}/", n(Role::Client)),
+            "a request, as a browser would send",
+        )];
+        if !self.requests_with_curl {
+            hints.push((
+                format!(
+                    "ip netns exec {} {exe} lab get http://{VIP}/",
+                    n(Role::Client)
+                ),
+                "the same without curl",
+            ));
+        }
+        hints.extend([
+            (
+                format!("ip netns exec {} {exe} adm -L -n -c", n(Role::Director)),
+                "the director's connections",
+            ),
+            (
+                format!("ip -n {} addr show dev lo", n(Role::Rs1)),
+                "the hidden VIP on a real server",
+            ),
+            (format!("ls {logs}"), "each process's log"),
+            (
+                format!("{exe} lab down{}", prefix_flag(&self.names)),
+                "stop it all and remove the namespaces",
+            ),
+        ]);
+        let width = hints.iter().map(|(cmd, _)| cmd.len()).max().unwrap_or(0);
+        say!("[lab] the lab is up and stays up. Step in:");
+        for (cmd, note) in hints {
+            say!("  {cmd:<width$}   # {note}");
+        }
+    }
+
+    /// Starts `tunlb ARGS` detached in `role`'s namespace and records it; returns its index.
+    fn spawn(
+        &mut self,
+        role: Role,
+        log: &str,
+        label: &str,
+        args: &[&str],
+    ) -> anyhow::Result<usize> {
+        check_signal()?;
+        let ns = self.names.ns(role);
+        let state = self.state()?;
+        let file = state.create_log(log)?;
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = process::spawn_detached(self.host.ip(), &ns, self.host.exe(), &args, file)
+            .with_context(|| format!("starting {label} in {ns}"))?;
+        let pid = child.id();
+        // The child is ours and not reaped yet, so its /proc entry is there.
+        let start_time = process::Stat::read(pid).map_or(0, |s| s.start_time);
+        let record = ProcRecord {
+            pid,
+            start_time,
+            ns,
+            label: label.to_owned(),
+        };
+        let recorded = state.record_process(&record);
+        self.started.push(Started {
+            record,
+            log: log.to_owned(),
+            child,
+        });
+        recorded?;
+        Ok(self.started.len() - 1)
+    }
+
+    /// Polls `ready` until it holds; fails on a signal, when process `watch` exits, or after
+    /// [`STARTUP`].
+    fn wait_until(
+        &mut self,
+        watch: usize,
+        what: &str,
+        mut ready: impl FnMut(&Host) -> bool,
+    ) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            check_signal()?;
+            if let Some(started) = self.started.get_mut(watch) {
+                if let Ok(Some(status)) = started.child.try_wait() {
+                    bail!(
+                        "{} in {} exited early ({}) while waiting for {what}",
+                        started.record.label,
+                        started.record.ns,
+                        describe(status)
+                    );
+                }
+            }
+            if ready(&self.host) {
+                return Ok(());
+            }
+            if start.elapsed() > STARTUP {
+                bail!("timed out after {} s waiting for {what}", STARTUP.as_secs());
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Reports a failed or interrupted `up`/`demo`, shows the logs, takes the lab down; returns
+    /// the error for `main` to print.
+    fn fail(mut self, error: anyhow::Error) -> anyhow::Error {
+        let interrupted = error.downcast_ref::<Interrupted>().map(|i| i.0);
+        // A Ctrl-C also kills the `ip` or curl running at that moment: blame the signal.
+        let mut error = error;
+        match interrupted.or_else(signal::pending) {
+            Some(sig) => {
+                say!("[lab] interrupted by {sig}: taking everything down");
+                error = Interrupted(sig).into();
+            }
+            None => {
+                say!("[lab] failed: {error:#}");
+                self.print_logs();
+                say!("[lab] taking everything down");
+            }
+        }
+        let result = match self.take_down() {
+            Ok(()) => "everything it created is removed".to_owned(),
+            Err(e) => format!("and taking it down failed too: {e:#}; try `tunlb lab down`"),
+        };
+        error.context(format!("lab {} ({result})", self.names.prefix()))
+    }
+
+    /// The last lines of each started process's log.
+    fn print_logs(&self) {
+        let Some(state) = &self.state else { return };
+        for started in &self.started {
+            let path = state.log_path(&started.log);
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+            say!(
+                "[lab] {} in {} ({}), last lines:",
+                started.record.label,
+                started.record.ns,
+                path.display()
+            );
+            for line in tail {
+                say!("    {line}");
+            }
+        }
+    }
+
+    /// Takes down what this invocation built, as `lab down` would, reaping our children.
+    fn take_down(&mut self) -> anyhow::Result<()> {
+        self.armed = false;
+        let state = self.state.take();
+        let started = &mut self.started;
+        take_down(&self.host, &self.names, state, || {
+            for s in started.iter_mut() {
+                let _ = s.child.try_wait();
+            }
+        })
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.take_down();
+        }
+    }
+}
+
+/// Words for an exit status.
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Stops the recorded processes (last started first), deletes the lab's namespaces (those
+/// recorded and any other `<prefix>-<role>` that exists) and the state folder. Goes on after
+/// an error and returns the first.
+fn take_down(
+    host: &Host,
+    names: &Names,
+    state: Option<StateDir>,
+    mut reap: impl FnMut(),
+) -> anyhow::Result<()> {
+    let mut first_error: Option<anyhow::Error> = None;
+    let mut keep = |e: anyhow::Error| {
+        say!("[lab] error: {e:#}");
+        first_error.get_or_insert(e);
+    };
+    let mut records = state.as_ref().map(StateDir::processes).unwrap_or_default();
+    records.reverse();
+    process::stop_all(&records, GRACE, &mut reap, |record, outcome| {
+        let (label, ns, pid) = (&record.label, &record.ns, record.pid);
+        match outcome {
+            None => say!("[lab] stopping {label} in {ns} (pid {pid})"),
+            Some(Stopped::AlreadyGone) => say!("[lab] {label} in {ns} (pid {pid}) is not running"),
+            Some(Stopped::Killed) => say!(
+                "[lab] {label} in {ns} (pid {pid}) ignored SIGTERM for {} s: killed",
+                GRACE.as_secs()
+            ),
+            Some(Stopped::Terminated) => {}
+        }
+    });
+    let mut candidates = state.as_ref().map(StateDir::namespaces).unwrap_or_default();
+    for ns in names.all() {
+        if !candidates.contains(&ns) {
+            candidates.push(ns);
+        }
+    }
+    match host.namespaces() {
+        Ok(listed) => {
+            for ns in candidates.iter().filter(|ns| listed.contains(ns)) {
+                let left = host.pids_in(ns);
+                if !left.is_empty() {
+                    say!(
+                        "[lab] warning: processes the lab did not start still run in {ns} \
+                         (pids {left:?}); its network lives on until they exit"
+                    );
+                }
+                say!("[lab] deleting namespace {ns}");
+                if let Err(e) = host.delete_namespace(ns) {
+                    keep(e.into());
+                }
+            }
+        }
+        Err(e) => keep(e.into()),
+    }
+    if let Some(state) = state {
+        let path = state.path().to_owned();
+        say!("[lab] removing {}", path.display());
+        if let Err(e) = state.remove() {
+            keep(anyhow::Error::new(e).context(format!("removing {}", path.display())));
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

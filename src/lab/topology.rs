@@ -1,0 +1,469 @@
+//! The lab's network as data: who lives where, and the `ip` commands that build it.
+//!
+//! The seed's four nodes sit on one LAN, 192.168.150.0/24: the client (a browser in the seed),
+//! the director .11 and the spare node .14 for a future backup director. In TUN mode the real
+//! servers live in "the other datacenter", 192.168.160.0/24, behind the router that is also the
+//! LAN's gateway. Both networks are bridges inside the router's namespace.
+//!
+//! ```text
+//!  client   192.168.150.2  ─┐
+//!  director 192.168.150.11 ─┼─ lan 192.168.150.1  router  192.168.160.1 dc2 ─┬─ rs1 192.168.160.12
+//!  backup   192.168.150.14 ─┘  (VIP 192.168.150.100 announced by the director) └─ rs2 192.168.160.13
+//! ```
+//!
+//! Nothing here runs a command: [`plan`] returns the [`Step`]s, each a few [`Action`]s, and
+//! `run.rs` carries them out. Every action names its namespace, so nothing is ever created in
+//! the host's namespace: veth pairs are created inside a node's namespace with their peer moved
+//! straight into the router's (`ip -n NODE link add ... peer name ... netns ROUTER`).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The virtual service address: on the LAN, owned by nobody, answered for by the director.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 150, 100);
+
+/// The virtual service's port.
+pub const PORT: u16 = 80;
+
+/// The director's interface on the LAN, the one `tunlb director --announce` answers ARP on.
+pub const LAN_IF: &str = "eth0";
+
+/// A role in the lab; each gets a namespace `<prefix>-<role>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Sends the requests (the seed's browser).
+    Client,
+    /// The LAN's gateway and the way to the other datacenter; holds both bridges.
+    Router,
+    /// Runs `tunlb director`.
+    Director,
+    /// Real server 1: `tunlb realserver` and `tunlb httpd`.
+    Rs1,
+    /// Real server 2.
+    Rs2,
+    /// The seed's spare node .14, for a backup director; nothing runs there yet.
+    Backup,
+}
+
+impl Role {
+    /// Every role, in the order their namespaces are created.
+    pub const ALL: [Role; 6] = [
+        Role::Client,
+        Role::Router,
+        Role::Director,
+        Role::Rs1,
+        Role::Rs2,
+        Role::Backup,
+    ];
+
+    /// The role's name, the last part of its namespace's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Router => "router",
+            Role::Director => "director",
+            Role::Rs1 => "rs1",
+            Role::Rs2 => "rs2",
+            Role::Backup => "backup",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One of the two networks, each a bridge in the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    /// The seed's LAN, 192.168.150.0/24 (bridge `lan`).
+    Lan,
+    /// The other datacenter, 192.168.160.0/24 (bridge `dc2`), where the real servers live.
+    Dc2,
+}
+
+impl Segment {
+    /// Both segments.
+    pub const ALL: [Segment; 2] = [Segment::Lan, Segment::Dc2];
+
+    /// The bridge's name in the router's namespace.
+    pub fn bridge(self) -> &'static str {
+        match self {
+            Segment::Lan => "lan",
+            Segment::Dc2 => "dc2",
+        }
+    }
+
+    /// The router's address on it: every node's gateway.
+    pub fn gateway(self) -> Ipv4Addr {
+        match self {
+            Segment::Lan => Ipv4Addr::new(192, 168, 150, 1),
+            Segment::Dc2 => Ipv4Addr::new(192, 168, 160, 1),
+        }
+    }
+
+    /// The prefix length of the segment (both are /24).
+    pub fn prefix_len(self) -> u8 {
+        24
+    }
+
+    /// What it is, for the log.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Segment::Lan => "the LAN 192.168.150.0/24",
+            Segment::Dc2 => "the other datacenter's network 192.168.160.0/24",
+        }
+    }
+}
+
+/// A node plugged into one segment with one interface, `eth0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Who it is.
+    pub role: Role,
+    /// Its address on `eth0`.
+    pub addr: Ipv4Addr,
+    /// The segment `eth0` is plugged into.
+    pub segment: Segment,
+    /// The name of the other end of its veth, a port of the segment's bridge in the router.
+    pub router_port: &'static str,
+}
+
+/// Every node but the router, in the order they are plugged in.
+pub const NODES: [Node; 5] = [
+    Node {
+        role: Role::Client,
+        addr: Ipv4Addr::new(192, 168, 150, 2),
+        segment: Segment::Lan,
+        router_port: "to-client",
+    },
+    Node {
+        role: Role::Director,
+        addr: Ipv4Addr::new(192, 168, 150, 11),
+        segment: Segment::Lan,
+        router_port: "to-director",
+    },
+    Node {
+        role: Role::Backup,
+        addr: Ipv4Addr::new(192, 168, 150, 14),
+        segment: Segment::Lan,
+        router_port: "to-backup",
+    },
+    Node {
+        role: Role::Rs1,
+        addr: Ipv4Addr::new(192, 168, 160, 12),
+        segment: Segment::Dc2,
+        router_port: "to-rs1",
+    },
+    Node {
+        role: Role::Rs2,
+        addr: Ipv4Addr::new(192, 168, 160, 13),
+        segment: Segment::Dc2,
+        router_port: "to-rs2",
+    },
+];
+
+/// The node playing `role` (the router is not a [`Node`]: it has the bridges instead).
+pub fn node(role: Role) -> Option<&'static Node> {
+    NODES.iter().find(|n| n.role == role)
+}
+
+/// The address of the node playing `role`; the router's is its LAN address.
+pub fn addr(role: Role) -> Ipv4Addr {
+    node(role).map_or(Segment::Lan.gateway(), |n| n.addr)
+}
+
+/// The real servers' roles, in the order they are added to the service.
+pub const REAL_SERVERS: [Role; 2] = [Role::Rs1, Role::Rs2];
+
+/// Namespace names for one lab: `<prefix>-<role>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+/// Why a `--prefix` was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PrefixError {
+    /// Empty, or longer than [`Names::MAX_PREFIX`].
+    #[error("the prefix must have 1 to {max} characters, not {0}", max = Names::MAX_PREFIX)]
+    Length(usize),
+    /// A character other than ASCII letters, digits, `_` and `-` (or a leading `-`).
+    #[error("the prefix {0:?} may only have ASCII letters, digits, '_' and '-' (not first)")]
+    Chars(String),
+}
+
+impl Names {
+    /// The prefix of `tunlb lab` without `--prefix`.
+    pub const DEFAULT_PREFIX: &'static str = "tunlb";
+
+    /// The longest prefix accepted.
+    pub const MAX_PREFIX: usize = 40;
+
+    /// Checks `prefix` (it becomes part of file and namespace names).
+    pub fn new(prefix: &str) -> Result<Names, PrefixError> {
+        if prefix.is_empty() || prefix.len() > Self::MAX_PREFIX {
+            return Err(PrefixError::Length(prefix.len()));
+        }
+        let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if !prefix.chars().all(ok) || prefix.starts_with('-') {
+            return Err(PrefixError::Chars(prefix.to_owned()));
+        }
+        Ok(Names {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The namespace of `role`, e.g. `tunlb-client`.
+    pub fn ns(&self, role: Role) -> String {
+        format!("{}-{}", self.prefix, role.as_str())
+    }
+
+    /// Every namespace of the lab, in [`Role::ALL`] order.
+    pub fn all(&self) -> Vec<String> {
+        Role::ALL.iter().map(|&r| self.ns(r)).collect()
+    }
+}
+
+/// One thing done to the network; every variant names the namespace it acts in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `ip netns add NS`.
+    AddNamespace(String),
+    /// `ip -n NS ARGS...`.
+    Ip {
+        /// The namespace.
+        ns: String,
+        /// The arguments after `ip -n NS`.
+        args: Vec<String>,
+    },
+    /// Write `value` to `/proc/sys/<key with dots as slashes>` inside `ns`.
+    Sysctl {
+        /// The namespace.
+        ns: String,
+        /// A key such as `net.ipv4.ip_forward`.
+        key: String,
+        /// The value to write.
+        value: &'static str,
+    },
+}
+
+impl Action {
+    /// The namespace the action acts in.
+    pub fn ns(&self) -> &str {
+        match self {
+            Action::AddNamespace(ns) | Action::Ip { ns, .. } | Action::Sysctl { ns, .. } => ns,
+        }
+    }
+
+    fn ip(ns: &str, args: &str) -> Action {
+        Action::Ip {
+            ns: ns.to_owned(),
+            args: args.split_whitespace().map(str::to_owned).collect(),
+        }
+    }
+
+    fn sysctl(ns: &str, key: &str, value: &'static str) -> Action {
+        Action::Sysctl {
+            ns: ns.to_owned(),
+            key: key.to_owned(),
+            value,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    /// The action as the shell command that does the same.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::AddNamespace(ns) => write!(f, "ip netns add {ns}"),
+            Action::Ip { ns, args } => write!(f, "ip -n {ns} {}", args.join(" ")),
+            Action::Sysctl { ns, key, value } => {
+                write!(f, "ip netns exec {ns} sysctl -w {key}={value}")
+            }
+        }
+    }
+}
+
+/// A step of the build: what it does, in words for the log, and the actions that do it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Printed as `[lab] <what>` before the actions run.
+    pub what: String,
+    /// Run in order; the first failure fails the step.
+    pub actions: Vec<Action>,
+}
+
+/// Everything that builds the lab's network for `names`, in order; no process is started.
+///
+/// Each namespace gets loopback up and reverse-path filtering off (new namespaces copy the
+/// host's `rp_filter`, and a strict one would drop the real servers' replies, which leave from
+/// the VIP on the LAN through the other datacenter's link). The router forwards; the director
+/// turns forwarding on itself.
+pub fn plan(names: &Names) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for role in Role::ALL {
+        let ns = names.ns(role);
+        steps.push(Step {
+            what: format!("creating namespace {ns}"),
+            actions: vec![
+                Action::AddNamespace(ns.clone()),
+                Action::ip(&ns, "link set dev lo up"),
+                Action::sysctl(&ns, "net.ipv4.conf.all.rp_filter", "0"),
+                Action::sysctl(&ns, "net.ipv4.conf.default.rp_filter", "0"),
+            ],
+        });
+    }
+    let router = names.ns(Role::Router);
+    for segment in Segment::ALL {
+        let (bridge, gw, len) = (segment.bridge(), segment.gateway(), segment.prefix_len());
+        steps.push(Step {
+            what: format!(
+                "creating {}: bridge {bridge} with {gw}/{len} in {router}",
+                segment.describe()
+            ),
+            actions: vec![
+                Action::ip(&router, &format!("link add name {bridge} type bridge")),
+                Action::ip(&router, &format!("addr add {gw}/{len} dev {bridge}")),
+                Action::ip(&router, &format!("link set dev {bridge} up")),
+            ],
+        });
+    }
+    steps.push(Step {
+        what: format!("turning on IPv4 forwarding in {router}"),
+        actions: vec![Action::sysctl(&router, "net.ipv4.ip_forward", "1")],
+    });
+    for node in NODES {
+        let ns = names.ns(node.role);
+        let (bridge, gw, len) = (
+            node.segment.bridge(),
+            node.segment.gateway(),
+            node.segment.prefix_len(),
+        );
+        let (addr, port) = (node.addr, node.router_port);
+        steps.push(Step {
+            what: format!("plugging {ns} (eth0 {addr}/{len}, gateway {gw}) into bridge {bridge}"),
+            actions: vec![
+                Action::ip(
+                    &ns,
+                    &format!("link add name eth0 type veth peer name {port} netns {router}"),
+                ),
+                Action::ip(&ns, &format!("addr add {addr}/{len} dev eth0")),
+                Action::ip(&ns, "link set dev eth0 up"),
+                Action::ip(&router, &format!("link set dev {port} master {bridge}")),
+                Action::ip(&router, &format!("link set dev {port} up")),
+                Action::ip(&ns, &format!("route add default via {gw}")),
+            ],
+        });
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_prefix_dash_role_and_bad_prefixes_are_refused() {
+        let names = Names::new(Names::DEFAULT_PREFIX).unwrap();
+        assert_eq!(
+            names.all(),
+            [
+                "tunlb-client",
+                "tunlb-router",
+                "tunlb-director",
+                "tunlb-rs1",
+                "tunlb-rs2",
+                "tunlb-backup"
+            ]
+        );
+        assert_eq!(
+            Names::new("tlbt123x4").unwrap().ns(Role::Rs2),
+            "tlbt123x4-rs2"
+        );
+        assert_eq!(Names::new(""), Err(PrefixError::Length(0)));
+        assert_eq!(Names::new(&"a".repeat(41)), Err(PrefixError::Length(41)));
+        for bad in ["a/b", "../x", "-x", "a b", "é"] {
+            assert!(
+                matches!(Names::new(bad), Err(PrefixError::Chars(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn plan_acts_only_inside_the_labs_namespaces_after_creating_them() {
+        let names = Names::new("p").unwrap();
+        let all = names.all();
+        let mut created = Vec::new();
+        for step in plan(&names) {
+            for action in &step.actions {
+                if let Action::AddNamespace(ns) = action {
+                    created.push(ns.clone());
+                }
+                assert!(
+                    created.iter().any(|c| c == action.ns()),
+                    "`{action}` acts in a namespace not created yet"
+                );
+                if let Action::Ip { args, .. } = action {
+                    // A veth's peer goes into the router, never elsewhere.
+                    if let Some(i) = args.iter().position(|a| a == "netns") {
+                        assert_eq!(args.get(i + 1), Some(&names.ns(Role::Router)), "{action}");
+                    }
+                }
+            }
+        }
+        assert_eq!(created, all);
+    }
+
+    #[test]
+    fn interface_names_fit_ifnamsiz() {
+        for step in plan(&Names::new(&"x".repeat(Names::MAX_PREFIX)).unwrap()) {
+            for action in step.actions {
+                if let Action::Ip { args, .. } = action {
+                    for pair in args.windows(2) {
+                        if ["name", "dev", "master"].contains(&pair[0].as_str()) {
+                            assert!(pair[1].len() <= 15, "{}", pair[1]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_seed_addresses() {
+        assert_eq!(addr(Role::Client), Ipv4Addr::new(192, 168, 150, 2));
+        assert_eq!(addr(Role::Router), Ipv4Addr::new(192, 168, 150, 1));
+        assert_eq!(addr(Role::Director), Ipv4Addr::new(192, 168, 150, 11));
+        assert_eq!(addr(Role::Backup), Ipv4Addr::new(192, 168, 150, 14));
+        assert_eq!(addr(Role::Rs1), Ipv4Addr::new(192, 168, 160, 12));
+        assert_eq!(addr(Role::Rs2), Ipv4Addr::new(192, 168, 160, 13));
+        assert_eq!(VIP, Ipv4Addr::new(192, 168, 150, 100));
+        let plan = plan(&Names::new("tunlb").unwrap());
+        let director = plan
+            .iter()
+            .find(|s| s.what.starts_with("plugging tunlb-director"))
+            .unwrap();
+        let commands: Vec<String> = director.actions.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            commands,
+            [
+                "ip -n tunlb-director link add name eth0 type veth peer name to-director \
+                 netns tunlb-router",
+                "ip -n tunlb-director addr add 192.168.150.11/24 dev eth0",
+                "ip -n tunlb-director link set dev eth0 up",
+                "ip -n tunlb-router link set dev to-director master lan",
+                "ip -n tunlb-router link set dev to-director up",
+                "ip -n tunlb-director route add default via 192.168.150.1",
+            ]
+        );
+    }
+}

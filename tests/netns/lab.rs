@@ -1,0 +1,307 @@
+//! `tunlb lab`, run as a user would: the binary itself, each lab with a unique prefix
+//! `tlbt<pid>x<n>` so it never meets another test's (or a user's `tunlb` lab).
+//!
+//! The lab is a separate program that creates its own namespaces and detached processes, so
+//! these tests do not use the harness's guards for them; a [`LabGuard`] runs `tunlb lab down`
+//! if a test fails with the lab still up.
+//!
+//! Other tests of this binary create and delete namespaces while these run, so "nothing left
+//! behind" is checked on this lab's names: none before, none after, and no state folder.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::harness::{netns_list, output, require_root_and_tools, TUNLB};
+
+/// The lab's fixed addresses (the seed's, plus the other datacenter).
+const VIP: &str = "192.168.150.100";
+const RS1: &str = "192.168.160.12";
+const RS2: &str = "192.168.160.13";
+
+/// Numbers the labs of this process.
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A prefix no other test or run uses (namespaces `<prefix>-client`, ...).
+fn unique_prefix() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("tlbt{}x{n}", std::process::id())
+}
+
+/// The lab's namespaces that exist now.
+fn namespaces_of(prefix: &str) -> Vec<String> {
+    let mut ours: Vec<String> = netns_list()
+        .into_iter()
+        .filter(|ns| ns.starts_with(&format!("{prefix}-")))
+        .collect();
+    ours.sort();
+    ours
+}
+
+/// The lab's state folder.
+fn state_dir(prefix: &str) -> PathBuf {
+    PathBuf::from("/run/tunlb-lab").join(prefix)
+}
+
+/// Runs `tunlb lab ARGS...` to completion.
+fn lab(args: &[&str]) -> Output {
+    output(Command::new(TUNLB).arg("lab").args(args))
+}
+
+/// Both streams of an output, for assertion messages.
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Takes the lab down on drop if anything of it is left (a failed test).
+struct LabGuard(String);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        if !namespaces_of(&self.0).is_empty() || state_dir(&self.0).exists() {
+            let out = lab(&["down", "--prefix", &self.0]);
+            eprintln!(
+                "cleanup: tunlb lab down --prefix {}:\n{}",
+                self.0,
+                text(&out)
+            );
+        }
+    }
+}
+
+/// Asserts that nothing of the lab with `prefix` is left.
+fn assert_gone(prefix: &str, log: &str) {
+    assert_eq!(namespaces_of(prefix), Vec::<String>::new(), "{log}");
+    assert!(!state_dir(prefix).exists(), "state folder left: {log}");
+}
+
+/// `tunlb lab demo --encap ENCAP`: exit 0, both real servers answered in turn (round robin),
+/// the `adm` commands, the service table and the connection table are printed, and nothing
+/// is left afterwards.
+fn lab_demo_shows_both_servers_and_leaves_nothing(encap: &str) {
+    require_root_and_tools();
+    let prefix = unique_prefix();
+    let _guard = LabGuard(prefix.clone());
+    assert_eq!(namespaces_of(&prefix), Vec::<String>::new());
+
+    let out = lab(&["demo", "--prefix", &prefix, "--encap", encap]);
+    let log = text(&out);
+    assert!(out.status.success(), "lab demo failed:\n{log}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        format!("[lab] creating namespace {prefix}-client"),
+        format!(
+            "[lab] starting `tunlb director --announce eth0` in {prefix}-director: VIP {VIP} \
+             routed into its TUN device and answered for on the LAN (proxy ARP on eth0)"
+        ),
+        format!(
+            "[lab] starting `tunlb realserver --vip {VIP} --encap {encap} --allow \
+             192.168.150.11/32` in {prefix}-rs1 ({RS1}): VIP hidden on lo, tunnels from the \
+             director unwrapped"
+        ),
+        format!("$ tunlb adm -A -t {VIP}:80 -s rr"),
+        format!("$ tunlb adm -a -t {VIP}:80 -r {RS1} -i -w 1 --tun-type {encap}"),
+        format!("$ tunlb adm -a -t {VIP}:80 -r {RS2} -i -w 1 --tun-type {encap}"),
+        format!("[lab] answers: 6 from {RS1}, 6 from {RS2}"),
+        "$ tunlb adm -L -n".to_owned(),
+        format!("TCP  {VIP}:80 rr"),
+        "$ tunlb adm -L -n -c".to_owned(),
+        "IPVS connection entries".to_owned(),
+        "pro expire state       source             virtual            destination".to_owned(),
+        format!("[lab] deleting namespace {prefix}-backup"),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no line {line:?} in:\n{log}"
+        );
+    }
+    // The answers alternate, as round robin over new connections does.
+    let answers: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once(": from ").map(|(_, rip)| rip))
+        .collect();
+    assert_eq!(answers.len(), 12, "{log}");
+    for pair in answers.chunks(2) {
+        let mut pair = pair.to_vec();
+        pair.sort();
+        assert_eq!(pair, [RS1, RS2], "{log}");
+    }
+    for rip in [RS1, RS2] {
+        let dest = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  -> {rip}:80 ")))
+            .unwrap_or_else(|| panic!("no table line for {rip}:\n{log}"));
+        let columns: Vec<&str> = dest.split_whitespace().collect();
+        assert_eq!(columns.get(2..4), Some(&["Tunnel", "1"][..]), "{dest}");
+    }
+    let conns = stdout
+        .lines()
+        .filter(|l| l.starts_with("TCP ") && l.contains(" 192.168.150.2:"))
+        .count();
+    assert_eq!(conns, 12, "{log}");
+    assert_gone(&prefix, &log);
+}
+
+/// One test per encapsulation.
+mod lab_demo_shows_both_servers_and_leaves_nothing {
+    #[test]
+    fn ipip() {
+        super::lab_demo_shows_both_servers_and_leaves_nothing("ipip");
+    }
+    #[test]
+    fn gre() {
+        super::lab_demo_shows_both_servers_and_leaves_nothing("gre");
+    }
+    #[test]
+    fn gue() {
+        super::lab_demo_shows_both_servers_and_leaves_nothing("gue");
+    }
+}
+
+/// `lab up` leaves the lab running (curl and `tunlb lab get` from the client reach the VIP; a
+/// second `up` with the prefix is refused), `lab down` stops every recorded process and removes
+/// the namespaces and the state folder, and a second `down` has nothing to do.
+#[test]
+fn lab_up_then_down() {
+    require_root_and_tools();
+    let prefix = unique_prefix();
+    let _guard = LabGuard(prefix.clone());
+
+    let out = lab(&["up", "--prefix", &prefix, "--encap", "gre"]);
+    let log = text(&out);
+    assert!(out.status.success(), "lab up failed:\n{log}");
+    assert!(
+        log.contains(&format!(
+            "  ip netns exec {prefix}-client curl http://{VIP}/ "
+        )),
+        "no step-in hint:\n{log}"
+    );
+    let mut expected: Vec<String> = ["backup", "client", "director", "router", "rs1", "rs2"]
+        .iter()
+        .map(|role| format!("{prefix}-{role}"))
+        .collect();
+    expected.sort();
+    assert_eq!(namespaces_of(&prefix), expected);
+
+    let pids_file = fs::read_to_string(state_dir(&prefix).join("pids")).expect("the pids file");
+    let pids: Vec<(String, String)> = pids_file
+        .lines()
+        .map(|l| {
+            let mut fields = l.split(' ');
+            let pid = fields.next().unwrap_or_default().to_owned();
+            (pid, fields.next().unwrap_or_default().to_owned())
+        })
+        .collect();
+    assert_eq!(pids.len(), 5, "director, 2 agents, 2 httpds:\n{pids_file}");
+    // Field 22 of /proc/PID/stat, if that process runs and is not a zombie.
+    let start_time = |pid: &str| -> Option<String> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        (fields.first() != Some(&"Z")).then(|| fields.get(19).map(|s| s.to_string()))?
+    };
+    for (pid, start) in &pids {
+        assert_eq!(
+            start_time(pid).as_ref(),
+            Some(start),
+            "pid {pid} is not running"
+        );
+    }
+
+    let client = format!("{prefix}-client");
+    let url = format!("http://{VIP}/");
+    let curl = output(Command::new("ip").args([
+        "netns",
+        "exec",
+        &client,
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        &url,
+    ]));
+    let body = String::from_utf8_lossy(&curl.stdout);
+    assert!(
+        body == format!("from {RS1}\n") || body == format!("from {RS2}\n"),
+        "curl from the client: {}",
+        text(&curl)
+    );
+    let get = output(
+        Command::new("ip")
+            .args(["netns", "exec", &client, TUNLB])
+            .args(["lab", "get", &format!("http://{VIP}/whoami")]),
+    );
+    assert!(
+        String::from_utf8_lossy(&get.stdout).contains("client 192.168.150.2:"),
+        "tunlb lab get from the client: {}",
+        text(&get)
+    );
+
+    let again = lab(&["up", "--prefix", &prefix]);
+    assert!(!again.status.success(), "a second up succeeded");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("is already up"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("lab down --prefix {prefix}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        namespaces_of(&prefix),
+        expected,
+        "the refused up changed the lab"
+    );
+
+    let out = lab(&["down", "--prefix", &prefix]);
+    let log = text(&out);
+    assert!(out.status.success(), "lab down failed:\n{log}");
+    assert!(log.contains(&format!(
+        "[lab] stopping tunlb director in {prefix}-director"
+    )));
+    assert_gone(&prefix, &log);
+    for (pid, start) in &pids {
+        assert_ne!(
+            start_time(pid).as_ref(),
+            Some(start),
+            "pid {pid} still runs"
+        );
+    }
+
+    let out = lab(&["down", "--prefix", &prefix]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("nothing to take down"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `--mode dr` and `--mode nat` are refused with a clear message, before anything is created.
+#[test]
+fn lab_refuses_dr_for_now() {
+    require_root_and_tools();
+    let prefix = unique_prefix();
+    let _guard = LabGuard(prefix.clone());
+    for command in ["up", "demo"] {
+        for (mode, name) in [("dr", "DR mode"), ("nat", "NAT mode")] {
+            let out = lab(&[command, "--mode", mode, "--prefix", &prefix]);
+            let log = text(&out);
+            assert!(
+                !out.status.success(),
+                "lab {command} --mode {mode} succeeded:\n{log}"
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(&format!("{name} (--mode {mode}")),
+                "{stderr}"
+            );
+            assert!(stderr.contains("is not implemented yet"), "{stderr}");
+            assert!(out.stdout.is_empty(), "{log}");
+            assert_gone(&prefix, &log);
+        }
+    }
+}
