@@ -5,9 +5,11 @@
 //! scenarios, each run once per encapsulation (ipip, gre, gue); [`fragments`] sends datagrams
 //! without DF that only fit the tunnel as outer fragments; [`director_lifecycle`] has the
 //! daemons' life cycle: host settings restored on exit, `adm` without a director, `--announce`
-//! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`.
+//! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`; [`dr_mode`] has DR mode on one LAN
+//! (the seed's layout).
 
 mod director_lifecycle;
+mod dr_mode;
 mod fragments;
 mod harness;
 mod tun_mode;
