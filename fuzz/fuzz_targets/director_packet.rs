@@ -86,6 +86,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(e.len <= buf.len());
                 assert!(e.header().len() >= 20);
             }
+            Verdict::Ether(e) => assert!(e.len <= buf.len()),
             Verdict::Reply { len } => assert!(len <= buf.len()),
             Verdict::Drop(r) => assert!(!r.as_str().is_empty()),
         }

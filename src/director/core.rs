@@ -114,9 +114,9 @@ pub struct Counters {
     pub rx_packets: u64,
     /// Bytes handed to the core.
     pub rx_bytes: u64,
-    /// Packets encapsulated towards a real server.
+    /// Packets forwarded to a real server (encapsulated, or in a DR frame).
     pub tx_packets: u64,
-    /// Inner bytes encapsulated towards a real server.
+    /// Bytes (inner packets) forwarded to a real server.
     pub tx_bytes: u64,
     /// ICMP errors generated (fragmentation needed).
     pub icmp_sent: u64,
@@ -154,7 +154,7 @@ pub struct DestCounters {
 impl Counters {
     /// The counters of real server `id`, reset if its slot last belonged to another server.
     #[inline]
-    fn dest(&mut self, id: DestId) -> &mut DestCounters {
+    pub(super) fn dest(&mut self, id: DestId) -> &mut DestCounters {
         let slot = usize::from(id.slot());
         if slot >= self.per_dest.len() {
             self.per_dest.resize(slot + 1, DestCounters::default());
@@ -325,6 +325,10 @@ impl Director {
         match v {
             Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
             Verdict::Encap(e) => {
+                self.counters.tx_packets += 1;
+                self.counters.tx_bytes += e.len as u64;
+            }
+            Verdict::Ether(e) => {
                 self.counters.tx_packets += 1;
                 self.counters.tx_bytes += e.len as u64;
             }
@@ -707,6 +711,9 @@ fn encapsulate(
     p: &Parsed,
     hash: u32,
 ) -> Verdict {
+    if dest.config.forward == Forward::Dr {
+        return super::dr::route(counters, dest, buf, p.len, p.ihl, p.dont_frag);
+    }
     let Forward::Tunnel {
         tun_type,
         tun_port,

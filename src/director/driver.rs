@@ -3,10 +3,12 @@
 //! Each worker thread owns one TUN queue and one [`Director`] core. It reads a batch of packets,
 //! decides them all under its core's lock (taken once per batch, so the control plane can read
 //! counters and the connection table between batches), then sends the encapsulated packets with
-//! one `sendmmsg` and writes any ICMP replies back into the TUN. An encapsulated packet the core
-//! marked for fragmentation goes out as outer IPv4 fragments in the same `sendmmsg`, their
-//! headers built into a per-worker array sized for a whole batch of maximally fragmented
-//! packets. Nothing is allocated per packet.
+//! one `sendmmsg`, the DR frames with one `sendmmsg` on an `AF_PACKET` socket
+//! ([`dr_io::FrameQueue`]), and writes any ICMP replies back into the TUN. An encapsulated packet
+//! the core marked for fragmentation goes out as outer IPv4 fragments in the same `sendmmsg`,
+//! their headers built into a per-worker array sized for a whole batch of maximally fragmented
+//! packets (DR packets likewise). Nothing is allocated per packet. A resolver thread
+//! ([`dr_io::spawn_resolver`]) keeps the DR real servers' MAC addresses current.
 
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -18,6 +20,7 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Context;
 
+use super::dr_io::{self, FrameQueue};
 use super::plane::{ControlPlane, HostSetup};
 use super::service::ServiceSet;
 use super::{
@@ -149,6 +152,8 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             .context("spawning a worker thread")?;
         workers.push(handle);
     }
+    let resolver = dr_io::spawn_resolver(shared.clone(), stop.clone())
+        .context("starting the DR neighbour resolver")?;
     eprintln!(
         "tunlb director: {} queue(s) on {}, control socket ready; configure with `tunlb adm`",
         queues, tun_name
@@ -185,6 +190,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     for w in workers {
         let _ = w.join();
     }
+    let _ = resolver.join();
     eprintln!("tunlb director: at exit: {}", summary(&cores));
     plane.shutdown();
     Ok(())
@@ -208,7 +214,7 @@ fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
         conns += d.conns().len();
     }
     let mut line = format!(
-        "rx {} packets, tunnelled {} ({} fragmented), icmp sent {}, connections {} created, {} expired, {} tracked",
+        "rx {} packets, forwarded {} ({} fragmented), icmp sent {}, connections {} created, {} expired, {} tracked",
         total.rx_packets,
         total.tx_packets,
         total.fragmented,
@@ -319,6 +325,14 @@ fn worker(
             return;
         }
     };
+    let mut frames = match FrameQueue::new(batch_size) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tunlb director: worker {index}: cannot open the DR packet socket: {e}");
+            signal::notify(signal::Signal::Terminate);
+            return;
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         let n = match queue.recv_batch(&mut batch, Some(StdDuration::from_millis(100))) {
             Ok(n) => n,
@@ -329,6 +343,7 @@ fn worker(
             }
         };
         pending.clear();
+        frames.clear();
         replies.clear();
         {
             let Ok(mut d) = core.lock() else { return };
@@ -357,6 +372,11 @@ fn worker(
                             d.count_send_errors(1);
                         }
                     }
+                    Verdict::Ether(e) => {
+                        if !frames.queue(&mut idents, i, buf, &e) {
+                            d.count_send_errors(1);
+                        }
+                    }
                     Verdict::Reply { len } => replies.push((i, len)),
                     Verdict::Drop(_) => {}
                 }
@@ -372,6 +392,12 @@ fn worker(
                 let report = sender.send_batch(items);
                 if report.failed > 0 {
                     d.count_send_errors(failed_packets(&pending, sender.failures()));
+                }
+            }
+            if !frames.is_empty() {
+                let failed = frames.flush(&batch);
+                if failed > 0 {
+                    d.count_send_errors(failed);
                 }
             }
         }

@@ -5,10 +5,14 @@
 //!   the control plane builds it with.
 //! - [`sched`]: the IPVS schedulers. [`conn`]: the connection table, states, templates.
 //! - [`service`]: the configuration types (what `adm` and the TOML config describe).
+//! - [`dr`]: DR mode's decision (a frame to the real server's MAC); [`dr_io`]: its IO (the
+//!   AF_PACKET send queue, the neighbour resolver, the on-link check when a server is added).
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
 pub mod core;
+pub mod dr;
+pub mod dr_io;
 pub mod driver;
 pub mod plane;
 pub mod sched;
@@ -22,4 +26,4 @@ mod tests;
 
 pub use self::core::{Counters, DestCounters, Director, DirectorConfig, Shared};
 pub use table::{Registry, Snapshot};
-pub use verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};
+pub use verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};

@@ -251,6 +251,7 @@ impl ControlPlane {
         set: ServiceSet,
         timeouts: Timeouts,
     ) -> Result<(), String> {
+        Self::check_new_servers(&st.set, &set)?;
         let snap = st
             .registry
             .build(&set, &conn_timeouts(&timeouts))
@@ -261,6 +262,12 @@ impl ControlPlane {
         st.timeouts = timeouts;
         self.shared.publish(snap);
         Ok(())
+    }
+
+    /// Refuses real servers the data path could not reach, before anything is published:
+    /// DR servers must be on a directly connected network.
+    fn check_new_servers(old: &ServiceSet, new: &ServiceSet) -> Result<(), String> {
+        super::dr_io::check_new_dr_servers(old, new)
     }
 
     /// Routes every VIP into the TUN (and announces it), and withdraws VIPs that are gone.

@@ -159,7 +159,8 @@ pub enum Forward {
         #[serde(default)]
         gre_key: Option<u32>,
     },
-    /// `-g`: direct routing (rewrite the destination MAC). Arrives in a later issue.
+    /// `-g`: direct routing: the unchanged packet in an Ethernet frame to the real server's
+    /// MAC on a LAN the director shares with it (see [`dr`](super::dr)).
     Dr,
     /// `-m`: masquerading (rewrite the destination address). Arrives in a later issue.
     Nat,

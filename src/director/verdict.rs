@@ -13,6 +13,9 @@ pub enum Verdict {
     /// a raw `IP_HDRINCL` socket), or as fragments of it when `frag_mtu` is not 0. The packet
     /// buffer may have been edited in place (MSS clamp).
     Encap(Encap),
+    /// DR mode: send the packet's first bytes unchanged in an Ethernet frame to a real server
+    /// on a directly connected LAN (through an `AF_PACKET` socket), or as fragments of it.
+    Ether(Ether),
     /// The core wrote a reply (an ICMP error) into the packet buffer: write its first `len`
     /// bytes back into the TUN device so the kernel routes it to the client.
     Reply {
@@ -38,6 +41,22 @@ pub struct Encap {
     /// allows fragmentation (DF clear, as Linux IPVS lets the kernel fragment the outer packet):
     /// split it with [`encap::fragment`](crate::encap::fragment()) into fragments of at most
     /// this many bytes, at most [`MAX_FRAGMENTS`] of them (the core checked both).
+    pub frag_mtu: u16,
+}
+
+/// A packet for a DR real server, ready to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ether {
+    /// The interface the real server is on.
+    pub ifindex: u32,
+    /// The real server's Ethernet address.
+    pub dst_mac: [u8; 6],
+    /// Length of the packet at the start of the buffer (sent as it is).
+    pub len: usize,
+    /// 0: send the packet whole. Otherwise it does not fit the interface MTU and DF is clear:
+    /// split it with [`encap::fragment`](crate::encap::fragment()) (its own IPv4 header as the
+    /// "outer" header) into fragments of at most this many bytes, at most [`MAX_FRAGMENTS`] of
+    /// them (the core checked both).
     pub frag_mtu: u16,
 }
 
@@ -108,15 +127,20 @@ drop_reasons! {
     TooBig => "too_big",
     /// The packet does not fit once encapsulated and DF is clear, but the outer datagram would
     /// need more than [`MAX_FRAGMENTS`] fragments (or the tunnel MTU is below 68, where no
-    /// fragment fits).
+    /// fragment fits). In DR mode also a packet without DF too big for the LAN that cannot be
+    /// split (it has IP options or already is a fragment).
     TooManyFragments => "too_many_fragments",
     /// The flow's real server was deleted (expire_nodest_conn).
     DestinationGone => "destination_gone",
     /// The forwarding method of the real server is not implemented yet.
     UnsupportedForward => "unsupported_forward",
+    /// DR mode: the real server's Ethernet address is not known (yet); the driver is asking the
+    /// kernel to resolve it.
+    NeighbourUnresolved => "neighbour_unresolved",
     /// The packet was longer than the driver's read buffer (cut by the read).
     Oversized => "oversized",
-    /// The kernel refused to send the encapsulated packet (e.g. no route, EMSGSIZE).
+    /// The kernel refused to send the encapsulated packet or DR frame (e.g. no route,
+    /// EMSGSIZE, the interface is gone).
     SendFailed => "send_failed",
 }
 

@@ -1,7 +1,7 @@
 //! The real-server agent: hidden VIP, tunnel receiver, allow-list, decapsulation into a TUN.
 //!
-//! `tunlb realserver --vip VIP --encap ipip|gre|gue --allow CIDR` makes this host a TUN-mode
-//! real server without kernel tunnel modules:
+//! `tunlb realserver --vip VIP --encap ipip|gre|gue --allow CIDR` (`--mode tun`, the default)
+//! makes this host a TUN-mode real server without kernel tunnel modules:
 //!
 //! 1. Each VIP goes on `lo` as a `/32` with `arp_ignore=1` and `arp_announce=2` on `all` and `lo`,
 //!    so local services can bind it while the host never answers ARP for it (the LVS "hidden
@@ -16,6 +16,12 @@
 //! 4. The inner packet is written into the agent's own TUN device (`rp_filter=0` on it and on
 //!    `all`); the kernel delivers it to the service on the VIP, whose reply goes straight to the
 //!    client.
+//!
+//! `tunlb realserver --vip VIP --mode dr` makes it a DR-mode real server (the seed's LVS-DR
+//! set-up): the director sends the client's packets unchanged in Ethernet frames to this host's
+//! MAC, so all it needs is step 1, with `arp_ignore=1` / `arp_announce=2` also on the LAN
+//! interfaces (`--lan-if`, default every interface but `lo`). There is no receiver: the agent
+//! stays in the foreground until a signal and then undoes the settings.
 //!
 //! On SIGINT, SIGTERM or SIGHUP the loop stops, every network change is undone and the counters
 //! are printed.
@@ -48,23 +54,42 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 /// Prefix of every log line.
 const LOG: &str = "tunlb realserver:";
 
+/// How the director reaches this real server (`--mode`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Tunnelled packets (director `-i`): decapsulate them (needs --encap and --allow).
+    #[default]
+    Tun,
+    /// Direct routing (director `-g`): unchanged packets in frames to this host's MAC on a
+    /// shared LAN; only the hidden VIP is needed.
+    Dr,
+}
+
 /// Command line of `tunlb realserver`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct AgentArgs {
     /// A virtual IP served here (repeat for several). Put on `lo` as a hidden /32.
     #[arg(long = "vip", value_name = "VIP", required = true)]
     pub vips: Vec<Ipv4Addr>,
-    /// Tunnel type the director uses: ipip, gre or gue.
+    /// How packets arrive: `tun` (tunnelled, the director's -i) or `dr` (direct routing, -g).
+    #[arg(long, value_enum, default_value_t = Mode::Tun)]
+    pub mode: Mode,
+    /// LAN interfaces on which ARP for the VIP is ignored in DR mode (repeat for several;
+    /// default: every interface but `lo`).
+    #[arg(long = "lan-if", value_name = "IFACE")]
+    pub lan_ifs: Vec<String>,
+    /// Tunnel type the director uses: ipip, gre or gue (TUN mode; required there).
     #[arg(long)]
-    pub encap: TunnelType,
+    pub encap: Option<TunnelType>,
     /// UDP port GUE packets arrive on.
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_GUE_PORT)]
     pub gue_port: u16,
     /// GRE key the director sends (packets with another key, or none, are dropped).
     #[arg(long, value_name = "KEY")]
     pub gre_key: Option<u32>,
-    /// Accept tunnel packets only from these sources (address or CIDR; repeat for several).
-    #[arg(long = "allow", value_name = "CIDR", required = true, value_parser = parse_allow)]
+    /// Accept tunnel packets only from these sources (address or CIDR; repeat for several;
+    /// TUN mode, required there).
+    #[arg(long = "allow", value_name = "CIDR", value_parser = parse_allow)]
     pub allow: Vec<Ipv4Net>,
     /// Name of the TUN device decapsulated packets are written into.
     #[arg(long, value_name = "NAME", default_value = "tunlb-rs0")]
@@ -99,9 +124,6 @@ impl AgentArgs {
         if self.vips.is_empty() {
             bail!("at least one --vip is needed");
         }
-        if self.allow.is_empty() {
-            bail!("at least one --allow is needed: the agent accepts tunnel packets only from listed directors");
-        }
         if let Some(bad) = self
             .vips
             .iter()
@@ -109,14 +131,29 @@ impl AgentArgs {
         {
             bail!("--vip {bad} is not a unicast address");
         }
-        if self.gre_key.is_some() && self.encap != TunnelType::Gre {
+        if self.mode == Mode::Dr {
+            if self.encap.is_some() || !self.allow.is_empty() || self.gre_key.is_some() {
+                bail!("--encap, --allow and --gre-key are for --mode tun: in DR mode packets arrive unchanged, with no tunnel");
+            }
+            if let Some(bad) = self.lan_ifs.iter().find(|i| !valid_ifname(i)) {
+                bail!("--lan-if {bad:?} is not a valid interface name");
+            }
+            return Ok(());
+        }
+        if !self.lan_ifs.is_empty() {
+            bail!("--lan-if is for --mode dr");
+        }
+        let Some(encap) = self.encap else {
+            bail!("--encap ipip|gre|gue is needed in TUN mode (or use --mode dr)");
+        };
+        if self.allow.is_empty() {
+            bail!("at least one --allow is needed: the agent accepts tunnel packets only from listed directors");
+        }
+        if self.gre_key.is_some() && encap != TunnelType::Gre {
             bail!("--gre-key is only meaningful with --encap gre");
         }
         let name = &self.tun_name;
-        if name.is_empty()
-            || name.len() > 15
-            || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
-        {
+        if !valid_ifname(name) {
             bail!("--tun-name {name:?} is not a valid interface name (1 to 15 bytes, no '/', ':' or spaces)");
         }
         if self.batch == 0 {
@@ -124,6 +161,13 @@ impl AgentArgs {
         }
         Ok(())
     }
+}
+
+/// Whether Linux accepts `name` as an interface name: 1 to 15 bytes, no '/', ':' or spaces.
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
 }
 
 /// Runs the agent until SIGINT, SIGTERM or SIGHUP, then undoes its network changes and exits.
@@ -142,8 +186,64 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
 /// Runs the agent until `stop()` returns true (checked at least every 200 ms), undoes its
 /// network changes and returns the counters. [`run`] stops on signals; tests stop it with a flag
 /// (see [`stop_flag`]).
-pub fn run_until(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
+pub fn run_until(args: &AgentArgs, stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
     args.validate()?;
+    match (args.mode, args.encap) {
+        (Mode::Dr, _) => run_dr(args, stop),
+        (Mode::Tun, Some(encap)) => run_tun(args, encap, stop),
+        (Mode::Tun, None) => bail!("--encap is needed in TUN mode"),
+    }
+}
+
+/// DR mode: hide the VIPs (also from ARP on the LAN interfaces) and wait for `stop()`.
+fn run_dr(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
+    let mut net = NetChanges::new();
+    hide_vips(&mut net, &args.vips)?;
+    let lan = if args.lan_ifs.is_empty() {
+        lan_interfaces().context("list the network interfaces")?
+    } else {
+        args.lan_ifs.clone()
+    };
+    for iface in &lan {
+        net.set_sysctl(&conf_key(iface, "arp_ignore"), "1")?;
+        net.set_sysctl(&conf_key(iface, "arp_announce"), "2")?;
+    }
+    eprintln!(
+        "{LOG} serving {} in DR mode: hidden on lo, ARP for it ignored on {}",
+        join(&args.vips),
+        if lan.is_empty() {
+            "all interfaces".to_string()
+        } else {
+            format!("all, {}", lan.join(", "))
+        }
+    );
+    while !stop() {
+        std::thread::sleep(POLL_TIMEOUT);
+    }
+    net.restore().context("undo network changes")?;
+    eprintln!("{LOG} network changes undone");
+    Ok(AgentStats::default())
+}
+
+/// Every interface with IPv4 settings except `lo` (the DR mode default for `--lan-if`).
+fn lan_interfaces() -> std::io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/sys/net/ipv4/conf")? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !matches!(name.as_str(), "all" | "default" | "lo") {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// TUN mode: hide the VIPs, receive tunnel packets and write them, unwrapped, into a TUN.
+fn run_tun(
+    args: &AgentArgs,
+    encap: TunnelType,
+    mut stop: impl FnMut() -> bool,
+) -> anyhow::Result<AgentStats> {
     let mut net = NetChanges::new();
     hide_vips(&mut net, &args.vips)?;
 
@@ -156,22 +256,17 @@ pub fn run_until(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Re
         bail!("TUN device {tun_name} has no queue");
     };
 
-    let mut rx = Receiver::open(args)?;
+    let mut rx = Receiver::open(args, encap)?;
     let allow: Vec<String> = args.allow.iter().map(ToString::to_string).collect();
     eprintln!(
         "{LOG} serving {} via {} ({}), allowed directors {}, writing into {tun_name}",
         join(&args.vips),
-        args.encap,
-        rx.describe(args),
+        encap,
+        rx.describe(args, encap),
         allow.join(", "),
     );
 
-    let filter = Filter::new(
-        AllowList::new(&args.allow),
-        &args.vips,
-        args.encap,
-        args.gre_key,
-    );
+    let filter = Filter::new(AllowList::new(&args.allow), &args.vips, encap, args.gre_key);
     let interval = (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval));
     let mut stats = AgentStats::default();
     let result = serve(
@@ -220,8 +315,8 @@ enum Receiver {
 }
 
 impl Receiver {
-    fn open(args: &AgentArgs) -> anyhow::Result<Receiver> {
-        Ok(match args.encap {
+    fn open(args: &AgentArgs, encap: TunnelType) -> anyhow::Result<Receiver> {
+        Ok(match encap {
             TunnelType::Gue => {
                 let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, args.gue_port);
                 Receiver::Udp(UdpReceiver::bind(addr)?)
@@ -230,9 +325,9 @@ impl Receiver {
         })
     }
 
-    fn describe(&self, args: &AgentArgs) -> String {
+    fn describe(&self, args: &AgentArgs, encap: TunnelType) -> String {
         match self {
-            Receiver::Raw(_) => format!("raw socket, IP protocol {}", args.encap.ip_protocol()),
+            Receiver::Raw(_) => format!("raw socket, IP protocol {}", encap.ip_protocol()),
             Receiver::Udp(_) => format!("UDP port {}", args.gue_port),
         }
     }
@@ -355,7 +450,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.vips.len(), 2);
-        assert_eq!(a.encap, TunnelType::Gre);
+        assert_eq!(a.encap, Some(TunnelType::Gre));
+        assert_eq!(a.mode, Mode::Tun);
         assert_eq!(a.gre_key, Some(7));
         assert_eq!(
             a.allow,
@@ -370,8 +466,44 @@ mod tests {
     }
 
     #[test]
+    fn dr_mode_needs_only_the_vip() {
+        let a = parse(&["--vip", "192.168.150.100", "--mode", "dr"]).unwrap();
+        assert_eq!(a.mode, Mode::Dr);
+        a.validate().unwrap();
+        let a = parse(&[
+            "--vip",
+            "192.168.150.100",
+            "--mode",
+            "dr",
+            "--lan-if",
+            "eth0",
+        ])
+        .unwrap();
+        assert_eq!(a.lan_ifs, ["eth0"]);
+        a.validate().unwrap();
+        for extra in [&["--encap", "ipip"][..], &["--allow", "10.0.0.1"]] {
+            let a = parse(&[&["--vip", "10.0.0.1", "--mode", "dr"][..], extra].concat()).unwrap();
+            let err = a.validate().unwrap_err().to_string();
+            assert!(err.contains("for --mode tun"), "{err}");
+        }
+        let a = parse(&["--vip", "10.0.0.1", "--mode", "dr", "--lan-if", "a/b"]).unwrap();
+        assert!(a.validate().is_err());
+        assert!(parse(&["--vip", "10.0.0.1", "--mode", "nat"]).is_err());
+    }
+
+    #[test]
     fn allow_and_vip_are_required_and_checked() {
-        assert!(parse(&["--vip", "10.0.0.1", "--encap", "ipip"]).is_err());
+        let no_allow = parse(&["--vip", "10.0.0.1", "--encap", "ipip"]).unwrap();
+        assert!(no_allow.validate().is_err());
+        let no_encap = parse(&["--vip", "10.0.0.1", "--allow", "1.2.3.4"]).unwrap();
+        assert!(no_encap
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--encap"));
+        let lan_if = ["--vip", "10.0.0.1", "--allow", "1.2.3.4", "--encap", "ipip"];
+        let a = parse(&[&lan_if[..], &["--lan-if", "eth0"]].concat()).unwrap();
+        assert!(a.validate().is_err());
         assert!(parse(&["--allow", "10.0.0.1", "--encap", "ipip"]).is_err());
         assert!(parse(&["--vip", "10.0.0.1", "--allow", "nope", "--encap", "ipip"]).is_err());
         assert!(parse(&["--vip", "10.0.0.1", "--allow", "1.2.3.4", "--encap", "vxlan"]).is_err());

@@ -50,7 +50,9 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
     in_new_netns(|| {
         let args = AgentArgs {
             vips: vec![VIP],
-            encap: TunnelType::Ipip,
+            mode: Mode::Tun,
+            lan_ifs: Vec::new(),
+            encap: Some(TunnelType::Ipip),
             gue_port: DEFAULT_GUE_PORT,
             gre_key: None,
             allow: vec!["127.0.0.1/32".parse().unwrap()],
@@ -118,5 +120,52 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
         assert!(!ip(&["-4", "addr", "show", "dev", "lo"]).contains("10.77.0.1"));
         assert!(!ip(&["link", "show"]).contains("tlbrs-test0"));
         assert_eq!(sysctl("net/ipv4/conf/lo/arp_ignore"), "0");
+    });
+}
+
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn dr_mode_hides_the_vip_on_every_interface_and_undoes_it() {
+    in_new_netns(|| {
+        ip(&[
+            "link", "add", "tlbrs-v0", "type", "veth", "peer", "name", "tlbrs-v1",
+        ]);
+        let args = AgentArgs {
+            vips: vec![VIP],
+            mode: Mode::Dr,
+            lan_ifs: Vec::new(),
+            encap: None,
+            gue_port: DEFAULT_GUE_PORT,
+            gre_key: None,
+            allow: Vec::new(),
+            tun_name: "tlbrs-test1".into(),
+            tun_mtu: 1500,
+            stats_interval: 0,
+            batch: 8,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let agent = {
+            let stop = stop.clone();
+            std::thread::spawn(move || run_until(&args, stop_flag(&stop)))
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ip(&["-4", "addr", "show", "dev", "lo"]).contains("10.77.0.1/32") {
+            assert!(Instant::now() < deadline, "the VIP never appeared on lo");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The settings come before the VIP; no TUN device in DR mode.
+        for iface in ["all", "lo", "tlbrs-v0", "tlbrs-v1"] {
+            assert_eq!(sysctl(&format!("net/ipv4/conf/{iface}/arp_ignore")), "1");
+            assert_eq!(sysctl(&format!("net/ipv4/conf/{iface}/arp_announce")), "2");
+        }
+        assert!(!ip(&["link", "show"]).contains("tlbrs-test1"));
+
+        stop.store(true, Ordering::Relaxed);
+        agent.join().unwrap().unwrap();
+        assert!(!ip(&["-4", "addr", "show", "dev", "lo"]).contains("10.77.0.1"));
+        for iface in ["all", "lo", "tlbrs-v0", "tlbrs-v1"] {
+            assert_eq!(sysctl(&format!("net/ipv4/conf/{iface}/arp_ignore")), "0");
+            assert_eq!(sysctl(&format!("net/ipv4/conf/{iface}/arp_announce")), "0");
+        }
     });
 }

@@ -7,11 +7,15 @@
 //! - [`raw`]: the raw IPv4 sender (`IP_HDRINCL`, `sendmmsg`), the raw and UDP tunnel receivers
 //!   (`recvmmsg`).
 //! - [`netcfg`]: host network changes (routes, addresses, sysctls) undone on drop.
+//! - [`packet`]: the AF_PACKET sender for DR mode (IPv4 packets in Ethernet frames, `sendmmsg`).
+//! - [`neigh`]: rtnetlink route lookups and the neighbour table (DR mode's MAC resolution).
 //! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
 
 pub mod batch;
 pub mod cred;
+pub mod neigh;
 pub mod netcfg;
+pub mod packet;
 pub mod raw;
 pub mod signal;
 pub mod tun;

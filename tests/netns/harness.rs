@@ -168,6 +168,26 @@ pub fn start_agent(ns: &Netns, vip: &str, encap: &str, allow: &str) -> Pid {
     pid
 }
 
+/// Starts `tunlb realserver --vip <vip> --mode dr` in `ns` and waits until it has put
+/// `vip/32` on `lo`.
+pub fn start_dr_agent(ns: &Netns, vip: &str) -> Pid {
+    let pid = ns.spawn(
+        "agent",
+        TUNLB,
+        &["realserver", "--vip", vip, "--mode", "dr"],
+    );
+    let on_lo = format!("{vip}/32");
+    wait_until(
+        &format!("the DR agent in {} to put {on_lo} on lo", ns.name()),
+        STARTUP,
+        || {
+            ns.assert_running(pid);
+            ns.ip("-o addr show dev lo").contains(&on_lo)
+        },
+    );
+    pid
+}
+
 /// Starts `tunlb httpd --listen <listen> --banner <banner> <extra>` in `ns` and waits until
 /// `http://<listen>/` answers there.
 pub fn start_httpd(ns: &Netns, listen: &str, banner: &str, extra: &[&str]) -> Pid {
@@ -785,6 +805,63 @@ pub mod lan_lab {
             )
             .route("director", "10.3.0.0/24 via 10.2.0.1")
             .forwarding("router")
+            .build()
+    }
+}
+
+/// The seed's DR lab: client, director and both real servers on ONE LAN (a bridge in the
+/// namespace `lan`, which also has 192.168.150.1). The VIP belongs to no one; the director
+/// answers ARP for it (`--announce eth0`) and passes each packet, unchanged, in a frame to a
+/// real server's MAC; the real server (hidden VIP) answers the client directly on the LAN. The
+/// director's route to 10.3.0.0/24 goes through 192.168.150.1: a real server there is behind a
+/// router, which DR cannot cross.
+///
+/// ```text
+///   client 192.168.150.2 ──┐
+///   director eth0 .11 ─────┤ bridge `lan` (192.168.150.0/24, .1 in the namespace `lan`)
+///   rs1 eth0 .12 ──────────┤
+///   rs2 eth0 .13 ──────────┘
+/// ```
+pub mod dr_lab {
+    use super::Topology;
+
+    /// The virtual service address, on the LAN.
+    pub const VIP: &str = "192.168.150.100";
+    /// The client.
+    pub const CLIENT: &str = "192.168.150.2";
+    /// The director's LAN interface (the one to `--announce`).
+    pub const DIRECTOR_LAN_IF: &str = "eth0";
+    /// Real server 1.
+    pub const RS1: &str = "192.168.150.12";
+    /// Real server 2.
+    pub const RS2: &str = "192.168.150.13";
+    /// An address the director reaches only through a router.
+    pub const BEHIND_ROUTER: &str = "10.3.0.12";
+
+    /// Builds the topology (no processes started).
+    pub fn build() -> Topology {
+        Topology::builder()
+            .netns("lan")
+            .netns("client")
+            .netns("director")
+            .netns("rs1")
+            .netns("rs2")
+            .bridge("lan", "lan", "192.168.150.1/24")
+            .link_to_bridge(
+                ("client", "eth0", "192.168.150.2/24"),
+                "lan",
+                "to-client",
+                "lan",
+            )
+            .link_to_bridge(
+                ("director", "eth0", "192.168.150.11/24"),
+                "lan",
+                "to-dir",
+                "lan",
+            )
+            .link_to_bridge(("rs1", "eth0", "192.168.150.12/24"), "lan", "to-rs1", "lan")
+            .link_to_bridge(("rs2", "eth0", "192.168.150.13/24"), "lan", "to-rs2", "lan")
+            .route("director", "10.3.0.0/24 via 192.168.150.1")
             .build()
     }
 }

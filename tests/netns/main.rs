@@ -7,9 +7,11 @@
 //! daemons' life cycle: host settings restored on exit, `adm` without a director, `--announce`
 //! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`; [`seed_walkthrough`] runs the seed's
 //! section 6 with `tunlb adm`, then saves, restores and reloads the table and changes it under
-//! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would.
+//! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would;
+//! [`dr_mode`] has DR mode on one LAN (the seed's layout).
 
 mod director_lifecycle;
+mod dr_mode;
 mod fragments;
 mod harness;
 mod lab;

@@ -48,6 +48,8 @@ pub struct DestState {
     pub persistent: AtomicU32,
     /// IPVS's `IP_VS_DEST_F_OVERLOAD`.
     overloaded: AtomicBool,
+    /// DR mode: where the server is on the LAN (its MAC), kept current by the driver's resolver.
+    pub neigh: crate::director::dr::NeighSlot,
 }
 
 impl DestState {

@@ -1,0 +1,664 @@
+//! DR mode's IO, around the sans-IO decision in [`dr`](super::dr):
+//!
+//! - [`FrameQueue`]: per worker, collects the [`Verdict::Ether`](super::Verdict::Ether) packets
+//!   of one batch (split into IPv4 fragments when the core asked for it) and sends them with one
+//!   `sendmmsg` on an `AF_PACKET` socket ([`FrameSender`]).
+//! - [`spawn_resolver`]: one thread that keeps every DR real server's
+//!   [`NeighSlot`](super::dr::NeighSlot) filled from the kernel's route and neighbour tables.
+//!   It re-reads them every second, at once when the table of services changes, and within
+//!   milliseconds of a neighbour notification about a real server. A server without a usable
+//!   entry (unknown, failed) or with a stale one is handed to the kernel to resolve
+//!   ([`Netlink::resolve`], at most once a second per server): the kernel sends the ARP
+//!   requests, and the answer arrives as a notification.
+//! - [`check_new_dr_servers`]: the control plane's check when DR real servers are added: each
+//!   must be on a directly connected network (the kernel routes it without a gateway), since a
+//!   frame cannot cross a router.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::Ipv4Addr;
+use std::num::NonZeroU16;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::dr::NeighEntry;
+use super::service::{Forward, ServiceSet};
+use super::table::Dest;
+use super::{Ether, Shared, Snapshot, MAX_FRAGMENTS};
+use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
+use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
+use crate::sys::packet::{FrameSender, LinkDst};
+use crate::sys::raw::MsgError;
+use crate::sys::{poll_readable, PacketBatch};
+
+/// Prefix of the resolver's log lines.
+const LOG: &str = "tunlb director:";
+
+/// How often the resolver re-reads routes and the neighbour table without being woken.
+const REFRESH: Duration = Duration::from_secs(1);
+/// How often the resolver looks at the published table for new real servers.
+const WAKE: Duration = Duration::from_millis(100);
+/// The least time between two resolution requests for one real server.
+const ASK_AGAIN: Duration = Duration::from_secs(1);
+
+/// One frame waiting for the batch send: `header` then bytes `range` of the packet in batch
+/// slot `slot` (`header` is empty for a whole packet, a fragment's IPv4 header otherwise).
+#[derive(Clone)]
+struct Framed {
+    slot: usize,
+    to: LinkDst,
+    header: [u8; MAX_OUTER_HEADER],
+    header_len: u8,
+    range: Range<usize>,
+}
+
+/// A worker's DR frames of one batch, and the socket they leave by.
+#[derive(Debug)]
+pub struct FrameQueue {
+    sender: FrameSender,
+    pending: Vec<Framed>,
+}
+
+impl std::fmt::Debug for Framed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Framed")
+            .field("slot", &self.slot)
+            .field("to", &self.to)
+            .field("range", &self.range)
+            .finish()
+    }
+}
+
+impl FrameQueue {
+    /// Opens the packet socket; room for `batch_size` packets of up to [`MAX_FRAGMENTS`]
+    /// fragments each, so queueing never allocates.
+    pub fn new(batch_size: usize) -> io::Result<FrameQueue> {
+        Ok(FrameQueue {
+            sender: FrameSender::new(batch_size)?,
+            pending: Vec::with_capacity(batch_size.max(1) * MAX_FRAGMENTS),
+        })
+    }
+
+    /// Forgets the previous batch's frames.
+    pub fn clear(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Whether no frame is queued.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Queues the packet `pkt` (batch slot `slot`) as the core decided: whole, or as fragments
+    /// identified by the packet's own IP ident (or the next of `idents` when it is 0). Returns
+    /// false, queueing nothing, if that is impossible (the core checked it is not).
+    ///
+    /// Every queued range lies within `pkt`, so [`flush`](Self::flush) finds all of them.
+    pub fn queue(&mut self, idents: &mut IdentSeq, slot: usize, pkt: &[u8], e: &Ether) -> bool {
+        if e.len > pkt.len() || e.len < 20 {
+            return false;
+        }
+        let to = LinkDst {
+            ifindex: e.ifindex,
+            mac: e.dst_mac,
+        };
+        if e.frag_mtu == 0 {
+            self.pending.push(Framed {
+                slot,
+                to,
+                header: [0; MAX_OUTER_HEADER],
+                header_len: 0,
+                range: 0..e.len,
+            });
+            return true;
+        }
+        let ihl = usize::from(pkt[0] & 0x0f) * 4;
+        let ident = NonZeroU16::new(u16::from_be_bytes([pkt[4], pkt[5]]))
+            .unwrap_or_else(|| idents.next_ident());
+        let Some(header) = pkt.get(..ihl) else {
+            return false;
+        };
+        match encap::fragment(header, e.len - ihl, e.frag_mtu, ident) {
+            // `pending` has room for MAX_FRAGMENTS per packet of the batch: no reallocation.
+            Ok(frags) if frags.len() <= MAX_FRAGMENTS => {
+                self.pending.extend(frags.map(|f| Framed {
+                    slot,
+                    to,
+                    header: f.header,
+                    header_len: f.header_len as u8,
+                    range: ihl + f.inner.start..ihl + f.inner.end,
+                }));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends the queued frames with `sendmmsg`; returns how many packets the kernel refused
+    /// (in whole or in one of their fragments).
+    pub fn flush(&mut self, batch: &PacketBatch) -> u64 {
+        if self.pending.is_empty() {
+            return 0;
+        }
+        // `queue` checked every range, so no item is skipped and the failure positions are
+        // positions in `pending`.
+        let items = self.pending.iter().filter_map(|f| {
+            let bytes = batch.get(f.slot)?.get(f.range.clone())?;
+            Some((f.to, &f.header[..usize::from(f.header_len)], bytes))
+        });
+        let report = self.sender.send_batch(items);
+        if report.failed == 0 {
+            return 0;
+        }
+        failed_packets(&self.pending, self.sender.failures())
+    }
+}
+
+/// How many packets the failed frames (positions in `pending`, ascending) belonged to: the
+/// fragments of one packet sit side by side, and one lost fragment loses the packet.
+fn failed_packets(pending: &[Framed], failures: &[MsgError]) -> u64 {
+    let mut last = None;
+    let mut n = 0;
+    for f in failures {
+        let slot = pending.get(f.index).map(|p| p.slot);
+        if slot != last {
+            n += 1;
+            last = slot;
+        }
+    }
+    n
+}
+
+/// Why a real server cannot be reached in DR mode, from the kernel's route to it; `Ok` gives
+/// the interface it is on.
+pub fn on_link(rip: Ipv4Addr, route: io::Result<Route>) -> Result<u32, String> {
+    let route = route.map_err(|e| {
+        format!(
+            "real server {rip}: no route to it ({e}): DR needs it on a directly connected network"
+        )
+    })?;
+    if route.is_local() {
+        return Err(format!(
+            "real server {rip} is an address of the director itself: DR needs another host on the LAN"
+        ));
+    }
+    if !route.is_unicast() || route.ifindex == 0 {
+        return Err(format!(
+            "real server {rip} is not reachable as a host on a LAN (route type {})",
+            route.kind
+        ));
+    }
+    if route.gateway.is_some() {
+        return Err(format!(
+            "real server {rip} is not on a directly connected network: DR cannot cross a router (use -i)"
+        ));
+    }
+    Ok(route.ifindex)
+}
+
+/// The control plane's check before publishing `new`: every DR real server that `old` did not
+/// have as one must be on a directly connected network (see [`on_link`]). The kernel is asked
+/// to resolve the MAC of each accepted one right away, so it is usually known before the first
+/// packet.
+pub fn check_new_dr_servers(old: &ServiceSet, new: &ServiceSet) -> Result<(), String> {
+    let existing: HashSet<_> = old
+        .services
+        .iter()
+        .flat_map(|s| s.dests.iter().map(move |d| (s.key, d.addr, d.forward)))
+        .filter(|(_, _, f)| *f == Forward::Dr)
+        .collect();
+    let added: Vec<Ipv4Addr> = new
+        .services
+        .iter()
+        .flat_map(|s| s.dests.iter().map(move |d| (s.key, d.addr, d.forward)))
+        .filter(|k| k.2 == Forward::Dr && !existing.contains(k))
+        .map(|(_, addr, _)| addr)
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    let mut nl = Netlink::open().map_err(|e| format!("cannot look up routes: {e}"))?;
+    for rip in added {
+        let ifindex = on_link(rip, nl.route_get(rip))?;
+        // Best effort: the resolver asks again if this is lost.
+        let _ = nl.resolve(ifindex, rip);
+    }
+    Ok(())
+}
+
+/// Starts the neighbour resolver thread; it stops within about 100 ms of `stop` being set.
+pub fn spawn_resolver(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    let mut resolver = Resolver::new()?;
+    std::thread::Builder::new()
+        .name("tunlb-neigh".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                resolver.step(&shared);
+            }
+        })
+}
+
+/// What the resolver knows between steps.
+struct Resolver {
+    nl: Netlink,
+    events: NeighEvents,
+    /// The snapshot generation last looked at.
+    generation: u64,
+    /// When routes and the neighbour table are re-read next without being woken.
+    next_refresh: Instant,
+    /// Each DR real server's interface and its MTU, or why it has none.
+    routes: HashMap<Ipv4Addr, Result<(u32, u16), String>>,
+    /// When the kernel was last asked to resolve each server.
+    asked: HashMap<Ipv4Addr, Instant>,
+    /// What was last logged about each server, to log changes only.
+    logged: HashMap<Ipv4Addr, Result<NeighEntry, String>>,
+}
+
+impl Resolver {
+    fn new() -> io::Result<Resolver> {
+        Ok(Resolver {
+            nl: Netlink::open()?,
+            events: NeighEvents::open()?,
+            generation: u64::MAX,
+            next_refresh: Instant::now(),
+            routes: HashMap::new(),
+            asked: HashMap::new(),
+            logged: HashMap::new(),
+        })
+    }
+
+    /// Waits up to [`WAKE`] for a neighbour notification, then refreshes the slots if a
+    /// notification named a real server, the table changed, or a refresh is due.
+    fn step(&mut self, shared: &Shared) {
+        let mut woken = false;
+        if let Ok(true) = poll_readable(std::os::fd::AsRawFd::as_raw_fd(&self.events), Some(WAKE)) {
+            let routes = &self.routes;
+            match self.events.drain(|n| woken |= routes.contains_key(&n.addr)) {
+                Ok(true) => {}
+                // Notifications were lost: re-read everything.
+                Ok(false) => woken = true,
+                Err(e) => {
+                    eprintln!("{LOG} reading neighbour notifications: {e}");
+                    std::thread::sleep(WAKE);
+                }
+            }
+        }
+        let snap = shared.snapshot();
+        let now = Instant::now();
+        let changed = snap.generation != self.generation;
+        let due = now >= self.next_refresh;
+        if !(woken || changed || due) {
+            return;
+        }
+        if changed || due {
+            self.routes.clear();
+            self.next_refresh = now + REFRESH;
+        }
+        self.generation = snap.generation;
+        self.refresh(&snap, now);
+    }
+
+    /// Fills every DR real server's slot from the kernel's tables and asks the kernel to
+    /// resolve those without a usable entry.
+    fn refresh(&mut self, snap: &Snapshot, now: Instant) {
+        let dests = dr_dests(snap);
+        let rips: HashSet<Ipv4Addr> = dests.iter().map(|d| d.config.addr).collect();
+        self.routes.retain(|rip, _| rips.contains(rip));
+        self.asked.retain(|rip, _| rips.contains(rip));
+        self.logged.retain(|rip, _| rips.contains(rip));
+        if dests.is_empty() {
+            return;
+        }
+        for &rip in &rips {
+            if !self.routes.contains_key(&rip) {
+                let route = lookup(&mut self.nl, rip);
+                self.routes.insert(rip, route);
+            }
+        }
+        let table: HashMap<(u32, Ipv4Addr), Neighbour> = match self.nl.neighbours() {
+            Ok(list) => list.into_iter().map(|n| ((n.ifindex, n.addr), n)).collect(),
+            Err(e) => {
+                eprintln!("{LOG} reading the neighbour table: {e}");
+                return;
+            }
+        };
+        for dest in &dests {
+            let rip = dest.config.addr;
+            let entry = match &self.routes[&rip] {
+                Ok((ifindex, mtu)) => {
+                    table
+                        .get(&(*ifindex, rip))
+                        .and_then(Neighbour::mac)
+                        .map(|mac| NeighEntry {
+                            ifindex: *ifindex,
+                            mac,
+                            mtu: *mtu,
+                        })
+                }
+                Err(_) => None,
+            };
+            if dest.state.neigh.get() != entry {
+                dest.state.neigh.set(entry);
+            }
+        }
+        for &rip in &rips {
+            let route = &self.routes[&rip];
+            if let Ok((ifindex, _)) = route {
+                let neigh = table.get(&(*ifindex, rip));
+                let recently = self
+                    .asked
+                    .get(&rip)
+                    .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN);
+                if neigh.map_or(true, Neighbour::wants_resolution) && !recently {
+                    if let Err(e) = self.nl.resolve(*ifindex, rip) {
+                        eprintln!("{LOG} asking the kernel to resolve real server {rip}: {e}");
+                    }
+                    self.asked.insert(rip, now);
+                }
+            }
+            let state = match route {
+                Ok((ifindex, mtu)) => match table.get(&(*ifindex, rip)).and_then(Neighbour::mac) {
+                    Some(mac) => Ok(NeighEntry {
+                        ifindex: *ifindex,
+                        mac,
+                        mtu: *mtu,
+                    }),
+                    None => Err(format!(
+                        "real server {rip}: Ethernet address not known yet, resolving"
+                    )),
+                },
+                Err(e) => Err(e.clone()),
+            };
+            if self.logged.get(&rip) != Some(&state) {
+                match &state {
+                    Ok(e) => eprintln!(
+                        "{LOG} real server {rip} (DR) is at {} on interface {} (MTU {})",
+                        mac_string(e.mac),
+                        e.ifindex,
+                        e.mtu
+                    ),
+                    Err(why) => eprintln!("{LOG} {why}"),
+                }
+                self.logged.insert(rip, state);
+            }
+        }
+    }
+}
+
+/// The DR real servers of a snapshot.
+fn dr_dests(snap: &Snapshot) -> Vec<&Dest> {
+    snap.services()
+        .into_iter()
+        .flat_map(|s| s.dest_ids.iter().filter_map(|id| snap.dest(*id)))
+        .filter(|d| d.config.forward == Forward::Dr)
+        .collect()
+}
+
+/// A real server's interface and that interface's MTU, or why DR cannot reach it.
+fn lookup(nl: &mut Netlink, rip: Ipv4Addr) -> Result<(u32, u16), String> {
+    let ifindex = on_link(rip, nl.route_get(rip))?;
+    let mtu = nl
+        .link_mtu(ifindex)
+        .map_err(|e| format!("real server {rip}: reading the MTU of interface {ifindex}: {e}"))?;
+    Ok((ifindex, mtu.min(u32::from(u16::MAX)) as u16))
+}
+
+fn mac_string(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(kind: u8, ifindex: u32, gateway: Option<Ipv4Addr>) -> io::Result<Route> {
+        Ok(Route {
+            kind,
+            ifindex,
+            gateway,
+        })
+    }
+
+    #[test]
+    fn only_directly_connected_unicast_hosts_are_dr_servers() {
+        let rip = Ipv4Addr::new(10, 3, 0, 12);
+        assert_eq!(on_link(rip, route(libc::RTN_UNICAST, 3, None)), Ok(3));
+        assert_eq!(
+            on_link(
+                rip,
+                route(libc::RTN_UNICAST, 3, Some(Ipv4Addr::new(192, 168, 150, 1)))
+            ),
+            Err("real server 10.3.0.12 is not on a directly connected network: DR cannot cross a router (use -i)".into())
+        );
+        let local = on_link(rip, route(libc::RTN_LOCAL, 1, None)).unwrap_err();
+        assert!(local.contains("address of the director itself"), "{local}");
+        let none = on_link(rip, Err(io::Error::from_raw_os_error(libc::ENETUNREACH))).unwrap_err();
+        assert!(
+            none.starts_with("real server 10.3.0.12: no route to it"),
+            "{none}"
+        );
+        let blackhole = on_link(rip, route(6, 0, None)).unwrap_err();
+        assert!(blackhole.contains("route type 6"), "{blackhole}");
+    }
+
+    #[test]
+    fn a_lost_fragment_loses_its_packet_once() {
+        let f = |slot| Framed {
+            slot,
+            to: LinkDst {
+                ifindex: 1,
+                mac: [0; 6],
+            },
+            header: [0; MAX_OUTER_HEADER],
+            header_len: 0,
+            range: 0..1,
+        };
+        let pending = [f(0), f(1), f(1), f(1), f(2)];
+        let err = |index| MsgError { index, errno: 1 };
+        assert_eq!(failed_packets(&pending, &[err(1), err(3)]), 1);
+        assert_eq!(failed_packets(&pending, &[err(0), err(2), err(4)]), 3);
+    }
+
+    #[test]
+    fn the_mac_prints_as_ip_neigh_does() {
+        assert_eq!(mac_string([2, 0, 0xab, 0, 0, 0x12]), "02:00:ab:00:00:12");
+    }
+}
+
+/// DR mode's IO against a real kernel, inside a private network namespace (root only); run
+/// with `cargo test --lib -- --ignored root_tests`.
+#[cfg(test)]
+mod root_tests {
+    use std::net::{SocketAddrV4, UdpSocket};
+
+    use super::*;
+    use crate::director::service::{
+        DestConfig, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
+    };
+    use crate::sys::neigh::NeighEvents;
+    use crate::sys::testing::{in_new_netns, ip, udp_packet};
+    use crate::sys::PacketMeta;
+
+    /// The index and MAC of an interface of this thread's namespace, from `ip -o link show`
+    /// (`/sys` shows the namespace it was mounted in, not this one).
+    fn link(name: &str) -> (u32, [u8; 6]) {
+        let out = ip(&["-o", "link", "show", "dev", name]);
+        let ifindex = out.split(':').next().unwrap().trim().parse().unwrap();
+        let mac = out
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap();
+        let mac: Vec<u8> = mac
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect();
+        (ifindex, mac.try_into().unwrap())
+    }
+
+    /// Puts `pkts` into the slots of a batch, as a TUN read would.
+    fn batch_of(pkts: &[&[u8]]) -> PacketBatch {
+        let mut batch = PacketBatch::new(pkts.len(), 2048);
+        for (i, p) in pkts.iter().enumerate() {
+            batch.slot_mut(i).unwrap()[..p.len()].copy_from_slice(p);
+            batch.set_meta(
+                i,
+                PacketMeta {
+                    len: p.len(),
+                    src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                    truncated: false,
+                },
+            );
+        }
+        batch.set_filled(pkts.len());
+        batch
+    }
+
+    fn dr_set(rip: Ipv4Addr) -> ServiceSet {
+        ServiceSet {
+            services: vec![ServiceConfig {
+                key: ServiceKey {
+                    vip: Ipv4Addr::new(10, 9, 9, 9),
+                    port: 80,
+                    proto: Protocol::Tcp,
+                },
+                scheduler: SchedulerKind::Rr,
+                persistence: None,
+                mss_clamp: None,
+                dests: vec![DestConfig {
+                    addr: rip,
+                    port: 80,
+                    weight: 1,
+                    forward: Forward::Dr,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                }],
+            }],
+        }
+    }
+
+    /// tlbv0 (10.9.3.1/24) and tlbv1 (10.9.3.2/32) are the two ends of one veth pair in the
+    /// same namespace: a frame sent out of tlbv0 to tlbv1's MAC arrives on tlbv1.
+    fn veth_pair() -> (u32, [u8; 6]) {
+        ip(&[
+            "link", "add", "tlbv0", "type", "veth", "peer", "name", "tlbv1",
+        ]);
+        ip(&["addr", "add", "10.9.3.1/24", "dev", "tlbv0"]);
+        ip(&["addr", "add", "10.9.3.2/32", "dev", "tlbv1"]);
+        ip(&["link", "set", "tlbv0", "up"]);
+        ip(&["link", "set", "tlbv1", "up"]);
+        for conf in ["all", "tlbv1"] {
+            std::fs::write(format!("/proc/sys/net/ipv4/conf/{conf}/rp_filter"), "0").unwrap();
+        }
+        (link("tlbv0").0, link("tlbv1").1)
+    }
+
+    #[test]
+    #[ignore = "needs root (network namespaces)"]
+    fn frames_reach_the_mac_whole_and_in_fragments() {
+        in_new_netns(|| {
+            let (ifindex, mac) = veth_pair();
+            let sock = UdpSocket::bind("10.9.3.2:7000").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let from = SocketAddrV4::new(Ipv4Addr::new(10, 9, 3, 7), 6000);
+            let to = SocketAddrV4::new(Ipv4Addr::new(10, 9, 3, 2), 7000);
+            // DF is clear in these packets.
+            let small = udp_packet(from, to, b"whole");
+            let big = udp_packet(from, to, &[0x5a; 1400]);
+            let batch = batch_of(&[&small, &big]);
+
+            let mut q = FrameQueue::new(4).unwrap();
+            let mut idents = IdentSeq::new(0, 1);
+            let frame = |len, frag_mtu| Ether {
+                ifindex,
+                dst_mac: mac,
+                len,
+                frag_mtu,
+            };
+            assert!(q.queue(&mut idents, 0, &small, &frame(small.len(), 0)));
+            assert!(q.queue(&mut idents, 1, &big, &frame(big.len(), 576)));
+            assert_eq!(
+                q.pending.len(),
+                1 + 3,
+                "the 1428-byte packet in 3 fragments"
+            );
+            assert_eq!(q.flush(&batch), 0);
+            let mut buf = [0u8; 2048];
+            let (n, src) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], src), (&b"whole"[..], from.into()));
+            let (n, _) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                &buf[..n],
+                &[0x5a; 1400][..],
+                "reassembled from the fragments"
+            );
+
+            // A frame for an interface that does not exist is refused and counted.
+            q.clear();
+            assert!(q.queue(
+                &mut idents,
+                0,
+                &small,
+                &Ether {
+                    ifindex: 99_999,
+                    ..frame(small.len(), 0)
+                }
+            ));
+            assert_eq!(q.flush(&batch), 1);
+        });
+    }
+
+    #[test]
+    #[ignore = "needs root (network namespaces)"]
+    fn routes_decide_on_link_and_the_kernel_resolves_on_request() {
+        in_new_netns(|| {
+            let (ifindex, _) = veth_pair();
+            ip(&["route", "add", "10.8.0.0/24", "via", "10.9.3.9"]);
+            let mut nl = Netlink::open().unwrap();
+            let on_lan = Ipv4Addr::new(10, 9, 3, 5);
+            assert_eq!(on_link(on_lan, nl.route_get(on_lan)), Ok(ifindex));
+            let far = Ipv4Addr::new(10, 8, 0, 1);
+            let err = on_link(far, nl.route_get(far)).unwrap_err();
+            assert!(err.contains("DR cannot cross a router (use -i)"), "{err}");
+            let own = Ipv4Addr::new(10, 9, 3, 2);
+            assert!(on_link(own, nl.route_get(own)).is_err());
+            let nowhere = Ipv4Addr::new(172, 31, 0, 1);
+            assert!(on_link(nowhere, nl.route_get(nowhere)).is_err());
+
+            // The control plane's check: the router case is refused, the LAN host accepted.
+            let empty = ServiceSet::default();
+            let err = check_new_dr_servers(&empty, &dr_set(far)).unwrap_err();
+            assert!(err.contains("not on a directly connected network"), "{err}");
+            // An existing server is not checked again (routes may change under it).
+            check_new_dr_servers(&dr_set(far), &dr_set(far)).unwrap();
+
+            // Accepting 10.9.3.5 asked the kernel to resolve it: an entry appears without an
+            // address; nobody answers, so after its one probe (a second) it fails, and a
+            // notification says so.
+            std::fs::write("/proc/sys/net/ipv4/neigh/tlbv0/mcast_solicit", "1").unwrap();
+            let mut events = NeighEvents::open().unwrap();
+            check_new_dr_servers(&empty, &dr_set(on_lan)).unwrap();
+            let entry = nl
+                .neighbours()
+                .unwrap()
+                .into_iter()
+                .find(|n| n.addr == on_lan)
+                .expect("an entry for 10.9.3.5");
+            assert_eq!((entry.ifindex, entry.mac()), (ifindex, None));
+            assert!(entry.wants_resolution());
+            let mut named = false;
+            let deadline = Instant::now() + Duration::from_secs(8);
+            while !named && Instant::now() < deadline {
+                poll_readable(std::os::fd::AsRawFd::as_raw_fd(&events), Some(WAKE)).unwrap();
+                assert!(events.drain(|n| named |= n.addr == on_lan).unwrap());
+            }
+            assert!(named, "no neighbour notification about 10.9.3.5");
+        });
+    }
+}
