@@ -13,8 +13,9 @@
 //!   from a TUN queue (one worker thread per queue); [`director::Director::handle_packet`], the
 //!   sans-IO core, takes `(now, buf)` and returns a [`director::Verdict`] using the services,
 //!   schedulers ([`director::sched`]) and connection table ([`director::conn`]); the driver then
-//!   sends it out through a raw socket. [`director::plane`] applies `adm` requests and config
-//!   reloads to the table the workers read.
+//!   sends it out: a raw socket for tunnels, an AF_PACKET socket for DR frames
+//!   ([`director::dr`] decides, [`director::dr_io`] sends and keeps real servers' MACs fresh).
+//!   [`director::plane`] applies `adm` requests and config reloads to the table the workers read.
 //! - [`encap`]: build and strip the outer IPIP / GRE / GUE headers.
 //! - [`realserver`]: the agent on a real server: hidden VIP on `lo`, tunnel receiver, allow-list,
 //!   decapsulated packets into a TUN.
@@ -24,7 +25,8 @@
 //!   [`director::DropReason`], ...) are [`director::Counters`], one set per worker.
 //! - [`lab`]: `tunlb lab` (the classic four-node LVS lab in namespaces: up/down/demo), and the
 //!   stand-ins it uses: `tunlb httpd` for real servers, `tunlb lab get` for clients.
-//! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw sockets, batched syscalls.
+//! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink
+//!   (routes, neighbours), batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
 //!
 //! Outside `src/`: `configs/` (example configs, each parsed by a test), `tests/netns/`

@@ -6,7 +6,7 @@
 //!   starts `tunlb director --announce eth0` in the director, `tunlb realserver` and
 //!   `tunlb httpd` on each real server, configures the service with `tunlb adm` commands it
 //!   prints as it runs them, sends a dozen requests from the client, prints the service and
-//!   connection tables and how to step in, and leaves it all running ([`run`]).
+//!   connection tables and how to step in, and leaves it all running ([`run()`]).
 //! - `tunlb lab down [--prefix P]` stops those processes and removes the namespaces and the
 //!   state folder `/run/tunlb-lab/P/` ([`state`]).
 //! - `tunlb lab demo` is `up`, then `down`; it exits 0 when both real servers answered.
@@ -14,7 +14,7 @@
 //!
 //! Modules: [`topology`] (the network as data: addresses, names, the `ip` commands),
 //! [`host`] (running `ip` and programs inside namespaces), [`process`] (detached processes,
-//! stopped by pid from another invocation), [`state`] (the state folder), [`run`] (the
+//! stopped by pid from another invocation), [`state`] (the state folder), [`run`](mod@run) (the
 //! subcommands), [`get`] and [`httpd`] (a tiny HTTP client and server).
 
 pub mod get;
