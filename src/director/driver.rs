@@ -128,6 +128,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         set,
         settings.timeouts,
     )?);
+    let health = crate::health::HealthMonitor::spawn(plane.clone(), settings.health.clone());
     plane.set_settings(DirectorSettings {
         tunnel_mtu,
         local_address: Some(local_addr),
@@ -186,6 +187,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         let _ = w.join();
     }
     eprintln!("tunlb director: at exit: {}", summary(&cores));
+    drop(health);
     plane.shutdown();
     Ok(())
 }
