@@ -21,6 +21,9 @@
 //!   decapsulated packets into a TUN.
 //! - [`control`]: `tunlb adm` (ipvsadm's command line), the per-namespace control socket, the
 //!   TOML config.
+//! - [`health`]: keepalived-compatible health checks (HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK):
+//!   sans-IO checkers per real server, the probes that feed them, and the monitor that applies
+//!   up/down/weight through [`director::plane`].
 //! - [`metrics`]: reserved for the Prometheus endpoint; today the data path's counters (drops by
 //!   [`director::DropReason`], ...) are [`director::Counters`], one set per worker.
 //! - [`lab`]: `tunlb lab` (the classic four-node LVS lab in namespaces: up/down/demo), and the
@@ -38,6 +41,7 @@
 pub mod control;
 pub mod director;
 pub mod encap;
+pub mod health;
 pub mod lab;
 pub mod metrics;
 pub mod realserver;

@@ -35,15 +35,37 @@
 //!   l_threshold = 0          # optional
 //! ```
 //!
+//! Health checks (keepalived's names and defaults, see [`crate::health`]): on a service
+//! `delay_loop` (seconds, default 60), `alpha`, `omega`, `quorum` (1), `hysteresis` (0),
+//! `quorum_up`, `quorum_down` (commands), `sorry_server = "ip:port"`, `sorry_server_inhibit`,
+//! `ha_suspend`; on a real server `inhibit_on_failure` and one `[service.real_server.check]`
+//! table or several `[[service.real_server.check]]`:
+//!
+//! ```toml
+//!   [service.real_server.check]
+//!   type = "http_get"        # http_get, ssl_get, tcp or misc
+//!   url = "/"                # http_get/ssl_get: one URL (or urls = [{ path = "/", ... }])
+//!   status_code = 200        # default: any 2xx
+//!   digest = "9b3a..."       # optional: MD5 of the body, hex
+//!   virtualhost = "www"      # optional: the Host header
+//!   connect_timeout = 3      # seconds, default 5
+//!   retry = 3                # default 1 (alias nb_get_retry)
+//!   delay_before_retry = 3   # seconds, default 3 (http/ssl) or 1 (tcp/misc)
+//!   warmup = 0               # seconds, default: delay_loop
+//!   connect_ip = "10.0.2.12" # optional; connect_port, bindto too
+//!   misc_path = "/bin/check" # misc: the command; misc_timeout, misc_dynamic
+//! ```
+//!
 //! Unknown keys are errors. Loading checks everything and reports every problem at once, each
 //! with `file:line:column` and what was expected; only a TOML syntax or type error stops at the
 //! first one (the TOML parser's limit).
 
 use std::fmt;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -54,6 +76,9 @@ use crate::director::service::{
     ServiceSet,
 };
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::health::config::{
+    CheckKind, CheckSpec, DestHealth, HealthConfig, ServiceHealth, UrlSpec,
+};
 
 /// The most TUN queues (worker threads) a director may ask for.
 pub const MAX_QUEUES: usize = 256;
@@ -75,6 +100,10 @@ pub struct DirectorSettings {
     pub announce: Vec<String>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
+    /// Health checks of the services (`delay_loop`, ... and `[service.real_server.check]`);
+    /// not written back by [`to_toml`].
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 impl Default for DirectorSettings {
@@ -86,6 +115,7 @@ impl Default for DirectorSettings {
             local_address: None,
             announce: Vec::new(),
             timeouts: Timeouts::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -164,8 +194,10 @@ pub fn load_str(text: &str, path: &str) -> Result<(DirectorSettings, ServiceSet)
     let mut v = Validator {
         text,
         problems: Vec::new(),
+        health: HealthConfig::default(),
     };
-    let out = v.config(&raw);
+    let mut out = v.config(&raw);
+    out.0.health = std::mem::take(&mut v.health);
     if v.problems.is_empty() {
         Ok(out)
     } else {
@@ -305,6 +337,67 @@ struct RawService {
     mss_clamp: Option<Spanned<i64>>,
     #[serde(default)]
     real_server: Vec<Spanned<RawRealServer>>,
+    delay_loop: Option<Spanned<i64>>,
+    alpha: Option<bool>,
+    omega: Option<bool>,
+    quorum: Option<Spanned<i64>>,
+    hysteresis: Option<Spanned<i64>>,
+    quorum_up: Option<String>,
+    quorum_down: Option<String>,
+    sorry_server: Option<Spanned<String>>,
+    sorry_server_inhibit: Option<bool>,
+    ha_suspend: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    fn as_slice(&self) -> &[T] {
+        match self {
+            OneOrMany::One(t) => std::slice::from_ref(t),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCheck {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    url: Option<String>,
+    status_code: Option<i64>,
+    digest: Option<String>,
+    #[serde(default)]
+    urls: Vec<RawUrl>,
+    virtualhost: Option<String>,
+    connect_ip: Option<String>,
+    connect_port: Option<i64>,
+    bindto: Option<String>,
+    connect_timeout: Option<i64>,
+    retry: Option<i64>,
+    nb_get_retry: Option<i64>,
+    delay_before_retry: Option<i64>,
+    warmup: Option<i64>,
+    #[serde(default)]
+    check_through_tunnel: bool,
+    misc_path: Option<String>,
+    misc_timeout: Option<i64>,
+    #[serde(default)]
+    misc_dynamic: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUrl {
+    path: String,
+    status_code: Option<i64>,
+    digest: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -320,6 +413,8 @@ struct RawRealServer {
     gre_key: Option<Spanned<i64>>,
     u_threshold: Option<Spanned<i64>>,
     l_threshold: Option<Spanned<i64>>,
+    inhibit_on_failure: Option<bool>,
+    check: Option<OneOrMany<RawCheck>>,
 }
 
 fn problem(text: &str, offset: usize, message: String) -> Problem {
@@ -343,6 +438,7 @@ fn problem(text: &str, offset: usize, message: String) -> Problem {
 struct Validator<'a> {
     text: &'a str,
     problems: Vec<Problem>,
+    health: HealthConfig,
 }
 
 impl Validator<'_> {
@@ -593,6 +689,7 @@ impl Validator<'_> {
             }
             dests.push(d);
         }
+        self.service_health(s, &what, key);
         vip?;
         Some(ServiceConfig {
             key,
@@ -601,6 +698,207 @@ impl Validator<'_> {
             mss_clamp,
             dests,
         })
+    }
+
+    fn seconds(&mut self, v: Option<i64>, span: &Range<usize>, what: &str) -> Option<Duration> {
+        match v {
+            None => None,
+            Some(n) if (0..=86_400).contains(&n) => Some(Duration::from_secs(n as u64)),
+            Some(n) => {
+                self.report(
+                    span.clone(),
+                    format!("{what}: expected seconds from 0 to 86400, found {n}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The health settings of one service, added to `self.health` when it has any.
+    fn service_health(&mut self, s: &RawService, what: &str, key: ServiceKey) {
+        let mut h = ServiceHealth::default();
+        let mut any = false;
+        if s.delay_loop.is_some() {
+            any = true;
+            let n = self.int(&s.delay_loop, &format!("{what}.delay_loop"), 1, 86_400, 60);
+            h.delay_loop = Duration::from_secs(n as u64);
+        }
+        h.alpha = s.alpha.unwrap_or(false);
+        h.omega = s.omega.unwrap_or(false);
+        h.quorum = self.int(&s.quorum, &format!("{what}.quorum"), 1, u32::MAX.into(), 1) as u32;
+        h.hysteresis = self.int(
+            &s.hysteresis,
+            &format!("{what}.hysteresis"),
+            0,
+            u32::MAX.into(),
+            0,
+        ) as u32;
+        h.quorum_up = s.quorum_up.clone();
+        h.quorum_down = s.quorum_down.clone();
+        if let Some(ss) = &s.sorry_server {
+            match ss.get_ref().parse::<SocketAddrV4>() {
+                Ok(a) => h.sorry_server = Some(a),
+                Err(_) => self.report(
+                    ss.span(),
+                    format!(
+                        "{what}.sorry_server: expected \"ip:port\" like \"192.0.2.9:80\", found {:?}",
+                        ss.get_ref()
+                    ),
+                ),
+            }
+        }
+        h.sorry_server_inhibit = s.sorry_server_inhibit.unwrap_or(false);
+        h.ha_suspend = s.ha_suspend.unwrap_or(false);
+        any |= s.alpha.is_some()
+            || s.quorum.is_some()
+            || s.hysteresis.is_some()
+            || h.sorry_server.is_some()
+            || h.quorum_up.is_some()
+            || h.quorum_down.is_some();
+        for (j, rs) in s.real_server.iter().enumerate() {
+            let r = rs.get_ref();
+            let what = format!("{what}.real_server[{j}]");
+            let Some(Ok(addr)) = r.address.as_ref().map(|a| a.get_ref().parse::<Ipv4Addr>()) else {
+                continue;
+            };
+            let port = match r.port.as_ref().map(|p| *p.get_ref()) {
+                Some(p) if (1..=65_535).contains(&p) => p as u16,
+                _ => key.port,
+            };
+            let mut dh = DestHealth {
+                checks: Vec::new(),
+                inhibit_on_failure: r.inhibit_on_failure.unwrap_or(false),
+            };
+            if let Some(checks) = &r.check {
+                for (k, c) in checks.as_slice().iter().enumerate() {
+                    let what = format!("{what}.check[{k}]");
+                    if let Some(spec) = self.check(c, &rs.span(), &what) {
+                        dh.checks.push(spec);
+                    }
+                }
+            }
+            if !dh.checks.is_empty() || dh.inhibit_on_failure {
+                any = true;
+                h.per_dest.push(((addr, port), dh));
+            }
+        }
+        if any {
+            self.health.services.push((key, h));
+        }
+    }
+
+    fn check(&mut self, c: &RawCheck, span: &Range<usize>, what: &str) -> Option<CheckSpec> {
+        let port = |v: &mut Self, p: Option<i64>, name: &str| match p {
+            None => None,
+            Some(p) if (1..=65_535).contains(&p) => Some(p as u16),
+            Some(p) => {
+                v.report(
+                    span.clone(),
+                    format!("{what}.{name}: expected a port from 1 to 65535, found {p}"),
+                );
+                None
+            }
+        };
+        let status = |v: &mut Self, p: Option<i64>| match p {
+            None => None,
+            Some(p) if (100..=599).contains(&p) => Some(p as u16),
+            Some(p) => {
+                v.report(
+                    span.clone(),
+                    format!("{what}.status_code: expected 100 to 599, found {p}"),
+                );
+                None
+            }
+        };
+        let mut urls: Vec<UrlSpec> = Vec::new();
+        if let Some(u) = &c.url {
+            urls.push(UrlSpec {
+                path: u.clone(),
+                status_code: status(self, c.status_code),
+                digest: c.digest.clone(),
+            });
+        }
+        for u in &c.urls {
+            urls.push(UrlSpec {
+                path: u.path.clone(),
+                status_code: status(self, u.status_code),
+                digest: u.digest.clone(),
+            });
+        }
+        let kind = match c.kind.as_deref() {
+            Some("http_get") | Some("ssl_get") => {
+                if urls.is_empty() {
+                    self.report(span.clone(), format!("{what}: needs `url` or `urls`"));
+                    return None;
+                }
+                let virtualhost = c.virtualhost.clone();
+                if c.kind.as_deref() == Some("http_get") {
+                    CheckKind::HttpGet { urls, virtualhost }
+                } else {
+                    CheckKind::SslGet { urls, virtualhost }
+                }
+            }
+            Some("tcp") => CheckKind::Tcp,
+            Some("misc") => {
+                let Some(path) = c.misc_path.clone() else {
+                    self.report(
+                        span.clone(),
+                        format!("{what}: type \"misc\" needs `misc_path`"),
+                    );
+                    return None;
+                };
+                CheckKind::Misc {
+                    path,
+                    timeout: self.seconds(c.misc_timeout, span, &format!("{what}.misc_timeout")),
+                    dynamic: c.misc_dynamic,
+                }
+            }
+            other => {
+                self.report(
+                    span.clone(),
+                    format!(
+                        "{what}.type: expected \"http_get\", \"ssl_get\", \"tcp\" or \"misc\", found {other:?}"
+                    ),
+                );
+                return None;
+            }
+        };
+        let addr = |v: &mut Self, a: &Option<String>, name: &str| match a {
+            None => None,
+            Some(a) => match a.parse::<Ipv4Addr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    v.report(
+                        span.clone(),
+                        format!("{what}.{name}: expected an IPv4 address, found {a:?}"),
+                    );
+                    None
+                }
+            },
+        };
+        let mut spec = CheckSpec::new(kind);
+        spec.connect_ip = addr(self, &c.connect_ip, "connect_ip");
+        spec.bindto = addr(self, &c.bindto, "bindto");
+        spec.connect_port = port(self, c.connect_port, "connect_port");
+        if let Some(t) = self.seconds(c.connect_timeout, span, &format!("{what}.connect_timeout")) {
+            spec.connect_timeout = t;
+        }
+        match c.retry.or(c.nb_get_retry) {
+            None => {}
+            Some(n) if (0..=1000).contains(&n) => spec.retry = n as u32,
+            Some(n) => self.report(
+                span.clone(),
+                format!("{what}.retry: expected 0 to 1000, found {n}"),
+            ),
+        }
+        spec.delay_before_retry = self.seconds(
+            c.delay_before_retry,
+            span,
+            &format!("{what}.delay_before_retry"),
+        );
+        spec.warmup = self.seconds(c.warmup, span, &format!("{what}.warmup"));
+        spec.check_through_tunnel = c.check_through_tunnel;
+        Some(spec)
     }
 
     fn real_server(
@@ -1025,5 +1323,69 @@ port = 80
             }
         }
         assert!(n > 0, "no config in {}", dir.display());
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn reads_health_checks() {
+        let text = r#"
+[[service]]
+vip = "192.0.2.10"
+port = 80
+delay_loop = 2
+quorum = 2
+hysteresis = 1
+sorry_server = "10.0.0.9:80"
+
+  [[service.real_server]]
+  address = "10.0.0.1"
+  inhibit_on_failure = true
+  [service.real_server.check]
+  type = "http_get"
+  url = "/"
+  status_code = 200
+  connect_timeout = 3
+  retry = 3
+  delay_before_retry = 4
+
+  [[service.real_server]]
+  address = "10.0.0.2"
+  [[service.real_server.check]]
+  type = "tcp"
+  [[service.real_server.check]]
+  type = "misc"
+  misc_path = "/bin/true"
+  misc_dynamic = true
+"#;
+        let (settings, set) = load_str(text, "h.toml").expect("valid");
+        assert_eq!(set.services[0].dests.len(), 2);
+        let (key, h) = &settings.health.services[0];
+        assert_eq!(*key, set.services[0].key);
+        assert_eq!(h.delay_loop, Duration::from_secs(2));
+        assert_eq!((h.quorum, h.hysteresis), (2, 1));
+        assert_eq!(h.sorry_server, Some("10.0.0.9:80".parse().expect("addr")));
+        let d1 = h.dest(Ipv4Addr::new(10, 0, 0, 1), 80).expect("rs1");
+        assert!(d1.inhibit_on_failure);
+        let c = &d1.checks[0];
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.retry, 3);
+        assert_eq!(c.delay_before_retry(), Duration::from_secs(4));
+        assert!(
+            matches!(&c.kind, CheckKind::HttpGet { urls, .. } if urls[0].status_code == Some(200))
+        );
+        let d2 = h.dest(Ipv4Addr::new(10, 0, 0, 2), 80).expect("rs2");
+        assert_eq!(d2.checks.len(), 2);
+        assert_eq!(d2.checks[0].delay_before_retry(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn rejects_a_bad_check() {
+        let text = "[[service]]\nvip = \"192.0.2.10\"\nport = 80\n[[service.real_server]]\naddress = \"10.0.0.1\"\n[service.real_server.check]\ntype = \"ping\"\n";
+        let err = load_str(text, "h.toml").expect_err("bad type").to_string();
+        assert!(err.contains("check[0].type"), "{err}");
     }
 }

@@ -131,6 +131,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         set,
         settings.timeouts,
     )?);
+    let health = crate::health::HealthMonitor::spawn(plane.clone(), settings.health.clone());
     plane.set_settings(DirectorSettings {
         tunnel_mtu,
         local_address: Some(local_addr),
@@ -192,6 +193,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     }
     let _ = resolver.join();
     eprintln!("tunlb director: at exit: {}", summary(&cores));
+    drop(health);
     plane.shutdown();
     Ok(())
 }

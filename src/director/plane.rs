@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 
 use super::conn::{DestId, Timeouts as ConnTimeouts, KEY_TEMPLATE};
-use super::service::{Protocol, ServiceKey, ServiceSet};
+use super::service::{DestConfig, Forward, Protocol, ServiceKey, ServiceSet};
 use super::stats::{self, StatsBook, Totals};
 use super::{Director, Registry, Shared, Snapshot};
 use crate::control::adm::Command;
@@ -45,6 +45,83 @@ struct PlaneState {
     registry: Registry,
     net: NetChanges,
     routed: BTreeSet<Ipv4Addr>,
+    /// What the health checkers changed on top of `set` (the configured table).
+    health: HealthOverlay,
+}
+
+/// A real server's state as the health checkers see it ([`ControlPlane::set_dest_health`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// In the table with its configured weight.
+    Up,
+    /// Out of the table (its flows are dropped at their next packet: `expire_nodest_conn`).
+    Down,
+    /// In the table with this weight (0 = `inhibit_on_failure`: no new flows, old ones kept;
+    /// other values: MISC_CHECK dynamic weights).
+    Weight(u32),
+}
+
+/// A service's sorry server as the health checkers set it ([`ControlPlane::set_sorry_server`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sorry {
+    /// The sorry server.
+    pub addr: SocketAddrV4,
+    /// In use: the quorum is lost, it replaces the real servers (weight 1).
+    pub active: bool,
+    /// `sorry_server_inhibit`: while not in use it stays in the table with weight 0.
+    pub inhibit: bool,
+}
+
+/// The health checkers' edits, applied over the configured table at every publish, so that
+/// `adm` edits and reloads of the configured table keep them.
+#[derive(Default)]
+struct HealthOverlay {
+    dests: HashMap<(ServiceKey, Ipv4Addr, u16), Health>,
+    sorry: HashMap<ServiceKey, Sorry>,
+}
+
+impl HealthOverlay {
+    /// The table the data path gets: `set` with the health edits.
+    fn apply(&self, set: &ServiceSet) -> ServiceSet {
+        let mut out = set.clone();
+        if self.dests.is_empty() && self.sorry.is_empty() {
+            return out;
+        }
+        for svc in &mut out.services {
+            let key = svc.key;
+            let forward = svc.dests.first().map(|d| d.forward);
+            let sorry = self.sorry.get(&key);
+            if sorry.is_some_and(|s| s.active) {
+                svc.dests.clear();
+            }
+            svc.dests
+                .retain_mut(|d| match self.dests.get(&(key, d.addr, d.port)) {
+                    None | Some(Health::Up) => true,
+                    Some(Health::Down) => false,
+                    Some(Health::Weight(w)) => {
+                        d.weight = *w;
+                        true
+                    }
+                });
+            if let Some(s) = sorry {
+                let present = svc
+                    .dests
+                    .iter()
+                    .any(|d| d.addr == *s.addr.ip() && d.port == s.addr.port());
+                if (s.active || s.inhibit) && !present {
+                    svc.dests.push(DestConfig {
+                        addr: *s.addr.ip(),
+                        port: s.addr.port(),
+                        weight: u32::from(s.active),
+                        forward: forward.unwrap_or_else(|| Forward::tunnel(Default::default())),
+                        u_threshold: 0,
+                        l_threshold: 0,
+                    });
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Where the director lives on the host: what the control plane routes and announces.
@@ -99,6 +176,7 @@ impl ControlPlane {
                 registry: Registry::new(),
                 net,
                 routed: BTreeSet::new(),
+                health: HealthOverlay::default(),
             }),
             settings: Mutex::new(DirectorSettings {
                 queues,
@@ -254,7 +332,7 @@ impl ControlPlane {
         Self::check_new_servers(&st.set, &set)?;
         let snap = st
             .registry
-            .build(&set, &conn_timeouts(&timeouts))
+            .build(&st.health.apply(&set), &conn_timeouts(&timeouts))
             .map_err(|e| e.to_string())?;
         self.sync_routes(st, &snap)?;
         self.log_changes(&st.set, &set);
@@ -331,7 +409,7 @@ impl ControlPlane {
     /// The table with live connection counts.
     pub fn listing(&self) -> Listing {
         let set = match self.state.lock() {
-            Ok(st) => st.set.clone(),
+            Ok(st) => st.health.apply(&st.set),
             Err(_) => ServiceSet::default(),
         };
         let snap = self.shared.snapshot();
@@ -448,6 +526,77 @@ impl ControlPlane {
         Ok(format!("reloaded {} ({n} services)", path.display()))
     }
 
+    /// The configured table (without the health checkers' edits).
+    pub fn configured(&self) -> ServiceSet {
+        self.state
+            .lock()
+            .map(|st| st.set.clone())
+            .unwrap_or_default()
+    }
+
+    /// Health checking: puts real server `addr:port` of `service` up, down or at a weight, over
+    /// the configured table, and publishes at once. Returns whether anything changed.
+    pub fn set_dest_health(
+        &self,
+        service: ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+        health: Health,
+    ) -> Result<bool, String> {
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| "control plane poisoned".to_string())?;
+        let k = (service, addr, port);
+        let old = st.health.dests.get(&k).copied().unwrap_or(Health::Up);
+        if old == health {
+            return Ok(false);
+        }
+        match health {
+            Health::Up => st.health.dests.remove(&k),
+            h => st.health.dests.insert(k, h),
+        };
+        let (set, timeouts) = (st.set.clone(), st.timeouts);
+        if let Err(e) = self.publish(&mut st, set, timeouts) {
+            match old {
+                Health::Up => st.health.dests.remove(&k),
+                h => st.health.dests.insert(k, h),
+            };
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Health checking: sets (or with `None` clears) the sorry server of `service` and
+    /// publishes. Returns whether anything changed.
+    pub fn set_sorry_server(
+        &self,
+        service: ServiceKey,
+        sorry: Option<Sorry>,
+    ) -> Result<bool, String> {
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| "control plane poisoned".to_string())?;
+        let old = st.health.sorry.get(&service).copied();
+        if old == sorry {
+            return Ok(false);
+        }
+        match sorry {
+            Some(s) => st.health.sorry.insert(service, s),
+            None => st.health.sorry.remove(&service),
+        };
+        let (set, timeouts) = (st.set.clone(), st.timeouts);
+        if let Err(e) = self.publish(&mut st, set, timeouts) {
+            match old {
+                Some(s) => st.health.sorry.insert(service, s),
+                None => st.health.sorry.remove(&service),
+            };
+            return Err(e);
+        }
+        Ok(true)
+    }
+
     /// Undoes every change to the host (routes, proxy neighbours, sysctls).
     pub fn shutdown(&self) {
         if let Ok(mut st) = self.state.lock() {
@@ -531,6 +680,7 @@ mod tests {
                     tcpfin: 60,
                     udp: 30
                 },
+                health: Default::default(),
             }
         );
         // `--set` shows in the next save; an unspecified local address is left out.

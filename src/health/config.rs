@@ -1,0 +1,226 @@
+//! The health-check configuration: plain data, filled from the TOML config
+//! ([`crate::control::config`]) or from a keepalived.conf, read by the checkers.
+//!
+//! Field names and defaults follow keepalived's `virtual_server` / `real_server` /
+//! `HTTP_GET` / `SSL_GET` / `TCP_CHECK` / `MISC_CHECK` blocks (keepalived.conf(5)).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use crate::director::service::ServiceKey;
+
+/// keepalived's default `connect_timeout`: 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// keepalived's default `delay_loop`: 60 s.
+pub const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
+/// keepalived's default `delay_before_retry` for HTTP_GET and SSL_GET: 3 s.
+pub const DEFAULT_HTTP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(3);
+/// keepalived's default `delay_before_retry` for TCP_CHECK and MISC_CHECK: 1 s.
+pub const DEFAULT_OTHER_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
+
+/// The health configuration of every service that has one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthConfig {
+    /// Per virtual service; services not listed here are not checked (always up).
+    pub services: Vec<(ServiceKey, ServiceHealth)>,
+}
+
+impl HealthConfig {
+    /// The health settings of `key`, if it has any.
+    pub fn service(&self, key: &ServiceKey) -> Option<&ServiceHealth> {
+        self.services.iter().find(|(k, _)| k == key).map(|(_, h)| h)
+    }
+}
+
+/// Service-level health settings (keepalived's `virtual_server` block).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ServiceHealth {
+    /// `delay_loop`: the interval between two checks of a real server (default 60 s).
+    pub delay_loop: Duration,
+    /// `alpha`: a real server starts down and comes up after its first successful check
+    /// (default: starts up).
+    pub alpha: bool,
+    /// `omega`: run `quorum_down` when the service is removed at shutdown too.
+    pub omega: bool,
+    /// `quorum`: the minimum sum of weights of alive real servers for the service to be up
+    /// (default 1).
+    pub quorum: u32,
+    /// `hysteresis`: the service comes up at `quorum + hysteresis` and goes down below
+    /// `quorum - hysteresis` (default 0).
+    pub hysteresis: u32,
+    /// `quorum_up`: a command run when the quorum is gained.
+    pub quorum_up: Option<String>,
+    /// `quorum_down`: a command run when the quorum is lost.
+    pub quorum_down: Option<String>,
+    /// `sorry_server`: added to the service when the quorum is lost, removed when it is regained.
+    pub sorry_server: Option<SocketAddrV4>,
+    /// `sorry_server_inhibit`: keep the sorry server in the table with weight 0 instead of
+    /// removing it while it is not in use.
+    pub sorry_server_inhibit: bool,
+    /// `ha_suspend`: suspend the checkers while the VRRP instance is not master.
+    pub ha_suspend: bool,
+    /// Per real server `(address, port)`: its checkers and `inhibit_on_failure`.
+    pub per_dest: Vec<((Ipv4Addr, u16), DestHealth)>,
+}
+
+impl Default for ServiceHealth {
+    fn default() -> Self {
+        ServiceHealth {
+            delay_loop: DEFAULT_DELAY_LOOP,
+            alpha: false,
+            omega: false,
+            quorum: 1,
+            hysteresis: 0,
+            quorum_up: None,
+            quorum_down: None,
+            sorry_server: None,
+            sorry_server_inhibit: false,
+            ha_suspend: false,
+            per_dest: Vec::new(),
+        }
+    }
+}
+
+impl ServiceHealth {
+    /// The health settings of the real server `addr:port`, if it has any.
+    pub fn dest(&self, addr: Ipv4Addr, port: u16) -> Option<&DestHealth> {
+        self.per_dest
+            .iter()
+            .find(|((a, p), _)| *a == addr && *p == port)
+            .map(|(_, h)| h)
+    }
+}
+
+/// Real-server-level health settings (keepalived's `real_server` block).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DestHealth {
+    /// The checkers; the server is up only when all of them are up (none = always up).
+    pub checks: Vec<CheckSpec>,
+    /// `inhibit_on_failure`: on failure set the weight to 0 instead of removing the server,
+    /// which keeps its established flows.
+    pub inhibit_on_failure: bool,
+}
+
+/// One checker of a real server (`HTTP_GET`, `SSL_GET`, `TCP_CHECK` or `MISC_CHECK`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckSpec {
+    /// What the probe does.
+    pub kind: CheckKind,
+    /// `connect_ip`: probe this address instead of the real server's (default: the RIP).
+    #[serde(default)]
+    pub connect_ip: Option<Ipv4Addr>,
+    /// `connect_port`: probe this port instead of the real server's (default: its port).
+    #[serde(default)]
+    pub connect_port: Option<u16>,
+    /// `bindto`: the local source address of the probe.
+    #[serde(default)]
+    pub bindto: Option<Ipv4Addr>,
+    /// `connect_timeout`: how long a connect (and, for HTTP, the whole request) may take
+    /// (default 5 s).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// `retry` (alias `nb_get_retry`): how many times a failed probe is retried before the
+    /// server is declared down (default 1, so two failures in a row).
+    #[serde(default = "default_retry")]
+    pub retry: u32,
+    /// `delay_before_retry`: the pause before a retry; `None` = 3 s for HTTP_GET/SSL_GET and
+    /// 1 s for the others (see [`CheckSpec::delay_before_retry`]).
+    #[serde(default)]
+    pub delay_before_retry: Option<Duration>,
+    /// `warmup`: the first check runs after a random delay in `0..warmup` (default: the
+    /// delay_loop, as keepalived; `Some(0)` disables it).
+    #[serde(default)]
+    pub warmup: Option<Duration>,
+    /// Probe the VIP through the director's own data path rather than the RIP directly.
+    #[serde(default)]
+    pub check_through_tunnel: bool,
+}
+
+fn default_connect_timeout() -> Duration {
+    DEFAULT_CONNECT_TIMEOUT
+}
+
+fn default_retry() -> u32 {
+    1
+}
+
+impl CheckSpec {
+    /// A check of `kind` with keepalived's defaults.
+    pub fn new(kind: CheckKind) -> Self {
+        CheckSpec {
+            kind,
+            connect_ip: None,
+            connect_port: None,
+            bindto: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            retry: 1,
+            delay_before_retry: None,
+            warmup: None,
+            check_through_tunnel: false,
+        }
+    }
+
+    /// The effective `delay_before_retry` (keepalived's per-checker default when unset).
+    pub fn delay_before_retry(&self) -> Duration {
+        self.delay_before_retry.unwrap_or(match self.kind {
+            CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } => DEFAULT_HTTP_DELAY_BEFORE_RETRY,
+            CheckKind::Tcp | CheckKind::Misc { .. } => DEFAULT_OTHER_DELAY_BEFORE_RETRY,
+        })
+    }
+}
+
+impl Default for CheckSpec {
+    fn default() -> Self {
+        CheckSpec::new(CheckKind::Tcp)
+    }
+}
+
+/// What a checker does.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum CheckKind {
+    /// `HTTP_GET`: GET each URL; every one must answer with the expected status and digest.
+    HttpGet {
+        /// The `url { }` blocks.
+        urls: Vec<UrlSpec>,
+        /// `virtualhost`: the Host header (default: the address probed).
+        #[serde(default)]
+        virtualhost: Option<String>,
+    },
+    /// `SSL_GET`: the same over TLS.
+    SslGet {
+        /// The `url { }` blocks.
+        urls: Vec<UrlSpec>,
+        /// `virtualhost`: the Host header and SNI name.
+        #[serde(default)]
+        virtualhost: Option<String>,
+    },
+    /// `TCP_CHECK`: a TCP connect.
+    Tcp,
+    /// `MISC_CHECK`: run a program; exit 0 = up, anything else = down.
+    Misc {
+        /// `misc_path`: the command line (run through `/bin/sh -c`).
+        path: String,
+        /// `misc_timeout`: kill it after this long (default: the delay_loop).
+        #[serde(default)]
+        timeout: Option<Duration>,
+        /// `misc_dynamic`: exit 0 = up, 1 = down, 2+N = up with weight N.
+        #[serde(default)]
+        dynamic: bool,
+    },
+}
+
+/// One `url { }` block of HTTP_GET / SSL_GET.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UrlSpec {
+    /// `path`: the request path, e.g. `/`.
+    pub path: String,
+    /// `status_code`: the expected status (default: any 2xx, as keepalived).
+    #[serde(default)]
+    pub status_code: Option<u16>,
+    /// `digest`: the expected MD5 of the body, lowercase hex (default: not checked).
+    #[serde(default)]
+    pub digest: Option<String>,
+}

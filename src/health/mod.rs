@@ -1,0 +1,306 @@
+//! Keepalived-compatible health checking of real servers.
+//!
+//! - [`config`]: the settings (plain data from the TOML config or a keepalived.conf).
+//! - [`checker`]: the sans-IO state machine per real server (delay_loop, retry, alpha, ...).
+//! - [`service`]: the sans-IO quorum / hysteresis state per service.
+//! - [`probe`]: the IO: TCP connect, HTTP GET (+ MD5 digest), MISC program.
+//! - [`HealthMonitor`]: the thread that runs them and applies up/down/weight to the live table
+//!   through [`ControlPlane::set_dest_health`] / [`ControlPlane::set_sorry_server`].
+//!
+//! A server that goes down is removed from the table: its established flows are dropped at
+//! their next packet (IPVS's `expire_nodest_conn`); with `inhibit_on_failure` it stays with
+//! weight 0 and keeps them. When a service loses its quorum and has a sorry server, the sorry
+//! server replaces the real servers until the quorum is back (keepalived).
+
+pub mod checker;
+pub mod config;
+pub mod probe;
+pub mod service;
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use self::checker::{Action, CheckOutcome, Checker};
+use self::config::{HealthConfig, ServiceHealth};
+use self::service::{QuorumAction, QuorumState};
+use crate::director::plane::{ControlPlane, Health, Sorry};
+use crate::director::service::ServiceKey;
+use crate::time::Clock;
+
+/// One checked real server.
+struct Dest {
+    service: usize,
+    addr: Ipv4Addr,
+    port: u16,
+    inhibit: bool,
+    configured_weight: u32,
+    checker: Checker,
+    specs: Vec<config::CheckSpec>,
+}
+
+/// One service with health settings.
+struct Service {
+    key: ServiceKey,
+    cfg: ServiceHealth,
+    quorum: QuorumState,
+}
+
+/// Runs the health checks of every configured service on a thread of its own; stops (and
+/// joins) when dropped.
+pub struct HealthMonitor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl HealthMonitor {
+    /// Starts checking the real servers `health` names, over `plane`'s configured table.
+    /// Returns a monitor that does nothing when no service has checks.
+    pub fn spawn(plane: Arc<ControlPlane>, health: HealthConfig) -> HealthMonitor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = if health.services.is_empty() {
+            None
+        } else {
+            let s = stop.clone();
+            std::thread::Builder::new()
+                .name("tunlb-health".into())
+                .spawn(move || run(&plane, &health, &s))
+                .map_err(|e| eprintln!("tunlb director: health: cannot start: {e}"))
+                .ok()
+        };
+        HealthMonitor { stop, thread }
+    }
+}
+
+impl Drop for HealthMonitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}
+
+fn run(plane: &ControlPlane, health: &HealthConfig, stop: &AtomicBool) {
+    let clock = Clock::new();
+    let set = plane.configured();
+    let mut services = Vec::new();
+    let mut dests = Vec::new();
+    for (key, cfg) in &health.services {
+        let Some(svc) = set.services.iter().find(|s| s.key == *key) else {
+            eprintln!("tunlb director: health: service {key} is not in the table; not checked");
+            continue;
+        };
+        let si = services.len();
+        let mut alive = 0u64;
+        for d in &svc.dests {
+            let port = if d.port == 0 { key.port } else { d.port };
+            let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
+                alive += u64::from(d.weight);
+                continue;
+            };
+            if !cfg.alpha {
+                alive += u64::from(d.weight);
+            }
+            dests.push(Dest {
+                service: si,
+                addr: d.addr,
+                port,
+                inhibit: dh.inhibit_on_failure,
+                configured_weight: d.weight,
+                checker: Checker::new(
+                    clock.now(),
+                    cfg.delay_loop,
+                    &dh.checks,
+                    cfg.alpha,
+                    d.weight,
+                    seed(),
+                ),
+                specs: dh.checks.clone(),
+            });
+        }
+        services.push(Service {
+            key: *key,
+            cfg: cfg.clone(),
+            quorum: QuorumState::new(cfg.quorum, cfg.hysteresis, alive),
+        });
+        if let Some(addr) = cfg.sorry_server.filter(|_| cfg.sorry_server_inhibit) {
+            let sorry = Sorry {
+                addr,
+                active: false,
+                inhibit: true,
+            };
+            let _ = plane.set_sorry_server(*key, Some(sorry));
+        }
+    }
+    let (tx, rx) = mpsc::channel::<(usize, usize, CheckOutcome)>();
+    while !stop.load(Ordering::SeqCst) {
+        let now = clock.now();
+        for d in dests.iter_mut() {
+            if d.checker.poll_timeout().is_some_and(|t| t <= now) {
+                d.checker.handle_timeout(now);
+            }
+        }
+        let mut changed = false;
+        for i in 0..dests.len() {
+            changed |= drain(plane, &mut dests, &services, i, &tx);
+        }
+        if changed {
+            quorum(plane, &mut dests, &mut services);
+        }
+        let next = dests.iter().filter_map(|d| d.checker.poll_timeout()).min();
+        let wait = next.map_or(std::time::Duration::from_millis(200), |t| {
+            t.saturating_since(clock.now())
+                .min(std::time::Duration::from_millis(200))
+        });
+        if let Ok((i, k, outcome)) = rx.recv_timeout(wait) {
+            if let Some(d) = dests.get_mut(i) {
+                d.checker.handle_result(clock.now(), k, outcome);
+            }
+        }
+    }
+}
+
+/// Runs dest `i`'s actions; returns whether its state in the table changed.
+fn drain(
+    plane: &ControlPlane,
+    dests: &mut [Dest],
+    services: &[Service],
+    i: usize,
+    tx: &mpsc::Sender<(usize, usize, CheckOutcome)>,
+) -> bool {
+    let mut changed = false;
+    let Some(d) = dests.get_mut(i) else {
+        return false;
+    };
+    let key = services[d.service].key;
+    let delay_loop = services[d.service].cfg.delay_loop;
+    while let Some(a) = d.checker.poll_action() {
+        let (health, what) = match a {
+            Action::Probe(k) => {
+                let Some(spec) = d.specs.get(k).cloned() else {
+                    continue;
+                };
+                let (tx, addr, port) = (tx.clone(), d.addr, d.port);
+                let _ = std::thread::Builder::new()
+                    .name("tunlb-probe".into())
+                    .spawn(move || {
+                        let _ = tx.send((i, k, probe::run(&spec, addr, port, delay_loop)));
+                    });
+                continue;
+            }
+            Action::SetUp { reason } => {
+                let w = d.checker.weight();
+                let h = if w == d.configured_weight {
+                    Health::Up
+                } else {
+                    Health::Weight(w)
+                };
+                (h, format!("up ({reason}), weight {w}"))
+            }
+            Action::SetDown { reason } if d.inhibit => {
+                (Health::Weight(0), format!("down ({reason}), weight 0"))
+            }
+            Action::SetDown { reason } => (Health::Down, format!("down ({reason}), removed")),
+            Action::SetWeight(w) => {
+                let h = if w == d.configured_weight {
+                    Health::Up
+                } else {
+                    Health::Weight(w)
+                };
+                (h, format!("weight {w} (MISC_CHECK dynamic)"))
+            }
+        };
+        changed = true;
+        match plane.set_dest_health(key, d.addr, d.port, health) {
+            Ok(_) => eprintln!(
+                "tunlb director: health: service {key}: real server {}:{} {what}",
+                d.addr, d.port
+            ),
+            Err(e) => eprintln!(
+                "tunlb director: health: service {key}: real server {}:{} {what}: not applied: {e}",
+                d.addr, d.port
+            ),
+        }
+    }
+    changed
+}
+
+/// Recomputes every service's alive weight and applies quorum changes.
+fn quorum(plane: &ControlPlane, dests: &mut [Dest], services: &mut [Service]) {
+    let set = plane.configured();
+    for (si, s) in services.iter_mut().enumerate() {
+        let Some(svc) = set.services.iter().find(|x| x.key == s.key) else {
+            continue;
+        };
+        let alive: u64 = svc
+            .dests
+            .iter()
+            .map(|d| {
+                let port = if d.port == 0 { s.key.port } else { d.port };
+                match dests
+                    .iter()
+                    .find(|x| x.service == si && x.addr == d.addr && x.port == port)
+                {
+                    Some(x) if x.checker.is_up() => u64::from(x.checker.weight()),
+                    Some(_) => 0,
+                    None => u64::from(d.weight),
+                }
+            })
+            .sum();
+        s.quorum.handle_weights(alive);
+        while let Some(a) = s.quorum.poll_action() {
+            let (active, cmd, what) = match a {
+                QuorumAction::Lost { alive } => (
+                    true,
+                    &s.cfg.quorum_down,
+                    format!(
+                        "lost quorum (alive weight {alive} < {} - {})",
+                        s.cfg.quorum, s.cfg.hysteresis
+                    ),
+                ),
+                QuorumAction::Gained { alive } => (
+                    false,
+                    &s.cfg.quorum_up,
+                    format!(
+                        "gained quorum (alive weight {alive} >= {} + {})",
+                        s.cfg.quorum, s.cfg.hysteresis
+                    ),
+                ),
+            };
+            eprintln!("tunlb director: health: service {}: {what}", s.key);
+            if let Some(addr) = s.cfg.sorry_server {
+                let sorry = (active || s.cfg.sorry_server_inhibit).then_some(Sorry {
+                    addr,
+                    active,
+                    inhibit: s.cfg.sorry_server_inhibit,
+                });
+                if let Err(e) = plane.set_sorry_server(s.key, sorry) {
+                    eprintln!("tunlb director: health: sorry server {addr}: {e}");
+                } else {
+                    eprintln!(
+                        "tunlb director: health: service {}: sorry server {addr} {}",
+                        s.key,
+                        if active { "in use" } else { "out of use" }
+                    );
+                }
+            }
+            if let Some(cmd) = cmd.clone() {
+                let _ = std::thread::Builder::new().spawn(move || {
+                    let _ = std::process::Command::new("/bin/sh")
+                        .arg("-c")
+                        .arg(&cmd)
+                        .status();
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The probes: the only IO of health checking. Each runs blocking, with timeouts, on a thread
+//! of its own (one per probe in flight: checks run every `delay_loop` seconds per real server, so
+//! a few threads at a time; std threads keep tokio out of the build).
+//!
+//! - TCP_CHECK: a TCP connect within `connect_timeout`.
+//! - HTTP_GET: `GET path HTTP/1.0` for each URL; the whole exchange within `connect_timeout`;
+//!   the status must be `status_code` (default: any 2xx) and, if set, the MD5 of the body
+//!   (lowercase hex, as keepalived's `genhash` prints it) must equal `digest`.
+//! - MISC_CHECK: `/bin/sh -c misc_path`, killed after `misc_timeout` (default: delay_loop);
+//!   exit 0 = up; with `misc_dynamic` 1 = down and 2 + N = up with weight N, else non-zero = down.
+//! - SSL_GET: not implemented (always fails with a message saying so).
+//! - `check_through_tunnel`: not implemented; the probe goes to the real server directly.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use socket2::{Domain, Socket, Type};
+
+use super::checker::CheckOutcome;
+use super::config::{CheckKind, CheckSpec, UrlSpec};
+
+/// The most body bytes an HTTP probe reads (and hashes).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Runs one probe of `spec` against real server `rip:port`.
+pub fn run(spec: &CheckSpec, rip: Ipv4Addr, port: u16, delay_loop: Duration) -> CheckOutcome {
+    let target = SocketAddrV4::new(
+        spec.connect_ip.unwrap_or(rip),
+        spec.connect_port.unwrap_or(port),
+    );
+    match &spec.kind {
+        CheckKind::Tcp => match connect(spec, target) {
+            Ok(_) => CheckOutcome::ok(format!("TCP connect to {target} ok")),
+            Err(reason) => CheckOutcome::failed(reason),
+        },
+        CheckKind::HttpGet { urls, virtualhost } => {
+            let host = virtualhost
+                .clone()
+                .unwrap_or_else(|| target.ip().to_string());
+            for url in urls {
+                if let Err(reason) = http_get(spec, target, &host, url) {
+                    return CheckOutcome::failed(reason);
+                }
+            }
+            CheckOutcome::ok(format!("HTTP GET on {target} ok"))
+        }
+        CheckKind::SslGet { .. } => CheckOutcome::failed("SSL_GET is not supported yet"),
+        CheckKind::Misc {
+            path,
+            timeout,
+            dynamic,
+        } => misc(path, timeout.unwrap_or(delay_loop), *dynamic),
+    }
+}
+
+fn connect(spec: &CheckSpec, target: SocketAddrV4) -> Result<TcpStream, String> {
+    let t = spec.connect_timeout;
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+    if let Some(b) = spec.bindto {
+        sock.bind(&SocketAddr::V4(SocketAddrV4::new(b, 0)).into())
+            .map_err(|e| format!("bind to {b}: {e}"))?;
+    }
+    match sock.connect_timeout(&SocketAddr::V4(target).into(), t) {
+        Ok(()) => Ok(sock.into()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::TimedOut
+                || e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            Err(format!("connect timeout {}s to {target}", t.as_secs_f32()))
+        }
+        Err(e) => Err(format!("connect to {target}: {e}")),
+    }
+}
+
+fn http_get(
+    spec: &CheckSpec,
+    target: SocketAddrV4,
+    host: &str,
+    url: &UrlSpec,
+) -> Result<(), String> {
+    let deadline = Instant::now() + spec.connect_timeout;
+    let mut s = connect(spec, target)?;
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    let timeout = || {
+        format!(
+            "timeout {}s on {}",
+            spec.connect_timeout.as_secs_f32(),
+            url.path
+        )
+    };
+    s.set_write_timeout(Some(left()))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: tunlb health check\r\nConnection: close\r\n\r\n",
+        url.path
+    );
+    s.write_all(req.as_bytes()).map_err(|_| timeout())?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        s.set_read_timeout(Some(left()))
+            .map_err(|e| e.to_string())?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > MAX_BODY + 16 * 1024 {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if Instant::now() >= deadline
+                    || matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    )
+                {
+                    return Err(timeout());
+                }
+                return Err(format!("reading {} from {target}: {e}", url.path));
+            }
+        }
+    }
+    let (status, body) =
+        parse_response(&buf).ok_or_else(|| format!("no HTTP response on {}", url.path))?;
+    let good = match url.status_code {
+        Some(want) => status == want,
+        None => (200..300).contains(&status),
+    };
+    if !good {
+        return Err(format!("HTTP status {status} on {}", url.path));
+    }
+    if let Some(want) = &url.digest {
+        let got = md5_hex(body);
+        if !got.eq_ignore_ascii_case(want) {
+            return Err(format!(
+                "MD5 digest {got} on {} (expected {want})",
+                url.path
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The status code and body of an HTTP/1.x response (`None` if it is not one).
+pub fn parse_response(buf: &[u8]) -> Option<(u16, &[u8])> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(buf.get(..head_end)?).ok()?;
+    let status_line = head.lines().next()?;
+    let mut parts = status_line.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code: u16 = parts.next()?.parse().ok()?;
+    let body = buf.get(head_end + 4..)?;
+    Some((code, body.get(..body.len().min(MAX_BODY))?))
+}
+
+/// MD5 of `body` in lowercase hex, as keepalived's `digest` and `genhash` write it.
+pub fn md5_hex(body: &[u8]) -> String {
+    Md5::digest(body)
+        .iter()
+        .fold(String::with_capacity(32), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn misc(path: &str, timeout: Duration, dynamic: bool) -> CheckOutcome {
+    let mut child = match Command::new("/bin/sh")
+        .arg("-c")
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return CheckOutcome::failed(format!("running {path:?}: {e}")),
+    };
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return CheckOutcome::failed(format!(
+                    "{path:?} timed out after {}s",
+                    timeout.as_secs_f32()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return CheckOutcome::failed(format!("waiting for {path:?}: {e}")),
+        }
+    };
+    misc_outcome(path, status.code(), dynamic)
+}
+
+/// MISC_CHECK's reading of an exit code (`None`: killed by a signal).
+pub fn misc_outcome(path: &str, code: Option<i32>, dynamic: bool) -> CheckOutcome {
+    match code {
+        Some(0) => CheckOutcome::ok(format!("{path:?} exited 0")),
+        Some(c) if dynamic && c >= 2 => CheckOutcome {
+            ok: true,
+            weight: Some((c - 2) as u32),
+            reason: format!("{path:?} exited {c}: weight {}", c - 2),
+        },
+        Some(c) => CheckOutcome::failed(format!("{path:?} exited {c}")),
+        None => CheckOutcome::failed(format!("{path:?} killed by a signal")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_and_body() {
+        let r = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 2\r\n\r\nno";
+        assert_eq!(parse_response(r), Some((503, &b"no"[..])));
+        assert_eq!(parse_response(b"SSH-2.0\r\n\r\n"), None);
+        assert_eq!(parse_response(b"HTTP/1.1 200"), None);
+        assert_eq!(parse_response(b"HTTP/1.1 abc x\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn md5_matches_known_vectors() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(md5_hex(b"abc"), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn misc_exit_codes() {
+        assert!(misc_outcome("x", Some(0), true).ok);
+        assert!(!misc_outcome("x", Some(1), true).ok);
+        assert_eq!(misc_outcome("x", Some(7), true).weight, Some(5));
+        assert!(!misc_outcome("x", Some(7), false).ok);
+        assert!(!misc_outcome("x", None, true).ok);
+    }
+
+    #[test]
+    fn misc_runs_a_program_with_timeout() {
+        let o = run(
+            &CheckSpec::new(CheckKind::Misc {
+                path: "exit 4".into(),
+                timeout: Some(Duration::from_secs(5)),
+                dynamic: true,
+            }),
+            Ipv4Addr::LOCALHOST,
+            80,
+            Duration::from_secs(60),
+        );
+        assert_eq!(o.weight, Some(2));
+        let slow = misc("sleep 5", Duration::from_millis(100), false);
+        assert!(!slow.ok && slow.reason.contains("timed out"), "{slow:?}");
+    }
+
+    #[test]
+    fn http_and_tcp_against_a_loopback_server() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            for body in ["hello", "hello"] {
+                let (mut c, _) = l.accept().expect("accept");
+                let mut b = [0u8; 1024];
+                let _ = c.read(&mut b);
+                let _ = write!(c, "HTTP/1.0 200 OK\r\n\r\n{body}");
+            }
+            let (_c, _) = l.accept().expect("accept");
+        });
+        let http = |digest: Option<&str>| {
+            CheckSpec::new(CheckKind::HttpGet {
+                urls: vec![UrlSpec {
+                    path: "/".into(),
+                    status_code: Some(200),
+                    digest: digest.map(String::from),
+                }],
+                virtualhost: None,
+            })
+        };
+        let lo = Ipv4Addr::LOCALHOST;
+        let d = Duration::from_secs(1);
+        assert!(run(&http(Some(&md5_hex(b"hello"))), lo, port, d).ok);
+        let bad = run(&http(Some("00")), lo, port, d);
+        assert!(!bad.ok && bad.reason.starts_with("MD5 digest"), "{bad:?}");
+        assert!(run(&CheckSpec::new(CheckKind::Tcp), lo, port, d).ok);
+        server.join().expect("server");
+        let refused = run(&CheckSpec::new(CheckKind::Tcp), lo, port, d);
+        assert!(!refused.ok, "{refused:?}");
+    }
+}
