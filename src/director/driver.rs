@@ -3,7 +3,8 @@
 //! Each worker thread owns one TUN queue and one [`Director`] core. It reads a batch of packets,
 //! decides them all under its core's lock (taken once per batch, so the control plane can read
 //! counters and the connection table between batches), then sends the encapsulated packets with
-//! one `sendmmsg` and writes any ICMP replies back into the TUN. An encapsulated packet the core
+//! one `sendmmsg` and writes any ICMP replies and NAT-rewritten packets back into the TUN (one
+//! `write` each: a TUN device has no batched write). An encapsulated packet the core
 //! marked for fragmentation goes out as outer IPv4 fragments in the same `sendmmsg`, their
 //! headers built into a per-worker array sized for a whole batch of maximally fragmented
 //! packets. Nothing is allocated per packet.
@@ -202,11 +203,15 @@ fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
         total.add(d.counters());
         conns += d.conns().len();
     }
+    if let Some(d) = cores.first().and_then(|c| c.lock().ok()) {
+        conns += d.shared().nat.len();
+    }
     let mut line = format!(
-        "rx {} packets, tunnelled {} ({} fragmented), icmp sent {}, connections {} created, {} expired, {} tracked",
+        "rx {} packets, tunnelled {} ({} fragmented), nat-rewritten {}, icmp sent {}, connections {} created, {} expired, {} tracked",
         total.rx_packets,
         total.tx_packets,
         total.fragmented,
+        total.rewritten,
         total.icmp_sent,
         total.conns_created,
         total.conns_expired,
@@ -352,7 +357,7 @@ fn worker(
                             d.count_send_errors(1);
                         }
                     }
-                    Verdict::Reply { len } => replies.push((i, len)),
+                    Verdict::Reply { len } | Verdict::Rewrite { len } => replies.push((i, len)),
                     Verdict::Drop(_) => {}
                 }
             }

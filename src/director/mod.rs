@@ -5,11 +5,14 @@
 //!   the control plane builds it with.
 //! - [`sched`]: the IPVS schedulers. [`conn`]: the connection table, states, templates.
 //! - [`service`]: the configuration types (what `adm` and the TOML config describe).
+//! - [`nat`]: NAT mode (`-m`): in-place rewrites both ways, the shared NAT flow table and the
+//!   policy routing that brings the real servers' replies back into the TUN.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
 pub mod core;
 pub mod driver;
+pub mod nat;
 pub mod plane;
 pub mod sched;
 pub mod service;
@@ -17,6 +20,8 @@ pub mod stats;
 pub mod table;
 mod verdict;
 
+#[cfg(test)]
+mod nat_tests;
 #[cfg(test)]
 mod tests;
 
