@@ -42,9 +42,16 @@
 //! own cache line. A flow's shard is chosen by the client's address, port and protocol, which
 //! both directions carry (the request as source, the reply as destination), so every packet
 //! takes one lock, almost never contended with 64 shards on a few workers, and does one hash
-//! lookup, by the client's tuple or by the real server's. The lock costs an uncontended atomic
-//! pair (~20 ns), small next to the TUN write every NAT packet needs anyway (~1.5 µs). TUN-mode
-//! flows stay in the per-worker tables and never touch it.
+//! lookup, by the client's tuple or by the real server's. TUN-mode flows stay in the per-worker
+//! tables and never touch it.
+//!
+//! Measured (release build, one core, random established flows, packet copy included): 68 ns
+//! per client packet and 61 ns per reply with 1k flows (TUN-mode encapsulation: 45 ns); 318 /
+//! 299 ns with 100k flows (TUN: 234 ns); 453 / 593 ns with 1M flows (TUN: 247 ns, whose table
+//! is also prefetched per batch, which the NAT table is not yet). Either way it is small next to
+//! the TUN `write` every NAT packet costs (~1.5 µs): in the namespace lab on 2 vCPUs a single
+//! HTTP download or upload through NAT runs at 0.7–1.1 Gbit/s, as fast as TUN mode's uploads
+//! (whose packets also cross the director one by one).
 //!
 //! # TTL
 //!
@@ -71,8 +78,19 @@
 //! it, and the ICMP checksum, all incrementally. ICMP from a real server that is not an error
 //! about a NAT flow (echo, errors about its own connections) is written back unchanged.
 //!
+//! # What the host must allow
+//!
+//! Rewritten client packets enter the kernel again from the TUN with the client's source, which
+//! is routed through another interface: strict reverse-path filtering would drop them. The
+//! director sets `rp_filter` 0 on its TUN, but the kernel applies the larger of that and
+//! `net.ipv4.conf.all.rp_filter`, so `all` must be 0 or 2 (loose), not 1. The real servers'
+//! default route (or at least their route to the clients) must point at the director.
+//!
 //! # Not covered
 //!
+//! - Replies from the service port that belong to no NAT flow are dropped (`nat_no_flow`), so a
+//!   client outside cannot reach RIP:rport directly through the director (IPVS would forward
+//!   it untranslated); other ports of the real servers are routed as usual.
 //! - Errors from routers *between* the director and the real servers have another source than
 //!   the RIP, so no rule brings them to the TUN; they reach the client untranslated. Path MTU to
 //!   the real servers is covered by `--tunnel-mtu` instead: a client packet with DF that exceeds it
