@@ -1,8 +1,9 @@
 //! The director core on arbitrary packets: the input is split into packets (2-byte big-endian
 //! length prefixes) and fed to two workers sharing one table of TCP and UDP services in every
-//! tunnel type, with persistence and MSS clamping, while the virtual clock moves forward.
-//! Whatever the bytes, `handle_packet` must return a verdict (never panic), an `Encap` must
-//! describe bytes inside the buffer, and a `Reply` must fit the buffer.
+//! tunnel type and NAT (with a port mapping), with persistence and MSS clamping, while the
+//! virtual clock moves forward. Whatever the bytes, `handle_packet` must return a verdict (never
+//! panic), an `Encap` must describe bytes inside the buffer, and a `Reply` or `Rewrite` must fit
+//! the buffer.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -42,8 +43,14 @@ fn table() -> ServiceSet {
         mss_clamp: Some(1200),
         dests: dests(tun),
     };
+    let mut nat = svc(8080, Protocol::Tcp, SchedulerKind::Rr, TunnelType::Ipip, false);
+    for d in &mut nat.dests {
+        d.forward = Forward::Nat;
+        d.port = 8081;
+    }
     ServiceSet {
         services: vec![
+            nat,
             svc(80, Protocol::Tcp, SchedulerKind::Rr, TunnelType::Ipip, false),
             svc(443, Protocol::Tcp, SchedulerKind::Mh, TunnelType::Gre, true),
             svc(53, Protocol::Udp, SchedulerKind::Wlc, TunnelType::Gue, false),
@@ -87,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(e.header().len() >= 20);
             }
             Verdict::Ether(e) => assert!(e.len <= buf.len()),
-            Verdict::Reply { len } => assert!(len <= buf.len()),
+            Verdict::Reply { len } | Verdict::Rewrite { len } => assert!(len <= buf.len()),
             Verdict::Drop(r) => assert!(!r.as_str().is_empty()),
         }
         now += Duration::from_millis(700);

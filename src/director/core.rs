@@ -17,6 +17,7 @@ use super::conn::{
     tcp_transition, template_key, Conn, ConnKey, ConnState, ConnTable, DestId, Direction,
     TemplateTable,
 };
+use super::nat::{self, NatTable};
 use super::sched::FlowKey;
 use super::service::{Forward, Protocol};
 use super::table::{Dest, Snapshot};
@@ -75,6 +76,8 @@ pub struct Shared {
     snapshot: Arc<ArcSwap<Snapshot>>,
     /// Persistence templates (global, as persistence must hold whichever queue a flow lands on).
     pub templates: TemplateTable,
+    /// NAT flows (global, as the two directions of a flow land on different queues).
+    pub nat: NatTable,
     frags: Mutex<FragTable>,
 }
 
@@ -84,6 +87,7 @@ impl Shared {
         Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             templates: TemplateTable::new(),
+            nat: NatTable::new(4 << 20, super::conn::random_seed()),
             frags: Mutex::new(FragTable::default()),
         }
     }
@@ -96,6 +100,15 @@ impl Shared {
     /// The current table.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The real server the later fragments of datagram `key` (source, destination, protocol,
+    /// identification) follow, if its first fragment was seen.
+    pub(super) fn fragment_dest(&self, key: &(Ipv4Addr, Ipv4Addr, u8, u16)) -> Option<DestId> {
+        self.frags
+            .lock()
+            .ok()
+            .and_then(|f| f.map.get(key).map(|(d, _)| *d))
     }
 
     /// Housekeeping that is not per worker: expire templates and fragment entries.
@@ -118,6 +131,8 @@ pub struct Counters {
     pub tx_packets: u64,
     /// Bytes (inner packets) forwarded to a real server.
     pub tx_bytes: u64,
+    /// Packets rewritten in place and written back into the TUN (NAT, both directions).
+    pub rewritten: u64,
     /// ICMP errors generated (fragmentation needed).
     pub icmp_sent: u64,
     /// Connections created.
@@ -137,8 +152,8 @@ pub struct Counters {
     pub per_dest: Vec<DestCounters>,
 }
 
-/// What one worker forwarded to one real server: the `ipvsadm --stats` columns the director
-/// can see (in TUN mode replies bypass it, so there are no outgoing counters).
+/// What one worker forwarded to and from one real server: the `ipvsadm --stats` columns (in
+/// TUN mode replies bypass the director, so only NAT servers have outgoing counts).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DestCounters {
     /// The real server these counts belong to.
@@ -149,6 +164,10 @@ pub struct DestCounters {
     pub in_pkts: u64,
     /// Bytes (inner packets) forwarded to it.
     pub in_bytes: u64,
+    /// Packets from it forwarded to clients (NAT replies).
+    pub out_pkts: u64,
+    /// Bytes from it forwarded to clients.
+    pub out_bytes: u64,
 }
 
 impl Counters {
@@ -176,6 +195,7 @@ impl Counters {
         self.rx_bytes += other.rx_bytes;
         self.tx_packets += other.tx_packets;
         self.tx_bytes += other.tx_bytes;
+        self.rewritten += other.rewritten;
         self.icmp_sent += other.icmp_sent;
         self.conns_created += other.conns_created;
         self.conns_expired += other.conns_expired;
@@ -212,18 +232,18 @@ impl core::fmt::Debug for Director {
 }
 
 /// What the parser found in a packet's headers.
-struct Parsed {
-    proto: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    len: usize,
-    ihl: usize,
-    dont_frag: bool,
+pub(super) struct Parsed {
+    pub(super) proto: u8,
+    pub(super) src: Ipv4Addr,
+    pub(super) dst: Ipv4Addr,
+    pub(super) len: usize,
+    pub(super) ihl: usize,
+    pub(super) dont_frag: bool,
     /// MF set and offset 0: the fragment that carries the ports.
-    first_fragment_of_many: bool,
+    pub(super) first_fragment_of_many: bool,
     /// Offset non-zero: a fragment without ports.
-    later_fragment: bool,
-    ident: u16,
+    pub(super) later_fragment: bool,
+    pub(super) ident: u16,
 }
 
 impl Director {
@@ -289,6 +309,10 @@ impl Director {
             counters.conns_expired += 1;
             release(snap, shared, key, conn, now);
         });
+        shared.nat.sweep_next(now, |c| {
+            counters.conns_expired += 1;
+            release(snap, shared, &c.key, &c.conn, now);
+        });
     }
 
     /// Starts loading the connection-table slot the packet in `buf` will look up. The driver
@@ -333,6 +357,7 @@ impl Director {
                 self.counters.tx_bytes += e.len as u64;
             }
             Verdict::Reply { .. } => self.counters.icmp_sent += 1,
+            Verdict::Rewrite { .. } => self.counters.rewritten += 1,
         }
         v
     }
@@ -343,6 +368,11 @@ impl Director {
             Err(r) => return Verdict::Drop(r),
         };
         let snap = self.cache.load();
+
+        // With NAT real servers, what is not addressed to a VIP is one of their replies.
+        if snap.has_nat() && !snap.is_vip(p.dst) {
+            return nat::handle_from_server(&mut self.counters, snap, &self.shared, buf, &p, now);
+        }
 
         // Non-first fragments carry no ports: they follow the first fragment's real server.
         let frag_key = (p.src, p.dst, p.proto, p.ident);
@@ -367,6 +397,7 @@ impl Director {
                     &self.config,
                     &mut self.counters,
                     snap,
+                    &self.shared,
                     &mut self.conns,
                     buf,
                     &p,
@@ -454,6 +485,14 @@ impl Director {
                 );
             }
             reuse = true;
+        } else if snap.has_nat() {
+            let (config, counters) = (&self.config, &mut self.counters);
+            let shared = &self.shared;
+            if let Some(v) =
+                nat::handle_from_client(config, counters, snap, shared, &key, flags, buf, &p, now)
+            {
+                return v;
+            }
         }
         if reuse {
             // Expired, or a new SYN reusing a closing flow's ports (IPVS conn_reuse_mode).
@@ -508,25 +547,33 @@ impl Director {
         let Some(dest) = dest_id.and_then(|id| snap.dest(id)) else {
             return Verdict::Drop(DropReason::NoDestination);
         };
+        let is_nat = dest.config.forward == Forward::Nat;
         let state = if proto == Protocol::Tcp {
-            tcp_transition(
-                ConnState::None,
-                true,
-                false,
-                false,
-                false,
-                Direction::InputOnly,
-            )
+            // NAT sees both directions; TUN (and DR) only the client's.
+            let dir = if is_nat {
+                Direction::Input
+            } else {
+                Direction::InputOnly
+            };
+            tcp_transition(ConnState::None, true, false, false, false, dir)
         } else {
             ConnState::Udp
         };
         let conn = Conn::new(dest.id, state, now + snap.timeouts.get(state));
-        if self.conns.insert(key, conn).is_err() {
+        let inserted = if is_nat {
+            nat::insert(snap, &self.shared, &mut self.counters, key, dest, conn, now)
+        } else {
+            self.conns
+                .insert(key, conn)
+                .map(drop)
+                .map_err(|_| DropReason::ConnTableFull)
+        };
+        if let Err(reason) = inserted {
             if let Some(pers) = svc.persistence() {
                 let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
                 self.shared.templates.release(&tkey, now);
             }
-            return Verdict::Drop(DropReason::ConnTableFull);
+            return Verdict::Drop(reason);
         }
         self.counters.conns_created += 1;
         self.counters.dest(dest.id).conns += 1;
@@ -571,7 +618,7 @@ fn parse_ip(buf: &[u8]) -> Result<Parsed, DropReason> {
 
 /// Remembers where the later fragments of a datagram go. When the tracker is full they will be
 /// dropped as `fragment_no_flow`; the first fragment itself still goes through.
-fn remember_fragment(
+pub(super) fn remember_fragment(
     shared: &Shared,
     key: (Ipv4Addr, Ipv4Addr, u8, u16),
     dest: DestId,
@@ -612,7 +659,7 @@ fn add_count(state: &super::sched::DestState, s: ConnState, delta: i32) {
     }
 }
 
-fn move_counts(state: &super::sched::DestState, from: ConnState, to: ConnState) {
+pub(super) fn move_counts(state: &super::sched::DestState, from: ConnState, to: ConnState) {
     if from.is_active() != to.is_active() {
         add_count(state, from, -1);
         add_count(state, to, 1);
@@ -620,7 +667,7 @@ fn move_counts(state: &super::sched::DestState, from: ConnState, to: ConnState) 
 }
 
 /// A connection is gone: give back its count and its hold on the persistence template.
-fn release(snap: &Snapshot, shared: &Shared, key: &ConnKey, conn: &Conn, now: Instant) {
+pub(super) fn release(snap: &Snapshot, shared: &Shared, key: &ConnKey, conn: &Conn, now: Instant) {
     let Some(dest) = snap.dest(conn.dest) else {
         return;
     };
@@ -636,15 +683,18 @@ fn release(snap: &Snapshot, shared: &Shared, key: &ConnKey, conn: &Conn, now: In
     }
 }
 
-/// ICMP to a VIP: errors about a known flow go to that flow's real server.
+/// ICMP to a VIP: errors about a known flow go to that flow's real server (a NAT flow's are
+/// translated first).
+#[allow(clippy::too_many_arguments)]
 fn handle_icmp(
     config: &DirectorConfig,
     counters: &mut Counters,
     snap: &Snapshot,
+    shared: &Shared,
     conns: &mut ConnTable,
     buf: &mut [u8],
     p: &Parsed,
-    _now: Instant,
+    now: Instant,
 ) -> Verdict {
     let icmp_bytes = &buf[p.ihl..p.len];
     let Ok(msg) = icmp::Icmpv4Packet::new_checked(icmp_bytes) else {
@@ -678,13 +728,16 @@ fn handle_icmp(
         vport: sport,
     };
     let Some(dest) = conns.get(&key).and_then(|c| snap.dest(c.dest)) else {
+        if snap.has_nat() {
+            return nat::icmp_from_client(counters, snap, shared, buf, p, now);
+        }
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
     let hash = flow_hash(&key);
     forward(config, counters, dest, buf, p, None, hash)
 }
 
-fn forward(
+pub(super) fn forward(
     config: &DirectorConfig,
     counters: &mut Counters,
     dest: &Dest,
@@ -713,6 +766,9 @@ fn encapsulate(
 ) -> Verdict {
     if dest.config.forward == Forward::Dr {
         return super::dr::route(counters, dest, buf, p.len, p.ihl, p.dont_frag);
+    }
+    if dest.config.forward == Forward::Nat {
+        return nat::to_server(config, counters, dest, buf, p);
     }
     let Forward::Tunnel {
         tun_type,

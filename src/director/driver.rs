@@ -4,10 +4,11 @@
 //! decides them all under its core's lock (taken once per batch, so the control plane can read
 //! counters and the connection table between batches), then sends the encapsulated packets with
 //! one `sendmmsg`, the DR frames with one `sendmmsg` on an `AF_PACKET` socket
-//! ([`dr_io::FrameQueue`]), and writes any ICMP replies back into the TUN. An encapsulated packet
-//! the core marked for fragmentation goes out as outer IPv4 fragments in the same `sendmmsg`,
-//! their headers built into a per-worker array sized for a whole batch of maximally fragmented
-//! packets (DR packets likewise). Nothing is allocated per packet. A resolver thread
+//! ([`dr_io::FrameQueue`]), and writes any ICMP replies and NAT-rewritten packets back into the
+//! TUN (one `write` each: a TUN device has no batched write). An encapsulated packet the core
+//! marked for fragmentation goes out as outer IPv4 fragments in the same `sendmmsg`, their
+//! headers built into a per-worker array sized for a whole batch of maximally fragmented packets
+//! (DR packets likewise). Nothing is allocated per packet. A resolver thread
 //! ([`dr_io::spawn_resolver`]) keeps the DR real servers' MAC addresses current.
 
 use std::net::Ipv4Addr;
@@ -215,11 +216,15 @@ fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
         total.add(d.counters());
         conns += d.conns().len();
     }
+    if let Some(d) = cores.first().and_then(|c| c.lock().ok()) {
+        conns += d.shared().nat.len();
+    }
     let mut line = format!(
-        "rx {} packets, forwarded {} ({} fragmented), icmp sent {}, connections {} created, {} expired, {} tracked",
+        "rx {} packets, forwarded {} ({} fragmented), nat-rewritten {}, icmp sent {}, connections {} created, {} expired, {} tracked",
         total.rx_packets,
         total.tx_packets,
         total.fragmented,
+        total.rewritten,
         total.icmp_sent,
         total.conns_created,
         total.conns_expired,
@@ -379,7 +384,7 @@ fn worker(
                             d.count_send_errors(1);
                         }
                     }
-                    Verdict::Reply { len } => replies.push((i, len)),
+                    Verdict::Reply { len } | Verdict::Rewrite { len } => replies.push((i, len)),
                     Verdict::Drop(_) => {}
                 }
             }

@@ -7,6 +7,8 @@
 //! - [`service`]: the configuration types (what `adm` and the TOML config describe).
 //! - [`dr`]: DR mode's decision (a frame to the real server's MAC); [`dr_io`]: its IO (the
 //!   AF_PACKET send queue, the neighbour resolver, the on-link check when a server is added).
+//! - [`nat`]: NAT mode (`-m`): in-place rewrites both ways, the shared NAT flow table and the
+//!   policy routing that brings the real servers' replies back into the TUN.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
@@ -14,6 +16,7 @@ pub mod core;
 pub mod dr;
 pub mod dr_io;
 pub mod driver;
+pub mod nat;
 pub mod plane;
 pub mod sched;
 pub mod service;
@@ -21,6 +24,8 @@ pub mod stats;
 pub mod table;
 mod verdict;
 
+#[cfg(test)]
+mod nat_tests;
 #[cfg(test)]
 mod tests;
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 
 use super::conn::{DestId, Timeouts as ConnTimeouts, KEY_TEMPLATE};
+use super::nat::ReplyRouting;
 use super::service::{DestConfig, Forward, Protocol, ServiceKey, ServiceSet};
 use super::stats::{self, StatsBook, Totals};
 use super::{Director, Registry, Shared, Snapshot};
@@ -47,6 +48,8 @@ struct PlaneState {
     routed: BTreeSet<Ipv4Addr>,
     /// What the health checkers changed on top of `set` (the configured table).
     health: HealthOverlay,
+    /// The policy routing that brings NAT real servers' replies into the TUN.
+    nat_routing: ReplyRouting,
 }
 
 /// A real server's state as the health checkers see it ([`ControlPlane::set_dest_health`]).
@@ -177,6 +180,7 @@ impl ControlPlane {
                 net,
                 routed: BTreeSet::new(),
                 health: HealthOverlay::default(),
+                nat_routing: ReplyRouting::default(),
             }),
             settings: Mutex::new(DirectorSettings {
                 queues,
@@ -370,7 +374,7 @@ impl ControlPlane {
             }
             st.routed.remove(vip);
         }
-        Ok(())
+        st.nat_routing.sync(&mut st.net, snap, &self.tun_name)
     }
 
     fn log_changes(&self, old: &ServiceSet, new: &ServiceSet) {
@@ -441,28 +445,32 @@ impl ControlPlane {
                         d.stats = Stats {
                             conns: t.conns,
                             in_pkts: t.in_pkts,
-                            out_pkts: 0,
+                            out_pkts: t.out_pkts,
                             in_bytes: t.in_bytes,
-                            out_bytes: 0,
+                            out_bytes: t.out_bytes,
                         };
                         d.rates = Rates {
                             cps: r.cps.round() as u64,
                             in_pps: r.pps.round() as u64,
-                            out_pps: 0,
+                            out_pps: r.out_pps.round() as u64,
                             in_bps: r.bps.round() as u64,
-                            out_bps: 0,
+                            out_bps: r.out_bps.round() as u64,
                         };
                     }
                 }
             }
-            // A service's counters are its real servers' (TUN mode: nothing flows back).
+            // A service's counters are its real servers' (only NAT replies flow back).
             for d in &svc.dests {
                 svc.stats.conns += d.stats.conns;
                 svc.stats.in_pkts += d.stats.in_pkts;
                 svc.stats.in_bytes += d.stats.in_bytes;
+                svc.stats.out_pkts += d.stats.out_pkts;
+                svc.stats.out_bytes += d.stats.out_bytes;
                 svc.rates.cps += d.rates.cps;
                 svc.rates.in_pps += d.rates.in_pps;
                 svc.rates.in_bps += d.rates.in_bps;
+                svc.rates.out_pps += d.rates.out_pps;
+                svc.rates.out_bps += d.rates.out_bps;
             }
         }
         listing
@@ -496,6 +504,23 @@ impl ControlPlane {
                     dest: dest_addr(c.dest),
                 });
             }
+        }
+        for f in self.shared.nat.flows() {
+            let (k, c) = (f.key, f.conn);
+            let Some(proto) = Protocol::from_number(k.proto) else {
+                continue;
+            };
+            if c.expires() <= now {
+                continue;
+            }
+            out.push(ConnEntry {
+                proto,
+                expires_secs: (c.expires() - now).as_secs() as u32,
+                state: c.state.as_str().to_string(),
+                client: SocketAddrV4::new(k.caddr, k.cport),
+                vip: SocketAddrV4::new(k.vaddr, k.vport),
+                dest: SocketAddrV4::new(f.raddr, f.rport),
+            });
         }
         for (k, dest, expires, _controlled) in self.shared.templates.snapshot(now) {
             let Some(proto) = Protocol::from_number(k.proto) else {

@@ -24,6 +24,10 @@ pub struct Totals {
     pub in_pkts: u64,
     /// Bytes forwarded to it.
     pub in_bytes: u64,
+    /// Packets from it forwarded to clients (NAT).
+    pub out_pkts: u64,
+    /// Bytes from it forwarded to clients (NAT).
+    pub out_bytes: u64,
 }
 
 impl Totals {
@@ -32,6 +36,8 @@ impl Totals {
             conns: self.conns.saturating_sub(o.conns),
             in_pkts: self.in_pkts.saturating_sub(o.in_pkts),
             in_bytes: self.in_bytes.saturating_sub(o.in_bytes),
+            out_pkts: self.out_pkts.saturating_sub(o.out_pkts),
+            out_bytes: self.out_bytes.saturating_sub(o.out_bytes),
         }
     }
 }
@@ -45,6 +51,10 @@ pub struct Rate {
     pub pps: f64,
     /// Bytes per second.
     pub bps: f64,
+    /// Packets per second from it (NAT replies).
+    pub out_pps: f64,
+    /// Bytes per second from it.
+    pub out_bps: f64,
 }
 
 /// Sums the workers' per-server counters (entries of deleted servers included; callers look
@@ -53,13 +63,15 @@ pub fn sum<'a>(workers: impl IntoIterator<Item = &'a [DestCounters]>) -> HashMap
     let mut out: HashMap<DestId, Totals> = HashMap::new();
     for per_dest in workers {
         for c in per_dest {
-            if c.conns == 0 && c.in_pkts == 0 {
+            if c.conns == 0 && c.in_pkts == 0 && c.out_pkts == 0 {
                 continue;
             }
             let t = out.entry(c.id).or_default();
             t.conns += c.conns;
             t.in_pkts += c.in_pkts;
             t.in_bytes += c.in_bytes;
+            t.out_pkts += c.out_pkts;
+            t.out_bytes += c.out_bytes;
         }
     }
     out
@@ -124,10 +136,14 @@ impl StatsBook {
                 cps: d.conns as f64 / secs,
                 pps: d.in_pkts as f64 / secs,
                 bps: d.in_bytes as f64 / secs,
+                out_pps: d.out_pkts as f64 / secs,
+                out_bps: d.out_bytes as f64 / secs,
             };
             r.cps += (sample.cps - r.cps) / 4.0;
             r.pps += (sample.pps - r.pps) / 4.0;
             r.bps += (sample.bps - r.bps) / 4.0;
+            r.out_pps += (sample.out_pps - r.out_pps) / 4.0;
+            r.out_bps += (sample.out_bps - r.out_bps) / 4.0;
         }
         // Servers that sent nothing this interval decay towards zero.
         for (id, r) in self.rates.iter_mut() {
@@ -135,6 +151,8 @@ impl StatsBook {
                 r.cps -= r.cps / 4.0;
                 r.pps -= r.pps / 4.0;
                 r.bps -= r.bps / 4.0;
+                r.out_pps -= r.out_pps / 4.0;
+                r.out_bps -= r.out_bps / 4.0;
             }
         }
         self.last = raw.clone();
@@ -152,6 +170,8 @@ mod tests {
             conns,
             in_pkts: pkts,
             in_bytes: bytes,
+            out_pkts: pkts / 2,
+            out_bytes: bytes * 3,
         }
     }
 
@@ -166,7 +186,9 @@ mod tests {
             Totals {
                 conns: 3,
                 in_pkts: 14,
-                in_bytes: 1400
+                in_bytes: 1400,
+                out_pkts: 7,
+                out_bytes: 4200,
             }
         );
         book.zero(&raw, [DestId(0)]);
@@ -193,6 +215,8 @@ mod tests {
         assert!((r.pps - 1000.0).abs() < 1.0, "{r:?}");
         assert!((r.bps - 100_000.0).abs() < 100.0, "{r:?}");
         assert!((r.cps - 10.0).abs() < 0.1, "{r:?}");
+        assert!((r.out_pps - 500.0).abs() < 1.0, "{r:?}");
+        assert!((r.out_bps - 300_000.0).abs() < 300.0, "{r:?}");
         // Traffic stops: the estimate decays by a quarter per interval.
         pkts -= 2000;
         let raw = sum([&[counters(7, pkts / 100, pkts, pkts * 100)][..]]);

@@ -64,6 +64,20 @@ pub struct Snapshot {
     dests: Vec<Option<Dest>>,
     /// Connection timeouts (`adm --set`).
     pub timeouts: Timeouts,
+    /// Every NAT real server's endpoint, sorted, without duplicates.
+    nat_endpoints: Vec<NatEndpoint>,
+}
+
+/// Where a NAT (`-m`) real server answers from: its replies carry this source, so the director
+/// routes them back into its TUN (see [`super::nat`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NatEndpoint {
+    /// TCP or UDP.
+    pub proto: super::service::Protocol,
+    /// The real server's address (RIP).
+    pub addr: Ipv4Addr,
+    /// The real server's port; 0 when it answers on the client's port (port-zero service).
+    pub port: u16,
 }
 
 impl Snapshot {
@@ -118,6 +132,17 @@ impl Snapshot {
     /// Number of services.
     pub fn service_count(&self) -> usize {
         self.services.len()
+    }
+
+    /// Whether any real server is reached by NAT (then replies come back through the TUN).
+    #[inline]
+    pub fn has_nat(&self) -> bool {
+        !self.nat_endpoints.is_empty()
+    }
+
+    /// The endpoints of every NAT real server, sorted.
+    pub fn nat_endpoints(&self) -> &[NatEndpoint] {
+        &self.nat_endpoints
     }
 }
 
@@ -188,6 +213,7 @@ impl Registry {
         self.services
             .retain(|k, _| set.services.iter().any(|s| s.key == *k));
 
+        let mut nat_endpoints = Vec::new();
         for svc in &set.services {
             vips.insert(svc.key.vip);
             let sched_state = self.services.entry(svc.key).or_default().clone();
@@ -211,6 +237,13 @@ impl Registry {
                 }
                 let mut config = d.clone();
                 config.port = dest_port(svc, d);
+                if config.forward == Forward::Nat {
+                    nat_endpoints.push(NatEndpoint {
+                        proto: svc.key.proto,
+                        addr: config.addr,
+                        port: config.port,
+                    });
+                }
                 dest_slots[slot] = Some(Dest {
                     id,
                     service: svc.key,
@@ -238,12 +271,15 @@ impl Registry {
             );
         }
         self.generation += 1;
+        nat_endpoints.sort_unstable();
+        nat_endpoints.dedup();
         Ok(Snapshot {
             generation: self.generation,
             services,
             vips,
             dests: dest_slots,
             timeouts: timeouts.clone(),
+            nat_endpoints,
         })
     }
 

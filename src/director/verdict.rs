@@ -22,6 +22,13 @@ pub enum Verdict {
         /// Length of the reply in the buffer.
         len: usize,
     },
+    /// The core rewrote the packet in place (NAT: destination to the real server, or a reply's
+    /// source to the VIP): write its first `len` bytes back into the TUN device so the kernel
+    /// routes it on.
+    Rewrite {
+        /// Length of the packet in the buffer.
+        len: usize,
+    },
     /// Drop the packet, counted under this reason.
     Drop(DropReason),
 }
@@ -115,6 +122,11 @@ drop_reasons! {
     NoDestination => "no_destination",
     /// A TCP packet other than SYN for a flow the table does not know.
     NoConnection => "no_connection",
+    /// A TCP or UDP packet from a NAT real server that is no reply of a live NAT flow.
+    NatNoFlow => "nat_no_flow",
+    /// A new NAT flow would have the same reply tuple (client address and port, real server)
+    /// as a live one to another VIP: replies could not tell them apart.
+    NatConflict => "nat_conflict",
     /// A non-first fragment whose first fragment was not seen.
     FragmentNoFlow => "fragment_no_flow",
     /// An ICMP message that is not an error about a known flow.

@@ -210,6 +210,67 @@ fn normalize_key(key: &str) -> String {
     }
 }
 
+/// What a policy-routing rule does when it matches (`ip rule ... lookup T | goto P | nop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RuleAction {
+    /// Look the packet up in routing table `T`.
+    Lookup(u32),
+    /// Continue with the rules of preference `P` (a rule with that preference must exist, or
+    /// the jump does nothing).
+    Goto(u32),
+    /// Do nothing (a landing place for `Goto`).
+    Nop,
+}
+
+/// A policy-routing rule: `ip rule add pref P [iif DEV] [from NET] [ipproto N [sport P]] ACTION`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PolicyRule {
+    /// Preference (lower runs first; 0 is the `local` table, 32766 `main`).
+    pub pref: u32,
+    /// Input interface to match, if any.
+    pub iif: Option<String>,
+    /// Source prefix to match, if any.
+    pub from: Option<Ipv4Net>,
+    /// IP protocol to match, if any (`ipproto`).
+    pub ipproto: Option<u8>,
+    /// Source port to match (with `ipproto` TCP or UDP), if any.
+    pub sport: Option<u16>,
+    /// What to do on a match.
+    pub action: RuleAction,
+}
+
+impl PolicyRule {
+    /// The selector and action as `ip rule add|del` arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec!["pref".to_owned(), self.pref.to_string()];
+        if let Some(dev) = &self.iif {
+            a.extend(["iif".to_owned(), dev.clone()]);
+        }
+        if let Some(net) = &self.from {
+            a.extend(["from".to_owned(), net.to_string()]);
+        }
+        if let Some(proto) = self.ipproto {
+            a.extend(["ipproto".to_owned(), proto.to_string()]);
+        }
+        if let Some(port) = self.sport {
+            a.extend(["sport".to_owned(), port.to_string()]);
+        }
+        match self.action {
+            RuleAction::Lookup(t) => a.extend(["lookup".to_owned(), t.to_string()]),
+            RuleAction::Goto(p) => a.extend(["goto".to_owned(), p.to_string()]),
+            RuleAction::Nop => a.push("nop".to_owned()),
+        }
+        a
+    }
+
+    fn run<O: NetOps>(&self, ops: &mut O, verb: &str) -> Result<(), NetError> {
+        let args = self.args();
+        let mut full = vec!["rule", verb];
+        full.extend(args.iter().map(String::as_str));
+        ops.ip(&full)
+    }
+}
+
 /// Whether a change was made (and will be undone) or was already in place (and will be left).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -234,6 +295,13 @@ enum Change {
         dst: Ipv4Net,
         dev: String,
     },
+    TableRouteAdded {
+        dst: Ipv4Net,
+        dev: String,
+        table: u32,
+    },
+    RuleAdded(PolicyRule),
+    RuleDeleted(PolicyRule),
     AddressAdded {
         addr: Ipv4Net,
         dev: String,
@@ -333,6 +401,43 @@ impl<O: NetOps> NetChanges<O> {
         Ok(applied)
     }
 
+    /// `ip route add DST dev DEV table TABLE`: a route in a policy-routing table.
+    pub fn add_table_route(
+        &mut self,
+        dst: Ipv4Net,
+        dev: &str,
+        table: u32,
+    ) -> Result<Applied, NetError> {
+        let (d, t) = (dst.to_string(), table.to_string());
+        let applied = exists_ok(self.ops.ip(&["route", "add", &d, "dev", dev, "table", &t]))?;
+        if applied == Applied::Changed {
+            self.changes.push(Change::TableRouteAdded {
+                dst,
+                dev: dev.to_owned(),
+                table,
+            });
+        }
+        Ok(applied)
+    }
+
+    /// `ip rule add RULE`.
+    pub fn add_rule(&mut self, rule: &PolicyRule) -> Result<Applied, NetError> {
+        let applied = exists_ok(rule.run(&mut self.ops, "add"))?;
+        if applied == Applied::Changed {
+            self.changes.push(Change::RuleAdded(rule.clone()));
+        }
+        Ok(applied)
+    }
+
+    /// `ip rule del RULE`; restoring adds it back.
+    pub fn del_rule(&mut self, rule: &PolicyRule) -> Result<Applied, NetError> {
+        let applied = missing_ok(rule.run(&mut self.ops, "del"))?;
+        if applied == Applied::Changed {
+            self.changes.push(Change::RuleDeleted(rule.clone()));
+        }
+        Ok(applied)
+    }
+
     /// `ip addr add ADDR dev DEV` (e.g. a VIP as `/32` on `lo`).
     pub fn add_address(&mut self, addr: Ipv4Net, dev: &str) -> Result<Applied, NetError> {
         let a = addr.to_string();
@@ -408,6 +513,17 @@ impl<O: NetOps> NetChanges<O> {
             Change::RouteDeleted { dst, dev } => {
                 exists_ok(self.ops.ip(&["route", "add", &dst.to_string(), "dev", dev])).map(drop)
             }
+            Change::TableRouteAdded { dst, dev, table } => self.ops.ip(&[
+                "route",
+                "del",
+                &dst.to_string(),
+                "dev",
+                dev,
+                "table",
+                &table.to_string(),
+            ]),
+            Change::RuleAdded(rule) => rule.run(&mut self.ops, "del"),
+            Change::RuleDeleted(rule) => exists_ok(rule.run(&mut self.ops, "add")).map(drop),
             Change::AddressAdded { addr, dev } => {
                 self.ops.ip(&["addr", "del", &addr.to_string(), "dev", dev])
             }
@@ -579,6 +695,63 @@ mod tests {
         // A second restore, and the drop, do nothing more.
         nc.restore().unwrap();
         assert_eq!(nc.ops.log.len(), applied + 7);
+    }
+
+    #[test]
+    fn policy_rules_and_table_routes_are_undone() {
+        let mut nc = NetChanges::with_ops(FakeOps::default());
+        let lookup = PolicyRule {
+            pref: 101,
+            iif: None,
+            from: Some(net("10.10.0.12/32")),
+            ipproto: Some(6),
+            sport: Some(8080),
+            action: RuleAction::Lookup(7461),
+        };
+        let guard = PolicyRule {
+            pref: 100,
+            iif: Some("tunlb0".into()),
+            from: None,
+            ipproto: None,
+            sport: None,
+            action: RuleAction::Goto(102),
+        };
+        let nop = PolicyRule {
+            pref: 102,
+            iif: None,
+            from: None,
+            ipproto: None,
+            sport: None,
+            action: RuleAction::Nop,
+        };
+        nc.add_table_route(net("0.0.0.0/0"), "tunlb0", 7461)
+            .unwrap();
+        for r in [&guard, &nop, &lookup] {
+            nc.add_rule(r).unwrap();
+        }
+        nc.del_rule(&lookup).unwrap();
+        assert_eq!(
+            nc.ops.log,
+            [
+                "ip route add 0.0.0.0/0 dev tunlb0 table 7461",
+                "ip rule add pref 100 iif tunlb0 goto 102",
+                "ip rule add pref 102 nop",
+                "ip rule add pref 101 from 10.10.0.12/32 ipproto 6 sport 8080 lookup 7461",
+                "ip rule del pref 101 from 10.10.0.12/32 ipproto 6 sport 8080 lookup 7461",
+            ]
+        );
+        nc.ops.log.clear();
+        nc.restore().unwrap();
+        assert_eq!(
+            nc.ops.log,
+            [
+                "ip rule add pref 101 from 10.10.0.12/32 ipproto 6 sport 8080 lookup 7461",
+                "ip rule del pref 101 from 10.10.0.12/32 ipproto 6 sport 8080 lookup 7461",
+                "ip rule del pref 102 nop",
+                "ip rule del pref 100 iif tunlb0 goto 102",
+                "ip route del 0.0.0.0/0 dev tunlb0 table 7461",
+            ]
+        );
     }
 
     #[test]

@@ -122,6 +122,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
         }
     }
 
+    /// Updates a non-zero checksum for an IPv4 address of the pseudo-header that changed from
+    /// `old` to `new` (call it next to [`Ipv4Packet::set_src_addr`](super::Ipv4Packet::set_src_addr)
+    /// or `set_dst_addr` when rewriting addresses). A zero checksum ("none") stays zero.
+    pub fn update_checksum_for_addr(&mut self, old: Ipv4Addr, new: Ipv4Addr) {
+        let c = self.checksum();
+        if c != 0 {
+            self.set_checksum(nonzero_checksum(checksum::update_addr(c, old, new)));
+        }
+    }
+
     /// Sets the length field. The checksum is not updated.
     pub fn set_len(&mut self, len: u16) {
         put_u16(self.buffer.as_mut(), field::LENGTH.start, len);
@@ -236,6 +246,25 @@ mod tests {
             assert_ne!(p.checksum(), 0);
             assert!(p.verify_checksum(SRC, DST));
         }
+    }
+
+    #[test]
+    fn address_rewrites_keep_checksum_valid_and_zero_stays_zero() {
+        let mut rng = Rng(5);
+        let mut b = BYTES;
+        let mut dst = DST;
+        for _ in 0..2_000 {
+            let new = Ipv4Addr::from(rng.next_u64() as u32);
+            let mut p = UdpPacket::new_checked(&mut b[..]).unwrap();
+            p.update_checksum_for_addr(dst, new);
+            dst = new;
+            assert!(p.verify_checksum(SRC, dst));
+        }
+        let mut b = BYTES;
+        b[6..8].copy_from_slice(&[0, 0]);
+        let mut p = UdpPacket::new_checked(&mut b[..]).unwrap();
+        p.update_checksum_for_addr(DST, SRC);
+        assert_eq!(p.checksum(), 0);
     }
 
     #[test]

@@ -866,6 +866,71 @@ pub mod dr_lab {
     }
 }
 
+/// The NAT-mode lab: the client reaches the VIP through a router; the director is the gateway
+/// of a private real-server LAN (10.10.0.0/24, a bridge inside the director's namespace) that
+/// nobody else has a route to, so everything between the client and the real servers crosses
+/// the director both ways.
+///
+/// ```text
+///  client 10.1.0.2 ── 10.1.0.1 router 10.2.0.1 ── 10.2.0.2 eth0 director
+///                                                  10.10.0.1 (bridge rs-lan: 10.10.0.0/24)
+///                                                   ┌────┴────┐
+///                                       rs1 10.10.0.12       rs2 10.10.0.13
+/// ```
+pub mod nat_lab {
+    use super::Topology;
+
+    /// The virtual service address.
+    pub const VIP: &str = "10.100.0.100";
+    /// The client.
+    pub const CLIENT: &str = "10.1.0.2";
+    /// The real servers' LAN.
+    pub const RS_LAN: &str = "10.10.0.0/24";
+    /// Real server 1.
+    pub const RS1: &str = "10.10.0.12";
+    /// Real server 2.
+    pub const RS2: &str = "10.10.0.13";
+
+    /// Builds the topology (no processes started; forwarding on in the router and the director).
+    pub fn build() -> Topology {
+        Topology::builder()
+            .netns("client")
+            .netns("router")
+            .netns("director")
+            .netns("rs1")
+            .netns("rs2")
+            .bridge("director", "rs-lan", "10.10.0.1/24")
+            .link_to_bridge(
+                ("rs1", "eth0", "10.10.0.12/24"),
+                "director",
+                "to-rs1",
+                "rs-lan",
+            )
+            .link_to_bridge(
+                ("rs2", "eth0", "10.10.0.13/24"),
+                "director",
+                "to-rs2",
+                "rs-lan",
+            )
+            .route("rs1", "default via 10.10.0.1")
+            .route("rs2", "default via 10.10.0.1")
+            .link(
+                ("client", "eth0", "10.1.0.2/24"),
+                ("router", "to-client", "10.1.0.1/24"),
+            )
+            .link(
+                ("director", "eth0", "10.2.0.2/24"),
+                ("router", "to-dir", "10.2.0.1/24"),
+            )
+            .route("router", "10.100.0.100/32 via 10.2.0.2")
+            .route("client", "default via 10.1.0.1")
+            .route("director", "default via 10.2.0.1")
+            .forwarding("router")
+            .forwarding("director")
+            .build()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

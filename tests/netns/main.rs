@@ -8,12 +8,14 @@
 //! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`; [`seed_walkthrough`] runs the seed's
 //! section 6 with `tunlb adm`, then saves, restores and reloads the table and changes it under
 //! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would;
-//! [`dr_mode`] has DR mode on one LAN (the seed's layout).
+//! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`nat_mode`] has the NAT-mode (`-m`)
+//! scenarios: both directions through the director, many concurrent flows, UDP and ICMP.
 
 mod director_lifecycle;
 mod dr_mode;
 mod fragments;
 mod harness;
 mod lab;
+mod nat_mode;
 mod seed_walkthrough;
 mod tun_mode;
