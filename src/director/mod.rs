@@ -7,6 +7,8 @@
 //! - [`service`]: the configuration types (what `adm` and the TOML config describe).
 //! - [`dr`]: DR mode's decision (a frame to the real server's MAC); [`dr_io`]: its IO (the
 //!   AF_PACKET send queue, the neighbour resolver, the on-link check when a server is added).
+//! - [`route`]: tunnel routes, whole prefixes tunnelled to a remote gateway untracked;
+//!   [`gateway`]: the receiver of their return traffic.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
@@ -15,6 +17,7 @@ pub mod dr;
 pub mod dr_io;
 pub mod driver;
 pub mod plane;
+pub mod route;
 pub mod sched;
 pub mod service;
 pub mod stats;

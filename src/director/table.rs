@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::conn::{DestId, Timeouts};
+use super::route::RouteTable;
 use super::sched::{DestState, SchedDest, SchedOptions, SchedState, Scheduler};
 use super::service::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
 
@@ -64,6 +65,8 @@ pub struct Snapshot {
     dests: Vec<Option<Dest>>,
     /// Connection timeouts (`adm --set`).
     pub timeouts: Timeouts,
+    /// Prefixes tunnelled to remote gateways (`[[tunnel_route]]`).
+    tunnel_routes: Arc<RouteTable>,
 }
 
 impl Snapshot {
@@ -118,6 +121,19 @@ impl Snapshot {
     /// Number of services.
     pub fn service_count(&self) -> usize {
         self.services.len()
+    }
+
+    /// The tunnel routes.
+    #[inline]
+    pub fn tunnel_routes(&self) -> &RouteTable {
+        &self.tunnel_routes
+    }
+
+    /// This snapshot with `routes` as its tunnel routes (the control plane sets them after
+    /// [`Registry::build`]).
+    pub fn with_tunnel_routes(mut self, routes: Arc<RouteTable>) -> Snapshot {
+        self.tunnel_routes = routes;
+        self
     }
 }
 
@@ -244,6 +260,7 @@ impl Registry {
             vips,
             dests: dest_slots,
             timeouts: timeouts.clone(),
+            tunnel_routes: Arc::default(),
         })
     }
 
