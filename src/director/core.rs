@@ -721,7 +721,15 @@ fn encapsulate(
     if dest.config.forward == Forward::Dr {
         return super::dr::route(counters, dest, buf, p.len, p.ihl, p.dont_frag);
     }
-    let v = tunnel(config, counters, dest.config.addr, dest.config.forward, buf, p, hash);
+    let v = tunnel(
+        config,
+        counters,
+        dest.config.addr,
+        dest.config.forward,
+        buf,
+        p,
+        hash,
+    );
     if let Verdict::Encap(_) = v {
         let per_dest = counters.dest(dest.id);
         per_dest.in_pkts += 1;

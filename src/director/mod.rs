@@ -16,6 +16,7 @@ pub mod core;
 pub mod dr;
 pub mod dr_io;
 pub mod driver;
+pub mod gateway;
 pub mod plane;
 pub mod route;
 pub mod sched;

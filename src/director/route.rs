@@ -84,12 +84,7 @@ impl RouteTable {
         });
         let keys = routes
             .iter()
-            .map(|r| {
-                (
-                    u32::from(r.prefix.network()),
-                    u32::from(r.prefix.netmask()),
-                )
-            })
+            .map(|r| (u32::from(r.prefix.network()), u32::from(r.prefix.netmask())))
             .collect();
         RouteTable { keys, routes }
     }
@@ -140,9 +135,9 @@ pub(super) fn route_for(snap: &Snapshot, dst: Ipv4Addr) -> Option<&TunnelRoute> 
 /// fragment), for the GUE source port. Reads only what the packet has (never panics).
 pub fn flow_hash(packet: &[u8]) -> u32 {
     let word = |at: usize| -> u64 {
-        packet
-            .get(at..at + 4)
-            .map_or(0, |b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+        packet.get(at..at + 4).map_or(0, |b| {
+            u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        })
     };
     let ihl = packet.first().map_or(20, |b| usize::from(b & 0x0f) * 4);
     let proto = packet.get(9).copied().unwrap_or(0);

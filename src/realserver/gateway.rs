@@ -72,7 +72,10 @@ pub(super) fn validate(args: &AgentArgs) -> anyhow::Result<()> {
         );
     }
     if !valid_ifname(&args.tun_name) {
-        bail!("--tun-name {:?} is not a valid interface name", args.tun_name);
+        bail!(
+            "--tun-name {:?} is not a valid interface name",
+            args.tun_name
+        );
     }
     if args.batch == 0 {
         bail!("--batch must be at least 1");
@@ -118,8 +121,8 @@ impl Outbound {
 
     /// Checks a packet read from the TUN; returns its length (the IPv4 total length).
     pub fn check(&self, packet: &[u8]) -> Result<usize, OutboundDrop> {
-        let ip = crate::wire::Ipv4Packet::new_checked(packet)
-            .map_err(|_| OutboundDrop::Malformed)?;
+        let ip =
+            crate::wire::Ipv4Packet::new_checked(packet).map_err(|_| OutboundDrop::Malformed)?;
         if !self.routes.iter().any(|n| n.contains(&ip.dst_addr())) {
             return Err(OutboundDrop::NotRouted);
         }
@@ -170,10 +173,7 @@ impl fmt::Display for OutboundStats {
 
 /// Runs the gateway until `stop()`; undoes its network changes and returns the receiver's
 /// counters (the outbound ones are logged).
-pub(super) fn run(
-    args: &AgentArgs,
-    mut stop: impl FnMut() -> bool,
-) -> anyhow::Result<AgentStats> {
+pub(super) fn run(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
     let (Some(encap), Some(peer)) = (args.encap, peer(args)) else {
         bail!("--gateway needs --encap and a peer");
     };
@@ -271,9 +271,15 @@ fn setup_and_serve(
         flow_hash: 0,
     };
     let mut out = OutboundStats::default();
-    let result = send_loop(queue, &outbound, &params, &mut sender, args.batch, &mut out, || {
-        stop() || receiver.is_finished()
-    });
+    let result = send_loop(
+        queue,
+        &outbound,
+        &params,
+        &mut sender,
+        args.batch,
+        &mut out,
+        || stop() || receiver.is_finished(),
+    );
     done.store(true, Ordering::Relaxed);
     let (rx_result, stats) = match receiver.join() {
         Ok(v) => v,
@@ -343,7 +349,9 @@ fn send_loop(
         if report.failed > 0 && !warned {
             warned = true;
             if let Some(e) = report.last_error() {
-                eprintln!("{LOG} tunnelling back failed: {e} (counted as out_send_failed, logged once)");
+                eprintln!(
+                    "{LOG} tunnelling back failed: {e} (counted as out_send_failed, logged once)"
+                );
             }
         }
     }

@@ -48,10 +48,9 @@ use ipnet::Ipv4Net;
 
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::sys::netcfg::{conf_key, Applied, NetChanges};
+use crate::sys::signal;
 use crate::sys::tun::TunDevice;
 use tunnel::{serve, Receiver, ServeOptions, POLL_TIMEOUT};
-use crate::sys::signal;
-
 
 /// Prefix of every log line.
 const LOG: &str = "tunlb realserver:";

@@ -8,11 +8,13 @@
 //! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`; [`seed_walkthrough`] runs the seed's
 //! section 6 with `tunlb adm`, then saves, restores and reloads the table and changes it under
 //! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would;
-//! [`dr_mode`] has DR mode on one LAN (the seed's layout).
+//! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`gateway`] links two sites through
+//! the director's tunnel routes and a `tunlb realserver --gateway`.
 
 mod director_lifecycle;
 mod dr_mode;
 mod fragments;
+mod gateway;
 mod harness;
 mod lab;
 mod seed_walkthrough;
