@@ -33,6 +33,13 @@
 //!   gre_key = 7              # gre only, optional
 //!   u_threshold = 0          # optional, 0 = none
 //!   l_threshold = 0          # optional
+//!
+//! [[tunnel_route]]           # optional, repeatable: a prefix tunnelled to a remote gateway
+//! prefix = "172.16.8.0/22"   # its LAN (prefixes must not overlap)
+//! via = "10.99.0.2"          # the gateway's tunnel address (`tunlb realserver --gateway`)
+//! encap = "gre"              # ipip, gre or gue (required)
+//! gre_key = 7                # gre only, optional
+//! gue_port = 6080            # gue only, default 6080
 //! ```
 //!
 //! Health checks (keepalived's names and defaults, see [`crate::health`]): on a service
@@ -71,6 +78,7 @@ use toml::Spanned;
 
 use crate::control::adm::MIN_MSS_CLAMP;
 use crate::control::ops::{Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
+use crate::director::route::{self, TunnelRoute};
 use crate::director::service::{
     DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
     ServiceSet,
@@ -79,6 +87,7 @@ use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::{
     CheckKind, CheckSpec, DestHealth, HealthConfig, ServiceHealth, UrlSpec,
 };
+use ipnet::Ipv4Net;
 
 /// The most TUN queues (worker threads) a director may ask for.
 pub const MAX_QUEUES: usize = 256;
@@ -104,6 +113,9 @@ pub struct DirectorSettings {
     /// not written back by [`to_toml`].
     #[serde(default)]
     pub health: HealthConfig,
+    /// `[[tunnel_route]]`: prefixes tunnelled to remote gateways (config file only).
+    #[serde(skip)]
+    pub tunnel_routes: Vec<TunnelRoute>,
 }
 
 impl Default for DirectorSettings {
@@ -116,6 +128,7 @@ impl Default for DirectorSettings {
             announce: Vec::new(),
             timeouts: Timeouts::default(),
             health: HealthConfig::default(),
+            tunnel_routes: Vec::new(),
         }
     }
 }
@@ -227,6 +240,19 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
         "\n[timeouts]\ntcp = {}\ntcpfin = {}\nudp = {}",
         t.tcp, t.tcpfin, t.udp
     );
+    for r in &s.tunnel_routes {
+        let _ = writeln!(
+            out,
+            "\n[[tunnel_route]]\nprefix = \"{}\"\nvia = \"{}\"\nencap = \"{}\"",
+            r.prefix, r.via, r.encap
+        );
+        if let Some(k) = r.gre_key {
+            let _ = writeln!(out, "gre_key = {k}");
+        }
+        if r.encap == TunnelType::Gue {
+            let _ = writeln!(out, "gue_port = {}", r.gue_port);
+        }
+    }
     for svc in &set.services {
         let k = svc.key;
         let proto = match k.proto {
@@ -305,6 +331,18 @@ struct RawConfig {
     timeouts: Option<RawTimeouts>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    tunnel_route: Vec<Spanned<RawTunnelRoute>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnelRoute {
+    prefix: Option<Spanned<String>>,
+    via: Option<Spanned<String>>,
+    encap: Option<Spanned<String>>,
+    gre_key: Option<Spanned<i64>>,
+    gue_port: Option<Spanned<i64>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -534,7 +572,170 @@ impl Validator<'_> {
             first_seen.push((key, problem(self.text, at.start, String::new()).line));
             set.services.push(config);
         }
+        settings.tunnel_routes = self.tunnel_routes(&raw.tunnel_route);
         (settings, set)
+    }
+
+    /// Every `[[tunnel_route]]`; overlapping prefixes are refused.
+    fn tunnel_routes(&mut self, raw: &[Spanned<RawTunnelRoute>]) -> Vec<TunnelRoute> {
+        let mut out: Vec<TunnelRoute> = Vec::new();
+        let mut spans: Vec<Range<usize>> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let Some(route) = self.tunnel_route(r, i) else {
+                continue;
+            };
+            let at = r.get_ref().prefix.as_ref().map_or(r.span(), Spanned::span);
+            if let Some(j) = out
+                .iter()
+                .position(|o| o.prefix.contains(&route.prefix) || route.prefix.contains(&o.prefix))
+            {
+                let line = problem(self.text, spans[j].start, String::new()).line;
+                self.report(
+                    at,
+                    format!(
+                        "tunnel_route[{i}].prefix: {} overlaps {} (line {line}); tunnel-route prefixes must not overlap",
+                        route.prefix, out[j].prefix
+                    ),
+                );
+                continue;
+            }
+            if let Some(o) = out.iter().find(|o| {
+                o.via == route.via
+                    && (o.encap, o.gre_key, o.gue_port)
+                        != (route.encap, route.gre_key, route.gue_port)
+            }) {
+                self.report(
+                    at,
+                    format!(
+                        "tunnel_route[{i}]: via {} is already reached with {} (prefix {}); every route to one gateway must use the same encap, gre_key and gue_port",
+                        route.via, o.encap, o.prefix
+                    ),
+                );
+                continue;
+            }
+            spans.push(at);
+            out.push(route);
+        }
+        debug_assert!(route::find_overlap(&out).is_none());
+        out
+    }
+
+    fn tunnel_route(&mut self, r: &Spanned<RawTunnelRoute>, i: usize) -> Option<TunnelRoute> {
+        let at = r.span();
+        let t = r.get_ref();
+        let what = format!("tunnel_route[{i}]");
+        let prefix = match &t.prefix {
+            None => {
+                self.report(
+                    at.clone(),
+                    format!("{what}: missing key `prefix` (a CIDR like \"172.16.8.0/22\")"),
+                );
+                None
+            }
+            Some(p) => match p.get_ref().parse::<Ipv4Net>() {
+                Ok(net) if net.trunc() == net && net.prefix_len() > 0 => Some(net),
+                Ok(net) if net.prefix_len() == 0 => {
+                    self.report(
+                        p.span(),
+                        format!("{what}.prefix: a default route (/0) would swallow everything, tunnel address included"),
+                    );
+                    None
+                }
+                Ok(net) => {
+                    self.report(
+                        p.span(),
+                        format!(
+                            "{what}.prefix: {net} has host bits set; did you mean {}?",
+                            net.trunc()
+                        ),
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.report(
+                        p.span(),
+                        format!(
+                            "{what}.prefix: expected a CIDR like \"172.16.8.0/22\", found {:?}",
+                            p.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let via = match &t.via {
+            None => {
+                self.report(
+                    at.clone(),
+                    format!("{what}: missing key `via` (the gateway's IPv4 tunnel address)"),
+                );
+                None
+            }
+            Some(v) => self.unicast(v, &format!("{what}.via")),
+        };
+        let encap = match &t.encap {
+            None => {
+                self.report(
+                    at.clone(),
+                    format!("{what}: missing key `encap` (\"ipip\", \"gre\" or \"gue\")"),
+                );
+                None
+            }
+            Some(e) => match e.get_ref().parse::<TunnelType>() {
+                Ok(tt) => Some(tt),
+                Err(msg) => {
+                    self.report(e.span(), format!("{what}.encap: {msg}"));
+                    None
+                }
+            },
+        };
+        let gre_key = t.gre_key.as_ref().map(|_| {
+            self.int(
+                &t.gre_key,
+                &format!("{what}.gre_key"),
+                0,
+                u32::MAX.into(),
+                0,
+            ) as u32
+        });
+        if let (Some(k), Some(e)) = (&t.gre_key, encap) {
+            if e != TunnelType::Gre {
+                self.report(
+                    k.span(),
+                    format!("{what}.gre_key: only with encap = \"gre\""),
+                );
+            }
+        }
+        let gue_port = self.int(
+            &t.gue_port,
+            &format!("{what}.gue_port"),
+            1,
+            65_535,
+            DEFAULT_GUE_PORT.into(),
+        ) as u16;
+        if let (Some(p), Some(e)) = (&t.gue_port, encap) {
+            if e != TunnelType::Gue {
+                self.report(
+                    p.span(),
+                    format!("{what}.gue_port: only with encap = \"gue\""),
+                );
+            }
+        }
+        if let (Some(prefix), Some(via)) = (prefix, via) {
+            if prefix.contains(&via) {
+                let span = t.via.as_ref().map_or(at.clone(), Spanned::span);
+                self.report(
+                    span,
+                    format!("{what}.via: {via} is inside the prefix {prefix} it would carry"),
+                );
+                return None;
+            }
+        }
+        Some(TunnelRoute {
+            gre_key,
+            gue_port,
+            ..TunnelRoute::new(prefix?, via?, encap?)
+        })
     }
 
     fn director(&mut self, d: &RawDirector, settings: &mut DirectorSettings) {
@@ -1309,6 +1510,81 @@ port = 80
             load_str(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(settings2, settings);
         assert_eq!(set2, set);
+    }
+
+    const ROUTES: &str = r#"[[tunnel_route]]
+prefix = "172.16.8.0/22"
+via = "10.99.0.2"
+encap = "gre"
+gre_key = 9
+
+[[tunnel_route]]
+prefix = "172.20.0.0/16"
+via = "10.99.0.3"
+encap = "gue"
+gue_port = 7000
+"#;
+
+    #[test]
+    fn tunnel_routes_load_and_round_trip() {
+        let (settings, set) = load_str(ROUTES, "routes.toml").expect("valid");
+        let r = &settings.tunnel_routes;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].prefix, "172.16.8.0/22".parse().unwrap());
+        assert_eq!(r[0].via, Ipv4Addr::new(10, 99, 0, 2));
+        assert_eq!((r[0].encap, r[0].gre_key), (TunnelType::Gre, Some(9)));
+        assert_eq!((r[1].encap, r[1].gue_port), (TunnelType::Gue, 7000));
+        let text = to_toml(&set, &settings);
+        let (again, _) = load_str(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again, settings);
+    }
+
+    #[test]
+    fn bad_tunnel_routes_are_reported_with_their_place() {
+        let text = r#"[[tunnel_route]]
+prefix = "172.16.8.0/22"
+via = "10.99.0.2"
+encap = "gre"
+
+[[tunnel_route]]
+prefix = "172.16.10.0/24"
+via = "10.99.0.3"
+encap = "ipip"
+
+[[tunnel_route]]
+prefix = "10.7.0.1/24"
+via = "10.99.0.300"
+encap = "vxlan"
+gue_port = 1
+
+[[tunnel_route]]
+via = "10.99.0.2"
+encap = "ipip"
+gre_key = 1
+mtu = 1400
+"#;
+        let err = load_str(text, "r.toml").unwrap_err().to_string();
+        // An unknown key stops the parse at once (the TOML parser's limit).
+        assert!(err.starts_with("r.toml:21:1: unknown field `mtu`"), "{err}");
+        let got = problems(&text.replace("mtu = 1400\n", ""));
+        let lines: Vec<(usize, usize)> = got.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(
+            lines,
+            [(7, 10), (12, 10), (13, 7), (14, 9), (17, 1), (20, 11)],
+            "{got:#?}"
+        );
+        assert!(
+            got[0].2.contains("overlaps 172.16.8.0/22 (line 2)"),
+            "{}",
+            got[0].2
+        );
+        assert!(got[1].2.contains("host bits"), "{}", got[1].2);
+        assert!(got[4].2.contains("missing key `prefix`"), "{}", got[4].2);
+        assert!(
+            got[5].2.contains("only with encap = \"gre\""),
+            "{}",
+            got[5].2
+        );
     }
 
     #[test]

@@ -369,6 +369,13 @@ impl Director {
         };
         let snap = self.cache.load();
 
+        // A destination behind a tunnel route (and not a VIP): tunnel it as it is, untracked.
+        if let Some(route) = super::route::route_for(snap, p.dst) {
+            let hash = super::route::flow_hash(buf);
+            let (to, forward) = (route.via, route.forward());
+            return tunnel(&self.config, &mut self.counters, to, forward, buf, &p, hash);
+        }
+
         // With NAT real servers, what is not addressed to a VIP is one of their replies.
         if snap.has_nat() && !snap.is_vip(p.dst) {
             return nat::handle_from_server(&mut self.counters, snap, &self.shared, buf, &p, now);
@@ -770,12 +777,40 @@ fn encapsulate(
     if dest.config.forward == Forward::Nat {
         return nat::to_server(config, counters, dest, buf, p);
     }
+    let v = tunnel(
+        config,
+        counters,
+        dest.config.addr,
+        dest.config.forward,
+        buf,
+        p,
+        hash,
+    );
+    if let Verdict::Encap(_) = v {
+        let per_dest = counters.dest(dest.id);
+        per_dest.in_pkts += 1;
+        per_dest.in_bytes += p.len as u64;
+    }
+    v
+}
+
+/// Encapsulates the packet to `to` with `forward`'s tunnel: ICMP fragmentation-needed if it
+/// has DF and does not fit the tunnel MTU, outer fragments if it has no DF and does not fit.
+fn tunnel(
+    config: &DirectorConfig,
+    counters: &mut Counters,
+    to: Ipv4Addr,
+    forward: Forward,
+    buf: &mut [u8],
+    p: &Parsed,
+    hash: u32,
+) -> Verdict {
     let Forward::Tunnel {
         tun_type,
         tun_port,
         tun_csum,
         gre_key,
-    } = dest.config.forward
+    } = forward
     else {
         return Verdict::Drop(DropReason::UnsupportedForward);
     };
@@ -791,7 +826,7 @@ fn encapsulate(
     }
     let params = OuterParams {
         src: config.local_addr,
-        dst: dest.config.addr,
+        dst: to,
         tun: tun_type,
         gue_port: tun_port,
         gre_key,
@@ -814,11 +849,8 @@ fn encapsulate(
     } else {
         0
     };
-    let per_dest = counters.dest(dest.id);
-    per_dest.in_pkts += 1;
-    per_dest.in_bytes += p.len as u64;
     Verdict::Encap(Encap {
-        dst: dest.config.addr,
+        dst: to,
         header,
         header_len: n as u8,
         len: p.len,

@@ -136,8 +136,11 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     plane.set_settings(DirectorSettings {
         tunnel_mtu,
         local_address: Some(local_addr),
-        ..settings
+        ..settings.clone()
     });
+    plane
+        .set_tunnel_routes(&settings.tunnel_routes)
+        .map_err(anyhow::Error::msg)?;
     plane
         .clone()
         .serve()
@@ -145,7 +148,13 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    for (i, (queue, core)) in tun.queues().into_iter().zip(cores.clone()).enumerate() {
+    let tun_queues: Vec<Arc<TunQueue>> = tun.queues().into_iter().map(Arc::new).collect();
+    // The return traffic of tunnel routes goes into the TUN through the first queue.
+    let gateways = match tun_queues.first() {
+        Some(q) => super::gateway::spawn(&settings.tunnel_routes, &shared, q, &stop)?,
+        None => Vec::new(),
+    };
+    for (i, (queue, core)) in tun_queues.into_iter().zip(cores.clone()).enumerate() {
         let stop = stop.clone();
         let batch = args.batch.max(1);
         let handle = std::thread::Builder::new()
@@ -189,7 +198,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         }
     }
     stop.store(true, Ordering::SeqCst);
-    for w in workers {
+    for w in workers.into_iter().chain(gateways) {
         let _ = w.join();
     }
     let _ = resolver.join();
@@ -314,7 +323,7 @@ fn failed_packets(pending: &[Pending], failures: &[MsgError]) -> u64 {
 fn worker(
     index: usize,
     workers: usize,
-    queue: TunQueue,
+    queue: Arc<TunQueue>,
     core: Arc<Mutex<Director>>,
     clock: Clock,
     batch_size: usize,

@@ -9,6 +9,8 @@
 //!   AF_PACKET send queue, the neighbour resolver, the on-link check when a server is added).
 //! - [`nat`]: NAT mode (`-m`): in-place rewrites both ways, the shared NAT flow table and the
 //!   policy routing that brings the real servers' replies back into the TUN.
+//! - [`route`]: tunnel routes, whole prefixes tunnelled to a remote gateway untracked;
+//!   [`gateway`]: the receiver of their return traffic.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
@@ -16,8 +18,10 @@ pub mod core;
 pub mod dr;
 pub mod dr_io;
 pub mod driver;
+pub mod gateway;
 pub mod nat;
 pub mod plane;
+pub mod route;
 pub mod sched;
 pub mod service;
 pub mod stats;

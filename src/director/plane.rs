@@ -12,8 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
+use ipnet::Ipv4Net;
+
 use super::conn::{DestId, Timeouts as ConnTimeouts, KEY_TEMPLATE};
 use super::nat::ReplyRouting;
+use super::route::{RouteTable, TunnelRoute};
 use super::service::{DestConfig, Forward, Protocol, ServiceKey, ServiceSet};
 use super::stats::{self, StatsBook, Totals};
 use super::{Director, Registry, Shared, Snapshot};
@@ -50,6 +53,9 @@ struct PlaneState {
     health: HealthOverlay,
     /// The policy routing that brings NAT real servers' replies into the TUN.
     nat_routing: ReplyRouting,
+    /// `[[tunnel_route]]`s, put in every snapshot; their prefixes are routed into the TUN.
+    routes: Arc<RouteTable>,
+    routed_prefixes: BTreeSet<Ipv4Net>,
 }
 
 /// A real server's state as the health checkers see it ([`ControlPlane::set_dest_health`]).
@@ -181,6 +187,8 @@ impl ControlPlane {
                 routed: BTreeSet::new(),
                 health: HealthOverlay::default(),
                 nat_routing: ReplyRouting::default(),
+                routes: Arc::default(),
+                routed_prefixes: BTreeSet::new(),
             }),
             settings: Mutex::new(DirectorSettings {
                 queues,
@@ -337,7 +345,8 @@ impl ControlPlane {
         let snap = st
             .registry
             .build(&st.health.apply(&set), &conn_timeouts(&timeouts))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .with_tunnel_routes(st.routes.clone());
         self.sync_routes(st, &snap)?;
         self.log_changes(&st.set, &set);
         st.set = set;
@@ -350,6 +359,43 @@ impl ControlPlane {
     /// DR servers must be on a directly connected network.
     fn check_new_servers(old: &ServiceSet, new: &ServiceSet) -> Result<(), String> {
         super::dr_io::check_new_dr_servers(old, new)
+    }
+
+    /// Replaces the tunnel routes (`[[tunnel_route]]`): routes their prefixes into the TUN,
+    /// withdraws the prefixes that are gone and publishes a snapshot with them.
+    pub fn set_tunnel_routes(&self, routes: &[TunnelRoute]) -> Result<(), String> {
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| "control plane poisoned".to_string())?;
+        let wanted: BTreeSet<Ipv4Net> = routes.iter().map(|r| r.prefix.trunc()).collect();
+        for prefix in wanted.difference(&st.routed_prefixes.clone()) {
+            st.net
+                .add_route(*prefix, &self.tun_name)
+                .map_err(|e| format!("routing {prefix} into {}: {e}", self.tun_name))?;
+            st.routed_prefixes.insert(*prefix);
+        }
+        for prefix in st.routed_prefixes.clone().difference(&wanted) {
+            if let Err(e) = st.net.del_route(*prefix, &self.tun_name) {
+                eprintln!("tunlb director: withdrawing tunnel route {prefix}: {e}");
+            }
+            st.routed_prefixes.remove(prefix);
+        }
+        let table = RouteTable::new(routes);
+        if *st.routes != table {
+            for r in table.routes() {
+                eprintln!(
+                    "tunlb director: tunnel route {} via {} ({})",
+                    r.prefix, r.via, r.encap
+                );
+            }
+        }
+        st.routes = Arc::new(table);
+        if let Ok(mut settings) = self.settings.lock() {
+            settings.tunnel_routes = routes.to_vec();
+        }
+        let (set, timeouts) = (st.set.clone(), st.timeouts);
+        self.publish(&mut st, set, timeouts)
     }
 
     /// Routes every VIP into the TUN (and announces it), and withdraws VIPs that are gone.
@@ -548,6 +594,8 @@ impl ControlPlane {
         let timeouts = settings.timeouts;
         let n = set.services.len();
         self.replace(set, timeouts).map_err(anyhow::Error::msg)?;
+        self.set_tunnel_routes(&settings.tunnel_routes)
+            .map_err(anyhow::Error::msg)?;
         Ok(format!("reloaded {} ({n} services)", path.display()))
     }
 
@@ -706,6 +754,7 @@ mod tests {
                     udp: 30
                 },
                 health: Default::default(),
+                tunnel_routes: Vec::new(),
             }
         );
         // `--set` shows in the next save; an unspecified local address is left out.

@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::conn::{DestId, Timeouts};
+use super::route::RouteTable;
 use super::sched::{DestState, SchedDest, SchedOptions, SchedState, Scheduler};
 use super::service::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
 
@@ -66,6 +67,8 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// Every NAT real server's endpoint, sorted, without duplicates.
     nat_endpoints: Vec<NatEndpoint>,
+    /// Prefixes tunnelled to remote gateways (`[[tunnel_route]]`).
+    tunnel_routes: Arc<RouteTable>,
 }
 
 /// Where a NAT (`-m`) real server answers from: its replies carry this source, so the director
@@ -143,6 +146,19 @@ impl Snapshot {
     /// The endpoints of every NAT real server, sorted.
     pub fn nat_endpoints(&self) -> &[NatEndpoint] {
         &self.nat_endpoints
+    }
+
+    /// The tunnel routes.
+    #[inline]
+    pub fn tunnel_routes(&self) -> &RouteTable {
+        &self.tunnel_routes
+    }
+
+    /// This snapshot with `routes` as its tunnel routes (the control plane sets them after
+    /// [`Registry::build`]).
+    pub fn with_tunnel_routes(mut self, routes: Arc<RouteTable>) -> Snapshot {
+        self.tunnel_routes = routes;
+        self
     }
 }
 
@@ -280,6 +296,7 @@ impl Registry {
             dests: dest_slots,
             timeouts: timeouts.clone(),
             nat_endpoints,
+            tunnel_routes: Arc::default(),
         })
     }
 

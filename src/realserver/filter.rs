@@ -1,5 +1,6 @@
 //! What the agent accepts: tunnel packets from an allowed director, carrying an IPv4 packet for
-//! one of its VIPs. Plain logic over byte slices, no IO.
+//! one of its VIPs; or, for a gateway ([`Filter::gateway`]), carrying a packet whose source is
+//! inside the prefixes routed to the peer that sent it. Plain logic over byte slices, no IO.
 
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -15,6 +16,9 @@ pub enum AgentDrop {
     NotAllowed,
     /// The inner destination is not one of the agent's VIPs.
     NotVip,
+    /// Gateway: the inner source is not in the prefixes routed to the peer that sent it
+    /// (spoofed, or a misconfigured peer).
+    InnerSourceNotAllowed,
     /// The packet was longer than a receive buffer and arrived cut.
     Truncated,
     /// The tunnel headers or the inner packet did not validate.
@@ -22,11 +26,13 @@ pub enum AgentDrop {
 }
 
 impl AgentDrop {
-    /// The counter label (`not_allowed`, `not_vip`, `truncated`, or the strip error's label).
+    /// The counter label (`not_allowed`, `not_vip`, `inner_source_not_allowed`,
+    /// `recv_truncated`, or the strip error's label).
     pub fn as_str(self) -> &'static str {
         match self {
             AgentDrop::NotAllowed => "not_allowed",
             AgentDrop::NotVip => "not_vip",
+            AgentDrop::InnerSourceNotAllowed => "inner_source_not_allowed",
             AgentDrop::Truncated => "recv_truncated",
             AgentDrop::Strip(e) => e.as_str(),
         }
@@ -53,11 +59,32 @@ impl AllowList {
     }
 }
 
+/// A gateway's tunnel peer: whom it accepts packets from, with which GRE key, and which inner
+/// sources those packets may have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayPeer {
+    /// The peer's outer (tunnel) addresses.
+    pub outer: Ipv4Net,
+    /// The GRE key it sends (GRE only).
+    pub gre_key: Option<u32>,
+    /// The prefixes behind it: the only inner sources accepted from it.
+    pub prefixes: Vec<Ipv4Net>,
+}
+
+/// What the inner packet must be.
+#[derive(Clone, Debug)]
+enum Inner {
+    /// Addressed to one of these VIPs (sorted): a real server.
+    Vips(Vec<Ipv4Addr>),
+    /// From a prefix behind the peer that sent it, to anywhere: a gateway.
+    Gateway(Vec<GatewayPeer>),
+}
+
 /// The per-packet checks, configured once.
 #[derive(Clone, Debug)]
 pub struct Filter {
     allow: AllowList,
-    vips: Vec<Ipv4Addr>,
+    inner: Inner,
     tun: TunnelType,
     gre_key: Option<u32>,
 }
@@ -75,9 +102,29 @@ impl Filter {
         vips.dedup();
         Filter {
             allow,
-            vips,
+            inner: Inner::Vips(vips),
             tun,
             gre_key,
+        }
+    }
+
+    /// A gateway's checks: `tun` packets from the `peers` (each with its own GRE key) whose
+    /// inner source is inside that peer's prefixes, to any destination.
+    pub fn gateway(tun: TunnelType, peers: Vec<GatewayPeer>) -> Filter {
+        let outer: Vec<Ipv4Net> = peers.iter().map(|p| p.outer).collect();
+        Filter {
+            allow: AllowList::new(&outer),
+            inner: Inner::Gateway(peers),
+            tun,
+            gre_key: None,
+        }
+    }
+
+    /// The gateway peer a packet from `src` belongs to.
+    fn peer(&self, src: Ipv4Addr) -> Option<&GatewayPeer> {
+        match &self.inner {
+            Inner::Gateway(peers) => peers.iter().find(|p| p.outer.contains(&src)),
+            Inner::Vips(_) => None,
         }
     }
 
@@ -88,8 +135,9 @@ impl Filter {
             return Err(AgentDrop::NotAllowed);
         }
         // `src` is the kernel's copy of the outer header's source, the same as `outer_src`.
-        let stripped = encap::strip_ip(packet, self.tun, self.gre_key).map_err(AgentDrop::Strip)?;
-        self.check_inner(packet, stripped.inner)
+        let key = self.peer(src).map_or(self.gre_key, |p| p.gre_key);
+        let stripped = encap::strip_ip(packet, self.tun, key).map_err(AgentDrop::Strip)?;
+        self.check_inner(packet, stripped.inner, src)
     }
 
     /// Checks the payload of a UDP datagram from `src` on the GUE port and returns where the
@@ -99,18 +147,37 @@ impl Filter {
             return Err(AgentDrop::NotAllowed);
         }
         let inner = encap::strip_gue(payload).map_err(AgentDrop::Strip)?;
-        self.check_inner(payload, inner)
+        self.check_inner(payload, inner, src)
     }
 
-    /// The inner packet must be addressed to one of the VIPs.
-    fn check_inner(&self, buf: &[u8], inner: Range<usize>) -> Result<Range<usize>, AgentDrop> {
-        let dst = buf
+    /// A real server's inner packet must be addressed to one of the VIPs; a gateway's must
+    /// come from a prefix behind the peer at `outer_src`.
+    fn check_inner(
+        &self,
+        buf: &[u8],
+        inner: Range<usize>,
+        outer_src: Ipv4Addr,
+    ) -> Result<Range<usize>, AgentDrop> {
+        let addrs = buf
             .get(inner.clone())
-            .and_then(|p| p.get(16..20))
+            .and_then(|p| p.get(12..20))
             .ok_or(AgentDrop::Strip(StripError::InnerMalformed))?;
-        let dst = Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3]);
-        if self.vips.binary_search(&dst).is_err() {
-            return Err(AgentDrop::NotVip);
+        let src = Ipv4Addr::new(addrs[0], addrs[1], addrs[2], addrs[3]);
+        let dst = Ipv4Addr::new(addrs[4], addrs[5], addrs[6], addrs[7]);
+        match &self.inner {
+            Inner::Vips(vips) => {
+                if vips.binary_search(&dst).is_err() {
+                    return Err(AgentDrop::NotVip);
+                }
+            }
+            Inner::Gateway(_) => {
+                let ok = self
+                    .peer(outer_src)
+                    .is_some_and(|p| p.prefixes.iter().any(|n| n.contains(&src)));
+                if !ok {
+                    return Err(AgentDrop::InnerSourceNotAllowed);
+                }
+            }
         }
         Ok(inner)
     }
@@ -236,6 +303,54 @@ mod tests {
         );
         let f = filter(TunnelType::Ipip, None);
         assert_eq!(f.check_ip(&pkt, DIRECTOR), Err(AgentDrop::NotVip));
+    }
+
+    fn gateway(tun: TunnelType, gre_key: Option<u32>) -> Filter {
+        Filter::gateway(
+            tun,
+            vec![GatewayPeer {
+                outer: Ipv4Net::from(DIRECTOR),
+                gre_key,
+                prefixes: vec!["198.51.100.0/24".parse().unwrap()],
+            }],
+        )
+    }
+
+    #[test]
+    fn a_gateway_accepts_any_destination_from_the_peers_prefixes_only() {
+        // `inner()` comes from 198.51.100.7, inside the peer's prefix.
+        let to_anyone = inner(Ipv4Addr::new(172, 16, 8, 2));
+        let pkt = wrap(TunnelType::Gre, Some(5), DIRECTOR, &to_anyone);
+        let r = gateway(TunnelType::Gre, Some(5))
+            .check_ip(&pkt, DIRECTOR)
+            .unwrap();
+        assert_eq!(&pkt[r], &to_anyone[..]);
+        assert_eq!(
+            gateway(TunnelType::Gre, None).check_ip(&pkt, DIRECTOR),
+            Err(AgentDrop::Strip(StripError::GreKeyMismatch))
+        );
+        // A spoofed inner source, from the right peer.
+        let mut spoofed = to_anyone.clone();
+        spoofed[12..16].copy_from_slice(&[10, 1, 0, 2]);
+        let sum = crate::wire::checksum::checksum(&{
+            let mut h = spoofed[..20].to_vec();
+            h[10] = 0;
+            h[11] = 0;
+            h
+        });
+        spoofed[10..12].copy_from_slice(&sum.to_be_bytes());
+        let pkt = wrap(TunnelType::Ipip, None, DIRECTOR, &spoofed);
+        assert_eq!(
+            gateway(TunnelType::Ipip, None).check_ip(&pkt, DIRECTOR),
+            Err(AgentDrop::InnerSourceNotAllowed)
+        );
+        // Another sender, even with a good inner source.
+        let stranger = Ipv4Addr::new(192, 168, 1, 3);
+        let pkt = wrap(TunnelType::Ipip, None, stranger, &to_anyone);
+        assert_eq!(
+            gateway(TunnelType::Ipip, None).check_ip(&pkt, stranger),
+            Err(AgentDrop::NotAllowed)
+        );
     }
 
     #[test]

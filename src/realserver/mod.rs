@@ -23,33 +23,34 @@
 //! interfaces (`--lan-if`, default every interface but `lo`). There is no receiver: the agent
 //! stays in the foreground until a signal and then undoes the settings.
 //!
+//! `tunlb realserver --gateway --encap gre --allow DIRECTOR --route PREFIX --lan PREFIX` makes
+//! it the remote end of a site-to-site link ([`gateway`]): no VIP; decapsulated packets from
+//! the director's side are forwarded into this host's LAN, and the LAN's packets for the
+//! `--route` prefixes are tunnelled back. The receive loop ([`tunnel`]) is the same.
+//!
 //! On SIGINT, SIGTERM or SIGHUP the loop stops, every network change is undone and the counters
 //! are printed.
 
 pub mod filter;
+pub mod gateway;
 pub mod stats;
+pub mod tunnel;
 
 pub use filter::{AgentDrop, AllowList, Filter};
 pub use stats::AgentStats;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::sys::netcfg::{conf_key, Applied, NetChanges};
-use crate::sys::raw::{RawReceiver, UdpReceiver};
-use crate::sys::tun::{TunDevice, TunQueue};
-use crate::sys::{signal, PacketBatch};
-
-/// Largest IPv4 datagram: the receive slot size, so reassembled tunnel packets fit whole.
-const MAX_DATAGRAM: usize = 65_535;
-
-/// How long one receive waits before the loop looks at signals and the stats timer.
-const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+use crate::sys::signal;
+use crate::sys::tun::TunDevice;
+use tunnel::{serve, Receiver, ServeOptions, POLL_TIMEOUT};
 
 /// Prefix of every log line.
 const LOG: &str = "tunlb realserver:";
@@ -69,7 +70,7 @@ pub enum Mode {
 #[derive(clap::Args, Clone, Debug)]
 pub struct AgentArgs {
     /// A virtual IP served here (repeat for several). Put on `lo` as a hidden /32.
-    #[arg(long = "vip", value_name = "VIP", required = true)]
+    #[arg(long = "vip", value_name = "VIP", required_unless_present = "gateway")]
     pub vips: Vec<Ipv4Addr>,
     /// How packets arrive: `tun` (tunnelled, the director's -i) or `dr` (direct routing, -g).
     #[arg(long, value_enum, default_value_t = Mode::Tun)]
@@ -103,10 +104,27 @@ pub struct AgentArgs {
     /// Packets read per receive call.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub batch: usize,
+    /// Be a site-to-site gateway instead of a real server (see [`gateway`]): forward the
+    /// decapsulated packets into this host's LAN and tunnel the LAN's traffic for the `--route`
+    /// prefixes back to the director. Needs --encap, --allow, --route and --lan; no --vip.
+    #[arg(long)]
+    pub gateway: bool,
+    /// Gateway: a prefix on the director's side, routed back through the tunnel (repeat for
+    /// several). Tunnelled packets must come from inside these prefixes.
+    #[arg(long = "route", value_name = "PREFIX", value_parser = parse_allow)]
+    pub routes: Vec<Ipv4Net>,
+    /// Gateway: the director's tunnel endpoint (default: the --allow address, when there is
+    /// exactly one and it is a single host).
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Option<Ipv4Addr>,
+    /// Gateway: this site's LAN prefix (repeat for several); only packets from these sources
+    /// are tunnelled back (anti-spoofing).
+    #[arg(long = "lan", value_name = "PREFIX", value_parser = parse_allow)]
+    pub lans: Vec<Ipv4Net>,
 }
 
 /// Parses `--allow`: a CIDR, or a bare address meaning `/32`.
-fn parse_allow(s: &str) -> Result<Ipv4Net, String> {
+pub(crate) fn parse_allow(s: &str) -> Result<Ipv4Net, String> {
     if let Ok(net) = s.parse::<Ipv4Net>() {
         return Ok(net);
     }
@@ -121,6 +139,12 @@ fn parse_allow(s: &str) -> Result<Ipv4Net, String> {
 impl AgentArgs {
     /// Rejects combinations clap cannot: no VIP, empty allow-list, a GRE key without GRE, ...
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.gateway {
+            return gateway::validate(self);
+        }
+        if !self.routes.is_empty() || self.peer.is_some() || !self.lans.is_empty() {
+            bail!("--route, --peer and --lan are for --gateway");
+        }
         if self.vips.is_empty() {
             bail!("at least one --vip is needed");
         }
@@ -163,8 +187,20 @@ impl AgentArgs {
     }
 }
 
+impl AgentArgs {
+    /// How the tunnel receive loop runs.
+    fn serve_options(&self) -> ServeOptions<'static> {
+        ServeOptions {
+            batch: self.batch,
+            stats_interval: (self.stats_interval > 0)
+                .then(|| Duration::from_secs(self.stats_interval)),
+            log: LOG,
+        }
+    }
+}
+
 /// Whether Linux accepts `name` as an interface name: 1 to 15 bytes, no '/', ':' or spaces.
-fn valid_ifname(name: &str) -> bool {
+pub(crate) fn valid_ifname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 15
         && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
@@ -188,6 +224,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
 /// (see [`stop_flag`]).
 pub fn run_until(args: &AgentArgs, stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
     args.validate()?;
+    if args.gateway {
+        return gateway::run(args, stop);
+    }
     match (args.mode, args.encap) {
         (Mode::Dr, _) => run_dr(args, stop),
         (Mode::Tun, Some(encap)) => run_tun(args, encap, stop),
@@ -256,21 +295,25 @@ fn run_tun(
         bail!("TUN device {tun_name} has no queue");
     };
 
-    let mut rx = Receiver::open(args, encap)?;
+    let mut rx = Receiver::open(encap, args.gue_port)?;
     let allow: Vec<String> = args.allow.iter().map(ToString::to_string).collect();
     eprintln!(
         "{LOG} serving {} via {} ({}), allowed directors {}, writing into {tun_name}",
         join(&args.vips),
         encap,
-        rx.describe(args, encap),
+        rx.describe(),
         allow.join(", "),
     );
 
-    let filter = Filter::new(AllowList::new(&args.allow), &args.vips, encap, args.gre_key);
-    let interval = (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval));
+    let mut filter = Filter::new(AllowList::new(&args.allow), &args.vips, encap, args.gre_key);
     let mut stats = AgentStats::default();
     let result = serve(
-        &mut rx, &queue, &filter, args.batch, interval, &mut stats, &mut stop,
+        &mut rx,
+        &queue,
+        &mut filter,
+        args.serve_options(),
+        &mut stats,
+        &mut stop,
     );
 
     eprintln!("{LOG} {stats}");
@@ -301,105 +344,6 @@ fn hide_vips(net: &mut NetChanges, vips: &[Ipv4Addr]) -> anyhow::Result<()> {
     for &vip in vips {
         if net.add_address(Ipv4Net::from(vip), "lo")? == Applied::AlreadyInPlace {
             eprintln!("{LOG} {vip}/32 already on lo, leaving it there on exit");
-        }
-    }
-    Ok(())
-}
-
-/// The tunnel socket.
-enum Receiver {
-    /// IPIP or GRE: packets start with the outer IPv4 header.
-    Raw(RawReceiver),
-    /// GUE: UDP payloads.
-    Udp(UdpReceiver),
-}
-
-impl Receiver {
-    fn open(args: &AgentArgs, encap: TunnelType) -> anyhow::Result<Receiver> {
-        Ok(match encap {
-            TunnelType::Gue => {
-                let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, args.gue_port);
-                Receiver::Udp(UdpReceiver::bind(addr)?)
-            }
-            tun => Receiver::Raw(RawReceiver::new(tun.ip_protocol())?),
-        })
-    }
-
-    fn describe(&self, args: &AgentArgs, encap: TunnelType) -> String {
-        match self {
-            Receiver::Raw(_) => format!("raw socket, IP protocol {}", encap.ip_protocol()),
-            Receiver::Udp(_) => format!("UDP port {}", args.gue_port),
-        }
-    }
-
-    fn recv_batch(&mut self, batch: &mut PacketBatch) -> std::io::Result<usize> {
-        match self {
-            Receiver::Raw(r) => r.recv_batch(batch, Some(POLL_TIMEOUT)),
-            Receiver::Udp(r) => r.recv_batch(batch, Some(POLL_TIMEOUT)),
-        }
-    }
-}
-
-/// The receive loop: batch in, check each packet, write the accepted ones into the TUN.
-fn serve(
-    rx: &mut Receiver,
-    tun: &TunQueue,
-    filter: &Filter,
-    batch_size: usize,
-    interval: Option<Duration>,
-    stats: &mut AgentStats,
-    stop: &mut dyn FnMut() -> bool,
-) -> anyhow::Result<()> {
-    let mut batch = PacketBatch::new(batch_size, MAX_DATAGRAM);
-    let gue = matches!(rx, Receiver::Udp(_));
-    let mut next_report = interval.map(|i| Instant::now() + i);
-    let mut warned_not_allowed = false;
-    let mut warned_tun = false;
-    while !stop() {
-        rx.recv_batch(&mut batch)
-            .context("receive tunnel packets")?;
-        for (packet, meta) in batch.iter() {
-            stats.received += 1;
-            let src = *meta.src.ip();
-            let checked = if meta.truncated {
-                Err(AgentDrop::Truncated)
-            } else if gue {
-                filter.check_gue(packet, src)
-            } else {
-                filter.check_ip(packet, src)
-            };
-            let inner = match checked.map(|r| packet.get(r)) {
-                Ok(Some(inner)) => inner,
-                Ok(None) => {
-                    stats.count_drop(AgentDrop::Strip(crate::encap::StripError::InnerMalformed));
-                    continue;
-                }
-                Err(reason) => {
-                    if reason == AgentDrop::NotAllowed && !warned_not_allowed {
-                        warned_not_allowed = true;
-                        eprintln!("{LOG} dropping tunnel packets from {src}: not in --allow (counted as not_allowed, logged once)");
-                    }
-                    stats.count_drop(reason);
-                    continue;
-                }
-            };
-            match tun.send(inner) {
-                Ok(_) => stats.delivered += 1,
-                Err(e) => {
-                    stats.tun_write_error += 1;
-                    if !warned_tun {
-                        warned_tun = true;
-                        eprintln!("{LOG} write into TUN failed: {e} (counted as tun_write_error, logged once)");
-                    }
-                }
-            }
-        }
-        if let (Some(at), Some(i)) = (next_report, interval) {
-            let now = Instant::now();
-            if now >= at {
-                eprintln!("{LOG} {stats}");
-                next_report = Some(now + i);
-            }
         }
     }
     Ok(())

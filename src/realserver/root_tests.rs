@@ -60,6 +60,10 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
             tun_mtu: 1500,
             stats_interval: 0,
             batch: 8,
+            gateway: false,
+            routes: Vec::new(),
+            peer: None,
+            lans: Vec::new(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {
@@ -142,6 +146,10 @@ fn dr_mode_hides_the_vip_on_every_interface_and_undoes_it() {
             tun_mtu: 1500,
             stats_interval: 0,
             batch: 8,
+            gateway: false,
+            routes: Vec::new(),
+            peer: None,
+            lans: Vec::new(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {

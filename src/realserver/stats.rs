@@ -18,6 +18,8 @@ pub struct AgentStats {
     pub not_allowed: u64,
     /// Dropped: inner destination not one of the VIPs.
     pub not_vip: u64,
+    /// Dropped (gateway): inner source not in the prefixes routed to the sending peer.
+    pub inner_source_not_allowed: u64,
     /// Dropped: longer than the receive buffer.
     pub recv_truncated: u64,
     /// Dropped: the tunnel headers or inner packet did not validate, by [`StripError`]
@@ -33,6 +35,7 @@ impl AgentStats {
         match reason {
             AgentDrop::NotAllowed => self.not_allowed += 1,
             AgentDrop::NotVip => self.not_vip += 1,
+            AgentDrop::InnerSourceNotAllowed => self.inner_source_not_allowed += 1,
             AgentDrop::Truncated => self.recv_truncated += 1,
             AgentDrop::Strip(e) => {
                 if let Some(n) = self.strip.get_mut(e as usize) {
@@ -46,6 +49,7 @@ impl AgentStats {
     pub fn dropped(&self) -> u64 {
         self.not_allowed
             + self.not_vip
+            + self.inner_source_not_allowed
             + self.recv_truncated
             + self.tun_write_error
             + self.strip.iter().sum::<u64>()
@@ -59,6 +63,7 @@ impl AgentStats {
             ("delivered", self.delivered),
             ("not_allowed", self.not_allowed),
             ("not_vip", self.not_vip),
+            ("inner_source_not_allowed", self.inner_source_not_allowed),
             ("recv_truncated", self.recv_truncated),
             ("tun_write_error", self.tun_write_error),
         ]
@@ -107,8 +112,8 @@ mod tests {
         assert_eq!(s.dropped(), 5);
         assert_eq!(
             s.to_string(),
-            "received=6 delivered=1 not_allowed=2 not_vip=1 recv_truncated=1 \
-             tun_write_error=0 gre_key_mismatch=1"
+            "received=6 delivered=1 not_allowed=2 not_vip=1 inner_source_not_allowed=0 \
+             recv_truncated=1 tun_write_error=0 gre_key_mismatch=1"
         );
     }
 }

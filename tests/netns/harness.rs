@@ -931,6 +931,66 @@ pub mod nat_lab {
     }
 }
 
+/// The site-to-site lab: two LANs, each behind its own gateway, joined only by an underlay
+/// through a router. Site A's gateway is the director (its tunnel routes carry site B's
+/// prefix); site B's is a `tunlb realserver --gateway` agent. No process is started; forwarding
+/// is on in the router only (the director and the agent turn it on themselves).
+///
+/// ```text
+///  a1 10.1.0.2 ── 10.1.0.1 director 10.99.1.2 ── 10.99.1.1 router 10.99.2.1 ── 10.99.2.2 gw 172.16.8.1 ── 172.16.8.2 b1
+///  site A 10.1.0.0/24                      underlay 10.99.0.0/16                 site B 172.16.8.0/22
+/// ```
+pub mod gateway_lab {
+    use super::Topology;
+
+    /// Site A's LAN.
+    pub const SITE_A: &str = "10.1.0.0/24";
+    /// Site B's LAN.
+    pub const SITE_B: &str = "172.16.8.0/22";
+    /// A host on site A.
+    pub const A1: &str = "10.1.0.2";
+    /// A host on site B.
+    pub const B1: &str = "172.16.8.2";
+    /// The director's underlay address (its tunnel endpoint).
+    pub const DIRECTOR: &str = "10.99.1.2";
+    /// The remote gateway's underlay address (its tunnel endpoint).
+    pub const GATEWAY: &str = "10.99.2.2";
+    /// The router's address towards the gateway: an underlay address the gateway does not allow.
+    pub const ROUTER: &str = "10.99.2.1";
+
+    /// Builds the topology (no processes started).
+    pub fn build() -> Topology {
+        Topology::builder()
+            .netns("a1")
+            .netns("director")
+            .netns("router")
+            .netns("gw")
+            .netns("b1")
+            .link(
+                ("a1", "eth0", "10.1.0.2/24"),
+                ("director", "eth0", "10.1.0.1/24"),
+            )
+            .link(
+                ("director", "eth1", "10.99.1.2/24"),
+                ("router", "to-dir", "10.99.1.1/24"),
+            )
+            .link(
+                ("gw", "eth0", "10.99.2.2/24"),
+                ("router", "to-gw", "10.99.2.1/24"),
+            )
+            .link(
+                ("gw", "eth1", "172.16.8.1/22"),
+                ("b1", "eth0", "172.16.8.2/22"),
+            )
+            .route("a1", "default via 10.1.0.1")
+            .route("b1", "default via 172.16.8.1")
+            .route("director", "10.99.0.0/16 via 10.99.1.1")
+            .route("gw", "10.99.0.0/16 via 10.99.2.1")
+            .forwarding("router")
+            .build()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,14 @@
 //! section 6 with `tunlb adm`, then saves, restores and reloads the table and changes it under
 //! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would;
 //! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`nat_mode`] has the NAT-mode (`-m`)
-//! scenarios: both directions through the director, many concurrent flows, UDP and ICMP.
+//! scenarios: both directions through the director, many concurrent flows, UDP and ICMP;
+//! [`gateway`] links two sites through the director's tunnel routes and a
+//! `tunlb realserver --gateway`.
 
 mod director_lifecycle;
 mod dr_mode;
 mod fragments;
+mod gateway;
 mod harness;
 mod lab;
 mod nat_mode;

@@ -1,0 +1,161 @@
+//! The director's receiver for the return traffic of its tunnel routes ([`super::route`]).
+//!
+//! A remote `tunlb realserver --gateway` tunnels its LAN's packets back to the director. For
+//! each tunnel type (and GUE port) among the routes, a thread runs the agent's receive loop
+//! ([`crate::realserver::tunnel::serve`]) with a gateway [`Filter`]: only the routes' `via`
+//! addresses may send, each with its route's GRE key, and an inner packet must come from a
+//! prefix routed to the peer that sent it (else `inner_source_not_allowed`). Accepted packets
+//! are written into the director's TUN; the kernel (`ip_forward=1`) forwards them to their
+//! destination on the director's side. The filter follows the published [`Snapshot`]: a
+//! reload that changes the routes changes it at the next batch (a tunnel type that had no
+//! receiver at start needs a restart).
+
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use ipnet::Ipv4Net;
+
+use super::route::{RouteTable, TunnelRoute};
+use super::Shared;
+use crate::encap::TunnelType;
+use crate::realserver::filter::{AgentDrop, Filter, GatewayPeer};
+use crate::realserver::tunnel::{serve, Accept, Receiver, ServeOptions};
+use crate::realserver::AgentStats;
+use crate::sys::tun::TunQueue;
+
+/// Prefix of the receivers' log lines.
+const LOG: &str = "tunlb director: tunnel routes:";
+
+/// The gateway filter for the routes of one receiver (one tunnel type, one GUE port).
+pub fn gateway_filter(table: &RouteTable, encap: TunnelType, gue_port: u16) -> Filter {
+    let mut peers: Vec<GatewayPeer> = Vec::new();
+    let mine = table
+        .routes()
+        .iter()
+        .filter(|r| r.encap == encap && (encap != TunnelType::Gue || r.gue_port == gue_port));
+    for r in mine {
+        match peers.iter_mut().find(|p| p.outer.addr() == r.via) {
+            Some(p) => p.prefixes.push(r.prefix),
+            None => peers.push(GatewayPeer {
+                outer: Ipv4Net::from(r.via),
+                gre_key: r.gre_key,
+                prefixes: vec![r.prefix],
+            }),
+        }
+    }
+    Filter::gateway(encap, peers)
+}
+
+/// A gateway filter rebuilt whenever a new snapshot was published.
+struct SnapshotFilter {
+    shared: Arc<Shared>,
+    encap: TunnelType,
+    gue_port: u16,
+    generation: u64,
+    filter: Filter,
+}
+
+impl Accept for SnapshotFilter {
+    fn refresh(&mut self) {
+        let snap = self.shared.snapshot();
+        if snap.generation != self.generation {
+            self.generation = snap.generation;
+            self.filter = gateway_filter(snap.tunnel_routes(), self.encap, self.gue_port);
+        }
+    }
+
+    fn check_ip(&self, packet: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
+        self.filter.check_ip(packet, src)
+    }
+
+    fn check_gue(&self, payload: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
+        self.filter.check_gue(payload, src)
+    }
+}
+
+/// Starts one receiver thread per tunnel type (GUE: per port) among `routes`, writing into
+/// `tun`, until `stop`. Each prints its counters when it ends. None when there are no routes.
+pub fn spawn(
+    routes: &[TunnelRoute],
+    shared: &Arc<Shared>,
+    tun: &Arc<TunQueue>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut kinds: Vec<(TunnelType, u16)> = Vec::new();
+    for r in routes {
+        let port = if r.encap == TunnelType::Gue {
+            r.gue_port
+        } else {
+            0
+        };
+        if !kinds.contains(&(r.encap, port)) {
+            kinds.push((r.encap, port));
+        }
+    }
+    let mut threads = Vec::new();
+    for (encap, gue_port) in kinds {
+        let mut rx = Receiver::open(encap, gue_port)
+            .with_context(|| format!("open the {encap} receiver for the tunnel routes"))?;
+        let mut filter = SnapshotFilter {
+            shared: shared.clone(),
+            encap,
+            gue_port,
+            generation: u64::MAX,
+            filter: Filter::gateway(encap, Vec::new()),
+        };
+        filter.refresh();
+        eprintln!(
+            "{LOG} receiving return traffic via {encap} ({})",
+            rx.describe()
+        );
+        let (tun, stop) = (tun.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("tunlb-gw-{encap}"))
+            .spawn(move || {
+                let mut stats = AgentStats::default();
+                let opts = ServeOptions {
+                    batch: 32,
+                    stats_interval: None,
+                    log: LOG,
+                };
+                let mut stop = || stop.load(Ordering::Relaxed);
+                if let Err(e) = serve(&mut rx, &tun, &mut filter, opts, &mut stats, &mut stop) {
+                    eprintln!("{LOG} {encap} receiver failed: {e:#}");
+                }
+                eprintln!("{LOG} {encap} receiver at exit: {stats}");
+            })
+            .context("start a tunnel-route receiver thread")?;
+        threads.push(handle);
+    }
+    Ok(threads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_grouped_by_via_and_tunnel_type() {
+        let gre = |p: &str, via: [u8; 4]| TunnelRoute {
+            gre_key: Some(3),
+            ..TunnelRoute::new(p.parse().unwrap(), via.into(), TunnelType::Gre)
+        };
+        let table = RouteTable::new(&[
+            gre("172.16.8.0/22", [10, 99, 0, 2]),
+            gre("172.17.0.0/16", [10, 99, 0, 2]),
+            TunnelRoute::new(
+                "172.18.0.0/16".parse().unwrap(),
+                [10, 99, 0, 3].into(),
+                TunnelType::Ipip,
+            ),
+        ]);
+        let f = gateway_filter(&table, TunnelType::Gre, 0);
+        let text = format!("{f:?}");
+        assert!(text.contains("172.16.8.0/22") && text.contains("172.17.0.0/16"));
+        assert!(!text.contains("172.18.0.0/16"), "{text}");
+    }
+}

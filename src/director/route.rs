@@ -1,0 +1,212 @@
+//! Tunnel routes: whole prefixes the director sends through a tunnel to a remote gateway
+//! (`[[tunnel_route]]` in the config), a site-to-site link made of TUN devices and userspace.
+//!
+//! A packet read from the TUN whose destination is inside a tunnel-route prefix (and is not a
+//! VIP) is encapsulated to the route's `via` as it is: no connection tracking, no scheduler.
+//! The lookup is a longest-prefix match over a small table kept in the [`Snapshot`]; the
+//! encapsulation, with its MTU handling (DF: ICMP fragmentation-needed; no DF: outer
+//! fragments), is the one real servers get.
+//!
+//! Return traffic comes back from the gateway tunnelled; [`super::gateway`] receives it.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::service::Forward;
+use super::table::Snapshot;
+use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+
+/// One `[[tunnel_route]]`: packets to `prefix` go through a tunnel to `via`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelRoute {
+    /// The remote side's prefix (host bits cleared).
+    pub prefix: Ipv4Net,
+    /// The remote gateway's tunnel endpoint (outer destination, and the only outer source
+    /// accepted for return traffic from `prefix`).
+    pub via: Ipv4Addr,
+    /// The encapsulation, both ways.
+    pub encap: TunnelType,
+    /// GRE key sent and expected (GRE only).
+    pub gre_key: Option<u32>,
+    /// GUE: the UDP port of the remote gateway, and the one the director listens on for the
+    /// return traffic.
+    pub gue_port: u16,
+}
+
+impl TunnelRoute {
+    /// A route with the defaults: no GRE key, GUE port 6080.
+    pub fn new(prefix: Ipv4Net, via: Ipv4Addr, encap: TunnelType) -> TunnelRoute {
+        TunnelRoute {
+            prefix: prefix.trunc(),
+            via,
+            encap,
+            gre_key: None,
+            gue_port: DEFAULT_GUE_PORT,
+        }
+    }
+
+    /// The route's encapsulation as a real server's forwarding method (what the core's
+    /// encapsulation takes).
+    pub fn forward(&self) -> Forward {
+        Forward::Tunnel {
+            tun_type: self.encap,
+            tun_port: self.gue_port,
+            tun_csum: false,
+            gre_key: self.gre_key,
+        }
+    }
+}
+
+/// The tunnel routes as the data path reads them: most specific prefix first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteTable {
+    /// `(network, mask)` as integers, index-aligned with `routes`.
+    keys: Vec<(u32, u32)>,
+    routes: Vec<TunnelRoute>,
+}
+
+impl RouteTable {
+    /// A table over `routes` (any order; the longest prefix wins a lookup).
+    pub fn new(routes: &[TunnelRoute]) -> RouteTable {
+        let mut routes: Vec<TunnelRoute> = routes
+            .iter()
+            .map(|r| TunnelRoute {
+                prefix: r.prefix.trunc(),
+                ..*r
+            })
+            .collect();
+        routes.sort_by(|a, b| {
+            b.prefix
+                .prefix_len()
+                .cmp(&a.prefix.prefix_len())
+                .then(a.prefix.cmp(&b.prefix))
+        });
+        let keys = routes
+            .iter()
+            .map(|r| (u32::from(r.prefix.network()), u32::from(r.prefix.netmask())))
+            .collect();
+        RouteTable { keys, routes }
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The routes, most specific first.
+    pub fn routes(&self) -> &[TunnelRoute] {
+        &self.routes
+    }
+
+    /// The most specific route whose prefix contains `dst`.
+    #[inline]
+    pub fn lookup(&self, dst: Ipv4Addr) -> Option<&TunnelRoute> {
+        let d = u32::from(dst);
+        let i = self.keys.iter().position(|&(net, mask)| d & mask == net)?;
+        self.routes.get(i)
+    }
+}
+
+/// The first pair of routes (indexes into `routes`) whose prefixes overlap, if any.
+pub fn find_overlap(routes: &[TunnelRoute]) -> Option<(usize, usize)> {
+    for (i, a) in routes.iter().enumerate() {
+        for (j, b) in routes.iter().enumerate().skip(i + 1) {
+            if a.prefix.contains(&b.prefix) || b.prefix.contains(&a.prefix) {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}
+
+/// The tunnel route for a packet to `dst`: none when there are no routes or `dst` is a VIP
+/// (services win over routes).
+#[inline]
+pub(super) fn route_for(snap: &Snapshot, dst: Ipv4Addr) -> Option<&TunnelRoute> {
+    let table = snap.tunnel_routes();
+    if table.is_empty() || snap.is_vip(dst) {
+        return None;
+    }
+    table.lookup(dst)
+}
+
+/// A hash of an IPv4 packet's flow (addresses, protocol, and ports unless it is a later
+/// fragment), for the GUE source port. Reads only what the packet has (never panics).
+pub fn flow_hash(packet: &[u8]) -> u32 {
+    let word = |at: usize| -> u64 {
+        packet.get(at..at + 4).map_or(0, |b| {
+            u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        })
+    };
+    let ihl = packet.first().map_or(20, |b| usize::from(b & 0x0f) * 4);
+    let proto = packet.get(9).copied().unwrap_or(0);
+    let later_fragment = packet
+        .get(6..8)
+        .is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & 0x1fff != 0);
+    let ports = if !later_fragment && (proto == 6 || proto == 17) {
+        word(ihl)
+    } else {
+        0
+    };
+    let mut x = (word(12) << 32 | word(16)) ^ ports.rotate_left(29) ^ u64::from(proto) << 56;
+    x ^= 0x9e37_79b9_7f4a_7c15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x >> 16) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(prefix: &str, via: [u8; 4]) -> TunnelRoute {
+        TunnelRoute::new(prefix.parse().unwrap(), via.into(), TunnelType::Gre)
+    }
+
+    #[test]
+    fn the_longest_prefix_wins() {
+        let t = RouteTable::new(&[
+            route("172.16.0.0/12", [10, 99, 0, 1]),
+            route("172.16.8.0/22", [10, 99, 0, 2]),
+            route("172.16.8.128/25", [10, 99, 0, 3]),
+        ]);
+        let via = |a: [u8; 4]| t.lookup(a.into()).map(|r| r.via);
+        assert_eq!(via([172, 16, 8, 200]), Some([10, 99, 0, 3].into()));
+        assert_eq!(via([172, 16, 9, 1]), Some([10, 99, 0, 2].into()));
+        assert_eq!(via([172, 17, 0, 1]), Some([10, 99, 0, 1].into()));
+        assert_eq!(via([172, 32, 0, 1]), None);
+        assert!(RouteTable::default().lookup([1, 2, 3, 4].into()).is_none());
+    }
+
+    #[test]
+    fn host_bits_are_cleared_and_overlaps_found() {
+        let t = RouteTable::new(&[route("172.16.9.7/22", [10, 99, 0, 2])]);
+        assert_eq!(t.routes()[0].prefix, "172.16.8.0/22".parse().unwrap());
+        assert!(t.lookup([172, 16, 11, 255].into()).is_some());
+        assert!(t.lookup([172, 16, 12, 0].into()).is_none());
+        let routes = [
+            route("10.0.0.0/24", [1, 1, 1, 1]),
+            route("172.16.8.0/22", [1, 1, 1, 1]),
+            route("172.16.10.0/24", [1, 1, 1, 2]),
+        ];
+        assert_eq!(find_overlap(&routes), Some((1, 2)));
+        assert_eq!(find_overlap(&routes[..2]), None);
+    }
+
+    #[test]
+    fn the_flow_hash_reads_only_what_is_there() {
+        for len in 0..40 {
+            let p: Vec<u8> = (0..len).map(|i| (i * 29 + 0x45) as u8).collect();
+            let _ = flow_hash(&p);
+        }
+        let mut a = [0u8; 28];
+        a[0] = 0x45;
+        a[9] = 17;
+        a[20..24].copy_from_slice(&[0x30, 0x39, 0, 80]);
+        let mut b = a;
+        b[21] = 0x3a;
+        assert_ne!(flow_hash(&a), flow_hash(&b), "ports are part of the flow");
+    }
+}
