@@ -14,6 +14,7 @@ mod director_lifecycle;
 mod dr_mode;
 mod fragments;
 mod harness;
+mod health;
 mod lab;
 mod seed_walkthrough;
 mod tun_mode;
