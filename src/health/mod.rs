@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use self::checker::{Action, CheckOutcome, Checker};
 use self::config::{HealthConfig, ServiceHealth};
 use self::service::{QuorumAction, QuorumState};
-use crate::director::plane::{ControlPlane, Health, Sorry};
+use crate::director::plane::{dest_port, ControlPlane, Health, Sorry};
 use crate::director::service::ServiceKey;
 use crate::time::Clock;
 
@@ -102,7 +102,7 @@ fn run(plane: &ControlPlane, health: &HealthConfig, stop: &AtomicBool) {
         let si = services.len();
         let mut alive = 0u64;
         for d in &svc.dests {
-            let port = if d.port == 0 { key.port } else { d.port };
+            let port = dest_port(*key, d);
             let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
                 alive += u64::from(d.weight);
                 continue;
@@ -245,7 +245,7 @@ fn quorum(plane: &ControlPlane, dests: &mut [Dest], services: &mut [Service]) {
             .dests
             .iter()
             .map(|d| {
-                let port = if d.port == 0 { s.key.port } else { d.port };
+                let port = dest_port(s.key, d);
                 match dests
                     .iter()
                     .find(|x| x.service == si && x.addr == d.addr && x.port == port)
