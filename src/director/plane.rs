@@ -22,6 +22,7 @@ use crate::control::format::{ConnEntry, Listing, Rates, Stats};
 use crate::control::ops::Timeouts;
 use crate::control::proto::{Request, Response};
 use crate::control::socket;
+use crate::health::config::HealthConfig;
 use crate::sys::netcfg::{neigh_key, NetChanges};
 use crate::time::{Clock, Duration};
 
@@ -37,6 +38,10 @@ pub struct ControlPlane {
     stats: Mutex<StatsBook>,
     /// What `--save-config` reports besides the table ([`ControlPlane::set_settings`]).
     settings: Mutex<DirectorSettings>,
+    /// The health checks to run and a generation counted up at every change
+    /// ([`ControlPlane::set_health_config`]); the health monitor restarts its checkers when the
+    /// generation moves.
+    health_config: Mutex<(u64, HealthConfig)>,
 }
 
 struct PlaneState {
@@ -220,6 +225,7 @@ impl ControlPlane {
             announce,
             config_path,
             stats: Mutex::new(StatsBook::new()),
+            health_config: Mutex::new((0, HealthConfig::default())),
         };
         plane.replace(set, timeouts).map_err(anyhow::Error::msg)?;
         Ok(plane)
@@ -554,7 +560,30 @@ impl ControlPlane {
         let timeouts = settings.timeouts;
         let n = set.services.len();
         self.replace(set, timeouts).map_err(anyhow::Error::msg)?;
+        self.set_health_config(settings.health);
         Ok(format!("reloaded {} ({n} services)", path.display()))
+    }
+
+    /// Replaces the health checks to run (at start and at every reload); the health monitor
+    /// ([`crate::health::HealthMonitor`]) sees the new generation and restarts its checkers.
+    pub fn set_health_config(&self, health: HealthConfig) {
+        if let Ok(mut h) = self.health_config.lock() {
+            *h = (h.0 + 1, health);
+        }
+    }
+
+    /// The generation of the health config: it changes at every
+    /// [`ControlPlane::set_health_config`].
+    pub fn health_generation(&self) -> u64 {
+        self.health_config.lock().map(|h| h.0).unwrap_or(0)
+    }
+
+    /// The health checks to run and their generation.
+    pub fn health_config(&self) -> (u64, HealthConfig) {
+        self.health_config
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
     }
 
     /// The configured table (without the health checkers' edits).
@@ -824,7 +853,18 @@ mod tests {
             })
         );
 
+        assert_eq!(
+            plane.health_generation(),
+            0,
+            "a rejected file changes no checks"
+        );
+        let checked = "[timeouts]\ntcp = 100\n[[service]]\nvip = \"10.100.0.100\"\nport = 80\n\
+                       delay_loop = 2\n";
+        let (want, _) = config::load_str(checked, "h.toml").expect("valid");
+        assert_eq!(want.health.services.len(), 1);
         std::fs::write(&path, "[timeouts]\ntcp = 100\n").expect("rewrite");
+        plane.set_health_config(want.health.clone());
+        assert_eq!(plane.health_config(), (1, want.health));
         assert_eq!(
             plane.handle(Request::Reload),
             Response::Reloaded {
@@ -835,6 +875,8 @@ mod tests {
             plane.handle(Request::GetTimeouts),
             Response::Timeouts(t) if t.tcp == 100
         ));
+        // The reload hands the health monitor the file's checks (here: none) as a new generation.
+        assert_eq!(plane.health_config(), (2, HealthConfig::default()));
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -34,6 +34,12 @@ const REAL_SERVERS: [(&str, &str); 2] = [("rs1", RS1), ("rs2", RS2)];
 
 /// The director's config: VIP:80, rr, both real servers over IPIP, each with an HTTP_GET check.
 fn config(inhibit_on_failure: bool) -> String {
+    config_checking(inhibit_on_failure, &["rs1", "rs2"])
+}
+
+/// The director's config: VIP:80, rr, both real servers over IPIP; those whose role is in
+/// `checked` have an HTTP_GET check.
+fn config_checking(inhibit_on_failure: bool, checked: &[&str]) -> String {
     let mut text = format!(
         "# written by tests/netns/health.rs\n\
          [director]\n\
@@ -46,12 +52,17 @@ fn config(inhibit_on_failure: bool) -> String {
          scheduler = \"rr\"\n\
          delay_loop = {DELAY_LOOP}\n"
     );
-    for (_, rip) in REAL_SERVERS {
+    for (role, rip) in REAL_SERVERS {
         text.push_str(&format!(
             "\n  [[service.real_server]]\n\
              \x20 address = \"{rip}\"\n\
-             \x20 tun_type = \"ipip\"\n\
-             \x20 inhibit_on_failure = {inhibit_on_failure}\n\
+             \x20 tun_type = \"ipip\"\n"
+        ));
+        if !checked.contains(&role) {
+            continue;
+        }
+        text.push_str(&format!(
+            "\x20 inhibit_on_failure = {inhibit_on_failure}\n\
              \x20 [service.real_server.check]\n\
              \x20 type = \"http_get\"\n\
              \x20 url = \"/\"\n\
@@ -69,7 +80,9 @@ fn config(inhibit_on_failure: bool) -> String {
 struct Lab {
     topo: Topology,
     /// The director's config file (removed on drop).
-    _config: TempPath,
+    config: TempPath,
+    /// The director.
+    director: Pid,
     /// The httpd of rs1 (the one the test stops and starts).
     rs1_httpd: Pid,
 }
@@ -86,10 +99,11 @@ impl Lab {
         let director = topo.ns("director");
         let file = TempPath::new(&format!("{}-health.toml", director.name()));
         std::fs::write(file.path(), config_text).expect("write the config");
-        start_director(director, &["--config", &file.arg()]);
+        let pid = start_director(director, &["--config", &file.arg()]);
         Lab {
             topo,
-            _config: file,
+            config: file,
+            director: pid,
             rs1_httpd: httpds[0],
         }
     }
@@ -263,4 +277,40 @@ fn failed_server_is_removed_and_comes_back() {
 #[test]
 fn inhibit_on_failure_sets_weight_zero_and_restores_it() {
     failed_server_leaves_and_comes_back(true);
+}
+
+/// A reload restarts the checkers with the new settings: SIGHUP with `inhibit_on_failure` turned
+/// on brings the failed rs1 back at weight 0; `adm --reload` without rs1's check puts it back
+/// at weight 1 (unchecked servers are always up), though its httpd is still stopped.
+#[test]
+fn reload_restarts_the_checkers_with_the_new_settings() {
+    let lab = Lab::start(&config(false));
+    let director = lab.ns("director");
+    lab.ns("rs1").stop(lab.rs1_httpd);
+    wait_until("rs1 to leave the table", DETECT * 2, || {
+        lab.weight(RS1).is_none()
+    });
+
+    std::fs::write(lab.config.path(), config(true)).expect("write the config");
+    director.signal(lab.director, "HUP");
+    wait_until("rs1 to come back with weight 0", DETECT * 2, || {
+        director.assert_running(lab.director);
+        lab.weight(RS1) == Some(0)
+    });
+    assert_eq!(lab.weight(RS2), Some(1));
+
+    std::fs::write(lab.config.path(), config_checking(true, &["rs2"])).expect("write");
+    let out = adm(director, "--reload");
+    assert!(out.starts_with("reloaded "), "{out}");
+    wait_until("rs1 to be back with weight 1", DETECT * 2, || {
+        lab.weight(RS1) == Some(1)
+    });
+    // rs2's check is unchanged: its checker (and its state) carried over the reloads.
+    assert_eq!(lab.weight(RS2), Some(1));
+    let log = director.log(lab.director);
+    assert_eq!(
+        log.matches("restarting the checkers").count(),
+        2,
+        "one restart per reload:\n{log}"
+    );
 }
