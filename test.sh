@@ -36,5 +36,5 @@ cargo test "$@" -- --test-threads=2
 # The unit tests that need root (TUN devices and raw sockets in a private namespace) are
 # #[ignore]d so a plain `cargo test` as a user skips them visibly; as root, run them too.
 if (($# == 0)); then
-    cargo test --lib -- --ignored root_tests --test-threads=2
+    cargo test --lib -- --ignored root_tests --test-threads=1
 fi

@@ -1098,6 +1098,17 @@ impl Validator<'_> {
             &format!("{what}.delay_before_retry"),
         );
         spec.warmup = self.seconds(c.warmup, span, &format!("{what}.warmup"));
+        if c.check_through_tunnel {
+            // Accepting it and probing the real address instead would hide a DSR black hole
+            // the operator asked us to catch: refuse it until the probe path exists.
+            self.report(
+                span.clone(),
+                format!(
+                    "{what}.check_through_tunnel: not implemented yet (checks probe the real \
+                     server's own address); remove the key"
+                ),
+            );
+        }
         spec.check_through_tunnel = c.check_through_tunnel;
         Some(spec)
     }

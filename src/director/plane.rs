@@ -26,6 +26,7 @@ use crate::control::format::{ConnEntry, Listing, Rates, Stats};
 use crate::control::ops::Timeouts;
 use crate::control::proto::{Request, Response};
 use crate::control::socket;
+use crate::health::config::HealthConfig;
 use crate::sys::netcfg::{neigh_key, NetChanges};
 use crate::time::{Clock, Duration};
 
@@ -41,6 +42,10 @@ pub struct ControlPlane {
     stats: Mutex<StatsBook>,
     /// What `--save-config` reports besides the table ([`ControlPlane::set_settings`]).
     settings: Mutex<DirectorSettings>,
+    /// The health checks to run and a generation counted up at every change
+    /// ([`ControlPlane::set_health_config`]); the health monitor restarts its checkers when the
+    /// generation moves.
+    health_config: Mutex<(u64, HealthConfig)>,
 }
 
 struct PlaneState {
@@ -90,6 +95,17 @@ struct HealthOverlay {
 }
 
 impl HealthOverlay {
+    /// Records the health of real server `addr:port` of `service` (port 0 = the service's;
+    /// matched in [`HealthOverlay::apply`] by [`dest_port`]). Returns the previous health.
+    fn set_dest(&mut self, service: ServiceKey, addr: Ipv4Addr, port: u16, h: Health) -> Health {
+        let k = (service, addr, normalize_port(service, port));
+        let old = match h {
+            Health::Up => self.dests.remove(&k),
+            h => self.dests.insert(k, h),
+        };
+        old.unwrap_or(Health::Up)
+    }
+
     /// The table the data path gets: `set` with the health edits.
     fn apply(&self, set: &ServiceSet) -> ServiceSet {
         let mut out = set.clone();
@@ -103,15 +119,16 @@ impl HealthOverlay {
             if sorry.is_some_and(|s| s.active) {
                 svc.dests.clear();
             }
-            svc.dests
-                .retain_mut(|d| match self.dests.get(&(key, d.addr, d.port)) {
+            svc.dests.retain_mut(
+                |d| match self.dests.get(&(key, d.addr, dest_port(key, d))) {
                     None | Some(Health::Up) => true,
                     Some(Health::Down) => false,
                     Some(Health::Weight(w)) => {
                         d.weight = *w;
                         true
                     }
-                });
+                },
+            );
             if let Some(s) = sorry {
                 let present = svc
                     .dests
@@ -130,6 +147,25 @@ impl HealthOverlay {
             }
         }
         out
+    }
+}
+
+/// The port a real server of `service` is known by in health edits
+/// ([`ControlPlane::set_dest_health`]): the service's port when the server has none (0, as a
+/// table entry may hold) or cannot have another (tunnel and DR keep the port), else its own.
+pub fn dest_port(service: ServiceKey, dest: &DestConfig) -> u16 {
+    match dest.forward {
+        Forward::Tunnel { .. } | Forward::Dr => service.port,
+        Forward::Nat => normalize_port(service, dest.port),
+    }
+}
+
+/// `port`, or the service's port when `port` is 0.
+fn normalize_port(service: ServiceKey, port: u16) -> u16 {
+    if port == 0 {
+        service.port
+    } else {
+        port
     }
 }
 
@@ -201,6 +237,7 @@ impl ControlPlane {
             announce,
             config_path,
             stats: Mutex::new(StatsBook::new()),
+            health_config: Mutex::new((0, HealthConfig::default())),
         };
         plane.replace(set, timeouts).map_err(anyhow::Error::msg)?;
         Ok(plane)
@@ -596,7 +633,30 @@ impl ControlPlane {
         self.replace(set, timeouts).map_err(anyhow::Error::msg)?;
         self.set_tunnel_routes(&settings.tunnel_routes)
             .map_err(anyhow::Error::msg)?;
+        self.set_health_config(settings.health);
         Ok(format!("reloaded {} ({n} services)", path.display()))
+    }
+
+    /// Replaces the health checks to run (at start and at every reload); the health monitor
+    /// ([`crate::health::HealthMonitor`]) sees the new generation and restarts its checkers.
+    pub fn set_health_config(&self, health: HealthConfig) {
+        if let Ok(mut h) = self.health_config.lock() {
+            *h = (h.0 + 1, health);
+        }
+    }
+
+    /// The generation of the health config: it changes at every
+    /// [`ControlPlane::set_health_config`].
+    pub fn health_generation(&self) -> u64 {
+        self.health_config.lock().map(|h| h.0).unwrap_or(0)
+    }
+
+    /// The health checks to run and their generation.
+    pub fn health_config(&self) -> (u64, HealthConfig) {
+        self.health_config
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
     }
 
     /// The configured table (without the health checkers' edits).
@@ -608,7 +668,8 @@ impl ControlPlane {
     }
 
     /// Health checking: puts real server `addr:port` of `service` up, down or at a weight, over
-    /// the configured table, and publishes at once. Returns whether anything changed.
+    /// the configured table, and publishes at once. Returns whether anything changed. The
+    /// server is matched by [`dest_port`], so port 0 here or in the table means the service's.
     pub fn set_dest_health(
         &self,
         service: ServiceKey,
@@ -620,21 +681,13 @@ impl ControlPlane {
             .state
             .lock()
             .map_err(|_| "control plane poisoned".to_string())?;
-        let k = (service, addr, port);
-        let old = st.health.dests.get(&k).copied().unwrap_or(Health::Up);
+        let old = st.health.set_dest(service, addr, port, health);
         if old == health {
             return Ok(false);
         }
-        match health {
-            Health::Up => st.health.dests.remove(&k),
-            h => st.health.dests.insert(k, h),
-        };
         let (set, timeouts) = (st.set.clone(), st.timeouts);
         if let Err(e) = self.publish(&mut st, set, timeouts) {
-            match old {
-                Health::Up => st.health.dests.remove(&k),
-                h => st.health.dests.insert(k, h),
-            };
+            st.health.set_dest(service, addr, port, old);
             return Err(e);
         }
         Ok(true)
@@ -683,6 +736,7 @@ impl ControlPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::director::service::{SchedulerKind, ServiceConfig};
     use crate::director::{DirectorConfig, Snapshot};
 
     /// A control plane with two workers and no services (so it touches no route), reading its
@@ -774,6 +828,78 @@ mod tests {
         assert_eq!(settings.local_address, None);
     }
 
+    /// A real server stored with port 0 (the service's) and one stored with the service port
+    /// are both found by a health edit naming either port.
+    #[test]
+    fn health_edits_match_a_real_server_stored_with_port_zero() {
+        let key = ServiceKey {
+            vip: Ipv4Addr::new(10, 100, 0, 100),
+            port: 80,
+            proto: Protocol::Tcp,
+        };
+        let dest = |last: u8, port: u16, forward: Forward| DestConfig {
+            addr: Ipv4Addr::new(10, 3, 0, last),
+            port,
+            weight: 1,
+            forward,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        let tunnel = Forward::tunnel(Default::default());
+        let set = ServiceSet {
+            services: vec![ServiceConfig {
+                key,
+                scheduler: SchedulerKind::Rr,
+                persistence: None,
+                mss_clamp: None,
+                dests: vec![
+                    dest(12, 0, tunnel),
+                    dest(13, 80, tunnel),
+                    dest(14, 0, Forward::Nat),
+                    dest(15, 8080, Forward::Nat),
+                ],
+            }],
+        };
+        let ports: Vec<u16> = set.services[0]
+            .dests
+            .iter()
+            .map(|d| dest_port(key, d))
+            .collect();
+        assert_eq!(ports, [80, 80, 80, 8080]);
+        let mut overlay = HealthOverlay::default();
+        let rip = |last| Ipv4Addr::new(10, 3, 0, last);
+        // The monitor names the service port; the table holds 0 (and the other way round).
+        assert_eq!(overlay.set_dest(key, rip(12), 80, Health::Down), Health::Up);
+        assert_eq!(
+            overlay.set_dest(key, rip(13), 0, Health::Weight(0)),
+            Health::Up
+        );
+        assert_eq!(overlay.set_dest(key, rip(14), 80, Health::Down), Health::Up);
+        assert_eq!(
+            overlay.set_dest(key, rip(15), 8080, Health::Weight(3)),
+            Health::Up
+        );
+        let out = overlay.apply(&set);
+        let left: Vec<(Ipv4Addr, u32)> = out.services[0]
+            .dests
+            .iter()
+            .map(|d| (d.addr, d.weight))
+            .collect();
+        assert_eq!(left, [(rip(13), 0), (rip(15), 3)]);
+        // Up again under the other spelling of the port restores the configured table.
+        assert_eq!(overlay.set_dest(key, rip(12), 0, Health::Up), Health::Down);
+        assert_eq!(
+            overlay.set_dest(key, rip(13), 80, Health::Up),
+            Health::Weight(0)
+        );
+        assert_eq!(overlay.set_dest(key, rip(14), 0, Health::Up), Health::Down);
+        assert_eq!(
+            overlay.set_dest(key, rip(15), 8080, Health::Up),
+            Health::Weight(3)
+        );
+        assert_eq!(overlay.apply(&set), set);
+    }
+
     #[test]
     fn reload_answers_with_the_outcome() {
         let without = plane(None);
@@ -801,7 +927,18 @@ mod tests {
             })
         );
 
+        assert_eq!(
+            plane.health_generation(),
+            0,
+            "a rejected file changes no checks"
+        );
+        let checked = "[timeouts]\ntcp = 100\n[[service]]\nvip = \"10.100.0.100\"\nport = 80\n\
+                       delay_loop = 2\n";
+        let (want, _) = config::load_str(checked, "h.toml").expect("valid");
+        assert_eq!(want.health.services.len(), 1);
         std::fs::write(&path, "[timeouts]\ntcp = 100\n").expect("rewrite");
+        plane.set_health_config(want.health.clone());
+        assert_eq!(plane.health_config(), (1, want.health));
         assert_eq!(
             plane.handle(Request::Reload),
             Response::Reloaded {
@@ -812,6 +949,8 @@ mod tests {
             plane.handle(Request::GetTimeouts),
             Response::Timeouts(t) if t.tcp == 100
         ));
+        // The reload hands the health monitor the file's checks (here: none) as a new generation.
+        assert_eq!(plane.health_config(), (2, HealthConfig::default()));
         let _ = std::fs::remove_file(&path);
     }
 }

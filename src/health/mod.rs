@@ -25,12 +25,14 @@ use std::thread::JoinHandle;
 use self::checker::{Action, CheckOutcome, Checker};
 use self::config::{HealthConfig, ServiceHealth};
 use self::service::{QuorumAction, QuorumState};
-use crate::director::plane::{ControlPlane, Health, Sorry};
+use crate::director::plane::{dest_port, ControlPlane, Health, Sorry};
 use crate::director::service::ServiceKey;
 use crate::time::Clock;
 
 /// One checked real server.
 struct Dest {
+    /// Names the dest in probe results across restarts (indices change, ids do not).
+    id: u64,
     service: usize,
     addr: Ipv4Addr,
     port: u16,
@@ -38,6 +40,10 @@ struct Dest {
     configured_weight: u32,
     checker: Checker,
     specs: Vec<config::CheckSpec>,
+    /// The service settings the checker was made with (a reload keeps the checker only when
+    /// they and `specs` are unchanged).
+    delay_loop: std::time::Duration,
+    alpha: bool,
 }
 
 /// One service with health settings.
@@ -47,28 +53,30 @@ struct Service {
     quorum: QuorumState,
 }
 
+/// What the monitor thread sends itself: a probe's result for dest `id`, check `k`.
+type ProbeResult = (u64, usize, CheckOutcome);
+
 /// Runs the health checks of every configured service on a thread of its own; stops (and
-/// joins) when dropped.
+/// joins) when dropped. On a reload ([`ControlPlane::set_health_config`]) it restarts its
+/// checkers with the new settings, keeping the state of the real servers whose checks did not
+/// change.
 pub struct HealthMonitor {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl HealthMonitor {
-    /// Starts checking the real servers `health` names, over `plane`'s configured table.
-    /// Returns a monitor that does nothing when no service has checks.
+    /// Gives `plane` the health settings `health` and starts checking the real servers they
+    /// name, over `plane`'s configured table.
     pub fn spawn(plane: Arc<ControlPlane>, health: HealthConfig) -> HealthMonitor {
+        plane.set_health_config(health);
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = if health.services.is_empty() {
-            None
-        } else {
-            let s = stop.clone();
-            std::thread::Builder::new()
-                .name("tunlb-health".into())
-                .spawn(move || run(&plane, &health, &s))
-                .map_err(|e| eprintln!("tunlb director: health: cannot start: {e}"))
-                .ok()
-        };
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("tunlb-health".into())
+            .spawn(move || run(&plane, &s))
+            .map_err(|e| eprintln!("tunlb director: health: cannot start: {e}"))
+            .ok();
         HealthMonitor { stop, thread }
     }
 }
@@ -89,80 +97,165 @@ fn seed() -> u64 {
     h.finish()
 }
 
-fn run(plane: &ControlPlane, health: &HealthConfig, stop: &AtomicBool) {
-    let clock = Clock::new();
-    let set = plane.configured();
-    let mut services = Vec::new();
-    let mut dests = Vec::new();
-    for (key, cfg) in &health.services {
-        let Some(svc) = set.services.iter().find(|s| s.key == *key) else {
-            eprintln!("tunlb director: health: service {key} is not in the table; not checked");
-            continue;
+/// The checkers of one generation of the health config.
+struct Monitor {
+    generation: u64,
+    services: Vec<Service>,
+    dests: Vec<Dest>,
+    next_id: u64,
+}
+
+impl Monitor {
+    /// Starts the checkers of `health` over `plane`'s configured table. A real server that
+    /// `old` checked with the same checks and service timing keeps its checker (and so its
+    /// state in the table); every edit of `old` that is not carried over is undone.
+    fn build(
+        plane: &ControlPlane,
+        clock: &Clock,
+        (generation, health): (u64, HealthConfig),
+        old: Option<Monitor>,
+    ) -> Monitor {
+        let (mut old_dests, old_services, mut next_id) = match old {
+            Some(m) => (m.dests, m.services, m.next_id),
+            None => (Vec::new(), Vec::new(), 0),
         };
-        let si = services.len();
-        let mut alive = 0u64;
-        for d in &svc.dests {
-            let port = if d.port == 0 { key.port } else { d.port };
-            let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
-                alive += u64::from(d.weight);
+        let old_keys: Vec<ServiceKey> = old_services.iter().map(|s| s.key).collect();
+        let set = plane.configured();
+        let mut services = Vec::new();
+        let mut dests = Vec::new();
+        for (key, cfg) in &health.services {
+            let Some(svc) = set.services.iter().find(|s| s.key == *key) else {
+                eprintln!("tunlb director: health: service {key} is not in the table; not checked");
                 continue;
             };
-            if !cfg.alpha {
-                alive += u64::from(d.weight);
+            let si = services.len();
+            for d in &svc.dests {
+                let port = dest_port(*key, d);
+                let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
+                    continue;
+                };
+                let same = old_dests.iter().position(|o| {
+                    old_keys.get(o.service) == Some(key)
+                        && (o.addr, o.port) == (d.addr, port)
+                        && o.specs == dh.checks
+                        && o.inhibit == dh.inhibit_on_failure
+                        && o.configured_weight == d.weight
+                        && (o.delay_loop, o.alpha) == (cfg.delay_loop, cfg.alpha)
+                });
+                if let Some(i) = same {
+                    let mut kept = old_dests.swap_remove(i);
+                    kept.service = si;
+                    dests.push(kept);
+                    continue;
+                }
+                next_id += 1;
+                dests.push(Dest {
+                    id: next_id,
+                    service: si,
+                    addr: d.addr,
+                    port,
+                    inhibit: dh.inhibit_on_failure,
+                    configured_weight: d.weight,
+                    checker: Checker::new(
+                        clock.now(),
+                        cfg.delay_loop,
+                        &dh.checks,
+                        cfg.alpha,
+                        d.weight,
+                        seed(),
+                    ),
+                    specs: dh.checks.clone(),
+                    delay_loop: cfg.delay_loop,
+                    alpha: cfg.alpha,
+                });
             }
-            dests.push(Dest {
-                service: si,
-                addr: d.addr,
-                port,
-                inhibit: dh.inhibit_on_failure,
-                configured_weight: d.weight,
-                checker: Checker::new(
-                    clock.now(),
-                    cfg.delay_loop,
-                    &dh.checks,
-                    cfg.alpha,
-                    d.weight,
-                    seed(),
-                ),
-                specs: dh.checks.clone(),
+            let alive: u64 = svc
+                .dests
+                .iter()
+                .map(|d| {
+                    let port = dest_port(*key, d);
+                    match dests
+                        .iter()
+                        .find(|x| x.service == si && (x.addr, x.port) == (d.addr, port))
+                    {
+                        Some(x) if x.checker.is_up() => u64::from(x.checker.weight()),
+                        Some(_) => 0,
+                        None => u64::from(d.weight),
+                    }
+                })
+                .sum();
+            services.push(Service {
+                key: *key,
+                cfg: cfg.clone(),
+                quorum: QuorumState::new(cfg.quorum, cfg.hysteresis, alive),
             });
         }
-        services.push(Service {
-            key: *key,
-            cfg: cfg.clone(),
-            quorum: QuorumState::new(cfg.quorum, cfg.hysteresis, alive),
-        });
-        if let Some(addr) = cfg.sorry_server.filter(|_| cfg.sorry_server_inhibit) {
-            let sorry = Sorry {
-                addr,
-                active: false,
-                inhibit: true,
-            };
-            let _ = plane.set_sorry_server(*key, Some(sorry));
+        // Undo what the old checkers did and the new ones do not carry on: a new checker
+        // starts from its own initial state (up, or down with alpha) in the table.
+        for o in &old_dests {
+            if let Some(key) = old_keys.get(o.service) {
+                let _ = plane.set_dest_health(*key, o.addr, o.port, Health::Up);
+            }
+        }
+        for key in &old_keys {
+            let _ = plane.set_sorry_server(*key, None);
+        }
+        for s in &services {
+            if let Some(addr) = s.cfg.sorry_server.filter(|_| s.cfg.sorry_server_inhibit) {
+                let sorry = Sorry {
+                    addr,
+                    active: false,
+                    inhibit: true,
+                };
+                let _ = plane.set_sorry_server(s.key, Some(sorry));
+            }
+        }
+        Monitor {
+            generation,
+            services,
+            dests,
+            next_id,
         }
     }
-    let (tx, rx) = mpsc::channel::<(usize, usize, CheckOutcome)>();
+}
+
+fn run(plane: &ControlPlane, stop: &AtomicBool) {
+    let clock = Clock::new();
+    let (tx, rx) = mpsc::channel::<ProbeResult>();
+    let mut m = Monitor::build(plane, &clock, plane.health_config(), None);
+    let mut changed = true;
     while !stop.load(Ordering::SeqCst) {
+        if plane.health_generation() != m.generation {
+            let health = plane.health_config();
+            eprintln!("tunlb director: health: new settings, restarting the checkers");
+            m = Monitor::build(plane, &clock, health, Some(m));
+            changed = true;
+        }
         let now = clock.now();
-        for d in dests.iter_mut() {
+        for d in m.dests.iter_mut() {
             if d.checker.poll_timeout().is_some_and(|t| t <= now) {
                 d.checker.handle_timeout(now);
             }
         }
-        let mut changed = false;
-        for i in 0..dests.len() {
-            changed |= drain(plane, &mut dests, &services, i, &tx);
+        for i in 0..m.dests.len() {
+            changed |= drain(plane, &mut m.dests, &m.services, i, &tx);
         }
         if changed {
-            quorum(plane, &mut dests, &mut services);
+            quorum(plane, &mut m.dests, &mut m.services);
+            changed = false;
         }
-        let next = dests.iter().filter_map(|d| d.checker.poll_timeout()).min();
+        let next = m
+            .dests
+            .iter()
+            .filter_map(|d| d.checker.poll_timeout())
+            .min();
         let wait = next.map_or(std::time::Duration::from_millis(200), |t| {
             t.saturating_since(clock.now())
                 .min(std::time::Duration::from_millis(200))
         });
-        if let Ok((i, k, outcome)) = rx.recv_timeout(wait) {
-            if let Some(d) = dests.get_mut(i) {
+        if let Ok((id, k, outcome)) = rx.recv_timeout(wait) {
+            // A result for a dest a reload dropped finds no one.
+            if let Some(d) = m.dests.iter_mut().find(|d| d.id == id) {
                 d.checker.handle_result(clock.now(), k, outcome);
             }
         }
@@ -175,7 +268,7 @@ fn drain(
     dests: &mut [Dest],
     services: &[Service],
     i: usize,
-    tx: &mpsc::Sender<(usize, usize, CheckOutcome)>,
+    tx: &mpsc::Sender<ProbeResult>,
 ) -> bool {
     let mut changed = false;
     let Some(d) = dests.get_mut(i) else {
@@ -189,11 +282,11 @@ fn drain(
                 let Some(spec) = d.specs.get(k).cloned() else {
                     continue;
                 };
-                let (tx, addr, port) = (tx.clone(), d.addr, d.port);
+                let (tx, id, addr, port) = (tx.clone(), d.id, d.addr, d.port);
                 let _ = std::thread::Builder::new()
                     .name("tunlb-probe".into())
                     .spawn(move || {
-                        let _ = tx.send((i, k, probe::run(&spec, addr, port, delay_loop)));
+                        let _ = tx.send((id, k, probe::run(&spec, addr, port, delay_loop)));
                     });
                 continue;
             }
@@ -245,7 +338,7 @@ fn quorum(plane: &ControlPlane, dests: &mut [Dest], services: &mut [Service]) {
             .dests
             .iter()
             .map(|d| {
-                let port = if d.port == 0 { s.key.port } else { d.port };
+                let port = dest_port(s.key, d);
                 match dests
                     .iter()
                     .find(|x| x.service == si && x.addr == d.addr && x.port == port)

@@ -93,7 +93,10 @@ fn sites_talk_both_ways(encap: &str, inject: bool) {
 
     // Ping both ways (the first may be lost while neighbours resolve). ping is one of the tools
     // test.sh requires (iputils-ping); without it this test fails rather than skip the check.
-    assert!(have_ping(), "ping is not installed (apt-get install iputils-ping)");
+    assert!(
+        have_ping(),
+        "ping is not installed (apt-get install iputils-ping)"
+    );
     for &(from, to) in &[(a1, B1), (b1, A1)] {
         let out = from.try_exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", to]);
         let text = String::from_utf8_lossy(&out.stdout);

@@ -18,6 +18,7 @@ mod dr_mode;
 mod fragments;
 mod gateway;
 mod harness;
+mod health;
 mod lab;
 mod nat_mode;
 mod seed_walkthrough;

@@ -1,0 +1,316 @@
+//! Health checks in the [`tun_lab`]: the seed's keepalived steps 7.3 (a real server's service
+//! stops, the director takes it out) and 7.4 (it is repaired, the director puts it back), with
+//! the checks in the director's TOML config (`[service.real_server.check]`, HTTP_GET on `/`).
+//!
+//! Each real server runs an agent and one httpd on both its RIP (what the check probes) and
+//! the hidden VIP (what clients reach through the tunnel), answering "from rs1" / "from rs2".
+//! While the test stops and restarts rs1's httpd, a background thread keeps sending requests
+//! (`Connection: close`, one connection each) and records when each started and what answered.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::tun_lab::{self, DIRECTOR, RS1, RS2, VIP};
+use crate::harness::{
+    adm, start_agent, start_director, start_httpd, wait_until, Netns, Pid, TempPath, Topology,
+};
+
+/// The checks' settings, in seconds (the brief's keepalived values).
+const CONNECT_TIMEOUT: u64 = 1;
+const RETRY: u64 = 1;
+const DELAY_BEFORE_RETRY: u64 = 1;
+const DELAY_LOOP: u64 = 1;
+
+/// The longest a failed server may stay in the table: every try times out
+/// (`connect_timeout × (retry + 1)`), the pauses between them (`delay_before_retry × retry`),
+/// one second of slack, and up to one `delay_loop` before the first failed check starts.
+const DETECT: Duration = Duration::from_secs(
+    CONNECT_TIMEOUT * (RETRY + 1) + DELAY_BEFORE_RETRY * RETRY + 1 + DELAY_LOOP,
+);
+
+/// The real servers: namespace role and RIP.
+const REAL_SERVERS: [(&str, &str); 2] = [("rs1", RS1), ("rs2", RS2)];
+
+/// The director's config: VIP:80, rr, both real servers over IPIP, each with an HTTP_GET check.
+fn config(inhibit_on_failure: bool) -> String {
+    config_checking(inhibit_on_failure, &["rs1", "rs2"])
+}
+
+/// The director's config: VIP:80, rr, both real servers over IPIP; those whose role is in
+/// `checked` have an HTTP_GET check.
+fn config_checking(inhibit_on_failure: bool, checked: &[&str]) -> String {
+    let mut text = format!(
+        "# written by tests/netns/health.rs\n\
+         [director]\n\
+         queues = 1\n\
+         local_address = \"{DIRECTOR}\"\n\
+         \n\
+         [[service]]\n\
+         vip = \"{VIP}\"\n\
+         port = 80\n\
+         scheduler = \"rr\"\n\
+         delay_loop = {DELAY_LOOP}\n"
+    );
+    for (role, rip) in REAL_SERVERS {
+        text.push_str(&format!(
+            "\n  [[service.real_server]]\n\
+             \x20 address = \"{rip}\"\n\
+             \x20 tun_type = \"ipip\"\n"
+        ));
+        if !checked.contains(&role) {
+            continue;
+        }
+        text.push_str(&format!(
+            "\x20 inhibit_on_failure = {inhibit_on_failure}\n\
+             \x20 [service.real_server.check]\n\
+             \x20 type = \"http_get\"\n\
+             \x20 url = \"/\"\n\
+             \x20 status_code = 200\n\
+             \x20 connect_timeout = {CONNECT_TIMEOUT}\n\
+             \x20 retry = {RETRY}\n\
+             \x20 delay_before_retry = {DELAY_BEFORE_RETRY}\n\
+             \x20 warmup = 0\n"
+        ));
+    }
+    text
+}
+
+/// The lab with the director (started from `config`), both agents and both httpds running.
+struct Lab {
+    topo: Topology,
+    /// The director's config file (removed on drop).
+    config: TempPath,
+    /// The director.
+    director: Pid,
+    /// The httpd of rs1 (the one the test stops and starts).
+    rs1_httpd: Pid,
+}
+
+impl Lab {
+    fn start(config_text: &str) -> Lab {
+        let topo = tun_lab::build();
+        let mut httpds = Vec::new();
+        for (role, rip) in REAL_SERVERS {
+            let ns = topo.ns(role);
+            start_agent(ns, VIP, "ipip", &format!("{DIRECTOR}/32"));
+            httpds.push(start_rs_httpd(ns, role, rip));
+        }
+        let director = topo.ns("director");
+        let file = TempPath::new(&format!("{}-health.toml", director.name()));
+        std::fs::write(file.path(), config_text).expect("write the config");
+        let pid = start_director(director, &["--config", &file.arg()]);
+        Lab {
+            topo,
+            config: file,
+            director: pid,
+            rs1_httpd: httpds[0],
+        }
+    }
+
+    fn ns(&self, role: &str) -> &Netns {
+        self.topo.ns(role)
+    }
+
+    /// The weight `adm -L -n` shows for `rip`, or `None` when it is not listed.
+    fn weight(&self, rip: &str) -> Option<u32> {
+        let prefix = format!("{rip}:80");
+        adm(self.ns("director"), "-L -n").lines().find_map(|line| {
+            let mut cols = line.strip_prefix("  -> ")?.split_whitespace();
+            (cols.next()? == prefix).then_some(())?;
+            cols.nth(1)?.parse().ok()
+        })
+    }
+
+    /// `n` requests from the client, each on a new connection; the answers (`None` = failed).
+    fn get_many(&self, n: usize) -> Vec<Option<String>> {
+        (0..n).map(|_| get(self.ns("client"))).collect()
+    }
+}
+
+/// Starts an httpd on `rip:80` and `VIP:80` answering "from `role`".
+fn start_rs_httpd(ns: &Netns, role: &str, rip: &str) -> Pid {
+    let vip = format!("{VIP}:80");
+    start_httpd(
+        ns,
+        &format!("{rip}:80"),
+        &format!("from {role}"),
+        &["--listen", &vip],
+    )
+}
+
+/// One request from the client to the VIP on a new connection; the banner, or `None`.
+fn get(client: &Netns) -> Option<String> {
+    let url = format!("http://{VIP}/");
+    let out = client.try_exec(
+        "curl",
+        &[
+            "-s",
+            "-f",
+            "--max-time",
+            "2",
+            "-H",
+            "Connection: close",
+            &url,
+        ],
+    );
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+}
+
+/// One request of the background load: when it started and what answered.
+type Sample = (Instant, Option<String>);
+
+/// The seed's 7.3 and 7.4 under load. With `inhibit_on_failure` rs1 stays listed with weight 0
+/// while it is down instead of leaving the table.
+fn failed_server_leaves_and_comes_back(inhibit: bool) {
+    let lab = Lab::start(&config(inhibit));
+    for (_, rip) in REAL_SERVERS {
+        assert_eq!(
+            lab.weight(rip),
+            Some(1),
+            "{rip} is not listed with weight 1"
+        );
+    }
+    let mut answers: Vec<String> = lab.get_many(2).into_iter().flatten().collect();
+    answers.sort();
+    assert_eq!(answers, ["from rs1", "from rs2"], "rr over both at start");
+
+    let stop = AtomicBool::new(false);
+    let (stopped_at, left_at, restarted_at, back_at, samples) = thread::scope(|s| {
+        let load = s.spawn(|| {
+            let mut samples: Vec<Sample> = Vec::new();
+            // Bounded: at most 2 s per request, and the test takes well under 2000 of them.
+            for _ in 0..2000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                samples.push((Instant::now(), get(lab.ns("client"))));
+            }
+            samples
+        });
+        thread::sleep(Duration::from_millis(500));
+
+        // 7.3: rs1's service stops; the checker takes rs1 out (or to weight 0).
+        let rs1 = lab.ns("rs1");
+        let stopped_at = Instant::now();
+        rs1.stop(lab.rs1_httpd);
+        let gone = |w: Option<u32>| if inhibit { w == Some(0) } else { w.is_none() };
+        wait_until("rs1 to leave the table", DETECT * 2, || {
+            gone(lab.weight(RS1))
+        });
+        let left_at = Instant::now();
+        let took = left_at - stopped_at;
+        eprintln!("rs1 left the table {took:?} after its httpd stopped");
+        assert!(
+            took <= DETECT,
+            "rs1 left after {took:?}, more than {DETECT:?}"
+        );
+        assert_eq!(lab.weight(RS2), Some(1));
+        for answer in lab.get_many(6) {
+            assert_eq!(answer.as_deref(), Some("from rs2"), "while rs1 is down");
+        }
+
+        // 7.4: rs1's service is repaired; the checker puts it back.
+        thread::sleep(Duration::from_millis(500));
+        let restarted_at = Instant::now();
+        let _httpd = start_rs_httpd(rs1, "rs1", RS1);
+        wait_until("rs1 to be back in the table", DETECT * 2, || {
+            lab.weight(RS1) == Some(1)
+        });
+        let back_at = Instant::now();
+        eprintln!(
+            "rs1 back {:?} after its httpd restarted",
+            back_at - restarted_at
+        );
+        // rr alternates, but the background load interleaves: look at rs1's share below.
+        for answer in lab.get_many(4) {
+            assert!(answer.is_some(), "a request failed after rs1 came back");
+        }
+        thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::SeqCst);
+        let samples = load.join().expect("the load thread panicked");
+        (stopped_at, left_at, restarted_at, back_at, samples)
+    });
+
+    let ok = samples.iter().filter(|(_, a)| a.is_some()).count();
+    eprintln!("background load: {} requests, {ok} answered", samples.len());
+    let in_window = |from: Instant, to: Instant| {
+        samples
+            .iter()
+            .filter(move |(t, _)| *t >= from && *t < to)
+            .map(|(_, a)| a.as_deref())
+    };
+    assert!(
+        in_window(stopped_at - Duration::from_secs(1), stopped_at).any(|a| a == Some("from rs1")),
+        "rs1 answered no background request before it stopped"
+    );
+    let while_out: Vec<_> = in_window(left_at, restarted_at).collect();
+    assert!(
+        !while_out.is_empty(),
+        "no background request while rs1 was out"
+    );
+    assert!(
+        while_out.iter().all(|a| *a == Some("from rs2")),
+        "a request after rs1 left went elsewhere than rs2: {while_out:?}"
+    );
+    let after: Vec<_> = in_window(back_at, Instant::now()).collect();
+    assert!(
+        after.iter().all(Option::is_some),
+        "a background request failed after rs1 came back: {after:?}"
+    );
+    assert!(
+        after.contains(&Some("from rs1")),
+        "rs1 answered no background request after it came back: {after:?}"
+    );
+}
+
+/// 7.3 / 7.4: a real server whose HTTP check fails leaves the table and no new request goes to
+/// it; when the check passes again it is listed again and receives requests.
+#[test]
+fn failed_server_is_removed_and_comes_back() {
+    failed_server_leaves_and_comes_back(false);
+}
+
+/// The same with `inhibit_on_failure = true`: the failed server stays listed with weight 0.
+#[test]
+fn inhibit_on_failure_sets_weight_zero_and_restores_it() {
+    failed_server_leaves_and_comes_back(true);
+}
+
+/// A reload restarts the checkers with the new settings: SIGHUP with `inhibit_on_failure` turned
+/// on brings the failed rs1 back at weight 0; `adm --reload` without rs1's check puts it back
+/// at weight 1 (unchecked servers are always up), though its httpd is still stopped.
+#[test]
+fn reload_restarts_the_checkers_with_the_new_settings() {
+    let lab = Lab::start(&config(false));
+    let director = lab.ns("director");
+    lab.ns("rs1").stop(lab.rs1_httpd);
+    wait_until("rs1 to leave the table", DETECT * 2, || {
+        lab.weight(RS1).is_none()
+    });
+
+    std::fs::write(lab.config.path(), config(true)).expect("write the config");
+    director.signal(lab.director, "HUP");
+    wait_until("rs1 to come back with weight 0", DETECT * 2, || {
+        director.assert_running(lab.director);
+        lab.weight(RS1) == Some(0)
+    });
+    assert_eq!(lab.weight(RS2), Some(1));
+
+    std::fs::write(lab.config.path(), config_checking(true, &["rs2"])).expect("write");
+    let out = adm(director, "--reload");
+    assert!(out.starts_with("reloaded "), "{out}");
+    wait_until("rs1 to be back with weight 1", DETECT * 2, || {
+        lab.weight(RS1) == Some(1)
+    });
+    // rs2's check is unchanged: its checker (and its state) carried over the reloads.
+    assert_eq!(lab.weight(RS2), Some(1));
+    let log = director.log(lab.director);
+    assert_eq!(
+        log.matches("restarting the checkers").count(),
+        2,
+        "one restart per reload:\n{log}"
+    );
+}
