@@ -17,6 +17,7 @@
 pub mod adm;
 pub mod config;
 pub mod format;
+pub mod keepalived;
 pub mod ops;
 pub mod proto;
 pub mod socket;
