@@ -253,7 +253,7 @@ fn ip_line(addr: &Node, what: &str, cx: &mut Ctx) {
                     format!("{what}: virtual_ipaddress: unexpected '{other}' (expected dev, brd, scope, label or a flag)")
                         + &super::slash_hint(other, false),
                 );
-                i += 1;
+                break;
             }
         }
     }
