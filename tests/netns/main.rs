@@ -7,11 +7,13 @@
 //! daemons' life cycle: host settings restored on exit, `adm` without a director, `--announce`
 //! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`; [`seed_walkthrough`] runs the seed's
 //! section 6 with `tunlb adm`, then saves, restores and reloads the table and changes it under
-//! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would.
+//! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would;
+//! [`keepalived_conf`] runs the seed's keepalived.conf with `tunlb director --keepalived-conf`.
 
 mod director_lifecycle;
 mod fragments;
 mod harness;
+mod keepalived_conf;
 mod lab;
 mod seed_walkthrough;
 mod tun_mode;
