@@ -7,6 +7,7 @@
 //! `warmup`, `virtualhost`) are inherited checker ← real_server ← virtual_server; a virtual
 //! server without real servers is dropped with a warning.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ const IGNORED_TOP: &[&str] = &[
     "vrrp_version",
 ];
 
+/// The most services one `virtual_server_group` may stand for.
+const MAX_GROUP_ENTRIES: usize = 1024;
+
 /// Builds the services and their health settings from the top-level statements.
 pub fn build(nodes: &[Node], cx: &mut Ctx) -> (ServiceSet, HealthConfig) {
     let mut groups: Vec<(String, Vec<(Ipv4Addr, u16)>)> = Vec::new();
@@ -62,7 +66,7 @@ pub fn build(nodes: &[Node], cx: &mut Ctx) -> (ServiceSet, HealthConfig) {
     }
     let mut set = ServiceSet::default();
     let mut health = HealthConfig::default();
-    let mut seen: Vec<(ServiceKey, usize)> = Vec::new();
+    let mut seen: HashMap<ServiceKey, usize> = HashMap::new();
     for node in nodes {
         match node.name.text.as_str() {
             "virtual_server" => {
@@ -70,14 +74,14 @@ pub fn build(nodes: &[Node], cx: &mut Ctx) -> (ServiceSet, HealthConfig) {
                     continue;
                 };
                 for key in keys {
-                    if let Some((_, line)) = seen.iter().find(|(k, _)| *k == key) {
+                    if let Some(line) = seen.get(&key) {
                         cx.error(
                             node.name.at,
                             format!("virtual_server: {key} is already defined on line {line}"),
                         );
                         continue;
                     }
-                    seen.push((key, node.name.at.line));
+                    seen.insert(key, node.name.at.line);
                     set.services.push(ServiceConfig { key, ..svc.clone() });
                     health.services.push((key, svc_health.clone()));
                 }
@@ -165,6 +169,13 @@ fn group(node: &Node, cx: &mut Ctx) -> Option<(String, Vec<(Ipv4Addr, u16)>)> {
         cx.at_most(&as_node, 2);
         if entry.block.is_some() {
             cx.no_block(entry);
+        }
+        if entries.len() + addrs.len() > MAX_GROUP_ENTRIES {
+            cx.error(
+                entry.name.at,
+                format!("virtual_server_group {name}: more than {MAX_GROUP_ENTRIES} addresses"),
+            );
+            break;
         }
         entries.extend(addrs.into_iter().map(|a| (a, port)));
     }
