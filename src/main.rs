@@ -28,6 +28,11 @@ enum Command {
     },
     /// A small HTTP server for labs and tests (banner, deterministic blobs, upload hashes).
     Httpd(tunlb::lab::httpd::HttpdArgs),
+    /// Check a config (keepalived.conf, or TOML if it ends in .toml) and print the table it makes.
+    CheckConfig {
+        /// The file to check.
+        file: std::path::PathBuf,
+    },
     /// The classic four-node LVS lab in network namespaces: `tunlb lab demo`, `up`, `down`.
     Lab(tunlb::lab::LabArgs),
 }
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
         Command::Realserver(args) => tunlb::realserver::run(args),
         Command::Httpd(args) => tunlb::lab::httpd::run(args),
         Command::Lab(args) => tunlb::lab::run(args),
+        Command::CheckConfig { file } => tunlb::control::keepalived::check_config(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1607,6 +1607,10 @@ mtu = 1400
             if path.extension().is_some_and(|e| e == "toml") {
                 load(&path).unwrap_or_else(|e| panic!("{e}"));
                 n += 1;
+            } else if path.extension().is_some_and(|e| e == "conf") {
+                // keepalived.conf files (control::keepalived).
+                crate::control::keepalived::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
             }
         }
         assert!(n > 0, "no config in {}", dir.display());

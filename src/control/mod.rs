@@ -1,4 +1,4 @@
-//! The control plane: `tunlb adm`, the per-namespace control socket, the TOML config.
+//! The control plane: `tunlb adm`, the per-namespace control socket, the TOML config, keepalived.conf.
 //!
 //! # Layout
 //!
@@ -13,10 +13,14 @@
 //!   network namespace has its own director (`ip netns exec NS tunlb adm -ln` just works).
 //! - [`config`]: the director's TOML config: load, validate (every problem, with file:line:column),
 //!   and write back ([`config::to_toml`]).
+//! - [`keepalived`]: keepalived.conf as an input format ([`keepalived::load`]): virtual servers
+//!   and their checkers become a table and health settings, VRRP blocks are checked and ignored;
+//!   `tunlb check-config FILE` ([`keepalived::check_config`]).
 
 pub mod adm;
 pub mod config;
 pub mod format;
+pub mod keepalived;
 pub mod ops;
 pub mod proto;
 pub mod socket;

@@ -28,6 +28,7 @@ use super::{
     Director, DirectorConfig, DropReason, Encap, Shared, Snapshot, Verdict, MAX_FRAGMENTS,
 };
 use crate::control::config::{self, DirectorSettings};
+use crate::control::keepalived;
 use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
 use crate::sys::netcfg::{conf_key, NetChanges};
 use crate::sys::raw::{MsgError, RawSender};
@@ -48,6 +49,9 @@ pub struct DirectorArgs {
     /// TOML config to load at start (and again on SIGHUP); see configs/director.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// keepalived.conf to take the virtual servers from instead (`tunlb check-config FILE` first).
+    #[arg(long, conflicts_with = "config")]
+    pub keepalived_conf: Option<PathBuf>,
     /// Outer source address of tunnel packets (default: the kernel picks the route's source).
     #[arg(long)]
     pub local_address: Option<Ipv4Addr>,
@@ -82,7 +86,18 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     // Command-line flags win over the config file, which wins over the defaults.
     let (settings, set) = match &args.config {
         Some(path) => config::load(path)?,
-        None => (DirectorSettings::default(), ServiceSet::default()),
+        None => match &args.keepalived_conf {
+            Some(path) => {
+                // The virtual servers and their checkers; VRRP blocks are warned about.
+                let k = keepalived::load_reporting(path)?;
+                let settings = DirectorSettings {
+                    health: k.health,
+                    ..DirectorSettings::default()
+                };
+                (settings, k.services)
+            }
+            None => (DirectorSettings::default(), ServiceSet::default()),
+        },
     };
     let queues = args
         .queues

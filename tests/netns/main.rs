@@ -11,7 +11,9 @@
 //! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`nat_mode`] has the NAT-mode (`-m`)
 //! scenarios: both directions through the director, many concurrent flows, UDP and ICMP;
 //! [`gateway`] links two sites through the director's tunnel routes and a
-//! `tunlb realserver --gateway`.
+//! `tunlb realserver --gateway`; [`health`] has keepalived-style health checks removing and
+//! restoring real servers; [`keepalived_conf`] runs the seed's keepalived.conf with
+//! `tunlb director --keepalived-conf`.
 
 mod director_lifecycle;
 mod dr_mode;
@@ -19,6 +21,7 @@ mod fragments;
 mod gateway;
 mod harness;
 mod health;
+mod keepalived_conf;
 mod lab;
 mod nat_mode;
 mod seed_walkthrough;

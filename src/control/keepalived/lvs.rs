@@ -1,0 +1,981 @@
+//! The LVS part of keepalived.conf: `virtual_server_group`, `virtual_server`, `real_server`,
+//! the checkers, and `global_defs` (accepted, ignored).
+//!
+//! keepalived's semantics kept here: `lb_kind` (alias `lvs_method`) defaults to NAT; `lb_kind
+//! TUN type gue port N csum` selects the tunnel; a `real_server` may override the service's
+//! method with `lvs_method`; checker settings (`connect_timeout`, `retry`, `delay_before_retry`,
+//! `warmup`, `virtualhost`) are inherited checker ← real_server ← virtual_server; a virtual
+//! server without real servers is dropped with a warning.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use super::syntax::{Loc, Node};
+use super::Ctx;
+use crate::control::ops::{HOST_NETMASK, MAX_TIMEOUT, MAX_WEIGHT};
+use crate::director::service::{
+    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
+    ServiceSet,
+};
+use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::health::config::{
+    CheckKind, CheckSpec, DestHealth, HealthConfig, ServiceHealth, UrlSpec,
+};
+
+/// Top-level keywords keepalived knows that tunlb accepts and ignores.
+const IGNORED_TOP: &[&str] = &[
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
+    "SSL",
+    "linkbeat_interfaces",
+    "garp_group",
+    "track_file",
+    "vrrp_track_file",
+    "vrrp_track_process",
+    "bfd_instance",
+    "net_namespace",
+    "net_namespace_ipvs",
+    "namespace_with_ipsets",
+    "instance",
+    "use_pid_dir",
+    "child_wait_time",
+    "vrrp_version",
+];
+
+/// The most services one `virtual_server_group` may stand for.
+const MAX_GROUP_ENTRIES: usize = 1024;
+
+/// Builds the services and their health settings from the top-level statements.
+pub fn build(nodes: &[Node], cx: &mut Ctx) -> (ServiceSet, HealthConfig) {
+    let mut groups: Vec<(String, Vec<(Ipv4Addr, u16)>)> = Vec::new();
+    for node in nodes {
+        if node.name.text == "virtual_server_group" {
+            if let Some(g) = group(node, cx) {
+                if groups.iter().any(|(n, _)| *n == g.0) {
+                    cx.error(
+                        node.name.at,
+                        format!("virtual_server_group {}: defined twice", g.0),
+                    );
+                } else {
+                    groups.push(g);
+                }
+            }
+        }
+    }
+    let mut set = ServiceSet::default();
+    let mut health = HealthConfig::default();
+    let mut seen: HashMap<ServiceKey, usize> = HashMap::new();
+    for node in nodes {
+        match node.name.text.as_str() {
+            "virtual_server" => {
+                let Some((keys, svc, svc_health)) = virtual_server(node, &groups, cx) else {
+                    continue;
+                };
+                for key in keys {
+                    if let Some(line) = seen.get(&key) {
+                        cx.error(
+                            node.name.at,
+                            format!("virtual_server: {key} is already defined on line {line}"),
+                        );
+                        continue;
+                    }
+                    seen.insert(key, node.name.at.line);
+                    set.services.push(ServiceConfig { key, ..svc.clone() });
+                    health.services.push((key, svc_health.clone()));
+                }
+            }
+            "global_defs" => {
+                cx.no_block_args(node);
+                for field in cx.block(node) {
+                    let name = &field.name.text;
+                    cx.warn_once(
+                        &format!("global_defs {name}"),
+                        field.name.at,
+                        format!("global_defs: {name} ignored (tunlb has no such global setting)"),
+                    );
+                }
+            }
+            "virtual_server_group" | "vrrp_instance" | "vrrp_script" | "vrrp_sync_group" => {}
+            other if IGNORED_TOP.contains(&other) => cx.warn(
+                node.name.at,
+                format!("{other} ignored: keepalived knows it, tunlb does not support it"),
+            ),
+            _ => cx.unknown(node, "the top level"),
+        }
+    }
+    (set, health)
+}
+
+/// A port number 0..=65535.
+fn port(cx: &mut Ctx, node: &Node, i: usize) -> Option<u16> {
+    cx.uint(node, i, 0, 65_535).map(|p| p as u16)
+}
+
+/// `IP` or keepalived's range `A.B.C.D-E` (last octet from D to E).
+fn addr_range(cx: &mut Ctx, node: &Node, i: usize) -> Vec<Ipv4Addr> {
+    let Some(w) = cx.arg(node, i, "an IPv4 address") else {
+        return Vec::new();
+    };
+    let bad = |cx: &mut Ctx| {
+        cx.error(
+            w.at,
+            format!(
+                "expected an IPv4 address like 192.0.2.1 or a range like 192.0.2.1-10, found '{}'",
+                w.text
+            ),
+        );
+        Vec::new()
+    };
+    match w.text.split_once('-') {
+        None => match w.text.parse::<Ipv4Addr>() {
+            Ok(a) => vec![a],
+            Err(_) => bad(cx),
+        },
+        Some((first, last)) => match (first.parse::<Ipv4Addr>(), last.parse::<u8>()) {
+            (Ok(a), Ok(end)) if end >= a.octets()[3] => {
+                let [x, y, z, start] = a.octets();
+                (start..=end).map(|d| Ipv4Addr::new(x, y, z, d)).collect()
+            }
+            _ => bad(cx),
+        },
+    }
+}
+
+fn group(node: &Node, cx: &mut Ctx) -> Option<(String, Vec<(Ipv4Addr, u16)>)> {
+    let name = cx.arg(node, 0, "a group name")?.text.clone();
+    cx.at_most_args(node, 1);
+    let mut entries = Vec::new();
+    for entry in cx.block(node) {
+        if entry.name.text == "fwmark" {
+            cx.error(
+                entry.name.at,
+                "virtual_server_group: fwmark entries are not supported by tunlb".to_string(),
+            );
+            continue;
+        }
+        let as_node = Node {
+            name: entry.name.clone(),
+            args: std::iter::once(entry.name.clone())
+                .chain(entry.args.iter().cloned())
+                .collect(),
+            block: None,
+        };
+        let addrs = addr_range(cx, &as_node, 0);
+        let Some(port) = port(cx, &as_node, 1) else {
+            continue;
+        };
+        cx.at_most(&as_node, 2);
+        if entry.block.is_some() {
+            cx.no_block(entry);
+        }
+        if entries.len() + addrs.len() > MAX_GROUP_ENTRIES {
+            cx.error(
+                entry.name.at,
+                format!("virtual_server_group {name}: more than {MAX_GROUP_ENTRIES} addresses"),
+            );
+            break;
+        }
+        entries.extend(addrs.into_iter().map(|a| (a, port)));
+    }
+    if entries.is_empty() {
+        cx.warn(
+            node.name.at,
+            format!("virtual_server_group {name} has no entries (keepalived removes it)"),
+        );
+    }
+    Some((name, entries))
+}
+
+/// Checker settings that a real server or a virtual server passes down.
+#[derive(Clone, Default)]
+struct Inherited {
+    connect_timeout: Option<Duration>,
+    retry: Option<u32>,
+    delay_before_retry: Option<Duration>,
+    warmup: Option<Duration>,
+    virtualhost: Option<String>,
+    inhibit_on_failure: bool,
+}
+
+impl Inherited {
+    /// Handles one of the inheritable keywords; false if `node` is not one.
+    fn handle(&mut self, node: &Node, cx: &mut Ctx) -> bool {
+        let max = f64::from(MAX_TIMEOUT);
+        match node.name.text.as_str() {
+            "connect_timeout" => {
+                self.connect_timeout = cx.seconds(node, 0, 0.001, max).or(self.connect_timeout);
+            }
+            "retry" | "nb_get_retry" => {
+                if node.name.text == "nb_get_retry" {
+                    cx.warn(
+                        node.name.at,
+                        "nb_get_retry is deprecated in keepalived: use retry".to_string(),
+                    );
+                }
+                self.retry = cx
+                    .uint(node, 0, 0, u64::from(u32::MAX))
+                    .map(|r| r as u32)
+                    .or(self.retry);
+            }
+            "delay_before_retry" => {
+                self.delay_before_retry = cx.seconds(node, 0, 0.0, max).or(self.delay_before_retry);
+            }
+            "warmup" => self.warmup = cx.seconds(node, 0, 0.0, max).or(self.warmup),
+            "virtualhost" => {
+                self.virtualhost = cx
+                    .arg(node, 0, "a host name")
+                    .map(|w| w.text.clone())
+                    .or(self.virtualhost.take());
+            }
+            "inhibit_on_failure" => {
+                // keepalived accepts an optional true/false.
+                match node.args.first().map(|w| w.text.as_str()) {
+                    None | Some("true" | "on" | "yes") => self.inhibit_on_failure = true,
+                    Some("false" | "off" | "no") => self.inhibit_on_failure = false,
+                    Some(_) => {
+                        let w = &node.args[0];
+                        cx.error(
+                            w.at,
+                            format!(
+                                "inhibit_on_failure: expected true or false, found '{}'",
+                                w.text
+                            ),
+                        );
+                    }
+                }
+                cx.at_most(node, 1);
+                return true;
+            }
+            _ => return false,
+        }
+        cx.at_most(node, 1);
+        true
+    }
+
+    fn apply(&self, spec: &mut CheckSpec) {
+        if let Some(t) = self.connect_timeout {
+            spec.connect_timeout = t;
+        }
+        if let Some(r) = self.retry {
+            spec.retry = r;
+        }
+        if self.delay_before_retry.is_some() {
+            spec.delay_before_retry = self.delay_before_retry;
+        }
+        if self.warmup.is_some() {
+            spec.warmup = self.warmup;
+        }
+        if let Some(v) = &self.virtualhost {
+            if let CheckKind::HttpGet { virtualhost, .. } | CheckKind::SslGet { virtualhost, .. } =
+                &mut spec.kind
+            {
+                *virtualhost = Some(v.clone());
+            }
+        }
+    }
+
+    /// `self` with the settings `inner` gives overriding it.
+    fn under(&self, inner: &Inherited) -> Inherited {
+        Inherited {
+            connect_timeout: inner.connect_timeout.or(self.connect_timeout),
+            retry: inner.retry.or(self.retry),
+            delay_before_retry: inner.delay_before_retry.or(self.delay_before_retry),
+            warmup: inner.warmup.or(self.warmup),
+            virtualhost: inner.virtualhost.clone().or(self.virtualhost.clone()),
+            inhibit_on_failure: inner.inhibit_on_failure || self.inhibit_on_failure,
+        }
+    }
+}
+
+/// A forwarding method read from `lb_kind` / `lvs_method`.
+fn forwarding(node: &Node, cx: &mut Ctx) -> Option<Forward> {
+    let w = cx.arg(node, 0, "NAT, DR or TUN")?;
+    let kind = node.name.text.as_str();
+    let method = match w.text.as_str() {
+        "NAT" => Forward::Nat,
+        "DR" => Forward::Dr,
+        "TUN" => Forward::tunnel(TunnelType::Ipip),
+        other => {
+            cx.error(
+                w.at,
+                format!("{kind}: expected NAT, DR or TUN, found '{other}'")
+                    + &super::slash_hint(other, false),
+            );
+            return None;
+        }
+    };
+    let Forward::Tunnel {
+        mut tun_type,
+        tun_port: _,
+        mut tun_csum,
+        gre_key,
+    } = method
+    else {
+        cx.at_most(node, 1);
+        return Some(method);
+    };
+    // keepalived: `TUN [type ipip|gue|gre] [port N] [csum|nocsum|remcsum]`.
+    let mut port: Option<(u16, Loc)> = None;
+    let mut csum_at = None;
+    let mut i = 1;
+    let mut ok = true;
+    while let Some(opt) = node.args.get(i) {
+        match opt.text.as_str() {
+            "type" => match node.args.get(i + 1).map(|w| w.text.as_str()) {
+                Some("ipip") => tun_type = TunnelType::Ipip,
+                Some("gue") => tun_type = TunnelType::Gue,
+                Some("gre") => tun_type = TunnelType::Gre,
+                _ => {
+                    cx.error(
+                        opt.at,
+                        format!("{kind} TUN type: expected ipip, gue or gre after it"),
+                    );
+                    ok = false;
+                }
+            },
+            "port" => match cx.uint(node, i + 1, 1, 65_535) {
+                Some(p) => port = Some((p as u16, opt.at)),
+                None => ok = false,
+            },
+            "csum" | "nocsum" => {
+                tun_csum = opt.text == "csum";
+                csum_at = Some(opt.at);
+                i += 1;
+                continue;
+            }
+            "remcsum" => {
+                cx.error(
+                    opt.at,
+                    format!(
+                        "{kind} TUN remcsum: remote checksum offload is not supported by tunlb"
+                    ),
+                );
+                ok = false;
+                i += 1;
+                continue;
+            }
+            other => {
+                cx.error(
+                    opt.at,
+                    format!(
+                        "{kind} TUN: unexpected '{other}' (expected type, port, csum or nocsum)"
+                    ) + &super::slash_hint(other, false),
+                );
+                ok = false;
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    cx.no_block(node);
+    if !ok {
+        return None;
+    }
+    let tun_port = match (tun_type, port) {
+        (TunnelType::Gue, Some((p, _))) => p,
+        (TunnelType::Gue, None) => {
+            cx.error(
+                node.name.at,
+                format!(
+                    "{kind} TUN type gue: expected `port N` (keepalived: gue tunnels require port)"
+                ),
+            );
+            return None;
+        }
+        (_, Some((_, at))) => {
+            cx.error(at, format!("{kind} TUN port: only valid with type gue"));
+            return None;
+        }
+        (_, None) => DEFAULT_GUE_PORT,
+    };
+    if let (TunnelType::Ipip, Some(at), true) = (tun_type, csum_at, tun_csum) {
+        cx.error(
+            at,
+            format!("{kind} TUN csum: ipip tunnels have no checksum option"),
+        );
+        return None;
+    }
+    Some(Forward::Tunnel {
+        tun_type,
+        tun_port,
+        tun_csum,
+        gre_key,
+    })
+}
+
+type Built = (Vec<ServiceKey>, ServiceConfig, ServiceHealth);
+
+fn virtual_server(
+    node: &Node,
+    groups: &[(String, Vec<(Ipv4Addr, u16)>)],
+    cx: &mut Ctx,
+) -> Option<Built> {
+    // `virtual_server IP PORT`, `virtual_server group NAME`, `virtual_server fwmark N`.
+    let first = cx.arg(node, 0, "an IPv4 address and a port, or `group NAME`")?;
+    let mut addrs: Vec<(Ipv4Addr, u16)> = Vec::new();
+    let mut name_ok = true;
+    match first.text.as_str() {
+        "group" => {
+            let g = cx.arg(node, 1, "a virtual_server_group name")?;
+            match groups.iter().find(|(n, _)| *n == g.text) {
+                Some((_, entries)) => addrs.clone_from(entries),
+                None => {
+                    cx.error(
+                        g.at,
+                        format!(
+                            "virtual_server group: no virtual_server_group named '{}'",
+                            g.text
+                        ),
+                    );
+                    name_ok = false;
+                }
+            }
+        }
+        "fwmark" => {
+            cx.error(
+                first.at,
+                "virtual_server fwmark: firewall-mark services are not supported by tunlb"
+                    .to_string(),
+            );
+            return None;
+        }
+        _ => {
+            let a = cx.ipv4(node, 0);
+            let p = port(cx, node, 1);
+            match (a, p) {
+                (Some(a), Some(p)) => addrs.push((a, p)),
+                _ => name_ok = false,
+            }
+        }
+    }
+    cx.at_most_args(node, 2);
+    let what = match node.args.get(1) {
+        Some(second) => format!("virtual_server {} {}", first.text, second.text),
+        None => format!("virtual_server {}", first.text),
+    };
+
+    let mut scheduler = None;
+    let mut forward = None;
+    let mut protocol = Protocol::Tcp;
+    let mut persistence: Option<u32> = None;
+    let mut granularity: Option<Ipv4Addr> = None;
+    let mut health = ServiceHealth::default();
+    let mut inherited = Inherited::default();
+    let mut real_servers: Vec<&Node> = Vec::new();
+    for field in cx.block(node) {
+        if inherited.handle(field, cx) {
+            continue;
+        }
+        let kw = field.name.text.as_str();
+        match kw {
+            "lb_algo" | "lvs_sched" => {
+                if let Some(w) = cx.arg(field, 0, "a scheduler (rr wrr lc wlc sh dh sed nq mh)") {
+                    match w.text.parse::<SchedulerKind>() {
+                        Ok(s) => scheduler = Some(s),
+                        Err(e) => cx.error(w.at, format!("{kw}: {e}")),
+                    }
+                }
+                cx.at_most(field, 1);
+            }
+            "lb_kind" | "lvs_method" => forward = forwarding(field, cx).or(forward),
+            "protocol" => {
+                if let Some(w) = cx.arg(field, 0, "TCP or UDP") {
+                    match w.text.to_ascii_uppercase().as_str() {
+                        "TCP" => protocol = Protocol::Tcp,
+                        "UDP" => protocol = Protocol::Udp,
+                        "SCTP" => cx.error(w.at, "protocol SCTP is not supported by tunlb".into()),
+                        _ => cx.error(
+                            w.at,
+                            format!("protocol: expected TCP or UDP, found '{}'", w.text),
+                        ),
+                    }
+                }
+                cx.at_most(field, 1);
+            }
+            "persistence_timeout" => {
+                // keepalived: no value = 300 s; 0 is "persistence_timeout invalid".
+                if field.args.first().is_some_and(|w| w.text == "0") {
+                    cx.warn(
+                        field.args[0].at,
+                        "persistence_timeout 0: keepalived reports \"persistence_timeout \
+                         invalid\" and leaves persistence off; so does tunlb (remove the line)"
+                            .to_string(),
+                    );
+                    persistence = None;
+                } else if field.args.is_empty() {
+                    persistence = Some(300);
+                } else {
+                    persistence = cx
+                        .uint(field, 0, 1, u64::from(MAX_TIMEOUT))
+                        .map(|t| t as u32)
+                        .or(persistence);
+                }
+                cx.at_most(field, 1);
+            }
+            "persistence_granularity" => {
+                if let Some(mask) = cx.ipv4(field, 0) {
+                    let bits = u32::from(mask);
+                    if bits.leading_ones() + bits.trailing_zeros() == 32 {
+                        granularity = Some(mask);
+                    } else {
+                        cx.error(
+                            field.args[0].at,
+                            format!("persistence_granularity: expected a contiguous netmask like 255.255.255.0, found {mask}"),
+                        );
+                    }
+                }
+                cx.at_most(field, 1);
+            }
+            "delay_loop" => {
+                if let Some(d) = cx.seconds(field, 0, 0.001, f64::from(MAX_TIMEOUT)) {
+                    health.delay_loop = d;
+                }
+                cx.at_most(field, 1);
+            }
+            "ha_suspend" => {
+                health.ha_suspend = true;
+                cx.at_most(field, 0);
+            }
+            "alpha" | "omega" => {
+                let on = !matches!(
+                    field.args.first().map(|w| w.text.as_str()),
+                    Some("false" | "off" | "no")
+                );
+                if kw == "alpha" {
+                    health.alpha = on;
+                } else {
+                    health.omega = on;
+                }
+                cx.at_most(field, 1);
+            }
+            "quorum" => {
+                if let Some(q) = cx.uint(field, 0, 1, u64::from(u32::MAX)) {
+                    health.quorum = q as u32;
+                }
+                cx.at_most(field, 1);
+            }
+            "hysteresis" => {
+                if let Some(h) = cx.uint(field, 0, 0, u64::from(u32::MAX)) {
+                    health.hysteresis = h as u32;
+                }
+                cx.at_most(field, 1);
+            }
+            "quorum_up" | "quorum_down" => {
+                if cx.arg(field, 0, "a command").is_some() {
+                    let cmd = field
+                        .args
+                        .iter()
+                        .map(|w| w.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    if kw == "quorum_up" {
+                        health.quorum_up = Some(cmd);
+                    } else {
+                        health.quorum_down = Some(cmd);
+                    }
+                }
+                cx.no_block(field);
+            }
+            "sorry_server" => {
+                let a = cx.ipv4(field, 0);
+                let p = port(cx, field, 1);
+                if let (Some(a), Some(p)) = (a, p) {
+                    health.sorry_server = Some(SocketAddrV4::new(a, p));
+                }
+                cx.at_most(field, 2);
+            }
+            "sorry_server_inhibit" => {
+                health.sorry_server_inhibit = true;
+                cx.at_most(field, 1);
+            }
+            "ip_family" => {
+                if let Some(w) = cx.arg(field, 0, "inet") {
+                    if w.text != "inet" {
+                        cx.error(
+                            w.at,
+                            format!(
+                                "ip_family: only inet (IPv4) is supported by tunlb, found '{}'",
+                                w.text
+                            ),
+                        );
+                    }
+                }
+                cx.at_most(field, 1);
+            }
+            "real_server" => real_servers.push(field),
+            "smtp_alert"
+            | "snmp_name"
+            | "persistence_engine"
+            | "sorry_server_lvs_method"
+            | "hashed"
+            | "ops"
+            | "flag-1"
+            | "flag-2"
+            | "flag-3"
+            | "sh-port"
+            | "sh-fallback"
+            | "mh-port"
+            | "mh-fallback"
+            | "weight" => {
+                cx.no_block(field);
+                cx.warn(
+                    field.name.at,
+                    format!("{what}: {kw} ignored (not supported by tunlb)"),
+                );
+            }
+            _ => cx.unknown(field, &what),
+        }
+    }
+    node.block.as_ref()?;
+    if real_servers.is_empty() {
+        cx.warn(
+            node.name.at,
+            format!("{what} has no real servers: keepalived ignores it, and so does tunlb"),
+        );
+        return None;
+    }
+    let persistence = match (persistence, granularity) {
+        (None, None) => None,
+        // keepalived: a granularity without a timeout turns persistence on with 300 s.
+        (t, g) => Some(Persistence {
+            timeout: t.unwrap_or(300),
+            netmask: g.unwrap_or(HOST_NETMASK),
+        }),
+    };
+    let service_port = addrs.first().map_or(0, |a| a.1);
+    if name_ok && addrs.iter().any(|a| a.1 == 0) && persistence.is_none() {
+        cx.error(
+            node.name.at,
+            format!("{what}: port 0 (every port) needs persistence_timeout"),
+        );
+    }
+    let forward = forward.unwrap_or(Forward::Nat);
+    let mut dests: Vec<DestConfig> = Vec::new();
+    for rs in real_servers {
+        let Some((dest, dh)) = real_server(rs, &what, service_port, forward, &inherited, cx) else {
+            continue;
+        };
+        if dests
+            .iter()
+            .any(|d| d.addr == dest.addr && d.port == dest.port)
+        {
+            cx.error(
+                rs.name.at,
+                format!(
+                    "{what}: real_server {}:{} is listed twice",
+                    dest.addr, dest.port
+                ),
+            );
+            continue;
+        }
+        if !dh.checks.is_empty() || dh.inhibit_on_failure {
+            health.per_dest.push(((dest.addr, dest.port), dh));
+        }
+        dests.push(dest);
+    }
+    if !name_ok {
+        return None;
+    }
+    let keys = addrs
+        .into_iter()
+        .map(|(vip, port)| ServiceKey {
+            vip,
+            port,
+            proto: protocol,
+        })
+        .collect();
+    let svc = ServiceConfig {
+        key: ServiceKey {
+            vip: Ipv4Addr::UNSPECIFIED,
+            port: service_port,
+            proto: protocol,
+        },
+        // keepalived's default scheduler when lb_algo is absent is wlc, as ipvsadm's.
+        scheduler: scheduler.unwrap_or_default(),
+        persistence,
+        mss_clamp: None,
+        dests,
+    };
+    Some((keys, svc, health))
+}
+
+fn real_server(
+    node: &Node,
+    vs: &str,
+    service_port: u16,
+    forward: Forward,
+    vs_inherited: &Inherited,
+    cx: &mut Ctx,
+) -> Option<(DestConfig, DestHealth)> {
+    let addr = cx.ipv4(node, 0);
+    let port = match node.args.get(1) {
+        Some(_) => port(cx, node, 1),
+        None => Some(service_port),
+    };
+    cx.at_most_args(node, 2);
+    let what = format!(
+        "{vs} real_server {}",
+        node.args
+            .iter()
+            .take(2)
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut weight = 1u32;
+    let mut forward = forward;
+    let mut u_threshold = 0u32;
+    let mut l_threshold = 0u32;
+    let mut inherited = Inherited::default();
+    let mut check_nodes: Vec<&Node> = Vec::new();
+    for field in cx.block(node) {
+        if inherited.handle(field, cx) {
+            continue;
+        }
+        let kw = field.name.text.as_str();
+        match kw {
+            "weight" => {
+                if let Some(w) = cx.uint(field, 0, 0, u64::from(MAX_WEIGHT)) {
+                    weight = w as u32;
+                }
+                cx.at_most(field, 1);
+            }
+            "lvs_method" => forward = forwarding(field, cx).unwrap_or(forward),
+            "uthreshold" | "lthreshold" => {
+                let t = cx
+                    .uint(field, 0, 0, u64::from(i32::MAX as u32))
+                    .unwrap_or(0) as u32;
+                if kw == "uthreshold" {
+                    u_threshold = t;
+                } else {
+                    l_threshold = t;
+                }
+                cx.at_most(field, 1);
+            }
+            "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" => check_nodes.push(field),
+            "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "FILE_CHECK" | "PING_CHECK"
+            | "UDP_CHECK" => {
+                cx.error(
+                    field.name.at,
+                    format!("{what}: {kw} is not supported by tunlb (use HTTP_GET, SSL_GET, TCP_CHECK or MISC_CHECK)"),
+                );
+            }
+            "notify_up" | "notify_down" | "smtp_alert" | "snmp_name" | "alpha" | "delay_loop" => {
+                cx.no_block(field);
+                cx.warn(
+                    field.name.at,
+                    format!("{what}: {kw} ignored (not supported by tunlb per real server)"),
+                );
+            }
+            _ => cx.unknown(field, &what),
+        }
+    }
+    if l_threshold > u_threshold {
+        cx.error(
+            node.name.at,
+            format!(
+                "{what}: lthreshold ({l_threshold}) must not exceed uthreshold ({u_threshold})"
+            ),
+        );
+    }
+    let port = port?;
+    let port = if port == 0 { service_port } else { port };
+    if !matches!(forward, Forward::Nat) && port != service_port {
+        cx.error(
+            node.args.get(1).map_or(node.name.at, |w| w.at),
+            format!(
+                "{what}: port must be {service_port} (the service's port): TUN and DR cannot change the port"
+            ),
+        );
+    }
+    let inherited = vs_inherited.under(&inherited);
+    let checks = check_nodes
+        .into_iter()
+        .filter_map(|c| check(c, &what, &inherited, cx))
+        .collect();
+    let dest = DestConfig {
+        addr: addr?,
+        port,
+        weight,
+        forward,
+        u_threshold,
+        l_threshold,
+    };
+    let dh = DestHealth {
+        checks,
+        inhibit_on_failure: inherited.inhibit_on_failure,
+    };
+    Some((dest, dh))
+}
+
+fn check(node: &Node, rs: &str, inherited: &Inherited, cx: &mut Ctx) -> Option<CheckSpec> {
+    let kw = node.name.text.as_str();
+    cx.no_block_args(node);
+    let what = format!("{rs} {kw}");
+    let mut urls: Vec<UrlSpec> = Vec::new();
+    let mut misc_path: Option<String> = None;
+    let mut misc_timeout = None;
+    let mut misc_dynamic = false;
+    let mut own = Inherited::default();
+    let mut spec = CheckSpec::new(CheckKind::Tcp);
+    let http = matches!(kw, "HTTP_GET" | "SSL_GET");
+    for field in cx.block(node) {
+        let f = field.name.text.as_str();
+        if f != "inhibit_on_failure" && own.handle(field, cx) {
+            if f == "virtualhost" && !http {
+                cx.error(
+                    field.name.at,
+                    format!("{what}: virtualhost is only for HTTP_GET and SSL_GET"),
+                );
+            }
+            continue;
+        }
+        match f {
+            "connect_ip" | "bindto" => {
+                let a = cx.ipv4(field, 0);
+                if f == "connect_ip" {
+                    spec.connect_ip = a;
+                } else {
+                    spec.bindto = a;
+                }
+                cx.at_most(field, 1);
+            }
+            "connect_port" => {
+                spec.connect_port = cx.uint(field, 0, 1, 65_535).map(|p| p as u16);
+                cx.at_most(field, 1);
+            }
+            "url" if http => {
+                cx.no_block_args(field);
+                if let Some(u) = url(field, &what, cx) {
+                    urls.push(u);
+                }
+            }
+            "misc_path" if kw == "MISC_CHECK" => {
+                if cx.arg(field, 0, "a command").is_some() {
+                    let cmd: Vec<&str> = field.args.iter().map(|w| w.text.as_str()).collect();
+                    misc_path = Some(cmd.join(" "));
+                }
+                cx.no_block(field);
+            }
+            "misc_timeout" if kw == "MISC_CHECK" => {
+                misc_timeout = cx.seconds(field, 0, 0.001, f64::from(MAX_TIMEOUT));
+                cx.at_most(field, 1);
+            }
+            "misc_dynamic" if kw == "MISC_CHECK" => {
+                misc_dynamic = true;
+                cx.at_most(field, 0);
+            }
+            "bind_port" | "bind_if" | "fwmark" | "delay_loop" | "alpha" | "log_all_failures"
+            | "http_protocol" | "enable_sni" | "sni_name" | "fast_recovery" | "tls_compliant"
+            | "user" => {
+                cx.no_block(field);
+                cx.warn(
+                    field.name.at,
+                    format!("{what}: {f} ignored (not supported by tunlb)"),
+                );
+            }
+            _ => cx.unknown(field, &what),
+        }
+    }
+    node.block.as_ref()?;
+    spec.kind = match kw {
+        "HTTP_GET" | "SSL_GET" => {
+            if urls.is_empty() {
+                cx.error(
+                    node.name.at,
+                    format!("{what}: expected at least one url {{ path ... }} block"),
+                );
+                return None;
+            }
+            if kw == "HTTP_GET" {
+                CheckKind::HttpGet {
+                    urls,
+                    virtualhost: None,
+                }
+            } else {
+                CheckKind::SslGet {
+                    urls,
+                    virtualhost: None,
+                }
+            }
+        }
+        "MISC_CHECK" => {
+            let Some(path) = misc_path else {
+                cx.error(node.name.at, format!("{what}: expected misc_path"));
+                return None;
+            };
+            CheckKind::Misc {
+                path,
+                timeout: misc_timeout,
+                dynamic: misc_dynamic,
+            }
+        }
+        _ => CheckKind::Tcp,
+    };
+    inherited.under(&own).apply(&mut spec);
+    Some(spec)
+}
+
+fn url(node: &Node, what: &str, cx: &mut Ctx) -> Option<UrlSpec> {
+    let mut u = UrlSpec::default();
+    let mut path = None;
+    for field in cx.block(node) {
+        let f = field.name.text.as_str();
+        match f {
+            "path" => {
+                path = cx.arg(field, 0, "a path like /").map(|w| w.text.clone());
+                cx.at_most(field, 1);
+            }
+            "status_code" => {
+                u.status_code = cx.uint(field, 0, 100, 599).map(|c| c as u16);
+                if field.args.first().is_some_and(|w| w.text.contains('-')) {
+                    // (already reported as not an integer; say why)
+                    cx.error(
+                        field.args[0].at,
+                        "status_code: ranges are not supported by tunlb, give one code".into(),
+                    );
+                }
+                cx.at_most(field, 1);
+            }
+            "digest" => {
+                if let Some(w) = cx.arg(field, 0, "an MD5 digest (32 hex digits)") {
+                    if w.text.len() == 32 && w.text.chars().all(|c| c.is_ascii_hexdigit()) {
+                        u.digest = Some(w.text.to_ascii_lowercase());
+                    } else {
+                        cx.error(
+                            w.at,
+                            format!(
+                                "digest: expected 32 hex digits (an MD5 digest), found '{}'",
+                                w.text
+                            ),
+                        );
+                    }
+                }
+                cx.at_most(field, 1);
+            }
+            "virtualhost" | "regex" | "regex_no_match" | "regex_options" | "regex_min_offset"
+            | "regex_max_offset" | "regex_stack" => {
+                cx.no_block(field);
+                cx.warn(
+                    field.name.at,
+                    format!("{what} url: {f} ignored (not supported by tunlb)"),
+                );
+            }
+            _ => cx.unknown(field, &format!("{what} url")),
+        }
+    }
+    node.block.as_ref()?;
+    match path {
+        Some(p) => {
+            u.path = p;
+            Some(u)
+        }
+        None => {
+            cx.error(node.name.at, format!("{what} url: expected a path"));
+            None
+        }
+    }
+}

@@ -1,0 +1,661 @@
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::director::service::{Forward, Persistence, Protocol, SchedulerKind};
+use crate::encap::TunnelType;
+use crate::health::config::{CheckKind, UrlSpec};
+
+fn ok(text: &str) -> KeepalivedConfig {
+    parse_str(text, "k.conf").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `(line, col, message)` of every error.
+fn errors(text: &str) -> Vec<(usize, usize, String)> {
+    match parse_str(text, "k.conf") {
+        Ok(_) => Vec::new(),
+        Err(KeepalivedError::Invalid { errors, .. }) => errors
+            .into_iter()
+            .map(|d| (d.line, d.col, d.message))
+            .collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn warnings(conf: &KeepalivedConfig) -> Vec<String> {
+    conf.warnings.iter().map(|w| w.message.clone()).collect()
+}
+
+const EVERYTHING: &str = r#"
+virtual_server_group web {
+    10.0.0.1 80
+    10.0.0.10-11 80
+}
+virtual_server group web {
+    lb_algo wrr
+    lb_kind TUN type gue port 6080 csum
+    persistence_timeout 600
+    persistence_granularity 255.255.255.0
+    protocol tcp
+    delay_loop 2.5
+    ha_suspend
+    alpha
+    omega
+    quorum 2
+    hysteresis 1
+    quorum_up "/bin/echo up"
+    quorum_down /bin/echo down
+    sorry_server 10.0.9.9 80
+    virtualhost www.example.com
+    connect_timeout 4
+    retry 2
+    inhibit_on_failure
+    real_server 10.0.1.1 80 {
+        weight 3
+        uthreshold 100
+        lthreshold 10
+        HTTP_GET {
+            url {
+                path /health
+                status_code 204
+                digest 9B3A0C85A887A256D6939DA88AABD8CD
+            }
+            url { path / }
+            connect_port 8080
+            warmup 0
+        }
+        TCP_CHECK {
+            connect_ip 10.0.1.100
+            bindto 10.0.0.254
+            connect_timeout 1
+        }
+    }
+    real_server 10.0.1.2 80 {
+        lvs_method DR
+        weight 0
+        MISC_CHECK {
+            misc_path "/usr/bin/check --fast"
+            misc_timeout 7
+            misc_dynamic
+        }
+        SSL_GET {
+            url {
+                path /s
+            }
+            virtualhost tls.example.com
+            delay_before_retry 0.5
+        }
+    }
+}
+virtual_server 10.0.0.2 53 {
+    lb_algo mh
+    lvs_sched sh
+    protocol UDP
+    lb_kind NAT
+    real_server 10.0.2.1 5353 {
+    }
+}
+"#;
+
+#[test]
+fn every_lvs_construct_is_read() {
+    let conf = ok(EVERYTHING);
+    let keys: Vec<String> = conf
+        .services
+        .services
+        .iter()
+        .map(|s| s.key.to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "TCP 10.0.0.1:80",
+            "TCP 10.0.0.10:80",
+            "TCP 10.0.0.11:80",
+            "UDP 10.0.0.2:53"
+        ]
+    );
+    let web = &conf.services.services[0];
+    assert_eq!(web.scheduler, SchedulerKind::Wrr);
+    assert_eq!(
+        web.persistence,
+        Some(Persistence {
+            timeout: 600,
+            netmask: Ipv4Addr::new(255, 255, 255, 0)
+        })
+    );
+    let rs1 = &web.dests[0];
+    assert_eq!((rs1.weight, rs1.u_threshold, rs1.l_threshold), (3, 100, 10));
+    assert_eq!(
+        rs1.forward,
+        Forward::Tunnel {
+            tun_type: TunnelType::Gue,
+            tun_port: 6080,
+            tun_csum: true,
+            gre_key: None
+        }
+    );
+    assert_eq!(web.dests[1].forward, Forward::Dr);
+    assert_eq!(web.dests[1].weight, 0);
+    // The same settings for every member of the group.
+    assert_eq!(conf.services.services[2].dests, web.dests);
+
+    let (key, h) = &conf.health.services[0];
+    assert_eq!(*key, web.key);
+    assert_eq!(h.delay_loop, Duration::from_millis(2500));
+    assert!(h.ha_suspend && h.alpha && h.omega);
+    assert_eq!((h.quorum, h.hysteresis), (2, 1));
+    assert_eq!(h.quorum_up.as_deref(), Some("/bin/echo up"));
+    assert_eq!(h.quorum_down.as_deref(), Some("/bin/echo down"));
+    assert_eq!(
+        h.sorry_server,
+        Some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 9, 9), 80))
+    );
+
+    let d1 = h.dest(Ipv4Addr::new(10, 0, 1, 1), 80).expect("rs1 health");
+    assert!(d1.inhibit_on_failure, "inherited from the virtual_server");
+    assert_eq!(d1.checks.len(), 2);
+    let http = &d1.checks[0];
+    assert_eq!(
+        http.kind,
+        CheckKind::HttpGet {
+            urls: vec![
+                UrlSpec {
+                    path: "/health".into(),
+                    status_code: Some(204),
+                    digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into())
+                },
+                UrlSpec {
+                    path: "/".into(),
+                    ..UrlSpec::default()
+                }
+            ],
+            virtualhost: Some("www.example.com".into())
+        }
+    );
+    assert_eq!(http.connect_port, Some(8080));
+    assert_eq!(
+        http.connect_timeout,
+        Duration::from_secs(4),
+        "from the virtual_server"
+    );
+    assert_eq!(http.retry, 2);
+    assert_eq!(http.warmup, Some(Duration::ZERO));
+    let tcp = &d1.checks[1];
+    assert_eq!(tcp.kind, CheckKind::Tcp);
+    assert_eq!(tcp.connect_ip, Some(Ipv4Addr::new(10, 0, 1, 100)));
+    assert_eq!(tcp.bindto, Some(Ipv4Addr::new(10, 0, 0, 254)));
+    assert_eq!(tcp.connect_timeout, Duration::from_secs(1), "its own wins");
+
+    let d2 = h.dest(Ipv4Addr::new(10, 0, 1, 2), 80).expect("rs2 health");
+    assert_eq!(
+        d2.checks[0].kind,
+        CheckKind::Misc {
+            path: "/usr/bin/check --fast".into(),
+            timeout: Some(Duration::from_secs(7)),
+            dynamic: true
+        }
+    );
+    assert_eq!(
+        d2.checks[1].kind,
+        CheckKind::SslGet {
+            urls: vec![UrlSpec {
+                path: "/s".into(),
+                ..UrlSpec::default()
+            }],
+            virtualhost: Some("tls.example.com".into())
+        }
+    );
+    assert_eq!(
+        d2.checks[1].delay_before_retry,
+        Some(Duration::from_millis(500))
+    );
+
+    let dns = &conf.services.services[3];
+    assert_eq!(dns.key.proto, Protocol::Udp);
+    assert_eq!(
+        dns.scheduler,
+        SchedulerKind::Sh,
+        "the last lb_algo/lvs_sched wins"
+    );
+    assert_eq!(
+        (dns.dests[0].port, dns.dests[0].forward),
+        (5353, Forward::Nat)
+    );
+    assert!(conf.health.services[3].1.per_dest.is_empty());
+    assert!(conf.warnings.is_empty(), "{:?}", conf.warnings);
+}
+
+#[test]
+fn defaults_follow_keepalived() {
+    let conf = ok("virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n }\n}\n");
+    let svc = &conf.services.services[0];
+    assert_eq!(svc.scheduler, SchedulerKind::Wlc);
+    assert_eq!(
+        svc.dests[0].forward,
+        Forward::Nat,
+        "keepalived's default lb_kind"
+    );
+    assert_eq!(svc.persistence, None);
+    let conf =
+        ok("virtual_server 10.0.0.1 0 {\n persistence_timeout\n real_server 10.0.1.1 {\n }\n}\n");
+    let svc = &conf.services.services[0];
+    assert_eq!(svc.persistence.map(|p| p.timeout), Some(300));
+    assert_eq!(svc.dests[0].port, 0);
+}
+
+#[test]
+fn braces_glued_to_words_and_comments() {
+    let conf = ok(concat!(
+        "! comment\n",
+        "# comment\n",
+        "virtual_server 10.0.0.1 80{ # a comment after the brace\n",
+        "  lb_algo rr ! another\n",
+        "  lb_kind TUN\n",
+        "  real_server 10.0.1.1 80{\n",
+        "    TCP_CHECK{connect_timeout 2}\n",
+        "  }}\n",
+        "vrrp_instance VI_1{\n",
+        "  state BACKUP\n",
+        "  virtual_router_id 51\n",
+        "}\n",
+    ));
+    let svc = &conf.services.services[0];
+    assert_eq!(svc.scheduler, SchedulerKind::Rr);
+    assert_eq!(svc.dests[0].forward, Forward::tunnel(TunnelType::Ipip));
+    let check = &conf.health.services[0].1.per_dest[0].1.checks[0];
+    assert_eq!(check.connect_timeout, Duration::from_secs(2));
+    assert_eq!(
+        warnings(&conf),
+        ["VRRP not yet supported in tunlb: vrrp_instance VI_1 ignored"]
+    );
+    assert_eq!((conf.warnings[0].line, conf.warnings[0].col), (9, 1));
+}
+
+#[test]
+fn errors_are_all_reported_with_line_and_column() {
+    let text = "\
+virtual_server 10.0.0.300 80 {
+    lb_algo fastest
+    lb_kind TUNNEL
+    real_server 10.0.1.1 80 {
+        weight 1
+        wieght 2
+    }
+    real_server 10.0.1 80 {
+    }
+}
+virtual_server 10.0.0.2 80 {
+    real_server 10.0.2.1 80 {
+        weight 1
+";
+    let got = errors(text);
+    let expect: Vec<(usize, usize, &str)> = vec![
+        (
+            1,
+            16,
+            "virtual_server: expected an IPv4 address like 192.0.2.1, found '10.0.0.300'",
+        ),
+        (2, 13, "lb_algo: unknown scheduler \"fastest\""),
+        (3, 13, "lb_kind: expected NAT, DR or TUN, found 'TUNNEL'"),
+        (
+            6,
+            9,
+            "unknown keyword 'wieght' in virtual_server 10.0.0.300 80 real_server 10.0.1.1 80",
+        ),
+        (
+            8,
+            17,
+            "real_server: expected an IPv4 address like 192.0.2.1, found '10.0.1'",
+        ),
+        (11, 28, "missing '}'"),
+        (12, 29, "missing '}'"),
+    ];
+    assert_eq!(got.len(), expect.len(), "{got:#?}");
+    for ((line, col, msg), (el, ec, em)) in got.iter().zip(&expect) {
+        assert_eq!((line, col), (el, ec), "{msg}");
+        assert!(msg.starts_with(em), "{msg:?} does not start with {em:?}");
+    }
+}
+
+#[test]
+fn seed_notes_with_double_slashes_are_explained() {
+    let text = "\
+virtual_server 192.168.150.100 80{
+\tlb_kind DR\t\t//改成DR
+\t//可以写多个路径
+\treal_server 192.168.150.12 80 {
+\t}
+}
+";
+    let got = errors(text);
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!((got[0].0, got[0].1), (2, 14));
+    assert!(
+        got[0].2.contains("keepalived has no `//` comments"),
+        "{}",
+        got[0].2
+    );
+    assert_eq!((got[1].0, got[1].1), (3, 2));
+    assert!(got[1].2.starts_with("unknown keyword '//可以写多个路径'"));
+    assert!(got[1]
+        .2
+        .contains("keepalived --config-test fails on it too"));
+}
+
+#[test]
+fn unbalanced_braces() {
+    let got = errors("virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n }\n}\n}\n");
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0, got[0].1), (5, 1));
+    assert!(got[0].2.starts_with("unexpected '}'"));
+    let got = errors("global_defs\n");
+    assert_eq!((got[0].0, got[0].1), (1, 1));
+    assert!(got[0].2.contains("expected a '{' block"), "{}", got[0].2);
+}
+
+#[test]
+fn semantic_errors() {
+    let text = "\
+virtual_server 10.0.0.1 80 {
+    lb_kind TUN type gue
+    persistence_granularity 255.0.255.0
+    protocol SCTP
+    real_server 10.0.1.1 8080 {
+        lvs_method DR
+        uthreshold 5
+        lthreshold 9
+        HTTP_GET {
+            connect_timeout 1
+        }
+        MISC_CHECK {
+        }
+        DNS_CHECK {
+        }
+    }
+    real_server 10.0.1.1 8080 {
+    }
+}
+virtual_server 10.0.0.1 80 {
+    real_server 10.0.1.1 80 {
+    }
+}
+virtual_server 10.0.0.3 0 {
+    real_server 10.0.1.1 {
+    }
+}
+virtual_server group nope {
+}
+virtual_server fwmark 1 {
+}
+";
+    let msgs: Vec<String> = errors(text)
+        .into_iter()
+        .map(|e| format!("{}: {}", e.0, e.2))
+        .collect();
+    let expect = [
+        "2: lb_kind TUN type gue: expected `port N`",
+        "3: persistence_granularity: expected a contiguous netmask",
+        "4: protocol SCTP is not supported",
+        "5: virtual_server 10.0.0.1 80 real_server 10.0.1.1 8080: lthreshold (9) must not exceed uthreshold (5)",
+        "5: virtual_server 10.0.0.1 80 real_server 10.0.1.1 8080: port must be 80",
+        "9: virtual_server 10.0.0.1 80 real_server 10.0.1.1 8080 HTTP_GET: expected at least one url",
+        "12: virtual_server 10.0.0.1 80 real_server 10.0.1.1 8080 MISC_CHECK: expected misc_path",
+        "14: virtual_server 10.0.0.1 80 real_server 10.0.1.1 8080: DNS_CHECK is not supported",
+        "17: virtual_server 10.0.0.1 80: real_server 10.0.1.1:8080 is listed twice",
+        "20: virtual_server: TCP 10.0.0.1:80 is already defined on line 1",
+        "24: virtual_server 10.0.0.3 0: port 0 (every port) needs persistence_timeout",
+        "28: virtual_server group: no virtual_server_group named 'nope'",
+        "30: virtual_server fwmark: firewall-mark services are not supported",
+    ];
+    assert_eq!(msgs.len(), expect.len(), "{msgs:#?}");
+    for (m, e) in msgs.iter().zip(expect) {
+        assert!(m.starts_with(e), "{m:?} does not start with {e:?}");
+    }
+}
+
+#[test]
+fn warnings_for_what_tunlb_ignores() {
+    let conf = ok("\
+global_defs {
+    router_id A
+    router_id B
+    notification_email {
+        a@b
+    }
+}
+static_ipaddress {
+    10.9.9.9/32 dev lo
+}
+virtual_server 10.0.0.1 80 {
+    smtp_alert
+    persistence_timeout 0
+    real_server 10.0.1.1 80 {
+        notify_up /bin/true
+        TCP_CHECK {
+            nb_get_retry 3
+        }
+    }
+}
+virtual_server 10.0.0.2 80 {
+}
+");
+    let w = warnings(&conf);
+    let expect = [
+        "global_defs: router_id ignored",
+        "global_defs: notification_email ignored",
+        "static_ipaddress ignored",
+        "virtual_server 10.0.0.1 80: smtp_alert ignored",
+        "persistence_timeout 0: keepalived reports",
+        "virtual_server 10.0.0.1 80 real_server 10.0.1.1 80: notify_up ignored",
+        "nb_get_retry is deprecated",
+        "virtual_server 10.0.0.2 80 has no real servers",
+    ];
+    assert_eq!(w.len(), expect.len(), "{w:#?}");
+    for (m, e) in w.iter().zip(expect) {
+        assert!(m.starts_with(e), "{m:?} does not start with {e:?}");
+    }
+    assert_eq!(conf.services.services.len(), 1);
+    assert_eq!(conf.services.services[0].persistence, None);
+    assert_eq!(conf.health.services[0].1.per_dest[0].1.checks[0].retry, 3);
+}
+
+#[test]
+fn vrrp_blocks_are_validated_then_ignored() {
+    let good = "\
+vrrp_script chk {
+    script \"/bin/true\"
+    interval 2
+    weight -20
+    fall 2
+}
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 255
+    priority 255
+    advert_int 0.5
+    nopreempt
+    authentication {
+        auth_type PASS
+        auth_pass 1111
+    }
+    unicast_peer {
+        192.168.150.3
+    }
+    virtual_ipaddress {
+        192.168.150.100/24 dev eth0 label eth0:3
+        192.168.150.101
+    }
+    track_script {
+        chk
+    }
+}
+vrrp_sync_group G {
+    group {
+        VI_1
+    }
+}
+";
+    let w = warnings(&ok(good));
+    assert_eq!(
+        w,
+        [
+            "VRRP not yet supported in tunlb: vrrp_script chk ignored",
+            "VRRP not yet supported in tunlb: vrrp_instance VI_1 ignored",
+            "VRRP not yet supported in tunlb: vrrp_sync_group G ignored",
+        ]
+    );
+    let bad = "\
+vrrp_instance VI_2 {
+    state PRIMARY
+    virtual_router_id 0
+    priority 255
+    virtual_ipaddress {
+        192.168.150.300/24 dev eth0
+        10.0.0.1/33
+        10.0.0.2 dev
+        10.0.0.3 colour blue
+    }
+    authentication {
+        auth_type MD5
+    }
+    prioirty 5
+}
+vrrp_instance VI_3 {
+    state BACKUP
+}
+";
+    let got: Vec<(usize, String)> = errors(bad).into_iter().map(|e| (e.0, e.2)).collect();
+    let expect = [
+        (2, "vrrp_instance VI_2: state: expected MASTER or BACKUP, found 'PRIMARY'"),
+        (3, "virtual_router_id: expected an integer from 1 to 255, found '0'"),
+        (4, "vrrp_instance VI_2: priority 255 is for the address owner"),
+        (6, "vrrp_instance VI_2: virtual_ipaddress: expected an address like 192.0.2.1/24, found '192.168.150.300/24'"),
+        (7, "vrrp_instance VI_2: virtual_ipaddress: expected an address like 192.0.2.1/24, found '10.0.0.1/33'"),
+        (8, "vrrp_instance VI_2: virtual_ipaddress: expected a value after 'dev'"),
+        (9, "vrrp_instance VI_2: virtual_ipaddress: unexpected 'colour'"),
+        (12, "vrrp_instance VI_2: auth_type: expected PASS or AH, found 'MD5'"),
+        (14, "unknown keyword 'prioirty' in vrrp_instance VI_2"),
+        (16, "vrrp_instance VI_3: expected virtual_router_id"),
+    ];
+    assert_eq!(got.len(), expect.len(), "{got:#?}");
+    for ((l, m), (el, em)) in got.iter().zip(expect) {
+        assert_eq!(*l, el, "{m}");
+        assert!(m.starts_with(em), "{m:?} does not start with {em:?}");
+    }
+}
+
+/// A scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("tunlb-kconf-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn include_globs_are_relative_to_the_including_file() {
+    let dir = TempDir::new("inc");
+    let main = dir.write(
+        "keepalived.conf",
+        "global_defs {\n router_id X\n}\ninclude conf.d/*.conf\ninclude nothing-*.conf\n",
+    );
+    dir.write(
+        "conf.d/20-b.conf",
+        "virtual_server 10.0.0.2 80 {\n include ../rs/*.inc\n}\n",
+    );
+    dir.write(
+        "conf.d/10-a.conf",
+        "virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n }\n}\n",
+    );
+    dir.write("conf.d/skip.txt", "this is not read\n");
+    dir.write("rs/one.inc", "real_server 10.0.2.1 80 {\n weight 7\n}\n");
+    let conf = load(&main).unwrap_or_else(|e| panic!("{e}"));
+    let keys: Vec<String> = conf
+        .services
+        .services
+        .iter()
+        .map(|s| s.key.to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        ["TCP 10.0.0.1:80", "TCP 10.0.0.2:80"],
+        "sorted glob order"
+    );
+    assert_eq!(conf.services.services[1].dests[0].weight, 7);
+    let w: Vec<String> = conf.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(w[1].ends_with("keepalived.conf:5:1: include nothing-*.conf: no file matches (keepalived skips this silently; `includer` makes it an error)"), "{}", w[1]);
+
+    // Errors in included files name the file they are in.
+    dir.write("rs/one.inc", "real_server 10.0.2.1 80 {\n wait 7\n}\n");
+    let err = load(&main).unwrap_err().to_string();
+    assert!(
+        err.contains("rs/one.inc:2:2: unknown keyword 'wait'"),
+        "{err}"
+    );
+
+    // A file that includes itself is an error, not a hang.
+    dir.write("conf.d/30-loop.conf", "include 30-loop.conf\n");
+    let err = load(&main).unwrap_err().to_string();
+    assert!(err.contains("includes itself"), "{err}");
+}
+
+#[test]
+fn include_in_text_without_a_file_is_an_error() {
+    let got = errors("include /etc/keepalived/*.conf\n");
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0, got[0].1), (1, 1));
+}
+
+#[test]
+fn the_seed_file_makes_the_seed_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/keepalived-seed.conf");
+    let conf = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (_, toml) =
+        config::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/director-seed.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        conf.services, toml,
+        "the keepalived file and its TOML twin agree"
+    );
+    let h = &conf.health.services[0].1;
+    assert_eq!(h.delay_loop, Duration::from_secs(6));
+    for (_, d) in &h.per_dest {
+        let c = &d.checks[0];
+        assert!(
+            matches!(&c.kind, CheckKind::HttpGet { urls, .. } if urls[0].path == "/" && urls[0].status_code == Some(200))
+        );
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.retry, 3);
+        assert_eq!(c.delay_before_retry(), Duration::from_secs(3));
+    }
+    assert_eq!(h.per_dest.len(), 2);
+    assert!(warnings(&conf)
+        .iter()
+        .any(|w| w == "VRRP not yet supported in tunlb: vrrp_instance VI_1 ignored"));
+}
