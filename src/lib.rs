@@ -14,7 +14,9 @@
 //!   sans-IO core, takes `(now, buf)` and returns a [`director::Verdict`] using the services,
 //!   schedulers ([`director::sched`]) and connection table ([`director::conn`]); the driver then
 //!   sends it out: a raw socket for tunnels, an AF_PACKET socket for DR frames
-//!   ([`director::dr`] decides, [`director::dr_io`] sends and keeps real servers' MACs fresh).
+//!   ([`director::dr`] decides, [`director::dr_io`] sends and keeps real servers' MACs fresh),
+//!   and the TUN itself for NAT ([`director::nat`] rewrites both ways; policy routing brings the
+//!   real servers' replies into the TUN).
 //!   [`director::plane`] applies `adm` requests and config reloads to the table the workers read.
 //! - [`encap`]: build and strip the outer IPIP / GRE / GUE headers.
 //! - [`realserver`]: the agent on a real server: hidden VIP on `lo`, tunnel receiver, allow-list,

@@ -1,10 +1,11 @@
 //! `tunlb lab`: the classic four-node LVS tutorial (this project's seed), built out of network namespaces on this one
 //! machine in one command, plus the tools that play the world around a load balancer.
 //!
-//! - `tunlb lab up [--mode tun] [--encap ipip|gre|gue] [--prefix P]` builds the namespaces
-//!   `P-client`, `P-router`, `P-director`, `P-rs1`, `P-rs2` and `P-backup` ([`topology`]),
-//!   starts `tunlb director --announce eth0` in the director, `tunlb realserver` and
-//!   `tunlb httpd` on each real server, configures the service with `tunlb adm` commands it
+//! - `tunlb lab up [--mode tun|dr|nat] [--encap ipip|gre|gue] [--prefix P]` builds the
+//!   namespaces `P-client`, `P-router`, `P-director`, `P-rs1`, `P-rs2` and `P-backup`
+//!   ([`topology`]: where the real servers live depends on the mode), starts
+//!   `tunlb director --announce eth0` in the director, `tunlb httpd` on each real server (and
+//!   `tunlb realserver` before it in TUN and DR mode), configures the service with `tunlb adm` commands it
 //!   prints as it runs them, sends a dozen requests from the client, prints the service and
 //!   connection tables and how to step in, and leaves it all running ([`run()`]).
 //! - `tunlb lab down [--prefix P]` stops those processes and removes the namespaces and the
@@ -55,11 +56,11 @@ pub enum LabCommand {
 /// How the director forwards to the real servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// IP tunnelling (`ipvsadm -i`): the real servers may live in another network.
+    /// IP tunnelling (`ipvsadm -i`): the real servers live in another network.
     Tun,
-    /// Direct routing (`ipvsadm -g`), the tutorial's mode: not implemented yet.
+    /// Direct routing (`ipvsadm -g`), the tutorial's mode: the real servers on the LAN.
     Dr,
-    /// NAT (`ipvsadm -m`): not implemented yet.
+    /// NAT (`ipvsadm -m`): the real servers on a private LAN behind the director, port 8080.
     Nat,
 }
 
@@ -87,12 +88,15 @@ pub struct PrefixArgs {
 /// Arguments of `tunlb lab up` and `tunlb lab demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
-    /// Forwarding method; only `tun` exists today (`dr` and `nat` are not implemented yet).
+    /// Forwarding method: `tun` (`-i`, real servers in another network), `dr` (`-g`, the
+    /// seed's layout: one LAN) or `nat` (`-m`, real servers on a private LAN behind the
+    /// director).
     #[arg(long, value_enum, default_value_t = Mode::Tun)]
     pub mode: Mode,
-    /// Tunnel between the director and the real servers: ipip, gre or gue.
-    #[arg(long, value_name = "ipip|gre|gue", default_value = "ipip")]
-    pub encap: TunnelType,
+    /// Tunnel between the director and the real servers in TUN mode: ipip (the default), gre
+    /// or gue.
+    #[arg(long, value_name = "ipip|gre|gue")]
+    pub encap: Option<TunnelType>,
     /// Scheduler of the virtual service (`tunlb adm -A ... -s SCHEDULER`).
     #[arg(long, value_name = "NAME", default_value = "rr")]
     pub scheduler: String,
@@ -103,6 +107,13 @@ pub struct UpArgs {
     /// Which lab.
     #[command(flatten)]
     pub prefix: PrefixArgs,
+}
+
+impl UpArgs {
+    /// The tunnel type in TUN mode: `--encap`, else ipip.
+    pub fn encap(&self) -> TunnelType {
+        self.encap.unwrap_or_default()
+    }
 }
 
 /// Arguments of `tunlb lab down`.

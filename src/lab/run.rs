@@ -2,13 +2,16 @@
 //!
 //! `up` goes step by step and prints each step as `[lab] ...` before doing it:
 //!
-//! 1. checks: the mode is `tun`, we are root, `ip` is installed, no lab with this prefix
-//!    exists; then creates the state folder (the lab's lock) — nothing else is created before;
-//! 2. builds the network of [`topology::plan`];
+//! 1. checks: `--encap` only with `--mode tun`, we are root, `ip` is installed, no lab with this
+//!    prefix exists; then creates the state folder (the lab's lock) — nothing else is created
+//!    before;
+//! 2. builds the network of [`topology::plan`] for the mode;
 //! 3. starts `tunlb director --announce eth0` in the director and waits for its control socket;
-//!    starts `tunlb realserver` and then `tunlb httpd` on each real server, waiting for the
-//!    hidden VIP on `lo` and for the banner;
-//! 4. configures the director with `tunlb adm`, printing each command as `$ tunlb adm ...`;
+//!    on each real server starts `tunlb realserver` (TUN: `--encap`, DR: `--mode dr`; NAT needs
+//!    no agent), waiting for the hidden VIP on `lo`, and then `tunlb httpd` (on VIP:80, in NAT
+//!    mode on RIP:8080), waiting for its banner;
+//! 4. configures the director with `tunlb adm` (`-i`, `-g` or `-m`), printing each command as
+//!    `$ tunlb adm ...`;
 //! 5. sends the requests from the client (curl, else `tunlb lab get`) and prints who answered,
 //!    then `adm -L -n` and `adm -L -n -c`, then how to step in.
 //!
@@ -21,6 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::process::{Child, ExitStatus};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -160,6 +164,8 @@ struct Started {
 /// A lab being built by this invocation. Until it is disarmed, dropping it takes it down
 /// (the backstop for a panic; errors and signals take the explicit path, [`Lab::fail`]).
 struct Lab {
+    /// How the director forwards, and so where the real servers live.
+    mode: Mode,
     host: Host,
     names: Names,
     state: Option<StateDir>,
@@ -172,16 +178,11 @@ struct Lab {
 impl Lab {
     /// The checks that come before anything is created, then the state folder (the lock).
     fn prepare(args: &UpArgs) -> anyhow::Result<Lab> {
-        match args.mode {
-            Mode::Tun => {}
-            Mode::Dr => bail!(
-                "DR mode (--mode dr, ipvsadm -g) is not implemented yet: the lab runs TUN mode \
-                 (--mode tun, the default) for now"
-            ),
-            Mode::Nat => bail!(
-                "NAT mode (--mode nat, ipvsadm -m) is not implemented yet: the lab runs TUN \
-                 mode (--mode tun, the default) for now"
-            ),
+        if let (Some(encap), Mode::Dr | Mode::Nat) = (args.encap, args.mode) {
+            bail!(
+                "--encap {encap} is for --mode tun: in {} mode the director sends no tunnel",
+                args.mode.as_str().to_uppercase()
+            );
         }
         let names = Names::new(&args.prefix.prefix)?;
         let host = Host::probe()?;
@@ -203,6 +204,7 @@ impl Lab {
             .with_context(|| format!("creating {}", path.display()))?
             .ok_or_else(|| already(format!("{} exists", path.display())))?;
         let lab = Lab {
+            mode: args.mode,
             host,
             names,
             state: Some(state),
@@ -211,12 +213,22 @@ impl Lab {
             armed: true,
         };
         signal::install().context("installing signal handlers")?;
-        say!(
-            "[lab] TUN mode, {} tunnels; state and logs in {}",
-            args.encap,
-            path.display()
-        );
+        let what = match args.mode {
+            Mode::Tun => format!("TUN mode, {} tunnels", args.encap()),
+            Mode::Dr => "DR mode, the seed's own layout: everyone on one LAN".to_owned(),
+            Mode::Nat => format!(
+                "NAT mode: the real servers on a private LAN behind the director, port {PORT} \
+                 mapped to {}",
+                topology::NAT_PORT
+            ),
+        };
+        say!("[lab] {what}; state and logs in {}", path.display());
         Ok(lab)
+    }
+
+    /// The address of `role` in this lab's mode.
+    fn addr(&self, role: Role) -> Ipv4Addr {
+        topology::addr(self.mode, role)
     }
 
     fn state(&self) -> anyhow::Result<&StateDir> {
@@ -227,7 +239,7 @@ impl Lab {
 
     /// Steps 2 to 4: the network, the daemons, the service.
     fn build(&mut self, args: &UpArgs) -> anyhow::Result<()> {
-        for step in topology::plan(&self.names) {
+        for step in topology::plan(&self.names, self.mode) {
             check_signal()?;
             say!("[lab] {}", step.what);
             for action in &step.actions {
@@ -248,7 +260,7 @@ impl Lab {
         say!(
             "[lab] {backup} ({}) is the spare node for a backup director: nothing runs \
              there yet",
-            topology::addr(Role::Backup)
+            self.addr(Role::Backup)
         );
         self.configure(args)
     }
@@ -273,40 +285,62 @@ impl Lab {
         )
     }
 
-    /// Starts the agent and the httpd of one real server, each once the one before is ready.
+    /// Starts the agent (TUN and DR mode) and the httpd of one real server, each once the one
+    /// before is ready.
     fn start_real_server(&mut self, role: Role, args: &UpArgs) -> anyhow::Result<()> {
         let ns = self.names.ns(role);
-        let rip = topology::addr(role);
+        let rip = self.addr(role);
         let vip = VIP.to_string();
-        let encap = args.encap.to_string();
-        let allow = format!("{}/32", topology::addr(Role::Director));
-        let agent = [
-            "realserver",
-            "--vip",
-            &vip,
-            "--encap",
-            &encap,
-            "--allow",
-            &allow,
-        ];
-        say!(
-            "[lab] starting `tunlb {}` in {ns} ({rip}): VIP hidden on lo, tunnels from the \
-             director unwrapped",
-            agent.join(" ")
-        );
-        let i = self.spawn(role, &format!("{role}-agent"), "tunlb realserver", &agent)?;
-        let on_lo = format!("inet {VIP}/32 ");
-        self.wait_until(
-            i,
-            &format!("the agent to put {VIP}/32 on lo in {ns}"),
-            |host| {
-                let mut cmd = std::process::Command::new(host.ip());
-                cmd.args(["-n", &ns, "-4", "-o", "addr", "show", "dev", "lo"]);
-                host::output(&mut cmd, "ip addr show dev lo")
-                    .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(&on_lo))
-            },
-        )?;
-        let listen = format!("{VIP}:{PORT}");
+        let encap = args.encap().to_string();
+        let allow = format!("{}/32", self.addr(Role::Director));
+        let (agent, what): (Vec<&str>, _) = match self.mode {
+            Mode::Tun => (
+                vec![
+                    "realserver",
+                    "--vip",
+                    &vip,
+                    "--encap",
+                    &encap,
+                    "--allow",
+                    &allow,
+                ],
+                "VIP hidden on lo, tunnels from the director unwrapped",
+            ),
+            Mode::Dr => (
+                vec!["realserver", "--vip", &vip, "--mode", "dr"],
+                "VIP hidden on lo, ARP for it ignored on eth0 (arp_ignore 1, arp_announce 2): \
+                 the frames the director sends to this MAC reach the httpd",
+            ),
+            Mode::Nat => (Vec::new(), ""),
+        };
+        if agent.is_empty() {
+            say!(
+                "[lab] no agent in {ns} ({rip}) in NAT mode: the director rewrites the \
+                 addresses both ways, and {ns}'s default route is the director ({})",
+                topology::Segment::Private.gateway()
+            );
+        } else {
+            say!(
+                "[lab] starting `tunlb {}` in {ns} ({rip}): {what}",
+                agent.join(" ")
+            );
+            let i = self.spawn(role, &format!("{role}-agent"), "tunlb realserver", &agent)?;
+            let on_lo = format!("inet {VIP}/32 ");
+            self.wait_until(
+                i,
+                &format!("the agent to put {VIP}/32 on lo in {ns}"),
+                |host| {
+                    let mut cmd = std::process::Command::new(host.ip());
+                    cmd.args(["-n", &ns, "-4", "-o", "addr", "show", "dev", "lo"]);
+                    host::output(&mut cmd, "ip addr show dev lo")
+                        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(&on_lo))
+                },
+            )?;
+        }
+        let listen = match self.mode {
+            Mode::Tun | Mode::Dr => format!("{VIP}:{PORT}"),
+            Mode::Nat => format!("{rip}:{}", topology::NAT_PORT),
+        };
         let banner = format!("from {rip}");
         let httpd = ["httpd", "--listen", &listen, "--banner", &banner];
         say!("[lab] starting `tunlb httpd --listen {listen} --banner \"{banner}\"` in {ns}");
@@ -324,11 +358,20 @@ impl Lab {
         say!("[lab] configuring the director in {ns} with ipvsadm's syntax:");
         let service = format!("{VIP}:{PORT}");
         self.adm(&["-A", "-t", &service, "-s", &args.scheduler])?;
-        let encap = args.encap.to_string();
+        let encap = args.encap().to_string();
         for role in REAL_SERVERS {
-            let rip = topology::addr(role).to_string();
-            let add = ["-a", "-t", &service, "-r", &rip, "-i", "-w", "1"];
-            self.adm(&[&add[..], &["--tun-type", &encap]].concat())?;
+            let rip = self.addr(role);
+            // ipvsadm's syntax, as the seed writes it: `-r RIP -g -w 1`.
+            let (dest, how) = match self.mode {
+                Mode::Tun => (rip.to_string(), "-i"),
+                Mode::Dr => (rip.to_string(), "-g"),
+                Mode::Nat => (format!("{rip}:{}", topology::NAT_PORT), "-m"),
+            };
+            let add = ["-a", "-t", &service, "-r", &dest, how, "-w", "1"];
+            match self.mode {
+                Mode::Tun => self.adm(&[&add[..], &["--tun-type", &encap]].concat())?,
+                Mode::Dr | Mode::Nat => self.adm(&add)?,
+            }
         }
         Ok(())
     }
@@ -370,7 +413,7 @@ impl Lab {
         say!(
             "[lab] {} requests from {client} ({}) with {tool}, each a new connection, to {url}:",
             args.requests,
-            topology::addr(Role::Client)
+            self.addr(Role::Client)
         );
         let mut answers: BTreeMap<String, u32> = BTreeMap::new();
         for i in 1..=args.requests {
@@ -395,21 +438,40 @@ impl Lab {
         }
         let tally: Vec<String> = answers.iter().map(|(a, n)| format!("{n} {a}")).collect();
         say!("[lab] answers: {}", tally.join(", "));
-        say!(
-            "[lab] the answers left each real server from the VIP straight to the client, \
-             through the router: the director only saw the client's half of each connection"
-        );
+        say!("[lab] {}", self.path_of_answers());
         self.adm(&["-L", "-n"])?;
         self.adm(&["-L", "-n", "-c"])?;
         let missing: Vec<String> = REAL_SERVERS
             .iter()
-            .map(|&r| format!("from {}", topology::addr(r)))
+            .map(|&r| format!("from {}", self.addr(r)))
             .filter(|banner| !answers.contains_key(banner))
             .collect();
         if !missing.is_empty() {
             bail!("no answer {}", missing.join(" and no answer "));
         }
         Ok(())
+    }
+
+    /// How the answers went back to the client, in this mode.
+    fn path_of_answers(&self) -> String {
+        match self.mode {
+            Mode::Tun => "the answers left each real server from the VIP straight to the client, \
+                          through the router: the director only saw the client's half of each \
+                          connection"
+                .to_owned(),
+            Mode::Dr => "the director passed each request unchanged in a frame to a real \
+                         server's MAC; the answers left the real servers from the VIP straight to \
+                         the client on the LAN: the director only saw the client's half of each \
+                         connection"
+                .to_owned(),
+            Mode::Nat => format!(
+                "both halves of each connection crossed the director: each request got \
+                 RIP:{} as its destination, each answer VIP:{PORT} as its source (the real \
+                 servers' default route is the director; its policy rules bring the answers \
+                 into its TUN)",
+                topology::NAT_PORT
+            ),
+        }
     }
 
     /// The end of `up`: how to step into the running lab and how to take it down.
@@ -438,10 +500,16 @@ impl Lab {
                 format!("ip netns exec {} {exe} adm -L -n -c", n(Role::Director)),
                 "the director's connections",
             ),
-            (
-                format!("ip -n {} addr show dev lo", n(Role::Rs1)),
-                "the hidden VIP on a real server",
-            ),
+            match self.mode {
+                Mode::Tun | Mode::Dr => (
+                    format!("ip -n {} addr show dev lo", n(Role::Rs1)),
+                    "the hidden VIP on a real server",
+                ),
+                Mode::Nat => (
+                    format!("ip -n {} rule show", n(Role::Director)),
+                    "the rules that bring the answers into the director's TUN",
+                ),
+            },
             (format!("ls {logs}"), "each process's log"),
             (
                 format!("{exe} lab down{}", prefix_flag(&self.names)),

@@ -1,29 +1,57 @@
 //! The lab's network as data: who lives where, and the `ip` commands that build it.
 //!
 //! The seed's four nodes sit on one LAN, 192.168.150.0/24: the client (a browser in the seed),
-//! the director .11 and the spare node .14 for a future backup director. In TUN mode the real
-//! servers live in "the other datacenter", 192.168.160.0/24, behind the router that is also the
-//! LAN's gateway. Both networks are bridges inside the router's namespace.
+//! the director .11 and the spare node .14 for a future backup director, with the router .1 as
+//! the LAN's gateway. Where the real servers live depends on the [`Mode`]:
 //!
-//! ```text
-//!  client   192.168.150.2  ─┐
-//!  director 192.168.150.11 ─┼─ lan 192.168.150.1  router  192.168.160.1 dc2 ─┬─ rs1 192.168.160.12
-//!  backup   192.168.150.14 ─┘  (VIP 192.168.150.100 announced by the director) └─ rs2 192.168.160.13
-//! ```
+//! - **TUN** (`-i`): in "the other datacenter", 192.168.160.0/24, behind the router. Both
+//!   networks are bridges inside the router's namespace.
+//!
+//!   ```text
+//!    client   192.168.150.2  ─┐
+//!    director 192.168.150.11 ─┼─ lan 192.168.150.1  router  192.168.160.1 dc2 ─┬─ rs1 192.168.160.12
+//!    backup   192.168.150.14 ─┘                                                 └─ rs2 192.168.160.13
+//!   ```
+//!
+//! - **DR** (`-g`): the seed's own layout, everyone on the LAN; the real servers are .12 and .13.
+//!
+//!   ```text
+//!    client 192.168.150.2, director .11, rs1 .12, rs2 .13, backup .14 ── lan 192.168.150.1 router
+//!   ```
+//!
+//! - **NAT** (`-m`): on a private LAN, 10.0.150.0/24, a bridge inside the director's namespace;
+//!   the director (10.0.150.1) is their gateway and nobody else has a route to them.
+//!
+//!   ```text
+//!    client   192.168.150.2  ─┐
+//!    director 192.168.150.11 ─┼─ lan 192.168.150.1 router
+//!    backup   192.168.150.14 ─┘
+//!    director 10.0.150.1 rslan ─┬─ rs1 10.0.150.12
+//!                               └─ rs2 10.0.150.13
+//!   ```
+//!
+//! In every mode the VIP 192.168.150.100 is on the LAN, owned by nobody, and answered for by the
+//! director (`--announce eth0`).
 //!
 //! Nothing here runs a command: [`plan`] returns the [`Step`]s, each a few [`Action`]s, and
 //! `run.rs` carries them out. Every action names its namespace, so nothing is ever created in
 //! the host's namespace: veth pairs are created inside a node's namespace with their peer moved
-//! straight into the router's (`ip -n NODE link add ... peer name ... netns ROUTER`).
+//! straight into the namespace holding the segment's bridge
+//! (`ip -n NODE link add ... peer name ... netns ROUTER`).
 
 use std::fmt;
 use std::net::Ipv4Addr;
+
+use super::Mode;
 
 /// The virtual service address: on the LAN, owned by nobody, answered for by the director.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 150, 100);
 
 /// The virtual service's port.
 pub const PORT: u16 = 80;
+
+/// The port the real servers' httpd listens on in NAT mode (the director maps 80 to it).
+pub const NAT_PORT: u16 = 8080;
 
 /// The director's interface on the LAN, the one `tunlb director --announce` answers ARP on.
 pub const LAN_IF: &str = "eth0";
@@ -33,11 +61,11 @@ pub const LAN_IF: &str = "eth0";
 pub enum Role {
     /// Sends the requests (the seed's browser).
     Client,
-    /// The LAN's gateway and the way to the other datacenter; holds both bridges.
+    /// The LAN's gateway and, in TUN mode, the way to the other datacenter.
     Router,
-    /// Runs `tunlb director`.
+    /// Runs `tunlb director`; in NAT mode also the real servers' gateway.
     Director,
-    /// Real server 1: `tunlb realserver` and `tunlb httpd`.
+    /// Real server 1: `tunlb httpd`, and `tunlb realserver` in TUN and DR mode.
     Rs1,
     /// Real server 2.
     Rs2,
@@ -75,36 +103,55 @@ impl fmt::Display for Role {
     }
 }
 
-/// One of the two networks, each a bridge in the router.
+/// One network: a bridge inside the namespace of its [`holder`](Segment::holder).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Segment {
-    /// The seed's LAN, 192.168.150.0/24 (bridge `lan`).
+    /// The seed's LAN, 192.168.150.0/24 (bridge `lan` in the router).
     Lan,
-    /// The other datacenter, 192.168.160.0/24 (bridge `dc2`), where the real servers live.
+    /// The other datacenter, 192.168.160.0/24 (bridge `dc2` in the router): TUN mode's real
+    /// servers.
     Dc2,
+    /// The private real-server LAN of NAT mode, 10.0.150.0/24 (bridge `rslan` in the director).
+    Private,
 }
 
 impl Segment {
-    /// Both segments.
-    pub const ALL: [Segment; 2] = [Segment::Lan, Segment::Dc2];
+    /// The segments that exist in `mode`, in the order their bridges are created.
+    pub fn for_mode(mode: Mode) -> &'static [Segment] {
+        match mode {
+            Mode::Tun => &[Segment::Lan, Segment::Dc2],
+            Mode::Dr => &[Segment::Lan],
+            Mode::Nat => &[Segment::Lan, Segment::Private],
+        }
+    }
 
-    /// The bridge's name in the router's namespace.
+    /// The bridge's name in the holder's namespace.
     pub fn bridge(self) -> &'static str {
         match self {
             Segment::Lan => "lan",
             Segment::Dc2 => "dc2",
+            Segment::Private => "rslan",
         }
     }
 
-    /// The router's address on it: every node's gateway.
+    /// Whose namespace holds the bridge (and the gateway address).
+    pub fn holder(self) -> Role {
+        match self {
+            Segment::Lan | Segment::Dc2 => Role::Router,
+            Segment::Private => Role::Director,
+        }
+    }
+
+    /// The holder's address on it: every node's gateway.
     pub fn gateway(self) -> Ipv4Addr {
         match self {
             Segment::Lan => Ipv4Addr::new(192, 168, 150, 1),
             Segment::Dc2 => Ipv4Addr::new(192, 168, 160, 1),
+            Segment::Private => Ipv4Addr::new(10, 0, 150, 1),
         }
     }
 
-    /// The prefix length of the segment (both are /24).
+    /// The prefix length of the segment (all are /24).
     pub fn prefix_len(self) -> u8 {
         24
     }
@@ -114,6 +161,7 @@ impl Segment {
         match self {
             Segment::Lan => "the LAN 192.168.150.0/24",
             Segment::Dc2 => "the other datacenter's network 192.168.160.0/24",
+            Segment::Private => "the real servers' private LAN 10.0.150.0/24",
         }
     }
 }
@@ -127,57 +175,83 @@ pub struct Node {
     pub addr: Ipv4Addr,
     /// The segment `eth0` is plugged into.
     pub segment: Segment,
-    /// The name of the other end of its veth, a port of the segment's bridge in the router.
-    pub router_port: &'static str,
+    /// The name of the other end of its veth, a port of the segment's bridge.
+    pub bridge_port: &'static str,
 }
 
-/// Every node but the router, in the order they are plugged in.
-pub const NODES: [Node; 5] = [
+/// The nodes on the LAN in every mode, in the order they are plugged in.
+const LAN_NODES: [Node; 3] = [
     Node {
         role: Role::Client,
         addr: Ipv4Addr::new(192, 168, 150, 2),
         segment: Segment::Lan,
-        router_port: "to-client",
+        bridge_port: "to-client",
     },
     Node {
         role: Role::Director,
         addr: Ipv4Addr::new(192, 168, 150, 11),
         segment: Segment::Lan,
-        router_port: "to-director",
+        bridge_port: "to-director",
     },
     Node {
         role: Role::Backup,
         addr: Ipv4Addr::new(192, 168, 150, 14),
         segment: Segment::Lan,
-        router_port: "to-backup",
-    },
-    Node {
-        role: Role::Rs1,
-        addr: Ipv4Addr::new(192, 168, 160, 12),
-        segment: Segment::Dc2,
-        router_port: "to-rs1",
-    },
-    Node {
-        role: Role::Rs2,
-        addr: Ipv4Addr::new(192, 168, 160, 13),
-        segment: Segment::Dc2,
-        router_port: "to-rs2",
+        bridge_port: "to-backup",
     },
 ];
 
-/// The node playing `role` (the router is not a [`Node`]: it has the bridges instead).
-pub fn node(role: Role) -> Option<&'static Node> {
-    NODES.iter().find(|n| n.role == role)
+/// The real servers' segment in `mode`.
+pub fn real_server_segment(mode: Mode) -> Segment {
+    match mode {
+        Mode::Tun => Segment::Dc2,
+        Mode::Dr => Segment::Lan,
+        Mode::Nat => Segment::Private,
+    }
 }
 
-/// The address of the node playing `role`; the router's is its LAN address.
-pub fn addr(role: Role) -> Ipv4Addr {
-    node(role).map_or(Segment::Lan.gateway(), |n| n.addr)
+/// Every node but the router in `mode`, in the order they are plugged in: the LAN's client,
+/// director and backup, then the real servers (.12 and .13 of their segment).
+pub fn nodes(mode: Mode) -> [Node; 5] {
+    let segment = real_server_segment(mode);
+    let [a, b, c, _] = segment.gateway().octets();
+    let [client, director, backup] = LAN_NODES;
+    let rs = |role, host, bridge_port| Node {
+        role,
+        addr: Ipv4Addr::new(a, b, c, host),
+        segment,
+        bridge_port,
+    };
+    [
+        client,
+        director,
+        backup,
+        rs(Role::Rs1, 12, "to-rs1"),
+        rs(Role::Rs2, 13, "to-rs2"),
+    ]
+}
+
+/// The node playing `role` in `mode` (the router is not a [`Node`]: it has bridges instead).
+pub fn node(mode: Mode, role: Role) -> Option<Node> {
+    nodes(mode).into_iter().find(|n| n.role == role)
+}
+
+/// The address of the node playing `role` in `mode`; the router's is its LAN address.
+pub fn addr(mode: Mode, role: Role) -> Ipv4Addr {
+    node(mode, role).map_or(Segment::Lan.gateway(), |n| n.addr)
+}
+
+/// The port the real servers' httpd listens on in `mode`: the VIP's [`PORT`], except in NAT
+/// mode, where the director maps it to [`NAT_PORT`].
+pub fn real_port(mode: Mode) -> u16 {
+    match mode {
+        Mode::Tun | Mode::Dr => PORT,
+        Mode::Nat => NAT_PORT,
+    }
 }
 
 /// The real servers' roles, in the order they are added to the service.
 pub const REAL_SERVERS: [Role; 2] = [Role::Rs1, Role::Rs2];
-
 /// Namespace names for one lab: `<prefix>-<role>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Names {
@@ -301,13 +375,15 @@ pub struct Step {
     pub actions: Vec<Action>,
 }
 
-/// Everything that builds the lab's network for `names`, in order; no process is started.
+/// Everything that builds the lab's network for `names` in `mode`, in order; no process is
+/// started.
 ///
 /// Each namespace gets loopback up and reverse-path filtering off (new namespaces copy the
-/// host's `rp_filter`, and a strict one would drop the real servers' replies, which leave from
-/// the VIP on the LAN through the other datacenter's link). The router forwards; the director
-/// turns forwarding on itself.
-pub fn plan(names: &Names) -> Vec<Step> {
+/// host's `rp_filter`, and a strict one would drop packets that arrive on another interface
+/// than the one their source is routed through: in TUN and DR mode the real servers' replies
+/// from the VIP, in NAT mode the client packets the director writes back into the kernel from
+/// its TUN, see `director::nat`). The router forwards; the director turns forwarding on itself.
+pub fn plan(names: &Names, mode: Mode) -> Vec<Step> {
     let mut steps = Vec::new();
     for role in Role::ALL {
         let ns = names.ns(role);
@@ -321,44 +397,46 @@ pub fn plan(names: &Names) -> Vec<Step> {
             ],
         });
     }
-    let router = names.ns(Role::Router);
-    for segment in Segment::ALL {
+    for &segment in Segment::for_mode(mode) {
+        let holder = names.ns(segment.holder());
         let (bridge, gw, len) = (segment.bridge(), segment.gateway(), segment.prefix_len());
         steps.push(Step {
             what: format!(
-                "creating {}: bridge {bridge} with {gw}/{len} in {router}",
+                "creating {}: bridge {bridge} with {gw}/{len} in {holder}",
                 segment.describe()
             ),
             actions: vec![
-                Action::ip(&router, &format!("link add name {bridge} type bridge")),
-                Action::ip(&router, &format!("addr add {gw}/{len} dev {bridge}")),
-                Action::ip(&router, &format!("link set dev {bridge} up")),
+                Action::ip(&holder, &format!("link add name {bridge} type bridge")),
+                Action::ip(&holder, &format!("addr add {gw}/{len} dev {bridge}")),
+                Action::ip(&holder, &format!("link set dev {bridge} up")),
             ],
         });
     }
+    let router = names.ns(Role::Router);
     steps.push(Step {
         what: format!("turning on IPv4 forwarding in {router}"),
         actions: vec![Action::sysctl(&router, "net.ipv4.ip_forward", "1")],
     });
-    for node in NODES {
+    for node in nodes(mode) {
         let ns = names.ns(node.role);
+        let holder = names.ns(node.segment.holder());
         let (bridge, gw, len) = (
             node.segment.bridge(),
             node.segment.gateway(),
             node.segment.prefix_len(),
         );
-        let (addr, port) = (node.addr, node.router_port);
+        let (addr, port) = (node.addr, node.bridge_port);
         steps.push(Step {
             what: format!("plugging {ns} (eth0 {addr}/{len}, gateway {gw}) into bridge {bridge}"),
             actions: vec![
                 Action::ip(
                     &ns,
-                    &format!("link add name eth0 type veth peer name {port} netns {router}"),
+                    &format!("link add name eth0 type veth peer name {port} netns {holder}"),
                 ),
                 Action::ip(&ns, &format!("addr add {addr}/{len} dev eth0")),
                 Action::ip(&ns, "link set dev eth0 up"),
-                Action::ip(&router, &format!("link set dev {port} master {bridge}")),
-                Action::ip(&router, &format!("link set dev {port} up")),
+                Action::ip(&holder, &format!("link set dev {port} master {bridge}")),
+                Action::ip(&holder, &format!("link set dev {port} up")),
                 Action::ip(&ns, &format!("route add default via {gw}")),
             ],
         });
@@ -398,39 +476,48 @@ mod tests {
         }
     }
 
+    const MODES: [Mode; 3] = [Mode::Tun, Mode::Dr, Mode::Nat];
+
     #[test]
     fn plan_acts_only_inside_the_labs_namespaces_after_creating_them() {
         let names = Names::new("p").unwrap();
         let all = names.all();
-        let mut created = Vec::new();
-        for step in plan(&names) {
-            for action in &step.actions {
-                if let Action::AddNamespace(ns) = action {
-                    created.push(ns.clone());
-                }
-                assert!(
-                    created.iter().any(|c| c == action.ns()),
-                    "`{action}` acts in a namespace not created yet"
-                );
-                if let Action::Ip { args, .. } = action {
-                    // A veth's peer goes into the router, never elsewhere.
-                    if let Some(i) = args.iter().position(|a| a == "netns") {
-                        assert_eq!(args.get(i + 1), Some(&names.ns(Role::Router)), "{action}");
+        for mode in MODES {
+            let mut created = Vec::new();
+            for step in plan(&names, mode) {
+                for action in &step.actions {
+                    if let Action::AddNamespace(ns) = action {
+                        created.push(ns.clone());
+                    }
+                    assert!(
+                        created.iter().any(|c| c == action.ns()),
+                        "`{action}` acts in a namespace not created yet"
+                    );
+                    if let Action::Ip { args, .. } = action {
+                        // A veth's peer goes into the router, or in NAT mode into the director
+                        // (the private LAN's bridge), never elsewhere.
+                        if let Some(i) = args.iter().position(|a| a == "netns") {
+                            let peer = args.get(i + 1).cloned().unwrap_or_default();
+                            let holders = [names.ns(Role::Router), names.ns(Role::Director)];
+                            assert!(holders.contains(&peer), "{action}");
+                        }
                     }
                 }
             }
+            assert_eq!(created, all, "{mode:?}");
         }
-        assert_eq!(created, all);
     }
 
     #[test]
     fn interface_names_fit_ifnamsiz() {
-        for step in plan(&Names::new(&"x".repeat(Names::MAX_PREFIX)).unwrap()) {
-            for action in step.actions {
-                if let Action::Ip { args, .. } = action {
-                    for pair in args.windows(2) {
-                        if ["name", "dev", "master"].contains(&pair[0].as_str()) {
-                            assert!(pair[1].len() <= 15, "{}", pair[1]);
+        for mode in MODES {
+            for step in plan(&Names::new(&"x".repeat(Names::MAX_PREFIX)).unwrap(), mode) {
+                for action in step.actions {
+                    if let Action::Ip { args, .. } = action {
+                        for pair in args.windows(2) {
+                            if ["name", "dev", "master"].contains(&pair[0].as_str()) {
+                                assert!(pair[1].len() <= 15, "{}", pair[1]);
+                            }
                         }
                     }
                 }
@@ -440,14 +527,42 @@ mod tests {
 
     #[test]
     fn the_seed_addresses() {
-        assert_eq!(addr(Role::Client), Ipv4Addr::new(192, 168, 150, 2));
-        assert_eq!(addr(Role::Router), Ipv4Addr::new(192, 168, 150, 1));
-        assert_eq!(addr(Role::Director), Ipv4Addr::new(192, 168, 150, 11));
-        assert_eq!(addr(Role::Backup), Ipv4Addr::new(192, 168, 150, 14));
-        assert_eq!(addr(Role::Rs1), Ipv4Addr::new(192, 168, 160, 12));
-        assert_eq!(addr(Role::Rs2), Ipv4Addr::new(192, 168, 160, 13));
+        for mode in MODES {
+            assert_eq!(addr(mode, Role::Client), Ipv4Addr::new(192, 168, 150, 2));
+            assert_eq!(addr(mode, Role::Router), Ipv4Addr::new(192, 168, 150, 1));
+            assert_eq!(addr(mode, Role::Director), Ipv4Addr::new(192, 168, 150, 11));
+            assert_eq!(addr(mode, Role::Backup), Ipv4Addr::new(192, 168, 150, 14));
+        }
+        let rs = |mode| (addr(mode, Role::Rs1), addr(mode, Role::Rs2));
+        assert_eq!(
+            rs(Mode::Tun),
+            (
+                Ipv4Addr::new(192, 168, 160, 12),
+                Ipv4Addr::new(192, 168, 160, 13)
+            )
+        );
+        // DR: the seed's own layout, the real servers on the LAN.
+        assert_eq!(
+            rs(Mode::Dr),
+            (
+                Ipv4Addr::new(192, 168, 150, 12),
+                Ipv4Addr::new(192, 168, 150, 13)
+            )
+        );
+        assert_eq!(
+            rs(Mode::Nat),
+            (Ipv4Addr::new(10, 0, 150, 12), Ipv4Addr::new(10, 0, 150, 13))
+        );
         assert_eq!(VIP, Ipv4Addr::new(192, 168, 150, 100));
-        let plan = plan(&Names::new("tunlb").unwrap());
+        assert_eq!(
+            (
+                real_port(Mode::Tun),
+                real_port(Mode::Dr),
+                real_port(Mode::Nat)
+            ),
+            (80, 80, 8080)
+        );
+        let plan = plan(&Names::new("tunlb").unwrap(), Mode::Tun);
         let director = plan
             .iter()
             .find(|s| s.what.starts_with("plugging tunlb-director"))
@@ -463,6 +578,58 @@ mod tests {
                 "ip -n tunlb-router link set dev to-director master lan",
                 "ip -n tunlb-router link set dev to-director up",
                 "ip -n tunlb-director route add default via 192.168.150.1",
+            ]
+        );
+    }
+
+    /// DR builds only the LAN; NAT puts the real servers on a bridge in the director, which is
+    /// their gateway.
+    #[test]
+    fn dr_has_one_lan_and_nat_a_private_lan_in_the_director() {
+        let names = Names::new("t").unwrap();
+        let bridges = |mode| -> Vec<String> {
+            plan(&names, mode)
+                .iter()
+                .filter(|s| s.what.contains(": bridge "))
+                .map(|s| s.what.clone())
+                .collect()
+        };
+        assert_eq!(
+            bridges(Mode::Dr),
+            ["creating the LAN 192.168.150.0/24: bridge lan with 192.168.150.1/24 in t-router"]
+        );
+        assert_eq!(
+            bridges(Mode::Nat),
+            [
+                "creating the LAN 192.168.150.0/24: bridge lan with 192.168.150.1/24 in t-router",
+                "creating the real servers' private LAN 10.0.150.0/24: bridge rslan with \
+                 10.0.150.1/24 in t-director",
+            ]
+        );
+        // NAT's host requirement (see `director::nat`): rp_filter not strict in the director.
+        let director = plan(&names, Mode::Nat)
+            .into_iter()
+            .find(|s| s.what == "creating namespace t-director")
+            .unwrap();
+        assert!(director.actions.contains(&Action::sysctl(
+            "t-director",
+            "net.ipv4.conf.all.rp_filter",
+            "0"
+        )));
+        let rs1 = plan(&names, Mode::Nat)
+            .into_iter()
+            .find(|s| s.what.starts_with("plugging t-rs1"))
+            .unwrap();
+        let commands: Vec<String> = rs1.actions.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            commands,
+            [
+                "ip -n t-rs1 link add name eth0 type veth peer name to-rs1 netns t-director",
+                "ip -n t-rs1 addr add 10.0.150.12/24 dev eth0",
+                "ip -n t-rs1 link set dev eth0 up",
+                "ip -n t-director link set dev to-rs1 master rslan",
+                "ip -n t-director link set dev to-rs1 up",
+                "ip -n t-rs1 route add default via 10.0.150.1",
             ]
         );
     }

@@ -15,10 +15,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::harness::{netns_list, output, require_root_and_tools, TUNLB};
 
-/// The lab's fixed addresses (the seed's, plus the other datacenter).
+/// The lab's fixed addresses: the seed's VIP, the real servers in TUN mode (the other
+/// datacenter), in DR mode (the seed's LAN) and in NAT mode (the private LAN behind the
+/// director).
 const VIP: &str = "192.168.150.100";
 const RS1: &str = "192.168.160.12";
 const RS2: &str = "192.168.160.13";
+const DR_RS: [&str; 2] = ["192.168.150.12", "192.168.150.13"];
+const NAT_RS: [&str; 2] = ["10.0.150.12", "10.0.150.13"];
 
 /// Numbers the labs of this process.
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -80,41 +84,49 @@ fn assert_gone(prefix: &str, log: &str) {
     assert!(!state_dir(prefix).exists(), "state folder left: {log}");
 }
 
-/// `tunlb lab demo --encap ENCAP`: exit 0, both real servers answered in turn (round robin),
-/// the `adm` commands, the service table and the connection table are printed, and nothing
-/// is left afterwards.
-fn lab_demo_shows_both_servers_and_leaves_nothing(encap: &str) {
+/// What one demo must print besides the lines every mode prints.
+struct Expected<'a> {
+    /// The real servers' addresses.
+    rips: [&'a str; 2],
+    /// Their port (the service is VIP:80).
+    rport: &'a str,
+    /// `-L -n`'s Forward column for them.
+    forward: &'a str,
+    /// Lines about the real servers and the `adm -a` commands.
+    lines: Vec<String>,
+}
+
+/// `tunlb lab demo ARGS`: exit 0, both real servers answered in turn (round robin), the `adm`
+/// commands, the service table (Forward column as expected) and the connection table are
+/// printed, and nothing is left afterwards.
+fn lab_demo_shows_both_servers_and_leaves_nothing(args: &[&str], expected: Expected) {
     require_root_and_tools();
     let prefix = unique_prefix();
     let _guard = LabGuard(prefix.clone());
     assert_eq!(namespaces_of(&prefix), Vec::<String>::new());
 
-    let out = lab(&["demo", "--prefix", &prefix, "--encap", encap]);
+    let out = lab(&[&["demo", "--prefix", &prefix][..], args].concat());
     let log = text(&out);
     assert!(out.status.success(), "lab demo failed:\n{log}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for line in [
+    let [rs1, rs2] = expected.rips;
+    let common = [
         format!("[lab] creating namespace {prefix}-client"),
         format!(
             "[lab] starting `tunlb director --announce eth0` in {prefix}-director: VIP {VIP} \
              routed into its TUN device and answered for on the LAN (proxy ARP on eth0)"
         ),
-        format!(
-            "[lab] starting `tunlb realserver --vip {VIP} --encap {encap} --allow \
-             192.168.150.11/32` in {prefix}-rs1 ({RS1}): VIP hidden on lo, tunnels from the \
-             director unwrapped"
-        ),
         format!("$ tunlb adm -A -t {VIP}:80 -s rr"),
-        format!("$ tunlb adm -a -t {VIP}:80 -r {RS1} -i -w 1 --tun-type {encap}"),
-        format!("$ tunlb adm -a -t {VIP}:80 -r {RS2} -i -w 1 --tun-type {encap}"),
-        format!("[lab] answers: 6 from {RS1}, 6 from {RS2}"),
+        format!("[lab] answers: 6 from {rs1}, 6 from {rs2}"),
         "$ tunlb adm -L -n".to_owned(),
         format!("TCP  {VIP}:80 rr"),
         "$ tunlb adm -L -n -c".to_owned(),
         "IPVS connection entries".to_owned(),
         "pro expire state       source             virtual            destination".to_owned(),
         format!("[lab] deleting namespace {prefix}-backup"),
-    ] {
+    ];
+    for line in common.iter().chain(&expected.lines) {
+        let line = line.replace("{prefix}", &prefix);
         assert!(
             stdout.lines().any(|l| l == line),
             "no line {line:?} in:\n{log}"
@@ -129,15 +141,19 @@ fn lab_demo_shows_both_servers_and_leaves_nothing(encap: &str) {
     for pair in answers.chunks(2) {
         let mut pair = pair.to_vec();
         pair.sort();
-        assert_eq!(pair, [RS1, RS2], "{log}");
+        assert_eq!(pair, [rs1, rs2], "{log}");
     }
-    for rip in [RS1, RS2] {
+    for rip in expected.rips {
         let dest = stdout
             .lines()
-            .find(|l| l.starts_with(&format!("  -> {rip}:80 ")))
+            .find(|l| l.starts_with(&format!("  -> {rip}:{} ", expected.rport)))
             .unwrap_or_else(|| panic!("no table line for {rip}:\n{log}"));
         let columns: Vec<&str> = dest.split_whitespace().collect();
-        assert_eq!(columns.get(2..4), Some(&["Tunnel", "1"][..]), "{dest}");
+        assert_eq!(
+            columns.get(2..4),
+            Some(&[expected.forward, "1"][..]),
+            "{dest}"
+        );
     }
     let conns = stdout
         .lines()
@@ -147,19 +163,106 @@ fn lab_demo_shows_both_servers_and_leaves_nothing(encap: &str) {
     assert_gone(&prefix, &log);
 }
 
+/// TUN mode, one test per encapsulation: the real servers in the other datacenter.
+fn tun_demo(encap: &str) {
+    let mut lines = vec![format!(
+        "[lab] starting `tunlb realserver --vip {VIP} --encap {encap} --allow \
+         192.168.150.11/32` in {{prefix}}-rs1 ({RS1}): VIP hidden on lo, tunnels from the \
+         director unwrapped"
+    )];
+    for rip in [RS1, RS2] {
+        lines.push(format!(
+            "$ tunlb adm -a -t {VIP}:80 -r {rip} -i -w 1 --tun-type {encap}"
+        ));
+    }
+    let expected = Expected {
+        rips: [RS1, RS2],
+        rport: "80",
+        forward: "Tunnel",
+        lines,
+    };
+    lab_demo_shows_both_servers_and_leaves_nothing(&["--encap", encap], expected);
+}
+
 /// One test per encapsulation.
 mod lab_demo_shows_both_servers_and_leaves_nothing {
     #[test]
     fn ipip() {
-        super::lab_demo_shows_both_servers_and_leaves_nothing("ipip");
+        super::tun_demo("ipip");
     }
     #[test]
     fn gre() {
-        super::lab_demo_shows_both_servers_and_leaves_nothing("gre");
+        super::tun_demo("gre");
     }
     #[test]
     fn gue() {
-        super::lab_demo_shows_both_servers_and_leaves_nothing("gue");
+        super::tun_demo("gue");
+    }
+
+    /// DR mode, the seed's own layout: the real servers .12 and .13 on the LAN run the DR agent
+    /// and an httpd on the VIP; `-g` exactly as the seed writes it; `Route` in the table.
+    #[test]
+    fn dr() {
+        let mut lines = Vec::new();
+        for (n, rip) in super::DR_RS.iter().enumerate() {
+            let vip = super::VIP;
+            lines.extend([
+                format!(
+                    "[lab] starting `tunlb realserver --vip {vip} --mode dr` in \
+                     {{prefix}}-rs{} ({rip}): VIP hidden on lo, ARP for it ignored on eth0 \
+                     (arp_ignore 1, arp_announce 2): the frames the director sends to this MAC \
+                     reach the httpd",
+                    n + 1
+                ),
+                format!(
+                    "[lab] starting `tunlb httpd --listen {vip}:80 --banner \"from {rip}\"` in \
+                     {{prefix}}-rs{}",
+                    n + 1
+                ),
+                format!("$ tunlb adm -a -t {vip}:80 -r {rip} -g -w 1"),
+            ]);
+        }
+        lines.push(
+            "[lab] plugging {prefix}-rs1 (eth0 192.168.150.12/24, gateway 192.168.150.1) into \
+             bridge lan"
+                .to_owned(),
+        );
+        let expected = super::Expected {
+            rips: super::DR_RS,
+            rport: "80",
+            forward: "Route",
+            lines,
+        };
+        super::lab_demo_shows_both_servers_and_leaves_nothing(&["--mode", "dr"], expected);
+    }
+
+    /// NAT mode: the real servers on the private LAN behind the director, httpd on RIP:8080,
+    /// port 80 mapped to it with `-m`; `Masq` in the table.
+    #[test]
+    fn nat() {
+        let mut lines = vec![
+            "[lab] creating the real servers' private LAN 10.0.150.0/24: bridge rslan with \
+             10.0.150.1/24 in {prefix}-director"
+                .to_owned(),
+        ];
+        for (n, rip) in super::NAT_RS.iter().enumerate() {
+            let vip = super::VIP;
+            lines.extend([
+                format!(
+                    "[lab] starting `tunlb httpd --listen {rip}:8080 --banner \"from {rip}\"` \
+                     in {{prefix}}-rs{}",
+                    n + 1
+                ),
+                format!("$ tunlb adm -a -t {vip}:80 -r {rip}:8080 -m -w 1"),
+            ]);
+        }
+        let expected = super::Expected {
+            rips: super::NAT_RS,
+            rport: "8080",
+            forward: "Masq",
+            lines,
+        };
+        super::lab_demo_shows_both_servers_and_leaves_nothing(&["--mode", "nat"], expected);
     }
 }
 
@@ -280,26 +383,28 @@ fn lab_up_then_down() {
     );
 }
 
-/// `--mode dr` and `--mode nat` are refused with a clear message, before anything is created.
+/// `--encap` with `--mode dr` or `--mode nat` (no tunnel there) is refused with a clear
+/// message, before anything is created.
 #[test]
-fn lab_refuses_dr_for_now() {
+fn lab_refuses_encap_without_tunnels() {
     require_root_and_tools();
     let prefix = unique_prefix();
     let _guard = LabGuard(prefix.clone());
     for command in ["up", "demo"] {
-        for (mode, name) in [("dr", "DR mode"), ("nat", "NAT mode")] {
-            let out = lab(&[command, "--mode", mode, "--prefix", &prefix]);
+        for (mode, name) in [("dr", "DR"), ("nat", "NAT")] {
+            let args = [
+                command, "--mode", mode, "--encap", "gre", "--prefix", &prefix,
+            ];
+            let out = lab(&args);
             let log = text(&out);
-            assert!(
-                !out.status.success(),
-                "lab {command} --mode {mode} succeeded:\n{log}"
-            );
+            assert!(!out.status.success(), "lab {args:?} succeeded:\n{log}");
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(
-                stderr.contains(&format!("{name} (--mode {mode}")),
+                stderr.contains(&format!(
+                    "--encap gre is for --mode tun: in {name} mode the director sends no tunnel"
+                )),
                 "{stderr}"
             );
-            assert!(stderr.contains("is not implemented yet"), "{stderr}");
             assert!(out.stdout.is_empty(), "{log}");
             assert_gone(&prefix, &log);
         }
