@@ -346,3 +346,48 @@ fn large_upload_and_download_arrive_intact() {
     assert!(!log.contains("send_failed"), "{log}");
     assert!(!log.contains("too_big"), "{log}");
 }
+
+/// Modes mix, as IPVS allows: one service with rs1 reached by DR (`-g`) and rs2 by an IPIP
+/// tunnel (`-i`, its agent on the same LAN). Round robin alternates between them and `-L -n`
+/// shows the forwarding method per real server.
+#[test]
+fn one_service_mixes_dr_and_tunnel_servers() {
+    let topo = dr_lab::build();
+    let director = topo.ns("director");
+    start_director(director, &["--announce", DIRECTOR_LAN_IF]);
+    let rs1 = topo.ns("rs1");
+    start_dr_agent(rs1, VIP);
+    start_httpd(rs1, &format!("{VIP}:80"), &banner(RS1), &[]);
+    let rs2 = topo.ns("rs2");
+    crate::harness::start_agent(rs2, VIP, "ipip", "192.168.150.11/32");
+    start_httpd(rs2, &format!("{VIP}:80"), &banner(RS2), &[]);
+
+    adm(director, &format!("-A -t {VIP}:80 -s rr"));
+    adm(director, &format!("-a -t {VIP}:80 -r {RS1} -g -w 1"));
+    adm(
+        director,
+        &format!("-a -t {VIP}:80 -r {RS2} -i -w 1 --tun-type ipip"),
+    );
+    let listing = adm(director, "-L -n");
+    for (rip, method) in [(RS1, "Route"), (RS2, "Tunnel")] {
+        let prefix = format!("  -> {:<28} {:<7} 1", format!("{rip}:80"), method);
+        assert!(
+            listing.lines().any(|l| l.starts_with(&prefix)),
+            "{prefix:?} in:\n{listing}"
+        );
+    }
+
+    let url = format!("http://{VIP}/");
+    let mut args = vec!["-s", "-f", "--max-time", "5", "-H", "Connection: close"];
+    // The first DR packet may wait for the neighbour entry: retry a failed request once.
+    args.extend(["--retry", "1", "--retry-all-errors"]);
+    args.extend(std::iter::repeat(url.as_str()).take(20));
+    let out = topo.ns("client").try_exec("curl", &args);
+    let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let from = |rip: &str| answers.iter().filter(|a| **a == banner(rip)).count();
+    assert_eq!(answers.len(), 20, "{answers:?}");
+    assert_eq!((from(RS1), from(RS2)), (10, 10), "{answers:?}");
+}
