@@ -9,6 +9,8 @@
 //!   AF_PACKET send queue, the neighbour resolver, the on-link check when a server is added).
 //! - [`nat`]: NAT mode (`-m`): in-place rewrites both ways, the shared NAT flow table and the
 //!   policy routing that brings the real servers' replies back into the TUN.
+//! - [`snat`]: the S-NAT gateway (`[[snat]]`): the real servers' own outbound connections
+//!   masqueraded behind public addresses, mappings in a second NAT table.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
@@ -20,12 +22,15 @@ pub mod nat;
 pub mod plane;
 pub mod sched;
 pub mod service;
+pub mod snat;
 pub mod stats;
 pub mod table;
 mod verdict;
 
 #[cfg(test)]
 mod nat_tests;
+#[cfg(test)]
+mod snat_tests;
 #[cfg(test)]
 mod tests;
 

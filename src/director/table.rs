@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// Every NAT real server's endpoint, sorted, without duplicates.
     nat_endpoints: Vec<NatEndpoint>,
+    /// The S-NAT gateway's rules (set by the control plane after building).
+    pub snat: Arc<super::snat::SnatRules>,
 }
 
 /// Where a NAT (`-m`) real server answers from: its replies carry this source, so the director
@@ -280,6 +282,7 @@ impl Registry {
             dests: dest_slots,
             timeouts: timeouts.clone(),
             nat_endpoints,
+            snat: Arc::default(),
         })
     }
 
