@@ -9,7 +9,8 @@
 //! section 6 with `tunlb adm`, then saves, restores and reloads the table and changes it under
 //! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would;
 //! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`nat_mode`] has the NAT-mode (`-m`)
-//! scenarios: both directions through the director, many concurrent flows, UDP and ICMP.
+//! scenarios: both directions through the director, many concurrent flows, UDP and ICMP;
+//! [`snat`] has the S-NAT gateway: the real servers' own connections out from a public address.
 
 mod director_lifecycle;
 mod dr_mode;
@@ -18,4 +19,5 @@ mod harness;
 mod lab;
 mod nat_mode;
 mod seed_walkthrough;
+mod snat;
 mod tun_mode;
