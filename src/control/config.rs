@@ -40,6 +40,9 @@
 //! encap = "gre"              # ipip, gre or gue (required)
 //! gre_key = 7                # gre only, optional
 //! gue_port = 6080            # gue only, default 6080
+//! [[snat]]                   # S-NAT gateway (see crate::director::snat), any number
+//! source = "10.0.0.0/24"     # inside prefix (no overlap between entries)
+//! to = ["192.0.2.10"]        # public addresses, at least one
 //! ```
 //!
 //! Health checks (keepalived's names and defaults, see [`crate::health`]): on a service
@@ -74,6 +77,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use toml::Spanned;
 
 use crate::control::adm::MIN_MSS_CLAMP;
@@ -83,11 +87,11 @@ use crate::director::service::{
     DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
     ServiceSet,
 };
+use crate::director::snat::SnatRule;
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::{
     CheckKind, CheckSpec, DestHealth, HealthConfig, ServiceHealth, UrlSpec,
 };
-use ipnet::Ipv4Net;
 
 /// The most TUN queues (worker threads) a director may ask for.
 pub const MAX_QUEUES: usize = 256;
@@ -116,6 +120,9 @@ pub struct DirectorSettings {
     /// `[[tunnel_route]]`: prefixes tunnelled to remote gateways (config file only).
     #[serde(skip)]
     pub tunnel_routes: Vec<TunnelRoute>,
+    /// The S-NAT gateway's rules (`[[snat]]`), in file order.
+    #[serde(default)]
+    pub snat: Vec<SnatRule>,
 }
 
 impl Default for DirectorSettings {
@@ -129,6 +136,7 @@ impl Default for DirectorSettings {
             timeouts: Timeouts::default(),
             health: HealthConfig::default(),
             tunnel_routes: Vec::new(),
+            snat: Vec::new(),
         }
     }
 }
@@ -312,6 +320,15 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
             }
         }
     }
+    for r in &s.snat {
+        let to: Vec<String> = r.to.iter().map(|a| format!("\"{a}\"")).collect();
+        let _ = writeln!(
+            out,
+            "\n[[snat]]\nsource = \"{}\"\nto = [{}]",
+            r.source,
+            to.join(", ")
+        );
+    }
     out
 }
 
@@ -333,6 +350,7 @@ struct RawConfig {
     service: Vec<Spanned<RawService>>,
     #[serde(default)]
     tunnel_route: Vec<Spanned<RawTunnelRoute>>,
+    snat: Vec<Spanned<RawSnat>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -343,6 +361,13 @@ struct RawTunnelRoute {
     encap: Option<Spanned<String>>,
     gre_key: Option<Spanned<i64>>,
     gue_port: Option<Spanned<i64>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnat {
+    source: Option<Spanned<String>>,
+    to: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -573,7 +598,95 @@ impl Validator<'_> {
             set.services.push(config);
         }
         settings.tunnel_routes = self.tunnel_routes(&raw.tunnel_route);
+        settings.snat = self.snat(&raw.snat);
         (settings, set)
+    }
+
+    /// The `[[snat]]` entries: a source prefix each, not overlapping another, and at least one
+    /// unicast address to leave behind, none twice.
+    fn snat(&mut self, raw: &[Spanned<RawSnat>]) -> Vec<SnatRule> {
+        let mut out: Vec<(SnatRule, usize)> = Vec::new();
+        for (i, entry) in raw.iter().enumerate() {
+            let what = format!("snat[{i}]");
+            let e = entry.get_ref();
+            let source = match &e.source {
+                None => {
+                    self.report(
+                        entry.span(),
+                        format!("{what}: missing key `source` (a prefix like \"10.0.0.0/24\")"),
+                    );
+                    None
+                }
+                Some(v) => self.prefix(v, &format!("{what}.source")),
+            };
+            let mut to: Vec<Ipv4Addr> = Vec::new();
+            match &e.to {
+                None => self.report(
+                    entry.span(),
+                    format!("{what}: missing key `to` (a list of public IPv4 addresses)"),
+                ),
+                Some(list) if list.get_ref().is_empty() => self.report(
+                    list.span(),
+                    format!("{what}.to: expected at least one IPv4 address, found an empty list"),
+                ),
+                Some(list) => {
+                    for (j, a) in list.get_ref().iter().enumerate() {
+                        let Some(addr) = self.unicast(a, &format!("{what}.to[{j}]")) else {
+                            continue;
+                        };
+                        if to.contains(&addr) {
+                            self.report(
+                                a.span(),
+                                format!("{what}.to[{j}]: duplicate address {addr}"),
+                            );
+                            continue;
+                        }
+                        to.push(addr);
+                    }
+                }
+            }
+            let Some(source) = source else { continue };
+            let at = e.source.as_ref().map_or(entry.span(), Spanned::span);
+            let line = problem(self.text, at.start, String::new()).line;
+            let clash = out
+                .iter()
+                .find(|(r, _)| r.source.contains(&source) || source.contains(&r.source));
+            if let Some((r, first)) = clash {
+                let msg = format!(
+                    "{what}.source: {source} overlaps {} (line {first}); a host must have one S-NAT rule",
+                    r.source
+                );
+                self.report(at, msg);
+                continue;
+            }
+            if !to.is_empty() {
+                out.push((SnatRule { source, to }, line));
+            }
+        }
+        out.into_iter().map(|(r, _)| r).collect()
+    }
+
+    /// An IPv4 prefix `a.b.c.d/len` without host bits.
+    fn prefix(&mut self, value: &Spanned<String>, what: &str) -> Option<Ipv4Net> {
+        let text = value.get_ref();
+        let Ok(net) = text.parse::<Ipv4Net>() else {
+            self.report(
+                value.span(),
+                format!("{what}: expected an IPv4 prefix like \"10.0.0.0/24\", found {text:?}"),
+            );
+            return None;
+        };
+        if net.trunc() != net {
+            self.report(
+                value.span(),
+                format!(
+                    "{what}: {net} has host bits set; the prefix is {}",
+                    net.trunc()
+                ),
+            );
+            return None;
+        }
+        Some(net)
     }
 
     /// Every `[[tunnel_route]]`; overlapping prefixes are refused.
@@ -1596,6 +1709,74 @@ mtu = 1400
             "{}",
             got[5].2
         );
+    }
+
+    #[test]
+    fn reads_snat_rules_and_writes_them_back() {
+        let text = "[[snat]]\nsource = \"10.0.0.0/24\"\nto = [\"192.0.2.10\", \"192.0.2.11\"]\n\n\
+                    [[snat]]\nsource = \"10.9.0.0/16\"\nto = [\"192.0.2.12\"]\n";
+        let (settings, set) = load_str(text, "snat.toml").unwrap();
+        assert_eq!(
+            settings.snat,
+            [
+                SnatRule {
+                    source: "10.0.0.0/24".parse().unwrap(),
+                    to: vec![Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 11)],
+                },
+                SnatRule {
+                    source: "10.9.0.0/16".parse().unwrap(),
+                    to: vec![Ipv4Addr::new(192, 0, 2, 12)],
+                },
+            ]
+        );
+        let saved = to_toml(&set, &settings);
+        let (again, _) = load_str(&saved, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{saved}"));
+        assert_eq!(again.snat, settings.snat);
+    }
+
+    #[test]
+    fn rejects_bad_snat_rules_with_their_place() {
+        let text = "[[snat]]\nsource = \"10.0.0.5/24\"\nto = [\"192.0.2.1\"]\n\
+                    [[snat]]\nsource = \"10.0.0.0/16\"\nto = []\n\
+                    [[snat]]\nsource = \"10.1.0.0/24\"\nto = [\"192.0.2.1\", \"x\", \"192.0.2.1\"]\n\
+                    [[snat]]\nsource = \"10.1.0.0/25\"\nto = [\"192.0.2.3\"]\n\
+                    [[snat]]\nsource = \"nope\"\n\
+                    [[snat]]\nfrom = \"10.0.0.0/8\"\n";
+        let found = problems(text);
+        let unknown = problems("[[snat]]\nfrom = \"10.0.0.0/8\"\n");
+        assert_eq!(unknown.len(), 1);
+        assert_eq!((unknown[0].0, unknown[0].1), (2, 1), "{unknown:?}");
+        assert!(unknown[0].2.contains("unknown field `from`"), "{unknown:?}");
+        // The unknown key stops parsing (line 16 of the whole text); check the rest without it.
+        assert_eq!(found, [(16, 1, unknown[0].2.clone())]);
+        let text = &text[..text.rfind("[[snat]]").unwrap()];
+        let found = problems(text);
+        let expect: [(usize, usize, &str); 7] = [
+            (
+                2,
+                10,
+                "snat[0].source: 10.0.0.5/24 has host bits set; the prefix is 10.0.0.0/24",
+            ),
+            (6, 6, "snat[1].to: expected at least one IPv4 address"),
+            (9, 20, "snat[2].to[1]: expected an IPv4 address"),
+            (9, 25, "snat[2].to[2]: duplicate address 192.0.2.1"),
+            (
+                11,
+                10,
+                "snat[3].source: 10.1.0.0/25 overlaps 10.1.0.0/24 (line 8)",
+            ),
+            (13, 1, "snat[4]: missing key `to`"),
+            (
+                14,
+                10,
+                "snat[4].source: expected an IPv4 prefix like \"10.0.0.0/24\", found \"nope\"",
+            ),
+        ];
+        assert_eq!(found.len(), expect.len(), "{found:#?}");
+        for ((line, col, msg), (el, ec, em)) in found.iter().zip(expect) {
+            assert_eq!((*line, *col), (el, ec), "{msg}");
+            assert!(msg.starts_with(em), "{msg:?} does not start with {em:?}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::conn::{
 use super::nat::{self, NatTable};
 use super::sched::FlowKey;
 use super::service::{Forward, Protocol};
+use super::snat;
 use super::table::{Dest, Snapshot};
 use super::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};
 use crate::encap::{self, OuterParams, MAX_OUTER_HEADER};
@@ -78,6 +79,8 @@ pub struct Shared {
     pub templates: TemplateTable,
     /// NAT flows (global, as the two directions of a flow land on different queues).
     pub nat: NatTable,
+    /// S-NAT gateway mappings (same table type; see [`super::snat`]).
+    pub snat: NatTable,
     frags: Mutex<FragTable>,
 }
 
@@ -88,6 +91,7 @@ impl Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             templates: TemplateTable::new(),
             nat: NatTable::new(4 << 20, super::conn::random_seed()),
+            snat: NatTable::new(4 << 20, super::conn::random_seed()),
             frags: Mutex::new(FragTable::default()),
         }
     }
@@ -313,6 +317,7 @@ impl Director {
             counters.conns_expired += 1;
             release(snap, shared, &c.key, &c.conn, now);
         });
+        shared.snat.sweep_next(now, |_| counters.conns_expired += 1);
     }
 
     /// Starts loading the connection-table slot the packet in `buf` will look up. The driver
@@ -374,6 +379,14 @@ impl Director {
             let hash = super::route::flow_hash(buf);
             let (to, forward) = (route.via, route.forward());
             return tunnel(&self.config, &mut self.counters, to, forward, buf, &p, hash);
+        }
+
+        // S-NAT gateway: the inside hosts' own connections out, and their replies back.
+        if !snap.snat.is_empty() {
+            let v = snat::handle(&mut self.counters, snap, &self.shared, buf, &p, now);
+            if let Some(v) = v {
+                return v;
+            }
         }
 
         // With NAT real servers, what is not addressed to a VIP is one of their replies.

@@ -147,6 +147,9 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         set,
         settings.timeouts,
     )?);
+    plane
+        .set_snat(settings.snat.clone())
+        .map_err(anyhow::Error::msg)?;
     let health = crate::health::HealthMonitor::spawn(plane.clone(), settings.health.clone());
     plane.set_settings(DirectorSettings {
         tunnel_mtu,

@@ -11,6 +11,8 @@
 //!   policy routing that brings the real servers' replies back into the TUN.
 //! - [`route`]: tunnel routes, whole prefixes tunnelled to a remote gateway untracked;
 //!   [`gateway`]: the receiver of their return traffic.
+//! - [`snat`]: the S-NAT gateway (`[[snat]]`): the real servers' own outbound connections
+//!   masqueraded behind public addresses, mappings in a second NAT table.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
@@ -24,12 +26,15 @@ pub mod plane;
 pub mod route;
 pub mod sched;
 pub mod service;
+pub mod snat;
 pub mod stats;
 pub mod table;
 mod verdict;
 
 #[cfg(test)]
 mod nat_tests;
+#[cfg(test)]
+mod snat_tests;
 #[cfg(test)]
 mod tests;
 

@@ -142,10 +142,16 @@ pub struct NatConn {
 /// A flow tuple packed into two words: (protocol, client address, client port) and (address,
 /// port) of the other end, the VIP for lookups by the client's tuple, the RIP for replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct PackedKey(u64, u64);
+pub(super) struct PackedKey(u64, u64);
 
 impl PackedKey {
-    fn new(proto: u8, caddr: Ipv4Addr, cport: u16, addr: Ipv4Addr, port: u16) -> PackedKey {
+    pub(super) fn new(
+        proto: u8,
+        caddr: Ipv4Addr,
+        cport: u16,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> PackedKey {
         PackedKey(
             client_word(proto, caddr, cport),
             u64::from(u32::from(addr)) | u64::from(port) << 32,
@@ -232,14 +238,14 @@ fn splitmix64(state: &mut u64) -> u64 {
 
 /// Why a flow could not be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum InsertError {
+pub(super) enum InsertError {
     /// The shard holds its share of the table's maximum.
     Full,
 }
 
 /// One shard: flows in a dense vector, indexed by both tuples.
-struct Shard {
-    flows: Vec<NatConn>,
+pub(super) struct Shard {
+    pub(super) flows: Vec<NatConn>,
     by_client: HashMap<PackedKey, u32, MixState>,
     by_server: HashMap<PackedKey, u32, MixState>,
 }
@@ -253,16 +259,16 @@ impl Shard {
         }
     }
 
-    fn find_client(&self, k: &PackedKey) -> Option<usize> {
+    pub(super) fn find_client(&self, k: &PackedKey) -> Option<usize> {
         self.by_client.get(k).map(|&i| i as usize)
     }
 
-    fn find_server(&self, k: &PackedKey) -> Option<usize> {
+    pub(super) fn find_server(&self, k: &PackedKey) -> Option<usize> {
         self.by_server.get(k).map(|&i| i as usize)
     }
 
     /// Adds a flow whose two tuples are both free.
-    fn insert(&mut self, c: NatConn, max: usize) -> Result<(), InsertError> {
+    pub(super) fn insert(&mut self, c: NatConn, max: usize) -> Result<(), InsertError> {
         if self.flows.len() >= max {
             return Err(InsertError::Full);
         }
@@ -274,7 +280,7 @@ impl Shard {
     }
 
     /// Removes flow `i` (the last flow moves into its place).
-    fn remove_at(&mut self, i: usize) -> NatConn {
+    pub(super) fn remove_at(&mut self, i: usize) -> NatConn {
         let c = self.flows.swap_remove(i);
         self.by_client.remove(&c.client_key());
         self.by_server.remove(&c.server_key());
@@ -301,8 +307,8 @@ pub struct NatTable {
     /// Keys of the shard choice.
     shard_k0: u64,
     shard_k1: u64,
-    max_per_shard: usize,
-    len: AtomicUsize,
+    pub(super) max_per_shard: usize,
+    pub(super) len: AtomicUsize,
     sweep_cursor: AtomicUsize,
 }
 
@@ -339,7 +345,7 @@ impl NatTable {
 
     /// The shard of the flows of client `caddr:cport` over `proto`, locked. A poisoned lock is
     /// taken anyway: a shard is plain data and every update leaves it consistent.
-    fn shard(&self, proto: u8, caddr: Ipv4Addr, cport: u16) -> MutexGuard<'_, Shard> {
+    pub(super) fn shard(&self, proto: u8, caddr: Ipv4Addr, cport: u16) -> MutexGuard<'_, Shard> {
         let h = folded_mul(
             client_word(proto, caddr, cport) ^ self.shard_k0,
             self.shard_k1,
@@ -373,6 +379,24 @@ impl NatTable {
         let shard = self.shard(key.proto, key.caddr, key.cport);
         let i = shard.find_client(&PackedKey::of_client(key))?;
         shard.flows.get(i).copied()
+    }
+
+    /// Whether a packet `src:sport → dst:dport` over `proto` is a reply of a live NAT flow
+    /// (the real server's tuple, as SNAT checks before it masquerades a packet).
+    pub fn is_reply(
+        &self,
+        proto: u8,
+        (src, sport): (Ipv4Addr, u16),
+        (dst, dport): (Ipv4Addr, u16),
+        now: Instant,
+    ) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let shard = self.shard(proto, dst, dport);
+        shard
+            .find_server(&PackedKey::new(proto, dst, dport, src, sport))
+            .is_some_and(|i| !shard.flows[i].conn.is_expired(now))
     }
 
     /// Removes the expired flows of the next few shards (each call takes the next
@@ -591,7 +615,7 @@ pub(super) fn to_server(
 
 /// Which end of a packet (or of a quoted packet) a rewrite changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     Src,
     Dst,
 }
@@ -599,7 +623,14 @@ enum Side {
 /// Updates the TCP or UDP header of `pkt` for its `side` address changing from `old` to `new`
 /// (pseudo-header) and sets that side's port to `port` (0: unchanged). A truncated header is
 /// left alone; the first fragment of a datagram is fine (only the header is touched).
-fn rewrite_l4(pkt: &mut [u8], p: &Parsed, side: Side, old: Ipv4Addr, new: Ipv4Addr, port: u16) {
+pub(super) fn rewrite_l4(
+    pkt: &mut [u8],
+    p: &Parsed,
+    side: Side,
+    old: Ipv4Addr,
+    new: Ipv4Addr,
+    port: u16,
+) {
     let Some(l4) = pkt.get_mut(p.ihl..) else {
         return;
     };
@@ -714,22 +745,22 @@ fn count_out(counters: &mut Counters, dest: &Dest, p: &Parsed) {
 
 /// The packet an ICMP error quotes: where it starts in the buffer and its header fields.
 #[derive(Clone, Copy, Debug)]
-struct Quote {
+pub(super) struct Quote {
     /// Offset of the quoted IPv4 header in the buffer.
-    at: usize,
+    pub(super) at: usize,
     /// Bytes of the quote in the buffer (from `at`).
-    len: usize,
-    ihl: usize,
-    proto: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    dport: u16,
+    pub(super) len: usize,
+    pub(super) ihl: usize,
+    pub(super) proto: u8,
+    pub(super) src: Ipv4Addr,
+    pub(super) dst: Ipv4Addr,
+    pub(super) sport: u16,
+    pub(super) dport: u16,
 }
 
 /// The TCP or UDP packet quoted by the ICMP error in `buf` (whose IPv4 header `p` describes),
 /// if it is one and quotes at least its ports.
-fn parse_quote(buf: &[u8], p: &Parsed) -> Option<Quote> {
+pub(super) fn parse_quote(buf: &[u8], p: &Parsed) -> Option<Quote> {
     let msg = icmp::Icmpv4Packet::new_checked(buf.get(p.ihl..p.len)?).ok()?;
     let inner = msg.invoking_packet()?;
     if inner.len() < 20 || inner[0] >> 4 != 4 {
@@ -764,7 +795,14 @@ fn get16(buf: &[u8], at: usize) -> u16 {
 /// quoted (a UDP checksum of 0 stays 0) and the ICMP checksum, all incrementally. Every field
 /// sits at an even offset of the ICMP message (the quote starts at 8, its header length is a
 /// multiple of 4), so the ICMP checksum takes 16-bit updates.
-fn rewrite_quote(buf: &mut [u8], icmp_at: usize, q: &Quote, side: Side, addr: Ipv4Addr, port: u16) {
+pub(super) fn rewrite_quote(
+    buf: &mut [u8],
+    icmp_at: usize,
+    q: &Quote,
+    side: Side,
+    addr: Ipv4Addr,
+    port: u16,
+) {
     let mut icsum = get16(buf, icmp_at + 2);
     let mut put = |buf: &mut [u8], at: usize, new: u16| {
         let old = get16(buf, at);
@@ -943,7 +981,7 @@ impl ReplyRouting {
 }
 
 /// The guard (what comes out of the TUN skips the reply rules) and the `nop` it jumps to.
-fn base_rules(tun: &str) -> [PolicyRule; 2] {
+pub(super) fn base_rules(tun: &str) -> [PolicyRule; 2] {
     [
         PolicyRule {
             pref: RULE_PREF_GUARD,

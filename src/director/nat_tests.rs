@@ -213,9 +213,10 @@ fn tcp_states_follow_both_directions_and_counts_follow_states() {
         assert_eq!(lab.state(c), state, "step {i}");
         assert_eq!(lab.counts(RS1), counts, "step {i}");
     }
-    // TIME_WAIT lasts 120 s; the workers' sweeps remove it and the counts go back to 0.
+    // TIME_WAIT lasts 120 s; the workers' sweeps remove it and the counts go back to 0. Each
+    // sweep step visits one of the 64 shards: run enough steps after the expiry to visit all.
     let mut t = t0;
-    for _ in 0..140 {
+    for _ in 0..160 {
         t += Duration::from_secs(1);
         for w in &mut lab.workers {
             w.handle_timeout(t);

@@ -18,6 +18,7 @@ use super::conn::{DestId, Timeouts as ConnTimeouts, KEY_TEMPLATE};
 use super::nat::ReplyRouting;
 use super::route::{RouteTable, TunnelRoute};
 use super::service::{DestConfig, Forward, Protocol, ServiceKey, ServiceSet};
+use super::snat::{self, SnatRouting, SnatRule, SnatRules};
 use super::stats::{self, StatsBook, Totals};
 use super::{Director, Registry, Shared, Snapshot};
 use crate::control::adm::Command;
@@ -61,6 +62,10 @@ struct PlaneState {
     /// `[[tunnel_route]]`s, put in every snapshot; their prefixes are routed into the TUN.
     routes: Arc<RouteTable>,
     routed_prefixes: BTreeSet<Ipv4Net>,
+    /// The S-NAT gateway's rules (`[[snat]]`), published with every snapshot.
+    snat: Arc<SnatRules>,
+    /// The routing S-NAT needs.
+    snat_routing: SnatRouting,
 }
 
 /// A real server's state as the health checkers see it ([`ControlPlane::set_dest_health`]).
@@ -225,6 +230,8 @@ impl ControlPlane {
                 nat_routing: ReplyRouting::default(),
                 routes: Arc::default(),
                 routed_prefixes: BTreeSet::new(),
+                snat: Arc::default(),
+                snat_routing: SnatRouting::default(),
             }),
             settings: Mutex::new(DirectorSettings {
                 queues,
@@ -239,7 +246,9 @@ impl ControlPlane {
             stats: Mutex::new(StatsBook::new()),
             health_config: Mutex::new((0, HealthConfig::default())),
         };
-        plane.replace(set, timeouts).map_err(anyhow::Error::msg)?;
+        plane
+            .replace(set, timeouts, None)
+            .map_err(anyhow::Error::msg)?;
         Ok(plane)
     }
 
@@ -288,6 +297,7 @@ impl ControlPlane {
         };
         let mut settings = self.settings.lock().ok()?.clone();
         settings.timeouts = timeouts;
+        settings.snat = self.state.lock().ok()?.snat.rules().to_vec();
         Some(config::to_toml(&set, &settings))
     }
 
@@ -363,13 +373,52 @@ impl ControlPlane {
         }
     }
 
-    /// Replaces the whole table (config load or reload), all or nothing.
-    fn replace(&self, set: ServiceSet, timeouts: Timeouts) -> Result<(), String> {
+    /// Replaces the whole table (config load or reload), and the S-NAT rules when given, all
+    /// or nothing.
+    fn replace(
+        &self,
+        set: ServiceSet,
+        timeouts: Timeouts,
+        snat: Option<Vec<SnatRule>>,
+    ) -> Result<(), String> {
         let mut st = self
             .state
             .lock()
             .map_err(|_| "control plane poisoned".to_string())?;
-        self.publish(&mut st, set, timeouts)
+        let Some(rules) = snat else {
+            return self.publish(&mut st, set, timeouts);
+        };
+        let old = std::mem::replace(&mut st.snat, Arc::new(SnatRules::new(rules)));
+        let result = self.publish(&mut st, set, timeouts);
+        if result.is_err() {
+            st.snat = old;
+        }
+        result
+    }
+
+    /// Sets the S-NAT gateway's rules (`[[snat]]`, validated by the config loader) and
+    /// publishes; on an error (a public address is a VIP, routing failed) the old rules stay.
+    /// Mappings of sources no longer configured expire as usual.
+    pub fn set_snat(&self, rules: Vec<SnatRule>) -> Result<(), String> {
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| "control plane poisoned".to_string())?;
+        let new = Arc::new(SnatRules::new(rules));
+        if *new == *st.snat {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut st.snat, new);
+        let (set, timeouts) = (st.set.clone(), st.timeouts);
+        if let Err(e) = self.publish(&mut st, set, timeouts) {
+            st.snat = old;
+            return Err(e);
+        }
+        for r in st.snat.rules() {
+            let to: Vec<String> = r.to.iter().map(Ipv4Addr::to_string).collect();
+            eprintln!("tunlb director: S-NAT {} to {}", r.source, to.join(", "));
+        }
+        Ok(())
     }
 
     fn publish(
@@ -379,11 +428,15 @@ impl ControlPlane {
         timeouts: Timeouts,
     ) -> Result<(), String> {
         Self::check_new_servers(&st.set, &set)?;
-        let snap = st
+        let mut snap = st
             .registry
             .build(&st.health.apply(&set), &conn_timeouts(&timeouts))
             .map_err(|e| e.to_string())?
             .with_tunnel_routes(st.routes.clone());
+        if let Some(a) = st.snat.public().iter().find(|a| snap.is_vip(**a)) {
+            return Err(format!("S-NAT address {a} is also a VIP"));
+        }
+        snap.snat = st.snat.clone();
         self.sync_routes(st, &snap)?;
         self.log_changes(&st.set, &set);
         st.set = set;
@@ -457,7 +510,9 @@ impl ControlPlane {
             }
             st.routed.remove(vip);
         }
-        st.nat_routing.sync(&mut st.net, snap, &self.tun_name)
+        st.nat_routing.sync(&mut st.net, snap, &self.tun_name)?;
+        st.snat_routing
+            .sync(&mut st.net, &snap.snat, &self.tun_name)
     }
 
     fn log_changes(&self, old: &ServiceSet, new: &ServiceSet) {
@@ -605,6 +660,23 @@ impl ControlPlane {
                 dest: SocketAddrV4::new(f.raddr, f.rport),
             });
         }
+        for m in snat::mappings(&self.shared.snat) {
+            let Some(proto) = Protocol::from_number(m.proto) else {
+                continue;
+            };
+            if m.expires <= now {
+                continue;
+            }
+            let addr = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
+            out.push(ConnEntry {
+                proto,
+                expires_secs: (m.expires - now).as_secs() as u32,
+                state: m.state.as_str().to_string(),
+                client: addr(m.host),
+                vip: addr(m.public),
+                dest: addr(m.remote),
+            });
+        }
         for (k, dest, expires, _controlled) in self.shared.templates.snapshot(now) {
             let Some(proto) = Protocol::from_number(k.proto) else {
                 continue;
@@ -630,7 +702,8 @@ impl ControlPlane {
         let (settings, set) = config::load(path)?;
         let timeouts = settings.timeouts;
         let n = set.services.len();
-        self.replace(set, timeouts).map_err(anyhow::Error::msg)?;
+        self.replace(set, timeouts, Some(settings.snat))
+            .map_err(anyhow::Error::msg)?;
         self.set_tunnel_routes(&settings.tunnel_routes)
             .map_err(anyhow::Error::msg)?;
         self.set_health_config(settings.health);
@@ -809,6 +882,7 @@ mod tests {
                 },
                 health: Default::default(),
                 tunnel_routes: Vec::new(),
+                snat: Vec::new(),
             }
         );
         // `--set` shows in the next save; an unspecified local address is left out.

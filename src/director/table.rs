@@ -69,6 +69,8 @@ pub struct Snapshot {
     nat_endpoints: Vec<NatEndpoint>,
     /// Prefixes tunnelled to remote gateways (`[[tunnel_route]]`).
     tunnel_routes: Arc<RouteTable>,
+    /// The S-NAT gateway's rules (set by the control plane after building).
+    pub snat: Arc<super::snat::SnatRules>,
 }
 
 /// Where a NAT (`-m`) real server answers from: its replies carry this source, so the director
@@ -297,6 +299,7 @@ impl Registry {
             timeouts: timeouts.clone(),
             nat_endpoints,
             tunnel_routes: Arc::default(),
+            snat: Arc::default(),
         })
     }
 

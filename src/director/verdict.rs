@@ -127,6 +127,10 @@ drop_reasons! {
     /// A new NAT flow would have the same reply tuple (client address and port, real server)
     /// as a live one to another VIP: replies could not tell them apart.
     NatConflict => "nat_conflict",
+    /// A packet to an S-NAT public address that belongs to no live mapping.
+    SnatNoMapping => "snat_no_mapping",
+    /// No public address has a free port for a new S-NAT mapping to this destination.
+    SnatPortsExhausted => "snat_ports_exhausted",
     /// A non-first fragment whose first fragment was not seen.
     FragmentNoFlow => "fragment_no_flow",
     /// An ICMP message that is not an error about a known flow.

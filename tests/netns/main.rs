@@ -13,7 +13,8 @@
 //! [`gateway`] links two sites through the director's tunnel routes and a
 //! `tunlb realserver --gateway`; [`health`] has keepalived-style health checks removing and
 //! restoring real servers; [`keepalived_conf`] runs the seed's keepalived.conf with
-//! `tunlb director --keepalived-conf`.
+//! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
+//! connections out from a public address.
 
 mod director_lifecycle;
 mod dr_mode;
@@ -25,4 +26,5 @@ mod keepalived_conf;
 mod lab;
 mod nat_mode;
 mod seed_walkthrough;
+mod snat;
 mod tun_mode;

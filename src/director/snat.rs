@@ -1,0 +1,631 @@
+//! S-NAT gateway: the real servers' own outbound connections leave behind public addresses.
+//!
+//! Configured as `[[snat]] source = "10.0.0.0/24" to = ["192.0.2.10"]` (see
+//! [`crate::control::config`]), the director masquerades what the hosts of `source` send out
+//! through it, as Linux's `MASQUERADE`/`SNAT --to-source` would, in the same TUN and with the
+//! same in-place rewrites as NAT mode ([`super::nat`]).
+//!
+//! # Routing (installed by [`SnatRouting::sync`], undone at exit)
+//!
+//! ```text
+//! ip route add default dev TUN table 7461            # NAT mode's reply table
+//! ip rule add pref 100 iif TUN goto 102              # what the director writes back
+//! ip rule add pref 100 iif lo goto 102               # the director's own packets
+//! ip rule add pref 101 from SOURCE lookup 7461       # each source prefix
+//! ip rule add pref 102 nop
+//! ip route add TO/32 dev TUN                         # each public address
+//! ```
+//!
+//! Packets to the director's own addresses never see the rules (the `local` table comes
+//! first); packets to a VIP go into the TUN anyway. The upstream router routes each public
+//! address to the director; none of them may be assigned to it (it would deliver the replies
+//! locally) or be a VIP (the control plane refuses that).
+//!
+//! # Mappings
+//!
+//! A mapping is a [`NatConn`] in its own [`NatTable`] (`Shared::snat`), filled in so that the
+//! table's two indexes do the work: the fixed end is the *destination* D:dport, where NAT mode
+//! has the client; the public P:pport plays the VIP; the inside host H:hport plays the real
+//! server. So
+//!
+//! - an outbound packet H:hport → D:dport is found by the "server" tuple (D, dport, H, hport),
+//! - a reply D:dport → P:pport by the "client" tuple (D, dport, P, pport),
+//!
+//! both in the shard of (proto, D, dport), under one lock. A public port is thus unique *per
+//! destination* (Linux's per-tuple uniqueness): the same P:pport serves any number of
+//! destinations at once. The source port is kept when it is free for that destination;
+//! otherwise the next free port of its range (1–1023 or 1024–65535) is taken, at most
+//! [`MAX_PORT_TRIES`] tried per public address. The public address is chosen by a hash of the
+//! inside address (so a host keeps its address, which later fragments rely on), falling back
+//! to the next one when its ports are exhausted. ICMP echo is mapped by its identifier.
+//!
+//! # States and timeouts
+//!
+//! TCP follows IPVS's full state table (outbound packets as `Input`, replies as `Output`),
+//! with the running `--set`/`[timeouts]` values: ESTABLISHED `tcp` (default 900 s, IPVS's; not
+//! conntrack's 5 days: an idle mapping holds a port per destination), FIN states `tcpfin` and
+//! IPVS's fixed values for the others. A TCP mapping may start on any packet but a lone RST
+//! (conntrack's loose pick-up), so flows survive a restart of the director when their port is
+//! still free. UDP follows conntrack: 30 s until a reply is seen, 180 s ("stream") after, both
+//! capped by `udp`; ICMP echo 30 s.
+//!
+//! # Not covered
+//!
+//! - Later fragments of an outbound datagram get the host's preferred public address (right
+//!   unless its ports were exhausted); inbound later fragments are dropped
+//!   (`fragment_no_flow`): there is nothing to find their host by.
+//! - ICMP errors *from* the inside hosts about inbound traffic are not translated; errors
+//!   from outside about a mapping (port unreachable, fragmentation needed) are.
+//! - ICMP echo mappings are not listed by `adm -L -c` (its rows are TCP or UDP).
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+
+use ipnet::Ipv4Net;
+
+use super::conn::{tcp_transition, Conn, ConnKey, ConnState, DestId, Direction};
+use super::core::{Counters, Parsed, Shared};
+use super::nat::{
+    base_rules, parse_quote, rewrite_l4, rewrite_quote, NatConn, NatTable, PackedKey, Shard, Side,
+    REPLY_TABLE, RULE_PREF_GUARD, RULE_PREF_REPLIES,
+};
+use super::table::Snapshot;
+use super::verdict::{DropReason, Verdict};
+use crate::sys::netcfg::{NetChanges, NetOps, PolicyRule, RuleAction};
+use crate::time::{Duration, Instant};
+use crate::wire::{checksum, icmp, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket};
+
+/// UDP mapping timeout until a reply is seen (conntrack's `nf_conntrack_udp_timeout`).
+pub const UDP_TIMEOUT: Duration = Duration::from_secs(30);
+/// UDP mapping timeout once replies were seen (`nf_conntrack_udp_timeout_stream`).
+pub const UDP_STREAM_TIMEOUT: Duration = Duration::from_secs(180);
+/// ICMP echo mapping timeout (conntrack's `nf_conntrack_icmp_timeout`).
+pub const ICMP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ports tried per public address before the next address is tried.
+pub const MAX_PORT_TRIES: u32 = 1024;
+/// [`ConnKey::flags`] bit of a mapping that has seen a reply (UDP "stream").
+pub const FLAG_REPLIED: u8 = 0x02;
+/// The `dest` of every mapping's [`Conn`] (mappings have no real server).
+pub const SNAT_DEST: DestId = DestId(u32::MAX);
+
+/// One `[[snat]]` entry: hosts of `source` leave behind the addresses `to`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct SnatRule {
+    /// The inside prefix whose forwarded packets are masqueraded.
+    pub source: Ipv4Net,
+    /// The public addresses (at least one).
+    pub to: Vec<Ipv4Addr>,
+}
+
+/// The S-NAT rules as the data path reads them (part of the [`Snapshot`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnatRules {
+    rules: Vec<SnatRule>,
+    public: Vec<Ipv4Addr>,
+}
+
+impl SnatRules {
+    /// The rules `rules` (assumed validated: prefixes do not overlap, each has an address).
+    pub fn new(rules: Vec<SnatRule>) -> SnatRules {
+        let mut public: Vec<Ipv4Addr> = rules.iter().flat_map(|r| r.to.iter().copied()).collect();
+        public.sort();
+        public.dedup();
+        SnatRules { rules, public }
+    }
+
+    /// Whether there is no rule.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[SnatRule] {
+        &self.rules
+    }
+
+    /// Every public address, sorted, without duplicates.
+    pub fn public(&self) -> &[Ipv4Addr] {
+        &self.public
+    }
+
+    /// Whether `addr` is a public address.
+    pub fn is_public(&self, addr: Ipv4Addr) -> bool {
+        self.public.contains(&addr)
+    }
+
+    /// The rule whose source holds `addr`.
+    pub fn rule_for(&self, addr: Ipv4Addr) -> Option<&SnatRule> {
+        self.rules.iter().find(|r| r.source.contains(&addr))
+    }
+}
+
+/// The public address a host prefers among `to` (a hash of its address, so it stays put).
+fn preferred(to: &[Ipv4Addr], host: Ipv4Addr) -> usize {
+    let h = u32::from(host).wrapping_mul(0x9e37_79b1) >> 16;
+    h as usize % to.len().max(1)
+}
+
+/// The ports of a source port's range: Linux keeps privileged ports privileged.
+fn port_range(proto: u8, port: u16) -> (u16, u16) {
+    match proto {
+        IpProtocol::ICMP => (0, u16::MAX),
+        _ if port != 0 && port < 1024 => (1, 1023),
+        _ => (1024, u16::MAX),
+    }
+}
+
+/// How long a mapping in `state` lives after a packet (see the module documentation).
+fn timeout(snap: &Snapshot, proto: u8, state: ConnState, replied: bool) -> Duration {
+    match proto {
+        IpProtocol::TCP => snap.timeouts.get(state),
+        IpProtocol::UDP if replied => UDP_STREAM_TIMEOUT.min(snap.timeouts.udp()),
+        IpProtocol::UDP => UDP_TIMEOUT.min(snap.timeouts.udp()),
+        _ => ICMP_TIMEOUT,
+    }
+}
+
+/// The ports (or echo identifier) and TCP flags of a packet `handle` may translate.
+struct L4 {
+    sport: u16,
+    dport: u16,
+    flags: TcpFlags,
+}
+
+/// Reads the ports of a TCP/UDP packet, or the identifier of an ICMP echo request (`sport`)
+/// or reply (`dport`) of type `echo`. `None`: not something S-NAT translates.
+fn parse_l4(buf: &[u8], p: &Parsed, echo: u8) -> Result<Option<L4>, DropReason> {
+    let l4 = &buf[p.ihl..p.len];
+    match p.proto {
+        IpProtocol::TCP => {
+            let t = TcpPacket::new_checked(l4).map_err(|_| DropReason::MalformedL4)?;
+            Ok(Some(L4 {
+                sport: t.src_port(),
+                dport: t.dst_port(),
+                flags: t.flags(),
+            }))
+        }
+        IpProtocol::UDP if l4.len() >= 8 => Ok(Some(L4 {
+            sport: u16::from_be_bytes([l4[0], l4[1]]),
+            dport: u16::from_be_bytes([l4[2], l4[3]]),
+            flags: TcpFlags::default(),
+        })),
+        IpProtocol::UDP => Err(DropReason::MalformedL4),
+        IpProtocol::ICMP => {
+            let Ok(m) = icmp::Icmpv4Packet::new_checked(l4) else {
+                return Ok(None);
+            };
+            let ident = m
+                .echo_ident()
+                .filter(|_| m.msg_type() == echo && m.code() == 0);
+            Ok(ident.map(|id| {
+                let (sport, dport) = if echo == icmp::msg_type::ECHO_REQUEST {
+                    (id, 0)
+                } else {
+                    (0, id)
+                };
+                L4 {
+                    sport,
+                    dport,
+                    flags: TcpFlags::default(),
+                }
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// S-NAT's look at a packet from the TUN, before anything else decides it. `None`: not S-NAT's
+/// (no rules; a packet to a VIP; not from a `source`; a reply of a NAT-mode flow; a protocol
+/// it does not translate): the caller goes on as without S-NAT. Otherwise the packet was
+/// rewritten for the TUN, or is dropped.
+pub(super) fn handle(
+    counters: &mut Counters,
+    snap: &Snapshot,
+    shared: &Shared,
+    buf: &mut [u8],
+    p: &Parsed,
+    now: Instant,
+) -> Option<Verdict> {
+    let rules = &snap.snat;
+    if rules.is_public(p.dst) {
+        return Some(inbound(snap, &shared.snat, buf, p, now));
+    }
+    let rule = rules.rule_for(p.src)?;
+    if snap.is_vip(p.dst) {
+        return None;
+    }
+    if p.later_fragment {
+        // A NAT-mode reply's fragment follows its first fragment's flow.
+        if snap.has_nat()
+            && shared
+                .fragment_dest(&(p.src, p.dst, p.proto, p.ident))
+                .is_some()
+        {
+            return None;
+        }
+        let public = rule.to[preferred(&rule.to, p.src)];
+        Ipv4Packet::new_unchecked(&mut buf[..p.len]).set_src_addr(public);
+        return Some(Verdict::Rewrite { len: p.len });
+    }
+    let l4 = match parse_l4(buf, p, icmp::msg_type::ECHO_REQUEST) {
+        Ok(Some(l4)) => l4,
+        Ok(None) => return None,
+        Err(r) => return Some(Verdict::Drop(r)),
+    };
+    if p.proto != IpProtocol::ICMP
+        && shared
+            .nat
+            .is_reply(p.proto, (p.src, l4.sport), (p.dst, l4.dport), now)
+    {
+        return None;
+    }
+    Some(outbound(
+        counters,
+        snap,
+        &shared.snat,
+        rule,
+        buf,
+        p,
+        &l4,
+        now,
+    ))
+}
+
+/// An outbound packet H:hport → D:dport: its mapping (found or made) gives P:pport.
+#[allow(clippy::too_many_arguments)]
+fn outbound(
+    counters: &mut Counters,
+    snap: &Snapshot,
+    table: &NatTable,
+    rule: &SnatRule,
+    buf: &mut [u8],
+    p: &Parsed,
+    l4: &L4,
+    now: Instant,
+) -> Verdict {
+    let (host, hport, dst, dport) = (p.src, l4.sport, p.dst, l4.dport);
+    let mut shard = table.shard(p.proto, dst, dport);
+    let mut removed = 0;
+    let mut found = shard.find_server(&PackedKey::new(p.proto, dst, dport, host, hport));
+    if let Some(i) = found {
+        let c = shard.flows[i].conn;
+        let syn_only = l4.flags.contains(TcpFlags::SYN) && !l4.flags.contains(TcpFlags::ACK);
+        if c.is_expired(now) || (syn_only && is_closing(c.state)) {
+            shard.remove_at(i);
+            removed += 1;
+            found = None;
+        }
+    }
+    let i = match found {
+        Some(i) => {
+            let f = &mut shard.flows[i];
+            if p.proto == IpProtocol::TCP {
+                f.conn.state = tcp_step(f.conn.state, l4.flags, Direction::Input);
+            }
+            let replied = f.key.flags & FLAG_REPLIED != 0;
+            f.conn
+                .set_expires(now + timeout(snap, p.proto, f.conn.state, replied));
+            i
+        }
+        None => {
+            if p.proto == IpProtocol::TCP
+                && l4.flags.contains(TcpFlags::RST)
+                && !l4.flags.contains(TcpFlags::SYN)
+            {
+                finish(table, counters, shard, removed);
+                return Verdict::Drop(DropReason::NoConnection);
+            }
+            let state = match p.proto {
+                IpProtocol::TCP => tcp_step(ConnState::None, l4.flags, Direction::Input),
+                IpProtocol::UDP => ConnState::Udp,
+                _ => ConnState::Icmp,
+            };
+            let expires = now + timeout(snap, p.proto, state, false);
+            let Some((public, pport)) = allocate(
+                &mut shard,
+                rule,
+                p.proto,
+                (dst, dport),
+                (host, hport),
+                now,
+                &mut removed,
+            ) else {
+                finish(table, counters, shard, removed);
+                return Verdict::Drop(DropReason::SnatPortsExhausted);
+            };
+            let new = NatConn {
+                key: ConnKey::new(p.proto, dst, dport, public, pport),
+                raddr: host,
+                rport: hport,
+                conn: Conn::new(SNAT_DEST, state, expires),
+            };
+            if shard.insert(new, table.max_per_shard).is_err() {
+                finish(table, counters, shard, removed);
+                return Verdict::Drop(DropReason::ConnTableFull);
+            }
+            table.len.fetch_add(1, Ordering::Relaxed);
+            counters.conns_created += 1;
+            shard.flows.len() - 1
+        }
+    };
+    let (public, pport) = (shard.flows[i].key.vaddr, shard.flows[i].key.vport);
+    finish(table, counters, shard, removed);
+
+    let pkt = &mut buf[..p.len];
+    Ipv4Packet::new_unchecked(&mut *pkt).set_src_addr(public);
+    if p.proto == IpProtocol::ICMP {
+        set_echo_ident(pkt, p.ihl, pport);
+    } else {
+        rewrite_l4(pkt, p, Side::Src, host, public, pport);
+    }
+    Verdict::Rewrite { len: p.len }
+}
+
+/// Drops the shard lock and accounts for the `removed` expired mappings.
+fn finish(table: &NatTable, counters: &mut Counters, shard: impl Sized, removed: usize) {
+    drop(shard);
+    if removed > 0 {
+        table.len.fetch_sub(removed, Ordering::Relaxed);
+        counters.conns_expired += removed as u64;
+    }
+}
+
+/// A free (public address, port) for host H:hport towards D:dport: the host's preferred
+/// address first, its own port first. Expired mappings in the way are removed.
+fn allocate(
+    shard: &mut Shard,
+    rule: &SnatRule,
+    proto: u8,
+    (dst, dport): (Ipv4Addr, u16),
+    (host, hport): (Ipv4Addr, u16),
+    now: Instant,
+    removed: &mut usize,
+) -> Option<(Ipv4Addr, u16)> {
+    let n = rule.to.len();
+    let first = preferred(&rule.to, host);
+    let (lo, hi) = port_range(proto, hport);
+    let span = u32::from(hi - lo) + 1;
+    let start = if (lo..=hi).contains(&hport) {
+        hport
+    } else {
+        lo
+    };
+    for a in 0..n {
+        let public = rule.to[(first + a) % n];
+        for t in 0..MAX_PORT_TRIES.min(span) {
+            let port = lo + ((u32::from(start - lo) + t) % span) as u16;
+            let key = PackedKey::new(proto, dst, dport, public, port);
+            match shard.find_client(&key) {
+                None => return Some((public, port)),
+                Some(i) if shard.flows[i].conn.is_expired(now) => {
+                    shard.remove_at(i);
+                    *removed += 1;
+                    return Some((public, port));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    None
+}
+
+/// A packet to a public address: a reply D:dport → P:pport goes back to H:hport; an ICMP
+/// error about a mapping is translated; anything else is dropped.
+fn inbound(snap: &Snapshot, table: &NatTable, buf: &mut [u8], p: &Parsed, now: Instant) -> Verdict {
+    let no_mapping = Verdict::Drop(DropReason::SnatNoMapping);
+    if p.later_fragment {
+        return Verdict::Drop(DropReason::FragmentNoFlow);
+    }
+    if p.proto == IpProtocol::ICMP {
+        match icmp::Icmpv4Packet::new_checked(&buf[p.ihl..p.len]) {
+            Ok(m) if m.is_error() => return icmp_error_in(table, buf, p, now),
+            Ok(_) => {}
+            Err(_) => return Verdict::Drop(DropReason::IcmpUnsupported),
+        }
+    }
+    let l4 = match parse_l4(buf, p, icmp::msg_type::ECHO_REPLY) {
+        Ok(Some(l4)) => l4,
+        Ok(None) => return no_mapping,
+        Err(r) => return Verdict::Drop(r),
+    };
+    let (remote, rport, public, pport) = (p.src, l4.sport, p.dst, l4.dport);
+    let mut shard = table.shard(p.proto, remote, rport);
+    let Some(i) = shard.find_client(&PackedKey::new(p.proto, remote, rport, public, pport)) else {
+        return no_mapping;
+    };
+    let f = &mut shard.flows[i];
+    if f.conn.is_expired(now) {
+        return no_mapping;
+    }
+    if p.proto == IpProtocol::TCP {
+        f.conn.state = tcp_step(f.conn.state, l4.flags, Direction::Output);
+    }
+    f.key.flags |= FLAG_REPLIED;
+    f.conn
+        .set_expires(now + timeout(snap, p.proto, f.conn.state, true));
+    let (host, hport) = (f.raddr, f.rport);
+    drop(shard);
+
+    let pkt = &mut buf[..p.len];
+    Ipv4Packet::new_unchecked(&mut *pkt).set_dst_addr(host);
+    if p.proto == IpProtocol::ICMP {
+        set_echo_ident(pkt, p.ihl, hport);
+    } else {
+        rewrite_l4(pkt, p, Side::Dst, public, host, hport);
+    }
+    Verdict::Rewrite { len: p.len }
+}
+
+/// An ICMP error to a public address quoting P:pport → D:dport: the quote becomes
+/// H:hport → D:dport and the error goes to H.
+fn icmp_error_in(table: &NatTable, buf: &mut [u8], p: &Parsed, now: Instant) -> Verdict {
+    let Some(q) = parse_quote(buf, p) else {
+        return Verdict::Drop(DropReason::IcmpUnsupported);
+    };
+    let found = {
+        let shard = table.shard(q.proto, q.dst, q.dport);
+        shard
+            .find_client(&PackedKey::new(q.proto, q.dst, q.dport, q.src, q.sport))
+            .map(|i| shard.flows[i])
+    };
+    let Some(f) = found.filter(|f| !f.conn.is_expired(now)) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    rewrite_quote(buf, p.ihl, &q, Side::Src, f.raddr, f.rport);
+    Ipv4Packet::new_unchecked(&mut buf[..p.len]).set_dst_addr(f.raddr);
+    Verdict::Rewrite { len: p.len }
+}
+
+/// Sets the identifier of the ICMP echo message at `ihl`, updating its checksum.
+fn set_echo_ident(pkt: &mut [u8], ihl: usize, ident: u16) {
+    let Some(m) = pkt.get_mut(ihl..ihl + 8) else {
+        return;
+    };
+    let old = u16::from_be_bytes([m[4], m[5]]);
+    let csum = u16::from_be_bytes([m[2], m[3]]);
+    m[4..6].copy_from_slice(&ident.to_be_bytes());
+    m[2..4].copy_from_slice(&checksum::update_u16(csum, old, ident).to_be_bytes());
+}
+
+fn tcp_step(state: ConnState, flags: TcpFlags, dir: Direction) -> ConnState {
+    tcp_transition(
+        state,
+        flags.contains(TcpFlags::SYN),
+        flags.contains(TcpFlags::FIN),
+        flags.contains(TcpFlags::ACK),
+        flags.contains(TcpFlags::RST),
+        dir,
+    )
+}
+
+/// The closing TCP states, where a new SYN starts a new mapping.
+fn is_closing(s: ConnState) -> bool {
+    matches!(
+        s,
+        ConnState::TimeWait
+            | ConnState::Close
+            | ConnState::CloseWait
+            | ConnState::LastAck
+            | ConnState::FinWait
+    )
+}
+
+/// One S-NAT mapping as `adm -L -c` shows it: the inside host as the source, the public
+/// address as the "virtual" one, the remote end as the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnatMapping {
+    /// IP protocol (6 TCP, 17 UDP, 1 ICMP).
+    pub proto: u8,
+    /// The inside host and its port (ICMP: echo identifier).
+    pub host: (Ipv4Addr, u16),
+    /// The public address and port it leaves behind.
+    pub public: (Ipv4Addr, u16),
+    /// The remote end.
+    pub remote: (Ipv4Addr, u16),
+    /// The mapping's state.
+    pub state: ConnState,
+    /// When it expires.
+    pub expires: Instant,
+}
+
+/// Every mapping of `table` (for `adm -L -c`; locks each shard in turn).
+pub fn mappings(table: &NatTable) -> Vec<SnatMapping> {
+    table
+        .flows()
+        .into_iter()
+        .map(|f| SnatMapping {
+            proto: f.key.proto,
+            host: (f.raddr, f.rport),
+            public: (f.key.vaddr, f.key.vport),
+            remote: (f.key.caddr, f.key.cport),
+            state: f.conn.state,
+            expires: f.conn.expires(),
+        })
+        .collect()
+}
+
+/// Preference of the rule that keeps the director's own packets away from the source rules.
+pub const RULE_PREF_LOCAL: u32 = RULE_PREF_GUARD;
+
+/// The policy routing and routes S-NAT needs, as installed so far. Owned by the control plane,
+/// which calls [`SnatRouting::sync`] whenever the rules change.
+#[derive(Debug, Default)]
+pub struct SnatRouting {
+    /// Table route, guards and `nop` are in place (kept until exit).
+    base: bool,
+    sources: std::collections::BTreeSet<Ipv4Net>,
+    public: std::collections::BTreeSet<Ipv4Addr>,
+}
+
+impl SnatRouting {
+    /// Brings the host in line with `rules` (through `net`, so everything is undone when the
+    /// director stops): base rules once, then a `from SOURCE` rule per source and a route into
+    /// the TUN per public address; what is no longer configured is removed.
+    pub fn sync<O: NetOps>(
+        &mut self,
+        net: &mut NetChanges<O>,
+        rules: &SnatRules,
+        tun: &str,
+    ) -> Result<(), String> {
+        let err = |e| format!("routing S-NAT traffic into {tun}: {e}");
+        if !rules.is_empty() && !self.base {
+            net.add_table_route(Ipv4Net::default(), tun, REPLY_TABLE)
+                .map_err(err)?;
+            let [guard, end] = base_rules(tun);
+            net.add_rule(&guard).map_err(err)?;
+            net.add_rule(&local_rule()).map_err(err)?;
+            net.add_rule(&end).map_err(err)?;
+            self.base = true;
+        }
+        let sources: std::collections::BTreeSet<Ipv4Net> =
+            rules.rules().iter().map(|r| r.source).collect();
+        for s in sources.difference(&self.sources.clone()) {
+            net.add_rule(&source_rule(*s)).map_err(err)?;
+            self.sources.insert(*s);
+        }
+        for s in self.sources.clone().difference(&sources) {
+            if let Err(e) = net.del_rule(&source_rule(*s)) {
+                eprintln!("tunlb director: removing an S-NAT rule: {e}");
+            }
+            self.sources.remove(s);
+        }
+        let public: std::collections::BTreeSet<Ipv4Addr> = rules.public().iter().copied().collect();
+        for a in public.difference(&self.public.clone()) {
+            net.add_route(Ipv4Net::from(*a), tun).map_err(err)?;
+            self.public.insert(*a);
+        }
+        for a in self.public.clone().difference(&public) {
+            if let Err(e) = net.del_route(Ipv4Net::from(*a), tun) {
+                eprintln!("tunlb director: removing the route of S-NAT address {a}: {e}");
+            }
+            self.public.remove(a);
+        }
+        Ok(())
+    }
+}
+
+/// `pref 100 iif lo goto 102`: the director's own packets (whose source may lie in a source
+/// prefix) are routed as usual.
+fn local_rule() -> PolicyRule {
+    PolicyRule {
+        pref: RULE_PREF_LOCAL,
+        iif: Some("lo".to_owned()),
+        from: None,
+        ipproto: None,
+        sport: None,
+        action: RuleAction::Goto(super::nat::RULE_PREF_END),
+    }
+}
+
+/// `pref 101 from SOURCE lookup 7461`.
+fn source_rule(source: Ipv4Net) -> PolicyRule {
+    PolicyRule {
+        pref: RULE_PREF_REPLIES,
+        iif: None,
+        from: Some(source),
+        ipproto: None,
+        sport: None,
+        action: RuleAction::Lookup(REPLY_TABLE),
+    }
+}
