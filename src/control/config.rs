@@ -350,6 +350,7 @@ struct RawConfig {
     service: Vec<Spanned<RawService>>,
     #[serde(default)]
     tunnel_route: Vec<Spanned<RawTunnelRoute>>,
+    #[serde(default)]
     snat: Vec<Spanned<RawSnat>>,
 }
 
