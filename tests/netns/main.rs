@@ -13,7 +13,7 @@
 //! [`gateway`] links two sites through the director's tunnel routes and a
 //! `tunlb realserver --gateway`; [`health`] has keepalived-style health checks removing and
 //! restoring real servers; [`keepalived_conf`] runs the seed's keepalived.conf with
-//! `tunlb director --keepalived-conf`.
+//! `tunlb director --keepalived-conf`; [`metrics`] scrapes `--metrics-listen` (Prometheus).
 
 mod director_lifecycle;
 mod dr_mode;
@@ -23,6 +23,7 @@ mod harness;
 mod health;
 mod keepalived_conf;
 mod lab;
+mod metrics;
 mod nat_mode;
 mod seed_walkthrough;
 mod tun_mode;
