@@ -121,6 +121,7 @@ pub fn spawn(
                     batch: 32,
                     stats_interval: None,
                     log: LOG,
+                    publish: None,
                 };
                 let mut stop = || stop.load(Ordering::Relaxed);
                 if let Err(e) = serve(&mut rx, &tun, &mut filter, opts, &mut stats, &mut stop) {

@@ -43,6 +43,16 @@
 //! | `tunlb_nat_flow_entries` | gauge | | flows in the shared NAT flow table |
 //! | `tunlb_build_info` | gauge (info) | `version` | 1 |
 //!
+//! `tunlb realserver --metrics-listen ADDR:PORT` (TUN mode) serves the agent's counters
+//! ([`crate::realserver::AgentStats`], copied by its loop once per received batch):
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `tunlb_agent_received_packets_total` | counter | | tunnel packets received |
+//! | `tunlb_agent_delivered_packets_total` | counter | | inner packets written into the TUN |
+//! | `tunlb_agent_drops_total` | counter | `reason` | dropped: `not_allowed` (allow-list), `not_vip`, `inner_source_not_allowed`, `recv_truncated`, `tun_write_error` and every decapsulation error ([`crate::encap::StripError`] labels), 0 included |
+//! | `tunlb_build_info` | gauge (info) | `version` | 1 |
+//!
 //! The incoming counters of the whole director include real servers deleted since; the
 //! `tunlb_backend_*` ones cover the servers in the table. Down servers are out of the
 //! table (as in IPVS), so only `tunlb_backend_up` lists them.
@@ -61,6 +71,8 @@ use prometheus_client::registry::Registry;
 use crate::director::service::{Protocol, ServiceKey};
 use crate::director::stats::Totals;
 use crate::director::{Counters, DropReason};
+use crate::encap::StripError;
+use crate::realserver::AgentStats;
 
 /// The exposition format of a scrape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -335,12 +347,54 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "Flows in the shared NAT flow table.",
         s.nat_flows,
     );
+    build_info(&mut r);
+    r
+}
+
+/// The registry of one agent scrape.
+pub fn agent_registry(s: &AgentStats) -> Registry {
+    let mut r = Registry::default();
+    counter(
+        &mut r,
+        "tunlb_agent_received_packets",
+        "Tunnel packets received.",
+        s.received,
+    );
+    counter(
+        &mut r,
+        "tunlb_agent_delivered_packets",
+        "Inner packets written into the TUN device.",
+        s.delivered,
+    );
+    let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+    let fixed = [
+        ("not_allowed", s.not_allowed),
+        ("not_vip", s.not_vip),
+        ("inner_source_not_allowed", s.inner_source_not_allowed),
+        ("recv_truncated", s.recv_truncated),
+        ("tun_write_error", s.tun_write_error),
+    ];
+    let strip = StripError::ALL
+        .iter()
+        .map(|e| (e.as_str(), s.strip.get(*e as usize).copied().unwrap_or(0)));
+    for (reason, n) in fixed.into_iter().chain(strip) {
+        drops.get_or_create(&vec![("reason", reason)]).inc_by(n);
+    }
+    r.register(
+        "tunlb_agent_drops",
+        "Packets the agent dropped, by reason.",
+        drops,
+    );
+    build_info(&mut r);
+    r
+}
+
+fn build_info(r: &mut Registry) {
     r.register(
         "tunlb_build",
         "The tunlb version.",
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
     );
-    r
 }
 
 #[cfg(test)]
@@ -430,6 +484,31 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("# TYPE node_ipvs_connections counter"));
         assert!(text.contains("node_ipvs_connections_total 5"));
+    }
+
+    #[test]
+    fn agent_page_lists_every_drop_reason() {
+        let stats = AgentStats {
+            received: 9,
+            delivered: 7,
+            not_allowed: 2,
+            ..AgentStats::default()
+        };
+        let text = encode(&agent_registry(&stats), Format::Prometheus);
+        for line in [
+            "tunlb_agent_received_packets_total 9",
+            "tunlb_agent_delivered_packets_total 7",
+            "tunlb_agent_drops_total{reason=\"not_allowed\"} 2",
+            "tunlb_agent_drops_total{reason=\"not_vip\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        for e in StripError::ALL {
+            assert!(
+                text.contains(&format!("reason=\"{}\"", e.as_str())),
+                "{text}"
+            );
+        }
     }
 
     #[test]
