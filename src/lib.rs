@@ -26,8 +26,8 @@
 //! - [`health`]: keepalived-compatible health checks (HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK):
 //!   sans-IO checkers per real server, the probes that feed them, and the monitor that applies
 //!   up/down/weight through [`director::plane`].
-//! - [`metrics`]: reserved for the Prometheus endpoint; today the data path's counters (drops by
-//!   [`director::DropReason`], ...) are [`director::Counters`], one set per worker.
+//! - [`metrics`]: the Prometheus `/metrics` endpoint (`--metrics-listen`), node_exporter IPVS
+//!   names plus `tunlb_*`, read from the workers' counters at scrape time.
 //! - [`lab`]: `tunlb lab` (the classic four-node LVS lab in namespaces: up/down/demo), and the
 //!   stand-ins it uses: `tunlb httpd` for real servers, `tunlb lab get` for clients.
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink

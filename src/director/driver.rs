@@ -78,6 +78,9 @@ pub struct DirectorArgs {
     /// many seconds; 0 = only at exit.
     #[arg(long, default_value_t = 0)]
     pub stats_interval: u64,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (see the `metrics` module).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
@@ -163,6 +166,18 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .clone()
         .serve()
         .context("starting the control socket")?;
+    if let Some(addr) = args.metrics_listen {
+        let p = plane.clone();
+        let render: crate::metrics::http::Render = Arc::new(move |format| {
+            crate::metrics::encode(
+                &crate::metrics::director_registry(&p.metrics_sample()),
+                format,
+            )
+        });
+        let (bound, _thread) = crate::metrics::http::serve(addr, render)
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        eprintln!("tunlb director: metrics at http://{bound}/metrics");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers: Vec<JoinHandle<()>> = Vec::new();

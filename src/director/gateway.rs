@@ -6,7 +6,7 @@
 //! addresses may send, each with its route's GRE key, and an inner packet must come from a
 //! prefix routed to the peer that sent it (else `inner_source_not_allowed`). Accepted packets
 //! are written into the director's TUN; the kernel (`ip_forward=1`) forwards them to their
-//! destination on the director's side. The filter follows the published [`Snapshot`]: a
+//! destination on the director's side. The filter follows the published [`Snapshot`](super::Snapshot): a
 //! reload that changes the routes changes it at the next batch (a tunnel type that had no
 //! receiver at start needs a restart).
 
@@ -121,6 +121,7 @@ pub fn spawn(
                     batch: 32,
                     stats_interval: None,
                     log: LOG,
+                    publish: None,
                 };
                 let mut stop = || stop.load(Ordering::Relaxed);
                 if let Err(e) = serve(&mut rx, &tun, &mut filter, opts, &mut stats, &mut stop) {

@@ -1,5 +1,529 @@
-//! Metrics of the data path, for Prometheus.
+//! Metrics of the data path, for Prometheus: the `/metrics` endpoint of `tunlb director
+//! --metrics-listen ADDR:PORT`.
 //!
-//! Not built yet: the per-worker counters exist ([`crate::director::Counters`], drops labelled
-//! by [`crate::director::DropReason::as_str`]) and the `/metrics` endpoint that aggregates them
-//! at scrape time is the subject of the metrics issue.
+//! Nothing is counted here: the workers already keep plain per-worker counters
+//! ([`crate::director::Counters`], per real server [`crate::director::DestCounters`]). A scrape
+//! asks the control plane for a [`DirectorSample`] (it takes each worker's lock once, briefly,
+//! between two batches), builds a fresh `prometheus-client` registry from it and encodes it.
+//! Counters since the director started: `adm -Z` zeroes what `adm -L --stats` shows, not these
+//! (Prometheus counters only go up).
+//!
+//! The format is negotiated ([`Format::from_accept`]): OpenMetrics text (ending in `# EOF`)
+//! when the `Accept` header asks for `application/openmetrics-text`, else the Prometheus text
+//! format 0.0.4.
+//!
+//! # Metrics
+//!
+//! The `node_ipvs_*` names and label sets are those of node_exporter's IPVS collector, so its
+//! dashboards and alerts work unchanged. Backend labels: `local_address`, `local_port` (the
+//! service's VIP and port), `remote_address`, `remote_port` (the real server), `proto` (`TCP`
+//! or `UDP`, as `/proc/net/ip_vs` spells it) and `local_mark` (always empty: no fwmark
+//! services), written "backend" below.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `node_ipvs_connections_total` | counter | | connections scheduled, whole director |
+//! | `node_ipvs_incoming_packets_total` | counter | | packets forwarded to real servers |
+//! | `node_ipvs_outgoing_packets_total` | counter | | packets from real servers to clients (NAT) |
+//! | `node_ipvs_incoming_bytes_total` | counter | | bytes forwarded to real servers |
+//! | `node_ipvs_outgoing_bytes_total` | counter | | bytes from real servers to clients (NAT) |
+//! | `node_ipvs_backend_connections_active` | gauge | [backend] | connections in an active state |
+//! | `node_ipvs_backend_connections_inactive` | gauge | [backend] | other connections |
+//! | `node_ipvs_backend_weight` | gauge | [backend] | the scheduler's weight |
+//! | `tunlb_backend_connections_total` | counter | [backend] | connections scheduled to it |
+//! | `tunlb_backend_incoming_packets_total` | counter | [backend] | packets forwarded to it |
+//! | `tunlb_backend_incoming_bytes_total` | counter | [backend] | bytes forwarded to it |
+//! | `tunlb_backend_outgoing_packets_total` | counter | [backend] | its packets to clients (NAT) |
+//! | `tunlb_backend_outgoing_bytes_total` | counter | [backend] | its bytes to clients (NAT) |
+//! | `tunlb_backend_up` | gauge | [backend] | 1, or 0 while the health checkers hold it down |
+//! | `tunlb_drops_total` | counter | `reason` | dropped packets, every [`DropReason`] label |
+//! | `tunlb_received_packets_total` | counter | | packets read from the TUN |
+//! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
+//! | `tunlb_conn_table_capacity` | gauge | | most flows the tables will hold (`--max-conns` × workers) |
+//! | `tunlb_nat_flow_entries` | gauge | | flows in the shared NAT flow table |
+//! | `tunlb_build_info` | gauge (info) | `version` | 1 |
+//!
+//! `tunlb realserver --metrics-listen ADDR:PORT` (TUN mode) serves the agent's counters
+//! ([`crate::realserver::AgentStats`], copied by its loop once per received batch):
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `tunlb_agent_received_packets_total` | counter | | tunnel packets received |
+//! | `tunlb_agent_delivered_packets_total` | counter | | inner packets written into the TUN |
+//! | `tunlb_agent_drops_total` | counter | `reason` | dropped: `not_allowed` (allow-list), `not_vip`, `inner_source_not_allowed`, `recv_truncated`, `tun_write_error` and every decapsulation error ([`crate::encap::StripError`] labels), 0 included |
+//! | `tunlb_build_info` | gauge (info) | `version` | 1 |
+//!
+//! The incoming counters of the whole director include real servers deleted since; the
+//! `tunlb_backend_*` ones cover the servers in the table. Down servers are out of the
+//! table (as in IPVS), so only `tunlb_backend_up` lists them.
+
+pub mod http;
+
+use std::net::Ipv4Addr;
+
+use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::director::service::{Protocol, ServiceKey};
+use crate::director::stats::Totals;
+use crate::director::{Counters, DropReason};
+use crate::encap::StripError;
+use crate::realserver::AgentStats;
+
+/// The exposition format of a scrape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4.
+    Prometheus,
+}
+
+impl Format {
+    /// The format an `Accept` header value asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` (with a non-zero `q`), else Prometheus text.
+    pub fn from_accept(accept: &str) -> Format {
+        let wants_om = accept.split(',').any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            let media = params.next().unwrap_or("");
+            media.eq_ignore_ascii_case("application/openmetrics-text")
+                && !params.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                })
+        });
+        if wants_om {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
+
+/// Encodes `registry` in `format`.
+pub fn encode(registry: &Registry, format: Format) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail; a failing metric would only truncate the page.
+    let _ = match format {
+        Format::OpenMetrics => text::encode(&mut out, registry),
+        Format::Prometheus => prometheus_text::encode(&mut out, registry),
+    };
+    out
+}
+
+/// One real server of one service, as a scrape sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server's address.
+    pub addr: Ipv4Addr,
+    /// The real server's port (the service's when it keeps the port).
+    pub port: u16,
+    /// Its weight in the running table.
+    pub weight: u32,
+    /// Connections in an active state.
+    pub active: u32,
+    /// Other connections.
+    pub inactive: u32,
+    /// Its counters since the director started.
+    pub totals: Totals,
+    /// False while the health checkers hold it down (out of the table, or inhibited).
+    pub up: bool,
+    /// In the running table (false: only `tunlb_backend_up` lists it).
+    pub in_table: bool,
+}
+
+/// Everything a director scrape reports, read from the control plane
+/// ([`crate::director::plane::ControlPlane::metrics_sample`]).
+#[derive(Clone, Debug, Default)]
+pub struct DirectorSample {
+    /// The real servers, configured ones first in table order.
+    pub backends: Vec<Backend>,
+    /// Per-server counters of the whole director (deleted servers included).
+    pub instance: Totals,
+    /// The workers' counters added up.
+    pub counters: Counters,
+    /// Flows in the workers' connection tables.
+    pub conns: u64,
+    /// Most flows the workers' tables will hold.
+    pub conn_capacity: u64,
+    /// Flows in the NAT flow table.
+    pub nat_flows: u64,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// A metric's name, help and how to read its value.
+type Described<F> = (&'static str, &'static str, F);
+/// Reads a gauge's value off a real server.
+type BackendValue = fn(&Backend) -> u64;
+/// Reads a counter's value off a real server's totals.
+type TotalsValue = fn(&Totals) -> u64;
+
+fn proto_label(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    }
+}
+
+/// node_exporter's backend labels for `b`.
+fn backend_labels(b: &Backend) -> Labels {
+    vec![
+        ("local_address", b.service.vip.to_string()),
+        ("local_port", b.service.port.to_string()),
+        ("remote_address", b.addr.to_string()),
+        ("remote_port", b.port.to_string()),
+        ("proto", proto_label(b.service.proto).to_string()),
+        ("local_mark", String::new()),
+    ]
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    registry.register(name, help, c);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+/// The registry of one director scrape.
+pub fn director_registry(s: &DirectorSample) -> Registry {
+    let mut r = Registry::default();
+    // node_exporter's IPVS collector: totals of the whole instance, no labels.
+    counter(
+        &mut r,
+        "node_ipvs_connections",
+        "The total number of connections made.",
+        s.instance.conns,
+    );
+    counter(
+        &mut r,
+        "node_ipvs_incoming_packets",
+        "The total number of incoming packets.",
+        s.instance.in_pkts,
+    );
+    counter(
+        &mut r,
+        "node_ipvs_outgoing_packets",
+        "The total number of outgoing packets.",
+        s.instance.out_pkts,
+    );
+    counter(
+        &mut r,
+        "node_ipvs_incoming_bytes",
+        "The total amount of incoming data.",
+        s.instance.in_bytes,
+    );
+    counter(
+        &mut r,
+        "node_ipvs_outgoing_bytes",
+        "The total amount of outgoing data.",
+        s.instance.out_bytes,
+    );
+    let in_table: Vec<Backend> = s.backends.iter().filter(|b| b.in_table).cloned().collect();
+    let gauges: [Described<BackendValue>; 3] = [
+        (
+            "node_ipvs_backend_connections_active",
+            "The current active connections by local and remote address.",
+            |b| b.active.into(),
+        ),
+        (
+            "node_ipvs_backend_connections_inactive",
+            "The current inactive connections by local and remote address.",
+            |b| b.inactive.into(),
+        ),
+        (
+            "node_ipvs_backend_weight",
+            "The current backend weight by local and remote address.",
+            |b| b.weight.into(),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let family: Family<Labels, Gauge> = Family::default();
+        for b in &in_table {
+            family
+                .get_or_create(&backend_labels(b))
+                .set(i64::try_from(value(b)).unwrap_or(i64::MAX));
+        }
+        r.register(name, help, family);
+    }
+    let counters: [Described<TotalsValue>; 5] = [
+        (
+            "tunlb_backend_connections",
+            "Connections scheduled to the real server.",
+            |t| t.conns,
+        ),
+        (
+            "tunlb_backend_incoming_packets",
+            "Packets forwarded to the real server.",
+            |t| t.in_pkts,
+        ),
+        (
+            "tunlb_backend_incoming_bytes",
+            "Bytes forwarded to the real server.",
+            |t| t.in_bytes,
+        ),
+        (
+            "tunlb_backend_outgoing_packets",
+            "Packets from the real server forwarded to clients (NAT).",
+            |t| t.out_pkts,
+        ),
+        (
+            "tunlb_backend_outgoing_bytes",
+            "Bytes from the real server forwarded to clients (NAT).",
+            |t| t.out_bytes,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let family: Family<Labels, Counter> = Family::default();
+        for b in &in_table {
+            family
+                .get_or_create(&backend_labels(b))
+                .inc_by(value(&b.totals));
+        }
+        r.register(name, help, family);
+    }
+    let up: Family<Labels, Gauge> = Family::default();
+    for b in &s.backends {
+        up.get_or_create(&backend_labels(b)).set(i64::from(b.up));
+    }
+    r.register(
+        "tunlb_backend_up",
+        "1 if the real server is up, 0 while the health checkers hold it down.",
+        up,
+    );
+
+    let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+    for reason in DropReason::ALL {
+        drops
+            .get_or_create(&vec![("reason", reason.as_str())])
+            .inc_by(s.counters.dropped(*reason));
+    }
+    r.register(
+        "tunlb_drops",
+        "Packets the data path dropped, by reason.",
+        drops,
+    );
+    counter(
+        &mut r,
+        "tunlb_received_packets",
+        "Packets read from the TUN device.",
+        s.counters.rx_packets,
+    );
+    gauge(
+        &mut r,
+        "tunlb_conn_table_entries",
+        "Flows in the workers' connection tables.",
+        s.conns,
+    );
+    gauge(
+        &mut r,
+        "tunlb_conn_table_capacity",
+        "Most flows the workers' connection tables will hold.",
+        s.conn_capacity,
+    );
+    gauge(
+        &mut r,
+        "tunlb_nat_flow_entries",
+        "Flows in the shared NAT flow table.",
+        s.nat_flows,
+    );
+    build_info(&mut r);
+    r
+}
+
+/// The registry of one agent scrape.
+pub fn agent_registry(s: &AgentStats) -> Registry {
+    let mut r = Registry::default();
+    counter(
+        &mut r,
+        "tunlb_agent_received_packets",
+        "Tunnel packets received.",
+        s.received,
+    );
+    counter(
+        &mut r,
+        "tunlb_agent_delivered_packets",
+        "Inner packets written into the TUN device.",
+        s.delivered,
+    );
+    let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+    let fixed = [
+        ("not_allowed", s.not_allowed),
+        ("not_vip", s.not_vip),
+        ("inner_source_not_allowed", s.inner_source_not_allowed),
+        ("recv_truncated", s.recv_truncated),
+        ("tun_write_error", s.tun_write_error),
+    ];
+    let strip = StripError::ALL
+        .iter()
+        .map(|e| (e.as_str(), s.strip.get(*e as usize).copied().unwrap_or(0)));
+    for (reason, n) in fixed.into_iter().chain(strip) {
+        drops.get_or_create(&vec![("reason", reason)]).inc_by(n);
+    }
+    r.register(
+        "tunlb_agent_drops",
+        "Packets the agent dropped, by reason.",
+        drops,
+    );
+    build_info(&mut r);
+    r
+}
+
+fn build_info(r: &mut Registry) {
+    r.register(
+        "tunlb_build",
+        "The tunlb version.",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> DirectorSample {
+        let service = ServiceKey {
+            vip: Ipv4Addr::new(10, 0, 0, 100),
+            port: 80,
+            proto: Protocol::Tcp,
+        };
+        let mut counters = Counters::default();
+        counters.drops[DropReason::NoConnection as usize] = 3;
+        let backend = Backend {
+            service,
+            addr: Ipv4Addr::new(10, 0, 1, 1),
+            port: 80,
+            weight: 2,
+            active: 1,
+            inactive: 4,
+            totals: Totals {
+                conns: 5,
+                in_pkts: 30,
+                in_bytes: 3000,
+                out_pkts: 0,
+                out_bytes: 0,
+            },
+            up: true,
+            in_table: true,
+        };
+        let down = Backend {
+            addr: Ipv4Addr::new(10, 0, 1, 2),
+            up: false,
+            in_table: false,
+            totals: Totals::default(),
+            ..backend.clone()
+        };
+        DirectorSample {
+            instance: backend.totals,
+            backends: vec![backend, down],
+            counters,
+            conns: 7,
+            conn_capacity: 100,
+            nat_flows: 0,
+        }
+    }
+
+    const LABELS: &str = "local_address=\"10.0.0.100\",local_port=\"80\",remote_address=\"10.0.1.1\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"";
+
+    #[test]
+    fn prometheus_text_has_node_exporter_names() {
+        let text = encode(&director_registry(&sample()), Format::Prometheus);
+        for line in [
+            "node_ipvs_connections_total 5".to_string(),
+            "node_ipvs_incoming_packets_total 30".to_string(),
+            "node_ipvs_outgoing_bytes_total 0".to_string(),
+            format!("node_ipvs_backend_connections_active{{{LABELS}}} 1"),
+            format!("node_ipvs_backend_connections_inactive{{{LABELS}}} 4"),
+            format!("node_ipvs_backend_weight{{{LABELS}}} 2"),
+            format!("tunlb_backend_connections_total{{{LABELS}}} 5"),
+            format!("tunlb_backend_incoming_packets_total{{{LABELS}}} 30"),
+            format!("tunlb_backend_up{{{LABELS}}} 1"),
+            "tunlb_drops_total{reason=\"no_connection\"} 3".to_string(),
+            "tunlb_drops_total{reason=\"malformed_ip\"} 0".to_string(),
+            "tunlb_conn_table_entries 7".to_string(),
+            "tunlb_conn_table_capacity 100".to_string(),
+            format!(
+                "tunlb_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+            "# TYPE node_ipvs_connections_total counter".to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        // The down server is only in tunlb_backend_up.
+        assert_eq!(text.matches("10.0.1.2").count(), 1, "{text}");
+        assert!(!text.contains("# EOF"));
+        for reason in DropReason::ALL {
+            assert!(text.contains(&format!("reason=\"{}\"", reason.as_str())));
+        }
+    }
+
+    #[test]
+    fn openmetrics_text_ends_with_eof() {
+        let text = encode(&director_registry(&sample()), Format::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE node_ipvs_connections counter"));
+        assert!(text.contains("node_ipvs_connections_total 5"));
+    }
+
+    #[test]
+    fn agent_page_lists_every_drop_reason() {
+        let stats = AgentStats {
+            received: 9,
+            delivered: 7,
+            not_allowed: 2,
+            ..AgentStats::default()
+        };
+        let text = encode(&agent_registry(&stats), Format::Prometheus);
+        for line in [
+            "tunlb_agent_received_packets_total 9",
+            "tunlb_agent_delivered_packets_total 7",
+            "tunlb_agent_drops_total{reason=\"not_allowed\"} 2",
+            "tunlb_agent_drops_total{reason=\"not_vip\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        for e in StripError::ALL {
+            assert!(
+                text.contains(&format!("reason=\"{}\"", e.as_str())),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn accept_header_negotiation() {
+        assert_eq!(Format::from_accept(""), Format::Prometheus);
+        assert_eq!(Format::from_accept("*/*"), Format::Prometheus);
+        assert_eq!(
+            Format::from_accept(
+                "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4"
+            ),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::from_accept("application/openmetrics-text;q=0"),
+            Format::Prometheus
+        );
+    }
+}

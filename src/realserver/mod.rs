@@ -121,6 +121,9 @@ pub struct AgentArgs {
     /// are tunnelled back (anti-spoofing).
     #[arg(long = "lan", value_name = "PREFIX", value_parser = parse_allow)]
     pub lans: Vec<Ipv4Net>,
+    /// Serve Prometheus metrics (the agent's counters) at http://ADDR:PORT/metrics (TUN mode).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Parses `--allow`: a CIDR, or a bare address meaning `/32`.
@@ -195,6 +198,7 @@ impl AgentArgs {
             stats_interval: (self.stats_interval > 0)
                 .then(|| Duration::from_secs(self.stats_interval)),
             log: LOG,
+            publish: None,
         }
     }
 }
@@ -307,14 +311,20 @@ fn run_tun(
 
     let mut filter = Filter::new(AllowList::new(&args.allow), &args.vips, encap, args.gre_key);
     let mut stats = AgentStats::default();
-    let result = serve(
-        &mut rx,
-        &queue,
-        &mut filter,
-        args.serve_options(),
-        &mut stats,
-        &mut stop,
-    );
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(AgentStats::default()));
+    let mut opts = args.serve_options();
+    if let Some(addr) = args.metrics_listen {
+        let copy = shared.clone();
+        let render: crate::metrics::http::Render = std::sync::Arc::new(move |format| {
+            let stats = copy.lock().map(|s| s.clone()).unwrap_or_default();
+            crate::metrics::encode(&crate::metrics::agent_registry(&stats), format)
+        });
+        let (bound, _thread) = crate::metrics::http::serve(addr, render)
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        eprintln!("{LOG} metrics at http://{bound}/metrics");
+        opts.publish = Some(&shared);
+    }
+    let result = serve(&mut rx, &queue, &mut filter, opts, &mut stats, &mut stop);
 
     eprintln!("{LOG} {stats}");
     // Undo while the TUN device still exists, so its own sysctl is restored too.

@@ -64,6 +64,7 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
             routes: Vec::new(),
             peer: None,
             lans: Vec::new(),
+            metrics_listen: Some("127.0.0.1:9101".parse().unwrap()),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {
@@ -112,6 +113,29 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
         let mut buf = [0u8; 64];
         let (n, from) = service.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from), (&b"hello"[..], CLIENT.into()));
+        // The counters reach /metrics once the batch is done.
+        let scrape = || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9101").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let mut page = scrape();
+        while !page.contains("\ntunlb_agent_delivered_packets_total 1\n") {
+            assert!(Instant::now() < deadline + Duration::from_secs(5), "{page}");
+            std::thread::sleep(Duration::from_millis(20));
+            page = scrape();
+        }
+        assert!(
+            page.contains("\ntunlb_agent_received_packets_total 3\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("\ntunlb_agent_drops_total{reason=\"not_allowed\"} 1\n"),
+            "{page}"
+        );
 
         stop.store(true, Ordering::Relaxed);
         let stats = agent.join().unwrap().unwrap();
@@ -150,6 +174,7 @@ fn dr_mode_hides_the_vip_on_every_interface_and_undoes_it() {
             routes: Vec::new(),
             peer: None,
             lans: Vec::new(),
+            metrics_listen: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {

@@ -4,6 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -101,6 +102,8 @@ pub struct ServeOptions<'a> {
     pub stats_interval: Option<Duration>,
     /// Prefix of every log line, e.g. `tunlb realserver:`.
     pub log: &'a str,
+    /// Where to copy the counters after each received batch, for `/metrics` (`None`: nowhere).
+    pub publish: Option<&'a Mutex<AgentStats>>,
 }
 
 /// The receive loop: batch in, check each packet, write the accepted ones into `tun`, until
@@ -160,6 +163,11 @@ pub fn serve(
                         eprintln!("{log} write into TUN failed: {e} (counted as tun_write_error, logged once)");
                     }
                 }
+            }
+        }
+        if let (true, Some(shared)) = (n > 0, opts.publish) {
+            if let Ok(mut copy) = shared.lock() {
+                copy.clone_from(stats);
             }
         }
         if let (Some(at), Some(i)) = (next_report, opts.stats_interval) {

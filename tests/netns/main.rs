@@ -14,7 +14,7 @@
 //! `tunlb realserver --gateway`; [`health`] has keepalived-style health checks removing and
 //! restoring real servers; [`keepalived_conf`] runs the seed's keepalived.conf with
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
-//! connections out from a public address.
+//! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic.
 
 mod director_lifecycle;
 mod dr_mode;
@@ -24,6 +24,7 @@ mod harness;
 mod health;
 mod keepalived_conf;
 mod lab;
+mod metrics;
 mod nat_mode;
 mod seed_walkthrough;
 mod snat;
