@@ -27,15 +27,15 @@
 //! | `node_ipvs_outgoing_packets_total` | counter | | packets from real servers to clients (NAT) |
 //! | `node_ipvs_incoming_bytes_total` | counter | | bytes forwarded to real servers |
 //! | `node_ipvs_outgoing_bytes_total` | counter | | bytes from real servers to clients (NAT) |
-//! | `node_ipvs_backend_connections_active` | gauge | [backend] | connections in an active state |
-//! | `node_ipvs_backend_connections_inactive` | gauge | [backend] | other connections |
-//! | `node_ipvs_backend_weight` | gauge | [backend] | the scheduler's weight |
-//! | `tunlb_backend_connections_total` | counter | [backend] | connections scheduled to it |
-//! | `tunlb_backend_incoming_packets_total` | counter | [backend] | packets forwarded to it |
-//! | `tunlb_backend_incoming_bytes_total` | counter | [backend] | bytes forwarded to it |
-//! | `tunlb_backend_outgoing_packets_total` | counter | [backend] | its packets to clients (NAT) |
-//! | `tunlb_backend_outgoing_bytes_total` | counter | [backend] | its bytes to clients (NAT) |
-//! | `tunlb_backend_up` | gauge | [backend] | 1, or 0 while the health checkers hold it down |
+//! | `node_ipvs_backend_connections_active` | gauge | "backend" | connections in an active state |
+//! | `node_ipvs_backend_connections_inactive` | gauge | "backend" | other connections |
+//! | `node_ipvs_backend_weight` | gauge | "backend" | the scheduler's weight |
+//! | `tunlb_backend_connections_total` | counter | "backend" | connections scheduled to it |
+//! | `tunlb_backend_incoming_packets_total` | counter | "backend" | packets forwarded to it |
+//! | `tunlb_backend_incoming_bytes_total` | counter | "backend" | bytes forwarded to it |
+//! | `tunlb_backend_outgoing_packets_total` | counter | "backend" | its packets to clients (NAT) |
+//! | `tunlb_backend_outgoing_bytes_total` | counter | "backend" | its bytes to clients (NAT) |
+//! | `tunlb_backend_up` | gauge | "backend" | 1, or 0 while the health checkers hold it down |
 //! | `tunlb_drops_total` | counter | `reason` | dropped packets, every [`DropReason`] label |
 //! | `tunlb_received_packets_total` | counter | | packets read from the TUN |
 //! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
