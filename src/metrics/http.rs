@@ -59,7 +59,12 @@ pub fn parse_head(head: &str) -> Option<RequestHead<'_>> {
     let mut first = lines.next()?.split(' ');
     let method = first.next()?;
     let target = first.next()?;
-    if !first.next()?.starts_with("HTTP/") {
+    // A request line is exactly `METHOD SP TARGET SP VERSION` (RFC 9112 §3): an empty method
+    // (a leading space), an empty target or extra words make it malformed (answered 400).
+    if method.is_empty() || target.is_empty() || !first.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    if first.next().is_some() {
         return None;
     }
     let path = target.split('?').next().unwrap_or(target);
@@ -156,6 +161,10 @@ mod tests {
         );
         assert_eq!(parse_head("garbage"), None);
         assert_eq!(parse_head("GET / FTP/1"), None);
+        // Found by the metrics_request fuzz target: a leading space made an empty method.
+        assert_eq!(parse_head(" /metrics HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(parse_head("GET  HTTP/1.1\r\n\r\n"), None);
+        assert_eq!(parse_head("GET / HTTP/1.1 extra\r\n\r\n"), None);
     }
 
     #[test]
