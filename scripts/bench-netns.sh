@@ -156,6 +156,7 @@ NS_RS1="$PREFIX-$LAB-rs1"
 NS_RS2="$PREFIX-$LAB-rs2"
 LAB_NS=("$NS_CLIENT" "$NS_ROUTER" "$NS_DIR" "$NS_RS1" "$NS_RS2")
 LAB_PIDS=()
+UDP_PORT=5201
 log "building namespaces $PREFIX-$LAB-{client,router,director,rs1,rs2}"
 local ns i
 for ns in "${LAB_NS[@]}"; do mkns "$ns"; done
@@ -298,7 +299,7 @@ run_udp() {
     local host=$1
     local out
     out=$(timeout $((DURATION + 5)) ip netns exec "$NS_CLIENT" "${PIN_CLIENT[@]}" \
-        iperf3 -c "$host" -p 5201 -u -l 64 -b 0 -t "$DURATION" -J 2>&1) || {
+        iperf3 -c "$host" -p "$UDP_PORT" -u -l 64 -b 0 -t "$DURATION" -J 2>&1) || {
         log "iperf3 udp failed: $(echo "$out" | tail -2)"
         echo 0
         return
@@ -513,8 +514,23 @@ bench_tunlb() {
     adm -a -t "$VIP:80" -r "$RS2$rport80" "${flag[@]}" -w 1
     adm -A -t "$VIP:5201" -s rr
     adm -a -t "$VIP:5201" -r "$RS1$rport5201" "${flag[@]}" -w 1
-    adm -A -u "$VIP:5201" -s rr
-    adm -a -u "$VIP:5201" -r "$RS1$rport5201" "${flag[@]}" -w 1
+    if [[ $mode == nat ]]; then
+        adm -A -u "$VIP:5201" -s rr
+        adm -a -u "$VIP:5201" -r "$RS1:5201" -m -w 1
+    else
+        # The hidden-VIP real server must answer UDP from the VIP: iperf3's UDP socket is bound
+        # to the wildcard and would reply from the LAN address, so a second server is bound to
+        # the VIP (port 5202, control and data) for the UDP load.
+        ip netns exec "$NS_RS1" "${PIN_SERVER[@]}" iperf3 -s -p 5202 -B "$VIP" \
+            >>"$WORK/iperf3-rs1-vip.log" 2>&1 &
+        STARTED_PIDS+=($!)
+        LAB_PIDS+=($!)
+        UDP_PORT=5202
+        adm -A -t "$VIP:5202" -s rr
+        adm -a -t "$VIP:5202" -r "$RS1" "${flag[@]}" -w 1
+        adm -A -u "$VIP:5202" -s rr
+        adm -a -u "$VIP:5202" -r "$RS1" "${flag[@]}" -w 1
+    fi
     measure "$name" "$VIP" "$pid"
     stop_pids "$pid" "${agents[@]}"
     [[ $mode == nat ]] && rs_default_via "$ROUTER_LAN"
