@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The namespace benchmark: tunlb against kernel nftables DNAT, HAProxy and nginx, in one topology.
 #
-#   sudo scripts/bench-netns.sh                 # 3 runs of 5 s per load (about 10 minutes)
+#   sudo scripts/bench-netns.sh                 # 3 runs of 5 s per load (about 11 minutes)
 #   sudo RUNS=1 DURATION=2 scripts/bench-netns.sh   # quick check
 #
 # Environment: RUNS (3), DURATION (seconds per load, 5), CONNS (wrk connections, 50),
@@ -148,38 +148,38 @@ LAB=0
 # build_lab: a fresh copy of the topology (and real servers) for the next candidate, so no state
 # (conntrack entries, TIME_WAIT sockets, neighbour or path-MTU caches) leaks between candidates.
 build_lab() {
-LAB=$((LAB + 1))
-NS_CLIENT="$PREFIX-$LAB-client"
-NS_ROUTER="$PREFIX-$LAB-router"
-NS_DIR="$PREFIX-$LAB-director"
-NS_RS1="$PREFIX-$LAB-rs1"
-NS_RS2="$PREFIX-$LAB-rs2"
-LAB_NS=("$NS_CLIENT" "$NS_ROUTER" "$NS_DIR" "$NS_RS1" "$NS_RS2")
-LAB_PIDS=()
-UDP_PORT=5201
-log "building namespaces $PREFIX-$LAB-{client,router,director,rs1,rs2}"
-local ns i
-for ns in "${LAB_NS[@]}"; do mkns "$ns"; done
+    LAB=$((LAB + 1))
+    NS_CLIENT="$PREFIX-$LAB-client"
+    NS_ROUTER="$PREFIX-$LAB-router"
+    NS_DIR="$PREFIX-$LAB-director"
+    NS_RS1="$PREFIX-$LAB-rs1"
+    NS_RS2="$PREFIX-$LAB-rs2"
+    LAB_NS=("$NS_CLIENT" "$NS_ROUTER" "$NS_DIR" "$NS_RS1" "$NS_RS2")
+    LAB_PIDS=()
+    UDP_PORT=5201
+    log "building namespaces $PREFIX-$LAB-{client,router,director,rs1,rs2}"
+    local ns i
+    for ns in "${LAB_NS[@]}"; do mkns "$ns"; done
 
-# Veth pairs are made inside the namespaces: no interface ever appears in the root namespace.
-ip -n "$NS_CLIENT" link add eth0 type veth peer name to-client netns "$NS_ROUTER"
-inns "$NS_CLIENT" ip addr add "$CLIENT/24" dev eth0
-inns "$NS_CLIENT" ip link set eth0 up
-inns "$NS_CLIENT" ip route add default via 10.1.0.1
-inns "$NS_ROUTER" ip addr add 10.1.0.1/24 dev to-client
-inns "$NS_ROUTER" ip link set to-client up
-inns "$NS_ROUTER" ip link add lan mtu 1600 type bridge
-inns "$NS_ROUTER" ip addr add "$ROUTER_LAN/24" dev lan
-inns "$NS_ROUTER" ip link set lan up
-inns "$NS_ROUTER" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0
+    # Veth pairs are made inside the namespaces: no interface ever appears in the root namespace.
+    ip -n "$NS_CLIENT" link add eth0 type veth peer name to-client netns "$NS_ROUTER"
+    inns "$NS_CLIENT" ip addr add "$CLIENT/24" dev eth0
+    inns "$NS_CLIENT" ip link set eth0 up
+    inns "$NS_CLIENT" ip route add default via 10.1.0.1
+    inns "$NS_ROUTER" ip addr add 10.1.0.1/24 dev to-client
+    inns "$NS_ROUTER" ip link set to-client up
+    inns "$NS_ROUTER" ip link add lan mtu 1600 type bridge
+    inns "$NS_ROUTER" ip addr add "$ROUTER_LAN/24" dev lan
+    inns "$NS_ROUTER" ip link set lan up
+    inns "$NS_ROUTER" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0
 
-lan_port() { # NS NAME ADDR
-    local ns=$1 name=$2 addr=$3
-    ip -n "$ns" link add eth0 mtu 1600 type veth peer name "to-$name" mtu 1600 netns "$NS_ROUTER"
-    inns "$NS_ROUTER" ip link set "to-$name" master lan up
-    inns "$ns" ip addr add "$addr/24" dev eth0
-    inns "$ns" ip link set eth0 up
-    inns "$ns" ip route add default via "$ROUTER_LAN"
+    lan_port() { # NS NAME ADDR
+        local ns=$1 name=$2 addr=$3
+        ip -n "$ns" link add eth0 mtu 1600 type veth peer name "to-$name" mtu 1600 netns "$NS_ROUTER"
+        inns "$NS_ROUTER" ip link set "to-$name" master lan up
+        inns "$ns" ip addr add "$addr/24" dev eth0
+        inns "$ns" ip link set eth0 up
+        inns "$ns" ip route add default via "$ROUTER_LAN"
 }
 lan_port "$NS_DIR" dir "$DIRECTOR"
 lan_port "$NS_RS1" rs1 "$RS1"
