@@ -295,7 +295,19 @@ mod tests {
         assert!(!bad.ok && bad.reason.starts_with("MD5 digest"), "{bad:?}");
         assert!(run(&CheckSpec::new(CheckKind::Tcp), lo, port, d).ok);
         server.join().expect("server");
-        let refused = run(&CheckSpec::new(CheckKind::Tcp), lo, port, d);
+        // A port that is bound but not listening refuses connections, and stays ours while the
+        // other tests run (a closed ephemeral port could be taken by one of them meanwhile).
+        let holder = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        holder.bind(&any.into()).expect("bind");
+        let closed = holder
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .expect("local addr")
+            .port();
+        let refused = run(&CheckSpec::new(CheckKind::Tcp), lo, closed, d);
         assert!(!refused.ok, "{refused:?}");
     }
 }
