@@ -153,6 +153,9 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     plane
         .set_snat(settings.snat.clone())
         .map_err(anyhow::Error::msg)?;
+    if let (None, Some(path)) = (&args.config, &args.keepalived_conf) {
+        plane.set_keepalived_path(path.clone());
+    }
     let health = crate::health::HealthMonitor::spawn(plane.clone(), settings.health.clone());
     plane.set_settings(DirectorSettings {
         tunnel_mtu,

@@ -43,6 +43,8 @@ pub struct ControlPlane {
     stats: Mutex<StatsBook>,
     /// What `--save-config` reports besides the table ([`ControlPlane::set_settings`]).
     settings: Mutex<DirectorSettings>,
+    /// The `--keepalived-conf` file, re-read on reload when there is no `--config`.
+    keepalived_path: Mutex<Option<PathBuf>>,
     /// The health checks to run and a generation counted up at every change
     /// ([`ControlPlane::set_health_config`]); the health monitor restarts its checkers when the
     /// generation moves.
@@ -233,6 +235,7 @@ impl ControlPlane {
                 snat: Arc::default(),
                 snat_routing: SnatRouting::default(),
             }),
+            keepalived_path: Mutex::new(None),
             settings: Mutex::new(DirectorSettings {
                 queues,
                 tun_name: tun_name.clone(),
@@ -759,12 +762,31 @@ impl ControlPlane {
         out
     }
 
-    /// Re-reads the `--config` file; a bad file is rejected whole and the table kept.
+    /// Remembers the `--keepalived-conf` file so that a reload re-reads it.
+    pub fn set_keepalived_path(&self, path: PathBuf) {
+        if let Ok(mut p) = self.keepalived_path.lock() {
+            *p = Some(path);
+        }
+    }
+
+    /// Re-reads the `--config` file (or the `--keepalived-conf` file: its virtual servers and
+    /// checkers); a bad file is rejected whole and the table kept.
     pub fn reload(&self) -> anyhow::Result<String> {
-        let Some(path) = &self.config_path else {
-            anyhow::bail!("the director was started without --config: there is no file to reload");
+        let keepalived = self.keepalived_path.lock().ok().and_then(|p| p.clone());
+        let (path, (settings, set)) = match (&self.config_path, keepalived) {
+            (Some(path), _) => (path.clone(), config::load(path)?),
+            (None, Some(path)) => {
+                let k = crate::control::keepalived::load_reporting(&path)?;
+                let settings = DirectorSettings {
+                    health: k.health,
+                    ..DirectorSettings::default()
+                };
+                (path, (settings, k.services))
+            }
+            (None, None) => anyhow::bail!(
+                "the director was started without --config: there is no file to reload"
+            ),
         };
-        let (settings, set) = config::load(path)?;
         let timeouts = settings.timeouts;
         let n = set.services.len();
         self.replace(set, timeouts, Some(settings.snat))

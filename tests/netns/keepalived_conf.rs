@@ -129,6 +129,41 @@ fn keepalived_conf_seed_balances_over_both_real_servers() {
         [a.clone(), a, b.clone(), b],
         "rr over both real servers"
     );
+
+    // `adm --reload` re-reads the keepalived file: a broken one is refused with its place and
+    // the table stays; a changed one replaces the table.
+    let before = adm(director, "-L -n");
+    std::fs::write(
+        file.path(),
+        seed_conf().replace("lb_algo rr", "lb_algo nosuch"),
+    )
+    .expect("write");
+    let out = director.try_exec(TUNLB, &["adm", "--reload"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a bad file must be refused");
+    assert!(
+        stderr.contains(&file.arg()),
+        "the error names the file: {stderr}"
+    );
+    assert_eq!(adm(director, "-L -n"), before, "the running table stays");
+    let moved = "10.3.0.99";
+    std::fs::write(
+        file.path(),
+        seed_conf().replace(
+            &format!("real_server {RS1} 80"),
+            &format!("real_server {moved} 80"),
+        ),
+    )
+    .expect("write");
+    let out = director.try_exec(TUNLB, &["adm", "--reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = adm(director, "-L -n");
+    assert!(after.contains(&format!("  -> {moved}:80")), "{after}");
+    assert!(!after.contains(&format!("  -> {RS1}:80")), "{after}");
 }
 
 #[test]
