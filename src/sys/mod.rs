@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod cred;
+mod mmsg;
 pub mod neigh;
 pub mod netcfg;
 pub mod packet;

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{errno, poll_readable, PacketBatch, PacketMeta, SendReport};
+use super::mmsg::{empty_iovec, empty_mmsghdr, iovec_of, SendBatch};
+use super::{poll_readable, PacketBatch, PacketMeta, SendReport};
 
 /// Socket buffer size asked for on every tunnel socket (the kernel caps it at `*mem_max`).
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -51,23 +52,14 @@ impl MsgError {
 /// One sender per worker thread: the internal arrays make `send_batch` take `&mut self`.
 pub struct RawSender {
     sock: Socket,
-    max_batch: usize,
-    msgs: Vec<libc::mmsghdr>,
-    iovs: Vec<[libc::iovec; 2]>,
-    addrs: Vec<libc::sockaddr_in>,
-    failures: Vec<MsgError>,
+    batch: SendBatch<libc::sockaddr_in>,
 }
-
-// SAFETY: the raw pointers inside `msgs` / `iovs` are scratch values, rewritten before every
-// `sendmmsg` and never read after it returns, so moving the sender to another thread cannot
-// make anything dangle or race.
-unsafe impl Send for RawSender {}
 
 impl std::fmt::Debug for RawSender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawSender")
             .field("fd", &self.sock.as_raw_fd())
-            .field("max_batch", &self.max_batch)
+            .field("max_batch", &self.batch.max_batch())
             .finish()
     }
 }
@@ -84,22 +76,15 @@ impl RawSender {
         .map_err(|e| io::Error::new(e.kind(), format!("open raw IPv4 socket: {e}")))?;
         // Best effort: a small buffer only means more ENOBUFS under load.
         let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
-        let max_batch = max_batch.max(1);
         Ok(RawSender {
             sock,
-            max_batch,
-            msgs: (0..max_batch).map(|_| empty_mmsghdr()).collect(),
-            iovs: (0..max_batch).map(|_| [empty_iovec(); 2]).collect(),
-            addrs: (0..max_batch)
-                .map(|_| sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0))
-                .collect(),
-            failures: Vec::with_capacity(max_batch),
+            batch: SendBatch::new(max_batch, sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0)),
         })
     }
 
     /// The largest number of packets one `sendmmsg` carries.
     pub fn max_batch(&self) -> usize {
-        self.max_batch
+        self.batch.max_batch()
     }
 
     /// Sends every `(destination, outer header, inner packet)`: the datagram on the wire is the
@@ -112,28 +97,16 @@ impl RawSender {
     where
         I: IntoIterator<Item = (Ipv4Addr, &'a [u8], &'a [u8])>,
     {
-        self.failures.clear();
-        let mut report = SendReport::default();
-        let mut base = 0;
-        let mut n = 0;
-        for (dst, header, inner) in items {
-            self.fill(n, dst, header, inner);
-            n += 1;
-            if n == self.max_batch {
-                self.flush(base, n, &mut report);
-                base += n;
-                n = 0;
-            }
-        }
-        if n > 0 {
-            self.flush(base, n, &mut report);
-        }
-        report
+        let fd = self.sock.as_raw_fd();
+        let items = items
+            .into_iter()
+            .map(|(dst, header, inner)| (sockaddr_v4(dst, 0), header, inner));
+        self.batch.send(fd, items)
     }
 
     /// The packets the last [`send_batch`](RawSender::send_batch) could not send.
     pub fn failures(&self) -> &[MsgError] {
-        &self.failures
+        self.batch.failures()
     }
 
     /// Sends one packet (outer header then inner packet) with `sendmsg`; returns the bytes sent.
@@ -157,50 +130,6 @@ impl RawSender {
             if err.kind() != io::ErrorKind::Interrupted {
                 return Err(err);
             }
-        }
-    }
-
-    /// Points message `i` at one packet. The pointers stay valid until `flush`, because the
-    /// slices live for `'a`, beyond the `send_batch` call.
-    fn fill(&mut self, i: usize, dst: Ipv4Addr, header: &[u8], inner: &[u8]) {
-        self.addrs[i] = sockaddr_v4(dst, 0);
-        self.iovs[i] = [iovec_of(header), iovec_of(inner)];
-        let msg = &mut self.msgs[i];
-        *msg = empty_mmsghdr();
-        msg.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
-        msg.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_hdr.msg_iov = self.iovs[i].as_mut_ptr();
-        msg.msg_hdr.msg_iovlen = 2;
-    }
-
-    /// Sends messages `0..n` (batch positions `base..base + n`). `sendmmsg` stops at the first
-    /// refused message and returns how many went before it; the refused one is then retried
-    /// alone, which returns its error, and skipped.
-    fn flush(&mut self, base: usize, n: usize, report: &mut SendReport) {
-        let fd = self.sock.as_raw_fd();
-        let mut i = 0;
-        while i < n {
-            // SAFETY: messages `i..n` were filled by `fill` in this `send_batch` call; their
-            // pointers lead to `addrs`, `iovs` and the caller's slices, all alive here.
-            let rc = unsafe {
-                libc::sendmmsg(fd, self.msgs[i..n].as_mut_ptr(), (n - i) as libc::c_uint, 0)
-            };
-            if rc > 0 {
-                let sent = rc as usize;
-                report.sent += sent;
-                i += sent;
-                continue;
-            }
-            let e = if rc == 0 { libc::EIO } else { errno() };
-            if e == libc::EINTR {
-                continue;
-            }
-            report.fail(e);
-            self.failures.push(MsgError {
-                index: base + i,
-                errno: e,
-            });
-            i += 1;
         }
     }
 }
@@ -411,26 +340,6 @@ impl UdpReceiver {
 impl AsRawFd for UdpReceiver {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
-    }
-}
-
-fn empty_mmsghdr() -> libc::mmsghdr {
-    // SAFETY: all-zero is a valid mmsghdr: null pointers, zero lengths and flags.
-    unsafe { mem::zeroed() }
-}
-
-fn empty_iovec() -> libc::iovec {
-    libc::iovec {
-        iov_base: ptr::null_mut(),
-        iov_len: 0,
-    }
-}
-
-/// An iovec over a slice the kernel will only read.
-fn iovec_of(buf: &[u8]) -> libc::iovec {
-    libc::iovec {
-        iov_base: buf.as_ptr().cast_mut().cast(),
-        iov_len: buf.len(),
     }
 }
 
