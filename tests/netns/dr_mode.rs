@@ -11,8 +11,8 @@ use tunlb::lab::httpd::{blob_sha256, fill_blob, sha256_hex};
 
 use crate::harness::dr_lab::{self, BEHIND_ROUTER, CLIENT, DIRECTOR_LAN_IF, RS1, RS2, VIP};
 use crate::harness::{
-    adm, start_director, start_dr_agent, start_httpd, wait_until, Netns, Pid, TempPath, Topology,
-    TUNLB,
+    adm, start_director, start_dr_agent, start_httpd, wait_until, Netns, Pid, ReplyCounters,
+    TempPath, Topology, TUNLB,
 };
 
 /// The real servers: namespace role and address.
@@ -96,51 +96,13 @@ fn count(answers: &[String]) -> BTreeMap<&str, usize> {
     counts
 }
 
-/// The director's counters of the service's replies (TCP from VIP:80) in input, forward and
-/// output, and of the requests to the VIP in prerouting.
-fn director_counters() -> String {
-    format!(
-        "table inet tlbtest {{
-            counter reply_in {{}}
-            counter reply_fwd {{}}
-            counter reply_out {{}}
-            counter request_pre {{}}
-            chain pre_count {{ type filter hook prerouting priority 0; policy accept;
-                ip daddr {VIP} counter name \"request_pre\"
-            }}
-            chain in_count {{ type filter hook input priority 0; policy accept;
-                ip saddr {VIP} counter name \"reply_in\"
-            }}
-            chain fwd_count {{ type filter hook forward priority 0; policy accept;
-                ip saddr {VIP} counter name \"reply_fwd\"
-            }}
-            chain out_count {{ type filter hook output priority 0; policy accept;
-                ip saddr {VIP} counter name \"reply_out\"
-            }}
-        }}"
-    )
-}
-
-/// Replies (TCP from VIP:80) reaching a namespace.
-fn client_counter() -> String {
-    format!(
-        "table inet tlbtest {{
-            counter reply_in {{}}
-            chain in_count {{ type filter hook input priority 0; policy accept;
-                ip saddr {VIP} tcp sport 80 counter name \"reply_in\"
-            }}
-        }}"
-    )
-}
-
 /// The seed's walk-through: `-A -t VIP:80 -s rr`, `-a ... -g -w 1` twice; 40 requests reach
 /// both real servers 20/20; the director sees every request and no reply; `-ln` shows `Route`.
 #[test]
 fn rr_serves_both_real_servers_and_replies_bypass_the_director() {
     let lab = Lab::start();
     let (director, client) = (lab.ns("director"), lab.ns("client"));
-    director.nft(&director_counters());
-    client.nft(&client_counter());
+    let counters = ReplyCounters::install(director, client, VIP, "");
     lab.add_service(&[RS1, RS2]);
 
     let answers = lab.get_many(40, "5");
@@ -154,23 +116,8 @@ fn rr_serves_both_real_servers_and_replies_bypass_the_director() {
     assert_eq!(counts.get(banner(RS1).as_str()), Some(&20), "{counts:?}");
     assert_eq!(counts.get(banner(RS2).as_str()), Some(&20), "{counts:?}");
 
-    let replies_at_client = client.nft_counter("tlbtest", "reply_in");
-    let requests_at_director = director.nft_counter("tlbtest", "request_pre");
-    assert!(
-        replies_at_client >= 80,
-        "the client counted {replies_at_client} replies"
-    );
-    assert!(
-        requests_at_director >= 160,
-        "the director saw {requests_at_director} requests"
-    );
-    for counter in ["reply_in", "reply_fwd", "reply_out"] {
-        let n = director.nft_counter("tlbtest", counter);
-        assert_eq!(
-            n, 0,
-            "{n} packets from the VIP crossed the director ({counter})"
-        );
-    }
+    // 40 connections: at least 2 replies and 4 requests each.
+    counters.assert_bypassed(79, 159);
 
     let listing = lab.adm("-L -n");
     eprintln!("{listing}");

@@ -208,6 +208,83 @@ pub fn start_httpd(ns: &Netns, listen: &str, banner: &str, extra: &[&str]) -> Pi
     pid
 }
 
+/// nftables counters proving that a service's replies bypass the director (TUN and DR modes):
+/// in the director, packets from the VIP matching `reply` (e.g. `tcp sport 80`; empty: any)
+/// in input, forward and output, and the requests to the VIP in prerouting; in the client, the
+/// replies that arrive.
+pub struct ReplyCounters<'a> {
+    director: &'a Netns,
+    client: &'a Netns,
+}
+
+impl<'a> ReplyCounters<'a> {
+    /// Loads the counters (table `tlbtest`) into both namespaces.
+    pub fn install(director: &'a Netns, client: &'a Netns, vip: &str, reply: &str) -> Self {
+        let chain = |name: &str, hook: &str, rule: &str| {
+            format!(
+                "chain {name} {{ type filter hook {hook} priority 0; policy accept;\n {rule}\n}}\n"
+            )
+        };
+        let mut d = String::from(
+            "table inet tlbtest {\n counter reply_in {}\n counter reply_fwd {}\n \
+             counter reply_out {}\n counter request_pre {}\n",
+        );
+        d += &chain(
+            "pre_count",
+            "prerouting",
+            &format!("ip daddr {vip} counter name \"request_pre\""),
+        );
+        for (name, hook) in [("in", "input"), ("fwd", "forward"), ("out", "output")] {
+            d += &chain(
+                &format!("{name}_count"),
+                hook,
+                &format!("ip saddr {vip} {reply} counter name \"reply_{name}\""),
+            );
+        }
+        d += "}\n";
+        director.nft(&d);
+        client.nft(&format!(
+            "table inet tlbtest {{\n counter reply_in {{}}\n{}}}\n",
+            chain(
+                "in_count",
+                "input",
+                &format!("ip saddr {vip} {reply} counter name \"reply_in\"")
+            )
+        ));
+        ReplyCounters { director, client }
+    }
+
+    /// (replies counted at the client, requests counted at the director, packets from the VIP
+    /// counted at the director in input, forward and output).
+    pub fn read(&self) -> (u64, u64, [u64; 3]) {
+        let d = |c: &str| self.director.nft_counter("tlbtest", c);
+        (
+            self.client.nft_counter("tlbtest", "reply_in"),
+            d("request_pre"),
+            [d("reply_in"), d("reply_fwd"), d("reply_out")],
+        )
+    }
+
+    /// Asserts the client got more than `min_replies` replies, the director saw more than
+    /// `min_requests` requests, and not one reply packet crossed the director.
+    pub fn assert_bypassed(&self, min_replies: u64, min_requests: u64) {
+        let (replies, requests, crossed) = self.read();
+        assert!(
+            replies > min_replies,
+            "the client counted {replies} replies"
+        );
+        assert!(
+            requests > min_requests,
+            "the director saw {requests} requests"
+        );
+        assert_eq!(
+            crossed,
+            [0, 0, 0],
+            "reply packets crossed the director (input, forward, output)"
+        );
+    }
+}
+
 /// Runs `tunlb adm <args>` (split on whitespace) in `ns`, echoing the command to stderr;
 /// panics unless it succeeds. Returns stdout.
 pub fn adm(ns: &Netns, args: &str) -> String {

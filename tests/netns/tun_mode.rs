@@ -15,8 +15,8 @@ use tunlb::lab::httpd::{blob_sha256, fill_blob};
 
 use crate::harness::tun_lab::{self, CLIENT, DIRECTOR, RS1, RS2, VIP};
 use crate::harness::{
-    adm, start_agent, start_director, start_httpd, wait_until, Netns, Pid, TempPath, Topology,
-    STARTUP,
+    adm, start_agent, start_director, start_httpd, wait_until, Netns, Pid, ReplyCounters, TempPath,
+    Topology, STARTUP,
 };
 
 /// Runs `$scenario(encap)` as one test per encapsulation, in a module named after the scenario.
@@ -302,72 +302,20 @@ fn agent_drops_tunnels_from_directors_not_allowed(encap: &'static str) {
     );
 }
 
-/// The nftables counters of the director: the service's replies (TCP from VIP:80) in input,
-/// forward and output, which would mean replies cross the director, and packets to the VIP in
-/// prerouting (the requests, which must cross it). Only TCP from port 80 counts as a reply, so
-/// an ICMP error the director may send for the VIP (e.g. fragmentation needed) does not.
-fn director_counters() -> String {
-    format!(
-        "table inet tlbtest {{
-            counter reply_in {{}}
-            counter reply_fwd {{}}
-            counter reply_out {{}}
-            counter request_pre {{}}
-            chain pre_count {{ type filter hook prerouting priority 0; policy accept;
-                ip daddr {VIP} counter name \"request_pre\"
-            }}
-            chain in_count {{ type filter hook input priority 0; policy accept;
-                ip saddr {VIP} tcp sport 80 counter name \"reply_in\"
-            }}
-            chain fwd_count {{ type filter hook forward priority 0; policy accept;
-                ip saddr {VIP} tcp sport 80 counter name \"reply_fwd\"
-            }}
-            chain out_count {{ type filter hook output priority 0; policy accept;
-                ip saddr {VIP} tcp sport 80 counter name \"reply_out\"
-            }}
-        }}"
-    )
-}
-
-/// A counter of the service's replies (TCP from VIP:80) that reach a namespace's input.
-fn client_counter() -> String {
-    format!(
-        "table inet tlbtest {{
-            counter reply_in {{}}
-            chain in_count {{ type filter hook input priority 0; policy accept;
-                ip saddr {VIP} tcp sport 80 counter name \"reply_in\"
-            }}
-        }}"
-    )
-}
-
 /// (e) No reply packet crosses the director: its counters of packets from the VIP stay at 0
 /// while the client counts the replies and the director counts the requests.
 fn replies_bypass_the_director(encap: &'static str) {
     let lab = Lab::start_allowing_director(encap);
     lab.add_service("rr", "", [1, 1]);
     let (director, client) = (lab.ns("director"), lab.ns("client"));
-    director.nft(&director_counters());
-    client.nft(&client_counter());
+    let counters = ReplyCounters::install(director, client, VIP, "tcp sport 80");
 
     lab.banners(20);
     let download = lab.get_many(1, "/bytes/1000000", "20");
     assert!(!download.is_empty(), "the 1 MB download failed");
-
-    let replies_at_client = client.nft_counter("tlbtest", "reply_in");
-    let requests_at_director = director.nft_counter("tlbtest", "request_pre");
-    assert!(
-        replies_at_client > 100,
-        "the client counted {replies_at_client} replies"
-    );
-    assert!(
-        requests_at_director > 40,
-        "the director saw {requests_at_director} requests"
-    );
-    for counter in ["reply_in", "reply_fwd", "reply_out"] {
-        let n = director.nft_counter("tlbtest", counter);
-        assert_eq!(n, 0, "{n} reply packets crossed the director ({counter})");
-    }
+    // Only TCP from VIP:80 counts as a reply, so an ICMP error the director may send for the
+    // VIP (fragmentation needed) does not.
+    counters.assert_bypassed(100, 40);
 }
 
 /// (f) 8 MB down and 8 MB up through the VIP over the 1500-byte links arrive intact.
@@ -429,10 +377,6 @@ fn large_download_and_upload_arrive_intact(encap: &'static str) {
 fn harness_loads_the_reply_counters() {
     let topo = tun_lab::build();
     let (director, client) = (topo.ns("director"), topo.ns("client"));
-    director.nft(&director_counters());
-    client.nft(&client_counter());
-    for counter in ["request_pre", "reply_in", "reply_fwd", "reply_out"] {
-        assert_eq!(director.nft_counter("tlbtest", counter), 0, "{counter}");
-    }
-    assert_eq!(client.nft_counter("tlbtest", "reply_in"), 0);
+    let counters = ReplyCounters::install(director, client, VIP, "tcp sport 80");
+    assert_eq!(counters.read(), (0, 0, [0, 0, 0]));
 }
