@@ -36,6 +36,8 @@ mod nat_tests;
 #[cfg(test)]
 mod snat_tests;
 #[cfg(test)]
+mod testkit;
+#[cfg(test)]
 mod tests;
 
 pub use self::core::{Counters, DestCounters, Director, DirectorConfig, Shared};

@@ -2,14 +2,14 @@
 //! virtual clock, packets built in memory, every rewrite checked with the wire views.
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
-use super::conn::{ConnState, Timeouts};
+use super::conn::ConnState;
 use super::nat::{ReplyRouting, REPLY_TABLE};
 use super::service::{
     DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
 };
-use super::{Director, DirectorConfig, DropReason, Registry, Shared, Verdict};
+use super::testkit::{self, rewritten, Lab};
+use super::{Director, DirectorConfig, DropReason, Verdict};
 use crate::encap::TunnelType;
 use crate::sys::netcfg::fake::FakeOps;
 use crate::sys::netcfg::NetChanges;
@@ -66,37 +66,15 @@ fn nat_set() -> ServiceSet {
     }
 }
 
-struct Lab {
-    registry: Registry,
-    shared: Arc<Shared>,
-    workers: Vec<Director>,
+/// What the NAT tests read of a lab's table.
+trait NatLab {
+    /// (active, inactive) connections of the real server at `addr` of the TCP service.
+    fn counts(&self, addr: Ipv4Addr) -> (u32, u32);
+    /// The state of the client's flow from port `cport` to VIP:80.
+    fn state(&self, cport: u16) -> ConnState;
 }
 
-impl Lab {
-    fn new(workers: usize, set: &ServiceSet) -> Lab {
-        let mut registry = Registry::new();
-        let snap = registry.build(set, &Timeouts::default()).unwrap();
-        let shared = Arc::new(Shared::new(snap));
-        let workers = (0..workers)
-            .map(|_| Director::new(shared.clone(), DirectorConfig::default()))
-            .collect();
-        Lab {
-            registry,
-            shared,
-            workers,
-        }
-    }
-
-    fn publish(&mut self, set: &ServiceSet) {
-        let snap = self.registry.build(set, &Timeouts::default()).unwrap();
-        self.shared.publish(snap);
-    }
-
-    fn send(&mut self, worker: usize, now: Instant, pkt: &mut [u8]) -> Verdict {
-        self.workers[worker].handle_packet(now, pkt)
-    }
-
-    /// (active, inactive) connections of the real server at `addr` of the TCP service.
+impl NatLab for Lab {
     fn counts(&self, addr: Ipv4Addr) -> (u32, u32) {
         let snap = self.shared.snapshot();
         let svc = snap.service(Protocol::Tcp, VIP, 80).unwrap();
@@ -110,24 +88,10 @@ impl Lab {
     }
 }
 
-/// The packet after a `Rewrite`, its IPv4 header checksum verified.
-fn rewritten(v: Verdict, pkt: &[u8]) -> Ipv4Packet<&[u8]> {
-    let Verdict::Rewrite { len } = v else {
-        panic!("expected Rewrite, got {v:?}")
-    };
-    let ip = Ipv4Packet::new_checked(&pkt[..len]).unwrap();
-    assert!(ip.verify_checksum(), "IPv4 header checksum");
-    ip
-}
-
-/// Asserts a rewritten TCP packet goes `src:sport -> dst:dport` with a valid checksum.
+/// [`testkit::assert_tcp`], and the TTL is left for the kernel to decrement.
 fn assert_tcp(v: Verdict, pkt: &[u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
-    let ip = rewritten(v, pkt);
-    assert_eq!((ip.src_addr(), ip.dst_addr()), (src.0, dst.0));
+    let ip = testkit::assert_tcp(v, pkt, src, dst);
     assert_eq!(ip.ttl(), 64, "TTL is left to the kernel");
-    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
-    assert_eq!((tcp.src_port(), tcp.dst_port()), (src.1, dst.1));
-    assert!(tcp.verify_checksum(src.0, dst.0), "TCP checksum");
 }
 
 fn rip_of(v: Verdict, pkt: &[u8]) -> Ipv4Addr {
@@ -136,7 +100,7 @@ fn rip_of(v: Verdict, pkt: &[u8]) -> Ipv4Addr {
 
 #[test]
 fn rewrites_both_ways_with_port_mapping_and_valid_checksums() {
-    let mut lab = Lab::new(2, &nat_set());
+    let mut lab = Lab::new(2, nat_set());
     let now = Instant::from_secs(1);
     let mut syn = tcp_packet(CLIENT, 40000, VIP, 80, SYN, 0);
     let v = lab.send(0, now, &mut syn);
@@ -160,7 +124,7 @@ fn rewrites_both_ways_with_port_mapping_and_valid_checksums() {
 
 #[test]
 fn udp_checksums_follow_and_zero_stays_zero() {
-    let mut lab = Lab::new(2, &nat_set());
+    let mut lab = Lab::new(2, nat_set());
     let now = Instant::from_secs(1);
     let mut q = udp_packet(CLIENT, 5000, VIP, 53, 40);
     let ip = rewritten(lab.send(0, now, &mut q), &q);
@@ -188,7 +152,7 @@ fn udp_checksums_follow_and_zero_stays_zero() {
 
 #[test]
 fn tcp_states_follow_both_directions_and_counts_follow_states() {
-    let mut lab = Lab::new(2, &nat_set());
+    let mut lab = Lab::new(2, nat_set());
     let t0 = Instant::from_secs(10);
     let c = 41000;
     let steps: [(bool, u8, ConnState, (u32, u32)); 8] = [
@@ -236,7 +200,7 @@ fn tcp_states_follow_both_directions_and_counts_follow_states() {
 
 #[test]
 fn server_closing_first_and_reset() {
-    let mut lab = Lab::new(1, &nat_set());
+    let mut lab = Lab::new(1, nat_set());
     let now = Instant::from_secs(1);
     let c = 42000;
     for (from_client, flags, state) in [
@@ -268,7 +232,7 @@ fn server_closing_first_and_reset() {
 
 #[test]
 fn a_new_syn_on_a_closing_flow_starts_a_new_flow() {
-    let mut lab = Lab::new(1, &nat_set());
+    let mut lab = Lab::new(1, nat_set());
     let now = Instant::from_secs(1);
     let mut syn = tcp_packet(CLIENT, 43000, VIP, 80, SYN, 0);
     let first = rip_of(lab.send(0, now, &mut syn), &syn);
@@ -292,7 +256,7 @@ fn a_new_syn_on_a_closing_flow_starts_a_new_flow() {
 
 #[test]
 fn unknown_replies_and_non_syn_are_dropped() {
-    let mut lab = Lab::new(1, &nat_set());
+    let mut lab = Lab::new(1, nat_set());
     let now = Instant::from_secs(1);
     let mut stray = tcp_packet(RS1, 8080, CLIENT, 1234, ACK, 0);
     assert_eq!(
@@ -413,7 +377,7 @@ fn icmp_and_quote(ip: &Ipv4Packet<&[u8]>) -> Vec<u8> {
 
 #[test]
 fn icmp_error_from_the_client_side_is_translated_for_the_real_server() {
-    let mut lab = Lab::new(2, &nat_set());
+    let mut lab = Lab::new(2, nat_set());
     let now = Instant::from_secs(1);
     let mut syn = tcp_packet(CLIENT, 47000, VIP, 80, SYN, 0);
     let rip = rip_of(lab.send(0, now, &mut syn), &syn);
@@ -451,7 +415,7 @@ fn icmp_error_from_the_client_side_is_translated_for_the_real_server() {
 
 #[test]
 fn icmp_error_from_the_real_server_is_translated_for_the_client() {
-    let mut lab = Lab::new(2, &nat_set());
+    let mut lab = Lab::new(2, nat_set());
     let now = Instant::from_secs(1);
     let mut q = udp_packet(CLIENT, 5001, VIP, 53, 12);
     let _ = lab.send(0, now, &mut q);
@@ -498,7 +462,7 @@ fn icmp_error_from_the_real_server_is_translated_for_the_client() {
 
 #[test]
 fn fragments_follow_their_first_fragment_both_ways() {
-    let mut lab = Lab::new(2, &nat_set());
+    let mut lab = Lab::new(2, nat_set());
     let now = Instant::from_secs(1);
     // A client datagram in two fragments: the first carries the ports.
     let mut first = udp_packet(CLIENT, 5002, VIP, 53, 100);
@@ -544,7 +508,7 @@ fn fragments_follow_their_first_fragment_both_ways() {
 
 #[test]
 fn too_big_with_df_gets_frag_needed_from_the_vip() {
-    let mut lab = Lab::new(1, &nat_set());
+    let mut lab = Lab::new(1, nat_set());
     lab.workers[0] = Director::new(
         lab.shared.clone(),
         DirectorConfig {
@@ -565,7 +529,7 @@ fn too_big_with_df_gets_frag_needed_from_the_vip() {
 
 #[test]
 fn per_server_counters_count_both_directions() {
-    let mut lab = Lab::new(2, &nat_set());
+    let mut lab = Lab::new(2, nat_set());
     let now = Instant::from_secs(1);
     let mut syn = tcp_packet(CLIENT, 49000, VIP, 80, SYN, 0);
     let rip = rip_of(lab.send(0, now, &mut syn), &syn);
@@ -660,7 +624,7 @@ fn reply_routing_rules_follow_the_nat_servers() {
     );
     // A table without NAT servers installs nothing.
     let mut none = NetChanges::with_ops(FakeOps::default());
-    let tun_only = Lab::new(1, &ServiceSet::default());
+    let tun_only = Lab::new(1, ServiceSet::default());
     ReplyRouting::default()
         .sync(&mut none, &tun_only.shared.snapshot(), "tunlb0")
         .unwrap();
@@ -669,7 +633,7 @@ fn reply_routing_rules_follow_the_nat_servers() {
 
 #[test]
 fn arbitrary_bytes_never_panic_with_nat() {
-    let mut lab = Lab::new(2, &nat_set());
+    let mut lab = Lab::new(2, nat_set());
     let now = Instant::from_secs(1);
     let _ = lab.send(0, now, &mut tcp_packet(CLIENT, 1, VIP, 80, SYN, 0));
     let _ = lab.send(0, now, &mut udp_packet(CLIENT, 1, VIP, 53, 4));

@@ -8,7 +8,8 @@ use super::conn::{ConnState, Timeouts};
 use super::service::ServiceSet;
 use super::service::{DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey};
 use super::snat::{self, SnatRouting, SnatRule, SnatRules};
-use super::{Director, DirectorConfig, DropReason, Registry, Shared, Verdict};
+use super::testkit::{assert_tcp, rewritten, Lab};
+use super::{DirectorConfig, DropReason, Registry, Verdict};
 use crate::sys::netcfg::fake::FakeOps;
 use crate::sys::netcfg::NetChanges;
 use crate::time::{Duration, Instant};
@@ -59,43 +60,12 @@ fn nat_set() -> ServiceSet {
     }
 }
 
-struct Lab {
-    shared: Arc<Shared>,
-    workers: Vec<Director>,
-}
-
-impl Lab {
-    fn new(set: &ServiceSet, to: &[Ipv4Addr]) -> Lab {
-        let mut snap = Registry::new().build(set, &Timeouts::default()).unwrap();
-        snap.snat = Arc::new(rules(to));
-        let shared = Arc::new(Shared::new(snap));
-        let workers = (0..2)
-            .map(|_| Director::new(shared.clone(), DirectorConfig::default()))
-            .collect();
-        Lab { shared, workers }
-    }
-
-    fn send(&mut self, worker: usize, now: Instant, pkt: &mut [u8]) -> Verdict {
-        self.workers[worker].handle_packet(now, pkt)
-    }
-}
-
-/// The packet after a `Rewrite`, its IPv4 header checksum verified.
-fn rewritten(v: Verdict, pkt: &[u8]) -> Ipv4Packet<&[u8]> {
-    let Verdict::Rewrite { len } = v else {
-        panic!("expected Rewrite, got {v:?}")
-    };
-    let ip = Ipv4Packet::new_checked(&pkt[..len]).unwrap();
-    assert!(ip.verify_checksum(), "IPv4 header checksum");
-    ip
-}
-
-fn assert_tcp(v: Verdict, pkt: &[u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
-    let ip = rewritten(v, pkt);
-    assert_eq!((ip.src_addr(), ip.dst_addr()), (src.0, dst.0));
-    let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
-    assert_eq!((tcp.src_port(), tcp.dst_port()), (src.1, dst.1));
-    assert!(tcp.verify_checksum(src.0, dst.0), "TCP checksum");
+/// Two workers over `set` with S-NAT rules leaving behind `to`.
+fn snat_lab(set: &ServiceSet, to: &[Ipv4Addr]) -> Lab {
+    let mut registry = Registry::new();
+    let mut snap = registry.build(set, &Timeouts::default()).unwrap();
+    snap.snat = Arc::new(rules(to));
+    Lab::from_snapshot(2, registry, snap, DirectorConfig::default())
 }
 
 fn assert_udp(v: Verdict, pkt: &[u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) {
@@ -124,7 +94,7 @@ fn echo(src: Ipv4Addr, dst: Ipv4Addr, msg_type: u8, ident: u16) -> Vec<u8> {
 
 #[test]
 fn masquerades_tcp_both_ways_keeping_the_source_port() {
-    let mut lab = Lab::new(&ServiceSet::default(), &[P1]);
+    let mut lab = snat_lab(&ServiceSet::default(), &[P1]);
     let now = Instant::from_secs(1);
     let mut syn = tcp_packet(H1, 40000, D1, 80, SYN, 0);
     let v = lab.send(0, now, &mut syn);
@@ -155,7 +125,7 @@ fn masquerades_tcp_both_ways_keeping_the_source_port() {
 
 #[test]
 fn one_public_port_serves_several_destinations() {
-    let mut lab = Lab::new(&ServiceSet::default(), &[P1]);
+    let mut lab = snat_lab(&ServiceSet::default(), &[P1]);
     let now = Instant::from_secs(1);
     // H1 and H2 both use port 5000, to different destinations: both keep it.
     let mut a = tcp_packet(H1, 5000, D1, 443, SYN, 0);
@@ -180,7 +150,7 @@ fn one_public_port_serves_several_destinations() {
 
 #[test]
 fn udp_times_out_like_conntrack_and_ports_are_reused() {
-    let mut lab = Lab::new(&ServiceSet::default(), &[P1]);
+    let mut lab = snat_lab(&ServiceSet::default(), &[P1]);
     let t0 = Instant::from_secs(1);
     let mut q = udp_packet(H1, 5353, D1, 53, 30);
     assert_udp(lab.send(0, t0, &mut q), &q, (P1, 5353), (D1, 53));
@@ -221,7 +191,7 @@ fn udp_times_out_like_conntrack_and_ports_are_reused() {
 
 #[test]
 fn tcp_fin_states_are_shorter_and_a_new_syn_takes_a_closing_mapping() {
-    let mut lab = Lab::new(&ServiceSet::default(), &[P1]);
+    let mut lab = snat_lab(&ServiceSet::default(), &[P1]);
     let now = Instant::from_secs(5);
     let steps = [
         (true, SYN),
@@ -259,7 +229,7 @@ fn tcp_fin_states_are_shorter_and_a_new_syn_takes_a_closing_mapping() {
 
 #[test]
 fn icmp_echo_is_mapped_by_identifier() {
-    let mut lab = Lab::new(&ServiceSet::default(), &[P1]);
+    let mut lab = snat_lab(&ServiceSet::default(), &[P1]);
     let now = Instant::from_secs(1);
     let mut a = echo(H1, D1, 8, 77);
     let mut b = echo(H2, D1, 8, 77);
@@ -289,7 +259,7 @@ fn icmp_echo_is_mapped_by_identifier() {
 
 #[test]
 fn icmp_errors_about_a_mapping_reach_the_inside_host() {
-    let mut lab = Lab::new(&ServiceSet::default(), &[P1]);
+    let mut lab = snat_lab(&ServiceSet::default(), &[P1]);
     let now = Instant::from_secs(1);
     let mut q = udp_packet(H1, 6000, D1, 53, 10);
     let _ = lab.send(0, now, &mut q);
@@ -324,7 +294,7 @@ fn icmp_errors_about_a_mapping_reach_the_inside_host() {
 
 #[test]
 fn nat_mode_replies_and_vips_are_left_to_the_rest_of_the_core() {
-    let mut lab = Lab::new(&nat_set(), &[P1]);
+    let mut lab = snat_lab(&nat_set(), &[P1]);
     let now = Instant::from_secs(1);
     // A NAT-mode flow to H1:8080; its reply keeps coming from the VIP.
     let client = Ipv4Addr::new(198, 51, 100, 7);
@@ -364,7 +334,7 @@ fn nat_mode_replies_and_vips_are_left_to_the_rest_of_the_core() {
 
 #[test]
 fn a_host_keeps_its_address_and_spills_over_when_ports_run_out() {
-    let mut lab = Lab::new(&ServiceSet::default(), &[P1, P2]);
+    let mut lab = snat_lab(&ServiceSet::default(), &[P1, P2]);
     let now = Instant::from_secs(1);
     // Privileged source ports share 1..=1023: fill them towards one destination.
     let mut publics = std::collections::HashSet::new();
@@ -391,7 +361,7 @@ fn a_host_keeps_its_address_and_spills_over_when_ports_run_out() {
 
 #[test]
 fn later_fragments_take_the_hosts_address_and_inbound_ones_are_dropped() {
-    let mut lab = Lab::new(&ServiceSet::default(), &[P1]);
+    let mut lab = snat_lab(&ServiceSet::default(), &[P1]);
     let now = Instant::from_secs(1);
     let mut frag = ipv4_packet(H1, D1, 17, &[0u8; 40]);
     frag[6..8].copy_from_slice(&0x0005u16.to_be_bytes()); // offset 40, DF clear
@@ -410,7 +380,7 @@ fn later_fragments_take_the_hosts_address_and_inbound_ones_are_dropped() {
 
 #[test]
 fn arbitrary_bytes_never_panic_with_snat() {
-    let mut lab = Lab::new(&nat_set(), &[P1]);
+    let mut lab = snat_lab(&nat_set(), &[P1]);
     let now = Instant::from_secs(1);
     let seeds = [
         tcp_packet(H1, 1, D1, 2, SYN, 0),

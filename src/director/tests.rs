@@ -3,14 +3,14 @@
 
 use std::net::Ipv4Addr;
 use std::num::NonZeroU16;
-use std::sync::Arc;
 
-use super::conn::{ConnState, Timeouts};
+use super::conn::ConnState;
 use super::service::{
     DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
     ServiceSet,
 };
-use super::{Director, DirectorConfig, DropReason, Registry, Shared, Verdict, MAX_FRAGMENTS};
+use super::testkit::Lab;
+use super::{DirectorConfig, DropReason, Verdict, MAX_FRAGMENTS};
 use crate::encap::{self, TunnelType};
 use crate::time::{Duration, Instant};
 use crate::wire::testing::{icmp_error, ipv4_packet, tcp_packet, udp_packet};
@@ -56,42 +56,6 @@ fn service(sched: SchedulerKind, dests: Vec<DestConfig>) -> ServiceConfig {
 fn two_servers(sched: SchedulerKind, tun: TunnelType) -> ServiceSet {
     ServiceSet {
         services: vec![service(sched, vec![dest(RS1, 1, tun), dest(RS2, 1, tun)])],
-    }
-}
-
-/// A director with `workers` cores over one shared table.
-struct Lab {
-    registry: Registry,
-    shared: Arc<Shared>,
-    workers: Vec<Director>,
-}
-
-impl Lab {
-    fn new(workers: usize, set: ServiceSet) -> Lab {
-        Lab::with_config(workers, set, DirectorConfig::default())
-    }
-
-    fn with_config(workers: usize, set: ServiceSet, config: DirectorConfig) -> Lab {
-        let mut registry = Registry::new();
-        let snap = registry.build(&set, &Timeouts::default()).unwrap();
-        let shared = Arc::new(Shared::new(snap));
-        let workers = (0..workers)
-            .map(|_| Director::new(shared.clone(), config.clone()))
-            .collect();
-        Lab {
-            registry,
-            shared,
-            workers,
-        }
-    }
-
-    fn publish(&mut self, set: &ServiceSet) {
-        let snap = self.registry.build(set, &Timeouts::default()).unwrap();
-        self.shared.publish(snap);
-    }
-
-    fn send(&mut self, worker: usize, now: Instant, pkt: &mut [u8]) -> Verdict {
-        self.workers[worker].handle_packet(now, pkt)
     }
 }
 
