@@ -241,6 +241,19 @@ mod tests {
         }
     }
 
+    /// A checker started at 0 s with one HTTP check, `delay_loop` seconds, no alpha, weight 1,
+    /// no warmup.
+    fn http_checker(delay_loop: u64, spec: CheckSpec) -> Checker {
+        Checker::new(
+            secs(0),
+            Duration::from_secs(delay_loop),
+            &[spec],
+            false,
+            1,
+            0,
+        )
+    }
+
     fn drain(c: &mut Checker) -> Vec<Action> {
         std::iter::from_fn(|| c.poll_action()).collect()
     }
@@ -283,14 +296,7 @@ mod tests {
     #[test]
     fn down_after_retry_plus_one_failures_spaced_by_delay_before_retry() {
         // delay_loop 10, connect_timeout 2, retry 3, delay_before_retry 4.
-        let mut c = Checker::new(
-            secs(0),
-            Duration::from_secs(10),
-            &[http(2, 3, 4)],
-            false,
-            1,
-            0,
-        );
+        let mut c = http_checker(10, http(2, 3, 4));
         let acts = run(&mut c, secs(100), Duration::from_secs(2), |i| {
             if i == 0 {
                 CheckOutcome::ok("HTTP status 200 on /")
@@ -318,14 +324,7 @@ mod tests {
 
     #[test]
     fn one_success_brings_it_back() {
-        let mut c = Checker::new(
-            secs(0),
-            Duration::from_secs(5),
-            &[http(1, 1, 1)],
-            false,
-            1,
-            0,
-        );
+        let mut c = http_checker(5, http(1, 1, 1));
         let acts = run(&mut c, secs(60), Duration::from_secs(1), |i| {
             if (1..3).contains(&i) {
                 CheckOutcome::failed("HTTP status 503 on /")
@@ -355,14 +354,7 @@ mod tests {
 
     #[test]
     fn a_single_failure_is_retried_not_fatal() {
-        let mut c = Checker::new(
-            secs(0),
-            Duration::from_secs(5),
-            &[http(1, 1, 1)],
-            false,
-            1,
-            0,
-        );
+        let mut c = http_checker(5, http(1, 1, 1));
         let acts = run(&mut c, secs(60), Duration::from_secs(1), |i| {
             if i == 2 {
                 CheckOutcome::failed("connect refused")
@@ -401,14 +393,7 @@ mod tests {
 
     #[test]
     fn without_alpha_starts_up() {
-        let mut c = Checker::new(
-            secs(0),
-            Duration::from_secs(5),
-            &[http(1, 0, 1)],
-            false,
-            1,
-            0,
-        );
+        let mut c = http_checker(5, http(1, 0, 1));
         assert!(c.is_up());
         assert_eq!(c.poll_action(), None);
     }
