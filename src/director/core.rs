@@ -18,6 +18,7 @@ use super::conn::{
     TemplateTable,
 };
 use super::nat::{self, NatTable};
+use super::probe_pin::ProbePins;
 use super::sched::FlowKey;
 use super::service::{Forward, Protocol};
 use super::snat;
@@ -81,6 +82,9 @@ pub struct Shared {
     pub nat: NatTable,
     /// S-NAT gateway mappings (same table type; see [`super::snat`]).
     pub snat: NatTable,
+    /// Health probes sent through the data path, pinned to the real server they check
+    /// ([`super::probe_pin`]).
+    pub probe_pins: Arc<ProbePins>,
     frags: Mutex<FragTable>,
 }
 
@@ -92,6 +96,7 @@ impl Shared {
             templates: TemplateTable::new(),
             nat: NatTable::new(4 << 20, super::conn::random_seed()),
             snat: NatTable::new(4 << 20, super::conn::random_seed()),
+            probe_pins: Arc::new(ProbePins::new()),
             frags: Mutex::new(FragTable::default()),
         }
     }
@@ -115,9 +120,10 @@ impl Shared {
             .and_then(|f| f.map.get(key).map(|(d, _)| *d))
     }
 
-    /// Housekeeping that is not per worker: expire templates and fragment entries.
+    /// Housekeeping that is not per worker: expire templates, fragment entries and probe pins.
     pub fn handle_timeout(&self, now: Instant) {
         self.templates.expire(now);
+        self.probe_pins.expire(now);
         if let Ok(mut f) = self.frags.lock() {
             f.map.retain(|_, (_, exp)| *exp > now);
         }
@@ -372,6 +378,16 @@ impl Director {
             Ok(p) => p,
             Err(r) => return Verdict::Drop(r),
         };
+        // A health probe of the director's own, through the data path to the server it checks
+        // (one atomic load while no probe is in flight).
+        if self.shared.probe_pins.is_source(p.src) {
+            let pins = &self.shared.probe_pins;
+            if let Some(v) =
+                super::probe_pin::handle(&self.config, &mut self.counters, pins, buf, &p, now)
+            {
+                return v;
+            }
+        }
         let snap = self.cache.load();
 
         // A destination behind a tunnel route (and not a VIP): tunnel it as it is, untracked.
@@ -809,7 +825,7 @@ fn encapsulate(
 
 /// Encapsulates the packet to `to` with `forward`'s tunnel: ICMP fragmentation-needed if it
 /// has DF and does not fit the tunnel MTU, outer fragments if it has no DF and does not fit.
-fn tunnel(
+pub(super) fn tunnel(
     config: &DirectorConfig,
     counters: &mut Counters,
     to: Ipv4Addr,

@@ -13,6 +13,8 @@
 //!   [`gateway`]: the receiver of their return traffic.
 //! - [`snat`]: the S-NAT gateway (`[[snat]]`): the real servers' own outbound connections
 //!   masqueraded behind public addresses, mappings in a second NAT table.
+//! - [`probe_pin`]: health probes through the data path (`check_through_tunnel`), pinned to
+//!   the real server they check.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
@@ -23,6 +25,7 @@ pub mod driver;
 pub mod gateway;
 pub mod nat;
 pub mod plane;
+pub mod probe_pin;
 pub mod route;
 pub mod sched;
 pub mod service;
