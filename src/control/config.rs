@@ -1084,9 +1084,21 @@ impl Validator<'_> {
                 checks: Vec::new(),
                 inhibit_on_failure: r.inhibit_on_failure.unwrap_or(false),
             };
+            let nat = r.forward.as_ref().is_some_and(|f| f.get_ref() == "nat");
             if let Some(checks) = &r.check {
                 for (k, c) in checks.as_slice().iter().enumerate() {
                     let what = format!("{what}.check[{k}]");
+                    if c.check_through_tunnel && nat {
+                        self.report(
+                            rs.span(),
+                            format!(
+                                "{what}.check_through_tunnel: virtual server {}:{} real server \
+                                 {addr}:{port} is forward = \"nat\": its answers come back \
+                                 through the director, there is no tunnel to check",
+                                key.vip, key.port
+                            ),
+                        );
+                    }
                     if let Some(spec) = self.check(c, &rs.span(), &what) {
                         dh.checks.push(spec);
                     }
@@ -1212,14 +1224,12 @@ impl Validator<'_> {
             &format!("{what}.delay_before_retry"),
         );
         spec.warmup = self.seconds(c.warmup, span, &format!("{what}.warmup"));
-        if c.check_through_tunnel {
-            // Accepting it and probing the real address instead would hide a DSR black hole
-            // the operator asked us to catch: refuse it until the probe path exists.
+        if c.check_through_tunnel && spec.connect_ip.is_some() {
             self.report(
                 span.clone(),
                 format!(
-                    "{what}.check_through_tunnel: not implemented yet (checks probe the real \
-                     server's own address); remove the key"
+                    "{what}: connect_ip and check_through_tunnel exclude each other (a check \
+                     through the tunnel connects to the VIP)"
                 ),
             );
         }
@@ -1853,6 +1863,36 @@ sorry_server = "10.0.0.9:80"
         let d2 = h.dest(Ipv4Addr::new(10, 0, 0, 2), 80).expect("rs2");
         assert_eq!(d2.checks.len(), 2);
         assert_eq!(d2.checks[0].delay_before_retry(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn check_through_tunnel_is_read_and_refused_for_nat() {
+        let rs = |forward: &str, extra: &str| {
+            format!(
+                "[[service]]\nvip = \"192.0.2.10\"\nport = 80\n[[service.real_server]]\n\
+                 address = \"10.0.0.1\"\nforward = \"{forward}\"\n[service.real_server.check]\n\
+                 type = \"tcp\"\ncheck_through_tunnel = true\n{extra}"
+            )
+        };
+        for forward in ["tunnel", "dr"] {
+            let (settings, _) = load_str(&rs(forward, ""), "t.toml").expect("valid");
+            let h = &settings.health.services[0].1;
+            let d = h.dest(Ipv4Addr::new(10, 0, 0, 1), 80).expect("rs");
+            assert!(d.checks[0].check_through_tunnel, "{forward}");
+        }
+        let err = load_str(&rs("nat", ""), "t.toml")
+            .expect_err("nat")
+            .to_string();
+        assert!(
+            err.contains("check_through_tunnel")
+                && err.contains("192.0.2.10:80")
+                && err.contains("10.0.0.1:80"),
+            "{err}"
+        );
+        let err = load_str(&rs("tunnel", "connect_ip = \"10.0.0.5\"\n"), "t.toml")
+            .expect_err("connect_ip")
+            .to_string();
+        assert!(err.contains("connect_ip and check_through_tunnel"), "{err}");
     }
 
     #[test]

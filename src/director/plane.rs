@@ -883,6 +883,39 @@ impl ControlPlane {
         Ok(true)
     }
 
+    /// The pins of health probes sent through the data path ([`super::probe_pin`]).
+    pub fn probe_pins(&self) -> Arc<super::probe_pin::ProbePins> {
+        self.shared.probe_pins.clone()
+    }
+
+    /// The data path's clock (the workers' and the probe pins' deadlines are on it).
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Lets the answers to probes through the data path in on `iface`: they come from the VIP,
+    /// which the director routes into its TUN, so strict reverse-path filtering (1) on `iface`
+    /// or `all` would drop them; both are set to loose (2) where strict, and restored on exit.
+    pub fn accept_probe_replies(&self, iface: &str) -> Result<(), String> {
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| "control plane poisoned".to_string())?;
+        for conf in ["all", iface] {
+            let key = crate::sys::netcfg::conf_key(conf, "rp_filter");
+            let now = crate::sys::netcfg::NetOps::read_sysctl(&mut st.net.ops().clone(), &key);
+            if now.is_ok_and(|v| v.trim() == "1") {
+                st.net
+                    .set_sysctl(&key, "2")
+                    .map_err(|e| format!("loosening rp_filter on {conf}: {e}"))?;
+                eprintln!(
+                    "tunlb director: health: rp_filter on {conf} set to 2 (loose) for probes through the tunnel"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Undoes every change to the host (routes, proxy neighbours, sysctls).
     pub fn shutdown(&self) {
         if let Ok(mut st) = self.state.lock() {

@@ -4,6 +4,9 @@
 //! - [`checker`]: the sans-IO state machine per real server (delay_loop, retry, alpha, ...).
 //! - [`service`]: the sans-IO quorum / hysteresis state per service.
 //! - [`probe`]: the IO: TCP connect, HTTP GET (+ MD5 digest), MISC program.
+//! - [`target`]: where a probe connects from and to: the real server, or with
+//!   `check_through_tunnel` the VIP through the director's own data path (pinned to the server
+//!   checked, see [`crate::director::probe_pin`]), so that a DSR black hole fails the check.
 //! - [`HealthMonitor`]: the thread that runs them and applies up/down/weight to the live table
 //!   through [`ControlPlane::set_dest_health`] / [`ControlPlane::set_sorry_server`].
 //!
@@ -16,6 +19,7 @@ pub mod checker;
 pub mod config;
 pub mod probe;
 pub mod service;
+pub mod target;
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -219,7 +223,7 @@ impl Monitor {
     }
 }
 
-fn run(plane: &ControlPlane, stop: &AtomicBool) {
+fn run(plane: &Arc<ControlPlane>, stop: &AtomicBool) {
     let clock = Clock::new();
     let (tx, rx) = mpsc::channel::<ProbeResult>();
     let mut m = Monitor::build(plane, &clock, plane.health_config(), None);
@@ -264,7 +268,7 @@ fn run(plane: &ControlPlane, stop: &AtomicBool) {
 
 /// Runs dest `i`'s actions; returns whether its state in the table changed.
 fn drain(
-    plane: &ControlPlane,
+    plane: &Arc<ControlPlane>,
     dests: &mut [Dest],
     services: &[Service],
     i: usize,
@@ -283,10 +287,22 @@ fn drain(
                     continue;
                 };
                 let (tx, id, addr, port) = (tx.clone(), d.id, d.addr, d.port);
+                let plane = plane.clone();
                 let _ = std::thread::Builder::new()
                     .name("tunlb-probe".into())
                     .spawn(move || {
-                        let _ = tx.send((id, k, probe::run(&spec, addr, port, delay_loop)));
+                        let outcome = if spec.check_through_tunnel {
+                            match target::tunnel_path(&plane, key, addr, port, spec.bindto) {
+                                Ok(path) => {
+                                    let to = target::target(&spec, addr, port, Some(path));
+                                    probe::run_to(&spec, &to, delay_loop)
+                                }
+                                Err(reason) => CheckOutcome::failed(reason),
+                            }
+                        } else {
+                            probe::run(&spec, addr, port, delay_loop)
+                        };
+                        let _ = tx.send((id, k, outcome));
                     });
                 continue;
             }

@@ -9,30 +9,35 @@
 //! - MISC_CHECK: `/bin/sh -c misc_path`, killed after `misc_timeout` (default: delay_loop);
 //!   exit 0 = up; with `misc_dynamic` 1 = down and 2 + N = up with weight N, else non-zero = down.
 //! - SSL_GET: not implemented (always fails with a message saying so).
-//! - `check_through_tunnel`: not implemented; the probe goes to the real server directly.
+//!
+//! Where TCP-based probes connect from and to (the real server, or with `check_through_tunnel`
+//! the VIP through the data path) is [`super::target`]'s business.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
-use socket2::{Domain, Socket, Type};
 
 use super::checker::CheckOutcome;
 use super::config::{CheckKind, CheckSpec, UrlSpec};
+use super::target::{self, Target};
 
 /// The most body bytes an HTTP probe reads (and hashes).
 pub const MAX_BODY: usize = 1 << 20;
 
-/// Runs one probe of `spec` against real server `rip:port`.
+/// Runs one probe of `spec` against real server `rip:port`, to its own address.
 pub fn run(spec: &CheckSpec, rip: Ipv4Addr, port: u16, delay_loop: Duration) -> CheckOutcome {
-    let target = SocketAddrV4::new(
-        spec.connect_ip.unwrap_or(rip),
-        spec.connect_port.unwrap_or(port),
-    );
+    run_to(spec, &target::target(spec, rip, port, None), delay_loop)
+}
+
+/// Runs one probe of `spec` against `to` (see [`target::target`]: the real server, or the
+/// VIP through the data path).
+pub fn run_to(spec: &CheckSpec, to: &Target, delay_loop: Duration) -> CheckOutcome {
+    let target = to.connect;
     match &spec.kind {
-        CheckKind::Tcp => match connect(spec, target) {
+        CheckKind::Tcp => match target::connect(spec, to) {
             Ok(_) => CheckOutcome::ok(format!("TCP connect to {target} ok")),
             Err(reason) => CheckOutcome::failed(reason),
         },
@@ -41,7 +46,7 @@ pub fn run(spec: &CheckSpec, rip: Ipv4Addr, port: u16, delay_loop: Duration) -> 
                 .clone()
                 .unwrap_or_else(|| target.ip().to_string());
             for url in urls {
-                if let Err(reason) = http_get(spec, target, &host, url) {
+                if let Err(reason) = http_get(spec, to, &host, url) {
                     return CheckOutcome::failed(reason);
                 }
             }
@@ -56,33 +61,9 @@ pub fn run(spec: &CheckSpec, rip: Ipv4Addr, port: u16, delay_loop: Duration) -> 
     }
 }
 
-fn connect(spec: &CheckSpec, target: SocketAddrV4) -> Result<TcpStream, String> {
-    let t = spec.connect_timeout;
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
-    if let Some(b) = spec.bindto {
-        sock.bind(&SocketAddr::V4(SocketAddrV4::new(b, 0)).into())
-            .map_err(|e| format!("bind to {b}: {e}"))?;
-    }
-    match sock.connect_timeout(&SocketAddr::V4(target).into(), t) {
-        Ok(()) => Ok(sock.into()),
-        Err(e)
-            if e.kind() == std::io::ErrorKind::TimedOut
-                || e.kind() == std::io::ErrorKind::WouldBlock =>
-        {
-            Err(format!("connect timeout {}s to {target}", t.as_secs_f32()))
-        }
-        Err(e) => Err(format!("connect to {target}: {e}")),
-    }
-}
-
-fn http_get(
-    spec: &CheckSpec,
-    target: SocketAddrV4,
-    host: &str,
-    url: &UrlSpec,
-) -> Result<(), String> {
+fn http_get(spec: &CheckSpec, to: &Target, host: &str, url: &UrlSpec) -> Result<(), String> {
     let deadline = Instant::now() + spec.connect_timeout;
-    let mut s = connect(spec, target)?;
+    let (mut s, _pin) = target::connect(spec, to)?;
     let left = || {
         deadline
             .saturating_duration_since(Instant::now())
@@ -125,7 +106,7 @@ fn http_get(
                 {
                     return Err(timeout());
                 }
-                return Err(format!("reading {} from {target}: {e}", url.path));
+                return Err(format!("reading {} from {}: {e}", url.path, to.connect));
             }
         }
     }

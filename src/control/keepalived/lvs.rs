@@ -6,6 +6,10 @@
 //! method with `lvs_method`; checker settings (`connect_timeout`, `retry`, `delay_before_retry`,
 //! `warmup`, `virtualhost`) are inherited checker ← real_server ← virtual_server; a virtual
 //! server without real servers is dropped with a warning.
+//!
+//! One tunlb extension inside `HTTP_GET`, `SSL_GET` and `TCP_CHECK` blocks:
+//! `check_through_tunnel [true|false]` probes the VIP through the director's own data path
+//! (see [`crate::health::target`]); refused for NAT real servers and with `connect_ip`.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -794,7 +798,7 @@ fn real_server(
     let inherited = vs_inherited.under(&inherited);
     let checks = check_nodes
         .into_iter()
-        .filter_map(|c| check(c, &what, &inherited, cx))
+        .filter_map(|c| check(c, &what, forward == Forward::Nat, &inherited, cx))
         .collect();
     let dest = DestConfig {
         addr: addr?,
@@ -811,7 +815,13 @@ fn real_server(
     Some((dest, dh))
 }
 
-fn check(node: &Node, rs: &str, inherited: &Inherited, cx: &mut Ctx) -> Option<CheckSpec> {
+fn check(
+    node: &Node,
+    rs: &str,
+    nat: bool,
+    inherited: &Inherited,
+    cx: &mut Ctx,
+) -> Option<CheckSpec> {
     let kw = node.name.text.as_str();
     cx.no_block_args(node);
     let what = format!("{rs} {kw}");
@@ -845,6 +855,35 @@ fn check(node: &Node, rs: &str, inherited: &Inherited, cx: &mut Ctx) -> Option<C
             }
             "connect_port" => {
                 spec.connect_port = cx.uint(field, 0, 1, 65_535).map(|p| p as u16);
+                cx.at_most(field, 1);
+            }
+            // A tunlb extension (keepalived has no such keyword): probe the VIP through the
+            // director's data path instead of the real server's own address.
+            "check_through_tunnel" if kw != "MISC_CHECK" => {
+                match field.args.first().map(|w| w.text.as_str()) {
+                    None | Some("true" | "on" | "yes") => spec.check_through_tunnel = true,
+                    Some("false" | "off" | "no") => spec.check_through_tunnel = false,
+                    Some(_) => {
+                        let w = &field.args[0];
+                        cx.error(
+                            w.at,
+                            format!(
+                                "check_through_tunnel: expected true or false, found '{}'",
+                                w.text
+                            ),
+                        );
+                    }
+                }
+                if spec.check_through_tunnel && nat {
+                    cx.error(
+                        field.name.at,
+                        format!(
+                            "{what}: check_through_tunnel with lb_kind NAT: the answers come \
+                             back through the director, there is no tunnel to check"
+                        ),
+                    );
+                }
+                cx.no_block(field);
                 cx.at_most(field, 1);
             }
             "url" if http => {
@@ -881,6 +920,15 @@ fn check(node: &Node, rs: &str, inherited: &Inherited, cx: &mut Ctx) -> Option<C
         }
     }
     node.block.as_ref()?;
+    if spec.check_through_tunnel && spec.connect_ip.is_some() {
+        cx.error(
+            node.name.at,
+            format!(
+                "{what}: connect_ip and check_through_tunnel exclude each other (a check through \
+                 the tunnel connects to the VIP)"
+            ),
+        );
+    }
     spec.kind = match kw {
         "HTTP_GET" | "SSL_GET" => {
             if urls.is_empty() {

@@ -659,3 +659,35 @@ fn the_seed_file_makes_the_seed_table() {
         .iter()
         .any(|w| w == "VRRP not yet supported in tunlb: vrrp_instance VI_1 ignored"));
 }
+
+#[test]
+fn check_through_tunnel_is_a_tunlb_extension() {
+    let conf = ok(concat!(
+        "virtual_server 10.0.0.1 80 {\n lb_kind TUN\n",
+        " real_server 10.0.1.1 80 {\n  TCP_CHECK {\n   check_through_tunnel\n  }\n",
+        "  HTTP_GET {\n   url {\n    path /\n   }\n   check_through_tunnel false\n  }\n }\n}\n",
+    ));
+    let d = &conf.health.services[0].1.per_dest[0].1;
+    assert!(d.checks[0].check_through_tunnel);
+    assert!(!d.checks[1].check_through_tunnel);
+    let nat = errors(concat!(
+        "virtual_server 10.0.0.1 80 {\n lb_kind NAT\n",
+        " real_server 10.0.1.1 80 {\n  TCP_CHECK {\n   check_through_tunnel\n  }\n }\n}\n",
+    ));
+    assert_eq!(nat.len(), 1, "{nat:?}");
+    let (line, _, message) = &nat[0];
+    assert_eq!(*line, 5);
+    assert!(
+        message.contains("10.0.0.1 80") && message.contains("10.0.1.1 80"),
+        "names the virtual and the real server: {message}"
+    );
+    let both = errors(concat!(
+        "virtual_server 10.0.0.1 80 {\n lb_kind DR\n real_server 10.0.1.1 80 {\n",
+        "  TCP_CHECK {\n   connect_ip 10.0.1.2\n   check_through_tunnel yes\n  }\n }\n}\n",
+    ));
+    assert!(
+        both.iter()
+            .any(|(_, _, m)| m.contains("connect_ip and check_through_tunnel")),
+        "{both:?}"
+    );
+}

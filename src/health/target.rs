@@ -1,0 +1,349 @@
+//! Where a probe connects from and to, for every TCP-based checker (HTTP_GET, SSL_GET,
+//! TCP_CHECK).
+//!
+//! By default a probe goes to the real server's own address (`connect_ip`, `connect_port`,
+//! `bindto` as keepalived). With `check_through_tunnel` (a tunlb extension) it goes to
+//! `VIP:port` through the same path the traffic takes, so that a DSR black hole (agent down,
+//! VIP missing on the real server's `lo`, tunnel not decapsulated) fails the check although
+//! the server's own address still answers:
+//!
+//! 1. [`tunnel_path`] (IO, once per probe) finds the real server's forwarding method in the
+//!    configured table (NAT has no DSR path: refused), the probe source address (`bindto`, or
+//!    the address the kernel picks toward the real server, `ip route get` style), loosens strict
+//!    rp_filter on the interface the answers come in on (they come from the VIP, which the
+//!    director routes into its TUN), and for DR resolves the server's Ethernet address;
+//! 2. [`connect`] binds the probe socket to that source and an ephemeral port, pins the pair to
+//!    the real server in the director's [`ProbePins`] (the core forwards its packets there,
+//!    unscheduled, even while health checking keeps the server out of the table), connects to
+//!    the VIP, and releases the pin when the returned [`PinGuard`] is dropped.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Socket, Type};
+
+use super::config::CheckSpec;
+use crate::director::dr::NeighEntry;
+use crate::director::plane::{dest_port, ControlPlane};
+use crate::director::probe_pin::{ProbePin, ProbePins, PIN_LINGER};
+use crate::director::service::{Forward, ServiceKey};
+use crate::time::Clock;
+
+/// Where one probe connects from and to.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The local address to bind (`None`: the kernel chooses).
+    pub bind: Option<Ipv4Addr>,
+    /// The address connected to.
+    pub connect: SocketAddrV4,
+    /// Set when the probe goes through the data path: what to pin.
+    pub through: Option<TunnelPath>,
+}
+
+/// What a probe through the director's data path needs (made by [`tunnel_path`]).
+#[derive(Clone, Debug)]
+pub struct TunnelPath {
+    /// The service (its VIP and port are connected to).
+    pub service: ServiceKey,
+    /// The probe source address (the director's address toward the real server).
+    pub source: Ipv4Addr,
+    /// The real server checked.
+    pub dest: Ipv4Addr,
+    /// Its forwarding method (tunnel or DR).
+    pub forward: Forward,
+    /// DR: where the real server is on the LAN.
+    pub neigh: Option<NeighEntry>,
+    /// The director's pins.
+    pub pins: Arc<ProbePins>,
+    /// The director's data-path clock (the pins' deadlines are on it).
+    pub clock: Clock,
+}
+
+/// The target of a probe of `spec` against real server `rip:port`: the real server itself, or
+/// with `through` (`check_through_tunnel`) the VIP, from the probe source address.
+/// `connect_port` applies to both; `connect_ip` only to the first (the config refuses it with
+/// `check_through_tunnel`).
+pub fn target(spec: &CheckSpec, rip: Ipv4Addr, port: u16, through: Option<TunnelPath>) -> Target {
+    match through {
+        None => Target {
+            bind: spec.bindto,
+            connect: SocketAddrV4::new(
+                spec.connect_ip.unwrap_or(rip),
+                spec.connect_port.unwrap_or(port),
+            ),
+            through: None,
+        },
+        Some(t) => Target {
+            bind: Some(t.source),
+            connect: SocketAddrV4::new(t.service.vip, spec.connect_port.unwrap_or(t.service.port)),
+            through: Some(t),
+        },
+    }
+}
+
+/// Releases a probe's pin (after [`PIN_LINGER`]) when dropped; does nothing for a probe that
+/// is not pinned. Keep it as long as the connection.
+#[derive(Debug, Default)]
+pub struct PinGuard {
+    pinned: Option<(Arc<ProbePins>, Clock, Ipv4Addr, u16)>,
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if let Some((pins, clock, src, port)) = self.pinned.take() {
+            pins.release(src, port, clock.now());
+        }
+    }
+}
+
+/// Connects to `target` within `spec.connect_timeout`, pinned when it goes through the data
+/// path. The error is the check's failure reason ("connect timeout 3s to ...").
+pub fn connect(spec: &CheckSpec, target: &Target) -> Result<(TcpStream, PinGuard), String> {
+    let t = spec.connect_timeout;
+    let to = target.connect;
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
+    if let Some(b) = target.bind {
+        sock.bind(&SocketAddr::V4(SocketAddrV4::new(b, 0)).into())
+            .map_err(|e| format!("bind to {b}: {e}"))?;
+    }
+    let mut guard = PinGuard::default();
+    if let Some(path) = &target.through {
+        let port = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket_ipv4())
+            .map(|a| a.port())
+            .ok_or_else(|| format!("bind to {}: no local port", path.source))?;
+        let now = path.clock.now();
+        let pin = ProbePin {
+            dest: path.dest,
+            forward: path.forward,
+            neigh: path.neigh,
+            expires: now + t + PIN_LINGER,
+        };
+        path.pins
+            .register(path.source, port, pin, now)
+            .map_err(|e| format!("probe through the tunnel to {}: {e}", path.dest))?;
+        guard.pinned = Some((path.pins.clone(), path.clock, path.source, port));
+    }
+    let via = match &target.through {
+        Some(p) => format!(" through the tunnel to {}", p.dest),
+        None => String::new(),
+    };
+    match sock.connect_timeout(&SocketAddr::V4(to).into(), t) {
+        Ok(()) => Ok((sock.into(), guard)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::TimedOut
+                || e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            Err(format!("connect timeout {}s to {to}{via}", t.as_secs_f32()))
+        }
+        Err(e) => Err(format!("connect to {to}{via}: {e}")),
+    }
+}
+
+/// Everything a probe of real server `rip:port` of `service` through the data path needs; the
+/// error is the check's failure reason. Runs `ip route get` and may loosen rp_filter (see the
+/// module documentation).
+pub fn tunnel_path(
+    plane: &ControlPlane,
+    service: ServiceKey,
+    rip: Ipv4Addr,
+    port: u16,
+    bindto: Option<Ipv4Addr>,
+) -> Result<TunnelPath, String> {
+    let set = plane.configured();
+    let forward = set
+        .services
+        .iter()
+        .find(|s| s.key == service)
+        .and_then(|s| {
+            s.dests
+                .iter()
+                .find(|d| d.addr == rip && dest_port(service, d) == port)
+        })
+        .map(|d| d.forward)
+        .ok_or_else(|| format!("real server {rip}:{port} is not configured in {service}"))?;
+    if forward == Forward::Nat {
+        return Err(format!(
+            "check_through_tunnel: real server {rip}:{port} of {service} is a NAT server \
+             (no direct return path to check)"
+        ));
+    }
+    let (dev, src) = route_get(rip, bindto)?;
+    let source = bindto.unwrap_or(src);
+    plane.accept_probe_replies(&dev)?;
+    let neigh = match forward {
+        Forward::Dr => Some(resolve(rip)?),
+        _ => None,
+    };
+    Ok(TunnelPath {
+        service,
+        source,
+        dest: rip,
+        forward,
+        neigh,
+        pins: plane.probe_pins(),
+        clock: plane.clock(),
+    })
+}
+
+/// `ip -o route get RIP [from SRC]`: the interface and the source address the kernel uses.
+fn route_get(rip: Ipv4Addr, from: Option<Ipv4Addr>) -> Result<(String, Ipv4Addr), String> {
+    let mut args = vec![
+        "-o".to_string(),
+        "route".into(),
+        "get".into(),
+        rip.to_string(),
+    ];
+    if let Some(f) = from {
+        args.extend(["from".to_string(), f.to_string()]);
+    }
+    let out = Command::new("ip")
+        .args(&args)
+        .output()
+        .map_err(|e| format!("ip route get {rip}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip route get {rip}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_route_get(&String::from_utf8_lossy(&out.stdout))
+        .ok_or_else(|| format!("ip route get {rip}: no device or source address in the answer"))
+}
+
+/// The `dev` and `src` of an `ip -o route get` line.
+fn parse_route_get(line: &str) -> Option<(String, Ipv4Addr)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let after = |key: &str| {
+        words
+            .windows(2)
+            .find(|w| w[0] == key)
+            .map(|w| w[1].to_string())
+    };
+    Some((after("dev")?, after("src")?.parse().ok()?))
+}
+
+/// A DR real server's interface, Ethernet address and MTU, asking the kernel to resolve it
+/// and waiting up to a second when it is not known.
+fn resolve(rip: Ipv4Addr) -> Result<NeighEntry, String> {
+    use crate::sys::neigh::Netlink;
+    let fail = |e: std::io::Error| format!("resolving DR real server {rip}: {e}");
+    let mut nl = Netlink::open().map_err(fail)?;
+    let route = nl.route_get(rip).map_err(fail)?;
+    if route.gateway.is_some() || !route.is_unicast() {
+        return Err(format!(
+            "DR real server {rip} is not on a directly connected LAN"
+        ));
+    }
+    let mtu = nl.link_mtu(route.ifindex).map_err(fail)?;
+    let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+    for attempt in 0..20 {
+        let mac = nl
+            .neighbours()
+            .map_err(fail)?
+            .into_iter()
+            .find(|n| n.ifindex == route.ifindex && n.addr == rip)
+            .and_then(|n| n.mac());
+        if let Some(mac) = mac {
+            return Ok(NeighEntry {
+                ifindex: route.ifindex,
+                mac,
+                mtu,
+            });
+        }
+        if attempt == 0 {
+            nl.resolve(route.ifindex, rip).map_err(fail)?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "DR real server {rip}: Ethernet address unknown (no ARP answer)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::director::service::Protocol;
+    use crate::encap::TunnelType;
+
+    #[test]
+    fn parses_ip_route_get() {
+        let line = "10.3.0.12 via 10.2.0.1 dev eth0 src 10.2.0.2 uid 0 \\    cache ";
+        assert_eq!(
+            parse_route_get(line),
+            Some(("eth0".into(), Ipv4Addr::new(10, 2, 0, 2)))
+        );
+        assert_eq!(parse_route_get("10.3.0.12 dev eth0"), None);
+        assert_eq!(parse_route_get(""), None);
+    }
+
+    #[test]
+    fn targets_the_real_server_or_the_vip() {
+        let rip = Ipv4Addr::new(10, 3, 0, 12);
+        let mut spec = CheckSpec {
+            connect_port: Some(8080),
+            ..CheckSpec::default()
+        };
+        let direct = target(&spec, rip, 80, None);
+        assert_eq!(direct.connect, SocketAddrV4::new(rip, 8080));
+        assert_eq!(direct.bind, None);
+        let vip = Ipv4Addr::new(10, 100, 0, 100);
+        let path = TunnelPath {
+            service: ServiceKey {
+                vip,
+                port: 80,
+                proto: Protocol::Tcp,
+            },
+            source: Ipv4Addr::new(10, 2, 0, 2),
+            dest: rip,
+            forward: Forward::tunnel(TunnelType::Ipip),
+            neigh: None,
+            pins: Arc::new(ProbePins::new()),
+            clock: Clock::new(),
+        };
+        spec.connect_port = None;
+        let through = target(&spec, rip, 80, Some(path));
+        assert_eq!(through.connect, SocketAddrV4::new(vip, 80));
+        assert_eq!(through.bind, Some(Ipv4Addr::new(10, 2, 0, 2)));
+    }
+
+    #[test]
+    fn a_pinned_connect_registers_and_releases_its_pin() {
+        // Loopback stands in for the VIP: the pin is registered for the bound port, and
+        // released (lingering) once the guard is dropped.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let pins = Arc::new(ProbePins::new());
+        let clock = Clock::new();
+        let lo = Ipv4Addr::LOCALHOST;
+        let t = Target {
+            bind: Some(lo),
+            connect: SocketAddrV4::new(lo, port),
+            through: Some(TunnelPath {
+                service: ServiceKey {
+                    vip: lo,
+                    port,
+                    proto: Protocol::Tcp,
+                },
+                source: lo,
+                dest: Ipv4Addr::new(10, 3, 0, 12),
+                forward: Forward::tunnel(TunnelType::Ipip),
+                neigh: None,
+                pins: pins.clone(),
+                clock,
+            }),
+        };
+        let (s, guard) = connect(&CheckSpec::default(), &t).expect("connect");
+        let local = s.local_addr().expect("local").port();
+        let pin = pins.get(lo, local, clock.now()).expect("pinned");
+        assert_eq!(pin.dest, Ipv4Addr::new(10, 3, 0, 12));
+        drop(guard);
+        let left = pins.get(lo, local, clock.now()).expect("lingers").expires;
+        assert!(left <= clock.now() + PIN_LINGER);
+    }
+}
