@@ -6,6 +6,11 @@
 //! the hidden VIP (what clients reach through the tunnel), answering "from rs1" / "from rs2".
 //! While the test stops and restarts rs1's httpd, a background thread keeps sending requests
 //! (`Connection: close`, one connection each) and records when each started and what answered.
+//!
+//! The same with rs1's agent stopped instead while its httpd runs on (a DSR black hole: the
+//! tunnel is no longer decapsulated and the VIP leaves rs1's `lo`, but the RIP still answers):
+//! with `check_through_tunnel` the checks probe the VIP through the director's own data path
+//! and catch it; without it they probe the RIP and do not (why the option exists).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -34,12 +39,12 @@ const REAL_SERVERS: [(&str, &str); 2] = [("rs1", RS1), ("rs2", RS2)];
 
 /// The director's config: VIP:80, rr, both real servers over IPIP, each with an HTTP_GET check.
 fn config(inhibit_on_failure: bool) -> String {
-    config_checking(inhibit_on_failure, &["rs1", "rs2"])
+    config_checking(inhibit_on_failure, &["rs1", "rs2"], false)
 }
 
 /// The director's config: VIP:80, rr, both real servers over IPIP; those whose role is in
-/// `checked` have an HTTP_GET check.
-fn config_checking(inhibit_on_failure: bool, checked: &[&str]) -> String {
+/// `checked` have an HTTP_GET check, through the tunnel with `through`.
+fn config_checking(inhibit_on_failure: bool, checked: &[&str], through: bool) -> String {
     let mut text = format!(
         "# written by tests/netns/health.rs\n\
          [director]\n\
@@ -70,7 +75,8 @@ fn config_checking(inhibit_on_failure: bool, checked: &[&str]) -> String {
              \x20 connect_timeout = {CONNECT_TIMEOUT}\n\
              \x20 retry = {RETRY}\n\
              \x20 delay_before_retry = {DELAY_BEFORE_RETRY}\n\
-             \x20 warmup = 0\n"
+             \x20 warmup = 0\n\
+             \x20 check_through_tunnel = {through}\n"
         ));
     }
     text
@@ -85,18 +91,26 @@ struct Lab {
     director: Pid,
     /// The httpd of rs1 (the one the test stops and starts).
     rs1_httpd: Pid,
+    /// The agent of rs1 (the other one the test stops and starts).
+    rs1_agent: Pid,
 }
 
 impl Lab {
     fn start(config_text: &str) -> Lab {
         let topo = tun_lab::build();
         let mut httpds = Vec::new();
+        let mut agents = Vec::new();
         for (role, rip) in REAL_SERVERS {
             let ns = topo.ns(role);
-            start_agent(ns, VIP, "ipip", &format!("{DIRECTOR}/32"));
+            agents.push(start_rs_agent(ns));
             httpds.push(start_rs_httpd(ns, role, rip));
         }
         let director = topo.ns("director");
+        // Strict reverse-path filtering, as many hosts have it: the answers to probes through
+        // the tunnel (from the VIP, which the director routes into its TUN) need it loosened.
+        for conf in ["all", "eth0"] {
+            director.sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "1");
+        }
         let file = TempPath::new(&format!("{}-health.toml", director.name()));
         std::fs::write(file.path(), config_text).expect("write the config");
         let pid = start_director(director, &["--config", &file.arg()]);
@@ -105,6 +119,7 @@ impl Lab {
             config: file,
             director: pid,
             rs1_httpd: httpds[0],
+            rs1_agent: agents[0],
         }
     }
 
@@ -126,6 +141,11 @@ impl Lab {
     fn get_many(&self, n: usize) -> Vec<Option<String>> {
         (0..n).map(|_| get(self.ns("client"))).collect()
     }
+}
+
+/// Starts the agent of a real server (IPIP from the director).
+fn start_rs_agent(ns: &Netns) -> Pid {
+    start_agent(ns, VIP, "ipip", &format!("{DIRECTOR}/32"))
 }
 
 /// Starts an httpd on `rip:80` and `VIP:80` answering "from `role`".
@@ -162,10 +182,19 @@ fn get(client: &Netns) -> Option<String> {
 /// One request of the background load: when it started and what answered.
 type Sample = (Instant, Option<String>);
 
+/// What goes wrong on rs1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// Its httpd stops.
+    Httpd,
+    /// Its agent stops, its httpd runs on: a DSR black hole.
+    Agent,
+}
+
 /// The seed's 7.3 and 7.4 under load. With `inhibit_on_failure` rs1 stays listed with weight 0
-/// while it is down instead of leaving the table.
-fn failed_server_leaves_and_comes_back(inhibit: bool) {
-    let lab = Lab::start(&config(inhibit));
+/// while it is down instead of leaving the table. `config_text` is the director's config.
+fn failed_server_leaves_and_comes_back(inhibit: bool, fault: Fault, config_text: &str) {
+    let lab = Lab::start(config_text);
     for (_, rip) in REAL_SERVERS {
         assert_eq!(
             lab.weight(rip),
@@ -192,36 +221,53 @@ fn failed_server_leaves_and_comes_back(inhibit: bool) {
         });
         thread::sleep(Duration::from_millis(500));
 
-        // 7.3: rs1's service stops; the checker takes rs1 out (or to weight 0).
+        // 7.3: rs1's service (or its agent) stops; the checker takes rs1 out (or to weight 0).
         let rs1 = lab.ns("rs1");
         let stopped_at = Instant::now();
-        rs1.stop(lab.rs1_httpd);
+        match fault {
+            Fault::Httpd => rs1.stop(lab.rs1_httpd),
+            Fault::Agent => rs1.stop(lab.rs1_agent),
+        }
         let gone = |w: Option<u32>| if inhibit { w == Some(0) } else { w.is_none() };
         wait_until("rs1 to leave the table", DETECT * 2, || {
             gone(lab.weight(RS1))
         });
         let left_at = Instant::now();
         let took = left_at - stopped_at;
-        eprintln!("rs1 left the table {took:?} after its httpd stopped");
+        eprintln!("rs1 left the table {took:?} after its {fault:?} stopped");
         assert!(
             took <= DETECT,
             "rs1 left after {took:?}, more than {DETECT:?}"
         );
         assert_eq!(lab.weight(RS2), Some(1));
+        if fault == Fault::Agent {
+            let rp = lab
+                .ns("director")
+                .read_sysctl("net.ipv4.conf.eth0.rp_filter");
+            assert_eq!(rp.trim(), "2", "the director loosened rp_filter on eth0");
+        }
         for answer in lab.get_many(6) {
             assert_eq!(answer.as_deref(), Some("from rs2"), "while rs1 is down");
         }
 
-        // 7.4: rs1's service is repaired; the checker puts it back.
-        thread::sleep(Duration::from_millis(500));
+        // 7.4: rs1's service is repaired; the checker puts it back. Before that, the load
+        // must send requests while rs1 is out: a request that went into the black hole before
+        // rs1 left holds the load thread until curl's 2 s limit.
+        thread::sleep(match fault {
+            Fault::Httpd => Duration::from_millis(500),
+            Fault::Agent => Duration::from_millis(2500),
+        });
         let restarted_at = Instant::now();
-        let _httpd = start_rs_httpd(rs1, "rs1", RS1);
+        match fault {
+            Fault::Httpd => drop(start_rs_httpd(rs1, "rs1", RS1)),
+            Fault::Agent => drop(start_rs_agent(rs1)),
+        }
         wait_until("rs1 to be back in the table", DETECT * 2, || {
             lab.weight(RS1) == Some(1)
         });
         let back_at = Instant::now();
         eprintln!(
-            "rs1 back {:?} after its httpd restarted",
+            "rs1 back {:?} after its {fault:?} restarted",
             back_at - restarted_at
         );
         // rr alternates, but the background load interleaves: look at rs1's share below.
@@ -270,13 +316,37 @@ fn failed_server_leaves_and_comes_back(inhibit: bool) {
 /// it; when the check passes again it is listed again and receives requests.
 #[test]
 fn failed_server_is_removed_and_comes_back() {
-    failed_server_leaves_and_comes_back(false);
+    failed_server_leaves_and_comes_back(false, Fault::Httpd, &config(false));
 }
 
 /// The same with `inhibit_on_failure = true`: the failed server stays listed with weight 0.
 #[test]
 fn inhibit_on_failure_sets_weight_zero_and_restores_it() {
-    failed_server_leaves_and_comes_back(true);
+    failed_server_leaves_and_comes_back(true, Fault::Httpd, &config(true));
+}
+
+/// 7.3 / 7.4 with rs1's agent stopped while its httpd still runs (a DSR black hole) and the
+/// checks going through the tunnel: rs1 leaves the table in time and comes back with its agent.
+/// The director loosened the strict rp_filter the answers to its probes would have hit.
+#[test]
+fn agent_black_hole_is_caught_by_checks_through_the_tunnel() {
+    let text = config_checking(false, &["rs1", "rs2"], true);
+    failed_server_leaves_and_comes_back(false, Fault::Agent, &text);
+}
+
+/// Why `check_through_tunnel` exists: the same black hole with checks on the RIP goes unseen.
+/// rs1 stays listed with weight 1 and the requests scheduled to it fail.
+#[test]
+fn agent_black_hole_is_missed_by_checks_on_the_real_address() {
+    let lab = Lab::start(&config(false));
+    lab.ns("rs1").stop(lab.rs1_agent);
+    thread::sleep(DETECT);
+    assert_eq!(lab.weight(RS1), Some(1), "the direct check saw nothing");
+    let answers = lab.get_many(2);
+    assert!(
+        answers.contains(&None) && answers.contains(&Some("from rs2".into())),
+        "rr: one request to the black hole fails, one reaches rs2: {answers:?}"
+    );
 }
 
 /// A reload restarts the checkers with the new settings: SIGHUP with `inhibit_on_failure` turned
@@ -299,7 +369,7 @@ fn reload_restarts_the_checkers_with_the_new_settings() {
     });
     assert_eq!(lab.weight(RS2), Some(1));
 
-    std::fs::write(lab.config.path(), config_checking(true, &["rs2"])).expect("write");
+    std::fs::write(lab.config.path(), config_checking(true, &["rs2"], false)).expect("write");
     let out = adm(director, "--reload");
     assert!(out.starts_with("reloaded "), "{out}");
     wait_until("rs1 to be back with weight 1", DETECT * 2, || {
