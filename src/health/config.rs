@@ -133,7 +133,10 @@ pub struct CheckSpec {
     /// delay_loop, as keepalived; `Some(0)` disables it).
     #[serde(default)]
     pub warmup: Option<Duration>,
-    /// Probe the VIP through the director's own data path rather than the RIP directly.
+    /// `check_through_tunnel` (a tunlb extension): probe `VIP:port` through the director's own
+    /// data path (tunnel or DR frame, pinned to this real server) rather than the real address,
+    /// so that a DSR black hole fails the check (see [`super::target`]). Not for NAT servers,
+    /// not with `connect_ip`.
     #[serde(default)]
     pub check_through_tunnel: bool,
 }
