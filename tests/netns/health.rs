@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::harness::tun_lab::{self, DIRECTOR, RS1, RS2, VIP};
 use crate::harness::{
-    adm, start_agent, start_director, start_httpd, wait_until, Netns, Pid, TempPath, Topology,
+    adm, dr_lab, start_agent, start_director, start_dr_agent, start_httpd, wait_until, Netns, Pid,
+    TempPath, Topology,
 };
 
 /// The checks' settings, in seconds (the brief's keepalived values).
@@ -382,5 +383,75 @@ fn reload_restarts_the_checkers_with_the_new_settings() {
         log.matches("restarting the checkers").count(),
         2,
         "one restart per reload:\n{log}"
+    );
+}
+
+/// DR mode ([`dr_lab`]: one LAN): TCP checks through the tunnel reach each real server as a
+/// frame to its MAC, pinned, so both stay listed; rs1's DR agent stopped (the VIP leaves its
+/// `lo`, its httpd runs on) takes rs1 out, and it comes back with its agent.
+#[test]
+fn dr_black_hole_is_caught_by_checks_through_the_tunnel() {
+    let topo = dr_lab::build();
+    let mut rs1_agent = None;
+    for (role, rip) in [("rs1", dr_lab::RS1), ("rs2", dr_lab::RS2)] {
+        let ns = topo.ns(role);
+        let agent = start_dr_agent(ns, dr_lab::VIP);
+        rs1_agent.get_or_insert(agent);
+        start_httpd(
+            ns,
+            &format!("{}:80", dr_lab::VIP),
+            &format!("from {rip}"),
+            &[],
+        );
+    }
+    let mut text = format!(
+        "[director]\nqueues = 1\nannounce = [\"{}\"]\n\n[[service]]\nvip = \"{}\"\n\
+         port = 80\nscheduler = \"rr\"\ndelay_loop = {DELAY_LOOP}\n",
+        dr_lab::DIRECTOR_LAN_IF,
+        dr_lab::VIP
+    );
+    for rip in [dr_lab::RS1, dr_lab::RS2] {
+        text.push_str(&format!(
+            "\n  [[service.real_server]]\n  address = \"{rip}\"\n  forward = \"dr\"\n\
+             \x20 [service.real_server.check]\n  type = \"tcp\"\n\
+             \x20 connect_timeout = {CONNECT_TIMEOUT}\n  retry = {RETRY}\n\
+             \x20 delay_before_retry = {DELAY_BEFORE_RETRY}\n  warmup = 0\n\
+             \x20 check_through_tunnel = true\n"
+        ));
+    }
+    let director = topo.ns("director");
+    let file = TempPath::new(&format!("{}-health-dr.toml", director.name()));
+    std::fs::write(file.path(), text).expect("write the config");
+    let pid = start_director(director, &["--config", &file.arg()]);
+    let listed = |rip: &str| {
+        let prefix = format!("{rip}:80");
+        adm(director, "-L -n").lines().any(|l| {
+            l.strip_prefix("  -> ")
+                .is_some_and(|l| l.starts_with(&prefix))
+        })
+    };
+    // Checks ran and passed (a failing one would have taken its server out by now).
+    thread::sleep(DETECT);
+    assert!(listed(dr_lab::RS1) && listed(dr_lab::RS2), "both up");
+
+    let rs1 = topo.ns("rs1");
+    let stopped_at = Instant::now();
+    rs1.stop(rs1_agent.expect("rs1's agent"));
+    wait_until("rs1 to leave the table", DETECT * 2, || {
+        !listed(dr_lab::RS1)
+    });
+    let took = stopped_at.elapsed();
+    assert!(
+        took <= DETECT,
+        "rs1 left after {took:?}, more than {DETECT:?}"
+    );
+    assert!(listed(dr_lab::RS2));
+
+    start_dr_agent(rs1, dr_lab::VIP);
+    wait_until("rs1 to be back", DETECT * 2, || listed(dr_lab::RS1));
+    let log = director.log(pid);
+    assert!(
+        log.contains("through the tunnel to 192.168.150.12"),
+        "{log}"
     );
 }
