@@ -1224,6 +1224,15 @@ impl Validator<'_> {
             &format!("{what}.delay_before_retry"),
         );
         spec.warmup = self.seconds(c.warmup, span, &format!("{what}.warmup"));
+        if c.check_through_tunnel && matches!(spec.kind, CheckKind::Misc { .. }) {
+            self.report(
+                span.clone(),
+                format!(
+                    "{what}.check_through_tunnel: only for http_get, ssl_get and tcp (a misc \
+                     check runs a program, it sends nothing through the tunnel)"
+                ),
+            );
+        }
         if c.check_through_tunnel && spec.connect_ip.is_some() {
             self.report(
                 span.clone(),
@@ -1893,6 +1902,10 @@ sorry_server = "10.0.0.9:80"
             .expect_err("connect_ip")
             .to_string();
         assert!(err.contains("connect_ip and check_through_tunnel"), "{err}");
+        let misc =
+            rs("tunnel", "").replace("type = \"tcp\"", "type = \"misc\"\nmisc_path = \"true\"");
+        let err = load_str(&misc, "t.toml").expect_err("misc").to_string();
+        assert!(err.contains("only for http_get, ssl_get and tcp"), "{err}");
     }
 
     #[test]
