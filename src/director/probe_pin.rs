@@ -43,6 +43,9 @@ pub const PIN_LINGER: Duration = Duration::from_secs(5);
 /// Where the packets from one probe socket go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbePin {
+    /// The address the probe connects to (the VIP): a packet from the pinned port to another
+    /// address is not the probe's (the port may have been reused since) and is not pinned.
+    pub vip: Ipv4Addr,
     /// The real server checked.
     pub dest: Ipv4Addr,
     /// Its forwarding method ([`Forward::Tunnel`] or [`Forward::Dr`]; NAT has no DSR path to
@@ -188,7 +191,7 @@ pub(super) fn handle(
     }
     let l4 = buf.get(p.ihl..p.len)?;
     let sport = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
-    let pin = pins.get(p.src, sport, now)?;
+    let pin = pins.get(p.src, sport, now).filter(|pin| pin.vip == p.dst)?;
     Some(match pin.forward {
         Forward::Tunnel { .. } => {
             let hash = u32::from(sport) << 16 ^ u32::from(p.src).rotate_left(7);
@@ -265,6 +268,7 @@ mod tests {
 
     fn pin(dest: Ipv4Addr, expires: Instant) -> ProbePin {
         ProbePin {
+            vip: VIP,
             dest,
             forward: Forward::tunnel(TunnelType::Ipip),
             neigh: None,
@@ -304,6 +308,12 @@ mod tests {
         assert_eq!(d.conns().len(), 0);
         let mut other = tcp_packet(DIRECTOR, 40_001, VIP, 80, SYN, 0);
         assert_eq!(encap_to(d.handle_packet(now, &mut other)), RS2);
+        // The pinned port to another address is not the probe's: no service there.
+        let mut elsewhere = tcp_packet(DIRECTOR, 40_000, RS2, 80, SYN, 0);
+        assert_eq!(
+            d.handle_packet(now, &mut elsewhere),
+            Verdict::Drop(DropReason::NoService)
+        );
     }
 
     #[test]
@@ -402,6 +412,7 @@ mod tests {
             mtu: 1500,
         };
         let dr = ProbePin {
+            vip: VIP,
             dest: RS1,
             forward: Forward::Dr,
             neigh: Some(link),

@@ -10,15 +10,15 @@
 //! 1. [`tunnel_path`] (IO, once per probe) finds the real server's forwarding method in the
 //!    configured table (NAT has no DSR path: refused), the probe source address (`bindto`, or
 //!    the address the kernel picks toward the real server, `ip route get` style), loosens strict
-//!    rp_filter on the interface the answers come in on (they come from the VIP, which the
-//!    director routes into its TUN), and for DR resolves the server's Ethernet address;
+//!    rp_filter on the interface the kernel routes the real server through, where the answers
+//!    come in (they come from the VIP, which the director routes into its TUN), and for DR
+//!    resolves the server's Ethernet address;
 //! 2. [`connect`] binds the probe socket to that source and an ephemeral port, pins the pair to
 //!    the real server in the director's [`ProbePins`] (the core forwards its packets there,
 //!    unscheduled, even while health checking keeps the server out of the table), connects to
 //!    the VIP, and releases the pin when the returned [`PinGuard`] is dropped.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
-use std::process::Command;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +118,7 @@ pub fn connect(spec: &CheckSpec, target: &Target) -> Result<(TcpStream, PinGuard
             .ok_or_else(|| format!("bind to {}: no local port", path.source))?;
         let now = path.clock.now();
         let pin = ProbePin {
+            vip: *to.ip(),
             dest: path.dest,
             forward: path.forward,
             neigh: path.neigh,
@@ -145,8 +146,8 @@ pub fn connect(spec: &CheckSpec, target: &Target) -> Result<(TcpStream, PinGuard
 }
 
 /// Everything a probe of real server `rip:port` of `service` through the data path needs; the
-/// error is the check's failure reason. Runs `ip route get` and may loosen rp_filter (see the
-/// module documentation).
+/// error is the check's failure reason. Asks the kernel's routing table and may loosen
+/// rp_filter (see the module documentation).
 pub fn tunnel_path(
     plane: &ControlPlane,
     service: ServiceKey,
@@ -172,9 +173,11 @@ pub fn tunnel_path(
              (no direct return path to check)"
         ));
     }
-    let (dev, src) = route_get(rip, bindto)?;
-    let source = bindto.unwrap_or(src);
-    plane.accept_probe_replies(&dev)?;
+    let source = match bindto {
+        Some(b) => b,
+        None => source_toward(rip)?,
+    };
+    plane.accept_probe_replies(&iface_toward(rip)?)?;
     let neigh = match forward {
         Forward::Dr => Some(resolve(rip)?),
         _ => None,
@@ -190,41 +193,36 @@ pub fn tunnel_path(
     })
 }
 
-/// `ip -o route get RIP [from SRC]`: the interface and the source address the kernel uses.
-fn route_get(rip: Ipv4Addr, from: Option<Ipv4Addr>) -> Result<(String, Ipv4Addr), String> {
-    let mut args = vec![
-        "-o".to_string(),
-        "route".into(),
-        "get".into(),
-        rip.to_string(),
-    ];
-    if let Some(f) = from {
-        args.extend(["from".to_string(), f.to_string()]);
+/// The source address the kernel picks for a connection to `rip` (no packet is sent).
+fn source_toward(rip: Ipv4Addr) -> Result<Ipv4Addr, String> {
+    let fail = |e: std::io::Error| format!("finding the source address toward {rip}: {e}");
+    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(fail)?;
+    s.connect((rip, 9)).map_err(fail)?;
+    match s.local_addr().map_err(fail)? {
+        SocketAddr::V4(a) if !a.ip().is_unspecified() => Ok(*a.ip()),
+        other => Err(format!(
+            "finding the source address toward {rip}: got {other}"
+        )),
     }
-    let out = Command::new("ip")
-        .args(&args)
-        .output()
-        .map_err(|e| format!("ip route get {rip}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip route get {rip}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    parse_route_get(&String::from_utf8_lossy(&out.stdout))
-        .ok_or_else(|| format!("ip route get {rip}: no device or source address in the answer"))
 }
 
-/// The `dev` and `src` of an `ip -o route get` line.
-fn parse_route_get(line: &str) -> Option<(String, Ipv4Addr)> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |key: &str| {
-        words
-            .windows(2)
-            .find(|w| w[0] == key)
-            .map(|w| w[1].to_string())
-    };
-    Some((after("dev")?, after("src")?.parse().ok()?))
+/// The name of the interface the kernel routes `rip` through (`ip route get` style).
+fn iface_toward(rip: Ipv4Addr) -> Result<String, String> {
+    let fail = |e: std::io::Error| format!("finding the interface toward {rip}: {e}");
+    let route = crate::sys::neigh::Netlink::open()
+        .and_then(|mut nl| nl.route_get(rip))
+        .map_err(fail)?;
+    let dir = std::fs::read_dir("/sys/class/net").map_err(fail)?;
+    for entry in dir.flatten() {
+        let index = std::fs::read_to_string(entry.path().join("ifindex")).unwrap_or_default();
+        if index.trim().parse() == Ok(route.ifindex) {
+            return Ok(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    Err(format!(
+        "finding the interface toward {rip}: no interface with index {}",
+        route.ifindex
+    ))
 }
 
 /// A DR real server's interface, Ethernet address and MTU, asking the kernel to resolve it
@@ -272,14 +270,10 @@ mod tests {
     use crate::encap::TunnelType;
 
     #[test]
-    fn parses_ip_route_get() {
-        let line = "10.3.0.12 via 10.2.0.1 dev eth0 src 10.2.0.2 uid 0 \\    cache ";
-        assert_eq!(
-            parse_route_get(line),
-            Some(("eth0".into(), Ipv4Addr::new(10, 2, 0, 2)))
-        );
-        assert_eq!(parse_route_get("10.3.0.12 dev eth0"), None);
-        assert_eq!(parse_route_get(""), None);
+    fn finds_the_way_to_loopback() {
+        let lo = Ipv4Addr::LOCALHOST;
+        assert_eq!(source_toward(lo), Ok(lo));
+        assert_eq!(iface_toward(lo).as_deref(), Ok("lo"));
     }
 
     #[test]
