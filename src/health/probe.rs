@@ -8,7 +8,10 @@
 //!   (lowercase hex, as keepalived's `genhash` prints it) must equal `digest`.
 //! - MISC_CHECK: `/bin/sh -c misc_path`, killed after `misc_timeout` (default: delay_loop);
 //!   exit 0 = up; with `misc_dynamic` 1 = down and 2 + N = up with weight N, else non-zero = down.
-//! - SSL_GET: not implemented (always fails with a message saying so).
+//! - SSL_GET ([`super::tls`]): TLS (rustls, any server certificate accepted, as keepalived
+//!   without a CA), then the HTTP_GET exchange and rules; the whole within `connect_timeout`.
+//! - UDP_CHECK and PING_CHECK ([`super::probe_udp`]): a datagram that must draw no ICMP error
+//!   (and, with `require_reply`, a fitting reply); an ICMP echo that must be answered.
 //! - `check_through_tunnel`: not implemented; the probe goes to the real server directly.
 
 use std::io::{Read, Write};
@@ -47,7 +50,9 @@ pub fn run(spec: &CheckSpec, rip: Ipv4Addr, port: u16, delay_loop: Duration) -> 
             }
             CheckOutcome::ok(format!("HTTP GET on {target} ok"))
         }
-        CheckKind::SslGet { .. } => CheckOutcome::failed("SSL_GET is not supported yet"),
+        CheckKind::SslGet { .. } => super::tls::run(spec, target),
+        CheckKind::Udp(udp) => super::probe_udp::udp(spec, udp, target),
+        CheckKind::Ping => super::probe_udp::ping(spec, *target.ip()),
         CheckKind::Misc {
             path,
             timeout,
@@ -56,7 +61,8 @@ pub fn run(spec: &CheckSpec, rip: Ipv4Addr, port: u16, delay_loop: Duration) -> 
     }
 }
 
-fn connect(spec: &CheckSpec, target: SocketAddrV4) -> Result<TcpStream, String> {
+/// A TCP connection to `target` from `bindto`, within `connect_timeout`.
+pub(super) fn connect(spec: &CheckSpec, target: SocketAddrV4) -> Result<TcpStream, String> {
     let t = spec.connect_timeout;
     let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
     if let Some(b) = spec.bindto {
@@ -97,11 +103,8 @@ fn http_get(
     };
     s.set_write_timeout(Some(left()))
         .map_err(|e| e.to_string())?;
-    let req = format!(
-        "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: tunlb health check\r\nConnection: close\r\n\r\n",
-        url.path
-    );
-    s.write_all(req.as_bytes()).map_err(|_| timeout())?;
+    s.write_all(request(&url.path, host).as_bytes())
+        .map_err(|_| timeout())?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -129,8 +132,20 @@ fn http_get(
             }
         }
     }
+    judge(&buf, url)
+}
+
+/// The request HTTP_GET and SSL_GET send for `path`.
+pub(super) fn request(path: &str, host: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: tunlb health check\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// Whether the response in `buf` passes `url`'s rules (status, then digest); why not if not.
+pub(super) fn judge(buf: &[u8], url: &UrlSpec) -> Result<(), String> {
     let (status, body) =
-        parse_response(&buf).ok_or_else(|| format!("no HTTP response on {}", url.path))?;
+        parse_response(buf).ok_or_else(|| format!("no HTTP response on {}", url.path))?;
     let good = match url.status_code {
         Some(want) => status == want,
         None => (200..300).contains(&status),
