@@ -274,7 +274,8 @@ fn run(plane: &ControlPlane, stop: &AtomicBool) {
     shutdown(plane, &m.dests, &mut m.services);
 }
 
-/// The sum of the weights of `s`'s alive real servers (unchecked ones count as alive).
+/// The sum of the weights of service `key`'s (index `si`) alive real servers; unchecked ones
+/// count as alive. `None`: the service is not in the table.
 fn alive_weight(plane: &ControlPlane, dests: &[Dest], si: usize, key: ServiceKey) -> Option<u64> {
     let set = plane.configured();
     let svc = set.services.iter().find(|x| x.key == key)?;

@@ -6,6 +6,10 @@
 //!
 //! Each real server runs an agent and a plain httpd on its RIP and the hidden VIP (port 80,
 //! what clients reach through the tunnel); rs1 also runs the TLS httpd on RIP:443.
+//!
+//! The service also has `omega` and a `quorum_down` that creates a file: stopping the director
+//! while the service has its quorum runs it (keepalived's omega: "on daemon shutdown consider
+//! quorum ... down notifiers").
 
 use std::time::{Duration, Instant};
 
@@ -26,12 +30,15 @@ const DETECT: Duration = Duration::from_secs(
     CONNECT_TIMEOUT * (RETRY + 1) + DELAY_BEFORE_RETRY * RETRY + 1 + DELAY_LOOP,
 );
 
-/// VIP:80 over IPIP to both real servers; rs1 checked by SSL_GET on 443 with SNI.
-fn keepalived_conf() -> String {
+/// VIP:80 over IPIP to both real servers; rs1 checked by SSL_GET on 443 with SNI; `omega`
+/// with a `quorum_down` that creates `marker`.
+fn keepalived_conf(marker: &str) -> String {
     format!(
         "! written by tests/netns/ssl_check.rs\n\
          virtual_server {VIP} 80 {{\n\
          \x20   delay_loop {DELAY_LOOP}\n\
+         \x20   omega\n\
+         \x20   quorum_down \"/bin/touch {marker}\"\n\
          \x20   lb_algo rr\n\
          \x20   lb_kind TUN\n\
          \x20   protocol TCP\n\
@@ -129,7 +136,8 @@ fn ssl_get_check_follows_the_tls_server() {
     let tls = start_tls_httpd(rs1);
     let director = topo.ns("director");
     let file = TempPath::new(&format!("{}-ssl.conf", director.name()));
-    std::fs::write(file.path(), keepalived_conf()).expect("write the config");
+    let marker = TempPath::new(&format!("{}-quorum-down", director.name()));
+    std::fs::write(file.path(), keepalived_conf(&marker.arg())).expect("write the config");
     let pid = start_director(director, &["--keepalived-conf", &file.arg()]);
     let client = topo.ns("client");
 
@@ -174,5 +182,15 @@ fn ssl_get_check_follows_the_tls_server() {
     assert!(
         answers.iter().any(|a| a.as_deref() == Some("from rs1")),
         "rs1 answers again: {answers:?}"
+    );
+
+    // omega: the service never lost its quorum (rs2 is unchecked), so quorum_down has not
+    // run; stopping the director runs it.
+    assert!(!marker.path().exists(), "quorum_down ran before shutdown");
+    director.stop(pid);
+    wait_until(
+        "quorum_down to run at shutdown",
+        Duration::from_secs(5),
+        || marker.path().exists(),
     );
 }
