@@ -23,7 +23,8 @@
 //!   decapsulated packets into a TUN.
 //! - [`control`]: `tunlb adm` (ipvsadm's command line), the per-namespace control socket, the
 //!   TOML config.
-//! - [`health`]: keepalived-compatible health checks (HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK):
+//! - [`health`]: keepalived-compatible health checks (HTTP_GET, SSL_GET over rustls,
+//!   TCP_CHECK, MISC_CHECK, UDP_CHECK, PING_CHECK):
 //!   sans-IO checkers per real server, the probes that feed them, and the monitor that applies
 //!   up/down/weight through [`director::plane`].
 //! - [`metrics`]: the Prometheus `/metrics` endpoint (`--metrics-listen`), node_exporter IPVS

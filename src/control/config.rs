@@ -53,7 +53,7 @@
 //!
 //! ```toml
 //!   [service.real_server.check]
-//!   type = "http_get"        # http_get, ssl_get, tcp or misc
+//!   type = "http_get"        # http_get, ssl_get, tcp, misc, udp or ping
 //!   url = "/"                # http_get/ssl_get: one URL (or urls = [{ path = "/", ... }])
 //!   status_code = 200        # default: any 2xx
 //!   digest = "9b3a..."       # optional: MD5 of the body, hex
@@ -64,6 +64,11 @@
 //!   warmup = 0               # seconds, default: delay_loop
 //!   connect_ip = "10.0.2.12" # optional; connect_port, bindto too
 //!   misc_path = "/bin/check" # misc: the command; misc_timeout, misc_dynamic
+//!   enable_sni = true        # ssl_get: send the virtualhost (or sni_name) as SNI
+//!   payload = "01 02 ab"     # udp: the datagram, keepalived's hex string
+//!   require_reply = true     # udp: a reply must come; or a hex pattern ("x" = any nibble)
+//!   min_reply_length = 0     # udp, with require_reply; max_reply_length (default 255)
+//!   delay_loop = 10          # this check's own delay_loop (seconds); alpha = true too
 //! ```
 //!
 //! Unknown keys are errors. Loading checks everything and reports every problem at once, each
@@ -90,7 +95,8 @@ use crate::director::service::{
 use crate::director::snat::SnatRule;
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::{
-    CheckKind, CheckSpec, DestHealth, HealthConfig, ServiceHealth, UrlSpec,
+    parse_hex, CheckKind, CheckSpec, DestHealth, HealthConfig, ReplyPattern, ServiceHealth,
+    UdpCheck, UrlSpec,
 };
 
 /// The most TUN queues (worker threads) a director may ask for.
@@ -454,6 +460,23 @@ struct RawCheck {
     misc_timeout: Option<i64>,
     #[serde(default)]
     misc_dynamic: bool,
+    #[serde(default)]
+    enable_sni: bool,
+    sni_name: Option<String>,
+    payload: Option<String>,
+    require_reply: Option<RequireReply>,
+    min_reply_length: Option<i64>,
+    max_reply_length: Option<i64>,
+    delay_loop: Option<i64>,
+    alpha: Option<bool>,
+}
+
+/// `require_reply = true` (any reply) or `require_reply = "HEX"` (a pattern).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum RequireReply {
+    Any(bool),
+    Pattern(String),
 }
 
 #[derive(serde::Deserialize)]
@@ -1162,9 +1185,16 @@ impl Validator<'_> {
                 if c.kind.as_deref() == Some("http_get") {
                     CheckKind::HttpGet { urls, virtualhost }
                 } else {
-                    CheckKind::SslGet { urls, virtualhost }
+                    CheckKind::SslGet {
+                        urls,
+                        virtualhost,
+                        enable_sni: c.enable_sni,
+                        sni_name: c.sni_name.clone(),
+                    }
                 }
             }
+            Some("udp") => CheckKind::Udp(self.udp_check(c, span, what)),
+            Some("ping") => CheckKind::Ping,
             Some("tcp") => CheckKind::Tcp,
             Some("misc") => {
                 let Some(path) = c.misc_path.clone() else {
@@ -1184,7 +1214,7 @@ impl Validator<'_> {
                 self.report(
                     span.clone(),
                     format!(
-                        "{what}.type: expected \"http_get\", \"ssl_get\", \"tcp\" or \"misc\", found {other:?}"
+                        "{what}.type: expected \"http_get\", \"ssl_get\", \"tcp\", \"misc\", \"udp\" or \"ping\", found {other:?}"
                     ),
                 );
                 return None;
@@ -1224,12 +1254,17 @@ impl Validator<'_> {
             &format!("{what}.delay_before_retry"),
         );
         spec.warmup = self.seconds(c.warmup, span, &format!("{what}.warmup"));
-        if c.check_through_tunnel && matches!(spec.kind, CheckKind::Misc { .. }) {
+        if c.check_through_tunnel
+            && !matches!(
+                spec.kind,
+                CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } | CheckKind::Tcp
+            )
+        {
             self.report(
                 span.clone(),
                 format!(
-                    "{what}.check_through_tunnel: only for http_get, ssl_get and tcp (a misc \
-                     check runs a program, it sends nothing through the tunnel)"
+                    "{what}.check_through_tunnel: only for http_get, ssl_get and tcp (misc, udp and ping \
+                     checks send nothing through the pinned tunnel path)"
                 ),
             );
         }
@@ -1243,7 +1278,91 @@ impl Validator<'_> {
             );
         }
         spec.check_through_tunnel = c.check_through_tunnel;
+        spec.delay_loop = match c.delay_loop {
+            Some(0) => {
+                self.report(
+                    span.clone(),
+                    format!("{what}.delay_loop: expected seconds from 1 to 86400, found 0"),
+                );
+                None
+            }
+            d => self.seconds(d, span, &format!("{what}.delay_loop")),
+        };
+        spec.alpha = c.alpha;
+        if (c.enable_sni || c.sni_name.is_some()) && c.kind.as_deref() != Some("ssl_get") {
+            self.report(
+                span.clone(),
+                format!("{what}: enable_sni and sni_name are only for type \"ssl_get\""),
+            );
+        }
+        let udp_keys = c.payload.is_some()
+            || c.require_reply.is_some()
+            || c.min_reply_length.is_some()
+            || c.max_reply_length.is_some();
+        if udp_keys && c.kind.as_deref() != Some("udp") {
+            self.report(
+                span.clone(),
+                format!(
+                    "{what}: payload, require_reply, min_reply_length and max_reply_length are \
+                     only for type \"udp\""
+                ),
+            );
+        }
         Some(spec)
+    }
+
+    /// The UDP_CHECK settings of a `type = "udp"` check.
+    fn udp_check(&mut self, c: &RawCheck, span: &Range<usize>, what: &str) -> UdpCheck {
+        let mut u = UdpCheck::default();
+        if let Some(p) = &c.payload {
+            match parse_hex(p, false) {
+                Some(h) => u.payload = h.bytes,
+                None => self.report(
+                    span.clone(),
+                    format!("{what}.payload: expected hex digits like \"01 ab 3f\", found {p:?}"),
+                ),
+            }
+        }
+        u.require_reply = match &c.require_reply {
+            None | Some(RequireReply::Any(false)) => None,
+            Some(RequireReply::Any(true)) => Some(ReplyPattern::default()),
+            Some(RequireReply::Pattern(p)) => match parse_hex(p, true) {
+                Some(h) => Some(h),
+                None => {
+                    self.report(
+                        span.clone(),
+                        format!(
+                            "{what}.require_reply: expected true or hex digits (x for any \
+                             nibble) like \"01 xx\", found {p:?}"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let len = |v: &mut Self, l: Option<i64>, name: &str, default: u16| match l {
+            None => default,
+            Some(l) if (0..=65_535).contains(&l) => l as u16,
+            Some(l) => {
+                v.report(
+                    span.clone(),
+                    format!("{what}.{name}: expected 0 to 65535, found {l}"),
+                );
+                default
+            }
+        };
+        u.min_reply_length = len(self, c.min_reply_length, "min_reply_length", 0);
+        u.max_reply_length = len(self, c.max_reply_length, "max_reply_length", 255);
+        if u.min_reply_length > u.max_reply_length {
+            self.report(
+                span.clone(),
+                format!(
+                    "{what}: min_reply_length {} > max_reply_length {}: the check would always fail",
+                    u.min_reply_length, u.max_reply_length
+                ),
+            );
+        }
+        u
     }
 
     fn real_server(
@@ -1909,8 +2028,63 @@ sorry_server = "10.0.0.9:80"
     }
 
     #[test]
+    fn reads_udp_ping_and_ssl_checks() {
+        let text = r#"
+[[service]]
+vip = "192.0.2.10"
+port = 53
+protocol = "udp"
+[[service.real_server]]
+address = "10.0.0.1"
+  [[service.real_server.check]]
+  type = "udp"
+  payload = "01 02"
+  require_reply = "0x ff"
+  max_reply_length = 100
+  delay_loop = 7
+  alpha = true
+  [[service.real_server.check]]
+  type = "ping"
+  [[service.real_server.check]]
+  type = "ssl_get"
+  url = "/"
+  enable_sni = true
+  virtualhost = "www.example.test"
+"#;
+        let (settings, _) = load_str(text, "h.toml").unwrap_or_else(|e| panic!("{e}"));
+        let checks = &settings.health.services[0].1.per_dest[0].1.checks;
+        assert_eq!(
+            checks[0].kind,
+            CheckKind::Udp(UdpCheck {
+                payload: vec![1, 2],
+                require_reply: parse_hex("0x ff", true),
+                min_reply_length: 0,
+                max_reply_length: 100,
+            })
+        );
+        assert_eq!(checks[0].delay_loop, Some(Duration::from_secs(7)));
+        assert_eq!(checks[0].alpha, Some(true));
+        assert_eq!(checks[1].kind, CheckKind::Ping);
+        assert!(matches!(
+            &checks[2].kind,
+            CheckKind::SslGet { enable_sni: true, virtualhost: Some(v), .. } if v == "www.example.test"
+        ));
+        let bad = text
+            .replace("\"0x ff\"", "\"0q\"")
+            .replace("delay_loop = 7", "delay_loop = 0");
+        let err = load_str(&bad, "h.toml").expect_err("bad").to_string();
+        assert!(err.contains("require_reply: expected true or hex"), "{err}");
+        assert!(err.contains("delay_loop: expected seconds from 1"), "{err}");
+        let sni = text.replace("type = \"ping\"", "type = \"ping\"\n  enable_sni = true");
+        let err = load_str(&sni, "h.toml")
+            .expect_err("sni on ping")
+            .to_string();
+        assert!(err.contains("only for type \"ssl_get\""), "{err}");
+    }
+
+    #[test]
     fn rejects_a_bad_check() {
-        let text = "[[service]]\nvip = \"192.0.2.10\"\nport = 80\n[[service.real_server]]\naddress = \"10.0.0.1\"\n[service.real_server.check]\ntype = \"ping\"\n";
+        let text = "[[service]]\nvip = \"192.0.2.10\"\nport = 80\n[[service.real_server]]\naddress = \"10.0.0.1\"\n[service.real_server.check]\ntype = \"smtp\"\n";
         let err = load_str(text, "h.toml").expect_err("bad type").to_string();
         assert!(err.contains("check[0].type"), "{err}");
     }

@@ -6,11 +6,14 @@
 //! server in the table). [`Checker::poll_timeout`] says when to call `handle_timeout` next.
 //!
 //! Rules (keepalived's):
-//! - each check runs every `delay_loop`, counted from the end of the previous probe;
+//! - each check runs every `delay_loop`, counted from the end of the previous probe (a check may
+//!   have a `delay_loop` of its own, [`CheckSpec::delay_loop`]; else the service's);
 //! - a failed probe is retried `retry` times, `delay_before_retry` apart; the check fails after
 //!   `retry + 1` failures in a row, and one success brings it back;
 //! - the server is up only while every one of its checks is up;
-//! - `alpha`: the server starts down and comes up at its first success (default: starts up);
+//! - `alpha`: the check starts down and comes up at its first success (default: starts up); a
+//!   check may set it for itself ([`CheckSpec::alpha`]), else the service's applies; the server
+//!   starts down when any of its checks does;
 //! - warmup: the first probe of each check waits a delay in `0..warmup` (default warmup: the
 //!   delay_loop), derived from a seed the caller passes in (no RNG inside);
 //! - MISC_CHECK dynamic: a success may carry a weight ([`CheckOutcome::weight`]).
@@ -73,6 +76,7 @@ pub enum Action {
 
 #[derive(Clone, Debug)]
 struct Check {
+    delay_loop: Duration,
     retry: u32,
     delay_before_retry: Duration,
     failures: u32,
@@ -85,7 +89,6 @@ struct Check {
 /// The checks of one real server.
 #[derive(Clone, Debug)]
 pub struct Checker {
-    delay_loop: Duration,
     checks: Vec<Check>,
     up: bool,
     configured_weight: u32,
@@ -94,7 +97,8 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A checker for a server with these checks, created at `now`. `warmup_seed` spreads the
+    /// A checker for a server with these checks, created at `now`. `delay_loop` and `alpha` are
+    /// the service's, for the checks that do not set their own. `warmup_seed` spreads the
     /// first probes (any value; pass a random one in production, a fixed one in tests).
     pub fn new(
         now: Instant,
@@ -108,6 +112,8 @@ impl Checker {
         let checks = specs
             .iter()
             .map(|s| {
+                let delay_loop = s.delay_loop.unwrap_or(delay_loop);
+                let alpha = s.alpha.unwrap_or(alpha);
                 let warmup = s.warmup.unwrap_or(delay_loop).as_millis() as u64;
                 // splitmix64 step: one value per check from one seed.
                 seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -117,6 +123,7 @@ impl Checker {
                 z ^= z >> 31;
                 let delay = if warmup == 0 { 0 } else { z % warmup };
                 Check {
+                    delay_loop,
                     retry: s.retry,
                     delay_before_retry: s.delay_before_retry(),
                     failures: 0,
@@ -125,16 +132,16 @@ impl Checker {
                     weight: None,
                 }
             })
-            .collect();
+            .collect::<Vec<Check>>();
+        let up = checks.iter().all(|c| c.up);
         let mut c = Checker {
-            delay_loop,
             checks,
-            up: !alpha,
+            up,
             configured_weight: weight,
             weight,
             actions: VecDeque::new(),
         };
-        if alpha {
+        if !up {
             c.actions.push_back(Action::SetDown {
                 reason: "alpha: down until its first successful check".into(),
             });
@@ -169,10 +176,10 @@ impl Checker {
 
     /// A probe of check `index` finished at `now`.
     pub fn handle_result(&mut self, now: Instant, index: usize, outcome: CheckOutcome) {
-        let delay_loop = self.delay_loop;
         let Some(c) = self.checks.get_mut(index) else {
             return;
         };
+        let delay_loop = c.delay_loop;
         if outcome.ok {
             c.failures = 0;
             c.up = true;
@@ -389,6 +396,110 @@ mod tests {
                 }
             )]
         );
+    }
+
+    #[test]
+    fn a_check_with_its_own_delay_loop_runs_at_its_own_pace() {
+        // Service delay_loop 10; the TCP check says 3 (a real_server or checker delay_loop).
+        let fast = CheckSpec {
+            warmup: Some(Duration::ZERO),
+            delay_loop: Some(Duration::from_secs(3)),
+            ..CheckSpec::new(CheckKind::Tcp)
+        };
+        let mut c = Checker::new(
+            secs(0),
+            Duration::from_secs(10),
+            &[http(1, 1, 1), fast],
+            false,
+            1,
+            0,
+        );
+        let mut starts = Vec::new();
+        while let Some(t) = c.poll_timeout().filter(|t| *t <= secs(20)) {
+            c.handle_timeout(t);
+            for a in drain(&mut c) {
+                if let Action::Probe(i) = a {
+                    starts.push((t, i));
+                    c.handle_result(t, i, CheckOutcome::ok("ok"));
+                }
+            }
+        }
+        let at = |i| {
+            starts
+                .iter()
+                .filter(|(_, k)| *k == i)
+                .map(|(t, _)| *t)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(0), [secs(0), secs(10), secs(20)]);
+        assert_eq!(
+            at(1),
+            [0, 3, 6, 9, 12, 15, 18].map(secs),
+            "its own delay_loop"
+        );
+    }
+
+    #[test]
+    fn alpha_of_one_check_starts_the_server_down_until_that_check_succeeds() {
+        // The service has no alpha; the second check sets it for itself.
+        let alpha_check = CheckSpec {
+            warmup: Some(Duration::ZERO),
+            retry: 0,
+            alpha: Some(true),
+            ..CheckSpec::new(CheckKind::Tcp)
+        };
+        let mut c = Checker::new(
+            secs(0),
+            Duration::from_secs(5),
+            &[http(1, 0, 1), alpha_check],
+            false,
+            1,
+            0,
+        );
+        assert!(!c.is_up());
+        assert!(matches!(c.poll_action(), Some(Action::SetDown { .. })));
+        c.handle_timeout(secs(0));
+        assert_eq!(drain(&mut c), [Action::Probe(0), Action::Probe(1)]);
+        c.handle_result(secs(1), 0, CheckOutcome::ok("http ok"));
+        assert_eq!(drain(&mut c), [], "still down: the alpha check has not run");
+        c.handle_result(secs(1), 1, CheckOutcome::ok("tcp ok"));
+        assert_eq!(
+            drain(&mut c),
+            [Action::SetUp {
+                reason: "tcp ok".into()
+            }]
+        );
+        // And a check that says alpha false under a service with alpha starts up.
+        let no_alpha = CheckSpec {
+            alpha: Some(false),
+            ..http(1, 0, 1)
+        };
+        let c = Checker::new(secs(0), Duration::from_secs(5), &[no_alpha], true, 1, 0);
+        assert!(c.is_up());
+    }
+
+    #[test]
+    fn warmup_defaults_to_the_checks_own_delay_loop() {
+        let spec = CheckSpec {
+            delay_loop: Some(Duration::from_secs(2)),
+            ..http(1, 1, 1)
+        };
+        let spec = CheckSpec {
+            warmup: None,
+            ..spec
+        };
+        for seed in 0..20 {
+            let c = Checker::new(
+                secs(0),
+                Duration::from_secs(60),
+                std::slice::from_ref(&spec),
+                false,
+                1,
+                seed,
+            );
+            let first = c.poll_timeout().expect("a probe is due");
+            assert!(first < secs(2), "seed {seed}: {first:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! ([`crate::control::config`]) or from a keepalived.conf, read by the checkers.
 //!
 //! Field names and defaults follow keepalived's `virtual_server` / `real_server` /
-//! `HTTP_GET` / `SSL_GET` / `TCP_CHECK` / `MISC_CHECK` blocks (keepalived.conf(5)).
+//! `HTTP_GET` / `SSL_GET` / `TCP_CHECK` / `MISC_CHECK` / `UDP_CHECK` / `PING_CHECK` blocks
+//! (keepalived.conf(5)).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -15,7 +16,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(60);
 /// keepalived's default `delay_before_retry` for HTTP_GET and SSL_GET: 3 s.
 pub const DEFAULT_HTTP_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(3);
-/// keepalived's default `delay_before_retry` for TCP_CHECK and MISC_CHECK: 1 s.
+/// keepalived's default `delay_before_retry` for TCP_CHECK, MISC_CHECK, UDP_CHECK and
+/// PING_CHECK: 1 s.
 pub const DEFAULT_OTHER_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
 
 /// The health configuration of every service that has one.
@@ -41,7 +43,8 @@ pub struct ServiceHealth {
     /// `alpha`: a real server starts down and comes up after its first successful check
     /// (default: starts up).
     pub alpha: bool,
-    /// `omega`: run `quorum_down` when the service is removed at shutdown too.
+    /// `omega`: at shutdown, a service that still has its quorum loses it: its `quorum_down`
+    /// runs (keepalived: "on daemon shutdown consider quorum and RS down notifiers").
     pub omega: bool,
     /// `quorum`: the minimum sum of weights of alive real servers for the service to be up
     /// (default 1).
@@ -58,7 +61,8 @@ pub struct ServiceHealth {
     /// `sorry_server_inhibit`: keep the sorry server in the table with weight 0 instead of
     /// removing it while it is not in use.
     pub sorry_server_inhibit: bool,
-    /// `ha_suspend`: suspend the checkers while the VRRP instance is not master.
+    /// `ha_suspend`: suspend the checkers while the VRRP instance is not master (accepted;
+    /// acted on once tunlb has VRRP).
     pub ha_suspend: bool,
     /// Per real server `(address, port)`: its checkers and `inhibit_on_failure`.
     pub per_dest: Vec<((Ipv4Addr, u16), DestHealth)>,
@@ -139,6 +143,13 @@ pub struct CheckSpec {
     /// not with `connect_ip`.
     #[serde(default)]
     pub check_through_tunnel: bool,
+    /// A `delay_loop` of this check's own (keepalived allows it per checker and per real
+    /// server); `None`: the service's.
+    #[serde(default)]
+    pub delay_loop: Option<Duration>,
+    /// An `alpha` of this check's own (per checker or real server); `None`: the service's.
+    #[serde(default)]
+    pub alpha: Option<bool>,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -162,6 +173,8 @@ impl CheckSpec {
             delay_before_retry: None,
             warmup: None,
             check_through_tunnel: false,
+            delay_loop: None,
+            alpha: None,
         }
     }
 
@@ -169,7 +182,9 @@ impl CheckSpec {
     pub fn delay_before_retry(&self) -> Duration {
         self.delay_before_retry.unwrap_or(match self.kind {
             CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } => DEFAULT_HTTP_DELAY_BEFORE_RETRY,
-            CheckKind::Tcp | CheckKind::Misc { .. } => DEFAULT_OTHER_DELAY_BEFORE_RETRY,
+            CheckKind::Tcp | CheckKind::Misc { .. } | CheckKind::Udp(_) | CheckKind::Ping => {
+                DEFAULT_OTHER_DELAY_BEFORE_RETRY
+            }
         })
     }
 }
@@ -192,13 +207,21 @@ pub enum CheckKind {
         #[serde(default)]
         virtualhost: Option<String>,
     },
-    /// `SSL_GET`: the same over TLS.
+    /// `SSL_GET`: the same over TLS (any server certificate is accepted, as keepalived does
+    /// without a CA file).
     SslGet {
         /// The `url { }` blocks.
         urls: Vec<UrlSpec>,
-        /// `virtualhost`: the Host header and SNI name.
+        /// `virtualhost`: the Host header (and the SNI name with `enable_sni`).
         #[serde(default)]
         virtualhost: Option<String>,
+        /// `enable_sni`: send a server name in the handshake: `sni_name`, else the
+        /// virtualhost (none when that is unset or an IP address).
+        #[serde(default)]
+        enable_sni: bool,
+        /// `sni_name`: the SNI name to send with `enable_sni` instead of the virtualhost.
+        #[serde(default)]
+        sni_name: Option<String>,
     },
     /// `TCP_CHECK`: a TCP connect.
     Tcp,
@@ -213,6 +236,91 @@ pub enum CheckKind {
         #[serde(default)]
         dynamic: bool,
     },
+    /// `UDP_CHECK`: send one datagram; down on an ICMP error (port unreachable, ...) within
+    /// `connect_timeout`, or, with `require_reply`, on no fitting reply.
+    Udp(UdpCheck),
+    /// `PING_CHECK`: an ICMP echo request; up when the echo reply comes within
+    /// `connect_timeout`.
+    Ping,
+}
+
+/// The settings of a `UDP_CHECK`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct UdpCheck {
+    /// `payload`: the datagram's bytes (empty: a few bytes of the probe's choosing).
+    pub payload: Vec<u8>,
+    /// `require_reply [HEX]`: a reply must come (`Some`), and must start with the pattern (if
+    /// not empty; compared over the shorter of the two).
+    pub require_reply: Option<ReplyPattern>,
+    /// `min_reply_length`: the shortest reply accepted with `require_reply` (default 0).
+    pub min_reply_length: u16,
+    /// `max_reply_length`: the longest reply accepted with `require_reply` (default 255).
+    pub max_reply_length: u16,
+}
+
+impl Default for UdpCheck {
+    fn default() -> Self {
+        UdpCheck {
+            payload: Vec::new(),
+            require_reply: None,
+            min_reply_length: 0,
+            max_reply_length: 255,
+        }
+    }
+}
+
+/// The bytes a UDP_CHECK reply must start with; a nibble written `X` matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplyPattern {
+    /// The expected bytes (0 where a nibble is ignored).
+    pub bytes: Vec<u8>,
+    /// Per byte, the bits that are compared (0xf0 when the low nibble was `X`).
+    pub mask: Vec<u8>,
+}
+
+impl ReplyPattern {
+    /// Whether `reply` matches over the shorter of the pattern and the reply (keepalived).
+    pub fn matches(&self, reply: &[u8]) -> bool {
+        self.bytes
+            .iter()
+            .zip(&self.mask)
+            .zip(reply)
+            .all(|((want, mask), got)| (want ^ got) & mask == 0)
+    }
+}
+
+/// Reads keepalived's free-form hex string: whitespace-separated words, each read two digits
+/// at a time, a word's odd last digit making a byte of its own (`"Ab12f 3"` = `ab 12 0f 03`).
+/// With `wildcards`, `x`/`X` stands for a nibble that is not compared. `None`: not hex, or
+/// empty.
+pub fn parse_hex(text: &str, wildcards: bool) -> Option<ReplyPattern> {
+    let mut p = ReplyPattern::default();
+    let nibble = |c: char| -> Option<(u8, u8)> {
+        match c {
+            'x' | 'X' if wildcards => Some((0, 0)),
+            _ => c.to_digit(16).map(|d| (d as u8, 0xf)),
+        }
+    };
+    for word in text.split_whitespace() {
+        let digits: Vec<char> = word.chars().collect();
+        for pair in digits.chunks(2) {
+            let (v, m) = match *pair {
+                [hi, lo] => {
+                    let ((hv, hm), (lv, lm)) = (nibble(hi)?, nibble(lo)?);
+                    ((hv << 4) | lv, (hm << 4) | lm)
+                }
+                [lo] => {
+                    let (lv, lm) = nibble(lo)?;
+                    (lv, 0xf0 | lm)
+                }
+                _ => return None,
+            };
+            p.bytes.push(v);
+            p.mask.push(m);
+        }
+    }
+    (!p.bytes.is_empty()).then_some(p)
 }
 
 /// One `url { }` block of HTTP_GET / SSL_GET.
@@ -226,4 +334,36 @@ pub struct UrlSpec {
     /// `digest`: the expected MD5 of the body, lowercase hex (default: not checked).
     #[serde(default)]
     pub digest: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_strings_read_as_keepalived_documents() {
+        // keepalived.conf(5): "Ab12f 3 456 546443123" = AB 12 0F 03 45 06 54 64 43 12 03.
+        let p = parse_hex("Ab12f 3 456 546443123", false).expect("hex");
+        assert_eq!(
+            p.bytes,
+            [0xab, 0x12, 0x0f, 0x03, 0x45, 0x06, 0x54, 0x64, 0x43, 0x12, 0x03]
+        );
+        assert!(p.mask.iter().all(|m| *m == 0xff));
+        assert_eq!(parse_hex("zz", false), None);
+        assert_eq!(parse_hex("  ", false), None);
+        assert_eq!(parse_hex("1x", false), None, "x only as a wildcard");
+    }
+
+    #[test]
+    fn reply_patterns_ignore_x_nibbles_and_compare_the_shorter_length() {
+        let p = parse_hex("12x4 ff", true).expect("hex");
+        assert_eq!(p.mask, [0xff, 0x0f, 0xff]);
+        assert!(p.matches(&[0x12, 0x34, 0xff, 0x99]));
+        assert!(
+            p.matches(&[0x12, 0xa4]),
+            "shorter reply: compared over its length"
+        );
+        assert!(!p.matches(&[0x12, 0x35, 0xff]));
+        assert!(!p.matches(&[0x13]));
+    }
 }

@@ -3,7 +3,8 @@
 //! - [`config`]: the settings (plain data from the TOML config or a keepalived.conf).
 //! - [`checker`]: the sans-IO state machine per real server (delay_loop, retry, alpha, ...).
 //! - [`service`]: the sans-IO quorum / hysteresis state per service.
-//! - [`probe`]: the IO: TCP connect, HTTP GET (+ MD5 digest), MISC program.
+//! - [`probe`]: the IO: TCP connect, HTTP GET (+ MD5 digest), MISC program; [`tls`] the
+//!   SSL_GET client; [`probe_udp`] UDP_CHECK and PING_CHECK.
 //! - [`target`]: where a probe connects from and to: the real server, or with
 //!   `check_through_tunnel` the VIP through the director's own data path (pinned to the server
 //!   checked, see [`crate::director::probe_pin`]), so that a DSR black hole fails the check.
@@ -13,13 +14,17 @@
 //! A server that goes down is removed from the table: its established flows are dropped at
 //! their next packet (IPVS's `expire_nodest_conn`); with `inhibit_on_failure` it stays with
 //! weight 0 and keeps them. When a service loses its quorum and has a sorry server, the sorry
-//! server replaces the real servers until the quorum is back (keepalived).
+//! server replaces the real servers until the quorum is back (keepalived). With `omega`, a
+//! service that still has its quorum when the monitor stops loses it: its `quorum_down` runs.
+//! `ha_suspend` is accepted and logged; it is acted on once tunlb has VRRP.
 
 pub mod checker;
 pub mod config;
 pub mod probe;
+pub mod probe_udp;
 pub mod service;
 pub mod target;
+pub mod tls;
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -132,6 +137,12 @@ impl Monitor {
                 eprintln!("tunlb director: health: service {key} is not in the table; not checked");
                 continue;
             };
+            if cfg.ha_suspend && old_keys.iter().all(|k| k != key) {
+                eprintln!(
+                    "tunlb director: health: service {key}: ha_suspend accepted, acted on once \
+                     VRRP exists (checks run all the time)"
+                );
+            }
             let si = services.len();
             for d in &svc.dests {
                 let port = dest_port(*key, d);
@@ -245,7 +256,7 @@ fn run(plane: &Arc<ControlPlane>, stop: &AtomicBool) {
             changed |= drain(plane, &mut m.dests, &m.services, i, &tx);
         }
         if changed {
-            quorum(plane, &mut m.dests, &mut m.services);
+            quorum(plane, &m.dests, &mut m.services);
             changed = false;
         }
         let next = m
@@ -261,6 +272,64 @@ fn run(plane: &Arc<ControlPlane>, stop: &AtomicBool) {
             // A result for a dest a reload dropped finds no one.
             if let Some(d) = m.dests.iter_mut().find(|d| d.id == id) {
                 d.checker.handle_result(clock.now(), k, outcome);
+            }
+        }
+    }
+    shutdown(plane, &m.dests, &mut m.services);
+}
+
+/// The sum of the weights of service `key`'s (index `si`) alive real servers; unchecked ones
+/// count as alive. `None`: the service is not in the table.
+fn alive_weight(plane: &ControlPlane, dests: &[Dest], si: usize, key: ServiceKey) -> Option<u64> {
+    let set = plane.configured();
+    let svc = set.services.iter().find(|x| x.key == key)?;
+    Some(
+        svc.dests
+            .iter()
+            .map(|d| {
+                let port = dest_port(key, d);
+                match dests
+                    .iter()
+                    .find(|x| x.service == si && x.addr == d.addr && x.port == port)
+                {
+                    Some(x) if x.checker.is_up() => u64::from(x.checker.weight()),
+                    Some(_) => 0,
+                    None => u64::from(d.weight),
+                }
+            })
+            .sum(),
+    )
+}
+
+/// The monitor stops: `omega` services that still have their quorum lose it and run
+/// `quorum_down` (started, not waited for: it outlives the director if it must).
+fn shutdown(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
+    for (si, s) in services.iter_mut().enumerate() {
+        let alive = alive_weight(plane, dests, si, s.key).unwrap_or(0);
+        s.quorum.handle_shutdown(s.cfg.omega, alive);
+        while let Some(a) = s.quorum.poll_action() {
+            if !matches!(a, QuorumAction::Lost { .. }) {
+                continue;
+            }
+            let run = match &s.cfg.quorum_down {
+                Some(cmd) => format!(", running quorum_down {cmd:?}"),
+                None => String::new(),
+            };
+            eprintln!(
+                "tunlb director: health: service {}: shutting down with omega: quorum lost{run}",
+                s.key
+            );
+            if let Some(cmd) = &s.cfg.quorum_down {
+                let child = std::process::Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .spawn();
+                match child {
+                    Ok(mut child) => {
+                        let _ = std::thread::Builder::new().spawn(move || child.wait());
+                    }
+                    Err(e) => eprintln!("tunlb director: health: quorum_down {cmd:?}: {e}"),
+                }
             }
         }
     }
@@ -288,6 +357,7 @@ fn drain(
                 };
                 let (tx, id, addr, port) = (tx.clone(), d.id, d.addr, d.port);
                 let plane = plane.clone();
+                let delay_loop = spec.delay_loop.unwrap_or(delay_loop);
                 let _ = std::thread::Builder::new()
                     .name("tunlb-probe".into())
                     .spawn(move || {
@@ -344,27 +414,11 @@ fn drain(
 }
 
 /// Recomputes every service's alive weight and applies quorum changes.
-fn quorum(plane: &ControlPlane, dests: &mut [Dest], services: &mut [Service]) {
-    let set = plane.configured();
+fn quorum(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
     for (si, s) in services.iter_mut().enumerate() {
-        let Some(svc) = set.services.iter().find(|x| x.key == s.key) else {
+        let Some(alive) = alive_weight(plane, dests, si, s.key) else {
             continue;
         };
-        let alive: u64 = svc
-            .dests
-            .iter()
-            .map(|d| {
-                let port = dest_port(s.key, d);
-                match dests
-                    .iter()
-                    .find(|x| x.service == si && x.addr == d.addr && x.port == port)
-                {
-                    Some(x) if x.checker.is_up() => u64::from(x.checker.weight()),
-                    Some(_) => 0,
-                    None => u64::from(d.weight),
-                }
-            })
-            .sum();
         s.quorum.handle_weights(alive);
         while let Some(a) = s.quorum.poll_action() {
             let (active, cmd, what) = match a {

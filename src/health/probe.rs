@@ -8,7 +8,10 @@
 //!   (lowercase hex, as keepalived's `genhash` prints it) must equal `digest`.
 //! - MISC_CHECK: `/bin/sh -c misc_path`, killed after `misc_timeout` (default: delay_loop);
 //!   exit 0 = up; with `misc_dynamic` 1 = down and 2 + N = up with weight N, else non-zero = down.
-//! - SSL_GET: not implemented (always fails with a message saying so).
+//! - SSL_GET ([`super::tls`]): TLS (rustls, any server certificate accepted, as keepalived
+//!   without a CA), then the HTTP_GET exchange and rules; the whole within `connect_timeout`.
+//! - UDP_CHECK and PING_CHECK ([`super::probe_udp`]): a datagram that must draw no ICMP error
+//!   (and, with `require_reply`, a fitting reply); an ICMP echo that must be answered.
 //!
 //! Where TCP-based probes connect from and to (the real server, or with `check_through_tunnel`
 //! the VIP through the data path) is [`super::target`]'s business.
@@ -52,7 +55,9 @@ pub fn run_to(spec: &CheckSpec, to: &Target, delay_loop: Duration) -> CheckOutco
             }
             CheckOutcome::ok(format!("HTTP GET on {target} ok"))
         }
-        CheckKind::SslGet { .. } => CheckOutcome::failed("SSL_GET is not supported yet"),
+        CheckKind::SslGet { .. } => super::tls::run(spec, to),
+        CheckKind::Udp(udp) => super::probe_udp::udp(spec, udp, target),
+        CheckKind::Ping => super::probe_udp::ping(spec, *target.ip()),
         CheckKind::Misc {
             path,
             timeout,
@@ -78,11 +83,8 @@ fn http_get(spec: &CheckSpec, to: &Target, host: &str, url: &UrlSpec) -> Result<
     };
     s.set_write_timeout(Some(left()))
         .map_err(|e| e.to_string())?;
-    let req = format!(
-        "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: tunlb health check\r\nConnection: close\r\n\r\n",
-        url.path
-    );
-    s.write_all(req.as_bytes()).map_err(|_| timeout())?;
+    s.write_all(request(&url.path, host).as_bytes())
+        .map_err(|_| timeout())?;
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     loop {
@@ -110,8 +112,20 @@ fn http_get(spec: &CheckSpec, to: &Target, host: &str, url: &UrlSpec) -> Result<
             }
         }
     }
+    judge(&buf, url)
+}
+
+/// The request HTTP_GET and SSL_GET send for `path`.
+pub(super) fn request(path: &str, host: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: tunlb health check\r\nConnection: close\r\n\r\n"
+    )
+}
+
+/// Whether the response in `buf` passes `url`'s rules (status, then digest); why not if not.
+pub(super) fn judge(buf: &[u8], url: &UrlSpec) -> Result<(), String> {
     let (status, body) =
-        parse_response(&buf).ok_or_else(|| format!("no HTTP response on {}", url.path))?;
+        parse_response(buf).ok_or_else(|| format!("no HTTP response on {}", url.path))?;
     let good = match url.status_code {
         Some(want) => status == want,
         None => (200..300).contains(&status),

@@ -6,6 +6,10 @@
 //! below `quorum - hysteresis` (or to 0), [`QuorumAction::Gained`] when it reaches
 //! `quorum + hysteresis` again. The monitor turns them into: sorry server in (and the alive real
 //! servers out, as keepalived does) and `quorum_down` run on loss; the reverse on gain.
+//!
+//! `omega` (keepalived: "on daemon shutdown consider quorum and RS down notifiers"): at
+//! shutdown [`QuorumState::handle_shutdown`] reports a service that still has its quorum as
+//! [`QuorumAction::Lost`], so its `quorum_down` runs once more on the way out.
 
 use std::collections::VecDeque;
 
@@ -69,6 +73,15 @@ impl QuorumState {
         }
     }
 
+    /// The monitor is stopping. With `omega`, a service that has its quorum loses it (its
+    /// `quorum_down` is to run); without, nothing changes (keepalived's default).
+    pub fn handle_shutdown(&mut self, omega: bool, alive: u64) {
+        if omega && self.up {
+            self.up = false;
+            self.actions.push_back(QuorumAction::Lost { alive });
+        }
+    }
+
     /// The next quorum change, if any.
     pub fn poll_action(&mut self) -> Option<QuorumAction> {
         self.actions.pop_front()
@@ -116,6 +129,31 @@ mod tests {
         let mut q = QuorumState::new(1, 0, 0);
         assert!(!q.is_up());
         assert_eq!(q.poll_action(), Some(QuorumAction::Lost { alive: 0 }));
+    }
+
+    #[test]
+    fn omega_loses_the_quorum_at_shutdown_once() {
+        let mut q = QuorumState::new(1, 0, 2);
+        q.handle_shutdown(false, 2);
+        assert_eq!(
+            q.poll_action(),
+            None,
+            "without omega nothing runs at shutdown"
+        );
+        assert!(q.is_up());
+        q.handle_shutdown(true, 2);
+        assert_eq!(q.poll_action(), Some(QuorumAction::Lost { alive: 2 }));
+        q.handle_shutdown(true, 2);
+        assert_eq!(
+            q.poll_action(),
+            None,
+            "already lost: quorum_down does not run twice"
+        );
+        // A service that lost its quorum before shutdown ran quorum_down then.
+        let mut lost = QuorumState::new(1, 0, 0);
+        assert!(lost.poll_action().is_some());
+        lost.handle_shutdown(true, 0);
+        assert_eq!(lost.poll_action(), None);
     }
 
     #[test]

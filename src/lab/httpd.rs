@@ -22,8 +22,13 @@
 //! one datagram, the banner then `length N\nsha256 HEX\n` of what arrived ([`udp_answer`]): a
 //! digest rather than the bytes, so a test can send large datagrams (fragmented on the way) and
 //! check they arrived intact and which server got them.
+//!
+//! With `--tls` every `--listen` address serves HTTPS instead, with a self-signed certificate
+//! made at start ([`crate::health::tls::self_signed_server`]): the other end of an SSL_GET
+//! health check. One request per connection (`GET /` and `GET /whoami` as above, 404 for the
+//! rest), then `close_notify`.
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,6 +50,9 @@ const POLL: Duration = Duration::from_millis(200);
 /// A connection that sends nothing for this long is closed.
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
+/// An HTTPS client that has not sent its request this long after connecting is dropped.
+const TLS_IDLE_LIMIT: Duration = Duration::from_secs(10);
+
 /// Size of the chunks `GET /bytes/N` and `POST /upload` stream through.
 const CHUNK: usize = 64 * 1024;
 
@@ -61,6 +69,11 @@ pub struct HttpdArgs {
     /// and SHA-256 of the datagram (`length N`, `sha256 HEX`).
     #[arg(long)]
     pub udp_echo: bool,
+    /// Serve HTTPS instead of HTTP on every --listen address, with a self-signed certificate
+    /// made at start (for SSL_GET health checks): `GET /` and `GET /whoami`, one request per
+    /// connection.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Runs `tunlb httpd`: binds every `--listen` address, then serves until the process is killed.
@@ -87,11 +100,30 @@ pub fn run(args: HttpdArgs) -> anyhow::Result<()> {
     }
     let banner: Arc<str> = banner_line(&banner).into();
     let stop = Arc::new(AtomicBool::new(false));
+    let tls = match args.tls {
+        true => {
+            let mut names: Vec<String> = args
+                .listen
+                .iter()
+                .filter(|a| !a.ip().is_unspecified())
+                .map(|a| a.ip().to_string())
+                .collect();
+            names.push("localhost".into());
+            let config =
+                crate::health::tls::self_signed_server(names).map_err(anyhow::Error::msg)?;
+            eprintln!("tunlb httpd: serving HTTPS with a self-signed certificate");
+            Some(config)
+        }
+        false => None,
+    };
     let mut workers: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
-            let (banner, stop) = (banner.clone(), stop.clone());
-            thread::spawn(move || serve(listener, banner, stop))
+            let (banner, stop, tls) = (banner.clone(), stop.clone(), tls.clone());
+            thread::spawn(move || match tls {
+                Some(config) => serve_tls(listener, banner, stop, config),
+                None => serve(listener, banner, stop),
+            })
         })
         .collect();
     workers.extend(udp_sockets.into_iter().map(|socket| {
@@ -137,6 +169,80 @@ pub fn serve(listener: TcpListener, banner: Arc<str>, stop: Arc<AtomicBool>) -> 
         }
     }
     Ok(())
+}
+
+/// Serves HTTPS on `listener` with `config` until `stop` becomes true: one request per
+/// connection, each on a thread of its own (see the module doc for what is answered).
+pub fn serve_tls(
+    listener: TcpListener,
+    banner: Arc<str>,
+    stop: Arc<AtomicBool>,
+    config: Arc<rustls::ServerConfig>,
+) -> io::Result<()> {
+    socket2::SockRef::from(&listener).set_read_timeout(Some(POLL))?;
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let (banner, config) = (banner.clone(), config.clone());
+                thread::spawn(move || {
+                    // A failed handshake or a silent client concerns that connection only.
+                    let _ = tls_connection(stream, peer, &banner, config);
+                });
+            }
+            Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => thread::sleep(POLL),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One HTTPS connection: handshake, one request head, one answer, close_notify.
+fn tls_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    banner: &str,
+    config: Arc<rustls::ServerConfig>,
+) -> io::Result<()> {
+    stream.set_read_timeout(Some(TLS_IDLE_LIMIT))?;
+    stream.set_write_timeout(Some(IDLE_LIMIT))?;
+    stream.set_nodelay(true)?;
+    let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end = loop {
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if head.len() > MAX_HEAD {
+            break head.len();
+        }
+        let n = tls.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(buf.get(..n).unwrap_or_default());
+    };
+    let parsed = match head.get(..end) {
+        Some(h) if end <= MAX_HEAD => parse_head(h),
+        _ => Err(Reject(431, "Request Header Fields Too Large")),
+    };
+    let (code, reason, body) = match parsed {
+        Err(Reject(code, reason)) => (code, reason, format!("{code} {reason}\n")),
+        Ok(req) if req.method != "GET" => (405, "Method Not Allowed", "405\n".to_string()),
+        Ok(req) => match req.path.split('?').next().unwrap_or("") {
+            "/" => (200, "OK", banner.to_string()),
+            "/whoami" => (200, "OK", format!("{banner}client {peer}\n")),
+            _ => (404, "Not Found", "404 Not Found\n".to_string()),
+        },
+    };
+    let mut out = head_bytes(code, reason, "text/plain", body.len() as u64, false, banner);
+    out.extend_from_slice(body.as_bytes());
+    tls.write_all(&out)?;
+    tls.conn.send_close_notify();
+    tls.flush()
 }
 
 /// Answers every datagram arriving on `socket` with [`udp_answer`] until `stop` becomes true
@@ -808,6 +914,45 @@ mod tests {
                 )
             );
         }
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn tls_serves_the_banner_to_an_ssl_get_check() {
+        use crate::health::config::{CheckKind, CheckSpec, UrlSpec};
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let banner: Arc<str> = banner_line("from 127.0.0.1").into();
+        let config = crate::health::tls::self_signed_server(vec!["127.0.0.1".into()]).unwrap();
+        let (flag, b) = (stop.clone(), banner.clone());
+        let server = thread::spawn(move || serve_tls(listener, b, flag, config));
+        let check = |path: &str, digest: Option<String>| {
+            let spec = CheckSpec::new(CheckKind::SslGet {
+                urls: vec![UrlSpec {
+                    path: path.into(),
+                    status_code: Some(200),
+                    digest,
+                }],
+                virtualhost: None,
+                enable_sni: false,
+                sni_name: None,
+            });
+            crate::health::tls::run(
+                &spec,
+                &crate::health::target::Target {
+                    bind: None,
+                    connect: std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
+                    through: None,
+                },
+            )
+        };
+        let digest = crate::health::probe::md5_hex(banner.as_bytes());
+        let ok = check("/", Some(digest));
+        assert!(ok.ok, "{ok:?}");
+        let missing = check("/nothing", None);
+        assert_eq!(missing.reason, "HTTP status 404 on /nothing");
         stop.store(true, Ordering::Relaxed);
         server.join().unwrap().unwrap();
     }

@@ -12,7 +12,9 @@
 //! scenarios: both directions through the director, many concurrent flows, UDP and ICMP;
 //! [`gateway`] links two sites through the director's tunnel routes and a
 //! `tunlb realserver --gateway`; [`health`] has keepalived-style health checks removing and
-//! restoring real servers; [`keepalived_conf`] runs the seed's keepalived.conf with
+//! restoring real servers; [`ssl_check`] runs an SSL_GET check against `tunlb httpd --tls`
+//! (and omega's quorum_down at shutdown);
+//! [`keepalived_conf`] runs the seed's keepalived.conf with
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
 //! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic.
 
@@ -28,4 +30,5 @@ mod metrics;
 mod nat_mode;
 mod seed_walkthrough;
 mod snat;
+mod ssl_check;
 mod tun_mode;

@@ -4,8 +4,12 @@
 //! keepalived's semantics kept here: `lb_kind` (alias `lvs_method`) defaults to NAT; `lb_kind
 //! TUN type gue port N csum` selects the tunnel; a `real_server` may override the service's
 //! method with `lvs_method`; checker settings (`connect_timeout`, `retry`, `delay_before_retry`,
-//! `warmup`, `virtualhost`) are inherited checker ← real_server ← virtual_server; a virtual
-//! server without real servers is dropped with a warning.
+//! `warmup`, `virtualhost`) are inherited checker ← real_server ← virtual_server, and so are
+//! `delay_loop` and `alpha` (the virtual_server's are the service's defaults, a real_server's
+//! or checker's are that check's own); a virtual server without real servers is dropped with
+//! a warning. Checkers: HTTP_GET, SSL_GET (`enable_sni`, `sni_name`), TCP_CHECK, MISC_CHECK,
+//! UDP_CHECK (`payload`, `require_reply`, `min_reply_length`, `max_reply_length`) and
+//! PING_CHECK.
 //!
 //! One tunlb extension inside `HTTP_GET`, `SSL_GET` and `TCP_CHECK` blocks:
 //! `check_through_tunnel [true|false]` probes the VIP through the director's own data path
@@ -24,7 +28,8 @@ use crate::director::service::{
 };
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::{
-    CheckKind, CheckSpec, DestHealth, HealthConfig, ServiceHealth, UrlSpec,
+    parse_hex, CheckKind, CheckSpec, DestHealth, HealthConfig, ReplyPattern, ServiceHealth,
+    UdpCheck, UrlSpec,
 };
 
 /// Top-level keywords keepalived knows that tunlb accepts and ignores.
@@ -201,6 +206,8 @@ struct Inherited {
     warmup: Option<Duration>,
     virtualhost: Option<String>,
     inhibit_on_failure: bool,
+    delay_loop: Option<Duration>,
+    alpha: Option<bool>,
 }
 
 impl Inherited {
@@ -227,6 +234,21 @@ impl Inherited {
                 self.delay_before_retry = cx.seconds(node, 0, 0.0, max).or(self.delay_before_retry);
             }
             "warmup" => self.warmup = cx.seconds(node, 0, 0.0, max).or(self.warmup),
+            "delay_loop" => self.delay_loop = cx.seconds(node, 0, 0.001, max).or(self.delay_loop),
+            "alpha" => {
+                // keepalived: `alpha [<BOOL>]`, no value meaning on.
+                match node.args.first().map(|w| w.text.as_str()) {
+                    None | Some("true" | "on" | "yes") => self.alpha = Some(true),
+                    Some("false" | "off" | "no") => self.alpha = Some(false),
+                    Some(other) => {
+                        let at = node.args[0].at;
+                        cx.error(
+                            at,
+                            format!("alpha: expected true or false, found '{other}'"),
+                        );
+                    }
+                }
+            }
             "virtualhost" => {
                 self.virtualhost = cx
                     .arg(node, 0, "a host name")
@@ -271,6 +293,12 @@ impl Inherited {
         if self.warmup.is_some() {
             spec.warmup = self.warmup;
         }
+        if self.delay_loop.is_some() {
+            spec.delay_loop = self.delay_loop;
+        }
+        if self.alpha.is_some() {
+            spec.alpha = self.alpha;
+        }
         if let Some(v) = &self.virtualhost {
             if let CheckKind::HttpGet { virtualhost, .. } | CheckKind::SslGet { virtualhost, .. } =
                 &mut spec.kind
@@ -289,6 +317,8 @@ impl Inherited {
             warmup: inner.warmup.or(self.warmup),
             virtualhost: inner.virtualhost.clone().or(self.virtualhost.clone()),
             inhibit_on_failure: inner.inhibit_on_failure || self.inhibit_on_failure,
+            delay_loop: inner.delay_loop.or(self.delay_loop),
+            alpha: inner.alpha.or(self.alpha),
         }
     }
 }
@@ -470,10 +500,11 @@ fn virtual_server(
     let mut inherited = Inherited::default();
     let mut real_servers: Vec<&Node> = Vec::new();
     for field in cx.block(node) {
-        if inherited.handle(field, cx) {
+        let kw = field.name.text.as_str();
+        // delay_loop and alpha here are the service's (the checks' defaults), not inherited.
+        if !matches!(kw, "delay_loop" | "alpha") && inherited.handle(field, cx) {
             continue;
         }
-        let kw = field.name.text.as_str();
         match kw {
             "lb_algo" | "lvs_sched" => {
                 if let Some(w) = cx.arg(field, 0, "a scheduler (rr wrr lc wlc sh dh sed nq mh)") {
@@ -541,6 +572,13 @@ fn virtual_server(
             }
             "ha_suspend" => {
                 health.ha_suspend = true;
+                cx.warn(
+                    field.name.at,
+                    format!(
+                        "{what}: ha_suspend accepted, acted on once VRRP exists (until then the \
+                         checks always run)"
+                    ),
+                );
                 cx.at_most(field, 0);
             }
             "alpha" | "omega" => {
@@ -759,15 +797,16 @@ fn real_server(
                 }
                 cx.at_most(field, 1);
             }
-            "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" => check_nodes.push(field),
-            "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "FILE_CHECK" | "PING_CHECK"
-            | "UDP_CHECK" => {
+            "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" | "UDP_CHECK" | "PING_CHECK" => {
+                check_nodes.push(field)
+            }
+            "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "FILE_CHECK" => {
                 cx.error(
                     field.name.at,
-                    format!("{what}: {kw} is not supported by tunlb (use HTTP_GET, SSL_GET, TCP_CHECK or MISC_CHECK)"),
+                    format!("{what}: {kw} is not supported by tunlb (use HTTP_GET, SSL_GET, TCP_CHECK, MISC_CHECK, UDP_CHECK or PING_CHECK)"),
                 );
             }
-            "notify_up" | "notify_down" | "smtp_alert" | "snmp_name" | "alpha" | "delay_loop" => {
+            "notify_up" | "notify_down" | "smtp_alert" | "snmp_name" => {
                 cx.no_block(field);
                 cx.warn(
                     field.name.at,
@@ -829,6 +868,9 @@ fn check(
     let mut misc_path: Option<String> = None;
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
+    let mut enable_sni = false;
+    let mut sni_name: Option<String> = None;
+    let mut udp = UdpCheck::default();
     let mut own = Inherited::default();
     let mut spec = CheckSpec::new(CheckKind::Tcp);
     let http = matches!(kw, "HTTP_GET" | "SSL_GET");
@@ -859,7 +901,7 @@ fn check(
             }
             // A tunlb extension (keepalived has no such keyword): probe the VIP through the
             // director's data path instead of the real server's own address.
-            "check_through_tunnel" if kw != "MISC_CHECK" => {
+            "check_through_tunnel" if matches!(kw, "HTTP_GET" | "SSL_GET" | "TCP_CHECK") => {
                 match field.args.first().map(|w| w.text.as_str()) {
                     None | Some("true" | "on" | "yes") => spec.check_through_tunnel = true,
                     Some("false" | "off" | "no") => spec.check_through_tunnel = false,
@@ -907,9 +949,56 @@ fn check(
                 misc_dynamic = true;
                 cx.at_most(field, 0);
             }
-            "bind_port" | "bind_if" | "fwmark" | "delay_loop" | "alpha" | "log_all_failures"
-            | "http_protocol" | "enable_sni" | "sni_name" | "fast_recovery" | "tls_compliant"
-            | "user" => {
+            "enable_sni" if kw == "SSL_GET" => {
+                enable_sni = true;
+                cx.at_most(field, 0);
+            }
+            "sni_name" if kw == "SSL_GET" => {
+                sni_name = cx.arg(field, 0, "a host name").map(|w| w.text.clone());
+                cx.at_most(field, 1);
+            }
+            "payload" if kw == "UDP_CHECK" => {
+                if let Some(w) = cx.arg(field, 0, "a hex string like 01 ab 3f") {
+                    let at = w.at;
+                    match parse_hex(&words(field), false) {
+                        Some(p) => udp.payload = p.bytes,
+                        None => cx.error(
+                            at,
+                            format!("{what} payload: expected hex digits like 01 ab 3f"),
+                        ),
+                    }
+                }
+                cx.no_block(field);
+            }
+            "require_reply" if kw == "UDP_CHECK" => {
+                udp.require_reply = match field.args.first() {
+                    None => Some(ReplyPattern::default()),
+                    Some(w) => {
+                        let at = w.at;
+                        let p = parse_hex(&words(field), true);
+                        if p.is_none() {
+                            cx.error(
+                                at,
+                                format!("{what} require_reply: expected hex digits (x for any nibble) like 01 xx"),
+                            );
+                        }
+                        p
+                    }
+                };
+                cx.no_block(field);
+            }
+            "min_reply_length" | "max_reply_length" if kw == "UDP_CHECK" => {
+                if let Some(n) = cx.uint(field, 0, 0, 65_535) {
+                    if f == "min_reply_length" {
+                        udp.min_reply_length = n as u16;
+                    } else {
+                        udp.max_reply_length = n as u16;
+                    }
+                }
+                cx.at_most(field, 1);
+            }
+            "bind_port" | "bind_if" | "fwmark" | "log_all_failures" | "http_protocol"
+            | "fast_recovery" | "tls_compliant" | "user" => {
                 cx.no_block(field);
                 cx.warn(
                     field.name.at,
@@ -947,9 +1036,25 @@ fn check(
                 CheckKind::SslGet {
                     urls,
                     virtualhost: None,
+                    enable_sni,
+                    sni_name,
                 }
             }
         }
+        "UDP_CHECK" => {
+            if udp.min_reply_length > udp.max_reply_length {
+                cx.error(
+                    node.name.at,
+                    format!(
+                        "{what}: min_reply_length {} > max_reply_length {}: the check would always fail",
+                        udp.min_reply_length, udp.max_reply_length
+                    ),
+                );
+                return None;
+            }
+            CheckKind::Udp(udp)
+        }
+        "PING_CHECK" => CheckKind::Ping,
         "MISC_CHECK" => {
             let Some(path) = misc_path else {
                 cx.error(node.name.at, format!("{what}: expected misc_path"));
@@ -965,6 +1070,15 @@ fn check(
     };
     inherited.under(&own).apply(&mut spec);
     Some(spec)
+}
+
+/// A keyword's arguments joined by spaces (keepalived reads a hex string across words).
+fn words(node: &Node) -> String {
+    node.args
+        .iter()
+        .map(|w| w.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn url(node: &Node, what: &str, cx: &mut Ctx) -> Option<UrlSpec> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::*;
 use crate::director::service::{Forward, Persistence, Protocol, SchedulerKind};
 use crate::encap::TunnelType;
-use crate::health::config::{CheckKind, UrlSpec};
+use crate::health::config::{parse_hex, CheckKind, ReplyPattern, UdpCheck, UrlSpec};
 
 fn ok(text: &str) -> KeepalivedConfig {
     parse_str(text, "k.conf").unwrap_or_else(|e| panic!("{e}"))
@@ -204,7 +204,9 @@ fn every_lvs_construct_is_read() {
                 path: "/s".into(),
                 ..UrlSpec::default()
             }],
-            virtualhost: Some("tls.example.com".into())
+            virtualhost: Some("tls.example.com".into()),
+            enable_sni: false,
+            sni_name: None,
         }
     );
     assert_eq!(
@@ -224,7 +226,13 @@ fn every_lvs_construct_is_read() {
         (5353, Forward::Nat)
     );
     assert!(conf.health.services[3].1.per_dest.is_empty());
-    assert!(conf.warnings.is_empty(), "{:?}", conf.warnings);
+    assert_eq!(
+        warnings(&conf),
+        [
+            "virtual_server group web: ha_suspend accepted, acted on once VRRP exists (until then \
+          the checks always run)"
+        ]
+    );
 }
 
 #[test]
@@ -690,4 +698,149 @@ fn check_through_tunnel_is_a_tunlb_extension() {
             .any(|(_, _, m)| m.contains("connect_ip and check_through_tunnel")),
         "{both:?}"
     );
+}
+
+#[test]
+fn udp_ping_and_sni_checkers_are_read() {
+    let conf = ok("\
+virtual_server 10.0.0.1 53 {
+    protocol UDP
+    real_server 10.0.1.1 53 {
+        UDP_CHECK {
+            payload 00 01 ab
+            require_reply 00 0x
+            min_reply_length 2
+            max_reply_length 512
+            connect_timeout 2
+        }
+        PING_CHECK {
+            retry 0
+        }
+    }
+    real_server 10.0.1.2 53 {
+        UDP_CHECK { require_reply }
+        SSL_GET {
+            url { path / }
+            enable_sni
+            sni_name sni.example.com
+        }
+    }
+}
+");
+    let h = &conf.health.services[0].1;
+    let d1 = h.dest(Ipv4Addr::new(10, 0, 1, 1), 53).expect("rs1");
+    assert_eq!(
+        d1.checks[0].kind,
+        CheckKind::Udp(UdpCheck {
+            payload: vec![0, 1, 0xab],
+            require_reply: parse_hex("00 0x", true),
+            min_reply_length: 2,
+            max_reply_length: 512,
+        })
+    );
+    assert_eq!(d1.checks[0].connect_timeout, Duration::from_secs(2));
+    assert_eq!(d1.checks[0].delay_before_retry(), Duration::from_secs(1));
+    assert_eq!(d1.checks[1].kind, CheckKind::Ping);
+    assert_eq!(d1.checks[1].retry, 0);
+    let d2 = h.dest(Ipv4Addr::new(10, 0, 1, 2), 53).expect("rs2");
+    assert_eq!(
+        d2.checks[0].kind,
+        CheckKind::Udp(UdpCheck {
+            require_reply: Some(ReplyPattern::default()),
+            ..UdpCheck::default()
+        })
+    );
+    assert!(matches!(
+        &d2.checks[1].kind,
+        CheckKind::SslGet { enable_sni: true, sni_name: Some(n), .. } if n == "sni.example.com"
+    ));
+}
+
+#[test]
+fn bad_udp_and_sni_settings_are_errors() {
+    let errs = errors(
+        "\
+virtual_server 10.0.0.1 53 {
+    real_server 10.0.1.1 53 {
+        UDP_CHECK {
+            payload zz
+            require_reply 0g
+            min_reply_length 10
+            max_reply_length 5
+        }
+        HTTP_GET {
+            url { path / }
+            enable_sni
+        }
+        TCP_CHECK { payload 00 }
+    }
+}
+",
+    );
+    let msgs: Vec<&str> = errs.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("payload: expected hex digits")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("require_reply: expected hex digits")),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("min_reply_length 10 > max_reply_length 5")),
+        "{msgs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|(l, _, m)| *l == 11 && m.contains("enable_sni")),
+        "enable_sni is an SSL_GET keyword: {errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|(l, _, m)| *l == 13 && m.contains("payload")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn delay_loop_and_alpha_are_inherited_real_server_then_checker() {
+    let conf = ok("\
+virtual_server 10.0.0.1 80 {
+    delay_loop 30
+    alpha
+    ha_suspend
+    real_server 10.0.1.1 80 {
+        delay_loop 5
+        alpha false
+        TCP_CHECK { }
+        TCP_CHECK {
+            delay_loop 2
+            alpha
+        }
+    }
+    real_server 10.0.1.2 80 {
+        TCP_CHECK { }
+    }
+}
+");
+    let h = &conf.health.services[0].1;
+    assert_eq!(h.delay_loop, Duration::from_secs(30), "the service's");
+    assert!(h.alpha);
+    let d1 = h.dest(Ipv4Addr::new(10, 0, 1, 1), 80).expect("rs1");
+    assert_eq!(d1.checks[0].delay_loop, Some(Duration::from_secs(5)));
+    assert_eq!(d1.checks[0].alpha, Some(false));
+    assert_eq!(d1.checks[1].delay_loop, Some(Duration::from_secs(2)));
+    assert_eq!(d1.checks[1].alpha, Some(true));
+    let d2 = h.dest(Ipv4Addr::new(10, 0, 1, 2), 80).expect("rs2");
+    assert_eq!(
+        (d2.checks[0].delay_loop, d2.checks[0].alpha),
+        (None, None),
+        "the service's apply"
+    );
+    assert!(warnings(&conf)
+        .iter()
+        .any(|w| w.contains("ha_suspend accepted, acted on once VRRP exists")));
 }
