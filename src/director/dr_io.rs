@@ -33,6 +33,7 @@ use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
 use crate::sys::packet::{FrameSender, LinkDst};
 use crate::sys::raw::MsgError;
 use crate::sys::{poll_readable, PacketBatch};
+use crate::wire::gso::{TcpSegmenter, MAX_SEGMENT_HEADER};
 
 /// Prefix of the resolver's log lines.
 const LOG: &str = "tunlb director:";
@@ -55,11 +56,36 @@ struct Framed {
     range: Range<usize>,
 }
 
+/// One segment of a GSO super-packet waiting for the batch send: its IPv4 + TCP headers, then
+/// bytes `payload` of the super-packet in batch slot `slot`.
+#[derive(Clone)]
+struct SegFrame {
+    slot: usize,
+    to: LinkDst,
+    header: [u8; MAX_SEGMENT_HEADER],
+    header_len: u8,
+    payload: Range<usize>,
+}
+
+impl std::fmt::Debug for SegFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegFrame")
+            .field("slot", &self.slot)
+            .field("to", &self.to)
+            .field("payload", &self.payload)
+            .finish()
+    }
+}
+
+/// How many GSO segments one batch's [`FrameQueue`] holds (allocated once).
+pub const MAX_QUEUED_SEGMENTS: usize = 1024;
+
 /// A worker's DR frames of one batch, and the socket they leave by.
 #[derive(Debug)]
 pub struct FrameQueue {
     sender: FrameSender,
     pending: Vec<Framed>,
+    segs: Vec<SegFrame>,
 }
 
 impl std::fmt::Debug for Framed {
@@ -79,17 +105,56 @@ impl FrameQueue {
         Ok(FrameQueue {
             sender: FrameSender::new(batch_size)?,
             pending: Vec::with_capacity(batch_size.max(1) * MAX_FRAGMENTS),
+            segs: Vec::with_capacity(MAX_QUEUED_SEGMENTS),
         })
     }
 
     /// Forgets the previous batch's frames.
     pub fn clear(&mut self) {
         self.pending.clear();
+        self.segs.clear();
     }
 
     /// Whether no frame is queued.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.segs.is_empty()
+    }
+
+    /// How many more GSO segments [`queue_gso`](Self::queue_gso) takes without allocating.
+    pub fn segment_room(&self) -> usize {
+        self.segs.capacity() - self.segs.len()
+    }
+
+    /// Queues the TCP/IPv4 super-packet `pkt` (batch slot `slot`) as `seg` cuts it, one frame
+    /// per segment, each with its own headers and its payload left in the slot. Returns false,
+    /// queueing nothing, if it does not fit [`segment_room`](Self::segment_room), the core
+    /// asked for fragments, or `seg` does not describe `pkt`.
+    pub fn queue_gso(&mut self, slot: usize, pkt: &[u8], e: &Ether, seg: &TcpSegmenter) -> bool {
+        if seg.count() > self.segment_room() || e.frag_mtu != 0 {
+            return false;
+        }
+        let to = LinkDst {
+            ifindex: e.ifindex,
+            mac: e.dst_mac,
+        };
+        let start = self.segs.len();
+        for i in 0..seg.count() {
+            let mut f = SegFrame {
+                slot,
+                to,
+                header: [0; MAX_SEGMENT_HEADER],
+                header_len: 0,
+                payload: 0..0,
+            };
+            let Some(s) = seg.segment(pkt, i, &mut f.header) else {
+                self.segs.truncate(start);
+                return false;
+            };
+            f.header_len = s.header_len as u8;
+            f.payload = s.payload;
+            self.segs.push(f);
+        }
+        true
     }
 
     /// Queues the packet `pkt` (batch slot `slot`) as the core decided: whole, or as fragments
@@ -139,21 +204,28 @@ impl FrameQueue {
 
     /// Sends the queued frames with `sendmmsg`; returns how many packets the kernel refused
     /// (in whole or in one of their fragments).
+    /// GSO segments count one each.
     pub fn flush(&mut self, batch: &PacketBatch) -> u64 {
-        if self.pending.is_empty() {
+        if self.is_empty() {
             return 0;
         }
-        // `queue` checked every range, so no item is skipped and the failure positions are
-        // positions in `pending`.
+        // `queue` and `queue_gso` checked every range, so no item is skipped and the failure
+        // positions are positions in `pending` followed by `segs`.
         let items = self.pending.iter().filter_map(|f| {
             let bytes = batch.get(f.slot)?.get(f.range.clone())?;
             Some((f.to, &f.header[..usize::from(f.header_len)], bytes))
         });
-        let report = self.sender.send_batch(items);
+        let segs = self.segs.iter().filter_map(|f| {
+            let bytes = batch.get(f.slot)?.get(f.payload.clone())?;
+            Some((f.to, &f.header[..usize::from(f.header_len)], bytes))
+        });
+        let report = self.sender.send_batch(items.chain(segs));
         if report.failed == 0 {
             return 0;
         }
-        failed_packets(&self.pending, self.sender.failures())
+        let failures = self.sender.failures();
+        let whole = failures.partition_point(|f| f.index < self.pending.len());
+        failed_packets(&self.pending, &failures[..whole]) + (failures.len() - whole) as u64
     }
 }
 
