@@ -148,6 +148,10 @@ pub struct Counters {
     /// Packets without DF too big for the tunnel MTU once encapsulated, sent as outer fragments
     /// (also counted in `tx_packets`).
     pub fragmented: u64,
+    /// TUN offload: GSO super-packets decided whole (their segments count in `rx_packets`).
+    pub gso_whole: u64,
+    /// TUN offload: GSO super-packets the driver segmented before deciding each segment.
+    pub gso_split: u64,
     /// Dropped packets, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
     /// Traffic per real server, indexed by [`DestId::slot`] (grown when a new slot shows up,
@@ -205,6 +209,8 @@ impl Counters {
         self.conns_expired += other.conns_expired;
         self.mss_clamped += other.mss_clamped;
         self.fragmented += other.fragmented;
+        self.gso_whole += other.gso_whole;
+        self.gso_split += other.gso_split;
         for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {
             *d += o;
         }
@@ -278,6 +284,12 @@ impl Director {
     /// Counts a drop decided outside the core (by the driver).
     pub fn count_drop(&mut self, reason: DropReason) {
         self.counters.drops[reason as usize] += 1;
+    }
+
+    /// Counts a GSO super-packet the driver segmented before deciding its segments one by one
+    /// (see [`Counters::gso_split`]).
+    pub fn count_gso_split(&mut self) {
+        self.counters.gso_split += 1;
     }
 
     /// Counts encapsulated packets the kernel refused to send: they were counted as sent by
@@ -363,12 +375,19 @@ impl Director {
     /// for the first `seg_len` bytes, and the driver fixes its lengths and checksums per
     /// segment ([`crate::wire::gso::fix_outer`]); packet counters count `segs` packets. Only
     /// for packets with DF set (the driver segments the others first and decides each).
-    pub fn handle_gso(&mut self, now: Instant, buf: &mut [u8], seg_len: usize, segs: u32) -> Verdict {
+    pub fn handle_gso(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seg_len: usize,
+        segs: u32,
+    ) -> Verdict {
         self.handle(now, buf, Some((seg_len, segs.max(1))))
     }
 
     fn handle(&mut self, now: Instant, buf: &mut [u8], gso: Option<(usize, u32)>) -> Verdict {
         let segs = u64::from(gso.map_or(1, |g| g.1));
+        self.counters.gso_whole += u64::from(gso.is_some());
         self.counters.rx_packets += segs;
         self.counters.rx_bytes += buf.len() as u64;
         let v = self.decide(now, buf, gso);

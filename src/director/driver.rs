@@ -45,9 +45,9 @@ use crate::sys::netcfg::{conf_key, NetChanges};
 use crate::sys::raw::{MsgError, RawSender};
 use crate::sys::tun::{TunConfig, TunDevice, TunQueue};
 use crate::sys::{signal, PacketBatch, PacketMeta};
+use crate::time::Clock;
 use crate::wire::checksum;
 use crate::wire::gso::{self, TcpSegmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN};
-use crate::time::Clock;
 
 /// `tunlb director`: starts with an empty table (fill it with `tunlb adm`) unless a config is
 /// given.
@@ -294,8 +294,10 @@ fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
         conns += d.shared().nat.len();
     }
     let mut line = format!(
-        "rx {} packets, forwarded {} ({} fragmented), nat-rewritten {}, icmp sent {}, connections {} created, {} expired, {} tracked",
+        "rx {} packets ({} GSO super-packets decided whole, {} segmented first), forwarded {} ({} fragmented), nat-rewritten {}, icmp sent {}, connections {} created, {} expired, {} tracked",
         total.rx_packets,
+        total.gso_whole,
+        total.gso_split,
         total.tx_packets,
         total.fragmented,
         total.rewritten,
@@ -461,9 +463,7 @@ fn classify(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8], room: usize) -> Offloaded 
         return Offloaded::Bad;
     }
     if !vh.is_gso() {
-        if vh.needs_csum()
-            && gso::complete_checksum(pkt, vh.csum_start, vh.csum_offset).is_err()
-        {
+        if vh.needs_csum() && gso::complete_checksum(pkt, vh.csum_start, vh.csum_offset).is_err() {
             return Offloaded::Bad;
         }
         return Offloaded::Plain;
@@ -547,8 +547,8 @@ impl Worker {
             let kind = match hdrs.and_then(|h| h.get(i)) {
                 None => Offloaded::Plain,
                 Some(h) => {
-                    let room = (self.segs.capacity() - self.segs.len())
-                        .min(self.frames.segment_room());
+                    let room =
+                        (self.segs.capacity() - self.segs.len()).min(self.frames.segment_room());
                     classify(h, buf, room)
                 }
             };
@@ -556,9 +556,13 @@ impl Worker {
                 Offloaded::Plain => (d.handle_packet(now, buf), None),
                 Offloaded::Gso(seg, vh) => {
                     let segs = seg.count() as u32;
-                    (d.handle_gso(now, buf, seg.max_segment_len(), segs), Some((seg, vh)))
+                    (
+                        d.handle_gso(now, buf, seg.max_segment_len(), segs),
+                        Some((seg, vh)),
+                    )
                 }
                 Offloaded::Segment(mss) => {
+                    d.count_gso_split();
                     self.deferred.push((i, mss));
                     continue;
                 }
@@ -593,10 +597,9 @@ impl Worker {
                     // follow them; the kernel completes it per segment. `classify` checked that
                     // the field lies inside the TCP header.
                     let at = usize::from(vh.csum_start) + usize::from(vh.csum_offset);
-                    if let (Some(sum), Some(field)) = (
-                        gso::partial_tcp_checksum(buf, len),
-                        buf.get_mut(at..at + 2),
-                    ) {
+                    if let (Some(sum), Some(field)) =
+                        (gso::partial_tcp_checksum(buf, len), buf.get_mut(at..at + 2))
+                    {
                         field.copy_from_slice(&sum.to_be_bytes());
                     }
                     let mut h = [0u8; VNET_HDR_LEN];
@@ -757,5 +760,134 @@ fn worker(
         if !w.deferred.is_empty() {
             w.process_deferred(&batch, &mut spill);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encap::{build_outer, OuterParams, TunnelType};
+    use crate::wire::testing::tcp_packet;
+    use crate::wire::Ipv4Packet;
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+
+    /// A 3-segment super-packet as TUN hands it out: TCP checksum = pseudo-header sum.
+    fn super_packet(df: bool) -> (Vec<u8>, [u8; VNET_HDR_LEN]) {
+        let mut p = tcp_packet(CLIENT, 40000, VIP, 80, 0x18, 3000);
+        if !df {
+            p[6] = 0;
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = !checksum::data(&p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        let partial = gso::partial_tcp_checksum(&p, p.len()).unwrap();
+        p[36..38].copy_from_slice(&partial.to_be_bytes());
+        let vh = VnetHdr {
+            flags: gso::F_NEEDS_CSUM,
+            gso_type: gso::GSO_TCPV4,
+            hdr_len: 40,
+            gso_size: 1400,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        let mut h = [0u8; VNET_HDR_LEN];
+        vh.emit(&mut h);
+        (p, h)
+    }
+
+    fn tcp_checksum_ok(seg: &[u8]) -> bool {
+        let ip = Ipv4Packet::new_checked(seg).unwrap();
+        let l4 = &seg[ip.header_len()..];
+        checksum::combine(&[
+            checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), 6, l4.len() as u16),
+            checksum::data(l4),
+        ]) == 0xffff
+    }
+
+    #[test]
+    fn classify_sorts_offloaded_packets() {
+        let (mut p, h) = super_packet(true);
+        assert!(matches!(classify(&h, &mut p, 64), Offloaded::Gso(s, _) if s.count() == 3));
+        // No room for 3 segments, or no DF: segment first, then decide each.
+        assert!(matches!(classify(&h, &mut p, 2), Offloaded::Segment(1400)));
+        let (mut q, h2) = super_packet(false);
+        assert!(matches!(
+            classify(&h2, &mut q, 64),
+            Offloaded::Segment(1400)
+        ));
+        // A UDP offload that was never asked for, and offsets outside the packet: malformed.
+        let mut bad = h;
+        bad[1] = gso::GSO_UDP_L4;
+        assert!(matches!(classify(&bad, &mut p, 64), Offloaded::Bad));
+        let mut bad = h;
+        bad[6..8].copy_from_slice(&5000u16.to_le_bytes());
+        assert!(matches!(classify(&bad, &mut p, 64), Offloaded::Bad));
+        // An ordinary packet with a partial checksum: completed, then the old path.
+        let mut small = tcp_packet(CLIENT, 40000, VIP, 80, 0x18, 100);
+        let partial = gso::partial_tcp_checksum(&small, small.len()).unwrap();
+        small[36..38].copy_from_slice(&partial.to_be_bytes());
+        assert!(!tcp_checksum_ok(&small));
+        let plain = VnetHdr {
+            flags: gso::F_NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 16,
+            ..VnetHdr::NONE
+        };
+        let mut hp = [0u8; VNET_HDR_LEN];
+        plain.emit(&mut hp);
+        assert!(matches!(classify(&hp, &mut small, 64), Offloaded::Plain));
+        assert!(tcp_checksum_ok(&small));
+    }
+
+    #[test]
+    fn gso_encap_queues_one_valid_datagram_per_segment() {
+        let (mut p, h) = super_packet(true);
+        let Offloaded::Gso(seg, _) = classify(&h, &mut p, 64) else {
+            panic!("not GSO")
+        };
+        let params = OuterParams {
+            src: Ipv4Addr::new(10, 3, 0, 11),
+            dst: Ipv4Addr::new(10, 3, 0, 12),
+            tun: TunnelType::Gue,
+            gue_port: 6080,
+            gre_key: None,
+            udp_csum: true,
+            flow_hash: 9,
+        };
+        let mut header = [0u8; MAX_OUTER_HEADER];
+        let n = build_outer(&params, &p[..seg.max_segment_len()], &mut header).unwrap();
+        let e = Encap {
+            dst: params.dst,
+            header,
+            header_len: n as u8,
+            len: p.len(),
+            frag_mtu: 0,
+        };
+        let mut segs = Vec::with_capacity(4);
+        assert!(queue_gso_encap(&mut segs, 5, &p, &e, &seg));
+        assert_eq!(segs.len(), 3);
+        let mut inner_payload = Vec::new();
+        for s in &segs {
+            let mut dgram = s.header[..s.header_len as usize].to_vec();
+            dgram.extend_from_slice(&p[s.payload.clone()]);
+            let outer = Ipv4Packet::new_checked(&dgram[..]).unwrap();
+            assert!(outer.verify_checksum());
+            assert_eq!(outer.total_len() as usize, dgram.len());
+            let udp = &dgram[20..];
+            let sum = checksum::combine(&[
+                checksum::pseudo_header_v4(params.src, params.dst, 17, udp.len() as u16),
+                checksum::data(udp),
+            ]);
+            assert_eq!(sum, 0xffff, "outer UDP checksum");
+            let inner = &dgram[n..];
+            assert!(tcp_checksum_ok(inner));
+            inner_payload.extend_from_slice(&inner[40..]);
+        }
+        assert_eq!(inner_payload, &p[40..]);
+        // No room for another 3: nothing queued.
+        assert!(!queue_gso_encap(&mut segs, 6, &p, &e, &seg));
+        assert_eq!(segs.len(), 3);
     }
 }
