@@ -33,7 +33,7 @@ use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
 use crate::sys::packet::{FrameSender, LinkDst};
 use crate::sys::raw::MsgError;
 use crate::sys::{poll_readable, PacketBatch};
-use crate::wire::gso::{TcpSegmenter, MAX_SEGMENT_HEADER};
+use crate::wire::gso::{TcpSegmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN};
 
 /// Prefix of the resolver's log lines.
 const LOG: &str = "tunlb director:";
@@ -80,12 +80,28 @@ impl std::fmt::Debug for SegFrame {
 /// How many GSO segments one batch's [`FrameQueue`] holds (allocated once).
 pub const MAX_QUEUED_SEGMENTS: usize = 1024;
 
-/// A worker's DR frames of one batch, and the socket they leave by.
+/// A whole GSO super-packet waiting for the batch send on the `PACKET_VNET_HDR` socket: the
+/// virtio header, then bytes `..len` of the packet in batch slot `slot`.
+#[derive(Clone, Debug)]
+struct GsoFrame {
+    slot: usize,
+    to: LinkDst,
+    vnet: [u8; VNET_HDR_LEN],
+    len: usize,
+    segs: u64,
+}
+
+/// A worker's DR frames of one batch, and the sockets they leave by.
 #[derive(Debug)]
 pub struct FrameQueue {
     sender: FrameSender,
+    /// With `PACKET_VNET_HDR`: super-packets go out whole and the kernel segments them (or a
+    /// veth passes them on whole). `None` if the kernel refused the option: then they are
+    /// segmented here.
+    gso_sender: Option<FrameSender>,
     pending: Vec<Framed>,
     segs: Vec<SegFrame>,
+    gso: Vec<GsoFrame>,
 }
 
 impl std::fmt::Debug for Framed {
@@ -104,8 +120,10 @@ impl FrameQueue {
     pub fn new(batch_size: usize) -> io::Result<FrameQueue> {
         Ok(FrameQueue {
             sender: FrameSender::new(batch_size)?,
+            gso_sender: FrameSender::with_vnet_hdr(batch_size).ok(),
             pending: Vec::with_capacity(batch_size.max(1) * MAX_FRAGMENTS),
             segs: Vec::with_capacity(MAX_QUEUED_SEGMENTS),
+            gso: Vec::with_capacity(batch_size.max(1)),
         })
     }
 
@@ -113,11 +131,12 @@ impl FrameQueue {
     pub fn clear(&mut self) {
         self.pending.clear();
         self.segs.clear();
+        self.gso.clear();
     }
 
     /// Whether no frame is queued.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty() && self.segs.is_empty()
+        self.pending.is_empty() && self.segs.is_empty() && self.gso.is_empty()
     }
 
     /// How many more GSO segments [`queue_gso`](Self::queue_gso) takes without allocating.
@@ -125,18 +144,43 @@ impl FrameQueue {
         self.segs.capacity() - self.segs.len()
     }
 
-    /// Queues the TCP/IPv4 super-packet `pkt` (batch slot `slot`) as `seg` cuts it, one frame
-    /// per segment, each with its own headers and its payload left in the slot. Returns false,
-    /// queueing nothing, if it does not fit [`segment_room`](Self::segment_room), the core
-    /// asked for fragments, or `seg` does not describe `pkt`.
-    pub fn queue_gso(&mut self, slot: usize, pkt: &[u8], e: &Ether, seg: &TcpSegmenter) -> bool {
-        if seg.count() > self.segment_room() || e.frag_mtu != 0 {
+    /// Queues the TCP/IPv4 super-packet `pkt` (batch slot `slot`, read behind `vh`, its
+    /// partial checksum untouched): whole behind a virtio header when the `PACKET_VNET_HDR`
+    /// socket is there, else as `seg` cuts it, one frame per segment, each with its own headers
+    /// and its payload left in the slot. Returns false, queueing nothing, if it does not fit
+    /// [`segment_room`](Self::segment_room), the core asked for fragments, or `seg` does not
+    /// describe `pkt`.
+    pub fn queue_gso(
+        &mut self,
+        slot: usize,
+        pkt: &[u8],
+        e: &Ether,
+        seg: &TcpSegmenter,
+        vh: &VnetHdr,
+    ) -> bool {
+        if seg.count() > self.segment_room() || e.frag_mtu != 0 || e.len > pkt.len() {
             return false;
         }
         let to = LinkDst {
             ifindex: e.ifindex,
             mac: e.dst_mac,
         };
+        if self.gso_sender.is_some() && self.gso.len() < self.gso.capacity() {
+            let mut vnet = [0u8; VNET_HDR_LEN];
+            VnetHdr {
+                hdr_len: seg.header_len() as u16,
+                ..*vh
+            }
+            .emit(&mut vnet);
+            self.gso.push(GsoFrame {
+                slot,
+                to,
+                vnet,
+                len: e.len,
+                segs: seg.count() as u64,
+            });
+            return true;
+        }
         let start = self.segs.len();
         for i in 0..seg.count() {
             let mut f = SegFrame {
@@ -206,8 +250,9 @@ impl FrameQueue {
     /// (in whole or in one of their fragments).
     /// GSO segments count one each.
     pub fn flush(&mut self, batch: &PacketBatch) -> u64 {
-        if self.is_empty() {
-            return 0;
+        let gso_failed = self.flush_gso(batch);
+        if self.pending.is_empty() && self.segs.is_empty() {
+            return gso_failed;
         }
         // `queue` and `queue_gso` checked every range, so no item is skipped and the failure
         // positions are positions in `pending` followed by `segs`.
@@ -221,11 +266,34 @@ impl FrameQueue {
         });
         let report = self.sender.send_batch(items.chain(segs));
         if report.failed == 0 {
-            return 0;
+            return gso_failed;
         }
         let failures = self.sender.failures();
         let whole = failures.partition_point(|f| f.index < self.pending.len());
-        failed_packets(&self.pending, &failures[..whole]) + (failures.len() - whole) as u64
+        gso_failed
+            + failed_packets(&self.pending, &failures[..whole])
+            + (failures.len() - whole) as u64
+    }
+
+    /// Sends the queued super-packets on the `PACKET_VNET_HDR` socket; returns how many
+    /// segments the kernel refused.
+    fn flush_gso(&mut self, batch: &PacketBatch) -> u64 {
+        let (Some(sender), false) = (self.gso_sender.as_mut(), self.gso.is_empty()) else {
+            return 0;
+        };
+        let items = self.gso.iter().filter_map(|f| {
+            let bytes = batch.get(f.slot)?.get(..f.len)?;
+            Some((f.to, &f.vnet[..], bytes))
+        });
+        if sender.send_batch(items).failed == 0 {
+            return 0;
+        }
+        let gso = &self.gso;
+        sender
+            .failures()
+            .iter()
+            .filter_map(|f| gso.get(f.index).map(|g| g.segs))
+            .sum()
     }
 }
 

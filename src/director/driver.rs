@@ -587,8 +587,8 @@ impl Worker {
                         d.count_send_errors(1);
                     }
                 }
-                (Verdict::Ether(e), Some((seg, _))) => {
-                    if !self.frames.queue_gso(i, buf, &e, &seg) {
+                (Verdict::Ether(e), Some((seg, vh))) => {
+                    if !self.frames.queue_gso(i, buf, &e, &seg, &vh) {
                         d.count_send_errors(u64::from(seg.count() as u32));
                     }
                 }

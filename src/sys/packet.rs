@@ -7,6 +7,10 @@
 //! means the socket receives nothing. Each packet is two iovecs (a header, e.g. a fragment's
 //! IPv4 header, and a slice of the packet), so nothing is copied; a batch is one `sendmmsg`.
 //! The `mmsghdr` / `iovec` / `sockaddr_ll` arrays are allocated once.
+//!
+//! [`FrameSender::with_vnet_hdr`] opens the socket with `PACKET_VNET_HDR`: every frame then
+//! starts with a `virtio_net_hdr` (the `header` iovec), so one send can carry a whole TCP GSO
+//! super-packet that the kernel keeps whole as far as the devices allow (a veth passes it on).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -61,6 +65,31 @@ impl FrameSender {
             sock,
             batch: SendBatch::new(max_batch, blank),
         })
+    }
+
+    /// As [`new`](Self::new), with `PACKET_VNET_HDR` set: the `header` of every frame sent is
+    /// a `virtio_net_hdr` ([`crate::wire::gso::VnetHdr`]) and `rest` the whole IPv4 packet.
+    pub fn with_vnet_hdr(max_batch: usize) -> io::Result<FrameSender> {
+        let s = FrameSender::new(max_batch)?;
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a c_int that lives across the call; the length says so.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.sock.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_VNET_HDR,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("set PACKET_VNET_HDR: {e}"),
+            ));
+        }
+        Ok(s)
     }
 
     /// Sends every `(destination, header, rest)`: the IPv4 packet on the wire is `header`
