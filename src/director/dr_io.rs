@@ -86,10 +86,14 @@ pub const MAX_QUEUED_SEGMENTS: usize = 1024;
 struct GsoFrame {
     slot: usize,
     to: LinkDst,
-    vnet: [u8; VNET_HDR_LEN],
+    /// The virtio header, then the Ethernet header.
+    head: [u8; VNET_HDR_LEN + ETH_HLEN],
     len: usize,
     segs: u64,
 }
+
+/// Length of an Ethernet header (destination, source, EtherType).
+const ETH_HLEN: usize = 14;
 
 /// A worker's DR frames of one batch, and the sockets they leave by.
 #[derive(Debug)]
@@ -102,6 +106,8 @@ pub struct FrameQueue {
     pending: Vec<Framed>,
     segs: Vec<SegFrame>,
     gso: Vec<GsoFrame>,
+    /// Source MACs of the interfaces super-packets went out of (looked up once each).
+    macs: Vec<(u32, [u8; 6])>,
 }
 
 impl std::fmt::Debug for Framed {
@@ -124,6 +130,7 @@ impl FrameQueue {
             pending: Vec::with_capacity(batch_size.max(1) * MAX_FRAGMENTS),
             segs: Vec::with_capacity(MAX_QUEUED_SEGMENTS),
             gso: Vec::with_capacity(batch_size.max(1)),
+            macs: Vec::with_capacity(8),
         })
     }
 
@@ -165,17 +172,24 @@ impl FrameQueue {
             ifindex: e.ifindex,
             mac: e.dst_mac,
         };
-        if self.gso_sender.is_some() && self.gso.len() < self.gso.capacity() {
-            let mut vnet = [0u8; VNET_HDR_LEN];
-            VnetHdr {
-                hdr_len: seg.header_len() as u16,
-                ..*vh
+        if let Some(src) = self.gso_source_mac(e.ifindex) {
+            let mut head = [0u8; VNET_HDR_LEN + ETH_HLEN];
+            let (vnet, eth) = head.split_at_mut(VNET_HDR_LEN);
+            if let Ok(vnet) = <&mut [u8; VNET_HDR_LEN]>::try_from(vnet) {
+                VnetHdr {
+                    hdr_len: (ETH_HLEN + seg.header_len()) as u16,
+                    csum_start: vh.csum_start + ETH_HLEN as u16,
+                    ..*vh
+                }
+                .emit(vnet);
             }
-            .emit(&mut vnet);
+            eth[..6].copy_from_slice(&e.dst_mac);
+            eth[6..12].copy_from_slice(&src);
+            eth[12..14].copy_from_slice(&(libc::ETH_P_IP as u16).to_be_bytes());
             self.gso.push(GsoFrame {
                 slot,
                 to,
-                vnet,
+                head,
                 len: e.len,
                 segs: seg.count() as u64,
             });
@@ -275,6 +289,25 @@ impl FrameQueue {
             + (failures.len() - whole) as u64
     }
 
+    /// The source MAC for a super-packet out of `ifindex`, if it can go whole: the
+    /// `PACKET_VNET_HDR` socket exists, there is room, and the interface's address is known
+    /// (looked up once per interface; never more than `macs` holds, so no allocation).
+    fn gso_source_mac(&mut self, ifindex: u32) -> Option<[u8; 6]> {
+        let sender = self.gso_sender.as_ref()?;
+        if self.gso.len() >= self.gso.capacity() {
+            return None;
+        }
+        if let Some((_, mac)) = self.macs.iter().find(|(i, _)| *i == ifindex) {
+            return Some(*mac);
+        }
+        let mac = sender.interface_mac(ifindex).ok()?;
+        if self.macs.len() == self.macs.capacity() {
+            self.macs.clear();
+        }
+        self.macs.push((ifindex, mac));
+        Some(mac)
+    }
+
     /// Sends the queued super-packets on the `PACKET_VNET_HDR` socket; returns how many
     /// segments the kernel refused.
     fn flush_gso(&mut self, batch: &PacketBatch) -> u64 {
@@ -283,7 +316,7 @@ impl FrameQueue {
         };
         let items = self.gso.iter().filter_map(|f| {
             let bytes = batch.get(f.slot)?.get(..f.len)?;
-            Some((f.to, &f.vnet[..], bytes))
+            Some((f.to, &f.head[..], bytes))
         });
         if sender.send_batch(items).failed == 0 {
             return 0;
