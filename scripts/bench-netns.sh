@@ -5,7 +5,8 @@
 #   sudo RUNS=1 DURATION=2 scripts/bench-netns.sh   # quick check
 #
 # Environment: RUNS (3), DURATION (seconds per load, 5), CONNS (wrk connections, 50),
-# CANDIDATES (space-separated subset of: direct nft haproxy nginx tun-ipip tun-gue dr nat),
+# CANDIDATES (space-separated subset of: direct nft haproxy nginx tun-ipip tun-gue dr nat; a tunlb
+# candidate with the suffix -nooffload runs the director with --no-offload, e.g. tun-ipip-nooffload),
 # UDP (1: run the 64-byte UDP packet-rate load, 0: skip), CLIENT_CPU (0), SERVER_CPU (1),
 # TUNLB (path of the tunlb binary; default: target/release/tunlb, built first).
 #
@@ -479,8 +480,10 @@ bench_tunlb() {
         rs_default_via "$DIRECTOR"
         ;;
     esac
+    local extra=()
+    [[ $name == *-nooffload ]] && extra=(--no-offload)
     ip netns exec "$NS_DIR" "${PIN_SERVER[@]}" "$TUNLB" director --queues 1 --tunnel-mtu 1600 \
-        --tun-name "tlbd-${name:0:10}" >"$WORK/director-$name.log" 2>&1 &
+        --tun-name "tlbd-${name:0:10}" "${extra[@]}" >"$WORK/director-$name.log" 2>&1 &
     local pid=$!
     STARTED_PIDS+=("$pid")
     local i
@@ -551,10 +554,10 @@ for c in $CANDIDATES; do
     nft) bench_nft ;;
     haproxy) bench_haproxy ;;
     nginx) bench_nginx ;;
-    tun-ipip) bench_tunlb tun-ipip tun ipip ;;
-    tun-gue) bench_tunlb tun-gue tun gue ;;
-    dr) bench_tunlb dr dr ;;
-    nat) bench_tunlb nat nat ;;
+    tun-ipip | tun-ipip-nooffload) bench_tunlb "$c" tun ipip ;;
+    tun-gue | tun-gue-nooffload) bench_tunlb "$c" tun gue ;;
+    dr | dr-nooffload) bench_tunlb "$c" dr ;;
+    nat | nat-nooffload) bench_tunlb "$c" nat ;;
     *) die "unknown candidate $c" ;;
     esac
     destroy_lab
@@ -572,6 +575,7 @@ label() {
     tun-gue) echo "tunlb TUN (gue)" ;;
     dr) echo "tunlb DR" ;;
     nat) echo "tunlb NAT" ;;
+    *-nooffload) echo "$(label "${1%-nooffload}") --no-offload" ;;
     esac
 }
 fmt_ratio() { # VALUE BASE SCALE UNIT

@@ -154,6 +154,10 @@ pub struct Counters {
     /// Packets without DF too big for the tunnel MTU once encapsulated, sent as outer fragments
     /// (also counted in `tx_packets`).
     pub fragmented: u64,
+    /// TUN offload: GSO super-packets decided whole (their segments count in `rx_packets`).
+    pub gso_whole: u64,
+    /// TUN offload: GSO super-packets the driver segmented before deciding each segment.
+    pub gso_split: u64,
     /// Dropped packets, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
     /// Traffic per real server, indexed by [`DestId::slot`] (grown when a new slot shows up,
@@ -211,6 +215,8 @@ impl Counters {
         self.conns_expired += other.conns_expired;
         self.mss_clamped += other.mss_clamped;
         self.fragmented += other.fragmented;
+        self.gso_whole += other.gso_whole;
+        self.gso_split += other.gso_split;
         for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {
             *d += o;
         }
@@ -254,6 +260,11 @@ pub(super) struct Parsed {
     /// Offset non-zero: a fragment without ports.
     pub(super) later_fragment: bool,
     pub(super) ident: u16,
+    /// The length the MTU checks use: `len`, or for a GSO super-packet the IPv4 length of its
+    /// largest segment.
+    pub(super) mtu_len: usize,
+    /// How many packets this is on the wire: 1, or a GSO super-packet's segment count.
+    pub(super) segs: u32,
 }
 
 impl Director {
@@ -279,6 +290,12 @@ impl Director {
     /// Counts a drop decided outside the core (by the driver).
     pub fn count_drop(&mut self, reason: DropReason) {
         self.counters.drops[reason as usize] += 1;
+    }
+
+    /// Counts a GSO super-packet the driver segmented before deciding its segments one by one
+    /// (see [`Counters::gso_split`]).
+    pub fn count_gso_split(&mut self) {
+        self.counters.gso_split += 1;
     }
 
     /// Counts encapsulated packets the kernel refused to send: they were counted as sent by
@@ -354,30 +371,57 @@ impl Director {
     /// Decides one packet read from the TUN device. `buf` holds exactly one IPv4 packet (its
     /// length is the read length); it may be edited in place (MSS clamp, ICMP reply).
     pub fn handle_packet(&mut self, now: Instant, buf: &mut [u8]) -> Verdict {
-        self.counters.rx_packets += 1;
+        self.handle(now, buf, None)
+    }
+
+    /// Decides a TCP/IPv4 GSO super-packet (one flow, `segs` segments, the largest
+    /// `seg_len` bytes long as an IPv4 packet) once for all its segments. The verdict is the
+    /// one a single packet gets, with these differences: the MTU checks (ICMP
+    /// fragmentation-needed, fragmentation) use `seg_len`; an [`Encap`]'s outer header is built
+    /// for the first `seg_len` bytes, and the driver fixes its lengths and checksums per
+    /// segment ([`crate::wire::gso::fix_outer`]); packet counters count `segs` packets. Only
+    /// for packets with DF set (the driver segments the others first and decides each).
+    pub fn handle_gso(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seg_len: usize,
+        segs: u32,
+    ) -> Verdict {
+        self.handle(now, buf, Some((seg_len, segs.max(1))))
+    }
+
+    fn handle(&mut self, now: Instant, buf: &mut [u8], gso: Option<(usize, u32)>) -> Verdict {
+        let segs = u64::from(gso.map_or(1, |g| g.1));
+        self.counters.gso_whole += u64::from(gso.is_some());
+        self.counters.rx_packets += segs;
         self.counters.rx_bytes += buf.len() as u64;
-        let v = self.decide(now, buf);
+        let v = self.decide(now, buf, gso);
         match v {
-            Verdict::Drop(r) => self.counters.drops[r as usize] += 1,
+            Verdict::Drop(r) => self.counters.drops[r as usize] += segs,
             Verdict::Encap(e) => {
-                self.counters.tx_packets += 1;
+                self.counters.tx_packets += segs;
                 self.counters.tx_bytes += e.len as u64;
             }
             Verdict::Ether(e) => {
-                self.counters.tx_packets += 1;
+                self.counters.tx_packets += segs;
                 self.counters.tx_bytes += e.len as u64;
             }
             Verdict::Reply { .. } => self.counters.icmp_sent += 1,
-            Verdict::Rewrite { .. } => self.counters.rewritten += 1,
+            Verdict::Rewrite { .. } => self.counters.rewritten += segs,
         }
         v
     }
 
-    fn decide(&mut self, now: Instant, buf: &mut [u8]) -> Verdict {
-        let p = match parse_ip(buf) {
+    fn decide(&mut self, now: Instant, buf: &mut [u8], gso: Option<(usize, u32)>) -> Verdict {
+        let mut p = match parse_ip(buf) {
             Ok(p) => p,
             Err(r) => return Verdict::Drop(r),
         };
+        if let Some((seg_len, segs)) = gso {
+            p.mtu_len = seg_len.min(p.len);
+            p.segs = segs;
+        }
         // A health probe of the director's own, through the data path to the server it checks
         // (one atomic load while no probe is in flight).
         if self.shared.probe_pins.is_source(p.src) {
@@ -649,6 +693,8 @@ fn parse_ip(buf: &[u8]) -> Result<Parsed, DropReason> {
         first_fragment_of_many: ip.more_frags() && ip.frag_offset() == 0,
         later_fragment: ip.frag_offset() != 0,
         ident: ip.ident(),
+        mtu_len: ip.total_len() as usize,
+        segs: 1,
     })
 }
 
@@ -801,7 +847,7 @@ fn encapsulate(
     hash: u32,
 ) -> Verdict {
     if dest.config.forward == Forward::Dr {
-        return super::dr::route(counters, dest, buf, p.len, p.ihl, p.dont_frag);
+        return super::dr::route(counters, dest, buf, p);
     }
     if dest.config.forward == Forward::Nat {
         return nat::to_server(config, counters, dest, buf, p);
@@ -817,7 +863,7 @@ fn encapsulate(
     );
     if let Verdict::Encap(_) = v {
         let per_dest = counters.dest(dest.id);
-        per_dest.in_pkts += 1;
+        per_dest.in_pkts += u64::from(p.segs);
         per_dest.in_bytes += p.len as u64;
     }
     v
@@ -844,7 +890,7 @@ pub(super) fn tunnel(
         return Verdict::Drop(DropReason::UnsupportedForward);
     };
     let overhead = encap::overhead(tun_type, gre_key.is_some());
-    let too_big = p.len + overhead > config.tunnel_mtu as usize;
+    let too_big = p.mtu_len + overhead > config.tunnel_mtu as usize;
     if too_big && p.dont_frag {
         let mtu = config.tunnel_mtu.saturating_sub(overhead as u16);
         counters.drops[DropReason::TooBig as usize] += 1;
@@ -863,7 +909,9 @@ pub(super) fn tunnel(
         flow_hash: hash,
     };
     let mut header = [0u8; MAX_OUTER_HEADER];
-    let Ok(n) = encap::build_outer(&params, &buf[..p.len], &mut header) else {
+    // A GSO super-packet's header is built for its first segment (the driver fixes it per
+    // segment); a whole one may not even fit an outer IPv4 length.
+    let Ok(n) = encap::build_outer(&params, &buf[..p.mtu_len.min(p.len)], &mut header) else {
         return Verdict::Drop(DropReason::MalformedIp);
     };
     // DF clear and too big: as IPVS, send it and let the outer datagram be fragmented (the

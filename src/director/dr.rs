@@ -19,7 +19,7 @@
 use std::num::NonZeroU16;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-use super::core::Counters;
+use super::core::{Counters, Parsed};
 use super::table::Dest;
 use super::verdict::{DropReason, Ether, Verdict, MAX_FRAGMENTS};
 use crate::encap;
@@ -117,19 +117,14 @@ impl NeighSlot {
 /// Decides a packet of `len` bytes at the start of `buf` (IPv4 header of `ihl` bytes) for the
 /// DR real server `dest`; see the module documentation. Counts per-server traffic, fragmented
 /// packets and `too_big` drops the way TUN mode does.
-pub(super) fn route(
-    counters: &mut Counters,
-    dest: &Dest,
-    buf: &mut [u8],
-    len: usize,
-    ihl: usize,
-    dont_frag: bool,
-) -> Verdict {
+pub(super) fn route(counters: &mut Counters, dest: &Dest, buf: &mut [u8], p: &Parsed) -> Verdict {
+    let (len, ihl, dont_frag) = (p.len, p.ihl, p.dont_frag);
     let Some(link) = dest.state.neigh.get() else {
         return Verdict::Drop(DropReason::NeighbourUnresolved);
     };
     let mut frag_mtu = 0;
-    if len > usize::from(link.mtu) {
+    // A GSO super-packet is checked by its largest segment.
+    if p.mtu_len > usize::from(link.mtu) {
         if dont_frag {
             counters.drops[DropReason::TooBig as usize] += 1;
             return match icmp::frag_needed_in_place(buf, len, link.mtu) {
@@ -150,7 +145,7 @@ pub(super) fn route(
         frag_mtu = link.mtu;
     }
     let per_dest = counters.dest(dest.id);
-    per_dest.in_pkts += 1;
+    per_dest.in_pkts += u64::from(p.segs);
     per_dest.in_bytes += len as u64;
     Verdict::Ether(Ether {
         ifindex: link.ifindex,

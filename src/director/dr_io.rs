@@ -33,6 +33,7 @@ use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
 use crate::sys::packet::{FrameSender, LinkDst};
 use crate::sys::raw::MsgError;
 use crate::sys::{poll_readable, PacketBatch};
+use crate::wire::gso::{TcpSegmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN};
 
 /// Prefix of the resolver's log lines.
 const LOG: &str = "tunlb director:";
@@ -55,11 +56,58 @@ struct Framed {
     range: Range<usize>,
 }
 
-/// A worker's DR frames of one batch, and the socket they leave by.
+/// One segment of a GSO super-packet waiting for the batch send: its IPv4 + TCP headers, then
+/// bytes `payload` of the super-packet in batch slot `slot`.
+#[derive(Clone)]
+struct SegFrame {
+    slot: usize,
+    to: LinkDst,
+    header: [u8; MAX_SEGMENT_HEADER],
+    header_len: u8,
+    payload: Range<usize>,
+}
+
+impl std::fmt::Debug for SegFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegFrame")
+            .field("slot", &self.slot)
+            .field("to", &self.to)
+            .field("payload", &self.payload)
+            .finish()
+    }
+}
+
+/// How many GSO segments one batch's [`FrameQueue`] holds (allocated once).
+pub const MAX_QUEUED_SEGMENTS: usize = 1024;
+
+/// A whole GSO super-packet waiting for the batch send on the `PACKET_VNET_HDR` socket: the
+/// virtio header, then bytes `..len` of the packet in batch slot `slot`.
+#[derive(Clone, Debug)]
+struct GsoFrame {
+    slot: usize,
+    to: LinkDst,
+    /// The virtio header, then the Ethernet header.
+    head: [u8; VNET_HDR_LEN + ETH_HLEN],
+    len: usize,
+    segs: u64,
+}
+
+/// Length of an Ethernet header (destination, source, EtherType).
+const ETH_HLEN: usize = 14;
+
+/// A worker's DR frames of one batch, and the sockets they leave by.
 #[derive(Debug)]
 pub struct FrameQueue {
     sender: FrameSender,
+    /// With `PACKET_VNET_HDR`: super-packets go out whole and the kernel segments them (or a
+    /// veth passes them on whole). `None` if the kernel refused the option: then they are
+    /// segmented here.
+    gso_sender: Option<FrameSender>,
     pending: Vec<Framed>,
+    segs: Vec<SegFrame>,
+    gso: Vec<GsoFrame>,
+    /// Source MACs of the interfaces super-packets went out of (looked up once each).
+    macs: Vec<(u32, [u8; 6])>,
 }
 
 impl std::fmt::Debug for Framed {
@@ -78,18 +126,93 @@ impl FrameQueue {
     pub fn new(batch_size: usize) -> io::Result<FrameQueue> {
         Ok(FrameQueue {
             sender: FrameSender::new(batch_size)?,
+            gso_sender: FrameSender::with_vnet_hdr(batch_size).ok(),
             pending: Vec::with_capacity(batch_size.max(1) * MAX_FRAGMENTS),
+            segs: Vec::with_capacity(MAX_QUEUED_SEGMENTS),
+            gso: Vec::with_capacity(batch_size.max(1)),
+            macs: Vec::with_capacity(8),
         })
     }
 
     /// Forgets the previous batch's frames.
     pub fn clear(&mut self) {
         self.pending.clear();
+        self.segs.clear();
+        self.gso.clear();
     }
 
     /// Whether no frame is queued.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.segs.is_empty() && self.gso.is_empty()
+    }
+
+    /// How many more GSO segments [`queue_gso`](Self::queue_gso) takes without allocating.
+    pub fn segment_room(&self) -> usize {
+        self.segs.capacity() - self.segs.len()
+    }
+
+    /// Queues the TCP/IPv4 super-packet `pkt` (batch slot `slot`, read behind `vh`, its
+    /// partial checksum untouched): whole behind a virtio header when the `PACKET_VNET_HDR`
+    /// socket is there, else as `seg` cuts it, one frame per segment, each with its own headers
+    /// and its payload left in the slot. Returns false, queueing nothing, if it does not fit
+    /// [`segment_room`](Self::segment_room), the core asked for fragments, or `seg` does not
+    /// describe `pkt`.
+    pub fn queue_gso(
+        &mut self,
+        slot: usize,
+        pkt: &[u8],
+        e: &Ether,
+        seg: &TcpSegmenter,
+        vh: &VnetHdr,
+    ) -> bool {
+        if seg.count() > self.segment_room() || e.frag_mtu != 0 || e.len > pkt.len() {
+            return false;
+        }
+        let to = LinkDst {
+            ifindex: e.ifindex,
+            mac: e.dst_mac,
+        };
+        if let Some(src) = self.gso_source_mac(e.ifindex) {
+            let mut head = [0u8; VNET_HDR_LEN + ETH_HLEN];
+            let (vnet, eth) = head.split_at_mut(VNET_HDR_LEN);
+            if let Ok(vnet) = <&mut [u8; VNET_HDR_LEN]>::try_from(vnet) {
+                VnetHdr {
+                    hdr_len: (ETH_HLEN + seg.header_len()) as u16,
+                    csum_start: vh.csum_start + ETH_HLEN as u16,
+                    ..*vh
+                }
+                .emit(vnet);
+            }
+            eth[..6].copy_from_slice(&e.dst_mac);
+            eth[6..12].copy_from_slice(&src);
+            eth[12..14].copy_from_slice(&(libc::ETH_P_IP as u16).to_be_bytes());
+            self.gso.push(GsoFrame {
+                slot,
+                to,
+                head,
+                len: e.len,
+                segs: seg.count() as u64,
+            });
+            return true;
+        }
+        let start = self.segs.len();
+        for i in 0..seg.count() {
+            let mut f = SegFrame {
+                slot,
+                to,
+                header: [0; MAX_SEGMENT_HEADER],
+                header_len: 0,
+                payload: 0..0,
+            };
+            let Some(s) = seg.segment(pkt, i, &mut f.header) else {
+                self.segs.truncate(start);
+                return false;
+            };
+            f.header_len = s.header_len as u8;
+            f.payload = s.payload;
+            self.segs.push(f);
+        }
+        true
     }
 
     /// Queues the packet `pkt` (batch slot `slot`) as the core decided: whole, or as fragments
@@ -139,21 +262,71 @@ impl FrameQueue {
 
     /// Sends the queued frames with `sendmmsg`; returns how many packets the kernel refused
     /// (in whole or in one of their fragments).
+    /// GSO segments count one each.
     pub fn flush(&mut self, batch: &PacketBatch) -> u64 {
-        if self.pending.is_empty() {
-            return 0;
+        let gso_failed = self.flush_gso(batch);
+        if self.pending.is_empty() && self.segs.is_empty() {
+            return gso_failed;
         }
-        // `queue` checked every range, so no item is skipped and the failure positions are
-        // positions in `pending`.
+        // `queue` and `queue_gso` checked every range, so no item is skipped and the failure
+        // positions are positions in `pending` followed by `segs`.
         let items = self.pending.iter().filter_map(|f| {
             let bytes = batch.get(f.slot)?.get(f.range.clone())?;
             Some((f.to, &f.header[..usize::from(f.header_len)], bytes))
         });
-        let report = self.sender.send_batch(items);
+        let segs = self.segs.iter().filter_map(|f| {
+            let bytes = batch.get(f.slot)?.get(f.payload.clone())?;
+            Some((f.to, &f.header[..usize::from(f.header_len)], bytes))
+        });
+        let report = self.sender.send_batch(items.chain(segs));
         if report.failed == 0 {
+            return gso_failed;
+        }
+        let failures = self.sender.failures();
+        let whole = failures.partition_point(|f| f.index < self.pending.len());
+        gso_failed
+            + failed_packets(&self.pending, &failures[..whole])
+            + (failures.len() - whole) as u64
+    }
+
+    /// The source MAC for a super-packet out of `ifindex`, if it can go whole: the
+    /// `PACKET_VNET_HDR` socket exists, there is room, and the interface's address is known
+    /// (looked up once per interface; never more than `macs` holds, so no allocation).
+    fn gso_source_mac(&mut self, ifindex: u32) -> Option<[u8; 6]> {
+        let sender = self.gso_sender.as_ref()?;
+        if self.gso.len() >= self.gso.capacity() {
+            return None;
+        }
+        if let Some((_, mac)) = self.macs.iter().find(|(i, _)| *i == ifindex) {
+            return Some(*mac);
+        }
+        let mac = sender.interface_mac(ifindex).ok()?;
+        if self.macs.len() == self.macs.capacity() {
+            self.macs.clear();
+        }
+        self.macs.push((ifindex, mac));
+        Some(mac)
+    }
+
+    /// Sends the queued super-packets on the `PACKET_VNET_HDR` socket; returns how many
+    /// segments the kernel refused.
+    fn flush_gso(&mut self, batch: &PacketBatch) -> u64 {
+        let (Some(sender), false) = (self.gso_sender.as_mut(), self.gso.is_empty()) else {
+            return 0;
+        };
+        let items = self.gso.iter().filter_map(|f| {
+            let bytes = batch.get(f.slot)?.get(..f.len)?;
+            Some((f.to, &f.head[..], bytes))
+        });
+        if sender.send_batch(items).failed == 0 {
             return 0;
         }
-        failed_packets(&self.pending, self.sender.failures())
+        let gso = &self.gso;
+        sender
+            .failures()
+            .iter()
+            .filter_map(|f| gso.get(f.index).map(|g| g.segs))
+            .sum()
     }
 }
 

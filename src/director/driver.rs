@@ -10,8 +10,19 @@
 //! headers built into a per-worker array sized for a whole batch of maximally fragmented packets
 //! (DR packets likewise). Nothing is allocated per packet. A resolver thread
 //! ([`dr_io::spawn_resolver`]) keeps the DR real servers' MAC addresses current.
+//!
+//! With TUN offload (the default; `--no-offload` turns it off) a read returns a whole GRO/GSO
+//! TCP super-packet of up to 64 KB behind a `virtio_net_hdr` ([`crate::wire::gso`]). The core
+//! decides it once ([`Director::handle_gso`]: one flow); the driver then cuts it into MSS-sized
+//! segments, each with its own IPv4/TCP headers (and outer header in TUN mode) built into a
+//! per-worker array while the payload stays in the read buffer, and sends them all in the
+//! batch's one `sendmmsg`. A NAT-rewritten super-packet goes back into the TUN whole, behind its
+//! virtio header, for the kernel to segment. Super-packets the core cannot take whole (no DF,
+//! odd checksum offsets) are segmented first and decided packet by packet; ordinary packets
+//! get their partial checksum completed and take the old path; malformed virtio headers are
+//! dropped as `bad_vnet_hdr`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,9 +43,11 @@ use crate::control::keepalived;
 use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
 use crate::sys::netcfg::{conf_key, NetChanges};
 use crate::sys::raw::{MsgError, RawSender};
-use crate::sys::tun::{TunDevice, TunQueue};
-use crate::sys::{signal, PacketBatch};
+use crate::sys::tun::{TunConfig, TunDevice, TunQueue};
+use crate::sys::{signal, PacketBatch, PacketMeta};
 use crate::time::Clock;
+use crate::wire::checksum;
+use crate::wire::gso::{self, TcpSegmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN};
 
 /// `tunlb director`: starts with an empty table (fill it with `tunlb adm`) unless a config is
 /// given.
@@ -81,6 +94,12 @@ pub struct DirectorArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (see the `metrics` module).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Read one packet per read, without TUN offload. By default the TUN is created with
+    /// IFF_VNET_HDR and TCP segmentation offload, so one read returns a whole GRO/GSO
+    /// super-packet (up to 64 KB) that the director decides once and segments itself; if the
+    /// kernel refuses, it falls back to this mode with a log line.
+    #[arg(long)]
+    pub no_offload: bool,
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
@@ -115,8 +134,18 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
 
     let mut net = NetChanges::new();
-    let tun = TunDevice::create(&tun_name, queues, 1500)
-        .with_context(|| format!("creating TUN device {tun_name} with {queues} queues"))?;
+    let tun = TunDevice::with_config(&TunConfig {
+        offload: !args.no_offload,
+        ..TunConfig::new(&tun_name, queues, 1500)
+    })
+    .with_context(|| format!("creating TUN device {tun_name} with {queues} queues"))?;
+    match tun.offload() {
+        Some(flags) => eprintln!(
+            "tunlb director: TUN offload on (IFF_VNET_HDR, TUNSETOFFLOAD {flags:#04x}): GSO super-packets are segmented in userspace"
+        ),
+        None if args.no_offload => {}
+        None => eprintln!("tunlb director: TUN offload unavailable, reading one packet per read"),
+    }
     net.set_sysctl("net.ipv4.ip_forward", "1")?;
     net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
 
@@ -265,8 +294,10 @@ fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
         conns += d.shared().nat.len();
     }
     let mut line = format!(
-        "rx {} packets, forwarded {} ({} fragmented), nat-rewritten {}, icmp sent {}, connections {} created, {} expired, {} tracked",
+        "rx {} packets ({} GSO super-packets decided whole, {} segmented first), forwarded {} ({} fragmented), nat-rewritten {}, icmp sent {}, connections {} created, {} expired, {} tracked",
         total.rx_packets,
+        total.gso_whole,
+        total.gso_split,
         total.tx_packets,
         total.fragmented,
         total.rewritten,
@@ -356,6 +387,316 @@ fn failed_packets(pending: &[Pending], failures: &[MsgError]) -> u64 {
     n
 }
 
+/// One segment of a GSO super-packet waiting for the batch send: outer headers and the
+/// segment's own IPv4 + TCP headers in `header`, then bytes `payload` of the super-packet in
+/// batch slot `slot`.
+#[derive(Clone)]
+struct SegPending {
+    slot: usize,
+    dst: Ipv4Addr,
+    header: [u8; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
+    header_len: u8,
+    payload: Range<usize>,
+}
+
+/// Queues every segment of the super-packet `pkt` (batch slot `slot`) that the core decided
+/// to encapsulate as `e`: the outer header is copied in front of each segment's headers and
+/// fixed for its length ([`gso::fix_outer`]). Returns false, queueing nothing, if `segs` has no
+/// room for them all, the core asked for fragments, or `seg` does not describe `pkt`.
+fn queue_gso_encap(
+    segs: &mut Vec<SegPending>,
+    slot: usize,
+    pkt: &[u8],
+    e: &Encap,
+    seg: &TcpSegmenter,
+) -> bool {
+    if segs.capacity() - segs.len() < seg.count() || e.frag_mtu != 0 {
+        return false;
+    }
+    let hl = usize::from(e.header_len);
+    let start = segs.len();
+    for i in 0..seg.count() {
+        let mut sp = SegPending {
+            slot,
+            dst: e.dst,
+            header: [0; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
+            header_len: 0,
+            payload: 0..0,
+        };
+        let (outer, inner) = sp.header.split_at_mut(hl);
+        outer.copy_from_slice(e.header());
+        let Some(s) = seg.segment(pkt, i, inner) else {
+            segs.truncate(start);
+            return false;
+        };
+        let inner_sum = checksum::combine(&[checksum::data(&inner[..s.header_len]), s.payload_sum]);
+        if !gso::fix_outer(outer, s.header_len + s.payload.len(), inner_sum) {
+            segs.truncate(start);
+            return false;
+        }
+        sp.header_len = (hl + s.header_len) as u8;
+        sp.payload = s.payload;
+        segs.push(sp);
+    }
+    true
+}
+
+/// How a packet read from an offloading TUN is handled.
+enum Offloaded {
+    /// An ordinary packet (checksum completed if it was partial): decided as before.
+    Plain,
+    /// A TCP/IPv4 super-packet the core decides once; the driver segments it after.
+    Gso(TcpSegmenter, VnetHdr),
+    /// A super-packet to cut into whole packets first, each then decided on its own (no DF, no
+    /// partial checksum, checksum offsets not TCP's, or too many segments for this batch).
+    Segment(u16),
+    /// A malformed virtio header.
+    Bad,
+}
+
+/// Looks at a packet's virtio header (`room`: how many more GSO segments this batch takes).
+fn classify(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8], room: usize) -> Offloaded {
+    let Ok(vh) = VnetHdr::parse(hdr) else {
+        return Offloaded::Bad;
+    };
+    if vh.check(pkt).is_err() {
+        return Offloaded::Bad;
+    }
+    if !vh.is_gso() {
+        if vh.needs_csum() && gso::complete_checksum(pkt, vh.csum_start, vh.csum_offset).is_err() {
+            return Offloaded::Bad;
+        }
+        return Offloaded::Plain;
+    }
+    match vh.kind() {
+        gso::GSO_TCPV4 => {}
+        // Not served (IPv4 only): the core drops it as not_ipv4.
+        gso::GSO_TCPV6 => return Offloaded::Plain,
+        // UDP offloads were not asked for.
+        _ => return Offloaded::Bad,
+    }
+    let Ok(seg) = TcpSegmenter::new(pkt, vh.gso_size) else {
+        return Offloaded::Bad;
+    };
+    let ihl = usize::from(pkt.first().map_or(0, |b| b & 0x0f)) * 4;
+    let dont_frag = pkt.get(6).is_some_and(|b| b & 0x40 != 0);
+    let tcp_csum = vh.needs_csum() && usize::from(vh.csum_start) == ihl && vh.csum_offset == 16;
+    if seg.count() == 1 && tcp_csum {
+        if gso::complete_checksum(pkt, vh.csum_start, vh.csum_offset).is_err() {
+            return Offloaded::Bad;
+        }
+        return Offloaded::Plain;
+    }
+    if !tcp_csum || !dont_frag || seg.count() > room {
+        return Offloaded::Segment(vh.gso_size);
+    }
+    Offloaded::Gso(seg, vh)
+}
+
+/// A packet to write back into the TUN: batch slot, length, and the virtio header to put in
+/// front of a GSO packet (`None`: an all-zero one).
+type Reply = (usize, usize, Option<[u8; VNET_HDR_LEN]>);
+
+/// What one worker owns besides its input batch.
+struct Worker {
+    index: usize,
+    queue: Arc<TunQueue>,
+    core: Arc<Mutex<Director>>,
+    clock: Clock,
+    pending: Vec<Pending>,
+    segs: Vec<SegPending>,
+    idents: IdentSeq,
+    replies: Vec<Reply>,
+    /// Slots (and MSS) of super-packets to segment before deciding.
+    deferred: Vec<(usize, u16)>,
+    sender: RawSender,
+    frames: FrameQueue,
+}
+
+impl Worker {
+    /// Decides packets `0..batch.len()` (with their virtio headers when the TUN offloads),
+    /// sends what is to be sent, and writes replies back into the TUN. Super-packets to be
+    /// segmented first are left in `self.deferred`.
+    fn process(&mut self, batch: &mut PacketBatch, hdrs: Option<&[[u8; VNET_HDR_LEN]]>) {
+        let n = batch.len();
+        self.pending.clear();
+        self.segs.clear();
+        self.frames.clear();
+        self.replies.clear();
+        self.deferred.clear();
+        let Ok(mut d) = self.core.lock() else { return };
+        let now = self.clock.now();
+        // Start every packet's connection-table load before deciding any, so the cache
+        // misses of a large table overlap.
+        for i in 0..n {
+            if let Some(buf) = batch.get(i) {
+                d.prefetch(buf);
+            }
+        }
+        for i in 0..n {
+            let Some(meta) = batch.meta(i).copied() else {
+                continue;
+            };
+            if meta.truncated {
+                d.count_drop(DropReason::Oversized);
+                continue;
+            }
+            let Some(buf) = batch.get_mut(i) else {
+                continue;
+            };
+            let kind = match hdrs.and_then(|h| h.get(i)) {
+                None => Offloaded::Plain,
+                Some(h) => {
+                    let room =
+                        (self.segs.capacity() - self.segs.len()).min(self.frames.segment_room());
+                    classify(h, buf, room)
+                }
+            };
+            let (v, gso) = match kind {
+                Offloaded::Plain => (d.handle_packet(now, buf), None),
+                Offloaded::Gso(seg, vh) => {
+                    let segs = seg.count() as u32;
+                    (
+                        d.handle_gso(now, buf, seg.max_segment_len(), segs),
+                        Some((seg, vh)),
+                    )
+                }
+                Offloaded::Segment(mss) => {
+                    d.count_gso_split();
+                    self.deferred.push((i, mss));
+                    continue;
+                }
+                Offloaded::Bad => {
+                    d.count_drop(DropReason::BadVnetHdr);
+                    continue;
+                }
+            };
+            match (v, gso) {
+                (Verdict::Encap(e), None) => {
+                    if !queue_encap(&mut self.pending, &mut self.idents, i, buf, &e) {
+                        d.count_send_errors(1);
+                    }
+                }
+                (Verdict::Encap(e), Some((seg, _))) => {
+                    if !queue_gso_encap(&mut self.segs, i, buf, &e, &seg) {
+                        d.count_send_errors(u64::from(seg.count() as u32));
+                    }
+                }
+                (Verdict::Ether(e), None) => {
+                    if !self.frames.queue(&mut self.idents, i, buf, &e) {
+                        d.count_send_errors(1);
+                    }
+                }
+                (Verdict::Ether(e), Some((seg, vh))) => {
+                    if !self.frames.queue_gso(i, buf, &e, &seg, &vh) {
+                        d.count_send_errors(u64::from(seg.count() as u32));
+                    }
+                }
+                (Verdict::Rewrite { len }, Some((_, vh))) => {
+                    // NAT rewrote addresses: the partial checksum (a pseudo-header sum) must
+                    // follow them; the kernel completes it per segment. `classify` checked that
+                    // the field lies inside the TCP header.
+                    let at = usize::from(vh.csum_start) + usize::from(vh.csum_offset);
+                    if let (Some(sum), Some(field)) =
+                        (gso::partial_tcp_checksum(buf, len), buf.get_mut(at..at + 2))
+                    {
+                        field.copy_from_slice(&sum.to_be_bytes());
+                    }
+                    let mut h = [0u8; VNET_HDR_LEN];
+                    vh.emit(&mut h);
+                    self.replies.push((i, len, Some(h)));
+                }
+                (Verdict::Reply { len } | Verdict::Rewrite { len }, _) => {
+                    self.replies.push((i, len, None))
+                }
+                (Verdict::Drop(_), _) => {}
+            }
+        }
+        d.handle_timeout(now);
+        if !self.pending.is_empty() || !self.segs.is_empty() {
+            // queue_encap and queue_gso_encap checked every range, so no item is skipped and
+            // the failure positions are positions in `pending` followed by `segs`.
+            let items = self.pending.iter().filter_map(|p| {
+                let pkt = batch.get(p.slot)?.get(p.inner.clone())?;
+                Some((p.dst, &p.header[..p.header_len as usize], pkt))
+            });
+            let segs = self.segs.iter().filter_map(|p| {
+                let payload = batch.get(p.slot)?.get(p.payload.clone())?;
+                Some((p.dst, &p.header[..p.header_len as usize], payload))
+            });
+            let report = self.sender.send_batch(items.chain(segs));
+            if report.failed > 0 {
+                let failures = self.sender.failures();
+                let whole = failures.partition_point(|f| f.index < self.pending.len());
+                let lost = failed_packets(&self.pending, &failures[..whole])
+                    + (failures.len() - whole) as u64;
+                d.count_send_errors(lost);
+            }
+        }
+        if !self.frames.is_empty() {
+            let failed = self.frames.flush(batch);
+            if failed > 0 {
+                d.count_send_errors(failed);
+            }
+        }
+        drop(d);
+        for &(slot, len, hdr) in &self.replies {
+            if let Some(pkt) = batch.get(slot).and_then(|p| p.get(..len)) {
+                let _ = match hdr {
+                    Some(h) => self.queue.send_vnet(&h, pkt),
+                    None => self.queue.send(pkt),
+                };
+            }
+        }
+    }
+
+    /// Cuts the deferred super-packets of `batch` into whole packets in `spill` (as many at a
+    /// time as it holds) and decides and sends those like packets read from the TUN.
+    fn process_deferred(&mut self, batch: &PacketBatch, spill: &mut PacketBatch) {
+        let deferred = std::mem::take(&mut self.deferred);
+        for &(slot, mss) in &deferred {
+            let Some(pkt) = batch.get(slot) else { continue };
+            let Ok(seg) = TcpSegmenter::new(pkt, mss) else {
+                continue;
+            };
+            let mut k = 0;
+            while k < seg.count() {
+                spill.clear();
+                let mut m = 0;
+                while m < spill.capacity() && k < seg.count() {
+                    let Some(out) = spill.slot_mut(m) else { break };
+                    let (len, truncated) = match seg.write_segment(pkt, k, out) {
+                        Some(len) => (len, false),
+                        None => (0, true),
+                    };
+                    spill.set_meta(
+                        m,
+                        PacketMeta {
+                            len,
+                            src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                            truncated,
+                        },
+                    );
+                    m += 1;
+                    k += 1;
+                }
+                spill.set_filled(m);
+                self.process(spill, None);
+            }
+        }
+        // Hand the (empty) vector back so its capacity is kept.
+        self.deferred = deferred;
+        self.deferred.clear();
+    }
+}
+
+/// GSO segments one batch can queue (allocated once per worker).
+const MAX_QUEUED_SEGMENTS: usize = dr_io::MAX_QUEUED_SEGMENTS;
+/// Reads per batch when the TUN offloads: each may be a 64 KB super-packet.
+const OFFLOAD_BATCH: usize = 16;
+/// Slot size when the TUN offloads: the largest IPv4 packet.
+const OFFLOAD_SLOT: usize = 65535;
+
 fn worker(
     index: usize,
     workers: usize,
@@ -365,11 +706,16 @@ fn worker(
     batch_size: usize,
     stop: &AtomicBool,
 ) {
-    let mut batch = PacketBatch::new(batch_size, 2048);
-    let mut pending: Vec<Pending> = Vec::with_capacity(batch_size * MAX_FRAGMENTS);
-    let mut idents = IdentSeq::new(index, workers);
-    let mut replies: Vec<(usize, usize)> = Vec::with_capacity(batch_size);
-    let mut sender = match RawSender::new(batch_size) {
+    let offload = queue.vnet_hdr();
+    let mut batch = if offload {
+        PacketBatch::new(batch_size.min(OFFLOAD_BATCH), OFFLOAD_SLOT)
+    } else {
+        PacketBatch::new(batch_size, 2048)
+    };
+    let mut hdrs = vec![[0u8; VNET_HDR_LEN]; batch.capacity()];
+    // Super-packets segmented before deciding land here (2048-byte slots, as without offload).
+    let mut spill = PacketBatch::new(if offload { batch_size } else { 1 }, 2048);
+    let sender = match RawSender::new(batch_size.max(MAX_QUEUED_SEGMENTS)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tunlb director: worker {index}: cannot open raw socket: {e}");
@@ -377,7 +723,7 @@ fn worker(
             return;
         }
     };
-    let mut frames = match FrameQueue::new(batch_size) {
+    let frames = match FrameQueue::new(batch_size) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("tunlb director: worker {index}: cannot open the DR packet socket: {e}");
@@ -385,78 +731,163 @@ fn worker(
             return;
         }
     };
+    let mut w = Worker {
+        index,
+        queue,
+        core,
+        clock,
+        pending: Vec::with_capacity(batch_size * MAX_FRAGMENTS),
+        segs: Vec::with_capacity(if offload { MAX_QUEUED_SEGMENTS } else { 0 }),
+        idents: IdentSeq::new(index, workers),
+        replies: Vec::with_capacity(batch_size),
+        deferred: Vec::with_capacity(batch.capacity()),
+        sender,
+        frames,
+    };
     while !stop.load(Ordering::Relaxed) {
-        let n = match queue.recv_batch(&mut batch, Some(StdDuration::from_millis(100))) {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("tunlb director: worker {index}: TUN read failed: {e}");
-                std::thread::sleep(StdDuration::from_millis(10));
-                continue;
-            }
+        let timeout = Some(StdDuration::from_millis(100));
+        let read = if offload {
+            w.queue.recv_batch_vnet(&mut batch, &mut hdrs, timeout)
+        } else {
+            w.queue.recv_batch(&mut batch, timeout)
         };
-        pending.clear();
-        frames.clear();
-        replies.clear();
-        {
-            let Ok(mut d) = core.lock() else { return };
-            let now = clock.now();
-            // Start every packet's connection-table load before deciding any, so the cache
-            // misses of a large table overlap.
-            for i in 0..n {
-                if let Some(buf) = batch.get(i) {
-                    d.prefetch(buf);
-                }
-            }
-            for i in 0..n {
-                let Some(meta) = batch.meta(i).copied() else {
-                    continue;
-                };
-                if meta.truncated {
-                    d.count_drop(DropReason::Oversized);
-                    continue;
-                }
-                let Some(buf) = batch.get_mut(i) else {
-                    continue;
-                };
-                match d.handle_packet(now, buf) {
-                    Verdict::Encap(e) => {
-                        if !queue_encap(&mut pending, &mut idents, i, buf, &e) {
-                            d.count_send_errors(1);
-                        }
-                    }
-                    Verdict::Ether(e) => {
-                        if !frames.queue(&mut idents, i, buf, &e) {
-                            d.count_send_errors(1);
-                        }
-                    }
-                    Verdict::Reply { len } | Verdict::Rewrite { len } => replies.push((i, len)),
-                    Verdict::Drop(_) => {}
-                }
-            }
-            d.handle_timeout(now);
-            if !pending.is_empty() {
-                // queue_encap checked every range, so no item is skipped and the failure
-                // positions are positions in `pending`.
-                let items = pending.iter().filter_map(|p| {
-                    let pkt = batch.get(p.slot)?.get(p.inner.clone())?;
-                    Some((p.dst, &p.header[..p.header_len as usize], pkt))
-                });
-                let report = sender.send_batch(items);
-                if report.failed > 0 {
-                    d.count_send_errors(failed_packets(&pending, sender.failures()));
-                }
-            }
-            if !frames.is_empty() {
-                let failed = frames.flush(&batch);
-                if failed > 0 {
-                    d.count_send_errors(failed);
-                }
-            }
+        if let Err(e) = read {
+            eprintln!("tunlb director: worker {}: TUN read failed: {e}", w.index);
+            std::thread::sleep(StdDuration::from_millis(10));
+            continue;
         }
-        for &(slot, len) in &replies {
-            if let Some(pkt) = batch.get(slot).and_then(|p| p.get(..len)) {
-                let _ = queue.send(pkt);
-            }
+        w.process(&mut batch, offload.then_some(&hdrs[..]));
+        if !w.deferred.is_empty() {
+            w.process_deferred(&batch, &mut spill);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encap::{build_outer, OuterParams, TunnelType};
+    use crate::wire::testing::tcp_packet;
+    use crate::wire::Ipv4Packet;
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+
+    /// A 3-segment super-packet as TUN hands it out: TCP checksum = pseudo-header sum.
+    fn super_packet(df: bool) -> (Vec<u8>, [u8; VNET_HDR_LEN]) {
+        let mut p = tcp_packet(CLIENT, 40000, VIP, 80, 0x18, 3000);
+        if !df {
+            p[6] = 0;
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = !checksum::data(&p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        let partial = gso::partial_tcp_checksum(&p, p.len()).unwrap();
+        p[36..38].copy_from_slice(&partial.to_be_bytes());
+        let vh = VnetHdr {
+            flags: gso::F_NEEDS_CSUM,
+            gso_type: gso::GSO_TCPV4,
+            hdr_len: 40,
+            gso_size: 1400,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        let mut h = [0u8; VNET_HDR_LEN];
+        vh.emit(&mut h);
+        (p, h)
+    }
+
+    fn tcp_checksum_ok(seg: &[u8]) -> bool {
+        let ip = Ipv4Packet::new_checked(seg).unwrap();
+        let l4 = &seg[ip.header_len()..];
+        checksum::combine(&[
+            checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), 6, l4.len() as u16),
+            checksum::data(l4),
+        ]) == 0xffff
+    }
+
+    #[test]
+    fn classify_sorts_offloaded_packets() {
+        let (mut p, h) = super_packet(true);
+        assert!(matches!(classify(&h, &mut p, 64), Offloaded::Gso(s, _) if s.count() == 3));
+        // No room for 3 segments, or no DF: segment first, then decide each.
+        assert!(matches!(classify(&h, &mut p, 2), Offloaded::Segment(1400)));
+        let (mut q, h2) = super_packet(false);
+        assert!(matches!(
+            classify(&h2, &mut q, 64),
+            Offloaded::Segment(1400)
+        ));
+        // A UDP offload that was never asked for, and offsets outside the packet: malformed.
+        let mut bad = h;
+        bad[1] = gso::GSO_UDP_L4;
+        assert!(matches!(classify(&bad, &mut p, 64), Offloaded::Bad));
+        let mut bad = h;
+        bad[6..8].copy_from_slice(&5000u16.to_le_bytes());
+        assert!(matches!(classify(&bad, &mut p, 64), Offloaded::Bad));
+        // An ordinary packet with a partial checksum: completed, then the old path.
+        let mut small = tcp_packet(CLIENT, 40000, VIP, 80, 0x18, 100);
+        let partial = gso::partial_tcp_checksum(&small, small.len()).unwrap();
+        small[36..38].copy_from_slice(&partial.to_be_bytes());
+        assert!(!tcp_checksum_ok(&small));
+        let plain = VnetHdr {
+            flags: gso::F_NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 16,
+            ..VnetHdr::NONE
+        };
+        let mut hp = [0u8; VNET_HDR_LEN];
+        plain.emit(&mut hp);
+        assert!(matches!(classify(&hp, &mut small, 64), Offloaded::Plain));
+        assert!(tcp_checksum_ok(&small));
+    }
+
+    #[test]
+    fn gso_encap_queues_one_valid_datagram_per_segment() {
+        let (mut p, h) = super_packet(true);
+        let Offloaded::Gso(seg, _) = classify(&h, &mut p, 64) else {
+            panic!("not GSO")
+        };
+        let params = OuterParams {
+            src: Ipv4Addr::new(10, 3, 0, 11),
+            dst: Ipv4Addr::new(10, 3, 0, 12),
+            tun: TunnelType::Gue,
+            gue_port: 6080,
+            gre_key: None,
+            udp_csum: true,
+            flow_hash: 9,
+        };
+        let mut header = [0u8; MAX_OUTER_HEADER];
+        let n = build_outer(&params, &p[..seg.max_segment_len()], &mut header).unwrap();
+        let e = Encap {
+            dst: params.dst,
+            header,
+            header_len: n as u8,
+            len: p.len(),
+            frag_mtu: 0,
+        };
+        let mut segs = Vec::with_capacity(4);
+        assert!(queue_gso_encap(&mut segs, 5, &p, &e, &seg));
+        assert_eq!(segs.len(), 3);
+        let mut inner_payload = Vec::new();
+        for s in &segs {
+            let mut dgram = s.header[..s.header_len as usize].to_vec();
+            dgram.extend_from_slice(&p[s.payload.clone()]);
+            let outer = Ipv4Packet::new_checked(&dgram[..]).unwrap();
+            assert!(outer.verify_checksum());
+            assert_eq!(outer.total_len() as usize, dgram.len());
+            let udp = &dgram[20..];
+            let sum = checksum::combine(&[
+                checksum::pseudo_header_v4(params.src, params.dst, 17, udp.len() as u16),
+                checksum::data(udp),
+            ]);
+            assert_eq!(sum, 0xffff, "outer UDP checksum");
+            let inner = &dgram[n..];
+            assert!(tcp_checksum_ok(inner));
+            inner_payload.extend_from_slice(&inner[40..]);
+        }
+        assert_eq!(inner_payload, &p[40..]);
+        // No room for another 3: nothing queued.
+        assert!(!queue_gso_encap(&mut segs, 6, &p, &e, &seg));
+        assert_eq!(segs.len(), 3);
     }
 }

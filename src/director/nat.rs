@@ -592,7 +592,7 @@ pub(super) fn to_server(
     buf: &mut [u8],
     p: &Parsed,
 ) -> Verdict {
-    if p.len > usize::from(config.tunnel_mtu) && p.dont_frag {
+    if p.mtu_len > usize::from(config.tunnel_mtu) && p.dont_frag {
         counters.drops[DropReason::TooBig as usize] += 1;
         return match icmp::frag_needed_in_place(buf, p.len, config.tunnel_mtu) {
             Some(len) => Verdict::Reply { len },
@@ -608,7 +608,7 @@ pub(super) fn to_server(
         rewrite_l4(pkt, p, Side::Dst, p.dst, raddr, rport);
     }
     let d = counters.dest(dest.id);
-    d.in_pkts += 1;
+    d.in_pkts += u64::from(p.segs);
     d.in_bytes += p.len as u64;
     Verdict::Rewrite { len: p.len }
 }
@@ -739,7 +739,7 @@ pub(super) fn handle_from_server(
 
 fn count_out(counters: &mut Counters, dest: &Dest, p: &Parsed) {
     let d = counters.dest(dest.id);
-    d.out_pkts += 1;
+    d.out_pkts += u64::from(p.segs);
     d.out_bytes += p.len as u64;
 }
 

@@ -551,3 +551,36 @@ fn per_server_counters_follow_what_was_forwarded() {
         );
     }
 }
+
+#[test]
+fn a_gso_super_packet_is_decided_once_and_counted_per_segment() {
+    let mut lab = Lab::new(1, two_servers(SchedulerKind::Rr, TunnelType::Gue));
+    let now = Instant::ZERO;
+    let c = client(1);
+    let mut syn = tcp_packet(c, 40000, VIP, 80, SYN, 0);
+    let Verdict::Encap(first) = lab.send(0, now, &mut syn) else {
+        panic!("SYN not forwarded")
+    };
+    // 10 segments of 1400 bytes in one 14 KB super-packet; the largest segment is 1440 bytes.
+    let mut big = tcp_packet(c, 40000, VIP, 80, ACK, 14_000);
+    let v = lab.workers[0].handle_gso(now, &mut big, 1440, 10);
+    let Verdict::Encap(e) = v else {
+        panic!("super-packet not forwarded: {v:?}")
+    };
+    assert_eq!((e.dst, e.len, e.frag_mtu), (first.dst, big.len(), 0));
+    // The outer header is built for the first segment (the driver fixes it per segment).
+    assert_eq!(
+        u16::from_be_bytes([e.header[2], e.header[3]]) as usize,
+        e.header_len as usize + 1440
+    );
+    let counters = lab.workers[0].counters();
+    assert_eq!((counters.rx_packets, counters.tx_packets), (11, 11));
+    assert_eq!(counters.gso_whole, 1);
+    assert_eq!(counters.per_dest.iter().map(|d| d.in_pkts).sum::<u64>(), 11);
+
+    // Segments too big for the tunnel MTU: frag-needed by the segment size, not the total.
+    let mut huge = tcp_packet(c, 40000, VIP, 80, ACK, 14_000);
+    let v = lab.workers[0].handle_gso(now, &mut huge, 1500, 10);
+    assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
+    assert_eq!(lab.workers[0].counters().dropped(DropReason::TooBig), 1);
+}

@@ -155,6 +155,9 @@ drop_reasons! {
     NeighbourUnresolved => "neighbour_unresolved",
     /// The packet was longer than the driver's read buffer (cut by the read).
     Oversized => "oversized",
+    /// TUN offload: the `virtio_net_hdr` in front of the packet is malformed (unknown GSO type,
+    /// checksum offsets outside the packet) or announces a GSO packet that is not what it says.
+    BadVnetHdr => "bad_vnet_hdr",
     /// The kernel refused to send the encapsulated packet or DR frame (e.g. no route,
     /// EMSGSIZE, the interface is gone).
     SendFailed => "send_failed",

@@ -7,6 +7,11 @@
 //! means the socket receives nothing. Each packet is two iovecs (a header, e.g. a fragment's
 //! IPv4 header, and a slice of the packet), so nothing is copied; a batch is one `sendmmsg`.
 //! The `mmsghdr` / `iovec` / `sockaddr_ll` arrays are allocated once.
+//!
+//! [`FrameSender::with_vnet_hdr`] opens a `SOCK_RAW` packet socket with `PACKET_VNET_HDR` (the
+//! kernel allows the option on raw packet sockets only): every frame then starts with a
+//! `virtio_net_hdr` and the caller's Ethernet header, so one send can carry a whole TCP GSO
+//! super-packet that the kernel keeps whole as far as the devices allow (a veth passes it on).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -63,6 +68,42 @@ impl FrameSender {
         })
     }
 
+    /// A `SOCK_RAW` packet socket with `PACKET_VNET_HDR` set: the `header` of every frame sent
+    /// is a `virtio_net_hdr` ([`crate::wire::gso::VnetHdr`]) followed by the Ethernet header
+    /// (destination, source, EtherType), and `rest` the whole IPv4 packet.
+    pub fn with_vnet_hdr(max_batch: usize) -> io::Result<FrameSender> {
+        let sock = Socket::new(Domain::PACKET, Type::RAW, None)
+            .map_err(|e| io::Error::new(e.kind(), format!("open AF_PACKET socket: {e}")))?;
+        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        let blank = sockaddr_ll(LinkDst {
+            ifindex: 0,
+            mac: [0; 6],
+        });
+        let s = FrameSender {
+            sock,
+            batch: SendBatch::new(max_batch, blank),
+        };
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a c_int that lives across the call; the length says so.
+        let rc = unsafe {
+            libc::setsockopt(
+                s.sock.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_VNET_HDR,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!("set PACKET_VNET_HDR: {e}"),
+            ));
+        }
+        Ok(s)
+    }
+
     /// Sends every `(destination, header, rest)`: the IPv4 packet on the wire is `header`
     /// followed by `rest` (either may be empty), in an Ethernet frame to the destination.
     ///
@@ -83,6 +124,30 @@ impl FrameSender {
     /// The frames the last [`send_batch`](FrameSender::send_batch) could not send.
     pub fn failures(&self) -> &[MsgError] {
         self.batch.failures()
+    }
+
+    /// The Ethernet address of interface `ifindex` (`SIOCGIFNAME`, then `SIOCGIFHWADDR`), for
+    /// the source of frames built by the caller.
+    pub fn interface_mac(&self, ifindex: u32) -> io::Result<[u8; 6]> {
+        let fd = self.sock.as_raw_fd();
+        // SAFETY: all-zero is a valid ifreq.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        req.ifr_ifru.ifru_ifindex = ifindex as libc::c_int;
+        // SAFETY: `req` is a live ifreq the kernel fills with the name of `ifindex`.
+        if unsafe { libc::ioctl(fd, libc::SIOCGIFNAME, &mut req) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `req` now names the interface; the kernel fills its hardware address.
+        if unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: SIOCGIFHWADDR filled the `ifru_hwaddr` member of the union.
+        let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+        let mut mac = [0u8; 6];
+        for (m, d) in mac.iter_mut().zip(data.iter()) {
+            *m = *d as u8;
+        }
+        Ok(mac)
     }
 }
 

@@ -134,3 +134,64 @@ fn raw_sender_batches_ipip_and_reports_the_packet_that_is_too_big() {
         assert_eq!(got, vec![inner_a.clone(), inner_c, inner_a]);
     });
 }
+
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn offload_tun_reads_virtio_headers_and_takes_written_ones() {
+    use crate::sys::tun::{TunConfig, OFFLOADS};
+    use crate::wire::gso::{VnetHdr, VNET_HDR_LEN};
+    in_new_netns(|| {
+        let tun = TunDevice::with_config(&TunConfig {
+            offload: true,
+            ..TunConfig::new("tlbtest1", 1, 1500)
+        })
+        .unwrap();
+        assert!(tun.offload().is_some_and(|f| OFFLOADS.contains(&f)));
+        let mut net = NetChanges::new();
+        net.add_route("10.9.0.0/24".parse().unwrap(), "tlbtest1")
+            .unwrap();
+        net.add_address("10.9.1.1/32".parse().unwrap(), "lo")
+            .unwrap();
+        net.set_sysctl(&conf_key("all", "rp_filter"), "0").unwrap();
+        net.set_sysctl(&conf_key("tlbtest1", "rp_filter"), "0")
+            .unwrap();
+        let queues = tun.queues();
+        assert!(queues[0].vnet_hdr());
+
+        // A UDP datagram arrives behind a virtio header (no GSO), the packet alone in the slot.
+        let sock = UdpSocket::bind("10.9.1.1:4000").unwrap();
+        sock.send_to(&[7; 10], "10.9.0.7:5000").unwrap();
+        let mut batch = PacketBatch::new(4, 65535);
+        let mut hdrs = [[0u8; VNET_HDR_LEN]; 4];
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while seen == 0 && Instant::now() < deadline {
+            let n = queues[0]
+                .recv_batch_vnet(&mut batch, &mut hdrs, Some(Duration::from_millis(20)))
+                .unwrap();
+            for (i, hdr) in hdrs.iter().enumerate().take(n) {
+                let p = batch.get(i).unwrap();
+                if p[0] >> 4 != 4 {
+                    continue;
+                }
+                let vh = VnetHdr::parse(hdr).unwrap();
+                assert!(!vh.is_gso());
+                assert_eq!(p.len(), 38);
+                assert_eq!(p[16..20], [10, 9, 0, 7]);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 1);
+
+        // Written packets (an all-zero header in front, added by `send`) reach the socket.
+        let from = SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 7), 5000);
+        let to = SocketAddrV4::new(Ipv4Addr::new(10, 9, 1, 1), 4000);
+        let pkt = udp_packet(from, to, &[3; 4]);
+        assert_eq!(queues[0].send(&pkt).unwrap(), pkt.len());
+        sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, src) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], src), (&[3; 4][..], from.into()));
+        net.restore().unwrap();
+    });
+}

@@ -4,8 +4,15 @@
 //! `IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE`, opens one descriptor per queue with
 //! [`tun_rs::SyncDevice::try_clone`], and sets MTU and link state); packets are then moved with
 //! plain `poll` / `read` / `write` on each queue's descriptor so a batch read costs no allocation
-//! and a worker can wake up on a timeout. `tun-rs` also knows `IFF_VNET_HDR` + `TUNSETOFFLOAD`
-//! (its `offload` option), which is where GSO/GRO support will plug in: see [`TunConfig`].
+//! and a worker can wake up on a timeout.
+//!
+//! With [`TunConfig::offload`] the device is created with `IFF_VNET_HDR` (`tun-rs`'s `offload`
+//! option) and then told with `TUNSETOFFLOAD` which offloads this reader understands
+//! ([`OFFLOADS`]: partial checksums and TCP segmentation, no UDP): the kernel then hands over
+//! GRO/GSO super-packets of up to 64 KB, each behind a 10-byte `virtio_net_hdr`
+//! ([`crate::wire::gso`]). [`TunQueue::recv_batch_vnet`] reads the header and the packet into
+//! separate buffers (`readv`), so the batch slot holds the bare IP packet; every write into such
+//! a device must carry a header too, which [`TunQueue::send`] adds (an all-zero one).
 //!
 //! The device is not persistent: it disappears when the last queue is closed.
 
@@ -14,7 +21,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use super::{errno, poll_readable, PacketBatch, PacketMeta, SendReport};
+use super::{poll_readable, PacketBatch, PacketMeta, SendReport};
+use crate::wire::gso::VNET_HDR_LEN;
+
+/// The `TUNSETOFFLOAD` flags asked for, best first: `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 |
+/// TUN_F_TSO_ECN`, then without ECN, then IPv4 only. No USO/UFO: UDP stays one datagram per read.
+pub const OFFLOADS: [u32; 3] = [0x0f, 0x07, 0x03];
 
 /// How to create a TUN device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +42,9 @@ pub struct TunConfig {
     pub packet_info: bool,
     /// Bring the link up after creating it.
     pub up: bool,
+    /// Ask for `IFF_VNET_HDR` and TCP offloads (GSO super-packets, partial checksums). If the
+    /// kernel refuses, the device is created without (see [`TunDevice::offload`]).
+    pub offload: bool,
 }
 
 impl TunConfig {
@@ -41,6 +56,7 @@ impl TunConfig {
             mtu,
             packet_info: false,
             up: true,
+            offload: false,
         }
     }
 }
@@ -50,6 +66,7 @@ impl TunConfig {
 pub struct TunDevice {
     name: String,
     queues: Vec<TunQueue>,
+    offload: Option<u32>,
 }
 
 impl TunDevice {
@@ -75,25 +92,69 @@ impl TunDevice {
                 ),
             ));
         }
+        if config.offload {
+            match TunDevice::build(config, true) {
+                Ok(dev) if dev.offload.is_some() => return Ok(dev),
+                Ok(dev) => drop(dev),
+                Err(e) => eprintln!(
+                    "tunlb: TUN offload (IFF_VNET_HDR) refused on {}: {e}; using plain reads",
+                    config.name
+                ),
+            }
+        }
+        TunDevice::build(config, false)
+    }
+
+    fn build(config: &TunConfig, offload: bool) -> io::Result<TunDevice> {
         let first = tun_rs::DeviceBuilder::new()
             .name(config.name.clone())
             .mtu(config.mtu)
             .multi_queue(config.queues > 1)
             .packet_information(config.packet_info)
+            .offload(offload)
             .enable(config.up)
             .build_sync()
             .map_err(|e| with_context(e, &format!("create TUN device {}", config.name)))?;
         let name = first.name().unwrap_or_else(|_| config.name.clone());
         let mut queues = Vec::with_capacity(config.queues);
-        queues.push(TunQueue::new(first)?);
+        queues.push(TunQueue::new(first, offload)?);
         for i in 1..config.queues {
             let next = queues[0]
                 .dev
                 .try_clone()
                 .map_err(|e| with_context(e, &format!("open queue {i} of TUN device {name}")))?;
-            queues.push(TunQueue::new(next)?);
+            queues.push(TunQueue::new(next, offload)?);
         }
-        Ok(TunDevice { name, queues })
+        let mut accepted = None;
+        if offload {
+            // The mask is device-wide; tun-rs set its own (with USO) on every queue: replace it.
+            let fd = queues[0].as_raw_fd();
+            for flags in OFFLOADS {
+                // SAFETY: `fd` is an open TUN descriptor; TUNSETOFFLOAD takes the flags by value.
+                let rc = unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, flags as libc::c_ulong) };
+                if rc == 0 {
+                    accepted = Some(flags);
+                    break;
+                }
+            }
+            if accepted.is_none() {
+                eprintln!(
+                    "tunlb: TUNSETOFFLOAD refused on {name}: {}; using plain reads",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+        Ok(TunDevice {
+            name,
+            queues,
+            offload: accepted,
+        })
+    }
+
+    /// The `TUNSETOFFLOAD` flags in force (one of [`OFFLOADS`]), or `None` without offload:
+    /// then the queues read and write bare packets.
+    pub fn offload(&self) -> Option<u32> {
+        self.offload
     }
 
     /// The interface name the kernel gave the device.
@@ -118,6 +179,7 @@ impl TunDevice {
 /// One queue of a TUN device: a descriptor in non-blocking mode.
 pub struct TunQueue {
     dev: tun_rs::SyncDevice,
+    vnet_hdr: bool,
 }
 
 impl std::fmt::Debug for TunQueue {
@@ -129,14 +191,20 @@ impl std::fmt::Debug for TunQueue {
 }
 
 impl TunQueue {
-    fn new(dev: tun_rs::SyncDevice) -> io::Result<TunQueue> {
+    fn new(dev: tun_rs::SyncDevice, vnet_hdr: bool) -> io::Result<TunQueue> {
         dev.set_nonblocking(true)?;
-        Ok(TunQueue { dev })
+        Ok(TunQueue { dev, vnet_hdr })
+    }
+
+    /// Whether every packet read or written carries a `virtio_net_hdr` in front.
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
     }
 
     /// Waits up to `timeout` (`None`: forever) for a packet, then reads as many as are ready
     /// without blocking, up to the batch's capacity. Returns how many it stored (also
-    /// `batch.len()`); 0 on timeout or when a signal arrived.
+    /// `batch.len()`); 0 on timeout or when a signal arrived. For a queue without
+    /// [`vnet_hdr`](Self::vnet_hdr).
     ///
     /// A packet longer than the batch's slot size is stored cut and marked
     /// [`PacketMeta::truncated`].
@@ -145,20 +213,68 @@ impl TunQueue {
         batch: &mut PacketBatch,
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
+        self.recv_into(batch, None, timeout)
+    }
+
+    /// As [`recv_batch`](Self::recv_batch) for a queue with [`vnet_hdr`](Self::vnet_hdr): packet
+    /// `i`'s `virtio_net_hdr` goes to `hdrs[i]`, the packet itself into the batch. Reads at most
+    /// `hdrs.len()` packets. A read too short for a header is stored as a packet of length 0
+    /// with `hdrs[i]` zero-filled past what arrived (the caller finds it malformed).
+    pub fn recv_batch_vnet(
+        &self,
+        batch: &mut PacketBatch,
+        hdrs: &mut [[u8; VNET_HDR_LEN]],
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        self.recv_into(batch, Some(hdrs), timeout)
+    }
+
+    fn recv_into(
+        &self,
+        batch: &mut PacketBatch,
+        mut hdrs: Option<&mut [[u8; VNET_HDR_LEN]]>,
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
         batch.clear();
         let fd = self.as_raw_fd();
         if !poll_readable(fd, timeout)? {
             return Ok(0);
         }
+        let limit = match &hdrs {
+            Some(h) => h.len().min(batch.capacity()),
+            None => batch.capacity(),
+        };
         let mut n = 0;
-        while n < batch.capacity() {
+        while n < limit {
             let max = batch.slot_size();
             // One byte longer than the slot: TUN reads cut silently, so a read that fills the
             // spare byte is how a too-long packet shows.
             let Some(slot) = batch.slot_mut(n) else { break };
             let cap = slot.len();
-            // SAFETY: `slot` is a writable buffer of `cap` bytes borrowed for the call.
-            let rc = unsafe { libc::read(fd, slot.as_mut_ptr().cast(), cap) };
+            let (rc, head) = match hdrs.as_deref_mut().and_then(|h| h.get_mut(n)) {
+                Some(hdr) => {
+                    *hdr = [0; VNET_HDR_LEN];
+                    let iov = [
+                        libc::iovec {
+                            iov_base: hdr.as_mut_ptr().cast(),
+                            iov_len: VNET_HDR_LEN,
+                        },
+                        libc::iovec {
+                            iov_base: slot.as_mut_ptr().cast(),
+                            iov_len: cap,
+                        },
+                    ];
+                    // SAFETY: both iovecs point at writable buffers of the given lengths
+                    // (`hdr` and `slot`), borrowed for the call.
+                    let rc = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+                    (rc, VNET_HDR_LEN)
+                }
+                None => {
+                    // SAFETY: `slot` is a writable buffer of `cap` bytes borrowed for the call.
+                    let rc = unsafe { libc::read(fd, slot.as_mut_ptr().cast(), cap) };
+                    (rc, 0)
+                }
+            };
             if rc < 0 {
                 let err = io::Error::last_os_error();
                 match err.kind() {
@@ -169,7 +285,7 @@ impl TunQueue {
                     _ => break,
                 }
             }
-            let len = rc as usize;
+            let len = (rc as usize).saturating_sub(head);
             batch.set_meta(
                 n,
                 PacketMeta {
@@ -185,36 +301,67 @@ impl TunQueue {
     }
 
     /// Writes one packet into the device (the kernel then routes it as if it had arrived on
-    /// this interface).
+    /// this interface). On a queue with [`vnet_hdr`](Self::vnet_hdr) an all-zero header goes in
+    /// front (no offload: the packet's checksums must be complete). Returns the packet bytes
+    /// written.
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        // SAFETY: `packet` is a readable buffer of `packet.len()` bytes borrowed for the call.
-        let rc = unsafe { libc::write(self.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };
+        let hdr = self.vnet_hdr.then_some(&[0u8; VNET_HDR_LEN]);
+        self.write_one(hdr, packet)
+    }
+
+    /// Writes one packet behind the given `virtio_net_hdr` (a GSO packet for the kernel to
+    /// segment, or one with a partial checksum). Only for a queue with
+    /// [`vnet_hdr`](Self::vnet_hdr); else the header is left out.
+    pub fn send_vnet(&self, hdr: &[u8; VNET_HDR_LEN], packet: &[u8]) -> io::Result<usize> {
+        self.write_one(self.vnet_hdr.then_some(hdr), packet)
+    }
+
+    fn write_one(&self, hdr: Option<&[u8; VNET_HDR_LEN]>, packet: &[u8]) -> io::Result<usize> {
+        let fd = self.as_raw_fd();
+        let rc = match hdr {
+            Some(h) => {
+                let iov = [
+                    libc::iovec {
+                        iov_base: h.as_ptr().cast_mut().cast(),
+                        iov_len: h.len(),
+                    },
+                    libc::iovec {
+                        iov_base: packet.as_ptr().cast_mut().cast(),
+                        iov_len: packet.len(),
+                    },
+                ];
+                // SAFETY: both iovecs point at readable buffers of the given lengths, borrowed
+                // for the call; the kernel only reads through them.
+                unsafe { libc::writev(fd, iov.as_ptr(), 2) }
+            }
+            // SAFETY: `packet` is a readable buffer of `packet.len()` bytes borrowed for the call.
+            None => unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) },
+        };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(rc as usize)
+        Ok((rc as usize).saturating_sub(hdr.map_or(0, |h| h.len())))
     }
 
-    /// Writes every packet, one `write` each (TUN has no batched write without `IFF_VNET_HDR`),
-    /// and reports how many the kernel took.
+    /// Writes every packet, one `write` each (TUN has no batched write), and reports how many
+    /// the kernel took.
     pub fn send_batch<'a, I>(&self, packets: I) -> SendReport
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        let fd = self.as_raw_fd();
         let mut report = SendReport::default();
         for packet in packets {
             loop {
-                // SAFETY: `packet` is a readable buffer of `packet.len()` bytes for the call.
-                let rc = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };
-                if rc >= 0 {
-                    report.sent += 1;
-                    break;
-                }
-                let e = errno();
-                if e != libc::EINTR {
-                    report.fail(e);
-                    break;
+                match self.send(packet) {
+                    Ok(_) => {
+                        report.sent += 1;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        report.fail(e.raw_os_error().unwrap_or(libc::EIO));
+                        break;
+                    }
                 }
             }
         }

@@ -8,12 +8,14 @@
 //! clamping never re-sum a payload.
 //!
 //! - [`checksum`] — the Internet checksum, pseudo-header sums and incremental updates.
+//! - [`gso`] — the TUN `virtio_net_hdr` and software segmentation of TCP super-packets.
 //! - [`ipv4`] — [`Ipv4Packet`] and the [`Ipv4Repr`] builder.
 //! - [`tcp`] — [`TcpPacket`], [`TcpFlags`], MSS option read and clamp.
 //! - [`udp`] — [`UdpPacket`].
 //! - [`icmp`] — [`Icmpv4Packet`] and the in-place ICMP error reply ([`icmp::frag_needed_in_place`]).
 
 pub mod checksum;
+pub mod gso;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
