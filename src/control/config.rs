@@ -1035,6 +1035,7 @@ impl Validator<'_> {
             persistence,
             mss_clamp,
             dests,
+            policy: Default::default(),
         })
     }
 

@@ -143,6 +143,7 @@ impl ServiceSet {
                     persistence: opts.persistence,
                     mss_clamp: opts.mss_clamp,
                     dests: Vec::new(),
+                    policy: Default::default(),
                 });
                 Ok(())
             }

@@ -208,6 +208,7 @@ mod tests {
                 persistence: None,
                 mss_clamp: None,
                 dests,
+                policy: Default::default(),
             }],
         }
     }

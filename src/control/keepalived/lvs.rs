@@ -740,6 +740,7 @@ fn virtual_server(
         persistence,
         mss_clamp: None,
         dests,
+        policy: Default::default(),
     };
     Some((keys, svc, health))
 }
