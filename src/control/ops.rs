@@ -413,6 +413,35 @@ mod tests {
     }
 
     #[test]
+    fn edits_keep_the_expire_policy() {
+        let mut set = ServiceSet::default();
+        apply_all(&mut set, &["-A -t 10.0.0.1:80 -s rr"]).unwrap();
+        assert!(
+            set.services[0].policy.is_default(),
+            "-A gives IPVS's defaults"
+        );
+        let policy = crate::director::service::ExpirePolicy {
+            expire_nodest_conn: false,
+            expire_quiescent_template: true,
+        };
+        set.services[0].policy = policy;
+        apply_all(
+            &mut set,
+            &[
+                "-E -t 10.0.0.1:80 -s wrr -p 60",
+                "-a -t 10.0.0.1:80 -r 10.0.1.1 -i",
+                "-e -t 10.0.0.1:80 -r 10.0.1.1 -i -w 0",
+                "-d -t 10.0.0.1:80 -r 10.0.1.1",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            set.services[0].policy, policy,
+            "no ipvsadm option touches it"
+        );
+    }
+
+    #[test]
     fn delete_service_and_clear() {
         let mut set = ServiceSet::default();
         apply_all(&mut set, &["-A -t 10.0.0.1:80", "-A -t 10.0.0.2:80"]).unwrap();
