@@ -758,3 +758,33 @@ fn a_template_to_a_held_server_is_replaced() {
         Verdict::Drop(DropReason::DestinationDown)
     );
 }
+
+#[test]
+fn a_held_server_deleted_for_good_expires_its_flows() {
+    let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    set.services[0].policy.expire_nodest_conn = false;
+    let mut lab = Lab::new(1, &set);
+    let now = Instant::from_secs(1);
+    assert_eq!(open_flow(&mut lab, now, 1000), RS1);
+    let mut down = set.clone();
+    let rs1 = down.services[0].dests.remove(0);
+    lab.publish_held(&down, &[(TCP80, rs1)]);
+    let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::DestinationDown)
+    );
+    // `adm -d` (or a reload without it): no longer held, really gone.
+    lab.publish(&down);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::DestinationGone)
+    );
+    assert_eq!(lab.workers[0].conns().len(), 0);
+    // Added back later, it is a new server: the old flow does not come back.
+    lab.publish(&set);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::NoConnection)
+    );
+}
