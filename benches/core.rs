@@ -47,6 +47,7 @@ fn director() -> Director {
                     l_threshold: 0,
                 })
                 .collect(),
+            policy: Default::default(),
         }],
     };
     let snap = Registry::new().build(&set, &Timeouts::default()).unwrap();

@@ -42,6 +42,7 @@ fn table() -> ServiceSet {
         }),
         mss_clamp: Some(1200),
         dests: dests(tun),
+        policy: Default::default(),
     };
     let mut nat = svc(8080, Protocol::Tcp, SchedulerKind::Rr, TunnelType::Ipip, false);
     for d in &mut nat.dests {

@@ -21,6 +21,8 @@
 //! persistence = 300          # optional, seconds
 //! netmask = "255.255.255.0"  # optional, with persistence
 //! mss_clamp = 1400           # optional
+//! expire_nodest_conn = true  # default: flows of a server that left the table are forgotten
+//! expire_quiescent_template = false # default: persistence sticks to a weight-0 server
 //!
 //!   [[service.real_server]]
 //!   address = "10.0.2.12"
@@ -89,8 +91,8 @@ use crate::control::adm::MIN_MSS_CLAMP;
 use crate::control::ops::{Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
 use crate::director::route::{self, TunnelRoute};
 use crate::director::service::{
-    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-    ServiceSet,
+    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
+    ServiceKey, ServiceSet,
 };
 use crate::director::snat::SnatRule;
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
@@ -287,6 +289,17 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
         if let Some(mss) = svc.mss_clamp {
             let _ = writeln!(out, "mss_clamp = {mss}");
         }
+        let policy = svc.policy;
+        if policy.expire_nodest_conn != ExpirePolicy::default().expire_nodest_conn {
+            let _ = writeln!(out, "expire_nodest_conn = {}", policy.expire_nodest_conn);
+        }
+        if policy.expire_quiescent_template != ExpirePolicy::default().expire_quiescent_template {
+            let _ = writeln!(
+                out,
+                "expire_quiescent_template = {}",
+                policy.expire_quiescent_template
+            );
+        }
         for d in &svc.dests {
             let _ = writeln!(
                 out,
@@ -405,6 +418,8 @@ struct RawService {
     persistence: Option<Spanned<i64>>,
     netmask: Option<Spanned<String>>,
     mss_clamp: Option<Spanned<i64>>,
+    expire_nodest_conn: Option<bool>,
+    expire_quiescent_template: Option<bool>,
     #[serde(default)]
     real_server: Vec<Spanned<RawRealServer>>,
     delay_loop: Option<Spanned<i64>>,
@@ -1035,6 +1050,14 @@ impl Validator<'_> {
             persistence,
             mss_clamp,
             dests,
+            policy: ExpirePolicy {
+                expire_nodest_conn: s
+                    .expire_nodest_conn
+                    .unwrap_or(ExpirePolicy::default().expire_nodest_conn),
+                expire_quiescent_template: s
+                    .expire_quiescent_template
+                    .unwrap_or(ExpirePolicy::default().expire_quiescent_template),
+            },
         })
     }
 
@@ -1565,6 +1588,8 @@ protocol = "udp"
 persistence = 600
 netmask = "255.255.255.0"
 mss_clamp = 1400
+expire_nodest_conn = false
+expire_quiescent_template = true
 
   [[service.real_server]]
   address = "10.0.2.12"
@@ -1611,6 +1636,14 @@ mss_clamp = 1400
             })
         );
         assert_eq!(dns.mss_clamp, Some(1400));
+        assert_eq!(
+            dns.policy,
+            ExpirePolicy {
+                expire_nodest_conn: false,
+                expire_quiescent_template: true
+            }
+        );
+        assert!(web.policy.is_default());
         assert_eq!(dns.dests[0].port, 0);
         assert_eq!(
             dns.dests[0].forward,
@@ -1763,6 +1796,23 @@ port = 80
             err.to_string(),
             "d.toml:2:7: timeouts.tcp: expected an integer from 1 to 2678400, found 0"
         );
+    }
+
+    #[test]
+    fn expire_policy_keys_must_be_booleans() {
+        let text = "[[service]]\nvip = \"10.0.0.1\"\nport = 80\nexpire_nodest_conn = 0\n";
+        let err = load_str(text, "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:4:22: "), "{err}");
+        assert!(err.contains("bool"), "{err}");
+    }
+
+    #[test]
+    fn to_toml_writes_the_expire_policy_only_when_not_default() {
+        let (settings, set) = load_str(SEED, "seed.toml").unwrap();
+        let text = to_toml(&set, &settings);
+        assert_eq!(text.matches("expire_nodest_conn = false").count(), 1);
+        assert_eq!(text.matches("expire_quiescent_template = true").count(), 1);
+        assert_eq!(text.matches("expire_").count(), 2);
     }
 
     #[test]

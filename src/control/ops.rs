@@ -143,6 +143,7 @@ impl ServiceSet {
                     persistence: opts.persistence,
                     mss_clamp: opts.mss_clamp,
                     dests: Vec::new(),
+                    policy: Default::default(),
                 });
                 Ok(())
             }
@@ -409,6 +410,35 @@ mod tests {
         );
         // -E without -s is back to the default scheduler.
         assert_eq!(set.services[0].scheduler, SchedulerKind::Wlc);
+    }
+
+    #[test]
+    fn edits_keep_the_expire_policy() {
+        let mut set = ServiceSet::default();
+        apply_all(&mut set, &["-A -t 10.0.0.1:80 -s rr"]).unwrap();
+        assert!(
+            set.services[0].policy.is_default(),
+            "-A gives IPVS's defaults"
+        );
+        let policy = crate::director::service::ExpirePolicy {
+            expire_nodest_conn: false,
+            expire_quiescent_template: true,
+        };
+        set.services[0].policy = policy;
+        apply_all(
+            &mut set,
+            &[
+                "-E -t 10.0.0.1:80 -s wrr -p 60",
+                "-a -t 10.0.0.1:80 -r 10.0.1.1 -i",
+                "-e -t 10.0.0.1:80 -r 10.0.1.1 -i -w 0",
+                "-d -t 10.0.0.1:80 -r 10.0.1.1",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            set.services[0].policy, policy,
+            "no ipvsadm option touches it"
+        );
     }
 
     #[test]

@@ -523,46 +523,55 @@ impl Director {
                     | ConnState::FinWait
             );
             if live && !(syn_only && closing) {
-                let Some(dest) = snap.dest(conn.dest) else {
-                    // expire_nodest_conn: the real server was deleted; drop and forget the flow.
+                if let Some(dest) = snap.dest(conn.dest) {
+                    if proto == Protocol::Tcp {
+                        let next = tcp_transition(
+                            conn.state,
+                            flags.contains(TcpFlags::SYN),
+                            flags.contains(TcpFlags::FIN),
+                            flags.contains(TcpFlags::ACK),
+                            flags.contains(TcpFlags::RST),
+                            Direction::InputOnly,
+                        );
+                        if next != conn.state {
+                            move_counts(&dest.state, conn.state, next);
+                            conn.state = next;
+                        }
+                    }
+                    conn.set_expires(now + snap.timeouts.get(conn.state));
+                    if p.first_fragment_of_many {
+                        remember_fragment(&self.shared, frag_key, conn.dest, now);
+                    }
+                    let clamp = if syn_only {
+                        mss_clamp_for(snap, proto, p.dst, dport)
+                    } else {
+                        None
+                    };
+                    return forward(
+                        &self.config,
+                        &mut self.counters,
+                        dest,
+                        buf,
+                        &p,
+                        clamp,
+                        flow_hash(&key),
+                    );
+                }
+                if snap.is_held(conn.dest) {
+                    // expire_nodest_conn = false and the server's health check failed: keep
+                    // the flow (without refreshing it) for the server's return.
+                    return Verdict::Drop(DropReason::DestinationDown);
+                }
+                // expire_nodest_conn: the real server left the table; forget the flow. A TCP
+                // packet other than a SYN cannot start a new flow and is lost; a UDP packet or
+                // a SYN is rescheduled below as a new flow, as IPVS does.
+                if proto == Protocol::Tcp && !syn_only {
                     let old = *conn;
                     self.conns.remove(&key);
                     self.counters.conns_expired += 1;
                     release(snap, &self.shared, &key, &old, now);
                     return Verdict::Drop(DropReason::DestinationGone);
-                };
-                if proto == Protocol::Tcp {
-                    let next = tcp_transition(
-                        conn.state,
-                        flags.contains(TcpFlags::SYN),
-                        flags.contains(TcpFlags::FIN),
-                        flags.contains(TcpFlags::ACK),
-                        flags.contains(TcpFlags::RST),
-                        Direction::InputOnly,
-                    );
-                    if next != conn.state {
-                        move_counts(&dest.state, conn.state, next);
-                        conn.state = next;
-                    }
                 }
-                conn.set_expires(now + snap.timeouts.get(conn.state));
-                if p.first_fragment_of_many {
-                    remember_fragment(&self.shared, frag_key, conn.dest, now);
-                }
-                let clamp = if syn_only {
-                    mss_clamp_for(snap, proto, p.dst, dport)
-                } else {
-                    None
-                };
-                return forward(
-                    &self.config,
-                    &mut self.counters,
-                    dest,
-                    buf,
-                    &p,
-                    clamp,
-                    flow_hash(&key),
-                );
             }
             reuse = true;
         } else if snap.has_nat() {
@@ -606,19 +615,27 @@ impl Director {
             Some(pers) => {
                 let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
                 let timeout = Duration::from_secs(pers.timeout as u64);
-                match self
-                    .shared
-                    .templates
-                    .get_or_create(tkey, now, timeout, pick)
-                {
-                    Some(id) if snap.dest(id).is_some() => Some(id),
+                // IPVS ip_vs_check_template: a template is of no use if its server left the
+                // table (deleted, or held while down), or is quiesced (weight 0) and the
+                // service has expire_quiescent_template.
+                let quiescent = svc.config.policy.expire_quiescent_template;
+                let usable = |id| {
+                    snap.dest(id)
+                        .is_some_and(|d| !(quiescent && d.config.weight == 0))
+                };
+                let templates = &self.shared.templates;
+                match templates.get_or_create(tkey, now, timeout, pick) {
+                    Some(id) if usable(id) => Some(id),
                     Some(stale) => {
-                        // The template points at a deleted server: forget it and choose again.
-                        self.shared.templates.release(&tkey, now);
-                        self.shared.templates.remove_dest(stale);
-                        self.shared
-                            .templates
-                            .get_or_create(tkey, now, timeout, pick)
+                        // Expire it and choose again.
+                        templates.release(&tkey, now);
+                        if snap.dest_or_held(stale).is_none() {
+                            // Deleted: none of its templates is of use any more.
+                            templates.remove_dest(stale);
+                        } else {
+                            templates.remove_if_dest(&tkey, stale);
+                        }
+                        templates.get_or_create(tkey, now, timeout, pick)
                     }
                     None => None,
                 }
@@ -750,7 +767,8 @@ pub(super) fn move_counts(state: &super::sched::DestState, from: ConnState, to: 
 
 /// A connection is gone: give back its count and its hold on the persistence template.
 pub(super) fn release(snap: &Snapshot, shared: &Shared, key: &ConnKey, conn: &Conn, now: Instant) {
-    let Some(dest) = snap.dest(conn.dest) else {
+    // A held server gets its counts back too: they are the ones it returns with.
+    let Some(dest) = snap.dest_or_held(conn.dest) else {
         return;
     };
     add_count(&dest.state, conn.state, -1);

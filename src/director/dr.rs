@@ -203,6 +203,7 @@ mod tests {
                 persistence: None,
                 mss_clamp: None,
                 dests,
+                policy: Default::default(),
             }],
         }
     }

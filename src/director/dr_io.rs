@@ -712,6 +712,7 @@ mod root_tests {
                     u_threshold: 0,
                     l_threshold: 0,
                 }],
+                policy: Default::default(),
             }],
         }
     }

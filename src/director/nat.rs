@@ -487,15 +487,23 @@ pub(super) fn handle_from_client(
         let c = &shard.flows[i].conn;
         (!c.is_expired(now), c.state, c.dest)
     };
+    let current = live && !(syn_only && is_closing(state));
     let dest = match snap.dest(dest_id) {
-        Some(dest) if live && !(syn_only && is_closing(state)) => dest,
+        Some(dest) if current => dest,
+        // expire_nodest_conn = false and the server's health check failed: keep the flow
+        // (without refreshing it) for the server's return.
+        None if current && snap.is_held(dest_id) => {
+            return Some(Verdict::Drop(DropReason::DestinationDown))
+        }
         dest => {
             let old = shard.remove_at(i);
             drop(shard);
             finish_removals(snap, shared, counters, &[Some(old)], now);
-            // expire_nodest_conn: a live flow whose real server was deleted is dropped; an
-            // expired or reused one makes way for a new flow.
-            return (live && dest.is_none()).then_some(Verdict::Drop(DropReason::DestinationGone));
+            // expire_nodest_conn: a live flow whose real server left the table is forgotten;
+            // a TCP packet other than a SYN is dropped, a UDP packet or a SYN is rescheduled
+            // as a new flow, as an expired or reused flow's packet is.
+            let lost = live && dest.is_none() && key.proto == IpProtocol::TCP && !syn_only;
+            return lost.then_some(Verdict::Drop(DropReason::DestinationGone));
         }
     };
     let f = &mut shard.flows[i];
@@ -714,6 +722,10 @@ pub(super) fn handle_from_server(
         return Verdict::Drop(DropReason::NatNoFlow);
     }
     let Some(dest) = snap.dest(shard.flows[i].conn.dest) else {
+        if snap.is_held(shard.flows[i].conn.dest) {
+            // A reply of a held server's flow: kept, not refreshed, as the client's packets.
+            return Verdict::Drop(DropReason::DestinationDown);
+        }
         let old = shard.remove_at(i);
         drop(shard);
         finish_removals(snap, shared, counters, &[Some(old)], now);

@@ -48,6 +48,7 @@ fn service(vip: Ipv4Addr, port: u16, proto: Protocol, dests: Vec<DestConfig>) ->
         persistence: None,
         mss_clamp: None,
         dests,
+        policy: Default::default(),
     }
 }
 
@@ -669,4 +670,95 @@ fn arbitrary_bytes_never_panic_with_nat() {
             _ => {}
         }
     }
+}
+
+#[test]
+fn a_held_nat_server_keeps_its_flows_both_ways_until_it_returns() {
+    let mut set = nat_set();
+    set.services[0].policy.expire_nodest_conn = false;
+    let mut lab = Lab::new(2, &set);
+    let now = Instant::from_secs(1);
+    let mut syn = tcp_packet(CLIENT, 44000, VIP, 80, SYN, 0);
+    assert_eq!(rip_of(lab.send(0, now, &mut syn), &syn), RS1);
+    let mut syn_ack = tcp_packet(RS1, 8080, CLIENT, 44000, SYN_ACK, 0);
+    let v = lab.send(1, now, &mut syn_ack);
+    assert_tcp(v, &syn_ack, (VIP, 80), (CLIENT, 44000));
+    let mut ack = tcp_packet(CLIENT, 44000, VIP, 80, ACK, 0);
+    assert_eq!(rip_of(lab.send(0, now, &mut ack), &ack), RS1);
+    assert_eq!(lab.counts(RS1), (1, 0));
+
+    // RS1's check fails: held. Both directions are dropped, the flow and the reply routing kept.
+    let mut down = set.clone();
+    let rs1 = down.services[0].dests.remove(0);
+    let key = down.services[0].key;
+    lab.publish_held(&down, &[(key, rs1)]);
+    let later = now + Duration::from_secs(3);
+    let mut data = tcp_packet(CLIENT, 44000, VIP, 80, PSH_ACK, 10);
+    assert_eq!(
+        lab.send(0, later, &mut data),
+        Verdict::Drop(DropReason::DestinationDown)
+    );
+    let mut reply = tcp_packet(RS1, 8080, CLIENT, 44000, ACK, 0);
+    assert_eq!(
+        lab.send(1, later, &mut reply),
+        Verdict::Drop(DropReason::DestinationDown)
+    );
+    assert_eq!(lab.shared.nat.len(), 1);
+    let snap = lab.shared.snapshot();
+    assert!(snap
+        .nat_endpoints()
+        .iter()
+        .any(|e| e.addr == RS1 && e.port == 8080));
+    let flow = lab
+        .shared
+        .nat
+        .get(&super::conn::ConnKey::new(6, CLIENT, 44000, VIP, 80))
+        .unwrap();
+    assert_eq!(
+        flow.conn.expires(),
+        now + snap.timeouts.get(ConnState::Established)
+    );
+    // New flows go to RS2.
+    let mut syn = tcp_packet(CLIENT, 44001, VIP, 80, SYN, 0);
+    assert_eq!(rip_of(lab.send(0, later, &mut syn), &syn), RS2);
+
+    // Back: the flow goes on, both ways.
+    lab.publish(&set);
+    let mut data = tcp_packet(CLIENT, 44000, VIP, 80, PSH_ACK, 10);
+    assert_eq!(rip_of(lab.send(0, later, &mut data), &data), RS1);
+    let mut reply = tcp_packet(RS1, 8080, CLIENT, 44000, ACK, 0);
+    let v = lab.send(1, later, &mut reply);
+    assert_tcp(v, &reply, (VIP, 80), (CLIENT, 44000));
+    assert_eq!(lab.counts(RS1), (1, 0));
+}
+
+#[test]
+fn a_nat_udp_flow_of_a_removed_server_is_rescheduled_at_once() {
+    let mut set = nat_set();
+    set.services[1].dests.push(nat_dest(RS2, 5353));
+    let mut lab = Lab::new(1, &set);
+    let now = Instant::from_secs(1);
+    let mut q = udp_packet(CLIENT, 5000, VIP, 53, 12);
+    assert_eq!(rip_of(lab.send(0, now, &mut q), &q), RS1);
+    set.services[1].dests.remove(0);
+    lab.publish(&set);
+    let mut q = udp_packet(CLIENT, 5000, VIP, 53, 12);
+    assert_eq!(rip_of(lab.send(0, now, &mut q), &q), RS2);
+    // The old reply tuple is gone, the new one answers.
+    let mut old = udp_packet(RS1, 5353, CLIENT, 5000, 12);
+    assert_eq!(
+        lab.send(0, now, &mut old),
+        Verdict::Drop(DropReason::NatNoFlow)
+    );
+    let mut reply = udp_packet(RS2, 5353, CLIENT, 5000, 12);
+    assert_eq!(
+        rewritten(lab.send(0, now, &mut reply), &reply).src_addr(),
+        VIP
+    );
+    assert_eq!(
+        lab.workers[0]
+            .counters()
+            .dropped(DropReason::DestinationGone),
+        0
+    );
 }

@@ -3,7 +3,9 @@
 //! Every change is computed on a copy of the [`ServiceSet`], turned into a new [`Snapshot`] and
 //! published with one atomic swap; on any error nothing is published and the running table stays
 //! as it was. Workers keep their connection tables across swaps, so established flows keep their
-//! real server unless it was deleted (then they are dropped: IPVS's `expire_nodest_conn`).
+//! real server unless it left the table (then they are forgotten at their next packet: IPVS's
+//! `expire_nodest_conn`; a server out because its check failed is held instead, its flows kept,
+//! when its service has `expire_nodest_conn = false`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -75,7 +77,9 @@ struct PlaneState {
 pub enum Health {
     /// In the table with its configured weight.
     Up,
-    /// Out of the table (its flows are dropped at their next packet: `expire_nodest_conn`).
+    /// Out of the table. Its flows are forgotten at their next packet (the service's
+    /// `expire_nodest_conn`, the default), or, with `expire_nodest_conn = false`, kept and
+    /// their packets dropped until it comes back or they time out.
     Down,
     /// In the table with this weight (0 = `inhibit_on_failure`: no new flows, old ones kept;
     /// other values: MISC_CHECK dynamic weights).
@@ -113,14 +117,27 @@ impl HealthOverlay {
         old.unwrap_or(Health::Up)
     }
 
-    /// The table the data path gets: `set` with the health edits.
-    fn apply(&self, set: &ServiceSet) -> ServiceSet {
+    /// The table the data path gets: `set` with the health edits, and the real servers it
+    /// holds ([`Registry::build_with_held`]): those out because they are down, of services
+    /// with `expire_nodest_conn = false`.
+    fn apply(&self, set: &ServiceSet) -> (ServiceSet, Vec<(ServiceKey, DestConfig)>) {
         let mut out = set.clone();
+        let mut held = Vec::new();
         if self.dests.is_empty() && self.sorry.is_empty() {
-            return out;
+            return (out, held);
         }
         for svc in &mut out.services {
             let key = svc.key;
+            if !svc.policy.expire_nodest_conn {
+                held.extend(
+                    svc.dests
+                        .iter()
+                        .filter(|d| {
+                            self.dests.get(&(key, d.addr, dest_port(key, d))) == Some(&Health::Down)
+                        })
+                        .map(|d| (key, d.clone())),
+                );
+            }
             let forward = svc.dests.first().map(|d| d.forward);
             let sorry = self.sorry.get(&key);
             if sorry.is_some_and(|s| s.active) {
@@ -153,7 +170,7 @@ impl HealthOverlay {
                 }
             }
         }
-        out
+        (out, held)
     }
 }
 
@@ -431,9 +448,10 @@ impl ControlPlane {
         timeouts: Timeouts,
     ) -> Result<(), String> {
         Self::check_new_servers(&st.set, &set)?;
+        let (table, held) = st.health.apply(&set);
         let mut snap = st
             .registry
-            .build(&st.health.apply(&set), &conn_timeouts(&timeouts))
+            .build_with_held(&table, &held, &conn_timeouts(&timeouts))
             .map_err(|e| e.to_string())?
             .with_tunnel_routes(st.routes.clone());
         if let Some(a) = st.snat.public().iter().find(|a| snap.is_vip(**a)) {
@@ -554,7 +572,7 @@ impl ControlPlane {
     /// The table with live connection counts.
     pub fn listing(&self) -> Listing {
         let set = match self.state.lock() {
-            Ok(st) => st.health.apply(&st.set),
+            Ok(st) => st.health.apply(&st.set).0,
             Err(_) => ServiceSet::default(),
         };
         let snap = self.shared.snapshot();
@@ -688,7 +706,7 @@ impl ControlPlane {
         let snap = self.shared.snapshot();
         let mut out = Vec::new();
         let dest_addr = |id| {
-            snap.dest(id)
+            snap.dest_or_held(id)
                 .map(|d| SocketAddrV4::new(d.config.addr, d.config.port))
                 .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
         };
@@ -1052,6 +1070,7 @@ mod tests {
                     dest(14, 0, Forward::Nat),
                     dest(15, 8080, Forward::Nat),
                 ],
+                policy: Default::default(),
             }],
         };
         let ports: Vec<u16> = set.services[0]
@@ -1073,7 +1092,8 @@ mod tests {
             overlay.set_dest(key, rip(15), 8080, Health::Weight(3)),
             Health::Up
         );
-        let out = overlay.apply(&set);
+        let (out, held) = overlay.apply(&set);
+        assert!(held.is_empty(), "expire_nodest_conn holds nothing");
         let left: Vec<(Ipv4Addr, u32)> = out.services[0]
             .dests
             .iter()
@@ -1091,7 +1111,16 @@ mod tests {
             overlay.set_dest(key, rip(15), 8080, Health::Up),
             Health::Weight(3)
         );
-        assert_eq!(overlay.apply(&set), set);
+        assert_eq!(overlay.apply(&set), (set.clone(), Vec::new()));
+        // With expire_nodest_conn = false a server that is down is held, one at weight 0 is not
+        // (it stays in the table).
+        let mut keep = set;
+        keep.services[0].policy.expire_nodest_conn = false;
+        overlay.set_dest(key, rip(12), 80, Health::Down);
+        overlay.set_dest(key, rip(13), 80, Health::Weight(0));
+        let (out, held) = overlay.apply(&keep);
+        assert_eq!(held, [(key, keep.services[0].dests[0].clone())]);
+        assert_eq!(out.services[0].dests.len(), 3);
     }
 
     #[test]

@@ -255,6 +255,7 @@ mod tests {
                         l_threshold: 0,
                     })
                     .collect(),
+                policy: Default::default(),
             }],
         }
     }

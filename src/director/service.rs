@@ -220,6 +220,44 @@ pub struct Persistence {
     pub netmask: Ipv4Addr,
 }
 
+/// What happens to the flows of a real server that fails, per service. IPVS has these as the
+/// global sysctls `net.ipv4.vs.expire_nodest_conn` and `expire_quiescent_template`; tunlb sets
+/// them per service (`[[service]]` keys and keepalived `virtual_server` keywords of the same
+/// names). ipvsadm's `-S` has no place for them: `-R` of such a dump gives the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ExpirePolicy {
+    /// `true` (default, IPVS `expire_nodest_conn=1`): the flows of a real server that left
+    /// the table are forgotten at their next packet; a TCP packet that is not a SYN is
+    /// dropped, anything else (UDP, a new SYN) is rescheduled at once to a live server.
+    /// `false` (IPVS 0): while a server is out because its health check failed, its flows
+    /// are kept and their packets dropped (`destination_down`); if it comes back before they
+    /// time out they go on on the same server. A server deleted by `adm -d` or a reload is
+    /// always expired.
+    pub expire_nodest_conn: bool,
+    /// `true` (IPVS `expire_quiescent_template=1`): a persistence template that points at a
+    /// real server with weight 0 (quiesced, e.g. by `inhibit_on_failure`) is expired when a
+    /// new connection uses it, so the client's new connections go to a live server. `false`
+    /// (default, as IPVS): persistent clients stick to the weight-0 server.
+    pub expire_quiescent_template: bool,
+}
+
+impl Default for ExpirePolicy {
+    fn default() -> Self {
+        ExpirePolicy {
+            expire_nodest_conn: true,
+            expire_quiescent_template: false,
+        }
+    }
+}
+
+impl ExpirePolicy {
+    /// Whether this is the default policy (IPVS's sysctl defaults).
+    pub fn is_default(&self) -> bool {
+        *self == ExpirePolicy::default()
+    }
+}
+
 /// A virtual service and its real servers.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceConfig {
@@ -237,6 +275,9 @@ pub struct ServiceConfig {
     /// Real servers, in the order they were added.
     #[serde(default)]
     pub dests: Vec<DestConfig>,
+    /// What happens to the flows of a failed real server.
+    #[serde(default)]
+    pub policy: ExpirePolicy,
 }
 
 /// The whole virtual-service table as the control plane sees it.

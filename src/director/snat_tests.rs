@@ -56,6 +56,7 @@ fn nat_set() -> ServiceSet {
                 u_threshold: 0,
                 l_threshold: 0,
             }],
+            policy: Default::default(),
         }],
     }
 }

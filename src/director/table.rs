@@ -26,6 +26,10 @@ pub struct Dest {
     pub config: DestConfig,
     /// Live counters, shared across snapshots and workers.
     pub state: Arc<DestState>,
+    /// Out of the table because its health check failed, its flows kept for its return
+    /// (`expire_nodest_conn = false`): not schedulable, not listed, and
+    /// [`Snapshot::dest`] does not return it ([`Snapshot::is_held`] tells).
+    pub held: bool,
 }
 
 impl Dest {
@@ -118,9 +122,25 @@ impl Snapshot {
         self.vips.iter().copied()
     }
 
-    /// The real server behind a handle, unless it was deleted since.
+    /// The real server behind a handle, unless it was deleted since or is held
+    /// ([`Snapshot::is_held`]).
     #[inline]
     pub fn dest(&self, id: DestId) -> Option<&Dest> {
+        self.dest_or_held(id).filter(|d| !d.held)
+    }
+
+    /// Whether the real server behind a handle is held: out of the table while its health
+    /// check fails, its flows kept (dropped at each packet, `destination_down`) because its
+    /// service has `expire_nodest_conn = false`.
+    #[inline]
+    pub fn is_held(&self, id: DestId) -> bool {
+        self.dest_or_held(id).is_some_and(|d| d.held)
+    }
+
+    /// The real server behind a handle, held or not, unless it was deleted since (to give back
+    /// a held server's counts when one of its flows ends).
+    #[inline]
+    pub fn dest_or_held(&self, id: DestId) -> Option<&Dest> {
         match self.dests.get(slot_of(id)) {
             Some(Some(d)) if d.id == id => Some(d),
             _ => None,
@@ -200,19 +220,40 @@ impl Registry {
     /// Builds the snapshot for `set`. Real servers that disappeared from `set` lose their
     /// handle (connections to them then find no destination).
     pub fn build(&mut self, set: &ServiceSet, timeouts: &Timeouts) -> Result<Snapshot, BuildError> {
-        let mut seen: HashSet<DestKey> = HashSet::new();
+        self.build_with_held(set, &[], timeouts)
+    }
+
+    /// Like [`Registry::build`], and the real servers in `held` (service, server), out of
+    /// `set` because their health check failed, keep their handle and live counts as held
+    /// slots ([`Dest::held`]): their flows are kept until they time out or the server comes
+    /// back. An entry whose service is not in `set`, or that is also in `set`, is ignored.
+    pub fn build_with_held(
+        &mut self,
+        set: &ServiceSet,
+        held: &[(ServiceKey, DestConfig)],
+        timeouts: &Timeouts,
+    ) -> Result<Snapshot, BuildError> {
         let mut services = HashMap::with_capacity(set.services.len());
         let mut vips = HashSet::new();
         let mut dest_slots: Vec<Option<Dest>> = Vec::new();
 
         // Free the handles of real servers that are gone first, so their slots can be reused.
-        let wanted: HashSet<DestKey> = set
+        let mut wanted: HashSet<DestKey> = set
             .services
             .iter()
             .flat_map(|s| {
                 s.dests
                     .iter()
                     .map(move |d| (s.key, d.addr, dest_port(s, d)))
+            })
+            .collect();
+        // Held servers: of a service in `set`, and not in it themselves.
+        let held: Vec<(&ServiceConfig, &DestConfig)> = held
+            .iter()
+            .filter_map(|(k, d)| {
+                let svc = set.services.iter().find(|s| s.key == *k)?;
+                let key = (svc.key, d.addr, dest_port(svc, d));
+                wanted.insert(key).then_some((svc, d))
             })
             .collect();
         let gone: Vec<DestKey> = self
@@ -238,17 +279,7 @@ impl Registry {
             let mut sched_dests = Vec::with_capacity(svc.dests.len());
             let mut dest_ids = Vec::with_capacity(svc.dests.len());
             for d in &svc.dests {
-                let key = (svc.key, d.addr, dest_port(svc, d));
-                seen.insert(key);
-                let (id, state) = match self.dests.get(&key) {
-                    Some(v) => v.clone(),
-                    None => {
-                        let id = self.alloc()?;
-                        let v = (id, Arc::new(DestState::default()));
-                        self.dests.insert(key, v.clone());
-                        v
-                    }
-                };
+                let (id, state) = self.handle(svc, d)?;
                 let slot = slot_of(id);
                 if dest_slots.len() <= slot {
                     dest_slots.resize(slot + 1, None);
@@ -267,6 +298,7 @@ impl Registry {
                     service: svc.key,
                     config,
                     state: state.clone(),
+                    held: false,
                 });
                 sched_dests.push(SchedDest {
                     addr: d.addr,
@@ -275,6 +307,31 @@ impl Registry {
                     state,
                 });
                 dest_ids.push(id);
+            }
+            for &(_, d) in held.iter().filter(|(s, _)| s.key == svc.key) {
+                let (id, state) = self.handle(svc, d)?;
+                let slot = slot_of(id);
+                if dest_slots.len() <= slot {
+                    dest_slots.resize(slot + 1, None);
+                }
+                let mut config = d.clone();
+                config.port = dest_port(svc, d);
+                // Its replies must still come into the TUN (else they would reach the client
+                // from the RIP): a NAT server keeps its endpoint.
+                if config.forward == Forward::Nat {
+                    nat_endpoints.push(NatEndpoint {
+                        proto: svc.key.proto,
+                        addr: config.addr,
+                        port: config.port,
+                    });
+                }
+                dest_slots[slot] = Some(Dest {
+                    id,
+                    service: svc.key,
+                    config,
+                    state,
+                    held: true,
+                });
             }
             let scheduler =
                 Scheduler::new(svc.scheduler, &sched_dests, sched_state, self.sched_options);
@@ -301,6 +358,22 @@ impl Registry {
             tunnel_routes: Arc::default(),
             snat: Arc::default(),
         })
+    }
+
+    /// The handle and live counts of real server `d` of `svc`, allocated if it is new.
+    fn handle(
+        &mut self,
+        svc: &ServiceConfig,
+        d: &DestConfig,
+    ) -> Result<(DestId, Arc<DestState>), BuildError> {
+        let key = (svc.key, d.addr, dest_port(svc, d));
+        if let Some(v) = self.dests.get(&key) {
+            return Ok(v.clone());
+        }
+        let id = self.alloc()?;
+        let v = (id, Arc::new(DestState::default()));
+        self.dests.insert(key, v.clone());
+        Ok(v)
     }
 
     fn alloc(&mut self) -> Result<DestId, BuildError> {

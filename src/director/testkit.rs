@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::conn::Timeouts;
-use super::service::ServiceSet;
+use super::service::{DestConfig, ServiceKey, ServiceSet};
 use super::{Director, DirectorConfig, Registry, Shared, Snapshot, Verdict};
 use crate::time::Instant;
 use crate::wire::{Ipv4Packet, TcpPacket};
@@ -57,6 +57,16 @@ impl Lab {
     /// Publishes a new table built from `set`, as the control plane does.
     pub(super) fn publish(&mut self, set: &ServiceSet) {
         let snap = self.registry.build(set, &Timeouts::default()).unwrap();
+        self.shared.publish(snap);
+    }
+
+    /// Publishes `set` with the real servers in `held` held (down, flows kept), as the
+    /// control plane does for services with `expire_nodest_conn = false`.
+    pub(super) fn publish_held(&mut self, set: &ServiceSet, held: &[(ServiceKey, DestConfig)]) {
+        let snap = self
+            .registry
+            .build_with_held(set, held, &Timeouts::default())
+            .unwrap();
         self.shared.publish(snap);
     }
 

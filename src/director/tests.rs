@@ -49,6 +49,7 @@ fn service(sched: SchedulerKind, dests: Vec<DestConfig>) -> ServiceConfig {
         persistence: None,
         mss_clamp: None,
         dests,
+        policy: Default::default(),
     }
 }
 
@@ -583,4 +584,240 @@ fn a_gso_super_packet_is_decided_once_and_counted_per_segment() {
     let v = lab.workers[0].handle_gso(now, &mut huge, 1500, 10);
     assert!(matches!(v, Verdict::Reply { .. }), "{v:?}");
     assert_eq!(lab.workers[0].counters().dropped(DropReason::TooBig), 1);
+}
+
+/// The key of the TCP service of [`service`].
+const TCP80: ServiceKey = ServiceKey {
+    vip: VIP,
+    port: 80,
+    proto: Protocol::Tcp,
+};
+
+/// Opens an established TCP flow from `client(1):cport` and returns its real server.
+fn open_flow(lab: &mut Lab, now: Instant, cport: u16) -> Ipv4Addr {
+    let d = encap_dst(lab.send(0, now, &mut tcp_packet(client(1), cport, VIP, 80, SYN, 0)));
+    let again = encap_dst(lab.send(0, now, &mut tcp_packet(client(1), cport, VIP, 80, ACK, 1)));
+    assert_eq!(d, again);
+    d
+}
+
+#[test]
+fn held_server_keeps_its_flows_and_they_resume_when_it_returns() {
+    let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    set.services[0].policy.expire_nodest_conn = false;
+    let mut lab = Lab::new(1, &set);
+    let t0 = Instant::from_secs(1);
+    assert_eq!(open_flow(&mut lab, t0, 1000), RS1);
+    assert_eq!(open_flow(&mut lab, t0, 1001), RS2);
+    let expires = |lab: &Lab| {
+        let (_, c) = lab.workers[0]
+            .conns()
+            .iter()
+            .find(|(k, _)| k.cport == 1000)
+            .unwrap();
+        c.expires()
+    };
+    let before = expires(&lab);
+
+    // RS1's health check fails: the control plane takes it out of the table and holds it.
+    let mut down = set.clone();
+    let rs1 = down.services[0].dests.remove(0);
+    lab.publish_held(&down, &[(TCP80, rs1)]);
+    let t1 = t0 + Duration::from_secs(5);
+    let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
+    assert_eq!(
+        lab.send(0, t1, &mut ack),
+        Verdict::Drop(DropReason::DestinationDown)
+    );
+    assert_eq!(
+        expires(&lab),
+        before,
+        "a dropped packet does not refresh the flow"
+    );
+    assert_eq!(lab.workers[0].conns().len(), 2);
+    // New flows go to RS2 only; RS2's flow goes on.
+    for port in 2000..2004 {
+        let mut syn = tcp_packet(client(2), port, VIP, 80, SYN, 0);
+        assert_eq!(encap_dst(lab.send(0, t1, &mut syn)), RS2);
+    }
+    let mut ack = tcp_packet(client(1), 1001, VIP, 80, ACK, 1);
+    assert_eq!(encap_dst(lab.send(0, t1, &mut ack)), RS2);
+
+    // It comes back within the flow timeout: the flow goes on on RS1, its count kept.
+    lab.publish(&set);
+    let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
+    assert_eq!(encap_dst(lab.send(0, t1, &mut ack)), RS1);
+    let snap = lab.shared.snapshot();
+    let svc = snap.service(Protocol::Tcp, VIP, 80).unwrap();
+    assert_eq!(svc.sched_dests[0].addr, RS1);
+    assert_eq!(svc.sched_dests[0].state.active(), 1);
+    let c = lab.workers[0].counters();
+    assert_eq!(c.dropped(DropReason::DestinationDown), 1);
+    assert_eq!(c.dropped(DropReason::DestinationGone), 0);
+}
+
+#[test]
+fn held_server_flow_that_times_out_gives_back_its_count() {
+    let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    set.services[0].policy.expire_nodest_conn = false;
+    let mut lab = Lab::new(1, &set);
+    let t0 = Instant::from_secs(1);
+    assert_eq!(open_flow(&mut lab, t0, 1000), RS1);
+    let mut down = set.clone();
+    let rs1 = down.services[0].dests.remove(0);
+    lab.publish_held(&down, &[(TCP80, rs1)]);
+    // Past the TCP timeout (900 s) while held: the sweep forgets the flow and gives back
+    // RS1's count, so RS1 returns with none.
+    let late = t0 + Duration::from_secs(1000);
+    lab.workers[0].handle_timeout(late);
+    lab.workers[0].handle_timeout(late + Duration::from_secs(1));
+    assert_eq!(lab.workers[0].conns().len(), 0);
+    lab.publish(&set);
+    let snap = lab.shared.snapshot();
+    let svc = snap.service(Protocol::Tcp, VIP, 80).unwrap();
+    assert_eq!(svc.sched_dests[0].state.active(), 0);
+}
+
+#[test]
+fn by_default_a_down_servers_flow_is_forgotten() {
+    let set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    let mut lab = Lab::new(1, &set);
+    let now = Instant::from_secs(1);
+    assert_eq!(open_flow(&mut lab, now, 1000), RS1);
+    let mut down = set.clone();
+    down.services[0].dests.remove(0);
+    lab.publish(&down);
+    let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::DestinationGone)
+    );
+    assert_eq!(lab.workers[0].conns().len(), 0);
+    // Back again: the flow is not.
+    lab.publish(&set);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::NoConnection)
+    );
+    // A new SYN of a forgotten flow's ports is scheduled at once.
+    lab.publish(&down);
+    assert_eq!(open_flow(&mut lab, now, 1001), RS2);
+    lab.publish(&set);
+    let _ = open_flow(&mut lab, now, 1002);
+    let mut down_rs2 = set.clone();
+    down_rs2.services[0].dests.remove(1);
+    lab.publish(&down_rs2);
+    let mut syn = tcp_packet(client(1), 1001, VIP, 80, SYN, 0);
+    assert_eq!(encap_dst(lab.send(0, now, &mut syn)), RS1);
+}
+
+#[test]
+fn a_udp_flow_of_a_removed_server_is_rescheduled_at_once() {
+    let mut set = udp_service(TunnelType::Ipip);
+    set.services[0].dests.push(dest(RS2, 1, TunnelType::Ipip));
+    let mut lab = Lab::new(1, &set);
+    let now = Instant::from_secs(1);
+    let mut dgram = udp_packet(client(1), 5000, VIP, 53, 20);
+    assert_eq!(encap_dst(lab.send(0, now, &mut dgram)), RS1);
+    set.services[0].dests.remove(0);
+    lab.publish(&set);
+    let mut dgram = udp_packet(client(1), 5000, VIP, 53, 20);
+    assert_eq!(encap_dst(lab.send(0, now, &mut dgram)), RS2);
+    let mut dgram = udp_packet(client(1), 5000, VIP, 53, 20);
+    assert_eq!(encap_dst(lab.send(0, now, &mut dgram)), RS2);
+    let c = lab.workers[0].counters();
+    assert_eq!(c.dropped(DropReason::DestinationGone), 0);
+    assert_eq!(c.conns_created, 2);
+    assert_eq!(lab.workers[0].conns().len(), 1);
+}
+
+#[test]
+fn expire_quiescent_template_moves_persistent_clients_off_a_weight_zero_server() {
+    for expire in [false, true] {
+        let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+        set.services[0].persistence = Some(Persistence {
+            timeout: 300,
+            netmask: Ipv4Addr::BROADCAST,
+        });
+        set.services[0].policy.expire_quiescent_template = expire;
+        let mut lab = Lab::new(2, &set);
+        let now = Instant::from_secs(1);
+        let first = open_flow(&mut lab, now, 1000);
+        // inhibit_on_failure: the server stays with weight 0.
+        let i = usize::from(first != RS1);
+        set.services[0].dests[i].weight = 0;
+        lab.publish(&set);
+        // The established flow stays either way (weight 0 only stops new flows).
+        let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
+        assert_eq!(encap_dst(lab.send(0, now, &mut ack)), first);
+        let mut syn = tcp_packet(client(1), 1001, VIP, 80, SYN, 0);
+        let next = encap_dst(lab.send(1, now, &mut syn));
+        if expire {
+            assert_ne!(
+                next, first,
+                "the template to the quiesced server is expired"
+            );
+            // The new template holds.
+            let mut syn = tcp_packet(client(1), 1002, VIP, 80, SYN, 0);
+            assert_eq!(encap_dst(lab.send(0, now, &mut syn)), next);
+        } else {
+            assert_eq!(
+                next, first,
+                "IPVS's default: the client sticks to the weight-0 server"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_template_to_a_held_server_is_replaced() {
+    let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    set.services[0].persistence = Some(Persistence {
+        timeout: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    });
+    set.services[0].policy.expire_nodest_conn = false;
+    let mut lab = Lab::new(1, &set);
+    let now = Instant::from_secs(1);
+    assert_eq!(open_flow(&mut lab, now, 1000), RS1);
+    let mut down = set.clone();
+    let rs1 = down.services[0].dests.remove(0);
+    lab.publish_held(&down, &[(TCP80, rs1)]);
+    let mut syn = tcp_packet(client(1), 1001, VIP, 80, SYN, 0);
+    assert_eq!(encap_dst(lab.send(0, now, &mut syn)), RS2);
+    let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::DestinationDown)
+    );
+}
+
+#[test]
+fn a_held_server_deleted_for_good_expires_its_flows() {
+    let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    set.services[0].policy.expire_nodest_conn = false;
+    let mut lab = Lab::new(1, &set);
+    let now = Instant::from_secs(1);
+    assert_eq!(open_flow(&mut lab, now, 1000), RS1);
+    let mut down = set.clone();
+    let rs1 = down.services[0].dests.remove(0);
+    lab.publish_held(&down, &[(TCP80, rs1)]);
+    let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::DestinationDown)
+    );
+    // `adm -d` (or a reload without it): no longer held, really gone.
+    lab.publish(&down);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::DestinationGone)
+    );
+    assert_eq!(lab.workers[0].conns().len(), 0);
+    // Added back later, it is a new server: the old flow does not come back.
+    lab.publish(&set);
+    assert_eq!(
+        lab.send(0, now, &mut ack),
+        Verdict::Drop(DropReason::NoConnection)
+    );
 }

@@ -146,8 +146,14 @@ drop_reasons! {
     /// fragment fits). In DR mode also a packet without DF too big for the LAN that cannot be
     /// split (it has IP options or already is a fragment).
     TooManyFragments => "too_many_fragments",
-    /// The flow's real server was deleted (expire_nodest_conn).
+    /// The flow's real server left the table (deleted, or down with the service's default
+    /// `expire_nodest_conn`): the flow is forgotten. A TCP packet other than a SYN is dropped
+    /// with this reason; UDP packets and SYNs are rescheduled to a live server instead.
     DestinationGone => "destination_gone",
+    /// The flow's real server is out of the table because its health check failed, and its
+    /// service has `expire_nodest_conn = false`: the flow is kept (its timer is not refreshed)
+    /// and goes on if the server comes back before it times out.
+    DestinationDown => "destination_down",
     /// The forwarding method of the real server is not implemented yet.
     UnsupportedForward => "unsupported_forward",
     /// DR mode: the real server's Ethernet address is not known (yet); the driver is asking the

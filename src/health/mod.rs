@@ -11,9 +11,12 @@
 //! - [`HealthMonitor`]: the thread that runs them and applies up/down/weight to the live table
 //!   through [`ControlPlane::set_dest_health`] / [`ControlPlane::set_sorry_server`].
 //!
-//! A server that goes down is removed from the table: its established flows are dropped at
-//! their next packet (IPVS's `expire_nodest_conn`); with `inhibit_on_failure` it stays with
-//! weight 0 and keeps them. When a service loses its quorum and has a sorry server, the sorry
+//! A server that goes down is removed from the table. What happens to its established flows is
+//! its service's policy ([`crate::director::service::ExpirePolicy`]): by default they are
+//! forgotten at their next packet (IPVS's `expire_nodest_conn=1`; a UDP packet or a new SYN is
+//! rescheduled to a live server at once); with `expire_nodest_conn = false` they are kept and
+//! their packets dropped until the server comes back. With `inhibit_on_failure` it stays with
+//! weight 0 and keeps its flows (and, unless `expire_quiescent_template`, its persistent clients). When a service loses its quorum and has a sorry server, the sorry
 //! server replaces the real servers until the quorum is back (keepalived). With `omega`, a
 //! service that still has its quorum when the monitor stops loses it: its `quorum_down` runs.
 //! `ha_suspend` is accepted and logged; it is acted on once tunlb has VRRP.

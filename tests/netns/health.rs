@@ -130,18 +130,23 @@ impl Lab {
 
     /// The weight `adm -L -n` shows for `rip`, or `None` when it is not listed.
     fn weight(&self, rip: &str) -> Option<u32> {
-        let prefix = format!("{rip}:80");
-        adm(self.ns("director"), "-L -n").lines().find_map(|line| {
-            let mut cols = line.strip_prefix("  -> ")?.split_whitespace();
-            (cols.next()? == prefix).then_some(())?;
-            cols.nth(1)?.parse().ok()
-        })
+        weight_in(self.ns("director"), rip)
     }
 
     /// `n` requests from the client, each on a new connection; the answers (`None` = failed).
     fn get_many(&self, n: usize) -> Vec<Option<String>> {
         (0..n).map(|_| get(self.ns("client"))).collect()
     }
+}
+
+/// The weight `adm -L -n` in `director` shows for `rip`, or `None` when it is not listed.
+fn weight_in(director: &Netns, rip: &str) -> Option<u32> {
+    let prefix = format!("{rip}:80");
+    adm(director, "-L -n").lines().find_map(|line| {
+        let mut cols = line.strip_prefix("  -> ")?.split_whitespace();
+        (cols.next()? == prefix).then_some(())?;
+        cols.nth(1)?.parse().ok()
+    })
 }
 
 /// Starts the agent of a real server (IPIP from the director).
@@ -454,4 +459,162 @@ fn dr_black_hole_is_caught_by_checks_through_the_tunnel() {
         log.contains("through the tunnel to 192.168.150.12"),
         "{log}"
     );
+}
+
+/// The port rs1's checked service listens on in [`keep_alive_connection_survives_a_health_flap`]
+/// (the traffic goes to the VIP's port 80).
+const CHECKED_PORT: u16 = 8080;
+
+/// Requests the keep-alive client sends, 4 a second: they outlast the flap.
+const KEEP_ALIVE_REQUESTS: usize = 80;
+
+/// The director's config for [`keep_alive_connection_survives_a_health_flap`]: VIP:80 over rs1
+/// alone, checked on its port [`CHECKED_PORT`], with `expire_nodest_conn` as given.
+fn flap_config(expire_nodest_conn: bool) -> String {
+    format!(
+        "# written by tests/netns/health.rs\n\
+         [director]\n\
+         queues = 1\n\
+         local_address = \"{DIRECTOR}\"\n\
+         \n\
+         [[service]]\n\
+         vip = \"{VIP}\"\n\
+         port = 80\n\
+         scheduler = \"rr\"\n\
+         delay_loop = {DELAY_LOOP}\n\
+         expire_nodest_conn = {expire_nodest_conn}\n\
+         \n\
+         \x20 [[service.real_server]]\n\
+         \x20 address = \"{RS1}\"\n\
+         \x20 tun_type = \"ipip\"\n\
+         \x20 [service.real_server.check]\n\
+         \x20 type = \"http_get\"\n\
+         \x20 url = \"/\"\n\
+         \x20 connect_port = {CHECKED_PORT}\n\
+         \x20 connect_timeout = {CONNECT_TIMEOUT}\n\
+         \x20 retry = {RETRY}\n\
+         \x20 delay_before_retry = {DELAY_BEFORE_RETRY}\n\
+         \x20 warmup = 0\n"
+    )
+}
+
+/// `expire_nodest_conn = false`: a keep-alive connection survives a short health flap. rs1 is
+/// the only real server; its check probes another service of its (`connect_port` 8080) than
+/// the one the traffic uses (the VIP's port 80), so stopping the checked service takes rs1 out
+/// of the table while the traffic's service runs on. While rs1 is out its flow is held (listed
+/// by `adm -L -n -c` with its real server, its packets dropped); when the checked service is
+/// back, so is rs1, and the client's connection goes on: every request is answered, over one
+/// connection.
+#[test]
+fn keep_alive_connection_survives_a_health_flap() {
+    health_flap(false);
+}
+
+/// The same flap with the default `expire_nodest_conn = true`: the flow is forgotten at its
+/// next packet while rs1 is out, so the connection does not come back with rs1 (its packets
+/// belong to no flow): the request in flight times out and curl needs a new connection.
+#[test]
+fn keep_alive_connection_is_lost_in_a_health_flap_by_default() {
+    health_flap(true);
+}
+
+fn health_flap(expire_nodest_conn: bool) {
+    let topo = tun_lab::build();
+    let rs1 = topo.ns("rs1");
+    start_rs_agent(rs1);
+    start_httpd(rs1, &format!("{VIP}:80"), "from rs1", &[]);
+    let checked = format!("{RS1}:{CHECKED_PORT}");
+    let check_httpd = start_httpd(rs1, &checked, "checked", &[]);
+    let director = topo.ns("director");
+    let file = TempPath::new(&format!("{}-flap.toml", director.name()));
+    std::fs::write(file.path(), flap_config(expire_nodest_conn)).expect("write the config");
+    start_director(director, &["--config", &file.arg()]);
+    wait_until("rs1 in the table", DETECT * 2, || {
+        weight_in(director, RS1) == Some(1)
+    });
+
+    // One connection, a request every 250 ms; `num_connects` is 1 for the transfer that
+    // opened it and 0 for each one that reused it. Lost, the connection stalls until
+    // `--max-time`.
+    let url = format!("http://{VIP}/");
+    let max_time = if expire_nodest_conn { "10" } else { "30" };
+    let mut args = vec![
+        "-s",
+        "--rate",
+        "4/s",
+        "--max-time",
+        max_time,
+        "-w",
+        "connects %{num_connects}\\n",
+    ];
+    args.extend(std::iter::repeat(url.as_str()).take(KEEP_ALIVE_REQUESTS));
+    let client = topo.ns("client");
+    let curl = client.spawn("curl", "curl", &args);
+    wait_until("the first answers", Duration::from_secs(5), || {
+        client.log(curl).matches("from rs1").count() >= 2
+    });
+
+    // The checked service stops: rs1 leaves the table.
+    rs1.stop(check_httpd);
+    wait_until("rs1 to leave the table", DETECT * 2, || {
+        weight_in(director, RS1).is_none()
+    });
+    let held = format!("{RS1}:80");
+    let flow_listed = || {
+        adm(director, "-L -n -c")
+            .lines()
+            .any(|l| l.contains("ESTABLISHED") && l.contains(&held))
+    };
+    if expire_nodest_conn {
+        // Forgotten at its next packet (a request or a retransmission, well within 3 s).
+        wait_until("the flow to be forgotten", Duration::from_secs(3), || {
+            !adm(director, "-L -n -c").contains("ESTABLISHED")
+        });
+    } else {
+        assert!(
+            flow_listed(),
+            "the held flow is listed with its real server:\n{}",
+            adm(director, "-L -n -c")
+        );
+    }
+    thread::sleep(Duration::from_secs(1));
+    let answered = client.log(curl).matches("from rs1").count();
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        client.log(curl).matches("from rs1").count(),
+        answered,
+        "no answer while rs1 is out"
+    );
+
+    // Back: with the flow held, the same connection goes on.
+    start_httpd(rs1, &checked, "checked", &[]);
+    wait_until("rs1 back in the table", DETECT * 2, || {
+        weight_in(director, RS1) == Some(1)
+    });
+    client.assert_running(curl);
+    let (status, out) = client.wait_exit(curl, Duration::from_secs(90));
+    let answers = out.matches("from rs1").count();
+    let connects: u32 = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("connects "))
+        .map(|n| n.trim().parse::<u32>().expect("a number"))
+        .sum();
+    if expire_nodest_conn {
+        // The stalled request times out (curl goes on with the next URL on a new connection).
+        assert!(
+            connects >= 2 || !status.success(),
+            "the connection was lost ({status}, {connects} connects):\n{out}"
+        );
+        assert!(
+            answers < KEEP_ALIVE_REQUESTS,
+            "a request went unanswered:\n{out}"
+        );
+        return;
+    }
+    assert!(status.success(), "curl failed ({status}):\n{out}");
+    assert_eq!(
+        answers, KEEP_ALIVE_REQUESTS,
+        "every request answered:\n{out}"
+    );
+    assert_eq!(connects, 1, "all requests over one connection:\n{out}");
 }

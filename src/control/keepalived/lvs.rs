@@ -14,6 +14,12 @@
 //! One tunlb extension inside `HTTP_GET`, `SSL_GET` and `TCP_CHECK` blocks:
 //! `check_through_tunnel [true|false]` probes the VIP through the director's own data path
 //! (see [`crate::health::target`]); refused for NAT real servers and with `connect_ip`.
+//!
+//! Two tunlb extensions in a `virtual_server`, IPVS's sysctls of the same names made per
+//! service ([`ExpirePolicy`]): `expire_nodest_conn [true|false]` (default true; `false` keeps
+//! the flows of a real server whose check fails until it comes back) and
+//! `expire_quiescent_template [true|false]` (default false; no value = true: a persistence
+//! template to a server quiesced by `inhibit_on_failure` is expired at its next use).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -23,8 +29,8 @@ use super::syntax::{Loc, Node};
 use super::Ctx;
 use crate::control::ops::{HOST_NETMASK, MAX_TIMEOUT, MAX_WEIGHT};
 use crate::director::service::{
-    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-    ServiceSet,
+    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
+    ServiceKey, ServiceSet,
 };
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::{
@@ -497,6 +503,7 @@ fn virtual_server(
     let mut persistence: Option<u32> = None;
     let mut granularity: Option<Ipv4Addr> = None;
     let mut health = ServiceHealth::default();
+    let mut policy = ExpirePolicy::default();
     let mut inherited = Inherited::default();
     let mut real_servers: Vec<&Node> = Vec::new();
     for field in cx.block(node) {
@@ -647,6 +654,16 @@ fn virtual_server(
                 }
                 cx.at_most(field, 1);
             }
+            "expire_nodest_conn" => {
+                if let Some(on) = flag(field, cx) {
+                    policy.expire_nodest_conn = on;
+                }
+            }
+            "expire_quiescent_template" => {
+                if let Some(on) = flag(field, cx) {
+                    policy.expire_quiescent_template = on;
+                }
+            }
             "real_server" => real_servers.push(field),
             "smtp_alert"
             | "snmp_name"
@@ -740,8 +757,28 @@ fn virtual_server(
         persistence,
         mss_clamp: None,
         dests,
+        policy,
     };
     Some((keys, svc, health))
+}
+
+/// A switch `KEYWORD [true|false]` (also on/off, yes/no, 1/0): no value is true.
+fn flag(field: &Node, cx: &mut Ctx) -> Option<bool> {
+    cx.at_most(field, 1);
+    match field.args.first().map(|w| w.text.as_str()) {
+        None | Some("true" | "on" | "yes" | "1") => Some(true),
+        Some("false" | "off" | "no" | "0") => Some(false),
+        Some(other) => {
+            cx.error(
+                field.args[0].at,
+                format!(
+                    "{}: expected true or false, found '{other}'",
+                    field.name.text
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn real_server(

@@ -844,3 +844,40 @@ virtual_server 10.0.0.1 80 {
         .iter()
         .any(|w| w.contains("ha_suspend accepted, acted on once VRRP exists")));
 }
+
+#[test]
+fn expire_policy_is_a_per_virtual_server_extension() {
+    use crate::director::service::ExpirePolicy;
+    let conf = ok("virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n }\n}\n");
+    assert!(conf.services.services[0].policy.is_default());
+    let conf = ok("virtual_server 10.0.0.1 80 {\n expire_nodest_conn false\n \
+                   expire_quiescent_template\n real_server 10.0.1.1 80 {\n }\n}\n");
+    assert_eq!(
+        conf.services.services[0].policy,
+        ExpirePolicy {
+            expire_nodest_conn: false,
+            expire_quiescent_template: true,
+        }
+    );
+    assert!(warnings(&conf).is_empty(), "{:?}", warnings(&conf));
+    let conf = ok("virtual_server 10.0.0.1 80 {\n expire_nodest_conn 0\n \
+                   expire_quiescent_template off\n real_server 10.0.1.1 80 {\n }\n}\n");
+    assert_eq!(
+        conf.services.services[0].policy,
+        ExpirePolicy {
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+        }
+    );
+    assert_eq!(
+        errors(
+            "virtual_server 10.0.0.1 80 {\n expire_nodest_conn maybe\n \
+             real_server 10.0.1.1 80 {\n }\n}\n"
+        ),
+        [(
+            2,
+            21,
+            "expire_nodest_conn: expected true or false, found 'maybe'".to_string()
+        )]
+    );
+}

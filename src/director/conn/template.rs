@@ -178,6 +178,17 @@ impl TemplateTable {
         }
     }
 
+    /// Removes the template of `key` if it points at `dest` (IPVS `ip_vs_check_template`: a
+    /// template to a server that is unavailable, or quiesced with
+    /// `expire_quiescent_template`, is expired when a new connection would use it). Its
+    /// connections keep their server; they no longer count against the key's next template.
+    pub fn remove_if_dest(&self, key: &ConnKey, dest: DestId) {
+        let mut shard = self.shard(key);
+        if shard.get(key).is_some_and(|t| t.dest == dest) {
+            shard.remove(key);
+        }
+    }
+
     /// Removes the templates that have expired at `now`; returns how many.
     pub fn expire(&self, now: Instant) -> usize {
         let mut removed = 0;
