@@ -7,7 +7,7 @@
 //! - `enable_sni` sends a server name: `sni_name`, else the virtualhost; no name when neither is
 //!   set or it is an IP address (TLS forbids IP addresses in SNI);
 //! - then, per `url`, `GET path` with the virtualhost (else the address probed) as Host, and
-//!   the status and MD5 digest rules of HTTP_GET ([`super::probe::judge`]);
+//!   the status and MD5 digest rules of HTTP_GET (the same code as [`super::probe`]);
 //! - each URL's whole exchange (connect, handshake, request, response) within
 //!   `connect_timeout`.
 //!
