@@ -9,9 +9,9 @@
 //!   the duration passes or nothing arrived for `--idle` seconds after the first packet.
 //!
 //! Both print one JSON line at the end (`packets`, `bytes`, `seconds`, `pps`). Both stop by
-//! themselves. `send` refuses a destination outside loopback unless it runs in a network
-//! namespace other than the host's (the benchmark's namespaces), so it cannot flood a real
-//! network by mistake.
+//! themselves. `send` refuses a destination outside loopback unless it runs in a named network
+//! namespace (`ip netns exec`, as the benchmark does), so it cannot flood a real network by
+//! mistake.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -224,26 +224,31 @@ pub fn sink(args: &SinkArgs) -> anyhow::Result<Tally> {
     Ok(tally)
 }
 
-/// Refuses to send outside loopback from the host's own network namespace.
+/// Refuses to send outside loopback unless this process runs in a named network namespace.
 fn check_destination(ip: Ipv4Addr) -> anyhow::Result<()> {
     if ip.is_loopback() || in_private_netns() {
         return Ok(());
     }
     bail!(
         "refusing to send to {ip}: outside loopback, `tunlb udpblast send` runs only inside a \
-         network namespace of its own (ip netns exec ...)"
+         named network namespace (ip netns exec NAME ...)"
     )
 }
 
-/// Whether this process's network namespace differs from init's (pid 1's).
+/// Whether this process runs in a named network namespace (one of `/run/netns/*`, as
+/// `ip netns exec` uses), compared by device and inode as `ip netns identify` does. (pid 1's
+/// namespace cannot be read here to compare with.)
 fn in_private_netns() -> bool {
-    match (
-        std::fs::read_link("/proc/self/ns/net"),
-        std::fs::read_link("/proc/1/ns/net"),
-    ) {
-        (Ok(mine), Ok(host)) => mine != host,
-        _ => false,
-    }
+    use std::os::unix::fs::MetadataExt;
+    let Ok(mine) = std::fs::metadata("/proc/self/ns/net") else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        std::fs::metadata(e.path()).is_ok_and(|m| m.dev() == mine.dev() && m.ino() == mine.ino())
+    })
 }
 
 #[cfg(test)]
