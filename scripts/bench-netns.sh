@@ -26,7 +26,8 @@
 # balancer and the real servers on SERVER_CPU.
 #
 # The director's CPU per request is the balancer process's utime+stime (all its threads, and
-# nginx's workers) over the wrk run divided by the requests; for kernel DNAT, which has no
+# nginx's workers) over the wrk run divided by the requests (for the UDP load: by the packets
+# the sink received); for kernel DNAT, which has no
 # process, it is the whole machine's busy CPU per request minus the direct path's (so it also
 # contains the extra softirq work of the hop through the director).
 set -euo pipefail
@@ -176,7 +177,7 @@ build_lab() {
     inns "$NS_ROUTER" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0
     # A LAN switch, not a firewall: without this, br_netfilter runs the IP hooks on every
     # bridged frame, inside the softirq of whoever sent it (veth delivers synchronously), and
-    # that was a quarter of the director's measured CPU per packet (perf, TUN ipip).
+    # that was 17-25% of the director's measured CPU (perf, TUN ipip, keep-alive and UDP).
     inns "$NS_ROUTER" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
         net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0 2>/dev/null || true
 

@@ -164,7 +164,9 @@ pub fn send(args: &SendArgs) -> anyhow::Result<Tally> {
     let mut last_error = None;
     'outer: loop {
         for flow in flows.iter_mut() {
-            let left = args.max_packets - (tally.packets + tally.errors);
+            let left = args
+                .max_packets
+                .saturating_sub(tally.packets + tally.errors);
             if left == 0 || Instant::now() >= deadline {
                 break 'outer;
             }
