@@ -5,6 +5,9 @@
 //!   batches of 32 (what the driver does; time per batch, divide by 32);
 //! - `new_flow/1M`: ns per new flow (lookup miss + schedule + insert + encap) into a table
 //!   holding 1M flows, in prefetched batches of 32;
+//! - `slot_array_2M/{small_pages,huge_pages}`: 32 random 28-byte slot reads out of 2^21 (the
+//!   1M-flow table's slot array), prefetched first, from a plain `Vec` and from the
+//!   [`HugeArray`](tunlb::sys::huge::HugeArray) the table uses: the TLB part of a lookup;
 //! - `maglev_build/65537`: time to build a Maglev table of 65537 entries for 10 servers;
 //! - bytes per tracked flow are printed before the benchmarks run.
 
@@ -177,6 +180,28 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The slot array alone, on 4 KB pages and on transparent huge pages.
+    const SLOTS: usize = 1 << 21;
+    let small: Vec<[u8; 28]> = vec![[1; 28]; SLOTS];
+    let huge = tunlb::sys::huge::HugeArray::new(SLOTS, [1u8; 28]);
+    println!("huge pages advised: {}", huge.is_advised_huge());
+    let mut group = c.benchmark_group("slot_array_2M");
+    group.throughput(Throughput::Elements(32));
+    let mut k = 0u64;
+    let mut read32 = |slots: &[[u8; 28]]| {
+        let mut at = [0usize; 32];
+        for a in at.iter_mut() {
+            k = k.wrapping_add(1);
+            *a = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize & (SLOTS - 1);
+            tunlb::sys::prefetch(&slots[*a]);
+        }
+        at.iter().map(|&a| u32::from(slots[a][a & 15])).sum::<u32>()
+    };
+    group.bench_function("small_pages", |b| b.iter(|| black_box(read32(&small))));
+    group.bench_function("huge_pages", |b| b.iter(|| black_box(read32(&huge))));
+    group.finish();
+    drop((small, huge));
 
     let dests: Vec<SchedDest> = (0..10)
         .map(|i| SchedDest {

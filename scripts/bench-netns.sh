@@ -7,7 +7,8 @@
 # Environment: RUNS (3), DURATION (seconds per load, 5), CONNS (wrk connections, 50),
 # CANDIDATES (space-separated subset of: direct nft haproxy nginx tun-ipip tun-gue dr nat; a tunlb
 # candidate with the suffix -nooffload runs the director with --no-offload, e.g. tun-ipip-nooffload),
-# UDP (1: run the 64-byte UDP packet-rate load, 0: skip), CLIENT_CPU (0), SERVER_CPU (1),
+# UDP (1: run the 64-byte UDP packet-rate load, 0: skip), UDP_FLOWS (source ports of the UDP
+# load, 8), CLIENT_CPU (0), SERVER_CPU (1),
 # TUNLB (path of the tunlb binary; default: target/release/tunlb, built first).
 #
 # Topology (built afresh for every candidate, the same each time; nothing leaves these
@@ -26,7 +27,8 @@
 # balancer and the real servers on SERVER_CPU.
 #
 # The director's CPU per request is the balancer process's utime+stime (all its threads, and
-# nginx's workers) over the wrk run divided by the requests; for kernel DNAT, which has no
+# nginx's workers) over the wrk run divided by the requests (for the UDP load: by the packets
+# the sink received); for kernel DNAT, which has no
 # process, it is the whole machine's busy CPU per request minus the direct path's (so it also
 # contains the extra softirq work of the hop through the director).
 set -euo pipefail
@@ -35,6 +37,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-50}
 UDP=${UDP:-1}
+UDP_FLOWS=${UDP_FLOWS:-8}
 CLIENT_CPU=${CLIENT_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 CANDIDATES=${CANDIDATES:-"direct nft haproxy nginx tun-ipip tun-gue dr nat"}
@@ -157,7 +160,7 @@ build_lab() {
     NS_RS2="$PREFIX-$LAB-rs2"
     LAB_NS=("$NS_CLIENT" "$NS_ROUTER" "$NS_DIR" "$NS_RS1" "$NS_RS2")
     LAB_PIDS=()
-    UDP_PORT=5201
+    UDP_PORT=5300
     log "building namespaces $PREFIX-$LAB-{client,router,director,rs1,rs2}"
     local ns i
     for ns in "${LAB_NS[@]}"; do mkns "$ns"; done
@@ -173,6 +176,11 @@ build_lab() {
     inns "$NS_ROUTER" ip addr add "$ROUTER_LAN/24" dev lan
     inns "$NS_ROUTER" ip link set lan up
     inns "$NS_ROUTER" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0
+    # A LAN switch, not a firewall: without this, br_netfilter runs the IP hooks on every
+    # bridged frame, inside the softirq of whoever sent it (veth delivers synchronously), and
+    # that was 17-25% of the director's measured CPU (perf, TUN ipip, keep-alive and UDP).
+    inns "$NS_ROUTER" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+        net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0 2>/dev/null || true
 
     lan_port() { # NS NAME ADDR
         local ns=$1 name=$2 addr=$3
@@ -295,20 +303,41 @@ run_iperf() {
     }
 }
 
-# 64-byte UDP: prints packets/s received by the real server
+# 64-byte UDP packet rate with `tunlb udpblast`: a sink (recvmmsg) on rs1, bound to the
+# wildcard so it also takes datagrams for the hidden VIP, and a generator (sendmmsg, UDP_FLOWS
+# source ports) in the client, both bounded in time and count.
+# run_udp HOST PIDS... → prints "received_pps sent_pps cpu_us_per_received_packet machine_us_per_packet"
 run_udp() {
-    local host=$1
-    local out
-    out=$(timeout $((DURATION + 5)) ip netns exec "$NS_CLIENT" "${PIN_CLIENT[@]}" \
-        iperf3 -c "$host" -p "$UDP_PORT" -u -l 64 -b 0 -t "$DURATION" -J 2>&1) || {
-        log "iperf3 udp failed: $(echo "$out" | tail -2)"
-        echo 0
-        return
-    }
-    jq -r '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds' <<<"$out" 2>/dev/null || {
-        log "iperf3 udp gave no result: $(jq -r '.error // empty' <<<"$out" 2>/dev/null)"
-        echo 0
-    }
+    local host=$1; shift
+    local sink_log="$WORK/udp-sink.log" sink_out="$WORK/udp-sink.json"
+    : >"$sink_log"
+    ip netns exec "$NS_RS1" "${PIN_SERVER[@]}" "$TUNLB" udpblast sink --listen "0.0.0.0:$UDP_PORT" \
+        --duration $((DURATION + 5)) --idle 1 >"$sink_out" 2>"$sink_log" &
+    local sink=$!
+    STARTED_PIDS+=("$sink")
+    local i
+    for i in $(seq 1 50); do
+        grep -q listening "$sink_log" && break
+        sleep 0.1
+    done
+    local t0 m0 t1 m1 sent
+    t0=$( (($#)) && proc_ticks "$@" || echo 0)
+    m0=$(machine_busy)
+    sent=$(timeout $((DURATION + 5)) ip netns exec "$NS_CLIENT" "${PIN_CLIENT[@]}" \
+        "$TUNLB" udpblast send --to "$host:$UDP_PORT" --size 64 --duration "$DURATION" \
+        --max-packets $((DURATION * 5000000)) --flows "$UDP_FLOWS" 2>>"$WORK/udp-send.log") ||
+        log "udpblast send failed: $(tail -2 "$WORK/udp-send.log")"
+    t1=$( (($#)) && proc_ticks "$@" || echo 0)
+    m1=$(machine_busy)
+    wait "$sink" 2>/dev/null || log "udpblast sink failed: $(tail -2 "$sink_log")"
+    echo "$sent" >>"$WORK/udp-send.json"
+    local got spps
+    got=$(jq -r '"\(.packets) \(.pps)"' "$sink_out" 2>/dev/null || echo "0 0")
+    spps=$(jq -r '.pps' <<<"$sent" 2>/dev/null || echo 0)
+    read -r packets rpps <<<"$got"
+    awk -v p="${packets:-0}" -v r="${rpps:-0}" -v s="${spps:-0}" -v d=$((t1 - t0)) -v m=$((m1 - m0)) \
+        -v hz="$HZ" 'BEGIN { printf "%s %s %s %s\n", r, s,
+            (p > 0) ? d / hz / p * 1e6 : 0, (p > 0) ? m / hz / p * 1e6 : 0 }'
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print 0; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
@@ -358,7 +387,11 @@ measure() {
         sleep 0.5
         if ((UDP)) && [[ $name != haproxy && $name != nginx ]]; then
             log "$name: run $run/$RUNS 64-byte UDP"
-            vals[udp]+="$(run_udp "$host") "
+            read -r rpps spps ucpu umcpu <<<"$(run_udp "$host" "${pids[@]}")"
+            vals[udp]+="$rpps "
+            vals[udp_sent]+="$spps "
+            vals[udp_cpu]+="$ucpu "
+            vals[udp_mcpu]+="$umcpu "
             sleep 0.5
         fi
     done
@@ -399,7 +432,8 @@ table ip $PREFIX {
     chain pre {
         type nat hook prerouting priority dstnat; policy accept;
         ip daddr $VIP tcp dport 80 dnat to numgen inc mod 2 map { 0 : $RS1, 1 : $RS2 }
-        ip daddr $VIP meta l4proto { tcp, udp } th dport 5201 dnat to $RS1
+        ip daddr $VIP tcp dport 5201 dnat to $RS1
+        ip daddr $VIP udp dport $UDP_PORT dnat to $RS1
     }
 }
 EOF
@@ -517,22 +551,13 @@ bench_tunlb() {
     adm -a -t "$VIP:80" -r "$RS2$rport80" "${flag[@]}" -w 1
     adm -A -t "$VIP:5201" -s rr
     adm -a -t "$VIP:5201" -r "$RS1$rport5201" "${flag[@]}" -w 1
+    # The UDP packet-rate load (udpblast's sink on rs1 never answers, so it does not matter
+    # which address a reply would come from).
+    adm -A -u "$VIP:$UDP_PORT" -s rr
     if [[ $mode == nat ]]; then
-        adm -A -u "$VIP:5201" -s rr
-        adm -a -u "$VIP:5201" -r "$RS1:5201" -m -w 1
+        adm -a -u "$VIP:$UDP_PORT" -r "$RS1:$UDP_PORT" -m -w 1
     else
-        # The hidden-VIP real server must answer UDP from the VIP: iperf3's UDP socket is bound
-        # to the wildcard and would reply from the LAN address, so a second server is bound to
-        # the VIP (port 5202, control and data) for the UDP load.
-        ip netns exec "$NS_RS1" "${PIN_SERVER[@]}" iperf3 -s -p 5202 -B "$VIP" \
-            >>"$WORK/iperf3-rs1-vip.log" 2>&1 &
-        STARTED_PIDS+=($!)
-        LAB_PIDS+=($!)
-        UDP_PORT=5202
-        adm -A -t "$VIP:5202" -s rr
-        adm -a -t "$VIP:5202" -r "$RS1" "${flag[@]}" -w 1
-        adm -A -u "$VIP:5202" -s rr
-        adm -a -u "$VIP:5202" -r "$RS1" "${flag[@]}" -w 1
+        adm -a -u "$VIP:$UDP_PORT" -r "$RS1" "${flag[@]}" -w 1
     fi
     measure "$name" "$VIP" "$pid"
     stop_pids "$pid" "${agents[@]}"
@@ -584,9 +609,9 @@ fmt_ratio() { # VALUE BASE SCALE UNIT
         r = (b > 0) ? sprintf(" (%.2f)", v / b) : ""
         printf "%.*f%s%s\n", (s == 1e9 ? 1 : 1), v / s, u, r }'
 }
-cpu_cell() { # CANDIDATE KIND(ka|cc)
+cpu_cell() { # CANDIDATE KIND(ka|cc|udp)
     local c=$1 k=$2
-    if [[ $c == direct ]]; then echo "–"; return; fi
+    if [[ $c == direct || -z "${R[$c,${k}_cpu]:-}" ]]; then echo "–"; return; fi
     if [[ $c == nft ]]; then
         awk -v m="${R[$c,${k}_mcpu]:-0}" -v d="${R[direct,${k}_mcpu]:-0}" \
             'BEGIN { printf "%.1f µs (machine − direct)\n", m - d }'
@@ -598,12 +623,12 @@ cpu_cell() { # CANDIDATE KIND(ka|cc)
     echo
     echo "Machine: $MACHINE. Runs: median of $RUNS x ${DURATION}s; wrk -t1 -c$CONNS."
     echo
-    echo "| path | keep-alive req/s | p50 / p99 | new conn/s | p50 / p99 | upload Gbit/s | download Gbit/s | UDP 64 B pkt/s | balancer CPU per KA request | per new conn |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| path | keep-alive req/s | p50 / p99 | new conn/s | p50 / p99 | upload Gbit/s | download Gbit/s | UDP 64 B pkt/s | balancer CPU per KA request | per new conn | per UDP packet |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     for c in $CANDIDATES; do
         udp="–"
         [[ -n "${R[$c,udp]:-}" ]] && udp=$(fmt_ratio "${R[$c,udp]}" "${R[direct,udp]:-0}" 1e3 k)
-        printf '| %s | %s | %s / %s µs | %s | %s / %s µs | %s | %s | %s | %s | %s |\n' \
+        printf '| %s | %s | %s / %s µs | %s | %s / %s µs | %s | %s | %s | %s | %s | %s |\n' \
             "$(label "$c")" \
             "$(fmt_ratio "${R[$c,ka]}" "${R[direct,ka]:-0}" 1e3 k)" \
             "$(printf %.0f "${R[$c,ka_p50]}")" "$(printf %.0f "${R[$c,ka_p99]}")" \
@@ -611,12 +636,21 @@ cpu_cell() { # CANDIDATE KIND(ka|cc)
             "$(printf %.0f "${R[$c,cc_p50]}")" "$(printf %.0f "${R[$c,cc_p99]}")" \
             "$(fmt_ratio "${R[$c,up]}" "${R[direct,up]:-0}" 1 "")" \
             "$(fmt_ratio "${R[$c,down]}" "${R[direct,down]:-0}" 1 "")" \
-            "$udp" "$(cpu_cell "$c" ka)" "$(cpu_cell "$c" cc)"
+            "$udp" "$(cpu_cell "$c" ka)" "$(cpu_cell "$c" cc)" "$(cpu_cell "$c" udp)"
     done
     echo
     echo "Whole-machine busy CPU per request (µs, keep-alive / new conn), for reference:"
     for c in $CANDIDATES; do
         printf -- '- %s: %.1f / %.1f\n' "$(label "$c")" "${R[$c,ka_mcpu]}" "${R[$c,cc_mcpu]}"
     done
+    if ((UDP)); then
+        echo
+        echo "UDP load: tunlb udpblast, 64-byte payloads from $UDP_FLOWS source ports; pkt/s received by the sink (sent by the generator):"
+        for c in $CANDIDATES; do
+            [[ -n "${R[$c,udp]:-}" ]] || continue
+            printf -- '- %s: %.0f received (%.0f sent), machine busy CPU %.2f µs per received packet\n' \
+                "$(label "$c")" "${R[$c,udp]}" "${R[$c,udp_sent]}" "${R[$c,udp_mcpu]}"
+        done
+    fi
 }
 log "done"

@@ -35,6 +35,9 @@ enum Command {
     },
     /// The classic four-node LVS lab in network namespaces: `tunlb lab demo`, `up`, `down`.
     Lab(tunlb::lab::LabArgs),
+    /// Bounded UDP packet-rate generator and sink for the namespace benchmark.
+    #[command(hide = true)]
+    Udpblast(tunlb::lab::udpblast::UdpblastArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Realserver(args) => tunlb::realserver::run(args),
         Command::Httpd(args) => tunlb::lab::httpd::run(args),
         Command::Lab(args) => tunlb::lab::run(args),
+        Command::Udpblast(args) => tunlb::lab::udpblast::run(args),
         Command::CheckConfig { file } => tunlb::control::keepalived::check_config(&file),
     };
     match result {

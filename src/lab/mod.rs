@@ -12,6 +12,8 @@
 //!   state folder `/run/tunlb-lab/P/` ([`state`]).
 //! - `tunlb lab demo` is `up`, then `down`; it exits 0 when both real servers answered.
 //! - `tunlb lab get URL` is a one-shot HTTP GET ([`get`]), used when curl is not installed.
+//! - `tunlb udpblast send|sink` (hidden) is the benchmark's UDP packet-rate generator and
+//!   sink ([`udpblast`]).
 //!
 //! Modules: [`topology`] (the network as data: addresses, names, the `ip` commands),
 //! [`host`] (running `ip` and programs inside namespaces), [`process`] (detached processes,
@@ -25,6 +27,7 @@ pub mod process;
 pub mod run;
 pub mod state;
 pub mod topology;
+pub mod udpblast;
 
 use crate::encap::TunnelType;
 

@@ -1,7 +1,8 @@
 //! The batched send both packet senders share ([`RawSender`](super::raw::RawSender) for
 //! tunnels, [`FrameSender`](super::packet::FrameSender) for DR frames): each message is a
 //! destination address and two iovecs (`[header, rest]`, so nothing is copied), up to
-//! `max_batch` messages go out per `sendmmsg`, and the arrays are allocated once.
+//! `max_batch` messages go out per `sendmmsg`, and the arrays are allocated once. With `()` as
+//! the address type the messages carry no address, for connected sockets.
 
 use std::mem;
 use std::os::fd::RawFd;
@@ -80,8 +81,11 @@ impl<A: Copy> SendBatch<A> {
         self.iovs[i] = [iovec_of(header), iovec_of(rest)];
         let msg = &mut self.msgs[i];
         *msg = empty_mmsghdr();
-        msg.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
-        msg.msg_hdr.msg_namelen = mem::size_of::<A>() as libc::socklen_t;
+        // A zero-sized `A` (`()`) means a connected socket: no address at all.
+        if mem::size_of::<A>() > 0 {
+            msg.msg_hdr.msg_name = ptr::addr_of_mut!(self.addrs[i]).cast();
+            msg.msg_hdr.msg_namelen = mem::size_of::<A>() as libc::socklen_t;
+        }
         msg.msg_hdr.msg_iov = self.iovs[i].as_mut_ptr();
         msg.msg_hdr.msg_iovlen = 2;
     }

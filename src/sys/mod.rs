@@ -2,7 +2,10 @@
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 //!
 //! - [`batch`]: [`PacketBatch`], the reusable buffers batched receives fill.
+//! - [`blast`]: connected UDP sockets sending one datagram many times per `sendmmsg` (the
+//!   benchmark's load generator).
 //! - [`cred`]: the credentials of a Unix-socket peer (`SO_PEERCRED`).
+//! - [`huge`]: arrays advised for transparent huge pages (the connection table's slots).
 //! - [`tun`]: multi-queue TUN devices.
 //! - [`raw`]: the raw IPv4 sender (`IP_HDRINCL`, `sendmmsg`), the raw and UDP tunnel receivers
 //!   (`recvmmsg`).
@@ -12,7 +15,9 @@
 //! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
 
 pub mod batch;
+pub mod blast;
 pub mod cred;
+pub mod huge;
 mod mmsg;
 pub mod neigh;
 pub mod netcfg;

@@ -37,6 +37,7 @@ use core::hash::{BuildHasher, Hasher};
 use std::collections::hash_map::RandomState;
 
 use super::{Conn, ConnKey, ConnState, DestId};
+use crate::sys::huge::HugeArray;
 use crate::time::Instant;
 
 /// Insert failed: the table holds `max_entries` flows already.
@@ -170,7 +171,9 @@ impl KeyHasher {
 
 /// The per-worker flow table. See the module documentation for how it works.
 pub struct ConnTable {
-    slots: Vec<Slot>,
+    /// Allocated 2 MB aligned and advised for transparent huge pages once it is 2 MB or more:
+    /// every packet reads a random slot, and huge pages save most of the TLB misses.
+    slots: HugeArray<Slot>,
     /// `slots.len() - 1`.
     mask: usize,
     len: usize,
@@ -217,7 +220,7 @@ impl ConnTable {
             .next_power_of_two()
             .min(max_slots);
         ConnTable {
-            slots: vec![Slot::EMPTY; slots],
+            slots: HugeArray::new(slots, Slot::EMPTY),
             mask: slots - 1,
             len: 0,
             max_entries,
@@ -404,7 +407,7 @@ impl ConnTable {
 
     /// Rebuilds the table with `slots` slots (a power of two).
     fn resize(&mut self, slots: usize) {
-        let old = core::mem::replace(&mut self.slots, vec![Slot::EMPTY; slots]);
+        let old = core::mem::replace(&mut self.slots, HugeArray::new(slots, Slot::EMPTY));
         self.mask = slots - 1;
         self.cursor = 0;
         self.reinsert_all(&old);
@@ -458,9 +461,10 @@ impl ConnTable {
         self.max_entries
     }
 
-    /// Bytes allocated by the table.
+    /// Bytes allocated by the table (a slot array of 2 MB or more is rounded up to whole 2 MB
+    /// pages).
     pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * core::mem::size_of::<Slot>()
+        self.slots.allocated_bytes()
     }
 
     /// Size of one slot in bytes.
