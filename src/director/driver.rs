@@ -21,6 +21,15 @@
 //! odd checksum offsets) are segmented first and decided packet by packet; ordinary packets
 //! get their partial checksum completed and take the old path; malformed virtio headers are
 //! dropped as `bad_vnet_hdr`.
+//!
+//! GUE super-packets skip the per-segment `sendmmsg`: their segments become back-to-back
+//! records (GUE header, the segment's IPv4 + TCP headers, its payload) sent with one
+//! `sendmsg` per up to 64 records on a UDP socket with `UDP_SEGMENT`
+//! ([`crate::sys::udp_gso`]), so the kernel and veth carry one UDP GSO skb and the agent,
+//! with `UDP_GRO`, receives it whole. Each worker has a pool of 16 such sockets on their own
+//! source ports, picked by the flow's hash (the port the raw path would use, modulo 16), so a
+//! flow keeps its port. If the kernel refuses the first train, the worker logs it once and
+//! goes back to the raw path for good; `--no-offload` never uses the pool.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;

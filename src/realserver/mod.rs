@@ -16,6 +16,10 @@
 //! 4. The inner packet is written into the agent's own TUN device (`rp_filter=0` on it and on
 //!    `all`); the kernel delivers it to the service on the VIP, whose reply goes straight to the
 //!    client.
+//!    For GUE (unless `--no-offload`) the socket has `UDP_GRO` on and the TUN takes virtio
+//!    headers: a train of the director's datagrams arrives as one buffer, each record is
+//!    checked as above, and consecutive segments of one TCP flow are written back as one
+//!    TCP super-packet ([`gro`]).
 //!
 //! `tunlb realserver --vip VIP --mode dr` makes it a DR-mode real server (the seed's LVS-DR
 //! set-up): the director sends the client's packets unchanged in Ethernet frames to this host's
