@@ -625,8 +625,6 @@ struct Worker {
     deferred: Vec<(usize, u16)>,
     sender: RawSender,
     frames: FrameQueue,
-    /// GUE super-packets to send as UDP GSO trains (empty without `gue_pool`).
-    trains: Vec<GueTrain>,
     /// UDP sockets for GUE trains; `None` without offload or once the kernel refused one.
     gue_pool: Option<UdpGsoPool>,
     /// Whether a train has gone out (a refusal after that is a send error, not a fallback).
@@ -646,7 +644,6 @@ impl Worker {
         self.frames.clear();
         self.replies.clear();
         self.deferred.clear();
-        self.trains.clear();
         // A handle of our own, so `self` stays free for the send helpers while it is locked.
         let core = self.core.clone();
         let Ok(mut d) = core.lock() else { return };
@@ -707,11 +704,12 @@ impl Worker {
                         && e.frag_mtu == 0
                         && e.header().get(9) == Some(&crate::wire::IpProtocol::UDP) =>
                 {
-                    self.trains.push(GueTrain {
+                    let t = GueTrain {
                         slot: i,
                         encap: e,
                         seg,
-                    });
+                    };
+                    self.send_train_now(batch, &t, &mut d);
                 }
                 (Verdict::Encap(e), Some((seg, _))) => {
                     if !queue_gso_encap(&mut self.segs, i, buf, &e, &seg) {
@@ -749,28 +747,8 @@ impl Worker {
             }
         }
         d.handle_timeout(now);
-        if !self.trains.is_empty() {
-            self.send_trains(batch, &mut d);
-        }
         if !self.pending.is_empty() || !self.segs.is_empty() {
-            // queue_encap and queue_gso_encap checked every range, so no item is skipped and
-            // the failure positions are positions in `pending` followed by `segs`.
-            let items = self.pending.iter().filter_map(|p| {
-                let pkt = batch.get(p.slot)?.get(p.inner.clone())?;
-                Some((p.dst, &p.header[..p.header_len as usize], pkt))
-            });
-            let segs = self.segs.iter().filter_map(|p| {
-                let payload = batch.get(p.slot)?.get(p.payload.clone())?;
-                Some((p.dst, &p.header[..p.header_len as usize], payload))
-            });
-            let report = self.sender.send_batch(items.chain(segs));
-            if report.failed > 0 {
-                let failures = self.sender.failures();
-                let whole = failures.partition_point(|f| f.index < self.pending.len());
-                let lost = failed_packets(&self.pending, &failures[..whole])
-                    + (failures.len() - whole) as u64;
-                d.count_send_errors(lost);
-            }
+            self.flush_raw(batch, &mut d);
         }
         if !self.frames.is_empty() {
             let failed = self.frames.flush(batch);
@@ -789,24 +767,50 @@ impl Worker {
         }
     }
 
-    /// Sends the queued GUE super-packets as UDP GSO trains. If the kernel refuses the very
-    /// first train (no `UDP_SEGMENT`, or a path MTU below the records), the pool is dropped
-    /// with a log line and this and every later super-packet takes the raw path (segments
-    /// queued in `segs`).
-    fn send_trains(&mut self, batch: &PacketBatch, d: &mut Director) {
-        let trains = std::mem::take(&mut self.trains);
-        for (k, t) in trains.iter().enumerate() {
-            let Some(pkt) = batch.get(t.slot) else {
-                continue;
-            };
+    /// Sends the datagrams queued for the raw socket (`pending`, then `segs`) in one batch and
+    /// empties both queues.
+    fn flush_raw(&mut self, batch: &PacketBatch, d: &mut Director) {
+        // queue_encap and queue_gso_encap checked every range, so no item is skipped and
+        // the failure positions are positions in `pending` followed by `segs`.
+        let items = self.pending.iter().filter_map(|p| {
+            let pkt = batch.get(p.slot)?.get(p.inner.clone())?;
+            Some((p.dst, &p.header[..p.header_len as usize], pkt))
+        });
+        let segs = self.segs.iter().filter_map(|p| {
+            let payload = batch.get(p.slot)?.get(p.payload.clone())?;
+            Some((p.dst, &p.header[..p.header_len as usize], payload))
+        });
+        let report = self.sender.send_batch(items.chain(segs));
+        if report.failed > 0 {
+            let failures = self.sender.failures();
+            let whole = failures.partition_point(|f| f.index < self.pending.len());
+            let lost =
+                failed_packets(&self.pending, &failures[..whole]) + (failures.len() - whole) as u64;
+            d.count_send_errors(lost);
+        }
+        self.pending.clear();
+        self.segs.clear();
+    }
+
+    /// Sends a GUE super-packet as UDP GSO trains, right away: what the raw socket has queued
+    /// from earlier packets of the batch goes first, so a flow's packets keep their order. If
+    /// the kernel refuses the very first train (no `UDP_SEGMENT`, or a path MTU below the
+    /// records), the pool is dropped with a log line and this and every later super-packet
+    /// takes the raw path (segments queued in `segs`).
+    fn send_train_now(&mut self, batch: &PacketBatch, t: &GueTrain, d: &mut Director) {
+        let Some(pkt) = batch.get(t.slot) else { return };
+        if self.gue_pool.is_some() {
+            if !self.pending.is_empty() || !self.segs.is_empty() {
+                self.flush_raw(batch, d);
+            }
             let Some(pool) = self.gue_pool.as_mut() else {
-                if !queue_gso_encap(&mut self.segs, t.slot, pkt, &t.encap, &t.seg) {
-                    d.count_send_errors(t.seg.count() as u64);
-                }
-                continue;
+                return;
             };
             match send_train(pool, &mut self.records, pkt, t) {
-                Ok(()) => self.gue_sent = true,
+                Ok(()) => {
+                    self.gue_sent = true;
+                    return;
+                }
                 Err(e)
                     if !self.gue_sent
                         && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO)) =>
@@ -816,21 +820,16 @@ impl Worker {
                         self.index
                     );
                     self.gue_pool = None;
-                    for t in &trains[k..] {
-                        let Some(pkt) = batch.get(t.slot) else {
-                            continue;
-                        };
-                        if !queue_gso_encap(&mut self.segs, t.slot, pkt, &t.encap, &t.seg) {
-                            d.count_send_errors(t.seg.count() as u64);
-                        }
-                    }
-                    break;
                 }
-                Err(_) => d.count_send_errors(t.seg.count() as u64),
+                Err(_) => {
+                    d.count_send_errors(t.seg.count() as u64);
+                    return;
+                }
             }
         }
-        self.trains = trains;
-        self.trains.clear();
+        if !queue_gso_encap(&mut self.segs, t.slot, pkt, &t.encap, &t.seg) {
+            d.count_send_errors(t.seg.count() as u64);
+        }
     }
 
     /// Cuts the deferred super-packets of `batch` into whole packets in `spill` (as many at a
@@ -926,7 +925,6 @@ fn worker(
         deferred: Vec::with_capacity(batch.capacity()),
         sender,
         frames,
-        trains: Vec::with_capacity(batch.capacity()),
         gue_pool: None,
         gue_sent: false,
         records: vec![[0u8; RECORD_HEADER]; if offload { udp_gso::MAX_SEGMENTS } else { 0 }],
