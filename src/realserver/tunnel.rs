@@ -265,6 +265,9 @@ impl Deliver<'_> {
         let count = m.count() as u64;
         if let Some((vh, pkt)) = m.take() {
             let hdr = vh.is_gso().then_some(&vh);
+            if hdr.is_some() {
+                stats.gro_super_packets += 1;
+            }
             self.write(hdr, pkt, count, stats);
         }
     }
