@@ -6,9 +6,9 @@
 #
 # Environment: RUNS (3), DURATION (seconds per load, 5), CONNS (wrk connections, 50),
 # CANDIDATES (space-separated subset of: direct nft haproxy nginx tun-ipip tun-gue dr nat; a tunlb
-# candidate with the suffix -nooffload runs the director with --no-offload, e.g. tun-ipip-nooffload),
-# UDP (1: run the 64-byte UDP packet-rate load, 0: skip), UDP_FLOWS (source ports of the UDP
-# load, 8), CLIENT_CPU (0), SERVER_CPU (1),
+# candidate with the suffix -nooffload runs the director (and TUN-mode agents) with --no-offload,
+# e.g. tun-ipip-nooffload), UDP (1: run the 64-byte UDP packet-rate load, 0: skip), UDP_FLOWS
+# (source ports of the UDP load, 8), CLIENT_CPU (0), SERVER_CPU (1),
 # TUNLB (path of the tunlb binary; default: target/release/tunlb, built first).
 #
 # Topology (built afresh for every candidate, the same each time; nothing leaves these
@@ -531,7 +531,8 @@ bench_tunlb() {
         for ns in "$NS_RS1" "$NS_RS2"; do
             local args=(realserver --vip "$VIP" --tun-name "tlbr-${name:0:10}")
             if [[ $mode == tun ]]; then
-                args+=(--encap "$encap" --allow "$DIRECTOR")
+                # -nooffload: the agents too (no UDP_GRO, no TUN virtio header).
+                args+=(--encap "$encap" --allow "$DIRECTOR" "${extra[@]}")
             else
                 args+=(--mode dr)
             fi

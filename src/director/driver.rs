@@ -21,6 +21,15 @@
 //! odd checksum offsets) are segmented first and decided packet by packet; ordinary packets
 //! get their partial checksum completed and take the old path; malformed virtio headers are
 //! dropped as `bad_vnet_hdr`.
+//!
+//! GUE super-packets skip the per-segment `sendmmsg`: their segments become back-to-back
+//! records (GUE header, the segment's IPv4 + TCP headers, its payload) sent with one
+//! `sendmsg` per up to 64 records on a UDP socket with `UDP_SEGMENT`
+//! ([`crate::sys::udp_gso`]), so the kernel and veth carry one UDP GSO skb and the agent,
+//! with `UDP_GRO`, receives it whole. Each worker has a pool of 16 such sockets on their own
+//! source ports, picked by the flow's hash (the port the raw path would use, modulo 16), so a
+//! flow keeps its port. If the kernel refuses the first train, the worker logs it once and
+//! goes back to the raw path for good; `--no-offload` never uses the pool.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
@@ -40,10 +49,11 @@ use super::{
 };
 use crate::control::config::{self, DirectorSettings};
 use crate::control::keepalived;
-use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
+use crate::encap::{self, gue, IdentSeq, MAX_OUTER_HEADER};
 use crate::sys::netcfg::{conf_key, NetChanges};
 use crate::sys::raw::{MsgError, RawSender};
 use crate::sys::tun::{TunConfig, TunDevice, TunQueue};
+use crate::sys::udp_gso::{self, UdpGsoPool};
 use crate::sys::{signal, PacketBatch, PacketMeta};
 use crate::time::Clock;
 use crate::wire::checksum;
@@ -441,6 +451,110 @@ fn queue_gso_encap(
     true
 }
 
+/// Bytes in front of one record's payload in a GUE train: the GUE header, then the segment's
+/// own IPv4 and TCP headers.
+const RECORD_HEADER: usize = gue::HEADER_LEN + MAX_SEGMENT_HEADER;
+
+/// UDP sockets per worker for GUE trains (each its own source port, picked by flow hash).
+const GUE_POOL_SOCKETS: usize = 16;
+
+/// A GSO super-packet the core decided to send over GUE, waiting to go out as UDP trains.
+#[derive(Clone)]
+struct GueTrain {
+    slot: usize,
+    encap: Encap,
+    seg: TcpSegmenter,
+}
+
+impl GueTrain {
+    /// The outer fields a UDP socket sets itself, read from the header the core built:
+    /// destination, source address, TOS, and the pool socket its source port maps to.
+    fn outer(&self, pool_len: usize) -> Option<(SocketAddrV4, Ipv4Addr, u8, usize, [u8; 4])> {
+        let h = self.encap.header();
+        let ihl = usize::from(*h.first()? & 0x0f) * 4;
+        if *h.get(9)? != crate::wire::IpProtocol::UDP {
+            return None;
+        }
+        let udp = h.get(ihl..ihl + 8)?;
+        let gue: [u8; 4] = h.get(ihl + 8..ihl + 8 + gue::HEADER_LEN)?.try_into().ok()?;
+        let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+        let sport = u16::from_be_bytes([udp[0], udp[1]]);
+        let dport = u16::from_be_bytes([udp[2], udp[3]]);
+        let sock = usize::from(sport.wrapping_sub(encap::GUE_SRC_PORT_BASE)) % pool_len.max(1);
+        Some((
+            SocketAddrV4::new(self.encap.dst, dport),
+            src,
+            h[1],
+            sock,
+            gue,
+        ))
+    }
+}
+
+/// How many records of `record` bytes (GUE + headers + one MSS of payload) one UDP GSO send
+/// carries: at most [`udp_gso::MAX_SEGMENTS`] and [`udp_gso::MAX_PAYLOAD`] bytes.
+fn records_per_send(record: usize) -> usize {
+    (udp_gso::MAX_PAYLOAD / record.max(1)).clamp(1, udp_gso::MAX_SEGMENTS)
+}
+
+/// Builds the records of segments `range` of the super-packet `pkt`: for each, `gue` then the
+/// segment's IPv4 and TCP headers (full checksums, [`TcpSegmenter::segment`]) into the next
+/// entry of `hdrs`, and two entries of `parts`: those headers and the payload (left in `pkt`).
+/// Sent back to back with `UDP_SEGMENT` = the first record's length, every datagram is one
+/// GUE packet. Returns the parts used and the first record's length; `None` if `hdrs` or
+/// `parts` are too short or `seg` does not describe `pkt`.
+fn gue_records<'a>(
+    pkt: &'a [u8],
+    seg: &TcpSegmenter,
+    gue_hdr: [u8; 4],
+    range: Range<usize>,
+    hdrs: &'a mut [[u8; RECORD_HEADER]],
+    parts: &mut [&'a [u8]],
+) -> Option<(usize, usize)> {
+    let mut used = 0;
+    let mut first = 0;
+    let mut hdrs = hdrs.iter_mut();
+    for i in range {
+        let h = hdrs.next()?;
+        h[..gue::HEADER_LEN].copy_from_slice(&gue_hdr);
+        let s = seg.segment(pkt, i, &mut h[gue::HEADER_LEN..])?;
+        let h: &'a [u8] = h.get(..gue::HEADER_LEN + s.header_len)?;
+        let payload = pkt.get(s.payload)?;
+        if used == 0 {
+            first = h.len() + payload.len();
+        }
+        *parts.get_mut(used)? = h;
+        *parts.get_mut(used + 1)? = payload;
+        used += 2;
+    }
+    Some((used, first))
+}
+
+/// Sends every segment of `t` (super-packet `pkt`) as GUE records in UDP GSO trains, as many
+/// records per `sendmsg` as [`records_per_send`] allows. Stops at the first refused send.
+fn send_train(
+    pool: &mut UdpGsoPool,
+    records: &mut [[u8; RECORD_HEADER]],
+    pkt: &[u8],
+    t: &GueTrain,
+) -> std::io::Result<()> {
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let (dst, src, tos, sock, gue_hdr) = t.outer(pool.len()).ok_or_else(bad)?;
+    let record = gue::HEADER_LEN + t.seg.max_segment_len();
+    let per_send = records_per_send(record).min(records.len());
+    let mut i = 0;
+    while i < t.seg.count() {
+        let mut parts: [&[u8]; udp_gso::MAX_PARTS] = [&[]; udp_gso::MAX_PARTS];
+        let end = (i + per_send).min(t.seg.count());
+        let (used, first) =
+            gue_records(pkt, &t.seg, gue_hdr, i..end, records, &mut parts).ok_or_else(bad)?;
+        let size = u16::try_from(first).map_err(|_| bad())?;
+        pool.send(sock, dst, src, tos, size, &parts[..used])?;
+        i = end;
+    }
+    Ok(())
+}
+
 /// How a packet read from an offloading TUN is handled.
 enum Offloaded {
     /// An ordinary packet (checksum completed if it was partial): decided as before.
@@ -511,6 +625,12 @@ struct Worker {
     deferred: Vec<(usize, u16)>,
     sender: RawSender,
     frames: FrameQueue,
+    /// UDP sockets for GUE trains; `None` without offload or once the kernel refused one.
+    gue_pool: Option<UdpGsoPool>,
+    /// Whether a train has gone out (a refusal after that is a send error, not a fallback).
+    gue_sent: bool,
+    /// Record headers of one train send.
+    records: Vec<[u8; RECORD_HEADER]>,
 }
 
 impl Worker {
@@ -524,7 +644,9 @@ impl Worker {
         self.frames.clear();
         self.replies.clear();
         self.deferred.clear();
-        let Ok(mut d) = self.core.lock() else { return };
+        // A handle of our own, so `self` stays free for the send helpers while it is locked.
+        let core = self.core.clone();
+        let Ok(mut d) = core.lock() else { return };
         let now = self.clock.now();
         // Start every packet's connection-table load before deciding any, so the cache
         // misses of a large table overlap.
@@ -577,6 +699,18 @@ impl Worker {
                         d.count_send_errors(1);
                     }
                 }
+                (Verdict::Encap(e), Some((seg, _)))
+                    if self.gue_pool.is_some()
+                        && e.frag_mtu == 0
+                        && e.header().get(9) == Some(&crate::wire::IpProtocol::UDP) =>
+                {
+                    let t = GueTrain {
+                        slot: i,
+                        encap: e,
+                        seg,
+                    };
+                    self.send_train_now(batch, &t, &mut d);
+                }
                 (Verdict::Encap(e), Some((seg, _))) => {
                     if !queue_gso_encap(&mut self.segs, i, buf, &e, &seg) {
                         d.count_send_errors(u64::from(seg.count() as u32));
@@ -614,24 +748,7 @@ impl Worker {
         }
         d.handle_timeout(now);
         if !self.pending.is_empty() || !self.segs.is_empty() {
-            // queue_encap and queue_gso_encap checked every range, so no item is skipped and
-            // the failure positions are positions in `pending` followed by `segs`.
-            let items = self.pending.iter().filter_map(|p| {
-                let pkt = batch.get(p.slot)?.get(p.inner.clone())?;
-                Some((p.dst, &p.header[..p.header_len as usize], pkt))
-            });
-            let segs = self.segs.iter().filter_map(|p| {
-                let payload = batch.get(p.slot)?.get(p.payload.clone())?;
-                Some((p.dst, &p.header[..p.header_len as usize], payload))
-            });
-            let report = self.sender.send_batch(items.chain(segs));
-            if report.failed > 0 {
-                let failures = self.sender.failures();
-                let whole = failures.partition_point(|f| f.index < self.pending.len());
-                let lost = failed_packets(&self.pending, &failures[..whole])
-                    + (failures.len() - whole) as u64;
-                d.count_send_errors(lost);
-            }
+            self.flush_raw(batch, &mut d);
         }
         if !self.frames.is_empty() {
             let failed = self.frames.flush(batch);
@@ -647,6 +764,71 @@ impl Worker {
                     None => self.queue.send(pkt),
                 };
             }
+        }
+    }
+
+    /// Sends the datagrams queued for the raw socket (`pending`, then `segs`) in one batch and
+    /// empties both queues.
+    fn flush_raw(&mut self, batch: &PacketBatch, d: &mut Director) {
+        // queue_encap and queue_gso_encap checked every range, so no item is skipped and
+        // the failure positions are positions in `pending` followed by `segs`.
+        let items = self.pending.iter().filter_map(|p| {
+            let pkt = batch.get(p.slot)?.get(p.inner.clone())?;
+            Some((p.dst, &p.header[..p.header_len as usize], pkt))
+        });
+        let segs = self.segs.iter().filter_map(|p| {
+            let payload = batch.get(p.slot)?.get(p.payload.clone())?;
+            Some((p.dst, &p.header[..p.header_len as usize], payload))
+        });
+        let report = self.sender.send_batch(items.chain(segs));
+        if report.failed > 0 {
+            let failures = self.sender.failures();
+            let whole = failures.partition_point(|f| f.index < self.pending.len());
+            let lost =
+                failed_packets(&self.pending, &failures[..whole]) + (failures.len() - whole) as u64;
+            d.count_send_errors(lost);
+        }
+        self.pending.clear();
+        self.segs.clear();
+    }
+
+    /// Sends a GUE super-packet as UDP GSO trains, right away: what the raw socket has queued
+    /// from earlier packets of the batch goes first, so a flow's packets keep their order. If
+    /// the kernel refuses the very first train (no `UDP_SEGMENT`, or a path MTU below the
+    /// records), the pool is dropped with a log line and this and every later super-packet
+    /// takes the raw path (segments queued in `segs`).
+    fn send_train_now(&mut self, batch: &PacketBatch, t: &GueTrain, d: &mut Director) {
+        let Some(pkt) = batch.get(t.slot) else { return };
+        if self.gue_pool.is_some() {
+            if !self.pending.is_empty() || !self.segs.is_empty() {
+                self.flush_raw(batch, d);
+            }
+            let Some(pool) = self.gue_pool.as_mut() else {
+                return;
+            };
+            match send_train(pool, &mut self.records, pkt, t) {
+                Ok(()) => {
+                    self.gue_sent = true;
+                    return;
+                }
+                Err(e)
+                    if !self.gue_sent
+                        && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO)) =>
+                {
+                    eprintln!(
+                        "tunlb director: worker {}: UDP_SEGMENT refused ({e}); GUE super-packets are segmented and sent one by one",
+                        self.index
+                    );
+                    self.gue_pool = None;
+                }
+                Err(_) => {
+                    d.count_send_errors(t.seg.count() as u64);
+                    return;
+                }
+            }
+        }
+        if !queue_gso_encap(&mut self.segs, t.slot, pkt, &t.encap, &t.seg) {
+            d.count_send_errors(t.seg.count() as u64);
         }
     }
 
@@ -743,7 +925,18 @@ fn worker(
         deferred: Vec::with_capacity(batch.capacity()),
         sender,
         frames,
+        gue_pool: None,
+        gue_sent: false,
+        records: vec![[0u8; RECORD_HEADER]; if offload { udp_gso::MAX_SEGMENTS } else { 0 }],
     };
+    if offload {
+        match UdpGsoPool::new(GUE_POOL_SOCKETS) {
+            Ok(p) => w.gue_pool = Some(p),
+            Err(e) => eprintln!(
+                "tunlb director: worker {index}: no UDP sockets for GUE trains ({e}); GUE super-packets are segmented"
+            ),
+        }
+    }
     while !stop.load(Ordering::Relaxed) {
         let timeout = Some(StdDuration::from_millis(100));
         let read = if offload {
@@ -889,5 +1082,66 @@ mod tests {
         // No room for another 3: nothing queued.
         assert!(!queue_gso_encap(&mut segs, 6, &p, &e, &seg));
         assert_eq!(segs.len(), 3);
+    }
+
+    #[test]
+    fn gue_train_records_are_whole_gue_packets_of_one_size() {
+        let (mut p, h) = super_packet(true);
+        let Offloaded::Gso(seg, _) = classify(&h, &mut p, 64) else {
+            panic!("not GSO")
+        };
+        let params = OuterParams {
+            src: Ipv4Addr::new(10, 3, 0, 11),
+            dst: Ipv4Addr::new(10, 3, 0, 12),
+            tun: TunnelType::Gue,
+            gue_port: 6080,
+            gre_key: None,
+            udp_csum: true,
+            flow_hash: 16 * 1000 + 5,
+        };
+        let mut header = [0u8; MAX_OUTER_HEADER];
+        let n = build_outer(&params, &p[..seg.max_segment_len()], &mut header).unwrap();
+        let t = GueTrain {
+            slot: 0,
+            encap: Encap {
+                dst: params.dst,
+                header,
+                header_len: n as u8,
+                len: p.len(),
+                frag_mtu: 0,
+            },
+            seg,
+        };
+        let (dst, src, tos, sock, gue_hdr) = t.outer(16).unwrap();
+        assert_eq!(dst, SocketAddrV4::new(params.dst, 6080));
+        assert_eq!(src, params.src);
+        assert_eq!(tos, p[1]);
+        assert_eq!(sock, 5, "the flow's source port picks the socket");
+        assert_eq!(gue_hdr, [0, 4, 0, 0]);
+
+        let mut hdrs = vec![[0u8; RECORD_HEADER]; 8];
+        let mut parts: [&[u8]; 16] = [&[]; 16];
+        let (used, first) = gue_records(&p, &seg, gue_hdr, 0..3, &mut hdrs, &mut parts).unwrap();
+        assert_eq!(used, 6);
+        assert_eq!(first, 4 + 40 + 1400);
+        let train: Vec<u8> = parts[..used].concat();
+        // What UDP_SEGMENT makes of it: datagrams of `first` bytes, the last shorter.
+        let mut payload = Vec::new();
+        let records: Vec<&[u8]> = train.chunks(first).collect();
+        assert_eq!(records.len(), 3);
+        for r in &records {
+            assert_eq!(encap::strip_gue(r).unwrap(), 4..r.len());
+            let inner = &r[4..];
+            assert!(Ipv4Packet::new_checked(inner).unwrap().verify_checksum());
+            assert!(tcp_checksum_ok(inner));
+            payload.extend_from_slice(&inner[40..]);
+        }
+        assert_eq!(payload, &p[40..]);
+        // Too few header slots: refused, not cut short.
+        let mut few = vec![[0u8; RECORD_HEADER]; 2];
+        let mut parts2: [&[u8]; 16] = [&[]; 16];
+        assert!(gue_records(&p, &seg, gue_hdr, 0..3, &mut few, &mut parts2).is_none());
+        assert_eq!(records_per_send(first), 45);
+        assert_eq!(records_per_send(100), udp_gso::MAX_SEGMENTS);
     }
 }

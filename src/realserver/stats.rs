@@ -27,6 +27,9 @@ pub struct AgentStats {
     pub strip: [u64; STRIP_REASONS],
     /// Dropped: the TUN device refused the write.
     pub tun_write_error: u64,
+    /// TCP super-packets written whole, merged from a `UDP_GRO` train (their segments are
+    /// counted in `delivered`).
+    pub gro_super_packets: u64,
 }
 
 impl AgentStats {
@@ -75,6 +78,9 @@ impl AgentStats {
                 .filter(|(_, n)| *n > 0)
                 .map(|(e, n)| (e.as_str(), n)),
         )
+        .chain(
+            (self.gro_super_packets > 0).then_some(("gro_super_packets", self.gro_super_packets)),
+        )
     }
 }
 
@@ -115,5 +121,10 @@ mod tests {
             "received=6 delivered=1 not_allowed=2 not_vip=1 inner_source_not_allowed=0 \
              recv_truncated=1 tun_write_error=0 gre_key_mismatch=1"
         );
+        // Merged super-packets appear once there are some.
+        s.gro_super_packets = 3;
+        assert!(s
+            .to_string()
+            .ends_with("gre_key_mismatch=1 gro_super_packets=3"));
     }
 }

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::filter::{AgentDrop, Filter};
+use super::gro::{self, TcpMerge};
 use super::stats::AgentStats;
 use crate::encap::{StripError, TunnelType};
 use crate::sys::raw::{RawReceiver, UdpReceiver};
 use crate::sys::tun::TunQueue;
 use crate::sys::PacketBatch;
+use crate::wire::gso::{VnetHdr, VNET_HDR_LEN};
 
 /// Largest IPv4 datagram: the receive slot size, so reassembled tunnel packets fit whole.
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -57,6 +59,24 @@ impl Receiver {
                 Ok(a) => format!("UDP port {}", a.port()),
                 Err(_) => "UDP socket".to_string(),
             },
+        }
+    }
+
+    /// GUE: turns on `UDP_GRO`, so trains of datagrams arrive as one buffer that [`serve`]
+    /// cuts into records (and, into a TUN with a virtio header, merges back into TCP
+    /// super-packets). Returns false for a raw socket.
+    pub fn enable_gro(&mut self) -> std::io::Result<bool> {
+        match self {
+            Receiver::Raw(_) => Ok(false),
+            Receiver::Udp(r) => r.enable_gro().map(|()| true),
+        }
+    }
+
+    /// The `UDP_GRO` segment size of packet `i` of the last batch, if it is a train.
+    fn gro_size(&self, i: usize) -> Option<u16> {
+        match self {
+            Receiver::Raw(_) => None,
+            Receiver::Udp(r) => r.gro_size(i),
         }
     }
 
@@ -121,7 +141,13 @@ pub fn serve(
     let gue = matches!(rx, Receiver::Udp(_));
     let mut next_report = opts.stats_interval.map(|i| Instant::now() + i);
     let mut warned_not_allowed = false;
-    let mut warned_tun = false;
+    let mut out = Deliver {
+        tun,
+        log,
+        warned: false,
+    };
+    // Trains are merged back into TCP super-packets only for a TUN that takes virtio headers.
+    let mut merge = tun.vnet_hdr().then(TcpMerge::new);
     while !stop() {
         let n = rx
             .recv_batch(&mut batch)
@@ -129,40 +155,58 @@ pub fn serve(
         if n > 0 {
             filter.refresh();
         }
-        for (packet, meta) in batch.iter() {
-            stats.received += 1;
+        for (i, (packet, meta)) in batch.iter().enumerate() {
             let src = *meta.src.ip();
-            let checked = if meta.truncated {
-                Err(AgentDrop::Truncated)
-            } else if gue {
-                filter.check_gue(packet, src)
-            } else {
-                filter.check_ip(packet, src)
-            };
-            let inner = match checked.map(|r| packet.get(r)) {
-                Ok(Some(inner)) => inner,
-                Ok(None) => {
-                    stats.count_drop(AgentDrop::Strip(StripError::InnerMalformed));
-                    continue;
-                }
-                Err(reason) => {
-                    if reason == AgentDrop::NotAllowed && !warned_not_allowed {
-                        warned_not_allowed = true;
-                        eprintln!("{log} dropping tunnel packets from {src}: not allowed (counted as not_allowed, logged once)");
+            let mut check = |p: &[u8], stats: &mut AgentStats| -> Option<Range<usize>> {
+                stats.received += 1;
+                let checked = if meta.truncated {
+                    Err(AgentDrop::Truncated)
+                } else if gue {
+                    filter.check_gue(p, src)
+                } else {
+                    filter.check_ip(p, src)
+                };
+                match checked {
+                    Ok(r) if p.get(r.clone()).is_some() => Some(r),
+                    Ok(_) => {
+                        stats.count_drop(AgentDrop::Strip(StripError::InnerMalformed));
+                        None
                     }
-                    stats.count_drop(reason);
-                    continue;
-                }
-            };
-            match tun.send(inner) {
-                Ok(_) => stats.delivered += 1,
-                Err(e) => {
-                    stats.tun_write_error += 1;
-                    if !warned_tun {
-                        warned_tun = true;
-                        eprintln!("{log} write into TUN failed: {e} (counted as tun_write_error, logged once)");
+                    Err(reason) => {
+                        if reason == AgentDrop::NotAllowed && !warned_not_allowed {
+                            warned_not_allowed = true;
+                            eprintln!("{log} dropping tunnel packets from {src}: not allowed (counted as not_allowed, logged once)");
+                        }
+                        stats.count_drop(reason);
+                        None
                     }
                 }
+            };
+            let size = rx.gro_size(i).filter(|_| !meta.truncated);
+            let Some(size) = size else {
+                if let Some(inner) = check(packet, stats).and_then(|r| packet.get(r)) {
+                    out.write(None, inner, 1, stats);
+                }
+                continue;
+            };
+            // A UDP_GRO train: one GUE packet per record.
+            for rec in gro::records(packet, size) {
+                let Some(inner) = check(rec, stats).and_then(|r| rec.get(r)) else {
+                    continue;
+                };
+                let Some(m) = merge.as_mut() else {
+                    out.write(None, inner, 1, stats);
+                    continue;
+                };
+                if !m.push(inner) {
+                    out.flush(m, stats);
+                    if !m.push(inner) {
+                        out.write(None, inner, 1, stats);
+                    }
+                }
+            }
+            if let Some(m) = merge.as_mut() {
+                out.flush(m, stats);
             }
         }
         if let (true, Some(shared)) = (n > 0, opts.publish) {
@@ -179,4 +223,52 @@ pub fn serve(
         }
     }
     Ok(())
+}
+
+/// Writes accepted inner packets into the TUN and counts them.
+struct Deliver<'a> {
+    tun: &'a TunQueue,
+    log: &'a str,
+    /// A write error was logged (once).
+    warned: bool,
+}
+
+impl Deliver<'_> {
+    /// Writes `pkt` (`count` inner packets: a merged super-packet counts its segments) behind
+    /// `hdr` (`None`: an ordinary packet).
+    fn write(&mut self, hdr: Option<&VnetHdr>, pkt: &[u8], count: u64, stats: &mut AgentStats) {
+        let r = match hdr {
+            Some(h) => {
+                let mut b = [0u8; VNET_HDR_LEN];
+                h.emit(&mut b);
+                self.tun.send_vnet(&b, pkt)
+            }
+            None => self.tun.send(pkt),
+        };
+        match r {
+            Ok(_) => stats.delivered += count,
+            Err(e) => {
+                stats.tun_write_error += count;
+                if !self.warned {
+                    self.warned = true;
+                    eprintln!(
+                        "{} write into TUN failed: {e} (counted as tun_write_error, logged once)",
+                        self.log
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes what `m` merged so far, if anything, and empties it.
+    fn flush(&mut self, m: &mut TcpMerge, stats: &mut AgentStats) {
+        let count = m.count() as u64;
+        if let Some((vh, pkt)) = m.take() {
+            let hdr = vh.is_gso().then_some(&vh);
+            if hdr.is_some() {
+                stats.gro_super_packets += 1;
+            }
+            self.write(hdr, pkt, count, stats);
+        }
+    }
 }

@@ -12,6 +12,7 @@
 //! - [`netcfg`]: host network changes (routes, addresses, sysctls) undone on drop.
 //! - [`packet`]: the AF_PACKET sender for DR mode (IPv4 packets in Ethernet frames, `sendmmsg`).
 //! - [`neigh`]: rtnetlink route lookups and the neighbour table (DR mode's MAC resolution).
+//! - [`udp_gso`]: UDP sockets sending GSO trains (`UDP_SEGMENT`), for GUE.
 //! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
 
 pub mod batch;
@@ -25,6 +26,7 @@ pub mod packet;
 pub mod raw;
 pub mod signal;
 pub mod tun;
+pub mod udp_gso;
 
 #[cfg(test)]
 mod root_tests;

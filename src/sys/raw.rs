@@ -145,7 +145,15 @@ struct RecvArrays {
     msgs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_in>,
+    /// Per-message control buffers, only when `UDP_GRO` is on (else empty).
+    control: Vec<[u64; GRO_CONTROL_LEN / 8]>,
+    /// Per-message `UDP_GRO` segment size of the last receive (0: none given).
+    gro: Vec<u16>,
+    want_gro: bool,
 }
+
+/// Control buffer per received message: room for one `UDP_GRO` message (an int) and spare.
+const GRO_CONTROL_LEN: usize = 64;
 
 // SAFETY: see `RawSender`: the pointers are rewritten before every `recvmmsg` and not used after.
 unsafe impl Send for RecvArrays {}
@@ -156,6 +164,9 @@ impl RecvArrays {
             msgs: Vec::new(),
             iovs: Vec::new(),
             addrs: Vec::new(),
+            control: Vec::new(),
+            gro: Vec::new(),
+            want_gro: false,
         }
     }
 
@@ -176,6 +187,10 @@ impl RecvArrays {
             self.iovs.resize_with(cap, empty_iovec);
             self.addrs
                 .resize_with(cap, || sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0));
+            self.gro.resize(cap, 0);
+            if self.want_gro {
+                self.control.resize(cap, [0; GRO_CONTROL_LEN / 8]);
+            }
         }
         let slot_size = batch.slot_size();
         let stride = batch.stride();
@@ -192,10 +207,14 @@ impl RecvArrays {
             msg.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             msg.msg_hdr.msg_iov = ptr::addr_of_mut!(self.iovs[i]);
             msg.msg_hdr.msg_iovlen = 1;
+            if let Some(c) = self.control.get_mut(i) {
+                msg.msg_hdr.msg_control = c.as_mut_ptr().cast();
+                msg.msg_hdr.msg_controllen = GRO_CONTROL_LEN;
+            }
         }
-        // SAFETY: messages `0..cap` point at `addrs`, `iovs` and the batch's slots (each
-        // `slot_size` bytes inside the batch's storage), all alive and not otherwise borrowed
-        // during the call; MSG_DONTWAIT keeps it from blocking.
+        // SAFETY: messages `0..cap` point at `addrs`, `iovs`, `control` (when set) and the
+        // batch's slots (each `slot_size` bytes inside the batch's storage), all alive and not
+        // otherwise borrowed during the call; MSG_DONTWAIT keeps it from blocking.
         let rc = unsafe {
             libc::recvmmsg(
                 fd,
@@ -215,6 +234,11 @@ impl RecvArrays {
         let n = (rc as usize).min(cap);
         for i in 0..n {
             let msg = &self.msgs[i];
+            self.gro[i] = if self.want_gro {
+                gro_size(&msg.msg_hdr)
+            } else {
+                0
+            };
             let addr = &self.addrs[i];
             batch.set_meta(
                 i,
@@ -231,6 +255,32 @@ impl RecvArrays {
         batch.set_filled(n);
         Ok(n)
     }
+}
+
+/// The segment size of a `UDP_GRO` control message in `msg` (after `recvmmsg` filled it), or 0.
+fn gro_size(msg: &libc::msghdr) -> u16 {
+    if msg.msg_control.is_null() || msg.msg_controllen < mem::size_of::<libc::cmsghdr>() {
+        return 0;
+    }
+    // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages into
+    // the buffer `msg_control` points at; CMSG_FIRSTHDR / CMSG_NXTHDR stay inside it (they
+    // return null past its end), and the int is read unaligned only after checking that the
+    // message's length covers it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            let len = (*c).cmsg_len as usize;
+            if (*c).cmsg_level == libc::SOL_UDP
+                && (*c).cmsg_type == crate::sys::udp_gso::UDP_GRO
+                && len >= libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize
+            {
+                let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return u16::try_from(v).unwrap_or(0);
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    0
 }
 
 /// Receives every IPv4 packet of one IP protocol (4 = IPIP, 47 = GRE) addressed to this host,
@@ -325,6 +375,46 @@ impl UdpReceiver {
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
     }
 
+    /// Turns on `UDP_GRO`: the kernel may hand a train of datagrams of one flow over as one
+    /// buffer of back-to-back payloads, all of [`gro_size`](Self::gro_size) bytes but the
+    /// last. Fails on a kernel without it (the socket then stays as it was).
+    pub fn enable_gro(&mut self) -> io::Result<()> {
+        self.sock_set_int(libc::SOL_UDP, crate::sys::udp_gso::UDP_GRO, 1)?;
+        self.arrays.want_gro = true;
+        // Grown to the batch size at the next receive.
+        self.arrays.msgs.clear();
+        Ok(())
+    }
+
+    fn sock_set_int(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        v: libc::c_int,
+    ) -> io::Result<()> {
+        // SAFETY: `v` is a live c_int and the length passed is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                level,
+                name,
+                ptr::addr_of!(v).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// The segment size of packet `i` of the last receive if the kernel coalesced a train
+    /// into it (`UDP_GRO`), else `None`.
+    pub fn gro_size(&self, i: usize) -> Option<u16> {
+        self.arrays.gro.get(i).copied().filter(|&s| s > 0)
+    }
+
     /// Waits up to `timeout` (`None`: forever) for a datagram, then stores as many as are
     /// ready, up to the batch's capacity: each slot holds the UDP payload, [`PacketMeta::src`]
     /// its source. Returns how many it stored; 0 on timeout or when a signal arrived.
@@ -398,5 +488,33 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn udp_gro_gives_a_train_whole_with_its_segment_size() {
+        let mut rx = UdpReceiver::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+        rx.enable_gro().unwrap();
+        let to = rx.local_addr().unwrap();
+        let mut pool = crate::sys::udp_gso::UdpGsoPool::new(1).unwrap();
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        pool.send(0, to, Ipv4Addr::UNSPECIFIED, 0, 300, &[&data])
+            .unwrap();
+        let mut batch = PacketBatch::new(4, 4096);
+        let mut got = Vec::new();
+        let mut sizes = Vec::new();
+        for _ in 0..10 {
+            let n = rx
+                .recv_batch(&mut batch, Some(Duration::from_millis(200)))
+                .unwrap();
+            for i in 0..n {
+                got.extend_from_slice(batch.get(i).unwrap());
+                sizes.push(rx.gro_size(i));
+            }
+            if got.len() >= data.len() {
+                break;
+            }
+        }
+        assert_eq!(got, data);
+        assert_eq!(sizes, [Some(300)]);
     }
 }
