@@ -50,6 +50,7 @@
 //! |---|---|---|---|
 //! | `tunlb_agent_received_packets_total` | counter | | tunnel packets received |
 //! | `tunlb_agent_delivered_packets_total` | counter | | inner packets written into the TUN |
+//! | `tunlb_agent_gro_super_packets_total` | counter | | GUE: TCP super-packets written whole (merged from a `UDP_GRO` train; their segments count in delivered) |
 //! | `tunlb_agent_drops_total` | counter | `reason` | dropped: `not_allowed` (allow-list), `not_vip`, `inner_source_not_allowed`, `recv_truncated`, `tun_write_error` and every decapsulation error ([`crate::encap::StripError`] labels), 0 included |
 //! | `tunlb_build_info` | gauge (info) | `version` | 1 |
 //!
@@ -366,6 +367,12 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
         "Inner packets written into the TUN device.",
         s.delivered,
     );
+    counter(
+        &mut r,
+        "tunlb_agent_gro_super_packets",
+        "TCP super-packets written whole into the TUN, merged from a UDP_GRO train of GUE records.",
+        s.gro_super_packets,
+    );
     let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
     let fixed = [
         ("not_allowed", s.not_allowed),
@@ -492,12 +499,14 @@ mod tests {
             received: 9,
             delivered: 7,
             not_allowed: 2,
+            gro_super_packets: 3,
             ..AgentStats::default()
         };
         let text = encode(&agent_registry(&stats), Format::Prometheus);
         for line in [
             "tunlb_agent_received_packets_total 9",
             "tunlb_agent_delivered_packets_total 7",
+            "tunlb_agent_gro_super_packets_total 3",
             "tunlb_agent_drops_total{reason=\"not_allowed\"} 2",
             "tunlb_agent_drops_total{reason=\"not_vip\"} 0",
         ] {
