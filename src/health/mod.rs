@@ -338,6 +338,18 @@ fn shutdown(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
     }
 }
 
+/// The `check` label of a probe of `kind` in `tunlb_check_duration_seconds`.
+fn check_label(kind: &config::CheckKind) -> &'static str {
+    match kind {
+        config::CheckKind::HttpGet { .. } => "http_get",
+        config::CheckKind::SslGet { .. } => "ssl_get",
+        config::CheckKind::Tcp => "tcp",
+        config::CheckKind::Misc { .. } => "misc",
+        config::CheckKind::Udp(_) => "udp",
+        config::CheckKind::Ping => "ping",
+    }
+}
+
 /// Runs dest `i`'s actions; returns whether its state in the table changed.
 fn drain(
     plane: &Arc<ControlPlane>,
@@ -364,6 +376,7 @@ fn drain(
                 let _ = std::thread::Builder::new()
                     .name("tunlb-probe".into())
                     .spawn(move || {
+                        let started = std::time::Instant::now();
                         let outcome = if spec.check_through_tunnel {
                             match target::tunnel_path(&plane, key, addr, port, spec.bindto) {
                                 Ok(path) => {
@@ -375,6 +388,13 @@ fn drain(
                         } else {
                             probe::run(&spec, addr, port, delay_loop)
                         };
+                        plane.check_durations().record(
+                            key,
+                            addr,
+                            port,
+                            check_label(&spec.kind),
+                            started.elapsed(),
+                        );
                         let _ = tx.send((id, k, outcome));
                     });
                 continue;
