@@ -39,6 +39,8 @@
 //! | `tunlb_check_duration_seconds` | histogram | "backend", `check` | wall time of each health probe (`http_get`, `ssl_get`, `tcp`, `misc`, `udp`, `ping`), buckets 1 ms … 10 s |
 //! | `tunlb_drops_total` | counter | `reason` | dropped packets, every [`DropReason`] label |
 //! | `tunlb_received_packets_total` | counter | | packets read from the TUN |
+//! | `tunlb_tun_read_batch_size` | histogram | | packets per non-empty TUN read, buckets 1, 2, 4 … 256 |
+//! | `tunlb_send_errors_total` | counter | | encapsulated packets or DR frames the kernel refused to send (the `send_failed` drops; the data path keeps no finer split) |
 //! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
 //! | `tunlb_conn_table_capacity` | gauge | | most flows the tables will hold (`--max-conns` × workers) |
 //! | `tunlb_conn_table_evictions_total` | counter | | flows removed from the connection tables (expired or swept) |
@@ -75,6 +77,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::director::core::READ_BATCH_BUCKETS;
 use crate::director::service::{Protocol, ServiceKey};
 use crate::director::stats::Totals;
 use crate::director::{Counters, DropReason};
@@ -268,10 +271,14 @@ impl CheckDurations {
     }
 }
 
-/// A histogram family built from counts kept elsewhere (prometheus-client's own histogram
-/// only observes).
+/// One series of a [`FixedHistograms`]: labels (none: an unlabelled histogram), sum, count
+/// and per-bucket counts (not cumulative, one more than the bounds: `+Inf`).
+type FixedSeries = (Option<Labels>, f64, u64, Vec<u64>);
+
+/// Histograms built from counts kept elsewhere (prometheus-client's own histogram only
+/// observes): the bucket bounds and every series.
 #[derive(Debug)]
-struct FixedHistograms(Vec<(Labels, DurationHistogram)>);
+struct FixedHistograms(Vec<f64>, Vec<FixedSeries>);
 
 impl TypedMetric for FixedHistograms {
     const TYPE: MetricType = MetricType::Histogram;
@@ -279,16 +286,20 @@ impl TypedMetric for FixedHistograms {
 
 impl EncodeMetric for FixedHistograms {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        for (labels, h) in &self.0 {
-            let buckets: Vec<(f64, u64)> = CHECK_BUCKETS
+        for (labels, sum, count, counts) in &self.1 {
+            let buckets: Vec<(f64, u64)> = self
+                .0
                 .iter()
                 .copied()
                 .chain(std::iter::once(f64::INFINITY))
-                .zip(h.buckets.iter().copied())
+                .zip(counts.iter().copied())
                 .collect();
-            encoder
-                .encode_family(labels)?
-                .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?;
+            match labels {
+                Some(l) => encoder
+                    .encode_family(l)?
+                    .encode_histogram::<NoLabelSet>(*sum, *count, &buckets, None)?,
+                None => encoder.encode_histogram::<NoLabelSet>(*sum, *count, &buckets, None)?,
+            }
         }
         Ok(())
     }
@@ -455,13 +466,18 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         .map(|c| {
             let mut labels = server_labels(c.service, c.addr, c.port);
             labels.push(("check", c.check.to_string()));
-            (labels, c.hist.clone())
+            (
+                Some(labels),
+                c.hist.sum,
+                c.hist.count,
+                c.hist.buckets.to_vec(),
+            )
         })
         .collect();
     r.register(
         "tunlb_check_duration_seconds",
         "Wall time of the health probes, by real server and check type.",
-        FixedHistograms(checks),
+        FixedHistograms(CHECK_BUCKETS.to_vec(), checks),
     );
 
     let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
@@ -477,9 +493,29 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
     );
     counter(
         &mut r,
+        "tunlb_send_errors",
+        "Encapsulated packets or DR frames the kernel refused to send (also counted in tunlb_drops_total{reason=\"send_failed\"}).",
+        s.counters.dropped(DropReason::SendFailed),
+    );
+    counter(
+        &mut r,
         "tunlb_received_packets",
         "Packets read from the TUN device.",
         s.counters.rx_packets,
+    );
+    let reads = &s.counters.read_batches;
+    r.register(
+        "tunlb_tun_read_batch_size",
+        "Packets returned by each non-empty TUN read.",
+        FixedHistograms(
+            READ_BATCH_BUCKETS.iter().map(|b| *b as f64).collect(),
+            vec![(
+                None,
+                s.counters.read_batch_packets as f64,
+                reads.iter().sum(),
+                reads.to_vec(),
+            )],
+        ),
     );
     gauge(
         &mut r,
@@ -654,11 +690,12 @@ mod tests {
     }
 
     #[test]
-    fn evictions_and_gso_paths() {
+    fn evictions_gso_paths_and_send_errors() {
         let mut s = sample();
         s.counters.conns_expired = 11;
         s.counters.gso_whole = 4;
         s.counters.gso_split = 2;
+        s.counters.drops[DropReason::SendFailed as usize] = 6;
         let text = encode(&director_registry(&s), Format::Prometheus);
         for line in [
             "# TYPE tunlb_conn_table_evictions_total counter",
@@ -666,6 +703,8 @@ mod tests {
             "# TYPE tunlb_gso_packets_total counter",
             "tunlb_gso_packets_total{path=\"whole\"} 4",
             "tunlb_gso_packets_total{path=\"split\"} 2",
+            "tunlb_send_errors_total 6",
+            "tunlb_drops_total{reason=\"send_failed\"} 6",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
@@ -706,6 +745,32 @@ mod tests {
             om.contains("# TYPE tunlb_check_duration_seconds histogram"),
             "{om}"
         );
+    }
+
+    #[test]
+    fn tun_read_batch_sizes() {
+        let mut s = sample();
+        for n in [0, 1, 3, 3, 64, 300] {
+            s.counters.count_read_batch(n);
+        }
+        let mut other = Counters::default();
+        other.count_read_batch(2);
+        s.counters.add(&other);
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        for line in [
+            "# TYPE tunlb_tun_read_batch_size histogram",
+            "tunlb_tun_read_batch_size_bucket{le=\"1\"} 1",
+            "tunlb_tun_read_batch_size_bucket{le=\"2\"} 2",
+            "tunlb_tun_read_batch_size_bucket{le=\"4\"} 4",
+            "tunlb_tun_read_batch_size_bucket{le=\"32\"} 4",
+            "tunlb_tun_read_batch_size_bucket{le=\"64\"} 5",
+            "tunlb_tun_read_batch_size_bucket{le=\"256\"} 5",
+            "tunlb_tun_read_batch_size_bucket{le=\"+Inf\"} 6",
+            "tunlb_tun_read_batch_size_sum 373.0",
+            "tunlb_tun_read_batch_size_count 6",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
     }
 
     #[test]
