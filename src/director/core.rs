@@ -130,6 +130,9 @@ impl Shared {
     }
 }
 
+/// The upper bounds of the TUN read batch size buckets ([`Counters::read_batches`]).
+pub const READ_BATCH_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
 /// Per-worker counters, read by the control plane between batches.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -160,6 +163,11 @@ pub struct Counters {
     pub gso_split: u64,
     /// Dropped packets, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
+    /// Non-empty TUN reads by how many packets they returned: plain counts per bucket of
+    /// [`READ_BATCH_BUCKETS`] (not cumulative), the last one for larger batches.
+    pub read_batches: [u64; READ_BATCH_BUCKETS.len() + 1],
+    /// Packets the counted TUN reads returned (the histogram's sum).
+    pub read_batch_packets: u64,
     /// Traffic per real server, indexed by [`DestId::slot`] (grown when a new slot shows up,
     /// never per packet). An entry whose `id` differs from the server's current handle belongs
     /// to a deleted server.
@@ -220,6 +228,27 @@ impl Counters {
         for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {
             *d += o;
         }
+        for (b, o) in self.read_batches.iter_mut().zip(other.read_batches.iter()) {
+            *b += o;
+        }
+        self.read_batch_packets += other.read_batch_packets;
+    }
+
+    /// Counts one TUN read that returned `n` packets (nothing for an empty read).
+    #[inline]
+    pub fn count_read_batch(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let n = n as u64;
+        let i = READ_BATCH_BUCKETS
+            .iter()
+            .position(|b| n <= *b)
+            .unwrap_or(READ_BATCH_BUCKETS.len());
+        if let Some(b) = self.read_batches.get_mut(i) {
+            *b += 1;
+        }
+        self.read_batch_packets += n;
     }
 
     /// Drops of one reason.
@@ -303,6 +332,12 @@ impl Director {
     pub fn count_send_errors(&mut self, failed: u64) {
         self.counters.tx_packets = self.counters.tx_packets.saturating_sub(failed);
         self.counters.drops[DropReason::SendFailed as usize] += failed;
+    }
+
+    /// Counts one TUN read of `n` packets in the batch size histogram
+    /// ([`Counters::read_batches`]).
+    pub fn count_read_batch(&mut self, n: usize) {
+        self.counters.count_read_batch(n);
     }
 
     /// This worker's connection table.

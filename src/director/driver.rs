@@ -631,6 +631,9 @@ struct Worker {
     gue_sent: bool,
     /// Record headers of one train send.
     records: Vec<[u8; RECORD_HEADER]>,
+    /// Packets the last TUN read returned, counted (and reset) by the next `process` under the
+    /// core's lock; 0 for a batch that does not come from a read (segmented super-packets).
+    read_len: usize,
 }
 
 impl Worker {
@@ -647,6 +650,7 @@ impl Worker {
         // A handle of our own, so `self` stays free for the send helpers while it is locked.
         let core = self.core.clone();
         let Ok(mut d) = core.lock() else { return };
+        d.count_read_batch(std::mem::take(&mut self.read_len));
         let now = self.clock.now();
         // Start every packet's connection-table load before deciding any, so the cache
         // misses of a large table overlap.
@@ -928,6 +932,7 @@ fn worker(
         gue_pool: None,
         gue_sent: false,
         records: vec![[0u8; RECORD_HEADER]; if offload { udp_gso::MAX_SEGMENTS } else { 0 }],
+        read_len: 0,
     };
     if offload {
         match UdpGsoPool::new(GUE_POOL_SOCKETS) {
@@ -949,6 +954,7 @@ fn worker(
             std::thread::sleep(StdDuration::from_millis(10));
             continue;
         }
+        w.read_len = batch.len();
         w.process(&mut batch, offload.then_some(&hdrs[..]));
         if !w.deferred.is_empty() {
             w.process_deferred(&batch, &mut spill);

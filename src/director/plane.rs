@@ -51,6 +51,8 @@ pub struct ControlPlane {
     /// ([`ControlPlane::set_health_config`]); the health monitor restarts its checkers when the
     /// generation moves.
     health_config: Mutex<(u64, HealthConfig)>,
+    /// The health probes' durations, recorded by the probe threads, read by the scrapes.
+    check_durations: crate::metrics::CheckDurations,
 }
 
 struct PlaneState {
@@ -253,6 +255,7 @@ impl ControlPlane {
                 snat_routing: SnatRouting::default(),
             }),
             keepalived_path: Mutex::new(None),
+            check_durations: crate::metrics::CheckDurations::default(),
             settings: Mutex::new(DirectorSettings {
                 queues,
                 tun_name: tun_name.clone(),
@@ -635,10 +638,15 @@ impl ControlPlane {
         listing
     }
 
+    /// Where the health probes record their durations (read by [`ControlPlane::metrics_sample`]).
+    pub fn check_durations(&self) -> &crate::metrics::CheckDurations {
+        &self.check_durations
+    }
+
     /// What a `/metrics` scrape reports ([`crate::metrics`]): the running table with each real
     /// server's counters since the start (`-Z` does not reset them), the configured servers'
-    /// health, the workers' counters added up and the connection tables' fill. Each worker's
-    /// lock is taken once, briefly.
+    /// health, the probes' durations, the workers' counters added up and the connection tables'
+    /// fill. Each worker's lock is taken once, briefly.
     pub fn metrics_sample(&self) -> crate::metrics::DirectorSample {
         use crate::metrics::{Backend, DirectorSample};
         let mut sample = DirectorSample::default();
@@ -659,6 +667,7 @@ impl ControlPlane {
             sample.instance.out_bytes += t.out_bytes;
         }
         sample.nat_flows = self.shared.nat.len() as u64;
+        sample.checks = self.check_durations.snapshot();
         let (configured, overlay) = match self.state.lock() {
             Ok(st) => (st.set.clone(), st.health.dests.clone()),
             Err(_) => return sample,

@@ -338,6 +338,34 @@ fn shutdown(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
     }
 }
 
+/// The `check` label of a probe of `kind` in `tunlb_check_duration_seconds`.
+fn check_label(kind: &config::CheckKind) -> &'static str {
+    match kind {
+        config::CheckKind::HttpGet { .. } => "http_get",
+        config::CheckKind::SslGet { .. } => "ssl_get",
+        config::CheckKind::Tcp => "tcp",
+        config::CheckKind::Misc { .. } => "misc",
+        config::CheckKind::Udp(_) => "udp",
+        config::CheckKind::Ping => "ping",
+    }
+}
+
+/// Runs `probe` (a `kind` check of real server `addr:port` of service `key`) and records its
+/// wall time in `durations` (`tunlb_check_duration_seconds`).
+fn timed(
+    durations: &crate::metrics::CheckDurations,
+    key: ServiceKey,
+    addr: Ipv4Addr,
+    port: u16,
+    kind: &config::CheckKind,
+    probe: impl FnOnce() -> CheckOutcome,
+) -> CheckOutcome {
+    let started = std::time::Instant::now();
+    let outcome = probe();
+    durations.record(key, addr, port, check_label(kind), started.elapsed());
+    outcome
+}
+
 /// Runs dest `i`'s actions; returns whether its state in the table changed.
 fn drain(
     plane: &Arc<ControlPlane>,
@@ -364,17 +392,20 @@ fn drain(
                 let _ = std::thread::Builder::new()
                     .name("tunlb-probe".into())
                     .spawn(move || {
-                        let outcome = if spec.check_through_tunnel {
-                            match target::tunnel_path(&plane, key, addr, port, spec.bindto) {
-                                Ok(path) => {
-                                    let to = target::target(&spec, addr, port, Some(path));
-                                    probe::run_to(&spec, &to, delay_loop)
+                        let durations = plane.check_durations();
+                        let outcome = timed(durations, key, addr, port, &spec.kind, || {
+                            if spec.check_through_tunnel {
+                                match target::tunnel_path(&plane, key, addr, port, spec.bindto) {
+                                    Ok(path) => {
+                                        let to = target::target(&spec, addr, port, Some(path));
+                                        probe::run_to(&spec, &to, delay_loop)
+                                    }
+                                    Err(reason) => CheckOutcome::failed(reason),
                                 }
-                                Err(reason) => CheckOutcome::failed(reason),
+                            } else {
+                                probe::run(&spec, addr, port, delay_loop)
                             }
-                        } else {
-                            probe::run(&spec, addr, port, delay_loop)
-                        };
+                        });
                         let _ = tx.send((id, k, outcome));
                     });
                 continue;
@@ -468,5 +499,49 @@ fn quorum(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::director::service::Protocol;
+    use crate::metrics::{CheckDurations, CHECK_BUCKETS};
+    use config::{CheckKind, CheckSpec};
+
+    #[test]
+    fn a_probes_wall_time_lands_in_the_check_histogram() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let lo = Ipv4Addr::LOCALHOST;
+        let key = ServiceKey {
+            vip: Ipv4Addr::new(10, 0, 0, 100),
+            port: 80,
+            proto: Protocol::Tcp,
+        };
+        let durations = CheckDurations::default();
+        let spec = CheckSpec::new(CheckKind::Tcp);
+        let delay = std::time::Duration::from_secs(5);
+        let outcome = timed(&durations, key, lo, port, &spec.kind, || {
+            probe::run(&spec, lo, port, delay)
+        });
+        assert!(outcome.ok);
+        // A probe that takes at least 20 ms lands at or above the 25 ms bucket.
+        timed(&durations, key, lo, port, &spec.kind, || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            probe::run(&spec, lo, port, delay)
+        });
+        let series = durations.snapshot();
+        assert_eq!(series.len(), 1, "{series:?}");
+        let s = &series[0];
+        assert_eq!((s.service, s.addr, s.port, s.check), (key, lo, port, "tcp"));
+        assert_eq!(s.hist.count, 2);
+        assert_eq!(s.hist.buckets.iter().sum::<u64>(), 2);
+        assert!(s.hist.sum >= 0.02 && s.hist.sum < 5.0, "{}", s.hist.sum);
+        let at_least_20ms = CHECK_BUCKETS.iter().position(|b| *b >= 0.025).unwrap_or(0);
+        assert!(
+            s.hist.buckets[at_least_20ms..].iter().sum::<u64>() >= 1,
+            "{s:?}"
+        );
     }
 }

@@ -36,10 +36,15 @@
 //! | `tunlb_backend_outgoing_packets_total` | counter | "backend" | its packets to clients (NAT) |
 //! | `tunlb_backend_outgoing_bytes_total` | counter | "backend" | its bytes to clients (NAT) |
 //! | `tunlb_backend_up` | gauge | "backend" | 1, or 0 while the health checkers hold it down |
+//! | `tunlb_check_duration_seconds` | histogram | "backend", `check` | wall time of each health probe (`http_get`, `ssl_get`, `tcp`, `misc`, `udp`, `ping`), buckets 1 ms … 10 s |
 //! | `tunlb_drops_total` | counter | `reason` | dropped packets, every [`DropReason`] label |
 //! | `tunlb_received_packets_total` | counter | | packets read from the TUN |
+//! | `tunlb_tun_read_batch_size` | histogram | | packets per non-empty TUN read, buckets 1, 2, 4 … 256 |
+//! | `tunlb_send_errors_total` | counter | | encapsulated packets or DR frames the kernel refused to send (the `send_failed` drops; the data path keeps no finer split) |
 //! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
 //! | `tunlb_conn_table_capacity` | gauge | | most flows the tables will hold (`--max-conns` × workers) |
+//! | `tunlb_conn_table_evictions_total` | counter | | flows removed from the connection tables (expired or swept) |
+//! | `tunlb_gso_packets_total` | counter | `path` | TUN offload: GSO super-packets decided `whole` or `split` into segments |
 //! | `tunlb_nat_flow_entries` | gauge | | flows in the shared NAT flow table |
 //! | `tunlb_build_info` | gauge (info) | `version` | 1 |
 //!
@@ -61,14 +66,18 @@
 pub mod http;
 
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::time::Duration;
 
-use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::encoding::{prometheus_text, text, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::director::core::READ_BATCH_BUCKETS;
 use crate::director::service::{Protocol, ServiceKey};
 use crate::director::stats::Totals;
 use crate::director::{Counters, DropReason};
@@ -164,6 +173,140 @@ pub struct DirectorSample {
     pub conn_capacity: u64,
     /// Flows in the NAT flow table.
     pub nat_flows: u64,
+    /// The health probes' durations ([`CheckDurations::snapshot`]).
+    pub checks: Vec<CheckSeries>,
+}
+
+/// The upper bounds (seconds) of the `tunlb_check_duration_seconds` buckets; a last `+Inf`
+/// bucket follows.
+pub const CHECK_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram of durations over [`CHECK_BUCKETS`]: plain counts, per bucket (not cumulative).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DurationHistogram {
+    /// Observations per bucket, the last one `+Inf`.
+    pub buckets: [u64; CHECK_BUCKETS.len() + 1],
+    /// The sum of the observations, in seconds.
+    pub sum: f64,
+    /// How many observations.
+    pub count: u64,
+}
+
+impl DurationHistogram {
+    /// Counts one observation of `d`.
+    pub fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = CHECK_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(CHECK_BUCKETS.len());
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+}
+
+/// The probe durations of one check of one real server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckSeries {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server's address.
+    pub addr: Ipv4Addr,
+    /// The real server's port.
+    pub port: u16,
+    /// The check's type: `http_get`, `ssl_get`, `tcp`, `misc`, `udp` or `ping`.
+    pub check: &'static str,
+    /// Its durations.
+    pub hist: DurationHistogram,
+}
+
+/// The health probes' durations, shared by the probe threads (which record one observation
+/// per probe) and the scrapes (which copy them): a mutex over a short list, taken once per
+/// probe, never on the data path.
+#[derive(Debug, Default)]
+pub struct CheckDurations {
+    series: Mutex<Vec<CheckSeries>>,
+}
+
+impl CheckDurations {
+    /// Records that a `check` probe of real server `addr:port` of `service` took `took`.
+    pub fn record(
+        &self,
+        service: ServiceKey,
+        addr: Ipv4Addr,
+        port: u16,
+        check: &'static str,
+        took: Duration,
+    ) {
+        let Ok(mut series) = self.series.lock() else {
+            return;
+        };
+        let found = series
+            .iter_mut()
+            .find(|s| (s.service, s.addr, s.port, s.check) == (service, addr, port, check));
+        match found {
+            Some(s) => s.hist.observe(took),
+            None => {
+                let mut hist = DurationHistogram::default();
+                hist.observe(took);
+                series.push(CheckSeries {
+                    service,
+                    addr,
+                    port,
+                    check,
+                    hist,
+                });
+            }
+        }
+    }
+
+    /// A copy of every series recorded so far.
+    pub fn snapshot(&self) -> Vec<CheckSeries> {
+        self.series.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// One series of a [`FixedHistograms`]: labels (none: an unlabelled histogram), sum, count
+/// and per-bucket counts (not cumulative, one more than the bounds: `+Inf`).
+type FixedSeries = (Option<Labels>, f64, u64, Vec<u64>);
+
+/// Histograms built from counts kept elsewhere (prometheus-client's own histogram only
+/// observes): the bucket bounds and every series.
+#[derive(Debug)]
+struct FixedHistograms(Vec<f64>, Vec<FixedSeries>);
+
+impl TypedMetric for FixedHistograms {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for FixedHistograms {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, sum, count, counts) in &self.1 {
+            let buckets: Vec<(f64, u64)> = self
+                .0
+                .iter()
+                .copied()
+                .chain(std::iter::once(f64::INFINITY))
+                .zip(counts.iter().copied())
+                .collect();
+            match labels {
+                Some(l) => encoder
+                    .encode_family(l)?
+                    .encode_histogram::<NoLabelSet>(*sum, *count, &buckets, None)?,
+                None => encoder.encode_histogram::<NoLabelSet>(*sum, *count, &buckets, None)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -184,12 +327,17 @@ fn proto_label(p: Protocol) -> &'static str {
 
 /// node_exporter's backend labels for `b`.
 fn backend_labels(b: &Backend) -> Labels {
+    server_labels(b.service, b.addr, b.port)
+}
+
+/// node_exporter's backend labels for real server `addr:port` of `service`.
+fn server_labels(service: ServiceKey, addr: Ipv4Addr, port: u16) -> Labels {
     vec![
-        ("local_address", b.service.vip.to_string()),
-        ("local_port", b.service.port.to_string()),
-        ("remote_address", b.addr.to_string()),
-        ("remote_port", b.port.to_string()),
-        ("proto", proto_label(b.service.proto).to_string()),
+        ("local_address", service.vip.to_string()),
+        ("local_port", service.port.to_string()),
+        ("remote_address", addr.to_string()),
+        ("remote_port", port.to_string()),
+        ("proto", proto_label(service.proto).to_string()),
         ("local_mark", String::new()),
     ]
 }
@@ -312,6 +460,25 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "1 if the real server is up, 0 while the health checkers hold it down.",
         up,
     );
+    let checks = s
+        .checks
+        .iter()
+        .map(|c| {
+            let mut labels = server_labels(c.service, c.addr, c.port);
+            labels.push(("check", c.check.to_string()));
+            (
+                Some(labels),
+                c.hist.sum,
+                c.hist.count,
+                c.hist.buckets.to_vec(),
+            )
+        })
+        .collect();
+    r.register(
+        "tunlb_check_duration_seconds",
+        "Wall time of the health probes, by real server and check type.",
+        FixedHistograms(CHECK_BUCKETS.to_vec(), checks),
+    );
 
     let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
     for reason in DropReason::ALL {
@@ -326,9 +493,29 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
     );
     counter(
         &mut r,
+        "tunlb_send_errors",
+        "Encapsulated packets or DR frames the kernel refused to send (also counted in tunlb_drops_total{reason=\"send_failed\"}).",
+        s.counters.dropped(DropReason::SendFailed),
+    );
+    counter(
+        &mut r,
         "tunlb_received_packets",
         "Packets read from the TUN device.",
         s.counters.rx_packets,
+    );
+    let reads = &s.counters.read_batches;
+    r.register(
+        "tunlb_tun_read_batch_size",
+        "Packets returned by each non-empty TUN read.",
+        FixedHistograms(
+            READ_BATCH_BUCKETS.iter().map(|b| *b as f64).collect(),
+            vec![(
+                None,
+                s.counters.read_batch_packets as f64,
+                reads.iter().sum(),
+                reads.to_vec(),
+            )],
+        ),
     );
     gauge(
         &mut r,
@@ -341,6 +528,22 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "tunlb_conn_table_capacity",
         "Most flows the workers' connection tables will hold.",
         s.conn_capacity,
+    );
+    counter(
+        &mut r,
+        "tunlb_conn_table_evictions",
+        "Flows removed from the workers' connection tables (expired or swept).",
+        s.counters.conns_expired,
+    );
+    let gso: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+    gso.get_or_create(&vec![("path", "whole")])
+        .inc_by(s.counters.gso_whole);
+    gso.get_or_create(&vec![("path", "split")])
+        .inc_by(s.counters.gso_split);
+    r.register(
+        "tunlb_gso_packets",
+        "TUN offload: GSO super-packets decided whole or split into segments.",
+        gso,
     );
     gauge(
         &mut r,
@@ -447,6 +650,7 @@ mod tests {
             conns: 7,
             conn_capacity: 100,
             nat_flows: 0,
+            checks: Vec::new(),
         }
     }
 
@@ -482,6 +686,90 @@ mod tests {
         assert!(!text.contains("# EOF"));
         for reason in DropReason::ALL {
             assert!(text.contains(&format!("reason=\"{}\"", reason.as_str())));
+        }
+    }
+
+    #[test]
+    fn evictions_gso_paths_and_send_errors() {
+        let mut s = sample();
+        s.counters.conns_expired = 11;
+        s.counters.gso_whole = 4;
+        s.counters.gso_split = 2;
+        s.counters.drops[DropReason::SendFailed as usize] = 6;
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        for line in [
+            "# TYPE tunlb_conn_table_evictions_total counter",
+            "tunlb_conn_table_evictions_total 11",
+            "# TYPE tunlb_gso_packets_total counter",
+            "tunlb_gso_packets_total{path=\"whole\"} 4",
+            "tunlb_gso_packets_total{path=\"split\"} 2",
+            "tunlb_send_errors_total 6",
+            "tunlb_drops_total{reason=\"send_failed\"} 6",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn check_durations_land_in_buckets() {
+        let d = CheckDurations::default();
+        let svc = sample().backends[0].service;
+        let rs = Ipv4Addr::new(10, 0, 1, 1);
+        d.record(svc, rs, 80, "tcp", Duration::from_micros(500));
+        d.record(svc, rs, 80, "tcp", Duration::from_millis(30));
+        d.record(svc, rs, 80, "tcp", Duration::from_secs(20));
+        d.record(svc, rs, 80, "http_get", Duration::from_millis(2));
+        let checks = d.snapshot();
+        assert_eq!(checks.len(), 2);
+        assert_eq!(checks[0].hist.count, 3);
+        assert_eq!(checks[0].hist.buckets[0], 1);
+        assert_eq!(checks[0].hist.buckets[5], 1); // le 0.05
+        assert_eq!(checks[0].hist.buckets[CHECK_BUCKETS.len()], 1); // +Inf
+        let s = DirectorSample { checks, ..sample() };
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        let tcp = format!("{LABELS},check=\"tcp\"");
+        for line in [
+            "# TYPE tunlb_check_duration_seconds histogram".to_string(),
+            format!("tunlb_check_duration_seconds_count{{{tcp}}} 3"),
+            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.001\"}} 1"),
+            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.025\"}} 1"),
+            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.05\"}} 2"),
+            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"10\"}} 2"),
+            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"+Inf\"}} 3"),
+            format!("tunlb_check_duration_seconds_count{{{LABELS},check=\"http_get\"}} 1"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        let om = encode(&director_registry(&s), Format::OpenMetrics);
+        assert!(
+            om.contains("# TYPE tunlb_check_duration_seconds histogram"),
+            "{om}"
+        );
+    }
+
+    #[test]
+    fn tun_read_batch_sizes() {
+        let mut s = sample();
+        for n in [0, 1, 3, 3, 64, 300] {
+            s.counters.count_read_batch(n);
+        }
+        let mut other = Counters::default();
+        other.count_read_batch(2);
+        s.counters.add(&other);
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        for line in [
+            "# TYPE tunlb_tun_read_batch_size histogram",
+            "tunlb_tun_read_batch_size_bucket{le=\"1\"} 1",
+            "tunlb_tun_read_batch_size_bucket{le=\"2\"} 2",
+            "tunlb_tun_read_batch_size_bucket{le=\"4\"} 4",
+            "tunlb_tun_read_batch_size_bucket{le=\"32\"} 4",
+            "tunlb_tun_read_batch_size_bucket{le=\"64\"} 5",
+            "tunlb_tun_read_batch_size_bucket{le=\"256\"} 5",
+            "tunlb_tun_read_batch_size_bucket{le=\"+Inf\"} 6",
+            "tunlb_tun_read_batch_size_sum 373.0",
+            "tunlb_tun_read_batch_size_count 6",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
     }
 

@@ -144,6 +144,10 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
     );
     assert_eq!(value(&text, "node_ipvs_outgoing_packets_total", &[]), 0);
     assert!(value(&text, "tunlb_conn_table_capacity", &[]) > 0);
+    assert!(
+        value(&text, "tunlb_tun_read_batch_size_count", &[]) > 0,
+        "{text}"
+    );
     let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
     assert_eq!(value(&text, "tunlb_build_info", &[&version]), 1);
 
