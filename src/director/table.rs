@@ -279,27 +279,7 @@ impl Registry {
             let mut sched_dests = Vec::with_capacity(svc.dests.len());
             let mut dest_ids = Vec::with_capacity(svc.dests.len());
             for d in &svc.dests {
-                let (id, state) = self.handle(svc, d)?;
-                let slot = slot_of(id);
-                if dest_slots.len() <= slot {
-                    dest_slots.resize(slot + 1, None);
-                }
-                let mut config = d.clone();
-                config.port = dest_port(svc, d);
-                if config.forward == Forward::Nat {
-                    nat_endpoints.push(NatEndpoint {
-                        proto: svc.key.proto,
-                        addr: config.addr,
-                        port: config.port,
-                    });
-                }
-                dest_slots[slot] = Some(Dest {
-                    id,
-                    service: svc.key,
-                    config,
-                    state: state.clone(),
-                    held: false,
-                });
+                let (id, state) = self.place(svc, d, false, &mut dest_slots, &mut nat_endpoints)?;
                 sched_dests.push(SchedDest {
                     addr: d.addr,
                     port: dest_port(svc, d),
@@ -308,30 +288,10 @@ impl Registry {
                 });
                 dest_ids.push(id);
             }
+            // Held servers get their slot (and, for NAT, their reply endpoint, else replies
+            // would reach the client from the RIP) but are not scheduled.
             for &(_, d) in held.iter().filter(|(s, _)| s.key == svc.key) {
-                let (id, state) = self.handle(svc, d)?;
-                let slot = slot_of(id);
-                if dest_slots.len() <= slot {
-                    dest_slots.resize(slot + 1, None);
-                }
-                let mut config = d.clone();
-                config.port = dest_port(svc, d);
-                // Its replies must still come into the TUN (else they would reach the client
-                // from the RIP): a NAT server keeps its endpoint.
-                if config.forward == Forward::Nat {
-                    nat_endpoints.push(NatEndpoint {
-                        proto: svc.key.proto,
-                        addr: config.addr,
-                        port: config.port,
-                    });
-                }
-                dest_slots[slot] = Some(Dest {
-                    id,
-                    service: svc.key,
-                    config,
-                    state,
-                    held: true,
-                });
+                self.place(svc, d, true, &mut dest_slots, &mut nat_endpoints)?;
             }
             let scheduler =
                 Scheduler::new(svc.scheduler, &sched_dests, sched_state, self.sched_options);
@@ -361,6 +321,40 @@ impl Registry {
     }
 
     /// The handle and live counts of real server `d` of `svc`, allocated if it is new.
+    /// Puts real server `d` of `svc` in its slot of `dest_slots` (and its NAT reply endpoint
+    /// in `nat_endpoints`); returns its handle and live state.
+    fn place(
+        &mut self,
+        svc: &ServiceConfig,
+        d: &DestConfig,
+        held: bool,
+        dest_slots: &mut Vec<Option<Dest>>,
+        nat_endpoints: &mut Vec<NatEndpoint>,
+    ) -> Result<(DestId, Arc<DestState>), BuildError> {
+        let (id, state) = self.handle(svc, d)?;
+        let slot = slot_of(id);
+        if dest_slots.len() <= slot {
+            dest_slots.resize(slot + 1, None);
+        }
+        let mut config = d.clone();
+        config.port = dest_port(svc, d);
+        if config.forward == Forward::Nat {
+            nat_endpoints.push(NatEndpoint {
+                proto: svc.key.proto,
+                addr: config.addr,
+                port: config.port,
+            });
+        }
+        dest_slots[slot] = Some(Dest {
+            id,
+            service: svc.key,
+            config,
+            state: state.clone(),
+            held,
+        });
+        Ok((id, state))
+    }
+
     fn handle(
         &mut self,
         svc: &ServiceConfig,
