@@ -23,15 +23,15 @@ use crate::harness::{
 };
 
 /// The checks' settings, in seconds (the brief's keepalived values).
-const CONNECT_TIMEOUT: u64 = 1;
-const RETRY: u64 = 1;
-const DELAY_BEFORE_RETRY: u64 = 1;
-const DELAY_LOOP: u64 = 1;
+pub(crate) const CONNECT_TIMEOUT: u64 = 1;
+pub(crate) const RETRY: u64 = 1;
+pub(crate) const DELAY_BEFORE_RETRY: u64 = 1;
+pub(crate) const DELAY_LOOP: u64 = 1;
 
 /// The longest a failed server may stay in the table: every try times out
 /// (`connect_timeout × (retry + 1)`), the pauses between them (`delay_before_retry × retry`),
 /// one second of slack, and up to one `delay_loop` before the first failed check starts.
-const DETECT: Duration = Duration::from_secs(
+pub(crate) const DETECT: Duration = Duration::from_secs(
     CONNECT_TIMEOUT * (RETRY + 1) + DELAY_BEFORE_RETRY * RETRY + 1 + DELAY_LOOP,
 );
 
@@ -140,7 +140,7 @@ impl Lab {
 }
 
 /// The weight `adm -L -n` in `director` shows for `rip`, or `None` when it is not listed.
-fn weight_in(director: &Netns, rip: &str) -> Option<u32> {
+pub(crate) fn weight_in(director: &Netns, rip: &str) -> Option<u32> {
     let prefix = format!("{rip}:80");
     adm(director, "-L -n").lines().find_map(|line| {
         let mut cols = line.strip_prefix("  -> ")?.split_whitespace();
@@ -166,7 +166,7 @@ fn start_rs_httpd(ns: &Netns, role: &str, rip: &str) -> Pid {
 }
 
 /// One request from the client to the VIP on a new connection; the banner, or `None`.
-fn get(client: &Netns) -> Option<String> {
+pub(crate) fn get(client: &Netns) -> Option<String> {
     let url = format!("http://{VIP}/");
     let out = client.try_exec(
         "curl",

@@ -15,20 +15,11 @@ use std::time::{Duration, Instant};
 
 use crate::harness::tun_lab::{self, DIRECTOR, RS1, RS2, VIP};
 use crate::harness::{
-    adm, start_agent, start_director, start_httpd, wait_until, Netns, Pid, TempPath, STARTUP, TUNLB,
+    start_agent, start_director, start_httpd, wait_until, Netns, Pid, TempPath, STARTUP, TUNLB,
 };
-
-/// The check's settings, in seconds.
-const CONNECT_TIMEOUT: u64 = 1;
-const RETRY: u64 = 1;
-const DELAY_BEFORE_RETRY: u64 = 1;
-const DELAY_LOOP: u64 = 1;
-
-/// The longest a failed server may stay in the table (as in [`crate::health`]): every try
-/// times out, the pauses between them, one second of slack and up to one `delay_loop`.
-const DETECT: Duration = Duration::from_secs(
-    CONNECT_TIMEOUT * (RETRY + 1) + DELAY_BEFORE_RETRY * RETRY + 1 + DELAY_LOOP,
-);
+use crate::health::{
+    get, weight_in, CONNECT_TIMEOUT, DELAY_BEFORE_RETRY, DELAY_LOOP, DETECT, RETRY,
+};
 
 /// VIP:80 over IPIP to both real servers; rs1 checked by SSL_GET on 443 with SNI; `omega`
 /// with a `quorum_down` that creates `marker`.
@@ -83,38 +74,9 @@ fn start_tls_httpd(ns: &Netns) -> Pid {
     pid
 }
 
-/// The weight `adm -L -n` shows for `rip`, or `None` when it is not listed.
-fn weight(director: &Netns, rip: &str) -> Option<u32> {
-    let prefix = format!("{rip}:80");
-    adm(director, "-L -n").lines().find_map(|line| {
-        let mut cols = line.strip_prefix("  -> ")?.split_whitespace();
-        (cols.next()? == prefix).then_some(())?;
-        cols.nth(1)?.parse().ok()
-    })
-}
-
 /// `n` requests from the client to the VIP, each on a new connection; the banners.
 fn get_many(client: &Netns, n: usize) -> Vec<Option<String>> {
-    let url = format!("http://{VIP}/");
-    (0..n)
-        .map(|_| {
-            let out = client.try_exec(
-                "curl",
-                &[
-                    "-s",
-                    "-f",
-                    "--max-time",
-                    "2",
-                    "-H",
-                    "Connection: close",
-                    &url,
-                ],
-            );
-            out.status
-                .success()
-                .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
-        })
-        .collect()
+    (0..n).map(|_| get(client)).collect()
 }
 
 /// An SSL_GET check takes rs1 out when its TLS server stops and puts it back when it returns.
@@ -143,7 +105,11 @@ fn ssl_get_check_follows_the_tls_server() {
 
     // Both up: the check passes against the self-signed certificate.
     std::thread::sleep(DETECT);
-    assert_eq!(weight(director, RS1), Some(1), "rs1 listed while TLS is up");
+    assert_eq!(
+        weight_in(director, RS1),
+        Some(1),
+        "rs1 listed while TLS is up"
+    );
     let mut answers: Vec<String> = get_many(client, 2).into_iter().flatten().collect();
     answers.sort();
     assert_eq!(answers, ["from rs1", "from rs2"], "rr over both");
@@ -153,7 +119,7 @@ fn ssl_get_check_follows_the_tls_server() {
     rs1.stop(tls);
     wait_until("rs1 to leave the table", DETECT * 2, || {
         director.assert_running(pid);
-        weight(director, RS1).is_none()
+        weight_in(director, RS1).is_none()
     });
     let took = stopped_at.elapsed();
     eprintln!("rs1 left {took:?} after its TLS server stopped");
@@ -175,7 +141,7 @@ fn ssl_get_check_follows_the_tls_server() {
     // It comes back: rs1 is listed again and answers.
     let _tls = start_tls_httpd(rs1);
     wait_until("rs1 to be back in the table", DETECT * 2, || {
-        weight(director, RS1) == Some(1)
+        weight_in(director, RS1) == Some(1)
     });
     let answers: Vec<Option<String>> = get_many(client, 4);
     assert!(answers.iter().all(Option::is_some), "{answers:?}");
