@@ -601,6 +601,15 @@ fn open_flow(lab: &mut Lab, now: Instant, cport: u16) -> Ipv4Addr {
     d
 }
 
+/// RS1's health check fails: the control plane takes it out of `set` and, the service having
+/// `expire_nodest_conn = false`, holds it. Returns the table without RS1.
+fn hold_rs1(lab: &mut Lab, set: &ServiceSet) -> ServiceSet {
+    let mut down = set.clone();
+    let rs1 = down.services[0].dests.remove(0);
+    lab.publish_held(&down, &[(TCP80, rs1)]);
+    down
+}
+
 #[test]
 fn held_server_keeps_its_flows_and_they_resume_when_it_returns() {
     let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
@@ -619,10 +628,7 @@ fn held_server_keeps_its_flows_and_they_resume_when_it_returns() {
     };
     let before = expires(&lab);
 
-    // RS1's health check fails: the control plane takes it out of the table and holds it.
-    let mut down = set.clone();
-    let rs1 = down.services[0].dests.remove(0);
-    lab.publish_held(&down, &[(TCP80, rs1)]);
+    hold_rs1(&mut lab, &set);
     let t1 = t0 + Duration::from_secs(5);
     let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
     assert_eq!(
@@ -663,9 +669,7 @@ fn held_server_flow_that_times_out_gives_back_its_count() {
     let mut lab = Lab::new(1, &set);
     let t0 = Instant::from_secs(1);
     assert_eq!(open_flow(&mut lab, t0, 1000), RS1);
-    let mut down = set.clone();
-    let rs1 = down.services[0].dests.remove(0);
-    lab.publish_held(&down, &[(TCP80, rs1)]);
+    hold_rs1(&mut lab, &set);
     // Past the TCP timeout (900 s) while held: the sweep forgets the flow and gives back
     // RS1's count, so RS1 returns with none.
     let late = t0 + Duration::from_secs(1000);
@@ -780,9 +784,7 @@ fn a_template_to_a_held_server_is_replaced() {
     let mut lab = Lab::new(1, &set);
     let now = Instant::from_secs(1);
     assert_eq!(open_flow(&mut lab, now, 1000), RS1);
-    let mut down = set.clone();
-    let rs1 = down.services[0].dests.remove(0);
-    lab.publish_held(&down, &[(TCP80, rs1)]);
+    hold_rs1(&mut lab, &set);
     let mut syn = tcp_packet(client(1), 1001, VIP, 80, SYN, 0);
     assert_eq!(encap_dst(lab.send(0, now, &mut syn)), RS2);
     let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
@@ -799,9 +801,7 @@ fn a_held_server_deleted_for_good_expires_its_flows() {
     let mut lab = Lab::new(1, &set);
     let now = Instant::from_secs(1);
     assert_eq!(open_flow(&mut lab, now, 1000), RS1);
-    let mut down = set.clone();
-    let rs1 = down.services[0].dests.remove(0);
-    lab.publish_held(&down, &[(TCP80, rs1)]);
+    let down = hold_rs1(&mut lab, &set);
     let mut ack = tcp_packet(client(1), 1000, VIP, 80, ACK, 1);
     assert_eq!(
         lab.send(0, now, &mut ack),
