@@ -1040,12 +1040,9 @@ mod tests {
         assert!(tcp_checksum_ok(&small));
     }
 
-    #[test]
-    fn gso_encap_queues_one_valid_datagram_per_segment() {
-        let (mut p, h) = super_packet(true);
-        let Offloaded::Gso(seg, _) = classify(&h, &mut p, 64) else {
-            panic!("not GSO")
-        };
+    /// The GUE verdict for super-packet `p` (outer header built for its first segment, as the
+    /// core does), from 10.3.0.11 to 10.3.0.12 with `flow_hash`.
+    fn gue_encap(p: &[u8], seg: &TcpSegmenter, flow_hash: u32) -> (OuterParams, Encap) {
         let params = OuterParams {
             src: Ipv4Addr::new(10, 3, 0, 11),
             dst: Ipv4Addr::new(10, 3, 0, 12),
@@ -1053,7 +1050,7 @@ mod tests {
             gue_port: 6080,
             gre_key: None,
             udp_csum: true,
-            flow_hash: 9,
+            flow_hash,
         };
         let mut header = [0u8; MAX_OUTER_HEADER];
         let n = build_outer(&params, &p[..seg.max_segment_len()], &mut header).unwrap();
@@ -1064,6 +1061,17 @@ mod tests {
             len: p.len(),
             frag_mtu: 0,
         };
+        (params, e)
+    }
+
+    #[test]
+    fn gso_encap_queues_one_valid_datagram_per_segment() {
+        let (mut p, h) = super_packet(true);
+        let Offloaded::Gso(seg, _) = classify(&h, &mut p, 64) else {
+            panic!("not GSO")
+        };
+        let (params, e) = gue_encap(&p, &seg, 9);
+        let n = usize::from(e.header_len);
         let mut segs = Vec::with_capacity(4);
         assert!(queue_gso_encap(&mut segs, 5, &p, &e, &seg));
         assert_eq!(segs.len(), 3);
@@ -1096,26 +1104,10 @@ mod tests {
         let Offloaded::Gso(seg, _) = classify(&h, &mut p, 64) else {
             panic!("not GSO")
         };
-        let params = OuterParams {
-            src: Ipv4Addr::new(10, 3, 0, 11),
-            dst: Ipv4Addr::new(10, 3, 0, 12),
-            tun: TunnelType::Gue,
-            gue_port: 6080,
-            gre_key: None,
-            udp_csum: true,
-            flow_hash: 16 * 1000 + 5,
-        };
-        let mut header = [0u8; MAX_OUTER_HEADER];
-        let n = build_outer(&params, &p[..seg.max_segment_len()], &mut header).unwrap();
+        let (params, encap) = gue_encap(&p, &seg, 16 * 1000 + 5);
         let t = GueTrain {
             slot: 0,
-            encap: Encap {
-                dst: params.dst,
-                header,
-                header_len: n as u8,
-                len: p.len(),
-                frag_mtu: 0,
-            },
+            encap,
             seg,
         };
         let (dst, src, tos, sock, gue_hdr) = t.outer(16).unwrap();
