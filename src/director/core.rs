@@ -22,6 +22,7 @@ use super::probe_pin::ProbePins;
 use super::sched::FlowKey;
 use super::service::{Forward, Protocol};
 use super::snat;
+use super::stats::{BatchHistogram, EncapError, EncapErrors, EncapKind, SendSocket};
 use super::table::{Dest, Snapshot};
 use super::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};
 use crate::encap::{self, OuterParams, MAX_OUTER_HEADER};
@@ -130,9 +131,6 @@ impl Shared {
     }
 }
 
-/// The upper bounds of the TUN read batch size buckets ([`Counters::read_batches`]).
-pub const READ_BATCH_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
-
 /// Per-worker counters, read by the control plane between batches.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -163,11 +161,17 @@ pub struct Counters {
     pub gso_split: u64,
     /// Dropped packets, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
-    /// Non-empty TUN reads by how many packets they returned: plain counts per bucket of
-    /// [`READ_BATCH_BUCKETS`] (not cumulative), the last one for larger batches.
-    pub read_batches: [u64; READ_BATCH_BUCKETS.len() + 1],
-    /// Packets the counted TUN reads returned (the histogram's sum).
-    pub read_batch_packets: u64,
+    /// Non-empty TUN reads by how many packets they returned.
+    pub read_batches: BatchHistogram,
+    /// Batches with packets written back into the TUN (NAT rewrites, ICMP errors) by how many
+    /// packets they wrote, one `write` each.
+    pub tun_writes: BatchHistogram,
+    /// Batched sends by socket ([`SendSocket`] as index) and how many datagrams or frames
+    /// (GUE trains: records) each carried.
+    pub send_batches: [BatchHistogram; SendSocket::ALL.len()],
+    /// Packets for real servers that did not leave, by forwarding type and reason (each is
+    /// also counted in `drops`).
+    pub encap_errors: EncapErrors,
     /// Traffic per real server, indexed by [`DestId::slot`] (grown when a new slot shows up,
     /// never per packet). An entry whose `id` differs from the server's current handle belongs
     /// to a deleted server.
@@ -228,27 +232,18 @@ impl Counters {
         for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {
             *d += o;
         }
-        for (b, o) in self.read_batches.iter_mut().zip(other.read_batches.iter()) {
-            *b += o;
+        self.read_batches.add(&other.read_batches);
+        self.tun_writes.add(&other.tun_writes);
+        for (s, o) in self.send_batches.iter_mut().zip(other.send_batches.iter()) {
+            s.add(o);
         }
-        self.read_batch_packets += other.read_batch_packets;
+        self.encap_errors.add(&other.encap_errors);
     }
 
     /// Counts one TUN read that returned `n` packets (nothing for an empty read).
     #[inline]
     pub fn count_read_batch(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let n = n as u64;
-        let i = READ_BATCH_BUCKETS
-            .iter()
-            .position(|b| n <= *b)
-            .unwrap_or(READ_BATCH_BUCKETS.len());
-        if let Some(b) = self.read_batches.get_mut(i) {
-            *b += 1;
-        }
-        self.read_batch_packets += n;
+        self.read_batches.record(n);
     }
 
     /// Drops of one reason.
@@ -327,11 +322,27 @@ impl Director {
         self.counters.gso_split += 1;
     }
 
-    /// Counts encapsulated packets the kernel refused to send: they were counted as sent by
-    /// `handle_packet`, so they move from `tx_packets` to the `send_failed` drops.
-    pub fn count_send_errors(&mut self, failed: u64) {
+    /// Counts encapsulated packets (or DR frames, `kind`) the kernel refused to send or the
+    /// driver could not queue: they were counted as sent by `handle_packet`, so they move from
+    /// `tx_packets` to the `send_failed` drops (and the encap errors of `kind`).
+    pub fn count_send_errors(&mut self, kind: EncapKind, failed: u64) {
         self.counters.tx_packets = self.counters.tx_packets.saturating_sub(failed);
         self.counters.drops[DropReason::SendFailed as usize] += failed;
+        self.counters
+            .encap_errors
+            .count(kind, EncapError::SendFailed, failed);
+    }
+
+    /// Counts one batch's `n` packets written back into the TUN (nothing if none)
+    /// ([`Counters::tun_writes`]).
+    pub fn count_tun_writes(&mut self, n: usize) {
+        self.counters.tun_writes.record(n);
+    }
+
+    /// The batch size histogram of sends on `socket`, for the driver to record each batched
+    /// send in ([`Counters::send_batches`]).
+    pub fn send_batch_sizes(&mut self, socket: SendSocket) -> &mut BatchHistogram {
+        &mut self.counters.send_batches[socket as usize]
     }
 
     /// Counts one TUN read of `n` packets in the batch size histogram
@@ -947,6 +958,8 @@ pub(super) fn tunnel(
     if too_big && p.dont_frag {
         let mtu = config.tunnel_mtu.saturating_sub(overhead as u16);
         counters.drops[DropReason::TooBig as usize] += 1;
+        let kind = EncapKind::from(tun_type);
+        counters.encap_errors.count(kind, EncapError::TooBig, 1);
         return match icmp::frag_needed_in_place(buf, p.len, mtu) {
             Some(len) => Verdict::Reply { len },
             None => Verdict::Drop(DropReason::TooBig),
@@ -972,7 +985,13 @@ pub(super) fn tunnel(
     let frag_mtu = if too_big {
         match encap::fragment(&header[..n], p.len, config.tunnel_mtu, NonZeroU16::MIN) {
             Ok(frags) if frags.len() <= MAX_FRAGMENTS => {}
-            _ => return Verdict::Drop(DropReason::TooManyFragments),
+            _ => {
+                let (kind, segs) = (EncapKind::from(tun_type), u64::from(p.segs));
+                counters
+                    .encap_errors
+                    .count(kind, EncapError::TooManyFragments, segs);
+                return Verdict::Drop(DropReason::TooManyFragments);
+            }
         }
         counters.fragmented += 1;
         config.tunnel_mtu

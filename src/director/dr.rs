@@ -20,6 +20,7 @@ use std::num::NonZeroU16;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use super::core::{Counters, Parsed};
+use super::stats::{EncapError, EncapKind};
 use super::table::Dest;
 use super::verdict::{DropReason, Ether, Verdict, MAX_FRAGMENTS};
 use crate::encap;
@@ -127,6 +128,9 @@ pub(super) fn route(counters: &mut Counters, dest: &Dest, buf: &mut [u8], p: &Pa
     if p.mtu_len > usize::from(link.mtu) {
         if dont_frag {
             counters.drops[DropReason::TooBig as usize] += 1;
+            counters
+                .encap_errors
+                .count(EncapKind::Dr, EncapError::TooBig, 1);
             return match icmp::frag_needed_in_place(buf, len, link.mtu) {
                 Some(len) => Verdict::Reply { len },
                 None => Verdict::Drop(DropReason::TooBig),
@@ -139,7 +143,13 @@ pub(super) fn route(counters: &mut Counters, dest: &Dest, buf: &mut [u8], p: &Pa
         };
         match encap::fragment(header, rest, link.mtu, NonZeroU16::MIN) {
             Ok(frags) if frags.len() <= MAX_FRAGMENTS => {}
-            _ => return Verdict::Drop(DropReason::TooManyFragments),
+            _ => {
+                let segs = u64::from(p.segs);
+                counters
+                    .encap_errors
+                    .count(EncapKind::Dr, EncapError::TooManyFragments, segs);
+                return Verdict::Drop(DropReason::TooManyFragments);
+            }
         }
         counters.fragmented += 1;
         frag_mtu = link.mtu;
@@ -387,6 +397,8 @@ mod tests {
         assert_eq!((payload[0], payload[1]), (3, 4));
         assert_eq!(u16::from_be_bytes([payload[6], payload[7]]), 1400);
         assert_eq!(d.counters().dropped(DropReason::TooBig), 1);
+        let errors = &d.counters().encap_errors;
+        assert_eq!(errors.get(EncapKind::Dr, EncapError::TooBig), 1);
 
         // The same without DF: sent, as fragments of at most 1400 bytes.
         let mut big = udp_packet(CLIENT, 5001, VIP, 80, 1400);

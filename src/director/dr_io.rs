@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::dr::NeighEntry;
 use super::service::{Forward, ServiceSet};
+use super::stats::BatchHistogram;
 use super::table::Dest;
 use super::{Ether, Shared, Snapshot, MAX_FRAGMENTS};
 use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
@@ -260,11 +261,11 @@ impl FrameQueue {
         }
     }
 
-    /// Sends the queued frames with `sendmmsg`; returns how many packets the kernel refused
-    /// (in whole or in one of their fragments).
-    /// GSO segments count one each.
-    pub fn flush(&mut self, batch: &PacketBatch) -> u64 {
-        let gso_failed = self.flush_gso(batch);
+    /// Sends the queued frames with `sendmmsg` (one batch per socket, each counted in
+    /// `sizes`); returns how many packets the kernel refused (in whole or in one of their
+    /// fragments). GSO segments count one each.
+    pub fn flush(&mut self, batch: &PacketBatch, sizes: &mut BatchHistogram) -> u64 {
+        let gso_failed = self.flush_gso(batch, sizes);
         if self.pending.is_empty() && self.segs.is_empty() {
             return gso_failed;
         }
@@ -279,6 +280,7 @@ impl FrameQueue {
             Some((f.to, &f.header[..usize::from(f.header_len)], bytes))
         });
         let report = self.sender.send_batch(items.chain(segs));
+        sizes.record(report.sent + report.failed);
         if report.failed == 0 {
             return gso_failed;
         }
@@ -308,9 +310,9 @@ impl FrameQueue {
         Some(mac)
     }
 
-    /// Sends the queued super-packets on the `PACKET_VNET_HDR` socket; returns how many
-    /// segments the kernel refused.
-    fn flush_gso(&mut self, batch: &PacketBatch) -> u64 {
+    /// Sends the queued super-packets on the `PACKET_VNET_HDR` socket (counted in `sizes`);
+    /// returns how many segments the kernel refused.
+    fn flush_gso(&mut self, batch: &PacketBatch, sizes: &mut BatchHistogram) -> u64 {
         let (Some(sender), false) = (self.gso_sender.as_mut(), self.gso.is_empty()) else {
             return 0;
         };
@@ -318,7 +320,9 @@ impl FrameQueue {
             let bytes = batch.get(f.slot)?.get(..f.len)?;
             Some((f.to, &f.head[..], bytes))
         });
-        if sender.send_batch(items).failed == 0 {
+        let report = sender.send_batch(items);
+        sizes.record(report.sent + report.failed);
+        if report.failed == 0 {
             return 0;
         }
         let gso = &self.gso;
@@ -762,7 +766,13 @@ mod root_tests {
                 1 + 3,
                 "the 1428-byte packet in 3 fragments"
             );
-            assert_eq!(q.flush(&batch), 0);
+            let mut sizes = BatchHistogram::default();
+            assert_eq!(q.flush(&batch, &mut sizes), 0);
+            assert_eq!(
+                (sizes.count(), sizes.sum),
+                (1, 4),
+                "one sendmmsg of 4 frames"
+            );
             let mut buf = [0u8; 2048];
             let (n, src) = sock.recv_from(&mut buf).unwrap();
             assert_eq!((&buf[..n], src), (&b"whole"[..], from.into()));
@@ -784,7 +794,7 @@ mod root_tests {
                     ..frame(small.len(), 0)
                 }
             ));
-            assert_eq!(q.flush(&batch), 1);
+            assert_eq!(q.flush(&batch, &mut sizes), 1);
         });
     }
 

@@ -44,6 +44,7 @@ use anyhow::Context;
 use super::dr_io::{self, FrameQueue};
 use super::plane::{ControlPlane, HostSetup};
 use super::service::ServiceSet;
+use super::stats::{BatchHistogram, EncapKind, SendSocket};
 use super::{
     Director, DirectorConfig, DropReason, Encap, Shared, Snapshot, Verdict, MAX_FRAGMENTS,
 };
@@ -382,19 +383,18 @@ fn queue_encap(
     }
 }
 
-/// How many packets the failed datagrams (positions in `pending`, ascending) belonged to:
-/// the fragments of one packet sit side by side, and one lost fragment loses the packet.
-fn failed_packets(pending: &[Pending], failures: &[MsgError]) -> u64 {
+/// The packets the failed datagrams (positions in `pending`, ascending) belonged to, one
+/// datagram of each: the fragments of one packet sit side by side, and one lost fragment
+/// loses the packet.
+fn failed_packets<'a>(
+    pending: &'a [Pending],
+    failures: &'a [MsgError],
+) -> impl Iterator<Item = &'a Pending> + 'a {
     let mut last = None;
-    let mut n = 0;
-    for f in failures {
-        let slot = pending.get(f.index).map(|p| p.slot);
-        if slot != last {
-            n += 1;
-            last = slot;
-        }
-    }
-    n
+    failures.iter().filter_map(move |f| {
+        let p = pending.get(f.index)?;
+        (last.replace(p.slot) != Some(p.slot)).then_some(p)
+    })
 }
 
 /// One segment of a GSO super-packet waiting for the batch send: outer headers and the
@@ -531,12 +531,14 @@ fn gue_records<'a>(
 }
 
 /// Sends every segment of `t` (super-packet `pkt`) as GUE records in UDP GSO trains, as many
-/// records per `sendmsg` as [`records_per_send`] allows. Stops at the first refused send.
+/// records per `sendmsg` as [`records_per_send`] allows, each counted in `sizes`. Stops at
+/// the first refused send.
 fn send_train(
     pool: &mut UdpGsoPool,
     records: &mut [[u8; RECORD_HEADER]],
     pkt: &[u8],
     t: &GueTrain,
+    sizes: &mut BatchHistogram,
 ) -> std::io::Result<()> {
     let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
     let (dst, src, tos, sock, gue_hdr) = t.outer(pool.len()).ok_or_else(bad)?;
@@ -550,6 +552,7 @@ fn send_train(
             gue_records(pkt, &t.seg, gue_hdr, i..end, records, &mut parts).ok_or_else(bad)?;
         let size = u16::try_from(first).map_err(|_| bad())?;
         pool.send(sock, dst, src, tos, size, &parts[..used])?;
+        sizes.record(end - i);
         i = end;
     }
     Ok(())
@@ -700,7 +703,7 @@ impl Worker {
             match (v, gso) {
                 (Verdict::Encap(e), None) => {
                     if !queue_encap(&mut self.pending, &mut self.idents, i, buf, &e) {
-                        d.count_send_errors(1);
+                        d.count_send_errors(EncapKind::of_outer(e.header()), 1);
                     }
                 }
                 (Verdict::Encap(e), Some((seg, _)))
@@ -717,17 +720,18 @@ impl Worker {
                 }
                 (Verdict::Encap(e), Some((seg, _))) => {
                     if !queue_gso_encap(&mut self.segs, i, buf, &e, &seg) {
-                        d.count_send_errors(u64::from(seg.count() as u32));
+                        let kind = EncapKind::of_outer(e.header());
+                        d.count_send_errors(kind, u64::from(seg.count() as u32));
                     }
                 }
                 (Verdict::Ether(e), None) => {
                     if !self.frames.queue(&mut self.idents, i, buf, &e) {
-                        d.count_send_errors(1);
+                        d.count_send_errors(EncapKind::Dr, 1);
                     }
                 }
                 (Verdict::Ether(e), Some((seg, vh))) => {
                     if !self.frames.queue_gso(i, buf, &e, &seg, &vh) {
-                        d.count_send_errors(u64::from(seg.count() as u32));
+                        d.count_send_errors(EncapKind::Dr, u64::from(seg.count() as u32));
                     }
                 }
                 (Verdict::Rewrite { len }, Some((_, vh))) => {
@@ -755,11 +759,14 @@ impl Worker {
             self.flush_raw(batch, &mut d);
         }
         if !self.frames.is_empty() {
-            let failed = self.frames.flush(batch);
+            let failed = self
+                .frames
+                .flush(batch, d.send_batch_sizes(SendSocket::Packet));
             if failed > 0 {
-                d.count_send_errors(failed);
+                d.count_send_errors(EncapKind::Dr, failed);
             }
         }
+        d.count_tun_writes(self.replies.len());
         drop(d);
         for &(slot, len, hdr) in &self.replies {
             if let Some(pkt) = batch.get(slot).and_then(|p| p.get(..len)) {
@@ -785,12 +792,20 @@ impl Worker {
             Some((p.dst, &p.header[..p.header_len as usize], payload))
         });
         let report = self.sender.send_batch(items.chain(segs));
+        d.send_batch_sizes(SendSocket::Raw)
+            .record(report.sent + report.failed);
         if report.failed > 0 {
             let failures = self.sender.failures();
             let whole = failures.partition_point(|f| f.index < self.pending.len());
-            let lost =
-                failed_packets(&self.pending, &failures[..whole]) + (failures.len() - whole) as u64;
-            d.count_send_errors(lost);
+            for p in failed_packets(&self.pending, &failures[..whole]) {
+                d.count_send_errors(EncapKind::of_outer(&p.header), 1);
+            }
+            for f in &failures[whole..] {
+                let seg = f.index.checked_sub(self.pending.len());
+                if let Some(s) = seg.and_then(|i| self.segs.get(i)) {
+                    d.count_send_errors(EncapKind::of_outer(&s.header), 1);
+                }
+            }
         }
         self.pending.clear();
         self.segs.clear();
@@ -810,7 +825,8 @@ impl Worker {
             let Some(pool) = self.gue_pool.as_mut() else {
                 return;
             };
-            match send_train(pool, &mut self.records, pkt, t) {
+            let sizes = d.send_batch_sizes(SendSocket::UdpGso);
+            match send_train(pool, &mut self.records, pkt, t, sizes) {
                 Ok(()) => {
                     self.gue_sent = true;
                     return;
@@ -826,13 +842,13 @@ impl Worker {
                     self.gue_pool = None;
                 }
                 Err(_) => {
-                    d.count_send_errors(t.seg.count() as u64);
+                    d.count_send_errors(EncapKind::Gue, t.seg.count() as u64);
                     return;
                 }
             }
         }
         if !queue_gso_encap(&mut self.segs, t.slot, pkt, &t.encap, &t.seg) {
-            d.count_send_errors(t.seg.count() as u64);
+            d.count_send_errors(EncapKind::Gue, t.seg.count() as u64);
         }
     }
 

@@ -30,6 +30,7 @@ use std::sync::Mutex;
 use super::core::{tunnel, Counters, Parsed};
 use super::dr::NeighEntry;
 use super::service::Forward;
+use super::stats::{EncapError, EncapKind};
 use super::verdict::{DropReason, Ether, Verdict};
 use crate::time::{Duration, Instant};
 use crate::wire::IpProtocol;
@@ -200,7 +201,12 @@ pub(super) fn handle(
         Forward::Dr => match pin.neigh {
             None => Verdict::Drop(DropReason::NeighbourUnresolved),
             // Probes are small: one that does not fit the LAN is not worth fragmenting.
-            Some(link) if p.len > usize::from(link.mtu) => Verdict::Drop(DropReason::TooBig),
+            Some(link) if p.len > usize::from(link.mtu) => {
+                counters
+                    .encap_errors
+                    .count(EncapKind::Dr, EncapError::TooBig, 1);
+                Verdict::Drop(DropReason::TooBig)
+            }
             Some(link) => Verdict::Ether(Ether {
                 ifindex: link.ifindex,
                 dst_mac: link.mac,

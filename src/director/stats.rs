@@ -5,12 +5,20 @@
 //! by server when asked, subtracts what `-Z` zeroed, and keeps IPVS-style rate estimates: every
 //! two seconds the rate over the last interval is folded into a moving average with weight 1/4
 //! (as the kernel's `ip_vs_est` does).
+//!
+//! It also holds the plain per-worker counter types of the data path's IO that the metrics
+//! endpoint sums at scrape time: batch size histograms ([`BatchHistogram`]: TUN reads and
+//! writes, batched sends by [`SendSocket`]) and packets that could not leave for their real
+//! server by forwarding type and reason ([`EncapErrors`]).
 
 use std::collections::HashMap;
 
 use super::conn::DestId;
 use super::core::DestCounters;
+use super::DropReason;
+use crate::encap::TunnelType;
 use crate::time::{Duration, Instant};
+use crate::wire::IpProtocol;
 
 /// How often the rate estimator samples (IPVS: 2 s).
 pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);
@@ -160,6 +168,204 @@ impl StatsBook {
     }
 }
 
+/// The upper bounds of the batch size buckets of a [`BatchHistogram`].
+pub const BATCH_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// The histogram bucket `v` falls in: the index of the first upper bound in `bounds` (in
+/// ascending order) that is not below it, `bounds.len()` for the `+Inf` bucket.
+pub fn bucket_index<T: PartialOrd>(bounds: &[T], v: T) -> usize {
+    bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len())
+}
+
+/// How many packets (or frames, or records) batches of one kind carried: a plain per-worker
+/// histogram, summed by the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchHistogram {
+    /// Batches per bucket of [`BATCH_BUCKETS`] (plain counts, not cumulative), the last one for
+    /// larger batches.
+    pub buckets: [u64; BATCH_BUCKETS.len() + 1],
+    /// Packets in the counted batches (the histogram's sum).
+    pub sum: u64,
+}
+
+impl BatchHistogram {
+    /// Counts one batch of `n` packets (nothing for an empty one).
+    #[inline]
+    pub fn record(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let n = n as u64;
+        if let Some(b) = self.buckets.get_mut(bucket_index(&BATCH_BUCKETS, n)) {
+            *b += 1;
+        }
+        self.sum += n;
+    }
+
+    /// Adds `other`'s counts into `self`.
+    pub fn add(&mut self, other: &BatchHistogram) {
+        for (b, o) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *b += o;
+        }
+        self.sum += other.sum;
+    }
+
+    /// Batches counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// The sockets the driver sends batches on: the `socket` label of `tunlb_send_batch_size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SendSocket {
+    /// The `IP_HDRINCL` raw socket: encapsulated datagrams (IPIP, GRE, GUE, outer fragments,
+    /// GSO segments), one `sendmmsg` batch per TUN batch.
+    Raw,
+    /// The `AF_PACKET` sockets: DR frames (fragments, segments and whole super-packets behind
+    /// a virtio header count one each), one `sendmmsg` batch per socket and TUN batch.
+    Packet,
+    /// The UDP sockets of GUE trains: GUE records per `UDP_SEGMENT` `sendmsg`.
+    UdpGso,
+}
+
+impl SendSocket {
+    /// Every socket, in declaration order (index = `self as usize`).
+    pub const ALL: [SendSocket; 3] = [SendSocket::Raw, SendSocket::Packet, SendSocket::UdpGso];
+
+    /// The metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SendSocket::Raw => "raw",
+            SendSocket::Packet => "packet",
+            SendSocket::UdpGso => "udp_gso",
+        }
+    }
+}
+
+/// How a packet leaves for its real server: the `type` label of `tunlb_encap_errors_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EncapKind {
+    /// IPv4-in-IPv4.
+    Ipip,
+    /// GRE.
+    Gre,
+    /// GUE (UDP).
+    Gue,
+    /// A DR frame (the packet unchanged in an Ethernet frame).
+    Dr,
+}
+
+impl EncapKind {
+    /// Every kind, in declaration order (index = `self as usize`).
+    pub const ALL: [EncapKind; 4] = [
+        EncapKind::Ipip,
+        EncapKind::Gre,
+        EncapKind::Gue,
+        EncapKind::Dr,
+    ];
+
+    /// The metric label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EncapKind::Ipip => "ipip",
+            EncapKind::Gre => "gre",
+            EncapKind::Gue => "gue",
+            EncapKind::Dr => "dr",
+        }
+    }
+
+    /// The kind of an outer header the core built (its IPv4 protocol field: GRE, UDP for
+    /// GUE, anything else is IPIP, the only other tunnel the core builds).
+    pub fn of_outer(header: &[u8]) -> EncapKind {
+        match header.get(9).copied() {
+            Some(IpProtocol::GRE) => EncapKind::Gre,
+            Some(IpProtocol::UDP) => EncapKind::Gue,
+            _ => EncapKind::Ipip,
+        }
+    }
+}
+
+impl From<TunnelType> for EncapKind {
+    fn from(t: TunnelType) -> EncapKind {
+        match t {
+            TunnelType::Ipip => EncapKind::Ipip,
+            TunnelType::Gre => EncapKind::Gre,
+            TunnelType::Gue => EncapKind::Gue,
+        }
+    }
+}
+
+/// Why a packet for a real server was not sent: the `reason` label of
+/// `tunlb_encap_errors_total`, each the [`DropReason`] it is also dropped as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EncapError {
+    /// The kernel refused the send, or the driver could not queue it
+    /// ([`DropReason::SendFailed`]).
+    SendFailed,
+    /// DF set and too big once encapsulated, or for the DR real server's LAN: an ICMP
+    /// fragmentation-needed went back ([`DropReason::TooBig`]).
+    TooBig,
+    /// DF clear and too big, but it cannot be split into few enough fragments
+    /// ([`DropReason::TooManyFragments`]).
+    TooManyFragments,
+}
+
+impl EncapError {
+    /// Every reason, in declaration order (index = `self as usize`).
+    pub const ALL: [EncapError; 3] = [
+        EncapError::SendFailed,
+        EncapError::TooBig,
+        EncapError::TooManyFragments,
+    ];
+
+    /// The drop reason the packet is counted under as well.
+    pub const fn drop_reason(self) -> DropReason {
+        match self {
+            EncapError::SendFailed => DropReason::SendFailed,
+            EncapError::TooBig => DropReason::TooBig,
+            EncapError::TooManyFragments => DropReason::TooManyFragments,
+        }
+    }
+
+    /// The metric label value (the drop reason's).
+    pub const fn as_str(self) -> &'static str {
+        self.drop_reason().as_str()
+    }
+}
+
+/// Packets for real servers that did not leave, by [`EncapKind`] and [`EncapError`]: plain
+/// per-worker counts, summed by the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncapErrors {
+    counts: [[u64; EncapError::ALL.len()]; EncapKind::ALL.len()],
+}
+
+impl EncapErrors {
+    /// Counts `n` packets of `kind` lost for `why`.
+    #[inline]
+    pub fn count(&mut self, kind: EncapKind, why: EncapError, n: u64) {
+        self.counts[kind as usize][why as usize] += n;
+    }
+
+    /// The packets of `kind` lost for `why`.
+    pub fn get(&self, kind: EncapKind, why: EncapError) -> u64 {
+        self.counts[kind as usize][why as usize]
+    }
+
+    /// Adds `other`'s counts into `self`.
+    pub fn add(&mut self, other: &EncapErrors) {
+        for (row, o) in self.counts.iter_mut().zip(other.counts.iter()) {
+            for (c, n) in row.iter_mut().zip(o.iter()) {
+                *c += n;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +429,51 @@ mod tests {
         book.tick(t, &raw);
         assert!(book.rate(DestId(7)).pps < 800.0);
         assert!(!book.due(t + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn batch_histogram_buckets_and_sums() {
+        let mut h = BatchHistogram::default();
+        for n in [0, 1, 2, 3, 256, 257] {
+            h.record(n);
+        }
+        assert_eq!(h.count(), 5);
+        assert_eq!(h.sum, 519);
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[2], 1);
+        assert_eq!(h.buckets[BATCH_BUCKETS.len() - 1], 1);
+        assert_eq!(h.buckets[BATCH_BUCKETS.len()], 1);
+        let mut total = h;
+        total.add(&h);
+        assert_eq!((total.count(), total.sum), (10, 1038));
+    }
+
+    #[test]
+    fn encap_kinds_from_outer_headers() {
+        let mut h = [0u8; 20];
+        h[9] = IpProtocol::IPIP;
+        assert_eq!(EncapKind::of_outer(&h), EncapKind::Ipip);
+        h[9] = IpProtocol::GRE;
+        assert_eq!(EncapKind::of_outer(&h), EncapKind::Gre);
+        h[9] = IpProtocol::UDP;
+        assert_eq!(EncapKind::of_outer(&h), EncapKind::Gue);
+        assert_eq!(EncapKind::from(TunnelType::Gue), EncapKind::Gue);
+        for (i, k) in EncapKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        for (i, e) in EncapError::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+        for (i, s) in SendSocket::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+        }
+        let mut e = EncapErrors::default();
+        e.count(EncapKind::Gre, EncapError::TooBig, 2);
+        let mut sum = e;
+        sum.add(&e);
+        assert_eq!(sum.get(EncapKind::Gre, EncapError::TooBig), 4);
+        assert_eq!(sum.get(EncapKind::Dr, EncapError::TooBig), 0);
+        assert_eq!(EncapError::TooManyFragments.as_str(), "too_many_fragments");
     }
 }

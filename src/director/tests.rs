@@ -9,6 +9,7 @@ use super::service::{
     DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
     ServiceSet,
 };
+use super::stats::{EncapError, EncapKind};
 use super::testkit::Lab;
 use super::{DirectorConfig, DropReason, Verdict, MAX_FRAGMENTS};
 use crate::encap::{self, TunnelType};
@@ -350,6 +351,8 @@ fn too_big_with_df_to_a_udp_service_still_gets_frag_needed() {
     let counters = lab.workers[0].counters();
     assert_eq!(counters.dropped(DropReason::TooBig), 1);
     assert_eq!((counters.fragmented, counters.tx_packets), (0, 0));
+    let errors = &counters.encap_errors;
+    assert_eq!(errors.get(EncapKind::Gue, EncapError::TooBig), 1);
 }
 
 #[test]
@@ -369,6 +372,9 @@ fn packet_needing_too_many_fragments_is_dropped() {
     let counters = lab.workers[0].counters();
     assert_eq!(counters.dropped(DropReason::TooManyFragments), 1);
     assert_eq!((counters.fragmented, counters.tx_packets), (1, 1));
+    let errors = &counters.encap_errors;
+    assert_eq!(errors.get(EncapKind::Gre, EncapError::TooManyFragments), 1);
+    assert_eq!(errors.get(EncapKind::Ipip, EncapError::TooManyFragments), 0);
 }
 
 #[test]
@@ -820,4 +826,19 @@ fn a_held_server_deleted_for_good_expires_its_flows() {
         lab.send(0, now, &mut ack),
         Verdict::Drop(DropReason::NoConnection)
     );
+}
+
+#[test]
+fn send_errors_move_from_tx_to_send_failed_by_tunnel_type() {
+    let mut lab = Lab::new(1, udp_service(TunnelType::Ipip));
+    let now = Instant::from_secs(1);
+    let v = lab.send(0, now, &mut udp_packet(client(1), 1, VIP, 53, 100));
+    assert!(matches!(v, Verdict::Encap(_)), "{v:?}");
+    lab.workers[0].count_send_errors(EncapKind::Ipip, 1);
+    let counters = lab.workers[0].counters();
+    assert_eq!(counters.tx_packets, 0);
+    assert_eq!(counters.dropped(DropReason::SendFailed), 1);
+    let errors = &counters.encap_errors;
+    assert_eq!(errors.get(EncapKind::Ipip, EncapError::SendFailed), 1);
+    assert_eq!(errors.get(EncapKind::Gre, EncapError::SendFailed), 0);
 }

@@ -40,7 +40,10 @@
 //! | `tunlb_drops_total` | counter | `reason` | dropped packets, every [`DropReason`] label |
 //! | `tunlb_received_packets_total` | counter | | packets read from the TUN |
 //! | `tunlb_tun_read_batch_size` | histogram | | packets per non-empty TUN read, buckets 1, 2, 4 … 256 |
-//! | `tunlb_send_errors_total` | counter | | encapsulated packets or DR frames the kernel refused to send (the `send_failed` drops; the data path keeps no finer split) |
+//! | `tunlb_tun_write_batch_size` | histogram | | packets written back into the TUN (NAT rewrites, ICMP errors) per batch that wrote any; each is its own `write` (a TUN has no batched write), buckets as above |
+//! | `tunlb_send_batch_size` | histogram | `socket` | datagrams or frames per batched send: `raw` (IPIP/GRE/GUE datagrams, one batch of one or more `sendmmsg` per TUN batch), `packet` (DR frames, likewise per `AF_PACKET` socket), `udp_gso` (GUE records per `UDP_SEGMENT` `sendmsg`); buckets as above |
+//! | `tunlb_send_errors_total` | counter | | encapsulated packets or DR frames the kernel refused to send or the driver could not queue (the `send_failed` drops; split by type in `tunlb_encap_errors_total`) |
+//! | `tunlb_encap_errors_total` | counter | `type`, `reason` | packets for real servers that did not leave, by `type` (`ipip`, `gre`, `gue`, `dr`) and `reason`: `send_failed`, `too_big` (DF set, ICMP fragmentation-needed sent), `too_many_fragments` (DF clear but it cannot be split); each also counts in `tunlb_drops_total` under that reason, 0 included |
 //! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
 //! | `tunlb_conn_table_capacity` | gauge | | most flows the tables will hold (`--max-conns` × workers) |
 //! | `tunlb_conn_table_evictions_total` | counter | | flows removed from the connection tables (expired or swept) |
@@ -77,9 +80,10 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use crate::director::core::READ_BATCH_BUCKETS;
 use crate::director::service::{Protocol, ServiceKey};
-use crate::director::stats::Totals;
+use crate::director::stats::{
+    bucket_index, BatchHistogram, EncapError, EncapKind, SendSocket, Totals, BATCH_BUCKETS,
+};
 use crate::director::{Counters, DropReason};
 use crate::encap::StripError;
 use crate::realserver::AgentStats;
@@ -198,11 +202,7 @@ impl DurationHistogram {
     /// Counts one observation of `d`.
     pub fn observe(&mut self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = CHECK_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(CHECK_BUCKETS.len());
-        if let Some(b) = self.buckets.get_mut(i) {
+        if let Some(b) = self.buckets.get_mut(bucket_index(&CHECK_BUCKETS, secs)) {
             *b += 1;
         }
         self.sum += secs;
@@ -310,6 +310,19 @@ impl EncodeMetric for FixedHistograms {
 }
 
 type Labels = Vec<(&'static str, String)>;
+
+/// Histograms with the [`BATCH_BUCKETS`] bounds, one series per labelled [`BatchHistogram`].
+fn batch_histograms<'a>(
+    series: impl IntoIterator<Item = (Option<Labels>, &'a BatchHistogram)>,
+) -> FixedHistograms {
+    FixedHistograms(
+        BATCH_BUCKETS.iter().map(|b| *b as f64).collect(),
+        series
+            .into_iter()
+            .map(|(labels, h)| (labels, h.sum as f64, h.count(), h.buckets.to_vec()))
+            .collect(),
+    )
+}
 
 /// A metric's name, help and how to read its value.
 type Described<F> = (&'static str, &'static str, F);
@@ -503,19 +516,37 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "Packets read from the TUN device.",
         s.counters.rx_packets,
     );
-    let reads = &s.counters.read_batches;
+    let encap: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+    for kind in EncapKind::ALL {
+        for why in EncapError::ALL {
+            encap
+                .get_or_create(&vec![("type", kind.as_str()), ("reason", why.as_str())])
+                .inc_by(s.counters.encap_errors.get(kind, why));
+        }
+    }
+    r.register(
+        "tunlb_encap_errors",
+        "Packets for real servers that did not leave, by forwarding type (ipip, gre, gue, dr) and reason (send_failed, too_big, too_many_fragments: the tunlb_drops_total reason they also count under).",
+        encap,
+    );
     r.register(
         "tunlb_tun_read_batch_size",
         "Packets returned by each non-empty TUN read.",
-        FixedHistograms(
-            READ_BATCH_BUCKETS.iter().map(|b| *b as f64).collect(),
-            vec![(
-                None,
-                s.counters.read_batch_packets as f64,
-                reads.iter().sum(),
-                reads.to_vec(),
-            )],
-        ),
+        batch_histograms([(None, &s.counters.read_batches)]),
+    );
+    r.register(
+        "tunlb_tun_write_batch_size",
+        "Packets written back into the TUN (NAT rewrites, ICMP errors) per processed batch that wrote any; a TUN has no batched write, so each is its own write(2).",
+        batch_histograms([(None, &s.counters.tun_writes)]),
+    );
+    let sends = SendSocket::ALL.into_iter().map(|socket| {
+        let labels = vec![("socket", socket.as_str().to_string())];
+        (Some(labels), &s.counters.send_batches[socket as usize])
+    });
+    r.register(
+        "tunlb_send_batch_size",
+        "Datagrams or frames per batched send (one batch: one or more sendmmsg) by socket: raw (IPIP/GRE/GUE), packet (DR frames), udp_gso (GUE records per UDP_SEGMENT sendmsg).",
+        batch_histograms(sends),
     );
     gauge(
         &mut r,
@@ -654,33 +685,42 @@ mod tests {
         }
     }
 
+    /// Fails, showing `text`, unless every one of `lines` is a line of it.
+    fn assert_lines<S: AsRef<str>>(text: &str, lines: impl IntoIterator<Item = S>) {
+        for line in lines {
+            let line = line.as_ref();
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+    }
+
     const LABELS: &str = "local_address=\"10.0.0.100\",local_port=\"80\",remote_address=\"10.0.1.1\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"";
 
     #[test]
     fn prometheus_text_has_node_exporter_names() {
         let text = encode(&director_registry(&sample()), Format::Prometheus);
-        for line in [
-            "node_ipvs_connections_total 5".to_string(),
-            "node_ipvs_incoming_packets_total 30".to_string(),
-            "node_ipvs_outgoing_bytes_total 0".to_string(),
-            format!("node_ipvs_backend_connections_active{{{LABELS}}} 1"),
-            format!("node_ipvs_backend_connections_inactive{{{LABELS}}} 4"),
-            format!("node_ipvs_backend_weight{{{LABELS}}} 2"),
-            format!("tunlb_backend_connections_total{{{LABELS}}} 5"),
-            format!("tunlb_backend_incoming_packets_total{{{LABELS}}} 30"),
-            format!("tunlb_backend_up{{{LABELS}}} 1"),
-            "tunlb_drops_total{reason=\"no_connection\"} 3".to_string(),
-            "tunlb_drops_total{reason=\"malformed_ip\"} 0".to_string(),
-            "tunlb_conn_table_entries 7".to_string(),
-            "tunlb_conn_table_capacity 100".to_string(),
-            format!(
-                "tunlb_build_info{{version=\"{}\"}} 1",
-                env!("CARGO_PKG_VERSION")
-            ),
-            "# TYPE node_ipvs_connections_total counter".to_string(),
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
-        }
+        assert_lines(
+            &text,
+            [
+                "node_ipvs_connections_total 5".to_string(),
+                "node_ipvs_incoming_packets_total 30".to_string(),
+                "node_ipvs_outgoing_bytes_total 0".to_string(),
+                format!("node_ipvs_backend_connections_active{{{LABELS}}} 1"),
+                format!("node_ipvs_backend_connections_inactive{{{LABELS}}} 4"),
+                format!("node_ipvs_backend_weight{{{LABELS}}} 2"),
+                format!("tunlb_backend_connections_total{{{LABELS}}} 5"),
+                format!("tunlb_backend_incoming_packets_total{{{LABELS}}} 30"),
+                format!("tunlb_backend_up{{{LABELS}}} 1"),
+                "tunlb_drops_total{reason=\"no_connection\"} 3".to_string(),
+                "tunlb_drops_total{reason=\"malformed_ip\"} 0".to_string(),
+                "tunlb_conn_table_entries 7".to_string(),
+                "tunlb_conn_table_capacity 100".to_string(),
+                format!(
+                    "tunlb_build_info{{version=\"{}\"}} 1",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                "# TYPE node_ipvs_connections_total counter".to_string(),
+            ],
+        );
         // The down server is only in tunlb_backend_up.
         assert_eq!(text.matches("10.0.1.2").count(), 1, "{text}");
         assert!(!text.contains("# EOF"));
@@ -697,17 +737,18 @@ mod tests {
         s.counters.gso_split = 2;
         s.counters.drops[DropReason::SendFailed as usize] = 6;
         let text = encode(&director_registry(&s), Format::Prometheus);
-        for line in [
-            "# TYPE tunlb_conn_table_evictions_total counter",
-            "tunlb_conn_table_evictions_total 11",
-            "# TYPE tunlb_gso_packets_total counter",
-            "tunlb_gso_packets_total{path=\"whole\"} 4",
-            "tunlb_gso_packets_total{path=\"split\"} 2",
-            "tunlb_send_errors_total 6",
-            "tunlb_drops_total{reason=\"send_failed\"} 6",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
-        }
+        assert_lines(
+            &text,
+            [
+                "# TYPE tunlb_conn_table_evictions_total counter",
+                "tunlb_conn_table_evictions_total 11",
+                "# TYPE tunlb_gso_packets_total counter",
+                "tunlb_gso_packets_total{path=\"whole\"} 4",
+                "tunlb_gso_packets_total{path=\"split\"} 2",
+                "tunlb_send_errors_total 6",
+                "tunlb_drops_total{reason=\"send_failed\"} 6",
+            ],
+        );
     }
 
     #[test]
@@ -728,18 +769,19 @@ mod tests {
         let s = DirectorSample { checks, ..sample() };
         let text = encode(&director_registry(&s), Format::Prometheus);
         let tcp = format!("{LABELS},check=\"tcp\"");
-        for line in [
-            "# TYPE tunlb_check_duration_seconds histogram".to_string(),
-            format!("tunlb_check_duration_seconds_count{{{tcp}}} 3"),
-            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.001\"}} 1"),
-            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.025\"}} 1"),
-            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.05\"}} 2"),
-            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"10\"}} 2"),
-            format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"+Inf\"}} 3"),
-            format!("tunlb_check_duration_seconds_count{{{LABELS},check=\"http_get\"}} 1"),
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
-        }
+        assert_lines(
+            &text,
+            [
+                "# TYPE tunlb_check_duration_seconds histogram".to_string(),
+                format!("tunlb_check_duration_seconds_count{{{tcp}}} 3"),
+                format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.001\"}} 1"),
+                format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.025\"}} 1"),
+                format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"0.05\"}} 2"),
+                format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"10\"}} 2"),
+                format!("tunlb_check_duration_seconds_bucket{{{tcp},le=\"+Inf\"}} 3"),
+                format!("tunlb_check_duration_seconds_count{{{LABELS},check=\"http_get\"}} 1"),
+            ],
+        );
         let om = encode(&director_registry(&s), Format::OpenMetrics);
         assert!(
             om.contains("# TYPE tunlb_check_duration_seconds histogram"),
@@ -757,20 +799,84 @@ mod tests {
         other.count_read_batch(2);
         s.counters.add(&other);
         let text = encode(&director_registry(&s), Format::Prometheus);
-        for line in [
-            "# TYPE tunlb_tun_read_batch_size histogram",
-            "tunlb_tun_read_batch_size_bucket{le=\"1\"} 1",
-            "tunlb_tun_read_batch_size_bucket{le=\"2\"} 2",
-            "tunlb_tun_read_batch_size_bucket{le=\"4\"} 4",
-            "tunlb_tun_read_batch_size_bucket{le=\"32\"} 4",
-            "tunlb_tun_read_batch_size_bucket{le=\"64\"} 5",
-            "tunlb_tun_read_batch_size_bucket{le=\"256\"} 5",
-            "tunlb_tun_read_batch_size_bucket{le=\"+Inf\"} 6",
-            "tunlb_tun_read_batch_size_sum 373.0",
-            "tunlb_tun_read_batch_size_count 6",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        assert_lines(
+            &text,
+            [
+                "# TYPE tunlb_tun_read_batch_size histogram",
+                "tunlb_tun_read_batch_size_bucket{le=\"1\"} 1",
+                "tunlb_tun_read_batch_size_bucket{le=\"2\"} 2",
+                "tunlb_tun_read_batch_size_bucket{le=\"4\"} 4",
+                "tunlb_tun_read_batch_size_bucket{le=\"32\"} 4",
+                "tunlb_tun_read_batch_size_bucket{le=\"64\"} 5",
+                "tunlb_tun_read_batch_size_bucket{le=\"256\"} 5",
+                "tunlb_tun_read_batch_size_bucket{le=\"+Inf\"} 6",
+                "tunlb_tun_read_batch_size_sum 373.0",
+                "tunlb_tun_read_batch_size_count 6",
+            ],
+        );
+    }
+
+    #[test]
+    fn encap_errors_by_type_and_reason() {
+        let mut s = sample();
+        let e = &mut s.counters.encap_errors;
+        e.count(EncapKind::Gre, EncapError::SendFailed, 2);
+        e.count(EncapKind::Dr, EncapError::TooBig, 1);
+        let mut other = Counters::default();
+        let o = &mut other.encap_errors;
+        o.count(EncapKind::Gre, EncapError::SendFailed, 3);
+        o.count(EncapKind::Gue, EncapError::TooManyFragments, 4);
+        s.counters.add(&other);
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        assert_lines(
+            &text,
+            [
+                "# TYPE tunlb_encap_errors_total counter",
+                "tunlb_encap_errors_total{type=\"gre\",reason=\"send_failed\"} 5",
+                "tunlb_encap_errors_total{type=\"dr\",reason=\"too_big\"} 1",
+                "tunlb_encap_errors_total{type=\"gue\",reason=\"too_many_fragments\"} 4",
+                "tunlb_encap_errors_total{type=\"ipip\",reason=\"send_failed\"} 0",
+            ],
+        );
+        assert_eq!(text.matches("tunlb_encap_errors_total{").count(), 12);
+    }
+
+    #[test]
+    fn tun_write_and_send_batch_sizes() {
+        let mut s = sample();
+        for n in [0, 1, 1, 5] {
+            s.counters.tun_writes.record(n);
         }
+        let mut other = Counters::default();
+        for n in [64, 3, 300] {
+            other.send_batches[SendSocket::Raw as usize].record(n);
+        }
+        other.send_batches[SendSocket::UdpGso as usize].record(45);
+        s.counters.add(&other);
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        assert_lines(
+            &text,
+            [
+                "# TYPE tunlb_tun_write_batch_size histogram",
+                "tunlb_tun_write_batch_size_bucket{le=\"1\"} 2",
+                "tunlb_tun_write_batch_size_bucket{le=\"4\"} 2",
+                "tunlb_tun_write_batch_size_bucket{le=\"8\"} 3",
+                "tunlb_tun_write_batch_size_sum 7.0",
+                "tunlb_tun_write_batch_size_count 3",
+                "# TYPE tunlb_send_batch_size histogram",
+                "tunlb_send_batch_size_bucket{socket=\"raw\",le=\"2\"} 0",
+                "tunlb_send_batch_size_bucket{socket=\"raw\",le=\"4\"} 1",
+                "tunlb_send_batch_size_bucket{socket=\"raw\",le=\"64\"} 2",
+                "tunlb_send_batch_size_bucket{socket=\"raw\",le=\"256\"} 2",
+                "tunlb_send_batch_size_bucket{socket=\"raw\",le=\"+Inf\"} 3",
+                "tunlb_send_batch_size_sum{socket=\"raw\"} 367.0",
+                "tunlb_send_batch_size_count{socket=\"raw\"} 3",
+                "tunlb_send_batch_size_count{socket=\"packet\"} 0",
+                "tunlb_send_batch_size_bucket{socket=\"udp_gso\",le=\"32\"} 0",
+                "tunlb_send_batch_size_bucket{socket=\"udp_gso\",le=\"64\"} 1",
+                "tunlb_send_batch_size_count{socket=\"udp_gso\"} 1",
+            ],
+        );
     }
 
     #[test]
@@ -791,15 +897,16 @@ mod tests {
             ..AgentStats::default()
         };
         let text = encode(&agent_registry(&stats), Format::Prometheus);
-        for line in [
-            "tunlb_agent_received_packets_total 9",
-            "tunlb_agent_delivered_packets_total 7",
-            "tunlb_agent_gro_super_packets_total 3",
-            "tunlb_agent_drops_total{reason=\"not_allowed\"} 2",
-            "tunlb_agent_drops_total{reason=\"not_vip\"} 0",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
-        }
+        assert_lines(
+            &text,
+            [
+                "tunlb_agent_received_packets_total 9",
+                "tunlb_agent_delivered_packets_total 7",
+                "tunlb_agent_gro_super_packets_total 3",
+                "tunlb_agent_drops_total{reason=\"not_allowed\"} 2",
+                "tunlb_agent_drops_total{reason=\"not_vip\"} 0",
+            ],
+        );
         for e in StripError::ALL {
             assert!(
                 text.contains(&format!("reason=\"{}\"", e.as_str())),

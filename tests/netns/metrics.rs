@@ -148,6 +148,17 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
         value(&text, "tunlb_tun_read_batch_size_count", &[]) > 0,
         "{text}"
     );
+    let sends: u64 = ["raw", "packet", "udp_gso"]
+        .iter()
+        .map(|s| {
+            value(
+                &text,
+                "tunlb_send_batch_size_count",
+                &[&format!("socket=\"{s}\"")],
+            )
+        })
+        .sum();
+    assert!(sends > 0, "{text}");
     let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
     assert_eq!(value(&text, "tunlb_build_info", &[&version]), 1);
 
