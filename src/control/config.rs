@@ -1134,20 +1134,20 @@ impl Validator<'_> {
             if let Some(checks) = &r.check {
                 for (k, c) in checks.as_slice().iter().enumerate() {
                     let what = format!("{what}.check[{k}]");
-                    if c.check_through_tunnel && nat {
+                    let Some(spec) = self.check(c, &rs.span(), &what) else {
+                        continue;
+                    };
+                    for why in spec.through_tunnel_refusals(nat) {
                         self.report(
                             rs.span(),
                             format!(
                                 "{what}.check_through_tunnel: virtual server {}:{} real server \
-                                 {addr}:{port} is forward = \"nat\": its answers come back \
-                                 through the director, there is no tunnel to check",
+                                 {addr}:{port}: {why}",
                                 key.vip, key.port
                             ),
                         );
                     }
-                    if let Some(spec) = self.check(c, &rs.span(), &what) {
-                        dh.checks.push(spec);
-                    }
+                    dh.checks.push(spec);
                 }
             }
             if !dh.checks.is_empty() || dh.inhibit_on_failure {
@@ -1277,29 +1277,6 @@ impl Validator<'_> {
             &format!("{what}.delay_before_retry"),
         );
         spec.warmup = self.seconds(c.warmup, span, &format!("{what}.warmup"));
-        if c.check_through_tunnel
-            && !matches!(
-                spec.kind,
-                CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } | CheckKind::Tcp
-            )
-        {
-            self.report(
-                span.clone(),
-                format!(
-                    "{what}.check_through_tunnel: only for http_get, ssl_get and tcp (misc, udp and ping \
-                     checks send nothing through the pinned tunnel path)"
-                ),
-            );
-        }
-        if c.check_through_tunnel && spec.connect_ip.is_some() {
-            self.report(
-                span.clone(),
-                format!(
-                    "{what}: connect_ip and check_through_tunnel exclude each other (a check \
-                     through the tunnel connects to the VIP)"
-                ),
-            );
-        }
         spec.check_through_tunnel = c.check_through_tunnel;
         spec.delay_loop = match c.delay_loop {
             Some(0) => {

@@ -178,6 +178,27 @@ impl CheckSpec {
         }
     }
 
+    /// Why this check cannot have `check_through_tunnel` on a real server that is (`nat`) or
+    /// is not a NAT server: every refusal, none if it can or does not ask for it. Both config
+    /// front ends call it once the check is read and report each refusal at their position.
+    pub fn through_tunnel_refusals(&self, nat: bool) -> Vec<ThroughTunnelRefusal> {
+        if !self.check_through_tunnel {
+            return Vec::new();
+        }
+        let carried = matches!(
+            self.kind,
+            CheckKind::HttpGet { .. } | CheckKind::SslGet { .. } | CheckKind::Tcp
+        );
+        [
+            (nat, ThroughTunnelRefusal::NatServer),
+            (self.connect_ip.is_some(), ThroughTunnelRefusal::ConnectIp),
+            (!carried, ThroughTunnelRefusal::UnsupportedCheck),
+        ]
+        .into_iter()
+        .filter_map(|(refused, why)| refused.then_some(why))
+        .collect()
+    }
+
     /// The effective `delay_before_retry` (keepalived's per-checker default when unset).
     pub fn delay_before_retry(&self) -> Duration {
         self.delay_before_retry.unwrap_or(match self.kind {
@@ -193,6 +214,31 @@ impl Default for CheckSpec {
     fn default() -> Self {
         CheckSpec::new(CheckKind::Tcp)
     }
+}
+
+/// Why a check cannot have `check_through_tunnel` ([`CheckSpec::through_tunnel_refusals`]).
+/// The message names neither the service nor the real server: the front ends put them in
+/// front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ThroughTunnelRefusal {
+    /// The real server is a NAT server: its replies come back through the director anyway.
+    #[error(
+        "NAT real servers answer through the director (lb_kind NAT, forward = \"nat\"): there is \
+         no tunnel to check"
+    )]
+    NatServer,
+    /// `connect_ip` is set, but a check through the tunnel connects to the VIP.
+    #[error(
+        "connect_ip and check_through_tunnel exclude each other (a check through the tunnel \
+         connects to the VIP)"
+    )]
+    ConnectIp,
+    /// A misc, UDP or ping check: it sends nothing through the pinned tunnel path.
+    #[error(
+        "only for http_get, ssl_get and tcp checks (HTTP_GET, SSL_GET and TCP_CHECK): misc, udp \
+         and ping checks send nothing through the pinned tunnel path"
+    )]
+    UnsupportedCheck,
 }
 
 /// What a checker does.
@@ -339,6 +385,27 @@ pub struct UrlSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_through_tunnel_refusals() {
+        use ThroughTunnelRefusal::{ConnectIp, NatServer, UnsupportedCheck};
+        let mut tcp = CheckSpec::new(CheckKind::Tcp);
+        tcp.connect_ip = Some(Ipv4Addr::new(10, 0, 0, 5));
+        assert!(
+            tcp.through_tunnel_refusals(true).is_empty(),
+            "not asked for"
+        );
+        tcp.check_through_tunnel = true;
+        assert_eq!(tcp.through_tunnel_refusals(true), [NatServer, ConnectIp]);
+        tcp.connect_ip = None;
+        assert!(tcp.through_tunnel_refusals(false).is_empty());
+        let mut ping = CheckSpec::new(CheckKind::Ping);
+        ping.check_through_tunnel = true;
+        assert_eq!(ping.through_tunnel_refusals(false), [UnsupportedCheck]);
+        assert!(UnsupportedCheck
+            .to_string()
+            .contains("only for http_get, ssl_get and tcp"));
+    }
 
     #[test]
     fn hex_strings_read_as_keepalived_documents() {

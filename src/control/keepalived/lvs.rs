@@ -13,7 +13,8 @@
 //!
 //! One tunlb extension inside `HTTP_GET`, `SSL_GET` and `TCP_CHECK` blocks:
 //! `check_through_tunnel [true|false]` probes the VIP through the director's own data path
-//! (see [`crate::health::target`]); refused for NAT real servers and with `connect_ip`.
+//! (see [`crate::health::target`]); refused for NAT real servers, with `connect_ip` and in the
+//! other checkers ([`CheckSpec::through_tunnel_refusals`], shared with the TOML config).
 //!
 //! Two tunlb extensions in a `virtual_server`, IPVS's sysctls of the same names made per
 //! service ([`ExpirePolicy`]): `expire_nodest_conn [true|false]` (default true; `false` keeps
@@ -910,6 +911,8 @@ fn check(
     let mut udp = UdpCheck::default();
     let mut own = Inherited::default();
     let mut spec = CheckSpec::new(CheckKind::Tcp);
+    // Where `check_through_tunnel` was given: its refusals are reported there.
+    let mut through_at = None;
     let http = matches!(kw, "HTTP_GET" | "SSL_GET");
     for field in cx.block(node) {
         let f = field.name.text.as_str();
@@ -938,7 +941,8 @@ fn check(
             }
             // A tunlb extension (keepalived has no such keyword): probe the VIP through the
             // director's data path instead of the real server's own address.
-            "check_through_tunnel" if matches!(kw, "HTTP_GET" | "SSL_GET" | "TCP_CHECK") => {
+            "check_through_tunnel" => {
+                through_at = Some(field.name.at);
                 match field.args.first().map(|w| w.text.as_str()) {
                     None | Some("true" | "on" | "yes") => spec.check_through_tunnel = true,
                     Some("false" | "off" | "no") => spec.check_through_tunnel = false,
@@ -952,15 +956,6 @@ fn check(
                             ),
                         );
                     }
-                }
-                if spec.check_through_tunnel && nat {
-                    cx.error(
-                        field.name.at,
-                        format!(
-                            "{what}: check_through_tunnel with lb_kind NAT: the answers come \
-                             back through the director, there is no tunnel to check"
-                        ),
-                    );
                 }
                 cx.no_block(field);
                 cx.at_most(field, 1);
@@ -1046,15 +1041,6 @@ fn check(
         }
     }
     node.block.as_ref()?;
-    if spec.check_through_tunnel && spec.connect_ip.is_some() {
-        cx.error(
-            node.name.at,
-            format!(
-                "{what}: connect_ip and check_through_tunnel exclude each other (a check through \
-                 the tunnel connects to the VIP)"
-            ),
-        );
-    }
     spec.kind = match kw {
         "HTTP_GET" | "SSL_GET" => {
             if urls.is_empty() {
@@ -1106,6 +1092,10 @@ fn check(
         _ => CheckKind::Tcp,
     };
     inherited.under(&own).apply(&mut spec);
+    for why in spec.through_tunnel_refusals(nat) {
+        let at = through_at.unwrap_or(node.name.at);
+        cx.error(at, format!("{what}: check_through_tunnel: {why}"));
+    }
     Some(spec)
 }
 

@@ -698,6 +698,16 @@ fn check_through_tunnel_is_a_tunlb_extension() {
             .any(|(_, _, m)| m.contains("connect_ip and check_through_tunnel")),
         "{both:?}"
     );
+    let misc = errors(concat!(
+        "virtual_server 10.0.0.1 80 {\n lb_kind DR\n real_server 10.0.1.1 80 {\n",
+        "  MISC_CHECK {\n   misc_path /bin/true\n   check_through_tunnel\n  }\n }\n}\n",
+    ));
+    assert_eq!(misc.len(), 1, "{misc:?}");
+    assert_eq!(misc[0].0, 6, "at the keyword: {misc:?}");
+    assert!(
+        misc[0].2.contains("only for http_get, ssl_get and tcp"),
+        "{misc:?}"
+    );
 }
 
 #[test]
