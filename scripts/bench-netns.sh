@@ -265,19 +265,23 @@ wire_setup() {
     wire_napi "$NS_RS1" eth0 "$NAPI_SERVER_CPU" servers
     wire_napi "$NS_RS2" eth0 "$NAPI_SERVER_CPU" servers
     if ((LAB == 1)) || ((${#WIRES[@]} > 1)); then
-        log "receive threads: director ${NAPI_DESC[director]}; router ${NAPI_DESC[router]}; servers ${NAPI_DESC[servers]}; client ${NAPI_DESC[client]}"
+        log "receive threads: director ${NAPI_DESC[director]% }; router ${NAPI_DESC[router]% }; servers ${NAPI_DESC[servers]% }; client ${NAPI_DESC[client]% }"
     fi
 }
 
-# wire_drops: packets the lab's interfaces dropped (a veth end's ring full, for one).
+# wire_drops → "LINK QDISC": packets the lab's interfaces dropped (a veth end's ring or a TUN
+# queue full, for one) and its qdiscs dropped (WIRE=napi: a full queue; the UDP generator
+# overrunning the path shows here, at the client's door).
 wire_drops() {
-    local ns total=0 n
+    local ns link=0 qdisc=0 n
     for ns in "${LAB_NS[@]}"; do
         n=$(ip -n "$ns" -s -j link show 2>/dev/null |
             jq '[.[] | (.stats64.rx.dropped // 0) + (.stats64.tx.dropped // 0)] | add // 0' 2>/dev/null) || n=0
-        total=$((total + ${n:-0}))
+        link=$((link + ${n:-0}))
+        n=$(inns "$ns" tc -s -j qdisc show 2>/dev/null | jq '[.[] | .drops // 0] | add // 0' 2>/dev/null) || n=0
+        qdisc=$((qdisc + ${n:-0}))
     done
-    echo "$total"
+    echo "$link $qdisc"
 }
 
 LAB=0
@@ -373,9 +377,10 @@ wait_http "http://$RS2/" "real server 2"
 }
 
 destroy_lab() {
-    local drops
-    drops=$(wire_drops)
-    ((drops == 0)) || log "the lab's interfaces dropped $drops packets (ip -s link, all namespaces)"
+    local link qdisc
+    read -r link qdisc <<<"$(wire_drops)"
+    ((link + qdisc == 0)) ||
+        log "$KEY: packets dropped in the lab: $link by interfaces (ip -s link), $qdisc by queues (tc -s qdisc; UDP generator overrun)"
     stop_pids "${LAB_PIDS[@]}"
     local ns pid
     for ns in "${LAB_NS[@]}"; do
@@ -503,6 +508,11 @@ record() {
         vals[${kind}_${keys[$i]}]+="$(awk -v d=$((b[i] - a[i])) -v n="$count" -v hz="$HZ" \
             'BEGIN { print (n > 0) ? d / hz / n * 1e6 : 0 }') "
     done
+    # The router's threads forward every packet of every load: if they did nothing, the kernel
+    # delivered inline after all (veth_skb_is_eligible_for_gro said no).
+    if [[ $LAB_WIRE == napi ]] && ((count > 1000 && b[3] == a[3])); then
+        log "warning: the router's receive threads used no CPU during $kind: is veth NAPI bypassed on this kernel?"
+    fi
 }
 
 # profile NAME URL PIDS...: one more keep-alive run (not in the medians) under perf record of
@@ -515,8 +525,10 @@ profile() {
         targets+=("$p")
         mapfile -t -O "${#targets[@]}" targets < <(pgrep -P "$p")
     done
-    local scope=(-a -C "$BALANCER_CPU")
-    ((${#targets[@]})) && scope=(-p "$(IFS=,; echo "${targets[*]}")")
+    # Without a process (kernel DNAT, direct): the balancer's whole CPU, and its top entries by
+    # thread (the NAPI threads, the servers), as its symbols are spread thin.
+    local scope=(-a -C "$BALANCER_CPU") top=(--sort comm)
+    ((${#targets[@]})) && scope=(-p "$(IFS=,; echo "${targets[*]}")") && top=()
     log "$name: profiling one more keep-alive run (perf record -e cpu-clock -g ${scope[*]})"
     perf record -e cpu-clock -g -o "$file.data" "${scope[@]}" -- sleep "$DURATION" >"$file.log" 2>&1 &
     local perf_pid=$!
@@ -526,7 +538,7 @@ profile() {
     wait "$perf_pid" || log "perf record failed: $(tail -2 "$file.log")"
     perf report -i "$file.data" --no-children --percent-limit 2 --stdio >"$file.txt" 2>>"$file.log" ||
         log "perf report failed: $(tail -2 "$file.log")"
-    perf report -i "$file.data" --no-children --percent-limit 2 --stdio -g none 2>>"$file.log" |
+    perf report -i "$file.data" --no-children --percent-limit 2 --stdio -g none "${top[@]}" 2>>"$file.log" |
         grep -v '^#' | grep -v '^$' | sed -n 1,15p >"$file.top" || true
     log "$name: profile (with call graphs) in $file.txt; top entries:"
     sed 's/^/    /' "$file.top" >&2
