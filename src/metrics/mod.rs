@@ -66,6 +66,8 @@
 //! `tunlb_backend_*` ones cover the servers in the table. Down servers are out of the
 //! table (as in IPVS), so only `tunlb_backend_up` lists them.
 
+#[cfg(test)]
+mod dashboard;
 pub mod http;
 
 use std::net::Ipv4Addr;
@@ -642,7 +644,8 @@ fn build_info(r: &mut Registry) {
 mod tests {
     use super::*;
 
-    fn sample() -> DirectorSample {
+    /// A director with one real server up and one held down.
+    pub(super) fn sample() -> DirectorSample {
         let service = ServiceKey {
             vip: Ipv4Addr::new(10, 0, 0, 100),
             port: 80,
