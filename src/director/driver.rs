@@ -11,6 +11,15 @@
 //! (DR packets likewise). Nothing is allocated per packet. A resolver thread
 //! ([`dr_io::spawn_resolver`]) keeps the DR real servers' MAC addresses current.
 //!
+//! With `--tunnel-tx frames` (the default) the resolver also finds, for each TUN-mode real
+//! server, the Ethernet interface and next hop the kernel would route its packets by
+//! ([`tunnel_link`](super::tunnel_link)); the worker then sends that server's encapsulated
+//! packets (whole, fragmented, or as GSO segments) as frames on the `AF_PACKET` socket, with
+//! the outer header completed as the raw socket's kernel path would have (source, ident,
+//! checksum), sparing the kernel a route lookup per packet. Servers without such a path, and
+//! every server on an interface a send found gone (until the next refresh), keep the raw
+//! socket; `--tunnel-tx raw` keeps it for all.
+//!
 //! With TUN offload (the default; `--no-offload` turns it off) a read returns a whole GRO/GSO
 //! TCP super-packet of up to 64 KB behind a `virtio_net_hdr` ([`crate::wire::gso`]). The core
 //! decides it once ([`Director::handle_gso`]: one flow); the driver then cuts it into MSS-sized
@@ -44,6 +53,7 @@ use anyhow::Context;
 use super::dr_io::{self, FrameQueue};
 use super::plane::{ControlPlane, HostSetup};
 use super::service::ServiceSet;
+use super::tunnel_link::{frame_outer, LinkView, TunnelLink, TunnelLinks, TunnelTx};
 use super::{
     Director, DirectorConfig, DropReason, Encap, Shared, Snapshot, Verdict, MAX_FRAGMENTS,
 };
@@ -110,6 +120,12 @@ pub struct DirectorArgs {
     /// kernel refuses, it falls back to this mode with a log line.
     #[arg(long)]
     pub no_offload: bool,
+    /// How TUN-mode (IPIP/GRE/GUE) packets leave: `frames` sends them as Ethernet frames on
+    /// the AF_PACKET socket to each real server reached through an Ethernet interface (next
+    /// hop resolved like DR's), the raw socket for the others; `raw` always uses the
+    /// IP_HDRINCL raw socket, the kernel routing every packet.
+    #[arg(long, value_enum, default_value_t = TunnelTx::Frames)]
+    pub tunnel_tx: TunnelTx,
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
@@ -229,16 +245,32 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         Some(q) => super::gateway::spawn(&settings.tunnel_routes, &shared, q, &stop)?,
         None => Vec::new(),
     };
+    let tunnel_links = match args.tunnel_tx {
+        TunnelTx::Frames => Some(Arc::new(TunnelLinks::new())),
+        TunnelTx::Raw => None,
+    };
     for (i, (queue, core)) in tun_queues.into_iter().zip(cores.clone()).enumerate() {
         let stop = stop.clone();
         let batch = args.batch.max(1);
+        let links = tunnel_links.clone().map(LinkView::new);
         let handle = std::thread::Builder::new()
             .name(format!("tunlb-worker-{i}"))
-            .spawn(move || worker(i, queues, queue, core, clock, batch, &stop))
+            .spawn(move || {
+                let start = WorkerStart {
+                    index: i,
+                    workers: queues,
+                    queue,
+                    core,
+                    clock,
+                    batch_size: batch,
+                    links,
+                };
+                worker(start, &stop)
+            })
             .context("spawning a worker thread")?;
         workers.push(handle);
     }
-    let resolver = dr_io::spawn_resolver(shared.clone(), stop.clone())
+    let resolver = dr_io::spawn_resolver(shared.clone(), stop.clone(), tunnel_links)
         .context("starting the DR neighbour resolver")?;
     eprintln!(
         "tunlb director: {} queue(s) on {}, control socket ready; configure with `tunlb adm`",
@@ -423,30 +455,80 @@ fn queue_gso_encap(
     if segs.capacity() - segs.len() < seg.count() || e.frag_mtu != 0 {
         return false;
     }
-    let hl = usize::from(e.header_len);
     let start = segs.len();
-    for i in 0..seg.count() {
+    let ok = encap_segments(pkt, e, seg, |header, payload| {
         let mut sp = SegPending {
             slot,
             dst: e.dst,
             header: [0; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
-            header_len: 0,
-            payload: 0..0,
+            header_len: header.len() as u8,
+            payload,
         };
-        let (outer, inner) = sp.header.split_at_mut(hl);
+        sp.header[..header.len()].copy_from_slice(header);
+        segs.push(sp);
+        true
+    });
+    if !ok {
+        segs.truncate(start);
+    }
+    ok
+}
+
+/// [`queue_gso_encap`] for a real server reached by frames (`link`): the outer header is
+/// completed for an `AF_PACKET` send first ([`frame_outer`]; every segment has DF set and
+/// shares the identification), and the segments go to `frames`.
+fn queue_gso_frames(
+    frames: &mut FrameQueue,
+    idents: &mut IdentSeq,
+    slot: usize,
+    pkt: &[u8],
+    e: &Encap,
+    seg: &TcpSegmenter,
+    link: &TunnelLink,
+) -> bool {
+    if frames.segment_room() < seg.count() || e.frag_mtu != 0 {
+        return false;
+    }
+    let mut e = *e;
+    let hl = usize::from(e.header_len).min(MAX_OUTER_HEADER);
+    if !frame_outer(&mut e.header[..hl], link.src, idents.next_ident().get()) {
+        return false;
+    }
+    let start = frames.segments_len();
+    let ok = encap_segments(pkt, &e, seg, |header, payload| {
+        frames.push_segment(slot, link.to, header, payload)
+    });
+    if !ok {
+        frames.truncate_segments(start);
+    }
+    ok
+}
+
+/// Builds every segment of the super-packet `pkt` that the core decided to encapsulate as
+/// `e` and hands it to `push` (headers, payload range in `pkt`): the outer header is copied in
+/// front of each segment's headers and fixed for its length ([`gso::fix_outer`]). Returns
+/// false at the first segment that cannot be built or pushed.
+fn encap_segments(
+    pkt: &[u8],
+    e: &Encap,
+    seg: &TcpSegmenter,
+    mut push: impl FnMut(&[u8], Range<usize>) -> bool,
+) -> bool {
+    let hl = usize::from(e.header_len);
+    for i in 0..seg.count() {
+        let mut header = [0u8; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER];
+        let (outer, inner) = header.split_at_mut(hl);
         outer.copy_from_slice(e.header());
         let Some(s) = seg.segment(pkt, i, inner) else {
-            segs.truncate(start);
             return false;
         };
         let inner_sum = checksum::combine(&[checksum::data(&inner[..s.header_len]), s.payload_sum]);
         if !gso::fix_outer(outer, s.header_len + s.payload.len(), inner_sum) {
-            segs.truncate(start);
             return false;
         }
-        sp.header_len = (hl + s.header_len) as u8;
-        sp.payload = s.payload;
-        segs.push(sp);
+        if !push(&header[..hl + s.header_len], s.payload) {
+            return false;
+        }
     }
     true
 }
@@ -625,6 +707,12 @@ struct Worker {
     deferred: Vec<(usize, u16)>,
     sender: RawSender,
     frames: FrameQueue,
+    /// The TUN-mode real servers reached by frames; `None` with `--tunnel-tx raw`.
+    links: Option<LinkView>,
+    /// TUN-mode packets queued as frames in this batch.
+    tunnel_framed: usize,
+    /// Whether this worker has logged its first tunnel frames.
+    framed_logged: bool,
     /// UDP sockets for GUE trains; `None` without offload or once the kernel refused one.
     gue_pool: Option<UdpGsoPool>,
     /// Whether a train has gone out (a refusal after that is a send error, not a fallback).
@@ -647,6 +735,10 @@ impl Worker {
         self.frames.clear();
         self.replies.clear();
         self.deferred.clear();
+        self.tunnel_framed = 0;
+        if let Some(v) = &mut self.links {
+            v.sync();
+        }
         // A handle of our own, so `self` stays free for the send helpers while it is locked.
         let core = self.core.clone();
         let Ok(mut d) = core.lock() else { return };
@@ -699,7 +791,14 @@ impl Worker {
             };
             match (v, gso) {
                 (Verdict::Encap(e), None) => {
-                    if !queue_encap(&mut self.pending, &mut self.idents, i, buf, &e) {
+                    let queued = match self.links.as_ref().and_then(|v| v.get(e.dst)) {
+                        Some(link) => {
+                            self.tunnel_framed += 1;
+                            self.frames.queue_encap(&mut self.idents, i, buf, &e, link)
+                        }
+                        None => queue_encap(&mut self.pending, &mut self.idents, i, buf, &e),
+                    };
+                    if !queued {
                         d.count_send_errors(1);
                     }
                 }
@@ -716,7 +815,15 @@ impl Worker {
                     self.send_train_now(batch, &t, &mut d);
                 }
                 (Verdict::Encap(e), Some((seg, _))) => {
-                    if !queue_gso_encap(&mut self.segs, i, buf, &e, &seg) {
+                    let queued = match self.links.as_ref().and_then(|v| v.get(e.dst)) {
+                        Some(link) => {
+                            self.tunnel_framed += 1;
+                            let (frames, idents) = (&mut self.frames, &mut self.idents);
+                            queue_gso_frames(frames, idents, i, buf, &e, &seg, link)
+                        }
+                        None => queue_gso_encap(&mut self.segs, i, buf, &e, &seg),
+                    };
+                    if !queued {
                         d.count_send_errors(u64::from(seg.count() as u32));
                     }
                 }
@@ -759,6 +866,7 @@ impl Worker {
             if failed > 0 {
                 d.count_send_errors(failed);
             }
+            self.note_tunnel_frames(failed);
         }
         drop(d);
         for &(slot, len, hdr) in &self.replies {
@@ -768,6 +876,27 @@ impl Worker {
                     None => self.queue.send(pkt),
                 };
             }
+        }
+    }
+
+    /// After a frame flush: remembers the interfaces it found gone (their TUN-mode servers take
+    /// the raw socket until the resolver's next refresh) and logs the first tunnel frames sent.
+    fn note_tunnel_frames(&mut self, failed: u64) {
+        let Some(view) = &mut self.links else { return };
+        for &ifindex in self.frames.gone_interfaces() {
+            if view.mark_gone(ifindex) {
+                eprintln!(
+                    "tunlb director: worker {}: interface {ifindex} is gone; its TUN real servers take the raw socket until the next refresh",
+                    self.index
+                );
+            }
+        }
+        if self.tunnel_framed > 0 && failed == 0 && !self.framed_logged {
+            self.framed_logged = true;
+            eprintln!(
+                "tunlb director: worker {}: tunnel packets sent as Ethernet frames ({} in the first batch)",
+                self.index, self.tunnel_framed
+            );
         }
     }
 
@@ -883,15 +1012,28 @@ const OFFLOAD_BATCH: usize = 16;
 /// Slot size when the TUN offloads: the largest IPv4 packet.
 const OFFLOAD_SLOT: usize = 65535;
 
-fn worker(
+/// What a worker thread starts with.
+struct WorkerStart {
+    /// Its number, and how many there are (for IP identifications of its own).
     index: usize,
     workers: usize,
     queue: Arc<TunQueue>,
     core: Arc<Mutex<Director>>,
     clock: Clock,
     batch_size: usize,
-    stop: &AtomicBool,
-) {
+    links: Option<LinkView>,
+}
+
+fn worker(start: WorkerStart, stop: &AtomicBool) {
+    let WorkerStart {
+        index,
+        workers,
+        queue,
+        core,
+        clock,
+        batch_size,
+        links,
+    } = start;
     let offload = queue.vnet_hdr();
     let mut batch = if offload {
         PacketBatch::new(batch_size.min(OFFLOAD_BATCH), OFFLOAD_SLOT)
@@ -929,6 +1071,9 @@ fn worker(
         deferred: Vec::with_capacity(batch.capacity()),
         sender,
         frames,
+        links,
+        tunnel_framed: 0,
+        framed_logged: false,
         gue_pool: None,
         gue_sent: false,
         records: vec![[0u8; RECORD_HEADER]; if offload { udp_gso::MAX_SEGMENTS } else { 0 }],
