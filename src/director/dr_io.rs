@@ -1071,6 +1071,85 @@ mod root_tests {
 
     #[test]
     #[ignore = "needs root (network namespaces)"]
+    fn tunnel_frames_arrive_whole_and_in_fragments_with_the_route_source() {
+        in_new_netns(|| {
+            let (ifindex, mac) = veth_pair();
+            let mut rx = crate::sys::raw::RawReceiver::new(4).unwrap();
+            let inner_from = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 2), 6000);
+            let inner_to = SocketAddrV4::new(Ipv4Addr::new(10, 100, 0, 100), 80);
+            // DF is clear in these packets.
+            let small = udp_packet(inner_from, inner_to, b"whole");
+            let big = udp_packet(inner_from, inner_to, &[0x5a; 1400]);
+            let batch = batch_of(&[&small, &big]);
+            let encap = |inner: &[u8], frag_mtu| {
+                let params = encap::OuterParams {
+                    src: Ipv4Addr::UNSPECIFIED,
+                    dst: Ipv4Addr::new(10, 9, 3, 2),
+                    tun: encap::TunnelType::Ipip,
+                    gue_port: 0,
+                    gre_key: None,
+                    udp_csum: false,
+                    flow_hash: 0,
+                };
+                let mut header = [0u8; MAX_OUTER_HEADER];
+                let n = encap::build_outer(&params, inner, &mut header).unwrap();
+                Encap {
+                    dst: params.dst,
+                    header,
+                    header_len: n as u8,
+                    len: inner.len(),
+                    frag_mtu,
+                }
+            };
+            let link = TunnelLink {
+                to: LinkDst { ifindex, mac },
+                src_mac: [0; 6],
+                // Not tlbv0's own address: the kernel drops arriving packets from a local source.
+                src: Ipv4Addr::new(10, 9, 3, 7),
+            };
+            let mut q = FrameQueue::new(4).unwrap();
+            let mut idents = IdentSeq::new(0, 1);
+            assert!(q.queue_encap(&mut idents, 0, &small, &encap(&small, 0), &link));
+            assert!(q.queue_encap(&mut idents, 1, &big, &encap(&big, 576), &link));
+            assert_eq!(q.pending.len(), 1 + 3, "1448 bytes in 3 fragments");
+            assert_eq!(q.flush(&batch), 0);
+            let mut got = Vec::new();
+            let mut rb = PacketBatch::new(4, 2048);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while got.len() < 2 && Instant::now() < deadline {
+                rx.recv_batch(&mut rb, Some(Duration::from_millis(200)))
+                    .unwrap();
+                got.extend(rb.iter().map(|(p, _)| p.to_vec()));
+            }
+            assert_eq!(got.len(), 2, "both tunnel packets arrive");
+            for (outer, inner) in got.iter().zip([&small, &big]) {
+                let s = encap::strip_ip(outer, encap::TunnelType::Ipip, None).unwrap();
+                assert_eq!(
+                    s.outer_src,
+                    Ipv4Addr::new(10, 9, 3, 7),
+                    "the source filled in"
+                );
+                assert_eq!(&outer[s.inner], &inner[..], "reassembled intact");
+            }
+            assert!(q.gone_interfaces().is_empty());
+
+            // A frame for an interface that is gone is counted and the interface reported.
+            q.clear();
+            let gone = TunnelLink {
+                to: LinkDst {
+                    ifindex: 99_999,
+                    mac,
+                },
+                ..link
+            };
+            assert!(q.queue_encap(&mut idents, 0, &small, &encap(&small, 0), &gone));
+            assert_eq!(q.flush(&batch), 1);
+            assert_eq!(q.gone_interfaces(), &[99_999]);
+        });
+    }
+
+    #[test]
+    #[ignore = "needs root (network namespaces)"]
     fn routes_decide_on_link_and_the_kernel_resolves_on_request() {
         in_new_netns(|| {
             let (ifindex, _) = veth_pair();
