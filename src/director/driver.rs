@@ -862,11 +862,7 @@ impl Worker {
             self.flush_raw(batch, &mut d);
         }
         if !self.frames.is_empty() {
-            let failed = self.frames.flush(batch);
-            if failed > 0 {
-                d.count_send_errors(failed);
-            }
-            self.note_tunnel_frames(failed);
+            self.flush_frames(batch, &mut d);
         }
         drop(d);
         for &(slot, len, hdr) in &self.replies {
@@ -877,6 +873,17 @@ impl Worker {
                 };
             }
         }
+    }
+
+    /// Sends the queued frames (DR and TUN mode) in one batch and empties the queue.
+    fn flush_frames(&mut self, batch: &PacketBatch, d: &mut Director) {
+        let failed = self.frames.flush(batch);
+        if failed > 0 {
+            d.count_send_errors(failed);
+        }
+        self.note_tunnel_frames(failed);
+        self.frames.clear();
+        self.tunnel_framed = 0;
     }
 
     /// After a frame flush: remembers the interfaces it found gone (their TUN-mode servers take
@@ -925,8 +932,9 @@ impl Worker {
         self.segs.clear();
     }
 
-    /// Sends a GUE super-packet as UDP GSO trains, right away: what the raw socket has queued
-    /// from earlier packets of the batch goes first, so a flow's packets keep their order. If
+    /// Sends a GUE super-packet as UDP GSO trains, right away: what the raw socket and the
+    /// frame queue hold from earlier packets of the batch goes first, so a flow's packets keep
+    /// their order. If
     /// the kernel refuses the very first train (no `UDP_SEGMENT`, or a path MTU below the
     /// records), the pool is dropped with a log line and this and every later super-packet
     /// takes the raw path (segments queued in `segs`).
@@ -935,6 +943,9 @@ impl Worker {
         if self.gue_pool.is_some() {
             if !self.pending.is_empty() || !self.segs.is_empty() {
                 self.flush_raw(batch, d);
+            }
+            if !self.frames.is_empty() {
+                self.flush_frames(batch, d);
             }
             let Some(pool) = self.gue_pool.as_mut() else {
                 return;
