@@ -322,21 +322,25 @@ mod tests {
         0x0b, 0x0a, 0x03, 0x00, 0x0c,
     ];
 
+    /// The core's parameters with no `--local-address`: the outer source is left 0.
+    fn params(tun: TunnelType) -> OuterParams {
+        OuterParams {
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: RIP,
+            tun,
+            gue_port: 6080,
+            gre_key: None,
+            udp_csum: true,
+            flow_hash: 77,
+        }
+    }
+
     #[test]
     fn the_outer_header_is_completed_byte_for_byte() {
         let inner = tcp_packet(Ipv4Addr::new(10, 1, 0, 2), 40000, RIP, 80, 0x18, 20);
         assert_eq!(inner.len(), 60);
         let mut h = [0u8; MAX_OUTER_HEADER];
-        let p = OuterParams {
-            src: Ipv4Addr::UNSPECIFIED,
-            dst: RIP,
-            tun: TunnelType::Ipip,
-            gue_port: 0,
-            gre_key: None,
-            udp_csum: false,
-            flow_hash: 0,
-        };
-        let n = build_outer(&p, &inner, &mut h).unwrap();
+        let n = build_outer(&params(TunnelType::Ipip), &inner, &mut h).unwrap();
         // What the core hands over: checksum over a 0 source and identification.
         let mut core_hdr = IPIP_OUTER;
         let sum = !checksum::data(&core_hdr);
@@ -357,15 +361,7 @@ mod tests {
     fn a_gue_checksum_follows_the_filled_in_source() {
         let inner = tcp_packet(Ipv4Addr::new(10, 1, 0, 2), 40000, RIP, 80, 0x18, 33);
         let mut h = [0u8; MAX_OUTER_HEADER];
-        let p = OuterParams {
-            src: Ipv4Addr::UNSPECIFIED,
-            dst: RIP,
-            tun: TunnelType::Gue,
-            gue_port: 6080,
-            gre_key: None,
-            udp_csum: true,
-            flow_hash: 77,
-        };
+        let p = params(TunnelType::Gue);
         let n = build_outer(&p, &inner, &mut h).unwrap();
         assert!(frame_outer(&mut h[..n], SRC, 9));
         let mut dgram = h[..n].to_vec();
