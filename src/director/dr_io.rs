@@ -207,6 +207,13 @@ impl FrameQueue {
         }
     }
 
+    /// Sends one frame right away on the `PACKET_VNET_HDR` socket: the concatenation of
+    /// `parts`, the first starting with the virtio and Ethernet headers. `None` if there is no
+    /// such socket.
+    pub fn send_whole(&self, to: LinkDst, parts: &[&[u8]]) -> Option<io::Result<usize>> {
+        Some(self.gso_sender.as_ref()?.send_parts(to, parts))
+    }
+
     /// How many GSO segments are queued (a mark for [`truncate_segments`](Self::truncate_segments)).
     pub fn segments_len(&self) -> usize {
         self.segs.len()

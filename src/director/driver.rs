@@ -637,6 +637,97 @@ fn send_train(
     Ok(())
 }
 
+/// Bytes in front of a GUE train sent whole as one frame: the virtio header, the Ethernet
+/// header, the outer IPv4 and UDP headers.
+const TRAIN_HEAD: usize = VNET_HDR_LEN + ETH_HLEN + 20 + 8;
+/// Length of an Ethernet header.
+const ETH_HLEN: usize = 14;
+
+/// The headers of a GUE train of `records` records (the first `record` bytes long, `len`
+/// bytes in all) sent whole to `link` as one frame from the outer header `e.header()`: a
+/// virtio header asking for UDP segmentation (`GSO_UDP_L4`, one record per datagram; none for
+/// a single record) with the UDP checksum left partial (the pseudo-header sum, completed per
+/// datagram), the Ethernet header, and the outer IPv4 header completed for an `AF_PACKET` send
+/// ([`frame_outer`], identification `ident`). `None` if the header is not IPv4 + UDP or the
+/// train does not fit one UDP datagram.
+fn train_head(
+    e: &Encap,
+    link: &TunnelLink,
+    ident: u16,
+    record: usize,
+    records: usize,
+    len: usize,
+) -> Option<[u8; TRAIN_HEAD]> {
+    let h = e.header();
+    if h.first() != Some(&0x45) || h.get(9) != Some(&crate::wire::IpProtocol::UDP) {
+        return None;
+    }
+    let udp_len = u16::try_from(8 + len).ok()?;
+    let total = u16::try_from(20 + 8 + len).ok()?;
+    let mut head = [0u8; TRAIN_HEAD];
+    let (vnet, rest) = head.split_at_mut(VNET_HDR_LEN);
+    let (eth, outer) = rest.split_at_mut(ETH_HLEN);
+    outer.copy_from_slice(h.get(..28)?);
+    outer[2..4].copy_from_slice(&total.to_be_bytes());
+    outer[24..26].copy_from_slice(&udp_len.to_be_bytes());
+    outer[26..28].copy_from_slice(&[0, 0]);
+    if !frame_outer(outer, link.src, ident) {
+        return None;
+    }
+    let src = Ipv4Addr::new(outer[12], outer[13], outer[14], outer[15]);
+    let partial = checksum::pseudo_header_v4(src, e.dst, crate::wire::IpProtocol::UDP, udp_len);
+    outer[26..28].copy_from_slice(&partial.to_be_bytes());
+    eth[..6].copy_from_slice(&link.to.mac);
+    eth[6..12].copy_from_slice(&link.src_mac);
+    eth[12..14].copy_from_slice(&(libc::ETH_P_IP as u16).to_be_bytes());
+    let segmented = records > 1;
+    let vh = VnetHdr {
+        flags: gso::F_NEEDS_CSUM,
+        gso_type: if segmented { gso::GSO_UDP_L4 } else { gso::GSO_NONE },
+        hdr_len: (ETH_HLEN + 28) as u16,
+        gso_size: if segmented { u16::try_from(record).ok()? } else { 0 },
+        csum_start: (ETH_HLEN + 20) as u16,
+        csum_offset: 6,
+    };
+    vh.emit(<&mut [u8; VNET_HDR_LEN]>::try_from(vnet).ok()?);
+    Some(head)
+}
+
+/// Sends every segment of `t` (super-packet `pkt`) as GUE records in frames to `link` on the
+/// `PACKET_VNET_HDR` socket, as many records per frame as [`records_per_send`] allows, each
+/// frame one UDP GSO super-packet ([`train_head`]). Stops at the first refused send.
+fn send_train_frames(
+    frames: &FrameQueue,
+    records: &mut [[u8; RECORD_HEADER]],
+    idents: &mut IdentSeq,
+    pkt: &[u8],
+    t: &GueTrain,
+    link: &TunnelLink,
+) -> std::io::Result<()> {
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let (_, _, _, _, gue_hdr) = t.outer(1).ok_or_else(bad)?;
+    let record = gue::HEADER_LEN + t.seg.max_segment_len();
+    let per_send = records_per_send(record).min(records.len());
+    let mut i = 0;
+    while i < t.seg.count() {
+        let mut parts: [&[u8]; 1 + udp_gso::MAX_PARTS] = [&[]; 1 + udp_gso::MAX_PARTS];
+        let end = (i + per_send).min(t.seg.count());
+        let (used, first) =
+            gue_records(pkt, &t.seg, gue_hdr, i..end, records, &mut parts[1..]).ok_or_else(bad)?;
+        let len = parts[1..=used].iter().map(|p| p.len()).sum();
+        let ident = idents.next_ident().get();
+        let head = train_head(&t.encap, link, ident, first, end - i, len).ok_or_else(bad)?;
+        parts[0] = &head;
+        match frames.send_whole(link.to, &parts[..=used]) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e),
+            None => return Err(bad()),
+        }
+        i = end;
+    }
+    Ok(())
+}
+
 /// How a packet read from an offloading TUN is handled.
 enum Offloaded {
     /// An ordinary packet (checksum completed if it was partial): decided as before.
@@ -713,6 +804,11 @@ struct Worker {
     tunnel_framed: usize,
     /// Whether this worker has logged its first tunnel frames.
     framed_logged: bool,
+    /// Whether GUE trains to framed real servers go out whole as frames (until the kernel
+    /// refuses the first one).
+    train_frames: bool,
+    /// Whether a GUE train has gone out as a frame (a refusal after that is a send error).
+    train_frames_sent: bool,
     /// UDP sockets for GUE trains; `None` without offload or once the kernel refused one.
     gue_pool: Option<UdpGsoPool>,
     /// Whether a train has gone out (a refusal after that is a send error, not a fallback).
@@ -947,6 +1043,33 @@ impl Worker {
             if !self.frames.is_empty() {
                 self.flush_frames(batch, d);
             }
+            let link = self.links.as_ref().and_then(|v| v.get(t.encap.dst)).copied();
+            if let (Some(link), true) = (link, self.train_frames) {
+                let (frames, idents) = (&self.frames, &mut self.idents);
+                match send_train_frames(frames, &mut self.records, idents, pkt, t, &link) {
+                    Ok(()) => {
+                        if !self.train_frames_sent {
+                            self.train_frames_sent = true;
+                            eprintln!(
+                                "tunlb director: worker {}: GUE trains leave whole as Ethernet frames (UDP segmentation offload)",
+                                self.index
+                            );
+                        }
+                        return;
+                    }
+                    Err(e) if !self.train_frames_sent => {
+                        eprintln!(
+                            "tunlb director: worker {}: a GUE train as one frame refused ({e}); GUE super-packets go to the UDP sockets",
+                            self.index
+                        );
+                        self.train_frames = false;
+                    }
+                    Err(_) => {
+                        d.count_send_errors(t.seg.count() as u64);
+                        return;
+                    }
+                }
+            }
             let Some(pool) = self.gue_pool.as_mut() else {
                 return;
             };
@@ -1085,6 +1208,8 @@ fn worker(start: WorkerStart, stop: &AtomicBool) {
         links,
         tunnel_framed: 0,
         framed_logged: false,
+        train_frames: true,
+        train_frames_sent: false,
         gue_pool: None,
         gue_sent: false,
         records: vec![[0u8; RECORD_HEADER]; if offload { udp_gso::MAX_SEGMENTS } else { 0 }],

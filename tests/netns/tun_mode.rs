@@ -383,8 +383,9 @@ fn large_download_and_upload_arrive_intact(encap: &'static str) {
 }
 
 /// (g) `--tunnel-tx raw` (the kernel routes every packet) and `--tunnel-tx frames` (Ethernet
-/// frames to the router's MAC on the AF_PACKET socket) both deliver new connections and a
-/// 1 MB download; only the second takes the frame path, as the director's log says.
+/// frames to the router's MAC on the AF_PACKET socket) both deliver new connections, a 1 MB
+/// download and a 1 MB upload; only the second takes the frame path (for GUE super-packets
+/// too: trains sent whole as frames), as the director's log says.
 fn frames_and_raw_socket_both_deliver(encap: &'static str) {
     for tx in ["raw", "frames"] {
         let lab = Lab::start_with(encap, &format!("{DIRECTOR}/32"), &["--tunnel-tx", tx]);
@@ -412,7 +413,31 @@ fn frames_and_raw_socket_both_deliver(encap: &'static str) {
         );
         let download = lab.get_many(1, "/bytes/1000000", "20");
         assert!(!download.is_empty(), "{tx}: the 1 MB download failed");
+        // An upload crosses the director as GSO super-packets (GUE: trains).
+        const SIZE: u64 = 1 << 20;
+        let up = TempPath::new(&format!("upload-{tx}-{encap}-{}", lab.ns("client").name()));
+        let mut data = vec![0u8; SIZE as usize];
+        fill_blob(0, &mut data);
+        fs::write(up.path(), &data).expect("write the upload");
+        let body = format!("@{}", up.arg());
+        let url = format!("http://{VIP}/upload");
+        let answer = lab.ns("client").exec(
+            "curl",
+            &["-s", "-f", "--max-time", "20", "--data-binary", &body, &url],
+        );
+        assert_eq!(
+            answer,
+            format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
+            "{tx}: upload"
+        );
         let log = lab.ns("director").log(lab.director);
+        if encap == "gue" {
+            assert_eq!(
+                log.contains("GUE trains leave whole as Ethernet frames"),
+                framed_expected,
+                "{tx}: GUE trains as frames? director log:\n{log}"
+            );
+        }
         let framed = log.contains("tunnel packets sent as Ethernet frames");
         assert_eq!(
             framed, framed_expected,
