@@ -158,7 +158,7 @@ impl FrameQueue {
 
     /// Queues the TUN-mode packet `pkt` (batch slot `slot`) that the core encapsulated as `e`,
     /// as frames to `link`: the outer header completed by
-    /// [`frame_outer`](super::tunnel_link::frame_outer), then the inner packet, whole or in
+    /// [`frame_outer`], then the inner packet, whole or in
     /// fragments as the core decided. Returns false, queueing nothing, if that is impossible.
     pub fn queue_encap(
         &mut self,

@@ -38,7 +38,11 @@
 //! with `UDP_GRO`, receives it whole. Each worker has a pool of 16 such sockets on their own
 //! source ports, picked by the flow's hash (the port the raw path would use, modulo 16), so a
 //! flow keeps its port. If the kernel refuses the first train, the worker logs it once and
-//! goes back to the raw path for good; `--no-offload` never uses the pool.
+//! goes back to the raw path for good; `--no-offload` never uses the pool. A GUE super-packet
+//! for a real server reached by frames (see below) skips the pool too: each train leaves as
+//! one frame on the `PACKET_VNET_HDR` socket with a `GSO_UDP_L4` virtio header
+//! (`train_head`), so the kernel does no route lookup for it either; if the kernel refuses
+//! the first such frame, the worker logs it and uses the pool from then on.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
@@ -683,9 +687,17 @@ fn train_head(
     let segmented = records > 1;
     let vh = VnetHdr {
         flags: gso::F_NEEDS_CSUM,
-        gso_type: if segmented { gso::GSO_UDP_L4 } else { gso::GSO_NONE },
+        gso_type: if segmented {
+            gso::GSO_UDP_L4
+        } else {
+            gso::GSO_NONE
+        },
         hdr_len: (ETH_HLEN + 28) as u16,
-        gso_size: if segmented { u16::try_from(record).ok()? } else { 0 },
+        gso_size: if segmented {
+            u16::try_from(record).ok()?
+        } else {
+            0
+        },
         csum_start: (ETH_HLEN + 20) as u16,
         csum_offset: 6,
     };
@@ -1043,7 +1055,11 @@ impl Worker {
             if !self.frames.is_empty() {
                 self.flush_frames(batch, d);
             }
-            let link = self.links.as_ref().and_then(|v| v.get(t.encap.dst)).copied();
+            let link = self
+                .links
+                .as_ref()
+                .and_then(|v| v.get(t.encap.dst))
+                .copied();
             if let (Some(link), true) = (link, self.train_frames) {
                 let (frames, idents) = (&self.frames, &mut self.idents);
                 match send_train_frames(frames, &mut self.records, idents, pkt, t, &link) {
@@ -1422,5 +1438,75 @@ mod tests {
         assert!(gue_records(&p, &seg, gue_hdr, 0..3, &mut few, &mut parts2).is_none());
         assert_eq!(records_per_send(first), 45);
         assert_eq!(records_per_send(100), udp_gso::MAX_SEGMENTS);
+    }
+
+    #[test]
+    fn a_gue_train_frame_has_virtio_ethernet_and_completable_outer_headers() {
+        let (mut p, h) = super_packet(true);
+        let Offloaded::Gso(seg, _) = classify(&h, &mut p, 64) else {
+            panic!("not GSO")
+        };
+        let (params, encap) = gue_encap(&p, &seg, 9);
+        let link = TunnelLink {
+            to: crate::sys::packet::LinkDst {
+                ifindex: 2,
+                mac: [2, 0, 0, 0, 0, 0x01],
+            },
+            src_mac: [2, 0, 0, 0, 0, 0x0b],
+            src: Ipv4Addr::new(192, 0, 2, 1),
+        };
+        let t = GueTrain {
+            slot: 0,
+            encap,
+            seg,
+        };
+        let (_, _, _, _, gue_hdr) = t.outer(1).unwrap();
+        let mut hdrs = vec![[0u8; RECORD_HEADER]; 8];
+        let mut parts: [&[u8]; 16] = [&[]; 16];
+        let (used, first) = gue_records(&p, &t.seg, gue_hdr, 0..3, &mut hdrs, &mut parts).unwrap();
+        let train: Vec<u8> = parts[..used].concat();
+        let head = train_head(&t.encap, &link, 0x0102, first, 3, train.len()).unwrap();
+        // Virtio: needs checksum, UDP segmentation into records, headers 14 + 28 bytes,
+        // checksum from the UDP header (offset 34 of the frame), field at 6.
+        let record = first as u16;
+        let mut want = vec![1, gso::GSO_UDP_L4, 42, 0];
+        want.extend_from_slice(&record.to_le_bytes());
+        want.extend_from_slice(&[34, 0, 6, 0]);
+        // Ethernet: next hop's MAC, the interface's, IPv4.
+        want.extend_from_slice(&[2, 0, 0, 0, 0, 0x01, 2, 0, 0, 0, 0, 0x0b, 0x08, 0x00]);
+        assert_eq!(&head[..VNET_HDR_LEN + ETH_HLEN], &want[..]);
+        // The outer IPv4 header: the whole train's length, the ident, the core's source (it
+        // was set), a valid checksum; UDP: the train's length, the partial checksum.
+        let ip = &head[VNET_HDR_LEN + ETH_HLEN..];
+        let udp_len = 8 + train.len() as u16;
+        assert_eq!(&ip[2..4], &(20 + udp_len).to_be_bytes());
+        assert_eq!(&ip[4..6], &[1, 2]);
+        assert_eq!(&ip[12..16], &params.src.octets());
+        assert_eq!(checksum::data(&ip[..20]), 0xffff);
+        assert_eq!(&ip[24..26], &udp_len.to_be_bytes());
+        let partial = checksum::pseudo_header_v4(params.src, params.dst, 17, udp_len);
+        assert_eq!(&ip[26..28], &partial.to_be_bytes());
+
+        // One record alone: no segmentation, and completing the checksum as the kernel does
+        // gives a valid UDP datagram.
+        let one = parts[..2].concat();
+        let head = train_head(&t.encap, &link, 7, one.len(), 1, one.len()).unwrap();
+        let vh = VnetHdr::parse(&head[..VNET_HDR_LEN]).unwrap();
+        assert_eq!((vh.gso_type, vh.gso_size), (gso::GSO_NONE, 0));
+        let mut pkt = head[VNET_HDR_LEN + ETH_HLEN..].to_vec();
+        pkt.extend_from_slice(&one);
+        gso::complete_checksum(&mut pkt, 20, 6).unwrap();
+        let udp = &pkt[20..];
+        let sum = checksum::combine(&[
+            checksum::pseudo_header_v4(params.src, params.dst, 17, udp.len() as u16),
+            checksum::data(udp),
+        ]);
+        assert_eq!(sum, 0xffff, "outer UDP checksum");
+        assert_eq!(encap::strip_gue(udp.get(8..).unwrap()).unwrap().start, 4);
+        // Not UDP (an IPIP header), or a train too long for one datagram: no head.
+        let mut ipip = t.encap;
+        ipip.header[9] = 4;
+        assert!(train_head(&ipip, &link, 7, first, 3, train.len()).is_none());
+        assert!(train_head(&t.encap, &link, 7, first, 60, 65_510).is_none());
     }
 }
