@@ -10,6 +10,9 @@
 //!   entry (unknown, failed) or with a stale one is handed to the kernel to resolve
 //!   ([`Netlink::resolve`], at most once a second per server): the kernel sends the ARP
 //!   requests, and the answer arrives as a notification.
+//!   With `--tunnel-tx frames` it does the same for the next hops of the TUN-mode real
+//!   servers and publishes their frame paths ([`tunnel_link`](super::tunnel_link)); the queue
+//!   then carries their encapsulated packets too ([`FrameQueue::queue_encap`]).
 //! - [`check_new_dr_servers`]: the control plane's check when DR real servers are added: each
 //!   must be on a directly connected network (the kernel routes it without a gateway), since a
 //!   frame cannot cross a router.
@@ -157,9 +160,9 @@ impl FrameQueue {
     }
 
     /// Queues the TUN-mode packet `pkt` (batch slot `slot`) that the core encapsulated as `e`,
-    /// as frames to `link`: the outer header completed by
-    /// [`frame_outer`], then the inner packet, whole or in
-    /// fragments as the core decided. Returns false, queueing nothing, if that is impossible.
+    /// as frames to `link`: the outer header completed by [`frame_outer`], then the inner
+    /// packet, whole or in fragments as the core decided. Returns false, queueing nothing, if
+    /// that is impossible.
     pub fn queue_encap(
         &mut self,
         idents: &mut IdentSeq,
@@ -214,7 +217,8 @@ impl FrameQueue {
         Some(self.gso_sender.as_ref()?.send_parts(to, parts))
     }
 
-    /// How many GSO segments are queued (a mark for [`truncate_segments`](Self::truncate_segments)).
+    /// How many GSO segments are queued (a mark for
+    /// [`truncate_segments`](Self::truncate_segments)).
     pub fn segments_len(&self) -> usize {
         self.segs.len()
     }

@@ -39,7 +39,7 @@
 //! source ports, picked by the flow's hash (the port the raw path would use, modulo 16), so a
 //! flow keeps its port. If the kernel refuses the first train, the worker logs it once and
 //! goes back to the raw path for good; `--no-offload` never uses the pool. A GUE super-packet
-//! for a real server reached by frames (see below) skips the pool too: each train leaves as
+//! for a real server reached by frames (see above) skips the pool too: each train leaves as
 //! one frame on the `PACKET_VNET_HDR` socket with a `GSO_UDP_L4` virtio header
 //! (`train_head`), so the kernel does no route lookup for it either; if the kernel refuses
 //! the first such frame, the worker logs it and uses the pool from then on.

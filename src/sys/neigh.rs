@@ -1,5 +1,6 @@
-//! A small rtnetlink client for DR mode: where the kernel routes a real server, which Ethernet
-//! address its neighbour table holds for it, and asking the kernel to resolve one.
+//! A small rtnetlink client for DR mode and TUN mode's frame path: where the kernel routes a
+//! real server (interface, gateway, source address), what that interface is, which Ethernet
+//! address the neighbour table holds for it, and asking the kernel to resolve one.
 //!
 //! - [`Netlink`]: request / answer on a `NETLINK_ROUTE` socket: [`Netlink::route_get`]
 //!   (`ip route get`), [`Netlink::neighbours`] (`ip neigh show`), [`Netlink::link`] and
