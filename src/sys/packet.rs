@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
-use super::mmsg::{empty_iovec, iovec_of, SendBatch};
+use super::mmsg::{empty_iovec, send_gather, SendBatch};
 use super::raw::MsgError;
 use super::SendReport;
 
@@ -129,33 +129,8 @@ impl FrameSender {
     /// `PACKET_VNET_HDR` socket the first starts with the virtio and Ethernet headers), to
     /// `dst` with one `sendmsg`. Returns the bytes sent; `EMSGSIZE` if `parts` are too many.
     pub fn send_parts(&self, dst: LinkDst, parts: &[&[u8]]) -> io::Result<usize> {
-        if parts.len() > MAX_FRAME_PARTS {
-            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
-        }
         let mut iovs = [empty_iovec(); MAX_FRAME_PARTS];
-        for (iov, part) in iovs.iter_mut().zip(parts) {
-            *iov = iovec_of(part);
-        }
-        let mut addr = sockaddr_ll(dst);
-        // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_name = std::ptr::addr_of_mut!(addr).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        msg.msg_iov = iovs.as_mut_ptr();
-        msg.msg_iovlen = parts.len();
-        loop {
-            // SAFETY: `msg` points at `addr` and the first `parts.len()` entries of `iovs`,
-            // which point at the caller's `parts`; all outlive the call and the kernel only
-            // reads through them.
-            let rc = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &msg, 0) };
-            if rc >= 0 {
-                return Ok(rc as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        send_gather(self.sock.as_raw_fd(), sockaddr_ll(dst), parts, &mut iovs)
     }
 
     /// The frames the last [`send_batch`](FrameSender::send_batch) could not send.
