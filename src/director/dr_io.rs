@@ -10,11 +10,15 @@
 //!   entry (unknown, failed) or with a stale one is handed to the kernel to resolve
 //!   ([`Netlink::resolve`], at most once a second per server): the kernel sends the ARP
 //!   requests, and the answer arrives as a notification.
+//!   With `--tunnel-tx frames` it does the same for the next hops of the TUN-mode real
+//!   servers and publishes their frame paths ([`tunnel_link`](super::tunnel_link)); the queue
+//!   then carries their encapsulated packets too ([`FrameQueue::queue_encap`]).
 //! - [`check_new_dr_servers`]: the control plane's check when DR real servers are added: each
 //!   must be on a directly connected network (the kernel routes it without a gateway), since a
 //!   frame cannot cross a router.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::num::NonZeroU16;
@@ -26,9 +30,10 @@ use std::time::{Duration, Instant};
 
 use super::dr::NeighEntry;
 use super::service::{Forward, ServiceSet};
-use super::stats::BatchHistogram;
+use super::stats::{BatchHistogram, EncapKind};
 use super::table::Dest;
-use super::{Ether, Shared, Snapshot, MAX_FRAGMENTS};
+use super::tunnel_link::{decide, frame_outer, Path, TunnelLink, TunnelLinks};
+use super::{Encap, Ether, Shared, Snapshot, MAX_FRAGMENTS};
 use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
 use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
 use crate::sys::packet::{FrameSender, LinkDst};
@@ -52,18 +57,22 @@ const ASK_AGAIN: Duration = Duration::from_secs(1);
 struct Framed {
     slot: usize,
     to: LinkDst,
+    /// The `type` its send failure counts under.
+    kind: EncapKind,
     header: [u8; MAX_OUTER_HEADER],
     header_len: u8,
     range: Range<usize>,
 }
 
-/// One segment of a GSO super-packet waiting for the batch send: its IPv4 + TCP headers, then
-/// bytes `payload` of the super-packet in batch slot `slot`.
+/// One segment of a GSO super-packet waiting for the batch send: its IPv4 + TCP headers (after
+/// an outer header in TUN mode), then bytes `payload` of the super-packet in batch slot `slot`.
 #[derive(Clone)]
 struct SegFrame {
     slot: usize,
     to: LinkDst,
-    header: [u8; MAX_SEGMENT_HEADER],
+    /// The `type` its send failure counts under.
+    kind: EncapKind,
+    header: [u8; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
     header_len: u8,
     payload: Range<usize>,
 }
@@ -96,6 +105,9 @@ struct GsoFrame {
 /// Length of an Ethernet header (destination, source, EtherType).
 const ETH_HLEN: usize = 14;
 
+/// The most gone interfaces one flush reports.
+const MAX_GONE: usize = 8;
+
 /// A worker's DR frames of one batch, and the sockets they leave by.
 #[derive(Debug)]
 pub struct FrameQueue {
@@ -109,6 +121,8 @@ pub struct FrameQueue {
     gso: Vec<GsoFrame>,
     /// Source MACs of the interfaces super-packets went out of (looked up once each).
     macs: Vec<(u32, [u8; 6])>,
+    /// Interfaces the last flush found gone (`ENXIO`, `ENODEV`, `ENETDOWN`).
+    gone: Vec<u32>,
 }
 
 impl std::fmt::Debug for Framed {
@@ -132,6 +146,7 @@ impl FrameQueue {
             segs: Vec::with_capacity(MAX_QUEUED_SEGMENTS),
             gso: Vec::with_capacity(batch_size.max(1)),
             macs: Vec::with_capacity(8),
+            gone: Vec::with_capacity(MAX_GONE),
         })
     }
 
@@ -140,6 +155,116 @@ impl FrameQueue {
         self.pending.clear();
         self.segs.clear();
         self.gso.clear();
+        self.gone.clear();
+    }
+
+    /// The interfaces a frame of the last [`flush`](Self::flush) could not leave by because
+    /// they are gone or down (at most a few).
+    pub fn gone_interfaces(&self) -> &[u32] {
+        &self.gone
+    }
+
+    /// Queues the TUN-mode packet `pkt` (batch slot `slot`) that the core encapsulated as `e`,
+    /// as frames to `link`: the outer header completed by [`frame_outer`], then the inner
+    /// packet, whole or in fragments as the core decided. Returns false, queueing nothing, if
+    /// that is impossible.
+    pub fn queue_encap(
+        &mut self,
+        idents: &mut IdentSeq,
+        slot: usize,
+        pkt: &[u8],
+        e: &Encap,
+        link: &TunnelLink,
+    ) -> bool {
+        if e.len > pkt.len() {
+            return false;
+        }
+        let kind = EncapKind::of_outer(e.header());
+        let mut header = e.header;
+        let hl = usize::from(e.header_len).min(MAX_OUTER_HEADER);
+        let ident = if e.frag_mtu == 0 {
+            idents.next_ident().get()
+        } else {
+            0
+        };
+        if !frame_outer(&mut header[..hl], link.src, ident) {
+            return false;
+        }
+        if e.frag_mtu == 0 {
+            self.pending.push(Framed {
+                slot,
+                to: link.to,
+                kind,
+                header,
+                header_len: hl as u8,
+                range: 0..e.len,
+            });
+            return true;
+        }
+        match encap::fragment(&header[..hl], e.len, e.frag_mtu, idents.next_ident()) {
+            // `pending` has room for MAX_FRAGMENTS per packet of the batch: no reallocation.
+            Ok(frags) if frags.len() <= MAX_FRAGMENTS => {
+                self.pending.extend(frags.map(|f| Framed {
+                    slot,
+                    to: link.to,
+                    kind,
+                    header: f.header,
+                    header_len: f.header_len as u8,
+                    range: f.inner,
+                }));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends one frame right away on the `PACKET_VNET_HDR` socket: the concatenation of
+    /// `parts`, the first starting with the virtio and Ethernet headers. `None` if there is no
+    /// such socket.
+    pub fn send_whole(&self, to: LinkDst, parts: &[&[u8]]) -> Option<io::Result<usize>> {
+        Some(self.gso_sender.as_ref()?.send_parts(to, parts))
+    }
+
+    /// How many GSO segments are queued (a mark for
+    /// [`truncate_segments`](Self::truncate_segments)).
+    pub fn segments_len(&self) -> usize {
+        self.segs.len()
+    }
+
+    /// Drops the segments queued after mark `len`.
+    pub fn truncate_segments(&mut self, len: usize) {
+        self.segs.truncate(len);
+    }
+
+    /// Queues one segment frame to `to`: `header` (at most an outer header and a segment's
+    /// IPv4 + TCP headers), then bytes `payload` of the packet in batch slot `slot`. Returns
+    /// false, queueing nothing, if there is no [`segment_room`](Self::segment_room) or the
+    /// header is too long.
+    pub fn push_segment(
+        &mut self,
+        slot: usize,
+        to: LinkDst,
+        kind: EncapKind,
+        header: &[u8],
+        payload: Range<usize>,
+    ) -> bool {
+        let mut f = SegFrame {
+            slot,
+            to,
+            kind,
+            header: [0; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
+            header_len: header.len() as u8,
+            payload,
+        };
+        let Some(dst) = f.header.get_mut(..header.len()) else {
+            return false;
+        };
+        if self.segment_room() == 0 {
+            return false;
+        }
+        dst.copy_from_slice(header);
+        self.segs.push(f);
+        true
     }
 
     /// Whether no frame is queued.
@@ -201,7 +326,8 @@ impl FrameQueue {
             let mut f = SegFrame {
                 slot,
                 to,
-                header: [0; MAX_SEGMENT_HEADER],
+                kind: EncapKind::Dr,
+                header: [0; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
                 header_len: 0,
                 payload: 0..0,
             };
@@ -233,6 +359,7 @@ impl FrameQueue {
             self.pending.push(Framed {
                 slot,
                 to,
+                kind: EncapKind::Dr,
                 header: [0; MAX_OUTER_HEADER],
                 header_len: 0,
                 range: 0..e.len,
@@ -251,6 +378,7 @@ impl FrameQueue {
                 self.pending.extend(frags.map(|f| Framed {
                     slot,
                     to,
+                    kind: EncapKind::Dr,
                     header: f.header,
                     header_len: f.header_len as u8,
                     range: ihl + f.inner.start..ihl + f.inner.end,
@@ -263,11 +391,12 @@ impl FrameQueue {
 
     /// Sends the queued frames with `sendmmsg` (one batch per socket, each counted in
     /// `sizes`); returns how many packets the kernel refused (in whole or in one of their
-    /// fragments). GSO segments count one each.
-    pub fn flush(&mut self, batch: &PacketBatch, sizes: &mut BatchHistogram) -> u64 {
-        let gso_failed = self.flush_gso(batch, sizes);
+    /// fragments), by the `type` they count under. GSO segments count one each.
+    pub fn flush(&mut self, batch: &PacketBatch, sizes: &mut BatchHistogram) -> SendFailures {
+        let mut failed = SendFailures::default();
+        failed.add(EncapKind::Dr, self.flush_gso(batch, sizes));
         if self.pending.is_empty() && self.segs.is_empty() {
-            return gso_failed;
+            return failed;
         }
         // `queue` and `queue_gso` checked every range, so no item is skipped and the failure
         // positions are positions in `pending` followed by `segs`.
@@ -282,13 +411,31 @@ impl FrameQueue {
         let report = self.sender.send_batch(items.chain(segs));
         sizes.record(report.sent + report.failed);
         if report.failed == 0 {
-            return gso_failed;
+            return failed;
         }
         let failures = self.sender.failures();
+        for f in failures {
+            if !matches!(f.errno, libc::ENXIO | libc::ENODEV | libc::ENETDOWN) {
+                continue;
+            }
+            let to = match self.pending.get(f.index) {
+                Some(p) => Some(p.to),
+                None => self.segs.get(f.index - self.pending.len()).map(|s| s.to),
+            };
+            if let Some(to) = to {
+                if !self.gone.contains(&to.ifindex) && self.gone.len() < MAX_GONE {
+                    self.gone.push(to.ifindex);
+                }
+            }
+        }
         let whole = failures.partition_point(|f| f.index < self.pending.len());
-        gso_failed
-            + failed_packets(&self.pending, &failures[..whole])
-            + (failures.len() - whole) as u64
+        failed_packets(&self.pending, &failures[..whole], &mut failed);
+        for f in &failures[whole..] {
+            if let Some(s) = self.segs.get(f.index - self.pending.len()) {
+                failed.add(s.kind, 1);
+            }
+        }
+        failed
     }
 
     /// The source MAC for a super-packet out of `ifindex`, if it can go whole: the
@@ -334,19 +481,45 @@ impl FrameQueue {
     }
 }
 
-/// How many packets the failed frames (positions in `pending`, ascending) belonged to: the
-/// fragments of one packet sit side by side, and one lost fragment loses the packet.
-fn failed_packets(pending: &[Framed], failures: &[MsgError]) -> u64 {
+/// Adds to `out` how many packets the failed frames (positions in `pending`, ascending)
+/// belonged to, by their `type`: the fragments of one packet sit side by side, and one lost
+/// fragment loses the packet.
+fn failed_packets(pending: &[Framed], failures: &[MsgError], out: &mut SendFailures) {
     let mut last = None;
-    let mut n = 0;
     for f in failures {
-        let slot = pending.get(f.index).map(|p| p.slot);
-        if slot != last {
-            n += 1;
-            last = slot;
+        let Some(p) = pending.get(f.index) else {
+            continue;
+        };
+        if Some(p.slot) != last {
+            out.add(p.kind, 1);
+            last = Some(p.slot);
         }
     }
-    n
+}
+
+/// Packets a [`FrameQueue::flush`] lost, by the `type` label of `tunlb_encap_errors_total`
+/// (DR frames and TUN-mode frames share the queue).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendFailures([u64; EncapKind::ALL.len()]);
+
+impl SendFailures {
+    /// Counts `n` more lost packets of `kind`.
+    pub fn add(&mut self, kind: EncapKind, n: u64) {
+        self.0[kind as usize] += n;
+    }
+
+    /// Lost packets of every kind.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// The kinds that lost any, with their counts.
+    pub fn by_kind(&self) -> impl Iterator<Item = (EncapKind, u64)> + '_ {
+        EncapKind::ALL
+            .into_iter()
+            .zip(self.0)
+            .filter(|&(_, n)| n > 0)
+    }
 }
 
 /// Why a real server cannot be reached in DR mode, from the kernel's route to it; `Ok` gives
@@ -407,8 +580,14 @@ pub fn check_new_dr_servers(old: &ServiceSet, new: &ServiceSet) -> Result<(), St
 }
 
 /// Starts the neighbour resolver thread; it stops within about 100 ms of `stop` being set.
-pub fn spawn_resolver(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
-    let mut resolver = Resolver::new()?;
+/// With `tunnel` it also keeps the TUN-mode real servers' frame paths there (see
+/// [`tunnel_link`](super::tunnel_link)), published once per refresh.
+pub fn spawn_resolver(
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    tunnel: Option<Arc<TunnelLinks>>,
+) -> io::Result<JoinHandle<()>> {
+    let mut resolver = Resolver::new(tunnel)?;
     std::thread::Builder::new()
         .name("tunlb-neigh".into())
         .spawn(move || {
@@ -432,11 +611,33 @@ struct Resolver {
     asked: HashMap<Ipv4Addr, Instant>,
     /// What was last logged about each server, to log changes only.
     logged: HashMap<Ipv4Addr, Result<NeighEntry, String>>,
+    /// TUN mode's frame paths, when the workers send frames.
+    tunnel: Option<TunnelState>,
+}
+
+/// What the resolver knows about the TUN-mode real servers between steps.
+struct TunnelState {
+    links: Arc<TunnelLinks>,
+    /// Each TUN-mode real server's path, or why frames cannot reach it.
+    paths: HashMap<Ipv4Addr, Result<Path, String>>,
+    /// The next hops of those paths (a notification about one wakes the resolver).
+    hops: HashSet<Ipv4Addr>,
+    /// When the kernel was last asked to resolve each next hop.
+    asked: HashMap<Ipv4Addr, Instant>,
+    /// What was last logged about each server.
+    logged: HashMap<Ipv4Addr, Result<TunnelLink, String>>,
 }
 
 impl Resolver {
-    fn new() -> io::Result<Resolver> {
+    fn new(tunnel: Option<Arc<TunnelLinks>>) -> io::Result<Resolver> {
         Ok(Resolver {
+            tunnel: tunnel.map(|links| TunnelState {
+                links,
+                paths: HashMap::new(),
+                hops: HashSet::new(),
+                asked: HashMap::new(),
+                logged: HashMap::new(),
+            }),
             nl: Netlink::open()?,
             events: NeighEvents::open()?,
             generation: u64::MAX,
@@ -453,7 +654,10 @@ impl Resolver {
         let mut woken = false;
         if let Ok(true) = poll_readable(std::os::fd::AsRawFd::as_raw_fd(&self.events), Some(WAKE)) {
             let routes = &self.routes;
-            match self.events.drain(|n| woken |= routes.contains_key(&n.addr)) {
+            let hops = self.tunnel.as_ref().map(|t| &t.hops);
+            let named =
+                |a: &Ipv4Addr| routes.contains_key(a) || hops.is_some_and(|h| h.contains(a));
+            match self.events.drain(|n| woken |= named(&n.addr)) {
                 Ok(true) => {}
                 // Notifications were lost: re-read everything.
                 Ok(false) => woken = true,
@@ -472,21 +676,32 @@ impl Resolver {
         }
         if changed || due {
             self.routes.clear();
+            if let Some(t) = &mut self.tunnel {
+                t.paths.clear();
+            }
             self.next_refresh = now + REFRESH;
         }
         self.generation = snap.generation;
         self.refresh(&snap, now);
     }
 
-    /// Fills every DR real server's slot from the kernel's tables and asks the kernel to
-    /// resolve those without a usable entry.
+    /// Fills every DR real server's slot and the TUN-mode frame paths from the kernel's
+    /// tables, and asks the kernel to resolve the addresses without a usable entry.
     fn refresh(&mut self, snap: &Snapshot, now: Instant) {
         let dests = dr_dests(snap);
         let rips: HashSet<Ipv4Addr> = dests.iter().map(|d| d.config.addr).collect();
         self.routes.retain(|rip, _| rips.contains(rip));
         self.asked.retain(|rip, _| rips.contains(rip));
         self.logged.retain(|rip, _| rips.contains(rip));
-        if dests.is_empty() {
+        let tunnel_servers = match &self.tunnel {
+            Some(_) => tunnel_servers(snap),
+            None => BTreeMap::new(),
+        };
+        if dests.is_empty() && tunnel_servers.is_empty() {
+            if let Some(t) = &mut self.tunnel {
+                t.logged.clear();
+                t.links.publish(HashMap::new());
+            }
             return;
         }
         for &rip in &rips {
@@ -495,6 +710,15 @@ impl Resolver {
                 self.routes.insert(rip, route);
             }
         }
+        if let Some(t) = &mut self.tunnel {
+            t.paths.retain(|rip, _| tunnel_servers.contains_key(rip));
+            for &rip in tunnel_servers.keys() {
+                if let Entry::Vacant(slot) = t.paths.entry(rip) {
+                    slot.insert(tunnel_path(&mut self.nl, rip));
+                }
+            }
+            t.hops = t.paths.values().flatten().map(|p| p.next_hop).collect();
+        }
         let table: HashMap<(u32, Ipv4Addr), Neighbour> = match self.nl.neighbours() {
             Ok(list) => list.into_iter().map(|n| ((n.ifindex, n.addr), n)).collect(),
             Err(e) => {
@@ -502,7 +726,21 @@ impl Resolver {
                 return;
             }
         };
-        for dest in &dests {
+        if let Some(t) = &mut self.tunnel {
+            t.update(&mut self.nl, &tunnel_servers, &table, now);
+        }
+        self.update_dr(&dests, &rips, &table, now);
+    }
+
+    /// Fills the DR real servers' slots from the neighbour table `table`.
+    fn update_dr(
+        &mut self,
+        dests: &[&Dest],
+        rips: &HashSet<Ipv4Addr>,
+        table: &HashMap<(u32, Ipv4Addr), Neighbour>,
+        now: Instant,
+    ) {
+        for dest in dests {
             let rip = dest.config.addr;
             let entry = match &self.routes[&rip] {
                 Ok((ifindex, mtu)) => {
@@ -521,7 +759,7 @@ impl Resolver {
                 dest.state.neigh.set(entry);
             }
         }
-        for &rip in &rips {
+        for &rip in rips {
             let route = &self.routes[&rip];
             if let Ok((ifindex, _)) = route {
                 let neigh = table.get(&(*ifindex, rip));
@@ -565,6 +803,102 @@ impl Resolver {
     }
 }
 
+impl TunnelState {
+    /// Publishes the framed TUN-mode real servers (those whose next hop's MAC `table` holds),
+    /// asks the kernel to resolve the other next hops, and logs each server's path when it
+    /// changes.
+    fn update(
+        &mut self,
+        nl: &mut Netlink,
+        servers: &BTreeMap<Ipv4Addr, Vec<String>>,
+        table: &HashMap<(u32, Ipv4Addr), Neighbour>,
+        now: Instant,
+    ) {
+        self.asked.retain(|hop, _| self.hops.contains(hop));
+        self.logged.retain(|rip, _| servers.contains_key(rip));
+        let mut published = HashMap::new();
+        for (rip, services) in servers {
+            let state = match self.paths.get(rip) {
+                Some(Ok(p)) => {
+                    let neigh = table.get(&(p.ifindex, p.next_hop));
+                    let recently = self
+                        .asked
+                        .get(&p.next_hop)
+                        .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN);
+                    if neigh.map_or(true, Neighbour::wants_resolution) && !recently {
+                        if let Err(e) = nl.resolve(p.ifindex, p.next_hop) {
+                            eprintln!("{LOG} asking the kernel to resolve {}: {e}", p.next_hop);
+                        }
+                        self.asked.insert(p.next_hop, now);
+                    }
+                    match neigh.and_then(Neighbour::mac) {
+                        Some(mac) => Ok(TunnelLink {
+                            to: LinkDst {
+                                ifindex: p.ifindex,
+                                mac,
+                            },
+                            src_mac: p.src_mac,
+                            src: p.src,
+                        }),
+                        None => Err(format!(
+                            "the Ethernet address of next hop {} is not known yet",
+                            p.next_hop
+                        )),
+                    }
+                }
+                Some(Err(why)) => Err(why.clone()),
+                None => continue,
+            };
+            if let Ok(link) = &state {
+                published.insert(*rip, *link);
+            }
+            if self.logged.get(rip) != Some(&state) {
+                let services = services.join(", ");
+                match (&state, self.paths.get(rip)) {
+                    (Ok(l), Some(Ok(p))) => eprintln!(
+                        "{LOG} TUN real server {rip} ({services}): tunnel packets leave as Ethernet frames on interface {} to next hop {} at {}",
+                        l.to.ifindex,
+                        p.next_hop,
+                        mac_string(l.to.mac)
+                    ),
+                    (Ok(_), _) => {}
+                    (Err(why), _) => eprintln!(
+                        "{LOG} TUN real server {rip} ({services}): tunnel packets take the raw socket: {why}"
+                    ),
+                }
+                self.logged.insert(*rip, state);
+            }
+        }
+        self.links.publish(published);
+    }
+}
+
+/// The TUN-mode real servers of a snapshot, each with the services it serves (for the log).
+fn tunnel_servers(snap: &Snapshot) -> BTreeMap<Ipv4Addr, Vec<String>> {
+    let mut servers: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
+    for s in snap.services() {
+        for d in s.dest_ids.iter().filter_map(|id| snap.dest(*id)) {
+            if matches!(d.config.forward, Forward::Tunnel { .. }) {
+                servers
+                    .entry(d.config.addr)
+                    .or_default()
+                    .push(s.config.key.to_string());
+            }
+        }
+    }
+    servers
+}
+
+/// Where frames to TUN-mode real server `rip` go, or why they cannot.
+fn tunnel_path(nl: &mut Netlink, rip: Ipv4Addr) -> Result<Path, String> {
+    let route = nl.route_get(rip);
+    let link = match &route {
+        Ok(r) if r.ifindex != 0 => nl.link(r.ifindex).ok(),
+        _ => None,
+    };
+    decide(rip, &route, link.as_ref())
+}
+
 /// The DR real servers of a snapshot.
 fn dr_dests(snap: &Snapshot) -> Vec<&Dest> {
     snap.services()
@@ -599,6 +933,7 @@ mod tests {
             kind,
             ifindex,
             gateway,
+            prefsrc: None,
         })
     }
 
@@ -632,14 +967,22 @@ mod tests {
                 ifindex: 1,
                 mac: [0; 6],
             },
+            kind: EncapKind::Dr,
             header: [0; MAX_OUTER_HEADER],
             header_len: 0,
             range: 0..1,
         };
         let pending = [f(0), f(1), f(1), f(1), f(2)];
         let err = |index| MsgError { index, errno: 1 };
-        assert_eq!(failed_packets(&pending, &[err(1), err(3)]), 1);
-        assert_eq!(failed_packets(&pending, &[err(0), err(2), err(4)]), 3);
+        let lost = |failures: &[MsgError]| {
+            let mut out = SendFailures::default();
+            failed_packets(&pending, failures, &mut out);
+            out
+        };
+        assert_eq!(lost(&[err(1), err(3)]).total(), 1);
+        let three = lost(&[err(0), err(2), err(4)]);
+        assert_eq!(three.total(), 3);
+        assert_eq!(three.by_kind().collect::<Vec<_>>(), [(EncapKind::Dr, 3)]);
     }
 
     #[test]
@@ -767,7 +1110,7 @@ mod root_tests {
                 "the 1428-byte packet in 3 fragments"
             );
             let mut sizes = BatchHistogram::default();
-            assert_eq!(q.flush(&batch, &mut sizes), 0);
+            assert_eq!(q.flush(&batch, &mut sizes).total(), 0);
             assert_eq!(
                 (sizes.count(), sizes.sum),
                 (1, 4),
@@ -794,7 +1137,92 @@ mod root_tests {
                     ..frame(small.len(), 0)
                 }
             ));
-            assert_eq!(q.flush(&batch, &mut sizes), 1);
+            assert_eq!(q.flush(&batch, &mut sizes).total(), 1);
+        });
+    }
+
+    #[test]
+    #[ignore = "needs root (network namespaces)"]
+    fn tunnel_frames_arrive_whole_and_in_fragments_with_the_route_source() {
+        in_new_netns(|| {
+            let (ifindex, mac) = veth_pair();
+            let mut rx = crate::sys::raw::RawReceiver::new(4).unwrap();
+            let inner_from = SocketAddrV4::new(Ipv4Addr::new(10, 1, 0, 2), 6000);
+            let inner_to = SocketAddrV4::new(Ipv4Addr::new(10, 100, 0, 100), 80);
+            // DF is clear in these packets.
+            let small = udp_packet(inner_from, inner_to, b"whole");
+            let big = udp_packet(inner_from, inner_to, &[0x5a; 1400]);
+            let batch = batch_of(&[&small, &big]);
+            let encap = |inner: &[u8], frag_mtu| {
+                let params = encap::OuterParams {
+                    src: Ipv4Addr::UNSPECIFIED,
+                    dst: Ipv4Addr::new(10, 9, 3, 2),
+                    tun: encap::TunnelType::Ipip,
+                    gue_port: 0,
+                    gre_key: None,
+                    udp_csum: false,
+                    flow_hash: 0,
+                };
+                let mut header = [0u8; MAX_OUTER_HEADER];
+                let n = encap::build_outer(&params, inner, &mut header).unwrap();
+                Encap {
+                    dst: params.dst,
+                    header,
+                    header_len: n as u8,
+                    len: inner.len(),
+                    frag_mtu,
+                }
+            };
+            let link = TunnelLink {
+                to: LinkDst { ifindex, mac },
+                src_mac: [0; 6],
+                // Not tlbv0's own address: the kernel drops arriving packets from a local source.
+                src: Ipv4Addr::new(10, 9, 3, 7),
+            };
+            let mut q = FrameQueue::new(4).unwrap();
+            let mut idents = IdentSeq::new(0, 1);
+            assert!(q.queue_encap(&mut idents, 0, &small, &encap(&small, 0), &link));
+            assert!(q.queue_encap(&mut idents, 1, &big, &encap(&big, 576), &link));
+            assert_eq!(q.pending.len(), 1 + 3, "1448 bytes in 3 fragments");
+            assert_eq!(q.flush(&batch, &mut BatchHistogram::default()).total(), 0);
+            let mut got = Vec::new();
+            let mut rb = PacketBatch::new(4, 2048);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while got.len() < 2 && Instant::now() < deadline {
+                rx.recv_batch(&mut rb, Some(Duration::from_millis(200)))
+                    .unwrap();
+                got.extend(rb.iter().map(|(p, _)| p.to_vec()));
+            }
+            assert_eq!(got.len(), 2, "both tunnel packets arrive");
+            for (outer, inner) in got.iter().zip([&small, &big]) {
+                let s = encap::strip_ip(outer, encap::TunnelType::Ipip, None).unwrap();
+                assert_eq!(
+                    s.outer_src,
+                    Ipv4Addr::new(10, 9, 3, 7),
+                    "the source filled in"
+                );
+                assert_eq!(&outer[s.inner], &inner[..], "reassembled intact");
+            }
+            assert!(q.gone_interfaces().is_empty());
+
+            // A frame for an interface that is gone is counted and the interface reported.
+            q.clear();
+            let gone = TunnelLink {
+                to: LinkDst {
+                    ifindex: 99_999,
+                    mac,
+                },
+                ..link
+            };
+            assert!(q.queue_encap(&mut idents, 0, &small, &encap(&small, 0), &gone));
+            let lost = q.flush(&batch, &mut BatchHistogram::default());
+            let lost: Vec<_> = lost.by_kind().collect();
+            assert_eq!(
+                lost,
+                [(EncapKind::Ipip, 1)],
+                "counted as an IPIP error, not DR"
+            );
+            assert_eq!(q.gone_interfaces(), &[99_999]);
         });
     }
 

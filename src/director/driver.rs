@@ -11,6 +11,15 @@
 //! (DR packets likewise). Nothing is allocated per packet. A resolver thread
 //! ([`dr_io::spawn_resolver`]) keeps the DR real servers' MAC addresses current.
 //!
+//! With `--tunnel-tx frames` (the default) the resolver also finds, for each TUN-mode real
+//! server, the Ethernet interface and next hop the kernel would route its packets by
+//! ([`tunnel_link`](super::tunnel_link)); the worker then sends that server's encapsulated
+//! packets (whole, fragmented, or as GSO segments) as frames on the `AF_PACKET` socket, with
+//! the outer header completed as the raw socket's kernel path would have (source, ident,
+//! checksum), sparing the kernel a route lookup per packet. Servers without such a path, and
+//! every server on an interface a send found gone (until the next refresh), keep the raw
+//! socket; `--tunnel-tx raw` keeps it for all.
+//!
 //! With TUN offload (the default; `--no-offload` turns it off) a read returns a whole GRO/GSO
 //! TCP super-packet of up to 64 KB behind a `virtio_net_hdr` ([`crate::wire::gso`]). The core
 //! decides it once ([`Director::handle_gso`]: one flow); the driver then cuts it into MSS-sized
@@ -29,7 +38,11 @@
 //! with `UDP_GRO`, receives it whole. Each worker has a pool of 16 such sockets on their own
 //! source ports, picked by the flow's hash (the port the raw path would use, modulo 16), so a
 //! flow keeps its port. If the kernel refuses the first train, the worker logs it once and
-//! goes back to the raw path for good; `--no-offload` never uses the pool.
+//! goes back to the raw path for good; `--no-offload` never uses the pool. A GUE super-packet
+//! for a real server reached by frames (see above) skips the pool too: each train leaves as
+//! one frame on the `PACKET_VNET_HDR` socket with a `GSO_UDP_L4` virtio header
+//! (`train_head`), so the kernel does no route lookup for it either; if the kernel refuses
+//! the first such frame, the worker logs it and uses the pool from then on.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
@@ -45,6 +58,7 @@ use super::dr_io::{self, FrameQueue};
 use super::plane::{ControlPlane, HostSetup};
 use super::service::ServiceSet;
 use super::stats::{BatchHistogram, EncapKind, SendSocket};
+use super::tunnel_link::{frame_outer, LinkView, TunnelLink, TunnelLinks, TunnelTx};
 use super::{
     Director, DirectorConfig, DropReason, Encap, Shared, Snapshot, Verdict, MAX_FRAGMENTS,
 };
@@ -111,6 +125,12 @@ pub struct DirectorArgs {
     /// kernel refuses, it falls back to this mode with a log line.
     #[arg(long)]
     pub no_offload: bool,
+    /// How TUN-mode (IPIP/GRE/GUE) packets leave: `frames` sends them as Ethernet frames on
+    /// the AF_PACKET socket to each real server reached through an Ethernet interface (next
+    /// hop resolved like DR's), the raw socket for the others; `raw` always uses the
+    /// IP_HDRINCL raw socket, the kernel routing every packet.
+    #[arg(long, value_enum, default_value_t = TunnelTx::Frames)]
+    pub tunnel_tx: TunnelTx,
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
@@ -230,16 +250,32 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         Some(q) => super::gateway::spawn(&settings.tunnel_routes, &shared, q, &stop)?,
         None => Vec::new(),
     };
+    let tunnel_links = match args.tunnel_tx {
+        TunnelTx::Frames => Some(Arc::new(TunnelLinks::new())),
+        TunnelTx::Raw => None,
+    };
     for (i, (queue, core)) in tun_queues.into_iter().zip(cores.clone()).enumerate() {
         let stop = stop.clone();
         let batch = args.batch.max(1);
+        let links = tunnel_links.clone().map(LinkView::new);
         let handle = std::thread::Builder::new()
             .name(format!("tunlb-worker-{i}"))
-            .spawn(move || worker(i, queues, queue, core, clock, batch, &stop))
+            .spawn(move || {
+                let start = WorkerStart {
+                    index: i,
+                    workers: queues,
+                    queue,
+                    core,
+                    clock,
+                    batch_size: batch,
+                    links,
+                };
+                worker(start, &stop)
+            })
             .context("spawning a worker thread")?;
         workers.push(handle);
     }
-    let resolver = dr_io::spawn_resolver(shared.clone(), stop.clone())
+    let resolver = dr_io::spawn_resolver(shared.clone(), stop.clone(), tunnel_links)
         .context("starting the DR neighbour resolver")?;
     eprintln!(
         "tunlb director: {} queue(s) on {}, control socket ready; configure with `tunlb adm`",
@@ -423,30 +459,81 @@ fn queue_gso_encap(
     if segs.capacity() - segs.len() < seg.count() || e.frag_mtu != 0 {
         return false;
     }
-    let hl = usize::from(e.header_len);
     let start = segs.len();
-    for i in 0..seg.count() {
+    let ok = encap_segments(pkt, e, seg, |header, payload| {
         let mut sp = SegPending {
             slot,
             dst: e.dst,
             header: [0; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
-            header_len: 0,
-            payload: 0..0,
+            header_len: header.len() as u8,
+            payload,
         };
-        let (outer, inner) = sp.header.split_at_mut(hl);
+        sp.header[..header.len()].copy_from_slice(header);
+        segs.push(sp);
+        true
+    });
+    if !ok {
+        segs.truncate(start);
+    }
+    ok
+}
+
+/// [`queue_gso_encap`] for a real server reached by frames (`link`): the outer header is
+/// completed for an `AF_PACKET` send first ([`frame_outer`]; every segment has DF set and
+/// shares the identification), and the segments go to `frames`.
+fn queue_gso_frames(
+    frames: &mut FrameQueue,
+    idents: &mut IdentSeq,
+    slot: usize,
+    pkt: &[u8],
+    e: &Encap,
+    seg: &TcpSegmenter,
+    link: &TunnelLink,
+) -> bool {
+    if frames.segment_room() < seg.count() || e.frag_mtu != 0 {
+        return false;
+    }
+    let mut e = *e;
+    let hl = usize::from(e.header_len).min(MAX_OUTER_HEADER);
+    if !frame_outer(&mut e.header[..hl], link.src, idents.next_ident().get()) {
+        return false;
+    }
+    let start = frames.segments_len();
+    let kind = EncapKind::of_outer(e.header());
+    let ok = encap_segments(pkt, &e, seg, |header, payload| {
+        frames.push_segment(slot, link.to, kind, header, payload)
+    });
+    if !ok {
+        frames.truncate_segments(start);
+    }
+    ok
+}
+
+/// Builds every segment of the super-packet `pkt` that the core decided to encapsulate as
+/// `e` and hands it to `push` (headers, payload range in `pkt`): the outer header is copied in
+/// front of each segment's headers and fixed for its length ([`gso::fix_outer`]). Returns
+/// false at the first segment that cannot be built or pushed.
+fn encap_segments(
+    pkt: &[u8],
+    e: &Encap,
+    seg: &TcpSegmenter,
+    mut push: impl FnMut(&[u8], Range<usize>) -> bool,
+) -> bool {
+    let hl = usize::from(e.header_len);
+    for i in 0..seg.count() {
+        let mut header = [0u8; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER];
+        let (outer, inner) = header.split_at_mut(hl);
         outer.copy_from_slice(e.header());
         let Some(s) = seg.segment(pkt, i, inner) else {
-            segs.truncate(start);
             return false;
         };
         let inner_sum = checksum::combine(&[checksum::data(&inner[..s.header_len]), s.payload_sum]);
         if !gso::fix_outer(outer, s.header_len + s.payload.len(), inner_sum) {
-            segs.truncate(start);
             return false;
         }
-        sp.header_len = (hl + s.header_len) as u8;
-        sp.payload = s.payload;
-        segs.push(sp);
+        if !push(&header[..hl + s.header_len], s.payload) {
+            return false;
+        }
     }
     true
 }
@@ -558,6 +645,105 @@ fn send_train(
     Ok(())
 }
 
+/// Bytes in front of a GUE train sent whole as one frame: the virtio header, the Ethernet
+/// header, the outer IPv4 and UDP headers.
+const TRAIN_HEAD: usize = VNET_HDR_LEN + ETH_HLEN + 20 + 8;
+/// Length of an Ethernet header.
+const ETH_HLEN: usize = 14;
+
+/// The headers of a GUE train of `records` records (the first `record` bytes long, `len`
+/// bytes in all) sent whole to `link` as one frame from the outer header `e.header()`: a
+/// virtio header asking for UDP segmentation (`GSO_UDP_L4`, one record per datagram; none for
+/// a single record) with the UDP checksum left partial (the pseudo-header sum, completed per
+/// datagram), the Ethernet header, and the outer IPv4 header completed for an `AF_PACKET` send
+/// ([`frame_outer`], identification `ident`). `None` if the header is not IPv4 + UDP or the
+/// train does not fit one UDP datagram.
+fn train_head(
+    e: &Encap,
+    link: &TunnelLink,
+    ident: u16,
+    record: usize,
+    records: usize,
+    len: usize,
+) -> Option<[u8; TRAIN_HEAD]> {
+    let h = e.header();
+    if h.first() != Some(&0x45) || h.get(9) != Some(&crate::wire::IpProtocol::UDP) {
+        return None;
+    }
+    let udp_len = u16::try_from(8 + len).ok()?;
+    let total = u16::try_from(20 + 8 + len).ok()?;
+    let mut head = [0u8; TRAIN_HEAD];
+    let (vnet, rest) = head.split_at_mut(VNET_HDR_LEN);
+    let (eth, outer) = rest.split_at_mut(ETH_HLEN);
+    outer.copy_from_slice(h.get(..28)?);
+    outer[2..4].copy_from_slice(&total.to_be_bytes());
+    outer[24..26].copy_from_slice(&udp_len.to_be_bytes());
+    outer[26..28].copy_from_slice(&[0, 0]);
+    if !frame_outer(outer, link.src, ident) {
+        return None;
+    }
+    let src = Ipv4Addr::new(outer[12], outer[13], outer[14], outer[15]);
+    let partial = checksum::pseudo_header_v4(src, e.dst, crate::wire::IpProtocol::UDP, udp_len);
+    outer[26..28].copy_from_slice(&partial.to_be_bytes());
+    eth[..6].copy_from_slice(&link.to.mac);
+    eth[6..12].copy_from_slice(&link.src_mac);
+    eth[12..14].copy_from_slice(&(libc::ETH_P_IP as u16).to_be_bytes());
+    let segmented = records > 1;
+    let vh = VnetHdr {
+        flags: gso::F_NEEDS_CSUM,
+        gso_type: if segmented {
+            gso::GSO_UDP_L4
+        } else {
+            gso::GSO_NONE
+        },
+        hdr_len: (ETH_HLEN + 28) as u16,
+        gso_size: if segmented {
+            u16::try_from(record).ok()?
+        } else {
+            0
+        },
+        csum_start: (ETH_HLEN + 20) as u16,
+        csum_offset: 6,
+    };
+    vh.emit(<&mut [u8; VNET_HDR_LEN]>::try_from(vnet).ok()?);
+    Some(head)
+}
+
+/// Sends every segment of `t` (super-packet `pkt`) as GUE records in frames to `link` on the
+/// `PACKET_VNET_HDR` socket, as many records per frame as [`records_per_send`] allows, each
+/// frame one UDP GSO super-packet ([`train_head`]). Stops at the first refused send.
+fn send_train_frames(
+    frames: &FrameQueue,
+    records: &mut [[u8; RECORD_HEADER]],
+    idents: &mut IdentSeq,
+    pkt: &[u8],
+    t: &GueTrain,
+    link: &TunnelLink,
+) -> std::io::Result<()> {
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let (_, _, _, _, gue_hdr) = t.outer(1).ok_or_else(bad)?;
+    let record = gue::HEADER_LEN + t.seg.max_segment_len();
+    let per_send = records_per_send(record).min(records.len());
+    let mut i = 0;
+    while i < t.seg.count() {
+        let mut parts: [&[u8]; 1 + udp_gso::MAX_PARTS] = [&[]; 1 + udp_gso::MAX_PARTS];
+        let end = (i + per_send).min(t.seg.count());
+        let (used, first) =
+            gue_records(pkt, &t.seg, gue_hdr, i..end, records, &mut parts[1..]).ok_or_else(bad)?;
+        let len = parts[1..=used].iter().map(|p| p.len()).sum();
+        let ident = idents.next_ident().get();
+        let head = train_head(&t.encap, link, ident, first, end - i, len).ok_or_else(bad)?;
+        parts[0] = &head;
+        match frames.send_whole(link.to, &parts[..=used]) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e),
+            None => return Err(bad()),
+        }
+        i = end;
+    }
+    Ok(())
+}
+
 /// How a packet read from an offloading TUN is handled.
 enum Offloaded {
     /// An ordinary packet (checksum completed if it was partial): decided as before.
@@ -628,6 +814,17 @@ struct Worker {
     deferred: Vec<(usize, u16)>,
     sender: RawSender,
     frames: FrameQueue,
+    /// The TUN-mode real servers reached by frames; `None` with `--tunnel-tx raw`.
+    links: Option<LinkView>,
+    /// TUN-mode packets queued as frames in this batch.
+    tunnel_framed: usize,
+    /// Whether this worker has logged its first tunnel frames.
+    framed_logged: bool,
+    /// Whether GUE trains to framed real servers go out whole as frames (until the kernel
+    /// refuses the first one).
+    train_frames: bool,
+    /// Whether a GUE train has gone out as a frame (a refusal after that is a send error).
+    train_frames_sent: bool,
     /// UDP sockets for GUE trains; `None` without offload or once the kernel refused one.
     gue_pool: Option<UdpGsoPool>,
     /// Whether a train has gone out (a refusal after that is a send error, not a fallback).
@@ -650,6 +847,10 @@ impl Worker {
         self.frames.clear();
         self.replies.clear();
         self.deferred.clear();
+        self.tunnel_framed = 0;
+        if let Some(v) = &mut self.links {
+            v.sync();
+        }
         // A handle of our own, so `self` stays free for the send helpers while it is locked.
         let core = self.core.clone();
         let Ok(mut d) = core.lock() else { return };
@@ -702,7 +903,14 @@ impl Worker {
             };
             match (v, gso) {
                 (Verdict::Encap(e), None) => {
-                    if !queue_encap(&mut self.pending, &mut self.idents, i, buf, &e) {
+                    let queued = match self.links.as_ref().and_then(|v| v.get(e.dst)) {
+                        Some(link) => {
+                            self.tunnel_framed += 1;
+                            self.frames.queue_encap(&mut self.idents, i, buf, &e, link)
+                        }
+                        None => queue_encap(&mut self.pending, &mut self.idents, i, buf, &e),
+                    };
+                    if !queued {
                         d.count_send_errors(EncapKind::of_outer(e.header()), 1);
                     }
                 }
@@ -719,7 +927,15 @@ impl Worker {
                     self.send_train_now(batch, &t, &mut d);
                 }
                 (Verdict::Encap(e), Some((seg, _))) => {
-                    if !queue_gso_encap(&mut self.segs, i, buf, &e, &seg) {
+                    let queued = match self.links.as_ref().and_then(|v| v.get(e.dst)) {
+                        Some(link) => {
+                            self.tunnel_framed += 1;
+                            let (frames, idents) = (&mut self.frames, &mut self.idents);
+                            queue_gso_frames(frames, idents, i, buf, &e, &seg, link)
+                        }
+                        None => queue_gso_encap(&mut self.segs, i, buf, &e, &seg),
+                    };
+                    if !queued {
                         let kind = EncapKind::of_outer(e.header());
                         d.count_send_errors(kind, u64::from(seg.count() as u32));
                     }
@@ -759,12 +975,7 @@ impl Worker {
             self.flush_raw(batch, &mut d);
         }
         if !self.frames.is_empty() {
-            let failed = self
-                .frames
-                .flush(batch, d.send_batch_sizes(SendSocket::Packet));
-            if failed > 0 {
-                d.count_send_errors(EncapKind::Dr, failed);
-            }
+            self.flush_frames(batch, &mut d);
         }
         d.count_tun_writes(self.replies.len());
         drop(d);
@@ -775,6 +986,40 @@ impl Worker {
                     None => self.queue.send(pkt),
                 };
             }
+        }
+    }
+
+    /// Sends the queued frames (DR and TUN mode) in one batch and empties the queue.
+    fn flush_frames(&mut self, batch: &PacketBatch, d: &mut Director) {
+        let failed = self
+            .frames
+            .flush(batch, d.send_batch_sizes(SendSocket::Packet));
+        for (kind, n) in failed.by_kind() {
+            d.count_send_errors(kind, n);
+        }
+        self.note_tunnel_frames(failed.total());
+        self.frames.clear();
+        self.tunnel_framed = 0;
+    }
+
+    /// After a frame flush: remembers the interfaces it found gone (their TUN-mode servers take
+    /// the raw socket until the resolver's next refresh) and logs the first tunnel frames sent.
+    fn note_tunnel_frames(&mut self, failed: u64) {
+        let Some(view) = &mut self.links else { return };
+        for &ifindex in self.frames.gone_interfaces() {
+            if view.mark_gone(ifindex) {
+                eprintln!(
+                    "tunlb director: worker {}: interface {ifindex} is gone; its TUN real servers take the raw socket until the next refresh",
+                    self.index
+                );
+            }
+        }
+        if self.tunnel_framed > 0 && failed == 0 && !self.framed_logged {
+            self.framed_logged = true;
+            eprintln!(
+                "tunlb director: worker {}: tunnel packets sent as Ethernet frames ({} in the first batch)",
+                self.index, self.tunnel_framed
+            );
         }
     }
 
@@ -811,8 +1056,9 @@ impl Worker {
         self.segs.clear();
     }
 
-    /// Sends a GUE super-packet as UDP GSO trains, right away: what the raw socket has queued
-    /// from earlier packets of the batch goes first, so a flow's packets keep their order. If
+    /// Sends a GUE super-packet as UDP GSO trains, right away: what the raw socket and the
+    /// frame queue hold from earlier packets of the batch goes first, so a flow's packets keep
+    /// their order. If
     /// the kernel refuses the very first train (no `UDP_SEGMENT`, or a path MTU below the
     /// records), the pool is dropped with a log line and this and every later super-packet
     /// takes the raw path (segments queued in `segs`).
@@ -821,6 +1067,40 @@ impl Worker {
         if self.gue_pool.is_some() {
             if !self.pending.is_empty() || !self.segs.is_empty() {
                 self.flush_raw(batch, d);
+            }
+            if !self.frames.is_empty() {
+                self.flush_frames(batch, d);
+            }
+            let link = self
+                .links
+                .as_ref()
+                .and_then(|v| v.get(t.encap.dst))
+                .copied();
+            if let (Some(link), true) = (link, self.train_frames) {
+                let (frames, idents) = (&self.frames, &mut self.idents);
+                match send_train_frames(frames, &mut self.records, idents, pkt, t, &link) {
+                    Ok(()) => {
+                        if !self.train_frames_sent {
+                            self.train_frames_sent = true;
+                            eprintln!(
+                                "tunlb director: worker {}: GUE trains leave whole as Ethernet frames (UDP segmentation offload)",
+                                self.index
+                            );
+                        }
+                        return;
+                    }
+                    Err(e) if !self.train_frames_sent => {
+                        eprintln!(
+                            "tunlb director: worker {}: a GUE train as one frame refused ({e}); GUE super-packets go to the UDP sockets",
+                            self.index
+                        );
+                        self.train_frames = false;
+                    }
+                    Err(_) => {
+                        d.count_send_errors(EncapKind::Gue, t.seg.count() as u64);
+                        return;
+                    }
+                }
             }
             let Some(pool) = self.gue_pool.as_mut() else {
                 return;
@@ -899,15 +1179,28 @@ const OFFLOAD_BATCH: usize = 16;
 /// Slot size when the TUN offloads: the largest IPv4 packet.
 const OFFLOAD_SLOT: usize = 65535;
 
-fn worker(
+/// What a worker thread starts with.
+struct WorkerStart {
+    /// Its number, and how many there are (for IP identifications of its own).
     index: usize,
     workers: usize,
     queue: Arc<TunQueue>,
     core: Arc<Mutex<Director>>,
     clock: Clock,
     batch_size: usize,
-    stop: &AtomicBool,
-) {
+    links: Option<LinkView>,
+}
+
+fn worker(start: WorkerStart, stop: &AtomicBool) {
+    let WorkerStart {
+        index,
+        workers,
+        queue,
+        core,
+        clock,
+        batch_size,
+        links,
+    } = start;
     let offload = queue.vnet_hdr();
     let mut batch = if offload {
         PacketBatch::new(batch_size.min(OFFLOAD_BATCH), OFFLOAD_SLOT)
@@ -945,6 +1238,11 @@ fn worker(
         deferred: Vec::with_capacity(batch.capacity()),
         sender,
         frames,
+        links,
+        tunnel_framed: 0,
+        framed_logged: false,
+        train_frames: true,
+        train_frames_sent: false,
         gue_pool: None,
         gue_sent: false,
         records: vec![[0u8; RECORD_HEADER]; if offload { udp_gso::MAX_SEGMENTS } else { 0 }],
@@ -1157,5 +1455,75 @@ mod tests {
         assert!(gue_records(&p, &seg, gue_hdr, 0..3, &mut few, &mut parts2).is_none());
         assert_eq!(records_per_send(first), 45);
         assert_eq!(records_per_send(100), udp_gso::MAX_SEGMENTS);
+    }
+
+    #[test]
+    fn a_gue_train_frame_has_virtio_ethernet_and_completable_outer_headers() {
+        let (mut p, h) = super_packet(true);
+        let Offloaded::Gso(seg, _) = classify(&h, &mut p, 64) else {
+            panic!("not GSO")
+        };
+        let (params, encap) = gue_encap(&p, &seg, 9);
+        let link = TunnelLink {
+            to: crate::sys::packet::LinkDst {
+                ifindex: 2,
+                mac: [2, 0, 0, 0, 0, 0x01],
+            },
+            src_mac: [2, 0, 0, 0, 0, 0x0b],
+            src: Ipv4Addr::new(192, 0, 2, 1),
+        };
+        let t = GueTrain {
+            slot: 0,
+            encap,
+            seg,
+        };
+        let (_, _, _, _, gue_hdr) = t.outer(1).unwrap();
+        let mut hdrs = vec![[0u8; RECORD_HEADER]; 8];
+        let mut parts: [&[u8]; 16] = [&[]; 16];
+        let (used, first) = gue_records(&p, &t.seg, gue_hdr, 0..3, &mut hdrs, &mut parts).unwrap();
+        let train: Vec<u8> = parts[..used].concat();
+        let head = train_head(&t.encap, &link, 0x0102, first, 3, train.len()).unwrap();
+        // Virtio: needs checksum, UDP segmentation into records, headers 14 + 28 bytes,
+        // checksum from the UDP header (offset 34 of the frame), field at 6.
+        let record = first as u16;
+        let mut want = vec![1, gso::GSO_UDP_L4, 42, 0];
+        want.extend_from_slice(&record.to_le_bytes());
+        want.extend_from_slice(&[34, 0, 6, 0]);
+        // Ethernet: next hop's MAC, the interface's, IPv4.
+        want.extend_from_slice(&[2, 0, 0, 0, 0, 0x01, 2, 0, 0, 0, 0, 0x0b, 0x08, 0x00]);
+        assert_eq!(&head[..VNET_HDR_LEN + ETH_HLEN], &want[..]);
+        // The outer IPv4 header: the whole train's length, the ident, the core's source (it
+        // was set), a valid checksum; UDP: the train's length, the partial checksum.
+        let ip = &head[VNET_HDR_LEN + ETH_HLEN..];
+        let udp_len = 8 + train.len() as u16;
+        assert_eq!(&ip[2..4], &(20 + udp_len).to_be_bytes());
+        assert_eq!(&ip[4..6], &[1, 2]);
+        assert_eq!(&ip[12..16], &params.src.octets());
+        assert_eq!(checksum::data(&ip[..20]), 0xffff);
+        assert_eq!(&ip[24..26], &udp_len.to_be_bytes());
+        let partial = checksum::pseudo_header_v4(params.src, params.dst, 17, udp_len);
+        assert_eq!(&ip[26..28], &partial.to_be_bytes());
+
+        // One record alone: no segmentation, and completing the checksum as the kernel does
+        // gives a valid UDP datagram.
+        let one = parts[..2].concat();
+        let head = train_head(&t.encap, &link, 7, one.len(), 1, one.len()).unwrap();
+        let vh = VnetHdr::parse(&head[..VNET_HDR_LEN]).unwrap();
+        assert_eq!((vh.gso_type, vh.gso_size), (gso::GSO_NONE, 0));
+        let mut pkt = head[VNET_HDR_LEN + ETH_HLEN..].to_vec();
+        pkt.extend_from_slice(&one);
+        gso::complete_checksum(&mut pkt, 20, 6).unwrap();
+        let udp = &pkt[20..];
+        let sum = checksum::combine(&[
+            checksum::pseudo_header_v4(params.src, params.dst, 17, udp.len() as u16),
+            checksum::data(udp),
+        ]);
+        assert_eq!(sum, 0xffff, "outer UDP checksum");
+        assert_eq!(encap::strip_gue(udp.get(8..).unwrap()).unwrap().start, 4);
+        // Not UDP (an IPIP header), or a train too long for one datagram: no head.
+        let mut ipip = t.encap;
+        ipip.header[9] = 4;
+        assert!(train_head(&ipip, &link, 7, first, 3, train.len()).is_none());
+        assert!(train_head(&t.encap, &link, 7, first, 60, 65_510).is_none());
     }
 }

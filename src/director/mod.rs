@@ -15,6 +15,8 @@
 //!   masqueraded behind public addresses, mappings in a second NAT table.
 //! - [`probe_pin`]: health probes through the data path (`check_through_tunnel`), pinned to
 //!   the real server they check.
+//! - [`tunnel_link`]: TUN mode's frame path (`--tunnel-tx frames`): which real servers the
+//!   workers reach with Ethernet frames on the `AF_PACKET` socket instead of the raw socket.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
 
 pub mod conn;
@@ -32,6 +34,7 @@ pub mod service;
 pub mod snat;
 pub mod stats;
 pub mod table;
+pub mod tunnel_link;
 mod verdict;
 
 #[cfg(test)]

@@ -3,7 +3,12 @@
 //! destination address and two iovecs (`[header, rest]`, so nothing is copied), up to
 //! `max_batch` messages go out per `sendmmsg`, and the arrays are allocated once. With `()` as
 //! the address type the messages carry no address, for connected sockets.
+//!
+//! [`send_gather`] sends one message of any number of buffers with `sendmsg` (one frame or
+//! packet right away); [`send_msg`] is its retry loop, also used for messages with control
+//! data.
 
+use std::io;
 use std::mem;
 use std::os::fd::RawFd;
 use std::ptr;
@@ -139,5 +144,52 @@ pub(super) fn iovec_of(buf: &[u8]) -> libc::iovec {
     libc::iovec {
         iov_base: buf.as_ptr().cast_mut().cast(),
         iov_len: buf.len(),
+    }
+}
+
+/// Sends one message to `addr` (a `sockaddr_*`) gathering `bufs` with `sendmsg`, using `iovs`
+/// as scratch (at least `bufs.len()` entries, else `EMSGSIZE`); retries when interrupted.
+/// Returns the bytes sent.
+pub(super) fn send_gather<A: Copy>(
+    fd: RawFd,
+    addr: A,
+    bufs: &[&[u8]],
+    iovs: &mut [libc::iovec],
+) -> io::Result<usize> {
+    let Some(iovs) = iovs.get_mut(..bufs.len()) else {
+        return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+    };
+    for (iov, buf) in iovs.iter_mut().zip(bufs) {
+        *iov = iovec_of(buf);
+    }
+    let mut addr = addr;
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = ptr::addr_of_mut!(addr).cast();
+    msg.msg_namelen = mem::size_of::<A>() as libc::socklen_t;
+    msg.msg_iov = iovs.as_mut_ptr();
+    msg.msg_iovlen = iovs.len();
+    // SAFETY: `msg` points at `addr` and `iovs`, whose entries point at `bufs`; all of them
+    // outlive the call.
+    unsafe { send_msg(fd, &msg) }
+}
+
+/// `sendmsg(fd, msg, 0)`, retried when interrupted; returns the bytes sent.
+///
+/// # Safety
+///
+/// Every pointer in `msg` (name, iovecs and the buffers they point at, control) must be valid
+/// for reads of the length given with it for the duration of the call.
+pub(super) unsafe fn send_msg(fd: RawFd, msg: &libc::msghdr) -> io::Result<usize> {
+    loop {
+        // SAFETY: the caller guarantees the pointers in `msg`; the kernel only reads them.
+        let rc = unsafe { libc::sendmsg(fd, msg, 0) };
+        if rc >= 0 {
+            return Ok(rc as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
     }
 }

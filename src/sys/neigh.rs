@@ -1,8 +1,9 @@
-//! A small rtnetlink client for DR mode: where the kernel routes a real server, which Ethernet
-//! address its neighbour table holds for it, and asking the kernel to resolve one.
+//! A small rtnetlink client for DR mode and TUN mode's frame path: where the kernel routes a
+//! real server (interface, gateway, source address), what that interface is, which Ethernet
+//! address the neighbour table holds for it, and asking the kernel to resolve one.
 //!
 //! - [`Netlink`]: request / answer on a `NETLINK_ROUTE` socket: [`Netlink::route_get`]
-//!   (`ip route get`), [`Netlink::neighbours`] (`ip neigh show`), [`Netlink::link_mtu`] and
+//!   (`ip route get`), [`Netlink::neighbours`] (`ip neigh show`), [`Netlink::link`] and
 //!   [`Netlink::resolve`] (`ip neigh replace ADDR dev DEV use`: the kernel treats the entry as
 //!   used, so it sends ARP requests for an unknown or failed address and re-confirms a stale
 //!   one, exactly as if it had a packet to send there; no packet is sent to the real server).
@@ -60,6 +61,8 @@ pub struct Route {
     pub ifindex: u32,
     /// The next hop, if the destination is not on a directly connected network.
     pub gateway: Option<Ipv4Addr>,
+    /// The source address the kernel would give a packet on this route (`RTA_PREFSRC`).
+    pub prefsrc: Option<Ipv4Addr>,
 }
 
 impl Route {
@@ -71,6 +74,25 @@ impl Route {
     /// The destination is an address of this host (`RTN_LOCAL`).
     pub fn is_local(&self) -> bool {
         self.kind == libc::RTN_LOCAL
+    }
+}
+
+/// What the kernel says about one interface (`RTM_NEWLINK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// `ifi_type`: `ARPHRD_ETHER` (1) for Ethernet and veth, `ARPHRD_LOOPBACK`,
+    /// `ARPHRD_NONE` for a TUN, ...
+    pub kind: u16,
+    /// `IFLA_MTU`.
+    pub mtu: Option<u32>,
+    /// `IFLA_ADDRESS`, when it is a 6-byte (Ethernet) address.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Link {
+    /// An Ethernet interface with an Ethernet address: frames can be built for it.
+    pub fn is_ethernet(&self) -> bool {
+        self.kind == libc::ARPHRD_ETHER && self.mac.is_some()
     }
 }
 
@@ -155,15 +177,22 @@ impl Netlink {
 
     /// The MTU of interface `ifindex`.
     pub fn link_mtu(&mut self, ifindex: u32) -> io::Result<u32> {
+        self.link(ifindex)?
+            .mtu
+            .ok_or_else(|| bad_answer("no MTU in the answer to RTM_GETLINK"))
+    }
+
+    /// Type, MTU and hardware address of interface `ifindex` (`ip link show dev DEV`).
+    pub fn link(&mut self, ifindex: u32) -> io::Result<Link> {
         let mut body = [0u8; IFINFOMSG_LEN];
         body[4..8].copy_from_slice(&ifindex.to_ne_bytes());
-        let mut mtu = None;
+        let mut link = None;
         self.transact(libc::RTM_GETLINK, 0, &body, |kind, payload| {
-            if kind == libc::RTM_NEWLINK && mtu.is_none() {
-                mtu = parse_link_mtu(payload);
+            if kind == libc::RTM_NEWLINK && link.is_none() {
+                link = parse_link(payload);
             }
         })?;
-        mtu.ok_or_else(|| bad_answer("no MTU in the answer to RTM_GETLINK"))
+        link.ok_or_else(|| bad_answer("no link in the answer to RTM_GETLINK"))
     }
 
     /// Asks the kernel to resolve `addr` on `ifindex` as if it had a packet for it
@@ -406,11 +435,13 @@ pub fn parse_route(payload: &[u8]) -> Option<Route> {
         kind: rtm[7],
         ifindex: 0,
         gateway: None,
+        prefsrc: None,
     };
     for (kind, data) in attributes(&payload[RTMSG_LEN..]) {
         match kind {
             libc::RTA_OIF => route.ifindex = u32_of(data)?,
             libc::RTA_GATEWAY => route.gateway = Some(ipv4(data)?),
+            libc::RTA_PREFSRC => route.prefsrc = Some(ipv4(data)?),
             _ => {}
         }
     }
@@ -439,6 +470,24 @@ pub fn parse_neigh(payload: &[u8]) -> Option<Neighbour> {
         state: u16::from_ne_bytes([ndm[8], ndm[9]]),
         lladdr,
     })
+}
+
+/// An `RTM_NEWLINK` payload: `ifinfomsg` (its `ifi_type`) then attributes.
+pub fn parse_link(payload: &[u8]) -> Option<Link> {
+    let ifi = payload.get(..IFINFOMSG_LEN)?;
+    let mut link = Link {
+        kind: u16::from_ne_bytes([ifi[2], ifi[3]]),
+        mtu: None,
+        mac: None,
+    };
+    for (kind, data) in attributes(&payload[IFINFOMSG_LEN..]) {
+        match kind {
+            libc::IFLA_MTU => link.mtu = u32_of(data),
+            libc::IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(data).ok(),
+            _ => {}
+        }
+    }
+    Some(link)
 }
 
 /// The `IFLA_MTU` of an `RTM_NEWLINK` payload.
@@ -556,6 +605,7 @@ mod tests {
                 (libc::RTA_DST, &[10, 3, 0, 12]),
                 (libc::RTA_OIF, &5u32.to_ne_bytes()),
                 (libc::RTA_GATEWAY, &[192, 168, 150, 1]),
+                (libc::RTA_PREFSRC, &[192, 168, 150, 7]),
             ],
         );
         let (hdr, payload) = messages(&msg).next().unwrap();
@@ -564,6 +614,41 @@ mod tests {
         assert!(r.is_unicast() && !r.is_local());
         assert_eq!(r.ifindex, 5);
         assert_eq!(r.gateway, Some(Ipv4Addr::new(192, 168, 150, 1)));
+        assert_eq!(r.prefsrc, Some(Ipv4Addr::new(192, 168, 150, 7)));
+    }
+
+    #[test]
+    fn a_link_answer_gives_type_mtu_and_address() {
+        let mut ifi = [0u8; IFINFOMSG_LEN];
+        ifi[2..4].copy_from_slice(&libc::ARPHRD_ETHER.to_ne_bytes());
+        ifi[4..8].copy_from_slice(&3u32.to_ne_bytes());
+        let msg = message(
+            libc::RTM_NEWLINK,
+            0,
+            1,
+            &ifi,
+            &[
+                (libc::IFLA_MTU, &1500u32.to_ne_bytes()),
+                (libc::IFLA_ADDRESS, &[2, 0, 0, 0, 0, 0x11]),
+            ],
+        );
+        let (_, payload) = messages(&msg).next().unwrap();
+        let link = parse_link(payload).unwrap();
+        assert_eq!(
+            link,
+            Link {
+                kind: libc::ARPHRD_ETHER,
+                mtu: Some(1500),
+                mac: Some([2, 0, 0, 0, 0, 0x11]),
+            }
+        );
+        assert!(link.is_ethernet());
+        assert_eq!(parse_link_mtu(payload), Some(1500));
+        // A TUN: no Ethernet type, no address.
+        ifi[2..4].copy_from_slice(&libc::ARPHRD_NONE.to_ne_bytes());
+        let msg = message(libc::RTM_NEWLINK, 0, 1, &ifi, &[]);
+        let (_, payload) = messages(&msg).next().unwrap();
+        assert!(!parse_link(payload).unwrap().is_ethernet());
     }
 
     #[test]
@@ -580,6 +665,7 @@ mod tests {
                 let _ = parse_neigh(payload);
                 let _ = parse_route(payload);
                 let _ = parse_link_mtu(payload);
+                let _ = parse_link(payload);
             }
         }
         // An attribute claiming more bytes than there are.
@@ -594,6 +680,9 @@ mod tests {
         assert!(r.is_local(), "{r:?}");
         assert!(r.ifindex > 0);
         assert!(nl.link_mtu(r.ifindex).unwrap() >= 1280);
+        let lo = nl.link(r.ifindex).unwrap();
+        assert_eq!(lo.kind, libc::ARPHRD_LOOPBACK);
+        assert!(!lo.is_ethernet());
         // The dump works (its content depends on the host).
         nl.neighbours().unwrap();
     }

@@ -18,12 +18,16 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
-use super::mmsg::SendBatch;
+use super::mmsg::{empty_iovec, send_gather, SendBatch};
 use super::raw::MsgError;
 use super::SendReport;
 
 /// Socket buffer size asked for (the kernel caps it at `wmem_max`).
 const SOCKET_BUFFER: usize = 4 << 20;
+
+/// The most buffers one [`FrameSender::send_parts`] gathers: the headers, then a GUE train's
+/// records as [`udp_gso::MAX_PARTS`](super::udp_gso::MAX_PARTS) buffers.
+pub const MAX_FRAME_PARTS: usize = 1 + super::udp_gso::MAX_PARTS;
 
 /// Where a frame goes: the interface and the next hop's Ethernet address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -119,6 +123,14 @@ impl FrameSender {
             .into_iter()
             .map(|(dst, header, rest)| (sockaddr_ll(dst), header, rest));
         self.batch.send(fd, items)
+    }
+
+    /// Sends one frame, the concatenation of `parts` (at most [`MAX_FRAME_PARTS`]; on the
+    /// `PACKET_VNET_HDR` socket the first starts with the virtio and Ethernet headers), to
+    /// `dst` with one `sendmsg`. Returns the bytes sent; `EMSGSIZE` if `parts` are too many.
+    pub fn send_parts(&self, dst: LinkDst, parts: &[&[u8]]) -> io::Result<usize> {
+        let mut iovs = [empty_iovec(); MAX_FRAME_PARTS];
+        send_gather(self.sock.as_raw_fd(), sockaddr_ll(dst), parts, &mut iovs)
     }
 
     /// The frames the last [`send_batch`](FrameSender::send_batch) could not send.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::mmsg::{empty_iovec, empty_mmsghdr, iovec_of, SendBatch};
+use super::mmsg::{empty_iovec, empty_mmsghdr, send_gather, SendBatch};
 use super::{poll_readable, PacketBatch, PacketMeta, SendReport};
 
 /// Socket buffer size asked for on every tunnel socket (the kernel caps it at `*mem_max`).
@@ -111,26 +111,9 @@ impl RawSender {
 
     /// Sends one packet (outer header then inner packet) with `sendmsg`; returns the bytes sent.
     pub fn send(&self, dst: Ipv4Addr, header: &[u8], inner: &[u8]) -> io::Result<usize> {
-        let mut addr = sockaddr_v4(dst, 0);
-        let mut iov = [iovec_of(header), iovec_of(inner)];
-        // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_name = ptr::addr_of_mut!(addr).cast();
-        msg.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_iov = iov.as_mut_ptr();
-        msg.msg_iovlen = 2;
-        loop {
-            // SAFETY: `msg` points at `addr` and `iov`, which point at `header` and `inner`; all
-            // of them outlive the call and the kernel only reads through them.
-            let rc = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &msg, 0) };
-            if rc >= 0 {
-                return Ok(rc as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        let mut iovs = [empty_iovec(); 2];
+        let fd = self.sock.as_raw_fd();
+        send_gather(fd, sockaddr_v4(dst, 0), &[header, inner], &mut iovs)
     }
 }
 

@@ -16,7 +16,7 @@ use std::ptr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::mmsg::iovec_of;
+use super::mmsg::{iovec_of, send_msg};
 
 /// `UDP_SEGMENT` (linux/udp.h): the `SOL_UDP` option and control message giving the segment
 /// size of a send.
@@ -185,18 +185,9 @@ impl UdpGsoPool {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         msg.msg_controllen = used;
-        loop {
-            // SAFETY: `msg` points at `addr`, `iovs` (which point at the caller's slices) and
-            // `control`, all alive for the call; the kernel only reads through them.
-            let rc = unsafe { libc::sendmsg(fd, &msg, 0) };
-            if rc >= 0 {
-                return Ok(rc as usize);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
-        }
+        // SAFETY: `msg` points at `addr`, `iovs` (which point at the caller's slices) and
+        // `control`, all alive for the call.
+        unsafe { send_msg(fd, &msg) }
     }
 }
 

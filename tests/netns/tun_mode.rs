@@ -46,6 +46,7 @@ for_each_encap!(
     agent_drops_tunnels_from_directors_not_allowed,
     replies_bypass_the_director,
     large_download_and_upload_arrive_intact,
+    frames_and_raw_socket_both_deliver,
 );
 
 /// Where the banner of each real server comes from.
@@ -55,6 +56,8 @@ const REAL_SERVERS: [(&str, &str); 2] = [("rs1", RS1), ("rs2", RS2)];
 struct Lab {
     topo: Topology,
     encap: &'static str,
+    /// The director.
+    director: Pid,
     /// The agents of rs1 and rs2, in that order.
     agents: [Pid; 2],
 }
@@ -63,8 +66,15 @@ impl Lab {
     /// Builds the topology and starts the director and, on each real server, an agent that
     /// accepts tunnels from `allow` and an httpd on VIP:80 with banner "from RIP".
     fn start(encap: &'static str, allow: &str) -> Lab {
+        Lab::start_with(encap, allow, &[])
+    }
+
+    /// [`Lab::start`] with `extra` flags for the director.
+    fn start_with(encap: &'static str, allow: &str, extra: &[&str]) -> Lab {
         let topo = tun_lab::build();
-        start_director(topo.ns("director"), &["--local-address", DIRECTOR]);
+        let mut args = vec!["--local-address", DIRECTOR];
+        args.extend_from_slice(extra);
+        let director = start_director(topo.ns("director"), &args);
         let mut agents = Vec::new();
         for (role, rip) in REAL_SERVERS {
             let ns = topo.ns(role);
@@ -75,6 +85,7 @@ impl Lab {
         Lab {
             topo,
             encap,
+            director,
             agents,
         }
     }
@@ -369,6 +380,75 @@ fn large_download_and_upload_arrive_intact(encap: &'static str) {
         format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
         "upload"
     );
+}
+
+/// (g) `--tunnel-tx raw` (the kernel routes every packet) and `--tunnel-tx frames` (Ethernet
+/// frames to the router's MAC on the AF_PACKET socket) both deliver new connections, a 1 MB
+/// download and a 1 MB upload; only the second takes the frame path (for GUE super-packets
+/// too: trains sent whole as frames), as the director's log says.
+fn frames_and_raw_socket_both_deliver(encap: &'static str) {
+    for tx in ["raw", "frames"] {
+        let lab = Lab::start_with(encap, &format!("{DIRECTOR}/32"), &["--tunnel-tx", tx]);
+        lab.add_service("rr", "", [1, 1]);
+        let framed_expected = if tx == "frames" {
+            // The first packets may take the raw socket while the router's MAC is resolved.
+            wait_until("the resolver to frame both real servers", STARTUP, || {
+                let log = lab.ns("director").log(lab.director);
+                [RS1, RS2].iter().all(|rip| {
+                    log.contains(&format!(
+                        "TUN real server {rip} (TCP {VIP}:80): tunnel packets leave as Ethernet frames on interface"
+                    ))
+                })
+            });
+            true
+        } else {
+            false
+        };
+        let answers = lab.banners(20);
+        let counts = count(&answers);
+        assert_eq!(
+            counts.len(),
+            2,
+            "{tx}: both real servers answer: {counts:?}"
+        );
+        let download = lab.get_many(1, "/bytes/1000000", "20");
+        assert!(!download.is_empty(), "{tx}: the 1 MB download failed");
+        // An upload crosses the director as GSO super-packets (GUE: trains).
+        const SIZE: u64 = 1 << 20;
+        let up = TempPath::new(&format!("upload-{tx}-{encap}-{}", lab.ns("client").name()));
+        let mut data = vec![0u8; SIZE as usize];
+        fill_blob(0, &mut data);
+        fs::write(up.path(), &data).expect("write the upload");
+        let body = format!("@{}", up.arg());
+        let url = format!("http://{VIP}/upload");
+        let answer = lab.ns("client").exec(
+            "curl",
+            &["-s", "-f", "--max-time", "20", "--data-binary", &body, &url],
+        );
+        assert_eq!(
+            answer,
+            format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
+            "{tx}: upload"
+        );
+        let log = lab.ns("director").log(lab.director);
+        if encap == "gue" {
+            assert_eq!(
+                log.contains("GUE trains leave whole as Ethernet frames"),
+                framed_expected,
+                "{tx}: GUE trains as frames? director log:\n{log}"
+            );
+        }
+        let framed = log.contains("tunnel packets sent as Ethernet frames");
+        assert_eq!(
+            framed, framed_expected,
+            "{tx}: frames sent? director log:\n{log}"
+        );
+        assert_eq!(
+            log.contains("tunnel packets leave as Ethernet frames"),
+            framed_expected,
+            "{tx}: the resolver's decision, director log:\n{log}"
+        );
+    }
 }
 
 /// Needs no director (so it runs with the harness self-test, `cargo test --test netns harness`):
