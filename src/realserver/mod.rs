@@ -252,16 +252,18 @@ pub fn run_until(args: &AgentArgs, stop: impl FnMut() -> bool) -> anyhow::Result
 /// DR mode: hide the VIPs (also from ARP on the LAN interfaces) and wait for `stop()`.
 fn run_dr(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
     let mut net = NetChanges::new();
-    hide_vips(&mut net, &args.vips)?;
     let lan = if args.lan_ifs.is_empty() {
         lan_interfaces().context("list the network interfaces")?
     } else {
         args.lan_ifs.clone()
     };
+    // The LAN interfaces' ARP settings before the VIP appears on lo, so it is never
+    // answered for on any of them.
     for iface in &lan {
         net.set_sysctl(&conf_key(iface, "arp_ignore"), "1")?;
         net.set_sysctl(&conf_key(iface, "arp_announce"), "2")?;
     }
+    hide_vips(&mut net, &args.vips)?;
     eprintln!(
         "{LOG} serving {} in DR mode: hidden on lo, ARP for it ignored on {}",
         join(&args.vips),
