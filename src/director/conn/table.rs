@@ -66,6 +66,8 @@ const MIN_SLOTS: usize = 16;
 const MAX_SLOTS: usize = 1 << 40;
 /// Largest probe distance a slot can record (stored as distance + 1 in a byte, 0 = empty).
 const MAX_DIST: u8 = u8::MAX;
+/// Slots [`ConnTable::prefetch`] loads from a key's home slot on.
+const PREFETCH_SLOTS: usize = 3;
 /// Rehash attempts with a fresh hash seed before an insert gives up (see [`ConnTable::insert`]).
 const RESEED_ATTEMPTS: u32 = 8;
 
@@ -84,8 +86,10 @@ fn slots_for(entries: usize) -> usize {
     slots
 }
 
-/// One slot of the table.
+/// One slot of the table. `repr(C)`: [`ConnTable::prefetch`] relies on `fp` being the last
+/// byte.
 #[derive(Clone, Copy)]
+#[repr(C)]
 struct Slot {
     conn: Conn,
     key: ConnKey,
@@ -96,6 +100,7 @@ struct Slot {
 }
 
 const _: () = assert!(core::mem::size_of::<Slot>() == 28);
+const _: () = assert!(core::mem::offset_of!(Slot, fp) == 27);
 
 impl Slot {
     const EMPTY: Slot = Slot {
@@ -266,13 +271,25 @@ impl ConnTable {
         }
     }
 
-    /// Starts loading the slot where a lookup of `key` begins, so that a later
-    /// [`get_mut`](Self::get_mut) finds it in cache. Call it for a whole batch first.
+    /// Starts loading the slots a lookup of `key` reads, so that a later
+    /// [`get_mut`](Self::get_mut) finds them in cache. Call it for a whole batch first.
+    ///
+    /// A lookup reads its home slot and walks on while the entries it meets are at least as far
+    /// from home as it is: at 1M flows in 2^21 slots 67% of the entries sit in their home slot,
+    /// 24% one further and 7% two further, so this loads [`PREFETCH_SLOTS`] slots. 28-byte
+    /// slots straddle cache lines, so it loads the line of the home slot's first byte and of
+    /// each following slot's last byte: no line in between is skipped (each step is < 64
+    /// bytes).
     #[inline]
     pub fn prefetch(&self, key: &ConnKey) {
         let i = self.hash(key) as usize & self.mask;
         if let Some(slot) = self.slots.get(i) {
             crate::sys::prefetch(slot);
+        }
+        for k in 1..PREFETCH_SLOTS {
+            if let Some(slot) = self.slots.get((i + k) & self.mask) {
+                crate::sys::prefetch(&slot.fp);
+            }
         }
     }
 
