@@ -46,12 +46,17 @@ pub fn data(bytes: &[u8]) -> u16 {
     if rest.len() >= 8 {
         a = add64(a, word(&rest[..8]));
     }
-    let tail = &rest[rest.len() & !7..];
-    if !tail.is_empty() {
-        // Zero padding on the right is exactly RFC 1071's rule for an odd length.
-        let mut pad = [0u8; 8];
-        pad[..tail.len()].copy_from_slice(tail);
-        b = add64(b, u64::from_ne_bytes(pad));
+    let mut tail = &rest[rest.len() & !7..];
+    if let Some((w, r)) = tail.split_first_chunk::<4>() {
+        b = add64(b, u64::from(u32::from_ne_bytes(*w)));
+        tail = r;
+    }
+    if let Some((w, r)) = tail.split_first_chunk::<2>() {
+        a = add64(a, u64::from(u16::from_ne_bytes(*w)));
+        tail = r;
+    }
+    if let Some(&last) = tail.first() {
+        a = add64(a, u64::from(u16::from_ne_bytes([last, 0])));
     }
     u16::from_be(fold(add64(a, b)))
 }

@@ -338,7 +338,20 @@ impl Ipv4Repr {
         p.set_protocol(self.protocol);
         p.buffer[field::SRC_ADDR].copy_from_slice(&self.src.octets());
         p.buffer[field::DST_ADDR].copy_from_slice(&self.dst.octets());
-        p.fill_checksum();
+        let (s, d) = (u32::from(self.src), u32::from(self.dst));
+        let df = if self.dont_frag { FLAG_DF } else { 0 };
+        let sum = (0x4500 | u32::from(self.tos))
+            + total as u32
+            + u32::from(self.ident)
+            + u32::from(df)
+            + (u32::from(self.ttl) << 8 | u32::from(self.protocol))
+            + (s >> 16)
+            + (s & 0xffff)
+            + (d >> 16)
+            + (d & 0xffff);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        let sum = (sum & 0xffff) + (sum >> 16);
+        p.set_checksum(!(sum as u16));
         Ok(())
     }
 }
@@ -430,6 +443,67 @@ mod tests {
             ..r
         };
         assert_eq!(huge.emit(&mut buf), Err(Error::BufferTooSmall));
+    }
+
+    #[test]
+    fn emitted_checksum_is_the_header_sum_for_extreme_fields() {
+        // emit sums the fields directly instead of re-reading the header; it must agree with
+        // the checksum computed over the written bytes for every corner of every field.
+        for (tos, df, ttl, ident, len, src, dst) in [
+            (
+                0,
+                false,
+                0,
+                0,
+                0,
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::UNSPECIFIED,
+            ),
+            (
+                0xff,
+                true,
+                0xff,
+                0xffff,
+                65_515,
+                Ipv4Addr::BROADCAST,
+                Ipv4Addr::BROADCAST,
+            ),
+            (
+                0xb8,
+                true,
+                64,
+                0x8001,
+                1480,
+                Ipv4Addr::new(10, 3, 0, 11),
+                Ipv4Addr::new(255, 255, 0, 1),
+            ),
+            (
+                3,
+                false,
+                1,
+                1,
+                1,
+                Ipv4Addr::new(0, 0, 255, 255),
+                Ipv4Addr::new(255, 255, 255, 0),
+            ),
+        ] {
+            let r = Ipv4Repr {
+                src,
+                dst,
+                protocol: IpProtocol::UDP,
+                tos,
+                dont_frag: df,
+                ttl,
+                payload_len: len,
+                ident,
+            };
+            let mut buf = [0u8; 20];
+            r.emit(&mut buf).unwrap();
+            let emitted = u16::from_be_bytes([buf[10], buf[11]]);
+            let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+            p.fill_checksum();
+            assert_eq!(emitted, p.checksum(), "{r:?}");
+        }
     }
 
     #[test]
