@@ -59,7 +59,8 @@
 //! | `tunlb_agent_received_packets_total` | counter | | tunnel packets received |
 //! | `tunlb_agent_delivered_packets_total` | counter | | inner packets written into the TUN |
 //! | `tunlb_agent_gro_super_packets_total` | counter | | GUE: TCP super-packets written whole (merged from a `UDP_GRO` train; their segments count in delivered) |
-//! | `tunlb_agent_drops_total` | counter | `reason` | dropped: `not_allowed` (allow-list), `not_vip`, `inner_source_not_allowed`, `recv_truncated`, `tun_write_error` and every decapsulation error ([`crate::encap::StripError`] labels), 0 included |
+//! | `tunlb_agent_kernel_merged_packets_total` | counter | | IPIP/GRE: packets the kernel's GRO had merged (longer than the receiving interface's MTU), repaired before delivery |
+//! | `tunlb_agent_drops_total` | counter | `reason` | dropped: `not_allowed` (allow-list), `not_vip`, `inner_source_not_allowed`, `recv_truncated`, `tun_write_error`, `merged_unsupported` (a kernel-merged packet that is not TCP/IPv4) and every decapsulation error ([`crate::encap::StripError`] labels), 0 included |
 //! | `tunlb_build_info` | gauge (info) | `version` | 1 |
 //!
 //! The incoming counters of the whole director include real servers deleted since; the
@@ -607,6 +608,12 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
         "TCP super-packets written whole into the TUN, merged from a UDP_GRO train of GUE records.",
         s.gro_super_packets,
     );
+    counter(
+        &mut r,
+        "tunlb_agent_kernel_merged_packets",
+        "IPIP/GRE packets the kernel's GRO had merged (longer than the receiving interface's MTU), repaired before delivery.",
+        s.kernel_merged,
+    );
     let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
     let fixed = [
         ("not_allowed", s.not_allowed),
@@ -614,6 +621,7 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
         ("inner_source_not_allowed", s.inner_source_not_allowed),
         ("recv_truncated", s.recv_truncated),
         ("tun_write_error", s.tun_write_error),
+        ("merged_unsupported", s.merged_unsupported),
     ];
     let strip = StripError::ALL
         .iter()

@@ -1,0 +1,371 @@
+//! Tunnel packets the kernel merged before the raw socket saw them (IPIP / GRE GRO).
+//!
+//! The kernel's GRO knows IPIP and GRE (`ipip_gro_receive`, `gre_gro_receive`, built in even
+//! without the tunnel modules): with GRO on the receiving NIC, consecutive tunnelled segments
+//! of one TCP flow reach the raw socket as one packet. The outer and inner IPv4 headers are
+//! fixed (lengths, checksums), but the inner TCP checksum is not a checksum of the whole: the
+//! merged skb is `CHECKSUM_PARTIAL` and `tcp4_gro_complete` left the pseudo-header sum in
+//! the field (the fraglist variant leaves the first segment's checksum). Written into the TUN
+//! as is, the kernel's TCP counts a checksum error and drops it.
+//!
+//! **Signal.** A raw socket hands over no GSO metadata, but nothing longer than the
+//! receiving interface's MTU comes off a wire: such a packet was merged (or reassembled from
+//! fragments, see below). The receiver asks for `IP_PKTINFO` and [`MtuCache`] maps the
+//! interface index to its MTU. Every packet that fits the MTU keeps the ordinary path
+//! untouched (its checksum is the sender's, the kernel checks it).
+//!
+//! **What is written** ([`MergedTcp`]): into a TUN with virtio headers, the packet whole
+//! behind a header `GSO_TCPV4`, `NEEDS_CSUM` (`csum_start` = inner TCP header, `csum_offset`
+//! 16, the field set to the pseudo-header sum), `gso_size` = the most payload one wire
+//! packet could have carried (MTU − outer headers − inner headers). The kernel takes it like
+//! the GRO packet it was: TCP sees one large segment whose `gso_size` keeps its receive-MSS
+//! estimate sane (a large packet without `gso_size` makes `tcp_measure_rcv_mss` warn about a
+//! "suspect GRO implementation"), and a forwarding gateway re-segments it to wire size.
+//! Without virtio headers the agent cuts it into segments of that size itself, each with a
+//! full checksum. The real segment size is lost in the merge; the estimate is an upper bound
+//! of it, which is all either use needs.
+//!
+//! A merged packet that is not plain TCP/IPv4 (UDP merged by `UDP_GRO` forwarding: its
+//! datagram boundaries cannot be recovered) is dropped and counted
+//! ([`MergedDrop`]).
+//!
+//! Reassembled fragments longer than the MTU take the same path: they are delivered
+//! correctly, but their TCP checksum is recomputed rather than checked (the kernel merged
+//! GRO segments only after checking each one; fragments it did not check).
+
+use std::time::{Duration, Instant};
+
+use crate::wire::gso::{self, VnetHdr};
+use crate::wire::IpProtocol;
+
+/// How long a looked-up MTU is trusted before it is asked again.
+pub const MTU_REFRESH: Duration = Duration::from_secs(1);
+
+/// Interface index → MTU, asked once per interface and again every [`MTU_REFRESH`].
+#[derive(Debug, Default)]
+pub struct MtuCache {
+    entries: Vec<(u32, u32)>,
+    since: Option<Instant>,
+}
+
+impl MtuCache {
+    /// An empty cache.
+    pub fn new() -> MtuCache {
+        MtuCache::default()
+    }
+
+    /// Forgets every entry once [`MTU_REFRESH`] has passed since the first was stored (call
+    /// once per received batch).
+    pub fn tick(&mut self, now: Instant) {
+        match self.since {
+            Some(t) if now.saturating_duration_since(t) >= MTU_REFRESH => {
+                self.entries.clear();
+                self.since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// The MTU of `ifindex`, asking `fetch` on a miss. An interface whose MTU cannot be read
+    /// counts as unlimited (nothing on it is taken for merged) until the next refresh.
+    pub fn get(
+        &mut self,
+        ifindex: u32,
+        now: Instant,
+        fetch: impl FnOnce(u32) -> Option<u32>,
+    ) -> u32 {
+        if let Some(&(_, mtu)) = self.entries.iter().find(|(i, _)| *i == ifindex) {
+            return mtu;
+        }
+        let mtu = fetch(ifindex).unwrap_or(u32::MAX);
+        self.entries.push((ifindex, mtu));
+        self.since.get_or_insert(now);
+        mtu
+    }
+}
+
+/// Whether a tunnel packet of `outer_len` bytes (outer IPv4 header included) that arrived on
+/// an interface with this MTU was merged by the kernel: longer than the wire carries.
+pub fn is_merged(outer_len: usize, mtu: u32) -> bool {
+    u32::try_from(outer_len).map_or(true, |len| len > mtu)
+}
+
+/// Why a merged packet could not be delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergedDrop {
+    /// Not a whole TCP/IPv4 packet (e.g. UDP merged by `UDP_GRO` forwarding, whose datagram
+    /// boundaries are lost), or no room for a segment in the MTU.
+    Unsupported,
+}
+
+/// TCP flag bit CWR.
+const CWR: u8 = 0x80;
+
+/// A merged TCP/IPv4 packet and the segment size it is delivered with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergedTcp {
+    ihl: usize,
+    header_len: usize,
+    gso_size: u16,
+}
+
+impl MergedTcp {
+    /// Checks the inner packet `inner` of a merged tunnel packet; `max_inner` is the longest
+    /// inner packet one wire packet could carry (the MTU minus the outer headers).
+    pub fn new(inner: &[u8], max_inner: usize) -> Result<MergedTcp, MergedDrop> {
+        let bad = MergedDrop::Unsupported;
+        let ihl = usize::from(*inner.first().ok_or(bad)? & 0x0f) * 4;
+        if inner.len() < 20 || inner[0] >> 4 != 4 || ihl < 20 || inner[9] != IpProtocol::TCP {
+            return Err(bad);
+        }
+        let total = usize::from(u16::from_be_bytes([inner[2], inner[3]]));
+        if total != inner.len() || u16::from_be_bytes([inner[6], inner[7]]) & 0x3fff != 0 {
+            return Err(bad);
+        }
+        let doff = usize::from(*inner.get(ihl + 12).ok_or(bad)? >> 4) * 4;
+        let header_len = ihl + doff;
+        if doff < 20 || header_len >= total {
+            return Err(bad);
+        }
+        let gso_size = max_inner
+            .checked_sub(header_len)
+            .filter(|&s| s > 0)
+            .and_then(|s| u16::try_from(s).ok())
+            .ok_or(bad)?;
+        Ok(MergedTcp {
+            ihl,
+            header_len,
+            gso_size,
+        })
+    }
+
+    /// The payload bytes per segment: the most one wire packet could have carried.
+    pub fn gso_size(&self) -> u16 {
+        self.gso_size
+    }
+
+    /// Prepares `inner` (the packet [`new`](Self::new) checked) to be written behind the
+    /// returned virtio header: the TCP checksum field gets the pseudo-header sum, the header
+    /// says `NEEDS_CSUM` there and, if the payload is longer than one segment, `GSO_TCPV4`
+    /// with [`gso_size`](Self::gso_size). `None` if `inner` is not that packet.
+    pub fn vnet_hdr(&self, inner: &mut [u8]) -> Option<VnetHdr> {
+        let partial = gso::partial_tcp_checksum(inner, inner.len())?;
+        let at = self.ihl + 16;
+        inner
+            .get_mut(at..at + 2)?
+            .copy_from_slice(&partial.to_be_bytes());
+        let payload = inner.len().checked_sub(self.header_len)?;
+        let gso_type = match payload > usize::from(self.gso_size) {
+            false => gso::GSO_NONE,
+            true if inner.get(self.ihl + 13)? & CWR != 0 => gso::GSO_TCPV4 | gso::GSO_ECN,
+            true => gso::GSO_TCPV4,
+        };
+        Some(VnetHdr {
+            flags: gso::F_NEEDS_CSUM,
+            gso_type,
+            hdr_len: u16::try_from(self.header_len).ok()?,
+            gso_size: if gso_type == gso::GSO_NONE {
+                0
+            } else {
+                self.gso_size
+            },
+            csum_start: u16::try_from(self.ihl).ok()?,
+            csum_offset: 16,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::checksum;
+    use crate::wire::gso::TcpSegmenter;
+    use crate::wire::testing::tcp_packet;
+    use crate::wire::Ipv4Packet;
+    use std::net::Ipv4Addr;
+
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
+    /// The receiving interface's MTU and the IPIP outer header.
+    const MTU: usize = 1500;
+    const OUTER: usize = 20;
+
+    /// Whether the TCP checksum of the TCP/IPv4 packet `p` is valid.
+    fn tcp_checksum_ok(p: &[u8]) -> bool {
+        let Some(&b0) = p.first() else {
+            return false;
+        };
+        let ihl = usize::from(b0 & 0x0f) * 4;
+        let (Some(ip), Some(l4)) = (p.get(..20), p.get(ihl..)) else {
+            return false;
+        };
+        let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+        let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let Ok(len) = u16::try_from(l4.len()) else {
+            return false;
+        };
+        checksum::combine(&[
+            checksum::pseudo_header_v4(src, dst, IpProtocol::TCP, len),
+            checksum::data(l4),
+        ]) == 0xffff
+    }
+
+    /// What the kernel's IPIP GRO hands the raw socket for `n` wire segments of `seg`
+    /// payload bytes: the outer header (total length and checksum fixed), the inner packet
+    /// with the first segment's headers (total length and IP checksum fixed) and the TCP
+    /// checksum field as `stale` leaves it: the first segment's checksum (fraglist GRO) or
+    /// the pseudo-header sum (`tcp4_gro_complete`). Returns it with the original segments.
+    fn merged_ipip(n: usize, seg: usize, kernel_sum: bool) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut whole = tcp_packet(CLIENT, 40000, VIP, 80, 0x10, n * seg);
+        for (i, b) in whole[40..].iter_mut().enumerate() {
+            *b = (i * 13 + 5) as u8;
+        }
+        let cut = TcpSegmenter::new(&whole, seg as u16).unwrap();
+        let segs: Vec<Vec<u8>> = (0..cut.count())
+            .map(|i| {
+                let mut o = vec![0u8; 2000];
+                let len = cut.write_segment(&whole, i, &mut o).unwrap();
+                o.truncate(len);
+                o
+            })
+            .collect();
+        // GRO: first segment's headers, every payload, lengths and IP checksum fixed.
+        let mut inner = segs[0].clone();
+        for s in &segs[1..] {
+            inner.extend_from_slice(&s[40..]);
+        }
+        let total = inner.len() as u16;
+        inner[2..4].copy_from_slice(&total.to_be_bytes());
+        inner[10..12].copy_from_slice(&[0, 0]);
+        let s = !checksum::data(&inner[..20]);
+        inner[10..12].copy_from_slice(&s.to_be_bytes());
+        if kernel_sum {
+            let p = gso::partial_tcp_checksum(&inner, inner.len()).unwrap();
+            inner[36..38].copy_from_slice(&p.to_be_bytes());
+        }
+        let mut outer = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 4, 0, 0, 192, 168, 1, 2, 192, 168, 1, 3,
+        ];
+        let len = (OUTER + inner.len()) as u16;
+        outer[2..4].copy_from_slice(&len.to_be_bytes());
+        let s = !checksum::data(&outer);
+        outer[10..12].copy_from_slice(&s.to_be_bytes());
+        outer.extend_from_slice(&inner);
+        (outer, segs)
+    }
+
+    #[test]
+    fn merged_means_longer_than_the_mtu() {
+        let (pkt, segs) = merged_ipip(3, 1448, true);
+        assert!(is_merged(pkt.len(), MTU as u32));
+        // One wire packet (segment + outer header) fits exactly.
+        assert_eq!(segs[0].len() + OUTER, 1508);
+        assert!(!is_merged(1500, 1500));
+        assert!(is_merged(1501, 1500));
+        assert!(!is_merged(9000, u32::MAX));
+    }
+
+    #[test]
+    fn a_merged_packet_as_is_fails_the_tcp_checksum() {
+        // The bug: what the kernel's TCP would see without the fix.
+        for kernel_sum in [true, false] {
+            let (pkt, _) = merged_ipip(4, 1000, kernel_sum);
+            assert!(!tcp_checksum_ok(&pkt[OUTER..]), "kernel_sum={kernel_sum}");
+        }
+    }
+
+    #[test]
+    fn a_merged_tcp_packet_gets_a_gso_header_and_the_pseudo_header_sum() {
+        for kernel_sum in [true, false] {
+            let (mut pkt, segs) = merged_ipip(4, 1000, kernel_sum);
+            let inner = &mut pkt[OUTER..];
+            let plan = MergedTcp::new(inner, MTU - OUTER).unwrap();
+            // 1500 − 20 outer − 20 IP − 20 TCP.
+            assert_eq!(plan.gso_size(), 1440);
+            let vh = plan.vnet_hdr(inner).unwrap();
+            assert_eq!(vh.flags, gso::F_NEEDS_CSUM);
+            assert_eq!(vh.gso_type, gso::GSO_TCPV4);
+            assert_eq!(vh.gso_size, 1440);
+            assert_eq!(vh.hdr_len, 40);
+            assert_eq!((vh.csum_start, vh.csum_offset), (20, 16));
+            vh.check(inner).unwrap();
+            let partial = gso::partial_tcp_checksum(inner, inner.len()).unwrap();
+            assert_eq!(inner[36..38], partial.to_be_bytes());
+            // What the kernel does with NEEDS_CSUM gives a valid checksum ...
+            let mut done = inner.to_vec();
+            gso::complete_checksum(&mut done, vh.csum_start, vh.csum_offset).unwrap();
+            assert!(tcp_checksum_ok(&done));
+            assert!(Ipv4Packet::new_checked(&done[..])
+                .unwrap()
+                .verify_checksum());
+            // ... and the bytes of the original segments.
+            let data: Vec<u8> = segs.iter().flat_map(|s| s[40..].to_vec()).collect();
+            assert_eq!(&done[40..], &data[..]);
+        }
+    }
+
+    #[test]
+    fn without_offload_the_segments_carry_full_checksums() {
+        let (pkt, segs) = merged_ipip(5, 1200, true);
+        let inner = &pkt[OUTER..];
+        let plan = MergedTcp::new(inner, MTU - OUTER).unwrap();
+        let cut = TcpSegmenter::new(inner, plan.gso_size()).unwrap();
+        // 6000 bytes in segments of at most 1440: 5 segments, each wire-sized.
+        assert_eq!(cut.count(), 5);
+        let mut data = Vec::new();
+        let mut seq = u32::from_be_bytes(inner[24..28].try_into().unwrap());
+        for i in 0..cut.count() {
+            let mut o = vec![0u8; MTU];
+            let n = cut.write_segment(inner, i, &mut o).unwrap();
+            assert!(n + OUTER <= MTU);
+            assert!(tcp_checksum_ok(&o[..n]), "segment {i}");
+            assert!(Ipv4Packet::new_checked(&o[..n]).unwrap().verify_checksum());
+            assert_eq!(u32::from_be_bytes(o[24..28].try_into().unwrap()), seq);
+            seq = seq.wrapping_add((n - 40) as u32);
+            data.extend_from_slice(&o[40..n]);
+        }
+        let orig: Vec<u8> = segs.iter().flat_map(|s| s[40..].to_vec()).collect();
+        assert_eq!(data, orig);
+    }
+
+    #[test]
+    fn merged_non_tcp_and_malformed_packets_are_unsupported() {
+        let (pkt, _) = merged_ipip(2, 1000, true);
+        let mut udp = pkt[OUTER..].to_vec();
+        udp[9] = IpProtocol::UDP;
+        assert_eq!(
+            MergedTcp::new(&udp, MTU - OUTER),
+            Err(MergedDrop::Unsupported)
+        );
+        let mut frag = pkt[OUTER..].to_vec();
+        frag[6] |= 0x20;
+        assert!(MergedTcp::new(&frag, MTU - OUTER).is_err());
+        // Total length disagreeing with the bytes received.
+        assert!(MergedTcp::new(&pkt[OUTER..pkt.len() - 1], MTU - OUTER).is_err());
+        // No room for a payload byte in the MTU.
+        assert!(MergedTcp::new(&pkt[OUTER..], 40).is_err());
+        assert!(MergedTcp::new(&[0x45], 1480).is_err());
+        assert!(MergedTcp::new(&[], 1480).is_err());
+    }
+
+    #[test]
+    fn the_mtu_is_asked_once_per_interface_and_again_after_the_refresh() {
+        let mut c = MtuCache::new();
+        let t0 = Instant::now();
+        let mut asked = 0;
+        let mut fetch = |i: u32| {
+            asked += 1;
+            (i == 2).then_some(1500)
+        };
+        assert_eq!(c.get(2, t0, &mut fetch), 1500);
+        assert_eq!(c.get(2, t0, &mut fetch), 1500);
+        // Unknown interface: unlimited, and not asked again before the refresh.
+        assert_eq!(c.get(9, t0, &mut fetch), u32::MAX);
+        assert_eq!(c.get(9, t0, &mut fetch), u32::MAX);
+        c.tick(t0 + MTU_REFRESH / 2);
+        assert_eq!(c.get(2, t0, &mut fetch), 1500);
+        c.tick(t0 + MTU_REFRESH);
+        assert_eq!(c.get(2, t0 + MTU_REFRESH, &mut fetch), 1500);
+        assert_eq!(asked, 3);
+    }
+}
