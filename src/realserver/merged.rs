@@ -9,10 +9,12 @@
 //! as is, the kernel's TCP counts a checksum error and drops it.
 //!
 //! **Signal.** A raw socket hands over no GSO metadata, but nothing longer than the
-//! receiving interface's MTU comes off a wire: such a packet was merged (or reassembled from
-//! fragments, see below). The receiver asks for `IP_PKTINFO` and [`MtuCache`] maps the
-//! interface index to its MTU. Every packet that fits the MTU keeps the ordinary path
-//! untouched (its checksum is the sender's, the kernel checks it).
+//! receiving interface's MTU comes off a wire: such a packet was merged, or reassembled from
+//! fragments. The receiver asks for `IP_PKTINFO` and [`MtuCache`] maps the interface index to
+//! its MTU. Every packet that fits the MTU keeps the ordinary path untouched (its checksum is
+//! the sender's, the kernel checks it). A longer one is told apart by [`classify`]: GRO left
+//! the pseudo-header sum in its TCP (or UDP) checksum field, where a reassembled packet has
+//! its sender's full checksum and is delivered as is.
 //!
 //! **What is written** ([`MergedTcp`]): into a TUN with virtio headers, the packet whole
 //! behind a header `GSO_TCPV4`, `NEEDS_CSUM` (`csum_start` = inner TCP header, `csum_offset`
@@ -25,16 +27,18 @@
 //! full checksum. The real segment size is lost in the merge; the estimate is an upper bound
 //! of it, which is all either use needs.
 //!
-//! A merged packet that is not plain TCP/IPv4 (UDP merged by `UDP_GRO` forwarding: its
-//! datagram boundaries cannot be recovered) is dropped and counted
-//! ([`MergedDrop`]).
+//! A merged UDP packet (`UDP_GRO` forwarding, e.g. towards a QUIC server with `UDP_GRO` on
+//! the VIP: its datagram boundaries cannot be recovered) is dropped and counted
+//! ([`Oversize::Unsupported`]).
 //!
-//! Reassembled fragments longer than the MTU take the same path: they are delivered
-//! correctly, but their TCP checksum is recomputed rather than checked (the kernel merged
-//! GRO segments only after checking each one; fragments it did not check).
+//! Not repaired: merges that stay within the MTU (segments of a flow whose MSS is far below
+//! the path's, e.g. two 536-byte segments), and fraglist GRO (`rx-gro-list`, off by default),
+//! which leaves the first segment's checksum instead of the pseudo-header sum; both reach
+//! the kernel's TCP as today and fail its checksum.
 
 use std::time::{Duration, Instant};
 
+use crate::wire::checksum;
 use crate::wire::gso::{self, VnetHdr};
 use crate::wire::IpProtocol;
 
@@ -90,12 +94,56 @@ pub fn is_merged(outer_len: usize, mtu: u32) -> bool {
     u32::try_from(outer_len).map_or(true, |len| len > mtu)
 }
 
-/// Why a merged packet could not be delivered.
+/// What a tunnel packet longer than the MTU carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MergedDrop {
-    /// Not a whole TCP/IPv4 packet (e.g. UDP merged by `UDP_GRO` forwarding, whose datagram
-    /// boundaries are lost), or no room for a segment in the MTU.
+pub enum Oversize {
+    /// TCP merged by GRO: repair it ([`MergedTcp`]).
+    Tcp(MergedTcp),
+    /// Merged by GRO, but not repairable: UDP merged by `UDP_GRO` forwarding (its datagram
+    /// boundaries are lost), or a merged TCP packet with no room for a segment in the MTU.
     Unsupported,
+    /// Not merged: it carries its sender's checksum (an outer packet reassembled from
+    /// fragments), or is neither TCP nor UDP. Delivered as is; the kernel checks it.
+    Intact,
+}
+
+/// Tells what the inner packet `inner` of a tunnel packet longer than the MTU is;
+/// `max_inner` is the longest inner packet one wire packet could carry (the MTU minus the
+/// outer headers). GRO leaves its mark in the L4 checksum field: the pseudo-header sum
+/// (`tcp4_gro_complete`, and `udp4_gro_complete` when the checksum is not 0), where a packet
+/// that was not merged has its full checksum. A full checksum equal to the pseudo-header sum
+/// (data summing to zero) is repaired to the same value, which is harmless.
+pub fn classify(inner: &[u8], max_inner: usize) -> Oversize {
+    let Some(ihl) = inner.first().map(|b| usize::from(b & 0x0f) * 4) else {
+        return Oversize::Intact;
+    };
+    if inner.len() < 20 || inner[0] >> 4 != 4 || ihl < 20 {
+        return Oversize::Intact;
+    }
+    let (proto, at) = match inner[9] {
+        IpProtocol::TCP => (IpProtocol::TCP, ihl + 16),
+        IpProtocol::UDP => (IpProtocol::UDP, ihl + 6),
+        _ => return Oversize::Intact,
+    };
+    let (Some(field), Ok(l4_len)) = (
+        inner.get(at..at + 2),
+        u16::try_from(inner.len().saturating_sub(ihl)),
+    ) else {
+        return Oversize::Intact;
+    };
+    let field = u16::from_be_bytes([field[0], field[1]]);
+    let src = std::net::Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]);
+    let dst = std::net::Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]);
+    if field != checksum::pseudo_header_v4(src, dst, proto, l4_len) {
+        return Oversize::Intact;
+    }
+    match proto {
+        IpProtocol::TCP => {
+            MergedTcp::new(inner, max_inner).map_or(Oversize::Unsupported, Oversize::Tcp)
+        }
+        _ if field != 0 => Oversize::Unsupported,
+        _ => Oversize::Intact,
+    }
 }
 
 /// TCP flag bit CWR.
@@ -110,29 +158,28 @@ pub struct MergedTcp {
 }
 
 impl MergedTcp {
-    /// Checks the inner packet `inner` of a merged tunnel packet; `max_inner` is the longest
-    /// inner packet one wire packet could carry (the MTU minus the outer headers).
-    pub fn new(inner: &[u8], max_inner: usize) -> Result<MergedTcp, MergedDrop> {
-        let bad = MergedDrop::Unsupported;
-        let ihl = usize::from(*inner.first().ok_or(bad)? & 0x0f) * 4;
+    /// Checks the inner packet `inner` of a merged tunnel packet (a whole TCP/IPv4 packet);
+    /// `max_inner` is the longest inner packet one wire packet could carry (the MTU minus
+    /// the outer headers). `None` if it is not such a packet or no payload fits `max_inner`.
+    pub fn new(inner: &[u8], max_inner: usize) -> Option<MergedTcp> {
+        let ihl = usize::from(*inner.first()? & 0x0f) * 4;
         if inner.len() < 20 || inner[0] >> 4 != 4 || ihl < 20 || inner[9] != IpProtocol::TCP {
-            return Err(bad);
+            return None;
         }
         let total = usize::from(u16::from_be_bytes([inner[2], inner[3]]));
         if total != inner.len() || u16::from_be_bytes([inner[6], inner[7]]) & 0x3fff != 0 {
-            return Err(bad);
+            return None;
         }
-        let doff = usize::from(*inner.get(ihl + 12).ok_or(bad)? >> 4) * 4;
+        let doff = usize::from(*inner.get(ihl + 12)? >> 4) * 4;
         let header_len = ihl + doff;
         if doff < 20 || header_len >= total {
-            return Err(bad);
+            return None;
         }
         let gso_size = max_inner
             .checked_sub(header_len)
             .filter(|&s| s > 0)
-            .and_then(|s| u16::try_from(s).ok())
-            .ok_or(bad)?;
-        Ok(MergedTcp {
+            .and_then(|s| u16::try_from(s).ok())?;
+        Some(MergedTcp {
             ihl,
             header_len,
             gso_size,
@@ -178,7 +225,6 @@ impl MergedTcp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::checksum;
     use crate::wire::gso::TcpSegmenter;
     use crate::wire::testing::tcp_packet;
     use crate::wire::Ipv4Packet;
@@ -329,23 +375,62 @@ mod tests {
     }
 
     #[test]
-    fn merged_non_tcp_and_malformed_packets_are_unsupported() {
+    fn gro_merged_tcp_is_told_from_reassembled_fragments_by_its_checksum_field() {
+        let (pkt, _) = merged_ipip(3, 1400, true);
+        let inner = &pkt[OUTER..];
+        let plan = MergedTcp::new(inner, MTU - OUTER).unwrap();
+        assert_eq!(classify(inner, MTU - OUTER), Oversize::Tcp(plan));
+        // The same bytes with a full checksum: an outer packet reassembled from fragments.
+        let mut whole = inner.to_vec();
+        whole[36..38].copy_from_slice(&[0, 0]);
+        let sum = checksum::combine(&[
+            checksum::pseudo_header_v4(CLIENT, VIP, 6, (whole.len() - 20) as u16),
+            checksum::data(&whole[20..]),
+        ]);
+        whole[36..38].copy_from_slice(&(!sum).to_be_bytes());
+        assert!(tcp_checksum_ok(&whole));
+        assert_eq!(classify(&whole, MTU - OUTER), Oversize::Intact);
+        // Fraglist GRO's stale first-segment checksum is not repaired (documented).
+        let (stale, _) = merged_ipip(3, 1400, false);
+        assert_eq!(classify(&stale[OUTER..], MTU - OUTER), Oversize::Intact);
+        // GRO's mark, but no room for a payload byte in the MTU.
+        assert_eq!(classify(inner, 40), Oversize::Unsupported);
+    }
+
+    #[test]
+    fn merged_udp_is_unsupported_and_other_oversize_packets_are_intact() {
         let (pkt, _) = merged_ipip(2, 1000, true);
+        // UDP with GRO's pseudo-header sum in its checksum field.
         let mut udp = pkt[OUTER..].to_vec();
         udp[9] = IpProtocol::UDP;
-        assert_eq!(
-            MergedTcp::new(&udp, MTU - OUTER),
-            Err(MergedDrop::Unsupported)
-        );
+        let l4 = (udp.len() - 20) as u16;
+        udp[24..26].copy_from_slice(&l4.to_be_bytes());
+        let p = checksum::pseudo_header_v4(CLIENT, VIP, IpProtocol::UDP, l4);
+        udp[26..28].copy_from_slice(&p.to_be_bytes());
+        assert_eq!(classify(&udp, MTU - OUTER), Oversize::Unsupported);
+        // UDP with a full (here: any other) checksum, or none: not merged by GRO.
+        udp[26..28].copy_from_slice(&(p ^ 1).to_be_bytes());
+        assert_eq!(classify(&udp, MTU - OUTER), Oversize::Intact);
+        udp[26..28].copy_from_slice(&[0, 0]);
+        assert_eq!(classify(&udp, MTU - OUTER), Oversize::Intact);
+        let mut icmp = pkt[OUTER..].to_vec();
+        icmp[9] = 1;
+        assert_eq!(classify(&icmp, MTU - OUTER), Oversize::Intact);
+        for short in [&[][..], &[0x45], &pkt[OUTER..OUTER + 30]] {
+            assert_eq!(classify(short, MTU - OUTER), Oversize::Intact);
+        }
+    }
+
+    #[test]
+    fn malformed_merged_tcp_is_refused() {
+        let (pkt, _) = merged_ipip(2, 1000, true);
         let mut frag = pkt[OUTER..].to_vec();
         frag[6] |= 0x20;
-        assert!(MergedTcp::new(&frag, MTU - OUTER).is_err());
+        assert!(MergedTcp::new(&frag, MTU - OUTER).is_none());
         // Total length disagreeing with the bytes received.
-        assert!(MergedTcp::new(&pkt[OUTER..pkt.len() - 1], MTU - OUTER).is_err());
-        // No room for a payload byte in the MTU.
-        assert!(MergedTcp::new(&pkt[OUTER..], 40).is_err());
-        assert!(MergedTcp::new(&[0x45], 1480).is_err());
-        assert!(MergedTcp::new(&[], 1480).is_err());
+        assert!(MergedTcp::new(&pkt[OUTER..pkt.len() - 1], MTU - OUTER).is_none());
+        assert!(MergedTcp::new(&[0x45], 1480).is_none());
+        assert!(MergedTcp::new(&[], 1480).is_none());
     }
 
     #[test]

@@ -31,10 +31,11 @@ pub struct AgentStats {
     /// counted in `delivered`).
     pub gro_super_packets: u64,
     /// IPIP/GRE packets the kernel's GRO had merged (longer than the receiving interface's
-    /// MTU), delivered with a virtio header or cut back into segments ([`super::merged`]).
+    /// MTU, GRO's pseudo-header sum in the inner checksum field): TCP delivered with a virtio
+    /// header or cut back into segments ([`super::merged`]), UDP dropped.
     pub kernel_merged: u64,
-    /// Dropped: a merged packet that is not plain TCP/IPv4 (its segments cannot be
-    /// recovered).
+    /// Dropped: a merged packet that cannot be repaired (UDP, whose datagram boundaries are
+    /// lost).
     pub merged_unsupported: u64,
 }
 

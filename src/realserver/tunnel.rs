@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use super::filter::{AgentDrop, Filter};
 use super::gro::{self, TcpMerge};
-use super::merged::{self, MergedTcp, MtuCache};
+use super::merged::{self, MtuCache, Oversize};
 use super::stats::AgentStats;
 use crate::encap::{StripError, TunnelType};
 use crate::sys::raw::{RawReceiver, UdpReceiver};
@@ -295,10 +295,11 @@ impl Deliver<'_> {
         }
     }
 
-    /// Writes a tunnel packet the kernel merged (longer than `mtu`, the MTU of the interface
-    /// it arrived on; its inner packet at `inner` in `packet`), see [`merged`]: into a TUN
-    /// with virtio headers whole, as GSO with a partial checksum; else cut into segments with
-    /// full checksums (in `scratch`). Anything but TCP/IPv4 is dropped.
+    /// Writes a tunnel packet longer than `mtu`, the MTU of the interface it arrived on (its
+    /// inner packet at `inner` in `packet`), see [`merged`]: one the kernel's GRO merged goes
+    /// into a TUN with virtio headers whole, as GSO with a partial checksum, else cut into
+    /// segments with full checksums (in `scratch`); merged UDP is dropped; a packet that
+    /// was not merged (reassembled fragments) goes as is.
     fn write_merged(
         &mut self,
         packet: &mut [u8],
@@ -307,18 +308,26 @@ impl Deliver<'_> {
         scratch: &mut [u8],
         stats: &mut AgentStats,
     ) {
-        stats.kernel_merged += 1;
         let max_inner = usize::try_from(mtu)
             .unwrap_or(usize::MAX)
             .saturating_sub(inner.start);
         let Some(p) = packet.get_mut(inner) else {
-            stats.merged_unsupported += 1;
+            stats.count_drop(AgentDrop::Strip(StripError::InnerMalformed));
             return;
         };
-        let Ok(plan) = MergedTcp::new(p, max_inner) else {
-            stats.merged_unsupported += 1;
-            return;
+        let plan = match merged::classify(p, max_inner) {
+            Oversize::Intact => {
+                self.write(None, p, 1, stats);
+                return;
+            }
+            Oversize::Unsupported => {
+                stats.kernel_merged += 1;
+                stats.merged_unsupported += 1;
+                return;
+            }
+            Oversize::Tcp(plan) => plan,
         };
+        stats.kernel_merged += 1;
         if self.tun.vnet_hdr() {
             match plan.vnet_hdr(p) {
                 Some(vh) => self.write(Some(&vh), p, 1, stats),
