@@ -8,13 +8,18 @@
 //! the field (the fraglist variant leaves the first segment's checksum). Written into the TUN
 //! as is, the kernel's TCP counts a checksum error and drops it.
 //!
-//! **Signal.** A raw socket hands over no GSO metadata, but nothing longer than the
-//! receiving interface's MTU comes off a wire: such a packet was merged, or reassembled from
-//! fragments. The receiver asks for `IP_PKTINFO` and [`MtuCache`] maps the interface index to
-//! its MTU. Every packet that fits the MTU keeps the ordinary path untouched (its checksum is
-//! the sender's, the kernel checks it). A longer one is told apart by [`classify`]: GRO left
-//! the pseudo-header sum in its TCP (or UDP) checksum field, where a reassembled packet has
-//! its sender's full checksum and is delivered as is.
+//! **Signal.** A raw socket hands over no GSO metadata, so [`classify`] reads GRO's mark:
+//! it leaves the pseudo-header sum in the inner TCP (or UDP) checksum field, where a packet
+//! that came off a wire has its sender's full checksum. A packet without the mark keeps the
+//! ordinary path untouched (the kernel checks its checksum); the test costs one
+//! pseudo-header sum. A marked packet longer than the receiving interface's MTU is merged
+//! (nothing longer comes off a wire; the receiver asks for `IP_PKTINFO` and [`MtuCache`]
+//! maps the interface index to its MTU); a marked one that fits is verified in software and
+//! taken for merged only if its checksum fails, so a wire packet whose full checksum
+//! happens to equal the pseudo-header sum stays intact. Length alone is not enough: GRO also
+//! merges segments that fit the MTU together (two 724-byte segments into a 1520-byte packet
+//! on a 1600-byte link, seen in the namespace benchmark); and an outer packet reassembled
+//! from fragments is longer than the MTU without being merged.
 //!
 //! **What is written** ([`MergedTcp`]): into a TUN with virtio headers, the packet whole
 //! behind a header `GSO_TCPV4`, `NEEDS_CSUM` (`csum_start` = inner TCP header, `csum_offset`
@@ -29,12 +34,11 @@
 //!
 //! A merged UDP packet (`UDP_GRO` forwarding, e.g. towards a QUIC server with `UDP_GRO` on
 //! the VIP: its datagram boundaries cannot be recovered) is dropped and counted
-//! ([`Oversize::Unsupported`]).
+//! ([`Merged::Unsupported`]).
 //!
-//! Not repaired: merges that stay within the MTU (segments of a flow whose MSS is far below
-//! the path's, e.g. two 536-byte segments), and fraglist GRO (`rx-gro-list`, off by default),
-//! which leaves the first segment's checksum instead of the pseudo-header sum; both reach
-//! the kernel's TCP as today and fail its checksum.
+//! Not repaired: fraglist GRO (`rx-gro-list`, off by default) leaves the first segment's
+//! checksum instead of the pseudo-header sum; such packets reach the kernel's TCP as before
+//! and fail its checksum.
 
 use std::time::{Duration, Instant};
 
@@ -88,61 +92,64 @@ impl MtuCache {
     }
 }
 
-/// Whether a tunnel packet of `outer_len` bytes (outer IPv4 header included) that arrived on
-/// an interface with this MTU was merged by the kernel: longer than the wire carries.
-pub fn is_merged(outer_len: usize, mtu: u32) -> bool {
-    u32::try_from(outer_len).map_or(true, |len| len > mtu)
-}
-
-/// What a tunnel packet longer than the MTU carries.
+/// What the inner packet of a tunnel packet is, as far as GRO is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Oversize {
+pub enum Merged {
     /// TCP merged by GRO: repair it ([`MergedTcp`]).
     Tcp(MergedTcp),
     /// Merged by GRO, but not repairable: UDP merged by `UDP_GRO` forwarding (its datagram
     /// boundaries are lost), or a merged TCP packet with no room for a segment in the MTU.
     Unsupported,
-    /// Not merged: it carries its sender's checksum (an outer packet reassembled from
-    /// fragments), or is neither TCP nor UDP. Delivered as is; the kernel checks it.
+    /// Not merged: it carries its sender's checksum (every wire packet, and outer packets
+    /// reassembled from fragments), or is neither TCP nor UDP. Delivered as is; the kernel
+    /// checks it.
     Intact,
 }
 
-/// Tells what the inner packet `inner` of a tunnel packet longer than the MTU is;
-/// `max_inner` is the longest inner packet one wire packet could carry (the MTU minus the
-/// outer headers). GRO leaves its mark in the L4 checksum field: the pseudo-header sum
-/// (`tcp4_gro_complete`, and `udp4_gro_complete` when the checksum is not 0), where a packet
-/// that was not merged has its full checksum. A full checksum equal to the pseudo-header sum
-/// (data summing to zero) is repaired to the same value, which is harmless.
-pub fn classify(inner: &[u8], max_inner: usize) -> Oversize {
+/// Tells whether the inner packet `inner` of a tunnel packet was merged by GRO;
+/// `max_inner` is the longest inner packet one wire packet could carry (the MTU of the
+/// interface it arrived on minus the outer headers).
+///
+/// GRO leaves its mark in the L4 checksum field: the pseudo-header sum (`tcp4_gro_complete`,
+/// and `udp4_gro_complete` when the checksum is not 0), where a packet that was not merged
+/// has its full checksum. A packet without the mark is not merged (cost: one pseudo-header
+/// sum). One with it is merged if it is longer than `max_inner` (no wire carries it); else
+/// its checksum is verified in software, and only a packet that fails it is merged (a wire
+/// packet whose full checksum happens to equal the pseudo-header sum stays intact).
+pub fn classify(inner: &[u8], max_inner: usize) -> Merged {
     let Some(ihl) = inner.first().map(|b| usize::from(b & 0x0f) * 4) else {
-        return Oversize::Intact;
+        return Merged::Intact;
     };
     if inner.len() < 20 || inner[0] >> 4 != 4 || ihl < 20 {
-        return Oversize::Intact;
+        return Merged::Intact;
     }
     let (proto, at) = match inner[9] {
         IpProtocol::TCP => (IpProtocol::TCP, ihl + 16),
         IpProtocol::UDP => (IpProtocol::UDP, ihl + 6),
-        _ => return Oversize::Intact,
+        _ => return Merged::Intact,
     };
-    let (Some(field), Ok(l4_len)) = (
+    let (Some(field), Some(l4), Ok(l4_len)) = (
         inner.get(at..at + 2),
+        inner.get(ihl..),
         u16::try_from(inner.len().saturating_sub(ihl)),
     ) else {
-        return Oversize::Intact;
+        return Merged::Intact;
     };
     let field = u16::from_be_bytes([field[0], field[1]]);
     let src = std::net::Ipv4Addr::new(inner[12], inner[13], inner[14], inner[15]);
     let dst = std::net::Ipv4Addr::new(inner[16], inner[17], inner[18], inner[19]);
-    if field != checksum::pseudo_header_v4(src, dst, proto, l4_len) {
-        return Oversize::Intact;
+    let pseudo = checksum::pseudo_header_v4(src, dst, proto, l4_len);
+    if field != pseudo || (proto == IpProtocol::UDP && field == 0) {
+        return Merged::Intact;
+    }
+    if inner.len() <= max_inner && checksum::combine(&[pseudo, checksum::data(l4)]) == 0xffff {
+        return Merged::Intact;
     }
     match proto {
         IpProtocol::TCP => {
-            MergedTcp::new(inner, max_inner).map_or(Oversize::Unsupported, Oversize::Tcp)
+            MergedTcp::new(inner, max_inner).map_or(Merged::Unsupported, Merged::Tcp)
         }
-        _ if field != 0 => Oversize::Unsupported,
-        _ => Oversize::Intact,
+        _ => Merged::Unsupported,
     }
 }
 
@@ -301,14 +308,39 @@ mod tests {
     }
 
     #[test]
-    fn merged_means_longer_than_the_mtu() {
-        let (pkt, segs) = merged_ipip(3, 1448, true);
-        assert!(is_merged(pkt.len(), MTU as u32));
-        // One wire packet (segment + outer header) fits exactly.
-        assert_eq!(segs[0].len() + OUTER, 1508);
-        assert!(!is_merged(1500, 1500));
-        assert!(is_merged(1501, 1500));
-        assert!(!is_merged(9000, u32::MAX));
+    fn merges_that_fit_the_mtu_are_found_by_their_mark() {
+        // Two 724-byte segments merged into a 1488-byte inner packet on a 1600-byte link.
+        let (mut pkt, segs) = merged_ipip(2, 724, true);
+        let max_inner = 1600 - OUTER;
+        let inner = &mut pkt[OUTER..];
+        assert!(inner.len() <= max_inner);
+        let Merged::Tcp(plan) = classify(inner, max_inner) else {
+            panic!("not found merged");
+        };
+        let vh = plan.vnet_hdr(inner).unwrap();
+        // The payload fits one segment of the estimate: a partial checksum, no GSO.
+        assert_eq!(
+            (vh.gso_type, vh.gso_size, vh.flags),
+            (gso::GSO_NONE, 0, gso::F_NEEDS_CSUM)
+        );
+        let mut done = inner.to_vec();
+        gso::complete_checksum(&mut done, vh.csum_start, vh.csum_offset).unwrap();
+        assert!(tcp_checksum_ok(&done));
+        // A wire segment keeps its own checksum and its path.
+        assert!(tcp_checksum_ok(&segs[0]));
+        assert_eq!(classify(&segs[0], max_inner), Merged::Intact);
+        // Even one whose full checksum equals the pseudo-header sum (data summing to zero).
+        let mut zero = segs[0].clone();
+        zero[36..38].copy_from_slice(&[0, 0]);
+        let p = gso::partial_tcp_checksum(&zero, zero.len()).unwrap();
+        zero[36..38].copy_from_slice(&p.to_be_bytes());
+        let rest = checksum::combine(&[p, checksum::data(&zero[20..])]);
+        // Adjust two payload bytes so that the whole sums to 0xffff with the field = p.
+        let fix = checksum::combine(&[rest, !u16::from_be_bytes([zero[40], zero[41]])]);
+        zero[40..42].copy_from_slice(&(!fix).to_be_bytes());
+        assert!(tcp_checksum_ok(&zero));
+        assert_eq!(u16::from_be_bytes([zero[36], zero[37]]), p);
+        assert_eq!(classify(&zero, max_inner), Merged::Intact);
     }
 
     #[test]
@@ -379,7 +411,7 @@ mod tests {
         let (pkt, _) = merged_ipip(3, 1400, true);
         let inner = &pkt[OUTER..];
         let plan = MergedTcp::new(inner, MTU - OUTER).unwrap();
-        assert_eq!(classify(inner, MTU - OUTER), Oversize::Tcp(plan));
+        assert_eq!(classify(inner, MTU - OUTER), Merged::Tcp(plan));
         // The same bytes with a full checksum: an outer packet reassembled from fragments.
         let mut whole = inner.to_vec();
         whole[36..38].copy_from_slice(&[0, 0]);
@@ -389,12 +421,12 @@ mod tests {
         ]);
         whole[36..38].copy_from_slice(&(!sum).to_be_bytes());
         assert!(tcp_checksum_ok(&whole));
-        assert_eq!(classify(&whole, MTU - OUTER), Oversize::Intact);
+        assert_eq!(classify(&whole, MTU - OUTER), Merged::Intact);
         // Fraglist GRO's stale first-segment checksum is not repaired (documented).
         let (stale, _) = merged_ipip(3, 1400, false);
-        assert_eq!(classify(&stale[OUTER..], MTU - OUTER), Oversize::Intact);
+        assert_eq!(classify(&stale[OUTER..], MTU - OUTER), Merged::Intact);
         // GRO's mark, but no room for a payload byte in the MTU.
-        assert_eq!(classify(inner, 40), Oversize::Unsupported);
+        assert_eq!(classify(inner, 40), Merged::Unsupported);
     }
 
     #[test]
@@ -407,17 +439,17 @@ mod tests {
         udp[24..26].copy_from_slice(&l4.to_be_bytes());
         let p = checksum::pseudo_header_v4(CLIENT, VIP, IpProtocol::UDP, l4);
         udp[26..28].copy_from_slice(&p.to_be_bytes());
-        assert_eq!(classify(&udp, MTU - OUTER), Oversize::Unsupported);
+        assert_eq!(classify(&udp, MTU - OUTER), Merged::Unsupported);
         // UDP with a full (here: any other) checksum, or none: not merged by GRO.
         udp[26..28].copy_from_slice(&(p ^ 1).to_be_bytes());
-        assert_eq!(classify(&udp, MTU - OUTER), Oversize::Intact);
+        assert_eq!(classify(&udp, MTU - OUTER), Merged::Intact);
         udp[26..28].copy_from_slice(&[0, 0]);
-        assert_eq!(classify(&udp, MTU - OUTER), Oversize::Intact);
+        assert_eq!(classify(&udp, MTU - OUTER), Merged::Intact);
         let mut icmp = pkt[OUTER..].to_vec();
         icmp[9] = 1;
-        assert_eq!(classify(&icmp, MTU - OUTER), Oversize::Intact);
+        assert_eq!(classify(&icmp, MTU - OUTER), Merged::Intact);
         for short in [&[][..], &[0x45], &pkt[OUTER..OUTER + 30]] {
-            assert_eq!(classify(short, MTU - OUTER), Oversize::Intact);
+            assert_eq!(classify(short, MTU - OUTER), Merged::Intact);
         }
     }
 

@@ -19,8 +19,8 @@
 //!    For GUE (unless `--no-offload`) the socket has `UDP_GRO` on and the TUN takes virtio
 //!    headers: a train of the director's datagrams arrives as one buffer, each record is
 //!    checked as above, and consecutive segments of one TCP flow are written back as one
-//!    TCP super-packet ([`gro`]). For IPIP/GRE a packet longer than the receiving interface's
-//!    MTU was merged by the kernel's GRO and is repaired on its way into the TUN ([`merged`]).
+//!    TCP super-packet ([`gro`]). IPIP/GRE packets the kernel's GRO merged (their inner TCP
+//!    checksum unfinished) are repaired on their way into the TUN ([`merged`]).
 //!
 //! `tunlb realserver --vip VIP --mode dr` makes it a DR-mode real server (the seed's LVS-DR
 //! set-up): the director sends the client's packets unchanged in Ethernet frames to this host's

@@ -30,9 +30,10 @@ pub struct AgentStats {
     /// TCP super-packets written whole, merged from a `UDP_GRO` train (their segments are
     /// counted in `delivered`).
     pub gro_super_packets: u64,
-    /// IPIP/GRE packets the kernel's GRO had merged (longer than the receiving interface's
-    /// MTU, GRO's pseudo-header sum in the inner checksum field): TCP delivered with a virtio
-    /// header or cut back into segments ([`super::merged`]), UDP dropped.
+    /// IPIP/GRE packets the kernel's GRO had merged (GRO's pseudo-header sum in the inner
+    /// checksum field, and longer than the receiving interface's MTU or failing the checksum):
+    /// TCP delivered with a virtio header or cut back into segments ([`super::merged`]), UDP
+    /// dropped.
     pub kernel_merged: u64,
     /// Dropped: a merged packet that cannot be repaired (UDP, whose datagram boundaries are
     /// lost).

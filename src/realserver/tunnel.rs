@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use super::filter::{AgentDrop, Filter};
 use super::gro::{self, TcpMerge};
-use super::merged::{self, MtuCache, Oversize};
+use super::merged::{self, Merged, MtuCache};
 use super::stats::AgentStats;
 use crate::encap::{StripError, TunnelType};
 use crate::sys::raw::{RawReceiver, UdpReceiver};
@@ -165,7 +165,7 @@ pub fn serve(
     };
     // Trains are merged back into TCP super-packets only for a TUN that takes virtio headers.
     let mut merge = tun.vnet_hdr().then(TcpMerge::new);
-    // Packets the kernel merged (IPIP/GRE GRO) are told by their length.
+    // Packets the kernel's GRO merged (IPIP/GRE) are told by their checksum field and length.
     let mut mtus = MtuCache::new();
     let mut scratch = if gue {
         Vec::new()
@@ -213,9 +213,8 @@ pub fn serve(
                 let Some(r) = check(packet, stats) else {
                     continue;
                 };
-                let mtu = rx.arrival_mtu(i, &mut mtus, now);
-                match mtu.filter(|&m| merged::is_merged(packet.len(), m)) {
-                    Some(mtu) => out.write_merged(packet, r, mtu, &mut scratch, stats),
+                match rx.arrival_mtu(i, &mut mtus, now) {
+                    Some(mtu) => out.write_ip(packet, r, mtu, &mut scratch, stats),
                     None => {
                         if let Some(inner) = packet.get(r) {
                             out.write(None, inner, 1, stats);
@@ -295,12 +294,11 @@ impl Deliver<'_> {
         }
     }
 
-    /// Writes a tunnel packet longer than `mtu`, the MTU of the interface it arrived on (its
-    /// inner packet at `inner` in `packet`), see [`merged`]: one the kernel's GRO merged goes
-    /// into a TUN with virtio headers whole, as GSO with a partial checksum, else cut into
-    /// segments with full checksums (in `scratch`); merged UDP is dropped; a packet that
-    /// was not merged (reassembled fragments) goes as is.
-    fn write_merged(
+    /// Writes the inner packet (at `inner` in `packet`) of an IPIP/GRE packet that arrived on
+    /// an interface with this `mtu`, see [`merged`]: one the kernel's GRO merged goes into a
+    /// TUN with virtio headers whole, as GSO with a partial checksum, else cut into segments
+    /// with full checksums (in `scratch`); merged UDP is dropped; any other goes as is.
+    fn write_ip(
         &mut self,
         packet: &mut [u8],
         inner: Range<usize>,
@@ -316,16 +314,16 @@ impl Deliver<'_> {
             return;
         };
         let plan = match merged::classify(p, max_inner) {
-            Oversize::Intact => {
+            Merged::Intact => {
                 self.write(None, p, 1, stats);
                 return;
             }
-            Oversize::Unsupported => {
+            Merged::Unsupported => {
                 stats.kernel_merged += 1;
                 stats.merged_unsupported += 1;
                 return;
             }
-            Oversize::Tcp(plan) => plan,
+            Merged::Tcp(plan) => plan,
         };
         stats.kernel_merged += 1;
         if self.tun.vnet_hdr() {
