@@ -387,8 +387,9 @@ fn harness_loads_the_reply_counters() {
 /// leaving the inner TCP checksum unfinished. Two 8 MB uploads through the VIP (round robin:
 /// one to rs1, whose agent writes merged packets whole with a virtio header, one to rs2,
 /// whose agent runs with `--no-offload` and cuts them into segments) still arrive whole, and
-/// each agent's counter shows that merged packets did occur. Needs `ethtool`; fails if GRO or
-/// threaded NAPI cannot be turned on.
+/// each agent's counter shows that merged packets did occur, and the real servers' TCP
+/// counted no checksum error. Needs `ethtool`; fails if GRO or threaded NAPI cannot be turned
+/// on.
 #[test]
 fn upload_survives_kernel_gro_of_ipip() {
     const SIZE: u64 = 8 << 20;
@@ -484,5 +485,20 @@ fn upload_survives_kernel_gro_of_ipip() {
             merged > 0,
             "no IPIP packet reached {role} merged by GRO: the scenario did not occur"
         );
+        // Every merged packet was repaired: the real server's TCP saw no bad checksum.
+        let snmp = topo.ns(role).exec("cat", &["/proc/net/snmp"]);
+        let tcp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Tcp:")).collect();
+        let errors = tcp
+            .first()
+            .zip(tcp.get(1))
+            .and_then(|(names, values)| {
+                names
+                    .split_whitespace()
+                    .zip(values.split_whitespace())
+                    .find(|(n, _)| *n == "InCsumErrors")
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+            })
+            .unwrap_or_else(|| panic!("no Tcp InCsumErrors in {role}'s /proc/net/snmp"));
+        assert_eq!(errors, 0, "TCP checksum errors on {role}");
     }
 }
