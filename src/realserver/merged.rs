@@ -24,7 +24,8 @@
 //! **What is written** ([`MergedTcp`]): into a TUN with virtio headers, the packet whole
 //! behind a header `GSO_TCPV4`, `NEEDS_CSUM` (`csum_start` = inner TCP header, `csum_offset`
 //! 16, the field set to the pseudo-header sum), `gso_size` = the most payload one wire
-//! packet could have carried (MTU − outer headers − inner headers). The kernel takes it like
+//! packet could have carried (MTU − outer headers − inner headers; a payload within one such
+//! segment, a merge that fits the MTU, gets `GSO_NONE`). The kernel takes it like
 //! the GRO packet it was: TCP sees one large segment whose `gso_size` keeps its receive-MSS
 //! estimate sane (a large packet without `gso_size` makes `tcp_measure_rcv_mss` warn about a
 //! "suspect GRO implementation"), and a forwarding gateway re-segments it to wire size.
