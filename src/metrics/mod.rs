@@ -59,7 +59,8 @@
 //! | `tunlb_agent_received_packets_total` | counter | | tunnel packets received |
 //! | `tunlb_agent_delivered_packets_total` | counter | | inner packets written into the TUN |
 //! | `tunlb_agent_gro_super_packets_total` | counter | | GUE: TCP super-packets written whole (merged from a `UDP_GRO` train; their segments count in delivered) |
-//! | `tunlb_agent_drops_total` | counter | `reason` | dropped: `not_allowed` (allow-list), `not_vip`, `inner_source_not_allowed`, `recv_truncated`, `tun_write_error` and every decapsulation error ([`crate::encap::StripError`] labels), 0 included |
+//! | `tunlb_agent_kernel_merged_packets_total` | counter | | IPIP/GRE: packets the kernel's GRO had merged (their inner checksum unfinished); TCP is repaired before delivery, UDP dropped |
+//! | `tunlb_agent_drops_total` | counter | `reason` | dropped: `not_allowed` (allow-list), `not_vip`, `inner_source_not_allowed`, `recv_truncated`, `tun_write_error`, `merged_unsupported` (UDP the kernel's GRO merged in an IPIP/GRE packet) and every decapsulation error ([`crate::encap::StripError`] labels), 0 included |
 //! | `tunlb_build_info` | gauge (info) | `version` | 1 |
 //!
 //! The incoming counters of the whole director include real servers deleted since; the
@@ -609,6 +610,12 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
         "TCP super-packets written whole into the TUN, merged from a UDP_GRO train of GUE records.",
         s.gro_super_packets,
     );
+    counter(
+        &mut r,
+        "tunlb_agent_kernel_merged_packets",
+        "IPIP/GRE packets the kernel's GRO had merged (their inner checksum unfinished); TCP is repaired before delivery, UDP dropped (merged_unsupported).",
+        s.kernel_merged,
+    );
     let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
     let fixed = [
         ("not_allowed", s.not_allowed),
@@ -616,6 +623,7 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
         ("inner_source_not_allowed", s.inner_source_not_allowed),
         ("recv_truncated", s.recv_truncated),
         ("tun_write_error", s.tun_write_error),
+        ("merged_unsupported", s.merged_unsupported),
     ];
     let strip = StripError::ALL
         .iter()

@@ -19,7 +19,8 @@
 //!    For GUE (unless `--no-offload`) the socket has `UDP_GRO` on and the TUN takes virtio
 //!    headers: a train of the director's datagrams arrives as one buffer, each record is
 //!    checked as above, and consecutive segments of one TCP flow are written back as one
-//!    TCP super-packet ([`gro`]).
+//!    TCP super-packet ([`gro`]). IPIP/GRE packets the kernel's GRO merged (their inner TCP
+//!    checksum unfinished) are repaired on their way into the TUN ([`merged`]).
 //!
 //! `tunlb realserver --vip VIP --mode dr` makes it a DR-mode real server (the seed's LVS-DR
 //! set-up): the director sends the client's packets unchanged in Ethernet frames to this host's
@@ -38,6 +39,7 @@
 pub mod filter;
 pub mod gateway;
 pub mod gro;
+pub mod merged;
 pub mod stats;
 pub mod tunnel;
 
@@ -129,10 +131,12 @@ pub struct AgentArgs {
     /// Serve Prometheus metrics (the agent's counters) at http://ADDR:PORT/metrics (TUN mode).
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics_listen: Option<std::net::SocketAddr>,
-    /// GUE: receive and write one packet at a time. By default the GUE socket has UDP_GRO on
-    /// (a train of datagrams arrives as one buffer) and the TUN takes virtio headers, so the
-    /// director's segments of one TCP flow are merged back into one super-packet per write;
-    /// if the kernel refuses either, the agent goes on without, with a log line.
+    /// No virtio headers on the TUN. By default the TUN takes them: GUE's socket has UDP_GRO
+    /// on (a train of datagrams arrives as one buffer) and the director's segments of one TCP
+    /// flow are written back as one super-packet; IPIP/GRE packets the kernel's GRO merged are
+    /// written whole with a partial checksum. Without, GUE is received one datagram at a
+    /// time and merged IPIP/GRE packets are cut into segments in software. If the kernel
+    /// refuses offload, the agent goes on without, with a log line.
     #[arg(long)]
     pub no_offload: bool,
 }
@@ -303,8 +307,8 @@ fn run_tun(
     let mut net = NetChanges::new();
     hide_vips(&mut net, &args.vips)?;
 
-    // Offload only pays for GUE, whose trains the receiver can merge.
-    let offload = encap == TunnelType::Gue && !args.no_offload;
+    // Virtio headers let GUE trains and kernel-merged IPIP/GRE packets in whole.
+    let offload = !args.no_offload;
     let tun = TunDevice::with_config(&TunConfig {
         offload,
         ..TunConfig::new(&args.tun_name, 1, args.tun_mtu)
@@ -318,7 +322,14 @@ fn run_tun(
     };
 
     let mut rx = Receiver::open(encap, args.gue_port)?;
-    if offload {
+    if offload && encap != TunnelType::Gue {
+        if queue.vnet_hdr() {
+            eprintln!("{LOG} TUN offload on: packets the kernel's GRO merged are written whole");
+        } else {
+            eprintln!("{LOG} TUN offload unavailable: packets the kernel's GRO merged are cut into segments");
+        }
+    }
+    if offload && encap == TunnelType::Gue {
         match rx.enable_gro() {
             Ok(_) if queue.vnet_hdr() => eprintln!(
                 "{LOG} UDP_GRO on, TUN offload on: GUE trains are merged into TCP super-packets"

@@ -30,6 +30,14 @@ pub struct AgentStats {
     /// TCP super-packets written whole, merged from a `UDP_GRO` train (their segments are
     /// counted in `delivered`).
     pub gro_super_packets: u64,
+    /// IPIP/GRE packets the kernel's GRO had merged (GRO's pseudo-header sum in the inner
+    /// checksum field, and longer than the receiving interface's MTU or failing the checksum):
+    /// TCP delivered with a virtio header or cut back into segments ([`super::merged`]), UDP
+    /// dropped.
+    pub kernel_merged: u64,
+    /// Dropped: a merged packet that cannot be repaired (UDP, whose datagram boundaries are
+    /// lost).
+    pub merged_unsupported: u64,
 }
 
 impl AgentStats {
@@ -55,6 +63,7 @@ impl AgentStats {
             + self.inner_source_not_allowed
             + self.recv_truncated
             + self.tun_write_error
+            + self.merged_unsupported
             + self.strip.iter().sum::<u64>()
     }
 
@@ -80,6 +89,11 @@ impl AgentStats {
         )
         .chain(
             (self.gro_super_packets > 0).then_some(("gro_super_packets", self.gro_super_packets)),
+        )
+        .chain((self.kernel_merged > 0).then_some(("kernel_merged", self.kernel_merged)))
+        .chain(
+            (self.merged_unsupported > 0)
+                .then_some(("merged_unsupported", self.merged_unsupported)),
         )
     }
 }
@@ -126,5 +140,11 @@ mod tests {
         assert!(s
             .to_string()
             .ends_with("gre_key_mismatch=1 gro_super_packets=3"));
+        s.kernel_merged = 2;
+        s.merged_unsupported = 1;
+        assert_eq!(s.dropped(), 6);
+        assert!(s
+            .to_string()
+            .ends_with("gro_super_packets=3 kernel_merged=2 merged_unsupported=1"));
     }
 }

@@ -11,12 +11,13 @@ use anyhow::Context;
 
 use super::filter::{AgentDrop, Filter};
 use super::gro::{self, TcpMerge};
+use super::merged::{self, Merged, MtuCache};
 use super::stats::AgentStats;
 use crate::encap::{StripError, TunnelType};
 use crate::sys::raw::{RawReceiver, UdpReceiver};
 use crate::sys::tun::TunQueue;
 use crate::sys::PacketBatch;
-use crate::wire::gso::{VnetHdr, VNET_HDR_LEN};
+use crate::wire::gso::{TcpSegmenter, VnetHdr, VNET_HDR_LEN};
 
 /// Largest IPv4 datagram: the receive slot size, so reassembled tunnel packets fit whole.
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -34,8 +35,9 @@ pub enum Receiver {
 }
 
 impl Receiver {
-    /// Opens the socket for `encap`: a raw socket for IP protocol 4 or 47, or a UDP socket on
-    /// `gue_port` (all local addresses).
+    /// Opens the socket for `encap`: a raw socket for IP protocol 4 or 47 (with `IP_PKTINFO`
+    /// on, to tell packets the kernel merged, see [`merged`]), or a UDP socket on `gue_port`
+    /// (all local addresses).
     pub fn open(encap: TunnelType, gue_port: u16) -> anyhow::Result<Receiver> {
         Ok(match encap {
             TunnelType::Gue => {
@@ -44,10 +46,13 @@ impl Receiver {
                     UdpReceiver::bind(addr).with_context(|| format!("bind UDP port {gue_port}"))?,
                 )
             }
-            tun => Receiver::Raw(
-                RawReceiver::new(tun.ip_protocol())
-                    .with_context(|| format!("open a raw socket for {tun}"))?,
-            ),
+            tun => {
+                let mut raw = RawReceiver::new(tun.ip_protocol())
+                    .with_context(|| format!("open a raw socket for {tun}"))?;
+                raw.enable_pktinfo()
+                    .context("ask for IP_PKTINFO on the raw socket")?;
+                Receiver::Raw(raw)
+            }
         })
     }
 
@@ -77,6 +82,18 @@ impl Receiver {
         match self {
             Receiver::Raw(_) => None,
             Receiver::Udp(r) => r.gro_size(i),
+        }
+    }
+
+    /// The MTU of the interface packet `i` of the last batch arrived on (raw socket only),
+    /// from `cache`.
+    fn arrival_mtu(&self, i: usize, cache: &mut MtuCache, now: Instant) -> Option<u32> {
+        match self {
+            Receiver::Raw(r) => {
+                let ifindex = r.ifindex(i)?;
+                Some(cache.get(ifindex, now, |x| r.interface_mtu(x).ok()))
+            }
+            Receiver::Udp(_) => None,
         }
     }
 
@@ -148,14 +165,23 @@ pub fn serve(
     };
     // Trains are merged back into TCP super-packets only for a TUN that takes virtio headers.
     let mut merge = tun.vnet_hdr().then(TcpMerge::new);
+    // Packets the kernel's GRO merged (IPIP/GRE) are told by their checksum field and length.
+    let mut mtus = MtuCache::new();
+    let mut scratch = if gue {
+        Vec::new()
+    } else {
+        vec![0; MAX_DATAGRAM]
+    };
     while !stop() {
         let n = rx
             .recv_batch(&mut batch)
             .context("receive tunnel packets")?;
+        let now = Instant::now();
         if n > 0 {
             filter.refresh();
+            mtus.tick(now);
         }
-        for (i, (packet, meta)) in batch.iter().enumerate() {
+        for (i, (packet, meta)) in batch.iter_mut().enumerate() {
             let src = *meta.src.ip();
             let mut check = |p: &[u8], stats: &mut AgentStats| -> Option<Range<usize>> {
                 stats.received += 1;
@@ -184,8 +210,16 @@ pub fn serve(
             };
             let size = rx.gro_size(i).filter(|_| !meta.truncated);
             let Some(size) = size else {
-                if let Some(inner) = check(packet, stats).and_then(|r| packet.get(r)) {
-                    out.write(None, inner, 1, stats);
+                let Some(r) = check(packet, stats) else {
+                    continue;
+                };
+                match rx.arrival_mtu(i, &mut mtus, now) {
+                    Some(mtu) => out.write_ip(packet, r, mtu, &mut scratch, stats),
+                    None => {
+                        if let Some(inner) = packet.get(r) {
+                            out.write(None, inner, 1, stats);
+                        }
+                    }
                 }
                 continue;
             };
@@ -255,6 +289,60 @@ impl Deliver<'_> {
                         "{} write into TUN failed: {e} (counted as tun_write_error, logged once)",
                         self.log
                     );
+                }
+            }
+        }
+    }
+
+    /// Writes the inner packet (at `inner` in `packet`) of an IPIP/GRE packet that arrived on
+    /// an interface with this `mtu`, see [`merged`]: one the kernel's GRO merged goes into a
+    /// TUN with virtio headers whole, as GSO with a partial checksum, else cut into segments
+    /// with full checksums (in `scratch`); merged UDP is dropped; any other goes as is.
+    fn write_ip(
+        &mut self,
+        packet: &mut [u8],
+        inner: Range<usize>,
+        mtu: u32,
+        scratch: &mut [u8],
+        stats: &mut AgentStats,
+    ) {
+        let max_inner = usize::try_from(mtu)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(inner.start);
+        let Some(p) = packet.get_mut(inner) else {
+            stats.count_drop(AgentDrop::Strip(StripError::InnerMalformed));
+            return;
+        };
+        let plan = match merged::classify(p, max_inner) {
+            Merged::Intact => {
+                self.write(None, p, 1, stats);
+                return;
+            }
+            Merged::Unsupported => {
+                stats.kernel_merged += 1;
+                stats.merged_unsupported += 1;
+                return;
+            }
+            Merged::Tcp(plan) => plan,
+        };
+        stats.kernel_merged += 1;
+        if self.tun.vnet_hdr() {
+            match plan.vnet_hdr(p) {
+                Some(vh) => self.write(Some(&vh), p, 1, stats),
+                None => stats.merged_unsupported += 1,
+            }
+            return;
+        }
+        let Ok(cut) = TcpSegmenter::new(p, plan.gso_size()) else {
+            stats.merged_unsupported += 1;
+            return;
+        };
+        for k in 0..cut.count() {
+            match cut.write_segment(p, k, scratch) {
+                Some(n) => self.write(None, scratch.get(..n).unwrap_or_default(), 1, stats),
+                None => {
+                    stats.merged_unsupported += 1;
+                    return;
                 }
             }
         }

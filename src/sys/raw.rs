@@ -132,10 +132,14 @@ struct RecvArrays {
     control: Vec<[u64; GRO_CONTROL_LEN / 8]>,
     /// Per-message `UDP_GRO` segment size of the last receive (0: none given).
     gro: Vec<u16>,
+    /// Per-message receiving interface (`IP_PKTINFO`) of the last receive (0: none given).
+    ifindex: Vec<u32>,
     want_gro: bool,
+    want_pktinfo: bool,
 }
 
-/// Control buffer per received message: room for one `UDP_GRO` message (an int) and spare.
+/// Control buffer per received message: room for one `UDP_GRO` message (an int) and one
+/// `IP_PKTINFO` message (12 bytes), each with its header.
 const GRO_CONTROL_LEN: usize = 64;
 
 // SAFETY: see `RawSender`: the pointers are rewritten before every `recvmmsg` and not used after.
@@ -149,7 +153,9 @@ impl RecvArrays {
             addrs: Vec::new(),
             control: Vec::new(),
             gro: Vec::new(),
+            ifindex: Vec::new(),
             want_gro: false,
+            want_pktinfo: false,
         }
     }
 
@@ -171,7 +177,8 @@ impl RecvArrays {
             self.addrs
                 .resize_with(cap, || sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0));
             self.gro.resize(cap, 0);
-            if self.want_gro {
+            self.ifindex.resize(cap, 0);
+            if self.want_gro || self.want_pktinfo {
                 self.control.resize(cap, [0; GRO_CONTROL_LEN / 8]);
             }
         }
@@ -217,11 +224,9 @@ impl RecvArrays {
         let n = (rc as usize).min(cap);
         for i in 0..n {
             let msg = &self.msgs[i];
-            self.gro[i] = if self.want_gro {
-                gro_size(&msg.msg_hdr)
-            } else {
-                0
-            };
+            let (gro, ifindex) = control_info(&msg.msg_hdr);
+            self.gro[i] = if self.want_gro { gro } else { 0 };
+            self.ifindex[i] = ifindex;
             let addr = &self.addrs[i];
             batch.set_meta(
                 i,
@@ -240,30 +245,65 @@ impl RecvArrays {
     }
 }
 
-/// The segment size of a `UDP_GRO` control message in `msg` (after `recvmmsg` filled it), or 0.
-fn gro_size(msg: &libc::msghdr) -> u16 {
+/// The `UDP_GRO` segment size and the `IP_PKTINFO` interface index of the control messages in
+/// `msg` (after `recvmmsg` filled it); 0 for what is not there.
+fn control_info(msg: &libc::msghdr) -> (u16, u32) {
+    let (mut gro, mut ifindex) = (0, 0);
     if msg.msg_control.is_null() || msg.msg_controllen < mem::size_of::<libc::cmsghdr>() {
-        return 0;
+        return (gro, ifindex);
     }
     // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages into
     // the buffer `msg_control` points at; CMSG_FIRSTHDR / CMSG_NXTHDR stay inside it (they
-    // return null past its end), and the int is read unaligned only after checking that the
-    // message's length covers it.
+    // return null past its end), and each payload is read unaligned only after checking that
+    // the message's length covers it.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
             let len = (*c).cmsg_len as usize;
-            if (*c).cmsg_level == libc::SOL_UDP
-                && (*c).cmsg_type == crate::sys::udp_gso::UDP_GRO
+            let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+            if level == libc::SOL_UDP
+                && kind == crate::sys::udp_gso::UDP_GRO
                 && len >= libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as usize
             {
                 let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
-                return u16::try_from(v).unwrap_or(0);
+                gro = u16::try_from(v).unwrap_or(0);
+            } else if level == libc::IPPROTO_IP
+                && kind == libc::IP_PKTINFO
+                && len >= libc::CMSG_LEN(mem::size_of::<libc::in_pktinfo>() as u32) as usize
+            {
+                let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
+                ifindex = u32::try_from(v.ipi_ifindex).unwrap_or(0);
             }
             c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    0
+    (gro, ifindex)
+}
+
+/// The MTU of interface `ifindex` in the namespace of `fd` (any socket's descriptor).
+fn interface_mtu(fd: RawFd, ifindex: u32) -> io::Result<u32> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname may write (a NUL-terminated
+    // name); it returns null, writing nothing else, when there is no such interface.
+    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
+    if found.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: all-zero is a valid ifreq (an empty name, a zero union).
+    let mut req: libc::ifreq = unsafe { mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = s;
+    }
+    // SAFETY: SIOCGIFMTU reads the NUL-terminated name in `req` (the last byte of `name`
+    // is NUL or an earlier one is) and writes the MTU into its union; `req` is a live
+    // ifreq borrowed for the call.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU as _, ptr::addr_of_mut!(req)) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after a successful SIOCGIFMTU the union holds the MTU as an int.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
 /// Receives every IPv4 packet of one IP protocol (4 = IPIP, 47 = GRE) addressed to this host,
@@ -301,6 +341,40 @@ impl RawReceiver {
             sock,
             arrays: RecvArrays::new(),
         })
+    }
+
+    /// Turns on `IP_PKTINFO`: from the next receive on, [`ifindex`](Self::ifindex) tells on
+    /// which interface each packet arrived.
+    pub fn enable_pktinfo(&mut self) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a live c_int and the length passed is its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_PKTINFO,
+                ptr::addr_of!(on).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.arrays.want_pktinfo = true;
+        // Grown to the batch size, with control buffers, at the next receive.
+        self.arrays.msgs.clear();
+        Ok(())
+    }
+
+    /// The index of the interface packet `i` of the last receive arrived on, once
+    /// [`enable_pktinfo`](Self::enable_pktinfo) is on; else `None`.
+    pub fn ifindex(&self, i: usize) -> Option<u32> {
+        self.arrays.ifindex.get(i).copied().filter(|&x| x > 0)
+    }
+
+    /// The MTU of interface `ifindex` (in this socket's network namespace).
+    pub fn interface_mtu(&self, ifindex: u32) -> io::Result<u32> {
+        interface_mtu(self.sock.as_raw_fd(), ifindex)
     }
 
     /// Waits up to `timeout` (`None`: forever) for a packet, then stores as many as are ready,
