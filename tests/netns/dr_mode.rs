@@ -11,8 +11,8 @@ use tunlb::lab::httpd::{blob_sha256, fill_blob, sha256_hex};
 
 use crate::harness::dr_lab::{self, BEHIND_ROUTER, CLIENT, DIRECTOR_LAN_IF, RS1, RS2, VIP};
 use crate::harness::{
-    adm, start_director, start_dr_agent, start_httpd, wait_until, Netns, Pid, ReplyCounters,
-    TempPath, Topology, TUNLB,
+    adm, curl_upload_args, start_director, start_dr_agent, start_httpd, wait_until, Netns, Pid,
+    ReplyCounters, TempPath, Topology, TUNLB,
 };
 
 /// The real servers: namespace role and address.
@@ -246,20 +246,7 @@ fn large_upload_and_download_arrive_intact() {
     let body = format!("@{}", up.arg());
     let url = format!("http://{VIP}/upload");
     let start = Instant::now();
-    let answer = client.exec(
-        "curl",
-        &[
-            "-s",
-            "-f",
-            "--max-time",
-            "60",
-            "-H",
-            "Content-Type: application/octet-stream",
-        ]
-        .into_iter()
-        .chain(["--data-binary", &body, &url])
-        .collect::<Vec<_>>(),
-    );
+    let answer = client.exec("curl", &curl_upload_args(&body, &url));
     let up_secs = start.elapsed().as_secs_f64();
     assert_eq!(
         answer,

@@ -285,6 +285,23 @@ impl<'a> ReplyCounters<'a> {
     }
 }
 
+/// curl's arguments to POST the file `body` (`@path`) to `url` as a raw octet stream — what
+/// `tunlb httpd`'s `/upload` answers with the length and sha256 it received — failing on an
+/// HTTP error and after 60 s.
+pub fn curl_upload_args<'a>(body: &'a str, url: &'a str) -> [&'a str; 9] {
+    [
+        "-s",
+        "-f",
+        "--max-time",
+        "60",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        body,
+        url,
+    ]
+}
+
 /// Runs `tunlb adm <args>` (split on whitespace) in `ns`, echoing the command to stderr;
 /// panics unless it succeeds. Returns stdout.
 pub fn adm(ns: &Netns, args: &str) -> String {

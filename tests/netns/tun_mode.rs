@@ -15,8 +15,8 @@ use tunlb::lab::httpd::{blob_sha256, fill_blob};
 
 use crate::harness::tun_lab::{self, CLIENT, DIRECTOR, RS1, RS2, VIP};
 use crate::harness::{
-    adm, start_agent, start_director, start_httpd, wait_until, Netns, Pid, ReplyCounters, TempPath,
-    Topology, STARTUP,
+    adm, curl_upload_args, start_agent, start_director, start_httpd, wait_until, Netns, Pid,
+    ReplyCounters, TempPath, Topology, STARTUP,
 };
 
 /// Runs `$scenario(encap)` as one test per encapsulation, in a module named after the scenario.
@@ -361,20 +361,7 @@ fn large_download_and_upload_arrive_intact(encap: &'static str) {
     fs::write(up.path(), &data).expect("write the upload");
     let body = format!("@{}", up.arg());
     let url = format!("http://{VIP}/upload");
-    let answer = client.exec(
-        "curl",
-        &[
-            "-s",
-            "-f",
-            "--max-time",
-            "60",
-            "-H",
-            "Content-Type: application/octet-stream",
-        ]
-        .into_iter()
-        .chain(["--data-binary", &body, &url])
-        .collect::<Vec<_>>(),
-    );
+    let answer = client.exec("curl", &curl_upload_args(&body, &url));
     assert_eq!(
         answer,
         format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
@@ -529,20 +516,7 @@ fn upload_survives_kernel_gro_of_ipip() {
     let body = format!("@{}", up.arg());
     let url = format!("http://{VIP}/upload");
     for _ in REAL_SERVERS {
-        let out = client.try_exec(
-            "curl",
-            &[
-                "-s",
-                "-f",
-                "--max-time",
-                "60",
-                "-H",
-                "Content-Type: application/octet-stream",
-                "--data-binary",
-                &body,
-                &url,
-            ],
-        );
+        let out = client.try_exec("curl", &curl_upload_args(&body, &url));
         let answer = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             answer,
