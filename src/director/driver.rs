@@ -128,7 +128,9 @@ pub struct DirectorArgs {
     /// How TUN-mode (IPIP/GRE/GUE) packets leave: `frames` sends them as Ethernet frames on
     /// the AF_PACKET socket to each real server reached through an Ethernet interface (next
     /// hop resolved like DR's), the raw socket for the others; `raw` always uses the
-    /// IP_HDRINCL raw socket, the kernel routing every packet.
+    /// IP_HDRINCL raw socket, the kernel routing every packet (choose it when the tunnel
+    /// packets must pass this host's netfilter output/postrouting rules or an IPsec policy:
+    /// frames skip the IP output path).
     #[arg(long, value_enum, default_value_t = TunnelTx::Frames)]
     pub tunnel_tx: TunnelTx,
 }
