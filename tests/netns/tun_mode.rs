@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::time::{Duration, Instant};
 
 use tunlb::lab::httpd::{blob_sha256, fill_blob};
 
@@ -555,4 +556,145 @@ fn upload_survives_kernel_gro_of_ipip() {
             .unwrap_or_else(|| panic!("no Tcp InCsumErrors in {role}'s /proc/net/snmp"));
         assert_eq!(errors, 0, "TCP checksum errors on {role}");
     }
+}
+
+/// (h) `--tunnel-tx frames` follows a change of the next hop's MAC while traffic flows. The
+/// router's interface facing the director takes a new Ethernet address twice:
+///
+/// 1. announced with a gratuitous ARP (`arp_notify`, as a replaced router would): the
+///    director's kernel updates its neighbour entry at once and the resolver, woken by the
+///    notification, publishes the new MAC;
+/// 2. silently, the router keeping a permanent entry for the director (so it does not ARP for
+///    it from the new MAC, which would teach the director's kernel the new MAC at once): the
+///    director's entry goes stale (reachable time shortened to 1-3 s here), the resolver asks
+///    the kernel to re-probe it, the unicast probes to the old MAC fail and the kernel learns
+///    the new one by broadcast (the servers take the raw socket meanwhile).
+///
+/// After each change, requests succeed again within a bounded time, then 20 in a row, all as
+/// frames (the `packet` socket's send counter grows by their packets, the `raw` one does not
+/// move) to the new MAC, as the director's log says.
+#[test]
+fn frames_follow_a_new_next_hop_mac() {
+    const METRICS: &str = "127.0.0.1:9100";
+    const ROUTER: &str = "10.2.0.1";
+    let lab = Lab::start_with(
+        "ipip",
+        &format!("{DIRECTOR}/32"),
+        &["--tunnel-tx", "frames", "--metrics-listen", METRICS],
+    );
+    let (director, router) = (lab.ns("director"), lab.ns("router"));
+    // Neighbour entries go stale after 1-3 s and a failed one is found out in about 2 s.
+    for (key, value) in [
+        ("base_reachable_time_ms", "2000"),
+        ("delay_first_probe_time", "1"),
+        ("retrans_time_ms", "300"),
+    ] {
+        director.sysctl(&format!("net.ipv4.neigh.eth0.{key}"), value);
+    }
+    lab.add_service("rr", "", [1, 1]);
+    // Both real servers framed to the router at `mac`, per the resolver's log lines.
+    let framed_to = |mac: &str| {
+        let log = director.log(lab.director);
+        [RS1, RS2].iter().all(|rip| {
+            let server = format!(
+                "TUN real server {rip} (TCP {VIP}:80): tunnel packets leave as Ethernet frames on interface "
+            );
+            let hop = format!(" to next hop {ROUTER} at {mac}");
+            log.lines().any(|l| l.contains(&server) && l.ends_with(&hop))
+        })
+    };
+    // Packets sent as frames and as raw datagrams so far, from the director's metrics.
+    let sent = || {
+        let url = format!("http://{METRICS}/metrics");
+        let page = director.exec("curl", &["-s", "-f", &url]);
+        let sum = |socket: &str| {
+            let prefix = format!("tunlb_send_batch_size_sum{{socket=\"{socket}\"}} ");
+            page.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {prefix:?} in the director's metrics:\n{page}"))
+                as u64
+        };
+        (sum("packet"), sum("raw"))
+    };
+    // 20 requests answered by both servers, every packet of them a frame.
+    let all_framed = |when: &str| {
+        let (frames, raw) = sent();
+        let answers = lab.banners(20);
+        let counts = count(&answers);
+        assert_eq!(
+            counts.len(),
+            2,
+            "{when}: both real servers answer: {counts:?}"
+        );
+        // At least SYN, ACK, request and FIN of each connection, once the workers' counters
+        // reach the metrics.
+        wait_until(
+            &format!("{when}: the frames in the metrics"),
+            STARTUP,
+            || sent().0 >= frames + 4 * 20,
+        );
+        assert_eq!(
+            sent().1,
+            raw,
+            "{when}: tunnel packets took the raw socket; director log:\n{}",
+            director.log(lab.director)
+        );
+    };
+
+    let old_mac = router
+        .exec("cat", &["/sys/class/net/to-dir/address"])
+        .trim()
+        .to_owned();
+    let director_mac = director
+        .exec("cat", &["/sys/class/net/eth0/address"])
+        .trim()
+        .to_owned();
+    wait_until("the resolver to frame both real servers", STARTUP, || {
+        framed_to(&old_mac)
+    });
+    all_framed("before the change");
+
+    // (mac, arp_notify, how long the director may take to send to it)
+    let changes = [
+        ("02:00:5e:00:53:01", "1", Duration::from_secs(5)),
+        ("02:00:5e:00:53:02", "0", Duration::from_secs(20)),
+    ];
+    for (mac, notify, settle) in changes {
+        assert_ne!(old_mac, mac);
+        let when = format!("after the change to {mac} (arp_notify {notify})");
+        router.sysctl("net.ipv4.conf.to-dir.arp_notify", notify);
+        let changed = Instant::now();
+        router.ip(&format!("link set dev to-dir address {mac}"));
+        if notify == "0" {
+            // The address change flushed the router's neighbour entries; nothing was sent
+            // since (the last requests are answered), so the director has not heard of it.
+            router.ip(&format!(
+                "neigh replace {DIRECTOR} lladdr {director_mac} dev to-dir nud permanent"
+            ));
+        }
+        wait_until(&format!("{when}: a request to succeed"), settle, || {
+            lab.get_many(1, "/", "1").len() == 1
+        });
+        let answered = changed.elapsed();
+        wait_until(&format!("{when}: frames to the new MAC"), settle, || {
+            framed_to(mac)
+        });
+        eprintln!(
+            "{when}: a request answered after {answered:?}, frames to the new MAC logged by {:?}",
+            changed.elapsed()
+        );
+        let neigh = director.ip(&format!("neigh show {ROUTER}"));
+        assert!(
+            neigh.contains(mac),
+            "{when}: the director's neighbour entry: {neigh}"
+        );
+        all_framed(&when);
+    }
+    let log = director.log(lab.director);
+    let paths: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TUN real server"))
+        .collect();
+    eprintln!("the resolver's decisions:\n{}", paths.join("\n"));
 }
