@@ -560,29 +560,10 @@ impl Director {
         let mut reuse = false;
         if let Some(conn) = self.conns.get_mut(&key) {
             let live = conn.expires() > now;
-            let closing = matches!(
-                conn.state,
-                ConnState::TimeWait
-                    | ConnState::Close
-                    | ConnState::CloseWait
-                    | ConnState::LastAck
-                    | ConnState::FinWait
-            );
-            if live && !(syn_only && closing) {
+            if live && !(syn_only && conn.state.is_closing()) {
                 if let Some(dest) = snap.dest(conn.dest) {
                     if proto == Protocol::Tcp {
-                        let next = tcp_transition(
-                            conn.state,
-                            flags.contains(TcpFlags::SYN),
-                            flags.contains(TcpFlags::FIN),
-                            flags.contains(TcpFlags::ACK),
-                            flags.contains(TcpFlags::RST),
-                            Direction::InputOnly,
-                        );
-                        if next != conn.state {
-                            move_counts(&dest.state, conn.state, next);
-                            conn.state = next;
-                        }
+                        step_state(conn, dest, flags, Direction::InputOnly);
                     }
                     conn.set_expires(now + snap.timeouts.get(conn.state));
                     if p.first_fragment_of_many {
@@ -801,6 +782,16 @@ fn add_count(state: &super::sched::DestState, s: ConnState, delta: i32) {
         let _ = c.fetch_update(Relaxed, Relaxed, |v| {
             Some(v.saturating_sub((-delta) as u32))
         });
+    }
+}
+
+/// Moves a TCP flow's state for a packet with `flags` travelling in `dir`, keeping the real
+/// server's active/inactive counts in step.
+pub(super) fn step_state(conn: &mut Conn, dest: &Dest, flags: TcpFlags, dir: Direction) {
+    let next = conn.state.after(flags, dir);
+    if next != conn.state {
+        move_counts(&dest.state, conn.state, next);
+        conn.state = next;
     }
 }
 

@@ -105,8 +105,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use ipnet::Ipv4Net;
 
-use super::conn::{tcp_transition, Conn, ConnKey, ConnState, Direction};
-use super::core::{forward, move_counts, release, remember_fragment, Counters, Parsed, Shared};
+use super::conn::{Conn, ConnKey, Direction};
+use super::core::{forward, release, remember_fragment, step_state, Counters, Parsed, Shared};
 use super::table::{Dest, Snapshot};
 use super::verdict::{DropReason, Verdict};
 use super::DirectorConfig;
@@ -434,36 +434,6 @@ impl NatTable {
 /// Shards one [`NatTable::sweep_next`] call visits.
 pub const SWEEP_SHARDS: usize = SHARDS / 16;
 
-/// Whether a TCP state is one of the closing ones, where a new SYN starts a new flow (IPVS
-/// `conn_reuse_mode`).
-fn is_closing(s: ConnState) -> bool {
-    matches!(
-        s,
-        ConnState::TimeWait
-            | ConnState::Close
-            | ConnState::CloseWait
-            | ConnState::LastAck
-            | ConnState::FinWait
-    )
-}
-
-/// Moves a TCP flow's state for a packet with `flags` travelling in `dir`, keeping the real
-/// server's active/inactive counts in step.
-fn step_state(conn: &mut Conn, dest: &Dest, flags: TcpFlags, dir: Direction) {
-    let next = tcp_transition(
-        conn.state,
-        flags.contains(TcpFlags::SYN),
-        flags.contains(TcpFlags::FIN),
-        flags.contains(TcpFlags::ACK),
-        flags.contains(TcpFlags::RST),
-        dir,
-    );
-    if next != conn.state {
-        move_counts(&dest.state, conn.state, next);
-        conn.state = next;
-    }
-}
-
 /// A client packet (client → VIP) of a NAT flow the table knows and that is still live:
 /// updates its state and rewrites the packet towards its real server. `None` when there is no
 /// such flow; an expired one, or a closing one a new SYN reuses, is removed first (the caller
@@ -487,7 +457,7 @@ pub(super) fn handle_from_client(
         let c = &shard.flows[i].conn;
         (!c.is_expired(now), c.state, c.dest)
     };
-    let current = live && !(syn_only && is_closing(state));
+    let current = live && !(syn_only && state.is_closing());
     let dest = match snap.dest(dest_id) {
         Some(dest) if current => dest,
         // expire_nodest_conn = false and the server's health check failed: keep the flow

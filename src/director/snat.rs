@@ -63,7 +63,7 @@ use std::sync::atomic::Ordering;
 
 use ipnet::Ipv4Net;
 
-use super::conn::{tcp_transition, Conn, ConnKey, ConnState, DestId, Direction};
+use super::conn::{Conn, ConnKey, ConnState, DestId, Direction};
 use super::core::{Counters, Parsed, Shared};
 use super::nat::{
     base_rules, parse_quote, rewrite_l4, rewrite_quote, NatConn, NatTable, PackedKey, Shard, Side,
@@ -291,7 +291,7 @@ fn outbound(
     if let Some(i) = found {
         let c = shard.flows[i].conn;
         let syn_only = l4.flags.contains(TcpFlags::SYN) && !l4.flags.contains(TcpFlags::ACK);
-        if c.is_expired(now) || (syn_only && is_closing(c.state)) {
+        if c.is_expired(now) || (syn_only && c.state.is_closing()) {
             shard.remove_at(i);
             removed += 1;
             found = None;
@@ -301,7 +301,7 @@ fn outbound(
         Some(i) => {
             let f = &mut shard.flows[i];
             if p.proto == IpProtocol::TCP {
-                f.conn.state = tcp_step(f.conn.state, l4.flags, Direction::Input);
+                f.conn.state = f.conn.state.after(l4.flags, Direction::Input);
             }
             let replied = f.key.flags & FLAG_REPLIED != 0;
             f.conn
@@ -317,7 +317,7 @@ fn outbound(
                 return Verdict::Drop(DropReason::NoConnection);
             }
             let state = match p.proto {
-                IpProtocol::TCP => tcp_step(ConnState::None, l4.flags, Direction::Input),
+                IpProtocol::TCP => ConnState::None.after(l4.flags, Direction::Input),
                 IpProtocol::UDP => ConnState::Udp,
                 _ => ConnState::Icmp,
             };
@@ -439,7 +439,7 @@ fn inbound(snap: &Snapshot, table: &NatTable, buf: &mut [u8], p: &Parsed, now: I
         return no_mapping;
     }
     if p.proto == IpProtocol::TCP {
-        f.conn.state = tcp_step(f.conn.state, l4.flags, Direction::Output);
+        f.conn.state = f.conn.state.after(l4.flags, Direction::Output);
     }
     f.key.flags |= FLAG_REPLIED;
     f.conn
@@ -486,29 +486,6 @@ fn set_echo_ident(pkt: &mut [u8], ihl: usize, ident: u16) {
     let csum = u16::from_be_bytes([m[2], m[3]]);
     m[4..6].copy_from_slice(&ident.to_be_bytes());
     m[2..4].copy_from_slice(&checksum::update_u16(csum, old, ident).to_be_bytes());
-}
-
-fn tcp_step(state: ConnState, flags: TcpFlags, dir: Direction) -> ConnState {
-    tcp_transition(
-        state,
-        flags.contains(TcpFlags::SYN),
-        flags.contains(TcpFlags::FIN),
-        flags.contains(TcpFlags::ACK),
-        flags.contains(TcpFlags::RST),
-        dir,
-    )
-}
-
-/// The closing TCP states, where a new SYN starts a new mapping.
-fn is_closing(s: ConnState) -> bool {
-    matches!(
-        s,
-        ConnState::TimeWait
-            | ConnState::Close
-            | ConnState::CloseWait
-            | ConnState::LastAck
-            | ConnState::FinWait
-    )
 }
 
 /// One S-NAT mapping as `adm -L -c` shows it: the inside host as the source, the public

@@ -6,6 +6,7 @@
 //! flag (RST, then SYN, then FIN, then ACK).
 
 use crate::time::Duration;
+use crate::wire::TcpFlags;
 
 /// IPVS connection states. [`ConnState::as_str`] gives the names `ipvsadm -lnc` prints.
 ///
@@ -93,6 +94,31 @@ impl ConnState {
         matches!(
             self,
             ConnState::Established | ConnState::SynSent | ConnState::SynRecv | ConnState::SynAck
+        )
+    }
+
+    /// Whether this is one of the closing TCP states, where a new SYN starts a new flow
+    /// (IPVS `conn_reuse_mode`).
+    pub fn is_closing(self) -> bool {
+        matches!(
+            self,
+            ConnState::TimeWait
+                | ConnState::Close
+                | ConnState::CloseWait
+                | ConnState::LastAck
+                | ConnState::FinWait
+        )
+    }
+
+    /// The state after a TCP segment with `flags` travelling in `dir` ([`tcp_transition`]).
+    pub fn after(self, flags: TcpFlags, dir: Direction) -> ConnState {
+        tcp_transition(
+            self,
+            flags.contains(TcpFlags::SYN),
+            flags.contains(TcpFlags::FIN),
+            flags.contains(TcpFlags::ACK),
+            flags.contains(TcpFlags::RST),
+            dir,
         )
     }
 
