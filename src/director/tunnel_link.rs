@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::sys::neigh::{Link, Route};
 use crate::sys::packet::LinkDst;
-use crate::wire::{checksum, IpProtocol};
+use crate::wire::{checksum, IpProtocol, Ipv4Packet};
 
 /// How TUN-mode packets leave the director (`tunlb director --tunnel-tx`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -191,10 +191,13 @@ pub fn frame_outer(header: &mut [u8], src: Ipv4Addr, ident: u16) -> bool {
     if header.len() < 20 || header[0] != 0x45 {
         return false;
     }
-    if header[12..16] == [0; 4] {
-        header[12..16].copy_from_slice(&src.octets());
-        if header[9] == IpProtocol::UDP {
-            if let Some(field) = header.get_mut(26..28) {
+    let (ip, rest) = header.split_at_mut(20);
+    let mut ip = Ipv4Packet::new_unchecked(ip);
+    if ip.src_addr().is_unspecified() {
+        ip.set_src_addr(src);
+        // GUE: the outer UDP checksum (if any) covered the 0 source in its pseudo-header.
+        if ip.protocol() == IpProtocol::UDP {
+            if let Some(field) = rest.get_mut(6..8) {
                 let old = u16::from_be_bytes([field[0], field[1]]);
                 if old != 0 {
                     let new = checksum::update_addr(old, Ipv4Addr::UNSPECIFIED, src);
@@ -204,12 +207,10 @@ pub fn frame_outer(header: &mut [u8], src: Ipv4Addr, ident: u16) -> bool {
             }
         }
     }
-    if header[4..6] == [0, 0] {
-        header[4..6].copy_from_slice(&ident.to_be_bytes());
+    if ip.ident() == 0 {
+        ip.set_ident(ident);
     }
-    header[10..12].copy_from_slice(&[0, 0]);
-    let sum = !checksum::data(&header[..20]);
-    header[10..12].copy_from_slice(&sum.to_be_bytes());
+    ip.fill_checksum();
     true
 }
 
