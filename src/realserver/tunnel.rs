@@ -14,6 +14,7 @@ use super::gro::{self, TcpMerge};
 use super::merged::{self, Merged, MtuCache};
 use super::stats::AgentStats;
 use crate::encap::{StripError, TunnelType};
+use crate::sys::neigh::Netlink;
 use crate::sys::raw::{RawReceiver, UdpReceiver};
 use crate::sys::tun::TunQueue;
 use crate::sys::PacketBatch;
@@ -86,12 +87,18 @@ impl Receiver {
     }
 
     /// The MTU of the interface packet `i` of the last batch arrived on (raw socket only),
-    /// from `cache`.
-    fn arrival_mtu(&self, i: usize, cache: &mut MtuCache, now: Instant) -> Option<u32> {
+    /// from `cache`, asking the kernel through `links` on a miss.
+    fn arrival_mtu(
+        &self,
+        i: usize,
+        cache: &mut MtuCache,
+        links: &mut Option<Netlink>,
+        now: Instant,
+    ) -> Option<u32> {
         match self {
             Receiver::Raw(r) => {
                 let ifindex = r.ifindex(i)?;
-                Some(cache.get(ifindex, now, |x| r.interface_mtu(x).ok()))
+                Some(cache.get(ifindex, now, |x| links.as_mut()?.link_mtu(x).ok()))
             }
             Receiver::Udp(_) => None,
         }
@@ -167,6 +174,8 @@ pub fn serve(
     let mut merge = tun.vnet_hdr().then(TcpMerge::new);
     // Packets the kernel's GRO merged (IPIP/GRE) are told by their checksum field and length.
     let mut mtus = MtuCache::new();
+    // Where the cache asks; without it every MTU counts as unlimited (see MtuCache::get).
+    let mut links = Netlink::open().ok();
     let mut scratch = if gue {
         Vec::new()
     } else {
@@ -213,7 +222,7 @@ pub fn serve(
                 let Some(r) = check(packet, stats) else {
                     continue;
                 };
-                match rx.arrival_mtu(i, &mut mtus, now) {
+                match rx.arrival_mtu(i, &mut mtus, &mut links, now) {
                     Some(mtu) => out.write_ip(packet, r, mtu, &mut scratch, stats),
                     None => {
                         if let Some(inner) = packet.get(r) {

@@ -490,13 +490,6 @@ pub fn parse_link(payload: &[u8]) -> Option<Link> {
     Some(link)
 }
 
-/// The `IFLA_MTU` of an `RTM_NEWLINK` payload.
-pub fn parse_link_mtu(payload: &[u8]) -> Option<u32> {
-    attributes(payload.get(IFINFOMSG_LEN..)?)
-        .find(|(kind, _)| *kind == libc::IFLA_MTU)
-        .and_then(|(_, data)| u32_of(data))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,7 +636,6 @@ mod tests {
             }
         );
         assert!(link.is_ethernet());
-        assert_eq!(parse_link_mtu(payload), Some(1500));
         // A TUN: no Ethernet type, no address.
         ifi[2..4].copy_from_slice(&libc::ARPHRD_NONE.to_ne_bytes());
         let msg = message(libc::RTM_NEWLINK, 0, 1, &ifi, &[]);
@@ -664,7 +656,6 @@ mod tests {
             for (_, payload) in messages(&msg[..cut]) {
                 let _ = parse_neigh(payload);
                 let _ = parse_route(payload);
-                let _ = parse_link_mtu(payload);
                 let _ = parse_link(payload);
             }
         }

@@ -280,32 +280,6 @@ fn control_info(msg: &libc::msghdr) -> (u16, u32) {
     (gro, ifindex)
 }
 
-/// The MTU of interface `ifindex` in the namespace of `fd` (any socket's descriptor).
-fn interface_mtu(fd: RawFd, ifindex: u32) -> io::Result<u32> {
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname may write (a NUL-terminated
-    // name); it returns null, writing nothing else, when there is no such interface.
-    let found = unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) };
-    if found.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: all-zero is a valid ifreq (an empty name, a zero union).
-    let mut req: libc::ifreq = unsafe { mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(name) {
-        *d = s;
-    }
-    // SAFETY: SIOCGIFMTU reads the NUL-terminated name in `req` (the last byte of `name`
-    // is NUL or an earlier one is) and writes the MTU into its union; `req` is a live
-    // ifreq borrowed for the call.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU as _, ptr::addr_of_mut!(req)) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: after a successful SIOCGIFMTU the union holds the MTU as an int.
-    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
-    u32::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
-}
-
 /// Receives every IPv4 packet of one IP protocol (4 = IPIP, 47 = GRE) addressed to this host,
 /// outer header included.
 pub struct RawReceiver {
@@ -370,11 +344,6 @@ impl RawReceiver {
     /// [`enable_pktinfo`](Self::enable_pktinfo) is on; else `None`.
     pub fn ifindex(&self, i: usize) -> Option<u32> {
         self.arrays.ifindex.get(i).copied().filter(|&x| x > 0)
-    }
-
-    /// The MTU of interface `ifindex` (in this socket's network namespace).
-    pub fn interface_mtu(&self, ifindex: u32) -> io::Result<u32> {
-        interface_mtu(self.sock.as_raw_fd(), ifindex)
     }
 
     /// Waits up to `timeout` (`None`: forever) for a packet, then stores as many as are ready,
