@@ -713,7 +713,8 @@ fn train_head(
 
 /// Sends every segment of `t` (super-packet `pkt`) as GUE records in frames to `link` on the
 /// `PACKET_VNET_HDR` socket, as many records per frame as [`records_per_send`] allows, each
-/// frame one UDP GSO super-packet ([`train_head`]). Stops at the first refused send.
+/// frame one UDP GSO super-packet ([`train_head`]), its records counted in `sizes` as a
+/// `UDP_SEGMENT` send's are. Stops at the first refused send.
 fn send_train_frames(
     frames: &FrameQueue,
     records: &mut [[u8; RECORD_HEADER]],
@@ -721,6 +722,7 @@ fn send_train_frames(
     pkt: &[u8],
     t: &GueTrain,
     link: &TunnelLink,
+    sizes: &mut BatchHistogram,
 ) -> std::io::Result<()> {
     let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
     let (_, _, _, _, gue_hdr) = t.outer(1).ok_or_else(bad)?;
@@ -737,7 +739,7 @@ fn send_train_frames(
         let head = train_head(&t.encap, link, ident, first, end - i, len).ok_or_else(bad)?;
         parts[0] = &head;
         match frames.send_whole(link.to, &parts[..=used]) {
-            Some(Ok(_)) => {}
+            Some(Ok(_)) => sizes.record(end - i),
             Some(Err(e)) => return Err(e),
             None => return Err(bad()),
         }
@@ -1080,7 +1082,8 @@ impl Worker {
                 .copied();
             if let (Some(link), true) = (link, self.train_frames) {
                 let (frames, idents) = (&self.frames, &mut self.idents);
-                match send_train_frames(frames, &mut self.records, idents, pkt, t, &link) {
+                let sizes = d.send_batch_sizes(SendSocket::UdpGso);
+                match send_train_frames(frames, &mut self.records, idents, pkt, t, &link, sizes) {
                     Ok(()) => {
                         if !self.train_frames_sent {
                             self.train_frames_sent = true;

@@ -41,7 +41,7 @@
 //! | `tunlb_received_packets_total` | counter | | packets read from the TUN |
 //! | `tunlb_tun_read_batch_size` | histogram | | packets per non-empty TUN read, buckets 1, 2, 4 … 256 |
 //! | `tunlb_tun_write_batch_size` | histogram | | packets written back into the TUN (NAT rewrites, ICMP errors) per batch that wrote any; each is its own `write` (a TUN has no batched write), buckets as above |
-//! | `tunlb_send_batch_size` | histogram | `socket` | datagrams or frames per batched send: `raw` (IPIP/GRE/GUE datagrams on the raw socket: `--tunnel-tx raw` or a real server without an Ethernet route; one batch of one or more `sendmmsg` per TUN batch), `packet` (DR frames and TUN-mode frames, likewise per `AF_PACKET` socket), `udp_gso` (GUE records per `UDP_SEGMENT` `sendmsg`); buckets as above |
+//! | `tunlb_send_batch_size` | histogram | `socket` | datagrams or frames per batched send: `raw` (IPIP/GRE/GUE datagrams on the raw socket: `--tunnel-tx raw` or a real server without an Ethernet route; one batch of one or more `sendmmsg` per TUN batch), `packet` (DR frames and TUN-mode frames, likewise per `AF_PACKET` socket), `udp_gso` (GUE records per `UDP_SEGMENT` `sendmsg` or per `GSO_UDP_L4` train frame); buckets as above |
 //! | `tunlb_send_errors_total` | counter | | encapsulated packets or DR frames the kernel refused to send or the driver could not queue (the `send_failed` drops; split by type in `tunlb_encap_errors_total`) |
 //! | `tunlb_encap_errors_total` | counter | `type`, `reason` | packets for real servers that did not leave, by `type` (`ipip`, `gre`, `gue`, `dr`) and `reason`: `send_failed`, `too_big` (DF set, ICMP fragmentation-needed sent), `too_many_fragments` (DF clear but it cannot be split); each also counts in `tunlb_drops_total` under that reason, 0 included |
 //! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
@@ -548,7 +548,7 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
     });
     r.register(
         "tunlb_send_batch_size",
-        "Datagrams or frames per batched send (one batch: one or more sendmmsg) by socket: raw (IPIP/GRE/GUE on the raw socket), packet (DR and TUN-mode Ethernet frames), udp_gso (GUE records per UDP_SEGMENT sendmsg).",
+        "Datagrams or frames per batched send (one batch: one or more sendmmsg) by socket: raw (IPIP/GRE/GUE on the raw socket), packet (DR and TUN-mode Ethernet frames), udp_gso (GUE records per UDP_SEGMENT sendmsg or GSO_UDP_L4 train frame).",
         batch_histograms(sends),
     );
     gauge(
