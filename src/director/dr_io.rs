@@ -481,19 +481,26 @@ impl FrameQueue {
     }
 }
 
-/// Adds to `out` how many packets the failed frames (positions in `pending`, ascending)
-/// belonged to, by their `type`: the fragments of one packet sit side by side, and one lost
-/// fragment loses the packet.
-fn failed_packets(pending: &[Framed], failures: &[MsgError], out: &mut SendFailures) {
+/// The packets the failed sends (positions in `queued`, ascending) belonged to, one queued
+/// item of each: the fragments of one packet (same batch `slot`) sit side by side, and one
+/// lost fragment loses the packet. Shared by the frame queue and the raw-socket queue.
+pub(super) fn lost_packets<'a, T>(
+    queued: &'a [T],
+    failures: &'a [MsgError],
+    slot: impl Fn(&T) -> usize + 'a,
+) -> impl Iterator<Item = &'a T> + 'a {
     let mut last = None;
-    for f in failures {
-        let Some(p) = pending.get(f.index) else {
-            continue;
-        };
-        if Some(p.slot) != last {
-            out.add(p.kind, 1);
-            last = Some(p.slot);
-        }
+    failures.iter().filter_map(move |f| {
+        let item = queued.get(f.index)?;
+        (last.replace(slot(item)) != Some(slot(item))).then_some(item)
+    })
+}
+
+/// Adds to `out` how many packets the failed frames (positions in `pending`) belonged to,
+/// by their `type`.
+fn failed_packets(pending: &[Framed], failures: &[MsgError], out: &mut SendFailures) {
+    for p in lost_packets(pending, failures, |p| p.slot) {
+        out.add(p.kind, 1);
     }
 }
 

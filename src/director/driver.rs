@@ -66,7 +66,7 @@ use crate::control::config::{self, DirectorSettings};
 use crate::control::keepalived;
 use crate::encap::{self, gue, IdentSeq, MAX_OUTER_HEADER};
 use crate::sys::netcfg::{conf_key, NetChanges};
-use crate::sys::raw::{MsgError, RawSender};
+use crate::sys::raw::RawSender;
 use crate::sys::tun::{TunConfig, TunDevice, TunQueue};
 use crate::sys::udp_gso::{self, UdpGsoPool};
 use crate::sys::{signal, PacketBatch, PacketMeta};
@@ -419,20 +419,6 @@ fn queue_encap(
         }
         _ => false,
     }
-}
-
-/// The packets the failed datagrams (positions in `pending`, ascending) belonged to, one
-/// datagram of each: the fragments of one packet sit side by side, and one lost fragment
-/// loses the packet.
-fn failed_packets<'a>(
-    pending: &'a [Pending],
-    failures: &'a [MsgError],
-) -> impl Iterator<Item = &'a Pending> + 'a {
-    let mut last = None;
-    failures.iter().filter_map(move |f| {
-        let p = pending.get(f.index)?;
-        (last.replace(p.slot) != Some(p.slot)).then_some(p)
-    })
 }
 
 /// One segment of a GSO super-packet waiting for the batch send: outer headers and the
@@ -1046,7 +1032,7 @@ impl Worker {
         if report.failed > 0 {
             let failures = self.sender.failures();
             let whole = failures.partition_point(|f| f.index < self.pending.len());
-            for p in failed_packets(&self.pending, &failures[..whole]) {
+            for p in dr_io::lost_packets(&self.pending, &failures[..whole], |p| p.slot) {
                 d.count_send_errors(EncapKind::of_outer(&p.header), 1);
             }
             for f in &failures[whole..] {
