@@ -46,18 +46,7 @@ fn config(inhibit_on_failure: bool) -> String {
 /// The director's config: VIP:80, rr, both real servers over IPIP; those whose role is in
 /// `checked` have an HTTP_GET check, through the tunnel with `through`.
 fn config_checking(inhibit_on_failure: bool, checked: &[&str], through: bool) -> String {
-    let mut text = format!(
-        "# written by tests/netns/health.rs\n\
-         [director]\n\
-         queues = 1\n\
-         local_address = \"{DIRECTOR}\"\n\
-         \n\
-         [[service]]\n\
-         vip = \"{VIP}\"\n\
-         port = 80\n\
-         scheduler = \"rr\"\n\
-         delay_loop = {DELAY_LOOP}\n"
-    );
+    let mut text = service_head("");
     for (role, rip) in REAL_SERVERS {
         text.push_str(&format!(
             "\n  [[service.real_server]]\n\
@@ -68,16 +57,10 @@ fn config_checking(inhibit_on_failure: bool, checked: &[&str], through: bool) ->
             continue;
         }
         text.push_str(&format!(
-            "\x20 inhibit_on_failure = {inhibit_on_failure}\n\
-             \x20 [service.real_server.check]\n\
-             \x20 type = \"http_get\"\n\
-             \x20 url = \"/\"\n\
-             \x20 status_code = 200\n\
-             \x20 connect_timeout = {CONNECT_TIMEOUT}\n\
-             \x20 retry = {RETRY}\n\
-             \x20 delay_before_retry = {DELAY_BEFORE_RETRY}\n\
-             \x20 warmup = 0\n\
-             \x20 check_through_tunnel = {through}\n"
+            "\x20 inhibit_on_failure = {inhibit_on_failure}\n{}",
+            http_check(&format!(
+                "status_code = 200\n\x20 check_through_tunnel = {through}\n"
+            ))
         ));
     }
     text
@@ -472,6 +455,19 @@ const KEEP_ALIVE_REQUESTS: usize = 80;
 /// alone, checked on its port [`CHECKED_PORT`], with `expire_nodest_conn` as given.
 fn flap_config(expire_nodest_conn: bool) -> String {
     format!(
+        "{}\n\
+         \x20 [[service.real_server]]\n\
+         \x20 address = \"{RS1}\"\n\
+         \x20 tun_type = \"ipip\"\n{}",
+        service_head(&format!("expire_nodest_conn = {expire_nodest_conn}\n")),
+        http_check(&format!("connect_port = {CHECKED_PORT}\n"))
+    )
+}
+
+/// The start of the director configs here: the director, and the service VIP:80 (rr, checked
+/// every [`DELAY_LOOP`]) with the further service keys `extra` (lines, each ending in `\n`).
+fn service_head(extra: &str) -> String {
+    format!(
         "# written by tests/netns/health.rs\n\
          [director]\n\
          queues = 1\n\
@@ -482,19 +478,22 @@ fn flap_config(expire_nodest_conn: bool) -> String {
          port = 80\n\
          scheduler = \"rr\"\n\
          delay_loop = {DELAY_LOOP}\n\
-         expire_nodest_conn = {expire_nodest_conn}\n\
-         \n\
-         \x20 [[service.real_server]]\n\
-         \x20 address = \"{RS1}\"\n\
-         \x20 tun_type = \"ipip\"\n\
-         \x20 [service.real_server.check]\n\
+         {extra}"
+    )
+}
+
+/// A real server's HTTP_GET check on `/` with the tests' timing, plus the check keys `extra`
+/// (indented like the rest: the first line as is, further lines after "\x20 ").
+fn http_check(extra: &str) -> String {
+    format!(
+        "\x20 [service.real_server.check]\n\
          \x20 type = \"http_get\"\n\
          \x20 url = \"/\"\n\
-         \x20 connect_port = {CHECKED_PORT}\n\
          \x20 connect_timeout = {CONNECT_TIMEOUT}\n\
          \x20 retry = {RETRY}\n\
          \x20 delay_before_retry = {DELAY_BEFORE_RETRY}\n\
-         \x20 warmup = 0\n"
+         \x20 warmup = 0\n\
+         \x20 {extra}"
     )
 }
 
