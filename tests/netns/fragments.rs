@@ -10,9 +10,9 @@
 //! real server's `tunlb httpd --udp-echo` answers the client directly with the length and
 //! SHA-256 of what it received.
 //!
-//! The client needs no program of its own: bash's `/dev/udp` sends a file in one datagram (with
-//! `dd`), and the namespace's `net.ipv4.ip_no_pmtu_disc = 1` makes its sockets send without DF
-//! (as `IP_MTU_DISCOVER = IP_PMTUDISC_DONT` would).
+//! The client is a few lines of python3 that send a file in one datagram from a fixed source
+//! port with `IP_MTU_DISCOVER = IP_PMTUDISC_DONT`; the namespace's `net.ipv4.ip_no_pmtu_disc
+//! = 1` clears DF for any other socket too.
 
 use std::fs;
 
@@ -97,16 +97,35 @@ fn router_counters() -> String {
     )
 }
 
-/// Sends `file` as one UDP datagram from a new socket in `client` to VIP:PORT and returns the
-/// answer (empty if none came within 5 s).
-fn send_datagram(client: &Netns, file: &TempPath) -> String {
-    let script = format!(
-        "exec 3<>/dev/udp/{VIP}/{PORT} && \
-         dd if={} bs=65536 count=1 status=none >&3 && \
-         timeout 5 dd bs=65536 count=1 status=none <&3",
-        file.arg()
+/// Sends `file` as one UDP datagram to VIP:PORT from a socket in `client` bound to `sport`
+/// and returns the answer (empty if none came within 5 s).
+///
+/// Each datagram gets its own source port: a port the kernel picked could repeat an earlier
+/// datagram's, whose UDP flow the director still holds, and rr would then not advance.
+fn send_datagram(client: &Netns, file: &TempPath, sport: u16) -> String {
+    const SENDER: &str = "import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT: DF clear
+s.bind(('0.0.0.0', int(sys.argv[2])))
+s.connect((sys.argv[3], int(sys.argv[4])))
+s.send(open(sys.argv[1], 'rb').read())
+s.settimeout(5)
+try:
+    sys.stdout.write(s.recv(65536).decode('utf-8', 'replace'))
+except socket.timeout:
+    pass
+";
+    let out = client.try_exec(
+        "python3",
+        &[
+            "-c",
+            SENDER,
+            &file.arg(),
+            &sport.to_string(),
+            &VIP.to_string(),
+            &PORT.to_string(),
+        ],
     );
-    let out = client.try_exec("bash", &["-c", &script]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -141,7 +160,7 @@ fn udp_datagrams_without_df_arrive_intact(encap: &str, extra: &str) {
         fill_blob((i as u64) << 20, &mut data);
         let file = TempPath::new(&format!("datagram-{encap}-{i}-{}", client.name()));
         fs::write(file.path(), &data).expect("write the datagram");
-        let answer = send_datagram(client, &file);
+        let answer = send_datagram(client, &file, 41000 + i as u16);
         let mut lines = answer.lines();
         let banner = lines.next().unwrap_or_default().to_owned();
         assert!(
@@ -162,6 +181,17 @@ fn udp_datagrams_without_df_arrive_intact(encap: &str, extra: &str) {
     }
     for pair in from.windows(2) {
         assert_ne!(pair[0], pair[1], "rr must alternate: {from:?}");
+    }
+    // Six datagrams from six source ports: six UDP flows, three per real server (a later
+    // fragment scheduled on its own would be a seventh).
+    let stats = adm(director, "-L -n --stats");
+    for rip in [RS1, RS2] {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with("  -> ") && l.contains(&format!("{rip}:")))
+            .unwrap_or_else(|| panic!("no line for {rip} in:\n{stats}"));
+        let conns = line.split_whitespace().nth(2);
+        assert_eq!(conns, Some("3"), "UDP flows to {rip}:\n{stats}");
     }
 
     // The client really sent without DF, and the director really fragmented the outer packets.
