@@ -122,7 +122,7 @@ except socket.timeout:
             SENDER,
             &file.arg(),
             &sport.to_string(),
-            &VIP.to_string(),
+            VIP,
             &PORT.to_string(),
         ],
     );
