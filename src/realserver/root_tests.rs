@@ -6,6 +6,7 @@
 //! Run with `cargo test --lib -- --ignored realserver::root_tests`.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -202,5 +203,76 @@ fn dr_mode_hides_the_vip_on_every_interface_and_undoes_it() {
             assert_eq!(sysctl(&format!("net/ipv4/conf/{iface}/arp_ignore")), "0");
             assert_eq!(sysctl(&format!("net/ipv4/conf/{iface}/arp_announce")), "0");
         }
+    });
+}
+
+/// Accepts every well-formed IPIP packet (the allow-list and VIP checks have their own tests).
+struct AnyIpip;
+
+impl tunnel::Accept for AnyIpip {
+    fn check_ip(&self, packet: &[u8], _src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
+        crate::encap::strip_ip(packet, TunnelType::Ipip, None)
+            .map(|s| s.inner)
+            .map_err(AgentDrop::Strip)
+    }
+
+    fn check_gue(&self, _payload: &[u8], _src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
+        Err(AgentDrop::NotAllowed)
+    }
+}
+
+/// Without the kernel's GRO every tunnelled segment reaches the raw socket on its own; the
+/// consecutive segments of one TCP flow in one receive batch still go into a TUN with virtio
+/// headers as one GSO super-packet (which the kernel takes: no write error), and a packet of
+/// another kind after them goes on its own, after them.
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn consecutive_ipip_segments_in_one_batch_are_written_as_one_super_packet() {
+    in_new_netns(|| {
+        let mut config = TunConfig::new("tlbrs-merge0", 1, 1500);
+        config.offload = true;
+        let queue = TunDevice::with_config(&config).unwrap().queues().remove(0);
+        assert!(queue.vnet_hdr(), "the kernel refused TUN offload");
+        let mut rx = tunnel::Receiver::open(TunnelType::Ipip, DEFAULT_GUE_PORT).unwrap();
+
+        // A 5000-byte payload cut into five segments of 1000, as the director cuts a
+        // super-packet, then a UDP datagram.
+        let client = *CLIENT.ip();
+        let whole = crate::wire::testing::tcp_packet(client, 40000, VIP, 80, 0x10, 5000);
+        let cut = crate::wire::gso::TcpSegmenter::new(&whole, 1000).unwrap();
+        let mut inners: Vec<Vec<u8>> = (0..cut.count())
+            .map(|k| {
+                let mut seg = vec![0u8; 1100];
+                let n = cut.write_segment(&whole, k, &mut seg).unwrap();
+                seg.truncate(n);
+                seg
+            })
+            .collect();
+        assert_eq!(inners.len(), 5);
+        inners.push(udp_packet(CLIENT, SocketAddrV4::new(VIP, 5353), b"after"));
+        let mut tx = RawSender::new(4).unwrap();
+        for inner in &inners {
+            send_ipip(&mut tx, DIRECTOR, inner);
+        }
+        // Loopback delivers in the sender's context; give a slow machine a moment anyway.
+        std::thread::sleep(Duration::from_millis(100));
+
+        let mut stats = AgentStats::default();
+        let mut rounds = 0;
+        let opts = tunnel::ServeOptions {
+            batch: 16,
+            stats_interval: None,
+            log: "test:",
+            publish: None,
+        };
+        tunnel::serve(&mut rx, &queue, &mut AnyIpip, opts, &mut stats, &mut || {
+            rounds += 1;
+            rounds > 1
+        })
+        .unwrap();
+        assert_eq!(stats.received, 6, "{stats}");
+        assert_eq!(stats.delivered, 6, "{stats}");
+        assert_eq!(stats.tun_write_error, 0, "{stats}");
+        assert_eq!(stats.gro_super_packets, 1, "{stats}");
     });
 }

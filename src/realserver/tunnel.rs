@@ -170,7 +170,8 @@ pub fn serve(
         log,
         warned: false,
     };
-    // Trains are merged back into TCP super-packets only for a TUN that takes virtio headers.
+    // Consecutive TCP segments of one flow (a UDP_GRO train's records, or separate packets of
+    // one batch) are merged back into super-packets only for a TUN that takes virtio headers.
     let mut merge = tun.vnet_hdr().then(TcpMerge::new);
     // Packets the kernel's GRO merged (IPIP/GRE) are told by their checksum field and length.
     let mut mtus = MtuCache::new();
@@ -223,10 +224,10 @@ pub fn serve(
                     continue;
                 };
                 match rx.arrival_mtu(i, &mut mtus, &mut links, now) {
-                    Some(mtu) => out.write_ip(packet, r, mtu, &mut scratch, stats),
+                    Some(mtu) => out.write_ip(packet, r, mtu, merge.as_mut(), &mut scratch, stats),
                     None => {
                         if let Some(inner) = packet.get(r) {
-                            out.write(None, inner, 1, stats);
+                            out.write_merging(inner, merge.as_mut(), stats);
                         }
                     }
                 }
@@ -237,20 +238,13 @@ pub fn serve(
                 let Some(inner) = check(rec, stats).and_then(|r| rec.get(r)) else {
                     continue;
                 };
-                let Some(m) = merge.as_mut() else {
-                    out.write(None, inner, 1, stats);
-                    continue;
-                };
-                if !m.push(inner) {
-                    out.flush(m, stats);
-                    if !m.push(inner) {
-                        out.write(None, inner, 1, stats);
-                    }
-                }
+                out.write_merging(inner, merge.as_mut(), stats);
             }
-            if let Some(m) = merge.as_mut() {
-                out.flush(m, stats);
-            }
+        }
+        // Consecutive segments of one flow, from one train or from separate datagrams of the
+        // batch, went into the TUN as one super-packet; the rest of the batch goes now.
+        if let Some(m) = merge.as_mut() {
+            out.flush(m, stats);
         }
         if let (true, Some(shared)) = (n > 0, opts.publish) {
             if let Ok(mut copy) = shared.lock() {
@@ -303,15 +297,33 @@ impl Deliver<'_> {
         }
     }
 
+    /// Writes the ordinary inner packet `p`: into `merge` when it continues (or can start) a
+    /// TCP super-packet there, else on its own, after what `merge` holds (order is kept).
+    fn write_merging(&mut self, p: &[u8], merge: Option<&mut TcpMerge>, stats: &mut AgentStats) {
+        let Some(m) = merge else {
+            self.write(None, p, 1, stats);
+            return;
+        };
+        if m.push(p) {
+            return;
+        }
+        self.flush(m, stats);
+        if !m.push(p) {
+            self.write(None, p, 1, stats);
+        }
+    }
+
     /// Writes the inner packet (at `inner` in `packet`) of an IPIP/GRE packet that arrived on
     /// an interface with this `mtu`, see [`merged`]: one the kernel's GRO merged goes into a
     /// TUN with virtio headers whole, as GSO with a partial checksum, else cut into segments
-    /// with full checksums (in `scratch`); merged UDP is dropped; any other goes as is.
+    /// with full checksums (in `scratch`); merged UDP is dropped; any other goes as is, merged
+    /// with its neighbours of the same flow (see [`Self::write_merging`]).
     fn write_ip(
         &mut self,
         packet: &mut [u8],
         inner: Range<usize>,
         mtu: u32,
+        merge: Option<&mut TcpMerge>,
         scratch: &mut [u8],
         stats: &mut AgentStats,
     ) {
@@ -322,11 +334,17 @@ impl Deliver<'_> {
             stats.count_drop(AgentDrop::Strip(StripError::InnerMalformed));
             return;
         };
-        let plan = match merged::classify(p, max_inner) {
-            Merged::Intact => {
-                self.write(None, p, 1, stats);
-                return;
-            }
+        let verdict = merged::classify(p, max_inner);
+        if let Merged::Intact = verdict {
+            self.write_merging(p, merge, stats);
+            return;
+        }
+        // What the merge holds came first.
+        if let Some(m) = merge {
+            self.flush(m, stats);
+        }
+        let plan = match verdict {
+            Merged::Intact => return,
             Merged::Unsupported => {
                 stats.kernel_merged += 1;
                 stats.merged_unsupported += 1;
