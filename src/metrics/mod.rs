@@ -58,7 +58,7 @@
 //! |---|---|---|---|
 //! | `tunlb_agent_received_packets_total` | counter | | tunnel packets received |
 //! | `tunlb_agent_delivered_packets_total` | counter | | inner packets written into the TUN |
-//! | `tunlb_agent_gro_super_packets_total` | counter | | GUE: TCP super-packets written whole (merged from a `UDP_GRO` train; their segments count in delivered) |
+//! | `tunlb_agent_gro_super_packets_total` | counter | | TCP super-packets written whole into the TUN, merged from consecutive segments of one flow (a GUE `UDP_GRO` train, or separate IPIP/GRE/GUE packets of one receive batch; their segments count in delivered) |
 //! | `tunlb_agent_kernel_merged_packets_total` | counter | | IPIP/GRE: packets the kernel's GRO had merged (their inner checksum unfinished); TCP is repaired before delivery, UDP dropped |
 //! | `tunlb_agent_drops_total` | counter | `reason` | dropped: `not_allowed` (allow-list), `not_vip`, `inner_source_not_allowed`, `recv_truncated`, `tun_write_error`, `merged_unsupported` (UDP the kernel's GRO merged in an IPIP/GRE packet) and every decapsulation error ([`crate::encap::StripError`] labels), 0 included |
 //! | `tunlb_build_info` | gauge (info) | `version` | 1 |
@@ -607,7 +607,7 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
     counter(
         &mut r,
         "tunlb_agent_gro_super_packets",
-        "TCP super-packets written whole into the TUN, merged from a UDP_GRO train of GUE records.",
+        "TCP super-packets written whole into the TUN, merged from consecutive segments of one flow (a UDP_GRO train, or packets of one receive batch).",
         s.gro_super_packets,
     );
     counter(

@@ -27,8 +27,9 @@ pub struct AgentStats {
     pub strip: [u64; STRIP_REASONS],
     /// Dropped: the TUN device refused the write.
     pub tun_write_error: u64,
-    /// TCP super-packets written whole, merged from a `UDP_GRO` train (their segments are
-    /// counted in `delivered`).
+    /// TCP super-packets written whole, merged from consecutive segments of one flow (a
+    /// `UDP_GRO` train, or separate packets of one receive batch; their segments are counted
+    /// in `delivered`).
     pub gro_super_packets: u64,
     /// IPIP/GRE packets the kernel's GRO had merged (GRO's pseudo-header sum in the inner
     /// checksum field, and longer than the receiving interface's MTU or failing the checksum):
