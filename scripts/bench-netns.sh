@@ -15,7 +15,10 @@
 # appended to every `tunlb director` command line, e.g. "--batch 32"), AGENT_ARGS (the same for
 # `tunlb realserver`), PROFILE (a candidate, e.g. tun-ipip: after its measured runs, one more
 # keep-alive run under `perf record -e cpu-clock -g` of the balancer process; the report is kept
-# in the work directory, whose path is printed), TUNLB (path of the tunlb binary; default:
+# in the work directory, whose path is printed), PROFILE_LOAD (what that extra run is: ka, the
+# default, or upload: an iperf3 upload), PROFILE_SCOPE (balancer, the default, or machine: every
+# CPU, the report sorted by thread too, for loads whose cost is spread over the receive paths of
+# several hosts), TUNLB (path of the tunlb binary; default:
 # target/release/tunlb, built first).
 #
 # Topology (built afresh for every candidate, the same each time; nothing leaves these
@@ -72,6 +75,10 @@ UDP_FLOWS=${UDP_FLOWS:-8}
 WIRE=${WIRE:-napi}
 read -r -a WIRES <<<"$WIRE"
 PROFILE=${PROFILE:-}
+PROFILE_LOAD=${PROFILE_LOAD:-ka}
+PROFILE_SCOPE=${PROFILE_SCOPE:-balancer}
+case $PROFILE_LOAD in ka | upload) ;; *) echo "PROFILE_LOAD must be ka or upload" >&2; exit 2 ;; esac
+case $PROFILE_SCOPE in balancer | machine) ;; *) echo "PROFILE_SCOPE must be balancer or machine" >&2; exit 2 ;; esac
 read -r -a DIRECTOR_EXTRA <<<"${DIRECTOR_ARGS:-}"
 read -r -a AGENT_EXTRA <<<"${AGENT_ARGS:-}"
 NCPU=$(nproc)
@@ -444,6 +451,7 @@ run_iperf() {
         echo 0
         return
     }
+    log "iperf3 $*: $(jq -r '"\(.end.sum_received.bits_per_second / 1e9 * 100 | round / 100) Gbit/s, \(.end.sum_sent.retransmits // "?") retransmitted segments"' <<<"$out" 2>/dev/null)"
     jq -r '.end.sum_received.bits_per_second / 1e9' <<<"$out" 2>/dev/null || {
         log "iperf3 $* gave no result: $(jq -r '.error // empty' <<<"$out" 2>/dev/null)"
         echo 0
@@ -519,11 +527,11 @@ record() {
     fi
 }
 
-# profile NAME URL PIDS...: one more keep-alive run (not in the medians) under perf record of
-# the balancer process and its children (of the balancer's CPU if it has no process); the
-# report goes to the work directory.
+# profile NAME URL HOST PIDS...: one more PROFILE_LOAD run (not in the medians) under perf
+# record of the balancer process and its children (of the balancer's CPU if it has no process;
+# of every CPU with PROFILE_SCOPE=machine); the report goes to the work directory.
 profile() {
-    local name=$1 url=$2; shift 2
+    local name=$1 url=$2 host=$3; shift 3
     local targets=() p file="$WORK/profile-${KEY//[^A-Za-z0-9_-]/-}"
     for p in "$@"; do
         targets+=("$p")
@@ -533,12 +541,16 @@ profile() {
     # thread (the NAPI threads, the servers), as its symbols are spread thin.
     local scope=(-a -C "$BALANCER_CPU") top=(--sort comm)
     ((${#targets[@]})) && scope=(-p "$(IFS=,; echo "${targets[*]}")") && top=()
-    log "$name: profiling one more keep-alive run (perf record -e cpu-clock -g ${scope[*]})"
+    [[ $PROFILE_SCOPE == machine ]] && scope=(-a) && top=(--sort comm)
+    log "$name: profiling one more $PROFILE_LOAD run (perf record -e cpu-clock -g ${scope[*]})"
     perf record -e cpu-clock -g -o "$file.data" "${scope[@]}" -- sleep "$DURATION" >"$file.log" 2>&1 &
     local perf_pid=$!
     STARTED_PIDS+=("$perf_pid")
     sleep 0.3
-    run_wrk "$url" >/dev/null
+    case $PROFILE_LOAD in
+    ka) run_wrk "$url" >/dev/null ;;
+    upload) run_iperf "$host" >/dev/null ;;
+    esac
     wait "$perf_pid" || log "perf record failed: $(tail -2 "$file.log")"
     perf report -i "$file.data" --no-children --percent-limit 2 --stdio >"$file.txt" 2>>"$file.log" ||
         log "perf report failed: $(tail -2 "$file.log")"
@@ -607,7 +619,7 @@ measure() {
         for g in "${NAPI_GROUPS[@]}"; do line+=" $g ${R[$KEY,ka_rx_$g]}"; done
         log "$KEY: balancer ${R[$KEY,ka_cpu]} µs per keep-alive request; receive threads:$line"
     fi
-    [[ $PROFILE == "$name" ]] && profile "$name" "$url" "${pids[@]}"
+    [[ $PROFILE == "$name" ]] && profile "$name" "$url" "$host" "${pids[@]}"
     return 0
 }
 
