@@ -32,7 +32,7 @@ use super::dr::NeighEntry;
 use super::service::{Forward, ServiceSet};
 use super::stats::{BatchHistogram, EncapKind};
 use super::table::Dest;
-use super::tunnel_link::{decide, frame_outer, Path, TunnelLink, TunnelLinks};
+use super::tunnel_link::{decide, frame_outer, LinkTable, Path, TunnelLink, TunnelLinks};
 use super::{Encap, Ether, Shared, Snapshot, MAX_FRAGMENTS};
 use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
 use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
@@ -707,7 +707,7 @@ impl Resolver {
         if dests.is_empty() && tunnel_servers.is_empty() {
             if let Some(t) = &mut self.tunnel {
                 t.logged.clear();
-                t.links.publish(HashMap::new());
+                t.links.publish(LinkTable::default());
             }
             return;
         }
@@ -823,7 +823,7 @@ impl TunnelState {
     ) {
         self.asked.retain(|hop, _| self.hops.contains(hop));
         self.logged.retain(|rip, _| servers.contains_key(rip));
-        let mut published = HashMap::new();
+        let mut published = LinkTable::default();
         for (rip, services) in servers {
             let state = match self.paths.get(rip) {
                 Some(Ok(p)) => {

@@ -186,14 +186,35 @@ fn folded_mul(a: u64, b: u64) -> u64 {
 }
 
 /// A keyed multiply-fold hash for the shards' maps (fast for two words; the secret keys keep
-/// an attacker from aiming flows at one bucket).
+/// an attacker from aiming flows at one bucket). Also the per-packet lookup of a TUN real
+/// server's frame link ([`super::tunnel_link::LinkView`]), where std's SipHash cost more.
 #[derive(Clone, Copy, Debug)]
-struct MixState {
+pub struct MixState {
     k0: u64,
     k1: u64,
 }
 
-struct Mix {
+impl MixState {
+    /// Keys drawn from `seed`.
+    pub fn from_seed(seed: u64) -> MixState {
+        let mut s = seed;
+        MixState {
+            k0: splitmix64(&mut s),
+            k1: splitmix64(&mut s) | 1,
+        }
+    }
+}
+
+impl Default for MixState {
+    /// Fixed keys: for tables whose keys the operator chose (real-server addresses), which no
+    /// client can aim at one bucket.
+    fn default() -> Self {
+        MixState::from_seed(0x7475_6e6c_622d_6c6b)
+    }
+}
+
+/// The hasher [`MixState`] builds.
+pub struct Mix {
     h: u64,
     k: u64,
 }
@@ -220,6 +241,12 @@ impl Hasher for Mix {
     #[inline(always)]
     fn write_u64(&mut self, n: u64) {
         self.h = folded_mul(self.h ^ n, self.k);
+    }
+
+    /// An `Ipv4Addr` hashes as its `u32`: one multiply, not the byte loop.
+    #[inline(always)]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
     }
 
     #[inline(always)]
@@ -327,10 +354,7 @@ impl NatTable {
     pub fn new(max_entries: usize, seed: u64) -> NatTable {
         let mut s = seed;
         let (shard_k0, shard_k1) = (splitmix64(&mut s), splitmix64(&mut s) | 1);
-        let hasher = MixState {
-            k0: splitmix64(&mut s),
-            k1: splitmix64(&mut s) | 1,
-        };
+        let hasher = MixState::from_seed(splitmix64(&mut s));
         NatTable {
             shards: (0..SHARDS)
                 .map(|_| Padded(Mutex::new(Shard::new(hasher))))

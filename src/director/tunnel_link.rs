@@ -22,6 +22,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::nat::MixState;
 use crate::sys::neigh::{Link, Route};
 use crate::sys::packet::LinkDst;
 use crate::wire::{checksum, IpProtocol, Ipv4Packet};
@@ -99,12 +100,16 @@ pub fn decide(
     }
 }
 
+/// Framed real servers by address; hashed with the NAT table's multiply-fold hash, as a
+/// worker looks one up for every tunnel packet it sends as a frame.
+pub type LinkTable = HashMap<Ipv4Addr, TunnelLink, MixState>;
+
 /// The resolver's table of framed real servers, shared with the workers.
 #[derive(Debug, Default)]
 pub struct TunnelLinks {
     /// Bumped by every [`publish`](Self::publish).
     generation: AtomicU64,
-    table: Mutex<Arc<HashMap<Ipv4Addr, TunnelLink>>>,
+    table: Mutex<Arc<LinkTable>>,
 }
 
 impl TunnelLinks {
@@ -115,14 +120,14 @@ impl TunnelLinks {
 
     /// Replaces the table (once per resolver refresh, whether or not it changed: a worker's
     /// [`LinkView`] forgets the interfaces it found gone when it re-reads it).
-    pub fn publish(&self, table: HashMap<Ipv4Addr, TunnelLink>) {
+    pub fn publish(&self, table: LinkTable) {
         if let Ok(mut t) = self.table.lock() {
             *t = Arc::new(table);
         }
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    fn load(&self) -> (u64, Arc<HashMap<Ipv4Addr, TunnelLink>>) {
+    fn load(&self) -> (u64, Arc<LinkTable>) {
         let generation = self.generation.load(Ordering::Acquire);
         let table = self.table.lock().map(|t| t.clone()).unwrap_or_default();
         (generation, table)
@@ -137,7 +142,7 @@ const MAX_GONE: usize = 8;
 pub struct LinkView {
     links: Arc<TunnelLinks>,
     generation: u64,
-    table: Arc<HashMap<Ipv4Addr, TunnelLink>>,
+    table: Arc<LinkTable>,
     /// Interfaces a frame send found gone since the table was read.
     gone: Vec<u32>,
 }
@@ -397,7 +402,7 @@ mod tests {
             src_mac: MAC,
             src: SRC,
         };
-        links.publish(HashMap::from([(RIP, l)]));
+        links.publish(LinkTable::from_iter([(RIP, l)]));
         assert_eq!(view.get(RIP), None, "not before sync");
         view.sync();
         assert_eq!(view.get(RIP), Some(&l));
@@ -406,7 +411,7 @@ mod tests {
         assert_eq!(view.get(RIP), None);
         view.sync();
         assert_eq!(view.get(RIP), None, "until the next publish");
-        links.publish(HashMap::from([(RIP, l)]));
+        links.publish(LinkTable::from_iter([(RIP, l)]));
         view.sync();
         assert_eq!(view.get(RIP), Some(&l));
     }
