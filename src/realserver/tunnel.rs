@@ -334,17 +334,8 @@ impl Deliver<'_> {
             stats.count_drop(AgentDrop::Strip(StripError::InnerMalformed));
             return;
         };
-        let verdict = merged::classify(p, max_inner);
-        if let Merged::Intact = verdict {
-            self.write_merging(p, merge, stats);
-            return;
-        }
-        // What the merge holds came first.
-        if let Some(m) = merge {
-            self.flush(m, stats);
-        }
-        let plan = match verdict {
-            Merged::Intact => return,
+        let plan = match merged::classify(p, max_inner) {
+            Merged::Intact => return self.write_merging(p, merge, stats),
             Merged::Unsupported => {
                 stats.kernel_merged += 1;
                 stats.merged_unsupported += 1;
@@ -352,6 +343,10 @@ impl Deliver<'_> {
             }
             Merged::Tcp(plan) => plan,
         };
+        // What the merge holds came first.
+        if let Some(m) = merge {
+            self.flush(m, stats);
+        }
         stats.kernel_merged += 1;
         if self.tun.vnet_hdr() {
             match plan.vnet_hdr(p) {
