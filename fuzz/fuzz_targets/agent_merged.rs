@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tunlb::realserver::merged::{classify, Merged};
-use tunlb::wire::gso::{complete_checksum, TcpSegmenter};
+use tunlb::wire::gso::{complete_checksum, Segmenter};
 use tunlb::wire::{checksum, Ipv4Packet};
 
 fn tcp_checksum_ok(pkt: &[u8]) -> bool {
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // --no-offload path: segments with full checksums covering the payload.
-    if let Ok(cut) = TcpSegmenter::new(inner, plan.gso_size()) {
+    if let Ok(cut) = Segmenter::new(inner, plan.gso_size()) {
         let mut out = vec![0u8; 65_535];
         let mut payload = 0usize;
         for k in 0..cut.count() {

@@ -2,14 +2,14 @@
 //! buffer. Cuts it into records, strips GUE from each and feeds the inner packets through
 //! `TcpMerge` as the receive loop does. No panic; a merged super-packet has a valid IPv4
 //! header, a partial checksum that completes to a valid TCP checksum, and the kernel's
-//! segmentation of it (`TcpSegmenter` with its `gso_size`) gives back exactly the segments
+//! segmentation of it (`Segmenter` with its `gso_size`) gives back exactly the segments
 //! that went in.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tunlb::encap::strip_gue;
 use tunlb::realserver::gro::{records, TcpMerge};
-use tunlb::wire::gso::{complete_checksum, TcpSegmenter};
+use tunlb::wire::gso::{complete_checksum, Segmenter};
 use tunlb::wire::{checksum, Ipv4Packet};
 
 fn check(m: &mut TcpMerge, pushed: &mut Vec<Vec<u8>>) {
@@ -34,7 +34,7 @@ fn check(m: &mut TcpMerge, pushed: &mut Vec<Vec<u8>>) {
             checksum::data(l4),
         ]);
         assert_eq!(sum, 0xffff, "completed TCP checksum");
-        let seg = TcpSegmenter::new(pkt, vh.gso_size).expect("a TCP/IPv4 super-packet");
+        let seg = Segmenter::new(pkt, vh.gso_size).expect("a TCP/IPv4 super-packet");
         assert_eq!(seg.count(), n);
         let mut out = vec![0u8; 65_535];
         for (i, want) in pushed.iter().enumerate() {

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use tunlb::encap::{build_outer, OuterParams, TunnelType, MAX_OUTER_HEADER};
 use tunlb::wire::checksum;
 use tunlb::wire::gso::{
-    complete_checksum, fix_outer, TcpSegmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN,
+    complete_checksum, fix_outer, Segmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN,
 };
 use tunlb::wire::Ipv4Packet;
 
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // Segment with the header's MSS, and with a small one so many segments come out.
     for mss in [vh.gso_size, 1 + vh.gso_size % 97] {
-        let Ok(s) = TcpSegmenter::new(&pkt, mss) else {
+        let Ok(s) = Segmenter::new(&pkt, mss) else {
             continue;
         };
         assert!(s.count() >= 1);

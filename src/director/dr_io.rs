@@ -39,7 +39,7 @@ use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
 use crate::sys::packet::{FrameSender, LinkDst};
 use crate::sys::raw::MsgError;
 use crate::sys::{poll_readable, PacketBatch};
-use crate::wire::gso::{TcpSegmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN};
+use crate::wire::gso::{Segmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN};
 
 /// Prefix of the resolver's log lines.
 const LOG: &str = "tunlb director:";
@@ -288,7 +288,7 @@ impl FrameQueue {
         slot: usize,
         pkt: &[u8],
         e: &Ether,
-        seg: &TcpSegmenter,
+        seg: &Segmenter,
         vh: &VnetHdr,
     ) -> bool {
         if seg.count() > self.segment_room() || e.frag_mtu != 0 || e.len > pkt.len() {

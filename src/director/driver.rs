@@ -67,12 +67,13 @@ use crate::control::keepalived;
 use crate::encap::{self, gue, IdentSeq, MAX_OUTER_HEADER};
 use crate::sys::netcfg::{conf_key, NetChanges};
 use crate::sys::raw::RawSender;
-use crate::sys::tun::{TunConfig, TunDevice, TunQueue};
+use crate::sys::tun::{TunConfig, TunDevice, TunQueue, TUN_F_USO4};
 use crate::sys::udp_gso::{self, UdpGsoPool};
 use crate::sys::{signal, PacketBatch, PacketMeta};
 use crate::time::Clock;
 use crate::wire::checksum;
-use crate::wire::gso::{self, TcpSegmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN};
+use crate::wire::gso::{self, Segmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN};
+use crate::wire::IpProtocol;
 
 /// `tunlb director`: starts with an empty table (fill it with `tunlb adm`) unless a config is
 /// given.
@@ -169,12 +170,18 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     let mut net = NetChanges::new();
     let tun = TunDevice::with_config(&TunConfig {
         offload: !args.no_offload,
+        udp_offload: !args.no_offload,
         ..TunConfig::new(&tun_name, queues, 1500)
     })
     .with_context(|| format!("creating TUN device {tun_name} with {queues} queues"))?;
     match tun.offload() {
         Some(flags) => eprintln!(
-            "tunlb director: TUN offload on (IFF_VNET_HDR, TUNSETOFFLOAD {flags:#04x}): GSO super-packets are segmented in userspace"
+            "tunlb director: TUN offload on (IFF_VNET_HDR, TUNSETOFFLOAD {flags:#04x}): GSO super-packets are segmented in userspace{}",
+            if flags & TUN_F_USO4 != 0 {
+                "; UDP trains too (with rx-udp-gro-forwarding on the receiving interface)"
+            } else {
+                ""
+            }
         ),
         None if args.no_offload => {}
         None => eprintln!("tunlb director: TUN offload unavailable, reading one packet per read"),
@@ -442,7 +449,7 @@ fn queue_gso_encap(
     slot: usize,
     pkt: &[u8],
     e: &Encap,
-    seg: &TcpSegmenter,
+    seg: &Segmenter,
 ) -> bool {
     if segs.capacity() - segs.len() < seg.count() || e.frag_mtu != 0 {
         return false;
@@ -475,7 +482,7 @@ fn queue_gso_frames(
     slot: usize,
     pkt: &[u8],
     e: &Encap,
-    seg: &TcpSegmenter,
+    seg: &Segmenter,
     link: &TunnelLink,
 ) -> bool {
     if frames.segment_room() < seg.count() || e.frag_mtu != 0 {
@@ -504,7 +511,7 @@ fn queue_gso_frames(
 fn encap_segments(
     pkt: &[u8],
     e: &Encap,
-    seg: &TcpSegmenter,
+    seg: &Segmenter,
     mut push: impl FnMut(&[u8], Range<usize>) -> bool,
 ) -> bool {
     let hl = usize::from(e.header_len);
@@ -538,7 +545,7 @@ const GUE_POOL_SOCKETS: usize = 16;
 struct GueTrain {
     slot: usize,
     encap: Encap,
-    seg: TcpSegmenter,
+    seg: Segmenter,
 }
 
 impl GueTrain {
@@ -573,14 +580,14 @@ fn records_per_send(record: usize) -> usize {
 }
 
 /// Builds the records of segments `range` of the super-packet `pkt`: for each, `gue` then the
-/// segment's IPv4 and TCP headers (full checksums, [`TcpSegmenter::segment`]) into the next
+/// segment's IPv4 and TCP headers (full checksums, [`Segmenter::segment`]) into the next
 /// entry of `hdrs`, and two entries of `parts`: those headers and the payload (left in `pkt`).
 /// Sent back to back with `UDP_SEGMENT` = the first record's length, every datagram is one
 /// GUE packet. Returns the parts used and the first record's length; `None` if `hdrs` or
 /// `parts` are too short or `seg` does not describe `pkt`.
 fn gue_records<'a>(
     pkt: &'a [u8],
-    seg: &TcpSegmenter,
+    seg: &Segmenter,
     gue_hdr: [u8; 4],
     range: Range<usize>,
     hdrs: &'a mut [[u8; RECORD_HEADER]],
@@ -738,10 +745,12 @@ fn send_train_frames(
 enum Offloaded {
     /// An ordinary packet (checksum completed if it was partial): decided as before.
     Plain,
-    /// A TCP/IPv4 super-packet the core decides once; the driver segments it after.
-    Gso(TcpSegmenter, VnetHdr),
+    /// A TCP/IPv4 or UDP/IPv4 super-packet the core decides once; the driver segments it
+    /// after (or hands it on whole).
+    Gso(Segmenter, VnetHdr),
     /// A super-packet to cut into whole packets first, each then decided on its own (no DF, no
-    /// partial checksum, checksum offsets not TCP's, or too many segments for this batch).
+    /// partial checksum, checksum offsets not the L4 header's, or too many segments for this
+    /// batch).
     Segment(u16),
     /// A malformed virtio header.
     Bad,
@@ -761,26 +770,34 @@ fn classify(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8], room: usize) -> Offloaded 
         }
         return Offloaded::Plain;
     }
-    match vh.kind() {
-        gso::GSO_TCPV4 => {}
+    let proto = match vh.kind() {
+        gso::GSO_TCPV4 => IpProtocol::TCP,
         // Not served (IPv4 only): the core drops it as not_ipv4.
         gso::GSO_TCPV6 => return Offloaded::Plain,
-        // UDP offloads were not asked for.
+        gso::GSO_UDP_L4 if pkt.first().is_some_and(|b| b >> 4 == 6) => return Offloaded::Plain,
+        // UDP GRO forwarding (TUN_F_USO4): datagrams of one flow, gso_size bytes each.
+        gso::GSO_UDP_L4 => IpProtocol::UDP,
+        // UFO and IPv6 UDP were not asked for.
         _ => return Offloaded::Bad,
-    }
-    let Ok(seg) = TcpSegmenter::new(pkt, vh.gso_size) else {
+    };
+    let Ok(seg) = Segmenter::new(pkt, vh.gso_size) else {
         return Offloaded::Bad;
     };
+    if seg.protocol() != proto {
+        return Offloaded::Bad;
+    }
     let ihl = usize::from(pkt.first().map_or(0, |b| b & 0x0f)) * 4;
     let dont_frag = pkt.get(6).is_some_and(|b| b & 0x40 != 0);
-    let tcp_csum = vh.needs_csum() && usize::from(vh.csum_start) == ihl && vh.csum_offset == 16;
-    if seg.count() == 1 && tcp_csum {
+    let l4_csum = vh.needs_csum()
+        && usize::from(vh.csum_start) == ihl
+        && Some(vh.csum_offset) == gso::l4_checksum_offset(proto);
+    if seg.count() == 1 && l4_csum {
         if gso::complete_checksum(pkt, vh.csum_start, vh.csum_offset).is_err() {
             return Offloaded::Bad;
         }
         return Offloaded::Plain;
     }
-    if !tcp_csum || !dont_frag || seg.count() > room {
+    if !l4_csum || !dont_frag || seg.count() > room {
         return Offloaded::Segment(vh.gso_size);
     }
     Offloaded::Gso(seg, vh)
@@ -943,10 +960,10 @@ impl Worker {
                 (Verdict::Rewrite { len }, Some((_, vh))) => {
                     // NAT rewrote addresses: the partial checksum (a pseudo-header sum) must
                     // follow them; the kernel completes it per segment. `classify` checked that
-                    // the field lies inside the TCP header.
+                    // the field lies inside the TCP or UDP header.
                     let at = usize::from(vh.csum_start) + usize::from(vh.csum_offset);
                     if let (Some(sum), Some(field)) =
-                        (gso::partial_tcp_checksum(buf, len), buf.get_mut(at..at + 2))
+                        (gso::partial_checksum(buf, len), buf.get_mut(at..at + 2))
                     {
                         field.copy_from_slice(&sum.to_be_bytes());
                     }
@@ -1129,7 +1146,7 @@ impl Worker {
         let deferred = std::mem::take(&mut self.deferred);
         for &(slot, mss) in &deferred {
             let Some(pkt) = batch.get(slot) else { continue };
-            let Ok(seg) = TcpSegmenter::new(pkt, mss) else {
+            let Ok(seg) = Segmenter::new(pkt, mss) else {
                 continue;
             };
             let mut k = 0;
@@ -1286,7 +1303,7 @@ mod tests {
             let c = !checksum::data(&p[..20]);
             p[10..12].copy_from_slice(&c.to_be_bytes());
         }
-        let partial = gso::partial_tcp_checksum(&p, p.len()).unwrap();
+        let partial = gso::partial_checksum(&p, p.len()).unwrap();
         p[36..38].copy_from_slice(&partial.to_be_bytes());
         let vh = VnetHdr {
             flags: gso::F_NEEDS_CSUM,
@@ -1321,16 +1338,46 @@ mod tests {
             classify(&h2, &mut q, 64),
             Offloaded::Segment(1400)
         ));
-        // A UDP offload that was never asked for, and offsets outside the packet: malformed.
+        // A UDP offload over a TCP packet, and offsets outside the packet: malformed.
         let mut bad = h;
         bad[1] = gso::GSO_UDP_L4;
         assert!(matches!(classify(&bad, &mut p, 64), Offloaded::Bad));
+        // A UDP train (UDP GRO forwarding, TUN_F_USO4): decided once, 4 datagrams; a UDP
+        // offload not asked for (UFO) is malformed; a TCP offload over UDP too.
+        let mut u = crate::wire::testing::udp_packet(CLIENT, 40000, VIP, 443, 3 * 1200 + 500);
+        let partial = gso::partial_checksum(&u, u.len()).unwrap();
+        u[26..28].copy_from_slice(&partial.to_be_bytes());
+        let uvh = VnetHdr {
+            flags: gso::F_NEEDS_CSUM,
+            gso_type: gso::GSO_UDP_L4,
+            hdr_len: 28,
+            gso_size: 1200,
+            csum_start: 20,
+            csum_offset: 6,
+        };
+        let mut uh = [0u8; VNET_HDR_LEN];
+        uvh.emit(&mut uh);
+        assert!(matches!(classify(&uh, &mut u, 64), Offloaded::Gso(s, _)
+            if s.count() == 4 && s.protocol() == crate::wire::IpProtocol::UDP));
+        let mut ufo = uh;
+        ufo[1] = gso::GSO_UDP;
+        assert!(matches!(classify(&ufo, &mut u, 64), Offloaded::Bad));
+        let mut tso = uh;
+        tso[1] = gso::GSO_TCPV4;
+        assert!(matches!(classify(&tso, &mut u, 64), Offloaded::Bad));
+        // TCP's checksum offset on a UDP train: cut first, then each datagram decided.
+        let mut odd = uh;
+        odd[8..10].copy_from_slice(&16u16.to_le_bytes());
+        assert!(matches!(
+            classify(&odd, &mut u, 64),
+            Offloaded::Segment(1200)
+        ));
         let mut bad = h;
         bad[6..8].copy_from_slice(&5000u16.to_le_bytes());
         assert!(matches!(classify(&bad, &mut p, 64), Offloaded::Bad));
         // An ordinary packet with a partial checksum: completed, then the old path.
         let mut small = tcp_packet(CLIENT, 40000, VIP, 80, 0x18, 100);
-        let partial = gso::partial_tcp_checksum(&small, small.len()).unwrap();
+        let partial = gso::partial_checksum(&small, small.len()).unwrap();
         small[36..38].copy_from_slice(&partial.to_be_bytes());
         assert!(!tcp_checksum_ok(&small));
         let plain = VnetHdr {
@@ -1347,7 +1394,7 @@ mod tests {
 
     /// The GUE verdict for super-packet `p` (outer header built for its first segment, as the
     /// core does), from 10.3.0.11 to 10.3.0.12 with `flow_hash`.
-    fn gue_encap(p: &[u8], seg: &TcpSegmenter, flow_hash: u32) -> (OuterParams, Encap) {
+    fn gue_encap(p: &[u8], seg: &Segmenter, flow_hash: u32) -> (OuterParams, Encap) {
         let params = OuterParams {
             src: Ipv4Addr::new(10, 3, 0, 11),
             dst: Ipv4Addr::new(10, 3, 0, 12),

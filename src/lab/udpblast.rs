@@ -2,13 +2,15 @@
 //! benchmark, fast enough to load a director with small datagrams (iperf3 sends about 80k
 //! 64-byte packets/s from one core; this sends them with `sendmmsg` in batches).
 //!
-//! - `send --to IP:PORT [--size 64] [--duration 5] [--max-packets N] [--flows 8]`: `--flows`
-//!   connected sockets (one source port each, so a director sees that many flows) take turns
-//!   sending batches of the same datagram, until the duration or the packet count is reached.
+//! - `send --to IP:PORT [--size 64] [--duration 5] [--max-packets N] [--flows 8] [--rate PPS]`:
+//!   `--flows` connected sockets (one source port each, so a director sees that many flows)
+//!   take turns sending batches of the same datagram, until the duration or the packet count
+//!   is reached; `--rate` paces the batches to that average.
 //! - `sink --listen IP:PORT [--duration 10] [--idle 1]`: counts datagrams with `recvmmsg` until
 //!   the duration passes or nothing arrived for `--idle` seconds after the first packet.
 //!
-//! Both print one JSON line at the end (`packets`, `bytes`, `seconds`, `pps`). Both stop by
+//! Both print one JSON line at the end (`packets`, `bytes`, `seconds`, `pps`, `errors`; the sink
+//! also `corrupt`: datagrams whose payload is not the pattern `send` sends). Both stop by
 //! themselves. `send` refuses a destination outside loopback unless it runs in a named network
 //! namespace (`ip netns exec`, as the benchmark does), so it cannot flood a real network by
 //! mistake.
@@ -64,6 +66,9 @@ pub struct SendArgs {
     /// Datagrams per `sendmmsg`.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
+    /// Average datagrams per second, paced batch by batch (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }
 
 /// Arguments of `tunlb udpblast sink`.
@@ -103,6 +108,8 @@ pub struct Tally {
     pub seconds: f64,
     /// Datagrams the kernel refused (sender only).
     pub errors: u64,
+    /// Datagrams whose payload was not what `send` sends (sink only): changed on the way.
+    pub corrupt: u64,
 }
 
 impl Tally {
@@ -124,6 +131,7 @@ impl Tally {
             "seconds": self.seconds,
             "pps": self.pps().round(),
             "errors": self.errors,
+            "corrupt": self.corrupt,
         })
         .to_string()
     }
@@ -152,7 +160,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<Tally> {
         .map(|_| UdpBlaster::connect(args.to, batch, Duration::from_millis(100)))
         .collect::<std::io::Result<Vec<_>>>()
         .with_context(|| format!("opening {} UDP sockets to {}", args.flows, args.to))?;
-    let payload: Vec<u8> = (0..args.size).map(|i| i as u8).collect();
+    let payload: Vec<u8> = (0..usize::from(args.size)).map(payload_byte).collect();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);
     let mut tally = Tally {
@@ -160,6 +168,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<Tally> {
         bytes: 0,
         seconds: 0.0,
         errors: 0,
+        corrupt: 0,
     };
     let mut last_error = None;
     'outer: loop {
@@ -169,6 +178,18 @@ pub fn send(args: &SendArgs) -> anyhow::Result<Tally> {
                 .saturating_sub(tally.packets + tally.errors);
             if left == 0 || Instant::now() >= deadline {
                 break 'outer;
+            }
+            if args.rate > 0 {
+                // Ahead of the average rate: wait until the datagrams sent so far are due.
+                let due = Duration::from_secs_f64(
+                    (tally.packets + tally.errors) as f64 / args.rate as f64,
+                );
+                let ahead = due.saturating_sub(start.elapsed());
+                if !ahead.is_zero() {
+                    std::thread::sleep(
+                        ahead.min(deadline.saturating_duration_since(Instant::now())),
+                    );
+                }
             }
             let report = flow.send(&payload, batch.min(left as usize));
             tally.packets += report.sent as u64;
@@ -202,6 +223,7 @@ pub fn sink(args: &SinkArgs) -> anyhow::Result<Tally> {
         bytes: 0,
         seconds: 0.0,
         errors: 0,
+        corrupt: 0,
     };
     let mut first: Option<Instant> = None;
     let mut last = start;
@@ -218,12 +240,22 @@ pub fn sink(args: &SinkArgs) -> anyhow::Result<Tally> {
         last = Instant::now();
         first.get_or_insert(last);
         tally.packets += n as u64;
-        tally.bytes += batch.iter().map(|(p, _)| p.len() as u64).sum::<u64>();
+        for (p, meta) in batch.iter() {
+            tally.bytes += p.len() as u64;
+            let intact =
+                !meta.truncated && p.iter().enumerate().all(|(i, b)| *b == payload_byte(i));
+            tally.corrupt += u64::from(!intact);
+        }
     }
     if let Some(first) = first {
         tally.seconds = last.duration_since(first).as_secs_f64();
     }
     Ok(tally)
+}
+
+/// Byte `i` of every datagram `send` sends (and `sink` expects).
+fn payload_byte(i: usize) -> u8 {
+    i as u8
 }
 
 /// Refuses to send outside loopback unless this process runs in a named network namespace.
@@ -279,12 +311,15 @@ mod tests {
             max_packets: 1000,
             flows: 3,
             batch: 16,
+            rate: 5000,
         })
         .unwrap();
         assert_eq!((sent.packets, sent.errors, sent.bytes), (1000, 0, 64_000));
+        // Paced: the last batch (datagrams 984..1000) was not due before 984 / 5000 s.
+        assert!(sent.seconds >= 0.19, "{sent:?}");
         let got = sink.join().unwrap();
         // Loopback may drop under a full receive buffer; 1000 small datagrams fit.
-        assert_eq!((got.packets, got.bytes), (1000, 64_000));
+        assert_eq!((got.packets, got.bytes, got.corrupt), (1000, 64_000, 0));
         let line: serde_json::Value = serde_json::from_str(&got.to_json("sink")).unwrap();
         assert_eq!(line["packets"], 1000);
     }

@@ -223,7 +223,7 @@ impl TcpMerge {
         // The first segment carried no PSH/FIN (else nothing would have been merged after
         // it); the super-packet ends with the last one's.
         pkt[f.ihl + 13] = f.flags | (self.last_flags & (PSH | FIN));
-        let partial = gso::partial_tcp_checksum(pkt, len)?;
+        let partial = gso::partial_checksum(pkt, len)?;
         pkt[f.ihl + 16..f.ihl + 18].copy_from_slice(&partial.to_be_bytes());
         let vh = VnetHdr {
             flags: gso::F_NEEDS_CSUM,
@@ -240,7 +240,7 @@ impl TcpMerge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::gso::TcpSegmenter;
+    use crate::wire::gso::Segmenter;
     use crate::wire::testing::tcp_packet;
     use crate::wire::Ipv4Packet;
     use std::net::Ipv4Addr;
@@ -254,7 +254,7 @@ mod tests {
         for (i, b) in p[40..].iter_mut().enumerate() {
             *b = (i * 7 + 3) as u8;
         }
-        let seg = TcpSegmenter::new(&p, 1000).unwrap();
+        let seg = Segmenter::new(&p, 1000).unwrap();
         let out = (0..seg.count())
             .map(|i| {
                 let mut o = vec![0u8; 2000];
@@ -313,7 +313,7 @@ mod tests {
         );
         assert!(completed_checksum_ok(pkt, &vh));
         // The kernel's own segmentation gives back the director's segments.
-        let seg = TcpSegmenter::new(pkt, vh.gso_size).unwrap();
+        let seg = Segmenter::new(pkt, vh.gso_size).unwrap();
         for (i, s) in segs.iter().enumerate() {
             let mut o = vec![0u8; 2000];
             let n = seg.write_segment(pkt, i, &mut o).unwrap();

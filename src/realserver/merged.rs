@@ -204,7 +204,7 @@ impl MergedTcp {
     /// says `NEEDS_CSUM` there and, if the payload is longer than one segment, `GSO_TCPV4`
     /// with [`gso_size`](Self::gso_size). `None` if `inner` is not that packet.
     pub fn vnet_hdr(&self, inner: &mut [u8]) -> Option<VnetHdr> {
-        let partial = gso::partial_tcp_checksum(inner, inner.len())?;
+        let partial = gso::partial_checksum(inner, inner.len())?;
         let at = self.ihl + 16;
         inner
             .get_mut(at..at + 2)?
@@ -233,7 +233,7 @@ impl MergedTcp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::gso::TcpSegmenter;
+    use crate::wire::gso::Segmenter;
     use crate::wire::testing::tcp_packet;
     use crate::wire::Ipv4Packet;
     use std::net::Ipv4Addr;
@@ -274,7 +274,7 @@ mod tests {
         for (i, b) in whole[40..].iter_mut().enumerate() {
             *b = (i * 13 + 5) as u8;
         }
-        let cut = TcpSegmenter::new(&whole, seg as u16).unwrap();
+        let cut = Segmenter::new(&whole, seg as u16).unwrap();
         let segs: Vec<Vec<u8>> = (0..cut.count())
             .map(|i| {
                 let mut o = vec![0u8; 2000];
@@ -294,7 +294,7 @@ mod tests {
         let s = !checksum::data(&inner[..20]);
         inner[10..12].copy_from_slice(&s.to_be_bytes());
         if kernel_sum {
-            let p = gso::partial_tcp_checksum(&inner, inner.len()).unwrap();
+            let p = gso::partial_checksum(&inner, inner.len()).unwrap();
             inner[36..38].copy_from_slice(&p.to_be_bytes());
         }
         let mut outer = vec![
@@ -333,7 +333,7 @@ mod tests {
         // Even one whose full checksum equals the pseudo-header sum (data summing to zero).
         let mut zero = segs[0].clone();
         zero[36..38].copy_from_slice(&[0, 0]);
-        let p = gso::partial_tcp_checksum(&zero, zero.len()).unwrap();
+        let p = gso::partial_checksum(&zero, zero.len()).unwrap();
         zero[36..38].copy_from_slice(&p.to_be_bytes());
         let rest = checksum::combine(&[p, checksum::data(&zero[20..])]);
         // Adjust two payload bytes so that the whole sums to 0xffff with the field = p.
@@ -368,7 +368,7 @@ mod tests {
             assert_eq!(vh.hdr_len, 40);
             assert_eq!((vh.csum_start, vh.csum_offset), (20, 16));
             vh.check(inner).unwrap();
-            let partial = gso::partial_tcp_checksum(inner, inner.len()).unwrap();
+            let partial = gso::partial_checksum(inner, inner.len()).unwrap();
             assert_eq!(inner[36..38], partial.to_be_bytes());
             // What the kernel does with NEEDS_CSUM gives a valid checksum ...
             let mut done = inner.to_vec();
@@ -388,7 +388,7 @@ mod tests {
         let (pkt, segs) = merged_ipip(5, 1200, true);
         let inner = &pkt[OUTER..];
         let plan = MergedTcp::new(inner, MTU - OUTER).unwrap();
-        let cut = TcpSegmenter::new(inner, plan.gso_size()).unwrap();
+        let cut = Segmenter::new(inner, plan.gso_size()).unwrap();
         // 6000 bytes in segments of at most 1440: 5 segments, each wire-sized.
         assert_eq!(cut.count(), 5);
         let mut data = Vec::new();

@@ -239,7 +239,7 @@ fn consecutive_ipip_segments_in_one_batch_are_written_as_one_super_packet() {
         // super-packet, then a UDP datagram.
         let client = *CLIENT.ip();
         let whole = crate::wire::testing::tcp_packet(client, 40000, VIP, 80, 0x10, 5000);
-        let cut = crate::wire::gso::TcpSegmenter::new(&whole, 1000).unwrap();
+        let cut = crate::wire::gso::Segmenter::new(&whole, 1000).unwrap();
         let mut inners: Vec<Vec<u8>> = (0..cut.count())
             .map(|k| {
                 let mut seg = vec![0u8; 1100];

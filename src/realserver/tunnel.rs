@@ -18,7 +18,7 @@ use crate::sys::neigh::Netlink;
 use crate::sys::raw::{RawReceiver, UdpReceiver};
 use crate::sys::tun::TunQueue;
 use crate::sys::PacketBatch;
-use crate::wire::gso::{TcpSegmenter, VnetHdr, VNET_HDR_LEN};
+use crate::wire::gso::{Segmenter, VnetHdr, VNET_HDR_LEN};
 
 /// Largest IPv4 datagram: the receive slot size, so reassembled tunnel packets fit whole.
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -355,7 +355,7 @@ impl Deliver<'_> {
             }
             return;
         }
-        let Ok(cut) = TcpSegmenter::new(p, plan.gso_size()) else {
+        let Ok(cut) = Segmenter::new(p, plan.gso_size()) else {
             stats.merged_unsupported += 1;
             return;
         };

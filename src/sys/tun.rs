@@ -8,8 +8,9 @@
 //!
 //! With [`TunConfig::offload`] the device is created with `IFF_VNET_HDR` (`tun-rs`'s `offload`
 //! option) and then told with `TUNSETOFFLOAD` which offloads this reader understands
-//! ([`OFFLOADS`]: partial checksums and TCP segmentation, no UDP): the kernel then hands over
-//! GRO/GSO super-packets of up to 64 KB, each behind a 10-byte `virtio_net_hdr`
+//! ([`OFFLOADS`]: partial checksums and TCP segmentation; with [`TunConfig::udp_offload`] also
+//! UDP segmentation, [`TUN_F_USO4`]): the kernel then hands over GRO/GSO super-packets of up to
+//! 64 KB, each behind a 10-byte `virtio_net_hdr`
 //! ([`crate::wire::gso`]). [`TunQueue::recv_batch_vnet`] reads the header and the packet into
 //! separate buffers (`readv`), so the batch slot holds the bare IP packet; every write into such
 //! a device must carry a header too, which [`TunQueue::send`] adds (an all-zero one).
@@ -25,8 +26,18 @@ use super::{poll_readable, PacketBatch, PacketMeta, SendReport};
 use crate::wire::gso::VNET_HDR_LEN;
 
 /// The `TUNSETOFFLOAD` flags asked for, best first: `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 |
-/// TUN_F_TSO_ECN`, then without ECN, then IPv4 only. No USO/UFO: UDP stays one datagram per read.
+/// TUN_F_TSO_ECN`, then without ECN, then IPv4 only. Without [`TUN_F_USO4`] UDP stays one
+/// datagram per read.
 pub const OFFLOADS: [u32; 3] = [0x0f, 0x07, 0x03];
+
+/// `TUN_F_USO4` (Linux 6.2+): the reader takes UDP/IPv4 super-packets (`GSO_UDP_L4`), such as
+/// the trains UDP GRO forwarding (`ethtool -K DEV rx-udp-gro-forwarding on`) builds on the
+/// receiving interface. The kernel takes it only together with [`TUN_F_USO6`]; both are asked
+/// for on top of each of [`OFFLOADS`] first when [`TunConfig::udp_offload`] is set; an older
+/// kernel refuses them and the plain set is used.
+pub const TUN_F_USO4: u32 = 0x20;
+/// `TUN_F_USO6`: UDP/IPv6 super-packets (the director drops IPv6 as `not_ipv4` either way).
+pub const TUN_F_USO6: u32 = 0x40;
 
 /// How to create a TUN device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +56,9 @@ pub struct TunConfig {
     /// Ask for `IFF_VNET_HDR` and TCP offloads (GSO super-packets, partial checksums). If the
     /// kernel refuses, the device is created without (see [`TunDevice::offload`]).
     pub offload: bool,
+    /// With `offload`, also ask for UDP segmentation ([`TUN_F_USO4`]): only for a reader that
+    /// handles `GSO_UDP_L4` super-packets (the director's).
+    pub udp_offload: bool,
 }
 
 impl TunConfig {
@@ -57,6 +71,7 @@ impl TunConfig {
             packet_info: false,
             up: true,
             offload: false,
+            udp_offload: false,
         }
     }
 }
@@ -129,7 +144,11 @@ impl TunDevice {
         if offload {
             // The mask is device-wide; tun-rs set its own (with USO) on every queue: replace it.
             let fd = queues[0].as_raw_fd();
-            for flags in OFFLOADS {
+            let with_uso = OFFLOADS
+                .iter()
+                .map(|f| f | TUN_F_USO4 | TUN_F_USO6)
+                .filter(|_| config.udp_offload);
+            for flags in with_uso.chain(OFFLOADS) {
                 // SAFETY: `fd` is an open TUN descriptor; TUNSETOFFLOAD takes the flags by value.
                 let rc = unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, flags as libc::c_ulong) };
                 if rc == 0 {
@@ -151,8 +170,9 @@ impl TunDevice {
         })
     }
 
-    /// The `TUNSETOFFLOAD` flags in force (one of [`OFFLOADS`]), or `None` without offload:
-    /// then the queues read and write bare packets.
+    /// The `TUNSETOFFLOAD` flags in force (one of [`OFFLOADS`], possibly with
+    /// [`TUN_F_USO4`]), or `None` without offload: then the queues read and write bare
+    /// packets.
     pub fn offload(&self) -> Option<u32> {
         self.offload
     }

@@ -1,16 +1,19 @@
 //! The `virtio_net_hdr` a TUN device with `IFF_VNET_HDR` puts in front of every packet, and
-//! software segmentation of the TCP/IPv4 super-packets (GRO/GSO, up to 64 KB) it then hands out.
+//! software segmentation of the TCP/IPv4 and UDP/IPv4 super-packets (GRO/GSO, up to 64 KB) it
+//! then hands out.
 //!
 //! - [`VnetHdr`] — parse and emit the 10-byte header (little-endian, as TUN uses on x86 and
 //!   arm64 unless `TUNSETVNETBE` is set).
 //! - [`complete_checksum`] — finish a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`: the
 //!   field holds the pseudo-header sum, the sum over `csum_start..` is still to be added).
-//! - [`partial_tcp_checksum`] — the pseudo-header sum a GSO packet written back into the TUN
+//! - [`partial_checksum`] — the pseudo-header sum a GSO packet written back into the TUN
 //!   must carry after its addresses were rewritten (NAT).
-//! - [`TcpSegmenter`] — cuts a TCP/IPv4 super-packet into MSS-sized segments: per segment the
-//!   IPv4 header (total length, ident + i, checksum) and the TCP header (sequence number, FIN and
-//!   PSH only on the last, CWR only on the first, full checksum) are written into a small buffer
-//!   and the payload stays where it is, so a sender can go `[headers, payload]` without copying.
+//! - [`Segmenter`] — cuts a TCP/IPv4 super-packet into MSS-sized segments, or a UDP/IPv4 one
+//!   (`GSO_UDP_L4`: UDP GRO forwarding) into its datagrams: per segment the IPv4 header (total
+//!   length, ident + i, checksum) and the TCP header (sequence number, FIN and PSH only on the
+//!   last, CWR only on the first, full checksum) or UDP header (length, full checksum) are
+//!   written into a small buffer and the payload stays where it is, so a sender can go
+//!   `[headers, payload]` without copying.
 //! - [`fix_outer`] — adjusts an outer IPv4 (+ UDP) header built for the whole super-packet to
 //!   one segment.
 //!
@@ -54,9 +57,9 @@ pub enum GsoError {
     BadGsoType,
     /// `csum_start` / `csum_offset` point outside the packet.
     BadChecksumOffsets,
-    /// The packet is not the TCP/IPv4 packet the header announces (bad IPv4 or TCP header,
-    /// a fragment, a total length beyond the data).
-    NotTcpIpv4,
+    /// The packet is not the TCP/IPv4 or UDP/IPv4 packet the header announces (bad IPv4,
+    /// TCP or UDP header, a fragment, a total length beyond the data).
+    NotTcpUdpIpv4,
 }
 
 impl core::fmt::Display for GsoError {
@@ -65,7 +68,7 @@ impl core::fmt::Display for GsoError {
             GsoError::Short => "virtio header shorter than 10 bytes",
             GsoError::BadGsoType => "unknown gso_type or gso_size 0",
             GsoError::BadChecksumOffsets => "csum_start/csum_offset outside the packet",
-            GsoError::NotTcpIpv4 => "GSO packet is not a valid TCP/IPv4 packet",
+            GsoError::NotTcpUdpIpv4 => "GSO packet is not a valid TCP/IPv4 or UDP/IPv4 packet",
         })
     }
 }
@@ -180,10 +183,10 @@ pub fn complete_checksum(
     Ok(())
 }
 
-/// The value the TCP checksum field of a partial-checksum (GSO) IPv4 packet holds: the
-/// pseudo-header sum (addresses, protocol, L4 length), not complemented. `ip` is the IPv4
-/// header. Returns `None` if it is too short.
-pub fn partial_tcp_checksum(ip: &[u8], total_len: usize) -> Option<u16> {
+/// The value the TCP or UDP checksum field of a partial-checksum (GSO) IPv4 packet holds: the
+/// pseudo-header sum (addresses, the header's protocol, L4 length), not complemented. `ip` is
+/// the IPv4 header. Returns `None` if it is too short.
+pub fn partial_checksum(ip: &[u8], total_len: usize) -> Option<u16> {
     let ihl = usize::from(*ip.first()? & 0x0f) * 4;
     if ip.len() < 20 || ihl < 20 || total_len < ihl {
         return None;
@@ -191,13 +194,22 @@ pub fn partial_tcp_checksum(ip: &[u8], total_len: usize) -> Option<u16> {
     let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
     let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
     let l4 = u16::try_from(total_len - ihl).ok()?;
-    Some(checksum::pseudo_header_v4(src, dst, IpProtocol::TCP, l4))
+    Some(checksum::pseudo_header_v4(src, dst, ip[9], l4))
 }
 
-/// One segment [`TcpSegmenter::segment`] described.
+/// Where the checksum field of an L4 header of protocol `proto` is (TCP 16, UDP 6).
+pub fn l4_checksum_offset(proto: u8) -> Option<u16> {
+    match proto {
+        IpProtocol::TCP => Some(16),
+        IpProtocol::UDP => Some(6),
+        _ => None,
+    }
+}
+
+/// One segment [`Segmenter::segment`] described.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
-    /// Bytes of headers written (IPv4 + TCP).
+    /// Bytes of headers written (IPv4 + TCP or UDP).
     pub header_len: usize,
     /// The segment's payload: a range of the super-packet.
     pub payload: Range<usize>,
@@ -205,9 +217,11 @@ pub struct Segment {
     pub payload_sum: u16,
 }
 
-/// How a TCP/IPv4 super-packet is cut into segments of at most `mss` payload bytes.
+/// How a TCP/IPv4 or UDP/IPv4 super-packet is cut into segments of at most `mss` payload
+/// bytes (for UDP: datagrams of `mss` bytes, the `gso_size`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TcpSegmenter {
+pub struct Segmenter {
+    proto: u8,
     ihl: usize,
     header_len: usize,
     mss: usize,
@@ -226,13 +240,17 @@ const FIN: u8 = 0x01;
 const PSH: u8 = 0x08;
 const CWR: u8 = 0x80;
 
-impl TcpSegmenter {
+impl Segmenter {
     /// Plans the segmentation of `pkt` (an IPv4 packet, nothing in front) into segments of
-    /// `mss` payload bytes. Refuses anything but an unfragmented TCP/IPv4 packet whose total
-    /// length fits the data (bytes after it are ignored) and an `mss` of 0.
-    pub fn new(pkt: &[u8], mss: u16) -> Result<TcpSegmenter, GsoError> {
-        let bad = GsoError::NotTcpIpv4;
-        if pkt.len() < 20 || pkt[0] >> 4 != 4 || pkt[9] != IpProtocol::TCP || mss == 0 {
+    /// `mss` payload bytes. Refuses anything but an unfragmented TCP/IPv4 or UDP/IPv4 packet
+    /// whose total length fits the data (bytes after it are ignored) and an `mss` of 0.
+    pub fn new(pkt: &[u8], mss: u16) -> Result<Segmenter, GsoError> {
+        let bad = GsoError::NotTcpUdpIpv4;
+        if pkt.len() < 20 || pkt[0] >> 4 != 4 || mss == 0 {
+            return Err(bad);
+        }
+        let proto = pkt[9];
+        if proto != IpProtocol::TCP && proto != IpProtocol::UDP {
             return Err(bad);
         }
         let ihl = usize::from(pkt[0] & 0x0f) * 4;
@@ -242,14 +260,23 @@ impl TcpSegmenter {
         if ihl < 20 || total > pkt.len() || frag != 0 {
             return Err(bad);
         }
-        let doff = usize::from(*pkt.get(ihl + 12).ok_or(bad)? >> 4) * 4;
-        let header_len = ihl + doff;
-        if doff < 20 || header_len > total {
+        let l4_header = if proto == IpProtocol::UDP {
+            8
+        } else {
+            let doff = usize::from(*pkt.get(ihl + 12).ok_or(bad)? >> 4) * 4;
+            if doff < 20 {
+                return Err(bad);
+            }
+            doff
+        };
+        let header_len = ihl + l4_header;
+        if header_len > total {
             return Err(bad);
         }
         let payload_len = total - header_len;
         let mss = usize::from(mss);
-        Ok(TcpSegmenter {
+        Ok(Segmenter {
+            proto,
             ihl,
             header_len,
             mss,
@@ -263,7 +290,12 @@ impl TcpSegmenter {
         self.count
     }
 
-    /// Bytes of IPv4 + TCP header in front of every segment's payload.
+    /// The L4 protocol: TCP (6) or UDP (17).
+    pub fn protocol(&self) -> u8 {
+        self.proto
+    }
+
+    /// Bytes of IPv4 + TCP (or UDP) header in front of every segment's payload.
     pub fn header_len(&self) -> usize {
         self.header_len
     }
@@ -273,13 +305,14 @@ impl TcpSegmenter {
         self.header_len + self.mss.min(self.payload_len)
     }
 
-    /// Writes the IPv4 and TCP headers of segment `i` into `out` (at least
+    /// Writes the IPv4 and TCP (or UDP) headers of segment `i` into `out` (at least
     /// [`header_len`](Self::header_len) bytes) and says where its payload is in `pkt`. `pkt`
     /// must be the packet [`new`](Self::new) planned; `None` if it is not or `i` is too large.
     ///
     /// IPv4: total length, ident + i, header checksum. TCP: sequence number + i × mss; FIN and
     /// PSH only on the last segment, CWR only on the first; the full checksum (pseudo-header,
-    /// header, payload), whatever the super-packet's checksum field held.
+    /// header, payload), whatever the super-packet's checksum field held. UDP: the length and
+    /// the full checksum (0 sent as `0xffff`).
     pub fn segment(&self, pkt: &[u8], i: usize, out: &mut [u8]) -> Option<Segment> {
         if i >= self.count {
             return None;
@@ -300,6 +333,27 @@ impl TcpSegmenter {
         let ip_sum = !checksum::data(ip);
         ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
 
+        if self.proto == IpProtocol::UDP {
+            let udp = tcp;
+            let l4_len = u16::try_from(udp.len() + payload.len()).ok()?;
+            udp[4..6].copy_from_slice(&l4_len.to_be_bytes());
+            udp[6..8].copy_from_slice(&[0, 0]);
+            let payload_sum = checksum::data(payload);
+            let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            let sum = !checksum::combine(&[
+                checksum::pseudo_header_v4(src, dst, IpProtocol::UDP, l4_len),
+                checksum::data(udp),
+                payload_sum,
+            ]);
+            let sum = if sum == 0 { 0xffff } else { sum };
+            udp[6..8].copy_from_slice(&sum.to_be_bytes());
+            return Some(Segment {
+                header_len: hl,
+                payload: start..end,
+                payload_sum,
+            });
+        }
         let seq_at = tcp_field::SEQ..tcp_field::SEQ + 4;
         let seq = u32::from_be_bytes(tcp[seq_at.clone()].try_into().ok()?);
         let seq = seq.wrapping_add((i * self.mss) as u32);
@@ -389,6 +443,7 @@ pub fn fix_outer(header: &mut [u8], inner_len: usize, inner_sum: u16) -> bool {
 mod tests {
     use super::*;
     use crate::wire::{Ipv4Packet, TcpPacket};
+    use std::net::Ipv4Addr;
 
     /// A virtio header as TUN hands it out for a 3-segment TCP/IPv4 super-packet.
     static VNET_BYTES: [u8; 10] = [0x01, 0x81, 0x34, 0x00, 0xb4, 0x05, 0x14, 0x00, 0x10, 0x00];
@@ -459,7 +514,7 @@ mod tests {
         for (i, b) in p[52..].iter_mut().enumerate() {
             *b = (i * 7 + 3) as u8;
         }
-        let partial = partial_tcp_checksum(&p, total).unwrap();
+        let partial = partial_checksum(&p, total).unwrap();
         p[36..38].copy_from_slice(&partial.to_be_bytes());
         p
     }
@@ -480,7 +535,7 @@ mod tests {
     fn segments_carry_the_right_headers_and_checksums() {
         // FIN|PSH|ACK|CWR on the super-packet: 3000 bytes at MSS 1400 -> 1400, 1400, 200.
         let p = super_packet(3000, FIN | PSH | 0x10 | CWR);
-        let s = TcpSegmenter::new(&p, 1400).unwrap();
+        let s = Segmenter::new(&p, 1400).unwrap();
         assert_eq!(
             (s.count(), s.header_len(), s.max_segment_len()),
             (3, 52, 1452)
@@ -513,7 +568,7 @@ mod tests {
     #[test]
     fn zero_copy_segments_match_the_copied_ones() {
         let p = super_packet(2921, 0x10);
-        let s = TcpSegmenter::new(&p, 1460).unwrap();
+        let s = Segmenter::new(&p, 1460).unwrap();
         assert_eq!(s.count(), 3);
         for i in 0..3 {
             let mut hdr = [0u8; MAX_SEGMENT_HEADER];
@@ -529,7 +584,7 @@ mod tests {
     #[test]
     fn one_segment_or_no_payload_is_one_segment() {
         let p = super_packet(100, 0x18);
-        let s = TcpSegmenter::new(&p, 1460).unwrap();
+        let s = Segmenter::new(&p, 1460).unwrap();
         assert_eq!(s.count(), 1);
         let mut out = [0u8; 256];
         let len = s.write_segment(&p, 0, &mut out).unwrap();
@@ -537,31 +592,136 @@ mod tests {
         assert_valid_tcp(&out[..len]);
         assert_eq!(out[33], 0x18, "PSH stays on the only segment");
         let p = super_packet(0, 0x10);
-        assert_eq!(TcpSegmenter::new(&p, 1460).unwrap().count(), 1);
+        assert_eq!(Segmenter::new(&p, 1460).unwrap().count(), 1);
     }
 
     #[test]
     fn non_tcp_fragments_and_short_packets_are_refused() {
         let p = super_packet(3000, 0x10);
-        assert!(TcpSegmenter::new(&p, 0).is_err());
-        assert!(TcpSegmenter::new(&p[..40], 1400).is_err());
+        assert!(Segmenter::new(&p, 0).is_err());
+        assert!(Segmenter::new(&p[..40], 1400).is_err());
         let mut q = p.clone();
+        q[9] = IpProtocol::ICMP;
+        assert!(Segmenter::new(&q, 1400).is_err());
+        // UDP needs its 8-byte header inside the total length.
+        let mut q = p[..26].to_vec();
         q[9] = IpProtocol::UDP;
-        assert!(TcpSegmenter::new(&q, 1400).is_err());
+        q[2..4].copy_from_slice(&26u16.to_be_bytes());
+        assert!(Segmenter::new(&q, 1400).is_err());
         let mut q = p.clone();
         q[6] |= 0x20; // MF
-        assert!(TcpSegmenter::new(&q, 1400).is_err());
+        assert!(Segmenter::new(&q, 1400).is_err());
         let mut q = p.clone();
         q[32] = 0x40; // data offset 16 bytes
-        assert!(TcpSegmenter::new(&q, 1400).is_err());
+        assert!(Segmenter::new(&q, 1400).is_err());
         let mut q = p.clone();
         q[0] = 0x44;
-        assert!(TcpSegmenter::new(&q, 1400).is_err());
+        assert!(Segmenter::new(&q, 1400).is_err());
         // A too-small output buffer is refused, not a panic.
-        let s = TcpSegmenter::new(&p, 1400).unwrap();
+        let s = Segmenter::new(&p, 1400).unwrap();
         assert!(s.write_segment(&p, 0, &mut [0u8; 100]).is_none());
         assert!(s.segment(&p, 0, &mut [0u8; 51]).is_none());
         assert!(s.segment(&p[..100], 1, &mut [0u8; 120]).is_none());
+    }
+
+    /// A UDP super-packet as UDP GRO forwarding hands it over: one IPv4 + UDP header for all
+    /// the datagrams' payloads back to back, the checksum field holding the pseudo-header sum.
+    fn udp_super_packet(datagrams: usize, size: usize, last: usize) -> Vec<u8> {
+        let payload_len = size * (datagrams - 1) + last;
+        let mut p = crate::wire::testing::udp_packet(
+            Ipv4Addr::new(10, 1, 0, 2),
+            40000,
+            Ipv4Addr::new(10, 100, 0, 100),
+            443,
+            payload_len,
+        );
+        for (i, b) in p[28..].iter_mut().enumerate() {
+            *b = (i * 13 + 5) as u8;
+        }
+        let partial = partial_checksum(&p, p.len()).unwrap();
+        p[26..28].copy_from_slice(&partial.to_be_bytes());
+        p
+    }
+
+    fn assert_valid_udp(seg: &[u8]) {
+        let ip = Ipv4Packet::new_checked(seg).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(usize::from(ip.total_len()), seg.len());
+        let udp = &seg[20..];
+        assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len());
+        assert_ne!(
+            udp[6..8],
+            [0, 0],
+            "a computed UDP checksum is never sent as 0"
+        );
+        let sum = checksum::combine(&[
+            checksum::pseudo_header_v4(
+                ip.src_addr(),
+                ip.dst_addr(),
+                IpProtocol::UDP,
+                udp.len() as u16,
+            ),
+            checksum::data(udp),
+        ]);
+        assert_eq!(sum, 0xffff, "UDP checksum");
+    }
+
+    #[test]
+    fn a_udp_super_packet_is_cut_into_its_datagrams() {
+        let p = udp_super_packet(5, 1200, 700);
+        let s = Segmenter::new(&p, 1200).unwrap();
+        assert_eq!(
+            (s.protocol(), s.count(), s.header_len()),
+            (IpProtocol::UDP, 5, 28)
+        );
+        assert_eq!(s.max_segment_len(), 1228);
+        let mut joined = Vec::new();
+        for i in 0..5 {
+            let mut out = [0u8; 2000];
+            let len = s.write_segment(&p, i, &mut out).unwrap();
+            let seg = &out[..len];
+            assert_eq!(len, 28 + if i == 4 { 700 } else { 1200 });
+            assert_valid_udp(seg);
+            // Ports, addresses, TTL and flags as in the super-packet; ident counts up.
+            assert_eq!(seg[20..24], p[20..24]);
+            assert_eq!(seg[6..10], p[6..10]);
+            assert_eq!(seg[12..20], p[12..20]);
+            let ident = u16::from_be_bytes([seg[4], seg[5]]);
+            assert_eq!(
+                ident,
+                u16::from_be_bytes([p[4], p[5]]).wrapping_add(i as u16)
+            );
+            joined.extend_from_slice(&seg[28..]);
+        }
+        assert_eq!(
+            joined,
+            p[28..],
+            "the datagrams' payloads are the super-packet's"
+        );
+        // The zero-copy form gives the same header and the payload's range.
+        let mut hdr = [0u8; MAX_SEGMENT_HEADER];
+        let seg = s.segment(&p, 1, &mut hdr).unwrap();
+        assert_eq!((seg.header_len, seg.payload.clone()), (28, 1228..2428));
+        assert_eq!(seg.payload_sum, checksum::data(&p[seg.payload]));
+    }
+
+    #[test]
+    fn partial_checksums_follow_the_protocol() {
+        let p = udp_super_packet(2, 100, 100);
+        let want = checksum::pseudo_header_v4(
+            Ipv4Addr::new(10, 1, 0, 2),
+            Ipv4Addr::new(10, 100, 0, 100),
+            IpProtocol::UDP,
+            208,
+        );
+        assert_eq!(partial_checksum(&p, p.len()), Some(want));
+        assert_eq!(l4_checksum_offset(IpProtocol::UDP), Some(6));
+        assert_eq!(l4_checksum_offset(IpProtocol::TCP), Some(16));
+        assert_eq!(l4_checksum_offset(IpProtocol::ICMP), None);
+        // Completing the partial UDP checksum gives the whole datagram's checksum.
+        let mut q = p.clone();
+        complete_checksum(&mut q, 20, 6).unwrap();
+        assert_valid_udp(&q);
     }
 
     #[test]
@@ -583,7 +743,7 @@ mod tests {
     fn outer_headers_follow_each_segment() {
         use crate::encap::{build_outer, OuterParams, TunnelType, MAX_OUTER_HEADER};
         let p = super_packet(3000, 0x10);
-        let s = TcpSegmenter::new(&p, 1400).unwrap();
+        let s = Segmenter::new(&p, 1400).unwrap();
         for udp_csum in [false, true] {
             let params = OuterParams {
                 src: [192, 168, 1, 1].into(),
@@ -650,7 +810,7 @@ mod tests {
             buf[9] = IpProtocol::TCP;
             let len = (x as usize) % buf.len();
             let _ = VnetHdr::parse(&buf[..len]).map(|h| h.check(&buf[..len]));
-            if let Ok(s) = TcpSegmenter::new(&buf[..len], (x >> 8) as u16 % 300) {
+            if let Ok(s) = Segmenter::new(&buf[..len], (x >> 8) as u16 % 300) {
                 for i in 0..s.count().min(400) {
                     let _ = s.write_segment(&buf[..len], i, &mut out);
                 }
