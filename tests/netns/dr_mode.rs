@@ -18,6 +18,9 @@ use crate::harness::{
 /// The real servers: namespace role and address.
 const REAL_SERVERS: [(&str, &str); 2] = [("rs1", RS1), ("rs2", RS2)];
 
+/// Where the director of the DR lab serves `/metrics`.
+const METRICS: &str = "127.0.0.1:9100";
+
 /// The DR lab with the director, and on each real server the DR agent and an httpd on VIP:80
 /// with banner "from RIP".
 struct Lab {
@@ -30,7 +33,10 @@ struct Lab {
 impl Lab {
     fn start() -> Lab {
         let topo = dr_lab::build();
-        let director = start_director(topo.ns("director"), &["--announce", DIRECTOR_LAN_IF]);
+        let director = start_director(
+            topo.ns("director"),
+            &["--announce", DIRECTOR_LAN_IF, "--metrics-listen", METRICS],
+        );
         let mut agents = Vec::new();
         for (role, rip) in REAL_SERVERS {
             let ns = topo.ns(role);
@@ -324,4 +330,25 @@ fn one_service_mixes_dr_and_tunnel_servers() {
     let from = |rip: &str| answers.iter().filter(|a| **a == banner(rip)).count();
     assert_eq!(answers.len(), 20, "{answers:?}");
     assert_eq!((from(RS1), from(RS2)), (10, 10), "{answers:?}");
+}
+
+/// UDP GRO forwarding on the director's NIC: the kernel's UDP trains are decided whole and
+/// leave as one Ethernet frame each (`GSO_UDP_L4`, cut by the kernel on the way to the real
+/// server); every datagram arrives intact (see [`crate::harness::udp_trains_check`]).
+#[test]
+fn udp_trains_are_decided_whole_and_arrive_intact() {
+    let lab = Lab::start();
+    let service = format!("{VIP}:9000");
+    lab.adm(&format!("-A -u {service} -s rr"));
+    for (_, rip) in REAL_SERVERS {
+        lab.adm(&format!("-a -u {service} -r {rip} -g -w 1"));
+    }
+    crate::harness::udp_trains_check(
+        (lab.ns("director"), lab.director),
+        (lab.ns("lan"), "to-dir"),
+        lab.ns("client"),
+        &[lab.ns("rs1"), lab.ns("rs2")],
+        &service,
+        METRICS,
+    );
 }

@@ -20,6 +20,9 @@ use crate::harness::{
 /// The real servers: namespace role and address.
 const REAL_SERVERS: [(&str, &str); 2] = [("rs1", RS1), ("rs2", RS2)];
 
+/// Where the director serves `/metrics`.
+const METRICS: &str = "127.0.0.1:9100";
+
 /// The port the real servers listen on (the service is VIP:80).
 const RPORT: u16 = 8080;
 
@@ -33,7 +36,10 @@ struct Lab {
 impl Lab {
     fn start() -> Lab {
         let topo = nat_lab::build();
-        let director = start_director(topo.ns("director"), &["--queues", "2"]);
+        let director = start_director(
+            topo.ns("director"),
+            &["--queues", "2", "--metrics-listen", METRICS],
+        );
         for (role, rip) in REAL_SERVERS {
             let listen = format!("{rip}:{RPORT}");
             start_httpd(topo.ns(role), &listen, &banner(rip), &["--udp-echo"]);
@@ -387,4 +393,26 @@ fn udp_answers_and_port_unreachable_from_a_real_server_reach_the_client_as_from_
         "only the default rules are left:\n{rules}"
     );
     assert_eq!(director.ip("route show table 7461"), "");
+}
+
+/// UDP GRO forwarding on the director's NIC: the kernel's UDP trains are decided whole,
+/// rewritten once and written back into the TUN whole (the partial checksum follows the new
+/// addresses; the kernel cuts the datagrams); every datagram arrives intact (see
+/// [`crate::harness::udp_trains_check`]).
+#[test]
+fn udp_trains_are_decided_whole_and_arrive_intact() {
+    let lab = Lab::start();
+    let service = format!("{VIP}:9000");
+    lab.adm(&format!("-A -u {service} -s rr"));
+    for (_, rip) in REAL_SERVERS {
+        lab.adm(&format!("-a -u {service} -r {rip}:9000 -m"));
+    }
+    crate::harness::udp_trains_check(
+        (lab.ns("director"), lab.director),
+        (lab.ns("router"), "to-dir"),
+        lab.ns("client"),
+        &[lab.ns("rs1"), lab.ns("rs2")],
+        &service,
+        METRICS,
+    );
 }

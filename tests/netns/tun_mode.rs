@@ -700,139 +700,26 @@ fn frames_follow_a_new_next_hop_mac() {
     eprintln!("the resolver's decisions:\n{}", paths.join("\n"));
 }
 
-/// A number from a JSON line `tunlb udpblast` printed.
-fn json_u64(line: &str, key: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(line.trim())
-        .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-}
-
-/// (i) UDP GRO forwarding on the director's NIC (`rx-udp-gro-forwarding`, with GRO and threaded
-/// NAPI on, the router's sending end without TSO so veth hands it to NAPI): the kernel merges a UDP flow's
-/// datagrams into trains, the director's TUN (`TUN_F_USO4`) hands them over whole, the core
-/// decides each train once, and the driver sends its datagrams on as separate tunnel packets
-/// (GUE: one UDP_SEGMENT train of records). 20,000 datagrams of 1200 bytes in one flow (paced
-/// at 40k/s in bursts of 32): the
-/// real servers' sinks count them, every payload byte as sent (`corrupt` 0); the director's
-/// `tunlb_gso_packets_total{path="whole"}` shows trains were decided whole. Needs `ethtool`.
+/// (i) UDP GRO forwarding on the director's NIC: trains decided whole, every datagram intact
+/// at the real servers (see [`crate::harness::udp_trains_check`]).
 fn udp_trains_are_decided_whole_and_arrive_intact(encap: &'static str) {
     const METRICS: &str = "127.0.0.1:9100";
-    const SENT: u64 = 20_000;
     let lab = Lab::start_with(
         encap,
         &format!("{DIRECTOR}/32"),
         &["--metrics-listen", METRICS],
     );
-    let (director, router, client) = (lab.ns("director"), lab.ns("router"), lab.ns("client"));
-    let log = director.log(lab.director);
-    assert!(
-        log.contains("UDP trains too"),
-        "the director's TUN did not take UDP offload (TUN_F_USO4, Linux 6.2+):\n{log}"
-    );
-    router.exec("ethtool", &["-K", "to-dir", "tso", "off"]);
-    director.exec(
-        "ethtool",
-        &["-K", "eth0", "gro", "on", "rx-udp-gro-forwarding", "on"],
-    );
-    // Threaded NAPI: the receive work runs in its own thread, as on a real NIC, so datagrams
-    // queue up between polls (inline, each one is polled, and so flushed, alone).
-    director.exec("sh", &["-c", "echo 1 > /sys/class/net/eth0/threaded"]);
-    let features = director.exec("ethtool", &["-k", "eth0"]);
-    assert!(
-        features.contains("rx-udp-gro-forwarding: on"),
-        "UDP GRO forwarding is not on for the director's eth0: {features}"
-    );
-    let threaded = director.exec("cat", &["/sys/class/net/eth0/threaded"]);
-    assert_eq!(
-        threaded.trim(),
-        "1",
-        "threaded NAPI is not on for the director's eth0"
-    );
-
     let service = format!("{VIP}:9000");
     lab.adm(&format!("-A -u {service} -s rr"));
     for (_, rip) in REAL_SERVERS {
         lab.adm(&format!("-a -u {service} -r {rip} -i --tun-type {encap}"));
     }
-    let sinks: Vec<(&Netns, Pid)> = REAL_SERVERS
-        .iter()
-        .map(|(role, _)| {
-            let ns = lab.ns(role);
-            let args = [
-                "udpblast",
-                "sink",
-                "--listen",
-                "0.0.0.0:9000",
-                "--duration",
-                "8",
-                "--idle",
-                "2",
-            ];
-            let pid = ns.spawn("sink", crate::harness::TUNLB, &args);
-            wait_until(&format!("the sink in {role}"), STARTUP, || {
-                ns.log(pid).contains("listening on")
-            });
-            (ns, pid)
-        })
-        .collect();
-
-    let sent = client.tunlb(&[
-        "udpblast",
-        "send",
-        "--to",
+    crate::harness::udp_trains_check(
+        (lab.ns("director"), lab.director),
+        (lab.ns("router"), "to-dir"),
+        lab.ns("client"),
+        &[lab.ns("rs1"), lab.ns("rs2")],
         &service,
-        "--size",
-        "1200",
-        "--flows",
-        "1",
-        "--max-packets",
-        &SENT.to_string(),
-        "--duration",
-        "5",
-        "--rate",
-        "40000",
-        "--batch",
-        "32",
-    ]);
-    assert_eq!(json_u64(&sent, "packets"), SENT, "sent: {sent}");
-
-    let (mut received, mut corrupt) = (0, 0);
-    for (ns, pid) in sinks {
-        let (status, out) = ns.wait_exit(pid, Duration::from_secs(20));
-        assert!(status.success(), "sink in {}: {out}", ns.name());
-        let line = out
-            .lines()
-            .find(|l| l.starts_with('{'))
-            .unwrap_or_else(|| panic!("no JSON line from the sink in {}: {out}", ns.name()));
-        received += json_u64(line, "packets");
-        corrupt += json_u64(line, "corrupt");
-    }
-    assert_eq!(corrupt, 0, "datagrams changed on the way");
-    let page = director.exec("curl", &["-s", "-f", &format!("http://{METRICS}/metrics")]);
-    let whole = page
-        .lines()
-        .find_map(|l| l.strip_prefix("tunlb_gso_packets_total{path=\"whole\"} "))
-        .and_then(|n| n.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no whole GSO counter in the director's metrics:\n{page}"));
-    assert!(
-        whole > 0,
-        "no UDP train reached the director whole:\n{page}"
+        METRICS,
     );
-    // Paced at 40k datagrams/s in bursts of 32, nothing should be lost; a loaded machine may
-    // still overrun a queue on the way (the TUN's, a socket's), so 1% is tolerated.
-    let director_lost: Vec<&str> = page
-        .lines()
-        .filter(|l| {
-            (l.starts_with("tunlb_drops_total") || l.starts_with("tunlb_encap_errors_total"))
-                && !l.ends_with(" 0")
-        })
-        .collect();
-    assert!(
-        received * 100 >= SENT * 99,
-        "{received} of {SENT} datagrams arrived ({whole} trains decided whole); the director's \
-         drops and send errors: {director_lost:?}"
-    );
-    eprintln!("{encap}: {received} of {SENT} datagrams arrived, {whole} trains decided whole");
 }
