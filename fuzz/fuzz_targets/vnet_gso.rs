@@ -1,7 +1,7 @@
 //! A TUN read with offload on: a `virtio_net_hdr` then a packet. Parses the header, checks it
-//! against the packet, completes a partial checksum, and cuts a TCP/IPv4 super-packet into
-//! segments both ways (headers only, payload in place; and whole). No panic, and every segment
-//! is a valid TCP/IPv4 packet whose checksums verify, whose payloads add up to the
+//! against the packet, completes a partial checksum, and cuts a TCP/IPv4 or UDP/IPv4
+//! super-packet into segments both ways (headers only, payload in place; and whole). No panic,
+//! and every segment is a valid TCP/IPv4 (UDP/IPv4) packet whose checksums verify, whose payloads add up to the
 //! super-packet's, and whose zero-copy and copied forms agree. An outer GUE header fixed up
 //! for each segment must carry a valid UDP checksum.
 #![no_main]
@@ -14,16 +14,21 @@ use tunlb::wire::gso::{
 };
 use tunlb::wire::Ipv4Packet;
 
-fn verify_tcp(seg: &[u8]) {
+fn verify_l4(seg: &[u8]) {
     let ip = Ipv4Packet::new_checked(seg).expect("segment must be IPv4");
     assert!(ip.verify_checksum(), "segment IPv4 checksum");
     assert_eq!(ip.total_len() as usize, seg.len());
+    let proto = seg[9];
     let l4 = &seg[ip.header_len()..];
+    if proto == 17 {
+        assert_eq!(usize::from(u16::from_be_bytes([l4[4], l4[5]])), l4.len(), "UDP length");
+        assert_ne!(l4[6..8], [0, 0], "a computed UDP checksum is never 0");
+    }
     let sum = checksum::combine(&[
-        checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), 6, l4.len() as u16),
+        checksum::pseudo_header_v4(ip.src_addr(), ip.dst_addr(), proto, l4.len() as u16),
         checksum::data(l4),
     ]);
-    assert_eq!(sum, 0xffff, "segment TCP checksum");
+    assert_eq!(sum, 0xffff, "segment L4 checksum");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -52,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
             let len = s.write_segment(&pkt, i, &mut whole).expect("fits max_segment_len");
             assert_eq!(&whole[..seg.header_len], &hdr[..seg.header_len]);
             assert_eq!(&whole[seg.header_len..len], &pkt[seg.payload.clone()]);
-            verify_tcp(&whole[..len]);
+            verify_l4(&whole[..len]);
             payload_total += seg.payload.len();
             if i == 0 {
                 let params = OuterParams {
