@@ -230,6 +230,25 @@ impl MergedTcp {
     }
 }
 
+/// "PROTO ADDR:PORT" of an inner IPv4 packet's destination, for a log line ("?" where the
+/// bytes do not say).
+pub fn describe_destination(p: &[u8]) -> String {
+    let Some(dst) = p.get(16..20) else {
+        return "?".to_string();
+    };
+    let addr = std::net::Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3]);
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let proto = match p.get(9) {
+        Some(&IpProtocol::UDP) => "UDP",
+        Some(&IpProtocol::TCP) => "TCP",
+        _ => return addr.to_string(),
+    };
+    match p.get(ihl + 2..ihl + 4) {
+        Some(port) => format!("{proto} {addr}:{}", u16::from_be_bytes([port[0], port[1]])),
+        None => format!("{proto} {addr}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,5 +504,18 @@ mod tests {
         c.tick(t0 + MTU_REFRESH);
         assert_eq!(c.get(2, t0 + MTU_REFRESH, &mut fetch), 1500);
         assert_eq!(asked, 3);
+    }
+
+    #[test]
+    fn a_log_line_names_the_inner_destination() {
+        use crate::wire::testing::{tcp_packet, udp_packet};
+        let vip = Ipv4Addr::new(10, 100, 0, 100);
+        let client = Ipv4Addr::new(10, 1, 0, 2);
+        let u = udp_packet(client, 40000, vip, 9000, 64);
+        assert_eq!(describe_destination(&u), "UDP 10.100.0.100:9000");
+        let t = tcp_packet(client, 40000, vip, 80, 0x10, 0);
+        assert_eq!(describe_destination(&t), "TCP 10.100.0.100:80");
+        assert_eq!(describe_destination(&u[..22]), "UDP 10.100.0.100");
+        assert_eq!(describe_destination(&u[..10]), "?");
     }
 }

@@ -169,6 +169,7 @@ pub fn serve(
         tun,
         log,
         warned: false,
+        warned_merged: false,
     };
     // Consecutive TCP segments of one flow (a UDP_GRO train's records, or separate packets of
     // one batch) are merged back into super-packets only for a TUN that takes virtio headers.
@@ -268,6 +269,8 @@ struct Deliver<'a> {
     log: &'a str,
     /// A write error was logged (once).
     warned: bool,
+    /// Merged datagrams that cannot be split back were logged (once).
+    warned_merged: bool,
 }
 
 impl Deliver<'_> {
@@ -339,6 +342,14 @@ impl Deliver<'_> {
             Merged::Unsupported => {
                 stats.kernel_merged += 1;
                 stats.merged_unsupported += 1;
+                if !self.warned_merged {
+                    self.warned_merged = true;
+                    eprintln!(
+                        "{} dropping tunnelled datagrams to {} that this host's GRO merged (counted as merged_unsupported, logged once): a raw socket does not say their size, so they cannot be split back; turn UDP GRO forwarding off on the interface the tunnel arrives on (ethtool -K IF rx-udp-gro-forwarding off), or use GUE",
+                        self.log,
+                        merged::describe_destination(p)
+                    );
+                }
                 return;
             }
             Merged::Tcp(plan) => plan,
