@@ -8,10 +8,10 @@
 # CANDIDATES (space-separated subset of: direct nft haproxy nginx tun-ipip tun-gue dr nat; a tunlb
 # candidate with the suffix -nooffload runs the director (and TUN-mode agents) with --no-offload,
 # e.g. tun-ipip-nooffload), UDP (1: run the 64-byte UDP packet-rate load, 0: skip), UDP_FLOWS
-# (source ports of the UDP load, 8), UDP_GRO_FWD (1: with WIRE=napi, the forwarding hosts'
-# receiving ends, the director's NIC and the router's, also get rx-udp-gro-forwarding, so they
-# merge forwarded UDP flows into trains as a NIC with UDP GRO forwarding does; for every
-# candidate alike; the real servers are endpoints and keep it off; 0, the default: off),
+# (source ports of the UDP load, 8), UDP_GRO_FWD (1: with WIRE=napi, the director's NIC also
+# gets rx-udp-gro-forwarding, so it merges forwarded UDP flows into trains, for every candidate
+# alike; not the router's: over veth a router would hand those trains on whole, and an IPIP/GRE
+# real server's raw socket cannot split merged datagrams back; 0, the default: off),
 # WIRE (napi, inline, or both: "inline napi"; see below),
 # CLIENT_CPU (0), BALANCER_CPU (1), SERVER_CPU (2 with 3 or more CPUs, else 1: with 2 CPUs the
 # balancer shares the servers' CPU), NAPI_CLIENT_CPU, NAPI_ROUTER_CPU, NAPI_DIRECTOR_CPU,
@@ -245,7 +245,7 @@ wire_napi() {
         before=$(napi_threads)
         inns "$ns" ethtool -K "$dev" gro on tso off >/dev/null ||
             die "ethtool -K $dev gro on tso off failed in $ns; use WIRE=inline"
-        if ((UDP_GRO_FWD)) && [[ $group == director || $group == router ]]; then
+        if ((UDP_GRO_FWD)) && [[ $group == director ]]; then
             inns "$ns" ethtool -K "$dev" rx-udp-gro-forwarding on >/dev/null ||
                 die "ethtool -K $dev rx-udp-gro-forwarding on failed in $ns; use UDP_GRO_FWD=0"
         fi
@@ -810,7 +810,7 @@ fi
 WIRING="wire $WIRE"
 [[ " ${WIRES[*]} " == *" napi "* ]] &&
     WIRING+=" (receive threads: client's NIC cpu $NAPI_CLIENT_CPU, router cpu $NAPI_ROUTER_CPU, director's NIC cpu $NAPI_DIRECTOR_CPU, real servers' NICs cpu $NAPI_SERVER_CPU)"
-[[ " ${WIRES[*]} " == *" napi "* ]] && ((UDP_GRO_FWD)) && WIRING+=", rx-udp-gro-forwarding on the director's and the router's ends"
+[[ " ${WIRES[*]} " == *" napi "* ]] && ((UDP_GRO_FWD)) && WIRING+=", rx-udp-gro-forwarding on the director's NIC"
 log "runs $RUNS x ${DURATION}s, wrk -t1 -c$CONNS; $PINNING"
 log "$WIRING"
 ((${#DIRECTOR_EXTRA[@]})) && log "director arguments added: ${DIRECTOR_EXTRA[*]}"
