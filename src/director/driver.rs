@@ -1305,17 +1305,23 @@ mod tests {
         }
         let partial = gso::partial_checksum(&p, p.len()).unwrap();
         p[36..38].copy_from_slice(&partial.to_be_bytes());
+        (p, gso_hdr(gso::GSO_TCPV4, 40, 1400, 16))
+    }
+
+    /// The virtio header of a GSO packet with a partial checksum at `csum_offset` in the L4
+    /// header (after a 20-byte IPv4 header).
+    fn gso_hdr(gso_type: u8, hdr_len: u16, gso_size: u16, csum_offset: u16) -> [u8; VNET_HDR_LEN] {
         let vh = VnetHdr {
             flags: gso::F_NEEDS_CSUM,
-            gso_type: gso::GSO_TCPV4,
-            hdr_len: 40,
-            gso_size: 1400,
+            gso_type,
+            hdr_len,
+            gso_size,
             csum_start: 20,
-            csum_offset: 16,
+            csum_offset,
         };
         let mut h = [0u8; VNET_HDR_LEN];
         vh.emit(&mut h);
-        (p, h)
+        h
     }
 
     fn tcp_checksum_ok(seg: &[u8]) -> bool {
@@ -1347,16 +1353,7 @@ mod tests {
         let mut u = crate::wire::testing::udp_packet(CLIENT, 40000, VIP, 443, 3 * 1200 + 500);
         let partial = gso::partial_checksum(&u, u.len()).unwrap();
         u[26..28].copy_from_slice(&partial.to_be_bytes());
-        let uvh = VnetHdr {
-            flags: gso::F_NEEDS_CSUM,
-            gso_type: gso::GSO_UDP_L4,
-            hdr_len: 28,
-            gso_size: 1200,
-            csum_start: 20,
-            csum_offset: 6,
-        };
-        let mut uh = [0u8; VNET_HDR_LEN];
-        uvh.emit(&mut uh);
+        let uh = gso_hdr(gso::GSO_UDP_L4, 28, 1200, 6);
         assert!(matches!(classify(&uh, &mut u, 64), Offloaded::Gso(s, _)
             if s.count() == 4 && s.protocol() == crate::wire::IpProtocol::UDP));
         let mut ufo = uh;

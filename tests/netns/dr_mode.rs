@@ -338,17 +338,13 @@ fn one_service_mixes_dr_and_tunnel_servers() {
 #[test]
 fn udp_trains_are_decided_whole_and_arrive_intact() {
     let lab = Lab::start();
-    let service = format!("{VIP}:9000");
-    lab.adm(&format!("-A -u {service} -s rr"));
-    for (_, rip) in REAL_SERVERS {
-        lab.adm(&format!("-a -u {service} -r {rip} -g -w 1"));
-    }
     crate::harness::udp_trains_check(
         (lab.ns("director"), lab.director),
         (lab.ns("lan"), "to-dir"),
         lab.ns("client"),
         &[lab.ns("rs1"), lab.ns("rs2")],
-        &service,
+        &format!("{VIP}:9000"),
+        &REAL_SERVERS.map(|(_, rip)| format!("{rip} -g -w 1")),
         METRICS,
     );
 }

@@ -1098,7 +1098,9 @@ fn json_u64(line: &str, key: &str) -> u64 {
 /// and threaded NAPI on the director's `eth0` (so datagrams queue up between polls, as on a real
 /// NIC; inline, each one is polled and flushed alone) and TSO off on the veth end that feeds it
 /// (`feeder`: veth hands a forwarded packet to NAPI only from an end without TSO); starts a
-/// `tunlb udpblast sink` on port 9000 (all addresses) on each of `receivers`; sends 20,000
+/// `tunlb udpblast sink` on port 9000 (all addresses) on each of `receivers`; adds the UDP
+/// service `service` (rr) with one real server per entry of `servers` (`adm -a` arguments after
+/// `-r`, e.g. `10.3.0.12 -i --tun-type gre`); sends 20,000
 /// datagrams of 1200 bytes in one flow to `service` from `client` (paced at 10k/s in bursts of
 /// 32). Checks that the director's TUN took UDP offload (`TUN_F_USO4`, its log), that the
 /// kernel handed it trains it decided whole (`tunlb_gso_packets_total{path="whole"}` from the
@@ -1110,9 +1112,14 @@ pub fn udp_trains_check(
     client: &Netns,
     receivers: &[&Netns],
     service: &str,
+    servers: &[String],
     metrics: &str,
 ) {
     const SENT: u64 = 20_000;
+    adm(director, &format!("-A -u {service} -s rr"));
+    for server in servers {
+        adm(director, &format!("-a -u {service} -r {server}"));
+    }
     let log = director.log(director_pid);
     assert!(
         log.contains("UDP trains too"),

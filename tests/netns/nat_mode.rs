@@ -402,17 +402,13 @@ fn udp_answers_and_port_unreachable_from_a_real_server_reach_the_client_as_from_
 #[test]
 fn udp_trains_are_decided_whole_and_arrive_intact() {
     let lab = Lab::start();
-    let service = format!("{VIP}:9000");
-    lab.adm(&format!("-A -u {service} -s rr"));
-    for (_, rip) in REAL_SERVERS {
-        lab.adm(&format!("-a -u {service} -r {rip}:9000 -m"));
-    }
     crate::harness::udp_trains_check(
         (lab.ns("director"), lab.director),
         (lab.ns("router"), "to-dir"),
         lab.ns("client"),
         &[lab.ns("rs1"), lab.ns("rs2")],
-        &service,
+        &format!("{VIP}:9000"),
+        &REAL_SERVERS.map(|(_, rip)| format!("{rip}:9000 -m")),
         METRICS,
     );
 }

@@ -709,17 +709,13 @@ fn udp_trains_are_decided_whole_and_arrive_intact(encap: &'static str) {
         &format!("{DIRECTOR}/32"),
         &["--metrics-listen", METRICS],
     );
-    let service = format!("{VIP}:9000");
-    lab.adm(&format!("-A -u {service} -s rr"));
-    for (_, rip) in REAL_SERVERS {
-        lab.adm(&format!("-a -u {service} -r {rip} -i --tun-type {encap}"));
-    }
     crate::harness::udp_trains_check(
         (lab.ns("director"), lab.director),
         (lab.ns("router"), "to-dir"),
         lab.ns("client"),
         &[lab.ns("rs1"), lab.ns("rs2")],
-        &service,
+        &format!("{VIP}:9000"),
+        &REAL_SERVERS.map(|(_, rip)| format!("{rip} -i --tun-type {encap}")),
         METRICS,
     );
 }
