@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use tunlb::lab::httpd::{blob_sha256, fill_blob, sha256_hex};
+use tunlb::lab::httpd::{blob_sha256, sha256_hex};
 
 use crate::harness::dr_lab::{self, BEHIND_ROUTER, CLIENT, DIRECTOR_LAN_IF, RS1, RS2, VIP};
 use crate::harness::{
-    adm, curl_upload_args, start_director, start_dr_agent, start_httpd, wait_until, Netns, Pid,
-    ReplyCounters, TempPath, Topology, TUNLB,
+    adm, curl_upload_args, start_director, start_dr_agent, start_httpd, upload_blob, wait_until,
+    Netns, Pid, ReplyCounters, TempPath, Topology, TUNLB,
 };
 
 /// The real servers: namespace role and address.
@@ -245,10 +245,7 @@ fn large_upload_and_download_arrive_intact() {
     lab.add_service(&[RS1, RS2]);
     let client = lab.ns("client");
 
-    let up = TempPath::new(&format!("dr-upload-{}", client.name()));
-    let mut data = vec![0u8; SIZE as usize];
-    fill_blob(0, &mut data);
-    fs::write(up.path(), &data).expect("write the upload");
+    let up = upload_blob(client, "dr-upload", SIZE);
     let body = format!("@{}", up.arg());
     let url = format!("http://{VIP}/upload");
     let start = Instant::now();

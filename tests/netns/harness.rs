@@ -285,6 +285,17 @@ impl<'a> ReplyCounters<'a> {
     }
 }
 
+/// A file of `size` bytes of [`tunlb::lab::httpd::fill_blob`]'s pattern from offset 0 (what
+/// `tunlb httpd` serves as `/bytes/N`; `blob_sha256(size)` is its hash), named after `tag` and
+/// `ns`, for curl to upload; removed when dropped.
+pub fn upload_blob(ns: &Netns, tag: &str, size: u64) -> TempPath {
+    let file = TempPath::new(&format!("{tag}-{}", ns.name()));
+    let mut data = vec![0u8; size as usize];
+    tunlb::lab::httpd::fill_blob(0, &mut data);
+    fs::write(file.path(), &data).expect("write the upload");
+    file
+}
+
 /// curl's arguments to POST the file `body` (`@path`) to `url` as a raw octet stream — what
 /// `tunlb httpd`'s `/upload` answers with the length and sha256 it received — failing on an
 /// HTTP error and after 60 s.
@@ -1085,6 +1096,32 @@ pub mod gateway_lab {
     }
 }
 
+/// Scrapes `http://ADDR/metrics` (a director's or an agent's `--metrics-listen`) from inside
+/// `ns`, with extra curl arguments.
+pub fn scrape_metrics(ns: &Netns, addr: &str, extra: &[&str]) -> String {
+    let url = format!("http://{addr}/metrics");
+    let mut args = vec!["-s", "-f", "--max-time", "5"];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    ns.exec("curl", &args)
+}
+
+/// The value of the first sample of `name` whose labels contain every one of `labels`
+/// (`key="value"` strings); panics if there is none.
+pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
+}
+
 /// A number from a JSON line `tunlb udpblast` printed.
 fn json_u64(line: &str, key: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(line.trim())
@@ -1198,12 +1235,8 @@ pub fn udp_trains_check(
         corrupt += json_u64(line, "corrupt");
     }
     assert_eq!(corrupt, 0, "datagrams changed on the way");
-    let page = director.exec("curl", &["-s", "-f", &format!("http://{metrics}/metrics")]);
-    let whole = page
-        .lines()
-        .find_map(|l| l.strip_prefix("tunlb_gso_packets_total{path=\"whole\"} "))
-        .and_then(|n| n.trim().parse::<u64>().ok())
-        .unwrap_or_else(|| panic!("no whole GSO counter in the director's metrics:\n{page}"));
+    let page = scrape_metrics(director, metrics, &[]);
+    let whole = metric_value(&page, "tunlb_gso_packets_total", &["path=\"whole\""]);
     assert!(
         whole > 0,
         "no UDP train reached the director whole:\n{page}"

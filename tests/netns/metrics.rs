@@ -8,32 +8,15 @@
 use std::time::Duration;
 
 use crate::harness::tun_lab::{self, CLIENT, DIRECTOR, RS1, RS2, VIP};
-use crate::harness::{adm, start_agent, start_director, start_httpd, wait_until, Netns};
+use crate::harness::{
+    adm, metric_value, scrape_metrics, start_agent, start_director, start_httpd, wait_until, Netns,
+};
 
-const METRICS: &str = "http://127.0.0.1:9100/metrics";
+const METRICS: &str = "127.0.0.1:9100";
 
 /// Scrapes the director's endpoint from inside its namespace, with extra curl arguments.
 fn scrape(ns: &Netns, extra: &[&str]) -> String {
-    let mut args = vec!["-s", "-f", "--max-time", "5"];
-    args.extend_from_slice(extra);
-    args.push(METRICS);
-    ns.exec("curl", &args)
-}
-
-/// The value of the first sample of `name` whose labels contain every one of `labels`
-/// (`key="value"` strings); panics if there is none.
-fn value(text: &str, name: &str, labels: &[&str]) -> u64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .find(|l| labels.iter().all(|want| l.contains(want)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
+    scrape_metrics(ns, METRICS, extra)
 }
 
 /// `adm -L -n --stats`: `(conns, in_pkts)` of real server `rip`.
@@ -78,12 +61,7 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
     let director = topo.ns("director");
     start_director(
         director,
-        &[
-            "--local-address",
-            DIRECTOR,
-            "--metrics-listen",
-            "127.0.0.1:9100",
-        ],
+        &["--local-address", DIRECTOR, "--metrics-listen", METRICS],
     );
     for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
         let ns = topo.ns(role);
@@ -96,7 +74,7 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
     }
 
     let before = scrape(director, &[]);
-    assert_eq!(value(&before, "node_ipvs_connections_total", &[]), 0);
+    assert_eq!(metric_value(&before, "node_ipvs_connections_total", &[]), 0);
     for rip in [RS1, RS2] {
         let labels = [
             &format!("remote_address=\"{rip}\"")[..],
@@ -105,8 +83,11 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
             "remote_port=\"80\"",
             "proto=\"TCP\"",
         ];
-        assert_eq!(value(&before, "node_ipvs_backend_weight", &labels), 1);
-        assert_eq!(value(&before, "tunlb_backend_up", &labels), 1);
+        assert_eq!(
+            metric_value(&before, "node_ipvs_backend_weight", &labels),
+            1
+        );
+        assert_eq!(metric_value(&before, "tunlb_backend_up", &labels), 1);
     }
 
     // 20 connections, 10 per real server (rr).
@@ -122,12 +103,15 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
     let text = scrape(director, &[]);
     let stats = adm(director, "-L -n --stats");
     eprintln!("{stats}");
-    assert_eq!(value(&text, "node_ipvs_connections_total", &[]), N as u64);
+    assert_eq!(
+        metric_value(&text, "node_ipvs_connections_total", &[]),
+        N as u64
+    );
     let mut in_total = 0;
     for rip in [RS1, RS2] {
         let rs = format!("remote_address=\"{rip}\"");
-        let conns = value(&text, "tunlb_backend_connections_total", &[&rs]);
-        let in_pkts = value(&text, "tunlb_backend_incoming_packets_total", &[&rs]);
+        let conns = metric_value(&text, "tunlb_backend_connections_total", &[&rs]);
+        let in_pkts = metric_value(&text, "tunlb_backend_incoming_packets_total", &[&rs]);
         let (adm_conns, adm_in) = adm_stats(&stats, rip);
         assert_eq!(conns, (N / 2) as u64, "{text}");
         assert_eq!(conns, adm_conns, "{text}\n{stats}");
@@ -135,23 +119,26 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
         let diff = in_pkts.abs_diff(adm_in) as f64;
         assert!(diff <= 0.02 * adm_in as f64, "{in_pkts} vs adm {adm_in}");
         in_total += in_pkts;
-        value(&text, "node_ipvs_backend_connections_active", &[&rs]);
-        value(&text, "node_ipvs_backend_connections_inactive", &[&rs]);
+        metric_value(&text, "node_ipvs_backend_connections_active", &[&rs]);
+        metric_value(&text, "node_ipvs_backend_connections_inactive", &[&rs]);
     }
     assert_eq!(
-        value(&text, "node_ipvs_incoming_packets_total", &[]),
+        metric_value(&text, "node_ipvs_incoming_packets_total", &[]),
         in_total
     );
-    assert_eq!(value(&text, "node_ipvs_outgoing_packets_total", &[]), 0);
-    assert!(value(&text, "tunlb_conn_table_capacity", &[]) > 0);
+    assert_eq!(
+        metric_value(&text, "node_ipvs_outgoing_packets_total", &[]),
+        0
+    );
+    assert!(metric_value(&text, "tunlb_conn_table_capacity", &[]) > 0);
     assert!(
-        value(&text, "tunlb_tun_read_batch_size_count", &[]) > 0,
+        metric_value(&text, "tunlb_tun_read_batch_size_count", &[]) > 0,
         "{text}"
     );
     let sends: u64 = ["raw", "packet", "udp_gso"]
         .iter()
         .map(|s| {
-            value(
+            metric_value(
                 &text,
                 "tunlb_send_batch_size_count",
                 &[&format!("socket=\"{s}\"")],
@@ -160,16 +147,16 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
         .sum();
     assert!(sends > 0, "{text}");
     let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
-    assert_eq!(value(&text, "tunlb_build_info", &[&version]), 1);
+    assert_eq!(metric_value(&text, "tunlb_build_info", &[&version]), 1);
 
     // A TCP segment without SYN for a flow the director does not know.
     let reason = "reason=\"no_connection\"";
-    let drops = value(&text, "tunlb_drops_total", &[reason]);
+    let drops = metric_value(&text, "tunlb_drops_total", &[reason]);
     send_stray_ack(topo.ns("client"), CLIENT, VIP);
     wait_until(
         "tunlb_drops_total{reason=\"no_connection\"} to rise",
         Duration::from_secs(5),
-        || value(&scrape(director, &[]), "tunlb_drops_total", &[reason]) > drops,
+        || metric_value(&scrape(director, &[]), "tunlb_drops_total", &[reason]) > drops,
     );
 
     // OpenMetrics when asked for.

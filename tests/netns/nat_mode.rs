@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use tunlb::lab::httpd::{blob_sha256, fill_blob, sha256_hex};
+use tunlb::lab::httpd::{blob_sha256, sha256_hex};
 
 use crate::harness::nat_lab::{self, CLIENT, RS1, RS2, RS_LAN, VIP};
 use crate::harness::{
-    adm, start_director, start_httpd, wait_until, Netns, Pid, TempPath, Topology,
+    adm, start_director, start_httpd, upload_blob, wait_until, Netns, Pid, TempPath, Topology,
 };
 
 /// The real servers: namespace role and address.
@@ -231,10 +231,7 @@ fn many_concurrent_connections_carry_data_both_ways_intact() {
         "only {peak} connections were active at once"
     );
 
-    let body = TempPath::new(&format!("nat-body-{}", client.name()));
-    let mut data = vec![0u8; SIZE as usize];
-    fill_blob(0, &mut data);
-    fs::write(body.path(), &data).expect("write the upload");
+    let body = upload_blob(client, "nat-body", SIZE);
     let body_arg = format!("@{}", body.arg());
     let prefix = format!("nat-up-{}", client.name());
     let answers: Vec<TempPath> = (1..=CONCURRENT)

@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use tunlb::lab::httpd::{blob_sha256, fill_blob};
+use tunlb::lab::httpd::blob_sha256;
 
 use crate::harness::tun_lab::{self, CLIENT, DIRECTOR, RS1, RS2, VIP};
 use crate::harness::{
-    adm, curl_upload_args, start_agent, start_director, start_httpd, wait_until, Netns, Pid,
-    ReplyCounters, TempPath, Topology, STARTUP,
+    adm, curl_upload_args, metric_value, scrape_metrics, start_agent, start_director, start_httpd,
+    upload_blob, wait_until, Netns, Pid, ReplyCounters, TempPath, Topology, STARTUP,
 };
 
 /// Runs `$scenario(encap)` as one test per encapsulation, in a module named after the scenario.
@@ -357,10 +357,7 @@ fn large_download_and_upload_arrive_intact(encap: &'static str) {
         "download corrupted"
     );
 
-    let up = TempPath::new(&format!("upload-{encap}-{}", client.name()));
-    let mut data = vec![0u8; SIZE as usize];
-    fill_blob(0, &mut data);
-    fs::write(up.path(), &data).expect("write the upload");
+    let up = upload_blob(client, &format!("upload-{encap}"), SIZE);
     let body = format!("@{}", up.arg());
     let url = format!("http://{VIP}/upload");
     let answer = client.exec("curl", &curl_upload_args(&body, &url));
@@ -404,10 +401,7 @@ fn frames_and_raw_socket_both_deliver(encap: &'static str) {
         assert!(!download.is_empty(), "{tx}: the 1 MB download failed");
         // An upload crosses the director as GSO super-packets (GUE: trains).
         const SIZE: u64 = 1 << 20;
-        let up = TempPath::new(&format!("upload-{tx}-{encap}-{}", lab.ns("client").name()));
-        let mut data = vec![0u8; SIZE as usize];
-        fill_blob(0, &mut data);
-        fs::write(up.path(), &data).expect("write the upload");
+        let up = upload_blob(lab.ns("client"), &format!("upload-{tx}-{encap}"), SIZE);
         let body = format!("@{}", up.arg());
         let url = format!("http://{VIP}/upload");
         let answer = lab.ns("client").exec(
@@ -511,10 +505,7 @@ fn upload_survives_kernel_gro_of_ipip() {
     }
 
     let client = topo.ns("client");
-    let up = TempPath::new(&format!("gro-upload-{}", client.name()));
-    let mut data = vec![0u8; SIZE as usize];
-    fill_blob(0, &mut data);
-    fs::write(up.path(), &data).expect("write the upload");
+    let up = upload_blob(client, "gro-upload", SIZE);
     let body = format!("@{}", up.arg());
     let url = format!("http://{VIP}/upload");
     for _ in REAL_SERVERS {
@@ -529,14 +520,8 @@ fn upload_survives_kernel_gro_of_ipip() {
     }
 
     for (role, _) in REAL_SERVERS {
-        let page = topo
-            .ns(role)
-            .exec("curl", &["-s", "-f", &format!("http://{METRICS}/metrics")]);
-        let merged = page
-            .lines()
-            .find_map(|l| l.strip_prefix("tunlb_agent_kernel_merged_packets_total "))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no merged-packet counter in {role}'s metrics:\n{page}"));
+        let page = scrape_metrics(topo.ns(role), METRICS, &[]);
+        let merged = metric_value(&page, "tunlb_agent_kernel_merged_packets_total", &[]);
         assert!(
             merged > 0,
             "no IPIP packet reached {role} merged by GRO: the scenario did not occur"
@@ -606,15 +591,10 @@ fn frames_follow_a_new_next_hop_mac() {
     };
     // Packets sent as frames and as raw datagrams so far, from the director's metrics.
     let sent = || {
-        let url = format!("http://{METRICS}/metrics");
-        let page = director.exec("curl", &["-s", "-f", &url]);
+        let page = scrape_metrics(director, METRICS, &[]);
         let sum = |socket: &str| {
-            let prefix = format!("tunlb_send_batch_size_sum{{socket=\"{socket}\"}} ");
-            page.lines()
-                .find_map(|l| l.strip_prefix(&prefix))
-                .and_then(|n| n.trim().parse::<f64>().ok())
-                .unwrap_or_else(|| panic!("no {prefix:?} in the director's metrics:\n{page}"))
-                as u64
+            let label = format!("socket=\"{socket}\"");
+            metric_value(&page, "tunlb_send_batch_size_sum", &[&label])
         };
         (sum("packet"), sum("raw"))
     };
