@@ -310,6 +310,12 @@ impl Deliver<'_> {
         if m.push(p) {
             return;
         }
+        // Refused by an empty merge: it cannot start one (not a TCP data segment, or a bad
+        // checksum); pushing it again after the flush would parse and sum it again for nothing.
+        if m.count() == 0 {
+            self.write(None, p, 1, stats);
+            return;
+        }
         self.flush(m, stats);
         if !m.push(p) {
             self.write(None, p, 1, stats);
