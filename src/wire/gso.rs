@@ -232,7 +232,6 @@ pub struct Segmenter {
 mod tcp_field {
     pub const SEQ: usize = 4;
     pub const FLAGS: usize = 13;
-    pub const CHECKSUM: usize = 16;
 }
 
 /// TCP flag bits in byte 13.
@@ -325,7 +324,7 @@ impl Segmenter {
         hdr.copy_from_slice(pkt.get(..hl)?);
         let seg_len = u16::try_from(hl + payload.len()).ok()?;
 
-        let (ip, tcp) = hdr.split_at_mut(self.ihl);
+        let (ip, l4) = hdr.split_at_mut(self.ihl);
         ip[2..4].copy_from_slice(&seg_len.to_be_bytes());
         let ident = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(i as u16);
         ip[4..6].copy_from_slice(&ident.to_be_bytes());
@@ -333,49 +332,39 @@ impl Segmenter {
         let ip_sum = !checksum::data(ip);
         ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
 
+        let l4_len = u16::try_from(l4.len() + payload.len()).ok()?;
         if self.proto == IpProtocol::UDP {
-            let udp = tcp;
-            let l4_len = u16::try_from(udp.len() + payload.len()).ok()?;
-            udp[4..6].copy_from_slice(&l4_len.to_be_bytes());
-            udp[6..8].copy_from_slice(&[0, 0]);
-            let payload_sum = checksum::data(payload);
-            let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-            let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-            let sum = !checksum::combine(&[
-                checksum::pseudo_header_v4(src, dst, IpProtocol::UDP, l4_len),
-                checksum::data(udp),
-                payload_sum,
-            ]);
-            let sum = if sum == 0 { 0xffff } else { sum };
-            udp[6..8].copy_from_slice(&sum.to_be_bytes());
-            return Some(Segment {
-                header_len: hl,
-                payload: start..end,
-                payload_sum,
-            });
+            l4[4..6].copy_from_slice(&l4_len.to_be_bytes());
+        } else {
+            let seq_at = tcp_field::SEQ..tcp_field::SEQ + 4;
+            let seq = u32::from_be_bytes(l4[seq_at.clone()].try_into().ok()?);
+            let seq = seq.wrapping_add((i * self.mss) as u32);
+            l4[seq_at].copy_from_slice(&seq.to_be_bytes());
+            if i + 1 < self.count {
+                l4[tcp_field::FLAGS] &= !(FIN | PSH);
+            }
+            if i > 0 {
+                l4[tcp_field::FLAGS] &= !CWR;
+            }
         }
-        let seq_at = tcp_field::SEQ..tcp_field::SEQ + 4;
-        let seq = u32::from_be_bytes(tcp[seq_at.clone()].try_into().ok()?);
-        let seq = seq.wrapping_add((i * self.mss) as u32);
-        tcp[seq_at].copy_from_slice(&seq.to_be_bytes());
-        if i + 1 < self.count {
-            tcp[tcp_field::FLAGS] &= !(FIN | PSH);
-        }
-        if i > 0 {
-            tcp[tcp_field::FLAGS] &= !CWR;
-        }
-        let csum_at = tcp_field::CHECKSUM..tcp_field::CHECKSUM + 2;
-        tcp[csum_at.clone()].copy_from_slice(&[0, 0]);
+        let at = usize::from(l4_checksum_offset(self.proto)?);
+        l4[at..at + 2].copy_from_slice(&[0, 0]);
         let payload_sum = checksum::data(payload);
         let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
         let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-        let l4_len = (tcp.len() + payload.len()) as u16;
-        let sum = checksum::combine(&[
-            checksum::pseudo_header_v4(src, dst, IpProtocol::TCP, l4_len),
-            checksum::data(tcp),
+        let sum = !checksum::combine(&[
+            checksum::pseudo_header_v4(src, dst, self.proto, l4_len),
+            checksum::data(l4),
             payload_sum,
         ]);
-        tcp[csum_at].copy_from_slice(&(!sum).to_be_bytes());
+        // UDP sends a computed 0 as 0xffff (0 means "no checksum"); TCP's 0 and 0xffff are
+        // the same value in one's complement.
+        let sum = if sum == 0 && self.proto == IpProtocol::UDP {
+            0xffff
+        } else {
+            sum
+        };
+        l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
         Some(Segment {
             header_len: hl,
             payload: start..end,
