@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use crate::wire::checksum;
 use crate::wire::gso::{self, VnetHdr};
-use crate::wire::IpProtocol;
+use crate::wire::{IpProtocol, Ipv4Packet};
 
 /// How long a looked-up MTU is trusted before it is asked again.
 pub const MTU_REFRESH: Duration = Duration::from_secs(1);
@@ -230,22 +230,24 @@ impl MergedTcp {
     }
 }
 
-/// "PROTO ADDR:PORT" of an inner IPv4 packet's destination, for a log line ("?" where the
-/// bytes do not say).
+/// "PROTO ADDR:PORT" of an inner IPv4 packet's destination, for a log line ("?" if it is not
+/// a whole IPv4 packet).
 pub fn describe_destination(p: &[u8]) -> String {
-    let Some(dst) = p.get(16..20) else {
+    let Ok(ip) = Ipv4Packet::new_checked(p) else {
         return "?".to_string();
     };
-    let addr = std::net::Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3]);
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let proto = match p.get(9) {
-        Some(&IpProtocol::UDP) => "UDP",
-        Some(&IpProtocol::TCP) => "TCP",
-        _ => return addr.to_string(),
+    let proto = match ip.protocol() {
+        IpProtocol::UDP => "UDP",
+        IpProtocol::TCP => "TCP",
+        _ => return ip.dst_addr().to_string(),
     };
-    match p.get(ihl + 2..ihl + 4) {
-        Some(port) => format!("{proto} {addr}:{}", u16::from_be_bytes([port[0], port[1]])),
-        None => format!("{proto} {addr}"),
+    match ip.payload().get(2..4) {
+        Some(port) => format!(
+            "{proto} {}:{}",
+            ip.dst_addr(),
+            u16::from_be_bytes([port[0], port[1]])
+        ),
+        None => format!("{proto} {}", ip.dst_addr()),
     }
 }
 
@@ -515,7 +517,10 @@ mod tests {
         assert_eq!(describe_destination(&u), "UDP 10.100.0.100:9000");
         let t = tcp_packet(client, 40000, vip, 80, 0x10, 0);
         assert_eq!(describe_destination(&t), "TCP 10.100.0.100:80");
-        assert_eq!(describe_destination(&u[..22]), "UDP 10.100.0.100");
+        let mut short = u[..22].to_vec();
+        short[2..4].copy_from_slice(&22u16.to_be_bytes());
+        assert_eq!(describe_destination(&short), "UDP 10.100.0.100");
+        assert_eq!(describe_destination(&u[..22]), "?", "total length beyond the bytes");
         assert_eq!(describe_destination(&u[..10]), "?");
     }
 }
