@@ -520,7 +520,11 @@ mod tests {
         let mut short = u[..22].to_vec();
         short[2..4].copy_from_slice(&22u16.to_be_bytes());
         assert_eq!(describe_destination(&short), "UDP 10.100.0.100");
-        assert_eq!(describe_destination(&u[..22]), "?", "total length beyond the bytes");
+        assert_eq!(
+            describe_destination(&u[..22]),
+            "?",
+            "total length beyond the bytes"
+        );
         assert_eq!(describe_destination(&u[..10]), "?");
     }
 }
