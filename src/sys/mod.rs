@@ -106,6 +106,32 @@ pub fn unshare_net_namespace() -> io::Result<()> {
     Ok(())
 }
 
+/// `setsockopt(fd, level, name, &v, sizeof(int))`: the integer socket options socket2 has no
+/// setter for (`IP_PKTINFO`, `UDP_GRO`, `PACKET_VNET_HDR`).
+pub(crate) fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `v` is a live c_int and the length passed is its size; a bad `fd` is an error
+    // return, not undefined behaviour.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::addr_of!(v).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// The current thread's `errno`.
 fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)

@@ -87,24 +87,13 @@ impl FrameSender {
             sock,
             batch: SendBatch::new(max_batch, blank),
         };
-        let on: libc::c_int = 1;
-        // SAFETY: `on` is a c_int that lives across the call; the length says so.
-        let rc = unsafe {
-            libc::setsockopt(
-                s.sock.as_raw_fd(),
-                libc::SOL_PACKET,
-                libc::PACKET_VNET_HDR,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("set PACKET_VNET_HDR: {e}"),
-            ));
-        }
+        super::set_int_option(
+            s.sock.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_VNET_HDR,
+            1,
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("set PACKET_VNET_HDR: {e}")))?;
         Ok(s)
     }
 

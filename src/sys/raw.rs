@@ -320,20 +320,7 @@ impl RawReceiver {
     /// Turns on `IP_PKTINFO`: from the next receive on, [`ifindex`](Self::ifindex) tells on
     /// which interface each packet arrived.
     pub fn enable_pktinfo(&mut self) -> io::Result<()> {
-        let on: libc::c_int = 1;
-        // SAFETY: `on` is a live c_int and the length passed is its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.sock.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_PKTINFO,
-                ptr::addr_of!(on).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        super::set_int_option(self.sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
         self.arrays.want_pktinfo = true;
         // Grown to the batch size, with control buffers, at the next receive.
         self.arrays.msgs.clear();
@@ -405,34 +392,16 @@ impl UdpReceiver {
     /// buffer of back-to-back payloads, all of [`gro_size`](Self::gro_size) bytes but the
     /// last. Fails on a kernel without it (the socket then stays as it was).
     pub fn enable_gro(&mut self) -> io::Result<()> {
-        self.sock_set_int(libc::SOL_UDP, crate::sys::udp_gso::UDP_GRO, 1)?;
+        super::set_int_option(
+            self.sock.as_raw_fd(),
+            libc::SOL_UDP,
+            crate::sys::udp_gso::UDP_GRO,
+            1,
+        )?;
         self.arrays.want_gro = true;
         // Grown to the batch size at the next receive.
         self.arrays.msgs.clear();
         Ok(())
-    }
-
-    fn sock_set_int(
-        &self,
-        level: libc::c_int,
-        name: libc::c_int,
-        v: libc::c_int,
-    ) -> io::Result<()> {
-        // SAFETY: `v` is a live c_int and the length passed is its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.sock.as_raw_fd(),
-                level,
-                name,
-                ptr::addr_of!(v).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
     }
 
     /// The segment size of packet `i` of the last receive if the kernel coalesced a train
