@@ -1122,6 +1122,36 @@ pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> u64 {
         .unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
 }
 
+/// Makes `ns`'s `eth0` receive as a NIC does: GRO on (plus the ethtool `features` given, e.g.
+/// `rx-udp-gro-forwarding`) and threaded NAPI, so its receive work runs in its own kernel
+/// thread and packets queue up between polls to be merged (inline, each one is polled, and so
+/// flushed, alone); and TSO off on the veth end `feeder` that sends to it (veth hands a
+/// forwarded packet to NAPI only from an end without TSO). Panics unless all of it took.
+pub fn receive_like_a_nic(ns: &Netns, (feeder, feeder_if): (&Netns, &str), features: &[&str]) {
+    feeder.exec("ethtool", &["-K", feeder_if, "tso", "off"]);
+    let mut args = vec!["-K", "eth0", "gro", "on"];
+    for f in features {
+        args.extend([*f, "on"]);
+    }
+    ns.exec("ethtool", &args);
+    ns.exec("sh", &["-c", "echo 1 > /sys/class/net/eth0/threaded"]);
+    let shown = ns.exec("ethtool", &["-k", "eth0"]);
+    for f in ["generic-receive-offload"].iter().chain(features) {
+        assert!(
+            shown.contains(&format!("{f}: on")),
+            "{f} is not on for eth0 in {}: {shown}",
+            ns.name()
+        );
+    }
+    let threaded = ns.exec("cat", &["/sys/class/net/eth0/threaded"]);
+    assert_eq!(
+        threaded.trim(),
+        "1",
+        "threaded NAPI is not on in {}",
+        ns.name()
+    );
+}
+
 /// A number from a JSON line `tunlb udpblast` printed.
 fn json_u64(line: &str, key: &str) -> u64 {
     let v: serde_json::Value = serde_json::from_str(line.trim())
@@ -1162,25 +1192,7 @@ pub fn udp_trains_check(
         log.contains("UDP trains too"),
         "the director's TUN did not take UDP offload (TUN_F_USO4, Linux 6.2+):\n{log}"
     );
-    feeder.exec("ethtool", &["-K", feeder_if, "tso", "off"]);
-    director.exec(
-        "ethtool",
-        &["-K", "eth0", "gro", "on", "rx-udp-gro-forwarding", "on"],
-    );
-    // Threaded NAPI: the receive work runs in its own thread, as on a real NIC, so datagrams
-    // queue up between polls (inline, each one is polled, and so flushed, alone).
-    director.exec("sh", &["-c", "echo 1 > /sys/class/net/eth0/threaded"]);
-    let features = director.exec("ethtool", &["-k", "eth0"]);
-    assert!(
-        features.contains("rx-udp-gro-forwarding: on"),
-        "UDP GRO forwarding is not on for the director's eth0: {features}"
-    );
-    let threaded = director.exec("cat", &["/sys/class/net/eth0/threaded"]);
-    assert_eq!(
-        threaded.trim(),
-        "1",
-        "threaded NAPI is not on for the director's eth0"
-    );
+    receive_like_a_nic(director, (feeder, feeder_if), &["rx-udp-gro-forwarding"]);
 
     let sinks: Vec<(&Netns, Pid)> = receivers
         .iter()

@@ -16,8 +16,9 @@ use tunlb::lab::httpd::blob_sha256;
 
 use crate::harness::tun_lab::{self, CLIENT, DIRECTOR, RS1, RS2, VIP};
 use crate::harness::{
-    adm, curl_upload_args, metric_value, scrape_metrics, start_agent, start_director, start_httpd,
-    upload_blob, wait_until, Netns, Pid, ReplyCounters, TempPath, Topology, STARTUP,
+    adm, curl_upload_args, metric_value, receive_like_a_nic, scrape_metrics, start_agent,
+    start_director, start_httpd, upload_blob, wait_until, Netns, Pid, ReplyCounters, TempPath,
+    Topology, STARTUP,
 };
 
 /// Runs `$scenario(encap)` as one test per encapsulation, in a module named after the scenario.
@@ -461,17 +462,8 @@ fn upload_survives_kernel_gro_of_ipip() {
     start_director(topo.ns("director"), &["--local-address", DIRECTOR]);
     for ((role, rip), offload) in REAL_SERVERS.into_iter().zip([true, false]) {
         let ns = topo.ns(role);
-        topo.ns("router")
-            .exec("ethtool", &["-K", &format!("to-{role}"), "tso", "off"]);
-        ns.exec("ethtool", &["-K", "eth0", "gro", "on"]);
-        ns.exec("sh", &["-c", "echo 1 > /sys/class/net/eth0/threaded"]);
-        let features = ns.exec("ethtool", &["-k", "eth0"]);
-        assert!(
-            features.contains("generic-receive-offload: on"),
-            "GRO is not on for eth0 in {role}: {features}"
-        );
-        let threaded = ns.exec("cat", &["/sys/class/net/eth0/threaded"]);
-        assert_eq!(threaded.trim(), "1", "threaded NAPI is not on in {role}");
+        let feeder = format!("to-{role}");
+        receive_like_a_nic(ns, (topo.ns("router"), &feeder), &[]);
 
         let allow = format!("{DIRECTOR}/32");
         let mut args = vec![
