@@ -44,6 +44,7 @@
 pub mod control;
 pub mod director;
 pub mod encap;
+pub mod hash;
 pub mod health;
 pub mod lab;
 pub mod metrics;

@@ -1,41 +1,57 @@
 //! The director: the sans-IO core that decides each packet, and the driver that moves bytes.
 //!
-//! - [`core`]: [`Director::handle_packet`] — one packet in, one [`Verdict`] out; no IO, no clock.
-//! - [`table`]: the immutable [`Snapshot`] of services the workers read, and the [`Registry`]
-//!   the control plane builds it with.
-//! - [`sched`]: the IPVS schedulers. [`conn`]: the connection table, states, templates.
+//! # Where a packet is parsed, decided and sent
+//!
+//! The floors, each importing only the ones below it:
+//!
+//! - [`packet`]: what a decision knows and produces: [`packet::parse`] reads a packet's headers
+//!   once through the wire views (IPv4, the TCP/UDP ports and flags, an ICMP message and the
+//!   packet it quotes) into one [`packet::Parsed`]; the [`Verdict`] and the per-worker
+//!   [`Counters`] the worker owns.
+//! - [`shared`]: the state all workers share ([`Shared`]: the published [`Snapshot`], the
+//!   persistence templates, the NAT flow table, the probe pins, the fragment tracker) and the
+//!   helpers that keep a real server's connection counts in step with its flows.
+//! - [`modes`]: one module per forwarding mode, each handed a small context
+//!   ([`modes::context::Ctx`]) and the parsed packet: [`tunnel`](modes::tunnel) (TUN mode:
+//!   IPIP/GRE/GUE), [`dr`] (an Ethernet frame to the real server's MAC), [`nat`] (in-place
+//!   rewrites both ways, the policy routing of the replies), [`snat`] (the S-NAT gateway),
+//!   [`route`] (tunnel routes) and [`probe_pin`] (health probes pinned to the server they
+//!   check). A mode never imports the core.
+//! - [`core`]: [`Director::handle_packet`] — one packet in, one [`Verdict`] out; no IO, no
+//!   clock. It parses, decides which mode a packet belongs to (probe pin, tunnel route, S-NAT,
+//!   NAT reply, later fragment, ICMP, then the connection table or the scheduler for a new
+//!   flow) and dispatches to it.
+//!
+//! Beside them, the state the core reads: [`table`] (the immutable [`Snapshot`] of services
+//! the workers read, and the [`Registry`] the control plane builds it with), [`sched`] (the
+//! IPVS schedulers), [`conn`] (the connection table, states, templates) and [`stats`]
+//! (per-real-server totals and rates, the counter types of the IO).
+//!
+//! Where packets enter and leave, and the control plane:
+//!
 //! - [`service`]: the configuration types (what `adm` and the TOML config describe).
-//! - [`dr`]: DR mode's decision (a frame to the real server's MAC); [`dr_io`]: its IO (the
-//!   AF_PACKET send queue, the neighbour resolver, the on-link check when a server is added).
-//! - [`nat`]: NAT mode (`-m`): in-place rewrites both ways, the shared NAT flow table and the
-//!   policy routing that brings the real servers' replies back into the TUN.
-//! - [`route`]: tunnel routes, whole prefixes tunnelled to a remote gateway untracked;
-//!   [`gateway`]: the receiver of their return traffic.
-//! - [`snat`]: the S-NAT gateway (`[[snat]]`): the real servers' own outbound connections
-//!   masqueraded behind public addresses, mappings in a second NAT table.
-//! - [`probe_pin`]: health probes through the data path (`check_through_tunnel`), pinned to
-//!   the real server they check.
+//! - [`dr_io`]: DR mode's IO (the AF_PACKET send queue, the neighbour resolver, the on-link
+//!   check when a server is added).
+//! - [`gateway`]: the receiver of the tunnel routes' return traffic.
 //! - [`tunnel_link`]: TUN mode's frame path (`--tunnel-tx frames`): which real servers the
 //!   workers reach with Ethernet frames on the `AF_PACKET` socket instead of the raw socket.
 //! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
+//! - [`plane`]: requests, reloads and health changes applied to the table the workers read.
 
 pub mod conn;
 pub mod core;
-pub mod dr;
 pub mod dr_io;
 pub mod driver;
 pub mod gateway;
-pub mod nat;
+pub mod modes;
+pub mod packet;
 pub mod plane;
-pub mod probe_pin;
-pub mod route;
 pub mod sched;
 pub mod service;
-pub mod snat;
+pub mod shared;
 pub mod stats;
 pub mod table;
 pub mod tunnel_link;
-mod verdict;
 
 #[cfg(test)]
 mod nat_tests;
@@ -43,9 +59,11 @@ mod nat_tests;
 mod snat_tests;
 #[cfg(test)]
 mod testkit;
-#[cfg(test)]
-mod tests;
 
-pub use self::core::{Counters, DestCounters, Director, DirectorConfig, Shared};
+pub use self::core::Director;
+pub use modes::{dr, nat, probe_pin, route, snat};
+pub use packet::counters::Counters;
+pub use packet::verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};
+pub use shared::{DirectorConfig, Shared};
+pub use stats::DestCounters;
 pub use table::{Registry, Snapshot};
-pub use verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};

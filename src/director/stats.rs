@@ -14,11 +14,28 @@
 use std::collections::HashMap;
 
 use super::conn::DestId;
-use super::core::DestCounters;
-use super::DropReason;
+use super::packet::verdict::DropReason;
 use crate::encap::TunnelType;
 use crate::time::{Duration, Instant};
 use crate::wire::IpProtocol;
+
+/// What one worker forwarded to and from one real server: the `ipvsadm --stats` columns (in
+/// TUN mode replies bypass the director, so only NAT servers have outgoing counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DestCounters {
+    /// The real server these counts belong to.
+    pub id: DestId,
+    /// Connections scheduled to it.
+    pub conns: u64,
+    /// Packets forwarded to it.
+    pub in_pkts: u64,
+    /// Bytes (inner packets) forwarded to it.
+    pub in_bytes: u64,
+    /// Packets from it forwarded to clients (NAT replies).
+    pub out_pkts: u64,
+    /// Bytes from it forwarded to clients.
+    pub out_bytes: u64,
+}
 
 /// How often the rate estimator samples (IPVS: 2 s).
 pub const ESTIMATOR_INTERVAL: Duration = Duration::from_secs(2);

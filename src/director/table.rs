@@ -11,7 +11,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::conn::{DestId, Timeouts};
-use super::route::RouteTable;
+use ipnet::Ipv4Net;
+
+use super::route::{RouteTable, TunnelRoute};
 use super::sched::{DestState, SchedDest, SchedOptions, SchedState, Scheduler};
 use super::service::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
 
@@ -74,7 +76,7 @@ pub struct Snapshot {
     /// Prefixes tunnelled to remote gateways (`[[tunnel_route]]`).
     tunnel_routes: Arc<RouteTable>,
     /// The S-NAT gateway's rules (set by the control plane after building).
-    pub snat: Arc<super::snat::SnatRules>,
+    pub snat: Arc<SnatRules>,
 }
 
 /// Where a NAT (`-m`) real server answers from: its replies carry this source, so the director
@@ -174,6 +176,17 @@ impl Snapshot {
     #[inline]
     pub fn tunnel_routes(&self) -> &RouteTable {
         &self.tunnel_routes
+    }
+
+    /// The tunnel route for a packet to `dst`: none when there are no routes or `dst` is a VIP
+    /// (services win over routes).
+    #[inline]
+    pub fn tunnel_route(&self, dst: Ipv4Addr) -> Option<&TunnelRoute> {
+        let table = self.tunnel_routes();
+        if table.is_empty() || self.is_vip(dst) {
+            return None;
+        }
+        table.lookup(dst)
     }
 
     /// This snapshot with `routes` as its tunnel routes (the control plane sets them after
@@ -391,5 +404,57 @@ fn dest_port(svc: &ServiceConfig, d: &DestConfig) -> u16 {
     match d.forward {
         Forward::Nat if d.port != 0 => d.port,
         _ => svc.key.port,
+    }
+}
+/// One `[[snat]]` entry: hosts of `source` leave behind the addresses `to`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct SnatRule {
+    /// The inside prefix whose forwarded packets are masqueraded.
+    pub source: Ipv4Net,
+    /// The public addresses (at least one).
+    pub to: Vec<Ipv4Addr>,
+}
+
+/// The S-NAT rules as the data path reads them (part of the [`Snapshot`]; S-NAT itself is
+/// [`crate::director::snat`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnatRules {
+    rules: Vec<SnatRule>,
+    public: Vec<Ipv4Addr>,
+}
+
+impl SnatRules {
+    /// The rules `rules` (assumed validated: prefixes do not overlap, each has an address).
+    pub fn new(rules: Vec<SnatRule>) -> SnatRules {
+        let mut public: Vec<Ipv4Addr> = rules.iter().flat_map(|r| r.to.iter().copied()).collect();
+        public.sort();
+        public.dedup();
+        SnatRules { rules, public }
+    }
+
+    /// Whether there is no rule.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[SnatRule] {
+        &self.rules
+    }
+
+    /// Every public address, sorted, without duplicates.
+    pub fn public(&self) -> &[Ipv4Addr] {
+        &self.public
+    }
+
+    /// Whether `addr` is a public address.
+    pub fn is_public(&self, addr: Ipv4Addr) -> bool {
+        self.public.contains(&addr)
+    }
+
+    /// The rule whose source holds `addr`.
+    pub fn rule_for(&self, addr: Ipv4Addr) -> Option<&SnatRule> {
+        self.rules.iter().find(|r| r.source.contains(&addr))
     }
 }

@@ -37,6 +37,7 @@ use core::hash::{BuildHasher, Hasher};
 use std::collections::hash_map::RandomState;
 
 use super::{Conn, ConnKey, ConnState, DestId};
+use crate::hash::{folded_mul, splitmix64};
 use crate::sys::huge::HugeArray;
 use crate::time::Instant;
 
@@ -134,22 +135,6 @@ struct KeyHasher {
     k0: u64,
     k1: u64,
     k2: u64,
-}
-
-/// splitmix64: turns a seed into well-spread key material.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// The 128-bit product of `a` and `b`, its halves xored.
-#[inline(always)]
-fn folded_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ ((p >> 64) as u64)
 }
 
 impl KeyHasher {

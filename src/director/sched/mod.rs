@@ -49,7 +49,7 @@ pub struct DestState {
     /// IPVS's `IP_VS_DEST_F_OVERLOAD`.
     overloaded: AtomicBool,
     /// DR mode: where the server is on the LAN (its MAC), kept current by the driver's resolver.
-    pub neigh: crate::director::dr::NeighSlot,
+    pub neigh: crate::director::shared::neigh::NeighSlot,
 }
 
 impl DestState {

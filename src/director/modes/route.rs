@@ -2,20 +2,23 @@
 //! (`[[tunnel_route]]` in the config), a site-to-site link made of TUN devices and userspace.
 //!
 //! A packet read from the TUN whose destination is inside a tunnel-route prefix (and is not a
-//! VIP) is encapsulated to the route's `via` as it is: no connection tracking, no scheduler.
-//! The lookup is a longest-prefix match over a small table kept in the [`Snapshot`]; the
+//! VIP, see [`Snapshot::tunnel_route`](crate::director::Snapshot::tunnel_route)) is encapsulated to the route's `via` as it is: no connection tracking, no scheduler.
+//! The lookup is a longest-prefix match over a small table kept in the [`Snapshot`](crate::director::Snapshot); the
 //! encapsulation, with its MTU handling (DF: ICMP fragmentation-needed; no DF: outer
 //! fragments), is the one real servers get.
 //!
-//! Return traffic comes back from the gateway tunnelled; [`super::gateway`] receives it.
+//! Return traffic comes back from the gateway tunnelled; [`crate::director::gateway`] receives it.
 
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::service::Forward;
-use super::table::Snapshot;
+use crate::director::service::Forward;
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+
+/// The flow hash of the GUE source port of a routed packet (also the gateway's, for the
+/// return traffic): [`crate::hash::packet_flow_hash`].
+pub use crate::hash::packet_flow_hash as flow_hash;
 
 /// One `[[tunnel_route]]`: packets to `prefix` go through a tunnel to `via`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,43 +121,6 @@ pub fn find_overlap(routes: &[TunnelRoute]) -> Option<(usize, usize)> {
         }
     }
     None
-}
-
-/// The tunnel route for a packet to `dst`: none when there are no routes or `dst` is a VIP
-/// (services win over routes).
-#[inline]
-pub(super) fn route_for(snap: &Snapshot, dst: Ipv4Addr) -> Option<&TunnelRoute> {
-    let table = snap.tunnel_routes();
-    if table.is_empty() || snap.is_vip(dst) {
-        return None;
-    }
-    table.lookup(dst)
-}
-
-/// A hash of an IPv4 packet's flow (addresses, protocol, and ports unless it is a later
-/// fragment), for the GUE source port. Reads only what the packet has (never panics).
-pub fn flow_hash(packet: &[u8]) -> u32 {
-    let word = |at: usize| -> u64 {
-        packet.get(at..at + 4).map_or(0, |b| {
-            u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        })
-    };
-    let ihl = packet.first().map_or(20, |b| usize::from(b & 0x0f) * 4);
-    let proto = packet.get(9).copied().unwrap_or(0);
-    let later_fragment = packet
-        .get(6..8)
-        .is_some_and(|f| u16::from_be_bytes([f[0], f[1]]) & 0x1fff != 0);
-    let ports = if !later_fragment && (proto == 6 || proto == 17) {
-        word(ihl)
-    } else {
-        0
-    };
-    let mut x = (word(12) << 32 | word(16)) ^ ports.rotate_left(29) ^ u64::from(proto) << 56;
-    x ^= 0x9e37_79b9_7f4a_7c15;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    (x >> 16) as u32
 }
 
 #[cfg(test)]

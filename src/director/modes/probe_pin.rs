@@ -1,5 +1,6 @@
 //! Health probes through the data path (`check_through_tunnel`): the pins that send a probe's
-//! packets to the real server it checks.
+//! packets to the real server it checks (the pin table itself is shared state,
+//! [`crate::director::shared::probe_pins`]).
 //!
 //! A probe through the tunnel is a TCP connection from the director itself to `VIP:port`. The
 //! kernel routes it into the director's TUN like any client's packet, so it takes the same
@@ -20,189 +21,47 @@
 //! A pin lives until the prober releases it, then [`PIN_LINGER`] longer so the closing
 //! segments reach the same server, and never past the deadline it was registered with (a
 //! prober that dies leaves nothing behind). Expired pins are swept by
-//! [`Shared::handle_timeout`](super::Shared::handle_timeout) and at every registration.
+//! [`Shared::handle_timeout`](crate::director::Shared::handle_timeout) and at every registration.
 
-use std::collections::HashMap;
-use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Mutex;
-
-use super::core::{tunnel, Counters, Parsed};
-use super::dr::NeighEntry;
-use super::service::Forward;
-use super::stats::{EncapError, EncapKind};
-use super::verdict::{DropReason, Ether, Verdict};
-use crate::time::{Duration, Instant};
+use super::context::Ctx;
+use super::tunnel;
+use crate::director::packet::verdict::{DropReason, Ether, Verdict};
+use crate::director::packet::Parsed;
+use crate::director::service::Forward;
+use crate::director::stats::{EncapError, EncapKind};
 use crate::wire::IpProtocol;
 
-/// How many distinct probe source addresses may have pins at once.
-pub const MAX_SOURCES: usize = 4;
-
-/// How long a pin stays after its probe ended (its FIN, RST or last ACK may still be queued).
-pub const PIN_LINGER: Duration = Duration::from_secs(5);
-
-/// Where the packets from one probe socket go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProbePin {
-    /// The address the probe connects to (the VIP): a packet from the pinned port to another
-    /// address is not the probe's (the port may have been reused since) and is not pinned.
-    pub vip: Ipv4Addr,
-    /// The real server checked.
-    pub dest: Ipv4Addr,
-    /// Its forwarding method ([`Forward::Tunnel`] or [`Forward::Dr`]; NAT has no DSR path to
-    /// check and is dropped as [`DropReason::UnsupportedForward`]).
-    pub forward: Forward,
-    /// DR: the server's interface and Ethernet address (`None`: not resolved, dropped as
-    /// [`DropReason::NeighbourUnresolved`]).
-    pub neigh: Option<NeighEntry>,
-    /// The pin is gone at this time (on the director's clock) whatever happens.
-    pub expires: Instant,
-}
-
-/// Why a pin could not be registered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PinError {
-    /// [`MAX_SOURCES`] other probe source addresses have pins already.
-    #[error("too many probe source addresses in use at once (at most {MAX_SOURCES})")]
-    TooManySources,
-    /// The source address is `0.0.0.0`: the probe socket must be bound to an address first.
-    #[error("a probe source address must be a unicast address, not 0.0.0.0")]
-    Unspecified,
-}
-
-/// The pins of the probes in flight, shared by the prober (writes) and every worker (reads).
-#[derive(Debug, Default)]
-pub struct ProbePins {
-    /// How many pins exist (0: the hot path skips everything else).
-    count: AtomicUsize,
-    /// The probe source addresses with pins (`0`: a free slot).
-    sources: [AtomicU32; MAX_SOURCES],
-    /// The pins by (source address, source port); writers keep `sources` in step under it.
-    pins: Mutex<HashMap<(Ipv4Addr, u16), ProbePin>>,
-}
-
-impl ProbePins {
-    /// No pins.
-    pub fn new() -> ProbePins {
-        ProbePins::default()
-    }
-
-    /// How many pins exist (expired ones included until they are swept).
-    pub fn len(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Whether no pin exists.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether `addr` is a probe source address with pins: the hot path's only question.
-    #[inline]
-    pub fn is_source(&self, addr: Ipv4Addr) -> bool {
-        if self.count.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        let a = u32::from(addr);
-        self.sources.iter().any(|s| s.load(Ordering::Relaxed) == a)
-    }
-
-    /// The live pin of `src:sport` at `now`.
-    pub fn get(&self, src: Ipv4Addr, sport: u16, now: Instant) -> Option<ProbePin> {
-        let pins = self.pins.lock().ok()?;
-        pins.get(&(src, sport)).copied().filter(|p| p.expires > now)
-    }
-
-    /// Pins `src:sport` (a bound, not yet connected probe socket) to `pin` until the prober
-    /// [`release`](Self::release)s it or `pin.expires`, whichever comes first. A pin already
-    /// there for the same pair is replaced (its socket is gone: the port was free to bind).
-    pub fn register(
-        &self,
-        src: Ipv4Addr,
-        sport: u16,
-        pin: ProbePin,
-        now: Instant,
-    ) -> Result<(), PinError> {
-        if src.is_unspecified() {
-            return Err(PinError::Unspecified);
-        }
-        let Ok(mut pins) = self.pins.lock() else {
-            return Err(PinError::TooManySources);
-        };
-        self.sweep(&mut pins, now);
-        let a = u32::from(src);
-        let known = self.sources.iter().any(|s| s.load(Ordering::Relaxed) == a);
-        if !known {
-            let free = self
-                .sources
-                .iter()
-                .find(|s| s.load(Ordering::Relaxed) == 0)
-                .ok_or(PinError::TooManySources)?;
-            free.store(a, Ordering::Relaxed);
-        }
-        pins.insert((src, sport), pin);
-        self.count.store(pins.len(), Ordering::Release);
-        Ok(())
-    }
-
-    /// The probe of `src:sport` ended at `now`: its pin stays [`PIN_LINGER`] longer, no more.
-    pub fn release(&self, src: Ipv4Addr, sport: u16, now: Instant) {
-        if let Ok(mut pins) = self.pins.lock() {
-            if let Some(p) = pins.get_mut(&(src, sport)) {
-                p.expires = p.expires.min(now + PIN_LINGER);
-            }
-        }
-    }
-
-    /// Forgets the pins expired at `now` and frees the source addresses left without pins.
-    pub fn expire(&self, now: Instant) {
-        if self.count.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        if let Ok(mut pins) = self.pins.lock() {
-            self.sweep(&mut pins, now);
-        }
-    }
-
-    fn sweep(&self, pins: &mut HashMap<(Ipv4Addr, u16), ProbePin>, now: Instant) {
-        pins.retain(|_, p| p.expires > now);
-        for s in &self.sources {
-            let a = Ipv4Addr::from(s.load(Ordering::Relaxed));
-            if !a.is_unspecified() && !pins.keys().any(|(src, _)| *src == a) {
-                s.store(0, Ordering::Relaxed);
-            }
-        }
-        self.count.store(pins.len(), Ordering::Release);
-    }
-}
+pub use crate::director::shared::probe_pins::{
+    PinError, ProbePin, ProbePins, MAX_SOURCES, PIN_LINGER,
+};
 
 /// The core's part: a packet whose source address is a probe source address. Returns the
 /// verdict for a pinned probe packet, `None` for anything else (traffic of the director's
 /// own that is not a probe goes on as any client's).
-pub(super) fn handle(
-    config: &super::DirectorConfig,
-    counters: &mut Counters,
-    pins: &ProbePins,
-    buf: &mut [u8],
-    p: &Parsed,
-    now: Instant,
-) -> Option<Verdict> {
+pub fn handle(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Option<Verdict> {
     if !(p.proto == IpProtocol::TCP || p.proto == IpProtocol::UDP) || p.later_fragment {
         return None;
     }
-    let l4 = buf.get(p.ihl..p.len)?;
-    let sport = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
-    let pin = pins.get(p.src, sport, now).filter(|pin| pin.vip == p.dst)?;
+    let sport = match p.l4 {
+        Some(l4) => l4.sport,
+        // A header too short to parse still names its source port if it has one.
+        None => {
+            let l4 = buf.get(p.ihl..p.len)?;
+            u16::from_be_bytes([*l4.first()?, *l4.get(1)?])
+        }
+    };
+    let pin = cx.shared.probe_pins.get(p.src, sport, cx.now);
+    let pin = pin.filter(|pin| pin.vip == p.dst)?;
     Some(match pin.forward {
         Forward::Tunnel { .. } => {
             let hash = u32::from(sport) << 16 ^ u32::from(p.src).rotate_left(7);
-            tunnel(config, counters, pin.dest, pin.forward, buf, p, hash)
+            tunnel::encap(cx, pin.dest, pin.forward, buf, p, hash)
         }
         Forward::Dr => match pin.neigh {
             None => Verdict::Drop(DropReason::NeighbourUnresolved),
             // Probes are small: one that does not fit the LAN is not worth fragmenting.
             Some(link) if p.len > usize::from(link.mtu) => {
-                counters
+                cx.counters
                     .encap_errors
                     .count(EncapKind::Dr, EncapError::TooBig, 1);
                 Verdict::Drop(DropReason::TooBig)
@@ -220,14 +79,18 @@ pub(super) fn handle(
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use crate::director::conn::Timeouts;
+    use crate::director::dr::NeighEntry;
     use crate::director::service::{
         DestConfig, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
     };
     use crate::director::{Director, Snapshot};
     use crate::director::{DirectorConfig, Registry, Shared};
     use crate::encap::TunnelType;
+    use crate::time::{Duration, Instant};
     use crate::wire::testing::tcp_packet;
     use std::sync::Arc;
 

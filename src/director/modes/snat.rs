@@ -63,17 +63,22 @@ use std::sync::atomic::Ordering;
 
 use ipnet::Ipv4Net;
 
-use super::conn::{Conn, ConnKey, ConnState, DestId, Direction};
-use super::core::{Counters, Parsed, Shared};
+use super::context::Ctx;
 use super::nat::{
-    base_rules, parse_quote, rewrite_l4, rewrite_quote, NatConn, NatTable, PackedKey, Shard, Side,
-    REPLY_TABLE, RULE_PREF_GUARD, RULE_PREF_REPLIES,
+    base_rules, rewrite_l4, rewrite_quote, Side, REPLY_TABLE, RULE_PREF_END, RULE_PREF_GUARD,
+    RULE_PREF_REPLIES,
 };
-use super::table::Snapshot;
-use super::verdict::{DropReason, Verdict};
+use crate::director::conn::{Conn, ConnKey, ConnState, DestId, Direction};
+use crate::director::packet::counters::Counters;
+use crate::director::packet::verdict::{DropReason, Verdict};
+use crate::director::packet::{Parsed, Ports};
+use crate::director::shared::nat_table::{NatConn, NatTable, PackedKey, Shard};
+use crate::director::table::Snapshot;
 use crate::sys::netcfg::{NetChanges, NetOps, PolicyRule, RuleAction};
 use crate::time::{Duration, Instant};
-use crate::wire::{checksum, icmp, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket};
+use crate::wire::{checksum, icmp, IpProtocol, Ipv4Packet, TcpFlags};
+
+pub use crate::director::table::{SnatRule, SnatRules};
 
 /// UDP mapping timeout until a reply is seen (conntrack's `nf_conntrack_udp_timeout`).
 pub const UDP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,58 +92,6 @@ pub const MAX_PORT_TRIES: u32 = 1024;
 pub const FLAG_REPLIED: u8 = 0x02;
 /// The `dest` of every mapping's [`Conn`] (mappings have no real server).
 pub const SNAT_DEST: DestId = DestId(u32::MAX);
-
-/// One `[[snat]]` entry: hosts of `source` leave behind the addresses `to`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct SnatRule {
-    /// The inside prefix whose forwarded packets are masqueraded.
-    pub source: Ipv4Net,
-    /// The public addresses (at least one).
-    pub to: Vec<Ipv4Addr>,
-}
-
-/// The S-NAT rules as the data path reads them (part of the [`Snapshot`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SnatRules {
-    rules: Vec<SnatRule>,
-    public: Vec<Ipv4Addr>,
-}
-
-impl SnatRules {
-    /// The rules `rules` (assumed validated: prefixes do not overlap, each has an address).
-    pub fn new(rules: Vec<SnatRule>) -> SnatRules {
-        let mut public: Vec<Ipv4Addr> = rules.iter().flat_map(|r| r.to.iter().copied()).collect();
-        public.sort();
-        public.dedup();
-        SnatRules { rules, public }
-    }
-
-    /// Whether there is no rule.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// The rules.
-    pub fn rules(&self) -> &[SnatRule] {
-        &self.rules
-    }
-
-    /// Every public address, sorted, without duplicates.
-    pub fn public(&self) -> &[Ipv4Addr] {
-        &self.public
-    }
-
-    /// Whether `addr` is a public address.
-    pub fn is_public(&self, addr: Ipv4Addr) -> bool {
-        self.public.contains(&addr)
-    }
-
-    /// The rule whose source holds `addr`.
-    pub fn rule_for(&self, addr: Ipv4Addr) -> Option<&SnatRule> {
-        self.rules.iter().find(|r| r.source.contains(&addr))
-    }
-}
 
 /// The public address a host prefers among `to` (a hash of its address, so it stays put).
 fn preferred(to: &[Ipv4Addr], host: Ipv4Addr) -> usize {
@@ -165,46 +118,23 @@ fn timeout(snap: &Snapshot, proto: u8, state: ConnState, replied: bool) -> Durat
     }
 }
 
-/// The ports (or echo identifier) and TCP flags of a packet `handle` may translate.
-struct L4 {
-    sport: u16,
-    dport: u16,
-    flags: TcpFlags,
-}
-
-/// Reads the ports of a TCP/UDP packet, or the identifier of an ICMP echo request (`sport`)
-/// or reply (`dport`) of type `echo`. `None`: not something S-NAT translates.
-fn parse_l4(buf: &[u8], p: &Parsed, echo: u8) -> Result<Option<L4>, DropReason> {
-    let l4 = &buf[p.ihl..p.len];
+/// The ports of a TCP/UDP packet (as parsed), or the identifier of an ICMP echo request
+/// (`sport`) or reply (`dport`) of type `echo`. `None`: not something S-NAT translates.
+fn ports(p: &Parsed, echo: u8) -> Result<Option<Ports>, DropReason> {
     match p.proto {
-        IpProtocol::TCP => {
-            let t = TcpPacket::new_checked(l4).map_err(|_| DropReason::MalformedL4)?;
-            Ok(Some(L4 {
-                sport: t.src_port(),
-                dport: t.dst_port(),
-                flags: t.flags(),
-            }))
-        }
-        IpProtocol::UDP if l4.len() >= 8 => Ok(Some(L4 {
-            sport: u16::from_be_bytes([l4[0], l4[1]]),
-            dport: u16::from_be_bytes([l4[2], l4[3]]),
-            flags: TcpFlags::default(),
-        })),
-        IpProtocol::UDP => Err(DropReason::MalformedL4),
+        IpProtocol::TCP | IpProtocol::UDP => p.l4.map(Some).ok_or(DropReason::MalformedL4),
         IpProtocol::ICMP => {
-            let Ok(m) = icmp::Icmpv4Packet::new_checked(l4) else {
-                return Ok(None);
-            };
-            let ident = m
-                .echo_ident()
-                .filter(|_| m.msg_type() == echo && m.code() == 0);
+            let ident = p
+                .icmp
+                .filter(|m| m.msg_type == echo && m.code == 0)
+                .and_then(|m| m.echo_ident);
             Ok(ident.map(|id| {
                 let (sport, dport) = if echo == icmp::msg_type::ECHO_REQUEST {
                     (id, 0)
                 } else {
                     (0, id)
                 };
-                L4 {
+                Ports {
                     sport,
                     dport,
                     flags: TcpFlags::default(),
@@ -219,14 +149,8 @@ fn parse_l4(buf: &[u8], p: &Parsed, echo: u8) -> Result<Option<L4>, DropReason> 
 /// (no rules; a packet to a VIP; not from a `source`; a reply of a NAT-mode flow; a protocol
 /// it does not translate): the caller goes on as without S-NAT. Otherwise the packet was
 /// rewritten for the TUN, or is dropped.
-pub(super) fn handle(
-    counters: &mut Counters,
-    snap: &Snapshot,
-    shared: &Shared,
-    buf: &mut [u8],
-    p: &Parsed,
-    now: Instant,
-) -> Option<Verdict> {
+pub fn handle(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Option<Verdict> {
+    let (snap, shared, now) = (cx.snap, cx.shared, cx.now);
     let rules = &snap.snat;
     if rules.is_public(p.dst) {
         return Some(inbound(snap, &shared.snat, buf, p, now));
@@ -248,7 +172,7 @@ pub(super) fn handle(
         Ipv4Packet::new_unchecked(&mut buf[..p.len]).set_src_addr(public);
         return Some(Verdict::Rewrite { len: p.len });
     }
-    let l4 = match parse_l4(buf, p, icmp::msg_type::ECHO_REQUEST) {
+    let l4 = match ports(p, icmp::msg_type::ECHO_REQUEST) {
         Ok(Some(l4)) => l4,
         Ok(None) => return None,
         Err(r) => return Some(Verdict::Drop(r)),
@@ -261,7 +185,7 @@ pub(super) fn handle(
         return None;
     }
     Some(outbound(
-        counters,
+        cx.counters,
         snap,
         &shared.snat,
         rule,
@@ -281,7 +205,7 @@ fn outbound(
     rule: &SnatRule,
     buf: &mut [u8],
     p: &Parsed,
-    l4: &L4,
+    l4: &Ports,
     now: Instant,
 ) -> Verdict {
     let (host, hport, dst, dport) = (p.src, l4.sport, p.dst, l4.dport);
@@ -418,13 +342,13 @@ fn inbound(snap: &Snapshot, table: &NatTable, buf: &mut [u8], p: &Parsed, now: I
         return Verdict::Drop(DropReason::FragmentNoFlow);
     }
     if p.proto == IpProtocol::ICMP {
-        match icmp::Icmpv4Packet::new_checked(&buf[p.ihl..p.len]) {
-            Ok(m) if m.is_error() => return icmp_error_in(table, buf, p, now),
-            Ok(_) => {}
-            Err(_) => return Verdict::Drop(DropReason::IcmpUnsupported),
+        match p.icmp {
+            Some(m) if m.is_error => return icmp_error_in(table, buf, p, now),
+            Some(_) => {}
+            None => return Verdict::Drop(DropReason::IcmpUnsupported),
         }
     }
-    let l4 = match parse_l4(buf, p, icmp::msg_type::ECHO_REPLY) {
+    let l4 = match ports(p, icmp::msg_type::ECHO_REPLY) {
         Ok(Some(l4)) => l4,
         Ok(None) => return no_mapping,
         Err(r) => return Verdict::Drop(r),
@@ -460,7 +384,8 @@ fn inbound(snap: &Snapshot, table: &NatTable, buf: &mut [u8], p: &Parsed, now: I
 /// An ICMP error to a public address quoting P:pport → D:dport: the quote becomes
 /// H:hport → D:dport and the error goes to H.
 fn icmp_error_in(table: &NatTable, buf: &mut [u8], p: &Parsed, now: Instant) -> Verdict {
-    let Some(q) = parse_quote(buf, p) else {
+    let quote = p.icmp.and_then(|m| m.quote).filter(|q| q.is_tcp_or_udp());
+    let Some(q) = quote else {
         return Verdict::Drop(DropReason::IcmpUnsupported);
     };
     let found = {
@@ -563,7 +488,7 @@ impl SnatRouting {
         }
         for s in self.sources.clone().difference(&sources) {
             if let Err(e) = net.del_rule(&source_rule(*s)) {
-                eprintln!("tunlb director: removing an S-NAT rule: {e}");
+                log::warn!("tunlb director: removing an S-NAT rule: {e}");
             }
             self.sources.remove(s);
         }
@@ -574,7 +499,7 @@ impl SnatRouting {
         }
         for a in self.public.clone().difference(&public) {
             if let Err(e) = net.del_route(Ipv4Net::from(*a), tun) {
-                eprintln!("tunlb director: removing the route of S-NAT address {a}: {e}");
+                log::warn!("tunlb director: removing the route of S-NAT address {a}: {e}");
             }
             self.public.remove(a);
         }
@@ -591,7 +516,7 @@ fn local_rule() -> PolicyRule {
         from: None,
         ipproto: None,
         sport: None,
-        action: RuleAction::Goto(super::nat::RULE_PREF_END),
+        action: RuleAction::Goto(RULE_PREF_END),
     }
 }
 

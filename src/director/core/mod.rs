@@ -1,0 +1,453 @@
+//! The sans-IO director: one packet in, one [`Verdict`] out.
+//!
+//! Each worker thread owns a [`Director`] (and with it a connection table, as the kernel keeps a
+//! flow on one TUN queue). Everything that must be global across workers lives in [`Shared`]:
+//! the published [`Snapshot`] of services, the persistence templates and the fragment tracker.
+//! Scheduling state (round-robin position, connection counts) is atomic inside the snapshot's
+//! schedulers, so decisions are global without a lock on the packet path.
+//!
+//! [`Director::handle_packet`] parses the packet once ([`packet::parse`]), then decides in this
+//! order: a pinned health probe ([`probe_pin`]), a tunnel route ([`route`]), the S-NAT gateway
+//! ([`snat`]), a NAT real server's reply ([`nat`]), a later fragment (the first fragment's
+//! server), ICMP to a VIP, and finally TCP/UDP to a VIP: the connection table, or the scheduler
+//! for a new flow. [`forward`] then hands the packet to the real server's mode.
+
+mod forward;
+#[cfg(test)]
+mod tests;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
+
+use super::conn::{tcp_transition, template_key, Conn, ConnKey, ConnState, ConnTable, Direction};
+use super::modes::context::Ctx;
+use super::modes::{nat, probe_pin, route, snat, tunnel};
+use super::packet;
+use super::packet::counters::Counters;
+use super::packet::verdict::{DropReason, Verdict};
+use super::sched::FlowKey;
+use super::service::{Forward, Protocol};
+use super::shared::counts::{add_count, release, step_state};
+use super::shared::{DirectorConfig, Shared};
+use super::stats::{BatchHistogram, EncapError, EncapKind, SendSocket};
+use super::table::Snapshot;
+use crate::hash::flow_hash;
+use crate::time::{Duration, Instant};
+use crate::wire::IpProtocol;
+use forward::{forward, handle_icmp};
+
+/// The sans-IO director core of one worker.
+pub struct Director {
+    shared: Arc<Shared>,
+    cache: Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>,
+    conns: ConnTable,
+    config: DirectorConfig,
+    counters: Counters,
+    next_sweep: Instant,
+}
+
+impl core::fmt::Debug for Director {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Director")
+            .field("conns", &self.conns.len())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl Director {
+    /// A worker core reading tables from `shared`.
+    pub fn new(shared: Arc<Shared>, config: DirectorConfig) -> Director {
+        let cache = Cache::new(shared.snapshot_cell().clone());
+        let conns = ConnTable::new(config.initial_conns, config.max_conns, config.seed);
+        Director {
+            shared,
+            cache,
+            conns,
+            config,
+            counters: Counters::default(),
+            next_sweep: Instant::ZERO,
+        }
+    }
+
+    /// This worker's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Counts a drop decided outside the core (by the driver).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.counters.drops[reason as usize] += 1;
+    }
+
+    /// Counts a GSO super-packet the driver segmented before deciding its segments one by one
+    /// (see [`Counters::gso_split`]).
+    pub fn count_gso_split(&mut self) {
+        self.counters.gso_split += 1;
+    }
+
+    /// Counts encapsulated packets (or DR frames, `kind`) the kernel refused to send or the
+    /// driver could not queue: they were counted as sent by `handle_packet`, so they move from
+    /// `tx_packets` to the `send_failed` drops (and the encap errors of `kind`).
+    pub fn count_send_errors(&mut self, kind: EncapKind, failed: u64) {
+        self.counters.tx_packets = self.counters.tx_packets.saturating_sub(failed);
+        self.counters.drops[DropReason::SendFailed as usize] += failed;
+        self.counters
+            .encap_errors
+            .count(kind, EncapError::SendFailed, failed);
+    }
+
+    /// Counts one batch's `n` packets written back into the TUN (nothing if none)
+    /// ([`Counters::tun_writes`]).
+    pub fn count_tun_writes(&mut self, n: usize) {
+        self.counters.tun_writes.record(n);
+    }
+
+    /// The batch size histogram of sends on `socket`, for the driver to record each batched
+    /// send in ([`Counters::send_batches`]).
+    pub fn send_batch_sizes(&mut self, socket: SendSocket) -> &mut BatchHistogram {
+        &mut self.counters.send_batches[socket as usize]
+    }
+
+    /// Counts one TUN read of `n` packets in the batch size histogram
+    /// ([`Counters::read_batches`]).
+    pub fn count_read_batch(&mut self, n: usize) {
+        self.counters.count_read_batch(n);
+    }
+
+    /// This worker's connection table.
+    pub fn conns(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) wants to run next.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_sweep
+    }
+
+    /// Expires connections, a bounded number of table slots per call.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.config.sweep_interval;
+        // At least `sweep_budget` slots, and enough that the whole table is visited about every
+        // two seconds (20 steps of 100 ms), so expired flows leave the counts promptly.
+        let sweep_budget = self.config.sweep_budget.max(self.conns.capacity() / 20);
+        let snap = self.cache.load();
+        let shared = &self.shared;
+        let counters = &mut self.counters;
+        self.conns.sweep(now, sweep_budget, |key, conn| {
+            counters.conns_expired += 1;
+            release(snap, &shared.templates, key, conn, now);
+        });
+        shared.nat.sweep_next(now, |c| {
+            counters.conns_expired += 1;
+            release(snap, &shared.templates, &c.key, &c.conn, now);
+        });
+        shared.snat.sweep_next(now, |_| counters.conns_expired += 1);
+    }
+
+    /// Starts loading the connection-table slot the packet in `buf` will look up. The driver
+    /// calls it for every packet of a batch before [`handle_packet`](Self::handle_packet), so
+    /// the cache misses of a large table overlap. Never fails: a packet it cannot parse is
+    /// simply not prefetched.
+    #[inline]
+    pub fn prefetch(&self, buf: &[u8]) {
+        if buf.len() < 24 || buf[0] >> 4 != 4 {
+            return;
+        }
+        let ihl = usize::from(buf[0] & 0x0f) * 4;
+        let proto = buf[9];
+        if !(proto == IpProtocol::TCP || proto == IpProtocol::UDP) || buf.len() < ihl + 4 {
+            return;
+        }
+        let key = ConnKey {
+            proto,
+            flags: 0,
+            caddr: Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]),
+            cport: u16::from_be_bytes([buf[ihl], buf[ihl + 1]]),
+            vaddr: Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]),
+            vport: u16::from_be_bytes([buf[ihl + 2], buf[ihl + 3]]),
+        };
+        self.conns.prefetch(&key);
+    }
+
+    /// Decides one packet read from the TUN device. `buf` holds exactly one IPv4 packet (its
+    /// length is the read length); it may be edited in place (MSS clamp, ICMP reply).
+    pub fn handle_packet(&mut self, now: Instant, buf: &mut [u8]) -> Verdict {
+        self.handle(now, buf, None)
+    }
+
+    /// Decides a TCP/IPv4 GSO super-packet (one flow, `segs` segments, the largest
+    /// `seg_len` bytes long as an IPv4 packet) once for all its segments. The verdict is the
+    /// one a single packet gets, with these differences: the MTU checks (ICMP
+    /// fragmentation-needed, fragmentation) use `seg_len`; an [`Encap`]'s outer header is built
+    /// for the first `seg_len` bytes, and the driver fixes its lengths and checksums per
+    /// segment ([`crate::wire::gso::fix_outer`]); packet counters count `segs` packets. Only
+    /// for packets with DF set (the driver segments the others first and decides each).
+    pub fn handle_gso(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seg_len: usize,
+        segs: u32,
+    ) -> Verdict {
+        self.handle(now, buf, Some((seg_len, segs.max(1))))
+    }
+
+    fn handle(&mut self, now: Instant, buf: &mut [u8], gso: Option<(usize, u32)>) -> Verdict {
+        let segs = u64::from(gso.map_or(1, |g| g.1));
+        self.counters.gso_whole += u64::from(gso.is_some());
+        self.counters.rx_packets += segs;
+        self.counters.rx_bytes += buf.len() as u64;
+        let v = self.decide(now, buf, gso);
+        match v {
+            Verdict::Drop(r) => self.counters.drops[r as usize] += segs,
+            Verdict::Encap(e) => {
+                self.counters.tx_packets += segs;
+                self.counters.tx_bytes += e.len as u64;
+            }
+            Verdict::Ether(e) => {
+                self.counters.tx_packets += segs;
+                self.counters.tx_bytes += e.len as u64;
+            }
+            Verdict::Reply { .. } => self.counters.icmp_sent += 1,
+            Verdict::Rewrite { .. } => self.counters.rewritten += segs,
+        }
+        v
+    }
+
+    fn decide(&mut self, now: Instant, buf: &mut [u8], gso: Option<(usize, u32)>) -> Verdict {
+        let mut p = match packet::parse(buf) {
+            Ok(p) => p,
+            Err(r) => return Verdict::Drop(r),
+        };
+        if let Some((seg_len, segs)) = gso {
+            p.mtu_len = seg_len.min(p.len);
+            p.segs = segs;
+        }
+        let snap = self.cache.load();
+        let mut cx = Ctx {
+            config: &self.config,
+            counters: &mut self.counters,
+            snap,
+            shared: &self.shared,
+            now,
+        };
+        // A health probe of the director's own, through the data path to the server it checks
+        // (one atomic load while no probe is in flight).
+        if cx.shared.probe_pins.is_source(p.src) {
+            if let Some(v) = probe_pin::handle(&mut cx, buf, &p) {
+                return v;
+            }
+        }
+
+        // A destination behind a tunnel route (and not a VIP): tunnel it as it is, untracked.
+        if let Some(r) = snap.tunnel_route(p.dst) {
+            let hash = route::flow_hash(buf);
+            return tunnel::encap(&mut cx, r.via, r.forward(), buf, &p, hash);
+        }
+
+        // S-NAT gateway: the inside hosts' own connections out, and their replies back.
+        if !snap.snat.is_empty() {
+            if let Some(v) = snat::handle(&mut cx, buf, &p) {
+                return v;
+            }
+        }
+
+        // With NAT real servers, what is not addressed to a VIP is one of their replies.
+        if snap.has_nat() && !snap.is_vip(p.dst) {
+            return nat::handle_from_server(&mut cx, buf, &p);
+        }
+
+        // Non-first fragments carry no ports: they follow the first fragment's real server.
+        let frag_key = (p.src, p.dst, p.proto, p.ident);
+        if p.later_fragment {
+            let dest = cx.shared.fragment_dest(&frag_key);
+            return match dest.and_then(|d| snap.dest(d)) {
+                Some(dest) => forward(&mut cx, dest, buf, &p, None, 0),
+                None => Verdict::Drop(DropReason::FragmentNoFlow),
+            };
+        }
+
+        let proto = match p.proto {
+            IpProtocol::TCP => Protocol::Tcp,
+            IpProtocol::UDP => Protocol::Udp,
+            IpProtocol::ICMP => return handle_icmp(&mut cx, &mut self.conns, buf, &p),
+            _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
+        };
+        let Some(l4) = p.l4 else {
+            return Verdict::Drop(DropReason::MalformedL4);
+        };
+        let (sport, dport, flags) = (l4.sport, l4.dport, l4.flags);
+        let key = ConnKey {
+            proto: p.proto,
+            flags: 0,
+            caddr: p.src,
+            cport: sport,
+            vaddr: p.dst,
+            vport: dport,
+        };
+        let hash = flow_hash(p.src, sport, p.dst, dport, p.proto);
+        let syn_only = l4.syn_only();
+
+        // Established flow: the hot path.
+        let mut reuse = false;
+        if let Some(conn) = self.conns.get_mut(&key) {
+            let live = conn.expires() > now;
+            if live && !(syn_only && conn.state.is_closing()) {
+                if let Some(dest) = snap.dest(conn.dest) {
+                    if proto == Protocol::Tcp {
+                        step_state(conn, dest, flags, Direction::InputOnly);
+                    }
+                    conn.set_expires(now + snap.timeouts.get(conn.state));
+                    if p.first_fragment_of_many {
+                        cx.shared.remember_fragment(frag_key, conn.dest, now);
+                    }
+                    let clamp = if syn_only {
+                        mss_clamp_for(snap, proto, p.dst, dport)
+                    } else {
+                        None
+                    };
+                    return forward(&mut cx, dest, buf, &p, clamp, hash);
+                }
+                if snap.is_held(conn.dest) {
+                    // expire_nodest_conn = false and the server's health check failed: keep
+                    // the flow (without refreshing it) for the server's return.
+                    return Verdict::Drop(DropReason::DestinationDown);
+                }
+                // expire_nodest_conn: the real server left the table; forget the flow. A TCP
+                // packet other than a SYN cannot start a new flow and is lost; a UDP packet or
+                // a SYN is rescheduled below as a new flow, as IPVS does.
+                if proto == Protocol::Tcp && !syn_only {
+                    let old = *conn;
+                    self.conns.remove(&key);
+                    cx.counters.conns_expired += 1;
+                    release(snap, &cx.shared.templates, &key, &old, now);
+                    return Verdict::Drop(DropReason::DestinationGone);
+                }
+            }
+            reuse = true;
+        } else if snap.has_nat() {
+            match nat::handle_from_client(&mut cx, &key, &l4, &p) {
+                Some(nat::FromClient::Flow { dest, mss_clamp }) => {
+                    return forward(&mut cx, dest, buf, &p, mss_clamp, 0);
+                }
+                Some(nat::FromClient::Verdict(v)) => return v,
+                None => {}
+            }
+        }
+        if reuse {
+            // Expired, or a new SYN reusing a closing flow's ports (IPVS conn_reuse_mode).
+            if let Some(old) = self.conns.remove(&key) {
+                cx.counters.conns_expired += 1;
+                release(snap, &cx.shared.templates, &key, &old, now);
+            }
+        }
+
+        // A new flow.
+        let Some(svc) = snap.service(proto, p.dst, dport) else {
+            return Verdict::Drop(DropReason::NoService);
+        };
+        if proto == Protocol::Tcp && !syn_only {
+            return Verdict::Drop(DropReason::NoConnection);
+        }
+        let flow = FlowKey {
+            saddr: p.src,
+            sport,
+            daddr: p.dst,
+            dport,
+            proto: p.proto,
+        };
+        let pick = || {
+            svc.scheduler
+                .pick(&flow, &svc.sched_dests)
+                .map(|i| svc.dest_ids[i])
+        };
+        let dest_id = match svc.persistence() {
+            None => pick(),
+            Some(pers) => {
+                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                let timeout = Duration::from_secs(pers.timeout as u64);
+                // IPVS ip_vs_check_template: a template is of no use if its server left the
+                // table (deleted, or held while down), or is quiesced (weight 0) and the
+                // service has expire_quiescent_template.
+                let quiescent = svc.config.policy.expire_quiescent_template;
+                let usable = |id| {
+                    snap.dest(id)
+                        .is_some_and(|d| !(quiescent && d.config.weight == 0))
+                };
+                let templates = &cx.shared.templates;
+                match templates.get_or_create(tkey, now, timeout, pick) {
+                    Some(id) if usable(id) => Some(id),
+                    Some(stale) => {
+                        // Expire it and choose again.
+                        templates.release(&tkey, now);
+                        if snap.dest_or_held(stale).is_none() {
+                            // Deleted: none of its templates is of use any more.
+                            templates.remove_dest(stale);
+                        } else {
+                            templates.remove_if_dest(&tkey, stale);
+                        }
+                        templates.get_or_create(tkey, now, timeout, pick)
+                    }
+                    None => None,
+                }
+            }
+        };
+        let Some(dest) = dest_id.and_then(|id| snap.dest(id)) else {
+            return Verdict::Drop(DropReason::NoDestination);
+        };
+        let is_nat = dest.config.forward == Forward::Nat;
+        let state = if proto == Protocol::Tcp {
+            // NAT sees both directions; TUN (and DR) only the client's.
+            let dir = if is_nat {
+                Direction::Input
+            } else {
+                Direction::InputOnly
+            };
+            tcp_transition(ConnState::None, true, false, false, false, dir)
+        } else {
+            ConnState::Udp
+        };
+        let conn = Conn::new(dest.id, state, now + snap.timeouts.get(state));
+        let inserted = if is_nat {
+            nat::insert(&mut cx, key, dest, conn)
+        } else {
+            self.conns
+                .insert(key, conn)
+                .map(drop)
+                .map_err(|_| DropReason::ConnTableFull)
+        };
+        if let Err(reason) = inserted {
+            if let Some(pers) = svc.persistence() {
+                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                cx.shared.templates.release(&tkey, now);
+            }
+            return Verdict::Drop(reason);
+        }
+        cx.counters.conns_created += 1;
+        cx.counters.dest(dest.id).conns += 1;
+        add_count(&dest.state, state, 1);
+        dest.state
+            .update_overload(dest.config.u_threshold, dest.config.l_threshold);
+        if p.first_fragment_of_many {
+            cx.shared.remember_fragment(frag_key, dest.id, now);
+        }
+        let clamp = if syn_only { svc.config.mss_clamp } else { None };
+        forward(&mut cx, dest, buf, &p, clamp, hash)
+    }
+}
+
+fn mss_clamp_for(snap: &Snapshot, proto: Protocol, vip: Ipv4Addr, port: u16) -> Option<u16> {
+    snap.service(proto, vip, port)
+        .and_then(|s| s.config.mss_clamp)
+}

@@ -1,0 +1,104 @@
+//! TUN mode (`-i`, ipvsadm's "Tunnel"): the client's packet goes to the real server inside an
+//! IPIP, GRE or GUE header the core builds; the real server's agent strips it and the server
+//! answers the client directly. Tunnel routes and pinned health probes take the same path.
+//!
+//! The MTU is checked here, against `--tunnel-mtu` less the tunnel's overhead: a packet with DF
+//! that does not fit gets an ICMP fragmentation-needed in place ([`Verdict::Reply`]); one
+//! without DF is encapsulated whole and the driver sends the outer datagram as fragments
+//! ([`Encap::frag_mtu`]), as IPVS lets the kernel do.
+
+use std::net::Ipv4Addr;
+use std::num::NonZeroU16;
+
+use super::context::Ctx;
+use crate::director::packet::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};
+use crate::director::packet::Parsed;
+use crate::director::service::Forward;
+use crate::director::stats::{EncapError, EncapKind};
+use crate::director::table::Dest;
+use crate::encap::{self, OuterParams, MAX_OUTER_HEADER};
+use crate::wire::icmp;
+
+/// Encapsulates the packet to TUN-mode real server `dest` and counts it as its traffic.
+pub fn to_dest(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed, hash: u32) -> Verdict {
+    let v = encap(cx, dest.config.addr, dest.config.forward, buf, p, hash);
+    if let Verdict::Encap(_) = v {
+        let per_dest = cx.counters.dest(dest.id);
+        per_dest.in_pkts += u64::from(p.segs);
+        per_dest.in_bytes += p.len as u64;
+    }
+    v
+}
+
+/// Encapsulates the packet to `to` with `forward`'s tunnel: ICMP fragmentation-needed if it
+/// has DF and does not fit the tunnel MTU, outer fragments if it has no DF and does not fit.
+pub fn encap(
+    cx: &mut Ctx<'_>,
+    to: Ipv4Addr,
+    forward: Forward,
+    buf: &mut [u8],
+    p: &Parsed,
+    hash: u32,
+) -> Verdict {
+    let Forward::Tunnel {
+        tun_type,
+        tun_port,
+        tun_csum,
+        gre_key,
+    } = forward
+    else {
+        return Verdict::Drop(DropReason::UnsupportedForward);
+    };
+    let overhead = encap::overhead(tun_type, gre_key.is_some());
+    let too_big = p.mtu_len + overhead > cx.config.tunnel_mtu as usize;
+    if too_big && p.dont_frag {
+        let mtu = cx.config.tunnel_mtu.saturating_sub(overhead as u16);
+        cx.counters.drops[DropReason::TooBig as usize] += 1;
+        let kind = EncapKind::from(tun_type);
+        cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
+        return match icmp::frag_needed_in_place(buf, p.len, mtu) {
+            Some(len) => Verdict::Reply { len },
+            None => Verdict::Drop(DropReason::TooBig),
+        };
+    }
+    let params = OuterParams {
+        src: cx.config.local_addr,
+        dst: to,
+        tun: tun_type,
+        gue_port: tun_port,
+        gre_key,
+        udp_csum: tun_csum,
+        flow_hash: hash,
+    };
+    let mut header = [0u8; MAX_OUTER_HEADER];
+    // A GSO super-packet's header is built for its first segment (the driver fixes it per
+    // segment); a whole one may not even fit an outer IPv4 length.
+    let Ok(n) = encap::build_outer(&params, &buf[..p.mtu_len.min(p.len)], &mut header) else {
+        return Verdict::Drop(DropReason::MalformedIp);
+    };
+    // DF clear and too big: as IPVS, send it and let the outer datagram be fragmented (the
+    // driver splits it; here we only check that it can). The ident is the driver's to choose.
+    let frag_mtu = if too_big {
+        match encap::fragment(&header[..n], p.len, cx.config.tunnel_mtu, NonZeroU16::MIN) {
+            Ok(frags) if frags.len() <= MAX_FRAGMENTS => {}
+            _ => {
+                let (kind, segs) = (EncapKind::from(tun_type), u64::from(p.segs));
+                cx.counters
+                    .encap_errors
+                    .count(kind, EncapError::TooManyFragments, segs);
+                return Verdict::Drop(DropReason::TooManyFragments);
+            }
+        }
+        cx.counters.fragmented += 1;
+        cx.config.tunnel_mtu
+    } else {
+        0
+    };
+    Verdict::Encap(Encap {
+        dst: to,
+        header,
+        header_len: n as u8,
+        len: p.len,
+        frag_mtu,
+    })
+}

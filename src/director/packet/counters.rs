@@ -1,0 +1,109 @@
+//! The per-worker counters: plain integers the worker owns and increments without atomics; the
+//! control plane and the metrics endpoint read (copies of) them between batches.
+
+use super::verdict::DropReason;
+use crate::director::conn::DestId;
+use crate::director::stats::{BatchHistogram, DestCounters, EncapErrors, SendSocket};
+
+/// Per-worker counters, read by the control plane between batches.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Packets handed to the core.
+    pub rx_packets: u64,
+    /// Bytes handed to the core.
+    pub rx_bytes: u64,
+    /// Packets forwarded to a real server (encapsulated, or in a DR frame).
+    pub tx_packets: u64,
+    /// Bytes (inner packets) forwarded to a real server.
+    pub tx_bytes: u64,
+    /// Packets rewritten in place and written back into the TUN (NAT, both directions).
+    pub rewritten: u64,
+    /// ICMP errors generated (fragmentation needed).
+    pub icmp_sent: u64,
+    /// Connections created.
+    pub conns_created: u64,
+    /// Connections expired or removed.
+    pub conns_expired: u64,
+    /// SYNs whose MSS option was clamped.
+    pub mss_clamped: u64,
+    /// Packets without DF too big for the tunnel MTU once encapsulated, sent as outer fragments
+    /// (also counted in `tx_packets`).
+    pub fragmented: u64,
+    /// TUN offload: GSO super-packets decided whole (their segments count in `rx_packets`).
+    pub gso_whole: u64,
+    /// TUN offload: GSO super-packets the driver segmented before deciding each segment.
+    pub gso_split: u64,
+    /// Dropped packets, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+    /// Non-empty TUN reads by how many packets they returned.
+    pub read_batches: BatchHistogram,
+    /// Batches with packets written back into the TUN (NAT rewrites, ICMP errors) by how many
+    /// packets they wrote, one `write` each.
+    pub tun_writes: BatchHistogram,
+    /// Batched sends by socket ([`SendSocket`] as index) and how many datagrams or frames
+    /// (GUE trains: records) each carried.
+    pub send_batches: [BatchHistogram; SendSocket::ALL.len()],
+    /// Packets for real servers that did not leave, by forwarding type and reason (each is
+    /// also counted in `drops`).
+    pub encap_errors: EncapErrors,
+    /// Traffic per real server, indexed by [`DestId::slot`] (grown when a new slot shows up,
+    /// never per packet). An entry whose `id` differs from the server's current handle belongs
+    /// to a deleted server.
+    pub per_dest: Vec<DestCounters>,
+}
+
+impl Counters {
+    /// The counters of real server `id`, reset if its slot last belonged to another server.
+    #[inline]
+    pub(crate) fn dest(&mut self, id: DestId) -> &mut DestCounters {
+        let slot = usize::from(id.slot());
+        if slot >= self.per_dest.len() {
+            self.per_dest.resize(slot + 1, DestCounters::default());
+        }
+        let c = &mut self.per_dest[slot];
+        if c.id != id {
+            *c = DestCounters {
+                id,
+                ..DestCounters::default()
+            };
+        }
+        c
+    }
+
+    /// Adds `other`'s totals into `self` (to total the workers' counters; `per_dest` is not
+    /// merged: the control plane sums it by server).
+    pub fn add(&mut self, other: &Counters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.rewritten += other.rewritten;
+        self.icmp_sent += other.icmp_sent;
+        self.conns_created += other.conns_created;
+        self.conns_expired += other.conns_expired;
+        self.mss_clamped += other.mss_clamped;
+        self.fragmented += other.fragmented;
+        self.gso_whole += other.gso_whole;
+        self.gso_split += other.gso_split;
+        for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *d += o;
+        }
+        self.read_batches.add(&other.read_batches);
+        self.tun_writes.add(&other.tun_writes);
+        for (s, o) in self.send_batches.iter_mut().zip(other.send_batches.iter()) {
+            s.add(o);
+        }
+        self.encap_errors.add(&other.encap_errors);
+    }
+
+    /// Counts one TUN read that returned `n` packets (nothing for an empty read).
+    #[inline]
+    pub fn count_read_batch(&mut self, n: usize) {
+        self.read_batches.record(n);
+    }
+
+    /// Drops of one reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+}

@@ -1,0 +1,125 @@
+//! The state every worker shares, and the settings of the data path: the published
+//! [`Snapshot`], the persistence templates, the NAT and S-NAT flow tables, the probe pins and
+//! the fragment tracker ([`Shared`]); the helpers that keep a real server's connection counts
+//! in step with its flows ([`counts`]).
+//!
+//! The core and the modes both read it; it imports neither.
+
+pub mod counts;
+pub mod frag;
+pub mod nat_table;
+pub mod neigh;
+pub mod probe_pins;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::director::conn::{DestId, TemplateTable};
+use crate::director::table::Snapshot;
+use crate::time::{Duration, Instant};
+use frag::FragTable;
+use nat_table::NatTable;
+use probe_pins::ProbePins;
+
+/// Settings of the data path that are not part of the service table.
+#[derive(Debug, Clone)]
+pub struct DirectorConfig {
+    /// Largest outer packet a tunnel may carry (the MTU of the path to the real servers).
+    pub tunnel_mtu: u16,
+    /// Outer source address; `0.0.0.0` lets the kernel fill in the route's source.
+    pub local_addr: Ipv4Addr,
+    /// Initial connection-table capacity per worker, in slots (see `ConnTable::slots_for`).
+    pub initial_conns: usize,
+    /// Maximum tracked flows per worker.
+    pub max_conns: usize,
+    /// Slots examined per expiry sweep step.
+    pub sweep_budget: usize,
+    /// Time between sweep steps.
+    pub sweep_interval: Duration,
+    /// Seed of the connection table's hash (randomise it in production).
+    pub seed: u64,
+}
+
+impl Default for DirectorConfig {
+    fn default() -> Self {
+        DirectorConfig {
+            tunnel_mtu: 1500,
+            local_addr: Ipv4Addr::UNSPECIFIED,
+            initial_conns: 4096,
+            max_conns: 4 << 20,
+            sweep_budget: 8192,
+            sweep_interval: Duration::from_millis(100),
+            seed: 0x7475_6e6c_6221,
+        }
+    }
+}
+
+/// State shared by all workers.
+#[derive(Debug)]
+pub struct Shared {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Persistence templates (global, as persistence must hold whichever queue a flow lands on).
+    pub templates: TemplateTable,
+    /// NAT flows (global, as the two directions of a flow land on different queues).
+    pub nat: NatTable,
+    /// S-NAT gateway mappings (same table type; see [`crate::director::snat`]).
+    pub snat: NatTable,
+    /// Health probes sent through the data path, pinned to the real server they check
+    /// ([`crate::director::probe_pin`]).
+    pub probe_pins: Arc<ProbePins>,
+    frags: FragTable,
+}
+
+impl Shared {
+    /// Shared state starting from `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Shared {
+        Shared {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            templates: TemplateTable::new(),
+            nat: NatTable::new(4 << 20, crate::director::conn::random_seed()),
+            snat: NatTable::new(4 << 20, crate::director::conn::random_seed()),
+            probe_pins: Arc::new(ProbePins::new()),
+            frags: FragTable::default(),
+        }
+    }
+
+    /// Publishes a new table; workers pick it up at their next packet.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    /// The current table.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The cell the table is published in (a worker keeps a cache of it).
+    pub(crate) fn snapshot_cell(&self) -> &Arc<ArcSwap<Snapshot>> {
+        &self.snapshot
+    }
+
+    /// The real server the later fragments of datagram `key` (source, destination, protocol,
+    /// identification) follow, if its first fragment was seen.
+    pub(crate) fn fragment_dest(&self, key: &(Ipv4Addr, Ipv4Addr, u8, u16)) -> Option<DestId> {
+        self.frags.dest(key)
+    }
+
+    /// Remembers where the later fragments of a datagram go (see [`FragTable::remember`]).
+    pub(crate) fn remember_fragment(
+        &self,
+        key: (Ipv4Addr, Ipv4Addr, u8, u16),
+        dest: DestId,
+        now: Instant,
+    ) {
+        self.frags.remember(key, dest, now);
+    }
+
+    /// Housekeeping that is not per worker: expire templates, fragment entries and probe pins.
+    pub fn handle_timeout(&self, now: Instant) {
+        self.templates.expire(now);
+        self.probe_pins.expire(now);
+        self.frags.expire(now);
+    }
+}

@@ -1,0 +1,262 @@
+//! The NAT flow table: the flows of NAT mode (and, as a second table, S-NAT's mappings),
+//! shared by all workers, sharded by the client's tuple so that both directions of a flow find
+//! the same shard. See [`crate::director::nat`] for why it is one table and not one per worker.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::director::conn::{Conn, ConnKey};
+use crate::hash::{folded_mul, splitmix64, MixState};
+use crate::time::Instant;
+
+/// Number of shards of a [`NatTable`] (a power of two).
+pub const SHARDS: usize = 64;
+
+/// One NAT flow: the client, the VIP it addressed and the real server it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatConn {
+    /// The flow as the client sends it: client → VIP:vport.
+    pub key: ConnKey,
+    /// The real server's address (RIP).
+    pub raddr: Ipv4Addr,
+    /// The real server's port.
+    pub rport: u16,
+    /// The real server's handle, the flow's state and expiry.
+    pub conn: Conn,
+}
+
+/// A flow tuple packed into two words: (protocol, client address, client port) and (address,
+/// port) of the other end, the VIP for lookups by the client's tuple, the RIP for replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PackedKey(u64, u64);
+
+impl PackedKey {
+    pub(crate) fn new(
+        proto: u8,
+        caddr: Ipv4Addr,
+        cport: u16,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> PackedKey {
+        PackedKey(
+            client_word(proto, caddr, cport),
+            u64::from(u32::from(addr)) | u64::from(port) << 32,
+        )
+    }
+
+    pub(crate) fn of_client(k: &ConnKey) -> PackedKey {
+        PackedKey::new(k.proto, k.caddr, k.cport, k.vaddr, k.vport)
+    }
+}
+
+fn client_word(proto: u8, caddr: Ipv4Addr, cport: u16) -> u64 {
+    u64::from(u32::from(caddr)) | u64::from(cport) << 32 | u64::from(proto) << 48
+}
+
+impl NatConn {
+    pub(crate) fn client_key(&self) -> PackedKey {
+        PackedKey::of_client(&self.key)
+    }
+
+    pub(crate) fn server_key(&self) -> PackedKey {
+        let k = &self.key;
+        PackedKey::new(k.proto, k.caddr, k.cport, self.raddr, self.rport)
+    }
+}
+
+/// Why a flow could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InsertError {
+    /// The shard holds its share of the table's maximum.
+    Full,
+}
+
+/// One shard: flows in a dense vector, indexed by both tuples.
+pub(crate) struct Shard {
+    pub(crate) flows: Vec<NatConn>,
+    by_client: HashMap<PackedKey, u32, MixState>,
+    by_server: HashMap<PackedKey, u32, MixState>,
+}
+
+impl Shard {
+    fn new(hasher: MixState) -> Shard {
+        Shard {
+            flows: Vec::new(),
+            by_client: HashMap::with_hasher(hasher),
+            by_server: HashMap::with_hasher(hasher),
+        }
+    }
+
+    pub(crate) fn find_client(&self, k: &PackedKey) -> Option<usize> {
+        self.by_client.get(k).map(|&i| i as usize)
+    }
+
+    pub(crate) fn find_server(&self, k: &PackedKey) -> Option<usize> {
+        self.by_server.get(k).map(|&i| i as usize)
+    }
+
+    /// Adds a flow whose two tuples are both free.
+    pub(crate) fn insert(&mut self, c: NatConn, max: usize) -> Result<(), InsertError> {
+        if self.flows.len() >= max {
+            return Err(InsertError::Full);
+        }
+        let i = self.flows.len() as u32;
+        self.by_client.insert(c.client_key(), i);
+        self.by_server.insert(c.server_key(), i);
+        self.flows.push(c);
+        Ok(())
+    }
+
+    /// Removes flow `i` (the last flow moves into its place).
+    pub(crate) fn remove_at(&mut self, i: usize) -> NatConn {
+        let c = self.flows.swap_remove(i);
+        self.by_client.remove(&c.client_key());
+        self.by_server.remove(&c.server_key());
+        if let Some(moved) = self.flows.get(i) {
+            let (ck, sk) = (moved.client_key(), moved.server_key());
+            if let Some(v) = self.by_client.get_mut(&ck) {
+                *v = i as u32;
+            }
+            if let Some(v) = self.by_server.get_mut(&sk) {
+                *v = i as u32;
+            }
+        }
+        c
+    }
+}
+
+/// Cache-line aligned, so that two workers locking neighbouring shards do not share a line.
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+/// The NAT flows of all workers (see the module documentation for the design).
+pub struct NatTable {
+    shards: Box<[Padded]>,
+    /// Keys of the shard choice.
+    shard_k0: u64,
+    shard_k1: u64,
+    pub(crate) max_per_shard: usize,
+    pub(crate) len: AtomicUsize,
+    sweep_cursor: AtomicUsize,
+}
+
+impl core::fmt::Debug for NatTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NatTable")
+            .field("len", &self.len())
+            .field("max_per_shard", &self.max_per_shard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatTable {
+    /// A table for at most about `max_entries` flows (each shard takes `max_entries / SHARDS`,
+    /// rounded up), its hashes keyed by `seed`.
+    pub fn new(max_entries: usize, seed: u64) -> NatTable {
+        let mut s = seed;
+        let (shard_k0, shard_k1) = (splitmix64(&mut s), splitmix64(&mut s) | 1);
+        let hasher = MixState::from_seed(splitmix64(&mut s));
+        NatTable {
+            shards: (0..SHARDS)
+                .map(|_| Padded(Mutex::new(Shard::new(hasher))))
+                .collect(),
+            shard_k0,
+            shard_k1,
+            max_per_shard: max_entries.div_ceil(SHARDS),
+            len: AtomicUsize::new(0),
+            sweep_cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The shard of the flows of client `caddr:cport` over `proto`, locked. A poisoned lock is
+    /// taken anyway: a shard is plain data and every update leaves it consistent.
+    pub(crate) fn shard(&self, proto: u8, caddr: Ipv4Addr, cport: u16) -> MutexGuard<'_, Shard> {
+        let h = folded_mul(
+            client_word(proto, caddr, cport) ^ self.shard_k0,
+            self.shard_k1,
+        );
+        let i = (h >> 32) as usize & (SHARDS - 1);
+        self.shards[i].0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of flows.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the table holds no flow.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every flow (for `adm -L -c`; locks each shard in turn).
+    pub fn flows(&self) -> Vec<NatConn> {
+        let mut out = Vec::with_capacity(self.len());
+        for s in self.shards.iter() {
+            let shard = s.0.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend_from_slice(&shard.flows);
+        }
+        out
+    }
+
+    /// The flow of client key `key` (client → VIP), if tracked (expired or not).
+    pub fn get(&self, key: &ConnKey) -> Option<NatConn> {
+        let shard = self.shard(key.proto, key.caddr, key.cport);
+        let i = shard.find_client(&PackedKey::of_client(key))?;
+        shard.flows.get(i).copied()
+    }
+
+    /// Whether a packet `src:sport → dst:dport` over `proto` is a reply of a live NAT flow
+    /// (the real server's tuple, as SNAT checks before it masquerades a packet).
+    pub fn is_reply(
+        &self,
+        proto: u8,
+        (src, sport): (Ipv4Addr, u16),
+        (dst, dport): (Ipv4Addr, u16),
+        now: Instant,
+    ) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let shard = self.shard(proto, dst, dport);
+        shard
+            .find_server(&PackedKey::new(proto, dst, dport, src, sport))
+            .is_some_and(|i| !shard.flows[i].conn.is_expired(now))
+    }
+
+    /// Removes the expired flows of the next few shards (each call takes the next
+    /// [`SWEEP_SHARDS`], whichever worker calls, so one worker sweeping every 100 ms visits the
+    /// whole table in 1.6 s), calling `on_expire` for each. Returns how many were removed.
+    pub fn sweep_next(&self, now: Instant, mut on_expire: impl FnMut(&NatConn)) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let mut removed = 0;
+        let mut gone = Vec::new();
+        for _ in 0..SWEEP_SHARDS {
+            let i = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) & (SHARDS - 1);
+            {
+                let mut shard = self.shards[i].0.lock().unwrap_or_else(|e| e.into_inner());
+                let mut j = 0;
+                while j < shard.flows.len() {
+                    if shard.flows[j].conn.is_expired(now) {
+                        gone.push(shard.remove_at(j));
+                    } else {
+                        j += 1;
+                    }
+                }
+            }
+            self.len.fetch_sub(gone.len(), Ordering::Relaxed);
+            for c in gone.drain(..) {
+                on_expire(&c);
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// Shards one [`NatTable::sweep_next`] call visits.
+pub const SWEEP_SHARDS: usize = SHARDS / 16;
