@@ -29,8 +29,11 @@
 //!   up/down/weight through [`director::plane`].
 //! - [`metrics`]: the Prometheus `/metrics` endpoint (`--metrics-listen`), node_exporter IPVS
 //!   names plus `tunlb_*`, read from the workers' counters at scrape time.
-//! - [`lab`]: `tunlb lab` (the classic four-node LVS lab in namespaces: up/down/demo), and the
-//!   stand-ins it uses: `tunlb httpd` for real servers, `tunlb lab get` for clients.
+//! - [`logging`]: the `log` facade's backend: one line per record on stderr, with journald
+//!   priority prefixes when stderr is the journal; level from `-v`/`-q` or `RUST_LOG`.
+//! - `lab` (cargo feature `lab`, on by default; `--no-default-features` leaves it out):
+//!   `tunlb lab` (the classic four-node LVS lab in namespaces: up/down/demo), and the stand-ins
+//!   it uses: `tunlb httpd` for real servers, `tunlb lab get` for clients, `tunlb udpblast`.
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink
 //!   (routes, neighbours), batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
@@ -46,7 +49,9 @@ pub mod director;
 pub mod encap;
 pub mod hash;
 pub mod health;
+#[cfg(feature = "lab")]
 pub mod lab;
+pub mod logging;
 pub mod metrics;
 pub mod realserver;
 #[allow(unsafe_code)]

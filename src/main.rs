@@ -3,12 +3,20 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
 
 /// A userspace Linux Virtual Server: director, real-server agent and ipvsadm-compatible admin.
 #[derive(Parser, Debug)]
 #[command(name = "tunlb", version, about, propagate_version = true)]
 struct Cli {
+    /// More log lines: -v adds debug, -vv trace (before the subcommand: `tunlb -v director`;
+    /// wins over RUST_LOG).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Fewer log lines: -q warnings and errors only, -qq errors only, -qqq none (before the
+    /// subcommand; wins over RUST_LOG).
+    #[arg(short, long, action = ArgAction::Count)]
+    quiet: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +35,7 @@ enum Command {
         args: Vec<OsString>,
     },
     /// A small HTTP server for labs and tests (banner, deterministic blobs, upload hashes).
+    #[cfg(feature = "lab")]
     Httpd(tunlb::lab::httpd::HttpdArgs),
     /// Check a config (keepalived.conf, or TOML if it ends in .toml) and print the table it makes.
     CheckConfig {
@@ -34,27 +43,33 @@ enum Command {
         file: std::path::PathBuf,
     },
     /// The classic four-node LVS lab in network namespaces: `tunlb lab demo`, `up`, `down`.
+    #[cfg(feature = "lab")]
     Lab(tunlb::lab::LabArgs),
     /// Bounded UDP packet-rate generator and sink for the namespace benchmark.
+    #[cfg(feature = "lab")]
     #[command(hide = true)]
     Udpblast(tunlb::lab::udpblast::UdpblastArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tunlb::logging::init(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Adm { args } => return tunlb::control::adm::main(args),
         Command::Director(args) => tunlb::director::driver::run(args),
         Command::Realserver(args) => tunlb::realserver::run(args),
+        #[cfg(feature = "lab")]
         Command::Httpd(args) => tunlb::lab::httpd::run(args),
+        #[cfg(feature = "lab")]
         Command::Lab(args) => tunlb::lab::run(args),
+        #[cfg(feature = "lab")]
         Command::Udpblast(args) => tunlb::lab::udpblast::run(args),
         Command::CheckConfig { file } => tunlb::control::keepalived::check_config(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tunlb: {e:#}");
+            log::error!("tunlb: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -465,7 +465,7 @@ pub fn parse_restore(text: &str, names: &PortNames) -> Result<Vec<(usize, Comman
     let mut cmds = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let mut words: Vec<&str> = line.split_whitespace().collect();
-        if words.first().map_or(true, |w| w.starts_with('#')) {
+        if words.first().is_none_or(|w| w.starts_with('#')) {
             continue;
         }
         if words.first() == Some(&"ipvsadm") {

@@ -140,7 +140,7 @@ impl StatsBook {
     /// Whether [`tick`](Self::tick) wants to run at `now`.
     pub fn due(&self, now: Instant) -> bool {
         self.last_tick
-            .map_or(true, |t| now.saturating_since(t) >= ESTIMATOR_INTERVAL)
+            .is_none_or(|t| now.saturating_since(t) >= ESTIMATOR_INTERVAL)
     }
 
     /// Folds the rates since the last tick into the moving averages.

@@ -87,7 +87,7 @@ impl HealthMonitor {
         let thread = std::thread::Builder::new()
             .name("tunlb-health".into())
             .spawn(move || run(&plane, &s))
-            .map_err(|e| eprintln!("tunlb director: health: cannot start: {e}"))
+            .map_err(|e| log::error!("tunlb director: health: cannot start: {e}"))
             .ok();
         HealthMonitor { stop, thread }
     }
@@ -137,11 +137,13 @@ impl Monitor {
         let mut dests = Vec::new();
         for (key, cfg) in &health.services {
             let Some(svc) = set.services.iter().find(|s| s.key == *key) else {
-                eprintln!("tunlb director: health: service {key} is not in the table; not checked");
+                log::warn!(
+                    "tunlb director: health: service {key} is not in the table; not checked"
+                );
                 continue;
             };
             if cfg.ha_suspend && old_keys.iter().all(|k| k != key) {
-                eprintln!(
+                log::info!(
                     "tunlb director: health: service {key}: ha_suspend accepted, acted on once \
                      VRRP exists (checks run all the time)"
                 );
@@ -245,7 +247,7 @@ fn run(plane: &Arc<ControlPlane>, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         if plane.health_generation() != m.generation {
             let health = plane.health_config();
-            eprintln!("tunlb director: health: new settings, restarting the checkers");
+            log::info!("tunlb director: health: new settings, restarting the checkers");
             m = Monitor::build(plane, &clock, health, Some(m));
             changed = true;
         }
@@ -318,7 +320,7 @@ fn shutdown(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
                 Some(cmd) => format!(", running quorum_down {cmd:?}"),
                 None => String::new(),
             };
-            eprintln!(
+            log::warn!(
                 "tunlb director: health: service {}: shutting down with omega: quorum lost{run}",
                 s.key
             );
@@ -331,7 +333,7 @@ fn shutdown(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
                     Ok(mut child) => {
                         let _ = std::thread::Builder::new().spawn(move || child.wait());
                     }
-                    Err(e) => eprintln!("tunlb director: health: quorum_down {cmd:?}: {e}"),
+                    Err(e) => log::error!("tunlb director: health: quorum_down {cmd:?}: {e}"),
                 }
             }
         }
@@ -434,13 +436,21 @@ fn drain(
         };
         changed = true;
         match plane.set_dest_health(key, d.addr, d.port, health) {
-            Ok(_) => eprintln!(
+            // A real server taken out is a warning; back in or reweighted, news.
+            Ok(_) => log::log!(
+                if what.starts_with("down") {
+                    log::Level::Warn
+                } else {
+                    log::Level::Info
+                },
                 "tunlb director: health: service {key}: real server {}:{} {what}",
-                d.addr, d.port
+                d.addr,
+                d.port
             ),
-            Err(e) => eprintln!(
+            Err(e) => log::error!(
                 "tunlb director: health: service {key}: real server {}:{} {what}: not applied: {e}",
-                d.addr, d.port
+                d.addr,
+                d.port
             ),
         }
     }
@@ -473,7 +483,12 @@ fn quorum(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
                     ),
                 ),
             };
-            eprintln!("tunlb director: health: service {}: {what}", s.key);
+            let level = if active {
+                log::Level::Warn
+            } else {
+                log::Level::Info
+            };
+            log::log!(level, "tunlb director: health: service {}: {what}", s.key);
             if let Some(addr) = s.cfg.sorry_server {
                 let sorry = (active || s.cfg.sorry_server_inhibit).then_some(Sorry {
                     addr,
@@ -481,9 +496,9 @@ fn quorum(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
                     inhibit: s.cfg.sorry_server_inhibit,
                 });
                 if let Err(e) = plane.set_sorry_server(s.key, sorry) {
-                    eprintln!("tunlb director: health: sorry server {addr}: {e}");
+                    log::error!("tunlb director: health: sorry server {addr}: {e}");
                 } else {
-                    eprintln!(
+                    log::info!(
                         "tunlb director: health: service {}: sorry server {addr} {}",
                         s.key,
                         if active { "in use" } else { "out of use" }

@@ -23,10 +23,8 @@ use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, ServerConfig, SignatureScheme,
-};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
 use super::checker::CheckOutcome;
 use super::config::{CheckKind, CheckSpec, UrlSpec};
@@ -234,8 +232,13 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// A TLS server config with a certificate made now, self-signed, for `names` (DNS names or IP
-/// addresses): what `tunlb httpd --tls` and the tests serve with.
-pub fn self_signed_server(names: Vec<String>) -> Result<Arc<ServerConfig>, String> {
+/// addresses): what `tunlb httpd --tls` and the tests serve with. Only in builds with the lab
+/// (feature `lab`, which brings rcgen) and in tests.
+#[cfg(any(test, feature = "lab"))]
+pub fn self_signed_server(names: Vec<String>) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::ServerConfig;
+
     let cert = rcgen::generate_simple_self_signed(names)
         .map_err(|e| format!("making a self-signed certificate: {e}"))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));

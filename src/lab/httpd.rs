@@ -90,12 +90,12 @@ pub fn run(args: HttpdArgs) -> anyhow::Result<()> {
     let mut udp_sockets = Vec::new();
     for addr in &args.listen {
         listeners.push(bind(*addr).with_context(|| format!("cannot listen on {addr}"))?);
-        eprintln!("tunlb httpd: listening on {addr}");
+        log::info!("tunlb httpd: listening on {addr}");
         if args.udp_echo {
             let socket =
                 UdpSocket::bind(addr).with_context(|| format!("cannot bind UDP {addr}"))?;
             udp_sockets.push(socket);
-            eprintln!("tunlb httpd: answering UDP on {addr}");
+            log::info!("tunlb httpd: answering UDP on {addr}");
         }
     }
     let banner: Arc<str> = banner_line(&banner).into();
@@ -111,7 +111,7 @@ pub fn run(args: HttpdArgs) -> anyhow::Result<()> {
             names.push("localhost".into());
             let config =
                 crate::health::tls::self_signed_server(names).map_err(anyhow::Error::msg)?;
-            eprintln!("tunlb httpd: serving HTTPS with a self-signed certificate");
+            log::info!("tunlb httpd: serving HTTPS with a self-signed certificate");
             Some(config)
         }
         false => None,

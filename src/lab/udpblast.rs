@@ -202,7 +202,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<Tally> {
     tally.seconds = start.elapsed().as_secs_f64();
     tally.bytes = tally.packets * u64::from(args.size);
     if let Some(e) = last_error {
-        eprintln!(
+        log::warn!(
             "tunlb udpblast send: {} datagrams refused, last: {e}",
             tally.errors
         );
@@ -213,7 +213,7 @@ pub fn send(args: &SendArgs) -> anyhow::Result<Tally> {
 /// Counts datagrams as `args` says and returns what arrived.
 pub fn sink(args: &SinkArgs) -> anyhow::Result<Tally> {
     let mut rx = UdpReceiver::bind(args.listen)?;
-    eprintln!("tunlb udpblast sink: listening on {}", rx.local_addr()?);
+    log::info!("tunlb udpblast sink: listening on {}", rx.local_addr()?);
     let mut batch = PacketBatch::new(usize::from(args.batch), 2048);
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.duration);

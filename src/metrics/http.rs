@@ -34,7 +34,7 @@ pub fn serve(addr: SocketAddr, render: Render) -> io::Result<(SocketAddr, JoinHa
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) {
-                        eprintln!("tunlb metrics: {e}");
+                        log::warn!("tunlb metrics: {e}");
                     }
                 }
             }

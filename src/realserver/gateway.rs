@@ -195,7 +195,7 @@ pub(super) fn run(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::R
         (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(e).context("undo network changes"),
         (Ok(stats), Ok(())) => {
-            eprintln!("{LOG} network changes undone");
+            log::info!("{LOG} network changes undone");
             Ok(stats)
         }
     }
@@ -235,7 +235,7 @@ fn setup_and_serve(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    eprintln!(
+    log::info!(
         "{LOG} gateway via {encap} ({}): from {} into {tun_name} (MTU {}) for {}; {} back to {peer}",
         rx.describe(),
         show(&args.allow),
@@ -285,7 +285,7 @@ fn setup_and_serve(
         Ok(v) => v,
         Err(_) => bail!("the receiver thread panicked"),
     };
-    eprintln!("{LOG} {stats} {out}");
+    log::info!("{LOG} {stats} {out}");
     result?;
     rx_result?;
     Ok(stats)
@@ -349,7 +349,7 @@ fn send_loop(
         if report.failed > 0 && !warned {
             warned = true;
             if let Some(e) = report.last_error() {
-                eprintln!(
+                log::warn!(
                     "{LOG} tunnelling back failed: {e} (counted as out_send_failed, logged once)"
                 );
             }

@@ -230,7 +230,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     signal::install().context("install signal handlers")?;
     let stop = || match signal::pending() {
         Some(sig) => {
-            eprintln!("{LOG} {sig} received, stopping");
+            log::info!("{LOG} {sig} received, stopping");
             true
         }
         None => false,
@@ -268,7 +268,7 @@ fn run_dr(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<Ag
         net.set_sysctl(&conf_key(iface, "arp_announce"), "2")?;
     }
     hide_vips(&mut net, &args.vips)?;
-    eprintln!(
+    log::info!(
         "{LOG} serving {} in DR mode: hidden on lo, ARP for it ignored on {}",
         join(&args.vips),
         if lan.is_empty() {
@@ -281,7 +281,7 @@ fn run_dr(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<Ag
         std::thread::sleep(POLL_TIMEOUT);
     }
     net.restore().context("undo network changes")?;
-    eprintln!("{LOG} network changes undone");
+    log::info!("{LOG} network changes undone");
     Ok(AgentStats::default())
 }
 
@@ -324,22 +324,22 @@ fn run_tun(
     let mut rx = Receiver::open(encap, args.gue_port)?;
     if offload && encap != TunnelType::Gue {
         if queue.vnet_hdr() {
-            eprintln!("{LOG} TUN offload on: packets the kernel's GRO merged are written whole");
+            log::info!("{LOG} TUN offload on: packets the kernel's GRO merged are written whole");
         } else {
-            eprintln!("{LOG} TUN offload unavailable: packets the kernel's GRO merged are cut into segments");
+            log::info!("{LOG} TUN offload unavailable: packets the kernel's GRO merged are cut into segments");
         }
     }
     if offload && encap == TunnelType::Gue {
         match rx.enable_gro() {
-            Ok(_) if queue.vnet_hdr() => eprintln!(
+            Ok(_) if queue.vnet_hdr() => log::info!(
                 "{LOG} UDP_GRO on, TUN offload on: GUE trains are merged into TCP super-packets"
             ),
-            Ok(_) => eprintln!("{LOG} UDP_GRO on, TUN offload unavailable: trains are written one packet at a time"),
-            Err(e) => eprintln!("{LOG} UDP_GRO refused ({e}): one datagram at a time"),
+            Ok(_) => log::info!("{LOG} UDP_GRO on, TUN offload unavailable: trains are written one packet at a time"),
+            Err(e) => log::warn!("{LOG} UDP_GRO refused ({e}): one datagram at a time"),
         }
     }
     let allow: Vec<String> = args.allow.iter().map(ToString::to_string).collect();
-    eprintln!(
+    log::info!(
         "{LOG} serving {} via {} ({}), allowed directors {}, writing into {tun_name}",
         join(&args.vips),
         encap,
@@ -359,12 +359,12 @@ fn run_tun(
         });
         let (bound, _thread) = crate::metrics::http::serve(addr, render)
             .with_context(|| format!("serving metrics on {addr}"))?;
-        eprintln!("{LOG} metrics at http://{bound}/metrics");
+        log::info!("{LOG} metrics at http://{bound}/metrics");
         opts.publish = Some(&shared);
     }
     let result = serve(&mut rx, &queue, &mut filter, opts, &mut stats, &mut stop);
 
-    eprintln!("{LOG} {stats}");
+    log::info!("{LOG} {stats}");
     // Undo while the TUN device still exists, so its own sysctl is restored too.
     let restored = net.restore();
     drop(queue);
@@ -372,7 +372,7 @@ fn run_tun(
         (Err(e), _) => Err(e),
         (Ok(()), Err(e)) => Err(e).context("undo network changes"),
         (Ok(()), Ok(())) => {
-            eprintln!("{LOG} network changes undone");
+            log::info!("{LOG} network changes undone");
             Ok(stats)
         }
     }
@@ -391,7 +391,7 @@ fn hide_vips(net: &mut NetChanges, vips: &[Ipv4Addr]) -> anyhow::Result<()> {
     }
     for &vip in vips {
         if net.add_address(Ipv4Net::from(vip), "lo")? == Applied::AlreadyInPlace {
-            eprintln!("{LOG} {vip}/32 already on lo, leaving it there on exit");
+            log::info!("{LOG} {vip}/32 already on lo, leaving it there on exit");
         }
     }
     Ok(())

@@ -212,7 +212,7 @@ pub fn serve(
                     Err(reason) => {
                         if reason == AgentDrop::NotAllowed && !warned_not_allowed {
                             warned_not_allowed = true;
-                            eprintln!("{log} dropping tunnel packets from {src}: not allowed (counted as not_allowed, logged once)");
+                            log::warn!("{log} dropping tunnel packets from {src}: not allowed (counted as not_allowed, logged once)");
                         }
                         stats.count_drop(reason);
                         None
@@ -255,7 +255,7 @@ pub fn serve(
         if let (Some(at), Some(i)) = (next_report, opts.stats_interval) {
             let now = Instant::now();
             if now >= at {
-                eprintln!("{log} {stats}");
+                log::info!("{log} {stats}");
                 next_report = Some(now + i);
             }
         }
@@ -291,7 +291,7 @@ impl Deliver<'_> {
                 stats.tun_write_error += count;
                 if !self.warned {
                     self.warned = true;
-                    eprintln!(
+                    log::warn!(
                         "{} write into TUN failed: {e} (counted as tun_write_error, logged once)",
                         self.log
                     );
@@ -350,7 +350,7 @@ impl Deliver<'_> {
                 stats.merged_unsupported += 1;
                 if !self.warned_merged {
                     self.warned_merged = true;
-                    eprintln!(
+                    log::warn!(
                         "{} dropping tunnelled datagrams to {} that this host's GRO merged (counted as merged_unsupported, logged once): a raw socket does not say their size, so they cannot be split back; turn UDP GRO forwarding off on the interface the tunnel arrives on (ethtool -K IF rx-udp-gro-forwarding off), or use GUE",
                         self.log,
                         merged::describe_destination(p)

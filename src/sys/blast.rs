@@ -61,7 +61,7 @@ impl UdpBlaster {
         let fd = self.sock.as_raw_fd();
         let empty: &[u8] = &[];
         self.batch
-            .send(fd, std::iter::repeat(((), payload, empty)).take(count))
+            .send(fd, std::iter::repeat_n(((), payload, empty), count))
     }
 }
 

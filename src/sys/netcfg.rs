@@ -547,7 +547,7 @@ impl<O: NetOps> NetChanges<O> {
 impl<O: NetOps> Drop for NetChanges<O> {
     fn drop(&mut self) {
         if let Err(e) = self.restore() {
-            eprintln!("tunlb: could not undo every network change: {e}");
+            log::error!("tunlb: could not undo every network change: {e}");
         }
     }
 }

@@ -111,7 +111,7 @@ impl TunDevice {
             match TunDevice::build(config, true) {
                 Ok(dev) if dev.offload.is_some() => return Ok(dev),
                 Ok(dev) => drop(dev),
-                Err(e) => eprintln!(
+                Err(e) => log::warn!(
                     "tunlb: TUN offload (IFF_VNET_HDR) refused on {}: {e}; using plain reads",
                     config.name
                 ),
@@ -157,7 +157,7 @@ impl TunDevice {
                 }
             }
             if accepted.is_none() {
-                eprintln!(
+                log::warn!(
                     "tunlb: TUNSETOFFLOAD refused on {name}: {}; using plain reads",
                     io::Error::last_os_error()
                 );

@@ -108,7 +108,7 @@ pub fn update_u16(csum: u16, old: u16, new: u16) -> u16 {
 /// which may be odd (a TCP option can put the MSS value anywhere).
 #[inline]
 pub fn update_u16_at(csum: u16, offset: usize, old: u16, new: u16) -> u16 {
-    if offset % 2 == 0 {
+    if offset.is_multiple_of(2) {
         update_u16(csum, old, new)
     } else {
         update_u16(csum, old.swap_bytes(), new.swap_bytes())

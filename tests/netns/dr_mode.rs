@@ -72,7 +72,7 @@ impl Lab {
         let url = format!("http://{VIP}/");
         let mut args = vec!["-s", "-f", "--fail-early", "--max-time", max_time];
         args.extend(["-H", "Connection: close"]);
-        args.extend(std::iter::repeat(url.as_str()).take(n));
+        args.extend(std::iter::repeat_n(url.as_str(), n));
         let out = self.ns("client").try_exec("curl", &args);
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -318,7 +318,7 @@ fn one_service_mixes_dr_and_tunnel_servers() {
     let mut args = vec!["-s", "-f", "--max-time", "5", "-H", "Connection: close"];
     // The first DR packet may wait for the neighbour entry: retry a failed request once.
     args.extend(["--retry", "1", "--retry-all-errors"]);
-    args.extend(std::iter::repeat(url.as_str()).take(20));
+    args.extend(std::iter::repeat_n(url.as_str(), 20));
     let out = topo.ns("client").try_exec("curl", &args);
     let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -546,7 +546,7 @@ fn health_flap(expire_nodest_conn: bool) {
         "-w",
         "connects %{num_connects}\\n",
     ];
-    args.extend(std::iter::repeat(url.as_str()).take(KEEP_ALIVE_REQUESTS));
+    args.extend(std::iter::repeat_n(url.as_str(), KEEP_ALIVE_REQUESTS));
     let client = topo.ns("client");
     let curl = client.spawn("curl", "curl", &args);
     wait_until("the first answers", Duration::from_secs(5), || {

@@ -94,7 +94,7 @@ fn scrape_counts_connections_packets_and_drops_per_real_server() {
     const N: usize = 20;
     let url = format!("http://{VIP}/");
     let mut args = vec!["-s", "-f", "--max-time", "5", "-H", "Connection: close"];
-    args.extend(std::iter::repeat(url.as_str()).take(N));
+    args.extend(std::iter::repeat_n(url.as_str(), N));
     let answers = topo.ns("client").exec("curl", &args);
     assert_eq!(answers.lines().count(), N, "{answers}");
     // Let the last FINs and ACKs through before comparing counters.

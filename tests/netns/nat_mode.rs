@@ -119,7 +119,7 @@ fn http_through_the_vip_reaches_both_servers_and_replies_come_from_the_vip() {
     let url = format!("http://{VIP}/");
     let mut args = vec!["-s", "-f", "--fail-early", "--max-time", "5"];
     args.extend(["-H", "Connection: close"]);
-    args.extend(std::iter::repeat(url.as_str()).take(20));
+    args.extend(std::iter::repeat_n(url.as_str(), 20));
     let out = client.try_exec("curl", &args);
     let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()

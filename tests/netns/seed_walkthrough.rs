@@ -120,7 +120,7 @@ fn requests(client: &Netns, n: usize) -> Vec<(u16, String)> {
     let url = format!("http://{VIP}/");
     let mut args = vec!["-s", "-f", "--fail-early", "--max-time", "5"];
     args.extend(["-H", "Connection: close", "-w", "port %{local_port}\\n"]);
-    args.extend(std::iter::repeat(url.as_str()).take(n));
+    args.extend(std::iter::repeat_n(url.as_str(), n));
     let out = client.try_exec("curl", &args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();

@@ -133,7 +133,7 @@ impl Lab {
         let url = format!("http://{VIP}{path}");
         let mut args = vec!["-s", "-f", "--fail-early", "--max-time", max_time];
         args.extend(["-H", "Connection: close"]);
-        args.extend(std::iter::repeat(url.as_str()).take(n));
+        args.extend(std::iter::repeat_n(url.as_str(), n));
         let out = self.ns("client").try_exec("curl", &args);
         String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -222,7 +222,7 @@ fn ip_line(addr: &Node, what: &str, cx: &mut Ctx) {
         None => (text.as_str(), None),
     };
     let ok = ip.parse::<std::net::Ipv4Addr>().is_ok()
-        && len.map_or(true, |l| l.parse::<u8>().is_ok_and(|l| l <= 32));
+        && len.is_none_or(|l| l.parse::<u8>().is_ok_and(|l| l <= 32));
     if !ok {
         cx.error(
             addr.name.at,
