@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod daemon;
 pub mod director;
 pub mod encap;
 pub mod health;

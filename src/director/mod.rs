@@ -1,32 +1,29 @@
-//! The director: the sans-IO core that decides each packet, and the driver that moves bytes.
+//! The director: the sans-IO core that decides each packet, and the io that moves bytes.
 //!
 //! - [`core`]: [`Director::handle_packet`] — one packet in, one [`Verdict`] out; no IO, no clock.
 //! - [`table`]: the immutable [`Snapshot`] of services the workers read, and the [`Registry`]
 //!   the control plane builds it with.
 //! - [`sched`]: the IPVS schedulers. [`conn`]: the connection table, states, templates.
 //! - [`service`]: the configuration types (what `adm` and the TOML config describe).
-//! - [`dr`]: DR mode's decision (a frame to the real server's MAC); [`dr_io`]: its IO (the
+//! - [`dr`]: DR mode's decision (a frame to the real server's MAC); its IO is in [`io`] (the
 //!   AF_PACKET send queue, the neighbour resolver, the on-link check when a server is added).
 //! - [`nat`]: NAT mode (`-m`): in-place rewrites both ways, the shared NAT flow table and the
 //!   policy routing that brings the real servers' replies back into the TUN.
 //! - [`route`]: tunnel routes, whole prefixes tunnelled to a remote gateway untracked;
-//!   [`gateway`]: the receiver of their return traffic.
+//!   [`io::gateway`]: the receiver of their return traffic.
 //! - [`snat`]: the S-NAT gateway (`[[snat]]`): the real servers' own outbound connections
 //!   masqueraded behind public addresses, mappings in a second NAT table.
 //! - [`probe_pin`]: health probes through the data path (`check_through_tunnel`), pinned to
 //!   the real server they check.
-//! - [`tunnel_link`]: TUN mode's frame path (`--tunnel-tx frames`): which real servers the
-//!   workers reach with Ethernet frames on the `AF_PACKET` socket instead of the raw socket.
-//! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
+//! - [`io`]: where packets enter and leave: the worker loop, the TUN reader, one module per send
+//!   path (raw socket, AF_PACKET frames, GUE trains), the neighbour resolver, the tunnel-route
+//!   gateways.
 
 pub mod conn;
 pub mod core;
 pub mod dr;
-pub mod dr_io;
-pub mod driver;
-pub mod gateway;
+pub mod io;
 pub mod nat;
-pub mod plane;
 pub mod probe_pin;
 pub mod route;
 pub mod sched;
@@ -34,7 +31,6 @@ pub mod service;
 pub mod snat;
 pub mod stats;
 pub mod table;
-pub mod tunnel_link;
 mod verdict;
 
 #[cfg(test)]

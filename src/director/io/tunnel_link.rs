@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::nat::MixState;
+use crate::director::nat::MixState;
 use crate::sys::neigh::{Link, Route};
 use crate::sys::packet::LinkDst;
 use crate::wire::{checksum, IpProtocol, Ipv4Packet};

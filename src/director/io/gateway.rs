@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use anyhow::Context;
 use ipnet::Ipv4Net;
 
-use super::route::{RouteTable, TunnelRoute};
-use super::Shared;
+use crate::director::route::{RouteTable, TunnelRoute};
+use crate::director::Shared;
 use crate::encap::TunnelType;
 use crate::realserver::filter::{AgentDrop, Filter, GatewayPeer};
 use crate::realserver::tunnel::{serve, Accept, Receiver, ServeOptions};
