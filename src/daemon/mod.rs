@@ -4,7 +4,7 @@
 //! keepalived.conf), [`crate::health`] and [`crate::metrics`]; the director
 //! ([`crate::director`]: the sans-IO core and its io) knows none of them.
 //!
-//! - [`run`]: [`DirectorArgs`] (the command line) and [`run()`](run::run): start the
+//! - [`run`](mod@run): [`DirectorArgs`] (the command line) and [`run()`](fn@run): start the
 //!   TUN, the cores, the workers and everything below, wait for signals, clean up.
 //! - [`plane`]: the [`ControlPlane`]: `adm` requests, reloads, the host routing that follows the
 //!   table (VIP routes, tunnel routes, NAT and S-NAT policy routing), the health checkers'

@@ -187,7 +187,7 @@ fn folded_mul(a: u64, b: u64) -> u64 {
 
 /// A keyed multiply-fold hash for the shards' maps (fast for two words; the secret keys keep
 /// an attacker from aiming flows at one bucket). Also the per-packet lookup of a TUN real
-/// server's frame link ([`super::tunnel_link::LinkView`]), where std's SipHash cost more.
+/// server's frame link ([`super::io::tunnel_link::LinkView`]), where std's SipHash cost more.
 #[derive(Clone, Copy, Debug)]
 pub struct MixState {
     k0: u64,

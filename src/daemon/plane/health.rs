@@ -98,21 +98,16 @@ impl HealthOverlay {
 impl HealthPlane for ControlPlane {
     type Error = PlaneError;
 
-    /// Replaces the health checks to run (at start and at every reload); the health monitor
-    /// ([`crate::health::HealthMonitor`]) sees the new generation and restarts its checkers.
     fn set_health_config(&self, health: HealthConfig) {
         if let Ok(mut h) = self.health_config.lock() {
             *h = (h.0 + 1, health);
         }
     }
 
-    /// The generation of the health config: it changes at every
-    /// [`ControlPlane::set_health_config`].
     fn health_generation(&self) -> u64 {
         self.health_config.lock().map(|h| h.0).unwrap_or(0)
     }
 
-    /// The health checks to run and their generation.
     fn health_config(&self) -> (u64, HealthConfig) {
         self.health_config
             .lock()
@@ -120,9 +115,6 @@ impl HealthPlane for ControlPlane {
             .unwrap_or_default()
     }
 
-    /// Health checking: puts real server `addr:port` of `service` up, down or at a weight, over
-    /// the configured table, and publishes at once. Returns whether anything changed. The
-    /// server is matched by [`dest_port`], so port 0 here or in the table means the service's.
     fn set_dest_health(
         &self,
         service: ServiceKey,
@@ -143,8 +135,6 @@ impl HealthPlane for ControlPlane {
         Ok(true)
     }
 
-    /// Health checking: sets (or with `None` clears) the sorry server of `service` and
-    /// publishes. Returns whether anything changed.
     fn set_sorry_server(
         &self,
         service: ServiceKey,
@@ -170,17 +160,14 @@ impl HealthPlane for ControlPlane {
         Ok(true)
     }
 
-    /// The pins of health probes sent through the data path ([`super::probe_pin`]).
     fn probe_pins(&self) -> Arc<ProbePins> {
         self.shared.probe_pins.clone()
     }
 
-    /// The data path's clock (the workers' and the probe pins' deadlines are on it).
     fn clock(&self) -> Clock {
         self.clock
     }
 
-    /// The configured table (without the health checkers' edits).
     fn configured(&self) -> ServiceSet {
         self.state
             .lock()

@@ -1,6 +1,6 @@
 //! The director's control plane: applies `adm` requests and config reloads to the running table.
 //!
-//! Every change is computed on a copy of the [`ServiceSet`], turned into a new [`Snapshot`] and
+//! Every change is computed on a copy of the [`ServiceSet`], turned into a new [`Snapshot`](crate::director::Snapshot) and
 //! published with one atomic swap; on any error nothing is published and the running table stays
 //! as it was. Workers keep their connection tables across swaps, so established flows keep their
 //! real server unless it left the table (then they are forgotten at their next packet: IPVS's
@@ -16,12 +16,12 @@
 //! - [`listing`]: `-L` listings with counters and rates, `-L -c` connections, the rate ticker.
 //! - [`metrics`]: the sample a `/metrics` scrape renders.
 
-mod health;
-mod host;
-mod listing;
-mod metrics;
-mod reload;
-mod requests;
+pub mod health;
+pub mod host;
+pub mod listing;
+pub mod metrics;
+pub mod reload;
+pub mod requests;
 #[cfg(test)]
 mod tests;
 

@@ -215,7 +215,7 @@ impl Resolver {
                 // Notifications were lost: re-read everything.
                 Ok(false) => woken = true,
                 Err(e) => {
-                    eprintln!("{LOG} reading neighbour notifications: {e}");
+                    log::warn!("{LOG} reading neighbour notifications: {e}");
                     std::thread::sleep(WAKE);
                 }
             }
@@ -275,7 +275,7 @@ impl Resolver {
         let table: HashMap<(u32, Ipv4Addr), Neighbour> = match self.nl.neighbours() {
             Ok(list) => list.into_iter().map(|n| ((n.ifindex, n.addr), n)).collect(),
             Err(e) => {
-                eprintln!("{LOG} reading the neighbour table: {e}");
+                log::warn!("{LOG} reading the neighbour table: {e}");
                 return;
             }
         };
@@ -322,7 +322,7 @@ impl Resolver {
                     .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN);
                 if neigh.map_or(true, Neighbour::wants_resolution) && !recently {
                     if let Err(e) = self.nl.resolve(*ifindex, rip) {
-                        eprintln!("{LOG} asking the kernel to resolve real server {rip}: {e}");
+                        log::warn!("{LOG} asking the kernel to resolve real server {rip}: {e}");
                     }
                     self.asked.insert(rip, now);
                 }
@@ -342,13 +342,13 @@ impl Resolver {
             };
             if self.logged.get(&rip) != Some(&state) {
                 match &state {
-                    Ok(e) => eprintln!(
+                    Ok(e) => log::info!(
                         "{LOG} real server {rip} (DR) is at {} on interface {} (MTU {})",
                         mac_string(e.mac),
                         e.ifindex,
                         e.mtu
                     ),
-                    Err(why) => eprintln!("{LOG} {why}"),
+                    Err(why) => log::warn!("{LOG} {why}"),
                 }
                 self.logged.insert(rip, state);
             }
@@ -380,7 +380,7 @@ impl TunnelState {
                         .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN);
                     if neigh.map_or(true, Neighbour::wants_resolution) && !recently {
                         if let Err(e) = nl.resolve(p.ifindex, p.next_hop) {
-                            eprintln!("{LOG} asking the kernel to resolve {}: {e}", p.next_hop);
+                            log::warn!("{LOG} asking the kernel to resolve {}: {e}", p.next_hop);
                         }
                         self.asked.insert(p.next_hop, now);
                     }
@@ -408,14 +408,14 @@ impl TunnelState {
             if self.logged.get(rip) != Some(&state) {
                 let services = services.join(", ");
                 match (&state, self.paths.get(rip)) {
-                    (Ok(l), Some(Ok(p))) => eprintln!(
+                    (Ok(l), Some(Ok(p))) => log::info!(
                         "{LOG} TUN real server {rip} ({services}): tunnel packets leave as Ethernet frames on interface {} to next hop {} at {}",
                         l.to.ifindex,
                         p.next_hop,
                         mac_string(l.to.mac)
                     ),
                     (Ok(_), _) => {}
-                    (Err(why), _) => eprintln!(
+                    (Err(why), _) => log::info!(
                         "{LOG} TUN real server {rip} ({services}): tunnel packets take the raw socket: {why}"
                     ),
                 }

@@ -1,7 +1,7 @@
 //! Where a packet enters: a worker's TUN queue.
 //!
 //! With TUN offload (the default; `--no-offload` turns it off) a read returns a whole GRO/GSO
-//! TCP super-packet of up to 64 KB behind a `virtio_net_hdr` ([`crate::wire::gso`]). [`classify`]
+//! TCP super-packet of up to 64 KB behind a `virtio_net_hdr` ([`crate::wire::gso`]). `classify`
 //! sorts each read: an ordinary packet gets its partial checksum completed and is decided as
 //! before; a super-packet the core can take whole ([`Director::handle_gso`]: one flow) is
 //! decided once and cut into segments by the send path; one it cannot take whole (no DF, odd

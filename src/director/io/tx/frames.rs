@@ -190,7 +190,7 @@ impl FrameQueue {
     /// decided to encapsulate as `e`, as frames to the TUN-mode real server's `link`: the outer
     /// header is completed for an `AF_PACKET` send first ([`frame_outer`]; every segment has
     /// DF set and shares the identification), then copied in front of each segment's headers
-    /// ([`encap_segments`]). Returns false, queueing nothing, if they do not fit
+    /// (`encap_segments`). Returns false, queueing nothing, if they do not fit
     /// [`segment_room`](Self::segment_room), the core asked for fragments, or `seg` does not
     /// describe `pkt`.
     #[allow(clippy::too_many_arguments)]

@@ -9,7 +9,7 @@
 //! flow keeps its port. If the kernel refuses the first train, the worker logs it once and
 //! goes back to the raw path for good; `--no-offload` never uses the pool. A GUE super-packet
 //! for a real server reached by frames skips the pool too: each train leaves as one frame on
-//! the `PACKET_VNET_HDR` socket with a `GSO_UDP_L4` virtio header ([`train_head`]), so the
+//! the `PACKET_VNET_HDR` socket with a `GSO_UDP_L4` virtio header (`train_head`), so the
 //! kernel does no route lookup for it either; if the kernel refuses the first such frame, the
 //! worker logs it and uses the pool from then on.
 
@@ -98,7 +98,7 @@ pub struct GueTrains {
 }
 
 impl GueTrains {
-    /// Worker `worker`'s trains: with `offload`, a pool of [`GUE_POOL_SOCKETS`] UDP sockets
+    /// Worker `worker`'s trains: with `offload`, a pool of 16 UDP sockets
     /// (none, logged, if they cannot be opened); without, never used.
     pub fn new(worker: usize, offload: bool) -> GueTrains {
         let pool = if offload {
@@ -317,7 +317,7 @@ fn train_head(
 
 /// Sends every segment of `t` (super-packet `pkt`) as GUE records in frames to `link` on the
 /// `PACKET_VNET_HDR` socket, as many records per frame as [`records_per_send`] allows, each
-/// frame one UDP GSO super-packet ([`train_head`]), its records counted in `sizes` as a
+/// frame one UDP GSO super-packet (`train_head`), its records counted in `sizes` as a
 /// `UDP_SEGMENT` send's are. Stops at the first refused send.
 fn send_train_frames(
     frames: &FrameQueue,

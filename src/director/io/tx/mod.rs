@@ -7,8 +7,8 @@
 //! - [`gue_train`]: GUE super-packets as UDP GSO trains (a UDP socket with `UDP_SEGMENT`, or one
 //!   frame per train on the `PACKET_VNET_HDR` socket).
 //!
-//! What the three share: [`encap_segments`] (the segments of an encapsulated super-packet) and
-//! the accounting of lost packets ([`lost_packets`], [`SendFailures`]).
+//! What the three share: `encap_segments` (the segments of an encapsulated super-packet) and
+//! the accounting of lost packets (`lost_packets`, [`SendFailures`]).
 
 pub mod frames;
 pub mod gue_train;
@@ -71,7 +71,7 @@ pub(crate) fn lost_packets<'a, T>(
     })
 }
 
-/// Packets a [`FrameQueue::flush`] lost, by the `type` label of `tunlb_encap_errors_total`
+/// Packets a [`FrameQueue::flush`](frames::FrameQueue::flush) lost, by the `type` label of `tunlb_encap_errors_total`
 /// (DR frames and TUN-mode frames share the queue).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SendFailures([u64; EncapKind::ALL.len()]);

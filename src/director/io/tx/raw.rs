@@ -55,13 +55,13 @@ impl RawQueue {
     }
 
     /// Queues the encapsulated packet `pkt` (batch slot `slot`) whole or in fragments, as the
-    /// core decided ([`queue_encap`]). Returns false, queueing nothing, if that is impossible.
+    /// core decided (`queue_encap`). Returns false, queueing nothing, if that is impossible.
     pub fn queue(&mut self, idents: &mut IdentSeq, slot: usize, pkt: &[u8], e: &Encap) -> bool {
         queue_encap(&mut self.pending, idents, slot, pkt, e)
     }
 
     /// Queues every segment of the super-packet `pkt` (batch slot `slot`) that the core decided
-    /// to encapsulate as `e` ([`queue_gso_encap`]). Returns false, queueing nothing, if that is
+    /// to encapsulate as `e` (`queue_gso_encap`). Returns false, queueing nothing, if that is
     /// impossible.
     pub fn queue_gso(&mut self, slot: usize, pkt: &[u8], e: &Encap, seg: &Segmenter) -> bool {
         queue_gso_encap(&mut self.segs, slot, pkt, e, seg)
