@@ -11,7 +11,7 @@
 //! - [`HealthMonitor`]: the thread that runs them and applies up/down/weight to the live table
 //!   through [`HealthPlane::set_dest_health`] / [`HealthPlane::set_sorry_server`].
 //! - [`plane`]: [`HealthPlane`], what the monitor needs from the control plane (the daemon's
-//!   [`ControlPlane`](crate::daemon::ControlPlane) implements it), and [`dest_port`].
+//!   `ControlPlane` implements it), and [`dest_port`].
 //!
 //! A server that goes down is removed from the table. What happens to its established flows is
 //! its service's policy ([`crate::director::service::ExpirePolicy`]): by default they are

@@ -1,5 +1,5 @@
 //! What the health monitor needs from the director's control plane, as a trait the
-//! application layer implements ([`crate::daemon::ControlPlane`]), so that health checking
+//! application layer implements (the daemon's `ControlPlane`), so that health checking
 //! does not depend on it: the configured table and the health settings to read, up/down/weight
 //! and sorry-server edits to apply, the probe pins and clock of the data path for
 //! `check_through_tunnel`, and where probe durations are recorded.

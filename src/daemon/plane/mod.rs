@@ -1,8 +1,8 @@
 //! The director's control plane: applies `adm` requests and config reloads to the running table.
 //!
-//! Every change is computed on a copy of the [`ServiceSet`], turned into a new [`Snapshot`](crate::director::Snapshot) and
-//! published with one atomic swap; on any error nothing is published and the running table stays
-//! as it was. Workers keep their connection tables across swaps, so established flows keep their
+//! Every change is computed on a copy of the [`ServiceSet`], turned into a new
+//! [`Snapshot`](crate::director::Snapshot) and published with one atomic swap; on any error
+//! ([`PlaneError`]) nothing is published and the running table stays as it was. Workers keep their connection tables across swaps, so established flows keep their
 //! real server unless it left the table (then they are forgotten at their next packet: IPVS's
 //! `expire_nodest_conn`; a server out because its check failed is held instead, its flows kept,
 //! when its service has `expire_nodest_conn = false`).
