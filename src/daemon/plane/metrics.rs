@@ -5,11 +5,6 @@ use crate::director::stats::{self, Totals};
 use crate::health::{dest_port, Health};
 
 impl ControlPlane {
-    /// Where the health probes record their durations (read by [`ControlPlane::metrics_sample`]).
-    pub fn check_durations(&self) -> &crate::metrics::CheckDurations {
-        &self.check_durations
-    }
-
     /// What a `/metrics` scrape reports ([`crate::metrics`]): the running table with each real
     /// server's counters since the start (`-Z` does not reset them), the configured servers'
     /// health, the probes' durations, the workers' counters added up and the connection tables'
