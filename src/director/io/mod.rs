@@ -15,7 +15,7 @@
 //! - [`gateway`]: where tunnel routes' return traffic enters: a tunnel receiver per route
 //!   encapsulation that writes the decapsulated packets into the TUN.
 //!
-//! The application layer ([`crate::daemon`]) starts all of these; nothing here imports it.
+//! The application layer (`crate::daemon`) starts all of these; nothing here imports it.
 //!
 //! [`Director::handle_packet`]: crate::director::Director::handle_packet
 //! [`Verdict`]: crate::director::Verdict
