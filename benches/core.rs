@@ -205,7 +205,7 @@ fn benches(c: &mut Criterion) {
 
     // The per-packet lookup of a TUN real server's frame link among 64 servers: std's
     // SipHash map (the baseline, as it was) against the LinkTable's multiply-fold hash.
-    let link = |i: u32| tunlb::director::tunnel_link::TunnelLink {
+    let link = |i: u32| tunlb::director::io::tunnel_link::TunnelLink {
         to: tunlb::sys::packet::LinkDst {
             ifindex: 2,
             mac: [2, 0, 0, 0, 0, i as u8],
@@ -221,7 +221,7 @@ fn benches(c: &mut Criterion) {
         .enumerate()
         .map(|(i, r)| (*r, link(i as u32)))
         .collect();
-    let mix: tunlb::director::tunnel_link::LinkTable = rips
+    let mix: tunlb::director::io::tunnel_link::LinkTable = rips
         .iter()
         .enumerate()
         .map(|(i, r)| (*r, link(i as u32)))

@@ -9,15 +9,18 @@
 //! A packet's path, in folder order:
 //!
 //! - [`wire`]: zero-copy views of IPv4, TCP, UDP and ICMP headers, and the Internet checksum.
-//! - [`director`]: where a packet enters, is decided and leaves. [`director::driver`] reads it
-//!   from a TUN queue (one worker thread per queue); [`director::Director::handle_packet`], the
-//!   sans-IO core, takes `(now, buf)` and returns a [`director::Verdict`] using the services,
-//!   schedulers ([`director::sched`]) and connection table ([`director::conn`]); the driver then
-//!   sends it out: a raw socket for tunnels, an AF_PACKET socket for DR frames
-//!   ([`director::dr`] decides, [`director::dr_io`] sends and keeps real servers' MACs fresh),
-//!   and the TUN itself for NAT ([`director::nat`] rewrites both ways; policy routing brings the
-//!   real servers' replies into the TUN).
-//!   [`director::plane`] applies `adm` requests and config reloads to the table the workers read.
+//! - [`director`]: where a packet enters, is decided and leaves. [`director::io`] reads it
+//!   from a TUN queue (one worker thread per queue, [`director::io::worker`]);
+//!   [`director::Director::handle_packet`], the sans-IO core, takes `(now, buf)` and returns a
+//!   [`director::Verdict`] using the services, schedulers ([`director::sched`]) and connection
+//!   table ([`director::conn`]); the worker then sends it out ([`director::io::tx`]): a raw
+//!   socket for tunnels, an AF_PACKET socket for DR frames ([`director::dr`] decides,
+//!   [`director::io::resolver`] keeps real servers' MACs fresh), and the TUN itself for NAT
+//!   ([`director::nat`] rewrites both ways; policy routing brings the real servers' replies
+//!   into the TUN).
+//! - [`daemon`]: the application layer, the only one importing `control`, `health` and
+//!   `metrics`: `tunlb director`'s [`daemon::run()`], and the [`daemon::ControlPlane`] that
+//!   applies `adm` requests and config reloads to the table the workers read.
 //! - [`encap`]: build and strip the outer IPIP / GRE / GUE headers.
 //! - [`realserver`]: the agent on a real server: hidden VIP on `lo`, tunnel receiver, allow-list,
 //!   decapsulated packets into a TUN.
@@ -26,7 +29,7 @@
 //! - [`health`]: keepalived-compatible health checks (HTTP_GET, SSL_GET over rustls,
 //!   TCP_CHECK, MISC_CHECK, UDP_CHECK, PING_CHECK):
 //!   sans-IO checkers per real server, the probes that feed them, and the monitor that applies
-//!   up/down/weight through [`director::plane`].
+//!   up/down/weight through a [`health::HealthPlane`] (the daemon's control plane).
 //! - [`metrics`]: the Prometheus `/metrics` endpoint (`--metrics-listen`), node_exporter IPVS
 //!   names plus `tunlb_*`, read from the workers' counters at scrape time.
 //! - [`logging`]: the `log` facade's backend: one line per record on stderr, with journald
@@ -45,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod daemon;
 pub mod director;
 pub mod encap;
 pub mod hash;

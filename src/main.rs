@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the director: read VIP packets from a TUN device and forward them to real servers.
-    Director(tunlb::director::driver::DirectorArgs),
+    Director(tunlb::daemon::DirectorArgs),
     /// Run the real-server agent: hidden VIP on lo, decapsulate tunnel packets into a TUN.
     Realserver(tunlb::realserver::AgentArgs),
     /// Administer the director of this network namespace with ipvsadm's syntax (`tunlb adm -ln`).
@@ -51,12 +51,31 @@ enum Command {
     Udpblast(tunlb::lab::udpblast::UdpblastArgs),
 }
 
+/// Stand-in for the `log` helper's logger (src/log.rs): every record at info and above as a
+/// plain line on stderr, as `eprintln!` printed it. Replaced at merge.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{}", r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
 fn main() -> ExitCode {
+    if log::set_logger(&StderrLogger).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
     let cli = Cli::parse();
     tunlb::logging::init(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Adm { args } => return tunlb::control::adm::main(args),
-        Command::Director(args) => tunlb::director::driver::run(args),
+        Command::Director(args) => tunlb::daemon::run(args),
         Command::Realserver(args) => tunlb::realserver::run(args),
         #[cfg(feature = "lab")]
         Command::Httpd(args) => tunlb::lab::httpd::run(args),

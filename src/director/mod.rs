@@ -1,4 +1,4 @@
-//! The director: the sans-IO core that decides each packet, and the driver that moves bytes.
+//! The director: the sans-IO core that decides each packet, and the io that moves bytes.
 //!
 //! # Where a packet is parsed, decided and sent
 //!
@@ -30,28 +30,21 @@
 //! Where packets enter and leave, and the control plane:
 //!
 //! - [`service`]: the configuration types (what `adm` and the TOML config describe).
-//! - [`dr_io`]: DR mode's IO (the AF_PACKET send queue, the neighbour resolver, the on-link
-//!   check when a server is added).
-//! - [`gateway`]: the receiver of the tunnel routes' return traffic.
-//! - [`tunnel_link`]: TUN mode's frame path (`--tunnel-tx frames`): which real servers the
-//!   workers reach with Ethernet frames on the `AF_PACKET` socket instead of the raw socket.
-//! - `driver`: TUN queues in, raw sockets out, one worker thread per queue.
-//! - [`plane`]: requests, reloads and health changes applied to the table the workers read.
+//! - [`io`]: where packets enter and leave: the worker loop and the TUN reader
+//!   ([`io::worker`], [`io::rx`]), one module per send path ([`io::tx`]: raw socket, AF_PACKET
+//!   frames for DR and TUN, GUE trains), the neighbour resolver, TUN mode's frame links
+//!   ([`io::tunnel_link`]) and the tunnel-route gateways ([`io::gateway`]).
 
 pub mod conn;
 pub mod core;
-pub mod dr_io;
-pub mod driver;
-pub mod gateway;
+pub mod io;
 pub mod modes;
 pub mod packet;
-pub mod plane;
 pub mod sched;
 pub mod service;
 pub mod shared;
 pub mod stats;
 pub mod table;
-pub mod tunnel_link;
 
 #[cfg(test)]
 mod nat_tests;

@@ -9,7 +9,9 @@
 //!   `check_through_tunnel` the VIP through the director's own data path (pinned to the server
 //!   checked, see [`crate::director::probe_pin`]), so that a DSR black hole fails the check.
 //! - [`HealthMonitor`]: the thread that runs them and applies up/down/weight to the live table
-//!   through [`ControlPlane::set_dest_health`] / [`ControlPlane::set_sorry_server`].
+//!   through [`HealthPlane::set_dest_health`] / [`HealthPlane::set_sorry_server`].
+//! - [`plane`]: [`HealthPlane`], what the monitor needs from the control plane (the daemon's
+//!   `ControlPlane` implements it), and [`dest_port`].
 //!
 //! A server that goes down is removed from the table. What happens to its established flows is
 //! its service's policy ([`crate::director::service::ExpirePolicy`]): by default they are
@@ -23,6 +25,7 @@
 
 pub mod checker;
 pub mod config;
+pub mod plane;
 pub mod probe;
 pub mod probe_udp;
 pub mod service;
@@ -37,9 +40,10 @@ use std::thread::JoinHandle;
 use self::checker::{Action, CheckOutcome, Checker};
 use self::config::{HealthConfig, ServiceHealth};
 use self::service::{QuorumAction, QuorumState};
-use crate::director::plane::{dest_port, ControlPlane, Health, Sorry};
 use crate::director::service::ServiceKey;
 use crate::time::Clock;
+
+pub use self::plane::{dest_port, normalize_port, Health, HealthPlane, Sorry};
 
 /// One checked real server.
 struct Dest {
@@ -69,7 +73,7 @@ struct Service {
 type ProbeResult = (u64, usize, CheckOutcome);
 
 /// Runs the health checks of every configured service on a thread of its own; stops (and
-/// joins) when dropped. On a reload ([`ControlPlane::set_health_config`]) it restarts its
+/// joins) when dropped. On a reload ([`HealthPlane::set_health_config`]) it restarts its
 /// checkers with the new settings, keeping the state of the real servers whose checks did not
 /// change.
 pub struct HealthMonitor {
@@ -80,7 +84,7 @@ pub struct HealthMonitor {
 impl HealthMonitor {
     /// Gives `plane` the health settings `health` and starts checking the real servers they
     /// name, over `plane`'s configured table.
-    pub fn spawn(plane: Arc<ControlPlane>, health: HealthConfig) -> HealthMonitor {
+    pub fn spawn<P: HealthPlane>(plane: Arc<P>, health: HealthConfig) -> HealthMonitor {
         plane.set_health_config(health);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
@@ -121,8 +125,8 @@ impl Monitor {
     /// Starts the checkers of `health` over `plane`'s configured table. A real server that
     /// `old` checked with the same checks and service timing keeps its checker (and so its
     /// state in the table); every edit of `old` that is not carried over is undone.
-    fn build(
-        plane: &ControlPlane,
+    fn build<P: HealthPlane>(
+        plane: &P,
         clock: &Clock,
         (generation, health): (u64, HealthConfig),
         old: Option<Monitor>,
@@ -239,16 +243,16 @@ impl Monitor {
     }
 }
 
-fn run(plane: &Arc<ControlPlane>, stop: &AtomicBool) {
+fn run<P: HealthPlane>(plane: &Arc<P>, stop: &AtomicBool) {
     let clock = Clock::new();
     let (tx, rx) = mpsc::channel::<ProbeResult>();
-    let mut m = Monitor::build(plane, &clock, plane.health_config(), None);
+    let mut m = Monitor::build(&**plane, &clock, plane.health_config(), None);
     let mut changed = true;
     while !stop.load(Ordering::SeqCst) {
         if plane.health_generation() != m.generation {
             let health = plane.health_config();
             log::info!("tunlb director: health: new settings, restarting the checkers");
-            m = Monitor::build(plane, &clock, health, Some(m));
+            m = Monitor::build(&**plane, &clock, health, Some(m));
             changed = true;
         }
         let now = clock.now();
@@ -261,7 +265,7 @@ fn run(plane: &Arc<ControlPlane>, stop: &AtomicBool) {
             changed |= drain(plane, &mut m.dests, &m.services, i, &tx);
         }
         if changed {
-            quorum(plane, &m.dests, &mut m.services);
+            quorum(&**plane, &m.dests, &mut m.services);
             changed = false;
         }
         let next = m
@@ -280,12 +284,17 @@ fn run(plane: &Arc<ControlPlane>, stop: &AtomicBool) {
             }
         }
     }
-    shutdown(plane, &m.dests, &mut m.services);
+    shutdown(&**plane, &m.dests, &mut m.services);
 }
 
 /// The sum of the weights of service `key`'s (index `si`) alive real servers; unchecked ones
 /// count as alive. `None`: the service is not in the table.
-fn alive_weight(plane: &ControlPlane, dests: &[Dest], si: usize, key: ServiceKey) -> Option<u64> {
+fn alive_weight<P: HealthPlane>(
+    plane: &P,
+    dests: &[Dest],
+    si: usize,
+    key: ServiceKey,
+) -> Option<u64> {
     let set = plane.configured();
     let svc = set.services.iter().find(|x| x.key == key)?;
     Some(
@@ -308,7 +317,7 @@ fn alive_weight(plane: &ControlPlane, dests: &[Dest], si: usize, key: ServiceKey
 
 /// The monitor stops: `omega` services that still have their quorum lose it and run
 /// `quorum_down` (started, not waited for: it outlives the director if it must).
-fn shutdown(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
+fn shutdown<P: HealthPlane>(plane: &P, dests: &[Dest], services: &mut [Service]) {
     for (si, s) in services.iter_mut().enumerate() {
         let alive = alive_weight(plane, dests, si, s.key).unwrap_or(0);
         s.quorum.handle_shutdown(s.cfg.omega, alive);
@@ -353,9 +362,9 @@ fn check_label(kind: &config::CheckKind) -> &'static str {
 }
 
 /// Runs `probe` (a `kind` check of real server `addr:port` of service `key`) and records its
-/// wall time in `durations` (`tunlb_check_duration_seconds`).
+/// wall time with `record` (`tunlb_check_duration_seconds`).
 fn timed(
-    durations: &crate::metrics::CheckDurations,
+    record: impl FnOnce(ServiceKey, Ipv4Addr, u16, &'static str, std::time::Duration),
     key: ServiceKey,
     addr: Ipv4Addr,
     port: u16,
@@ -364,13 +373,13 @@ fn timed(
 ) -> CheckOutcome {
     let started = std::time::Instant::now();
     let outcome = probe();
-    durations.record(key, addr, port, check_label(kind), started.elapsed());
+    record(key, addr, port, check_label(kind), started.elapsed());
     outcome
 }
 
 /// Runs dest `i`'s actions; returns whether its state in the table changed.
-fn drain(
-    plane: &Arc<ControlPlane>,
+fn drain<P: HealthPlane>(
+    plane: &Arc<P>,
     dests: &mut [Dest],
     services: &[Service],
     i: usize,
@@ -394,10 +403,10 @@ fn drain(
                 let _ = std::thread::Builder::new()
                     .name("tunlb-probe".into())
                     .spawn(move || {
-                        let durations = plane.check_durations();
-                        let outcome = timed(durations, key, addr, port, &spec.kind, || {
+                        let record = |k, a, p, c, t| plane.record_check(k, a, p, c, t);
+                        let outcome = timed(record, key, addr, port, &spec.kind, || {
                             if spec.check_through_tunnel {
-                                match target::tunnel_path(&plane, key, addr, port, spec.bindto) {
+                                match target::tunnel_path(&*plane, key, addr, port, spec.bindto) {
                                     Ok(path) => {
                                         let to = target::target(&spec, addr, port, Some(path));
                                         probe::run_to(&spec, &to, delay_loop)
@@ -458,7 +467,7 @@ fn drain(
 }
 
 /// Recomputes every service's alive weight and applies quorum changes.
-fn quorum(plane: &ControlPlane, dests: &[Dest], services: &mut [Service]) {
+fn quorum<P: HealthPlane>(plane: &P, dests: &[Dest], services: &mut [Service]) {
     for (si, s) in services.iter_mut().enumerate() {
         let Some(alive) = alive_weight(plane, dests, si, s.key) else {
             continue;
@@ -537,12 +546,13 @@ mod tests {
         let durations = CheckDurations::default();
         let spec = CheckSpec::new(CheckKind::Tcp);
         let delay = std::time::Duration::from_secs(5);
-        let outcome = timed(&durations, key, lo, port, &spec.kind, || {
+        let record = |k, a, p, c, t| durations.record(k, a, p, c, t);
+        let outcome = timed(record, key, lo, port, &spec.kind, || {
             probe::run(&spec, lo, port, delay)
         });
         assert!(outcome.ok);
         // A probe that takes at least 20 ms lands at or above the 25 ms bucket.
-        timed(&durations, key, lo, port, &spec.kind, || {
+        timed(record, key, lo, port, &spec.kind, || {
             std::thread::sleep(std::time::Duration::from_millis(20));
             probe::run(&spec, lo, port, delay)
         });

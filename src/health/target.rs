@@ -25,8 +25,8 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::config::CheckSpec;
+use super::plane::{dest_port, HealthPlane};
 use crate::director::dr::NeighEntry;
-use crate::director::plane::{dest_port, ControlPlane};
 use crate::director::probe_pin::{ProbePin, ProbePins, PIN_LINGER};
 use crate::director::service::{Forward, ServiceKey};
 use crate::time::Clock;
@@ -148,8 +148,8 @@ pub fn connect(spec: &CheckSpec, target: &Target) -> Result<(TcpStream, PinGuard
 /// Everything a probe of real server `rip:port` of `service` through the data path needs; the
 /// error is the check's failure reason. Asks the kernel's routing table and may loosen
 /// rp_filter (see the module documentation).
-pub fn tunnel_path(
-    plane: &ControlPlane,
+pub fn tunnel_path<P: HealthPlane>(
+    plane: &P,
     service: ServiceKey,
     rip: Ipv4Addr,
     port: u16,
@@ -177,7 +177,9 @@ pub fn tunnel_path(
         Some(b) => b,
         None => source_toward(rip)?,
     };
-    plane.accept_probe_replies(&iface_toward(rip)?)?;
+    plane
+        .accept_probe_replies(&iface_toward(rip)?)
+        .map_err(|e| e.to_string())?;
     let neigh = match forward {
         Forward::Dr => Some(resolve(rip)?),
         _ => None,

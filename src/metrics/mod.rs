@@ -165,7 +165,7 @@ pub struct Backend {
 }
 
 /// Everything a director scrape reports, read from the control plane
-/// ([`crate::director::plane::ControlPlane::metrics_sample`]).
+/// ([`crate::daemon::ControlPlane::metrics_sample`]).
 #[derive(Clone, Debug, Default)]
 pub struct DirectorSample {
     /// The real servers, configured ones first in table order.

@@ -8,6 +8,8 @@
 //! clamping never re-sum a payload.
 //!
 //! - [`checksum`] — the Internet checksum, pseudo-header sums and incremental updates.
+//! - [`ethernet`] — [`EthernetFrame`] and the [`EthernetRepr`] builder (the header of the
+//!   director's `AF_PACKET` frames).
 //! - [`gso`] — the TUN `virtio_net_hdr` and software segmentation of TCP super-packets.
 //! - [`ipv4`] — [`Ipv4Packet`] and the [`Ipv4Repr`] builder.
 //! - [`tcp`] — [`TcpPacket`], [`TcpFlags`], MSS option read and clamp.
@@ -15,6 +17,7 @@
 //! - [`icmp`] — [`Icmpv4Packet`] and the in-place ICMP error reply ([`icmp::frag_needed_in_place`]).
 
 pub mod checksum;
+pub mod ethernet;
 pub mod gso;
 pub mod icmp;
 pub mod ipv4;
@@ -23,6 +26,7 @@ pub mod tcp;
 pub mod testing;
 pub mod udp;
 
+pub use ethernet::{EthernetFrame, EthernetRepr};
 pub use icmp::Icmpv4Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use tcp::{TcpFlags, TcpPacket};

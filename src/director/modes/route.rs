@@ -7,7 +7,7 @@
 //! encapsulation, with its MTU handling (DF: ICMP fragmentation-needed; no DF: outer
 //! fragments), is the one real servers get.
 //!
-//! Return traffic comes back from the gateway tunnelled; [`crate::director::gateway`] receives it.
+//! Return traffic comes back from the gateway tunnelled; [`crate::director::io::gateway`] receives it.
 
 use std::net::Ipv4Addr;
 

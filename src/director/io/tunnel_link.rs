@@ -1,12 +1,12 @@
 //! TUN mode's frame path: encapsulated packets leave as Ethernet frames on the workers'
-//! `AF_PACKET` socket ([`FrameQueue`](super::dr_io::FrameQueue)) instead of through an
+//! `AF_PACKET` socket ([`FrameQueue`](super::tx::frames::FrameQueue)) instead of through an
 //! `IP_HDRINCL` raw socket, which saves the kernel's route lookup and IP output path per packet.
 //!
 //! - [`decide`]: from the kernel's route to a real server and its output interface, whether
 //!   frames can reach it: a unicast route out of an Ethernet interface (`ARPHRD_ETHER`) with a
 //!   source address; the next hop is the gateway, or the server itself when it is on-link.
 //!   Anything else (loopback, a TUN, a local address, no route) keeps the raw socket.
-//! - [`TunnelLinks`]: the table the resolver ([`spawn_resolver`](super::dr_io::spawn_resolver))
+//! - [`TunnelLinks`]: the table the resolver ([`spawn_resolver`](super::resolver::spawn_resolver))
 //!   publishes once per refresh: real server → interface, source and next-hop MACs, source
 //!   address. A server is in it only while its next hop's MAC is known.
 //! - [`LinkView`]: a worker's copy of the table, re-read when the resolver publishes, with the
@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::nat::MixState;
+use crate::director::nat::MixState;
 use crate::sys::neigh::{Link, Route};
 use crate::sys::packet::LinkDst;
 use crate::wire::{checksum, IpProtocol, Ipv4Packet};

@@ -1,4 +1,4 @@
-//! The director's receiver for the return traffic of its tunnel routes ([`super::route`]).
+//! The director's receiver for the return traffic of its tunnel routes ([`crate::director::route`]).
 //!
 //! A remote `tunlb realserver --gateway` tunnels its LAN's packets back to the director. For
 //! each tunnel type (and GUE port) among the routes, a thread runs the agent's receive loop
@@ -6,7 +6,7 @@
 //! addresses may send, each with its route's GRE key, and an inner packet must come from a
 //! prefix routed to the peer that sent it (else `inner_source_not_allowed`). Accepted packets
 //! are written into the director's TUN; the kernel (`ip_forward=1`) forwards them to their
-//! destination on the director's side. The filter follows the published [`Snapshot`](super::Snapshot): a
+//! destination on the director's side. The filter follows the published [`Snapshot`](crate::director::Snapshot): a
 //! reload that changes the routes changes it at the next batch (a tunnel type that had no
 //! receiver at start needs a restart).
 
@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use anyhow::Context;
 use ipnet::Ipv4Net;
 
-use super::route::{RouteTable, TunnelRoute};
-use super::Shared;
+use crate::director::route::{RouteTable, TunnelRoute};
+use crate::director::Shared;
 use crate::encap::TunnelType;
 use crate::realserver::filter::{AgentDrop, Filter, GatewayPeer};
 use crate::realserver::tunnel::{serve, Accept, Receiver, ServeOptions};
@@ -108,7 +108,7 @@ pub fn spawn(
             filter: Filter::gateway(encap, Vec::new()),
         };
         filter.refresh();
-        eprintln!(
+        log::info!(
             "{LOG} receiving return traffic via {encap} ({})",
             rx.describe()
         );
@@ -125,9 +125,9 @@ pub fn spawn(
                 };
                 let mut stop = || stop.load(Ordering::Relaxed);
                 if let Err(e) = serve(&mut rx, &tun, &mut filter, opts, &mut stats, &mut stop) {
-                    eprintln!("{LOG} {encap} receiver failed: {e:#}");
+                    log::error!("{LOG} {encap} receiver failed: {e:#}");
                 }
-                eprintln!("{LOG} {encap} receiver at exit: {stats}");
+                log::info!("{LOG} {encap} receiver at exit: {stats}");
             })
             .context("start a tunnel-route receiver thread")?;
         threads.push(handle);

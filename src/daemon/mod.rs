@@ -1,0 +1,17 @@
+//! The application layer: the `tunlb director` process around the packet path.
+//!
+//! It is the only layer that imports [`crate::control`] (the `adm` protocol, the TOML config,
+//! keepalived.conf), [`crate::health`] and [`crate::metrics`]; the director
+//! ([`crate::director`]: the sans-IO core and its io) knows none of them.
+//!
+//! - [`run`](mod@run): [`DirectorArgs`] (the command line) and [`run()`](fn@run): start the
+//!   TUN, the cores, the workers and everything below, wait for signals, clean up.
+//! - [`plane`]: the [`ControlPlane`]: `adm` requests, reloads, the host routing that follows the
+//!   table (VIP routes, tunnel routes, NAT and S-NAT policy routing), the health checkers'
+//!   overlay, listings and the metrics sample.
+
+pub mod plane;
+pub mod run;
+
+pub use plane::{ControlPlane, HostSetup, PlaneError};
+pub use run::{run, DirectorArgs};

@@ -1,0 +1,144 @@
+//! What the table changes on the host: VIPs routed into the TUN (and announced), tunnel
+//! routes' prefixes, the NAT reply routing and the S-NAT routing, rp_filter for probes through
+//! the data path. Every change is recorded in [`NetChanges`](crate::sys::netcfg::NetChanges)
+//! and undone at exit.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+
+use super::{ControlPlane, PlaneError, PlaneState};
+use crate::director::route::{RouteTable, TunnelRoute};
+use crate::director::snat::{SnatRule, SnatRules};
+use crate::director::Snapshot;
+
+impl ControlPlane {
+    /// Sets the S-NAT gateway's rules (`[[snat]]`, validated by the config loader) and
+    /// publishes; on an error (a public address is a VIP, routing failed) the old rules stay.
+    /// Mappings of sources no longer configured expire as usual.
+    pub fn set_snat(&self, rules: Vec<SnatRule>) -> Result<(), PlaneError> {
+        let mut st = self.state.lock().map_err(|_| PlaneError::Poisoned)?;
+        let new = Arc::new(SnatRules::new(rules));
+        if *new == *st.snat {
+            return Ok(());
+        }
+        let old = std::mem::replace(&mut st.snat, new);
+        let (set, timeouts) = (st.set.clone(), st.timeouts);
+        if let Err(e) = self.publish(&mut st, set, timeouts) {
+            st.snat = old;
+            return Err(e);
+        }
+        for r in st.snat.rules() {
+            let to: Vec<String> = r.to.iter().map(Ipv4Addr::to_string).collect();
+            log::info!("tunlb director: S-NAT {} to {}", r.source, to.join(", "));
+        }
+        Ok(())
+    }
+
+    /// Replaces the tunnel routes (`[[tunnel_route]]`): routes their prefixes into the TUN,
+    /// withdraws the prefixes that are gone and publishes a snapshot with them.
+    pub fn set_tunnel_routes(&self, routes: &[TunnelRoute]) -> Result<(), PlaneError> {
+        let mut st = self.state.lock().map_err(|_| PlaneError::Poisoned)?;
+        let wanted: BTreeSet<Ipv4Net> = routes.iter().map(|r| r.prefix.trunc()).collect();
+        for prefix in wanted.difference(&st.routed_prefixes.clone()) {
+            st.net
+                .add_route(*prefix, &self.tun_name)
+                .map_err(|error| PlaneError::RoutePrefix {
+                    prefix: *prefix,
+                    tun: self.tun_name.clone(),
+                    error,
+                })?;
+            st.routed_prefixes.insert(*prefix);
+        }
+        for prefix in st.routed_prefixes.clone().difference(&wanted) {
+            if let Err(e) = st.net.del_route(*prefix, &self.tun_name) {
+                log::warn!("tunlb director: withdrawing tunnel route {prefix}: {e}");
+            }
+            st.routed_prefixes.remove(prefix);
+        }
+        let table = RouteTable::new(routes);
+        if *st.routes != table {
+            for r in table.routes() {
+                log::info!(
+                    "tunlb director: tunnel route {} via {} ({})",
+                    r.prefix,
+                    r.via,
+                    r.encap
+                );
+            }
+        }
+        st.routes = Arc::new(table);
+        if let Ok(mut settings) = self.settings.lock() {
+            settings.tunnel_routes = routes.to_vec();
+        }
+        let (set, timeouts) = (st.set.clone(), st.timeouts);
+        self.publish(&mut st, set, timeouts)
+    }
+
+    /// Routes every VIP into the TUN (and announces it), and withdraws VIPs that are gone.
+    pub(super) fn sync_routes(
+        &self,
+        st: &mut PlaneState,
+        snap: &Snapshot,
+    ) -> Result<(), PlaneError> {
+        let wanted: BTreeSet<Ipv4Addr> = snap.vips().collect();
+        for vip in wanted.difference(&st.routed.clone()) {
+            let net = Ipv4Net::from(*vip);
+            st.net
+                .add_route(net, &self.tun_name)
+                .map_err(|error| PlaneError::RouteVip {
+                    vip: *vip,
+                    tun: self.tun_name.clone(),
+                    error,
+                })?;
+            for iface in &self.announce {
+                st.net
+                    .add_proxy_neigh(*vip, iface)
+                    .map_err(|error| PlaneError::AnnounceVip {
+                        vip: *vip,
+                        iface: iface.clone(),
+                        error,
+                    })?;
+            }
+            st.routed.insert(*vip);
+        }
+        for vip in st.routed.clone().difference(&wanted) {
+            let net = Ipv4Net::from(*vip);
+            if let Err(e) = st.net.del_route(net, &self.tun_name) {
+                log::warn!("tunlb director: withdrawing VIP {vip}: {e}");
+            }
+            st.routed.remove(vip);
+        }
+        st.nat_routing
+            .sync(&mut st.net, snap, &self.tun_name)
+            .map_err(PlaneError::Routing)?;
+        st.snat_routing
+            .sync(&mut st.net, &snap.snat, &self.tun_name)
+            .map_err(PlaneError::Routing)
+    }
+
+    /// Lets the answers to probes through the data path in on `iface`: they come from the VIP,
+    /// which the director routes into its TUN, so strict reverse-path filtering (1) on `iface`
+    /// or `all` would drop them; both are set to loose (2) where strict, and restored on exit.
+    pub fn accept_probe_replies(&self, iface: &str) -> Result<(), PlaneError> {
+        let mut st = self.state.lock().map_err(|_| PlaneError::Poisoned)?;
+        for conf in ["all", iface] {
+            let key = crate::sys::netcfg::conf_key(conf, "rp_filter");
+            let now = crate::sys::netcfg::NetOps::read_sysctl(&mut st.net.ops().clone(), &key);
+            if now.is_ok_and(|v| v.trim() == "1") {
+                st.net
+                    .set_sysctl(&key, "2")
+                    .map_err(|error| PlaneError::RpFilter {
+                        conf: conf.to_string(),
+                        error,
+                    })?;
+                log::info!(
+                    "tunlb director: health: rp_filter on {conf} set to 2 (loose) for probes through the tunnel"
+                );
+            }
+        }
+        Ok(())
+    }
+}

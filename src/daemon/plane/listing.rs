@@ -1,0 +1,183 @@
+//! What `adm -L` shows: the table with live connection counts, counters and rates; `-L -c`:
+//! every connection, NAT flow, S-NAT mapping and persistence template. And the rate ticker.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::ControlPlane;
+use crate::control::format::{ConnEntry, Listing, Rates, Stats};
+use crate::director::conn::{DestId, KEY_TEMPLATE};
+use crate::director::service::{Protocol, ServiceSet};
+use crate::director::snat;
+use crate::director::stats::{self, Totals};
+
+impl ControlPlane {
+    /// The workers' per-server counters, summed (each worker's lock is held only to read).
+    pub(super) fn raw_stats(&self) -> HashMap<DestId, Totals> {
+        let mut per_worker = Vec::with_capacity(self.cores.len());
+        for core in &self.cores {
+            if let Ok(d) = core.lock() {
+                per_worker.push(d.counters().per_dest.clone());
+            }
+        }
+        stats::sum(per_worker.iter().map(Vec::as_slice))
+    }
+
+    /// Runs the rate estimator when its interval is due; the driver calls it often.
+    pub fn tick(&self) {
+        let now = self.clock.now();
+        let due = self.stats.lock().map(|b| b.due(now)).unwrap_or(false);
+        if due {
+            let raw = self.raw_stats();
+            if let Ok(mut book) = self.stats.lock() {
+                book.tick(now, &raw);
+            }
+        }
+    }
+
+    /// The table with live connection counts.
+    pub fn listing(&self) -> Listing {
+        let set = match self.state.lock() {
+            Ok(st) => st.health.apply(&st.set).0,
+            Err(_) => ServiceSet::default(),
+        };
+        let snap = self.shared.snapshot();
+        let mut templates: HashMap<DestId, u32> = HashMap::new();
+        for (_, dest, _, _) in self.shared.templates.snapshot(self.clock.now()) {
+            *templates.entry(dest).or_default() += 1;
+        }
+        let raw = self.raw_stats();
+        let book = self.stats.lock().ok();
+        let mut listing = Listing::from_set(&set);
+        for svc in &mut listing.services {
+            let key = svc.config.key;
+            let Some(live) = snap.service(key.proto, key.vip, key.port) else {
+                continue;
+            };
+            for d in &mut svc.dests {
+                let found = live
+                    .sched_dests
+                    .iter()
+                    .zip(&live.dest_ids)
+                    .find(|(s, _)| s.addr == d.config.addr && s.port == d.config.port);
+                if let Some((sd, id)) = found {
+                    d.active_conns = sd.state.active();
+                    d.inactive_conns = sd.state.inactive();
+                    d.persistent_conns = templates.get(id).copied().unwrap_or(0);
+                    if let Some(book) = &book {
+                        let t = book.totals(&raw, *id);
+                        let r = book.rate(*id);
+                        d.stats = Stats {
+                            conns: t.conns,
+                            in_pkts: t.in_pkts,
+                            out_pkts: t.out_pkts,
+                            in_bytes: t.in_bytes,
+                            out_bytes: t.out_bytes,
+                        };
+                        d.rates = Rates {
+                            cps: r.cps.round() as u64,
+                            in_pps: r.pps.round() as u64,
+                            out_pps: r.out_pps.round() as u64,
+                            in_bps: r.bps.round() as u64,
+                            out_bps: r.out_bps.round() as u64,
+                        };
+                    }
+                }
+            }
+            // A service's counters are its real servers' (only NAT replies flow back).
+            for d in &svc.dests {
+                svc.stats.conns += d.stats.conns;
+                svc.stats.in_pkts += d.stats.in_pkts;
+                svc.stats.in_bytes += d.stats.in_bytes;
+                svc.stats.out_pkts += d.stats.out_pkts;
+                svc.stats.out_bytes += d.stats.out_bytes;
+                svc.rates.cps += d.rates.cps;
+                svc.rates.in_pps += d.rates.in_pps;
+                svc.rates.in_bps += d.rates.in_bps;
+                svc.rates.out_pps += d.rates.out_pps;
+                svc.rates.out_bps += d.rates.out_bps;
+            }
+        }
+        listing
+    }
+
+    /// Every worker's connections plus the persistence templates, as `-L -c` lists them.
+    pub fn conn_entries(&self) -> Vec<ConnEntry> {
+        let now = self.clock.now();
+        let snap = self.shared.snapshot();
+        let mut out = Vec::new();
+        let dest_addr = |id| {
+            snap.dest_or_held(id)
+                .map(|d| SocketAddrV4::new(d.config.addr, d.config.port))
+                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        };
+        for core in &self.cores {
+            let Ok(d) = core.lock() else { continue };
+            for (k, c) in d.conns().iter() {
+                let Some(proto) = Protocol::from_number(k.proto) else {
+                    continue;
+                };
+                if c.expires() <= now {
+                    continue;
+                }
+                out.push(ConnEntry {
+                    proto,
+                    expires_secs: (c.expires() - now).as_secs() as u32,
+                    state: c.state.as_str().to_string(),
+                    client: SocketAddrV4::new(k.caddr, k.cport),
+                    vip: SocketAddrV4::new(k.vaddr, k.vport),
+                    dest: dest_addr(c.dest),
+                });
+            }
+        }
+        for f in self.shared.nat.flows() {
+            let (k, c) = (f.key, f.conn);
+            let Some(proto) = Protocol::from_number(k.proto) else {
+                continue;
+            };
+            if c.expires() <= now {
+                continue;
+            }
+            out.push(ConnEntry {
+                proto,
+                expires_secs: (c.expires() - now).as_secs() as u32,
+                state: c.state.as_str().to_string(),
+                client: SocketAddrV4::new(k.caddr, k.cport),
+                vip: SocketAddrV4::new(k.vaddr, k.vport),
+                dest: SocketAddrV4::new(f.raddr, f.rport),
+            });
+        }
+        for m in snat::mappings(&self.shared.snat) {
+            let Some(proto) = Protocol::from_number(m.proto) else {
+                continue;
+            };
+            if m.expires <= now {
+                continue;
+            }
+            let addr = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
+            out.push(ConnEntry {
+                proto,
+                expires_secs: (m.expires - now).as_secs() as u32,
+                state: m.state.as_str().to_string(),
+                client: addr(m.host),
+                vip: addr(m.public),
+                dest: addr(m.remote),
+            });
+        }
+        for (k, dest, expires, _controlled) in self.shared.templates.snapshot(now) {
+            let Some(proto) = Protocol::from_number(k.proto) else {
+                continue;
+            };
+            debug_assert!(k.flags & KEY_TEMPLATE != 0);
+            out.push(ConnEntry {
+                proto,
+                expires_secs: expires.saturating_since(now).as_secs() as u32,
+                state: "NONE".to_string(),
+                client: SocketAddrV4::new(k.caddr, 0),
+                vip: SocketAddrV4::new(k.vaddr, k.vport),
+                dest: dest_addr(dest),
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,101 @@
+//! `adm` requests: apply a batch of commands, list, `--save-config`, `--reload`.
+
+use super::ControlPlane;
+use crate::control::adm::Command;
+use crate::control::config::{self, DirectorSettings};
+use crate::control::proto::{Request, Response};
+use crate::director::conn::DestId;
+use crate::director::service::ServiceKey;
+
+impl ControlPlane {
+    /// Answers one `adm` request.
+    pub fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::Apply(cmds) => self.apply(&cmds),
+            Request::List => Response::Listing(self.listing()),
+            Request::ListConns => Response::Conns(self.conn_entries()),
+            Request::GetTimeouts => match self.state.lock() {
+                Ok(st) => Response::Timeouts(st.timeouts),
+                Err(_) => Response::error("Memory allocation problem"),
+            },
+            Request::Config => match self.config_toml() {
+                Some(toml) => Response::Config { toml },
+                None => Response::error("Memory allocation problem"),
+            },
+            Request::Reload => self.handle_reload(),
+        }
+    }
+
+    /// Records the director's effective settings (command line over config file over
+    /// defaults) for `adm --save-config`. The values the control plane knows itself win over
+    /// those of `s`: `queues` (the number of workers), `tun_name`, `announce` and the running
+    /// timeouts; so only `tunnel_mtu` and `local_address` come from `s`.
+    pub fn set_settings(&self, s: DirectorSettings) {
+        if let Ok(mut mine) = self.settings.lock() {
+            mine.tunnel_mtu = s.tunnel_mtu;
+            mine.local_address = s.local_address.filter(|a| !a.is_unspecified());
+        }
+    }
+
+    /// The running table, timeouts and settings as the TOML `tunlb director --config` loads;
+    /// `None` if a lock is poisoned.
+    pub fn config_toml(&self) -> Option<String> {
+        let (set, timeouts) = {
+            let st = self.state.lock().ok()?;
+            (st.set.clone(), st.timeouts)
+        };
+        let mut settings = self.settings.lock().ok()?.clone();
+        settings.timeouts = timeouts;
+        settings.snat = self.state.lock().ok()?.snat.rules().to_vec();
+        Some(config::to_toml(&set, &settings))
+    }
+
+    /// `adm --reload`: [`ControlPlane::reload`], logged as SIGHUP's is.
+    fn handle_reload(&self) -> Response {
+        match self.reload() {
+            Ok(message) => {
+                log::info!("tunlb director: adm --reload: {message}");
+                Response::Reloaded { message }
+            }
+            Err(e) => {
+                let message = format!("reload rejected, running table kept: {e:#}");
+                log::error!("tunlb director: adm --reload: {message}");
+                Response::error(message)
+            }
+        }
+    }
+
+    fn apply(&self, cmds: &[Command]) -> Response {
+        let Ok(mut st) = self.state.lock() else {
+            return Response::error("Memory allocation problem");
+        };
+        let mut set = st.set.clone();
+        let mut timeouts = st.timeouts;
+        let applied = match set.apply_batch(&mut timeouts, cmds) {
+            Ok(applied) => applied,
+            Err(e) => return Response::from_batch_error(&e),
+        };
+        if let Err(e) = self.publish(&mut st, set, timeouts) {
+            return Response::error(e.to_string());
+        }
+        if !applied.zero.is_empty() {
+            self.zero_stats(&applied.zero);
+        }
+        Response::Ok
+    }
+
+    /// `-Z`: restart the counters of these services (`None`: all).
+    fn zero_stats(&self, which: &[Option<ServiceKey>]) {
+        let raw = self.raw_stats();
+        let snap = self.shared.snapshot();
+        let ids: Vec<DestId> = snap
+            .services()
+            .into_iter()
+            .filter(|s| which.iter().any(|w| w.map_or(true, |k| k == s.config.key)))
+            .flat_map(|s| s.dest_ids.iter().copied())
+            .collect();
+        if let Ok(mut book) = self.stats.lock() {
+            book.zero(&raw, ids);
+        }
+    }
+}

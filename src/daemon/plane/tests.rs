@@ -1,0 +1,238 @@
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::control::adm::Command;
+use crate::control::config;
+use crate::control::proto::{Request, Response};
+use crate::director::service::{
+    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
+};
+use crate::director::{DirectorConfig, Snapshot};
+use crate::health::{dest_port, Health, HealthPlane};
+
+/// A control plane with two workers and no services (so it touches no route), reading its
+/// config from `config_path`.
+fn plane(config_path: Option<PathBuf>) -> ControlPlane {
+    let shared = Arc::new(Shared::new(Snapshot::default()));
+    let cores = (0..2)
+        .map(|_| {
+            Arc::new(Mutex::new(Director::new(
+                shared.clone(),
+                DirectorConfig::default(),
+            )))
+        })
+        .collect();
+    let host = HostSetup {
+        net: NetChanges::new(),
+        tun_name: "tlbtest0".to_string(),
+        announce: Vec::new(),
+        config_path,
+    };
+    let timeouts = Timeouts {
+        tcp: 600,
+        tcpfin: 60,
+        udp: 30,
+    };
+    ControlPlane::new(
+        shared,
+        cores,
+        Clock::new(),
+        host,
+        ServiceSet::default(),
+        timeouts,
+    )
+    .expect("control plane")
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("tunlb-plane-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("write a temp file");
+    path
+}
+
+#[test]
+fn config_reports_the_running_settings() {
+    let plane = plane(None);
+    plane.set_settings(DirectorSettings {
+        queues: 7,
+        tun_name: "ignored".to_string(),
+        tunnel_mtu: 1400,
+        local_address: Some(Ipv4Addr::new(10, 2, 0, 2)),
+        ..DirectorSettings::default()
+    });
+    let Response::Config { toml } = plane.handle(Request::Config) else {
+        panic!("no config answer");
+    };
+    let (settings, set) = config::load_str(&toml, "saved.toml").expect("loads back");
+    assert!(set.services.is_empty());
+    assert_eq!(
+        settings,
+        DirectorSettings {
+            queues: 2,
+            tun_name: "tlbtest0".to_string(),
+            tunnel_mtu: 1400,
+            local_address: Some(Ipv4Addr::new(10, 2, 0, 2)),
+            announce: Vec::new(),
+            timeouts: Timeouts {
+                tcp: 600,
+                tcpfin: 60,
+                udp: 30
+            },
+            health: Default::default(),
+            tunnel_routes: Vec::new(),
+            snat: Vec::new(),
+        }
+    );
+    // `--set` shows in the next save; an unspecified local address is left out.
+    let set_cmd = Command::SetTimeouts(Timeouts {
+        tcp: 900,
+        tcpfin: 0,
+        udp: 0,
+    });
+    assert_eq!(plane.handle(Request::Apply(vec![set_cmd])), Response::Ok);
+    plane.set_settings(DirectorSettings {
+        local_address: Some(Ipv4Addr::UNSPECIFIED),
+        ..DirectorSettings::default()
+    });
+    let toml = plane.config_toml().expect("config");
+    let (settings, _) = config::load_str(&toml, "saved.toml").expect("loads back");
+    assert_eq!(settings.timeouts.tcp, 900);
+    assert_eq!(settings.local_address, None);
+}
+
+/// A real server stored with port 0 (the service's) and one stored with the service port
+/// are both found by a health edit naming either port.
+#[test]
+fn health_edits_match_a_real_server_stored_with_port_zero() {
+    let key = ServiceKey {
+        vip: Ipv4Addr::new(10, 100, 0, 100),
+        port: 80,
+        proto: Protocol::Tcp,
+    };
+    let dest = |last: u8, port: u16, forward: Forward| DestConfig {
+        addr: Ipv4Addr::new(10, 3, 0, last),
+        port,
+        weight: 1,
+        forward,
+        u_threshold: 0,
+        l_threshold: 0,
+    };
+    let tunnel = Forward::tunnel(Default::default());
+    let set = ServiceSet {
+        services: vec![ServiceConfig {
+            key,
+            scheduler: SchedulerKind::Rr,
+            persistence: None,
+            mss_clamp: None,
+            dests: vec![
+                dest(12, 0, tunnel),
+                dest(13, 80, tunnel),
+                dest(14, 0, Forward::Nat),
+                dest(15, 8080, Forward::Nat),
+            ],
+            policy: Default::default(),
+        }],
+    };
+    let ports: Vec<u16> = set.services[0]
+        .dests
+        .iter()
+        .map(|d| dest_port(key, d))
+        .collect();
+    assert_eq!(ports, [80, 80, 80, 8080]);
+    let mut overlay = HealthOverlay::default();
+    let rip = |last| Ipv4Addr::new(10, 3, 0, last);
+    // The monitor names the service port; the table holds 0 (and the other way round).
+    assert_eq!(overlay.set_dest(key, rip(12), 80, Health::Down), Health::Up);
+    assert_eq!(
+        overlay.set_dest(key, rip(13), 0, Health::Weight(0)),
+        Health::Up
+    );
+    assert_eq!(overlay.set_dest(key, rip(14), 80, Health::Down), Health::Up);
+    assert_eq!(
+        overlay.set_dest(key, rip(15), 8080, Health::Weight(3)),
+        Health::Up
+    );
+    let (out, held) = overlay.apply(&set);
+    assert!(held.is_empty(), "expire_nodest_conn holds nothing");
+    let left: Vec<(Ipv4Addr, u32)> = out.services[0]
+        .dests
+        .iter()
+        .map(|d| (d.addr, d.weight))
+        .collect();
+    assert_eq!(left, [(rip(13), 0), (rip(15), 3)]);
+    // Up again under the other spelling of the port restores the configured table.
+    assert_eq!(overlay.set_dest(key, rip(12), 0, Health::Up), Health::Down);
+    assert_eq!(
+        overlay.set_dest(key, rip(13), 80, Health::Up),
+        Health::Weight(0)
+    );
+    assert_eq!(overlay.set_dest(key, rip(14), 0, Health::Up), Health::Down);
+    assert_eq!(
+        overlay.set_dest(key, rip(15), 8080, Health::Up),
+        Health::Weight(3)
+    );
+    assert_eq!(overlay.apply(&set), (set.clone(), Vec::new()));
+    // With expire_nodest_conn = false a server that is down is held, one at weight 0 is not
+    // (it stays in the table).
+    let mut keep = set;
+    keep.services[0].policy.expire_nodest_conn = false;
+    overlay.set_dest(key, rip(12), 80, Health::Down);
+    overlay.set_dest(key, rip(13), 80, Health::Weight(0));
+    let (out, held) = overlay.apply(&keep);
+    assert_eq!(held, [(key, keep.services[0].dests[0].clone())]);
+    assert_eq!(out.services[0].dests.len(), 3);
+}
+
+#[test]
+fn reload_answers_with_the_outcome() {
+    let without = plane(None);
+    assert_eq!(
+        without.handle(Request::Reload),
+        Response::error(
+            "reload rejected, running table kept: the director was started without \
+             --config: there is no file to reload"
+        )
+    );
+
+    let path = temp_file("reload.toml", "[timeouts]\ntcp = 0\n");
+    let plane = plane(Some(path.clone()));
+    let Response::Error { message, .. } = plane.handle(Request::Reload) else {
+        panic!("a bad file must be refused");
+    };
+    let at = format!("{}:2:7: timeouts.tcp", path.display());
+    assert!(message.contains(&at), "{message}");
+    assert_eq!(
+        plane.handle(Request::GetTimeouts),
+        Response::Timeouts(Timeouts {
+            tcp: 600,
+            tcpfin: 60,
+            udp: 30
+        })
+    );
+
+    assert_eq!(
+        plane.health_generation(),
+        0,
+        "a rejected file changes no checks"
+    );
+    let checked = "[timeouts]\ntcp = 100\n[[service]]\nvip = \"10.100.0.100\"\nport = 80\n\
+                   delay_loop = 2\n";
+    let (want, _) = config::load_str(checked, "h.toml").expect("valid");
+    assert_eq!(want.health.services.len(), 1);
+    std::fs::write(&path, "[timeouts]\ntcp = 100\n").expect("rewrite");
+    plane.set_health_config(want.health.clone());
+    assert_eq!(plane.health_config(), (1, want.health));
+    assert_eq!(
+        plane.handle(Request::Reload),
+        Response::Reloaded {
+            message: format!("reloaded {} (0 services)", path.display())
+        }
+    );
+    assert!(matches!(
+        plane.handle(Request::GetTimeouts),
+        Response::Timeouts(t) if t.tcp == 100
+    ));
+    // The reload hands the health monitor the file's checks (here: none) as a new generation.
+    assert_eq!(plane.health_config(), (2, HealthConfig::default()));
+    let _ = std::fs::remove_file(&path);
+}

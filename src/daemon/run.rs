@@ -1,0 +1,330 @@
+//! `tunlb director`: the command line ([`DirectorArgs`]) and [`run`], which wires the layers
+//! together: it loads the config (TOML or keepalived.conf), creates the TUN device, builds one
+//! sans-IO [`Director`] core per queue, starts the control plane ([`ControlPlane`]: the control
+//! socket, reloads, host routing), the health monitor, the metrics endpoint, the tunnel-route
+//! gateways, the neighbour resolver and one worker thread per TUN queue
+//! ([`crate::director::io`]), then waits for signals: SIGHUP reloads, SIGINT/SIGTERM stop
+//! everything and restore the host.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration as StdDuration;
+
+use anyhow::Context;
+
+use super::plane::{ControlPlane, HostSetup};
+use crate::control::config::{self, DirectorSettings};
+use crate::control::keepalived;
+use crate::director::io::tunnel_link::{LinkView, TunnelLinks, TunnelTx};
+use crate::director::io::{gateway, resolver, worker};
+use crate::director::service::ServiceSet;
+use crate::director::{Director, DirectorConfig, DropReason, Shared, Snapshot};
+use crate::sys::netcfg::{conf_key, NetChanges};
+use crate::sys::signal;
+use crate::sys::tun::{TunConfig, TunDevice, TunQueue, TUN_F_USO4};
+use crate::time::Clock;
+
+/// `tunlb director`: starts with an empty table (fill it with `tunlb adm`) unless a config is
+/// given.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DirectorArgs {
+    /// Number of TUN queues and worker threads (default: the config's, else the number of CPUs).
+    #[arg(long)]
+    pub queues: Option<usize>,
+    /// Name of the TUN device the VIPs are routed into (default `tunlb0`).
+    #[arg(long)]
+    pub tun_name: Option<String>,
+    /// TOML config to load at start (and again on SIGHUP); see configs/director.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// keepalived.conf to take the virtual servers from instead (`tunlb check-config FILE` first).
+    #[arg(long, conflicts_with = "config")]
+    pub keepalived_conf: Option<PathBuf>,
+    /// Outer source address of tunnel packets (default: the kernel picks the route's source).
+    #[arg(long)]
+    pub local_address: Option<Ipv4Addr>,
+    /// Answer ARP for the VIPs on this LAN interface (proxy neighbour, proxy_delay 0).
+    #[arg(long)]
+    pub announce: Vec<String>,
+    /// MTU of the path to the real servers (default 1500, at least 576). A client packet that
+    /// no longer fits once encapsulated is answered with ICMP fragmentation-needed if it has DF
+    /// set, else sent as fragments of the outer datagram (as Linux IPVS does).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(576..))]
+    pub tunnel_mtu: Option<u16>,
+    /// Maximum tracked flows per worker.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_conns: usize,
+    /// Flows per worker the connection table is sized for at start. It grows beyond that (up
+    /// to --max-conns) by doubling, which pauses the worker while it rehashes: size it for the
+    /// expected peak to avoid that (1M flows take about 58 MB).
+    #[arg(long, default_value_t = 65536)]
+    pub conns_hint: usize,
+    /// Packets read per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Print the data path's counters (packets, new connections, drops by reason) every this
+    /// many seconds; 0 = only at exit.
+    #[arg(long, default_value_t = 0)]
+    pub stats_interval: u64,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (see the `metrics` module).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Read one packet per read, without TUN offload. By default the TUN is created with
+    /// IFF_VNET_HDR and TCP segmentation offload, so one read returns a whole GRO/GSO
+    /// super-packet (up to 64 KB) that the director decides once and segments itself; if the
+    /// kernel refuses, it falls back to this mode with a log line.
+    #[arg(long)]
+    pub no_offload: bool,
+    /// How TUN-mode (IPIP/GRE/GUE) packets leave: `frames` sends them as Ethernet frames on
+    /// the AF_PACKET socket to each real server reached through an Ethernet interface (next
+    /// hop resolved like DR's), the raw socket for the others; `raw` always uses the
+    /// IP_HDRINCL raw socket, the kernel routing every packet (choose it when the tunnel
+    /// packets must pass this host's netfilter output/postrouting rules or an IPsec policy:
+    /// frames skip the IP output path).
+    #[arg(long, value_enum, default_value_t = TunnelTx::Frames)]
+    pub tunnel_tx: TunnelTx,
+}
+
+/// Runs the director until SIGINT/SIGTERM, then restores what it changed.
+pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
+    signal::install().context("installing signal handlers")?;
+    // Command-line flags win over the config file, which wins over the defaults.
+    let (settings, set) = match &args.config {
+        Some(path) => config::load(path)?,
+        None => match &args.keepalived_conf {
+            Some(path) => {
+                // The virtual servers and their checkers; VRRP blocks are warned about.
+                let k = keepalived::load_reporting(path)?;
+                let settings = DirectorSettings {
+                    health: k.health,
+                    ..DirectorSettings::default()
+                };
+                (settings, k.services)
+            }
+            None => (DirectorSettings::default(), ServiceSet::default()),
+        },
+    };
+    let queues = args
+        .queues
+        .or(args.config.as_ref().map(|_| settings.queues))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let tun_name = args.tun_name.clone().unwrap_or(settings.tun_name.clone());
+    let tunnel_mtu = args.tunnel_mtu.unwrap_or(settings.tunnel_mtu);
+    let local_addr = args
+        .local_address
+        .or(settings.local_address)
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+
+    let mut net = NetChanges::new();
+    let tun = TunDevice::with_config(&TunConfig {
+        offload: !args.no_offload,
+        udp_offload: !args.no_offload,
+        ..TunConfig::new(&tun_name, queues, 1500)
+    })
+    .with_context(|| format!("creating TUN device {tun_name} with {queues} queues"))?;
+    match tun.offload() {
+        Some(flags) => log::info!(
+            "tunlb director: TUN offload on (IFF_VNET_HDR, TUNSETOFFLOAD {flags:#04x}): GSO super-packets are segmented in userspace{}",
+            if flags & TUN_F_USO4 != 0 {
+                "; UDP trains too (with rx-udp-gro-forwarding on the receiving interface)"
+            } else {
+                ""
+            }
+        ),
+        None if args.no_offload => {}
+        None => log::warn!("tunlb director: TUN offload unavailable, reading one packet per read"),
+    }
+    net.set_sysctl("net.ipv4.ip_forward", "1")?;
+    net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
+
+    let shared = Arc::new(Shared::new(Snapshot::default()));
+    let config = DirectorConfig {
+        tunnel_mtu,
+        local_addr,
+        max_conns: args.max_conns,
+        initial_conns: crate::director::conn::ConnTable::slots_for(
+            args.conns_hint.min(args.max_conns),
+        ),
+        seed: random_seed(),
+        ..DirectorConfig::default()
+    };
+    let cores: Vec<Arc<Mutex<Director>>> = (0..queues)
+        .map(|_| Arc::new(Mutex::new(Director::new(shared.clone(), config.clone()))))
+        .collect();
+    let clock = Clock::new();
+    let plane = Arc::new(ControlPlane::new(
+        shared.clone(),
+        cores.clone(),
+        clock,
+        HostSetup {
+            net,
+            tun_name: tun_name.clone(),
+            announce: if args.announce.is_empty() {
+                settings.announce.clone()
+            } else {
+                args.announce.clone()
+            },
+            config_path: args.config.clone(),
+        },
+        set,
+        settings.timeouts,
+    )?);
+    plane.set_snat(settings.snat.clone())?;
+    if let (None, Some(path)) = (&args.config, &args.keepalived_conf) {
+        plane.set_keepalived_path(path.clone());
+    }
+    let health = crate::health::HealthMonitor::spawn(plane.clone(), settings.health.clone());
+    plane.set_settings(DirectorSettings {
+        tunnel_mtu,
+        local_address: Some(local_addr),
+        ..settings.clone()
+    });
+    plane.set_tunnel_routes(&settings.tunnel_routes)?;
+    plane
+        .clone()
+        .serve()
+        .context("starting the control socket")?;
+    if let Some(addr) = args.metrics_listen {
+        let p = plane.clone();
+        let render: crate::metrics::http::Render = Arc::new(move |format| {
+            crate::metrics::encode(
+                &crate::metrics::director_registry(&p.metrics_sample()),
+                format,
+            )
+        });
+        let (bound, _thread) = crate::metrics::http::serve(addr, render)
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        log::info!("tunlb director: metrics at http://{bound}/metrics");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    let tun_queues: Vec<Arc<TunQueue>> = tun.queues().into_iter().map(Arc::new).collect();
+    // The return traffic of tunnel routes goes into the TUN through the first queue.
+    let gateways = match tun_queues.first() {
+        Some(q) => gateway::spawn(&settings.tunnel_routes, &shared, q, &stop)?,
+        None => Vec::new(),
+    };
+    let tunnel_links = match args.tunnel_tx {
+        TunnelTx::Frames => Some(Arc::new(TunnelLinks::new())),
+        TunnelTx::Raw => None,
+    };
+    for (i, (queue, core)) in tun_queues.into_iter().zip(cores.clone()).enumerate() {
+        let stop = stop.clone();
+        let batch = args.batch.max(1);
+        let links = tunnel_links.clone().map(LinkView::new);
+        let handle = std::thread::Builder::new()
+            .name(format!("tunlb-worker-{i}"))
+            .spawn(move || {
+                let start = worker::WorkerStart {
+                    index: i,
+                    workers: queues,
+                    queue,
+                    core,
+                    clock,
+                    batch_size: batch,
+                    links,
+                };
+                worker::run(start, &stop)
+            })
+            .context("spawning a worker thread")?;
+        workers.push(handle);
+    }
+    let resolver = resolver::spawn_resolver(shared.clone(), stop.clone(), tunnel_links)
+        .context("starting the DR neighbour resolver")?;
+    log::info!(
+        "tunlb director: {} queue(s) on {}, control socket ready; configure with `tunlb adm`",
+        queues,
+        tun_name
+    );
+
+    let stats_every = StdDuration::from_secs(args.stats_interval);
+    let mut last_stats = std::time::Instant::now();
+    loop {
+        if args.stats_interval > 0 && last_stats.elapsed() >= stats_every {
+            last_stats = std::time::Instant::now();
+            log::info!("tunlb director: {}", summary(&cores));
+        }
+        let _ = crate::sys::poll_readable(
+            signal::wake_fd().unwrap_or(-1),
+            Some(StdDuration::from_millis(500)),
+        );
+        shared.handle_timeout(clock.now());
+        plane.tick();
+        match signal::take() {
+            Some(signal::Signal::Hangup) => match plane.reload() {
+                Ok(msg) => log::info!("tunlb director: SIGHUP: {msg}"),
+                Err(e) => {
+                    log::error!(
+                        "tunlb director: SIGHUP: reload rejected, running table kept: {e:#}"
+                    )
+                }
+            },
+            Some(sig) => {
+                log::info!("tunlb director: {sig}: shutting down");
+                break;
+            }
+            None => {}
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers.into_iter().chain(gateways) {
+        let _ = w.join();
+    }
+    let _ = resolver.join();
+    log::info!("tunlb director: at exit: {}", summary(&cores));
+    drop(health);
+    plane.shutdown();
+    Ok(())
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
+
+/// The workers' counters added up, in one log line: packets in and out, connections, and every
+/// drop reason that occurred (labelled as the metrics will be).
+fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
+    let mut total = crate::director::Counters::default();
+    let mut conns = 0;
+    for core in cores {
+        let Ok(d) = core.lock() else { continue };
+        total.add(d.counters());
+        conns += d.conns().len();
+    }
+    if let Some(d) = cores.first().and_then(|c| c.lock().ok()) {
+        conns += d.shared().nat.len();
+    }
+    let mut line = format!(
+        "rx {} packets ({} GSO super-packets decided whole, {} segmented first), forwarded {} ({} fragmented), nat-rewritten {}, icmp sent {}, connections {} created, {} expired, {} tracked",
+        total.rx_packets,
+        total.gso_whole,
+        total.gso_split,
+        total.tx_packets,
+        total.fragmented,
+        total.rewritten,
+        total.icmp_sent,
+        total.conns_created,
+        total.conns_expired,
+        conns
+    );
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|r| total.dropped(**r) > 0)
+        .map(|r| format!("{}={}", r.as_str(), total.dropped(*r)))
+        .collect();
+    if drops.is_empty() {
+        line.push_str("; no drops");
+    } else {
+        line.push_str("; dropped: ");
+        line.push_str(&drops.join(" "));
+    }
+    line
+}
