@@ -48,6 +48,8 @@ pub mod health;
 pub mod lab;
 pub mod metrics;
 pub mod realserver;
+#[cfg(test)]
+mod sim;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod time;
