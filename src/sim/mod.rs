@@ -26,20 +26,30 @@
 //! # Writing a scenario
 //!
 //! ```ignore
-//! let mut net = Net::new(seed);
-//! let set = ServiceSet { services: vec![tcp_service(VIP, 80, SchedulerKind::Rr, dests)] };
-//! let dir = net.add_director(DIRECTOR, &set, DirectorConfig::default(), 2);
+//! let mut net = Net::new(seed); // the seed drives the links' loss
+//! let dests = vec![dest(RS1, 1, tunnel(TunnelType::Ipip, None))];
+//! let set = ServiceSet { services: vec![service(Protocol::Tcp, VIP, 80, SchedulerKind::Rr, dests)] };
+//! let dir = net.add_director(DIRECTOR, &set, DirectorConfig::default(), 2); // 2 worker cores
 //! let rs = net.add_server(RS1, &[VIP], Reach::ipip());
 //! let cl = net.add_client("10.1.0.0/16".parse().unwrap());
-//! let flow = Flow::tcp(client_addr(0), 40000, VIP, 80);
-//! net.tcp_connect(cl, flow);
-//! net.settle();                       // deliver everything in flight
-//! net.tcp_send(cl, flow);             // one data segment, echoed back
-//! net.settle();
-//! assert_eq!(net.client(cl).flow(&flow).servers, vec![rs]);
-//! net.publish(dir, &new_set);         // servers added / removed, as the control plane does
+//! let flow = Flow::tcp(Ipv4Addr::new(10, 1, 0, 1), 40000, VIP, 80);
+//! net.tcp_connect(cl, flow);         // SYN; the client ACKs the SYN|ACK by itself
+//! net.send_data(cl, flow);           // one data segment, echoed back by the server
+//! net.settle();                      // deliver everything in flight
+//! assert_eq!(net.client(cl).flow(&flow).servers, [rs]); // who answered, in order
+//! assert_eq!(net.client(cl).flow(&flow).echoed, 1);
+//! net.publish(dir, &new_set);        // servers added / removed, as the control plane does
 //! net.advance(Duration::from_secs(600)); // timeouts expire through handle_timeout
+//! assert_eq!(net.director(dir).conns(), 0);
 //! ```
+//!
+//! Send many flows' packets, then `settle()` once: the network interleaves them. A scenario
+//! asserts outcomes, not packets: which servers answered each flow (`ClientFlow::servers`),
+//! what each server's application saw (`RealServer::flows`), the directors' counters and
+//! drop reasons (`SimDirector::dropped`), table sizes, `Net::stats`. The scenarios in
+//! `scenarios.rs` are examples of each. More directors: `add_director` again with the same
+//! VIPs makes an ECMP group; `set_route` moves a VIP (what VRRP or BGP do);
+//! `replace_director` restarts one with an empty connection table.
 //!
 //! Everything the simulator takes from the rest of the crate is imported below, in one place.
 

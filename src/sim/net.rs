@@ -61,6 +61,12 @@ struct Route {
     via: Vec<NodeId>,
 }
 
+impl Route {
+    fn contains(&self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & u32::from(self.net.netmask()) == u32::from(self.net.network())
+    }
+}
+
 /// Directors' timers are coalesced over idle stretches: at most this long before the next
 /// event they run every sweep interval again (long enough for a whole sweep cycle).
 const TIMER_LEAD: Duration = Duration::from_secs(3);
@@ -79,6 +85,9 @@ pub(crate) struct Net {
     latency: Duration,
     /// The directors (whose timers the clock runs).
     directors: Vec<NodeId>,
+    /// The earliest director timer, and whose (a packet never moves a timer, only
+    /// `handle_timeout` does).
+    next_timer: Option<(Instant, NodeId)>,
     loss: HashMap<(NodeId, NodeId), f64>,
     rng: Rng,
     /// What happened to the packets.
@@ -97,6 +106,7 @@ impl Net {
             macs: HashMap::new(),
             queue: VecDeque::new(),
             directors: Vec::new(),
+            next_timer: None,
             latency: Duration::from_millis(1),
             loss: HashMap::new(),
             rng: Rng::new(seed),
@@ -117,19 +127,33 @@ impl Net {
             Some(r) if !r.via.contains(&via) => r.via.push(via),
             Some(_) => {}
             None => self.routes.push(Route {
-                net,
+                net: net.trunc(),
                 via: vec![via],
             }),
         }
+        self.sort_routes();
+    }
+
+    /// Longest prefixes first, so the first match is the longest.
+    fn sort_routes(&mut self) {
+        self.routes
+            .sort_by_key(|r| core::cmp::Reverse(r.net.prefix_len()));
+    }
+
+    /// The route a packet to `dst` takes.
+    fn route(&self, dst: Ipv4Addr) -> Option<&Route> {
+        self.routes.iter().find(|r| r.contains(dst))
     }
 
     /// Replaces every route's next hops for `net` by `via` (e.g. a VIP moved to other directors).
     pub(crate) fn set_route(&mut self, net: Ipv4Net, via: &[NodeId]) {
+        let net = net.trunc();
         self.routes.retain(|r| r.net != net);
         self.routes.push(Route {
             net,
             via: via.to_vec(),
         });
+        self.sort_routes();
     }
 
     /// A client node owning `prefix`.
@@ -151,6 +175,7 @@ impl Net {
         let d = SimDirector::new(addr, 1, set, config, workers);
         let id = self.add(Node::Director(Box::new(d)));
         self.directors.push(id);
+        self.refresh_timer();
         self.add_route(Ipv4Net::from(addr), id);
         for svc in &set.services {
             self.add_route(Ipv4Net::from(svc.key.vip), id);
@@ -176,6 +201,7 @@ impl Net {
         }
         self.remove_node(old);
         self.resolve(id);
+        self.refresh_timer();
         id
     }
 
@@ -183,6 +209,7 @@ impl Net {
     pub(crate) fn remove_node(&mut self, node: NodeId) {
         self.nodes[node.0] = Node::Down;
         self.directors.retain(|&d| d != node);
+        self.refresh_timer();
         for r in &mut self.routes {
             r.via.retain(|&v| v != node);
         }
@@ -272,11 +299,7 @@ impl Net {
     /// next hops by flow hash.
     fn next_hop(&self, pkt: &[u8]) -> Option<NodeId> {
         let dst = Ipv4Packet::new_checked(pkt).ok()?.dst_addr();
-        let route = self
-            .routes
-            .iter()
-            .filter(|r| r.net.contains(&dst))
-            .max_by_key(|r| r.net.prefix_len())?;
+        let route = self.route(dst)?;
         let i = flow_hash(pkt, 0xec3f) % route.via.len() as u64;
         Some(route.via[i as usize])
     }
@@ -337,23 +360,24 @@ impl Net {
             t.total_millis()
                 .saturating_sub(TIMER_LEAD.as_millis() as u64),
         );
-        loop {
-            let due = self
-                .directors
-                .iter()
-                .filter_map(|&id| match &self.nodes[id.0] {
-                    Node::Director(d) => Some((d.poll_timeout(), id)),
-                    _ => None,
-                })
-                .filter(|&(at, _)| at <= t)
-                .min();
-            let Some((at, id)) = due else {
-                return;
-            };
+        while let Some((at, id)) = self.next_timer.filter(|&(at, _)| at <= t) {
             let at = at.max(floor).max(self.now);
             self.now = at;
             self.director_mut(id).handle_timeout(at);
+            self.refresh_timer();
         }
+    }
+
+    /// Finds the earliest director timer again (after one fired, or directors changed).
+    fn refresh_timer(&mut self) {
+        self.next_timer = self
+            .directors
+            .iter()
+            .filter_map(|&id| match &self.nodes[id.0] {
+                Node::Director(d) => Some((d.poll_timeout(), id)),
+                _ => None,
+            })
+            .min();
     }
 
     fn deliver(&mut self, ev: Event) {
@@ -404,12 +428,7 @@ impl Net {
         let Some(gw) = gateway else {
             return self.emit(from, from, pkt);
         };
-        let hop = self
-            .routes
-            .iter()
-            .filter(|r| r.net.contains(&gw))
-            .max_by_key(|r| r.net.prefix_len())
-            .map(|r| r.via[0]);
+        let hop = self.route(gw).map(|r| r.via[0]);
         match hop {
             Some(to) => self.transmit(from, to, from, Frame::Ip(pkt)),
             None => self.stats.unroutable += 1,

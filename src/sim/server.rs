@@ -242,6 +242,9 @@ pub(crate) fn tcp(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut p = packets::tcp_packet(src, sport, dst, dport, flags, payload.len());
+    if payload.is_empty() {
+        return p;
+    }
     let mut t = TcpPacket::new_checked(&mut p[20..]).expect("built well-formed");
     t.payload_mut().copy_from_slice(payload);
     t.fill_checksum(src, dst);
