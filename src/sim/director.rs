@@ -193,6 +193,11 @@ impl SimDirector {
         self.workers.iter().map(|w| w.conns().len()).sum::<usize>() + self.shared.nat.len()
     }
 
+    /// Persistence templates (shared by the workers).
+    pub(crate) fn templates(&self) -> usize {
+        self.shared.templates.len()
+    }
+
     /// NAT flows (shared by the workers).
     pub(crate) fn nat_flows(&self) -> usize {
         self.shared.nat.len()

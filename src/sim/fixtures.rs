@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 
 use super::{
-    DestConfig, ExpirePolicy, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-    TunnelType, DEFAULT_GUE_PORT,
+    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
+    ServiceKey, TunnelType, DEFAULT_GUE_PORT,
 };
 
 /// A real server of weight `weight` reached by `forward`, on the service's port.
@@ -59,5 +59,14 @@ pub(crate) fn service(
 /// The service's policy with `expire_nodest_conn` set to `expire`.
 pub(crate) fn with_expire_nodest_conn(mut svc: ServiceConfig, expire: bool) -> ServiceConfig {
     svc.policy.expire_nodest_conn = expire;
+    svc
+}
+
+/// The service made persistent (`-p timeout`, one template per client address).
+pub(crate) fn with_persistence(mut svc: ServiceConfig, timeout_secs: u32) -> ServiceConfig {
+    svc.persistence = Some(Persistence {
+        timeout: timeout_secs,
+        netmask: Ipv4Addr::BROADCAST,
+    });
     svc
 }

@@ -58,8 +58,8 @@ use std::net::Ipv4Addr;
 pub(crate) use crate::director::conn::Timeouts;
 pub(crate) use crate::director::dr::NeighEntry;
 pub(crate) use crate::director::service::{
-    DestConfig, ExpirePolicy, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-    ServiceSet,
+    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
+    ServiceKey, ServiceSet,
 };
 pub(crate) use crate::director::{
     Director, DirectorConfig, DropReason, Registry, Shared, Snapshot, Verdict,

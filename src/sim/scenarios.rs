@@ -7,9 +7,9 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::{
-    dest, nat_dest, service, tunnel, with_expire_nodest_conn, DirectorConfig, DropReason, Duration,
-    Flow, FlowState, Forward, Net, NodeId, Protocol, Reach, Rng, SchedulerKind, ServiceSet,
-    TunnelType,
+    dest, nat_dest, service, tunnel, with_expire_nodest_conn, with_persistence, DirectorConfig,
+    DropReason, Duration, Flow, FlowState, Forward, Net, NodeId, Protocol, Reach, Rng,
+    SchedulerKind, ServiceSet, TunnelType,
 };
 
 const DIRECTOR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -601,4 +601,71 @@ fn seeded_loss_is_reproducible_and_keeps_flow_affinity() {
     };
     assert_eq!(run(11), run(11));
     assert_ne!(run(11), run(12));
+}
+
+/// Persistence across four worker cores: each of 400 clients opens five connections (on
+/// whichever core its flows hash to) and all five reach one server, through the shared
+/// templates. A server deleted mid-run takes its templates along: its clients' next
+/// connections go to one live server each. Templates expire with their timeout once the
+/// connections are gone.
+#[test]
+fn persistent_clients_stick_to_one_server_across_workers_and_churn() {
+    let mut net = Net::new(8);
+    let cl = add_clients(&mut net);
+    let dr = |servers: &[u8]| {
+        let dests = servers
+            .iter()
+            .map(|&i| dest(rip(i), 1, Forward::Dr))
+            .collect();
+        ServiceSet {
+            services: vec![with_persistence(
+                service(Protocol::Tcp, VIP, 80, SchedulerKind::Wlc, dests),
+                60,
+            )],
+        }
+    };
+    let dir = net.add_director(DIRECTOR, &dr(&[0, 1, 2]), DirectorConfig::default(), 4);
+    let rs: Vec<NodeId> = (0..3)
+        .map(|i| net.add_server(rip(i), &[VIP], Reach::Dr))
+        .collect();
+    let by_client = |net: &Net, flows: &[Flow]| {
+        let mut m: HashMap<Ipv4Addr, Vec<NodeId>> = HashMap::new();
+        for f in flows {
+            m.entry(f.client)
+                .or_default()
+                .push(net.client(cl).flow(f).server().unwrap());
+        }
+        m
+    };
+    let first = tcp_flows(2000, 400, 10000);
+    connect_all(&mut net, cl, &first);
+    send_all(&mut net, cl, &first);
+    assert_stuck(&net, cl, &first, &rs, 1);
+    let before = by_client(&net, &first);
+    assert!(before.values().all(|s| s.iter().all(|x| *x == s[0])));
+    assert_eq!(net.director(dir).templates(), 400);
+    let on_c: usize = before.values().filter(|s| s[0] == rs[2]).count();
+    assert!(on_c > 50, "wlc spread the clients: {on_c} on C");
+
+    // C is deleted: its clients' next connections each go to one live server.
+    net.publish(dir, &dr(&[0, 1]));
+    let second = tcp_flows(2000, 400, 20000);
+    connect_all(&mut net, cl, &second);
+    let after = by_client(&net, &second);
+    for (client, servers) in &after {
+        assert!(servers.iter().all(|x| *x == servers[0]), "{client}");
+        if before[client][0] != rs[2] {
+            assert_eq!(servers[0], before[client][0], "{client} moved");
+        } else {
+            assert_ne!(servers[0], rs[2]);
+        }
+    }
+
+    // Everything closes; the templates outlive the flows by their timeout, then go.
+    close_all(&mut net, cl, &first);
+    close_all(&mut net, cl, &second);
+    net.advance(Duration::from_secs(125));
+    assert_eq!(net.director(dir).conns(), 0);
+    net.advance(Duration::from_secs(65));
+    assert_eq!(net.director(dir).templates(), 0);
 }
