@@ -123,11 +123,12 @@ impl Net {
     /// Adds a route to `net` through `via` (appended to an existing route for the same
     /// prefix: ECMP).
     pub(crate) fn add_route(&mut self, net: Ipv4Net, via: NodeId) {
+        let net = net.trunc();
         match self.routes.iter_mut().find(|r| r.net == net) {
             Some(r) if !r.via.contains(&via) => r.via.push(via),
             Some(_) => {}
             None => self.routes.push(Route {
-                net: net.trunc(),
+                net,
                 via: vec![via],
             }),
         }
@@ -163,7 +164,7 @@ impl Net {
         id
     }
 
-    /// A director at `addr` (inside [`Net::director_net`]) serving `set` with `workers` cores;
+    /// A director at `addr` (the agents accept it when it is inside [`Net::director_net`]) serving `set` with `workers` cores;
     /// the VIPs of `set` are routed to it (ECMP with directors that already have them).
     pub(crate) fn add_director(
         &mut self,

@@ -669,3 +669,60 @@ fn persistent_clients_stick_to_one_server_across_workers_and_churn() {
     net.advance(Duration::from_secs(65));
     assert_eq!(net.director(dir).templates(), 0);
 }
+
+/// The agents run their real checks: a director outside their allow-list, a GRE key they do
+/// not expect and a tunnel type they do not listen for are all refused, with the agent's drop
+/// reason, and no client gets an answer.
+#[test]
+fn agents_refuse_tunnels_they_do_not_expect() {
+    let cases = [
+        // (director, how it sends, how the agent listens, the agent's drop label)
+        (
+            Ipv4Addr::new(10, 9, 0, 1),
+            tunnel(TunnelType::Ipip, None),
+            Reach::ipip(),
+            "not_allowed",
+        ),
+        (
+            DIRECTOR,
+            tunnel(TunnelType::Gre, Some(42)),
+            Reach::gre(Some(7)),
+            "gre_key_mismatch",
+        ),
+        (
+            DIRECTOR,
+            tunnel(TunnelType::Gre, None),
+            Reach::ipip(),
+            "wrong_protocol",
+        ),
+        (
+            DIRECTOR,
+            tunnel(TunnelType::Ipip, None),
+            Reach::gue(),
+            "not_for_me",
+        ),
+    ];
+    for (addr, forward, reach, label) in cases {
+        let mut net = Net::new(9);
+        let cl = add_clients(&mut net);
+        let set = ServiceSet {
+            services: vec![service(
+                Protocol::Udp,
+                VIP,
+                53,
+                SchedulerKind::Rr,
+                vec![dest(rip(0), 1, forward)],
+            )],
+        };
+        net.add_director(addr, &set, DirectorConfig::default(), 1);
+        let rs = net.add_server(rip(0), &[VIP], reach);
+        let udp = udp_flows(100, 100);
+        send_all(&mut net, cl, &udp);
+        let srv = net.server(rs);
+        assert_eq!(srv.drops.get(label), Some(&100), "{label}: {:?}", srv.drops);
+        assert_eq!(srv.flow_count(), 0);
+        assert!(udp
+            .iter()
+            .all(|f| net.client(cl).flow(f).servers.is_empty()));
+    }
+}
