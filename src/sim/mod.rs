@@ -48,8 +48,8 @@
 //! what each server's application saw (`RealServer::flows`), the directors' counters and
 //! drop reasons (`SimDirector::dropped`), table sizes, `Net::stats`. The scenarios in
 //! `scenarios/` (forwarding, churn, directors) are examples of each. More directors:
-//! `add_director` again with the same VIPs makes an ECMP group; `set_route` moves a VIP (what VRRP or BGP do);
-//! `replace_director` restarts one with an empty connection table.
+//! `add_director` again with the same VIPs makes an ECMP group; `set_route` moves a VIP
+//! (what VRRP or BGP do); `replace_director` restarts one with an empty connection table.
 //!
 //! Everything the simulator takes from the rest of the crate is imported below, in one place.
 
