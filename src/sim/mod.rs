@@ -28,7 +28,8 @@
 //! ```ignore
 //! let mut net = Net::new(seed); // the seed drives the links' loss
 //! let dests = vec![dest(RS1, 1, tunnel(TunnelType::Ipip, None))];
-//! let set = ServiceSet { services: vec![service(Protocol::Tcp, VIP, 80, SchedulerKind::Rr, dests)] };
+//! let web = service(Protocol::Tcp, VIP, 80, SchedulerKind::Rr, dests);
+//! let set = ServiceSet { services: vec![web] };
 //! let dir = net.add_director(DIRECTOR, &set, DirectorConfig::default(), 2); // 2 worker cores
 //! let rs = net.add_server(RS1, &[VIP], Reach::ipip());
 //! let cl = net.add_client("10.1.0.0/16".parse().unwrap());

@@ -164,8 +164,9 @@ impl Net {
         id
     }
 
-    /// A director at `addr` (the agents accept it when it is inside [`Net::director_net`]) serving `set` with `workers` cores;
-    /// the VIPs of `set` are routed to it (ECMP with directors that already have them).
+    /// A director at `addr` serving `set` with `workers` cores; the VIPs of `set` are routed
+    /// to it (ECMP with directors that already have them). The agents accept its tunnels when
+    /// `addr` is inside [`Net::director_net`].
     pub(crate) fn add_director(
         &mut self,
         addr: Ipv4Addr,
