@@ -58,6 +58,8 @@ pub mod lab;
 pub mod logging;
 pub mod metrics;
 pub mod realserver;
+#[cfg(test)]
+mod sim;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod time;
