@@ -320,7 +320,7 @@ impl Resolver {
                     .asked
                     .get(&rip)
                     .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN);
-                if neigh.map_or(true, Neighbour::wants_resolution) && !recently {
+                if neigh.is_none_or(Neighbour::wants_resolution) && !recently {
                     if let Err(e) = self.nl.resolve(*ifindex, rip) {
                         log::warn!("{LOG} asking the kernel to resolve real server {rip}: {e}");
                     }
@@ -378,7 +378,7 @@ impl TunnelState {
                         .asked
                         .get(&p.next_hop)
                         .is_some_and(|at| now.duration_since(*at) < ASK_AGAIN);
-                    if neigh.map_or(true, Neighbour::wants_resolution) && !recently {
+                    if neigh.is_none_or(Neighbour::wants_resolution) && !recently {
                         if let Err(e) = nl.resolve(p.ifindex, p.next_hop) {
                             log::warn!("{LOG} asking the kernel to resolve {}: {e}", p.next_hop);
                         }
