@@ -944,7 +944,8 @@ pub(super) fn tunnel(
     else {
         return Verdict::Drop(DropReason::UnsupportedForward);
     };
-    let overhead = encap::overhead(tun_type, gre_key.is_some());
+    let tunnel = encap::Tunnel::new(tun_type, tun_port, tun_csum, gre_key);
+    let overhead = encap::overhead(&tunnel);
     let too_big = p.mtu_len + overhead > config.tunnel_mtu as usize;
     if too_big && p.dont_frag {
         let mtu = config.tunnel_mtu.saturating_sub(overhead as u16);
@@ -959,10 +960,7 @@ pub(super) fn tunnel(
     let params = OuterParams {
         src: config.local_addr,
         dst: to,
-        tun: tun_type,
-        gue_port: tun_port,
-        gre_key,
-        udp_csum: tun_csum,
+        tunnel,
         flow_hash: hash,
     };
     let mut header = [0u8; MAX_OUTER_HEADER];

@@ -1287,7 +1287,7 @@ fn worker(start: WorkerStart, stop: &AtomicBool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encap::{build_outer, OuterParams, TunnelType};
+    use crate::encap::{build_outer, OuterParams, Tunnel};
     use crate::wire::testing::tcp_packet;
     use crate::wire::Ipv4Packet;
 
@@ -1395,10 +1395,10 @@ mod tests {
         let params = OuterParams {
             src: Ipv4Addr::new(10, 3, 0, 11),
             dst: Ipv4Addr::new(10, 3, 0, 12),
-            tun: TunnelType::Gue,
-            gue_port: 6080,
-            gre_key: None,
-            udp_csum: true,
+            tunnel: Tunnel::Gue {
+                port: 6080,
+                csum: true,
+            },
             flow_hash,
         };
         let mut header = [0u8; MAX_OUTER_HEADER];

@@ -154,6 +154,16 @@ pub fn classify(inner: &[u8], max_inner: usize) -> Merged {
     }
 }
 
+/// Whether the inner packet `inner` carries GRO's mark, the pseudo-header sum in its TCP (or
+/// non-zero UDP) checksum field, whatever its length: what [`classify`] looks at first. The
+/// agent asks it of a GRE packet whose checksum fails (see
+/// [`Filter::check_ip`](super::filter::Filter::check_ip)).
+pub fn has_gro_mark(inner: &[u8]) -> bool {
+    // No wire packet is longer than 0 bytes: a marked packet never reaches the software
+    // checksum and comes back as merged.
+    classify(inner, 0) != Merged::Intact
+}
+
 /// TCP flag bit CWR.
 const CWR: u8 = 0x80;
 
