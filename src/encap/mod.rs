@@ -419,7 +419,7 @@ labelled_enum! {
         GreBadFlags => "gre_bad_flags", "GRE header has RFC 1701 routing bits set",
         /// GRE protocol type is not IPv4 (0x0800).
         GreBadProtocol => "gre_bad_protocol", "GRE protocol type is not IPv4",
-        /// GRE checksum present and wrong.
+        /// GRE checksum present (C bit, e.g. a director's `--tun-csum`) and wrong.
         GreBadChecksum => "gre_bad_checksum", "bad GRE checksum",
         /// GRE key missing, unexpected, or different from the configured one.
         GreKeyMismatch => "gre_key_mismatch", "GRE key does not match",
