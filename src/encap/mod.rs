@@ -98,9 +98,10 @@ pub const OUTER_TTL: u8 = 64;
 /// First UDP source port of the range GUE spreads flows over (the IANA dynamic range).
 pub const GUE_SRC_PORT_BASE: u16 = 49152;
 
-/// One tunnel to a real server (or a gateway): the kind and the options that kind has. What
-/// the config, the core's verdict and the sender all carry, so nothing re-reads the kind from
-/// header bytes and no field is "ignored otherwise".
+/// One tunnel to a real server (or a gateway): the kind and only the options that kind has,
+/// so no field is "ignored otherwise". [`Tunnel::new`] builds it from the flat options the
+/// config and `adm` carry; it is `Copy` and small, made to travel with a verdict to the
+/// sender so that nothing has to read the kind back from header bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tunnel {
     /// IPv4-in-IPv4 (RFC 2003): no options.
