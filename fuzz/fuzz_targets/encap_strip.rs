@@ -1,17 +1,18 @@
 //! `strip_ip` (IPIP, GRE with and without a key, GUE) and `strip_gue` on arbitrary bytes: no
-//! panic, and whatever is accepted names a valid inner IPv4 packet inside the input. When the
-//! input is itself a whole IPv4 packet, building every outer header in front of it and
-//! stripping it again must give it back.
+//! panic, and whatever is accepted names a valid inner IPv4 packet inside the input (and a GRE
+//! packet with the C bit a valid GRE checksum). When the input is itself a whole IPv4 packet,
+//! building every outer header in front of it (GRE and GUE with and without checksums) and
+//! stripping it again must give it back, and a GRE checksum must catch a flipped payload bit.
 #![no_main]
 
 use std::net::Ipv4Addr;
 
 use libfuzzer_sys::fuzz_target;
 use tunlb::encap::{
-    build_outer, overhead, strip_gue, strip_ip, OuterParams, TunnelType, DEFAULT_GUE_PORT,
-    MAX_OUTER_HEADER,
+    build_outer, overhead, strip_gue, strip_ip, OuterParams, StripError, Tunnel, TunnelType,
+    DEFAULT_GUE_PORT, MAX_OUTER_HEADER,
 };
-use tunlb::wire::Ipv4Packet;
+use tunlb::wire::{checksum, Ipv4Packet};
 
 fn check_inner(data: &[u8], inner: &core::ops::Range<usize>) {
     let bytes = &data[inner.clone()];
@@ -33,6 +34,11 @@ fuzz_target!(|data: &[u8]| {
     ] {
         if let Ok(s) = strip_ip(data, tun, k) {
             check_inner(data, &s.inner);
+            let outer = Ipv4Packet::new_checked(data).expect("accepted outer");
+            let gre = outer.payload();
+            if tun == TunnelType::Gre && gre[0] & 0x80 != 0 {
+                assert_eq!(checksum::data(gre), 0xffff, "accepted a bad GRE checksum");
+            }
         }
     }
     if let Ok(r) = strip_gue(data) {
@@ -46,24 +52,41 @@ fuzz_target!(|data: &[u8]| {
     if p.total_len() as usize != data.len() {
         return;
     }
-    for tun in [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue] {
+    let gre_key = (key % 2 == 0).then_some(key);
+    let csum = key % 3 == 0;
+    for tunnel in [
+        Tunnel::Ipip,
+        Tunnel::Gre { key: gre_key, csum },
+        Tunnel::Gre {
+            key: gre_key,
+            csum: true,
+        },
+        Tunnel::Gue {
+            port: DEFAULT_GUE_PORT,
+            csum,
+        },
+    ] {
         let params = OuterParams {
             src: Ipv4Addr::new(192, 0, 2, 1),
             dst: Ipv4Addr::new(192, 0, 2, 2),
-            tun,
-            gue_port: DEFAULT_GUE_PORT,
-            gre_key: (key % 2 == 0).then_some(key),
-            udp_csum: key % 3 == 0,
+            tunnel,
             flow_hash: key,
         };
         let mut out = [0u8; MAX_OUTER_HEADER];
         let Ok(n) = build_outer(&params, data, &mut out) else {
-            assert!(data.len() + overhead(tun, params.gre_key.is_some()) > 65535);
+            assert!(data.len() + overhead(&tunnel) > 65535);
             continue;
         };
         let mut pkt = out[..n].to_vec();
         pkt.extend_from_slice(data);
-        let s = strip_ip(&pkt, tun, params.gre_key).expect("built packet must strip");
+        let (kind, k) = (tunnel.kind(), tunnel.gre_key());
+        let s = strip_ip(&pkt, kind, k).expect("built packet must strip");
         assert_eq!(&pkt[s.inner], data);
+        if let Tunnel::Gre { csum: true, .. } = tunnel {
+            // One flipped bit in the inner packet: only the GRE checksum can tell.
+            let at = n + key as usize % data.len();
+            pkt[at] ^= 1 << (key % 8);
+            assert_eq!(strip_ip(&pkt, kind, k), Err(StripError::GreBadChecksum));
+        }
     }
 });

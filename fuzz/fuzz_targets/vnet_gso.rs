@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tunlb::encap::{build_outer, OuterParams, TunnelType, MAX_OUTER_HEADER};
+use tunlb::encap::{build_outer, OuterParams, Tunnel, MAX_OUTER_HEADER};
 use tunlb::wire::checksum;
 use tunlb::wire::gso::{
     complete_checksum, fix_outer, Segmenter, VnetHdr, MAX_SEGMENT_HEADER, VNET_HDR_LEN,
@@ -63,10 +63,10 @@ fuzz_target!(|data: &[u8]| {
                 let params = OuterParams {
                     src: [10, 0, 0, 1].into(),
                     dst: [10, 0, 0, 2].into(),
-                    tun: TunnelType::Gue,
-                    gue_port: 6080,
-                    gre_key: None,
-                    udp_csum: true,
+                    tunnel: Tunnel::Gue {
+                        port: 6080,
+                        csum: true,
+                    },
                     flow_hash: 1,
                 };
                 let mut outer = [0u8; MAX_OUTER_HEADER];

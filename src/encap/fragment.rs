@@ -210,8 +210,8 @@ impl IdentSeq {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::params;
-    use super::super::{build_outer, overhead, strip_gue, strip_ip, OuterParams, TunnelType};
+    use super::super::tests::{params_for, EVERY_TUNNEL};
+    use super::super::{build_outer, overhead, strip_gue, strip_ip, Tunnel, DEFAULT_GUE_PORT};
     use super::*;
     use crate::wire::checksum::tests::Rng;
     use crate::wire::testing::udp_packet;
@@ -242,14 +242,27 @@ mod tests {
         p
     }
 
+    const GRE: Tunnel = Tunnel::Gre {
+        key: None,
+        csum: false,
+    };
+
+    const GRE_CSUM: Tunnel = Tunnel::Gre {
+        key: None,
+        csum: true,
+    };
+
+    const fn gue(csum: bool) -> Tunnel {
+        Tunnel::Gue {
+            port: DEFAULT_GUE_PORT,
+            csum,
+        }
+    }
+
     /// The outer header for `inner` (DF clear) with the test params.
-    fn outer_for(tun: TunnelType, udp_csum: bool, inner: &[u8]) -> Vec<u8> {
-        let p = OuterParams {
-            udp_csum,
-            ..params(tun)
-        };
+    fn outer_for(tun: Tunnel, inner: &[u8]) -> Vec<u8> {
         let mut out = [0u8; MAX_OUTER_HEADER];
-        let n = build_outer(&p, inner, &mut out).unwrap();
+        let n = build_outer(&params_for(tun), inner, &mut out).unwrap();
         out[..n].to_vec()
     }
 
@@ -309,13 +322,8 @@ mod tests {
 
     /// Splits `inner` behind a `tun` header at `mtu`, checks every fragment, reassembles them
     /// and compares with the unfragmented datagram. Returns the fragments' wire bytes.
-    fn split_and_reassemble(
-        tun: TunnelType,
-        udp_csum: bool,
-        inner: &[u8],
-        mtu: u16,
-    ) -> Vec<Vec<u8>> {
-        let outer = outer_for(tun, udp_csum, inner);
+    fn split_and_reassemble(tun: Tunnel, inner: &[u8], mtu: u16) -> Vec<Vec<u8>> {
+        let outer = outer_for(tun, inner);
         let frags: Vec<Fragment> = fragment(&outer, inner.len(), mtu, ID).unwrap().collect();
         let wires: Vec<Vec<u8>> = frags.iter().map(|f| wire(f, inner)).collect();
         for (i, (f, w)) in frags.iter().zip(&wires).enumerate() {
@@ -336,15 +344,16 @@ mod tests {
 
         let mut whole = outer.clone();
         whole.extend_from_slice(inner);
-        assert_eq!(reassemble(&wires), whole, "{tun} at mtu {mtu}");
-        // And the reassembled datagram strips back to the inner packet.
+        assert_eq!(reassemble(&wires), whole, "{tun:?} at mtu {mtu}");
+        // And the reassembled datagram strips back to the inner packet (checksums verified:
+        // they were computed over the whole datagram before it was cut).
         let s = match tun {
-            TunnelType::Gue => {
+            Tunnel::Gue { .. } => {
                 let udp = UdpPacket::new_checked(&whole[20..]).unwrap();
-                assert!(udp.verify_checksum(params(tun).src, params(tun).dst));
+                assert!(udp.verify_checksum(params_for(tun).src, params_for(tun).dst));
                 strip_gue(udp.payload()).map(|r| r.start + 28..r.end + 28)
             }
-            _ => strip_ip(&whole, tun, None).map(|s| s.inner),
+            _ => strip_ip(&whole, tun.kind(), tun.gre_key()).map(|s| s.inner),
         }
         .unwrap();
         assert_eq!(&whole[s], inner);
@@ -372,7 +381,7 @@ mod tests {
     fn gre_fragments_match_bytes() {
         let inner = inner_packet(72);
         assert_eq!(inner.len(), 100);
-        let wires = split_and_reassemble(TunnelType::Gre, false, &inner, 68);
+        let wires = split_and_reassemble(GRE, &inner, 68);
         assert_eq!(wires.len(), 3);
         for (w, expect) in wires.iter().zip(&GRE_FRAGMENT_HEADERS) {
             assert_eq!(&w[..20], expect);
@@ -385,12 +394,35 @@ mod tests {
         assert_eq!(&wires[2][20..], &inner[92..]);
     }
 
+    /// GRE with checksum: the checksum is computed once over the whole GRE payload before
+    /// the outer datagram is cut, so it rides in the first fragment only and verifies on the
+    /// reassembled datagram (the receiver reassembles before it looks at GRE).
+    #[test]
+    fn gre_checksum_is_over_the_whole_datagram_and_rides_in_the_first_fragment() {
+        let inner = inner_packet(72);
+        let wires = split_and_reassemble(GRE_CSUM, &inner, 68);
+        // 108 payload bytes (8 GRE + 100 inner) in fragments of 48, 48 and 12.
+        assert_eq!(wires.len(), 3);
+        assert_eq!(&wires[0][20..24], &[0x80, 0x00, 0x08, 0x00]);
+        let whole: Vec<u8> = outer_for(GRE_CSUM, &inner)[20..]
+            .iter()
+            .chain(&inner)
+            .copied()
+            .collect();
+        assert_eq!(crate::wire::checksum::data(&whole), 0xffff);
+        assert_eq!(&wires[0][24..26], &whole[4..6]);
+        assert_eq!(&wires[0][28..], &inner[..40]);
+        // A fragment alone does not verify: it is not where the checksum is judged.
+        let first = crate::wire::Ipv4Packet::new_checked(&wires[0][..]).unwrap();
+        assert_ne!(crate::wire::checksum::data(first.payload()), 0xffff);
+    }
+
     #[test]
     fn gue_packet_of_1500_bytes_splits_and_reassembles() {
         let inner = inner_packet(1472);
         assert_eq!(inner.len(), 1500);
         for udp_csum in [false, true] {
-            let wires = split_and_reassemble(TunnelType::Gue, udp_csum, &inner, 1500);
+            let wires = split_and_reassemble(gue(udp_csum), &inner, 1500);
             // 1512 payload bytes: 1480 + 32.
             assert_eq!(wires.len(), 2);
             assert_eq!(wires[0].len(), 1500);
@@ -406,20 +438,20 @@ mod tests {
     #[test]
     fn every_tunnel_and_many_mtus_reassemble() {
         let mut rng = Rng(21);
-        for tun in [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue] {
-            for _ in 0..60 {
+        for tun in EVERY_TUNNEL {
+            for _ in 0..30 {
                 let inner = inner_packet(rng.below(3000));
                 let mtu = 68 + rng.below(1500) as u16;
-                split_and_reassemble(tun, rng.below(2) == 0, &inner, mtu);
+                split_and_reassemble(tun, &inner, mtu);
             }
         }
     }
 
     #[test]
     fn a_datagram_that_fits_is_one_piece_with_the_ident() {
-        for tun in [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue] {
-            let inner = inner_packet(1500 - 28 - overhead(tun, false));
-            let outer = outer_for(tun, false, &inner);
+        for tun in EVERY_TUNNEL {
+            let inner = inner_packet(1500 - 28 - overhead(&tun));
+            let outer = outer_for(tun, &inner);
             assert_eq!(outer.len() + inner.len(), 1500);
             let frags = fragment(&outer, inner.len(), 1500, ID).unwrap();
             assert_eq!(frags.len(), 1);
@@ -434,8 +466,8 @@ mod tests {
             Ipv4Packet::new_unchecked(&mut expect[..]).fill_checksum();
             assert_eq!(only[0].header(), &expect[..]);
             // One byte more needs two fragments.
-            let inner = inner_packet(1500 - 28 - overhead(tun, false) + 1);
-            let wires = split_and_reassemble(tun, false, &inner, 1500);
+            let inner = inner_packet(1500 - 28 - overhead(&tun) + 1);
+            let wires = split_and_reassemble(tun, &inner, 1500);
             assert_eq!(wires.len(), 2);
         }
     }
@@ -443,7 +475,7 @@ mod tests {
     #[test]
     fn len_counts_the_fragments_left() {
         let inner = inner_packet(1000);
-        let outer = outer_for(TunnelType::Gue, false, &inner);
+        let outer = outer_for(gue(false), &inner);
         let mut frags = fragment(&outer, inner.len(), 100, ID).unwrap();
         // 12 + 1028 payload bytes in fragments of 80.
         let mut expect = 1040usize.div_ceil(80);
@@ -459,7 +491,7 @@ mod tests {
     #[test]
     fn tiny_mtus_are_refused() {
         let inner = inner_packet(100);
-        let outer = outer_for(TunnelType::Gue, false, &inner);
+        let outer = outer_for(gue(false), &inner);
         for mtu in [0, 1, 20, 28, 52, 67] {
             assert_eq!(
                 fragment(&outer, inner.len(), mtu, ID).map(|f| f.len()),
@@ -467,7 +499,7 @@ mod tests {
             );
         }
         // 68 is the smallest valid MTU: 48 bytes of payload per fragment.
-        let wires = split_and_reassemble(TunnelType::Gue, false, &inner, 68);
+        let wires = split_and_reassemble(gue(false), &inner, 68);
         assert_eq!(wires.len(), (12 + 128usize).div_ceil(48));
         assert_eq!(
             FragmentError::MtuTooSmall(60).to_string(),
@@ -478,7 +510,7 @@ mod tests {
     #[test]
     fn bad_headers_are_refused() {
         let inner = inner_packet(100);
-        let outer = outer_for(TunnelType::Gre, false, &inner);
+        let outer = outer_for(GRE, &inner);
         let n = inner.len();
         let bad = |o: &[u8], n: usize| fragment(o, n, 576, ID).map(|f| f.len());
         assert_eq!(bad(&outer[..19], n), Err(FragmentError::BadHeader));
@@ -507,7 +539,7 @@ mod tests {
         let inner_len = 65_535 - 32;
         let mut inner = inner_packet(inner_len - 28);
         inner.truncate(inner_len);
-        let wires = split_and_reassemble(TunnelType::Gue, false, &inner, 68);
+        let wires = split_and_reassemble(gue(false), &inner, 68);
         assert_eq!(wires.len(), (65_535usize - 20).div_ceil(48));
     }
 

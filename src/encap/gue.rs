@@ -162,7 +162,7 @@ pub fn strip(payload: &[u8]) -> Result<Range<usize>, StripError> {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use super::super::tests::{params, INNER};
+    use super::super::tests::{params, params_for, INNER};
     use super::super::*;
     use super::*;
 
@@ -211,15 +211,15 @@ mod tests {
     #[test]
     fn build_matches_bytes_with_and_without_udp_checksum() {
         let mut out = [0u8; MAX_OUTER_HEADER];
-        let mut p = OuterParams {
-            udp_csum: true,
-            ..params(TunnelType::Gue)
+        let with = Tunnel::Gue {
+            port: DEFAULT_GUE_PORT,
+            csum: true,
         };
-        let n = build_outer(&p, &INNER, &mut out).unwrap();
+        let n = build_outer(&params_for(with), &INNER, &mut out).unwrap();
         assert_eq!(n, 32);
-        assert_eq!(n, overhead(TunnelType::Gue, false));
+        assert_eq!(n, overhead(&with));
         assert_eq!(out, GUE_BYTES[..32]);
-        p.udp_csum = false;
+        let p = params(TunnelType::Gue);
         out = [0xff; MAX_OUTER_HEADER];
         build_outer(&p, &INNER, &mut out).unwrap();
         let mut expected = GUE_BYTES;

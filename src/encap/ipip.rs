@@ -46,7 +46,7 @@ mod tests {
     fn build_matches_bytes() {
         let mut out = [0u8; MAX_OUTER_HEADER];
         let n = build_outer(&params(TunnelType::Ipip), &INNER, &mut out).unwrap();
-        assert_eq!(n, overhead(TunnelType::Ipip, false));
+        assert_eq!(n, overhead(&Tunnel::Ipip));
         assert_eq!(n, 20);
         assert_eq!(&out[..n], &IPIP_BYTES[..n]);
     }

@@ -5,6 +5,8 @@
 //! can send `[outer header, inner packet]` as two iovecs: the inner packet is never copied.
 //! Stripping returns the inner packet's range in the received buffer.
 //!
+//! - [`Tunnel`] — which tunnel, with the options of its kind (GRE key and checksum, GUE port
+//!   and checksum); [`TunnelType`] is the bare kind the config and the command line name.
 //! - [`build_outer`] — outer IPv4 (+ GRE, or + UDP + GUE) for an inner packet.
 //! - [`strip_ip`] — validate a packet from a raw IP socket (outer IPv4 header first) and find
 //!   the inner packet.
@@ -28,8 +30,8 @@ pub mod ipip;
 
 pub use fragment::{fragment, Fragment, FragmentError, Fragments, IdentSeq};
 
-/// The largest outer header any tunnel type builds: IPv4 (20) + UDP (8) + GUE (4) = 32,
-/// IPv4 (20) + GRE with key (8) = 28.
+/// The largest outer header any tunnel builds: IPv4 (20) + UDP (8) + GUE (4) = 32,
+/// IPv4 (20) + GRE with checksum and key (12) = 32.
 pub const MAX_OUTER_HEADER: usize = 32;
 
 /// Default GUE destination port (as in Linux `fou` and IPVS `--tun-port`).
@@ -96,6 +98,64 @@ pub const OUTER_TTL: u8 = 64;
 /// First UDP source port of the range GUE spreads flows over (the IANA dynamic range).
 pub const GUE_SRC_PORT_BASE: u16 = 49152;
 
+/// One tunnel to a real server (or a gateway): the kind and only the options that kind has,
+/// so no field is "ignored otherwise". [`Tunnel::new`] builds it from the flat options the
+/// config and `adm` carry; it is `Copy` and small, made to travel with a verdict to the
+/// sender so that nothing has to read the kind back from header bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tunnel {
+    /// IPv4-in-IPv4 (RFC 2003): no options.
+    Ipip,
+    /// GRE (RFC 2784/2890).
+    Gre {
+        /// The key to send (RFC 2890), or none.
+        key: Option<u32>,
+        /// Send the checksum (RFC 2784: C bit, checksum over the GRE header and payload).
+        csum: bool,
+    },
+    /// GUE variant 0 over UDP.
+    Gue {
+        /// The UDP destination port (usually [`DEFAULT_GUE_PORT`]).
+        port: u16,
+        /// Compute the UDP checksum (else send 0).
+        csum: bool,
+    },
+}
+
+impl Tunnel {
+    /// The tunnel of a `kind` from the flat options the config and `adm` carry
+    /// (`--tun-port`, `--tun-csum`, `--gre-key`): each kind keeps the ones it has.
+    pub const fn new(kind: TunnelType, port: u16, csum: bool, key: Option<u32>) -> Tunnel {
+        match kind {
+            TunnelType::Ipip => Tunnel::Ipip,
+            TunnelType::Gre => Tunnel::Gre { key, csum },
+            TunnelType::Gue => Tunnel::Gue { port, csum },
+        }
+    }
+
+    /// The kind's name (`ipip`, `gre`, `gue`).
+    pub const fn kind(&self) -> TunnelType {
+        match self {
+            Tunnel::Ipip => TunnelType::Ipip,
+            Tunnel::Gre { .. } => TunnelType::Gre,
+            Tunnel::Gue { .. } => TunnelType::Gue,
+        }
+    }
+
+    /// The outer IPv4 protocol number.
+    pub const fn ip_protocol(&self) -> u8 {
+        self.kind().ip_protocol()
+    }
+
+    /// The GRE key, if this is GRE with one.
+    pub const fn gre_key(&self) -> Option<u32> {
+        match self {
+            Tunnel::Gre { key, .. } => *key,
+            _ => None,
+        }
+    }
+}
+
 /// Everything [`build_outer`] needs besides the inner packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OuterParams {
@@ -103,25 +163,22 @@ pub struct OuterParams {
     pub src: Ipv4Addr,
     /// Outer destination: the real server.
     pub dst: Ipv4Addr,
-    /// Which tunnel.
-    pub tun: TunnelType,
-    /// GUE: the UDP destination port (usually [`DEFAULT_GUE_PORT`]). Ignored otherwise.
-    pub gue_port: u16,
-    /// GRE: the key to send (RFC 2890), or none. Ignored otherwise.
-    pub gre_key: Option<u32>,
-    /// GUE: compute the UDP checksum (else send 0). Ignored otherwise.
-    pub udp_csum: bool,
+    /// Which tunnel, with its options.
+    pub tunnel: Tunnel,
     /// A hash of the inner flow; GUE derives the UDP source port from it so that ECMP and RSS
     /// on the way spread flows while keeping each one on a path.
     pub flow_hash: u32,
 }
 
-/// Bytes of outer header a tunnel type adds: 20 IPIP, 24 GRE, 28 GRE with key, 32 GUE.
-pub const fn overhead(tun: TunnelType, gre_key: bool) -> usize {
-    match tun {
-        TunnelType::Ipip => ipip::OVERHEAD,
-        TunnelType::Gre => wire::ipv4::HEADER_LEN + gre::header_len(false, gre_key, false),
-        TunnelType::Gue => wire::ipv4::HEADER_LEN + wire::udp::HEADER_LEN + gue::HEADER_LEN,
+/// Bytes of outer header a tunnel adds: 20 IPIP; 24 GRE, + 4 with a key, + 4 with the
+/// checksum; 32 GUE.
+pub const fn overhead(tunnel: &Tunnel) -> usize {
+    match *tunnel {
+        Tunnel::Ipip => ipip::OVERHEAD,
+        Tunnel::Gre { key, csum } => {
+            wire::ipv4::HEADER_LEN + gre::header_len(csum, key.is_some(), false)
+        }
+        Tunnel::Gue { .. } => wire::ipv4::HEADER_LEN + wire::udp::HEADER_LEN + gue::HEADER_LEN,
     }
 }
 
@@ -130,10 +187,14 @@ pub const fn overhead(tun: TunnelType, gre_key: bool) -> usize {
 ///
 /// Outer IPv4: TTL 64, DF and TOS (DSCP + ECN) copied from the inner header, ident 0 (the
 /// kernel fills it in on an `IP_HDRINCL` socket), total length = header + `inner.len()`,
-/// header checksum filled. GRE: version 0, protocol 0x0800, the key if one is given, no
-/// checksum or sequence number. GUE: UDP source port `49152 + flow_hash % 16384`, destination
-/// port `gue_port`, checksum 0 unless `udp_csum` (then over the pseudo-header, UDP, GUE and
-/// `inner`); GUE variant 0 with C = 0, Hlen = 0, Proto = 4 (IPIP), flags 0.
+/// header checksum filled. GRE: version 0, protocol 0x0800, the key if one is given, the
+/// checksum (C bit, over the GRE header and `inner`) if asked, no sequence number. GUE: UDP
+/// source port `49152 + flow_hash % 16384`, destination port `port`, checksum 0 unless
+/// `csum` (then over the pseudo-header, UDP, GUE and `inner`); GUE variant 0 with C = 0,
+/// Hlen = 0, Proto = 4 (IPIP), flags 0.
+///
+/// Checksums cover `inner` as given: a sender that cuts it into segments fixes them per
+/// segment ([`crate::wire::gso::fix_outer`]); outer fragments keep the whole datagram's.
 pub fn build_outer(
     p: &OuterParams,
     inner: &[u8],
@@ -143,7 +204,7 @@ pub fn build_outer(
         return Err(BuildError::InnerNotIpv4);
     }
     let inner_hdr = Ipv4Packet::new_unchecked(inner);
-    let hdr_len = overhead(p.tun, p.gre_key.is_some());
+    let hdr_len = overhead(&p.tunnel);
     let total = hdr_len + inner.len();
     if total > u16::MAX as usize {
         return Err(BuildError::TooBig);
@@ -151,7 +212,7 @@ pub fn build_outer(
     let ip = Ipv4Repr {
         src: p.src,
         dst: p.dst,
-        protocol: p.tun.ip_protocol(),
+        protocol: p.tunnel.ip_protocol(),
         tos: inner_hdr.dscp_ecn(),
         dont_frag: inner_hdr.dont_frag(),
         ttl: OUTER_TTL,
@@ -160,16 +221,21 @@ pub fn build_outer(
     };
     let (ip_hdr, rest) = out.split_at_mut(wire::ipv4::HEADER_LEN);
     ip.emit(ip_hdr).map_err(|_| BuildError::TooBig)?;
-    match p.tun {
-        TunnelType::Ipip => {}
-        TunnelType::Gre => gre::GreRepr {
-            protocol: gre::PROTO_IPV4,
-            checksum: false,
-            key: p.gre_key,
-            seq: None,
+    match p.tunnel {
+        Tunnel::Ipip => {}
+        Tunnel::Gre { key, csum } => {
+            let repr = gre::GreRepr {
+                protocol: gre::PROTO_IPV4,
+                checksum: csum,
+                key,
+                seq: None,
+            };
+            repr.emit(rest)?;
+            if csum {
+                gre::fill_checksum(&mut rest[..repr.buffer_len()], checksum::data(inner));
+            }
         }
-        .emit(rest)?,
-        TunnelType::Gue => {
+        Tunnel::Gue { port, csum } => {
             let (udp_hdr, gue_hdr) = rest.split_at_mut(wire::udp::HEADER_LEN);
             gue::GueRepr {
                 proto_ctype: IpProtocol::IPIP,
@@ -180,9 +246,9 @@ pub fn build_outer(
             // Checksum 0 first: the port setters update a non-zero checksum incrementally.
             udp.set_checksum(0);
             udp.set_src_port(gue_src_port(p.flow_hash));
-            udp.set_dst_port(p.gue_port);
+            udp.set_dst_port(port);
             udp.set_len(udp_len);
-            if p.udp_csum {
+            if csum {
                 let sum = checksum::combine(&[
                     checksum::pseudo_header_v4(p.src, p.dst, IpProtocol::UDP, udp_len),
                     checksum::data(udp_hdr),
@@ -229,6 +295,27 @@ pub fn strip_ip(
     tun: TunnelType,
     gre_key: Option<u32>,
 ) -> Result<Stripped, StripError> {
+    strip_ip_with(packet, tun, gre_key, GreChecksum::Verify)
+}
+
+/// Whether [`strip_ip_with`] verifies a GRE checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GreChecksum {
+    /// Verify it when the C bit is set (what [`strip_ip`] does).
+    Verify,
+    /// Do not: the receiver knows it was verified already, e.g. a packet the kernel's GRO
+    /// merged (it checks each segment's GRE checksum before merging and leaves the first
+    /// segment's in the merged header).
+    Skip,
+}
+
+/// [`strip_ip`], with the GRE checksum verified or not as `csum` says.
+pub fn strip_ip_with(
+    packet: &[u8],
+    tun: TunnelType,
+    gre_key: Option<u32>,
+    csum: GreChecksum,
+) -> Result<Stripped, StripError> {
     let outer = Ipv4Packet::new_checked(packet).map_err(|e| match e {
         wire::Error::Truncated => StripError::Truncated,
         _ => StripError::BadOuterHeader,
@@ -245,7 +332,7 @@ pub fn strip_ip(
     let payload = outer.payload();
     let inner = match tun {
         TunnelType::Ipip => ipip::strip(payload)?,
-        TunnelType::Gre => gre::strip(payload, gre_key)?,
+        TunnelType::Gre => gre::strip(payload, gre_key, csum)?,
         TunnelType::Gue => {
             let udp = UdpPacket::new_checked(payload).map_err(|e| match e {
                 wire::Error::Truncated => StripError::Truncated,
@@ -333,7 +420,7 @@ labelled_enum! {
         GreBadFlags => "gre_bad_flags", "GRE header has RFC 1701 routing bits set",
         /// GRE protocol type is not IPv4 (0x0800).
         GreBadProtocol => "gre_bad_protocol", "GRE protocol type is not IPv4",
-        /// GRE checksum present and wrong.
+        /// GRE checksum present (C bit, e.g. a director's `--tun-csum`) and wrong.
         GreBadChecksum => "gre_bad_checksum", "bad GRE checksum",
         /// GRE key missing, unexpected, or different from the configured one.
         GreKeyMismatch => "gre_key_mismatch", "GRE key does not match",
@@ -379,33 +466,121 @@ pub(crate) mod tests {
         0x00, 0x0c, 0x70, 0x2b, 0x70, 0x69, 0x6e, 0x67,
     ];
 
-    /// Director 192.168.1.1 to real server 192.168.1.10, flow hash 0xdeadbeef, no key, no
-    /// UDP checksum.
-    pub(crate) fn params(tun: TunnelType) -> OuterParams {
+    /// Director 192.168.1.1 to real server 192.168.1.10, flow hash 0xdeadbeef, `tunnel`.
+    pub(crate) fn params_for(tunnel: Tunnel) -> OuterParams {
         OuterParams {
             src: Ipv4Addr::new(192, 168, 1, 1),
             dst: Ipv4Addr::new(192, 168, 1, 10),
-            tun,
-            gue_port: DEFAULT_GUE_PORT,
-            gre_key: None,
-            udp_csum: false,
+            tunnel,
             flow_hash: 0xdead_beef,
         }
     }
 
+    /// [`params_for`] the tunnel of kind `tun` with the defaults: no key, no checksum, GUE
+    /// port 6080.
+    pub(crate) fn params(tun: TunnelType) -> OuterParams {
+        params_for(Tunnel::new(tun, DEFAULT_GUE_PORT, false, None))
+    }
+
     const ALL_TUNNELS: [TunnelType; 3] = [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue];
+
+    /// Every tunnel with every option a test may care about.
+    pub(crate) const EVERY_TUNNEL: [Tunnel; 8] = [
+        Tunnel::Ipip,
+        Tunnel::Gre {
+            key: None,
+            csum: false,
+        },
+        Tunnel::Gre {
+            key: Some(42),
+            csum: false,
+        },
+        Tunnel::Gre {
+            key: None,
+            csum: true,
+        },
+        Tunnel::Gre {
+            key: Some(42),
+            csum: true,
+        },
+        Tunnel::Gue {
+            port: DEFAULT_GUE_PORT,
+            csum: false,
+        },
+        Tunnel::Gue {
+            port: DEFAULT_GUE_PORT,
+            csum: true,
+        },
+        Tunnel::Gue {
+            port: 7000,
+            csum: false,
+        },
+    ];
 
     #[test]
     fn overheads() {
-        assert_eq!(overhead(TunnelType::Ipip, false), 20);
-        assert_eq!(overhead(TunnelType::Ipip, true), 20);
-        assert_eq!(overhead(TunnelType::Gre, false), 24);
-        assert_eq!(overhead(TunnelType::Gre, true), 28);
-        assert_eq!(overhead(TunnelType::Gue, false), 32);
-        assert_eq!(overhead(TunnelType::Gue, true), 32);
-        for t in ALL_TUNNELS {
-            assert!(overhead(t, true) <= MAX_OUTER_HEADER);
+        let o = |t| overhead(&t);
+        assert_eq!(o(Tunnel::Ipip), 20);
+        for (key, csum, want) in [
+            (None, false, 24),
+            (Some(1), false, 28),
+            (None, true, 28),
+            (Some(1), true, 32),
+        ] {
+            assert_eq!(o(Tunnel::Gre { key, csum }), want);
         }
+        assert_eq!(
+            o(Tunnel::Gue {
+                port: 1,
+                csum: false
+            }),
+            32
+        );
+        assert_eq!(
+            o(Tunnel::Gue {
+                port: 1,
+                csum: true
+            }),
+            32
+        );
+        for t in EVERY_TUNNEL {
+            assert!(overhead(&t) <= MAX_OUTER_HEADER);
+        }
+    }
+
+    #[test]
+    fn a_tunnel_keeps_the_options_of_its_kind() {
+        for kind in ALL_TUNNELS {
+            let t = Tunnel::new(kind, 7000, true, Some(9));
+            assert_eq!(t.kind(), kind);
+            assert_eq!(t.ip_protocol(), kind.ip_protocol());
+        }
+        assert_eq!(
+            Tunnel::new(TunnelType::Ipip, 7000, true, Some(9)),
+            Tunnel::Ipip
+        );
+        assert_eq!(
+            Tunnel::new(TunnelType::Gre, 7000, true, Some(9)),
+            Tunnel::Gre {
+                key: Some(9),
+                csum: true
+            }
+        );
+        assert_eq!(
+            Tunnel::new(TunnelType::Gue, 7000, true, Some(9)),
+            Tunnel::Gue {
+                port: 7000,
+                csum: true
+            }
+        );
+        assert_eq!(
+            Tunnel::new(TunnelType::Gre, 1, false, Some(9)).gre_key(),
+            Some(9)
+        );
+        assert_eq!(
+            Tunnel::new(TunnelType::Gue, 1, false, Some(9)).gre_key(),
+            None
+        );
     }
 
     #[test]
@@ -434,8 +609,8 @@ pub(crate) mod tests {
     #[test]
     fn build_refuses_non_ipv4_and_oversize() {
         let mut out = [0u8; MAX_OUTER_HEADER];
-        for t in ALL_TUNNELS {
-            let p = params(t);
+        for t in EVERY_TUNNEL {
+            let p = params_for(t);
             assert_eq!(
                 build_outer(&p, &INNER[..19], &mut out),
                 Err(BuildError::InnerNotIpv4)
@@ -446,35 +621,40 @@ pub(crate) mod tests {
                 build_outer(&p, &v6, &mut out),
                 Err(BuildError::InnerNotIpv4)
             );
-            let mut big = vec![0u8; 65_535 - overhead(t, false) + 1];
+            let mut big = vec![0u8; 65_535 - overhead(&t) + 1];
             big[..32].copy_from_slice(&INNER);
             assert_eq!(build_outer(&p, &big, &mut out), Err(BuildError::TooBig));
             big.pop();
-            assert_eq!(build_outer(&p, &big, &mut out), Ok(overhead(t, false)));
+            assert_eq!(build_outer(&p, &big, &mut out), Ok(overhead(&t)));
         }
     }
 
-    /// Whatever the flow hash, key or TOS, a built header in front of the inner packet strips
-    /// back to exactly that packet, and the outer header carries the inner TOS and DF.
+    /// Whatever the flow hash, key, checksum option or TOS, a built header in front of the
+    /// inner packet strips back to exactly that packet, and the outer header carries the
+    /// inner TOS and DF.
     #[test]
     fn build_then_strip_round_trips() {
         let mut rng = Rng(11);
         let mut pkt = [0u8; MAX_OUTER_HEADER + 32];
         for round in 0..3_000 {
-            let t = ALL_TUNNELS[round % 3];
             let mut inner = INNER;
             inner[1] = rng.next_u64() as u8;
             inner[6] = if rng.below(2) == 0 { 0x40 } else { 0 };
+            let csum = rng.below(2) == 0;
+            let tunnel = Tunnel::new(
+                ALL_TUNNELS[round % 3],
+                rng.next_u64() as u16,
+                csum,
+                (rng.below(2) == 0).then(|| rng.next_u64() as u32),
+            );
             let p = OuterParams {
-                gre_key: (rng.below(2) == 0).then(|| rng.next_u64() as u32),
-                udp_csum: rng.below(2) == 0,
                 flow_hash: rng.next_u64() as u32,
-                gue_port: rng.next_u64() as u16,
                 src: Ipv4Addr::from(rng.next_u64() as u32),
-                ..params(t)
+                ..params_for(tunnel)
             };
             let mut out = [0u8; MAX_OUTER_HEADER];
             let n = build_outer(&p, &inner, &mut out).unwrap();
+            assert_eq!(n, overhead(&tunnel));
             pkt[..n].copy_from_slice(&out[..n]);
             pkt[n..n + 32].copy_from_slice(&inner);
             let outer = Ipv4Packet::new_checked(&pkt[..n + 32]).unwrap();
@@ -482,14 +662,21 @@ pub(crate) mod tests {
             assert_eq!(outer.dont_frag(), inner[6] == 0x40);
             assert_eq!(outer.ttl(), OUTER_TTL);
             assert_eq!(outer.ident(), 0);
-            let s = strip_ip(&pkt[..n + 32], t, p.gre_key).unwrap();
+            let s = strip_ip(&pkt[..n + 32], tunnel.kind(), tunnel.gre_key()).unwrap();
             assert_eq!(s.inner, n..n + 32);
             assert_eq!((s.outer_src, s.outer_dst), (p.src, p.dst));
-            if t == TunnelType::Gue {
-                let udp = UdpPacket::new_checked(outer.payload()).unwrap();
-                assert_eq!(udp.src_port(), gue_src_port(p.flow_hash));
-                assert_eq!(udp.dst_port(), p.gue_port);
-                assert_eq!(udp.checksum() != 0, p.udp_csum);
+            match tunnel {
+                Tunnel::Gue { port, csum } => {
+                    let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+                    assert_eq!(udp.src_port(), gue_src_port(p.flow_hash));
+                    assert_eq!(udp.dst_port(), port);
+                    assert_eq!(udp.checksum() != 0, csum);
+                }
+                Tunnel::Gre { csum, .. } => {
+                    let h = gre::GreHeader::new_checked(outer.payload()).unwrap();
+                    assert_eq!(h.checksum_present(), csum);
+                }
+                Tunnel::Ipip => {}
             }
         }
     }

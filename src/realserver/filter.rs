@@ -7,7 +7,8 @@ use std::ops::Range;
 
 use ipnet::Ipv4Net;
 
-use crate::encap::{self, StripError, TunnelType};
+use super::merged;
+use crate::encap::{self, GreChecksum, StripError, TunnelType};
 
 /// Why the agent dropped a received packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +137,10 @@ impl Filter {
         }
         // `src` is the kernel's copy of the outer header's source, the same as `outer_src`.
         let key = self.peer(src).map_or(self.gre_key, |p| p.gre_key);
-        let stripped = encap::strip_ip(packet, self.tun, key).map_err(AgentDrop::Strip)?;
+        let stripped = match encap::strip_ip(packet, self.tun, key) {
+            Err(StripError::GreBadChecksum) => merged_gre(packet, self.tun, key)?,
+            r => r.map_err(AgentDrop::Strip)?,
+        };
         self.check_inner(packet, stripped.inner, src)
     }
 
@@ -183,10 +187,29 @@ impl Filter {
     }
 }
 
+/// A GRE packet whose checksum (RFC 2784, `--tun-csum`) does not verify is still taken when
+/// the kernel's GRO merged it: `gre_gro_receive` verifies every segment's GRE checksum before
+/// it merges them and leaves the first segment's in the merged header, which then covers
+/// none of the merged payload. GRO's mark in the inner checksum field
+/// ([`merged::has_gro_mark`], the same sign that [`merged`] repairs such packets by) tells it
+/// from a packet corrupted on the way, which is dropped as `gre_bad_checksum`.
+fn merged_gre(
+    packet: &[u8],
+    tun: TunnelType,
+    key: Option<u32>,
+) -> Result<encap::Stripped, AgentDrop> {
+    let bad = AgentDrop::Strip(StripError::GreBadChecksum);
+    let s = encap::strip_ip_with(packet, tun, key, GreChecksum::Skip).map_err(|_| bad)?;
+    match packet.get(s.inner.clone()) {
+        Some(inner) if merged::has_gro_mark(inner) => Ok(s),
+        _ => Err(bad),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encap::{build_outer, OuterParams, MAX_OUTER_HEADER};
+    use crate::encap::{build_outer, OuterParams, Tunnel, MAX_OUTER_HEADER};
 
     const DIRECTOR: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
     const RS: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
@@ -212,14 +235,17 @@ mod tests {
 
     /// `inner` wrapped in an outer header from `src`.
     fn wrap(tun: TunnelType, gre_key: Option<u32>, src: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+        let tunnel = Tunnel::new(tun, encap::DEFAULT_GUE_PORT, false, gre_key);
+        wrap_in(tunnel, src, inner)
+    }
+
+    /// `inner` wrapped in a `tunnel` header from `src`.
+    fn wrap_in(tunnel: Tunnel, src: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
         let mut hdr = [0u8; MAX_OUTER_HEADER];
         let params = OuterParams {
             src,
             dst: RS,
-            tun,
-            gue_port: encap::DEFAULT_GUE_PORT,
-            gre_key,
-            udp_csum: false,
+            tunnel,
             flow_hash: 7,
         };
         let n = build_outer(&params, inner, &mut hdr).unwrap();
@@ -268,6 +294,70 @@ mod tests {
         assert_eq!(
             filter(TunnelType::Gre, Some(43)).check_ip(&pkt, DIRECTOR),
             Err(AgentDrop::Strip(StripError::GreKeyMismatch))
+        );
+    }
+
+    /// GRE with `--tun-csum`: delivered when the checksum verifies, dropped as
+    /// `gre_bad_checksum` when a byte under it changed on the way, unless the kernel's GRO
+    /// merged the packet (its mark in the inner checksum field): GRO verified each segment.
+    #[test]
+    fn gre_with_a_checksum_is_verified() {
+        let with_csum = Tunnel::Gre {
+            key: Some(42),
+            csum: true,
+        };
+        let f = filter(TunnelType::Gre, Some(42));
+        let inner = inner(VIP);
+        let pkt = wrap_in(with_csum, DIRECTOR, &inner);
+        assert_eq!(pkt[20] & 0x80, 0x80, "C bit");
+        let r = f.check_ip(&pkt, DIRECTOR).unwrap();
+        assert_eq!(&pkt[r], &inner[..]);
+        let mut bad = pkt.clone();
+        *bad.last_mut().unwrap() ^= 0x01;
+        let drop = f.check_ip(&bad, DIRECTOR).unwrap_err();
+        assert_eq!(drop, AgentDrop::Strip(StripError::GreBadChecksum));
+        assert_eq!(drop.as_str(), "gre_bad_checksum");
+        // The key is judged after the checksum.
+        assert_eq!(
+            filter(TunnelType::Gre, Some(43)).check_ip(&pkt, DIRECTOR),
+            Err(AgentDrop::Strip(StripError::GreKeyMismatch))
+        );
+
+        // A TCP packet as GRO leaves it (pseudo-header sum in the checksum field) behind the
+        // first segment's GRE checksum: taken, and classified as merged later.
+        let src = Ipv4Addr::new(198, 51, 100, 7);
+        let mut tcp = crate::wire::testing::tcp_packet(src, 40000, VIP, 80, 0x10, 100);
+        let segment = wrap_in(with_csum, DIRECTOR, &tcp);
+        tcp.extend_from_slice(&[7; 100]);
+        let pseudo = crate::wire::checksum::pseudo_header_v4(src, VIP, 6, 220);
+        tcp[36..38].copy_from_slice(&pseudo.to_be_bytes());
+        let total = tcp.len() as u16;
+        let mut ip = crate::wire::Ipv4Packet::new_unchecked(&mut tcp[..]);
+        ip.set_total_len(total);
+        ip.fill_checksum();
+        let mut merged = wrap_in(with_csum, DIRECTOR, &tcp);
+        merged[24..26].copy_from_slice(&segment[24..26]);
+        let mut outer = crate::wire::Ipv4Packet::new_unchecked(&mut merged[..]);
+        outer.set_total_len((32 + tcp.len()) as u16);
+        outer.fill_checksum();
+        assert_eq!(
+            encap::strip_ip(&merged, TunnelType::Gre, Some(42)),
+            Err(StripError::GreBadChecksum)
+        );
+        let r = f.check_ip(&merged, DIRECTOR).unwrap();
+        assert_eq!(&merged[r], &tcp[..]);
+        // Everything else is judged as ever: a merged packet with another key is dropped
+        // (counted where its checksum failed first).
+        assert_eq!(
+            filter(TunnelType::Gre, Some(43)).check_ip(&merged, DIRECTOR),
+            Err(AgentDrop::Strip(StripError::GreBadChecksum))
+        );
+        // Without the mark it is a corrupted packet.
+        let mut unmarked = merged.clone();
+        unmarked[32 + 36] ^= 0xff;
+        assert_eq!(
+            f.check_ip(&unmarked, DIRECTOR),
+            Err(AgentDrop::Strip(StripError::GreBadChecksum))
         );
     }
 

@@ -31,7 +31,7 @@ use super::filter::{Filter, GatewayPeer};
 use super::stats::AgentStats;
 use super::tunnel::{serve, Receiver, POLL_TIMEOUT};
 use super::{valid_ifname, AgentArgs, Mode, LOG};
-use crate::encap::{self, build_outer, OuterParams, TunnelType, MAX_OUTER_HEADER};
+use crate::encap::{self, build_outer, OuterParams, Tunnel, TunnelType, MAX_OUTER_HEADER};
 use crate::sys::netcfg::{conf_key, NetChanges};
 use crate::sys::raw::RawSender;
 use crate::sys::tun::{TunDevice, TunQueue};
@@ -63,7 +63,7 @@ pub(super) fn validate(args: &AgentArgs) -> anyhow::Result<()> {
     if peer(args).is_none() {
         bail!("--gateway needs --peer ADDR (the director's tunnel address) unless --allow is one single address");
     }
-    let overhead = encap::overhead(encap, args.gre_key.is_some());
+    let overhead = encap::overhead(&tunnel(args, encap));
     if usize::from(args.tun_mtu) < 576 + overhead {
         bail!(
             "--tun-mtu {} is too small for a gateway (at least {})",
@@ -171,13 +171,18 @@ impl fmt::Display for OutboundStats {
     }
 }
 
+/// The tunnel a gateway sends on: `--encap` with `--gre-key` or `--gue-port` (no checksum).
+fn tunnel(args: &AgentArgs, encap: TunnelType) -> Tunnel {
+    Tunnel::new(encap, args.gue_port, false, args.gre_key)
+}
+
 /// Runs the gateway until `stop()`; undoes its network changes and returns the receiver's
 /// counters (the outbound ones are logged).
 pub(super) fn run(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
     let (Some(encap), Some(peer)) = (args.encap, peer(args)) else {
         bail!("--gateway needs --encap and a peer");
     };
-    let overhead = encap::overhead(encap, args.gre_key.is_some());
+    let overhead = encap::overhead(&tunnel(args, encap));
     let mtu = args.tun_mtu.saturating_sub(overhead as u16);
     let mut net = NetChanges::new();
     let tun = TunDevice::create(&args.tun_name, 1, mtu)
@@ -239,7 +244,8 @@ fn setup_and_serve(
         "{LOG} gateway via {encap} ({}): from {} into {tun_name} (MTU {}) for {}; {} back to {peer}",
         rx.describe(),
         show(&args.allow),
-        args.tun_mtu.saturating_sub(encap::overhead(encap, args.gre_key.is_some()) as u16),
+        args.tun_mtu
+            .saturating_sub(encap::overhead(&tunnel(args, encap)) as u16),
         show(&args.lans),
         show(&args.routes),
     );
@@ -264,10 +270,7 @@ fn setup_and_serve(
     let params = OuterParams {
         src: Ipv4Addr::UNSPECIFIED,
         dst: peer,
-        tun: encap,
-        gue_port: args.gue_port,
-        gre_key: args.gre_key,
-        udp_csum: false,
+        tunnel: tunnel(args, encap),
         flow_hash: 0,
     };
     let mut out = OutboundStats::default();

@@ -33,6 +33,11 @@
 //! full checksum. The real segment size is lost in the merge; the estimate is an upper bound
 //! of it, which is all either use needs.
 //!
+//! **GRE checksums.** GRE GRO merges packets with the checksum (C) bit too, after verifying
+//! each one's; the merged header keeps the first segment's checksum, which no longer covers
+//! the payload. The agent therefore takes a GRE packet whose checksum fails when it carries
+//! the mark ([`has_gro_mark`]) and drops it as `gre_bad_checksum` otherwise.
+//!
 //! A merged UDP packet (`UDP_GRO` forwarding, e.g. towards a QUIC server with `UDP_GRO` on
 //! the VIP: its datagram boundaries cannot be recovered) is dropped and counted
 //! ([`Merged::Unsupported`]).
@@ -152,6 +157,16 @@ pub fn classify(inner: &[u8], max_inner: usize) -> Merged {
         }
         _ => Merged::Unsupported,
     }
+}
+
+/// Whether the inner packet `inner` carries GRO's mark, the pseudo-header sum in its TCP (or
+/// non-zero UDP) checksum field, whatever its length: what [`classify`] looks at first. The
+/// agent asks it of a GRE packet whose checksum fails (see
+/// [`Filter::check_ip`](super::filter::Filter::check_ip)).
+pub fn has_gro_mark(inner: &[u8]) -> bool {
+    // No wire packet is longer than 0 bytes: a marked packet never reaches the software
+    // checksum and comes back as merged.
+    classify(inner, 0) != Merged::Intact
 }
 
 /// TCP flag bit CWR.

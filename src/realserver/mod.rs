@@ -11,8 +11,10 @@
 //!    answering tunnel packets with ICMP protocol-unreachable.
 //! 3. Each packet is checked ([`filter`]): the outer source must be in `--allow` (else the agent
 //!    would let anyone inject packets with spoofed sources), the tunnel headers must validate
-//!    ([`crate::encap::strip_ip`] / [`crate::encap::strip_gue`]) and the inner destination must be
-//!    a VIP. Drops are counted by reason ([`stats`]).
+//!    ([`crate::encap::strip_ip`] / [`crate::encap::strip_gue`]; a GRE checksum, sent by a
+//!    director with `--tun-csum`, must verify unless the kernel's GRO merged the packet) and
+//!    the inner destination must be a VIP. Drops are counted by reason ([`stats`]), e.g.
+//!    `gre_bad_checksum`.
 //! 4. The inner packet is written into the agent's own TUN device (`rp_filter=0` on it and on
 //!    `all`); the kernel delivers it to the service on the VIP, whose reply goes straight to the
 //!    client.

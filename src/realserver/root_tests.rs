@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::encap::{build_outer, OuterParams, MAX_OUTER_HEADER};
+use crate::encap::{build_outer, OuterParams, Tunnel, MAX_OUTER_HEADER};
 use crate::sys::raw::RawSender;
 use crate::sys::testing::{in_new_netns, ip, udp_packet};
 
@@ -34,10 +34,7 @@ fn send_ipip(tx: &mut RawSender, outer_src: Ipv4Addr, inner: &[u8]) {
     let params = OuterParams {
         src: outer_src,
         dst: DIRECTOR,
-        tun: TunnelType::Ipip,
-        gue_port: DEFAULT_GUE_PORT,
-        gre_key: None,
-        udp_csum: false,
+        tunnel: Tunnel::Ipip,
         flow_hash: 0,
     };
     let n = build_outer(&params, inner, &mut hdr).unwrap();

@@ -14,8 +14,8 @@
 //!   last, CWR only on the first, full checksum) or UDP header (length, full checksum) are
 //!   written into a small buffer and the payload stays where it is, so a sender can go
 //!   `[headers, payload]` without copying.
-//! - [`fix_outer`] — adjusts an outer IPv4 (+ UDP) header built for the whole super-packet to
-//!   one segment.
+//! - [`fix_outer`] — adjusts an outer IPv4 (+ UDP, or + GRE with a checksum) header built for
+//!   the whole super-packet to one segment.
 //!
 //! Nothing here allocates or panics on untrusted bytes.
 
@@ -384,11 +384,12 @@ impl Segmenter {
 }
 
 /// Adjusts outer headers built for a whole super-packet (`header`: IPv4, then for UDP the UDP
-/// header and what follows it, as [`encap::build_outer`](crate::encap::build_outer) makes them)
-/// to carry one segment of `inner_len` bytes whose one's complement sum is `inner_sum`:
-/// IPv4 total length and header checksum; for UDP the length, and the checksum when it is not
-/// 0 (a sender that asked for none keeps none). Returns false if the header is not IPv4 or too
-/// short.
+/// header and what follows it, for GRE the GRE header, as
+/// [`encap::build_outer`](crate::encap::build_outer) makes them) to carry one segment of
+/// `inner_len` bytes whose one's complement sum is `inner_sum`: IPv4 total length and header
+/// checksum; for UDP the length, and the checksum when it is not 0 (a sender that asked for
+/// none keeps none); for GRE with the C bit the checksum over the GRE header and the segment
+/// (RFC 2784). Returns false if the header is not IPv4 or too short.
 pub fn fix_outer(header: &mut [u8], inner_len: usize, inner_sum: u16) -> bool {
     if header.len() < 20 || header[0] >> 4 != 4 {
         return false;
@@ -424,6 +425,17 @@ pub fn fix_outer(header: &mut [u8], inner_len: usize, inner_sum: u16) -> bool {
             let c = if !sum == 0 { 0xffff } else { !sum };
             udp[6..8].copy_from_slice(&c.to_be_bytes());
         }
+    } else if header[9] == IpProtocol::GRE && header.get(ihl).is_some_and(|f| f & 0x80 != 0) {
+        // GRE with the C bit: the checksum field follows the 4-byte base header; the GRE
+        // header (a multiple of 4 bytes) is the rest of `header`, so the inner sum adds
+        // unshifted. As `encap::gre::fill_checksum`, which `wire` may not import.
+        let gre = &mut header[ihl..];
+        if gre.len() < 8 {
+            return false;
+        }
+        gre[4..6].copy_from_slice(&[0, 0]);
+        let c = !checksum::combine(&[checksum::data(gre), inner_sum]);
+        gre[4..6].copy_from_slice(&c.to_be_bytes());
     }
     true
 }
@@ -730,57 +742,93 @@ mod tests {
 
     #[test]
     fn outer_headers_follow_each_segment() {
-        use crate::encap::{build_outer, OuterParams, TunnelType, MAX_OUTER_HEADER};
+        use crate::encap::{build_outer, OuterParams, Tunnel, MAX_OUTER_HEADER};
         let p = super_packet(3000, 0x10);
         let s = Segmenter::new(&p, 1400).unwrap();
-        for udp_csum in [false, true] {
+        let tunnels = [
+            Tunnel::Ipip,
+            Tunnel::Gre {
+                key: Some(5),
+                csum: false,
+            },
+            Tunnel::Gre {
+                key: None,
+                csum: true,
+            },
+            Tunnel::Gre {
+                key: Some(5),
+                csum: true,
+            },
+            Tunnel::Gue {
+                port: 6080,
+                csum: false,
+            },
+            Tunnel::Gue {
+                port: 6080,
+                csum: true,
+            },
+        ];
+        for tunnel in tunnels {
             let params = OuterParams {
                 src: [192, 168, 1, 1].into(),
                 dst: [192, 168, 1, 2].into(),
-                tun: TunnelType::Gue,
-                gue_port: 6080,
-                gre_key: None,
-                udp_csum,
+                tunnel,
                 flow_hash: 7,
             };
+            // Built once for the super-packet (its first segment's length, as the core does).
+            let mut built = [0u8; MAX_OUTER_HEADER];
+            let n = build_outer(&params, &p[..1452], &mut built).unwrap();
             for i in 0..s.count() {
                 let mut whole = [0u8; 2048];
                 let len = s.write_segment(&p, i, &mut whole).unwrap();
                 // What build_outer makes for this segment alone ...
                 let mut want = [0u8; MAX_OUTER_HEADER];
-                let n = build_outer(&params, &whole[..len], &mut want).unwrap();
+                assert_eq!(build_outer(&params, &whole[..len], &mut want), Ok(n));
                 // ... equals the super-packet's outer header fixed up for it.
-                let mut got = [0u8; MAX_OUTER_HEADER];
-                build_outer(&params, &p, &mut got).unwrap();
+                let mut got = built;
                 let mut hdr = [0u8; MAX_SEGMENT_HEADER];
                 let seg = s.segment(&p, i, &mut hdr).unwrap();
                 let inner_sum =
                     checksum::combine(&[checksum::data(&hdr[..seg.header_len]), seg.payload_sum]);
                 assert!(fix_outer(&mut got[..n], len, inner_sum));
-                assert_eq!(got[..n], want[..n], "segment {i}, udp_csum {udp_csum}");
+                assert_eq!(got[..n], want[..n], "segment {i}, {tunnel:?}");
+                // And the segment on the wire strips, its checksums verified.
+                let mut wire = got[..n].to_vec();
+                wire.extend_from_slice(&whole[..len]);
+                if !matches!(tunnel, Tunnel::Gue { .. }) {
+                    let (kind, key) = (tunnel.kind(), tunnel.gre_key());
+                    let r = crate::encap::strip_ip(&wire, kind, key).unwrap();
+                    assert_eq!(&wire[r.inner], &whole[..len]);
+                }
             }
         }
-        for tun in [TunnelType::Ipip, TunnelType::Gre] {
-            let params = OuterParams {
-                src: [192, 168, 1, 1].into(),
-                dst: [192, 168, 1, 2].into(),
-                tun,
-                gue_port: 6080,
-                gre_key: Some(5),
-                udp_csum: false,
-                flow_hash: 7,
-            };
-            let mut whole = [0u8; 2048];
-            let len = s.write_segment(&p, 2, &mut whole).unwrap();
-            let mut want = [0u8; MAX_OUTER_HEADER];
-            let n = build_outer(&params, &whole[..len], &mut want).unwrap();
-            let mut got = [0u8; MAX_OUTER_HEADER];
-            build_outer(&params, &p[..1452], &mut got).unwrap();
-            assert!(fix_outer(&mut got[..n], len, 0));
-            assert_eq!(got[..n], want[..n]);
-        }
+        // A GRE checksum fixed for the wrong segment does not verify.
+        let gre = OuterParams {
+            src: [192, 168, 1, 1].into(),
+            dst: [192, 168, 1, 2].into(),
+            tunnel: Tunnel::Gre {
+                key: None,
+                csum: true,
+            },
+            flow_hash: 7,
+        };
+        let mut got = [0u8; MAX_OUTER_HEADER];
+        let n = build_outer(&gre, &p[..1452], &mut got).unwrap();
+        let mut whole = [0u8; 2048];
+        let len = s.write_segment(&p, 1, &mut whole).unwrap();
+        assert!(fix_outer(&mut got[..n], len, 0x1234));
+        let mut wire = got[..n].to_vec();
+        wire.extend_from_slice(&whole[..len]);
+        assert_eq!(
+            crate::encap::strip_ip(&wire, crate::encap::TunnelType::Gre, None),
+            Err(crate::encap::StripError::GreBadChecksum)
+        );
         assert!(!fix_outer(&mut [0u8; 19], 10, 0));
         assert!(!fix_outer(&mut [0x60; 40], 10, 0));
+        // GRE with the C bit but no room for the checksum field.
+        let mut short = [0u8; 24];
+        short[..n.min(24)].copy_from_slice(&got[..24]);
+        assert!(!fix_outer(&mut short, 10, 0));
     }
 
     #[test]

@@ -266,7 +266,13 @@ fn too_big_with_df_gets_frag_needed_with_mtu_minus_overhead() {
     let icmp = ip.payload();
     assert_eq!((icmp[0], icmp[1]), (3, 4));
     let mtu = u16::from_be_bytes([icmp[6], icmp[7]]);
-    assert_eq!(mtu as usize, 1500 - encap::overhead(TunnelType::Gue, false));
+    assert_eq!(
+        mtu as usize,
+        1500 - encap::overhead(&encap::Tunnel::Gue {
+            port: encap::DEFAULT_GUE_PORT,
+            csum: false
+        })
+    );
     assert_eq!(lab.workers[0].counters().dropped(DropReason::TooBig), 1);
     // A packet that fits goes through.
     let mut ok = tcp_packet(c, 5555, VIP, 80, ACK, 1400);

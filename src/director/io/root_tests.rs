@@ -173,10 +173,7 @@ fn tunnel_frames_arrive_whole_and_in_fragments_with_the_route_source() {
             let params = encap::OuterParams {
                 src: Ipv4Addr::UNSPECIFIED,
                 dst: Ipv4Addr::new(10, 9, 3, 2),
-                tun: encap::TunnelType::Ipip,
-                gue_port: 0,
-                gre_key: None,
-                udp_csum: false,
+                tunnel: encap::Tunnel::Ipip,
                 flow_hash: 0,
             };
             let mut header = [0u8; MAX_OUTER_HEADER];

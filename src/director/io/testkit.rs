@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use crate::director::Encap;
-use crate::encap::{build_outer, OuterParams, TunnelType, MAX_OUTER_HEADER};
+use crate::encap::{build_outer, OuterParams, Tunnel, MAX_OUTER_HEADER};
 use crate::wire::checksum;
 use crate::wire::gso::{self, Segmenter, VnetHdr, VNET_HDR_LEN};
 use crate::wire::testing::tcp_packet;
@@ -62,10 +62,10 @@ pub(crate) fn gue_encap(p: &[u8], seg: &Segmenter, flow_hash: u32) -> (OuterPara
     let params = OuterParams {
         src: Ipv4Addr::new(10, 3, 0, 11),
         dst: Ipv4Addr::new(10, 3, 0, 12),
-        tun: TunnelType::Gue,
-        gue_port: 6080,
-        gre_key: None,
-        udp_csum: true,
+        tunnel: Tunnel::Gue {
+            port: 6080,
+            csum: true,
+        },
         flow_hash,
     };
     let mut header = [0u8; MAX_OUTER_HEADER];

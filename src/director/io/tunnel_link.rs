@@ -222,7 +222,7 @@ pub fn frame_outer(header: &mut [u8], src: Ipv4Addr, ident: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encap::{build_outer, OuterParams, TunnelType, MAX_OUTER_HEADER};
+    use crate::encap::{build_outer, OuterParams, Tunnel, TunnelType, MAX_OUTER_HEADER};
     use crate::wire::testing::tcp_packet;
     use crate::wire::Ipv4Packet;
 
@@ -333,10 +333,8 @@ mod tests {
         OuterParams {
             src: Ipv4Addr::UNSPECIFIED,
             dst: RIP,
-            tun,
-            gue_port: 6080,
-            gre_key: None,
-            udp_csum: true,
+            // A UDP checksum for GUE; none for GRE.
+            tunnel: Tunnel::new(tun, 6080, tun == TunnelType::Gue, None),
             flow_hash: 77,
         }
     }

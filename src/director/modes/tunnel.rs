@@ -49,7 +49,8 @@ pub fn encap(
     else {
         return Verdict::Drop(DropReason::UnsupportedForward);
     };
-    let overhead = encap::overhead(tun_type, gre_key.is_some());
+    let tunnel = encap::Tunnel::new(tun_type, tun_port, tun_csum, gre_key);
+    let overhead = encap::overhead(&tunnel);
     let too_big = p.mtu_len + overhead > cx.config.tunnel_mtu as usize;
     if too_big && p.dont_frag {
         let mtu = cx.config.tunnel_mtu.saturating_sub(overhead as u16);
@@ -64,10 +65,7 @@ pub fn encap(
     let params = OuterParams {
         src: cx.config.local_addr,
         dst: to,
-        tun: tun_type,
-        gue_port: tun_port,
-        gre_key,
-        udp_csum: tun_csum,
+        tunnel,
         flow_hash: hash,
     };
     let mut header = [0u8; MAX_OUTER_HEADER];
