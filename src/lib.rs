@@ -47,6 +47,7 @@ pub mod encap;
 pub mod health;
 pub mod lab;
 pub mod metrics;
+pub mod model;
 pub mod realserver;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -21,29 +21,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::control::format::{self, ListFormat, PortNames};
-use crate::control::ops::{Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
 use crate::control::proto::{Request, Response};
 use crate::control::socket::{self, ClientError};
-use crate::director::service::{
-    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceKey,
-};
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::model::{DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceKey};
+use crate::model::{Edit, Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
 
-/// The smallest MSS `--mss-clamp` accepts (Linux's `TCP_MIN_MSS`).
-pub const MIN_MSS_CLAMP: u16 = 88;
-
-/// The options of `-A` / `-E`: everything about a service but its real servers.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ServiceOptions {
-    /// `-t|-u VIP[:PORT]` (no port = port 0, which needs `-p`).
-    pub key: ServiceKey,
-    /// `-s`, default `wlc`.
-    pub scheduler: SchedulerKind,
-    /// `-p [TIMEOUT] [-M NETMASK]`.
-    pub persistence: Option<Persistence>,
-    /// `--mss-clamp N` (tunlb extension).
-    pub mss_clamp: Option<u16>,
-}
+pub use crate::model::{ServiceOptions, MIN_MSS_CLAMP};
 
 /// What `-L` lists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -460,8 +444,8 @@ pub fn parse_with(args: &[OsString], names: &PortNames) -> Result<Command, Parse
 /// Parses `-R` input: one command per line, as ipvsadm-restore. Blank lines and `#` comments
 /// are skipped, and so is a leading `ipvsadm` (or `tunlb adm`) word. Only table edits are
 /// allowed; the first bad line fails the whole input. Each command comes with its 1-based line
-/// number.
-pub fn parse_restore(text: &str, names: &PortNames) -> Result<Vec<(usize, Command)>, RestoreError> {
+/// number, as the model's [`Edit`] the director applies.
+pub fn parse_restore(text: &str, names: &PortNames) -> Result<Vec<(usize, Edit)>, RestoreError> {
     let mut cmds = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let mut words: Vec<&str> = line.split_whitespace().collect();
@@ -479,10 +463,10 @@ pub fn parse_restore(text: &str, names: &PortNames) -> Result<Vec<(usize, Comman
         let args: Vec<OsString> = words.iter().map(OsString::from).collect();
         let fail = |error| RestoreError { line: n + 1, error };
         let cmd = parse_with(&args, names).map_err(fail)?;
-        if !cmd.is_table_edit() {
+        let Some(edit) = cmd.edit() else {
             return Err(fail(ParseError::NotRestorable(cmd.name())));
-        }
-        cmds.push((n + 1, cmd));
+        };
+        cmds.push((n + 1, edit));
     }
     Ok(cmds)
 }
@@ -1480,6 +1464,9 @@ fn run_inner(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let cmd = parse_with(args, names)?;
+    if let Some(edit) = cmd.edit() {
+        return apply(send, vec![edit], &[]);
+    }
     let text = match cmd {
         Command::Help => USAGE.to_string(),
         Command::Version => format!(
@@ -1496,8 +1483,8 @@ fn run_inner(
                 let code = e.error.exit_code();
                 Failure::new(e.to_string(), code)
             })?;
-            let (lines, cmds): (Vec<usize>, Vec<Command>) = parsed.into_iter().unzip();
-            apply(send, cmds, &lines)?;
+            let (lines, edits): (Vec<usize>, Vec<Edit>) = parsed.into_iter().unzip();
+            apply(send, edits, &lines)?;
             String::new()
         }
         Command::List(opts) => list(send, &opts, names)?,
@@ -1525,10 +1512,8 @@ fn run_inner(
             Response::Reloaded { message } => format!("{message}\n"),
             other => return Err(unexpected(other)),
         },
-        edit => {
-            apply(send, vec![edit], &[])?;
-            String::new()
-        }
+        // The edits went to `apply` above.
+        _ => String::new(),
     };
     out.write_all(text.as_bytes())
         .map_err(|e| Failure::new(format!("tunlb adm: writing output: {e}"), 1))
@@ -1554,10 +1539,10 @@ fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
 
 fn apply(
     send: &mut dyn FnMut(&Request) -> Result<Response, ClientError>,
-    cmds: Vec<Command>,
+    edits: Vec<Edit>,
     lines: &[usize],
 ) -> Result<(), Failure> {
-    match send(&Request::Apply(cmds))? {
+    match send(&Request::Apply(edits))? {
         Response::Ok => Ok(()),
         Response::Error { message, index } => {
             let at_line = index.and_then(|i| lines.get(i));
@@ -1705,7 +1690,7 @@ mod tests {
     use super::*;
     use crate::control::config::{load_str, to_toml, DirectorSettings};
     use crate::control::format::Listing;
-    use crate::director::service::ServiceSet;
+    use crate::model::ServiceSet;
 
     fn args(line: &str) -> Vec<OsString> {
         line.split_whitespace().map(Into::into).collect()
@@ -2455,7 +2440,7 @@ ipvsadm -a -t 10.0.0.1:80 -r 10.0.1.1:80 -i -w 1 --tun-type ipip
         let cmds = parse_restore(text, &PortNames::empty()).unwrap();
         let lines: Vec<usize> = cmds.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, vec![2, 4, 5, 6, 7]);
-        assert!(matches!(cmds[1].1, Command::AddServer { .. }));
+        assert!(matches!(cmds[1].1, Edit::AddServer { .. }));
         let bad = "-A -t 10.0.0.1:80\n-a -t 10.0.0.1:80 -r host\n";
         let e = parse_restore(bad, &PortNames::empty()).unwrap_err();
         assert_eq!(

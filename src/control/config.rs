@@ -87,19 +87,18 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use toml::Spanned;
 
-use crate::control::adm::MIN_MSS_CLAMP;
-use crate::control::ops::{Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
 use crate::director::route::{self, TunnelRoute};
-use crate::director::service::{
-    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
-    ServiceKey, ServiceSet,
-};
 use crate::director::snat::SnatRule;
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::{
     parse_hex, CheckKind, CheckSpec, DestHealth, HealthConfig, ReplyPattern, ServiceHealth,
     UdpCheck, UrlSpec,
 };
+use crate::model::{
+    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
+    ServiceKey, ServiceSet,
+};
+use crate::model::{Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP};
 
 /// The most TUN queues (worker threads) a director may ask for.
 pub const MAX_QUEUES: usize = 256;
@@ -961,10 +960,14 @@ impl Validator<'_> {
         };
         let scheduler = match &s.scheduler {
             None => SchedulerKind::default(),
-            Some(name) => name.get_ref().parse().unwrap_or_else(|e: String| {
-                self.report(name.span(), format!("{what}.scheduler: {e}"));
-                SchedulerKind::default()
-            }),
+            Some(name) => {
+                name.get_ref()
+                    .parse()
+                    .unwrap_or_else(|e: crate::model::UnknownScheduler| {
+                        self.report(name.span(), format!("{what}.scheduler: {e}"));
+                        SchedulerKind::default()
+                    })
+            }
         };
         let persistence = s.persistence.as_ref().map(|_| Persistence {
             timeout: self.int(

@@ -4,7 +4,7 @@
 //!
 //! - [`adm`]: ipvsadm 1.31's command line. [`adm::parse`] turns arguments into an
 //!   [`adm::Command`]; [`adm::main`] is `tunlb adm` (parse, ask the director, print).
-//! - [`ops`]: what a command does to the table: [`ServiceSet::apply`](crate::director::service::ServiceSet::apply),
+//! - [`ops`]: what a command does to the table: [`ServiceSet::apply`](crate::model::ServiceSet::apply),
 //!   one command at a time or as an all-or-nothing batch, with ipvsadm's error texts ([`ops::AdmError`]).
 //! - [`format`](mod@format): ipvsadm's output, byte for byte (`-L -n`, `-c`, `--stats`, `--rate`, `-S`, ...),
 //!   from the listing types the director fills in ([`format::Listing`], [`format::ConnEntry`]).

@@ -23,13 +23,13 @@ use super::service::{DestConfig, Forward, Protocol, ServiceKey, ServiceSet};
 use super::snat::{self, SnatRouting, SnatRule, SnatRules};
 use super::stats::{self, StatsBook, Totals};
 use super::{Director, Registry, Shared, Snapshot};
-use crate::control::adm::Command;
 use crate::control::config::{self, DirectorSettings};
 use crate::control::format::{ConnEntry, Listing, Rates, Stats};
 use crate::control::ops::Timeouts;
 use crate::control::proto::{Request, Response};
 use crate::control::socket;
 use crate::health::config::HealthConfig;
+use crate::model::Edit as Command;
 use crate::sys::netcfg::{neigh_key, NetChanges};
 use crate::time::{Clock, Duration};
 

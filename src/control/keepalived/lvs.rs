@@ -28,15 +28,14 @@ use std::time::Duration;
 
 use super::syntax::{Loc, Node};
 use super::Ctx;
-use crate::control::ops::{HOST_NETMASK, MAX_TIMEOUT, MAX_WEIGHT};
-use crate::director::service::{
-    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
-    ServiceKey, ServiceSet,
-};
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::{
     parse_hex, CheckKind, CheckSpec, DestHealth, HealthConfig, ReplyPattern, ServiceHealth,
     UdpCheck, UrlSpec,
+};
+use crate::model::{
+    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
+    ServiceKey, ServiceSet, HOST_NETMASK, MAX_TIMEOUT, MAX_WEIGHT,
 };
 
 /// Top-level keywords keepalived knows that tunlb accepts and ignores.

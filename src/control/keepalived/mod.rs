@@ -22,8 +22,8 @@ use std::path::Path;
 
 use crate::control::config;
 use crate::control::format::{self, ListFormat, Listing, PortNames};
-use crate::director::service::ServiceSet;
 use crate::health::config::HealthConfig;
+use crate::model::ServiceSet;
 
 use syntax::{Loc, Node, Sources, Word};
 

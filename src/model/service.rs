@@ -1,0 +1,342 @@
+//! Virtual services and real servers: what the control plane configures and the data path reads.
+//!
+//! The control plane edits a [`ServiceSet`] (plain data, serde-able, what `adm` and the TOML
+//! config describe) and publishes it; the data path reads an immutable snapshot built from it.
+//! The limits every front end checks against are here too ([`MAX_WEIGHT`], ...).
+
+use core::fmt;
+use core::str::FromStr;
+use std::net::Ipv4Addr;
+
+use crate::encap::TunnelType;
+
+/// The default persistence netmask: every client address is its own group.
+pub const HOST_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
+
+/// The largest timeout `--set` and `-p` accept: 31 days, as ipvsadm.
+pub const MAX_TIMEOUT: u32 = 86_400 * 31;
+
+/// The largest weight a real server can have (`-w`).
+pub const MAX_WEIGHT: u32 = 65_535;
+
+/// The largest connection threshold (`-x`, `-y`): `INT_MAX`, as ipvsadm.
+pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
+
+/// The smallest MSS `--mss-clamp` accepts (Linux's `TCP_MIN_MSS`).
+pub const MIN_MSS_CLAMP: u16 = 88;
+
+/// Transport protocol of a virtual service.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// IP protocol 6; `-t` in ipvsadm.
+    Tcp,
+    /// IP protocol 17; `-u` in ipvsadm.
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    /// The protocol for an IP protocol number, if a service can carry it.
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+
+    /// `TCP` / `UDP`, as ipvsadm prints it.
+    pub fn as_upper(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+/// The key of a virtual service: VIP, port and protocol. Port 0 means "all ports"
+/// (a persistent port-zero service, as in IPVS).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct ServiceKey {
+    /// The virtual IP address.
+    pub vip: Ipv4Addr,
+    /// The virtual port (0 = any port).
+    pub port: u16,
+    /// TCP or UDP.
+    pub proto: Protocol,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}:{}", self.proto.as_upper(), self.vip, self.port)
+    }
+}
+
+/// IPVS scheduling algorithms.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerKind {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin (IPVS's gcd-stepped sequence).
+    Wrr,
+    /// Least connections.
+    Lc,
+    /// Weighted least connections (ipvsadm's default).
+    #[default]
+    Wlc,
+    /// Source hashing.
+    Sh,
+    /// Destination hashing.
+    Dh,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Weighted Maglev hashing.
+    Mh,
+}
+
+impl SchedulerKind {
+    /// The ipvsadm name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulerKind::Rr => "rr",
+            SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
+            SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Dh => "dh",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Mh => "mh",
+        }
+    }
+}
+
+impl fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A scheduler name tunlb does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scheduler {0:?}: expected one of rr wrr lc wlc sh dh sed nq mh")]
+pub struct UnknownScheduler(pub String);
+
+impl FromStr for SchedulerKind {
+    type Err = UnknownScheduler;
+    fn from_str(s: &str) -> Result<Self, UnknownScheduler> {
+        Ok(match s {
+            "rr" => SchedulerKind::Rr,
+            "wrr" => SchedulerKind::Wrr,
+            "lc" => SchedulerKind::Lc,
+            "wlc" => SchedulerKind::Wlc,
+            "sh" => SchedulerKind::Sh,
+            "dh" => SchedulerKind::Dh,
+            "sed" => SchedulerKind::Sed,
+            "nq" => SchedulerKind::Nq,
+            "mh" => SchedulerKind::Mh,
+            other => return Err(UnknownScheduler(other.to_string())),
+        })
+    }
+}
+
+/// How packets reach a real server (ipvsadm `-i`, `-g`, `-m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", tag = "method")]
+pub enum Forward {
+    /// `-i`: encapsulate and send across networks.
+    Tunnel {
+        /// ipip, gre or gue.
+        #[serde(default)]
+        tun_type: TunnelType,
+        /// GUE destination port (`--tun-port`), default 6080.
+        #[serde(default = "default_tun_port")]
+        tun_port: u16,
+        /// Compute the GUE UDP checksum (`--tun-csum`); off (`--tun-nocsum`) by default.
+        #[serde(default)]
+        tun_csum: bool,
+        /// GRE key, if any.
+        #[serde(default)]
+        gre_key: Option<u32>,
+    },
+    /// `-g`: direct routing: the unchanged packet in an Ethernet frame to the real server's
+    /// MAC on a LAN the director shares with it (see [`crate::director::dr`]).
+    Dr,
+    /// `-m`: masquerading (rewrite the destination address). Arrives in a later issue.
+    Nat,
+}
+
+fn default_tun_port() -> u16 {
+    crate::encap::DEFAULT_GUE_PORT
+}
+
+impl Forward {
+    /// A tunnel with defaults for `tun_type`.
+    pub fn tunnel(tun_type: TunnelType) -> Forward {
+        Forward::Tunnel {
+            tun_type,
+            tun_port: crate::encap::DEFAULT_GUE_PORT,
+            tun_csum: false,
+            gre_key: None,
+        }
+    }
+
+    /// ipvsadm's "Forward" column: `Tunnel`, `Route`, `Masq`.
+    pub fn ipvsadm_name(&self) -> &'static str {
+        match self {
+            Forward::Tunnel { .. } => "Tunnel",
+            Forward::Dr => "Route",
+            Forward::Nat => "Masq",
+        }
+    }
+}
+
+/// A real server of a service.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DestConfig {
+    /// The real server's address (RIP).
+    pub addr: Ipv4Addr,
+    /// The real server's port; for tunnel and DR it must equal the service port (0 = same).
+    pub port: u16,
+    /// Scheduling weight, 0..=65535; 0 quiesces the server (no new flows).
+    pub weight: u32,
+    /// How packets reach it.
+    #[serde(flatten)]
+    pub forward: Forward,
+    /// Upper connection threshold (`-x`), 0 = none.
+    #[serde(default)]
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`), 0 = none.
+    #[serde(default)]
+    pub l_threshold: u32,
+}
+
+/// Persistence of a service (`-p [timeout] [-M netmask]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Persistence {
+    /// Template timeout in seconds (ipvsadm default 300 when `-p` has no value).
+    pub timeout: u32,
+    /// Client addresses in the same netmask share a template (default 255.255.255.255).
+    pub netmask: Ipv4Addr,
+}
+
+/// What happens to the flows of a real server that fails, per service. IPVS has these as the
+/// global sysctls `net.ipv4.vs.expire_nodest_conn` and `expire_quiescent_template`; tunlb sets
+/// them per service (`[[service]]` keys and keepalived `virtual_server` keywords of the same
+/// names). ipvsadm's `-S` has no place for them: `-R` of such a dump gives the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ExpirePolicy {
+    /// `true` (default, IPVS `expire_nodest_conn=1`): the flows of a real server that left
+    /// the table are forgotten at their next packet; a TCP packet that is not a SYN is
+    /// dropped, anything else (UDP, a new SYN) is rescheduled at once to a live server.
+    /// `false` (IPVS 0): while a server is out because its health check failed, its flows
+    /// are kept and their packets dropped (`destination_down`); if it comes back before they
+    /// time out they go on on the same server. A server deleted by `adm -d` or a reload is
+    /// always expired.
+    pub expire_nodest_conn: bool,
+    /// `true` (IPVS `expire_quiescent_template=1`): a persistence template that points at a
+    /// real server with weight 0 (quiesced, e.g. by `inhibit_on_failure`) is expired when a
+    /// new connection uses it, so the client's new connections go to a live server. `false`
+    /// (default, as IPVS): persistent clients stick to the weight-0 server.
+    pub expire_quiescent_template: bool,
+}
+
+impl Default for ExpirePolicy {
+    fn default() -> Self {
+        ExpirePolicy {
+            expire_nodest_conn: true,
+            expire_quiescent_template: false,
+        }
+    }
+}
+
+impl ExpirePolicy {
+    /// Whether this is the default policy (IPVS's sysctl defaults).
+    pub fn is_default(&self) -> bool {
+        *self == ExpirePolicy::default()
+    }
+}
+
+/// A virtual service and its real servers.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceConfig {
+    /// VIP, port, protocol.
+    #[serde(flatten)]
+    pub key: ServiceKey,
+    /// Scheduler.
+    pub scheduler: SchedulerKind,
+    /// Persistence, if `-p` was given.
+    #[serde(default)]
+    pub persistence: Option<Persistence>,
+    /// Clamp the TCP MSS option of client SYNs to this value, if set.
+    #[serde(default)]
+    pub mss_clamp: Option<u16>,
+    /// Real servers, in the order they were added.
+    #[serde(default)]
+    pub dests: Vec<DestConfig>,
+    /// What happens to the flows of a failed real server.
+    #[serde(default)]
+    pub policy: ExpirePolicy,
+}
+
+/// The whole virtual-service table as the control plane sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceSet {
+    /// Services, in the order they were added.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// Idle timeouts of connection entries, in seconds (`--set tcp tcpfin udp`, `-L --timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Timeouts {
+    /// Established TCP connections.
+    pub tcp: u32,
+    /// TCP connections after the client's FIN.
+    pub tcpfin: u32,
+    /// UDP flows.
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    /// IPVS's defaults: 900 s, 120 s, 300 s.
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Applies a `--set`: as in IPVS, a zero leaves that timeout unchanged.
+    pub fn update(&mut self, set: &Timeouts) {
+        if set.tcp != 0 {
+            self.tcp = set.tcp;
+        }
+        if set.tcpfin != 0 {
+            self.tcpfin = set.tcpfin;
+        }
+        if set.udp != 0 {
+            self.udp = set.udp;
+        }
+    }
+}
