@@ -24,8 +24,11 @@ use crate::control::format::{self, ListFormat, PortNames};
 use crate::control::proto::{Request, Response};
 use crate::control::socket::{self, ClientError};
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::model::validate::{self, TunnelOption};
 use crate::model::{DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceKey};
-use crate::model::{Edit, Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
+use crate::model::{
+    Edit, RuleError, Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+};
 
 pub use crate::model::{ServiceOptions, MIN_MSS_CLAMP};
 
@@ -325,6 +328,25 @@ impl ParseError {
                 | ParseError::UnexpectedArgument(_)
                 | ParseError::SetNeedsThree
         )
+    }
+}
+
+impl From<RuleError> for ParseError {
+    /// A broken model rule in ipvsadm's words.
+    fn from(e: RuleError) -> ParseError {
+        match e {
+            RuleError::ZeroPortNeedsPersistence => ParseError::ZeroPortNotPersistent,
+            RuleError::DestPortMismatch { .. } => ParseError::DestPortMismatch,
+            RuleError::PersistenceTimeout(t) => ParseError::BadTimeout(t.to_string()),
+            RuleError::NetmaskNotContiguous(_) => ParseError::BadNetmask,
+            RuleError::Weight(_) => ParseError::BadWeight,
+            RuleError::Threshold(_) => ParseError::BadUThreshold,
+            RuleError::ThresholdsOutOfOrder { .. } => ParseError::BadLThreshold,
+            // The parser sees one real server at a time; the director answers this one.
+            RuleError::DuplicateDest { .. } => {
+                ParseError::Unsupported("Destination already exists")
+            }
+        }
     }
 }
 
@@ -699,11 +721,16 @@ fn rule(cmd: Cmd, opt: OptName) -> Rule {
 /// The tunnel options in ipvsadm's `tunnel_types_v_options` order, and how each tunnel type
 /// treats them. GUE's `--tun-port` is optional in tunlb (default 6080).
 fn tunnel_rule(tun: TunnelType, opt: OptName) -> Rule {
-    match (tun, opt) {
-        (TunnelType::Gue, OptName::TunPort) => Rule::May,
-        (TunnelType::Gue | TunnelType::Gre, OptName::TunNocsum | OptName::TunCsum) => Rule::OneOf,
-        (TunnelType::Gre, OptName::GreKey) => Rule::May,
-        _ => Rule::Illegal,
+    let (option, given) = match opt {
+        OptName::TunPort => (TunnelOption::Port, Rule::May),
+        OptName::TunNocsum | OptName::TunCsum => (TunnelOption::Checksum, Rule::OneOf),
+        OptName::GreKey => (TunnelOption::GreKey, Rule::May),
+        _ => return Rule::Illegal,
+    };
+    if validate::tunnel_option_allowed(tun, option) {
+        given
+    } else {
+        Rule::Illegal
     }
 }
 
@@ -1144,8 +1171,8 @@ impl Raw {
         Ok(match cmd {
             Cmd::Add | Cmd::Edit => {
                 let key = need_service()?;
-                if key.port == 0 && self.persistent.is_none() {
-                    return Err(ParseError::ZeroPortNotPersistent);
+                if self.persistent.is_none() {
+                    validate::service_port(key.port, None)?;
                 }
                 let scheduler = match &self.scheduler {
                     None => SchedulerKind::default(),
@@ -1312,13 +1339,6 @@ impl Raw {
             })?;
 
         let (addr, port) = self.server_addr(service, names)?;
-        let port = match port {
-            None => service.port,
-            Some(p) if method != Method::Masq && p != service.port => {
-                return Err(ParseError::DestPortMismatch)
-            }
-            Some(p) => p,
-        };
         let forward = match method {
             Method::Route => Forward::Dr,
             Method::Masq => Forward::Nat,
@@ -1329,6 +1349,9 @@ impl Raw {
                 gre_key: self.gre_key,
             },
         };
+        // An explicit `:0` is a port like any other here (ipvsadm's parser), unlike in the
+        // table, where 0 means the service's.
+        let port = validate::real_server_port(service.port, &forward, port)?;
         Ok(DestConfig {
             addr,
             port,

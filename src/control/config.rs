@@ -94,6 +94,8 @@ use crate::health::config::{
     parse_hex, CheckKind, CheckSpec, DestHealth, HealthConfig, ReplyPattern, ServiceHealth,
     UdpCheck, UrlSpec,
 };
+use crate::model::validate::{self, TunnelOption};
+use crate::model::RuleError;
 use crate::model::{
     DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
     ServiceKey, ServiceSet,
@@ -990,25 +992,16 @@ impl Validator<'_> {
             }
             (Some(mut p), Some(m)) => {
                 if let Some(mask) = self.ipv4(m, &format!("{what}.netmask")) {
-                    let bits = u32::from(mask);
-                    if bits.leading_ones() + bits.trailing_zeros() == 32 {
-                        p.netmask = mask;
-                    } else {
-                        self.report(
-                            m.span(),
-                            format!("{what}.netmask: expected a contiguous netmask like \"255.255.255.0\", found {mask}"),
-                        );
+                    match validate::netmask(mask) {
+                        Ok(mask) => p.netmask = mask,
+                        Err(e) => self.report(m.span(), rule_message(&what, &e)),
                     }
                 }
                 Some(p)
             }
         };
-        if s.port.is_some() && port == 0 && persistence.is_none() {
-            let span = s.port.as_ref().map_or(at.clone(), Spanned::span);
-            self.report(
-                span,
-                format!("{what}.port: port 0 (every port) needs `persistence`"),
-            );
+        if let (Some(p), Err(e)) = (&s.port, validate::service_port(port, persistence.as_ref())) {
+            self.report(p.span(), rule_message(&what, &e));
         }
         let mss_clamp = s.mss_clamp.as_ref().map(|_| {
             self.int(
@@ -1031,16 +1024,13 @@ impl Validator<'_> {
             let Some(d) = self.real_server(rs, &what, key) else {
                 continue;
             };
-            if dests.iter().any(|o| o.addr == d.addr && o.port == d.port) {
+            if let Err(e) = validate::unique_dest(&dests, d.addr, d.port) {
                 let span = rs
                     .get_ref()
                     .address
                     .as_ref()
                     .map_or(rs.span(), Spanned::span);
-                self.report(
-                    span,
-                    format!("{what}: duplicate real server {}:{}", d.addr, d.port),
-                );
+                self.report(span, rule_message(&what, &e));
                 continue;
             }
             dests.push(d);
@@ -1397,12 +1387,9 @@ impl Validator<'_> {
             self.int(&r.u_threshold, &format!("{what}.u_threshold"), 0, max_t, 0) as u32;
         let l_threshold =
             self.int(&r.l_threshold, &format!("{what}.l_threshold"), 0, max_t, 0) as u32;
-        if l_threshold > u_threshold {
+        if let Err(e) = validate::thresholds(u_threshold, l_threshold) {
             let span = r.l_threshold.as_ref().map_or(rs.span(), Spanned::span);
-            self.report(
-                span,
-                format!("{what}.l_threshold: must not exceed u_threshold ({u_threshold})"),
-            );
+            self.report(span, rule_message(what, &e));
         }
 
         #[derive(PartialEq)]
@@ -1443,17 +1430,20 @@ impl Validator<'_> {
             (
                 "tun_port",
                 r.tun_port.as_ref().map(Spanned::span),
-                method == Method::Tunnel && tun_type == TunnelType::Gue,
+                method == Method::Tunnel
+                    && validate::tunnel_option_allowed(tun_type, TunnelOption::Port),
             ),
             (
                 "tun_csum",
                 r.tun_csum.as_ref().map(Spanned::span),
-                method == Method::Tunnel && tun_type != TunnelType::Ipip,
+                method == Method::Tunnel
+                    && validate::tunnel_option_allowed(tun_type, TunnelOption::Checksum),
             ),
             (
                 "gre_key",
                 r.gre_key.as_ref().map(Spanned::span),
-                method == Method::Tunnel && tun_type == TunnelType::Gre,
+                method == Method::Tunnel
+                    && validate::tunnel_option_allowed(tun_type, TunnelOption::GreKey),
             ),
         ];
         for (key, span, allowed) in tunnel_keys {
@@ -1498,21 +1488,11 @@ impl Validator<'_> {
             None => svc.port,
             Some(p) => {
                 let port = self.int(&r.port, &format!("{what}.port"), 0, 65_535, 0) as u16;
-                if port == 0 {
-                    svc.port
-                } else if method != Method::Nat && port != svc.port {
-                    self.report(
-                        p.span(),
-                        format!(
-                            "{what}.port: expected {} (the service's port) or nothing: \
-                             tunnel and dr cannot change the port",
-                            svc.port
-                        ),
-                    );
-                    svc.port
-                } else {
-                    port
-                }
+                validate::real_server_port(svc.port, &forward, validate::zero_is_unset(port))
+                    .unwrap_or_else(|e| {
+                        self.report(p.span(), rule_message(what, &e));
+                        svc.port
+                    })
             }
         };
         Some(DestConfig {
@@ -1523,6 +1503,33 @@ impl Validator<'_> {
             u_threshold,
             l_threshold,
         })
+    }
+}
+
+/// A broken model rule in the config's words; `what` is the service or real server
+/// (`service[0]`, `service[0].real_server[1]`) and the key is named after it.
+fn rule_message(what: &str, e: &RuleError) -> String {
+    match e {
+        RuleError::ZeroPortNeedsPersistence => {
+            format!("{what}.port: port 0 (every port) needs `persistence`")
+        }
+        RuleError::NetmaskNotContiguous(mask) => format!(
+            "{what}.netmask: expected a contiguous netmask like \"255.255.255.0\", found {mask}"
+        ),
+        RuleError::ThresholdsOutOfOrder { upper, .. } => {
+            format!("{what}.l_threshold: must not exceed u_threshold ({upper})")
+        }
+        RuleError::DestPortMismatch { service_port } => format!(
+            "{what}.port: expected {service_port} (the service's port) or nothing: \
+             tunnel and dr cannot change the port"
+        ),
+        RuleError::DuplicateDest { addr, port } => {
+            format!("{what}: duplicate real server {addr}:{port}")
+        }
+        // Ranges are checked where the number is read, with the key's own bounds.
+        RuleError::PersistenceTimeout(_) | RuleError::Weight(_) | RuleError::Threshold(_) => {
+            format!("{what}: {e}")
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 
 use super::error::RuleError;
 use super::service::{DestConfig, Forward, Persistence, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
+use crate::encap::TunnelType;
 
 /// A service on port 0 (every port) must be persistent.
 pub fn service_port(port: u16, persistence: Option<&Persistence>) -> Result<(), RuleError> {
@@ -83,6 +84,28 @@ pub fn real_server_port(
     }
 }
 
+/// A tunnel setting beyond its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TunnelOption {
+    /// The UDP destination port (`--tun-port`, `tun_port`, `port N`).
+    Port,
+    /// The checksum switch (`--tun-csum`/`--tun-nocsum`, `tun_csum`, `csum`/`nocsum`).
+    Checksum,
+    /// The GRE key (`--gre-key`, `gre_key`).
+    GreKey,
+}
+
+/// Which tunnel types take which option: GUE a port, GUE and GRE a checksum, GRE a key; IPIP
+/// none.
+pub fn tunnel_option_allowed(tun: TunnelType, opt: TunnelOption) -> bool {
+    matches!(
+        (tun, opt),
+        (TunnelType::Gue, TunnelOption::Port)
+            | (TunnelType::Gue | TunnelType::Gre, TunnelOption::Checksum)
+            | (TunnelType::Gre, TunnelOption::GreKey)
+    )
+}
+
 /// A real server (address and port) appears once per service.
 pub fn unique_dest(dests: &[DestConfig], addr: Ipv4Addr, port: u16) -> Result<(), RuleError> {
     if dests.iter().any(|d| d.addr == addr && d.port == port) {
@@ -100,7 +123,6 @@ pub fn zero_is_unset(port: u16) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encap::TunnelType;
 
     #[test]
     fn real_server_port_rule() {

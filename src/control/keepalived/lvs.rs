@@ -33,6 +33,8 @@ use crate::health::config::{
     parse_hex, CheckKind, CheckSpec, DestHealth, HealthConfig, ReplyPattern, ServiceHealth,
     UdpCheck, UrlSpec,
 };
+use crate::model::validate::{self, TunnelOption};
+use crate::model::RuleError;
 use crate::model::{
     DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
     ServiceKey, ServiceSet, HOST_NETMASK, MAX_TIMEOUT, MAX_WEIGHT,
@@ -425,13 +427,15 @@ fn forwarding(node: &Node, cx: &mut Ctx) -> Option<Forward> {
             );
             return None;
         }
-        (_, Some((_, at))) => {
+        (_, Some((_, at))) if !validate::tunnel_option_allowed(tun_type, TunnelOption::Port) => {
             cx.error(at, format!("{kind} TUN port: only valid with type gue"));
             return None;
         }
+        (_, Some((p, _))) => p,
         (_, None) => DEFAULT_GUE_PORT,
     };
-    if let (TunnelType::Ipip, Some(at), true) = (tun_type, csum_at, tun_csum) {
+    let csum_allowed = validate::tunnel_option_allowed(tun_type, TunnelOption::Checksum);
+    if let (false, Some(at), true) = (csum_allowed, csum_at, tun_csum) {
         cx.error(
             at,
             format!("{kind} TUN csum: ipip tunnels have no checksum option"),
@@ -559,14 +563,9 @@ fn virtual_server(
             }
             "persistence_granularity" => {
                 if let Some(mask) = cx.ipv4(field, 0) {
-                    let bits = u32::from(mask);
-                    if bits.leading_ones() + bits.trailing_zeros() == 32 {
-                        granularity = Some(mask);
-                    } else {
-                        cx.error(
-                            field.args[0].at,
-                            format!("persistence_granularity: expected a contiguous netmask like 255.255.255.0, found {mask}"),
-                        );
+                    match validate::netmask(mask) {
+                        Ok(mask) => granularity = Some(mask),
+                        Err(e) => cx.error(field.args[0].at, rule_message(&what, &e)),
                     }
                 }
                 cx.at_most(field, 1);
@@ -705,11 +704,11 @@ fn virtual_server(
         }),
     };
     let service_port = addrs.first().map_or(0, |a| a.1);
-    if name_ok && addrs.iter().any(|a| a.1 == 0) && persistence.is_none() {
-        cx.error(
-            node.name.at,
-            format!("{what}: port 0 (every port) needs persistence_timeout"),
-        );
+    let zero_port = addrs
+        .iter()
+        .find_map(|a| validate::service_port(a.1, persistence.as_ref()).err());
+    if let (true, Some(e)) = (name_ok, zero_port) {
+        cx.error(node.name.at, rule_message(&what, &e));
     }
     let forward = forward.unwrap_or(Forward::Nat);
     let mut dests: Vec<DestConfig> = Vec::new();
@@ -717,17 +716,8 @@ fn virtual_server(
         let Some((dest, dh)) = real_server(rs, &what, service_port, forward, &inherited, cx) else {
             continue;
         };
-        if dests
-            .iter()
-            .any(|d| d.addr == dest.addr && d.port == dest.port)
-        {
-            cx.error(
-                rs.name.at,
-                format!(
-                    "{what}: real_server {}:{} is listed twice",
-                    dest.addr, dest.port
-                ),
-            );
+        if let Err(e) = validate::unique_dest(&dests, dest.addr, dest.port) {
+            cx.error(rs.name.at, rule_message(&what, &e));
             continue;
         }
         if !dh.checks.is_empty() || dh.inhibit_on_failure {
@@ -760,6 +750,32 @@ fn virtual_server(
         policy,
     };
     Some((keys, svc, health))
+}
+
+/// A broken model rule in keepalived.conf's words; `what` is the `virtual_server ...` or
+/// `... real_server ...` it is about.
+fn rule_message(what: &str, e: &RuleError) -> String {
+    match e {
+        RuleError::ZeroPortNeedsPersistence => {
+            format!("{what}: port 0 (every port) needs persistence_timeout")
+        }
+        RuleError::NetmaskNotContiguous(mask) => format!(
+            "persistence_granularity: expected a contiguous netmask like 255.255.255.0, found {mask}"
+        ),
+        RuleError::ThresholdsOutOfOrder { lower, upper } => {
+            format!("{what}: lthreshold ({lower}) must not exceed uthreshold ({upper})")
+        }
+        RuleError::DestPortMismatch { service_port } => format!(
+            "{what}: port must be {service_port} (the service's port): TUN and DR cannot change the port"
+        ),
+        RuleError::DuplicateDest { addr, port } => {
+            format!("{what}: real_server {addr}:{port} is listed twice")
+        }
+        // Ranges are checked where the number is read, with the keyword's own bounds.
+        RuleError::PersistenceTimeout(_) | RuleError::Weight(_) | RuleError::Threshold(_) => {
+            format!("{what}: {e}")
+        }
+    }
 }
 
 /// A switch `KEYWORD [true|false]` (also on/off, yes/no, 1/0): no value is true.
@@ -853,24 +869,18 @@ fn real_server(
             _ => cx.unknown(field, &what),
         }
     }
-    if l_threshold > u_threshold {
-        cx.error(
-            node.name.at,
-            format!(
-                "{what}: lthreshold ({l_threshold}) must not exceed uthreshold ({u_threshold})"
-            ),
-        );
+    if let Err(e) = validate::thresholds(u_threshold, l_threshold) {
+        cx.error(node.name.at, rule_message(&what, &e));
     }
     let port = port?;
-    let port = if port == 0 { service_port } else { port };
-    if !matches!(forward, Forward::Nat) && port != service_port {
-        cx.error(
-            node.args.get(1).map_or(node.name.at, |w| w.at),
-            format!(
-                "{what}: port must be {service_port} (the service's port): TUN and DR cannot change the port"
-            ),
-        );
-    }
+    let port = validate::real_server_port(service_port, &forward, validate::zero_is_unset(port))
+        .unwrap_or_else(|e| {
+            cx.error(
+                node.args.get(1).map_or(node.name.at, |w| w.at),
+                rule_message(&what, &e),
+            );
+            port
+        });
     let inherited = vs_inherited.under(&inherited);
     let checks = check_nodes
         .into_iter()
