@@ -13,6 +13,7 @@
 //! but tunlb cannot do (global settings, notify scripts, SMTP alerts, VRRP) is a warning. Every
 //! problem in the file is reported at once, each as `file:line:column: message`.
 
+mod checkers;
 pub mod lvs;
 pub mod syntax;
 pub mod vrrp;
