@@ -84,6 +84,14 @@ pub enum KeepalivedError {
         /// The warnings found on the way.
         warnings: Vec<Warning>,
     },
+    /// [`load_reporting`] printed the errors (and warnings); this is the summary line.
+    #[error("{path}: {count} error{}", if *count == 1 { "" } else { "s" })]
+    Reported {
+        /// The file.
+        path: String,
+        /// How many errors were printed.
+        count: usize,
+    },
 }
 
 struct DiagList<'a>(&'a [Diagnostic]);
@@ -160,7 +168,7 @@ fn parse_with(
 
 /// [`load`] for a program: prints the warnings (and errors) to stderr, one per line; the
 /// error returned counts the errors.
-pub fn load_reporting(path: &Path) -> anyhow::Result<KeepalivedConfig> {
+pub fn load_reporting(path: &Path) -> Result<KeepalivedConfig, KeepalivedError> {
     match load(path) {
         Ok(conf) => {
             print_diagnostics(&conf.warnings, &[]);
@@ -168,14 +176,12 @@ pub fn load_reporting(path: &Path) -> anyhow::Result<KeepalivedConfig> {
         }
         Err(KeepalivedError::Invalid { errors, warnings }) => {
             print_diagnostics(&warnings, &errors);
-            let n = errors.len();
-            anyhow::bail!(
-                "{}: {n} error{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            )
+            Err(KeepalivedError::Reported {
+                path: path.display().to_string(),
+                count: errors.len(),
+            })
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
