@@ -1,5 +1,5 @@
 //! ipvsadm's command line into a [`Command`]: collect the options ([`Raw`]), check them as
-//! ipvsadm does ([`options`](super::options)' tables), build the command.
+//! ipvsadm does (the tables in `options.rs`), build the command.
 
 use std::ffi::OsString;
 use std::net::Ipv4Addr;

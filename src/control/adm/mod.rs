@@ -16,7 +16,7 @@
 //!
 //! # Layout
 //!
-//! - [`grammar`](self): the command line into a [`Command`] ([`parse`], [`parse_restore`],
+//! - `grammar.rs`: the command line into a [`Command`] ([`parse`], [`parse_restore`],
 //!   [`ParseError`]); the option table it reads (ipvsadm's commands, options and which
 //!   command takes which) is `options.rs`.
 //! - `client.rs`: [`main`] / [`run`]: send the command to the director, print the answer.
