@@ -305,6 +305,31 @@ pub struct UdpCheck {
     pub max_reply_length: u16,
 }
 
+/// A UDP_CHECK reply length range no reply can satisfy ([`UdpCheck::reply_lengths`]). The
+/// message names neither the service nor the real server: the front ends put them in front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("min_reply_length {min} > max_reply_length {max}: the check would always fail")]
+pub struct ImpossibleReplyLength {
+    /// `min_reply_length`.
+    pub min: u16,
+    /// `max_reply_length`.
+    pub max: u16,
+}
+
+impl UdpCheck {
+    /// The reply lengths must leave room for a reply: both config front ends call this once
+    /// the check is read and report the error at their position.
+    pub fn reply_lengths(&self) -> Result<(), ImpossibleReplyLength> {
+        if self.min_reply_length > self.max_reply_length {
+            return Err(ImpossibleReplyLength {
+                min: self.min_reply_length,
+                max: self.max_reply_length,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for UdpCheck {
     fn default() -> Self {
         UdpCheck {

@@ -315,14 +315,8 @@ impl Validator<'_> {
         };
         u.min_reply_length = len(self, c.min_reply_length, "min_reply_length", 0);
         u.max_reply_length = len(self, c.max_reply_length, "max_reply_length", 255);
-        if u.min_reply_length > u.max_reply_length {
-            self.report(
-                span.clone(),
-                format!(
-                    "{what}: min_reply_length {} > max_reply_length {}: the check would always fail",
-                    u.min_reply_length, u.max_reply_length
-                ),
-            );
+        if let Err(e) = u.reply_lengths() {
+            self.report(span.clone(), format!("{what}: {e}"));
         }
         u
     }

@@ -308,14 +308,8 @@ pub(super) fn check(
             }
         }
         "UDP_CHECK" => {
-            if udp.min_reply_length > udp.max_reply_length {
-                cx.error(
-                    node.name.at,
-                    format!(
-                        "{what}: min_reply_length {} > max_reply_length {}: the check would always fail",
-                        udp.min_reply_length, udp.max_reply_length
-                    ),
-                );
+            if let Err(e) = udp.reply_lengths() {
+                cx.error(node.name.at, format!("{what}: {e}"));
                 return None;
             }
             CheckKind::Udp(udp)
