@@ -128,20 +128,10 @@ pub enum Command {
 
 impl Command {
     /// True for the commands that change the director's state (`-A -E -D -C -a -e -d --set -Z`):
-    /// what is sent as [`Request::Apply`] and what a `-R` file may contain.
+    /// what is sent as [`Request::Apply`](crate::control::proto::Request::Apply) (see
+    /// [`Command::edit`]) and what a `-R` file may contain.
     pub fn is_table_edit(&self) -> bool {
-        matches!(
-            self,
-            Command::AddService(_)
-                | Command::EditService(_)
-                | Command::DeleteService(_)
-                | Command::Clear
-                | Command::AddServer { .. }
-                | Command::EditServer { .. }
-                | Command::DeleteServer { .. }
-                | Command::SetTimeouts(_)
-                | Command::Zero(_)
-        )
+        self.edit().is_some()
     }
 
     /// ipvsadm's name of the command (`add-service`, `list`, ...).
