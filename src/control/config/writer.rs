@@ -8,7 +8,7 @@ use crate::encap::TunnelType;
 use crate::model::HOST_NETMASK;
 use crate::model::{ExpirePolicy, Forward, Protocol, ServiceSet};
 
-/// The config that [`load_str`] reads back as `settings` and `set`.
+/// The config that [`load_str`](super::load_str) reads back as `settings` and `set`.
 pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
     let mut out = String::new();
     let s = settings;
