@@ -18,11 +18,11 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tunlb::director::conn::Timeouts;
 use tunlb::director::sched::{SchedDest, SchedOptions, SchedState, Scheduler};
-use tunlb::director::service::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-};
 use tunlb::director::{Director, DirectorConfig, Registry, Shared, Verdict};
 use tunlb::encap::TunnelType;
+use tunlb::model::{
+    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
+};
 use tunlb::time::Instant;
 use tunlb::wire::testing::tcp_packet;
 

@@ -57,6 +57,7 @@ pub mod health;
 pub mod lab;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod realserver;
 #[cfg(test)]
 mod sim;

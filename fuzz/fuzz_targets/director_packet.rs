@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use tunlb::director::conn::Timeouts;
-use tunlb::director::service::{
+use tunlb::model::{
     DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
     ServiceSet,
 };

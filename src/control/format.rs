@@ -10,11 +10,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::control::ops::{Timeouts, HOST_NETMASK};
-use crate::director::service::{
-    DestConfig, Forward, Protocol, ServiceConfig, ServiceKey, ServiceSet,
-};
 use crate::encap::TunnelType;
+use crate::model::{DestConfig, Forward, Protocol, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Timeouts, HOST_NETMASK};
 
 /// The IPVS version ipvsadm prints in the listing header; tunlb implements IPVS 1.2.1's
 /// interface.
@@ -624,13 +622,14 @@ mod tests {
 
     use super::*;
     use crate::control::adm::{parse, parse_restore};
-    use crate::control::ops::Timeouts;
+    use crate::model::Timeouts;
 
     fn table(lines: &[&str]) -> ServiceSet {
         let mut set = ServiceSet::default();
         for l in lines {
             let args: Vec<std::ffi::OsString> = l.split_whitespace().map(Into::into).collect();
-            set.apply(&parse(&args).expect(l)).expect(l);
+            set.apply(&parse(&args).expect(l).edit().expect(l))
+                .expect(l);
         }
         set
     }

@@ -2,19 +2,26 @@
 //!
 //! # Layout
 //!
+//! Each syntax only translates into the model ([`crate::model`]), which owns the rules and
+//! applies the edits.
+//!
 //! - [`adm`]: ipvsadm 1.31's command line. [`adm::parse`] turns arguments into an
-//!   [`adm::Command`]; [`adm::main`] is `tunlb adm` (parse, ask the director, print).
-//! - [`ops`]: what a command does to the table: [`ServiceSet::apply`](crate::director::service::ServiceSet::apply),
-//!   one command at a time or as an all-or-nothing batch, with ipvsadm's error texts ([`ops::AdmError`]).
+//!   [`adm::Command`] (`adm/grammar.rs`, with ipvsadm's option table in `adm/options.rs`);
+//!   [`adm::main`] is `tunlb adm` (`adm/client.rs`: parse, ask the director, print).
+//! - [`ops`]: a table-changing [`adm::Command`] as the model's [`Edit`](crate::model::Edit)
+//!   ([`adm::Command::edit`]), and the names (`AdmError`, `Timeouts`, ...) kept from before the
+//!   model existed.
 //! - [`format`](mod@format): ipvsadm's output, byte for byte (`-L -n`, `-c`, `--stats`, `--rate`, `-S`, ...),
 //!   from the listing types the director fills in ([`format::Listing`], [`format::ConnEntry`]).
 //! - [`proto`]: the requests and responses exchanged over the control socket, as JSON lines.
 //! - [`socket`]: the control socket itself, a Unix stream socket in the abstract namespace, so each
 //!   network namespace has its own director (`ip netns exec NS tunlb adm -ln` just works).
-//! - [`config`]: the director's TOML config: load, validate (every problem, with file:line:column),
-//!   and write back ([`config::to_toml`]).
-//! - [`keepalived`]: keepalived.conf as an input format ([`keepalived::load`]): virtual servers
-//!   and their checkers become a table and health settings, VRRP blocks are checked and ignored;
+//! - [`config`]: the director's TOML config: serde types (`raw.rs`), validation into the model
+//!   (every problem, with file:line:column; `validate.rs`, `network.rs`, `checks.rs`), and the
+//!   way back ([`config::to_toml`], `writer.rs`).
+//! - [`keepalived`]: keepalived.conf as an input format ([`keepalived::load`]): the syntax
+//!   (`syntax.rs`), then virtual servers (`lvs.rs`) and their checkers (`checkers.rs`) become a
+//!   table and health settings, VRRP blocks are checked and ignored;
 //!   `tunlb check-config FILE` ([`keepalived::check_config`]).
 
 pub mod adm;

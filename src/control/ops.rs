@@ -1,299 +1,79 @@
-//! What an `adm` command does to the service table, without any IO.
+//! What an `adm` command does to the service table: the model's [`Edit`].
 //!
-//! [`ServiceSet::apply`] is the authority on table edits: the director calls it (through
-//! [`ServiceSet::apply_batch`]) for every mutating request, whoever sent it, and answers with the
-//! [`AdmError`] text ipvsadm would print for the same kernel error.
+//! The table edits themselves, their checks and ipvsadm's error texts live in
+//! [`crate::model`] ([`ServiceSet::apply`](crate::model::ServiceSet::apply),
+//! [`EditError`](crate::model::EditError)); this module turns a parsed [`Command`] into an
+//! [`Edit`] and keeps the names the rest of the crate used before the model existed.
 
-use std::net::Ipv4Addr;
+use crate::control::adm::Command;
+pub use crate::model::{
+    Applied, BatchError, Edit, Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+};
 
-use crate::control::adm::{Command, ServiceOptions};
-use crate::director::service::{DestConfig, Forward, ServiceConfig, ServiceKey, ServiceSet};
+/// Why a command could not be applied: the model's [`EditError`](crate::model::EditError),
+/// under the name `adm` gave it.
+pub use crate::model::EditError as AdmError;
 
-/// The default persistence netmask: every client address is its own group.
-pub const HOST_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
-
-/// The largest timeout `--set` and `-p` accept: 31 days, as ipvsadm.
-pub const MAX_TIMEOUT: u32 = 86_400 * 31;
-
-/// The largest weight a real server can have (`-w`).
-pub const MAX_WEIGHT: u32 = 65_535;
-
-/// The largest connection threshold (`-x`, `-y`): `INT_MAX`, as ipvsadm.
-pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
-
-/// Idle timeouts of connection entries, in seconds (`--set tcp tcpfin udp`, `-L --timeout`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Timeouts {
-    /// Established TCP connections.
-    pub tcp: u32,
-    /// TCP connections after the client's FIN.
-    pub tcpfin: u32,
-    /// UDP flows.
-    pub udp: u32,
-}
-
-impl Default for Timeouts {
-    /// IPVS's defaults: 900 s, 120 s, 300 s.
-    fn default() -> Self {
-        Timeouts {
-            tcp: 900,
-            tcpfin: 120,
-            udp: 300,
-        }
-    }
-}
-
-impl Timeouts {
-    /// Applies a `--set`: as in IPVS, a zero leaves that timeout unchanged.
-    pub fn update(&mut self, set: &Timeouts) {
-        if set.tcp != 0 {
-            self.tcp = set.tcp;
-        }
-        if set.tcpfin != 0 {
-            self.tcpfin = set.tcpfin;
-        }
-        if set.udp != 0 {
-            self.udp = set.udp;
-        }
-    }
-}
-
-/// Why a command could not be applied. `Display` is ipvsadm's text for the same kernel error.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-pub enum AdmError {
-    /// `-A` for a service that exists (EEXIST).
-    #[error("Service already exists")]
-    ServiceExists,
-    /// `-E`, `-D`, `-Z`, `-L` for a service that does not exist (ESRCH).
-    #[error("No such service")]
-    NoSuchService,
-    /// `-a`, `-e`, `-d` on a service that does not exist (ESRCH).
-    #[error("Service not defined")]
-    ServiceNotDefined,
-    /// `-a` for a real server the service already has (EEXIST).
-    #[error("Destination already exists")]
-    DestExists,
-    /// `-e`, `-d` for a real server the service does not have (ENOENT).
-    #[error("No such destination")]
-    NoSuchDest,
-    /// A weight above 65535, a threshold above `INT_MAX`, or a lower threshold above the upper
-    /// one (ERANGE, printed by ipvsadm with `strerror`).
-    #[error("Numerical result out of range")]
-    OutOfRange,
-    /// A port-zero service without `-p`: it would match every port with no reason to.
-    #[error("Zero port specified for non-persistent service")]
-    ZeroPortNotPersistent,
-    /// A tunnel or direct-routing real server on another port than the service's: those modes
-    /// cannot change the port (ipvsadm silently overrides it; tunlb refuses).
-    #[error(
-        "The real server port must equal the virtual service port (or be omitted) \
-         with tunneling and direct routing"
-    )]
-    DestPortMismatch,
-    /// A command that does not edit the table (`-L`, `-S`, `-R`, `--save-config`, `--reload`,
-    /// `-h`) was given to `apply`.
-    #[error("this command does not change the service table")]
-    NotATableCommand,
-}
-
-/// A batch that failed: which command (0-based) and why. Nothing of the batch was applied.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{error}")]
-pub struct BatchError {
-    /// Index of the failing command in the batch.
-    pub index: usize,
-    /// The error of that command.
-    pub error: AdmError,
-}
-
-/// What a successful batch asks of the director besides the new table and timeouts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    /// Counters to zero, in order (`-Z`): `None` is every service.
-    pub zero: Vec<Option<ServiceKey>>,
-    /// True if a `--set` was part of the batch.
-    pub timeouts_changed: bool,
-}
-
-impl ServiceSet {
-    /// The service with this key, if any.
-    pub fn find(&self, key: &ServiceKey) -> Option<&ServiceConfig> {
-        self.services.iter().find(|s| s.key == *key)
-    }
-
-    fn find_mut(&mut self, key: &ServiceKey) -> Option<&mut ServiceConfig> {
-        self.services.iter_mut().find(|s| s.key == *key)
-    }
-
-    /// Applies one command to the table, as the IPVS kernel code would, or changes nothing.
-    ///
-    /// `--set` and `-Z` do not touch the table: they only check their service exists; the
-    /// director applies them to its timeouts and counters ([`ServiceSet::apply_batch`] reports
-    /// them). Listing, saving, restoring and help are refused with [`AdmError::NotATableCommand`].
-    pub fn apply(&mut self, cmd: &Command) -> Result<(), AdmError> {
-        match cmd {
-            Command::AddService(opts) => {
-                check_service(opts)?;
-                if self.find(&opts.key).is_some() {
-                    return Err(AdmError::ServiceExists);
-                }
-                self.services.push(ServiceConfig {
-                    key: opts.key,
-                    scheduler: opts.scheduler,
-                    persistence: opts.persistence,
-                    mss_clamp: opts.mss_clamp,
-                    dests: Vec::new(),
-                    policy: Default::default(),
-                });
-                Ok(())
-            }
-            Command::EditService(opts) => {
-                let svc = self.find_mut(&opts.key).ok_or(AdmError::NoSuchService)?;
-                check_service(opts)?;
-                svc.scheduler = opts.scheduler;
-                svc.persistence = opts.persistence;
-                svc.mss_clamp = opts.mss_clamp;
-                Ok(())
-            }
-            Command::DeleteService(key) => {
-                let before = self.services.len();
-                self.services.retain(|s| s.key != *key);
-                if self.services.len() == before {
-                    return Err(AdmError::NoSuchService);
-                }
-                Ok(())
-            }
-            Command::Clear => {
-                self.services.clear();
-                Ok(())
-            }
-            Command::AddServer { service, dest } => {
-                let svc = self.find_mut(service).ok_or(AdmError::ServiceNotDefined)?;
-                let dest = normalize_dest(svc.key, dest)?;
-                if svc
-                    .dests
-                    .iter()
-                    .any(|d| d.addr == dest.addr && d.port == dest.port)
-                {
-                    return Err(AdmError::DestExists);
-                }
-                svc.dests.push(dest);
-                Ok(())
-            }
-            Command::EditServer { service, dest } => {
-                let svc = self.find_mut(service).ok_or(AdmError::ServiceNotDefined)?;
-                let dest = normalize_dest(svc.key, dest)?;
-                let slot = svc
-                    .dests
-                    .iter_mut()
-                    .find(|d| d.addr == dest.addr && d.port == dest.port)
-                    .ok_or(AdmError::NoSuchDest)?;
-                *slot = dest;
-                Ok(())
-            }
+impl Command {
+    /// The table edit this command is (`-A -E -D -C -a -e -d --set -Z`), or `None` for the
+    /// commands that only read or run locally (`-L`, `-S`, `-R`, `--save-config`, `--reload`,
+    /// `-h`, `-v`).
+    pub fn edit(&self) -> Option<Edit> {
+        Some(match self {
+            Command::AddService(o) => Edit::AddService(o.clone()),
+            Command::EditService(o) => Edit::EditService(o.clone()),
+            Command::DeleteService(k) => Edit::DeleteService(*k),
+            Command::Clear => Edit::Clear,
+            Command::AddServer { service, dest } => Edit::AddServer {
+                service: *service,
+                dest: dest.clone(),
+            },
+            Command::EditServer { service, dest } => Edit::EditServer {
+                service: *service,
+                dest: dest.clone(),
+            },
             Command::DeleteServer {
                 service,
                 addr,
                 port,
-            } => {
-                let svc = self.find_mut(service).ok_or(AdmError::ServiceNotDefined)?;
-                let port = if *port == 0 { svc.key.port } else { *port };
-                let pos = svc
-                    .dests
-                    .iter()
-                    .position(|d| d.addr == *addr && d.port == port)
-                    .ok_or(AdmError::NoSuchDest)?;
-                svc.dests.remove(pos);
-                Ok(())
-            }
-            Command::Zero(Some(key)) => match self.find(key) {
-                Some(_) => Ok(()),
-                None => Err(AdmError::NoSuchService),
+            } => Edit::DeleteServer {
+                service: *service,
+                addr: *addr,
+                port: *port,
             },
-            Command::Zero(None) | Command::SetTimeouts(_) => Ok(()),
+            Command::SetTimeouts(t) => Edit::SetTimeouts(*t),
+            Command::Zero(k) => Edit::Zero(*k),
             Command::List(_)
             | Command::Save { .. }
             | Command::Restore
             | Command::SaveConfig { .. }
             | Command::Reload
             | Command::Help
-            | Command::Version => Err(AdmError::NotATableCommand),
-        }
+            | Command::Version => return None,
+        })
     }
-
-    /// Applies every command in order, all or nothing (`-R`, and single commands too).
-    ///
-    /// On success `self` and `timeouts` hold the result and the returned [`Applied`] lists the
-    /// counters to zero; on failure neither is changed.
-    pub fn apply_batch(
-        &mut self,
-        timeouts: &mut Timeouts,
-        cmds: &[Command],
-    ) -> Result<Applied, BatchError> {
-        let mut table = self.clone();
-        let mut new_timeouts = *timeouts;
-        let mut applied = Applied::default();
-        for (index, cmd) in cmds.iter().enumerate() {
-            table
-                .apply(cmd)
-                .map_err(|error| BatchError { index, error })?;
-            match cmd {
-                Command::SetTimeouts(t) => {
-                    new_timeouts.update(t);
-                    applied.timeouts_changed = true;
-                }
-                Command::Zero(key) => applied.zero.push(*key),
-                _ => {}
-            }
-        }
-        *self = table;
-        *timeouts = new_timeouts;
-        Ok(applied)
-    }
-}
-
-/// What the kernel checks when a service is added or edited.
-fn check_service(opts: &ServiceOptions) -> Result<(), AdmError> {
-    if opts.key.port == 0 && opts.persistence.is_none() {
-        return Err(AdmError::ZeroPortNotPersistent);
-    }
-    if let Some(p) = opts.persistence {
-        if p.timeout == 0 || p.timeout > MAX_TIMEOUT {
-            return Err(AdmError::OutOfRange);
-        }
-    }
-    Ok(())
-}
-
-/// Checks a real server's numbers and fills in its port (0 = the service's).
-fn normalize_dest(svc: ServiceKey, dest: &DestConfig) -> Result<DestConfig, AdmError> {
-    if dest.weight > MAX_WEIGHT
-        || dest.u_threshold > MAX_THRESHOLD
-        || dest.l_threshold > MAX_THRESHOLD
-        || dest.l_threshold > dest.u_threshold
-    {
-        return Err(AdmError::OutOfRange);
-    }
-    let mut dest = dest.clone();
-    let keeps_port = matches!(dest.forward, Forward::Tunnel { .. } | Forward::Dr);
-    if dest.port == 0 {
-        dest.port = svc.port;
-    } else if keeps_port && dest.port != svc.port {
-        return Err(AdmError::DestPortMismatch);
-    }
-    Ok(dest)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::control::adm::parse;
-    use crate::director::service::{Persistence, Protocol, SchedulerKind};
-    use crate::encap::TunnelType;
+    use std::net::Ipv4Addr;
 
-    fn cmd(line: &str) -> Command {
+    use super::*;
+    use crate::control::adm::{parse, ServiceOptions};
+    use crate::encap::TunnelType;
+    use crate::model::{
+        DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceKey, ServiceSet,
+    };
+
+    fn command(line: &str) -> Command {
         let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
         parse(&args).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    fn cmd(line: &str) -> Edit {
+        command(line)
+            .edit()
+            .unwrap_or_else(|| panic!("{line}: not an edit"))
     }
 
     fn apply_all(set: &mut ServiceSet, lines: &[&str]) -> Result<(), AdmError> {
@@ -420,7 +200,7 @@ mod tests {
             set.services[0].policy.is_default(),
             "-A gives IPVS's defaults"
         );
-        let policy = crate::director::service::ExpirePolicy {
+        let policy = crate::model::ExpirePolicy {
             expire_nodest_conn: false,
             expire_quiescent_template: true,
         };
@@ -556,7 +336,7 @@ mod tests {
             l_threshold: 0,
         };
         let service = key([10, 0, 0, 1], 80);
-        let add = |dest: &DestConfig| Command::AddServer {
+        let add = |dest: &DestConfig| Edit::AddServer {
             service,
             dest: dest.clone(),
         };
@@ -574,7 +354,7 @@ mod tests {
             mss_clamp: None,
         };
         assert_eq!(
-            set.apply(&Command::AddService(zero_port)),
+            set.apply(&Edit::AddService(zero_port)),
             Err(AdmError::ZeroPortNotPersistent)
         );
     }
@@ -631,8 +411,9 @@ mod tests {
 
     #[test]
     fn listing_is_not_a_table_command() {
-        let mut set = ServiceSet::default();
-        assert_eq!(set.apply(&cmd("-L -n")), Err(AdmError::NotATableCommand));
-        assert_eq!(set.apply(&cmd("-S")), Err(AdmError::NotATableCommand));
+        let set = ServiceSet::default();
+        assert_eq!(command("-L -n").edit(), None);
+        assert_eq!(command("-S").edit(), None);
+        assert_eq!(set, ServiceSet::default());
     }
 }

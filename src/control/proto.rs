@@ -2,12 +2,11 @@
 //!
 //! A client writes a [`Request`] line and reads one [`Response`] line; it may send several
 //! requests on one connection. Every change goes through [`Request::Apply`], a batch the director
-//! applies all or nothing ([`ServiceSet::apply_batch`](crate::director::service::ServiceSet::apply_batch)),
+//! applies all or nothing ([`ServiceSet::apply_batch`](crate::model::ServiceSet::apply_batch)),
 //! so `-R` and a single `-a` follow the same path.
 
-use crate::control::adm::Command;
 use crate::control::format::{ConnEntry, Listing};
-use crate::control::ops::{BatchError, Timeouts};
+use crate::model::{BatchError, Edit, Timeouts};
 
 /// The longest request or response line either side accepts (a large `-R` batch fits).
 pub const MAX_LINE: usize = 16 << 20;
@@ -16,9 +15,9 @@ pub const MAX_LINE: usize = 16 << 20;
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
-    /// Apply these table edits in order, all or none ([`Command::is_table_edit`] commands only:
-    /// `-A -E -D -C -a -e -d --set -Z`). Answer: [`Response::Ok`] or [`Response::Error`].
-    Apply(Vec<Command>),
+    /// Apply these table edits in order, all or none (`-A -E -D -C -a -e -d --set -Z`).
+    /// Answer: [`Response::Ok`] or [`Response::Error`].
+    Apply(Vec<Edit>),
     /// The whole table with its counters (`-L`, `-L -t`, `-S`). Answer: [`Response::Listing`].
     List,
     /// The connection entries (`-L -c`). Answer: [`Response::Conns`].
@@ -89,11 +88,11 @@ mod tests {
     use super::*;
     use crate::control::adm::parse;
     use crate::control::ops::AdmError;
-    use crate::director::service::ServiceSet;
+    use crate::model::ServiceSet;
 
-    fn cmd(line: &str) -> Command {
+    fn cmd(line: &str) -> Edit {
         let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
-        parse(&args).expect(line)
+        parse(&args).expect(line).edit().expect(line)
     }
 
     #[test]

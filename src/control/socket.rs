@@ -201,7 +201,7 @@ mod tests {
     use crate::control::adm::parse;
     use crate::control::format::Listing;
     use crate::control::ops::Timeouts;
-    use crate::director::service::ServiceSet;
+    use crate::model::ServiceSet;
     use std::sync::Mutex;
 
     /// A name no other test (or director) uses.
@@ -233,9 +233,9 @@ mod tests {
         })
     }
 
-    fn cmd(line: &str) -> crate::control::adm::Command {
+    fn cmd(line: &str) -> crate::model::Edit {
         let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
-        parse(&args).expect(line)
+        parse(&args).expect(line).edit().expect(line)
     }
 
     fn we_are_root() -> bool {

@@ -29,7 +29,6 @@
 //!
 //! Where packets enter and leave, and the control plane:
 //!
-//! - [`service`]: the configuration types (what `adm` and the TOML config describe).
 //! - [`io`]: where packets enter and leave: the worker loop and the TUN reader
 //!   ([`io::worker`], [`io::rx`]), one module per send path ([`io::tx`]: raw socket, AF_PACKET
 //!   frames for DR and TUN, GUE trains), the neighbour resolver, TUN mode's frame links
@@ -41,7 +40,6 @@ pub mod io;
 pub mod modes;
 pub mod packet;
 pub mod sched;
-pub mod service;
 pub mod shared;
 pub mod stats;
 pub mod table;

@@ -5,12 +5,12 @@ use std::net::Ipv4Addr;
 
 use super::conn::ConnState;
 use super::nat::{ReplyRouting, REPLY_TABLE};
-use super::service::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-};
 use super::testkit::{self, rewritten, Lab};
 use super::{Director, DirectorConfig, DropReason, Verdict};
 use crate::encap::TunnelType;
+use crate::model::{
+    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
+};
 use crate::sys::netcfg::fake::FakeOps;
 use crate::sys::netcfg::NetChanges;
 use crate::time::{Duration, Instant};

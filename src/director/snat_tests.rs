@@ -5,11 +5,11 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::conn::{ConnState, Timeouts};
-use super::service::ServiceSet;
-use super::service::{DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey};
 use super::snat::{self, SnatRouting, SnatRule, SnatRules};
 use super::testkit::{assert_tcp, rewritten, Lab};
 use super::{DirectorConfig, DropReason, Registry, Verdict};
+use crate::model::ServiceSet;
+use crate::model::{DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey};
 use crate::sys::netcfg::fake::FakeOps;
 use crate::sys::netcfg::NetChanges;
 use crate::time::{Duration, Instant};

@@ -15,7 +15,7 @@ use ipnet::Ipv4Net;
 
 use super::route::{RouteTable, TunnelRoute};
 use super::sched::{DestState, SchedDest, SchedOptions, SchedState, Scheduler};
-use super::service::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
 
 /// A real server as the data path sees it.
 #[derive(Debug, Clone)]
@@ -84,7 +84,7 @@ pub struct Snapshot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NatEndpoint {
     /// TCP or UDP.
-    pub proto: super::service::Protocol,
+    pub proto: crate::model::Protocol,
     /// The real server's address (RIP).
     pub addr: Ipv4Addr,
     /// The real server's port; 0 when it answers on the client's port (port-zero service).
@@ -96,7 +96,7 @@ impl Snapshot {
     /// (all ports) service, as IPVS does.
     pub fn service(
         &self,
-        proto: super::service::Protocol,
+        proto: crate::model::Protocol,
         vip: Ipv4Addr,
         port: u16,
     ) -> Option<&Service> {

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::conn::Timeouts;
-use super::service::{DestConfig, ServiceKey, ServiceSet};
 use super::{Director, DirectorConfig, Registry, Shared, Snapshot, Verdict};
+use crate::model::{DestConfig, ServiceKey, ServiceSet};
 use crate::time::Instant;
 use crate::wire::{Ipv4Packet, TcpPacket};
 

@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use crate::director::service::ServiceKey;
+use crate::model::ServiceKey;
 
 /// keepalived's default `connect_timeout`: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -303,6 +303,31 @@ pub struct UdpCheck {
     pub min_reply_length: u16,
     /// `max_reply_length`: the longest reply accepted with `require_reply` (default 255).
     pub max_reply_length: u16,
+}
+
+/// A UDP_CHECK reply length range no reply can satisfy ([`UdpCheck::reply_lengths`]). The
+/// message names neither the service nor the real server: the front ends put them in front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("min_reply_length {min} > max_reply_length {max}: the check would always fail")]
+pub struct ImpossibleReplyLength {
+    /// `min_reply_length`.
+    pub min: u16,
+    /// `max_reply_length`.
+    pub max: u16,
+}
+
+impl UdpCheck {
+    /// The reply lengths must leave room for a reply: both config front ends call this once
+    /// the check is read and report the error at their position.
+    pub fn reply_lengths(&self) -> Result<(), ImpossibleReplyLength> {
+        if self.min_reply_length > self.max_reply_length {
+            return Err(ImpossibleReplyLength {
+                min: self.min_reply_length,
+                max: self.max_reply_length,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for UdpCheck {

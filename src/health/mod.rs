@@ -14,7 +14,7 @@
 //!   `ControlPlane` implements it), and [`dest_port`].
 //!
 //! A server that goes down is removed from the table. What happens to its established flows is
-//! its service's policy ([`crate::director::service::ExpirePolicy`]): by default they are
+//! its service's policy ([`crate::model::ExpirePolicy`]): by default they are
 //! forgotten at their next packet (IPVS's `expire_nodest_conn=1`; a UDP packet or a new SYN is
 //! rescheduled to a live server at once); with `expire_nodest_conn = false` they are kept and
 //! their packets dropped until the server comes back. With `inhibit_on_failure` it stays with
@@ -40,7 +40,7 @@ use std::thread::JoinHandle;
 use self::checker::{Action, CheckOutcome, Checker};
 use self::config::{HealthConfig, ServiceHealth};
 use self::service::{QuorumAction, QuorumState};
-use crate::director::service::ServiceKey;
+use crate::model::ServiceKey;
 use crate::time::Clock;
 
 pub use self::plane::{dest_port, normalize_port, Health, HealthPlane, Sorry};
@@ -529,8 +529,8 @@ fn quorum<P: HealthPlane>(plane: &P, dests: &[Dest], services: &mut [Service]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::director::service::Protocol;
     use crate::metrics::{CheckDurations, CHECK_BUCKETS};
+    use crate::model::Protocol;
     use config::{CheckKind, CheckSpec};
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::config::HealthConfig;
 use crate::director::probe_pin::ProbePins;
-use crate::director::service::{DestConfig, Forward, ServiceKey, ServiceSet};
+use crate::model::{DestConfig, Forward, ServiceKey, ServiceSet};
 use crate::time::Clock;
 
 /// A real server's state as the health checkers see it ([`HealthPlane::set_dest_health`]).

@@ -28,7 +28,7 @@ use super::config::CheckSpec;
 use super::plane::{dest_port, HealthPlane};
 use crate::director::dr::NeighEntry;
 use crate::director::probe_pin::{ProbePin, ProbePins, PIN_LINGER};
-use crate::director::service::{Forward, ServiceKey};
+use crate::model::{Forward, ServiceKey};
 use crate::time::Clock;
 
 /// Where one probe connects from and to.
@@ -268,8 +268,8 @@ fn resolve(rip: Ipv4Addr) -> Result<NeighEntry, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::director::service::Protocol;
     use crate::encap::TunnelType;
+    use crate::model::Protocol;
 
     #[test]
     fn finds_the_way_to_loopback() {

@@ -83,12 +83,12 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use crate::director::service::{Protocol, ServiceKey};
 use crate::director::stats::{
     bucket_index, BatchHistogram, EncapError, EncapKind, SendSocket, Totals, BATCH_BUCKETS,
 };
 use crate::director::{Counters, DropReason};
 use crate::encap::StripError;
+use crate::model::{Protocol, ServiceKey};
 use crate::realserver::AgentStats;
 
 /// The exposition format of a scrape.

@@ -58,14 +58,14 @@ use std::net::Ipv4Addr;
 
 pub(crate) use crate::director::conn::Timeouts;
 pub(crate) use crate::director::dr::NeighEntry;
-pub(crate) use crate::director::service::{
-    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
-    ServiceKey, ServiceSet,
-};
 pub(crate) use crate::director::{
     Director, DirectorConfig, DropReason, Registry, Shared, Snapshot, Verdict,
 };
 pub(crate) use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+pub(crate) use crate::model::{
+    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
+    ServiceKey, ServiceSet,
+};
 pub(crate) use crate::realserver::{AllowList, Filter};
 pub(crate) use crate::time::{Duration, Instant};
 pub(crate) use crate::wire::UdpPacket;

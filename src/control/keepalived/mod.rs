@@ -13,6 +13,7 @@
 //! but tunlb cannot do (global settings, notify scripts, SMTP alerts, VRRP) is a warning. Every
 //! problem in the file is reported at once, each as `file:line:column: message`.
 
+mod checkers;
 pub mod lvs;
 pub mod syntax;
 pub mod vrrp;
@@ -22,8 +23,8 @@ use std::path::Path;
 
 use crate::control::config;
 use crate::control::format::{self, ListFormat, Listing, PortNames};
-use crate::director::service::ServiceSet;
 use crate::health::config::HealthConfig;
+use crate::model::ServiceSet;
 
 use syntax::{Loc, Node, Sources, Word};
 
@@ -82,6 +83,14 @@ pub enum KeepalivedError {
         errors: Vec<Diagnostic>,
         /// The warnings found on the way.
         warnings: Vec<Warning>,
+    },
+    /// [`load_reporting`] printed the errors (and warnings); this is the summary line.
+    #[error("{path}: {count} error{}", if *count == 1 { "" } else { "s" })]
+    Reported {
+        /// The file.
+        path: String,
+        /// How many errors were printed.
+        count: usize,
     },
 }
 
@@ -159,7 +168,7 @@ fn parse_with(
 
 /// [`load`] for a program: prints the warnings (and errors) to stderr, one per line; the
 /// error returned counts the errors.
-pub fn load_reporting(path: &Path) -> anyhow::Result<KeepalivedConfig> {
+pub fn load_reporting(path: &Path) -> Result<KeepalivedConfig, KeepalivedError> {
     match load(path) {
         Ok(conf) => {
             print_diagnostics(&conf.warnings, &[]);
@@ -167,14 +176,12 @@ pub fn load_reporting(path: &Path) -> anyhow::Result<KeepalivedConfig> {
         }
         Err(KeepalivedError::Invalid { errors, warnings }) => {
             print_diagnostics(&warnings, &errors);
-            let n = errors.len();
-            anyhow::bail!(
-                "{}: {n} error{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            )
+            Err(KeepalivedError::Reported {
+                path: path.display().to_string(),
+                count: errors.len(),
+            })
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 

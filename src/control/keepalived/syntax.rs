@@ -94,20 +94,35 @@ impl Sources {
     }
 }
 
+/// Why an `include` could not be followed. `Display` is the end of the diagnostic
+/// (`include FILE: <this>`).
+#[derive(Debug, thiserror::Error)]
+pub enum IncludeError {
+    /// Text parsed without a file has nothing to include from ([`NoIncluder`]).
+    #[error("include is not available when parsing text without a file")]
+    NoFiles,
+    /// [`NoIncluder`] asked for a file's text.
+    #[error("include is not available")]
+    NotAvailable,
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+}
+
 /// How `include` finds files: the filesystem, or nothing (text parsed on its own).
 pub trait Includer {
     /// The files `pattern` matches, sorted, relative to `dir`; `Err` explains why none could
     /// be listed.
-    fn expand(&mut self, dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String>;
+    fn expand(&mut self, dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, IncludeError>;
     /// The text of one file.
-    fn read(&mut self, path: &Path) -> Result<String, String>;
+    fn read(&mut self, path: &Path) -> Result<String, IncludeError>;
 }
 
 /// Reads includes from the filesystem.
 pub struct FsIncluder;
 
 impl Includer for FsIncluder {
-    fn expand(&mut self, dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    fn expand(&mut self, dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, IncludeError> {
         let full = if Path::new(pattern).is_absolute() {
             PathBuf::from(pattern)
         } else {
@@ -116,8 +131,8 @@ impl Includer for FsIncluder {
         Ok(glob(&full))
     }
 
-    fn read(&mut self, path: &Path) -> Result<String, String> {
-        std::fs::read_to_string(path).map_err(|e| e.to_string())
+    fn read(&mut self, path: &Path) -> Result<String, IncludeError> {
+        Ok(std::fs::read_to_string(path)?)
     }
 }
 
@@ -125,12 +140,12 @@ impl Includer for FsIncluder {
 pub struct NoIncluder;
 
 impl Includer for NoIncluder {
-    fn expand(&mut self, _dir: &Path, _pattern: &str) -> Result<Vec<PathBuf>, String> {
-        Err("include is not available when parsing text without a file".to_string())
+    fn expand(&mut self, _dir: &Path, _pattern: &str) -> Result<Vec<PathBuf>, IncludeError> {
+        Err(IncludeError::NoFiles)
     }
 
-    fn read(&mut self, _path: &Path) -> Result<String, String> {
-        Err("include is not available".to_string())
+    fn read(&mut self, _path: &Path) -> Result<String, IncludeError> {
+        Err(IncludeError::NotAvailable)
     }
 }
 

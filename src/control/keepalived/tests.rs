@@ -3,9 +3,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::director::service::{Forward, Persistence, Protocol, SchedulerKind};
 use crate::encap::TunnelType;
 use crate::health::config::{parse_hex, CheckKind, ReplyPattern, UdpCheck, UrlSpec};
+use crate::model::{Forward, Persistence, Protocol, SchedulerKind};
 
 fn ok(text: &str) -> KeepalivedConfig {
     parse_str(text, "k.conf").unwrap_or_else(|e| panic!("{e}"))
@@ -857,7 +857,7 @@ virtual_server 10.0.0.1 80 {
 
 #[test]
 fn expire_policy_is_a_per_virtual_server_extension() {
-    use crate::director::service::ExpirePolicy;
+    use crate::model::ExpirePolicy;
     let conf = ok("virtual_server 10.0.0.1 80 {\n real_server 10.0.1.1 80 {\n }\n}\n");
     assert!(conf.services.services[0].policy.is_default());
     let conf = ok("virtual_server 10.0.0.1 80 {\n expire_nodest_conn false\n \

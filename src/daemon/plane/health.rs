@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use super::{ControlPlane, PlaneError};
 use crate::director::probe_pin::ProbePins;
-use crate::director::service::{DestConfig, Forward, ServiceKey, ServiceSet};
 use crate::health::config::HealthConfig;
 use crate::health::{dest_port, normalize_port, Health, HealthPlane, Sorry};
+use crate::model::{DestConfig, Forward, ServiceKey, ServiceSet};
 use crate::time::Clock;
 
 /// The health checkers' edits, applied over the configured table at every publish, so that

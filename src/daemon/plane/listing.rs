@@ -7,9 +7,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use super::ControlPlane;
 use crate::control::format::{ConnEntry, Listing, Rates, Stats};
 use crate::director::conn::{DestId, KEY_TEMPLATE};
-use crate::director::service::{Protocol, ServiceSet};
 use crate::director::snat;
 use crate::director::stats::{self, Totals};
+use crate::model::{Protocol, ServiceSet};
 
 impl ControlPlane {
     /// The workers' per-server counters, summed (each worker's lock is held only to read).

@@ -41,12 +41,12 @@ use crate::director::conn::Timeouts as ConnTimeouts;
 use crate::director::io::resolver::{self, DrServerError};
 use crate::director::nat::ReplyRouting;
 use crate::director::route::RouteTable;
-use crate::director::service::ServiceSet;
 use crate::director::snat::{SnatRouting, SnatRules};
 use crate::director::stats::StatsBook;
 use crate::director::table::BuildError;
 use crate::director::{Director, Registry, Shared};
 use crate::health::config::HealthConfig;
+use crate::model::ServiceSet;
 use crate::sys::netcfg::{neigh_key, NetChanges, NetError};
 use crate::time::{Clock, Duration};
 

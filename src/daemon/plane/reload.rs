@@ -7,9 +7,9 @@ use std::sync::Arc;
 use super::{ControlPlane, PlaneError};
 use crate::control::config::{self, DirectorSettings};
 use crate::control::ops::Timeouts;
-use crate::director::service::ServiceSet;
 use crate::director::snat::{SnatRule, SnatRules};
 use crate::health::HealthPlane;
+use crate::model::ServiceSet;
 
 impl ControlPlane {
     /// Replaces the whole table (config load or reload), and the S-NAT rules when given, all

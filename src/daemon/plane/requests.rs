@@ -1,11 +1,11 @@
 //! `adm` requests: apply a batch of commands, list, `--save-config`, `--reload`.
 
 use super::ControlPlane;
-use crate::control::adm::Command;
 use crate::control::config::{self, DirectorSettings};
 use crate::control::proto::{Request, Response};
 use crate::director::conn::DestId;
-use crate::director::service::ServiceKey;
+use crate::model::Edit;
+use crate::model::ServiceKey;
 
 impl ControlPlane {
     /// Answers one `adm` request.
@@ -65,13 +65,13 @@ impl ControlPlane {
         }
     }
 
-    fn apply(&self, cmds: &[Command]) -> Response {
+    fn apply(&self, edits: &[Edit]) -> Response {
         let Ok(mut st) = self.state.lock() else {
             return Response::error("Memory allocation problem");
         };
         let mut set = st.set.clone();
         let mut timeouts = st.timeouts;
-        let applied = match set.apply_batch(&mut timeouts, cmds) {
+        let applied = match set.apply_batch(&mut timeouts, edits) {
             Ok(applied) => applied,
             Err(e) => return Response::from_batch_error(&e),
         };

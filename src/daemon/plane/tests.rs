@@ -1,14 +1,12 @@
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::control::adm::Command;
 use crate::control::config;
 use crate::control::proto::{Request, Response};
-use crate::director::service::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-};
 use crate::director::{DirectorConfig, Snapshot};
 use crate::health::{dest_port, Health, HealthPlane};
+use crate::model::Edit;
+use crate::model::{DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey};
 
 /// A control plane with two workers and no services (so it touches no route), reading its
 /// config from `config_path`.
@@ -84,7 +82,7 @@ fn config_reports_the_running_settings() {
         }
     );
     // `--set` shows in the next save; an unspecified local address is left out.
-    let set_cmd = Command::SetTimeouts(Timeouts {
+    let set_cmd = Edit::SetTimeouts(Timeouts {
         tcp: 900,
         tcpfin: 0,
         udp: 0,

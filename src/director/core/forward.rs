@@ -7,9 +7,9 @@ use crate::director::modes::context::Ctx;
 use crate::director::modes::{dr, nat, tunnel};
 use crate::director::packet::verdict::{DropReason, Verdict};
 use crate::director::packet::Parsed;
-use crate::director::service::Forward;
 use crate::director::table::Dest;
 use crate::hash::flow_hash;
+use crate::model::Forward;
 use crate::wire::TcpPacket;
 
 /// Sends the packet to real server `dest` with its forwarding method, its MSS clamped to

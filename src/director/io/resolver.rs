@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use super::tunnel_link::{decide, LinkTable, Path, TunnelLink, TunnelLinks};
 use crate::director::dr::NeighEntry;
-use crate::director::service::{Forward, ServiceSet};
 use crate::director::table::Dest;
 use crate::director::{Shared, Snapshot};
+use crate::model::{Forward, ServiceSet};
 use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
 use crate::sys::packet::LinkDst;
 use crate::sys::poll_readable;

@@ -9,12 +9,12 @@ use super::resolver::check_new_dr_servers;
 use super::resolver::on_link;
 use super::tunnel_link::TunnelLink;
 use super::tx::frames::FrameQueue;
-use crate::director::service::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-};
 use crate::director::stats::{BatchHistogram, EncapKind};
 use crate::director::{Encap, Ether};
 use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
+use crate::model::{
+    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
+};
 use crate::sys::neigh::{NeighEvents, Netlink};
 use crate::sys::packet::LinkDst;
 use crate::sys::testing::{in_new_netns, ip, udp_packet};

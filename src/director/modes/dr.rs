@@ -86,11 +86,11 @@ mod tests {
 
     use super::*;
     use crate::director::conn::Timeouts;
-    use crate::director::service::{
-        DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-    };
     use crate::director::{Director, DirectorConfig, Registry, Shared, Snapshot};
     use crate::encap::TunnelType;
+    use crate::model::{
+        DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
+    };
     use crate::time::Instant;
     use crate::wire::testing::{tcp_packet, udp_packet};
     use crate::wire::Ipv4Packet;

@@ -27,8 +27,8 @@ use super::context::Ctx;
 use super::tunnel;
 use crate::director::packet::verdict::{DropReason, Ether, Verdict};
 use crate::director::packet::Parsed;
-use crate::director::service::Forward;
 use crate::director::stats::{EncapError, EncapKind};
+use crate::model::Forward;
 use crate::wire::IpProtocol;
 
 pub use crate::director::shared::probe_pins::{
@@ -84,12 +84,12 @@ mod tests {
     use super::*;
     use crate::director::conn::Timeouts;
     use crate::director::dr::NeighEntry;
-    use crate::director::service::{
-        DestConfig, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-    };
     use crate::director::{Director, Snapshot};
     use crate::director::{DirectorConfig, Registry, Shared};
     use crate::encap::TunnelType;
+    use crate::model::{
+        DestConfig, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
+    };
     use crate::time::{Duration, Instant};
     use crate::wire::testing::tcp_packet;
     use std::sync::Arc;

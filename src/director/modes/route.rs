@@ -13,8 +13,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::director::service::Forward;
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::model::Forward;
 
 /// The flow hash of the GUE source port of a routed packet (also the gateway's, for the
 /// return traffic): [`crate::hash::packet_flow_hash`].

@@ -13,10 +13,10 @@ use std::num::NonZeroU16;
 use super::context::Ctx;
 use crate::director::packet::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};
 use crate::director::packet::Parsed;
-use crate::director::service::Forward;
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::table::Dest;
 use crate::encap::{self, OuterParams, MAX_OUTER_HEADER};
+use crate::model::Forward;
 use crate::wire::icmp;
 
 /// Encapsulates the packet to TUN-mode real server `dest` and counts it as its traffic.

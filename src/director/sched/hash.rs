@@ -118,7 +118,7 @@ mod tests {
     use super::super::testutil::*;
     use super::super::{SchedOptions, Scheduler};
     use super::*;
-    use crate::director::service::SchedulerKind;
+    use crate::model::SchedulerKind;
 
     fn count(table: &BucketTable, n: usize) -> Vec<usize> {
         let mut c = vec![0; n];

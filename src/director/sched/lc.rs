@@ -74,7 +74,7 @@ mod tests {
 
     use super::super::testutil::*;
     use super::super::SchedDest;
-    use crate::director::service::SchedulerKind;
+    use crate::model::SchedulerKind;
 
     fn set(d: &SchedDest, active: u32, inactive: u32) {
         d.state.active.store(active, Ordering::Relaxed);

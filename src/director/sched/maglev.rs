@@ -232,7 +232,7 @@ mod tests {
     use super::super::testutil::*;
     use super::super::{DestState, SchedOptions, Scheduler};
     use super::*;
-    use crate::director::service::SchedulerKind;
+    use crate::model::SchedulerKind;
 
     /// Slots per server.
     fn shares(t: &MaglevTable, n: usize) -> Vec<usize> {

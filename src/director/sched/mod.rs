@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::director::service::SchedulerKind;
+use crate::model::SchedulerKind;
 
 mod hash;
 mod lc;

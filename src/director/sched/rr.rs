@@ -33,7 +33,7 @@ mod tests {
 
     use super::super::testutil::*;
     use super::super::{SchedOptions, SchedState, Scheduler};
-    use crate::director::service::SchedulerKind;
+    use crate::model::SchedulerKind;
 
     fn order(s: &Scheduler, d: &[super::SchedDest], n: usize) -> Vec<Option<usize>> {
         let f = flow("198.51.100.1".parse().unwrap(), 1);

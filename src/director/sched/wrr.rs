@@ -151,7 +151,7 @@ mod tests {
 
     use super::super::testutil::*;
     use super::*;
-    use crate::director::service::SchedulerKind;
+    use crate::model::SchedulerKind;
 
     /// A straightforward model of IPVS's wrr cursor (current server, cw, mw, di), written from
     /// the description in the kernel's ip_vs_wrr.c, to check the band table against.

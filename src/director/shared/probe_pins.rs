@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::neigh::NeighEntry;
-use crate::director::service::Forward;
+use crate::model::Forward;
 use crate::time::{Duration, Instant};
 
 /// How many distinct probe source addresses may have pins at once.

@@ -2,12 +2,28 @@
 //!
 //! The control plane edits a [`ServiceSet`] (plain data, serde-able, what `adm` and the TOML
 //! config describe) and publishes it; the data path reads an immutable snapshot built from it.
+//! The limits every front end checks against are here too ([`MAX_WEIGHT`], ...).
 
 use core::fmt;
 use core::str::FromStr;
 use std::net::Ipv4Addr;
 
 use crate::encap::TunnelType;
+
+/// The default persistence netmask: every client address is its own group.
+pub const HOST_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
+
+/// The largest timeout `--set` and `-p` accept: 31 days, as ipvsadm.
+pub const MAX_TIMEOUT: u32 = 86_400 * 31;
+
+/// The largest weight a real server can have (`-w`).
+pub const MAX_WEIGHT: u32 = 65_535;
+
+/// The largest connection threshold (`-x`, `-y`): `INT_MAX`, as ipvsadm.
+pub const MAX_THRESHOLD: u32 = i32::MAX as u32;
+
+/// The smallest MSS `--mss-clamp` accepts (Linux's `TCP_MIN_MSS`).
+pub const MIN_MSS_CLAMP: u16 = 88;
 
 /// Transport protocol of a virtual service.
 #[derive(
@@ -118,9 +134,14 @@ impl fmt::Display for SchedulerKind {
     }
 }
 
+/// A scheduler name tunlb does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scheduler {0:?}: expected one of rr wrr lc wlc sh dh sed nq mh")]
+pub struct UnknownScheduler(pub String);
+
 impl FromStr for SchedulerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownScheduler;
+    fn from_str(s: &str) -> Result<Self, UnknownScheduler> {
         Ok(match s {
             "rr" => SchedulerKind::Rr,
             "wrr" => SchedulerKind::Wrr,
@@ -131,11 +152,7 @@ impl FromStr for SchedulerKind {
             "sed" => SchedulerKind::Sed,
             "nq" => SchedulerKind::Nq,
             "mh" => SchedulerKind::Mh,
-            other => {
-                return Err(format!(
-                    "unknown scheduler {other:?}: expected one of rr wrr lc wlc sh dh sed nq mh"
-                ))
-            }
+            other => return Err(UnknownScheduler(other.to_string())),
         })
     }
 }
@@ -160,7 +177,7 @@ pub enum Forward {
         gre_key: Option<u32>,
     },
     /// `-g`: direct routing: the unchanged packet in an Ethernet frame to the real server's
-    /// MAC on a LAN the director shares with it (see [`dr`](super::dr)).
+    /// MAC on a LAN the director shares with it (see [`crate::director::dr`]).
     Dr,
     /// `-m`: masquerading (rewrite the destination address). Arrives in a later issue.
     Nat,
@@ -285,4 +302,41 @@ pub struct ServiceConfig {
 pub struct ServiceSet {
     /// Services, in the order they were added.
     pub services: Vec<ServiceConfig>,
+}
+
+/// Idle timeouts of connection entries, in seconds (`--set tcp tcpfin udp`, `-L --timeout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Timeouts {
+    /// Established TCP connections.
+    pub tcp: u32,
+    /// TCP connections after the client's FIN.
+    pub tcpfin: u32,
+    /// UDP flows.
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    /// IPVS's defaults: 900 s, 120 s, 300 s.
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Applies a `--set`: as in IPVS, a zero leaves that timeout unchanged.
+    pub fn update(&mut self, set: &Timeouts) {
+        if set.tcp != 0 {
+            self.tcp = set.tcp;
+        }
+        if set.tcpfin != 0 {
+            self.tcpfin = set.tcpfin;
+        }
+        if set.udp != 0 {
+            self.udp = set.udp;
+        }
+    }
 }

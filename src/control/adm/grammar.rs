@@ -1,0 +1,780 @@
+//! ipvsadm's command line into a [`Command`]: collect the options ([`Raw`]), check them as
+//! ipvsadm does (the tables in `options.rs`), build the command.
+
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+
+use super::options::*;
+use super::{Command, ListOptions, ListTarget, ServiceOptions};
+use crate::control::format::{ListFormat, PortNames};
+use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::model::validate;
+use crate::model::{
+    DestConfig, Edit, Forward, Persistence, Protocol, RuleError, SchedulerKind, ServiceKey,
+    Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP,
+};
+
+/// A command line ipvsadm would refuse (or tunlb cannot honour). `Display` is ipvsadm's text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// An argument is not UTF-8.
+    #[error("arguments must be valid UTF-8")]
+    NotUtf8,
+    /// An option ipvsadm does not know.
+    #[error("{0}: unknown option")]
+    UnknownOption(String),
+    /// An option that needs a value came last.
+    #[error("{0}: missing argument")]
+    MissingArgument(String),
+    /// `--flag=value` for an option without a value.
+    #[error("{0}: option does not take an argument")]
+    UnwantedArgument(String),
+    /// Options but no command.
+    #[error("no command specified")]
+    NoCommand,
+    /// Two commands (`-A -D`).
+    #[error("multiple commands specified")]
+    MultipleCommands,
+    /// The same option twice (`-n -n`, or `-g -i`).
+    #[error("multiple '{0}' options specified")]
+    MultipleOptions(&'static str),
+    /// A compulsory option is missing (`-a` without `-r`).
+    #[error("You need to supply the '{opt}' option for the '{cmd}' command")]
+    NeedOption {
+        /// ipvsadm's name of the option.
+        opt: &'static str,
+        /// ipvsadm's name of the command.
+        cmd: &'static str,
+    },
+    /// An option the command does not take (`-D ... -s rr`).
+    #[error("Illegal '{opt}' option with the '{cmd}' command")]
+    IllegalOption {
+        /// ipvsadm's name of the option.
+        opt: &'static str,
+        /// ipvsadm's name of the command.
+        cmd: &'static str,
+    },
+    /// Two options of which the command takes only one (`-L -c -t ...`).
+    #[error("The option '{opt}' conflicts with the '{other}' option in the '{cmd}' command")]
+    ConflictingOptions {
+        /// The later option.
+        opt: &'static str,
+        /// The earlier one.
+        other: &'static str,
+        /// ipvsadm's name of the command.
+        cmd: &'static str,
+    },
+    /// `-L -c --stats` and the like.
+    #[error("options conflicts in the list command")]
+    ListConflict,
+    /// A stray word on the command line.
+    #[error("unexpected argument {0}")]
+    UnexpectedArgument(String),
+    /// `--set` with fewer than three values.
+    #[error("--set option requires 3 timeout values")]
+    SetNeedsThree,
+    /// `-t`/`-u` value that is not `ADDRESS[:PORT]` with a numeric IPv4 address.
+    #[error("illegal virtual server address[:port] specified")]
+    BadServiceAddress,
+    /// `-r` value that is not `ADDRESS[:PORT]` with a numeric IPv4 address.
+    #[error("illegal real server address[:port] specified")]
+    BadServerAddress,
+    /// `-M` value that is not a dotted-quad mask.
+    #[error("illegal virtual server persistent mask specified")]
+    BadNetmask,
+    /// `-p` or `--set` value out of range.
+    #[error("invalid timeout value `{0}' specified")]
+    BadTimeout(String),
+    /// `-w` outside 0..=65535.
+    #[error("illegal weight specified")]
+    BadWeight,
+    /// `-x` outside 0..=INT_MAX.
+    #[error("illegal u_threshold specified")]
+    BadUThreshold,
+    /// `-y` outside 0..=INT_MAX.
+    #[error("illegal l_threshold specified")]
+    BadLThreshold,
+    /// `--tun-type` other than ipip, gue, gre.
+    #[error("illegal tunnel type specified")]
+    BadTunnelType,
+    /// `--tun-port` outside 1..=65535.
+    #[error("illegal tunnel port specified")]
+    BadTunnelPort,
+    /// `--mss-clamp` outside 88..=65535.
+    #[error("illegal mss-clamp specified")]
+    BadMssClamp,
+    /// `--gre-key` not a 32-bit number.
+    #[error("illegal gre-key specified")]
+    BadGreKey,
+    /// Tunnel options on a real server that is not `-i`.
+    #[error("Tunnel options conflict with forward method")]
+    TunnelOptionsConflict,
+    /// A tunnel option the tunnel type does not take (`--tun-port` with ipip).
+    #[error("Illegal '{opt}' option with the '{tun}' tunnel type")]
+    IllegalTunnelOption {
+        /// ipvsadm's name of the option.
+        opt: &'static str,
+        /// The tunnel type.
+        tun: &'static str,
+    },
+    /// `--tun-csum` with `--tun-nocsum`.
+    #[error("The option '{opt}' conflicts with the '{other}' option in the '{tun}' tunnel type")]
+    ConflictingTunnelOptions {
+        /// The later option.
+        opt: &'static str,
+        /// The earlier one.
+        other: &'static str,
+        /// The tunnel type.
+        tun: &'static str,
+    },
+    /// A port-zero service without `-p`.
+    #[error("Zero port specified for non-persistent service")]
+    ZeroPortNotPersistent,
+    /// `-s` names no scheduler tunlb has (the kernel's ENOENT in ipvsadm).
+    #[error("Scheduler or persistence engine not found")]
+    SchedulerNotFound(String),
+    /// A tunnel or DR real server on another port than the service's.
+    #[error(
+        "The real server port must equal the virtual service port (or be omitted) \
+         with tunneling and direct routing"
+    )]
+    DestPortMismatch,
+    /// An ipvsadm feature tunlb does not have (fwmark, IPv6, sync daemon, ...).
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// A command other than a table edit in a `-R` file.
+    #[error("the '{0}' command cannot be used in a restore file")]
+    NotRestorable(&'static str),
+    /// `--save-config` with an empty file name.
+    #[error("--save-config needs a file name (or - for stdout)")]
+    NoConfigPath,
+}
+
+impl ParseError {
+    /// The exit status ipvsadm would end with: 255 for option-parsing failures and a missing
+    /// scheduler (ipvsadm returns -1), 2 for everything ipvsadm reports through `fail(2, ...)`.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ParseError::UnknownOption(_)
+            | ParseError::MissingArgument(_)
+            | ParseError::UnwantedArgument(_)
+            | ParseError::NoCommand
+            | ParseError::SchedulerNotFound(_) => 255,
+            _ => 2,
+        }
+    }
+
+    /// True for errors about the shape of the command line, after which `adm` points at `-h`.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            ParseError::UnknownOption(_)
+                | ParseError::MissingArgument(_)
+                | ParseError::UnwantedArgument(_)
+                | ParseError::NoCommand
+                | ParseError::MultipleCommands
+                | ParseError::MultipleOptions(_)
+                | ParseError::NeedOption { .. }
+                | ParseError::IllegalOption { .. }
+                | ParseError::ConflictingOptions { .. }
+                | ParseError::ListConflict
+                | ParseError::UnexpectedArgument(_)
+                | ParseError::SetNeedsThree
+        )
+    }
+}
+
+impl From<RuleError> for ParseError {
+    /// A broken model rule in ipvsadm's words.
+    fn from(e: RuleError) -> ParseError {
+        match e {
+            RuleError::ZeroPortNeedsPersistence => ParseError::ZeroPortNotPersistent,
+            RuleError::DestPortMismatch { .. } => ParseError::DestPortMismatch,
+            RuleError::PersistenceTimeout(t) => ParseError::BadTimeout(t.to_string()),
+            RuleError::NetmaskNotContiguous(_) => ParseError::BadNetmask,
+            RuleError::Weight(_) => ParseError::BadWeight,
+            RuleError::Threshold(_) => ParseError::BadUThreshold,
+            RuleError::ThresholdsOutOfOrder { .. } => ParseError::BadLThreshold,
+            // The parser sees one real server at a time; the director answers this one.
+            RuleError::DuplicateDest { .. } => {
+                ParseError::Unsupported("Destination already exists")
+            }
+        }
+    }
+}
+
+/// A `-R` input line that does not parse. Nothing of the input was applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct RestoreError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub error: ParseError,
+}
+
+/// Parses ipvsadm arguments (everything after `tunlb adm`), with ports by number only.
+pub fn parse(args: &[OsString]) -> Result<Command, ParseError> {
+    parse_with(args, &PortNames::empty())
+}
+
+/// Parses ipvsadm arguments, resolving port names (`-t 10.0.0.1:http`) with `names`.
+///
+/// No arguments at all is `-L` without `-n`, as with ipvsadm.
+pub fn parse_with(args: &[OsString], names: &PortNames) -> Result<Command, ParseError> {
+    if args.is_empty() {
+        return Ok(Command::List(ListOptions::default()));
+    }
+    let mut strs = Vec::with_capacity(args.len());
+    for a in args {
+        strs.push(a.to_str().ok_or(ParseError::NotUtf8)?);
+    }
+    let mut raw = Raw::default();
+    let mut i = 0;
+    let mut only_positional = false;
+    while let Some(&arg) = strs.get(i) {
+        i += 1;
+        if only_positional || arg == "-" || !arg.starts_with('-') {
+            raw.positionals.push(arg.to_string());
+            continue;
+        }
+        if arg == "--" {
+            only_positional = true;
+            continue;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            let spelled = format!("--{name}");
+            let spec = SPECS
+                .iter()
+                .find(|s| s.long == name)
+                .ok_or_else(|| ParseError::UnknownOption(spelled.clone()))?;
+            if let Flag::Unsupported(msg) = spec.flag {
+                return Err(ParseError::Unsupported(msg));
+            }
+            let value = match spec.arg {
+                Arg::None if inline.is_some() => {
+                    return Err(ParseError::UnwantedArgument(spelled));
+                }
+                Arg::None => None,
+                Arg::Required => match inline {
+                    Some(v) => Some(v),
+                    None => {
+                        let v = strs.get(i).ok_or(ParseError::MissingArgument(spelled))?;
+                        i += 1;
+                        Some(*v)
+                    }
+                },
+                Arg::Optional => match inline {
+                    Some(v) => Some(v),
+                    None => take_optional(&strs, &mut i),
+                },
+            };
+            raw.handle(spec.flag, value, names)?;
+        } else {
+            let cluster = &arg[1..];
+            for (pos, c) in cluster.char_indices() {
+                let spec = SPECS
+                    .iter()
+                    .find(|s| s.short == Some(c))
+                    .ok_or_else(|| ParseError::UnknownOption(format!("-{c}")))?;
+                if let Flag::Unsupported(msg) = spec.flag {
+                    return Err(ParseError::Unsupported(msg));
+                }
+                let rest = &cluster[pos + c.len_utf8()..];
+                match spec.arg {
+                    Arg::None => raw.handle(spec.flag, None, names)?,
+                    Arg::Required => {
+                        let value = if rest.is_empty() {
+                            let v = strs
+                                .get(i)
+                                .ok_or_else(|| ParseError::MissingArgument(format!("-{c}")))?;
+                            i += 1;
+                            *v
+                        } else {
+                            rest
+                        };
+                        raw.handle(spec.flag, Some(value), names)?;
+                        break;
+                    }
+                    Arg::Optional => {
+                        let value = if rest.is_empty() {
+                            take_optional(&strs, &mut i)
+                        } else {
+                            Some(rest)
+                        };
+                        raw.handle(spec.flag, value, names)?;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    raw.build(names)
+}
+
+/// Parses `-R` input: one command per line, as ipvsadm-restore. Blank lines and `#` comments
+/// are skipped, and so is a leading `ipvsadm` (or `tunlb adm`) word. Only table edits are
+/// allowed; the first bad line fails the whole input. Each command comes with its 1-based line
+/// number, as the model's [`Edit`] the director applies.
+pub fn parse_restore(text: &str, names: &PortNames) -> Result<Vec<(usize, Edit)>, RestoreError> {
+    let mut cmds = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut words: Vec<&str> = line.split_whitespace().collect();
+        if words.first().is_none_or(|w| w.starts_with('#')) {
+            continue;
+        }
+        if words.first() == Some(&"ipvsadm") {
+            words.remove(0);
+        } else if words.starts_with(&["tunlb", "adm"]) {
+            words.drain(..2);
+        }
+        if words.is_empty() {
+            continue;
+        }
+        let args: Vec<OsString> = words.iter().map(OsString::from).collect();
+        let fail = |error| RestoreError { line: n + 1, error };
+        let cmd = parse_with(&args, names).map_err(fail)?;
+        let Some(edit) = cmd.edit() else {
+            return Err(fail(ParseError::NotRestorable(cmd.name())));
+        };
+        cmds.push((n + 1, edit));
+    }
+    Ok(cmds)
+}
+
+/// An optional value (`-p [TIMEOUT]`) is the next word unless that looks like an option.
+fn take_optional<'a>(strs: &[&'a str], i: &mut usize) -> Option<&'a str> {
+    let next = strs.get(*i).copied().filter(|v| !v.starts_with('-'))?;
+    *i += 1;
+    Some(next)
+}
+
+// --- Collecting and checking ----------------------------------------------------------------
+
+/// The first option that breaks a [`Rule`] table ([`Raw::check_rules`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Violation {
+    /// A compulsory option is not given.
+    Missing(OptName),
+    /// An illegal option is given.
+    Illegal(OptName),
+    /// `opt` is given after `other`, and only one of them may be.
+    Conflict { opt: OptName, other: OptName },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Method {
+    Route,
+    Tunnel,
+    Masq,
+}
+
+/// Everything seen on the command line, before the per-command checks.
+#[derive(Default)]
+pub(super) struct Raw {
+    cmd: Option<Cmd>,
+    seen: u32,
+    proto: Option<Protocol>,
+    service: Option<(Ipv4Addr, Option<u16>)>,
+    scheduler: Option<String>,
+    persistent: Option<u32>,
+    netmask: Option<Ipv4Addr>,
+    server: Option<String>,
+    method: Option<Method>,
+    weight: Option<u32>,
+    u_threshold: Option<u32>,
+    l_threshold: Option<u32>,
+    format: ListFormat,
+    json: bool,
+    tun_type: Option<TunnelType>,
+    tun_port: Option<u16>,
+    tun_csum: Option<bool>,
+    mss_clamp: Option<u16>,
+    gre_key: Option<u32>,
+    /// The value of `--save-config`.
+    config_path: Option<String>,
+    positionals: Vec<String>,
+}
+
+impl Raw {
+    pub(super) fn has(&self, opt: OptName) -> bool {
+        self.seen & opt.bit() != 0
+    }
+
+    pub(super) fn set_option(&mut self, opt: OptName) -> Result<(), ParseError> {
+        if self.has(opt) {
+            return Err(ParseError::MultipleOptions(opt.name()));
+        }
+        self.seen |= opt.bit();
+        Ok(())
+    }
+
+    /// One option, in command-line order: value errors come out in the order ipvsadm finds them.
+    pub(super) fn handle(
+        &mut self,
+        flag: Flag,
+        value: Option<&str>,
+        names: &PortNames,
+    ) -> Result<(), ParseError> {
+        let opt = match flag {
+            Flag::Unsupported(msg) => return Err(ParseError::Unsupported(msg)),
+            Flag::Cmd(cmd) => {
+                if self.cmd.is_some() {
+                    return Err(ParseError::MultipleCommands);
+                }
+                self.cmd = Some(cmd);
+                if cmd == Cmd::SaveConfig {
+                    let path = value
+                        .filter(|v| !v.is_empty())
+                        .ok_or(ParseError::NoConfigPath)?;
+                    self.config_path = Some(path.to_string());
+                }
+                return Ok(());
+            }
+            Flag::Opt(opt) => opt,
+        };
+        if let Some(name) = opt.counts_as() {
+            self.set_option(name)?;
+        }
+        let v = value.unwrap_or("");
+        match opt {
+            Opt::Tcp | Opt::Udp => {
+                let proto = if opt == Opt::Tcp {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                };
+                self.proto = Some(proto);
+                self.service = Some(
+                    parse_addr_port(v, proto, names)
+                        .map_err(|e| e.unwrap_or(ParseError::BadServiceAddress))?,
+                );
+            }
+            Opt::Scheduler => self.scheduler = Some(v.to_string()),
+            Opt::Persistent => {
+                self.persistent = Some(match value {
+                    None => 300,
+                    Some(t) => number(t, 1, MAX_TIMEOUT)
+                        .ok_or_else(|| ParseError::BadTimeout(t.to_string()))?,
+                });
+            }
+            Opt::Netmask => self.netmask = Some(v.parse().map_err(|_| ParseError::BadNetmask)?),
+            Opt::RealServer => self.server = Some(v.to_string()),
+            Opt::Gatewaying => self.method = Some(Method::Route),
+            Opt::Ipip => self.method = Some(Method::Tunnel),
+            Opt::Masquerading => self.method = Some(Method::Masq),
+            Opt::Weight => {
+                self.weight = Some(number(v, 0, MAX_WEIGHT).ok_or(ParseError::BadWeight)?);
+            }
+            Opt::UThreshold => {
+                self.u_threshold =
+                    Some(number(v, 0, MAX_THRESHOLD).ok_or(ParseError::BadUThreshold)?);
+            }
+            Opt::LThreshold => {
+                self.l_threshold =
+                    Some(number(v, 0, MAX_THRESHOLD).ok_or(ParseError::BadLThreshold)?);
+            }
+            // Counted only: they choose what `-L` lists.
+            Opt::Connection | Opt::Timeout => {}
+            Opt::Numeric => self.format.numeric = true,
+            Opt::Stats => self.format.stats = true,
+            Opt::Rate => self.format.rate = true,
+            Opt::Thresholds => self.format.thresholds = true,
+            Opt::PersistentConn => self.format.persistent_conn = true,
+            Opt::NoSort => self.format.nosort = true,
+            // Sorting is the default; ipvsadm keeps --sort as a no-op.
+            Opt::Sort => {}
+            Opt::Exact => self.format.exact = true,
+            Opt::TunInfo => self.format.tun_info = true,
+            Opt::TunType => {
+                self.tun_type = Some(v.parse().map_err(|_| ParseError::BadTunnelType)?);
+            }
+            Opt::TunPort => {
+                let port = number(v, 1, 65_535).ok_or(ParseError::BadTunnelPort)?;
+                self.tun_port = Some(port as u16);
+            }
+            Opt::TunNocsum => self.tun_csum = Some(false),
+            Opt::TunCsum => self.tun_csum = Some(true),
+            Opt::Json => self.json = true,
+            Opt::MssClamp => {
+                let mss = number(v, MIN_MSS_CLAMP.into(), 65_535).ok_or(ParseError::BadMssClamp)?;
+                self.mss_clamp = Some(mss as u16);
+            }
+            Opt::GreKey => {
+                self.gre_key = Some(number(v, 0, u32::MAX).ok_or(ParseError::BadGreKey)?);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn build(self, names: &PortNames) -> Result<Command, ParseError> {
+        let cmd = self.cmd.ok_or(ParseError::NoCommand)?;
+        match cmd {
+            Cmd::Help => return Ok(Command::Help),
+            Cmd::Version => return Ok(Command::Version),
+            _ => {}
+        }
+        let mut set_values = None;
+        if cmd == Cmd::Set {
+            let [tcp, tcpfin, udp, rest @ ..] = self.positionals.as_slice() else {
+                return Err(ParseError::SetNeedsThree);
+            };
+            let timeout = |t: &String| {
+                number(t, 0, MAX_TIMEOUT).ok_or_else(|| ParseError::BadTimeout(t.clone()))
+            };
+            set_values = Some(Timeouts {
+                tcp: timeout(tcp)?,
+                tcpfin: timeout(tcpfin)?,
+                udp: timeout(udp)?,
+            });
+            if let Some(extra) = rest.first() {
+                return Err(ParseError::UnexpectedArgument(extra.clone()));
+            }
+        } else if let Some(extra) = self.positionals.first() {
+            return Err(ParseError::UnexpectedArgument(extra.clone()));
+        }
+        self.check_options(cmd)?;
+
+        let proto = self.proto.unwrap_or(Protocol::Tcp);
+        let service = self.service.map(|(vip, port)| ServiceKey {
+            vip,
+            port: port.unwrap_or(0),
+            proto,
+        });
+        // `check_options` guarantees the service for the commands that need it.
+        let need_service = || service.ok_or(ParseError::BadServiceAddress);
+
+        Ok(match cmd {
+            Cmd::Add | Cmd::Edit => {
+                let key = need_service()?;
+                if self.persistent.is_none() {
+                    validate::service_port(key.port, None)?;
+                }
+                let scheduler = match &self.scheduler {
+                    None => SchedulerKind::default(),
+                    Some(s) => s
+                        .parse()
+                        .map_err(|_| ParseError::SchedulerNotFound(s.clone()))?,
+                };
+                let opts = ServiceOptions {
+                    key,
+                    scheduler,
+                    persistence: self.persistent.map(|timeout| Persistence {
+                        timeout,
+                        netmask: self.netmask.unwrap_or(HOST_NETMASK),
+                    }),
+                    mss_clamp: self.mss_clamp,
+                };
+                if cmd == Cmd::Add {
+                    Command::AddService(opts)
+                } else {
+                    Command::EditService(opts)
+                }
+            }
+            Cmd::Del => Command::DeleteService(need_service()?),
+            Cmd::Flush => Command::Clear,
+            Cmd::AddDest | Cmd::EditDest => {
+                let service = need_service()?;
+                let dest = self.dest_config(service, names)?;
+                if cmd == Cmd::AddDest {
+                    Command::AddServer { service, dest }
+                } else {
+                    Command::EditServer { service, dest }
+                }
+            }
+            Cmd::DelDest => {
+                let service = need_service()?;
+                let (addr, port) = self.server_addr(service, names)?;
+                Command::DeleteServer {
+                    service,
+                    addr,
+                    port: port.unwrap_or(service.port),
+                }
+            }
+            Cmd::List => {
+                if (self.has(OptName::Connection) || self.has(OptName::Timeout))
+                    && (self.has(OptName::Stats)
+                        || self.has(OptName::Rate)
+                        || self.has(OptName::Thresholds))
+                    || (self.has(OptName::Timeout) && self.has(OptName::PersistentConn))
+                {
+                    return Err(ParseError::ListConflict);
+                }
+                let target = if self.has(OptName::Connection) {
+                    ListTarget::Connections
+                } else if let Some(key) = service {
+                    ListTarget::Service(key)
+                } else if self.has(OptName::Timeout) {
+                    ListTarget::Timeouts
+                } else {
+                    ListTarget::Table
+                };
+                Command::List(ListOptions {
+                    target,
+                    format: self.format,
+                    json: self.json,
+                })
+            }
+            Cmd::Set => Command::SetTimeouts(set_values.unwrap_or_default()),
+            Cmd::Restore => Command::Restore,
+            Cmd::Save => Command::Save {
+                numeric: self.format.numeric,
+            },
+            Cmd::Zero => Command::Zero(service),
+            Cmd::SaveConfig => Command::SaveConfig {
+                path: self.config_path.ok_or(ParseError::NoConfigPath)?,
+            },
+            Cmd::Reload => Command::Reload,
+            Cmd::Help => Command::Help,
+            Cmd::Version => Command::Version,
+        })
+    }
+
+    /// ipvsadm's `generic_opt_check`: compulsory, illegal and mutually exclusive options.
+    pub(super) fn check_options(&self, cmd: Cmd) -> Result<(), ParseError> {
+        self.check_rules(OptName::ALL, |opt| rule(cmd, opt))
+            .map_err(|v| match v {
+                Violation::Missing(opt) => ParseError::NeedOption {
+                    opt: opt.name(),
+                    cmd: cmd.name(),
+                },
+                Violation::Illegal(opt) => ParseError::IllegalOption {
+                    opt: opt.name(),
+                    cmd: cmd.name(),
+                },
+                Violation::Conflict { opt, other } => ParseError::ConflictingOptions {
+                    opt: opt.name(),
+                    other: other.name(),
+                    cmd: cmd.name(),
+                },
+            })
+    }
+
+    /// The first option of `order` that breaks `rule`: a `Need` one not given, an `Illegal` one
+    /// given, or the second given of the `OneOf` ones.
+    pub(super) fn check_rules(
+        &self,
+        order: impl IntoIterator<Item = OptName>,
+        rule: impl Fn(OptName) -> Rule,
+    ) -> Result<(), Violation> {
+        let mut first_of_one: Option<OptName> = None;
+        for opt in order {
+            match (rule(opt), self.has(opt)) {
+                (Rule::Need, false) => return Err(Violation::Missing(opt)),
+                (Rule::Illegal, true) => return Err(Violation::Illegal(opt)),
+                (Rule::OneOf, true) => match first_of_one {
+                    None => first_of_one = Some(opt),
+                    Some(other) => return Err(Violation::Conflict { opt, other }),
+                },
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn server_addr(
+        &self,
+        service: ServiceKey,
+        names: &PortNames,
+    ) -> Result<(Ipv4Addr, Option<u16>), ParseError> {
+        let text = self.server.as_deref().ok_or(ParseError::BadServerAddress)?;
+        parse_addr_port(text, service.proto, names)
+            .map_err(|e| e.unwrap_or(ParseError::BadServerAddress))
+    }
+
+    /// The real server of `-a` / `-e`, with ipvsadm's defaults (`-g`, weight 1).
+    pub(super) fn dest_config(
+        &self,
+        service: ServiceKey,
+        names: &PortNames,
+    ) -> Result<DestConfig, ParseError> {
+        let method = self.method.unwrap_or(Method::Route);
+        let tunnel_opts = [OptName::TunType]
+            .iter()
+            .chain(TUNNEL_OPTS.iter())
+            .any(|o| self.has(*o));
+        if tunnel_opts && method != Method::Tunnel {
+            return Err(ParseError::TunnelOptionsConflict);
+        }
+        let tun_type = self.tun_type.unwrap_or_default();
+        let given = TUNNEL_OPTS.into_iter().filter(|opt| self.has(*opt));
+        self.check_rules(given, |opt| tunnel_rule(tun_type, opt))
+            .map_err(|v| match v {
+                // Only the given options are checked, so none can be missing.
+                Violation::Missing(opt) | Violation::Illegal(opt) => {
+                    ParseError::IllegalTunnelOption {
+                        opt: opt.name(),
+                        tun: tun_type.as_str(),
+                    }
+                }
+                Violation::Conflict { opt, other } => ParseError::ConflictingTunnelOptions {
+                    opt: opt.name(),
+                    other: other.name(),
+                    tun: tun_type.as_str(),
+                },
+            })?;
+
+        let (addr, port) = self.server_addr(service, names)?;
+        let forward = match method {
+            Method::Route => Forward::Dr,
+            Method::Masq => Forward::Nat,
+            Method::Tunnel => Forward::Tunnel {
+                tun_type,
+                tun_port: self.tun_port.unwrap_or(DEFAULT_GUE_PORT),
+                tun_csum: self.tun_csum.unwrap_or(false),
+                gre_key: self.gre_key,
+            },
+        };
+        // An explicit `:0` is a port like any other here (ipvsadm's parser), unlike in the
+        // table, where 0 means the service's.
+        let port = validate::real_server_port(service.port, &forward, port)?;
+        Ok(DestConfig {
+            addr,
+            port,
+            weight: self.weight.unwrap_or(1),
+            forward,
+            u_threshold: self.u_threshold.unwrap_or(0),
+            l_threshold: self.l_threshold.unwrap_or(0),
+        })
+    }
+}
+
+/// A decimal number in `min..=max` (ipvsadm's `string_to_number`).
+pub(super) fn number(s: &str, min: u32, max: u32) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u32 = s.parse().ok()?;
+    (min..=max).contains(&n).then_some(n)
+}
+
+/// `ADDRESS[:PORT]` with a numeric IPv4 address and a port number or name. `Err(Some(_))` is a
+/// specific complaint (IPv6), `Err(None)` the caller's generic one.
+pub(super) fn parse_addr_port(
+    s: &str,
+    proto: Protocol,
+    names: &PortNames,
+) -> Result<(Ipv4Addr, Option<u16>), Option<ParseError>> {
+    if s.starts_with('[') || s.matches(':').count() > 1 {
+        return Err(Some(ParseError::Unsupported(
+            "IPv6 services are not supported by tunlb",
+        )));
+    }
+    let (addr, port) = match s.split_once(':') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: Ipv4Addr = addr.parse().map_err(|_| None)?;
+    let port = match port {
+        None => None,
+        Some(p) => Some(match number(p, 0, 65_535) {
+            Some(n) => n as u16,
+            None => names.port(proto, p).ok_or(None)?,
+        }),
+    };
+    Ok((addr, port))
+}

@@ -1,0 +1,158 @@
+//! `tunlb adm`: ipvsadm 1.31's command line, talking to the director of this network namespace.
+//!
+//! [`parse`] reads ipvsadm's arguments (short and long options, combined short flags such as
+//! `-lnc`, `-p` with or without its value) into a [`Command`], checking them as ipvsadm does and
+//! failing with ipvsadm's messages ([`ParseError`]). [`main`] then sends the command to the
+//! director over the control socket and prints the answer as ipvsadm would.
+//!
+//! Differences from ipvsadm, all refused with a clear message: fwmark, SCTP and IPv6 services,
+//! persistence engines, one-packet scheduling, scheduler flags, the sync daemon and
+//! `--tun-remcsum`. Addresses must be numeric (no DNS). A tunnel or direct-routing real server on
+//! a port other than the service's is an error (ipvsadm silently changes the port).
+//! Extensions: `--json` on listings, `--mss-clamp N` on services, `--gre-key K` on GRE servers;
+//! `--tun-port` defaults to 6080 for GUE instead of being required; `--save-config FILE` writes
+//! the running table and settings as the director's TOML config (`-` is stdout), and `--reload`
+//! makes the director re-read its `--config` file, as SIGHUP does.
+//!
+//! # Layout
+//!
+//! - `grammar.rs`: the command line into a [`Command`] ([`parse`], [`parse_restore`],
+//!   [`ParseError`]); the option table it reads (ipvsadm's commands, options and which
+//!   command takes which) is `options.rs`.
+//! - `client.rs`: [`main`] / [`run`]: send the command to the director, print the answer.
+
+mod client;
+mod grammar;
+mod options;
+#[cfg(test)]
+mod tests;
+
+pub use client::{main, run};
+pub use grammar::{parse, parse_restore, parse_with, ParseError, RestoreError};
+use options::Cmd;
+
+use std::net::Ipv4Addr;
+
+use crate::control::format::ListFormat;
+use crate::model::{DestConfig, ServiceKey, Timeouts};
+
+pub use crate::model::{ServiceOptions, MIN_MSS_CLAMP};
+
+/// What `-L` lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListTarget {
+    /// The whole table (`-L`).
+    #[default]
+    Table,
+    /// One service (`-L -t VIP:PORT`).
+    Service(ServiceKey),
+    /// The connection entries (`-L -c`).
+    Connections,
+    /// The timeouts (`-L --timeout`).
+    Timeouts,
+}
+
+/// The options of `-L` / `-l`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ListOptions {
+    /// What to list.
+    pub target: ListTarget,
+    /// How to print it.
+    pub format: ListFormat,
+    /// `--json`: print the director's answer as JSON instead (tunlb extension).
+    pub json: bool,
+}
+
+/// One ipvsadm command, parsed and checked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// `-A`: add a virtual service.
+    AddService(ServiceOptions),
+    /// `-E`: replace a service's options (its real servers stay).
+    EditService(ServiceOptions),
+    /// `-D`: delete a virtual service.
+    DeleteService(ServiceKey),
+    /// `-C`: delete every service.
+    Clear,
+    /// `-a`: add a real server to a service.
+    AddServer {
+        /// The service.
+        service: ServiceKey,
+        /// The real server (its port already resolved: never 0 unless the service's is).
+        dest: DestConfig,
+    },
+    /// `-e`: replace a real server's options.
+    EditServer {
+        /// The service.
+        service: ServiceKey,
+        /// The real server, found by address and port.
+        dest: DestConfig,
+    },
+    /// `-d`: delete a real server.
+    DeleteServer {
+        /// The service.
+        service: ServiceKey,
+        /// The real server's address.
+        addr: Ipv4Addr,
+        /// The real server's port (the service's if `-r` had none).
+        port: u16,
+    },
+    /// `-L` / `-l`: list.
+    List(ListOptions),
+    /// `--set TCP TCPFIN UDP`: connection timeouts (0 = unchanged).
+    SetTimeouts(Timeouts),
+    /// `-S [-n]`: print the table as commands.
+    Save {
+        /// `-n`: numeric ports.
+        numeric: bool,
+    },
+    /// `-R`: read commands from stdin, one per line, and apply them all or none.
+    Restore,
+    /// `--save-config FILE`: write the running table, timeouts and director settings as the
+    /// TOML `tunlb director --config` loads; `-` is stdout (tunlb extension).
+    SaveConfig {
+        /// Where to write: a file (replaced atomically) or `-`.
+        path: String,
+    },
+    /// `--reload`: the director re-reads its `--config` file, as on SIGHUP (tunlb extension).
+    Reload,
+    /// `-Z [-t|-u VIP:PORT]`: zero the counters of one or every service.
+    Zero(Option<ServiceKey>),
+    /// `-h`: print the help.
+    Help,
+    /// `-v`: print the version.
+    Version,
+}
+
+impl Command {
+    /// True for the commands that change the director's state (`-A -E -D -C -a -e -d --set -Z`):
+    /// what is sent as [`Request::Apply`](crate::control::proto::Request::Apply) (see
+    /// [`Command::edit`]) and what a `-R` file may contain.
+    pub fn is_table_edit(&self) -> bool {
+        self.edit().is_some()
+    }
+
+    /// ipvsadm's name of the command (`add-service`, `list`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::AddService(_) => Cmd::Add.name(),
+            Command::EditService(_) => Cmd::Edit.name(),
+            Command::DeleteService(_) => Cmd::Del.name(),
+            Command::Clear => Cmd::Flush.name(),
+            Command::AddServer { .. } => Cmd::AddDest.name(),
+            Command::EditServer { .. } => Cmd::EditDest.name(),
+            Command::DeleteServer { .. } => Cmd::DelDest.name(),
+            Command::List(_) => Cmd::List.name(),
+            Command::SetTimeouts(_) => Cmd::Set.name(),
+            Command::Save { .. } => Cmd::Save.name(),
+            Command::Restore => Cmd::Restore.name(),
+            Command::SaveConfig { .. } => Cmd::SaveConfig.name(),
+            Command::Reload => Cmd::Reload.name(),
+            Command::Zero(_) => Cmd::Zero.name(),
+            Command::Help => Cmd::Help.name(),
+            Command::Version => Cmd::Version.name(),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The model's errors: a broken rule ([`RuleError`]) and an edit the table refuses
+//! ([`EditError`]).
+//!
+//! A [`RuleError`] is what [`validate`](super::validate) finds; each front end renders it in
+//! its own words and with its own position (file:line:column for the TOML config and
+//! keepalived.conf, ipvsadm's sentence for `tunlb adm`). An [`EditError`] is what
+//! [`ServiceSet::apply`](super::ServiceSet::apply) answers; its `Display` is ipvsadm's text for
+//! the same kernel error, which is what `adm` prints.
+
+use std::net::Ipv4Addr;
+
+/// A rule of the service model that a service or real server breaks. `Display` is a neutral
+/// English sentence; the front ends print their own (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// A service on port 0 (every port) without persistence: it would match every port with
+    /// no reason to.
+    #[error("port 0 (every port) needs persistence")]
+    ZeroPortNeedsPersistence,
+    /// A persistence timeout outside `1..=MAX_TIMEOUT`.
+    #[error("persistence timeout {0} is out of range")]
+    PersistenceTimeout(u32),
+    /// A persistence netmask whose one bits are not contiguous.
+    #[error("expected a contiguous netmask like 255.255.255.0, found {0}")]
+    NetmaskNotContiguous(Ipv4Addr),
+    /// A weight above `MAX_WEIGHT`.
+    #[error("weight {0} is out of range")]
+    Weight(u32),
+    /// A connection threshold above `MAX_THRESHOLD`.
+    #[error("threshold {0} is out of range")]
+    Threshold(u32),
+    /// A lower connection threshold above the upper one.
+    #[error("lower threshold {lower} exceeds upper threshold {upper}")]
+    ThresholdsOutOfOrder {
+        /// The lower threshold (`-y`, `l_threshold`, `lthreshold`).
+        lower: u32,
+        /// The upper threshold (`-x`, `u_threshold`, `uthreshold`).
+        upper: u32,
+    },
+    /// A tunnel or direct-routing real server on another port than the service's: those modes
+    /// cannot change the port (ipvsadm silently overrides it; tunlb refuses).
+    #[error("real server port must be {service_port}: tunnel and dr cannot change the port")]
+    DestPortMismatch {
+        /// The service's port, the only one such a real server may have.
+        service_port: u16,
+    },
+    /// A real server (address and port) the service already has.
+    #[error("duplicate real server {addr}:{port}")]
+    DuplicateDest {
+        /// The real server's address.
+        addr: Ipv4Addr,
+        /// The real server's port.
+        port: u16,
+    },
+}
+
+/// Why an edit could not be applied. `Display` is ipvsadm's text for the same kernel error.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum EditError {
+    /// `-A` for a service that exists (EEXIST).
+    #[error("Service already exists")]
+    ServiceExists,
+    /// `-E`, `-D`, `-Z`, `-L` for a service that does not exist (ESRCH).
+    #[error("No such service")]
+    NoSuchService,
+    /// `-a`, `-e`, `-d` on a service that does not exist (ESRCH).
+    #[error("Service not defined")]
+    ServiceNotDefined,
+    /// `-a` for a real server the service already has (EEXIST).
+    #[error("Destination already exists")]
+    DestExists,
+    /// `-e`, `-d` for a real server the service does not have (ENOENT).
+    #[error("No such destination")]
+    NoSuchDest,
+    /// A weight above 65535, a threshold above `INT_MAX`, or a lower threshold above the upper
+    /// one (ERANGE, printed by ipvsadm with `strerror`).
+    #[error("Numerical result out of range")]
+    OutOfRange,
+    /// A port-zero service without `-p`: it would match every port with no reason to.
+    #[error("Zero port specified for non-persistent service")]
+    ZeroPortNotPersistent,
+    /// A tunnel or direct-routing real server on another port than the service's: those modes
+    /// cannot change the port (ipvsadm silently overrides it; tunlb refuses).
+    #[error(
+        "The real server port must equal the virtual service port (or be omitted) \
+         with tunneling and direct routing"
+    )]
+    DestPortMismatch,
+}
+
+impl From<RuleError> for EditError {
+    /// The kernel's answer to a broken rule, as ipvsadm reports it.
+    fn from(e: RuleError) -> EditError {
+        match e {
+            RuleError::ZeroPortNeedsPersistence => EditError::ZeroPortNotPersistent,
+            RuleError::PersistenceTimeout(_)
+            | RuleError::NetmaskNotContiguous(_)
+            | RuleError::Weight(_)
+            | RuleError::Threshold(_)
+            | RuleError::ThresholdsOutOfOrder { .. } => EditError::OutOfRange,
+            RuleError::DestPortMismatch { .. } => EditError::DestPortMismatch,
+            RuleError::DuplicateDest { .. } => EditError::DestExists,
+        }
+    }
+}
+
+/// A batch that failed: which edit (0-based) and why. Nothing of the batch was applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct BatchError {
+    /// Index of the failing edit in the batch.
+    pub index: usize,
+    /// The error of that edit.
+    pub error: EditError,
+}
