@@ -341,7 +341,7 @@ impl Director {
                 Some(nat::FromClient::Flow { dest, mss_clamp }) => {
                     return forward(&mut cx, dest, buf, &p, mss_clamp, 0);
                 }
-                Some(nat::FromClient::Verdict(v)) => return v,
+                Some(nat::FromClient::Drop(r)) => return Verdict::Drop(r),
                 None => {}
             }
         }
