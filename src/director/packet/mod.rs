@@ -111,6 +111,7 @@ impl Quote {
 }
 
 /// Reads the headers of the IPv4 packet at the start of `buf`.
+#[inline]
 pub fn parse(buf: &[u8]) -> Result<Parsed, DropReason> {
     match buf.first().map(|b| b >> 4) {
         Some(4) => {}
@@ -145,6 +146,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, DropReason> {
     })
 }
 
+#[inline]
 fn parse_tcp(l4: &[u8]) -> Option<Ports> {
     let t = TcpPacket::new_checked(l4).ok()?;
     Some(Ports {
@@ -154,6 +156,7 @@ fn parse_tcp(l4: &[u8]) -> Option<Ports> {
     })
 }
 
+#[inline]
 fn parse_udp(l4: &[u8]) -> Option<Ports> {
     if l4.len() < 8 {
         return None;
