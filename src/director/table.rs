@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::conn::{DestId, Timeouts};
 use ipnet::Ipv4Net;
 
-use super::route::{RouteTable, TunnelRoute};
+use super::modes::route::{RouteTable, TunnelRoute};
 use super::sched::{DestState, SchedDest, SchedOptions, SchedState, Scheduler};
 use crate::model::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
 

@@ -261,7 +261,7 @@ impl ConnTable {
     ///
     /// A lookup reads its home slot and walks on while the entries it meets are at least as far
     /// from home as it is: at 1M flows in 2^21 slots 67% of the entries sit in their home slot,
-    /// 24% one further and 7% two further, so this loads [`PREFETCH_SLOTS`] slots. 28-byte
+    /// 24% one further and 7% two further, so this loads `PREFETCH_SLOTS` slots. 28-byte
     /// slots straddle cache lines, so it loads the line of the home slot's first byte and of
     /// each following slot's last byte: no line in between is skipped (each step is < 64
     /// bytes).

@@ -15,6 +15,7 @@ use crate::wire::TcpPacket;
 /// Sends the packet to real server `dest` with its forwarding method, its MSS clamped to
 /// `mss_clamp` first (a SYN of a service with `mss_clamp`); `hash` is the flow's hash (the GUE
 /// source port).
+#[inline]
 pub(super) fn forward(
     cx: &mut Ctx<'_>,
     dest: &Dest,

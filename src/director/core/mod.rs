@@ -10,7 +10,7 @@
 //! order: a pinned health probe ([`probe_pin`]), a tunnel route ([`route`]), the S-NAT gateway
 //! ([`snat`]), a NAT real server's reply ([`nat`]), a later fragment (the first fragment's
 //! server), ICMP to a VIP, and finally TCP/UDP to a VIP: the connection table, or the scheduler
-//! for a new flow. [`forward`] then hands the packet to the real server's mode.
+//! for a new flow. `forward` then hands the packet to the real server's mode.
 
 mod forward;
 #[cfg(test)]
@@ -189,7 +189,7 @@ impl Director {
     /// Decides a TCP/IPv4 GSO super-packet (one flow, `segs` segments, the largest
     /// `seg_len` bytes long as an IPv4 packet) once for all its segments. The verdict is the
     /// one a single packet gets, with these differences: the MTU checks (ICMP
-    /// fragmentation-needed, fragmentation) use `seg_len`; an [`Encap`]'s outer header is built
+    /// fragmentation-needed, fragmentation) use `seg_len`; an [`Encap`](super::Encap)'s outer header is built
     /// for the first `seg_len` bytes, and the driver fixes its lengths and checksums per
     /// segment ([`crate::wire::gso::fix_outer`]); packet counters count `segs` packets. Only
     /// for packets with DF set (the driver segments the others first and decides each).
@@ -341,7 +341,7 @@ impl Director {
                 Some(nat::FromClient::Flow { dest, mss_clamp }) => {
                     return forward(&mut cx, dest, buf, &p, mss_clamp, 0);
                 }
-                Some(nat::FromClient::Verdict(v)) => return v,
+                Some(nat::FromClient::Drop(r)) => return Verdict::Drop(r),
                 None => {}
             }
         }

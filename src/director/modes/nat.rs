@@ -137,8 +137,8 @@ pub enum FromClient<'s> {
         /// The MSS to clamp a SYN to.
         mss_clamp: Option<u16>,
     },
-    /// Decided here (the flow's server is down or gone).
-    Verdict(Verdict),
+    /// Dropped here (the flow's server is down, or gone and the packet cannot start a flow).
+    Drop(DropReason),
 }
 
 /// A client packet (client → VIP) of a NAT flow the table knows and that is still live:
@@ -165,9 +165,7 @@ pub fn handle_from_client<'s>(
         // expire_nodest_conn = false and the server's health check failed: keep the flow
         // (without refreshing it) for the server's return.
         None if current && snap.is_held(dest_id) => {
-            return Some(FromClient::Verdict(Verdict::Drop(
-                DropReason::DestinationDown,
-            )))
+            return Some(FromClient::Drop(DropReason::DestinationDown))
         }
         dest => {
             let old = shard.remove_at(i);
@@ -177,9 +175,7 @@ pub fn handle_from_client<'s>(
             // a TCP packet other than a SYN is dropped, a UDP packet or a SYN is rescheduled
             // as a new flow, as an expired or reused flow's packet is.
             let lost = live && dest.is_none() && key.proto == IpProtocol::TCP && !syn_only;
-            return lost.then_some(FromClient::Verdict(Verdict::Drop(
-                DropReason::DestinationGone,
-            )));
+            return lost.then_some(FromClient::Drop(DropReason::DestinationGone));
         }
     };
     let f = &mut shard.flows[i];

@@ -9,7 +9,7 @@
 //! checked, not whichever the scheduler picks, and it must reach it even when the health
 //! checker has taken that server out of the table. So the prober binds its socket to a probe
 //! source address and port first, registers a [`ProbePin`] for that pair here, then connects;
-//! the core ([`Director::handle_packet`](super::Director::handle_packet)) sends every packet
+//! the core ([`Director::handle_packet`](crate::director::Director::handle_packet)) sends every packet
 //! from a pinned source to the pinned server with its forwarding method, without scheduling and
 //! without a connection-table entry (so the pin, not a stale flow, decides even when a port is
 //! reused). The real server answers from the VIP straight to the director's address.

@@ -1,7 +1,7 @@
 //! S-NAT gateway: the real servers' own outbound connections leave behind public addresses.
 //!
-//! Configured as `[[snat]] source = "10.0.0.0/24" to = ["192.0.2.10"]` (see
-//! [`crate::control::config`]), the director masquerades what the hosts of `source` send out
+//! Configured as `[[snat]] source = "10.0.0.0/24" to = ["192.0.2.10"]` (in the TOML
+//! config), the director masquerades what the hosts of `source` send out
 //! through it, as Linux's `MASQUERADE`/`SNAT --to-source` would, in the same TUN and with the
 //! same in-place rewrites as NAT mode ([`super::nat`]).
 //!

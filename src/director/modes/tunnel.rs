@@ -20,6 +20,7 @@ use crate::model::Forward;
 use crate::wire::icmp;
 
 /// Encapsulates the packet to TUN-mode real server `dest` and counts it as its traffic.
+#[inline]
 pub fn to_dest(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed, hash: u32) -> Verdict {
     let v = encap(cx, dest.config.addr, dest.config.forward, buf, p, hash);
     if let Verdict::Encap(_) = v {

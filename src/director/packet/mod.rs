@@ -111,6 +111,7 @@ impl Quote {
 }
 
 /// Reads the headers of the IPv4 packet at the start of `buf`.
+#[inline]
 pub fn parse(buf: &[u8]) -> Result<Parsed, DropReason> {
     match buf.first().map(|b| b >> 4) {
         Some(4) => {}
@@ -145,6 +146,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, DropReason> {
     })
 }
 
+#[inline]
 fn parse_tcp(l4: &[u8]) -> Option<Ports> {
     let t = TcpPacket::new_checked(l4).ok()?;
     Some(Ports {
@@ -154,6 +156,7 @@ fn parse_tcp(l4: &[u8]) -> Option<Ports> {
     })
 }
 
+#[inline]
 fn parse_udp(l4: &[u8]) -> Option<Ports> {
     if l4.len() < 8 {
         return None;
@@ -197,4 +200,77 @@ fn parse_quote(inner: &[u8], at: usize) -> Option<Quote> {
         sport: u16::from_be_bytes([inner[ihl], inner[ihl + 1]]),
         dport: u16::from_be_bytes([inner[ihl + 2], inner[ihl + 3]]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::testing::{icmp_error, ipv4_packet, tcp_packet, udp_packet};
+
+    const C: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+    const V: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
+
+    #[test]
+    fn a_tcp_syn_is_read_once_with_its_ports_and_flags() {
+        let buf = tcp_packet(C, 40000, V, 80, 0x02, 0);
+        let p = parse(&buf).unwrap();
+        assert_eq!(
+            (p.proto, p.src, p.dst, p.len, p.ihl),
+            (6, C, V, buf.len(), 20)
+        );
+        assert_eq!((p.mtu_len, p.segs), (buf.len(), 1));
+        assert!(!p.first_fragment_of_many && !p.later_fragment);
+        let l4 = p.l4.unwrap();
+        assert_eq!((l4.sport, l4.dport), (40000, 80));
+        assert!(l4.syn_only());
+        assert!(p.icmp.is_none());
+    }
+
+    #[test]
+    fn short_or_broken_l4_headers_have_no_ports() {
+        let udp = ipv4_packet(C, V, 17, &[0, 53, 0, 53]);
+        assert!(parse(&udp).unwrap().l4.is_none());
+        let mut tcp = tcp_packet(C, 1, V, 80, 0x10, 0);
+        tcp[20 + 12] = 0x20; // data offset 8 bytes: below the minimum
+        assert!(parse(&tcp).unwrap().l4.is_none());
+        assert_eq!(
+            parse(&udp_packet(C, 5353, V, 53, 0))
+                .unwrap()
+                .l4
+                .map(|l| l.dport),
+            Some(53)
+        );
+    }
+
+    #[test]
+    fn a_later_fragment_has_no_ports_and_the_first_one_says_so() {
+        let mut buf = udp_packet(C, 5353, V, 53, 16);
+        buf[6] = 0x20; // MF, offset 0
+        let p = parse(&buf).unwrap();
+        assert!(p.first_fragment_of_many && p.l4.is_some());
+        buf[6..8].copy_from_slice(&3u16.to_be_bytes()); // offset 24, no MF
+        let p = parse(&buf).unwrap();
+        assert!(p.later_fragment && !p.first_fragment_of_many && p.l4.is_none());
+    }
+
+    #[test]
+    fn an_icmp_error_is_parsed_with_its_quote() {
+        let reply = tcp_packet(V, 80, C, 40000, 0x12, 0);
+        let buf = icmp_error(C, V, 3, 3, 0, &reply);
+        let p = parse(&buf).unwrap();
+        let m = p.icmp.unwrap();
+        assert!(m.is_error && m.echo_ident.is_none());
+        assert_eq!((m.msg_type, m.code), (3, 3));
+        let q = m.quote.unwrap();
+        assert_eq!((q.at, q.ihl, q.proto, q.src, q.dst), (28, 20, 6, V, C));
+        assert_eq!((q.sport, q.dport, q.len), (80, 40000, 28));
+        assert!(q.is_tcp_or_udp());
+    }
+
+    #[test]
+    fn not_ipv4_or_truncated_is_refused() {
+        assert_eq!(parse(&[]).unwrap_err(), DropReason::MalformedIp);
+        assert_eq!(parse(&[0x60; 40]).unwrap_err(), DropReason::NotIpv4);
+        assert_eq!(parse(&[0x45; 10]).unwrap_err(), DropReason::MalformedIp);
+    }
 }

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use crate::encap::MAX_OUTER_HEADER;
 
-/// The outcome of [`Director::handle_packet`](super::Director::handle_packet).
+/// The outcome of [`Director::handle_packet`](crate::director::Director::handle_packet).
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
