@@ -6,43 +6,48 @@
 //!
 //! # Layout
 //!
-//! A packet's path, in folder order:
+//! Floors, each importing only the ones below it (`tests/layers.rs` checks the director's;
+//! `docs/architecture.md` draws them):
 //!
-//! - [`wire`]: zero-copy views of IPv4, TCP, UDP and ICMP headers, and the Internet checksum.
-//! - [`director`]: where a packet enters, is decided and leaves. [`director::io`] reads it
-//!   from a TUN queue (one worker thread per queue, [`director::io::worker`]);
-//!   [`director::Director::handle_packet`], the sans-IO core, takes `(now, buf)` and returns a
-//!   [`director::Verdict`] using the services, schedulers ([`director::sched`]) and connection
-//!   table ([`director::conn`]); the worker then sends it out ([`director::io::tx`]): a raw
-//!   socket for tunnels, an AF_PACKET socket for DR frames ([`director::dr`] decides,
-//!   [`director::io::resolver`] keeps real servers' MACs fresh), and the TUN itself for NAT
-//!   ([`director::nat`] rewrites both ways; policy routing brings the real servers' replies
-//!   into the TUN).
+//! - [`wire`]: zero-copy views of IPv4, TCP, UDP, ICMP and Ethernet headers, the Internet
+//!   checksum, virtio GSO headers and segmentation.
+//! - [`hash`]: the one flow hash and the keyed multiply-fold hasher of the tables.
+//! - [`encap`]: the typed [`encap::Tunnel`] (IPIP, GRE, GUE): build and strip outer headers.
+//! - [`model`]: services, real servers, every validation rule once, and the [`model::Edit`]
+//!   that `adm`, the TOML config and keepalived.conf all translate into.
+//! - [`director`]: where a packet enters, is decided and leaves:
+//!   - [`director::packet`] parses it once ([`director::packet::Parsed`]) and holds the
+//!     [`director::Verdict`] and the worker's [`director::Counters`];
+//!   - [`director::core`]: [`director::Director::handle_packet`], the sans-IO core (`(now,
+//!     buf)` in, a verdict out), dispatches to [`director::modes`] (tunnel, dr, nat, snat,
+//!     route, probe_pin), which never import it back; [`director::shared`], [`director::table`],
+//!     [`director::sched`] and [`director::conn`] are the state it reads;
+//!   - [`director::io`]: the worker loop, the TUN reader ([`director::io::rx`]) and one module
+//!     per send path ([`director::io::tx`]), the neighbour resolver, the tunnel-route gateways.
 //! - [`daemon`]: the application layer, the only one importing `control`, `health` and
-//!   `metrics`: `tunlb director`'s [`daemon::run()`], and the [`daemon::ControlPlane`] that
-//!   applies `adm` requests and config reloads to the table the workers read.
-//! - [`encap`]: build and strip the outer IPIP / GRE / GUE headers.
-//! - [`realserver`]: the agent on a real server: hidden VIP on `lo`, tunnel receiver, allow-list,
-//!   decapsulated packets into a TUN.
-//! - [`control`]: `tunlb adm` (ipvsadm's command line), the per-namespace control socket, the
-//!   TOML config.
-//! - [`health`]: keepalived-compatible health checks (HTTP_GET, SSL_GET over rustls,
-//!   TCP_CHECK, MISC_CHECK, UDP_CHECK, PING_CHECK):
-//!   sans-IO checkers per real server, the probes that feed them, and the monitor that applies
-//!   up/down/weight through a [`health::HealthPlane`] (the daemon's control plane).
-//! - [`metrics`]: the Prometheus `/metrics` endpoint (`--metrics-listen`), node_exporter IPVS
-//!   names plus `tunlb_*`, read from the workers' counters at scrape time.
-//! - [`logging`]: the `log` facade's backend: one line per record on stderr, with journald
-//!   priority prefixes when stderr is the journal; level from `-v`/`-q` or `RUST_LOG`.
-//! - `lab` (cargo feature `lab`, on by default; `--no-default-features` leaves it out):
-//!   `tunlb lab` (the classic four-node LVS lab in namespaces: up/down/demo), and the stand-ins
-//!   it uses: `tunlb httpd` for real servers, `tunlb lab get` for clients, `tunlb udpblast`.
-//! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink
-//!   (routes, neighbours), batched syscalls.
+//!   `metrics`: `tunlb director`'s [`daemon::run()`] and the [`daemon::ControlPlane`] that
+//!   applies requests, reloads and health results to the table the workers read.
+//! - [`control`]: `tunlb adm` (ipvsadm's grammar and client), the per-namespace control
+//!   socket, the TOML config and keepalived.conf (syntax into the model).
+//! - [`health`]: keepalived-compatible checks (HTTP_GET, SSL_GET over rustls, TCP_CHECK,
+//!   MISC_CHECK, UDP_CHECK, PING_CHECK): sans-IO checkers, their probes, and the monitor that
+//!   applies results through a [`health::HealthPlane`] (the daemon implements it).
+//! - [`metrics`]: the Prometheus `/metrics` endpoint (`--metrics-listen`), read from the
+//!   workers' counters at scrape time.
+//! - [`realserver`]: the agent on a real server: hidden VIP on `lo`, tunnel receiver,
+//!   allow-list, decapsulated packets into a TUN; `--gateway` for tunnel routes.
+//! - [`logging`]: the `log` facade's backend: one line per record on stderr, journald priority
+//!   prefixes when stderr is the journal; level from `-v`/`-q` or `RUST_LOG`.
+//! - `lab` (default cargo feature `lab`; `--no-default-features` leaves it out): `tunlb lab`,
+//!   `tunlb httpd`, `tunlb lab get`, `tunlb udpblast`.
+//! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink,
+//!   batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
+//! - `sim` (tests only): director cores, agents and a virtual network on a virtual clock.
 //!
 //! Outside `src/`: `configs/` (example configs, each parsed by a test), `tests/netns/`
-//! (network-namespace integration tests), `benches/` (criterion), `fuzz/` (cargo-fuzz targets).
+//! (network-namespace integration tests), `tests/layers.rs`, `benches/` (criterion), `fuzz/`
+//! (cargo-fuzz targets), `docs/`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
