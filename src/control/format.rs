@@ -628,8 +628,7 @@ mod tests {
         let mut set = ServiceSet::default();
         for l in lines {
             let args: Vec<std::ffi::OsString> = l.split_whitespace().map(Into::into).collect();
-            set.apply(&parse(&args).expect(l).edit().expect(l))
-                .expect(l);
+            set.apply(parse(&args).expect(l).edit().expect(l)).expect(l);
         }
         set
     }

@@ -8,9 +8,10 @@
 //! - [`adm`]: ipvsadm 1.31's command line. [`adm::parse`] turns arguments into an
 //!   [`adm::Command`] (`adm/grammar.rs`, with ipvsadm's option table in `adm/options.rs`);
 //!   [`adm::main`] is `tunlb adm` (`adm/client.rs`: parse, ask the director, print).
-//! - [`ops`]: a table-changing [`adm::Command`] as the model's [`Edit`](crate::model::Edit)
-//!   ([`adm::Command::edit`]), and the names (`AdmError`, `Timeouts`, ...) kept from before the
-//!   model existed.
+//!   A table-changing command holds the model's [`Edit`](crate::model::Edit)
+//!   ([`adm::Command::Edit`]).
+//! - [`ops`]: the names (`AdmError`, `Timeouts`, ...) kept from before the model existed, and the
+//!   tests of what adm's edits do to a table.
 //! - [`format`](mod@format): ipvsadm's output, byte for byte (`-L -n`, `-c`, `--stats`, `--rate`, `-S`, ...),
 //!   from the listing types the director fills in ([`format::Listing`], [`format::ConnEntry`]).
 //! - [`proto`]: the requests and responses exchanged over the control socket, as JSON lines.

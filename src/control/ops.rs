@@ -2,10 +2,10 @@
 //!
 //! The table edits themselves, their checks and ipvsadm's error texts live in
 //! [`crate::model`] ([`ServiceSet::apply`](crate::model::ServiceSet::apply),
-//! [`EditError`](crate::model::EditError)); this module turns a parsed [`Command`] into an
-//! [`Edit`] and keeps the names the rest of the crate used before the model existed.
+//! [`EditError`](crate::model::EditError)); a parsed [`Command`](crate::control::adm::Command)
+//! holds its [`Edit`] ([`Command::Edit`](crate::control::adm::Command::Edit)). This module
+//! keeps the names the rest of the crate used before the model existed.
 
-use crate::control::adm::Command;
 pub use crate::model::{
     Applied, BatchError, Edit, Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
 };
@@ -14,52 +14,12 @@ pub use crate::model::{
 /// under the name `adm` gave it.
 pub use crate::model::EditError as AdmError;
 
-impl Command {
-    /// The table edit this command is (`-A -E -D -C -a -e -d --set -Z`), or `None` for the
-    /// commands that only read or run locally (`-L`, `-S`, `-R`, `--save-config`, `--reload`,
-    /// `-h`, `-v`).
-    pub fn edit(&self) -> Option<Edit> {
-        Some(match self {
-            Command::AddService(o) => Edit::AddService(o.clone()),
-            Command::EditService(o) => Edit::EditService(o.clone()),
-            Command::DeleteService(k) => Edit::DeleteService(*k),
-            Command::Clear => Edit::Clear,
-            Command::AddServer { service, dest } => Edit::AddServer {
-                service: *service,
-                dest: dest.clone(),
-            },
-            Command::EditServer { service, dest } => Edit::EditServer {
-                service: *service,
-                dest: dest.clone(),
-            },
-            Command::DeleteServer {
-                service,
-                addr,
-                port,
-            } => Edit::DeleteServer {
-                service: *service,
-                addr: *addr,
-                port: *port,
-            },
-            Command::SetTimeouts(t) => Edit::SetTimeouts(*t),
-            Command::Zero(k) => Edit::Zero(*k),
-            Command::List(_)
-            | Command::Save { .. }
-            | Command::Restore
-            | Command::SaveConfig { .. }
-            | Command::Reload
-            | Command::Help
-            | Command::Version => return None,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::control::adm::{parse, ServiceOptions};
+    use crate::control::adm::{parse, Command, ServiceOptions};
     use crate::encap::TunnelType;
     use crate::model::{
         DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceKey, ServiceSet,
@@ -71,9 +31,10 @@ mod tests {
     }
 
     fn cmd(line: &str) -> Edit {
-        command(line)
-            .edit()
-            .unwrap_or_else(|| panic!("{line}: not an edit"))
+        match command(line) {
+            Command::Edit(edit) => edit,
+            other => panic!("{line}: not an edit: {other:?}"),
+        }
     }
 
     fn apply_all(set: &mut ServiceSet, lines: &[&str]) -> Result<(), AdmError> {

@@ -92,7 +92,7 @@ mod tests {
 
     fn cmd(line: &str) -> Edit {
         let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
-        parse(&args).expect(line).edit().expect(line)
+        parse(&args).expect(line).edit().expect(line).clone()
     }
 
     #[test]

@@ -235,7 +235,7 @@ mod tests {
 
     fn cmd(line: &str) -> crate::model::Edit {
         let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
-        parse(&args).expect(line).edit().expect(line)
+        parse(&args).expect(line).edit().expect(line).clone()
     }
 
     fn we_are_root() -> bool {

@@ -100,11 +100,8 @@ pub(super) fn run_inner(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let cmd = parse_with(args, names)?;
-    if let Some(edit) = cmd.edit() {
-        return apply(send, vec![edit], &[]);
-    }
-    let text = match cmd {
+    let text = match parse_with(args, names)? {
+        Command::Edit(edit) => return apply(send, vec![edit], &[]),
         Command::Help => USAGE.to_string(),
         Command::Version => format!(
             "tunlb adm {} (ipvsadm v1.31 command line, IPVS v{})\n",
@@ -149,8 +146,6 @@ pub(super) fn run_inner(
             Response::Reloaded { message } => format!("{message}\n"),
             other => return Err(unexpected(other)),
         },
-        // The edits went to `apply` above.
-        _ => String::new(),
     };
     out.write_all(text.as_bytes())
         .map_err(|e| Failure::new(format!("tunlb adm: writing output: {e}"), 1))

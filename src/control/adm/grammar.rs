@@ -337,11 +337,10 @@ pub fn parse_restore(text: &str, names: &PortNames) -> Result<Vec<(usize, Edit)>
         }
         let args: Vec<OsString> = words.iter().map(OsString::from).collect();
         let fail = |error| RestoreError { line: n + 1, error };
-        let cmd = parse_with(&args, names).map_err(fail)?;
-        let Some(edit) = cmd.edit() else {
-            return Err(fail(ParseError::NotRestorable(cmd.name())));
-        };
-        cmds.push((n + 1, edit));
+        match parse_with(&args, names).map_err(fail)? {
+            Command::Edit(edit) => cmds.push((n + 1, edit)),
+            other => return Err(fail(ParseError::NotRestorable(other.name()))),
+        }
     }
     Ok(cmds)
 }
@@ -569,31 +568,31 @@ impl Raw {
                     }),
                     mss_clamp: self.mss_clamp,
                 };
-                if cmd == Cmd::Add {
-                    Command::AddService(opts)
+                Command::Edit(if cmd == Cmd::Add {
+                    Edit::AddService(opts)
                 } else {
-                    Command::EditService(opts)
-                }
+                    Edit::EditService(opts)
+                })
             }
-            Cmd::Del => Command::DeleteService(need_service()?),
-            Cmd::Flush => Command::Clear,
+            Cmd::Del => Command::Edit(Edit::DeleteService(need_service()?)),
+            Cmd::Flush => Command::Edit(Edit::Clear),
             Cmd::AddDest | Cmd::EditDest => {
                 let service = need_service()?;
                 let dest = self.dest_config(service, names)?;
-                if cmd == Cmd::AddDest {
-                    Command::AddServer { service, dest }
+                Command::Edit(if cmd == Cmd::AddDest {
+                    Edit::AddServer { service, dest }
                 } else {
-                    Command::EditServer { service, dest }
-                }
+                    Edit::EditServer { service, dest }
+                })
             }
             Cmd::DelDest => {
                 let service = need_service()?;
                 let (addr, port) = self.server_addr(service, names)?;
-                Command::DeleteServer {
+                Command::Edit(Edit::DeleteServer {
                     service,
                     addr,
                     port: port.unwrap_or(service.port),
-                }
+                })
             }
             Cmd::List => {
                 if (self.has(OptName::Connection) || self.has(OptName::Timeout))
@@ -619,12 +618,12 @@ impl Raw {
                     json: self.json,
                 })
             }
-            Cmd::Set => Command::SetTimeouts(set_values.unwrap_or_default()),
+            Cmd::Set => Command::Edit(Edit::SetTimeouts(set_values.unwrap_or_default())),
             Cmd::Restore => Command::Restore,
             Cmd::Save => Command::Save {
                 numeric: self.format.numeric,
             },
-            Cmd::Zero => Command::Zero(service),
+            Cmd::Zero => Command::Edit(Edit::Zero(service)),
             Cmd::SaveConfig => Command::SaveConfig {
                 path: self.config_path.ok_or(ParseError::NoConfigPath)?,
             },

@@ -31,10 +31,8 @@ pub use client::{main, run};
 pub use grammar::{parse, parse_restore, parse_with, ParseError, RestoreError};
 use options::Cmd;
 
-use std::net::Ipv4Addr;
-
 use crate::control::format::ListFormat;
-use crate::model::{DestConfig, ServiceKey, Timeouts};
+use crate::model::{Edit, ServiceKey};
 
 pub use crate::model::{ServiceOptions, MIN_MSS_CLAMP};
 
@@ -64,45 +62,17 @@ pub struct ListOptions {
     pub json: bool,
 }
 
-/// One ipvsadm command, parsed and checked.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// One ipvsadm command, parsed and checked: a change to the director's table (the model's
+/// [`Edit`], the same type the TOML config and keepalived.conf translate into) or one of the
+/// commands that only read or run locally.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// `-A`: add a virtual service.
-    AddService(ServiceOptions),
-    /// `-E`: replace a service's options (its real servers stay).
-    EditService(ServiceOptions),
-    /// `-D`: delete a virtual service.
-    DeleteService(ServiceKey),
-    /// `-C`: delete every service.
-    Clear,
-    /// `-a`: add a real server to a service.
-    AddServer {
-        /// The service.
-        service: ServiceKey,
-        /// The real server (its port already resolved: never 0 unless the service's is).
-        dest: DestConfig,
-    },
-    /// `-e`: replace a real server's options.
-    EditServer {
-        /// The service.
-        service: ServiceKey,
-        /// The real server, found by address and port.
-        dest: DestConfig,
-    },
-    /// `-d`: delete a real server.
-    DeleteServer {
-        /// The service.
-        service: ServiceKey,
-        /// The real server's address.
-        addr: Ipv4Addr,
-        /// The real server's port (the service's if `-r` had none).
-        port: u16,
-    },
+    /// `-A -E -D -C -a -e -d --set -Z`: a table edit, sent as
+    /// [`Request::Apply`](crate::control::proto::Request::Apply). The grammar resolves a real
+    /// server's port: it is never 0 unless the service's is.
+    Edit(Edit),
     /// `-L` / `-l`: list.
     List(ListOptions),
-    /// `--set TCP TCPFIN UDP`: connection timeouts (0 = unchanged).
-    SetTimeouts(Timeouts),
     /// `-S [-n]`: print the table as commands.
     Save {
         /// `-n`: numeric ports.
@@ -118,8 +88,6 @@ pub enum Command {
     },
     /// `--reload`: the director re-reads its `--config` file, as on SIGHUP (tunlb extension).
     Reload,
-    /// `-Z [-t|-u VIP:PORT]`: zero the counters of one or every service.
-    Zero(Option<ServiceKey>),
     /// `-h`: print the help.
     Help,
     /// `-v`: print the version.
@@ -127,32 +95,45 @@ pub enum Command {
 }
 
 impl Command {
+    /// The table edit this command is (`-A -E -D -C -a -e -d --set -Z`), or `None` for the
+    /// commands that only read or run locally (`-L`, `-S`, `-R`, `--save-config`, `--reload`,
+    /// `-h`, `-v`).
+    pub fn edit(&self) -> Option<&Edit> {
+        match self {
+            Command::Edit(edit) => Some(edit),
+            _ => None,
+        }
+    }
+
     /// True for the commands that change the director's state (`-A -E -D -C -a -e -d --set -Z`):
-    /// what is sent as [`Request::Apply`](crate::control::proto::Request::Apply) (see
-    /// [`Command::edit`]) and what a `-R` file may contain.
+    /// what is sent as [`Request::Apply`](crate::control::proto::Request::Apply) and what a `-R`
+    /// file may contain.
     pub fn is_table_edit(&self) -> bool {
         self.edit().is_some()
     }
 
     /// ipvsadm's name of the command (`add-service`, `list`, ...).
     pub fn name(&self) -> &'static str {
-        match self {
-            Command::AddService(_) => Cmd::Add.name(),
-            Command::EditService(_) => Cmd::Edit.name(),
-            Command::DeleteService(_) => Cmd::Del.name(),
-            Command::Clear => Cmd::Flush.name(),
-            Command::AddServer { .. } => Cmd::AddDest.name(),
-            Command::EditServer { .. } => Cmd::EditDest.name(),
-            Command::DeleteServer { .. } => Cmd::DelDest.name(),
-            Command::List(_) => Cmd::List.name(),
-            Command::SetTimeouts(_) => Cmd::Set.name(),
-            Command::Save { .. } => Cmd::Save.name(),
-            Command::Restore => Cmd::Restore.name(),
-            Command::SaveConfig { .. } => Cmd::SaveConfig.name(),
-            Command::Reload => Cmd::Reload.name(),
-            Command::Zero(_) => Cmd::Zero.name(),
-            Command::Help => Cmd::Help.name(),
-            Command::Version => Cmd::Version.name(),
-        }
+        let cmd = match self {
+            Command::Edit(edit) => match edit {
+                Edit::AddService(_) => Cmd::Add,
+                Edit::EditService(_) => Cmd::Edit,
+                Edit::DeleteService(_) => Cmd::Del,
+                Edit::Clear => Cmd::Flush,
+                Edit::AddServer { .. } => Cmd::AddDest,
+                Edit::EditServer { .. } => Cmd::EditDest,
+                Edit::DeleteServer { .. } => Cmd::DelDest,
+                Edit::SetTimeouts(_) => Cmd::Set,
+                Edit::Zero(_) => Cmd::Zero,
+            },
+            Command::List(_) => Cmd::List,
+            Command::Save { .. } => Cmd::Save,
+            Command::Restore => Cmd::Restore,
+            Command::SaveConfig { .. } => Cmd::SaveConfig,
+            Command::Reload => Cmd::Reload,
+            Command::Help => Cmd::Help,
+            Command::Version => Cmd::Version,
+        };
+        cmd.name()
     }
 }

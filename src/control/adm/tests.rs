@@ -23,6 +23,13 @@ fn ok(line: &str) -> Command {
     parse(&args(line)).unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
+fn edit(line: &str) -> Edit {
+    match ok(line) {
+        Command::Edit(edit) => edit,
+        other => panic!("{line}: not an edit: {other:?}"),
+    }
+}
+
 fn err(line: &str) -> ParseError {
     match parse(&args(line)) {
         Ok(c) => panic!("{line}: parsed as {c:?}"),
@@ -44,15 +51,15 @@ fn tcp(s: &str) -> ServiceKey {
 }
 
 fn dest(line: &str) -> DestConfig {
-    match ok(line) {
-        Command::AddServer { dest, .. } | Command::EditServer { dest, .. } => dest,
+    match edit(line) {
+        Edit::AddServer { dest, .. } | Edit::EditServer { dest, .. } => dest,
         other => panic!("{other:?}"),
     }
 }
 
 fn svc_opts(line: &str) -> ServiceOptions {
-    match ok(line) {
-        Command::AddService(o) | Command::EditService(o) => o,
+    match edit(line) {
+        Edit::AddService(o) | Edit::EditService(o) => o,
         other => panic!("{other:?}"),
     }
 }
@@ -60,8 +67,8 @@ fn svc_opts(line: &str) -> ServiceOptions {
 #[test]
 fn add_service_forms() {
     assert_eq!(
-        ok("-A -t 192.168.150.100:80 -s rr"),
-        Command::AddService(ServiceOptions {
+        edit("-A -t 192.168.150.100:80 -s rr"),
+        Edit::AddService(ServiceOptions {
             key: tcp("192.168.150.100:80"),
             scheduler: SchedulerKind::Rr,
             persistence: None,
@@ -91,12 +98,12 @@ fn add_service_forms() {
         Some(1400)
     );
     assert!(matches!(
-        ok("-E -t 10.0.0.1:80 -s rr"),
-        Command::EditService(_)
+        edit("-E -t 10.0.0.1:80 -s rr"),
+        Edit::EditService(_)
     ));
     assert!(matches!(
-        ok("--edit-service -t 10.0.0.1:80"),
-        Command::EditService(_)
+        edit("--edit-service -t 10.0.0.1:80"),
+        Edit::EditService(_)
     ));
 }
 
@@ -138,15 +145,15 @@ fn persistence_with_and_without_value() {
 #[test]
 fn delete_and_clear() {
     assert_eq!(
-        ok("-D -t 10.0.0.1:80"),
-        Command::DeleteService(tcp("10.0.0.1:80"))
+        edit("-D -t 10.0.0.1:80"),
+        Edit::DeleteService(tcp("10.0.0.1:80"))
     );
     assert_eq!(
-        ok("--delete-service --udp-service 10.0.0.1:53"),
-        Command::DeleteService(key("10.0.0.1:53", Protocol::Udp))
+        edit("--delete-service --udp-service 10.0.0.1:53"),
+        Edit::DeleteService(key("10.0.0.1:53", Protocol::Udp))
     );
-    assert_eq!(ok("-C"), Command::Clear);
-    assert_eq!(ok("--clear"), Command::Clear);
+    assert_eq!(edit("-C"), Edit::Clear);
+    assert_eq!(edit("--clear"), Edit::Clear);
 }
 
 #[test]
@@ -157,8 +164,8 @@ fn add_server_defaults_as_ipvsadm() {
     assert_eq!(d.weight, 1);
     assert_eq!(d.forward, Forward::Dr);
     assert_eq!((d.u_threshold, d.l_threshold), (0, 0));
-    match ok("--add-server --tcp-service 10.0.0.1:80 --real-server 10.0.1.1:80 --ipip") {
-        Command::AddServer { service, dest } => {
+    match edit("--add-server --tcp-service 10.0.0.1:80 --real-server 10.0.1.1:80 --ipip") {
+        Edit::AddServer { service, dest } => {
             assert_eq!(service, tcp("10.0.0.1:80"));
             assert_eq!(dest.forward, Forward::tunnel(TunnelType::Ipip));
         }
@@ -183,12 +190,12 @@ fn add_server_options() {
         80
     );
     assert!(matches!(
-        ok("-e -t 10.0.0.1:80 -r 10.0.1.1 -i -w 2"),
-        Command::EditServer { .. }
+        edit("-e -t 10.0.0.1:80 -r 10.0.1.1 -i -w 2"),
+        Edit::EditServer { .. }
     ));
     assert!(matches!(
-        ok("--edit-server -t 10.0.0.1:80 -r 10.0.1.1"),
-        Command::EditServer { .. }
+        edit("--edit-server -t 10.0.0.1:80 -r 10.0.1.1"),
+        Edit::EditServer { .. }
     ));
 }
 
@@ -302,16 +309,16 @@ fn server_port_must_match_for_tunnel_and_dr() {
 #[test]
 fn delete_server() {
     assert_eq!(
-        ok("-d -t 10.0.0.1:80 -r 10.0.1.1"),
-        Command::DeleteServer {
+        edit("-d -t 10.0.0.1:80 -r 10.0.1.1"),
+        Edit::DeleteServer {
             service: tcp("10.0.0.1:80"),
             addr: Ipv4Addr::new(10, 0, 1, 1),
             port: 80
         }
     );
     assert_eq!(
-        ok("--delete-server -t 10.0.0.1:80 -r 10.0.1.1:8080"),
-        Command::DeleteServer {
+        edit("--delete-server -t 10.0.0.1:80 -r 10.0.1.1:8080"),
+        Edit::DeleteServer {
             service: tcp("10.0.0.1:80"),
             addr: Ipv4Addr::new(10, 0, 1, 1),
             port: 8080
@@ -429,16 +436,16 @@ fn list_conflicts_as_ipvsadm() {
 #[test]
 fn set_save_restore_zero_help() {
     assert_eq!(
-        ok("--set 900 120 300"),
-        Command::SetTimeouts(Timeouts {
+        edit("--set 900 120 300"),
+        Edit::SetTimeouts(Timeouts {
             tcp: 900,
             tcpfin: 120,
             udp: 300
         })
     );
     assert_eq!(
-        ok("--set 0 0 60"),
-        Command::SetTimeouts(Timeouts {
+        edit("--set 0 0 60"),
+        Edit::SetTimeouts(Timeouts {
             tcp: 0,
             tcpfin: 0,
             udp: 60
@@ -456,11 +463,11 @@ fn set_save_restore_zero_help() {
     assert_eq!(ok("--save --numeric"), Command::Save { numeric: true });
     assert_eq!(ok("-R"), Command::Restore);
     assert_eq!(ok("--restore"), Command::Restore);
-    assert_eq!(ok("-Z"), Command::Zero(None));
-    assert_eq!(ok("--zero"), Command::Zero(None));
+    assert_eq!(edit("-Z"), Edit::Zero(None));
+    assert_eq!(edit("--zero"), Edit::Zero(None));
     assert_eq!(
-        ok("-Z -t 10.0.0.1:80"),
-        Command::Zero(Some(tcp("10.0.0.1:80")))
+        edit("-Z -t 10.0.0.1:80"),
+        Edit::Zero(Some(tcp("10.0.0.1:80")))
     );
     assert_eq!(ok("-h"), Command::Help);
     assert_eq!(ok("--help"), Command::Help);
@@ -741,9 +748,9 @@ fn unsupported_ipvsadm_features_are_named() {
 fn port_names_resolve_with_a_table() {
     let names = PortNames::parse("http 80/tcp www\ndomain 53/udp\n");
     let c = parse_with(&args("-A -t 10.0.0.1:http -s rr"), &names).unwrap();
-    assert!(matches!(c, Command::AddService(o) if o.key.port == 80));
+    assert!(matches!(c, Command::Edit(Edit::AddService(o)) if o.key.port == 80));
     let c = parse_with(&args("-a -u 10.0.0.1:domain -r 10.0.1.1:domain -i"), &names).unwrap();
-    assert!(matches!(c, Command::AddServer { dest, .. } if dest.port == 53));
+    assert!(matches!(c, Command::Edit(Edit::AddServer { dest, .. }) if dest.port == 53));
     // Names are per protocol.
     assert!(parse_with(&args("-A -u 10.0.0.1:http"), &names).is_err());
 }

@@ -280,8 +280,8 @@ fn save_config_and_reload_forms() {
 fn seed_section_6_commands_parse() {
     let vip = tcp("192.168.150.100:80");
     assert_eq!(
-        ok("-A -t 192.168.150.100:80 -s rr"),
-        Command::AddService(ServiceOptions {
+        edit("-A -t 192.168.150.100:80 -s rr"),
+        Edit::AddService(ServiceOptions {
             key: vip,
             scheduler: SchedulerKind::Rr,
             persistence: None,
@@ -296,8 +296,8 @@ fn seed_section_6_commands_parse() {
         ] {
             let line = format!("-a -t 192.168.150.100:80 -r {rip} {flag} -w 1");
             assert_eq!(
-                ok(&line),
-                Command::AddServer {
+                edit(&line),
+                Edit::AddServer {
                     service: vip,
                     dest: DestConfig {
                         addr: rip.parse().unwrap(),
@@ -314,7 +314,7 @@ fn seed_section_6_commands_parse() {
     }
     assert!(matches!(ok("-ln"), Command::List(o) if o.target == ListTarget::Table));
     assert!(matches!(ok("-lnc"), Command::List(o) if o.target == ListTarget::Connections));
-    assert_eq!(ok("-C"), Command::Clear);
+    assert_eq!(edit("-C"), Edit::Clear);
     // The seed's `192.168.100:80` is a typo that inet_aton would read as 192.168.0.100;
     // tunlb wants four numbers.
     assert_eq!(
