@@ -124,6 +124,44 @@ mod tests {
         }
     }
 
+    /// What `adm` writes on the socket for a batch: an `adm` and a director of different builds
+    /// must still understand each other, so these bytes do not change.
+    #[test]
+    fn apply_request_json_is_stable() {
+        let req = Request::Apply(vec![
+            cmd("-A -t 10.0.0.1:80 -s rr -p 600 -M 255.255.255.0 --mss-clamp 1400"),
+            cmd("-E -u 10.0.0.1:53"),
+            cmd("-a -t 10.0.0.1:80 -r 10.0.1.1 -i --tun-type gue --tun-port 7000 --tun-csum"),
+            cmd("-a -t 10.0.0.1:80 -r 10.0.1.2 -i --tun-type gre --gre-key 42"),
+            cmd("-a -t 10.0.0.1:80 -r 10.0.1.3:8080 -m -w 0 -x 10 -y 5"),
+            cmd("-e -t 10.0.0.1:80 -r 10.0.1.4 -g"),
+            cmd("-d -t 10.0.0.1:80 -r 10.0.1.4"),
+            cmd("--set 1 2 3"),
+            cmd("-Z"),
+            cmd("-Z -t 10.0.0.1:80"),
+            cmd("-D -u 10.0.0.1:53"),
+            cmd("-C"),
+        ]);
+        let json = serde_json::to_string(&req).unwrap();
+        let expected = concat!(
+            r#"{"apply":["#,
+            r#"{"add_service":{"key":{"vip":"10.0.0.1","port":80,"proto":"tcp"},"scheduler":"rr","persistence":{"timeout":600,"netmask":"255.255.255.0"},"mss_clamp":1400}},"#,
+            r#"{"edit_service":{"key":{"vip":"10.0.0.1","port":53,"proto":"udp"},"scheduler":"wlc","persistence":null,"mss_clamp":null}},"#,
+            r#"{"add_server":{"service":{"vip":"10.0.0.1","port":80,"proto":"tcp"},"dest":{"addr":"10.0.1.1","port":80,"weight":1,"method":"tunnel","tun_type":"gue","tun_port":7000,"tun_csum":true,"gre_key":null,"u_threshold":0,"l_threshold":0}}},"#,
+            r#"{"add_server":{"service":{"vip":"10.0.0.1","port":80,"proto":"tcp"},"dest":{"addr":"10.0.1.2","port":80,"weight":1,"method":"tunnel","tun_type":"gre","tun_port":6080,"tun_csum":false,"gre_key":42,"u_threshold":0,"l_threshold":0}}},"#,
+            r#"{"add_server":{"service":{"vip":"10.0.0.1","port":80,"proto":"tcp"},"dest":{"addr":"10.0.1.3","port":8080,"weight":0,"method":"nat","u_threshold":10,"l_threshold":5}}},"#,
+            r#"{"edit_server":{"service":{"vip":"10.0.0.1","port":80,"proto":"tcp"},"dest":{"addr":"10.0.1.4","port":80,"weight":1,"method":"dr","u_threshold":0,"l_threshold":0}}},"#,
+            r#"{"delete_server":{"service":{"vip":"10.0.0.1","port":80,"proto":"tcp"},"addr":"10.0.1.4","port":80}},"#,
+            r#"{"set_timeouts":{"tcp":1,"tcpfin":2,"udp":3}},"#,
+            r#"{"zero":null},"#,
+            r#"{"zero":{"vip":"10.0.0.1","port":80,"proto":"tcp"}},"#,
+            r#"{"delete_service":{"vip":"10.0.0.1","port":53,"proto":"udp"}},"#,
+            r#""clear""#,
+            r#"]}"#,
+        );
+        assert_eq!(json, expected);
+    }
+
     #[test]
     fn responses_survive_json() {
         let mut set = ServiceSet::default();
