@@ -6,10 +6,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::ControlPlane;
 use crate::control::format::{ConnEntry, Listing, Rates, Stats};
-use crate::director::conn::{DestId, KEY_TEMPLATE};
+use crate::director::conn::{Conn, ConnKey, DestId, KEY_TEMPLATE};
 use crate::director::snat;
 use crate::director::stats::{self, Totals};
 use crate::model::{Protocol, ServiceSet};
+use crate::time::Instant;
 
 impl ControlPlane {
     /// The workers' per-server counters, summed (each worker's lock is held only to read).
@@ -113,40 +114,17 @@ impl ControlPlane {
         };
         for core in &self.cores {
             let Ok(d) = core.lock() else { continue };
-            for (k, c) in d.conns().iter() {
-                let Some(proto) = Protocol::from_number(k.proto) else {
-                    continue;
-                };
-                if c.expires() <= now {
-                    continue;
-                }
-                out.push(ConnEntry {
-                    proto,
-                    expires_secs: (c.expires() - now).as_secs() as u32,
-                    state: c.state.as_str().to_string(),
-                    client: SocketAddrV4::new(k.caddr, k.cport),
-                    vip: SocketAddrV4::new(k.vaddr, k.vport),
-                    dest: dest_addr(c.dest),
-                });
-            }
+            out.extend(
+                d.conns()
+                    .iter()
+                    .filter_map(|(k, c)| conn_entry(k, c, dest_addr(c.dest), now)),
+            );
         }
-        for f in self.shared.nat.flows() {
-            let (k, c) = (f.key, f.conn);
-            let Some(proto) = Protocol::from_number(k.proto) else {
-                continue;
-            };
-            if c.expires() <= now {
-                continue;
-            }
-            out.push(ConnEntry {
-                proto,
-                expires_secs: (c.expires() - now).as_secs() as u32,
-                state: c.state.as_str().to_string(),
-                client: SocketAddrV4::new(k.caddr, k.cport),
-                vip: SocketAddrV4::new(k.vaddr, k.vport),
-                dest: SocketAddrV4::new(f.raddr, f.rport),
-            });
-        }
+        out.extend(
+            self.shared.nat.flows().iter().filter_map(|f| {
+                conn_entry(&f.key, &f.conn, SocketAddrV4::new(f.raddr, f.rport), now)
+            }),
+        );
         for m in snat::mappings(&self.shared.snat) {
             let Some(proto) = Protocol::from_number(m.proto) else {
                 continue;
@@ -180,4 +158,21 @@ impl ControlPlane {
         }
         out
     }
+}
+
+/// One connection of a worker's table or of the shared NAT flows, as `-L -c` lists it; `None`
+/// for an expired one or a protocol the listing does not know.
+fn conn_entry(k: &ConnKey, c: &Conn, dest: SocketAddrV4, now: Instant) -> Option<ConnEntry> {
+    let proto = Protocol::from_number(k.proto)?;
+    if c.expires() <= now {
+        return None;
+    }
+    Some(ConnEntry {
+        proto,
+        expires_secs: (c.expires() - now).as_secs() as u32,
+        state: c.state.as_str().to_string(),
+        client: SocketAddrV4::new(k.caddr, k.cport),
+        vip: SocketAddrV4::new(k.vaddr, k.vport),
+        dest,
+    })
 }
