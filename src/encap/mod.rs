@@ -154,6 +154,22 @@ impl Tunnel {
             _ => None,
         }
     }
+
+    /// The GUE destination port, if this is GUE.
+    pub const fn gue_port(&self) -> Option<u16> {
+        match self {
+            Tunnel::Gue { port, .. } => Some(*port),
+            _ => None,
+        }
+    }
+
+    /// Whether the tunnel sends a checksum (GRE or GUE with `csum`; IPIP has none).
+    pub const fn csum(&self) -> bool {
+        match self {
+            Tunnel::Gre { csum, .. } | Tunnel::Gue { csum, .. } => *csum,
+            Tunnel::Ipip => false,
+        }
+    }
 }
 
 /// Everything [`build_outer`] needs besides the inner packet.
