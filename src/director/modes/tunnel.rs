@@ -94,5 +94,6 @@ pub fn encap(
         header_len: n as u8,
         len: p.len,
         frag_mtu,
+        tunnel,
     })
 }
