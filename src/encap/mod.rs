@@ -163,6 +163,16 @@ impl Tunnel {
         }
     }
 
+    /// What follows the outer IPv4 header that each GSO segment changes
+    /// ([`crate::wire::gso::fix_outer`]).
+    pub const fn outer_tail(&self) -> wire::gso::OuterTail {
+        match *self {
+            Tunnel::Gue { csum, .. } => wire::gso::OuterTail::Udp { csum },
+            Tunnel::Gre { csum: true, .. } => wire::gso::OuterTail::GreChecksum,
+            Tunnel::Gre { csum: false, .. } | Tunnel::Ipip => wire::gso::OuterTail::Plain,
+        }
+    }
+
     /// Whether the tunnel sends a checksum (GRE or GUE with `csum`; IPIP has none).
     pub const fn csum(&self) -> bool {
         match self {
