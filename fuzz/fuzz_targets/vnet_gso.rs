@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
                         checksum::data(&hdr[..seg.header_len]),
                         seg.payload_sum,
                     ]);
-                    assert!(fix_outer(&mut outer[..n], len, inner_sum));
+                    assert!(fix_outer(&mut outer[..n], params.tunnel.outer_tail(), len, inner_sum));
                     let mut want = [0u8; MAX_OUTER_HEADER];
                     build_outer(&params, &whole[..len], &mut want).expect("segment fits");
                     assert_eq!(outer[..n], want[..n]);

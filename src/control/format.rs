@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use crate::encap::TunnelType;
+use crate::encap::Tunnel;
 use crate::model::{DestConfig, Forward, Protocol, ServiceConfig, ServiceKey, ServiceSet};
 use crate::model::{Timeouts, HOST_NETMASK};
 
@@ -351,30 +351,20 @@ pub fn save_rules(set: &ServiceSet, numeric: bool, names: &PortNames) -> String 
                 forward_switch(&d.forward),
                 d.weight
             );
-            if let Forward::Tunnel {
-                tun_type,
-                tun_port,
-                tun_csum,
-                gre_key,
-            } = d.forward
-            {
-                let _ = write!(out, " --tun-type {tun_type}");
-                let csum = if tun_csum {
-                    "--tun-csum"
-                } else {
-                    "--tun-nocsum"
-                };
-                match tun_type {
-                    TunnelType::Ipip => {}
-                    TunnelType::Gue => {
-                        let _ = write!(out, " --tun-port {tun_port} {csum}");
+            if let Forward::Tunnel(tunnel) = d.forward {
+                let _ = write!(out, " --tun-type {}", tunnel.kind());
+                let csum = |on: bool| if on { "--tun-csum" } else { "--tun-nocsum" };
+                match tunnel {
+                    Tunnel::Ipip => {}
+                    Tunnel::Gue { port, csum: on } => {
+                        let _ = write!(out, " --tun-port {port} {}", csum(on));
                     }
-                    TunnelType::Gre => {
-                        let _ = write!(out, " {csum}");
+                    Tunnel::Gre { key, csum: on } => {
+                        let _ = write!(out, " {}", csum(on));
+                        if let Some(k) = key {
+                            let _ = write!(out, " --gre-key {k}");
+                        }
                     }
-                }
-                if let Some(k) = gre_key {
-                    let _ = write!(out, " --gre-key {k}");
                 }
             }
             if d.u_threshold != 0 {
@@ -536,17 +526,12 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, fmt: &ListFormat, names:
 /// The `TunnelInfo` column: `ipip`, `gue:6080:-c`, `gre:+c`, or `n/a` for other methods.
 fn tun_info(forward: &Forward) -> String {
     match *forward {
-        Forward::Tunnel {
-            tun_type,
-            tun_port,
-            tun_csum,
-            ..
-        } => {
-            let csum = if tun_csum { "+c" } else { "-c" };
-            match tun_type {
-                TunnelType::Ipip => "ipip".to_string(),
-                TunnelType::Gue => format!("gue:{tun_port}:{csum}"),
-                TunnelType::Gre => format!("gre:{csum}"),
+        Forward::Tunnel(tunnel) => {
+            let csum = if tunnel.csum() { "+c" } else { "-c" };
+            match tunnel {
+                Tunnel::Ipip => "ipip".to_string(),
+                Tunnel::Gue { port, .. } => format!("gue:{port}:{csum}"),
+                Tunnel::Gre { .. } => format!("gre:{csum}"),
             }
         }
         Forward::Dr | Forward::Nat => "n/a".to_string(),
@@ -609,7 +594,7 @@ fn proto_switch(proto: Protocol) -> &'static str {
 
 fn forward_switch(forward: &Forward) -> &'static str {
     match forward {
-        Forward::Tunnel { .. } => "-i",
+        Forward::Tunnel(_) => "-i",
         Forward::Dr => "-g",
         Forward::Nat => "-m",
     }

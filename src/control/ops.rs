@@ -20,7 +20,7 @@ mod tests {
 
     use super::*;
     use crate::control::adm::{parse, Command, ServiceOptions};
-    use crate::encap::TunnelType;
+    use crate::encap::{Tunnel, TunnelType};
     use crate::model::{
         DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceKey, ServiceSet,
     };
@@ -237,12 +237,10 @@ mod tests {
         assert_eq!(d.u_threshold, 0);
         assert_eq!(
             d.forward,
-            Forward::Tunnel {
-                tun_type: TunnelType::Gue,
-                tun_port: 7000,
-                tun_csum: true,
-                gre_key: None
-            }
+            Forward::Tunnel(Tunnel::Gue {
+                port: 7000,
+                csum: true
+            })
         );
     }
 

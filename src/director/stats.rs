@@ -15,9 +15,8 @@ use std::collections::HashMap;
 
 use super::conn::DestId;
 use super::packet::verdict::DropReason;
-use crate::encap::TunnelType;
+use crate::encap::{Tunnel, TunnelType};
 use crate::time::{Duration, Instant};
-use crate::wire::IpProtocol;
 
 /// What one worker forwarded to and from one real server: the `ipvsadm --stats` columns (in
 /// TUN mode replies bypass the director, so only NAT servers have outgoing counts).
@@ -293,16 +292,6 @@ impl EncapKind {
             EncapKind::Dr => "dr",
         }
     }
-
-    /// The kind of an outer header the core built (its IPv4 protocol field: GRE, UDP for
-    /// GUE, anything else is IPIP, the only other tunnel the core builds).
-    pub fn of_outer(header: &[u8]) -> EncapKind {
-        match header.get(9).copied() {
-            Some(IpProtocol::GRE) => EncapKind::Gre,
-            Some(IpProtocol::UDP) => EncapKind::Gue,
-            _ => EncapKind::Ipip,
-        }
-    }
 }
 
 impl From<TunnelType> for EncapKind {
@@ -312,6 +301,12 @@ impl From<TunnelType> for EncapKind {
             TunnelType::Gre => EncapKind::Gre,
             TunnelType::Gue => EncapKind::Gue,
         }
+    }
+}
+
+impl From<Tunnel> for EncapKind {
+    fn from(t: Tunnel) -> EncapKind {
+        t.kind().into()
     }
 }
 
@@ -467,15 +462,14 @@ mod tests {
     }
 
     #[test]
-    fn encap_kinds_from_outer_headers() {
-        let mut h = [0u8; 20];
-        h[9] = IpProtocol::IPIP;
-        assert_eq!(EncapKind::of_outer(&h), EncapKind::Ipip);
-        h[9] = IpProtocol::GRE;
-        assert_eq!(EncapKind::of_outer(&h), EncapKind::Gre);
-        h[9] = IpProtocol::UDP;
-        assert_eq!(EncapKind::of_outer(&h), EncapKind::Gue);
+    fn encap_kinds_and_their_indices() {
         assert_eq!(EncapKind::from(TunnelType::Gue), EncapKind::Gue);
+        let gre = Tunnel::Gre {
+            key: None,
+            csum: false,
+        };
+        assert_eq!(EncapKind::from(gre), EncapKind::Gre);
+        assert_eq!(EncapKind::from(Tunnel::Ipip), EncapKind::Ipip);
         for (i, k) in EncapKind::ALL.iter().enumerate() {
             assert_eq!(*k as usize, i);
         }

@@ -154,6 +154,32 @@ impl Tunnel {
             _ => None,
         }
     }
+
+    /// The GUE destination port, if this is GUE.
+    pub const fn gue_port(&self) -> Option<u16> {
+        match self {
+            Tunnel::Gue { port, .. } => Some(*port),
+            _ => None,
+        }
+    }
+
+    /// What follows the outer IPv4 header that each GSO segment changes
+    /// ([`crate::wire::gso::fix_outer`]).
+    pub const fn outer_tail(&self) -> wire::gso::OuterTail {
+        match *self {
+            Tunnel::Gue { csum, .. } => wire::gso::OuterTail::Udp { csum },
+            Tunnel::Gre { csum: true, .. } => wire::gso::OuterTail::GreChecksum,
+            Tunnel::Gre { csum: false, .. } | Tunnel::Ipip => wire::gso::OuterTail::Plain,
+        }
+    }
+
+    /// Whether the tunnel sends a checksum (GRE or GUE with `csum`; IPIP has none).
+    pub const fn csum(&self) -> bool {
+        match self {
+            Tunnel::Gre { csum, .. } | Tunnel::Gue { csum, .. } => *csum,
+            Tunnel::Ipip => false,
+        }
+    }
 }
 
 /// Everything [`build_outer`] needs besides the inner packet.

@@ -106,7 +106,7 @@ pub trait HealthPlane: Send + Sync + 'static {
 /// health monitor and the control plane need it.
 pub fn dest_port(service: ServiceKey, dest: &DestConfig) -> u16 {
     match dest.forward {
-        Forward::Tunnel { .. } | Forward::Dr => service.port,
+        Forward::Tunnel(_) | Forward::Dr => service.port,
         Forward::Nat => normalize_port(service, dest.port),
     }
 }

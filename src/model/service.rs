@@ -8,7 +8,7 @@ use core::fmt;
 use core::str::FromStr;
 use std::net::Ipv4Addr;
 
-use crate::encap::TunnelType;
+use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 
 /// The default persistence netmask: every client address is its own group.
 pub const HOST_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
@@ -158,24 +158,15 @@ impl FromStr for SchedulerKind {
 }
 
 /// How packets reach a real server (ipvsadm `-i`, `-g`, `-m`).
+///
+/// Serialized flat, as before the tunnel was typed (`method = "tunnel"`, `tun_type`,
+/// `tun_port`, `tun_csum`, `gre_key`; `method = "dr"`, `"nat"`) through a private raw type. A tunnel
+/// keeps only the options its kind has; the others serialize as their defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase", tag = "method")]
+#[serde(from = "RawForward", into = "RawForward")]
 pub enum Forward {
-    /// `-i`: encapsulate and send across networks.
-    Tunnel {
-        /// ipip, gre or gue.
-        #[serde(default)]
-        tun_type: TunnelType,
-        /// GUE destination port (`--tun-port`), default 6080.
-        #[serde(default = "default_tun_port")]
-        tun_port: u16,
-        /// Compute the GUE UDP checksum (`--tun-csum`); off (`--tun-nocsum`) by default.
-        #[serde(default)]
-        tun_csum: bool,
-        /// GRE key, if any.
-        #[serde(default)]
-        gre_key: Option<u32>,
-    },
+    /// `-i`: encapsulate and send across networks, through this tunnel.
+    Tunnel(Tunnel),
     /// `-g`: direct routing: the unchanged packet in an Ethernet frame to the real server's
     /// MAC on a LAN the director shares with it (see [`crate::director::dr`]).
     Dr,
@@ -183,25 +174,74 @@ pub enum Forward {
     Nat,
 }
 
+/// The serialized form of [`Forward`]: the flat tunnel options the control socket's JSON (and
+/// any serde format) carries.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", tag = "method")]
+enum RawForward {
+    Tunnel {
+        /// ipip, gre or gue.
+        #[serde(default)]
+        tun_type: TunnelType,
+        /// GUE destination port (`--tun-port`), default 6080.
+        #[serde(default = "default_tun_port")]
+        tun_port: u16,
+        /// The GUE UDP or GRE checksum (`--tun-csum`); off (`--tun-nocsum`) by default.
+        #[serde(default)]
+        tun_csum: bool,
+        /// GRE key, if any.
+        #[serde(default)]
+        gre_key: Option<u32>,
+    },
+    Dr,
+    Nat,
+}
+
 fn default_tun_port() -> u16 {
-    crate::encap::DEFAULT_GUE_PORT
+    DEFAULT_GUE_PORT
+}
+
+impl From<RawForward> for Forward {
+    fn from(raw: RawForward) -> Forward {
+        match raw {
+            RawForward::Tunnel {
+                tun_type,
+                tun_port,
+                tun_csum,
+                gre_key,
+            } => Forward::Tunnel(Tunnel::new(tun_type, tun_port, tun_csum, gre_key)),
+            RawForward::Dr => Forward::Dr,
+            RawForward::Nat => Forward::Nat,
+        }
+    }
+}
+
+impl From<Forward> for RawForward {
+    fn from(forward: Forward) -> RawForward {
+        match forward {
+            Forward::Tunnel(t) => RawForward::Tunnel {
+                tun_type: t.kind(),
+                tun_port: t.gue_port().unwrap_or(DEFAULT_GUE_PORT),
+                tun_csum: t.csum(),
+                gre_key: t.gre_key(),
+            },
+            Forward::Dr => RawForward::Dr,
+            Forward::Nat => RawForward::Nat,
+        }
+    }
 }
 
 impl Forward {
-    /// A tunnel with defaults for `tun_type`.
-    pub fn tunnel(tun_type: TunnelType) -> Forward {
-        Forward::Tunnel {
-            tun_type,
-            tun_port: crate::encap::DEFAULT_GUE_PORT,
-            tun_csum: false,
-            gre_key: None,
-        }
+    /// A tunnel of kind `tun_type` with the default options (GUE port 6080, no checksum, no
+    /// GRE key).
+    pub const fn tunnel(tun_type: TunnelType) -> Forward {
+        Forward::Tunnel(Tunnel::new(tun_type, DEFAULT_GUE_PORT, false, None))
     }
 
     /// ipvsadm's "Forward" column: `Tunnel`, `Route`, `Masq`.
     pub fn ipvsadm_name(&self) -> &'static str {
         match self {
-            Forward::Tunnel { .. } => "Tunnel",
+            Forward::Tunnel(_) => "Tunnel",
             Forward::Dr => "Route",
             Forward::Nat => "Masq",
         }
@@ -338,5 +378,72 @@ impl Timeouts {
         if set.udp != 0 {
             self.udp = set.udp;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(forward: Forward) -> DestConfig {
+        DestConfig {
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            port: 80,
+            weight: 1,
+            forward,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
+    /// The serialized forms of every forwarding method, as they were before the tunnel was
+    /// typed: JSON (the control socket) and TOML, both ways.
+    #[test]
+    fn forward_serde_forms_are_unchanged() {
+        let cases = [
+            (
+                Forward::tunnel(TunnelType::Ipip),
+                r#""method":"tunnel","tun_type":"ipip","tun_port":6080,"tun_csum":false,"gre_key":null"#,
+                "method = \"tunnel\"\ntun_type = \"ipip\"\ntun_port = 6080\ntun_csum = false\n",
+            ),
+            (
+                Forward::Tunnel(Tunnel::Gre {
+                    key: Some(7),
+                    csum: true,
+                }),
+                r#""method":"tunnel","tun_type":"gre","tun_port":6080,"tun_csum":true,"gre_key":7"#,
+                "method = \"tunnel\"\ntun_type = \"gre\"\ntun_port = 6080\ntun_csum = true\ngre_key = 7\n",
+            ),
+            (
+                Forward::Tunnel(Tunnel::Gue {
+                    port: 7000,
+                    csum: true,
+                }),
+                r#""method":"tunnel","tun_type":"gue","tun_port":7000,"tun_csum":true,"gre_key":null"#,
+                "method = \"tunnel\"\ntun_type = \"gue\"\ntun_port = 7000\ntun_csum = true\n",
+            ),
+            (Forward::Dr, r#""method":"dr""#, "method = \"dr\"\n"),
+            (Forward::Nat, r#""method":"nat""#, "method = \"nat\"\n"),
+        ];
+        for (forward, json, toml_form) in cases {
+            let d = dest(forward);
+            let json = format!(
+                r#"{{"addr":"10.0.0.1","port":80,"weight":1,{json},"u_threshold":0,"l_threshold":0}}"#
+            );
+            assert_eq!(serde_json::to_string(&d).unwrap(), json);
+            assert_eq!(serde_json::from_str::<DestConfig>(&json).unwrap(), d);
+            let toml_form = format!(
+                "addr = \"10.0.0.1\"\nport = 80\nweight = 1\n{toml_form}u_threshold = 0\nl_threshold = 0\n"
+            );
+            assert_eq!(toml::to_string(&d).unwrap(), toml_form);
+            assert_eq!(toml::from_str::<DestConfig>(&toml_form).unwrap(), d);
+        }
+        // Options left out take their defaults.
+        let short =
+            r#"{"addr":"10.0.0.1","port":80,"weight":1,"method":"tunnel","tun_type":"gue"}"#;
+        assert_eq!(
+            serde_json::from_str::<DestConfig>(short).unwrap().forward,
+            Forward::tunnel(TunnelType::Gue)
+        );
     }
 }

@@ -63,7 +63,7 @@ pub fn thresholds(upper: u32, lower: u32) -> Result<(), RuleError> {
 /// Whether packets keep their destination port on the way to a real server: tunnels and
 /// direct routing carry the packet unchanged, only NAT rewrites it.
 pub fn keeps_port(forward: &Forward) -> bool {
-    matches!(forward, Forward::Tunnel { .. } | Forward::Dr)
+    matches!(forward, Forward::Tunnel(_) | Forward::Dr)
 }
 
 /// The port of a real server given with `port` (`None`: not given) in a service on

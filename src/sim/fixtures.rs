@@ -3,6 +3,8 @@
 
 use std::net::Ipv4Addr;
 
+use crate::encap::Tunnel;
+
 use super::{
     DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
     ServiceKey, TunnelType, DEFAULT_GUE_PORT,
@@ -30,12 +32,7 @@ pub(crate) fn nat_dest(addr: Ipv4Addr, port: u16, weight: u32) -> DestConfig {
 
 /// TUN mode through `tun` (GUE on the default port, no checksum), with `gre_key` for GRE.
 pub(crate) fn tunnel(tun: TunnelType, gre_key: Option<u32>) -> Forward {
-    Forward::Tunnel {
-        tun_type: tun,
-        tun_port: DEFAULT_GUE_PORT,
-        tun_csum: false,
-        gre_key,
-    }
+    Forward::Tunnel(Tunnel::new(tun, DEFAULT_GUE_PORT, false, gre_key))
 }
 
 /// A service `vip:port` over `proto` with scheduler `sched` and real servers `dests`.

@@ -15,7 +15,7 @@
 //!   written into a small buffer and the payload stays where it is, so a sender can go
 //!   `[headers, payload]` without copying.
 //! - [`fix_outer`] — adjusts an outer IPv4 (+ UDP, or + GRE with a checksum) header built for
-//!   the whole super-packet to one segment.
+//!   the whole super-packet to one segment ([`OuterTail`]: what follows the IPv4 header).
 //!
 //! Nothing here allocates or panics on untrusted bytes.
 
@@ -383,14 +383,30 @@ impl Segmenter {
     }
 }
 
-/// Adjusts outer headers built for a whole super-packet (`header`: IPv4, then for UDP the UDP
-/// header and what follows it, for GRE the GRE header, as
+/// What follows an outer IPv4 header and changes with each segment: the sender knows it from
+/// the tunnel it built the header for ([`crate::encap::Tunnel::outer_tail`]), nothing reads
+/// it back from the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OuterTail {
+    /// Nothing (IPIP, GRE without a checksum).
+    Plain,
+    /// A UDP header (GUE): its length, and its checksum if `csum`.
+    Udp {
+        /// The UDP checksum is computed (else it is 0 and stays 0).
+        csum: bool,
+    },
+    /// A GRE header with the checksum field (C bit) after its 4-byte base (RFC 2784).
+    GreChecksum,
+}
+
+/// Adjusts outer headers built for a whole super-packet (`header`: IPv4, then what `tail`
+/// says: the UDP header and what follows it, or the GRE header, as
 /// [`encap::build_outer`](crate::encap::build_outer) makes them) to carry one segment of
 /// `inner_len` bytes whose one's complement sum is `inner_sum`: IPv4 total length and header
-/// checksum; for UDP the length, and the checksum when it is not 0 (a sender that asked for
-/// none keeps none); for GRE with the C bit the checksum over the GRE header and the segment
+/// checksum; for UDP the length, and the checksum when asked (a sender that asked for none
+/// keeps none); for GRE with the C bit the checksum over the GRE header and the segment
 /// (RFC 2784). Returns false if the header is not IPv4 or too short.
-pub fn fix_outer(header: &mut [u8], inner_len: usize, inner_sum: u16) -> bool {
+pub fn fix_outer(header: &mut [u8], tail: OuterTail, inner_len: usize, inner_sum: u16) -> bool {
     if header.len() < 20 || header[0] >> 4 != 4 {
         return false;
     }
@@ -405,14 +421,14 @@ pub fn fix_outer(header: &mut [u8], inner_len: usize, inner_sum: u16) -> bool {
     header[10..12].copy_from_slice(&[0, 0]);
     let sum = !checksum::data(&header[..ihl]);
     header[10..12].copy_from_slice(&sum.to_be_bytes());
-    if header[9] == IpProtocol::UDP {
+    if let OuterTail::Udp { csum } = tail {
         let (ip, udp) = header.split_at_mut(ihl);
         if udp.len() < 8 {
             return false;
         }
         let udp_len = total - ihl as u16;
         udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        if udp[6..8] != [0, 0] {
+        if csum {
             udp[6..8].copy_from_slice(&[0, 0]);
             let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
             let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
@@ -425,7 +441,7 @@ pub fn fix_outer(header: &mut [u8], inner_len: usize, inner_sum: u16) -> bool {
             let c = if !sum == 0 { 0xffff } else { !sum };
             udp[6..8].copy_from_slice(&c.to_be_bytes());
         }
-    } else if header[9] == IpProtocol::GRE && header.get(ihl).is_some_and(|f| f & 0x80 != 0) {
+    } else if tail == OuterTail::GreChecksum {
         // GRE with the C bit: the checksum field follows the 4-byte base header; the GRE
         // header (a multiple of 4 bytes) is the rest of `header`, so the inner sum adds
         // unshifted. As `encap::gre::fill_checksum`, which `wire` may not import.
@@ -790,7 +806,12 @@ mod tests {
                 let seg = s.segment(&p, i, &mut hdr).unwrap();
                 let inner_sum =
                     checksum::combine(&[checksum::data(&hdr[..seg.header_len]), seg.payload_sum]);
-                assert!(fix_outer(&mut got[..n], len, inner_sum));
+                assert!(fix_outer(
+                    &mut got[..n],
+                    tunnel.outer_tail(),
+                    len,
+                    inner_sum
+                ));
                 assert_eq!(got[..n], want[..n], "segment {i}, {tunnel:?}");
                 // And the segment on the wire strips, its checksums verified.
                 let mut wire = got[..n].to_vec();
@@ -816,19 +837,24 @@ mod tests {
         let n = build_outer(&gre, &p[..1452], &mut got).unwrap();
         let mut whole = [0u8; 2048];
         let len = s.write_segment(&p, 1, &mut whole).unwrap();
-        assert!(fix_outer(&mut got[..n], len, 0x1234));
+        assert!(fix_outer(
+            &mut got[..n],
+            gre.tunnel.outer_tail(),
+            len,
+            0x1234
+        ));
         let mut wire = got[..n].to_vec();
         wire.extend_from_slice(&whole[..len]);
         assert_eq!(
             crate::encap::strip_ip(&wire, crate::encap::TunnelType::Gre, None),
             Err(crate::encap::StripError::GreBadChecksum)
         );
-        assert!(!fix_outer(&mut [0u8; 19], 10, 0));
-        assert!(!fix_outer(&mut [0x60; 40], 10, 0));
+        assert!(!fix_outer(&mut [0u8; 19], OuterTail::Plain, 10, 0));
+        assert!(!fix_outer(&mut [0x60; 40], OuterTail::Plain, 10, 0));
         // GRE with the C bit but no room for the checksum field.
         let mut short = [0u8; 24];
         short[..n.min(24)].copy_from_slice(&got[..24]);
-        assert!(!fix_outer(&mut short, 10, 0));
+        assert!(!fix_outer(&mut short, OuterTail::GreChecksum, 10, 0));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use super::options::*;
 use super::{Command, ListOptions, ListTarget, ServiceOptions};
 use crate::control::format::{ListFormat, PortNames};
-use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 use crate::model::validate;
 use crate::model::{
     DestConfig, Edit, Forward, Persistence, Protocol, RuleError, SchedulerKind, ServiceKey,
@@ -721,12 +721,12 @@ impl Raw {
         let forward = match method {
             Method::Route => Forward::Dr,
             Method::Masq => Forward::Nat,
-            Method::Tunnel => Forward::Tunnel {
+            Method::Tunnel => Forward::Tunnel(Tunnel::new(
                 tun_type,
-                tun_port: self.tun_port.unwrap_or(DEFAULT_GUE_PORT),
-                tun_csum: self.tun_csum.unwrap_or(false),
-                gre_key: self.gre_key,
-            },
+                self.tun_port.unwrap_or(DEFAULT_GUE_PORT),
+                self.tun_csum.unwrap_or(false),
+                self.gre_key,
+            )),
         };
         // An explicit `:0` is a port like any other here (ipvsadm's parser), unlike in the
         // table, where 0 means the service's.

@@ -11,7 +11,7 @@ use crate::control::format::Listing;
 use crate::control::format::{ListFormat, PortNames};
 use crate::control::proto::{Request, Response};
 use crate::control::socket::ClientError;
-use crate::encap::TunnelType;
+use crate::encap::{Tunnel, TunnelType};
 use crate::model::ServiceSet;
 use crate::model::{DestConfig, Edit, Forward, Protocol, SchedulerKind, ServiceKey, Timeouts};
 
@@ -202,37 +202,41 @@ fn add_server_options() {
 #[test]
 fn tunnel_options() {
     let tunnel = |line: &str| match dest(line).forward {
-        Forward::Tunnel {
-            tun_type,
-            tun_port,
-            tun_csum,
-            gre_key,
-        } => (tun_type, tun_port, tun_csum, gre_key),
+        Forward::Tunnel(t) => t,
         other => panic!("{other:?}"),
     };
     let base = "-a -t 10.0.0.1:80 -r 10.0.1.1 -i";
-    assert_eq!(tunnel(base), (TunnelType::Ipip, 6080, false, None));
-    assert_eq!(
-        tunnel(&format!("{base} --tun-type ipip")),
-        (TunnelType::Ipip, 6080, false, None)
-    );
+    assert_eq!(tunnel(base), Tunnel::Ipip);
+    assert_eq!(tunnel(&format!("{base} --tun-type ipip")), Tunnel::Ipip);
     assert_eq!(
         tunnel(&format!("{base} --tun-type gue")),
-        (TunnelType::Gue, 6080, false, None)
+        Tunnel::Gue {
+            port: 6080,
+            csum: false
+        }
     );
     assert_eq!(
         tunnel(&format!("{base} --tun-type gue --tun-port 7000 --tun-csum")),
-        (TunnelType::Gue, 7000, true, None)
+        Tunnel::Gue {
+            port: 7000,
+            csum: true
+        }
     );
     assert_eq!(
         tunnel(&format!(
             "{base} --tun-type gue --tun-port=7000 --tun-nocsum"
         )),
-        (TunnelType::Gue, 7000, false, None)
+        Tunnel::Gue {
+            port: 7000,
+            csum: false
+        }
     );
     assert_eq!(
         tunnel(&format!("{base} --tun-type gre --tun-csum --gre-key 42")),
-        (TunnelType::Gre, 6080, true, Some(42))
+        Tunnel::Gre {
+            key: Some(42),
+            csum: true
+        }
     );
 }
 

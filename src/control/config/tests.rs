@@ -3,7 +3,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use crate::director::snat::SnatRule;
-use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::encap::{Tunnel, TunnelType};
 use crate::model::{ExpirePolicy, Forward, Persistence, SchedulerKind};
 
 const SEED: &str = r#"
@@ -103,12 +103,10 @@ fn seed_config_loads() {
     assert_eq!(dns.dests[0].port, 0);
     assert_eq!(
         dns.dests[0].forward,
-        Forward::Tunnel {
-            tun_type: TunnelType::Gre,
-            tun_port: DEFAULT_GUE_PORT,
-            tun_csum: true,
-            gre_key: Some(7)
-        }
+        Forward::Tunnel(Tunnel::Gre {
+            key: Some(7),
+            csum: true
+        })
     );
 }
 

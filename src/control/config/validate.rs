@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::HealthConfig;
 use crate::model::validate::{self, TunnelOption};
 use crate::model::RuleError;
@@ -428,12 +428,12 @@ impl Validator<'_> {
             ) as u32
         });
         let forward = match method {
-            Method::Tunnel => Forward::Tunnel {
+            Method::Tunnel => Forward::Tunnel(Tunnel::new(
                 tun_type,
                 tun_port,
-                tun_csum: r.tun_csum.as_ref().is_some_and(|c| *c.get_ref()),
+                r.tun_csum.as_ref().is_some_and(|c| *c.get_ref()),
                 gre_key,
-            },
+            )),
             Method::Dr => Forward::Dr,
             Method::Nat => Forward::Nat,
         };

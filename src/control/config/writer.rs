@@ -80,20 +80,16 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
                 d.addr, d.port, d.weight
             );
             match d.forward {
-                Forward::Tunnel {
-                    tun_type,
-                    tun_port,
-                    tun_csum,
-                    gre_key,
-                } => {
-                    let _ = writeln!(out, "  forward = \"tunnel\"\n  tun_type = \"{tun_type}\"");
-                    if tun_type == TunnelType::Gue {
-                        let _ = writeln!(out, "  tun_port = {tun_port}");
+                Forward::Tunnel(tunnel) => {
+                    let kind = tunnel.kind();
+                    let _ = writeln!(out, "  forward = \"tunnel\"\n  tun_type = \"{kind}\"");
+                    if let Some(port) = tunnel.gue_port() {
+                        let _ = writeln!(out, "  tun_port = {port}");
                     }
-                    if tun_csum {
+                    if tunnel.csum() {
                         let _ = writeln!(out, "  tun_csum = true");
                     }
-                    if let Some(key) = gre_key {
+                    if let Some(key) = tunnel.gre_key() {
                         let _ = writeln!(out, "  gre_key = {key}");
                     }
                 }

@@ -28,7 +28,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use super::checkers::{check, Inherited};
 use super::syntax::{Loc, Node};
 use super::Ctx;
-use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::{DestHealth, HealthConfig, ServiceHealth};
 use crate::model::validate::{self, TunnelOption};
 use crate::model::RuleError;
@@ -219,16 +219,12 @@ fn forwarding(node: &Node, cx: &mut Ctx) -> Option<Forward> {
             return None;
         }
     };
-    let Forward::Tunnel {
-        mut tun_type,
-        tun_port: _,
-        mut tun_csum,
-        gre_key,
-    } = method
-    else {
+    if !matches!(method, Forward::Tunnel(_)) {
         cx.at_most(node, 1);
         return Some(method);
-    };
+    }
+    // keepalived.conf has no GRE key.
+    let (mut tun_type, mut tun_csum) = (TunnelType::Ipip, false);
     // keepalived: `TUN [type ipip|gue|gre] [port N] [csum|nocsum|remcsum]`.
     let mut port: Option<(u16, Loc)> = None;
     let mut csum_at = None;
@@ -313,12 +309,9 @@ fn forwarding(node: &Node, cx: &mut Ctx) -> Option<Forward> {
         );
         return None;
     }
-    Some(Forward::Tunnel {
-        tun_type,
-        tun_port,
-        tun_csum,
-        gre_key,
-    })
+    Some(Forward::Tunnel(Tunnel::new(
+        tun_type, tun_port, tun_csum, None,
+    )))
 }
 
 type Built = (Vec<ServiceKey>, ServiceConfig, ServiceHealth);

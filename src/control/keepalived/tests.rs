@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::encap::TunnelType;
+use crate::encap::{Tunnel, TunnelType};
 use crate::health::config::{parse_hex, CheckKind, ReplyPattern, UdpCheck, UrlSpec};
 use crate::model::{Forward, Persistence, Protocol, SchedulerKind};
 
@@ -129,12 +129,10 @@ fn every_lvs_construct_is_read() {
     assert_eq!((rs1.weight, rs1.u_threshold, rs1.l_threshold), (3, 100, 10));
     assert_eq!(
         rs1.forward,
-        Forward::Tunnel {
-            tun_type: TunnelType::Gue,
-            tun_port: 6080,
-            tun_csum: true,
-            gre_key: None
-        }
+        Forward::Tunnel(Tunnel::Gue {
+            port: 6080,
+            csum: true
+        })
     );
     assert_eq!(web.dests[1].forward, Forward::Dr);
     assert_eq!(web.dests[1].weight, 0);

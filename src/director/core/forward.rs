@@ -34,7 +34,7 @@ pub(super) fn forward(
     match dest.config.forward {
         Forward::Dr => dr::route(cx, dest, buf, p),
         Forward::Nat => nat::to_server(cx, dest, buf, p),
-        Forward::Tunnel { .. } => tunnel::to_dest(cx, dest, buf, p, hash),
+        Forward::Tunnel(t) => tunnel::to_dest(cx, dest, t, buf, p, hash),
     }
 }
 

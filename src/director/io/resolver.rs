@@ -431,7 +431,7 @@ fn tunnel_servers(snap: &Snapshot) -> BTreeMap<Ipv4Addr, Vec<String>> {
     let mut servers: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
     for s in snap.services() {
         for d in s.dest_ids.iter().filter_map(|id| snap.dest(*id)) {
-            if matches!(d.config.forward, Forward::Tunnel { .. }) {
+            if matches!(d.config.forward, Forward::Tunnel(_)) {
                 servers
                     .entry(d.config.addr)
                     .or_default()

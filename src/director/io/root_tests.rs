@@ -184,6 +184,7 @@ fn tunnel_frames_arrive_whole_and_in_fragments_with_the_route_source() {
                 header_len: n as u8,
                 len: inner.len(),
                 frag_mtu,
+                tunnel: params.tunnel,
             }
         };
         let link = TunnelLink {

@@ -76,6 +76,7 @@ pub(crate) fn gue_encap(p: &[u8], seg: &Segmenter, flow_hash: u32) -> (OuterPara
         header_len: n as u8,
         len: p.len(),
         frag_mtu: 0,
+        tunnel: params.tunnel,
     };
     (params, e)
 }

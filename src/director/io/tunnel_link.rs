@@ -23,9 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::director::nat::MixState;
+use crate::encap::Tunnel;
 use crate::sys::neigh::{Link, Route};
 use crate::sys::packet::LinkDst;
-use crate::wire::{checksum, IpProtocol, Ipv4Packet};
+use crate::wire::{checksum, Ipv4Packet};
 
 /// How TUN-mode packets leave the director (`tunlb director --tunnel-tx`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -187,12 +188,12 @@ impl LinkView {
     }
 }
 
-/// Completes the outer header `header` (IPv4, then the tunnel header, as
+/// Completes the outer header `header` (IPv4, then the header of `tunnel`, as
 /// [`build_outer`](crate::encap::build_outer) made it) for an `AF_PACKET` send, where the
 /// kernel fills nothing in: a 0 source becomes `src` (and a GUE UDP checksum follows it), a 0
 /// identification becomes `ident`, and the header checksum is recomputed. Returns false if
 /// `header` is not a 20-byte-header IPv4 packet's start.
-pub fn frame_outer(header: &mut [u8], src: Ipv4Addr, ident: u16) -> bool {
+pub fn frame_outer(header: &mut [u8], tunnel: Tunnel, src: Ipv4Addr, ident: u16) -> bool {
     if header.len() < 20 || header[0] != 0x45 {
         return false;
     }
@@ -201,7 +202,7 @@ pub fn frame_outer(header: &mut [u8], src: Ipv4Addr, ident: u16) -> bool {
     if ip.src_addr().is_unspecified() {
         ip.set_src_addr(src);
         // GUE: the outer UDP checksum (if any) covered the 0 source in its pseudo-header.
-        if ip.protocol() == IpProtocol::UDP {
+        if let Tunnel::Gue { .. } = tunnel {
             if let Some(field) = rest.get_mut(6..8) {
                 let old = u16::from_be_bytes([field[0], field[1]]);
                 if old != 0 {
@@ -222,8 +223,9 @@ pub fn frame_outer(header: &mut [u8], src: Ipv4Addr, ident: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encap::{build_outer, OuterParams, Tunnel, TunnelType, MAX_OUTER_HEADER};
+    use crate::encap::{build_outer, OuterParams, TunnelType, MAX_OUTER_HEADER};
     use crate::wire::testing::tcp_packet;
+    use crate::wire::IpProtocol;
     use crate::wire::Ipv4Packet;
 
     const RIP: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 12);
@@ -350,15 +352,20 @@ mod tests {
         let sum = !checksum::data(&core_hdr);
         core_hdr[10..12].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(&h[..n], &core_hdr);
-        assert!(frame_outer(&mut h[..n], SRC, 0x1234));
+        assert!(frame_outer(&mut h[..n], Tunnel::Ipip, SRC, 0x1234));
         assert_eq!(&h[..n], &IPIP_FRAMED);
         assert_eq!(checksum::data(&h[..n]), 0xffff, "header checksum");
         // A source and identification already there are kept.
         let mut again = IPIP_FRAMED;
-        assert!(frame_outer(&mut again, Ipv4Addr::new(1, 1, 1, 1), 7));
+        assert!(frame_outer(
+            &mut again,
+            Tunnel::Ipip,
+            Ipv4Addr::new(1, 1, 1, 1),
+            7
+        ));
         assert_eq!(again, IPIP_FRAMED);
-        assert!(!frame_outer(&mut [0x46; 24], SRC, 1));
-        assert!(!frame_outer(&mut [0x45; 19], SRC, 1));
+        assert!(!frame_outer(&mut [0x46; 24], Tunnel::Ipip, SRC, 1));
+        assert!(!frame_outer(&mut [0x45; 19], Tunnel::Ipip, SRC, 1));
     }
 
     #[test]
@@ -367,7 +374,7 @@ mod tests {
         let mut h = [0u8; MAX_OUTER_HEADER];
         let p = params(TunnelType::Gue);
         let n = build_outer(&p, &inner, &mut h).unwrap();
-        assert!(frame_outer(&mut h[..n], SRC, 9));
+        assert!(frame_outer(&mut h[..n], p.tunnel, SRC, 9));
         let mut dgram = h[..n].to_vec();
         dgram.extend_from_slice(&inner);
         assert!(Ipv4Packet::new_checked(&dgram[..])
@@ -376,7 +383,7 @@ mod tests {
         // Built with the source from the start: the same bytes but the identification.
         let mut want = [0u8; MAX_OUTER_HEADER];
         let m = build_outer(&OuterParams { src: SRC, ..p }, &inner, &mut want).unwrap();
-        assert!(frame_outer(&mut want[..m], SRC, 9));
+        assert!(frame_outer(&mut want[..m], p.tunnel, SRC, 9));
         assert_eq!(&h[..n], &want[..m]);
         let udp = &dgram[20..];
         let sum = checksum::combine(&[

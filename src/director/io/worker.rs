@@ -30,7 +30,7 @@ use super::tx::raw::RawQueue;
 use super::tx::MAX_QUEUED_SEGMENTS;
 use crate::director::stats::{EncapKind, SendSocket};
 use crate::director::{Director, DropReason, Verdict};
-use crate::encap::IdentSeq;
+use crate::encap::{IdentSeq, Tunnel};
 use crate::sys::tun::TunQueue;
 use crate::sys::{signal, PacketBatch, PacketMeta};
 use crate::time::Clock;
@@ -138,13 +138,13 @@ impl Worker {
                         None => self.raw.queue(&mut self.idents, i, buf, &e),
                     };
                     if !queued {
-                        d.count_send_errors(EncapKind::of_outer(e.header()), 1);
+                        d.count_send_errors(e.tunnel.into(), 1);
                     }
                 }
                 (Verdict::Encap(e), Some((seg, _)))
                     if self.trains.enabled()
                         && e.frag_mtu == 0
-                        && e.header().get(9) == Some(&crate::wire::IpProtocol::UDP) =>
+                        && matches!(e.tunnel, Tunnel::Gue { .. }) =>
                 {
                     let t = GueTrain {
                         slot: i,
@@ -163,8 +163,7 @@ impl Worker {
                         None => self.raw.queue_gso(i, buf, &e, &seg),
                     };
                     if !queued {
-                        let kind = EncapKind::of_outer(e.header());
-                        d.count_send_errors(kind, u64::from(seg.count() as u32));
+                        d.count_send_errors(e.tunnel.into(), u64::from(seg.count() as u32));
                     }
                 }
                 (Verdict::Ether(e), None) => {

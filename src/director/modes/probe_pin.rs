@@ -53,9 +53,9 @@ pub fn handle(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Option<Verdict> {
     let pin = cx.shared.probe_pins.get(p.src, sport, cx.now);
     let pin = pin.filter(|pin| pin.vip == p.dst)?;
     Some(match pin.forward {
-        Forward::Tunnel { .. } => {
+        Forward::Tunnel(t) => {
             let hash = u32::from(sport) << 16 ^ u32::from(p.src).rotate_left(7);
-            tunnel::encap(cx, pin.dest, pin.forward, buf, p, hash)
+            tunnel::encap(cx, pin.dest, t, buf, p, hash)
         }
         Forward::Dr => match pin.neigh {
             None => Verdict::Drop(DropReason::NeighbourUnresolved),

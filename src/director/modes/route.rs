@@ -13,8 +13,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
-use crate::model::Forward;
+use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 
 /// The flow hash of the GUE source port of a routed packet (also the gateway's, for the
 /// return traffic): [`crate::hash::packet_flow_hash`].
@@ -49,15 +48,9 @@ impl TunnelRoute {
         }
     }
 
-    /// The route's encapsulation as a real server's forwarding method (what the core's
-    /// encapsulation takes).
-    pub fn forward(&self) -> Forward {
-        Forward::Tunnel {
-            tun_type: self.encap,
-            tun_port: self.gue_port,
-            tun_csum: false,
-            gre_key: self.gre_key,
-        }
+    /// The route's tunnel (no checksum), what the core's encapsulation takes.
+    pub const fn tunnel(&self) -> Tunnel {
+        Tunnel::new(self.encap, self.gue_port, false, self.gre_key)
     }
 }
 

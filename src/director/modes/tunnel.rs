@@ -15,14 +15,20 @@ use crate::director::packet::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS
 use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::table::Dest;
-use crate::encap::{self, OuterParams, MAX_OUTER_HEADER};
-use crate::model::Forward;
+use crate::encap::{self, OuterParams, Tunnel, MAX_OUTER_HEADER};
 use crate::wire::icmp;
 
 /// Encapsulates the packet to TUN-mode real server `dest` and counts it as its traffic.
 #[inline]
-pub fn to_dest(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed, hash: u32) -> Verdict {
-    let v = encap(cx, dest.config.addr, dest.config.forward, buf, p, hash);
+pub fn to_dest(
+    cx: &mut Ctx<'_>,
+    dest: &Dest,
+    tunnel: Tunnel,
+    buf: &mut [u8],
+    p: &Parsed,
+    hash: u32,
+) -> Verdict {
+    let v = encap(cx, dest.config.addr, tunnel, buf, p, hash);
     if let Verdict::Encap(_) = v {
         let per_dest = cx.counters.dest(dest.id);
         per_dest.in_pkts += u64::from(p.segs);
@@ -31,32 +37,22 @@ pub fn to_dest(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed, hash: 
     v
 }
 
-/// Encapsulates the packet to `to` with `forward`'s tunnel: ICMP fragmentation-needed if it
-/// has DF and does not fit the tunnel MTU, outer fragments if it has no DF and does not fit.
+/// Encapsulates the packet to `to` through `tunnel`: ICMP fragmentation-needed if it has DF
+/// and does not fit the tunnel MTU, outer fragments if it has no DF and does not fit.
 pub fn encap(
     cx: &mut Ctx<'_>,
     to: Ipv4Addr,
-    forward: Forward,
+    tunnel: Tunnel,
     buf: &mut [u8],
     p: &Parsed,
     hash: u32,
 ) -> Verdict {
-    let Forward::Tunnel {
-        tun_type,
-        tun_port,
-        tun_csum,
-        gre_key,
-    } = forward
-    else {
-        return Verdict::Drop(DropReason::UnsupportedForward);
-    };
-    let tunnel = encap::Tunnel::new(tun_type, tun_port, tun_csum, gre_key);
+    let kind = EncapKind::from(tunnel.kind());
     let overhead = encap::overhead(&tunnel);
     let too_big = p.mtu_len + overhead > cx.config.tunnel_mtu as usize;
     if too_big && p.dont_frag {
         let mtu = cx.config.tunnel_mtu.saturating_sub(overhead as u16);
         cx.counters.drops[DropReason::TooBig as usize] += 1;
-        let kind = EncapKind::from(tun_type);
         cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
         return match icmp::frag_needed_in_place(buf, p.len, mtu) {
             Some(len) => Verdict::Reply { len },
@@ -81,7 +77,7 @@ pub fn encap(
         match encap::fragment(&header[..n], p.len, cx.config.tunnel_mtu, NonZeroU16::MIN) {
             Ok(frags) if frags.len() <= MAX_FRAGMENTS => {}
             _ => {
-                let (kind, segs) = (EncapKind::from(tun_type), u64::from(p.segs));
+                let segs = u64::from(p.segs);
                 cx.counters
                     .encap_errors
                     .count(kind, EncapError::TooManyFragments, segs);
@@ -99,5 +95,6 @@ pub fn encap(
         header_len: n as u8,
         len: p.len,
         frag_mtu,
+        tunnel,
     })
 }

@@ -147,7 +147,7 @@ impl FrameQueue {
         if e.len > pkt.len() {
             return false;
         }
-        let kind = EncapKind::of_outer(e.header());
+        let kind = EncapKind::from(e.tunnel);
         let mut header = e.header;
         let hl = usize::from(e.header_len).min(MAX_OUTER_HEADER);
         let ident = if e.frag_mtu == 0 {
@@ -155,7 +155,7 @@ impl FrameQueue {
         } else {
             0
         };
-        if !frame_outer(&mut header[..hl], link.src, ident) {
+        if !frame_outer(&mut header[..hl], e.tunnel, link.src, ident) {
             return false;
         }
         if e.frag_mtu == 0 {
@@ -208,11 +208,16 @@ impl FrameQueue {
         }
         let mut e = *e;
         let hl = usize::from(e.header_len).min(MAX_OUTER_HEADER);
-        if !frame_outer(&mut e.header[..hl], link.src, idents.next_ident().get()) {
+        if !frame_outer(
+            &mut e.header[..hl],
+            e.tunnel,
+            link.src,
+            idents.next_ident().get(),
+        ) {
             return false;
         }
         let start = self.segments_len();
-        let kind = EncapKind::of_outer(e.header());
+        let kind = EncapKind::from(e.tunnel);
         let ok = encap_segments(pkt, &e, seg, |header, payload| {
             self.push_segment(slot, link.to, kind, header, payload)
         });

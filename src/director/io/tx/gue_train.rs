@@ -20,7 +20,7 @@ use super::frames::FrameQueue;
 use crate::director::io::tunnel_link::{frame_outer, TunnelLink};
 use crate::director::stats::BatchHistogram;
 use crate::director::Encap;
-use crate::encap::{self, gue, IdentSeq};
+use crate::encap::{self, gue, IdentSeq, Tunnel};
 use crate::sys::udp_gso::{self, UdpGsoPool};
 use crate::wire::checksum;
 use crate::wire::ethernet::{self, EtherType, EthernetRepr};
@@ -45,19 +45,19 @@ pub struct GueTrain {
 }
 
 impl GueTrain {
-    /// The outer fields a UDP socket sets itself, read from the header the core built:
-    /// destination, source address, TOS, and the pool socket its source port maps to.
+    /// The outer fields a UDP socket sets itself: the destination (the verdict's address and
+    /// GUE port), and, from the header the core built, the source address, TOS, the GUE
+    /// header and the pool socket its source port maps to. `None` if the verdict is no GUE.
     fn outer(&self, pool_len: usize) -> Option<(SocketAddrV4, Ipv4Addr, u8, usize, [u8; 4])> {
+        let Tunnel::Gue { port: dport, .. } = self.encap.tunnel else {
+            return None;
+        };
         let h = self.encap.header();
         let ihl = usize::from(*h.first()? & 0x0f) * 4;
-        if *h.get(9)? != crate::wire::IpProtocol::UDP {
-            return None;
-        }
         let udp = h.get(ihl..ihl + 8)?;
         let gue: [u8; 4] = h.get(ihl + 8..ihl + 8 + gue::HEADER_LEN)?.try_into().ok()?;
         let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
         let sport = u16::from_be_bytes([udp[0], udp[1]]);
-        let dport = u16::from_be_bytes([udp[2], udp[3]]);
         let sock = usize::from(sport.wrapping_sub(encap::GUE_SRC_PORT_BASE)) % pool_len.max(1);
         Some((
             SocketAddrV4::new(self.encap.dst, dport),
@@ -258,8 +258,8 @@ const TRAIN_HEAD: usize = VNET_HDR_LEN + ethernet::HEADER_LEN + 20 + 8;
 /// virtio header asking for UDP segmentation (`GSO_UDP_L4`, one record per datagram; none for
 /// a single record) with the UDP checksum left partial (the pseudo-header sum, completed per
 /// datagram), the Ethernet header, and the outer IPv4 header completed for an `AF_PACKET` send
-/// ([`frame_outer`], identification `ident`). `None` if the header is not IPv4 + UDP or the
-/// train does not fit one UDP datagram.
+/// ([`frame_outer`], identification `ident`). `None` if the verdict is no GUE, its outer
+/// IPv4 header has options, or the train does not fit one UDP datagram.
 fn train_head(
     e: &Encap,
     link: &TunnelLink,
@@ -269,7 +269,7 @@ fn train_head(
     len: usize,
 ) -> Option<[u8; TRAIN_HEAD]> {
     let h = e.header();
-    if h.first() != Some(&0x45) || h.get(9) != Some(&crate::wire::IpProtocol::UDP) {
+    if h.first() != Some(&0x45) || !matches!(e.tunnel, Tunnel::Gue { .. }) {
         return None;
     }
     let udp_len = u16::try_from(8 + len).ok()?;
@@ -281,7 +281,7 @@ fn train_head(
     outer[2..4].copy_from_slice(&total.to_be_bytes());
     outer[24..26].copy_from_slice(&udp_len.to_be_bytes());
     outer[26..28].copy_from_slice(&[0, 0]);
-    if !frame_outer(outer, link.src, ident) {
+    if !frame_outer(outer, e.tunnel, link.src, ident) {
         return None;
     }
     let src = Ipv4Addr::new(outer[12], outer[13], outer[14], outer[15]);
@@ -469,7 +469,7 @@ mod tests {
         assert_eq!(encap::strip_gue(udp.get(8..).unwrap()).unwrap().start, 4);
         // Not UDP (an IPIP header), or a train too long for one datagram: no head.
         let mut ipip = t.encap;
-        ipip.header[9] = 4;
+        ipip.tunnel = Tunnel::Ipip;
         assert!(train_head(&ipip, &link, 7, first, 3, train.len()).is_none());
         assert!(train_head(&t.encap, &link, 7, first, 60, 65_510).is_none());
     }

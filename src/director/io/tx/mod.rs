@@ -38,6 +38,7 @@ pub(crate) fn encap_segments(
     mut push: impl FnMut(&[u8], Range<usize>) -> bool,
 ) -> bool {
     let hl = usize::from(e.header_len);
+    let tail = e.tunnel.outer_tail();
     for i in 0..seg.count() {
         let mut header = [0u8; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER];
         let (outer, inner) = header.split_at_mut(hl);
@@ -46,7 +47,7 @@ pub(crate) fn encap_segments(
             return false;
         };
         let inner_sum = checksum::combine(&[checksum::data(&inner[..s.header_len]), s.payload_sum]);
-        if !gso::fix_outer(outer, s.header_len + s.payload.len(), inner_sum) {
+        if !gso::fix_outer(outer, tail, s.header_len + s.payload.len(), inner_sum) {
             return false;
         }
         if !push(&header[..hl + s.header_len], s.payload) {

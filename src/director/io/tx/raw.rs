@@ -88,12 +88,12 @@ impl RawQueue {
             let failures = self.sender.failures();
             let whole = failures.partition_point(|f| f.index < self.pending.len());
             for p in lost_packets(&self.pending, &failures[..whole], |p| p.slot) {
-                failed.add(EncapKind::of_outer(&p.header), 1);
+                failed.add(p.kind, 1);
             }
             for f in &failures[whole..] {
                 let seg = f.index.checked_sub(self.pending.len());
                 if let Some(s) = seg.and_then(|i| self.segs.get(i)) {
-                    failed.add(EncapKind::of_outer(&s.header), 1);
+                    failed.add(s.kind, 1);
                 }
             }
         }
@@ -108,6 +108,8 @@ impl RawQueue {
 struct Pending {
     slot: usize,
     dst: Ipv4Addr,
+    /// The tunnel's kind, what a failed send counts under.
+    kind: EncapKind,
     header: [u8; MAX_OUTER_HEADER],
     header_len: u8,
     inner: Range<usize>,
@@ -132,6 +134,7 @@ fn queue_encap(
         pending.push(Pending {
             slot,
             dst: e.dst,
+            kind: e.tunnel.into(),
             header: e.header,
             header_len: e.header_len,
             inner: 0..e.len,
@@ -144,6 +147,7 @@ fn queue_encap(
             pending.extend(frags.map(|f| Pending {
                 slot,
                 dst: e.dst,
+                kind: e.tunnel.into(),
                 header: f.header,
                 header_len: f.header_len as u8,
                 inner: f.inner,
@@ -161,6 +165,8 @@ fn queue_encap(
 struct SegPending {
     slot: usize,
     dst: Ipv4Addr,
+    /// The tunnel's kind, what a failed send counts under.
+    kind: EncapKind,
     header: [u8; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
     header_len: u8,
     payload: Range<usize>,
@@ -185,6 +191,7 @@ fn queue_gso_encap(
         let mut sp = SegPending {
             slot,
             dst: e.dst,
+            kind: e.tunnel.into(),
             header: [0; MAX_OUTER_HEADER + MAX_SEGMENT_HEADER],
             header_len: header.len() as u8,
             payload,
