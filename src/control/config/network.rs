@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::director::route::{self, TunnelRoute};
 use crate::director::snat::SnatRule;
-use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
+use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 
 impl Validator<'_> {
     /// The `[[snat]]` entries: a source prefix each, not overlapping another, and at least one
@@ -124,16 +124,15 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            if let Some(o) = out.iter().find(|o| {
-                o.via == route.via
-                    && (o.encap, o.gre_key, o.gue_port)
-                        != (route.encap, route.gre_key, route.gue_port)
-            }) {
+            if let Some(o) = out
+                .iter()
+                .find(|o| o.via == route.via && o.tunnel != route.tunnel)
+            {
                 self.report(
                     at,
                     format!(
                         "tunnel_route[{i}]: via {} is already reached with {} (prefix {}); every route to one gateway must use the same encap, gre_key and gue_port",
-                        route.via, o.encap, o.prefix
+                        route.via, o.tunnel.kind(), o.prefix
                     ),
                 );
                 continue;
@@ -260,10 +259,10 @@ impl Validator<'_> {
                 return None;
             }
         }
+        let encap = encap?;
         Some(TunnelRoute {
-            gre_key,
-            gue_port,
-            ..TunnelRoute::new(prefix?, via?, encap?)
+            tunnel: Tunnel::new(encap, gue_port, false, gre_key),
+            ..TunnelRoute::new(prefix?, via?, encap)
         })
     }
 }

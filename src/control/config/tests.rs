@@ -294,8 +294,20 @@ fn tunnel_routes_load_and_round_trip() {
     assert_eq!(r.len(), 2);
     assert_eq!(r[0].prefix, "172.16.8.0/22".parse().unwrap());
     assert_eq!(r[0].via, Ipv4Addr::new(10, 99, 0, 2));
-    assert_eq!((r[0].encap, r[0].gre_key), (TunnelType::Gre, Some(9)));
-    assert_eq!((r[1].encap, r[1].gue_port), (TunnelType::Gue, 7000));
+    assert_eq!(
+        r[0].tunnel,
+        Tunnel::Gre {
+            key: Some(9),
+            csum: false
+        }
+    );
+    assert_eq!(
+        r[1].tunnel,
+        Tunnel::Gue {
+            port: 7000,
+            csum: false
+        }
+    );
     let text = to_toml(&set, &settings);
     let (again, _) = load_str(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(again, settings);

@@ -4,7 +4,6 @@
 use super::DirectorSettings;
 use std::fmt::Write as _;
 
-use crate::encap::TunnelType;
 use crate::model::HOST_NETMASK;
 use crate::model::{ExpirePolicy, Forward, Protocol, ServiceSet};
 
@@ -33,13 +32,15 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
         let _ = writeln!(
             out,
             "\n[[tunnel_route]]\nprefix = \"{}\"\nvia = \"{}\"\nencap = \"{}\"",
-            r.prefix, r.via, r.encap
+            r.prefix,
+            r.via,
+            r.tunnel.kind()
         );
-        if let Some(k) = r.gre_key {
+        if let Some(k) = r.tunnel.gre_key() {
             let _ = writeln!(out, "gre_key = {k}");
         }
-        if r.encap == TunnelType::Gue {
-            let _ = writeln!(out, "gue_port = {}", r.gue_port);
+        if let Some(port) = r.tunnel.gue_port() {
+            let _ = writeln!(out, "gue_port = {port}");
         }
     }
     for svc in &set.services {

@@ -65,7 +65,7 @@ impl ControlPlane {
                     "tunlb director: tunnel route {} via {} ({})",
                     r.prefix,
                     r.via,
-                    r.encap
+                    r.tunnel.kind()
                 );
             }
         }

@@ -253,7 +253,7 @@ impl Director {
         // A destination behind a tunnel route (and not a VIP): tunnel it as it is, untracked.
         if let Some(r) = snap.tunnel_route(p.dst) {
             let hash = route::flow_hash(buf);
-            return tunnel::encap(&mut cx, r.via, r.tunnel(), buf, &p, hash);
+            return tunnel::encap(&mut cx, r.via, r.tunnel, buf, &p, hash);
         }
 
         // S-NAT gateway: the inside hosts' own connections out, and their replies back.

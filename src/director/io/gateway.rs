@@ -33,16 +33,15 @@ const LOG: &str = "tunlb director: tunnel routes:";
 /// The gateway filter for the routes of one receiver (one tunnel type, one GUE port).
 pub fn gateway_filter(table: &RouteTable, encap: TunnelType, gue_port: u16) -> Filter {
     let mut peers: Vec<GatewayPeer> = Vec::new();
-    let mine = table
-        .routes()
-        .iter()
-        .filter(|r| r.encap == encap && (encap != TunnelType::Gue || r.gue_port == gue_port));
+    let mine = table.routes().iter().filter(|r| {
+        r.tunnel.kind() == encap && r.tunnel.gue_port().unwrap_or(gue_port) == gue_port
+    });
     for r in mine {
         match peers.iter_mut().find(|p| p.outer.addr() == r.via) {
             Some(p) => p.prefixes.push(r.prefix),
             None => peers.push(GatewayPeer {
                 outer: Ipv4Net::from(r.via),
-                gre_key: r.gre_key,
+                gre_key: r.tunnel.gre_key(),
                 prefixes: vec![r.prefix],
             }),
         }
@@ -87,13 +86,9 @@ pub fn spawn(
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut kinds: Vec<(TunnelType, u16)> = Vec::new();
     for r in routes {
-        let port = if r.encap == TunnelType::Gue {
-            r.gue_port
-        } else {
-            0
-        };
-        if !kinds.contains(&(r.encap, port)) {
-            kinds.push((r.encap, port));
+        let kind = (r.tunnel.kind(), r.tunnel.gue_port().unwrap_or(0));
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
         }
     }
     let mut threads = Vec::new();
@@ -138,11 +133,15 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encap::Tunnel;
 
     #[test]
     fn peers_are_grouped_by_via_and_tunnel_type() {
         let gre = |p: &str, via: [u8; 4]| TunnelRoute {
-            gre_key: Some(3),
+            tunnel: Tunnel::Gre {
+                key: Some(3),
+                csum: false,
+            },
             ..TunnelRoute::new(p.parse().unwrap(), via.into(), TunnelType::Gre)
         };
         let table = RouteTable::new(&[

@@ -27,13 +27,10 @@ pub struct TunnelRoute {
     /// The remote gateway's tunnel endpoint (outer destination, and the only outer source
     /// accepted for return traffic from `prefix`).
     pub via: Ipv4Addr,
-    /// The encapsulation, both ways.
-    pub encap: TunnelType,
-    /// GRE key sent and expected (GRE only).
-    pub gre_key: Option<u32>,
-    /// GUE: the UDP port of the remote gateway, and the one the director listens on for the
-    /// return traffic.
-    pub gue_port: u16,
+    /// The encapsulation, both ways (no checksums): GRE with the key sent and expected, GUE
+    /// with the UDP port of the remote gateway, which is also the one the director listens on
+    /// for the return traffic.
+    pub tunnel: Tunnel,
 }
 
 impl TunnelRoute {
@@ -42,15 +39,8 @@ impl TunnelRoute {
         TunnelRoute {
             prefix: prefix.trunc(),
             via,
-            encap,
-            gre_key: None,
-            gue_port: DEFAULT_GUE_PORT,
+            tunnel: Tunnel::new(encap, DEFAULT_GUE_PORT, false, None),
         }
-    }
-
-    /// The route's tunnel (no checksum), what the core's encapsulation takes.
-    pub const fn tunnel(&self) -> Tunnel {
-        Tunnel::new(self.encap, self.gue_port, false, self.gre_key)
     }
 }
 
