@@ -42,7 +42,8 @@
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
 //!
 //! Outside `src/`: `configs/` (example configs, each parsed by a test), `tests/netns/`
-//! (network-namespace integration tests), `benches/` (criterion), `fuzz/` (cargo-fuzz targets).
+//! (network-namespace integration tests), `benches/` (criterion), `fuzz/` (cargo-fuzz targets,
+//! whose bodies are the hidden `fuzzing` module; `tests/fuzz_corpora.rs` replays their corpora).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -51,6 +52,8 @@ pub mod control;
 pub mod daemon;
 pub mod director;
 pub mod encap;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod health;
 #[cfg(feature = "lab")]
