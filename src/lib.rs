@@ -46,8 +46,9 @@
 //! - `sim` (tests only): director cores, agents and a virtual network on a virtual clock.
 //!
 //! Outside `src/`: `configs/` (example configs, each parsed by a test), `tests/netns/`
-//! (network-namespace integration tests), `tests/layers.rs`, `benches/` (criterion), `fuzz/`
-//! (cargo-fuzz targets), `docs/`.
+//! (network-namespace integration tests), `tests/layers.rs` (the import rules), `benches/`
+//! (criterion), `fuzz/` (cargo-fuzz targets, whose bodies are the hidden `fuzzing` module;
+//! `tests/fuzz_corpora.rs` replays their corpora), `docs/`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -56,6 +57,8 @@ pub mod control;
 pub mod daemon;
 pub mod director;
 pub mod encap;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod health;
 #[cfg(feature = "lab")]

@@ -1,27 +1,5 @@
-//! keepalived.conf text: the lexer (comments, quotes, glued braces), the block tree and the
-//! meaning pass. A bad file must give located errors, never a panic or a hang; includes are
-//! refused (parse_str has no directory), so the fuzzer never reads the filesystem.
+//! Fuzz target `keepalived_conf`: the checks are `tunlb::fuzzing::keepalived_conf`, which
+//! `tests/fuzz_corpora.rs` also runs on every file of `corpus/keepalived_conf/`.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use tunlb::control::keepalived;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    match keepalived::parse_str(text, "fuzz.conf") {
-        Ok(conf) => {
-            // A config that parses must build a table.
-            let _ = tunlb::director::Registry::new().build(
-                &conf.services,
-                &tunlb::director::conn::Timeouts::default(),
-            );
-        }
-        Err(e) => {
-            // Every error has a place.
-            let shown = e.to_string();
-            assert!(!shown.is_empty());
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tunlb::fuzzing::keepalived_conf(data));
