@@ -51,26 +51,7 @@ enum Command {
     Udpblast(tunlb::lab::udpblast::UdpblastArgs),
 }
 
-/// Stand-in for the `log` helper's logger (src/log.rs): every record at info and above as a
-/// plain line on stderr, as `eprintln!` printed it. Replaced at merge.
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::Level::Info
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            eprintln!("{}", r.args());
-        }
-    }
-    fn flush(&self) {}
-}
-
 fn main() -> ExitCode {
-    if log::set_logger(&StderrLogger).is_ok() {
-        log::set_max_level(log::LevelFilter::Info);
-    }
     let cli = Cli::parse();
     tunlb::logging::init(cli.verbose, cli.quiet);
     let result = match cli.command {
