@@ -257,7 +257,7 @@ impl Registry {
             .flat_map(|s| {
                 s.dests
                     .iter()
-                    .map(move |d| (s.key, d.addr, dest_port(s, d)))
+                    .map(move |d| (s.key, d.addr, d.port_in(s.key)))
             })
             .collect();
         // Held servers: of a service in `set`, and not in it themselves.
@@ -265,7 +265,7 @@ impl Registry {
             .iter()
             .filter_map(|(k, d)| {
                 let svc = set.services.iter().find(|s| s.key == *k)?;
-                let key = (svc.key, d.addr, dest_port(svc, d));
+                let key = (svc.key, d.addr, d.port_in(svc.key));
                 wanted.insert(key).then_some((svc, d))
             })
             .collect();
@@ -295,7 +295,7 @@ impl Registry {
                 let (id, state) = self.place(svc, d, false, &mut dest_slots, &mut nat_endpoints)?;
                 sched_dests.push(SchedDest {
                     addr: d.addr,
-                    port: dest_port(svc, d),
+                    port: d.port_in(svc.key),
                     weight: d.weight,
                     state,
                 });
@@ -350,7 +350,7 @@ impl Registry {
             dest_slots.resize(slot + 1, None);
         }
         let mut config = d.clone();
-        config.port = dest_port(svc, d);
+        config.port = d.port_in(svc.key);
         if config.forward == Forward::Nat {
             nat_endpoints.push(NatEndpoint {
                 proto: svc.key.proto,
@@ -373,7 +373,7 @@ impl Registry {
         svc: &ServiceConfig,
         d: &DestConfig,
     ) -> Result<(DestId, Arc<DestState>), BuildError> {
-        let key = (svc.key, d.addr, dest_port(svc, d));
+        let key = (svc.key, d.addr, d.port_in(svc.key));
         if let Some(v) = self.dests.get(&key) {
             return Ok(v.clone());
         }
@@ -398,14 +398,6 @@ impl Registry {
     }
 }
 
-/// The port packets go to: the real server's own port, or the service port when it is 0 or
-/// when the method cannot change ports (tunnel, DR).
-fn dest_port(svc: &ServiceConfig, d: &DestConfig) -> u16 {
-    match d.forward {
-        Forward::Nat if d.port != 0 => d.port,
-        _ => svc.key.port,
-    }
-}
 /// One `[[snat]]` entry: hosts of `source` leave behind the addresses `to`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct SnatRule {

@@ -11,7 +11,7 @@
 //! - [`HealthMonitor`]: the thread that runs them and applies up/down/weight to the live table
 //!   through [`HealthPlane::set_dest_health`] / [`HealthPlane::set_sorry_server`].
 //! - [`plane`]: [`HealthPlane`], what the monitor needs from the control plane (the daemon's
-//!   `ControlPlane` implements it), and [`dest_port`].
+//!   `ControlPlane` implements it).
 //!
 //! A server that goes down is removed from the table. What happens to its established flows is
 //! its service's policy ([`crate::model::ExpirePolicy`]): by default they are
@@ -43,7 +43,7 @@ use self::service::{QuorumAction, QuorumState};
 use crate::model::ServiceKey;
 use crate::time::Clock;
 
-pub use self::plane::{dest_port, normalize_port, Health, HealthPlane, Sorry};
+pub use self::plane::{Health, HealthPlane, Sorry};
 
 /// One checked real server.
 struct Dest {
@@ -154,7 +154,7 @@ impl Monitor {
             }
             let si = services.len();
             for d in &svc.dests {
-                let port = dest_port(*key, d);
+                let port = d.port_in(*key);
                 let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
                     continue;
                 };
@@ -197,7 +197,7 @@ impl Monitor {
                 .dests
                 .iter()
                 .map(|d| {
-                    let port = dest_port(*key, d);
+                    let port = d.port_in(*key);
                     match dests
                         .iter()
                         .find(|x| x.service == si && (x.addr, x.port) == (d.addr, port))
@@ -301,7 +301,7 @@ fn alive_weight<P: HealthPlane>(
         svc.dests
             .iter()
             .map(|d| {
-                let port = dest_port(key, d);
+                let port = d.port_in(key);
                 match dests
                     .iter()
                     .find(|x| x.service == si && x.addr == d.addr && x.port == port)

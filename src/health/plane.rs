@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::config::HealthConfig;
 use crate::director::probe_pin::ProbePins;
-use crate::model::{DestConfig, Forward, ServiceKey, ServiceSet};
+use crate::model::{ServiceKey, ServiceSet};
 use crate::time::Clock;
 
 /// A real server's state as the health checkers see it ([`HealthPlane::set_dest_health`]).
@@ -58,7 +58,7 @@ pub trait HealthPlane: Send + Sync + 'static {
 
     /// Puts real server `addr:port` of `service` up, down or at a weight, over the configured
     /// table, and publishes at once. Returns whether anything changed. The server is matched
-    /// by [`dest_port`], so port 0 here or in the table means the service's.
+    /// by [`DestConfig::port_in`](crate::model::DestConfig::port_in), so port 0 here or in the table means the service's.
     fn set_dest_health(
         &self,
         service: ServiceKey,
@@ -96,26 +96,4 @@ pub trait HealthPlane: Send + Sync + 'static {
         check: &'static str,
         took: std::time::Duration,
     );
-}
-
-/// The port a real server of `service` is known by in health edits
-/// ([`HealthPlane::set_dest_health`]): the service's port when the server has none (0, as a
-/// table entry may hold) or cannot have another (tunnel and DR keep the port), else its own.
-///
-/// A rule of the service model; it lives here until the model owns it, because both the
-/// health monitor and the control plane need it.
-pub fn dest_port(service: ServiceKey, dest: &DestConfig) -> u16 {
-    match dest.forward {
-        Forward::Tunnel(_) | Forward::Dr => service.port,
-        Forward::Nat => normalize_port(service, dest.port),
-    }
-}
-
-/// `port`, or the service's port when `port` is 0.
-pub fn normalize_port(service: ServiceKey, port: u16) -> u16 {
-    if port == 0 {
-        service.port
-    } else {
-        port
-    }
 }

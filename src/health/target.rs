@@ -25,7 +25,7 @@ use std::time::Duration;
 use socket2::{Domain, Socket, Type};
 
 use super::config::CheckSpec;
-use super::plane::{dest_port, HealthPlane};
+use super::plane::HealthPlane;
 use crate::director::dr::NeighEntry;
 use crate::director::probe_pin::{ProbePin, ProbePins, PIN_LINGER};
 use crate::model::{Forward, ServiceKey};
@@ -163,7 +163,7 @@ pub fn tunnel_path<P: HealthPlane>(
         .and_then(|s| {
             s.dests
                 .iter()
-                .find(|d| d.addr == rip && dest_port(service, d) == port)
+                .find(|d| d.addr == rip && d.port_in(service) == port)
         })
         .map(|d| d.forward)
         .ok_or_else(|| format!("real server {rip}:{port} is not configured in {service}"))?;

@@ -78,6 +78,17 @@ pub struct ServiceKey {
     pub proto: Protocol,
 }
 
+impl ServiceKey {
+    /// `port`, or this service's port when `port` is 0 (a real server given without one).
+    pub fn port_or_own(self, port: u16) -> u16 {
+        if port == 0 {
+            self.port
+        } else {
+            port
+        }
+    }
+}
+
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}:{}", self.proto.as_upper(), self.vip, self.port)
@@ -266,6 +277,17 @@ pub struct DestConfig {
     /// Lower connection threshold (`-y`), 0 = none.
     #[serde(default)]
     pub l_threshold: u32,
+}
+
+impl DestConfig {
+    /// The port this real server of `service` is reached on: its own for NAT (the service's
+    /// when it has none), the service's for TUN and DR, which cannot change it.
+    pub fn port_in(&self, service: ServiceKey) -> u16 {
+        match self.forward {
+            Forward::Nat => service.port_or_own(self.port),
+            Forward::Tunnel(_) | Forward::Dr => service.port,
+        }
+    }
 }
 
 /// Persistence of a service (`-p [timeout] [-M netmask]`).

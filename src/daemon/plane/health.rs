@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{ControlPlane, PlaneError};
 use crate::director::probe_pin::ProbePins;
 use crate::health::config::HealthConfig;
-use crate::health::{dest_port, normalize_port, Health, HealthPlane, Sorry};
+use crate::health::{Health, HealthPlane, Sorry};
 use crate::model::{DestConfig, Forward, ServiceKey, ServiceSet};
 use crate::time::Clock;
 
@@ -22,7 +22,7 @@ pub struct HealthOverlay {
 
 impl HealthOverlay {
     /// Records the health of real server `addr:port` of `service` (port 0 = the service's;
-    /// matched in [`HealthOverlay::apply`] by [`dest_port`]). Returns the previous health.
+    /// matched in [`HealthOverlay::apply`] by [`DestConfig::port_in`](crate::model::DestConfig::port_in)). Returns the previous health.
     pub(super) fn set_dest(
         &mut self,
         service: ServiceKey,
@@ -30,7 +30,7 @@ impl HealthOverlay {
         port: u16,
         h: Health,
     ) -> Health {
-        let k = (service, addr, normalize_port(service, port));
+        let k = (service, addr, service.port_or_own(port));
         let old = match h {
             Health::Up => self.dests.remove(&k),
             h => self.dests.insert(k, h),
@@ -54,7 +54,7 @@ impl HealthOverlay {
                     svc.dests
                         .iter()
                         .filter(|d| {
-                            self.dests.get(&(key, d.addr, dest_port(key, d))) == Some(&Health::Down)
+                            self.dests.get(&(key, d.addr, d.port_in(key))) == Some(&Health::Down)
                         })
                         .map(|d| (key, d.clone())),
                 );
@@ -64,16 +64,15 @@ impl HealthOverlay {
             if sorry.is_some_and(|s| s.active) {
                 svc.dests.clear();
             }
-            svc.dests.retain_mut(
-                |d| match self.dests.get(&(key, d.addr, dest_port(key, d))) {
+            svc.dests
+                .retain_mut(|d| match self.dests.get(&(key, d.addr, d.port_in(key))) {
                     None | Some(Health::Up) => true,
                     Some(Health::Down) => false,
                     Some(Health::Weight(w)) => {
                         d.weight = *w;
                         true
                     }
-                },
-            );
+                });
             if let Some(s) = sorry {
                 let present = svc
                     .dests

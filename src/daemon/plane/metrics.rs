@@ -2,7 +2,7 @@
 
 use super::ControlPlane;
 use crate::director::stats::{self, Totals};
-use crate::health::{dest_port, Health};
+use crate::health::Health;
 
 impl ControlPlane {
     /// What a `/metrics` scrape reports ([`crate::metrics`]): the running table with each real
@@ -39,7 +39,7 @@ impl ControlPlane {
             let key = svc.key;
             let live = snap.service(key.proto, key.vip, key.port);
             for d in &svc.dests {
-                let port = dest_port(key, d);
+                let port = d.port_in(key);
                 let health = overlay.get(&(key, d.addr, port));
                 let found = live.and_then(|l| {
                     l.sched_dests

@@ -4,7 +4,7 @@ use super::*;
 use crate::control::config;
 use crate::control::proto::{Request, Response};
 use crate::director::{DirectorConfig, Snapshot};
-use crate::health::{dest_port, Health, HealthPlane};
+use crate::health::{Health, HealthPlane};
 use crate::model::Edit;
 use crate::model::{DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey};
 
@@ -134,7 +134,7 @@ fn health_edits_match_a_real_server_stored_with_port_zero() {
     let ports: Vec<u16> = set.services[0]
         .dests
         .iter()
-        .map(|d| dest_port(key, d))
+        .map(|d| d.port_in(key))
         .collect();
     assert_eq!(ports, [80, 80, 80, 8080]);
     let mut overlay = HealthOverlay::default();
