@@ -72,4 +72,5 @@ mod sim;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod time;
+pub mod vrrp;
 pub mod wire;
