@@ -10,6 +10,7 @@
 //!   table (VIP routes, tunnel routes, NAT and S-NAT policy routing), the health checkers'
 //!   overlay, listings and the metrics sample.
 
+pub mod ha;
 pub mod plane;
 pub mod run;
 
