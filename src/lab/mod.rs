@@ -11,6 +11,11 @@
 //! - `tunlb lab down [--prefix P]` stops those processes and removes the namespaces and the
 //!   state folder `/run/tunlb-lab/P/` ([`state`]).
 //! - `tunlb lab demo` is `up`, then `down`; it exits 0 when both real servers answered.
+//! - `tunlb lab up --ha` / `demo --ha` run two directors, MASTER and BACKUP, from keepalived.conf
+//!   files with VRRP and connection sync; the demo kills the master under long-lived
+//!   connections and brings it back ([`ha`]).
+//! - `tunlb lab clients --to VIP:PORT` holds keep-alive connections carrying requests and
+//!   probes new connections, then prints what a failover cost ([`clients`]).
 //! - `tunlb lab get URL` is a one-shot HTTP GET ([`get`]), used when curl is not installed.
 //! - `tunlb udpblast send|sink` (hidden) is the benchmark's UDP packet-rate generator and
 //!   sink ([`udpblast`]).
@@ -20,7 +25,9 @@
 //! stopped by pid from another invocation), [`state`] (the state folder), [`run`](mod@run) (the
 //! subcommands), [`get`] and [`httpd`] (a tiny HTTP client and server).
 
+pub mod clients;
 pub mod get;
+pub mod ha;
 pub mod host;
 pub mod httpd;
 pub mod process;
@@ -54,6 +61,10 @@ pub enum LabCommand {
     /// Fetch a URL with one HTTP GET and print the body (a curl stand-in for the lab:
     /// `ip netns exec tunlb-client tunlb lab get http://192.168.150.100/`).
     Get(get::GetArgs),
+    /// Hold keep-alive connections carrying requests and probe new connections, then print a
+    /// JSON summary (connections lost, new-connection outages): the client side of a failover
+    /// (`ip netns exec tunlb-client tunlb lab clients --to 192.168.150.100:80`).
+    Clients(clients::ClientsArgs),
 }
 
 /// How the director forwards to the real servers.
@@ -103,6 +114,12 @@ pub struct UpArgs {
     /// Scheduler of the virtual service (`tunlb adm -A ... -s SCHEDULER`).
     #[arg(long, value_name = "NAME", default_value = "rr")]
     pub scheduler: String,
+    /// Two directors instead of one: the director (.11, VRRP MASTER, priority 100) and the
+    /// backup (.14, BACKUP, priority 50), each run from a keepalived.conf with a vrrp_instance
+    /// for the VIP and connection sync (`lvs_sync_daemon`); `demo --ha` then kills the master
+    /// under 50 long-lived connections, restarts it and prints the timeline. TUN mode only.
+    #[arg(long)]
+    pub ha: bool,
     /// How many requests the client sends to show who answers.
     #[arg(long, value_name = "N", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -74,6 +74,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         LabCommand::Down(down_args) => down(&down_args.prefix.prefix),
         LabCommand::Demo(up_args) => demo(&up_args),
         LabCommand::Get(get_args) => get::run(get_args),
+        LabCommand::Clients(clients_args) => super::clients::run(clients_args),
     }
 }
 
