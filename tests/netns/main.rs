@@ -11,7 +11,9 @@
 //! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`nat_mode`] has the NAT-mode (`-m`)
 //! scenarios: both directions through the director, many concurrent flows, UDP and ICMP;
 //! [`gateway`] links two sites through the director's tunnel routes and a
-//! `tunlb realserver --gateway`; [`health`] has keepalived-style health checks removing and
+//! `tunlb realserver --gateway`; [`ha`] has two directors with VRRP and connection sync (the
+//! seed's §7: SIGKILL failover and preempting return under 60 keep-alive connections, and
+//! interop with keepalived); [`health`] has keepalived-style health checks removing and
 //! restoring real servers; [`ssl_check`] runs an SSL_GET check against `tunlb httpd --tls`
 //! (and omega's quorum_down at shutdown);
 //! [`keepalived_conf`] runs the seed's keepalived.conf with
@@ -22,6 +24,7 @@ mod director_lifecycle;
 mod dr_mode;
 mod fragments;
 mod gateway;
+mod ha;
 mod harness;
 mod health;
 mod keepalived_conf;
