@@ -35,7 +35,7 @@ use super::host::{self, Host};
 use super::process::{self, Stopped};
 use super::state::{ProcRecord, StateDir};
 use super::topology::{self, Action, Names, Role, LAN_IF, PORT, REAL_SERVERS, VIP};
-use super::{get, LabArgs, LabCommand, Mode, UpArgs};
+use super::{clients, get, ha, LabArgs, LabCommand, Mode, UpArgs};
 use crate::sys::signal::{self, Signal};
 
 /// How long a daemon may take to come up.
@@ -94,7 +94,12 @@ pub fn up(args: &UpArgs) -> anyhow::Result<()> {
 /// `tunlb lab demo`: `up`, then `down`; Ok when both real servers answered.
 pub fn demo(args: &UpArgs) -> anyhow::Result<()> {
     let mut lab = Lab::prepare(args)?;
-    match lab.build(args).and_then(|()| lab.show(args)) {
+    let shown = lab.build(args).and_then(|()| lab.show(args));
+    let shown = match (shown, args.ha) {
+        (Ok(()), true) => lab.failover_demo(),
+        (other, _) => other,
+    };
+    match shown {
         Ok(()) => {
             let ns = lab.names.ns(Role::Client);
             say!(
@@ -173,6 +178,10 @@ struct Lab {
     started: Vec<Started>,
     /// How the shown requests are made: `curl` or `tunlb lab get`.
     requests_with_curl: bool,
+    /// Two directors with VRRP (`--ha`): the director MASTER, the backup node BACKUP.
+    ha: bool,
+    /// Index in `started` of each director process (`--ha`: the director's, the backup's).
+    directors: Vec<(Role, usize)>,
     armed: bool,
 }
 
@@ -183,6 +192,12 @@ impl Lab {
             bail!(
                 "--encap {encap} is for --mode tun: in {} mode the director sends no tunnel",
                 args.mode.as_str().to_uppercase()
+            );
+        }
+        if args.ha && args.mode != Mode::Tun {
+            bail!(
+                "--ha is for --mode tun: the two directors share the LAN, the real servers are \
+                 in the other datacenter"
             );
         }
         let names = Names::new(&args.prefix.prefix)?;
@@ -211,6 +226,8 @@ impl Lab {
             state: Some(state),
             started: Vec::new(),
             requests_with_curl: false,
+            ha: args.ha,
+            directors: Vec::new(),
             armed: true,
         };
         signal::install().context("installing signal handlers")?;
@@ -222,6 +239,15 @@ impl Lab {
                  mapped to {}",
                 topology::NAT_PORT
             ),
+        };
+        let what = if args.ha {
+            format!(
+                "{what}; two directors: {} MASTER and {} BACKUP (VRRP, connection sync)",
+                topology::addr(args.mode, Role::Director),
+                topology::addr(args.mode, Role::Backup)
+            )
+        } else {
+            what
         };
         say!("[lab] {what}; state and logs in {}", path.display());
         Ok(lab)
@@ -253,6 +279,14 @@ impl Lab {
                     .with_context(|| format!("step failed: {}", step.what))?;
             }
         }
+        if self.ha {
+            // The real servers first: the directors' HTTP_GET checks find them up.
+            for role in REAL_SERVERS {
+                self.start_real_server(role, args)?;
+            }
+            self.start_ha_directors(args)?;
+            return self.configure(args);
+        }
         self.start_director()?;
         for role in REAL_SERVERS {
             self.start_real_server(role, args)?;
@@ -264,6 +298,301 @@ impl Lab {
             self.addr(Role::Backup)
         );
         self.configure(args)
+    }
+
+    /// `--ha`: writes the two keepalived.conf files into the state folder, starts
+    /// `tunlb director --keepalived-conf FILE` in the director (waits until it is VRRP MASTER),
+    /// then in the backup node (waits until it is BACKUP).
+    fn start_ha_directors(&mut self, args: &UpArgs) -> anyhow::Result<()> {
+        for (role, master) in [(Role::Director, true), (Role::Backup, false)] {
+            let ns = self.names.ns(role);
+            let conf = ha::KeepalivedConf {
+                service: Some(ha::ServiceConf {
+                    port: PORT,
+                    algo: args.scheduler.clone(),
+                    kind: "TUN".to_owned(),
+                    real_servers: REAL_SERVERS.iter().map(|&r| self.addr(r)).collect(),
+                    checks: true,
+                }),
+                ..ha::KeepalivedConf::seed(master, VIP)
+            };
+            let path = self.state()?.path().join(format!("{role}-keepalived.conf"));
+            fs::write(&path, conf.render())
+                .with_context(|| format!("writing {}", path.display()))?;
+            let path_str = path.display().to_string();
+            say!(
+                "[lab] {ns} ({}): {path_str}: vrrp_instance VI_1 state {}, priority {}, VIP \
+                 {VIP}, lvs_sync_daemon eth0 VI_1, virtual_server {VIP} {PORT} lb_kind TUN",
+                self.addr(role),
+                if master { "MASTER" } else { "BACKUP" },
+                conf.priority
+            );
+            let i = self.start_ha_director(role, &path_str, "director")?;
+            self.directors.push((role, i));
+            let want = if master { "MASTER" } else { "BACKUP" };
+            self.wait_vrrp(i, role, want)?;
+            say!("[lab] {ns} is VRRP {want}");
+        }
+        Ok(())
+    }
+
+    /// Starts `tunlb director --keepalived-conf PATH` in `role`'s namespace and waits for its
+    /// control socket; `log` names its log file. Returns its index in `started`.
+    fn start_ha_director(&mut self, role: Role, path: &str, log: &str) -> anyhow::Result<usize> {
+        let ns = self.names.ns(role);
+        let args = ["director", "--keepalived-conf", path];
+        say!("[lab] starting `tunlb {}` in {ns}", args.join(" "));
+        let log = format!("{role}-{log}");
+        let i = self.spawn(role, &log, "tunlb director", &args)?;
+        self.wait_until(
+            i,
+            &format!("the director's control socket in {ns}"),
+            |host| {
+                host.tunlb(&ns, &["adm", "-L", "-n"])
+                    .is_ok_and(|out| out.status.success())
+            },
+        )?;
+        Ok(i)
+    }
+
+    /// The VRRP state of VI_1 in `role`'s director (`tunlb adm --vrrp --json`).
+    fn vrrp_state(host: &Host, ns: &str) -> Option<String> {
+        let out = host.tunlb(ns, &["adm", "--vrrp", "--json"]).ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        ha::vrrp_state(&String::from_utf8_lossy(&out.stdout), "VI_1")
+    }
+
+    /// Waits until `role`'s director (process `watch`) is VRRP `want`.
+    fn wait_vrrp(&mut self, watch: usize, role: Role, want: &str) -> anyhow::Result<()> {
+        let ns = self.names.ns(role);
+        self.wait_until(watch, &format!("{ns} to be VRRP {want}"), |host| {
+            Self::vrrp_state(host, &ns).as_deref() == Some(want)
+        })
+    }
+
+    /// The MAC address of `eth0` in `role`'s namespace.
+    fn mac(&self, role: Role) -> anyhow::Result<String> {
+        let ns = self.names.ns(role);
+        let mut cmd = std::process::Command::new(self.host.ip());
+        cmd.args(["-n", &ns, "-o", "link", "show", "dev", LAN_IF]);
+        let out = host::check_stdout("ip link show", host::output(&mut cmd, "ip link show")?)?;
+        let mut words = out.split_whitespace();
+        words
+            .find(|w| *w == "link/ether")
+            .and_then(|_| words.next())
+            .map(str::to_owned)
+            .with_context(|| format!("no MAC address on {LAN_IF} in {ns}"))
+    }
+
+    /// The MAC the client's neighbour entry for the VIP holds now.
+    fn client_neigh(host: &Host, ns: &str) -> Option<String> {
+        let mut cmd = std::process::Command::new(host.ip());
+        let vip = VIP.to_string();
+        cmd.args(["-n", ns, "neigh", "show", &vip, "dev", LAN_IF]);
+        let out =
+            host::check_stdout("ip neigh show", host::output(&mut cmd, "ip neigh").ok()?).ok()?;
+        let mut words = out.split_whitespace();
+        words.find(|w| *w == "lladdr")?;
+        words.next().map(str::to_owned)
+    }
+
+    /// `demo --ha`: 50 keep-alive connections, SIGKILL the MASTER, watch the BACKUP take over,
+    /// restart the old MASTER, watch it take the VIP back, print the timeline and what the
+    /// clients lost. Fails if a connection was lost.
+    fn failover_demo(&mut self) -> anyhow::Result<()> {
+        const CONNS: u32 = 50;
+        let client = self.names.ns(Role::Client);
+        let (director, backup) = (self.names.ns(Role::Director), self.names.ns(Role::Backup));
+        let (dir_addr, backup_addr) = (self.addr(Role::Director), self.addr(Role::Backup));
+        let (dir_mac, backup_mac) = (self.mac(Role::Director)?, self.mac(Role::Backup)?);
+        let to = format!("{VIP}:{PORT}");
+        let conns = CONNS.to_string();
+        let args = [
+            "lab",
+            "clients",
+            "--to",
+            &to,
+            "--conns",
+            &conns,
+            "--status-every",
+            "0",
+        ];
+        say!(
+            "[lab] the failover (seed §7.1, §7.2): starting `tunlb {}` in {client}:              {CONNS} keep-alive connections, each a request every 100 ms, and a new              connection every 50 ms",
+            args.join(" ")
+        );
+        let clients = self.spawn(Role::Client, "clients", "tunlb lab clients", &args)?;
+        let clients_log = self.state()?.log_path("clients");
+        let ready = format!("all {CONNS} connections established");
+        self.wait_until(clients, "the client's keep-alive connections", |_| {
+            fs::read_to_string(&clients_log).is_ok_and(|l| l.contains(&ready))
+        })?;
+        // Let the sync carry the connections to the backup.
+        thread::sleep(Duration::from_secs(1));
+        let mut timeline = ha::Timeline::new();
+        let start_unix_ms = unix_ms();
+        let master = self
+            .directors
+            .iter()
+            .find(|(r, _)| *r == Role::Director)
+            .map(|&(_, i)| i)
+            .context("the master director was not started")?;
+        let backup_i = self
+            .directors
+            .iter()
+            .find(|(r, _)| *r == Role::Backup)
+            .map(|&(_, i)| i)
+            .context("the backup director was not started")?;
+        say!(
+            "[lab] {}",
+            timeline.event(format!(
+                "{CONNS} connections up; SIGKILL to the MASTER director in {director}                  ({dir_addr}): no goodbye advert, its ARP answers die with it"
+            ))
+        );
+        {
+            let child = &mut self.started[master].child;
+            child.kill().context("killing the master director")?;
+            let _ = child.wait();
+        }
+        self.wait_vrrp(backup_i, Role::Backup, "MASTER")?;
+        say!(
+            "[lab] {}",
+            timeline.event(format!(
+                "{backup} ({backup_addr}) is MASTER: it stopped hearing adverts for 3 ×                  advert_int + skew, took the VIP and sent gratuitous ARPs"
+            ))
+        );
+        let neigh = |want: &str| {
+            let want = want.to_owned();
+            let client = client.clone();
+            move |host: &Host| Self::client_neigh(host, &client).as_deref() == Some(&want)
+        };
+        self.wait_until(
+            backup_i,
+            "the client's neighbour entry to move",
+            neigh(&backup_mac),
+        )?;
+        say!(
+            "[lab] {}",
+            timeline.event(format!(
+                "the client's ARP entry for {VIP} now holds {backup_mac}, the backup's MAC"
+            ))
+        );
+        let answer = self.one_request(&client);
+        say!(
+            "[lab] {}",
+            timeline.event(format!(
+                "a new request answered through the backup: {answer}"
+            ))
+        );
+        thread::sleep(Duration::from_secs(2));
+        say!(
+            "[lab] {}",
+            timeline.event(format!("restarting the old MASTER in {director}"))
+        );
+        let conf = self.state()?.path().join("director-keepalived.conf");
+        let restarted =
+            self.start_ha_director(Role::Director, &conf.display().to_string(), "restarted")?;
+        self.wait_vrrp(restarted, Role::Director, "MASTER")?;
+        say!(
+            "[lab] {}",
+            timeline.event(format!(
+                "{director} is MASTER again: bulk resync from the backup done, priority 100 >                  50, it preempted"
+            ))
+        );
+        self.wait_vrrp(backup_i, Role::Backup, "BACKUP")?;
+        self.wait_until(
+            restarted,
+            "the client's neighbour entry to come back",
+            neigh(&dir_mac),
+        )?;
+        say!(
+            "[lab] {}",
+            timeline.event(format!(
+                "{backup} is BACKUP; the client's ARP entry holds {dir_mac} again"
+            ))
+        );
+        thread::sleep(Duration::from_secs(2));
+        let summary = self.stop_clients(clients)?;
+        let offset = |ms: u64| {
+            Duration::from_millis((summary.start_unix_ms + ms).saturating_sub(start_unix_ms))
+        };
+        for o in &summary.outages {
+            timeline.event_at(
+                offset(o.start_ms),
+                format!("new connections fail ({} probes in a row)", o.probes),
+            );
+            if !o.ongoing {
+                timeline.event_at(
+                    offset(o.start_ms + o.length_ms),
+                    format!(
+                        "new connections work again ({:.1} s without)",
+                        o.length_ms as f64 / 1000.0
+                    ),
+                );
+            }
+        }
+        timeline.event(format!(
+            "clients stopped: {} requests answered, the slowest took {:.1} s (TCP              retransmitting across the takeover)",
+            summary.requests,
+            summary.max_request_ms as f64 / 1000.0
+        ));
+        say!("[lab] timeline:");
+        for line in timeline.lines() {
+            say!("  {line}");
+        }
+        let survived = summary.established - summary.lost;
+        say!(
+            "[lab] connections survived: {survived}/{}",
+            summary.established
+        );
+        for lost in &summary.lost_detail {
+            say!("[lab]   lost {lost}");
+        }
+        if summary.lost > 0 || summary.established < CONNS {
+            bail!(
+                "{} of {CONNS} connections lost ({} established)",
+                summary.lost,
+                summary.established
+            );
+        }
+        Ok(())
+    }
+
+    /// One request from the client; its body, or what went wrong.
+    fn one_request(&self, client: &str) -> String {
+        let url = format!("http://{VIP}/");
+        match self
+            .host
+            .tunlb(client, &["lab", "get", "--max-time", REQUEST_TIME, &url])
+        {
+            Ok(out) if out.status.success() => {
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            }
+            Ok(out) => format!("failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            Err(e) => format!("failed: {e}"),
+        }
+    }
+
+    /// SIGTERM to `tunlb lab clients` (process `i`), waits for it and reads its summary.
+    fn stop_clients(&mut self, i: usize) -> anyhow::Result<clients::Summary> {
+        let pid = self.started[i].record.pid;
+        process::send_signal(pid, "TERM").context("stopping tunlb lab clients")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(_)) = self.started[i].child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("tunlb lab clients did not stop within 30 s of SIGTERM");
+            }
+            thread::sleep(POLL);
+        }
+        let log = self.state()?.log_path(&self.started[i].log);
+        let text =
+            fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+        clients::Summary::from_output(&text)
     }
 
     /// Starts `tunlb director --announce eth0` and waits for its control socket.
@@ -294,7 +623,22 @@ impl Lab {
         let vip = VIP.to_string();
         let encap = args.encap().to_string();
         let allow = format!("{}/32", self.addr(Role::Director));
+        let allow_backup = format!("{}/32", self.addr(Role::Backup));
         let (agent, what): (Vec<&str>, _) = match self.mode {
+            Mode::Tun if self.ha => (
+                vec![
+                    "realserver",
+                    "--vip",
+                    &vip,
+                    "--encap",
+                    &encap,
+                    "--allow",
+                    &allow,
+                    "--allow",
+                    &allow_backup,
+                ],
+                "VIP hidden on lo, tunnels from either director unwrapped",
+            ),
             Mode::Tun => (
                 vec![
                     "realserver",
@@ -343,8 +687,18 @@ impl Lab {
             Mode::Nat => format!("{rip}:{}", topology::NAT_PORT),
         };
         let banner = format!("from {rip}");
-        let httpd = ["httpd", "--listen", &listen, "--banner", &banner];
-        say!("[lab] starting `tunlb httpd --listen {listen} --banner \"{banner}\"` in {ns}");
+        let rip_listen = format!("{rip}:{PORT}");
+        let mut httpd = vec!["httpd", "--listen", &listen, "--banner", &banner];
+        if self.ha {
+            // What the keepalived.conf's HTTP_GET checks probe.
+            httpd.extend(["--listen", &rip_listen]);
+        }
+        let extra = if self.ha {
+            format!(" --listen {rip_listen}")
+        } else {
+            String::new()
+        };
+        say!("[lab] starting `tunlb httpd --listen {listen} --banner \"{banner}\"{extra}` in {ns}");
         let i = self.spawn(role, &format!("{role}-httpd"), "tunlb httpd", &httpd)?;
         let url = format!("http://{listen}/");
         self.wait_until(i, &format!("httpd on {listen} in {ns}"), |host| {
@@ -356,6 +710,13 @@ impl Lab {
     /// Step 4: the service, with `tunlb adm` commands printed as they run.
     fn configure(&mut self, args: &UpArgs) -> anyhow::Result<()> {
         let ns = self.names.ns(Role::Director);
+        if self.ha {
+            say!(
+                "[lab] no `tunlb adm` needed: each director took the virtual_server from its \
+                 keepalived.conf"
+            );
+            return Ok(());
+        }
         say!("[lab] configuring the director in {ns} with ipvsadm's syntax:");
         let service = format!("{VIP}:{PORT}");
         self.adm(&["-A", "-t", &service, "-s", &args.scheduler])?;
@@ -512,11 +873,30 @@ impl Lab {
                 ),
             },
             (format!("ls {logs}"), "each process's log"),
-            (
-                format!("{exe} lab down{}", prefix_flag(&self.names)),
-                "stop it all and remove the namespaces",
-            ),
         ]);
+        if self.ha {
+            hints.extend([
+                (
+                    format!("ip netns exec {} {exe} adm --vrrp", n(Role::Backup)),
+                    "each director's VRRP state (also in the director)",
+                ),
+                (
+                    format!(
+                        "ip netns exec {} {exe} lab clients --to {VIP}:{PORT} --duration 30",
+                        n(Role::Client)
+                    ),
+                    "hold 50 keep-alive connections and count what a failover costs",
+                ),
+                (
+                    format!("kill -9 $(ip netns pids {})", n(Role::Director)),
+                    "crash the MASTER (seed §7.1); the backup takes over",
+                ),
+            ]);
+        }
+        hints.extend([(
+            format!("{exe} lab down{}", prefix_flag(&self.names)),
+            "stop it all and remove the namespaces",
+        )]);
         let width = hints.iter().map(|(cmd, _)| cmd.len()).max().unwrap_or(0);
         say!("[lab] the lab is up and stays up. Step in:");
         for (cmd, note) in hints {
@@ -652,6 +1032,13 @@ impl Drop for Lab {
             let _ = self.take_down();
         }
     }
+}
+
+/// Milliseconds since the UNIX epoch (the origin of `tunlb lab clients`' times).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Words for an exit status.

@@ -410,3 +410,51 @@ fn lab_refuses_encap_without_tunnels() {
         }
     }
 }
+
+/// `tunlb lab demo --ha`: two directors, the master killed under 50 keep-alive connections and
+/// brought back; the timeline is printed, every connection survives, nothing is left. `--ha`
+/// outside TUN mode is refused before anything is created.
+#[test]
+fn lab_demo_ha_survives_the_failover_and_leaves_nothing() {
+    require_root_and_tools();
+    let prefix = unique_prefix();
+    let _guard = LabGuard(prefix.clone());
+    let out = lab(&["demo", "--ha", "--mode", "dr", "--prefix", &prefix]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ha is for --mode tun"),
+        "{}",
+        text(&out)
+    );
+    assert_gone(&prefix, &text(&out));
+
+    let out = lab(&["demo", "--ha", "--prefix", &prefix]);
+    let log = text(&out);
+    assert!(out.status.success(), "lab demo --ha failed:\n{log}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        format!("[lab] {prefix}-director is VRRP MASTER"),
+        format!("[lab] {prefix}-backup is VRRP BACKUP"),
+        format!("[lab] answers: 6 from {RS1}, 6 from {RS2}"),
+        "[lab] timeline:".to_owned(),
+        "[lab] connections survived: 50/50".to_owned(),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == want),
+            "no line {want:?} in:\n{log}"
+        );
+    }
+    for want in [
+        "SIGKILL to the MASTER director",
+        &format!("{prefix}-backup (192.168.150.14) is MASTER"),
+        &format!("{prefix}-director is MASTER again"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("  t+") && l.contains(want)),
+            "no timeline line with {want:?} in:\n{log}"
+        );
+    }
+    assert_gone(&prefix, &log);
+}
