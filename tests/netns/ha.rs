@@ -37,7 +37,7 @@ use tunlb::lab::clients::Summary;
 use tunlb::lab::ha::{vrrp_state, KeepalivedConf, ServiceConf};
 
 use crate::harness::{
-    adm, run, start_director, start_httpd, wait_until, Netns, Pid, TempPath, Topology, TUNLB,
+    run, start_director, start_httpd, wait_until, Netns, Pid, TempPath, Topology, TUNLB,
 };
 
 /// The virtual service address, on the LAN, owned by no one.
@@ -279,7 +279,7 @@ fn unix_ms() -> u64 {
 
 /// The connections `ns`'s director lists (`adm -L -n -c`) to the VIP in state ESTABLISHED.
 fn established(ns: &Netns) -> usize {
-    adm(ns, "-L -n -c")
+    ns.tunlb(&["adm", "-L", "-n", "-c"])
         .lines()
         .filter(|l| l.contains("ESTABLISHED") && l.contains(&format!("{VIP}:80")))
         .count()
