@@ -10,8 +10,8 @@
 //! - **Probes** (`--probe-every-ms`, 50 ms): each is a new connection with `Connection: close`
 //!   that must be answered within `--probe-timeout-ms` (500 ms: a SYN lost in a failover is
 //!   retransmitted only after 1 s, so a probe that needed it counts as failed). A run of failed
-//!   probes is an **outage**, measured from the start of its first failed probe to the start of
-//!   the next probe that succeeded.
+//!   probes is an **outage**, measured from the start of its first failed probe to the end of
+//!   the next probe that succeeded (a new connection answered).
 //!
 //! It runs until `--duration` passes or SIGTERM / SIGINT arrives, printing `[clients] t=...`
 //! lines as it goes (all connections established, each lost connection, each outage, a status
@@ -68,7 +68,7 @@ pub struct ClientsArgs {
 pub struct Outage {
     /// When its first failed probe started, ms after [`Summary::start_unix_ms`].
     pub start_ms: u64,
-    /// From then to the start of the next successful probe (or the end of the run), ms.
+    /// From then to the end of the next successful probe (or the end of the run), ms.
     pub length_ms: u64,
     /// Failed probes in it.
     pub probes: u64,
@@ -151,8 +151,8 @@ struct ConnReport {
     served_by: Option<String>,
 }
 
-/// One probe's result: started at, succeeded.
-type ProbeResult = (Instant, bool);
+/// One probe's result: started at, succeeded, finished at.
+type ProbeResult = (Instant, bool, Instant);
 
 /// Runs `tunlb lab clients`.
 pub fn run(args: ClientsArgs) -> anyhow::Result<()> {
@@ -256,10 +256,11 @@ pub fn hold(args: &ClientsArgs, stop: impl Fn() -> bool) -> Summary {
             running.fetch_add(1, Ordering::Relaxed);
             thread::spawn(move || {
                 let ok = probe(to, probe_timeout).is_ok();
+                let end = Instant::now();
                 probes
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push((now, ok));
+                    .push((now, ok, end));
                 running.fetch_sub(1, Ordering::Relaxed);
             });
         }
@@ -267,7 +268,7 @@ pub fn hold(args: &ClientsArgs, stop: impl Fn() -> bool) -> Summary {
         // order by up to the probe timeout; good enough for the live lines, the summary sorts).
         {
             let list = probes.lock().unwrap_or_else(|e| e.into_inner());
-            for &(at, ok) in &list[seen_probes..] {
+            for &(at, ok, end) in &list[seen_probes..] {
                 match (ok, outage_since) {
                     (false, None) => {
                         outage_since = Some(at);
@@ -275,7 +276,7 @@ pub fn hold(args: &ClientsArgs, stop: impl Fn() -> bool) -> Summary {
                     }
                     (true, Some(since)) if at > since => {
                         outage_since = None;
-                        let len = at.duration_since(since).as_secs_f64();
+                        let len = end.duration_since(since).as_secs_f64();
                         say(
                             start,
                             format_args!("new connections work again (outage {len:.2} s)"),
@@ -383,8 +384,16 @@ fn keep_alive(
             }
             Err(e) => {
                 let t = start.elapsed().as_secs_f64();
+                let why = match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
+                        "no complete answer within {:.0} s (the request was sent at t={:.2}s)",
+                        timeout.as_secs_f64(),
+                        sent.duration_since(start).as_secs_f64()
+                    ),
+                    _ => e.to_string(),
+                };
                 report.lost = Some(format!(
-                    "connection {i} (client port {local}) at t={t:.2}s after {} requests: {e}",
+                    "connection {i} (client port {local}) at t={t:.2}s after {} requests: {why}",
                     report.requests
                 ));
                 event(ConnEvent::Lost);
@@ -533,7 +542,7 @@ fn summarize(
 fn outages(probes: &[ProbeResult], end_ms: u64, ms: impl Fn(Instant) -> u64) -> Vec<Outage> {
     let mut out = Vec::new();
     let mut open: Option<(u64, u64)> = None;
-    for &(at, ok) in probes {
+    for &(at, ok, end) in probes {
         let t = ms(at);
         match (ok, open) {
             (false, None) => open = Some((t, 1)),
@@ -541,7 +550,7 @@ fn outages(probes: &[ProbeResult], end_ms: u64, ms: impl Fn(Instant) -> u64) -> 
             (true, Some((s, n))) => {
                 out.push(Outage {
                     start_ms: s,
-                    length_ms: t - s,
+                    length_ms: ms(end).saturating_sub(s),
                     probes: n,
                     ongoing: false,
                 });
@@ -570,12 +579,12 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let probes: Vec<ProbeResult> = vec![
-            (at(0), true),
-            (at(50), false),
-            (at(100), false),
-            (at(150), true),
-            (at(200), true),
-            (at(250), false),
+            (at(0), true, at(5)),
+            (at(50), false, at(550)),
+            (at(100), false, at(600)),
+            (at(150), true, at(160)),
+            (at(200), true, at(205)),
+            (at(250), false, at(750)),
         ];
         let ms = |i: Instant| i.duration_since(t0).as_millis() as u64;
         let got = outages(&probes, 400, ms);
@@ -584,7 +593,7 @@ mod tests {
             [
                 Outage {
                     start_ms: 50,
-                    length_ms: 100,
+                    length_ms: 110,
                     probes: 2,
                     ongoing: false
                 },
