@@ -264,17 +264,24 @@ pub fn hold(args: &ClientsArgs, stop: impl Fn() -> bool) -> Summary {
                 running.fetch_sub(1, Ordering::Relaxed);
             });
         }
-        // Outage lines, from the probes finished so far (in start order they may finish out of
-        // order by up to the probe timeout; good enough for the live lines, the summary sorts).
+        // Outage lines, from the probes settled so far: every probe started more than the
+        // probe timeout ago has finished, so those are taken in start order.
         {
-            let list = probes.lock().unwrap_or_else(|e| e.into_inner());
-            for &(at, ok, end) in &list[seen_probes..] {
+            let mut list = probes.lock().unwrap_or_else(|e| e.into_inner());
+            list.sort_by_key(|p| p.0);
+            let settled = now.checked_sub(probe_timeout + Duration::from_millis(100));
+            while let (Some(&(at, ok, end)), Some(settled)) = (list.get(seen_probes), settled) {
+                if at > settled {
+                    break;
+                }
+                seen_probes += 1;
                 match (ok, outage_since) {
                     (false, None) => {
                         outage_since = Some(at);
-                        say(start, format_args!("new connections fail"));
+                        let t = at.duration_since(start).as_secs_f64();
+                        say(start, format_args!("new connections fail (from t={t:.2}s)"));
                     }
-                    (true, Some(since)) if at > since => {
+                    (true, Some(since)) => {
                         outage_since = None;
                         let len = end.duration_since(since).as_secs_f64();
                         say(
@@ -285,7 +292,6 @@ pub fn hold(args: &ClientsArgs, stop: impl Fn() -> bool) -> Summary {
                     _ => {}
                 }
             }
-            seen_probes = list.len();
         }
         if let Some(every) = status_every {
             if now >= next_status {

@@ -420,7 +420,9 @@ impl Lab {
             "0",
         ];
         say!(
-            "[lab] the failover (seed §7.1, §7.2): starting `tunlb {}` in {client}:              {CONNS} keep-alive connections, each a request every 100 ms, and a new              connection every 50 ms",
+            "[lab] the failover (seed §7.1, §7.2): starting `tunlb {}` in {client}: \
+            {CONNS} keep-alive connections, each a request every 100 ms, and a new \
+            connection every 50 ms",
             args.join(" ")
         );
         let clients = self.spawn(Role::Client, "clients", "tunlb lab clients", &args)?;
@@ -448,7 +450,8 @@ impl Lab {
         say!(
             "[lab] {}",
             timeline.event(format!(
-                "{CONNS} connections up; SIGKILL to the MASTER director in {director}                  ({dir_addr}): no goodbye advert, its ARP answers die with it"
+                "{CONNS} connections up; SIGKILL to the MASTER director in {director} \
+                ({dir_addr}): no goodbye advert, its ARP answers die with it"
             ))
         );
         {
@@ -460,7 +463,8 @@ impl Lab {
         say!(
             "[lab] {}",
             timeline.event(format!(
-                "{backup} ({backup_addr}) is MASTER: it stopped hearing adverts for 3 ×                  advert_int + skew, took the VIP and sent gratuitous ARPs"
+                "{backup} ({backup_addr}) is MASTER: it stopped hearing adverts for 3 × \
+                advert_int + skew, took the VIP and sent gratuitous ARPs"
             ))
         );
         let neigh = |want: &str| {
@@ -498,7 +502,8 @@ impl Lab {
         say!(
             "[lab] {}",
             timeline.event(format!(
-                "{director} is MASTER again: bulk resync from the backup done, priority 100 >                  50, it preempted"
+                "{director} is MASTER again: bulk resync from the backup done, priority 100 > \
+                50, it preempted"
             ))
         );
         self.wait_vrrp(backup_i, Role::Backup, "BACKUP")?;
@@ -534,7 +539,8 @@ impl Lab {
             }
         }
         timeline.event(format!(
-            "clients stopped: {} requests answered, the slowest took {:.1} s (TCP              retransmitting across the takeover)",
+            "clients stopped: {} requests answered, the slowest took {:.1} s (TCP \
+            retransmitting across the takeover)",
             summary.requests,
             summary.max_request_ms as f64 / 1000.0
         ));
@@ -547,8 +553,11 @@ impl Lab {
             "[lab] connections survived: {survived}/{}",
             summary.established
         );
-        for lost in &summary.lost_detail {
+        for lost in summary.lost_detail.iter().take(5) {
             say!("[lab]   lost {lost}");
+        }
+        if summary.lost_detail.len() > 5 {
+            say!("[lab]   ... and {} more", summary.lost_detail.len() - 5);
         }
         if summary.lost > 0 || summary.established < CONNS {
             bail!(
