@@ -77,7 +77,11 @@ pub fn vrrp_advert(data: &[u8]) {
                 assert_eq!(a.vrid(), cfg.vrid);
                 assert_eq!(a.version(), cfg.version);
                 assert_ne!(info.src, OURS);
-                assert!(a.verify_checksum(info.src, info.dst));
+                let unicast = !cfg.unicast_peers.is_empty();
+                assert!(
+                    a.verify_checksum(info.src, info.dst)
+                        || (unicast && a.verify_checksum(info.src, wire::MULTICAST_GROUP))
+                );
                 assert_eq!(a.count() as usize, cfg.vips.len());
             }
             Err(r) => {
