@@ -280,9 +280,9 @@ impl Instance {
         }
         // keepalived's unicast v3 compatibility: older releases put the multicast group in
         // the pseudo-header of unicast adverts too; it accepts both, and so do we.
-        if !advert.verify_checksum(ip.src, ip.dst)
-            && !(unicast && advert.verify_checksum(ip.src, wire::MULTICAST_GROUP))
-        {
+        let csum_ok = advert.verify_checksum(ip.src, ip.dst)
+            || (unicast && advert.verify_checksum(ip.src, wire::MULTICAST_GROUP));
+        if !csum_ok {
             return Err(Refusal::Checksum);
         }
         if ip.dst.is_multicast() == unicast {
