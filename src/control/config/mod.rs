@@ -47,6 +47,25 @@
 //! to = ["192.0.2.10"]        # public addresses, at least one
 //! ```
 //!
+//! VRRP and connection sync (`vrrp.rs`; every key in docs/ha.md): `[director] sloppy_tcp` /
+//! `sloppy_sctp`, `[vrrp]` (global_defs' VRRP keys), `[[vrrp_instance]]`, `[[vrrp_script]]`,
+//! `[[vrrp_sync_group]]` and `[sync]` (lvs_sync_daemon), with keepalived's keywords as keys:
+//!
+//! ```toml
+//! [[vrrp_instance]]
+//! name = "VI_1"
+//! state = "MASTER"
+//! interface = "eth0"
+//! virtual_router_id = 51
+//! priority = 100
+//! auth_pass = "1111"
+//! virtual_ipaddress = ["192.168.150.100/24 dev eth0 label eth0:3"]
+//!
+//! [sync]
+//! interface = "eth0"
+//! instance = "VI_1"
+//! ```
+//!
 //! Health checks (keepalived's names and defaults, see [`crate::health`]): on a service
 //! `delay_loop` (seconds, default 60), `alpha`, `omega`, `quorum` (1), `hysteresis` (0),
 //! `quorum_up`, `quorum_down` (commands), `sorry_server = "ip:port"`, `sorry_server_inhibit`,
