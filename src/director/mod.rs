@@ -51,7 +51,8 @@ mod snat_tests;
 #[cfg(test)]
 mod testkit;
 
-pub use self::core::Director;
+pub use self::core::{Director, InstallStats};
+pub use conn::SyncRecord;
 pub use modes::{dr, nat, probe_pin, route, snat};
 pub use packet::counters::Counters;
 pub use packet::verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};
