@@ -124,6 +124,16 @@ impl SyncedTable {
         removed
     }
 
+    /// Every flow waiting (expired ones included until [`sweep`](Self::sweep)), for a
+    /// listing (`adm -L -n -c`: they are flows of this director that no worker holds yet).
+    pub fn entries(&self) -> Vec<(ConnKey, Conn)> {
+        let mut out = Vec::with_capacity(self.len());
+        for m in &self.shards {
+            out.extend(lock(m).iter().map(|(k, c)| (*k, *c)));
+        }
+        out
+    }
+
     /// Appends up to `limit` live flows to `out`, resuming at `cursor` (0 to start). Returns
     /// the cursor to resume at, or `None` once every flow was visited. Flows added or taken
     /// between two calls may be missed or repeated.
@@ -194,6 +204,9 @@ mod tests {
         );
         assert_eq!(t.len(), 2);
         assert_eq!(t.get(&key(1)), Some(conn(2, 20)));
+        let mut all = t.entries();
+        all.sort_by_key(|(k, _)| k.cport);
+        assert_eq!(all, [(key(1), conn(2, 20)), (key(2), conn(3, 10))]);
         assert_eq!(t.take(&key(1)), Some(conn(2, 20)));
         assert_eq!(t.take(&key(1)), None);
         assert_eq!(t.len(), 1);
