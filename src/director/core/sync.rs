@@ -20,6 +20,16 @@
 //!   real server's active/inactive counts are counted once, at install, and kept in step with
 //!   later records; a persistent service's flow holds its template as a scheduled one does.
 //!
+//! How the sync daemon drives it (every call takes the worker's lock briefly):
+//!
+//! - master (`HaLink::is_sync_master`): `shared.set_sync_emit(true)`; every ~20 ms
+//!   `take_sync(&mut batch)` on each worker; answer a bulk request or refresh with
+//!   `dump_sync` on one worker and `dump_sync_conns` on the others (`limit` records per call,
+//!   resuming at the returned cursor until `None`). On leaving master: `set_sync_emit(false)`.
+//! - backup: `install_synced(now, &records)` on any one worker (calling it on every worker is
+//!   harmless, only slower); the synced flows no worker holds yet are
+//!   `shared.synced.entries()` for the `-L -c` listing. `Shared::handle_timeout` expires them.
+//!
 //! NAT flows are not synced: they live in the shared NAT table with their reverse mapping, and
 //! a NAT real server's replies come back through the director that has the mapping. Records of
 //! NAT servers are refused (`InstallStats::nat`) and NAT flows are never queued nor dumped.
