@@ -539,10 +539,14 @@ impl Lab {
             }
         }
         timeline.event(format!(
-            "clients stopped: {} requests answered, the slowest took {:.1} s (TCP \
-            retransmitting across the takeover)",
+            "clients stopped: {} requests answered; the slowest answer took {:.1} s{}",
             summary.requests,
-            summary.max_request_ms as f64 / 1000.0
+            summary.max_request_ms as f64 / 1000.0,
+            if summary.lost == 0 {
+                " (TCP retransmitting across the takeover)"
+            } else {
+                ""
+            }
         ));
         say!("[lab] timeline:");
         for line in timeline.lines() {
