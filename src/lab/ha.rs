@@ -294,6 +294,51 @@ mod tests {
         }
     }
 
+    /// The generated pair is what `configs/keepalived-ha-{master,backup}.conf` say, as tunlb's
+    /// keepalived.conf parser reads them: the same VRRP instance and connection sync, without a
+    /// warning.
+    #[test]
+    fn the_seed_pair_parses_like_the_shipped_ha_configs() {
+        use crate::control::keepalived::parse_str;
+        let vip = Ipv4Addr::new(192, 168, 150, 100);
+        for (master, shipped) in [
+            (
+                true,
+                include_str!("../../configs/keepalived-ha-master.conf"),
+            ),
+            (
+                false,
+                include_str!("../../configs/keepalived-ha-backup.conf"),
+            ),
+        ] {
+            let conf = KeepalivedConf {
+                service: Some(ServiceConf {
+                    port: 80,
+                    algo: "rr".into(),
+                    kind: "TUN".into(),
+                    real_servers: vec![
+                        Ipv4Addr::new(192, 168, 150, 12),
+                        Ipv4Addr::new(192, 168, 150, 13),
+                    ],
+                    checks: true,
+                }),
+                ..KeepalivedConf::seed(master, vip)
+            };
+            let ours = parse_str(&conf.render(), "generated").expect("the generated file");
+            let theirs = parse_str(shipped, "shipped").expect("the shipped file");
+            assert!(
+                ours.warnings.is_empty(),
+                "{:?}\n{}",
+                ours.warnings,
+                conf.render()
+            );
+            let (mut a, b) = (ours.vrrp.clone(), theirs.vrrp.clone());
+            a.router_id = b.router_id.clone();
+            assert_eq!(a, b, "master: {master}");
+            assert_eq!(ours.services, theirs.services);
+        }
+    }
+
     #[test]
     fn v3_has_no_authentication_and_sync_can_be_off() {
         let conf = KeepalivedConf {
