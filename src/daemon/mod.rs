@@ -6,10 +6,13 @@
 //!
 //! - [`run`](mod@run): [`DirectorArgs`] (the command line) and [`run()`](fn@run): start the
 //!   TUN, the cores, the workers and everything below, wait for signals, clean up.
+//! - [`announce`]: the VIPs' ARP responder (AF_PACKET) and gratuitous ARPs, for VRRP and
+//!   `--announce`.
 //! - [`plane`]: the [`ControlPlane`]: `adm` requests, reloads, the host routing that follows the
 //!   table (VIP routes, tunnel routes, NAT and S-NAT policy routing), the health checkers'
 //!   overlay, listings and the metrics sample.
 
+pub mod announce;
 pub mod ha;
 pub mod plane;
 pub mod run;

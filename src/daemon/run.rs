@@ -15,6 +15,7 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Context;
 
+use super::announce::Announcer;
 use super::plane::{ControlPlane, HostSetup};
 use crate::control::config::{self, DirectorSettings};
 use crate::control::keepalived;
@@ -46,7 +47,8 @@ pub struct DirectorArgs {
     /// Outer source address of tunnel packets (default: the kernel picks the route's source).
     #[arg(long)]
     pub local_address: Option<Ipv4Addr>,
-    /// Answer ARP for the VIPs on this LAN interface (proxy neighbour, proxy_delay 0).
+    /// Answer ARP for every VIP on this LAN interface (from this process's own AF_PACKET
+    /// socket: the answers stop when it exits, however it exits).
     #[arg(long)]
     pub announce: Vec<String>,
     /// MTU of the path to the real servers (default 1500, at least 576). A client packet that
@@ -156,6 +158,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .map(|_| Arc::new(Mutex::new(Director::new(shared.clone(), config.clone()))))
         .collect();
     let clock = Clock::new();
+    let announcer = Announcer::new();
     let plane = Arc::new(ControlPlane::new(
         shared.clone(),
         cores.clone(),
@@ -168,6 +171,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             } else {
                 args.announce.clone()
             },
+            announcer: announcer.clone(),
             config_path: args.config.clone(),
         },
         set,
@@ -279,6 +283,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     log::info!("tunlb director: at exit: {}", summary(&cores));
     drop(health);
     plane.shutdown();
+    announcer.shutdown();
     Ok(())
 }
 
