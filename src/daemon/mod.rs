@@ -8,6 +8,7 @@
 //!   TUN, the cores, the workers and everything below, wait for signals, clean up.
 //! - [`announce`]: the VIPs' ARP responder (AF_PACKET) and gratuitous ARPs, for VRRP and
 //!   `--announce`.
+//! - [`vrrp`]: the VRRP driver thread (sockets, timers, scripts, ARP answers of a MASTER).
 //! - [`plane`]: the [`ControlPlane`]: `adm` requests, reloads, the host routing that follows the
 //!   table (VIP routes, tunnel routes, NAT and S-NAT policy routing), the health checkers'
 //!   overlay, listings and the metrics sample.
@@ -16,6 +17,7 @@ pub mod announce;
 pub mod ha;
 pub mod plane;
 pub mod run;
+pub mod vrrp;
 
 pub use plane::{ControlPlane, HostSetup, PlaneError};
 pub use run::{run, DirectorArgs};

@@ -16,7 +16,9 @@ use std::time::Duration as StdDuration;
 use anyhow::Context;
 
 use super::announce::Announcer;
+use super::ha::HaLink;
 use super::plane::{ControlPlane, HostSetup};
+use super::vrrp;
 use crate::control::config::{self, DirectorSettings};
 use crate::control::keepalived;
 use crate::director::io::tunnel_link::{LinkView, TunnelLinks, TunnelTx};
@@ -88,6 +90,9 @@ pub struct DirectorArgs {
     /// frames skip the IP output path).
     #[arg(long, value_enum, default_value_t = TunnelTx::Frames)]
     pub tunnel_tx: TunnelTx,
+    /// TEMPORARY (until the config parsers carry VRRP): the VRRP config as JSON.
+    #[arg(long, hide = true)]
+    pub vrrp_json: Option<PathBuf>,
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
@@ -240,6 +245,17 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     }
     let resolver = resolver::spawn_resolver(shared.clone(), stop.clone(), tunnel_links)
         .context("starting the DR neighbour resolver")?;
+    // VRRP last: this director answers for the VIPs only once it can forward.
+    let vrrp_cfg = vrrp_config(&args)?;
+    let ha = Arc::new(HaLink::without_sync());
+    let vrrp = if vrrp_cfg.is_empty() {
+        None
+    } else {
+        let handle = vrrp::start(&vrrp_cfg, announcer.clone(), ha.clone(), clock)
+            .context("starting VRRP")?;
+        plane.set_vrrp_status(handle.status());
+        Some(handle)
+    };
     log::info!(
         "tunlb director: {} queue(s) on {}, control socket ready; configure with `tunlb adm`",
         queues,
@@ -275,6 +291,11 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             None => {}
         }
     }
+    // First VRRP: a MASTER sends priority 0 and stops answering ARP, so a BACKUP takes over
+    // while this director still forwards what reaches it.
+    if let Some(v) = vrrp {
+        v.shutdown();
+    }
     stop.store(true, Ordering::SeqCst);
     for w in workers.into_iter().chain(gateways) {
         let _ = w.join();
@@ -285,6 +306,18 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     plane.shutdown();
     announcer.shutdown();
     Ok(())
+}
+
+/// The VRRP instances to run (none: VRRP off).
+fn vrrp_config(args: &DirectorArgs) -> anyhow::Result<crate::vrrp::config::VrrpConfig> {
+    match &args.vrrp_json {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        }
+        None => Ok(Default::default()),
+    }
 }
 
 fn random_seed() -> u64 {

@@ -182,6 +182,25 @@ pub struct DirectorSample {
     pub nat_flows: u64,
     /// The health probes' durations ([`CheckDurations::snapshot`]).
     pub checks: Vec<CheckSeries>,
+    /// The VRRP instances (none when VRRP is not configured).
+    pub vrrp: Vec<VrrpSample>,
+}
+
+/// One VRRP instance in a scrape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VrrpSample {
+    /// The instance's name.
+    pub instance: String,
+    /// `tunlb_vrrp_state`: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.
+    pub state: u8,
+    /// Transitions by the state entered (`INIT`, `BACKUP`, `MASTER`, `FAULT`).
+    pub transitions: Vec<(&'static str, u64)>,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Adverts received and accepted.
+    pub adverts_received: u64,
+    /// Adverts refused, by reason.
+    pub refused: Vec<(&'static str, u64)>,
 }
 
 /// The upper bounds (seconds) of the `tunlb_check_duration_seconds` buckets; a last `+Inf`
@@ -585,8 +604,67 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "Flows in the shared NAT flow table.",
         s.nat_flows,
     );
+    vrrp_metrics(&mut r, &s.vrrp);
     build_info(&mut r);
     r
+}
+
+/// `tunlb_vrrp_*`: one series per VRRP instance (none without VRRP).
+fn vrrp_metrics(r: &mut Registry, instances: &[VrrpSample]) {
+    if instances.is_empty() {
+        return;
+    }
+    let state: Family<Labels, Gauge> = Family::default();
+    let transitions: Family<Labels, Counter> = Family::default();
+    let sent: Family<Labels, Counter> = Family::default();
+    let received: Family<Labels, Counter> = Family::default();
+    let refused: Family<Labels, Counter> = Family::default();
+    for v in instances {
+        let inst = || vec![("instance", v.instance.clone())];
+        state.get_or_create(&inst()).set(i64::from(v.state));
+        for to in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+            let n = v
+                .transitions
+                .iter()
+                .find(|(k, _)| *k == to)
+                .map_or(0, |x| x.1);
+            let mut l = inst();
+            l.push(("to", to.to_string()));
+            transitions.get_or_create(&l).inc_by(n);
+        }
+        sent.get_or_create(&inst()).inc_by(v.adverts_sent);
+        received.get_or_create(&inst()).inc_by(v.adverts_received);
+        for (reason, n) in &v.refused {
+            let mut l = inst();
+            l.push(("reason", reason.to_string()));
+            refused.get_or_create(&l).inc_by(*n);
+        }
+    }
+    r.register(
+        "tunlb_vrrp_state",
+        "State of the VRRP instance: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
+        state,
+    );
+    r.register(
+        "tunlb_vrrp_transitions",
+        "State changes of the VRRP instance, by the state entered.",
+        transitions,
+    );
+    r.register(
+        "tunlb_vrrp_adverts_sent",
+        "VRRP adverts sent (one per destination).",
+        sent,
+    );
+    r.register(
+        "tunlb_vrrp_adverts_received",
+        "VRRP adverts received and accepted.",
+        received,
+    );
+    r.register(
+        "tunlb_vrrp_adverts_refused",
+        "VRRP adverts refused, by reason (ttl, checksum, version, auth, interval, vip_list, ...); adverts of other virtual routers are not counted.",
+        refused,
+    );
 }
 
 /// The registry of one agent scrape.
@@ -693,6 +771,7 @@ mod tests {
             conn_capacity: 100,
             nat_flows: 0,
             checks: Vec::new(),
+            vrrp: Vec::new(),
         }
     }
 
@@ -705,6 +784,33 @@ mod tests {
     }
 
     const LABELS: &str = "local_address=\"10.0.0.100\",local_port=\"80\",remote_address=\"10.0.1.1\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"";
+
+    #[test]
+    fn vrrp_instances_have_state_transitions_and_advert_counters() {
+        let mut s = sample();
+        s.vrrp = vec![VrrpSample {
+            instance: "VI_1".into(),
+            state: 2,
+            transitions: vec![("BACKUP", 1), ("MASTER", 1)],
+            adverts_sent: 7,
+            adverts_received: 3,
+            refused: vec![("ttl", 2)],
+        }];
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        assert_lines(
+            &text,
+            [
+                "tunlb_vrrp_state{instance=\"VI_1\"} 2",
+                "tunlb_vrrp_transitions_total{instance=\"VI_1\",to=\"MASTER\"} 1",
+                "tunlb_vrrp_transitions_total{instance=\"VI_1\",to=\"FAULT\"} 0",
+                "tunlb_vrrp_adverts_sent_total{instance=\"VI_1\"} 7",
+                "tunlb_vrrp_adverts_received_total{instance=\"VI_1\"} 3",
+                "tunlb_vrrp_adverts_refused_total{instance=\"VI_1\",reason=\"ttl\"} 2",
+            ],
+        );
+        let without = encode(&director_registry(&sample()), Format::Prometheus);
+        assert!(!without.contains("tunlb_vrrp"));
+    }
 
     #[test]
     fn prometheus_text_has_node_exporter_names() {

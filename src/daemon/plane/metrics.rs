@@ -30,6 +30,9 @@ impl ControlPlane {
         }
         sample.nat_flows = self.shared.nat.len() as u64;
         sample.checks = self.check_durations.snapshot();
+        if let Some(v) = self.vrrp.lock().ok().and_then(|v| v.clone()) {
+            sample.vrrp = v.metrics();
+        }
         let (configured, overlay) = match self.state.lock() {
             Ok(st) => (st.set.clone(), st.health.dests.clone()),
             Err(_) => return sample,

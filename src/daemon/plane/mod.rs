@@ -37,6 +37,7 @@ use crate::control::config::DirectorSettings;
 use crate::control::ops::Timeouts;
 use crate::control::socket;
 use crate::daemon::announce::Announcer;
+use crate::daemon::vrrp::VrrpStatus;
 use crate::director::conn::Timeouts as ConnTimeouts;
 use crate::director::io::resolver::{self, DrServerError};
 use crate::director::nat::ReplyRouting;
@@ -72,6 +73,8 @@ pub struct ControlPlane {
     health_config: Mutex<(u64, HealthConfig)>,
     /// The health probes' durations, recorded by the probe threads, read by the scrapes.
     check_durations: crate::metrics::CheckDurations,
+    /// The VRRP driver's published state, when VRRP runs.
+    vrrp: Mutex<Option<Arc<VrrpStatus>>>,
 }
 
 struct PlaneState {
@@ -209,6 +212,7 @@ impl ControlPlane {
             }),
             keepalived_path: Mutex::new(None),
             check_durations: crate::metrics::CheckDurations::default(),
+            vrrp: Mutex::new(None),
             settings: Mutex::new(DirectorSettings {
                 queues,
                 tun_name: tun_name.clone(),
@@ -297,6 +301,19 @@ impl ControlPlane {
                 log::info!("tunlb director: service {} removed", o.key);
             }
         }
+    }
+
+    /// Lets `adm --vrrp` and `/metrics` show the VRRP driver's instances.
+    pub fn set_vrrp_status(&self, status: Arc<VrrpStatus>) {
+        if let Ok(mut v) = self.vrrp.lock() {
+            *v = Some(status);
+        }
+    }
+
+    /// The VRRP instances for `adm --vrrp` (empty without VRRP).
+    pub fn vrrp_entries(&self) -> Vec<crate::control::vrrp_status::VrrpEntry> {
+        let status = self.vrrp.lock().ok().and_then(|v| v.clone());
+        status.map(|s| s.entries()).unwrap_or_default()
     }
 
     /// Undoes every change to the host (routes, sysctls) and stops answering ARP.

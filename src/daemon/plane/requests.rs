@@ -23,6 +23,7 @@ impl ControlPlane {
                 None => Response::error("Memory allocation problem"),
             },
             Request::Reload => self.handle_reload(),
+            Request::ListVrrp => Response::Vrrp(self.vrrp_entries()),
         }
     }
 
