@@ -97,7 +97,7 @@ impl ArpSocket {
         Ok(Some(ArpFrom {
             len: n as usize,
             mac,
-            outgoing: from.sll_pkttype == libc::PACKET_OUTGOING as u8,
+            outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
         }))
     }
 

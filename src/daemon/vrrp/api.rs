@@ -1,7 +1,7 @@
 //! TEMPORARY stand-in for `crate::vrrp::{machine, wire}` (the plan's API, being written by
 //! another helper): just enough behaviour to drive the daemon before the real machine lands.
 //! Deleted once `crate::vrrp::machine` is merged.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::collapsible_match)]
 
 use std::net::Ipv4Addr;
 
