@@ -8,7 +8,6 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Context;
 
-use super::api::{Action, Instance, State, SyncGroup};
 use super::scripts::{Notifier, Scripts};
 use super::track::{self, Tracked};
 use super::{source_address, InstanceCounters, Shown, VrrpStatus};
@@ -18,6 +17,8 @@ use crate::daemon::ha::HaLink;
 use crate::sys::vrrp::VrrpSocket;
 use crate::time::{Clock, Duration, Instant};
 use crate::vrrp::config::{InstanceConfig, Notify, SyncGroupConfig, Version, VrrpConfig};
+use crate::vrrp::group::SyncGroup;
+use crate::vrrp::machine::{Action, Instance, State};
 
 /// How often interfaces are looked at (and the longest the loop sleeps).
 const TICK: Duration = Duration::from_millis(100);

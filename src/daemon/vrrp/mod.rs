@@ -17,7 +17,6 @@
 //!
 //! [`VrrpStatus`] is what `tunlb adm --vrrp` and `/metrics` read.
 
-mod api;
 mod driver;
 pub mod scripts;
 pub mod track;
@@ -34,7 +33,7 @@ use crate::daemon::ha::HaLink;
 use crate::time::{Clock, Instant};
 use crate::vrrp::config::VrrpConfig;
 
-pub use api::State;
+pub use crate::vrrp::machine::State;
 
 /// The counters of one instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -128,12 +127,7 @@ impl VrrpStatus {
 
 /// `tunlb_vrrp_state`'s value: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.
 pub fn state_number(s: State) -> u8 {
-    match s {
-        State::Init => 0,
-        State::Backup => 1,
-        State::Master => 2,
-        State::Fault => 3,
-    }
+    s.as_u8()
 }
 
 /// The running driver.
