@@ -14,6 +14,7 @@ mod icmp_reply;
 mod keepalived_conf;
 mod metrics_request;
 mod vnet_gso;
+mod vrrp_advert;
 mod wire_views;
 
 pub use admin_input::admin_input;
@@ -25,6 +26,7 @@ pub use icmp_reply::icmp_reply;
 pub use keepalived_conf::keepalived_conf;
 pub use metrics_request::metrics_request;
 pub use vnet_gso::vnet_gso;
+pub use vrrp_advert::vrrp_advert;
 pub use wire_views::wire_views;
 
 /// A target's body: the raw input, a panic when an invariant breaks.
@@ -42,5 +44,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("keepalived_conf", keepalived_conf),
     ("metrics_request", metrics_request),
     ("vnet_gso", vnet_gso),
+    ("vrrp_advert", vrrp_advert),
     ("wire_views", wire_views),
 ];

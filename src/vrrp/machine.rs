@@ -278,7 +278,11 @@ impl Instance {
         if advert.count() as usize != self.vips.len() {
             return Err(Refusal::VipList);
         }
-        if !advert.verify_checksum(ip.src, ip.dst) {
+        // keepalived's unicast v3 compatibility: older releases put the multicast group in
+        // the pseudo-header of unicast adverts too; it accepts both, and so do we.
+        let csum_ok = advert.verify_checksum(ip.src, ip.dst)
+            || (unicast && advert.verify_checksum(ip.src, wire::MULTICAST_GROUP));
+        if !csum_ok {
             return Err(Refusal::Checksum);
         }
         if ip.dst.is_multicast() == unicast {

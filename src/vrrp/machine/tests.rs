@@ -898,7 +898,12 @@ fn unicast_accepts_any_ttl_and_checks_the_v3_pseudo_header_with_the_peer() {
     // Built for another destination: the pseudo-header differs.
     sender.build_advert(50, C, &mut payload);
     wire::wrap_ipv4(B, A, 64, &payload, &mut pkt);
-    assert_eq!(refusal(c, &pkt), Err(Refusal::Checksum));
+    assert_eq!(refusal(c.clone(), &pkt), Err(Refusal::Checksum));
+    // Built with the multicast group in the pseudo-header (keepalived's old unicast
+    // checksum): accepted, as keepalived's compatibility mode does.
+    sender.build_advert(50, G, &mut payload);
+    wire::wrap_ipv4(B, A, 64, &payload, &mut pkt);
+    assert_eq!(refusal(c, &pkt), Ok(()));
 }
 
 #[test]
