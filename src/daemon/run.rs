@@ -90,9 +90,6 @@ pub struct DirectorArgs {
     /// frames skip the IP output path).
     #[arg(long, value_enum, default_value_t = TunnelTx::Frames)]
     pub tunnel_tx: TunnelTx,
-    /// TEMPORARY (until the config parsers carry VRRP): the VRRP config as JSON.
-    #[arg(long, hide = true)]
-    pub vrrp_json: Option<PathBuf>,
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
@@ -103,10 +100,11 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         Some(path) => config::load(path)?,
         None => match &args.keepalived_conf {
             Some(path) => {
-                // The virtual servers and their checkers; VRRP blocks are warned about.
+                // The virtual servers, their checkers and the VRRP instances.
                 let k = keepalived::load_reporting(path)?;
                 let settings = DirectorSettings {
                     health: k.health,
+                    vrrp: k.vrrp,
                     ..DirectorSettings::default()
                 };
                 (settings, k.services)
@@ -246,13 +244,13 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     let resolver = resolver::spawn_resolver(shared.clone(), stop.clone(), tunnel_links)
         .context("starting the DR neighbour resolver")?;
     // VRRP last: this director answers for the VIPs only once it can forward.
-    let vrrp_cfg = vrrp_config(&args)?;
+    let vrrp_cfg = &settings.vrrp;
     let ha = Arc::new(HaLink::without_sync());
     let vrrp = if vrrp_cfg.is_empty() {
         None
     } else {
-        let handle = vrrp::start(&vrrp_cfg, announcer.clone(), ha.clone(), clock)
-            .context("starting VRRP")?;
+        let handle =
+            vrrp::start(vrrp_cfg, announcer.clone(), ha.clone(), clock).context("starting VRRP")?;
         plane.set_vrrp_status(handle.status());
         Some(handle)
     };
@@ -306,18 +304,6 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     plane.shutdown();
     announcer.shutdown();
     Ok(())
-}
-
-/// The VRRP instances to run (none: VRRP off).
-fn vrrp_config(args: &DirectorArgs) -> anyhow::Result<crate::vrrp::config::VrrpConfig> {
-    match &args.vrrp_json {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-        }
-        None => Ok(Default::default()),
-    }
 }
 
 fn random_seed() -> u64 {

@@ -40,20 +40,24 @@ fn build() -> Topology {
         .build()
 }
 
-/// The director's VRRP config: one instance VI_1 on eth0, VRID 51, advert_int 1, the VIP.
+/// The director's keepalived.conf: one instance VI_1 on eth0, VRID 51, advert_int 1, the VIP
+/// (as configs/keepalived-ha-*.conf, without virtual servers).
 fn vrrp_config(ns: &Netns, priority: u8) -> TempPath {
     let tag = ns.name();
-    let path = TempPath::new(&format!("vrrp-{tag}.json"));
+    let path = TempPath::new(&format!("keepalived-{tag}.conf"));
     let text = format!(
-        r#"{{"router_id":"{tag}","instances":[{{"name":"VI_1","initial":"BACKUP","interface":"eth0","vrid":51,"priority":{priority},"advert_int":{{"secs":1,"nanos":0}},"version":"2","preempt":true,"preempt_delay":{{"secs":0,"nanos":0}},"auth_pass":null,"vips":[{{"addr":"{VIP}","prefix":32,"dev":null,"label":null}}],"unicast_src":null,"unicast_peers":[],"track_interfaces":[],"track_scripts":[],"notify":{{"master":null,"backup":null,"fault":null,"stop":null,"any":null}},"garp":{{"master_delay":{{"secs":5,"nanos":0}},"master_repeat":5,"master_refresh":null,"master_refresh_repeat":1,"interval":{{"secs":0,"nanos":0}}}}}}],"scripts":[],"sync_groups":[],"sync":null}}"#
+        "global_defs {{\n    router_id {tag}\n}}\n\
+         vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
+         priority {priority}\n    advert_int 1\n    authentication {{\n        auth_type PASS\n        \
+         auth_pass tunlb\n    }}\n    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n"
     );
-    std::fs::write(path.path(), text).expect("write the VRRP config");
+    std::fs::write(path.path(), text).expect("write the keepalived.conf");
     path
 }
 
 fn start(ns: &Netns, cfg: &TempPath) -> crate::harness::Pid {
     let arg = cfg.arg();
-    start_director(ns, &["--queues", "1", "--vrrp-json", &arg])
+    start_director(ns, &["--queues", "1", "--keepalived-conf", &arg])
 }
 
 /// `adm --vrrp --json`'s state of VI_1 in `ns` ("" if the director does not answer).
