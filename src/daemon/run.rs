@@ -147,7 +147,12 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
 
     let shared = Arc::new(Shared::new(Snapshot::default()));
+    // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
+    // director that took over keeps the flows it did not see start.
+    let (sloppy_tcp, sloppy_sctp) = settings.sloppy();
     let config = DirectorConfig {
+        sloppy_tcp,
+        sloppy_sctp,
         tunnel_mtu,
         local_addr,
         max_conns: args.max_conns,
