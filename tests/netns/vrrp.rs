@@ -43,16 +43,32 @@ fn build() -> Topology {
 /// The director's keepalived.conf: one instance VI_1 on eth0, VRID 51, advert_int 1, the VIP
 /// (as configs/keepalived-ha-*.conf, without virtual servers).
 fn vrrp_config(ns: &Netns, priority: u8) -> TempPath {
-    let tag = ns.name();
-    let path = TempPath::new(&format!("keepalived-{tag}.conf"));
-    let text = format!(
+    write_config(ns, &vrrp_conf_text(ns.name(), priority))
+}
+
+fn write_config(ns: &Netns, text: &str) -> TempPath {
+    let path = TempPath::new(&format!("keepalived-{}.conf", ns.name()));
+    std::fs::write(path.path(), text).expect("write the keepalived.conf");
+    path
+}
+
+fn vrrp_conf_text(tag: &str, priority: u8) -> String {
+    format!(
         "global_defs {{\n    router_id {tag}\n}}\n\
          vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
          priority {priority}\n    advert_int 1\n    authentication {{\n        auth_type PASS\n        \
          auth_pass tunlb\n    }}\n    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n"
-    );
-    std::fs::write(path.path(), text).expect("write the keepalived.conf");
-    path
+    )
+}
+
+/// VRRPv3 with advert_int 0.1 and unicast adverts to the other director.
+fn v3_unicast_text(tag: &str, priority: u8, me: &str, peer: &str) -> String {
+    format!(
+        "global_defs {{\n    router_id {tag}\n    vrrp_version 3\n}}\n\
+         vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
+         priority {priority}\n    advert_int 0.1\n    unicast_src_ip {me}\n    \
+         unicast_peer {{\n        {peer}\n    }}\n    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n"
+    )
 }
 
 fn start(ns: &Netns, cfg: &TempPath) -> crate::harness::Pid {
@@ -197,4 +213,43 @@ fn sigkill_leaves_nothing_answering_and_garp_moves_the_client() {
     client.ip(&format!("neigh flush {VIP}"));
     let after = resolve_vip(client);
     assert!(after.contains(&mb), "{after}");
+}
+
+/// VRRPv3, advert_int 0.1, unicast peers: the master is elected in well under a second, and a
+/// SIGKILLed master is replaced after 3 × 0.1 s + skew.
+#[test]
+fn v3_unicast_elects_and_replaces_a_killed_master_fast() {
+    require_root_and_tools();
+    let topo = build();
+    let (a, b, client) = (topo.ns("a"), topo.ns("b"), topo.ns("client"));
+    let ca = write_config(a, &v3_unicast_text(a.name(), 100, A, B));
+    let cb = write_config(b, &v3_unicast_text(b.name(), 50, B, A));
+    let pa = start(a, &ca);
+    let _pb = start(b, &cb);
+    wait_until("a MASTER and b BACKUP", Duration::from_secs(5), || {
+        state(a) == "MASTER" && state(b) == "BACKUP"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!((state(a).as_str(), state(b).as_str()), ("MASTER", "BACKUP"));
+    let v: serde_json::Value =
+        serde_json::from_str(&b.tunlb(&["adm", "--vrrp", "--json"])).unwrap();
+    assert_eq!(
+        (v[0]["version"].as_u64(), &v[0]["master"]),
+        (Some(3), &serde_json::json!(A))
+    );
+    assert!(v[0]["adverts_received"].as_u64().unwrap() >= 5, "{v}");
+    assert!(resolve_vip(client).contains(&mac(a)));
+
+    let t0 = Instant::now();
+    a.signal(pa, "KILL");
+    wait_until("b MASTER after a died", Duration::from_secs(2), || {
+        state(b) == "MASTER"
+    });
+    eprintln!("v3: b became MASTER {:?} after SIGKILL to a", t0.elapsed());
+    let mb = mac(b);
+    wait_until(
+        "the client's VIP entry to move to b",
+        Duration::from_secs(3),
+        || client.ip(&format!("neigh show {VIP}")).contains(&mb),
+    );
 }
