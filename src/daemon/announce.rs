@@ -126,6 +126,13 @@ impl Announcer {
         Ok(())
     }
 
+    /// Opens the ARP socket of `iface` now (so a missing interface or privilege shows at
+    /// start, not at the first takeover).
+    pub fn open(self: &Arc<Self>, iface: &str) -> io::Result<()> {
+        let mut links = self.links.lock().map_err(|_| poisoned())?;
+        self.link(&mut links, iface).map(drop)
+    }
+
     /// Replaces what `owner` announces on `iface` with `vips`; returns the addresses that were
     /// not answered there before (the caller may send gratuitous ARPs for them).
     pub fn set(

@@ -121,6 +121,11 @@ impl Driver {
                     .or_default()
                     .insert(v.addr);
             }
+            for iface in by_iface.keys() {
+                announcer.open(iface).with_context(|| {
+                    format!("VRRP instance {}: answering ARP on {iface}", ic.name)
+                })?;
+            }
             insts.push(Inst {
                 m: Instance::new(ic, src),
                 cfg: ic.clone(),
