@@ -192,3 +192,49 @@ fn source_address(unicast_src: Option<Ipv4Addr>, iface: &str) -> std::io::Result
         None => crate::sys::iface::ipv4(iface),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_shows_time_since_the_transition_and_the_metric_values() {
+        let clock = Clock::new();
+        let status = VrrpStatus::new(clock);
+        let mut counters = InstanceCounters {
+            adverts_sent: 4,
+            ..InstanceCounters::default()
+        };
+        counters.transitions.insert("MASTER", 1);
+        counters.refused.insert("ttl", 2);
+        status.publish(vec![Shown {
+            entry: VrrpEntry {
+                name: "VI_1".into(),
+                state: "MASTER".into(),
+                priority: 100,
+                base_priority: 100,
+                vrid: 51,
+                interface: "eth0".into(),
+                version: 2,
+                master: Some(Ipv4Addr::new(192, 168, 150, 11)),
+                since_ms: None,
+                vips: vec![Ipv4Addr::new(192, 168, 150, 100)],
+                adverts_sent: 0,
+                adverts_received: 0,
+            },
+            state: State::Master,
+            last: Some(Instant::ZERO),
+            counters,
+        }]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let e = &status.entries()[0];
+        assert!(e.since_ms.unwrap() >= 20, "{e:?}");
+        assert_eq!(e.adverts_sent, 4);
+        let m = &status.metrics()[0];
+        assert_eq!((m.state, m.adverts_sent), (2, 4));
+        assert_eq!(m.transitions, vec![("MASTER", 1)]);
+        assert_eq!(m.refused, vec![("ttl", 2)]);
+        assert_eq!(status.state_of("VI_1"), Some(State::Master));
+        assert_eq!(status.state_of("VI_2"), None);
+    }
+}
