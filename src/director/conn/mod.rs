@@ -13,14 +13,14 @@ use std::net::Ipv4Addr;
 
 use crate::time::Instant;
 
+mod record;
 mod state;
 mod table;
-mod record;
 mod template;
 
+pub use record::SyncRecord;
 pub use state::{tcp_transition, ConnState, Direction, Timeouts};
 pub use table::{random_seed, ConnTable, TableFull};
-pub use record::SyncRecord;
 pub use template::{template_key, TemplateTable};
 
 /// A stable handle on a real server: slot in the low 16 bits, generation in the high 16 (so a
