@@ -741,4 +741,27 @@ mod tests {
             Refused::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels.len(), Refused::ALL.len());
     }
+
+    #[test]
+    fn the_fuzz_seeds_are_what_their_names_say() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sync_message");
+        let key = Key::new(crate::fuzzing::FUZZ_KEY);
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let bytes = std::fs::read(&path).unwrap();
+            let policy = Policy {
+                syncid: if name.contains("syncid_9") { 9 } else { 0 },
+                maxlen: 1472,
+                key: name.starts_with("keyed_").then(|| key.clone()),
+            };
+            let verdict = Message::new_checked(&bytes).and_then(|m| m.verify(&policy));
+            match name.as_str() {
+                "conns_bad_state" => assert_eq!(verdict, Err(Refused::BadRecord)),
+                "ipvs_v1_header_not_ours" => assert_eq!(verdict, Err(Refused::Magic)),
+                "keyed_bad_mac" => assert_eq!(verdict, Err(Refused::Auth)),
+                _ => assert_eq!(verdict, Ok(()), "{name}"),
+            }
+        }
+    }
 }
