@@ -136,6 +136,11 @@ impl Endpoint {
                 .collect()
         };
         s.set_nonblocking(true)?;
+        // A bulk answer arrives in bursts of up to 32 messages every 5 ms while this thread
+        // installs: room for a whole second of them.
+        if let Err(e) = crate::sys::mcast::force_recv_buffer(s.as_raw_fd(), RECV_BUFFER) {
+            log::warn!("sync ({}): receive buffer: {e}", cfg.instance);
+        }
         Ok(Endpoint {
             socket: s.into(),
             dests,
@@ -154,6 +159,18 @@ pub fn session_config(cfg: &SyncConfig, refresh: Duration) -> SessionConfig {
             random_sender(),
         )
     }
+}
+
+/// The refresh interval for the running timeouts (`adm --set`, `[timeouts]`): half the
+/// shortest non-zero one, within 1 and 60 s ([`crate::sync::session::refresh_interval`]), so
+/// a backup's copy of a flow the master keeps alive never expires.
+pub fn refresh_for(t: &crate::control::ops::Timeouts) -> Duration {
+    let shortest = [t.tcp, t.tcpfin, t.udp]
+        .into_iter()
+        .filter(|s| *s > 0)
+        .min()
+        .unwrap_or(120);
+    crate::sync::session::refresh_interval(Duration::from_secs(shortest.into()))
 }
 
 fn random_sender() -> u32 {
@@ -240,6 +257,8 @@ pub fn spawn<C: SyncCore>(
     })
 }
 
+/// The socket's receive buffer (`SO_RCVBUFFORCE`).
+const RECV_BUFFER: usize = 8 << 20;
 /// How often a master drains the cores' changes.
 const DRAIN_EVERY: Duration = Duration::from_millis(20);
 /// The longest wait between two turns of the loop (role changes and stop are seen within it).

@@ -49,6 +49,14 @@
 //! | `tunlb_conn_table_evictions_total` | counter | | flows removed from the connection tables (expired or swept) |
 //! | `tunlb_gso_packets_total` | counter | `path` | TUN offload: GSO super-packets decided `whole` or `split` into segments |
 //! | `tunlb_nat_flow_entries` | gauge | | flows in the shared NAT flow table |
+//! | `tunlb_sync_messages_total` | counter | `direction` | connection sync (when configured): messages `sent`, `received` (accepted) and `applied` (their records installed) |
+//! | `tunlb_sync_records_total` | counter | `direction` | the records in them: `sent`, `received`, `applied` (installed, once per record however many workers) |
+//! | `tunlb_sync_refused_total` | counter | `reason` | received messages refused: every [`crate::sync::Refused`] label (`truncated`, `magic`, `version`, `type`, `length`, `bad_record`, `too_long`, `syncid`, `auth`, `replay`, `own`), 0 included |
+//! | `tunlb_sync_install_skipped_total` | counter | `reason` | received records not installed: `no_service`, `no_dest`, `full` |
+//! | `tunlb_sync_dropped_total` | counter | | changes the sync master dropped (send queue full) |
+//! | `tunlb_sync_send_errors_total` | counter | | sync messages the socket refused |
+//! | `tunlb_sync_master` | gauge | | 1 while this director sends its changes |
+//! | `tunlb_sync_ready` | gauge | | 1 once the bulk resync is done (or its 2 s passed) |
 //! | `tunlb_build_info` | gauge (info) | `version` | 1 |
 //!
 //! `tunlb realserver --metrics-listen ADDR:PORT` (TUN mode) serves the agent's counters
@@ -90,6 +98,7 @@ use crate::director::{Counters, DropReason};
 use crate::encap::StripError;
 use crate::model::{Protocol, ServiceKey};
 use crate::realserver::AgentStats;
+use crate::sync::SyncCounts;
 
 /// The exposition format of a scrape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +191,8 @@ pub struct DirectorSample {
     pub nat_flows: u64,
     /// The health probes' durations ([`CheckDurations::snapshot`]).
     pub checks: Vec<CheckSeries>,
+    /// Connection sync's counters, when it runs.
+    pub sync: Option<SyncCounts>,
 }
 
 /// The upper bounds (seconds) of the `tunlb_check_duration_seconds` buckets; a last `+Inf`
@@ -585,8 +596,82 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "Flows in the shared NAT flow table.",
         s.nat_flows,
     );
+    if let Some(sync) = &s.sync {
+        sync_metrics(&mut r, sync);
+    }
     build_info(&mut r);
     r
+}
+
+/// The `tunlb_sync_*` families.
+fn sync_metrics(r: &mut Registry, s: &SyncCounts) {
+    let by = |pairs: &[(&'static str, &'static str, u64)]| {
+        let f: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+        for (label, value, n) in pairs {
+            f.get_or_create(&vec![(*label, *value)]).inc_by(*n);
+        }
+        f
+    };
+    r.register(
+        "tunlb_sync_messages",
+        "Connection-sync messages sent, received (accepted) and applied (records installed into the cores).",
+        by(&[
+            ("direction", "sent", s.sent),
+            ("direction", "received", s.received),
+            ("direction", "applied", s.applied),
+        ]),
+    );
+    r.register(
+        "tunlb_sync_records",
+        "Connection records sent, received and installed (once per record, not per core).",
+        by(&[
+            ("direction", "sent", s.records_sent),
+            ("direction", "received", s.records_received),
+            ("direction", "applied", s.records_applied),
+        ]),
+    );
+    let refused: Vec<_> = s
+        .refused()
+        .map(|(r, n)| ("reason", r.as_str(), n))
+        .collect();
+    r.register(
+        "tunlb_sync_refused",
+        "Received connection-sync messages refused, by reason.",
+        by(&refused),
+    );
+    r.register(
+        "tunlb_sync_install_skipped",
+        "Received records not installed: no such service, no such real server, connection table full.",
+        by(&[
+            ("reason", "no_service", s.no_service),
+            ("reason", "no_dest", s.no_dest),
+            ("reason", "full", s.full),
+        ]),
+    );
+    counter(
+        r,
+        "tunlb_sync_dropped",
+        "Connection changes the sync master dropped (send queue full).",
+        s.dropped,
+    );
+    counter(
+        r,
+        "tunlb_sync_send_errors",
+        "Connection-sync messages the socket refused to send.",
+        s.send_errors,
+    );
+    gauge(
+        r,
+        "tunlb_sync_master",
+        "1 while this director sends its connection changes (the sync instance's MASTER).",
+        u64::from(s.master),
+    );
+    gauge(
+        r,
+        "tunlb_sync_ready",
+        "1 once the bulk resync at start is done (or its 2 s deadline passed).",
+        u64::from(s.ready),
+    );
 }
 
 /// The registry of one agent scrape.
@@ -693,6 +778,7 @@ mod tests {
             conn_capacity: 100,
             nat_flows: 0,
             checks: Vec::new(),
+            sync: None,
         }
     }
 
@@ -737,6 +823,47 @@ mod tests {
         assert!(!text.contains("# EOF"));
         for reason in DropReason::ALL {
             assert!(text.contains(&format!("reason=\"{}\"", reason.as_str())));
+        }
+    }
+
+    #[test]
+    fn sync_counters_when_sync_runs() {
+        let text = encode(&director_registry(&sample()), Format::Prometheus);
+        assert!(!text.contains("tunlb_sync"), "no sync, no sync metrics");
+        let stats = crate::sync::SyncStats::default();
+        stats.count_refused(crate::sync::Refused::Auth);
+        stats.count_refused(crate::sync::Refused::Auth);
+        stats
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut counts = stats.snapshot();
+        counts.sent = 4;
+        counts.records_applied = 110;
+        counts.no_dest = 1;
+        let s = DirectorSample {
+            sync: Some(counts),
+            ..sample()
+        };
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        assert_lines(
+            &text,
+            [
+                "tunlb_sync_messages_total{direction=\"sent\"} 4",
+                "tunlb_sync_messages_total{direction=\"received\"} 0",
+                "tunlb_sync_records_total{direction=\"applied\"} 110",
+                "tunlb_sync_refused_total{reason=\"auth\"} 2",
+                "tunlb_sync_refused_total{reason=\"replay\"} 0",
+                "tunlb_sync_install_skipped_total{reason=\"no_dest\"} 1",
+                "tunlb_sync_dropped_total 0",
+                "tunlb_sync_master 0",
+                "tunlb_sync_ready 1",
+            ],
+        );
+        for r in crate::sync::Refused::ALL {
+            assert!(text.contains(&format!(
+                "tunlb_sync_refused_total{{reason=\"{}\"}}",
+                r.as_str()
+            )));
         }
     }
 

@@ -10,7 +10,8 @@
 //!   [`SessionConfig::refresh`] a *refresh pass* re-sends the whole table, paced so that it takes
 //!   about half the interval, so a backup's copies of long-lived idle flows never expire.
 //! - **Backup**: sends a BulkRequest at start and every [`SessionConfig::bulk_retry`] until a
-//!   BulkEnd naming it arrives, or [`SessionConfig::bulk_deadline`] passes: then it is
+//!   BulkEnd naming it arrives (if a sequence gap showed a lost message meanwhile, it asks
+//!   again at once), or [`SessionConfig::bulk_deadline`] passes: then it is
 //!   [ready](SyncSession::is_ready) (the VRRP driver holds preemption until then). Received
 //!   records are handed to the caller ([`Incoming::Records`]) to install.
 //!
@@ -42,8 +43,11 @@ pub struct SessionConfig {
     pub bulk_deadline: Duration,
     /// How often the master re-sends the whole table ([`refresh_interval`]).
     pub refresh: Duration,
-    /// Messages a bulk pass may send per [`flush`](Self::flush) tick (128: about 350,000
-    /// records a second at 1472 bytes, so 700,000 flows resync within the 2 s).
+    /// The pace of a pass: its budget is refilled this often (5 ms, so a bulk pass leaves in
+    /// bursts a receive buffer holds).
+    pub pace_tick: Duration,
+    /// Messages a bulk pass may send per [`pace_tick`](Self::pace_tick) (32: 6,400 messages,
+    /// about 350,000 records a second at 1472 bytes, so 700,000 flows resync within the 2 s).
     pub bulk_messages_per_tick: usize,
     /// While this many messages wait for [`SyncSession::poll_transmit`], new changes are
     /// dropped and counted (1024; the driver drains the queue every turn of its loop).
@@ -62,7 +66,8 @@ impl SessionConfig {
             bulk_retry: Duration::from_millis(500),
             bulk_deadline: Duration::from_secs(2),
             refresh: Duration::from_secs(60),
-            bulk_messages_per_tick: 128,
+            pace_tick: Duration::from_millis(5),
+            bulk_messages_per_tick: 32,
             queue_limit: 1024,
         }
     }
@@ -107,6 +112,8 @@ pub struct SessionCounters {
     pub bulk_passes: u64,
     /// Refresh passes completed (master).
     pub refresh_passes: u64,
+    /// Bulk requests a backup repeated because part of the answer was lost.
+    pub bulk_retries: u64,
 }
 
 /// A pass over the whole table.
@@ -121,6 +128,7 @@ struct Pass {
     /// Records still allowed in the current tick.
     budget: usize,
     next_tick: Instant,
+    started: Instant,
     records: usize,
 }
 
@@ -175,6 +183,8 @@ pub struct SyncSession {
     last_pass_records: usize,
     next_refresh: Option<Instant>,
     ready: bool,
+    /// A message was lost (a sequence gap) while waiting for the bulk answer.
+    lost_during_bulk: bool,
     bulk_deadline: Option<Instant>,
     next_bulk_request: Option<Instant>,
     windows: Vec<ReplayWindow>,
@@ -207,6 +217,7 @@ impl SyncSession {
             last_pass_records: 0,
             next_refresh: None,
             ready: false,
+            lost_during_bulk: false,
             windows: Vec::new(),
             out: VecDeque::new(),
             counters: SessionCounters::default(),
@@ -286,7 +297,10 @@ impl SyncSession {
         if m.sender() == self.cfg.sender {
             return Err(Refused::Own);
         }
-        self.check_replay(now, m.sender(), m.sequence())?;
+        let gap = self.check_replay(now, m.sender(), m.sequence())?;
+        if gap && !self.ready {
+            self.lost_during_bulk = true;
+        }
         match m.kind() {
             MessageType::Conns if !self.master => Ok(Incoming::Records(m.records())),
             MessageType::Conns => Ok(Incoming::Handled(MessageType::Conns)),
@@ -298,20 +312,29 @@ impl SyncSession {
             }
             MessageType::BulkEnd => {
                 if !self.master && !self.ready && m.requesters().any(|s| s == self.cfg.sender) {
-                    self.ready = true;
-                    self.next_bulk_request = None;
-                    self.bulk_deadline = None;
+                    if self.lost_during_bulk {
+                        // Part of the answer was lost: ask again at once (the deadline stands).
+                        self.lost_during_bulk = false;
+                        self.next_bulk_request = Some(now);
+                        self.counters.bulk_retries += 1;
+                    } else {
+                        self.ready = true;
+                        self.next_bulk_request = None;
+                        self.bulk_deadline = None;
+                    }
                 }
                 Ok(Incoming::Handled(MessageType::BulkEnd))
             }
         }
     }
 
-    fn check_replay(&mut self, now: Instant, sender: u32, seq: u64) -> Result<(), Refused> {
+    /// The replay check; `Ok(true)` when messages of this sender were skipped (lost).
+    fn check_replay(&mut self, now: Instant, sender: u32, seq: u64) -> Result<bool, Refused> {
         if let Some(w) = self.windows.iter_mut().find(|w| w.sender == sender) {
             w.last = now;
+            let gap = seq > w.top + 1;
             return if w.accept(seq) {
-                Ok(())
+                Ok(gap)
             } else {
                 Err(Refused::Replay)
             };
@@ -327,7 +350,7 @@ impl SyncSession {
             seen: 1,
             last: now,
         });
-        Ok(())
+        Ok(false)
     }
 
     /// A BulkRequest from `sender`: starts a bulk pass, or adds `sender` to the next one
@@ -356,23 +379,37 @@ impl SyncSession {
             again: Vec::new(),
             budget: 0,
             next_tick: now,
+            started: now,
             records: 0,
         };
-        pass.budget = self.tick_budget(&pass);
-        pass.next_tick = now + self.cfg.flush;
+        let (tick, budget) = self.pace(&pass, now);
+        pass.budget = budget;
+        pass.next_tick = now + tick;
         self.pass = Some(pass);
     }
 
-    /// Records a pass may fetch per tick: a bulk pass as fast as configured, a refresh pass
-    /// spread over half the refresh interval (by the last pass's size), at least a message.
-    fn tick_budget(&self, pass: &Pass) -> usize {
-        let bulk = self.cfg.bulk_messages_per_tick.max(1) * self.per_msg;
-        if pass.bulk {
+    /// A pass's tick and the records it may fetch per tick. A bulk pass goes as fast as
+    /// configured. A refresh pass is spread over half the refresh interval by the last pass's
+    /// size, at least a message per tick (the tick lengthens instead); at bulk pace when that
+    /// size is unknown (the first pass) or the half interval is over (the table grew).
+    fn pace(&self, pass: &Pass, now: Instant) -> (Duration, usize) {
+        let bulk = (
+            self.cfg.pace_tick,
+            self.cfg.bulk_messages_per_tick.max(1) * self.per_msg,
+        );
+        let span = self.cfg.refresh / 2;
+        if pass.bulk || self.last_pass_records == 0 || now.saturating_since(pass.started) > span {
             return bulk;
         }
-        let ticks = (self.cfg.refresh.as_millis() / 2 / self.cfg.flush.as_millis().max(1)).max(1);
-        let per_tick = (self.last_pass_records as u128).div_ceil(ticks) as usize;
-        per_tick.clamp(self.per_msg, bulk)
+        let n = self.last_pass_records as u128;
+        let span_ms = span.as_millis().max(1);
+        let messages = n.div_ceil(self.per_msg as u128).max(1);
+        let tick_ms = (span_ms / messages).max(self.cfg.pace_tick.as_millis().max(1));
+        let per_tick = (n * tick_ms).div_ceil(span_ms) as usize;
+        (
+            Duration::from_millis(tick_ms as u64),
+            per_tick.clamp(self.per_msg, bulk.1),
+        )
     }
 
     /// What the driver should fetch from the cores now, if a pass is running and its pace
@@ -437,11 +474,10 @@ impl SyncSession {
             }
             if let Some(p) = &self.pass {
                 if now >= p.next_tick {
-                    let budget = self.tick_budget(p);
-                    let flush = self.cfg.flush;
+                    let (tick, budget) = self.pace(p, now);
                     if let Some(p) = self.pass.as_mut() {
                         p.budget = budget;
-                        p.next_tick = now + flush;
+                        p.next_tick = now + tick;
                     }
                 }
             } else if self.next_refresh.is_some_and(|t| now >= t) {

@@ -70,6 +70,8 @@ pub struct ControlPlane {
     health_config: Mutex<(u64, HealthConfig)>,
     /// The health probes' durations, recorded by the probe threads, read by the scrapes.
     check_durations: crate::metrics::CheckDurations,
+    /// Connection sync's counters, when it runs ([`ControlPlane::set_sync_stats`]).
+    sync_stats: std::sync::OnceLock<Arc<crate::sync::SyncStats>>,
 }
 
 struct PlaneState {
@@ -210,6 +212,7 @@ impl ControlPlane {
             }),
             keepalived_path: Mutex::new(None),
             check_durations: crate::metrics::CheckDurations::default(),
+            sync_stats: std::sync::OnceLock::new(),
             settings: Mutex::new(DirectorSettings {
                 queues,
                 tun_name: tun_name.clone(),

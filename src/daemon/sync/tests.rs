@@ -84,6 +84,7 @@ fn rec(i: u32) -> SyncRecord {
 fn loopback() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
     s.set_nonblocking(true).unwrap();
+    crate::sys::mcast::force_recv_buffer(std::os::fd::AsRawFd::as_raw_fd(&s), 8 << 20).unwrap();
     s
 }
 
@@ -262,4 +263,16 @@ fn refused_messages_are_counted_by_reason_and_a_lone_backup_is_ready_after_two_s
         requests += 1;
     }
     assert_eq!(requests, 4, "at 0, 0.5, 1 and 1.5 s");
+}
+
+#[test]
+fn refresh_follows_the_shortest_timeout() {
+    use crate::control::ops::Timeouts;
+    assert_eq!(refresh_for(&Timeouts::default()), Duration::from_secs(60));
+    let t = Timeouts {
+        tcp: 900,
+        tcpfin: 0,
+        udp: 30,
+    };
+    assert_eq!(refresh_for(&t), Duration::from_secs(15));
 }
