@@ -22,7 +22,7 @@
 //!   way back ([`config::to_toml`], `writer.rs`).
 //! - [`keepalived`]: keepalived.conf as an input format ([`keepalived::load`]): the syntax
 //!   (`syntax.rs`), then virtual servers (`lvs.rs`) and their checkers (`checkers.rs`) become a
-//!   table and health settings, VRRP blocks are checked and ignored;
+//!   table and health settings, the VRRP blocks (`vrrp.rs`) a `VrrpConfig`;
 //!   `tunlb check-config FILE` ([`keepalived::check_config`]).
 
 pub mod adm;

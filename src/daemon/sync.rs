@@ -4,10 +4,11 @@
 //! While [`HaLink::is_sync_master`] (set by the VRRP driver for the `lvs_sync_daemon`
 //! instance) it turns on every core's emit flag, drains their changes every 20 ms
 //! ([`SyncCore::take_sync`]) and sends them; it answers bulk requests and refreshes from
-//! [`SyncCore::dump_sync`], merging the cores' entries by key (a flow synced into a backup sits
-//! in every core). Otherwise it installs what it receives into **every** core
-//! ([`SyncCore::install_synced`]): the kernel's multi-queue TUN picks a flow's worker by its own
-//! hash, so after a failover the flow may arrive on any of them. It sets
+//! [`SyncCore::dump_sync`] (the first core with the shared templates and synced flows, the
+//! others their own flows), merging the entries by key. Otherwise it installs what it receives
+//! ([`SyncCore::install_synced`], into every core: see [`Thread::install`]); the kernel's
+//! multi-queue TUN picks a flow's worker by its own hash, so after a failover the flow may
+//! arrive on any of them, which then adopts it. It sets
 //! [`HaLink::set_sync_ready`] once the bulk resync is done (or after 2 s).
 //!
 //! The socket: bound to the sync port on the interface (`SO_BINDTODEVICE`); multicast (joined
@@ -26,6 +27,7 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
 use super::ha::HaLink;
 use crate::director::conn::{ConnKey, SyncRecord};
+use crate::director::Director;
 use crate::sync::session::{DumpDemand, SessionConfig};
 use crate::sync::{Incoming, Key, Refused, SyncSession, SyncStats};
 use crate::time::{Clock, Duration, Instant};
@@ -38,13 +40,16 @@ pub trait SyncCore: Send + 'static {
     fn set_sync_emit(&mut self, on: bool);
     /// Moves the changes recorded since the last call into `out`.
     fn take_sync(&mut self, out: &mut Vec<SyncRecord>);
-    /// Appends up to `limit` flows (and templates) from `cursor` on; the next cursor, or
-    /// `None` when the table ended.
+    /// Appends up to `limit` flows from `cursor` on (with `shared`, then the state all cores
+    /// share: persistence templates, synced flows no core took yet); the next cursor, or
+    /// `None` when the table ended. The thread asks the first core with `shared`, the others
+    /// without.
     fn dump_sync(
         &self,
         cursor: usize,
         limit: usize,
         now: Instant,
+        shared: bool,
         out: &mut Vec<SyncRecord>,
     ) -> Option<usize>;
     /// Installs received records.
@@ -62,6 +67,47 @@ pub struct Installed {
     pub no_dest: u64,
     /// Records that found the connection table full.
     pub full: u64,
+    /// Records of NAT real servers (NAT flows are not synced).
+    pub nat: u64,
+    /// Records no director could have (a protocol or state that does not fit).
+    pub invalid: u64,
+}
+
+impl SyncCore for Director {
+    fn set_sync_emit(&mut self, on: bool) {
+        self.shared().set_sync_emit(on);
+    }
+
+    fn take_sync(&mut self, out: &mut Vec<SyncRecord>) {
+        Director::take_sync(self, out);
+    }
+
+    fn dump_sync(
+        &self,
+        cursor: usize,
+        limit: usize,
+        now: Instant,
+        shared: bool,
+        out: &mut Vec<SyncRecord>,
+    ) -> Option<usize> {
+        if shared {
+            Director::dump_sync(self, cursor, limit, now, out)
+        } else {
+            self.dump_sync_conns(cursor, limit, now, out)
+        }
+    }
+
+    fn install_synced(&mut self, now: Instant, records: &[SyncRecord]) -> Installed {
+        let s = Director::install_synced(self, now, records);
+        Installed {
+            applied: s.applied as u64,
+            no_service: s.no_service as u64,
+            no_dest: s.no_dest as u64,
+            full: s.full as u64,
+            nat: s.nat as u64,
+            invalid: s.invalid as u64,
+        }
+    }
 }
 
 /// The running sync thread. Dropping it stops the thread (within 50 ms) and turns the cores'
@@ -302,7 +348,13 @@ impl DumpCursor {
             };
             batch.clear();
             let next = match core.lock() {
-                Ok(c) => c.dump_sync(self.pos, d.limit - out.len(), now, &mut batch),
+                Ok(c) => c.dump_sync(
+                    self.pos,
+                    d.limit - out.len(),
+                    now,
+                    self.core == 0,
+                    &mut batch,
+                ),
                 Err(_) => None,
             };
             let multi = cores.len() > 1;
@@ -484,7 +536,10 @@ impl<C: SyncCore> Thread<C> {
     }
 
     /// Installs the pending records into every core; the counts are the first core's (every
-    /// core resolves against the same table), `full` is any core's.
+    /// core resolves against the same table), `full` is any core's. One core would do (a flow
+    /// no core tracks goes to the table they share, `Shared::synced`, for the first core that
+    /// sees a packet of it), but a core that tracks the flow itself (a former master's) only
+    /// updates its own copy, so every core gets the records.
     fn install(&mut self, now: Instant) {
         if self.pending.is_empty() {
             return;
@@ -503,6 +558,8 @@ impl<C: SyncCore> Thread<C> {
         s.no_service.fetch_add(got.no_service, Ordering::Relaxed);
         s.no_dest.fetch_add(got.no_dest, Ordering::Relaxed);
         s.full.fetch_add(full, Ordering::Relaxed);
+        s.nat.fetch_add(got.nat, Ordering::Relaxed);
+        s.invalid.fetch_add(got.invalid, Ordering::Relaxed);
         self.pending.clear();
     }
 

@@ -22,6 +22,14 @@
 //!   NAT reply, later fragment, ICMP, then the connection table or the scheduler for a new
 //!   flow) and dispatches to it.
 //!
+//! Connection sync and takeover ([`core`]'s `sync.rs`): while [`Shared::set_sync_emit`] is on,
+//! workers queue a [`SyncRecord`] per new flow, state change and persistence template
+//! ([`Director::take_sync`]); [`Director::dump_sync`] walks the tables for a bulk resync;
+//! [`Director::install_synced`] installs a peer's records, finding real servers by address,
+//! into [`Shared::synced`] where the first worker that sees a flow's packet takes it. With
+//! [`DirectorConfig::sloppy_tcp`] a mid-flow TCP packet starts a flow (IPVS `sloppy_tcp`), which
+//! with mh keeps flows on their servers across a takeover without sync.
+//!
 //! Beside them, the state the core reads: [`table`] (the immutable [`Snapshot`] of services
 //! the workers read, and the [`Registry`] the control plane builds it with), [`sched`] (the
 //! IPVS schedulers), [`conn`] (the connection table, states, templates) and [`stats`]
@@ -51,7 +59,8 @@ mod snat_tests;
 #[cfg(test)]
 mod testkit;
 
-pub use self::core::Director;
+pub use self::core::{Director, InstallStats};
+pub use conn::SyncRecord;
 pub use modes::{dr, nat, probe_pin, route, snat};
 pub use packet::counters::Counters;
 pub use packet::verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};

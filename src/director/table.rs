@@ -7,7 +7,7 @@
 //! snapshots, so an edit does not reset connection counts or the round-robin position.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use super::conn::{DestId, Timeouts};
@@ -147,6 +147,23 @@ impl Snapshot {
             Some(Some(d)) if d.id == id => Some(d),
             _ => None,
         }
+    }
+
+    /// The real server at `dest` (address and port as [`DestConfig::port_in`] gives it) of the
+    /// service a packet to `vip:port` belongs to ([`Snapshot::service`]), unless it is held or
+    /// absent: how a connection-sync record, which names its server by address, finds it.
+    pub fn find_dest(
+        &self,
+        proto: crate::model::Protocol,
+        vip: Ipv4Addr,
+        port: u16,
+        dest: SocketAddrV4,
+    ) -> Option<&Dest> {
+        let svc = self.service(proto, vip, port)?;
+        svc.dest_ids
+            .iter()
+            .filter_map(|&id| self.dest(id))
+            .find(|d| d.config.addr == *dest.ip() && d.config.port_in(d.service) == dest.port())
     }
 
     /// Services in a stable order (by key).

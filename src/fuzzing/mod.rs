@@ -15,6 +15,7 @@ mod keepalived_conf;
 mod metrics_request;
 mod sync_message;
 mod vnet_gso;
+mod vrrp_advert;
 mod wire_views;
 
 pub use admin_input::admin_input;
@@ -27,6 +28,7 @@ pub use keepalived_conf::keepalived_conf;
 pub use metrics_request::metrics_request;
 pub use sync_message::{sync_message, FUZZ_KEY};
 pub use vnet_gso::vnet_gso;
+pub use vrrp_advert::vrrp_advert;
 pub use wire_views::wire_views;
 
 /// A target's body: the raw input, a panic when an invariant breaks.
@@ -45,5 +47,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("metrics_request", metrics_request),
     ("sync_message", sync_message),
     ("vnet_gso", vnet_gso),
+    ("vrrp_advert", vrrp_advert),
     ("wire_views", wire_views),
 ];

@@ -52,7 +52,7 @@
 //! | `tunlb_sync_messages_total` | counter | `direction` | connection sync (when configured): messages `sent`, `received` (accepted) and `applied` (their records installed) |
 //! | `tunlb_sync_records_total` | counter | `direction` | the records in them: `sent`, `received`, `applied` (installed, once per record however many workers) |
 //! | `tunlb_sync_refused_total` | counter | `reason` | received messages refused: every [`crate::sync::Refused`] label (`truncated`, `magic`, `version`, `type`, `length`, `bad_record`, `too_long`, `syncid`, `auth`, `replay`, `own`), 0 included |
-//! | `tunlb_sync_install_skipped_total` | counter | `reason` | received records not installed: `no_service`, `no_dest`, `full` |
+//! | `tunlb_sync_install_skipped_total` | counter | `reason` | received records not installed: `no_service`, `no_dest`, `full`, `nat` (NAT flows are not synced), `invalid` |
 //! | `tunlb_sync_dropped_total` | counter | | changes the sync master dropped (send queue full) |
 //! | `tunlb_sync_send_errors_total` | counter | | sync messages the socket refused |
 //! | `tunlb_sync_master` | gauge | | 1 while this director sends its changes |
@@ -641,11 +641,13 @@ fn sync_metrics(r: &mut Registry, s: &SyncCounts) {
     );
     r.register(
         "tunlb_sync_install_skipped",
-        "Received records not installed: no such service, no such real server, connection table full.",
+        "Received records not installed: no such service, no such real server, synced-flow table full, a NAT real server's, a protocol or state that does not fit.",
         by(&[
             ("reason", "no_service", s.no_service),
             ("reason", "no_dest", s.no_dest),
             ("reason", "full", s.full),
+            ("reason", "nat", s.nat),
+            ("reason", "invalid", s.invalid),
         ]),
     );
     counter(

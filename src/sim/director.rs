@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::{
-    flow_hash, Director, DirectorConfig, DropReason, Forward, Instant, NeighEntry, Registry,
-    ServiceKey, ServiceSet, Shared, Snapshot, Timeouts, Verdict,
+    flow_hash, Director, DirectorConfig, DropReason, Forward, InstallStats, Instant, NeighEntry,
+    Registry, ServiceKey, ServiceSet, Shared, Snapshot, SyncRecord, Timeouts, Verdict,
 };
 
 /// What the director sends after one packet.
@@ -201,5 +201,55 @@ impl SimDirector {
     /// NAT flows (shared by the workers).
     pub(crate) fn nat_flows(&self) -> usize {
         self.shared.nat.len()
+    }
+
+    /// Connection sync: whether the workers queue records (on while this director is the
+    /// sync master).
+    pub(crate) fn set_sync_emit(&self, on: bool) {
+        self.shared.set_sync_emit(on);
+    }
+
+    /// The records every worker queued since the last call, as the sync daemon drains them.
+    pub(crate) fn take_sync(&mut self) -> Vec<SyncRecord> {
+        let mut out = Vec::new();
+        for w in &mut self.workers {
+            w.take_sync(&mut out);
+        }
+        out
+    }
+
+    /// A whole dump (bulk resync) in pieces of `limit` records: the first worker's flows with
+    /// the shared templates and synced flows, then the other workers' own flows.
+    pub(crate) fn dump_sync(&self, now: Instant, limit: usize) -> Vec<SyncRecord> {
+        let mut out = Vec::new();
+        for (i, w) in self.workers.iter().enumerate() {
+            let mut cursor = 0;
+            loop {
+                let next = if i == 0 {
+                    w.dump_sync(cursor, limit, now, &mut out)
+                } else {
+                    w.dump_sync_conns(cursor, limit, now, &mut out)
+                };
+                match next {
+                    Some(c) => cursor = c,
+                    None => break,
+                }
+            }
+        }
+        out
+    }
+
+    /// Installs a peer's records (through the first worker: the others adopt the flows they
+    /// get packets of).
+    pub(crate) fn install_synced(&mut self, now: Instant, recs: &[SyncRecord]) -> InstallStats {
+        self.workers[0].install_synced(now, recs)
+    }
+
+    /// Flows picked up mid-flow by `sloppy_tcp`, over all workers.
+    pub(crate) fn sloppy_created(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.counters().sloppy_created)
+            .sum()
     }
 }

@@ -51,6 +51,9 @@
 //! `scenarios/` (forwarding, churn, directors) are examples of each. More directors:
 //! `add_director` again with the same VIPs makes an ECMP group; `set_route` moves a VIP
 //! (what VRRP or BGP do); `replace_director` restarts one with an empty connection table.
+//! Connection sync between directors: `SimDirector::set_sync_emit` / `take_sync` on the
+//! master, `dump_sync` for a bulk copy, `install_synced` on the other (what the sync daemon
+//! carries over UDP).
 //!
 //! Everything the simulator takes from the rest of the crate is imported below, in one place.
 
@@ -59,7 +62,8 @@ use std::net::Ipv4Addr;
 pub(crate) use crate::director::conn::Timeouts;
 pub(crate) use crate::director::dr::NeighEntry;
 pub(crate) use crate::director::{
-    Director, DirectorConfig, DropReason, Registry, Shared, Snapshot, Verdict,
+    Director, DirectorConfig, DropReason, InstallStats, Registry, Shared, Snapshot, SyncRecord,
+    Verdict,
 };
 pub(crate) use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 pub(crate) use crate::model::{

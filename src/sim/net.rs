@@ -186,6 +186,11 @@ impl Net {
         id
     }
 
+    /// The virtual clock's current time.
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
     /// Stops director `old` and starts a fresh one (new process: empty connection table, new
     /// registry) with the same address, config, workers and table; every route through `old`
     /// now goes through the new one.

@@ -43,6 +43,10 @@ pub struct SyncStats {
     pub no_dest: AtomicU64,
     /// Records not installed: a core's connection table is full.
     pub full: AtomicU64,
+    /// Records not installed: a NAT real server's (NAT flows are not synced).
+    pub nat: AtomicU64,
+    /// Records not installed: a protocol or state no director could have.
+    pub invalid: AtomicU64,
     /// Changes a master dropped (its send queue full, or a record the wire cannot carry).
     pub dropped: AtomicU64,
     /// Send errors (the socket refused a message).
@@ -84,6 +88,8 @@ impl SyncStats {
             no_service: l(&self.no_service),
             no_dest: l(&self.no_dest),
             full: l(&self.full),
+            nat: l(&self.nat),
+            invalid: l(&self.invalid),
             dropped: l(&self.dropped),
             send_errors: l(&self.send_errors),
             refused: Refused::ALL.map(|r| self.refused(r)),
@@ -114,6 +120,10 @@ pub struct SyncCounts {
     pub no_dest: u64,
     /// Not installed: a connection table full.
     pub full: u64,
+    /// Not installed: a NAT real server's.
+    pub nat: u64,
+    /// Not installed: a protocol or state that does not fit.
+    pub invalid: u64,
     /// Changes a master dropped.
     pub dropped: u64,
     /// Messages the socket refused to send.

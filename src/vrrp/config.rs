@@ -212,7 +212,8 @@ pub struct SyncConfig {
     pub interface: String,
     /// The VRRP instance whose state decides who sends (its MASTER) and who installs.
     pub instance: String,
-    /// `id` (syncid, 0..=255, default 0): messages with another id are refused.
+    /// `id` (syncid, 0..=255): messages with another id are refused. keepalived's default is
+    /// the instance's `virtual_router_id`, and both config parsers fill it in so.
     pub id: u8,
     /// `port` (default 8848, IPVS's).
     pub port: u16,
@@ -267,3 +268,527 @@ impl VrrpConfig {
         self.instances.is_empty()
     }
 }
+
+impl VrrpConfig {
+    /// The instance named `name`.
+    pub fn instance(&self, name: &str) -> Option<&InstanceConfig> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    /// The sync group `instance` belongs to.
+    pub fn group_of(&self, instance: &str) -> Option<&SyncGroupConfig> {
+        self.sync_groups
+            .iter()
+            .find(|g| g.members.iter().any(|m| m == instance))
+    }
+
+    /// One line per instance and one for connection sync, as `tunlb check-config` prints them:
+    /// `VRRP instance VI_1: MASTER priority 100, VRID 51 on eth0, v2 every 1s, auth PASS,
+    /// VIPs 192.168.150.100/24`.
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in &self.instances {
+            let state = match i.initial {
+                InitialState::Master => "MASTER",
+                InitialState::Backup => "BACKUP",
+            };
+            let version = match i.version {
+                Version::V2 => 2,
+                Version::V3 => 3,
+            };
+            let mut line = format!(
+                "VRRP instance {}: {state} priority {}, VRID {} on {}, v{version} every {:?}",
+                i.name, i.priority, i.vrid, i.interface, i.advert_int
+            );
+            if !i.preempt {
+                line.push_str(", nopreempt");
+            } else if !i.preempt_delay.is_zero() {
+                line.push_str(&format!(", preempt_delay {:?}", i.preempt_delay));
+            }
+            if i.auth_pass.is_some() {
+                line.push_str(", auth PASS");
+            }
+            if !i.unicast_peers.is_empty() {
+                let peers: Vec<String> = i.unicast_peers.iter().map(|p| p.to_string()).collect();
+                line.push_str(&format!(", unicast to {}", peers.join(" ")));
+            }
+            let vips: Vec<String> = i
+                .vips
+                .iter()
+                .map(|v| format!("{}/{}", v.addr, v.prefix))
+                .collect();
+            line.push_str(&format!(", VIPs {}", vips.join(" ")));
+            if let Some(g) = self.group_of(&i.name) {
+                line.push_str(&format!(", sync group {}", g.name));
+            }
+            out.push(line);
+        }
+        if let Some(s) = &self.sync {
+            let to = if s.peers.is_empty() {
+                s.group.to_string()
+            } else {
+                let peers: Vec<String> = s.peers.iter().map(|p| p.to_string()).collect();
+                peers.join(" ")
+            };
+            out.push(format!(
+                "connection sync: on {} following {}, id {}, to {to} port {}, ttl {}, maxlen {}{}",
+                s.interface,
+                s.instance,
+                s.id,
+                s.port,
+                s.ttl,
+                s.maxlen,
+                if s.key.is_some() {
+                    ", authenticated"
+                } else {
+                    ""
+                }
+            ));
+        }
+        out
+    }
+
+    /// keepalived's checks and corrections of a whole VRRP config, shared by keepalived.conf
+    /// and the TOML config: what keepalived corrects with a message is corrected here too (and
+    /// reported as a warning), what keepalived refuses or tunlb cannot run is an error.
+    /// Each issue names what it is about ([`Subject`]) so each syntax can place it.
+    pub fn finish(&mut self) -> Vec<Issue> {
+        let mut issues = Vec::new();
+        for (i, inst) in self.instances.iter_mut().enumerate() {
+            finish_instance(i, inst, &mut issues);
+        }
+        self.cross_check(&mut issues);
+        issues
+    }
+
+    fn cross_check(&self, issues: &mut Vec<Issue>) {
+        let err = |subject, message| Issue {
+            subject,
+            error: true,
+            message,
+        };
+        for (i, inst) in self.instances.iter().enumerate() {
+            // Empty names, VRIDs and interfaces were refused where they were read.
+            if let Some(first) = self.instances[..i]
+                .iter()
+                .find(|o| o.name == inst.name && !inst.name.is_empty())
+            {
+                issues.push(err(
+                    Subject::Instance(i),
+                    format!("vrrp_instance {} is already defined", first.name),
+                ));
+            }
+            if let Some(other) = self.instances[..i].iter().find(|o| {
+                o.vrid == inst.vrid
+                    && o.interface == inst.interface
+                    && inst.vrid != 0
+                    && !inst.interface.is_empty()
+            }) {
+                issues.push(err(
+                    Subject::Field(i, "virtual_router_id"),
+                    format!(
+                        "vrrp_instance {}: {} and {} both use VRID {} on interface {} \
+                         (keepalived refuses it: their adverts would be mixed up)",
+                        inst.name, other.name, inst.name, inst.vrid, inst.interface
+                    ),
+                ));
+            }
+            for (j, t) in inst.track_scripts.iter().enumerate() {
+                if !self.scripts.iter().any(|s| s.name == t.name) {
+                    issues.push(err(
+                        Subject::TrackScript(i, j),
+                        format!(
+                            "vrrp_instance {}: track_script {}: no vrrp_script of that name",
+                            inst.name, t.name
+                        ),
+                    ));
+                } else if inst.track_scripts[..j].iter().any(|o| o.name == t.name) {
+                    issues.push(err(
+                        Subject::TrackScript(i, j),
+                        format!(
+                            "vrrp_instance {}: track_script {} is listed twice",
+                            inst.name, t.name
+                        ),
+                    ));
+                }
+            }
+            for (j, t) in inst.track_interfaces.iter().enumerate() {
+                if inst.track_interfaces[..j].iter().any(|o| o.name == t.name) {
+                    issues.push(err(
+                        Subject::TrackInterface(i, j),
+                        format!(
+                            "vrrp_instance {}: track_interface {} is listed twice",
+                            inst.name, t.name
+                        ),
+                    ));
+                }
+            }
+        }
+        for (k, s) in self.scripts.iter().enumerate() {
+            if self.scripts[..k].iter().any(|o| o.name == s.name) {
+                issues.push(err(
+                    Subject::Script(k),
+                    format!("vrrp_script {} is already defined", s.name),
+                ));
+            }
+        }
+        for (g, group) in self.sync_groups.iter().enumerate() {
+            if self.sync_groups[..g].iter().any(|o| o.name == group.name) {
+                issues.push(err(
+                    Subject::SyncGroup(g),
+                    format!("vrrp_sync_group {} is already defined", group.name),
+                ));
+            }
+            if group.members.is_empty() {
+                issues.push(err(
+                    Subject::SyncGroup(g),
+                    format!(
+                        "vrrp_sync_group {}: expected a `group` of vrrp_instance names",
+                        group.name
+                    ),
+                ));
+            } else if group.members.len() == 1 {
+                issues.push(Issue {
+                    subject: Subject::SyncGroup(g),
+                    error: false,
+                    message: format!(
+                        "vrrp_sync_group {} has only 1 instance: this probably isn't what you want",
+                        group.name
+                    ),
+                });
+            }
+            for (m, member) in group.members.iter().enumerate() {
+                if self.instance(member).is_none() {
+                    issues.push(err(
+                        Subject::Member(g, m),
+                        format!(
+                            "vrrp_sync_group {}: no vrrp_instance named {member}",
+                            group.name
+                        ),
+                    ));
+                } else if group.members[..m].contains(member) {
+                    issues.push(err(
+                        Subject::Member(g, m),
+                        format!("vrrp_sync_group {}: {member} is listed twice", group.name),
+                    ));
+                } else if let Some(other) = self.sync_groups[..g]
+                    .iter()
+                    .find(|o| o.members.contains(member))
+                {
+                    issues.push(err(
+                        Subject::Member(g, m),
+                        format!(
+                            "vrrp_sync_group {}: {member} is already in vrrp_sync_group {} \
+                             (an instance can be in one sync group only)",
+                            group.name, other.name
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(s) = &self.sync {
+            if self.instance(&s.instance).is_none() {
+                issues.push(err(
+                    Subject::SyncInstance,
+                    format!(
+                        "lvs_sync_daemon: no vrrp_instance named {} (the instance whose MASTER sends)",
+                        s.instance
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// What an [`Issue`] is about, for the parser to give it a place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// Instance `i` as a whole (its name).
+    Instance(usize),
+    /// A keyword of instance `i`, by its keepalived name (`priority`, `advert_int`,
+    /// `authentication`, `nopreempt`, `preempt_delay`, `virtual_ipaddress`,
+    /// `virtual_router_id`, `state`).
+    Field(usize, &'static str),
+    /// Entry `j` of instance `i`'s `track_script`.
+    TrackScript(usize, usize),
+    /// Entry `j` of instance `i`'s `track_interface`.
+    TrackInterface(usize, usize),
+    /// `vrrp_script` number `k`.
+    Script(usize),
+    /// `vrrp_sync_group` number `g`.
+    SyncGroup(usize),
+    /// Member `m` of sync group `g`.
+    Member(usize, usize),
+    /// The instance named by `lvs_sync_daemon` / `[sync]`.
+    SyncInstance,
+}
+
+/// A problem [`VrrpConfig::finish`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    /// What it is about.
+    pub subject: Subject,
+    /// An error (the config is refused) or a warning (corrected as keepalived does).
+    pub error: bool,
+    /// The message, naming the instance.
+    pub message: String,
+}
+
+/// The most addresses a VRRP advert carries (its count field is 8 bits).
+pub const MAX_VIPS: usize = 255;
+
+fn finish_instance(i: usize, inst: &mut InstanceConfig, issues: &mut Vec<Issue>) {
+    let name = inst.name.clone();
+    let mut warn = |subject, message: String| {
+        issues.push(Issue {
+            subject,
+            error: false,
+            message: format!("vrrp_instance {name}: {message}"),
+        })
+    };
+    if inst.version == Version::V3 && inst.auth_pass.is_some() {
+        warn(
+            Subject::Field(i, "authentication"),
+            "VRRP version 3 has no authentication: ignored, as keepalived does".to_string(),
+        );
+        inst.auth_pass = None;
+    }
+    if inst.initial == InitialState::Master && !inst.preempt {
+        warn(
+            Subject::Field(i, "nopreempt"),
+            "nopreempt does not work with state MASTER: cleared, as keepalived does (use state BACKUP)"
+                .to_string(),
+        );
+        inst.preempt = true;
+    }
+    if inst.priority == 255 && !inst.preempt {
+        warn(
+            Subject::Field(i, "nopreempt"),
+            "nopreempt does not work with priority 255 (the address owner): cleared, as keepalived does"
+                .to_string(),
+        );
+        inst.preempt = true;
+    }
+    if !inst.preempt_delay.is_zero() {
+        if inst.initial == InitialState::Master {
+            warn(
+                Subject::Field(i, "preempt_delay"),
+                "preempt_delay does not work with state MASTER: cleared, as keepalived does (use state BACKUP)"
+                    .to_string(),
+            );
+            inst.preempt_delay = Duration::ZERO;
+        } else if !inst.preempt {
+            warn(
+                Subject::Field(i, "preempt_delay"),
+                "preempt_delay has no meaning with nopreempt: cleared, as keepalived does"
+                    .to_string(),
+            );
+            inst.preempt_delay = Duration::ZERO;
+        }
+    }
+    if inst.priority == 255 && inst.initial == InitialState::Backup {
+        warn(
+            Subject::Field(i, "priority"),
+            "priority 255 is the address owner, which takes over at once whatever the state (write state MASTER)"
+                .to_string(),
+        );
+    }
+    if inst.vips.is_empty() {
+        warn(
+            Subject::Instance(i),
+            "no virtual_ipaddress: this instance answers for no address".to_string(),
+        );
+    }
+    let mut err = |subject, message: String| {
+        issues.push(Issue {
+            subject,
+            error: true,
+            message: format!("vrrp_instance {}: {message}", inst.name),
+        })
+    };
+    if inst.vips.len() > MAX_VIPS {
+        err(
+            Subject::Field(i, "virtual_ipaddress"),
+            format!(
+                "{} addresses in virtual_ipaddress, an advert carries at most {MAX_VIPS}",
+                inst.vips.len()
+            ),
+        );
+    }
+    let ms = inst.advert_int.as_millis();
+    match inst.version {
+        Version::V2 => {
+            if inst.advert_int.subsec_nanos() != 0
+                || !(1..=255).contains(&inst.advert_int.as_secs())
+            {
+                err(
+                    Subject::Field(i, "advert_int"),
+                    format!(
+                        "VRRP version 2 sends advert_int in whole seconds from 1 to 255, found {}s \
+                         (keepalived rounds it and reports it; use version 3 for intervals below a second)",
+                        inst.advert_int.as_secs_f64()
+                    ),
+                );
+            }
+        }
+        Version::V3 => {
+            if !inst.advert_int.as_nanos().is_multiple_of(10_000_000)
+                || !(10..=40_950).contains(&ms)
+            {
+                err(
+                    Subject::Field(i, "advert_int"),
+                    format!(
+                        "VRRP version 3 sends advert_int in centiseconds from 0.01 to 40.95 s, found {}s",
+                        inst.advert_int.as_secs_f64()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// One `virtual_ipaddress` line, split in words: `ADDR[/PREFIX] [dev IF] [label L] [brd B]
+/// [scope S] [flags]`. `Err((word, message))` names the word at fault. `brd`, `scope`,
+/// `preferred_lft`, `track_group` and the flags keepalived knows are accepted and have no
+/// effect (the VIP is never a local address of the director).
+pub fn parse_vip(words: &[&str]) -> Result<VirtualIp, (usize, String)> {
+    let Some(first) = words.first() else {
+        return Err((0, "expected an address like 192.0.2.1/24".to_string()));
+    };
+    let (ip, len) = match first.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (*first, None),
+    };
+    let addr = ip.parse::<Ipv4Addr>();
+    let prefix = len.map_or(Ok(32), |l| match l.parse::<u8>() {
+        Ok(n) if n <= 32 && l.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(()),
+    });
+    let (Ok(addr), Ok(prefix)) = (addr, prefix) else {
+        let v6 = if first.contains(':') {
+            " (IPv6 is not supported by tunlb)"
+        } else {
+            ""
+        };
+        return Err((
+            0,
+            format!("expected an address like 192.0.2.1/24, found '{first}'{v6}"),
+        ));
+    };
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback() {
+        return Err((0, format!("expected a unicast address, found '{first}'")));
+    }
+    let mut vip = VirtualIp {
+        addr,
+        prefix,
+        dev: None,
+        label: None,
+    };
+    let mut i = 1;
+    while let Some(w) = words.get(i) {
+        match *w {
+            "dev" | "brd" | "broadcast" | "scope" | "label" | "preferred_lft" | "track_group" => {
+                let Some(value) = words.get(i + 1) else {
+                    return Err((i, format!("expected a value after '{w}'")));
+                };
+                match *w {
+                    "dev" => {
+                        if !is_ifname(value) {
+                            return Err((
+                                i + 1,
+                                format!("dev: '{value}' is not an interface name (1 to 15 characters, no '/', ':' or spaces)"),
+                            ));
+                        }
+                        vip.dev = Some(value.to_string());
+                    }
+                    "label" => vip.label = Some(value.to_string()),
+                    _ => {}
+                }
+                i += 2;
+            }
+            "home" | "-nodad" | "nodad" | "noprefixroute" | "autojoin" | "no_track" => i += 1,
+            other => {
+                return Err((
+                    i,
+                    format!("unexpected '{other}' (expected dev, label, brd, scope or a flag)"),
+                ))
+            }
+        }
+    }
+    Ok(vip)
+}
+
+impl VirtualIp {
+    /// The `virtual_ipaddress` line: `ADDR/PREFIX [dev IF] [label L]`.
+    pub fn to_line(&self) -> String {
+        let mut s = format!("{}/{}", self.addr, self.prefix);
+        if let Some(d) = &self.dev {
+            s.push_str(&format!(" dev {d}"));
+        }
+        if let Some(l) = &self.label {
+            s.push_str(&format!(" label {l}"));
+        }
+        s
+    }
+}
+
+/// Whether `name` can be a Linux interface name: 1 to 15 bytes, not `.`/`..`, no `/`, `:` or
+/// whitespace (the kernel's `dev_valid_name`).
+pub fn is_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() < 16
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace())
+}
+
+/// A time in seconds written as keepalived writes them (`1`, `0.5`, `2.25`: digits, an optional
+/// fraction of at most 9 digits), exactly; `None` for anything else.
+pub fn parse_seconds(text: &str) -> Option<Duration> {
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (text, ""),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && frac.is_empty()
+        || !digits(whole)
+        || !digits(frac)
+        || frac.len() > 9
+        || text.ends_with('.')
+    {
+        return None;
+    }
+    let secs: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let nanos: u32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    Some(Duration::new(secs, nanos))
+}
+
+/// `auth_pass` as keepalived keeps it: the first 8 bytes, NUL-padded. `None` when empty.
+pub fn auth_pass_bytes(pass: &str) -> Option<[u8; 8]> {
+    if pass.is_empty() {
+        return None;
+    }
+    let mut out = [0u8; 8];
+    for (o, b) in out.iter_mut().zip(pass.as_bytes()) {
+        *o = *b;
+    }
+    Some(out)
+}
+
+/// The password of [`auth_pass_bytes`] back as text (NULs dropped).
+pub fn auth_pass_text(pass: &[u8; 8]) -> String {
+    let end = pass.iter().position(|b| *b == 0).unwrap_or(8);
+    String::from_utf8_lossy(&pass[..end]).into_owned()
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -5,9 +5,11 @@
 //! - [`wire`]: the advert, zero-copy view and builder, checksums, every validity rule.
 //! - [`machine`]: the sans-IO state machine of one instance: adverts and timers in, actions out,
 //!   time passed in.
+//! - [`group`]: `vrrp_sync_group`, which members follow a member's transition.
 //!
 //! The sockets, the ARP answering and the scripts live in the daemon (`crate::daemon::vrrp`).
 
 pub mod config;
+pub mod group;
 pub mod machine;
 pub mod wire;

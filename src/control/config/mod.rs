@@ -47,6 +47,25 @@
 //! to = ["192.0.2.10"]        # public addresses, at least one
 //! ```
 //!
+//! VRRP and connection sync (`vrrp.rs`; every key in docs/ha.md): `[director] sloppy_tcp` /
+//! `sloppy_sctp`, `[vrrp]` (global_defs' VRRP keys), `[[vrrp_instance]]`, `[[vrrp_script]]`,
+//! `[[vrrp_sync_group]]` and `[sync]` (lvs_sync_daemon), with keepalived's keywords as keys:
+//!
+//! ```toml
+//! [[vrrp_instance]]
+//! name = "VI_1"
+//! state = "MASTER"
+//! interface = "eth0"
+//! virtual_router_id = 51
+//! priority = 100
+//! auth_pass = "1111"
+//! virtual_ipaddress = ["192.168.150.100/24 dev eth0 label eth0:3"]
+//!
+//! [sync]
+//! interface = "eth0"
+//! instance = "VI_1"
+//! ```
+//!
 //! Health checks (keepalived's names and defaults, see [`crate::health`]): on a service
 //! `delay_loop` (seconds, default 60), `alpha`, `omega`, `quorum` (1), `hysteresis` (0),
 //! `quorum_up`, `quorum_down` (commands), `sorry_server = "ip:port"`, `sorry_server_inhibit`,
@@ -92,6 +111,9 @@ mod raw;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod vrrp;
+#[cfg(test)]
+mod vrrp_tests;
 mod writer;
 
 pub use writer::to_toml;
@@ -108,6 +130,7 @@ use crate::director::snat::SnatRule;
 use crate::health::config::HealthConfig;
 use crate::model::ServiceSet;
 use crate::model::Timeouts;
+use crate::vrrp::config::VrrpConfig;
 
 /// The most TUN queues (worker threads) a director may ask for.
 pub const MAX_QUEUES: usize = 256;
@@ -139,6 +162,32 @@ pub struct DirectorSettings {
     /// The S-NAT gateway's rules (`[[snat]]`), in file order.
     #[serde(default)]
     pub snat: Vec<SnatRule>,
+    /// VRRP and connection sync (`[vrrp]`, `[[vrrp_instance]]`, `[[vrrp_script]]`,
+    /// `[[vrrp_sync_group]]`, `[sync]`; see docs/ha.md).
+    #[serde(default)]
+    pub vrrp: VrrpConfig,
+    /// IPVS's `sloppy_tcp` (`[director] sloppy_tcp`): a mid-flow TCP packet of a flow the
+    /// director does not know is scheduled instead of dropped. `None` (not written): the
+    /// default of [`DirectorSettings::sloppy`].
+    #[serde(default)]
+    pub sloppy_tcp: Option<bool>,
+    /// IPVS's `sloppy_sctp`, the same for SCTP (accepted for IPVS's name; tunlb balances TCP
+    /// and UDP only).
+    #[serde(default)]
+    pub sloppy_sctp: Option<bool>,
+}
+
+impl DirectorSettings {
+    /// `(sloppy_tcp, sloppy_sctp)` in effect: as configured, else on when the director runs
+    /// VRRP or connection sync (a director that takes over a VIP must pick up the flows it
+    /// has no entry for) and off for a lone director, as IPVS.
+    pub fn sloppy(&self) -> (bool, bool) {
+        let ha = !self.vrrp.is_empty() || self.vrrp.sync.is_some();
+        (
+            self.sloppy_tcp.unwrap_or(ha),
+            self.sloppy_sctp.unwrap_or(ha),
+        )
+    }
 }
 
 impl Default for DirectorSettings {
@@ -153,6 +202,9 @@ impl Default for DirectorSettings {
             health: HealthConfig::default(),
             tunnel_routes: Vec::new(),
             snat: Vec::new(),
+            vrrp: VrrpConfig::default(),
+            sloppy_tcp: None,
+            sloppy_sctp: None,
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use toml::Spanned;
 
+use super::vrrp::{RawInstance, RawScript, RawSync, RawSyncGroup, RawVrrp};
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
@@ -14,6 +16,14 @@ pub(super) struct RawConfig {
     pub(super) tunnel_route: Vec<Spanned<RawTunnelRoute>>,
     #[serde(default)]
     pub(super) snat: Vec<Spanned<RawSnat>>,
+    pub(super) vrrp: Option<Spanned<RawVrrp>>,
+    #[serde(default)]
+    pub(super) vrrp_instance: Vec<Spanned<RawInstance>>,
+    #[serde(default)]
+    pub(super) vrrp_script: Vec<Spanned<RawScript>>,
+    #[serde(default)]
+    pub(super) vrrp_sync_group: Vec<Spanned<RawSyncGroup>>,
+    pub(super) sync: Option<Spanned<RawSync>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -41,6 +51,8 @@ pub(super) struct RawDirector {
     pub(super) tunnel_mtu: Option<Spanned<i64>>,
     pub(super) local_address: Option<Spanned<String>>,
     pub(super) announce: Option<Vec<String>>,
+    pub(super) sloppy_tcp: Option<bool>,
+    pub(super) sloppy_sctp: Option<bool>,
 }
 
 #[derive(serde::Deserialize)]

@@ -142,6 +142,13 @@ impl Validator<'_> {
         }
         settings.tunnel_routes = self.tunnel_routes(&raw.tunnel_route);
         settings.snat = self.snat(&raw.snat);
+        settings.vrrp = self.vrrp(super::vrrp::RawVrrpSections {
+            vrrp: raw.vrrp.as_ref(),
+            instances: &raw.vrrp_instance,
+            scripts: &raw.vrrp_script,
+            groups: &raw.vrrp_sync_group,
+            sync: raw.sync.as_ref(),
+        });
         (settings, set)
     }
 }
@@ -176,6 +183,8 @@ impl Validator<'_> {
         if let Some(announce) = &d.announce {
             settings.announce = announce.clone();
         }
+        settings.sloppy_tcp = d.sloppy_tcp;
+        settings.sloppy_sctp = d.sloppy_sctp;
     }
 
     pub(super) fn service(&mut self, svc: &Spanned<RawService>, i: usize) -> Option<ServiceConfig> {

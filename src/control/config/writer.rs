@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 
 use crate::model::HOST_NETMASK;
 use crate::model::{ExpirePolicy, Forward, Protocol, ServiceSet};
+use crate::vrrp::config::{auth_pass_text, Garp, InitialState, Notify, Version, VrrpConfig};
+use std::time::Duration;
 
 /// The config that [`load_str`](super::load_str) reads back as `settings` and `set`.
 pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
@@ -21,6 +23,12 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
     if !s.announce.is_empty() {
         let list: Vec<String> = s.announce.iter().map(|i| quote(i)).collect();
         let _ = writeln!(out, "announce = [{}]", list.join(", "));
+    }
+    if let Some(b) = s.sloppy_tcp {
+        let _ = writeln!(out, "sloppy_tcp = {b}");
+    }
+    if let Some(b) = s.sloppy_sctp {
+        let _ = writeln!(out, "sloppy_sctp = {b}");
     }
     let t = s.timeouts;
     let _ = writeln!(
@@ -118,7 +126,193 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
             to.join(", ")
         );
     }
+    write_vrrp(&mut out, &s.vrrp);
     out
+}
+
+/// Seconds as TOML: an integer when whole, else a float.
+fn secs(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}", d.as_secs_f64())
+    }
+}
+
+fn notify(out: &mut String, n: &Notify) {
+    for (key, v) in [
+        ("notify_master", &n.master),
+        ("notify_backup", &n.backup),
+        ("notify_fault", &n.fault),
+        ("notify_stop", &n.stop),
+        ("notify", &n.any),
+    ] {
+        if let Some(c) = v {
+            let _ = writeln!(out, "{key} = {}", quote(c));
+        }
+    }
+}
+
+fn list(items: impl IntoIterator<Item = String>) -> String {
+    let items: Vec<String> = items.into_iter().collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The VRRP sections: every instance with its version and garp settings written out (the
+/// `[vrrp]` defaults are folded into each instance when read).
+fn write_vrrp(out: &mut String, v: &VrrpConfig) {
+    // `[vrrp] garp_interval` has no per-instance key: every instance has the global one.
+    let garp_interval = v
+        .instances
+        .first()
+        .map_or(Duration::ZERO, |i| i.garp.interval);
+    if v.router_id.is_some() || !garp_interval.is_zero() {
+        let _ = writeln!(out, "\n[vrrp]");
+        if let Some(id) = &v.router_id {
+            let _ = writeln!(out, "router_id = {}", quote(id));
+        }
+        if !garp_interval.is_zero() {
+            let _ = writeln!(out, "garp_interval = {}", secs(garp_interval));
+        }
+    }
+    let defaults = Garp::default();
+    for i in &v.instances {
+        let state = match i.initial {
+            InitialState::Master => "MASTER",
+            InitialState::Backup => "BACKUP",
+        };
+        let version = match i.version {
+            Version::V2 => 2,
+            Version::V3 => 3,
+        };
+        let _ = writeln!(
+            out,
+            "\n[[vrrp_instance]]\nname = {}\nstate = \"{state}\"\ninterface = {}\nvirtual_router_id = {}\npriority = {}\nadvert_int = {}\nversion = {version}",
+            quote(&i.name),
+            quote(&i.interface),
+            i.vrid,
+            i.priority,
+            secs(i.advert_int)
+        );
+        if !i.preempt {
+            let _ = writeln!(out, "nopreempt = true");
+        }
+        if !i.preempt_delay.is_zero() {
+            let _ = writeln!(out, "preempt_delay = {}", secs(i.preempt_delay));
+        }
+        if let Some(p) = &i.auth_pass {
+            let _ = writeln!(
+                out,
+                "auth_type = \"PASS\"\nauth_pass = {}",
+                quote(&auth_pass_text(p))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "virtual_ipaddress = {}",
+            list(i.vips.iter().map(|v| quote(&v.to_line())))
+        );
+        if let Some(a) = i.unicast_src {
+            let _ = writeln!(out, "unicast_src_ip = \"{a}\"");
+        }
+        if !i.unicast_peers.is_empty() {
+            let _ = writeln!(
+                out,
+                "unicast_peer = {}",
+                list(i.unicast_peers.iter().map(|a| format!("\"{a}\"")))
+            );
+        }
+        if !i.track_interfaces.is_empty() {
+            let _ = writeln!(
+                out,
+                "track_interface = {}",
+                list(i.track_interfaces.iter().map(|t| match t.weight {
+                    None => quote(&t.name),
+                    Some(w) => format!("{{ name = {}, weight = {w} }}", quote(&t.name)),
+                }))
+            );
+        }
+        if !i.track_scripts.is_empty() {
+            let _ = writeln!(
+                out,
+                "track_script = {}",
+                list(i.track_scripts.iter().map(|t| match t.weight {
+                    None => quote(&t.name),
+                    Some(w) => format!("{{ name = {}, weight = {w} }}", quote(&t.name)),
+                }))
+            );
+        }
+        notify(out, &i.notify);
+        let g = i.garp;
+        if g.master_delay != defaults.master_delay {
+            let _ = writeln!(out, "garp_master_delay = {}", g.master_delay.as_secs());
+        }
+        if g.master_repeat != defaults.master_repeat {
+            let _ = writeln!(out, "garp_master_repeat = {}", g.master_repeat);
+        }
+        if let Some(r) = g.master_refresh {
+            let _ = writeln!(out, "garp_master_refresh = {}", r.as_secs());
+        }
+        if g.master_refresh_repeat != defaults.master_refresh_repeat {
+            let _ = writeln!(
+                out,
+                "garp_master_refresh_repeat = {}",
+                g.master_refresh_repeat
+            );
+        }
+    }
+    for sc in &v.scripts {
+        let _ = writeln!(
+            out,
+            "\n[[vrrp_script]]\nname = {}\nscript = {}\ninterval = {}\ntimeout = {}\nweight = {}\nrise = {}\nfall = {}",
+            quote(&sc.name),
+            quote(&sc.script),
+            secs(sc.interval),
+            secs(sc.timeout),
+            sc.weight,
+            sc.rise,
+            sc.fall
+        );
+    }
+    for g in &v.sync_groups {
+        let _ = writeln!(
+            out,
+            "\n[[vrrp_sync_group]]\nname = {}\ngroup = {}",
+            quote(&g.name),
+            list(g.members.iter().map(|m| quote(m)))
+        );
+        notify(out, &g.notify);
+    }
+    if let Some(s) = &v.sync {
+        let _ = writeln!(
+            out,
+            "\n[sync]\ninterface = {}\ninstance = {}\nid = {}\nport = {}\nttl = {}\ngroup = \"{}\"\nmaxlen = {}",
+            quote(&s.interface),
+            quote(&s.instance),
+            s.id,
+            s.port,
+            s.ttl,
+            s.group,
+            s.maxlen
+        );
+        if !s.peers.is_empty() {
+            let _ = writeln!(
+                out,
+                "peers = {}",
+                list(s.peers.iter().map(|a| format!("\"{a}\"")))
+            );
+        }
+        if let Some(k) = &s.key {
+            match std::str::from_utf8(k) {
+                Ok(text) => {
+                    let _ = writeln!(out, "key = {}", quote(text));
+                }
+                Err(_) => {
+                    let _ = writeln!(out, "# key: not written (not UTF-8 text): set key_file");
+                }
+            }
+        }
+    }
 }
 
 fn quote(s: &str) -> String {

@@ -1,5 +1,6 @@
 //! The LVS part of keepalived.conf: `virtual_server_group`, `virtual_server`, `real_server`,
-//! the checkers, and `global_defs` (accepted, ignored).
+//! the checkers, and `global_defs` (its VRRP keys are read in [`super::vrrp`], the others
+//! accepted and ignored).
 //!
 //! keepalived's semantics kept here: `lb_kind` (alias `lvs_method`) defaults to NAT; `lb_kind
 //! TUN type gue port N csum` selects the tunnel; a `real_server` may override the service's
@@ -104,6 +105,9 @@ pub fn build(nodes: &[Node], cx: &mut Ctx) -> (ServiceSet, HealthConfig) {
                 cx.no_block_args(node);
                 for field in cx.block(node) {
                     let name = &field.name.text;
+                    if super::vrrp::GLOBAL_KEYS.contains(&name.as_str()) {
+                        continue;
+                    }
                     cx.warn_once(
                         &format!("global_defs {name}"),
                         field.name.at,

@@ -4,13 +4,14 @@
 //! The file is read as keepalived 2.x reads it ([`syntax`]: words, `{ }` blocks glued or not,
 //! `!`/`#` comments, quotes, `include` globs), then given meaning ([`lvs`]: `virtual_server`,
 //! `virtual_server_group`, `real_server` and its checkers become a [`ServiceSet`] and a
-//! [`HealthConfig`]; [`vrrp`]: `vrrp_instance`, `vrrp_script`, `vrrp_sync_group` are checked and
-//! ignored with a warning, as tunlb has no VRRP yet).
+//! [`HealthConfig`]; [`vrrp`]: `vrrp_instance`, `vrrp_script`, `vrrp_sync_group` and the VRRP
+//! keys of `global_defs`, `lvs_sync_daemon` included, become a [`VrrpConfig`]).
 //!
 //! Where keepalived logs a problem and carries on (an unknown keyword, a bad value), tunlb
 //! refuses the file: `keepalived --config-test` fails on the same lines, and a balancer that
 //! silently runs half a config is worse than one that does not start. What keepalived accepts
-//! but tunlb cannot do (global settings, notify scripts, SMTP alerts, VRRP) is a warning. Every
+//! but tunlb cannot do and that changes nothing it does (most global settings, SMTP alerts) is a
+//! warning; what would change behaviour (AH authentication, VMACs) is an error. Every
 //! problem in the file is reported at once, each as `file:line:column: message`.
 
 mod checkers;
@@ -25,6 +26,7 @@ use crate::control::config;
 use crate::control::format::{self, ListFormat, Listing, PortNames};
 use crate::health::config::HealthConfig;
 use crate::model::ServiceSet;
+use crate::vrrp::config::VrrpConfig;
 
 use syntax::{Loc, Node, Sources, Word};
 
@@ -61,6 +63,8 @@ pub struct KeepalivedConfig {
     pub services: ServiceSet,
     /// The health checks of each service.
     pub health: HealthConfig,
+    /// The VRRP instances, scripts, sync groups and connection sync (`lvs_sync_daemon`).
+    pub vrrp: VrrpConfig,
     /// Everything accepted but ignored, in file order.
     pub warnings: Vec<Warning>,
 }
@@ -140,9 +144,7 @@ fn parse_with(
         warned_once: Vec::new(),
     };
     let (services, health) = lvs::build(&nodes, &mut cx);
-    for node in &nodes {
-        vrrp::top_level(node, &mut cx);
-    }
+    let vrrp = vrrp::build(&nodes, &mut cx);
     let diag = |(at, message): (Loc, String)| sources.diag(at, message);
     let mut errors: Vec<Diagnostic> = sources.errors.clone();
     errors.extend(cx.errors.into_iter().map(diag));
@@ -159,6 +161,7 @@ fn parse_with(
         Ok(KeepalivedConfig {
             services,
             health,
+            vrrp,
             warnings,
         })
     } else {
@@ -196,12 +199,16 @@ fn print_diagnostics(warnings: &[Warning], errors: &[Diagnostic]) {
 
 /// `tunlb check-config FILE`: a `.toml` file goes through the TOML loader, anything else through
 /// the keepalived parser. Prints the warnings (stderr), then the errors (stderr, and the result
-/// is an error) or the table as `tunlb adm -L -n` would show it (stdout). Touches nothing.
+/// is an error) or the table as `tunlb adm -L -n` would show it (stdout), followed by one
+/// line per VRRP instance and one for connection sync ([`VrrpConfig::summary`]). Touches
+/// nothing.
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
-    let set = if path.extension().is_some_and(|e| e == "toml") {
-        config::load(path)?.1
+    let (set, vrrp) = if path.extension().is_some_and(|e| e == "toml") {
+        let (settings, set) = config::load(path)?;
+        (set, settings.vrrp)
     } else {
-        load_reporting(path)?.services
+        let conf = load_reporting(path)?;
+        (conf.services, conf.vrrp)
     };
     let fmt = ListFormat {
         numeric: true,
@@ -211,6 +218,9 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
         "{}",
         format::list_table(&Listing::from_set(&set), &fmt, &PortNames::empty())
     );
+    for line in vrrp.summary() {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -417,3 +427,5 @@ fn slash_hint(word: &str, keyword: bool) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vrrp_tests;

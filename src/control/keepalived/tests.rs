@@ -6,6 +6,7 @@ use super::*;
 use crate::encap::{Tunnel, TunnelType};
 use crate::health::config::{parse_hex, CheckKind, ReplyPattern, UdpCheck, UrlSpec};
 use crate::model::{Forward, Persistence, Protocol, SchedulerKind};
+use crate::vrrp::config::InitialState;
 
 fn ok(text: &str) -> KeepalivedConfig {
     parse_str(text, "k.conf").unwrap_or_else(|e| panic!("{e}"))
@@ -264,7 +265,9 @@ fn braces_glued_to_words_and_comments() {
         "  }}\n",
         "vrrp_instance VI_1{\n",
         "  state BACKUP\n",
+        "  interface eth0\n",
         "  virtual_router_id 51\n",
+        "  virtual_ipaddress{10.0.0.1}\n",
         "}\n",
     ));
     let svc = &conf.services.services[0];
@@ -272,11 +275,10 @@ fn braces_glued_to_words_and_comments() {
     assert_eq!(svc.dests[0].forward, Forward::tunnel(TunnelType::Ipip));
     let check = &conf.health.services[0].1.per_dest[0].1.checks[0];
     assert_eq!(check.connect_timeout, Duration::from_secs(2));
-    assert_eq!(
-        warnings(&conf),
-        ["VRRP not yet supported in tunlb: vrrp_instance VI_1 ignored"]
-    );
-    assert_eq!((conf.warnings[0].line, conf.warnings[0].col), (9, 1));
+    assert!(conf.warnings.is_empty(), "{:?}", warnings(&conf));
+    let vi = &conf.vrrp.instances[0];
+    assert_eq!((vi.name.as_str(), vi.vrid), ("VI_1", 51));
+    assert_eq!(vi.vips[0].addr, Ipv4Addr::new(10, 0, 0, 1));
 }
 
 #[test]
@@ -448,8 +450,12 @@ virtual_server 10.0.0.2 80 {
 }
 ");
     let w = warnings(&conf);
+    assert_eq!(
+        conf.vrrp.router_id.as_deref(),
+        Some("B"),
+        "the last router_id"
+    );
     let expect = [
-        "global_defs: router_id ignored",
         "global_defs: notification_email ignored",
         "static_ipaddress ignored",
         "virtual_server 10.0.0.1 80: smtp_alert ignored",
@@ -465,92 +471,6 @@ virtual_server 10.0.0.2 80 {
     assert_eq!(conf.services.services.len(), 1);
     assert_eq!(conf.services.services[0].persistence, None);
     assert_eq!(conf.health.services[0].1.per_dest[0].1.checks[0].retry, 3);
-}
-
-#[test]
-fn vrrp_blocks_are_validated_then_ignored() {
-    let good = "\
-vrrp_script chk {
-    script \"/bin/true\"
-    interval 2
-    weight -20
-    fall 2
-}
-vrrp_instance VI_1 {
-    state MASTER
-    interface eth0
-    virtual_router_id 255
-    priority 255
-    advert_int 0.5
-    nopreempt
-    authentication {
-        auth_type PASS
-        auth_pass 1111
-    }
-    unicast_peer {
-        192.168.150.3
-    }
-    virtual_ipaddress {
-        192.168.150.100/24 dev eth0 label eth0:3
-        192.168.150.101
-    }
-    track_script {
-        chk
-    }
-}
-vrrp_sync_group G {
-    group {
-        VI_1
-    }
-}
-";
-    let w = warnings(&ok(good));
-    assert_eq!(
-        w,
-        [
-            "VRRP not yet supported in tunlb: vrrp_script chk ignored",
-            "VRRP not yet supported in tunlb: vrrp_instance VI_1 ignored",
-            "VRRP not yet supported in tunlb: vrrp_sync_group G ignored",
-        ]
-    );
-    let bad = "\
-vrrp_instance VI_2 {
-    state PRIMARY
-    virtual_router_id 0
-    priority 255
-    virtual_ipaddress {
-        192.168.150.300/24 dev eth0
-        10.0.0.1/33
-        10.0.0.2 dev
-        10.0.0.3 colour blue
-    }
-    authentication {
-        auth_type MD5
-    }
-    prioirty 5
-}
-vrrp_instance VI_3 {
-    state BACKUP
-}
-";
-    let got: Vec<(usize, String)> = errors(bad).into_iter().map(|e| (e.0, e.2)).collect();
-    let expect = [
-        (2, "vrrp_instance VI_2: state: expected MASTER or BACKUP, found 'PRIMARY'"),
-        (3, "virtual_router_id: expected an integer from 1 to 255, found '0'"),
-        (4, "vrrp_instance VI_2: priority 255 is for the address owner"),
-        (6, "vrrp_instance VI_2: virtual_ipaddress: expected an address like 192.0.2.1/24, found '192.168.150.300/24'"),
-        (7, "vrrp_instance VI_2: virtual_ipaddress: expected an address like 192.0.2.1/24, found '10.0.0.1/33'"),
-        (8, "vrrp_instance VI_2: virtual_ipaddress: expected a value after 'dev'"),
-        (9, "vrrp_instance VI_2: virtual_ipaddress: unexpected 'colour'"),
-        (12, "vrrp_instance VI_2: auth_type: expected PASS or AH, found 'MD5'"),
-        (14, "unknown keyword 'prioirty' in vrrp_instance VI_2"),
-        (16, "vrrp_instance VI_3: expected virtual_router_id"),
-    ];
-    assert_eq!(got.len(), expect.len(), "{got:#?}");
-    for ((l, m), (el, em)) in got.iter().zip(expect) {
-        assert_eq!(*l, el, "{m}");
-        assert!(m.starts_with(em), "{m:?} does not start with {em:?}");
-    }
 }
 
 /// A scratch directory, removed on drop.
@@ -614,8 +534,10 @@ fn include_globs_are_relative_to_the_including_file() {
     );
     assert_eq!(conf.services.services[1].dests[0].weight, 7);
     let w: Vec<String> = conf.warnings.iter().map(ToString::to_string).collect();
-    assert_eq!(w.len(), 2, "{w:#?}");
-    assert!(w[1].ends_with("keepalived.conf:5:1: include nothing-*.conf: no file matches (keepalived skips this silently; `includer` makes it an error)"), "{}", w[1]);
+    // (router_id is read now: no warning for it.)
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_eq!(conf.vrrp.router_id.as_deref(), Some("X"));
+    assert!(w[0].ends_with("keepalived.conf:5:1: include nothing-*.conf: no file matches (keepalived skips this silently; `includer` makes it an error)"), "{}", w[0]);
 
     // Errors in included files name the file they are in.
     dir.write("rs/one.inc", "real_server 10.0.2.1 80 {\n wait 7\n}\n");
@@ -642,7 +564,7 @@ fn include_in_text_without_a_file_is_an_error() {
 fn the_seed_file_makes_the_seed_table() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/keepalived-seed.conf");
     let conf = load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let (_, toml) =
+    let (toml_settings, toml) =
         config::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/director-seed.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -661,9 +583,21 @@ fn the_seed_file_makes_the_seed_table() {
         assert_eq!(c.delay_before_retry(), Duration::from_secs(3));
     }
     assert_eq!(h.per_dest.len(), 2);
-    assert!(warnings(&conf)
-        .iter()
-        .any(|w| w == "VRRP not yet supported in tunlb: vrrp_instance VI_1 ignored"));
+    assert!(
+        !warnings(&conf).iter().any(|w| w.contains("VRRP")),
+        "{:?}",
+        warnings(&conf)
+    );
+    let vi = &conf.vrrp.instances[0];
+    assert_eq!(vi.initial, InitialState::Master);
+    assert_eq!((vi.vrid, vi.priority), (51, 100));
+    assert_eq!(vi.auth_pass, Some(*b"1111\0\0\0\0"));
+    assert_eq!(
+        vi.vips[0].to_line(),
+        "192.168.150.100/24 dev eth0 label eth0:3"
+    );
+    assert_eq!(conf.vrrp.router_id.as_deref(), Some("LVS_DEVEL"));
+    assert_eq!(conf.vrrp, toml_settings.vrrp, "and the same VRRP instance");
 }
 
 #[test]

@@ -112,7 +112,8 @@ impl ControlPlane {
                 .map(|d| SocketAddrV4::new(d.config.addr, d.config.port))
                 .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
         };
-        // A flow connection sync installed sits in every worker: list it once.
+        // A flow is listed once: a former master's workers may hold a flow the new master
+        // synced back into the shared table.
         let mut flows = FlowsByKey::default();
         for core in &self.cores {
             let Ok(d) = core.lock() else { continue };
@@ -120,6 +121,12 @@ impl ControlPlane {
                 if let Some(e) = conn_entry(k, c, dest_addr(c.dest), now) {
                     flows.add(*k, e);
                 }
+            }
+        }
+        // Flows a peer synced that no worker has taken yet (a backup's, mostly).
+        for (k, c) in self.shared.synced.entries() {
+            if let Some(e) = conn_entry(&k, &c, dest_addr(c.dest), now) {
+                flows.add(k, e);
             }
         }
         out.extend(flows.into_entries());
@@ -163,9 +170,9 @@ impl ControlPlane {
     }
 }
 
-/// The workers' flows, each key once: a flow connection sync installed into every worker (or
-/// one a backup installed and then saw on its own worker after a failover) is listed once, with
-/// the copy that lives longest (the one the packets keep fresh).
+/// The workers' flows and the synced ones, each key once: a flow in a worker and also in the
+/// shared synced table (a former master's flow its peer synced back) is listed once, with the
+/// copy that lives longest (the one the packets or the records keep fresh).
 #[derive(Default)]
 struct FlowsByKey {
     at: HashMap<ConnKey, usize>,

@@ -79,6 +79,7 @@ fn config_reports_the_running_settings() {
             health: Default::default(),
             tunnel_routes: Vec::new(),
             snat: Vec::new(),
+            ..DirectorSettings::default()
         }
     );
     // `--set` shows in the next save; an unspecified local address is left out.

@@ -46,6 +46,7 @@ impl SyncCore for FakeCore {
         cursor: usize,
         limit: usize,
         _now: Instant,
+        _shared: bool,
         out: &mut Vec<SyncRecord>,
     ) -> Option<usize> {
         let end = (cursor + limit).min(self.table.len());
@@ -275,4 +276,117 @@ fn refresh_follows_the_shortest_timeout() {
         udp: 30,
     };
     assert_eq!(refresh_for(&t), Duration::from_secs(15));
+}
+
+mod directors {
+    //! The real cores: a flow created on one director's worker reaches the other's shared
+    //! synced table, by bulk resync and by change.
+    use super::*;
+    use crate::director::conn::Timeouts as ConnTimeouts;
+    use crate::director::{Director, DirectorConfig, Registry, Shared};
+    use crate::encap::TunnelType;
+    use crate::model::{
+        DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
+    };
+    use crate::wire::testing::tcp_packet;
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
+    const RS: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 12);
+
+    fn set() -> ServiceSet {
+        ServiceSet {
+            services: vec![ServiceConfig {
+                key: ServiceKey {
+                    vip: VIP,
+                    port: 80,
+                    proto: Protocol::Tcp,
+                },
+                scheduler: SchedulerKind::Rr,
+                persistence: None,
+                mss_clamp: None,
+                dests: vec![DestConfig {
+                    addr: RS,
+                    port: 0,
+                    weight: 1,
+                    forward: Forward::tunnel(TunnelType::Ipip),
+                    u_threshold: 0,
+                    l_threshold: 0,
+                }],
+                policy: Default::default(),
+            }],
+        }
+    }
+
+    fn director(workers: usize) -> (Arc<Shared>, Vec<Arc<Mutex<Director>>>) {
+        let snap = Registry::new()
+            .build(&set(), &ConnTimeouts::default())
+            .unwrap();
+        let shared = Arc::new(Shared::new(snap));
+        let cores = (0..workers)
+            .map(|_| {
+                Arc::new(Mutex::new(Director::new(
+                    shared.clone(),
+                    DirectorConfig::default(),
+                )))
+            })
+            .collect();
+        (shared, cores)
+    }
+
+    fn start(
+        sock: UdpSocket,
+        peer: SocketAddrV4,
+        cores: &[Arc<Mutex<Director>>],
+        master: bool,
+        sender: u32,
+    ) -> (Arc<HaLink>, SyncHandle) {
+        let link = Arc::new(HaLink::default());
+        link.set_sync_master(master);
+        let ep = Endpoint {
+            socket: sock,
+            dests: vec![peer],
+        };
+        let cfg = SessionConfig::new(51, 1472, None, sender);
+        let h = spawn("VI_1", ep, cfg, cores.to_vec(), link.clone(), Clock::new()).unwrap();
+        (link, h)
+    }
+
+    fn syn(cores: &[Arc<Mutex<Director>>], core: usize, cport: u16) {
+        let mut p = tcp_packet(Ipv4Addr::new(192, 168, 1, 2), cport, VIP, 80, 0x02, 0);
+        let _ = cores[core]
+            .lock()
+            .unwrap()
+            .handle_packet(Clock::new().now(), &mut p);
+    }
+
+    #[test]
+    fn a_flow_reaches_the_backup_by_bulk_resync_and_by_change() {
+        let (sa, sb) = (loopback(), loopback());
+        let (aa, ab) = (addr(&sa), addr(&sb));
+        let (a_shared, a_cores) = director(2);
+        let (b_shared, b_cores) = director(2);
+        let (_la, ha) = start(sa, ab, &a_cores, true, 1);
+        wait_for("emit on", || a_shared.sync_emit());
+        syn(&a_cores, 1, 40000); // before the backup starts: bulk
+        let (lb, hb) = start(sb, aa, &b_cores, false, 2);
+        wait_for("backup ready", || lb.is_sync_ready());
+        wait_for("bulk flow", || b_shared.synced.len() == 1);
+        syn(&a_cores, 0, 40001); // a change
+        wait_for("changed flow", || b_shared.synced.len() == 2);
+        let ports: std::collections::BTreeSet<u16> = b_shared
+            .synced
+            .entries()
+            .iter()
+            .map(|(k, _)| k.cport)
+            .collect();
+        assert_eq!(ports, [40000, 40001].into());
+        let (_, c) = b_shared.synced.entries()[0];
+        assert_eq!(c.state, ConnState::SynRecv);
+        let s = hb.stats().snapshot();
+        assert!(s.records_applied >= 2, "{s:?}");
+        assert_eq!(s.no_service + s.no_dest + s.nat + s.invalid, 0);
+        assert!(!b_shared.sync_emit());
+        drop(ha);
+        assert!(!a_shared.sync_emit(), "emit off when the thread stops");
+    }
 }

@@ -126,6 +126,22 @@ impl ConnState {
     pub fn is_tcp(self) -> bool {
         (self as usize) < N_TCP_STATES
     }
+
+    /// The state's number on the wire (connection sync): IPVS's `IP_VS_TCP_S_*` for the TCP
+    /// states, then 11 for UDP and 12 for ICMP (the discriminant).
+    pub const fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The state numbered `v` by [`ConnState::to_u8`], or `None` for a number no state has
+    /// (a peer's record is untrusted input).
+    pub const fn from_u8(v: u8) -> Option<ConnState> {
+        if (v as usize) < N_STATES {
+            Some(ConnState::ALL[v as usize])
+        } else {
+            None
+        }
+    }
 }
 
 /// Which direction(s) the director sees. TUN/DR see only the client's direction (IPVS's
@@ -470,6 +486,22 @@ mod tests {
         );
         for (i, s) in ConnState::ALL.iter().enumerate() {
             assert_eq!(*s as usize, i);
+        }
+    }
+
+    #[test]
+    fn state_numbers_round_trip_and_unknown_numbers_are_refused() {
+        for s in ConnState::ALL {
+            assert_eq!(ConnState::from_u8(s.to_u8()), Some(s));
+        }
+        // IPVS's numbers for the TCP states.
+        assert_eq!(Established.to_u8(), 1);
+        assert_eq!(SynRecv.to_u8(), 3);
+        assert_eq!(TimeWait.to_u8(), 5);
+        assert_eq!(Udp.to_u8(), 11);
+        assert_eq!(Icmp.to_u8(), 12);
+        for v in 13..=u8::MAX {
+            assert_eq!(ConnState::from_u8(v), Option::None, "{v}");
         }
     }
 

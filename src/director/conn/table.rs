@@ -532,6 +532,19 @@ impl ConnTable {
             .map(|s| (&s.key, &s.conn))
     }
 
+    /// The flows from slot `slot` on, in slot order, each with its slot number: a resumable
+    /// walk for a paced dump (connection sync). Slots past [`capacity`](Self::capacity) give
+    /// nothing. A flow that an insert or removal moves across the resume point between two
+    /// walks is seen twice or not at all; growing the table reorders every slot.
+    pub fn entries_from(&self, slot: usize) -> impl Iterator<Item = (usize, &ConnKey, &Conn)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .skip(slot)
+            .filter(|(_, s)| s.is_occupied())
+            .map(|(i, s)| (i, &s.key, &s.conn))
+    }
+
     /// Removes every flow, keeping the allocation.
     pub fn clear(&mut self) {
         self.slots.fill(Slot::EMPTY);
@@ -604,6 +617,30 @@ mod tests {
             }
         }
         assert_eq!(count, t.len());
+    }
+
+    #[test]
+    fn entries_from_resumes_a_walk_at_a_slot() {
+        let mut t = ConnTable::new(256, 1000, 7);
+        for n in 0..100 {
+            t.insert(key(n), conn(n, 100)).unwrap();
+        }
+        // Walk in pieces of 9 entries, resuming at the slot after the last one seen.
+        let mut seen = Vec::new();
+        let mut at = 0;
+        loop {
+            let piece: Vec<_> = t.entries_from(at).take(9).collect();
+            let Some(&(last, _, _)) = piece.last() else {
+                break;
+            };
+            assert!(piece.windows(2).all(|w| w[0].0 < w[1].0), "slot order");
+            seen.extend(piece.iter().map(|(_, _, c)| c.dest.0));
+            at = last + 1;
+        }
+        seen.sort();
+        assert_eq!(seen, (0..100).collect::<Vec<_>>());
+        assert_eq!(t.entries_from(t.capacity()).count(), 0);
+        assert_eq!(t.entries_from(usize::MAX).count(), 0);
     }
 
     #[test]

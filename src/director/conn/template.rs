@@ -218,6 +218,112 @@ impl TemplateTable {
         out
     }
 
+    /// Installs a template a peer director synced: `key` binds to `dest` until at least
+    /// `now + left`; `timeout` is the service's persistence timeout (how long the template
+    /// outlives its last connection). A live template of the same server keeps its
+    /// connections and takes the later expiry; one of another server (or an expired one) is
+    /// replaced, its connections no longer counting against it (as [`remove_if_dest`]).
+    ///
+    /// [`remove_if_dest`]: Self::remove_if_dest
+    pub fn install(
+        &self,
+        key: ConnKey,
+        dest: DestId,
+        now: Instant,
+        left: Duration,
+        timeout: Duration,
+    ) {
+        let mut shard = self.shard(&key);
+        let expires = now + left;
+        match shard.get_mut(&key) {
+            Some(t) if t.dest == dest && t.is_alive(now) => {
+                t.expires = t.expires.max(expires);
+                t.timeout = timeout;
+            }
+            _ => {
+                shard.insert(
+                    key,
+                    Template {
+                        dest,
+                        controlled: 0,
+                        expires,
+                        timeout,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A connection bound to `dest` under template `key` arrived by connection sync (not
+    /// through [`get_or_create`](Self::get_or_create)): it counts against the template, so
+    /// the template lives as long as it does, and gives its count back with
+    /// [`release_for`](Self::release_for) when it ends. A template that is missing (or has
+    /// expired) is created for `dest` with `timeout`. Returns false, and counts nothing,
+    /// when a live template binds the key to another server: the connection keeps its
+    /// server, and its end does not touch that template.
+    pub fn adopt(&self, key: ConnKey, dest: DestId, now: Instant, timeout: Duration) -> bool {
+        let mut shard = self.shard(&key);
+        match shard.get_mut(&key) {
+            Some(t) if t.is_alive(now) => {
+                if t.dest != dest {
+                    return false;
+                }
+                t.controlled = t.controlled.saturating_add(1);
+                t.expires = t.expires.max(now + timeout);
+                t.timeout = timeout;
+            }
+            _ => {
+                shard.insert(
+                    key,
+                    Template {
+                        dest,
+                        controlled: 1,
+                        expires: now + timeout,
+                        timeout,
+                    },
+                );
+            }
+        }
+        true
+    }
+
+    /// Appends up to `limit` live templates to `out`, resuming at `cursor` (0 to start), as
+    /// (key, server, time left): a template that controls connections has its whole timeout
+    /// left, since it outlives them by that. Returns the cursor to resume at, or `None`
+    /// once every template was visited. A paced walk (connection sync's bulk dump and
+    /// refresh): templates created or removed between two calls may be missed or repeated.
+    pub fn dump(
+        &self,
+        cursor: u64,
+        limit: usize,
+        now: Instant,
+        out: &mut Vec<(ConnKey, DestId, Duration)>,
+    ) -> Option<u64> {
+        let (mut shard, mut skip) = ((cursor >> 32) as usize, (cursor & 0xffff_ffff) as usize);
+        let mut n = 0;
+        while shard < SHARDS {
+            let map = lock(&self.shards[shard]);
+            for (k, t) in map.iter().skip(skip) {
+                if n == limit {
+                    return Some(((shard as u64) << 32) | skip as u64);
+                }
+                skip += 1;
+                if t.is_alive(now) {
+                    let left = if t.controlled > 0 {
+                        t.timeout
+                    } else {
+                        t.expires.saturating_since(now)
+                    };
+                    out.push((*k, t.dest, left));
+                    n += 1;
+                }
+            }
+            shard += 1;
+            skip = 0;
+        }
+        None
+    }
+
     /// Number of templates held, including expired ones not yet removed by
     /// [`TemplateTable::expire`].
     pub fn len(&self) -> usize {
@@ -420,6 +526,94 @@ mod tests {
         t.release(&k, now);
         assert_eq!(t.snapshot(now)[0].3, 0);
         t.release(&key([1, 2, 3, 4]), now);
+    }
+
+    #[test]
+    fn installed_template_binds_new_flows_and_expires_on_its_own() {
+        let t = TemplateTable::new();
+        let k = key([10, 0, 0, 1]);
+        let now = Instant::from_secs(100);
+        t.install(k, DestId(3), now, secs(40), secs(300));
+        assert_eq!(t.snapshot(now), [(k, DestId(3), now + secs(40), 0)]);
+        // A new flow of the client follows it.
+        assert_eq!(
+            t.get_or_create(k, now, secs(300), || panic!("must follow the template")),
+            Some(DestId(3))
+        );
+        t.release(&k, now);
+        // A refresh of the same server extends it, never shortens it.
+        t.install(k, DestId(3), now, secs(10), secs(300));
+        assert_eq!(t.snapshot(now)[0].2, now + secs(300));
+        // Another server replaces it.
+        t.install(k, DestId(4), now, secs(10), secs(300));
+        assert_eq!(t.snapshot(now), [(k, DestId(4), now + secs(10), 0)]);
+        assert_eq!(t.expire(now + secs(10)), 1);
+    }
+
+    #[test]
+    fn adopted_connections_hold_the_template_until_released() {
+        let t = TemplateTable::new();
+        let k = key([10, 0, 0, 1]);
+        let now = Instant::from_secs(100);
+        // Missing: created for the connection's server, controlling it.
+        assert!(t.adopt(k, DestId(1), now, secs(60)));
+        assert!(t.adopt(k, DestId(1), now, secs(60)));
+        assert_eq!(t.snapshot(now)[0].3, 2);
+        // A connection to another server does not count against it.
+        assert!(!t.adopt(k, DestId(2), now, secs(60)));
+        assert_eq!(t.snapshot(now)[0].3, 2);
+        assert_eq!(t.expire(now + secs(3600)), 0, "controls two connections");
+        let end = now + secs(3600);
+        t.release_for(&k, DestId(1), end);
+        t.release_for(&k, DestId(1), end);
+        assert_eq!(t.expire(end + secs(59)), 0);
+        assert_eq!(t.expire(end + secs(60)), 1);
+    }
+
+    #[test]
+    fn dump_walks_every_live_template_in_pieces() {
+        let t = TemplateTable::new();
+        let now = Instant::from_secs(10);
+        for i in 0..100u8 {
+            t.install(
+                key([10, 0, 1, i]),
+                DestId(u32::from(i)),
+                now,
+                secs(30),
+                secs(60),
+            );
+        }
+        // One expired template is not dumped.
+        t.install(key([10, 0, 2, 1]), DestId(1), now, secs(0), secs(60));
+        // One controlling a connection has its whole timeout left.
+        t.adopt(key([10, 0, 3, 1]), DestId(5), now, secs(60));
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let before = out.len();
+            let next = t.dump(cursor, 7, now, &mut out);
+            assert!(out.len() - before <= 7);
+            match next {
+                Some(c) => cursor = c,
+                None => break,
+            }
+        }
+        assert!(calls >= 101 / 7, "{calls}");
+        assert_eq!(out.len(), 101);
+        let keys: std::collections::HashSet<ConnKey> = out.iter().map(|e| e.0).collect();
+        assert_eq!(keys.len(), 101, "no template twice");
+        let adopted = out.iter().find(|e| e.0 == key([10, 0, 3, 1])).unwrap();
+        assert_eq!((adopted.1, adopted.2), (DestId(5), secs(60)));
+        assert!(out
+            .iter()
+            .filter(|e| e.0 != adopted.0)
+            .all(|e| e.2 == secs(30)));
+        assert!(
+            t.dump(0, 0, now, &mut out).is_some(),
+            "limit 0 stops at once"
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@
 //! for a new flow. `forward` then hands the packet to the real server's mode.
 
 mod forward;
+mod sync;
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;
 
@@ -21,7 +24,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Cache};
 
-use super::conn::{tcp_transition, template_key, Conn, ConnKey, ConnState, ConnTable, Direction};
+use super::conn::{template_key, Conn, ConnKey, ConnState, ConnTable, Direction, SyncRecord};
 use super::modes::context::Ctx;
 use super::modes::{nat, probe_pin, route, snat, tunnel};
 use super::packet;
@@ -35,8 +38,9 @@ use super::table::Snapshot;
 use crate::hash::flow_hash;
 use crate::model::{Forward, Protocol};
 use crate::time::{Duration, Instant};
-use crate::wire::IpProtocol;
+use crate::wire::{IpProtocol, TcpFlags};
 use forward::{forward, handle_icmp};
+pub use sync::{InstallStats, SYNC_QUEUE_MAX};
 
 /// The sans-IO director core of one worker.
 pub struct Director {
@@ -46,6 +50,8 @@ pub struct Director {
     config: DirectorConfig,
     counters: Counters,
     next_sweep: Instant,
+    /// Connection-sync records queued for [`Director::take_sync`].
+    sync_out: Vec<SyncRecord>,
 }
 
 impl core::fmt::Debug for Director {
@@ -69,6 +75,7 @@ impl Director {
             config,
             counters: Counters::default(),
             next_sweep: Instant::ZERO,
+            sync_out: Vec::new(),
         }
     }
 
@@ -298,15 +305,29 @@ impl Director {
         };
         let hash = flow_hash(p.src, sport, p.dst, dport, p.proto);
         let syn_only = l4.syn_only();
+        let rst = flags.contains(TcpFlags::RST);
+        // IPVS sloppy_tcp: a TCP packet other than a SYN may start a flow (a RST never does).
+        let sloppy = self.config.sloppy_tcp && !rst;
 
         // Established flow: the hot path.
         let mut reuse = false;
-        if let Some(conn) = self.conns.get_mut(&key) {
+        let mut found = self.conns.get_mut(&key);
+        if found.is_none() && !cx.shared.synced.is_empty() {
+            // A flow a peer director synced, its first packet here.
+            found = sync::adopt(&mut self.conns, cx.shared, snap, cx.counters, &key, now);
+        }
+        if let Some(conn) = found {
             let live = conn.expires() > now;
             if live && !(syn_only && conn.state.is_closing()) {
                 if let Some(dest) = snap.dest(conn.dest) {
                     if proto == Protocol::Tcp {
+                        let before = conn.state;
                         step_state(conn, dest, flags, Direction::InputOnly);
+                        if conn.state != before && cx.shared.sync_emit() {
+                            let left = snap.timeouts.get(conn.state);
+                            let rec = sync::record(dest, key, conn.state, left);
+                            sync::queue(&mut self.sync_out, cx.counters, rec);
+                        }
                     }
                     conn.set_expires(now + snap.timeouts.get(conn.state));
                     if p.first_fragment_of_many {
@@ -325,9 +346,10 @@ impl Director {
                     return Verdict::Drop(DropReason::DestinationDown);
                 }
                 // expire_nodest_conn: the real server left the table; forget the flow. A TCP
-                // packet other than a SYN cannot start a new flow and is lost; a UDP packet or
-                // a SYN is rescheduled below as a new flow, as IPVS does.
-                if proto == Protocol::Tcp && !syn_only {
+                // packet other than a SYN cannot start a new flow and is lost (unless
+                // sloppy_tcp); a UDP packet or a SYN is rescheduled below as a new flow, as
+                // IPVS does.
+                if proto == Protocol::Tcp && !syn_only && !sloppy {
                     let old = *conn;
                     self.conns.remove(&key);
                     cx.counters.conns_expired += 1;
@@ -357,7 +379,9 @@ impl Director {
         let Some(svc) = snap.service(proto, p.dst, dport) else {
             return Verdict::Drop(DropReason::NoService);
         };
-        if proto == Protocol::Tcp && !syn_only {
+        // Only a SYN starts a TCP flow, or with sloppy_tcp any packet but a RST.
+        let picked_up = proto == Protocol::Tcp && !syn_only;
+        if proto == Protocol::Tcp && (rst || (!syn_only && !sloppy)) {
             return Verdict::Drop(DropReason::NoConnection);
         }
         let flow = FlowKey {
@@ -414,7 +438,9 @@ impl Director {
             } else {
                 Direction::InputOnly
             };
-            tcp_transition(ConnState::None, true, false, false, false, dir)
+            // A SYN: SYN_RECV; picked up mid-flow (sloppy_tcp): ESTABLISHED for an ACK, as
+            // IPVS's table gives from NONE.
+            ConnState::None.after(flags, dir)
         } else {
             ConnState::Udp
         };
@@ -435,10 +461,21 @@ impl Director {
             return Verdict::Drop(reason);
         }
         cx.counters.conns_created += 1;
+        cx.counters.sloppy_created += u64::from(picked_up);
         cx.counters.dest(dest.id).conns += 1;
         add_count(&dest.state, state, 1);
         dest.state
             .update_overload(dest.config.u_threshold, dest.config.l_threshold);
+        if !is_nat && cx.shared.sync_emit() {
+            let rec = sync::record(dest, key, state, snap.timeouts.get(state));
+            sync::queue(&mut self.sync_out, cx.counters, rec);
+            if let Some(pers) = svc.persistence() {
+                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                let timeout = Duration::from_secs(u64::from(pers.timeout));
+                let rec = sync::record(dest, tkey, ConnState::None, timeout);
+                sync::queue(&mut self.sync_out, cx.counters, rec);
+            }
+        }
         if p.first_fragment_of_many {
             cx.shared.remember_fragment(frag_key, dest.id, now);
         }

@@ -33,6 +33,15 @@ pub struct Counters {
     pub gso_whole: u64,
     /// TUN offload: GSO super-packets the driver segmented before deciding each segment.
     pub gso_split: u64,
+    /// Flows created by `sloppy_tcp` from a packet other than a SYN (also in
+    /// `conns_created`).
+    pub sloppy_created: u64,
+    /// Flows a peer director synced that this worker took over at their first packet
+    /// ([`crate::director::shared::synced`]).
+    pub sync_adopted: u64,
+    /// Connection-sync records not queued because the worker's queue was full (the sync
+    /// daemon did not drain it in time; the periodic refresh carries those flows later).
+    pub sync_dropped: u64,
     /// Dropped packets, indexed by `DropReason as usize`.
     pub drops: [u64; DropReason::COUNT],
     /// Non-empty TUN reads by how many packets they returned.
@@ -85,6 +94,9 @@ impl Counters {
         self.fragmented += other.fragmented;
         self.gso_whole += other.gso_whole;
         self.gso_split += other.gso_split;
+        self.sloppy_created += other.sloppy_created;
+        self.sync_adopted += other.sync_adopted;
+        self.sync_dropped += other.sync_dropped;
         for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {
             *d += o;
         }

@@ -36,7 +36,9 @@ pub fn step_state(conn: &mut Conn, dest: &Dest, flags: TcpFlags, dir: Direction)
     }
 }
 
-fn move_counts(state: &DestState, from: ConnState, to: ConnState) {
+/// A flow of the real server with these counts moved from state `from` to `to`: moves its
+/// count between active and inactive if that changed.
+pub fn move_counts(state: &DestState, from: ConnState, to: ConnState) {
     if from.is_active() != to.is_active() {
         add_count(state, from, -1);
         add_count(state, to, 1);

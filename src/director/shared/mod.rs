@@ -1,6 +1,7 @@
 //! The state every worker shares, and the settings of the data path: the published
-//! [`Snapshot`], the persistence templates, the NAT and S-NAT flow tables, the probe pins and
-//! the fragment tracker ([`Shared`]); the helpers that keep a real server's connection counts
+//! [`Snapshot`], the persistence templates, the NAT and S-NAT flow tables, the probe pins,
+//! the fragment tracker, the flows a peer director synced ([`synced`]) and the connection-sync
+//! emit switch ([`Shared`]); the helpers that keep a real server's connection counts
 //! in step with its flows ([`counts`]).
 //!
 //! The core and the modes both read it; it imports neither.
@@ -10,8 +11,10 @@ pub mod frag;
 pub mod nat_table;
 pub mod neigh;
 pub mod probe_pins;
+pub mod synced;
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -22,6 +25,7 @@ use crate::time::{Duration, Instant};
 use frag::FragTable;
 use nat_table::NatTable;
 use probe_pins::ProbePins;
+use synced::SyncedTable;
 
 /// Settings of the data path that are not part of the service table.
 #[derive(Debug, Clone)]
@@ -40,6 +44,17 @@ pub struct DirectorConfig {
     pub sweep_interval: Duration,
     /// Seed of the connection table's hash (randomise it in production).
     pub seed: u64,
+    /// IPVS `sloppy_tcp`: a TCP packet of a flow the director does not know that is not a
+    /// SYN (and not a RST) is scheduled as a new flow instead of dropped as `no_connection`,
+    /// in the state IPVS's table gives from NONE (ESTABLISHED for an ACK). A RST never
+    /// creates a flow. What lets a director that took over without connection sync keep the
+    /// flows a consistent-hash scheduler (mh, sh) sends to the same server. Off by default, as
+    /// IPVS; the daemon turns it on when the director runs VRRP or connection sync.
+    pub sloppy_tcp: bool,
+    /// IPVS `sloppy_sctp`: the same for SCTP. tunlb forwards no SCTP (such packets are
+    /// dropped as `unsupported_protocol`), so it has no effect; kept so that configurations
+    /// naming it carry over.
+    pub sloppy_sctp: bool,
 }
 
 impl Default for DirectorConfig {
@@ -52,6 +67,8 @@ impl Default for DirectorConfig {
             sweep_budget: 8192,
             sweep_interval: Duration::from_millis(100),
             seed: 0x7475_6e6c_6221,
+            sloppy_tcp: false,
+            sloppy_sctp: false,
         }
     }
 }
@@ -69,6 +86,12 @@ pub struct Shared {
     /// Health probes sent through the data path, pinned to the real server they check
     /// ([`crate::director::probe_pin`]).
     pub probe_pins: Arc<ProbePins>,
+    /// Flows a peer director synced, waiting for a worker to see their first packet
+    /// ([`synced`]).
+    pub synced: SyncedTable,
+    /// Connection sync: whether workers queue a record of every new flow, state change and
+    /// persistence template ([`Shared::set_sync_emit`]).
+    sync_emit: AtomicBool,
     frags: FragTable,
 }
 
@@ -81,8 +104,24 @@ impl Shared {
             nat: NatTable::new(4 << 20, crate::director::conn::random_seed()),
             snat: NatTable::new(4 << 20, crate::director::conn::random_seed()),
             probe_pins: Arc::new(ProbePins::new()),
+            synced: SyncedTable::new(4 << 20),
+            sync_emit: AtomicBool::new(false),
             frags: FragTable::default(),
         }
+    }
+
+    /// Turns connection-sync records on or off for every worker: the sync daemon sets it while
+    /// this director is the sync master, and drains each worker with
+    /// [`Director::take_sync`](crate::director::Director::take_sync). Off, a worker pays one
+    /// relaxed load per new flow or state change.
+    pub fn set_sync_emit(&self, on: bool) {
+        self.sync_emit.store(on, Relaxed);
+    }
+
+    /// Whether workers queue connection-sync records ([`Shared::set_sync_emit`]).
+    #[inline]
+    pub fn sync_emit(&self) -> bool {
+        self.sync_emit.load(Relaxed)
     }
 
     /// Publishes a new table; workers pick it up at their next packet.
@@ -116,8 +155,15 @@ impl Shared {
         self.frags.remember(key, dest, now);
     }
 
-    /// Housekeeping that is not per worker: expire templates, fragment entries and probe pins.
+    /// Housekeeping that is not per worker: expire synced flows no worker took (giving back
+    /// their counts), templates, fragment entries and probe pins.
     pub fn handle_timeout(&self, now: Instant) {
+        if !self.synced.is_empty() {
+            let snap = self.snapshot();
+            self.synced.sweep(now, |key, conn| {
+                counts::release(&snap, &self.templates, key, conn, now);
+            });
+        }
         self.templates.expire(now);
         self.probe_pins.expire(now);
         self.frags.expire(now);

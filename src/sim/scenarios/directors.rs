@@ -2,25 +2,47 @@
 
 use super::*;
 
+/// How the fresh director of [`replace_director_mid_stream`] starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Takeover {
+    /// With an empty connection table.
+    Cold,
+    /// With the old director's flows: its whole dump installed (connection sync's bulk
+    /// resync), as records only (the real servers found by address in the fresh table).
+    Synced,
+}
+
 /// What happened to flows when their director was replaced mid-stream.
 struct Replaced {
     /// UDP flows answered by another server after the replacement.
     udp_moved: usize,
     /// TCP segments of established flows the fresh director dropped as `no_connection`.
     tcp_dropped: u64,
+    /// Established TCP flows whose segment after the replacement was not answered, or was
+    /// answered by another server (a real TCP stack would reset it): the connections lost.
+    tcp_lost: usize,
     /// New TCP connections from the old flows' clients that went to the same server.
     tcp_reconnected_same: usize,
+    /// What installing the dump did (`Takeover::Synced`).
+    installed: InstallStats,
+    /// Flows the fresh director picked up mid-flow (`sloppy_tcp`).
+    picked_up: u64,
 }
 
 /// 2000 UDP flows and 1000 TCP flows (from 1000 clients) through a director with scheduler
-/// `sched` to five GRE servers; the director is replaced by a fresh process with the same
-/// table; then every UDP flow sends again (in another order, as traffic does), every TCP flow
-/// sends a segment, and every TCP client opens a new connection.
-fn replace_director_mid_stream(sched: SchedulerKind) -> Replaced {
+/// `sched` and `config` to five GRE servers; the director is replaced by a fresh process with
+/// the same table (started as `takeover` says); then every UDP flow sends again (in another
+/// order, as traffic does), every TCP flow sends a segment (also in another order), and every
+/// TCP client opens a new connection.
+fn replace_director_mid_stream(
+    sched: SchedulerKind,
+    config: DirectorConfig,
+    takeover: Takeover,
+) -> Replaced {
     let mut net = Net::new(5);
     let cl = add_clients(&mut net);
     let set = web_and_dns(sched, &[0, 1, 2, 3, 4], tunnel(TunnelType::Gre, None));
-    let dir = net.add_director(DIRECTOR, &set, DirectorConfig::default(), 2);
+    let dir = net.add_director(DIRECTOR, &set, config, 2);
     let rs: Vec<NodeId> = (0..5)
         .map(|i| net.add_server(rip(i), &[VIP], Reach::gre(None)))
         .collect();
@@ -36,12 +58,20 @@ fn replace_director_mid_stream(sched: SchedulerKind) -> Replaced {
         "every server has flows"
     );
 
+    let dump = net.director(dir).dump_sync(net.now(), 100);
     let fresh = net.replace_director(dir);
     assert_eq!(net.director(fresh).conns(), 0);
+    let mut installed = InstallStats::default();
+    if takeover == Takeover::Synced {
+        let now = net.now();
+        installed = net.director_mut(fresh).install_synced(now, &dump);
+    }
     let mut rng = Rng::new(99);
     shuffle(&mut udp, &mut rng);
     send_all(&mut net, cl, &udp);
-    send_all(&mut net, cl, &tcp);
+    let mut segments = tcp.clone();
+    shuffle(&mut segments, &mut rng);
+    send_all(&mut net, cl, &segments);
     let again: Vec<Flow> = tcp
         .iter()
         .map(|f| Flow {
@@ -58,18 +88,20 @@ fn replace_director_mid_stream(sched: SchedulerKind) -> Replaced {
         udp.iter().all(|f| c.flow(f).echoed == 2),
         "no UDP datagram lost"
     );
-    assert!(
-        tcp.iter().all(|f| c.flow(f).echoed == 1),
-        "no TCP segment answered"
-    );
     Replaced {
         udp_moved: udp.iter().filter(|f| c.flow(f).servers.len() > 1).count(),
         tcp_dropped: net.director(fresh).dropped(DropReason::NoConnection),
+        tcp_lost: tcp
+            .iter()
+            .filter(|f| c.flow(f).echoed != 2 || c.flow(f).servers.len() > 1)
+            .count(),
         tcp_reconnected_same: tcp
             .iter()
             .zip(&again)
             .filter(|(old, new)| c.flow(old).server() == c.flow(new).server())
             .count(),
+        installed,
+        picked_up: net.director(fresh).sloppy_created(),
     }
 }
 
@@ -77,14 +109,15 @@ fn replace_director_mid_stream(sched: SchedulerKind) -> Replaced {
 /// picks the same server for every flow, so UDP flows mid-stream keep their server and every
 /// client's new TCP connections land where its old ones were. Established TCP flows are
 /// dropped by the fresh director (`no_connection`): it has no connection table yet — what
-/// connection sync between directors is for.
+/// connection sync between directors, or `sloppy_tcp`, is for (below).
 #[test]
 fn replaced_director_keeps_flows_on_their_servers_with_consistent_hashing() {
     for sched in [SchedulerKind::Mh, SchedulerKind::Sh] {
-        let r = replace_director_mid_stream(sched);
+        let r = replace_director_mid_stream(sched, DirectorConfig::default(), Takeover::Cold);
         assert_eq!(r.udp_moved, 0, "{sched}");
         assert_eq!(r.tcp_reconnected_same, 1000, "{sched}");
         assert_eq!(r.tcp_dropped, 1000, "{sched}");
+        assert_eq!(r.tcp_lost, 1000, "{sched}");
     }
 }
 
@@ -92,7 +125,8 @@ fn replaced_director_keeps_flows_on_their_servers_with_consistent_hashing() {
 /// old one's, and most flows change server.
 #[test]
 fn replaced_director_moves_flows_with_round_robin() {
-    let r = replace_director_mid_stream(SchedulerKind::Rr);
+    let r =
+        replace_director_mid_stream(SchedulerKind::Rr, DirectorConfig::default(), Takeover::Cold);
     assert!(r.udp_moved > 2000 / 2, "only {} of 2000 moved", r.udp_moved);
     assert!(
         r.tcp_reconnected_same < 1000 / 2,
@@ -102,6 +136,115 @@ fn replaced_director_moves_flows_with_round_robin() {
     assert_eq!(r.tcp_dropped, 1000);
 }
 
+/// Connection sync: the fresh director installs the old one's dump (records naming servers
+/// by address; its own registry gives them other handles) and loses no established TCP flow
+/// and moves no UDP flow, whatever the scheduler — even rr, whose own picks would move most.
+#[test]
+fn replaced_director_with_synced_flows_loses_no_established_flow() {
+    for sched in [SchedulerKind::Rr, SchedulerKind::Wlc, SchedulerKind::Mh] {
+        let r = replace_director_mid_stream(sched, DirectorConfig::default(), Takeover::Synced);
+        assert_eq!(r.installed.applied, 3000, "{sched}: {:?}", r.installed);
+        assert_eq!(r.installed.total(), 3000, "{sched}");
+        assert_eq!(r.tcp_dropped, 0, "{sched}");
+        assert_eq!(r.tcp_lost, 0, "{sched}");
+        assert_eq!(r.udp_moved, 0, "{sched}");
+    }
+}
+
+/// No connection sync, but mh and `sloppy_tcp`: the fresh director picks each established
+/// flow up at its next segment and mh sends it to the server it was on. 0 lost.
+#[test]
+fn replaced_director_with_mh_and_sloppy_tcp_loses_no_established_flow() {
+    let config = DirectorConfig {
+        sloppy_tcp: true,
+        ..DirectorConfig::default()
+    };
+    let r = replace_director_mid_stream(SchedulerKind::Mh, config, Takeover::Cold);
+    assert_eq!(r.picked_up, 1000);
+    assert_eq!(r.tcp_dropped, 0);
+    assert_eq!(r.tcp_lost, 0);
+    assert_eq!(r.udp_moved, 0);
+    assert_eq!(r.tcp_reconnected_same, 1000);
+}
+
+/// `sloppy_tcp` alone is not enough: with rr the picked-up flows land on other servers (which
+/// would reset them), so most are lost.
+#[test]
+fn sloppy_tcp_with_round_robin_moves_established_flows() {
+    let config = DirectorConfig {
+        sloppy_tcp: true,
+        ..DirectorConfig::default()
+    };
+    let r = replace_director_mid_stream(SchedulerKind::Rr, config, Takeover::Cold);
+    assert_eq!(r.tcp_dropped, 0, "every segment was forwarded");
+    assert_eq!(r.picked_up, 1000);
+    assert!(r.tcp_lost > 1000 / 2, "only {} of 1000 moved", r.tcp_lost);
+}
+
+/// Two directors as VRRP and connection sync run them: the master (2 workers) emits records
+/// as its flows come and go, the sync daemon carries each batch to the backup (3 workers, so
+/// flows land on other workers there), which installs it; some flows close before the
+/// failover and their closing states travel too. The VIP then moves to the backup (the
+/// master dies): every established flow goes on, on its server; new flows are scheduled.
+#[test]
+fn backup_fed_by_sync_records_takes_over_without_losing_a_flow() {
+    let mut net = Net::new(21);
+    let cl = add_clients(&mut net);
+    let set = web_and_dns(
+        SchedulerKind::Rr,
+        &[0, 1, 2],
+        tunnel(TunnelType::Ipip, None),
+    );
+    let master = net.add_director(DIRECTOR, &set, DirectorConfig::default(), 2);
+    let backup = net.add_director(DIRECTOR2, &set, DirectorConfig::default(), 3);
+    net.set_route(Ipv4Net::from(VIP), &[master]);
+    let rs: Vec<NodeId> = (0..3)
+        .map(|i| net.add_server(rip(i), &[VIP], Reach::ipip()))
+        .collect();
+    net.director(master).set_sync_emit(true);
+    let sync = |net: &mut Net| {
+        let recs = net.director_mut(master).take_sync();
+        let now = net.now();
+        let stats = net.director_mut(backup).install_synced(now, &recs);
+        assert_eq!(stats.applied, recs.len(), "{stats:?}");
+        recs.len()
+    };
+
+    let tcp = tcp_flows(600, 300, 30000);
+    let udp = udp_flows(400, 400);
+    connect_all(&mut net, cl, &tcp);
+    send_all(&mut net, cl, &udp);
+    // SYN_RECV, then ESTABLISHED: two records per TCP flow, one per UDP flow.
+    assert_eq!(sync(&mut net), 600 * 2 + 400);
+    send_all(&mut net, cl, &tcp);
+    assert_eq!(sync(&mut net), 0, "data changes no state");
+    close_all(&mut net, cl, &tcp[..100]);
+    assert_eq!(sync(&mut net), 100, "FIN_WAIT");
+    assert_eq!(net.director(backup).conns(), 0, "none adopted yet");
+    assert_eq!(net.director(backup).shared.synced.len(), 600 + 400);
+
+    // The master dies; the VIP moves.
+    net.remove_node(master);
+    net.set_route(Ipv4Net::from(VIP), &[backup]);
+    let open = &tcp[100..];
+    send_all(&mut net, cl, open);
+    send_all(&mut net, cl, &udp);
+    assert_stuck(&net, cl, open, &rs, 2);
+    assert_stuck(&net, cl, &udp, &rs, 2);
+    let b = net.director(backup);
+    assert_eq!(b.dropped(DropReason::NoConnection), 0);
+    assert_eq!(b.conns(), 500 + 400);
+    let adopted: u64 = b.workers.iter().map(|w| w.counters().sync_adopted).sum();
+    assert_eq!(adopted, 900);
+    let used: Vec<usize> = b.workers.iter().map(|w| w.conns().len()).collect();
+    assert!(
+        used.iter().all(|&n| n > 150),
+        "spread over 3 workers: {used:?}"
+    );
+    // The closed flows' records expire on the backup as they would have on the master.
+    net.advance(Duration::from_secs(121));
+    assert_eq!(net.director(backup).shared.synced.len(), 0);
+}
 /// Two directors behind ECMP with the same table and mh: each sees about half the flows, yet
 /// every client address lands on one server whichever director its flows cross; when one
 /// director leaves the ECMP group (its route to the VIP withdrawn) its UDP flows cross the

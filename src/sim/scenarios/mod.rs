@@ -8,8 +8,8 @@ use ipnet::Ipv4Net;
 
 use super::{
     dest, nat_dest, service, tunnel, with_expire_nodest_conn, with_persistence, DirectorConfig,
-    DropReason, Duration, Flow, FlowState, Forward, Net, NodeId, Protocol, Reach, Rng,
-    SchedulerKind, ServiceSet, TunnelType,
+    DropReason, Duration, Flow, FlowState, Forward, InstallStats, Net, NodeId, Protocol, Reach,
+    Rng, SchedulerKind, ServiceSet, TunnelType,
 };
 
 mod churn;
