@@ -14,6 +14,11 @@
 //! The socket: bound to the sync port on the interface (`SO_BINDTODEVICE`); multicast (joined
 //! on the interface, `IP_MULTICAST_TTL` = `ttl`, loop off) unless unicast `peers` are
 //! configured. The thread checks its stop flag at least every 50 ms.
+//!
+//! Wiring (in `tunlb director`, when the config has `lvs_sync_daemon` / `[sync]`):
+//! `let sync = daemon::sync::start(&cfg, cores.clone(), link.clone(), clock,
+//! daemon::sync::refresh_for(&settings.timeouts))?; plane.set_sync_stats(sync.stats());` and
+//! keep the handle until shutdown (dropping it stops the thread).
 
 use std::collections::HashSet;
 use std::io;

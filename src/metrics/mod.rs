@@ -53,7 +53,9 @@
 //! | `tunlb_sync_records_total` | counter | `direction` | the records in them: `sent`, `received`, `applied` (installed, once per record however many workers) |
 //! | `tunlb_sync_refused_total` | counter | `reason` | received messages refused: every [`crate::sync::Refused`] label (`truncated`, `magic`, `version`, `type`, `length`, `bad_record`, `too_long`, `syncid`, `auth`, `replay`, `own`), 0 included |
 //! | `tunlb_sync_install_skipped_total` | counter | `reason` | received records not installed: `no_service`, `no_dest`, `full`, `nat` (NAT flows are not synced), `invalid` |
-//! | `tunlb_sync_dropped_total` | counter | | changes the sync master dropped (send queue full) |
+//! | `tunlb_sync_dropped_total` | counter | | changes the sync master dropped (a worker's queue or the send queue full) |
+//! | `tunlb_sync_adopted_total` | counter | | synced flows a worker took over at their first packet (after a failover) |
+//! | `tunlb_sloppy_created_total` | counter | | flows created from a mid-flow packet (`sloppy_tcp`) |
 //! | `tunlb_sync_send_errors_total` | counter | | sync messages the socket refused |
 //! | `tunlb_sync_master` | gauge | | 1 while this director sends its changes |
 //! | `tunlb_sync_ready` | gauge | | 1 once the bulk resync is done (or its 2 s passed) |
@@ -596,15 +598,21 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "Flows in the shared NAT flow table.",
         s.nat_flows,
     );
+    counter(
+        &mut r,
+        "tunlb_sloppy_created",
+        "Flows created from a mid-flow packet (sloppy_tcp / sloppy_sctp pickup).",
+        s.counters.sloppy_created,
+    );
     if let Some(sync) = &s.sync {
-        sync_metrics(&mut r, sync);
+        sync_metrics(&mut r, sync, &s.counters);
     }
     build_info(&mut r);
     r
 }
 
 /// The `tunlb_sync_*` families.
-fn sync_metrics(r: &mut Registry, s: &SyncCounts) {
+fn sync_metrics(r: &mut Registry, s: &SyncCounts, workers: &Counters) {
     let by = |pairs: &[(&'static str, &'static str, u64)]| {
         let f: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
         for (label, value, n) in pairs {
@@ -653,8 +661,14 @@ fn sync_metrics(r: &mut Registry, s: &SyncCounts) {
     counter(
         r,
         "tunlb_sync_dropped",
-        "Connection changes the sync master dropped (send queue full).",
-        s.dropped,
+        "Connection changes the sync master dropped (a worker's or the sender's queue full; the refresh carries them later).",
+        s.dropped + workers.sync_dropped,
+    );
+    counter(
+        r,
+        "tunlb_sync_adopted",
+        "Synced flows a worker took over when their first packet reached it.",
+        workers.sync_adopted,
     );
     counter(
         r,
@@ -842,10 +856,13 @@ mod tests {
         counts.sent = 4;
         counts.records_applied = 110;
         counts.no_dest = 1;
-        let s = DirectorSample {
+        counts.dropped = 2;
+        let mut s = DirectorSample {
             sync: Some(counts),
             ..sample()
         };
+        s.counters.sync_dropped = 3;
+        s.counters.sync_adopted = 5;
         let text = encode(&director_registry(&s), Format::Prometheus);
         assert_lines(
             &text,
@@ -856,7 +873,9 @@ mod tests {
                 "tunlb_sync_refused_total{reason=\"auth\"} 2",
                 "tunlb_sync_refused_total{reason=\"replay\"} 0",
                 "tunlb_sync_install_skipped_total{reason=\"no_dest\"} 1",
-                "tunlb_sync_dropped_total 0",
+                "tunlb_sync_dropped_total 5",
+                "tunlb_sync_adopted_total 5",
+                "tunlb_sloppy_created_total 0",
                 "tunlb_sync_master 0",
                 "tunlb_sync_ready 1",
             ],
