@@ -205,7 +205,8 @@ pub fn session_config(cfg: &SyncConfig, refresh: Duration) -> SessionConfig {
         refresh,
         ..SessionConfig::new(
             cfg.id,
-            usize::from(cfg.maxlen.max(64)),
+            // At least one keyed record per message (a smaller maxlen could send nothing).
+            usize::from(cfg.maxlen).max(MIN_MAXLEN),
             cfg.key.as_deref().map(Key::new),
             random_sender(),
         )
@@ -308,6 +309,9 @@ pub fn spawn<C: SyncCore>(
     })
 }
 
+/// The smallest message size used: header, one record and a MAC.
+const MIN_MAXLEN: usize =
+    crate::sync::wire::HEADER_LEN + crate::sync::wire::RECORD_LEN + crate::sync::wire::MAC_LEN;
 /// The socket's receive buffer (`SO_RCVBUFFORCE`).
 const RECV_BUFFER: usize = 8 << 20;
 /// How often a master drains the cores' changes.

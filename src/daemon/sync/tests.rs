@@ -390,3 +390,12 @@ mod directors {
         assert!(!a_shared.sync_emit(), "emit off when the thread stops");
     }
 }
+
+#[test]
+fn a_tiny_maxlen_still_carries_a_record() {
+    let mut cfg = SyncConfig::new("eth0", "VI_1");
+    cfg.maxlen = 10;
+    cfg.key = Some(b"k".to_vec());
+    let s = SyncSession::new(session_config(&cfg, Duration::from_secs(60)), Instant::ZERO);
+    assert_eq!(s.records_per_message(), 1);
+}
