@@ -12,11 +12,14 @@
 //! - [`plane`]: the [`ControlPlane`]: `adm` requests, reloads, the host routing that follows the
 //!   table (VIP routes, tunnel routes, NAT and S-NAT policy routing), the health checkers'
 //!   overlay, listings and the metrics sample.
+//! - [`sync`](mod@sync): the connection-sync thread (socket, cores' changes out, received
+//!   flows into every core) around [`crate::sync::SyncSession`].
 
 pub mod announce;
 pub mod ha;
 pub mod plane;
 pub mod run;
+pub mod sync;
 pub mod vrrp;
 
 pub use plane::{ControlPlane, HostSetup, PlaneError};

@@ -250,7 +250,22 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .context("starting the DR neighbour resolver")?;
     // VRRP last: this director answers for the VIPs only once it can forward.
     let vrrp_cfg = &settings.vrrp;
-    let ha = Arc::new(HaLink::without_sync());
+    // Connection sync before VRRP: a backup asks for the table at once, and no instance
+    // preempts until it has it (HaLink's sync_ready).
+    let ha = Arc::new(match settings.vrrp.sync {
+        Some(_) => HaLink::default(),
+        None => HaLink::without_sync(),
+    });
+    let sync = match &settings.vrrp.sync {
+        Some(sc) => {
+            let refresh = super::sync::refresh_for(&settings.timeouts);
+            let handle = super::sync::start(sc, cores.clone(), ha.clone(), clock, refresh)
+                .context("starting connection sync")?;
+            plane.set_sync_stats(handle.stats());
+            Some(handle)
+        }
+        None => None,
+    };
     let vrrp = if vrrp_cfg.is_empty() {
         None
     } else {
@@ -304,6 +319,9 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         let _ = w.join();
     }
     let _ = resolver.join();
+    if let Some(s) = sync {
+        s.stop();
+    }
     log::info!("tunlb director: at exit: {}", summary(&cores));
     drop(health);
     plane.shutdown();

@@ -6,6 +6,7 @@
 //!   benchmark's load generator).
 //! - [`cred`]: the credentials of a Unix-socket peer (`SO_PEERCRED`).
 //! - [`huge`]: arrays advised for transparent huge pages (the connection table's slots).
+//! - [`mcast`]: interface indexes for multicast sockets (connection sync).
 //! - [`tun`]: multi-queue TUN devices.
 //! - [`raw`]: the raw IPv4 sender (`IP_HDRINCL`, `sendmmsg`), the raw and UDP tunnel receivers
 //!   (`recvmmsg`).
@@ -24,6 +25,7 @@ pub mod blast;
 pub mod cred;
 pub mod huge;
 pub mod iface;
+pub mod mcast;
 mod mmsg;
 pub mod neigh;
 pub mod netcfg;

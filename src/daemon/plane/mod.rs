@@ -75,6 +75,8 @@ pub struct ControlPlane {
     check_durations: crate::metrics::CheckDurations,
     /// The VRRP driver's published state, when VRRP runs.
     vrrp: Mutex<Option<Arc<VrrpStatus>>>,
+    /// Connection sync's counters, when it runs ([`ControlPlane::set_sync_stats`]).
+    sync_stats: std::sync::OnceLock<Arc<crate::sync::SyncStats>>,
 }
 
 struct PlaneState {
@@ -213,6 +215,7 @@ impl ControlPlane {
             keepalived_path: Mutex::new(None),
             check_durations: crate::metrics::CheckDurations::default(),
             vrrp: Mutex::new(None),
+            sync_stats: std::sync::OnceLock::new(),
             settings: Mutex::new(DirectorSettings {
                 queues,
                 tun_name: tun_name.clone(),
