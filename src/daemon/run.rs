@@ -248,8 +248,6 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     }
     let resolver = resolver::spawn_resolver(shared.clone(), stop.clone(), tunnel_links)
         .context("starting the DR neighbour resolver")?;
-    // VRRP last: this director answers for the VIPs only once it can forward.
-    let vrrp_cfg = &settings.vrrp;
     // Connection sync before VRRP: a backup asks for the table at once, and no instance
     // preempts until it has it (HaLink's sync_ready).
     let ha = Arc::new(match settings.vrrp.sync {
@@ -266,6 +264,8 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // VRRP last: this director answers for the VIPs only once it can forward.
+    let vrrp_cfg = &settings.vrrp;
     let vrrp = if vrrp_cfg.is_empty() {
         None
     } else {

@@ -40,8 +40,9 @@ fn build() -> Topology {
         .build()
 }
 
-/// The director's keepalived.conf: one instance VI_1 on eth0, VRID 51, advert_int 1, the VIP
-/// (as configs/keepalived-ha-*.conf, without virtual servers).
+/// The director's keepalived.conf: one instance VI_1 on eth0, VRID 51, advert_int 1, PASS
+/// auth, the VIP, connection sync following VI_1 (as configs/keepalived-ha-*.conf, without
+/// virtual servers).
 fn vrrp_config(ns: &Netns, priority: u8) -> TempPath {
     write_config(ns, &vrrp_conf_text(ns.name(), priority))
 }
@@ -54,7 +55,7 @@ fn write_config(ns: &Netns, text: &str) -> TempPath {
 
 fn vrrp_conf_text(tag: &str, priority: u8) -> String {
     format!(
-        "global_defs {{\n    router_id {tag}\n}}\n\
+        "global_defs {{\n    router_id {tag}\n    lvs_sync_daemon eth0 VI_1\n}}\n\
          vrrp_instance VI_1 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
          priority {priority}\n    advert_int 1\n    authentication {{\n        auth_type PASS\n        \
          auth_pass tunlb\n    }}\n    virtual_ipaddress {{\n        {VIP}\n    }}\n}}\n"
@@ -129,7 +130,12 @@ fn two_directors_elect_one_master_and_only_it_answers_arp() {
     require_root_and_tools();
     let topo = build();
     let (a, b, client) = (topo.ns("a"), topo.ns("b"), topo.ns("client"));
-    let (_pa, _pb, _ca, _cb) = elect(&topo);
+    let (pa, pb, _ca, _cb) = elect(&topo);
+    // Connection sync runs beside VRRP on both.
+    for (ns, pid) in [(a, pa), (b, pb)] {
+        let log = ns.log(pid);
+        assert!(log.contains("sync (VI_1): on eth0"), "{log}");
+    }
     // Stable: a few adverts later nothing moved.
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!((state(a).as_str(), state(b).as_str()), ("MASTER", "BACKUP"));
