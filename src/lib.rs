@@ -40,6 +40,8 @@
 //!   prefixes when stderr is the journal; level from `-v`/`-q` or `RUST_LOG`.
 //! - `lab` (default cargo feature `lab`; `--no-default-features` leaves it out): `tunlb lab`,
 //!   `tunlb httpd`, `tunlb lab get`, `tunlb udpblast`.
+//! - [`sync`]: connection sync between directors: the message format and the sans-IO session
+//!   (the thread with the socket is `daemon::sync`).
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink,
 //!   batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
@@ -69,6 +71,7 @@ pub mod model;
 pub mod realserver;
 #[cfg(test)]
 mod sim;
+pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod time;

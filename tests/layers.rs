@@ -45,20 +45,40 @@ fn modules() -> BTreeMap<String, PathBuf> {
     out
 }
 
-/// The code of a file without comments and without its `#[cfg(test)]` tail.
+/// The code of a file without comments, string literals' contents and its `#[cfg(test)]` tail
+/// (a message such as "both use VRID 1" must not read as a `use`).
 fn code(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap();
     let body = match text.find("\n#[cfg(test)]\nmod tests") {
         Some(i) => &text[..i],
         None => &text[..],
     };
-    body.lines()
-        .map(|l| match l.find("//") {
-            Some(i) => &l[..i],
-            None => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let b = body.as_bytes();
+    let mut out = String::with_capacity(body.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"//") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"r#\"") {
+            let end = body[i + 3..].find("\"#").map_or(b.len(), |e| i + 3 + e + 2);
+            out.push_str("\"\"");
+            i = end;
+        } else if b[i] == b'"' && (i == 0 || b[i - 1] != b'\'') {
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            out.push_str("\"\"");
+            i += 1;
+        } else {
+            let ch = body[i..].chars().next().unwrap();
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
 }
 
 /// Every path a file names: `use` trees expanded, plus inline `crate::...` paths.

@@ -15,6 +15,7 @@
 //! - [`format`](mod@format): ipvsadm's output, byte for byte (`-L -n`, `-c`, `--stats`, `--rate`, `-S`, ...),
 //!   from the listing types the director fills in ([`format::Listing`], [`format::ConnEntry`]).
 //! - [`proto`]: the requests and responses exchanged over the control socket, as JSON lines.
+//! - [`vrrp_status`]: `adm --vrrp`'s entries ([`vrrp_status::VrrpEntry`]) and table.
 //! - [`socket`]: the control socket itself, a Unix stream socket in the abstract namespace, so each
 //!   network namespace has its own director (`ip netns exec NS tunlb adm -ln` just works).
 //! - [`config`]: the director's TOML config: serde types (`raw.rs`), validation into the model
@@ -32,3 +33,4 @@ pub mod keepalived;
 pub mod ops;
 pub mod proto;
 pub mod socket;
+pub mod vrrp_status;

@@ -6,6 +6,7 @@
 //! so `-R` and a single `-a` follow the same path.
 
 use crate::control::format::{ConnEntry, Listing};
+use crate::control::vrrp_status::VrrpEntry;
 use crate::model::{BatchError, Edit, Timeouts};
 
 /// The longest request or response line either side accepts (a large `-R` batch fits).
@@ -30,6 +31,8 @@ pub enum Request {
     /// Re-read the director's `--config` file, as SIGHUP does (`--reload`). Answer:
     /// [`Response::Reloaded`], or [`Response::Error`] with the table unchanged.
     Reload,
+    /// The VRRP instances (`--vrrp`). Answer: [`Response::Vrrp`].
+    ListVrrp,
 }
 
 /// The director's answer.
@@ -63,6 +66,8 @@ pub enum Response {
         /// What was loaded (`reloaded FILE (N services)`).
         message: String,
     },
+    /// The VRRP instances, in config order (empty when none is configured).
+    Vrrp(Vec<VrrpEntry>),
 }
 
 impl Response {
@@ -116,6 +121,7 @@ mod tests {
             Request::GetTimeouts,
             Request::Config,
             Request::Reload,
+            Request::ListVrrp,
         ] {
             let line = serde_json::to_string(&r).unwrap();
             assert!(!line.contains('\n'));
@@ -183,10 +189,46 @@ mod tests {
             Response::Reloaded {
                 message: "reloaded /etc/tunlb.toml (1 services)".to_string(),
             },
+            Response::Vrrp(vec![vrrp_entry()]),
         ] {
             let line = serde_json::to_string(&r).unwrap();
             let back: Response = serde_json::from_str(&line).unwrap();
             assert_eq!(back, r);
         }
+    }
+
+    fn vrrp_entry() -> VrrpEntry {
+        VrrpEntry {
+            name: "VI_1".into(),
+            state: "MASTER".into(),
+            priority: 90,
+            base_priority: 100,
+            vrid: 51,
+            interface: "eth0".into(),
+            version: 2,
+            master: Some("192.168.150.11".parse().unwrap()),
+            since_ms: Some(1500),
+            vips: vec!["192.168.150.100".parse().unwrap()],
+            adverts_sent: 3,
+            adverts_received: 0,
+        }
+    }
+
+    /// What `adm --vrrp` asks and the director answers: scripts read `adm --vrrp --json`'s
+    /// fields, and an `adm` and a director of different builds must understand each other.
+    #[test]
+    fn vrrp_json_is_stable() {
+        assert_eq!(
+            serde_json::to_string(&Request::ListVrrp).unwrap(),
+            r#""list_vrrp""#
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::Vrrp(vec![vrrp_entry()])).unwrap(),
+            concat!(
+                r#"{"vrrp":[{"name":"VI_1","state":"MASTER","priority":90,"base_priority":100,"#,
+                r#""vrid":51,"interface":"eth0","version":2,"master":"192.168.150.11","#,
+                r#""since_ms":1500,"vips":["192.168.150.100"],"adverts_sent":3,"adverts_received":0}]}"#
+            )
+        );
     }
 }

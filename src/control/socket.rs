@@ -228,7 +228,9 @@ mod tests {
                 Request::List => Response::Listing(Listing::from_set(set)),
                 Request::ListConns => Response::Conns(Vec::new()),
                 Request::GetTimeouts => Response::Timeouts(*timeouts),
-                Request::Config | Request::Reload => Response::error("not in this test"),
+                Request::Config | Request::Reload | Request::ListVrrp => {
+                    Response::error("not in this test")
+                }
             }
         })
     }

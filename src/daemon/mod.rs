@@ -6,13 +6,21 @@
 //!
 //! - [`run`](mod@run): [`DirectorArgs`] (the command line) and [`run()`](fn@run): start the
 //!   TUN, the cores, the workers and everything below, wait for signals, clean up.
+//! - [`announce`]: the VIPs' ARP responder (AF_PACKET) and gratuitous ARPs, for VRRP and
+//!   `--announce`.
+//! - [`vrrp`]: the VRRP driver thread (sockets, timers, scripts, ARP answers of a MASTER).
 //! - [`plane`]: the [`ControlPlane`]: `adm` requests, reloads, the host routing that follows the
 //!   table (VIP routes, tunnel routes, NAT and S-NAT policy routing), the health checkers'
 //!   overlay, listings and the metrics sample.
+//! - [`sync`](mod@sync): the connection-sync thread (socket, cores' changes out, received
+//!   flows into every core) around [`crate::sync::SyncSession`].
 
+pub mod announce;
 pub mod ha;
 pub mod plane;
 pub mod run;
+pub mod sync;
+pub mod vrrp;
 
 pub use plane::{ControlPlane, HostSetup, PlaneError};
 pub use run::{run, DirectorArgs};

@@ -15,7 +15,10 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Context;
 
+use super::announce::Announcer;
+use super::ha::HaLink;
 use super::plane::{ControlPlane, HostSetup};
+use super::vrrp;
 use crate::control::config::{self, DirectorSettings};
 use crate::control::keepalived;
 use crate::director::io::tunnel_link::{LinkView, TunnelLinks, TunnelTx};
@@ -46,7 +49,8 @@ pub struct DirectorArgs {
     /// Outer source address of tunnel packets (default: the kernel picks the route's source).
     #[arg(long)]
     pub local_address: Option<Ipv4Addr>,
-    /// Answer ARP for the VIPs on this LAN interface (proxy neighbour, proxy_delay 0).
+    /// Answer ARP for every VIP on this LAN interface (from this process's own AF_PACKET
+    /// socket: the answers stop when it exits, however it exits).
     #[arg(long)]
     pub announce: Vec<String>,
     /// MTU of the path to the real servers (default 1500, at least 576). A client packet that
@@ -96,10 +100,11 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         Some(path) => config::load(path)?,
         None => match &args.keepalived_conf {
             Some(path) => {
-                // The virtual servers and their checkers; VRRP blocks are warned about.
+                // The virtual servers, their checkers and the VRRP instances.
                 let k = keepalived::load_reporting(path)?;
                 let settings = DirectorSettings {
                     health: k.health,
+                    vrrp: k.vrrp,
                     ..DirectorSettings::default()
                 };
                 (settings, k.services)
@@ -142,7 +147,12 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
 
     let shared = Arc::new(Shared::new(Snapshot::default()));
+    // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
+    // director that took over keeps the flows it did not see start.
+    let (sloppy_tcp, sloppy_sctp) = settings.sloppy();
     let config = DirectorConfig {
+        sloppy_tcp,
+        sloppy_sctp,
         tunnel_mtu,
         local_addr,
         max_conns: args.max_conns,
@@ -156,6 +166,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .map(|_| Arc::new(Mutex::new(Director::new(shared.clone(), config.clone()))))
         .collect();
     let clock = Clock::new();
+    let announcer = Announcer::new();
     let plane = Arc::new(ControlPlane::new(
         shared.clone(),
         cores.clone(),
@@ -168,6 +179,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             } else {
                 args.announce.clone()
             },
+            announcer: announcer.clone(),
             config_path: args.config.clone(),
         },
         set,
@@ -236,6 +248,32 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     }
     let resolver = resolver::spawn_resolver(shared.clone(), stop.clone(), tunnel_links)
         .context("starting the DR neighbour resolver")?;
+    // Connection sync before VRRP: a backup asks for the table at once, and no instance
+    // preempts until it has it (HaLink's sync_ready).
+    let ha = Arc::new(match settings.vrrp.sync {
+        Some(_) => HaLink::default(),
+        None => HaLink::without_sync(),
+    });
+    let sync = match &settings.vrrp.sync {
+        Some(sc) => {
+            let refresh = super::sync::refresh_for(&settings.timeouts);
+            let handle = super::sync::start(sc, cores.clone(), ha.clone(), clock, refresh)
+                .context("starting connection sync")?;
+            plane.set_sync_stats(handle.stats());
+            Some(handle)
+        }
+        None => None,
+    };
+    // VRRP last: this director answers for the VIPs only once it can forward.
+    let vrrp_cfg = &settings.vrrp;
+    let vrrp = if vrrp_cfg.is_empty() {
+        None
+    } else {
+        let handle =
+            vrrp::start(vrrp_cfg, announcer.clone(), ha.clone(), clock).context("starting VRRP")?;
+        plane.set_vrrp_status(handle.status());
+        Some(handle)
+    };
     log::info!(
         "tunlb director: {} queue(s) on {}, control socket ready; configure with `tunlb adm`",
         queues,
@@ -271,14 +309,23 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             None => {}
         }
     }
+    // First VRRP: a MASTER sends priority 0 and stops answering ARP, so a BACKUP takes over
+    // while this director still forwards what reaches it.
+    if let Some(v) = vrrp {
+        v.shutdown();
+    }
     stop.store(true, Ordering::SeqCst);
     for w in workers.into_iter().chain(gateways) {
         let _ = w.join();
     }
     let _ = resolver.join();
+    if let Some(s) = sync {
+        s.stop();
+    }
     log::info!("tunlb director: at exit: {}", summary(&cores));
     drop(health);
     plane.shutdown();
+    announcer.shutdown();
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod gue_gro;
 mod icmp_reply;
 mod keepalived_conf;
 mod metrics_request;
+mod sync_message;
 mod vnet_gso;
 mod vrrp_advert;
 mod wire_views;
@@ -25,6 +26,7 @@ pub use gue_gro::gue_gro;
 pub use icmp_reply::icmp_reply;
 pub use keepalived_conf::keepalived_conf;
 pub use metrics_request::metrics_request;
+pub use sync_message::{sync_message, FUZZ_KEY};
 pub use vnet_gso::vnet_gso;
 pub use vrrp_advert::vrrp_advert;
 pub use wire_views::wire_views;
@@ -43,6 +45,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("icmp_reply", icmp_reply),
     ("keepalived_conf", keepalived_conf),
     ("metrics_request", metrics_request),
+    ("sync_message", sync_message),
     ("vnet_gso", vnet_gso),
     ("vrrp_advert", vrrp_advert),
     ("wire_views", wire_views),

@@ -2,7 +2,10 @@ use std::net::Ipv4Addr;
 
 use crate::encap::gre::GreHeader;
 use crate::encap::gue::GueHeader;
-use crate::wire::{checksum, Icmpv4Packet, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket, UdpPacket};
+use crate::wire::{
+    checksum, ArpPacket, ArpRepr, Icmpv4Packet, IpProtocol, Ipv4Packet, Ipv4Repr, TcpPacket,
+    UdpPacket,
+};
 
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DST: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
@@ -137,5 +140,13 @@ pub fn wire_views(data: &[u8]) {
     if let Ok(g) = GueHeader::new_checked(data) {
         let _ = (g.variant(), g.control(), g.proto_ctype(), g.flags());
         let _ = (g.extension_fields(), g.payload());
+    }
+    if let Ok(a) = ArpPacket::new_checked(data) {
+        let _ = (a.op(), a.target_mac(), a.is_gratuitous());
+        let reply = ArpRepr::reply_to(&a, [2, 0, 0, 0, 0, 1]).emit();
+        let back = ArpPacket::new_checked(&reply[..]).expect("a built reply parses");
+        assert_eq!(back.sender_ip(), a.target_ip());
+        assert_eq!(back.target_ip(), a.sender_ip());
+        assert_eq!(back.target_mac(), a.sender_mac());
     }
 }

@@ -614,7 +614,7 @@ impl Lab {
         let args = ["director", "--announce", LAN_IF];
         say!(
             "[lab] starting `tunlb {}` in {ns}: VIP {VIP} routed into its TUN device and \
-             answered for on the LAN (proxy ARP on {LAN_IF})",
+             answered for on the LAN (ARP from its own socket on {LAN_IF})",
             args.join(" ")
         );
         let i = self.spawn(Role::Director, "director", "tunlb director", &args)?;

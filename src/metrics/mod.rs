@@ -49,6 +49,16 @@
 //! | `tunlb_conn_table_evictions_total` | counter | | flows removed from the connection tables (expired or swept) |
 //! | `tunlb_gso_packets_total` | counter | `path` | TUN offload: GSO super-packets decided `whole` or `split` into segments |
 //! | `tunlb_nat_flow_entries` | gauge | | flows in the shared NAT flow table |
+//! | `tunlb_sync_messages_total` | counter | `direction` | connection sync (when configured): messages `sent`, `received` (accepted) and `applied` (their records installed) |
+//! | `tunlb_sync_records_total` | counter | `direction` | the records in them: `sent`, `received`, `applied` (installed, once per record however many workers) |
+//! | `tunlb_sync_refused_total` | counter | `reason` | received messages refused: every [`crate::sync::Refused`] label (`truncated`, `magic`, `version`, `type`, `length`, `bad_record`, `too_long`, `syncid`, `auth`, `replay`, `own`), 0 included |
+//! | `tunlb_sync_install_skipped_total` | counter | `reason` | received records not installed: `no_service`, `no_dest`, `full`, `nat` (NAT flows are not synced), `invalid` |
+//! | `tunlb_sync_dropped_total` | counter | | changes the sync master dropped (a worker's queue or the send queue full) |
+//! | `tunlb_sync_adopted_total` | counter | | synced flows a worker took over at their first packet (after a failover) |
+//! | `tunlb_sloppy_created_total` | counter | | flows created from a mid-flow packet (`sloppy_tcp`) |
+//! | `tunlb_sync_send_errors_total` | counter | | sync messages the socket refused |
+//! | `tunlb_sync_master` | gauge | | 1 while this director sends its changes |
+//! | `tunlb_sync_ready` | gauge | | 1 once the bulk resync is done (or its 2 s passed) |
 //! | `tunlb_build_info` | gauge (info) | `version` | 1 |
 //!
 //! `tunlb realserver --metrics-listen ADDR:PORT` (TUN mode) serves the agent's counters
@@ -90,6 +100,7 @@ use crate::director::{Counters, DropReason};
 use crate::encap::StripError;
 use crate::model::{Protocol, ServiceKey};
 use crate::realserver::AgentStats;
+use crate::sync::SyncCounts;
 
 /// The exposition format of a scrape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +193,27 @@ pub struct DirectorSample {
     pub nat_flows: u64,
     /// The health probes' durations ([`CheckDurations::snapshot`]).
     pub checks: Vec<CheckSeries>,
+    /// The VRRP instances (none when VRRP is not configured).
+    pub vrrp: Vec<VrrpSample>,
+    /// Connection sync's counters, when it runs.
+    pub sync: Option<SyncCounts>,
+}
+
+/// One VRRP instance in a scrape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VrrpSample {
+    /// The instance's name.
+    pub instance: String,
+    /// `tunlb_vrrp_state`: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.
+    pub state: u8,
+    /// Transitions by the state entered (`INIT`, `BACKUP`, `MASTER`, `FAULT`).
+    pub transitions: Vec<(&'static str, u64)>,
+    /// Adverts sent.
+    pub adverts_sent: u64,
+    /// Adverts received and accepted.
+    pub adverts_received: u64,
+    /// Adverts refused, by reason.
+    pub refused: Vec<(&'static str, u64)>,
 }
 
 /// The upper bounds (seconds) of the `tunlb_check_duration_seconds` buckets; a last `+Inf`
@@ -585,8 +617,155 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "Flows in the shared NAT flow table.",
         s.nat_flows,
     );
+    vrrp_metrics(&mut r, &s.vrrp);
+    counter(
+        &mut r,
+        "tunlb_sloppy_created",
+        "Flows created from a mid-flow packet (sloppy_tcp / sloppy_sctp pickup).",
+        s.counters.sloppy_created,
+    );
+    if let Some(sync) = &s.sync {
+        sync_metrics(&mut r, sync, &s.counters);
+    }
     build_info(&mut r);
     r
+}
+
+/// `tunlb_vrrp_*`: one series per VRRP instance (none without VRRP).
+fn vrrp_metrics(r: &mut Registry, instances: &[VrrpSample]) {
+    if instances.is_empty() {
+        return;
+    }
+    let state: Family<Labels, Gauge> = Family::default();
+    let transitions: Family<Labels, Counter> = Family::default();
+    let sent: Family<Labels, Counter> = Family::default();
+    let received: Family<Labels, Counter> = Family::default();
+    let refused: Family<Labels, Counter> = Family::default();
+    for v in instances {
+        let inst = || vec![("instance", v.instance.clone())];
+        state.get_or_create(&inst()).set(i64::from(v.state));
+        for to in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+            let n = v
+                .transitions
+                .iter()
+                .find(|(k, _)| *k == to)
+                .map_or(0, |x| x.1);
+            let mut l = inst();
+            l.push(("to", to.to_string()));
+            transitions.get_or_create(&l).inc_by(n);
+        }
+        sent.get_or_create(&inst()).inc_by(v.adverts_sent);
+        received.get_or_create(&inst()).inc_by(v.adverts_received);
+        for (reason, n) in &v.refused {
+            let mut l = inst();
+            l.push(("reason", reason.to_string()));
+            refused.get_or_create(&l).inc_by(*n);
+        }
+    }
+    r.register(
+        "tunlb_vrrp_state",
+        "State of the VRRP instance: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
+        state,
+    );
+    r.register(
+        "tunlb_vrrp_transitions",
+        "State changes of the VRRP instance, by the state entered.",
+        transitions,
+    );
+    r.register(
+        "tunlb_vrrp_adverts_sent",
+        "VRRP adverts sent (one per destination).",
+        sent,
+    );
+    r.register(
+        "tunlb_vrrp_adverts_received",
+        "VRRP adverts received and accepted.",
+        received,
+    );
+    r.register(
+        "tunlb_vrrp_adverts_refused",
+        "VRRP adverts refused, by reason (ttl, checksum, version, auth, interval, vip_list, ...); adverts of other virtual routers are not counted.",
+        refused,
+    );
+}
+
+/// The `tunlb_sync_*` families.
+fn sync_metrics(r: &mut Registry, s: &SyncCounts, workers: &Counters) {
+    let by = |pairs: &[(&'static str, &'static str, u64)]| {
+        let f: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+        for (label, value, n) in pairs {
+            f.get_or_create(&vec![(*label, *value)]).inc_by(*n);
+        }
+        f
+    };
+    r.register(
+        "tunlb_sync_messages",
+        "Connection-sync messages sent, received (accepted) and applied (records installed into the cores).",
+        by(&[
+            ("direction", "sent", s.sent),
+            ("direction", "received", s.received),
+            ("direction", "applied", s.applied),
+        ]),
+    );
+    r.register(
+        "tunlb_sync_records",
+        "Connection records sent, received and installed (once per record, not per core).",
+        by(&[
+            ("direction", "sent", s.records_sent),
+            ("direction", "received", s.records_received),
+            ("direction", "applied", s.records_applied),
+        ]),
+    );
+    let refused: Vec<_> = s
+        .refused()
+        .map(|(r, n)| ("reason", r.as_str(), n))
+        .collect();
+    r.register(
+        "tunlb_sync_refused",
+        "Received connection-sync messages refused, by reason.",
+        by(&refused),
+    );
+    r.register(
+        "tunlb_sync_install_skipped",
+        "Received records not installed: no such service, no such real server, synced-flow table full, a NAT real server's, a protocol or state that does not fit.",
+        by(&[
+            ("reason", "no_service", s.no_service),
+            ("reason", "no_dest", s.no_dest),
+            ("reason", "full", s.full),
+            ("reason", "nat", s.nat),
+            ("reason", "invalid", s.invalid),
+        ]),
+    );
+    counter(
+        r,
+        "tunlb_sync_dropped",
+        "Connection changes the sync master dropped (a worker's or the sender's queue full; the refresh carries them later).",
+        s.dropped + workers.sync_dropped,
+    );
+    counter(
+        r,
+        "tunlb_sync_adopted",
+        "Synced flows a worker took over when their first packet reached it.",
+        workers.sync_adopted,
+    );
+    counter(
+        r,
+        "tunlb_sync_send_errors",
+        "Connection-sync messages the socket refused to send.",
+        s.send_errors,
+    );
+    gauge(
+        r,
+        "tunlb_sync_master",
+        "1 while this director sends its connection changes (the sync instance's MASTER).",
+        u64::from(s.master),
+    );
+    gauge(
+        r,
+        "tunlb_sync_ready",
+        "1 once the bulk resync at start is done (or its 2 s deadline passed).",
+        u64::from(s.ready),
+    );
 }
 
 /// The registry of one agent scrape.
@@ -693,6 +872,8 @@ mod tests {
             conn_capacity: 100,
             nat_flows: 0,
             checks: Vec::new(),
+            vrrp: Vec::new(),
+            sync: None,
         }
     }
 
@@ -705,6 +886,33 @@ mod tests {
     }
 
     const LABELS: &str = "local_address=\"10.0.0.100\",local_port=\"80\",remote_address=\"10.0.1.1\",remote_port=\"80\",proto=\"TCP\",local_mark=\"\"";
+
+    #[test]
+    fn vrrp_instances_have_state_transitions_and_advert_counters() {
+        let mut s = sample();
+        s.vrrp = vec![VrrpSample {
+            instance: "VI_1".into(),
+            state: 2,
+            transitions: vec![("BACKUP", 1), ("MASTER", 1)],
+            adverts_sent: 7,
+            adverts_received: 3,
+            refused: vec![("ttl", 2)],
+        }];
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        assert_lines(
+            &text,
+            [
+                "tunlb_vrrp_state{instance=\"VI_1\"} 2",
+                "tunlb_vrrp_transitions_total{instance=\"VI_1\",to=\"MASTER\"} 1",
+                "tunlb_vrrp_transitions_total{instance=\"VI_1\",to=\"FAULT\"} 0",
+                "tunlb_vrrp_adverts_sent_total{instance=\"VI_1\"} 7",
+                "tunlb_vrrp_adverts_received_total{instance=\"VI_1\"} 3",
+                "tunlb_vrrp_adverts_refused_total{instance=\"VI_1\",reason=\"ttl\"} 2",
+            ],
+        );
+        let without = encode(&director_registry(&sample()), Format::Prometheus);
+        assert!(!without.contains("tunlb_vrrp"));
+    }
 
     #[test]
     fn prometheus_text_has_node_exporter_names() {
@@ -737,6 +945,52 @@ mod tests {
         assert!(!text.contains("# EOF"));
         for reason in DropReason::ALL {
             assert!(text.contains(&format!("reason=\"{}\"", reason.as_str())));
+        }
+    }
+
+    #[test]
+    fn sync_counters_when_sync_runs() {
+        let text = encode(&director_registry(&sample()), Format::Prometheus);
+        assert!(!text.contains("tunlb_sync"), "no sync, no sync metrics");
+        let stats = crate::sync::SyncStats::default();
+        stats.count_refused(crate::sync::Refused::Auth);
+        stats.count_refused(crate::sync::Refused::Auth);
+        stats
+            .ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut counts = stats.snapshot();
+        counts.sent = 4;
+        counts.records_applied = 110;
+        counts.no_dest = 1;
+        counts.dropped = 2;
+        let mut s = DirectorSample {
+            sync: Some(counts),
+            ..sample()
+        };
+        s.counters.sync_dropped = 3;
+        s.counters.sync_adopted = 5;
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        assert_lines(
+            &text,
+            [
+                "tunlb_sync_messages_total{direction=\"sent\"} 4",
+                "tunlb_sync_messages_total{direction=\"received\"} 0",
+                "tunlb_sync_records_total{direction=\"applied\"} 110",
+                "tunlb_sync_refused_total{reason=\"auth\"} 2",
+                "tunlb_sync_refused_total{reason=\"replay\"} 0",
+                "tunlb_sync_install_skipped_total{reason=\"no_dest\"} 1",
+                "tunlb_sync_dropped_total 5",
+                "tunlb_sync_adopted_total 5",
+                "tunlb_sloppy_created_total 0",
+                "tunlb_sync_master 0",
+                "tunlb_sync_ready 1",
+            ],
+        );
+        for r in crate::sync::Refused::ALL {
+            assert!(text.contains(&format!(
+                "tunlb_sync_refused_total{{reason=\"{}\"}}",
+                r.as_str()
+            )));
         }
     }
 

@@ -6,6 +6,7 @@
 //!   benchmark's load generator).
 //! - [`cred`]: the credentials of a Unix-socket peer (`SO_PEERCRED`).
 //! - [`huge`]: arrays advised for transparent huge pages (the connection table's slots).
+//! - [`mcast`]: interface indexes for multicast sockets (connection sync).
 //! - [`tun`]: multi-queue TUN devices.
 //! - [`raw`]: the raw IPv4 sender (`IP_HDRINCL`, `sendmmsg`), the raw and UDP tunnel receivers
 //!   (`recvmmsg`).
@@ -13,12 +14,18 @@
 //! - [`packet`]: the AF_PACKET sender for DR mode (IPv4 packets in Ethernet frames, `sendmmsg`).
 //! - [`neigh`]: rtnetlink route lookups and the neighbour table (DR mode's MAC resolution).
 //! - [`udp_gso`]: UDP sockets sending GSO trains (`UDP_SEGMENT`), for GUE.
+//! - [`iface`]: an interface's index, first IPv4 address, MAC, up/down (`ioctl`).
+//! - [`vrrp`]: the VRRP sockets of an interface (IP protocol 112, 224.0.0.18, TTL 255).
+//! - [`arp`]: the `AF_PACKET` ARP socket the VIPs' ARP responder answers through.
 //! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
 
+pub mod arp;
 pub mod batch;
 pub mod blast;
 pub mod cred;
 pub mod huge;
+pub mod iface;
+pub mod mcast;
 mod mmsg;
 pub mod neigh;
 pub mod netcfg;
@@ -27,6 +34,7 @@ pub mod raw;
 pub mod signal;
 pub mod tun;
 pub mod udp_gso;
+pub mod vrrp;
 
 #[cfg(test)]
 mod root_tests;
@@ -93,6 +101,44 @@ pub fn poll_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<bool> {
         return Err(err);
     }
     Ok(rc > 0)
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes; fills `ready` with the readable
+/// positions. A signal ends the wait early with nothing ready.
+pub fn poll_any(
+    fds: &[RawFd],
+    timeout: std::time::Duration,
+    ready: &mut Vec<usize>,
+) -> io::Result<()> {
+    ready.clear();
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout
+        .as_micros()
+        .div_ceil(1000)
+        .min(libc::c_int::MAX as u128) as libc::c_int;
+    // SAFETY: `pfds` is a live array of `pfds.len()` pollfds.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(());
+        }
+        return Err(err);
+    }
+    ready.extend(
+        pfds.iter()
+            .enumerate()
+            .filter(|(_, p)| p.revents != 0)
+            .map(|(i, _)| i),
+    );
+    Ok(())
 }
 
 /// Moves the calling thread (only it, and threads it creates later) into a new, empty network

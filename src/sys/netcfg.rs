@@ -12,7 +12,6 @@
 //! recorded commands and the restore order against a fake.
 
 use std::io;
-use std::net::Ipv4Addr;
 use std::process::Command;
 
 use ipnet::Ipv4Net;
@@ -306,10 +305,6 @@ enum Change {
         addr: Ipv4Net,
         dev: String,
     },
-    ProxyNeighAdded {
-        ip: Ipv4Addr,
-        dev: String,
-    },
     Link {
         dev: String,
         was_up: bool,
@@ -451,19 +446,6 @@ impl<O: NetOps> NetChanges<O> {
         Ok(applied)
     }
 
-    /// `ip neigh add proxy IP dev DEV`: answer ARP for `ip` on `dev` (with `proxy_arp`).
-    pub fn add_proxy_neigh(&mut self, ip: Ipv4Addr, dev: &str) -> Result<Applied, NetError> {
-        let i = ip.to_string();
-        let applied = exists_ok(self.ops.ip(&["neigh", "add", "proxy", &i, "dev", dev]))?;
-        if applied == Applied::Changed {
-            self.changes.push(Change::ProxyNeighAdded {
-                ip,
-                dev: dev.to_owned(),
-            });
-        }
-        Ok(applied)
-    }
-
     /// `ip link set dev DEV up|down [mtu MTU]`; restoring puts back the old state and MTU.
     pub fn set_link(&mut self, dev: &str, up: bool, mtu: Option<u16>) -> Result<Applied, NetError> {
         let (was_up, old_mtu) = self.ops.link_state(dev)?;
@@ -526,10 +508,6 @@ impl<O: NetOps> NetChanges<O> {
             Change::RuleDeleted(rule) => exists_ok(rule.run(&mut self.ops, "add")).map(drop),
             Change::AddressAdded { addr, dev } => {
                 self.ops.ip(&["addr", "del", &addr.to_string(), "dev", dev])
-            }
-            Change::ProxyNeighAdded { ip, dev } => {
-                self.ops
-                    .ip(&["neigh", "del", "proxy", &ip.to_string(), "dev", dev])
             }
             Change::Link {
                 dev,
@@ -673,16 +651,13 @@ mod tests {
         nc.set_link("tun0", true, Some(1400)).unwrap();
         nc.add_address(net("10.0.0.10/32"), "lo").unwrap();
         nc.add_route(net("10.0.0.10/32"), "tun0").unwrap();
-        nc.add_proxy_neigh(Ipv4Addr::new(10, 0, 0, 10), "eth0")
-            .unwrap();
-        assert_eq!(nc.len(), 7);
+        assert_eq!(nc.len(), 6);
         let applied = nc.ops.log.len();
         nc.restore().unwrap();
         assert!(nc.is_empty());
         assert_eq!(
             nc.ops.log[applied..],
             [
-                "ip neigh del proxy 10.0.0.10 dev eth0",
                 "ip route del 10.0.0.10/32 dev tun0",
                 "ip addr del 10.0.0.10/32 dev lo",
                 "ip link set dev tun0 down mtu 1500",
@@ -694,7 +669,7 @@ mod tests {
         assert_eq!(nc.ops.sysctls["net/ipv4/ip_forward"], "0");
         // A second restore, and the drop, do nothing more.
         nc.restore().unwrap();
-        assert_eq!(nc.ops.log.len(), applied + 7);
+        assert_eq!(nc.ops.log.len(), applied + 6);
     }
 
     #[test]

@@ -211,3 +211,96 @@ fn offload_tun_reads_virtio_headers_and_takes_written_ones() {
         net.restore().unwrap();
     });
 }
+
+/// Two ends of a veth pair in one namespace, addressed 10.77.0.1 (va) and 10.77.0.2 (vb), up.
+fn veth_pair() {
+    ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb"]);
+    ip(&["addr", "add", "10.77.0.1/24", "dev", "va"]);
+    ip(&["addr", "add", "10.77.0.2/24", "dev", "vb"]);
+    ip(&["link", "set", "va", "up"]);
+    ip(&["link", "set", "vb", "up"]);
+    // Both ends are in one namespace: let packets from a local source in.
+    for (key, v) in [
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.va.rp_filter", "0"),
+        ("net.ipv4.conf.vb.rp_filter", "0"),
+        ("net.ipv4.conf.va.accept_local", "1"),
+        ("net.ipv4.conf.vb.accept_local", "1"),
+    ] {
+        std::fs::write(format!("/proc/sys/{}", key.replace('.', "/")), v).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn vrrp_sockets_carry_adverts_with_ttl_255_and_tos_0xc0() {
+    in_new_netns(|| {
+        veth_pair();
+        assert_eq!(
+            super::iface::ipv4("va").unwrap(),
+            Ipv4Addr::new(10, 77, 0, 1)
+        );
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !super::iface::is_running("vb") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(super::iface::is_running("vb"));
+        let a = super::vrrp::VrrpSocket::open("va", Ipv4Addr::new(10, 77, 0, 1)).unwrap();
+        let b = super::vrrp::VrrpSocket::open("vb", Ipv4Addr::new(10, 77, 0, 2)).unwrap();
+        let advert = [0x21, 51, 100, 0, 0, 1, 0, 0];
+        let mut buf = [0u8; 256];
+        let mut got = None;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while got.is_none() && Instant::now() < deadline {
+            a.send(&advert, super::vrrp::VRRP_GROUP).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            while let Some(n) = b.recv(&mut buf).unwrap() {
+                if buf[12..16] == [10, 77, 0, 1] {
+                    got = Some(n);
+                }
+            }
+        }
+        let n = got.expect("b received a's advert");
+        assert_eq!(n, 28);
+        assert_eq!(buf[1], 0xc0, "TOS");
+        assert_eq!(buf[8], 255, "TTL");
+        assert_eq!(buf[9], 112, "protocol");
+        assert_eq!(buf[16..20], [224, 0, 0, 18]);
+        assert_eq!(buf[20..28], advert);
+        // a's own socket does not see its adverts (multicast loop off).
+        assert_eq!(a.recv(&mut buf).unwrap(), None);
+    });
+}
+
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn arp_sockets_send_and_receive_arp_packets() {
+    in_new_netns(|| {
+        veth_pair();
+        let (ia, ib) = (
+            super::iface::index("va").unwrap(),
+            super::iface::index("vb").unwrap(),
+        );
+        let mac_a = super::iface::mac("va").unwrap();
+        let a = super::arp::ArpSocket::open(ia).unwrap();
+        let b = super::arp::ArpSocket::open(ib).unwrap();
+        let vip = Ipv4Addr::new(10, 77, 0, 100);
+        let garp = crate::wire::ArpRepr::gratuitous(vip, mac_a).emit();
+        let mut buf = [0u8; 128];
+        let mut seen = false;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !seen && Instant::now() < deadline {
+            a.send(&garp, [0xff; 6]).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            while let Some(from) = b.recv(&mut buf).unwrap() {
+                let p = crate::wire::ArpPacket::new_checked(&buf[..from.len]).unwrap();
+                if p.is_gratuitous() && p.target_ip() == vip {
+                    assert_eq!(from.mac, mac_a);
+                    assert!(!from.outgoing);
+                    seen = true;
+                }
+            }
+        }
+        assert!(seen, "b saw a's gratuitous ARP");
+    });
+}

@@ -7,6 +7,7 @@
 //! covered by a checksum keep it valid with an RFC 1624 incremental update, so NAT and MSS
 //! clamping never re-sum a payload.
 //!
+//! - [`arp`] — [`ArpPacket`] and the [`ArpRepr`] builder (the VIPs' ARP responder).
 //! - [`checksum`] — the Internet checksum, pseudo-header sums and incremental updates.
 //! - [`ethernet`] — [`EthernetFrame`] and the [`EthernetRepr`] builder (the header of the
 //!   director's `AF_PACKET` frames).
@@ -16,6 +17,7 @@
 //! - [`udp`] — [`UdpPacket`].
 //! - [`icmp`] — [`Icmpv4Packet`] and the in-place ICMP error reply ([`icmp::frag_needed_in_place`]).
 
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod gso;
@@ -26,6 +28,7 @@ pub mod tcp;
 pub mod testing;
 pub mod udp;
 
+pub use arp::{ArpPacket, ArpRepr};
 pub use ethernet::{EthernetFrame, EthernetRepr};
 pub use icmp::Icmpv4Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};

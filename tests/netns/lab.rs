@@ -114,7 +114,7 @@ fn lab_demo_shows_both_servers_and_leaves_nothing(args: &[&str], expected: Expec
         format!("[lab] creating namespace {prefix}-client"),
         format!(
             "[lab] starting `tunlb director --announce eth0` in {prefix}-director: VIP {VIP} \
-             routed into its TUN device and answered for on the LAN (proxy ARP on eth0)"
+             routed into its TUN device and answered for on the LAN (ARP from its own socket on eth0)"
         ),
         format!("$ tunlb adm -A -t {VIP}:80 -s rr"),
         format!("[lab] answers: 6 from {rs1}, 6 from {rs2}"),

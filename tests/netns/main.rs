@@ -18,7 +18,8 @@
 //! (and omega's quorum_down at shutdown);
 //! [`keepalived_conf`] runs the seed's keepalived.conf with
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
-//! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic.
+//! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic;
+//! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers.
 
 mod director_lifecycle;
 mod dr_mode;
@@ -35,3 +36,4 @@ mod seed_walkthrough;
 mod snat;
 mod ssl_check;
 mod tun_mode;
+mod vrrp;

@@ -146,6 +146,11 @@ pub(super) fn run_inner(
             Response::Reloaded { message } => format!("{message}\n"),
             other => return Err(unexpected(other)),
         },
+        Command::Vrrp { json } => match send(&Request::ListVrrp)? {
+            Response::Vrrp(entries) if json => to_json(&entries),
+            Response::Vrrp(entries) => crate::control::vrrp_status::list_vrrp(&entries),
+            other => return Err(unexpected(other)),
+        },
     };
     out.write_all(text.as_bytes())
         .map_err(|e| Failure::new(format!("tunlb adm: writing output: {e}"), 1))
@@ -259,6 +264,7 @@ Usage:
   tunlb adm --set tcp tcpfin udp
   tunlb adm --save-config file
   tunlb adm --reload
+  tunlb adm --vrrp [--json]
   tunlb adm -h
 
 Commands:
@@ -278,6 +284,8 @@ Either long or short options are allowed.
   --save-config file          write the running table and settings as the
                               director's TOML config (- for stdout) (tunlb)
   --reload                    re-read the director's --config file (tunlb)
+  --vrrp                      list the VRRP instances: state, priority,
+                              master, VIPs (tunlb)
   --help            -h        display this help message
 
 virtual-service:

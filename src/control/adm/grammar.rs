@@ -628,6 +628,7 @@ impl Raw {
                 path: self.config_path.ok_or(ParseError::NoConfigPath)?,
             },
             Cmd::Reload => Command::Reload,
+            Cmd::Vrrp => Command::Vrrp { json: self.json },
             Cmd::Help => Command::Help,
             Cmd::Version => Command::Version,
         })

@@ -12,7 +12,8 @@
 //! Extensions: `--json` on listings, `--mss-clamp N` on services, `--gre-key K` on GRE servers;
 //! `--tun-port` defaults to 6080 for GUE instead of being required; `--save-config FILE` writes
 //! the running table and settings as the director's TOML config (`-` is stdout), and `--reload`
-//! makes the director re-read its `--config` file, as SIGHUP does.
+//! makes the director re-read its `--config` file, as SIGHUP does; `--vrrp` lists the VRRP
+//! instances (state, priority, master, VIPs).
 //!
 //! # Layout
 //!
@@ -88,6 +89,12 @@ pub enum Command {
     },
     /// `--reload`: the director re-reads its `--config` file, as on SIGHUP (tunlb extension).
     Reload,
+    /// `--vrrp [--json]`: the director's VRRP instances, state, priority, master (tunlb
+    /// extension).
+    Vrrp {
+        /// `--json`: print the entries as JSON.
+        json: bool,
+    },
     /// `-h`: print the help.
     Help,
     /// `-v`: print the version.
@@ -97,7 +104,7 @@ pub enum Command {
 impl Command {
     /// The table edit this command is (`-A -E -D -C -a -e -d --set -Z`), or `None` for the
     /// commands that only read or run locally (`-L`, `-S`, `-R`, `--save-config`, `--reload`,
-    /// `-h`, `-v`).
+    /// `--vrrp`, `-h`, `-v`).
     pub fn edit(&self) -> Option<&Edit> {
         match self {
             Command::Edit(edit) => Some(edit),
@@ -131,6 +138,7 @@ impl Command {
             Command::Restore => Cmd::Restore,
             Command::SaveConfig { .. } => Cmd::SaveConfig,
             Command::Reload => Cmd::Reload,
+            Command::Vrrp { .. } => Cmd::Vrrp,
             Command::Help => Cmd::Help,
             Command::Version => Cmd::Version,
         };

@@ -25,6 +25,7 @@ pub(super) enum Cmd {
     Version,
     SaveConfig,
     Reload,
+    Vrrp,
 }
 
 impl Cmd {
@@ -46,6 +47,7 @@ impl Cmd {
             Cmd::Version => "version",
             Cmd::SaveConfig => "save-config",
             Cmd::Reload => "reload",
+            Cmd::Vrrp => "vrrp",
         }
     }
 }
@@ -206,6 +208,10 @@ pub(super) fn rule(cmd: Cmd, opt: OptName) -> Rule {
         },
         Cmd::Save => match opt {
             O::Numeric => Rule::May,
+            _ => Rule::Illegal,
+        },
+        Cmd::Vrrp => match opt {
+            O::Json | O::Numeric => Rule::May,
             _ => Rule::Illegal,
         },
         Cmd::Zero => match opt {
@@ -399,6 +405,7 @@ pub(super) const SPECS: &[Spec] = &[
         flag: Flag::Cmd(Cmd::SaveConfig),
     },
     cmd("reload", None, Cmd::Reload),
+    cmd("vrrp", None, Cmd::Vrrp),
     opt("tcp-service", Some('t'), Arg::Required, Opt::Tcp),
     opt("udp-service", Some('u'), Arg::Required, Opt::Udp),
     opt("scheduler", Some('s'), Arg::Required, Opt::Scheduler),

@@ -147,8 +147,8 @@ pub struct DirectorSettings {
     pub tunnel_mtu: u16,
     /// Source address of the outer header of tunnel packets; `None` lets routing choose.
     pub local_address: Option<Ipv4Addr>,
-    /// LAN interfaces on which the director answers ARP for every VIP (proxy neighbour,
-    /// proxy_delay 0), as `--announce IFACE` does; empty by default.
+    /// LAN interfaces on which the director answers ARP for every VIP from its own AF_PACKET
+    /// socket (the answers stop with the process), as `--announce IFACE` does; empty by default.
     pub announce: Vec<String>,
     /// Connection timeouts.
     pub timeouts: Timeouts,

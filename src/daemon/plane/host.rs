@@ -1,4 +1,5 @@
-//! What the table changes on the host: VIPs routed into the TUN (and announced), tunnel
+//! What the table changes on the host: VIPs routed into the TUN (and answered by the ARP
+//! responder on the `--announce` interfaces), tunnel
 //! routes' prefixes, the NAT reply routing and the S-NAT routing, rp_filter for probes through
 //! the data path. Every change is recorded in [`NetChanges`](crate::sys::netcfg::NetChanges)
 //! and undone at exit.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 
 use super::{ControlPlane, PlaneError, PlaneState};
+use crate::daemon::announce::ANNOUNCE_OWNER;
 use crate::director::route::{RouteTable, TunnelRoute};
 use crate::director::snat::{SnatRule, SnatRules};
 use crate::director::Snapshot;
@@ -77,7 +79,8 @@ impl ControlPlane {
         self.publish(&mut st, set, timeouts)
     }
 
-    /// Routes every VIP into the TUN (and announces it), and withdraws VIPs that are gone.
+    /// Routes every VIP into the TUN (and answers ARP for it on the `--announce` interfaces),
+    /// and withdraws VIPs that are gone.
     pub(super) fn sync_routes(
         &self,
         st: &mut PlaneState,
@@ -93,15 +96,6 @@ impl ControlPlane {
                     tun: self.tun_name.clone(),
                     error,
                 })?;
-            for iface in &self.announce {
-                st.net
-                    .add_proxy_neigh(*vip, iface)
-                    .map_err(|error| PlaneError::AnnounceVip {
-                        vip: *vip,
-                        iface: iface.clone(),
-                        error,
-                    })?;
-            }
             st.routed.insert(*vip);
         }
         for vip in st.routed.clone().difference(&wanted) {
@@ -110,6 +104,21 @@ impl ControlPlane {
                 log::warn!("tunlb director: withdrawing VIP {vip}: {e}");
             }
             st.routed.remove(vip);
+        }
+        for iface in &self.announce {
+            let new = self
+                .announcer
+                .set(ANNOUNCE_OWNER, iface, &wanted)
+                .map_err(|error| PlaneError::AnnounceVip {
+                    iface: iface.clone(),
+                    error,
+                })?;
+            // Tell the LAN at once: a client that resolved the VIP elsewhere moves here.
+            for vip in new {
+                if let Err(e) = self.announcer.gratuitous_arp(iface, vip) {
+                    log::warn!("tunlb director: gratuitous ARP for {vip} on {iface}: {e}");
+                }
+            }
         }
         st.nat_routing
             .sync(&mut st.net, snap, &self.tun_name)

@@ -112,14 +112,24 @@ impl ControlPlane {
                 .map(|d| SocketAddrV4::new(d.config.addr, d.config.port))
                 .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
         };
+        // A flow is listed once: a former master's workers may hold a flow the new master
+        // synced back into the shared table.
+        let mut flows = FlowsByKey::default();
         for core in &self.cores {
             let Ok(d) = core.lock() else { continue };
-            out.extend(
-                d.conns()
-                    .iter()
-                    .filter_map(|(k, c)| conn_entry(k, c, dest_addr(c.dest), now)),
-            );
+            for (k, c) in d.conns().iter() {
+                if let Some(e) = conn_entry(k, c, dest_addr(c.dest), now) {
+                    flows.add(*k, e);
+                }
+            }
         }
+        // Flows a peer synced that no worker has taken yet (a backup's, mostly).
+        for (k, c) in self.shared.synced.entries() {
+            if let Some(e) = conn_entry(&k, &c, dest_addr(c.dest), now) {
+                flows.add(k, e);
+            }
+        }
+        out.extend(flows.into_entries());
         out.extend(
             self.shared.nat.flows().iter().filter_map(|f| {
                 conn_entry(&f.key, &f.conn, SocketAddrV4::new(f.raddr, f.rport), now)
@@ -160,6 +170,36 @@ impl ControlPlane {
     }
 }
 
+/// The workers' flows and the synced ones, each key once: a flow in a worker and also in the
+/// shared synced table (a former master's flow its peer synced back) is listed once, with the
+/// copy that lives longest (the one the packets or the records keep fresh).
+#[derive(Default)]
+struct FlowsByKey {
+    at: HashMap<ConnKey, usize>,
+    entries: Vec<ConnEntry>,
+}
+
+impl FlowsByKey {
+    fn add(&mut self, key: ConnKey, e: ConnEntry) {
+        match self.at.entry(key) {
+            std::collections::hash_map::Entry::Occupied(i) => {
+                let old = &mut self.entries[*i.get()];
+                if e.expires_secs > old.expires_secs {
+                    *old = e;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(self.entries.len());
+                self.entries.push(e);
+            }
+        }
+    }
+
+    fn into_entries(self) -> Vec<ConnEntry> {
+        self.entries
+    }
+}
+
 /// One connection of a worker's table or of the shared NAT flows, as `-L -c` lists it; `None`
 /// for an expired one or a protocol the listing does not know.
 fn conn_entry(k: &ConnKey, c: &Conn, dest: SocketAddrV4, now: Instant) -> Option<ConnEntry> {
@@ -175,4 +215,38 @@ fn conn_entry(k: &ConnKey, c: &Conn, dest: SocketAddrV4, now: Instant) -> Option
         vip: SocketAddrV4::new(k.vaddr, k.vport),
         dest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::director::conn::ConnState;
+
+    #[test]
+    fn a_flow_in_every_worker_is_listed_once_with_its_longest_lived_copy() {
+        let key = ConnKey::new(
+            6,
+            Ipv4Addr::new(10, 0, 0, 1),
+            4000,
+            Ipv4Addr::new(10, 9, 9, 9),
+            80,
+        );
+        let other = ConnKey { cport: 4001, ..key };
+        let dest = SocketAddrV4::new(Ipv4Addr::new(172, 16, 0, 1), 80);
+        let entry = |k: &ConnKey, secs: u64, state| {
+            let c = Conn::new(DestId(1), state, Instant::from_secs(secs));
+            conn_entry(k, &c, dest, Instant::ZERO).unwrap()
+        };
+        let mut flows = FlowsByKey::default();
+        flows.add(key, entry(&key, 100, ConnState::Established));
+        flows.add(other, entry(&other, 50, ConnState::Established));
+        flows.add(key, entry(&key, 900, ConnState::Established));
+        flows.add(key, entry(&key, 200, ConnState::FinWait));
+        let got = flows.into_entries();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].client.port(), 4000);
+        assert_eq!(got[0].expires_secs, 900);
+        assert_eq!(got[0].state, "ESTABLISHED");
+        assert_eq!(got[1].client.port(), 4001);
+    }
 }

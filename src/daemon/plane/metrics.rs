@@ -1,10 +1,17 @@
 //! What a `/metrics` scrape reads from the control plane.
 
+use std::sync::Arc;
+
 use super::ControlPlane;
 use crate::director::stats::{self, Totals};
 use crate::health::Health;
 
 impl ControlPlane {
+    /// Connection sync's counters, reported by every later scrape (set once, when sync starts).
+    pub fn set_sync_stats(&self, stats: Arc<crate::sync::SyncStats>) {
+        let _ = self.sync_stats.set(stats);
+    }
+
     /// What a `/metrics` scrape reports ([`crate::metrics`]): the running table with each real
     /// server's counters since the start (`-Z` does not reset them), the configured servers'
     /// health, the probes' durations, the workers' counters added up and the connection tables'
@@ -30,6 +37,10 @@ impl ControlPlane {
         }
         sample.nat_flows = self.shared.nat.len() as u64;
         sample.checks = self.check_durations.snapshot();
+        if let Some(v) = self.vrrp.lock().ok().and_then(|v| v.clone()) {
+            sample.vrrp = v.metrics();
+        }
+        sample.sync = self.sync_stats.get().map(|s| s.snapshot());
         let (configured, overlay) = match self.state.lock() {
             Ok(st) => (st.set.clone(), st.health.dests.clone()),
             Err(_) => return sample,

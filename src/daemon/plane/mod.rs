@@ -9,7 +9,7 @@
 //!
 //! - [`requests`]: `adm` requests (apply, list, `--save-config`, `--reload`).
 //! - [`reload`]: replacing the whole table from the `--config` or `--keepalived-conf` file.
-//! - [`host`]: what the table changes on the host: VIP routes and proxy ARP, tunnel routes,
+//! - [`host`]: what the table changes on the host: VIP routes and their ARP answers, tunnel routes,
 //!   the NAT and S-NAT policy routing, rp_filter for probes through the data path.
 //! - [`health`]: the health checkers' overlay over the configured table (the control plane
 //!   is their [`HealthPlane`](crate::health::HealthPlane)).
@@ -30,13 +30,14 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use ipnet::Ipv4Net;
 
 use self::health::HealthOverlay;
 use crate::control::config::DirectorSettings;
 use crate::control::ops::Timeouts;
 use crate::control::socket;
+use crate::daemon::announce::Announcer;
+use crate::daemon::vrrp::VrrpStatus;
 use crate::director::conn::Timeouts as ConnTimeouts;
 use crate::director::io::resolver::{self, DrServerError};
 use crate::director::nat::ReplyRouting;
@@ -47,7 +48,7 @@ use crate::director::table::BuildError;
 use crate::director::{Director, Registry, Shared};
 use crate::health::config::HealthConfig;
 use crate::model::ServiceSet;
-use crate::sys::netcfg::{neigh_key, NetChanges, NetError};
+use crate::sys::netcfg::{NetChanges, NetError};
 use crate::time::{Clock, Duration};
 
 /// Owns the configured table and everything the director changed on the host.
@@ -58,6 +59,8 @@ pub struct ControlPlane {
     state: Mutex<PlaneState>,
     tun_name: String,
     announce: Vec<String>,
+    /// The ARP responder answering for the VIPs on the `announce` interfaces.
+    announcer: Arc<Announcer>,
     config_path: Option<PathBuf>,
     stats: Mutex<StatsBook>,
     /// What `--save-config` reports besides the table ([`ControlPlane::set_settings`]).
@@ -70,6 +73,10 @@ pub struct ControlPlane {
     health_config: Mutex<(u64, HealthConfig)>,
     /// The health probes' durations, recorded by the probe threads, read by the scrapes.
     check_durations: crate::metrics::CheckDurations,
+    /// The VRRP driver's published state, when VRRP runs.
+    vrrp: Mutex<Option<Arc<VrrpStatus>>>,
+    /// Connection sync's counters, when it runs ([`ControlPlane::set_sync_stats`]).
+    sync_stats: std::sync::OnceLock<Arc<crate::sync::SyncStats>>,
 }
 
 struct PlaneState {
@@ -97,8 +104,10 @@ pub struct HostSetup {
     pub net: NetChanges,
     /// The TUN device VIPs are routed into.
     pub tun_name: String,
-    /// LAN interfaces on which VIPs are answered by proxy ARP.
+    /// LAN interfaces on which every VIP is answered (ARP), always.
     pub announce: Vec<String>,
+    /// The ARP responder (shared with the VRRP driver, which announces its VIPs while MASTER).
+    pub announcer: Arc<Announcer>,
     /// The `--config` file, re-read on reload.
     pub config_path: Option<PathBuf>,
 }
@@ -137,15 +146,13 @@ pub enum PlaneError {
         /// What the kernel said.
         error: NetError,
     },
-    /// A VIP could not be announced (proxy ARP) on a LAN interface.
-    #[error("announcing VIP {vip} on {iface}: {error}")]
+    /// The VIPs could not be announced (ARP responder) on a LAN interface.
+    #[error("announcing the VIPs on {iface}: {error}")]
     AnnounceVip {
-        /// The VIP.
-        vip: Ipv4Addr,
         /// The `--announce` interface.
         iface: String,
         /// What the kernel said.
-        error: NetError,
+        error: std::io::Error,
     },
     /// A tunnel route's prefix could not be routed into the TUN.
     #[error("routing {prefix} into {tun}: {error}")]
@@ -181,15 +188,12 @@ impl ControlPlane {
         timeouts: Timeouts,
     ) -> anyhow::Result<ControlPlane> {
         let HostSetup {
-            mut net,
+            net,
             tun_name,
             announce,
+            announcer,
             config_path,
         } = host;
-        for iface in &announce {
-            net.set_sysctl(&neigh_key(iface, "proxy_delay"), "0")
-                .with_context(|| format!("setting proxy_delay 0 on {iface}"))?;
-        }
         let queues = cores.len();
         let plane = ControlPlane {
             shared,
@@ -210,6 +214,8 @@ impl ControlPlane {
             }),
             keepalived_path: Mutex::new(None),
             check_durations: crate::metrics::CheckDurations::default(),
+            vrrp: Mutex::new(None),
+            sync_stats: std::sync::OnceLock::new(),
             settings: Mutex::new(DirectorSettings {
                 queues,
                 tun_name: tun_name.clone(),
@@ -219,6 +225,7 @@ impl ControlPlane {
             }),
             tun_name,
             announce,
+            announcer,
             config_path,
             stats: Mutex::new(StatsBook::new()),
             health_config: Mutex::new((0, HealthConfig::default())),
@@ -299,8 +306,23 @@ impl ControlPlane {
         }
     }
 
-    /// Undoes every change to the host (routes, proxy neighbours, sysctls).
+    /// Lets `adm --vrrp` and `/metrics` show the VRRP driver's instances.
+    pub fn set_vrrp_status(&self, status: Arc<VrrpStatus>) {
+        if let Ok(mut v) = self.vrrp.lock() {
+            *v = Some(status);
+        }
+    }
+
+    /// The VRRP instances for `adm --vrrp` (empty without VRRP).
+    pub fn vrrp_entries(&self) -> Vec<crate::control::vrrp_status::VrrpEntry> {
+        let status = self.vrrp.lock().ok().and_then(|v| v.clone());
+        status.map(|s| s.entries()).unwrap_or_default()
+    }
+
+    /// Undoes every change to the host (routes, sysctls) and stops answering ARP.
     pub fn shutdown(&self) {
+        self.announcer
+            .clear_owner(crate::daemon::announce::ANNOUNCE_OWNER);
         if let Ok(mut st) = self.state.lock() {
             if let Err(e) = st.net.restore() {
                 log::error!("tunlb director: restoring network settings: {e}");

@@ -49,6 +49,7 @@ impl ControlPlane {
                 let k = crate::control::keepalived::load_reporting(&path)?;
                 let settings = DirectorSettings {
                     health: k.health,
+                    vrrp: k.vrrp,
                     ..DirectorSettings::default()
                 };
                 (path, (settings, k.services))
@@ -57,6 +58,13 @@ impl ControlPlane {
                 "the director was started without --config: there is no file to reload"
             ),
         };
+        let running_vrrp = self.settings.lock().ok().map(|s| s.vrrp.clone());
+        if running_vrrp.is_some_and(|v| v != settings.vrrp) {
+            log::warn!(
+                "tunlb director: {}: the VRRP configuration changed; VRRP changes take effect at the next restart",
+                path.display()
+            );
+        }
         let timeouts = settings.timeouts;
         let n = set.services.len();
         self.replace(set, timeouts, Some(settings.snat))?;

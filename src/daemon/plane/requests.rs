@@ -23,17 +23,22 @@ impl ControlPlane {
                 None => Response::error("Memory allocation problem"),
             },
             Request::Reload => self.handle_reload(),
+            Request::ListVrrp => Response::Vrrp(self.vrrp_entries()),
         }
     }
 
     /// Records the director's effective settings (command line over config file over
     /// defaults) for `adm --save-config`. The values the control plane knows itself win over
     /// those of `s`: `queues` (the number of workers), `tun_name`, `announce` and the running
-    /// timeouts; so only `tunnel_mtu` and `local_address` come from `s`.
+    /// timeouts; so only `tunnel_mtu`, `local_address`, the VRRP config and the sloppy
+    /// settings come from `s`.
     pub fn set_settings(&self, s: DirectorSettings) {
         if let Ok(mut mine) = self.settings.lock() {
             mine.tunnel_mtu = s.tunnel_mtu;
             mine.local_address = s.local_address.filter(|a| !a.is_unspecified());
+            mine.vrrp = s.vrrp;
+            mine.sloppy_tcp = s.sloppy_tcp;
+            mine.sloppy_sctp = s.sloppy_sctp;
         }
     }
 

@@ -24,6 +24,7 @@ fn plane(config_path: Option<PathBuf>) -> ControlPlane {
         net: NetChanges::new(),
         tun_name: "tlbtest0".to_string(),
         announce: Vec::new(),
+        announcer: crate::daemon::announce::Announcer::new(),
         config_path,
     };
     let timeouts = Timeouts {

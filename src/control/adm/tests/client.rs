@@ -47,6 +47,20 @@ impl FakeDirector {
             Request::Config => Response::Config {
                 toml: to_toml(&self.set, &DirectorSettings::default()),
             },
+            Request::ListVrrp => Response::Vrrp(vec![crate::control::vrrp_status::VrrpEntry {
+                name: "VI_1".into(),
+                state: "BACKUP".into(),
+                priority: 50,
+                base_priority: 50,
+                vrid: 51,
+                interface: "eth0".into(),
+                version: 2,
+                master: Some(Ipv4Addr::new(192, 168, 150, 11)),
+                since_ms: Some(2500),
+                vips: vec![Ipv4Addr::new(192, 168, 150, 100)],
+                adverts_sent: 0,
+                adverts_received: 9,
+            }]),
             Request::Reload => match &self.config {
                 None => Response::error("the director was started without --config"),
                 Some(text) => match load_str(text, "fake.toml") {
@@ -517,4 +531,22 @@ fn adm_reload_prints_the_outcome() {
     let (code, out, _) = d.adm("--reload", "");
     assert_eq!((code, out.as_str()), (0, "reloaded fake.toml\n"));
     assert_eq!(d.set.services[0].key, tcp("10.0.0.9:80"));
+}
+
+#[test]
+fn adm_vrrp_lists_the_instances_as_a_table_or_json() {
+    let mut d = FakeDirector::new();
+    let (code, out, err) = d.adm("--vrrp", "");
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "Instance  State   Prio  VRID  Interface  Master          Since     VIPs\n\
+         VI_1      BACKUP  50    51    eth0       192.168.150.11  2.5s ago  192.168.150.100\n"
+    );
+    let (code, out, _) = d.adm("--vrrp --json", "");
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["state"], "BACKUP");
+    assert_eq!(v[0]["master"], "192.168.150.11");
+    assert_eq!(d.adm("--vrrp -t 10.0.0.1:80", "").0, 2);
 }

@@ -1,0 +1,505 @@
+//! The session on a virtual clock: a master and a backup wired back to back, a fake table.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use super::*;
+use crate::director::conn::{ConnKey, ConnState};
+
+fn rec(i: u32) -> SyncRecord {
+    SyncRecord {
+        key: ConnKey::new(
+            6,
+            Ipv4Addr::from(0x0a00_0000 + i),
+            (i % 60000) as u16 + 1024,
+            Ipv4Addr::new(10, 9, 9, 9),
+            80,
+        ),
+        dest: SocketAddrV4::new(Ipv4Addr::new(172, 16, 0, 1), 80),
+        state: ConnState::Established,
+        timeout: Duration::from_secs(900),
+    }
+}
+
+fn table(n: u32) -> Vec<SyncRecord> {
+    (0..n).map(rec).collect()
+}
+
+fn cfg(sender: u32) -> SessionConfig {
+    SessionConfig::new(3, 1472, None, sender)
+}
+
+fn ms(t: u64) -> Instant {
+    Instant::from_millis(t)
+}
+
+/// Answers the session's dump demands from `table` (one core, cursor = index).
+#[derive(Default)]
+struct Dumper {
+    pass: u64,
+    at: usize,
+}
+
+impl Dumper {
+    fn pump(&mut self, s: &mut SyncSession, now: Instant, table: &[SyncRecord]) {
+        while let Some(d) = s.poll_dump() {
+            if d.pass != self.pass {
+                *self = Dumper {
+                    pass: d.pass,
+                    at: 0,
+                };
+            }
+            let end = (self.at + d.limit).min(table.len());
+            let chunk = &table[self.at..end];
+            self.at = end;
+            s.push_dump(now, d.pass, chunk, end == table.len());
+        }
+    }
+}
+
+/// A master and a backup exchanging every message at once.
+struct Pair {
+    now: Instant,
+    master: SyncSession,
+    backup: SyncSession,
+    table: Vec<SyncRecord>,
+    dumper: Dumper,
+    /// What the backup installed: key -> record, and how many records arrived in all.
+    installed: HashMap<ConnKey, SyncRecord>,
+    records_in: usize,
+    /// Messages the master sent, with the time.
+    sent: Vec<(Instant, MessageType, usize)>,
+    ready_at: Option<Instant>,
+}
+
+impl Pair {
+    fn new(n: u32) -> Pair {
+        let now = ms(1000);
+        let mut master = SyncSession::new(cfg(1), now);
+        master.set_master(now, true);
+        Pair {
+            now,
+            master,
+            backup: SyncSession::new(cfg(2), now),
+            table: table(n),
+            dumper: Dumper::default(),
+            installed: HashMap::new(),
+            records_in: 0,
+            sent: Vec::new(),
+            ready_at: None,
+        }
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        self.master.handle_timeout(now);
+        self.backup.handle_timeout(now);
+        self.dumper.pump(&mut self.master, now, &self.table);
+        while let Some(m) = self.backup.poll_transmit() {
+            assert!(matches!(
+                self.master.handle_message(now, &m),
+                Ok(Incoming::Handled(MessageType::BulkRequest))
+            ));
+        }
+        self.dumper.pump(&mut self.master, now, &self.table);
+        while let Some(m) = self.master.poll_transmit() {
+            assert!(m.len() <= 1472);
+            let view = Message::new_checked(&m).unwrap();
+            self.sent.push((now, view.kind(), view.count() as usize));
+            match self.backup.handle_message(now, &m).unwrap() {
+                Incoming::Records(rs) => {
+                    for r in rs {
+                        self.records_in += 1;
+                        self.installed.insert(r.key, r);
+                    }
+                }
+                Incoming::Handled(_) => {}
+            }
+        }
+        if self.backup.is_ready() && self.ready_at.is_none() {
+            self.ready_at = Some(now);
+        }
+    }
+
+    /// Runs every timer up to `until`.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            self.step();
+            let next = [self.master.poll_timeout(), self.backup.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= until => self.now = t.max(self.now),
+                _ => break,
+            }
+        }
+        self.now = until;
+        self.step();
+    }
+}
+
+#[test]
+fn a_starting_backup_gets_the_whole_table_and_is_ready_at_once() {
+    let mut p = Pair::new(1_500);
+    assert!(!p.backup.is_ready());
+    p.run_until(ms(3000));
+    assert_eq!(p.installed.len(), 1_500);
+    assert_eq!(p.records_in, 1_500, "one bulk pass, nothing twice");
+    assert_eq!(
+        p.ready_at,
+        Some(ms(1000)),
+        "1,500 flows fit one tick's budget"
+    );
+    let ends: Vec<_> = p
+        .sent
+        .iter()
+        .filter(|(_, k, _)| *k == MessageType::BulkEnd)
+        .collect();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(p.master.counters().bulk_passes, 1);
+    assert_eq!(p.installed[&rec(42).key], rec(42));
+}
+
+#[test]
+fn a_large_bulk_pass_is_paced_and_ends_within_two_seconds() {
+    // 300,000 flows at 32 messages of 55 per 5 ms tick: 171 ticks, under a second.
+    let mut p = Pair::new(300_000);
+    p.run_until(ms(3000));
+    assert_eq!(p.installed.len(), 300_000);
+    let ready = p.ready_at.expect("ready");
+    assert!(ready > ms(1000) && ready <= ms(2000), "ready at {ready:?}");
+    let first_tick = p.sent.iter().filter(|(t, _, _)| *t == ms(1000)).count();
+    assert_eq!(first_tick, 32, "one tick's budget at start");
+}
+
+#[test]
+fn without_an_answer_the_backup_repeats_its_request_then_gives_up_after_two_seconds() {
+    let mut b = SyncSession::new(cfg(2), ms(0));
+    let mut requests = Vec::new();
+    let mut now = ms(0);
+    while !b.is_ready() {
+        b.handle_timeout(now);
+        while let Some(m) = b.poll_transmit() {
+            assert_eq!(
+                Message::new_checked(&m).unwrap().kind(),
+                MessageType::BulkRequest
+            );
+            requests.push(now);
+        }
+        now = b.poll_timeout().unwrap_or(now);
+        assert!(now <= ms(2000));
+    }
+    assert_eq!(requests, vec![ms(0), ms(500), ms(1000), ms(1500)]);
+    assert_eq!(b.poll_timeout(), None);
+}
+
+#[test]
+fn changes_leave_in_full_messages_at_once_and_the_rest_within_the_flush_interval() {
+    let mut m = SyncSession::new(cfg(1), ms(0));
+    m.set_master(ms(0), true);
+    m.queue(ms(0), &table(60));
+    let first = m.poll_transmit().expect("a full message at once");
+    assert_eq!(Message::new_checked(&first).unwrap().count(), 55);
+    assert!(m.poll_transmit().is_none());
+    assert_eq!(m.poll_timeout(), Some(ms(20)));
+    m.handle_timeout(ms(19));
+    assert!(m.poll_transmit().is_none());
+    m.handle_timeout(ms(20));
+    let rest = m.poll_transmit().expect("the rest after 20 ms");
+    let rest = Message::new_checked(&rest).unwrap();
+    assert_eq!(rest.count(), 5);
+    assert_eq!(rest.records().next(), Some(rec(55)));
+    assert_eq!(m.counters().records_sent, 60);
+    assert_eq!(m.counters().messages_sent, 2);
+}
+
+#[test]
+fn a_backup_queues_nothing_and_a_full_queue_drops_and_counts() {
+    let mut b = SyncSession::new(cfg(2), ms(0));
+    b.handle_timeout(ms(0));
+    while b.poll_transmit().is_some() {}
+    b.queue(ms(0), &table(10));
+    assert!(b.poll_transmit().is_none());
+    let mut m = SyncSession::new(
+        SessionConfig {
+            queue_limit: 2,
+            ..SessionConfig::new(3, 200, None, 1)
+        },
+        ms(0),
+    );
+    m.set_master(ms(0), true);
+    assert_eq!(m.records_per_message(), 6);
+    m.queue(ms(0), &table(5)); // 5 queued
+    m.queue(ms(0), &table(20)); // 1 fills a message, 6 more a second, then 13 dropped
+    assert_eq!(m.counters().dropped, 13);
+    assert!(m.poll_transmit().is_some());
+    m.queue(ms(0), &table(1)); // room again
+    assert_eq!(m.counters().dropped, 13);
+    let mut bad = rec(1);
+    bad.key.proto = 47;
+    m.queue(ms(0), &[bad]);
+    assert_eq!(m.counters().dropped, 14, "a record the wire cannot carry");
+}
+
+#[test]
+fn the_master_refreshes_the_whole_table_paced_over_half_the_interval() {
+    let mut p = Pair::new(20_000);
+    p.master.cfg.refresh = Duration::from_secs(10);
+    p.run_until(ms(1100)); // bulk done: 12 ticks of 1760 records
+    assert_eq!(p.records_in, 20_000);
+    assert_eq!(p.ready_at, Some(ms(1055)));
+    let bulk_end = p.sent.len();
+    p.run_until(ms(1000 + 10_000 + 6000));
+    let refresh: Vec<_> = p.sent[bulk_end..].to_vec();
+    let records: usize = refresh.iter().map(|(_, _, n)| n).sum();
+    assert_eq!(records, 20_000, "one refresh pass");
+    assert!(refresh.iter().all(|(_, k, _)| *k == MessageType::Conns));
+    let (first, last) = (refresh[0].0, refresh[refresh.len() - 1].0);
+    assert_eq!(first, ms(11_055), "refresh due 10 s after the bulk pass");
+    let spread = last - first;
+    assert!(
+        spread >= Duration::from_millis(4000) && spread <= Duration::from_millis(5100),
+        "spread over {spread:?}"
+    );
+    assert_eq!(p.master.counters().refresh_passes, 1);
+    assert_eq!(
+        p.master.poll_timeout(),
+        Some(last + Duration::from_secs(10))
+    );
+}
+
+#[test]
+fn refresh_interval_is_half_the_shortest_timeout_within_one_and_sixty_seconds() {
+    assert_eq!(
+        refresh_interval(Duration::from_secs(900)),
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        refresh_interval(Duration::from_secs(60)),
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        refresh_interval(Duration::from_millis(500)),
+        Duration::from_secs(1)
+    );
+}
+
+fn conns_message(sender: u32, seq: u64, key: Option<&Key>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let hdr = Header {
+        syncid: 3,
+        sender,
+        sequence: seq,
+    };
+    wire::build(&hdr, Body::Conns(&[rec(seq as u32)]), key, &mut out);
+    out
+}
+
+#[test]
+fn replays_duplicates_and_own_messages_are_refused() {
+    let mut b = SyncSession::new(cfg(2), ms(0));
+    let ok = |b: &mut SyncSession, m: &[u8]| b.handle_message(ms(0), m).map(|_| ());
+    assert_eq!(ok(&mut b, &conns_message(9, 100, None)), Ok(()));
+    assert_eq!(
+        ok(&mut b, &conns_message(9, 100, None)),
+        Err(Refused::Replay)
+    );
+    assert_eq!(
+        ok(&mut b, &conns_message(9, 98, None)),
+        Ok(()),
+        "late, in the window"
+    );
+    assert_eq!(
+        ok(&mut b, &conns_message(9, 98, None)),
+        Err(Refused::Replay)
+    );
+    assert_eq!(ok(&mut b, &conns_message(9, 200, None)), Ok(()));
+    assert_eq!(ok(&mut b, &conns_message(9, 137, None)), Ok(()), "63 back");
+    assert_eq!(
+        ok(&mut b, &conns_message(9, 136, None)),
+        Err(Refused::Replay),
+        "64 back"
+    );
+    assert_eq!(
+        ok(&mut b, &conns_message(10, 1, None)),
+        Ok(()),
+        "another sender"
+    );
+    assert_eq!(ok(&mut b, &conns_message(2, 1, None)), Err(Refused::Own));
+}
+
+#[test]
+fn the_replay_window_forgets_the_least_recently_heard_sender() {
+    let mut b = SyncSession::new(cfg(2), ms(0));
+    for s in 0..MAX_SENDERS as u32 {
+        let now = ms(u64::from(s));
+        b.handle_message(now, &conns_message(100 + s, 5, None))
+            .unwrap();
+    }
+    b.handle_message(ms(100), &conns_message(100, 6, None))
+        .unwrap(); // 100 heard again
+    b.handle_message(ms(101), &conns_message(999, 1, None))
+        .unwrap(); // evicts 101
+    assert_eq!(b.windows.len(), MAX_SENDERS);
+    assert!(b.windows.iter().all(|w| w.sender != 101));
+    assert_eq!(
+        b.handle_message(ms(102), &conns_message(100, 6, None))
+            .map(|_| ()),
+        Err(Refused::Replay)
+    );
+}
+
+#[test]
+fn a_keyed_session_refuses_unauthenticated_and_wrongly_keyed_messages() {
+    let key = Key::new(b"the key");
+    let mut b = SyncSession::new(SessionConfig::new(3, 1472, Some(key.clone()), 2), ms(0));
+    let refuse =
+        |b: &mut SyncSession, m: &[u8]| b.handle_message(ms(0), m).map(|_| ()).unwrap_err();
+    assert_eq!(refuse(&mut b, &conns_message(9, 1, None)), Refused::Auth);
+    assert_eq!(
+        refuse(&mut b, &conns_message(9, 1, Some(&Key::new(b"other")))),
+        Refused::Auth
+    );
+    assert!(b
+        .handle_message(ms(0), &conns_message(9, 1, Some(&key)))
+        .is_ok());
+    assert_eq!(
+        refuse(&mut b, &conns_message(9, 1, Some(&key))),
+        Refused::Replay
+    );
+    let mut wrong_id = conns_message(9, 2, None);
+    wrong_id[6] = 4;
+    assert_eq!(refuse(&mut b, &wrong_id), Refused::Syncid);
+    assert_eq!(refuse(&mut b, b"TLB"), Refused::Truncated);
+    // A keyed master's messages carry one record fewer.
+    assert_eq!(b.records_per_message(), 54);
+}
+
+#[test]
+fn a_bulk_end_for_someone_else_does_not_make_a_backup_ready() {
+    let mut b = SyncSession::new(cfg(2), ms(0));
+    let mut out = Vec::new();
+    let hdr = Header {
+        syncid: 3,
+        sender: 1,
+        sequence: 1,
+    };
+    wire::build(&hdr, Body::BulkEnd(&[7]), None, &mut out);
+    b.handle_message(ms(0), &out).unwrap();
+    assert!(!b.is_ready());
+    wire::build(
+        &Header { sequence: 2, ..hdr },
+        Body::BulkEnd(&[7, 2]),
+        None,
+        &mut out,
+    );
+    b.handle_message(ms(0), &out).unwrap();
+    assert!(b.is_ready());
+    assert_eq!(b.poll_timeout(), None, "no more requests");
+}
+
+#[test]
+fn a_second_backup_asking_during_a_bulk_pass_gets_a_pass_of_its_own() {
+    let mut m = SyncSession::new(cfg(1), ms(0));
+    m.set_master(ms(0), true);
+    let request = |sender: u32, seq: u64| {
+        let mut out = Vec::new();
+        let hdr = Header {
+            syncid: 3,
+            sender,
+            sequence: seq,
+        };
+        wire::build(&hdr, Body::BulkRequest, None, &mut out);
+        out
+    };
+    m.handle_message(ms(0), &request(2, 1)).unwrap();
+    let d = m.poll_dump().unwrap();
+    m.push_dump(ms(0), d.pass, &table(10), false);
+    m.handle_message(ms(0), &request(2, 2)).unwrap(); // a repeat: ignored
+    m.handle_message(ms(0), &request(3, 1)).unwrap(); // another backup: after this pass
+    assert_eq!(m.poll_dump().map(|d| d.pass), Some(d.pass));
+    m.push_dump(ms(0), d.pass, &table(20)[10..], true);
+    let d2 = m.poll_dump().expect("a second pass");
+    assert_ne!(d2.pass, d.pass);
+    m.push_dump(ms(0), d2.pass, &table(20), true);
+    let ends: Vec<Vec<u32>> = std::iter::from_fn(|| m.poll_transmit())
+        .filter_map(|b| {
+            let v = Message::new_checked(&b).unwrap();
+            (v.kind() == MessageType::BulkEnd).then(|| v.requesters().collect())
+        })
+        .collect();
+    assert_eq!(ends, vec![vec![2], vec![3]]);
+    assert_eq!(m.counters().records_sent, 40);
+    // A stale answer for a finished pass is ignored.
+    m.push_dump(ms(0), d.pass, &table(5), true);
+    assert!(m.poll_transmit().is_none());
+}
+
+#[test]
+fn a_bulk_request_during_a_refresh_pass_restarts_it_as_a_bulk_pass() {
+    let mut m = SyncSession::new(cfg(1), ms(0));
+    m.set_master(ms(0), true);
+    m.handle_timeout(ms(60_000));
+    let refresh = m.poll_dump().expect("refresh pass");
+    let mut out = Vec::new();
+    let hdr = Header {
+        syncid: 3,
+        sender: 2,
+        sequence: 1,
+    };
+    wire::build(&hdr, Body::BulkRequest, None, &mut out);
+    m.handle_message(ms(60_001), &out).unwrap();
+    let bulk = m.poll_dump().unwrap();
+    assert_ne!(bulk.pass, refresh.pass);
+    assert_eq!(bulk.limit, 32 * 55);
+}
+
+#[test]
+fn roles_records_reach_only_a_backup_and_a_master_is_ready() {
+    let mut s = SyncSession::new(cfg(2), ms(0));
+    assert!(matches!(
+        s.handle_message(ms(0), &conns_message(9, 1, None)),
+        Ok(Incoming::Records(_))
+    ));
+    s.set_master(ms(0), true);
+    assert!(s.is_ready() && s.is_master());
+    assert!(matches!(
+        s.handle_message(ms(0), &conns_message(9, 2, None)),
+        Ok(Incoming::Handled(MessageType::Conns))
+    ));
+    s.queue(ms(0), &table(3));
+    s.set_master(ms(1), false);
+    assert!(s.is_ready(), "a master that steps down keeps its table");
+    s.handle_timeout(ms(100));
+    assert!(
+        s.poll_transmit().is_none(),
+        "unsent changes dropped with the role"
+    );
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn a_backup_that_lost_part_of_the_bulk_answer_asks_again() {
+    let mut p = Pair::new(1_500);
+    // Start the bulk by hand and lose the second message of the answer.
+    p.backup.handle_timeout(p.now);
+    let req = p.backup.poll_transmit().unwrap();
+    p.master.handle_message(p.now, &req).unwrap();
+    p.dumper.pump(&mut p.master, p.now, &p.table);
+    let mut n = 0;
+    while let Some(m) = p.master.poll_transmit() {
+        n += 1;
+        if n == 2 {
+            continue;
+        }
+        let _ = p.backup.handle_message(p.now, &m).unwrap();
+    }
+    assert!(!p.backup.is_ready(), "a gap: not ready on the BulkEnd");
+    assert_eq!(p.backup.counters().bulk_retries, 1);
+    assert_eq!(p.backup.poll_timeout(), Some(p.now), "asks again at once");
+    p.run_until(ms(1500));
+    assert!(p.backup.is_ready());
+    assert_eq!(p.installed.len(), 1_500);
+    assert_eq!(p.master.counters().bulk_passes, 2);
+}
