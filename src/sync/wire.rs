@@ -261,6 +261,10 @@ impl<'a> Message<'a> {
         if buffer.len() != HEADER_LEN + m.body_len(kind) + mac {
             return Err(Refused::Length);
         }
+        // A BulkRequest carries nothing: a count there would be ignored, so it is refused.
+        if kind == MessageType::BulkRequest && m.count() != 0 {
+            return Err(Refused::Length);
+        }
         if m.raw_records()
             .chunks_exact(RECORD_LEN)
             .any(|r| decode(r).is_none())
@@ -678,6 +682,15 @@ mod tests {
         let mut b = BYTES;
         b[5] = MessageType::BulkRequest.to_u8();
         assert_eq!(refused(&b), Refused::Length, "a BulkRequest with a record");
+        let mut b = BYTES[..HEADER_LEN].to_vec();
+        b[5] = MessageType::BulkRequest.to_u8();
+        assert_eq!(
+            refused(&b),
+            Refused::Length,
+            "a BulkRequest counting a record it lacks"
+        );
+        b[20..22].copy_from_slice(&[0, 0]);
+        assert!(Message::new_checked(&b).is_ok(), "an empty BulkRequest");
         assert_eq!(refused(&BYTES[..BYTES.len() - 1]), Refused::Length);
         let mut b = BYTES.to_vec();
         b.push(0);
@@ -760,6 +773,7 @@ mod tests {
                 "conns_bad_state" => assert_eq!(verdict, Err(Refused::BadRecord)),
                 "ipvs_v1_header_not_ours" => assert_eq!(verdict, Err(Refused::Magic)),
                 "keyed_bad_mac" => assert_eq!(verdict, Err(Refused::Auth)),
+                "regress_bulk_request_with_count" => assert_eq!(verdict, Err(Refused::Length)),
                 _ => assert_eq!(verdict, Ok(()), "{name}"),
             }
         }
