@@ -40,6 +40,8 @@
 //!   prefixes when stderr is the journal; level from `-v`/`-q` or `RUST_LOG`.
 //! - `lab` (default cargo feature `lab`; `--no-default-features` leaves it out): `tunlb lab`,
 //!   `tunlb httpd`, `tunlb lab get`, `tunlb udpblast`.
+//! - [`vrrp`]: VRRP v2/v3 (keepalived-compatible): the config model, the advert and the sans-IO
+//!   state machine of one instance (the thread with the sockets is `daemon::vrrp`).
 //! - [`sync`]: connection sync between directors: the message format and the sans-IO session
 //!   (the thread with the socket is `daemon::sync`).
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink,
