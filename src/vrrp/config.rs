@@ -18,6 +18,16 @@ pub enum Version {
     V3,
 }
 
+impl Version {
+    /// 2 or 3, as written in the config and the advert.
+    pub fn number(self) -> u8 {
+        match self {
+            Version::V2 => 2,
+            Version::V3 => 3,
+        }
+    }
+}
+
 /// The state an instance starts in (`state MASTER|BACKUP`). keepalived (and tunlb) always
 /// start as BACKUP and wait for the master-down timer unless the priority is 255 (owner);
 /// `Master` only shortens that wait, as keepalived does.
@@ -29,6 +39,16 @@ pub enum InitialState {
     /// `state BACKUP` (the default).
     #[default]
     Backup,
+}
+
+impl InitialState {
+    /// `MASTER` or `BACKUP`, as keepalived.conf spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitialState::Master => "MASTER",
+            InitialState::Backup => "BACKUP",
+        }
+    }
 }
 
 /// One `virtual_ipaddress` line: `ADDR[/PREFIX] [dev IFACE] [label LABEL]`.
@@ -288,14 +308,7 @@ impl VrrpConfig {
     pub fn summary(&self) -> Vec<String> {
         let mut out = Vec::new();
         for i in &self.instances {
-            let state = match i.initial {
-                InitialState::Master => "MASTER",
-                InitialState::Backup => "BACKUP",
-            };
-            let version = match i.version {
-                Version::V2 => 2,
-                Version::V3 => 3,
-            };
+            let (state, version) = (i.initial.as_str(), i.version.number());
             let mut line = format!(
                 "VRRP instance {}: {state} priority {}, VRID {} on {}, v{version} every {:?}",
                 i.name, i.priority, i.vrid, i.interface, i.advert_int

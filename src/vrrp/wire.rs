@@ -398,10 +398,7 @@ pub fn build(
 ) -> usize {
     let vips = &vips[..vips.len().min(MAX_ADDRS)];
     out.clear();
-    let ver = match version {
-        Version::V2 => 2u8,
-        Version::V3 => 3u8,
-    };
+    let ver = version.number();
     out.extend_from_slice(&[ver << 4 | TYPE_ADVERT, vrid, priority, vips.len() as u8]);
     let int = interval_field(version, interval);
     match version {

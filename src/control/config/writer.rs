@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use crate::model::HOST_NETMASK;
 use crate::model::{ExpirePolicy, Forward, Protocol, ServiceSet};
-use crate::vrrp::config::{auth_pass_text, Garp, InitialState, Notify, Version, VrrpConfig};
+use crate::vrrp::config::{auth_pass_text, Garp, Notify, VrrpConfig};
 use std::time::Duration;
 
 /// The config that [`load_str`](super::load_str) reads back as `settings` and `set`.
@@ -177,14 +177,7 @@ fn write_vrrp(out: &mut String, v: &VrrpConfig) {
     }
     let defaults = Garp::default();
     for i in &v.instances {
-        let state = match i.initial {
-            InitialState::Master => "MASTER",
-            InitialState::Backup => "BACKUP",
-        };
-        let version = match i.version {
-            Version::V2 => 2,
-            Version::V3 => 3,
-        };
+        let (state, version) = (i.initial.as_str(), i.version.number());
         let _ = writeln!(
             out,
             "\n[[vrrp_instance]]\nname = {}\nstate = \"{state}\"\ninterface = {}\nvirtual_router_id = {}\npriority = {}\nadvert_int = {}\nversion = {version}",

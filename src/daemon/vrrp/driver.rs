@@ -16,7 +16,7 @@ use crate::daemon::announce::Announcer;
 use crate::daemon::ha::HaLink;
 use crate::sys::vrrp::VrrpSocket;
 use crate::time::{Clock, Duration, Instant};
-use crate::vrrp::config::{InstanceConfig, Notify, SyncGroupConfig, Version, VrrpConfig};
+use crate::vrrp::config::{InstanceConfig, Notify, SyncGroupConfig, VrrpConfig};
 use crate::vrrp::group::SyncGroup;
 use crate::vrrp::machine::{Action, Instance, State};
 
@@ -531,10 +531,7 @@ impl Driver {
                     base_priority: inst.cfg.priority,
                     vrid: inst.cfg.vrid,
                     interface: inst.cfg.interface.clone(),
-                    version: match inst.cfg.version {
-                        Version::V2 => 2,
-                        Version::V3 => 3,
-                    },
+                    version: inst.cfg.version.number(),
                     master: inst.m.master(),
                     since_ms: None,
                     vips: inst.vips.clone(),
