@@ -332,7 +332,7 @@ impl SyncSession {
     fn check_replay(&mut self, now: Instant, sender: u32, seq: u64) -> Result<bool, Refused> {
         if let Some(w) = self.windows.iter_mut().find(|w| w.sender == sender) {
             w.last = now;
-            let gap = seq > w.top + 1;
+            let gap = seq > w.top.saturating_add(1);
             return if w.accept(seq) {
                 Ok(gap)
             } else {

@@ -292,7 +292,12 @@ fn conns_message(sender: u32, seq: u64, key: Option<&Key>) -> Vec<u8> {
         sender,
         sequence: seq,
     };
-    wire::build(&hdr, Body::Conns(&[rec(seq as u32)]), key, &mut out);
+    wire::build(
+        &hdr,
+        Body::Conns(&[rec(seq as u32 % 1_000_000)]),
+        key,
+        &mut out,
+    );
     out
 }
 
@@ -327,6 +332,19 @@ fn replays_duplicates_and_own_messages_are_refused() {
         "another sender"
     );
     assert_eq!(ok(&mut b, &conns_message(2, 1, None)), Err(Refused::Own));
+}
+
+#[test]
+fn a_sequence_at_the_top_of_u64_is_handled_not_overflowed() {
+    // Found by the sync_message fuzzer: the gap check added 1 to the highest sequence seen.
+    let mut b = SyncSession::new(cfg(2), ms(0));
+    let ok = |b: &mut SyncSession, m: &[u8]| b.handle_message(ms(0), m).map(|_| ());
+    assert_eq!(ok(&mut b, &conns_message(9, 1, None)), Ok(()));
+    assert_eq!(ok(&mut b, &conns_message(9, u64::MAX, None)), Ok(()));
+    assert_eq!(
+        ok(&mut b, &conns_message(9, u64::MAX, None)),
+        Err(Refused::Replay)
+    );
 }
 
 #[test]
