@@ -90,6 +90,16 @@ pub struct DirectorArgs {
     /// frames skip the IP output path).
     #[arg(long, value_enum, default_value_t = TunnelTx::Frames)]
     pub tunnel_tx: TunnelTx,
+    /// IPVS's sloppy_tcp: a mid-flow TCP packet of a flow this director does not know (one
+    /// another director started) is scheduled instead of dropped. Default: the config's
+    /// `sloppy_tcp`, else on when VRRP or connection sync is configured and off for a lone
+    /// director, as IPVS. `--sloppy-tcp` alone means `--sloppy-tcp true`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub sloppy_tcp: Option<bool>,
+    /// IPVS's sloppy_sctp, with the same default; accepted for scripts written for IPVS
+    /// (tunlb forwards no SCTP, so it changes nothing).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub sloppy_sctp: Option<bool>,
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
@@ -150,6 +160,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
     // director that took over keeps the flows it did not see start.
     let (sloppy_tcp, sloppy_sctp) = settings.sloppy();
+    let (sloppy_tcp, sloppy_sctp) = (
+        args.sloppy_tcp.unwrap_or(sloppy_tcp),
+        args.sloppy_sctp.unwrap_or(sloppy_sctp),
+    );
     let config = DirectorConfig {
         sloppy_tcp,
         sloppy_sctp,
@@ -374,4 +388,39 @@ fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
         line.push_str(&drops.join(" "));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::DirectorArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DirectorArgs,
+    }
+
+    fn sloppy(argv: &[&str]) -> (Option<bool>, Option<bool>) {
+        let cli = Cli::try_parse_from(std::iter::once("director").chain(argv.iter().copied()))
+            .expect("parses");
+        (cli.args.sloppy_tcp, cli.args.sloppy_sctp)
+    }
+
+    #[test]
+    fn sloppy_flags_take_ipvs_names_and_an_optional_value() {
+        assert_eq!(
+            sloppy(&[]),
+            (None, None),
+            "unset: the config's or the HA default"
+        );
+        assert_eq!(sloppy(&["--sloppy-tcp"]), (Some(true), None));
+        assert_eq!(sloppy(&["--sloppy-tcp", "false"]), (Some(false), None));
+        assert_eq!(
+            sloppy(&["--sloppy-tcp=false", "--sloppy-sctp"]),
+            (Some(false), Some(true))
+        );
+        assert!(Cli::try_parse_from(["director", "--sloppy-tcp", "maybe"]).is_err());
+    }
 }
