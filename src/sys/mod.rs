@@ -18,6 +18,8 @@
 //! - [`vrrp`]: the VRRP sockets of an interface (IP protocol 112, 224.0.0.18, TTL 255).
 //! - [`arp`]: the `AF_PACKET` ARP socket the VIPs' ARP responder answers through.
 //! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
+//! - [`rundir`]: the runtime directory `/run/tunlb` (root-only) and the network namespace's id
+//!   that names the files in it.
 
 pub mod arp;
 pub mod batch;
@@ -31,6 +33,7 @@ pub mod neigh;
 pub mod netcfg;
 pub mod packet;
 pub mod raw;
+pub mod rundir;
 pub mod signal;
 pub mod tun;
 pub mod udp_gso;
