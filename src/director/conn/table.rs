@@ -1152,7 +1152,9 @@ mod tests {
                 legit_tried += 1;
                 let k = key(500_000 + n);
                 t.make_room(now, |_, c, _| assert!(!c.is_confirmed()));
-                if t.insert(k, Conn::new(DestId(n), ConnState::SynRecv, exp)).is_ok() {
+                if t.insert(k, Conn::new(DestId(n), ConnState::SynRecv, exp))
+                    .is_ok()
+                {
                     legit_in += 1;
                 }
             }
@@ -1163,7 +1165,11 @@ mod tests {
             assert!(t.get(&key(n)).unwrap().is_confirmed(), "{n}");
         }
         // The table sits at its high-water mark; every insert over it evicted one.
-        assert!(t.len() <= max && t.len() >= t.high_water() - 1, "{}", t.len());
+        assert!(
+            t.len() <= max && t.len() >= t.high_water() - 1,
+            "{}",
+            t.len()
+        );
         let inserted = 100_000 + legit_tried;
         assert_eq!(
             evicted[Eviction::Unconfirmed as usize] + evicted[Eviction::Expired as usize],
@@ -1196,7 +1202,8 @@ mod tests {
         let mut t = ConnTable::new(32, 28, 43);
         assert_eq!(t.capacity(), 32);
         for n in 0..27 {
-            t.insert(key(n), unconfirmed(n, 100 + u64::from(n))).unwrap();
+            t.insert(key(n), unconfirmed(n, 100 + u64::from(n)))
+                .unwrap();
         }
         t.insert(key(27), confirmed(27, 1)).unwrap();
         let now = Instant::from_secs(50);
@@ -1207,7 +1214,11 @@ mod tests {
         t.insert(key(28), unconfirmed(28, 500)).unwrap();
         gone.clear();
         t.make_room(now, |k, _, why| gone.push((*k, why)));
-        assert_eq!(gone, [(key(0), Eviction::Unconfirmed)], "the first to expire");
+        assert_eq!(
+            gone,
+            [(key(0), Eviction::Unconfirmed)],
+            "the first to expire"
+        );
         assert_eq!(Eviction::Unconfirmed.as_str(), "unconfirmed");
         assert_eq!(Eviction::Expired.as_str(), "expired");
         check_invariants(&t);
@@ -1226,6 +1237,9 @@ mod tests {
             assert_eq!(t.make_room(Instant::from_secs(1), |_, _, _| {}), None);
         }
         let per_call = start.elapsed() / 10_000;
-        assert!(per_call < std::time::Duration::from_micros(200), "{per_call:?}");
+        assert!(
+            per_call < std::time::Duration::from_micros(200),
+            "{per_call:?}"
+        );
     }
 }

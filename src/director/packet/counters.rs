@@ -93,7 +93,11 @@ impl Counters {
         self.icmp_sent += other.icmp_sent;
         self.conns_created += other.conns_created;
         self.conns_expired += other.conns_expired;
-        for (e, o) in self.conns_evicted.iter_mut().zip(other.conns_evicted.iter()) {
+        for (e, o) in self
+            .conns_evicted
+            .iter_mut()
+            .zip(other.conns_evicted.iter())
+        {
             *e += o;
         }
         self.mss_clamped += other.mss_clamped;
