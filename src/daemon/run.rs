@@ -23,7 +23,8 @@ use crate::control::config::{self, DirectorSettings};
 use crate::control::keepalived;
 use crate::director::io::tunnel_link::{LinkView, TunnelLinks, TunnelTx};
 use crate::director::io::{gateway, resolver, worker};
-use crate::director::{Director, DirectorConfig, DropReason, Shared, Snapshot};
+use crate::director::shared::frag;
+use crate::director::{Director, DirectorConfig, DropReason, Limits, Shared, Snapshot};
 use crate::model::ServiceSet;
 use crate::sys::netcfg::{conf_key, NetChanges};
 use crate::sys::signal;
@@ -61,6 +62,31 @@ pub struct DirectorArgs {
     /// Maximum tracked flows per worker.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_conns: usize,
+    /// Most persistence templates held, all workers together (default: --max-conns × the
+    /// number of workers, one per flow). When full, a new template evicts the oldest idle one
+    /// (one that controls no flow any more); with none idle the flow is scheduled without
+    /// persistence (`tunlb_conn_templates_refused_total`).
+    #[arg(long)]
+    pub max_templates: Option<usize>,
+    /// Most fragmented datagrams whose later fragments are tracked (default: 4096, or
+    /// --max-conns / 64 if more). When full, a new datagram evicts the oldest (its later
+    /// fragments are then dropped as `fragment_no_flow`).
+    #[arg(long)]
+    pub max_fragments: Option<usize>,
+    /// Longest a TCP flow that has carried no client data lives after its last packet, in
+    /// seconds, whatever its state's timeout (a spoofed SYN+ACK pair ends up ESTABLISHED:
+    /// without this it would stay 15 minutes). Such flows are also the ones evicted, oldest
+    /// first, once a worker's table is 7/8 full.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub unconfirmed_timeout: u64,
+    /// ICMP errors (fragmentation-needed) each worker sends a second at most, after a burst
+    /// of --icmp-burst; 0 = no limit. Packets over it are dropped without an answer
+    /// (`tunlb_icmp_rate_limited_total`).
+    #[arg(long, default_value_t = 1000)]
+    pub icmp_rate: u32,
+    /// ICMP errors a worker may send at once before --icmp-rate applies.
+    #[arg(long, default_value_t = 50)]
+    pub icmp_burst: u32,
     /// Flows per worker the connection table is sized for at start. It grows beyond that (up
     /// to --max-conns) by doubling, which pauses the worker while it rehashes: size it for the
     /// expected peak to avoid that (1M flows take about 58 MB).
@@ -156,7 +182,15 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     net.set_sysctl("net.ipv4.ip_forward", "1")?;
     net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
 
-    let shared = Arc::new(Shared::new(Snapshot::default()));
+    let limits = Limits {
+        max_templates: args
+            .max_templates
+            .unwrap_or(args.max_conns.saturating_mul(queues)),
+        max_fragments: args
+            .max_fragments
+            .unwrap_or((args.max_conns / 64).max(frag::FRAG_MAX)),
+    };
+    let shared = Arc::new(Shared::with_limits(Snapshot::default(), limits));
     // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
     // director that took over keeps the flows it did not see start.
     let (sloppy_tcp, sloppy_sctp) = settings.sloppy();
@@ -174,6 +208,9 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             args.conns_hint.min(args.max_conns),
         ),
         seed: random_seed(),
+        unconfirmed_timeout: crate::time::Duration::from_secs(args.unconfirmed_timeout),
+        icmp_rate: args.icmp_rate,
+        icmp_burst: args.icmp_burst,
         ..DirectorConfig::default()
     };
     let cores: Vec<Arc<Mutex<Director>>> = (0..queues)
