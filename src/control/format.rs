@@ -129,7 +129,7 @@ pub struct Listing {
     /// The bounded state's fill and evictions (`adm -L --json` shows it; the text listing
     /// stays ipvsadm's). `None` from a director that does not report it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conn_table: Option<ConnTableStatus>,
+    pub conn_table: Option<Box<ConnTableStatus>>,
 }
 
 /// The connection tables, templates and fragment tracker: how full, and what was evicted.

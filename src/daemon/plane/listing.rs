@@ -105,7 +105,7 @@ impl ControlPlane {
                 svc.rates.out_bps += d.rates.out_bps;
             }
         }
-        listing.conn_table = Some(self.conn_table_status());
+        listing.conn_table = Some(Box::new(self.conn_table_status()));
         listing
     }
 
