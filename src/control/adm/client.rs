@@ -20,6 +20,10 @@ pub(super) const TRY_HELP: &str = "Try `tunlb adm -h' or 'tunlb adm --help' for 
 pub(super) const NOT_RUNNING: &str = "tunlb adm: no director is running in this network namespace \
                            (start one with: tunlb director)";
 
+/// What ipvsadm says to a user who is not root; the same whether the runtime directory kept
+/// the user from the socket or the director refused the user's credentials.
+pub(super) const PERMISSION_DENIED: &str = "Permission denied (you must be root)";
+
 /// `tunlb adm ARGS...`: parse, ask this namespace's director, print as ipvsadm.
 ///
 /// Exit status as ipvsadm: 0 on success, 2 for bad arguments, 255 when the director refuses a
@@ -88,6 +92,7 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         match e {
             ClientError::NotRunning => Failure::new(NOT_RUNNING, 2),
+            ClientError::NotPermitted { .. } => Failure::new(PERMISSION_DENIED, 2),
             other => Failure::new(format!("tunlb adm: {other}"), 2),
         }
     }
@@ -241,7 +246,7 @@ pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
 
 pub(super) fn unexpected(resp: Response) -> Failure {
     match resp {
-        Response::PermissionDenied => Failure::new("Permission denied (you must be root)", 2),
+        Response::PermissionDenied => Failure::new(PERMISSION_DENIED, 2),
         Response::Error { message, .. } => Failure::new(message, 255),
         _ => Failure::new("tunlb adm: unexpected answer from the director", 2),
     }

@@ -200,6 +200,42 @@ fn adm_without_director_or_root() {
     );
 }
 
+/// `tunlb adm ARGS` when every request fails with `error()`: (exit status, stderr).
+fn adm_failing(line: &str, error: impl Fn() -> ClientError) -> (u8, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run(
+        &args(line),
+        &PortNames::empty(),
+        &mut |_: &Request| Err(error()),
+        &mut &b""[..],
+        &mut out,
+        &mut err,
+    );
+    assert!(out.is_empty());
+    (code, String::from_utf8(err).unwrap())
+}
+
+#[test]
+fn adm_refuses_a_socket_it_may_not_reach_or_an_impostor() {
+    let path = std::path::PathBuf::from("/run/tunlb/director.sock.1");
+    let (code, err) = adm_failing("-L -n", || ClientError::NotPermitted { path: path.clone() });
+    assert_eq!(
+        (code, err.as_str()),
+        (2, "Permission denied (you must be root)\n")
+    );
+    let (code, err) = adm_failing("--save-config /tmp/x.toml", || ClientError::Impostor {
+        path: path.clone(),
+        uid: 65534,
+        pid: 42,
+    });
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "tunlb adm: refusing to talk to /run/tunlb/director.sock.1: it is served by uid 65534 \
+         (pid 42), not by root; something other than the director holds the control socket\n"
+    );
+}
+
 #[test]
 fn adm_usage_errors_point_at_help() {
     let mut d = FakeDirector::new();
