@@ -160,6 +160,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .or(settings.local_address)
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
 
+    // The control socket first: a director already running in this namespace stops us before
+    // we change anything on the host.
+    let control = crate::control::socket::Listener::bind()?;
+
     let mut net = NetChanges::new();
     let tun = TunDevice::with_config(&TunConfig {
         offload: !args.no_offload,
@@ -247,9 +251,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         ..settings.clone()
     });
     plane.set_tunnel_routes(&settings.tunnel_routes)?;
-    plane
+    // Dropped when `run` returns: a clean exit removes the socket file.
+    let _control = plane
         .clone()
-        .serve()
+        .serve(control)
         .context("starting the control socket")?;
     if let Some(addr) = args.metrics_listen {
         let p = plane.clone();

@@ -19,8 +19,10 @@
 //! [`keepalived_conf`] runs the seed's keepalived.conf with
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
 //! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic;
-//! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers.
+//! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers;
+//! [`control`] has the control socket against an unprivileged squatter.
 
+mod control;
 mod director_lifecycle;
 mod dr_mode;
 mod fragments;

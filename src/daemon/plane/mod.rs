@@ -234,11 +234,11 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    /// Starts the per-namespace control socket.
-    pub fn serve(self: Arc<Self>) -> std::io::Result<()> {
+    /// Answers on the per-namespace control socket (bound early with
+    /// [`socket::Listener::bind`]); the socket file goes when the returned server is dropped.
+    pub fn serve(self: Arc<Self>, listener: socket::Listener) -> std::io::Result<socket::Server> {
         let plane = self.clone();
-        socket::serve(Arc::new(move |req| plane.handle(req)))?;
-        Ok(())
+        listener.serve(Arc::new(move |req| plane.handle(req)))
     }
 
     fn publish(
