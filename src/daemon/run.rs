@@ -5,6 +5,13 @@
 //! gateways, the neighbour resolver and one worker thread per TUN queue
 //! ([`crate::director::io`]), then waits for signals: SIGHUP reloads, SIGINT/SIGTERM stop
 //! everything and restore the host.
+//!
+//! Every host change goes through the journal `/run/tunlb/director.journal.<netns id>`
+//! ([`crate::sys::journal`]), opened before the first change: a director that was killed is
+//! cleaned up after by the next start (or by `tunlb director --cleanup`), and a second director
+//! in the same network namespace is refused. A panic in any thread, or a worker that quits,
+//! stops the director like SIGTERM does, and it exits with status 1 naming the thread
+//! ([`crate::sys::fatal`]).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -26,9 +33,10 @@ use crate::director::io::{gateway, resolver, worker};
 use crate::director::shared::frag;
 use crate::director::{Director, DirectorConfig, DropReason, Limits, Shared, Snapshot};
 use crate::model::ServiceSet;
-use crate::sys::netcfg::{conf_key, NetChanges};
-use crate::sys::signal;
+use crate::sys::journal::Journal;
+use crate::sys::netcfg::{self, conf_key};
 use crate::sys::tun::{TunConfig, TunDevice, TunQueue, TUN_F_USO4};
+use crate::sys::{fatal, signal};
 use crate::time::Clock;
 
 /// `tunlb director`: starts with an empty table (fill it with `tunlb adm`) unless a config is
@@ -126,11 +134,53 @@ pub struct DirectorArgs {
     /// (tunlb forwards no SCTP, so it changes nothing).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub sloppy_sctp: Option<bool>,
+    /// Undo what a director that died without restoring the host (SIGKILL, OOM kill, a crash)
+    /// left in this network namespace, as its journal under /run/tunlb records it, print each
+    /// undo and exit. Refused while a director runs here. (A director does this itself when
+    /// it starts.)
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+/// The journal of the director of this network namespace.
+const JOURNAL: &str = "director.journal";
+
+/// `tunlb director --cleanup`: undoes a dead director's leftovers and prints them.
+fn cleanup() -> anyhow::Result<()> {
+    let path = Journal::path_for(JOURNAL)?;
+    let recovered = netcfg::cleanup(&path, "director")?;
+    if recovered.is_empty() {
+        println!(
+            "tunlb director --cleanup: nothing to undo ({} holds no changes)",
+            path.display()
+        );
+        return Ok(());
+    }
+    let who = recovered
+        .pid
+        .map(|p| format!(", left by pid {p}"))
+        .unwrap_or_default();
+    println!("tunlb director --cleanup: {}{who}:", path.display());
+    for line in recovered.lines() {
+        println!("  {line}");
+    }
+    if recovered.errors.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "some changes could not be undone; they stay in {}",
+            path.display()
+        )
+    }
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
 pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        return cleanup();
+    }
     signal::install().context("installing signal handlers")?;
+    fatal::install_panic_hook("tunlb director:");
     // Command-line flags win over the config file, which wins over the defaults.
     let (settings, set) = match &args.config {
         Some(path) => config::load(path)?,
@@ -164,7 +214,11 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     // we change anything on the host.
     let control = crate::control::socket::Listener::bind()?;
 
-    let mut net = NetChanges::new();
+    // The journal first: it refuses a second director here, and undoes a dead one's leftovers
+    // before this one looks at the host.
+    let journal = Journal::path_for(JOURNAL)?;
+    let mut net = netcfg::open_journaled(&journal, "director", "tunlb director:")
+        .context("opening the journal of host changes")?;
     let tun = TunDevice::with_config(&TunConfig {
         offload: !args.no_offload,
         udp_offload: !args.no_offload,
@@ -297,6 +351,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
                     batch_size: batch,
                     links,
                 };
+                #[cfg(debug_assertions)]
+                if i == 0 {
+                    fatal::test_trigger("worker");
+                }
                 worker::run(start, &stop)
             })
             .context("spawning a worker thread")?;
@@ -349,6 +407,13 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         );
         shared.handle_timeout(clock.now());
         plane.tick();
+        // A worker that ended by itself (a panic, a socket it could not open) leaves its queue
+        // unread: stop everything rather than run on without it.
+        if let Some(i) = workers.iter().position(|w| w.is_finished()) {
+            if fatal::reason().is_none() {
+                fatal::raise(format!("worker {i} stopped"));
+            }
+        }
         match signal::take() {
             Some(signal::Signal::Hangup) => match plane.reload() {
                 Ok(msg) => log::info!("tunlb director: SIGHUP: {msg}"),
@@ -382,7 +447,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     drop(health);
     plane.shutdown();
     announcer.shutdown();
-    Ok(())
+    match fatal::reason() {
+        Some(why) => anyhow::bail!("stopped because {why} (the host settings were restored)"),
+        None => Ok(()),
+    }
 }
 
 fn random_seed() -> u64 {

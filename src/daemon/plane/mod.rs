@@ -323,10 +323,10 @@ impl ControlPlane {
     pub fn shutdown(&self) {
         self.announcer
             .clear_owner(crate::daemon::announce::ANNOUNCE_OWNER);
-        if let Ok(mut st) = self.state.lock() {
-            if let Err(e) = st.net.restore() {
-                log::error!("tunlb director: restoring network settings: {e}");
-            }
+        // Also after a thread panicked holding the lock: the host must be restored.
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = st.net.restore() {
+            log::error!("tunlb director: restoring network settings: {e}");
         }
     }
 }
