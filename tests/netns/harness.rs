@@ -542,7 +542,9 @@ impl Netns {
             signal_term(&proc.child);
         }
         for mut proc in procs.drain(..) {
-            terminate(&mut proc.child);
+            // One SIGTERM only: the daemons treat a second one as "die now", skipping the
+            // restore of the host that the first one started.
+            wait_or_kill(&mut proc.child);
             let _ = fs::remove_file(&proc.log);
         }
     }
@@ -582,6 +584,11 @@ fn terminate(child: &mut Child) {
         return;
     }
     signal_term(child);
+    wait_or_kill(child);
+}
+
+/// Waits up to 3 s for a signalled child to exit, then SIGKILLs it; always reaps it.
+fn wait_or_kill(child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
