@@ -337,6 +337,8 @@ struct Proc {
 pub struct Netns {
     name: String,
     procs: Mutex<Vec<Proc>>,
+    /// A `tunlb` daemon was started here: its journal may outlive it (see `Drop`).
+    ran_tunlb: std::sync::atomic::AtomicBool,
 }
 
 impl Netns {
@@ -351,6 +353,7 @@ impl Netns {
         let ns = Netns {
             name,
             procs: Mutex::new(Vec::new()),
+            ran_tunlb: std::sync::atomic::AtomicBool::new(false),
         };
         ns.ip("link set dev lo up");
         for conf in ["all", "default", "lo"] {
@@ -432,6 +435,9 @@ impl Netns {
     /// Starts `program args...` in the background in this namespace, output to a log file.
     /// The process is killed when this namespace is dropped, or by [`Netns::stop`].
     pub fn spawn(&self, label: &str, program: &str, args: &[&str]) -> Pid {
+        if program == TUNLB || args.contains(&TUNLB) {
+            self.ran_tunlb.store(true, Ordering::Relaxed);
+        }
         let log = log_dir().join(format!("{}-{label}.log", self.name));
         let file = fs::File::create(&log).expect("create a log file");
         let err = file.try_clone().expect("clone a log file");
@@ -553,6 +559,13 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         self.stop_all();
+        // A daemon killed here (on purpose, or after SIGTERM timed out) leaves its journal in
+        // /run/tunlb, named after this namespace, which is about to go: undo and remove it.
+        if self.ran_tunlb.load(Ordering::Relaxed) {
+            for role in ["director", "realserver"] {
+                let _ = output(&mut self.command(TUNLB, &["-qqq", role, "--cleanup"]));
+            }
+        }
         let out = output(Command::new(tool("ip")).args(["netns", "del", &self.name]));
         if !out.status.success() {
             eprintln!(
