@@ -230,6 +230,9 @@ pub(crate) fn valid_ifname(name: &str) -> bool {
 /// Runs the agent until SIGINT, SIGTERM or SIGHUP, then undoes its network changes and exits.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     signal::install().context("install signal handlers")?;
+    // Only CAP_NET_ADMIN and CAP_NET_RAW from here on, before any thread: crate::sys::caps.
+    crate::sys::caps::drop_to(crate::sys::caps::Needs::default(), "tunlb realserver")
+        .context("drop capabilities")?;
     let stop = || match signal::pending() {
         Some(sig) => {
             log::info!("{LOG} {sig} received, stopping");
