@@ -19,7 +19,9 @@
 //! [`keepalived_conf`] runs the seed's keepalived.conf with
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
 //! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic;
-//! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers.
+//! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers;
+//! [`privileges`] reads the daemons' capabilities after setup and checks that traffic, edits,
+//! reloads and MISC_CHECKs (run as `nobody`) still work with them.
 
 mod director_lifecycle;
 mod dr_mode;
@@ -32,6 +34,7 @@ mod keepalived_conf;
 mod lab;
 mod metrics;
 mod nat_mode;
+mod privileges;
 mod seed_walkthrough;
 mod snat;
 mod ssl_check;
