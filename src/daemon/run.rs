@@ -198,6 +198,18 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             None => (DirectorSettings::default(), ServiceSet::default()),
         },
     };
+    // Least privilege, before the first thread starts (capabilities are per thread and the
+    // threads started later inherit these): see crate::sys::caps.
+    crate::sys::caps::drop_to(
+        crate::sys::caps::Needs {
+            scripts: settings.health.has_scripts() || settings.vrrp.has_scripts(),
+            bind_low_port: args
+                .metrics_listen
+                .is_some_and(|a| (1..1024).contains(&a.port())),
+        },
+        "tunlb director",
+    )
+    .context("dropping capabilities")?;
     let queues = args
         .queues
         .or(args.config.as_ref().map(|_| settings.queues))

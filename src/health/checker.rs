@@ -581,6 +581,7 @@ mod tests {
                 path: "/bin/check".into(),
                 timeout: None,
                 dynamic: true,
+                user: None,
             })
         };
         let mut c = Checker::new(secs(0), Duration::from_secs(5), &[spec], false, 3, 0);

@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use crate::model::ServiceKey;
+use crate::model::{ScriptUser, ServiceKey};
 
 /// keepalived's default `connect_timeout`: 5 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +28,19 @@ pub struct HealthConfig {
 }
 
 impl HealthConfig {
+    /// Whether any script is configured: a MISC_CHECK, `quorum_up` or `quorum_down`.
+    pub fn has_scripts(&self) -> bool {
+        self.services.iter().any(|(_, s)| {
+            s.quorum_up.is_some()
+                || s.quorum_down.is_some()
+                || s.per_dest.iter().any(|(_, d)| {
+                    d.checks
+                        .iter()
+                        .any(|c| matches!(c.kind, CheckKind::Misc { .. }))
+                })
+        })
+    }
+
     /// The health settings of `key`, if it has any.
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceHealth> {
         self.services.iter().find(|(k, _)| k == key).map(|(_, h)| h)
@@ -56,6 +69,9 @@ pub struct ServiceHealth {
     pub quorum_up: Option<String>,
     /// `quorum_down`: a command run when the quorum is lost.
     pub quorum_down: Option<String>,
+    /// Who runs `quorum_up` and `quorum_down`: the global `script_user` (default: see
+    /// [`crate::sys::script::RunAs::resolve`]).
+    pub script_user: Option<ScriptUser>,
     /// `sorry_server`: added to the service when the quorum is lost, removed when it is regained.
     pub sorry_server: Option<SocketAddrV4>,
     /// `sorry_server_inhibit`: keep the sorry server in the table with weight 0 instead of
@@ -78,6 +94,7 @@ impl Default for ServiceHealth {
             hysteresis: 0,
             quorum_up: None,
             quorum_down: None,
+            script_user: None,
             sorry_server: None,
             sorry_server_inhibit: false,
             ha_suspend: false,
@@ -281,6 +298,10 @@ pub enum CheckKind {
         /// `misc_dynamic`: exit 0 = up, 1 = down, 2+N = up with weight N.
         #[serde(default)]
         dynamic: bool,
+        /// `user USER [GROUP]`: who runs it (default: the global `script_user`, else
+        /// `keepalived_script` if that user exists, else `nobody`; see [`crate::sys::script`]).
+        #[serde(default)]
+        user: Option<ScriptUser>,
     },
     /// `UDP_CHECK`: send one datagram; down on an ICMP error (port unreachable, ...) within
     /// `connect_timeout`, or, with `require_reply`, on no fitting reply.

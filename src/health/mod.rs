@@ -334,19 +334,25 @@ fn shutdown<P: HealthPlane>(plane: &P, dests: &[Dest], services: &mut [Service])
                 s.key
             );
             if let Some(cmd) = &s.cfg.quorum_down {
-                let child = std::process::Command::new("/bin/sh")
-                    .arg("-c")
-                    .arg(cmd)
-                    .spawn();
-                match child {
+                match run_script(cmd, s.cfg.script_user.as_ref()) {
                     Ok(mut child) => {
                         let _ = std::thread::Builder::new().spawn(move || child.wait());
                     }
-                    Err(e) => log::error!("tunlb director: health: quorum_down {cmd:?}: {e}"),
+                    Err(e) => log::error!("tunlb director: health: quorum_down: {e}"),
                 }
             }
         }
     }
+}
+
+/// Starts `quorum_up` / `quorum_down` as `user` (see [`crate::sys::script`]).
+fn run_script(
+    cmd: &str,
+    user: Option<&crate::model::ScriptUser>,
+) -> std::io::Result<std::process::Child> {
+    let who = crate::sys::script::RunAs::resolve(user, None)
+        .map_err(|e| std::io::Error::other(format!("running {cmd:?}: {e}")))?;
+    crate::sys::script::spawn(cmd, &who)
 }
 
 /// The `check` label of a probe of `kind` in `tunlb_check_duration_seconds`.
@@ -514,13 +520,13 @@ fn quorum<P: HealthPlane>(plane: &P, dests: &[Dest], services: &mut [Service]) {
                     );
                 }
             }
-            if let Some(cmd) = cmd.clone() {
-                let _ = std::thread::Builder::new().spawn(move || {
-                    let _ = std::process::Command::new("/bin/sh")
-                        .arg("-c")
-                        .arg(&cmd)
-                        .status();
-                });
+            if let Some(cmd) = cmd {
+                match run_script(cmd, s.cfg.script_user.as_ref()) {
+                    Ok(mut child) => {
+                        let _ = std::thread::Builder::new().spawn(move || child.wait());
+                    }
+                    Err(e) => log::error!("tunlb director: health: service {}: {e}", s.key),
+                }
             }
         }
     }

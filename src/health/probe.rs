@@ -6,7 +6,9 @@
 //! - HTTP_GET: `GET path HTTP/1.0` for each URL; the whole exchange within `connect_timeout`;
 //!   the status must be `status_code` (default: any 2xx) and, if set, the MD5 of the body
 //!   (lowercase hex, as keepalived's `genhash` prints it) must equal `digest`.
-//! - MISC_CHECK: `/bin/sh -c misc_path`, killed after `misc_timeout` (default: delay_loop);
+//! - MISC_CHECK: `/bin/sh -c misc_path` as its `user` (default: `script_user`, else
+//!   `keepalived_script` or `nobody`: [`crate::sys::script`]), killed with its process group
+//!   after `misc_timeout` (default: delay_loop);
 //!   exit 0 = up; with `misc_dynamic` 1 = down and 2 + N = up with weight N, else non-zero = down.
 //! - SSL_GET ([`super::tls`]): TLS (rustls, any server certificate accepted, as keepalived
 //!   without a CA), then the HTTP_GET exchange and rules; the whole within `connect_timeout`.
@@ -18,7 +20,6 @@
 
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
@@ -26,6 +27,8 @@ use md5::{Digest, Md5};
 use super::checker::CheckOutcome;
 use super::config::{CheckKind, CheckSpec, UrlSpec};
 use super::target::{self, Target};
+use crate::model::ScriptUser;
+use crate::sys::script;
 
 /// The most body bytes an HTTP probe reads (and hashes).
 pub const MAX_BODY: usize = 1 << 20;
@@ -62,7 +65,8 @@ pub fn run_to(spec: &CheckSpec, to: &Target, delay_loop: Duration) -> CheckOutco
             path,
             timeout,
             dynamic,
-        } => misc(path, timeout.unwrap_or(delay_loop), *dynamic),
+            user,
+        } => misc(path, timeout.unwrap_or(delay_loop), *dynamic, user.as_ref()),
     }
 }
 
@@ -170,25 +174,23 @@ pub fn md5_hex(body: &[u8]) -> String {
         })
 }
 
-fn misc(path: &str, timeout: Duration, dynamic: bool) -> CheckOutcome {
-    let mut child = match Command::new("/bin/sh")
-        .arg("-c")
-        .arg(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    {
-        Ok(c) => c,
+/// MISC_CHECK: `/bin/sh -c path` as `user` (see [`script::RunAs::resolve`]) in a session of
+/// its own, killed with its process group after `timeout`.
+fn misc(path: &str, timeout: Duration, dynamic: bool, user: Option<&ScriptUser>) -> CheckOutcome {
+    let who = match script::RunAs::resolve(user, None) {
+        Ok(w) => w,
         Err(e) => return CheckOutcome::failed(format!("running {path:?}: {e}")),
+    };
+    let mut child = match script::spawn(path, &who) {
+        Ok(c) => c,
+        Err(e) => return CheckOutcome::failed(e.to_string()),
     };
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
+                script::kill_group(&mut child);
                 return CheckOutcome::failed(format!(
                     "{path:?} timed out after {}s",
                     timeout.as_secs_f32()
@@ -250,13 +252,14 @@ mod tests {
                 path: "exit 4".into(),
                 timeout: Some(Duration::from_secs(5)),
                 dynamic: true,
+                user: None,
             }),
             Ipv4Addr::LOCALHOST,
             80,
             Duration::from_secs(60),
         );
         assert_eq!(o.weight, Some(2));
-        let slow = misc("sleep 5", Duration::from_millis(100), false);
+        let slow = misc("sleep 5", Duration::from_millis(100), false, None);
         assert!(!slow.ok && slow.reason.contains("timed out"), "{slow:?}");
     }
 

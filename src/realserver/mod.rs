@@ -245,6 +245,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     signal::install().context("install signal handlers")?;
     fatal::install_panic_hook(LOG);
+    // Only CAP_NET_ADMIN and CAP_NET_RAW from here on, before any thread: crate::sys::caps.
+    let needs = crate::sys::caps::Needs {
+        scripts: false,
+        bind_low_port: args
+            .metrics_listen
+            .is_some_and(|a| (1..1024).contains(&a.port())),
+    };
+    crate::sys::caps::drop_to(needs, "tunlb realserver").context("drop capabilities")?;
     let stop = || match signal::pending() {
         Some(sig) => {
             log::info!("{LOG} {sig} received, stopping");

@@ -4,6 +4,7 @@
 //! - [`batch`]: [`PacketBatch`], the reusable buffers batched receives fill.
 //! - [`blast`]: connected UDP sockets sending one datagram many times per `sendmmsg` (the
 //!   benchmark's load generator).
+//! - [`caps`]: the capabilities the daemons keep (`capset`, bounding set, `no_new_privs`).
 //! - [`cred`]: the credentials of a Unix-socket peer (`SO_PEERCRED`).
 //! - [`huge`]: arrays advised for transparent huge pages (the connection table's slots).
 //! - [`mcast`]: interface indexes for multicast sockets (connection sync).
@@ -21,12 +22,15 @@
 //! - [`vrrp`]: the VRRP sockets of an interface (IP protocol 112, 224.0.0.18, TTL 255).
 //! - [`arp`]: the `AF_PACKET` ARP socket the VIPs' ARP responder answers through.
 //! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
+//! - [`script`]: scripts run as their user in a session of their own; keepalived's
+//!   `enable_script_security` check.
 //! - [`rundir`]: the runtime directory `/run/tunlb` (root-only) and the network namespace's id
 //!   that names the files in it.
 
 pub mod arp;
 pub mod batch;
 pub mod blast;
+pub mod caps;
 pub mod cred;
 pub mod fatal;
 pub mod huge;
@@ -39,6 +43,7 @@ pub mod netcfg;
 pub mod packet;
 pub mod raw;
 pub mod rundir;
+pub mod script;
 pub mod signal;
 pub mod tun;
 pub mod udp_gso;

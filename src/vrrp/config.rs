@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::ScriptUser;
+
 /// VRRP protocol version.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Version {
@@ -101,6 +103,10 @@ pub struct ScriptConfig {
     pub rise: u32,
     /// Failures in a row before a good script counts as failing (default 1).
     pub fall: u32,
+    /// `user USER [GROUP]`: who runs it (default: the global `script_user`, else
+    /// `keepalived_script` if that user exists, else `nobody`).
+    #[serde(default)]
+    pub user: Option<ScriptUser>,
 }
 
 /// The `notify_*` scripts of an instance or sync group, run with `/bin/sh -c`.
@@ -280,9 +286,28 @@ pub struct VrrpConfig {
     pub sync_groups: Vec<SyncGroupConfig>,
     /// `lvs_sync_daemon`.
     pub sync: Option<SyncConfig>,
+    /// `global_defs script_user`: who runs the `notify*` scripts (default: `keepalived_script`
+    /// if that user exists, else `nobody`).
+    #[serde(default)]
+    pub script_user: Option<ScriptUser>,
 }
 
 impl VrrpConfig {
+    /// Whether any script is configured: a `vrrp_script` or a `notify*` of an instance or a
+    /// sync group.
+    pub fn has_scripts(&self) -> bool {
+        let notify = |n: &Notify| {
+            n.master.is_some()
+                || n.backup.is_some()
+                || n.fault.is_some()
+                || n.stop.is_some()
+                || n.any.is_some()
+        };
+        !self.scripts.is_empty()
+            || self.instances.iter().any(|i| notify(&i.notify))
+            || self.sync_groups.iter().any(|g| notify(&g.notify))
+    }
+
     /// Whether the config runs any VRRP instance.
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()

@@ -269,6 +269,7 @@ fn cross_references_are_checked() {
         weight: 0,
         rise: 1,
         fall: 1,
+        user: None,
     };
     let group = |name: &str, members: &[&str]| SyncGroupConfig {
         name: name.into(),
@@ -285,6 +286,7 @@ fn cross_references_are_checked() {
             group("G", &[]),
         ],
         sync: Some(SyncConfig::new("eth0", "VI_9")),
+        script_user: None,
     };
     let got = issues(&mut cfg);
     let expect: [(Subject, bool, &str); 12] = [

@@ -20,7 +20,9 @@
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
 //! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic;
 //! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers;
-//! [`control`] has the control socket against an unprivileged squatter.
+//! [`control`] has the control socket against an unprivileged squatter;
+//! [`privileges`] reads the daemons' capabilities after setup and checks that traffic, edits,
+//! reloads and MISC_CHECKs (run as `nobody`) still work with them.
 
 mod control;
 mod director_lifecycle;
@@ -34,6 +36,7 @@ mod keepalived_conf;
 mod lab;
 mod metrics;
 mod nat_mode;
+mod privileges;
 mod seed_walkthrough;
 mod snat;
 mod ssl_check;

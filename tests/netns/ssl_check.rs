@@ -26,6 +26,10 @@ use crate::health::{
 fn keepalived_conf(marker: &str) -> String {
     format!(
         "! written by tests/netns/ssl_check.rs\n\
+         ! quorum_down writes into root's temp folder: run scripts as root, as keepalived does\n\
+         global_defs {{\n\
+         \x20   script_user root\n\
+         }}\n\
          virtual_server {VIP} 80 {{\n\
          \x20   delay_loop {DELAY_LOOP}\n\
          \x20   omega\n\

@@ -33,7 +33,13 @@ impl Validator<'_> {
     }
 
     /// The health settings of one service, added to `self.health` when it has any.
-    pub(super) fn service_health(&mut self, s: &RawService, what: &str, key: ServiceKey) {
+    pub(super) fn service_health(
+        &mut self,
+        s: &RawService,
+        span: &std::ops::Range<usize>,
+        what: &str,
+        key: ServiceKey,
+    ) {
         let mut h = ServiceHealth::default();
         let mut any = false;
         if s.delay_loop.is_some() {
@@ -53,6 +59,12 @@ impl Validator<'_> {
         ) as u32;
         h.quorum_up = s.quorum_up.clone();
         h.quorum_down = s.quorum_down.clone();
+        h.script_user = self.scripts.user.clone();
+        for (key, line) in [("quorum_up", &h.quorum_up), ("quorum_down", &h.quorum_down)] {
+            if let Some(line) = line {
+                self.vet_script(span, &format!("{what}.{key}"), line, None);
+            }
+        }
         if let Some(ss) = &s.sorry_server {
             match ss.get_ref().parse::<SocketAddrV4>() {
                 Ok(a) => h.sorry_server = Some(a),
@@ -189,10 +201,13 @@ impl Validator<'_> {
                     );
                     return None;
                 };
+                let own = self.script_user(&c.user, &c.group, span, what);
+                self.vet_script(span, &format!("{what}.misc_path"), &path, own.as_ref());
                 CheckKind::Misc {
                     path,
                     timeout: self.seconds(c.misc_timeout, span, &format!("{what}.misc_timeout")),
                     dynamic: c.misc_dynamic,
+                    user: own.or_else(|| self.scripts.user.clone()),
                 }
             }
             other => {

@@ -148,3 +148,70 @@ fn rejects_a_bad_check() {
     let err = load_str(text, "h.toml").expect_err("bad type").to_string();
     assert!(err.contains("check[0].type"), "{err}");
 }
+
+#[test]
+fn reads_who_runs_the_scripts() {
+    let text = r#"
+[scripts]
+user = "nobody"
+enable_script_security = false
+
+[[service]]
+vip = "192.0.2.10"
+port = 80
+quorum_down = "/bin/true"
+
+  [[service.real_server]]
+  address = "10.0.0.1"
+  [service.real_server.check]
+  type = "misc"
+  misc_path = "/bin/true"
+  user = "root"
+  group = "root"
+
+  [[service.real_server]]
+  address = "10.0.0.2"
+  [service.real_server.check]
+  type = "misc"
+  misc_path = "/bin/true"
+
+[[vrrp_script]]
+name = "chk"
+script = "/bin/true"
+user = "root"
+"#;
+    let (settings, _) = load_str(text, "s.toml").expect("valid");
+    let nobody = Some(crate::model::ScriptUser {
+        user: "nobody".into(),
+        group: None,
+    });
+    let (_, h) = &settings.health.services[0];
+    assert_eq!(h.script_user, nobody, "quorum_down runs as [scripts] user");
+    let user_of = |i: usize| match &h.per_dest[i].1.checks[0].kind {
+        CheckKind::Misc { user, .. } => user.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        user_of(0),
+        Some(crate::model::ScriptUser {
+            user: "root".into(),
+            group: Some("root".into())
+        })
+    );
+    assert_eq!(user_of(1), nobody, "inherited");
+    assert_eq!(
+        settings.vrrp.scripts[0]
+            .user
+            .as_ref()
+            .map(|u| u.user.as_str()),
+        Some("root")
+    );
+    assert_eq!(settings.vrrp.script_user, nobody);
+
+    let bad = text
+        .replace("user = \"root\"\n  group", "  group")
+        .replace("user = \"nobody\"", "user = \"no-such-user-tunlb\"");
+    let err = load_str(&bad, "s.toml").expect_err("refused").to_string();
+    assert!(err.contains("`group` needs `user`"), "{err}");
+    assert!(err.contains("no-such-user-tunlb"), "{err}");
+}

@@ -85,11 +85,22 @@
 //!   warmup = 0               # seconds, default: delay_loop
 //!   connect_ip = "10.0.2.12" # optional; connect_port, bindto too
 //!   misc_path = "/bin/check" # misc: the command; misc_timeout, misc_dynamic
+//!   user = "nobody"          # misc: who runs it (and group = "..."); default [scripts] user
 //!   enable_sni = true        # ssl_get: send the virtualhost (or sni_name) as SNI
 //!   payload = "01 02 ab"     # udp: the datagram, keepalived's hex string
 //!   require_reply = true     # udp: a reply must come; or a hex pattern ("x" = any nibble)
 //!   min_reply_length = 0     # udp, with require_reply; max_reply_length (default 255)
 //!   delay_loop = 10          # this check's own delay_loop (seconds); alpha = true too
+//! ```
+//!
+//! Who runs scripts (keepalived's `global_defs` `script_user` and `enable_script_security`; see
+//! `crate::sys::script`); `[[vrrp_script]]` takes `user` and `group` too:
+//!
+//! ```toml
+//! [scripts]
+//! user = "keepalived_script"    # default: keepalived_script if it exists, else nobody
+//! group = "keepalived_script"   # optional: the user's primary group
+//! enable_script_security = true # refuse unsafe scripts that would run as root
 //! ```
 //!
 //! Unknown keys are errors. Loading checks everything and reports every problem at once, each
@@ -284,6 +295,7 @@ pub fn load_str(text: &str, path: &str) -> Result<(DirectorSettings, ServiceSet)
         text,
         problems: Vec::new(),
         health: HealthConfig::default(),
+        scripts: crate::model::ScriptPolicy::default(),
     };
     let mut out = v.config(&raw);
     out.0.health = std::mem::take(&mut v.health);

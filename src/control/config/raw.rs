@@ -24,6 +24,17 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) vrrp_sync_group: Vec<Spanned<RawSyncGroup>>,
     pub(super) sync: Option<Spanned<RawSync>>,
+    pub(super) scripts: Option<Spanned<RawScripts>>,
+}
+
+/// `[scripts]`: keepalived's `script_user USER [GROUP]` and `enable_script_security`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScripts {
+    pub(super) user: Option<String>,
+    pub(super) group: Option<String>,
+    #[serde(default)]
+    pub(super) enable_script_security: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -127,6 +138,8 @@ pub(super) struct RawCheck {
     #[serde(default)]
     pub(super) check_through_tunnel: bool,
     pub(super) misc_path: Option<String>,
+    pub(super) user: Option<String>,
+    pub(super) group: Option<String>,
     pub(super) misc_timeout: Option<i64>,
     #[serde(default)]
     pub(super) misc_dynamic: bool,

@@ -13,11 +13,11 @@ use toml::Spanned;
 use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::HealthConfig;
 use crate::model::validate::{self, TunnelOption};
-use crate::model::RuleError;
 use crate::model::{
     DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
     ServiceKey, ServiceSet,
 };
+use crate::model::{RuleError, ScriptPolicy, ScriptUser};
 use crate::model::{Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP};
 
 pub(super) fn problem(text: &str, offset: usize, message: String) -> Problem {
@@ -45,6 +45,8 @@ pub(super) struct Validator<'a> {
     pub(super) problems: Vec<Problem>,
     /// The health settings, built along with the services.
     pub(super) health: HealthConfig,
+    /// `[scripts]`, read first: who runs scripts and whether they are vetted.
+    pub(super) scripts: ScriptPolicy,
 }
 
 impl Validator<'_> {
@@ -108,6 +110,13 @@ impl Validator<'_> {
 
     pub(super) fn config(&mut self, raw: &RawConfig) -> (DirectorSettings, ServiceSet) {
         let mut settings = DirectorSettings::default();
+        if let Some(s) = &raw.scripts {
+            let r = s.get_ref();
+            self.scripts = ScriptPolicy {
+                user: self.script_user(&r.user, &r.group, &s.span(), "scripts"),
+                security: r.enable_script_security,
+            };
+        }
         if let Some(d) = &raw.director {
             self.director(d, &mut settings);
         }
@@ -149,11 +158,72 @@ impl Validator<'_> {
             groups: &raw.vrrp_sync_group,
             sync: raw.sync.as_ref(),
         });
+        settings.vrrp.script_user = self.scripts.user.clone();
         (settings, set)
     }
 }
 
 impl Validator<'_> {
+    /// `user` / `group` keys of a script (a group needs a user).
+    pub(super) fn script_user(
+        &mut self,
+        user: &Option<String>,
+        group: &Option<String>,
+        span: &Range<usize>,
+        what: &str,
+    ) -> Option<ScriptUser> {
+        match (user, group) {
+            (Some(u), g) => Some(ScriptUser {
+                user: u.clone(),
+                group: g.clone(),
+            }),
+            (None, Some(_)) => {
+                self.report(
+                    span.clone(),
+                    format!("{what}: `group` needs `user` (the user the script runs as)"),
+                );
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// Checks a script line ([`crate::sys::script::vet`]): refused with its place, or a
+    /// warning logged.
+    pub(super) fn vet_script(
+        &mut self,
+        span: &Range<usize>,
+        what: &str,
+        line: &str,
+        own: Option<&ScriptUser>,
+    ) {
+        match crate::sys::script::vet(line, own, &self.scripts) {
+            Ok(None) => {}
+            Ok(Some(w)) => log::warn!("{what} {line:?}: {w}"),
+            Err(e) => self.report(span.clone(), format!("{what} {line:?}: {e}")),
+        }
+    }
+
+    /// [`Self::vet_script`] for each `notify*` script, run as the global user.
+    pub(super) fn vet_notify(
+        &mut self,
+        n: &crate::vrrp::config::Notify,
+        span: &Range<usize>,
+        what: &str,
+    ) {
+        for (key, line) in [
+            ("notify_master", &n.master),
+            ("notify_backup", &n.backup),
+            ("notify_fault", &n.fault),
+            ("notify_stop", &n.stop),
+            ("notify", &n.any),
+        ] {
+            if let Some(line) = line {
+                self.vet_script(span, &format!("{what}.{key}"), line, None);
+            }
+        }
+    }
+
     pub(super) fn director(&mut self, d: &RawDirector, settings: &mut DirectorSettings) {
         settings.queues = self.int(&d.queues, "director.queues", 1, MAX_QUEUES as i64, 1) as usize;
         settings.tunnel_mtu =
@@ -300,7 +370,7 @@ impl Validator<'_> {
             }
             dests.push(d);
         }
-        self.service_health(s, &what, key);
+        self.service_health(s, &at, &what, key);
         vip?;
         Some(ServiceConfig {
             key,

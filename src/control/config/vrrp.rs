@@ -93,6 +93,8 @@ pub(super) struct RawScript {
     pub(super) weight: Option<Spanned<i64>>,
     pub(super) rise: Option<Spanned<i64>>,
     pub(super) fall: Option<Spanned<i64>>,
+    pub(super) user: Option<String>,
+    pub(super) group: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -352,6 +354,10 @@ impl Validator<'_> {
                     any: e.notify.clone(),
                 },
             });
+            if let Some(g) = out.sync_groups.last() {
+                let notify = g.notify.clone();
+                self.vet_notify(&notify, &entry.span(), &what);
+            }
             let gspan = e.group.as_ref().map_or(entry.span(), Spanned::span);
             spans.groups.push((span_of(&e.name, &gspan), at));
         }
@@ -589,6 +595,7 @@ impl Validator<'_> {
             stop: r.notify_stop.clone(),
             any: r.notify.clone(),
         };
+        self.vet_notify(&inst.notify, &entry.span(), &what);
         self.garp(
             &mut inst.garp,
             [
@@ -672,6 +679,10 @@ impl Validator<'_> {
                 self.seconds_value(v, &format!("{what}.timeout"), Duration::from_millis(1), max)
             })
             .unwrap_or(interval);
+        let own = self.script_user(&r.user, &r.group, &at, &what);
+        if !script.is_empty() {
+            self.vet_script(&at, &format!("{what}.script"), &script, own.as_ref());
+        }
         ScriptConfig {
             name,
             script,
@@ -680,6 +691,7 @@ impl Validator<'_> {
             weight: self.int(&r.weight, &format!("{what}.weight"), -253, 253, 0) as i32,
             rise: self.int(&r.rise, &format!("{what}.rise"), 1, i64::from(i32::MAX), 1) as u32,
             fall: self.int(&r.fall, &format!("{what}.fall"), 1, i64::from(i32::MAX), 1) as u32,
+            user: own.or_else(|| self.scripts.user.clone()),
         }
     }
 

@@ -222,6 +222,7 @@ fn every_key_into_the_model() {
                 weight: -20,
                 rise: 3,
                 fall: 2,
+                user: None,
             },
             ScriptConfig {
                 name: "chk_disk".into(),
@@ -231,6 +232,7 @@ fn every_key_into_the_model() {
                 weight: 0,
                 rise: 1,
                 fall: 1,
+                user: None,
             },
         ]
     );

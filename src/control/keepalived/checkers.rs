@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::syntax::Node;
+use super::syntax::{Loc, Node};
 use super::Ctx;
 use crate::health::config::{parse_hex, CheckKind, CheckSpec, ReplyPattern, UdpCheck, UrlSpec};
 use crate::model::MAX_TIMEOUT;
@@ -146,9 +146,10 @@ pub(super) fn check(
     cx.no_block_args(node);
     let what = format!("{rs} {kw}");
     let mut urls: Vec<UrlSpec> = Vec::new();
-    let mut misc_path: Option<String> = None;
+    let mut misc_path: Option<(String, Loc)> = None;
     let mut misc_timeout = None;
     let mut misc_dynamic = false;
+    let mut misc_user = None;
     let mut enable_sni = false;
     let mut sni_name: Option<String> = None;
     let mut udp = UdpCheck::default();
@@ -212,13 +213,16 @@ pub(super) fn check(
             "misc_path" if kw == "MISC_CHECK" => {
                 if cx.arg(field, 0, "a command").is_some() {
                     let cmd: Vec<&str> = field.args.iter().map(|w| w.text.as_str()).collect();
-                    misc_path = Some(cmd.join(" "));
+                    misc_path = Some((cmd.join(" "), field.name.at));
                 }
                 cx.no_block(field);
             }
             "misc_timeout" if kw == "MISC_CHECK" => {
                 misc_timeout = cx.seconds(field, 0, 0.001, f64::from(MAX_TIMEOUT));
                 cx.at_most(field, 1);
+            }
+            "user" if kw == "MISC_CHECK" => {
+                misc_user = super::scripts::user(field, &what, cx);
             }
             "misc_dynamic" if kw == "MISC_CHECK" => {
                 misc_dynamic = true;
@@ -316,14 +320,22 @@ pub(super) fn check(
         }
         "PING_CHECK" => CheckKind::Ping,
         "MISC_CHECK" => {
-            let Some(path) = misc_path else {
+            let Some((path, at)) = misc_path else {
                 cx.error(node.name.at, format!("{what}: expected misc_path"));
                 return None;
             };
+            super::scripts::vet(
+                cx,
+                at,
+                &format!("{what} misc_path"),
+                &path,
+                misc_user.as_ref(),
+            );
             CheckKind::Misc {
                 path,
                 timeout: misc_timeout,
                 dynamic: misc_dynamic,
+                user: misc_user,
             }
         }
         _ => CheckKind::Tcp,

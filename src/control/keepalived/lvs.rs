@@ -105,7 +105,9 @@ pub fn build(nodes: &[Node], cx: &mut Ctx) -> (ServiceSet, HealthConfig) {
                 cx.no_block_args(node);
                 for field in cx.block(node) {
                     let name = &field.name.text;
-                    if super::vrrp::GLOBAL_KEYS.contains(&name.as_str()) {
+                    if super::vrrp::GLOBAL_KEYS.contains(&name.as_str())
+                        || super::scripts::GLOBAL_KEYS.contains(&name.as_str())
+                    {
                         continue;
                     }
                     cx.warn_once(
@@ -487,6 +489,7 @@ fn virtual_server(
                         .map(|w| w.text.as_str())
                         .collect::<Vec<_>>()
                         .join(" ");
+                    super::scripts::vet(cx, field.name.at, &format!("{what} {kw}"), &cmd, None);
                     if kw == "quorum_up" {
                         health.quorum_up = Some(cmd);
                     } else {

@@ -5,7 +5,8 @@
 //! `!`/`#` comments, quotes, `include` globs), then given meaning ([`lvs`]: `virtual_server`,
 //! `virtual_server_group`, `real_server` and its checkers become a [`ServiceSet`] and a
 //! [`HealthConfig`]; [`vrrp`]: `vrrp_instance`, `vrrp_script`, `vrrp_sync_group` and the VRRP
-//! keys of `global_defs`, `lvs_sync_daemon` included, become a [`VrrpConfig`]).
+//! keys of `global_defs`, `lvs_sync_daemon` included, become a [`VrrpConfig`]; [`scripts`]:
+//! `script_user`, `enable_script_security` and the `user` of each script).
 //!
 //! Where keepalived logs a problem and carries on (an unknown keyword, a bad value), tunlb
 //! refuses the file: `keepalived --config-test` fails on the same lines, and a balancer that
@@ -16,6 +17,7 @@
 
 mod checkers;
 pub mod lvs;
+pub mod scripts;
 pub mod syntax;
 pub mod vrrp;
 
@@ -24,8 +26,8 @@ use std::path::Path;
 
 use crate::control::config;
 use crate::control::format::{self, ListFormat, Listing, PortNames};
-use crate::health::config::HealthConfig;
-use crate::model::ServiceSet;
+use crate::health::config::{CheckKind, HealthConfig};
+use crate::model::{ScriptPolicy, ServiceSet};
 use crate::vrrp::config::VrrpConfig;
 
 use syntax::{Loc, Node, Sources, Word};
@@ -142,9 +144,29 @@ fn parse_with(
         errors: Vec::new(),
         warnings: Vec::new(),
         warned_once: Vec::new(),
+        scripts: ScriptPolicy::default(),
     };
-    let (services, health) = lvs::build(&nodes, &mut cx);
-    let vrrp = vrrp::build(&nodes, &mut cx);
+    cx.scripts = scripts::policy(&nodes, &mut cx);
+    let (services, mut health) = lvs::build(&nodes, &mut cx);
+    let mut vrrp = vrrp::build(&nodes, &mut cx);
+    // Scripts without a `user` of their own run as `script_user` (resolved when they start).
+    let global = cx.scripts.user.clone();
+    for (_, s) in &mut health.services {
+        s.script_user = global.clone();
+        for (_, d) in &mut s.per_dest {
+            for c in &mut d.checks {
+                if let CheckKind::Misc { user: u @ None, .. } = &mut c.kind {
+                    *u = global.clone();
+                }
+            }
+        }
+    }
+    vrrp.script_user = global.clone();
+    for s in &mut vrrp.scripts {
+        if s.user.is_none() {
+            s.user = global.clone();
+        }
+    }
     let diag = |(at, message): (Loc, String)| sources.diag(at, message);
     let mut errors: Vec<Diagnostic> = sources.errors.clone();
     errors.extend(cx.errors.into_iter().map(diag));
@@ -229,6 +251,8 @@ pub struct Ctx {
     errors: Vec<(Loc, String)>,
     warnings: Vec<(Loc, String)>,
     warned_once: Vec<String>,
+    /// `global_defs`' script settings, read first ([`scripts::policy`]).
+    scripts: ScriptPolicy,
 }
 
 impl Ctx {

@@ -193,7 +193,8 @@ fn every_lvs_construct_is_read() {
         CheckKind::Misc {
             path: "/usr/bin/check --fast".into(),
             timeout: Some(Duration::from_secs(7)),
-            dynamic: true
+            dynamic: true,
+            user: None,
         }
     );
     assert_eq!(

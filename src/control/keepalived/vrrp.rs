@@ -522,6 +522,8 @@ fn command(field: &Node, what: &str, cx: &mut Ctx) -> Option<String> {
 
 fn set_notify(slot: &mut Option<String>, field: &Node, what: &str, cx: &mut Ctx) {
     if let Some(c) = command(field, what, cx) {
+        let at = format!("{what} {}", field.name.text);
+        super::scripts::vet(cx, field.name.at, &at, &c, None);
         if slot.is_some() {
             cx.error(
                 field.name.at,
@@ -982,15 +984,19 @@ fn script(name: &str, body: &[Node], node: &Node, cx: &mut Ctx) -> ScriptConfig 
         weight: 0,
         rise: 1,
         fall: 1,
+        user: None,
     };
     let mut timeout_set = false;
+    let mut script_at = None;
     for field in body {
         match field.name.text.as_str() {
             "script" => {
                 if let Some(c) = command(field, &what, cx) {
                     s.script = c;
+                    script_at = Some(field.name.at);
                 }
             }
+            "user" => s.user = super::scripts::user(field, &what, cx),
             "interval" => {
                 if let Some(d) = seconds(
                     field,
@@ -1032,10 +1038,13 @@ fn script(name: &str, body: &[Node], node: &Node, cx: &mut Ctx) -> ScriptConfig 
                 }
                 cx.at_most(field, 1);
             }
-            "user" | "init_fail" => {
+            "init_fail" => {
                 cx.warn(
                     field.name.at,
-                    format!("{what}: {} ignored (tunlb runs scripts as its own user, starting as not yet failed)", field.name.text),
+                    format!(
+                        "{what}: {} ignored (tunlb starts a script as not yet failed)",
+                        field.name.text
+                    ),
                 );
                 cx.no_block(field);
             }
@@ -1044,6 +1053,15 @@ fn script(name: &str, body: &[Node], node: &Node, cx: &mut Ctx) -> ScriptConfig 
     }
     if !timeout_set {
         s.timeout = s.interval;
+    }
+    if let Some(at) = script_at {
+        super::scripts::vet(
+            cx,
+            at,
+            &format!("{what} script"),
+            &s.script,
+            s.user.as_ref(),
+        );
     }
     if s.script.is_empty() && node.block.is_some() {
         cx.error(

@@ -244,6 +244,7 @@ fn every_keyword_into_the_model() {
                 weight: -20,
                 rise: 3,
                 fall: 2,
+                user: None,
             },
             ScriptConfig {
                 name: "chk_disk".into(),
@@ -253,6 +254,7 @@ fn every_keyword_into_the_model() {
                 weight: 0,
                 rise: 1,
                 fall: 1,
+                user: None,
             },
         ]
     );
@@ -725,7 +727,6 @@ vrrp_sync_group G {
                 18,
                 "vrrp_instance VI_1: unicast_peer 10.0.0.2: min_ttl ignored",
             ),
-            (16, 5, "vrrp_script chk: user ignored"),
             (17, 5, "vrrp_script chk: init_fail ignored"),
             (19, 1, "vrrp_sync_group G has only 1 instance"),
             (23, 5, "vrrp_sync_group G: smtp_alert ignored"),

@@ -166,7 +166,7 @@ impl Driver {
             insts,
             groups,
             scripts: Scripts::new(&cfg.scripts, now),
-            notifier: Notifier::default(),
+            notifier: Notifier::new(cfg.script_user.clone()),
             announcer,
             ha,
             sync_instance,
@@ -622,6 +622,9 @@ mod tests {
     fn notify_runs_the_state_script_and_the_generic_one() {
         let dir = std::env::temp_dir().join(format!("tunlb-notify-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        // The scripts run as nobody when the test runs as root.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let out = dir.join("out");
         let n = Notify {
             master: Some(format!("echo master >> {}", out.display())),

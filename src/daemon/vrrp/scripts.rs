@@ -1,9 +1,14 @@
 //! The processes VRRP runs: `vrrp_script` checks (interval, timeout, rise, fall) and the
-//! `notify*` scripts, each `/bin/sh -c`, never waited for: the driver polls them
-//! ([`Scripts::poll`], [`Notifier::reap`]) so adverts never wait for a script.
+//! `notify*` scripts, each `/bin/sh -c` as its user ([`crate::sys::script`]: a `vrrp_script`'s
+//! `user`, else `script_user`, else `keepalived_script` or `nobody`), in a session of its own,
+//! never waited for: the driver polls them ([`Scripts::poll`], [`Notifier::reap`]) so adverts
+//! never wait for a script. A `vrrp_script` that overruns its timeout is killed with its
+//! process group.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
+use crate::model::ScriptUser;
+use crate::sys::script::{self, RunAs};
 use crate::time::{Duration, Instant};
 use crate::vrrp::config::ScriptConfig;
 
@@ -110,8 +115,7 @@ impl Scripts {
                             s.cfg.name,
                             s.cfg.timeout
                         );
-                        let _ = child.kill();
-                        let _ = child.wait();
+                        script::kill_group(child);
                         Some(false)
                     }
                     Ok(None) => None,
@@ -131,7 +135,7 @@ impl Scripts {
             }
             if s.running.is_none() && now >= s.next {
                 s.next = now + s.cfg.interval.max(Duration::from_millis(100));
-                match shell(&s.cfg.script, &[]).spawn() {
+                match start(&s.cfg.script, &[], s.cfg.user.as_ref()) {
                     Ok(child) => s.running = Some((child, now)),
                     Err(e) => {
                         log::warn!("tunlb director: VRRP script {}: {e}", s.cfg.name);
@@ -162,40 +166,44 @@ impl Scripts {
     pub fn stop(&mut self) {
         for s in &mut self.scripts {
             if let Some((mut child, _)) = s.running.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+                script::kill_group(&mut child);
             }
         }
     }
 }
 
-/// `/bin/sh -c 'SCRIPT ARGS...'` with no stdin and the output discarded.
-fn shell(script: &str, args: &[&str]) -> Command {
+/// Starts `/bin/sh -c 'SCRIPT ARGS...'` as `user` (no stdin, output discarded).
+fn start(script: &str, args: &[&str], user: Option<&ScriptUser>) -> std::io::Result<Child> {
     let mut line = script.to_string();
     for a in args {
         line.push(' ');
         line.push_str(a);
     }
-    let mut c = Command::new("/bin/sh");
-    c.arg("-c")
-        .arg(line)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    c
+    let who = RunAs::resolve(user, None)
+        .map_err(|e| std::io::Error::other(format!("running {line:?}: {e}")))?;
+    script::spawn(&line, &who)
 }
 
 /// Runs notify scripts without waiting for them and reaps them later.
 #[derive(Default)]
 pub struct Notifier {
     children: Vec<Child>,
+    user: Option<ScriptUser>,
 }
 
 impl Notifier {
+    /// A notifier whose scripts run as `user` (the global `script_user`; `None`: the default).
+    pub fn new(user: Option<ScriptUser>) -> Notifier {
+        Notifier {
+            children: Vec::new(),
+            user,
+        }
+    }
+
     /// Starts `script` with `args` appended (keepalived's `notify`: `INSTANCE NAME STATE
     /// PRIORITY`).
     pub fn run(&mut self, script: &str, args: &[&str]) {
-        match shell(script, args).spawn() {
+        match start(script, args, self.user.as_ref()) {
             Ok(child) => self.children.push(child),
             Err(e) => log::warn!("tunlb director: notify script {script:?}: {e}"),
         }
@@ -246,6 +254,7 @@ mod tests {
             weight: -10,
             rise: 1,
             fall: 1,
+            user: None,
         };
         let mut s = Scripts::new(&[cfg("ok", "true"), cfg("bad", "exit 3")], Instant::ZERO);
         assert!(!s.poll(Instant::ZERO));
