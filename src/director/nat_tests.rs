@@ -683,7 +683,8 @@ fn a_held_nat_server_keeps_its_flows_both_ways_until_it_returns() {
     let mut syn_ack = tcp_packet(RS1, 8080, CLIENT, 44000, SYN_ACK, 0);
     let v = lab.send(1, now, &mut syn_ack);
     assert_tcp(v, &syn_ack, (VIP, 80), (CLIENT, 44000));
-    let mut ack = tcp_packet(CLIENT, 44000, VIP, 80, ACK, 0);
+    // With data: the flow is confirmed and has ESTABLISHED's whole timeout.
+    let mut ack = tcp_packet(CLIENT, 44000, VIP, 80, ACK, 10);
     assert_eq!(rip_of(lab.send(0, now, &mut ack), &ack), RS1);
     assert_eq!(lab.counts(RS1), (1, 0));
 

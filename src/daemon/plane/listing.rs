@@ -160,7 +160,7 @@ impl ControlPlane {
                 let Ok(d) = core.lock() else { break };
                 let conns = d.conns();
                 let end = at.saturating_add(LIST_PIECE_SLOTS);
-                for (_, k, c) in conns.entries_from(at).take_while(|(i, _, _)| *i < end) {
+                for (_, k, c) in conns.entries_in(at, end) {
                     if let Some(e) = conn_entry(k, c, dest_addr(c.dest), now) {
                         flows.add(*k, e);
                     }

@@ -109,7 +109,7 @@ const EXPIRY_UNIT_MS: u64 = 100;
 /// spoofed ACK looks like a handshake; what a flood cannot cheaply fake at volume is a flow
 /// that keeps talking. Unconfirmed flows get shorter timeouts and are the first (and only)
 /// ones evicted when the table nears its limit ([`ConnTable::make_room`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct Conn {
     /// The real server the flow is bound to.
     pub dest: DestId,
@@ -117,9 +117,22 @@ pub struct Conn {
     pub state: ConnState,
     /// Whether the flow has carried client payload (see [`Conn::is_confirmed`]).
     confirmed: bool,
+    /// When the flow entered its table, as the low 16 bits of the table's insert count: the
+    /// tie-break of eviction between flows of the same expiry tenth (older goes first). Not
+    /// part of the flow's identity (ignored by `==`).
+    age: u16,
     /// Expiry in deciseconds since the epoch, rounded up, saturating.
     expires_ds: u32,
 }
+
+impl PartialEq for Conn {
+    fn eq(&self, other: &Conn) -> bool {
+        (self.dest, self.state, self.confirmed, self.expires_ds)
+            == (other.dest, other.state, other.confirmed, other.expires_ds)
+    }
+}
+
+impl Eq for Conn {}
 
 impl Conn {
     /// A flow bound to `dest`, in `state`, expiring at `expires`; not confirmed yet.
@@ -128,6 +141,7 @@ impl Conn {
             dest,
             state,
             confirmed: false,
+            age: 0,
             expires_ds: to_deciseconds(expires),
         }
     }

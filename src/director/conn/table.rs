@@ -93,8 +93,11 @@ const MAX_DIST: u8 = u8::MAX;
 const PREFETCH_SLOTS: usize = 3;
 /// Rehash attempts with a fresh hash seed before an insert gives up (see [`ConnTable::insert`]).
 const RESEED_ATTEMPTS: u32 = 8;
-/// Contiguous slots [`ConnTable::make_room`] examines from one random start.
-const EVICT_WINDOW: usize = 32;
+/// Most contiguous slots [`ConnTable::make_room`] examines from one random start.
+const EVICT_WINDOW: usize = 256;
+/// Flows [`ConnTable::make_room`] compares from one random start: it stops at this many (or
+/// at `EVICT_WINDOW` slots), so a sparse stretch of the table still yields a fair sample.
+const EVICT_CANDIDATES: usize = 16;
 /// Random windows [`ConnTable::make_room`] tries before it gives up on a full table.
 const EVICT_WINDOWS: usize = 4;
 
@@ -146,6 +149,7 @@ impl Slot {
             dest: DestId(0),
             state: ConnState::None,
             confirmed: false,
+            age: 0,
             expires_ds: 0,
         },
         key: ConnKey {
@@ -216,6 +220,8 @@ pub struct ConnTable {
     /// State of the xorshift generator that picks [`ConnTable::make_room`]'s windows (derived
     /// from the secret seed: a flood cannot predict which slots are examined).
     rng: u64,
+    /// New keys inserted so far (wrapping): stamps each flow's [`Conn`] `age`.
+    inserts: u16,
     /// Test hook: hash bits kept (all ones outside tests), to force collisions.
     #[cfg(test)]
     hash_mask: u64,
@@ -263,6 +269,7 @@ impl ConnTable {
                 let mut s = seed ^ 0x6576_6963_7469_6f6e;
                 splitmix64(&mut s) | 1
             },
+            inserts: 0,
             #[cfg(test)]
             hash_mask: u64::MAX,
         }
@@ -359,6 +366,9 @@ impl ConnTable {
             // max_entries <= load_limit(max_slots), so there is room to double.
             self.resize(self.slots.len() * 2);
         }
+        let mut conn = conn;
+        conn.age = self.inserts;
+        self.inserts = self.inserts.wrapping_add(1);
         let mut attempts = 0;
         loop {
             let h = self.hash(&key);
@@ -388,14 +398,16 @@ impl ConnTable {
     }
 
     /// Call before inserting a flow whose key is not in the table. Below the
-    /// [high-water mark](Self::high_water) it does nothing. Above it, it examines a window of
-    /// `EVICT_WINDOW` (32) consecutive slots from a random start and removes one flow: an
-    /// expired one if the window holds one, else the never-[confirmed](Conn::is_confirmed) one
-    /// that expires first (the one idle longest: unconfirmed flows share one short timeout).
+    /// [high-water mark](Self::high_water) it does nothing. Above it, it examines the first
+    /// `EVICT_CANDIDATES` (16) flows in consecutive slots from a random start (at most
+    /// `EVICT_WINDOW`, 256 slots) and removes one: an expired one if it meets one, else the
+    /// never-[confirmed](Conn::is_confirmed) one that expires first, the one that entered the
+    /// table first among equals (the one idle longest: unconfirmed flows share one short
+    /// timeout).
     /// Confirmed flows are never removed. When the window holds no candidate and the table is
     /// full, it tries up to `EVICT_WINDOWS` (4) windows in all, so the work is bounded
-    /// (at most 128 slots, no scan of the table); should they all fail, the insert then fails
-    /// with [`TableFull`] as before.
+    /// (at most 64 flows in 1,024 slots, no scan of the table); should they all fail, the
+    /// insert then fails with [`TableFull`] as before.
     ///
     /// Calls `on_evict` for the flow removed (to give back its counts and template) and
     /// returns why it went, or `None` if nothing was removed.
@@ -428,24 +440,38 @@ impl ConnTable {
         None
     }
 
-    /// The slot of the best flow to evict among `EVICT_WINDOW` slots from `start`.
+    /// The slot of the best flow to evict among the first `EVICT_CANDIDATES` flows of the
+    /// `EVICT_WINDOW` slots from `start`.
     fn victim_in_window(&self, start: usize, now: Instant) -> Option<(usize, Eviction)> {
         let now_ds = to_deciseconds_floor(now);
-        let mut best: Option<(usize, u32)> = None;
+        // (slot, expiry, inserts since): the first to expire, the oldest among equals.
+        let mut best: Option<(usize, u32, u16)> = None;
+        let mut seen = 0;
         for k in 0..EVICT_WINDOW.min(self.slots.len()) {
             let i = (start + k) & self.mask;
             let s = &self.slots[i];
             if !s.is_occupied() {
                 continue;
             }
-            if s.conn.expires_ds <= now_ds {
+            if seen == EVICT_CANDIDATES {
+                break;
+            }
+            seen += 1;
+            let c = &s.conn;
+            if c.expires_ds <= now_ds {
                 return Some((i, Eviction::Expired));
             }
-            if !s.conn.confirmed && best.is_none_or(|(_, e)| s.conn.expires_ds < e) {
-                best = Some((i, s.conn.expires_ds));
+            if c.confirmed {
+                continue;
+            }
+            let since = self.inserts.wrapping_sub(c.age);
+            let better = best
+                .is_none_or(|(_, e, old)| c.expires_ds < e || (c.expires_ds == e && since > old));
+            if better {
+                best = Some((i, c.expires_ds, since));
             }
         }
-        best.map(|(i, _)| (i, Eviction::Unconfirmed))
+        best.map(|(i, _, _)| (i, Eviction::Unconfirmed))
     }
 
     /// xorshift64: the next window start.
@@ -667,6 +693,23 @@ impl ConnTable {
             .map(|(i, s)| (i, &s.key, &s.conn))
     }
 
+    /// The flows in slots `start..end` (clamped to the table), each with its slot number: a
+    /// bounded piece of a walk, whatever the table's fill (`adm -L -c` reads the table in such
+    /// pieces, releasing the worker between them).
+    pub fn entries_in(
+        &self,
+        start: usize,
+        end: usize,
+    ) -> impl Iterator<Item = (usize, &ConnKey, &Conn)> {
+        let end = end.min(self.slots.len());
+        let start = start.min(end);
+        self.slots[start..end]
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_occupied())
+            .map(move |(i, s)| (start + i, &s.key, &s.conn))
+    }
+
     /// Removes every flow, keeping the allocation.
     pub fn clear(&mut self) {
         self.slots.fill(Slot::EMPTY);
@@ -763,6 +806,20 @@ mod tests {
         assert_eq!(seen, (0..100).collect::<Vec<_>>());
         assert_eq!(t.entries_from(t.capacity()).count(), 0);
         assert_eq!(t.entries_from(usize::MAX).count(), 0);
+        // The same in fixed pieces of slots.
+        let mut pieces = Vec::new();
+        for start in (0..t.capacity()).step_by(10) {
+            pieces.extend(
+                t.entries_in(start, start + 10)
+                    .map(|(i, _, c)| (i, c.dest.0)),
+            );
+        }
+        assert!(pieces.windows(2).all(|w| w[0].0 < w[1].0));
+        let mut dests: Vec<_> = pieces.iter().map(|p| p.1).collect();
+        dests.sort();
+        assert_eq!(dests, (0..100).collect::<Vec<_>>());
+        assert_eq!(t.entries_in(usize::MAX, usize::MAX).count(), 0);
+        assert_eq!(t.entries_in(50, 10).count(), 0);
     }
 
     #[test]
@@ -1139,7 +1196,8 @@ mod tests {
         let mut evicted = [0u64; 2];
         let (mut legit_in, mut legit_tried) = (0, 0);
         for n in 0..100_000u32 {
-            now += Duration::from_micros(10);
+            // 1,000 pairs a second: expiries (kept in tenths of a second) differ every 100.
+            now += Duration::from_millis(1);
             let k = key(1_000_000 + n);
             let exp = now + Duration::from_secs(60);
             t.make_room(now, |k, c, why| {
@@ -1201,10 +1259,10 @@ mod tests {
 
     #[test]
     fn make_room_prefers_expired_flows_and_then_the_oldest_unconfirmed() {
-        // A table of exactly one window: make_room sees every flow.
-        let mut t = ConnTable::new(32, 28, 43);
-        assert_eq!(t.capacity(), 32);
-        for n in 0..27 {
+        // A table smaller than one sample: make_room sees every flow.
+        let mut t = ConnTable::new(16, 14, 43);
+        assert_eq!(t.capacity(), 16);
+        for n in 0..13 {
             t.insert(key(n), unconfirmed(n, 100 + u64::from(n)))
                 .unwrap();
         }
@@ -1229,7 +1287,7 @@ mod tests {
 
     #[test]
     fn make_room_work_is_bounded() {
-        // A big table full of confirmed flows: each call looks at most 4 windows of 32 slots,
+        // A big table full of confirmed flows: each call looks at 4 samples of 16 flows at most,
         // a few microseconds, not a scan of the 2^17 slots.
         let mut t = ConnTable::new(1 << 17, 100_000, 47);
         for n in 0..100_000 {

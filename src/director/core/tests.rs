@@ -882,17 +882,19 @@ fn syn_ack_flood_evicts_only_unconfirmed_flows_and_new_clients_get_in() {
         let _ = lab.send(0, now, &mut tcp_packet(src, port, VIP, 80, SYN, 0));
         let _ = lab.send(0, now, &mut tcp_packet(src, port, VIP, 80, ACK, 0));
         if i % 100 == 0 {
-            // A new legitimate client: handshake, then a request.
-            legit_tried += 1;
+            // A new legitimate client's SYN; its ACK and request follow one round trip (50
+            // flood pairs, 1 ms) later, while the flood goes on.
             let c = client(1000 + i);
             let syn = lab.send(0, now, &mut tcp_packet(c, 6000, VIP, 80, SYN, 0));
+            legit_ok += u32::from(matches!(syn, Verdict::Encap(_)));
+        }
+        if i % 100 == 50 {
+            legit_tried += 1;
+            let c = client(1000 + i - 50);
             let ack = lab.send(0, now, &mut tcp_packet(c, 6000, VIP, 80, ACK, 0));
             let data = lab.send(0, now, &mut tcp_packet(c, 6000, VIP, 80, ACK, 200));
-            if [syn, ack, data]
-                .iter()
-                .all(|v| matches!(v, Verdict::Encap(_)))
-            {
-                legit_ok += 1;
+            if ![ack, data].iter().all(|v| matches!(v, Verdict::Encap(_))) {
+                legit_ok -= 1;
             }
         }
         if i % 1000 == 0 {
@@ -905,9 +907,19 @@ fn syn_ack_flood_evicts_only_unconfirmed_flows_and_new_clients_get_in() {
         assert!(lab.workers[0].conns().len() <= 2000);
     }
     let c = lab.workers[0].counters();
-    assert_eq!(legit_ok, legit_tried, "every new client got in");
+    // The bar: at least 99% of new clients during the flood (995 of 1000 here: a
+    // client whose ACK comes a round trip after its SYN may be the oldest unconfirmed flow of
+    // a sample in between).
+    assert!(
+        legit_ok * 100 >= legit_tried * 99,
+        "{legit_ok} of {legit_tried} new clients got in"
+    );
     assert_eq!(c.dropped(DropReason::ConnTableFull), 0);
-    assert_eq!(c.dropped(DropReason::NoConnection), 0);
+    // A lost client's ACK and request, nothing else.
+    assert_eq!(
+        c.dropped(DropReason::NoConnection),
+        2 * u64::from(legit_tried - legit_ok)
+    );
     let evicted = c.evicted(Eviction::Unconfirmed) + c.evicted(Eviction::Expired);
     assert!(evicted > 90_000, "{evicted}");
     let conns = lab.workers[0].conns();
