@@ -337,6 +337,20 @@ fn remove_stale(path: &Path) -> Result<(), BindError> {
             );
             std::fs::remove_file(path).map_err(io_err)
         }
+        // A socket this process may not even connect to (without CAP_DAC_OVERRIDE, a socket
+        // file owned by another user and not writable by us) is no director's: a director's
+        // socket is its own. Take the name back, as for a non-root server.
+        Err(e)
+            if e.kind() == io::ErrorKind::PermissionDenied
+                && meta.uid() != rundir::effective_uid() =>
+        {
+            log::warn!(
+                "tunlb director: removing the control socket {}: it belongs to uid {}, not to a director",
+                path.display(),
+                meta.uid()
+            );
+            std::fs::remove_file(path).map_err(io_err)
+        }
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             log::warn!(
                 "tunlb director: removing the stale control socket {} (its director is gone)",
