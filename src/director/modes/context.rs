@@ -5,6 +5,7 @@
 use crate::director::packet::counters::Counters;
 use crate::director::shared::{DirectorConfig, Shared};
 use crate::director::table::Snapshot;
+use crate::encap::auth::LaneCounter;
 use crate::time::Instant;
 
 /// The context of one decision (see the module documentation).
@@ -19,4 +20,6 @@ pub struct Ctx<'a> {
     pub shared: &'a Shared,
     /// The time of the packet.
     pub now: Instant,
+    /// This worker's sequence numbers for authenticated GUE packets.
+    pub auth_seq: &'a mut LaneCounter,
 }
