@@ -15,9 +15,15 @@
 //!    director with `--tun-csum`, must verify unless the kernel's GRO merged the packet) and
 //!    the inner destination must be a VIP. Drops are counted by reason ([`stats`]), e.g.
 //!    `gre_bad_checksum`.
-//! 4. The inner packet is written into the agent's own TUN device (`rp_filter=0` on it and on
-//!    `all`); the kernel delivers it to the service on the VIP, whose reply goes straight to the
-//!    client.
+//! 4. The inner packet is written into the agent's own TUN device (`rp_filter=2`, loose, on it
+//!    alone, with a link-local address [`TUN_ADDR`] that loose mode needs; `conf/all` is left
+//!    as it is, the kernel applying the larger of the two); the kernel delivers it to the
+//!    service on the VIP, whose reply goes straight to the client.
+//!
+//! Narrowing what a forged packet can do: `--tunnel-key` (GUE packets must carry the
+//! director's MAC and a fresh sequence number, [`crate::encap::auth`]), `--vip-ports` (the
+//! protocols and ports each VIP takes, [`ports`]), and an `--allow` no wider than a /16 unless
+//! `--allow-wide`.
 //!    For GUE (unless `--no-offload`) the socket has `UDP_GRO` on and the TUN takes virtio
 //!    headers: a train of the director's datagrams arrives as one buffer, each record is
 //!    checked as above, and consecutive segments of one TCP flow are written back as one
