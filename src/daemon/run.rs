@@ -140,6 +140,13 @@ pub struct DirectorArgs {
     /// it starts.)
     #[arg(long)]
     pub cleanup: bool,
+    /// Authenticate GUE tunnel packets with this key file (64 hex characters, mode 0600,
+    /// owned by the user tunlb runs as): each carries a key id, a sequence number and an
+    /// HMAC-SHA-256-128 the real server's agent (`--tunnel-key`) checks. For every GUE real
+    /// server without its own `tunnel_key` in the config. Needs --local-address. See
+    /// docs/security.md.
+    #[arg(long, value_name = "FILE")]
+    pub tunnel_key: Option<PathBuf>,
 }
 
 /// The journal of the director of this network namespace.
@@ -231,6 +238,8 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     let journal = Journal::path_for(JOURNAL)?;
     let mut net = netcfg::open_journaled(&journal, "director", "tunlb director:")
         .context("opening the journal of host changes")?;
+
+    let tunnel_keys = load_tunnel_keys(args.tunnel_key.as_deref(), &settings, local_addr)?;
     let tun = TunDevice::with_config(&TunConfig {
         offload: !args.no_offload,
         udp_offload: !args.no_offload,
@@ -261,6 +270,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             .unwrap_or((args.max_conns / 64).max(frag::FRAG_MAX)),
     };
     let shared = Arc::new(Shared::with_limits(Snapshot::default(), limits));
+    shared.set_tunnel_keys(tunnel_keys);
     // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
     // director that took over keeps the flows it did not see start.
     let (sloppy_tcp, sloppy_sctp) = settings.sloppy();
@@ -281,6 +291,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         unconfirmed_timeout: crate::time::Duration::from_secs(args.unconfirmed_timeout),
         icmp_rate: args.icmp_rate,
         icmp_burst: args.icmp_burst,
+        auth_seq_seed: crate::encap::auth::seq_seed(wall_clock_ns()),
         ..DirectorConfig::default()
     };
     let cores: Vec<Arc<Mutex<Director>>> = (0..queues)
@@ -510,6 +521,48 @@ fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
         line.push_str(&drops.join(" "));
     }
     line
+}
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it): where each worker's lane
+/// of authenticated GUE sequence numbers starts, above anything a previous run sent.
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The tunnel keys at start: `--tunnel-key` for every GUE real server, the config's
+/// `tunnel_key` files for theirs. Keys need a set outer source address, which the MAC covers.
+fn load_tunnel_keys(
+    global: Option<&std::path::Path>,
+    settings: &DirectorSettings,
+    local_addr: Ipv4Addr,
+) -> anyhow::Result<crate::encap::auth::KeyMap> {
+    use crate::encap::auth::{KeyMap, TunnelKey};
+    let global = global
+        .map(TunnelKey::load)
+        .transpose()
+        .context("--tunnel-key")?;
+    let servers = KeyMap::load_servers(&settings.tunnel_keys)?;
+    let has_global = global.is_some();
+    let keys = KeyMap::new(global, servers);
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    if local_addr.is_unspecified() {
+        anyhow::bail!(
+            "--tunnel-key and tunnel_key need --local-address (or local_address in the config): the MAC covers the outer source address, which must be known when the packet is built"
+        );
+    }
+    log::info!(
+        "tunlb director: GUE packets carry a MAC{}; GSO super-packets are cut before they are decided (one MAC per segment)",
+        match (has_global, settings.tunnel_keys.len()) {
+            (true, 0) => " (--tunnel-key, every GUE real server)".to_string(),
+            (true, n) => format!(" (--tunnel-key; {n} real servers with their own)"),
+            (false, n) => format!(" ({n} real servers with a tunnel_key)"),
+        }
+    );
+    Ok(keys)
 }
 
 #[cfg(test)]

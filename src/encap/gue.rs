@@ -218,14 +218,14 @@ mod tests {
         let n = build_outer(&params_for(with), &INNER, &mut out).unwrap();
         assert_eq!(n, 32);
         assert_eq!(n, overhead(&with));
-        assert_eq!(out, GUE_BYTES[..32]);
+        assert_eq!(out[..n], GUE_BYTES[..32]);
         let p = params(TunnelType::Gue);
         out = [0xff; MAX_OUTER_HEADER];
         build_outer(&p, &INNER, &mut out).unwrap();
         let mut expected = GUE_BYTES;
         expected[26] = 0;
         expected[27] = 0;
-        assert_eq!(out, expected[..32]);
+        assert_eq!(out[..32], expected[..32]);
         assert!(strip_ip(&expected, TunnelType::Gue, None).is_ok());
     }
 

@@ -23,6 +23,7 @@ use std::net::Ipv4Addr;
 
 use crate::wire::{self, checksum, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket};
 
+pub mod auth;
 pub mod fragment;
 pub mod gre;
 pub mod gue;
@@ -30,9 +31,10 @@ pub mod ipip;
 
 pub use fragment::{fragment, Fragment, FragmentError, Fragments, IdentSeq};
 
-/// The largest outer header any tunnel builds: IPv4 (20) + UDP (8) + GUE (4) = 32,
-/// IPv4 (20) + GRE with checksum and key (12) = 32.
-pub const MAX_OUTER_HEADER: usize = 32;
+/// The largest outer header any tunnel builds: IPv4 (20) + UDP (8) + GUE with the
+/// authentication option (4 + 28, [`auth`]) = 60; without it 32, as IPv4 (20) + GRE with
+/// checksum and key (12).
+pub const MAX_OUTER_HEADER: usize = 60;
 
 /// Default GUE destination port (as in Linux `fou` and IPVS `--tun-port`).
 pub const DEFAULT_GUE_PORT: u16 = 6080;
@@ -208,6 +210,15 @@ pub const fn overhead(tunnel: &Tunnel) -> usize {
     }
 }
 
+/// [`overhead`] of a tunnel whose packets carry the authentication option when `authed`
+/// (GUE only: 28 bytes more).
+pub const fn overhead_with(tunnel: &Tunnel, authed: bool) -> usize {
+    match (*tunnel, authed) {
+        (Tunnel::Gue { .. }, true) => overhead(tunnel) + auth::OPTION_LEN,
+        _ => overhead(tunnel),
+    }
+}
+
 /// Builds the outer headers for `inner` (a valid IPv4 packet) into `out`, returns the header
 /// length ([`overhead`]).
 ///
@@ -226,11 +237,25 @@ pub fn build_outer(
     inner: &[u8],
     out: &mut [u8; MAX_OUTER_HEADER],
 ) -> Result<usize, BuildError> {
+    build_outer_sealed(p, inner, None, out)
+}
+
+/// [`build_outer`], and for a GUE tunnel with a `seal` the GUE header carries the
+/// authentication option ([`auth::emit`]: key id, lane, sequence number, MAC over the outer
+/// addresses, the GUE header and `inner`); the UDP checksum, if asked, covers it. Other
+/// tunnels ignore `seal` (they cannot carry a MAC). Returns [`overhead_with`] bytes.
+pub fn build_outer_sealed(
+    p: &OuterParams,
+    inner: &[u8],
+    seal: Option<&auth::Seal<'_>>,
+    out: &mut [u8; MAX_OUTER_HEADER],
+) -> Result<usize, BuildError> {
     if inner.len() < wire::ipv4::HEADER_LEN || inner[0] >> 4 != 4 {
         return Err(BuildError::InnerNotIpv4);
     }
     let inner_hdr = Ipv4Packet::new_unchecked(inner);
-    let hdr_len = overhead(&p.tunnel);
+    let seal = seal.filter(|_| matches!(p.tunnel, Tunnel::Gue { .. }));
+    let hdr_len = overhead_with(&p.tunnel, seal.is_some());
     let total = hdr_len + inner.len();
     if total > u16::MAX as usize {
         return Err(BuildError::TooBig);
@@ -263,10 +288,23 @@ pub fn build_outer(
         }
         Tunnel::Gue { port, csum } => {
             let (udp_hdr, gue_hdr) = rest.split_at_mut(wire::udp::HEADER_LEN);
-            gue::GueRepr {
-                proto_ctype: IpProtocol::IPIP,
-            }
-            .emit(gue_hdr)?;
+            let gue_len = match seal {
+                Some(seal) => {
+                    let h: &mut [u8; auth::AUTH_HEADER_LEN] = (&mut gue_hdr
+                        [..auth::AUTH_HEADER_LEN])
+                        .try_into()
+                        .map_err(|_| BuildError::BufferTooSmall)?;
+                    auth::emit(seal, p.src, p.dst, IpProtocol::IPIP, inner, h);
+                    auth::AUTH_HEADER_LEN
+                }
+                None => {
+                    gue::GueRepr {
+                        proto_ctype: IpProtocol::IPIP,
+                    }
+                    .emit(gue_hdr)?;
+                    gue::HEADER_LEN
+                }
+            };
             let udp_len = (total - wire::ipv4::HEADER_LEN) as u16;
             let mut udp = UdpPacket::new_unchecked(&mut udp_hdr[..]);
             // Checksum 0 first: the port setters update a non-zero checksum incrementally.
@@ -278,7 +316,7 @@ pub fn build_outer(
                 let sum = checksum::combine(&[
                     checksum::pseudo_header_v4(p.src, p.dst, IpProtocol::UDP, udp_len),
                     checksum::data(udp_hdr),
-                    checksum::data(&gue_hdr[..gue::HEADER_LEN]),
+                    checksum::data(&gue_hdr[..gue_len]),
                     checksum::data(inner),
                 ]);
                 UdpPacket::new_unchecked(&mut udp_hdr[..])

@@ -9,6 +9,7 @@ mod admin_input;
 mod agent_merged;
 mod director_packet;
 mod encap_strip;
+mod gue_auth;
 mod gue_gro;
 mod icmp_reply;
 mod keepalived_conf;
@@ -22,6 +23,7 @@ pub use admin_input::admin_input;
 pub use agent_merged::agent_merged;
 pub use director_packet::director_packet;
 pub use encap_strip::encap_strip;
+pub use gue_auth::{gue_auth, GUE_AUTH_KEY};
 pub use gue_gro::gue_gro;
 pub use icmp_reply::icmp_reply;
 pub use keepalived_conf::keepalived_conf;
@@ -41,6 +43,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("agent_merged", agent_merged),
     ("director_packet", director_packet),
     ("encap_strip", encap_strip),
+    ("gue_auth", gue_auth),
     ("gue_gro", gue_gro),
     ("icmp_reply", icmp_reply),
     ("keepalived_conf", keepalived_conf),

@@ -891,11 +891,17 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
         ("recv_truncated", s.recv_truncated),
         ("tun_write_error", s.tun_write_error),
         ("merged_unsupported", s.merged_unsupported),
+        ("port_not_allowed", s.port_not_allowed),
+        ("proto_not_allowed", s.proto_not_allowed),
     ];
     let strip = StripError::ALL
         .iter()
         .map(|e| (e.as_str(), s.strip.get(*e as usize).copied().unwrap_or(0)));
-    for (reason, n) in fixed.into_iter().chain(strip) {
+    let auth = crate::encap::auth::AuthError::ALL
+        .iter()
+        .zip(s.auth)
+        .map(|(e, n)| (e.as_str(), n));
+    for (reason, n) in fixed.into_iter().chain(strip).chain(auth) {
         drops.get_or_create(&vec![("reason", reason)]).inc_by(n);
     }
     r.register(

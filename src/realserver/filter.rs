@@ -1,6 +1,9 @@
 //! What the agent accepts: tunnel packets from an allowed director, carrying an IPv4 packet for
-//! one of its VIPs; or, for a gateway ([`Filter::gateway`]), carrying a packet whose source is
-//! inside the prefixes routed to the peer that sent it. Plain logic over byte slices, no IO.
+//! one of its VIPs (and, with `--vip-ports`, a protocol and port that VIP lists:
+//! [`super::ports`]); or, for a gateway ([`Filter::gateway`]), carrying a packet whose source
+//! is inside the prefixes routed to the peer that sent it. With tunnel keys
+//! ([`Filter::with_keys`]) a GUE packet must also carry a valid MAC and a fresh sequence
+//! number ([`crate::encap::auth`]). Plain logic over byte slices, no IO.
 
 use std::net::Ipv4Addr;
 use std::ops::Range;
@@ -8,6 +11,8 @@ use std::ops::Range;
 use ipnet::Ipv4Net;
 
 use super::merged;
+use super::ports::{PortDrop, VipPorts};
+use crate::encap::auth::{AuthError, Keyring, OpenError};
 use crate::encap::{self, GreChecksum, StripError, TunnelType};
 
 /// Why the agent dropped a received packet.
@@ -24,11 +29,18 @@ pub enum AgentDrop {
     Truncated,
     /// The tunnel headers or the inner packet did not validate.
     Strip(StripError),
+    /// GUE with tunnel keys: no or a bad MAC, an unknown key, a replayed sequence number.
+    Auth(AuthError),
+    /// `--vip-ports`: TCP or UDP to a port the VIP does not list.
+    PortNotAllowed,
+    /// `--vip-ports`: a protocol the VIP does not list.
+    ProtoNotAllowed,
 }
 
 impl AgentDrop {
     /// The counter label (`not_allowed`, `not_vip`, `inner_source_not_allowed`,
-    /// `recv_truncated`, or the strip error's label).
+    /// `recv_truncated`, `port_not_allowed`, `proto_not_allowed`, or the strip or
+    /// authentication error's label).
     pub fn as_str(self) -> &'static str {
         match self {
             AgentDrop::NotAllowed => "not_allowed",
@@ -36,6 +48,9 @@ impl AgentDrop {
             AgentDrop::InnerSourceNotAllowed => "inner_source_not_allowed",
             AgentDrop::Truncated => "recv_truncated",
             AgentDrop::Strip(e) => e.as_str(),
+            AgentDrop::Auth(e) => e.as_str(),
+            AgentDrop::PortNotAllowed => "port_not_allowed",
+            AgentDrop::ProtoNotAllowed => "proto_not_allowed",
         }
     }
 }
@@ -81,13 +96,22 @@ enum Inner {
     Gateway(Vec<GatewayPeer>),
 }
 
-/// The per-packet checks, configured once.
-#[derive(Clone, Debug)]
+/// What only some agents check.
+#[derive(Debug, Default)]
+struct Extra {
+    keys: Option<Keyring>,
+    ports: VipPorts,
+}
+
+/// The per-packet checks, configured once (the replay windows change with each packet).
+#[derive(Debug)]
 pub struct Filter {
     allow: AllowList,
     inner: Inner,
     tun: TunnelType,
     gre_key: Option<u32>,
+    /// Tunnel keys and `--vip-ports`, boxed: most agents have neither.
+    extra: Box<Extra>,
 }
 
 impl Filter {
@@ -106,7 +130,21 @@ impl Filter {
             inner: Inner::Vips(vips),
             tun,
             gre_key,
+            extra: Box::default(),
         }
+    }
+
+    /// GUE packets must carry a MAC by one of `keys` and a fresh sequence number
+    /// (`--tunnel-key`); the others are dropped by reason ([`AuthError`]).
+    pub fn with_keys(mut self, keys: Keyring) -> Filter {
+        self.extra.keys = Some(keys);
+        self
+    }
+
+    /// Packets to a VIP with a `--vip-ports` list must match it.
+    pub fn with_ports(mut self, ports: VipPorts) -> Filter {
+        self.extra.ports = ports;
+        self
     }
 
     /// A gateway's checks: `tun` packets from the `peers` (each with its own GRE key) whose
@@ -118,6 +156,7 @@ impl Filter {
             inner: Inner::Gateway(peers),
             tun,
             gre_key: None,
+            extra: Box::default(),
         }
     }
 
@@ -144,13 +183,34 @@ impl Filter {
         self.check_inner(packet, stripped.inner, src)
     }
 
-    /// Checks the payload of a UDP datagram from `src` on the GUE port and returns where the
-    /// inner packet is in it.
-    pub fn check_gue(&self, payload: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
+    /// Checks the payload of a UDP datagram from `src` to `dst` (this host's address it was
+    /// sent to) on the GUE port and returns where the inner packet is in it. With tunnel
+    /// keys, the authentication option is checked (and its sequence number recorded) before
+    /// anything else of the packet is looked at.
+    pub fn check_gue(
+        &mut self,
+        payload: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<Range<usize>, AgentDrop> {
         if !self.allow.contains(src) {
             return Err(AgentDrop::NotAllowed);
         }
-        let inner = encap::strip_gue(payload).map_err(AgentDrop::Strip)?;
+        let inner = match &mut self.extra.keys {
+            None => encap::strip_gue(payload).map_err(AgentDrop::Strip)?,
+            Some(keys) => {
+                let after = keys.open(src, dst, payload).map_err(|e| match e {
+                    OpenError::Strip(e) => AgentDrop::Strip(e),
+                    OpenError::Auth(e) => AgentDrop::Auth(e),
+                })?;
+                let r = encap::inner_range(payload, after.start).map_err(AgentDrop::Strip)?;
+                // The MAC covered every byte after the header: no trailing bytes either.
+                if r.end != payload.len() {
+                    return Err(AgentDrop::Strip(StripError::InnerMalformed));
+                }
+                r
+            }
+        };
         self.check_inner(payload, inner, src)
     }
 
@@ -172,6 +232,12 @@ impl Filter {
             Inner::Vips(vips) => {
                 if vips.binary_search(&dst).is_err() {
                     return Err(AgentDrop::NotVip);
+                }
+                if let Some(p) = buf.get(inner.clone()) {
+                    self.extra.ports.check(dst, p).map_err(|e| match e {
+                        PortDrop::Port => AgentDrop::PortNotAllowed,
+                        PortDrop::Protocol => AgentDrop::ProtoNotAllowed,
+                    })?;
                 }
             }
             Inner::Gateway(_) => {
@@ -368,7 +434,7 @@ mod tests {
         // The UDP socket hands over the payload after IPv4 (20) and UDP (8).
         let payload = &pkt[28..];
         let r = filter(TunnelType::Gue, None)
-            .check_gue(payload, DIRECTOR)
+            .check_gue(payload, DIRECTOR, RS)
             .unwrap();
         assert_eq!(&payload[r], &inner[..]);
     }
@@ -377,10 +443,10 @@ mod tests {
     fn a_source_outside_the_allow_list_is_dropped_before_parsing() {
         let stranger = Ipv4Addr::new(192, 168, 1, 99);
         let pkt = wrap(TunnelType::Ipip, None, stranger, &inner(VIP));
-        let f = filter(TunnelType::Ipip, None);
+        let mut f = filter(TunnelType::Ipip, None);
         assert_eq!(f.check_ip(&pkt, stranger), Err(AgentDrop::NotAllowed));
         assert_eq!(f.check_ip(&[0xff; 3], stranger), Err(AgentDrop::NotAllowed));
-        assert_eq!(f.check_gue(&[], stranger), Err(AgentDrop::NotAllowed));
+        assert_eq!(f.check_gue(&[], stranger, RS), Err(AgentDrop::NotAllowed));
     }
 
     #[test]
@@ -393,6 +459,125 @@ mod tests {
         );
         let f = filter(TunnelType::Ipip, None);
         assert_eq!(f.check_ip(&pkt, DIRECTOR), Err(AgentDrop::NotVip));
+    }
+
+    /// `inner` in an authenticated GUE payload sealed with key `[k; 32]`, lane 0, `seq`.
+    fn sealed(k: u8, seq: u64, src: Ipv4Addr, inner: &[u8]) -> Vec<u8> {
+        use crate::encap::auth::{Seal, TunnelKey};
+        let key = TunnelKey::new(&[k; 32]);
+        let seal = Seal {
+            key: &key,
+            lane: 0,
+            seq,
+        };
+        let params = OuterParams {
+            src,
+            dst: RS,
+            tunnel: Tunnel::Gue {
+                port: encap::DEFAULT_GUE_PORT,
+                csum: false,
+            },
+            flow_hash: 7,
+        };
+        let mut hdr = [0u8; MAX_OUTER_HEADER];
+        let n = encap::build_outer_sealed(&params, inner, Some(&seal), &mut hdr).unwrap();
+        [&hdr[28..n], inner].concat()
+    }
+
+    fn keyed(keys: &[u8]) -> Filter {
+        use crate::encap::auth::{Keyring, TunnelKey};
+        let ring = Keyring::new(keys.iter().map(|k| TunnelKey::new(&[*k; 32])).collect());
+        filter(TunnelType::Gue, None).with_keys(ring.unwrap())
+    }
+
+    #[test]
+    fn with_a_key_only_authenticated_fresh_gue_is_delivered() {
+        let inner = inner(VIP);
+        let mut f = keyed(&[1]);
+        let good = sealed(1, 10, DIRECTOR, &inner);
+        let r = f.check_gue(&good, DIRECTOR, RS).unwrap();
+        assert_eq!(&good[r], &inner[..]);
+        // The same packet again: a replay.
+        assert_eq!(
+            f.check_gue(&good, DIRECTOR, RS),
+            Err(AgentDrop::Auth(AuthError::Replayed))
+        );
+        // A plain GUE packet (a forger without the key), a wrong key, a changed inner packet,
+        // another destination address than the one sealed.
+        let plain = &wrap(TunnelType::Gue, None, DIRECTOR, &inner)[28..];
+        assert_eq!(
+            f.check_gue(plain, DIRECTOR, RS),
+            Err(AgentDrop::Auth(AuthError::Missing))
+        );
+        assert_eq!(
+            f.check_gue(&sealed(2, 11, DIRECTOR, &inner), DIRECTOR, RS),
+            Err(AgentDrop::Auth(AuthError::UnknownKey))
+        );
+        let mut forged = sealed(1, 12, DIRECTOR, &inner);
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            f.check_gue(&forged, DIRECTOR, RS),
+            Err(AgentDrop::Auth(AuthError::BadMac))
+        );
+        assert_eq!(
+            f.check_gue(&sealed(1, 13, DIRECTOR, &inner), DIRECTOR, VIP),
+            Err(AgentDrop::Auth(AuthError::BadMac))
+        );
+        // The allow-list still comes first; the VIP check after the MAC.
+        let stranger = Ipv4Addr::new(192, 168, 1, 99);
+        assert_eq!(
+            f.check_gue(&sealed(1, 14, stranger, &inner), stranger, RS),
+            Err(AgentDrop::NotAllowed)
+        );
+        let other = sealed(1, 15, DIRECTOR, &self::inner(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(f.check_gue(&other, DIRECTOR, RS), Err(AgentDrop::NotVip));
+        // Rotation: both keys are taken.
+        let mut f = keyed(&[1, 2]);
+        assert!(f
+            .check_gue(&sealed(1, 20, DIRECTOR, &inner), DIRECTOR, RS)
+            .is_ok());
+        assert!(f
+            .check_gue(&sealed(2, 20, DIRECTOR, &inner), DIRECTOR, RS)
+            .is_ok());
+        // Without a key the authenticated header is skipped: delivered.
+        let mut open = filter(TunnelType::Gue, None);
+        let r = open.check_gue(&good, DIRECTOR, RS).unwrap();
+        assert_eq!(&good[r], &inner[..]);
+    }
+
+    #[test]
+    fn vip_ports_limit_what_reaches_the_vip() {
+        use super::super::ports::VipPorts;
+        let ports = VipPorts::parse(&[format!("{VIP}=tcp:80")]).unwrap();
+        let f = filter(TunnelType::Ipip, None).with_ports(ports);
+        let tcp = |port| {
+            crate::wire::testing::tcp_packet(
+                Ipv4Addr::new(198, 51, 100, 7),
+                4000,
+                VIP,
+                port,
+                0x02,
+                0,
+            )
+        };
+        let web = wrap(TunnelType::Ipip, None, DIRECTOR, &tcp(80));
+        assert!(f.check_ip(&web, DIRECTOR).is_ok());
+        let ssh = wrap(TunnelType::Ipip, None, DIRECTOR, &tcp(22));
+        assert_eq!(f.check_ip(&ssh, DIRECTOR), Err(AgentDrop::PortNotAllowed));
+        // The UDP test packet (port 80) to the VIP: no UDP rule.
+        let udp = wrap(TunnelType::Ipip, None, DIRECTOR, &inner(VIP));
+        assert_eq!(f.check_ip(&udp, DIRECTOR), Err(AgentDrop::ProtoNotAllowed));
+        // The other VIP has no list.
+        let other = wrap(
+            TunnelType::Ipip,
+            None,
+            DIRECTOR,
+            &inner(Ipv4Addr::new(10, 0, 0, 1)),
+        );
+        assert!(f.check_ip(&other, DIRECTOR).is_ok());
+        assert_eq!(AgentDrop::PortNotAllowed.as_str(), "port_not_allowed");
+        assert_eq!(AgentDrop::Auth(AuthError::BadMac).as_str(), "auth_bad_mac");
     }
 
     fn gateway(tun: TunnelType, gre_key: Option<u32>) -> Filter {
@@ -445,14 +630,14 @@ mod tests {
 
     #[test]
     fn garbage_from_an_allowed_source_is_a_strip_error_not_a_panic() {
-        let f = filter(TunnelType::Ipip, None);
+        let mut f = filter(TunnelType::Ipip, None);
         for len in 0..48 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 0x45) as u8).collect();
             assert!(matches!(
                 f.check_ip(&junk, DIRECTOR),
                 Err(AgentDrop::Strip(_))
             ));
-            assert!(f.check_gue(&junk, DIRECTOR).is_err());
+            assert!(f.check_gue(&junk, DIRECTOR, RS).is_err());
         }
         assert_eq!(
             AgentDrop::Strip(StripError::Truncated).as_str(),

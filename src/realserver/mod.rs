@@ -15,9 +15,15 @@
 //!    director with `--tun-csum`, must verify unless the kernel's GRO merged the packet) and
 //!    the inner destination must be a VIP. Drops are counted by reason ([`stats`]), e.g.
 //!    `gre_bad_checksum`.
-//! 4. The inner packet is written into the agent's own TUN device (`rp_filter=0` on it and on
-//!    `all`); the kernel delivers it to the service on the VIP, whose reply goes straight to the
-//!    client.
+//! 4. The inner packet is written into the agent's own TUN device (`rp_filter=2`, loose, on it
+//!    alone, with a link-local address [`TUN_ADDR`] that loose mode needs; `conf/all` is left
+//!    as it is, the kernel applying the larger of the two); the kernel delivers it to the
+//!    service on the VIP, whose reply goes straight to the client.
+//!
+//! Narrowing what a forged packet can do: `--tunnel-key` (GUE packets must carry the
+//! director's MAC and a fresh sequence number, [`crate::encap::auth`]), `--vip-ports` (the
+//! protocols and ports each VIP takes, [`ports`]), and an `--allow` no wider than a /16 unless
+//! `--allow-wide`.
 //!    For GUE (unless `--no-offload`) the socket has `UDP_GRO` on and the TUN takes virtio
 //!    headers: a train of the director's datagrams arrives as one buffer, each record is
 //!    checked as above, and consecutive segments of one TCP flow are written back as one
@@ -46,6 +52,7 @@ pub mod filter;
 pub mod gateway;
 pub mod gro;
 pub mod merged;
+pub mod ports;
 pub mod stats;
 pub mod tunnel;
 
@@ -152,7 +159,39 @@ pub struct AgentArgs {
     /// agents still running are left alone. (An agent does this itself when it starts.)
     #[arg(long, conflicts_with_all = ["vips", "gateway"])]
     pub cleanup: bool,
+    /// Accept only GUE packets authenticated with this key (a file of 64 hex characters,
+    /// mode 0600, owned by the user tunlb runs as; the director's --tunnel-key or the real
+    /// server's `tunnel_key`). Give it twice during a key rotation: packets by either key are
+    /// taken. Unauthenticated, forged (bad MAC), replayed and unknown-key packets are dropped
+    /// and counted (auth_missing, auth_bad_mac, auth_replayed, auth_unknown_key). GUE only:
+    /// IPIP and GRE cannot carry a MAC (see --insecure-unauthenticated-encap).
+    #[arg(long = "tunnel-key", value_name = "FILE")]
+    pub tunnel_keys: Vec<std::path::PathBuf>,
+    /// Start with --tunnel-key and --encap ipip or gre anyway, accepting their packets
+    /// unauthenticated (anyone who can spoof the director's address can reach the VIPs). Use
+    /// GUE with a key, or IPsec between director and real servers, instead.
+    #[arg(long)]
+    pub insecure_unauthenticated_encap: bool,
+    /// Limit what tunnelled packets may reach on a VIP: `[VIP=]RULE[/RULE...]`, RULE being
+    /// `tcp:PORTS`, `udp:PORTS` or `icmp`, PORTS like `80,443,8000-8099` (repeat for several
+    /// VIPs; without `VIP=` the list is the default of every VIP without its own). E.g.
+    /// `--vip-ports 10.0.0.100=tcp:80,443/udp:53`. Others are dropped as port_not_allowed or
+    /// proto_not_allowed; ICMP errors always pass. Default: no limit.
+    #[arg(long = "vip-ports", value_name = "[VIP=]RULES")]
+    pub vip_ports: Vec<String>,
+    /// Accept an --allow wider than a /16 (by default refused: a wide allow-list lets most
+    /// of the Internet pretend to be the director).
+    #[arg(long)]
+    pub allow_wide: bool,
 }
+
+/// The narrowest `--allow` prefix taken without `--allow-wide`.
+pub const WIDEST_ALLOW: u8 = 16;
+
+/// The address on the agent's TUN device: loose reverse-path filtering (`rp_filter=2`, set on
+/// the TUN alone) drops every packet arriving on a device without an IPv4 address. A
+/// link-local /32, never routed anywhere.
+pub const TUN_ADDR: Ipv4Addr = Ipv4Addr::new(169, 254, 253, 1);
 
 /// Parses `--allow`: a CIDR, or a bare address meaning `/32`.
 pub(crate) fn parse_allow(s: &str) -> Result<Ipv4Net, String> {
@@ -170,7 +209,15 @@ pub(crate) fn parse_allow(s: &str) -> Result<Ipv4Net, String> {
 impl AgentArgs {
     /// Rejects combinations clap cannot: no VIP, empty allow-list, a GRE key without GRE, ...
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(wide) = self.allow.iter().find(|n| n.prefix_len() < WIDEST_ALLOW) {
+            if !self.allow_wide {
+                bail!("--allow {wide} is wider than a /{WIDEST_ALLOW}: most of that range could pretend to be the director; list the directors' addresses, or add --allow-wide if this is meant");
+            }
+        }
         if self.gateway {
+            if !self.tunnel_keys.is_empty() || !self.vip_ports.is_empty() {
+                bail!("--tunnel-key and --vip-ports are for real servers, not --gateway");
+            }
             return gateway::validate(self);
         }
         if !self.routes.is_empty() || self.peer.is_some() || !self.lans.is_empty() {
@@ -187,8 +234,13 @@ impl AgentArgs {
             bail!("--vip {bad} is not a unicast address");
         }
         if self.mode == Mode::Dr {
-            if self.encap.is_some() || !self.allow.is_empty() || self.gre_key.is_some() {
-                bail!("--encap, --allow and --gre-key are for --mode tun: in DR mode packets arrive unchanged, with no tunnel");
+            if self.encap.is_some()
+                || !self.allow.is_empty()
+                || self.gre_key.is_some()
+                || !self.tunnel_keys.is_empty()
+                || !self.vip_ports.is_empty()
+            {
+                bail!("--encap, --allow, --gre-key, --tunnel-key and --vip-ports are for --mode tun: in DR mode packets arrive unchanged, with no tunnel");
             }
             if let Some(bad) = self.lan_ifs.iter().find(|i| !valid_ifname(i)) {
                 bail!("--lan-if {bad:?} is not a valid interface name");
@@ -206,6 +258,19 @@ impl AgentArgs {
         }
         if self.gre_key.is_some() && encap != TunnelType::Gre {
             bail!("--gre-key is only meaningful with --encap gre");
+        }
+        if !self.tunnel_keys.is_empty()
+            && encap != TunnelType::Gue
+            && !self.insecure_unauthenticated_encap
+        {
+            bail!("--tunnel-key with --encap {encap}: IPIP and GRE cannot carry a MAC, so anyone who can spoof the director's address could still reach the VIPs; use --encap gue (the director's real servers with tun_type gue), or IPsec between director and real servers, or add --insecure-unauthenticated-encap to accept {encap} unauthenticated");
+        }
+        if self.insecure_unauthenticated_encap && self.tunnel_keys.is_empty() {
+            bail!("--insecure-unauthenticated-encap only makes sense with --tunnel-key");
+        }
+        let ports = ports::VipPorts::parse(&self.vip_ports).map_err(anyhow::Error::msg)?;
+        if let Some(vip) = ports.unknown_vips(&self.vips).next() {
+            bail!("--vip-ports {vip}=...: {vip} is not one of the --vip addresses");
         }
         let name = &self.tun_name;
         if !valid_ifname(name) {
@@ -413,8 +478,11 @@ fn run_tun(
     })
     .with_context(|| format!("create TUN device {}", args.tun_name))?;
     let tun_name = tun.name().to_owned();
-    net.set_sysctl(&conf_key("all", "rp_filter"), "0")?;
-    net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
+    // Reverse-path filtering: the kernel applies max(conf/all, conf/TUN). Loose (2) on the
+    // TUN alone lets the clients' packets in (their source is routed elsewhere) whatever
+    // `all` is; loose mode wants an address on the device. `all` stays as it is.
+    net.add_address(Ipv4Net::from(TUN_ADDR), &tun_name)?;
+    net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "2")?;
     let Some(queue) = tun.queues().pop() else {
         bail!("TUN device {tun_name} has no queue");
     };
@@ -445,7 +513,11 @@ fn run_tun(
         allow.join(", "),
     );
 
-    let mut filter = Filter::new(AllowList::new(&args.allow), &args.vips, encap, args.gre_key);
+    let mut filter = Filter::new(AllowList::new(&args.allow), &args.vips, encap, args.gre_key)
+        .with_ports(ports::VipPorts::parse(&args.vip_ports).map_err(anyhow::Error::msg)?);
+    if let Some(keys) = load_keyring(args, encap)? {
+        filter = filter.with_keys(keys);
+    }
     let mut stats = AgentStats::default();
     let shared = std::sync::Arc::new(std::sync::Mutex::new(AgentStats::default()));
     let mut opts = args.serve_options();
@@ -474,6 +546,34 @@ fn run_tun(
             Ok(stats)
         }
     }
+}
+
+/// The `--tunnel-key` files as a keyring (GUE; `None` without keys, or for IPIP/GRE, which
+/// `validate` only lets through with `--insecure-unauthenticated-encap`).
+fn load_keyring(
+    args: &AgentArgs,
+    encap: TunnelType,
+) -> anyhow::Result<Option<crate::encap::auth::Keyring>> {
+    use crate::encap::auth::{Keyring, TunnelKey};
+    if args.tunnel_keys.is_empty() {
+        return Ok(None);
+    }
+    if encap != TunnelType::Gue {
+        log::warn!("{LOG} --insecure-unauthenticated-encap: {encap} packets are accepted without authentication (the --tunnel-key is not used); use GUE or IPsec");
+        return Ok(None);
+    }
+    let keys = args
+        .tunnel_keys
+        .iter()
+        .map(|p| TunnelKey::load(p).context("--tunnel-key"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let ring = Keyring::new(keys).map_err(anyhow::Error::msg)?;
+    let ids: Vec<String> = ring.ids().iter().map(|i| format!("{i:#06x}")).collect();
+    log::info!(
+        "{LOG} GUE packets must be authenticated (key id {})",
+        ids.join(", ")
+    );
+    Ok(Some(ring))
 }
 
 /// A stop condition for [`run_until`] that watches a flag.
@@ -553,6 +653,47 @@ mod tests {
         assert_eq!(a.tun_name, "tunlb-rs0");
         assert_eq!(a.gue_port, 6080);
         a.validate().unwrap();
+    }
+
+    #[test]
+    fn wide_allow_lists_keys_with_ipip_and_vip_ports_are_checked() {
+        let base = ["--vip", "10.0.0.100", "--encap", "gue"];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            parse(&v).unwrap().validate()
+        };
+        let e = with(&["--allow", "10.0.0.0/8"]).unwrap_err().to_string();
+        assert!(
+            e.contains("wider than a /16") && e.contains("--allow-wide"),
+            "{e}"
+        );
+        with(&["--allow", "10.0.0.0/8", "--allow-wide"]).unwrap();
+        with(&["--allow", "10.1.0.0/16"]).unwrap();
+        // A key with IPIP or GRE: refused unless told.
+        let k = ["--allow", "10.1.0.2", "--tunnel-key", "/k"];
+        with(&k).unwrap();
+        let mut ipip = vec!["--vip", "10.0.0.100", "--encap", "ipip"];
+        ipip.extend_from_slice(&k);
+        let e = parse(&ipip).unwrap().validate().unwrap_err().to_string();
+        assert!(
+            e.contains("cannot carry a MAC") && e.contains("--insecure-unauthenticated-encap"),
+            "{e}"
+        );
+        ipip.push("--insecure-unauthenticated-encap");
+        parse(&ipip).unwrap().validate().unwrap();
+        // --vip-ports: the syntax, and only for the agent's VIPs.
+        with(&[
+            "--allow",
+            "10.1.0.2",
+            "--vip-ports",
+            "10.0.0.100=tcp:80,443/udp:53",
+        ])
+        .unwrap();
+        with(&["--allow", "10.1.0.2", "--vip-ports", "tcp:80"]).unwrap();
+        let e = with(&["--allow", "10.1.0.2", "--vip-ports", "10.0.0.9=tcp:80"]).unwrap_err();
+        assert!(e.to_string().contains("not one of the --vip"), "{e}");
+        assert!(with(&["--allow", "10.1.0.2", "--vip-ports", "ssh"]).is_err());
     }
 
     #[test]

@@ -65,6 +65,10 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
             metrics_listen: Some("127.0.0.1:9101".parse().unwrap()),
             no_offload: false,
             cleanup: false,
+            tunnel_keys: Vec::new(),
+            insecure_unauthenticated_encap: false,
+            vip_ports: Vec::new(),
+            allow_wide: false,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {
@@ -177,6 +181,10 @@ fn dr_mode_hides_the_vip_on_every_interface_and_undoes_it() {
             metrics_listen: None,
             no_offload: false,
             cleanup: false,
+            tunnel_keys: Vec::new(),
+            insecure_unauthenticated_encap: false,
+            vip_ports: Vec::new(),
+            allow_wide: false,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {
@@ -215,7 +223,12 @@ impl tunnel::Accept for AnyIpip {
             .map_err(AgentDrop::Strip)
     }
 
-    fn check_gue(&self, _payload: &[u8], _src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
+    fn check_gue(
+        &mut self,
+        _payload: &[u8],
+        _src: Ipv4Addr,
+        _dst: Ipv4Addr,
+    ) -> Result<Range<usize>, AgentDrop> {
         Err(AgentDrop::NotAllowed)
     }
 }

@@ -3,9 +3,11 @@
 use std::fmt;
 
 use super::filter::AgentDrop;
+use crate::encap::auth::AuthError;
 use crate::encap::StripError;
 
 const STRIP_REASONS: usize = StripError::ALL.len();
+const AUTH_REASONS: usize = AuthError::ALL.len();
 
 /// What the agent did with the packets it received.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -25,6 +27,13 @@ pub struct AgentStats {
     /// Dropped: the tunnel headers or inner packet did not validate, by [`StripError`]
     /// (index = `error as usize`).
     pub strip: [u64; STRIP_REASONS],
+    /// Dropped (`--tunnel-key`): GUE without a valid MAC, with an unknown key, replayed, by
+    /// [`AuthError`] (index = position in [`AuthError::ALL`]).
+    pub auth: [u64; AUTH_REASONS],
+    /// Dropped (`--vip-ports`): TCP or UDP to a port the VIP does not list.
+    pub port_not_allowed: u64,
+    /// Dropped (`--vip-ports`): a protocol the VIP does not list.
+    pub proto_not_allowed: u64,
     /// Dropped: the TUN device refused the write.
     pub tun_write_error: u64,
     /// TCP super-packets written whole, merged from consecutive segments of one flow (a
@@ -54,6 +63,13 @@ impl AgentStats {
                     *n += 1;
                 }
             }
+            AgentDrop::Auth(e) => {
+                if let Some(i) = AuthError::ALL.iter().position(|x| *x == e) {
+                    self.auth[i] += 1;
+                }
+            }
+            AgentDrop::PortNotAllowed => self.port_not_allowed += 1,
+            AgentDrop::ProtoNotAllowed => self.proto_not_allowed += 1,
         }
     }
 
@@ -66,10 +82,13 @@ impl AgentStats {
             + self.tun_write_error
             + self.merged_unsupported
             + self.strip.iter().sum::<u64>()
+            + self.auth.iter().sum::<u64>()
+            + self.port_not_allowed
+            + self.proto_not_allowed
     }
 
-    /// Every counter as `(label, value)`, the strip errors under their own labels; zero strip
-    /// counters are left out.
+    /// Every counter as `(label, value)`, the strip and authentication errors under their own
+    /// labels; zero strip, authentication and port counters are left out.
     pub fn labelled(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         [
             ("received", self.received),
@@ -87,6 +106,17 @@ impl AgentStats {
                 .zip(self.strip)
                 .filter(|(_, n)| *n > 0)
                 .map(|(e, n)| (e.as_str(), n)),
+        )
+        .chain(
+            AuthError::ALL
+                .iter()
+                .zip(self.auth)
+                .filter(|(_, n)| *n > 0)
+                .map(|(e, n)| (e.as_str(), n)),
+        )
+        .chain((self.port_not_allowed > 0).then_some(("port_not_allowed", self.port_not_allowed)))
+        .chain(
+            (self.proto_not_allowed > 0).then_some(("proto_not_allowed", self.proto_not_allowed)),
         )
         .chain(
             (self.gro_super_packets > 0).then_some(("gro_super_packets", self.gro_super_packets)),

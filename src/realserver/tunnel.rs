@@ -43,9 +43,13 @@ impl Receiver {
         Ok(match encap {
             TunnelType::Gue => {
                 let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, gue_port);
-                Receiver::Udp(
-                    UdpReceiver::bind(addr).with_context(|| format!("bind UDP port {gue_port}"))?,
-                )
+                let mut udp =
+                    UdpReceiver::bind(addr).with_context(|| format!("bind UDP port {gue_port}"))?;
+                // The destination address each datagram was sent to: authenticated GUE's MAC
+                // covers it.
+                udp.enable_pktinfo()
+                    .context("ask for IP_PKTINFO on the GUE socket")?;
+                Receiver::Udp(udp)
             }
             tun => {
                 let mut raw = RawReceiver::new(tun.ip_protocol())
@@ -104,6 +108,15 @@ impl Receiver {
         }
     }
 
+    /// The destination address of packet `i` of the last batch (GUE: from `IP_PKTINFO`;
+    /// unspecified if the kernel did not say, or for a raw socket, whose packets carry it).
+    fn dst_addr(&self, i: usize) -> Ipv4Addr {
+        match self {
+            Receiver::Raw(_) => Ipv4Addr::UNSPECIFIED,
+            Receiver::Udp(r) => r.dst_addr(i).unwrap_or(Ipv4Addr::UNSPECIFIED),
+        }
+    }
+
     fn recv_batch(&mut self, batch: &mut PacketBatch) -> std::io::Result<usize> {
         match self {
             Receiver::Raw(r) => r.recv_batch(batch, Some(POLL_TIMEOUT)),
@@ -122,9 +135,15 @@ pub trait Accept {
     /// source is `src`; returns where the inner packet is in it.
     fn check_ip(&self, packet: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop>;
 
-    /// Checks the payload of a UDP datagram from `src` on the GUE port; returns where the
-    /// inner packet is in it.
-    fn check_gue(&self, payload: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop>;
+    /// Checks the payload of a UDP datagram from `src` to `dst` on the GUE port; returns
+    /// where the inner packet is in it. `&mut`: an authenticating policy records sequence
+    /// numbers.
+    fn check_gue(
+        &mut self,
+        payload: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<Range<usize>, AgentDrop>;
 }
 
 impl Accept for Filter {
@@ -132,8 +151,13 @@ impl Accept for Filter {
         Filter::check_ip(self, packet, src)
     }
 
-    fn check_gue(&self, payload: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
-        Filter::check_gue(self, payload, src)
+    fn check_gue(
+        &mut self,
+        payload: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<Range<usize>, AgentDrop> {
+        Filter::check_gue(self, payload, src, dst)
     }
 }
 
@@ -194,12 +218,13 @@ pub fn serve(
         }
         for (i, (packet, meta)) in batch.iter_mut().enumerate() {
             let src = *meta.src.ip();
+            let dst = rx.dst_addr(i);
             let mut check = |p: &[u8], stats: &mut AgentStats| -> Option<Range<usize>> {
                 stats.received += 1;
                 let checked = if meta.truncated {
                     Err(AgentDrop::Truncated)
                 } else if gue {
-                    filter.check_gue(p, src)
+                    filter.check_gue(p, src, dst)
                 } else {
                     filter.check_ip(p, src)
                 };

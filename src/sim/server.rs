@@ -142,7 +142,7 @@ impl RealServer {
             return self.drop("malformed");
         };
         let src = ip.src_addr();
-        match (self.reach, self.filter.as_ref()) {
+        match (self.reach, self.filter.as_mut()) {
             (
                 Reach::Tunnel {
                     tun: TunnelType::Gue,
@@ -157,7 +157,7 @@ impl RealServer {
                     _ => return self.drop("not_for_me"),
                 };
                 let payload = udp.payload();
-                match filter.check_gue(payload, src) {
+                match filter.check_gue(payload, src, ip.dst_addr()) {
                     Ok(inner) => self.serve(&payload[inner]),
                     Err(e) => self.drop(e.as_str()),
                 }

@@ -134,6 +134,9 @@ struct RecvArrays {
     gro: Vec<u16>,
     /// Per-message receiving interface (`IP_PKTINFO`) of the last receive (0: none given).
     ifindex: Vec<u32>,
+    /// Per-message destination address of the IP header (`IP_PKTINFO`'s `ipi_addr`) of the
+    /// last receive (unspecified: none given).
+    dst: Vec<Ipv4Addr>,
     want_gro: bool,
     want_pktinfo: bool,
 }
@@ -154,6 +157,7 @@ impl RecvArrays {
             control: Vec::new(),
             gro: Vec::new(),
             ifindex: Vec::new(),
+            dst: Vec::new(),
             want_gro: false,
             want_pktinfo: false,
         }
@@ -178,6 +182,7 @@ impl RecvArrays {
                 .resize_with(cap, || sockaddr_v4(Ipv4Addr::UNSPECIFIED, 0));
             self.gro.resize(cap, 0);
             self.ifindex.resize(cap, 0);
+            self.dst.resize(cap, Ipv4Addr::UNSPECIFIED);
             if self.want_gro || self.want_pktinfo {
                 self.control.resize(cap, [0; GRO_CONTROL_LEN / 8]);
             }
@@ -224,9 +229,10 @@ impl RecvArrays {
         let n = (rc as usize).min(cap);
         for i in 0..n {
             let msg = &self.msgs[i];
-            let (gro, ifindex) = control_info(&msg.msg_hdr);
+            let (gro, ifindex, dst) = control_info(&msg.msg_hdr);
             self.gro[i] = if self.want_gro { gro } else { 0 };
             self.ifindex[i] = ifindex;
+            self.dst[i] = dst;
             let addr = &self.addrs[i];
             batch.set_meta(
                 i,
@@ -245,12 +251,13 @@ impl RecvArrays {
     }
 }
 
-/// The `UDP_GRO` segment size and the `IP_PKTINFO` interface index of the control messages in
-/// `msg` (after `recvmmsg` filled it); 0 for what is not there.
-fn control_info(msg: &libc::msghdr) -> (u16, u32) {
-    let (mut gro, mut ifindex) = (0, 0);
+/// The `UDP_GRO` segment size and the `IP_PKTINFO` interface index and header destination
+/// address of the control messages in `msg` (after `recvmmsg` filled it); 0 for what is not
+/// there.
+fn control_info(msg: &libc::msghdr) -> (u16, u32, Ipv4Addr) {
+    let (mut gro, mut ifindex, mut dst) = (0, 0, Ipv4Addr::UNSPECIFIED);
     if msg.msg_control.is_null() || msg.msg_controllen < mem::size_of::<libc::cmsghdr>() {
-        return (gro, ifindex);
+        return (gro, ifindex, dst);
     }
     // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages into
     // the buffer `msg_control` points at; CMSG_FIRSTHDR / CMSG_NXTHDR stay inside it (they
@@ -273,11 +280,12 @@ fn control_info(msg: &libc::msghdr) -> (u16, u32) {
             {
                 let v = ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::in_pktinfo>());
                 ifindex = u32::try_from(v.ipi_ifindex).unwrap_or(0);
+                dst = Ipv4Addr::from(u32::from_be(v.ipi_addr.s_addr));
             }
             c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    (gro, ifindex)
+    (gro, ifindex, dst)
 }
 
 /// Receives every IPv4 packet of one IP protocol (4 = IPIP, 47 = GRE) addressed to this host,
@@ -402,6 +410,26 @@ impl UdpReceiver {
         // Grown to the batch size at the next receive.
         self.arrays.msgs.clear();
         Ok(())
+    }
+
+    /// Turns on `IP_PKTINFO`: from the next receive on, [`dst_addr`](Self::dst_addr) tells
+    /// the address each datagram was sent to.
+    pub fn enable_pktinfo(&mut self) -> io::Result<()> {
+        super::set_int_option(self.sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?;
+        self.arrays.want_pktinfo = true;
+        // Grown to the batch size, with control buffers, at the next receive.
+        self.arrays.msgs.clear();
+        Ok(())
+    }
+
+    /// The destination address of datagram `i` of the last receive, once
+    /// [`enable_pktinfo`](Self::enable_pktinfo) is on; else `None`.
+    pub fn dst_addr(&self, i: usize) -> Option<Ipv4Addr> {
+        self.arrays
+            .dst
+            .get(i)
+            .copied()
+            .filter(|a| !a.is_unspecified())
     }
 
     /// The segment size of packet `i` of the last receive if the kernel coalesced a train

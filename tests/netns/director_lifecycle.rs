@@ -144,14 +144,15 @@ fn director_restores_host_on_exit() {
     assert_eq!(get(client, VIP, "1"), None, "the VIP still answers");
 }
 
-/// The agent hides the VIP on `lo` (arp_ignore 1, arp_announce 2), turns rp_filter off and
-/// creates its TUN device while it runs; after SIGTERM it exits 0 and all of that is undone.
+/// The agent hides the VIP on `lo` (arp_ignore 1, arp_announce 2), creates its TUN device with
+/// loose rp_filter (2) on it alone, `all` left strict, while it runs; after SIGTERM it exits 0
+/// and all of that is undone.
 #[test]
 fn agent_restores_host_on_exit() {
     use tun_lab::{DIRECTOR, VIP};
     let lab = tun_lab::build();
     let rs = lab.ns("rs1");
-    // Strict reverse-path filtering before, so turning it off shows.
+    // Strict reverse-path filtering before: the agent leaves it on `all`.
     rs.sysctl("net.ipv4.conf.all.rp_filter", "1");
     let before = HostState::read(rs, &AGENT_SYSCTLS);
     let values =
@@ -166,8 +167,8 @@ fn agent_restores_host_on_exit() {
     });
     let lo = rs.ip("-4 -o addr show dev lo");
     assert!(lo.contains(&format!("inet {VIP}/32 ")), "{lo}");
-    assert_eq!(values(rs), ["1", "2", "1", "2", "0"]);
-    assert_eq!(rs.read_sysctl("net.ipv4.conf.tunlb-rs0.rp_filter"), "0");
+    assert_eq!(values(rs), ["1", "2", "1", "2", "1"]);
+    assert_eq!(rs.read_sysctl("net.ipv4.conf.tunlb-rs0.rp_filter"), "2");
     assert!(rs.ip("-o link show").contains(": tunlb-rs0:"));
 
     let (status, took, log) = terminate(rs, pid);

@@ -710,3 +710,208 @@ fn udp_trains_are_decided_whole_and_arrive_intact(encap: &'static str) {
         METRICS,
     );
 }
+
+/// Sends `count` forged GUE packets from the client's namespace to real server 1: outer source
+/// the director (spoofed; nothing on the way checks it), UDP to port 6080, `gue` as the GUE
+/// header (hex), then an inner UDP datagram CLIENT:5555 -> VIP:9999 saying "forged N".
+fn send_forged_gue(client: &Netns, gue: &str, count: u32) {
+    const SCRIPT: &str = r#"
+import socket, struct, sys
+src, dst, vip, client, gue, count = sys.argv[1:7]
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+def ip(src, dst, proto, payload):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 7, 0, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for n in range(int(count)):
+    data = b"forged %d" % n
+    inner = ip(client, vip, 17, struct.pack("!HHHH", 5555, 9999, 8 + len(data), 0) + data)
+    g = bytes.fromhex(gue) + inner
+    outer = ip(src, dst, 17, struct.pack("!HHHH", 50000, 6080, 8 + len(g), 0) + g)
+    s.sendto(outer, (dst, 0))
+"#;
+    let n = count.to_string();
+    client.exec(
+        "python3",
+        &["-c", SCRIPT, DIRECTOR, RS1, VIP, CLIENT, gue, &n],
+    );
+}
+
+/// A GUE header with the authentication option for the key in `key_hex`: the right key id
+/// (HMAC-SHA-256 of the label, as tunlb derives it), sequence `seq`, and a made-up MAC: what a
+/// forger who saw the director's packets can build without the key.
+fn forged_auth_header(key_hex: &str, seq: u64) -> String {
+    let id = tunlb::encap::auth::TunnelKey::from_hex(key_hex)
+        .expect("a test key")
+        .id();
+    format!("07040001{id:04x}0000{seq:016x}{}", "ab".repeat(16))
+}
+
+/// A tunnel key file (mode 0600) holding `hex`.
+fn key_file(name: &str, hex: &str) -> TempPath {
+    use std::os::unix::fs::PermissionsExt;
+    let path = TempPath::new(name);
+    fs::write(path.path(), format!("{hex}\n")).expect("write a key file");
+    fs::set_permissions(path.path(), fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    path
+}
+
+const KEY_A: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+const KEY_B: &str = "f9e8d7c6b5a4938271605f4e3d2c1b0af9e8d7c6b5a4938271605f4e3d2c1b0a";
+
+/// The GUE lab with every process's extra flags: the director's and the agents'; the agents
+/// serve /metrics on 127.0.0.1:9101 in their namespace, and a UDP sink on VIP:9999 in rs1
+/// notes what reaches it.
+struct AuthLab {
+    lab: Lab,
+}
+
+impl AuthLab {
+    fn start(director: &[&str], agent: &[&str]) -> AuthLab {
+        let topo = tun_lab::build();
+        let mut args = vec!["--local-address", DIRECTOR];
+        args.extend_from_slice(director);
+        let director = start_director(topo.ns("director"), &args);
+        let mut agents = Vec::new();
+        for (role, rip) in REAL_SERVERS {
+            let ns = topo.ns(role);
+            agents.push(start_agent_with(ns, agent));
+            start_httpd(ns, &format!("{VIP}:80"), &banner(rip), &[]);
+        }
+        let lab = Lab {
+            topo,
+            encap: "gue",
+            director,
+            agents: [agents[0], agents[1]],
+        };
+        lab.add_service("rr", "", [1, 1]);
+        AuthLab { lab }
+    }
+
+    fn restart_agents(&mut self, agent: &[&str]) {
+        for (i, (role, _)) in REAL_SERVERS.iter().enumerate() {
+            let ns = self.lab.topo.ns(role);
+            ns.stop(self.lab.agents[i]);
+            self.lab.agents[i] = start_agent_with(ns, agent);
+        }
+    }
+
+    fn restart_director(&mut self, director: &[&str]) {
+        let ns = self.lab.topo.ns("director");
+        ns.stop(self.lab.director);
+        let mut args = vec!["--local-address", DIRECTOR];
+        args.extend_from_slice(director);
+        self.lab.director = start_director(ns, &args);
+        self.lab.add_service("rr", "", [1, 1]);
+    }
+
+    /// rs1's agent counter `name` (`delivered`, or a drop reason).
+    fn rs1(&self, what: &str) -> u64 {
+        let text = scrape_metrics(self.lab.ns("rs1"), "127.0.0.1:9101", &[]);
+        if what == "delivered" {
+            metric_value(&text, "tunlb_agent_delivered_packets_total", &[])
+        } else {
+            let label = format!("reason=\"{what}\"");
+            metric_value(&text, "tunlb_agent_drops_total", &[&label])
+        }
+    }
+}
+
+/// `tunlb realserver` for the VIP over GUE from the director, with metrics and `extra` flags.
+fn start_agent_with(ns: &Netns, extra: &[&str]) -> Pid {
+    let allow = format!("{DIRECTOR}/32");
+    let mut args = vec![
+        "realserver",
+        "--vip",
+        VIP,
+        "--encap",
+        "gue",
+        "--allow",
+        &allow,
+        "--metrics-listen",
+        "127.0.0.1:9101",
+    ];
+    args.extend_from_slice(extra);
+    let pid = ns.spawn("agent", crate::harness::TUNLB, &args);
+    let on_lo = format!("{VIP}/32");
+    wait_until("the agent to put the VIP on lo", STARTUP, || {
+        ns.assert_running(pid);
+        ns.ip("-o addr show dev lo").contains(&on_lo) && ns.log(pid).contains("writing into")
+    });
+    pid
+}
+
+/// Forged GUE (outer source = the director, sent from the client's side) reaches the service
+/// on the VIP of an agent without a key: the hole the keys close.
+#[test]
+fn forged_gue_is_delivered_without_a_key() {
+    let lab = AuthLab::start(&[], &[]);
+    lab.lab.banners(4);
+    let before = lab.rs1("delivered");
+    send_forged_gue(lab.lab.ns("client"), "00040000", 20);
+    wait_until("the forged packets to be delivered", STARTUP, || {
+        lab.rs1("delivered") >= before + 20
+    });
+    eprintln!(
+        "without a key: {} forged packets delivered",
+        lab.rs1("delivered") - before
+    );
+}
+
+/// With keys on both sides: the director's packets are authenticated and served; forged ones
+/// (no option, or the right key id with a made-up MAC) are dropped and counted by reason.
+#[test]
+fn forged_gue_is_dropped_with_a_key() {
+    let key = key_file("forged-gue-a.key", KEY_A);
+    let k = key.arg();
+    let lab = AuthLab::start(&["--tunnel-key", &k], &["--tunnel-key", &k]);
+    let answers = lab.lab.banners(10);
+    assert_eq!(count(&answers).len(), 2, "{answers:?}");
+    let delivered = lab.rs1("delivered");
+    assert!(delivered > 0);
+    send_forged_gue(lab.lab.ns("client"), "00040000", 20);
+    send_forged_gue(
+        lab.lab.ns("client"),
+        &forged_auth_header(KEY_A, u64::MAX / 2),
+        20,
+    );
+    wait_until("the forged packets to be counted", STARTUP, || {
+        lab.rs1("auth_missing") >= 20 && lab.rs1("auth_bad_mac") >= 20
+    });
+    assert_eq!(lab.rs1("auth_missing"), 20);
+    assert_eq!(lab.rs1("auth_bad_mac"), 20);
+    // Nothing forged was delivered; the real traffic still is.
+    assert_eq!(lab.rs1("delivered"), delivered);
+    lab.lab.banners(4);
+}
+
+/// Rotation: agents holding keys A and B take the director's packets whether it signs with A
+/// or, after a restart, with B (its new sequence numbers start above the old ones, so nothing
+/// is refused as a replay); agents holding only A then refuse B's as an unknown key.
+#[test]
+fn forged_gue_rotation_with_two_keys() {
+    let (a, b) = (key_file("rot-a.key", KEY_A), key_file("rot-b.key", KEY_B));
+    let (a, b) = (a.arg(), b.arg());
+    let mut lab = AuthLab::start(
+        &["--tunnel-key", &a],
+        &["--tunnel-key", &a, "--tunnel-key", &b],
+    );
+    lab.lab.banners(6);
+    lab.restart_director(&["--tunnel-key", &b]);
+    lab.lab.banners(6);
+    lab.restart_director(&["--tunnel-key", &b]);
+    lab.lab.banners(6);
+    assert_eq!(lab.rs1("auth_replayed"), 0);
+    lab.restart_agents(&["--tunnel-key", &a]);
+    let answers = lab.lab.get_many(2, "/", "2");
+    assert!(
+        answers.is_empty(),
+        "served without the director's key: {answers:?}"
+    );
+    assert!(lab.rs1("auth_unknown_key") > 0);
+}

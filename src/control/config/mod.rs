@@ -33,6 +33,7 @@
 //!   tun_port = 6080          # gue only, default 6080
 //!   tun_csum = false         # gue and gre only
 //!   gre_key = 7              # gre only, optional
+//!   tunnel_key = "/etc/tunlb/rs1.key"  # gue only, optional: authenticate (docs/security.md)
 //!   u_threshold = 0          # optional, 0 = none
 //!   l_threshold = 0          # optional
 //!
@@ -186,6 +187,11 @@ pub struct DirectorSettings {
     /// and UDP only).
     #[serde(default)]
     pub sloppy_sctp: Option<bool>,
+    /// The real servers' tunnel key files (`tunnel_key = "/path"` on a GUE real server):
+    /// their GUE packets carry a MAC ([`crate::encap::auth`]). A real server without one takes
+    /// the director's `--tunnel-key`, if given.
+    #[serde(default)]
+    pub tunnel_keys: std::collections::BTreeMap<Ipv4Addr, std::path::PathBuf>,
 }
 
 impl DirectorSettings {
@@ -216,6 +222,7 @@ impl Default for DirectorSettings {
             vrrp: VrrpConfig::default(),
             sloppy_tcp: None,
             sloppy_sctp: None,
+            tunnel_keys: Default::default(),
         }
     }
 }
@@ -296,9 +303,11 @@ pub fn load_str(text: &str, path: &str) -> Result<(DirectorSettings, ServiceSet)
         problems: Vec::new(),
         health: HealthConfig::default(),
         scripts: crate::model::ScriptPolicy::default(),
+        tunnel_keys: Default::default(),
     };
     let mut out = v.config(&raw);
     out.0.health = std::mem::take(&mut v.health);
+    out.0.tunnel_keys = std::mem::take(&mut v.tunnel_keys);
     if v.problems.is_empty() {
         Ok(out)
     } else {

@@ -181,6 +181,7 @@ pub(super) struct RawRealServer {
     pub(super) tun_port: Option<Spanned<i64>>,
     pub(super) tun_csum: Option<Spanned<bool>>,
     pub(super) gre_key: Option<Spanned<i64>>,
+    pub(super) tunnel_key: Option<Spanned<String>>,
     pub(super) u_threshold: Option<Spanned<i64>>,
     pub(super) l_threshold: Option<Spanned<i64>>,
     pub(super) inhibit_on_failure: Option<bool>,

@@ -446,3 +446,46 @@ fn every_file_in_configs_parses() {
     }
     assert!(n > 0, "no config in {}", dir.display());
 }
+
+/// A real server's `tunnel_key`: loaded (and its file checked) at load time, GUE only, one per
+/// address, written back by `to_toml`.
+#[test]
+fn tunnel_keys_load_check_and_round_trip() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tunlb-cfg-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("rs1.key");
+    std::fs::write(&good, "42".repeat(32)).unwrap();
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let open = dir.join("open.key");
+    std::fs::write(&open, "42".repeat(32)).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = |tun_type: &str, key: &std::path::Path| {
+        format!(
+            "[[service]]\nprotocol = \"tcp\"\nvip = \"10.0.0.100\"\nport = 80\n\n  [[service.real_server]]\n  address = \"10.0.2.12\"\n  tun_type = \"{tun_type}\"\n  tunnel_key = \"{}\"\n",
+            key.display()
+        )
+    };
+    let (settings, set) = load_str(&config("gue", &good), "k.toml").unwrap();
+    assert_eq!(
+        settings.tunnel_keys.get(&Ipv4Addr::new(10, 0, 2, 12)),
+        Some(&good)
+    );
+    let text = to_toml(&set, &settings);
+    assert!(text.contains("tunnel_key = "), "{text}");
+    let (settings2, _) = load_str(&text, "saved.toml").unwrap();
+    assert_eq!(settings2.tunnel_keys, settings.tunnel_keys);
+    let p = problems(&config("ipip", &good));
+    assert!(
+        p.iter()
+            .any(|(line, _, m)| *line == 9 && m.contains("only valid with tun_type = \"gue\"")),
+        "{p:?}"
+    );
+    let p = problems(&config("gue", &open));
+    assert!(
+        p.iter()
+            .any(|(line, _, m)| *line == 9 && m.contains("mode 0644")),
+        "{p:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

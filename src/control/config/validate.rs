@@ -47,6 +47,8 @@ pub(super) struct Validator<'a> {
     pub(super) health: HealthConfig,
     /// `[scripts]`, read first: who runs scripts and whether they are vetted.
     pub(super) scripts: ScriptPolicy,
+    /// The real servers' tunnel key files (`tunnel_key`), built along with the services.
+    pub(super) tunnel_keys: std::collections::BTreeMap<std::net::Ipv4Addr, std::path::PathBuf>,
 }
 
 impl Validator<'_> {
@@ -391,6 +393,43 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
+    /// A real server's `tunnel_key`: only for GUE (IPIP and GRE cannot carry a MAC), a key
+    /// file that loads ([`crate::encap::auth::TunnelKey::load`]: 64 hex characters, mode
+    /// 0600, owned by tunlb's user), one key per real server address.
+    fn tunnel_key(
+        &mut self,
+        k: &Spanned<String>,
+        what: &str,
+        addr: Option<std::net::Ipv4Addr>,
+        gue: bool,
+    ) {
+        if !gue {
+            self.report(
+                k.span(),
+                format!("{what}.tunnel_key: only valid with tun_type = \"gue\" (IPIP and GRE cannot carry a MAC: use GUE, or IPsec)"),
+            );
+            return;
+        }
+        let path = std::path::PathBuf::from(k.get_ref());
+        if let Err(e) = crate::encap::auth::TunnelKey::load(&path) {
+            self.report(k.span(), format!("{what}.tunnel_key: {e}"));
+            return;
+        }
+        let Some(addr) = addr else { return };
+        match self.tunnel_keys.get(&addr) {
+            Some(other) if *other != path => self.report(
+                k.span(),
+                format!(
+                    "{what}.tunnel_key: real server {addr} already has tunnel_key {:?}; one key per real server",
+                    other.display()
+                ),
+            ),
+            _ => {
+                self.tunnel_keys.insert(addr, path);
+            }
+        }
+    }
+
     pub(super) fn real_server(
         &mut self,
         rs: &Spanned<RawRealServer>,
@@ -506,6 +545,14 @@ impl Validator<'_> {
                 0,
             ) as u32
         });
+        if let Some(k) = &r.tunnel_key {
+            self.tunnel_key(
+                k,
+                what,
+                addr,
+                method == Method::Tunnel && tun_type == TunnelType::Gue,
+            );
+        }
         let forward = match method {
             Method::Tunnel => Forward::Tunnel(Tunnel::new(
                 tun_type,

@@ -101,6 +101,10 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
                     if let Some(key) = tunnel.gre_key() {
                         let _ = writeln!(out, "  gre_key = {key}");
                     }
+                    if let Some(path) = s.tunnel_keys.get(&d.addr) {
+                        let _ =
+                            writeln!(out, "  tunnel_key = {}", quote(&path.display().to_string()));
+                    }
                 }
                 Forward::Dr => {
                     let _ = writeln!(out, "  forward = \"dr\"");

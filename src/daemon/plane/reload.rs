@@ -65,11 +65,25 @@ impl ControlPlane {
                 path.display()
             );
         }
+        // Tunnel keys: loaded before anything changes, so a bad key file keeps it all.
+        let keys = crate::encap::auth::KeyMap::load_servers(&settings.tunnel_keys)?;
+        let keys = self.shared.tunnel_keys().with_servers(keys);
+        let local = self.settings.lock().ok().and_then(|s| s.local_address);
+        if !keys.is_empty() && local.is_none() {
+            anyhow::bail!(
+                "{}: tunnel_key needs the director's local_address (the MAC covers the outer source address)",
+                path.display()
+            );
+        }
         let timeouts = settings.timeouts;
         let n = set.services.len();
         self.replace(set, timeouts, Some(settings.snat))?;
         self.set_tunnel_routes(&settings.tunnel_routes)?;
         self.set_health_config(settings.health);
+        self.shared.set_tunnel_keys(keys);
+        if let Ok(mut mine) = self.settings.lock() {
+            mine.tunnel_keys = settings.tunnel_keys;
+        }
         Ok(format!("reloaded {} ({n} services)", path.display()))
     }
 }

@@ -30,8 +30,8 @@ impl ControlPlane {
     /// Records the director's effective settings (command line over config file over
     /// defaults) for `adm --save-config`. The values the control plane knows itself win over
     /// those of `s`: `queues` (the number of workers), `tun_name`, `announce` and the running
-    /// timeouts; so only `tunnel_mtu`, `local_address`, the VRRP config and the sloppy
-    /// settings come from `s`.
+    /// timeouts; so only `tunnel_mtu`, `local_address`, the VRRP config, the sloppy
+    /// settings and the real servers' tunnel key files come from `s`.
     pub fn set_settings(&self, s: DirectorSettings) {
         if let Ok(mut mine) = self.settings.lock() {
             mine.tunnel_mtu = s.tunnel_mtu;
@@ -39,6 +39,7 @@ impl ControlPlane {
             mine.vrrp = s.vrrp;
             mine.sloppy_tcp = s.sloppy_tcp;
             mine.sloppy_sctp = s.sloppy_sctp;
+            mine.tunnel_keys = s.tunnel_keys;
         }
     }
 

@@ -36,6 +36,7 @@ use super::shared::counts::{add_count, release, step_state};
 use super::shared::{DirectorConfig, Shared};
 use super::stats::{BatchHistogram, EncapError, EncapKind, SendSocket};
 use super::table::Snapshot;
+use crate::encap::auth::LaneCounter;
 use crate::hash::flow_hash;
 use crate::model::{Forward, Protocol};
 use crate::time::{Duration, Instant};
@@ -55,6 +56,8 @@ pub struct Director {
     sync_out: Vec<SyncRecord>,
     /// This worker's ICMP error budget.
     icmp: IcmpLimiter,
+    /// This worker's lane of sequence numbers for authenticated GUE.
+    auth_seq: LaneCounter,
 }
 
 impl core::fmt::Debug for Director {
@@ -72,6 +75,7 @@ impl Director {
         let cache = Cache::new(shared.snapshot_cell().clone());
         let conns = ConnTable::new(config.initial_conns, config.max_conns, config.seed);
         let icmp = IcmpLimiter::new(config.icmp_rate, config.icmp_burst);
+        let auth_seq = LaneCounter::new(shared.take_lane(), config.auth_seq_seed);
         Director {
             icmp,
             shared,
@@ -81,6 +85,7 @@ impl Director {
             counters: Counters::default(),
             next_sweep: Instant::ZERO,
             sync_out: Vec::new(),
+            auth_seq,
         }
     }
 
@@ -92,6 +97,12 @@ impl Director {
     /// Counts a drop decided outside the core (by the driver).
     pub fn count_drop(&mut self, reason: DropReason) {
         self.counters.drops[reason as usize] += 1;
+    }
+
+    /// Whether tunnel keys are set: then the driver cuts GSO super-packets before the core
+    /// decides them (each authenticated GUE segment needs its own MAC and sequence number).
+    pub fn tunnel_auth(&self) -> bool {
+        self.shared.tunnel_auth()
     }
 
     /// Counts a GSO super-packet the driver segmented before deciding its segments one by one
@@ -254,6 +265,7 @@ impl Director {
             shared: &self.shared,
             now,
             icmp: &mut self.icmp,
+            auth_seq: &mut self.auth_seq,
         };
         // A health probe of the director's own, through the data path to the server it checks
         // (one atomic load while no probe is in flight).

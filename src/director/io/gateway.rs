@@ -71,8 +71,13 @@ impl Accept for SnapshotFilter {
         self.filter.check_ip(packet, src)
     }
 
-    fn check_gue(&self, payload: &[u8], src: Ipv4Addr) -> Result<Range<usize>, AgentDrop> {
-        self.filter.check_gue(payload, src)
+    fn check_gue(
+        &mut self,
+        payload: &[u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Result<Range<usize>, AgentDrop> {
+        self.filter.check_gue(payload, src, dst)
     }
 }
 

@@ -106,7 +106,11 @@ impl Worker {
                 None => Offloaded::Plain,
                 Some(h) => {
                     let room = self.raw.segment_room().min(self.frames.segment_room());
-                    classify(h, buf, room)
+                    match classify(h, buf, room) {
+                        // With tunnel keys every GUE segment needs its own MAC: cut first.
+                        Offloaded::Gso(_, vh) if d.tunnel_auth() => Offloaded::Segment(vh.gso_size),
+                        k => k,
+                    }
                 }
             };
             let (v, gso) = match kind {

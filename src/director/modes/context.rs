@@ -6,6 +6,7 @@ use super::icmp_limit::IcmpLimiter;
 use crate::director::packet::counters::Counters;
 use crate::director::shared::{DirectorConfig, Shared};
 use crate::director::table::Snapshot;
+use crate::encap::auth::LaneCounter;
 use crate::time::Instant;
 
 /// The context of one decision (see the module documentation).
@@ -22,4 +23,6 @@ pub struct Ctx<'a> {
     pub now: Instant,
     /// This worker's ICMP error budget.
     pub icmp: &'a mut IcmpLimiter,
+    /// This worker's sequence numbers for authenticated GUE packets.
+    pub auth_seq: &'a mut LaneCounter,
 }

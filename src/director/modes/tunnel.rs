@@ -6,6 +6,13 @@
 //! that does not fit gets an ICMP fragmentation-needed in place ([`Verdict::Reply`]); one
 //! without DF is encapsulated whole and the driver sends the outer datagram as fragments
 //! ([`Encap::frag_mtu`]), as IPVS lets the kernel do.
+//!
+//! A GUE packet to a real server with a tunnel key ([`crate::encap::auth`]) carries the
+//! authentication option: 28 more bytes of overhead, a sequence number from this worker's
+//! lane and a MAC over the packet as the real server receives it. A GSO super-packet cannot
+//! be authenticated as one (each segment needs its own MAC); the driver cuts them before the
+//! core decides while any key is set, and one that still comes (a key added between the
+//! driver's look and the decision) is dropped as `auth_super_packet`.
 
 use std::net::Ipv4Addr;
 use std::num::NonZeroU16;
@@ -48,7 +55,16 @@ pub fn encap(
     hash: u32,
 ) -> Verdict {
     let kind = EncapKind::from(tunnel.kind());
-    let overhead = encap::overhead(&tunnel);
+    let keys = match tunnel {
+        Tunnel::Gue { .. } if cx.shared.tunnel_auth() => Some(cx.shared.tunnel_keys()),
+        _ => None,
+    };
+    let key = keys.as_ref().and_then(|k| k.get(to));
+    if key.is_some() && p.segs > 1 {
+        cx.counters.drops[DropReason::AuthSuperPacket as usize] += 1;
+        return Verdict::Drop(DropReason::AuthSuperPacket);
+    }
+    let overhead = encap::overhead_with(&tunnel, key.is_some());
     let too_big = p.mtu_len + overhead > cx.config.tunnel_mtu as usize;
     if too_big && p.dont_frag {
         let mtu = cx.config.tunnel_mtu.saturating_sub(overhead as u16);
@@ -64,7 +80,9 @@ pub fn encap(
     let mut header = [0u8; MAX_OUTER_HEADER];
     // A GSO super-packet's header is built for its first segment (the driver fixes it per
     // segment); a whole one may not even fit an outer IPv4 length.
-    let Ok(n) = encap::build_outer(&params, &buf[..p.mtu_len.min(p.len)], &mut header) else {
+    let seal = key.map(|k| cx.auth_seq.seal(k));
+    let inner = &buf[..p.mtu_len.min(p.len)];
+    let Ok(n) = encap::build_outer_sealed(&params, inner, seal.as_ref(), &mut header) else {
         return Verdict::Drop(DropReason::MalformedIp);
     };
     // DF clear and too big: as IPVS, send it and let the outer datagram be fragmented (the

@@ -167,6 +167,10 @@ drop_reasons! {
     /// TUN offload: the `virtio_net_hdr` in front of the packet is malformed (unknown GSO type,
     /// checksum offsets outside the packet) or announces a GSO packet that is not what it says.
     BadVnetHdr => "bad_vnet_hdr",
+    /// A GSO super-packet for a real server with a tunnel key: each segment needs its own
+    /// MAC, so the driver cuts super-packets first while keys are set; this one came between
+    /// a key's arrival and the driver's next look.
+    AuthSuperPacket => "auth_super_packet",
     /// The kernel refused to send the encapsulated packet or DR frame (e.g. no route,
     /// EMSGSIZE, the interface is gone).
     SendFailed => "send_failed",
@@ -196,11 +200,11 @@ mod tests {
         assert_eq!(core::mem::size_of::<DropReason>(), 1);
     }
 
-    /// A verdict (the tunnel included, 12 bytes) stays within a cache line: 64 bytes, 56
-    /// before it carried the tunnel.
+    /// A verdict (the tunnel included, 12 bytes) stays small: 64 bytes (a cache line) with
+    /// 32 bytes of outer header; the authenticated GUE header (60) makes it 96.
     #[test]
-    fn a_verdict_fits_a_cache_line() {
+    fn a_verdict_stays_small() {
         assert_eq!(core::mem::size_of::<Tunnel>(), 12);
-        assert!(core::mem::size_of::<Verdict>() <= 64);
+        assert!(core::mem::size_of::<Verdict>() <= 96);
     }
 }

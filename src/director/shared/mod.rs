@@ -14,13 +14,14 @@ pub mod probe_pins;
 pub mod synced;
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering::Relaxed};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::director::conn::{DestId, TemplateTable};
 use crate::director::table::Snapshot;
+use crate::encap::auth::KeyMap;
 use crate::time::{Duration, Instant};
 use frag::FragTable;
 use nat_table::NatTable;
@@ -68,6 +69,10 @@ pub struct DirectorConfig {
     /// dropped as `unsupported_protocol`), so it has no effect; kept so that configurations
     /// naming it carry over.
     pub sloppy_sctp: bool,
+    /// First sequence number of each worker's lane of authenticated GUE packets
+    /// ([`crate::encap::auth::seq_seed`] of the wall clock at start, which the daemon reads:
+    /// the core reads no clock).
+    pub auth_seq_seed: u64,
 }
 
 impl Default for DirectorConfig {
@@ -85,6 +90,7 @@ impl Default for DirectorConfig {
             icmp_burst: 50,
             sloppy_tcp: false,
             sloppy_sctp: false,
+            auth_seq_seed: 1,
         }
     }
 }
@@ -130,6 +136,12 @@ pub struct Shared {
     /// persistence template ([`Shared::set_sync_emit`]).
     sync_emit: AtomicBool,
     frags: FragTable,
+    /// Tunnel keys (authenticated GUE, [`crate::encap::auth`]); `tunnel_auth` says whether
+    /// there is any, so a director without keys pays one relaxed load per GUE packet.
+    tunnel_keys: ArcSwap<KeyMap>,
+    tunnel_auth: AtomicBool,
+    /// The next worker's lane of sequence numbers.
+    next_lane: AtomicU16,
 }
 
 impl Shared {
@@ -149,6 +161,9 @@ impl Shared {
             synced: SyncedTable::new(4 << 20),
             sync_emit: AtomicBool::new(false),
             frags: FragTable::new(limits.max_fragments),
+            tunnel_keys: ArcSwap::from_pointee(KeyMap::default()),
+            tunnel_auth: AtomicBool::new(false),
+            next_lane: AtomicU16::new(0),
         }
     }
 
@@ -164,6 +179,32 @@ impl Shared {
     #[inline]
     pub fn sync_emit(&self) -> bool {
         self.sync_emit.load(Relaxed)
+    }
+
+    /// Replaces the tunnel keys (at start and on a reload): GUE packets to a real server with
+    /// a key carry the authentication option from the next packet on.
+    pub fn set_tunnel_keys(&self, keys: KeyMap) {
+        let any = !keys.is_empty();
+        self.tunnel_keys.store(Arc::new(keys));
+        self.tunnel_auth.store(any, Relaxed);
+    }
+
+    /// Whether any tunnel key is set (then GSO super-packets are cut before the core decides
+    /// them, so that each segment gets its own MAC).
+    #[inline]
+    pub fn tunnel_auth(&self) -> bool {
+        self.tunnel_auth.load(Relaxed)
+    }
+
+    /// The tunnel keys.
+    #[inline]
+    pub fn tunnel_keys(&self) -> arc_swap::Guard<Arc<KeyMap>> {
+        self.tunnel_keys.load()
+    }
+
+    /// A lane of sequence numbers for a new worker (each worker numbers its packets alone).
+    pub(crate) fn take_lane(&self) -> u16 {
+        self.next_lane.fetch_add(1, Relaxed)
     }
 
     /// Publishes a new table; workers pick it up at their next packet.
