@@ -19,10 +19,12 @@
 //! [`keepalived_conf`] runs the seed's keepalived.conf with
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
 //! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic;
-//! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers.
+//! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers;
+//! [`flood`] sends 100,000 spoofed SYN + ACK pairs at a director with a 20,000-flow table.
 
 mod director_lifecycle;
 mod dr_mode;
+mod flood;
 mod fragments;
 mod gateway;
 mod ha;
