@@ -20,7 +20,7 @@ mod template;
 
 pub use record::SyncRecord;
 pub use state::{tcp_transition, ConnState, Direction, Timeouts};
-pub use table::{random_seed, ConnTable, TableFull};
+pub use table::{random_seed, ConnTable, Eviction, TableFull};
 pub use template::{template_key, TemplateTable};
 
 /// A stable handle on a real server: slot in the low 16 bits, generation in the high 16 (so a
@@ -102,24 +102,45 @@ const EXPIRY_UNIT_MS: u64 = 100;
 ///
 /// 12 bytes. The expiry is kept in deciseconds since the [`Instant`] epoch (a `u32`, so about
 /// 13.6 years), rounded up: a flow never expires before the instant it was given.
+///
+/// A flow is *confirmed* once the client's side has shown it is a real conversation: a TCP
+/// segment other than a SYN or RST carrying payload, a second UDP datagram. The director of a
+/// TUN/DR service sees only the client's half of a connection, so a spoofed SYN followed by a
+/// spoofed ACK looks like a handshake; what a flood cannot cheaply fake at volume is a flow
+/// that keeps talking. Unconfirmed flows get shorter timeouts and are the first (and only)
+/// ones evicted when the table nears its limit ([`ConnTable::make_room`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conn {
     /// The real server the flow is bound to.
     pub dest: DestId,
     /// The flow's IPVS state.
     pub state: ConnState,
+    /// Whether the flow has carried client payload (see [`Conn::is_confirmed`]).
+    confirmed: bool,
     /// Expiry in deciseconds since the epoch, rounded up, saturating.
     expires_ds: u32,
 }
 
 impl Conn {
-    /// A flow bound to `dest`, in `state`, expiring at `expires`.
+    /// A flow bound to `dest`, in `state`, expiring at `expires`; not confirmed yet.
     pub fn new(dest: DestId, state: ConnState, expires: Instant) -> Conn {
         Conn {
             dest,
             state,
+            confirmed: false,
             expires_ds: to_deciseconds(expires),
         }
+    }
+
+    /// Whether the flow has carried client payload (TCP data, or a second UDP datagram): such a
+    /// flow is never evicted to make room for new ones, only expired.
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
+    }
+
+    /// Marks the flow confirmed (it carried client payload).
+    pub fn confirm(&mut self) {
+        self.confirmed = true;
     }
 
     /// When the flow expires (its expiry instant rounded up to a tenth of a second).

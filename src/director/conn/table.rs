@@ -36,10 +36,32 @@ use core::fmt;
 use core::hash::{BuildHasher, Hasher};
 use std::collections::hash_map::RandomState;
 
-use super::{Conn, ConnKey, ConnState, DestId};
+use super::{Conn, ConnKey, ConnState, DestId, EXPIRY_UNIT_MS};
 use crate::hash::{folded_mul, splitmix64};
 use crate::sys::huge::HugeArray;
 use crate::time::Instant;
+
+/// Why [`ConnTable::make_room`] removed a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// It had expired already (the sweep had not reached it yet).
+    Expired,
+    /// It was never confirmed (no client payload) and the table was above its high-water mark.
+    Unconfirmed,
+}
+
+impl Eviction {
+    /// Every reason, in discriminant order.
+    pub const ALL: [Eviction; 2] = [Eviction::Expired, Eviction::Unconfirmed];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eviction::Expired => "expired",
+            Eviction::Unconfirmed => "unconfirmed",
+        }
+    }
+}
 
 /// Insert failed: the table holds `max_entries` flows already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +93,16 @@ const MAX_DIST: u8 = u8::MAX;
 const PREFETCH_SLOTS: usize = 3;
 /// Rehash attempts with a fresh hash seed before an insert gives up (see [`ConnTable::insert`]).
 const RESEED_ATTEMPTS: u32 = 8;
+/// Contiguous slots [`ConnTable::make_room`] examines from one random start.
+const EVICT_WINDOW: usize = 32;
+/// Random windows [`ConnTable::make_room`] tries before it gives up on a full table.
+const EVICT_WINDOWS: usize = 4;
+
+/// The high-water mark of a table of `max_entries`: 7/8 of it. Above it every new flow first
+/// evicts a never-confirmed one, if it finds one.
+fn high_water(max_entries: usize) -> usize {
+    max_entries - max_entries / 8
+}
 
 /// Entries a table of `slots` slots may hold: 7/8 of them.
 fn load_limit(slots: usize) -> usize {
@@ -85,6 +117,11 @@ fn slots_for(entries: usize) -> usize {
         slots *= 2;
     }
     slots
+}
+
+/// `t` in the expiry's unit, rounded down: a flow with `expires_ds <= this` has expired.
+fn to_deciseconds_floor(t: Instant) -> u32 {
+    u32::try_from(t.total_millis() / EXPIRY_UNIT_MS).unwrap_or(u32::MAX)
 }
 
 /// One slot of the table. `repr(C)`: [`ConnTable::prefetch`] relies on `fp` being the last
@@ -108,6 +145,7 @@ impl Slot {
         conn: Conn {
             dest: DestId(0),
             state: ConnState::None,
+            confirmed: false,
             expires_ds: 0,
         },
         key: ConnKey {
@@ -175,6 +213,9 @@ pub struct ConnTable {
     seed: u64,
     /// Next slot [`ConnTable::sweep`] examines.
     cursor: usize,
+    /// State of the xorshift generator that picks [`ConnTable::make_room`]'s windows (derived
+    /// from the secret seed: a flood cannot predict which slots are examined).
+    rng: u64,
     /// Test hook: hash bits kept (all ones outside tests), to force collisions.
     #[cfg(test)]
     hash_mask: u64,
@@ -218,6 +259,10 @@ impl ConnTable {
             hasher: KeyHasher::new(seed),
             seed,
             cursor: 0,
+            rng: {
+                let mut s = seed ^ 0x6576_6963_7469_6f6e;
+                splitmix64(&mut s) | 1
+            },
             #[cfg(test)]
             hash_mask: u64::MAX,
         }
@@ -334,6 +379,83 @@ impl ConnTable {
                 Placement::TooFar => return Err(TableFull),
             }
         }
+    }
+
+    /// The high-water mark: 7/8 of [`max_entries`](Self::max_entries). Above it
+    /// [`make_room`](Self::make_room) evicts a never-confirmed flow for each new one.
+    pub fn high_water(&self) -> usize {
+        high_water(self.max_entries)
+    }
+
+    /// Call before inserting a flow whose key is not in the table. Below the
+    /// [high-water mark](Self::high_water) it does nothing. Above it, it examines a window of
+    /// `EVICT_WINDOW` (32) consecutive slots from a random start and removes one flow: an
+    /// expired one if the window holds one, else the never-[confirmed](Conn::is_confirmed) one
+    /// that expires first (the one idle longest: unconfirmed flows share one short timeout).
+    /// Confirmed flows are never removed. When the window holds no candidate and the table is
+    /// full, it tries up to `EVICT_WINDOWS` (4) windows in all, so the work is bounded
+    /// (at most 128 slots, no scan of the table); should they all fail, the insert then fails
+    /// with [`TableFull`] as before.
+    ///
+    /// Calls `on_evict` for the flow removed (to give back its counts and template) and
+    /// returns why it went, or `None` if nothing was removed.
+    ///
+    /// IPVS's `drop_entry` defence, adapted: IPVS drops half-open entries from a random part of
+    /// the table once a second when memory runs low; here every insert over the mark pays for
+    /// itself, so a flood of any rate cannot outrun the eviction, and a new legitimate flow
+    /// always finds room while the table is full of unconfirmed ones.
+    pub fn make_room(
+        &mut self,
+        now: Instant,
+        mut on_evict: impl FnMut(&ConnKey, &Conn, Eviction),
+    ) -> Option<Eviction> {
+        if self.len < self.high_water() {
+            return None;
+        }
+        for _ in 0..EVICT_WINDOWS {
+            let start = self.next_random() as usize & self.mask;
+            if let Some((i, why)) = self.victim_in_window(start, now) {
+                let s = self.slots[i];
+                self.remove_at(i);
+                on_evict(&s.key, &s.conn, why);
+                return Some(why);
+            }
+            if self.len < self.max_entries {
+                // Room anyway: one window's work is enough.
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The slot of the best flow to evict among `EVICT_WINDOW` slots from `start`.
+    fn victim_in_window(&self, start: usize, now: Instant) -> Option<(usize, Eviction)> {
+        let now_ds = to_deciseconds_floor(now);
+        let mut best: Option<(usize, u32)> = None;
+        for k in 0..EVICT_WINDOW.min(self.slots.len()) {
+            let i = (start + k) & self.mask;
+            let s = &self.slots[i];
+            if !s.is_occupied() {
+                continue;
+            }
+            if s.conn.expires_ds <= now_ds {
+                return Some((i, Eviction::Expired));
+            }
+            if !s.conn.confirmed && best.is_none_or(|(_, e)| s.conn.expires_ds < e) {
+                best = Some((i, s.conn.expires_ds));
+            }
+        }
+        best.map(|(i, _)| (i, Eviction::Unconfirmed))
+    }
+
+    /// xorshift64: the next window start.
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
     }
 
     /// Where a key of hash `h`, known to be absent, goes.
@@ -978,5 +1100,146 @@ mod tests {
         assert!(per_flow <= 64.0, "{per_flow} bytes per flow");
         // Worst case, just after a doubling (7/16 full): 28 * 16 / 7 = 64.
         assert!(ConnTable::slot_bytes() * 16 / 7 <= 64);
+    }
+
+    fn unconfirmed(d: u32, expires_s: u64) -> Conn {
+        Conn::new(DestId(d), ConnState::SynRecv, Instant::from_secs(expires_s))
+    }
+
+    fn confirmed(d: u32, expires_s: u64) -> Conn {
+        let mut c = conn(d, expires_s);
+        c.confirm();
+        c
+    }
+
+    #[test]
+    fn make_room_does_nothing_below_the_high_water_mark() {
+        let mut t = ConnTable::new(16, 800, 31);
+        assert_eq!(t.high_water(), 700);
+        for n in 0..699 {
+            t.insert(key(n), unconfirmed(n, 100)).unwrap();
+        }
+        let now = Instant::from_secs(1);
+        assert_eq!(t.make_room(now, |_, _, _| panic!("below the mark")), None);
+        t.insert(key(699), unconfirmed(699, 100)).unwrap();
+        assert!(t.make_room(now, |_, _, _| {}).is_some());
+        assert_eq!(t.len(), 699);
+    }
+
+    #[test]
+    fn flood_of_unconfirmed_flows_never_evicts_confirmed_ones_and_lets_new_flows_in() {
+        // A small table: 200 confirmed flows, then a flood of 100,000 unconfirmed ones (a
+        // spoofed SYN+ACK pair each), with a legitimate new flow every 100 flood flows.
+        let max = 2000;
+        let mut t = ConnTable::new(16, max, 37);
+        let mut now = Instant::from_secs(1000);
+        for n in 0..200 {
+            t.insert(key(n), confirmed(n, 2000)).unwrap();
+        }
+        let mut evicted = [0u64; 2];
+        let (mut legit_in, mut legit_tried) = (0, 0);
+        for n in 0..100_000u32 {
+            now += Duration::from_micros(10);
+            let k = key(1_000_000 + n);
+            let exp = now + Duration::from_secs(60);
+            t.make_room(now, |k, c, why| {
+                assert!(!c.is_confirmed(), "{k}");
+                evicted[why as usize] += 1;
+            });
+            t.insert(k, Conn::new(DestId(n), ConnState::Established, exp))
+                .unwrap();
+            if n % 100 == 0 {
+                legit_tried += 1;
+                let k = key(500_000 + n);
+                t.make_room(now, |_, c, _| assert!(!c.is_confirmed()));
+                if t.insert(k, Conn::new(DestId(n), ConnState::SynRecv, exp))
+                    .is_ok()
+                {
+                    legit_in += 1;
+                }
+            }
+            assert!(t.len() <= max);
+        }
+        assert_eq!(legit_in, legit_tried, "every new flow got in");
+        for n in 0..200 {
+            assert!(t.get(&key(n)).unwrap().is_confirmed(), "{n}");
+        }
+        // The table sits at its high-water mark; every insert over it evicted one.
+        assert!(
+            t.len() <= max && t.len() >= t.high_water() - 1,
+            "{}",
+            t.len()
+        );
+        let inserted = 100_000 + legit_tried;
+        assert_eq!(
+            evicted[Eviction::Unconfirmed as usize] + evicted[Eviction::Expired as usize],
+            inserted as u64 + 200 - t.len() as u64
+        );
+        // The oldest-first choice keeps young flows: the newest legitimate flows are in.
+        let young = (99_000..100_000)
+            .step_by(100)
+            .filter(|n| t.contains_key(&key(500_000 + n)))
+            .count();
+        assert!(young >= 9, "{young} of the last 10");
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn a_table_full_of_confirmed_flows_refuses_new_ones() {
+        let mut t = ConnTable::new(16, 100, 41);
+        for n in 0..100 {
+            t.insert(key(n), confirmed(n, 100)).unwrap();
+        }
+        let now = Instant::from_secs(1);
+        assert_eq!(t.make_room(now, |_, _, _| panic!("confirmed")), None);
+        assert_eq!(t.insert(key(100), unconfirmed(100, 100)), Err(TableFull));
+        assert_eq!(t.len(), 100);
+    }
+
+    #[test]
+    fn make_room_prefers_expired_flows_and_then_the_oldest_unconfirmed() {
+        // A table of exactly one window: make_room sees every flow.
+        let mut t = ConnTable::new(32, 28, 43);
+        assert_eq!(t.capacity(), 32);
+        for n in 0..27 {
+            t.insert(key(n), unconfirmed(n, 100 + u64::from(n)))
+                .unwrap();
+        }
+        t.insert(key(27), confirmed(27, 1)).unwrap();
+        let now = Instant::from_secs(50);
+        // key 27 is confirmed but expired: an expired flow goes first, confirmed or not.
+        let mut gone = Vec::new();
+        t.make_room(now, |k, _, why| gone.push((*k, why)));
+        assert_eq!(gone, [(key(27), Eviction::Expired)]);
+        t.insert(key(28), unconfirmed(28, 500)).unwrap();
+        gone.clear();
+        t.make_room(now, |k, _, why| gone.push((*k, why)));
+        assert_eq!(
+            gone,
+            [(key(0), Eviction::Unconfirmed)],
+            "the first to expire"
+        );
+        assert_eq!(Eviction::Unconfirmed.as_str(), "unconfirmed");
+        assert_eq!(Eviction::Expired.as_str(), "expired");
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn make_room_work_is_bounded() {
+        // A big table full of confirmed flows: each call looks at most 4 windows of 32 slots,
+        // a few microseconds, not a scan of the 2^17 slots.
+        let mut t = ConnTable::new(1 << 17, 100_000, 47);
+        for n in 0..100_000 {
+            t.insert(key(n), confirmed(n, 100)).unwrap();
+        }
+        let start = std::time::Instant::now();
+        for _ in 0..10_000 {
+            assert_eq!(t.make_room(Instant::from_secs(1), |_, _, _| {}), None);
+        }
+        let per_call = start.elapsed() / 10_000;
+        assert!(
+            per_call < std::time::Duration::from_micros(200),
+            "{per_call:?}"
+        );
     }
 }

@@ -10,12 +10,24 @@
 //! Lifetime, as IPVS (`ip_vs_conn_expire` and `n_control`): a template lives while it controls
 //! connections; each use restarts its timer, and once its last controlled connection has
 //! expired it lives `timeout` longer.
+//!
+//! # Bounded
+//!
+//! The table holds at most `max` templates ([`TemplateTable::with_max`]; the daemon's
+//! `--max-templates`), split evenly over the shards. A template that controls no connection
+//! (*idle*: only a hint of where its client went last) joins its shard's idle queue; a new
+//! template for a full shard evicts the oldest idle one, in O(1). With none idle the new
+//! template is not made ([`TemplateTable::refused`]): the flow is still scheduled, it just
+//! does not stick. The core creates a template only once the flow it is for is in the
+//! connection table ([`TemplateTable::lookup`], then [`TemplateTable::bind`]), so a flow
+//! refused for a full table leaves nothing behind.
 
 use core::fmt;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{ConnKey, DestId, KEY_TEMPLATE};
@@ -23,6 +35,10 @@ use crate::time::{Duration, Instant};
 
 /// Number of independently locked shards.
 const SHARDS: usize = 16;
+
+/// Idle templates [`TemplateTable::bind`] and the others look at (at most) for one that can
+/// be evicted: the queue's stale entries (templates since used again or removed) are skipped.
+const EVICT_TRIES: usize = 8;
 
 /// The template key for a client of a persistent service: client address masked with the
 /// service's persistence netmask, client port 0, flags [`KEY_TEMPLATE`].
@@ -54,21 +70,99 @@ struct Template {
     expires: Instant,
     /// The persistence timeout it was last used with.
     timeout: Duration,
+    /// Whether its key is in the shard's idle queue (once at most).
+    queued: bool,
 }
 
 impl Template {
+    fn new(dest: DestId, controlled: u32, expires: Instant, timeout: Duration) -> Template {
+        Template {
+            dest,
+            controlled,
+            expires,
+            timeout,
+            queued: false,
+        }
+    }
+
     fn is_alive(&self, now: Instant) -> bool {
         self.controlled > 0 || self.expires > now
     }
 }
 
-type Shard = HashMap<ConnKey, Template>;
+/// One shard: its templates and the keys of those that went idle, oldest first.
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<ConnKey, Template>,
+    idle: VecDeque<ConnKey>,
+}
+
+impl Shard {
+    /// Queues `key`'s template as idle if it is and is not queued yet.
+    fn note_idle(&mut self, key: &ConnKey) {
+        if let Some(t) = self.map.get_mut(key) {
+            if t.controlled == 0 && !t.queued {
+                t.queued = true;
+                self.idle.push_back(*key);
+            }
+        }
+    }
+
+    /// Evicts the oldest idle template; false if none of the first `EVICT_TRIES` queued keys
+    /// still names an idle template.
+    fn evict_idle(&mut self) -> bool {
+        for _ in 0..EVICT_TRIES {
+            let Some(k) = self.idle.pop_front() else {
+                return false;
+            };
+            match self.map.get_mut(&k) {
+                Some(t) if t.queued && t.controlled == 0 => {
+                    self.map.remove(&k);
+                    return true;
+                }
+                // In use again: it is queued anew when it goes idle.
+                Some(t) => t.queued = false,
+                None => {}
+            }
+        }
+        false
+    }
+
+    /// Drops the queue's stale keys (removed templates, or used again) and duplicates: one
+    /// pass, run with [`TemplateTable::expire`]'s, so the queue never outgrows the map.
+    fn compact_idle(&mut self) {
+        for t in self.map.values_mut() {
+            t.queued = false;
+        }
+        let map = &mut self.map;
+        self.idle.retain(|k| match map.get_mut(k) {
+            Some(t) if t.controlled == 0 && !t.queued => {
+                t.queued = true;
+                true
+            }
+            _ => false,
+        });
+        // Idle templates the queue lost track of (none in practice) join at the back.
+        for (k, t) in map.iter_mut() {
+            if t.controlled == 0 && !t.queued {
+                t.queued = true;
+                self.idle.push_back(*k);
+            }
+        }
+    }
+}
 
 /// Persistence templates, shared by all worker threads.
 pub struct TemplateTable {
     shards: [Mutex<Shard>; SHARDS],
     /// Picks a key's shard.
     spread: RandomState,
+    /// Most templates one shard holds.
+    max_per_shard: usize,
+    /// Idle templates evicted to make room for a new one.
+    evicted: AtomicU64,
+    /// New templates not made: their shard was full of templates in use.
+    refused: AtomicU64,
 }
 
 impl Default for TemplateTable {
@@ -81,6 +175,7 @@ impl fmt::Debug for TemplateTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TemplateTable")
             .field("len", &self.len())
+            .field("max", &self.max())
             .finish_non_exhaustive()
     }
 }
@@ -92,12 +187,35 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl TemplateTable {
-    /// An empty table.
+    /// An empty table without a practical limit (`usize::MAX`; tests and the simulator).
     pub fn new() -> Self {
+        TemplateTable::with_max(usize::MAX)
+    }
+
+    /// An empty table holding at most `max` templates (at least one per shard, 16).
+    pub fn with_max(max: usize) -> Self {
         TemplateTable {
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             spread: RandomState::new(),
+            max_per_shard: max.div_ceil(SHARDS).max(1),
+            evicted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Most templates the table holds.
+    pub fn max(&self) -> usize {
+        self.max_per_shard.saturating_mul(SHARDS)
+    }
+
+    /// Idle templates evicted so far to make room for new ones.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Relaxed)
+    }
+
+    /// New templates not made so far because their shard was full of templates in use.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
     }
 
     fn shard(&self, key: &ConnKey) -> MutexGuard<'_, Shard> {
@@ -105,12 +223,32 @@ impl TemplateTable {
         lock(&self.shards[(h >> 32) as usize % SHARDS])
     }
 
+    /// Puts a new template for `key` (absent or dead) in `shard`, evicting an idle one if the
+    /// shard is full; false (and counted) if there is no room.
+    fn put(&self, shard: &mut Shard, key: ConnKey, mut t: Template) -> bool {
+        // A dead template it replaces may be in the idle queue already.
+        t.queued = shard.map.get(&key).is_some_and(|old| old.queued);
+        if !shard.map.contains_key(&key) && shard.map.len() >= self.max_per_shard {
+            if !shard.evict_idle() {
+                self.refused.fetch_add(1, Relaxed);
+                return false;
+            }
+            self.evicted.fetch_add(1, Relaxed);
+        }
+        shard.map.insert(key, t);
+        shard.note_idle(&key);
+        true
+    }
+
     /// Looks up the template for `key` (not expired at `now`); if absent, calls `choose()` and,
     /// if it returns `Some(dest)`, creates the template. Either way increments the template's
     /// controlled-connection count and returns the dest. A template expires `timeout` after the
-    /// last time it had zero controlled connections (each use also restarts its timer).
+    /// last time it had zero controlled connections (each use also restarts its timer). When
+    /// the table is full (and nothing idle can go), the dest is returned without a template.
     ///
     /// `choose` runs with the key's shard locked: it must not call back into this table.
+    /// The core uses [`lookup`](Self::lookup) and [`bind`](Self::bind) instead, so that no
+    /// template is made for a flow the connection table refuses.
     pub fn get_or_create(
         &self,
         key: ConnKey,
@@ -119,7 +257,7 @@ impl TemplateTable {
         choose: impl FnOnce() -> Option<DestId>,
     ) -> Option<DestId> {
         let mut shard = self.shard(&key);
-        if let Some(t) = shard.get_mut(&key) {
+        if let Some(t) = shard.map.get_mut(&key) {
             if t.is_alive(now) {
                 t.controlled = t.controlled.saturating_add(1);
                 t.expires = t.expires.max(now + timeout);
@@ -129,24 +267,40 @@ impl TemplateTable {
         }
         match choose() {
             Some(dest) => {
-                let t = Template {
-                    dest,
-                    controlled: 1,
-                    expires: now + timeout,
-                    timeout,
-                };
-                shard.insert(key, t);
+                let t = Template::new(dest, 1, now + timeout, timeout);
+                self.put(&mut shard, key, t);
                 Some(dest)
             }
             None => {
                 // Drop the dead template, if that is what was there.
-                shard.remove(&key);
+                shard.map.remove(&key);
                 None
             }
         }
     }
 
-    /// A connection created through `key` has expired.
+    /// The real server of `key`'s template, if one is alive at `now`. Changes nothing: once
+    /// the flow is in, [`bind`](Self::bind) counts it.
+    pub fn lookup(&self, key: &ConnKey, now: Instant) -> Option<DestId> {
+        let shard = self.shard(key);
+        shard
+            .map
+            .get(key)
+            .filter(|t| t.is_alive(now))
+            .map(|t| t.dest)
+    }
+
+    /// A flow bound to `dest` under template `key` is in the connection table: the template
+    /// controls it (created for `dest` if missing or dead; each use restarts its timer).
+    /// Returns false, counting nothing, when a live template binds the key to another server
+    /// (another worker scheduled the same client between this one's
+    /// [`lookup`](Self::lookup) and now, the race IPVS has between CPUs too: the flow keeps its
+    /// server), or when the table is full.
+    pub fn bind(&self, key: ConnKey, dest: DestId, now: Instant, timeout: Duration) -> bool {
+        self.adopt(key, dest, now, timeout)
+    }
+
+    /// A connection expired.
     pub fn release(&self, key: &ConnKey, now: Instant) {
         self.release_if(key, now, |_| true);
     }
@@ -160,13 +314,18 @@ impl TemplateTable {
 
     fn release_if(&self, key: &ConnKey, now: Instant, matches: impl Fn(&Template) -> bool) {
         let mut shard = self.shard(key);
-        if let Some(t) = shard.get_mut(key) {
+        let mut idle = false;
+        if let Some(t) = shard.map.get_mut(key) {
             if matches(t) && t.controlled > 0 {
                 t.controlled -= 1;
                 if t.controlled == 0 {
                     t.expires = t.expires.max(now + t.timeout);
+                    idle = true;
                 }
             }
+        }
+        if idle {
+            shard.note_idle(key);
         }
     }
 
@@ -174,7 +333,7 @@ impl TemplateTable {
     /// with `expire_quiescent_template`).
     pub fn remove_dest(&self, dest: DestId) {
         for m in &self.shards {
-            lock(m).retain(|_, t| t.dest != dest);
+            lock(m).map.retain(|_, t| t.dest != dest);
         }
     }
 
@@ -184,8 +343,8 @@ impl TemplateTable {
     /// connections keep their server; they no longer count against the key's next template.
     pub fn remove_if_dest(&self, key: &ConnKey, dest: DestId) {
         let mut shard = self.shard(key);
-        if shard.get(key).is_some_and(|t| t.dest == dest) {
-            shard.remove(key);
+        if shard.map.get(key).is_some_and(|t| t.dest == dest) {
+            shard.map.remove(key);
         }
     }
 
@@ -194,9 +353,12 @@ impl TemplateTable {
         let mut removed = 0;
         for m in &self.shards {
             let mut shard = lock(m);
-            let before = shard.len();
-            shard.retain(|_, t| t.is_alive(now));
-            removed += before - shard.len();
+            let before = shard.map.len();
+            shard.map.retain(|_, t| t.is_alive(now));
+            removed += before - shard.map.len();
+            if shard.idle.len() > shard.map.len() {
+                shard.compact_idle();
+            }
         }
         removed
     }
@@ -210,6 +372,7 @@ impl TemplateTable {
             let shard = lock(m);
             out.extend(
                 shard
+                    .map
                     .iter()
                     .filter(|(_, t)| t.is_alive(now))
                     .map(|(k, t)| (*k, t.dest, t.expires, t.controlled)),
@@ -235,21 +398,14 @@ impl TemplateTable {
     ) {
         let mut shard = self.shard(&key);
         let expires = now + left;
-        match shard.get_mut(&key) {
+        match shard.map.get_mut(&key) {
             Some(t) if t.dest == dest && t.is_alive(now) => {
                 t.expires = t.expires.max(expires);
                 t.timeout = timeout;
             }
             _ => {
-                shard.insert(
-                    key,
-                    Template {
-                        dest,
-                        controlled: 0,
-                        expires,
-                        timeout,
-                    },
-                );
+                let t = Template::new(dest, 0, expires, timeout);
+                self.put(&mut shard, key, t);
             }
         }
     }
@@ -259,11 +415,11 @@ impl TemplateTable {
     /// the template lives as long as it does, and gives its count back with
     /// [`release_for`](Self::release_for) when it ends. A template that is missing (or has
     /// expired) is created for `dest` with `timeout`. Returns false, and counts nothing,
-    /// when a live template binds the key to another server: the connection keeps its
-    /// server, and its end does not touch that template.
+    /// when a live template binds the key to another server (the connection keeps its
+    /// server, and its end does not touch that template), or when the table is full.
     pub fn adopt(&self, key: ConnKey, dest: DestId, now: Instant, timeout: Duration) -> bool {
         let mut shard = self.shard(&key);
-        match shard.get_mut(&key) {
+        match shard.map.get_mut(&key) {
             Some(t) if t.is_alive(now) => {
                 if t.dest != dest {
                     return false;
@@ -271,20 +427,13 @@ impl TemplateTable {
                 t.controlled = t.controlled.saturating_add(1);
                 t.expires = t.expires.max(now + timeout);
                 t.timeout = timeout;
+                true
             }
             _ => {
-                shard.insert(
-                    key,
-                    Template {
-                        dest,
-                        controlled: 1,
-                        expires: now + timeout,
-                        timeout,
-                    },
-                );
+                let t = Template::new(dest, 1, now + timeout, timeout);
+                self.put(&mut shard, key, t)
             }
         }
-        true
     }
 
     /// Appends up to `limit` live templates to `out`, resuming at `cursor` (0 to start), as
@@ -302,8 +451,8 @@ impl TemplateTable {
         let (mut shard, mut skip) = ((cursor >> 32) as usize, (cursor & 0xffff_ffff) as usize);
         let mut n = 0;
         while shard < SHARDS {
-            let map = lock(&self.shards[shard]);
-            for (k, t) in map.iter().skip(skip) {
+            let guard = lock(&self.shards[shard]);
+            for (k, t) in guard.map.iter().skip(skip) {
                 if n == limit {
                     return Some(((shard as u64) << 32) | skip as u64);
                 }
@@ -327,7 +476,7 @@ impl TemplateTable {
     /// Number of templates held, including expired ones not yet removed by
     /// [`TemplateTable::expire`].
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|m| lock(m).len()).sum()
+        self.shards.iter().map(|m| lock(m).map.len()).sum()
     }
 
     /// Whether no template is held.

@@ -323,13 +323,19 @@ impl Director {
                     if proto == Protocol::Tcp {
                         let before = conn.state;
                         step_state(conn, dest, flags, Direction::InputOnly);
+                        if confirms(&l4) {
+                            conn.confirm();
+                        }
                         if conn.state != before && cx.shared.sync_emit() {
-                            let left = snap.timeouts.get(conn.state);
+                            let left = flow_timeout(snap, &self.config, conn);
                             let rec = sync::record(dest, key, conn.state, left);
                             sync::queue(&mut self.sync_out, cx.counters, rec);
                         }
+                    } else {
+                        // A second UDP datagram.
+                        conn.confirm();
                     }
-                    conn.set_expires(now + snap.timeouts.get(conn.state));
+                    conn.set_expires(now + flow_timeout(snap, &self.config, conn));
                     if p.first_fragment_of_many {
                         cx.shared.remember_fragment(frag_key, conn.dest, now);
                     }
@@ -396,11 +402,12 @@ impl Director {
                 .pick(&flow, &svc.sched_dests)
                 .map(|i| svc.dest_ids[i])
         };
+        // Persistence: the live template's server, if it is still of use. The template is
+        // made (or counted) only once the flow is in the table, below.
         let dest_id = match svc.persistence() {
             None => pick(),
             Some(pers) => {
                 let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
-                let timeout = Duration::from_secs(pers.timeout as u64);
                 // IPVS ip_vs_check_template: a template is of no use if its server left the
                 // table (deleted, or held while down), or is quiesced (weight 0) and the
                 // service has expire_quiescent_template.
@@ -410,20 +417,19 @@ impl Director {
                         .is_some_and(|d| !(quiescent && d.config.weight == 0))
                 };
                 let templates = &cx.shared.templates;
-                match templates.get_or_create(tkey, now, timeout, pick) {
+                match templates.lookup(&tkey, now) {
                     Some(id) if usable(id) => Some(id),
                     Some(stale) => {
                         // Expire it and choose again.
-                        templates.release(&tkey, now);
                         if snap.dest_or_held(stale).is_none() {
                             // Deleted: none of its templates is of use any more.
                             templates.remove_dest(stale);
                         } else {
                             templates.remove_if_dest(&tkey, stale);
                         }
-                        templates.get_or_create(tkey, now, timeout, pick)
+                        pick()
                     }
-                    None => None,
+                    None => pick(),
                 }
             }
         };
@@ -444,21 +450,34 @@ impl Director {
         } else {
             ConnState::Udp
         };
-        let conn = Conn::new(dest.id, state, now + snap.timeouts.get(state));
+        let mut conn = Conn::new(dest.id, state, now);
+        if proto == Protocol::Tcp && confirms(&l4) {
+            // Picked up mid-flow (sloppy_tcp) on a segment with data.
+            conn.confirm();
+        }
+        conn.set_expires(now + flow_timeout(snap, &self.config, &conn));
         let inserted = if is_nat {
             nat::insert(&mut cx, key, dest, conn)
         } else {
+            // Over the high-water mark, a never-confirmed flow makes way for this one.
+            let (counters, shared) = (&mut *cx.counters, cx.shared);
+            self.conns.make_room(now, |k, c, why| {
+                counters.conns_evicted[why as usize] += 1;
+                counters.conns_expired += 1;
+                release(snap, &shared.templates, k, c, now);
+            });
             self.conns
                 .insert(key, conn)
                 .map(drop)
                 .map_err(|_| DropReason::ConnTableFull)
         };
         if let Err(reason) = inserted {
-            if let Some(pers) = svc.persistence() {
-                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
-                cx.shared.templates.release(&tkey, now);
-            }
             return Verdict::Drop(reason);
+        }
+        if let Some(pers) = svc.persistence() {
+            let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+            let timeout = Duration::from_secs(u64::from(pers.timeout));
+            cx.shared.templates.bind(tkey, dest.id, now, timeout);
         }
         cx.counters.conns_created += 1;
         cx.counters.sloppy_created += u64::from(picked_up);
@@ -467,7 +486,7 @@ impl Director {
         dest.state
             .update_overload(dest.config.u_threshold, dest.config.l_threshold);
         if !is_nat && cx.shared.sync_emit() {
-            let rec = sync::record(dest, key, state, snap.timeouts.get(state));
+            let rec = sync::record(dest, key, state, flow_timeout(snap, &self.config, &conn));
             sync::queue(&mut self.sync_out, cx.counters, rec);
             if let Some(pers) = svc.persistence() {
                 let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
@@ -481,6 +500,23 @@ impl Director {
         }
         let clamp = if syn_only { svc.config.mss_clamp } else { None };
         forward(&mut cx, dest, buf, &p, clamp, hash)
+    }
+}
+
+/// Whether a TCP segment confirms its flow ([`Conn::is_confirmed`]): it carries payload and
+/// is not a SYN (a SYN's data, TCP Fast Open, is as easy to spoof as the SYN) or a RST.
+fn confirms(l4: &packet::Ports) -> bool {
+    l4.payload && !l4.flags.contains(TcpFlags::SYN) && !l4.flags.contains(TcpFlags::RST)
+}
+
+/// How long `conn` lives after a packet: its state's timeout, at most
+/// [`DirectorConfig::unconfirmed_timeout`] for a TCP flow not confirmed yet.
+fn flow_timeout(snap: &Snapshot, config: &DirectorConfig, conn: &Conn) -> Duration {
+    let t = snap.timeouts.get(conn.state);
+    if conn.state.is_tcp() && !conn.is_confirmed() {
+        t.min(config.unconfirmed_timeout)
+    } else {
+        t
     }
 }
 

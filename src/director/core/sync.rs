@@ -128,6 +128,11 @@ pub(super) fn adopt<'a>(
         release(snap, &shared.templates, key, &conn, now);
         return None;
     }
+    conns.make_room(now, |k, c, why| {
+        counters.conns_evicted[why as usize] += 1;
+        counters.conns_expired += 1;
+        release(snap, &shared.templates, k, c, now);
+    });
     match conns.insert(*key, conn) {
         Ok(c) => {
             counters.sync_adopted += 1;

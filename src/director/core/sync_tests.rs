@@ -275,7 +275,8 @@ fn a_dump_in_pieces_holds_every_live_flow_and_template_once() {
     for i in 0..50u32 {
         let w = i as usize % 2;
         let _ = lab.send(w, t0, &mut tcp_packet(client(i), 1000, VIP, 80, SYN, 0));
-        let _ = lab.send(w, t0, &mut tcp_packet(client(i), 1000, VIP, 80, ACK, 0));
+        // With data: a confirmed flow keeps ESTABLISHED's whole timeout.
+        let _ = lab.send(w, t0, &mut tcp_packet(client(i), 1000, VIP, 80, ACK, 10));
         let _ = lab.send(w, t0, &mut udp_packet(client(i), 2000, VIP, 53, 0));
     }
     for i in 0..10u32 {

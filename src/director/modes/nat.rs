@@ -346,6 +346,7 @@ pub fn handle_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdi
         sport,
         dport,
         flags,
+        ..
     }) = p.l4
     else {
         return Verdict::Drop(DropReason::MalformedL4);

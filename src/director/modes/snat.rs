@@ -138,6 +138,7 @@ fn ports(p: &Parsed, echo: u8) -> Result<Option<Ports>, DropReason> {
                     sport,
                     dport,
                     flags: TcpFlags::default(),
+                    payload: true,
                 }
             }))
         }

@@ -2,7 +2,7 @@
 //! control plane and the metrics endpoint read (copies of) them between batches.
 
 use super::verdict::DropReason;
-use crate::director::conn::DestId;
+use crate::director::conn::{DestId, Eviction};
 use crate::director::stats::{BatchHistogram, DestCounters, EncapErrors, SendSocket};
 
 /// Per-worker counters, read by the control plane between batches.
@@ -24,6 +24,9 @@ pub struct Counters {
     pub conns_created: u64,
     /// Connections expired or removed.
     pub conns_expired: u64,
+    /// Flows evicted to make room for a new one above the table's high-water mark, by
+    /// [`Eviction`] (index `reason as usize`; also counted in `conns_expired`).
+    pub conns_evicted: [u64; Eviction::ALL.len()],
     /// SYNs whose MSS option was clamped.
     pub mss_clamped: u64,
     /// Packets without DF too big for the tunnel MTU once encapsulated, sent as outer fragments
@@ -90,6 +93,13 @@ impl Counters {
         self.icmp_sent += other.icmp_sent;
         self.conns_created += other.conns_created;
         self.conns_expired += other.conns_expired;
+        for (e, o) in self
+            .conns_evicted
+            .iter_mut()
+            .zip(other.conns_evicted.iter())
+        {
+            *e += o;
+        }
         self.mss_clamped += other.mss_clamped;
         self.fragmented += other.fragmented;
         self.gso_whole += other.gso_whole;
@@ -112,6 +122,11 @@ impl Counters {
     #[inline]
     pub fn count_read_batch(&mut self, n: usize) {
         self.read_batches.record(n);
+    }
+
+    /// Flows evicted for one reason.
+    pub fn evicted(&self, why: Eviction) -> u64 {
+        self.conns_evicted[why as usize]
     }
 
     /// Drops of one reason.

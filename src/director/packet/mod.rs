@@ -57,6 +57,9 @@ pub struct Ports {
     pub dport: u16,
     /// TCP flags (none for UDP).
     pub flags: TcpFlags,
+    /// Whether the segment carries payload after its header (TCP data; always true for UDP).
+    /// What confirms a flow ([`crate::director::conn::Conn::is_confirmed`]).
+    pub payload: bool,
 }
 
 impl Ports {
@@ -153,6 +156,7 @@ fn parse_tcp(l4: &[u8]) -> Option<Ports> {
         sport: t.src_port(),
         dport: t.dst_port(),
         flags: t.flags(),
+        payload: l4.len() > t.header_len(),
     })
 }
 
@@ -165,6 +169,7 @@ fn parse_udp(l4: &[u8]) -> Option<Ports> {
         sport: u16::from_be_bytes([l4[0], l4[1]]),
         dport: u16::from_be_bytes([l4[2], l4[3]]),
         flags: TcpFlags::default(),
+        payload: true,
     })
 }
 

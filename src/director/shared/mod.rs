@@ -44,6 +44,12 @@ pub struct DirectorConfig {
     pub sweep_interval: Duration,
     /// Seed of the connection table's hash (randomise it in production).
     pub seed: u64,
+    /// Longest a TCP flow that has not carried client payload yet (not
+    /// [confirmed](crate::director::conn::Conn::is_confirmed)) lives after its last packet,
+    /// whatever its state's timeout: a spoofed SYN+ACK pair in ESTABLISHED goes after this
+    /// instead of 15 minutes. 60 s by default (IPVS's SYN_RECV timeout), so a server-speaks-first
+    /// protocol (SMTP, FTP) has a minute for its banner before the client's first data.
+    pub unconfirmed_timeout: Duration,
     /// IPVS `sloppy_tcp`: a TCP packet of a flow the director does not know that is not a
     /// SYN (and not a RST) is scheduled as a new flow instead of dropped as `no_connection`,
     /// in the state IPVS's table gives from NONE (ESTABLISHED for an ACK). A RST never
@@ -67,6 +73,7 @@ impl Default for DirectorConfig {
             sweep_budget: 8192,
             sweep_interval: Duration::from_millis(100),
             seed: 0x7475_6e6c_6221,
+            unconfirmed_timeout: Duration::from_secs(60),
             sloppy_tcp: false,
             sloppy_sctp: false,
         }
