@@ -285,7 +285,7 @@ def near(ms):
 
 rounds = requests = conns = lost_down = probes = probes_failed = probes_failed_down = 0
 others = []
-for path in sorted(glob.glob(f"{work}/clients-*.out")):
+for path in sorted(glob.glob(f"{work}/clients-*.out"), key=lambda p: int(re.findall(r"\d+", p)[-1])):
     text = open(path).read()
     lines = [l for l in text.splitlines() if l.startswith("{")]
     if not lines:
@@ -293,11 +293,12 @@ for path in sorted(glob.glob(f"{work}/clients-*.out")):
         continue
     s = json.loads(lines[-1])
     rounds += 1
+    minute = int(re.findall(r"\d+", path)[-1]) - 1
     requests += s["requests"]
     conns += s["conns"]
     t0 = s["start_unix_ms"]
     if s["established"] < s["conns"]:
-        others.append(f"round {rounds}: only {s['established']} of {s['conns']} connections established")
+        others.append(f"minute {minute}: only {s['established']} of {s['conns']} connections established")
     for d in s["lost_detail"]:
         m = re.search(r"\(client port \d+, (.*?)\) at t=([\d.]+)s", d)
         at = t0 + int(float(m.group(2)) * 1000) if m else t0
@@ -305,7 +306,7 @@ for path in sorted(glob.glob(f"{work}/clients-*.out")):
         if server.endswith(rs2) and in_down(at):
             lost_down += 1
         else:
-            others.append(f"round {rounds}: keep-alive lost: {d} (near: {near(at)})")
+            others.append(f"minute {minute}: keep-alive lost: {d} (near: {near(at)})")
     probes += s["probes"]
     probes_failed += s["probes_failed"]
     for o in s["outages"]:
@@ -314,7 +315,7 @@ for path in sorted(glob.glob(f"{work}/clients-*.out")):
             probes_failed_down += o["probes"]
         else:
             others.append(
-                f"round {rounds}: {o['probes']} new connection(s) failed from "
+                f"minute {minute}: {o['probes']} new connection(s) failed from "
                 f"+{o['start_ms'] / 1000:.1f} s for {o['length_ms']} ms (near: {near(at)})")
 flood_pairs = 0
 for path in glob.glob(f"{work}/flood-*.out"):
