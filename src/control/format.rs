@@ -126,6 +126,45 @@ pub struct Listing {
     pub conn_tab_size: u32,
     /// Services, in the table's order.
     pub services: Vec<ServiceStatus>,
+    /// The bounded state's fill and evictions (`adm -L --json` shows it; the text listing
+    /// stays ipvsadm's). `None` from a director that does not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn_table: Option<Box<ConnTableStatus>>,
+}
+
+/// The connection tables, templates and fragment tracker: how full, and what was evicted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnTableStatus {
+    /// Flows in the workers' connection tables.
+    pub entries: u64,
+    /// Most flows they hold (`--max-conns` × workers).
+    pub capacity: u64,
+    /// Above this many flows (7/8 of the capacity) new flows evict unconfirmed ones.
+    pub high_water: u64,
+    /// Flows in the shared NAT flow table.
+    pub nat_entries: u64,
+    /// Flows evicted because they had expired (found while making room).
+    pub evicted_expired: u64,
+    /// Never-confirmed flows evicted above the high-water mark.
+    pub evicted_unconfirmed: u64,
+    /// New flows refused, the table full of confirmed flows (`conn_table_full` drops).
+    pub refused_full: u64,
+    /// Persistence templates held.
+    pub templates: u64,
+    /// Most templates held (`--max-templates`).
+    pub template_capacity: u64,
+    /// Idle templates evicted for new ones.
+    pub templates_evicted: u64,
+    /// New templates not made (table full of templates in use).
+    pub templates_refused: u64,
+    /// Fragmented datagrams tracked.
+    pub fragments: u64,
+    /// Most datagrams tracked (`--max-fragments`).
+    pub fragment_capacity: u64,
+    /// Oldest datagrams evicted for new ones.
+    pub fragments_evicted: u64,
+    /// ICMP errors not sent over the rate limit.
+    pub icmp_rate_limited: u64,
 }
 
 impl Listing {
@@ -139,6 +178,7 @@ impl Listing {
                 .cloned()
                 .map(ServiceStatus::new)
                 .collect(),
+            conn_table: None,
         }
     }
 

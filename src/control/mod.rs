@@ -16,8 +16,9 @@
 //!   from the listing types the director fills in ([`format::Listing`], [`format::ConnEntry`]).
 //! - [`proto`]: the requests and responses exchanged over the control socket, as JSON lines.
 //! - [`vrrp_status`]: `adm --vrrp`'s entries ([`vrrp_status::VrrpEntry`]) and table.
-//! - [`socket`]: the control socket itself, a Unix stream socket in the abstract namespace, so each
-//!   network namespace has its own director (`ip netns exec NS tunlb adm -ln` just works).
+//! - [`socket`]: the control socket itself, a Unix stream socket in the root-only `/run/tunlb`
+//!   named after the network namespace, so each network namespace has its own director
+//!   (`ip netns exec NS tunlb adm -ln` just works) and no other user can take its place.
 //! - [`config`]: the director's TOML config: serde types (`raw.rs`), validation into the model
 //!   (every problem, with file:line:column; `validate.rs`, `network.rs`, `checks.rs`), and the
 //!   way back ([`config::to_toml`], `writer.rs`).

@@ -5,6 +5,13 @@
 //! gateways, the neighbour resolver and one worker thread per TUN queue
 //! ([`crate::director::io`]), then waits for signals: SIGHUP reloads, SIGINT/SIGTERM stop
 //! everything and restore the host.
+//!
+//! Every host change goes through the journal `/run/tunlb/director.journal.<netns id>`
+//! ([`crate::sys::journal`]), opened before the first change: a director that was killed is
+//! cleaned up after by the next start (or by `tunlb director --cleanup`), and a second director
+//! in the same network namespace is refused. A panic in any thread, or a worker that quits,
+//! stops the director like SIGTERM does, and it exits with status 1 naming the thread
+//! ([`crate::sys::fatal`]).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -23,11 +30,13 @@ use crate::control::config::{self, DirectorSettings};
 use crate::control::keepalived;
 use crate::director::io::tunnel_link::{LinkView, TunnelLinks, TunnelTx};
 use crate::director::io::{gateway, resolver, worker};
-use crate::director::{Director, DirectorConfig, DropReason, Shared, Snapshot};
+use crate::director::shared::frag;
+use crate::director::{Director, DirectorConfig, DropReason, Limits, Shared, Snapshot};
 use crate::model::ServiceSet;
-use crate::sys::netcfg::{conf_key, NetChanges};
-use crate::sys::signal;
+use crate::sys::journal::Journal;
+use crate::sys::netcfg::{self, conf_key};
 use crate::sys::tun::{TunConfig, TunDevice, TunQueue, TUN_F_USO4};
+use crate::sys::{fatal, signal};
 use crate::time::Clock;
 
 /// `tunlb director`: starts with an empty table (fill it with `tunlb adm`) unless a config is
@@ -61,6 +70,31 @@ pub struct DirectorArgs {
     /// Maximum tracked flows per worker.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_conns: usize,
+    /// Most persistence templates held, all workers together (default: --max-conns × the
+    /// number of workers, one per flow). When full, a new template evicts the oldest idle one
+    /// (one that controls no flow any more); with none idle the flow is scheduled without
+    /// persistence (`tunlb_conn_templates_refused_total`).
+    #[arg(long)]
+    pub max_templates: Option<usize>,
+    /// Most fragmented datagrams whose later fragments are tracked (default: 4096, or
+    /// --max-conns / 64 if more). When full, a new datagram evicts the oldest (its later
+    /// fragments are then dropped as `fragment_no_flow`).
+    #[arg(long)]
+    pub max_fragments: Option<usize>,
+    /// Longest a TCP flow that has carried no client data lives after its last packet, in
+    /// seconds, whatever its state's timeout (a spoofed SYN+ACK pair ends up ESTABLISHED:
+    /// without this it would stay 15 minutes). Such flows are also the ones evicted, oldest
+    /// first, once a worker's table is 7/8 full.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub unconfirmed_timeout: u64,
+    /// ICMP errors (fragmentation-needed) each worker sends a second at most, after a burst
+    /// of --icmp-burst; 0 = no limit. Packets over it are dropped without an answer
+    /// (`tunlb_icmp_rate_limited_total`).
+    #[arg(long, default_value_t = 1000)]
+    pub icmp_rate: u32,
+    /// ICMP errors a worker may send at once before --icmp-rate applies.
+    #[arg(long, default_value_t = 50)]
+    pub icmp_burst: u32,
     /// Flows per worker the connection table is sized for at start. It grows beyond that (up
     /// to --max-conns) by doubling, which pauses the worker while it rehashes: size it for the
     /// expected peak to avoid that (1M flows take about 58 MB).
@@ -100,11 +134,53 @@ pub struct DirectorArgs {
     /// (tunlb forwards no SCTP, so it changes nothing).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub sloppy_sctp: Option<bool>,
+    /// Undo what a director that died without restoring the host (SIGKILL, OOM kill, a crash)
+    /// left in this network namespace, as its journal under /run/tunlb records it, print each
+    /// undo and exit. Refused while a director runs here. (A director does this itself when
+    /// it starts.)
+    #[arg(long)]
+    pub cleanup: bool,
+}
+
+/// The journal of the director of this network namespace.
+const JOURNAL: &str = "director.journal";
+
+/// `tunlb director --cleanup`: undoes a dead director's leftovers and prints them.
+fn cleanup() -> anyhow::Result<()> {
+    let path = Journal::path_for(JOURNAL)?;
+    let recovered = netcfg::cleanup(&path, "director")?;
+    if recovered.is_empty() {
+        println!(
+            "tunlb director --cleanup: nothing to undo ({} holds no changes)",
+            path.display()
+        );
+        return Ok(());
+    }
+    let who = recovered
+        .pid
+        .map(|p| format!(", left by pid {p}"))
+        .unwrap_or_default();
+    println!("tunlb director --cleanup: {}{who}:", path.display());
+    for line in recovered.lines() {
+        println!("  {line}");
+    }
+    if recovered.errors.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "some changes could not be undone; they stay in {}",
+            path.display()
+        )
+    }
 }
 
 /// Runs the director until SIGINT/SIGTERM, then restores what it changed.
 pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        return cleanup();
+    }
     signal::install().context("installing signal handlers")?;
+    fatal::install_panic_hook("tunlb director:");
     // Command-line flags win over the config file, which wins over the defaults.
     let (settings, set) = match &args.config {
         Some(path) => config::load(path)?,
@@ -134,7 +210,15 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .or(settings.local_address)
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
 
-    let mut net = NetChanges::new();
+    // The control socket first: a director already running in this namespace stops us before
+    // we change anything on the host.
+    let control = crate::control::socket::Listener::bind()?;
+
+    // The journal first: it refuses a second director here, and undoes a dead one's leftovers
+    // before this one looks at the host.
+    let journal = Journal::path_for(JOURNAL)?;
+    let mut net = netcfg::open_journaled(&journal, "director", "tunlb director:")
+        .context("opening the journal of host changes")?;
     let tun = TunDevice::with_config(&TunConfig {
         offload: !args.no_offload,
         udp_offload: !args.no_offload,
@@ -156,7 +240,15 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     net.set_sysctl("net.ipv4.ip_forward", "1")?;
     net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "0")?;
 
-    let shared = Arc::new(Shared::new(Snapshot::default()));
+    let limits = Limits {
+        max_templates: args
+            .max_templates
+            .unwrap_or(args.max_conns.saturating_mul(queues)),
+        max_fragments: args
+            .max_fragments
+            .unwrap_or((args.max_conns / 64).max(frag::FRAG_MAX)),
+    };
+    let shared = Arc::new(Shared::with_limits(Snapshot::default(), limits));
     // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
     // director that took over keeps the flows it did not see start.
     let (sloppy_tcp, sloppy_sctp) = settings.sloppy();
@@ -174,6 +266,9 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             args.conns_hint.min(args.max_conns),
         ),
         seed: random_seed(),
+        unconfirmed_timeout: crate::time::Duration::from_secs(args.unconfirmed_timeout),
+        icmp_rate: args.icmp_rate,
+        icmp_burst: args.icmp_burst,
         ..DirectorConfig::default()
     };
     let cores: Vec<Arc<Mutex<Director>>> = (0..queues)
@@ -210,9 +305,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         ..settings.clone()
     });
     plane.set_tunnel_routes(&settings.tunnel_routes)?;
-    plane
+    // Dropped when `run` returns: a clean exit removes the socket file.
+    let _control = plane
         .clone()
-        .serve()
+        .serve(control)
         .context("starting the control socket")?;
     if let Some(addr) = args.metrics_listen {
         let p = plane.clone();
@@ -255,6 +351,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
                     batch_size: batch,
                     links,
                 };
+                #[cfg(debug_assertions)]
+                if i == 0 {
+                    fatal::test_trigger("worker");
+                }
                 worker::run(start, &stop)
             })
             .context("spawning a worker thread")?;
@@ -307,6 +407,13 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         );
         shared.handle_timeout(clock.now());
         plane.tick();
+        // A worker that ended by itself (a panic, a socket it could not open) leaves its queue
+        // unread: stop everything rather than run on without it.
+        if let Some(i) = workers.iter().position(|w| w.is_finished()) {
+            if fatal::reason().is_none() {
+                fatal::raise(format!("worker {i} stopped"));
+            }
+        }
         match signal::take() {
             Some(signal::Signal::Hangup) => match plane.reload() {
                 Ok(msg) => log::info!("tunlb director: SIGHUP: {msg}"),
@@ -340,7 +447,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     drop(health);
     plane.shutdown();
     announcer.shutdown();
-    Ok(())
+    match fatal::reason() {
+        Some(why) => anyhow::bail!("stopped because {why} (the host settings were restored)"),
+        None => Ok(()),
+    }
 }
 
 fn random_seed() -> u64 {

@@ -64,6 +64,6 @@ pub use conn::SyncRecord;
 pub use modes::{dr, nat, probe_pin, route, snat};
 pub use packet::counters::Counters;
 pub use packet::verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};
-pub use shared::{DirectorConfig, Shared};
+pub use shared::{DirectorConfig, Limits, Shared};
 pub use stats::DestCounters;
 pub use table::{Registry, Snapshot};

@@ -47,6 +47,13 @@
 //! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
 //! | `tunlb_conn_table_capacity` | gauge | | most flows the tables will hold (`--max-conns` × workers) |
 //! | `tunlb_conn_table_evictions_total` | counter | | flows removed from the connection tables (expired or swept) |
+//! | `tunlb_conn_evictions_total` | counter | `table`, `reason` | entries evicted to make room: `flows` `expired` / `unconfirmed` (above the high-water mark, 7/8 of `--max-conns`), `templates` `idle`, `fragments` `oldest`; 0 included |
+//! | `tunlb_icmp_rate_limited_total` | counter | | ICMP errors not sent, over `--icmp-rate` / `--icmp-burst` (the packets still count as `too_big` drops) |
+//! | `tunlb_conn_templates_refused_total` | counter | | new persistence templates not made, the table full of templates in use |
+//! | `tunlb_conn_templates` | gauge | | persistence templates held |
+//! | `tunlb_conn_templates_capacity` | gauge | | `--max-templates` |
+//! | `tunlb_conn_fragments` | gauge | | fragmented datagrams tracked |
+//! | `tunlb_conn_fragments_capacity` | gauge | | `--max-fragments` |
 //! | `tunlb_gso_packets_total` | counter | `path` | TUN offload: GSO super-packets decided `whole` or `split` into segments |
 //! | `tunlb_nat_flow_entries` | gauge | | flows in the shared NAT flow table |
 //! | `tunlb_sync_messages_total` | counter | `direction` | connection sync (when configured): messages `sent`, `received` (accepted) and `applied` (their records installed) |
@@ -93,6 +100,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::director::conn::Eviction;
 use crate::director::stats::{
     bucket_index, BatchHistogram, EncapError, EncapKind, SendSocket, Totals, BATCH_BUCKETS,
 };
@@ -191,12 +199,33 @@ pub struct DirectorSample {
     pub conn_capacity: u64,
     /// Flows in the NAT flow table.
     pub nat_flows: u64,
+    /// Bounded shared state: persistence templates and fragment tracker.
+    pub bounded: BoundedSample,
     /// The health probes' durations ([`CheckDurations::snapshot`]).
     pub checks: Vec<CheckSeries>,
     /// The VRRP instances (none when VRRP is not configured).
     pub vrrp: Vec<VrrpSample>,
     /// Connection sync's counters, when it runs.
     pub sync: Option<SyncCounts>,
+}
+
+/// The shared tables' fill and evictions (`tunlb_conn_*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BoundedSample {
+    /// Persistence templates held.
+    pub templates: u64,
+    /// Most templates held (`--max-templates`).
+    pub template_capacity: u64,
+    /// Idle templates evicted for new ones.
+    pub templates_evicted: u64,
+    /// New templates not made: the table was full of templates in use.
+    pub templates_refused: u64,
+    /// Fragmented datagrams tracked.
+    pub fragments: u64,
+    /// Most datagrams tracked (`--max-fragments`).
+    pub fragment_capacity: u64,
+    /// Datagrams evicted (the oldest) for new ones.
+    pub fragments_evicted: u64,
 }
 
 /// One VRRP instance in a scrape.
@@ -601,6 +630,7 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "Flows removed from the workers' connection tables (expired or swept).",
         s.counters.conns_expired,
     );
+    bounded_metrics(&mut r, s);
     let gso: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
     gso.get_or_create(&vec![("path", "whole")])
         .inc_by(s.counters.gso_whole);
@@ -629,6 +659,64 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
     }
     build_info(&mut r);
     r
+}
+
+/// `tunlb_conn_*`: evictions of the bounded tables by reason, the shared tables' fill.
+fn bounded_metrics(r: &mut Registry, s: &DirectorSample) {
+    let b = &s.bounded;
+    let evictions: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+    for why in Eviction::ALL {
+        evictions
+            .get_or_create(&vec![("table", "flows"), ("reason", why.as_str())])
+            .inc_by(s.counters.evicted(why));
+    }
+    evictions
+        .get_or_create(&vec![("table", "templates"), ("reason", "idle")])
+        .inc_by(b.templates_evicted);
+    evictions
+        .get_or_create(&vec![("table", "fragments"), ("reason", "oldest")])
+        .inc_by(b.fragments_evicted);
+    r.register(
+        "tunlb_conn_evictions",
+        "Entries evicted to make room for new ones, by table and reason: flows expired or never confirmed (no client payload) above the connection table's high-water mark (7/8 of --max-conns), idle persistence templates (--max-templates), the oldest fragmented datagrams (--max-fragments).",
+        evictions,
+    );
+    counter(
+        r,
+        "tunlb_icmp_rate_limited",
+        "ICMP errors (fragmentation-needed) not sent because the worker's rate limit (--icmp-rate, --icmp-burst) was reached; the packets count as too_big drops all the same.",
+        s.counters.icmp_rate_limited,
+    );
+    counter(
+        r,
+        "tunlb_conn_templates_refused",
+        "New persistence templates not made because the template table was full of templates in use (the flow was scheduled without persistence).",
+        b.templates_refused,
+    );
+    gauge(
+        r,
+        "tunlb_conn_templates",
+        "Persistence templates held.",
+        b.templates,
+    );
+    gauge(
+        r,
+        "tunlb_conn_templates_capacity",
+        "Most persistence templates held (--max-templates).",
+        b.template_capacity,
+    );
+    gauge(
+        r,
+        "tunlb_conn_fragments",
+        "Fragmented datagrams whose later fragments the director tracks.",
+        b.fragments,
+    );
+    gauge(
+        r,
+        "tunlb_conn_fragments_capacity",
+        "Most fragmented datagrams tracked (--max-fragments).",
+        b.fragment_capacity,
+    );
 }
 
 /// `tunlb_vrrp_*`: one series per VRRP instance (none without VRRP).
@@ -871,6 +959,15 @@ mod tests {
             conns: 7,
             conn_capacity: 100,
             nat_flows: 0,
+            bounded: BoundedSample {
+                templates: 3,
+                template_capacity: 1000,
+                templates_evicted: 4,
+                templates_refused: 5,
+                fragments: 6,
+                fragment_capacity: 4096,
+                fragments_evicted: 8,
+            },
             checks: Vec::new(),
             vrrp: Vec::new(),
             sync: None,
@@ -946,6 +1043,29 @@ mod tests {
         for reason in DropReason::ALL {
             assert!(text.contains(&format!("reason=\"{}\"", reason.as_str())));
         }
+    }
+
+    #[test]
+    fn bounded_state_evictions_by_table_and_reason() {
+        let mut s = sample();
+        s.counters.conns_evicted[Eviction::Unconfirmed as usize] = 11;
+        s.counters.icmp_rate_limited = 12;
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        assert_lines(
+            &text,
+            [
+                "tunlb_conn_evictions_total{table=\"flows\",reason=\"unconfirmed\"} 11",
+                "tunlb_conn_evictions_total{table=\"flows\",reason=\"expired\"} 0",
+                "tunlb_conn_evictions_total{table=\"templates\",reason=\"idle\"} 4",
+                "tunlb_conn_evictions_total{table=\"fragments\",reason=\"oldest\"} 8",
+                "tunlb_conn_templates_refused_total 5",
+                "tunlb_conn_templates 3",
+                "tunlb_conn_templates_capacity 1000",
+                "tunlb_conn_fragments 6",
+                "tunlb_conn_fragments_capacity 4096",
+                "tunlb_icmp_rate_limited_total 12",
+            ],
+        );
     }
 
     #[test]

@@ -178,13 +178,16 @@ fn tunnel(args: &AgentArgs, encap: TunnelType) -> Tunnel {
 
 /// Runs the gateway until `stop()`; undoes its network changes and returns the receiver's
 /// counters (the outbound ones are logged).
-pub(super) fn run(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
+pub(super) fn run(
+    args: &AgentArgs,
+    mut net: NetChanges,
+    mut stop: impl FnMut() -> bool,
+) -> anyhow::Result<AgentStats> {
     let (Some(encap), Some(peer)) = (args.encap, peer(args)) else {
         bail!("--gateway needs --encap and a peer");
     };
     let overhead = encap::overhead(&tunnel(args, encap));
     let mtu = args.tun_mtu.saturating_sub(overhead as u16);
-    let mut net = NetChanges::new();
     let tun = TunDevice::create(&args.tun_name, 1, mtu)
         .with_context(|| format!("create TUN device {}", args.tun_name))?;
     let tun_name = tun.name().to_owned();

@@ -36,7 +36,11 @@
 //! `--route` prefixes are tunnelled back. The receive loop ([`tunnel`]) is the same.
 //!
 //! On SIGINT, SIGTERM or SIGHUP the loop stops, every network change is undone and the counters
-//! are printed.
+//! are printed. Every change is first written to the agent's journal
+//! (`/run/tunlb/realserver-<tun name>.journal.<netns id>`, `realserver-dr.journal.<id>` in DR
+//! mode; see [`crate::sys::journal`]), so an agent that was killed is cleaned up after by the
+//! next start or `tunlb realserver --cleanup`; a panicking thread stops the agent with exit
+//! status 1.
 
 pub mod filter;
 pub mod gateway;
@@ -56,9 +60,10 @@ use anyhow::{bail, Context};
 use ipnet::Ipv4Net;
 
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
-use crate::sys::netcfg::{conf_key, Applied, NetChanges};
-use crate::sys::signal;
+use crate::sys::journal::Journal;
+use crate::sys::netcfg::{self, conf_key, Applied, NetChanges};
 use crate::sys::tun::{TunConfig, TunDevice};
+use crate::sys::{fatal, rundir, signal};
 use tunnel::{serve, Receiver, ServeOptions, POLL_TIMEOUT};
 
 /// Prefix of every log line.
@@ -79,7 +84,7 @@ pub enum Mode {
 #[derive(clap::Args, Clone, Debug)]
 pub struct AgentArgs {
     /// A virtual IP served here (repeat for several). Put on `lo` as a hidden /32.
-    #[arg(long = "vip", value_name = "VIP", required_unless_present = "gateway")]
+    #[arg(long = "vip", value_name = "VIP", required_unless_present_any = ["gateway", "cleanup"])]
     pub vips: Vec<Ipv4Addr>,
     /// How packets arrive: `tun` (tunnelled, the director's -i) or `dr` (direct routing, -g).
     #[arg(long, value_enum, default_value_t = Mode::Tun)]
@@ -141,6 +146,12 @@ pub struct AgentArgs {
     /// refuses offload, the agent goes on without, with a log line.
     #[arg(long)]
     pub no_offload: bool,
+    /// Undo what agents that died without restoring the host (SIGKILL, OOM kill, a crash)
+    /// left in this network namespace, as their journals under /run/tunlb record it (the VIPs
+    /// on lo, ARP and rp_filter sysctls, gateway routes), print each undo and exit. Journals of
+    /// agents still running are left alone. (An agent does this itself when it starts.)
+    #[arg(long, conflicts_with_all = ["vips", "gateway"])]
+    pub cleanup: bool,
 }
 
 /// Parses `--allow`: a CIDR, or a bare address meaning `/32`.
@@ -229,7 +240,11 @@ pub(crate) fn valid_ifname(name: &str) -> bool {
 
 /// Runs the agent until SIGINT, SIGTERM or SIGHUP, then undoes its network changes and exits.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        return cleanup();
+    }
     signal::install().context("install signal handlers")?;
+    fatal::install_panic_hook(LOG);
     let stop = || match signal::pending() {
         Some(sig) => {
             log::info!("{LOG} {sig} received, stopping");
@@ -237,7 +252,74 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
         None => false,
     };
-    run_until(&args, stop).map(drop)
+    run_until(&args, stop)?;
+    match fatal::reason() {
+        Some(why) => bail!("stopped because {why} (the host settings were restored)"),
+        None => Ok(()),
+    }
+}
+
+/// The journal stem of this agent: one per TUN device (DR mode has none: `realserver-dr`).
+fn journal_stem(args: &AgentArgs) -> String {
+    match (args.gateway, args.mode) {
+        (false, Mode::Dr) => "realserver-dr.journal".to_owned(),
+        _ => format!("realserver-{}.journal", args.tun_name),
+    }
+}
+
+/// Opens this agent's journal (refusing if a live agent holds it), undoing what a dead one
+/// left there.
+pub(crate) fn journaled_changes(args: &AgentArgs) -> anyhow::Result<NetChanges> {
+    let path = Journal::path_for(&journal_stem(args))?;
+    netcfg::open_journaled(&path, "realserver", LOG).context("opening the journal of host changes")
+}
+
+/// `tunlb realserver --cleanup`: undoes what dead agents of this network namespace left, from
+/// every `realserver-*.journal.<netns id>` no live agent holds, and prints it.
+fn cleanup() -> anyhow::Result<()> {
+    let dir = rundir::run_dir()?;
+    let suffix = format!(".journal.{:x}", rundir::netns_id()?);
+    let mut journals: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("realserver-") && n.ends_with(&suffix))
+        .collect();
+    journals.sort();
+    let mut failed = false;
+    let mut any = false;
+    for name in journals {
+        let path = dir.join(&name);
+        match netcfg::cleanup(&path, "realserver") {
+            Ok(rec) if rec.is_empty() => {}
+            Ok(rec) => {
+                any = true;
+                let who = rec
+                    .pid
+                    .map(|p| format!(", left by pid {p}"))
+                    .unwrap_or_default();
+                println!("{LOG} --cleanup: {}{who}:", path.display());
+                for line in rec.lines() {
+                    println!("  {line}");
+                }
+                failed |= !rec.errors.is_empty();
+            }
+            Err(netcfg::NetError::Journal(e @ crate::sys::journal::JournalError::Busy { .. })) => {
+                println!("{LOG} --cleanup: skipping {e}");
+            }
+            Err(e) => {
+                println!("{LOG} --cleanup: {}: {e}", path.display());
+                failed = true;
+            }
+        }
+    }
+    if !any && !failed {
+        println!("{LOG} --cleanup: nothing to undo in this network namespace");
+    }
+    if failed {
+        bail!("some changes could not be undone; they stay in their journals");
+    }
+    Ok(())
 }
 
 /// Runs the agent until `stop()` returns true (checked at least every 200 ms), undoes its
@@ -245,19 +327,25 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
 /// (see [`stop_flag`]).
 pub fn run_until(args: &AgentArgs, stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
     args.validate()?;
+    // The journal before any change: it refuses a second agent with the same TUN, and
+    // undoes what a dead one left before this one looks at the host.
+    let net = journaled_changes(args)?;
     if args.gateway {
-        return gateway::run(args, stop);
+        return gateway::run(args, net, stop);
     }
     match (args.mode, args.encap) {
-        (Mode::Dr, _) => run_dr(args, stop),
-        (Mode::Tun, Some(encap)) => run_tun(args, encap, stop),
+        (Mode::Dr, _) => run_dr(args, net, stop),
+        (Mode::Tun, Some(encap)) => run_tun(args, encap, net, stop),
         (Mode::Tun, None) => bail!("--encap is needed in TUN mode"),
     }
 }
 
 /// DR mode: hide the VIPs (also from ARP on the LAN interfaces) and wait for `stop()`.
-fn run_dr(args: &AgentArgs, mut stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
-    let mut net = NetChanges::new();
+fn run_dr(
+    args: &AgentArgs,
+    mut net: NetChanges,
+    mut stop: impl FnMut() -> bool,
+) -> anyhow::Result<AgentStats> {
     let lan = if args.lan_ifs.is_empty() {
         lan_interfaces().context("list the network interfaces")?
     } else {
@@ -304,9 +392,9 @@ fn lan_interfaces() -> std::io::Result<Vec<String>> {
 fn run_tun(
     args: &AgentArgs,
     encap: TunnelType,
+    mut net: NetChanges,
     mut stop: impl FnMut() -> bool,
 ) -> anyhow::Result<AgentStats> {
-    let mut net = NetChanges::new();
     hide_vips(&mut net, &args.vips)?;
 
     // Virtio headers let GUE trains and kernel-merged IPIP/GRE packets in whole.

@@ -64,6 +64,7 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
             lans: Vec::new(),
             metrics_listen: Some("127.0.0.1:9101".parse().unwrap()),
             no_offload: false,
+            cleanup: false,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {
@@ -175,6 +176,7 @@ fn dr_mode_hides_the_vip_on_every_interface_and_undoes_it() {
             lans: Vec::new(),
             metrics_listen: None,
             no_offload: false,
+            cleanup: false,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {

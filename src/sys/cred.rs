@@ -1,8 +1,9 @@
 //! Credentials of the process at the other end of a Unix stream socket (`SO_PEERCRED`).
 //!
-//! The control socket lives in the abstract namespace, which has no file permissions: anyone in
-//! the network namespace can connect. The server asks the kernel who connected and refuses
-//! everyone but root, as the kernel refuses ipvsadm's `setsockopt` calls without `CAP_NET_ADMIN`.
+//! Both ends of the control socket ask: the director refuses every client but root, as the
+//! kernel refuses ipvsadm's `setsockopt` calls without `CAP_NET_ADMIN`, and `tunlb adm` refuses
+//! a server that is not root (someone else's process holding the socket's name). For a
+//! listening socket the kernel records the credentials of the process that called `listen()`.
 
 use std::io;
 use std::os::fd::AsRawFd;

@@ -11,6 +11,9 @@
 //! - [`raw`]: the raw IPv4 sender (`IP_HDRINCL`, `sendmmsg`), the raw and UDP tunnel receivers
 //!   (`recvmmsg`).
 //! - [`netcfg`]: host network changes (routes, addresses, sysctls) undone on drop.
+//! - [`journal`]: the crash journal of those changes under `/run/tunlb` (flock'd while the
+//!   daemon runs), undone by the next start or `--cleanup`.
+//! - [`fatal`]: a panicking thread ends the daemon (stop flag, clean restore, exit status 1).
 //! - [`packet`]: the AF_PACKET sender for DR mode (IPv4 packets in Ethernet frames, `sendmmsg`).
 //! - [`neigh`]: rtnetlink route lookups and the neighbour table (DR mode's MAC resolution).
 //! - [`udp_gso`]: UDP sockets sending GSO trains (`UDP_SEGMENT`), for GUE.
@@ -25,8 +28,10 @@ pub mod arp;
 pub mod batch;
 pub mod blast;
 pub mod cred;
+pub mod fatal;
 pub mod huge;
 pub mod iface;
+pub mod journal;
 pub mod mcast;
 mod mmsg;
 pub mod neigh;

@@ -10,11 +10,20 @@
 //! type, show up in error messages as such, and need no netlink code. Sysctls are read and written
 //! under `/proc/sys`. The system calls go through the [`NetOps`] trait so tests can check the
 //! recorded commands and the restore order against a fake.
+//!
+//! A daemon opens its [`Journal`] with [`NetChanges::journaled`]: every change is then written
+//! to the journal (and fsync'd) *before* it is made, with what undoes it, so a process killed
+//! by SIGKILL, the OOM killer or a panic that aborts leaves a record of what it changed. The
+//! next start (or `--cleanup`) undoes those records first, newest first, and only then makes
+//! its own changes, so a leftover is never mistaken for the host's original state.
 
 use std::io;
+use std::path::Path;
 use std::process::Command;
 
 use ipnet::Ipv4Net;
+
+use super::journal::{Journal, JournalError, Leftover};
 
 /// Why a network change failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +79,10 @@ pub enum NetError {
     /// Some undo steps of a restore failed (the others were done).
     #[error("restore: {}", join_errors(.0))]
     Restore(Vec<NetError>),
+    /// The journal of changes could not be opened or written (a change is not made unless
+    /// its record is safely written first).
+    #[error(transparent)]
+    Journal(#[from] JournalError),
 }
 
 impl NetError {
@@ -262,6 +275,40 @@ impl PolicyRule {
         a
     }
 
+    /// Parses what [`args`](PolicyRule::args) writes (a journal record's rule).
+    pub fn parse_args(words: &[&str]) -> Option<PolicyRule> {
+        let mut rule = PolicyRule {
+            pref: 0,
+            iif: None,
+            from: None,
+            ipproto: None,
+            sport: None,
+            action: RuleAction::Nop,
+        };
+        let (mut pref, mut action) = (None, None);
+        let mut it = words.iter();
+        while let Some(&w) = it.next() {
+            if w == "nop" {
+                action = Some(RuleAction::Nop);
+                continue;
+            }
+            let v = *it.next()?;
+            match w {
+                "pref" => pref = Some(v.parse().ok()?),
+                "iif" => rule.iif = Some(v.to_owned()),
+                "from" => rule.from = Some(v.parse().ok()?),
+                "ipproto" => rule.ipproto = Some(v.parse().ok()?),
+                "sport" => rule.sport = Some(v.parse().ok()?),
+                "lookup" => action = Some(RuleAction::Lookup(v.parse().ok()?)),
+                "goto" => action = Some(RuleAction::Goto(v.parse().ok()?)),
+                _ => return None,
+            }
+        }
+        rule.pref = pref?;
+        rule.action = action?;
+        Some(rule)
+    }
+
     fn run<O: NetOps>(&self, ops: &mut O, verb: &str) -> Result<(), NetError> {
         let args = self.args();
         let mut full = vec!["rule", verb];
@@ -312,18 +359,220 @@ enum Change {
     },
 }
 
+impl Change {
+    /// The change as a journal record (one line; see [`Change::parse`]).
+    fn record(&self) -> String {
+        match self {
+            Change::Sysctl { key, old } => format!("sysctl {key} {old}"),
+            Change::RouteAdded { dst, dev } => format!("route-add {dst} {dev}"),
+            Change::RouteDeleted { dst, dev } => format!("route-del {dst} {dev}"),
+            Change::TableRouteAdded { dst, dev, table } => {
+                format!("table-route-add {dst} {dev} {table}")
+            }
+            Change::RuleAdded(rule) => format!("rule-add {}", rule.args().join(" ")),
+            Change::RuleDeleted(rule) => format!("rule-del {}", rule.args().join(" ")),
+            Change::AddressAdded { addr, dev } => format!("addr-add {addr} {dev}"),
+            Change::Link {
+                dev,
+                was_up,
+                old_mtu,
+            } => format!(
+                "link {dev} {} {old_mtu}",
+                if *was_up { "up" } else { "down" }
+            ),
+        }
+    }
+
+    /// Reads a journal record back; None if it is not one [`Change::record`] writes.
+    fn parse(record: &str) -> Option<Change> {
+        let (kind, rest) = record.split_once(' ')?;
+        if kind == "sysctl" {
+            // The old value is the rest of the line, spaces and all ("4096 131072 6291456").
+            let (key, old) = rest.split_once(' ').unwrap_or((rest, ""));
+            if key.is_empty() || key.contains("..") || key.starts_with('/') {
+                return None;
+            }
+            return Some(Change::Sysctl {
+                key: key.to_owned(),
+                old: old.to_owned(),
+            });
+        }
+        let w: Vec<&str> = rest.split(' ').collect();
+        let dev = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Some(match (kind, w.as_slice()) {
+            ("route-add", [dst, d]) => Change::RouteAdded {
+                dst: dst.parse().ok()?,
+                dev: dev(d)?,
+            },
+            ("route-del", [dst, d]) => Change::RouteDeleted {
+                dst: dst.parse().ok()?,
+                dev: dev(d)?,
+            },
+            ("table-route-add", [dst, d, t]) => Change::TableRouteAdded {
+                dst: dst.parse().ok()?,
+                dev: dev(d)?,
+                table: t.parse().ok()?,
+            },
+            ("rule-add", words) => Change::RuleAdded(PolicyRule::parse_args(words)?),
+            ("rule-del", words) => Change::RuleDeleted(PolicyRule::parse_args(words)?),
+            ("addr-add", [addr, d]) => Change::AddressAdded {
+                addr: addr.parse().ok()?,
+                dev: dev(d)?,
+            },
+            ("link", [d, state, mtu]) => Change::Link {
+                dev: dev(d)?,
+                was_up: match *state {
+                    "up" => true,
+                    "down" => false,
+                    _ => return None,
+                },
+                old_mtu: mtu.parse().ok()?,
+            },
+            _ => return None,
+        })
+    }
+
+    /// Whether `self` is the add whose effect `del` (a `RouteDeleted` / `RuleDeleted`) cancels.
+    fn is_undone_by(&self, del: &Change) -> bool {
+        match (self, del) {
+            (Change::RouteAdded { dst, dev }, Change::RouteDeleted { dst: d2, dev: v2 }) => {
+                dst == d2 && dev == v2
+            }
+            (Change::RuleAdded(a), Change::RuleDeleted(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Whether `self` changed the same object as `other` (same route, same rule).
+    fn same_object(&self, other: &Change) -> bool {
+        let route = |c: &Change| match c {
+            Change::RouteAdded { dst, dev } | Change::RouteDeleted { dst, dev } => {
+                Some((*dst, dev.clone()))
+            }
+            _ => None,
+        };
+        let rule = |c: &Change| match c {
+            Change::RuleAdded(r) | Change::RuleDeleted(r) => Some(r.clone()),
+            _ => None,
+        };
+        (route(self).is_some() && route(self) == route(other))
+            || (rule(self).is_some() && rule(self) == rule(other))
+    }
+}
+
+/// A change made, and the journal record that describes it (if a journal is kept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Recorded {
+    change: Change,
+    seq: Option<u64>,
+}
+
+/// What opening a journal undid: the changes a dead process had left.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The pid of the process that left them, if its journal said.
+    pub pid: Option<u32>,
+    /// One line per change undone, newest first (the command or sysctl write that undid it;
+    /// "(already gone)" when its object had disappeared with the process, e.g. a route through
+    /// its TUN device).
+    pub undone: Vec<String>,
+    /// Undo steps that failed; their records stay in the journal (and are tried again at
+    /// exit, at the next start or by `--cleanup`).
+    pub errors: Vec<NetError>,
+    /// Journal lines that could not be read (skipped).
+    pub unreadable: usize,
+}
+
+impl Recovered {
+    /// The report `--cleanup` prints and a start logs: one line per undone change (or error).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.undone.iter().map(|u| format!("undone: {u}")).collect();
+        out.extend(
+            self.errors
+                .iter()
+                .map(|e| format!("NOT undone (kept for the next try): {e}")),
+        );
+        if self.unreadable > 0 {
+            out.push(format!(
+                "{} unreadable journal line(s) skipped",
+                self.unreadable
+            ));
+        }
+        out
+    }
+
+    /// Whether there was nothing to undo.
+    pub fn is_empty(&self) -> bool {
+        self.undone.is_empty() && self.errors.is_empty() && self.unreadable == 0
+    }
+}
+
+/// Opens a daemon's journal ([`NetChanges::journaled`]) and logs, one line each, what a dead
+/// predecessor left and this start undid. `prefix` starts each log line (`tunlb director:`).
+pub fn open_journaled(
+    path: &Path,
+    role: &str,
+    prefix: &str,
+) -> Result<NetChanges<SystemOps>, NetError> {
+    let (net, recovered) = NetChanges::journaled(path, role)?;
+    if !recovered.is_empty() {
+        let who = recovered
+            .pid
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default();
+        log::warn!(
+            "{prefix} a previous {role}{who} died without restoring the host; undoing what its journal {} records",
+            path.display()
+        );
+        for line in recovered.lines() {
+            log::warn!("{prefix} {line}");
+        }
+    }
+    Ok(net)
+}
+
+/// `--cleanup`: undoes what a dead `role` daemon left in the journal at `path` (refused while a
+/// live one holds it) and returns what was undone; the journal is removed when nothing is left.
+/// A missing journal means nothing to undo.
+pub fn cleanup(path: &Path, role: &str) -> Result<Recovered, NetError> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Recovered::default()),
+        _ => {}
+    }
+    let (net, recovered) = NetChanges::journaled(path, role)?;
+    // What failed is tried once more by the drop's restore, and kept in the journal if it
+    // fails again.
+    drop(net);
+    Ok(recovered)
+}
+
 /// Network changes made so far, undone in reverse order by [`restore`](NetChanges::restore) or
 /// on drop.
 #[derive(Debug)]
 pub struct NetChanges<O: NetOps = SystemOps> {
     ops: O,
-    changes: Vec<Change>,
+    changes: Vec<Recorded>,
+    journal: Option<Journal>,
 }
 
 impl NetChanges<SystemOps> {
-    /// Changes to the real system.
+    /// Changes to the real system, without a journal (tests, tools).
     pub fn new() -> NetChanges<SystemOps> {
         NetChanges::with_ops(SystemOps)
+    }
+
+    /// Changes to the real system journaled at `path` (e.g. [`Journal::path_for`]
+    /// `("director.journal")`) for a `role` daemon: opens and locks the journal (refusing if a
+    /// live process holds it), undoes what a dead process left there, then records every
+    /// change before making it.
+    pub fn journaled(
+        path: &Path,
+        role: &str,
+    ) -> Result<(NetChanges<SystemOps>, Recovered), NetError> {
+        let (journal, left) = Journal::open(path, role)?;
+        let mut net = NetChanges::new();
+        let recovered = net.use_journal(journal, left)?;
+        Ok((net, recovered))
     }
 }
 
@@ -339,7 +588,60 @@ impl<O: NetOps> NetChanges<O> {
         NetChanges {
             ops,
             changes: Vec::new(),
+            journal: None,
         }
+    }
+
+    /// Starts recording in `journal`, after undoing (newest first) the records `left` that a
+    /// dead process left in it. Undo steps that fail stay recorded (in memory and in the
+    /// journal) and are tried again at [`restore`](NetChanges::restore).
+    pub fn use_journal(
+        &mut self,
+        mut journal: Journal,
+        left: Leftover,
+    ) -> Result<Recovered, NetError> {
+        let mut recovered = Recovered {
+            pid: left.pid,
+            unreadable: left.unreadable,
+            ..Recovered::default()
+        };
+        let mut kept = Vec::new();
+        for (_, record) in left.records.iter().rev() {
+            let Some(change) = Change::parse(record) else {
+                log::warn!(
+                    "tunlb: journal {}: cannot read the record {record:?}; skipping it",
+                    journal.path().display()
+                );
+                recovered.unreadable += 1;
+                continue;
+            };
+            let what = undo_text(&change);
+            match self.undo(&change) {
+                Ok(()) => recovered.undone.push(what),
+                Err(e) if e.is_missing() => recovered.undone.push(format!("{what} (already gone)")),
+                Err(e) => {
+                    recovered.errors.push(e);
+                    kept.push(change);
+                }
+            }
+        }
+        kept.reverse();
+        let records: Vec<String> = kept.iter().map(Change::record).collect();
+        let seqs = journal.rewrite(&records)?;
+        self.changes.splice(
+            0..0,
+            kept.into_iter().zip(seqs).map(|(change, seq)| Recorded {
+                change,
+                seq: Some(seq),
+            }),
+        );
+        self.journal = Some(journal);
+        Ok(recovered)
+    }
+
+    /// The journal, if changes are journaled.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
     }
 
     /// The operations backend (tests inspect their fake through it).
@@ -357,6 +659,76 @@ impl<O: NetOps> NetChanges<O> {
         self.changes.is_empty()
     }
 
+    /// Writes `change`'s record to the journal (if any) before `op` makes it; keeps it if
+    /// `op` made the change, cancels it otherwise (already in place, or failed).
+    fn make(
+        &mut self,
+        change: Change,
+        op: impl FnOnce(&mut O) -> Result<Applied, NetError>,
+    ) -> Result<Applied, NetError> {
+        let seq = match &mut self.journal {
+            Some(j) => Some(j.append(&change.record())?),
+            None => None,
+        };
+        let result = op(&mut self.ops);
+        if let Ok(Applied::Changed) = result {
+            self.changes.push(Recorded { change, seq });
+            self.compact_journal();
+        } else {
+            self.cancel(seq);
+        }
+        result
+    }
+
+    /// Makes a deletion (`RouteDeleted` / `RuleDeleted`). If the object is one this process
+    /// added (its newest record is that add), deleting it only forgets the add: the record
+    /// is cancelled after the deletion, so the journal never says less than what is on the host.
+    fn make_deletion(
+        &mut self,
+        change: Change,
+        op: impl FnOnce(&mut O) -> Result<Applied, NetError>,
+    ) -> Result<Applied, NetError> {
+        let ours = self
+            .changes
+            .iter()
+            .rposition(|r| r.change.same_object(&change))
+            .filter(|&i| self.changes[i].change.is_undone_by(&change));
+        let Some(i) = ours else {
+            return self.make(change, op);
+        };
+        let applied = op(&mut self.ops)?;
+        let added = self.changes.remove(i);
+        self.cancel(added.seq);
+        Ok(applied)
+    }
+
+    /// Cancels a journal record; a failure is logged (the record's undo is harmless: it
+    /// finds its object gone or already as it was).
+    fn cancel(&mut self, seq: Option<u64>) {
+        if let (Some(j), Some(seq)) = (&mut self.journal, seq) {
+            if let Err(e) = j.cancel(seq) {
+                log::warn!("tunlb: {e}");
+            }
+        }
+    }
+
+    /// Rewrites the journal with the live records when cancellations have made it long.
+    fn compact_journal(&mut self) {
+        let Some(j) = &mut self.journal else { return };
+        if !j.wants_rewrite() {
+            return;
+        }
+        let records: Vec<String> = self.changes.iter().map(|r| r.change.record()).collect();
+        match j.rewrite(&records) {
+            Ok(seqs) => {
+                for (r, seq) in self.changes.iter_mut().zip(seqs) {
+                    r.seq = Some(seq);
+                }
+            }
+            Err(e) => log::warn!("tunlb: compacting the journal: {e}"),
+        }
+    }
+
     /// Sets a sysctl (`net.ipv4.ip_forward` or a path under `/proc/sys` such as
     /// [`conf_key`]`("eth0", "rp_filter")`), remembering the old value.
     pub fn set_sysctl(&mut self, key: &str, value: &str) -> Result<Applied, NetError> {
@@ -365,35 +737,37 @@ impl<O: NetOps> NetChanges<O> {
         if old == value {
             return Ok(Applied::AlreadyInPlace);
         }
-        self.ops.write_sysctl(&key, value)?;
-        self.changes.push(Change::Sysctl { key, old });
-        Ok(Applied::Changed)
+        let change = Change::Sysctl {
+            key: key.clone(),
+            old,
+        };
+        self.make(change, |ops| {
+            ops.write_sysctl(&key, value).map(|()| Applied::Changed)
+        })
     }
 
     /// `ip route add DST dev DEV`.
     pub fn add_route(&mut self, dst: Ipv4Net, dev: &str) -> Result<Applied, NetError> {
         let d = dst.to_string();
-        let applied = exists_ok(self.ops.ip(&["route", "add", &d, "dev", dev]))?;
-        if applied == Applied::Changed {
-            self.changes.push(Change::RouteAdded {
-                dst,
-                dev: dev.to_owned(),
-            });
-        }
-        Ok(applied)
+        let change = Change::RouteAdded {
+            dst,
+            dev: dev.to_owned(),
+        };
+        self.make(change, |ops| {
+            exists_ok(ops.ip(&["route", "add", &d, "dev", dev]))
+        })
     }
 
-    /// `ip route del DST dev DEV`; restoring adds it back.
+    /// `ip route del DST dev DEV`; restoring adds it back (unless this process had added it).
     pub fn del_route(&mut self, dst: Ipv4Net, dev: &str) -> Result<Applied, NetError> {
         let d = dst.to_string();
-        let applied = missing_ok(self.ops.ip(&["route", "del", &d, "dev", dev]))?;
-        if applied == Applied::Changed {
-            self.changes.push(Change::RouteDeleted {
-                dst,
-                dev: dev.to_owned(),
-            });
-        }
-        Ok(applied)
+        let change = Change::RouteDeleted {
+            dst,
+            dev: dev.to_owned(),
+        };
+        self.make_deletion(change, |ops| {
+            missing_ok(ops.ip(&["route", "del", &d, "dev", dev]))
+        })
     }
 
     /// `ip route add DST dev DEV table TABLE`: a route in a policy-routing table.
@@ -404,46 +778,40 @@ impl<O: NetOps> NetChanges<O> {
         table: u32,
     ) -> Result<Applied, NetError> {
         let (d, t) = (dst.to_string(), table.to_string());
-        let applied = exists_ok(self.ops.ip(&["route", "add", &d, "dev", dev, "table", &t]))?;
-        if applied == Applied::Changed {
-            self.changes.push(Change::TableRouteAdded {
-                dst,
-                dev: dev.to_owned(),
-                table,
-            });
-        }
-        Ok(applied)
+        let change = Change::TableRouteAdded {
+            dst,
+            dev: dev.to_owned(),
+            table,
+        };
+        self.make(change, |ops| {
+            exists_ok(ops.ip(&["route", "add", &d, "dev", dev, "table", &t]))
+        })
     }
 
     /// `ip rule add RULE`.
     pub fn add_rule(&mut self, rule: &PolicyRule) -> Result<Applied, NetError> {
-        let applied = exists_ok(rule.run(&mut self.ops, "add"))?;
-        if applied == Applied::Changed {
-            self.changes.push(Change::RuleAdded(rule.clone()));
-        }
-        Ok(applied)
+        self.make(Change::RuleAdded(rule.clone()), |ops| {
+            exists_ok(rule.run(ops, "add"))
+        })
     }
 
-    /// `ip rule del RULE`; restoring adds it back.
+    /// `ip rule del RULE`; restoring adds it back (unless this process had added it).
     pub fn del_rule(&mut self, rule: &PolicyRule) -> Result<Applied, NetError> {
-        let applied = missing_ok(rule.run(&mut self.ops, "del"))?;
-        if applied == Applied::Changed {
-            self.changes.push(Change::RuleDeleted(rule.clone()));
-        }
-        Ok(applied)
+        self.make_deletion(Change::RuleDeleted(rule.clone()), |ops| {
+            missing_ok(rule.run(ops, "del"))
+        })
     }
 
     /// `ip addr add ADDR dev DEV` (e.g. a VIP as `/32` on `lo`).
     pub fn add_address(&mut self, addr: Ipv4Net, dev: &str) -> Result<Applied, NetError> {
         let a = addr.to_string();
-        let applied = exists_ok(self.ops.ip(&["addr", "add", &a, "dev", dev]))?;
-        if applied == Applied::Changed {
-            self.changes.push(Change::AddressAdded {
-                addr,
-                dev: dev.to_owned(),
-            });
-        }
-        Ok(applied)
+        let change = Change::AddressAdded {
+            addr,
+            dev: dev.to_owned(),
+        };
+        self.make(change, |ops| {
+            exists_ok(ops.ip(&["addr", "add", &a, "dev", dev]))
+        })
     }
 
     /// `ip link set dev DEV up|down [mtu MTU]`; restoring puts back the old state and MTU.
@@ -458,24 +826,54 @@ impl<O: NetOps> NetChanges<O> {
         if let Some(m) = &m {
             args.extend(["mtu", m.as_str()]);
         }
-        self.ops.ip(&args)?;
-        self.changes.push(Change::Link {
+        let change = Change::Link {
             dev: dev.to_owned(),
             was_up,
             old_mtu,
-        });
-        Ok(Applied::Changed)
+        };
+        self.make(change, |ops| ops.ip(&args).map(|()| Applied::Changed))
     }
 
     /// Undoes every recorded change, newest first. A failed step does not stop the others;
     /// steps that fail because the object or its device is gone count as done. Afterwards
-    /// nothing is recorded, so a second call (or the drop) does nothing.
+    /// nothing is recorded, so a second call (or the drop) does nothing. With a journal, the
+    /// file is then removed, or keeps only the steps that failed (for the next start or
+    /// `--cleanup`).
     pub fn restore(&mut self) -> Result<(), NetError> {
+        if self.changes.is_empty() {
+            // Nothing to undo; a journal that holds nothing either goes, one that keeps what
+            // an earlier restore could not undo stays.
+            if self.journal.as_ref().is_some_and(|j| j.live() == 0) {
+                self.journal = None;
+            }
+            return Ok(());
+        }
         let mut errors = Vec::new();
-        while let Some(change) = self.changes.pop() {
-            if let Err(e) = self.undo(&change) {
+        let mut failed = Vec::new();
+        while let Some(rec) = self.changes.pop() {
+            if let Err(e) = self.undo(&rec.change) {
                 if !e.is_missing() {
                     errors.push(e);
+                    failed.push(rec.change.record());
+                }
+            }
+        }
+        if let Some(j) = &mut self.journal {
+            if failed.is_empty() {
+                // Nothing left to undo: the journal goes (its drop removes the file), and what
+                // a late caller might still change is no longer journaled.
+                if j.live() > 0 {
+                    if let Err(e) = j.rewrite(&[]) {
+                        errors.push(e.into());
+                    }
+                }
+                if errors.is_empty() {
+                    self.journal = None;
+                }
+            } else {
+                failed.reverse();
+                if let Err(e) = j.rewrite(&failed) {
+                    errors.push(e.into());
                 }
             }
         }
@@ -522,6 +920,40 @@ impl<O: NetOps> NetChanges<O> {
     }
 }
 
+/// What undoing `change` does, as a line for the log and `--cleanup`'s report.
+fn undo_text(change: &Change) -> String {
+    match change {
+        Change::Sysctl { key, old } => format!("sysctl {}={old}", key.replace('/', ".")),
+        Change::RouteAdded { dst, dev } => format!("ip route del {dst} dev {dev}"),
+        Change::RouteDeleted { dst, dev } => format!("ip route add {dst} dev {dev}"),
+        Change::TableRouteAdded { dst, dev, table } => {
+            format!("ip route del {dst} dev {dev} table {table}")
+        }
+        Change::RuleAdded(rule) => format!("ip rule del {}", rule.args().join(" ")),
+        Change::RuleDeleted(rule) => format!("ip rule add {}", rule.args().join(" ")),
+        Change::AddressAdded { addr, dev } => format!("ip addr del {addr} dev {dev}"),
+        Change::Link {
+            dev,
+            was_up,
+            old_mtu,
+        } => format!(
+            "ip link set dev {dev} {} mtu {old_mtu}",
+            if *was_up { "up" } else { "down" }
+        ),
+    }
+}
+
+#[cfg(test)]
+impl<O: NetOps> NetChanges<O> {
+    /// Tests: leaves as a killed process would, with nothing undone and the journal kept.
+    pub(crate) fn crash(mut self) {
+        self.changes.clear();
+        if let Some(j) = self.journal.take() {
+            j.crash();
+        }
+    }
+}
+
 impl<O: NetOps> Drop for NetChanges<O> {
     fn drop(&mut self) {
         if let Err(e) = self.restore() {
@@ -563,11 +995,27 @@ pub(crate) mod fake {
         pub sysctls: HashMap<String, String>,
         pub links: HashMap<String, (bool, u32)>,
         pub fail_ip: Vec<(String, MakeError)>,
+        /// A journal file to read at every change: `snooped` gets its last live record then.
+        pub snoop: Option<std::path::PathBuf>,
+        /// The newest live journal record at each change (see `snoop`).
+        pub snooped: Vec<String>,
+    }
+
+    impl FakeOps {
+        fn peek(&mut self) {
+            if let Some(path) = &self.snoop {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let left = crate::sys::journal::parse(&text);
+                let last = left.records.last().map(|(_, r)| r.clone());
+                self.snooped.push(last.unwrap_or_default());
+            }
+        }
     }
 
     impl NetOps for FakeOps {
         fn ip(&mut self, args: &[&str]) -> Result<(), NetError> {
             let cmd = format!("ip {}", args.join(" "));
+            self.peek();
             self.log.push(cmd.clone());
             for (prefix, make) in &self.fail_ip {
                 if cmd.starts_with(prefix.as_str()) {
@@ -588,6 +1036,7 @@ pub(crate) mod fake {
         }
 
         fn write_sysctl(&mut self, key: &str, value: &str) -> Result<(), NetError> {
+            self.peek();
             self.log.push(format!("sysctl {key}={value}"));
             match self.sysctls.get_mut(key) {
                 Some(v) => {
@@ -716,12 +1165,11 @@ mod tests {
             ]
         );
         nc.ops.log.clear();
+        // The rule added then deleted is forgotten: nothing to undo for it.
         nc.restore().unwrap();
         assert_eq!(
             nc.ops.log,
             [
-                "ip rule add pref 101 from 10.10.0.12/32 ipproto 6 sport 8080 lookup 7461",
-                "ip rule del pref 101 from 10.10.0.12/32 ipproto 6 sport 8080 lookup 7461",
                 "ip rule del pref 102 nop",
                 "ip rule del pref 100 iif tunlb0 goto 102",
                 "ip route del 0.0.0.0/0 dev tunlb0 table 7461",
@@ -817,5 +1265,266 @@ mod tests {
         let (_, mtu) = ops.link_state("lo").unwrap();
         assert!(mtu > 0);
         assert!(ops.read_sysctl("net/ipv4/nope").unwrap_err().is_missing());
+    }
+
+    /// A private directory for a journal, removed at the end.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            use std::os::unix::fs::PermissionsExt;
+            let d =
+                std::env::temp_dir().join(format!("tunlb-netcfg-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+            TempDir(d)
+        }
+        fn journal(&self) -> std::path::PathBuf {
+            self.0.join("director.journal.1")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn journaled(ops: FakeOps, path: &std::path::Path) -> (NetChanges<FakeOps>, Recovered) {
+        let (j, left) = Journal::open(path, "director").unwrap();
+        let mut nc = NetChanges::with_ops(ops);
+        let rec = nc.use_journal(j, left).unwrap();
+        (nc, rec)
+    }
+
+    fn rule(pref: u32) -> PolicyRule {
+        PolicyRule {
+            pref,
+            iif: Some("tunlb0".into()),
+            from: Some(net("10.10.0.0/24")),
+            ipproto: Some(17),
+            sport: Some(53),
+            action: RuleAction::Lookup(7461),
+        }
+    }
+
+    #[test]
+    fn every_record_reads_back_as_the_same_change() {
+        let changes = [
+            Change::Sysctl {
+                key: "net/ipv4/tcp_rmem".into(),
+                old: "4096 131072 6291456".into(),
+            },
+            Change::Sysctl {
+                key: "net/ipv4/conf/eth0.100/rp_filter".into(),
+                old: String::new(),
+            },
+            Change::RouteAdded {
+                dst: net("10.0.0.1/32"),
+                dev: "tunlb0".into(),
+            },
+            Change::RouteDeleted {
+                dst: net("10.0.0.0/24"),
+                dev: "eth0".into(),
+            },
+            Change::TableRouteAdded {
+                dst: net("0.0.0.0/0"),
+                dev: "tunlb0".into(),
+                table: 7461,
+            },
+            Change::RuleAdded(rule(101)),
+            Change::RuleDeleted(PolicyRule {
+                pref: 102,
+                iif: None,
+                from: None,
+                ipproto: None,
+                sport: None,
+                action: RuleAction::Nop,
+            }),
+            Change::RuleAdded(PolicyRule {
+                action: RuleAction::Goto(102),
+                ..rule(100)
+            }),
+            Change::AddressAdded {
+                addr: net("10.0.0.10/32"),
+                dev: "lo".into(),
+            },
+            Change::Link {
+                dev: "tun0".into(),
+                was_up: false,
+                old_mtu: 1500,
+            },
+        ];
+        for c in changes {
+            let r = c.record();
+            assert!(!r.contains('\n'));
+            assert_eq!(Change::parse(&r), Some(c), "{r}");
+        }
+        for bad in [
+            "",
+            "sysctl",
+            "sysctl ../../etc/x 1",
+            "route-add 10.0.0.1/32",
+            "route-add nope tun0",
+            "rule-add pref x nop",
+            "rule-add iif tun0",
+            "link tun0 sideways 1500",
+            "mystery 1 2",
+        ] {
+            assert_eq!(Change::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn each_change_is_journaled_before_it_is_made_and_cancelled_if_not_made() {
+        let dir = TempDir::new("before");
+        let mut ops = FakeOps::with_sysctls(&[("net/ipv4/ip_forward", "0")]);
+        ops.snoop = Some(dir.journal());
+        ops.fail_ip
+            .push(("ip addr add".into(), |cmd| NetError::Exists {
+                cmd,
+                stderr: "RTNETLINK answers: File exists".into(),
+            }));
+        let (mut nc, rec) = journaled(ops, &dir.journal());
+        assert!(rec.undone.is_empty());
+        nc.set_sysctl(IP_FORWARD, "1").unwrap();
+        nc.add_route(net("10.0.0.1/32"), "tunlb0").unwrap();
+        assert_eq!(
+            nc.add_address(net("10.0.0.1/32"), "lo").unwrap(),
+            Applied::AlreadyInPlace
+        );
+        assert_eq!(
+            nc.ops.snooped,
+            [
+                "sysctl net/ipv4/ip_forward 0",
+                "route-add 10.0.0.1/32 tunlb0",
+                "addr-add 10.0.0.1/32 lo",
+            ],
+            "the record is in the journal when the change is made"
+        );
+        let left = crate::sys::journal::parse(&std::fs::read_to_string(dir.journal()).unwrap());
+        let live: Vec<&str> = left.records.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(
+            live,
+            [
+                "sysctl net/ipv4/ip_forward 0",
+                "route-add 10.0.0.1/32 tunlb0"
+            ],
+            "the address already there is cancelled: it is not ours to remove"
+        );
+        assert_eq!(left.pid, Some(std::process::id()));
+        // A clean restore empties the journal, and the drop removes it.
+        nc.ops.snoop = None;
+        nc.restore().unwrap();
+        assert!(nc.journal().is_none());
+        assert!(!dir.journal().exists());
+    }
+
+    #[test]
+    fn the_next_start_undoes_what_a_killed_process_left_then_records_afresh() {
+        let dir = TempDir::new("recover");
+        let sysctls = [
+            ("net/ipv4/ip_forward", "0"),
+            ("net/ipv4/conf/all/arp_ignore", "0"),
+        ];
+        let (mut nc, _) = journaled(FakeOps::with_sysctls(&sysctls), &dir.journal());
+        nc.set_sysctl(IP_FORWARD, "1").unwrap();
+        nc.set_sysctl(&conf_key("all", "arp_ignore"), "1").unwrap();
+        nc.add_address(net("10.0.0.10/32"), "lo").unwrap();
+        nc.add_route(net("10.0.0.10/32"), "tunlb0").unwrap();
+        nc.add_rule(&rule(100)).unwrap();
+        // Killed: the host keeps the changes, the journal keeps the records.
+        let mut host = std::mem::take(&mut nc.ops.sysctls);
+        nc.crash();
+        assert!(dir.journal().exists());
+        assert_eq!(host["net/ipv4/ip_forward"], "1");
+
+        // The next start sees the host as the dead process left it.
+        let mut ops = FakeOps {
+            sysctls: std::mem::take(&mut host),
+            ..FakeOps::default()
+        };
+        ops.fail_ip
+            .push(("ip route del".into(), |cmd| NetError::Missing {
+                cmd,
+                stderr: "Cannot find device \"tunlb0\"".into(),
+            }));
+        let (mut nc, rec) = journaled(ops, &dir.journal());
+        assert_eq!(rec.pid, Some(std::process::id()));
+        assert!(rec.errors.is_empty());
+        assert_eq!(
+            rec.undone,
+            [
+                "ip rule del pref 100 iif tunlb0 from 10.10.0.0/24 ipproto 17 sport 53 lookup 7461",
+                "ip route del 10.0.0.10/32 dev tunlb0 (already gone)",
+                "ip addr del 10.0.0.10/32 dev lo",
+                "sysctl net.ipv4.conf.all.arp_ignore=0",
+                "sysctl net.ipv4.ip_forward=0",
+            ]
+        );
+        assert_eq!(nc.ops.sysctls["net/ipv4/ip_forward"], "0");
+        assert_eq!(nc.ops.sysctls["net/ipv4/conf/all/arp_ignore"], "0");
+        assert!(nc.is_empty());
+        // Its own change records the original value, not the leftover.
+        nc.set_sysctl(IP_FORWARD, "1").unwrap();
+        let left = crate::sys::journal::parse(&std::fs::read_to_string(dir.journal()).unwrap());
+        assert_eq!(
+            left.records,
+            [(1, "sysctl net/ipv4/ip_forward 0".to_owned())]
+        );
+        // A second daemon is refused while this one runs.
+        let err = Journal::open(&dir.journal(), "director").unwrap_err();
+        assert!(err.to_string().contains("still running"), "{err}");
+        drop(nc);
+        assert!(!dir.journal().exists());
+    }
+
+    #[test]
+    fn a_failed_undo_stays_in_the_journal_for_the_next_try() {
+        let dir = TempDir::new("failed");
+        let (mut nc, _) = journaled(FakeOps::default(), &dir.journal());
+        nc.add_address(net("10.0.0.10/32"), "lo").unwrap();
+        nc.add_route(net("10.0.0.0/24"), "tunlb0").unwrap();
+        nc.ops
+            .fail_ip
+            .push(("ip addr del".into(), |cmd| NetError::Command {
+                cmd,
+                stderr: "Operation not permitted".into(),
+            }));
+        assert!(nc.restore().is_err());
+        let left = crate::sys::journal::parse(&std::fs::read_to_string(dir.journal()).unwrap());
+        let live: Vec<&str> = left.records.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(live, ["addr-add 10.0.0.10/32 lo"]);
+        drop(nc);
+        assert!(dir.journal().exists(), "kept: something is left to undo");
+        let (nc, rec) = journaled(FakeOps::default(), &dir.journal());
+        assert_eq!(rec.undone, ["ip addr del 10.0.0.10/32 dev lo"]);
+        drop(nc);
+        assert!(!dir.journal().exists());
+    }
+
+    #[test]
+    fn routes_and_rules_added_then_deleted_leave_nothing_to_undo_and_the_journal_stays_short() {
+        let dir = TempDir::new("churn");
+        let (mut nc, _) = journaled(FakeOps::default(), &dir.journal());
+        // A route that was there before this process: deleting it is recorded.
+        nc.del_route(net("10.9.0.0/24"), "eth0").unwrap();
+        for i in 0..500u32 {
+            let vip = net(&format!("10.0.{}.{}/32", i / 250, i % 250));
+            nc.add_route(vip, "tunlb0").unwrap();
+            nc.add_rule(&rule(1000 + i)).unwrap();
+            nc.del_route(vip, "tunlb0").unwrap();
+            nc.del_rule(&rule(1000 + i)).unwrap();
+        }
+        assert_eq!(nc.len(), 1);
+        let text = std::fs::read_to_string(dir.journal()).unwrap();
+        assert!(text.lines().count() < 200, "{} lines", text.lines().count());
+        let left = crate::sys::journal::parse(&text);
+        let live: Vec<&str> = left.records.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(live, ["route-del 10.9.0.0/24 eth0"]);
+        nc.ops.log.clear();
+        nc.restore().unwrap();
+        assert_eq!(nc.ops.log, ["ip route add 10.9.0.0/24 dev eth0"]);
     }
 }

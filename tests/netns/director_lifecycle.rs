@@ -1,7 +1,9 @@
 //! The daemons' life cycle on real interfaces: the director and the agent give back on exit
 //! everything they changed in their namespace, `adm` says so when no director runs, the
 //! director answers ARP for a VIP on a LAN (`--announce`), and `--config` loads at start and
-//! reloads on SIGHUP, keeping the running table when the file is bad.
+//! reloads on SIGHUP, keeping the running table when the file is bad. The `sigkill_*` tests kill
+//! both daemons and check that the next start (or `--cleanup`) puts the host back exactly as it
+//! was, and `worker_panic_*` that a panicking worker stops the director, restored, with status 1.
 
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -379,4 +381,258 @@ fn save_and_restore_round_trip_the_table() {
     ns.exec("sh", &["-c", &restore]);
     assert_eq!(adm(&ns, "-S -n"), saved);
     assert_eq!(adm(&ns, "-L -n"), listing);
+}
+
+/// Everything in a namespace a daemon could change, line by line under a section name:
+/// every `net.*` sysctl, `ip rule`, routes of every table, addresses, links, proxy neighbours
+/// and the nftables ruleset.
+fn snapshot(ns: &Netns) -> Vec<String> {
+    let mut out = Vec::new();
+    let sysctls = ns.try_exec("sysctl", &["-a", "-r", "^net\\."]);
+    let sysctls = String::from_utf8_lossy(&sysctls.stdout).into_owned();
+    // Counters that move by themselves.
+    const MOVING: [&str; 1] = ["net.netfilter.nf_conntrack_count"];
+    for line in sysctls.lines() {
+        if !MOVING.iter().any(|m| line.starts_with(m)) {
+            out.push(format!("sysctl {line}"));
+        }
+    }
+    assert!(out.len() > 100, "sysctl -a gave too little: {sysctls}");
+    for (what, args) in [
+        ("rule", "-4 rule show"),
+        ("route", "-4 route show table all"),
+        ("addr", "-4 -o addr show"),
+        ("link", "-o link show"),
+        ("proxy", "neigh show proxy"),
+    ] {
+        out.extend(ns.ip(args).lines().map(|l| format!("{what} {l}")));
+    }
+    let nft = ns.try_exec("nft", &["list", "ruleset"]);
+    out.extend(
+        String::from_utf8_lossy(&nft.stdout)
+            .lines()
+            .map(|l| format!("nft {l}")),
+    );
+    out
+}
+
+/// Panics with the lines that differ unless `after` is `before`.
+fn assert_same_host(ns: &Netns, before: &[String], after: &[String], log: &str) {
+    if before == after {
+        return;
+    }
+    let gone: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
+    let new: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
+    panic!(
+        "{} is not as before the first start:\nonly before: {gone:#?}\nonly after: {new:#?}\n{log}",
+        ns.name()
+    );
+}
+
+/// Sends SIGKILL and waits for the process to be gone.
+fn kill(ns: &Netns, pid: Pid) {
+    ns.signal(pid, "KILL");
+    let (status, _) = ns.wait_exit(pid, SHUTDOWN);
+    assert!(!status.success());
+}
+
+/// The services of the crash tests: a TUN service on the VIP (announced on the LAN) and a NAT
+/// service (which installs policy rules for its replies).
+fn configure_crash_lab(director: &Netns) {
+    use lan_lab::{RS1, VIP};
+    adm(director, &format!("-A -t {VIP}:80 -s rr"));
+    adm(director, &format!("-a -t {VIP}:80 -r {RS1} -i"));
+    adm(director, &format!("-A -t {VIP}:8080 -s rr"));
+    adm(director, &format!("-a -t {VIP}:8080 -r {RS1}:8080 -m"));
+}
+
+/// Starts the director of the crash tests (announce on the LAN) and configures it.
+fn start_crash_director(director: &Netns) -> Pid {
+    use lan_lab::{DIRECTOR, DIRECTOR_LAN_IF};
+    let pid = start_director(
+        director,
+        &["--local-address", DIRECTOR, "--announce", DIRECTOR_LAN_IF],
+    );
+    configure_crash_lab(director);
+    pid
+}
+
+/// Sets values the daemons change to something else than they want, so every change shows.
+fn prepare_crash_lab(director: &Netns, rs: &Netns) {
+    director.sysctl("net.ipv4.ip_forward", "0");
+    director.sysctl("net.ipv4.conf.all.rp_filter", "1");
+    rs.sysctl("net.ipv4.conf.all.rp_filter", "1");
+}
+
+/// What a killed director and agent leave: the NAT reply rules, ip_forward, the VIP on lo and
+/// the agent's sysctls (asserted, so the test shows there was something to clean up).
+fn assert_leftovers(director: &Netns, rs: &Netns) {
+    use lan_lab::VIP;
+    let rules = director.ip("-4 rule show");
+    assert!(
+        rules.contains("iif tunlb0"),
+        "no NAT guard rule left: {rules}"
+    );
+    assert_eq!(director.read_sysctl("net.ipv4.ip_forward"), "1");
+    assert!(rs
+        .ip("-4 -o addr show dev lo")
+        .contains(&format!("{VIP}/32")));
+    assert_eq!(rs.read_sysctl("net.ipv4.conf.all.rp_filter"), "0");
+    assert_eq!(rs.read_sysctl("net.ipv4.conf.lo.arp_ignore"), "1");
+}
+
+/// SIGKILL the director and the agent, start both again, SIGTERM both: the namespaces are
+/// exactly as before the first start (every net sysctl, rules, routes of all tables,
+/// addresses, links, proxy neighbours, nftables). The restarts undo the dead processes'
+/// changes first (and log them), then serve again.
+#[test]
+fn sigkill_restart_sigterm_leaves_the_host_exactly_as_before() {
+    use lan_lab::{DIRECTOR, RS1, VIP};
+    let lab = lan_lab::build();
+    let (director, rs, client) = (lab.ns("director"), lab.ns("rs1"), lab.ns("client"));
+    prepare_crash_lab(director, rs);
+    let (d_before, rs_before) = (snapshot(director), snapshot(rs));
+
+    let agent = start_agent(rs, VIP, "ipip", &format!("{DIRECTOR}/32"));
+    // The httpd's socket outlives the VIP's removal and re-adding by the agents below.
+    start_httpd(rs, &format!("{VIP}:80"), &format!("from {RS1}"), &[]);
+    let pid = start_crash_director(director);
+    assert_eq!(
+        get(client, VIP, "5").as_deref(),
+        Some(format!("from {RS1}").as_str())
+    );
+    kill(director, pid);
+    kill(rs, agent);
+    assert_leftovers(director, rs);
+
+    // A new start cleans up after the dead one, then works as usual.
+    let agent = start_agent(rs, VIP, "ipip", &format!("{DIRECTOR}/32"));
+    let pid = start_crash_director(director);
+    assert_eq!(
+        get(client, VIP, "5").as_deref(),
+        Some(format!("from {RS1}").as_str()),
+        "the service works after the restart"
+    );
+    let d_log = director.log(pid);
+    assert!(
+        d_log.contains("died without restoring the host")
+            && d_log.contains("undone: sysctl net.ipv4.ip_forward=0"),
+        "{d_log}"
+    );
+    let rs_log = rs.log(agent);
+    assert!(
+        rs_log.contains(&format!("undone: ip addr del {VIP}/32 dev lo")),
+        "{rs_log}"
+    );
+    // While they run, a second of each is refused.
+    let second = director.try_exec(TUNLB, &["director", "--tun-name", "tunlb9"]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(err.contains("another tunlb director"), "{err}");
+
+    let (status, _, d_log) = terminate(director, pid);
+    assert!(status.success(), "{d_log}");
+    let (status, _, rs_log) = terminate(rs, agent);
+    assert!(status.success(), "{rs_log}");
+    assert_same_host(director, &d_before, &snapshot(director), &d_log);
+    assert_same_host(rs, &rs_before, &snapshot(rs), &rs_log);
+}
+
+/// SIGKILL both, then `tunlb director --cleanup` and `tunlb realserver --cleanup` undo what
+/// they left, print it, and the host is exactly as before; a second `--cleanup` finds nothing.
+/// `--cleanup` is refused while a director runs.
+#[test]
+fn sigkill_then_cleanup_restores_the_host() {
+    use lan_lab::{DIRECTOR, VIP};
+    let lab = lan_lab::build();
+    let (director, rs) = (lab.ns("director"), lab.ns("rs1"));
+    prepare_crash_lab(director, rs);
+    let (d_before, rs_before) = (snapshot(director), snapshot(rs));
+
+    let agent = start_agent(rs, VIP, "ipip", &format!("{DIRECTOR}/32"));
+    let pid = start_crash_director(director);
+    let busy = director.try_exec(TUNLB, &["director", "--cleanup"]);
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(!busy.status.success(), "--cleanup with a live director");
+    assert!(err.contains("still running"), "{err}");
+    kill(director, pid);
+    kill(rs, agent);
+    assert_leftovers(director, rs);
+
+    let out = director.tunlb(&["director", "--cleanup"]);
+    eprintln!("{out}");
+    for undo in [
+        "undone: ip rule del pref",
+        "undone: sysctl net.ipv4.ip_forward=0",
+        &format!("undone: ip route del {VIP}/32 dev tunlb0 (already gone)"),
+    ] {
+        assert!(out.contains(undo), "{undo:?} not in:\n{out}");
+    }
+    let out = rs.tunlb(&["realserver", "--cleanup"]);
+    eprintln!("{out}");
+    assert!(
+        out.contains(&format!("undone: ip addr del {VIP}/32 dev lo")),
+        "{out}"
+    );
+    assert_same_host(director, &d_before, &snapshot(director), "");
+    assert_same_host(rs, &rs_before, &snapshot(rs), "");
+
+    let again = director.tunlb(&["director", "--cleanup"]);
+    assert!(again.contains("nothing to undo"), "{again}");
+    let again = rs.tunlb(&["realserver", "--cleanup"]);
+    assert!(again.contains("nothing to undo"), "{again}");
+}
+
+/// A worker that panics (a debug-build trigger, `TUNLB_TEST_PANIC=worker:FILE`, fires when the
+/// file appears) stops the director within 2 s: it says which thread panicked, restores the
+/// host and exits with status 1, so a supervisor restarts it.
+#[test]
+fn worker_panic_stops_the_director_restored_and_failing() {
+    use lan_lab::{DIRECTOR, DIRECTOR_LAN_IF};
+    let lab = lan_lab::build();
+    let director = lab.ns("director");
+    prepare_crash_lab(director, lab.ns("rs1"));
+    let before = snapshot(director);
+    let trigger = TempPath::new(&format!("{}-panic", director.name()));
+    let _ = std::fs::remove_file(trigger.path());
+    let env = format!("TUNLB_TEST_PANIC=worker:{}", trigger.arg());
+    let pid = director.spawn(
+        "director",
+        "env",
+        &[
+            &env,
+            // A symbolized backtrace of a debug build takes a second to print.
+            "RUST_BACKTRACE=0",
+            TUNLB,
+            "director",
+            "--queues",
+            "2",
+            "--local-address",
+            DIRECTOR,
+            "--announce",
+            DIRECTOR_LAN_IF,
+        ],
+    );
+    wait_until("the director's control socket", STARTUP, || {
+        director.assert_running(pid);
+        director
+            .try_exec(TUNLB, &["adm", "-L", "-n"])
+            .status
+            .success()
+    });
+    configure_crash_lab(director);
+    let start = Instant::now();
+    std::fs::write(trigger.path(), "now").unwrap();
+    let (status, log) = director.wait_exit(pid, SHUTDOWN);
+    let took = start.elapsed();
+    eprintln!("the director exited {took:?} after the trigger, with {status}");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(took < Duration::from_secs(2), "took {took:?}:\n{log}");
+    assert!(
+        log.contains("thread tunlb-worker-0 panicked")
+            && log.contains("TUNLB_TEST_PANIC asked worker to panic")
+            && log.contains("the host settings were restored"),
+        "{log}"
+    );
+    assert_same_host(director, &before, &snapshot(director), &log);
 }

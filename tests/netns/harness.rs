@@ -337,6 +337,8 @@ struct Proc {
 pub struct Netns {
     name: String,
     procs: Mutex<Vec<Proc>>,
+    /// A `tunlb` daemon was started here: its journal may outlive it (see `Drop`).
+    ran_tunlb: std::sync::atomic::AtomicBool,
 }
 
 impl Netns {
@@ -351,6 +353,7 @@ impl Netns {
         let ns = Netns {
             name,
             procs: Mutex::new(Vec::new()),
+            ran_tunlb: std::sync::atomic::AtomicBool::new(false),
         };
         ns.ip("link set dev lo up");
         for conf in ["all", "default", "lo"] {
@@ -432,6 +435,9 @@ impl Netns {
     /// Starts `program args...` in the background in this namespace, output to a log file.
     /// The process is killed when this namespace is dropped, or by [`Netns::stop`].
     pub fn spawn(&self, label: &str, program: &str, args: &[&str]) -> Pid {
+        if program == TUNLB || args.contains(&TUNLB) {
+            self.ran_tunlb.store(true, Ordering::Relaxed);
+        }
         let log = log_dir().join(format!("{}-{label}.log", self.name));
         let file = fs::File::create(&log).expect("create a log file");
         let err = file.try_clone().expect("clone a log file");
@@ -542,7 +548,9 @@ impl Netns {
             signal_term(&proc.child);
         }
         for mut proc in procs.drain(..) {
-            terminate(&mut proc.child);
+            // One SIGTERM only: the daemons treat a second one as "die now", skipping the
+            // restore of the host that the first one started.
+            wait_or_kill(&mut proc.child);
             let _ = fs::remove_file(&proc.log);
         }
     }
@@ -551,6 +559,13 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         self.stop_all();
+        // A daemon killed here (on purpose, or after SIGTERM timed out) leaves its journal in
+        // /run/tunlb, named after this namespace, which is about to go: undo and remove it.
+        if self.ran_tunlb.load(Ordering::Relaxed) {
+            for role in ["director", "realserver"] {
+                let _ = output(&mut self.command(TUNLB, &["-qqq", role, "--cleanup"]));
+            }
+        }
         let out = output(Command::new(tool("ip")).args(["netns", "del", &self.name]));
         if !out.status.success() {
             eprintln!(
@@ -582,6 +597,11 @@ fn terminate(child: &mut Child) {
         return;
     }
     signal_term(child);
+    wait_or_kill(child);
+}
+
+/// Waits up to 3 s for a signalled child to exit, then SIGKILLs it; always reaps it.
+fn wait_or_kill(child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {

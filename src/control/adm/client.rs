@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use super::grammar::{parse_restore, parse_with, ParseError};
@@ -19,6 +19,10 @@ pub(super) const TRY_HELP: &str = "Try `tunlb adm -h' or 'tunlb adm --help' for 
 
 pub(super) const NOT_RUNNING: &str = "tunlb adm: no director is running in this network namespace \
                            (start one with: tunlb director)";
+
+/// What ipvsadm says to a user who is not root; the same whether the runtime directory kept
+/// the user from the socket or the director refused the user's credentials.
+pub(super) const PERMISSION_DENIED: &str = "Permission denied (you must be root)";
 
 /// `tunlb adm ARGS...`: parse, ask this namespace's director, print as ipvsadm.
 ///
@@ -88,6 +92,7 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Failure {
         match e {
             ClientError::NotRunning => Failure::new(NOT_RUNNING, 2),
+            ClientError::NotPermitted { .. } => Failure::new(PERMISSION_DENIED, 2),
             other => Failure::new(format!("tunlb adm: {other}"), 2),
         }
     }
@@ -156,17 +161,68 @@ pub(super) fn run_inner(
         .map_err(|e| Failure::new(format!("tunlb adm: writing output: {e}"), 1))
 }
 
-/// Writes `text` to `path.tmp`, flushes it to disk, then renames it over `path`: a reader (or a
-/// director reloading) sees the old file or the new one, never half of one.
+/// Writes `text` to `path` so that a reader (or a director reloading) sees the old file or the
+/// new one, never half of one, and so that nothing planted at or beside `path` is followed:
+/// refuses a `path` that is a symlink or not a regular file; writes a temporary file in the
+/// same folder, created exclusively (`O_EXCL`, `O_NOFOLLOW`, mode 0600: the config may hold
+/// VRRP passwords), syncs it, renames it over `path` and syncs the folder.
 pub(super) fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "it is a symbolic link; refusing to write through it (name the file it points to)",
+            ))
+        }
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "not a regular file; refusing to replace it",
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "not a file name"))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // A name nobody else can have chosen for us; O_EXCL makes sure of it.
+    let (tmp, mut file) = {
+        let mut attempt = 0u32;
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(format!(".tunlb-{}-{nanos:08x}.tmp", std::process::id()));
+            let tmp = dir.join(tmp_name);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)
+            {
+                Ok(file) => break (tmp, file),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    };
     let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -241,7 +297,7 @@ pub(super) fn to_json<T: serde::Serialize>(value: &T) -> String {
 
 pub(super) fn unexpected(resp: Response) -> Failure {
     match resp {
-        Response::PermissionDenied => Failure::new("Permission denied (you must be root)", 2),
+        Response::PermissionDenied => Failure::new(PERMISSION_DENIED, 2),
         Response::Error { message, .. } => Failure::new(message, 255),
         _ => Failure::new("tunlb adm: unexpected answer from the director", 2),
     }

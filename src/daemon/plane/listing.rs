@@ -5,12 +5,18 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::ControlPlane;
-use crate::control::format::{ConnEntry, Listing, Rates, Stats};
+use crate::control::format::{ConnEntry, ConnTableStatus, Listing, Rates, Stats};
 use crate::director::conn::{Conn, ConnKey, DestId, KEY_TEMPLATE};
 use crate::director::snat;
 use crate::director::stats::{self, Totals};
 use crate::model::{Protocol, ServiceSet};
 use crate::time::Instant;
+
+/// Connection-table slots `-L -c` reads per hold of a worker's lock (about 0.5 MB of
+/// slots: tens of microseconds). A flow that moves across a piece boundary while the lock is
+/// released (an insert, a removal or the table's growth in between) may be missed or listed
+/// twice, as with any listing of a live table; [`FlowsByKey`] lists each key once.
+const LIST_PIECE_SLOTS: usize = 16_384;
 
 impl ControlPlane {
     /// The workers' per-server counters, summed (each worker's lock is held only to read).
@@ -99,7 +105,37 @@ impl ControlPlane {
                 svc.rates.out_bps += d.rates.out_bps;
             }
         }
+        listing.conn_table = Some(Box::new(self.conn_table_status()));
         listing
+    }
+
+    /// The bounded state's fill and evictions (each worker's lock held only to read its
+    /// counters).
+    pub fn conn_table_status(&self) -> ConnTableStatus {
+        use crate::director::conn::Eviction;
+        use crate::director::DropReason;
+        let mut st = ConnTableStatus::default();
+        for core in &self.cores {
+            let Ok(d) = core.lock() else { continue };
+            let c = d.counters();
+            st.entries += d.conns().len() as u64;
+            st.capacity += d.conns().max_entries() as u64;
+            st.high_water += d.conns().high_water() as u64;
+            st.evicted_expired += c.evicted(Eviction::Expired);
+            st.evicted_unconfirmed += c.evicted(Eviction::Unconfirmed);
+            st.refused_full += c.dropped(DropReason::ConnTableFull);
+            st.icmp_rate_limited += c.icmp_rate_limited;
+        }
+        let (templates, frags) = (&self.shared.templates, self.shared.frags());
+        st.nat_entries = self.shared.nat.len() as u64;
+        st.templates = templates.len() as u64;
+        st.template_capacity = templates.max() as u64;
+        st.templates_evicted = templates.evicted();
+        st.templates_refused = templates.refused();
+        st.fragments = frags.len() as u64;
+        st.fragment_capacity = frags.max() as u64;
+        st.fragments_evicted = frags.evicted();
+        st
     }
 
     /// Every worker's connections plus the persistence templates, as `-L -c` lists them.
@@ -116,11 +152,25 @@ impl ControlPlane {
         // synced back into the shared table.
         let mut flows = FlowsByKey::default();
         for core in &self.cores {
-            let Ok(d) = core.lock() else { continue };
-            for (k, c) in d.conns().iter() {
-                if let Some(e) = conn_entry(k, c, dest_addr(c.dest), now) {
-                    flows.add(*k, e);
+            // A bounded piece of one worker's table at a time: the worker waits at most for
+            // one piece (a few tens of microseconds) between two of its batches, never for
+            // the whole listing, and never two workers at once.
+            let mut at: usize = 0;
+            loop {
+                let Ok(d) = core.lock() else { break };
+                let conns = d.conns();
+                let end = at.saturating_add(LIST_PIECE_SLOTS);
+                for (_, k, c) in conns.entries_from(at).take_while(|(i, _, _)| *i < end) {
+                    if let Some(e) = conn_entry(k, c, dest_addr(c.dest), now) {
+                        flows.add(*k, e);
+                    }
                 }
+                let done = end >= conns.capacity();
+                drop(d);
+                if done {
+                    break;
+                }
+                at = end;
             }
         }
         // Flows a peer synced that no worker has taken yet (a backup's, mostly).

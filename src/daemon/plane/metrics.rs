@@ -36,6 +36,16 @@ impl ControlPlane {
             sample.instance.out_bytes += t.out_bytes;
         }
         sample.nat_flows = self.shared.nat.len() as u64;
+        let (templates, frags) = (&self.shared.templates, self.shared.frags());
+        sample.bounded = crate::metrics::BoundedSample {
+            templates: templates.len() as u64,
+            template_capacity: templates.max() as u64,
+            templates_evicted: templates.evicted(),
+            templates_refused: templates.refused(),
+            fragments: frags.len() as u64,
+            fragment_capacity: frags.max() as u64,
+            fragments_evicted: frags.evicted(),
+        };
         sample.checks = self.check_durations.snapshot();
         if let Some(v) = self.vrrp.lock().ok().and_then(|v| v.clone()) {
             sample.vrrp = v.metrics();

@@ -234,11 +234,11 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    /// Starts the per-namespace control socket.
-    pub fn serve(self: Arc<Self>) -> std::io::Result<()> {
+    /// Answers on the per-namespace control socket (bound early with
+    /// [`socket::Listener::bind`]); the socket file goes when the returned server is dropped.
+    pub fn serve(self: Arc<Self>, listener: socket::Listener) -> std::io::Result<socket::Server> {
         let plane = self.clone();
-        socket::serve(Arc::new(move |req| plane.handle(req)))?;
-        Ok(())
+        listener.serve(Arc::new(move |req| plane.handle(req)))
     }
 
     fn publish(
@@ -323,10 +323,10 @@ impl ControlPlane {
     pub fn shutdown(&self) {
         self.announcer
             .clear_owner(crate::daemon::announce::ANNOUNCE_OWNER);
-        if let Ok(mut st) = self.state.lock() {
-            if let Err(e) = st.net.restore() {
-                log::error!("tunlb director: restoring network settings: {e}");
-            }
+        // Also after a thread panicked holding the lock: the host must be restored.
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = st.net.restore() {
+            log::error!("tunlb director: restoring network settings: {e}");
         }
     }
 }

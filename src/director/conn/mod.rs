@@ -11,7 +11,7 @@
 use core::fmt;
 use std::net::Ipv4Addr;
 
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 
 mod record;
 mod state;
@@ -141,6 +141,17 @@ impl Conn {
     /// Marks the flow confirmed (it carried client payload).
     pub fn confirm(&mut self) {
         self.confirmed = true;
+    }
+
+    /// How long the flow lives after a packet: its state's timeout in `timeouts`, at most
+    /// `unconfirmed` for a TCP flow not confirmed yet.
+    pub fn timeout(&self, timeouts: &Timeouts, unconfirmed: Duration) -> Duration {
+        let t = timeouts.get(self.state);
+        if self.state.is_tcp() && !self.confirmed {
+            t.min(unconfirmed)
+        } else {
+            t
+        }
     }
 
     /// When the flow expires (its expiry instant rounded up to a tenth of a second).

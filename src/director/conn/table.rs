@@ -1151,7 +1151,10 @@ mod tests {
             if n % 100 == 0 {
                 legit_tried += 1;
                 let k = key(500_000 + n);
-                t.make_room(now, |_, c, _| assert!(!c.is_confirmed()));
+                t.make_room(now, |_, c, why| {
+                    assert!(!c.is_confirmed());
+                    evicted[why as usize] += 1;
+                });
                 if t.insert(k, Conn::new(DestId(n), ConnState::SynRecv, exp))
                     .is_ok()
                 {

@@ -790,4 +790,104 @@ mod tests {
         assert_eq!(t.len(), 200);
         assert!(t.snapshot(now).iter().all(|e| e.3 == 4));
     }
+
+    #[test]
+    fn lookup_changes_nothing_and_bind_counts_the_flow() {
+        let t = TemplateTable::new();
+        let k = key([10, 0, 0, 1]);
+        let now = Instant::from_secs(10);
+        assert_eq!(t.lookup(&k, now), None);
+        assert!(t.is_empty(), "a lookup makes nothing");
+        assert!(t.bind(k, DestId(3), now, secs(60)));
+        assert_eq!(t.lookup(&k, now), Some(DestId(3)));
+        assert!(t.bind(k, DestId(3), now, secs(60)));
+        assert_eq!(t.snapshot(now), [(k, DestId(3), now + secs(60), 2)]);
+        // Another worker's flow raced to another server: it keeps its server, uncounted.
+        assert!(!t.bind(k, DestId(4), now, secs(60)));
+        assert_eq!(t.snapshot(now)[0].3, 2);
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_idle_template_then_refuses() {
+        // 16 shards of 2: 32 templates at most.
+        let t = TemplateTable::with_max(32);
+        assert_eq!(t.max(), 32);
+        let now = Instant::from_secs(10);
+        // Fill with templates in use, then release half of them (idle: a hint only).
+        let mut n = 0u32;
+        let mut in_use = Vec::new();
+        while t.len() < 32 && n < 10_000 {
+            let k = key(n.to_be_bytes());
+            n += 1;
+            if t.bind(k, DestId(1), now, secs(300)) {
+                in_use.push(k);
+            }
+        }
+        assert_eq!(t.len(), 32);
+        assert!(
+            t.refused() > 0,
+            "full shards refused some while the others filled"
+        );
+        let refused = t.refused();
+        // Every shard is full of templates in use: a new client's template is refused.
+        let newcomer = key([192, 168, 0, 1]);
+        assert!(!t.bind(newcomer, DestId(2), now, secs(300)));
+        assert_eq!(t.refused(), refused + 1);
+        assert_eq!(t.len(), 32);
+        // Their flows end: the templates go idle, and new ones evict them, oldest first.
+        for k in &in_use {
+            t.release(k, now);
+        }
+        for i in 0..1000u32 {
+            let k = key((0xc0a8_0000 + i).to_be_bytes());
+            assert!(t.bind(k, DestId(2), now, secs(300)), "{i}");
+            t.release(&k, now);
+            assert!(t.len() <= 32);
+        }
+        assert!(t.evicted() >= 1000 - 32, "{}", t.evicted());
+        assert_eq!(t.refused(), refused + 1);
+        // The idle queues stay bounded by the table.
+        t.expire(now);
+        for m in &t.shards {
+            let shard = lock(m);
+            assert!(shard.idle.len() <= shard.map.len());
+        }
+    }
+
+    #[test]
+    fn idle_queue_skips_templates_used_again() {
+        let t = TemplateTable::with_max(16);
+        let now = Instant::from_secs(10);
+        // One shard per template: with max 16 each shard holds one.
+        let k = key([10, 0, 0, 1]);
+        assert!(t.bind(k, DestId(1), now, secs(300)));
+        t.release(&k, now);
+        // Used again: no longer idle, though its key is still queued.
+        assert!(t.bind(k, DestId(1), now, secs(300)));
+        let mut other = None;
+        for i in 0..10_000u32 {
+            let o = key((0x0b00_0000 + i).to_be_bytes());
+            let same_shard = {
+                let h = |x: &ConnKey| (t.spread.hash_one(x) >> 32) as usize % SHARDS;
+                h(&o) == h(&k)
+            };
+            if same_shard {
+                other = Some(o);
+                break;
+            }
+        }
+        let other = other.unwrap();
+        assert!(
+            !t.bind(other, DestId(2), now, secs(300)),
+            "in use: not evicted"
+        );
+        assert_eq!(t.lookup(&k, now), Some(DestId(1)));
+        t.release(&k, now);
+        assert!(
+            t.bind(other, DestId(2), now, secs(300)),
+            "idle now: evicted"
+        );
+        assert_eq!(t.lookup(&k, now), None);
+        assert_eq!(t.evicted(), 1);
+    }
 }

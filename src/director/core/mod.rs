@@ -26,6 +26,7 @@ use arc_swap::{ArcSwap, Cache};
 
 use super::conn::{template_key, Conn, ConnKey, ConnState, ConnTable, Direction, SyncRecord};
 use super::modes::context::Ctx;
+use super::modes::icmp_limit::IcmpLimiter;
 use super::modes::{nat, probe_pin, route, snat, tunnel};
 use super::packet;
 use super::packet::counters::Counters;
@@ -52,6 +53,8 @@ pub struct Director {
     next_sweep: Instant,
     /// Connection-sync records queued for [`Director::take_sync`].
     sync_out: Vec<SyncRecord>,
+    /// This worker's ICMP error budget.
+    icmp: IcmpLimiter,
 }
 
 impl core::fmt::Debug for Director {
@@ -68,7 +71,9 @@ impl Director {
     pub fn new(shared: Arc<Shared>, config: DirectorConfig) -> Director {
         let cache = Cache::new(shared.snapshot_cell().clone());
         let conns = ConnTable::new(config.initial_conns, config.max_conns, config.seed);
+        let icmp = IcmpLimiter::new(config.icmp_rate, config.icmp_burst);
         Director {
+            icmp,
             shared,
             cache,
             conns,
@@ -248,6 +253,7 @@ impl Director {
             snap,
             shared: &self.shared,
             now,
+            icmp: &mut self.icmp,
         };
         // A health probe of the director's own, through the data path to the server it checks
         // (one atomic load while no probe is in flight).
@@ -276,9 +282,11 @@ impl Director {
         }
 
         // Non-first fragments carry no ports: they follow the first fragment's real server.
-        let frag_key = (p.src, p.dst, p.proto, p.ident);
+        let frag_key = p.frag_key();
         if p.later_fragment {
-            let dest = cx.shared.fragment_dest(&frag_key);
+            let dest =
+                cx.shared
+                    .follow_fragment(&frag_key, p.frag_offset, p.payload_len(), !p.more_frags);
             return match dest.and_then(|d| snap.dest(d)) {
                 Some(dest) => forward(&mut cx, dest, buf, &p, None, 0),
                 None => Verdict::Drop(DropReason::FragmentNoFlow),
@@ -323,7 +331,7 @@ impl Director {
                     if proto == Protocol::Tcp {
                         let before = conn.state;
                         step_state(conn, dest, flags, Direction::InputOnly);
-                        if confirms(&l4) {
+                        if l4.confirms() {
                             conn.confirm();
                         }
                         if conn.state != before && cx.shared.sync_emit() {
@@ -337,7 +345,8 @@ impl Director {
                     }
                     conn.set_expires(now + flow_timeout(snap, &self.config, conn));
                     if p.first_fragment_of_many {
-                        cx.shared.remember_fragment(frag_key, conn.dest, now);
+                        cx.shared
+                            .remember_fragment(frag_key, conn.dest, p.payload_len(), now);
                     }
                     let clamp = if syn_only {
                         mss_clamp_for(snap, proto, p.dst, dport)
@@ -451,7 +460,7 @@ impl Director {
             ConnState::Udp
         };
         let mut conn = Conn::new(dest.id, state, now);
-        if proto == Protocol::Tcp && confirms(&l4) {
+        if proto == Protocol::Tcp && l4.confirms() {
             // Picked up mid-flow (sloppy_tcp) on a segment with data.
             conn.confirm();
         }
@@ -496,28 +505,17 @@ impl Director {
             }
         }
         if p.first_fragment_of_many {
-            cx.shared.remember_fragment(frag_key, dest.id, now);
+            cx.shared
+                .remember_fragment(frag_key, dest.id, p.payload_len(), now);
         }
         let clamp = if syn_only { svc.config.mss_clamp } else { None };
         forward(&mut cx, dest, buf, &p, clamp, hash)
     }
 }
 
-/// Whether a TCP segment confirms its flow ([`Conn::is_confirmed`]): it carries payload and
-/// is not a SYN (a SYN's data, TCP Fast Open, is as easy to spoof as the SYN) or a RST.
-fn confirms(l4: &packet::Ports) -> bool {
-    l4.payload && !l4.flags.contains(TcpFlags::SYN) && !l4.flags.contains(TcpFlags::RST)
-}
-
-/// How long `conn` lives after a packet: its state's timeout, at most
-/// [`DirectorConfig::unconfirmed_timeout`] for a TCP flow not confirmed yet.
+/// How long `conn` lives after a packet ([`Conn::timeout`] with the configured cap).
 fn flow_timeout(snap: &Snapshot, config: &DirectorConfig, conn: &Conn) -> Duration {
-    let t = snap.timeouts.get(conn.state);
-    if conn.state.is_tcp() && !conn.is_confirmed() {
-        t.min(config.unconfirmed_timeout)
-    } else {
-        t
-    }
+    conn.timeout(&snap.timeouts, config.unconfirmed_timeout)
 }
 
 fn mss_clamp_for(snap: &Snapshot, proto: Protocol, vip: Ipv4Addr, port: u16) -> Option<u16> {

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::num::NonZeroU16;
 
-use crate::director::conn::ConnState;
+use crate::director::conn::{ConnKey, ConnState, Eviction};
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::testkit::Lab;
 use crate::director::{DirectorConfig, DropReason, Verdict, MAX_FRAGMENTS};
@@ -847,4 +847,199 @@ fn send_errors_move_from_tx_to_send_failed_by_tunnel_type() {
     let errors = &counters.encap_errors;
     assert_eq!(errors.get(EncapKind::Ipip, EncapError::SendFailed), 1);
     assert_eq!(errors.get(EncapKind::Gre, EncapError::SendFailed), 0);
+}
+
+/// A spoofed source of the flood (198.18.0.0/15, the range the namespace tests black-hole).
+fn spoofed(i: u32) -> Ipv4Addr {
+    Ipv4Addr::from(0xc612_0000 + (i % 0x2_0000))
+}
+
+#[test]
+fn syn_ack_flood_evicts_only_unconfirmed_flows_and_new_clients_get_in() {
+    // A small table (2,000 flows) against 100,000 spoofed SYN+ACK pairs: the 20 clients that
+    // sent data before the flood keep their server, every new client during the flood gets
+    // in, the table never holds more than its limit and nothing is refused as full.
+    let config = DirectorConfig {
+        max_conns: 2000,
+        initial_conns: crate::director::conn::ConnTable::slots_for(2000),
+        ..DirectorConfig::default()
+    };
+    let set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    let mut lab = Lab::with_config(1, &set, config);
+    let mut now = Instant::from_secs(100);
+    let mut keep = Vec::new();
+    for i in 0..20u32 {
+        let c = client(i);
+        let d = encap_dst(lab.send(0, now, &mut tcp_packet(c, 5000, VIP, 80, SYN, 0)));
+        let _ = lab.send(0, now, &mut tcp_packet(c, 5000, VIP, 80, ACK, 0));
+        let _ = lab.send(0, now, &mut tcp_packet(c, 5000, VIP, 80, ACK, 100));
+        keep.push((c, d));
+    }
+    let (mut legit_ok, mut legit_tried) = (0u32, 0u32);
+    for i in 0..100_000u32 {
+        now += Duration::from_micros(20);
+        let (src, port) = (spoofed(i), 1024 + (i % 50_000) as u16);
+        let _ = lab.send(0, now, &mut tcp_packet(src, port, VIP, 80, SYN, 0));
+        let _ = lab.send(0, now, &mut tcp_packet(src, port, VIP, 80, ACK, 0));
+        if i % 100 == 0 {
+            // A new legitimate client: handshake, then a request.
+            legit_tried += 1;
+            let c = client(1000 + i);
+            let syn = lab.send(0, now, &mut tcp_packet(c, 6000, VIP, 80, SYN, 0));
+            let ack = lab.send(0, now, &mut tcp_packet(c, 6000, VIP, 80, ACK, 0));
+            let data = lab.send(0, now, &mut tcp_packet(c, 6000, VIP, 80, ACK, 200));
+            if [syn, ack, data]
+                .iter()
+                .all(|v| matches!(v, Verdict::Encap(_)))
+            {
+                legit_ok += 1;
+            }
+        }
+        if i % 1000 == 0 {
+            // The keep-alive clients' requests.
+            for &(c, d) in &keep {
+                let v = lab.send(0, now, &mut tcp_packet(c, 5000, VIP, 80, ACK, 100));
+                assert_eq!(encap_dst(v), d, "client {c} at pair {i}");
+            }
+        }
+        assert!(lab.workers[0].conns().len() <= 2000);
+    }
+    let c = lab.workers[0].counters();
+    assert_eq!(legit_ok, legit_tried, "every new client got in");
+    assert_eq!(c.dropped(DropReason::ConnTableFull), 0);
+    assert_eq!(c.dropped(DropReason::NoConnection), 0);
+    let evicted = c.evicted(Eviction::Unconfirmed) + c.evicted(Eviction::Expired);
+    assert!(evicted > 90_000, "{evicted}");
+    let conns = lab.workers[0].conns();
+    assert!(conns.len() >= conns.high_water() - 1);
+    for (c, _) in &keep {
+        let key = ConnKey::new(6, *c, 5000, VIP, 80);
+        let flow = conns.get(&key).expect("kept");
+        assert!(flow.is_confirmed());
+        assert_eq!(flow.state, ConnState::Established);
+    }
+}
+
+#[test]
+fn unconfirmed_flows_live_a_minute_confirmed_ones_their_state_timeout() {
+    let set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    let mut lab = Lab::new(1, &set);
+    let now = Instant::from_secs(100);
+    let c = client(1);
+    let flow = |lab: &Lab, port| {
+        *lab.workers[0]
+            .conns()
+            .get(&ConnKey::new(6, c, port, VIP, 80))
+            .unwrap()
+    };
+    let _ = lab.send(0, now, &mut tcp_packet(c, 1, VIP, 80, SYN, 0));
+    let _ = lab.send(0, now, &mut tcp_packet(c, 1, VIP, 80, ACK, 0));
+    let f = flow(&lab, 1);
+    assert_eq!(f.state, ConnState::Established);
+    assert!(!f.is_confirmed());
+    assert_eq!(f.expires(), now + Duration::from_secs(60));
+    // A SYN's data (TCP Fast Open) does not confirm; a RST's neither.
+    let _ = lab.send(0, now, &mut tcp_packet(c, 2, VIP, 80, SYN, 50));
+    assert!(!flow(&lab, 2).is_confirmed());
+    let _ = lab.send(0, now, &mut tcp_packet(c, 1, VIP, 80, ACK, 1));
+    let f = flow(&lab, 1);
+    assert!(f.is_confirmed());
+    assert_eq!(f.expires(), now + Duration::from_secs(900));
+    // UDP: the second datagram confirms.
+    let mut set = set;
+    set.services.push(ServiceConfig {
+        key: ServiceKey {
+            vip: VIP,
+            port: 53,
+            proto: Protocol::Udp,
+        },
+        ..service(SchedulerKind::Rr, vec![dest(RS1, 1, TunnelType::Ipip)])
+    });
+    lab.publish(&set);
+    let _ = lab.send(0, now, &mut udp_packet(c, 9, VIP, 53, 10));
+    let key = ConnKey::new(17, c, 9, VIP, 53);
+    assert!(!lab.workers[0].conns().get(&key).unwrap().is_confirmed());
+    let _ = lab.send(0, now, &mut udp_packet(c, 9, VIP, 53, 10));
+    assert!(lab.workers[0].conns().get(&key).unwrap().is_confirmed());
+}
+
+#[test]
+fn no_template_for_a_flow_the_full_table_refuses() {
+    let mut set = two_servers(SchedulerKind::Rr, TunnelType::Ipip);
+    set.services[0].persistence = Some(Persistence {
+        timeout: 300,
+        netmask: Ipv4Addr::BROADCAST,
+    });
+    let config = DirectorConfig {
+        max_conns: 14,
+        initial_conns: 16,
+        ..DirectorConfig::default()
+    };
+    let mut lab = Lab::with_config(1, &set, config);
+    let now = Instant::from_secs(1);
+    // 14 confirmed flows of 14 clients fill the table (and make 14 templates).
+    for i in 0..14u32 {
+        let _ = lab.send(0, now, &mut tcp_packet(client(i), 1, VIP, 80, SYN, 0));
+        let _ = lab.send(0, now, &mut tcp_packet(client(i), 1, VIP, 80, ACK, 10));
+    }
+    assert_eq!(lab.shared.templates.len(), 14);
+    let v = lab.send(0, now, &mut tcp_packet(client(99), 1, VIP, 80, SYN, 0));
+    assert!(
+        matches!(v, Verdict::Drop(DropReason::ConnTableFull)),
+        "{v:?}"
+    );
+    assert_eq!(
+        lab.shared.templates.len(),
+        14,
+        "no template for the refused flow"
+    );
+    // A known client's new flow is refused too, and its template keeps one flow.
+    let v = lab.send(0, now, &mut tcp_packet(client(3), 2, VIP, 80, SYN, 0));
+    assert!(matches!(v, Verdict::Drop(DropReason::ConnTableFull)));
+    let t = lab.shared.templates.snapshot(now);
+    assert!(t.iter().all(|e| e.3 == 1), "{t:?}");
+}
+
+#[test]
+fn later_fragments_follow_the_first_and_the_last_byte_frees_the_tracker() {
+    let set = ServiceSet {
+        services: vec![ServiceConfig {
+            key: ServiceKey {
+                vip: VIP,
+                port: 53,
+                proto: Protocol::Udp,
+            },
+            ..service(
+                SchedulerKind::Rr,
+                vec![
+                    dest(RS1, 1, TunnelType::Ipip),
+                    dest(RS2, 1, TunnelType::Ipip),
+                ],
+            )
+        }],
+    };
+    let mut lab = Lab::new(1, &set);
+    let now = Instant::from_secs(1);
+    let c = client(5);
+    // A 1,500-byte UDP datagram in two fragments: 1,000 bytes (UDP header included), 500.
+    let mut first = udp_packet(c, 7, VIP, 53, 992);
+    let mut ip = Ipv4Packet::new_unchecked(&mut first[..]);
+    ip.set_ident(0x4242);
+    ip.set_flags_and_frag_offset(false, true, 0);
+    ip.fill_checksum();
+    let d = encap_dst(lab.send(0, now, &mut first));
+    assert_eq!(lab.shared.frags().len(), 1);
+    let mut last = ipv4_packet(c, VIP, 17, &[0u8; 500]);
+    let mut ip = Ipv4Packet::new_unchecked(&mut last[..]);
+    ip.set_ident(0x4242);
+    ip.set_flags_and_frag_offset(false, false, 1000);
+    ip.fill_checksum();
+    let mut again = last.clone();
+    assert_eq!(encap_dst(lab.send(0, now, &mut last)), d);
+    assert!(lab.shared.frags().is_empty(), "freed at the last byte");
+    let v = lab.send(0, now, &mut again);
+    assert!(
+        matches!(v, Verdict::Drop(DropReason::FragmentNoFlow)),
+        "{v:?}"
+    );
 }

@@ -2,6 +2,7 @@
 //! table it decides with, the shared state and the time. The packet itself travels beside it
 //! (`buf` and its [`Parsed`](crate::director::packet::Parsed) headers).
 
+use super::icmp_limit::IcmpLimiter;
 use crate::director::packet::counters::Counters;
 use crate::director::shared::{DirectorConfig, Shared};
 use crate::director::table::Snapshot;
@@ -19,4 +20,6 @@ pub struct Ctx<'a> {
     pub shared: &'a Shared,
     /// The time of the packet.
     pub now: Instant,
+    /// This worker's ICMP error budget.
+    pub icmp: &'a mut IcmpLimiter,
 }

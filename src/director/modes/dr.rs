@@ -19,12 +19,12 @@
 use std::num::NonZeroU16;
 
 use super::context::Ctx;
+use super::icmp_limit;
 use crate::director::packet::verdict::{DropReason, Ether, Verdict, MAX_FRAGMENTS};
 use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::table::Dest;
 use crate::encap;
-use crate::wire::icmp;
 
 pub use crate::director::shared::neigh::{NeighEntry, NeighSlot};
 
@@ -41,14 +41,10 @@ pub fn route(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed) -> Verdi
     // A GSO super-packet is checked by its largest segment.
     if p.mtu_len > usize::from(link.mtu) {
         if dont_frag {
-            counters.drops[DropReason::TooBig as usize] += 1;
             counters
                 .encap_errors
                 .count(EncapKind::Dr, EncapError::TooBig, 1);
-            return match icmp::frag_needed_in_place(buf, len, link.mtu) {
-                Some(len) => Verdict::Reply { len },
-                None => Verdict::Drop(DropReason::TooBig),
-            };
+            return icmp_limit::frag_needed(cx, buf, len, link.mtu);
         }
         // The packet's own header is the "outer" header of `encap::fragment`; it refuses
         // headers with options and packets that already are fragments.

@@ -12,9 +12,11 @@
 //! - [`snat`]: the S-NAT gateway, the inside hosts' own connections masqueraded.
 //! - [`route`]: tunnel routes, whole prefixes tunnelled to a remote gateway untracked.
 //! - [`probe_pin`]: health probes through the data path, pinned to the server they check.
+//! - [`icmp_limit`]: the ICMP errors the modes send, rate-limited per worker.
 
 pub mod context;
 pub mod dr;
+pub mod icmp_limit;
 pub mod nat;
 pub mod probe_pin;
 pub mod route;

@@ -104,6 +104,7 @@ use std::sync::atomic::Ordering;
 use ipnet::Ipv4Net;
 
 use super::context::Ctx;
+use super::icmp_limit;
 use crate::director::conn::{Conn, ConnKey, Direction};
 use crate::director::packet::verdict::{DropReason, Verdict};
 use crate::director::packet::{Parsed, Ports, Quote};
@@ -111,7 +112,7 @@ use crate::director::shared::counts::{release, step_state};
 use crate::director::shared::nat_table::{InsertError, PackedKey};
 use crate::director::table::{Dest, Snapshot};
 use crate::sys::netcfg::{NetChanges, NetOps, PolicyRule, RuleAction};
-use crate::wire::{checksum, get_u16, icmp, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+use crate::wire::{checksum, get_u16, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
 
 pub use crate::director::shared::nat_table::{NatConn, NatTable, SHARDS, SWEEP_SHARDS};
 /// The hash of the NAT table's maps (re-exported from [`crate::hash`], where it lives).
@@ -181,11 +182,19 @@ pub fn handle_from_client<'s>(
     let f = &mut shard.flows[i];
     if key.proto == IpProtocol::TCP {
         step_state(&mut f.conn, dest, flags, Direction::Input);
+        if l4.confirms() {
+            f.conn.confirm();
+        }
+    } else {
+        // A second UDP datagram.
+        f.conn.confirm();
     }
-    f.conn.set_expires(now + snap.timeouts.get(f.conn.state));
+    let unconfirmed = cx.config.unconfirmed_timeout;
+    f.conn
+        .set_expires(now + f.conn.timeout(&snap.timeouts, unconfirmed));
     drop(shard);
     if p.first_fragment_of_many {
-        shared.remember_fragment((p.src, p.dst, p.proto, p.ident), dest.id, now);
+        shared.remember_fragment(p.frag_key(), dest.id, p.payload_len(), now);
     }
     let mss_clamp = if syn_only {
         dest_service_clamp(snap, dest)
@@ -218,7 +227,7 @@ pub fn insert(cx: &mut Ctx<'_>, key: ConnKey, dest: &Dest, conn: Conn) -> Result
         rport,
         conn,
     };
-    let mut stale: [Option<NatConn>; 2] = [None, None];
+    let mut stale: [Option<NatConn>; 3] = [None, None, None];
     let mut shard = shared.nat.shard(key.proto, key.caddr, key.cport);
     if let Some(i) = shard.find_client(&new.client_key()) {
         stale[0] = Some(shard.remove_at(i));
@@ -230,6 +239,11 @@ pub fn insert(cx: &mut Ctx<'_>, key: ConnKey, dest: &Dest, conn: Conn) -> Result
             return Err(DropReason::NatConflict);
         }
         stale[1] = Some(shard.remove_at(i));
+    }
+    // Over the shard's high-water mark, a never-confirmed flow makes way for this one.
+    if let Some((old, why)) = shard.make_room(now, shared.nat.max_per_shard) {
+        cx.counters.conns_evicted[why as usize] += 1;
+        stale[2] = Some(old);
     }
     let result = shard.insert(new, shared.nat.max_per_shard);
     drop(shard);
@@ -255,11 +269,8 @@ fn finish_removals(cx: &mut Ctx<'_>, removed: &[Option<NatConn>]) {
 /// fragmentation-needed instead, as in TUN mode.
 pub fn to_server(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed) -> Verdict {
     if p.mtu_len > usize::from(cx.config.tunnel_mtu) && p.dont_frag {
-        cx.counters.drops[DropReason::TooBig as usize] += 1;
-        return match icmp::frag_needed_in_place(buf, p.len, cx.config.tunnel_mtu) {
-            Some(len) => Verdict::Reply { len },
-            None => Verdict::Drop(DropReason::TooBig),
-        };
+        let mtu = cx.config.tunnel_mtu;
+        return icmp_limit::frag_needed(cx, buf, p.len, mtu);
     }
     let (raddr, rport) = (dest.config.addr, dest.config.port);
     let Some(pkt) = buf.get_mut(..p.len) else {
@@ -322,7 +333,7 @@ pub fn handle_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdi
     let (snap, shared, now) = (cx.snap, cx.shared, cx.now);
     if p.later_fragment {
         let dest = shared
-            .fragment_dest(&(p.src, p.dst, p.proto, p.ident))
+            .follow_fragment(&p.frag_key(), p.frag_offset, p.payload_len(), !p.more_frags)
             .and_then(|d| snap.dest(d));
         return match dest {
             Some(dest) => {
@@ -372,7 +383,10 @@ pub fn handle_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdi
     if p.proto == IpProtocol::TCP {
         step_state(&mut f.conn, dest, flags, Direction::Output);
     }
-    f.conn.set_expires(now + snap.timeouts.get(f.conn.state));
+    // Only the client's data confirms a flow: a server answers a spoofed client too.
+    let unconfirmed = cx.config.unconfirmed_timeout;
+    f.conn
+        .set_expires(now + f.conn.timeout(&snap.timeouts, unconfirmed));
     let (vaddr, vport) = (f.key.vaddr, f.key.vport);
     drop(shard);
 
@@ -380,7 +394,7 @@ pub fn handle_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdi
     Ipv4Packet::new_unchecked(&mut *pkt).set_src_addr(vaddr);
     rewrite_l4(pkt, p, Side::Src, p.src, vaddr, vport);
     if p.first_fragment_of_many {
-        shared.remember_fragment((p.src, p.dst, p.proto, p.ident), dest.id, now);
+        shared.remember_fragment(p.frag_key(), dest.id, p.payload_len(), now);
     }
     count_out(cx, dest, p);
     Verdict::Rewrite { len: p.len }

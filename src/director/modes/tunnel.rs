@@ -11,12 +11,12 @@ use std::net::Ipv4Addr;
 use std::num::NonZeroU16;
 
 use super::context::Ctx;
+use super::icmp_limit;
 use crate::director::packet::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};
 use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::table::Dest;
 use crate::encap::{self, OuterParams, Tunnel, MAX_OUTER_HEADER};
-use crate::wire::icmp;
 
 /// Encapsulates the packet to TUN-mode real server `dest` and counts it as its traffic.
 #[inline]
@@ -52,12 +52,8 @@ pub fn encap(
     let too_big = p.mtu_len + overhead > cx.config.tunnel_mtu as usize;
     if too_big && p.dont_frag {
         let mtu = cx.config.tunnel_mtu.saturating_sub(overhead as u16);
-        cx.counters.drops[DropReason::TooBig as usize] += 1;
         cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
-        return match icmp::frag_needed_in_place(buf, p.len, mtu) {
-            Some(len) => Verdict::Reply { len },
-            None => Verdict::Drop(DropReason::TooBig),
-        };
+        return icmp_limit::frag_needed(cx, buf, p.len, mtu);
     }
     let params = OuterParams {
         src: cx.config.local_addr,

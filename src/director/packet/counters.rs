@@ -20,6 +20,9 @@ pub struct Counters {
     pub rewritten: u64,
     /// ICMP errors generated (fragmentation needed).
     pub icmp_sent: u64,
+    /// ICMP errors not sent because the worker's rate limit was reached (the packets are
+    /// dropped as `too_big` all the same).
+    pub icmp_rate_limited: u64,
     /// Connections created.
     pub conns_created: u64,
     /// Connections expired or removed.
@@ -91,6 +94,7 @@ impl Counters {
         self.tx_bytes += other.tx_bytes;
         self.rewritten += other.rewritten;
         self.icmp_sent += other.icmp_sent;
+        self.icmp_rate_limited += other.icmp_rate_limited;
         self.conns_created += other.conns_created;
         self.conns_expired += other.conns_expired;
         for (e, o) in self

@@ -34,6 +34,10 @@ pub struct Parsed {
     pub first_fragment_of_many: bool,
     /// Offset non-zero: a fragment without ports.
     pub later_fragment: bool,
+    /// MF set: more fragments follow (false for the last one, and for a whole datagram).
+    pub more_frags: bool,
+    /// Fragment offset in bytes (0 for the first fragment and a whole datagram).
+    pub frag_offset: usize,
     /// IPv4 identification.
     pub ident: u16,
     /// The length the MTU checks use: `len`, or for a GSO super-packet the IPv4 length of its
@@ -46,6 +50,18 @@ pub struct Parsed {
     pub l4: Option<Ports>,
     /// ICMP, not a later fragment, with a whole 8-byte header: the message.
     pub icmp: Option<IcmpMessage>,
+}
+
+impl Parsed {
+    /// The datagram key of a fragment: source, destination, protocol, identification.
+    pub fn frag_key(&self) -> (Ipv4Addr, Ipv4Addr, u8, u16) {
+        (self.src, self.dst, self.proto, self.ident)
+    }
+
+    /// IPv4 payload bytes of this packet (of this fragment, for a fragment).
+    pub fn payload_len(&self) -> usize {
+        self.len - self.ihl
+    }
 }
 
 /// The ports and TCP flags of a TCP or UDP packet.
@@ -67,6 +83,15 @@ impl Ports {
     #[inline]
     pub fn syn_only(&self) -> bool {
         self.flags.contains(TcpFlags::SYN) && !self.flags.contains(TcpFlags::ACK)
+    }
+
+    /// Whether this TCP segment confirms its flow
+    /// ([`Conn::is_confirmed`](crate::director::conn::Conn::is_confirmed)): it carries
+    /// payload and is not a SYN (a SYN's data, TCP Fast Open, is as easy to spoof as the SYN)
+    /// or a RST.
+    #[inline]
+    pub fn confirms(&self) -> bool {
+        self.payload && !self.flags.contains(TcpFlags::SYN) && !self.flags.contains(TcpFlags::RST)
     }
 }
 
@@ -141,6 +166,8 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, DropReason> {
         dont_frag: ip.dont_frag(),
         first_fragment_of_many: ip.more_frags() && !later_fragment,
         later_fragment,
+        more_frags: ip.more_frags(),
+        frag_offset: usize::from(ip.frag_offset()),
         ident: ip.ident(),
         mtu_len: len,
         segs: 1,

@@ -50,6 +50,13 @@ pub struct DirectorConfig {
     /// instead of 15 minutes. 60 s by default (IPVS's SYN_RECV timeout), so a server-speaks-first
     /// protocol (SMTP, FTP) has a minute for its banner before the client's first data.
     pub unconfirmed_timeout: Duration,
+    /// ICMP errors (fragmentation-needed) each worker sends a second at most after its burst
+    /// (0: no limit); see [`crate::director::modes::icmp_limit`]. 1000 by default, as Linux's
+    /// `net.ipv4.icmp_msgs_per_sec`.
+    pub icmp_rate: u32,
+    /// ICMP errors a worker may send at once before the rate applies (50, as Linux's
+    /// `net.ipv4.icmp_msgs_burst`).
+    pub icmp_burst: u32,
     /// IPVS `sloppy_tcp`: a TCP packet of a flow the director does not know that is not a
     /// SYN (and not a RST) is scheduled as a new flow instead of dropped as `no_connection`,
     /// in the state IPVS's table gives from NONE (ESTABLISHED for an ACK). A RST never
@@ -74,8 +81,31 @@ impl Default for DirectorConfig {
             sweep_interval: Duration::from_millis(100),
             seed: 0x7475_6e6c_6221,
             unconfirmed_timeout: Duration::from_secs(60),
+            icmp_rate: 1000,
+            icmp_burst: 50,
             sloppy_tcp: false,
             sloppy_sctp: false,
+        }
+    }
+}
+
+/// Bounds of the tables all workers share (the daemon's `--max-templates`,
+/// `--max-fragments`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most persistence templates held at once ([`TemplateTable::with_max`]).
+    pub max_templates: usize,
+    /// Most fragmented datagrams tracked at once ([`FragTable::new`]).
+    pub max_fragments: usize,
+}
+
+impl Default for Limits {
+    /// No practical limit on templates (tests and the simulator), [`frag::FRAG_MAX`]
+    /// datagrams.
+    fn default() -> Self {
+        Limits {
+            max_templates: usize::MAX,
+            max_fragments: frag::FRAG_MAX,
         }
     }
 }
@@ -103,17 +133,22 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state starting from `snapshot`.
+    /// Shared state starting from `snapshot`, with the default [`Limits`].
     pub fn new(snapshot: Snapshot) -> Shared {
+        Shared::with_limits(snapshot, Limits::default())
+    }
+
+    /// Shared state starting from `snapshot`, its tables bounded by `limits`.
+    pub fn with_limits(snapshot: Snapshot, limits: Limits) -> Shared {
         Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-            templates: TemplateTable::new(),
+            templates: TemplateTable::with_max(limits.max_templates),
             nat: NatTable::new(4 << 20, crate::director::conn::random_seed()),
             snat: NatTable::new(4 << 20, crate::director::conn::random_seed()),
             probe_pins: Arc::new(ProbePins::new()),
             synced: SyncedTable::new(4 << 20),
             sync_emit: AtomicBool::new(false),
-            frags: FragTable::default(),
+            frags: FragTable::new(limits.max_fragments),
         }
     }
 
@@ -147,19 +182,39 @@ impl Shared {
     }
 
     /// The real server the later fragments of datagram `key` (source, destination, protocol,
-    /// identification) follow, if its first fragment was seen.
+    /// identification) follow, if its first fragment was seen. A look only: the packet path
+    /// uses [`Shared::follow_fragment`].
     pub(crate) fn fragment_dest(&self, key: &(Ipv4Addr, Ipv4Addr, u8, u16)) -> Option<DestId> {
         self.frags.dest(key)
     }
 
-    /// Remembers where the later fragments of a datagram go (see [`FragTable::remember`]).
+    /// A later fragment (offset `offset` bytes, `bytes` of payload, `last` when MF is clear)
+    /// of datagram `key`: the real server it follows (see [`FragTable::follow`]).
+    pub(crate) fn follow_fragment(
+        &self,
+        key: &(Ipv4Addr, Ipv4Addr, u8, u16),
+        offset: usize,
+        bytes: usize,
+        last: bool,
+    ) -> Option<DestId> {
+        self.frags.follow(key, offset, bytes, last)
+    }
+
+    /// Remembers where the later fragments of a datagram go, from its first fragment of
+    /// `bytes` payload bytes (see [`FragTable::remember`]).
     pub(crate) fn remember_fragment(
         &self,
         key: (Ipv4Addr, Ipv4Addr, u8, u16),
         dest: DestId,
+        bytes: usize,
         now: Instant,
     ) {
-        self.frags.remember(key, dest, now);
+        self.frags.remember(key, dest, bytes, now);
+    }
+
+    /// The fragment tracker (its size and eviction count, for the metrics).
+    pub fn frags(&self) -> &FragTable {
+        &self.frags
     }
 
     /// Housekeeping that is not per worker: expire synced flows no worker took (giving back

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::director::conn::{Conn, ConnKey};
+use crate::director::conn::{Conn, ConnKey, Eviction};
 use crate::hash::{folded_mul, splitmix64, MixState};
 use crate::time::Instant;
 
@@ -73,20 +73,55 @@ pub(crate) enum InsertError {
     Full,
 }
 
+/// Flows [`Shard::make_room`] looks at, drawn at random from the shard.
+const EVICT_SAMPLES: usize = 8;
+
 /// One shard: flows in a dense vector, indexed by both tuples.
 pub(crate) struct Shard {
     pub(crate) flows: Vec<NatConn>,
     by_client: HashMap<PackedKey, u32, MixState>,
     by_server: HashMap<PackedKey, u32, MixState>,
+    /// xorshift state for [`Shard::make_room`]'s samples.
+    rng: u64,
 }
 
 impl Shard {
-    fn new(hasher: MixState) -> Shard {
+    fn new(hasher: MixState, seed: u64) -> Shard {
         Shard {
             flows: Vec::new(),
             by_client: HashMap::with_hasher(hasher),
             by_server: HashMap::with_hasher(hasher),
+            rng: seed | 1,
         }
+    }
+
+    /// Before adding a flow to a shard that holds its high-water mark (7/8 of `max`) or more:
+    /// removes and returns one flow among `EVICT_SAMPLES` (8) drawn at random, an expired one
+    /// if there is one, else the never-[confirmed](Conn::is_confirmed) one that expires first.
+    /// Confirmed flows are never removed; `None` if no sample qualified. O(1): the flows are a
+    /// dense vector. The NAT flavour of [`ConnTable::make_room`](crate::director::conn::ConnTable::make_room).
+    pub(crate) fn make_room(&mut self, now: Instant, max: usize) -> Option<(NatConn, Eviction)> {
+        let n = self.flows.len();
+        if n == 0 || n < max - max / 8 {
+            return None;
+        }
+        let mut best: Option<(usize, Instant)> = None;
+        for _ in 0..EVICT_SAMPLES {
+            let mut x = self.rng;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.rng = x;
+            let i = (x % n as u64) as usize;
+            let c = &self.flows[i].conn;
+            if c.is_expired(now) {
+                return Some((self.remove_at(i), Eviction::Expired));
+            }
+            if !c.is_confirmed() && best.is_none_or(|(_, e)| c.expires() < e) {
+                best = Some((i, c.expires()));
+            }
+        }
+        best.map(|(i, _)| (self.remove_at(i), Eviction::Unconfirmed))
     }
 
     pub(crate) fn find_client(&self, k: &PackedKey) -> Option<usize> {
@@ -160,7 +195,7 @@ impl NatTable {
         let hasher = MixState::from_seed(splitmix64(&mut s));
         NatTable {
             shards: (0..SHARDS)
-                .map(|_| Padded(Mutex::new(Shard::new(hasher))))
+                .map(|_| Padded(Mutex::new(Shard::new(hasher, splitmix64(&mut s)))))
                 .collect(),
             shard_k0,
             shard_k1,
@@ -260,3 +295,70 @@ impl NatTable {
 
 /// Shards one [`NatTable::sweep_next`] call visits.
 pub const SWEEP_SHARDS: usize = SHARDS / 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::director::conn::{ConnState, DestId};
+
+    fn flow(n: u32, expires_s: u64, confirmed: bool) -> NatConn {
+        let mut conn = Conn::new(DestId(1), ConnState::SynRecv, Instant::from_secs(expires_s));
+        if confirmed {
+            conn.confirm();
+        }
+        NatConn {
+            key: ConnKey::new(
+                6,
+                Ipv4Addr::from(0xc612_0000 + n),
+                1024,
+                Ipv4Addr::new(10, 0, 0, 1),
+                80,
+            ),
+            raddr: Ipv4Addr::new(10, 1, 0, 1),
+            rport: 80,
+            conn,
+        }
+    }
+
+    #[test]
+    fn a_full_shard_evicts_only_unconfirmed_flows() {
+        let hasher = MixState::from_seed(1);
+        let mut shard = Shard::new(hasher, 7);
+        let max = 64;
+        let now = Instant::from_secs(1);
+        // 8 confirmed flows, then a flood of unconfirmed ones.
+        for n in 0..8 {
+            shard.insert(flow(n, 100, true), max).unwrap();
+        }
+        let mut evicted = 0;
+        for n in 8..10_000 {
+            if let Some((old, why)) = shard.make_room(now, max) {
+                assert!(!old.conn.is_confirmed());
+                assert_eq!(why, Eviction::Unconfirmed);
+                evicted += 1;
+            }
+            shard
+                .insert(flow(n, 100 + u64::from(n), false), max)
+                .unwrap();
+            assert!(shard.flows.len() <= max);
+        }
+        assert!(evicted > 9_000, "{evicted}");
+        for n in 0..8 {
+            let k = flow(n, 0, true).client_key();
+            assert!(shard.find_client(&k).is_some(), "{n}");
+        }
+        // Below the high-water mark nothing goes.
+        let mut small = Shard::new(hasher, 9);
+        for n in 0..55 {
+            small.insert(flow(n, 100, false), max).unwrap();
+        }
+        assert!(small.make_room(now, max).is_none());
+        // An expired flow goes first, confirmed or not.
+        let mut all_expired = Shard::new(hasher, 11);
+        for n in 0..64 {
+            all_expired.insert(flow(n, 1, true), max).unwrap();
+        }
+        let (_, why) = all_expired.make_room(now, max).unwrap();
+        assert_eq!(why, Eviction::Expired);
+    }
+}

@@ -200,6 +200,42 @@ fn adm_without_director_or_root() {
     );
 }
 
+/// `tunlb adm ARGS` when every request fails with `error()`: (exit status, stderr).
+fn adm_failing(line: &str, error: impl Fn() -> ClientError) -> (u8, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run(
+        &args(line),
+        &PortNames::empty(),
+        &mut |_: &Request| Err(error()),
+        &mut &b""[..],
+        &mut out,
+        &mut err,
+    );
+    assert!(out.is_empty());
+    (code, String::from_utf8(err).unwrap())
+}
+
+#[test]
+fn adm_refuses_a_socket_it_may_not_reach_or_an_impostor() {
+    let path = std::path::PathBuf::from("/run/tunlb/director.sock.1");
+    let (code, err) = adm_failing("-L -n", || ClientError::NotPermitted { path: path.clone() });
+    assert_eq!(
+        (code, err.as_str()),
+        (2, "Permission denied (you must be root)\n")
+    );
+    let (code, err) = adm_failing("--save-config /tmp/x.toml", || ClientError::Impostor {
+        path: path.clone(),
+        uid: 65534,
+        pid: 42,
+    });
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        "tunlb adm: refusing to talk to /run/tunlb/director.sock.1: it is served by uid 65534 \
+         (pid 42), not by root; something other than the director holds the control socket\n"
+    );
+}
+
 #[test]
 fn adm_usage_errors_point_at_help() {
     let mut d = FakeDirector::new();
@@ -509,6 +545,56 @@ fn adm_save_config_writes_the_toml_atomically() {
         err.starts_with(&format!("tunlb adm: writing {}: ", missing.display())),
         "{err}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn save_config_never_follows_a_symlink_and_keeps_the_file_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut d = FakeDirector::new();
+    d.adm("-A -t 10.0.0.1:80 -s rr", "");
+    let dir = std::env::temp_dir().join(format!("tunlb-adm-link-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A symlink planted where root will write: refused, and what it points to is untouched.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let link = dir.join("director.toml");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let (code, _, err) = d.adm(&format!("--save-config {}", link.display()), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // Not a regular file (a folder): refused.
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let (code, _, err) = d.adm(&format!("--save-config {}", sub.display()), "");
+    assert_eq!(code, 1);
+    assert!(err.contains("not a regular file"), "{err}");
+
+    // A new file is 0600, a replaced one too (it may hold VRRP passwords).
+    let file = dir.join("new.toml");
+    let (code, _, err) = d.adm(&format!("--save-config {}", file.display()), "");
+    assert_eq!((code, err.as_str()), (0, ""));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, _) = d.adm(&format!("--save-config {}", file.display()), "");
+    assert_eq!(code, 0);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "temporary files left: {names:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
