@@ -398,8 +398,12 @@ fn keep_alive(
                     ),
                     _ => e.to_string(),
                 };
+                // The server that answered it (the body's first line), so a soak can tell a
+                // connection to a server that was taken down from any other.
+                let server = report.served_by.as_deref().unwrap_or("no answer yet");
                 report.lost = Some(format!(
-                    "connection {i} (client port {local}) at t={t:.2}s after {} requests: {why}",
+                    "connection {i} (client port {local}, {server}) at t={t:.2}s after {} \
+                     requests: {why}",
                     report.requests
                 ));
                 event(ConnEvent::Lost);

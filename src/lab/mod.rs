@@ -17,6 +17,9 @@
 //! - `tunlb lab clients --to VIP:PORT` holds keep-alive connections carrying requests and
 //!   probes new connections, then prints what a failover cost ([`clients`]).
 //! - `tunlb lab get URL` is a one-shot HTTP GET ([`get`]), used when curl is not installed.
+//! - `tunlb lab synflood --to VIP:PORT` (hidden) sends spoofed SYN + ACK pairs from a
+//!   black-holed range, bounded in count and time: the flood of the namespace test `flood`
+//!   and of `scripts/soak.sh` ([`synflood`]).
 //! - `tunlb udpblast send|sink` (hidden) is the benchmark's UDP packet-rate generator and
 //!   sink ([`udpblast`]).
 //!
@@ -33,6 +36,7 @@ pub mod httpd;
 pub mod process;
 pub mod run;
 pub mod state;
+pub mod synflood;
 pub mod topology;
 pub mod udpblast;
 
@@ -65,6 +69,10 @@ pub enum LabCommand {
     /// JSON summary (connections lost, new-connection outages): the client side of a failover
     /// (`ip netns exec tunlb-client tunlb lab clients --to 192.168.150.100:80`).
     Clients(clients::ClientsArgs),
+    /// A bounded flood of spoofed TCP SYN + ACK pairs (tests of the connection table's
+    /// defences; only inside a named network namespace).
+    #[command(hide = true)]
+    Synflood(synflood::SynfloodArgs),
 }
 
 /// How the director forwards to the real servers.

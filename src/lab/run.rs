@@ -75,6 +75,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         LabCommand::Demo(up_args) => demo(&up_args),
         LabCommand::Get(get_args) => get::run(get_args),
         LabCommand::Clients(clients_args) => super::clients::run(clients_args),
+        LabCommand::Synflood(flood_args) => super::synflood::run(flood_args),
     }
 }
 

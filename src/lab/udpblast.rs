@@ -258,8 +258,9 @@ fn payload_byte(i: usize) -> u8 {
     i as u8
 }
 
-/// Refuses to send outside loopback unless this process runs in a named network namespace.
-fn check_destination(ip: Ipv4Addr) -> anyhow::Result<()> {
+/// Refuses to send outside loopback unless this process runs in a named network namespace
+/// (also used by [`super::synflood`]).
+pub(crate) fn check_destination(ip: Ipv4Addr) -> anyhow::Result<()> {
     if ip.is_loopback() || in_private_netns() {
         return Ok(());
     }

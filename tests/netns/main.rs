@@ -20,6 +20,7 @@
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
 //! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic;
 //! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers;
+//! [`flood`] sends 100,000 spoofed SYN + ACK pairs at a director with a 20,000-flow table;
 //! [`control`] has the control socket against an unprivileged squatter;
 //! [`privileges`] reads the daemons' capabilities after setup and checks that traffic, edits,
 //! reloads and MISC_CHECKs (run as `nobody`) still work with them.
@@ -27,6 +28,7 @@
 mod control;
 mod director_lifecycle;
 mod dr_mode;
+mod flood;
 mod fragments;
 mod gateway;
 mod ha;
