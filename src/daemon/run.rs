@@ -274,8 +274,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     // With connection sync, no sloppy_tcp pickup until the table is synced (the sync thread
     // turns it on): the workers start before the bulk resync, and a restarting director
     // still gets the packets the router sends to its MAC before the backup takes over.
+    // A backup starts no flows either (`Shared::set_sync_configured`).
     if settings.vrrp.sync.is_some() {
         shared.set_table_synced(false);
+        shared.set_sync_configured();
     }
     // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
     // director that took over keeps the flows it did not see start.

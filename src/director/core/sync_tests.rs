@@ -696,6 +696,34 @@ fn a_stopping_director_starts_no_flow_and_keeps_its_own() {
     assert_eq!(lab.workers[1].counters().sloppy_created, 0);
 }
 
+/// With connection sync, a BACKUP that gets clients' packets (their ARP entries name it for a
+/// moment after a preemption or a restart) starts no flow: no other director would know it.
+/// Synced flows go on; as master it starts flows again.
+#[test]
+fn with_sync_only_the_master_starts_flows() {
+    let mut lab = Lab::with_config(1, web_and_dns(SchedulerKind::Rr), sloppy());
+    let now = Instant::from_secs(1);
+    lab.shared.set_sync_configured();
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, SYN, 0));
+    assert_eq!(v, Verdict::Drop(DropReason::NotMaster));
+    let stats = lab.workers[0].install_synced(
+        now,
+        &[rec(
+            key(TCP, client(2), 2000, 80),
+            RS2,
+            80,
+            ConnState::Established,
+            900,
+        )],
+    );
+    assert_eq!(stats.applied, 1);
+    let v = lab.send(0, now, &mut tcp_packet(client(2), 2000, VIP, 80, ACK, 10));
+    assert_eq!(encap_dst(v), RS2);
+    lab.shared.set_sync_emit(true);
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, SYN, 0));
+    assert_eq!(encap_dst(v), RS1);
+}
+
 #[test]
 fn sloppy_tcp_reschedules_a_flow_whose_server_left() {
     let set = ServiceSet {

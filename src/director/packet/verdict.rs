@@ -178,6 +178,10 @@ drop_reasons! {
     /// half when its workers stop and none is unknown to the director taking over
     /// (`Shared::set_stopping`). The client retransmits to whoever has the VIP then.
     DirectorStopping => "director_stopping",
+    /// Connection sync is configured and this director is not the sync master (a BACKUP):
+    /// it starts no flow, which no other director would know (`Shared::set_sync_configured`).
+    /// The client retransmits to the master.
+    NotMaster => "not_master",
 }
 
 impl core::fmt::Display for DropReason {
