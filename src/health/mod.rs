@@ -539,6 +539,135 @@ mod tests {
     use crate::model::Protocol;
     use config::{CheckKind, CheckSpec};
 
+    /// A plane without a data path: the configured table and the health checkers' edits.
+    #[derive(Default)]
+    struct FakePlane {
+        set: std::sync::Mutex<crate::model::ServiceSet>,
+        dests: std::sync::Mutex<std::collections::HashMap<(ServiceKey, Ipv4Addr, u16), Health>>,
+    }
+
+    impl HealthPlane for FakePlane {
+        type Error = String;
+        fn configured(&self) -> crate::model::ServiceSet {
+            self.set.lock().expect("set").clone()
+        }
+        fn set_health_config(&self, _: HealthConfig) {}
+        fn health_generation(&self) -> u64 {
+            0
+        }
+        fn health_config(&self) -> (u64, HealthConfig) {
+            (0, HealthConfig::default())
+        }
+        fn set_dest_health(
+            &self,
+            service: ServiceKey,
+            addr: Ipv4Addr,
+            port: u16,
+            health: Health,
+        ) -> Result<bool, String> {
+            let mut d = self.dests.lock().expect("dests");
+            let old = match health {
+                Health::Up => d.remove(&(service, addr, port)),
+                h => d.insert((service, addr, port), h),
+            };
+            Ok(old.unwrap_or(Health::Up) != health)
+        }
+        fn set_sorry_server(&self, _: ServiceKey, _: Option<Sorry>) -> Result<bool, String> {
+            Ok(false)
+        }
+        fn probe_pins(&self) -> Arc<crate::director::probe_pin::ProbePins> {
+            Arc::new(Default::default())
+        }
+        fn clock(&self) -> Clock {
+            Clock::new()
+        }
+        fn accept_probe_replies(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn record_check(
+            &self,
+            _: ServiceKey,
+            _: Ipv4Addr,
+            _: u16,
+            _: &'static str,
+            _: std::time::Duration,
+        ) {
+        }
+    }
+
+    /// Reads the soak's keepalived.conf (HTTP_GET on two real servers), as a reload does.
+    fn keepalived(delay_loop: &str) -> crate::control::keepalived::KeepalivedConfig {
+        let text = include_str!("../../configs/keepalived-ha-master.conf")
+            .replace("delay_loop 6", delay_loop);
+        crate::control::keepalived::parse_str(&text, "keepalived.conf").expect("parse")
+    }
+
+    /// Applies every pending action of `m`'s checkers the way the monitor does (probes are
+    /// not run: the test hands in their results).
+    fn apply(plane: &FakePlane, m: &mut Monitor) {
+        for d in &mut m.dests {
+            let key = m.services[d.service].key;
+            while let Some(a) = d.checker.poll_action() {
+                let h = match a {
+                    Action::SetDown { .. } => Health::Down,
+                    Action::SetUp { .. } => Health::Up,
+                    _ => continue,
+                };
+                let _ = plane.set_dest_health(key, d.addr, d.port, h);
+            }
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_checkers_and_restarts_changed_ones() {
+        let plane = FakePlane::default();
+        let clock = Clock::new();
+        let conf = keepalived("delay_loop 6");
+        *plane.set.lock().expect("set") = conf.services.clone();
+        let mut m = Monitor::build(&plane, &clock, (1, conf.health), None);
+        assert_eq!(m.dests.len(), 2);
+        // The second real server fails its HTTP_GET retry + 1 times: down.
+        let rs = m.dests[1].addr;
+        let (id, retry) = (m.dests[1].id, m.dests[1].specs[0].retry);
+        for _ in 0..=retry {
+            let now = clock.now();
+            m.dests[1]
+                .checker
+                .handle_result(now, 0, CheckOutcome::failed("connection refused"));
+        }
+        apply(&plane, &mut m);
+        assert!(!m.dests[1].checker.is_up());
+        let down = |p: &FakePlane| {
+            p.dests
+                .lock()
+                .expect("dests")
+                .iter()
+                .any(|((_, a, _), h)| *a == rs && *h == Health::Down)
+        };
+        assert!(down(&plane));
+
+        // A reload of the same file: the table is replaced with an equal one, the checkers
+        // are kept with their state, the server stays down.
+        let again = keepalived("delay_loop 6");
+        *plane.set.lock().expect("set") = again.services.clone();
+        let mut m = Monitor::build(&plane, &clock, (2, again.health), Some(m));
+        apply(&plane, &mut m);
+        let d = m.dests.iter().find(|d| d.addr == rs).expect("kept");
+        assert_eq!(d.id, id, "the checker was not restarted");
+        assert!(!d.checker.is_up());
+        assert!(down(&plane), "the down server stays out of the table");
+
+        // A changed check (delay_loop) restarts the checker: fresh (up, no alpha).
+        let changed = keepalived("delay_loop 7");
+        *plane.set.lock().expect("set") = changed.services.clone();
+        let mut m = Monitor::build(&plane, &clock, (3, changed.health), Some(m));
+        apply(&plane, &mut m);
+        let d = m.dests.iter().find(|d| d.addr == rs).expect("restarted");
+        assert_ne!(d.id, id, "a new checker");
+        assert!(d.checker.is_up());
+        assert!(!down(&plane), "the new checker starts from up");
+    }
+
     #[test]
     fn a_probes_wall_time_lands_in_the_check_histogram() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
