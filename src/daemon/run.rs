@@ -271,6 +271,12 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     };
     let shared = Arc::new(Shared::with_limits(Snapshot::default(), limits));
     shared.set_tunnel_keys(tunnel_keys);
+    // With connection sync, no sloppy_tcp pickup until the table is synced (the sync thread
+    // turns it on): the workers start before the bulk resync, and a restarting director
+    // still gets the packets the router sends to its MAC before the backup takes over.
+    if settings.vrrp.sync.is_some() {
+        shared.set_table_synced(false);
+    }
     // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
     // director that took over keeps the flows it did not see start.
     let (sloppy_tcp, sloppy_sctp) = settings.sloppy();

@@ -59,6 +59,11 @@ pub trait SyncCore: Send + 'static {
     ) -> Option<usize>;
     /// Installs received records.
     fn install_synced(&mut self, now: Instant, records: &[SyncRecord]) -> Installed;
+    /// Whether the table is synced (the bulk resync done, its deadline passed, or this
+    /// director the master): until then `sloppy_tcp` does not pick up mid-flow packets of
+    /// unknown flows ([`Shared::set_table_synced`](crate::director::shared::Shared::set_table_synced)).
+    /// Told on every change, and at the first turn of the thread.
+    fn set_table_synced(&mut self, _synced: bool) {}
 }
 
 /// What [`SyncCore::install_synced`] did.
@@ -81,6 +86,10 @@ pub struct Installed {
 impl SyncCore for Director {
     fn set_sync_emit(&mut self, on: bool) {
         self.shared().set_sync_emit(on);
+    }
+
+    fn set_table_synced(&mut self, synced: bool) {
+        self.shared().set_table_synced(synced);
     }
 
     fn take_sync(&mut self, out: &mut Vec<SyncRecord>) {
@@ -405,6 +414,7 @@ impl<C: SyncCore> Thread<C> {
     fn run(&mut self, clock: &Clock, stop: &AtomicBool) {
         let mut buf = vec![0u8; 65536];
         let mut was_ready = false;
+        let mut told = None;
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now();
             self.follow_role(now);
@@ -419,6 +429,14 @@ impl<C: SyncCore> Thread<C> {
             self.publish();
             let ready = self.session.is_ready();
             self.link.set_sync_ready(ready);
+            if told != Some(ready) {
+                for c in &self.cores {
+                    if let Ok(mut c) = c.lock() {
+                        c.set_table_synced(ready);
+                    }
+                }
+                told = Some(ready);
+            }
             if ready && !was_ready {
                 log::info!(
                     "sync ({}): ready ({})",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::conn::Timeouts;
 use super::{Director, DirectorConfig, Registry, Shared, Snapshot, Verdict};
+use crate::fuzzing::emitted;
 use crate::model::{DestConfig, ServiceKey, ServiceSet};
 use crate::time::Instant;
 use crate::wire::{Ipv4Packet, TcpPacket};
@@ -70,9 +71,15 @@ impl Lab {
         self.shared.publish(snap);
     }
 
-    /// Hands `pkt` to worker `worker`.
+    /// Hands `pkt` to worker `worker`; every packet the verdict emits is checked by the
+    /// etherparse oracle (`fuzzing::emitted::check_verdict`: lengths and checksums, outer and
+    /// inner).
     pub(super) fn send(&mut self, worker: usize, now: Instant, pkt: &mut [u8]) -> Verdict {
-        self.workers[worker].handle_packet(now, pkt)
+        let oracle = crate::fuzzing::oracle::check_ipv4;
+        let valid = emitted::valid(oracle, pkt);
+        let v = self.workers[worker].handle_packet(now, pkt);
+        emitted::check_verdict(oracle, valid, &v, pkt);
+        v
     }
 }
 

@@ -10,7 +10,9 @@ use crate::model::{
 };
 use crate::time::{Duration, Instant};
 
-fn table() -> ServiceSet {
+use super::{emitted, Oracle};
+
+pub(super) fn table() -> ServiceSet {
     let vip = Ipv4Addr::new(10, 100, 0, 100);
     let dests = |tun| {
         (0..3)
@@ -69,7 +71,7 @@ fn table() -> ServiceSet {
     }
 }
 
-fn shared() -> Arc<Shared> {
+pub(super) fn shared() -> Arc<Shared> {
     static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
     SHARED
         .get_or_init(|| {
@@ -86,38 +88,83 @@ fn shared() -> Arc<Shared> {
 /// tunnel type and NAT (with a port mapping), with persistence and MSS clamping, while the
 /// virtual clock moves forward. Whatever the bytes, `handle_packet` must return a verdict (never
 /// panic), an `Encap` must describe bytes inside the buffer, and a `Reply` or `Rewrite` must fit
-/// the buffer.
-pub fn director_packet(data: &[u8]) {
+/// the buffer; every packet emitted passes `oracle` (see [`emitted::check_verdict`]: an ICMP
+/// reply always, the others when the packet that went in passed it).
+///
+/// The length prefix: its low 15 bits modulo 1600 are the length; the top bit asks for the
+/// packet to be made valid first ([`emitted::repair`]: lengths and checksums filled in), so
+/// that mutated packets still reach the paths of valid ones.
+pub fn director_packet(data: &[u8], oracle: Oracle) {
     let config = DirectorConfig {
         initial_conns: 64,
         max_conns: 256,
         tunnel_mtu: 576,
         ..DirectorConfig::default()
     };
+    run_workers(data, oracle, &shared(), config, &|_, _, _| {});
+}
+
+/// A target's own rule on one verdict: the packet that went in, the verdict, the buffer after.
+pub(super) type VerdictCheck<'a> = dyn Fn(&[u8], &Verdict, &[u8]) + 'a;
+
+/// Feeds the packets of `data` ([`packets`]) alternately to two workers over `shared` while the
+/// virtual clock moves 700 ms a packet, and checks each verdict: in bounds, a drop reason with
+/// a label, and every packet emitted passing `oracle` ([`emitted::check_verdict`]); then
+/// `extra` (the packet that went in, the verdict, the buffer after) for a target's own rules.
+pub(super) fn run_workers(
+    data: &[u8],
+    oracle: Oracle,
+    shared: &Arc<Shared>,
+    config: DirectorConfig,
+    extra: &VerdictCheck<'_>,
+) {
     let mut workers = [
-        Director::new(shared(), config.clone()),
-        Director::new(shared(), config),
+        Director::new(shared.clone(), config.clone()),
+        Director::new(shared.clone(), config),
     ];
     let mut now = Instant::from_secs(1);
-    let mut rest = data;
-    let mut i = 0usize;
-    while rest.len() >= 2 {
-        let len = (usize::from(u16::from_be_bytes([rest[0], rest[1]])) % 1600).min(rest.len() - 2);
-        let mut buf = rest[2..2 + len].to_vec();
-        rest = &rest[2 + len..];
+    for (i, mut buf) in packets(data).enumerate() {
         let w = &mut workers[i % 2];
-        match w.handle_packet(now, &mut buf) {
-            Verdict::Encap(e) => {
-                assert!(e.len <= buf.len());
-                assert!(e.header().len() >= 20);
-            }
-            Verdict::Ether(e) => assert!(e.len <= buf.len()),
-            Verdict::Reply { len } | Verdict::Rewrite { len } => assert!(len <= buf.len()),
-            Verdict::Drop(r) => assert!(!r.as_str().is_empty()),
-        }
+        let input = buf.clone();
+        let valid = emitted::valid(oracle, &buf);
+        let v = w.handle_packet(now, &mut buf);
+        check_bounds(&v, &buf);
+        emitted::check_verdict(oracle, valid, &v, &buf);
+        extra(&input, &v, &buf);
         now += Duration::from_millis(700);
         w.handle_timeout(now);
-        i += 1;
     }
-    shared().handle_timeout(now);
+    shared.handle_timeout(now);
+}
+
+/// A verdict describes bytes inside the buffer, a drop has a label.
+pub(super) fn check_bounds(v: &Verdict, buf: &[u8]) {
+    match v {
+        Verdict::Encap(e) => {
+            assert!(e.len <= buf.len());
+            assert!(e.header().len() >= 20);
+        }
+        Verdict::Ether(e) => assert!(e.len <= buf.len()),
+        Verdict::Reply { len } | Verdict::Rewrite { len } => assert!(*len <= buf.len()),
+        Verdict::Drop(r) => assert!(!r.as_str().is_empty()),
+    }
+}
+
+/// The packets of a director target's input: 2-byte big-endian length prefixes, the low 15
+/// bits modulo 1600 the length (cut to what is left), the top bit: [`emitted::repair`] it.
+pub(super) fn packets(data: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.len() < 2 {
+            return None;
+        }
+        let prefix = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = (usize::from(prefix & 0x7fff) % 1600).min(rest.len() - 2);
+        let mut buf = rest[2..2 + len].to_vec();
+        rest = &rest[2 + len..];
+        if prefix & 0x8000 != 0 {
+            emitted::repair(&mut buf);
+        }
+        Some(buf)
+    })
 }

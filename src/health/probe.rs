@@ -127,7 +127,7 @@ pub(super) fn request(path: &str, host: &str) -> String {
 }
 
 /// Whether the response in `buf` passes `url`'s rules (status, then digest); why not if not.
-pub(super) fn judge(buf: &[u8], url: &UrlSpec) -> Result<(), String> {
+pub(crate) fn judge(buf: &[u8], url: &UrlSpec) -> Result<(), String> {
     let (status, body) =
         parse_response(buf).ok_or_else(|| format!("no HTTP response on {}", url.path))?;
     let good = match url.status_code {

@@ -100,6 +100,13 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
         }
         assert_eq!(sysctl("net/ipv4/conf/lo/arp_ignore"), "1");
 
+        // The agent loosens rp_filter on its TUN (2): the client's source needs a route back,
+        // as it has on a real server (its default route).
+        let route = std::process::Command::new("ip")
+            .args(["route", "add", "198.51.100.0/24", "dev", "lo"])
+            .status()
+            .unwrap();
+        assert!(route.success());
         let mut tx = RawSender::new(4).unwrap();
         let to_vip = SocketAddrV4::new(VIP, 5353);
         send_ipip(&mut tx, STRANGER, &udp_packet(CLIENT, to_vip, b"spoofed"));

@@ -141,76 +141,57 @@ fn lookup_buffer(len: usize) -> Vec<libc::c_char> {
 
 /// `(uid, primary gid)` of `user`.
 fn passwd(user: &str) -> Result<(u32, u32), UserError> {
-    let name = c_name("user", user)?;
-    let mut len = 1024;
-    loop {
-        let mut buf = lookup_buffer(len);
+    let found = lookup("user", user, |name, buf| {
         // SAFETY: `passwd` is plain old data; zeroed is a valid value the call overwrites.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
         // SAFETY: every pointer is to a live local; `buf` has `buf.len()` bytes; the strings
         // getpwnam_r stores in `pwd` point into `buf`, which we do not read.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                name.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && len < 1 << 20 {
-            len *= 4;
-            continue;
-        }
-        if rc != 0 {
-            return Err(UserError::Lookup {
-                what: "user",
-                name: user.to_string(),
-                error: io::Error::from_raw_os_error(rc),
-            });
-        }
-        if result.is_null() {
-            return Err(UserError::NoUser(user.to_string()));
-        }
-        return Ok((pwd.pw_uid, pwd.pw_gid));
-    }
+        let rc =
+            unsafe { libc::getpwnam_r(name, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        (rc, (!result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid)))
+    })?;
+    found.ok_or_else(|| UserError::NoUser(user.to_string()))
 }
 
 /// The gid of `group`.
 fn group_id(group: &str) -> Result<u32, UserError> {
-    let name = c_name("group", group)?;
-    let mut len = 1024;
-    loop {
-        let mut buf = lookup_buffer(len);
+    let found = lookup("group", group, |name, buf| {
         // SAFETY: `group` is plain old data; zeroed is a valid value the call overwrites.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
         // SAFETY: as in `passwd`: live locals, `buf` of `buf.len()` bytes.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                name.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            )
-        };
+        let rc =
+            unsafe { libc::getgrnam_r(name, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+        (rc, (!result.is_null()).then_some(grp.gr_gid))
+    })?;
+    found.ok_or_else(|| UserError::NoGroup(group.to_string()))
+}
+
+/// One `get*nam_r` call with a buffer grown on ERANGE (up to 1 MiB): `call` returns the call's
+/// error number and what it found (None: no such entry).
+fn lookup<T>(
+    what: &'static str,
+    name: &str,
+    mut call: impl FnMut(*const libc::c_char, &mut [libc::c_char]) -> (i32, Option<T>),
+) -> Result<Option<T>, UserError> {
+    let c = c_name(what, name)?;
+    let mut len = 1024;
+    loop {
+        let mut buf = lookup_buffer(len);
+        let (rc, found) = call(c.as_ptr(), &mut buf);
         if rc == libc::ERANGE && len < 1 << 20 {
             len *= 4;
             continue;
         }
         if rc != 0 {
             return Err(UserError::Lookup {
-                what: "group",
-                name: group.to_string(),
+                what,
+                name: name.to_string(),
                 error: io::Error::from_raw_os_error(rc),
             });
         }
-        if result.is_null() {
-            return Err(UserError::NoGroup(group.to_string()));
-        }
-        return Ok(grp.gr_gid);
+        return Ok(found);
     }
 }
 

@@ -15,6 +15,8 @@ struct FakeCore {
     table: Vec<SyncRecord>,
     changes: Vec<SyncRecord>,
     installed: HashMap<ConnKey, SyncRecord>,
+    /// What `set_table_synced` was told, in order.
+    synced: Vec<bool>,
 }
 
 impl FakeCore {
@@ -40,6 +42,9 @@ impl SyncCore for FakeCore {
     }
     fn take_sync(&mut self, out: &mut Vec<SyncRecord>) {
         out.append(&mut self.changes);
+    }
+    fn set_table_synced(&mut self, synced: bool) {
+        self.synced.push(synced);
     }
     fn dump_sync(
         &self,
@@ -184,6 +189,12 @@ fn a_backup_resyncs_from_the_master_then_follows_its_changes_and_roles_swap() {
     assert_eq!(s.no_service, 1);
     assert!(a.cores.iter().all(|c| c.lock().unwrap().emit));
     assert!(b.cores.iter().all(|c| !c.lock().unwrap().emit));
+    // Sloppy pickup: the master's cores synced from the start, the backup's once resynced.
+    assert!(a.cores.iter().all(|c| c.lock().unwrap().synced == [true]));
+    assert!(b
+        .cores
+        .iter()
+        .all(|c| c.lock().unwrap().synced == [false, true]));
 
     // A new flow on the master reaches both backup cores within a few drain intervals.
     a.cores[1].lock().unwrap().new_flow(rec(20_000));
@@ -231,6 +242,10 @@ fn refused_messages_are_counted_by_reason_and_a_lone_backup_is_ready_after_two_s
     let (sb, probe) = (loopback(), loopback());
     let b = node(sb, addr(&probe), vec![FakeCore::with(vec![])], false, 2);
     let to = b.handle.local_addr();
+    // Not synced (no sloppy pickup) from the first turn until the deadline.
+    wait_for("told not synced", || {
+        !b.cores[0].lock().unwrap().synced.is_empty()
+    });
     probe.send_to(b"not a sync message at all", to).unwrap();
     let mut unkeyed = Vec::new();
     let hdr = crate::sync::wire::Header {
@@ -256,6 +271,10 @@ fn refused_messages_are_counted_by_reason_and_a_lone_backup_is_ready_after_two_s
         took > StdDuration::from_millis(1500) && took < StdDuration::from_millis(2600),
         "{took:?}"
     );
+    wait_for("told synced", || {
+        b.cores[0].lock().unwrap().synced.len() == 2
+    });
+    assert_eq!(b.cores[0].lock().unwrap().synced, [false, true]);
     let mut buf = [0u8; 2048];
     let mut requests = 0;
     while let Ok((n, _)) = probe.recv_from(&mut buf) {

@@ -326,8 +326,9 @@ impl Director {
         let hash = flow_hash(p.src, sport, p.dst, dport, p.proto);
         let syn_only = l4.syn_only();
         let rst = flags.contains(TcpFlags::RST);
-        // IPVS sloppy_tcp: a TCP packet other than a SYN may start a flow (a RST never does).
-        let sloppy = self.config.sloppy_tcp && !rst;
+        // IPVS sloppy_tcp: a TCP packet other than a SYN may start a flow (a RST never does);
+        // not while connection sync has not filled the table yet (`Shared::table_synced`).
+        let sloppy = self.config.sloppy_tcp && !rst && cx.shared.table_synced();
 
         // Established flow: the hot path.
         let mut reuse = false;

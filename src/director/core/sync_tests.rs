@@ -620,6 +620,51 @@ fn sloppy_tcp_picks_up_mid_flow_packets_as_ipvs_does() {
     assert_eq!(lab.workers[0].counters().sloppy_created, 2);
 }
 
+/// The soak's resets at a master restart: the restarted director, BACKUP with an empty table
+/// while its bulk resync waits for the peer to take over, still got the client's packets (the
+/// router's ARP entry names its MAC) and sloppy_tcp rescheduled every established flow, half
+/// of them to a server that reset them. Until the table is synced, sloppy_tcp picks up
+/// nothing: the packets are dropped (the client retransmits), synced flows still go to their
+/// servers and SYNs still start flows.
+#[test]
+fn sloppy_tcp_waits_until_the_table_is_synced() {
+    let mut lab = Lab::with_config(2, web_and_dns(SchedulerKind::Rr), sloppy());
+    let now = Instant::from_secs(1);
+    lab.shared.set_table_synced(false);
+    for (cport, flags) in [(1000, ACK), (1001, FIN_ACK)] {
+        let v = lab.send(
+            0,
+            now,
+            &mut tcp_packet(client(1), cport, VIP, 80, flags, 10),
+        );
+        assert_eq!(v, Verdict::Drop(DropReason::NoConnection), "{flags:#x}");
+    }
+    assert_eq!(lab.workers[0].conns().len(), 0);
+    assert_eq!(lab.workers[0].counters().sloppy_created, 0);
+    // A flow the bulk resync brought is adopted and keeps its server (rr would pick RS1).
+    let stats = lab.workers[0].install_synced(
+        now,
+        &[rec(
+            key(TCP, client(2), 2000, 80),
+            RS2,
+            80,
+            ConnState::Established,
+            900,
+        )],
+    );
+    assert_eq!(stats.applied, 1);
+    let v = lab.send(1, now, &mut tcp_packet(client(2), 2000, VIP, 80, ACK, 10));
+    assert_eq!(encap_dst(v), RS2);
+    // A SYN is a new connection: scheduled as ever.
+    let v = lab.send(0, now, &mut tcp_packet(client(3), 3000, VIP, 80, SYN, 0));
+    assert_eq!(encap_dst(v), RS1);
+    // Synced (or the deadline passed, or master): mid-flow packets are picked up again.
+    lab.shared.set_table_synced(true);
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, ACK, 10));
+    assert_eq!(encap_dst(v), RS2);
+    assert_eq!(lab.workers[0].counters().sloppy_created, 1);
+}
+
 #[test]
 fn sloppy_tcp_reschedules_a_flow_whose_server_left() {
     let set = ServiceSet {

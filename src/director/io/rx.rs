@@ -14,7 +14,7 @@ use crate::wire::gso::{self, Segmenter, VnetHdr, VNET_HDR_LEN};
 use crate::wire::IpProtocol;
 
 /// How a packet read from an offloading TUN is handled.
-pub(super) enum Offloaded {
+pub(crate) enum Offloaded {
     /// An ordinary packet (checksum completed if it was partial): decided as before.
     Plain,
     /// A TCP/IPv4 or UDP/IPv4 super-packet the core decides once; the driver segments it
@@ -29,7 +29,7 @@ pub(super) enum Offloaded {
 }
 
 /// Looks at a packet's virtio header (`room`: how many more GSO segments this batch takes).
-pub(super) fn classify(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8], room: usize) -> Offloaded {
+pub(crate) fn classify(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8], room: usize) -> Offloaded {
     let Ok(vh) = VnetHdr::parse(hdr) else {
         return Offloaded::Bad;
     };

@@ -4,10 +4,12 @@
 
 use super::icmp_limit::IcmpLimiter;
 use crate::director::packet::counters::Counters;
+use crate::director::packet::verdict::{DropReason, Verdict};
 use crate::director::shared::{DirectorConfig, Shared};
 use crate::director::table::Snapshot;
 use crate::encap::auth::LaneCounter;
 use crate::time::Instant;
+use crate::wire::icmp;
 
 /// The context of one decision (see the module documentation).
 pub struct Ctx<'a> {
@@ -25,4 +27,22 @@ pub struct Ctx<'a> {
     pub icmp: &'a mut IcmpLimiter,
     /// This worker's sequence numbers for authenticated GUE packets.
     pub auth_seq: &'a mut LaneCounter,
+}
+
+impl Ctx<'_> {
+    /// Answers the packet of `len` bytes in `buf` (DF set, bigger than `mtu` once forwarded) with
+    /// an ICMP fragmentation-needed in place, if the worker's bucket allows; counts the `too_big`
+    /// drop either way (once).
+    pub fn frag_needed(&mut self, buf: &mut [u8], len: usize, mtu: u16) -> Verdict {
+        if !self.icmp.allow(self.now) {
+            self.counters.icmp_rate_limited += 1;
+            // Counted as a too_big drop by the core, as the verdict says.
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.counters.drops[DropReason::TooBig as usize] += 1;
+        match icmp::frag_needed_in_place(buf, len, mtu) {
+            Some(len) => Verdict::Reply { len },
+            None => Verdict::Drop(DropReason::TooBig),
+        }
+    }
 }

@@ -19,7 +19,6 @@
 use std::num::NonZeroU16;
 
 use super::context::Ctx;
-use super::icmp_limit;
 use crate::director::packet::verdict::{DropReason, Ether, Verdict, MAX_FRAGMENTS};
 use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
@@ -44,7 +43,7 @@ pub fn route(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed) -> Verdi
             counters
                 .encap_errors
                 .count(EncapKind::Dr, EncapError::TooBig, 1);
-            return icmp_limit::frag_needed(cx, buf, len, link.mtu);
+            return cx.frag_needed(buf, len, link.mtu);
         }
         // The packet's own header is the "outer" header of `encap::fragment`; it refuses
         // headers with options and packets that already are fragments.

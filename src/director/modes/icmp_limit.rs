@@ -8,10 +8,7 @@
 //! initial burst; the packets over it are dropped as `too_big` without an answer and counted
 //! ([`Counters::icmp_rate_limited`](crate::director::Counters::icmp_rate_limited)).
 
-use super::context::Ctx;
-use crate::director::packet::verdict::{DropReason, Verdict};
 use crate::time::Instant;
-use crate::wire::icmp;
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up. Driven by the packets'
 /// time (sans-IO).
@@ -56,22 +53,6 @@ impl IcmpLimiter {
         } else {
             false
         }
-    }
-}
-
-/// Answers the packet of `len` bytes in `buf` (DF set, bigger than `mtu` once forwarded) with
-/// an ICMP fragmentation-needed in place, if the worker's bucket allows; counts the `too_big`
-/// drop either way (once).
-pub fn frag_needed(cx: &mut Ctx<'_>, buf: &mut [u8], len: usize, mtu: u16) -> Verdict {
-    if !cx.icmp.allow(cx.now) {
-        cx.counters.icmp_rate_limited += 1;
-        // Counted as a too_big drop by the core, as the verdict says.
-        return Verdict::Drop(DropReason::TooBig);
-    }
-    cx.counters.drops[DropReason::TooBig as usize] += 1;
-    match icmp::frag_needed_in_place(buf, len, mtu) {
-        Some(len) => Verdict::Reply { len },
-        None => Verdict::Drop(DropReason::TooBig),
     }
 }
 

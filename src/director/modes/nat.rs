@@ -104,7 +104,6 @@ use std::sync::atomic::Ordering;
 use ipnet::Ipv4Net;
 
 use super::context::Ctx;
-use super::icmp_limit;
 use crate::director::conn::{Conn, ConnKey, Direction};
 use crate::director::packet::verdict::{DropReason, Verdict};
 use crate::director::packet::{Parsed, Ports, Quote};
@@ -270,7 +269,7 @@ fn finish_removals(cx: &mut Ctx<'_>, removed: &[Option<NatConn>]) {
 pub fn to_server(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed) -> Verdict {
     if p.mtu_len > usize::from(cx.config.tunnel_mtu) && p.dont_frag {
         let mtu = cx.config.tunnel_mtu;
-        return icmp_limit::frag_needed(cx, buf, p.len, mtu);
+        return cx.frag_needed(buf, p.len, mtu);
     }
     let (raddr, rport) = (dest.config.addr, dest.config.port);
     let Some(pkt) = buf.get_mut(..p.len) else {

@@ -18,7 +18,6 @@ use std::net::Ipv4Addr;
 use std::num::NonZeroU16;
 
 use super::context::Ctx;
-use super::icmp_limit;
 use crate::director::packet::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS};
 use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
@@ -69,7 +68,7 @@ pub fn encap(
     if too_big && p.dont_frag {
         let mtu = cx.config.tunnel_mtu.saturating_sub(overhead as u16);
         cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
-        return icmp_limit::frag_needed(cx, buf, p.len, mtu);
+        return cx.frag_needed(buf, p.len, mtu);
     }
     let params = OuterParams {
         src: cx.config.local_addr,

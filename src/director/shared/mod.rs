@@ -135,6 +135,9 @@ pub struct Shared {
     /// Connection sync: whether workers queue a record of every new flow, state change and
     /// persistence template ([`Shared::set_sync_emit`]).
     sync_emit: AtomicBool,
+    /// Whether this director's connection table is complete enough for `sloppy_tcp`
+    /// ([`Shared::set_table_synced`]); true unless connection sync holds it.
+    table_synced: AtomicBool,
     frags: FragTable,
     /// Tunnel keys (authenticated GUE, [`crate::encap::auth`]); `tunnel_auth` says whether
     /// there is any, so a director without keys pays one relaxed load per GUE packet.
@@ -160,6 +163,7 @@ impl Shared {
             probe_pins: Arc::new(ProbePins::new()),
             synced: SyncedTable::new(4 << 20),
             sync_emit: AtomicBool::new(false),
+            table_synced: AtomicBool::new(true),
             frags: FragTable::new(limits.max_fragments),
             tunnel_keys: ArcSwap::from_pointee(KeyMap::default()),
             tunnel_auth: AtomicBool::new(false),
@@ -179,6 +183,23 @@ impl Shared {
     #[inline]
     pub fn sync_emit(&self) -> bool {
         self.sync_emit.load(Relaxed)
+    }
+
+    /// Whether `sloppy_tcp` may pick up a mid-flow packet of a flow this director does not
+    /// know. Connection sync turns it off at start until the bulk resync is done (or its
+    /// deadline passed, or this director became the sync master): a restarting director
+    /// still gets the packets the router sends to its MAC before the backup takes over, and
+    /// with an empty table it would reschedule every established flow, half of them to a
+    /// server that answers with a reset. Held, such a packet is dropped as `no_connection`
+    /// (the client retransmits to whichever director then has the flow). On by default.
+    pub fn set_table_synced(&self, synced: bool) {
+        self.table_synced.store(synced, Relaxed);
+    }
+
+    /// Whether `sloppy_tcp` pickup is allowed ([`Shared::set_table_synced`]).
+    #[inline]
+    pub fn table_synced(&self) -> bool {
+        self.table_synced.load(Relaxed)
     }
 
     /// Replaces the tunnel keys (at start and on a reload): GUE packets to a real server with

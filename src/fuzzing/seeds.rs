@@ -1,0 +1,513 @@
+//! The seed inputs of the targets added with the etherparse oracle (issue 13), built from
+//! well-formed packets and messages. `cargo test --lib fuzzing::seeds -- --ignored` writes
+//! them into `fuzz/corpus/<target>/seed_*`; the test that is not ignored checks that every
+//! seed still passes its target, and that the committed files are what the builders make.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::director::{Director, DirectorConfig, Verdict};
+use crate::encap::{build_outer, OuterParams, Tunnel, MAX_OUTER_HEADER};
+use crate::time::Instant;
+use crate::wire::gso::{self, VnetHdr, VNET_HDR_LEN};
+use crate::wire::testing::{icmp_error, ipv4_packet, tcp_packet, udp_packet};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH_ACK: u8 = 0x18;
+
+/// Packets in the director targets' format (2-byte length, top bit: repair).
+fn seq(pkts: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in pkts {
+        out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// The same, every packet flagged for repair (its checksums spoiled first).
+fn seq_repaired(pkts: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in pkts {
+        let mut p = p.clone();
+        p[10] ^= 0x55;
+        out.extend_from_slice(&(0x8000 | p.len() as u16).to_be_bytes());
+        out.extend_from_slice(&p);
+    }
+    out
+}
+
+/// A TCP packet with `n` bytes of data whose DF bit is cleared (so it may be fragmented).
+fn no_df(mut p: Vec<u8>) -> Vec<u8> {
+    p[6] = 0;
+    super::emitted::repair(&mut p);
+    p
+}
+
+/// The reply a real server (or the internet) sends to what the core made of `pkt`:
+/// addresses and ports swapped.
+fn reply_to(rewritten: &[u8], flags: u8) -> Vec<u8> {
+    let src = Ipv4Addr::from(<[u8; 4]>::try_from(&rewritten[12..16]).unwrap());
+    let dst = Ipv4Addr::from(<[u8; 4]>::try_from(&rewritten[16..20]).unwrap());
+    let sport = u16::from_be_bytes([rewritten[20], rewritten[21]]);
+    let dport = u16::from_be_bytes([rewritten[22], rewritten[23]]);
+    tcp_packet(dst, dport, src, sport, flags, 0)
+}
+
+/// What `pkt` becomes through a fresh core over the target's table (a rewrite).
+fn rewrite(shared: std::sync::Arc<crate::director::Shared>, pkt: &[u8]) -> Vec<u8> {
+    let mut d = Director::new(shared, DirectorConfig::default());
+    let mut buf = pkt.to_vec();
+    match d.handle_packet(Instant::from_secs(1), &mut buf) {
+        Verdict::Rewrite { len } => buf[..len].to_vec(),
+        v => panic!("seed packet not rewritten: {v:?}"),
+    }
+}
+
+fn snat() -> Seeds {
+    let inside = Ipv4Addr::new(10, 0, 0, 5);
+    let web = Ipv4Addr::new(203, 0, 113, 80);
+    let syn = tcp_packet(inside, 40000, web, 443, SYN, 0);
+    let out = rewrite(super::snat::shared(), &syn);
+    let synack = reply_to(&out, 0x12);
+    let dns = udp_packet(
+        Ipv4Addr::new(10, 0, 1, 9),
+        5353,
+        Ipv4Addr::new(8, 8, 8, 8),
+        53,
+        30,
+    );
+    let unreach = icmp_error(web, super::snat::PUBLIC[0], 3, 3, 0, &out);
+    // The NAT service's real server answering a client, and the client's flow.
+    let client = tcp_packet(CLIENT, 50000, Ipv4Addr::new(10, 100, 0, 100), 80, SYN, 0);
+    vec![
+        (
+            "seed_tcp_out_and_back",
+            seq(&[
+                syn.clone(),
+                synack,
+                tcp_packet(inside, 40000, web, 443, PSH_ACK, 100),
+            ]),
+        ),
+        ("seed_udp_out", seq(&[dns])),
+        ("seed_icmp_error_back", seq(&[syn.clone(), unreach])),
+        ("seed_nat_service", seq(&[client])),
+        ("seed_repaired", seq_repaired(&[syn])),
+    ]
+}
+
+fn dr() -> Seeds {
+    let vip = Ipv4Addr::new(192, 168, 150, 100);
+    let syn = tcp_packet(CLIENT, 40000, vip, 80, SYN, 0);
+    let data = tcp_packet(CLIENT, 40000, vip, 80, PSH_ACK, 1200);
+    let udp = udp_packet(CLIENT, 5000, vip, 53, 1000);
+    let udp_no_df = no_df(udp_packet(CLIENT, 5001, vip, 53, 1000));
+    let flows: Vec<Vec<u8>> = (0..6)
+        .map(|i| tcp_packet(Ipv4Addr::new(10, 1, i, 2), 40000, vip, 80, SYN, 0))
+        .collect();
+    vec![
+        (
+            "seed_tcp_flow",
+            seq(&[syn, tcp_packet(CLIENT, 40000, vip, 80, ACK, 0), data]),
+        ),
+        ("seed_udp_mtu", seq(&[udp, udp_no_df])),
+        ("seed_many_clients", seq(&flows)),
+        (
+            "seed_repaired",
+            seq_repaired(&[tcp_packet(CLIENT, 1, vip, 80, SYN, 10)]),
+        ),
+    ]
+}
+
+fn tunnel_route() -> Seeds {
+    let to = |a: [u8; 4], n| tcp_packet(CLIENT, 40000, Ipv4Addr::from(a), 22, PSH_ACK, n);
+    let vip = super::tunnel_route::VIP;
+    vec![
+        (
+            "seed_each_route",
+            seq(&[
+                to([10, 20, 1, 1], 10),
+                to([10, 20, 5, 9], 10),
+                to([10, 30, 0, 7], 10),
+                to([172, 20, 0, 1], 10),
+            ]),
+        ),
+        (
+            "seed_vip_in_prefix",
+            seq(&[
+                tcp_packet(CLIENT, 40000, vip, 80, SYN, 0),
+                tcp_packet(CLIENT, 40000, vip, 22, SYN, 0),
+            ]),
+        ),
+        (
+            "seed_mtu",
+            seq(&[to([10, 20, 1, 1], 1000), no_df(to([10, 30, 0, 7], 1000))]),
+        ),
+        ("seed_repaired", seq_repaired(&[to([10, 20, 5, 9], 100)])),
+    ]
+}
+
+/// A virtio header, the batch room, the repair flag, the packet.
+fn gso_input(vh: VnetHdr, room: u8, pkt: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; VNET_HDR_LEN];
+    vh.emit(&mut h);
+    let mut out = h.to_vec();
+    out.extend_from_slice(&[room, 0]);
+    out.extend_from_slice(pkt);
+    out
+}
+
+fn gso_classify() -> Seeds {
+    let vip = Ipv4Addr::new(10, 100, 0, 100);
+    let partial = |mut p: Vec<u8>, at: usize| {
+        let c = gso::partial_checksum(&p, p.len()).unwrap();
+        p[20 + at..22 + at].copy_from_slice(&c.to_be_bytes());
+        p
+    };
+    let vh = |gso_type, hdr_len, gso_size, csum_offset| VnetHdr {
+        flags: gso::F_NEEDS_CSUM,
+        gso_type,
+        hdr_len,
+        gso_size,
+        csum_start: 20,
+        csum_offset,
+    };
+    let tcp = partial(tcp_packet(CLIENT, 40000, vip, 80, PSH_ACK, 3000), 16);
+    let gre = partial(tcp_packet(CLIENT, 40001, vip, 443, PSH_ACK, 3000), 16);
+    let udp = partial(udp_packet(CLIENT, 5000, vip, 53, 2400), 6);
+    let mut tcp_no_df = tcp.clone();
+    tcp_no_df[6] = 0;
+    super::emitted::repair(&mut tcp_no_df);
+    let tcp_no_df = partial(tcp_no_df, 16);
+    let small = partial(tcp_packet(CLIENT, 40002, vip, 80, PSH_ACK, 100), 16);
+    vec![
+        (
+            "seed_tcp_ipip",
+            gso_input(vh(gso::GSO_TCPV4, 40, 1400, 16), 64, &tcp),
+        ),
+        (
+            "seed_tcp_gre",
+            gso_input(vh(gso::GSO_TCPV4, 40, 1000, 16), 64, &gre),
+        ),
+        (
+            "seed_udp_gue",
+            gso_input(vh(gso::GSO_UDP_L4, 28, 800, 6), 64, &udp),
+        ),
+        (
+            "seed_no_df_segmented",
+            gso_input(vh(gso::GSO_TCPV4, 40, 1400, 16), 64, &tcp_no_df),
+        ),
+        (
+            "seed_no_room",
+            gso_input(vh(gso::GSO_TCPV4, 40, 1400, 16), 1, &tcp),
+        ),
+        (
+            "seed_plain_partial",
+            gso_input(vh(gso::GSO_NONE, 0, 0, 16), 64, &small),
+        ),
+    ]
+}
+
+/// A tunnel packet as the agent's socket returns it.
+fn tunnelled(tunnel: Tunnel, src: [u8; 4], inner: &[u8]) -> Vec<u8> {
+    let params = OuterParams {
+        src: src.into(),
+        dst: [10, 3, 0, 10].into(),
+        tunnel,
+        flow_hash: 7,
+    };
+    let mut h = [0u8; MAX_OUTER_HEADER];
+    let n = build_outer(&params, inner, &mut h).unwrap();
+    let mut p = h[..n].to_vec();
+    p.extend_from_slice(inner);
+    if let Tunnel::Gue { .. } = tunnel {
+        p.drain(..28); // the UDP payload
+    }
+    p
+}
+
+fn agent_filter() -> Seeds {
+    let vip = Ipv4Addr::new(10, 100, 0, 100);
+    let inner = tcp_packet(CLIENT, 40000, vip, 80, SYN, 0);
+    let from_peer = tcp_packet(
+        Ipv4Addr::new(10, 20, 3, 4),
+        40000,
+        Ipv4Addr::new(192, 168, 1, 1),
+        22,
+        SYN,
+        0,
+    );
+    let input = |sel: u8, src: [u8; 4], pkt: Vec<u8>| {
+        let mut out = vec![sel];
+        out.extend_from_slice(&src);
+        out.extend_from_slice(&pkt);
+        out
+    };
+    let gre = |key, csum| Tunnel::Gre { key, csum };
+    let gue = Tunnel::Gue {
+        port: 6080,
+        csum: true,
+    };
+    let d = [10, 3, 0, 1];
+    vec![
+        ("seed_ipip", input(0, d, tunnelled(Tunnel::Ipip, d, &inner))),
+        (
+            "seed_gre",
+            input(1, d, tunnelled(gre(None, true), d, &inner)),
+        ),
+        (
+            "seed_gre_key",
+            input(2, d, tunnelled(gre(Some(42), false), d, &inner)),
+        ),
+        ("seed_gue", input(3, d, tunnelled(gue, d, &inner))),
+        (
+            "seed_not_allowed",
+            input(
+                0,
+                [10, 9, 0, 1],
+                tunnelled(Tunnel::Ipip, [10, 9, 0, 1], &inner),
+            ),
+        ),
+        (
+            "seed_gateway_gre_key",
+            input(6, d, tunnelled(gre(Some(42), false), d, &from_peer)),
+        ),
+        (
+            "seed_gateway_wrong_peer",
+            input(
+                4,
+                [10, 3, 0, 2],
+                tunnelled(Tunnel::Ipip, [10, 3, 0, 2], &from_peer),
+            ),
+        ),
+    ]
+}
+
+fn control_request() -> Seeds {
+    use crate::control::adm;
+    use crate::control::proto::{Request, Response};
+    let edit = |line: &str| {
+        let args: Vec<std::ffi::OsString> = line.split_whitespace().map(Into::into).collect();
+        adm::parse(&args).expect(line).edit().expect(line).clone()
+    };
+    let lines = |reqs: &[String]| reqs.join("\n").into_bytes();
+    let json = |r: &Request| serde_json::to_string(r).unwrap();
+    let add = Request::Apply(vec![
+        edit("-A -t 10.100.0.100:80 -s wlc -p 300"),
+        edit("-a -t 10.100.0.100:80 -r 10.3.0.10 -i -w 2"),
+        edit("-a -t 10.100.0.100:80 -r 10.3.0.11:8080 -m"),
+        edit("-A -u 10.100.0.100:53 -s mh"),
+        edit("--set 900 120 300"),
+    ]);
+    let bad = Request::Apply(vec![edit("-A -t 10.0.0.1:80"), edit("-A -t 10.0.0.1:80")]);
+    let mut set = crate::model::ServiceSet::default();
+    let mut t = crate::model::Timeouts::default();
+    let Request::Apply(edits) = &add else {
+        unreachable!()
+    };
+    set.apply_batch(&mut t, edits).unwrap();
+    let listing = Response::Listing(crate::control::format::Listing::from_set(&set));
+    let resp = |r: &Response| serde_json::to_string(r).unwrap();
+    vec![
+        (
+            "seed_apply_then_list",
+            lines(&[json(&add), json(&Request::List), json(&Request::ListConns)]),
+        ),
+        (
+            "seed_refused_batch",
+            lines(&[json(&bad), json(&Request::GetTimeouts)]),
+        ),
+        (
+            "seed_other_requests",
+            lines(&[
+                json(&Request::Config),
+                json(&Request::Reload),
+                json(&Request::ListVrrp),
+            ]),
+        ),
+        (
+            "seed_responses",
+            lines(&[
+                resp(&Response::Ok),
+                resp(&Response::PermissionDenied),
+                resp(&Response::error("Service already exists")),
+                resp(&listing),
+            ]),
+        ),
+    ]
+}
+
+fn health_reply() -> Seeds {
+    let with = |k: u8, text: &[u8]| {
+        let mut v = vec![k];
+        v.extend_from_slice(text);
+        v
+    };
+    let me = Ipv4Addr::new(10, 3, 0, 1);
+    let addr = Ipv4Addr::new(10, 3, 0, 10);
+    let mut echo = vec![0u8, 0, 0, 0, 0x12, 0x34, 0, 7];
+    echo.extend_from_slice(b"tunlb ping check");
+    let c = crate::wire::checksum::checksum(&echo);
+    echo[2..4].copy_from_slice(&c.to_be_bytes());
+    let raw = ipv4_packet(addr, me, 1, &echo);
+    vec![
+        (
+            "seed_http_200",
+            with(0, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        ),
+        (
+            "seed_http_503",
+            with(2, b"HTTP/1.0 503 Service Unavailable\r\n\r\n"),
+        ),
+        (
+            "seed_http_digest",
+            with(3, b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nhello"),
+        ),
+        ("seed_not_http", with(1, b"SSH-2.0-OpenSSH_9.6\r\n\r\n")),
+        (
+            "seed_udp_pattern",
+            with(4, b"01 02 xX ab\n\x01\x02\x33\xab\xff"),
+        ),
+        ("seed_ping_socket", with(5, &echo)),
+        ("seed_ping_raw", with(6, &raw)),
+        ("seed_misc_exit", with(7, &[5])),
+    ]
+}
+
+fn netlink() -> Seeds {
+    let msg = |kind: u16, flags: u16, fixed: &[u8], attrs: &[(u16, &[u8])]| {
+        let mut body = fixed.to_vec();
+        for (k, data) in attrs {
+            body.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
+            body.extend_from_slice(&k.to_ne_bytes());
+            body.extend_from_slice(data);
+            body.resize((body.len() + 3) & !3, 0);
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&flags.to_ne_bytes());
+        out.extend_from_slice(&1u32.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(&body);
+        out
+    };
+    let mut ndmsg = vec![0u8; 12];
+    ndmsg[0] = libc::AF_INET as u8;
+    ndmsg[4..8].copy_from_slice(&4u32.to_ne_bytes());
+    ndmsg[8..10].copy_from_slice(&(libc::NUD_REACHABLE).to_ne_bytes());
+    let mac = [2u8, 0, 0, 0, 0, 0x12];
+    let neigh = msg(
+        libc::RTM_NEWNEIGH,
+        libc::NLM_F_MULTI as u16,
+        &ndmsg,
+        &[
+            (libc::NDA_DST, &[192, 168, 150, 12]),
+            (libc::NDA_LLADDR, &mac),
+        ],
+    );
+    let done = msg(
+        libc::NLMSG_DONE as u16,
+        libc::NLM_F_MULTI as u16,
+        &[0; 4],
+        &[],
+    );
+    let mut rtmsg = vec![0u8; 12];
+    rtmsg[0] = libc::AF_INET as u8;
+    rtmsg[7] = libc::RTN_UNICAST;
+    let route = msg(
+        libc::RTM_NEWROUTE,
+        0,
+        &rtmsg,
+        &[
+            (libc::RTA_OIF, &4u32.to_ne_bytes()),
+            (libc::RTA_GATEWAY, &[10, 0, 0, 1]),
+            (libc::RTA_PREFSRC, &[10, 0, 0, 2]),
+        ],
+    );
+    let mut ifi = vec![0u8; 16];
+    ifi[2..4].copy_from_slice(&1u16.to_ne_bytes());
+    let link = msg(
+        libc::RTM_NEWLINK,
+        0,
+        &ifi,
+        &[
+            (libc::IFLA_MTU, &1500u32.to_ne_bytes()),
+            (libc::IFLA_ADDRESS, &mac),
+        ],
+    );
+    let err = msg(
+        libc::NLMSG_ERROR as u16,
+        0,
+        &(-libc::ENODEV).to_ne_bytes(),
+        &[],
+    );
+    vec![
+        ("seed_neigh_dump", [neigh.clone(), neigh, done].concat()),
+        ("seed_route", route),
+        ("seed_link", link),
+        ("seed_error", err),
+    ]
+}
+
+/// Named seed inputs of one target.
+type Seeds = Vec<(&'static str, Vec<u8>)>;
+
+/// Every seed by target.
+fn all() -> Vec<(&'static str, Seeds)> {
+    vec![
+        ("snat", snat()),
+        ("dr", dr()),
+        ("tunnel_route", tunnel_route()),
+        ("gso_classify", gso_classify()),
+        ("agent_filter", agent_filter()),
+        ("control_request", control_request()),
+        ("health_reply", health_reply()),
+        ("netlink", netlink()),
+    ]
+}
+
+fn corpus(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+fn run(target: &str, data: &[u8]) {
+    if let Some((_, f)) = super::TARGETS.iter().find(|(n, _)| *n == target) {
+        f(data);
+    } else if let Some((_, f)) = super::ORACLE_TARGETS.iter().find(|(n, _)| *n == target) {
+        f(data, super::oracle::check_ipv4);
+    } else {
+        panic!("no target {target}");
+    }
+}
+
+#[test]
+fn seeds_pass_their_targets_and_are_committed() {
+    for (target, seeds) in all() {
+        for (name, data) in seeds {
+            run(target, &data);
+            let path = corpus(target).join(name);
+            let committed = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                committed == data,
+                "{} differs from its builder (re-run with --ignored)",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus/<target>/seed_*"]
+fn write_seeds() {
+    for (target, seeds) in all() {
+        std::fs::create_dir_all(corpus(target)).unwrap();
+        for (name, data) in seeds {
+            std::fs::write(corpus(target).join(name), data).unwrap();
+        }
+    }
+}
