@@ -68,8 +68,8 @@ pub struct ControlPlane {
     /// The `--keepalived-conf` file, re-read on reload when there is no `--config`.
     keepalived_path: Mutex<Option<PathBuf>>,
     /// The health checks to run and a generation counted up at every change
-    /// ([`ControlPlane::set_health_config`]); the health monitor restarts its checkers when the
-    /// generation moves.
+    /// ([`ControlPlane::set_health_config`]); the health monitor rebuilds its checkers when the
+    /// generation moves, keeping those whose checks did not change.
     health_config: Mutex<(u64, HealthConfig)>,
     /// The health probes' durations, recorded by the probe threads, read by the scrapes.
     check_durations: crate::metrics::CheckDurations,
