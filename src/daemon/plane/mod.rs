@@ -238,7 +238,7 @@ impl ControlPlane {
     /// [`socket::Listener::bind`]); the socket file goes when the returned server is dropped.
     pub fn serve(self: Arc<Self>, listener: socket::Listener) -> std::io::Result<socket::Server> {
         let plane = self.clone();
-        listener.serve(Arc::new(move |req| plane.handle(req)))
+        listener.serve(Arc::new(move |req| plane.answer(req)))
     }
 
     fn publish(
