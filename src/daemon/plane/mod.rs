@@ -68,8 +68,8 @@ pub struct ControlPlane {
     /// The `--keepalived-conf` file, re-read on reload when there is no `--config`.
     keepalived_path: Mutex<Option<PathBuf>>,
     /// The health checks to run and a generation counted up at every change
-    /// ([`ControlPlane::set_health_config`]); the health monitor restarts its checkers when the
-    /// generation moves.
+    /// ([`ControlPlane::set_health_config`]); the health monitor rebuilds its checkers when the
+    /// generation moves, keeping those whose checks did not change.
     health_config: Mutex<(u64, HealthConfig)>,
     /// The health probes' durations, recorded by the probe threads, read by the scrapes.
     check_durations: crate::metrics::CheckDurations,
@@ -238,7 +238,7 @@ impl ControlPlane {
     /// [`socket::Listener::bind`]); the socket file goes when the returned server is dropped.
     pub fn serve(self: Arc<Self>, listener: socket::Listener) -> std::io::Result<socket::Server> {
         let plane = self.clone();
-        listener.serve(Arc::new(move |req| plane.handle(req)))
+        listener.serve(Arc::new(move |req| plane.answer(req)))
     }
 
     fn publish(

@@ -145,6 +145,12 @@ impl Director {
         &self.conns
     }
 
+    /// This worker's connection table, for tests that plant flows in it.
+    #[cfg(test)]
+    pub fn conns_mut(&mut self) -> &mut ConnTable {
+        &mut self.conns
+    }
+
     /// The shared state.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
