@@ -67,6 +67,9 @@ pub const MAX_DIRECTORS: u8 = 9;
 /// The router's address on the directors' LAN (their BGP neighbour).
 pub const ROUTER_LAN: Ipv4Addr = Ipv4Addr::new(192, 168, 150, 1);
 
+/// The directors' LAN, whose tunnels the real servers' agents accept (`--allow`).
+pub const DIRECTORS_LAN: &str = "192.168.150.0/24";
+
 /// The router's address on the client's network.
 pub const ROUTER_WAN: Ipv4Addr = Ipv4Addr::new(192, 168, 140, 1);
 

@@ -674,7 +674,7 @@ impl Lab {
         let encap = args.encap().to_string();
         let allow = format!("{}/32", self.addr(Role::Director));
         let allow_backup = format!("{}/32", self.addr(Role::Backup));
-        let allow_lan = format!("{}/24", ecmp::ROUTER_LAN);
+        let allow_lan = ecmp::DIRECTORS_LAN.to_string();
         let (agent, what): (Vec<&str>, _) = match self.mode {
             Mode::Ecmp => (
                 vec![

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tunlb::lab::clients::Summary;
 use tunlb::lab::ecmp::{
     adm_commands, bird_args, client_sources, director_addr, director_args, established, nexthops,
-    ANNOUNCE_TABLE, BIRD_DIRECTOR_CONF, BIRD_ROUTER_CONF, REAL_SERVERS,
+    ANNOUNCE_TABLE, BIRD_DIRECTOR_CONF, BIRD_ROUTER_CONF, DIRECTORS_LAN, REAL_SERVERS,
 };
 
 use crate::harness::{
@@ -213,7 +213,7 @@ fn directors_share_flows_and_lose_none() {
     let _router_bird = start_bird(router, BIRD_ROUTER_CONF);
     for (role, rip) in ["rs1", "rs2"].into_iter().zip(REAL_SERVERS) {
         let ns = lab.ns(role);
-        start_agent(ns, VIP, "ipip", "192.168.150.0/24");
+        start_agent(ns, VIP, "ipip", DIRECTORS_LAN);
         start_httpd(ns, &format!("{VIP}:80"), &format!("from {rip}"), &[]);
     }
     let started = Instant::now();
@@ -415,4 +415,66 @@ fn directors_share_flows_and_lose_none() {
         summary.outages
     );
     drop(directors);
+}
+
+/// `tunlb lab demo --mode ecmp`, run as a user would, with a prefix of its own: it builds the
+/// lab, shows the multipath route and both real servers answering, kills a director under 60
+/// connections and loses none; nothing of it is left afterwards (BIRD included).
+#[test]
+fn lab_demo_kills_a_director_and_loses_no_connection() {
+    crate::harness::require_root_and_tools();
+    bird();
+    let prefix = format!("tlbe{}", std::process::id());
+    let ours = || -> Vec<String> {
+        crate::harness::netns_list()
+            .into_iter()
+            .filter(|ns| ns.starts_with(&format!("{prefix}-")))
+            .collect()
+    };
+    let state = PathBuf::from("/run/tunlb-lab").join(&prefix);
+    assert!(ours().is_empty());
+    let out = crate::harness::output(
+        std::process::Command::new(TUNLB)
+            .args(["lab", "demo", "--mode", "ecmp", "--prefix", &prefix]),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = format!(
+        "{stdout}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !ours().is_empty() || state.exists() {
+        let down = crate::harness::output(
+            std::process::Command::new(TUNLB).args(["lab", "down", "--prefix", &prefix]),
+        );
+        eprintln!("cleanup: {}", String::from_utf8_lossy(&down.stdout));
+    }
+    assert!(out.status.success(), "lab demo --mode ecmp failed:\n{log}");
+    for want in [
+        format!("[lab] creating namespace {prefix}-director3"),
+        "[lab] connections survived: 60/60".to_owned(),
+        format!("[lab] deleting namespace {prefix}-director3"),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == want),
+            "{want:?} not printed:\n{log}"
+        );
+    }
+    for rs in REAL_SERVERS {
+        assert!(
+            stdout.contains(&format!(" from {rs}")),
+            "no answer from {rs}:\n{log}"
+        );
+    }
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim() == "nexthop via 192.168.150.13 dev lan weight 1"),
+        "no nexthop via director3:\n{log}"
+    );
+    assert!(
+        stdout.contains("the router's route lost director3's nexthop"),
+        "{log}"
+    );
+    assert!(ours().is_empty(), "namespaces left: {:?}\n{log}", ours());
+    assert!(!state.exists(), "state folder left:\n{log}");
 }
