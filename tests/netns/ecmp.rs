@@ -26,7 +26,9 @@
 //! - rs2 removed from every director: exactly the connections rs2 served are lost (reset by
 //!   rs1, which has no socket for them), every other connection keeps going;
 //! - after the clients stop: a director whose service has no live real server left withdraws
-//!   its route (and the router drops its nexthop), and announces again when one comes back.
+//!   its route (and the router drops its nexthop), and announces again when one comes back;
+//!   then its link goes down (as when the host freezes: no goodbye reaches the router): BFD
+//!   takes its nexthop out within 1 s.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -325,6 +327,12 @@ fn directors_share_flows_and_lose_none() {
     wait_nexthops(router, &[1, 2], Duration::from_secs(5));
     d(4).tunlb(&["adm", "-a", "-t", &to, "-r", &rs1, "-i", "-w", "1"]);
     wait_nexthops(router, &[1, 2, 4], Duration::from_secs(5));
+    // d4's link fails (as when its host freezes): no TCP close, no withdrawal reaches the
+    // router; only BFD can tell.
+    let cut = Instant::now();
+    d(4).ip("link set dev eth0 down");
+    let bfd = wait_nexthops(router, &[1, 2], Duration::from_secs(5)).duration_since(cut);
+    d(4).assert_running(directors[3].1.pid);
 
     let rel = |unix: u64| unix.saturating_sub(summary.start_unix_ms);
     let (kill_ms, add_ms, remove_ms) = (rel(killed.1), rel(added.1), rel(removed.1));
@@ -362,6 +370,11 @@ fn directors_share_flows_and_lose_none() {
         summary.served_by,
         summary.outages
     );
+    eprintln!(
+        "ECMP: d4's link down: BFD took its nexthop out {:.3} s later",
+        bfd.as_secs_f64()
+    );
+    assert!(bfd < Duration::from_secs(1), "BFD took {bfd:?}");
     assert_eq!(summary.established, CONNS, "{summary:?}");
     assert_eq!(
         summary.served_by.len(),
