@@ -478,6 +478,9 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             None => {}
         }
     }
+    // No new flow from here on (`Shared::set_stopping`): the workers stop one by one, and the
+    // kernel moves a closed queue's flows to the others.
+    shared.set_stopping();
     // First VRRP: a MASTER sends priority 0 and stops answering ARP, so a BACKUP takes over
     // while this director still forwards what reaches it.
     if let Some(v) = vrrp {

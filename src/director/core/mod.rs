@@ -407,6 +407,9 @@ impl Director {
         let Some(svc) = snap.service(proto, p.dst, dport) else {
             return Verdict::Drop(DropReason::NoService);
         };
+        if cx.shared.stopping() {
+            return Verdict::Drop(DropReason::DirectorStopping);
+        }
         // Only a SYN starts a TCP flow, or with sloppy_tcp any packet but a RST.
         let picked_up = proto == Protocol::Tcp && !syn_only;
         if proto == Protocol::Tcp && (rst || (!syn_only && !sloppy)) {

@@ -174,6 +174,10 @@ drop_reasons! {
     /// The kernel refused to send the encapsulated packet or DR frame (e.g. no route,
     /// EMSGSIZE, the interface is gone).
     SendFailed => "send_failed",
+    /// The director is stopping (SIGTERM): it starts no flow any more, so none is cut in
+    /// half when its workers stop and none is unknown to the director taking over
+    /// (`Shared::set_stopping`). The client retransmits to whoever has the VIP then.
+    DirectorStopping => "director_stopping",
 }
 
 impl core::fmt::Display for DropReason {

@@ -138,6 +138,8 @@ pub struct Shared {
     /// Whether this director's connection table is complete enough for `sloppy_tcp`
     /// ([`Shared::set_table_synced`]); true unless connection sync holds it.
     table_synced: AtomicBool,
+    /// Set once the director is stopping ([`Shared::set_stopping`]): no new flows.
+    stopping: AtomicBool,
     frags: FragTable,
     /// Tunnel keys (authenticated GUE, [`crate::encap::auth`]); `tunnel_auth` says whether
     /// there is any, so a director without keys pays one relaxed load per GUE packet.
@@ -164,6 +166,7 @@ impl Shared {
             synced: SyncedTable::new(4 << 20),
             sync_emit: AtomicBool::new(false),
             table_synced: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
             frags: FragTable::new(limits.max_fragments),
             tunnel_keys: ArcSwap::from_pointee(KeyMap::default()),
             tunnel_auth: AtomicBool::new(false),
@@ -200,6 +203,23 @@ impl Shared {
     #[inline]
     pub fn table_synced(&self) -> bool {
         self.table_synced.load(Relaxed)
+    }
+
+    /// The director is stopping: from now on no worker starts a flow (a SYN, a `sloppy_tcp`
+    /// pickup or a new UDP flow is dropped as `director_stopping`); established flows go on
+    /// until the workers stop. The workers stop one by one and the kernel moves the flows of
+    /// a closed TUN queue to the queues left: without this, the worker that then gets a flow
+    /// it does not know would reschedule it (sloppy_tcp) — half of them to a server that
+    /// resets them — and a flow started in the last milliseconds would never reach the peer
+    /// director that takes over (connection sync stopped with VRRP). Never cleared.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Relaxed);
+    }
+
+    /// Whether the director is stopping ([`Shared::set_stopping`]).
+    #[inline]
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
     }
 
     /// Replaces the tunnel keys (at start and on a reload): GUE packets to a real server with
