@@ -29,6 +29,11 @@
 //!   its route (and the router drops its nexthop), and announces again when one comes back;
 //!   then its link goes down (as when the host freezes: no goodbye reaches the router): BFD
 //!   takes its nexthop out within 1 s.
+//!
+//! `ecmp::a_failed_health_check_withdraws_the_vip_and_a_passing_one_announces_it`: a director
+//! whose only real server fails its TCP check withdraws the VIP, and announces it again when
+//! the check passes. `ecmp::lab_demo_kills_a_director_and_loses_no_connection` runs
+//! `tunlb lab demo --mode ecmp` as a user would.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -490,4 +495,56 @@ fn lab_demo_kills_a_director_and_loses_no_connection() {
     );
     assert!(ours().is_empty(), "namespaces left: {:?}\n{log}", ours());
     assert!(!state.exists(), "state folder left:\n{log}");
+}
+
+/// A director whose only real server fails its health check withdraws the VIP (the router's
+/// route goes), and announces it again when the check passes: the announce route follows the
+/// health-checked table, not only `adm` edits. One director (d1, from a TOML config with
+/// `announce_table` and a TCP check through the tunnel), one real server (rs1).
+#[test]
+fn a_failed_health_check_withdraws_the_vip_and_a_passing_one_announces_it() {
+    // connect_timeout 1, retry 1, delay_before_retry 1, delay_loop 1: down within ~5 s.
+    const DETECT: Duration = Duration::from_secs(8);
+    let lab = build();
+    let (router, d1, rs1) = (lab.ns("router"), lab.ns("d1"), lab.ns("rs1"));
+    let _router_bird = start_bird(router, BIRD_ROUTER_CONF);
+    let rip = REAL_SERVERS[0];
+    start_agent(rs1, VIP, "ipip", DIRECTORS_LAN);
+    let httpd = start_httpd(rs1, &format!("{VIP}:80"), &format!("from {rip}"), &[]);
+    let text = format!(
+        "[director]\nqueues = 1\nannounce_table = {ANNOUNCE_TABLE}\n\n[[service]]\n\
+         vip = \"{VIP}\"\nport = 80\nscheduler = \"mh\"\ndelay_loop = 1\n\n\
+         \x20 [[service.real_server]]\n  address = \"{rip}\"\n  forward = \"tunnel\"\n\
+         \x20 [service.real_server.check]\n  type = \"tcp\"\n  connect_timeout = 1\n\
+         \x20 retry = 1\n  delay_before_retry = 1\n  warmup = 0\n  check_through_tunnel = true\n"
+    );
+    let file = TempPath::new(&format!("{}-ecmp-health.toml", d1.name()));
+    std::fs::write(file.path(), text).expect("write the config");
+    let director = start_director(d1, &["--config", &file.arg()]);
+    let _bird = start_bird(d1, BIRD_DIRECTOR_CONF);
+    wait_nexthops(router, &[1], Duration::from_secs(20));
+
+    rs1.stop(httpd);
+    let stopped = Instant::now();
+    let down = wait_nexthops(router, &[], DETECT).duration_since(stopped);
+    assert_eq!(
+        d1.ip(&format!("route show table {ANNOUNCE_TABLE}")).trim(),
+        "",
+        "the VIP stays in the announce table with its only real server down"
+    );
+    assert!(
+        d1.ip("route show").contains(&format!("{VIP} dev tunlb0")),
+        "forwarding changed: the VIP left the main table"
+    );
+
+    let restarted = Instant::now();
+    start_httpd(rs1, &format!("{VIP}:80"), &format!("from {rip}"), &[]);
+    let up = wait_nexthops(router, &[1], DETECT).duration_since(restarted);
+    d1.assert_running(director);
+    eprintln!(
+        "ECMP health: rs1's httpd stopped: the VIP withdrawn {:.1} s later; started again: \
+         announced {:.1} s later",
+        down.as_secs_f64(),
+        up.as_secs_f64()
+    );
 }
