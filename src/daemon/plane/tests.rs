@@ -25,6 +25,7 @@ fn plane(config_path: Option<PathBuf>) -> ControlPlane {
         tun_name: "tlbtest0".to_string(),
         announce: Vec::new(),
         announcer: crate::daemon::announce::Announcer::new(),
+        announce_table: None,
         config_path,
     };
     let timeouts = Timeouts {
