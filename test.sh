@@ -10,21 +10,21 @@ if [[ $EUID -ne 0 ]]; then
     exit 1
 fi
 missing=()
-for tool in ip nft curl kill ping python3 ethtool; do
+for tool in ip nft curl kill ping python3 ethtool bird; do
     type -P "$tool" >/dev/null || missing+=("$tool")
 done
 if ((${#missing[@]})) && type -P apt-get >/dev/null; then
     echo "test.sh: installing the tools the tests use (missing: ${missing[*]})" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q && apt-get install -y -q --no-install-recommends iproute2 nftables curl procps iputils-ping python3 ethtool
+    apt-get update -q && apt-get install -y -q --no-install-recommends iproute2 nftables curl procps iputils-ping python3 ethtool bird2
     missing=()
-    for tool in ip nft curl kill ping python3 ethtool; do
+    for tool in ip nft curl kill ping python3 ethtool bird; do
         type -P "$tool" >/dev/null || missing+=("$tool")
     done
 fi
 if ((${#missing[@]})); then
     echo "test.sh: missing tools: ${missing[*]}" >&2
-    echo "test.sh: on Debian: apt-get install -y iproute2 nftables curl procps iputils-ping python3 ethtool" >&2
+    echo "test.sh: on Debian: apt-get install -y iproute2 nftables curl procps iputils-ping python3 ethtool bird2" >&2
     exit 1
 fi
 if ! type -P cargo >/dev/null; then

@@ -1,7 +1,10 @@
 //! What `adm` and the director say to each other: one JSON object per line, each way.
 //!
 //! A client writes a [`Request`] line and reads one [`Response`] line; it may send several
-//! requests on one connection. Every change goes through [`Request::Apply`], a batch the director
+//! requests on one connection. One request is answered with several lines:
+//! [`Request::StreamConns`] (`-L -c`), whose connections come in [`Response::ConnsChunk`]s of at
+//! most [`CONN_CHUNK`] entries and end with [`Response::ConnsEnd`], so neither side holds the
+//! whole listing as one line. Every change goes through [`Request::Apply`], a batch the director
 //! applies all or nothing ([`ServiceSet::apply_batch`](crate::model::ServiceSet::apply_batch)),
 //! so `-R` and a single `-a` follow the same path.
 
@@ -12,6 +15,9 @@ use crate::model::{BatchError, Edit, Timeouts};
 /// The longest request or response line either side accepts (a large `-R` batch fits).
 pub const MAX_LINE: usize = 16 << 20;
 
+/// The most connection entries in one [`Response::ConnsChunk`] line (about 150 kB of JSON).
+pub const CONN_CHUNK: usize = 1024;
+
 /// A request from `adm` to the director.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -21,7 +27,8 @@ pub enum Request {
     Apply(Vec<Edit>),
     /// The whole table with its counters (`-L`, `-L -t`, `-S`). Answer: [`Response::Listing`].
     List,
-    /// The connection entries (`-L -c`). Answer: [`Response::Conns`].
+    /// The connection entries (`-L -c`) in one line. Answer: [`Response::Conns`]. For `adm`
+    /// builds from before [`Request::StreamConns`]; today's `adm` asks that first.
     ListConns,
     /// The timeouts (`-L --timeout`). Answer: [`Response::Timeouts`].
     GetTimeouts,
@@ -33,6 +40,11 @@ pub enum Request {
     Reload,
     /// The VRRP instances (`--vrrp`). Answer: [`Response::Vrrp`].
     ListVrrp,
+    /// The connection entries (`-L -c`), streamed. Answer: zero or more
+    /// [`Response::ConnsChunk`] lines, then [`Response::ConnsEnd`] (or [`Response::Error`],
+    /// which ends the answer too). A director from before it answers [`Response::Error`]
+    /// (`invalid request: ...`); the client then asks [`Request::ListConns`].
+    StreamConns,
 }
 
 /// The director's answer.
@@ -54,6 +66,11 @@ pub enum Response {
     Listing(Listing),
     /// The connection entries.
     Conns(Vec<ConnEntry>),
+    /// Some of the connection entries of a streamed answer ([`Request::StreamConns`]); more
+    /// lines follow.
+    ConnsChunk(Vec<ConnEntry>),
+    /// The last line of a streamed answer ([`Request::StreamConns`]).
+    ConnsEnd,
     /// The timeouts.
     Timeouts(Timeouts),
     /// The running configuration as TOML ([`config::to_toml`](crate::control::config::to_toml)).
@@ -122,6 +139,7 @@ mod tests {
             Request::Config,
             Request::Reload,
             Request::ListVrrp,
+            Request::StreamConns,
         ] {
             let line = serde_json::to_string(&r).unwrap();
             assert!(!line.contains('\n'));
@@ -190,6 +208,8 @@ mod tests {
                 message: "reloaded /etc/tunlb.toml (1 services)".to_string(),
             },
             Response::Vrrp(vec![vrrp_entry()]),
+            Response::ConnsChunk(vec![]),
+            Response::ConnsEnd,
         ] {
             let line = serde_json::to_string(&r).unwrap();
             let back: Response = serde_json::from_str(&line).unwrap();
@@ -215,6 +235,34 @@ mod tests {
     }
 
     /// What `adm --vrrp` asks and the director answers: scripts read `adm --vrrp --json`'s
+    /// The streamed `-L -c`: what an `adm` and a director of different builds exchange.
+    #[test]
+    fn streamed_conns_json_is_stable() {
+        assert_eq!(
+            serde_json::to_string(&Request::StreamConns).unwrap(),
+            r#""stream_conns""#
+        );
+        let entry = ConnEntry {
+            proto: crate::model::Protocol::Tcp,
+            expires_secs: 899,
+            state: "ESTABLISHED".into(),
+            client: "10.0.0.1:4000".parse().unwrap(),
+            vip: "10.9.9.9:80".parse().unwrap(),
+            dest: "172.16.0.1:80".parse().unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&Response::ConnsChunk(vec![entry])).unwrap(),
+            concat!(
+                r#"{"conns_chunk":[{"proto":"tcp","expires_secs":899,"state":"ESTABLISHED","#,
+                r#""client":"10.0.0.1:4000","vip":"10.9.9.9:80","dest":"172.16.0.1:80"}]}"#
+            )
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::ConnsEnd).unwrap(),
+            r#""conns_end""#
+        );
+    }
+
     /// fields, and an `adm` and a director of different builds must understand each other.
     #[test]
     fn vrrp_json_is_stable() {

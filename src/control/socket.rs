@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::control::format::ConnEntry;
 use crate::control::proto::{Request, Response, MAX_LINE};
 use crate::sys::cred::{peer_cred, PeerCred};
 use crate::sys::rundir;
@@ -81,7 +82,23 @@ pub const MAX_CLIENTS: usize = 16;
 /// What the director does with a request. Each client connection has its own thread, so the
 /// handler may run concurrently for different clients and must serialize edits itself (a
 /// mutex around the table).
-pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
+pub type Handler = Arc<dyn Fn(Request) -> Answer + Send + Sync>;
+
+/// A handler's answer to one request.
+pub enum Answer {
+    /// One line.
+    One(Response),
+    /// Lines written one at a time as the iterator makes them (the streamed `-L -c`), each
+    /// within [`WRITE_DEADLINE`]; the last one ends the answer. The server holds one line at
+    /// a time, never the whole answer.
+    Stream(Box<dyn Iterator<Item = Response> + Send>),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Answer {
+        Answer::One(r)
+    }
+}
 
 /// Why a request got no answer.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +139,9 @@ pub enum ClientError {
     /// The director closed the connection without answering.
     #[error("the director closed the connection without answering")]
     Closed,
+    /// The director closed the connection in the middle of a streamed answer.
+    #[error("the director closed the connection before the end of its answer")]
+    Truncated,
 }
 
 /// Why the director could not take its control socket.
@@ -472,16 +492,29 @@ fn serve_conn(
         let Some(line) = lines.read_line(&mut &stream, Some(deadline))? else {
             return Ok(());
         };
-        let resp = match serde_json::from_str::<Request>(&line) {
+        let answer = match serde_json::from_str::<Request>(&line) {
             Ok(req) => std::panic::catch_unwind(AssertUnwindSafe(|| handler(req)))
-                .unwrap_or_else(|_| Response::error("internal error in the director")),
-            Err(e) => Response::error(format!("invalid request: {e}")),
+                .unwrap_or_else(|_| Response::error("internal error in the director").into()),
+            Err(e) => Response::error(format!("invalid request: {e}")).into(),
         };
-        write_line_by(&stream, &resp, Instant::now() + limits.write)?;
+        match answer {
+            Answer::One(resp) => write_line_by(&stream, &resp, Instant::now() + limits.write)?,
+            Answer::Stream(mut lines) => loop {
+                let next = std::panic::catch_unwind(AssertUnwindSafe(|| lines.next()))
+                    .unwrap_or_else(|_| Some(Response::error("internal error in the director")));
+                let Some(resp) = next else { break };
+                write_line_by(&stream, &resp, Instant::now() + limits.write)?;
+                if matches!(resp, Response::Error { .. }) {
+                    break;
+                }
+            },
+        }
     }
 }
 
-/// Sends one request to the director of this network namespace and waits for the answer.
+/// Sends one request to the director of this network namespace and waits for the answer. A
+/// streamed answer ([`Request::StreamConns`]) is read line by line and returned assembled, as
+/// one [`Response::Conns`].
 pub fn request(req: &Request) -> Result<Response, ClientError> {
     let path = socket_path()?;
     let euid = rundir::effective_uid();
@@ -526,10 +559,22 @@ fn request_checked(
     let sent = write_line(&mut &stream, req);
     // A server that refuses us answers first and closes: its answer is still there to read.
     let mut lines = LineReader::default();
-    match lines.read_line(&mut &stream, None) {
-        Ok(Some(line)) => serde_json::from_str(&line).map_err(ClientError::BadResponse),
-        Ok(None) => Err(sent.err().map_or(ClientError::Closed, ClientError::Io)),
-        Err(e) => Err(ClientError::Io(sent.err().unwrap_or(e))),
+    let mut assembled: Option<Vec<ConnEntry>> = None;
+    loop {
+        let resp: Response = match lines.read_line(&mut &stream, None) {
+            Ok(Some(line)) => serde_json::from_str(&line).map_err(ClientError::BadResponse)?,
+            Ok(None) if assembled.is_some() => return Err(ClientError::Truncated),
+            Ok(None) => return Err(sent.err().map_or(ClientError::Closed, ClientError::Io)),
+            Err(e) => return Err(ClientError::Io(sent.err().unwrap_or(e))),
+        };
+        match resp {
+            Response::ConnsChunk(mut chunk) => match &mut assembled {
+                Some(all) => all.append(&mut chunk),
+                None => assembled = Some(chunk),
+            },
+            Response::ConnsEnd => return Ok(Response::Conns(assembled.unwrap_or_default())),
+            other => return Ok(other),
+        }
     }
 }
 
@@ -668,6 +713,7 @@ mod tests {
     use crate::control::adm::parse;
     use crate::control::format::Listing;
     use crate::control::ops::Timeouts;
+    use crate::control::proto::CONN_CHUNK;
     use crate::model::ServiceSet;
     use std::sync::Mutex;
 
@@ -713,11 +759,45 @@ mod tests {
                 Request::List => Response::Listing(Listing::from_set(set)),
                 Request::ListConns => Response::Conns(Vec::new()),
                 Request::GetTimeouts => Response::Timeouts(*timeouts),
+                Request::StreamConns => return streamed(conn_entries(2500), false),
                 Request::Config | Request::Reload | Request::ListVrrp => {
                     Response::error("not in this test")
                 }
             }
+            .into()
         })
+    }
+
+    /// `n` distinct connection entries.
+    fn conn_entries(n: u16) -> Vec<ConnEntry> {
+        (0..n)
+            .map(|i| ConnEntry {
+                proto: crate::model::Protocol::Tcp,
+                expires_secs: 900,
+                state: "ESTABLISHED".into(),
+                client: std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), i),
+                vip: "10.9.9.9:80".parse().unwrap(),
+                dest: "172.16.0.1:80".parse().unwrap(),
+            })
+            .collect()
+    }
+
+    /// `entries` as a streamed answer in chunks of [`CONN_CHUNK`]; with `panics`, the stream
+    /// panics after its first chunk.
+    fn streamed(entries: Vec<ConnEntry>, panics: bool) -> Answer {
+        let chunks: Vec<Response> = entries
+            .chunks(CONN_CHUNK)
+            .map(|c| Response::ConnsChunk(c.to_vec()))
+            .collect();
+        let mut n = 0;
+        let lines = chunks
+            .into_iter()
+            .chain(std::iter::once(Response::ConnsEnd))
+            .inspect(move |_| {
+                n += 1;
+                assert!(!(panics && n == 2), "stream bug");
+            });
+        Answer::Stream(Box::new(lines))
     }
 
     fn serve_at(path: &Path, handler: Handler) -> Server {
@@ -840,7 +920,7 @@ mod tests {
         let seen = called.clone();
         let handler: Handler = Arc::new(move |_| {
             seen.fetch_add(1, Ordering::Relaxed);
-            Response::Ok
+            Response::Ok.into()
         });
         let _server = Listener::bind_at(&dir.sock())
             .unwrap()
@@ -1021,7 +1101,8 @@ mod tests {
         let dir = TempDir::new();
         let handler: Handler = Arc::new(|req| match req {
             Request::List => panic!("handler bug"),
-            _ => Response::Ok,
+            Request::StreamConns => streamed(conn_entries(CONN_CHUNK as u16 * 2), true),
+            _ => Response::Ok.into(),
         });
         let _server = Listener::bind_at(&dir.sock())
             .unwrap()
@@ -1044,6 +1125,45 @@ mod tests {
         assert_eq!(
             request_at(&dir.sock(), &Request::ListConns).unwrap(),
             Response::Ok
+        );
+        // A stream that panics midway: its first chunk, then an error that ends the answer;
+        // the client reports the error, not a short listing, and the server serves on.
+        assert!(matches!(
+            request_at(&dir.sock(), &Request::StreamConns).unwrap(),
+            Response::Error { message, .. } if message == "internal error in the director"
+        ));
+        assert_eq!(
+            request_at(&dir.sock(), &Request::ListConns).unwrap(),
+            Response::Ok
+        );
+    }
+
+    #[test]
+    fn a_streamed_answer_comes_in_chunks_and_is_assembled() {
+        let dir = TempDir::new();
+        let _server = serve_at(&dir.sock(), table_handler());
+        // On the wire: three chunk lines (1024 + 1024 + 452), then the end, then the next
+        // request's answer on the same connection.
+        let stream = UnixStream::connect(dir.sock()).unwrap();
+        write_line(&mut &stream, &Request::StreamConns).unwrap();
+        write_line(&mut &stream, &Request::GetTimeouts).unwrap();
+        let mut lines = LineReader::default();
+        let mut sizes = Vec::new();
+        loop {
+            let line = lines.read_line(&mut &stream, None).unwrap().unwrap();
+            match serde_json::from_str(&line).unwrap() {
+                Response::ConnsChunk(c) => sizes.push(c.len()),
+                Response::ConnsEnd => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sizes, [1024, 1024, 452]);
+        let line = lines.read_line(&mut &stream, None).unwrap().unwrap();
+        assert!(line.starts_with(r#"{"timeouts""#), "{line}");
+        // Through the client: one answer with every entry, in order.
+        assert_eq!(
+            request_at(&dir.sock(), &Request::StreamConns).unwrap(),
+            Response::Conns(conn_entries(2500))
         );
     }
 

@@ -62,6 +62,14 @@ pub struct DirectorArgs {
     /// socket: the answers stop when it exits, however it exits).
     #[arg(long)]
     pub announce: Vec<String>,
+    /// Also route every VIP whose service has a live real server into this routing table
+    /// (`VIP/32 dev TUN table N`), and withdraw it when the service has none left: a routing
+    /// daemon (BIRD's kernel protocol with `learn`) announces what it finds there over BGP.
+    /// The route goes with the TUN device, so a director that dies however it dies (SIGKILL
+    /// included) stops being announced. Forwarding is unchanged (the main table routes the
+    /// VIPs). Default: the config's `announce_table`, else none. See docs/scale-out.md.
+    #[arg(long, value_name = "N", value_parser = parse_announce_table)]
+    pub announce_table: Option<u32>,
     /// MTU of the path to the real servers (default 1500, at least 576). A client packet that
     /// no longer fits once encapsulated is answered with ICMP fragmentation-needed if it has DF
     /// set, else sent as fragments of the outer datagram (as Linux IPVS does).
@@ -149,6 +157,14 @@ pub struct DirectorArgs {
     pub tunnel_key: Option<PathBuf>,
 }
 
+/// `--announce-table`'s value: a table of its own ([`config::announce_table`]).
+fn parse_announce_table(s: &str) -> Result<u32, String> {
+    let n: i64 = s
+        .parse()
+        .map_err(|_| format!("expected a routing table number, found {s:?}"))?;
+    config::announce_table(n)
+}
+
 /// The journal of the director of this network namespace.
 const JOURNAL: &str = "director.journal";
 
@@ -223,6 +239,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let tun_name = args.tun_name.clone().unwrap_or(settings.tun_name.clone());
+    let announce_table = args.announce_table.or(settings.announce_table);
     let tunnel_mtu = args.tunnel_mtu.unwrap_or(settings.tunnel_mtu);
     let local_addr = args
         .local_address
@@ -275,8 +292,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     // With connection sync, no sloppy_tcp pickup until the table is synced (the sync thread
     // turns it on): the workers start before the bulk resync, and a restarting director
     // still gets the packets the router sends to its MAC before the backup takes over.
+    // A backup starts no flows either (`Shared::set_sync_configured`).
     if settings.vrrp.sync.is_some() {
         shared.set_table_synced(false);
+        shared.set_sync_configured();
     }
     // IPVS's sloppy_tcp: on by default when this director runs VRRP or connection sync, so a
     // director that took over keeps the flows it did not see start.
@@ -319,6 +338,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
                 args.announce.clone()
             },
             announcer: announcer.clone(),
+            announce_table,
             config_path: args.config.clone(),
         },
         set,
@@ -332,6 +352,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     plane.set_settings(DirectorSettings {
         tunnel_mtu,
         local_address: Some(local_addr),
+        announce_table,
         ..settings.clone()
     });
     plane.set_tunnel_routes(&settings.tunnel_routes)?;
@@ -460,6 +481,9 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
             None => {}
         }
     }
+    // No new flow from here on (`Shared::set_stopping`): the workers stop one by one, and the
+    // kernel moves a closed queue's flows to the others.
+    shared.set_stopping();
     // First VRRP: a MASTER sends priority 0 and stops answering ARP, so a BACKUP takes over
     // while this director still forwards what reaches it.
     if let Some(v) = vrrp {

@@ -429,13 +429,14 @@ impl<C: SyncCore> Thread<C> {
             self.publish();
             let ready = self.session.is_ready();
             self.link.set_sync_ready(ready);
-            if told != Some(ready) {
+            let synced = !self.session.pickup_held(now);
+            if told != Some(synced) {
                 for c in &self.cores {
                     if let Ok(mut c) = c.lock() {
-                        c.set_table_synced(ready);
+                        c.set_table_synced(synced);
                     }
                 }
-                told = Some(ready);
+                told = Some(synced);
             }
             if ready && !was_ready {
                 log::info!(
@@ -455,6 +456,10 @@ impl<C: SyncCore> Thread<C> {
             }
             if let Some(t) = self.session.poll_timeout() {
                 wait = wait.min(t.saturating_since(now));
+            }
+            if !synced {
+                // Look again soon: the pickup hold ends by time.
+                wait = wait.min(DRAIN_EVERY);
             }
             if self.session.poll_dump().is_some() {
                 wait = Duration::ZERO;
@@ -478,17 +483,17 @@ impl<C: SyncCore> Thread<C> {
             return;
         }
         self.master = master;
+        if !master {
+            // Stepping down (a preempting peer, a fault, a stop): the changes recorded until
+            // the flag goes off still leave — the flows started in the last milliseconds as
+            // master, whose next packets go to the new master.
+            self.set_emit(false);
+            self.drain(now);
+            self.session.flush();
+            self.transmit();
+        }
         self.session.set_master(now, master);
         self.set_emit(master);
-        if !master {
-            // Changes recorded before the flag went off are not sent any more.
-            let mut drop = Vec::new();
-            for c in &self.cores {
-                if let Ok(mut c) = c.lock() {
-                    c.take_sync(&mut drop);
-                }
-            }
-        }
         self.stats.master.store(master, Ordering::Relaxed);
         log::info!(
             "sync ({}): {}",

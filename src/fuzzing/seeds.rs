@@ -336,6 +336,23 @@ fn control_request() -> Seeds {
                 resp(&listing),
             ]),
         ),
+        (
+            "seed_streamed_conns",
+            lines(&[
+                json(&Request::StreamConns),
+                resp(&Response::ConnsChunk(vec![
+                    crate::control::format::ConnEntry {
+                        proto: crate::model::Protocol::Tcp,
+                        expires_secs: 899,
+                        state: "ESTABLISHED".into(),
+                        client: "10.1.0.2:40000".parse().unwrap(),
+                        vip: "10.100.0.100:80".parse().unwrap(),
+                        dest: "10.3.0.10:80".parse().unwrap(),
+                    },
+                ])),
+                resp(&Response::ConnsEnd),
+            ]),
+        ),
     ]
 }
 

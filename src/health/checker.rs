@@ -159,6 +159,19 @@ impl Checker {
         self.weight
     }
 
+    /// A reload changed the server's configured weight: it is the weight from now on unless a
+    /// MISC_CHECK asked for one (that stays until its next result). No action: the caller's
+    /// table already carries the configured weight.
+    pub fn set_configured_weight(&mut self, weight: u32) {
+        self.configured_weight = weight;
+        self.weight = self
+            .checks
+            .iter()
+            .rev()
+            .find_map(|c| c.weight)
+            .unwrap_or(weight);
+    }
+
     /// When [`Checker::handle_timeout`] should next be called (`None`: only probes in flight).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.checks.iter().filter_map(|c| c.due).min()

@@ -9,7 +9,9 @@
 //!   `check_through_tunnel` the VIP through the director's own data path (pinned to the server
 //!   checked, see [`crate::director::probe_pin`]), so that a DSR black hole fails the check.
 //! - [`HealthMonitor`]: the thread that runs them and applies up/down/weight to the live table
-//!   through [`HealthPlane::set_dest_health`] / [`HealthPlane::set_sorry_server`].
+//!   through [`HealthPlane::set_dest_health`] / [`HealthPlane::set_sorry_server`]; `monitor`
+//!   holds its checkers and carries them over a reload (keepalived's: an unchanged checker
+//!   keeps its state, failure counts and timers; only changed ones start or stop).
 //! - [`plane`]: [`HealthPlane`], what the monitor needs from the control plane (the daemon's
 //!   `ControlPlane` implements it).
 //!
@@ -25,6 +27,7 @@
 
 pub mod checker;
 pub mod config;
+mod monitor;
 pub mod plane;
 pub mod probe;
 pub mod probe_udp;
@@ -37,45 +40,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use self::checker::{Action, CheckOutcome, Checker};
-use self::config::{HealthConfig, ServiceHealth};
-use self::service::{QuorumAction, QuorumState};
+use self::checker::{Action, CheckOutcome};
+use self::config::HealthConfig;
+use self::monitor::{Dest, Monitor, Service};
+use self::service::QuorumAction;
 use crate::model::ServiceKey;
 use crate::time::Clock;
 
 pub use self::plane::{Health, HealthPlane, Sorry};
 
-/// One checked real server.
-struct Dest {
-    /// Names the dest in probe results across restarts (indices change, ids do not).
-    id: u64,
-    service: usize,
-    addr: Ipv4Addr,
-    port: u16,
-    inhibit: bool,
-    configured_weight: u32,
-    checker: Checker,
-    specs: Vec<config::CheckSpec>,
-    /// The service settings the checker was made with (a reload keeps the checker only when
-    /// they and `specs` are unchanged).
-    delay_loop: std::time::Duration,
-    alpha: bool,
-}
-
-/// One service with health settings.
-struct Service {
-    key: ServiceKey,
-    cfg: ServiceHealth,
-    quorum: QuorumState,
-}
-
 /// What the monitor thread sends itself: a probe's result for dest `id`, check `k`.
 type ProbeResult = (u64, usize, CheckOutcome);
 
 /// Runs the health checks of every configured service on a thread of its own; stops (and
-/// joins) when dropped. On a reload ([`HealthPlane::set_health_config`]) it restarts its
-/// checkers with the new settings, keeping the state of the real servers whose checks did not
-/// change.
+/// joins) when dropped. On a reload ([`HealthPlane::set_health_config`]) it keeps every checker
+/// whose checks did not change, with its state, and starts or stops only the changed ones
+/// (see the `monitor` module).
 pub struct HealthMonitor {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -113,146 +93,31 @@ fn seed() -> u64 {
     h.finish()
 }
 
-/// The checkers of one generation of the health config.
-struct Monitor {
-    generation: u64,
-    services: Vec<Service>,
-    dests: Vec<Dest>,
-    next_id: u64,
-}
-
-impl Monitor {
-    /// Starts the checkers of `health` over `plane`'s configured table. A real server that
-    /// `old` checked with the same checks and service timing keeps its checker (and so its
-    /// state in the table); every edit of `old` that is not carried over is undone.
-    fn build<P: HealthPlane>(
-        plane: &P,
-        clock: &Clock,
-        (generation, health): (u64, HealthConfig),
-        old: Option<Monitor>,
-    ) -> Monitor {
-        let (mut old_dests, old_services, mut next_id) = match old {
-            Some(m) => (m.dests, m.services, m.next_id),
-            None => (Vec::new(), Vec::new(), 0),
-        };
-        let old_keys: Vec<ServiceKey> = old_services.iter().map(|s| s.key).collect();
-        let set = plane.configured();
-        let mut services = Vec::new();
-        let mut dests = Vec::new();
-        for (key, cfg) in &health.services {
-            let Some(svc) = set.services.iter().find(|s| s.key == *key) else {
-                log::warn!(
-                    "tunlb director: health: service {key} is not in the table; not checked"
-                );
-                continue;
-            };
-            if cfg.ha_suspend && old_keys.iter().all(|k| k != key) {
-                log::info!(
-                    "tunlb director: health: service {key}: ha_suspend accepted, acted on once \
-                     VRRP exists (checks run all the time)"
-                );
-            }
-            let si = services.len();
-            for d in &svc.dests {
-                let port = d.port_in(*key);
-                let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
-                    continue;
-                };
-                let same = old_dests.iter().position(|o| {
-                    old_keys.get(o.service) == Some(key)
-                        && (o.addr, o.port) == (d.addr, port)
-                        && o.specs == dh.checks
-                        && o.inhibit == dh.inhibit_on_failure
-                        && o.configured_weight == d.weight
-                        && (o.delay_loop, o.alpha) == (cfg.delay_loop, cfg.alpha)
-                });
-                if let Some(i) = same {
-                    let mut kept = old_dests.swap_remove(i);
-                    kept.service = si;
-                    dests.push(kept);
-                    continue;
-                }
-                next_id += 1;
-                dests.push(Dest {
-                    id: next_id,
-                    service: si,
-                    addr: d.addr,
-                    port,
-                    inhibit: dh.inhibit_on_failure,
-                    configured_weight: d.weight,
-                    checker: Checker::new(
-                        clock.now(),
-                        cfg.delay_loop,
-                        &dh.checks,
-                        cfg.alpha,
-                        d.weight,
-                        seed(),
-                    ),
-                    specs: dh.checks.clone(),
-                    delay_loop: cfg.delay_loop,
-                    alpha: cfg.alpha,
-                });
-            }
-            let alive: u64 = svc
-                .dests
-                .iter()
-                .map(|d| {
-                    let port = d.port_in(*key);
-                    match dests
-                        .iter()
-                        .find(|x| x.service == si && (x.addr, x.port) == (d.addr, port))
-                    {
-                        Some(x) if x.checker.is_up() => u64::from(x.checker.weight()),
-                        Some(_) => 0,
-                        None => u64::from(d.weight),
-                    }
-                })
-                .sum();
-            services.push(Service {
-                key: *key,
-                cfg: cfg.clone(),
-                quorum: QuorumState::new(cfg.quorum, cfg.hysteresis, alive),
-            });
-        }
-        // Undo what the old checkers did and the new ones do not carry on: a new checker
-        // starts from its own initial state (up, or down with alpha) in the table.
-        for o in &old_dests {
-            if let Some(key) = old_keys.get(o.service) {
-                let _ = plane.set_dest_health(*key, o.addr, o.port, Health::Up);
-            }
-        }
-        for key in &old_keys {
-            let _ = plane.set_sorry_server(*key, None);
-        }
-        for s in &services {
-            if let Some(addr) = s.cfg.sorry_server.filter(|_| s.cfg.sorry_server_inhibit) {
-                let sorry = Sorry {
-                    addr,
-                    active: false,
-                    inhibit: true,
-                };
-                let _ = plane.set_sorry_server(s.key, Some(sorry));
-            }
-        }
-        Monitor {
-            generation,
-            services,
-            dests,
-            next_id,
-        }
-    }
-}
-
 fn run<P: HealthPlane>(plane: &Arc<P>, stop: &AtomicBool) {
     let clock = Clock::new();
     let (tx, rx) = mpsc::channel::<ProbeResult>();
-    let mut m = Monitor::build(&**plane, &clock, plane.health_config(), None);
+    let mut m = Monitor::build(&**plane, &clock, plane.health_config(), None, seed);
     let mut changed = true;
     while !stop.load(Ordering::SeqCst) {
         if plane.health_generation() != m.generation {
             let health = plane.health_config();
-            log::info!("tunlb director: health: new settings, restarting the checkers");
-            m = Monitor::build(&**plane, &clock, health, Some(m));
+            m = Monitor::build(&**plane, &clock, health, Some(m), seed);
+            let c = m.changes;
+            let level = if c.any() {
+                log::Level::Info
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                level,
+                "tunlb director: health: new settings: checkers kept: {} ({} updated), \
+                 started: {}, restarted: {}, stopped: {}",
+                c.kept,
+                c.updated,
+                c.started,
+                c.restarted,
+                c.stopped
+            );
             changed = true;
         }
         let now = clock.now();
@@ -297,22 +162,7 @@ fn alive_weight<P: HealthPlane>(
 ) -> Option<u64> {
     let set = plane.configured();
     let svc = set.services.iter().find(|x| x.key == key)?;
-    Some(
-        svc.dests
-            .iter()
-            .map(|d| {
-                let port = d.port_in(key);
-                match dests
-                    .iter()
-                    .find(|x| x.service == si && x.addr == d.addr && x.port == port)
-                {
-                    Some(x) if x.checker.is_up() => u64::from(x.checker.weight()),
-                    Some(_) => 0,
-                    None => u64::from(d.weight),
-                }
-            })
-            .sum(),
-    )
+    Some(monitor::alive_weight(svc, key, dests, si))
 }
 
 /// The monitor stops: `omega` services that still have their quorum lose it and run

@@ -45,8 +45,8 @@ pub trait HealthPlane: Send + Sync + 'static {
     /// The configured table (without the health checkers' edits).
     fn configured(&self) -> ServiceSet;
 
-    /// Replaces the health checks to run; the generation moves, so the monitor restarts its
-    /// checkers.
+    /// Replaces the health checks to run; the generation moves, so the monitor rebuilds its
+    /// checkers (keeping the unchanged ones with their state).
     fn set_health_config(&self, health: HealthConfig);
 
     /// The generation of the health config: it changes at every

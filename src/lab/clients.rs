@@ -36,6 +36,12 @@ pub struct ClientsArgs {
     /// The service, `ADDR:PORT`.
     #[arg(long, value_name = "ADDR:PORT")]
     pub to: SocketAddr,
+    /// Source addresses of the keep-alive connections, taken in turn (connection i from the
+    /// i-th modulo their number; repeat the flag or separate with commas). Default: the one
+    /// the kernel picks. Schedulers that hash the client address (sh, mh) spread one client
+    /// over the real servers only with several.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub from: Vec<std::net::IpAddr>,
     /// How many keep-alive connections to hold.
     #[arg(long, value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
@@ -76,6 +82,15 @@ pub struct Outage {
     pub ongoing: bool,
 }
 
+/// A lost keep-alive connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostConn {
+    /// When its failed request was sent, ms after [`Summary::start_unix_ms`].
+    pub at_ms: u64,
+    /// The first line of its answers (`from 10.3.0.12`), if it got one.
+    pub served_by: Option<String>,
+}
+
 /// What `tunlb lab clients` prints as its last line (one JSON object).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -93,6 +108,9 @@ pub struct Summary {
     pub lost: u32,
     /// One line per lost connection: which, when, after how many requests, why.
     pub lost_detail: Vec<String>,
+    /// The lost connections as data: when each was lost and which server had answered it.
+    #[serde(default)]
+    pub lost_conns: Vec<LostConn>,
     /// Requests answered on the keep-alive connections.
     pub requests: u64,
     /// The fewest requests answered on one established connection.
@@ -146,6 +164,8 @@ struct ConnReport {
     established: bool,
     requests: u64,
     lost: Option<String>,
+    /// When the request that lost it was sent.
+    lost_at: Option<Instant>,
     last_ok: Option<Instant>,
     max_request: Duration,
     served_by: Option<String>,
@@ -192,11 +212,12 @@ pub fn hold(args: &ClientsArgs, stop: impl Fn() -> bool) -> Summary {
     let conns: Vec<_> = (0..args.conns)
         .map(|i| {
             let (to, done) = (args.to, done.clone());
+            let from = (!args.from.is_empty()).then(|| args.from[i as usize % args.from.len()]);
             let (connected, answered, lost) = (connected.clone(), answered.clone(), lost.clone());
             thread::spawn(move || {
                 keep_alive(
                     i,
-                    to,
+                    (from, to),
                     start,
                     setup,
                     timeout,
@@ -337,12 +358,31 @@ enum ConnEvent {
     Lost,
 }
 
-/// One keep-alive connection: connect (retrying until `setup` passes), then `GET /` every
-/// `interval` until `done`; a failed request ends it as lost.
+/// Connects to `to` from `from` (any port) if given, within `timeout`.
+fn connect(
+    from: Option<std::net::IpAddr>,
+    to: SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let Some(from) = from else {
+        return TcpStream::connect_timeout(&to, timeout);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&to.into(), timeout)?;
+    Ok(socket.into())
+}
+
+/// One keep-alive connection: connect (from `from`, retrying until `setup` passes), then
+/// `GET /` every `interval` until `done`; a failed request ends it as lost.
 #[allow(clippy::too_many_arguments)]
 fn keep_alive(
     i: u32,
-    to: SocketAddr,
+    (from, to): (Option<std::net::IpAddr>, SocketAddr),
     start: Instant,
     setup: Duration,
     timeout: Duration,
@@ -352,7 +392,7 @@ fn keep_alive(
 ) -> ConnReport {
     let mut report = ConnReport::default();
     let stream = loop {
-        match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+        match connect(from, to, Duration::from_secs(1)) {
             Ok(s) => break s,
             Err(e) => {
                 if start.elapsed() > setup || done.load(Ordering::Relaxed) {
@@ -406,6 +446,7 @@ fn keep_alive(
                      requests: {why}",
                     report.requests
                 ));
+                report.lost_at = Some(sent);
                 event(ConnEvent::Lost);
                 return report;
             }
@@ -505,6 +546,14 @@ fn summarize(
     let ms = |at: Instant| at.saturating_duration_since(start).as_millis() as u64;
     let established: Vec<&ConnReport> = reports.iter().filter(|r| r.established).collect();
     let lost_detail: Vec<String> = established.iter().filter_map(|r| r.lost.clone()).collect();
+    let lost_conns: Vec<LostConn> = established
+        .iter()
+        .filter(|r| r.lost.is_some())
+        .map(|r| LostConn {
+            at_ms: r.lost_at.map_or(0, ms),
+            served_by: r.served_by.clone(),
+        })
+        .collect();
     let mut served: Vec<(String, u32)> = Vec::new();
     for r in &established {
         if let Some(by) = &r.served_by {
@@ -533,6 +582,7 @@ fn summarize(
         established: established.len() as u32,
         lost: lost_detail.len() as u32,
         lost_detail,
+        lost_conns,
         requests: established.iter().map(|r| r.requests).sum(),
         min_requests_per_conn: established.iter().map(|r| r.requests).min().unwrap_or(0),
         max_request_ms: established
@@ -670,6 +720,7 @@ mod tests {
         });
         let args = ClientsArgs {
             to,
+            from: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
             conns: 5,
             interval_ms: 20,
             request_timeout: 5.0,

@@ -14,6 +14,10 @@
 //! - `tunlb lab up --ha` / `demo --ha` run two directors, MASTER and BACKUP, from keepalived.conf
 //!   files with VRRP and connection sync; the demo kills the master under long-lived
 //!   connections and brings it back ([`ha`]).
+//! - `tunlb lab up --mode ecmp [--directors N]` / `demo --mode ecmp` run N directors (3 by
+//!   default) behind a router whose BIRD merges their BGP announcements of the VIP into one
+//!   multipath route; the demo kills one director under 60 long-lived connections and shows
+//!   the route shrink and every connection continuing ([`ecmp`]).
 //! - `tunlb lab clients --to VIP:PORT` holds keep-alive connections carrying requests and
 //!   probes new connections, then prints what a failover cost ([`clients`]).
 //! - `tunlb lab get URL` is a one-shot HTTP GET ([`get`]), used when curl is not installed.
@@ -29,6 +33,7 @@
 //! subcommands), [`get`] and [`httpd`] (a tiny HTTP client and server).
 
 pub mod clients;
+pub mod ecmp;
 pub mod get;
 pub mod ha;
 pub mod host;
@@ -84,6 +89,9 @@ pub enum Mode {
     Dr,
     /// NAT (`ipvsadm -m`): the real servers on a private LAN behind the director, port 8080.
     Nat,
+    /// Several directors (`--directors`) behind a router's ECMP route announced over BGP by
+    /// BIRD, TUN mode (IPIP) to the real servers ([`ecmp`]).
+    Ecmp,
 }
 
 impl Mode {
@@ -93,6 +101,7 @@ impl Mode {
             Mode::Tun => "tun",
             Mode::Dr => "dr",
             Mode::Nat => "nat",
+            Mode::Ecmp => "ecmp",
         }
     }
 }
@@ -111,8 +120,9 @@ pub struct PrefixArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
     /// Forwarding method: `tun` (`-i`, real servers in another network), `dr` (`-g`, the
-    /// seed's layout: one LAN) or `nat` (`-m`, real servers on a private LAN behind the
-    /// director).
+    /// seed's layout: one LAN), `nat` (`-m`, real servers on a private LAN behind the
+    /// director) or `ecmp` (several directors behind a router's multipath route announced
+    /// by BIRD over BGP, TUN mode to the real servers; needs bird2).
     #[arg(long, value_enum, default_value_t = Mode::Tun)]
     pub mode: Mode,
     /// Tunnel between the director and the real servers in TUN mode: ipip (the default), gre
@@ -128,6 +138,10 @@ pub struct UpArgs {
     /// under 50 long-lived connections, restarts it and prints the timeline. TUN mode only.
     #[arg(long)]
     pub ha: bool,
+    /// `--mode ecmp`: how many directors (`P-director1` … `P-directorN`), 1 to 9; default 3.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u8).range(1..=ecmp::MAX_DIRECTORS as i64))]
+    pub directors: Option<u8>,
     /// How many requests the client sends to show who answers.
     #[arg(long, value_name = "N", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(1..=1000))]

@@ -35,11 +35,11 @@ use super::host::{self, Host};
 use super::process::{self, Stopped};
 use super::state::{ProcRecord, StateDir};
 use super::topology::{self, Action, Names, Role, LAN_IF, PORT, REAL_SERVERS, VIP};
-use super::{clients, get, ha, LabArgs, LabCommand, Mode, UpArgs};
+use super::{clients, ecmp, get, ha, LabArgs, LabCommand, Mode, UpArgs};
 use crate::sys::signal::{self, Signal};
 
 /// How long a daemon may take to come up.
-const STARTUP: Duration = Duration::from_secs(15);
+pub(super) const STARTUP: Duration = Duration::from_secs(15);
 
 /// How long a process may take to exit after SIGTERM before it gets SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);
@@ -48,7 +48,7 @@ const GRACE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
 /// How long one of the shown requests may take.
-const REQUEST_TIME: &str = "5";
+pub(super) const REQUEST_TIME: &str = "5";
 
 /// Lines of each log printed when a step fails.
 const LOG_TAIL: usize = 15;
@@ -61,7 +61,7 @@ macro_rules! say {
     };
 }
 
-fn say_line(line: fmt::Arguments) {
+pub(super) fn say_line(line: fmt::Arguments) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -96,9 +96,10 @@ pub fn up(args: &UpArgs) -> anyhow::Result<()> {
 pub fn demo(args: &UpArgs) -> anyhow::Result<()> {
     let mut lab = Lab::prepare(args)?;
     let shown = lab.build(args).and_then(|()| lab.show(args));
-    let shown = match (shown, args.ha) {
-        (Ok(()), true) => lab.failover_demo(),
-        (other, _) => other,
+    let shown = match (shown, args.ha, args.mode) {
+        (Ok(()), true, _) => lab.failover_demo(),
+        (Ok(()), _, Mode::Ecmp) => lab.ecmp_demo(),
+        (other, _, _) => other,
     };
     match shown {
         Ok(()) => {
@@ -134,7 +135,7 @@ pub fn down(prefix: &str) -> anyhow::Result<()> {
 struct Interrupted(Signal);
 
 /// Fails with [`Interrupted`] if a signal is pending.
-fn check_signal() -> anyhow::Result<()> {
+pub(super) fn check_signal() -> anyhow::Result<()> {
     match signal::pending() {
         Some(sig) => Err(Interrupted(sig).into()),
         None => Ok(()),
@@ -150,39 +151,47 @@ fn prefix_flag(names: &Names) -> String {
     }
 }
 
-/// The lab's namespaces that exist now.
+/// The lab's namespaces that exist now (an ECMP lab's directors included).
 fn existing_namespaces(host: &Host, names: &Names) -> anyhow::Result<Vec<String>> {
     let listed = host.namespaces()?;
-    Ok(names
+    let mut existing: Vec<String> = names
         .all()
         .into_iter()
         .filter(|ns| listed.contains(ns))
-        .collect())
+        .collect();
+    existing.extend(
+        listed
+            .into_iter()
+            .filter(|ns| ecmp::is_director_ns(names, ns)),
+    );
+    Ok(existing)
 }
 
 /// A process the lab started in this invocation.
-struct Started {
-    record: ProcRecord,
+pub(super) struct Started {
+    pub(super) record: ProcRecord,
     /// Log file name (without `.log`) in the state folder.
-    log: String,
-    child: Child,
+    pub(super) log: String,
+    pub(super) child: Child,
 }
 
 /// A lab being built by this invocation. Until it is disarmed, dropping it takes it down
 /// (the backstop for a panic; errors and signals take the explicit path, [`Lab::fail`]).
-struct Lab {
+pub(super) struct Lab {
     /// How the director forwards, and so where the real servers live.
-    mode: Mode,
-    host: Host,
-    names: Names,
-    state: Option<StateDir>,
-    started: Vec<Started>,
+    pub(super) mode: Mode,
+    pub(super) host: Host,
+    pub(super) names: Names,
+    pub(super) state: Option<StateDir>,
+    pub(super) started: Vec<Started>,
     /// How the shown requests are made: `curl` or `tunlb lab get`.
-    requests_with_curl: bool,
+    pub(super) requests_with_curl: bool,
     /// Two directors with VRRP (`--ha`): the director MASTER, the backup node BACKUP.
     ha: bool,
     /// Index in `started` of each director process (`--ha`: the director's, the backup's).
     directors: Vec<(Role, usize)>,
+    /// `--mode ecmp`: the directors (`--directors`) and where BIRD is.
+    pub(super) ecmp: Option<ecmp::EcmpLab>,
     armed: bool,
 }
 
@@ -201,6 +210,12 @@ impl Lab {
                  in the other datacenter"
             );
         }
+        if args.directors.is_some() && args.mode != Mode::Ecmp {
+            bail!("--directors is for --mode ecmp");
+        }
+        let ecmp = (args.mode == Mode::Ecmp)
+            .then(|| ecmp::EcmpLab::prepare(args))
+            .transpose()?;
         let names = Names::new(&args.prefix.prefix)?;
         let host = Host::probe()?;
         let already = |detail: String| {
@@ -229,6 +244,7 @@ impl Lab {
             requests_with_curl: false,
             ha: args.ha,
             directors: Vec::new(),
+            ecmp,
             armed: true,
         };
         signal::install().context("installing signal handlers")?;
@@ -239,6 +255,11 @@ impl Lab {
                 "NAT mode: the real servers on a private LAN behind the director, port {PORT} \
                  mapped to {}",
                 topology::NAT_PORT
+            ),
+            Mode::Ecmp => format!(
+                "ECMP: {} directors behind the router's multipath route to {VIP}, announced \
+                 over BGP by BIRD; TUN mode (ipip) to the real servers",
+                args.directors.unwrap_or(ecmp::DEFAULT_DIRECTORS)
             ),
         };
         let what = if args.ha {
@@ -259,7 +280,7 @@ impl Lab {
         topology::addr(self.mode, role)
     }
 
-    fn state(&self) -> anyhow::Result<&StateDir> {
+    pub(super) fn state(&self) -> anyhow::Result<&StateDir> {
         self.state
             .as_ref()
             .context("the lab's state folder is gone")
@@ -267,7 +288,17 @@ impl Lab {
 
     /// Steps 2 to 4: the network, the daemons, the service.
     fn build(&mut self, args: &UpArgs) -> anyhow::Result<()> {
-        for step in topology::plan(&self.names, self.mode) {
+        if self.mode == Mode::Ecmp {
+            return self.build_ecmp(args);
+        }
+        self.apply_steps(topology::plan(&self.names, self.mode))?;
+        self.build_classic(args)
+    }
+
+    /// Carries out the network's steps, printing each; every namespace is recorded in the
+    /// state folder before it is created.
+    pub(super) fn apply_steps(&mut self, steps: Vec<topology::Step>) -> anyhow::Result<()> {
+        for step in steps {
             check_signal()?;
             say!("[lab] {}", step.what);
             for action in &step.actions {
@@ -280,6 +311,11 @@ impl Lab {
                     .with_context(|| format!("step failed: {}", step.what))?;
             }
         }
+        Ok(())
+    }
+
+    /// The rest of step 2 to 4 in the classic modes.
+    fn build_classic(&mut self, args: &UpArgs) -> anyhow::Result<()> {
         if self.ha {
             // The real servers first: the directors' HTTP_GET checks find them up.
             for role in REAL_SERVERS {
@@ -575,7 +611,7 @@ impl Lab {
     }
 
     /// One request from the client; its body, or what went wrong.
-    fn one_request(&self, client: &str) -> String {
+    pub(super) fn one_request(&self, client: &str) -> String {
         let url = format!("http://{VIP}/");
         match self
             .host
@@ -590,7 +626,7 @@ impl Lab {
     }
 
     /// SIGTERM to `tunlb lab clients` (process `i`), waits for it and reads its summary.
-    fn stop_clients(&mut self, i: usize) -> anyhow::Result<clients::Summary> {
+    pub(super) fn stop_clients(&mut self, i: usize) -> anyhow::Result<clients::Summary> {
         let pid = self.started[i].record.pid;
         process::send_signal(pid, "TERM").context("stopping tunlb lab clients")?;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -631,14 +667,27 @@ impl Lab {
 
     /// Starts the agent (TUN and DR mode) and the httpd of one real server, each once the one
     /// before is ready.
-    fn start_real_server(&mut self, role: Role, args: &UpArgs) -> anyhow::Result<()> {
+    pub(super) fn start_real_server(&mut self, role: Role, args: &UpArgs) -> anyhow::Result<()> {
         let ns = self.names.ns(role);
         let rip = self.addr(role);
         let vip = VIP.to_string();
         let encap = args.encap().to_string();
         let allow = format!("{}/32", self.addr(Role::Director));
         let allow_backup = format!("{}/32", self.addr(Role::Backup));
+        let allow_lan = ecmp::DIRECTORS_LAN.to_string();
         let (agent, what): (Vec<&str>, _) = match self.mode {
+            Mode::Ecmp => (
+                vec![
+                    "realserver",
+                    "--vip",
+                    &vip,
+                    "--encap",
+                    "ipip",
+                    "--allow",
+                    &allow_lan,
+                ],
+                "VIP hidden on lo, tunnels from every director on the LAN unwrapped",
+            ),
             Mode::Tun if self.ha => (
                 vec![
                     "realserver",
@@ -697,7 +746,7 @@ impl Lab {
             )?;
         }
         let listen = match self.mode {
-            Mode::Tun | Mode::Dr => format!("{VIP}:{PORT}"),
+            Mode::Tun | Mode::Dr | Mode::Ecmp => format!("{VIP}:{PORT}"),
             Mode::Nat => format!("{rip}:{}", topology::NAT_PORT),
         };
         let banner = format!("from {rip}");
@@ -739,13 +788,15 @@ impl Lab {
             let rip = self.addr(role);
             // ipvsadm's syntax, as the seed writes it: `-r RIP -g -w 1`.
             let (dest, how) = match self.mode {
-                Mode::Tun => (rip.to_string(), "-i"),
+                Mode::Tun | Mode::Ecmp => (rip.to_string(), "-i"),
                 Mode::Dr => (rip.to_string(), "-g"),
                 Mode::Nat => (format!("{rip}:{}", topology::NAT_PORT), "-m"),
             };
             let add = ["-a", "-t", &service, "-r", &dest, how, "-w", "1"];
             match self.mode {
-                Mode::Tun => self.adm(&[&add[..], &["--tun-type", &encap]].concat())?,
+                Mode::Tun | Mode::Ecmp => {
+                    self.adm(&[&add[..], &["--tun-type", &encap]].concat())?
+                }
                 Mode::Dr | Mode::Nat => self.adm(&add)?,
             }
         }
@@ -754,10 +805,19 @@ impl Lab {
 
     /// Prints `$ tunlb adm ARGS`, runs it in the director, prints what it wrote.
     fn adm(&self, args: &[&str]) -> anyhow::Result<()> {
+        self.adm_in(&self.names.ns(Role::Director), args)
+    }
+
+    /// Prints `$ tunlb adm ARGS` (after `ns:` when not the classic director), runs it in
+    /// `ns`, prints what it wrote.
+    pub(super) fn adm_in(&self, ns: &str, args: &[&str]) -> anyhow::Result<()> {
         check_signal()?;
-        say!("$ tunlb adm {}", args.join(" "));
-        let ns = self.names.ns(Role::Director);
-        let out = self.host.tunlb(&ns, &[&["adm"], args].concat())?;
+        if self.mode == Mode::Ecmp {
+            say!("{ns}$ tunlb adm {}", args.join(" "));
+        } else {
+            say!("$ tunlb adm {}", args.join(" "));
+        }
+        let out = self.host.tunlb(ns, &[&["adm"], args].concat())?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !stdout.is_empty() {
             say!("{}", stdout.trim_end());
@@ -774,6 +834,9 @@ impl Lab {
 
     /// Step 5: requests, tables; fails unless both real servers answered.
     fn show(&mut self, args: &UpArgs) -> anyhow::Result<()> {
+        if self.mode == Mode::Ecmp {
+            return self.show_ecmp(args);
+        }
         let client = self.names.ns(Role::Client);
         let url = format!("http://{VIP}/");
         self.requests_with_curl = self.host.curl().is_some();
@@ -831,10 +894,12 @@ impl Lab {
     /// How the answers went back to the client, in this mode.
     fn path_of_answers(&self) -> String {
         match self.mode {
-            Mode::Tun => "the answers left each real server from the VIP straight to the client, \
+            Mode::Tun | Mode::Ecmp => {
+                "the answers left each real server from the VIP straight to the client, \
                           through the router: the director only saw the client's half of each \
                           connection"
-                .to_owned(),
+                    .to_owned()
+            }
             Mode::Dr => "the director passed each request unchanged in a frame to a real \
                          server's MAC; the answers left the real servers from the VIP straight to \
                          the client on the LAN: the director only saw the client's half of each \
@@ -852,6 +917,9 @@ impl Lab {
 
     /// The end of `up`: how to step into the running lab and how to take it down.
     fn step_in_hints(&self) {
+        if self.mode == Mode::Ecmp {
+            return self.ecmp_hints();
+        }
         let exe = self.host.exe_for_humans();
         let n = |role| self.names.ns(role);
         let logs = self
@@ -877,7 +945,7 @@ impl Lab {
                 "the director's connections",
             ),
             match self.mode {
-                Mode::Tun | Mode::Dr => (
+                Mode::Tun | Mode::Dr | Mode::Ecmp => (
                     format!("ip -n {} addr show dev lo", n(Role::Rs1)),
                     "the hidden VIP on a real server",
                 ),
@@ -919,19 +987,32 @@ impl Lab {
     }
 
     /// Starts `tunlb ARGS` detached in `role`'s namespace and records it; returns its index.
-    fn spawn(
+    pub(super) fn spawn(
         &mut self,
         role: Role,
         log: &str,
         label: &str,
         args: &[&str],
     ) -> anyhow::Result<usize> {
+        let exe = self.host.exe().to_owned();
+        self.spawn_in(&self.names.ns(role), &exe, log, label, args)
+    }
+
+    /// Starts `program ARGS` detached in namespace `ns` and records it; returns its index.
+    pub(super) fn spawn_in(
+        &mut self,
+        ns: &str,
+        program: &std::path::Path,
+        log: &str,
+        label: &str,
+        args: &[&str],
+    ) -> anyhow::Result<usize> {
         check_signal()?;
-        let ns = self.names.ns(role);
+        let ns = ns.to_owned();
         let state = self.state()?;
         let file = state.create_log(log)?;
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let child = process::spawn_detached(self.host.ip(), &ns, self.host.exe(), &args, file)
+        let child = process::spawn_detached(self.host.ip(), &ns, program, &args, file)
             .with_context(|| format!("starting {label} in {ns}"))?;
         let pid = child.id();
         // The child is ours and not reaped yet, so its /proc entry is there.
@@ -954,7 +1035,7 @@ impl Lab {
 
     /// Polls `ready` until it holds; fails on a signal, when process `watch` exits, or after
     /// [`STARTUP`].
-    fn wait_until(
+    pub(super) fn wait_until(
         &mut self,
         watch: usize,
         what: &str,
@@ -1049,7 +1130,7 @@ impl Drop for Lab {
 }
 
 /// Milliseconds since the UNIX epoch (the origin of `tunlb lab clients`' times).
-fn unix_ms() -> u64 {
+pub(super) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -1101,6 +1182,12 @@ fn take_down(
     }
     match host.namespaces() {
         Ok(listed) => {
+            // An ECMP lab's directors, also when its state folder is gone.
+            for ns in listed.iter().filter(|ns| ecmp::is_director_ns(names, ns)) {
+                if !candidates.contains(ns) {
+                    candidates.push(ns.clone());
+                }
+            }
             for ns in candidates.iter().filter(|ns| listed.contains(ns)) {
                 let left = host.pids_in(ns);
                 if !left.is_empty() {

@@ -119,7 +119,7 @@ impl Segment {
     /// The segments that exist in `mode`, in the order their bridges are created.
     pub fn for_mode(mode: Mode) -> &'static [Segment] {
         match mode {
-            Mode::Tun => &[Segment::Lan, Segment::Dc2],
+            Mode::Tun | Mode::Ecmp => &[Segment::Lan, Segment::Dc2],
             Mode::Dr => &[Segment::Lan],
             Mode::Nat => &[Segment::Lan, Segment::Private],
         }
@@ -204,7 +204,7 @@ const LAN_NODES: [Node; 3] = [
 /// The real servers' segment in `mode`.
 pub fn real_server_segment(mode: Mode) -> Segment {
     match mode {
-        Mode::Tun => Segment::Dc2,
+        Mode::Tun | Mode::Ecmp => Segment::Dc2,
         Mode::Dr => Segment::Lan,
         Mode::Nat => Segment::Private,
     }
@@ -245,7 +245,7 @@ pub fn addr(mode: Mode, role: Role) -> Ipv4Addr {
 /// mode, where the director maps it to [`NAT_PORT`].
 pub fn real_port(mode: Mode) -> u16 {
     match mode {
-        Mode::Tun | Mode::Dr => PORT,
+        Mode::Tun | Mode::Dr | Mode::Ecmp => PORT,
         Mode::Nat => NAT_PORT,
     }
 }
@@ -337,14 +337,14 @@ impl Action {
         }
     }
 
-    fn ip(ns: &str, args: &str) -> Action {
+    pub(crate) fn ip(ns: &str, args: &str) -> Action {
         Action::Ip {
             ns: ns.to_owned(),
             args: args.split_whitespace().map(str::to_owned).collect(),
         }
     }
 
-    fn sysctl(ns: &str, key: &str, value: &'static str) -> Action {
+    pub(crate) fn sysctl(ns: &str, key: &str, value: &'static str) -> Action {
         Action::Sysctl {
             ns: ns.to_owned(),
             key: key.to_owned(),

@@ -52,6 +52,14 @@ pub struct SessionConfig {
     /// While this many messages wait for [`SyncSession::poll_transmit`], new changes are
     /// dropped and counted (1024; the driver drains the queue every turn of its loop).
     pub queue_limit: usize,
+    /// A new master still installs the records it receives this long after taking over
+    /// (2 s): the last changes of the master it replaces, which sends what it held when it
+    /// steps down ([`SyncSession::flush`]) — at a preemption they arrive after the takeover.
+    pub handover: Duration,
+    /// A new master picks up no mid-flow packet of a flow it does not know (`sloppy_tcp`)
+    /// for this long after taking over (500 ms): the replaced master's last records may be
+    /// on their way, and the client retransmits a dropped segment after its RTO (≥ 200 ms).
+    pub pickup_hold: Duration,
 }
 
 impl SessionConfig {
@@ -69,6 +77,8 @@ impl SessionConfig {
             pace_tick: Duration::from_millis(5),
             bulk_messages_per_tick: 32,
             queue_limit: 1024,
+            handover: Duration::from_secs(2),
+            pickup_hold: Duration::from_millis(500),
         }
     }
 }
@@ -184,6 +194,9 @@ pub struct SyncSession {
     /// Records of the last completed pass (paces the next refresh).
     last_pass_records: usize,
     next_refresh: Option<Instant>,
+    /// When this session last became master (records are still installed for
+    /// [`SessionConfig::handover`]).
+    took_over: Option<Instant>,
     ready: bool,
     /// A message was lost (a sequence gap) while waiting for the bulk answer.
     lost_during_bulk: bool,
@@ -218,6 +231,7 @@ impl SyncSession {
             dumped: [Vec::new(), Vec::new()],
             last_pass_records: 0,
             next_refresh: None,
+            took_over: None,
             ready: false,
             lost_during_bulk: false,
             windows: Vec::new(),
@@ -234,6 +248,15 @@ impl SyncSession {
     /// Whether the bulk resync is done (or given up on, or we are master).
     pub fn is_ready(&self) -> bool {
         self.ready
+    }
+
+    /// Whether `sloppy_tcp` pickup must wait: until the bulk resync is done ([`is_ready`](Self::is_ready)),
+    /// and for [`SessionConfig::pickup_hold`] after becoming master.
+    pub fn pickup_held(&self, now: Instant) -> bool {
+        !self.ready
+            || self
+                .took_over
+                .is_some_and(|t| now < t + self.cfg.pickup_hold)
     }
 
     /// The counters so far.
@@ -262,6 +285,7 @@ impl SyncSession {
         self.bulk_deadline = None;
         self.ready = true;
         self.next_refresh = master.then(|| now + self.cfg.refresh);
+        self.took_over = master.then_some(now);
     }
 
     /// A master queues the cores' changes (ignored on a backup). Full messages are built at
@@ -312,7 +336,11 @@ impl SyncSession {
             self.lost_during_bulk = true;
         }
         match m.kind() {
-            MessageType::Conns if !self.master => Ok(Incoming::Records(m.records())),
+            MessageType::Conns
+                if !self.master || self.took_over.is_some_and(|t| now < t + self.cfg.handover) =>
+            {
+                Ok(Incoming::Records(m.records()))
+            }
             MessageType::Conns => Ok(Incoming::Handled(MessageType::Conns)),
             MessageType::BulkRequest => {
                 if self.master {
@@ -475,18 +503,28 @@ impl SyncSession {
         }
     }
 
+    /// A master sends the changes it holds now, without waiting for
+    /// [`SessionConfig::flush`]: the last ones before it steps down.
+    pub fn flush(&mut self) {
+        if !self.master {
+            return;
+        }
+        // Unconfirmed first: a flow's older records leave before its newer ones.
+        for kind in 0..2 {
+            let all = std::mem::take(&mut self.changes[kind]);
+            for chunk in all.chunks(self.per_msg) {
+                self.send_conns(chunk);
+            }
+        }
+        self.oldest = None;
+    }
+
     /// Runs the timers due at `now`: the change flush, the pass pace, the refresh, a backup's
     /// BulkRequest repeats and its deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.master {
             if self.oldest.is_some_and(|t| now >= t + self.cfg.flush) {
-                for kind in 0..2 {
-                    let all = std::mem::take(&mut self.changes[kind]);
-                    for chunk in all.chunks(self.per_msg) {
-                        self.send_conns(chunk);
-                    }
-                }
-                self.oldest = None;
+                self.flush();
             }
             if let Some(p) = &self.pass {
                 if now >= p.next_tick {

@@ -346,6 +346,11 @@ enum Change {
         dev: String,
         table: u32,
     },
+    TableRouteDeleted {
+        dst: Ipv4Net,
+        dev: String,
+        table: u32,
+    },
     RuleAdded(PolicyRule),
     RuleDeleted(PolicyRule),
     AddressAdded {
@@ -368,6 +373,9 @@ impl Change {
             Change::RouteDeleted { dst, dev } => format!("route-del {dst} {dev}"),
             Change::TableRouteAdded { dst, dev, table } => {
                 format!("table-route-add {dst} {dev} {table}")
+            }
+            Change::TableRouteDeleted { dst, dev, table } => {
+                format!("table-route-del {dst} {dev} {table}")
             }
             Change::RuleAdded(rule) => format!("rule-add {}", rule.args().join(" ")),
             Change::RuleDeleted(rule) => format!("rule-del {}", rule.args().join(" ")),
@@ -413,6 +421,11 @@ impl Change {
                 dev: dev(d)?,
                 table: t.parse().ok()?,
             },
+            ("table-route-del", [dst, d, t]) => Change::TableRouteDeleted {
+                dst: dst.parse().ok()?,
+                dev: dev(d)?,
+                table: t.parse().ok()?,
+            },
             ("rule-add", words) => Change::RuleAdded(PolicyRule::parse_args(words)?),
             ("rule-del", words) => Change::RuleDeleted(PolicyRule::parse_args(words)?),
             ("addr-add", [addr, d]) => Change::AddressAdded {
@@ -438,6 +451,14 @@ impl Change {
             (Change::RouteAdded { dst, dev }, Change::RouteDeleted { dst: d2, dev: v2 }) => {
                 dst == d2 && dev == v2
             }
+            (
+                Change::TableRouteAdded { dst, dev, table },
+                Change::TableRouteDeleted {
+                    dst: d2,
+                    dev: v2,
+                    table: t2,
+                },
+            ) => dst == d2 && dev == v2 && table == t2,
             (Change::RuleAdded(a), Change::RuleDeleted(b)) => a == b,
             _ => false,
         }
@@ -445,9 +466,14 @@ impl Change {
 
     /// Whether `self` changed the same object as `other` (same route, same rule).
     fn same_object(&self, other: &Change) -> bool {
+        // Routes of the main table have no table number here (`None`).
         let route = |c: &Change| match c {
             Change::RouteAdded { dst, dev } | Change::RouteDeleted { dst, dev } => {
-                Some((*dst, dev.clone()))
+                Some((*dst, dev.clone(), None))
+            }
+            Change::TableRouteAdded { dst, dev, table }
+            | Change::TableRouteDeleted { dst, dev, table } => {
+                Some((*dst, dev.clone(), Some(*table)))
             }
             _ => None,
         };
@@ -788,6 +814,25 @@ impl<O: NetOps> NetChanges<O> {
         })
     }
 
+    /// `ip route del DST dev DEV table TABLE`; restoring adds it back (unless this process had
+    /// added it).
+    pub fn del_table_route(
+        &mut self,
+        dst: Ipv4Net,
+        dev: &str,
+        table: u32,
+    ) -> Result<Applied, NetError> {
+        let (d, t) = (dst.to_string(), table.to_string());
+        let change = Change::TableRouteDeleted {
+            dst,
+            dev: dev.to_owned(),
+            table,
+        };
+        self.make_deletion(change, |ops| {
+            missing_ok(ops.ip(&["route", "del", &d, "dev", dev, "table", &t]))
+        })
+    }
+
     /// `ip rule add RULE`.
     pub fn add_rule(&mut self, rule: &PolicyRule) -> Result<Applied, NetError> {
         self.make(Change::RuleAdded(rule.clone()), |ops| {
@@ -902,6 +947,16 @@ impl<O: NetOps> NetChanges<O> {
                 "table",
                 &table.to_string(),
             ]),
+            Change::TableRouteDeleted { dst, dev, table } => exists_ok(self.ops.ip(&[
+                "route",
+                "add",
+                &dst.to_string(),
+                "dev",
+                dev,
+                "table",
+                &table.to_string(),
+            ]))
+            .map(drop),
             Change::RuleAdded(rule) => rule.run(&mut self.ops, "del"),
             Change::RuleDeleted(rule) => exists_ok(rule.run(&mut self.ops, "add")).map(drop),
             Change::AddressAdded { addr, dev } => {
@@ -928,6 +983,9 @@ fn undo_text(change: &Change) -> String {
         Change::RouteDeleted { dst, dev } => format!("ip route add {dst} dev {dev}"),
         Change::TableRouteAdded { dst, dev, table } => {
             format!("ip route del {dst} dev {dev} table {table}")
+        }
+        Change::TableRouteDeleted { dst, dev, table } => {
+            format!("ip route add {dst} dev {dev} table {table}")
         }
         Change::RuleAdded(rule) => format!("ip rule del {}", rule.args().join(" ")),
         Change::RuleDeleted(rule) => format!("ip rule add {}", rule.args().join(" ")),
@@ -1526,5 +1584,45 @@ mod tests {
         nc.ops.log.clear();
         nc.restore().unwrap();
         assert_eq!(nc.ops.log, ["ip route add 10.9.0.0/24 dev eth0"]);
+    }
+
+    /// The announce routes (`--announce-table`): added and withdrawn as services come and go;
+    /// a withdrawn route of ours leaves nothing to undo, a route of another table or of the
+    /// main table is another object, and a pre-existing one deleted is put back at exit.
+    #[test]
+    fn table_routes_added_then_deleted_leave_nothing_to_undo() {
+        let dir = TempDir::new("table");
+        let (mut nc, _) = journaled(FakeOps::default(), &dir.journal());
+        let vip = net("10.0.0.10/32");
+        nc.add_route(vip, "tunlb0").unwrap();
+        nc.add_table_route(vip, "tunlb0", 100).unwrap();
+        nc.del_table_route(vip, "tunlb0", 100).unwrap();
+        // Another table's route was not ours: deleting it is recorded, restored at exit.
+        nc.del_table_route(vip, "tunlb0", 101).unwrap();
+        let text = std::fs::read_to_string(dir.journal()).unwrap();
+        let left = crate::sys::journal::parse(&text);
+        let live: Vec<&str> = left.records.iter().map(|(_, r)| r.as_str()).collect();
+        assert_eq!(
+            live,
+            [
+                "route-add 10.0.0.10/32 tunlb0",
+                "table-route-del 10.0.0.10/32 tunlb0 101"
+            ]
+        );
+        for (_, record) in &left.records {
+            assert_eq!(
+                Change::parse(record).map(|c| c.record()).as_ref(),
+                Some(record)
+            );
+        }
+        nc.ops.log.clear();
+        nc.restore().unwrap();
+        assert_eq!(
+            nc.ops.log,
+            [
+                "ip route add 10.0.0.10/32 dev tunlb0 table 101",
+                "ip route del 10.0.0.10/32 dev tunlb0"
+            ]
+        );
     }
 }

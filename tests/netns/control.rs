@@ -293,3 +293,85 @@ fn squatter_socket_is_refused_by_adm_and_taken_back_by_the_director() {
     ns.stop(pid);
     assert!(!sock.exists(), "a clean exit removes the socket file");
 }
+
+/// `adm -L -n -c` of more flows than one streamed line holds (1,024 entries): 3,000 spoofed
+/// SYN + ACK pairs (one flow each) over a two-worker director. The director streams the
+/// listing in chunks; `adm` prints it whole, in the text and in `--json`: the same flows, each
+/// once.
+#[test]
+fn a_listing_of_thousands_of_connections_is_streamed_whole() {
+    use crate::harness::tun_lab::{self, DIRECTOR, RS1, RS2, VIP};
+    const SPOOFED: &str = "198.18.0.0/15";
+    let topo = tun_lab::build();
+    let (client, director) = (topo.ns("client"), topo.ns("director"));
+    topo.ns("router")
+        .ip(&format!("route add blackhole {SPOOFED}"));
+    start_director(director, &["--local-address", DIRECTOR, "--queues", "2"]);
+    adm(director, &format!("-A -t {VIP}:80 -s rr"));
+    for rip in [RS1, RS2] {
+        adm(director, &format!("-a -t {VIP}:80 -r {rip} -i"));
+    }
+    let to = format!("{VIP}:80");
+    let flood = client.spawn(
+        "synflood",
+        TUNLB,
+        &[
+            "lab",
+            "synflood",
+            "--to",
+            &to,
+            "--src",
+            SPOOFED,
+            "--pairs",
+            "3000",
+            "--rate",
+            "1500",
+            "--seconds",
+            "20",
+        ],
+    );
+    let (status, log) = client.wait_exit(flood, std::time::Duration::from_secs(30));
+    assert!(status.success(), "synflood: {log}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let text = adm(director, "-L -n -c");
+    let json = adm(director, "-L -n -c --json");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("IPVS connection entries"));
+    assert_eq!(
+        lines.next(),
+        Some("pro expire state       source             virtual            destination")
+    );
+    let mut from_text: Vec<String> = lines
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        .filter(|src| src.starts_with("198.1"))
+        .collect();
+    let entries: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let mut from_json: Vec<String> = entries
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|e| e["client"].as_str().map(str::to_owned))
+        .filter(|src| src.starts_with("198.1"))
+        .collect();
+    eprintln!(
+        "{} flows listed ({} bytes of text, {} of JSON)",
+        from_text.len(),
+        text.len(),
+        json.len()
+    );
+    assert!(
+        from_text.len() > 2 * 1024,
+        "only {} of 3000 flows listed",
+        from_text.len()
+    );
+    from_text.sort();
+    from_json.sort();
+    let listed = from_text.len();
+    from_text.dedup();
+    assert_eq!(from_text.len(), listed, "a flow listed twice");
+    assert_eq!(
+        from_text, from_json,
+        "the text and the JSON list the same flows"
+    );
+}

@@ -62,10 +62,8 @@ fn build() -> Topology {
         .netns("router")
         .netns("dir-a")
         .netns("dir-b")
-        .netns("rs1")
-        .netns("rs2")
+        .real_server_lan()
         .bridge("router", "lan", "192.168.150.1/24")
-        .bridge("router", "rs-lan", "10.3.0.1/24")
         .link_to_bridge(
             ("client", "eth0", "192.168.150.2/24"),
             "router",
@@ -84,20 +82,6 @@ fn build() -> Topology {
             "to-b",
             "lan",
         )
-        .link_to_bridge(
-            ("rs1", "eth0", "10.3.0.12/24"),
-            "router",
-            "to-rs1",
-            "rs-lan",
-        )
-        .link_to_bridge(
-            ("rs2", "eth0", "10.3.0.13/24"),
-            "router",
-            "to-rs2",
-            "rs-lan",
-        )
-        .route("rs1", "default via 10.3.0.1")
-        .route("rs2", "default via 10.3.0.1")
         .route("dir-a", "default via 192.168.150.1")
         .route("dir-b", "default via 192.168.150.1")
         .forwarding("router")

@@ -756,13 +756,17 @@ impl TopologyBuilder {
     pub fn link(mut self, a: End, b: End) -> Self {
         let veth = Veth::new(self.topo.ns(a.0), a.1, self.topo.ns(b.0), b.1);
         self.topo.links.push(veth);
-        for (role, ifname, addr) in [a, b] {
-            let ns = self.topo.ns(role);
-            ns.sysctl(&format!("net.ipv4.conf.{ifname}.rp_filter"), "0");
-            ns.ip(&format!("addr add {addr} dev {ifname}"));
-            ns.ip(&format!("link set dev {ifname} up"));
-        }
+        self.address(a);
+        self.address(b);
         self
+    }
+
+    /// Addresses one end of a link (rp_filter off on it) and brings it up.
+    fn address(&self, (role, ifname, addr): End) {
+        let ns = self.topo.ns(role);
+        ns.sysctl(&format!("net.ipv4.conf.{ifname}.rp_filter"), "0");
+        ns.ip(&format!("addr add {addr} dev {ifname}"));
+        ns.ip(&format!("link set dev {ifname} up"));
     }
 
     /// Adds a bridge `name` with address `addr` in `role`'s namespace: a LAN that
@@ -780,11 +784,7 @@ impl TopologyBuilder {
     pub fn link_to_bridge(mut self, a: End, b_role: &str, b_if: &str, bridge: &str) -> Self {
         let veth = Veth::new(self.topo.ns(a.0), a.1, self.topo.ns(b_role), b_if);
         self.topo.links.push(veth);
-        let (role, ifname, addr) = a;
-        let ns = self.topo.ns(role);
-        ns.sysctl(&format!("net.ipv4.conf.{ifname}.rp_filter"), "0");
-        ns.ip(&format!("addr add {addr} dev {ifname}"));
-        ns.ip(&format!("link set dev {ifname} up"));
+        self.address(a);
         let ns = self.topo.ns(b_role);
         ns.ip(&format!("link set dev {b_if} master {bridge}"));
         ns.ip(&format!("link set dev {b_if} up"));
@@ -795,6 +795,29 @@ impl TopologyBuilder {
     pub fn route(self, role: &str, route: &str) -> Self {
         self.topo.ns(role).ip(&format!("route add {route}"));
         self
+    }
+
+    /// Adds the real servers' LAN behind the namespace `router` (which must exist): rs1
+    /// 10.3.0.12 and rs2 10.3.0.13 on the bridge `rs-lan` (10.3.0.0/24), their default route via
+    /// the router's 10.3.0.1.
+    pub fn real_server_lan(self) -> Self {
+        self.netns("rs1")
+            .netns("rs2")
+            .bridge("router", "rs-lan", "10.3.0.1/24")
+            .link_to_bridge(
+                ("rs1", "eth0", "10.3.0.12/24"),
+                "router",
+                "to-rs1",
+                "rs-lan",
+            )
+            .link_to_bridge(
+                ("rs2", "eth0", "10.3.0.13/24"),
+                "router",
+                "to-rs2",
+                "rs-lan",
+            )
+            .route("rs1", "default via 10.3.0.1")
+            .route("rs2", "default via 10.3.0.1")
     }
 
     /// Turns on IPv4 forwarding in `role`'s namespace.
@@ -810,30 +833,13 @@ impl TopologyBuilder {
 }
 
 /// The five namespaces of [`tun_lab`] and [`lan_lab`] (client, router, director, rs1, rs2), with
-/// the real servers' side already built: rs1 10.3.0.12 and rs2 10.3.0.13 on the bridge `rs-lan`
-/// (10.3.0.0/24) in the router, their default route via its 10.3.0.1.
+/// the real servers' side already built ([`TopologyBuilder::real_server_lan`]).
 fn real_server_lan_lab() -> TopologyBuilder {
     Topology::builder()
         .netns("client")
         .netns("router")
         .netns("director")
-        .netns("rs1")
-        .netns("rs2")
-        .bridge("router", "rs-lan", "10.3.0.1/24")
-        .link_to_bridge(
-            ("rs1", "eth0", "10.3.0.12/24"),
-            "router",
-            "to-rs1",
-            "rs-lan",
-        )
-        .link_to_bridge(
-            ("rs2", "eth0", "10.3.0.13/24"),
-            "router",
-            "to-rs2",
-            "rs-lan",
-        )
-        .route("rs1", "default via 10.3.0.1")
-        .route("rs2", "default via 10.3.0.1")
+        .real_server_lan()
 }
 
 /// The TUN-mode lab: a client and a director in one network, two real servers in another,

@@ -338,11 +338,12 @@ fn agent_black_hole_is_missed_by_checks_on_the_real_address() {
     );
 }
 
-/// A reload restarts the checkers with the new settings: SIGHUP with `inhibit_on_failure` turned
-/// on brings the failed rs1 back at weight 0; `adm --reload` without rs1's check puts it back
-/// at weight 1 (unchecked servers are always up), though its httpd is still stopped.
+/// A reload applies the new settings to the checkers: SIGHUP with `inhibit_on_failure` turned
+/// on brings the failed rs1 back at weight 0 (its checker kept, still failing); `adm --reload`
+/// without rs1's check stops its checker and puts it back at weight 1 (unchecked servers are
+/// always up), though its httpd is still stopped.
 #[test]
-fn reload_restarts_the_checkers_with_the_new_settings() {
+fn reload_applies_the_new_settings_to_the_checkers() {
     let lab = Lab::start(&config(false));
     let director = lab.ns("director");
     lab.ns("rs1").stop(lab.rs1_httpd);
@@ -367,11 +368,76 @@ fn reload_restarts_the_checkers_with_the_new_settings() {
     // rs2's check is unchanged: its checker (and its state) carried over the reloads.
     assert_eq!(lab.weight(RS2), Some(1));
     let log = director.log(lab.director);
-    assert_eq!(
-        log.matches("restarting the checkers").count(),
-        2,
-        "one restart per reload:\n{log}"
+    for line in [
+        "new settings: checkers kept: 2 (2 updated), started: 0, restarted: 0, stopped: 0",
+        "new settings: checkers kept: 1 (0 updated), started: 0, restarted: 0, stopped: 1",
+    ] {
+        assert_eq!(log.matches(line).count(), 1, "{line:?} once:\n{log}");
+    }
+    assert!(
+        !log.contains("restarting the checkers"),
+        "no reload restarts every checker:\n{log}"
     );
+}
+
+/// The soak's `adm --reload` every second, faster: reloads of the unchanged file every 300 ms
+/// keep every checker with its state. rs1's failures count across them (it leaves the table
+/// as fast as without reloads, though each reload comes before its check could fail twice),
+/// it stays out while down and comes back when repaired; no checker is started, restarted
+/// or stopped.
+#[test]
+fn frequent_reloads_of_an_unchanged_file_keep_the_checkers() {
+    let lab = Lab::start(&config(false));
+    let director = lab.ns("director");
+    assert_eq!(lab.weight(RS1), Some(1));
+    let stop = AtomicBool::new(false);
+    let reloads = thread::scope(|s| {
+        let reloader = s.spawn(|| {
+            let mut n = 0;
+            // Bounded: the test takes well under 200 reloads of 300 ms.
+            while !stop.load(Ordering::SeqCst) && n < 200 {
+                let out = adm(director, "--reload");
+                assert!(out.starts_with("reloaded "), "reload {n}: {out}");
+                n += 1;
+                thread::sleep(Duration::from_millis(300));
+            }
+            n
+        });
+        thread::sleep(Duration::from_secs(1));
+        let stopped_at = Instant::now();
+        lab.ns("rs1").stop(lab.rs1_httpd);
+        wait_until("rs1 to leave the table", DETECT * 2, || {
+            lab.weight(RS1).is_none()
+        });
+        let took = stopped_at.elapsed();
+        eprintln!("rs1 left the table {took:?} after its httpd stopped, reloads every 300 ms");
+        assert!(
+            took <= DETECT,
+            "rs1 left after {took:?}, more than {DETECT:?}"
+        );
+        for _ in 0..10 {
+            thread::sleep(Duration::from_millis(300));
+            assert_eq!(lab.weight(RS1), None, "rs1 stays out while down");
+        }
+        let _httpd = start_rs_httpd(lab.ns("rs1"), "rs1", RS1);
+        wait_until("rs1 to be back in the table", DETECT * 2, || {
+            lab.weight(RS1) == Some(1)
+        });
+        assert_eq!(lab.weight(RS2), Some(1));
+        stop.store(true, Ordering::SeqCst);
+        reloader.join().expect("the reload thread panicked")
+    });
+    eprintln!("{reloads} reloads");
+    assert!(reloads >= 10, "only {reloads} reloads");
+    let log = director.log(lab.director);
+    for said in [
+        "checker started",
+        "checker stopped",
+        "new checker",
+        "restarting",
+    ] {
+        assert!(!log.contains(said), "{said:?} in the log:\n{log}");
+    }
 }
 
 /// DR mode ([`dr_lab`]: one LAN): TCP checks through the tunnel reach each real server as a

@@ -13,7 +13,9 @@
 //! [`gateway`] links two sites through the director's tunnel routes and a
 //! `tunlb realserver --gateway`; [`ha`] has two directors with VRRP and connection sync (the
 //! seed's §7: SIGKILL failover and preempting return under 60 keep-alive connections, and
-//! interop with keepalived); [`health`] has keepalived-style health checks removing and
+//! interop with keepalived); [`ecmp`] has directors behind a router's ECMP route announced
+//! by BIRD (a director SIGKILLed, one added, a real server removed under 60 connections);
+//! [`health`] has keepalived-style health checks removing and
 //! restoring real servers; [`ssl_check`] runs an SSL_GET check against `tunlb httpd --tls`
 //! (and omega's quorum_down at shutdown);
 //! [`keepalived_conf`] runs the seed's keepalived.conf with
@@ -28,6 +30,7 @@
 mod control;
 mod director_lifecycle;
 mod dr_mode;
+mod ecmp;
 mod flood;
 mod fragments;
 mod gateway;

@@ -274,11 +274,26 @@ pub(super) fn list(
                 _ => format::list_table(&listing, &opts.format, names),
             }
         }
-        ListTarget::Connections => match send(&Request::ListConns)? {
-            Response::Conns(conns) if opts.json => to_json(&conns),
-            Response::Conns(conns) => format::list_conns(&conns, &opts.format, names),
-            other => return Err(unexpected(other)),
-        },
+        ListTarget::Connections => {
+            // Streamed in chunks by the director (see `Request::StreamConns`), assembled by
+            // the socket client; a director from before the streamed answer gets the old
+            // one-line request.
+            let conns = match send(&Request::StreamConns)? {
+                Response::Conns(conns) => conns,
+                Response::Error { message, .. } if message.starts_with("invalid request") => {
+                    match send(&Request::ListConns)? {
+                        Response::Conns(conns) => conns,
+                        other => return Err(unexpected(other)),
+                    }
+                }
+                other => return Err(unexpected(other)),
+            };
+            if opts.json {
+                to_json(&conns)
+            } else {
+                format::list_conns(&conns, &opts.format, names)
+            }
+        }
         ListTarget::Timeouts => match send(&Request::GetTimeouts)? {
             Response::Timeouts(t) if opts.json => to_json(&t),
             Response::Timeouts(t) => format::list_timeouts(&t),

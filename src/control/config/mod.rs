@@ -7,6 +7,8 @@
 //! tunnel_mtu = 1500          # MTU towards the real servers
 //! local_address = "10.0.0.1" # outer source address of tunnel packets (default: routing decides)
 //! announce = ["eth0"]        # answer ARP for every VIP on these LAN interfaces
+//! announce_table = 100       # VIPs with a live real server also routed into this table,
+//!                            # for a routing daemon (BIRD) to announce (docs/scale-out.md)
 //!
 //! [timeouts]                 # optional, seconds
 //! tcp = 900
@@ -147,6 +149,22 @@ use crate::vrrp::config::VrrpConfig;
 /// The most TUN queues (worker threads) a director may ask for.
 pub const MAX_QUEUES: usize = 256;
 
+/// Checks an announce table number (`--announce-table`, `[director] announce_table`): a
+/// routing table of its own, so 1 to 2³²−1 but not the kernel's `default` (253), `main` (254)
+/// or `local` (255) tables, nor the NAT reply table.
+pub fn announce_table(table: i64) -> Result<u32, String> {
+    let reserved = [253, 254, 255, i64::from(crate::director::nat::REPLY_TABLE)];
+    match u32::try_from(table) {
+        Ok(t) if t > 0 && !reserved.contains(&table) => Ok(t),
+        _ => Err(format!(
+            "expected a routing table number from 1 to {} other than 253 (default), 254 \
+             (main), 255 (local) and {} (tunlb's NAT replies), found {table}",
+            u32::MAX,
+            crate::director::nat::REPLY_TABLE
+        )),
+    }
+}
+
 /// The `[director]` and `[timeouts]` sections, with defaults filled in.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DirectorSettings {
@@ -162,6 +180,11 @@ pub struct DirectorSettings {
     /// LAN interfaces on which the director answers ARP for every VIP from its own AF_PACKET
     /// socket (the answers stop with the process), as `--announce IFACE` does; empty by default.
     pub announce: Vec<String>,
+    /// The routing table (`--announce-table`) into which every VIP whose service has a live
+    /// real server is also routed (`VIP/32 dev TUN table N`), for a routing daemon such as
+    /// BIRD to learn and announce over BGP; `None` (the default): no such routes.
+    #[serde(default)]
+    pub announce_table: Option<u32>,
     /// Connection timeouts.
     pub timeouts: Timeouts,
     /// Health checks of the services (`delay_loop`, ... and `[service.real_server.check]`);
@@ -215,6 +238,7 @@ impl Default for DirectorSettings {
             tunnel_mtu: 1500,
             local_address: None,
             announce: Vec::new(),
+            announce_table: None,
             timeouts: Timeouts::default(),
             health: HealthConfig::default(),
             tunnel_routes: Vec::new(),

@@ -62,6 +62,7 @@ pub(super) struct RawDirector {
     pub(super) tunnel_mtu: Option<Spanned<i64>>,
     pub(super) local_address: Option<Spanned<String>>,
     pub(super) announce: Option<Vec<String>>,
+    pub(super) announce_table: Option<Spanned<i64>>,
     pub(super) sloppy_tcp: Option<bool>,
     pub(super) sloppy_sctp: Option<bool>,
 }

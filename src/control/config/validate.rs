@@ -251,6 +251,12 @@ impl Validator<'_> {
         if let Some(announce) = &d.announce {
             settings.announce = announce.clone();
         }
+        if let Some(t) = &d.announce_table {
+            match super::announce_table(*t.get_ref()) {
+                Ok(table) => settings.announce_table = Some(table),
+                Err(e) => self.report(t.span(), format!("director.announce_table: {e}")),
+            }
+        }
         settings.sloppy_tcp = d.sloppy_tcp;
         settings.sloppy_sctp = d.sloppy_sctp;
     }

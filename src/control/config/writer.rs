@@ -24,6 +24,9 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
         let list: Vec<String> = s.announce.iter().map(|i| quote(i)).collect();
         let _ = writeln!(out, "announce = [{}]", list.join(", "));
     }
+    if let Some(t) = s.announce_table {
+        let _ = writeln!(out, "announce_table = {t}");
+    }
     if let Some(b) = s.sloppy_tcp {
         let _ = writeln!(out, "sloppy_tcp = {b}");
     }

@@ -1,5 +1,6 @@
 //! What the table changes on the host: VIPs routed into the TUN (and answered by the ARP
-//! responder on the `--announce` interfaces), tunnel
+//! responder on the `--announce` interfaces; with `--announce-table`, the VIPs that have a live
+//! real server also routed into that table for BIRD to announce: [`live_vips`]), tunnel
 //! routes' prefixes, the NAT reply routing and the S-NAT routing, rp_filter for probes through
 //! the data path. Every change is recorded in [`NetChanges`](crate::sys::netcfg::NetChanges)
 //! and undone at exit.
@@ -105,6 +106,9 @@ impl ControlPlane {
             }
             st.routed.remove(vip);
         }
+        if let Some(table) = self.announce_table {
+            self.sync_announced(st, snap, table)?;
+        }
         for iface in &self.announce {
             let new = self
                 .announcer
@@ -128,6 +132,49 @@ impl ControlPlane {
             .map_err(PlaneError::Routing)
     }
 
+    /// `--announce-table`: routes into `table` every VIP with a live real server
+    /// ([`live_vips`]) and withdraws the others, so that BIRD, learning that table, announces
+    /// exactly those (docs/scale-out.md). The routes go through the TUN device: they vanish
+    /// with it when the director dies, however it dies.
+    fn sync_announced(
+        &self,
+        st: &mut PlaneState,
+        snap: &Snapshot,
+        table: u32,
+    ) -> Result<(), PlaneError> {
+        let live = live_vips(snap);
+        for vip in live.difference(&st.announced.clone()) {
+            st.net
+                .add_table_route(Ipv4Net::from(*vip), &self.tun_name, table)
+                .map_err(|error| PlaneError::AnnounceRoute {
+                    vip: *vip,
+                    tun: self.tun_name.clone(),
+                    table,
+                    error,
+                })?;
+            st.announced.insert(*vip);
+            log::info!(
+                "tunlb director: announcing VIP {vip}: routed into {} in table {table} (a \
+                 service of it has a live real server)",
+                self.tun_name
+            );
+        }
+        for vip in st.announced.clone().difference(&live) {
+            if let Err(e) = st
+                .net
+                .del_table_route(Ipv4Net::from(*vip), &self.tun_name, table)
+            {
+                log::warn!("tunlb director: withdrawing VIP {vip} from table {table}: {e}");
+            }
+            st.announced.remove(vip);
+            log::info!(
+                "tunlb director: withdrawing VIP {vip} from table {table}: no service of it has \
+                 a live real server"
+            );
+        }
+        Ok(())
+    }
+
     /// Lets the answers to probes through the data path in on `iface`: they come from the VIP,
     /// which the director routes into its TUN, so strict reverse-path filtering (1) on `iface`
     /// or `all` would drop them; both are set to loose (2) where strict, and restored on exit.
@@ -149,5 +196,84 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+}
+
+/// The VIPs worth announcing: those with at least one service that has a live real server,
+/// one in the table (its health check passing, or none) with a weight above zero. A VIP whose
+/// every server is down, held or quiesced (weight 0) is not.
+pub fn live_vips(snap: &Snapshot) -> BTreeSet<Ipv4Addr> {
+    snap.services()
+        .into_iter()
+        .filter(|s| {
+            s.dest_ids
+                .iter()
+                .filter_map(|&id| snap.dest(id))
+                .any(|d| d.config.weight > 0)
+        })
+        .map(|s| s.config.key.vip)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::director::conn::Timeouts;
+    use crate::director::Registry;
+    use crate::model::{DestConfig, Forward, Protocol, ServiceConfig, ServiceKey, ServiceSet};
+
+    fn service(vip: [u8; 4], port: u16, weights: &[u32]) -> ServiceConfig {
+        let key = ServiceKey {
+            vip: Ipv4Addr::from(vip),
+            port,
+            proto: Protocol::Tcp,
+        };
+        ServiceConfig {
+            key,
+            scheduler: crate::model::SchedulerKind::Rr,
+            persistence: None,
+            mss_clamp: None,
+            dests: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &weight)| DestConfig {
+                    addr: Ipv4Addr::new(10, 3, 0, 10 + i as u8),
+                    port: 0,
+                    weight,
+                    forward: Forward::tunnel(Default::default()),
+                    u_threshold: 0,
+                    l_threshold: 0,
+                })
+                .collect(),
+            policy: Default::default(),
+        }
+    }
+
+    #[test]
+    fn only_vips_with_a_live_real_server_are_announced() {
+        let set = ServiceSet {
+            services: vec![
+                // Live.
+                service([192, 168, 150, 100], 80, &[1, 0]),
+                // Every server quiesced on :80, but :443 has a live one: still announced.
+                service([192, 168, 150, 101], 80, &[0, 0]),
+                service([192, 168, 150, 101], 443, &[0, 3]),
+                // No server, or all at weight 0: not announced.
+                service([192, 168, 150, 102], 80, &[]),
+                service([192, 168, 150, 103], 80, &[0]),
+            ],
+        };
+        let snap = Registry::new()
+            .build(&set, &Timeouts::default())
+            .expect("snapshot");
+        let live: Vec<Ipv4Addr> = live_vips(&snap).into_iter().collect();
+        assert_eq!(
+            live,
+            [
+                Ipv4Addr::new(192, 168, 150, 100),
+                Ipv4Addr::new(192, 168, 150, 101)
+            ]
+        );
+        assert!(live_vips(&Snapshot::default()).is_empty());
     }
 }

@@ -1,22 +1,32 @@
 //! What `adm -L` shows: the table with live connection counts, counters and rates; `-L -c`:
 //! every connection, NAT flow, S-NAT mapping and persistence template. And the rate ticker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
 
 use super::ControlPlane;
 use crate::control::format::{ConnEntry, ConnTableStatus, Listing, Rates, Stats};
+#[cfg(doc)]
+use crate::control::proto::Request;
+use crate::control::proto::{Response, CONN_CHUNK};
 use crate::director::conn::{Conn, ConnKey, DestId, KEY_TEMPLATE};
 use crate::director::snat;
 use crate::director::stats::{self, Totals};
+use crate::director::{Director, Shared, Snapshot};
 use crate::model::{Protocol, ServiceSet};
 use crate::time::Instant;
 
 /// Connection-table slots `-L -c` reads per hold of a worker's lock (about 0.5 MB of
 /// slots: tens of microseconds). A flow that moves across a piece boundary while the lock is
 /// released (an insert, a removal or the table's growth in between) may be missed or listed
-/// twice, as with any listing of a live table; [`FlowsByKey`] lists each key once.
+/// twice, as with any listing of a live table; a flow held in two tables at once is listed
+/// once ([`ConnChunks`]).
 const LIST_PIECE_SLOTS: usize = 16_384;
+
+/// Flows `-L -c` looks up in another worker's table per hold of its lock (to list a flow
+/// held twice once): tens of microseconds.
+const LOOKUPS_PER_HOLD: usize = 1024;
 
 impl ControlPlane {
     /// The workers' per-server counters, summed (each worker's lock is held only to read).
@@ -138,50 +148,193 @@ impl ControlPlane {
         st
     }
 
-    /// Every worker's connections plus the persistence templates, as `-L -c` lists them.
+    /// Every worker's connections plus the persistence templates, as `-L -c` lists them, in
+    /// one vector: [`ControlPlane::conn_chunks`] collected (for [`Request::ListConns`], the
+    /// one-line answer older `adm` builds ask for).
     pub fn conn_entries(&self) -> Vec<ConnEntry> {
-        let now = self.clock.now();
-        let snap = self.shared.snapshot();
-        let mut out = Vec::new();
-        let dest_addr = |id| {
-            snap.dest_or_held(id)
-                .map(|d| SocketAddrV4::new(d.config.addr, d.config.port))
-                .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
-        };
-        // A flow is listed once: a former master's workers may hold a flow the new master
-        // synced back into the shared table.
-        let mut flows = FlowsByKey::default();
-        for core in &self.cores {
-            // A bounded piece of one worker's table at a time: the worker waits at most for
-            // one piece (a few tens of microseconds) between two of its batches, never for
-            // the whole listing, and never two workers at once.
-            let mut at: usize = 0;
-            loop {
-                let Ok(d) = core.lock() else { break };
-                let conns = d.conns();
+        self.conn_chunks()
+            .flat_map(|r| match r {
+                Response::ConnsChunk(c) => c,
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The streamed `-L -c` answer ([`Request::StreamConns`]), see [`ConnChunks`].
+    pub fn conn_chunks(&self) -> ConnChunks {
+        ConnChunks {
+            shared: self.shared.clone(),
+            cores: self.cores.clone(),
+            now: self.clock.now(),
+            snap: self.shared.snapshot(),
+            phase: Phase::Worker { core: 0, at: 0 },
+            pending: VecDeque::new(),
+        }
+    }
+}
+
+/// Where a streamed `-L -c` is in its walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Worker `core`'s table, from slot `at`.
+    Worker { core: usize, at: usize },
+    /// The flows peers synced that no worker has taken yet, from `cursor`.
+    Synced { cursor: u64 },
+    /// The shared NAT flows, S-NAT mappings and persistence templates.
+    Shared,
+    /// Everything was listed: [`Response::ConnsEnd`] comes next.
+    End,
+    /// The answer is over.
+    Done,
+}
+
+/// The streamed `-L -c` answer ([`Request::StreamConns`]): [`Response::ConnsChunk`]s of at
+/// most [`CONN_CHUNK`] entries, then [`Response::ConnsEnd`], made as the socket takes them.
+///
+/// It walks each worker's table a piece of [`LIST_PIECE_SLOTS`] slots at a time (the worker
+/// waits at most for one piece between two of its batches, never for the whole listing, and
+/// never two workers at once), then the flows peers synced that no worker has taken yet, then
+/// the shared NAT flows, S-NAT mappings and persistence templates (each a bounded table, copied
+/// whole as before). It holds one piece's entries at a time, never the whole listing.
+///
+/// A flow is listed once: a former master's workers may hold a flow the new master synced back
+/// into the shared table. Each copy is listed by its holder only when no other copy lives
+/// longer (on a tie the first worker's wins, the synced table's last): the other holders are
+/// asked with lookups, [`LOOKUPS_PER_HOLD`] per hold of a worker's lock.
+pub struct ConnChunks {
+    shared: Arc<Shared>,
+    cores: Vec<Arc<Mutex<Director>>>,
+    now: Instant,
+    snap: Arc<Snapshot>,
+    phase: Phase,
+    pending: VecDeque<ConnEntry>,
+}
+
+impl Iterator for ConnChunks {
+    type Item = Response;
+
+    fn next(&mut self) -> Option<Response> {
+        while self.pending.len() < CONN_CHUNK && !matches!(self.phase, Phase::End | Phase::Done) {
+            self.step();
+        }
+        if !self.pending.is_empty() {
+            let n = self.pending.len().min(CONN_CHUNK);
+            return Some(Response::ConnsChunk(self.pending.drain(..n).collect()));
+        }
+        if self.phase == Phase::End {
+            self.phase = Phase::Done;
+            return Some(Response::ConnsEnd);
+        }
+        None
+    }
+}
+
+impl ConnChunks {
+    /// One step of the walk: one piece of a table into `pending`.
+    fn step(&mut self) {
+        match self.phase {
+            Phase::Worker { core, at } => {
+                let Some(worker) = self.cores.get(core) else {
+                    self.phase = Phase::Synced { cursor: 0 };
+                    return;
+                };
+                let mut piece = Vec::new();
                 let end = at.saturating_add(LIST_PIECE_SLOTS);
-                for (_, k, c) in conns.entries_in(at, end) {
-                    if let Some(e) = conn_entry(k, c, dest_addr(c.dest), now) {
-                        flows.add(*k, e);
+                let done = match worker.lock() {
+                    Ok(d) => {
+                        let conns = d.conns();
+                        piece.extend(conns.entries_in(at, end).map(|(_, k, c)| (*k, *c)));
+                        end >= conns.capacity()
                     }
-                }
-                let done = end >= conns.capacity();
-                drop(d);
-                if done {
+                    Err(_) => true,
+                };
+                self.add_listed(core, &piece);
+                self.phase = if done {
+                    Phase::Worker {
+                        core: core + 1,
+                        at: 0,
+                    }
+                } else {
+                    Phase::Worker { core, at: end }
+                };
+            }
+            Phase::Synced { cursor } => {
+                let mut piece = Vec::new();
+                let next = self
+                    .shared
+                    .synced
+                    .dump(cursor, LIST_PIECE_SLOTS, self.now, &mut piece);
+                self.add_listed(self.cores.len(), &piece);
+                self.phase = match next {
+                    Some(cursor) => Phase::Synced { cursor },
+                    None => Phase::Shared,
+                };
+            }
+            Phase::Shared => {
+                self.add_shared();
+                self.phase = Phase::End;
+            }
+            Phase::End | Phase::Done => {}
+        }
+    }
+
+    /// The address of real server `id` (held ones too; 0.0.0.0:0 for one that left).
+    fn dest_addr(&self, id: DestId) -> SocketAddrV4 {
+        self.snap
+            .dest_or_held(id)
+            .map(|d| SocketAddrV4::new(d.config.addr, d.config.port))
+            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+    }
+
+    /// Queues the flows of `piece`, from the table of rank `rank` (worker `rank`, or the
+    /// synced table when `rank` is the number of workers), whose copy is the one listed.
+    fn add_listed(&mut self, rank: usize, piece: &[(ConnKey, Conn)]) {
+        let now = self.now;
+        let mut listed: Vec<Option<u32>> = piece.iter().map(|(_, c)| secs_left(c, now)).collect();
+        for (other, worker) in self.cores.iter().enumerate() {
+            if other == rank {
+                continue;
+            }
+            let batches = piece.chunks(LOOKUPS_PER_HOLD);
+            for (flows, listed) in batches.zip(listed.chunks_mut(LOOKUPS_PER_HOLD)) {
+                let Ok(d) = worker.lock() else { break };
+                let conns = d.conns();
+                if conns.is_empty() {
                     break;
                 }
-                at = end;
+                for ((k, _), mine) in flows.iter().zip(listed.iter_mut()) {
+                    let theirs = conns.get(k).and_then(|c| secs_left(c, now));
+                    if mine.is_some_and(|m| beats(theirs, other, m, rank)) {
+                        *mine = None;
+                    }
+                }
             }
         }
-        // Flows a peer synced that no worker has taken yet (a backup's, mostly).
-        for (k, c) in self.shared.synced.entries() {
-            if let Some(e) = conn_entry(&k, &c, dest_addr(c.dest), now) {
-                flows.add(k, e);
+        let synced = self.cores.len();
+        if rank != synced && !self.shared.synced.is_empty() {
+            for ((k, _), mine) in piece.iter().zip(listed.iter_mut()) {
+                let theirs = self.shared.synced.get(k).and_then(|c| secs_left(&c, now));
+                if mine.is_some_and(|m| beats(theirs, synced, m, rank)) {
+                    *mine = None;
+                }
             }
         }
-        out.extend(flows.into_entries());
-        out.extend(
-            self.shared.nat.flows().iter().filter_map(|f| {
+        for ((k, c), mine) in piece.iter().zip(listed) {
+            if mine.is_none() {
+                continue;
+            }
+            if let Some(e) = conn_entry(k, c, self.dest_addr(c.dest), now) {
+                self.pending.push_back(e);
+            }
+        }
+    }
+
+    /// Queues the shared NAT flows, S-NAT mappings and persistence templates.
+    fn add_shared(&mut self) {
+        let now = self.now;
+        let nat = self.shared.nat.flows();
+        self.pending.extend(
+            nat.iter().filter_map(|f| {
                 conn_entry(&f.key, &f.conn, SocketAddrV4::new(f.raddr, f.rport), now)
             }),
         );
@@ -193,7 +346,7 @@ impl ControlPlane {
                 continue;
             }
             let addr = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
-            out.push(ConnEntry {
+            self.pending.push_back(ConnEntry {
                 proto,
                 expires_secs: (m.expires - now).as_secs() as u32,
                 state: m.state.as_str().to_string(),
@@ -207,47 +360,28 @@ impl ControlPlane {
                 continue;
             };
             debug_assert!(k.flags & KEY_TEMPLATE != 0);
-            out.push(ConnEntry {
+            self.pending.push_back(ConnEntry {
                 proto,
                 expires_secs: expires.saturating_since(now).as_secs() as u32,
                 state: "NONE".to_string(),
                 client: SocketAddrV4::new(k.caddr, 0),
                 vip: SocketAddrV4::new(k.vaddr, k.vport),
-                dest: dest_addr(dest),
+                dest: self.dest_addr(dest),
             });
         }
-        out
     }
 }
 
-/// The workers' flows and the synced ones, each key once: a flow in a worker and also in the
-/// shared synced table (a former master's flow its peer synced back) is listed once, with the
-/// copy that lives longest (the one the packets or the records keep fresh).
-#[derive(Default)]
-struct FlowsByKey {
-    at: HashMap<ConnKey, usize>,
-    entries: Vec<ConnEntry>,
+/// The whole seconds flow `c` has left at `now` (what `-L -c` shows); `None` once expired.
+fn secs_left(c: &Conn, now: Instant) -> Option<u32> {
+    (c.expires() > now).then(|| (c.expires() - now).as_secs() as u32)
 }
 
-impl FlowsByKey {
-    fn add(&mut self, key: ConnKey, e: ConnEntry) {
-        match self.at.entry(key) {
-            std::collections::hash_map::Entry::Occupied(i) => {
-                let old = &mut self.entries[*i.get()];
-                if e.expires_secs > old.expires_secs {
-                    *old = e;
-                }
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(self.entries.len());
-                self.entries.push(e);
-            }
-        }
-    }
-
-    fn into_entries(self) -> Vec<ConnEntry> {
-        self.entries
-    }
+/// Whether another copy of a flow (`theirs` seconds left, `None` if absent or expired, in the
+/// table of rank `their_rank`) is listed instead of ours (`mine`, rank `my_rank`): it lives
+/// longer, or as long in a table listed earlier.
+fn beats(theirs: Option<u32>, their_rank: usize, mine: u32, my_rank: usize) -> bool {
+    theirs.is_some_and(|t| t > mine || (t == mine && their_rank < my_rank))
 }
 
 /// One connection of a worker's table or of the shared NAT flows, as `-L -c` lists it; `None`
@@ -265,38 +399,4 @@ fn conn_entry(k: &ConnKey, c: &Conn, dest: SocketAddrV4, now: Instant) -> Option
         vip: SocketAddrV4::new(k.vaddr, k.vport),
         dest,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::director::conn::ConnState;
-
-    #[test]
-    fn a_flow_in_every_worker_is_listed_once_with_its_longest_lived_copy() {
-        let key = ConnKey::new(
-            6,
-            Ipv4Addr::new(10, 0, 0, 1),
-            4000,
-            Ipv4Addr::new(10, 9, 9, 9),
-            80,
-        );
-        let other = ConnKey { cport: 4001, ..key };
-        let dest = SocketAddrV4::new(Ipv4Addr::new(172, 16, 0, 1), 80);
-        let entry = |k: &ConnKey, secs: u64, state| {
-            let c = Conn::new(DestId(1), state, Instant::from_secs(secs));
-            conn_entry(k, &c, dest, Instant::ZERO).unwrap()
-        };
-        let mut flows = FlowsByKey::default();
-        flows.add(key, entry(&key, 100, ConnState::Established));
-        flows.add(other, entry(&other, 50, ConnState::Established));
-        flows.add(key, entry(&key, 900, ConnState::Established));
-        flows.add(key, entry(&key, 200, ConnState::FinWait));
-        let got = flows.into_entries();
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[0].client.port(), 4000);
-        assert_eq!(got[0].expires_secs, 900);
-        assert_eq!(got[0].state, "ESTABLISHED");
-        assert_eq!(got[1].client.port(), 4001);
-    }
 }

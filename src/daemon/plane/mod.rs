@@ -61,6 +61,8 @@ pub struct ControlPlane {
     announce: Vec<String>,
     /// The ARP responder answering for the VIPs on the `announce` interfaces.
     announcer: Arc<Announcer>,
+    /// `--announce-table`: VIPs with a live real server are routed into it too.
+    announce_table: Option<u32>,
     config_path: Option<PathBuf>,
     stats: Mutex<StatsBook>,
     /// What `--save-config` reports besides the table ([`ControlPlane::set_settings`]).
@@ -68,8 +70,8 @@ pub struct ControlPlane {
     /// The `--keepalived-conf` file, re-read on reload when there is no `--config`.
     keepalived_path: Mutex<Option<PathBuf>>,
     /// The health checks to run and a generation counted up at every change
-    /// ([`ControlPlane::set_health_config`]); the health monitor restarts its checkers when the
-    /// generation moves.
+    /// ([`ControlPlane::set_health_config`]); the health monitor rebuilds its checkers when the
+    /// generation moves, keeping those whose checks did not change.
     health_config: Mutex<(u64, HealthConfig)>,
     /// The health probes' durations, recorded by the probe threads, read by the scrapes.
     check_durations: crate::metrics::CheckDurations,
@@ -85,6 +87,9 @@ struct PlaneState {
     registry: Registry,
     net: NetChanges,
     routed: BTreeSet<Ipv4Addr>,
+    /// The VIPs routed into the announce table (`--announce-table`): those with a live real
+    /// server.
+    announced: BTreeSet<Ipv4Addr>,
     /// What the health checkers changed on top of `set` (the configured table).
     health: HealthOverlay,
     /// The policy routing that brings NAT real servers' replies into the TUN.
@@ -108,6 +113,8 @@ pub struct HostSetup {
     pub announce: Vec<String>,
     /// The ARP responder (shared with the VRRP driver, which announces its VIPs while MASTER).
     pub announcer: Arc<Announcer>,
+    /// `--announce-table`: the table into which live VIPs are routed for BIRD to announce.
+    pub announce_table: Option<u32>,
     /// The `--config` file, re-read on reload.
     pub config_path: Option<PathBuf>,
 }
@@ -143,6 +150,18 @@ pub enum PlaneError {
         vip: Ipv4Addr,
         /// The TUN device.
         tun: String,
+        /// What the kernel said.
+        error: NetError,
+    },
+    /// A VIP could not be routed into the announce table (`--announce-table`).
+    #[error("routing VIP {vip} into {tun} in the announce table {table}: {error}")]
+    AnnounceRoute {
+        /// The VIP.
+        vip: Ipv4Addr,
+        /// The TUN device.
+        tun: String,
+        /// The `--announce-table`.
+        table: u32,
         /// What the kernel said.
         error: NetError,
     },
@@ -192,6 +211,7 @@ impl ControlPlane {
             tun_name,
             announce,
             announcer,
+            announce_table,
             config_path,
         } = host;
         let queues = cores.len();
@@ -205,6 +225,7 @@ impl ControlPlane {
                 registry: Registry::new(),
                 net,
                 routed: BTreeSet::new(),
+                announced: BTreeSet::new(),
                 health: HealthOverlay::default(),
                 nat_routing: ReplyRouting::default(),
                 routes: Arc::default(),
@@ -226,6 +247,7 @@ impl ControlPlane {
             tun_name,
             announce,
             announcer,
+            announce_table,
             config_path,
             stats: Mutex::new(StatsBook::new()),
             health_config: Mutex::new((0, HealthConfig::default())),
@@ -238,7 +260,7 @@ impl ControlPlane {
     /// [`socket::Listener::bind`]); the socket file goes when the returned server is dropped.
     pub fn serve(self: Arc<Self>, listener: socket::Listener) -> std::io::Result<socket::Server> {
         let plane = self.clone();
-        listener.serve(Arc::new(move |req| plane.handle(req)))
+        listener.serve(Arc::new(move |req| plane.answer(req)))
     }
 
     fn publish(

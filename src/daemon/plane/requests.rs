@@ -3,17 +3,28 @@
 use super::ControlPlane;
 use crate::control::config::{self, DirectorSettings};
 use crate::control::proto::{Request, Response};
+use crate::control::socket::Answer;
 use crate::director::conn::DestId;
 use crate::model::Edit;
 use crate::model::ServiceKey;
 
 impl ControlPlane {
-    /// Answers one `adm` request.
+    /// Answers one `adm` request on the control socket: [`Request::StreamConns`] streamed
+    /// ([`ControlPlane::conn_chunks`]), every other one in one line ([`ControlPlane::handle`]).
+    pub fn answer(&self, req: Request) -> Answer {
+        match req {
+            Request::StreamConns => Answer::Stream(Box::new(self.conn_chunks())),
+            req => Answer::One(self.handle(req)),
+        }
+    }
+
+    /// Answers one `adm` request in one line (a [`Request::StreamConns`] too: its entries
+    /// collected).
     pub fn handle(&self, req: Request) -> Response {
         match req {
             Request::Apply(cmds) => self.apply(&cmds),
             Request::List => Response::Listing(self.listing()),
-            Request::ListConns => Response::Conns(self.conn_entries()),
+            Request::ListConns | Request::StreamConns => Response::Conns(self.conn_entries()),
             Request::GetTimeouts => match self.state.lock() {
                 Ok(st) => Response::Timeouts(st.timeouts),
                 Err(_) => Response::error("Memory allocation problem"),

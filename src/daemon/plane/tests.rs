@@ -25,6 +25,7 @@ fn plane(config_path: Option<PathBuf>) -> ControlPlane {
         tun_name: "tlbtest0".to_string(),
         announce: Vec::new(),
         announcer: crate::daemon::announce::Announcer::new(),
+        announce_table: None,
         config_path,
     };
     let timeouts = Timeouts {
@@ -235,4 +236,103 @@ fn reload_answers_with_the_outcome() {
     // The reload hands the health monitor the file's checks (here: none) as a new generation.
     assert_eq!(plane.health_config(), (2, HealthConfig::default()));
     let _ = std::fs::remove_file(&path);
+}
+
+/// A flow key from client port `cport` to 10.9.9.9:80.
+fn flow(cport: u16) -> crate::director::conn::ConnKey {
+    crate::director::conn::ConnKey::new(
+        6,
+        Ipv4Addr::new(10, 0, 0, 1),
+        cport,
+        Ipv4Addr::new(10, 9, 9, 9),
+        80,
+    )
+}
+
+/// A flow to real server 1 in `state` that expires `secs` after `plane`'s now.
+fn conn(
+    plane: &ControlPlane,
+    secs: u64,
+    state: crate::director::conn::ConnState,
+) -> crate::director::conn::Conn {
+    let expires = plane.clock.now() + crate::time::Duration::from_secs(secs);
+    crate::director::conn::Conn::new(crate::director::conn::DestId(1), state, expires)
+}
+
+#[test]
+fn a_flow_in_several_tables_is_listed_once_with_its_longest_lived_copy() {
+    use crate::director::conn::ConnState::{Established, FinWait};
+    let plane = plane(None);
+    let put = |core: usize, cport: u16, c| {
+        let mut d = plane.cores[core].lock().expect("worker");
+        d.conns_mut().insert(flow(cport), c).expect("room");
+    };
+    // 4000: in both workers and synced, the second worker's copy lives longest.
+    put(0, 4000, conn(&plane, 100, Established));
+    put(1, 4000, conn(&plane, 900, Established));
+    let synced = |cport: u16, c| plane.shared.synced.upsert(flow(cport), c).expect("room");
+    synced(4000, conn(&plane, 200, FinWait));
+    // 4001: in the first worker only; 4002: synced, and an expired copy in a worker.
+    put(0, 4001, conn(&plane, 50, Established));
+    synced(4002, conn(&plane, 300, FinWait));
+    put(1, 4002, conn(&plane, 0, Established));
+    // 4003: the same expiry in both workers and synced: listed once (the first worker's).
+    put(0, 4003, conn(&plane, 500, Established));
+    put(1, 4003, conn(&plane, 500, FinWait));
+    synced(4003, conn(&plane, 500, FinWait));
+
+    let Response::Conns(mut got) = plane.handle(Request::ListConns) else {
+        panic!("no connections");
+    };
+    got.sort_by_key(|e| e.client.port());
+    let seen: Vec<(u16, &str)> = got
+        .iter()
+        .map(|e| (e.client.port(), e.state.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (4000, "ESTABLISHED"),
+            (4001, "ESTABLISHED"),
+            (4002, "FIN_WAIT"),
+            (4003, "ESTABLISHED")
+        ]
+    );
+    assert!(got[0].expires_secs > 800, "{:?}", got[0]);
+}
+
+#[test]
+fn the_connection_listing_is_streamed_in_chunks() {
+    use crate::control::proto::CONN_CHUNK;
+    use crate::control::socket::Answer;
+    let plane = plane(None);
+    let flows = 2 * CONN_CHUNK as u16 + 500;
+    for cport in 0..flows {
+        let c = conn(&plane, 600, crate::director::conn::ConnState::Established);
+        let mut d = plane.cores[usize::from(cport % 2)].lock().expect("worker");
+        d.conns_mut().insert(flow(cport), c).expect("room");
+    }
+    let Answer::Stream(lines) = plane.answer(Request::StreamConns) else {
+        panic!("not streamed");
+    };
+    let lines: Vec<Response> = lines.collect();
+    let (last, chunks) = lines.split_last().expect("lines");
+    assert_eq!(last, &Response::ConnsEnd);
+    let mut ports = Vec::new();
+    for c in chunks {
+        let Response::ConnsChunk(entries) = c else {
+            panic!("{c:?}");
+        };
+        assert!(!entries.is_empty() && entries.len() <= CONN_CHUNK);
+        ports.extend(entries.iter().map(|e| e.client.port()));
+    }
+    assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+    ports.sort_unstable();
+    assert_eq!(ports, (0..flows).collect::<Vec<_>>(), "each flow once");
+    // The one-line answer (older adm builds) lists the same.
+    assert_eq!(plane.conn_entries().len(), usize::from(flows));
+    assert!(matches!(
+        plane.answer(Request::List),
+        Answer::One(Response::Listing(_))
+    ));
 }

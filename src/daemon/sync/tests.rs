@@ -190,8 +190,13 @@ fn a_backup_resyncs_from_the_master_then_follows_its_changes_and_roles_swap() {
     assert_eq!(s.no_service, 1);
     assert!(a.cores.iter().all(|c| c.lock().unwrap().emit));
     assert!(b.cores.iter().all(|c| !c.lock().unwrap().emit));
-    // Sloppy pickup: the master's cores synced from the start, the backup's once resynced.
-    assert!(a.cores.iter().all(|c| c.lock().unwrap().synced == [true]));
+    // Sloppy pickup: the master's cores held for 500 ms after taking over, the backup's
+    // until resynced.
+    wait_for("master's pickup hold over", || {
+        a.cores
+            .iter()
+            .all(|c| c.lock().unwrap().synced == [false, true])
+    });
     assert!(b
         .cores
         .iter()
@@ -206,9 +211,18 @@ fn a_backup_resyncs_from_the_master_then_follows_its_changes_and_roles_swap() {
     // A flow on the backup is not sent.
     b.cores[0].lock().unwrap().new_flow(rec(30_000));
 
-    // Roles swap: B sends, A installs.
+    // Roles swap: B sends, A installs. A's last change, recorded just before it steps down,
+    // still leaves (flushed), and reaches B even though B has taken over meanwhile.
+    a.cores[0].lock().unwrap().new_flow(rec(25_000));
     a.link.set_sync_master(false);
     b.link.set_sync_master(true);
+    wait_for("A's last change at B", || {
+        b.cores[0]
+            .lock()
+            .unwrap()
+            .installed
+            .contains_key(&rec(25_000).key)
+    });
     wait_for("emit flags follow", || {
         b.cores.iter().all(|c| c.lock().unwrap().emit)
             && a.cores.iter().all(|c| !c.lock().unwrap().emit)

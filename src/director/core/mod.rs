@@ -145,6 +145,12 @@ impl Director {
         &self.conns
     }
 
+    /// This worker's connection table, for tests that plant flows in it.
+    #[cfg(test)]
+    pub fn conns_mut(&mut self) -> &mut ConnTable {
+        &mut self.conns
+    }
+
     /// The shared state.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
@@ -410,6 +416,9 @@ impl Director {
         let Some(svc) = snap.service(proto, p.dst, dport) else {
             return Verdict::Drop(DropReason::NoService);
         };
+        if let Err(why) = cx.shared.starts_flows() {
+            return Verdict::Drop(why);
+        }
         // Only a SYN starts a TCP flow, or with sloppy_tcp any packet but a RST.
         let picked_up = proto == Protocol::Tcp && !syn_only;
         if proto == Protocol::Tcp && (rst || (!syn_only && !sloppy)) {

@@ -756,6 +756,65 @@ fn sloppy_tcp_waits_until_the_table_is_synced() {
     assert_eq!(lab.workers[0].counters().sloppy_created, 1);
 }
 
+/// The soak's resets when a director stops: its workers stop one by one and the kernel moves
+/// a closed TUN queue's flows to the queues left; the worker that got a flow it did not know
+/// rescheduled it (sloppy_tcp), half of them to a server that reset them. Stopping, a worker
+/// starts no flow (SYN, sloppy pickup, UDP) and goes on with the flows it has.
+#[test]
+fn a_stopping_director_starts_no_flow_and_keeps_its_own() {
+    let mut lab = Lab::with_config(2, web_and_dns(SchedulerKind::Rr), sloppy());
+    let now = Instant::from_secs(1);
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, SYN, 0));
+    assert_eq!(encap_dst(v), RS1);
+    lab.shared.set_stopping();
+    // The flow worker 0 has goes on.
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, ACK, 10));
+    assert_eq!(encap_dst(v), RS1);
+    // On worker 1 (its queue took the flow over) it is not picked up, nor is anything new.
+    let mut dns = udp_packet(client(3), 3000, VIP, 53, 8);
+    for (worker, pkt) in [
+        (1, tcp_packet(client(1), 1000, VIP, 80, ACK, 10)),
+        (0, tcp_packet(client(2), 2000, VIP, 80, SYN, 0)),
+        (0, tcp_packet(client(2), 2001, VIP, 80, ACK, 10)),
+        (0, std::mem::take(&mut dns)),
+    ] {
+        let mut pkt = pkt;
+        let v = lab.send(worker, now, &mut pkt);
+        assert_eq!(v, Verdict::Drop(DropReason::DirectorStopping), "{worker}");
+    }
+    assert_eq!(lab.workers[1].conns().len(), 0);
+    assert_eq!(lab.workers[0].conns().len(), 1);
+    assert_eq!(lab.workers[1].counters().sloppy_created, 0);
+}
+
+/// With connection sync, a BACKUP that gets clients' packets (their ARP entries name it for a
+/// moment after a preemption or a restart) starts no flow: no other director would know it.
+/// Synced flows go on; as master it starts flows again.
+#[test]
+fn with_sync_only_the_master_starts_flows() {
+    let mut lab = Lab::with_config(1, web_and_dns(SchedulerKind::Rr), sloppy());
+    let now = Instant::from_secs(1);
+    lab.shared.set_sync_configured();
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, SYN, 0));
+    assert_eq!(v, Verdict::Drop(DropReason::NotMaster));
+    let stats = lab.workers[0].install_synced(
+        now,
+        &[rec(
+            key(TCP, client(2), 2000, 80),
+            RS2,
+            80,
+            ConnState::Established,
+            900,
+        )],
+    );
+    assert_eq!(stats.applied, 1);
+    let v = lab.send(0, now, &mut tcp_packet(client(2), 2000, VIP, 80, ACK, 10));
+    assert_eq!(encap_dst(v), RS2);
+    lab.shared.set_sync_emit(true);
+    let v = lab.send(0, now, &mut tcp_packet(client(1), 1000, VIP, 80, SYN, 0));
+    assert_eq!(encap_dst(v), RS1);
+}
+
 #[test]
 fn sloppy_tcp_reschedules_a_flow_whose_server_left() {
     let set = ServiceSet {

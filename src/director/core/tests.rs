@@ -434,9 +434,9 @@ fn icmp_error_about_a_flow_goes_to_its_real_server() {
     );
 }
 
-#[test]
-fn later_fragments_follow_the_first() {
-    let set = ServiceSet {
+/// VIP:53/udp, rr over IPIP to RS1 and RS2: the fragment tests' service.
+fn dns_over_ipip() -> ServiceSet {
+    ServiceSet {
         services: vec![ServiceConfig {
             key: ServiceKey {
                 vip: VIP,
@@ -451,7 +451,12 @@ fn later_fragments_follow_the_first() {
                 ],
             )
         }],
-    };
+    }
+}
+
+#[test]
+fn later_fragments_follow_the_first() {
+    let set = dns_over_ipip();
     let mut lab = Lab::new(2, set);
     let now = Instant::from_secs(1);
     let _ = lab.send(0, now, &mut udp_packet(client(9), 1, VIP, 53, 8));
@@ -1014,22 +1019,7 @@ fn no_template_for_a_flow_the_full_table_refuses() {
 
 #[test]
 fn later_fragments_follow_the_first_and_the_last_byte_frees_the_tracker() {
-    let set = ServiceSet {
-        services: vec![ServiceConfig {
-            key: ServiceKey {
-                vip: VIP,
-                port: 53,
-                proto: Protocol::Udp,
-            },
-            ..service(
-                SchedulerKind::Rr,
-                vec![
-                    dest(RS1, 1, TunnelType::Ipip),
-                    dest(RS2, 1, TunnelType::Ipip),
-                ],
-            )
-        }],
-    };
+    let set = dns_over_ipip();
     let mut lab = Lab::new(1, &set);
     let now = Instant::from_secs(1);
     let c = client(5);

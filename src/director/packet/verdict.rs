@@ -174,6 +174,14 @@ drop_reasons! {
     /// The kernel refused to send the encapsulated packet or DR frame (e.g. no route,
     /// EMSGSIZE, the interface is gone).
     SendFailed => "send_failed",
+    /// The director is stopping (SIGTERM): it starts no flow any more, so none is cut in
+    /// half when its workers stop and none is unknown to the director taking over
+    /// (`Shared::set_stopping`). The client retransmits to whoever has the VIP then.
+    DirectorStopping => "director_stopping",
+    /// Connection sync is configured and this director is not the sync master (a BACKUP):
+    /// it starts no flow, which no other director would know (`Shared::set_sync_configured`).
+    /// The client retransmits to the master.
+    NotMaster => "not_master",
 }
 
 impl core::fmt::Display for DropReason {

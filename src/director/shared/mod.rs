@@ -145,6 +145,11 @@ pub struct Shared {
     /// Whether this director's connection table is complete enough for `sloppy_tcp`
     /// ([`Shared::set_table_synced`]); true unless connection sync holds it.
     table_synced: AtomicBool,
+    /// Set once the director is stopping ([`Shared::set_stopping`]): no new flows.
+    stopping: AtomicBool,
+    /// Connection sync is configured ([`Shared::set_sync_configured`]): new flows only while
+    /// this director is the sync master.
+    sync_configured: AtomicBool,
     frags: FragTable,
     /// Tunnel keys (authenticated GUE, [`crate::encap::auth`]); `tunnel_auth` says whether
     /// there is any, so a director without keys pays one relaxed load per GUE packet.
@@ -171,6 +176,8 @@ impl Shared {
             synced: SyncedTable::new(4 << 20),
             sync_emit: AtomicBool::new(false),
             table_synced: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            sync_configured: AtomicBool::new(false),
             frags: FragTable::new(limits.max_fragments),
             tunnel_keys: ArcSwap::from_pointee(KeyMap::default()),
             tunnel_auth: AtomicBool::new(false),
@@ -207,6 +214,43 @@ impl Shared {
     #[inline]
     pub fn table_synced(&self) -> bool {
         self.table_synced.load(Relaxed)
+    }
+
+    /// The director is stopping: from now on no worker starts a flow (a SYN, a `sloppy_tcp`
+    /// pickup or a new UDP flow is dropped as `director_stopping`); established flows go on
+    /// until the workers stop. The workers stop one by one and the kernel moves the flows of
+    /// a closed TUN queue to the queues left: without this, the worker that then gets a flow
+    /// it does not know would reschedule it (sloppy_tcp) — half of them to a server that
+    /// resets them — and a flow started in the last milliseconds would never reach the peer
+    /// director that takes over (connection sync stopped with VRRP). Never cleared.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Relaxed);
+    }
+
+    /// Connection sync is configured: from now on a worker starts a flow (a SYN, a
+    /// `sloppy_tcp` pickup, a new UDP flow) only while this director is the sync master
+    /// ([`Shared::sync_emit`]). A BACKUP still gets clients' packets now and then — after a
+    /// preemption or at a restart the clients' ARP entries name it for a moment — and a flow
+    /// it started there would be known to no other director (a backup sends no records):
+    /// the next packets, at the master, would be rescheduled. Dropped (`not_master`), the
+    /// client retransmits to the master. Flows it has (synced, or from its time as master)
+    /// go on.
+    pub fn set_sync_configured(&self) {
+        self.sync_configured.store(true, Relaxed);
+    }
+
+    /// Whether a worker may start a flow: not stopping ([`Shared::set_stopping`]), and the
+    /// sync master if connection sync is configured ([`Shared::set_sync_configured`]).
+    #[inline]
+    pub fn starts_flows(&self) -> Result<(), crate::director::DropReason> {
+        use crate::director::DropReason;
+        if self.stopping.load(Relaxed) {
+            Err(DropReason::DirectorStopping)
+        } else if self.sync_configured.load(Relaxed) && !self.sync_emit() {
+            Err(DropReason::NotMaster)
+        } else {
+            Ok(())
+        }
     }
 
     /// Replaces the tunnel keys (at start and on a reload): GUE packets to a real server with

@@ -545,10 +545,22 @@ fn roles_records_reach_only_a_backup_and_a_master_is_ready() {
     ));
     s.set_master(ms(0), true);
     assert!(s.is_ready() && s.is_master());
+    // For 2 s after taking over, a new master still installs what the replaced one sends
+    // (its last changes, flushed as it steps down), and holds sloppy pickup for 500 ms.
     assert!(matches!(
-        s.handle_message(ms(0), &conns_message(9, 2, None)),
+        s.handle_message(ms(1999), &conns_message(9, 2, None)),
+        Ok(Incoming::Records(_))
+    ));
+    assert!(s.pickup_held(ms(499)) && !s.pickup_held(ms(500)));
+    assert!(matches!(
+        s.handle_message(ms(2000), &conns_message(9, 3, None)),
         Ok(Incoming::Handled(MessageType::Conns))
     ));
+    // A master sends what it holds at once when told to (it is stepping down).
+    s.queue(ms(2000), &table(2));
+    s.flush();
+    assert!(s.poll_transmit().is_some(), "flushed");
+    assert!(s.poll_transmit().is_none());
     s.queue(ms(0), &table(3));
     s.set_master(ms(1), false);
     assert!(s.is_ready(), "a master that steps down keeps its table");

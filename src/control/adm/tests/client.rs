@@ -12,6 +12,12 @@ struct FakeDirector {
     config: Option<String>,
     /// How many `Apply` requests arrived.
     applies: usize,
+    /// Its connections (`-L -c`).
+    conns: Vec<crate::control::format::ConnEntry>,
+    /// A director from before the streamed `-L -c`: it does not know `StreamConns`.
+    old: bool,
+    /// The requests that arrived.
+    seen: Vec<Request>,
 }
 
 impl FakeDirector {
@@ -23,6 +29,9 @@ impl FakeDirector {
             root: true,
             config: None,
             applies: 0,
+            conns: Vec::new(),
+            old: false,
+            seen: Vec::new(),
         }
     }
 
@@ -36,13 +45,19 @@ impl FakeDirector {
         if matches!(req, Request::Apply(_)) {
             self.applies += 1;
         }
+        self.seen.push(req.clone());
         Ok(match req {
             Request::Apply(cmds) => match self.set.apply_batch(&mut self.timeouts, cmds) {
                 Ok(_) => Response::Ok,
                 Err(e) => Response::from_batch_error(&e),
             },
             Request::List => Response::Listing(Listing::from_set(&self.set)),
-            Request::ListConns => Response::Conns(Vec::new()),
+            Request::ListConns => Response::Conns(self.conns.clone()),
+            // What the socket client makes of the streamed answer.
+            Request::StreamConns if !self.old => Response::Conns(self.conns.clone()),
+            Request::StreamConns => {
+                Response::error("invalid request: unknown variant `stream_conns`, expected ...")
+            }
             Request::GetTimeouts => Response::Timeouts(self.timeouts),
             Request::Config => Response::Config {
                 toml: to_toml(&self.set, &DirectorSettings::default()),
@@ -635,4 +650,34 @@ fn adm_vrrp_lists_the_instances_as_a_table_or_json() {
     assert_eq!(v[0]["state"], "BACKUP");
     assert_eq!(v[0]["master"], "192.168.150.11");
     assert_eq!(d.adm("--vrrp -t 10.0.0.1:80", "").0, 2);
+}
+
+#[test]
+fn adm_lists_connections_streamed_or_from_an_older_director() {
+    let entry = |port: u16, state: &str| crate::control::format::ConnEntry {
+        proto: Protocol::Tcp,
+        expires_secs: 899,
+        state: state.into(),
+        client: std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port),
+        vip: "192.168.150.100:80".parse().unwrap(),
+        dest: "192.168.150.12:80".parse().unwrap(),
+    };
+    let mut d = FakeDirector::new();
+    d.conns = vec![entry(4000, "ESTABLISHED"), entry(4001, "SYN_RECV")];
+    let want = "IPVS connection entries\n\
+                pro expire state       source             virtual            destination\n\
+                TCP 14:59  ESTABLISHED 10.0.0.1:4000      192.168.150.100:80 192.168.150.12:80\n\
+                TCP 14:59  SYN_RECV    10.0.0.1:4001      192.168.150.100:80 192.168.150.12:80\n";
+    let (code, out, err) = d.adm("-L -n -c", "");
+    assert_eq!((code, out.as_str(), err.as_str()), (0, want, ""));
+    assert_eq!(d.seen, [Request::StreamConns]);
+    let (_, json, _) = d.adm("-L -n -c --json", "");
+
+    // An older director refuses the streamed request: adm asks the one-line listing, and
+    // prints the same bytes.
+    d.old = true;
+    d.seen.clear();
+    assert_eq!(d.adm("-L -n -c", ""), (0, want.to_string(), String::new()));
+    assert_eq!(d.seen, [Request::StreamConns, Request::ListConns]);
+    assert_eq!(d.adm("-L -n -c --json", "").1, json);
 }
