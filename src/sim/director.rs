@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::{
     flow_hash, Director, DirectorConfig, DropReason, Forward, InstallStats, Instant, NeighEntry,
-    Registry, ServiceKey, ServiceSet, Shared, Snapshot, SyncRecord, Timeouts, Verdict,
+    Registry, SchedOptions, ServiceKey, ServiceSet, Shared, Snapshot, SyncRecord, Timeouts,
+    Verdict,
 };
 
 /// What the director sends after one packet.
@@ -50,13 +51,26 @@ impl SimDirector {
         addr: Ipv4Addr,
         ifindex: u32,
         set: &ServiceSet,
+        config: DirectorConfig,
+        workers: usize,
+    ) -> SimDirector {
+        SimDirector::with_sched_options(addr, ifindex, set, config, workers, Default::default())
+    }
+
+    /// [`SimDirector::new`] with scheduler options (`mh` table size, `mh-port`, ...).
+    pub(crate) fn with_sched_options(
+        addr: Ipv4Addr,
+        ifindex: u32,
+        set: &ServiceSet,
         mut config: DirectorConfig,
         workers: usize,
+        sched_options: SchedOptions,
     ) -> SimDirector {
         if config.local_addr.is_unspecified() {
             config.local_addr = addr;
         }
         let mut registry = Registry::new();
+        registry.sched_options = sched_options;
         let snap = registry
             .build(set, &Timeouts::default())
             .expect("a table the registry can build");
