@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 
 use super::director::Out;
 use super::{
-    dest, flow_hash, packets, service, tunnel, DirectorConfig, FlowKey, Instant, IpProtocol,
+    dest, flow_hash, packets, service, tunnel, DirectorConfig, Flow, Instant, IpProtocol,
     Ipv4Packet, Protocol, Rng, SchedOptions, SchedulerKind, ServiceSet, SimDirector, TunnelType,
 };
 
@@ -299,17 +299,7 @@ impl Fleet {
 
     /// The real server director `i`'s table gives a new connection of `f`.
     fn table_pick(&self, i: usize, f: ClientFlow) -> Option<Ipv4Addr> {
-        let snap = self.directors[i].snapshot();
-        let svc = snap.service(Protocol::Tcp, VIP, VPORT)?;
-        let key = FlowKey {
-            saddr: f.addr,
-            sport: f.port,
-            daddr: VIP,
-            dport: VPORT,
-            proto: IpProtocol::TCP,
-        };
-        let i = svc.scheduler.pick(&key, &svc.sched_dests)?;
-        Some(svc.sched_dests[i].addr)
+        self.directors[i].table_pick(&Flow::tcp(f.addr, f.port, VIP, VPORT))
     }
 
     /// Flows of a sample (every `step`-th) for which some director's table disagrees with the
