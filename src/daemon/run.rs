@@ -285,6 +285,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         max_fragments: args
             .max_fragments
             .unwrap_or((args.max_conns / 64).max(frag::FRAG_MAX)),
+        ..Limits::default()
     };
     let shared = Arc::new(Shared::with_limits(Snapshot::default(), limits));
     shared.set_tunnel_keys(tunnel_keys);

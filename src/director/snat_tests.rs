@@ -443,3 +443,134 @@ fn routing_brings_sources_and_public_addresses_into_the_tun() {
         ]
     );
 }
+
+/// Two workers with S-NAT rules over an S-NAT table of `max` mappings (64 shards of
+/// `max / 64`).
+fn small_snat_lab(max: usize) -> Lab {
+    let mut registry = Registry::new();
+    let mut snap = registry
+        .build(&ServiceSet::default(), &Timeouts::default())
+        .unwrap();
+    snap.snat = Arc::new(rules(&[P1, P2]));
+    let limits = super::Limits {
+        max_snat: max,
+        ..super::Limits::default()
+    };
+    let shared = super::Shared::with_limits(snap, limits);
+    Lab::from_shared(2, registry, shared, DirectorConfig::default())
+}
+
+/// H1:port ↔ `remote`:443 with traffic both ways (SYN, SYN+ACK, ACK): a confirmed mapping.
+fn confirmed_mapping(lab: &mut Lab, now: Instant, port: u16, remote: Ipv4Addr) -> (Ipv4Addr, u16) {
+    let mut syn = tcp_packet(H1, port, remote, 443, SYN, 0);
+    let public = public_of(lab.send(0, now, &mut syn), &syn);
+    let mut syn_ack = tcp_packet(remote, 443, public.0, public.1, SYN_ACK, 0);
+    assert_tcp(
+        lab.send(1, now, &mut syn_ack),
+        &syn_ack,
+        (remote, 443),
+        (H1, port),
+    );
+    let mut ack = tcp_packet(H1, port, remote, 443, ACK, 0);
+    assert_eq!(public_of(lab.send(0, now, &mut ack), &ack), public);
+    public
+}
+
+#[test]
+fn a_flood_of_new_outbound_flows_evicts_only_unconfirmed_mappings() {
+    // 64 shards of 32 mappings: each shard evicts from 28 (7/8) on.
+    let mut lab = small_snat_lab(64 * 32);
+    let t0 = Instant::from_secs(10);
+    let remote = |i: u32| Ipv4Addr::from(0xc612_0000 + i); // 198.18.0.0/15
+    let good: Vec<_> = (0..40u32)
+        .map(|i| {
+            (
+                i,
+                confirmed_mapping(&mut lab, t0, 20000 + i as u16, remote(i)),
+            )
+        })
+        .collect();
+    assert_eq!(lab.shared.snat.len(), 40);
+    // The flood: 20,000 new flows (a spoofed SYN+ACK pair each) from an inside address to
+    // ever new destinations; nothing answers them.
+    let t1 = t0 + Duration::from_secs(1);
+    let mut dropped = 0;
+    for i in 0..20_000u32 {
+        let (src_port, dst) = (1024 + (i % 50_000) as u16, remote(1000 + i));
+        for flags in [SYN, ACK] {
+            let mut p = tcp_packet(H2, src_port, dst, 80, flags, 0);
+            if !matches!(
+                lab.send(i as usize % 2, t1, &mut p),
+                Verdict::Rewrite { .. }
+            ) {
+                dropped += 1;
+            }
+        }
+    }
+    assert_eq!(dropped, 0, "every new flow got a mapping");
+    // Bounded: at most 7/8 of the table, plus the shards' confirmed mappings.
+    let len = lab.shared.snat.len();
+    assert!(len <= 64 * 28 + 40, "{len} mappings");
+    let c = lab.workers[0].counters().clone();
+    let c1 = lab.workers[1].counters().clone();
+    let evicted =
+        |why: super::conn::Eviction| c.snat_evicted[why as usize] + c1.snat_evicted[why as usize];
+    assert_eq!(
+        evicted(super::conn::Eviction::Unconfirmed) + evicted(super::conn::Eviction::Expired),
+        20_000 + 40 - len as u64
+    );
+    assert_eq!(
+        c.evicted(super::conn::Eviction::Unconfirmed),
+        0,
+        "not the flow table's"
+    );
+    // Every confirmed mapping is still there and still carries replies.
+    for (i, public) in good {
+        let mut r = tcp_packet(remote(i), 443, public.0, public.1, ACK, 100);
+        let port = 20000 + i as u16;
+        assert_tcp(lab.send(1, t1, &mut r), &r, (remote(i), 443), (H1, port));
+    }
+    // The flood's mappings are unconfirmed: ESTABLISHED, but 60 s, not 900.
+    let flood = snat::mappings(&lab.shared.snat)
+        .into_iter()
+        .find(|m| m.host.0 == H2)
+        .unwrap();
+    assert_eq!(flood.state, ConnState::Established);
+    assert_eq!(flood.expires, t1 + Duration::from_secs(60));
+    // A new legitimate flow still gets in.
+    let t2 = t1 + Duration::from_secs(1);
+    confirmed_mapping(&mut lab, t2, 30000, remote(999_999));
+    let m = snat::mappings(&lab.shared.snat);
+    let new = m.iter().find(|m| m.host == (H1, 30000)).unwrap();
+    assert_eq!(new.expires, t2 + Duration::from_secs(900), "confirmed");
+}
+
+#[test]
+fn a_shard_full_of_confirmed_mappings_refuses_new_ones() {
+    // 64 shards of 4: every mapping to one destination is in one shard.
+    let mut lab = small_snat_lab(64 * 4);
+    let now = Instant::from_secs(1);
+    for port in 0..4 {
+        confirmed_mapping(&mut lab, now, 6000 + port, D1);
+    }
+    let mut syn = tcp_packet(H1, 7000, D1, 443, SYN, 0);
+    assert_eq!(
+        lab.send(0, now, &mut syn),
+        Verdict::Drop(DropReason::ConnTableFull)
+    );
+    let c = lab.workers[0].counters();
+    assert_eq!(
+        c.snat_evicted,
+        [0, 0],
+        "confirmed mappings are never evicted"
+    );
+    // Once they expired, the first new mapping evicts one.
+    let later = now + Duration::from_secs(901);
+    let mut syn = tcp_packet(H1, 7000, D1, 443, SYN, 0);
+    assert!(matches!(
+        lab.send(0, later, &mut syn),
+        Verdict::Rewrite { .. }
+    ));
+    let c = lab.workers[0].counters();
+    assert_eq!(c.snat_evicted[super::conn::Eviction::Expired as usize], 1);
+}

@@ -44,7 +44,19 @@ impl Lab {
         snap: Snapshot,
         config: DirectorConfig,
     ) -> Lab {
-        let shared = Arc::new(Shared::new(snap));
+        Lab::from_shared(workers, registry, Shared::new(snap), config)
+    }
+
+    /// `workers` cores over shared state the test made itself (e.g. with small [`Limits`]).
+    ///
+    /// [`Limits`]: super::shared::Limits
+    pub(super) fn from_shared(
+        workers: usize,
+        registry: Registry,
+        shared: Shared,
+        config: DirectorConfig,
+    ) -> Lab {
+        let shared = Arc::new(shared);
         let workers = (0..workers)
             .map(|_| Director::new(shared.clone(), config.clone()))
             .collect();

@@ -37,9 +37,12 @@ pub fn sync_message(data: &[u8]) {
         };
         let mut again = Vec::new();
         wire::build(&hdr, body, m.is_authenticated().then_some(&key), &mut again);
-        // The reserved bytes and unknown flag bits are not kept.
+        // The reserved bytes and unknown flag bits are not kept, nor FLAG_CONFIRMED on a
+        // message without records.
         let mut norm = data.to_vec();
-        norm[7] &= wire::FLAG_AUTH;
+        let confirmed = m.kind() == MessageType::Conns && !records.is_empty();
+        norm[7] &= wire::FLAG_AUTH | if confirmed { wire::FLAG_CONFIRMED } else { 0 };
+        assert!(records.iter().all(|r| r.confirmed == m.is_confirmed()));
         norm[22] = 0;
         norm[23] = 0;
         if m.is_authenticated() && m.verify(&keyed).is_ok() {

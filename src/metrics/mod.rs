@@ -47,7 +47,7 @@
 //! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
 //! | `tunlb_conn_table_capacity` | gauge | | most flows the tables will hold (`--max-conns` × workers) |
 //! | `tunlb_conn_table_evictions_total` | counter | | flows removed from the connection tables (expired or swept) |
-//! | `tunlb_conn_evictions_total` | counter | `table`, `reason` | entries evicted to make room: `flows` `expired` / `unconfirmed` (above the high-water mark, 7/8 of `--max-conns`), `templates` `idle`, `fragments` `oldest`; 0 included |
+//! | `tunlb_conn_evictions_total` | counter | `table`, `reason` | entries evicted to make room: `flows` `expired` / `unconfirmed` (above the high-water mark, 7/8 of `--max-conns`), `snat` `expired` / `unconfirmed` (S-NAT mappings, above 7/8 of the S-NAT table), `templates` `idle`, `fragments` `oldest`; 0 included |
 //! | `tunlb_icmp_rate_limited_total` | counter | | ICMP errors not sent, over `--icmp-rate` / `--icmp-burst` (the packets still count as `too_big` drops) |
 //! | `tunlb_conn_templates_refused_total` | counter | | new persistence templates not made, the table full of templates in use |
 //! | `tunlb_conn_templates` | gauge | | persistence templates held |
@@ -669,6 +669,9 @@ fn bounded_metrics(r: &mut Registry, s: &DirectorSample) {
         evictions
             .get_or_create(&vec![("table", "flows"), ("reason", why.as_str())])
             .inc_by(s.counters.evicted(why));
+        evictions
+            .get_or_create(&vec![("table", "snat"), ("reason", why.as_str())])
+            .inc_by(s.counters.snat_evicted[why as usize]);
     }
     evictions
         .get_or_create(&vec![("table", "templates"), ("reason", "idle")])
@@ -678,7 +681,7 @@ fn bounded_metrics(r: &mut Registry, s: &DirectorSample) {
         .inc_by(b.fragments_evicted);
     r.register(
         "tunlb_conn_evictions",
-        "Entries evicted to make room for new ones, by table and reason: flows expired or never confirmed (no client payload) above the connection table's high-water mark (7/8 of --max-conns), idle persistence templates (--max-templates), the oldest fragmented datagrams (--max-fragments).",
+        "Entries evicted to make room for new ones, by table and reason: flows expired or never confirmed (no client payload) above the connection table's high-water mark (7/8 of --max-conns), S-NAT mappings expired or never confirmed (no traffic both ways) above 7/8 of the S-NAT table, idle persistence templates (--max-templates), the oldest fragmented datagrams (--max-fragments).",
         evictions,
     );
     counter(
@@ -1055,6 +1058,7 @@ mod tests {
     fn bounded_state_evictions_by_table_and_reason() {
         let mut s = sample();
         s.counters.conns_evicted[Eviction::Unconfirmed as usize] = 11;
+        s.counters.snat_evicted[Eviction::Unconfirmed as usize] = 13;
         s.counters.icmp_rate_limited = 12;
         let text = encode(&director_registry(&s), Format::Prometheus);
         assert_lines(
@@ -1062,6 +1066,8 @@ mod tests {
             [
                 "tunlb_conn_evictions_total{table=\"flows\",reason=\"unconfirmed\"} 11",
                 "tunlb_conn_evictions_total{table=\"flows\",reason=\"expired\"} 0",
+                "tunlb_conn_evictions_total{table=\"snat\",reason=\"unconfirmed\"} 13",
+                "tunlb_conn_evictions_total{table=\"snat\",reason=\"expired\"} 0",
                 "tunlb_conn_evictions_total{table=\"templates\",reason=\"idle\"} 4",
                 "tunlb_conn_evictions_total{table=\"fragments\",reason=\"oldest\"} 8",
                 "tunlb_conn_templates_refused_total 5",

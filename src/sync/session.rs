@@ -182,13 +182,15 @@ pub struct SyncSession {
     per_msg: usize,
     master: bool,
     sequence: u64,
-    /// Changes not yet in a message, and when the oldest was queued.
-    changes: Vec<SyncRecord>,
+    /// Changes not yet in a message, unconfirmed and confirmed flows apart (index
+    /// `confirmed as usize`: a message carries one kind, [`wire::FLAG_CONFIRMED`]), and when
+    /// the oldest was queued.
+    changes: [Vec<SyncRecord>; 2],
     oldest: Option<Instant>,
     pass: Option<Pass>,
     passes: u64,
-    /// Dump records not yet in a message.
-    dumped: Vec<SyncRecord>,
+    /// Dump records not yet in a message, apart as `changes`.
+    dumped: [Vec<SyncRecord>; 2],
     /// Records of the last completed pass (paces the next refresh).
     last_pass_records: usize,
     next_refresh: Option<Instant>,
@@ -222,11 +224,11 @@ impl SyncSession {
             per_msg,
             master: false,
             sequence: 0,
-            changes: Vec::new(),
+            changes: [Vec::new(), Vec::new()],
             oldest: None,
             pass: None,
             passes: 0,
-            dumped: Vec::new(),
+            dumped: [Vec::new(), Vec::new()],
             last_pass_records: 0,
             next_refresh: None,
             took_over: None,
@@ -275,10 +277,10 @@ impl SyncSession {
             return;
         }
         self.master = master;
-        self.changes.clear();
+        self.changes.iter_mut().for_each(Vec::clear);
         self.oldest = None;
         self.pass = None;
-        self.dumped.clear();
+        self.dumped.iter_mut().for_each(Vec::clear);
         self.next_bulk_request = None;
         self.bulk_deadline = None;
         self.ready = true;
@@ -297,12 +299,20 @@ impl SyncSession {
                 self.counters.dropped += 1;
                 continue;
             }
-            self.changes.push(*r);
+            let kind = usize::from(r.confirmed);
+            self.changes[kind].push(*r);
             self.oldest.get_or_insert(now);
-            if self.changes.len() >= self.per_msg {
-                let full: Vec<SyncRecord> = self.changes.drain(..self.per_msg).collect();
+            if self.changes[kind].len() >= self.per_msg {
+                // The other kind's changes were queued before: they leave first, so that a
+                // flow's records arrive in order (a flow's unconfirmed ones come before its
+                // confirmed ones). At most twice the messages for a mixed stream.
+                let older = std::mem::take(&mut self.changes[1 - kind]);
+                if !older.is_empty() {
+                    self.send_conns(&older);
+                }
+                let full: Vec<SyncRecord> = self.changes[kind].drain(..self.per_msg).collect();
                 self.send_conns(&full);
-                if self.changes.is_empty() {
+                if self.changes.iter().all(Vec::is_empty) {
                     self.oldest = None;
                 }
             }
@@ -399,7 +409,7 @@ impl SyncSession {
 
     fn start_pass(&mut self, now: Instant, bulk: bool, requesters: Vec<u32>) {
         self.passes += 1;
-        self.dumped.clear();
+        self.dumped.iter_mut().for_each(Vec::clear);
         let mut pass = Pass {
             id: self.passes,
             bulk,
@@ -458,11 +468,13 @@ impl SyncSession {
         };
         p.budget = p.budget.saturating_sub(records.len());
         p.records += records.len();
-        self.dumped
-            .extend(records.iter().filter(|r| wire::encodable(r)).copied());
-        while self.dumped.len() >= self.per_msg {
-            let full: Vec<SyncRecord> = self.dumped.drain(..self.per_msg).collect();
-            self.send_conns(&full);
+        for r in records.iter().filter(|r| wire::encodable(r)) {
+            let kind = usize::from(r.confirmed);
+            self.dumped[kind].push(*r);
+            if self.dumped[kind].len() >= self.per_msg {
+                let full: Vec<SyncRecord> = self.dumped[kind].drain(..).collect();
+                self.send_conns(&full);
+            }
         }
         if end {
             self.end_pass(now);
@@ -470,9 +482,11 @@ impl SyncSession {
     }
 
     fn end_pass(&mut self, now: Instant) {
-        let rest = std::mem::take(&mut self.dumped);
-        if !rest.is_empty() {
-            self.send_conns(&rest);
+        for kind in 0..2 {
+            let rest = std::mem::take(&mut self.dumped[kind]);
+            if !rest.is_empty() {
+                self.send_conns(&rest);
+            }
         }
         let Some(p) = self.pass.take() else { return };
         self.last_pass_records = p.records;
@@ -495,9 +509,11 @@ impl SyncSession {
         if !self.master {
             return;
         }
-        let all = std::mem::take(&mut self.changes);
-        for chunk in all.chunks(self.per_msg) {
-            self.send_conns(chunk);
+        for kind in 0..2 {
+            let all = std::mem::take(&mut self.changes[kind]);
+            for chunk in all.chunks(self.per_msg) {
+                self.send_conns(chunk);
+            }
         }
         self.oldest = None;
     }

@@ -26,6 +26,12 @@
 //!         cport(2) vport(2) dport(2) timeout_ms(4)
 //! ```
 //!
+//! Header flags: [`FLAG_AUTH`] (a MAC follows), [`FLAG_CONFIRMED`] (every record of this
+//! Conns message is of a confirmed flow). A receiver ignores flag bits it does not know, so a
+//! flag that only adds information can be added without a new version: an older receiver
+//! takes the message as it did before. (A record's own flags and reserved byte are checked:
+//! a bit there that a receiver does not know refuses the whole message.)
+//!
 //! All fields are big-endian. The sender id is random per director start, the sequence counts
 //! that sender's messages from 1; the receiver refuses a sequence it has seen (the replay window
 //! is the session's, [`super::session`]). A message never exceeds the configured `maxlen` (IPVS's
@@ -87,6 +93,13 @@ pub const RECORD_LEN: usize = field::rec::TIMEOUT.end;
 pub const MAC_LEN: usize = 32;
 /// [`Message::flags`] bit: an HMAC-SHA256 trailer follows the records.
 pub const FLAG_AUTH: u8 = 0x01;
+/// [`Message::flags`] bit of a Conns message: every record in it is of a
+/// [confirmed](crate::director::conn::Conn::is_confirmed) flow (one that carried client data),
+/// so the backup installs it confirmed: ESTABLISHED's whole timeout, never evicted for a
+/// flood. [`build`] sets it when every record says so; [`SyncSession`](super::SyncSession)
+/// sends confirmed and unconfirmed records in separate messages. Added after version 1 was
+/// deployed: an older receiver ignores it and installs the records unconfirmed, as before.
+pub const FLAG_CONFIRMED: u8 = 0x02;
 /// The longest timeout a record carries (a day; IPVS's longest default is 15 minutes). Longer
 /// ones are clamped when built and refused when received.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -303,7 +316,7 @@ impl<'a> Message<'a> {
         self.buffer[field::SYNCID]
     }
 
-    /// The flags byte ([`FLAG_AUTH`]).
+    /// The flags byte ([`FLAG_AUTH`], [`FLAG_CONFIRMED`]; unknown bits are ignored).
     pub fn flags(&self) -> u8 {
         self.buffer[field::FLAGS]
     }
@@ -311,6 +324,11 @@ impl<'a> Message<'a> {
     /// Whether a MAC trailer is present.
     pub fn is_authenticated(&self) -> bool {
         self.flags() & FLAG_AUTH != 0
+    }
+
+    /// Whether the records are of confirmed flows ([`FLAG_CONFIRMED`]).
+    pub fn is_confirmed(&self) -> bool {
+        self.flags() & FLAG_CONFIRMED != 0
     }
 
     /// The sender's id (random per director start).
@@ -349,10 +367,12 @@ impl<'a> Message<'a> {
         self.buffer.get(HEADER_LEN..end).unwrap_or(&[])
     }
 
-    /// The records of a Conns message (none for the other types), decoded one by one.
+    /// The records of a Conns message (none for the other types), decoded one by one; each
+    /// is [`confirmed`](SyncRecord::confirmed) when the message is ([`FLAG_CONFIRMED`]).
     pub fn records(&self) -> Records<'a> {
         Records {
             chunks: self.raw_records().chunks_exact(RECORD_LEN),
+            confirmed: self.is_confirmed(),
         }
     }
 
@@ -373,6 +393,7 @@ impl<'a> Message<'a> {
 #[derive(Clone, Debug)]
 pub struct Records<'a> {
     chunks: core::slice::ChunksExact<'a, u8>,
+    confirmed: bool,
 }
 
 impl Iterator for Records<'_> {
@@ -380,7 +401,9 @@ impl Iterator for Records<'_> {
 
     fn next(&mut self) -> Option<SyncRecord> {
         // new_checked decoded every record once: none is skipped here.
-        self.chunks.find_map(decode)
+        let mut r = self.chunks.find_map(decode)?;
+        r.confirmed = self.confirmed;
+        Some(r)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -435,6 +458,7 @@ fn decode(b: &[u8]) -> Option<SyncRecord> {
         dest: SocketAddrV4::new(addr(b, rec::DADDR), port(b, rec::DPORT)),
         state,
         timeout,
+        confirmed: false,
     })
 }
 
@@ -504,11 +528,17 @@ impl Body<'_> {
 }
 
 /// Writes a message into `out` (cleared first): the header, the body and the MAC when a key
-/// is given.
+/// is given. A Conns message whose records are all [confirmed](SyncRecord::confirmed) (and
+/// not none) carries [`FLAG_CONFIRMED`]; in a mixed one the confirmed records lose the bit.
 pub fn build(hdr: &Header, body: Body<'_>, key: Option<&Key>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&MAGIC);
-    let flags = if key.is_some() { FLAG_AUTH } else { 0 };
+    let mut flags = if key.is_some() { FLAG_AUTH } else { 0 };
+    if let Body::Conns(r) = body {
+        if !r.is_empty() && r.iter().all(|r| r.confirmed) {
+            flags |= FLAG_CONFIRMED;
+        }
+    }
     out.extend_from_slice(&[VERSION, body.kind().to_u8(), hdr.syncid, flags]);
     out.extend_from_slice(&hdr.sender.to_be_bytes());
     out.extend_from_slice(&hdr.sequence.to_be_bytes());
@@ -549,6 +579,7 @@ mod tests {
             dest: SocketAddrV4::new(Ipv4Addr::new(172, 16, 0, 1), 8080),
             state: ConnState::Established,
             timeout: Duration::from_millis(899_900),
+            confirmed: false,
         }
     }
 
@@ -658,6 +689,55 @@ mod tests {
             .next()
             .unwrap();
         assert_eq!(got.timeout, MAX_TIMEOUT);
+    }
+
+    #[test]
+    fn confirmed_records_travel_as_a_message_flag_an_older_receiver_ignores() {
+        let confirmed = SyncRecord {
+            confirmed: true,
+            ..rec()
+        };
+        let mut out = Vec::new();
+        build(&HDR, Body::Conns(&[confirmed]), None, &mut out);
+        // The captured message with only the header flag added: the record bytes an older
+        // receiver decodes are the same, and it looks at FLAG_AUTH only.
+        let mut want = BYTES;
+        want[7] = FLAG_CONFIRMED;
+        assert_eq!(out, want);
+        let m = Message::new_checked(&out).unwrap();
+        assert!(m.is_confirmed() && !m.is_authenticated());
+        assert_eq!(m.records().collect::<Vec<_>>(), vec![confirmed]);
+        assert_eq!(m.verify(&policy(None)), Ok(()));
+        // With a key: the flag is under the MAC.
+        let key = Key::new(b"secret");
+        build(&HDR, Body::Conns(&[confirmed]), Some(&key), &mut out);
+        let m = Message::new_checked(&out).unwrap();
+        assert_eq!(m.flags(), FLAG_AUTH | FLAG_CONFIRMED);
+        assert_eq!(m.verify(&policy(Some(key.clone()))), Ok(()));
+        let mut forged = out.clone();
+        forged[7] = FLAG_AUTH;
+        let m = Message::new_checked(&forged).unwrap();
+        assert_eq!(m.verify(&policy(Some(key))), Err(Refused::Auth));
+        // A mixed batch is sent unconfirmed (the session never builds one).
+        build(&HDR, Body::Conns(&[confirmed, rec()]), None, &mut out);
+        let m = Message::new_checked(&out).unwrap();
+        assert!(!m.is_confirmed());
+        assert!(m.records().all(|r| !r.confirmed));
+        // No records, no flag.
+        build(&HDR, Body::Conns(&[]), None, &mut out);
+        assert!(!Message::new_checked(&out).unwrap().is_confirmed());
+    }
+
+    #[test]
+    fn unknown_header_flag_bits_are_ignored() {
+        // What lets a later version add a header flag (as FLAG_CONFIRMED was) compatibly.
+        for bit in [0x04u8, 0x08, 0x10, 0x20, 0x40, 0x80] {
+            let mut b = BYTES;
+            b[7] = bit;
+            let m = Message::new_checked(&b).unwrap();
+            assert_eq!(m.verify(&policy(None)), Ok(()), "flag {bit:#x}");
+            assert_eq!(m.records().collect::<Vec<_>>(), vec![rec()]);
+        }
     }
 
     fn refused(bytes: &[u8]) -> Refused {

@@ -109,20 +109,65 @@ pub struct ScriptConfig {
     pub user: Option<ScriptUser>,
 }
 
+/// One `notify*` script: keepalived's `notify_master SCRIPT [USER [GROUP]]` (the script
+/// quoted when it has arguments).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyScript {
+    /// The command line, run with `/bin/sh -c`.
+    pub command: String,
+    /// Who runs it (default: the global `script_user`, else `keepalived_script` if that user
+    /// exists, else `nobody`).
+    #[serde(default)]
+    pub user: Option<ScriptUser>,
+}
+
+impl From<&str> for NotifyScript {
+    /// A script run as the global user.
+    fn from(command: &str) -> NotifyScript {
+        NotifyScript {
+            command: command.to_string(),
+            user: None,
+        }
+    }
+}
+
+impl From<String> for NotifyScript {
+    /// A script run as the global user.
+    fn from(command: String) -> NotifyScript {
+        NotifyScript {
+            command,
+            user: None,
+        }
+    }
+}
+
 /// The `notify_*` scripts of an instance or sync group, run with `/bin/sh -c`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notify {
     /// `notify_master`.
-    pub master: Option<String>,
+    pub master: Option<NotifyScript>,
     /// `notify_backup`.
-    pub backup: Option<String>,
+    pub backup: Option<NotifyScript>,
     /// `notify_fault`.
-    pub fault: Option<String>,
+    pub fault: Option<NotifyScript>,
     /// `notify_stop`.
-    pub stop: Option<String>,
+    pub stop: Option<NotifyScript>,
     /// `notify`: called on every transition with `INSTANCE|GROUP NAME STATE PRIORITY` appended,
     /// as keepalived does.
-    pub any: Option<String>,
+    pub any: Option<NotifyScript>,
+}
+
+impl Notify {
+    /// Every script with its keyword (`notify_master` ... `notify`).
+    pub fn scripts(&self) -> [(&'static str, Option<&NotifyScript>); 5] {
+        [
+            ("notify_master", self.master.as_ref()),
+            ("notify_backup", self.backup.as_ref()),
+            ("notify_fault", self.fault.as_ref()),
+            ("notify_stop", self.stop.as_ref()),
+            ("notify", self.any.as_ref()),
+        ]
+    }
 }
 
 /// Gratuitous ARP at takeover and while master.
@@ -286,8 +331,8 @@ pub struct VrrpConfig {
     pub sync_groups: Vec<SyncGroupConfig>,
     /// `lvs_sync_daemon`.
     pub sync: Option<SyncConfig>,
-    /// `global_defs script_user`: who runs the `notify*` scripts (default: `keepalived_script`
-    /// if that user exists, else `nobody`).
+    /// `global_defs script_user`: who runs the `notify*` scripts that name no user of their
+    /// own (default: `keepalived_script` if that user exists, else `nobody`).
     #[serde(default)]
     pub script_user: Option<ScriptUser>,
 }
@@ -296,13 +341,7 @@ impl VrrpConfig {
     /// Whether any script is configured: a `vrrp_script` or a `notify*` of an instance or a
     /// sync group.
     pub fn has_scripts(&self) -> bool {
-        let notify = |n: &Notify| {
-            n.master.is_some()
-                || n.backup.is_some()
-                || n.fault.is_some()
-                || n.stop.is_some()
-                || n.any.is_some()
-        };
+        let notify = |n: &Notify| n.scripts().iter().any(|(_, s)| s.is_some());
         !self.scripts.is_empty()
             || self.instances.iter().any(|i| notify(&i.notify))
             || self.sync_groups.iter().any(|g| notify(&g.notify))

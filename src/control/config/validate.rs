@@ -206,22 +206,18 @@ impl Validator<'_> {
         }
     }
 
-    /// [`Self::vet_script`] for each `notify*` script, run as the global user.
+    /// [`Self::vet_script`] for each `notify*` script, run as its own user, else the global
+    /// one.
     pub(super) fn vet_notify(
         &mut self,
         n: &crate::vrrp::config::Notify,
         span: &Range<usize>,
         what: &str,
     ) {
-        for (key, line) in [
-            ("notify_master", &n.master),
-            ("notify_backup", &n.backup),
-            ("notify_fault", &n.fault),
-            ("notify_stop", &n.stop),
-            ("notify", &n.any),
-        ] {
-            if let Some(line) = line {
-                self.vet_script(span, &format!("{what}.{key}"), line, None);
+        for (key, script) in n.scripts() {
+            if let Some(s) = script {
+                let at = format!("{what}.{key}");
+                self.vet_script(span, &at, &s.command, s.user.as_ref());
             }
         }
     }

@@ -11,10 +11,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::validate::Validator;
+use crate::model::ScriptUser;
 use crate::vrrp::config::{
     auth_pass_bytes, is_ifname, parse_vip, Garp, InitialState, InstanceConfig, Notify,
-    ScriptConfig, Subject, SyncConfig, SyncGroupConfig, TrackInterface, TrackScript, Version,
-    VrrpConfig,
+    NotifyScript, ScriptConfig, Subject, SyncConfig, SyncGroupConfig, TrackInterface, TrackScript,
+    Version, VrrpConfig,
 };
 
 /// Seconds as an integer or a float (`advert_int = 1` or `0.1`).
@@ -72,15 +73,52 @@ pub(super) struct RawInstance {
     pub(super) unicast_peer: Option<Vec<Spanned<String>>>,
     pub(super) track_interface: Option<Vec<Spanned<RawTrack>>>,
     pub(super) track_script: Option<Vec<Spanned<RawTrack>>>,
-    pub(super) notify_master: Option<String>,
-    pub(super) notify_backup: Option<String>,
-    pub(super) notify_fault: Option<String>,
-    pub(super) notify_stop: Option<String>,
-    pub(super) notify: Option<String>,
+    pub(super) notify_master: Option<RawNotify>,
+    pub(super) notify_backup: Option<RawNotify>,
+    pub(super) notify_fault: Option<RawNotify>,
+    pub(super) notify_stop: Option<RawNotify>,
+    pub(super) notify: Option<RawNotify>,
     pub(super) garp_master_delay: Option<Spanned<i64>>,
     pub(super) garp_master_repeat: Option<Spanned<i64>>,
     pub(super) garp_master_refresh: Option<Spanned<i64>>,
     pub(super) garp_master_refresh_repeat: Option<Spanned<i64>>,
+}
+
+/// A `notify*` value: the command line, or `{ script = "...", user = "...", group = "..." }`
+/// (keepalived's `notify_master SCRIPT USER [GROUP]`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawNotify {
+    Line(String),
+    Full(RawNotifyFull),
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotifyFull {
+    script: String,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+/// The model's script of a raw `notify*` value (a `group` without a `user` is reported by
+/// [`Validator::vet_notify`]).
+fn notify_script(raw: &Option<RawNotify>) -> Option<NotifyScript> {
+    raw.as_ref().map(|r| match r {
+        RawNotify::Line(l) => NotifyScript::from(l.as_str()),
+        RawNotify::Full(f) => NotifyScript {
+            command: f.script.clone(),
+            user: f.user.clone().map(|user| ScriptUser {
+                user,
+                group: f.group.clone(),
+            }),
+        },
+    })
+}
+
+/// Whether a raw `notify*` value names a group without a user.
+fn group_without_user(raw: &Option<RawNotify>) -> bool {
+    matches!(raw, Some(RawNotify::Full(f)) if f.user.is_none() && f.group.is_some())
 }
 
 #[derive(serde::Deserialize)]
@@ -102,11 +140,11 @@ pub(super) struct RawScript {
 pub(super) struct RawSyncGroup {
     pub(super) name: Option<Spanned<String>>,
     pub(super) group: Option<Spanned<Vec<Spanned<String>>>>,
-    pub(super) notify_master: Option<String>,
-    pub(super) notify_backup: Option<String>,
-    pub(super) notify_fault: Option<String>,
-    pub(super) notify_stop: Option<String>,
-    pub(super) notify: Option<String>,
+    pub(super) notify_master: Option<RawNotify>,
+    pub(super) notify_backup: Option<RawNotify>,
+    pub(super) notify_fault: Option<RawNotify>,
+    pub(super) notify_stop: Option<RawNotify>,
+    pub(super) notify: Option<RawNotify>,
 }
 
 #[derive(serde::Deserialize)]
@@ -347,16 +385,29 @@ impl Validator<'_> {
                 name,
                 members,
                 notify: Notify {
-                    master: e.notify_master.clone(),
-                    backup: e.notify_backup.clone(),
-                    fault: e.notify_fault.clone(),
-                    stop: e.notify_stop.clone(),
-                    any: e.notify.clone(),
+                    master: notify_script(&e.notify_master),
+                    backup: notify_script(&e.notify_backup),
+                    fault: notify_script(&e.notify_fault),
+                    stop: notify_script(&e.notify_stop),
+                    any: notify_script(&e.notify),
                 },
             });
             if let Some(g) = out.sync_groups.last() {
                 let notify = g.notify.clone();
                 self.vet_notify(&notify, &entry.span(), &what);
+                let raws = [
+                    &e.notify_master,
+                    &e.notify_backup,
+                    &e.notify_fault,
+                    &e.notify_stop,
+                    &e.notify,
+                ];
+                if raws.into_iter().any(group_without_user) {
+                    self.report(
+                        entry.span(),
+                        format!("{what}: a notify script's `group` needs a `user`"),
+                    );
+                }
             }
             let gspan = e.group.as_ref().map_or(entry.span(), Spanned::span);
             spans.groups.push((span_of(&e.name, &gspan), at));
@@ -589,12 +640,25 @@ impl Validator<'_> {
             });
         }
         inst.notify = Notify {
-            master: r.notify_master.clone(),
-            backup: r.notify_backup.clone(),
-            fault: r.notify_fault.clone(),
-            stop: r.notify_stop.clone(),
-            any: r.notify.clone(),
+            master: notify_script(&r.notify_master),
+            backup: notify_script(&r.notify_backup),
+            fault: notify_script(&r.notify_fault),
+            stop: notify_script(&r.notify_stop),
+            any: notify_script(&r.notify),
         };
+        let raws = [
+            &r.notify_master,
+            &r.notify_backup,
+            &r.notify_fault,
+            &r.notify_stop,
+            &r.notify,
+        ];
+        if raws.into_iter().any(group_without_user) {
+            self.report(
+                entry.span(),
+                format!("{what}: a notify script's `group` needs a `user`"),
+            );
+        }
         self.vet_notify(&inst.notify, &entry.span(), &what);
         self.garp(
             &mut inst.garp,

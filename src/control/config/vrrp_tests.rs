@@ -4,9 +4,10 @@
 use super::*;
 use std::time::Duration;
 
+use crate::model::ScriptUser;
 use crate::vrrp::config::{
-    Garp, InitialState, InstanceConfig, Notify, ScriptConfig, SyncConfig, SyncGroupConfig,
-    TrackInterface, TrackScript, Version, VirtualIp,
+    Garp, InitialState, InstanceConfig, Notify, NotifyScript, ScriptConfig, SyncConfig,
+    SyncGroupConfig, TrackInterface, TrackScript, Version, VirtualIp,
 };
 
 fn ok(text: &str) -> DirectorSettings {
@@ -60,7 +61,7 @@ virtual_ipaddress = ["192.168.150.100/24 dev eth0 label eth0:3", "192.168.150.10
 track_interface = ["eth2", { name = "eth3", weight = -30 }, { name = "eth4", weight = 0 }]
 track_script = ["chk_web", { name = "chk_disk", weight = 10 }]
 notify_master = "/etc/ha/notify master"
-notify_backup = "/etc/ha/notify backup"
+notify_backup = { script = "/etc/ha/notify", user = "backup" }
 notify_fault = "/etc/ha/fault"
 notify_stop = "/etc/ha/stop"
 notify = "/etc/ha/any"
@@ -104,7 +105,7 @@ script = "/bin/true"
 [[vrrp_sync_group]]
 name = "G"
 group = ["VI_1", "VI_2"]
-notify_master = "/etc/ha/group-master"
+notify_master = { script = "/etc/ha/group-master", user = "nobody", group = "nogroup" }
 notify = "/etc/ha/group any"
 
 [sync]
@@ -178,7 +179,13 @@ fn every_key_into_the_model() {
         ],
         notify: Notify {
             master: Some("/etc/ha/notify master".into()),
-            backup: Some("/etc/ha/notify backup".into()),
+            backup: Some(NotifyScript {
+                command: "/etc/ha/notify".into(),
+                user: Some(ScriptUser {
+                    user: "backup".into(),
+                    group: None,
+                }),
+            }),
             fault: Some("/etc/ha/fault".into()),
             stop: Some("/etc/ha/stop".into()),
             any: Some("/etc/ha/any".into()),
@@ -242,7 +249,13 @@ fn every_key_into_the_model() {
             name: "G".into(),
             members: vec!["VI_1".into(), "VI_2".into()],
             notify: Notify {
-                master: Some("/etc/ha/group-master".into()),
+                master: Some(NotifyScript {
+                    command: "/etc/ha/group-master".into(),
+                    user: Some(ScriptUser {
+                        user: "nobody".into(),
+                        group: Some("nogroup".into()),
+                    }),
+                }),
                 any: Some("/etc/ha/group any".into()),
                 ..Notify::default()
             },

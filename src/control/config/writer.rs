@@ -147,16 +147,23 @@ fn secs(d: Duration) -> String {
 }
 
 fn notify(out: &mut String, n: &Notify) {
-    for (key, v) in [
-        ("notify_master", &n.master),
-        ("notify_backup", &n.backup),
-        ("notify_fault", &n.fault),
-        ("notify_stop", &n.stop),
-        ("notify", &n.any),
-    ] {
-        if let Some(c) = v {
-            let _ = writeln!(out, "{key} = {}", quote(c));
-        }
+    for (key, v) in n.scripts() {
+        let Some(s) = v else { continue };
+        let _ = match &s.user {
+            None => writeln!(out, "{key} = {}", quote(&s.command)),
+            Some(u) => {
+                let group = u
+                    .group
+                    .as_ref()
+                    .map_or(String::new(), |g| format!(", group = {}", quote(g)));
+                writeln!(
+                    out,
+                    "{key} = {{ script = {}, user = {}{group} }}",
+                    quote(&s.command),
+                    quote(&u.user)
+                )
+            }
+        };
     }
 }
 

@@ -482,21 +482,24 @@ fn virtual_server(
                 cx.at_most(field, 1);
             }
             "quorum_up" | "quorum_down" => {
-                if cx.arg(field, 0, "a command").is_some() {
-                    let cmd = field
-                        .args
-                        .iter()
-                        .map(|w| w.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    super::scripts::vet(cx, field.name.at, &format!("{what} {kw}"), &cmd, None);
+                if let Some(s) = super::scripts::notify_script(field, &what, cx) {
+                    // One user per service runs both (`ServiceHealth::script_user`).
+                    match (&s.user, &health.script_user) {
+                        (Some(u), Some(other)) if u != other => cx.error(
+                            field.args[1].at,
+                            format!(
+                                "{what}: {kw} runs as {u}, the other quorum script as {other}: tunlb runs both quorum scripts of a service as one user"
+                            ),
+                        ),
+                        (Some(u), _) => health.script_user = Some(u.clone()),
+                        (None, _) => {}
+                    }
                     if kw == "quorum_up" {
-                        health.quorum_up = Some(cmd);
+                        health.quorum_up = Some(s.command);
                     } else {
-                        health.quorum_down = Some(cmd);
+                        health.quorum_down = Some(s.command);
                     }
                 }
-                cx.no_block(field);
             }
             "sorry_server" => {
                 let a = cx.ipv4(field, 0);

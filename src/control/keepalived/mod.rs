@@ -152,7 +152,9 @@ fn parse_with(
     // Scripts without a `user` of their own run as `script_user` (resolved when they start).
     let global = cx.scripts.user.clone();
     for (_, s) in &mut health.services {
-        s.script_user = global.clone();
+        if s.script_user.is_none() {
+            s.script_user = global.clone();
+        }
         for (_, d) in &mut s.per_dest {
             for c in &mut d.checks {
                 if let CheckKind::Misc { user: u @ None, .. } = &mut c.kind {

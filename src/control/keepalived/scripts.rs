@@ -1,6 +1,7 @@
 //! Who runs the scripts of a keepalived.conf: `global_defs` `script_user USER [GROUP]` and
-//! `enable_script_security`, `user USER [GROUP]` in a MISC_CHECK or a `vrrp_script`, and the
-//! checks every script line gets where it is read ([`vet`]: the user exists; with
+//! `enable_script_security`, `user USER [GROUP]` in a MISC_CHECK or a `vrrp_script`, the
+//! `USER [GROUP]` after the script of a `notify*`, `quorum_up` or `quorum_down`
+//! ([`notify_script`]), and the checks every script line gets where it is read ([`vet`]: the user exists; with
 //! `enable_script_security` a script that would run as root must be secure, as keepalived's
 //! `check_script_secure` decides — here an error naming the script and its line, where
 //! keepalived disables the script and logs it).
@@ -11,6 +12,8 @@
 use super::syntax::{Loc, Node};
 use super::Ctx;
 use crate::model::{ScriptPolicy, ScriptUser};
+use crate::sys::script::{RunAs, UserError};
+use crate::vrrp::config::NotifyScript;
 
 /// The `global_defs` keywords read here.
 pub const GLOBAL_KEYS: &[&str] = &["script_user", "enable_script_security"];
@@ -48,6 +51,74 @@ pub(super) fn user(field: &Node, what: &str, cx: &mut Ctx) -> Option<ScriptUser>
         user: u,
         group: field.args.get(1).map(|w| w.text.clone()),
     })
+}
+
+/// A notify-type script: keepalived's `KEYWORD SCRIPT [USER [GROUP]]` (`notify*`,
+/// `quorum_up`, `quorum_down`): the first word is the script (quoted when it has arguments),
+/// then its user and group. Checked as [`vet`] does, as that user. A user or group that does
+/// not exist: with `enable_script_security` an error at its line; without, keepalived ignores
+/// the script ("Invalid user/group ... - ignoring"), and so does tunlb, with a warning at its
+/// line (`None`).
+pub(super) fn notify_script(field: &Node, what: &str, cx: &mut Ctx) -> Option<NotifyScript> {
+    cx.no_block(field);
+    let kw = &field.name.text;
+    let Some(script) = field.args.first() else {
+        cx.error(
+            field.name.at,
+            format!("{what}: {kw}: expected a command after it"),
+        );
+        return None;
+    };
+    let command = script.text.clone();
+    if let Some(extra) = field.args.get(3) {
+        cx.error(
+            extra.at,
+            format!(
+                "{what}: {kw}: unexpected '{}': keepalived takes SCRIPT [USER [GROUP]] (quote the script to give it arguments: {kw} \"{} ARG\")",
+                extra.text, command
+            ),
+        );
+        return None;
+    }
+    let user = field.args.get(1).map(|u| ScriptUser {
+        user: u.text.clone(),
+        group: field.args.get(2).map(|g| g.text.clone()),
+    });
+    let at = format!("{what} {kw}");
+    if let Some(u) = &user {
+        let user_at = field.args[1].at;
+        match RunAs::lookup(&u.user, u.group.as_deref()) {
+            Ok(_) => {}
+            Err(e @ (UserError::NoUser(_) | UserError::NoGroup(_))) => {
+                let hint = if field.args.len() == 2 {
+                    format!(
+                        " (to give the script an argument, quote it: {kw} \"{command} {}\")",
+                        u.user
+                    )
+                } else {
+                    String::new()
+                };
+                if cx.scripts.security {
+                    cx.error(
+                        user_at,
+                        format!("{at} {command:?}: {e}: refused by enable_script_security{hint}"),
+                    );
+                } else {
+                    cx.warn(
+                        user_at,
+                        format!("{at} {command:?}: {e}: the script is ignored, as keepalived ignores it{hint}"),
+                    );
+                }
+                return None;
+            }
+            Err(e) => {
+                cx.error(user_at, format!("{at} {command:?}: {e}"));
+                return None;
+            }
+        }
+    }
+    vet(cx, field.name.at, &at, &command, user.as_ref());
+    Some(NotifyScript { command, user })
 }
 
 /// Checks the script `line` read at `at` (`what` names its block and keyword), run as `own`
@@ -150,6 +221,130 @@ mod tests {
             e.iter().any(|(l, m)| *l == 8
                 && m.contains("MISC_CHECK misc_path")
                 && m.contains("no-such-group-tunlb")),
+            "{e:?}"
+        );
+    }
+
+    /// `global_defs`, then a service whose quorum scripts are `quorum`, then an instance whose
+    /// notify scripts are `notify`.
+    fn notify_conf(global: &str, quorum: &str, notify: &str) -> String {
+        format!(
+            "global_defs {{\n{global}\n}}\n\
+             virtual_server 10.0.0.1 80 {{\n{quorum}\n\
+             \x20 real_server 10.0.1.1 80 {{\n\
+             \x20   TCP_CHECK {{\n\
+             \x20   }}\n\
+             \x20 }}\n\
+             }}\n\
+             vrrp_instance VI_1 {{\n\
+             \x20 interface eth0\n\
+             \x20 virtual_router_id 51\n\
+             \x20 virtual_ipaddress {{\n\
+             \x20   192.168.150.100\n\
+             \x20 }}\n{notify}\n\
+             }}\n"
+        )
+    }
+
+    #[test]
+    fn notify_scripts_take_their_user_and_group_after_the_script() {
+        let c = parse_str(
+            &notify_conf(
+                "script_user daemon",
+                "quorum_up \"/bin/true up\" nobody nogroup\nquorum_down /bin/true",
+                "notify_master \"/bin/true master\" nobody\n\
+                 notify_backup /bin/true nobody nogroup\n\
+                 notify /bin/true",
+            ),
+            "k.conf",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let n = &c.vrrp.instances[0].notify;
+        let master = n.master.as_ref().unwrap();
+        assert_eq!(
+            master.command, "/bin/true master",
+            "quoted: the script and its argument"
+        );
+        assert_eq!(master.user, user("nobody", None));
+        let backup = n.backup.as_ref().unwrap();
+        assert_eq!(backup.command, "/bin/true");
+        assert_eq!(backup.user, user("nobody", Some("nogroup")));
+        let any = n.any.as_ref().unwrap();
+        assert_eq!((any.command.as_str(), &any.user), ("/bin/true", &None));
+        assert_eq!(c.vrrp.script_user, user("daemon", None), "the others' user");
+        // Both quorum scripts run as the one a quorum script names.
+        let (_, s) = &c.health.services[0];
+        assert_eq!(s.quorum_up.as_deref(), Some("/bin/true up"));
+        assert_eq!(s.quorum_down.as_deref(), Some("/bin/true"));
+        assert_eq!(s.script_user, user("nobody", Some("nogroup")));
+    }
+
+    #[test]
+    fn an_unknown_notify_user_disables_the_script_or_with_script_security_is_an_error() {
+        // The common mistake: an unquoted argument, which keepalived takes as the user.
+        let notify = "notify_master /bin/true no-such-user-tunlb\nnotify_backup /bin/true";
+        let c = parse_str(&notify_conf("", "", notify), "k.conf").expect("a warning only");
+        let n = &c.vrrp.instances[0].notify;
+        assert_eq!(n.master, None, "ignored, as keepalived ignores it");
+        assert!(n.backup.is_some());
+        let w = c
+            .warnings
+            .iter()
+            .find(|w| w.message.contains("no-such-user-tunlb"))
+            .unwrap_or_else(|| panic!("{:?}", c.warnings));
+        assert_eq!(w.line, 17, "{w:?}");
+        assert!(w.message.contains("ignored"), "{w:?}");
+        assert!(
+            w.message
+                .contains("quote it: notify_master \"/bin/true no-such-user-tunlb\""),
+            "{w:?}"
+        );
+        // With enable_script_security: an error at its line.
+        let e = errors(&notify_conf("enable_script_security", "", notify));
+        assert!(
+            e.iter().any(|(l, m)| *l == 17
+                && m.contains("notify_master")
+                && m.contains("no-such-user-tunlb")
+                && m.contains("enable_script_security")),
+            "{e:?}"
+        );
+        // An unknown group, in a quorum script: the same.
+        let quorum = "quorum_down /bin/true nobody no-such-group-tunlb";
+        let c = parse_str(&notify_conf("", quorum, ""), "k.conf").expect("a warning only");
+        assert_eq!(c.health.services[0].1.quorum_down, None);
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.line == 5 && w.message.contains("no-such-group-tunlb")));
+        let e = errors(&notify_conf("enable_script_security", quorum, ""));
+        assert!(
+            e.iter()
+                .any(|(l, m)| *l == 5 && m.contains("no-such-group-tunlb")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_notify_line_has_at_most_a_script_a_user_and_a_group() {
+        let e = errors(&notify_conf(
+            "",
+            "",
+            "notify_master /bin/true nobody nogroup extra",
+        ));
+        assert!(
+            e.iter().any(|(l, m)| *l == 17
+                && m.contains("unexpected 'extra'")
+                && m.contains("SCRIPT [USER [GROUP]]")),
+            "{e:?}"
+        );
+        // Two quorum scripts of a service naming different users: tunlb has one per service.
+        let e = errors(&notify_conf(
+            "",
+            "quorum_up /bin/true nobody\nquorum_down /bin/true daemon",
+            "",
+        ));
+        assert!(
+            e.iter().any(|(l, m)| *l == 6 && m.contains("one user")),
             "{e:?}"
         );
     }

@@ -46,7 +46,7 @@ virtual_server group web {
     quorum 2
     hysteresis 1
     quorum_up "/bin/echo up"
-    quorum_down /bin/echo down
+    quorum_down "/bin/echo down" nobody
     sorry_server 10.0.9.9 80
     virtualhost www.example.com
     connect_timeout 4
@@ -147,6 +147,11 @@ fn every_lvs_construct_is_read() {
     assert_eq!((h.quorum, h.hysteresis), (2, 1));
     assert_eq!(h.quorum_up.as_deref(), Some("/bin/echo up"));
     assert_eq!(h.quorum_down.as_deref(), Some("/bin/echo down"));
+    // keepalived's `quorum_down SCRIPT USER`: both quorum scripts run as that user.
+    assert_eq!(
+        h.script_user.as_ref().map(|u| u.user.as_str()),
+        Some("nobody")
+    );
     assert_eq!(
         h.sorry_server,
         Some(SocketAddrV4::new(Ipv4Addr::new(10, 0, 9, 9), 80))

@@ -20,8 +20,8 @@ use super::syntax::{Loc, Node, Word};
 use super::Ctx;
 use crate::vrrp::config::{
     auth_pass_bytes, is_ifname, parse_seconds, parse_vip, Garp, InitialState, InstanceConfig,
-    Notify, ScriptConfig, Subject, SyncConfig, SyncGroupConfig, TrackInterface, TrackScript,
-    Version, VrrpConfig,
+    Notify, NotifyScript, ScriptConfig, Subject, SyncConfig, SyncGroupConfig, TrackInterface,
+    TrackScript, Version, VrrpConfig,
 };
 
 /// `global_defs` keywords read here; [`super::lvs`] warns about the others.
@@ -506,7 +506,7 @@ fn weight(node_what: &str, args: &[Word], i: usize, cx: &mut Ctx, at: Loc) -> Op
     v
 }
 
-/// The rest of a line as one command (`notify_master /path/script arg`, or quoted).
+/// The rest of a line as one command (`script /path/script arg`, or quoted).
 fn command(field: &Node, what: &str, cx: &mut Ctx) -> Option<String> {
     cx.no_block(field);
     if field.args.is_empty() {
@@ -520,10 +520,8 @@ fn command(field: &Node, what: &str, cx: &mut Ctx) -> Option<String> {
     Some(words.join(" "))
 }
 
-fn set_notify(slot: &mut Option<String>, field: &Node, what: &str, cx: &mut Ctx) {
-    if let Some(c) = command(field, what, cx) {
-        let at = format!("{what} {}", field.name.text);
-        super::scripts::vet(cx, field.name.at, &at, &c, None);
+fn set_notify(slot: &mut Option<NotifyScript>, field: &Node, what: &str, cx: &mut Ctx) {
+    if let Some(c) = super::scripts::notify_script(field, what, cx) {
         if slot.is_some() {
             cx.error(
                 field.name.at,

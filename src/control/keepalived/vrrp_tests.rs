@@ -6,9 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::*;
+use crate::model::ScriptUser;
 use crate::vrrp::config::{
-    Garp, InitialState, InstanceConfig, Notify, ScriptConfig, SyncConfig, SyncGroupConfig,
-    TrackInterface, TrackScript, Version, VirtualIp,
+    Garp, InitialState, InstanceConfig, Notify, NotifyScript, ScriptConfig, SyncConfig,
+    SyncGroupConfig, TrackInterface, TrackScript, Version, VirtualIp,
 };
 
 fn ok(text: &str) -> KeepalivedConfig {
@@ -133,7 +134,7 @@ vrrp_sync_group G {
     group {
         VI_1 VI_2
     }
-    notify_master /etc/ha/group-master
+    notify_master /etc/ha/group-master nobody nogroup
     notify "/etc/ha/group any"
 }
 "#;
@@ -204,7 +205,14 @@ fn every_keyword_into_the_model() {
         ],
         notify: Notify {
             master: Some("/etc/ha/notify master".into()),
-            backup: Some("/etc/ha/notify backup".into()),
+            // keepalived: the word after the script is its user.
+            backup: Some(NotifyScript {
+                command: "/etc/ha/notify".into(),
+                user: Some(ScriptUser {
+                    user: "backup".into(),
+                    group: None,
+                }),
+            }),
             fault: Some("/etc/ha/fault".into()),
             stop: Some("/etc/ha/stop".into()),
             any: Some("/etc/ha/any".into()),
@@ -264,7 +272,13 @@ fn every_keyword_into_the_model() {
             name: "G".into(),
             members: vec!["VI_1".into(), "VI_2".into()],
             notify: Notify {
-                master: Some("/etc/ha/group-master".into()),
+                master: Some(NotifyScript {
+                    command: "/etc/ha/group-master".into(),
+                    user: Some(ScriptUser {
+                        user: "nobody".into(),
+                        group: Some("nogroup".into()),
+                    }),
+                }),
                 any: Some("/etc/ha/group any".into()),
                 ..Notify::default()
             },

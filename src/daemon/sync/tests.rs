@@ -84,6 +84,7 @@ fn rec(i: u32) -> SyncRecord {
         dest: SocketAddrV4::new(Ipv4Addr::new(172, 16, 0, 1), 80),
         state: ConnState::Established,
         timeout: Duration::from_secs(900),
+        confirmed: false,
     }
 }
 

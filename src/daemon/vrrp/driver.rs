@@ -627,8 +627,8 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
         let out = dir.join("out");
         let n = Notify {
-            master: Some(format!("echo master >> {}", out.display())),
-            any: Some(format!("echo >> {}", out.display())),
+            master: Some(format!("echo master >> {}", out.display()).into()),
+            any: Some(format!("echo >> {}", out.display()).into()),
             ..Notify::default()
         };
         let mut notifier = Notifier::default();

@@ -10,7 +10,7 @@ use std::process::Child;
 use crate::model::ScriptUser;
 use crate::sys::script::{self, RunAs};
 use crate::time::{Duration, Instant};
-use crate::vrrp::config::ScriptConfig;
+use crate::vrrp::config::{NotifyScript, ScriptConfig};
 
 /// Whether a `vrrp_script` counts as passing, from its results: `rise` successes in a row
 /// make a failing script good, `fall` failures in a row make a good one fail. A script starts
@@ -135,7 +135,7 @@ impl Scripts {
             }
             if s.running.is_none() && now >= s.next {
                 s.next = now + s.cfg.interval.max(Duration::from_millis(100));
-                match start(&s.cfg.script, &[], s.cfg.user.as_ref()) {
+                match start(&s.cfg.script, &[], s.cfg.user.as_ref(), None) {
                     Ok(child) => s.running = Some((child, now)),
                     Err(e) => {
                         log::warn!("tunlb director: VRRP script {}: {e}", s.cfg.name);
@@ -172,14 +172,20 @@ impl Scripts {
     }
 }
 
-/// Starts `/bin/sh -c 'SCRIPT ARGS...'` as `user` (no stdin, output discarded).
-fn start(script: &str, args: &[&str], user: Option<&ScriptUser>) -> std::io::Result<Child> {
+/// Starts `/bin/sh -c 'SCRIPT ARGS...'` as `own`, else `global` (no stdin, output
+/// discarded).
+fn start(
+    script: &str,
+    args: &[&str],
+    own: Option<&ScriptUser>,
+    global: Option<&ScriptUser>,
+) -> std::io::Result<Child> {
     let mut line = script.to_string();
     for a in args {
         line.push(' ');
         line.push_str(a);
     }
-    let who = RunAs::resolve(user, None)
+    let who = RunAs::resolve(own, global)
         .map_err(|e| std::io::Error::other(format!("running {line:?}: {e}")))?;
     script::spawn(&line, &who)
 }
@@ -192,7 +198,8 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier whose scripts run as `user` (the global `script_user`; `None`: the default).
+    /// A notifier whose scripts run as their own user, else `user` (the global
+    /// `script_user`; `None`: the default).
     pub fn new(user: Option<ScriptUser>) -> Notifier {
         Notifier {
             children: Vec::new(),
@@ -200,12 +207,13 @@ impl Notifier {
         }
     }
 
-    /// Starts `script` with `args` appended (keepalived's `notify`: `INSTANCE NAME STATE
-    /// PRIORITY`).
-    pub fn run(&mut self, script: &str, args: &[&str]) {
-        match start(script, args, self.user.as_ref()) {
+    /// Starts `script` (as its own user, else the global one) with `args` appended
+    /// (keepalived's `notify`: `INSTANCE NAME STATE PRIORITY`).
+    pub fn run(&mut self, script: &NotifyScript, args: &[&str]) {
+        let (line, own) = (&script.command, script.user.as_ref());
+        match start(line, args, own, self.user.as_ref()) {
             Ok(child) => self.children.push(child),
-            Err(e) => log::warn!("tunlb director: notify script {script:?}: {e}"),
+            Err(e) => log::warn!("tunlb director: notify script {line:?}: {e}"),
         }
     }
 
@@ -242,6 +250,45 @@ mod tests {
         assert!(!h.record(true));
         assert!(h.record(true));
         assert!(h.is_good());
+    }
+
+    #[test]
+    fn a_notify_script_runs_as_its_own_user_else_the_global_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("tunlb-notify-user-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let (own, global) = (dir.join("own"), dir.join("global"));
+        let user = |u: &str| ScriptUser {
+            user: u.into(),
+            group: None,
+        };
+        let mut n = Notifier::new(Some(user("daemon")));
+        n.run(
+            &NotifyScript {
+                command: format!("id -u > {}", own.display()),
+                user: Some(user("nobody")),
+            },
+            &[],
+        );
+        n.run(&format!("id -u > {}", global.display()).into(), &[]);
+        n.finish(std::time::Duration::from_secs(5));
+        let uid = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().trim().to_string();
+        // Our effective uid: the owner of the folder we made.
+        let euid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&dir).unwrap());
+        if euid == 0 {
+            let id = |u: &str| RunAs::lookup(u, None).unwrap().uid.to_string();
+            assert_eq!(uid(&own), id("nobody"));
+            assert_eq!(uid(&global), id("daemon"));
+        } else {
+            // Not root: no user switch, both run as this process (crate::sys::script::shell).
+            assert_eq!(
+                (uid(&own), uid(&global)),
+                (euid.to_string(), euid.to_string())
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

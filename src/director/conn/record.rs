@@ -18,4 +18,8 @@ pub struct SyncRecord {
     pub state: ConnState,
     /// How long the flow had left to live when the record was made.
     pub timeout: Duration,
+    /// Whether the flow is [confirmed](super::Conn::is_confirmed) (it carried client data):
+    /// the peer installs it confirmed. False for a template. On the wire it is a message flag
+    /// (`crate::sync::wire::FLAG_CONFIRMED`), not a record field.
+    pub confirmed: bool,
 }

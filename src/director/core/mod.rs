@@ -347,22 +347,25 @@ impl Director {
             let live = conn.expires() > now;
             if live && !(syn_only && conn.state.is_closing()) {
                 if let Some(dest) = snap.dest(conn.dest) {
+                    let (before, was_confirmed) = (conn.state, conn.is_confirmed());
                     if proto == Protocol::Tcp {
-                        let before = conn.state;
                         step_state(conn, dest, flags, Direction::InputOnly);
                         if l4.confirms() {
                             conn.confirm();
-                        }
-                        if conn.state != before && cx.shared.sync_emit() {
-                            let left = flow_timeout(snap, &self.config, conn);
-                            let rec = sync::record(dest, key, conn.state, left);
-                            sync::queue(&mut self.sync_out, cx.counters, rec);
                         }
                     } else {
                         // A second UDP datagram.
                         conn.confirm();
                     }
-                    conn.set_expires(now + flow_timeout(snap, &self.config, conn));
+                    let left = flow_timeout(snap, &self.config, conn);
+                    conn.set_expires(now + left);
+                    // A state change or the first client data: the backup hears of it (a
+                    // confirmed flow keeps its state's whole timeout there too).
+                    let changed = conn.state != before || conn.is_confirmed() != was_confirmed;
+                    if changed && cx.shared.sync_emit() {
+                        let rec = sync::record(dest, key, conn.state, left, conn.is_confirmed());
+                        sync::queue(&mut self.sync_out, cx.counters, rec);
+                    }
                     if p.first_fragment_of_many {
                         cx.shared
                             .remember_fragment(frag_key, conn.dest, p.payload_len(), now);
@@ -517,12 +520,13 @@ impl Director {
         dest.state
             .update_overload(dest.config.u_threshold, dest.config.l_threshold);
         if !is_nat && cx.shared.sync_emit() {
-            let rec = sync::record(dest, key, state, flow_timeout(snap, &self.config, &conn));
+            let left = flow_timeout(snap, &self.config, &conn);
+            let rec = sync::record(dest, key, state, left, conn.is_confirmed());
             sync::queue(&mut self.sync_out, cx.counters, rec);
             if let Some(pers) = svc.persistence() {
                 let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
                 let timeout = Duration::from_secs(u64::from(pers.timeout));
-                let rec = sync::record(dest, tkey, ConnState::None, timeout);
+                let rec = sync::record(dest, tkey, ConnState::None, timeout, false);
                 sync::queue(&mut self.sync_out, cx.counters, rec);
             }
         }

@@ -5,7 +5,8 @@
 //! here is everything about them that touches the tables, without IO and without a clock:
 //!
 //! - **Emitting** ([`Director::take_sync`]): while [`Shared::set_sync_emit`] is on, each worker
-//!   queues a [`SyncRecord`] for every flow it creates, every TCP state change, and, for a
+//!   queues a [`SyncRecord`] for every flow it creates, every TCP state change, the moment a
+//!   flow is confirmed (its first client data, [`Conn::is_confirmed`]), and, for a
 //!   persistent service, the template of every new flow. The queue is bounded
 //!   ([`SYNC_QUEUE_MAX`]); what does not fit is counted in `Counters::sync_dropped` (the
 //!   periodic refresh carries it later). Off, it costs one relaxed load per new flow or state
@@ -19,6 +20,10 @@
 //!   packets takes it ([`adopt`]), since the kernel's multi-queue TUN chooses the worker. The
 //!   real server's active/inactive counts are counted once, at install, and kept in step with
 //!   later records; a persistent service's flow holds its template as a scheduled one does.
+//!   A record of a confirmed flow installs it confirmed ([`SyncRecord::confirmed`]): it keeps
+//!   its state's whole timeout once adopted (not `--unconfirmed-timeout`'s cap) and is never
+//!   evicted for a flood, as on the master. An unconfirmed flow stays unconfirmed, so a flood
+//!   against the master does not fill the backup with flows it cannot evict.
 //!
 //! How the sync daemon drives it (every call takes the worker's lock briefly):
 //!
@@ -91,14 +96,22 @@ const PHASE_TEMPLATES: u64 = 1;
 const PHASE_SYNCED: u64 = 2;
 const IN_PHASE: u64 = (1 << PHASE_SHIFT) - 1;
 
-/// The record of a flow (or template) `key` to `dest`.
+/// The record of a flow (or template) `key` to `dest`; `confirmed` says whether the flow
+/// carried client data (false for a template).
 #[inline]
-pub(super) fn record(dest: &Dest, key: ConnKey, state: ConnState, left: Duration) -> SyncRecord {
+pub(super) fn record(
+    dest: &Dest,
+    key: ConnKey,
+    state: ConnState,
+    left: Duration,
+    confirmed: bool,
+) -> SyncRecord {
     SyncRecord {
         key,
         dest: SocketAddrV4::new(dest.config.addr, dest.config.port_in(dest.service)),
         state,
         timeout: left,
+        confirmed,
     }
 }
 
@@ -268,7 +281,7 @@ impl Director {
                 }
                 if let Some(dest) = snap.dest(conn.dest) {
                     let left = conn.expires().saturating_since(now);
-                    out.push(record(dest, *key, conn.state, left));
+                    out.push(record(dest, *key, conn.state, left, conn.is_confirmed()));
                     n += 1;
                 }
             }
@@ -283,7 +296,7 @@ impl Director {
             for (key, id, left) in found {
                 if let Some(dest) = snap.dest(id) {
                     if dest.config.forward != Forward::Nat {
-                        out.push(record(dest, key, ConnState::None, left));
+                        out.push(record(dest, key, ConnState::None, left, false));
                         n += 1;
                     }
                 }
@@ -299,7 +312,7 @@ impl Director {
             for (key, conn) in found {
                 if let Some(dest) = snap.dest(conn.dest) {
                     let left = conn.expires().saturating_since(now);
-                    out.push(record(dest, key, conn.state, left));
+                    out.push(record(dest, key, conn.state, left, conn.is_confirmed()));
                 }
             }
             if let Some(next) = next {
@@ -360,8 +373,15 @@ impl Director {
                 stats.applied += 1;
                 continue;
             }
-            let new = Conn::new(dest.id, rec.state, now + rec.timeout);
+            let mut new = Conn::new(dest.id, rec.state, now + rec.timeout);
+            if rec.confirmed {
+                new.confirm();
+            }
             let old = if let Some(c) = self.conns.get_mut(&key) {
+                // A flow this worker saw carry data to the same server stays confirmed.
+                if c.is_confirmed() && c.dest == dest.id && !c.is_expired(now) {
+                    new.confirm();
+                }
                 Some(core::mem::replace(c, new))
             } else {
                 match self.shared.synced.upsert(key, new) {

@@ -117,6 +117,7 @@ fn rec(key: ConnKey, rs: Ipv4Addr, port: u16, state: ConnState, secs: u64) -> Sy
         dest: SocketAddrV4::new(rs, port),
         state,
         timeout: Duration::from_secs(secs),
+        confirmed: false,
     }
 }
 
@@ -174,14 +175,21 @@ fn new_flows_and_state_changes_are_queued_while_emitting() {
     let _ = lab.send(0, now, &mut udp_packet(c, 2000, VIP, 53, 10));
     let k = key(TCP, c, 1000, 80);
     let secs = Duration::from_secs;
+    let confirmed = |r: SyncRecord| SyncRecord {
+        confirmed: true,
+        ..r
+    };
     assert_eq!(
         take(&mut lab),
         [
             rec(k, rs, 80, ConnState::SynRecv, 60),
-            // Only changes: the later ACKs queue nothing.
-            rec(k, rs, 80, ConnState::Established, 900),
-            rec(k, rs, 80, ConnState::FinWait, 120),
+            // Only changes: the later ACKs queue nothing. The first ACK carried data: the
+            // flow is confirmed in the same record.
+            confirmed(rec(k, rs, 80, ConnState::Established, 900)),
+            confirmed(rec(k, rs, 80, ConnState::FinWait, 120)),
             rec(key(UDP, c, 2000, 53), urs, 53, ConnState::Udp, 300),
+            // The second datagram confirms the UDP flow.
+            confirmed(rec(key(UDP, c, 2000, 53), urs, 53, ConnState::Udp, 300)),
         ]
     );
     assert_eq!(secs(900), lab.shared.snapshot().timeouts.tcp());
@@ -402,6 +410,89 @@ fn installed_flows_keep_their_server_on_whichever_worker_sees_them() {
     let (a1, _) = counts(&new, Protocol::Tcp, 80, RS1);
     let (a2, _) = counts(&new, Protocol::Tcp, 80, RS2);
     assert_eq!(a1 + a2, 40);
+}
+
+/// A flow the master saw carry client data is confirmed on the backup too: once adopted,
+/// a client that only ACKs (a download) keeps ESTABLISHED's 15 minutes, not the 60 s cap of
+/// an unconfirmed flow, and a flood cannot evict it. A spoofed SYN+ACK pair stays unconfirmed.
+#[test]
+fn a_flow_confirmed_on_the_master_is_installed_confirmed() {
+    let set = web_and_dns(SchedulerKind::Rr);
+    let mut master = Lab::new(1, &set);
+    master.shared.set_sync_emit(true);
+    let t0 = Instant::from_secs(10);
+    let (real, spoofed) = (client(1), client(2));
+    for c in [real, spoofed] {
+        let _ = master.send(0, t0, &mut tcp_packet(c, 1000, VIP, 80, SYN, 0));
+        let _ = master.send(0, t0, &mut tcp_packet(c, 1000, VIP, 80, ACK, 0));
+    }
+    // The real client's request: no state change, but the flow is confirmed now.
+    let _ = master.send(0, t0, &mut tcp_packet(real, 1000, VIP, 80, ACK, 300));
+    let changes = take(&mut master);
+    let last = |c: Ipv4Addr| {
+        *changes
+            .iter()
+            .rev()
+            .find(|r| r.key.caddr == c)
+            .expect("a record")
+    };
+    assert_eq!(
+        changes.len(),
+        5,
+        "SYN_RECV, ESTABLISHED twice, confirmed once"
+    );
+    let (r, s) = (last(real), last(spoofed));
+    assert_eq!((r.state, r.confirmed), (ConnState::Established, true));
+    assert_eq!(r.timeout, Duration::from_secs(900));
+    assert_eq!((s.state, s.confirmed), (ConnState::Established, false));
+    assert_eq!(s.timeout, Duration::from_secs(60));
+    // The periodic refresh (a dump) carries the same.
+    let dumped = dump_all(&master, 0, 100, t0);
+    assert!(dumped.iter().any(|d| d.key.caddr == real && d.confirmed));
+    assert!(dumped
+        .iter()
+        .any(|d| d.key.caddr == spoofed && !d.confirmed));
+
+    for recs in [changes, dumped] {
+        let mut backup = peer(&set, 2);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(
+            backup.workers[0].install_synced(t1, &recs).applied,
+            recs.len()
+        );
+        let k = |c| key(TCP, c, 1000, 80);
+        assert!(backup.shared.synced.get(&k(real)).unwrap().is_confirmed());
+        assert!(!backup
+            .shared
+            .synced
+            .get(&k(spoofed))
+            .unwrap()
+            .is_confirmed());
+        // Failover: pure ACKs reach worker 1, which adopts both flows.
+        let t2 = t1 + Duration::from_secs(1);
+        for c in [real, spoofed] {
+            let _ = backup.send(1, t2, &mut tcp_packet(c, 1000, VIP, 80, ACK, 0));
+        }
+        let conns = backup.workers[1].conns();
+        let (fr, fs) = (
+            conns.get(&k(real)).unwrap(),
+            conns.get(&k(spoofed)).unwrap(),
+        );
+        assert!(fr.is_confirmed());
+        assert_eq!(fr.expires(), t2 + Duration::from_secs(900));
+        assert!(!fs.is_confirmed());
+        assert_eq!(fs.expires(), t2 + Duration::from_secs(60));
+        // A later record (an older sender's, without the flag) does not unconfirm the flow
+        // this worker holds.
+        let mut old = r;
+        old.confirmed = false;
+        let _ = backup.workers[1].install_synced(t2, &[old]);
+        assert!(backup.workers[1]
+            .conns()
+            .get(&k(real))
+            .unwrap()
+            .is_confirmed());
+    }
 }
 
 #[test]

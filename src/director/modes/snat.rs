@@ -39,6 +39,20 @@
 //! inside address (so a host keeps its address, which later fragments rely on), falling back
 //! to the next one when its ports are exhausted. ICMP echo is mapped by its identifier.
 //!
+//! # Bounded: eviction of never-confirmed mappings
+//!
+//! A mapping is *confirmed* once it carried traffic both ways: a reply from the remote end,
+//! then another packet of the inside host (for TCP, the handshake's last ACK; conntrack calls
+//! such an entry ASSURED and its early drop spares it). Above 7/8 of a shard's share of the
+//! table, each new mapping first evicts one (an expired mapping, else the never-confirmed one
+//! that expires first, among 8 drawn at random: O(1)), as NAT mode does on the same
+//! [`NatTable`] type (`Shard::make_room`); counted in `Counters::snat_evicted`
+//! (`tunlb_conn_evictions_total{table="snat"}`). So a flood of new internal→external flows
+//! (from a runaway or compromised inside host, or packets spoofing an inside source) cannot
+//! fill the table: confirmed mappings are never evicted, and a table full of confirmed ones
+//! refuses new mappings (`conn_table_full`). An unconfirmed TCP mapping also lives at most
+//! `--unconfirmed-timeout` (60 s), whatever its state's timeout.
+//!
 //! # States and timeouts
 //!
 //! TCP follows IPVS's full state table (outbound packets as `Input`, replies as `Output`),
@@ -108,10 +122,13 @@ fn port_range(proto: u8, port: u16) -> (u16, u16) {
     }
 }
 
-/// How long a mapping in `state` lives after a packet (see the module documentation).
-fn timeout(snap: &Snapshot, proto: u8, state: ConnState, replied: bool) -> Duration {
-    match proto {
-        IpProtocol::TCP => snap.timeouts.get(state),
+/// How long mapping `f` lives after a packet (see the module documentation); a TCP mapping
+/// not [confirmed](Conn::is_confirmed) yet at most `unconfirmed`.
+fn timeout(snap: &Snapshot, f: &NatConn, unconfirmed: Duration) -> Duration {
+    let replied = f.key.flags & FLAG_REPLIED != 0;
+    match f.key.proto {
+        IpProtocol::TCP if f.conn.is_confirmed() => snap.timeouts.get(f.conn.state),
+        IpProtocol::TCP => snap.timeouts.get(f.conn.state).min(unconfirmed),
         IpProtocol::UDP if replied => UDP_STREAM_TIMEOUT.min(snap.timeouts.udp()),
         IpProtocol::UDP => UDP_TIMEOUT.min(snap.timeouts.udp()),
         _ => ICMP_TIMEOUT,
@@ -154,7 +171,8 @@ pub fn handle(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Option<Verdict> {
     let (snap, shared, now) = (cx.snap, cx.shared, cx.now);
     let rules = &snap.snat;
     if rules.is_public(p.dst) {
-        return Some(inbound(snap, &shared.snat, buf, p, now));
+        let unconfirmed = cx.config.unconfirmed_timeout;
+        return Some(inbound(snap, &shared.snat, buf, p, now, unconfirmed));
     }
     let rule = rules.rule_for(p.src)?;
     if snap.is_vip(p.dst) {
@@ -185,30 +203,14 @@ pub fn handle(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Option<Verdict> {
     {
         return None;
     }
-    Some(outbound(
-        cx.counters,
-        snap,
-        &shared.snat,
-        rule,
-        buf,
-        p,
-        &l4,
-        now,
-    ))
+    Some(outbound(cx, rule, buf, p, &l4))
 }
 
 /// An outbound packet H:hport → D:dport: its mapping (found or made) gives P:pport.
-#[allow(clippy::too_many_arguments)]
-fn outbound(
-    counters: &mut Counters,
-    snap: &Snapshot,
-    table: &NatTable,
-    rule: &SnatRule,
-    buf: &mut [u8],
-    p: &Parsed,
-    l4: &Ports,
-    now: Instant,
-) -> Verdict {
+fn outbound(cx: &mut Ctx<'_>, rule: &SnatRule, buf: &mut [u8], p: &Parsed, l4: &Ports) -> Verdict {
+    let (snap, shared, now) = (cx.snap, cx.shared, cx.now);
+    let table = &shared.snat;
+    let (unconfirmed, counters) = (cx.config.unconfirmed_timeout, &mut *cx.counters);
     let (host, hport, dst, dport) = (p.src, l4.sport, p.dst, l4.dport);
     let mut shard = table.shard(p.proto, dst, dport);
     let mut removed = 0;
@@ -228,9 +230,13 @@ fn outbound(
             if p.proto == IpProtocol::TCP {
                 f.conn.state = f.conn.state.after(l4.flags, Direction::Input);
             }
-            let replied = f.key.flags & FLAG_REPLIED != 0;
-            f.conn
-                .set_expires(now + timeout(snap, p.proto, f.conn.state, replied));
+            // The host speaks again after the remote end answered: traffic both ways, the
+            // mapping is confirmed (conntrack's ASSURED) and no longer evicted for new ones.
+            if f.key.flags & FLAG_REPLIED != 0 {
+                f.conn.confirm();
+            }
+            let t = timeout(snap, f, unconfirmed);
+            f.conn.set_expires(now + t);
             i
         }
         None => {
@@ -246,7 +252,6 @@ fn outbound(
                 IpProtocol::UDP => ConnState::Udp,
                 _ => ConnState::Icmp,
             };
-            let expires = now + timeout(snap, p.proto, state, false);
             let Some((public, pport)) = allocate(
                 &mut shard,
                 rule,
@@ -259,12 +264,19 @@ fn outbound(
                 finish(table, counters, shard, removed);
                 return Verdict::Drop(DropReason::SnatPortsExhausted);
             };
-            let new = NatConn {
+            let mut new = NatConn {
                 key: ConnKey::new(p.proto, dst, dport, public, pport),
                 raddr: host,
                 rport: hport,
-                conn: Conn::new(SNAT_DEST, state, expires),
+                conn: Conn::new(SNAT_DEST, state, now),
             };
+            new.conn.set_expires(now + timeout(snap, &new, unconfirmed));
+            // Over the shard's high-water mark, an expired or never-confirmed mapping makes
+            // way for this one (NAT mode's eviction, on the same table type).
+            if let Some((_, why)) = shard.make_room(now, table.max_per_shard) {
+                counters.snat_evicted[why as usize] += 1;
+                removed += 1;
+            }
             if shard.insert(new, table.max_per_shard).is_err() {
                 finish(table, counters, shard, removed);
                 return Verdict::Drop(DropReason::ConnTableFull);
@@ -337,7 +349,14 @@ fn allocate(
 
 /// A packet to a public address: a reply D:dport → P:pport goes back to H:hport; an ICMP
 /// error about a mapping is translated; anything else is dropped.
-fn inbound(snap: &Snapshot, table: &NatTable, buf: &mut [u8], p: &Parsed, now: Instant) -> Verdict {
+fn inbound(
+    snap: &Snapshot,
+    table: &NatTable,
+    buf: &mut [u8],
+    p: &Parsed,
+    now: Instant,
+    unconfirmed: Duration,
+) -> Verdict {
     let no_mapping = Verdict::Drop(DropReason::SnatNoMapping);
     if p.later_fragment {
         return Verdict::Drop(DropReason::FragmentNoFlow);
@@ -367,8 +386,8 @@ fn inbound(snap: &Snapshot, table: &NatTable, buf: &mut [u8], p: &Parsed, now: I
         f.conn.state = f.conn.state.after(l4.flags, Direction::Output);
     }
     f.key.flags |= FLAG_REPLIED;
-    f.conn
-        .set_expires(now + timeout(snap, p.proto, f.conn.state, true));
+    let t = timeout(snap, f, unconfirmed);
+    f.conn.set_expires(now + t);
     let (host, hport) = (f.raddr, f.rport);
     drop(shard);
 

@@ -30,6 +30,9 @@ pub struct Counters {
     /// Flows evicted to make room for a new one above the table's high-water mark, by
     /// [`Eviction`] (index `reason as usize`; also counted in `conns_expired`).
     pub conns_evicted: [u64; Eviction::ALL.len()],
+    /// S-NAT mappings evicted to make room for a new one above the S-NAT table's high-water
+    /// mark, by [`Eviction`] (index `reason as usize`; also counted in `conns_expired`).
+    pub snat_evicted: [u64; Eviction::ALL.len()],
     /// SYNs whose MSS option was clamped.
     pub mss_clamped: u64,
     /// Packets without DF too big for the tunnel MTU once encapsulated, sent as outer fragments
@@ -102,6 +105,9 @@ impl Counters {
             .iter_mut()
             .zip(other.conns_evicted.iter())
         {
+            *e += o;
+        }
+        for (e, o) in self.snat_evicted.iter_mut().zip(other.snat_evicted.iter()) {
             *e += o;
         }
         self.mss_clamped += other.mss_clamped;

@@ -96,22 +96,29 @@ impl Default for DirectorConfig {
 }
 
 /// Bounds of the tables all workers share (the daemon's `--max-templates`,
-/// `--max-fragments`).
+/// `--max-fragments`; S-NAT's is fixed there, [`NAT_MAX`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most persistence templates held at once ([`TemplateTable::with_max`]).
     pub max_templates: usize,
     /// Most fragmented datagrams tracked at once ([`FragTable::new`]).
     pub max_fragments: usize,
+    /// Most S-NAT mappings held at once ([`NatTable::new`]; above 7/8 of a shard's share,
+    /// never-confirmed mappings are evicted for new ones).
+    pub max_snat: usize,
 }
+
+/// The default size of the NAT and S-NAT tables (entries).
+pub const NAT_MAX: usize = 4 << 20;
 
 impl Default for Limits {
     /// No practical limit on templates (tests and the simulator), [`frag::FRAG_MAX`]
-    /// datagrams.
+    /// datagrams, [`NAT_MAX`] S-NAT mappings.
     fn default() -> Self {
         Limits {
             max_templates: usize::MAX,
             max_fragments: frag::FRAG_MAX,
+            max_snat: NAT_MAX,
         }
     }
 }
@@ -163,8 +170,8 @@ impl Shared {
         Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             templates: TemplateTable::with_max(limits.max_templates),
-            nat: NatTable::new(4 << 20, crate::director::conn::random_seed()),
-            snat: NatTable::new(4 << 20, crate::director::conn::random_seed()),
+            nat: NatTable::new(NAT_MAX, crate::director::conn::random_seed()),
+            snat: NatTable::new(limits.max_snat, crate::director::conn::random_seed()),
             probe_pins: Arc::new(ProbePins::new()),
             synced: SyncedTable::new(4 << 20),
             sync_emit: AtomicBool::new(false),

@@ -18,6 +18,7 @@ fn rec(i: u32) -> SyncRecord {
         dest: SocketAddrV4::new(Ipv4Addr::new(172, 16, 0, 1), 80),
         state: ConnState::Established,
         timeout: Duration::from_secs(900),
+        confirmed: false,
     }
 }
 
@@ -212,6 +213,68 @@ fn changes_leave_in_full_messages_at_once_and_the_rest_within_the_flush_interval
     assert_eq!(rest.records().next(), Some(rec(55)));
     assert_eq!(m.counters().records_sent, 60);
     assert_eq!(m.counters().messages_sent, 2);
+}
+
+#[test]
+fn confirmed_and_unconfirmed_changes_leave_in_separate_messages_in_order() {
+    let confirmed = |i: u32| SyncRecord {
+        confirmed: true,
+        ..rec(i)
+    };
+    let mut m = SyncSession::new(cfg(1), ms(0));
+    m.set_master(ms(0), true);
+    // Flow 0 unconfirmed (its handshake's ACK), then confirmed (its data), among others.
+    let mut changes = vec![rec(0)];
+    changes.extend((1..55).map(confirmed));
+    changes.push(confirmed(0));
+    m.queue(ms(0), &changes);
+    // The 55th confirmed change fills a message: flow 0's older unconfirmed record leaves
+    // first, in a message of its own.
+    let got: Vec<Vec<u8>> = std::iter::from_fn(|| m.poll_transmit()).collect();
+    assert_eq!(got.len(), 2);
+    let first = Message::new_checked(&got[0]).unwrap();
+    assert!(!first.is_confirmed());
+    assert_eq!(first.records().collect::<Vec<_>>(), vec![rec(0)]);
+    let second = Message::new_checked(&got[1]).unwrap();
+    assert!(second.is_confirmed());
+    assert_eq!(second.count(), 55);
+    assert!(second.records().all(|r| r.confirmed));
+    assert_eq!(second.records().last(), Some(confirmed(0)));
+    // A flush sends each kind in its own message, the unconfirmed ones first.
+    m.queue(ms(30), &[confirmed(7), rec(8), confirmed(9)]);
+    m.handle_timeout(ms(50));
+    let got: Vec<_> = std::iter::from_fn(|| m.poll_transmit()).collect();
+    let kinds: Vec<(bool, u16)> = got
+        .iter()
+        .map(|b| Message::new_checked(b).unwrap())
+        .map(|v| (v.is_confirmed(), v.count()))
+        .collect();
+    assert_eq!(kinds, vec![(false, 1), (true, 2)]);
+    // A backup hands the records on with their confirmation.
+    let mut b = SyncSession::new(cfg(2), ms(0));
+    b.set_master(ms(0), false);
+    match b.handle_message(ms(50), &got[1]).unwrap() {
+        Incoming::Records(rs) => {
+            assert_eq!(rs.collect::<Vec<_>>(), vec![confirmed(7), confirmed(9)]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_refresh_pass_keeps_confirmed_flows_confirmed() {
+    let mut p = Pair::new(0);
+    p.table = (0..200)
+        .map(|i| SyncRecord {
+            confirmed: i % 3 == 0,
+            ..rec(i)
+        })
+        .collect();
+    p.run_until(ms(3000));
+    assert_eq!(p.installed.len(), 200);
+    for i in 0..200 {
+        assert_eq!(p.installed[&rec(i).key].confirmed, i % 3 == 0, "flow {i}");
+    }
 }
 
 #[test]
