@@ -47,7 +47,8 @@
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink,
 //!   batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
-//! - `sim` (tests only): director cores, agents and a virtual network on a virtual clock.
+//! - `sim` (tests, and the `sim` feature for `examples/ecmp_scale.rs`): director cores, agents
+//!   and a virtual network on a virtual clock; `sim::scale`, ECMP groups at internet scale.
 //!
 //! Outside `src/`: `configs/` (example configs, each parsed by a test), `tests/netns/`
 //! (network-namespace integration tests), `tests/layers.rs` (the import rules), `benches/`
@@ -71,8 +72,9 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod realserver;
-#[cfg(test)]
-mod sim;
+#[cfg(any(test, feature = "sim"))]
+#[doc(hidden)]
+pub mod sim;
 pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;

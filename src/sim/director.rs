@@ -6,8 +6,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::{
-    flow_hash, Director, DirectorConfig, DropReason, Forward, InstallStats, Instant, NeighEntry,
-    Registry, ServiceKey, ServiceSet, Shared, Snapshot, SyncRecord, Timeouts, Verdict,
+    flow_hash, Director, DirectorConfig, DropReason, Flow, FlowKey, Forward, InstallStats, Instant,
+    IpProtocol, NeighEntry, Protocol, Registry, SchedOptions, ServiceKey, ServiceSet, Shared,
+    Snapshot, SyncRecord, Timeouts, Verdict,
 };
 
 /// What the director sends after one packet.
@@ -50,13 +51,26 @@ impl SimDirector {
         addr: Ipv4Addr,
         ifindex: u32,
         set: &ServiceSet,
+        config: DirectorConfig,
+        workers: usize,
+    ) -> SimDirector {
+        SimDirector::with_sched_options(addr, ifindex, set, config, workers, Default::default())
+    }
+
+    /// [`SimDirector::new`] with scheduler options (`mh` table size, `mh-port`, ...).
+    pub(crate) fn with_sched_options(
+        addr: Ipv4Addr,
+        ifindex: u32,
+        set: &ServiceSet,
         mut config: DirectorConfig,
         workers: usize,
+        sched_options: SchedOptions,
     ) -> SimDirector {
         if config.local_addr.is_unspecified() {
             config.local_addr = addr;
         }
         let mut registry = Registry::new();
+        registry.sched_options = sched_options;
         let snap = registry
             .build(set, &Timeouts::default())
             .expect("a table the registry can build");
@@ -90,6 +104,27 @@ impl SimDirector {
     /// The published table.
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot()
+    }
+
+    /// The real server this director's table gives a new connection of `flow` (what sloppy
+    /// pickup gives a flow it has no entry for), by address; None if no service or server.
+    pub(crate) fn table_pick(&self, flow: &Flow) -> Option<Ipv4Addr> {
+        let snap = self.snapshot();
+        let proto = match flow.proto {
+            IpProtocol::TCP => Protocol::Tcp,
+            IpProtocol::UDP => Protocol::Udp,
+            _ => return None,
+        };
+        let svc = snap.service(proto, flow.vip, flow.vport)?;
+        let key = FlowKey {
+            saddr: flow.client,
+            sport: flow.cport,
+            daddr: flow.vip,
+            dport: flow.vport,
+            proto: flow.proto,
+        };
+        let i = svc.scheduler.pick(&key, &svc.sched_dests)?;
+        Some(svc.sched_dests[i].addr)
     }
 
     /// Fills the DR servers' neighbour slots as the driver's resolver does: `mac_of` gives a

@@ -56,11 +56,21 @@
 //! carries over UDP).
 //!
 //! Everything the simulator takes from the rest of the crate is imported below, in one place.
+//!
+//! # At scale
+//!
+//! [`scale`] runs 100 directors × 1,000 real servers × 10⁶ flows through the director cores
+//! (docs/scale-out.md). Outside tests the simulator is built only with the `sim` feature, for
+//! `cargo run --release --features sim --example ecmp_scale`; there only [`scale`] is used.
+
+// Without `cfg(test)` (the `sim` feature) only `scale` is reachable.
+#![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
 use std::net::Ipv4Addr;
 
 pub(crate) use crate::director::conn::Timeouts;
 pub(crate) use crate::director::dr::NeighEntry;
+pub(crate) use crate::director::sched::{FlowKey, SchedOptions};
 pub(crate) use crate::director::{
     Director, DirectorConfig, DropReason, InstallStats, Registry, Shared, Snapshot, SyncRecord,
     Verdict,
@@ -80,8 +90,10 @@ mod director;
 mod fixtures;
 mod net;
 mod rng;
+pub mod scale;
 mod server;
 
+#[cfg(test)]
 mod scenarios;
 
 pub(crate) use client::{Client, FlowState};

@@ -3,15 +3,16 @@
 //! A lookup table of prime size M maps a hash of the client address (plus the client port with
 //! `mh-port`) to a server. Each server prefers the table slots `(offset + j * skip) mod M`,
 //! `j = 0, 1, ...` (a permutation of the slots since M is prime), computed on the fly and not
-//! stored. Servers take turns, in list order, claiming their next preferred free slot until the
-//! table is full; a server's turn lasts `weight / gcd(weights)` slots, so slots are shared in
-//! proportion to weight. Changing one server moves few slots of the others (see the tests for
-//! figures).
+//! stored. Servers take turns, in (address, port) order, claiming their next preferred free slot
+//! until the table is full; a server's turn lasts `weight / gcd(weights)` slots, so slots are
+//! shared in proportion to weight. Changing one server moves few slots of the others (see the
+//! tests for figures, and docs/scale-out.md for 1,000 servers).
 //!
 //! Hashes are keyed SipHash-1-3 ([`siphasher::sip::SipHasher13`]) of a 32-bit value hashed as its
 //! 4 little-endian bytes, truncated to 32 bits, with the fixed keys of the kernel's
-//! `generate_hash_secret`: every director computes the same table from the same server list
-//! (same servers, same order, same M). As in the kernel:
+//! `generate_hash_secret`: every director computes the same table from the same set of servers
+//! (same addresses, ports and weights, same M), whatever order they were added or configured in.
+//! As in the kernel:
 //!
 //! - a server's `offset = H1(addr + port) mod M` and `skip = H2(addr + port) mod (M - 1) + 1`,
 //!   with `addr + port` the address as a host-order integer plus the port;
@@ -21,8 +22,11 @@
 //! - `mh-fallback`: when the slot's server is unavailable, probe the slots
 //!   `H1(saddr + sport + r) mod M` for `r = slot, slot + 1, ...` and take the first available.
 //!
-//! On a 64-bit kernel `hsiphash` is SipHash-1-3, so for the same M the table should match
-//! IPVS's; that was not checked against a kernel. One difference: the kernel builds the table
+//! On a 64-bit kernel `hsiphash` is SipHash-1-3, so for the same M and servers listed in
+//! (address, port) order the table should match IPVS's; that was not checked against a kernel.
+//! Two differences: the kernel's servers take turns in the order they were added, so two IPVS
+//! directors given the same servers in another order build different tables (tunlb sorts them:
+//! directors behind one ECMP route must agree); and the kernel builds the table
 //! from each server's last non-zero weight, so quiescing a server (weight 0) keeps its slots
 //! (its flows fail or fall back); here the snapshot only knows the current weight, and a
 //! weight-0 server gets no slots.
@@ -93,6 +97,8 @@ fn addr_port(addr: std::net::Ipv4Addr, port: u16) -> u32 {
 
 /// One server's walk through its preference list while the table fills.
 struct Setup {
+    /// Its index in the server list (what the table holds).
+    dest: u32,
     /// The slot it tries next.
     perm: u32,
     skip: u32,
@@ -130,12 +136,19 @@ impl MaglevTable {
         }
         let max_turns = dests.iter().map(|d| d.weight / g).max().unwrap_or(0);
         let rshift = (u32::BITS - max_turns.leading_zeros()).saturating_sub(TURN_BITS);
-        let mut setups: Vec<Setup> = dests
-            .iter()
-            .map(|d| {
+        // Servers take turns in (address, port) order, not in list order: directors that were
+        // given the same servers in another order (added with `adm` in another sequence,
+        // another config file) build the same table.
+        let mut order: Vec<usize> = (0..dests.len()).collect();
+        order.sort_by_key(|&i| (dests[i].addr, dests[i].port));
+        let mut setups: Vec<Setup> = order
+            .into_iter()
+            .map(|i| {
+                let d = &dests[i];
                 let key = addr_port(d.addr, d.port);
                 let turns = (d.weight / g) >> rshift;
                 Setup {
+                    dest: i as u32,
                     perm: hsiphash(&h1, key) % m,
                     skip: hsiphash(&h2, key) % (m - 1) + 1,
                     turns: if turns == 0 && d.weight != 0 {
@@ -150,7 +163,7 @@ impl MaglevTable {
         let mut taken = vec![0u64; (m as usize).div_ceil(64)];
         let mut left = m as usize;
         'fill: loop {
-            for (i, s) in setups.iter_mut().enumerate() {
+            for s in &mut setups {
                 for _ in 0..s.turns {
                     let mut c = s.perm;
                     while taken[(c / 64) as usize] & (1 << (c % 64)) != 0 {
@@ -161,7 +174,7 @@ impl MaglevTable {
                     }
                     s.perm = c;
                     taken[(c / 64) as usize] |= 1 << (c % 64);
-                    table[c as usize] = i as u32;
+                    table[c as usize] = s.dest;
                     left -= 1;
                     if left == 0 {
                         break 'fill;
@@ -313,6 +326,67 @@ mod tests {
                 s1.pick(&flow(f.saddr, 7), &d1),
                 "port ignored"
             );
+        }
+    }
+
+    /// The table as (address, port) per slot: comparable across server lists in other orders.
+    fn owners(t: &MaglevTable, d: &[super::SchedDest]) -> Vec<(Ipv4Addr, u16)> {
+        t.slots()
+            .iter()
+            .map(|&i| (d[i as usize].addr, d[i as usize].port))
+            .collect()
+    }
+
+    #[test]
+    fn mh_table_does_not_depend_on_the_order_servers_were_added_in() {
+        // Weighted, two ports on one address, addresses out of order: every permutation a
+        // director could have been given (adm order, reload order) builds the same table.
+        let servers: [(&str, u16, u32); 5] = [
+            ("10.2.0.9", 80, 3),
+            ("10.2.0.1", 8080, 1),
+            ("10.2.0.1", 80, 2),
+            ("192.168.1.4", 443, 1),
+            ("10.10.0.3", 80, 5),
+        ];
+        let list = |order: &[usize]| -> Vec<super::SchedDest> {
+            order
+                .iter()
+                .map(|&i| {
+                    let (a, port, weight) = servers[i];
+                    super::SchedDest {
+                        addr: a.parse().unwrap(),
+                        port,
+                        weight,
+                        state: Arc::new(DestState::default()),
+                    }
+                })
+                .collect()
+        };
+        let first = list(&[0, 1, 2, 3, 4]);
+        let reference = owners(&MaglevTable::new(&first, 4093), &first);
+        let mut order = [0, 1, 2, 3, 4];
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..40 {
+            // Fisher-Yates with a xorshift: 40 orders out of 120.
+            for i in (1..order.len()).rev() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                order.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            let d = list(&order);
+            let t = MaglevTable::new(&d, 4093);
+            assert_eq!(owners(&t, &d), reference, "order {order:?}");
+            // And a flow goes to the same server through the scheduler.
+            let (s1, s2) = (
+                sched(SchedulerKind::Mh, &first),
+                sched(SchedulerKind::Mh, &d),
+            );
+            for k in 0..200u32 {
+                let f = flow(Ipv4Addr::from(0xc000_0200 + k * 7919), 1);
+                let (a, b) = (s1.pick(&f, &first).unwrap(), s2.pick(&f, &d).unwrap());
+                assert_eq!((first[a].addr, first[a].port), (d[b].addr, d[b].port));
+            }
         }
     }
 
