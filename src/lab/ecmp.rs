@@ -628,24 +628,7 @@ impl Lab {
             ))
         );
         let summary = self.stop_clients(clients)?;
-        let offset = |ms: u64| {
-            Duration::from_millis((summary.start_unix_ms + ms).saturating_sub(start_unix_ms))
-        };
-        for o in &summary.outages {
-            timeline.event_at(
-                offset(o.start_ms),
-                format!("new connections fail ({} probes in a row)", o.probes),
-            );
-            if !o.ongoing {
-                timeline.event_at(
-                    offset(o.start_ms + o.length_ms),
-                    format!(
-                        "new connections work again ({:.2} s without)",
-                        o.length_ms as f64 / 1000.0
-                    ),
-                );
-            }
-        }
+        timeline.outages(&summary, start_unix_ms, 2);
         timeline.event(format!(
             "clients stopped: {} requests answered; the slowest answer took {:.2} s",
             summary.requests,

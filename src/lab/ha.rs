@@ -218,6 +218,35 @@ impl Timeline {
         line
     }
 
+    /// Records the new-connection outages of a `lab clients` run (`summary`), its times
+    /// taken from this timeline's start at `start_unix_ms`; lengths with `decimals` digits.
+    pub fn outages(
+        &mut self,
+        summary: &super::clients::Summary,
+        start_unix_ms: u64,
+        decimals: usize,
+    ) {
+        let offset = |ms: u64| {
+            Duration::from_millis((summary.start_unix_ms + ms).saturating_sub(start_unix_ms))
+        };
+        for o in &summary.outages {
+            self.event_at(
+                offset(o.start_ms),
+                format!("new connections fail ({} probes in a row)", o.probes),
+            );
+            if !o.ongoing {
+                self.event_at(
+                    offset(o.start_ms + o.length_ms),
+                    format!(
+                        "new connections work again ({:.*} s without)",
+                        decimals,
+                        o.length_ms as f64 / 1000.0
+                    ),
+                );
+            }
+        }
+    }
+
     /// How long after the start `at` is (zero if before).
     pub fn since_start(&self, at: Instant) -> Duration {
         at.saturating_duration_since(self.start)
