@@ -521,6 +521,11 @@ impl Keyring {
         self.keys.iter().map(|k| k.id).collect()
     }
 
+    /// The first key (the one an agent seals what it forwards with).
+    pub fn first_key(&self) -> Option<&TunnelKey> {
+        self.keys.first()
+    }
+
     /// Replay windows kept.
     pub fn windows(&self) -> usize {
         self.windows.len()
