@@ -279,7 +279,10 @@ mod tests {
 
     /// Records what it sends.
     #[derive(Default, Clone)]
-    struct Sent(std::sync::Arc<std::sync::Mutex<Vec<(Ipv4Addr, Vec<u8>)>>>);
+    struct Sent(std::sync::Arc<std::sync::Mutex<Vec<Packet>>>);
+
+    /// A sent packet: where to, and its bytes.
+    type Packet = (Ipv4Addr, Vec<u8>);
 
     impl Send2nd for Sent {
         fn send(&mut self, to: Ipv4Addr, header: &[u8], inner: &[u8]) -> std::io::Result<()> {
@@ -335,7 +338,7 @@ mod tests {
         bad[8] = 7;
         assert!(f.take(&bad, r, ME, &mut stats));
         assert_eq!(stats.chance[1], 1);
-        assert_eq!(stats.to_string().contains("chance_bad_field=1"), true);
+        assert!(stats.to_string().contains("chance_bad_field=1"));
     }
 
     #[test]
