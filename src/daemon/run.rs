@@ -142,6 +142,13 @@ pub struct DirectorArgs {
     /// (tunlb forwards no SCTP, so it changes nothing).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub sloppy_sctp: Option<bool>,
+    /// Second chance (docs/scale-out.md): for this many seconds after an `mh` service's real
+    /// servers changed, a flow picked up mid-way (`sloppy_tcp`) that the previous table gave
+    /// to another server still in the service goes to the new server with the previous one as
+    /// second choice in its GUE header; the new server's agent forwards it there if it has
+    /// no socket for it. GUE real servers only; 0 turns it off.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub second_chance_window: u64,
     /// Undo what a director that died without restoring the host (SIGKILL, OOM kill, a crash)
     /// left in this network namespace, as its journal under /run/tunlb records it, print each
     /// undo and exit. Refused while a director runs here. (A director does this itself when
@@ -318,6 +325,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         icmp_rate: args.icmp_rate,
         icmp_burst: args.icmp_burst,
         auth_seq_seed: crate::encap::auth::seq_seed(wall_clock_ns()),
+        second_chance_window: crate::time::Duration::from_secs(args.second_chance_window),
         ..DirectorConfig::default()
     };
     let cores: Vec<Arc<Mutex<Director>>> = (0..queues)

@@ -14,8 +14,10 @@ use super::conn::{DestId, Timeouts};
 use ipnet::Ipv4Net;
 
 use super::modes::route::{RouteTable, TunnelRoute};
-use super::sched::{DestState, SchedDest, SchedOptions, SchedState, Scheduler};
+use super::sched::{DestState, FlowKey, SchedDest, SchedOptions, SchedState, Scheduler};
+use crate::model::SchedulerKind;
 use crate::model::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+use crate::time::{Duration, Instant};
 
 /// A real server as the data path sees it.
 #[derive(Debug, Clone)]
@@ -52,6 +54,52 @@ pub struct Service {
     pub sched_dests: Vec<SchedDest>,
     /// Handles of the real servers, index-aligned with `sched_dests`.
     pub dest_ids: Vec<DestId>,
+    /// An `mh` service's table before its server set last changed, for second chance
+    /// ([`PreviousTable`]); `None` until the set first changes, and for other schedulers.
+    pub previous: Option<Arc<PreviousTable>>,
+}
+
+/// The scheduler an `mh` service had before its real-server set (addresses, ports, weights)
+/// last changed, and when that was: a flow picked up mid-way (`sloppy_tcp`) within the
+/// director's second-chance window is looked up in it too, and if its server there differs
+/// from the new table's, that server is the packet's second choice (docs/scale-out.md,
+/// "Second chance").
+#[derive(Debug)]
+pub struct PreviousTable {
+    /// The previous scheduler, built over `sched_dests`.
+    pub scheduler: Scheduler,
+    /// What it was built over.
+    pub sched_dests: Vec<SchedDest>,
+    /// When the table changed ([`Registry::now`] at that build).
+    pub changed_at: Instant,
+}
+
+impl Service {
+    /// The real server (address, port) that the previous table gives `flow`, if the table
+    /// changed less than `window` before `now`.
+    pub fn previous_pick(
+        &self,
+        flow: &FlowKey,
+        now: Instant,
+        window: Duration,
+    ) -> Option<(Ipv4Addr, u16)> {
+        let prev = self.previous.as_ref()?;
+        if now.saturating_since(prev.changed_at) >= window {
+            return None;
+        }
+        let i = prev.scheduler.pick(flow, &prev.sched_dests)?;
+        let d = &prev.sched_dests[i];
+        Some((d.addr, d.port))
+    }
+
+    /// The handle of this service's real server `addr`:`port`, if it is in the table.
+    pub fn dest_id_of(&self, addr: Ipv4Addr, port: u16) -> Option<DestId> {
+        let i = self
+            .sched_dests
+            .iter()
+            .position(|d| d.addr == addr && d.port == port)?;
+        Some(self.dest_ids[i])
+    }
 }
 
 impl Service {
@@ -231,6 +279,21 @@ pub struct Registry {
     generation: u64,
     /// Scheduler options applied to every service.
     pub sched_options: SchedOptions,
+    /// The time the next build happens at (the control plane sets it from its clock): what
+    /// a changed `mh` table records as [`PreviousTable::changed_at`].
+    pub now: Instant,
+    /// Each `mh` service's last table, to keep as the previous one when its set changes.
+    last_mh: HashMap<ServiceKey, LastTable>,
+}
+
+/// An `mh` service's last built table and the server set it was built from.
+#[derive(Debug)]
+struct LastTable {
+    /// (address, port, weight) of each server, sorted.
+    servers: Vec<(Ipv4Addr, u16, u32)>,
+    scheduler: Scheduler,
+    sched_dests: Vec<SchedDest>,
+    previous: Option<Arc<PreviousTable>>,
 }
 
 /// Why a snapshot could not be built.
@@ -325,6 +388,7 @@ impl Registry {
             }
             let scheduler =
                 Scheduler::new(svc.scheduler, &sched_dests, sched_state, self.sched_options);
+            let previous = self.previous_table(svc, &scheduler, &sched_dests);
             services.insert(
                 svc.key,
                 Service {
@@ -332,9 +396,11 @@ impl Registry {
                     scheduler,
                     sched_dests,
                     dest_ids,
+                    previous,
                 },
             );
         }
+        self.last_mh.retain(|k, _| services.contains_key(k));
         self.generation += 1;
         nat_endpoints.sort_unstable();
         nat_endpoints.dedup();
@@ -348,6 +414,44 @@ impl Registry {
             tunnel_routes: Arc::default(),
             snat: Arc::default(),
         })
+    }
+
+    /// Records `svc`'s new `mh` table; returns the table it had before its server set last
+    /// changed (the one just replaced, if this build changed the set; else the one kept).
+    fn previous_table(
+        &mut self,
+        svc: &ServiceConfig,
+        scheduler: &Scheduler,
+        sched_dests: &[SchedDest],
+    ) -> Option<Arc<PreviousTable>> {
+        if svc.scheduler != SchedulerKind::Mh {
+            self.last_mh.remove(&svc.key);
+            return None;
+        }
+        let mut servers: Vec<(Ipv4Addr, u16, u32)> = sched_dests
+            .iter()
+            .map(|d| (d.addr, d.port, d.weight))
+            .collect();
+        servers.sort_unstable();
+        let previous = match self.last_mh.remove(&svc.key) {
+            Some(last) if last.servers == servers => last.previous,
+            Some(last) => Some(Arc::new(PreviousTable {
+                scheduler: last.scheduler,
+                sched_dests: last.sched_dests,
+                changed_at: self.now,
+            })),
+            None => None,
+        };
+        self.last_mh.insert(
+            svc.key,
+            LastTable {
+                servers,
+                scheduler: scheduler.clone(),
+                sched_dests: sched_dests.to_vec(),
+                previous: previous.clone(),
+            },
+        );
+        previous
     }
 
     /// The handle and live counts of real server `d` of `svc`, allocated if it is new.

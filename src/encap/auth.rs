@@ -179,11 +179,19 @@ impl TunnelKey {
     }
 
     /// The truncated MAC of a packet (see the module documentation).
-    fn mac(&self, src: Ipv4Addr, dst: Ipv4Addr, header: &[u8], inner: &[u8]) -> [u8; MAC_LEN] {
+    fn mac(
+        &self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        header: &[u8],
+        fields: &[u8],
+        inner: &[u8],
+    ) -> [u8; MAC_LEN] {
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(&src.octets());
         ctx.update(&dst.octets());
         ctx.update(header);
+        ctx.update(fields);
         ctx.update(inner);
         let tag = ctx.sign();
         let mut out = [0u8; MAC_LEN];
@@ -219,13 +227,41 @@ pub fn emit(
     inner: &[u8],
     out: &mut [u8; AUTH_HEADER_LEN],
 ) {
-    out[0] = HLEN;
+    emit_with(seal, src, dst, proto, None, inner, out)
+}
+
+/// [`emit`], followed on the wire by a second-chance field (`chance`, [`super::chance`]):
+/// the flags and Hlen announce it and the MAC covers it (it is MACed as the first bytes after
+/// the option, as everything after the option is). The caller writes the field after `out`.
+pub fn emit_with(
+    seal: &Seal<'_>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    chance: Option<&[u8; super::chance::FIELD_LEN]>,
+    inner: &[u8],
+    out: &mut [u8; AUTH_HEADER_LEN],
+) {
+    let (hlen, flags) = match chance {
+        Some(_) => (
+            HLEN + super::chance::FIELD_WORDS,
+            AUTH_FLAG | super::chance::SECOND_CHANCE_FLAG,
+        ),
+        None => (HLEN, AUTH_FLAG),
+    };
+    out[0] = hlen;
     out[1] = proto;
-    out[2..4].copy_from_slice(&AUTH_FLAG.to_be_bytes());
+    out[2..4].copy_from_slice(&flags.to_be_bytes());
     out[4..6].copy_from_slice(&seal.key.id.to_be_bytes());
     out[6..8].copy_from_slice(&seal.lane.to_be_bytes());
     out[8..16].copy_from_slice(&seal.seq.to_be_bytes());
-    let mac = seal.key.mac(src, dst, &out[..MACED_HEADER], inner);
+    let mac = seal.key.mac(
+        src,
+        dst,
+        &out[..MACED_HEADER],
+        chance.map_or(&[][..], |c| &c[..]),
+        inner,
+    );
     out[MACED_HEADER..].copy_from_slice(&mac);
 }
 
@@ -374,11 +410,18 @@ pub struct AuthOption<'a> {
 }
 
 /// Finds the authentication option of a GUE payload: variant 0, data, Hlen 7, flags exactly
-/// [`AUTH_FLAG`]; anything else is [`AuthError::Missing`] (a malformed header is a
+/// [`AUTH_FLAG`] (or Hlen 9 with the second-chance flag too, [`super::chance`]); anything else is [`AuthError::Missing`] (a malformed header is a
 /// [`StripError`]).
 pub fn parse(payload: &[u8]) -> Result<Result<AuthOption<'_>, AuthError>, StripError> {
     let h = GueHeader::new_checked(payload)?;
-    if h.variant() != 0 || h.control() || h.hlen() != HLEN || h.flags() != AUTH_FLAG {
+    let chance = AUTH_FLAG | super::chance::SECOND_CHANCE_FLAG;
+    let ok = match h.flags() {
+        AUTH_FLAG => h.hlen() == HLEN,
+        // The second-chance field follows the option; the MAC covers it with the inner packet.
+        f if f == chance => h.hlen() == HLEN + super::chance::FIELD_WORDS,
+        _ => false,
+    };
+    if h.variant() != 0 || h.control() || !ok {
         return Ok(Err(AuthError::Missing));
     }
     let b = &payload[..AUTH_HEADER_LEN];
@@ -478,6 +521,11 @@ impl Keyring {
         self.keys.iter().map(|k| k.id).collect()
     }
 
+    /// The first key (the one an agent seals what it forwards with).
+    pub fn first_key(&self) -> Option<&TunnelKey> {
+        self.keys.first()
+    }
+
     /// Replay windows kept.
     pub fn windows(&self) -> usize {
         self.windows.len()
@@ -505,7 +553,7 @@ impl Keyring {
             }
         }
         let inner = &payload[AUTH_HEADER_LEN..];
-        let want = key.mac(src, dst, opt.maced, inner);
+        let want = key.mac(src, dst, opt.maced, &[], inner);
         if !constant_time_eq(&want, opt.mac) {
             return Err(AuthError::BadMac.into());
         }
@@ -517,7 +565,7 @@ impl Keyring {
                 self.windows.insert(slot, ReplayWindow::new(opt.seq));
             }
         }
-        Ok(AUTH_HEADER_LEN..payload.len())
+        Ok(GueHeader::new_unchecked(payload).header_len()..payload.len())
     }
 }
 

@@ -24,6 +24,7 @@ use std::net::Ipv4Addr;
 use crate::wire::{self, checksum, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket};
 
 pub mod auth;
+pub mod chance;
 pub mod fragment;
 pub mod gre;
 pub mod gue;
@@ -32,9 +33,9 @@ pub mod ipip;
 pub use fragment::{fragment, Fragment, FragmentError, Fragments, IdentSeq};
 
 /// The largest outer header any tunnel builds: IPv4 (20) + UDP (8) + GUE with the
-/// authentication option (4 + 28, [`auth`]) = 60; without it 32, as IPv4 (20) + GRE with
-/// checksum and key (12).
-pub const MAX_OUTER_HEADER: usize = 60;
+/// authentication option (4 + 28, [`auth`]) and the second-chance field (8, [`chance`]) = 68;
+/// without them 32, as IPv4 (20) + GRE with checksum and key (12).
+pub const MAX_OUTER_HEADER: usize = 68;
 
 /// Default GUE destination port (as in Linux `fou` and IPVS `--tun-port`).
 pub const DEFAULT_GUE_PORT: u16 = 6080;
@@ -219,6 +220,14 @@ pub const fn overhead_with(tunnel: &Tunnel, authed: bool) -> usize {
     }
 }
 
+/// [`overhead_with`], plus the second-chance field when `chance` (GUE only: 8 bytes more).
+pub const fn overhead_full(tunnel: &Tunnel, authed: bool, chance: bool) -> usize {
+    match (*tunnel, chance) {
+        (Tunnel::Gue { .. }, true) => overhead_with(tunnel, authed) + chance::FIELD_LEN,
+        _ => overhead_with(tunnel, authed),
+    }
+}
+
 /// Builds the outer headers for `inner` (a valid IPv4 packet) into `out`, returns the header
 /// length ([`overhead`]).
 ///
@@ -250,12 +259,28 @@ pub fn build_outer_sealed(
     seal: Option<&auth::Seal<'_>>,
     out: &mut [u8; MAX_OUTER_HEADER],
 ) -> Result<usize, BuildError> {
+    build_outer_chance(p, inner, seal, None, out)
+}
+
+/// [`build_outer_sealed`], and for a GUE tunnel with a `chance` the GUE header carries the
+/// second-chance field ([`chance`], after the authentication option, which then covers it).
+/// Other tunnels ignore `chance` (no room for it). Returns [`overhead_full`] bytes.
+pub fn build_outer_chance(
+    p: &OuterParams,
+    inner: &[u8],
+    seal: Option<&auth::Seal<'_>>,
+    second: Option<chance::SecondChance>,
+    out: &mut [u8; MAX_OUTER_HEADER],
+) -> Result<usize, BuildError> {
     if inner.len() < wire::ipv4::HEADER_LEN || inner[0] >> 4 != 4 {
         return Err(BuildError::InnerNotIpv4);
     }
     let inner_hdr = Ipv4Packet::new_unchecked(inner);
     let seal = seal.filter(|_| matches!(p.tunnel, Tunnel::Gue { .. }));
-    let hdr_len = overhead_with(&p.tunnel, seal.is_some());
+    let field = second
+        .filter(|_| matches!(p.tunnel, Tunnel::Gue { .. }))
+        .map(chance::SecondChance::to_bytes);
+    let hdr_len = overhead_full(&p.tunnel, seal.is_some(), field.is_some());
     let total = hdr_len + inner.len();
     if total > u16::MAX as usize {
         return Err(BuildError::TooBig);
@@ -288,13 +313,14 @@ pub fn build_outer_sealed(
         }
         Tunnel::Gue { port, csum } => {
             let (udp_hdr, gue_hdr) = rest.split_at_mut(wire::udp::HEADER_LEN);
-            let gue_len = match seal {
+            let base = match seal {
                 Some(seal) => {
                     let h: &mut [u8; auth::AUTH_HEADER_LEN] = (&mut gue_hdr
                         [..auth::AUTH_HEADER_LEN])
                         .try_into()
                         .map_err(|_| BuildError::BufferTooSmall)?;
-                    auth::emit(seal, p.src, p.dst, IpProtocol::IPIP, inner, h);
+                    let f = field.as_ref();
+                    auth::emit_with(seal, p.src, p.dst, IpProtocol::IPIP, f, inner, h);
                     auth::AUTH_HEADER_LEN
                 }
                 None => {
@@ -302,8 +328,22 @@ pub fn build_outer_sealed(
                         proto_ctype: IpProtocol::IPIP,
                     }
                     .emit(gue_hdr)?;
+                    if field.is_some() {
+                        gue_hdr[0] = chance::FIELD_WORDS;
+                        gue_hdr[2..4].copy_from_slice(&chance::SECOND_CHANCE_FLAG.to_be_bytes());
+                    }
                     gue::HEADER_LEN
                 }
+            };
+            let gue_len = match field {
+                Some(f) => {
+                    gue_hdr
+                        .get_mut(base..base + chance::FIELD_LEN)
+                        .ok_or(BuildError::BufferTooSmall)?
+                        .copy_from_slice(&f);
+                    base + chance::FIELD_LEN
+                }
+                None => base,
             };
             let udp_len = (total - wire::ipv4::HEADER_LEN) as u16;
             let mut udp = UdpPacket::new_unchecked(&mut udp_hdr[..]);

@@ -21,6 +21,7 @@ pub mod emitted;
 mod encap_strip;
 mod gso_classify;
 mod gue_auth;
+mod gue_chance;
 mod gue_gro;
 mod health_reply;
 mod icmp_reply;
@@ -47,6 +48,7 @@ pub use dr::dr;
 pub use encap_strip::encap_strip;
 pub use gso_classify::gso_classify;
 pub use gue_auth::{gue_auth, GUE_AUTH_KEY};
+pub use gue_chance::gue_chance;
 pub use gue_gro::gue_gro;
 pub use health_reply::health_reply;
 pub use icmp_reply::icmp_reply;
@@ -80,6 +82,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("control_request", control_request),
     ("encap_strip", encap_strip),
     ("gue_auth", gue_auth),
+    ("gue_chance", gue_chance),
     ("gue_gro", gue_gro),
     ("health_reply", health_reply),
     ("icmp_reply", icmp_reply),

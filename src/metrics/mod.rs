@@ -63,6 +63,7 @@
 //! | `tunlb_sync_dropped_total` | counter | | changes the sync master dropped (a worker's queue or the send queue full) |
 //! | `tunlb_sync_adopted_total` | counter | | synced flows a worker took over at their first packet (after a failover) |
 //! | `tunlb_sloppy_created_total` | counter | | flows created from a mid-flow packet (`sloppy_tcp`) |
+//! | `tunlb_second_chance_marked_total` | counter | | of those, flows given a second choice (the previous `mh` table's server, docs/scale-out.md) |
 //! | `tunlb_sync_send_errors_total` | counter | | sync messages the socket refused |
 //! | `tunlb_sync_master` | gauge | | 1 while this director sends its changes |
 //! | `tunlb_sync_ready` | gauge | | 1 once the bulk resync is done (or its 2 s passed) |
@@ -654,6 +655,12 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         "Flows created from a mid-flow packet (sloppy_tcp / sloppy_sctp pickup).",
         s.counters.sloppy_created,
     );
+    counter(
+        &mut r,
+        "tunlb_second_chance_marked",
+        "Flows picked up mid-way given a second choice (the previous mh table's server).",
+        s.counters.second_chance_marked,
+    );
     if let Some(sync) = &s.sync {
         sync_metrics(&mut r, sync, &s.counters);
     }
@@ -886,6 +893,18 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
         "IPIP/GRE packets the kernel's GRO had merged (their inner checksum unfinished); TCP is repaired before delivery, UDP dropped (merged_unsupported).",
         s.kernel_merged,
     );
+    counter(
+        &mut r,
+        "tunlb_agent_chance_checked_packets",
+        "Second chance: TCP non-SYN packets carrying a second choice, checked for a local socket.",
+        s.chance_checked,
+    );
+    counter(
+        &mut r,
+        "tunlb_agent_chance_forwarded_packets",
+        "Second chance: packets with no local socket, sent on in GUE to their second choice.",
+        s.chance_forwarded,
+    );
     let drops: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
     let fixed = [
         ("not_allowed", s.not_allowed),
@@ -904,7 +923,11 @@ pub fn agent_registry(s: &AgentStats) -> Registry {
         .iter()
         .zip(s.auth)
         .map(|(e, n)| (e.as_str(), n));
-    for (reason, n) in fixed.into_iter().chain(strip).chain(auth) {
+    let chance = crate::encap::chance::ChanceError::ALL
+        .iter()
+        .zip(s.chance)
+        .map(|(e, n)| (e.as_str(), n));
+    for (reason, n) in fixed.into_iter().chain(strip).chain(auth).chain(chance) {
         drops.get_or_create(&vec![("reason", reason)]).inc_by(n);
     }
     r.register(

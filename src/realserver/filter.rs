@@ -35,6 +35,8 @@ pub enum AgentDrop {
     PortNotAllowed,
     /// `--vip-ports`: a protocol the VIP does not list.
     ProtoNotAllowed,
+    /// A malformed second-chance field ([`crate::encap::chance`]).
+    Chance(crate::encap::chance::ChanceError),
 }
 
 impl AgentDrop {
@@ -51,6 +53,7 @@ impl AgentDrop {
             AgentDrop::Auth(e) => e.as_str(),
             AgentDrop::PortNotAllowed => "port_not_allowed",
             AgentDrop::ProtoNotAllowed => "proto_not_allowed",
+            AgentDrop::Chance(e) => e.as_str(),
         }
     }
 }
@@ -101,6 +104,7 @@ enum Inner {
 struct Extra {
     keys: Option<Keyring>,
     ports: VipPorts,
+    chance: Option<super::chance::Forwarder>,
 }
 
 /// The per-packet checks, configured once (the replay windows change with each packet).
@@ -139,6 +143,36 @@ impl Filter {
     pub fn with_keys(mut self, keys: Keyring) -> Filter {
         self.extra.keys = Some(keys);
         self
+    }
+
+    /// GUE packets carrying a second choice are checked for a local socket and forwarded by
+    /// `f` when there is none ([`super::chance`]).
+    pub fn with_second_chance(mut self, f: super::chance::Forwarder) -> Filter {
+        self.extra.chance = Some(f);
+        self
+    }
+
+    /// Second chance for an accepted GUE payload: `true` if it was taken (forwarded or
+    /// dropped), `false` to deliver it.
+    pub fn take_second_chance(
+        &mut self,
+        payload: &[u8],
+        inner: Range<usize>,
+        me: Ipv4Addr,
+        stats: &mut super::AgentStats,
+    ) -> bool {
+        match &mut self.extra.chance {
+            Some(f) => f.take(payload, inner, me, stats),
+            None => false,
+        }
+    }
+
+    /// The first tunnel key, if any (what second-chance forwards are sealed with).
+    pub fn first_key(&self) -> Option<crate::encap::auth::TunnelKey> {
+        self.extra
+            .keys
+            .as_ref()
+            .and_then(|k| k.first_key().cloned())
     }
 
     /// Packets to a VIP with a `--vip-ports` list must match it.

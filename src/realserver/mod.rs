@@ -48,6 +48,7 @@
 //! next start or `tunlb realserver --cleanup`; a panicking thread stops the agent with exit
 //! status 1.
 
+pub mod chance;
 pub mod filter;
 pub mod gateway;
 pub mod gro;
@@ -183,6 +184,12 @@ pub struct AgentArgs {
     /// of the Internet pretend to be the director).
     #[arg(long)]
     pub allow_wide: bool,
+    /// Turn second chance off (GUE): by default a TCP packet (not a SYN) that carries a second
+    /// choice — a director picked its flow up mid-way just after its `mh` table changed — and
+    /// for which this host has no socket is sent on in GUE to that real server, whose agent
+    /// must then accept this host (its --allow covering the real servers' addresses).
+    #[arg(long)]
+    pub no_second_chance: bool,
 }
 
 /// The narrowest `--allow` prefix taken without `--allow-wide`.
@@ -518,6 +525,18 @@ fn run_tun(
     if let Some(keys) = load_keyring(args, encap)? {
         filter = filter.with_keys(keys);
     }
+    if encap == TunnelType::Gue && !args.no_second_chance {
+        let key = filter
+            .first_key()
+            .map(|k| (k, crate::encap::auth::seq_seed(wall_clock_ns())));
+        match chance::Forwarder::system(args.gue_port, key) {
+            Ok(f) => {
+                filter = filter.with_second_chance(f);
+                log::info!("{LOG} second chance on: a packet carrying a second choice with no local socket goes on to that real server (whose --allow must include this host)");
+            }
+            Err(e) => log::warn!("{LOG} second chance off: {e}"),
+        }
+    }
     let mut stats = AgentStats::default();
     let shared = std::sync::Arc::new(std::sync::Mutex::new(AgentStats::default()));
     let mut opts = args.serve_options();
@@ -574,6 +593,13 @@ fn load_keyring(
         ids.join(", ")
     );
     Ok(Some(ring))
+}
+
+/// Nanoseconds since the Unix epoch (the forwarded packets' sequence numbers start there).
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 /// A stop condition for [`run_until`] that watches a flag.

@@ -69,6 +69,7 @@ fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
             insecure_unauthenticated_encap: false,
             vip_ports: Vec::new(),
             allow_wide: false,
+            no_second_chance: false,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {
@@ -192,6 +193,7 @@ fn dr_mode_hides_the_vip_on_every_interface_and_undoes_it() {
             insecure_unauthenticated_encap: false,
             vip_ports: Vec::new(),
             allow_wide: false,
+            no_second_chance: false,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let agent = {

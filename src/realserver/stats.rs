@@ -4,10 +4,12 @@ use std::fmt;
 
 use super::filter::AgentDrop;
 use crate::encap::auth::AuthError;
+use crate::encap::chance::ChanceError;
 use crate::encap::StripError;
 
 const STRIP_REASONS: usize = StripError::ALL.len();
 const AUTH_REASONS: usize = AuthError::ALL.len();
+const CHANCE_REASONS: usize = ChanceError::ALL.len();
 
 /// What the agent did with the packets it received.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,6 +50,14 @@ pub struct AgentStats {
     /// Dropped: a merged packet that cannot be repaired (UDP, whose datagram boundaries are
     /// lost).
     pub merged_unsupported: u64,
+    /// Dropped: a malformed second-chance field, by [`ChanceError`] (index = position in
+    /// [`ChanceError::ALL`]).
+    pub chance: [u64; CHANCE_REASONS],
+    /// Second chance: flagged packets (TCP, not SYN) checked for a local socket.
+    pub chance_checked: u64,
+    /// Second chance: of those, packets with no local socket, sent on to their second choice
+    /// (not counted in `delivered`).
+    pub chance_forwarded: u64,
 }
 
 impl AgentStats {
@@ -70,6 +80,11 @@ impl AgentStats {
             }
             AgentDrop::PortNotAllowed => self.port_not_allowed += 1,
             AgentDrop::ProtoNotAllowed => self.proto_not_allowed += 1,
+            AgentDrop::Chance(e) => {
+                if let Some(i) = ChanceError::ALL.iter().position(|x| *x == e) {
+                    self.chance[i] += 1;
+                }
+            }
         }
     }
 
@@ -85,6 +100,7 @@ impl AgentStats {
             + self.auth.iter().sum::<u64>()
             + self.port_not_allowed
             + self.proto_not_allowed
+            + self.chance.iter().sum::<u64>()
     }
 
     /// Every counter as `(label, value)`, the strip and authentication errors under their own
@@ -126,6 +142,15 @@ impl AgentStats {
             (self.merged_unsupported > 0)
                 .then_some(("merged_unsupported", self.merged_unsupported)),
         )
+        .chain(
+            ChanceError::ALL
+                .iter()
+                .zip(self.chance)
+                .filter(|(_, n)| *n > 0)
+                .map(|(e, n)| (e.as_str(), n)),
+        )
+        .chain((self.chance_checked > 0).then_some(("chance_checked", self.chance_checked)))
+        .chain((self.chance_forwarded > 0).then_some(("chance_forwarded", self.chance_forwarded)))
     }
 }
 

@@ -144,6 +144,18 @@ pub trait Accept {
         src: Ipv4Addr,
         dst: Ipv4Addr,
     ) -> Result<Range<usize>, AgentDrop>;
+
+    /// Second chance for an accepted GUE payload received on `dst`: `true` if it was taken
+    /// (forwarded to its second choice, or dropped), `false` to deliver it. None by default.
+    fn take_second_chance(
+        &mut self,
+        _payload: &[u8],
+        _inner: Range<usize>,
+        _dst: Ipv4Addr,
+        _stats: &mut AgentStats,
+    ) -> bool {
+        false
+    }
 }
 
 impl Accept for Filter {
@@ -158,6 +170,16 @@ impl Accept for Filter {
         dst: Ipv4Addr,
     ) -> Result<Range<usize>, AgentDrop> {
         Filter::check_gue(self, payload, src, dst)
+    }
+
+    fn take_second_chance(
+        &mut self,
+        payload: &[u8],
+        inner: Range<usize>,
+        dst: Ipv4Addr,
+        stats: &mut AgentStats,
+    ) -> bool {
+        Filter::take_second_chance(self, payload, inner, dst, stats)
     }
 }
 
@@ -229,6 +251,7 @@ pub fn serve(
                     filter.check_ip(p, src)
                 };
                 match checked {
+                    Ok(r) if gue && filter.take_second_chance(p, r.clone(), dst, stats) => None,
                     Ok(r) if p.get(r.clone()).is_some() => Some(r),
                     Ok(_) => {
                         stats.count_drop(AgentDrop::Strip(StripError::InnerMalformed));

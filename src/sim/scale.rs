@@ -169,6 +169,8 @@ pub struct Outcome {
     /// table gives before the change, or a sample of flows looked up on every director after
     /// it): must be 0.
     pub disagreed: u64,
+    /// Second chance on: segments a real server's agent sent on to their second choice.
+    pub forwarded: u64,
 }
 
 impl Outcome {
@@ -222,11 +224,38 @@ struct Fleet {
     seed: u64,
     sched: SchedOptions,
     now: Instant,
+    /// Second chance: GUE to the real servers, and their agents' second-chance path
+    /// ([`crate::realserver::chance::decide`]) with a socket for each flow where its SYN
+    /// landed. Off: IPIP, as the tables in the docs.
+    second_chance: bool,
+    /// Where each flow's socket is (client address and port → real server), for the agents.
+    sockets: std::collections::HashMap<(Ipv4Addr, u16), Ipv4Addr>,
+    /// Segments an agent sent on to their second choice.
+    forwarded: u64,
+}
+
+/// A simulated real server's sockets: flows whose SYN landed on it.
+struct SimSockets<'a> {
+    me: Ipv4Addr,
+    sockets: &'a std::collections::HashMap<(Ipv4Addr, u16), Ipv4Addr>,
+}
+
+impl crate::realserver::chance::SocketLookup for SimSockets<'_> {
+    fn has_socket(
+        &mut self,
+        _local: std::net::SocketAddrV4,
+        remote: std::net::SocketAddrV4,
+    ) -> bool {
+        self.sockets.get(&(*remote.ip(), remote.port())) == Some(&self.me)
+    }
 }
 
 impl Fleet {
-    fn new(p: &ScaleParams) -> Fleet {
+    fn new(p: &ScaleParams, second_chance: bool) -> Fleet {
         let mut fleet = Fleet {
+            second_chance,
+            sockets: std::collections::HashMap::new(),
+            forwarded: 0,
             directors: Vec::with_capacity(p.directors + 1),
             made: 0,
             servers: (0..p.servers).map(server_addr).collect(),
@@ -250,7 +279,12 @@ impl Fleet {
         for i in (1..servers.len()).rev() {
             servers.swap(i, rng.below(i as u64 + 1) as usize);
         }
-        let forward = tunnel(TunnelType::Ipip, None);
+        let tun = if self.second_chance {
+            TunnelType::Gue
+        } else {
+            TunnelType::Ipip
+        };
+        let forward = tunnel(tun, None);
         let dests = servers.iter().map(|&a| dest(a, 1, forward)).collect();
         ServiceSet {
             services: vec![service(Protocol::Tcp, VIP, VPORT, SchedulerKind::Mh, dests)],
@@ -288,6 +322,29 @@ impl Fleet {
         let i = (((h >> 32) * self.directors.len() as u64) >> 32) as usize;
         let d = &mut self.directors[i];
         let to = match d.handle(self.now, pkt) {
+            Some(Out::Ip(out)) if self.second_chance => {
+                // The real server's agent: deliver, or send on to the second choice.
+                use crate::realserver::chance::{decide, Decision};
+                let s = crate::encap::strip_ip(&out, TunnelType::Gue, None).ok();
+                s.map(|s| {
+                    let udp = usize::from(out[0] & 0x0f) * 4 + 8;
+                    let second = crate::encap::chance::parse(&out[udp..])
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten();
+                    let mut here = SimSockets {
+                        me: s.outer_dst,
+                        sockets: &self.sockets,
+                    };
+                    match decide(second, s.outer_dst, &out[s.inner], &mut here) {
+                        Decision::Deliver => s.outer_dst,
+                        Decision::Forward(p) => {
+                            self.forwarded += 1;
+                            p
+                        }
+                    }
+                })
+            }
             Some(Out::Ip(out)) => Ipv4Packet::new_checked(&out[..]).ok().map(|ip| {
                 debug_assert_eq!(ip.protocol(), IpProtocol::IPIP);
                 ip.dst_addr()
@@ -326,6 +383,18 @@ fn segment(f: ClientFlow, flags: u8) -> Vec<u8> {
 
 /// Runs `change` on a fresh fleet of `p`; `progress` gets a line per phase.
 pub fn run_change(p: &ScaleParams, change: Change, progress: &mut dyn FnMut(String)) -> Outcome {
+    run_change_with(p, change, false, progress)
+}
+
+/// [`run_change`], with second chance on when `second_chance` (GUE to the real servers, whose
+/// agents forward a flagged segment they have no socket for to its second choice: the
+/// segment then counts as reaching that server).
+pub fn run_change_with(
+    p: &ScaleParams,
+    change: Change,
+    second_chance: bool,
+    progress: &mut dyn FnMut(String),
+) -> Outcome {
     let started = std::time::Instant::now();
     let mut say = |what: &str| {
         progress(format!(
@@ -335,7 +404,7 @@ pub fn run_change(p: &ScaleParams, change: Change, progress: &mut dyn FnMut(Stri
         ))
     };
     let flows = flows(p);
-    let mut fleet = Fleet::new(p);
+    let mut fleet = Fleet::new(p, second_chance);
     say("fleet built");
     let lookups = (p.flows / 10_000).max(1);
     let mut out = Outcome {
@@ -348,12 +417,16 @@ pub fn run_change(p: &ScaleParams, change: Change, progress: &mut dyn FnMut(Stri
         established_own: 0,
         dropped: 0,
         disagreed: fleet.disagreements(&flows, lookups),
+        forwarded: 0,
     };
 
     // 1. Establish every flow; remember its director and server, and the table's choice.
     let mut before = Vec::with_capacity(flows.len());
     for &f in &flows {
         let (_, syn_to) = fleet.send(segment(f, SYN));
+        if let Some(rs) = syn_to.filter(|_| second_chance) {
+            fleet.sockets.insert((f.addr, f.port), rs);
+        }
         let (dir, to) = fleet.send(segment(f, PSH_ACK));
         let table = fleet.table_pick(0, f);
         if to.is_none() || syn_to != to || table != to {
@@ -410,6 +483,7 @@ pub fn run_change(p: &ScaleParams, change: Change, progress: &mut dyn FnMut(Stri
         }
     }
     say("measured");
+    out.forwarded = fleet.forwarded;
     out
 }
 
@@ -455,6 +529,41 @@ pub fn markdown(p: &ScaleParams, outcomes: &[Outcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Second chance on (GUE, agents forwarding): a server change, then a director removed,
+    /// breaks no flow whose server stayed; off (IPIP), the same fleet breaks some.
+    #[test]
+    fn second_chance_saves_flows_moved_after_a_server_change() {
+        let p = ScaleParams {
+            directors: 10,
+            servers: 50,
+            flows: 10_000,
+            table_size: 65537,
+            seed: 7,
+        };
+        for c in [
+            Change::RemoveServersThenDirector(1),
+            Change::AddServersThenDirector(1),
+            Change::RemoveServersThenDirector(5),
+            Change::AddServersThenDirector(5),
+        ] {
+            let off = run_change_with(&p, c, false, &mut |_| {});
+            let on = run_change_with(&p, c, true, &mut |_| {});
+            println!(
+                "{}: broken {} without, {} with second chance ({} segments forwarded)",
+                c.label(),
+                off.broken(),
+                on.broken(),
+                on.forwarded
+            );
+            assert!(off.broken() > 0, "{c:?}: {off:?}");
+            assert_eq!(on.broken(), 0, "{c:?}: {on:?}");
+            assert_eq!((on.dropped, on.disagreed), (0, 0), "{c:?}");
+            assert_eq!(on.established_own, off.established_own, "{c:?}");
+            assert!(on.forwarded >= off.broken(), "{c:?}");
+            assert_eq!(off.forwarded, 0);
+        }
+    }
 
     /// Issue 14 scaled down: 10 directors, 50 real servers, 10⁴ flows.
     #[test]

@@ -45,6 +45,7 @@ pub mod raw;
 pub mod rundir;
 pub mod script;
 pub mod signal;
+pub mod sockdiag;
 pub mod tun;
 pub mod udp_gso;
 pub mod vrrp;

@@ -42,6 +42,7 @@ mod lab;
 mod metrics;
 mod nat_mode;
 mod privileges;
+mod second_chance;
 mod seed_walkthrough;
 mod snat;
 mod ssl_check;

@@ -271,6 +271,8 @@ impl ControlPlane {
     ) -> Result<(), PlaneError> {
         Self::check_new_servers(&st.set, &set)?;
         let (table, held) = st.health.apply(&set);
+        // A changed mh table remembers when (second chance, `--second-chance-window`).
+        st.registry.now = self.clock.now();
         let mut snap = st
             .registry
             .build_with_held(&table, &held, &conn_timeouts(&timeouts))?

@@ -12,6 +12,8 @@
 //! server), ICMP to a VIP, and finally TCP/UDP to a VIP: the connection table, or the scheduler
 //! for a new flow. `forward` then hands the packet to the real server's mode.
 
+#[cfg(test)]
+mod chance_tests;
 mod forward;
 mod sync;
 #[cfg(test)]
@@ -24,6 +26,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Cache};
 
+use super::conn::DestId;
 use super::conn::{template_key, Conn, ConnKey, ConnState, ConnTable, Direction, SyncRecord};
 use super::modes::context::Ctx;
 use super::modes::icmp_limit::IcmpLimiter;
@@ -35,8 +38,9 @@ use super::sched::FlowKey;
 use super::shared::counts::{add_count, release, step_state};
 use super::shared::{DirectorConfig, Shared};
 use super::stats::{BatchHistogram, EncapError, EncapKind, SendSocket};
-use super::table::Snapshot;
+use super::table::{Dest, Service, Snapshot};
 use crate::encap::auth::LaneCounter;
+use crate::encap::Tunnel;
 use crate::hash::flow_hash;
 use crate::model::{Forward, Protocol};
 use crate::time::{Duration, Instant};
@@ -58,6 +62,9 @@ pub struct Director {
     icmp: IcmpLimiter,
     /// This worker's lane of sequence numbers for authenticated GUE.
     auth_seq: LaneCounter,
+    /// Second chance: the flows picked up mid-way whose previous-table server differs from
+    /// theirs, and that server (only such flows pay for an entry; checked only while any).
+    chances: std::collections::HashMap<ConnKey, DestId>,
 }
 
 impl core::fmt::Debug for Director {
@@ -86,6 +93,7 @@ impl Director {
             next_sweep: Instant::ZERO,
             sync_out: Vec::new(),
             auth_seq,
+            chances: std::collections::HashMap::new(),
         }
     }
 
@@ -182,6 +190,16 @@ impl Director {
             release(snap, &shared.templates, &c.key, &c.conn, now);
         });
         shared.snat.sweep_next(now, |_| counters.conns_expired += 1);
+        if !self.chances.is_empty() {
+            let conns = &self.conns;
+            self.chances
+                .retain(|k, p| conns.get(k).is_some_and(|c| c.dest != *p));
+        }
+    }
+
+    /// Flows that carry a second choice (second chance) in this worker.
+    pub fn second_chances(&self) -> usize {
+        self.chances.len()
     }
 
     /// Starts loading the connection-table slot the packet in `buf` will look up. The driver
@@ -272,6 +290,7 @@ impl Director {
             now,
             icmp: &mut self.icmp,
             auth_seq: &mut self.auth_seq,
+            second_choice: None,
         };
         // A health probe of the director's own, through the data path to the server it checks
         // (one atomic load while no probe is in flight).
@@ -375,6 +394,13 @@ impl Director {
                     } else {
                         None
                     };
+                    if !self.chances.is_empty() {
+                        cx.second_choice = self
+                            .chances
+                            .get(&key)
+                            .and_then(|id| snap.dest(*id))
+                            .map(|d| d.config.addr);
+                    }
                     return forward(&mut cx, dest, buf, &p, clamp, hash);
                 }
                 if snap.is_held(conn.dest) {
@@ -508,6 +534,17 @@ impl Director {
         if let Err(reason) = inserted {
             return Verdict::Drop(reason);
         }
+        if !self.chances.is_empty() {
+            self.chances.remove(&key);
+        }
+        if picked_up && !is_nat {
+            let window = self.config.second_chance_window;
+            if let Some(p2) = second_choice(svc, dest, &flow, now, window) {
+                self.chances.insert(key, p2);
+                cx.second_choice = snap.dest(p2).map(|d| d.config.addr);
+                cx.counters.second_chance_marked += 1;
+            }
+        }
         if let Some(pers) = svc.persistence() {
             let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
             let timeout = Duration::from_secs(u64::from(pers.timeout));
@@ -540,6 +577,27 @@ impl Director {
 }
 
 /// How long `conn` lives after a packet ([`Conn::timeout`] with the configured cap).
+/// Second chance: the server that the service's previous `mh` table gives a flow picked up
+/// mid-way, if the table changed less than `window` ago, that server is still in the service
+/// and it is not `dest` (the new table's); GUE real servers only (the only tunnel with room
+/// for it).
+fn second_choice(
+    svc: &Service,
+    dest: &Dest,
+    flow: &FlowKey,
+    now: Instant,
+    window: Duration,
+) -> Option<DestId> {
+    if !matches!(dest.config.forward, Forward::Tunnel(Tunnel::Gue { .. })) {
+        return None;
+    }
+    let (addr, port) = svc.previous_pick(flow, now, window)?;
+    if (addr, port) == (dest.config.addr, dest.config.port) {
+        return None;
+    }
+    svc.dest_id_of(addr, port)
+}
+
 fn flow_timeout(snap: &Snapshot, config: &DirectorConfig, conn: &Conn) -> Duration {
     conn.timeout(&snap.timeouts, config.unconfirmed_timeout)
 }

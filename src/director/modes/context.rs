@@ -27,6 +27,9 @@ pub struct Ctx<'a> {
     pub icmp: &'a mut IcmpLimiter,
     /// This worker's sequence numbers for authenticated GUE packets.
     pub auth_seq: &'a mut LaneCounter,
+    /// The packet's second choice (second chance), set by the core for a flow that has one:
+    /// a GUE tunnel carries it ([`crate::encap::chance`]).
+    pub second_choice: Option<std::net::Ipv4Addr>,
 }
 
 impl Ctx<'_> {

@@ -22,6 +22,7 @@ use crate::director::packet::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS
 use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::table::Dest;
+use crate::encap::chance::SecondChance;
 use crate::encap::{self, OuterParams, Tunnel, MAX_OUTER_HEADER};
 
 /// Encapsulates the packet to TUN-mode real server `dest` and counts it as its traffic.
@@ -63,7 +64,11 @@ pub fn encap(
         cx.counters.drops[DropReason::AuthSuperPacket as usize] += 1;
         return Verdict::Drop(DropReason::AuthSuperPacket);
     }
-    let overhead = encap::overhead_with(&tunnel, key.is_some());
+    let chance = cx
+        .second_choice
+        .filter(|_| matches!(tunnel, Tunnel::Gue { .. }))
+        .map(SecondChance::new);
+    let overhead = encap::overhead_full(&tunnel, key.is_some(), chance.is_some());
     let too_big = p.mtu_len + overhead > cx.config.tunnel_mtu as usize;
     if too_big && p.dont_frag {
         let mtu = cx.config.tunnel_mtu.saturating_sub(overhead as u16);
@@ -81,7 +86,8 @@ pub fn encap(
     // segment); a whole one may not even fit an outer IPv4 length.
     let seal = key.map(|k| cx.auth_seq.seal(k));
     let inner = &buf[..p.mtu_len.min(p.len)];
-    let Ok(n) = encap::build_outer_sealed(&params, inner, seal.as_ref(), &mut header) else {
+    let Ok(n) = encap::build_outer_chance(&params, inner, seal.as_ref(), chance, &mut header)
+    else {
         return Verdict::Drop(DropReason::MalformedIp);
     };
     // DF clear and too big: as IPVS, send it and let the outer datagram be fragmented (the

@@ -45,6 +45,9 @@ pub struct Counters {
     /// Flows created by `sloppy_tcp` from a packet other than a SYN (also in
     /// `conns_created`).
     pub sloppy_created: u64,
+    /// Of those, flows given a second choice (second chance: the service's previous `mh`
+    /// table had another server for them, within `second_chance_window`).
+    pub second_chance_marked: u64,
     /// Flows a peer director synced that this worker took over at their first packet
     /// ([`crate::director::shared::synced`]).
     pub sync_adopted: u64,
@@ -115,6 +118,7 @@ impl Counters {
         self.gso_whole += other.gso_whole;
         self.gso_split += other.gso_split;
         self.sloppy_created += other.sloppy_created;
+        self.second_chance_marked += other.second_chance_marked;
         self.sync_adopted += other.sync_adopted;
         self.sync_dropped += other.sync_dropped;
         for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {

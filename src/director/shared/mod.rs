@@ -73,6 +73,12 @@ pub struct DirectorConfig {
     /// ([`crate::encap::auth::seq_seed`] of the wall clock at start, which the daemon reads:
     /// the core reads no clock).
     pub auth_seq_seed: u64,
+    /// Second chance (docs/scale-out.md): for this long after an `mh` service's server set
+    /// changed, a flow picked up mid-way (`sloppy_tcp`) whose server in the previous table
+    /// (still in the service) differs from the new table's is sent to the new server with the
+    /// previous one as second choice, in the GUE header (GUE real servers only); the flow's
+    /// entry keeps it for its life. Zero: off. 600 s by default (`--second-chance-window`).
+    pub second_chance_window: Duration,
 }
 
 impl Default for DirectorConfig {
@@ -91,6 +97,7 @@ impl Default for DirectorConfig {
             sloppy_tcp: false,
             sloppy_sctp: false,
             auth_seq_seed: 1,
+            second_chance_window: Duration::from_secs(600),
         }
     }
 }
