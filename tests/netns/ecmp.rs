@@ -68,13 +68,17 @@ fn bird() -> PathBuf {
 
 /// The topology above; no process started.
 fn build() -> Topology {
-    let mut b = Topology::builder()
-        .netns("client")
-        .netns("router")
-        .netns("d1")
-        .netns("d2")
-        .netns("d3")
-        .netns("d4")
+    build_with(4)
+}
+
+/// The topology above with `directors` director namespaces `d1`… (also the second-chance
+/// test's, with two); no process started.
+pub(crate) fn build_with(directors: u8) -> Topology {
+    let mut b = Topology::builder().netns("client").netns("router");
+    for i in 1..=directors {
+        b = b.netns(&format!("d{i}"));
+    }
+    let mut b = b
         .netns("rs1")
         .netns("rs2")
         .bridge("router", "wan", "192.168.140.1/24")
@@ -87,7 +91,7 @@ fn build() -> Topology {
             "wan",
         )
         .route("client", "default via 192.168.140.1");
-    for i in 1..=4u8 {
+    for i in 1..=directors {
         let role = format!("d{i}");
         let addr = format!("{}/24", director_addr(i));
         b = b

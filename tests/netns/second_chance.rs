@@ -29,54 +29,9 @@ use crate::harness::{
 const VIP: &str = "192.168.150.100";
 const CONNS: u32 = 60;
 
+/// Two directors (d1, d2), the ECMP test's layout.
 fn build() -> Topology {
-    let mut b = Topology::builder()
-        .netns("client")
-        .netns("router")
-        .netns("d1")
-        .netns("d2")
-        .netns("rs1")
-        .netns("rs2")
-        .bridge("router", "wan", "192.168.140.1/24")
-        .bridge("router", "lan", "192.168.150.1/24")
-        .bridge("router", "dc2", "192.168.160.1/24")
-        .link_to_bridge(
-            ("client", "eth0", "192.168.140.2/24"),
-            "router",
-            "to-client",
-            "wan",
-        )
-        .route("client", "default via 192.168.140.1");
-    for i in 1..=2u8 {
-        let role = format!("d{i}");
-        let addr = format!("{}/24", director_addr(i));
-        b = b
-            .link_to_bridge(
-                (role.as_str(), "eth0", addr.as_str()),
-                "router",
-                &format!("to-d{i}"),
-                "lan",
-            )
-            .route(&role, "default via 192.168.150.1");
-    }
-    for (role, rip) in ["rs1", "rs2"].into_iter().zip(REAL_SERVERS) {
-        let addr = format!("{rip}/24");
-        b = b
-            .link_to_bridge(
-                (role, "eth0", addr.as_str()),
-                "router",
-                &format!("to-{role}"),
-                "dc2",
-            )
-            .route(role, "default via 192.168.160.1");
-    }
-    let lab = b.forwarding("router").build();
-    lab.ns("router")
-        .sysctl("net.ipv4.fib_multipath_hash_policy", "1");
-    for a in client_sources() {
-        lab.ns("client").ip(&format!("addr add {a}/24 dev eth0"));
-    }
-    lab
+    crate::ecmp::build_with(2)
 }
 
 fn conns_of(ns: &Netns) -> usize {
