@@ -4,16 +4,25 @@
 //! flows that change director and real server, as the Markdown table of docs/scale-out.md.
 //!
 //! ```text
-//! cargo run --release --features sim --example ecmp_scale [-- DIRECTORS SERVERS FLOWS [M [SEED]]]
+//! cargo run --release --features sim --example ecmp_scale [-- [--second-chance] DIRECTORS SERVERS FLOWS [M [SEED]]]
 //! ```
+//!
+//! `--second-chance` runs only the changes where flows move between directors after a server
+//! change, with second chance on (GUE; the agents forward to the previous server).
 //!
 //! Progress lines go to stderr, the table to stdout.
 
-use tunlb::sim::scale::{markdown, run, ScaleParams};
+use tunlb::sim::scale::{markdown, run, run_change_with, Change, ScaleParams};
 
 fn main() -> anyhow::Result<()> {
+    let mut second_chance = false;
     let args: Vec<u64> = std::env::args()
         .skip(1)
+        .filter(|a| {
+            let flag = a == "--second-chance";
+            second_chance |= flag;
+            !flag
+        })
         .map(|a| a.parse::<u64>())
         .collect::<Result<_, _>>()
         .map_err(|e| {
@@ -44,11 +53,36 @@ fn main() -> anyhow::Result<()> {
         p.directors, p.servers, p.flows, p.table_size
     );
     let started = std::time::Instant::now();
-    let outcomes = run(&p, &mut |line| eprintln!("{line}"));
+    let mut progress = |line: String| eprintln!("{line}");
+    let outcomes = if second_chance {
+        eprintln!(
+            "ecmp_scale: second chance on: the server changes followed by a director leaving"
+        );
+        Change::all(&p)
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Change::RemoveServersThenDirector(_) | Change::AddServersThenDirector(_)
+                )
+            })
+            .map(|c| run_change_with(&p, c, true, &mut progress))
+            .collect()
+    } else {
+        run(&p, &mut progress)
+    };
     eprintln!(
         "ecmp_scale: done in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     print!("{}", markdown(&p, &outcomes));
+    if second_chance {
+        for o in &outcomes {
+            println!(
+                "{:?}: {} segments forwarded by an agent to the second choice",
+                o.change, o.forwarded
+            );
+        }
+    }
     Ok(())
 }
