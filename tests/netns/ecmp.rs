@@ -66,6 +66,43 @@ fn bird() -> PathBuf {
         })
 }
 
+/// Starts `tunlb lab clients` in `client`: `conns` keep-alive connections to the VIP from the
+/// 16 client source addresses; returns once all are established (also the second-chance
+/// test's clients).
+pub(crate) fn start_clients(client: &Netns, conns: u32) -> Pid {
+    let to = format!("{VIP}:80");
+    let n = conns.to_string();
+    let from: Vec<String> = client_sources().iter().map(Ipv4Addr::to_string).collect();
+    let from = from.join(",");
+    let clients = client.spawn(
+        "clients",
+        TUNLB,
+        &[
+            "lab",
+            "clients",
+            "--to",
+            &to,
+            "--conns",
+            &n,
+            "--from",
+            &from,
+            "--status-every",
+            "0",
+        ],
+    );
+    wait_until(
+        "the client's keep-alive connections",
+        Duration::from_secs(15),
+        || {
+            client.assert_running(clients);
+            client
+                .log(clients)
+                .contains(&format!("all {conns} connections established"))
+        },
+    );
+    clients
+}
+
 /// The topology above; no process started.
 fn build() -> Topology {
     build_with(4)
@@ -242,36 +279,8 @@ fn directors_share_flows_and_lose_none() {
     assert!(body.starts_with("from 192.168.160.1"), "{body}");
 
     // 60 keep-alive connections.
+    let clients = start_clients(client, CONNS);
     let to = format!("{VIP}:80");
-    let conns = CONNS.to_string();
-    let from: Vec<String> = client_sources().iter().map(Ipv4Addr::to_string).collect();
-    let from = from.join(",");
-    let clients = client.spawn(
-        "clients",
-        TUNLB,
-        &[
-            "lab",
-            "clients",
-            "--to",
-            &to,
-            "--conns",
-            &conns,
-            "--from",
-            &from,
-            "--status-every",
-            "0",
-        ],
-    );
-    wait_until(
-        "the client's keep-alive connections",
-        Duration::from_secs(15),
-        || {
-            client.assert_running(clients);
-            client
-                .log(clients)
-                .contains(&format!("all {CONNS} connections established"))
-        },
-    );
     thread::sleep(Duration::from_millis(300));
     let spread: Vec<usize> = (1..=3).map(|i| conns_of(d(i))).collect();
     eprintln!("ECMP: connections per director (d1, d2, d3): {spread:?}");

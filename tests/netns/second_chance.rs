@@ -20,11 +20,9 @@ use std::thread;
 use std::time::Duration;
 
 use tunlb::lab::clients::Summary;
-use tunlb::lab::ecmp::{client_sources, director_addr, established, REAL_SERVERS};
+use tunlb::lab::ecmp::{director_addr, established, REAL_SERVERS};
 
-use crate::harness::{
-    start_agent, start_director, start_httpd, wait_until, Netns, Topology, TUNLB,
-};
+use crate::harness::{start_agent, start_director, start_httpd, Netns, Topology};
 
 const VIP: &str = "192.168.150.100";
 const CONNS: u32 = 60;
@@ -108,36 +106,7 @@ fn server_added_then_director_killed(extra: &[&str]) -> (u32, u64) {
     );
     assert!(body.starts_with("from 192.168.160.12"), "{body}");
 
-    let to = format!("{VIP}:80");
-    let conns = CONNS.to_string();
-    let from: Vec<String> = client_sources().iter().map(Ipv4Addr::to_string).collect();
-    let from = from.join(",");
-    let clients = client.spawn(
-        "clients",
-        TUNLB,
-        &[
-            "lab",
-            "clients",
-            "--to",
-            &to,
-            "--conns",
-            &conns,
-            "--from",
-            &from,
-            "--status-every",
-            "0",
-        ],
-    );
-    wait_until(
-        "the client's keep-alive connections",
-        Duration::from_secs(15),
-        || {
-            client.assert_running(clients);
-            client
-                .log(clients)
-                .contains(&format!("all {CONNS} connections established"))
-        },
-    );
+    let clients = crate::ecmp::start_clients(client, CONNS);
     thread::sleep(Duration::from_millis(500));
     let spread = [conns_of(d1), conns_of(d2)];
     eprintln!("second chance: connections per director (d1, d2): {spread:?}");
