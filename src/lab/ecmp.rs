@@ -26,7 +26,6 @@
 //! This module has what the lab and the namespace test `ecmp` share: the addresses, the
 //! shipped BIRD configs, the plan of the network and readers of `ip route` and `adm -L -n -c`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -36,7 +35,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 
 use super::host::{self, Host};
-use super::run::{check_signal, say_line, unix_ms, Lab, REQUEST_TIME};
+use super::run::{say_line, unix_ms, Lab};
 use super::topology::{Action, Names, Role, Step, VIP};
 use super::{ha, UpArgs};
 use crate::encap::TunnelType;
@@ -458,38 +457,9 @@ impl Lab {
              addresses 192.168.140.10-25 (mh hashes the client address), to {url}:",
             args.requests
         );
-        let mut answers: BTreeMap<String, u32> = BTreeMap::new();
-        for i in 1..=args.requests {
-            check_signal()?;
-            let from = sources[(i as usize - 1) % sources.len()].to_string();
-            let out = match &curl {
-                Some(curl) => {
-                    let mut cmd = self.host.in_ns(&client, curl);
-                    cmd.args([
-                        "-sS",
-                        "--max-time",
-                        REQUEST_TIME,
-                        "--interface",
-                        &from,
-                        &url,
-                    ]);
-                    host::output(&mut cmd, "curl")?
-                }
-                None => self
-                    .host
-                    .tunlb(&client, &["lab", "get", "--max-time", REQUEST_TIME, &url])?,
-            };
-            let body = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if out.status.success() {
-                say!("{i:>2}: {body}");
-                *answers.entry(body).or_default() += 1;
-            } else {
-                let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-                say!("{i:>2}: no answer ({err})");
-            }
-        }
-        let tally: Vec<String> = answers.iter().map(|(a, n)| format!("{n} {a}")).collect();
-        say!("[lab] answers: {}", tally.join(", "));
+        let answers = self.request_round(&client, &url, args.requests, |i| {
+            Some(sources[(i as usize - 1) % sources.len()].to_string())
+        })?;
         let n = self.ecmp_lab()?.directors;
         let entries: Vec<String> = (1..=n)
             .map(|i| {

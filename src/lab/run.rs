@@ -837,29 +837,7 @@ impl Lab {
             args.requests,
             self.addr(Role::Client)
         );
-        let mut answers: BTreeMap<String, u32> = BTreeMap::new();
-        for i in 1..=args.requests {
-            check_signal()?;
-            let out = if self.requests_with_curl {
-                let curl = self.host.curl().unwrap_or(std::path::Path::new("curl"));
-                let mut cmd = self.host.in_ns(&client, curl);
-                cmd.args(["-sS", "--max-time", REQUEST_TIME, &url]);
-                host::output(&mut cmd, "curl")?
-            } else {
-                self.host
-                    .tunlb(&client, &["lab", "get", "--max-time", REQUEST_TIME, &url])?
-            };
-            let body = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if out.status.success() {
-                say!("{i:>2}: {body}");
-                *answers.entry(body).or_default() += 1;
-            } else {
-                let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-                say!("{i:>2}: no answer ({err})");
-            }
-        }
-        let tally: Vec<String> = answers.iter().map(|(a, n)| format!("{n} {a}")).collect();
-        say!("[lab] answers: {}", tally.join(", "));
+        let answers = self.request_round(&client, &url, args.requests, |_| None)?;
         say!("[lab] {}", self.path_of_answers());
         self.adm(&["-L", "-n"])?;
         self.adm(&["-L", "-n", "-c"])?;
@@ -872,6 +850,47 @@ impl Lab {
             bail!("no answer {}", missing.join(" and no answer "));
         }
         Ok(())
+    }
+
+    /// `count` requests from the namespace `client` to `url`, each a new connection (curl
+    /// when installed, from the address `from(i)` gives request `i` if any; else `tunlb lab
+    /// get`): prints each answer and the tally, returns how often each answer came.
+    pub(super) fn request_round(
+        &self,
+        client: &str,
+        url: &str,
+        count: u32,
+        from: impl Fn(u32) -> Option<String>,
+    ) -> anyhow::Result<BTreeMap<String, u32>> {
+        let mut answers: BTreeMap<String, u32> = BTreeMap::new();
+        for i in 1..=count {
+            check_signal()?;
+            let out = match self.host.curl() {
+                Some(curl) => {
+                    let mut cmd = self.host.in_ns(client, curl);
+                    cmd.args(["-sS", "--max-time", REQUEST_TIME]);
+                    if let Some(addr) = from(i) {
+                        cmd.args(["--interface", &addr]);
+                    }
+                    cmd.arg(url);
+                    host::output(&mut cmd, "curl")?
+                }
+                None => self
+                    .host
+                    .tunlb(client, &["lab", "get", "--max-time", REQUEST_TIME, url])?,
+            };
+            let body = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if out.status.success() {
+                say!("{i:>2}: {body}");
+                *answers.entry(body).or_default() += 1;
+            } else {
+                let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                say!("{i:>2}: no answer ({err})");
+            }
+        }
+        let tally: Vec<String> = answers.iter().map(|(a, n)| format!("{n} {a}")).collect();
+        say!("[lab] answers: {}", tally.join(", "));
+        Ok(answers)
     }
 
     /// How the answers went back to the client, in this mode.
