@@ -70,7 +70,7 @@ use std::net::Ipv4Addr;
 
 pub(crate) use crate::director::conn::Timeouts;
 pub(crate) use crate::director::dr::NeighEntry;
-pub(crate) use crate::director::sched::{FlowKey, SchedOptions};
+pub(crate) use crate::director::sched::{mh_table, DestState, FlowKey, SchedDest, SchedOptions};
 pub(crate) use crate::director::{
     Director, DirectorConfig, DropReason, InstallStats, Registry, Shared, Snapshot, SyncRecord,
     Verdict,
@@ -88,6 +88,7 @@ pub(crate) use crate::wire::{testing as packets, IpProtocol, Ipv4Packet, TcpFlag
 mod client;
 mod director;
 mod fixtures;
+pub mod maglev_paper;
 mod net;
 mod rng;
 pub mod scale;

@@ -235,6 +235,12 @@ impl MaglevTable {
     fn slots(&self) -> &[u32] {
         &self.table
     }
+
+    /// The table itself: slot -> server index, `u32::MAX` for a slot with no server.
+    #[cfg(any(test, feature = "sim"))]
+    pub(super) fn into_slots(self) -> Vec<u32> {
+        self.table
+    }
 }
 
 #[cfg(test)]

@@ -321,6 +321,14 @@ fn claim(seq: &AtomicU64, find: impl Fn(u64) -> Option<(u64, usize)>) -> Option<
     }
 }
 
+/// The `mh` lookup table the scheduler would build for `dests` (in this order) and a requested
+/// size M: slot -> index into `dests`, `u32::MAX` for a slot with no server (all weights 0).
+/// For the simulator's comparison with the Maglev paper (`sim::maglev_paper`).
+#[cfg(any(test, feature = "sim"))]
+pub(crate) fn mh_table(dests: &[SchedDest], table_size: u32) -> Vec<u32> {
+    maglev::MaglevTable::new(dests, table_size).into_slots()
+}
+
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Helpers shared by the schedulers' tests.
