@@ -47,8 +47,10 @@
 //! - [`sys`]: the only module with `unsafe`: TUN ioctls, raw and AF_PACKET sockets, netlink,
 //!   batched syscalls.
 //! - [`time`]: the [`time::Instant`] the core is driven with (no clock is read inside the core).
-//! - `sim` (tests, and the `sim` feature for `examples/ecmp_scale.rs`): director cores, agents
-//!   and a virtual network on a virtual clock; `sim::scale`, ECMP groups at internet scale.
+//! - `sim` (tests, and the `sim` feature for `examples/ecmp_scale.rs` and
+//!   `examples/maglev_paper.rs`): director cores, agents and a virtual network on a virtual
+//!   clock; `sim::scale`, ECMP groups at internet scale; `sim::maglev_paper`, the Maglev paper's
+//!   consistent-hashing evaluation with the real `mh` table.
 //!
 //! Outside `src/`: `configs/` (example configs, each parsed by a test), `tests/netns/`
 //! (network-namespace integration tests), `tests/layers.rs` (the import rules), `benches/`

@@ -62,6 +62,8 @@
 //! [`scale`] runs 100 directors × 1,000 real servers × 10⁶ flows through the director cores
 //! (docs/scale-out.md). Outside tests the simulator is built only with the `sim` feature, for
 //! `cargo run --release --features sim --example ecmp_scale`; there only [`scale`] is used.
+//! [`maglev_paper`] reruns the Maglev paper's §5.3 (balance, resilience, build time) on the
+//! real `mh` table builder, for `examples/maglev_paper.rs`.
 
 // Without `cfg(test)` (the `sim` feature) only `scale` is reachable.
 #![cfg_attr(not(test), allow(dead_code, unused_imports))]
