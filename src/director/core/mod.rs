@@ -14,6 +14,7 @@
 
 #[cfg(test)]
 mod chance_tests;
+mod chances;
 mod forward;
 mod sync;
 #[cfg(test)]
@@ -45,6 +46,7 @@ use crate::hash::flow_hash;
 use crate::model::{Forward, Protocol};
 use crate::time::{Duration, Instant};
 use crate::wire::{IpProtocol, TcpFlags};
+use chances::Chances;
 use forward::{forward, handle_icmp};
 pub use sync::{InstallStats, SYNC_QUEUE_MAX};
 
@@ -64,7 +66,7 @@ pub struct Director {
     auth_seq: LaneCounter,
     /// Second chance: the flows picked up mid-way whose previous-table server differs from
     /// theirs, and that server (only such flows pay for an entry; checked only while any).
-    chances: std::collections::HashMap<ConnKey, DestId>,
+    chances: Chances,
 }
 
 impl core::fmt::Debug for Director {
@@ -93,7 +95,7 @@ impl Director {
             next_sweep: Instant::ZERO,
             sync_out: Vec::new(),
             auth_seq,
-            chances: std::collections::HashMap::new(),
+            chances: Chances::default(),
         }
     }
 
@@ -190,10 +192,11 @@ impl Director {
             release(snap, &shared.templates, &c.key, &c.conn, now);
         });
         shared.snat.sweep_next(now, |_| counters.conns_expired += 1);
-        if !self.chances.is_empty() {
+        if self.chances.queued() > 0 {
             let conns = &self.conns;
-            self.chances
-                .retain(|k, p| conns.get(k).is_some_and(|c| c.dest != *p));
+            self.chances.prune(sweep_budget, |k, p| {
+                conns.get(k).is_some_and(|c| c.dest != p)
+            });
         }
     }
 
@@ -398,7 +401,7 @@ impl Director {
                         cx.second_choice = self
                             .chances
                             .get(&key)
-                            .and_then(|id| snap.dest(*id))
+                            .and_then(|id| snap.dest(id))
                             .map(|d| d.config.addr);
                     }
                     return forward(&mut cx, dest, buf, &p, clamp, hash);
