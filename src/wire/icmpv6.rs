@@ -309,6 +309,9 @@ pub enum NdpError {
     /// An advertisement to a multicast address with the Solicited flag set.
     #[error("NDP solicited advertisement to multicast")]
     SolicitedMulticast,
+    /// A multicast source address (never valid, RFC 4291 §2.7).
+    #[error("NDP from a multicast source")]
+    SourceMulticast,
 }
 
 impl NdpError {
@@ -325,11 +328,12 @@ impl NdpError {
             NdpError::Option => "ndp_option",
             NdpError::Dad => "ndp_dad",
             NdpError::SolicitedMulticast => "ndp_solicited_multicast",
+            NdpError::SourceMulticast => "ndp_source_multicast",
         }
     }
 
     /// Every refusal, for tests and for pre-registering metric labels.
-    pub const ALL: [NdpError; 10] = [
+    pub const ALL: [NdpError; 11] = [
         NdpError::NotNdp,
         NdpError::Fragment,
         NdpError::HopLimit,
@@ -340,6 +344,7 @@ impl NdpError {
         NdpError::Option,
         NdpError::Dad,
         NdpError::SolicitedMulticast,
+        NdpError::SourceMulticast,
     ];
 }
 
@@ -399,7 +404,7 @@ const FLAG_OVERRIDE: u32 = 0x2000_0000;
 /// 4861 §7.1.1 and §7.1.2: hop limit 255, checksum, code 0, at least 24 bytes, target not
 /// multicast, every option with a length > 0 inside the message; a solicitation from the
 /// unspecified address goes to a solicited-node address without a source link-layer address
-/// option; an advertisement to multicast has S clear. Extension headers are walked
+/// option; an advertisement to multicast has S clear; the source is not multicast. Extension headers are walked
 /// ([`ipv6_ext::walk`]); a fragment is refused. Link-layer address options other than 6-byte
 /// (8-byte option) Ethernet ones and unknown options are skipped.
 pub fn parse_ndp<T: AsRef<[u8]>>(ip: &Ipv6Packet<T>) -> Result<Ndp, NdpError> {
@@ -422,6 +427,9 @@ pub fn parse_ndp<T: AsRef<[u8]>>(ip: &Ipv6Packet<T>) -> Result<Ndp, NdpError> {
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     if !icmp.verify_checksum(src, dst) {
         return Err(NdpError::Checksum);
+    }
+    if src.is_multicast() {
+        return Err(NdpError::SourceMulticast);
     }
     if icmp.code() != 0 {
         return Err(NdpError::Code);
@@ -995,6 +1003,7 @@ mod tests {
             Err(NdpError::NotNdp)
         );
         assert_eq!(ndp_after(|p| p[6] = IpProtocol::UDP), Err(NdpError::NotNdp));
+        assert_eq!(ndp_after(|p| p[8] = 0xff), Err(NdpError::SourceMulticast));
         let mut bad = NS_BYTES;
         bad[43] ^= 1;
         let ip = Ipv6Packet::new_checked(&bad[..]).unwrap();
