@@ -38,6 +38,7 @@ mod tunnel_route;
 mod vnet_gso;
 mod vrrp_advert;
 mod wire_views;
+mod wire_views6;
 
 pub use admin_input::admin_input;
 pub use agent_filter::agent_filter;
@@ -61,6 +62,7 @@ pub use tunnel_route::tunnel_route;
 pub use vnet_gso::vnet_gso;
 pub use vrrp_advert::vrrp_advert;
 pub use wire_views::wire_views;
+pub use wire_views6::wire_views6;
 
 /// A target's body: the raw input, a panic when an invariant breaks.
 pub type Target = fn(&[u8]);
@@ -103,4 +105,5 @@ pub const ORACLE_TARGETS: &[(&str, OracleTarget)] = &[
     ("gso_classify", gso_classify),
     ("snat", snat),
     ("tunnel_route", tunnel_route),
+    ("wire_views6", wire_views6),
 ];

@@ -22,8 +22,67 @@ const MAX_DEPTH: usize = 4;
 /// header checksum; unless it is a fragment, that its TCP/UDP/ICMP header, length and checksum
 /// are valid; and for a tunnel (IPIP, GRE carrying IPv4, GUE to UDP port `gue_port` when it is
 /// not 0), the same of the inner packet. The error says what is wrong, at which depth.
+/// An IPv6 packet (version 6) is checked by [`check_ipv6`] instead: the name predates IPv6.
 pub fn check_ipv4(pkt: &[u8], gue_port: u16) -> Result<(), String> {
+    if pkt.first().map(|b| b >> 4) == Some(6) {
+        return check_ipv6(pkt);
+    }
     check_at(pkt, gue_port, 0)
+}
+
+/// Checks that `pkt` is exactly one IPv6 packet (40 + payload length = `pkt.len()`) whose
+/// extension headers etherparse walks and, unless it is a fragment, whose TCP, UDP (non-zero,
+/// RFC 8200 §8.1) or ICMPv6 length and checksum over the IPv6 pseudo-header are valid.
+pub fn check_ipv6(pkt: &[u8]) -> Result<(), String> {
+    let ip = etherparse::Ipv6Slice::from_slice(pkt).map_err(|e| format!("IPv6: {e}"))?;
+    let h = ip.header();
+    let total = 40 + usize::from(h.payload_length());
+    if total != pkt.len() {
+        return Err(format!("IPv6 length {total} != {} bytes", pkt.len()));
+    }
+    let p = ip.payload();
+    if p.fragmented {
+        return Ok(());
+    }
+    let (src, dst) = (h.source(), h.destination());
+    let (stored, want) = match p.ip_number {
+        IpNumber::TCP => {
+            let t = TcpSlice::from_slice(p.payload).map_err(|e| format!("TCP: {e}"))?;
+            let want = t.calc_checksum_ipv6(src, dst).map_err(|e| e.to_string())?;
+            (t.checksum(), want)
+        }
+        IpNumber::UDP => {
+            let u = UdpSlice::from_slice(p.payload).map_err(|e| format!("UDP: {e}"))?;
+            if usize::from(u.length()) != p.payload.len() {
+                return Err(format!("UDP length {} != {}", u.length(), p.payload.len()));
+            }
+            if u.checksum() == 0 {
+                return Err("UDP over IPv6 without a checksum".into());
+            }
+            let want = u
+                .to_header()
+                .calc_checksum_ipv6_raw(src, dst, u.payload())
+                .map_err(|e| e.to_string())?;
+            (u.checksum(), want)
+        }
+        IpNumber::IPV6_ICMP => {
+            let i = etherparse::Icmpv6Slice::from_slice(p.payload)
+                .map_err(|e| format!("ICMPv6: {e}"))?;
+            let want = i
+                .icmp_type()
+                .calc_checksum(src, dst, i.payload())
+                .map_err(|e| e.to_string())?;
+            (i.checksum(), want)
+        }
+        _ => return Ok(()),
+    };
+    if !same_checksum(stored, want) {
+        return Err(format!(
+            "{:?} checksum {stored:#06x}, want {want:#06x}",
+            p.ip_number
+        ));
+    }
+    Ok(())
 }
 
 /// Whether two 16-bit one's-complement checksums are the same number (0x0000 and 0xffff both

@@ -469,6 +469,104 @@ fn netlink() -> Seeds {
     ]
 }
 
+/// An IPv6 packet 2001:db8::1 -> 2001:db8::100 whose payload is `ext` (extension headers and
+/// upper layer), first next header `first`, hop limit 64.
+fn ipv6_with(first: u8, ext: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 40 + ext.len()];
+    crate::wire::Ipv6Repr {
+        src: V6_CLIENT,
+        dst: V6_VIP,
+        next_header: first,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0x12345,
+        payload_len: ext.len(),
+    }
+    .emit(&mut p)
+    .unwrap();
+    p[40..].copy_from_slice(ext);
+    p
+}
+
+const V6_CLIENT: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const V6_VIP: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+
+/// IPv6 packets for `wire_views6`, built with etherparse and tunlb's NDP builders.
+fn wire_views6() -> Seeds {
+    use crate::wire::icmpv6::{self, NeighborAdvert, NeighborSolicit};
+    use crate::wire::IpProtocol as P;
+    let (src, dst) = (V6_CLIENT.octets(), V6_VIP.octets());
+    let build = |b: etherparse::PacketBuilderStep<etherparse::TcpHeader>, n: usize| {
+        let mut out = Vec::new();
+        b.write(&mut out, &vec![0x5a; n]).unwrap();
+        out
+    };
+    let syn = build(
+        etherparse::PacketBuilder::ipv6(src, dst, 64)
+            .tcp(40000, 80, 1, 65535)
+            .syn()
+            .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1440)])
+            .unwrap(),
+        0,
+    );
+    let big = build(
+        etherparse::PacketBuilder::ipv6(src, dst, 64).tcp(40000, 80, 2, 65535),
+        1440,
+    );
+    let mut udp = Vec::new();
+    etherparse::PacketBuilder::ipv6(src, dst, 64)
+        .udp(5353, 53)
+        .write(&mut udp, b"query")
+        .unwrap();
+    let mut echo = Vec::new();
+    etherparse::PacketBuilder::ipv6(src, dst, 64)
+        .icmpv6_echo_request(7, 1)
+        .write(&mut echo, b"ping")
+        .unwrap();
+    let mac = [2, 0, 0, 0, 0, 1];
+    let ndp = |emit: &dyn Fn(&mut [u8]) -> usize| {
+        let mut b = [0u8; 80];
+        let n = emit(&mut b);
+        b[..n].to_vec()
+    };
+    let ns = NeighborSolicit::for_target("fe80::1".parse().unwrap(), mac, V6_VIP);
+    let dad = NeighborSolicit {
+        src: std::net::Ipv6Addr::UNSPECIFIED,
+        source_mac: None,
+        ..ns
+    };
+    let na = NeighborAdvert::unsolicited(V6_VIP, mac);
+    let mut ptb = big.clone();
+    let n = icmpv6::packet_too_big_in_place(&mut ptb, 1500, 1400, "2001:db8::fe".parse().unwrap())
+        .unwrap();
+    ptb.truncate(n);
+    // HBH, destination options, routing (type 4, segments left 0), AH, first fragment, TCP.
+    let mut chain = vec![P::IPV6_OPTS, 0, 1, 4, 0, 0, 0, 0];
+    chain.extend_from_slice(&[P::IPV6_ROUTE, 0, 1, 4, 0, 0, 0, 0]);
+    chain.extend_from_slice(&[P::AH, 0, 4, 0, 0, 0, 0, 0]);
+    chain.extend_from_slice(&[P::IPV6_FRAG, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0]);
+    chain.extend_from_slice(&[P::TCP, 0, 0, 1, 0xca, 0xfe, 0, 1]);
+    chain.extend_from_slice(&syn[40..]);
+    let nonfirst = [P::UDP, 0, 0x05, 0xa8, 0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7, 8];
+    let routed = [P::TCP, 1, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    vec![
+        ("seed_tcp_syn", syn),
+        ("seed_tcp_1500", big),
+        ("seed_udp", udp),
+        ("seed_icmpv6_echo", echo),
+        ("seed_ns", ndp(&|b| ns.emit(b).unwrap())),
+        ("seed_ns_dad", ndp(&|b| dad.emit(b).unwrap())),
+        ("seed_na_unsolicited", ndp(&|b| na.emit(b).unwrap())),
+        ("seed_packet_too_big", ptb),
+        ("seed_ext_chain", ipv6_with(P::HOPOPT, &chain)),
+        ("seed_fragment_nonfirst", ipv6_with(P::IPV6_FRAG, &nonfirst)),
+        (
+            "seed_routing_segments_left",
+            ipv6_with(P::IPV6_ROUTE, &routed),
+        ),
+    ]
+}
+
 /// Named seed inputs of one target.
 type Seeds = Vec<(&'static str, Vec<u8>)>;
 
@@ -483,6 +581,7 @@ fn all() -> Vec<(&'static str, Seeds)> {
         ("control_request", control_request()),
         ("health_reply", health_reply()),
         ("netlink", netlink()),
+        ("wire_views6", wire_views6()),
     ]
 }
 

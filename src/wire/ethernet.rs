@@ -20,6 +20,8 @@ pub const HEADER_LEN: usize = field::ETHERTYPE.end;
 pub mod EtherType {
     /// Internet Protocol version 4 (`ETH_P_IP`).
     pub const IPV4: u16 = 0x0800;
+    /// Internet Protocol version 6 (`ETH_P_IPV6`).
+    pub const IPV6: u16 = 0x86dd;
 }
 
 /// A view of an Ethernet frame: header, then payload.

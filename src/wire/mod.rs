@@ -16,13 +16,21 @@
 //! - [`tcp`] — [`TcpPacket`], [`TcpFlags`], MSS option read and clamp.
 //! - [`udp`] — [`UdpPacket`].
 //! - [`icmp`] — [`Icmpv4Packet`] and the in-place ICMP error reply ([`icmp::frag_needed_in_place`]).
+//! - [`ipv6`] — [`Ipv6Packet`] and the [`Ipv6Repr`] builder (the fixed 40-byte header).
+//! - [`ipv6_ext`] — the extension header walk ([`ipv6_ext::walk`]): upper-layer protocol and
+//!   offset, fragment header, refusals as drop-reason labels.
+//! - [`icmpv6`] — [`Icmpv6Packet`], Neighbor Discovery (NS/NA parse and build, solicited-node
+//!   multicast) and the in-place ICMPv6 errors ([`icmpv6::packet_too_big_in_place`]).
 
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod gso;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
+pub mod ipv6_ext;
 pub mod tcp;
 #[doc(hidden)]
 pub mod testing;
@@ -31,7 +39,9 @@ pub mod udp;
 pub use arp::{ArpPacket, ArpRepr};
 pub use ethernet::{EthernetFrame, EthernetRepr};
 pub use icmp::Icmpv4Packet;
+pub use icmpv6::Icmpv6Packet;
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::UdpPacket;
 
@@ -49,6 +59,24 @@ pub mod IpProtocol {
     pub const UDP: u8 = 17;
     /// Generic Routing Encapsulation (RFC 2784).
     pub const GRE: u8 = 47;
+    /// IPv6 Hop-by-Hop Options extension header (RFC 8200 §4.3).
+    pub const HOPOPT: u8 = 0;
+    /// IPv6 encapsulated in IP (6in4 / ip6ip6, RFC 4213, RFC 2473).
+    pub const IPV6: u8 = 41;
+    /// IPv6 Routing extension header (RFC 8200 §4.4).
+    pub const IPV6_ROUTE: u8 = 43;
+    /// IPv6 Fragment extension header (RFC 8200 §4.5).
+    pub const IPV6_FRAG: u8 = 44;
+    /// Encapsulating Security Payload (RFC 4303).
+    pub const ESP: u8 = 50;
+    /// Authentication Header (RFC 4302).
+    pub const AH: u8 = 51;
+    /// ICMP for IPv6 (RFC 4443).
+    pub const ICMPV6: u8 = 58;
+    /// IPv6 No Next Header (RFC 8200 §4.7).
+    pub const IPV6_NONXT: u8 = 59;
+    /// IPv6 Destination Options extension header (RFC 8200 §4.6).
+    pub const IPV6_OPTS: u8 = 60;
 }
 
 /// Why a view refused a buffer, or a builder could not emit into one.
@@ -57,13 +85,14 @@ pub enum Error {
     /// The buffer is shorter than the fixed header.
     #[error("buffer shorter than the header")]
     Truncated,
-    /// The IP version nibble is not 4.
-    #[error("not an IPv4 packet")]
+    /// The IP version nibble is not the view's (4 for [`Ipv4Packet`], 6 for [`Ipv6Packet`]).
+    #[error("wrong IP version")]
     BadVersion,
     /// A header length field (IPv4 IHL, TCP data offset) is below the minimum or beyond the buffer.
     #[error("bad header length")]
     BadHeaderLen,
-    /// A total length field (IPv4 total length, UDP length) is below the header or beyond the buffer.
+    /// A total length field (IPv4 total length, IPv6 payload length, UDP length) is below the
+    /// header or beyond the buffer, or an IPv6 jumbogram.
     #[error("bad total length")]
     BadLength,
     /// The checksum does not verify.
