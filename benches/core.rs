@@ -13,6 +13,9 @@
 //!   IPv4) to a GUE real server, without and with a tunnel key (authenticated GUE: one
 //!   HMAC-SHA-256 over the packet, [`tunlb::encap::auth`]), 4096 hot flows: what the MAC
 //!   costs per packet;
+//! - `encap_build/{v4_gue,v4_gue_csum,v6_gue}/{64,1400}`: the outer header builders alone
+//!   (no director): GUE over IPv4 without and with the UDP checksum, and GUE over IPv6, whose
+//!   UDP checksum is mandatory (RFC 8200): what that sum over the inner packet costs;
 //! - bytes per tracked flow are printed before the benchmarks run.
 
 use std::hint::black_box;
@@ -110,6 +113,47 @@ fn gue_benches(c: &mut Criterion) {
                 })
             });
         }
+    }
+    group.finish();
+}
+
+/// `encap_build/{v4_gue,v4_gue_csum,v6_gue}/{64,1400}` (see the module documentation).
+fn encap_build_benches(c: &mut Criterion) {
+    use tunlb::encap::{
+        build_outer, build_outer6, OuterParams, OuterParams6, Tunnel, MAX_OUTER_HEADER,
+    };
+    let mut group = c.benchmark_group("encap_build");
+    let gue = |csum| Tunnel::Gue { port: 6080, csum };
+    let v4 = |csum| OuterParams {
+        src: Ipv4Addr::new(192, 168, 1, 1),
+        dst: Ipv4Addr::new(192, 168, 1, 10),
+        tunnel: gue(csum),
+        flow_hash: 0xdead_beef,
+    };
+    let v6 = OuterParams6 {
+        src: "2001:db8::1".parse().unwrap(),
+        dst: "2001:db8::a".parse().unwrap(),
+        tunnel: gue(false),
+        flow_hash: 0xdead_beef,
+        hop_limit: 64,
+        traffic_class: Default::default(),
+        udp_zero: Default::default(),
+    };
+    for size in [64usize, 1400] {
+        let (a, p) = client(1);
+        let pkt = tcp_packet(a, p, VIP, 80, 0x10, size - 40);
+        group.throughput(Throughput::Elements(1));
+        for (name, csum) in [("v4_gue", false), ("v4_gue_csum", true)] {
+            let params = v4(csum);
+            group.bench_function(format!("{name}/{size}"), |b| {
+                let mut out = [0u8; MAX_OUTER_HEADER];
+                b.iter(|| black_box(build_outer(&params, black_box(&pkt), &mut out)))
+            });
+        }
+        group.bench_function(format!("v6_gue/{size}"), |b| {
+            let mut out = [0u8; MAX_OUTER_HEADER];
+            b.iter(|| black_box(build_outer6(&v6, black_box(&pkt), None, &mut out)))
+        });
     }
     group.finish();
 }
@@ -319,6 +363,6 @@ fn benches(c: &mut Criterion) {
 criterion_group! {
     name = core;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
-    targets = benches, gue_benches
+    targets = benches, gue_benches, encap_build_benches
 }
 criterion_main!(core);

@@ -35,7 +35,7 @@
 
 use core::fmt;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::path::Path;
 
@@ -65,10 +65,36 @@ pub const MAX_WINDOWS: usize = 4096;
 pub const KEY_LEN: usize = 32;
 
 /// A tunnel key: the secret and its id.
+///
+/// Packets with an IPv6 outer header are MACed with a key of their own, derived from the
+/// secret (`HMAC(secret, "tunlb GUE IPv6 outer")`), over 16-byte addresses: domain
+/// separation by key, so no IPv4 packet's MAC can ever verify as an IPv6 one's (or the other
+/// way round) whatever bytes an attacker lines up; the IPv4 MAC is unchanged.
 #[derive(Clone)]
 pub struct TunnelKey {
     key: hmac::Key,
+    key6: hmac::Key,
     id: u16,
+}
+
+/// The outer addresses a MAC covers: IPv4 (4 + 4 bytes, the secret's own key) or IPv6 (16 +
+/// 16 bytes, the derived IPv6 key, see [`TunnelKey`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OuterAddrs {
+    /// An IPv4 outer header's source and destination.
+    V4(Ipv4Addr, Ipv4Addr),
+    /// An IPv6 outer header's source and destination.
+    V6(Ipv6Addr, Ipv6Addr),
+}
+
+impl OuterAddrs {
+    /// The source address.
+    pub fn src(&self) -> IpAddr {
+        match *self {
+            OuterAddrs::V4(s, _) => s.into(),
+            OuterAddrs::V6(s, _) => s.into(),
+        }
+    }
 }
 
 impl fmt::Debug for TunnelKey {
@@ -122,7 +148,9 @@ impl TunnelKey {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
         let tag = hmac::sign(&key, b"tunlb GUE key id");
         let id = u16::from_be_bytes([tag.as_ref()[0], tag.as_ref()[1]]);
-        TunnelKey { key, id }
+        let sub = hmac::sign(&key, b"tunlb GUE IPv6 outer");
+        let key6 = hmac::Key::new(hmac::HMAC_SHA256, sub.as_ref());
+        TunnelKey { key, key6, id }
     }
 
     /// Parses a key file's text: 64 hex characters, whitespace around them ignored.
@@ -179,17 +207,21 @@ impl TunnelKey {
     }
 
     /// The truncated MAC of a packet (see the module documentation).
-    fn mac(
-        &self,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        header: &[u8],
-        fields: &[u8],
-        inner: &[u8],
-    ) -> [u8; MAC_LEN] {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        ctx.update(&src.octets());
-        ctx.update(&dst.octets());
+    fn mac(&self, addrs: OuterAddrs, header: &[u8], fields: &[u8], inner: &[u8]) -> [u8; MAC_LEN] {
+        let mut ctx = match addrs {
+            OuterAddrs::V4(src, dst) => {
+                let mut ctx = hmac::Context::with_key(&self.key);
+                ctx.update(&src.octets());
+                ctx.update(&dst.octets());
+                ctx
+            }
+            OuterAddrs::V6(src, dst) => {
+                let mut ctx = hmac::Context::with_key(&self.key6);
+                ctx.update(&src.octets());
+                ctx.update(&dst.octets());
+                ctx
+            }
+        };
         ctx.update(header);
         ctx.update(fields);
         ctx.update(inner);
@@ -242,6 +274,18 @@ pub fn emit_with(
     inner: &[u8],
     out: &mut [u8; AUTH_HEADER_LEN],
 ) {
+    emit_for(seal, OuterAddrs::V4(src, dst), proto, chance, inner, out)
+}
+
+/// [`emit_with`] for outer addresses of either family ([`OuterAddrs`]).
+pub fn emit_for(
+    seal: &Seal<'_>,
+    addrs: OuterAddrs,
+    proto: u8,
+    chance: Option<&[u8; super::chance::FIELD_LEN]>,
+    inner: &[u8],
+    out: &mut [u8; AUTH_HEADER_LEN],
+) {
     let (hlen, flags) = match chance {
         Some(_) => (
             HLEN + super::chance::FIELD_WORDS,
@@ -256,8 +300,7 @@ pub fn emit_with(
     out[6..8].copy_from_slice(&seal.lane.to_be_bytes());
     out[8..16].copy_from_slice(&seal.seq.to_be_bytes());
     let mac = seal.key.mac(
-        src,
-        dst,
+        addrs,
         &out[..MACED_HEADER],
         chance.map_or(&[][..], |c| &c[..]),
         inner,
@@ -496,7 +539,7 @@ impl ReplayWindow {
 #[derive(Debug)]
 pub struct Keyring {
     keys: Vec<TunnelKey>,
-    windows: HashMap<(Ipv4Addr, u16, u16), ReplayWindow>,
+    windows: HashMap<(IpAddr, u16, u16), ReplayWindow>,
 }
 
 impl Keyring {
@@ -540,6 +583,26 @@ impl Keyring {
         dst: Ipv4Addr,
         payload: &[u8],
     ) -> Result<Range<usize>, OpenError> {
+        self.open_from(OuterAddrs::V4(src, dst), payload)
+    }
+
+    /// [`open`](Self::open) for a payload that came over IPv6 from `src` to `dst`.
+    pub fn open6(
+        &mut self,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        payload: &[u8],
+    ) -> Result<Range<usize>, OpenError> {
+        self.open_from(OuterAddrs::V6(src, dst), payload)
+    }
+
+    /// [`open`](Self::open) for outer addresses of either family.
+    pub fn open_from(
+        &mut self,
+        addrs: OuterAddrs,
+        payload: &[u8],
+    ) -> Result<Range<usize>, OpenError> {
+        let src = addrs.src();
         let opt = parse(payload)??;
         let key = self
             .keys
@@ -553,7 +616,7 @@ impl Keyring {
             }
         }
         let inner = &payload[AUTH_HEADER_LEN..];
-        let want = key.mac(src, dst, opt.maced, &[], inner);
+        let want = key.mac(addrs, opt.maced, &[], inner);
         if !constant_time_eq(&want, opt.mac) {
             return Err(AuthError::BadMac.into());
         }

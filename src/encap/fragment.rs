@@ -21,7 +21,7 @@
 use core::num::NonZeroU16;
 use core::ops::Range;
 
-use super::MAX_OUTER_HEADER;
+use super::{MAX_OUTER_HEADER, MAX_OUTER_HEADER_V4};
 use crate::wire::ipv4::HEADER_LEN;
 use crate::wire::Ipv4Packet;
 
@@ -85,7 +85,7 @@ pub fn fragment(
     if mtu < MIN_MTU {
         return Err(FragmentError::MtuTooSmall(mtu));
     }
-    if outer.len() < HEADER_LEN || outer.len() > MAX_OUTER_HEADER {
+    if outer.len() < HEADER_LEN || outer.len() > MAX_OUTER_HEADER_V4 {
         return Err(FragmentError::BadHeader);
     }
     let ip = Ipv4Packet::new_unchecked(outer);
@@ -102,7 +102,8 @@ pub fn fragment(
         return Err(FragmentError::AlreadyFragment);
     }
     // With mtu >= 68 a fragment carries at least 48 bytes, more than any tunnel header
-    // (outer.len() <= MAX_OUTER_HEADER = 32), so the first fragment always holds it whole.
+    // (outer.len() - 20 <= MAX_OUTER_HEADER_V4 - 20 = 48), so the first fragment always holds
+    // it whole.
     let chunk = (mtu as usize - HEADER_LEN) & !7;
     Ok(Fragments {
         outer,

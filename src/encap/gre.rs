@@ -9,9 +9,7 @@
 //! |                 Sequence Number (optional)                    |
 //! ```
 
-use core::ops::Range;
-
-use super::{inner_range, BuildError, GreChecksum, StripError};
+use super::{inner_at, BuildError, Family, GreChecksum, Inner, StripError};
 use crate::wire::checksum;
 use crate::wire::{get_u16, get_u32, put_u16, put_u32};
 
@@ -26,6 +24,8 @@ mod field {
 
 /// The GRE protocol type of an IPv4 payload (an EtherType).
 pub const PROTO_IPV4: u16 = 0x0800;
+/// The GRE protocol type of an IPv6 payload (an EtherType).
+pub const PROTO_IPV6: u16 = 0x86dd;
 
 const FLAG_C: u16 = 0x8000;
 const FLAG_K: u16 = 0x2000;
@@ -228,27 +228,29 @@ impl GreRepr {
     }
 }
 
-/// Validates a GRE packet (the outer IPv4 payload) and finds the inner IPv4 packet in it:
-/// version 0, no RFC 1701 bits, protocol 0x0800, checksum verified when present (unless
+/// Validates a GRE packet (the outer IPv4 or IPv6 payload) and finds the inner packet in it:
+/// version 0, no RFC 1701 bits, protocol 0x0800 (IPv4) or 0x86DD (IPv6), checksum verified when present (unless
 /// `csum` is [`GreChecksum::Skip`]), key equal to `expected_key` (absent when `None`),
 /// sequence number skipped.
 pub fn strip(
     payload: &[u8],
     expected_key: Option<u32>,
     csum: GreChecksum,
-) -> Result<Range<usize>, StripError> {
+) -> Result<Inner, StripError> {
     let h = GreHeader::new_checked(payload)?;
     let repr = GreRepr::parse(&h)?;
-    if repr.protocol != PROTO_IPV4 {
-        return Err(StripError::GreBadProtocol);
-    }
+    let family = match repr.protocol {
+        PROTO_IPV4 => Family::Ipv4,
+        PROTO_IPV6 => Family::Ipv6,
+        _ => return Err(StripError::GreBadProtocol),
+    };
     if csum == GreChecksum::Verify && !h.verify_checksum() {
         return Err(StripError::GreBadChecksum);
     }
     if repr.key != expected_key {
         return Err(StripError::GreKeyMismatch);
     }
-    inner_range(payload, h.header_len())
+    inner_at(payload, h.header_len(), Some(family))
 }
 
 #[cfg(test)]
@@ -362,8 +364,13 @@ mod tests {
         b[21] = 0x80;
         assert!(strip_ip(&b, TunnelType::Gre, Some(42)).is_ok());
         let mut b = GRE_KEY_BYTES;
-        b[22] = 0x86; // IPv6
+        b[22] = 0x86; // IPv6, but the inner packet is IPv4
         b[23] = 0xdd;
+        assert_eq!(
+            strip_ip(&b, TunnelType::Gre, Some(42)),
+            Err(StripError::InnerWrongFamily)
+        );
+        b[22] = 0x88; // 0x88dd: neither
         assert_eq!(
             strip_ip(&b, TunnelType::Gre, Some(42)),
             Err(StripError::GreBadProtocol)

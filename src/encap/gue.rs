@@ -12,9 +12,7 @@
 //! header (0x6_) follows the UDP header directly.
 //! ```
 
-use core::ops::Range;
-
-use super::{inner_range, BuildError, StripError};
+use super::{inner_at, BuildError, Family, Inner, StripError};
 use crate::wire::{get_u16, put_u16, IpProtocol};
 
 mod field {
@@ -145,17 +143,15 @@ impl GueRepr {
 }
 
 /// See [`strip_gue`](super::strip_gue).
-pub fn strip(payload: &[u8]) -> Result<Range<usize>, StripError> {
+pub fn strip(payload: &[u8]) -> Result<Inner, StripError> {
     let h = GueHeader::new_checked(payload)?;
     let repr = GueRepr::parse(&h)?;
-    if repr.proto_ctype != IpProtocol::IPIP {
-        return Err(if h.variant() == 1 {
-            StripError::InnerNotIpv4
-        } else {
-            StripError::GueBadProtocol
-        });
-    }
-    inner_range(payload, h.header_len())
+    let family = match repr.proto_ctype {
+        IpProtocol::IPIP => Family::Ipv4,
+        41 => Family::Ipv6,
+        _ => return Err(StripError::GueBadProtocol),
+    };
+    inner_at(payload, h.header_len(), Some(family))
 }
 
 #[cfg(test)]
@@ -242,10 +238,12 @@ mod tests {
     fn variant_1_and_extension_fields() {
         // Variant 1: the inner IPv4 packet right after the UDP header.
         assert_eq!(strip_gue(&INNER), Ok(0..32));
-        // Variant 1 with IPv6 (0x6_): not served.
+        // Variant 1 with IPv6 (0x6_): 32 bytes are too short for an IPv6 packet.
         let mut v6 = INNER;
         v6[0] = 0x60;
-        assert_eq!(strip_gue(&v6), Err(StripError::InnerNotIpv4));
+        assert_eq!(strip_gue(&v6), Err(StripError::InnerMalformed));
+        v6[0] = 0x75;
+        assert_eq!(strip_gue(&v6), Err(StripError::GueBadVersion));
         // Variant 0 with two words of extension fields and a flag set.
         let mut buf = [0u8; 12 + 32];
         buf[..4].copy_from_slice(&[0x02, 0x04, 0x80, 0x00]);
@@ -270,9 +268,11 @@ mod tests {
         assert_eq!(with(0, 0x20), Err(StripError::GueControl));
         assert_eq!(with(0, 0x80), Err(StripError::GueBadVersion));
         assert_eq!(with(0, 0xc0), Err(StripError::GueBadVersion));
-        assert_eq!(with(1, 41), Err(StripError::GueBadProtocol));
+        assert_eq!(with(1, 41), Err(StripError::InnerWrongFamily));
+        assert_eq!(with(1, 47), Err(StripError::GueBadProtocol));
         assert_eq!(with(0, 0x1f), Err(StripError::Truncated));
-        assert_eq!(with(4, 0x65), Err(StripError::InnerNotIpv4));
+        assert_eq!(with(4, 0x65), Err(StripError::InnerWrongFamily));
+        assert_eq!(with(4, 0x55), Err(StripError::InnerNotIpv4));
         assert_eq!(with(7, 0x21), Err(StripError::InnerMalformed));
         // A wrong UDP checksum is caught by strip_ip.
         let mut b = GUE_BYTES;

@@ -1,18 +1,25 @@
-//! IPv4 in IPv4 (RFC 2003): the outer IPv4 header is the whole tunnel header, protocol 4.
+//! IP in IP: the outer IP header is the whole tunnel header. IPv4 in IPv4 (RFC 2003) and IPv4
+//! in IPv6 (RFC 2473) are protocol / next header 4; IPv6 in IPv4 (RFC 4213 §3.5, Linux `sit`,
+//! IPVS's IPv6-in-IPv4) and IPv6 in IPv6 (RFC 2473, `ip6ip6`) are 41.
 //!
 //! Building is [`build_outer`](super::build_outer) with [`TunnelType::Ipip`](super::TunnelType);
 //! this file holds what is specific to stripping it.
 
-use core::ops::Range;
-
-use super::{inner_range, StripError};
+use super::{inner_at, Family, Inner, StripError};
 
 /// Bytes IPIP adds: one IPv4 header without options.
 pub const OVERHEAD: usize = crate::wire::ipv4::HEADER_LEN;
 
-/// Finds the inner packet in the outer payload (which starts right at the inner header).
-pub fn strip(payload: &[u8]) -> Result<Range<usize>, StripError> {
-    inner_range(payload, 0)
+/// Finds the inner packet in the outer payload (which starts right at the inner header) of an
+/// outer packet of protocol `proto`: 4 carries IPv4, 41 IPv6, anything else is
+/// [`StripError::WrongProtocol`].
+pub fn strip(payload: &[u8], proto: u8) -> Result<Inner, StripError> {
+    let want = match proto {
+        4 => Family::Ipv4,
+        41 => Family::Ipv6,
+        _ => return Err(StripError::WrongProtocol),
+    };
+    inner_at(payload, 0, Some(want))
 }
 
 #[cfg(test)]
@@ -74,10 +81,10 @@ mod tests {
             Err(StripError::BadOuterChecksum)
         );
         let mut b = IPIP_BYTES;
-        b[20] = 0x65; // inner version 6
+        b[20] = 0x65; // inner version 6 under protocol 4
         assert_eq!(
             strip_ip(&b, TunnelType::Ipip, None),
-            Err(StripError::InnerNotIpv4)
+            Err(StripError::InnerWrongFamily)
         );
         let mut b = IPIP_BYTES;
         b[23] = 0x21; // inner total length one past the outer payload

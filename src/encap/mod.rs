@@ -1,7 +1,9 @@
-//! Outer headers for TUN mode: IPIP (RFC 2003), GRE (RFC 2784/2890) and GUE variant 0 (over UDP).
+//! Outer headers for TUN mode: IPIP (RFC 2003, 2473, 4213), GRE (RFC 2784/2890) and GUE
+//! variant 0 (over UDP), over an IPv4 or an IPv6 underlay ([`v6`]).
 //!
-//! Each tunnel type can *build* the outer header in front of an inner IPv4 packet (director side)
-//! and *strip* it again (real-server side). Building writes into a small fixed array so the driver
+//! Each tunnel type can *build* the outer header in front of an inner IPv4 or IPv6 packet
+//! (director side; the family is the inner packet's version nibble, [`Family::of`]) and *strip*
+//! it again (real-server side), reporting the inner family. Building writes into a small fixed array so the driver
 //! can send `[outer header, inner packet]` as two iovecs: the inner packet is never copied.
 //! Stripping returns the inner packet's range in the received buffer.
 //!
@@ -13,6 +15,8 @@
 //! - [`strip_gue`] — the same for a UDP payload received on the GUE port.
 //! - [`fragment()`] — split an encapsulated datagram that exceeds the tunnel MTU into IPv4
 //!   fragments (DF clear), with [`IdentSeq`] for their identifications.
+//! - [`v6`] — the IPv6 underlay: [`build_outer6`], [`strip_ip6`] (outer IPv6 header first),
+//!   [`strip_payload6`] (an `AF_INET6` raw socket's payload), [`fragment6`], [`inner_mtu`].
 //! - [`ipip`], [`gre`], [`gue`] — per-tunnel code: the [`gre::GreHeader`] and [`gue::GueHeader`]
 //!   views and their `Repr`s.
 
@@ -29,13 +33,93 @@ pub mod fragment;
 pub mod gre;
 pub mod gue;
 pub mod ipip;
+mod outer6;
+pub mod v6;
 
 pub use fragment::{fragment, Fragment, FragmentError, Fragments, IdentSeq};
+pub use v6::{
+    build_outer6, fragment6, inner_mtu, overhead6, strip_ip6, strip_payload6, OuterFamily,
+    OuterParams6, Stripped6, TrafficClass, Udp6Zero,
+};
 
-/// The largest outer header any tunnel builds: IPv4 (20) + UDP (8) + GUE with the
-/// authentication option (4 + 28, [`auth`]) and the second-chance field (8, [`chance`]) = 68;
-/// without them 32, as IPv4 (20) + GRE with checksum and key (12).
-pub const MAX_OUTER_HEADER: usize = 68;
+/// The largest outer header any tunnel builds, and the largest fragment header
+/// ([`fragment()`], [`fragment6`]): IPv6 (40) + UDP (8) + GUE with the authentication option
+/// (4 + 28, [`auth`]) + 8 = 88, the 8 being the IPv6 fragment header of a first fragment (an
+/// IPv6 outer carries no second-chance field, [`v6`]). Over IPv4 at most 68: IPv4 (20) + UDP
+/// + GUE + option + the second-chance field (8, [`chance`]).
+pub const MAX_OUTER_HEADER: usize = 88;
+
+/// The largest outer header over IPv4: 68 (see [`MAX_OUTER_HEADER`]).
+pub const MAX_OUTER_HEADER_V4: usize = 68;
+
+/// The smallest MTU of an IPv6 link (RFC 8200 §5); an IPv6 tunnel carries any inner IPv6
+/// packet up to this size, fragmenting the outer datagram if need be (RFC 2473 §7.1).
+pub const IPV6_MIN_MTU: u16 = 1280;
+
+/// The family of an inner (or outer) packet: what its version nibble says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl Family {
+    /// The family of `packet` from its version nibble, if it is long enough for that family's
+    /// fixed header (20 or 40 bytes); `None` otherwise. Lengths are not checked further.
+    #[inline]
+    pub fn of(packet: &[u8]) -> Option<Family> {
+        match packet.first().map(|b| b >> 4) {
+            Some(4) if packet.len() >= wire::ipv4::HEADER_LEN => Some(Family::Ipv4),
+            Some(6) if packet.len() >= outer6::HEADER_LEN => Some(Family::Ipv6),
+            _ => None,
+        }
+    }
+
+    /// The IP protocol number of this family carried in IP: 4 (IPv4) or 41 (IPv6); the GUE
+    /// Proto field of an inner packet of this family.
+    pub const fn ip_protocol(self) -> u8 {
+        match self {
+            Family::Ipv4 => IpProtocol::IPIP,
+            Family::Ipv6 => outer6::next_header::IPV6,
+        }
+    }
+
+    /// The EtherType (GRE protocol type) of this family: 0x0800 or 0x86DD.
+    pub const fn ethertype(self) -> u16 {
+        match self {
+            Family::Ipv4 => gre::PROTO_IPV4,
+            Family::Ipv6 => gre::PROTO_IPV6,
+        }
+    }
+
+    /// `ipv4` or `ipv6`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+}
+
+/// An inner packet found by a strip function: its bytes in the buffer and its family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inner {
+    /// The inner packet's bytes (up to its own total length, no padding).
+    pub range: Range<usize>,
+    /// Its family.
+    pub family: Family,
+}
+
+impl Inner {
+    fn offset(self, by: usize) -> Inner {
+        Inner {
+            range: offset(self.range, by),
+            family: self.family,
+        }
+    }
+}
 
 /// Default GUE destination port (as in Linux `fou` and IPVS `--tun-port`).
 pub const DEFAULT_GUE_PORT: u16 = 6080;
@@ -272,10 +356,19 @@ pub fn build_outer_chance(
     second: Option<chance::SecondChance>,
     out: &mut [u8; MAX_OUTER_HEADER],
 ) -> Result<usize, BuildError> {
-    if inner.len() < wire::ipv4::HEADER_LEN || inner[0] >> 4 != 4 {
-        return Err(BuildError::InnerNotIpv4);
-    }
-    let inner_hdr = Ipv4Packet::new_unchecked(inner);
+    let family = Family::of(inner).ok_or(BuildError::InnerNotIp)?;
+    let (tos, dont_frag) = match family {
+        Family::Ipv4 => {
+            let h = Ipv4Packet::new_unchecked(inner);
+            (h.dscp_ecn(), h.dont_frag())
+        }
+        // An IPv6 packet is never fragmented on the way: DF, unless it is no longer than the
+        // IPv6 minimum MTU, which the tunnel must carry whatever its own MTU (RFC 2473 §7.1).
+        Family::Ipv6 => (
+            outer6::traffic_class(inner[0], inner[1]),
+            inner.len() > IPV6_MIN_MTU as usize,
+        ),
+    };
     let seal = seal.filter(|_| matches!(p.tunnel, Tunnel::Gue { .. }));
     let field = second
         .filter(|_| matches!(p.tunnel, Tunnel::Gue { .. }))
@@ -288,83 +381,132 @@ pub fn build_outer_chance(
     let ip = Ipv4Repr {
         src: p.src,
         dst: p.dst,
-        protocol: p.tunnel.ip_protocol(),
-        tos: inner_hdr.dscp_ecn(),
-        dont_frag: inner_hdr.dont_frag(),
+        protocol: outer_protocol(&p.tunnel, family),
+        tos,
+        dont_frag,
         ttl: OUTER_TTL,
         payload_len: total - wire::ipv4::HEADER_LEN,
         ident: 0,
     };
     let (ip_hdr, rest) = out.split_at_mut(wire::ipv4::HEADER_LEN);
     ip.emit(ip_hdr).map_err(|_| BuildError::TooBig)?;
-    match p.tunnel {
-        Tunnel::Ipip => {}
-        Tunnel::Gre { key, csum } => {
-            let repr = gre::GreRepr {
-                protocol: gre::PROTO_IPV4,
-                checksum: csum,
-                key,
-                seq: None,
-            };
-            repr.emit(rest)?;
-            if csum {
-                gre::fill_checksum(&mut rest[..repr.buffer_len()], checksum::data(inner));
-            }
-        }
-        Tunnel::Gue { port, csum } => {
-            let (udp_hdr, gue_hdr) = rest.split_at_mut(wire::udp::HEADER_LEN);
-            let base = match seal {
-                Some(seal) => {
-                    let h: &mut [u8; auth::AUTH_HEADER_LEN] = (&mut gue_hdr
-                        [..auth::AUTH_HEADER_LEN])
-                        .try_into()
-                        .map_err(|_| BuildError::BufferTooSmall)?;
-                    let f = field.as_ref();
-                    auth::emit_with(seal, p.src, p.dst, IpProtocol::IPIP, f, inner, h);
-                    auth::AUTH_HEADER_LEN
-                }
-                None => {
-                    gue::GueRepr {
-                        proto_ctype: IpProtocol::IPIP,
-                    }
-                    .emit(gue_hdr)?;
-                    if field.is_some() {
-                        gue_hdr[0] = chance::FIELD_WORDS;
-                        gue_hdr[2..4].copy_from_slice(&chance::SECOND_CHANCE_FLAG.to_be_bytes());
-                    }
-                    gue::HEADER_LEN
-                }
-            };
-            let gue_len = match field {
-                Some(f) => {
-                    gue_hdr
-                        .get_mut(base..base + chance::FIELD_LEN)
-                        .ok_or(BuildError::BufferTooSmall)?
-                        .copy_from_slice(&f);
-                    base + chance::FIELD_LEN
-                }
-                None => base,
-            };
-            let udp_len = (total - wire::ipv4::HEADER_LEN) as u16;
-            let mut udp = UdpPacket::new_unchecked(&mut udp_hdr[..]);
-            // Checksum 0 first: the port setters update a non-zero checksum incrementally.
-            udp.set_checksum(0);
-            udp.set_src_port(gue_src_port(p.flow_hash));
-            udp.set_dst_port(port);
-            udp.set_len(udp_len);
-            if csum {
-                let sum = checksum::combine(&[
-                    checksum::pseudo_header_v4(p.src, p.dst, IpProtocol::UDP, udp_len),
-                    checksum::data(udp_hdr),
-                    checksum::data(&gue_hdr[..gue_len]),
-                    checksum::data(inner),
-                ]);
-                UdpPacket::new_unchecked(&mut udp_hdr[..])
-                    .set_checksum(wire::udp::nonzero_checksum(!sum));
-            }
-        }
-    }
+    let udp_len = (total - wire::ipv4::HEADER_LEN) as u16;
+    let tail = Tail {
+        tunnel: p.tunnel,
+        family,
+        addrs: auth::OuterAddrs::V4(p.src, p.dst),
+        seal,
+        field: field.as_ref(),
+        flow_hash: p.flow_hash,
+        udp_len,
+        udp_pseudo: match p.tunnel {
+            Tunnel::Gue { csum: true, .. } => Some(checksum::pseudo_header_v4(
+                p.src,
+                p.dst,
+                IpProtocol::UDP,
+                udp_len,
+            )),
+            _ => None,
+        },
+    };
+    tail.emit(rest, inner)?;
     Ok(hdr_len)
+}
+
+/// The outer protocol (IPv4) or next header (IPv6) of `tunnel` carrying a `family` packet:
+/// 4 or 41 for IPIP (IPv4-in-IP, IPv6-in-IP as sit and ip6ip6), 47 for GRE, 17 for GUE.
+pub const fn outer_protocol(tunnel: &Tunnel, family: Family) -> u8 {
+    match tunnel {
+        Tunnel::Ipip => family.ip_protocol(),
+        _ => tunnel.ip_protocol(),
+    }
+}
+
+/// What follows the outer IP header, whichever its family: nothing (IPIP), GRE, or UDP + GUE
+/// (with the authentication option and the second-chance field when asked).
+struct Tail<'a> {
+    tunnel: Tunnel,
+    family: Family,
+    addrs: auth::OuterAddrs,
+    seal: Option<&'a auth::Seal<'a>>,
+    field: Option<&'a [u8; chance::FIELD_LEN]>,
+    flow_hash: u32,
+    /// The UDP length (GUE): UDP header + GUE header + inner packet.
+    udp_len: u16,
+    /// The pseudo-header sum when the UDP checksum is to be computed, else `None` (sent as 0).
+    udp_pseudo: Option<u16>,
+}
+
+impl Tail<'_> {
+    /// Writes the tail into `rest` (which starts right after the outer IP header). The inner
+    /// packet's bytes are summed at most once (GRE checksum or UDP checksum, never both).
+    fn emit(&self, rest: &mut [u8], inner: &[u8]) -> Result<(), BuildError> {
+        match self.tunnel {
+            Tunnel::Ipip => {}
+            Tunnel::Gre { key, csum } => {
+                let repr = gre::GreRepr {
+                    protocol: self.family.ethertype(),
+                    checksum: csum,
+                    key,
+                    seq: None,
+                };
+                repr.emit(rest)?;
+                if csum {
+                    gre::fill_checksum(&mut rest[..repr.buffer_len()], checksum::data(inner));
+                }
+            }
+            Tunnel::Gue { port, .. } => {
+                let proto = self.family.ip_protocol();
+                let (udp_hdr, gue_hdr) = rest.split_at_mut(wire::udp::HEADER_LEN);
+                let base = match self.seal {
+                    Some(seal) => {
+                        let h: &mut [u8; auth::AUTH_HEADER_LEN] = (&mut gue_hdr
+                            [..auth::AUTH_HEADER_LEN])
+                            .try_into()
+                            .map_err(|_| BuildError::BufferTooSmall)?;
+                        auth::emit_for(seal, self.addrs, proto, self.field, inner, h);
+                        auth::AUTH_HEADER_LEN
+                    }
+                    None => {
+                        gue::GueRepr { proto_ctype: proto }.emit(gue_hdr)?;
+                        if self.field.is_some() {
+                            gue_hdr[0] = chance::FIELD_WORDS;
+                            gue_hdr[2..4]
+                                .copy_from_slice(&chance::SECOND_CHANCE_FLAG.to_be_bytes());
+                        }
+                        gue::HEADER_LEN
+                    }
+                };
+                let gue_len = match self.field {
+                    Some(f) => {
+                        gue_hdr
+                            .get_mut(base..base + chance::FIELD_LEN)
+                            .ok_or(BuildError::BufferTooSmall)?
+                            .copy_from_slice(f);
+                        base + chance::FIELD_LEN
+                    }
+                    None => base,
+                };
+                let mut udp = UdpPacket::new_unchecked(&mut udp_hdr[..]);
+                // Checksum 0 first: the port setters update a non-zero checksum incrementally.
+                udp.set_checksum(0);
+                udp.set_src_port(gue_src_port(self.flow_hash));
+                udp.set_dst_port(port);
+                udp.set_len(self.udp_len);
+                if let Some(pseudo) = self.udp_pseudo {
+                    let sum = checksum::combine(&[
+                        pseudo,
+                        checksum::data(udp_hdr),
+                        checksum::data(&gue_hdr[..gue_len]),
+                        checksum::data(inner),
+                    ]);
+                    UdpPacket::new_unchecked(&mut udp_hdr[..])
+                        .set_checksum(wire::udp::nonzero_checksum(!sum));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The GUE UDP source port for a flow: `49152 + flow_hash % 16384`.
@@ -379,21 +521,24 @@ pub struct Stripped {
     pub outer_src: Ipv4Addr,
     /// Outer destination: this real server's tunnel address.
     pub outer_dst: Ipv4Addr,
-    /// The inner IPv4 packet's bytes in the received buffer (its total length, no padding).
+    /// The inner packet's bytes in the received buffer (its total length, no padding).
     pub inner: Range<usize>,
+    /// The inner packet's family (IPv6 in an IPIP tunnel is protocol 41, as sit sends it).
+    pub family: Family,
 }
 
 /// Validates a tunnel packet as a raw IP socket delivers it (starting at the outer IPv4
 /// header) and finds the inner packet.
 ///
-/// Checks the outer header (version, lengths, checksum, not a fragment, protocol 4 for
+/// Checks the outer header (version, lengths, checksum, not a fragment, protocol 4 or 41 for
 /// [`TunnelType::Ipip`], 47 for [`TunnelType::Gre`], 17 for [`TunnelType::Gue`]). GRE (RFC
-/// 2784/2890): version 0, no RFC 1701 routing bits, protocol type 0x0800, the checksum
+/// 2784/2890): version 0, no RFC 1701 routing bits, protocol type 0x0800 or 0x86DD, the checksum
 /// verified when present, the key equal to `gre_key` (a missing key when one is expected, or
 /// a key when none is, is [`StripError::GreKeyMismatch`]), sequence numbers skipped. GUE: the
 /// UDP length and a non-zero UDP checksum are checked (the port is the caller's business),
-/// then as [`strip_gue`]. Finally the inner packet must be IPv4 with sane header and total
-/// lengths that fit the outer payload.
+/// then as [`strip_gue`]. Finally the inner packet must be of the family the tunnel header
+/// announces (protocol 4 / 41, 0x0800 / 0x86DD, GUE Proto 4 / 41) with sane header and total
+/// lengths that fit the outer payload; [`Stripped::family`] says which it is.
 pub fn strip_ip(
     packet: &[u8],
     tun: TunnelType,
@@ -430,14 +575,11 @@ pub fn strip_ip_with(
     if outer.is_fragment() {
         return Err(StripError::OuterFragment);
     }
-    if outer.protocol() != tun.ip_protocol() {
-        return Err(StripError::WrongProtocol);
-    }
     let payload = outer.payload();
-    let inner = match tun {
-        TunnelType::Ipip => ipip::strip(payload)?,
-        TunnelType::Gre => gre::strip(payload, gre_key, csum)?,
-        TunnelType::Gue => {
+    let inner = match (tun, outer.protocol()) {
+        (TunnelType::Ipip, proto) => ipip::strip(payload, proto)?,
+        (TunnelType::Gre, IpProtocol::GRE) => gre::strip(payload, gre_key, csum)?,
+        (TunnelType::Gue, IpProtocol::UDP) => {
             let udp = UdpPacket::new_checked(payload).map_err(|e| match e {
                 wire::Error::Truncated => StripError::Truncated,
                 _ => StripError::BadUdp,
@@ -445,21 +587,28 @@ pub fn strip_ip_with(
             if !udp.verify_checksum(outer.src_addr(), outer.dst_addr()) {
                 return Err(StripError::BadUdpChecksum);
             }
-            let r = strip_gue(udp.payload())?;
-            offset(r, wire::udp::HEADER_LEN)
+            gue::strip(udp.payload())?.offset(wire::udp::HEADER_LEN)
         }
+        _ => return Err(StripError::WrongProtocol),
     };
     Ok(Stripped {
         outer_src: outer.src_addr(),
         outer_dst: outer.dst_addr(),
-        inner: offset(inner, outer.header_len()),
+        inner: offset(inner.range, outer.header_len()),
+        family: inner.family,
     })
 }
 
-/// Validates a UDP payload received on the GUE port and returns the inner IPv4 packet's range
-/// in it: GUE variant 0 data message (C = 0) carrying protocol 4 (extension fields skipped,
-/// flags ignored), or variant 1 with an IPv4 packet directly (first nibble 4).
+/// Validates a UDP payload received on the GUE port and returns the inner packet's range in
+/// it: GUE variant 0 data message (C = 0) carrying protocol 4 or 41 (extension fields skipped,
+/// flags ignored), or variant 1 with an IPv4 or IPv6 packet directly (first nibble 4 or 6).
+/// [`strip_gue_inner`] also says which family it is.
 pub fn strip_gue(payload: &[u8]) -> Result<Range<usize>, StripError> {
+    gue::strip(payload).map(|i| i.range)
+}
+
+/// [`strip_gue`], with the inner packet's family.
+pub fn strip_gue_inner(payload: &[u8]) -> Result<Inner, StripError> {
     gue::strip(payload)
 }
 
@@ -468,15 +617,56 @@ fn offset(r: Range<usize>, by: usize) -> Range<usize> {
     r.start + by..r.end + by
 }
 
-/// Checks that `buf[start..]` begins with a sane IPv4 packet and returns its range in `buf`
-/// (up to its total length).
+/// Checks that `buf[start..]` begins with a sane IPv4 or IPv6 packet and returns its range in
+/// `buf` (up to its total length). The caller reads the family from the first byte, or uses
+/// [`inner_at`].
 pub(crate) fn inner_range(buf: &[u8], start: usize) -> Result<Range<usize>, StripError> {
+    inner_at(buf, start, None).map(|i| i.range)
+}
+
+/// Checks that `buf[start..]` begins with a sane packet of the family `want` (either when
+/// `None`): IPv4 with a valid header and total length, or IPv6 whose payload length (not 0: no
+/// jumbograms) fits; returns its range in `buf` and family. A packet of the other family is
+/// [`StripError::InnerWrongFamily`], of neither [`StripError::InnerNotIpv4`].
+pub(crate) fn inner_at(
+    buf: &[u8],
+    start: usize,
+    want: Option<Family>,
+) -> Result<Inner, StripError> {
     let rest = buf.get(start..).ok_or(StripError::Truncated)?;
-    let inner = Ipv4Packet::new_checked(rest).map_err(|e| match e {
-        wire::Error::BadVersion => StripError::InnerNotIpv4,
-        _ => StripError::InnerMalformed,
-    })?;
-    Ok(start..start + inner.total_len() as usize)
+    let family = match rest.first().map(|b| b >> 4) {
+        Some(4) => Family::Ipv4,
+        Some(6) => Family::Ipv6,
+        Some(_) => return Err(StripError::InnerNotIpv4),
+        None => return Err(StripError::InnerMalformed),
+    };
+    if want.is_some_and(|w| w != family) {
+        return Err(StripError::InnerWrongFamily);
+    }
+    let len = match family {
+        Family::Ipv4 => {
+            let inner = Ipv4Packet::new_checked(rest).map_err(|e| match e {
+                wire::Error::BadVersion => StripError::InnerNotIpv4,
+                _ => StripError::InnerMalformed,
+            })?;
+            inner.total_len() as usize
+        }
+        Family::Ipv6 => {
+            let plen = match rest.get(4..6) {
+                Some(b) if rest.len() >= outer6::HEADER_LEN => u16::from_be_bytes([b[0], b[1]]),
+                _ => return Err(StripError::InnerMalformed),
+            };
+            let len = outer6::HEADER_LEN + plen as usize;
+            if plen == 0 || len > rest.len() {
+                return Err(StripError::InnerMalformed);
+            }
+            len
+        }
+    };
+    Ok(Inner {
+        range: start..start + len,
+        family,
+    })
 }
 
 macro_rules! labelled_enum {
@@ -522,8 +712,8 @@ labelled_enum! {
         GreBadVersion => "gre_bad_version", "GRE version is not 0",
         /// GRE has RFC 1701 bits set (routing, strict source route, recursion).
         GreBadFlags => "gre_bad_flags", "GRE header has RFC 1701 routing bits set",
-        /// GRE protocol type is not IPv4 (0x0800).
-        GreBadProtocol => "gre_bad_protocol", "GRE protocol type is not IPv4",
+        /// GRE protocol type is neither IPv4 (0x0800) nor IPv6 (0x86DD).
+        GreBadProtocol => "gre_bad_protocol", "GRE protocol type is not IPv4 or IPv6",
         /// GRE checksum present (C bit, e.g. a director's `--tun-csum`) and wrong.
         GreBadChecksum => "gre_bad_checksum", "bad GRE checksum",
         /// GRE key missing, unexpected, or different from the configured one.
@@ -536,20 +726,26 @@ labelled_enum! {
         GueBadVersion => "gue_bad_version", "unknown GUE variant",
         /// GUE control message (C bit), not data.
         GueControl => "gue_control", "GUE control message",
-        /// GUE carries a protocol other than IPIP (4).
-        GueBadProtocol => "gue_bad_protocol", "GUE payload protocol is not IPv4",
-        /// The inner packet is not IPv4.
+        /// GUE carries a protocol other than IPv4 (4) or IPv6 (41).
+        GueBadProtocol => "gue_bad_protocol", "GUE payload protocol is not IPv4 or IPv6",
+        /// The inner packet is not IPv4 (nor IPv6, where IPv6 is accepted).
         InnerNotIpv4 => "inner_not_ipv4", "inner packet is not IPv4",
-        /// The inner IPv4 header or total length is wrong, or does not fit the outer payload.
-        InnerMalformed => "inner_malformed", "malformed inner IPv4 packet",
+        /// The inner header or total length is wrong, or does not fit the outer payload.
+        InnerMalformed => "inner_malformed", "malformed inner packet",
+        /// The inner packet's version is not the family its tunnel header announced (IPv6
+        /// under protocol 4, 0x0800 or GUE 4; IPv4 under 41, 0x86DD or GUE 41).
+        InnerWrongFamily => "inner_wrong_family", "inner packet's version differs from what the tunnel header announces",
+        /// UDP over IPv6 with a zero checksum, not allowed on this tunnel (RFC 8200 §8.1; RFC
+        /// 6935/6936 zero checksums only where [`Udp6Zero::Allowed`]).
+        Udp6ZeroChecksum => "udp6_zero_checksum", "zero UDP checksum over IPv6",
     }
 }
 
 labelled_enum! {
     /// Why [`build_outer`] could not build a header.
     BuildError {
-        /// The inner packet is shorter than 20 bytes or not IPv4.
-        InnerNotIpv4 => "inner_not_ipv4", "inner packet is not IPv4",
+        /// The inner packet is neither IPv4 (20 bytes at least) nor IPv6 (40 at least).
+        InnerNotIp => "inner_not_ip", "inner packet is not IPv4 or IPv6",
         /// Inner packet plus outer header exceed 65535 bytes.
         TooBig => "too_big", "encapsulated packet would exceed 65535 bytes",
         /// The output buffer is too small for the header (a `Repr::emit` into a short slice).
@@ -711,20 +907,21 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn build_refuses_non_ipv4_and_oversize() {
+    fn build_refuses_non_ip_and_oversize() {
         let mut out = [0u8; MAX_OUTER_HEADER];
         for t in EVERY_TUNNEL {
             let p = params_for(t);
             assert_eq!(
                 build_outer(&p, &INNER[..19], &mut out),
-                Err(BuildError::InnerNotIpv4)
+                Err(BuildError::InnerNotIp)
             );
+            // 32 bytes marked IPv6: shorter than an IPv6 header.
             let mut v6 = INNER;
             v6[0] = 0x60;
-            assert_eq!(
-                build_outer(&p, &v6, &mut out),
-                Err(BuildError::InnerNotIpv4)
-            );
+            assert_eq!(build_outer(&p, &v6, &mut out), Err(BuildError::InnerNotIp));
+            let mut v5 = INNER;
+            v5[0] = 0x55;
+            assert_eq!(build_outer(&p, &v5, &mut out), Err(BuildError::InnerNotIp));
             let mut big = vec![0u8; 65_535 - overhead(&t) + 1];
             big[..32].copy_from_slice(&INNER);
             assert_eq!(build_outer(&p, &big, &mut out), Err(BuildError::TooBig));

@@ -19,6 +19,7 @@ mod director_packet;
 mod dr;
 pub mod emitted;
 mod encap_strip;
+mod encap_strip6;
 mod gso_classify;
 mod gue_auth;
 mod gue_chance;
@@ -47,6 +48,7 @@ pub use control_request::control_request;
 pub use director_packet::director_packet;
 pub use dr::dr;
 pub use encap_strip::encap_strip;
+pub use encap_strip6::encap_strip6;
 pub use gso_classify::gso_classify;
 pub use gue_auth::{gue_auth, GUE_AUTH_KEY};
 pub use gue_chance::gue_chance;
@@ -83,6 +85,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("agent_merged", agent_merged),
     ("control_request", control_request),
     ("encap_strip", encap_strip),
+    ("encap_strip6", encap_strip6),
     ("gue_auth", gue_auth),
     ("gue_chance", gue_chance),
     ("gue_gro", gue_gro),

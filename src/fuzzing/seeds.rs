@@ -570,6 +570,115 @@ fn wire_views6() -> Seeds {
 /// Named seed inputs of one target.
 type Seeds = Vec<(&'static str, Vec<u8>)>;
 
+/// `encap_strip6`: every tunnel over IPv6 with inner IPv4 and IPv6 (GUE also sealed, GRE also
+/// behind a Destination Options header), IPv6 inside IPv4 (sit, GRE 0x86DD, GUE 41), a GUE
+/// payload carrying IPv6, and the two inner packets alone (round trips).
+fn encap_strip6() -> Seeds {
+    use crate::encap::auth::{Seal, TunnelKey};
+    use crate::encap::{build_outer6, OuterParams6, TrafficClass, Udp6Zero, OUTER_TTL};
+    use std::net::Ipv6Addr;
+
+    let inner4 = udp_packet(CLIENT, 40000, Ipv4Addr::new(10, 100, 0, 100), 53, 12);
+    let mut inner6 = Vec::new();
+    etherparse::PacketBuilder::ipv6(
+        [0x20, 1, 0xd, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        [0x20, 1, 0xd, 0xb8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+        63,
+    )
+    .udp(40000, 53)
+    .write(&mut inner6, b"ping six")
+    .unwrap();
+    let gue = |csum| Tunnel::Gue {
+        port: crate::encap::DEFAULT_GUE_PORT,
+        csum,
+    };
+    let tunnels: [(&str, Tunnel); 5] = [
+        ("ipip", Tunnel::Ipip),
+        (
+            "gre",
+            Tunnel::Gre {
+                key: None,
+                csum: false,
+            },
+        ),
+        (
+            "gre_key42_csum",
+            Tunnel::Gre {
+                key: Some(42),
+                csum: true,
+            },
+        ),
+        ("gue", gue(false)),
+        ("gue_csum", gue(true)),
+    ];
+    let names6 = [
+        ["seed_6_ipip_v4", "seed_6_ipip_v6"],
+        ["seed_6_gre_v4", "seed_6_gre_v6"],
+        ["seed_6_gre_key42_csum_v4", "seed_6_gre_key42_csum_v6"],
+        ["seed_6_gue_v4", "seed_6_gue_v6"],
+        ["seed_6_gue_csum_v4", "seed_6_gue_csum_v6"],
+    ];
+    let names4 = ["seed_4_sit_v6", "seed_4_gre_v6", "", "seed_4_gue_v6", ""];
+    let key = TunnelKey::new(&[0x5a; 32]);
+    let seal = Seal {
+        key: &key,
+        lane: 2,
+        seq: 9,
+    };
+    let p6 = |tunnel| OuterParams6 {
+        src: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+        dst: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2),
+        tunnel,
+        flow_hash: 0xdead_beef,
+        hop_limit: OUTER_TTL,
+        traffic_class: TrafficClass::CopyInner,
+        udp_zero: Udp6Zero::Never,
+    };
+    let mut out = Vec::new();
+    for (i, (_, t)) in tunnels.iter().enumerate() {
+        for (j, inner) in [&inner4, &inner6].into_iter().enumerate() {
+            let mut h = [0u8; MAX_OUTER_HEADER];
+            let n = build_outer6(&p6(*t), inner, None, &mut h).unwrap();
+            out.push((names6[i][j], [&h[..n], &inner[..]].concat()));
+        }
+        if !names4[i].is_empty() {
+            let p = OuterParams {
+                src: Ipv4Addr::new(192, 0, 2, 1),
+                dst: Ipv4Addr::new(192, 0, 2, 2),
+                tunnel: *t,
+                flow_hash: 7,
+            };
+            let mut h = [0u8; MAX_OUTER_HEADER];
+            let n = build_outer(&p, &inner6, &mut h).unwrap();
+            out.push((names4[i], [&h[..n], &inner6[..]].concat()));
+        }
+    }
+    let mut h = [0u8; MAX_OUTER_HEADER];
+    let n = build_outer6(&p6(gue(false)), &inner6, Some(&seal), &mut h).unwrap();
+    out.push(("seed_6_gue_auth_v6", [&h[..n], &inner6[..]].concat()));
+    // GRE over IPv6 behind an 8-byte Destination Options header (PadN).
+    let gre = Tunnel::Gre {
+        key: None,
+        csum: false,
+    };
+    let n = build_outer6(&p6(gre), &inner4, None, &mut h).unwrap();
+    let mut ext = h[..40].to_vec();
+    ext[6] = 60;
+    let plen = u16::from_be_bytes([ext[4], ext[5]]) + 8;
+    ext[4..6].copy_from_slice(&plen.to_be_bytes());
+    ext.extend_from_slice(&[47, 0, 1, 4, 0, 0, 0, 0]);
+    ext.extend_from_slice(&h[40..n]);
+    ext.extend_from_slice(&inner4);
+    out.push(("seed_6_dstopts_gre_v4", ext));
+    out.push((
+        "seed_gue_payload_v6",
+        [&[0, 41, 0, 0][..], &inner6[..]].concat(),
+    ));
+    out.push(("seed_inner_v4", inner4));
+    out.push(("seed_inner_v6", inner6));
+    out
+}
+
 /// Every seed by target.
 fn all() -> Vec<(&'static str, Seeds)> {
     vec![
@@ -582,6 +691,7 @@ fn all() -> Vec<(&'static str, Seeds)> {
         ("health_reply", health_reply()),
         ("netlink", netlink()),
         ("wire_views6", wire_views6()),
+        ("encap_strip6", encap_strip6()),
     ]
 }
 

@@ -93,7 +93,7 @@ pub fn forward_header(
     seal: Option<&auth::Seal<'_>>,
     out: &mut [u8; MAX_OUTER_HEADER],
 ) -> Result<usize, BuildError> {
-    let client = inner.get(12..16).ok_or(BuildError::InnerNotIpv4)?;
+    let client = inner.get(12..16).ok_or(BuildError::InnerNotIp)?;
     let params = OuterParams {
         src: me,
         dst: to,

@@ -260,6 +260,11 @@ impl Filter {
             .get(inner.clone())
             .and_then(|p| p.get(12..20))
             .ok_or(AgentDrop::Strip(StripError::InnerMalformed))?;
+        // The strip functions also accept inner IPv6 (protocol 41, 0x86DD, GUE 41); the
+        // agent's VIP and prefix checks are IPv4 only for now, so IPv6 stops here.
+        if buf.get(inner.start).map(|b| b >> 4) != Some(4) {
+            return Err(AgentDrop::Strip(StripError::InnerNotIpv4));
+        }
         let src = Ipv4Addr::new(addrs[0], addrs[1], addrs[2], addrs[3]);
         let dst = Ipv4Addr::new(addrs[4], addrs[5], addrs[6], addrs[7]);
         match &self.inner {
