@@ -8,9 +8,10 @@
 //! - `slot_array_2M/{small_pages,huge_pages}`: 32 random 28-byte slot reads out of 2^21 (the
 //!   1M-flow table's slot array), prefetched first, from a plain `Vec` and from the
 //!   [`HugeArray`](tunlb::sys::huge::HugeArray) the table uses: the TLB part of a lookup;
-//! - `conn_table/v4/{lookup_batch32,insert_batch32}`: the connection table alone, 1M flows:
-//!   random lookups and inserts of new flows, each in prefetched batches of 32 (time per batch,
-//!   divide by 32);
+//! - `conn_table/{v4,v6}/{lookup_batch32,insert_batch32}`: the connection table alone, IPv4
+//!   ([`ConnTable`]) and IPv6 ([`tunlb::director::conn::ConnTable6`]) keys, 1M flows: random
+//!   lookups and inserts of new flows, each in prefetched batches of 32 (time per batch, divide
+//!   by 32);
 //! - `maglev_build/65537`: time to build a Maglev table of 65537 entries for 10 servers;
 //! - `gue_encap/{plain,mac}/{64,1400}`: an established flow's packet (64 or 1400 bytes of
 //!   IPv4) to a GUE real server, without and with a tunnel key (authenticated GUE: one
@@ -19,11 +20,13 @@
 //! - bytes per tracked flow are printed before the benchmarks run.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tunlb::director::conn::{Conn, ConnKey, ConnState, ConnTable, DestId, Timeouts};
+use tunlb::director::conn::{
+    Conn, ConnKey, ConnKey6, ConnState, ConnTable, DestId, FlowTable, TableKey, Timeouts,
+};
 use tunlb::director::sched::{SchedDest, SchedOptions, SchedState, Scheduler};
 use tunlb::director::{Director, DirectorConfig, Registry, Shared, Verdict};
 use tunlb::encap::TunnelType;
@@ -35,6 +38,7 @@ use tunlb::wire::testing::tcp_packet;
 
 const FLOWS: u32 = 1_000_000;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x100);
 
 fn director() -> Director {
     director_with(Forward::tunnel(TunnelType::Ipip), None)
@@ -325,8 +329,19 @@ fn key4(i: u32) -> ConnKey {
     ConnKey::new(6, a, p, VIP, 80)
 }
 
-/// `conn_table/v4/*` (see the module documentation).
+/// The IPv6 key of table flow `i`: 16 ports of each client, clients spread over /64s.
+fn key6(i: u32) -> ConnKey6 {
+    let c = Ipv6Addr::new(0x2001, 0xdb8, (i >> 20) as u16, (i >> 4) as u16, 0, 0, 0, 1);
+    ConnKey6::new(6, c, 1024 + (i & 0xf) as u16, VIP6, 80)
+}
+
+/// `conn_table/{v4,v6}/*` (see the module documentation).
 fn table_benches(c: &mut Criterion) {
+    table_bench(c, "conn_table/v4", key4);
+    table_bench(c, "conn_table/v6", key6);
+}
+
+fn table_bench<K: TableKey>(c: &mut Criterion, name: &str, key: fn(u32) -> K) {
     let conn = |i: u32| {
         Conn::new(
             DestId(i & 3),
@@ -335,21 +350,26 @@ fn table_benches(c: &mut Criterion) {
         )
     };
     let fill = || {
-        let mut t = ConnTable::new(ConnTable::slots_for(FLOWS as usize), 4 << 20, 7);
+        let mut t = FlowTable::<K>::new(ConnTable::slots_for(FLOWS as usize), 4 << 20, 7);
         for i in 0..FLOWS {
-            t.insert(key4(i), conn(i)).unwrap();
+            t.insert(key(i), conn(i)).unwrap();
         }
         t
     };
-    let mut group = c.benchmark_group("conn_table/v4");
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(32));
     let mut t = fill();
+    println!(
+        "{name}: {:.1} bytes/flow at {} flows",
+        t.heap_bytes() as f64 / t.len() as f64,
+        t.len()
+    );
     let mut n = 0u32;
     group.bench_function("lookup_batch32", |b| {
         b.iter(|| {
-            let mut keys = [key4(0); 32];
+            let mut keys = [key(0); 32];
             for k in keys.iter_mut() {
-                *k = key4(n.wrapping_mul(2_654_435_761) % FLOWS);
+                *k = key(n.wrapping_mul(2_654_435_761) % FLOWS);
                 n = n.wrapping_add(1);
                 t.prefetch(k);
             }
@@ -375,7 +395,7 @@ fn table_benches(c: &mut Criterion) {
                 let mut next = FLOWS;
                 let start = std::time::Instant::now();
                 for _ in 0..rounds {
-                    let keys: [ConnKey; 32] = std::array::from_fn(|j| key4(next + j as u32));
+                    let keys: [K; 32] = std::array::from_fn(|j| key(next + j as u32));
                     next += 32;
                     for k in &keys {
                         t.prefetch(k);
