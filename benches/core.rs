@@ -8,6 +8,10 @@
 //! - `slot_array_2M/{small_pages,huge_pages}`: 32 random 28-byte slot reads out of 2^21 (the
 //!   1M-flow table's slot array), prefetched first, from a plain `Vec` and from the
 //!   [`HugeArray`](tunlb::sys::huge::HugeArray) the table uses: the TLB part of a lookup;
+//! - `conn_table/{v4,v6}/{lookup_batch32,insert_batch32}`: the connection table alone, IPv4
+//!   ([`ConnTable`]) and IPv6 ([`tunlb::director::conn::ConnTable6`]) keys, 1M flows: random
+//!   lookups and inserts of new flows, each in prefetched batches of 32 (time per batch, divide
+//!   by 32);
 //! - `maglev_build/65537`: time to build a Maglev table of 65537 entries for 10 servers;
 //! - `gue_encap/{plain,mac}/{64,1400}`: an established flow's packet (64 or 1400 bytes of
 //!   IPv4) to a GUE real server, without and with a tunnel key (authenticated GUE: one
@@ -19,11 +23,13 @@
 //! - bytes per tracked flow are printed before the benchmarks run.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tunlb::director::conn::Timeouts;
+use tunlb::director::conn::{
+    Conn, ConnKey, ConnKey6, ConnState, ConnTable, DestId, FlowTable, TableKey, Timeouts,
+};
 use tunlb::director::sched::{SchedDest, SchedOptions, SchedState, Scheduler};
 use tunlb::director::{Director, DirectorConfig, Registry, Shared, Verdict};
 use tunlb::encap::TunnelType;
@@ -35,6 +41,7 @@ use tunlb::wire::testing::tcp_packet;
 
 const FLOWS: u32 = 1_000_000;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 0x100);
 
 fn director() -> Director {
     director_with(Forward::tunnel(TunnelType::Ipip), None)
@@ -360,9 +367,99 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// The IPv4 key of table flow `i` (distinct for every `i` below 2^32).
+fn key4(i: u32) -> ConnKey {
+    let (a, p) = client(i);
+    ConnKey::new(6, a, p, VIP, 80)
+}
+
+/// The IPv6 key of table flow `i`: 16 ports of each client, clients spread over /64s.
+fn key6(i: u32) -> ConnKey6 {
+    let c = Ipv6Addr::new(0x2001, 0xdb8, (i >> 20) as u16, (i >> 4) as u16, 0, 0, 0, 1);
+    ConnKey6::new(6, c, 1024 + (i & 0xf) as u16, VIP6, 80)
+}
+
+/// `conn_table/{v4,v6}/*` (see the module documentation).
+fn table_benches(c: &mut Criterion) {
+    table_bench(c, "conn_table/v4", key4);
+    table_bench(c, "conn_table/v6", key6);
+}
+
+fn table_bench<K: TableKey>(c: &mut Criterion, name: &str, key: fn(u32) -> K) {
+    let conn = |i: u32| {
+        Conn::new(
+            DestId(i & 3),
+            ConnState::Established,
+            Instant::from_secs(900),
+        )
+    };
+    let fill = || {
+        let mut t = FlowTable::<K>::new(ConnTable::slots_for(FLOWS as usize), 4 << 20, 7);
+        for i in 0..FLOWS {
+            t.insert(key(i), conn(i)).unwrap();
+        }
+        t
+    };
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(32));
+    let mut t = fill();
+    println!(
+        "{name}: {:.1} bytes/flow at {} flows",
+        t.heap_bytes() as f64 / t.len() as f64,
+        t.len()
+    );
+    let mut n = 0u32;
+    group.bench_function("lookup_batch32", |b| {
+        b.iter(|| {
+            let mut keys = [key(0); 32];
+            for k in keys.iter_mut() {
+                *k = key(n.wrapping_mul(2_654_435_761) % FLOWS);
+                n = n.wrapping_add(1);
+                t.prefetch(k);
+            }
+            keys.iter()
+                .map(|k| t.get_mut(k).map_or(0, |c| c.dest.0))
+                .fold(0u32, u32::wrapping_add)
+        })
+    });
+    drop(t);
+    // New flows into a table holding 1M: a fresh table every 512k inserts (not timed), so it
+    // never grows past its 1M-flow size class.
+    group
+        .sample_size(10)
+        .measurement_time(std::time::Duration::from_secs(1));
+    group.bench_function("insert_batch32", |b| {
+        b.iter_custom(|batches| {
+            let mut elapsed = std::time::Duration::ZERO;
+            let mut left = batches;
+            while left > 0 {
+                let rounds = left.min(1 << 14);
+                left -= rounds;
+                let mut t = fill();
+                let mut next = FLOWS;
+                let start = std::time::Instant::now();
+                for _ in 0..rounds {
+                    let keys: [K; 32] = std::array::from_fn(|j| key(next + j as u32));
+                    next += 32;
+                    for k in &keys {
+                        t.prefetch(k);
+                    }
+                    for k in keys {
+                        black_box(t.insert(k, conn(next)).is_ok());
+                    }
+                }
+                elapsed += start.elapsed();
+                assert_eq!(t.len() as u64, u64::from(next));
+            }
+            elapsed
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = core;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
-    targets = benches, gue_benches, encap_build_benches
+    targets = benches, gue_benches, encap_build_benches, table_benches
 }
 criterion_main!(core);

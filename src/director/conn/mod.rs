@@ -1,27 +1,32 @@
 //! The connection table: flows by 5-tuple, IPVS states and timeouts, persistence templates.
 //!
-//! - [`ConnTable`] (`table.rs`): one per worker thread, the per-packet lookup. An open-addressing
-//!   Robin Hood hash table with a keyed hash, 28-byte slots and incremental expiry sweeping.
+//! - [`ConnKey`], [`ConnKey6`], [`TableKey`] (`key.rs`): flow keys of IPv4 and IPv6 flows, and
+//!   what the tables need of a key.
+//! - [`ConnTable`], [`ConnTable6`] (`table.rs`): one per worker thread and address family, the
+//!   per-packet lookup. A [`FlowTable`], an open-addressing Robin Hood hash table with a keyed
+//!   hash, 28-byte slots for IPv4 (52 for IPv6) and incremental expiry sweeping.
 //! - [`ConnState`], [`tcp_transition`], [`Timeouts`] (`state.rs`): IPVS's TCP state machine and
 //!   its per-state timeouts.
-//! - [`TemplateTable`] (`template.rs`): persistence templates shared by all workers.
+//! - [`TemplateTable`], [`TemplateTable6`] (`template.rs`): persistence templates shared by all
+//!   workers.
 //!
 //! Nothing here reads a clock: every method that needs the time takes a [`crate::time::Instant`].
 
-use core::fmt;
-use std::net::Ipv4Addr;
-
 use crate::time::{Duration, Instant};
 
+mod key;
 mod record;
 mod state;
 mod table;
 mod template;
 
+pub use key::{ConnKey, ConnKey6, TableKey, KEY_TEMPLATE};
 pub use record::SyncRecord;
 pub use state::{tcp_transition, ConnState, Direction, Timeouts};
-pub use table::{random_seed, ConnTable, Eviction, TableFull};
-pub use template::{template_key, TemplateTable};
+pub use table::{random_seed, ConnTable, ConnTable6, Eviction, FlowTable, TableFull};
+pub use template::{
+    ipv6_prefix, template_key, template_key6, TemplateTable, TemplateTable6, Templates,
+};
 
 /// A stable handle on a real server: slot in the low 16 bits, generation in the high 16 (so a
 /// conn never follows a slot reused by another server).
@@ -45,56 +50,6 @@ impl DestId {
     }
 }
 
-/// [`ConnKey::flags`] bit marking a persistence template key (cport 0, caddr masked).
-pub const KEY_TEMPLATE: u8 = 0x01;
-
-/// Flow key as the client sent it. `flags & KEY_TEMPLATE` marks a persistence template key
-/// (cport 0, caddr masked).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConnKey {
-    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP).
-    pub proto: u8,
-    /// Key flags: [`KEY_TEMPLATE`].
-    pub flags: u8,
-    /// Client address (source of the client's packets).
-    pub caddr: Ipv4Addr,
-    /// Client port.
-    pub cport: u16,
-    /// Virtual address (destination of the client's packets).
-    pub vaddr: Ipv4Addr,
-    /// Virtual port.
-    pub vport: u16,
-}
-
-impl ConnKey {
-    /// The key of an ordinary flow (no flags).
-    pub const fn new(proto: u8, caddr: Ipv4Addr, cport: u16, vaddr: Ipv4Addr, vport: u16) -> Self {
-        ConnKey {
-            proto,
-            flags: 0,
-            caddr,
-            cport,
-            vaddr,
-            vport,
-        }
-    }
-
-    /// Whether this is a persistence template key.
-    pub const fn is_template(&self) -> bool {
-        self.flags & KEY_TEMPLATE != 0
-    }
-}
-
-impl fmt::Display for ConnKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "proto {} {}:{} -> {}:{}",
-            self.proto, self.caddr, self.cport, self.vaddr, self.vport
-        )
-    }
-}
-
 /// Expiry resolution: a [`Conn`] stores its expiry in units of this many milliseconds.
 const EXPIRY_UNIT_MS: u64 = 100;
 
@@ -108,7 +63,7 @@ const EXPIRY_UNIT_MS: u64 = 100;
 /// TUN/DR service sees only the client's half of a connection, so a spoofed SYN followed by a
 /// spoofed ACK looks like a handshake; what a flood cannot cheaply fake at volume is a flow
 /// that keeps talking. Unconfirmed flows get shorter timeouts and are the first (and only)
-/// ones evicted when the table nears its limit ([`ConnTable::make_room`]).
+/// ones evicted when the table nears its limit ([`FlowTable::make_room`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Conn {
     /// The real server the flow is bound to.
@@ -192,6 +147,7 @@ fn to_deciseconds(t: Instant) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn dest_id_packs_slot_and_generation() {

@@ -13,30 +13,30 @@
 //!
 //! # Bounded
 //!
-//! The table holds at most `max` templates ([`TemplateTable::with_max`]; the daemon's
+//! The table holds at most `max` templates ([`Templates::with_max`]; the daemon's
 //! `--max-templates`), split evenly over the shards. A template that controls no connection
 //! (*idle*: only a hint of where its client went last) joins its shard's idle queue; a new
 //! template for a full shard evicts the oldest idle one, in O(1). With none idle the new
-//! template is not made ([`TemplateTable::refused`]): the flow is still scheduled, it just
+//! template is not made ([`Templates::refused`]): the flow is still scheduled, it just
 //! does not stick. The core creates a template only once the flow it is for is in the
-//! connection table ([`TemplateTable::lookup`], then [`TemplateTable::bind`]), so a flow
+//! connection table ([`Templates::lookup`], then [`Templates::bind`]), so a flow
 //! refused for a full table leaves nothing behind.
 
 use core::fmt;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{ConnKey, DestId, KEY_TEMPLATE};
+use super::{ConnKey, ConnKey6, DestId, TableKey, KEY_TEMPLATE};
 use crate::time::{Duration, Instant};
 
 /// Number of independently locked shards.
 const SHARDS: usize = 16;
 
-/// Idle templates [`TemplateTable::bind`] and the others look at (at most) for one that can
+/// Idle templates [`Templates::bind`] and the others look at (at most) for one that can
 /// be evicted: the queue's stale entries (templates since used again or removed) are skipped.
 const EVICT_TRIES: usize = 8;
 
@@ -59,6 +59,37 @@ pub fn template_key(
         vaddr,
         vport,
     }
+}
+
+/// The template key for a client of a persistent IPv6 service: client address cut to its
+/// first `prefix_len` bits (ipvsadm's `-M` is a prefix length for IPv6 services, 128 by
+/// default; 0 makes one template for every client, more than 128 counts as 128), client port
+/// 0, flags [`KEY_TEMPLATE`].
+///
+/// `vport` is the service's port (0 for an all-ports service).
+pub fn template_key6(
+    proto: u8,
+    caddr: Ipv6Addr,
+    prefix_len: u8,
+    vaddr: Ipv6Addr,
+    vport: u16,
+) -> ConnKey6 {
+    ConnKey6 {
+        proto,
+        flags: KEY_TEMPLATE,
+        caddr: ipv6_prefix(caddr, prefix_len),
+        cport: 0,
+        vaddr,
+        vport,
+    }
+}
+
+/// `addr` with every bit past the first `prefix_len` (at most 128) cleared.
+pub fn ipv6_prefix(addr: Ipv6Addr, prefix_len: u8) -> Ipv6Addr {
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(prefix_len.min(128)))
+        .unwrap_or(0);
+    Ipv6Addr::from(u128::from(addr) & mask)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -91,15 +122,24 @@ impl Template {
 }
 
 /// One shard: its templates and the keys of those that went idle, oldest first.
-#[derive(Debug, Default)]
-struct Shard {
-    map: HashMap<ConnKey, Template>,
-    idle: VecDeque<ConnKey>,
+#[derive(Debug)]
+struct Shard<K> {
+    map: HashMap<K, Template>,
+    idle: VecDeque<K>,
 }
 
-impl Shard {
+impl<K> Default for Shard<K> {
+    fn default() -> Self {
+        Shard {
+            map: HashMap::new(),
+            idle: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: TableKey> Shard<K> {
     /// Queues `key`'s template as idle if it is and is not queued yet.
-    fn note_idle(&mut self, key: &ConnKey) {
+    fn note_idle(&mut self, key: &K) {
         if let Some(t) = self.map.get_mut(key) {
             if t.controlled == 0 && !t.queued {
                 t.queued = true;
@@ -129,7 +169,7 @@ impl Shard {
     }
 
     /// Drops the queue's stale keys (removed templates, or used again) and duplicates: one
-    /// pass, run with [`TemplateTable::expire`]'s, so the queue never outgrows the map.
+    /// pass, run with [`Templates::expire`]'s, so the queue never outgrows the map.
     fn compact_idle(&mut self) {
         for t in self.map.values_mut() {
             t.queued = false;
@@ -152,9 +192,15 @@ impl Shard {
     }
 }
 
-/// Persistence templates, shared by all worker threads.
-pub struct TemplateTable {
-    shards: [Mutex<Shard>; SHARDS],
+/// Persistence templates of IPv4 services.
+pub type TemplateTable = Templates<ConnKey>;
+
+/// Persistence templates of IPv6 services.
+pub type TemplateTable6 = Templates<ConnKey6>;
+
+/// Persistence templates keyed by `K`, shared by all worker threads.
+pub struct Templates<K: TableKey> {
+    shards: [Mutex<Shard<K>>; SHARDS],
     /// Picks a key's shard.
     spread: RandomState,
     /// Most templates one shard holds.
@@ -165,15 +211,15 @@ pub struct TemplateTable {
     refused: AtomicU64,
 }
 
-impl Default for TemplateTable {
+impl<K: TableKey> Default for Templates<K> {
     fn default() -> Self {
-        TemplateTable::new()
+        Templates::new()
     }
 }
 
-impl fmt::Debug for TemplateTable {
+impl<K: TableKey> fmt::Debug for Templates<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TemplateTable")
+        f.debug_struct("Templates")
             .field("len", &self.len())
             .field("max", &self.max())
             .finish_non_exhaustive()
@@ -182,19 +228,19 @@ impl fmt::Debug for TemplateTable {
 
 /// Locks a shard. A panic elsewhere while holding the lock leaves the map consistent (every
 /// update is a single map operation), so a poisoned lock is used as is.
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+fn lock<K>(m: &Mutex<Shard<K>>) -> MutexGuard<'_, Shard<K>> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl TemplateTable {
+impl<K: TableKey> Templates<K> {
     /// An empty table without a practical limit (`usize::MAX`; tests and the simulator).
     pub fn new() -> Self {
-        TemplateTable::with_max(usize::MAX)
+        Templates::with_max(usize::MAX)
     }
 
     /// An empty table holding at most `max` templates (at least one per shard, 16).
     pub fn with_max(max: usize) -> Self {
-        TemplateTable {
+        Templates {
             shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             spread: RandomState::new(),
             max_per_shard: max.div_ceil(SHARDS).max(1),
@@ -218,14 +264,14 @@ impl TemplateTable {
         self.refused.load(Relaxed)
     }
 
-    fn shard(&self, key: &ConnKey) -> MutexGuard<'_, Shard> {
+    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K>> {
         let h = self.spread.hash_one(key);
         lock(&self.shards[(h >> 32) as usize % SHARDS])
     }
 
     /// Puts a new template for `key` (absent or dead) in `shard`, evicting an idle one if the
     /// shard is full; false (and counted) if there is no room.
-    fn put(&self, shard: &mut Shard, key: ConnKey, mut t: Template) -> bool {
+    fn put(&self, shard: &mut Shard<K>, key: K, mut t: Template) -> bool {
         // A dead template it replaces may be in the idle queue already.
         t.queued = shard.map.get(&key).is_some_and(|old| old.queued);
         if !shard.map.contains_key(&key) && shard.map.len() >= self.max_per_shard {
@@ -251,7 +297,7 @@ impl TemplateTable {
     /// template is made for a flow the connection table refuses.
     pub fn get_or_create(
         &self,
-        key: ConnKey,
+        key: K,
         now: Instant,
         timeout: Duration,
         choose: impl FnOnce() -> Option<DestId>,
@@ -281,7 +327,7 @@ impl TemplateTable {
 
     /// The real server of `key`'s template, if one is alive at `now`. Changes nothing: once
     /// the flow is in, [`bind`](Self::bind) counts it.
-    pub fn lookup(&self, key: &ConnKey, now: Instant) -> Option<DestId> {
+    pub fn lookup(&self, key: &K, now: Instant) -> Option<DestId> {
         let shard = self.shard(key);
         shard
             .map
@@ -296,23 +342,23 @@ impl TemplateTable {
     /// (another worker scheduled the same client between this one's
     /// [`lookup`](Self::lookup) and now, the race IPVS has between CPUs too: the flow keeps its
     /// server), or when the table is full.
-    pub fn bind(&self, key: ConnKey, dest: DestId, now: Instant, timeout: Duration) -> bool {
+    pub fn bind(&self, key: K, dest: DestId, now: Instant, timeout: Duration) -> bool {
         self.adopt(key, dest, now, timeout)
     }
 
     /// A connection expired.
-    pub fn release(&self, key: &ConnKey, now: Instant) {
+    pub fn release(&self, key: &K, now: Instant) {
         self.release_if(key, now, |_| true);
     }
 
-    /// Like [`TemplateTable::release`], but only if the template still points at `dest`: a
-    /// connection that outlived its template's removal ([`TemplateTable::remove_dest`]) does
+    /// Like [`Templates::release`], but only if the template still points at `dest`: a
+    /// connection that outlived its template's removal ([`Templates::remove_dest`]) does
     /// not then count against a newer template of the same key.
-    pub fn release_for(&self, key: &ConnKey, dest: DestId, now: Instant) {
+    pub fn release_for(&self, key: &K, dest: DestId, now: Instant) {
         self.release_if(key, now, |t| t.dest == dest);
     }
 
-    fn release_if(&self, key: &ConnKey, now: Instant, matches: impl Fn(&Template) -> bool) {
+    fn release_if(&self, key: &K, now: Instant, matches: impl Fn(&Template) -> bool) {
         let mut shard = self.shard(key);
         let mut idle = false;
         if let Some(t) = shard.map.get_mut(key) {
@@ -341,7 +387,7 @@ impl TemplateTable {
     /// template to a server that is unavailable, or quiesced with
     /// `expire_quiescent_template`, is expired when a new connection would use it). Its
     /// connections keep their server; they no longer count against the key's next template.
-    pub fn remove_if_dest(&self, key: &ConnKey, dest: DestId) {
+    pub fn remove_if_dest(&self, key: &K, dest: DestId) {
         let mut shard = self.shard(key);
         if shard.map.get(key).is_some_and(|t| t.dest == dest) {
             shard.map.remove(key);
@@ -366,7 +412,7 @@ impl TemplateTable {
     /// Every live template at `now`: key, dest, expiry, controlled connections (for
     /// `adm -lnc`). A template that controls connections does not expire at the instant shown;
     /// it is when it would, were they gone.
-    pub fn snapshot(&self, now: Instant) -> Vec<(ConnKey, DestId, Instant, u32)> {
+    pub fn snapshot(&self, now: Instant) -> Vec<(K, DestId, Instant, u32)> {
         let mut out = Vec::new();
         for m in &self.shards {
             let shard = lock(m);
@@ -388,14 +434,7 @@ impl TemplateTable {
     /// replaced, its connections no longer counting against it (as [`remove_if_dest`]).
     ///
     /// [`remove_if_dest`]: Self::remove_if_dest
-    pub fn install(
-        &self,
-        key: ConnKey,
-        dest: DestId,
-        now: Instant,
-        left: Duration,
-        timeout: Duration,
-    ) {
+    pub fn install(&self, key: K, dest: DestId, now: Instant, left: Duration, timeout: Duration) {
         let mut shard = self.shard(&key);
         let expires = now + left;
         match shard.map.get_mut(&key) {
@@ -417,7 +456,7 @@ impl TemplateTable {
     /// expired) is created for `dest` with `timeout`. Returns false, and counts nothing,
     /// when a live template binds the key to another server (the connection keeps its
     /// server, and its end does not touch that template), or when the table is full.
-    pub fn adopt(&self, key: ConnKey, dest: DestId, now: Instant, timeout: Duration) -> bool {
+    pub fn adopt(&self, key: K, dest: DestId, now: Instant, timeout: Duration) -> bool {
         let mut shard = self.shard(&key);
         match shard.map.get_mut(&key) {
             Some(t) if t.is_alive(now) => {
@@ -446,7 +485,7 @@ impl TemplateTable {
         cursor: u64,
         limit: usize,
         now: Instant,
-        out: &mut Vec<(ConnKey, DestId, Duration)>,
+        out: &mut Vec<(K, DestId, Duration)>,
     ) -> Option<u64> {
         let (mut shard, mut skip) = ((cursor >> 32) as usize, (cursor & 0xffff_ffff) as usize);
         let mut n = 0;
@@ -474,7 +513,7 @@ impl TemplateTable {
     }
 
     /// Number of templates held, including expired ones not yet removed by
-    /// [`TemplateTable::expire`].
+    /// [`Templates::expire`].
     pub fn len(&self) -> usize {
         self.shards.iter().map(|m| lock(m).map.len()).sum()
     }
@@ -515,6 +554,105 @@ mod tests {
         assert_eq!(k.cport, 0);
         assert!(k.is_template());
         assert_eq!((k.proto, k.vaddr, k.vport), (TCP, VIP, 80));
+    }
+
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x80);
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn template_key6_keeps_the_prefix_of_the_client() {
+        let c = v6("2001:db8:aaaa:bbbb:c111:2222:3333:4444");
+        let k = |len| template_key6(TCP, c, len, VIP6, 443);
+        assert_eq!(k(128).caddr, c);
+        assert_eq!(k(64).caddr, v6("2001:db8:aaaa:bbbb::"));
+        assert_eq!(k(65).caddr, v6("2001:db8:aaaa:bbbb:8000::"));
+        assert_eq!(k(56).caddr, v6("2001:db8:aaaa:bb00::"));
+        assert_eq!(k(48).caddr, v6("2001:db8:aaaa::"));
+        assert_eq!(k(127).caddr, v6("2001:db8:aaaa:bbbb:c111:2222:3333:4444"));
+        assert_eq!(k(126).caddr, v6("2001:db8:aaaa:bbbb:c111:2222:3333:4444"));
+        assert_eq!(
+            template_key6(TCP, v6("2001:db8::7"), 126, VIP6, 443).caddr,
+            v6("2001:db8::4")
+        );
+        assert_eq!(k(3).caddr, v6("2000::"));
+        assert_eq!(k(0).caddr, Ipv6Addr::UNSPECIFIED);
+        // Past 128 is 128 (ipvsadm accepts 1-128; the kernel never sees more).
+        assert_eq!(k(129).caddr, c);
+        assert_eq!(k(u8::MAX).caddr, c);
+        for len in [0, 1, 64, 128] {
+            let key = k(len);
+            assert_eq!(key.cport, 0);
+            assert!(key.is_template());
+            assert_eq!((key.proto, key.vaddr, key.vport), (TCP, VIP6, 443));
+        }
+        assert_eq!(ipv6_prefix(c, 16), v6("2001::"));
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_template_by_prefix() {
+        let a = v6("2001:db8:1:2::10");
+        let b = v6("2001:db8:1:2:ffff::20");
+        let other = v6("2001:db8:1:3::10");
+        let now = Instant::from_secs(1);
+        // (prefix length, b follows a, the other /64 follows a)
+        for (len, same_64, everyone) in [(64, true, false), (128, false, false), (0, true, true)] {
+            let t = TemplateTable6::new();
+            let key = |c| template_key6(TCP, c, len, VIP6, 443);
+            assert_eq!(
+                t.get_or_create(key(a), now, secs(60), || Some(DestId(1))),
+                Some(DestId(1))
+            );
+            let want_b = if same_64 { 1 } else { 2 };
+            assert_eq!(
+                t.get_or_create(key(b), now, secs(60), || Some(DestId(2))),
+                Some(DestId(want_b)),
+                "/{len}"
+            );
+            let want_other = if everyone { 1 } else { 3 };
+            assert_eq!(
+                t.get_or_create(key(other), now, secs(60), || Some(DestId(3))),
+                Some(DestId(want_other)),
+                "/{len}"
+            );
+            let templates = [1, usize::from(!same_64), usize::from(!everyone)];
+            assert_eq!(t.len(), templates.iter().sum::<usize>(), "/{len}");
+        }
+    }
+
+    /// The IPv6 table is the same table: bind, lookup, release, expiry, snapshot, dump and
+    /// removal by server, with IPv6 keys.
+    #[test]
+    fn ipv6_templates_live_and_expire_like_ipv4_ones() {
+        let t = TemplateTable6::with_max(64);
+        let now = Instant::from_secs(100);
+        let k = template_key6(TCP, v6("2001:db8:5::1"), 64, VIP6, 443);
+        assert_eq!(t.lookup(&k, now), None);
+        assert!(t.bind(k, DestId(7), now, secs(60)));
+        assert!(!t.bind(k, DestId(8), now, secs(60)), "bound to 7");
+        assert_eq!(t.lookup(&k, now), Some(DestId(7)));
+        assert_eq!(t.snapshot(now), [(k, DestId(7), now + secs(60), 1)]);
+        let mut out = Vec::new();
+        assert_eq!(t.dump(0, 10, now, &mut out), None);
+        assert_eq!(out, [(k, DestId(7), secs(60))]);
+        let end = now + secs(3600);
+        assert_eq!(t.expire(end), 0, "controls a connection");
+        t.release_for(&k, DestId(7), end);
+        assert_eq!(t.expire(end + secs(59)), 0);
+        assert_eq!(t.expire(end + secs(60)), 1);
+        assert!(t.is_empty());
+        // Installed from a peer, removed with its server.
+        t.install(k, DestId(9), now, secs(30), secs(60));
+        let k2 = template_key6(TCP, v6("2001:db8:6::1"), 64, VIP6, 443);
+        t.install(k2, DestId(10), now, secs(30), secs(60));
+        t.remove_dest(DestId(9));
+        assert_eq!(t.snapshot(now), [(k2, DestId(10), now + secs(30), 0)]);
+        assert_eq!(
+            format!("{k2}"),
+            "proto 6 [2001:db8:6::]:0 -> [2001:db8::80]:443"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - dh hashes the destination address (the VIP). As `ip_vs_dh_reassign`, its table ignores
 //!   weights (bucket `i` goes to server `i mod n`), and there is no fallback or port flag.
 
+use std::net::IpAddr;
+
 use super::{FlowKey, SchedDest, SchedOptions};
 
 /// Buckets in an sh/dh table (IPVS's default `CONFIG_IP_VS_SH_TAB_BITS` = 8).
@@ -25,6 +27,54 @@ const EMPTY: u32 = u32::MAX;
 /// The kernel's `hash_32(key, 8)`: multiplicative hashing with the golden ratio.
 fn hash8(key: u32) -> usize {
     (key.wrapping_mul(0x61C8_8647) >> (32 - TABLE_BITS)) as usize
+}
+
+/// The 32-bit value IPVS's sh, dh and mh schedulers hash for an address (`addr_fold` in
+/// `ip_vs_sh_hashkey`, `ip_vs_dh_hashkey`, `ip_vs_mh_hashkey`): an IPv4 address as its
+/// host-order integer; an IPv6 address folded to the xor of its four 32-bit words. (The kernel
+/// xors the big-endian words and then converts to host order; byte order commutes with xor,
+/// so this is the same value.) Addresses whose words xor alike share every bucket, as in IPVS.
+pub(super) fn addr_fold(addr: IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => {
+            let x = u128::from(a);
+            (x >> 96) as u32 ^ (x >> 64) as u32 ^ (x >> 32) as u32 ^ x as u32
+        }
+    }
+}
+
+/// What sh and mh hash for a client: its port (0 without `sh-port`/`mh-port`) plus its
+/// [folded](addr_fold) address, as integers. sh's bucket is `hash8` of it (plus the probe's
+/// offset with `sh-fallback`); mh's slot is `hsiphash` of it plus the offset. For an IPv4
+/// client this is the value `pick_sh` and Maglev's `addr_port` compute today.
+pub(super) fn source_key(addr: IpAddr, port: u16) -> u32 {
+    u32::from(port).wrapping_add(addr_fold(addr))
+}
+
+/// sh's bucket for client `addr` and `port` (0 without `sh-port`): `ip_vs_sh_hashkey` with
+/// offset 0.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the IPv6 schedulers' input (issue 15), not wired yet"
+    )
+)]
+pub(super) fn sh_bucket(addr: IpAddr, port: u16) -> usize {
+    hash8(source_key(addr, port))
+}
+
+/// dh's bucket for destination `addr` (the VIP): `ip_vs_dh_hashkey`.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the IPv6 schedulers' input (issue 15), not wired yet"
+    )
+)]
+pub(super) fn dh_bucket(addr: IpAddr) -> usize {
+    hash8(addr_fold(addr))
 }
 
 /// 256 buckets, each the index of a server (or [`EMPTY`]).
@@ -246,6 +296,56 @@ mod tests {
         }
         overload(&d[p]);
         assert_eq!(s.pick(&f, &d), None);
+    }
+
+    #[test]
+    fn ipv4_inputs_are_the_ones_the_schedulers_hash_today() {
+        let mut f = flow(Ipv4Addr::new(203, 0, 113, 9), 4321);
+        f.daddr = Ipv4Addr::new(192, 0, 2, 80);
+        for port in [0, f.sport] {
+            let v4 = u32::from(port).wrapping_add(u32::from(f.saddr));
+            assert_eq!(source_key(f.saddr.into(), port), v4);
+            assert_eq!(sh_bucket(f.saddr.into(), port), hash8(v4));
+        }
+        assert_eq!(dh_bucket(f.daddr.into()), hash8(u32::from(f.daddr)));
+        // Wraps as the kernel's unsigned sum does.
+        assert_eq!(source_key(Ipv4Addr::BROADCAST.into(), 2), 1);
+    }
+
+    #[test]
+    fn ipv6_addresses_fold_to_the_xor_of_their_words() {
+        use std::net::Ipv6Addr;
+        let a = Ipv6Addr::new(
+            0x2001, 0x0db8, 0x0001, 0x0002, 0x0000, 0x0000, 0x00ab, 0xcdef,
+        );
+        let fold = 0x2001_0db8 ^ 0x0001_0002 ^ 0x00ab_cdef; // the third word is 0
+        assert_eq!(addr_fold(a.into()), fold);
+        assert_eq!(source_key(a.into(), 443), fold + 443);
+        assert_eq!(sh_bucket(a.into(), 0), hash8(fold));
+        assert_eq!(sh_bucket(a.into(), 443), hash8(fold + 443));
+        assert_eq!(dh_bucket(a.into()), hash8(fold));
+        // Pinned: the bucket IPVS gives this client and this VIP.
+        assert_eq!(sh_bucket(a.into(), 0), 0x6d);
+        assert_eq!(dh_bucket(a.into()), 0x6d);
+        // As in IPVS, addresses whose words xor alike share a bucket: swapping two words, or
+        // flipping the same bits in two of them, changes nothing.
+        let swapped = Ipv6Addr::new(
+            0x0001, 0x0002, 0x2001, 0x0db8, 0x0000, 0x0000, 0x00ab, 0xcdef,
+        );
+        assert_eq!(addr_fold(swapped.into()), fold);
+        let twice = Ipv6Addr::from(u128::from(a) ^ (1 << 100 | 1 << 4));
+        assert_eq!(addr_fold(twice.into()), fold);
+        // The IPv4-mapped address ::ffff:a.b.c.d is an IPv6 address to IPVS: another fold.
+        let v4 = Ipv4Addr::new(203, 0, 113, 9);
+        assert_eq!(
+            addr_fold(v4.to_ipv6_mapped().into()),
+            0x0000_ffff ^ u32::from(v4)
+        );
+        // A /64's clients spread over the buckets (their interface identifiers differ).
+        let buckets: std::collections::HashSet<_> = (0..4096u128)
+            .map(|i| sh_bucket(Ipv6Addr::from(u128::from(a) + i * 0x1_0001).into(), 0))
+            .collect();
+        assert_eq!(buckets.len(), TABLE_SIZE);
     }
 
     /// Pins the sh/dh mapping: bucket tables and the picks of fixed flows. A change here changes
