@@ -88,7 +88,7 @@ fn seed_config_loads() {
         dns.persistence,
         Some(Persistence {
             timeout: 600,
-            netmask: Ipv4Addr::new(255, 255, 255, 0)
+            netmask: Ipv4Addr::new(255, 255, 255, 0).into()
         })
     );
     assert_eq!(dns.mss_clamp, Some(1400));

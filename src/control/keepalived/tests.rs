@@ -123,7 +123,7 @@ fn every_lvs_construct_is_read() {
         web.persistence,
         Some(Persistence {
             timeout: 600,
-            netmask: Ipv4Addr::new(255, 255, 255, 0)
+            netmask: Ipv4Addr::new(255, 255, 255, 0).into()
         })
     );
     let rs1 = &web.dests[0];

@@ -106,12 +106,12 @@ fn config_reports_the_running_settings() {
 #[test]
 fn health_edits_match_a_real_server_stored_with_port_zero() {
     let key = ServiceKey {
-        vip: Ipv4Addr::new(10, 100, 0, 100),
+        vip: Ipv4Addr::new(10, 100, 0, 100).into(),
         port: 80,
         proto: Protocol::Tcp,
     };
     let dest = |last: u8, port: u16, forward: Forward| DestConfig {
-        addr: Ipv4Addr::new(10, 3, 0, last),
+        addr: Ipv4Addr::new(10, 3, 0, last).into(),
         port,
         weight: 1,
         forward,
@@ -155,12 +155,12 @@ fn health_edits_match_a_real_server_stored_with_port_zero() {
     );
     let (out, held) = overlay.apply(&set);
     assert!(held.is_empty(), "expire_nodest_conn holds nothing");
-    let left: Vec<(Ipv4Addr, u32)> = out.services[0]
+    let left: Vec<(std::net::IpAddr, u32)> = out.services[0]
         .dests
         .iter()
         .map(|d| (d.addr, d.weight))
         .collect();
-    assert_eq!(left, [(rip(13), 0), (rip(15), 3)]);
+    assert_eq!(left, [(rip(13).into(), 0), (rip(15).into(), 3)]);
     // Up again under the other spelling of the port restores the configured table.
     assert_eq!(overlay.set_dest(key, rip(12), 0, Health::Up), Health::Down);
     assert_eq!(
