@@ -336,3 +336,35 @@ fn the_connection_listing_is_streamed_in_chunks() {
         Answer::One(Response::Listing(_))
     ));
 }
+
+/// The data path's IPv4 boundary: an IPv6 service (or an IPv6 real server of an IPv4 one) is
+/// refused with its name and nothing of the batch is applied.
+#[test]
+fn ipv6_services_are_refused_at_the_data_path_boundary() {
+    let plane = plane(None);
+    let args =
+        |l: &str| -> Vec<std::ffi::OsString> { l.split_whitespace().map(Into::into).collect() };
+    let edit = |l: &str| {
+        crate::control::adm::parse(&args(l))
+            .expect(l)
+            .edit()
+            .cloned()
+            .expect(l)
+    };
+    let before = plane.config_toml().expect("config");
+    assert_eq!(
+        plane.handle(Request::Apply(vec![edit("-A -t [2001:db8::1]:80 -s rr")])),
+        Response::error("TCP [2001:db8::1]:80: this director does not forward IPv6 yet")
+    );
+    // All or nothing: the IPv4 service of the batch is not applied either.
+    assert_eq!(
+        plane.handle(Request::Apply(vec![
+            edit("-A -t 10.0.0.1:80 -s rr"),
+            edit("-a -t 10.0.0.1:80 -r [2001:db8::10] -i"),
+        ])),
+        Response::error(
+            "TCP 10.0.0.1:80: this director does not forward IPv6 yet (real server 2001:db8::10)"
+        )
+    );
+    assert_eq!(plane.config_toml().expect("config"), before);
+}
