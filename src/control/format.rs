@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::encap::Tunnel;
+use crate::model::Timeouts;
 use crate::model::{DestConfig, Forward, Protocol, ServiceConfig, ServiceKey, ServiceSet};
-use crate::model::{Timeouts, HOST_NETMASK};
 
 /// The IPVS version ipvsadm prints in the listing header; tunlb implements IPVS 1.2.1's
 /// interface.
@@ -205,11 +205,11 @@ pub struct ConnEntry {
     /// IPVS state name: `ESTABLISHED`, `SYN_RECV`, `FIN_WAIT`, `CLOSE`, `NONE` (templates), `UDP`...
     pub state: String,
     /// The client's address and port.
-    pub client: SocketAddrV4,
+    pub client: SocketAddr,
     /// The virtual service's address and port.
-    pub vip: SocketAddrV4,
+    pub vip: SocketAddr,
     /// The real server's address and port.
-    pub dest: SocketAddrV4,
+    pub dest: SocketAddr,
 }
 
 /// How `-L` prints: the listing flags of ipvsadm.
@@ -338,9 +338,9 @@ pub fn list_conns(conns: &[ConnEntry], fmt: &ListFormat, names: &PortNames) -> S
             c.proto.as_upper(),
             expire,
             c.state,
-            addr_port(*c.client.ip(), c.client.port(), c.proto, fmt.numeric, names),
-            addr_port(*c.vip.ip(), c.vip.port(), c.proto, fmt.numeric, names),
-            addr_port(*c.dest.ip(), c.dest.port(), c.proto, fmt.numeric, names),
+            addr_port(c.client.ip(), c.client.port(), c.proto, fmt.numeric, names),
+            addr_port(c.vip.ip(), c.vip.port(), c.proto, fmt.numeric, names),
+            addr_port(c.dest.ip(), c.dest.port(), c.proto, fmt.numeric, names),
         );
     }
     out
@@ -373,7 +373,7 @@ pub fn save_rules(set: &ServiceSet, numeric: bool, names: &PortNames) -> String 
         let _ = write!(out, "-A {svc_name} -s {}", svc.scheduler);
         if let Some(p) = svc.persistence {
             let _ = write!(out, " -p {}", p.timeout);
-            if p.netmask != HOST_NETMASK {
+            if !p.netmask.is_host() {
                 let _ = write!(out, " -M {}", p.netmask);
             }
         }
@@ -382,7 +382,7 @@ pub fn save_rules(set: &ServiceSet, numeric: bool, names: &PortNames) -> String 
         }
         out.push('\n');
         let mut dests: Vec<&DestConfig> = svc.dests.iter().collect();
-        dests.sort_by_key(|d| (u32::from(d.addr), d.port));
+        dests.sort_by_key(|d| (addr_order(d.addr), d.port));
         for d in dests {
             let dname = addr_port(d.addr, d.port, key.proto, numeric, names);
             let _ = write!(
@@ -419,9 +419,18 @@ pub fn save_rules(set: &ServiceSet, numeric: bool, names: &PortNames) -> String 
     out
 }
 
-/// ipvsadm's order: protocol number, then address, then port.
-fn service_order(key: &ServiceKey) -> (u8, u32, u16) {
-    (key.proto.number(), u32::from(key.vip), key.port)
+/// libipvs's order of services: family (IPv4 first), protocol number, address, port.
+fn service_order(key: &ServiceKey) -> (bool, u8, u128, u16) {
+    let (v6, addr) = addr_order(key.vip);
+    (v6, key.proto.number(), addr, key.port)
+}
+
+/// An address as libipvs compares it: family (IPv4 first), then the address as a number.
+fn addr_order(addr: IpAddr) -> (bool, u128) {
+    match addr {
+        IpAddr::V4(a) => (false, u32::from(a).into()),
+        IpAddr::V6(a) => (true, u128::from(a)),
+    }
 }
 
 fn sorted_services(services: &[ServiceStatus], nosort: bool) -> Vec<&ServiceStatus> {
@@ -479,7 +488,11 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, fmt: &ListFormat, names:
         key.proto.as_upper(),
         addr_port(key.vip, key.port, key.proto, fmt.numeric, names)
     );
-    truncate(&mut svc_name, 33);
+    // ipvsadm cuts the names of IPv4 services (and of their real servers, below) only.
+    let v4 = key.vip.is_ipv4();
+    if v4 {
+        truncate(&mut svc_name, 33);
+    }
 
     if fmt.stats {
         let _ = write!(out, "{svc_name:<33}");
@@ -497,7 +510,7 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, fmt: &ListFormat, names:
         let _ = write!(out, "{svc_name} {}", cfg.scheduler);
         if let Some(p) = cfg.persistence {
             let _ = write!(out, " persistent {}", p.timeout);
-            if p.netmask != HOST_NETMASK {
+            if !p.netmask.is_host() {
                 let _ = write!(out, " mask {}", p.netmask);
             }
         }
@@ -506,11 +519,13 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, fmt: &ListFormat, names:
 
     let mut dests: Vec<&DestStatus> = svc.dests.iter().collect();
     if !fmt.nosort {
-        dests.sort_by_key(|d| (u32::from(d.config.addr), d.config.port));
+        dests.sort_by_key(|d| (addr_order(d.config.addr), d.config.port));
     }
     for d in dests {
         let mut dname = addr_port(d.config.addr, d.config.port, key.proto, fmt.numeric, names);
-        truncate(&mut dname, 28);
+        if v4 {
+            truncate(&mut dname, 28);
+        }
         if fmt.stats {
             let _ = write!(out, "  -> {dname:<28}");
             let s = &d.stats;
@@ -601,17 +616,12 @@ fn largenum(out: &mut String, n: u64, exact: bool) {
     }
 }
 
-/// `ADDR:PORT`, the port by name unless numeric (ipvsadm's `addrport_to_anyname`).
-fn addr_port(
-    addr: Ipv4Addr,
-    port: u16,
-    proto: Protocol,
-    numeric: bool,
-    names: &PortNames,
-) -> String {
+/// `ADDR:PORT` or `[IPV6]:PORT`, the port by name unless numeric (ipvsadm's
+/// `addrport_to_anyname`).
+fn addr_port(addr: IpAddr, port: u16, proto: Protocol, numeric: bool, names: &PortNames) -> String {
     match names.name(proto, port) {
-        Some(name) if !numeric => format!("{addr}:{name}"),
-        _ => format!("{addr}:{port}"),
+        Some(name) if !numeric => crate::model::fmt_addr_port(addr, name),
+        _ => crate::model::fmt_addr_port(addr, port),
     }
 }
 

@@ -46,7 +46,7 @@ mod tests {
 
     fn key(vip: [u8; 4], port: u16) -> ServiceKey {
         ServiceKey {
-            vip: Ipv4Addr::from(vip),
+            vip: Ipv4Addr::from(vip).into(),
             port,
             proto: Protocol::Tcp,
         }
@@ -146,7 +146,7 @@ mod tests {
             set.services[0].persistence,
             Some(Persistence {
                 timeout: 300,
-                netmask: HOST_NETMASK
+                netmask: HOST_NETMASK.into()
             })
         );
         // -E without -s is back to the default scheduler.
@@ -264,7 +264,7 @@ mod tests {
         assert_eq!(dests.len(), 1);
         assert_eq!(
             (dests[0].addr, dests[0].port),
-            (Ipv4Addr::new(10, 0, 1, 2), 80)
+            (Ipv4Addr::new(10, 0, 1, 2).into(), 80)
         );
     }
 
@@ -287,7 +287,7 @@ mod tests {
         let mut set = ServiceSet::default();
         set.apply(&cmd("-A -t 10.0.0.1:80")).unwrap();
         let mut dest = DestConfig {
-            addr: Ipv4Addr::new(10, 0, 1, 1),
+            addr: Ipv4Addr::new(10, 0, 1, 1).into(),
             port: 8080,
             weight: 1,
             forward: Forward::tunnel(TunnelType::Ipip),
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn listing_is_not_a_table_command() {
-        let set = ServiceSet::default();
+        let set: ServiceSet = ServiceSet::default();
         assert_eq!(command("-L -n").edit(), None);
         assert_eq!(command("-S").edit(), None);
         assert_eq!(set, ServiceSet::default());

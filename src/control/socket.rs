@@ -775,7 +775,7 @@ mod tests {
                 proto: crate::model::Protocol::Tcp,
                 expires_secs: 900,
                 state: "ESTABLISHED".into(),
-                client: std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), i),
+                client: std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(10, 0, 0, 1), i).into(),
                 vip: "10.9.9.9:80".parse().unwrap(),
                 dest: "172.16.0.1:80".parse().unwrap(),
             })

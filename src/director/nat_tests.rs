@@ -8,9 +8,8 @@ use super::nat::{ReplyRouting, REPLY_TABLE};
 use super::testkit::{self, rewritten, Lab};
 use super::{Director, DirectorConfig, DropReason, Verdict};
 use crate::encap::TunnelType;
-use crate::model::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-};
+use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 use crate::sys::netcfg::fake::FakeOps;
 use crate::sys::netcfg::NetChanges;
 use crate::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! snapshots, so an edit does not reset connection counts or the round-robin position.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use super::conn::{DestId, Timeouts};
@@ -15,8 +15,9 @@ use ipnet::Ipv4Net;
 
 use super::modes::route::{RouteTable, TunnelRoute};
 use super::sched::{DestState, FlowKey, SchedDest, SchedOptions, SchedState, Scheduler};
+use crate::model::v4::{DestConfig, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::Forward;
 use crate::model::SchedulerKind;
-use crate::model::{DestConfig, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet};
 use crate::time::{Duration, Instant};
 
 /// A real server as the data path sees it.
@@ -160,6 +161,15 @@ impl Snapshot {
                     proto,
                 })
             })
+    }
+
+    /// The service with the control plane's `key`, if it is in this snapshot (never for an
+    /// IPv6 key: [`ipv4_table`] let none in).
+    pub fn service_of(&self, key: &crate::model::ServiceKey) -> Option<&Service> {
+        match key.vip {
+            IpAddr::V4(vip) => self.service(key.proto, vip, key.port),
+            IpAddr::V6(_) => None,
+        }
     }
 
     /// Whether `addr` is the VIP of any service.
@@ -517,6 +527,101 @@ impl Registry {
         };
         Ok(DestId(((self.slot_gen[slot] as u32) << 16) | slot as u32))
     }
+}
+
+/// A service the data path cannot take: its VIP or one of its real servers is IPv6, and this
+/// director forwards IPv4 only for now. `Display`: `TCP [2001:db8::1]:80: this director does not
+/// forward IPv6 yet`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{service}: this director does not forward IPv6 yet{}", server_note(*server))]
+pub struct Ipv6NotForwarded {
+    /// The service.
+    pub service: crate::model::ServiceKey,
+    /// Its IPv6 real server, if the VIP itself is IPv4.
+    pub server: Option<IpAddr>,
+}
+
+fn server_note(server: Option<IpAddr>) -> String {
+    server.map_or_else(String::new, |a| format!(" (real server {a})"))
+}
+
+/// The boundary between the control plane's table (both families) and the data path's (IPv4
+/// only): `set` and the real servers held out of it (see [`Registry::build_with_held`]) over
+/// [`Ipv4Addr`], or the first service with an IPv6 VIP or real server. The one place this
+/// conversion happens: the IPv6 data path replaces exactly this function.
+#[allow(clippy::type_complexity)]
+pub fn ipv4_table(
+    set: &crate::model::ServiceSet,
+    held: &[(crate::model::ServiceKey, crate::model::DestConfig)],
+) -> Result<(ServiceSet, Vec<(ServiceKey, DestConfig)>), Ipv6NotForwarded> {
+    fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+        match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+    let key = |k: &crate::model::ServiceKey, server: Option<IpAddr>| {
+        let vip = v4(k.vip).ok_or(Ipv6NotForwarded {
+            service: *k,
+            server: None,
+        })?;
+        if let Some(a) = server.filter(IpAddr::is_ipv6) {
+            return Err(Ipv6NotForwarded {
+                service: *k,
+                server: Some(a),
+            });
+        }
+        Ok(ServiceKey {
+            vip,
+            port: k.port,
+            proto: k.proto,
+        })
+    };
+    let dest = |k: &crate::model::ServiceKey, d: &crate::model::DestConfig| {
+        key(k, Some(d.addr))?;
+        Ok(DestConfig {
+            addr: v4(d.addr).unwrap_or(Ipv4Addr::UNSPECIFIED),
+            port: d.port,
+            weight: d.weight,
+            forward: d.forward,
+            u_threshold: d.u_threshold,
+            l_threshold: d.l_threshold,
+        })
+    };
+    let mut services = Vec::with_capacity(set.services.len());
+    for s in &set.services {
+        services.push(ServiceConfig {
+            key: key(&s.key, None)?,
+            scheduler: s.scheduler,
+            persistence: match s.persistence {
+                None => None,
+                Some(p) => Some(Persistence {
+                    timeout: p.timeout,
+                    netmask: match p.netmask {
+                        crate::model::Netmask::V4(m) => m,
+                        crate::model::Netmask::V6(_) => {
+                            return Err(Ipv6NotForwarded {
+                                service: s.key,
+                                server: None,
+                            })
+                        }
+                    },
+                }),
+            },
+            mss_clamp: s.mss_clamp,
+            dests: s
+                .dests
+                .iter()
+                .map(|d| dest(&s.key, d))
+                .collect::<Result<_, _>>()?,
+            policy: s.policy,
+        });
+    }
+    let held = held
+        .iter()
+        .map(|(k, d)| Ok((key(k, None)?, dest(k, d)?)))
+        .collect::<Result<_, _>>()?;
+    Ok((ServiceSet { services }, held))
 }
 
 /// One `[[snat]]` entry: hosts of `source` leave behind the addresses `to`.

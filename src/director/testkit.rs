@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::conn::Timeouts;
 use super::{Director, DirectorConfig, Registry, Shared, Snapshot, Verdict};
 use crate::fuzzing::emitted;
-use crate::model::{DestConfig, ServiceKey, ServiceSet};
+use crate::model::v4::{DestConfig, ServiceKey, ServiceSet};
 use crate::time::Instant;
 use crate::wire::{Ipv4Packet, TcpPacket};
 

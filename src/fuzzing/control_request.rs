@@ -42,7 +42,9 @@ pub fn control_request(data: &[u8]) {
         let before = (set.clone(), timeouts);
         match set.apply_batch(&mut timeouts, &edits) {
             Ok(_) => {
-                let _ = Registry::new().build(&set, &ConnTimeouts::default());
+                if let Ok((v4, _)) = crate::director::table::ipv4_table(&set, &[]) {
+                    let _ = Registry::new().build(&v4, &ConnTimeouts::default());
+                }
                 let _ = Listing::from_set(&set);
             }
             Err(e) => {

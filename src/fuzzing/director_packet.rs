@@ -4,10 +4,8 @@ use std::sync::{Arc, OnceLock};
 use crate::director::conn::Timeouts;
 use crate::director::{Director, DirectorConfig, Registry, Shared, Verdict};
 use crate::encap::TunnelType;
-use crate::model::{
-    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-    ServiceSet,
-};
+use crate::model::v4::{DestConfig, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 use crate::time::{Duration, Instant};
 
 use super::{emitted, Oracle};

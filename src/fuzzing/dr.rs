@@ -7,10 +7,8 @@ use crate::director::conn::Timeouts;
 use crate::director::shared::neigh::NeighEntry;
 use crate::director::{DirectorConfig, Registry, Shared, Verdict};
 use crate::encap::TunnelType;
-use crate::model::{
-    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-    ServiceSet,
-};
+use crate::model::v4::{DestConfig, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 
 /// The DR real servers: resolved on an interface of MTU 1500, resolved on one of MTU 576 (so
 /// packets get fragments or ICMP fragmentation-needed), and one never resolved.

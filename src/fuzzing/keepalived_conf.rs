@@ -10,8 +10,10 @@ pub fn keepalived_conf(data: &[u8]) {
     match keepalived::parse_str(text, "fuzz.conf") {
         Ok(conf) => {
             // A config that parses must build a table, and its VRRP part a summary.
-            let _ = crate::director::Registry::new()
-                .build(&conf.services, &crate::director::conn::Timeouts::default());
+            if let Ok((v4, _)) = crate::director::table::ipv4_table(&conf.services, &[]) {
+                let _ = crate::director::Registry::new()
+                    .build(&v4, &crate::director::conn::Timeouts::default());
+            }
             let _ = conf.vrrp.summary();
         }
         Err(e) => {

@@ -8,9 +8,8 @@ use super::Oracle;
 use crate::director::conn::Timeouts;
 use crate::director::snat::{SnatRule, SnatRules};
 use crate::director::{DirectorConfig, Registry, Shared, Verdict};
-use crate::model::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-};
+use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 
 /// The inside hosts 10.0.0.0/24 leave as 192.0.2.10 or .11; 10.0.1.0/24 as 192.0.2.20.
 pub(super) const PUBLIC: [Ipv4Addr; 3] = [

@@ -7,9 +7,8 @@ use crate::director::conn::Timeouts;
 use crate::director::route::{RouteTable, TunnelRoute};
 use crate::director::{DirectorConfig, Registry, Shared, Verdict};
 use crate::encap::{Tunnel, TunnelType};
-use crate::model::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-};
+use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 
 /// The tunnel routes (site-to-site): 10.20.0.0/16 over IPIP, 10.20.5.0/24 (more specific,
 /// inside it) over GRE with a key, 10.30.0.0/16 over GUE port 6080, 172.16.0.0/12 over GRE

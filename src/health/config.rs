@@ -5,7 +5,7 @@
 //! `HTTP_GET` / `SSL_GET` / `TCP_CHECK` / `MISC_CHECK` / `UDP_CHECK` / `PING_CHECK` blocks
 //! (keepalived.conf(5)).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use crate::model::{ScriptUser, ServiceKey};
@@ -81,7 +81,7 @@ pub struct ServiceHealth {
     /// acted on once tunlb has VRRP).
     pub ha_suspend: bool,
     /// Per real server `(address, port)`: its checkers and `inhibit_on_failure`.
-    pub per_dest: Vec<((Ipv4Addr, u16), DestHealth)>,
+    pub per_dest: Vec<((IpAddr, u16), DestHealth)>,
 }
 
 impl Default for ServiceHealth {
@@ -105,7 +105,8 @@ impl Default for ServiceHealth {
 
 impl ServiceHealth {
     /// The health settings of the real server `addr:port`, if it has any.
-    pub fn dest(&self, addr: Ipv4Addr, port: u16) -> Option<&DestHealth> {
+    pub fn dest(&self, addr: impl Into<IpAddr>, port: u16) -> Option<&DestHealth> {
+        let addr = addr.into();
         self.per_dest
             .iter()
             .find(|((a, p), _)| *a == addr && *p == port)

@@ -395,7 +395,7 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         let lo = Ipv4Addr::LOCALHOST;
         let key = ServiceKey {
-            vip: Ipv4Addr::new(10, 0, 0, 100),
+            vip: Ipv4Addr::new(10, 0, 0, 100).into(),
             port: 80,
             proto: Protocol::Tcp,
         };

@@ -16,7 +16,7 @@
 //!
 //! So a reload of an unchanged file changes nothing, however often it comes.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::checker::Checker;
 use super::config::{self, HealthConfig, ServiceHealth};
@@ -141,9 +141,14 @@ impl Monitor {
                 let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
                     continue;
                 };
+                // The probes and the data path are IPv4 only for now: an IPv6 real server
+                // (which the director refuses to forward to) is not checked.
+                let std::net::IpAddr::V4(addr) = d.addr else {
+                    continue;
+                };
                 let same = old_dests.iter().position(|o| {
                     old_keys.get(o.service) == Some(key)
-                        && (o.addr, o.port) == (d.addr, port)
+                        && (o.addr, o.port) == (addr, port)
                         && o.specs == dh.checks
                         && (o.delay_loop, o.alpha) == (cfg.delay_loop, cfg.alpha)
                 });
@@ -158,14 +163,14 @@ impl Monitor {
                     continue;
                 }
                 let replaces = old_dests.iter().any(|o| {
-                    old_keys.get(o.service) == Some(key) && (o.addr, o.port) == (d.addr, port)
+                    old_keys.get(o.service) == Some(key) && (o.addr, o.port) == (addr, port)
                 });
                 if replaces {
                     changes.restarted += 1;
                     log::info!(
                         "tunlb director: health: service {key}: real server {}:{port}: its checks \
                          changed, new checker",
-                        d.addr
+                        addr
                     );
                 } else {
                     changes.started += 1;
@@ -173,7 +178,7 @@ impl Monitor {
                         log::info!(
                             "tunlb director: health: service {key}: real server {}:{port}: \
                              checker started",
-                            d.addr
+                            addr
                         );
                     }
                 }
@@ -181,7 +186,7 @@ impl Monitor {
                 dests.push(Dest {
                     id: next_id,
                     service: si,
-                    addr: d.addr,
+                    addr,
                     port,
                     inhibit: dh.inhibit_on_failure,
                     configured_weight: d.weight,
@@ -322,7 +327,7 @@ pub(super) fn alive_weight(
             let port = d.port_in(key);
             match dests
                 .iter()
-                .find(|x| x.service == si && (x.addr, x.port) == (d.addr, port))
+                .find(|x| x.service == si && (IpAddr::from(x.addr), x.port) == (d.addr, port))
             {
                 Some(x) if x.checker.is_up() => u64::from(x.checker.weight()),
                 Some(_) => 0,

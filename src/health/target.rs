@@ -47,6 +47,8 @@ pub struct Target {
 pub struct TunnelPath {
     /// The service (its VIP and port are connected to).
     pub service: ServiceKey,
+    /// The service's VIP (IPv4: the data path forwards IPv4 only for now).
+    pub vip: Ipv4Addr,
     /// The probe source address (the director's address toward the real server).
     pub source: Ipv4Addr,
     /// The real server checked.
@@ -77,7 +79,7 @@ pub fn target(spec: &CheckSpec, rip: Ipv4Addr, port: u16, through: Option<Tunnel
         },
         Some(t) => Target {
             bind: Some(t.source),
-            connect: SocketAddrV4::new(t.service.vip, spec.connect_port.unwrap_or(t.service.port)),
+            connect: SocketAddrV4::new(t.vip, spec.connect_port.unwrap_or(t.service.port)),
             through: Some(t),
         },
     }
@@ -163,10 +165,15 @@ pub fn tunnel_path<P: HealthPlane>(
         .and_then(|s| {
             s.dests
                 .iter()
-                .find(|d| d.addr == rip && d.port_in(service) == port)
+                .find(|d| d.addr == std::net::IpAddr::V4(rip) && d.port_in(service) == port)
         })
         .map(|d| d.forward)
         .ok_or_else(|| format!("real server {rip}:{port} is not configured in {service}"))?;
+    let std::net::IpAddr::V4(vip) = service.vip else {
+        return Err(format!(
+            "check_through_tunnel: {service}: IPv6 services are not forwarded yet"
+        ));
+    };
     if forward == Forward::Nat {
         return Err(format!(
             "check_through_tunnel: real server {rip}:{port} of {service} is a NAT server \
@@ -186,6 +193,7 @@ pub fn tunnel_path<P: HealthPlane>(
     };
     Ok(TunnelPath {
         service,
+        vip,
         source,
         dest: rip,
         forward,
@@ -291,10 +299,11 @@ mod tests {
         let vip = Ipv4Addr::new(10, 100, 0, 100);
         let path = TunnelPath {
             service: ServiceKey {
-                vip,
+                vip: vip.into(),
                 port: 80,
                 proto: Protocol::Tcp,
             },
+            vip,
             source: Ipv4Addr::new(10, 2, 0, 2),
             dest: rip,
             forward: Forward::tunnel(TunnelType::Ipip),
@@ -322,10 +331,11 @@ mod tests {
             connect: SocketAddrV4::new(lo, port),
             through: Some(TunnelPath {
                 service: ServiceKey {
-                    vip: lo,
+                    vip: lo.into(),
                     port,
                     proto: Protocol::Tcp,
                 },
+                vip: lo,
                 source: lo,
                 dest: Ipv4Addr::new(10, 3, 0, 12),
                 forward: Forward::tunnel(TunnelType::Ipip),

@@ -89,7 +89,7 @@
 mod dashboard;
 pub mod http;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -166,8 +166,8 @@ pub fn encode(registry: &Registry, format: Format) -> String {
 pub struct Backend {
     /// The service.
     pub service: ServiceKey,
-    /// The real server's address.
-    pub addr: Ipv4Addr,
+    /// The real server's address (either family: labels print it plainly).
+    pub addr: IpAddr,
     /// The real server's port (the service's when it keeps the port).
     pub port: u16,
     /// Its weight in the running table.
@@ -409,7 +409,7 @@ fn backend_labels(b: &Backend) -> Labels {
 }
 
 /// node_exporter's backend labels for real server `addr:port` of `service`.
-fn server_labels(service: ServiceKey, addr: Ipv4Addr, port: u16) -> Labels {
+fn server_labels(service: ServiceKey, addr: IpAddr, port: u16) -> Labels {
     vec![
         ("local_address", service.vip.to_string()),
         ("local_port", service.port.to_string()),
@@ -542,7 +542,7 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         .checks
         .iter()
         .map(|c| {
-            let mut labels = server_labels(c.service, c.addr, c.port);
+            let mut labels = server_labels(c.service, c.addr.into(), c.port);
             labels.push(("check", c.check.to_string()));
             (
                 Some(labels),
@@ -954,7 +954,7 @@ mod tests {
     /// A director with one real server up and one held down.
     pub(super) fn sample() -> DirectorSample {
         let service = ServiceKey {
-            vip: Ipv4Addr::new(10, 0, 0, 100),
+            vip: Ipv4Addr::new(10, 0, 0, 100).into(),
             port: 80,
             proto: Protocol::Tcp,
         };
@@ -962,7 +962,7 @@ mod tests {
         counters.drops[DropReason::NoConnection as usize] = 3;
         let backend = Backend {
             service,
-            addr: Ipv4Addr::new(10, 0, 1, 1),
+            addr: Ipv4Addr::new(10, 0, 1, 1).into(),
             port: 80,
             weight: 2,
             active: 1,
@@ -978,7 +978,7 @@ mod tests {
             in_table: true,
         };
         let down = Backend {
-            addr: Ipv4Addr::new(10, 0, 1, 2),
+            addr: Ipv4Addr::new(10, 0, 1, 2).into(),
             up: false,
             in_table: false,
             totals: Totals::default(),

@@ -6,7 +6,7 @@
 //! [`ServiceSet::apply_batch`], whoever sent it, answering with the [`EditError`] text ipvsadm
 //! would print for the same kernel error.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::error::{BatchError, EditError};
 use super::service::{
@@ -60,7 +60,7 @@ pub enum Edit {
         /// The service.
         service: ServiceKey,
         /// The real server's address.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// The real server's port (0 = the service's).
         port: u16,
     },
@@ -208,6 +208,7 @@ fn check_service(opts: &ServiceOptions) -> Result<(), EditError> {
     validate::service_port(opts.key.port, opts.persistence.as_ref())?;
     if let Some(p) = opts.persistence {
         validate::persistence_timeout(p.timeout)?;
+        validate::service_netmask(opts.key.vip, p.netmask)?;
     }
     Ok(())
 }
@@ -215,6 +216,7 @@ fn check_service(opts: &ServiceOptions) -> Result<(), EditError> {
 /// Checks a real server's numbers and fills in its port (0 = the service's).
 fn normalize_dest(svc: ServiceKey, dest: &DestConfig) -> Result<DestConfig, EditError> {
     validate::weight_and_thresholds(dest.weight, dest.u_threshold, dest.l_threshold)?;
+    validate::dest_family(svc.vip, dest.addr, &dest.forward)?;
     let port =
         validate::real_server_port(svc.port, &dest.forward, validate::zero_is_unset(dest.port))?;
     Ok(DestConfig {

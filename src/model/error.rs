@@ -7,7 +7,7 @@
 //! [`ServiceSet::apply`](super::ServiceSet::apply) answers; its `Display` is ipvsadm's text for
 //! the same kernel error, which is what `adm` prints.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A rule of the service model that a service or real server breaks. `Display` is a neutral
 /// English sentence; the front ends print their own (see the module docs).
@@ -23,6 +23,30 @@ pub enum RuleError {
     /// A persistence netmask whose one bits are not contiguous.
     #[error("expected a contiguous netmask like 255.255.255.0, found {0}")]
     NetmaskNotContiguous(Ipv4Addr),
+    /// An IPv6 persistence prefix length outside `1..=128`.
+    #[error("expected an IPv6 prefix length 1..128, found {0}")]
+    Ipv6PrefixLen(u32),
+    /// A persistence netmask of the other family than the VIP's (a dotted mask on an IPv6
+    /// service, a prefix length on an IPv4 one).
+    #[error("{}", netmask_family(*vip))]
+    NetmaskFamily {
+        /// The service's VIP.
+        vip: IpAddr,
+    },
+    /// A real server of the other family than its VIP's, with DR or NAT forwarding (only
+    /// tunnels mix families, as in IPVS).
+    #[error(
+        "real server {addr} is {} but VIP {vip} is {}: only tunnel forwarding (ipip, gre, gue) \
+         mixes IPv4 and IPv6",
+        super::service::family_name(*addr),
+        super::service::family_name(*vip)
+    )]
+    FamilyMismatch {
+        /// The service's VIP.
+        vip: IpAddr,
+        /// The real server's address.
+        addr: IpAddr,
+    },
     /// A weight above `MAX_WEIGHT`.
     #[error("weight {0} is out of range")]
     Weight(u32),
@@ -45,13 +69,20 @@ pub enum RuleError {
         service_port: u16,
     },
     /// A real server (address and port) the service already has.
-    #[error("duplicate real server {addr}:{port}")]
+    #[error("duplicate real server {}", super::service::fmt_addr_port(*addr, port))]
     DuplicateDest {
         /// The real server's address.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// The real server's port.
         port: u16,
     },
+}
+
+fn netmask_family(vip: IpAddr) -> &'static str {
+    match vip {
+        IpAddr::V4(_) => "an IPv4 service takes a dotted netmask like 255.255.255.0",
+        IpAddr::V6(_) => "an IPv6 service takes a prefix length 1..128 as its netmask",
+    }
 }
 
 /// Why an edit could not be applied. `Display` is ipvsadm's text for the same kernel error.
@@ -86,6 +117,22 @@ pub enum EditError {
          with tunneling and direct routing"
     )]
     DestPortMismatch,
+    /// A malformed value the kernel refuses with EINVAL: an IPv6 persistence prefix length
+    /// outside 1..128, a netmask of the other family.
+    #[error("Invalid argument")]
+    InvalidArgument,
+    /// A DR or NAT real server of the other family than the VIP's (EINVAL in IPVS, which mixes
+    /// families for tunnels only); tunlb names both addresses.
+    #[error(
+        "Invalid argument: real server {addr} and VIP {vip} are of different address \
+         families; only tunnel forwarding (-i) mixes IPv4 and IPv6"
+    )]
+    FamilyMismatch {
+        /// The service's VIP.
+        vip: IpAddr,
+        /// The real server's address.
+        addr: IpAddr,
+    },
 }
 
 impl From<RuleError> for EditError {
@@ -99,6 +146,10 @@ impl From<RuleError> for EditError {
             | RuleError::Threshold(_)
             | RuleError::ThresholdsOutOfOrder { .. } => EditError::OutOfRange,
             RuleError::DestPortMismatch { .. } => EditError::DestPortMismatch,
+            RuleError::Ipv6PrefixLen(_) | RuleError::NetmaskFamily { .. } => {
+                EditError::InvalidArgument
+            }
+            RuleError::FamilyMismatch { vip, addr } => EditError::FamilyMismatch { vip, addr },
             RuleError::DuplicateDest { .. } => EditError::DestExists,
         }
     }

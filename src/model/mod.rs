@@ -5,9 +5,12 @@
 //! their syntax into this model ([`control`](crate::control)); the director reads it.
 //!
 //! - [`service`]: the data: [`ServiceSet`], [`ServiceConfig`], [`DestConfig`], [`Forward`],
-//!   [`Persistence`], [`ExpirePolicy`], [`Timeouts`], and the numeric limits.
+//!   [`Persistence`], [`ExpirePolicy`], [`Timeouts`], and the numeric limits. Addresses are
+//!   [`IpAddr`](std::net::IpAddr) (either family, [`Netmask`] for persistence); the data
+//!   path reads the same types over [`Ipv4Addr`](std::net::Ipv4Addr) ([`Family`]).
 //! - [`validate`]: every rule, once (port 0 needs persistence, TUN/DR keep the port, thresholds
-//!   in order, contiguous netmasks, no duplicate real server, ...).
+//!   in order, contiguous netmasks, IPv6 prefix lengths, a real server of its VIP's family
+//!   unless tunnelled, no duplicate real server, ...).
 //! - [`edit`]: [`Edit`], one change to the table, and [`ServiceSet::apply`] /
 //!   [`ServiceSet::apply_batch`], which the director runs for every change, whoever asked.
 //! - [`script`]: [`ScriptUser`] and [`ScriptPolicy`]: who runs a configured script.
@@ -24,7 +27,25 @@ pub use edit::{Applied, Edit, ServiceOptions};
 pub use error::{BatchError, EditError, RuleError};
 pub use script::{ScriptPolicy, ScriptUser};
 pub use service::{
-    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
-    ServiceKey, ServiceSet, Timeouts, UnknownScheduler, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT,
-    MAX_WEIGHT, MIN_MSS_CLAMP,
+    family_name, fmt_addr_port, DestConfig, ExpirePolicy, Family, Forward, Netmask, Persistence,
+    Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet, Timeouts, UnknownScheduler,
+    HOST_NETMASK, HOST_PREFIX_V6, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP,
 };
+
+/// The model's types over IPv4 only: what the director's data path reads (it forwards IPv4
+/// only for now). [`crate::director::table::ipv4_table`] turns the control plane's
+/// [`ServiceSet`] into a [`v4::ServiceSet`], refusing IPv6.
+pub mod v4 {
+    use std::net::Ipv4Addr;
+
+    /// [`super::ServiceKey`] over IPv4.
+    pub type ServiceKey = super::ServiceKey<Ipv4Addr>;
+    /// [`super::DestConfig`] over IPv4.
+    pub type DestConfig = super::DestConfig<Ipv4Addr>;
+    /// [`super::ServiceConfig`] over IPv4.
+    pub type ServiceConfig = super::ServiceConfig<Ipv4Addr>;
+    /// [`super::ServiceSet`] over IPv4.
+    pub type ServiceSet = super::ServiceSet<Ipv4Addr>;
+    /// [`super::Persistence`] over IPv4 (a dotted netmask).
+    pub type Persistence = super::Persistence<Ipv4Addr>;
+}

@@ -5,13 +5,119 @@
 //! The limits every front end checks against are here too ([`MAX_WEIGHT`], ...).
 
 use core::fmt;
+use core::hash::Hash;
 use core::str::FromStr;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 
-/// The default persistence netmask: every client address is its own group.
+/// The default persistence netmask of an IPv4 service: every client address is its own group.
 pub const HOST_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
+
+/// The default persistence prefix length of an IPv6 service (`-M 128`).
+pub const HOST_PREFIX_V6: u8 = 128;
+
+/// The address family the types of the model are written for: [`IpAddr`] (the control plane:
+/// both families, what every front end reads and writes) or [`Ipv4Addr`] (the data path, which
+/// forwards IPv4 only for now; [`crate::director::table::ipv4_table`] converts one into the
+/// other).
+pub trait Family:
+    Copy + Eq + Ord + Hash + fmt::Debug + fmt::Display + Serialize + DeserializeOwned + 'static
+{
+    /// How a persistence netmask is written for this family: a dotted IPv4 mask, or a
+    /// [`Netmask`] that is either that or an IPv6 prefix length.
+    type Mask: Copy + Eq + fmt::Debug + Serialize + DeserializeOwned + 'static;
+
+    /// The address as an [`IpAddr`].
+    fn ip(self) -> IpAddr;
+}
+
+impl Family for Ipv4Addr {
+    type Mask = Ipv4Addr;
+    fn ip(self) -> IpAddr {
+        IpAddr::V4(self)
+    }
+}
+
+impl Family for IpAddr {
+    type Mask = Netmask;
+    fn ip(self) -> IpAddr {
+        self
+    }
+}
+
+/// A persistence netmask of a service of either family: a dotted mask for IPv4 (`-M
+/// 255.255.255.0`), a prefix length `1..=128` for IPv6 (`-M 64`), as ipvsadm. Serialized as a
+/// string for IPv4 (as before IPv6 existed) and as a number for IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Netmask {
+    /// An IPv4 netmask (contiguous, checked by [`validate::netmask`](super::validate::netmask)).
+    V4(Ipv4Addr),
+    /// An IPv6 prefix length, `1..=128`.
+    V6(u8),
+}
+
+impl Netmask {
+    /// The default netmask for a service on `vip`: every client is its own group.
+    pub fn host(vip: IpAddr) -> Netmask {
+        match vip {
+            IpAddr::V4(_) => Netmask::V4(HOST_NETMASK),
+            IpAddr::V6(_) => Netmask::V6(HOST_PREFIX_V6),
+        }
+    }
+
+    /// Whether this is the default for its family (ipvsadm then prints no mask).
+    pub fn is_host(self) -> bool {
+        matches!(
+            self,
+            Netmask::V4(HOST_NETMASK) | Netmask::V6(HOST_PREFIX_V6)
+        )
+    }
+
+    /// Whether it is written for the family of `vip`.
+    pub fn fits(self, vip: IpAddr) -> bool {
+        matches!(
+            (self, vip),
+            (Netmask::V4(_), IpAddr::V4(_)) | (Netmask::V6(_), IpAddr::V6(_))
+        )
+    }
+}
+
+impl From<Ipv4Addr> for Netmask {
+    fn from(mask: Ipv4Addr) -> Netmask {
+        Netmask::V4(mask)
+    }
+}
+
+impl fmt::Display for Netmask {
+    /// As ipvsadm prints it after `mask` / `-M`: dotted for IPv4, the prefix length for IPv6.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Netmask::V4(m) => write!(f, "{m}"),
+            Netmask::V6(len) => write!(f, "{len}"),
+        }
+    }
+}
+
+/// `addr:port` as ipvsadm writes an endpoint: `10.0.0.1:80`, `[2001:db8::1]:80`.
+pub fn fmt_addr_port(addr: IpAddr, port: impl fmt::Display) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// The family of an address in words, for error messages.
+pub fn family_name(addr: IpAddr) -> &'static str {
+    match addr {
+        IpAddr::V4(_) => "IPv4",
+        IpAddr::V6(_) => "IPv6",
+    }
+}
 
 /// The largest timeout `--set` and `-p` accept: 31 days, as ipvsadm.
 pub const MAX_TIMEOUT: u32 = 86_400 * 31;
@@ -66,19 +172,23 @@ impl Protocol {
 
 /// The key of a virtual service: VIP, port and protocol. Port 0 means "all ports"
 /// (a persistent port-zero service, as in IPVS).
+///
+/// `A` is the address family ([`Family`]): [`IpAddr`] in the control plane, [`Ipv4Addr`] in
+/// the data path.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
-pub struct ServiceKey {
+#[serde(bound = "A: Family")]
+pub struct ServiceKey<A: Family = IpAddr> {
     /// The virtual IP address.
-    pub vip: Ipv4Addr,
+    pub vip: A,
     /// The virtual port (0 = any port).
     pub port: u16,
     /// TCP or UDP.
     pub proto: Protocol,
 }
 
-impl ServiceKey {
+impl<A: Family> ServiceKey<A> {
     /// `port`, or this service's port when `port` is 0 (a real server given without one).
     pub fn port_or_own(self, port: u16) -> u16 {
         if port == 0 {
@@ -89,9 +199,22 @@ impl ServiceKey {
     }
 }
 
-impl fmt::Display for ServiceKey {
+impl<A: Family> ServiceKey<A> {
+    /// The same key in the control plane's type.
+    pub fn widen(self) -> ServiceKey {
+        ServiceKey {
+            vip: self.vip.ip(),
+            port: self.port,
+            proto: self.proto,
+        }
+    }
+}
+
+impl<A: Family> fmt::Display for ServiceKey<A> {
+    /// `TCP 10.0.0.1:80`, `TCP [2001:db8::1]:80`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}:{}", self.proto.as_upper(), self.vip, self.port)
+        let vip = fmt_addr_port(self.vip.ip(), self.port);
+        write!(f, "{} {vip}", self.proto.as_upper())
     }
 }
 
@@ -261,9 +384,10 @@ impl Forward {
 
 /// A real server of a service.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DestConfig {
+#[serde(bound = "A: Family")]
+pub struct DestConfig<A: Family = IpAddr> {
     /// The real server's address (RIP).
-    pub addr: Ipv4Addr,
+    pub addr: A,
     /// The real server's port; for tunnel and DR it must equal the service port (0 = same).
     pub port: u16,
     /// Scheduling weight, 0..=65535; 0 quiesces the server (no new flows).
@@ -279,10 +403,10 @@ pub struct DestConfig {
     pub l_threshold: u32,
 }
 
-impl DestConfig {
+impl<A: Family> DestConfig<A> {
     /// The port this real server of `service` is reached on: its own for NAT (the service's
     /// when it has none), the service's for TUN and DR, which cannot change it.
-    pub fn port_in(&self, service: ServiceKey) -> u16 {
+    pub fn port_in<B: Family>(&self, service: ServiceKey<B>) -> u16 {
         match self.forward {
             Forward::Nat => service.port_or_own(self.port),
             Forward::Tunnel(_) | Forward::Dr => service.port,
@@ -292,11 +416,13 @@ impl DestConfig {
 
 /// Persistence of a service (`-p [timeout] [-M netmask]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Persistence {
+#[serde(bound = "A: Family")]
+pub struct Persistence<A: Family = IpAddr> {
     /// Template timeout in seconds (ipvsadm default 300 when `-p` has no value).
     pub timeout: u32,
-    /// Client addresses in the same netmask share a template (default 255.255.255.255).
-    pub netmask: Ipv4Addr,
+    /// Client addresses in the same netmask share a template (default 255.255.255.255 for
+    /// IPv4, prefix length 128 for IPv6).
+    pub netmask: A::Mask,
 }
 
 /// What happens to the flows of a real server that fails, per service. IPVS has these as the
@@ -339,31 +465,72 @@ impl ExpirePolicy {
 
 /// A virtual service and its real servers.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ServiceConfig {
+#[serde(bound = "A: Family")]
+pub struct ServiceConfig<A: Family = IpAddr> {
     /// VIP, port, protocol.
     #[serde(flatten)]
-    pub key: ServiceKey,
+    pub key: ServiceKey<A>,
     /// Scheduler.
     pub scheduler: SchedulerKind,
     /// Persistence, if `-p` was given.
     #[serde(default)]
-    pub persistence: Option<Persistence>,
+    pub persistence: Option<Persistence<A>>,
     /// Clamp the TCP MSS option of client SYNs to this value, if set.
     #[serde(default)]
     pub mss_clamp: Option<u16>,
     /// Real servers, in the order they were added.
     #[serde(default)]
-    pub dests: Vec<DestConfig>,
+    pub dests: Vec<DestConfig<A>>,
     /// What happens to the flows of a failed real server.
     #[serde(default)]
     pub policy: ExpirePolicy,
 }
 
 /// The whole virtual-service table as the control plane sees it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ServiceSet {
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(bound = "A: Family")]
+pub struct ServiceSet<A: Family = IpAddr> {
     /// Services, in the order they were added.
-    pub services: Vec<ServiceConfig>,
+    pub services: Vec<ServiceConfig<A>>,
+}
+
+impl<A: Family> Default for ServiceSet<A> {
+    fn default() -> Self {
+        ServiceSet {
+            services: Vec::new(),
+        }
+    }
+}
+
+impl<A: Family> DestConfig<A> {
+    /// The same real server in the control plane's type.
+    pub fn widen(&self) -> DestConfig {
+        DestConfig {
+            addr: self.addr.ip(),
+            port: self.port,
+            weight: self.weight,
+            forward: self.forward,
+            u_threshold: self.u_threshold,
+            l_threshold: self.l_threshold,
+        }
+    }
+}
+
+impl ServiceConfig<Ipv4Addr> {
+    /// The same service in the control plane's type (what the listings print).
+    pub fn widen(&self) -> ServiceConfig {
+        ServiceConfig {
+            key: self.key.widen(),
+            scheduler: self.scheduler,
+            persistence: self.persistence.map(|p| Persistence {
+                timeout: p.timeout,
+                netmask: Netmask::V4(p.netmask),
+            }),
+            mss_clamp: self.mss_clamp,
+            dests: self.dests.iter().map(DestConfig::widen).collect(),
+            policy: self.policy,
+        }
+    }
 }
 
 /// Idle timeouts of connection entries, in seconds (`--set tcp tcpfin udp`, `-L --timeout`).
@@ -409,7 +576,7 @@ mod tests {
 
     fn dest(forward: Forward) -> DestConfig {
         DestConfig {
-            addr: Ipv4Addr::new(10, 0, 0, 1),
+            addr: Ipv4Addr::new(10, 0, 0, 1).into(),
             port: 80,
             weight: 1,
             forward,

@@ -6,14 +6,19 @@
 //! the limits in [`service`](super::service) (`MAX_WEIGHT`, ...) with its own reader; the
 //! functions here are the rules that need more than one value or a decision.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::error::RuleError;
-use super::service::{DestConfig, Forward, Persistence, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT};
+use super::service::{
+    DestConfig, Family, Forward, Netmask, Persistence, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT,
+};
 use crate::encap::TunnelType;
 
 /// A service on port 0 (every port) must be persistent.
-pub fn service_port(port: u16, persistence: Option<&Persistence>) -> Result<(), RuleError> {
+pub fn service_port<A: Family>(
+    port: u16,
+    persistence: Option<&Persistence<A>>,
+) -> Result<(), RuleError> {
     if port == 0 && persistence.is_none() {
         return Err(RuleError::ZeroPortNeedsPersistence);
     }
@@ -36,6 +41,34 @@ pub fn netmask(mask: Ipv4Addr) -> Result<Ipv4Addr, RuleError> {
     } else {
         Err(RuleError::NetmaskNotContiguous(mask))
     }
+}
+
+/// An IPv6 persistence prefix length is `1..=128` (ipvsadm's `-M` for an IPv6 service).
+pub fn prefix_len_v6(len: u32) -> Result<u8, RuleError> {
+    match u8::try_from(len) {
+        Ok(l @ 1..=128) => Ok(l),
+        _ => Err(RuleError::Ipv6PrefixLen(len)),
+    }
+}
+
+/// A service's persistence netmask is written for the VIP's family (a dotted mask for IPv4, a
+/// prefix length for IPv6) and is well formed.
+pub fn service_netmask(vip: IpAddr, mask: Netmask) -> Result<Netmask, RuleError> {
+    match (vip, mask) {
+        (IpAddr::V4(_), Netmask::V4(m)) => netmask(m).map(Netmask::V4),
+        (IpAddr::V6(_), Netmask::V6(l)) => prefix_len_v6(l.into()).map(Netmask::V6),
+        _ => Err(RuleError::NetmaskFamily { vip }),
+    }
+}
+
+/// A real server has its VIP's family, except with tunnel forwarding (ipip, gre, gue), which
+/// can carry either family inside either: IPVS accepts a mixed-family real server for
+/// `IP_VS_CONN_F_TUNNEL` only (`ip_vs_genl_set_cmd`), and refuses it for DR and NAT.
+pub fn dest_family(vip: IpAddr, addr: IpAddr, forward: &Forward) -> Result<(), RuleError> {
+    if vip.is_ipv4() == addr.is_ipv4() || matches!(forward, Forward::Tunnel(_)) {
+        return Ok(());
+    }
+    Err(RuleError::FamilyMismatch { vip, addr })
 }
 
 /// A real server's weight and connection thresholds: each in range, the lower threshold not
@@ -107,9 +140,16 @@ pub fn tunnel_option_allowed(tun: TunnelType, opt: TunnelOption) -> bool {
 }
 
 /// A real server (address and port) appears once per service.
-pub fn unique_dest(dests: &[DestConfig], addr: Ipv4Addr, port: u16) -> Result<(), RuleError> {
+pub fn unique_dest<A: Family>(
+    dests: &[DestConfig<A>],
+    addr: A,
+    port: u16,
+) -> Result<(), RuleError> {
     if dests.iter().any(|d| d.addr == addr && d.port == port) {
-        return Err(RuleError::DuplicateDest { addr, port });
+        return Err(RuleError::DuplicateDest {
+            addr: addr.ip(),
+            port,
+        });
     }
     Ok(())
 }
@@ -150,12 +190,50 @@ mod tests {
         assert!(netmask(Ipv4Addr::new(255, 255, 255, 0)).is_ok());
         assert!(netmask(Ipv4Addr::new(255, 0, 255, 0)).is_err());
         assert_eq!(
-            service_port(0, None),
+            service_port::<IpAddr>(0, None),
             Err(RuleError::ZeroPortNeedsPersistence)
         );
         assert_eq!(
             persistence_timeout(0),
             Err(RuleError::PersistenceTimeout(0))
+        );
+    }
+
+    #[test]
+    fn ipv6_netmask_and_families() {
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(service_netmask(v6, Netmask::V6(64)), Ok(Netmask::V6(64)));
+        assert_eq!(
+            service_netmask(v6, Netmask::V6(0)),
+            Err(RuleError::Ipv6PrefixLen(0))
+        );
+        assert_eq!(prefix_len_v6(129), Err(RuleError::Ipv6PrefixLen(129)));
+        assert_eq!(prefix_len_v6(128), Ok(128));
+        assert_eq!(
+            service_netmask(v6, Netmask::V4(Ipv4Addr::BROADCAST)),
+            Err(RuleError::NetmaskFamily { vip: v6 })
+        );
+        assert_eq!(
+            service_netmask(v4, Netmask::V6(64)),
+            Err(RuleError::NetmaskFamily { vip: v4 })
+        );
+        // Mixed families: tunnels only, as IPVS.
+        for t in [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue] {
+            assert_eq!(dest_family(v6, v4, &Forward::tunnel(t)), Ok(()));
+            assert_eq!(dest_family(v4, v6, &Forward::tunnel(t)), Ok(()));
+        }
+        for f in [Forward::Dr, Forward::Nat] {
+            assert_eq!(dest_family(v6, v6, &f), Ok(()));
+            assert_eq!(
+                dest_family(v6, v4, &f),
+                Err(RuleError::FamilyMismatch { vip: v6, addr: v4 })
+            );
+        }
+        let err = RuleError::FamilyMismatch { vip: v6, addr: v4 }.to_string();
+        assert!(
+            err.contains("2001:db8::1") && err.contains("10.0.0.1"),
+            "{err}"
         );
     }
 }

@@ -78,10 +78,8 @@ pub(crate) use crate::director::{
     Verdict,
 };
 pub(crate) use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
-pub(crate) use crate::model::{
-    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
-    ServiceKey, ServiceSet,
-};
+pub(crate) use crate::model::v4::{DestConfig, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+pub(crate) use crate::model::{ExpirePolicy, Forward, Protocol, SchedulerKind};
 pub(crate) use crate::realserver::{AllowList, Filter};
 pub(crate) use crate::time::{Duration, Instant};
 pub(crate) use crate::wire::UdpPacket;

@@ -2,7 +2,7 @@
 //! ipvsadm does (the tables in `options.rs`), build the command.
 
 use std::ffi::OsString;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::options::*;
 use super::{Command, ListOptions, ListTarget, ServiceOptions};
@@ -10,8 +10,8 @@ use crate::control::format::{ListFormat, PortNames};
 use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 use crate::model::validate;
 use crate::model::{
-    DestConfig, Edit, Forward, Persistence, Protocol, RuleError, SchedulerKind, ServiceKey,
-    Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP,
+    DestConfig, Edit, Forward, Netmask, Persistence, Protocol, RuleError, SchedulerKind,
+    ServiceKey, Timeouts, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP,
 };
 
 /// A command line ipvsadm would refuse (or tunlb cannot honour). `Display` is ipvsadm's text.
@@ -73,15 +73,21 @@ pub enum ParseError {
     /// `--set` with fewer than three values.
     #[error("--set option requires 3 timeout values")]
     SetNeedsThree,
-    /// `-t`/`-u` value that is not `ADDRESS[:PORT]` with a numeric IPv4 address.
+    /// `-t`/`-u` value that is not `ADDRESS[:PORT]` or `[IPV6]:PORT` with a numeric address.
     #[error("illegal virtual server address[:port] specified")]
     BadServiceAddress,
-    /// `-r` value that is not `ADDRESS[:PORT]` with a numeric IPv4 address.
+    /// `-r` value that is not `ADDRESS[:PORT]` or `[IPV6][:PORT]` with a numeric address.
     #[error("illegal real server address[:port] specified")]
     BadServerAddress,
-    /// `-M` value that is not a dotted-quad mask.
+    /// `-M` value that is not a dotted-quad mask (IPv4 service).
     #[error("illegal virtual server persistent mask specified")]
     BadNetmask,
+    /// `-M` value that is not a prefix length 1..128 (IPv6 service).
+    #[error("illegal ipv6 netmask specified")]
+    BadIpv6Netmask,
+    /// `-6` before (or without) `-f`. ipvsadm's message ends in a newline of its own.
+    #[error("-6 used before -f\n")]
+    Ipv6BeforeFwmark,
     /// `-p` or `--set` value out of range.
     #[error("invalid timeout value `{0}' specified")]
     BadTimeout(String),
@@ -139,7 +145,10 @@ pub enum ParseError {
          with tunneling and direct routing"
     )]
     DestPortMismatch,
-    /// An ipvsadm feature tunlb does not have (fwmark, IPv6, sync daemon, ...).
+    /// A DR or NAT real server of the other family than the VIP's.
+    #[error("{0}")]
+    FamilyMismatch(crate::model::EditError),
+    /// An ipvsadm feature tunlb does not have (fwmark, sync daemon, ...).
     #[error("{0}")]
     Unsupported(&'static str),
     /// A command other than a table edit in a `-R` file.
@@ -192,6 +201,15 @@ impl From<RuleError> for ParseError {
             RuleError::DestPortMismatch { .. } => ParseError::DestPortMismatch,
             RuleError::PersistenceTimeout(t) => ParseError::BadTimeout(t.to_string()),
             RuleError::NetmaskNotContiguous(_) => ParseError::BadNetmask,
+            RuleError::Ipv6PrefixLen(_) => ParseError::BadIpv6Netmask,
+            RuleError::NetmaskFamily { vip } => match vip {
+                IpAddr::V4(_) => ParseError::BadNetmask,
+                IpAddr::V6(_) => ParseError::BadIpv6Netmask,
+            },
+            // ipvsadm leaves this to the kernel (EINVAL); tunlb names both addresses.
+            RuleError::FamilyMismatch { vip, addr } => {
+                ParseError::FamilyMismatch(crate::model::EditError::FamilyMismatch { vip, addr })
+            }
             RuleError::Weight(_) => ParseError::BadWeight,
             RuleError::Threshold(_) => ParseError::BadUThreshold,
             RuleError::ThresholdsOutOfOrder { .. } => ParseError::BadLThreshold,
@@ -378,10 +396,10 @@ pub(super) struct Raw {
     cmd: Option<Cmd>,
     seen: u32,
     proto: Option<Protocol>,
-    service: Option<(Ipv4Addr, Option<u16>)>,
+    service: Option<(IpAddr, Option<u16>)>,
     scheduler: Option<String>,
     persistent: Option<u32>,
-    netmask: Option<Ipv4Addr>,
+    netmask: Option<Netmask>,
     server: Option<String>,
     method: Option<Method>,
     weight: Option<u32>,
@@ -448,10 +466,14 @@ impl Raw {
                     Protocol::Udp
                 };
                 self.proto = Some(proto);
-                self.service = Some(
-                    parse_addr_port(v, proto, names)
-                        .map_err(|e| e.unwrap_or(ParseError::BadServiceAddress))?,
-                );
+                let (vip, port) =
+                    parse_addr_port(v, proto, names, false).ok_or(ParseError::BadServiceAddress)?;
+                // As ipvsadm: an IPv6 service resets the persistence granularity to /128
+                // (a `-M` given before `-t` is dropped).
+                if vip.is_ipv6() {
+                    self.netmask = None;
+                }
+                self.service = Some((vip, port));
             }
             Opt::Scheduler => self.scheduler = Some(v.to_string()),
             Opt::Persistent => {
@@ -461,7 +483,17 @@ impl Raw {
                         .ok_or_else(|| ParseError::BadTimeout(t.to_string()))?,
                 });
             }
-            Opt::Netmask => self.netmask = Some(v.parse().map_err(|_| ParseError::BadNetmask)?),
+            // As ipvsadm: read by the family of the service given so far (IPv4 if none).
+            Opt::Netmask => {
+                self.netmask = Some(match self.service {
+                    Some((IpAddr::V6(_), _)) => {
+                        Netmask::V6(number(v, 1, 128).ok_or(ParseError::BadIpv6Netmask)? as u8)
+                    }
+                    _ => Netmask::V4(v.parse().map_err(|_| ParseError::BadNetmask)?),
+                });
+            }
+            // Only with `-f`, which tunlb refuses as soon as it sees it.
+            Opt::Ipv6 => return Err(ParseError::Ipv6BeforeFwmark),
             Opt::RealServer => self.server = Some(v.to_string()),
             Opt::Gatewaying => self.method = Some(Method::Route),
             Opt::Ipip => self.method = Some(Method::Tunnel),
@@ -551,7 +583,7 @@ impl Raw {
             Cmd::Add | Cmd::Edit => {
                 let key = need_service()?;
                 if self.persistent.is_none() {
-                    validate::service_port(key.port, None)?;
+                    validate::service_port::<std::net::IpAddr>(key.port, None)?;
                 }
                 let scheduler = match &self.scheduler {
                     None => SchedulerKind::default(),
@@ -559,12 +591,15 @@ impl Raw {
                         .parse()
                         .map_err(|_| ParseError::SchedulerNotFound(s.clone()))?,
                 };
+                if let (Some(_), Some(mask)) = (self.persistent, self.netmask) {
+                    validate::service_netmask(key.vip, mask)?;
+                }
                 let opts = ServiceOptions {
                     key,
                     scheduler,
                     persistence: self.persistent.map(|timeout| Persistence {
                         timeout,
-                        netmask: self.netmask.unwrap_or(HOST_NETMASK),
+                        netmask: self.netmask.unwrap_or(Netmask::host(key.vip)),
                     }),
                     mss_clamp: self.mss_clamp,
                 };
@@ -680,10 +715,9 @@ impl Raw {
         &self,
         service: ServiceKey,
         names: &PortNames,
-    ) -> Result<(Ipv4Addr, Option<u16>), ParseError> {
+    ) -> Result<(IpAddr, Option<u16>), ParseError> {
         let text = self.server.as_deref().ok_or(ParseError::BadServerAddress)?;
-        parse_addr_port(text, service.proto, names)
-            .map_err(|e| e.unwrap_or(ParseError::BadServerAddress))
+        parse_addr_port(text, service.proto, names, true).ok_or(ParseError::BadServerAddress)
     }
 
     /// The real server of `-a` / `-e`, with ipvsadm's defaults (`-g`, weight 1).
@@ -732,6 +766,7 @@ impl Raw {
         // An explicit `:0` is a port like any other here (ipvsadm's parser), unlike in the
         // table, where 0 means the service's.
         let port = validate::real_server_port(service.port, &forward, port)?;
+        validate::dest_family(service.vip, addr, &forward)?;
         Ok(DestConfig {
             addr,
             port,
@@ -752,29 +787,39 @@ pub(super) fn number(s: &str, min: u32, max: u32) -> Option<u32> {
     (min..=max).contains(&n).then_some(n)
 }
 
-/// `ADDRESS[:PORT]` with a numeric IPv4 address and a port number or name. `Err(Some(_))` is a
-/// specific complaint (IPv6), `Err(None)` the caller's generic one.
+/// An endpoint as ipvsadm's `parse_service` reads it: `ADDRESS[:PORT]` with a numeric IPv4
+/// address, `[IPV6]:PORT`, or a bare IPv6 address (no port); the port a number or a name.
+/// `bare_brackets` also takes `[IPV6]` without a port (tunlb's `-r [2001:db8::10]`, which
+/// ipvsadm refuses).
 pub(super) fn parse_addr_port(
     s: &str,
     proto: Protocol,
     names: &PortNames,
-) -> Result<(Ipv4Addr, Option<u16>), Option<ParseError>> {
-    if s.starts_with('[') || s.matches(':').count() > 1 {
-        return Err(Some(ParseError::Unsupported(
-            "IPv6 services are not supported by tunlb",
-        )));
-    }
-    let (addr, port) = match s.split_once(':') {
-        Some((a, p)) => (a, Some(p)),
-        None => (s, None),
+    bare_brackets: bool,
+) -> Option<(IpAddr, Option<u16>)> {
+    let (addr, port): (IpAddr, Option<&str>) = if let Some(rest) = s.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() && bare_brackets => None,
+            None => return None,
+        };
+        (IpAddr::V6(inside.parse().ok()?), port)
+    } else if let Ok(v6) = s.parse::<std::net::Ipv6Addr>() {
+        (IpAddr::V6(v6), None)
+    } else {
+        let (addr, port) = match s.rsplit_once(':') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        (IpAddr::V4(addr.parse::<Ipv4Addr>().ok()?), port)
     };
-    let addr: Ipv4Addr = addr.parse().map_err(|_| None)?;
     let port = match port {
         None => None,
         Some(p) => Some(match number(p, 0, 65_535) {
             Some(n) => n as u16,
-            None => names.port(proto, p).ok_or(None)?,
+            None => names.port(proto, p)?,
         }),
     };
-    Ok((addr, port))
+    Some((addr, port))
 }

@@ -298,6 +298,8 @@ pub(super) enum Opt {
     Json,
     MssClamp,
     GreKey,
+    /// `-6`: the fwmark service (`-f`) is IPv6. Not counted (ipvsadm does not either).
+    Ipv6,
 }
 
 impl Opt {
@@ -323,7 +325,7 @@ impl Opt {
             Opt::Thresholds => O::Thresholds,
             Opt::PersistentConn => O::PersistentConn,
             Opt::NoSort => O::NoSort,
-            Opt::Sort => return None,
+            Opt::Sort | Opt::Ipv6 => return None,
             Opt::Exact => O::Exact,
             Opt::TunInfo => O::TunInfo,
             Opt::TunType => O::TunType,
@@ -448,12 +450,7 @@ pub(super) const SPECS: &[Spec] = &[
         Arg::Required,
         "SCTP services are not supported by tunlb",
     ),
-    unsupported(
-        "ipv6",
-        Some('6'),
-        Arg::None,
-        "IPv6 services are not supported by tunlb",
-    ),
+    opt("ipv6", Some('6'), Arg::None, Opt::Ipv6),
     unsupported(
         "ops",
         Some('o'),

@@ -88,7 +88,11 @@ impl Validator<'_> {
         for (j, rs) in s.real_server.iter().enumerate() {
             let r = rs.get_ref();
             let what = format!("{what}.real_server[{j}]");
-            let Some(Ok(addr)) = r.address.as_ref().map(|a| a.get_ref().parse::<Ipv4Addr>()) else {
+            let Some(Ok(addr)) = r
+                .address
+                .as_ref()
+                .map(|a| a.get_ref().parse::<std::net::IpAddr>())
+            else {
                 continue;
             };
             let port = match r.port.as_ref().map(|p| *p.get_ref()) {

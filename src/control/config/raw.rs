@@ -75,6 +75,17 @@ pub(super) struct RawTimeouts {
     pub(super) udp: Option<Spanned<i64>>,
 }
 
+/// A service's `netmask`: a dotted IPv4 mask (`"255.255.255.0"`) or an IPv6 prefix length
+/// (`64`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawNetmask {
+    /// `netmask = "255.255.255.0"`.
+    Dotted(String),
+    /// `netmask = 64`.
+    Prefix(i64),
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawService {
@@ -83,7 +94,7 @@ pub(super) struct RawService {
     pub(super) protocol: Option<Spanned<String>>,
     pub(super) scheduler: Option<Spanned<String>>,
     pub(super) persistence: Option<Spanned<i64>>,
-    pub(super) netmask: Option<Spanned<String>>,
+    pub(super) netmask: Option<Spanned<RawNetmask>>,
     pub(super) mss_clamp: Option<Spanned<i64>>,
     pub(super) expire_nodest_conn: Option<bool>,
     pub(super) expire_quiescent_template: Option<bool>,

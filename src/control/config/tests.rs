@@ -88,7 +88,7 @@ fn seed_config_loads() {
         dns.persistence,
         Some(Persistence {
             timeout: 600,
-            netmask: Ipv4Addr::new(255, 255, 255, 0)
+            netmask: Ipv4Addr::new(255, 255, 255, 0).into()
         })
     );
     assert_eq!(dns.mss_clamp, Some(1400));
@@ -514,4 +514,87 @@ fn announce_table_loads_round_trips_and_refuses_reserved_tables() {
             "{message}"
         );
     }
+}
+
+/// IPv6 VIPs and real servers in the existing schema; `netmask` is a prefix length for an
+/// IPv6 service; `--save-config` writes them back.
+#[test]
+fn ipv6_services_load_and_round_trip() {
+    let text = r#"
+[[service]]
+vip = "2001:db8::1"
+port = 80
+scheduler = "rr"
+persistence = 300
+netmask = 64
+
+  [[service.real_server]]
+  address = "2001:db8::10"
+  forward = "dr"
+
+  [[service.real_server]]
+  address = "10.0.1.1"
+  forward = "tunnel"
+  tun_type = "gue"
+
+[[service]]
+vip = "10.0.0.1"
+port = 80
+persistence = 300
+netmask = "255.255.255.0"
+
+  [[service.real_server]]
+  address = "2001:db8::11"
+  forward = "tunnel"
+"#;
+    let (settings, set) = load_str(text, "v6.toml").unwrap_or_else(|e| panic!("{e}"));
+    let s = &set.services[0];
+    assert_eq!(
+        s.key.vip,
+        "2001:db8::1".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(
+        s.persistence.unwrap().netmask,
+        crate::model::Netmask::V6(64)
+    );
+    assert_eq!(
+        s.dests[0].addr,
+        "2001:db8::10".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(s.dests[0].port, 80);
+    let saved = to_toml(&set, &settings);
+    assert!(saved.contains("vip = \"2001:db8::1\"\n"), "{saved}");
+    assert!(saved.contains("netmask = 64\n"), "{saved}");
+    assert!(saved.contains("netmask = \"255.255.255.0\"\n"), "{saved}");
+    let (_, again) = load_str(&saved, "saved.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, set);
+
+    // DR/NAT across families, a dotted mask on an IPv6 service, a prefix out of range.
+    let bad = r#"
+[[service]]
+vip = "2001:db8::1"
+port = 80
+persistence = 300
+netmask = "255.255.255.0"
+
+  [[service.real_server]]
+  address = "10.0.1.1"
+  forward = "dr"
+
+[[service]]
+vip = "2001:db8::2"
+port = 80
+persistence = 300
+netmask = 129
+"#;
+    let err = load_str(bad, "bad.toml").unwrap_err().to_string();
+    assert!(
+        err.contains("service[0].netmask: expected a prefix length like 64 for an IPv6 vip"),
+        "{err}"
+    );
+    assert!(err.contains("service[0].real_server[0].address: real server 10.0.1.1 is IPv4 but VIP 2001:db8::1 is IPv6"), "{err}");
+    assert!(
+        err.contains("service[1].netmask: expected an IPv6 prefix length 1 to 128, found 129"),
+        "{err}"
+    );
 }

@@ -5,7 +5,7 @@
 
 use super::raw::*;
 use super::{DirectorSettings, Problem, MAX_QUEUES};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 
 use toml::Spanned;
@@ -14,11 +14,11 @@ use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 use crate::health::config::HealthConfig;
 use crate::model::validate::{self, TunnelOption};
 use crate::model::{
-    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
-    ServiceKey, ServiceSet,
+    DestConfig, ExpirePolicy, Forward, Netmask, Persistence, Protocol, SchedulerKind,
+    ServiceConfig, ServiceKey, ServiceSet,
 };
 use crate::model::{RuleError, ScriptPolicy, ScriptUser};
-use crate::model::{Timeouts, HOST_NETMASK, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP};
+use crate::model::{Timeouts, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP};
 
 pub(super) fn problem(text: &str, offset: usize, message: String) -> Problem {
     let offset = offset.min(text.len());
@@ -108,6 +108,82 @@ impl Validator<'_> {
             return None;
         }
         Some(addr)
+    }
+
+    /// A unicast address of either family (a VIP, a real server).
+    pub(super) fn ip_unicast(&mut self, value: &Spanned<String>, what: &str) -> Option<IpAddr> {
+        let addr = match value.get_ref().parse::<IpAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "{what}: expected an IPv4 address like \"192.0.2.1\" or an IPv6 address \
+                         like \"2001:db8::1\", found {:?}",
+                        value.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        let unicast = match addr {
+            IpAddr::V4(a) => !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()),
+            IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast()),
+        };
+        if !unicast {
+            self.report(
+                value.span(),
+                format!("{what}: expected a unicast address, found {addr}"),
+            );
+            return None;
+        }
+        Some(addr)
+    }
+
+    /// A service's `netmask` for a VIP of `vip`'s family.
+    fn netmask(&mut self, m: &Spanned<RawNetmask>, vip: IpAddr, what: &str) -> Option<Netmask> {
+        let mask = match (m.get_ref(), vip) {
+            (RawNetmask::Dotted(text), IpAddr::V4(_)) => match text.parse::<Ipv4Addr>() {
+                Ok(mask) => Netmask::V4(mask),
+                Err(_) => {
+                    self.report(
+                        m.span(),
+                        format!(
+                            "{what}.netmask: expected a netmask like \"255.255.255.0\", found {text:?}"
+                        ),
+                    );
+                    return None;
+                }
+            },
+            (RawNetmask::Prefix(len), IpAddr::V6(_)) => {
+                match u32::try_from(*len).map(validate::prefix_len_v6) {
+                    Ok(Ok(len)) => Netmask::V6(len),
+                    _ => {
+                        self.report(
+                            m.span(),
+                            format!(
+                                "{what}.netmask: expected an IPv6 prefix length 1 to 128, found {len}"
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (RawNetmask::Prefix(_), IpAddr::V4(_)) | (RawNetmask::Dotted(_), IpAddr::V6(_)) => {
+                self.report(
+                    m.span(),
+                    rule_message(what, &RuleError::NetmaskFamily { vip }),
+                );
+                return None;
+            }
+        };
+        match validate::service_netmask(vip, mask) {
+            Ok(mask) => Some(mask),
+            Err(e) => {
+                self.report(m.span(), rule_message(what, &e));
+                None
+            }
+        }
     }
 
     pub(super) fn config(&mut self, raw: &RawConfig) -> (DirectorSettings, ServiceSet) {
@@ -266,11 +342,11 @@ impl Validator<'_> {
         let s = svc.get_ref();
         let what = format!("service[{i}]");
         let vip = match &s.vip {
-            Some(v) => self.unicast(v, &format!("{what}.vip")),
+            Some(v) => self.ip_unicast(v, &format!("{what}.vip")),
             None => {
                 self.report(
                     at.clone(),
-                    format!("{what}: missing key `vip` (an IPv4 address)"),
+                    format!("{what}: missing key `vip` (an IPv4 or IPv6 address)"),
                 );
                 None
             }
@@ -318,7 +394,7 @@ impl Validator<'_> {
                 MAX_TIMEOUT.into(),
                 300,
             ) as u32,
-            netmask: HOST_NETMASK,
+            netmask: Netmask::host(vip.unwrap_or(Ipv4Addr::UNSPECIFIED.into())),
         });
         let persistence = match (persistence, &s.netmask) {
             (p, None) => p,
@@ -330,10 +406,9 @@ impl Validator<'_> {
                 None
             }
             (Some(mut p), Some(m)) => {
-                if let Some(mask) = self.ipv4(m, &format!("{what}.netmask")) {
-                    match validate::netmask(mask) {
-                        Ok(mask) => p.netmask = mask,
-                        Err(e) => self.report(m.span(), rule_message(&what, &e)),
+                if let Some(vip) = vip {
+                    if let Some(mask) = self.netmask(m, vip, &what) {
+                        p.netmask = mask;
                     }
                 }
                 Some(p)
@@ -353,7 +428,7 @@ impl Validator<'_> {
         });
 
         let key = ServiceKey {
-            vip: vip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            vip: vip.unwrap_or(Ipv4Addr::UNSPECIFIED.into()),
             port,
             proto,
         };
@@ -398,13 +473,7 @@ impl Validator<'_> {
     /// A real server's `tunnel_key`: only for GUE (IPIP and GRE cannot carry a MAC), a key
     /// file that loads ([`crate::encap::auth::TunnelKey::load`]: 64 hex characters, mode
     /// 0600, owned by tunlb's user), one key per real server address.
-    fn tunnel_key(
-        &mut self,
-        k: &Spanned<String>,
-        what: &str,
-        addr: Option<std::net::Ipv4Addr>,
-        gue: bool,
-    ) {
+    fn tunnel_key(&mut self, k: &Spanned<String>, what: &str, addr: Option<IpAddr>, gue: bool) {
         if !gue {
             self.report(
                 k.span(),
@@ -417,7 +486,17 @@ impl Validator<'_> {
             self.report(k.span(), format!("{what}.tunnel_key: {e}"));
             return;
         }
-        let Some(addr) = addr else { return };
+        let addr = match addr {
+            None => return,
+            Some(IpAddr::V4(a)) => a,
+            Some(IpAddr::V6(_)) => {
+                self.report(
+                    k.span(),
+                    format!("{what}.tunnel_key: not available for IPv6 real servers yet"),
+                );
+                return;
+            }
+        };
         match self.tunnel_keys.get(&addr) {
             Some(other) if *other != path => self.report(
                 k.span(),
@@ -440,11 +519,11 @@ impl Validator<'_> {
     ) -> Option<DestConfig> {
         let r = rs.get_ref();
         let addr = match &r.address {
-            Some(a) => self.unicast(a, &format!("{what}.address")),
+            Some(a) => self.ip_unicast(a, &format!("{what}.address")),
             None => {
                 self.report(
                     rs.span(),
-                    format!("{what}: missing key `address` (an IPv4 address)"),
+                    format!("{what}: missing key `address` (an IPv4 or IPv6 address)"),
                 );
                 None
             }
@@ -577,8 +656,16 @@ impl Validator<'_> {
                     })
             }
         };
+        let addr = addr?;
+        if let Err(e) = validate::dest_family(svc.vip, addr, &forward) {
+            // A VIP that did not parse stands as 0.0.0.0: no second complaint then.
+            if !svc.vip.is_unspecified() {
+                let span = r.address.as_ref().map_or(rs.span(), Spanned::span);
+                self.report(span, rule_message(what, &e));
+            }
+        }
         Some(DestConfig {
-            addr: addr?,
+            addr,
             port,
             weight,
             forward,
@@ -606,8 +693,19 @@ pub(super) fn rule_message(what: &str, e: &RuleError) -> String {
              tunnel and dr cannot change the port"
         ),
         RuleError::DuplicateDest { addr, port } => {
-            format!("{what}: duplicate real server {addr}:{port}")
+            let addr = crate::model::fmt_addr_port(*addr, port);
+            format!("{what}: duplicate real server {addr}")
         }
+        RuleError::Ipv6PrefixLen(len) => {
+            format!("{what}.netmask: expected an IPv6 prefix length 1 to 128, found {len}")
+        }
+        RuleError::NetmaskFamily { vip: IpAddr::V4(_) } => {
+            format!("{what}.netmask: expected a netmask like \"255.255.255.0\" for an IPv4 vip")
+        }
+        RuleError::NetmaskFamily { vip: IpAddr::V6(_) } => {
+            format!("{what}.netmask: expected a prefix length like 64 for an IPv6 vip")
+        }
+        RuleError::FamilyMismatch { .. } => format!("{what}.address: {e}"),
         // Ranges are checked where the number is read, with the key's own bounds.
         RuleError::PersistenceTimeout(_) | RuleError::Weight(_) | RuleError::Threshold(_) => {
             format!("{what}: {e}")

@@ -4,7 +4,7 @@
 use super::DirectorSettings;
 use std::fmt::Write as _;
 
-use crate::model::HOST_NETMASK;
+use crate::model::Netmask;
 use crate::model::{ExpirePolicy, Forward, Protocol, ServiceSet};
 use crate::vrrp::config::{auth_pass_text, Garp, Notify, VrrpConfig};
 use std::time::Duration;
@@ -67,8 +67,14 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
         );
         if let Some(p) = svc.persistence {
             let _ = writeln!(out, "persistence = {}", p.timeout);
-            if p.netmask != HOST_NETMASK {
-                let _ = writeln!(out, "netmask = \"{}\"", p.netmask);
+            match p.netmask {
+                m if m.is_host() => {}
+                Netmask::V4(m) => {
+                    let _ = writeln!(out, "netmask = \"{m}\"");
+                }
+                Netmask::V6(len) => {
+                    let _ = writeln!(out, "netmask = {len}");
+                }
             }
         }
         if let Some(mss) = svc.mss_clamp {
@@ -104,7 +110,11 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
                     if let Some(key) = tunnel.gre_key() {
                         let _ = writeln!(out, "  gre_key = {key}");
                     }
-                    if let Some(path) = s.tunnel_keys.get(&d.addr) {
+                    let key = match d.addr {
+                        std::net::IpAddr::V4(a) => s.tunnel_keys.get(&a),
+                        std::net::IpAddr::V6(_) => None,
+                    };
+                    if let Some(path) = key {
                         let _ =
                             writeln!(out, "  tunnel_key = {}", quote(&path.display().to_string()));
                     }

@@ -24,7 +24,7 @@
 //! template to a server quiesced by `inhibit_on_failure` is expired at its next use).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use super::checkers::{check, Inherited};
 use super::syntax::{Loc, Node};
@@ -34,8 +34,8 @@ use crate::health::config::{DestHealth, HealthConfig, ServiceHealth};
 use crate::model::validate::{self, TunnelOption};
 use crate::model::RuleError;
 use crate::model::{
-    DestConfig, ExpirePolicy, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig,
-    ServiceKey, ServiceSet, HOST_NETMASK, MAX_TIMEOUT, MAX_WEIGHT,
+    family_name, DestConfig, ExpirePolicy, Forward, Netmask, Persistence, Protocol, SchedulerKind,
+    ServiceConfig, ServiceKey, ServiceSet, MAX_TIMEOUT, MAX_WEIGHT,
 };
 
 /// Top-level keywords keepalived knows that tunlb accepts and ignores.
@@ -64,7 +64,7 @@ const MAX_GROUP_ENTRIES: usize = 1024;
 
 /// Builds the services and their health settings from the top-level statements.
 pub fn build(nodes: &[Node], cx: &mut Ctx) -> (ServiceSet, HealthConfig) {
-    let mut groups: Vec<(String, Vec<(Ipv4Addr, u16)>)> = Vec::new();
+    let mut groups: Vec<(String, Vec<(IpAddr, u16)>)> = Vec::new();
     for node in nodes {
         if node.name.text == "virtual_server_group" {
             if let Some(g) = group(node, cx) {
@@ -97,7 +97,14 @@ pub fn build(nodes: &[Node], cx: &mut Ctx) -> (ServiceSet, HealthConfig) {
                         continue;
                     }
                     seen.insert(key, node.name.at.line);
-                    set.services.push(ServiceConfig { key, ..svc.clone() });
+                    let mut svc = ServiceConfig { key, ..svc.clone() };
+                    // A group of both families: each service gets its own family's default.
+                    if let Some(p) = &mut svc.persistence {
+                        if !p.netmask.fits(key.vip) {
+                            p.netmask = Netmask::host(key.vip);
+                        }
+                    }
+                    set.services.push(svc);
                     health.services.push((key, svc_health.clone()));
                 }
             }
@@ -133,37 +140,57 @@ fn port(cx: &mut Ctx, node: &Node, i: usize) -> Option<u16> {
     cx.uint(node, i, 0, 65_535).map(|p| p as u16)
 }
 
-/// `IP` or keepalived's range `A.B.C.D-E` (last octet from D to E).
-fn addr_range(cx: &mut Ctx, node: &Node, i: usize) -> Vec<Ipv4Addr> {
-    let Some(w) = cx.arg(node, i, "an IPv4 address") else {
+/// `IP` or keepalived's ranges: `A.B.C.D-E` (last octet from D to E, decimal) and
+/// `X:...:Y-Z` (last 16-bit group from Y to Z, hexadecimal, as keepalived's `inet_stor`).
+fn addr_range(cx: &mut Ctx, node: &Node, i: usize) -> Vec<IpAddr> {
+    let Some(w) = cx.arg(node, i, "an IPv4 or IPv6 address") else {
         return Vec::new();
     };
     let bad = |cx: &mut Ctx| {
         cx.error(
             w.at,
             format!(
-                "expected an IPv4 address like 192.0.2.1 or a range like 192.0.2.1-10, found '{}'",
+                "expected an IPv4 address like 192.0.2.1 or a range like 192.0.2.1-10, or an \
+                 IPv6 address like 2001:db8::1 or a range like 2001:db8::1-1f, found '{}'",
                 w.text
             ),
         );
         Vec::new()
     };
-    match w.text.split_once('-') {
-        None => match w.text.parse::<Ipv4Addr>() {
+    let Some((first, last)) = w.text.split_once('-') else {
+        return match w.text.parse::<IpAddr>() {
             Ok(a) => vec![a],
             Err(_) => bad(cx),
-        },
-        Some((first, last)) => match (first.parse::<Ipv4Addr>(), last.parse::<u8>()) {
-            (Ok(a), Ok(end)) if end >= a.octets()[3] => {
+        };
+    };
+    if let Ok(a) = first.parse::<Ipv4Addr>() {
+        return match last.parse::<u8>() {
+            Ok(end) if end >= a.octets()[3] => {
                 let [x, y, z, start] = a.octets();
-                (start..=end).map(|d| Ipv4Addr::new(x, y, z, d)).collect()
+                (start..=end)
+                    .map(|d| IpAddr::V4(Ipv4Addr::new(x, y, z, d)))
+                    .collect()
             }
             _ => bad(cx),
-        },
+        };
+    }
+    match (first.parse::<Ipv6Addr>(), u16::from_str_radix(last, 16)) {
+        (Ok(a), Ok(end)) if !last.starts_with('+') && end >= a.segments()[7] => {
+            let mut seg = a.segments();
+            // Bounded by MAX_GROUP_ENTRIES at the caller; collect lazily up to one past it.
+            (seg[7]..=end)
+                .take(MAX_GROUP_ENTRIES + 1)
+                .map(|g| {
+                    seg[7] = g;
+                    IpAddr::V6(Ipv6Addr::from(seg))
+                })
+                .collect()
+        }
+        _ => bad(cx),
     }
 }
 
-fn group(node: &Node, cx: &mut Ctx) -> Option<(String, Vec<(Ipv4Addr, u16)>)> {
+fn group(node: &Node, cx: &mut Ctx) -> Option<(String, Vec<(IpAddr, u16)>)> {
     let name = cx.arg(node, 0, "a group name")?.text.clone();
     cx.at_most_args(node, 1);
     let mut entries = Vec::new();
@@ -324,12 +351,16 @@ type Built = (Vec<ServiceKey>, ServiceConfig, ServiceHealth);
 
 fn virtual_server(
     node: &Node,
-    groups: &[(String, Vec<(Ipv4Addr, u16)>)],
+    groups: &[(String, Vec<(IpAddr, u16)>)],
     cx: &mut Ctx,
 ) -> Option<Built> {
     // `virtual_server IP PORT`, `virtual_server group NAME`, `virtual_server fwmark N`.
-    let first = cx.arg(node, 0, "an IPv4 address and a port, or `group NAME`")?;
-    let mut addrs: Vec<(Ipv4Addr, u16)> = Vec::new();
+    let first = cx.arg(
+        node,
+        0,
+        "an IPv4 or IPv6 address and a port, or `group NAME`",
+    )?;
+    let mut addrs: Vec<(IpAddr, u16)> = Vec::new();
     let mut name_ok = true;
     match first.text.as_str() {
         "group" => {
@@ -357,7 +388,7 @@ fn virtual_server(
             return None;
         }
         _ => {
-            let a = cx.ipv4(node, 0);
+            let a = cx.ip(node, 0);
             let p = port(cx, node, 1);
             match (a, p) {
                 (Some(a), Some(p)) => addrs.push((a, p)),
@@ -375,7 +406,9 @@ fn virtual_server(
     let mut forward = None;
     let mut protocol = Protocol::Tcp;
     let mut persistence: Option<u32> = None;
-    let mut granularity: Option<Ipv4Addr> = None;
+    let mut granularity: Option<Netmask> = None;
+    // The family the addresses give (keepalived's `af`); IPv4 when there are none.
+    let family_v6 = addrs.first().is_some_and(|a| a.0.is_ipv6());
     let mut health = ServiceHealth::default();
     let mut policy = ExpirePolicy::default();
     let mut inherited = Inherited::default();
@@ -432,9 +465,14 @@ fn virtual_server(
                 cx.at_most(field, 1);
             }
             "persistence_granularity" => {
-                if let Some(mask) = cx.ipv4(field, 0) {
+                // keepalived: a prefix length 1..128 for an IPv6 service, else a netmask.
+                if family_v6 {
+                    if let Some(len) = cx.uint(field, 0, 1, 128) {
+                        granularity = Some(Netmask::V6(len as u8));
+                    }
+                } else if let Some(mask) = cx.ipv4(field, 0) {
                     match validate::netmask(mask) {
-                        Ok(mask) => granularity = Some(mask),
+                        Ok(mask) => granularity = Some(Netmask::V4(mask)),
                         Err(e) => cx.error(field.args[0].at, rule_message(&what, &e)),
                     }
                 }
@@ -514,13 +552,30 @@ fn virtual_server(
                 cx.at_most(field, 1);
             }
             "ip_family" => {
-                if let Some(w) = cx.arg(field, 0, "inet") {
-                    if w.text != "inet" {
+                // keepalived: inet or inet6, which must be the addresses' family.
+                if let Some(w) = cx.arg(field, 0, "inet or inet6") {
+                    let v6 = match w.text.as_str() {
+                        "inet" => Some(false),
+                        "inet6" => Some(true),
+                        other => {
+                            cx.error(
+                                w.at,
+                                format!(
+                                    "ip_family: unknown address family '{other}' (expected inet or inet6)"
+                                ),
+                            );
+                            None
+                        }
+                    };
+                    let clash = v6.and_then(|v6| addrs.iter().find(|a| a.0.is_ipv6() != v6));
+                    if let Some((a, _)) = clash {
                         cx.error(
                             w.at,
                             format!(
-                                "ip_family: only inet (IPv4) is supported by tunlb, found '{}'",
-                                w.text
+                                "{what}: ip_family {} conflicts with the virtual server's address \
+                                 family ({a} is {})",
+                                w.text,
+                                family_name(*a)
                             ),
                         );
                     }
@@ -574,7 +629,9 @@ fn virtual_server(
         // keepalived: a granularity without a timeout turns persistence on with 300 s.
         (t, g) => Some(Persistence {
             timeout: t.unwrap_or(300),
-            netmask: g.unwrap_or(HOST_NETMASK),
+            netmask: g.unwrap_or(Netmask::host(
+                addrs.first().map_or(Ipv4Addr::UNSPECIFIED.into(), |a| a.0),
+            )),
         }),
     };
     let service_port = addrs.first().map_or(0, |a| a.1);
@@ -590,6 +647,15 @@ fn virtual_server(
         let Some((dest, dh)) = real_server(rs, &what, service_port, forward, &inherited, cx) else {
             continue;
         };
+        // keepalived skips a real server of the other family unless it is tunnelled; tunlb
+        // refuses it (every VIP of a group is checked).
+        let mismatch = addrs
+            .iter()
+            .find_map(|a| validate::dest_family(a.0, dest.addr, &dest.forward).err());
+        if let Some(e) = mismatch {
+            cx.error(rs.name.at, rule_message(&what, &e));
+            continue;
+        }
         if let Err(e) = validate::unique_dest(&dests, dest.addr, dest.port) {
             cx.error(rs.name.at, rule_message(&what, &e));
             continue;
@@ -612,7 +678,7 @@ fn virtual_server(
         .collect();
     let svc = ServiceConfig {
         key: ServiceKey {
-            vip: Ipv4Addr::UNSPECIFIED,
+            vip: Ipv4Addr::UNSPECIFIED.into(),
             port: service_port,
             proto: protocol,
         },
@@ -643,7 +709,14 @@ fn rule_message(what: &str, e: &RuleError) -> String {
             "{what}: port must be {service_port} (the service's port): TUN and DR cannot change the port"
         ),
         RuleError::DuplicateDest { addr, port } => {
-            format!("{what}: real_server {addr}:{port} is listed twice")
+            let rs = crate::model::fmt_addr_port(*addr, port);
+            format!("{what}: real_server {rs} is listed twice")
+        }
+        RuleError::Ipv6PrefixLen(len) => format!(
+            "persistence_granularity: expected an IPv6 prefix length 1 to 128, found {len}"
+        ),
+        RuleError::NetmaskFamily { .. } | RuleError::FamilyMismatch { .. } => {
+            format!("{what}: {e}")
         }
         // Ranges are checked where the number is read, with the keyword's own bounds.
         RuleError::PersistenceTimeout(_) | RuleError::Weight(_) | RuleError::Threshold(_) => {
@@ -679,7 +752,7 @@ fn real_server(
     vs_inherited: &Inherited,
     cx: &mut Ctx,
 ) -> Option<(DestConfig, DestHealth)> {
-    let addr = cx.ipv4(node, 0);
+    let addr = cx.ip(node, 0);
     let port = match node.args.get(1) {
         Some(_) => port(cx, node, 1),
         None => Some(service_port),

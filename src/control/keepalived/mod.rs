@@ -410,6 +410,25 @@ impl Ctx {
         }
     }
 
+    /// An IPv4 or IPv6 address (a VIP, a real server).
+    pub fn ip(&mut self, node: &Node, i: usize) -> Option<std::net::IpAddr> {
+        let w = self.arg(node, i, "an IPv4 or IPv6 address")?;
+        match w.text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    w.at,
+                    format!(
+                        "{}: expected an IPv4 address like 192.0.2.1, found '{}' (or an IPv6 \
+                         address like 2001:db8::1)",
+                        node.name.text, w.text
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// An IPv4 address.
     pub fn ipv4(&mut self, node: &Node, i: usize) -> Option<std::net::Ipv4Addr> {
         let w = self.arg(node, i, "an IPv4 address")?;

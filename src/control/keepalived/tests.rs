@@ -123,7 +123,7 @@ fn every_lvs_construct_is_read() {
         web.persistence,
         Some(Persistence {
             timeout: 600,
-            netmask: Ipv4Addr::new(255, 255, 255, 0)
+            netmask: Ipv4Addr::new(255, 255, 255, 0).into()
         })
     );
     let rs1 = &web.dests[0];
@@ -827,5 +827,87 @@ fn expire_policy_is_a_per_virtual_server_extension() {
             21,
             "expire_nodest_conn: expected true or false, found 'maybe'".to_string()
         )]
+    );
+}
+
+/// keepalived.conf with IPv6 services: addresses, groups with IPv6 ranges, ip_family,
+/// persistence_granularity as a prefix length, mixed families through TUN only.
+#[test]
+fn ipv6_virtual_and_real_servers() {
+    let conf = ok(r#"
+virtual_server_group v6web {
+    2001:db8::1 80
+    2001:db8::a-c 80
+}
+virtual_server 2001:db8::1 443 {
+    ip_family inet6
+    lb_algo rr
+    lb_kind DR
+    persistence_timeout 300
+    persistence_granularity 64
+    protocol TCP
+    real_server 2001:db8::10 443 {
+        weight 2
+    }
+}
+virtual_server group v6web {
+    lb_kind TUN
+    protocol TCP
+    real_server 10.0.1.1 80 {
+    }
+    real_server 2001:db8::11 80 {
+    }
+}
+"#);
+    let set = &conf.services;
+    let keys: Vec<String> = set.services.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "TCP [2001:db8::1]:443",
+            "TCP [2001:db8::1]:80",
+            "TCP [2001:db8::a]:80",
+            "TCP [2001:db8::b]:80",
+            "TCP [2001:db8::c]:80",
+        ]
+    );
+    let first = &set.services[0];
+    assert_eq!(
+        first.persistence.unwrap().netmask,
+        crate::model::Netmask::V6(64)
+    );
+    assert_eq!(
+        first.dests[0].addr,
+        "2001:db8::10".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(set.services[1].dests.len(), 2);
+
+    let got = errors(
+        r#"
+virtual_server 2001:db8::1 80 {
+    ip_family inet
+    lb_kind DR
+    real_server 10.0.1.1 80 {
+    }
+    real_server 2001:db8::10 80 {
+    }
+}
+virtual_server 10.0.0.1 80 {
+    ip_family inet7
+    lb_kind NAT
+    real_server 2001:db8::10 80 {
+    }
+}
+"#,
+    );
+    let msgs: Vec<(usize, &str)> = got.iter().map(|(l, _, m)| (*l, m.as_str())).collect();
+    assert_eq!(
+        msgs,
+        [
+            (3, "virtual_server 2001:db8::1 80: ip_family inet conflicts with the virtual server's address family (2001:db8::1 is IPv6)"),
+            (5, "virtual_server 2001:db8::1 80: real server 10.0.1.1 is IPv4 but VIP 2001:db8::1 is IPv6: only tunnel forwarding (ipip, gre, gue) mixes IPv4 and IPv6"),
+            (11, "ip_family: unknown address family 'inet7' (expected inet or inet6)"),
+            (13, "virtual_server 10.0.0.1 80: real server 2001:db8::10 is IPv6 but VIP 10.0.0.1 is IPv4: only tunnel forwarding (ipip, gre, gue) mixes IPv4 and IPv6"),
+        ]
     );
 }

@@ -2,7 +2,7 @@
 //! monitor's [`HealthPlane`].
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use super::{ControlPlane, PlaneError};
@@ -16,7 +16,7 @@ use crate::time::Clock;
 /// `adm` edits and reloads of the configured table keep them.
 #[derive(Default)]
 pub struct HealthOverlay {
-    pub(super) dests: HashMap<(ServiceKey, Ipv4Addr, u16), Health>,
+    pub(super) dests: HashMap<(ServiceKey, IpAddr, u16), Health>,
     pub(super) sorry: HashMap<ServiceKey, Sorry>,
 }
 
@@ -30,7 +30,7 @@ impl HealthOverlay {
         port: u16,
         h: Health,
     ) -> Health {
-        let k = (service, addr, service.port_or_own(port));
+        let k = (service, IpAddr::V4(addr), service.port_or_own(port));
         let old = match h {
             Health::Up => self.dests.remove(&k),
             h => self.dests.insert(k, h),
@@ -77,10 +77,10 @@ impl HealthOverlay {
                 let present = svc
                     .dests
                     .iter()
-                    .any(|d| d.addr == *s.addr.ip() && d.port == s.addr.port());
+                    .any(|d| d.addr == IpAddr::V4(*s.addr.ip()) && d.port == s.addr.port());
                 if (s.active || s.inhibit) && !present {
                     svc.dests.push(DestConfig {
-                        addr: *s.addr.ip(),
+                        addr: IpAddr::V4(*s.addr.ip()),
                         port: s.addr.port(),
                         weight: u32::from(s.active),
                         forward: forward.unwrap_or_else(|| Forward::tunnel(Default::default())),

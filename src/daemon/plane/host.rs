@@ -220,7 +220,8 @@ mod tests {
     use super::*;
     use crate::director::conn::Timeouts;
     use crate::director::Registry;
-    use crate::model::{DestConfig, Forward, Protocol, ServiceConfig, ServiceKey, ServiceSet};
+    use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+    use crate::model::{Forward, Protocol};
 
     fn service(vip: [u8; 4], port: u16, weights: &[u32]) -> ServiceConfig {
         let key = ServiceKey {

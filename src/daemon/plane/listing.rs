@@ -2,7 +2,7 @@
 //! every connection, NAT flow, S-NAT mapping and persistence template. And the rate ticker.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use super::ControlPlane;
@@ -68,15 +68,14 @@ impl ControlPlane {
         let mut listing = Listing::from_set(&set);
         for svc in &mut listing.services {
             let key = svc.config.key;
-            let Some(live) = snap.service(key.proto, key.vip, key.port) else {
+            let Some(live) = snap.service_of(&key) else {
                 continue;
             };
             for d in &mut svc.dests {
-                let found = live
-                    .sched_dests
-                    .iter()
-                    .zip(&live.dest_ids)
-                    .find(|(s, _)| s.addr == d.config.addr && s.port == d.config.port);
+                let found =
+                    live.sched_dests.iter().zip(&live.dest_ids).find(|(s, _)| {
+                        IpAddr::V4(s.addr) == d.config.addr && s.port == d.config.port
+                    });
                 if let Some((sd, id)) = found {
                     d.active_conns = sd.state.active();
                     d.inactive_conns = sd.state.inactive();
@@ -345,7 +344,7 @@ impl ConnChunks {
             if m.expires <= now {
                 continue;
             }
-            let addr = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p);
+            let addr = |(a, p): (Ipv4Addr, u16)| SocketAddrV4::new(a, p).into();
             self.pending.push_back(ConnEntry {
                 proto,
                 expires_secs: (m.expires - now).as_secs() as u32,
@@ -364,9 +363,9 @@ impl ConnChunks {
                 proto,
                 expires_secs: expires.saturating_since(now).as_secs() as u32,
                 state: "NONE".to_string(),
-                client: SocketAddrV4::new(k.caddr, 0),
-                vip: SocketAddrV4::new(k.vaddr, k.vport),
-                dest: self.dest_addr(dest),
+                client: SocketAddrV4::new(k.caddr, 0).into(),
+                vip: SocketAddrV4::new(k.vaddr, k.vport).into(),
+                dest: self.dest_addr(dest).into(),
             });
         }
     }
@@ -395,8 +394,8 @@ fn conn_entry(k: &ConnKey, c: &Conn, dest: SocketAddrV4, now: Instant) -> Option
         proto,
         expires_secs: (c.expires() - now).as_secs() as u32,
         state: c.state.as_str().to_string(),
-        client: SocketAddrV4::new(k.caddr, k.cport),
-        vip: SocketAddrV4::new(k.vaddr, k.vport),
-        dest,
+        client: SocketAddrV4::new(k.caddr, k.cport).into(),
+        vip: SocketAddrV4::new(k.vaddr, k.vport).into(),
+        dest: dest.into(),
     })
 }

@@ -58,7 +58,7 @@ impl ControlPlane {
         let snap = self.shared.snapshot();
         for svc in &configured.services {
             let key = svc.key;
-            let live = snap.service(key.proto, key.vip, key.port);
+            let live = snap.service_of(&key);
             for d in &svc.dests {
                 let port = d.port_in(key);
                 let health = overlay.get(&(key, d.addr, port));
@@ -66,7 +66,7 @@ impl ControlPlane {
                     l.sched_dests
                         .iter()
                         .zip(&l.dest_ids)
-                        .find(|(s, _)| s.addr == d.addr && s.port == d.port)
+                        .find(|(s, _)| std::net::IpAddr::V4(s.addr) == d.addr && s.port == d.port)
                 });
                 let mut b = Backend {
                     service: key,

@@ -44,7 +44,7 @@ use crate::director::nat::ReplyRouting;
 use crate::director::route::RouteTable;
 use crate::director::snat::{SnatRouting, SnatRules};
 use crate::director::stats::StatsBook;
-use crate::director::table::BuildError;
+use crate::director::table::{ipv4_table, BuildError, Ipv6NotForwarded};
 use crate::director::{Director, Registry, Shared};
 use crate::health::config::HealthConfig;
 use crate::model::ServiceSet;
@@ -140,6 +140,9 @@ pub enum PlaneError {
     /// The table could not be turned into a snapshot.
     #[error(transparent)]
     Table(#[from] BuildError),
+    /// A service with an IPv6 VIP or real server: the data path forwards IPv4 only for now.
+    #[error(transparent)]
+    Ipv6(#[from] Ipv6NotForwarded),
     /// An S-NAT public address is also a VIP.
     #[error("S-NAT address {0} is also a VIP")]
     SnatIsVip(Ipv4Addr),
@@ -269,8 +272,12 @@ impl ControlPlane {
         set: ServiceSet,
         timeouts: Timeouts,
     ) -> Result<(), PlaneError> {
-        Self::check_new_servers(&st.set, &set)?;
+        // IPv6 stops here, before anything is checked or published (all or nothing).
+        let (new4, _) = ipv4_table(&set, &[])?;
+        let old4 = ipv4_table(&st.set, &[]).map(|t| t.0).unwrap_or_default();
+        Self::check_new_servers(&old4, &new4)?;
         let (table, held) = st.health.apply(&set);
+        let (table, held) = ipv4_table(&table, &held)?;
         // A changed mh table remembers when (second chance, `--second-chance-window`).
         st.registry.now = self.clock.now();
         let mut snap = st
@@ -291,7 +298,10 @@ impl ControlPlane {
 
     /// Refuses real servers the data path could not reach, before anything is published:
     /// DR servers must be on a directly connected network.
-    fn check_new_servers(old: &ServiceSet, new: &ServiceSet) -> Result<(), DrServerError> {
+    fn check_new_servers(
+        old: &crate::model::v4::ServiceSet,
+        new: &crate::model::v4::ServiceSet,
+    ) -> Result<(), DrServerError> {
         resolver::check_new_dr_servers(old, new)
     }
 

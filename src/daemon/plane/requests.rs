@@ -108,7 +108,11 @@ impl ControlPlane {
         let ids: Vec<DestId> = snap
             .services()
             .into_iter()
-            .filter(|s| which.iter().any(|w| w.is_none_or(|k| k == s.config.key)))
+            .filter(|s| {
+                which
+                    .iter()
+                    .any(|w| w.is_none_or(|k| k == s.config.key.widen()))
+            })
             .flat_map(|s| s.dest_ids.iter().copied())
             .collect();
         if let Ok(mut book) = self.stats.lock() {

@@ -106,12 +106,12 @@ fn config_reports_the_running_settings() {
 #[test]
 fn health_edits_match_a_real_server_stored_with_port_zero() {
     let key = ServiceKey {
-        vip: Ipv4Addr::new(10, 100, 0, 100),
+        vip: Ipv4Addr::new(10, 100, 0, 100).into(),
         port: 80,
         proto: Protocol::Tcp,
     };
     let dest = |last: u8, port: u16, forward: Forward| DestConfig {
-        addr: Ipv4Addr::new(10, 3, 0, last),
+        addr: Ipv4Addr::new(10, 3, 0, last).into(),
         port,
         weight: 1,
         forward,
@@ -155,12 +155,12 @@ fn health_edits_match_a_real_server_stored_with_port_zero() {
     );
     let (out, held) = overlay.apply(&set);
     assert!(held.is_empty(), "expire_nodest_conn holds nothing");
-    let left: Vec<(Ipv4Addr, u32)> = out.services[0]
+    let left: Vec<(std::net::IpAddr, u32)> = out.services[0]
         .dests
         .iter()
         .map(|d| (d.addr, d.weight))
         .collect();
-    assert_eq!(left, [(rip(13), 0), (rip(15), 3)]);
+    assert_eq!(left, [(rip(13).into(), 0), (rip(15).into(), 3)]);
     // Up again under the other spelling of the port restores the configured table.
     assert_eq!(overlay.set_dest(key, rip(12), 0, Health::Up), Health::Down);
     assert_eq!(
@@ -335,4 +335,36 @@ fn the_connection_listing_is_streamed_in_chunks() {
         plane.answer(Request::List),
         Answer::One(Response::Listing(_))
     ));
+}
+
+/// The data path's IPv4 boundary: an IPv6 service (or an IPv6 real server of an IPv4 one) is
+/// refused with its name and nothing of the batch is applied.
+#[test]
+fn ipv6_services_are_refused_at_the_data_path_boundary() {
+    let plane = plane(None);
+    let args =
+        |l: &str| -> Vec<std::ffi::OsString> { l.split_whitespace().map(Into::into).collect() };
+    let edit = |l: &str| {
+        crate::control::adm::parse(&args(l))
+            .expect(l)
+            .edit()
+            .cloned()
+            .expect(l)
+    };
+    let before = plane.config_toml().expect("config");
+    assert_eq!(
+        plane.handle(Request::Apply(vec![edit("-A -t [2001:db8::1]:80 -s rr")])),
+        Response::error("TCP [2001:db8::1]:80: this director does not forward IPv6 yet")
+    );
+    // All or nothing: the IPv4 service of the batch is not applied either.
+    assert_eq!(
+        plane.handle(Request::Apply(vec![
+            edit("-A -t 10.0.0.1:80 -s rr"),
+            edit("-a -t 10.0.0.1:80 -r [2001:db8::10] -i"),
+        ])),
+        Response::error(
+            "TCP 10.0.0.1:80: this director does not forward IPv6 yet (real server 2001:db8::10)"
+        )
+    );
+    assert_eq!(plane.config_toml().expect("config"), before);
 }

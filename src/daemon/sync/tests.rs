@@ -319,9 +319,8 @@ mod directors {
     use crate::director::conn::Timeouts as ConnTimeouts;
     use crate::director::{Director, DirectorConfig, Registry, Shared};
     use crate::encap::TunnelType;
-    use crate::model::{
-        DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-    };
+    use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+    use crate::model::{Forward, Protocol, SchedulerKind};
     use crate::wire::testing::tcp_packet;
 
     const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);

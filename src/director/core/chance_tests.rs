@@ -8,9 +8,8 @@ use crate::director::testkit::Lab;
 use crate::director::{DirectorConfig, Verdict};
 use crate::encap::chance::{self, SecondChance};
 use crate::encap::TunnelType;
-use crate::model::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-};
+use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 use crate::time::{Duration, Instant};
 use crate::wire::testing::tcp_packet;
 

@@ -9,10 +9,8 @@ use crate::director::conn::{ConnKey, ConnState, SyncRecord, KEY_TEMPLATE};
 use crate::director::testkit::Lab;
 use crate::director::{DirectorConfig, DropReason, Verdict};
 use crate::encap::TunnelType;
-use crate::model::{
-    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-    ServiceSet,
-};
+use crate::model::v4::{DestConfig, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 use crate::time::{Duration, Instant};
 use crate::wire::testing::{tcp_packet, udp_packet};
 

@@ -9,10 +9,8 @@ use crate::director::stats::{EncapError, EncapKind};
 use crate::director::testkit::Lab;
 use crate::director::{DirectorConfig, DropReason, Verdict, MAX_FRAGMENTS};
 use crate::encap::{self, TunnelType};
-use crate::model::{
-    DestConfig, Forward, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
-    ServiceSet,
-};
+use crate::model::v4::{DestConfig, Persistence, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 use crate::time::{Duration, Instant};
 use crate::wire::testing::{icmp_error, ipv4_packet, tcp_packet, udp_packet};
 use crate::wire::{Ipv4Packet, TcpPacket};

@@ -12,9 +12,8 @@ use super::tx::frames::FrameQueue;
 use crate::director::stats::{BatchHistogram, EncapKind};
 use crate::director::{Encap, Ether};
 use crate::encap::{self, IdentSeq, MAX_OUTER_HEADER};
-use crate::model::{
-    DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-};
+use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+use crate::model::{Forward, Protocol, SchedulerKind};
 use crate::sys::neigh::{NeighEvents, Netlink};
 use crate::sys::packet::LinkDst;
 use crate::sys::testing::{in_new_netns, ip, udp_packet};

@@ -83,9 +83,8 @@ mod tests {
     use crate::director::conn::Timeouts;
     use crate::director::{Director, DirectorConfig, Registry, Shared, Snapshot};
     use crate::encap::TunnelType;
-    use crate::model::{
-        DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-    };
+    use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+    use crate::model::{Forward, Protocol, SchedulerKind};
     use crate::time::Instant;
     use crate::wire::testing::{tcp_packet, udp_packet};
     use crate::wire::Ipv4Packet;

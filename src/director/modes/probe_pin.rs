@@ -87,9 +87,8 @@ mod tests {
     use crate::director::{Director, Snapshot};
     use crate::director::{DirectorConfig, Registry, Shared};
     use crate::encap::TunnelType;
-    use crate::model::{
-        DestConfig, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
-    };
+    use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
+    use crate::model::{Protocol, SchedulerKind};
     use crate::time::{Duration, Instant};
     use crate::wire::testing::tcp_packet;
     use std::sync::Arc;

@@ -658,7 +658,7 @@ fn adm_lists_connections_streamed_or_from_an_older_director() {
         proto: Protocol::Tcp,
         expires_secs: 899,
         state: state.into(),
-        client: std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port),
+        client: std::net::SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port).into(),
         vip: "192.168.150.100:80".parse().unwrap(),
         dest: "192.168.150.12:80".parse().unwrap(),
     };
