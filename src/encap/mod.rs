@@ -72,7 +72,7 @@ impl Family {
     pub fn of(packet: &[u8]) -> Option<Family> {
         match packet.first().map(|b| b >> 4) {
             Some(4) if packet.len() >= wire::ipv4::HEADER_LEN => Some(Family::Ipv4),
-            Some(6) if packet.len() >= outer6::HEADER_LEN => Some(Family::Ipv6),
+            Some(6) if packet.len() >= wire::ipv6::HEADER_LEN => Some(Family::Ipv6),
             _ => None,
         }
     }
@@ -82,7 +82,7 @@ impl Family {
     pub const fn ip_protocol(self) -> u8 {
         match self {
             Family::Ipv4 => IpProtocol::IPIP,
-            Family::Ipv6 => outer6::next_header::IPV6,
+            Family::Ipv6 => IpProtocol::IPV6,
         }
     }
 
@@ -365,7 +365,7 @@ pub fn build_outer_chance(
         // An IPv6 packet is never fragmented on the way: DF, unless it is no longer than the
         // IPv6 minimum MTU, which the tunnel must carry whatever its own MTU (RFC 2473 §7.1).
         Family::Ipv6 => (
-            outer6::traffic_class(inner[0], inner[1]),
+            wire::Ipv6Packet::new_unchecked(inner).traffic_class(),
             inner.len() > IPV6_MIN_MTU as usize,
         ),
     };
@@ -653,10 +653,10 @@ pub(crate) fn inner_at(
         }
         Family::Ipv6 => {
             let plen = match rest.get(4..6) {
-                Some(b) if rest.len() >= outer6::HEADER_LEN => u16::from_be_bytes([b[0], b[1]]),
+                Some(b) if rest.len() >= wire::ipv6::HEADER_LEN => u16::from_be_bytes([b[0], b[1]]),
                 _ => return Err(StripError::InnerMalformed),
             };
-            let len = outer6::HEADER_LEN + plen as usize;
+            let len = wire::ipv6::HEADER_LEN + plen as usize;
             if plen == 0 || len > rest.len() {
                 return Err(StripError::InnerMalformed);
             }

@@ -31,12 +31,16 @@ use core::num::NonZeroU32;
 use core::ops::Range;
 use std::net::Ipv6Addr;
 
-use super::outer6::{self, FRAG_HEADER_LEN, HEADER_LEN};
+use super::outer6;
 use super::{
     auth, gre, gue, inner_at, ipip, offset, overhead_full, BuildError, Family, FragmentError,
     GreChecksum, Inner, StripError, Tail, Tunnel, TunnelType, IPV6_MIN_MTU, MAX_OUTER_HEADER,
 };
+use crate::wire::ipv6::{Ipv6Packet, Ipv6Repr, HEADER_LEN};
 use crate::wire::{self, checksum, IpProtocol, Ipv4Packet, UdpPacket};
+
+/// Length of the fragment header (RFC 8200 §4.5).
+const FRAG_HEADER_LEN: usize = 8;
 
 /// The family of the outer header (the underlay).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -145,7 +149,7 @@ pub fn build_outer6(
     let tc = match (p.traffic_class, family) {
         (TrafficClass::Fixed(tc), _) => tc,
         (TrafficClass::CopyInner, Family::Ipv4) => inner[1],
-        (TrafficClass::CopyInner, Family::Ipv6) => outer6::traffic_class(inner[0], inner[1]),
+        (TrafficClass::CopyInner, Family::Ipv6) => Ipv6Packet::new_unchecked(inner).traffic_class(),
     };
     let seal = seal.filter(|_| matches!(p.tunnel, Tunnel::Gue { .. }));
     let hdr_len = overhead6(&p.tunnel, seal.is_some());
@@ -154,16 +158,17 @@ pub fn build_outer6(
         return Err(BuildError::TooBig);
     }
     let proto = super::outer_protocol(&p.tunnel, family);
-    outer6::emit(
-        &mut out[..],
-        p.src,
-        p.dst,
-        proto,
-        payload_len as u16,
-        p.hop_limit,
-        tc,
-        flow_label(p.flow_hash),
-    );
+    Ipv6Repr {
+        src: p.src,
+        dst: p.dst,
+        next_header: proto,
+        hop_limit: p.hop_limit,
+        traffic_class: tc,
+        flow_label: flow_label(p.flow_hash),
+        payload_len,
+    }
+    .emit(&mut out[..])
+    .map_err(|_| BuildError::TooBig)?;
     let udp_csum = match p.tunnel {
         Tunnel::Gue { csum, .. } => csum || p.udp_zero == Udp6Zero::Never,
         _ => false,
@@ -177,7 +182,7 @@ pub fn build_outer6(
         flow_hash: p.flow_hash,
         udp_len: payload_len as u16,
         udp_pseudo: udp_csum
-            .then(|| outer6::pseudo_header(p.src, p.dst, IpProtocol::UDP, payload_len as u32)),
+            .then(|| checksum::pseudo_header_v6(p.src, p.dst, IpProtocol::UDP, payload_len as u32)),
     };
     tail.emit(&mut out[HEADER_LEN..], inner)?;
     Ok(hdr_len)
@@ -258,7 +263,7 @@ pub fn strip_payload6(
                 }
             } else {
                 let sum = checksum::combine(&[
-                    outer6::pseudo_header(src, dst, IpProtocol::UDP, payload.len() as u32),
+                    checksum::pseudo_header_v6(src, dst, IpProtocol::UDP, payload.len() as u32),
                     checksum::data(payload),
                 ]);
                 if sum != 0xffff {
@@ -297,7 +302,7 @@ pub fn fragment6<'a>(
     if outer[0] >> 4 != 6 || HEADER_LEN + plen != outer.len() + inner.len() {
         return Err(FragmentError::BadHeader);
     }
-    if outer[6] == outer6::next_header::FRAGMENT {
+    if outer[6] == IpProtocol::IPV6_FRAG {
         return Err(FragmentError::AlreadyFragment);
     }
     let may = match Family::of(inner) {
@@ -361,8 +366,9 @@ impl Iterator for Fragments6<'_> {
         let len = HEADER_LEN + FRAG_HEADER_LEN + tunnel.len();
         header[..HEADER_LEN].copy_from_slice(&self.outer[..HEADER_LEN]);
         let next_header = self.outer[6];
-        header[6] = outer6::next_header::FRAGMENT;
-        outer6::set_payload_len(&mut header, (FRAG_HEADER_LEN + end - start) as u16);
+        let mut h = Ipv6Packet::new_unchecked(&mut header[..HEADER_LEN]);
+        h.set_next_header(IpProtocol::IPV6_FRAG);
+        h.set_payload_len((FRAG_HEADER_LEN + end - start) as u16);
         let f = &mut header[HEADER_LEN..HEADER_LEN + FRAG_HEADER_LEN];
         f[0] = next_header;
         f[1] = 0;
@@ -607,7 +613,7 @@ mod tests {
         };
         let mut out = [0u8; MAX_OUTER_HEADER];
         build_outer6(&p, &INNER, None, &mut out).unwrap();
-        assert_eq!(outer6::traffic_class(out[0], out[1]), 0x20);
+        assert_eq!(Ipv6Packet::new_unchecked(&out[..40]).traffic_class(), 0x20);
         assert_eq!(flow_label(0), 1);
         assert_eq!(flow_label(0x0010_0001), 1);
         assert!((0..10_000u32).all(|h| {

@@ -283,6 +283,72 @@ fn agent_filter() -> Seeds {
             ),
         ),
     ]
+    .into_iter()
+    .chain(agent_filter6(&inner, gue))
+    .collect()
+}
+
+/// The IPv6-underlay seeds of `agent_filter` (selector bit 3): ip6ip6, 4in6, GRE and GUE
+/// over IPv6 from the allowed /64, and one from outside it.
+fn agent_filter6(inner4: &[u8], gue: Tunnel) -> Seeds {
+    use crate::encap::{build_outer6, OuterParams6, TrafficClass, Udp6Zero, OUTER_TTL};
+    use std::net::Ipv6Addr;
+
+    let mut inner6 = Vec::new();
+    etherparse::PacketBuilder::ipv6(
+        [0x20, 1, 0xd, 0xb8, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7],
+        [0x20, 1, 0xd, 0xb8, 0, 0x64, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+        63,
+    )
+    .udp(40000, 53)
+    .write(&mut inner6, b"ping six")
+    .unwrap();
+    let me: Ipv6Addr = "2001:db8:3::10".parse().unwrap();
+    let input = |sel: u8, src: Ipv6Addr, tunnel: Tunnel, inner: &[u8]| {
+        let p = OuterParams6 {
+            src,
+            dst: me,
+            tunnel,
+            flow_hash: 5,
+            hop_limit: OUTER_TTL,
+            traffic_class: TrafficClass::CopyInner,
+            udp_zero: Udp6Zero::Never,
+        };
+        let mut hdr = [0u8; MAX_OUTER_HEADER];
+        let n = build_outer6(&p, inner, None, &mut hdr).unwrap();
+        // What the AF_INET6 socket returns: after the IPv6 header, and for GUE after UDP.
+        let skip = if matches!(tunnel, Tunnel::Gue { .. }) {
+            48
+        } else {
+            40
+        };
+        let mut out = vec![sel];
+        out.extend_from_slice(&src.octets());
+        out.extend_from_slice(&hdr[skip..n]);
+        out.extend_from_slice(inner);
+        out
+    };
+    let d: Ipv6Addr = "2001:db8:3::1".parse().unwrap();
+    let gre = Tunnel::Gre {
+        key: Some(42),
+        csum: true,
+    };
+    vec![
+        ("seed6_ip6ip6", input(8 | 16, d, Tunnel::Ipip, &inner6)),
+        ("seed6_4in6", input(8, d, Tunnel::Ipip, inner4)),
+        ("seed6_gre_key", input(8 | 2, d, gre, &inner6)),
+        ("seed6_gue", input(8 | 3, d, gue, &inner6)),
+        ("seed6_gue_inner4", input(8 | 3, d, gue, inner4)),
+        (
+            "seed6_not_allowed",
+            input(
+                8 | 16,
+                "2001:db8:4::1".parse().unwrap(),
+                Tunnel::Ipip,
+                &inner6,
+            ),
+        ),
+    ]
 }
 
 fn control_request() -> Seeds {

@@ -1,19 +1,20 @@
-//! What the agent accepts: tunnel packets from an allowed director, carrying an IPv4 packet for
-//! one of its VIPs (and, with `--vip-ports`, a protocol and port that VIP lists:
+//! What the agent accepts: tunnel packets from an allowed director (over an IPv4 or an IPv6
+//! underlay), carrying an IPv4 or IPv6 packet for one of its VIPs (and, with `--vip-ports`, a protocol and port that VIP lists:
 //! [`super::ports`]); or, for a gateway ([`Filter::gateway`]), carrying a packet whose source
 //! is inside the prefixes routed to the peer that sent it. With tunnel keys
 //! ([`Filter::with_keys`]) a GUE packet must also carry a valid MAC and a fresh sequence
 //! number ([`crate::encap::auth`]). Plain logic over byte slices, no IO.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::merged;
 use super::ports::{PortDrop, VipPorts};
 use crate::encap::auth::{AuthError, Keyring, OpenError};
-use crate::encap::{self, GreChecksum, StripError, TunnelType};
+use crate::encap::{self, Family, GreChecksum, StripError, TunnelType, Udp6Zero};
+use crate::wire::Ipv6Packet;
 
 /// Why the agent dropped a received packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +63,7 @@ impl AgentDrop {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllowList {
     nets: Vec<Ipv4Net>,
+    nets6: Vec<Ipv6Net>,
 }
 
 impl AllowList {
@@ -69,12 +71,38 @@ impl AllowList {
     pub fn new(nets: &[Ipv4Net]) -> AllowList {
         AllowList {
             nets: nets.iter().map(Ipv4Net::trunc).collect(),
+            nets6: Vec::new(),
         }
+    }
+
+    /// An allow-list of networks of either family (an IPv6 director is a `/128`).
+    pub fn of(nets: &[IpNet]) -> AllowList {
+        let mut a = AllowList::new(&[]);
+        for n in nets {
+            match n.trunc() {
+                IpNet::V4(n) => a.nets.push(n),
+                IpNet::V6(n) => a.nets6.push(n),
+            }
+        }
+        a
     }
 
     /// Whether `addr` is inside one of the networks.
     pub fn contains(&self, addr: Ipv4Addr) -> bool {
         self.nets.iter().any(|n| n.contains(&addr))
+    }
+
+    /// Whether the IPv6 `addr` is inside one of the networks.
+    pub fn contains6(&self, addr: Ipv6Addr) -> bool {
+        self.nets6.iter().any(|n| n.contains(&addr))
+    }
+
+    /// Whether `addr`, of either family, is inside one of the networks.
+    pub fn contains_ip(&self, addr: IpAddr) -> bool {
+        match addr {
+            IpAddr::V4(a) => self.contains(a),
+            IpAddr::V6(a) => self.contains6(a),
+        }
     }
 }
 
@@ -93,8 +121,8 @@ pub struct GatewayPeer {
 /// What the inner packet must be.
 #[derive(Clone, Debug)]
 enum Inner {
-    /// Addressed to one of these VIPs (sorted): a real server.
-    Vips(Vec<Ipv4Addr>),
+    /// Addressed to one of these VIPs (each list sorted): a real server.
+    Vips(Vec<Ipv4Addr>, Vec<Ipv6Addr>),
     /// From a prefix behind the peer that sent it, to anywhere: a gateway.
     Gateway(Vec<GatewayPeer>),
 }
@@ -131,11 +159,21 @@ impl Filter {
         vips.dedup();
         Filter {
             allow,
-            inner: Inner::Vips(vips),
+            inner: Inner::Vips(vips, Vec::new()),
             tun,
             gre_key,
             extra: Box::default(),
         }
+    }
+
+    /// Also accepts inner IPv6 packets for these VIPs (a real server; a gateway ignores it).
+    pub fn with_vips6(mut self, vips6: &[Ipv6Addr]) -> Filter {
+        if let Inner::Vips(_, v6) = &mut self.inner {
+            v6.extend_from_slice(vips6);
+            v6.sort_unstable();
+            v6.dedup();
+        }
+        self
     }
 
     /// GUE packets must carry a MAC by one of `keys` and a fresh sequence number
@@ -198,7 +236,7 @@ impl Filter {
     fn peer(&self, src: Ipv4Addr) -> Option<&GatewayPeer> {
         match &self.inner {
             Inner::Gateway(peers) => peers.iter().find(|p| p.outer.contains(&src)),
-            Inner::Vips(_) => None,
+            Inner::Vips(..) => None,
         }
     }
 
@@ -214,7 +252,35 @@ impl Filter {
             Err(StripError::GreBadChecksum) => merged_gre(packet, self.tun, key)?,
             r => r.map_err(AgentDrop::Strip)?,
         };
-        self.check_inner(packet, stripped.inner, src)
+        self.check_inner(packet, stripped.inner, src.into())
+    }
+
+    /// Checks the payload of an outer IPv6 packet as an `AF_INET6` raw socket for
+    /// `next_header` delivers it (no IPv6 header: `src` from `msg_name`, `dst` from
+    /// `IPV6_PKTINFO`): 4 or 41 (IPIP: 4in6, ip6ip6) or 47 (GRE); see
+    /// [`encap::strip_payload6`]. Returns where the inner packet is in `payload`.
+    pub fn check_payload6(
+        &self,
+        payload: &[u8],
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        next_header: u8,
+    ) -> Result<Range<usize>, AgentDrop> {
+        if !self.allow.contains6(src) {
+            return Err(AgentDrop::NotAllowed);
+        }
+        let key = self.gre_key;
+        let inner = encap::strip_payload6(
+            payload,
+            src,
+            dst,
+            next_header,
+            self.tun,
+            key,
+            Udp6Zero::Never,
+        )
+        .map_err(AgentDrop::Strip)?;
+        self.check_inner(payload, inner.range, src.into())
     }
 
     /// Checks the payload of a UDP datagram from `src` to `dst` (this host's address it was
@@ -227,13 +293,31 @@ impl Filter {
         src: Ipv4Addr,
         dst: Ipv4Addr,
     ) -> Result<Range<usize>, AgentDrop> {
-        if !self.allow.contains(src) {
+        self.check_gue_ip(payload, src.into(), dst.into())
+    }
+
+    /// [`check_gue`](Self::check_gue) for a datagram that came over either family (an
+    /// `AF_INET6` socket receives both; an IPv4-mapped address is IPv4 here). The MAC of an
+    /// authenticated packet covers the outer addresses of the family it came over.
+    pub fn check_gue_ip(
+        &mut self,
+        payload: &[u8],
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Result<Range<usize>, AgentDrop> {
+        let (src, dst) = (src.to_canonical(), dst.to_canonical());
+        if !self.allow.contains_ip(src) {
             return Err(AgentDrop::NotAllowed);
         }
+        let addrs = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => crate::encap::auth::OuterAddrs::V4(s, d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => crate::encap::auth::OuterAddrs::V6(s, d),
+            _ => return Err(AgentDrop::NotAllowed),
+        };
         let inner = match &mut self.extra.keys {
             None => encap::strip_gue(payload).map_err(AgentDrop::Strip)?,
             Some(keys) => {
-                let after = keys.open(src, dst, payload).map_err(|e| match e {
+                let after = keys.open_from(addrs, payload).map_err(|e| match e {
                     OpenError::Strip(e) => AgentDrop::Strip(e),
                     OpenError::Auth(e) => AgentDrop::Auth(e),
                 })?;
@@ -254,32 +338,22 @@ impl Filter {
         &self,
         buf: &[u8],
         inner: Range<usize>,
-        outer_src: Ipv4Addr,
+        outer_src: IpAddr,
     ) -> Result<Range<usize>, AgentDrop> {
-        let addrs = buf
-            .get(inner.clone())
-            .and_then(|p| p.get(12..20))
-            .ok_or(AgentDrop::Strip(StripError::InnerMalformed))?;
-        // The strip functions also accept inner IPv6 (protocol 41, 0x86DD, GUE 41); the
-        // agent's VIP and prefix checks are IPv4 only for now, so IPv6 stops here.
-        if buf.get(inner.start).map(|b| b >> 4) != Some(4) {
+        let malformed = AgentDrop::Strip(StripError::InnerMalformed);
+        let bytes = buf.get(inner.clone()).ok_or(malformed)?;
+        if Family::of(bytes) == Some(Family::Ipv6) {
+            return self.check_inner6(bytes).map(|()| inner);
+        }
+        let addrs = bytes.get(12..20).ok_or(malformed)?;
+        if bytes.first().map(|b| b >> 4) != Some(4) {
             return Err(AgentDrop::Strip(StripError::InnerNotIpv4));
         }
         let src = Ipv4Addr::new(addrs[0], addrs[1], addrs[2], addrs[3]);
         let dst = Ipv4Addr::new(addrs[4], addrs[5], addrs[6], addrs[7]);
-        match &self.inner {
-            Inner::Vips(vips) => {
-                if vips.binary_search(&dst).is_err() {
-                    return Err(AgentDrop::NotVip);
-                }
-                if let Some(p) = buf.get(inner.clone()) {
-                    self.extra.ports.check(dst, p).map_err(|e| match e {
-                        PortDrop::Port => AgentDrop::PortNotAllowed,
-                        PortDrop::Protocol => AgentDrop::ProtoNotAllowed,
-                    })?;
-                }
-            }
-            Inner::Gateway(_) => {
+        match (&self.inner, outer_src) {
+            (Inner::Vips(..), _) => self.check_vip4(dst, bytes)?,
+            (Inner::Gateway(_), IpAddr::V4(outer_src)) => {
                 let ok = self
                     .peer(outer_src)
                     .is_some_and(|p| p.prefixes.iter().any(|n| n.contains(&src)));
@@ -287,8 +361,44 @@ impl Filter {
                     return Err(AgentDrop::InnerSourceNotAllowed);
                 }
             }
+            // A gateway's peers are IPv4.
+            (Inner::Gateway(_), IpAddr::V6(_)) => return Err(AgentDrop::InnerSourceNotAllowed),
         }
         Ok(inner)
+    }
+
+    /// A real server's inner IPv4 packet to `dst`: a VIP, and a port it lists.
+    fn check_vip4(&self, dst: Ipv4Addr, bytes: &[u8]) -> Result<(), AgentDrop> {
+        match &self.inner {
+            Inner::Vips(vips, _) if vips.binary_search(&dst).is_ok() => {
+                self.extra.ports.check(dst, bytes).map_err(port_drop)
+            }
+            _ => Err(AgentDrop::NotVip),
+        }
+    }
+
+    /// An inner IPv6 packet (the strip functions checked its length): a real server's must be
+    /// addressed to one of its IPv6 VIPs and a port it lists; a gateway carries IPv4 only.
+    fn check_inner6(&self, bytes: &[u8]) -> Result<(), AgentDrop> {
+        let p = Ipv6Packet::new_checked(bytes)
+            .map_err(|_| AgentDrop::Strip(StripError::InnerMalformed))?;
+        match &self.inner {
+            Inner::Vips(_, vips6) => {
+                let dst = p.dst_addr();
+                if vips6.binary_search(&dst).is_err() {
+                    return Err(AgentDrop::NotVip);
+                }
+                self.extra.ports.check(dst, bytes).map_err(port_drop)
+            }
+            Inner::Gateway(_) => Err(AgentDrop::Strip(StripError::InnerNotIpv4)),
+        }
+    }
+}
+
+fn port_drop(e: PortDrop) -> AgentDrop {
+    match e {
+        PortDrop::Port => AgentDrop::PortNotAllowed,
+        PortDrop::Protocol => AgentDrop::ProtoNotAllowed,
     }
 }
 
@@ -682,5 +792,159 @@ mod tests {
             AgentDrop::Strip(StripError::Truncated).as_str(),
             "truncated"
         );
+    }
+
+    mod ipv6 {
+        use super::*;
+        use crate::encap::{build_outer6, OuterParams6, TrafficClass, OUTER_TTL};
+        use crate::wire::ipv6::Ipv6Repr;
+        use crate::wire::IpProtocol;
+
+        const DIR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+        const RS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 10);
+        const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, 1);
+
+        /// An IPv6/UDP packet from a client to `dst`:`port` (checksum not filled in: the
+        /// filter does not read it).
+        fn inner6(dst: Ipv6Addr, port: u16) -> Vec<u8> {
+            let mut p = vec![0u8; 40 + 8 + 4];
+            Ipv6Repr {
+                src: "2001:db8:9::7".parse().unwrap(),
+                dst,
+                next_header: IpProtocol::UDP,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+                payload_len: 12,
+            }
+            .emit(&mut p)
+            .unwrap();
+            p[40..42].copy_from_slice(&40000u16.to_be_bytes());
+            p[42..44].copy_from_slice(&port.to_be_bytes());
+            p[44..46].copy_from_slice(&12u16.to_be_bytes());
+            p
+        }
+
+        fn filter6(tun: TunnelType) -> Filter {
+            let allow = AllowList::of(&[
+                "2001:db8:1::/64".parse().unwrap(),
+                "192.168.1.0/29".parse().unwrap(),
+            ]);
+            Filter::new(allow, &[VIP], tun, None).with_vips6(&[VIP6])
+        }
+
+        /// `inner` in `tun` over IPv6 from `src`: the whole packet, and where its payload
+        /// (what an AF_INET6 raw socket or the UDP socket hands) starts.
+        fn wrap6(tun: TunnelType, src: Ipv6Addr, inner: &[u8]) -> (Vec<u8>, usize) {
+            let p = OuterParams6 {
+                src,
+                dst: RS6,
+                tunnel: Tunnel::new(tun, encap::DEFAULT_GUE_PORT, false, None),
+                flow_hash: 9,
+                hop_limit: OUTER_TTL,
+                traffic_class: TrafficClass::CopyInner,
+                udp_zero: Udp6Zero::Never,
+            };
+            let mut hdr = [0u8; MAX_OUTER_HEADER];
+            let n = build_outer6(&p, inner, None, &mut hdr).unwrap();
+            ([&hdr[..n], inner].concat(), 40)
+        }
+
+        #[test]
+        fn every_tunnel_over_ipv6_with_either_inner_family_is_delivered() {
+            for tun in [TunnelType::Ipip, TunnelType::Gre, TunnelType::Gue] {
+                for inner in [inner6(VIP6, 80), super::inner(VIP)] {
+                    let (pkt, at) = wrap6(tun, DIR6, &inner);
+                    let payload = &pkt[at..];
+                    let r = match tun {
+                        TunnelType::Gue => {
+                            let udp = &payload[8..];
+                            let r = filter6(tun)
+                                .check_gue_ip(udp, DIR6.into(), RS6.into())
+                                .unwrap();
+                            assert_eq!(&udp[r.clone()], &inner[..], "{tun}");
+                            continue;
+                        }
+                        _ => filter6(tun)
+                            .check_payload6(payload, DIR6, RS6, pkt[6])
+                            .unwrap(),
+                    };
+                    assert_eq!(&payload[r], &inner[..], "{tun}");
+                }
+            }
+        }
+
+        #[test]
+        fn ipv6_inner_over_ipv4_is_delivered_sit_gre_and_gue() {
+            let inner = inner6(VIP6, 80);
+            for tun in [TunnelType::Ipip, TunnelType::Gre] {
+                let pkt = super::wrap(tun, None, DIRECTOR, &inner);
+                let r = filter6(tun).check_ip(&pkt, DIRECTOR).unwrap();
+                assert_eq!(&pkt[r], &inner[..], "{tun}");
+            }
+            let pkt = super::wrap(TunnelType::Gue, None, DIRECTOR, &inner);
+            let udp = &pkt[28..];
+            let r = filter6(TunnelType::Gue)
+                .check_gue(udp, DIRECTOR, RS)
+                .unwrap();
+            assert_eq!(&udp[r], &inner[..]);
+            // An IPv4-mapped source (an AF_INET6 socket receiving IPv4) is IPv4.
+            let mapped = IpAddr::V6(DIRECTOR.to_ipv6_mapped());
+            let r = filter6(TunnelType::Gue)
+                .check_gue_ip(udp, mapped, RS.to_ipv6_mapped().into())
+                .unwrap();
+            assert_eq!(&udp[r], &inner[..]);
+        }
+
+        #[test]
+        fn forged_sources_other_vips_and_ports_are_dropped_by_reason() {
+            let forged: Ipv6Addr = "2001:db8:2::2".parse().unwrap();
+            let (pkt, at) = wrap6(TunnelType::Ipip, forged, &inner6(VIP6, 80));
+            let f = filter6(TunnelType::Ipip);
+            let e = f.check_payload6(&pkt[at..], forged, RS6, pkt[6]);
+            assert_eq!(e, Err(AgentDrop::NotAllowed));
+            assert_eq!(e.unwrap_err().as_str(), "not_allowed");
+            let (pkt, at) = wrap6(TunnelType::Ipip, DIR6, &inner6(RS6, 80));
+            let e = f.check_payload6(&pkt[at..], DIR6, RS6, pkt[6]);
+            assert_eq!(e, Err(AgentDrop::NotVip));
+            // An IPv4 allow-list entry does not let an IPv6 director in, nor the reverse.
+            let v4only = Filter::new(
+                AllowList::new(&["192.168.1.0/29".parse().unwrap()]),
+                &[VIP],
+                TunnelType::Ipip,
+                None,
+            )
+            .with_vips6(&[VIP6]);
+            let (pkt, at) = wrap6(TunnelType::Ipip, DIR6, &inner6(VIP6, 80));
+            let e = v4only.check_payload6(&pkt[at..], DIR6, RS6, pkt[6]);
+            assert_eq!(e, Err(AgentDrop::NotAllowed));
+            // --vip-ports for an IPv6 VIP.
+            let ports = super::super::VipPorts::parse(&["[2001:db8:a::1]=udp:53".into()]).unwrap();
+            let f = filter6(TunnelType::Ipip).with_ports(ports);
+            let (pkt, at) = wrap6(TunnelType::Ipip, DIR6, &inner6(VIP6, 80));
+            let e = f.check_payload6(&pkt[at..], DIR6, RS6, pkt[6]);
+            assert_eq!(e, Err(AgentDrop::PortNotAllowed));
+            let (pkt, at) = wrap6(TunnelType::Ipip, DIR6, &inner6(VIP6, 53));
+            assert!(f.check_payload6(&pkt[at..], DIR6, RS6, pkt[6]).is_ok());
+            // Mixed families on a GUE datagram's addresses: refused.
+            let (pkt, _) = wrap6(TunnelType::Gue, DIR6, &inner6(VIP6, 80));
+            let e = filter6(TunnelType::Gue).check_gue_ip(&pkt[48..], DIR6.into(), RS.into());
+            assert_eq!(e, Err(AgentDrop::NotAllowed));
+        }
+
+        #[test]
+        fn a_gateway_refuses_inner_ipv6() {
+            let peer = GatewayPeer {
+                outer: "192.168.1.2/32".parse().unwrap(),
+                gre_key: None,
+                prefixes: vec!["198.51.100.0/24".parse().unwrap()],
+            };
+            let g = Filter::gateway(TunnelType::Ipip, vec![peer]);
+            let pkt = super::wrap(TunnelType::Ipip, None, DIRECTOR, &inner6(VIP6, 80));
+            assert_eq!(
+                g.check_ip(&pkt, DIRECTOR),
+                Err(AgentDrop::Strip(StripError::InnerNotIpv4))
+            );
+        }
     }
 }

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::filter::{Filter, GatewayPeer};
 use super::stats::AgentStats;
@@ -53,6 +53,9 @@ pub(super) fn validate(args: &AgentArgs) -> anyhow::Result<()> {
     }
     if args.allow.is_empty() {
         bail!("--gateway needs --allow: the director(s) it accepts tunnel packets from");
+    }
+    if let Some(v6) = args.allow.iter().find(|n| matches!(n, IpNet::V6(_))) {
+        bail!("--allow {v6}: a gateway's peers are IPv4");
     }
     if args.routes.is_empty() {
         bail!("--gateway needs at least one --route: the prefixes on the director's side");
@@ -87,7 +90,7 @@ pub(super) fn validate(args: &AgentArgs) -> anyhow::Result<()> {
 fn peer(args: &AgentArgs) -> Option<Ipv4Addr> {
     match (args.peer, args.allow.as_slice()) {
         (Some(p), _) => Some(p),
-        (None, [only]) if only.prefix_len() == 32 => Some(only.addr()),
+        (None, [IpNet::V4(only)]) if only.prefix_len() == 32 => Some(only.addr()),
         _ => None,
     }
 }
@@ -230,6 +233,10 @@ fn setup_and_serve(
     let peers = args
         .allow
         .iter()
+        .filter_map(|n| match n {
+            IpNet::V4(n) => Some(*n),
+            IpNet::V6(_) => None,
+        })
         .map(|outer| GatewayPeer {
             outer: outer.trunc(),
             gre_key: args.gre_key,
@@ -237,12 +244,12 @@ fn setup_and_serve(
         })
         .collect();
     let mut filter = Filter::gateway(encap, peers);
-    let show = |nets: &[Ipv4Net]| {
+    fn show<T: std::fmt::Display>(nets: &[T]) -> String {
         nets.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
-    };
+    }
     log::info!(
         "{LOG} gateway via {encap} ({}): from {} into {tun_name} (MTU {}) for {}; {} back to {peer}",
         rx.describe(),

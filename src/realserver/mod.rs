@@ -60,12 +60,12 @@ pub mod tunnel;
 pub use filter::{AgentDrop, AllowList, Filter};
 pub use stats::AgentStats;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use crate::encap::{TunnelType, DEFAULT_GUE_PORT};
 use crate::sys::journal::Journal;
@@ -91,9 +91,10 @@ pub enum Mode {
 /// Command line of `tunlb realserver`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct AgentArgs {
-    /// A virtual IP served here (repeat for several). Put on `lo` as a hidden /32.
+    /// A virtual IP served here, IPv4 or IPv6 (repeat for several). Put on `lo` as a hidden
+    /// /32 (or /128).
     #[arg(long = "vip", value_name = "VIP", required_unless_present_any = ["gateway", "cleanup"])]
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// How packets arrive: `tun` (tunnelled, the director's -i) or `dr` (direct routing, -g).
     #[arg(long, value_enum, default_value_t = Mode::Tun)]
     pub mode: Mode,
@@ -110,10 +111,10 @@ pub struct AgentArgs {
     /// GRE key the director sends (packets with another key, or none, are dropped).
     #[arg(long, value_name = "KEY")]
     pub gre_key: Option<u32>,
-    /// Accept tunnel packets only from these sources (address or CIDR; repeat for several;
-    /// TUN mode, required there).
-    #[arg(long = "allow", value_name = "CIDR", value_parser = parse_allow)]
-    pub allow: Vec<Ipv4Net>,
+    /// Accept tunnel packets only from these sources (IPv4 or IPv6 address or CIDR; repeat for
+    /// several; TUN mode, required there). An IPv6 director is reached over an IPv6 underlay.
+    #[arg(long = "allow", value_name = "CIDR", value_parser = parse_allow_ip)]
+    pub allow: Vec<IpNet>,
     /// Name of the TUN device decapsulated packets are written into.
     #[arg(long, value_name = "NAME", default_value = "tunlb-rs0")]
     pub tun_name: String,
@@ -180,7 +181,7 @@ pub struct AgentArgs {
     /// proto_not_allowed; ICMP errors always pass. Default: no limit.
     #[arg(long = "vip-ports", value_name = "[VIP=]RULES")]
     pub vip_ports: Vec<String>,
-    /// Accept an --allow wider than a /16 (by default refused: a wide allow-list lets most
+    /// Accept an --allow wider than a /16, or for IPv6 a /48 (by default refused: a wide allow-list lets most
     /// of the Internet pretend to be the director).
     #[arg(long)]
     pub allow_wide: bool,
@@ -194,6 +195,10 @@ pub struct AgentArgs {
 
 /// The narrowest `--allow` prefix taken without `--allow-wide`.
 pub const WIDEST_ALLOW: u8 = 16;
+
+/// The narrowest IPv6 `--allow` prefix taken without `--allow-wide`: a /48, one site's
+/// allocation (RFC 6177), as a /16 is a large IPv4 network.
+pub const WIDEST_ALLOW6: u8 = 48;
 
 /// The address on the agent's TUN device: loose reverse-path filtering (`rp_filter=2`, set on
 /// the TUN alone) drops every packet arriving on a device without an IPv4 address. A
@@ -213,12 +218,55 @@ pub(crate) fn parse_allow(s: &str) -> Result<Ipv4Net, String> {
     }
 }
 
+/// Parses `--allow` of either family: a CIDR, or a bare address meaning `/32` or `/128`.
+pub(crate) fn parse_allow_ip(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
+    }
+    match s.parse::<IpAddr>() {
+        Ok(addr) => Ok(IpNet::from(addr)),
+        Err(_) => Err(format!(
+            "{s:?} is not an IP address or CIDR (e.g. 192.0.2.1, 192.0.2.0/24 or 2001:db8::1)"
+        )),
+    }
+}
+
 impl AgentArgs {
+    /// The IPv4 VIPs.
+    pub fn vips4(&self) -> Vec<Ipv4Addr> {
+        self.vips
+            .iter()
+            .filter_map(|v| match v {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+            .collect()
+    }
+
+    /// The IPv6 VIPs.
+    pub fn vips6(&self) -> Vec<Ipv6Addr> {
+        self.vips
+            .iter()
+            .filter_map(|v| match v {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            })
+            .collect()
+    }
+
     /// Rejects combinations clap cannot: no VIP, empty allow-list, a GRE key without GRE, ...
     pub fn validate(&self) -> anyhow::Result<()> {
-        if let Some(wide) = self.allow.iter().find(|n| n.prefix_len() < WIDEST_ALLOW) {
+        let too_wide = |n: &&IpNet| match n {
+            IpNet::V4(n) => n.prefix_len() < WIDEST_ALLOW,
+            IpNet::V6(n) => n.prefix_len() < WIDEST_ALLOW6,
+        };
+        if let Some(wide) = self.allow.iter().find(too_wide) {
             if !self.allow_wide {
-                bail!("--allow {wide} is wider than a /{WIDEST_ALLOW}: most of that range could pretend to be the director; list the directors' addresses, or add --allow-wide if this is meant");
+                let limit = match wide {
+                    IpNet::V4(_) => WIDEST_ALLOW,
+                    IpNet::V6(_) => WIDEST_ALLOW6,
+                };
+                bail!("--allow {wide} is wider than a /{limit}: most of that range could pretend to be the director; list the directors' addresses, or add --allow-wide if this is meant");
             }
         }
         if self.gateway {
@@ -233,11 +281,19 @@ impl AgentArgs {
         if self.vips.is_empty() {
             bail!("at least one --vip is needed");
         }
-        if let Some(bad) = self
-            .vips
-            .iter()
-            .find(|v| v.is_unspecified() || v.is_multicast() || v.is_broadcast() || v.is_loopback())
-        {
+        let not_unicast = |v: &&IpAddr| match v {
+            IpAddr::V4(v) => {
+                v.is_unspecified() || v.is_multicast() || v.is_broadcast() || v.is_loopback()
+            }
+            IpAddr::V6(v) => {
+                v.is_unspecified()
+                    || v.is_multicast()
+                    || v.is_loopback()
+                    || v.is_unicast_link_local()
+                    || v.to_ipv4_mapped().is_some()
+            }
+        };
+        if let Some(bad) = self.vips.iter().find(not_unicast) {
             bail!("--vip {bad} is not a unicast address");
         }
         if self.mode == Mode::Dr {
@@ -407,6 +463,9 @@ fn cleanup() -> anyhow::Result<()> {
 /// (see [`stop_flag`]).
 pub fn run_until(args: &AgentArgs, stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
     args.validate()?;
+    if !args.vips6().is_empty() || args.allow.iter().any(|n| matches!(n, IpNet::V6(_))) {
+        bail!("IPv6 VIPs and IPv6 directors are checked by the agent's filter, but its IPv6 receivers and the hidden /128 on lo are not there yet: use IPv4 VIPs and directors for now");
+    }
     // The journal before any change: it refuses a second agent with the same TUN, and
     // undoes what a dead one left before this one looks at the host.
     let net = journaled_changes(args)?;
@@ -437,7 +496,7 @@ fn run_dr(
         net.set_sysctl(&conf_key(iface, "arp_ignore"), "1")?;
         net.set_sysctl(&conf_key(iface, "arp_announce"), "2")?;
     }
-    hide_vips(&mut net, &args.vips)?;
+    hide_vips(&mut net, &args.vips4())?;
     log::info!(
         "{LOG} serving {} in DR mode: hidden on lo, ARP for it ignored on {}",
         join(&args.vips),
@@ -475,7 +534,7 @@ fn run_tun(
     mut net: NetChanges,
     mut stop: impl FnMut() -> bool,
 ) -> anyhow::Result<AgentStats> {
-    hide_vips(&mut net, &args.vips)?;
+    hide_vips(&mut net, &args.vips4())?;
 
     // Virtio headers let GUE trains and kernel-merged IPIP/GRE packets in whole.
     let offload = !args.no_offload;
@@ -520,8 +579,14 @@ fn run_tun(
         allow.join(", "),
     );
 
-    let mut filter = Filter::new(AllowList::new(&args.allow), &args.vips, encap, args.gre_key)
-        .with_ports(ports::VipPorts::parse(&args.vip_ports).map_err(anyhow::Error::msg)?);
+    let mut filter = Filter::new(
+        AllowList::of(&args.allow),
+        &args.vips4(),
+        encap,
+        args.gre_key,
+    )
+    .with_vips6(&args.vips6())
+    .with_ports(ports::VipPorts::parse(&args.vip_ports).map_err(anyhow::Error::msg)?);
     if let Some(keys) = load_keyring(args, encap)? {
         filter = filter.with_keys(keys);
     }
@@ -621,7 +686,7 @@ fn hide_vips(net: &mut NetChanges, vips: &[Ipv4Addr]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn join(addrs: &[Ipv4Addr]) -> String {
+fn join<T: std::fmt::Display>(addrs: &[T]) -> String {
     addrs
         .iter()
         .map(ToString::to_string)
@@ -672,7 +737,7 @@ mod tests {
         assert_eq!(
             a.allow,
             vec![
-                "192.168.1.2/32".parse::<Ipv4Net>().unwrap(),
+                "192.168.1.2/32".parse::<IpNet>().unwrap(),
                 "192.168.2.0/24".parse().unwrap()
             ]
         );
@@ -789,5 +854,59 @@ mod tests {
         let long_name = ["--vip", "10.0.0.1", "--allow", "1.2.3.4", "--encap", "ipip"];
         let a = parse(&[&long_name[..], &["--tun-name", "a-name-too-long-for-linux"]].concat());
         assert!(a.unwrap().validate().is_err());
+    }
+
+    #[test]
+    fn ipv6_vips_allow_lists_and_vip_ports_parse() {
+        let a = parse(&[
+            "--vip",
+            "2001:db8:a::1",
+            "--vip",
+            "10.0.0.100",
+            "--encap",
+            "gue",
+            "--allow",
+            "2001:db8:1::2",
+            "--allow",
+            "2001:db8:2::/56",
+            "--vip-ports",
+            "[2001:db8:a::1]=tcp:80",
+        ])
+        .unwrap();
+        assert_eq!(a.vips4(), [Ipv4Addr::new(10, 0, 0, 100)]);
+        assert_eq!(a.vips6(), ["2001:db8:a::1".parse::<Ipv6Addr>().unwrap()]);
+        assert_eq!(a.allow[0], "2001:db8:1::2/128".parse::<IpNet>().unwrap());
+        a.validate().unwrap();
+        // The IPv6 width rule: a /48 at most without --allow-wide.
+        let wide = |allow: &str, extra: &[&str]| {
+            let mut v = vec!["--vip", "2001:db8:a::1", "--encap", "gue", "--allow", allow];
+            v.extend_from_slice(extra);
+            parse(&v).unwrap().validate()
+        };
+        wide("2001:db8::/48", &[]).unwrap();
+        let e = wide("2001:db8::/32", &[]).unwrap_err().to_string();
+        assert!(e.contains("wider than a /48"), "{e}");
+        wide("2001:db8::/32", &["--allow-wide"]).unwrap();
+        // Not unicast, link-local, IPv4-mapped: refused as VIPs; a port list for another VIP.
+        for bad in ["::1", "ff02::1", "fe80::1", "::ffff:10.0.0.1", "::"] {
+            let v = ["--vip", bad, "--encap", "gue", "--allow", "2001:db8::1"];
+            assert!(parse(&v).unwrap().validate().is_err(), "{bad}");
+        }
+        let e = wide("2001:db8::1", &["--vip-ports", "[2001:db8:a::2]=tcp:80"]).unwrap_err();
+        assert!(e.to_string().contains("not one of the --vip"), "{e}");
+        // A gateway's peers are IPv4.
+        let g = parse(&[
+            "--gateway",
+            "--encap",
+            "gre",
+            "--allow",
+            "2001:db8::1",
+            "--route",
+            "10.9.0.0/16",
+            "--lan",
+            "10.8.0.0/16",
+        ])
+        .unwrap();
+        assert!(g.validate().is_err());
     }
 }

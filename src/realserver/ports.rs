@@ -6,15 +6,21 @@
 //! Syntax: `--vip-ports [VIP=]RULE[/RULE...]`, a RULE being `tcp:PORTS`, `udp:PORTS` or
 //! `icmp`, PORTS a comma-separated list of ports and ranges (`80,443,8000-8099`). Without
 //! `VIP=` the list is the default of every VIP that has none of its own. Examples:
-//! `--vip-ports 10.0.0.100=tcp:80,443/udp:53`, `--vip-ports tcp:80/icmp`.
+//! `--vip-ports 10.0.0.100=tcp:80,443/udp:53`, `--vip-ports tcp:80/icmp`; an IPv6 VIP in
+//! brackets (or bare): `--vip-ports [2001:db8::1]=tcp:80`. `icmp` names ICMPv6 echo for an
+//! IPv6 VIP.
 //!
 //! With a list: TCP and UDP packets must match a rule (a non-first fragment, which has no
 //! ports, follows its protocol's rule: its first fragment was checked); ICMP errors
 //! (destination unreachable, time exceeded, parameter problem: what the director forwards
 //! for a live flow, e.g. fragmentation needed) always pass; other ICMP (echo) only with
-//! `icmp`; every other protocol is dropped.
+//! `icmp`; every other protocol is dropped. For IPv6 the same, after the extension headers
+//! ([`crate::wire::ipv6_ext::walk`]; a chain it refuses is `proto_not_allowed`): ICMPv6
+//! errors (types below 128) always pass.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+
+use crate::wire::{ipv6_ext, IpProtocol, Ipv6Packet};
 use std::ops::RangeInclusive;
 
 /// Why a packet to a VIP with a port list was refused.
@@ -83,6 +89,41 @@ impl PortList {
         Ok(list)
     }
 
+    /// Checks an inner IPv6 packet: the protocol after the extension headers, then as
+    /// [`check`](Self::check).
+    pub fn check6(&self, inner: &[u8]) -> Result<(), PortDrop> {
+        let p = Ipv6Packet::new_checked(inner).map_err(|_| PortDrop::Protocol)?;
+        let chain = ipv6_ext::walk(&p).map_err(|_| PortDrop::Protocol)?;
+        let ranges = match chain.upper {
+            IpProtocol::TCP => &self.tcp,
+            IpProtocol::UDP => &self.udp,
+            IpProtocol::ICMPV6 => {
+                return match p.packet().get(chain.upper_offset) {
+                    Some(t) if *t < 128 => Ok(()),
+                    _ if self.icmp => Ok(()),
+                    _ => Err(PortDrop::Protocol),
+                };
+            }
+            _ => return Err(PortDrop::Protocol),
+        };
+        if ranges.is_empty() {
+            return Err(PortDrop::Protocol);
+        }
+        if chain.fragment.is_some_and(|f| !f.is_first()) {
+            return Ok(());
+        }
+        let at = chain.upper_offset;
+        let Some(b) = p.packet().get(at + 2..at + 4) else {
+            return Err(PortDrop::Port);
+        };
+        let port = u16::from_be_bytes([b[0], b[1]]);
+        if ranges.iter().any(|r| r.contains(&port)) {
+            Ok(())
+        } else {
+            Err(PortDrop::Port)
+        }
+    }
+
     /// Checks an inner IPv4 packet (already validated as such).
     pub fn check(&self, inner: &[u8]) -> Result<(), PortDrop> {
         let proto = inner.get(9).copied().unwrap_or(0);
@@ -124,7 +165,7 @@ impl PortList {
 /// `--vip-ports` of every VIP: their own lists, and the default one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VipPorts {
-    per_vip: Vec<(Ipv4Addr, PortList)>,
+    per_vip: Vec<(IpAddr, PortList)>,
     default: Option<PortList>,
 }
 
@@ -136,8 +177,13 @@ impl VipPorts {
         for a in args {
             match a.split_once('=') {
                 Some((vip, rules)) => {
-                    let vip: Ipv4Addr = vip.trim().parse().map_err(|_| {
-                        format!("--vip-ports {a:?}: {vip:?} is not an IPv4 address")
+                    let bare = vip.trim();
+                    let bare = bare
+                        .strip_prefix('[')
+                        .and_then(|v| v.strip_suffix(']'))
+                        .unwrap_or(bare);
+                    let vip: IpAddr = bare.parse().map_err(|_| {
+                        format!("--vip-ports {a:?}: {vip:?} is not an IP address (10.0.0.1 or [2001:db8::1])")
                     })?;
                     if out.per_vip.iter().any(|(v, _)| *v == vip) {
                         return Err(format!("--vip-ports: {vip} is given twice"));
@@ -167,25 +213,30 @@ impl VipPorts {
     }
 
     /// The VIPs named that are not among `vips`.
-    pub fn unknown_vips<'a>(&'a self, vips: &'a [Ipv4Addr]) -> impl Iterator<Item = Ipv4Addr> + 'a {
+    pub fn unknown_vips<'a, A: Copy + Into<IpAddr>>(
+        &'a self,
+        vips: &'a [A],
+    ) -> impl Iterator<Item = IpAddr> + 'a {
         self.per_vip
             .iter()
             .map(|(v, _)| *v)
-            .filter(move |v| !vips.contains(v))
+            .filter(move |v| !vips.iter().any(|&a| a.into() == *v))
     }
 
-    /// Checks an inner packet to `vip`.
+    /// Checks an inner packet to `vip` (IPv4 or IPv6, as `vip` is).
     #[inline]
-    pub fn check(&self, vip: Ipv4Addr, inner: &[u8]) -> Result<(), PortDrop> {
+    pub fn check(&self, vip: impl Into<IpAddr>, inner: &[u8]) -> Result<(), PortDrop> {
+        let vip = vip.into();
         let list = self
             .per_vip
             .iter()
             .find(|(v, _)| *v == vip)
             .map(|(_, l)| l)
             .or(self.default.as_ref());
-        match list {
-            Some(l) => l.check(inner),
-            None => Ok(()),
+        match (list, vip) {
+            (Some(l), IpAddr::V4(_)) => l.check(inner),
+            (Some(l), IpAddr::V6(_)) => l.check6(inner),
+            (None, _) => Ok(()),
         }
     }
 }
@@ -194,6 +245,7 @@ impl VipPorts {
 mod tests {
     use super::*;
     use crate::wire::testing::{tcp_packet, udp_packet};
+    use std::net::Ipv4Addr;
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
     const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
@@ -223,7 +275,10 @@ mod tests {
         }
         let v = VipPorts::parse(&["10.0.0.100=tcp:80".into(), "udp:53".into()]).unwrap();
         assert_eq!(v.unknown_vips(&[VIP]).count(), 0);
-        assert_eq!(v.unknown_vips(&[OTHER]).collect::<Vec<_>>(), vec![VIP]);
+        assert_eq!(
+            v.unknown_vips(&[OTHER]).collect::<Vec<_>>(),
+            vec![IpAddr::V4(VIP)]
+        );
         assert!(
             VipPorts::parse(&["10.0.0.100=tcp:80".into(), "10.0.0.100=tcp:81".into()]).is_err()
         );
@@ -272,5 +327,55 @@ mod tests {
         assert_eq!(v.check(VIP, &frag), Ok(()));
         frag[9] = 17;
         assert_eq!(v.check(VIP, &frag), Err(PortDrop::Protocol));
+    }
+
+    #[test]
+    fn ipv6_vips_take_the_same_rules_after_the_extension_headers() {
+        use crate::wire::ipv6::Ipv6Repr;
+        use std::net::Ipv6Addr;
+        let vip: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let v = VipPorts::parse(&["[2001:db8::1]=tcp:80".into()]).unwrap();
+        assert_eq!(v.unknown_vips(&[IpAddr::V6(vip)]).count(), 0);
+        assert!(VipPorts::parse(&["2001:db8::1=udp:53".into()]).is_ok());
+        assert!(VipPorts::parse(&["[2001:db8::g]=udp:53".into()]).is_err());
+        // IPv6 + a Destination Options header + TCP to `port`; or ICMPv6 of `ty`.
+        let pkt = |upper: u8, b2: u8, b3: u8| {
+            let mut p = vec![0u8; 40 + 8 + 20];
+            Ipv6Repr {
+                src: "2001:db8:9::7".parse().unwrap(),
+                dst: vip,
+                next_header: IpProtocol::IPV6_OPTS,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+                payload_len: 28,
+            }
+            .emit(&mut p)
+            .unwrap();
+            p[40] = upper;
+            p[48] = b2;
+            p[50] = b2;
+            p[51] = b3;
+            p
+        };
+        assert_eq!(v.check(vip, &pkt(IpProtocol::TCP, 0, 80)), Ok(()));
+        assert_eq!(
+            v.check(vip, &pkt(IpProtocol::TCP, 0, 22)),
+            Err(PortDrop::Port)
+        );
+        assert_eq!(
+            v.check(vip, &pkt(IpProtocol::UDP, 0, 80)),
+            Err(PortDrop::Protocol)
+        );
+        // ICMPv6: Packet Too Big (2) passes, echo request (128) only with icmp.
+        assert_eq!(v.check(vip, &pkt(IpProtocol::ICMPV6, 2, 0)), Ok(()));
+        assert_eq!(
+            v.check(vip, &pkt(IpProtocol::ICMPV6, 128, 0)),
+            Err(PortDrop::Protocol)
+        );
+        // A malformed chain: refused.
+        let mut bad = pkt(IpProtocol::TCP, 0, 80);
+        bad[41] = 200;
+        assert_eq!(v.check(vip, &bad), Err(PortDrop::Protocol));
     }
 }

@@ -47,7 +47,7 @@ fn send_ipip(tx: &mut RawSender, outer_src: Ipv4Addr, inner: &[u8]) {
 fn ipip_from_an_allowed_director_reaches_the_service_on_the_hidden_vip() {
     in_new_netns(|| {
         let args = AgentArgs {
-            vips: vec![VIP],
+            vips: vec![VIP.into()],
             mode: Mode::Tun,
             lan_ifs: Vec::new(),
             encap: Some(TunnelType::Ipip),
@@ -171,7 +171,7 @@ fn dr_mode_hides_the_vip_on_every_interface_and_undoes_it() {
             "link", "add", "tlbrs-v0", "type", "veth", "peer", "name", "tlbrs-v1",
         ]);
         let args = AgentArgs {
-            vips: vec![VIP],
+            vips: vec![VIP.into()],
             mode: Mode::Dr,
             lan_ifs: Vec::new(),
             encap: None,
