@@ -224,3 +224,43 @@ fn keepalived_conf_checks_remove_a_dead_real_server() {
         assert_eq!(body.trim_end(), format!("from {RS2}"));
     }
 }
+
+/// An IPv6 `virtual_ipaddress` (keepalived: a VRRPv3-over-IPv6 instance) is an error at its
+/// place from both `check-config` and `director --keepalived-conf`: ignoring it would leave the
+/// address unannounced without a word. (`timeout` bounds the director should it start anyway.)
+#[test]
+fn check_config_and_director_refuse_ipv6_vrrp_addresses() {
+    let ns = Netns::new("kconf6");
+    let file = TempPath::new(&format!("{}-v6vrrp.conf", ns.name()));
+    let text = seed_conf().replace(
+        "/24 dev eth0 label eth0:3",
+        "/24 dev eth0 label eth0:3\n        2001:db8::1/64 dev eth0",
+    );
+    std::fs::write(file.path(), text).expect("write");
+    let want = ":10:9: error: vrrp_instance VI_1: virtual_ipaddress 2001:db8::1/64: address family must match VRRP instance";
+    let out = ns.try_exec(TUNLB, &["check-config", &file.arg()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(want), "{stderr}");
+    assert!(out.stdout.is_empty(), "no table for a bad file");
+
+    let vip_line = format!("{}/24 dev eth0 label eth0:3", tun_lab::VIP);
+    let only_v6 = seed_conf().replace(&vip_line, "2001:db8::1/64 dev eth0");
+    assert_ne!(only_v6, seed_conf(), "the VIP line moved");
+    std::fs::write(file.path(), only_v6).expect("write");
+    let want = ":9:9: error: vrrp_instance VI_1: virtual_ipaddress 2001:db8::1/64: IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet";
+    for args in [
+        &["check-config", &file.arg()][..],
+        &["director", "--keepalived-conf", &file.arg()][..],
+    ] {
+        let mut full = vec!["10", TUNLB];
+        full.extend_from_slice(args);
+        let out = ns.try_exec("timeout", &full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.status.code() != Some(124),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}

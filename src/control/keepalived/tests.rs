@@ -911,3 +911,45 @@ virtual_server 10.0.0.1 80 {
         ]
     );
 }
+
+/// configs/keepalived-ipv6.conf: an IPv6 GUE service from a group range beside an IPv4 one,
+/// no warning, and the `-L -n` listing docs/ipv6.md shows (ipvsadm's IPv6 format).
+#[test]
+fn the_ipv6_sample_file_lists_as_ipvsadm() {
+    use crate::control::format::{list_table, ListFormat, Listing, PortNames};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/keepalived-ipv6.conf");
+    let conf = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        conf.warnings.is_empty(),
+        "{:?}",
+        conf.warnings
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+    );
+    let fmt = ListFormat {
+        numeric: true,
+        ..ListFormat::default()
+    };
+    let got = list_table(
+        &Listing::from_set(&conf.services),
+        &fmt,
+        &PortNames::empty(),
+    );
+    assert_eq!(
+        got.lines().collect::<Vec<_>>(),
+        [
+            "IP Virtual Server version 1.2.1 (size=4096)",
+            "Prot LocalAddress:Port Scheduler Flags",
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+            "TCP  192.0.2.100:80 wlc",
+            "  -> 10.0.2.12:80                 Tunnel  1      0          0         ",
+            "TCP  [2001:db8::1]:80 rr persistent 300 mask 64",
+            "  -> [2001:db8:0:2::12]:80        Tunnel  1      0          0         ",
+            "  -> [2001:db8:0:2::13]:80        Tunnel  1      0          0         ",
+            "TCP  [2001:db8::2]:80 rr persistent 300 mask 64",
+            "  -> [2001:db8:0:2::12]:80        Tunnel  1      0          0         ",
+            "  -> [2001:db8:0:2::13]:80        Tunnel  1      0          0         ",
+        ]
+    );
+}

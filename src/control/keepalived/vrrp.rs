@@ -83,11 +83,27 @@ const UNSUPPORTED_INSTANCE: &[&str] = &[
     "unicast_ttl",
     "virtual_routes",
     "virtual_rules",
-    "virtual_ipaddress_excluded",
     "v3_checksum_as_v2",
     "down_timer_adverts",
     "auth_hmac",
 ];
+
+/// Why an IPv6 `virtual_ipaddress` is refused: keepalived accepts it (the instance becomes
+/// VRRPv3 over IPv6); ignoring it would silently leave the address unannounced.
+const NO_IPV6_VRRP: &str = "IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet";
+
+/// Whether a `virtual_ipaddress` entry (`ADDR[/LEN]`) is IPv6 (`Some(true)`), IPv4
+/// (`Some(false)`), or not an address at all (`None`, left to [`parse_vip`]'s error).
+fn vip_is_ipv6(spec: &str) -> Option<bool> {
+    let ip = spec.split_once('/').map_or(spec, |(ip, _)| ip);
+    if ip.parse::<std::net::Ipv6Addr>().is_ok() {
+        Some(true)
+    } else if ip.parse::<Ipv4Addr>().is_ok() {
+        Some(false)
+    } else {
+        None
+    }
+}
 
 /// Where each part of the config was written, to place [`VrrpConfig::finish`]'s issues.
 #[derive(Default)]
@@ -567,6 +583,9 @@ fn instance(
     let mut priority_set = false;
     let mut state_set = false;
     let mut interface = false;
+    // The first address of `virtual_ipaddress` and whether it is IPv6: keepalived makes the
+    // instance that family and refuses the other.
+    let mut family: Option<(bool, String)> = None;
     let mut seen: Vec<&str> = Vec::new();
     for field in body {
         let kw = field.name.text.as_str();
@@ -694,7 +713,31 @@ fn instance(
             "virtual_ipaddress" => {
                 cx.no_block_args(field);
                 for line in cx.block(field) {
-                    let mut words = vec![line.name.text.as_str()];
+                    let spec = line.name.text.as_str();
+                    if let Some(v6) = vip_is_ipv6(spec) {
+                        match &family {
+                            Some((first_v6, first)) if *first_v6 != v6 => {
+                                let fam = if *first_v6 { "IPv6" } else { "IPv4" };
+                                cx.error(
+                                    line.name.at,
+                                    format!("{what}: virtual_ipaddress {spec}: address family must match VRRP instance (its first address {first} is {fam}; keepalived ignores this address, tunlb refuses it)"),
+                                );
+                                cx.no_block(line);
+                                continue;
+                            }
+                            Some(_) => {}
+                            None => family = Some((v6, spec.to_string())),
+                        }
+                        if v6 {
+                            cx.error(
+                                line.name.at,
+                                format!("{what}: virtual_ipaddress {spec}: {NO_IPV6_VRRP}"),
+                            );
+                            cx.no_block(line);
+                            continue;
+                        }
+                    }
+                    let mut words = vec![spec];
                     words.extend(line.args.iter().map(|w| w.text.as_str()));
                     match parse_vip(&words) {
                         Ok(vip) => {
@@ -861,6 +904,22 @@ fn instance(
                     field.name.at,
                     format!("{what}: {kw} ignored (tunlb does not implement it; it changes nothing it does)"),
                 );
+            }
+            "virtual_ipaddress_excluded" => {
+                cx.error(
+                    field.name.at,
+                    format!("{what}: virtual_ipaddress_excluded is not supported by tunlb"),
+                );
+                // Say it for each IPv6 address too, so that one is not taken for the only issue.
+                for line in cx.block(field) {
+                    let spec = line.name.text.as_str();
+                    if vip_is_ipv6(spec) == Some(true) {
+                        cx.error(
+                            line.name.at,
+                            format!("{what}: virtual_ipaddress_excluded {spec}: IPv6 addresses in VRRP instances are not supported yet"),
+                        );
+                    }
+                }
             }
             kw if UNSUPPORTED_INSTANCE.contains(&kw) => {
                 cx.error(

@@ -905,3 +905,66 @@ fn the_ha_pair_files_differ_only_where_they_must() {
     assert_eq!(master.vrrp.router_id.as_deref(), Some("LVS_A"));
     assert_eq!(backup.vrrp.router_id.as_deref(), Some("LVS_B"));
 }
+
+/// A keepalived.conf as an operator writes it, with IPv6 VRRP addresses: keepalived accepts
+/// them (the instance becomes VRRPv3 over IPv6), tunlb refuses each at its place rather than
+/// leave the address unannounced. An instance mixing families is refused as keepalived words it
+/// ("address family must match VRRP instance"; keepalived drops the address, tunlb refuses it).
+#[test]
+fn ipv6_vrrp_addresses_are_refused_at_their_place() {
+    let text = "\
+global_defs {
+    router_id LVS_A
+}
+vrrp_instance VI_6 {
+    state MASTER
+    interface eth0
+    virtual_router_id 61
+    priority 100
+    advert_int 1
+    virtual_ipaddress {
+        2001:db8::1/64 dev eth0
+        2001:db8::2
+        192.0.2.9/24
+    }
+}
+vrrp_instance VI_4 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        192.0.2.1/24
+        2001:db8::3/64
+    }
+    virtual_ipaddress_excluded {
+        2001:db8::4/64
+        192.0.2.5
+    }
+}
+virtual_server 192.0.2.1 80 {
+    lb_kind TUN
+    protocol TCP
+    real_server 10.3.0.12 80 {
+    }
+}
+";
+    check(
+        &errors(text),
+        &[
+            (11, 9, "vrrp_instance VI_6: virtual_ipaddress 2001:db8::1/64: IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet"),
+            (12, 9, "vrrp_instance VI_6: virtual_ipaddress 2001:db8::2: IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet"),
+            (13, 9, "vrrp_instance VI_6: virtual_ipaddress 192.0.2.9/24: address family must match VRRP instance (its first address 2001:db8::1/64 is IPv6; keepalived ignores this address, tunlb refuses it)"),
+            (21, 9, "vrrp_instance VI_4: virtual_ipaddress 2001:db8::3/64: address family must match VRRP instance (its first address 192.0.2.1/24 is IPv4; keepalived ignores this address, tunlb refuses it)"),
+            (23, 5, "vrrp_instance VI_4: virtual_ipaddress_excluded is not supported by tunlb"),
+            (24, 9, "vrrp_instance VI_4: virtual_ipaddress_excluded 2001:db8::4/64: IPv6 addresses in VRRP instances are not supported yet"),
+        ],
+    );
+    // The same from a file, as `check-config` and `director --keepalived-conf` print it.
+    let path = std::env::temp_dir().join(format!("tunlb-kv6-{}.conf", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let shown = load(&path).expect_err("IPv6 VRRP refused").to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        shown.contains("tunlb-kv6-") && shown.contains(".conf:11:9: vrrp_instance VI_6: virtual_ipaddress 2001:db8::1/64: IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet"),
+        "{shown}"
+    );
+}
