@@ -38,6 +38,7 @@ pub mod iface;
 pub mod journal;
 pub mod mcast;
 mod mmsg;
+pub mod ndp;
 pub mod neigh;
 pub mod netcfg;
 pub mod packet;
