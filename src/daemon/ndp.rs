@@ -279,3 +279,219 @@ mod tests {
         assert!(u.due(t0).is_empty());
     }
 }
+
+/// Needs root: `cargo test --lib -- --ignored daemon::ndp::root_tests --test-threads=1`.
+#[cfg(test)]
+mod root_tests {
+    use std::collections::BTreeSet;
+    use std::net::Ipv6Addr;
+    use std::process::Command;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use crate::daemon::announce::Announcer;
+    use crate::sys::iface;
+    use crate::sys::ndp::NdpSocket;
+    use crate::sys::testing::{in_new_netns, ip};
+    use crate::wire::icmpv6::{self, msg_type, parse_ndp, Ndp, NeighborAdvert, NeighborSolicit};
+    use crate::wire::{EthernetFrame, Ipv6Packet};
+
+    const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+    const OTHER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x101);
+    const PEER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
+    /// What the director side tells the peer, and back.
+    #[derive(Debug)]
+    enum Step {
+        /// Peer: your namespace's thread id, capture open.
+        PeerReady,
+        /// Director: announcing VIP from this MAC.
+        Announcing([u8; 6]),
+        /// Peer: done with the live responder; stop it.
+        StopIt,
+        /// Director: the responder is gone.
+        Stopped,
+    }
+
+    /// The advertisements for `target` the capture sees within `wait` (with their Ethernet
+    /// destination).
+    fn adverts(
+        cap: &NdpSocket,
+        target: Ipv6Addr,
+        wait: Duration,
+    ) -> Vec<(NeighborAdvert, [u8; 6])> {
+        let mut buf = [0u8; 1514];
+        let mut got = Vec::new();
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            while let Some(from) = cap.recv(&mut buf).unwrap() {
+                if from.outgoing {
+                    continue;
+                }
+                let Ok(eth) = EthernetFrame::new_checked(&buf[..from.len]) else {
+                    continue;
+                };
+                let Ok(ip6) = Ipv6Packet::new_checked(eth.payload()) else {
+                    continue;
+                };
+                if let Ok(Ndp::Advert(na)) = parse_ndp(&ip6) {
+                    if na.target == target {
+                        got.push((na, eth.dst_addr()));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        got
+    }
+
+    /// Sends a solicitation for `target` from the peer through `cap`.
+    fn solicit(cap: &NdpSocket, peer_mac: [u8; 6], target: Ipv6Addr) {
+        let mut buf = [0u8; 128];
+        let ns = NeighborSolicit::for_target(PEER, peer_mac, target);
+        let n = ns.emit_frame(peer_mac, [0; 6], &mut buf).unwrap();
+        cap.send(&buf[..n]).unwrap();
+    }
+
+    fn peer(to_dir: mpsc::Sender<(Step, u32)>, from_dir: mpsc::Receiver<Step>) {
+        crate::sys::unshare_net_namespace().expect("unshare(CLONE_NEWNET) needs root");
+        ip(&["link", "set", "lo", "up"]);
+        let link = std::fs::read_link("/proc/thread-self").unwrap();
+        let tid: u32 = link
+            .to_string_lossy()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        to_dir.send((Step::PeerReady, tid)).unwrap();
+        // The director moves ndb here; wait for it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while iface::index("ndb").is_err() {
+            assert!(Instant::now() < deadline, "ndb never arrived");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ip(&["addr", "add", "2001:db8::2/64", "dev", "ndb", "nodad"]);
+        ip(&["link", "set", "ndb", "up"]);
+        let peer_mac = iface::mac("ndb").unwrap();
+        let cap = NdpSocket::open_types(
+            iface::index("ndb").unwrap(),
+            &[msg_type::NEIGHBOR_SOLICIT, msg_type::NEIGHBOR_ADVERT],
+        )
+        .unwrap();
+        while !iface::is_running("ndb") {
+            assert!(Instant::now() < deadline, "ndb never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        to_dir.send((Step::PeerReady, tid)).unwrap();
+        let Ok(Step::Announcing(dir_mac)) = from_dir.recv() else {
+            panic!("director side failed")
+        };
+
+        // The takeover's unsolicited advertisement: to all-nodes, O set, S clear, our MAC.
+        let seen = adverts(&cap, VIP, Duration::from_millis(1500));
+        let (na, dst_mac) = seen.first().expect("an unsolicited NA at start");
+        assert_eq!(
+            (na.dst, *dst_mac),
+            (icmpv6::ALL_NODES, icmpv6::ALL_NODES_MAC)
+        );
+        assert!(na.override_ && !na.solicited);
+        assert_eq!((na.src, na.target_mac), (VIP, Some(dir_mac)));
+
+        // A solicitation crafted with the wire builders: answered to us, S and O set.
+        let mut answered = None;
+        for _ in 0..10 {
+            solicit(&cap, peer_mac, VIP);
+            answered = adverts(&cap, VIP, Duration::from_millis(300))
+                .into_iter()
+                .find(|(na, _)| na.solicited);
+            if answered.is_some() {
+                break;
+            }
+        }
+        let (na, dst_mac) = answered.expect("our NS for the VIP answered");
+        assert_eq!((na.dst, dst_mac), (PEER, peer_mac));
+        assert!(na.override_);
+        assert_eq!(na.target_mac, Some(dir_mac));
+
+        // An address not announced: silence.
+        solicit(&cap, peer_mac, OTHER);
+        assert!(adverts(&cap, OTHER, Duration::from_millis(1000)).is_empty());
+
+        // The kernel's own resolution: the neighbour entry appears with the director's MAC.
+        let mac_text = dir_mac.map(|b| format!("{b:02x}")).join(":");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let _ = Command::new("ping")
+                .args(["-6", "-c", "1", "-W", "1", "2001:db8::100"])
+                .output()
+                .unwrap();
+            let neigh = ip(&["-6", "neigh", "show", "2001:db8::100", "dev", "ndb"]);
+            if neigh.contains(&format!("lladdr {mac_text}")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no neighbour entry: {neigh:?}");
+        }
+
+        // The responder gone, nothing answers any more.
+        to_dir.send((Step::StopIt, tid)).unwrap();
+        let Ok(Step::Stopped) = from_dir.recv() else {
+            panic!("director side failed")
+        };
+        adverts(&cap, VIP, Duration::from_millis(100));
+        for _ in 0..3 {
+            solicit(&cap, peer_mac, VIP);
+            let late = adverts(&cap, VIP, Duration::from_millis(400));
+            assert!(
+                late.is_empty(),
+                "answered after the responder stopped: {late:?}"
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root (network namespaces)"]
+    fn responder_answers_solicitations_for_announced_vips_until_it_stops() {
+        in_new_netns(|| {
+            ip(&["link", "add", "nda", "type", "veth", "peer", "name", "ndb"]);
+            let (to_dir, from_peer) = mpsc::channel();
+            let (to_peer, from_dir) = mpsc::channel();
+            let peer = std::thread::spawn(move || peer(to_dir, from_dir));
+            let outcome = (|| -> Result<u64, String> {
+                let (_, tid) = from_peer.recv().map_err(|_| "peer failed to start")?;
+                ip(&["link", "set", "ndb", "netns", &tid.to_string()]);
+                ip(&["link", "set", "nda", "up"]);
+                let Ok((Step::PeerReady, _)) = from_peer.recv() else {
+                    return Err("peer failed while setting up".into());
+                };
+                let mac = iface::mac("nda").unwrap();
+                let announcer = Announcer::new();
+                let vips = BTreeSet::from([VIP]);
+                let new = announcer.set6("test", "nda", &vips).unwrap();
+                assert_eq!(new, [VIP]);
+                assert_eq!(announcer.answered_ip("nda").len(), 1);
+                to_peer
+                    .send(Step::Announcing(mac))
+                    .map_err(|_| "peer gone")?;
+                let Ok((Step::StopIt, _)) = from_peer.recv() else {
+                    return Err("peer failed while checking answers".into());
+                };
+                let replies = announcer
+                    .nd_replies
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                announcer.shutdown();
+                drop(announcer);
+                to_peer.send(Step::Stopped).map_err(|_| "peer gone")?;
+                Ok(replies)
+            })();
+            drop(to_peer);
+            drop(from_peer);
+            if let Err(panic) = peer.join() {
+                std::panic::resume_unwind(panic);
+            }
+            let replies = outcome.unwrap();
+            // Our crafted NS (at least once) and the kernel's, before the stop.
+            assert!(replies >= 2, "nd_replies {replies}");
+        });
+    }
+}

@@ -24,20 +24,29 @@ const LDB_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
 const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const RET_K: u16 = 0x06; // BPF_RET | BPF_K
 
-/// The filter: an Ethernet frame of IPv6 whose next header is ICMPv6 (58) and whose ICMPv6 type
-/// is Neighbor Solicitation (135) is passed whole; everything else is dropped in the kernel.
-pub fn ns_filter() -> [SockFilter; 8] {
-    [
+/// The filter passing an Ethernet frame of IPv6 whose next header is ICMPv6 (58) and whose
+/// ICMPv6 type is one of `types`, whole; everything else is dropped in the kernel. The
+/// responder's is `ndp_filter(&[135])` (Neighbor Solicitations only).
+pub fn ndp_filter(types: &[u8]) -> Vec<SockFilter> {
+    let n = types.len() as u8;
+    // Layout: 5 loads and tests of the headers, one test per type, drop, accept.
+    let mut f = vec![
         SockFilter::new(LDH_ABS, 0, 0, 12),
-        SockFilter::new(JEQ_K, 0, 5, u32::from(ETH_P_IPV6)),
+        SockFilter::new(JEQ_K, 0, n + 3, u32::from(ETH_P_IPV6)),
         SockFilter::new(LDB_ABS, 0, 0, 14 + 6),
-        SockFilter::new(JEQ_K, 0, 3, 58),
+        SockFilter::new(JEQ_K, 0, n + 1, 58),
         SockFilter::new(LDB_ABS, 0, 0, 14 + 40),
-        SockFilter::new(JEQ_K, 0, 1, 135),
-        SockFilter::new(RET_K, 0, 0, 0xffff),
-        SockFilter::new(RET_K, 0, 0, 0),
-    ]
+    ];
+    for (k, &t) in types.iter().enumerate() {
+        f.push(SockFilter::new(JEQ_K, n - k as u8, 0, u32::from(t)));
+    }
+    f.push(SockFilter::new(RET_K, 0, 0, 0));
+    f.push(SockFilter::new(RET_K, 0, 0, 0xffff));
+    f
 }
+
+/// ICMPv6 Neighbor Solicitation, the one type the responder's socket passes.
+const NEIGHBOR_SOLICIT: u8 = 135;
 
 /// The NDP socket of one interface.
 #[derive(Debug)]
@@ -73,9 +82,21 @@ impl NdpSocket {
     /// Opens the socket on interface `ifindex` (needs `CAP_NET_RAW`), non-blocking. The filter
     /// is attached before the socket is bound to IPv6, so nothing unfiltered is ever queued.
     pub fn open(ifindex: u32) -> io::Result<NdpSocket> {
+        Self::open_types(ifindex, &[NEIGHBOR_SOLICIT])
+    }
+
+    /// Opens a socket passing the ICMPv6 messages of `types` (tests capture advertisements
+    /// with it; `types` holds at most a few).
+    pub fn open_types(ifindex: u32, types: &[u8]) -> io::Result<NdpSocket> {
+        if types.len() > 32 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many ICMPv6 types",
+            ));
+        }
         // Protocol 0: receives nothing until bound with ETH_P_IPV6 below.
         let sock = Socket::new(Domain::PACKET, Type::RAW, Some(0.into()))?;
-        sock.attach_filter(&ns_filter())?;
+        sock.attach_filter(&ndp_filter(types))?;
         let addr = link_addr(ifindex, ETH_P_IPV6);
         // SAFETY: `addr` is a live sockaddr_ll and the length passed is its size.
         let rc = unsafe {
