@@ -6,8 +6,9 @@
 //!
 //! - [`run`](mod@run): [`DirectorArgs`] (the command line) and [`run()`](fn@run): start the
 //!   TUN, the cores, the workers and everything below, wait for signals, clean up.
-//! - [`announce`]: the VIPs' ARP responder (AF_PACKET) and gratuitous ARPs, for VRRP and
-//!   `--announce`.
+//! - [`announce`]: the VIPs' ARP and NDP responder (AF_PACKET), gratuitous ARPs and
+//!   unsolicited Neighbor Advertisements, for VRRP and `--announce`; [`ndp`]: its IPv6
+//!   decisions (which solicitation is answered, the takeover bursts).
 //! - [`vrrp`]: the VRRP driver thread (sockets, timers, scripts, ARP answers of a MASTER).
 //! - [`plane`]: the [`ControlPlane`]: `adm` requests, reloads, the host routing that follows the
 //!   table (VIP routes, tunnel routes, NAT and S-NAT policy routing), the health checkers'
@@ -17,6 +18,7 @@
 
 pub mod announce;
 pub mod ha;
+pub mod ndp;
 pub mod plane;
 pub mod run;
 pub mod sync;

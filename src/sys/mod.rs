@@ -21,6 +21,8 @@
 //! - [`iface`]: an interface's index, first IPv4 address, MAC, up/down (`ioctl`).
 //! - [`vrrp`]: the VRRP sockets of an interface (IP protocol 112, 224.0.0.18, TTL 255).
 //! - [`arp`]: the `AF_PACKET` ARP socket the VIPs' ARP responder answers through.
+//! - [`ndp`]: the `AF_PACKET` IPv6 socket (BPF: Neighbor Solicitations only, solicited-node
+//!   groups joined) the responder answers IPv6 VIPs through.
 //! - [`signal`]: SIGINT / SIGTERM / SIGHUP as a flag a run loop polls.
 //! - [`script`]: scripts run as their user in a session of their own; keepalived's
 //!   `enable_script_security` check.
@@ -38,6 +40,7 @@ pub mod iface;
 pub mod journal;
 pub mod mcast;
 mod mmsg;
+pub mod ndp;
 pub mod neigh;
 pub mod netcfg;
 pub mod packet;

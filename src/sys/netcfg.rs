@@ -21,7 +21,7 @@ use std::io;
 use std::path::Path;
 use std::process::Command;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::journal::{Journal, JournalError, Leftover};
 
@@ -212,6 +212,28 @@ pub fn neigh_key(iface: &str, name: &str) -> String {
 /// `net.ipv4.ip_forward` as a path under `/proc/sys`.
 pub const IP_FORWARD: &str = "net/ipv4/ip_forward";
 
+/// The sysctl key (path under `/proc/sys`) of `net.ipv6.conf.<iface>.<name>`.
+pub fn conf6_key(iface: &str, name: &str) -> String {
+    format!("net/ipv6/conf/{iface}/{name}")
+}
+
+/// IPv6's counterpart of [`IP_FORWARD`]: `net.ipv6.conf.all.forwarding`, which the director
+/// sets to 1 beside `ip_forward` once it routes IPv6 VIPs. Beware: with forwarding on, an
+/// interface whose `accept_ra` is 1 ignores Router Advertisements (2 keeps accepting them).
+pub const IP6_FORWARD: &str = "net/ipv6/conf/all/forwarding";
+
+/// The IPv6 settings of the director's TUN device, in the order to write them: no address
+/// generated (`addr_gen_mode` 1, none: the TUN needs no link-local address), no Router
+/// Advertisement taken, and IPv6 on (`disable_ipv6` 0), so `VIP/128 dev TUN` routes can be
+/// added even where IPv6 is disabled by default. [`NetChanges::tun_ipv6`] applies them.
+pub fn tun_ipv6_sysctls(tun: &str) -> [(String, &'static str); 3] {
+    [
+        (conf6_key(tun, "addr_gen_mode"), "1"),
+        (conf6_key(tun, "accept_ra"), "0"),
+        (conf6_key(tun, "disable_ipv6"), "0"),
+    ]
+}
+
 /// Turns `net.ipv4.ip_forward` into `net/ipv4/ip_forward`; a key with a `/` is taken as a path
 /// already (interface names may contain dots, so build those with [`conf_key`]).
 fn normalize_key(key: &str) -> String {
@@ -334,20 +356,20 @@ enum Change {
         old: String,
     },
     RouteAdded {
-        dst: Ipv4Net,
+        dst: IpNet,
         dev: String,
     },
     RouteDeleted {
-        dst: Ipv4Net,
+        dst: IpNet,
         dev: String,
     },
     TableRouteAdded {
-        dst: Ipv4Net,
+        dst: IpNet,
         dev: String,
         table: u32,
     },
     TableRouteDeleted {
-        dst: Ipv4Net,
+        dst: IpNet,
         dev: String,
         table: u32,
     },
@@ -774,6 +796,11 @@ impl<O: NetOps> NetChanges<O> {
 
     /// `ip route add DST dev DEV`.
     pub fn add_route(&mut self, dst: Ipv4Net, dev: &str) -> Result<Applied, NetError> {
+        self.add_route_ip(dst.into(), dev)
+    }
+
+    /// `ip route add DST dev DEV` for either family (an IPv6 VIP as `/128` into the TUN).
+    pub fn add_route_ip(&mut self, dst: IpNet, dev: &str) -> Result<Applied, NetError> {
         let d = dst.to_string();
         let change = Change::RouteAdded {
             dst,
@@ -786,6 +813,11 @@ impl<O: NetOps> NetChanges<O> {
 
     /// `ip route del DST dev DEV`; restoring adds it back (unless this process had added it).
     pub fn del_route(&mut self, dst: Ipv4Net, dev: &str) -> Result<Applied, NetError> {
+        self.del_route_ip(dst.into(), dev)
+    }
+
+    /// [`del_route`](Self::del_route) for either family.
+    pub fn del_route_ip(&mut self, dst: IpNet, dev: &str) -> Result<Applied, NetError> {
         let d = dst.to_string();
         let change = Change::RouteDeleted {
             dst,
@@ -800,6 +832,17 @@ impl<O: NetOps> NetChanges<O> {
     pub fn add_table_route(
         &mut self,
         dst: Ipv4Net,
+        dev: &str,
+        table: u32,
+    ) -> Result<Applied, NetError> {
+        self.add_table_route_ip(dst.into(), dev, table)
+    }
+
+    /// [`add_table_route`](Self::add_table_route) for either family (`--announce-table` with
+    /// an IPv6 VIP).
+    pub fn add_table_route_ip(
+        &mut self,
+        dst: IpNet,
         dev: &str,
         table: u32,
     ) -> Result<Applied, NetError> {
@@ -819,6 +862,16 @@ impl<O: NetOps> NetChanges<O> {
     pub fn del_table_route(
         &mut self,
         dst: Ipv4Net,
+        dev: &str,
+        table: u32,
+    ) -> Result<Applied, NetError> {
+        self.del_table_route_ip(dst.into(), dev, table)
+    }
+
+    /// [`del_table_route`](Self::del_table_route) for either family.
+    pub fn del_table_route_ip(
+        &mut self,
+        dst: IpNet,
         dev: &str,
         table: u32,
     ) -> Result<Applied, NetError> {
@@ -877,6 +930,15 @@ impl<O: NetOps> NetChanges<O> {
             old_mtu,
         };
         self.make(change, |ops| ops.ip(&args).map(|()| Applied::Changed))
+    }
+
+    /// Readies the TUN device `tun` for IPv6 VIP routes ([`tun_ipv6_sysctls`]) and turns IPv6
+    /// forwarding on ([`IP6_FORWARD`]); every change is recorded and undone like the others.
+    pub fn tun_ipv6(&mut self, tun: &str) -> Result<(), NetError> {
+        for (key, value) in tun_ipv6_sysctls(tun) {
+            self.set_sysctl(&key, value)?;
+        }
+        self.set_sysctl(IP6_FORWARD, "1").map(drop)
     }
 
     /// Undoes every recorded change, newest first. A failed step does not stop the others;
@@ -1180,6 +1242,50 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_vip_routes_and_tun_sysctls_are_undone() {
+        let ops = FakeOps::with_sysctls(&[
+            ("net/ipv6/conf/all/forwarding", "0"),
+            ("net/ipv6/conf/tun0/addr_gen_mode", "0"),
+            ("net/ipv6/conf/tun0/accept_ra", "1"),
+            ("net/ipv6/conf/tun0/disable_ipv6", "1"),
+        ]);
+        let mut nc = NetChanges::with_ops(ops);
+        let vip: IpNet = "2001:db8::100/128".parse().unwrap();
+        nc.tun_ipv6("tun0").unwrap();
+        nc.add_route_ip(vip, "tun0").unwrap();
+        nc.add_table_route_ip(vip, "tun0", 100).unwrap();
+        // Deleting what this process added only forgets the add.
+        nc.del_table_route_ip(vip, "tun0", 100).unwrap();
+        assert_eq!(nc.ops.sysctls["net/ipv6/conf/all/forwarding"], "1");
+        assert_eq!(nc.ops.sysctls["net/ipv6/conf/tun0/disable_ipv6"], "0");
+        assert_eq!(nc.len(), 5);
+        let applied = nc.ops.log.len();
+        nc.restore().unwrap();
+        assert_eq!(
+            nc.ops.log[applied..],
+            [
+                "ip route del 2001:db8::100/128 dev tun0",
+                "sysctl net/ipv6/conf/all/forwarding=0",
+                "sysctl net/ipv6/conf/tun0/disable_ipv6=1",
+                "sysctl net/ipv6/conf/tun0/accept_ra=1",
+                "sysctl net/ipv6/conf/tun0/addr_gen_mode=0",
+            ]
+        );
+        // The journal records of IPv6 routes read back (a crash's leftovers are undone).
+        for record in [
+            "route-add 2001:db8::100/128 tun0",
+            "table-route-del 2001:db8::100/128 tun0 100",
+        ] {
+            let change = Change::parse(record).expect(record);
+            assert_eq!(change.record(), record);
+        }
+        assert_eq!(
+            undo_text(&Change::parse("route-add 2001:db8::100/128 tun0").unwrap()),
+            "ip route del 2001:db8::100/128 dev tun0"
+        );
+    }
+
+    #[test]
     fn policy_rules_and_table_routes_are_undone() {
         let mut nc = NetChanges::with_ops(FakeOps::default());
         let lookup = PolicyRule {
@@ -1379,15 +1485,15 @@ mod tests {
                 old: String::new(),
             },
             Change::RouteAdded {
-                dst: net("10.0.0.1/32"),
+                dst: net("10.0.0.1/32").into(),
                 dev: "tunlb0".into(),
             },
             Change::RouteDeleted {
-                dst: net("10.0.0.0/24"),
+                dst: net("10.0.0.0/24").into(),
                 dev: "eth0".into(),
             },
             Change::TableRouteAdded {
-                dst: net("0.0.0.0/0"),
+                dst: net("0.0.0.0/0").into(),
                 dev: "tunlb0".into(),
                 table: 7461,
             },

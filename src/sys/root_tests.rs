@@ -304,3 +304,44 @@ fn arp_sockets_send_and_receive_arp_packets() {
         assert!(seen, "b saw a's gratuitous ARP");
     });
 }
+
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn ipv6_vip_routes_and_tun_sysctls_are_applied_and_undone() {
+    in_new_netns(|| {
+        let write = |key: &str, v: &str| std::fs::write(format!("/proc/sys/{key}"), v).unwrap();
+        let read = |key: &str| {
+            std::fs::read_to_string(format!("/proc/sys/{key}"))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        // A host where IPv6 is off by default: the TUN is created with it off.
+        write("net/ipv6/conf/default/disable_ipv6", "1");
+        let tun = TunDevice::create("tlb6test0", 1, 1400).unwrap();
+        let dis = super::netcfg::conf6_key(tun.name(), "disable_ipv6");
+        assert_eq!(read(&dis), "1");
+        let mut net = NetChanges::new();
+        net.tun_ipv6(tun.name()).unwrap();
+        // (Not set_link: /sys here still shows the outer namespace's devices.)
+        ip(&["link", "set", tun.name(), "up"]);
+        let vip: ipnet::IpNet = "2001:db8::100/128".parse().unwrap();
+        net.add_route_ip(vip, tun.name()).unwrap();
+        net.add_table_route_ip(vip, tun.name(), 100).unwrap();
+        assert_eq!(read(&dis), "0");
+        assert_eq!(read(super::netcfg::IP6_FORWARD), "1");
+        let main = ip(&["-6", "route", "show", "2001:db8::100"]);
+        assert!(main.contains("dev tlb6test0"), "{main}");
+        let table = ip(&["-6", "route", "show", "table", "100"]);
+        assert!(table.contains("2001:db8::100 dev tlb6test0"), "{table}");
+        // No link-local address on the TUN (addr_gen_mode none).
+        let addrs = ip(&["-6", "addr", "show", "dev", "tlb6test0"]);
+        assert!(!addrs.contains("inet6"), "{addrs}");
+
+        net.restore().unwrap();
+        assert_eq!(read(&dis), "1");
+        assert_eq!(read(super::netcfg::IP6_FORWARD), "0");
+        assert!(ip(&["-6", "route", "show", "table", "100"]).is_empty());
+        assert!(!ip(&["-6", "route", "show"]).contains("2001:db8::100"));
+    });
+}
