@@ -30,6 +30,41 @@ pub struct ArpFrom {
     pub outgoing: bool,
 }
 
+/// Reads one packet from the `AF_PACKET` socket `sock` into `buf` (for a `SOCK_RAW` socket the
+/// Ethernet header included), with its link-layer facts; `None` when none is waiting. Shared
+/// by the ARP and the NDP sockets.
+pub(crate) fn recv_link(sock: &Socket, buf: &mut [u8]) -> io::Result<Option<ArpFrom>> {
+    // SAFETY: all-zero is a valid sockaddr_ll.
+    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `buf` is writable for its length; `from` and `len` are live and `len` holds
+    // the size of `from`.
+    let n = unsafe {
+        libc::recvfrom(
+            sock.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            std::ptr::addr_of_mut!(from).cast(),
+            &mut len,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&from.sll_addr[..6]);
+    Ok(Some(ArpFrom {
+        len: n as usize,
+        mac,
+        outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
+    }))
+}
+
 fn link_addr(ifindex: u32, mac: [u8; 6]) -> libc::sockaddr_ll {
     let mut addr = [0u8; 8];
     addr[..6].copy_from_slice(&mac);
@@ -70,35 +105,7 @@ impl ArpSocket {
 
     /// Reads one ARP packet into `buf`; `None` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<ArpFrom>> {
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: `buf` is writable for its length; `from` and `len` are live and `len` holds
-        // the size of `from`.
-        let n = unsafe {
-            libc::recvfrom(
-                self.sock.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                std::ptr::addr_of_mut!(from).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
-        }
-        let mut mac = [0u8; 6];
-        mac.copy_from_slice(&from.sll_addr[..6]);
-        Ok(Some(ArpFrom {
-            len: n as usize,
-            mac,
-            outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
-        }))
+        recv_link(&self.sock, buf)
     }
 
     /// Sends `packet` (an ARP packet) in a frame to `dst_mac` (all-ones: broadcast).

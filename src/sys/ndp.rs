@@ -55,16 +55,9 @@ pub struct NdpSocket {
     ifindex: u32,
 }
 
-/// One received frame's link-layer facts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameFrom {
-    /// The frame's length (Ethernet header included).
-    pub len: usize,
-    /// The Ethernet source address.
-    pub mac: [u8; 6],
-    /// Whether this host sent it (`PACKET_OUTGOING`): never answer those.
-    pub outgoing: bool,
-}
+/// One received frame's link-layer facts (the ARP socket's, with the Ethernet header counted
+/// in `len`).
+pub type FrameFrom = super::arp::ArpFrom;
 
 fn link_addr(ifindex: u32, protocol: u16) -> libc::sockaddr_ll {
     libc::sockaddr_ll {
@@ -151,35 +144,7 @@ impl NdpSocket {
 
     /// Reads one frame (Ethernet header included) into `buf`; `None` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<FrameFrom>> {
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: `buf` is writable for its length; `from` and `len` are live and `len` holds
-        // the size of `from`.
-        let n = unsafe {
-            libc::recvfrom(
-                self.sock.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                std::ptr::addr_of_mut!(from).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
-        }
-        let mut mac = [0u8; 6];
-        mac.copy_from_slice(&from.sll_addr[..6]);
-        Ok(Some(FrameFrom {
-            len: n as usize,
-            mac,
-            outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
-        }))
+        super::arp::recv_link(&self.sock, buf)
     }
 
     /// Sends `frame`, a whole Ethernet frame (addresses and type included), on the interface.
