@@ -261,14 +261,8 @@ pub fn strip_payload6(
                 if udp_zero == Udp6Zero::Never {
                     return Err(StripError::Udp6ZeroChecksum);
                 }
-            } else {
-                let sum = checksum::combine(&[
-                    checksum::pseudo_header_v6(src, dst, IpProtocol::UDP, payload.len() as u32),
-                    checksum::data(payload),
-                ]);
-                if sum != 0xffff {
-                    return Err(StripError::BadUdpChecksum);
-                }
+            } else if !udp.verify_checksum_v6(src, dst) {
+                return Err(StripError::BadUdpChecksum);
             }
             Ok(gue::strip(udp.payload())?.offset(wire::udp::HEADER_LEN))
         }

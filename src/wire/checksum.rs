@@ -151,6 +151,16 @@ fn addr_v6_sum(a: Ipv6Addr) -> u64 {
     a.segments().iter().map(|&w| w as u64).sum()
 }
 
+/// The sum (not complemented) of an IPv6 upper-layer packet `data` (TCP, UDP, ICMPv6 header
+/// and payload) with its pseudo-header: what its checksum field verifies against (`0xffff`)
+/// or, complemented, is filled with.
+pub fn upper_layer_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, data: &[u8]) -> u16 {
+    combine(&[
+        pseudo_header_v6(src, dst, next_header, data.len() as u32),
+        self::data(data),
+    ])
+}
+
 /// New stored checksum after an IPv6 address covered by it (in a pseudo-header) changed from
 /// `old` to `new`: RFC 1624 eqn. 3 over the eight 16-bit words, so NAT66 rewrites a TCP, UDP
 /// or ICMPv6 checksum without a pass over the payload.

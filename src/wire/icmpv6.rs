@@ -170,11 +170,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     /// Whether the checksum over the IPv6 pseudo-header (`src`, `dst`, the buffer's length,
     /// next header 58) and the whole buffer is right.
     pub fn verify_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
-        let data = self.buffer.as_ref();
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, IpProtocol::ICMPV6, data.len() as u32),
-            checksum::data(data),
-        ]) == 0xffff
+        checksum::upper_layer_v6(src, dst, IpProtocol::ICMPV6, self.buffer.as_ref()) == 0xffff
     }
 
     /// The 4 bytes after the checksum, whose meaning depends on the type.
@@ -253,11 +249,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     /// Computes the checksum over the pseudo-header and the whole buffer and stores it.
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let data = self.buffer.as_ref();
-        let sum = checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, IpProtocol::ICMPV6, data.len() as u32),
-            checksum::data(data),
-        ]);
+        let sum = checksum::upper_layer_v6(src, dst, IpProtocol::ICMPV6, self.buffer.as_ref());
         self.set_checksum(!sum);
     }
 

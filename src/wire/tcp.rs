@@ -240,11 +240,7 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     /// Whether the checksum over the IPv6 pseudo-header (RFC 8200 §8.1: 32-bit length, next
     /// header 6) and the whole buffer is right.
     pub fn verify_checksum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
-        let data = self.buffer.as_ref();
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, IpProtocol::TCP, data.len() as u32),
-            checksum::data(data),
-        ]) == 0xffff
+        checksum::upper_layer_v6(src, dst, IpProtocol::TCP, self.buffer.as_ref()) == 0xffff
     }
 
     /// The MSS option's value, if the options carry a well-formed one.
@@ -378,11 +374,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
     /// Computes the checksum over the IPv6 pseudo-header and the whole buffer and stores it.
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let data = self.buffer.as_ref();
-        let sum = checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, IpProtocol::TCP, data.len() as u32),
-            checksum::data(data),
-        ]);
+        let sum = checksum::upper_layer_v6(src, dst, IpProtocol::TCP, self.buffer.as_ref());
         self.set_checksum(!sum);
     }
 

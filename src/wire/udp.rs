@@ -101,12 +101,8 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         if self.checksum() == 0 {
             return false;
         }
-        let len = self.len();
-        let data = &self.buffer.as_ref()[..len as usize];
-        checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, IpProtocol::UDP, u32::from(len)),
-            checksum::data(data),
-        ]) == 0xffff
+        let data = &self.buffer.as_ref()[..usize::from(self.len())];
+        checksum::upper_layer_v6(src, dst, IpProtocol::UDP, data) == 0xffff
     }
 
     /// The payload, up to the length field.
@@ -160,11 +156,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// field) and stores it; a computed 0 is sent as `0xffff`.
     pub fn fill_checksum_v6(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let len = self.len();
-        let sum = checksum::combine(&[
-            checksum::pseudo_header_v6(src, dst, IpProtocol::UDP, u32::from(len)),
-            checksum::data(&self.buffer.as_ref()[..len as usize]),
-        ]);
+        let data = &self.buffer.as_ref()[..usize::from(self.len())];
+        let sum = checksum::upper_layer_v6(src, dst, IpProtocol::UDP, data);
         self.set_checksum(nonzero_checksum(!sum));
     }
 
