@@ -150,11 +150,18 @@ fn start_rs_httpd(ns: &Netns, role: &str, rip: &str) -> Pid {
 
 /// One request from the client to the VIP on a new connection; the banner, or `None`.
 pub(crate) fn get(client: &Netns) -> Option<String> {
+    attempt(client).ok()
+}
+
+/// One request from the client to the VIP on a new connection: the banner, or why it failed
+/// (curl's exit code and message, and how long it took: 7 is a refused connection, 28 a timeout).
+fn attempt(client: &Netns) -> Result<String, String> {
     let url = format!("http://{VIP}/");
+    let started = Instant::now();
     let out = client.try_exec(
         "curl",
         &[
-            "-s",
+            "-sS",
             "-f",
             "--max-time",
             "2",
@@ -163,13 +170,20 @@ pub(crate) fn get(client: &Netns) -> Option<String> {
             &url,
         ],
     );
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    } else {
+        Err(format!(
+            "{} after {:?}: {}",
+            out.status,
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ))
+    }
 }
 
-/// One request of the background load: when it started and what answered.
-type Sample = (Instant, Option<String>);
+/// One request of the background load: when it started and what answered (or why none did).
+type Sample = (Instant, Result<String, String>);
 
 /// What goes wrong on rs1.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -204,7 +218,7 @@ fn failed_server_leaves_and_comes_back(inhibit: bool, fault: Fault, config_text:
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                samples.push((Instant::now(), get(lab.ns("client"))));
+                samples.push((Instant::now(), attempt(lab.ns("client"))));
             }
             samples
         });
@@ -269,13 +283,21 @@ fn failed_server_leaves_and_comes_back(inhibit: bool, fault: Fault, config_text:
         (stopped_at, left_at, restarted_at, back_at, samples)
     });
 
-    let ok = samples.iter().filter(|(_, a)| a.is_some()).count();
+    let ok = samples.iter().filter(|(_, a)| a.is_ok()).count();
     eprintln!("background load: {} requests, {ok} answered", samples.len());
     let in_window = |from: Instant, to: Instant| {
         samples
             .iter()
             .filter(move |(t, _)| *t >= from && *t < to)
-            .map(|(_, a)| a.as_deref())
+            .map(|(_, a)| a.as_deref().ok())
+    };
+    // Why each failed request of a window failed, for the assertion messages.
+    let failures = |from: Instant, to: Instant| {
+        samples
+            .iter()
+            .filter(|(t, a)| *t >= from && *t < to && a.is_err())
+            .map(|(t, a)| format!("at +{:?}: {a:?}", *t - stopped_at))
+            .collect::<Vec<_>>()
     };
     assert!(
         in_window(stopped_at - Duration::from_secs(1), stopped_at).any(|a| a == Some("from rs1")),
@@ -288,12 +310,14 @@ fn failed_server_leaves_and_comes_back(inhibit: bool, fault: Fault, config_text:
     );
     assert!(
         while_out.iter().all(|a| *a == Some("from rs2")),
-        "a request after rs1 left went elsewhere than rs2: {while_out:?}"
+        "a request after rs1 left went elsewhere than rs2: {while_out:?}; failures: {:?}",
+        failures(left_at, restarted_at)
     );
     let after: Vec<_> = in_window(back_at, Instant::now()).collect();
     assert!(
         after.iter().all(Option::is_some),
-        "a background request failed after rs1 came back: {after:?}"
+        "a background request failed after rs1 came back: {after:?}; failures: {:?}",
+        failures(back_at, Instant::now())
     );
     assert!(
         after.contains(&Some("from rs1")),
