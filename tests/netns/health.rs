@@ -182,8 +182,10 @@ fn attempt(client: &Netns) -> Result<String, String> {
     }
 }
 
-/// One request of the background load: when it started and what answered (or why none did).
-type Sample = (Instant, Result<String, String>);
+/// One request of the background load: when curl was started, when it ended, and what
+/// answered (or why none did). Starting curl in the namespace can take a while on a loaded
+/// machine, so a request belongs to a window only if it started and ended inside it.
+type Sample = (Instant, Instant, Result<String, String>);
 
 /// What goes wrong on rs1.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -218,7 +220,9 @@ fn failed_server_leaves_and_comes_back(inhibit: bool, fault: Fault, config_text:
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                samples.push((Instant::now(), attempt(lab.ns("client"))));
+                let started = Instant::now();
+                let answer = attempt(lab.ns("client"));
+                samples.push((started, Instant::now(), answer));
             }
             samples
         });
@@ -283,20 +287,20 @@ fn failed_server_leaves_and_comes_back(inhibit: bool, fault: Fault, config_text:
         (stopped_at, left_at, restarted_at, back_at, samples)
     });
 
-    let ok = samples.iter().filter(|(_, a)| a.is_ok()).count();
+    let ok = samples.iter().filter(|(_, _, a)| a.is_ok()).count();
     eprintln!("background load: {} requests, {ok} answered", samples.len());
     let in_window = |from: Instant, to: Instant| {
         samples
             .iter()
-            .filter(move |(t, _)| *t >= from && *t < to)
-            .map(|(_, a)| a.as_deref().ok())
+            .filter(move |(start, end, _)| *start >= from && *end <= to)
+            .map(|(_, _, a)| a.as_deref().ok())
     };
     // Why each failed request of a window failed, for the assertion messages.
     let failures = |from: Instant, to: Instant| {
         samples
             .iter()
-            .filter(|(t, a)| *t >= from && *t < to && a.is_err())
-            .map(|(t, a)| format!("at +{:?}: {a:?}", *t - stopped_at))
+            .filter(|(start, end, a)| *start >= from && *end <= to && a.is_err())
+            .map(|(start, _, a)| format!("at +{:?}: {a:?}", *start - stopped_at))
             .collect::<Vec<_>>()
     };
     assert!(
