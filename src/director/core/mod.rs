@@ -402,7 +402,7 @@ impl Director {
                             .chances
                             .get(&key)
                             .and_then(|id| snap.dest(id))
-                            .map(|d| d.config.addr);
+                            .and_then(Dest::addr4);
                     }
                     return forward(&mut cx, dest, buf, &p, clamp, hash);
                 }
@@ -470,7 +470,13 @@ impl Director {
         let dest_id = match svc.persistence() {
             None => pick(),
             Some(pers) => {
-                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                let tkey = template_key(
+                    p.proto,
+                    p.src,
+                    pers.netmask.v4(),
+                    p.dst,
+                    svc.config.key.port,
+                );
                 // IPVS ip_vs_check_template: a template is of no use if its server left the
                 // table (deleted, or held while down), or is quiesced (weight 0) and the
                 // service has expire_quiescent_template.
@@ -544,12 +550,18 @@ impl Director {
             let window = self.config.second_chance_window;
             if let Some(p2) = second_choice(svc, dest, &flow, now, window) {
                 self.chances.insert(key, p2);
-                cx.second_choice = snap.dest(p2).map(|d| d.config.addr);
+                cx.second_choice = snap.dest(p2).and_then(Dest::addr4);
                 cx.counters.second_chance_marked += 1;
             }
         }
         if let Some(pers) = svc.persistence() {
-            let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+            let tkey = template_key(
+                p.proto,
+                p.src,
+                pers.netmask.v4(),
+                p.dst,
+                svc.config.key.port,
+            );
             let timeout = Duration::from_secs(u64::from(pers.timeout));
             cx.shared.templates.bind(tkey, dest.id, now, timeout);
         }
@@ -564,7 +576,13 @@ impl Director {
             let rec = sync::record(dest, key, state, left, conn.is_confirmed());
             sync::queue(&mut self.sync_out, cx.counters, rec);
             if let Some(pers) = svc.persistence() {
-                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                let tkey = template_key(
+                    p.proto,
+                    p.src,
+                    pers.netmask.v4(),
+                    p.dst,
+                    svc.config.key.port,
+                );
                 let timeout = Duration::from_secs(u64::from(pers.timeout));
                 let rec = sync::record(dest, tkey, ConnState::None, timeout, false);
                 sync::queue(&mut self.sync_out, cx.counters, rec);

@@ -561,7 +561,7 @@ fn per_server_counters_follow_what_was_forwarded() {
         assert_eq!(c.id, *id);
         assert_eq!(
             (c.conns, c.in_pkts, c.in_bytes),
-            sent[&sd.addr],
+            sent[&v4(sd.addr)],
             "{}",
             sd.addr
         );
@@ -1042,4 +1042,12 @@ fn later_fragments_follow_the_first_and_the_last_byte_frees_the_tracker() {
         matches!(v, Verdict::Drop(DropReason::FragmentNoFlow)),
         "{v:?}"
     );
+}
+
+/// The IPv4 address of a server in these IPv4 tests.
+fn v4(a: std::net::IpAddr) -> Ipv4Addr {
+    match a {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(a) => panic!("{a}: an IPv6 server in an IPv4 test"),
+    }
 }

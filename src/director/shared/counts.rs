@@ -64,7 +64,13 @@ pub fn release(
     let svc_key = dest.service;
     if let Some(svc) = snap.service(svc_key.proto, svc_key.vip, svc_key.port) {
         if let Some(pers) = svc.persistence() {
-            let tkey = template_key(key.proto, key.caddr, pers.netmask, key.vaddr, svc_key.port);
+            let tkey = template_key(
+                key.proto,
+                key.caddr,
+                pers.netmask.v4(),
+                key.vaddr,
+                svc_key.port,
+            );
             templates.release_for(&tkey, conn.dest, now);
         }
     }
