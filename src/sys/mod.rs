@@ -45,6 +45,7 @@ pub mod neigh;
 pub mod netcfg;
 pub mod packet;
 pub mod raw;
+pub mod raw_tx6;
 pub mod rundir;
 pub mod script;
 pub mod signal;
