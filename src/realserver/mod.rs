@@ -5,10 +5,12 @@
 //!
 //! 1. Each VIP goes on `lo` as a `/32` with `arp_ignore=1` and `arp_announce=2` on `all` and `lo`,
 //!    so local services can bind it while the host never answers ARP for it (the LVS "hidden
-//!    VIP").
+//!    VIP"). An IPv6 VIP goes on `lo` as a `/128` (`nodad`); no sysctl is needed, Linux never
+//!    answers Neighbor Discovery on a LAN for an address on `lo`.
 //! 2. A receiver takes the director's tunnel packets: a raw socket for IP protocol 4 (IPIP) or 47
 //!    (GRE), or a UDP socket on the GUE port. An open raw socket also stops the kernel from
-//!    answering tunnel packets with ICMP protocol-unreachable.
+//!    answering tunnel packets with ICMP protocol-unreachable. IPv6 (an IPv6 `--allow`, or
+//!    6in4 for an IPv6 VIP) has sockets of its own, read by a second loop ([`ipv6`]).
 //! 3. Each packet is checked ([`filter`]): the outer source must be in `--allow` (else the agent
 //!    would let anyone inject packets with spoofed sources), the tunnel headers must validate
 //!    ([`crate::encap::strip_ip`] / [`crate::encap::strip_gue`]; a GRE checksum, sent by a
