@@ -3,8 +3,9 @@
 //! director across a veth pair and sends tunnel packets built with the encap builders: ip6ip6,
 //! 4in6, GRE and GUE over IPv6, sit-style 6in4, GRE and GUE carrying IPv6 over IPv4, and the
 //! same from a source outside `--allow`. A UDP service bound to the hidden VIP (/128 on lo, or
-//! /32) must receive each inner datagram, and the counters must say what was dropped. DR over
-//! IPv6: the /128 on lo is not answered by Neighbor Discovery on the LAN.
+//! /32) must receive each inner datagram, and the counters must say what was dropped; a SYN
+//! in ip6ip6 to a listener on the VIP gets its SYN-ACK from the VIP straight to the client.
+//! DR over IPv6: the /128 on lo is not answered by Neighbor Discovery on the LAN.
 //!
 //! Run with `cargo test --lib -- --ignored root_tests --test-threads=1`.
 
@@ -500,5 +501,82 @@ fn dr_mode_ipv6_vip_on_lo_gets_no_neighbor_advertisement() {
         stop.store(true, Ordering::Relaxed);
         agent.join().unwrap().unwrap();
         assert!(!ip(&["-6", "addr", "show", "dev", "lo"]).contains("2001:db8:a::1"));
+    });
+}
+
+/// A TCP SYN from CLIENT6 to `[VIP6]:80`, valid checksum.
+fn syn6(seq: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 60];
+    Ipv6Repr {
+        src: *CLIENT6.ip(),
+        dst: VIP6,
+        next_header: IpProtocol::TCP,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+        payload_len: 20,
+    }
+    .emit(&mut p)
+    .unwrap();
+    p[40..42].copy_from_slice(&CLIENT6.port().to_be_bytes());
+    p[42..44].copy_from_slice(&80u16.to_be_bytes());
+    p[44..48].copy_from_slice(&seq.to_be_bytes());
+    p[52] = 0x50; // 20-byte header
+    p[53] = 0x02; // SYN
+    p[54..56].copy_from_slice(&0xffffu16.to_be_bytes());
+    let mut tcp = crate::wire::TcpPacket::new_checked(&mut p[40..]).unwrap();
+    tcp.fill_checksum_v6(*CLIENT6.ip(), VIP6);
+    p
+}
+
+/// TUN over IPv6 the whole way: a SYN in ip6ip6 reaches the listener on the hidden VIP, and
+/// its SYN-ACK goes from the VIP straight to the client (here routed back through the peer,
+/// which holds the client's address), not through any tunnel.
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn a_syn_in_ip6ip6_gets_a_syn_ack_from_the_vip_to_the_client() {
+    in_new_netns(|| {
+        let peer = Peer::new();
+        link_pair(&peer);
+        ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:9::/64",
+            "via",
+            "2001:db8:1::2",
+            "dev",
+            "tlb6-rs",
+        ]);
+        peer.run(|| ip(&["addr", "add", "2001:db8:9::7/128", "dev", "lo", "nodad"]));
+        let args = args(Some(TunnelType::Ipip), Mode::Tun, "tlb6-syn");
+        let stats = with_agent(args, &[("raw6", 41)], |_, _| {
+            let listener = std::net::TcpListener::bind(SocketAddrV6::new(VIP6, 80, 0, 0))
+                .expect("listen on the VIP");
+            let reply = peer.run(|| {
+                let tcp = crate::sys::tunsock::TunnelSocket::raw6(IpProtocol::TCP).unwrap();
+                send6(Tunnel::Ipip, DIR6, &syn6(1000));
+                let deadline = Instant::now() + Duration::from_secs(3);
+                let mut buf = [0u8; 256];
+                loop {
+                    assert!(Instant::now() < deadline, "no SYN-ACK reached the client");
+                    match tcp.recv(&mut buf).unwrap() {
+                        // The payload behind the IPv6 header: the TCP header.
+                        Some(r) if r.len >= 20 && buf[0..2] == 80u16.to_be_bytes() => {
+                            return (r.src, r.dst, buf[..20].to_vec());
+                        }
+                        _ => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            });
+            drop(listener);
+            let (src, dst, tcp) = reply;
+            assert_eq!(src, std::net::IpAddr::V6(VIP6));
+            assert_eq!(dst, std::net::IpAddr::V6(*CLIENT6.ip()));
+            assert_eq!(tcp[2..4], CLIENT6.port().to_be_bytes(), "{tcp:?}");
+            assert_eq!(tcp[13] & 0x12, 0x12, "not a SYN-ACK: {tcp:?}");
+            assert_eq!(tcp[8..12], 1001u32.to_be_bytes(), "acknowledges the SYN");
+        });
+        assert_eq!(stats.delivered, 1, "{stats}");
     });
 }
