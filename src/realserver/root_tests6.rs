@@ -203,6 +203,16 @@ fn udp4(payload: &[u8]) -> Vec<u8> {
 
 /// The outer IPv6 headers `tunnel` puts before `inner` from `src` to RS6 (`build_outer6`).
 fn outer6(tunnel: Tunnel, src: Ipv6Addr, inner: &[u8]) -> Vec<u8> {
+    outer6_sealed(tunnel, src, inner, None)
+}
+
+/// [`outer6`], a GUE header sealed with `seal` (MAC over the IPv6 addresses) when given.
+fn outer6_sealed(
+    tunnel: Tunnel,
+    src: Ipv6Addr,
+    inner: &[u8],
+    seal: Option<&crate::encap::auth::Seal<'_>>,
+) -> Vec<u8> {
     let p = OuterParams6 {
         src,
         dst: RS6,
@@ -213,7 +223,7 @@ fn outer6(tunnel: Tunnel, src: Ipv6Addr, inner: &[u8]) -> Vec<u8> {
         udp_zero: Udp6Zero::Never,
     };
     let mut hdr = [0u8; MAX_OUTER_HEADER];
-    let n = build_outer6(&p, inner, None, &mut hdr).unwrap();
+    let n = build_outer6(&p, inner, seal, &mut hdr).unwrap();
     hdr[..n].to_vec()
 }
 
@@ -578,5 +588,59 @@ fn a_syn_in_ip6ip6_gets_a_syn_ack_from_the_vip_to_the_client() {
             assert_eq!(tcp[8..12], 1001u32.to_be_bytes(), "acknowledges the SYN");
         });
         assert_eq!(stats.delivered, 1, "{stats}");
+    });
+}
+
+/// GUE over IPv6 with `--tunnel-key`: the MAC covers the outer IPv6 addresses, the
+/// destination coming from `IPV6_PKTINFO`; a sealed packet is delivered, its replay and an
+/// unsealed one are dropped by reason.
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn authenticated_gue_over_ipv6_is_delivered_and_replays_are_not() {
+    use crate::encap::auth::{AuthError, Seal, TunnelKey};
+    use std::os::unix::fs::PermissionsExt;
+    in_new_netns(|| {
+        let peer = Peer::new();
+        link_pair(&peer);
+        let path = std::env::temp_dir().join(format!("tlb6-key-{}", std::process::id()));
+        std::fs::write(&path, "07".repeat(32)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut args = args(Some(TunnelType::Gue), Mode::Tun, "tlb6-auth");
+        args.tunnel_keys = vec![path.clone()];
+        let port = DEFAULT_GUE_PORT;
+        let gue = Tunnel::Gue { port, csum: true };
+        let stats = with_agent(args, &[("udp6", port)], |svc6, _| {
+            let sealed = |seq: u64, body: &'static [u8]| {
+                move || {
+                    let key = TunnelKey::new(&[7; 32]);
+                    let seal = Seal {
+                        key: &key,
+                        lane: 0,
+                        seq,
+                    };
+                    let inner = udp6(body);
+                    let hdr = outer6_sealed(gue, DIR6, &inner, Some(&seal));
+                    let sock = UdpSocket::bind(SocketAddrV6::new(DIR6, 0, 0, 0)).unwrap();
+                    let payload = [&hdr[48..], &inner[..]].concat();
+                    sock.send_to(&payload, SocketAddrV6::new(RS6, port, 0, 0))
+                        .unwrap();
+                }
+            };
+            peer.run(move || send6(gue, DIR6, &udp6(b"unsealed")));
+            peer.run(sealed(1, b"sealed"));
+            assert_eq!(received(svc6), (b"sealed".to_vec(), CLIENT6.into()));
+            peer.run(sealed(1, b"replayed"));
+            peer.run(sealed(2, b"next"));
+            assert_eq!(received(svc6), (b"next".to_vec(), CLIENT6.into()));
+        });
+        let _ = std::fs::remove_file(&path);
+        let count = |e: AuthError| {
+            let i = AuthError::ALL.iter().position(|x| *x == e).unwrap();
+            stats.auth[i]
+        };
+        assert_eq!(stats.received, 4, "{stats}");
+        assert_eq!(stats.delivered, 2, "{stats}");
+        assert_eq!(count(AuthError::Missing), 1, "{stats}");
+        assert_eq!(count(AuthError::Replayed), 1, "{stats}");
     });
 }
