@@ -88,6 +88,20 @@ impl ControlPlane {
         snap: &Snapshot,
     ) -> Result<(), PlaneError> {
         let wanted: BTreeSet<IpAddr> = snap.vips().collect();
+        if !st.tun_ipv6 && wanted.iter().any(IpAddr::is_ipv6) {
+            // The first IPv6 VIP: IPv6 on the TUN and forwarding on (undone on exit).
+            st.net
+                .tun_ipv6(&self.tun_name)
+                .map_err(|error| PlaneError::RouteVip {
+                    vip: *wanted
+                        .iter()
+                        .find(|a| a.is_ipv6())
+                        .unwrap_or(&IpAddr::from([0u8; 16])),
+                    tun: self.tun_name.clone(),
+                    error,
+                })?;
+            st.tun_ipv6 = true;
+        }
         for vip in wanted.difference(&st.routed.clone()) {
             let net = IpNet::from(*vip);
             st.net

@@ -87,6 +87,8 @@ struct PlaneState {
     registry: Registry,
     net: NetChanges,
     routed: BTreeSet<IpAddr>,
+    /// Whether the TUN was readied for IPv6 VIPs ([`NetChanges::tun_ipv6`]).
+    tun_ipv6: bool,
     /// The VIPs routed into the announce table (`--announce-table`): those with a live real
     /// server.
     announced: BTreeSet<IpAddr>,
@@ -228,6 +230,7 @@ impl ControlPlane {
                 registry: Registry::new(),
                 net,
                 routed: BTreeSet::new(),
+                tun_ipv6: false,
                 announced: BTreeSet::new(),
                 health: HealthOverlay::default(),
                 nat_routing: ReplyRouting::default(),
