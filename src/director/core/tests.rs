@@ -152,8 +152,14 @@ fn packets_without_service_or_connection_are_dropped_and_counted() {
     assert_eq!(v, Verdict::Drop(DropReason::NoConnection));
     let v = lab.send(0, now, &mut udp_packet(client(1), 1, VIP, 80, 10));
     assert_eq!(v, Verdict::Drop(DropReason::NoService));
-    let v = lab.send(0, now, &mut [0x60, 0, 0, 0]);
+    let v = lab.send(0, now, &mut [0x70, 0, 0, 0]);
     assert_eq!(v, Verdict::Drop(DropReason::NotIpv4));
+    let v = lab.send(0, now, &mut [0x60, 0, 0, 0]);
+    assert_eq!(
+        v,
+        Verdict::Drop(DropReason::MalformedIp),
+        "a short IPv6 header"
+    );
     let v = lab.send(0, now, &mut [0x45, 0, 0]);
     assert_eq!(v, Verdict::Drop(DropReason::MalformedIp));
     let c = lab.workers[0].counters();

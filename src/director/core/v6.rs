@@ -280,6 +280,11 @@ fn encap6(
             false,
             false,
         );
+        if usize::from(mtu) >= p.len {
+            // A tunnel MTU below 1280 + the outer header: RFC 2473 would fragment the outer
+            // packet; the director does not yet (an ICMPv6 advertising 1280 would not help).
+            return Verdict::Drop(DropReason::TooBig);
+        }
         return packet_too_big(cx, buf, p, mtu);
     }
     let params = OuterParams6 {
