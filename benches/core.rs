@@ -349,7 +349,7 @@ fn benches(c: &mut Criterion) {
 
     let dests: Vec<SchedDest> = (0..10)
         .map(|i| SchedDest {
-            addr: Ipv4Addr::new(10, 3, 0, 10 + i),
+            addr: Ipv4Addr::new(10, 3, 0, 10 + i).into(),
             port: 80,
             weight: 1 + (i as u32 % 3),
             state: Default::default(),

@@ -7,7 +7,7 @@
 //! snapshots, so an edit does not reset connection counts or the round-robin position.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use super::conn::{DestId, Timeouts};
@@ -15,9 +15,10 @@ use ipnet::Ipv4Net;
 
 use super::modes::route::{RouteTable, TunnelRoute};
 use super::sched::{DestState, FlowKey, SchedDest, SchedOptions, SchedState, Scheduler};
-use crate::model::v4::{DestConfig, Persistence, ServiceConfig, ServiceKey, ServiceSet};
-use crate::model::Forward;
 use crate::model::SchedulerKind;
+use crate::model::{
+    DestConfig, Family, Forward, Persistence, ServiceConfig, ServiceKey, ServiceSet,
+};
 use crate::time::{Duration, Instant};
 
 /// A real server as the data path sees it.
@@ -41,6 +42,16 @@ impl Dest {
     /// Whether it may take new flows: weight above zero and not over its upper threshold.
     pub fn is_available(&self) -> bool {
         self.config.weight > 0 && !self.state.is_overloaded()
+    }
+
+    /// Its address if it is IPv4 (every DR and NAT server of an IPv4 VIP is: the model
+    /// mixes families only through tunnels).
+    #[inline]
+    pub fn addr4(&self) -> Option<Ipv4Addr> {
+        match self.config.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
     }
 }
 
@@ -83,7 +94,7 @@ impl Service {
         flow: &FlowKey,
         now: Instant,
         window: Duration,
-    ) -> Option<(Ipv4Addr, u16)> {
+    ) -> Option<(IpAddr, u16)> {
         let prev = self.previous.as_ref()?;
         if now.saturating_since(prev.changed_at) >= window {
             return None;
@@ -94,7 +105,7 @@ impl Service {
     }
 
     /// The handle of this service's real server `addr`:`port`, if it is in the table.
-    pub fn dest_id_of(&self, addr: Ipv4Addr, port: u16) -> Option<DestId> {
+    pub fn dest_id_of(&self, addr: IpAddr, port: u16) -> Option<DestId> {
         let i = self
             .sched_dests
             .iter()
@@ -116,7 +127,7 @@ pub struct Snapshot {
     /// Increases with every published snapshot.
     pub generation: u64,
     services: HashMap<ServiceKey, Service>,
-    vips: HashSet<Ipv4Addr>,
+    vips: HashSet<IpAddr>,
     dests: Vec<Option<Dest>>,
     /// Connection timeouts (`adm --set`).
     pub timeouts: Timeouts,
@@ -146,12 +157,13 @@ impl Snapshot {
     pub fn service(
         &self,
         proto: crate::model::Protocol,
-        vip: Ipv4Addr,
+        vip: impl Into<IpAddr>,
         port: u16,
     ) -> Option<&Service> {
         if self.services.is_empty() {
             return None;
         }
+        let vip = vip.into();
         self.services
             .get(&ServiceKey { vip, port, proto })
             .or_else(|| {
@@ -163,23 +175,36 @@ impl Snapshot {
             })
     }
 
-    /// The service with the control plane's `key`, if it is in this snapshot (never for an
-    /// IPv6 key: [`ipv4_table`] let none in).
-    pub fn service_of(&self, key: &crate::model::ServiceKey) -> Option<&Service> {
-        match key.vip {
-            IpAddr::V4(vip) => self.service(key.proto, vip, key.port),
-            IpAddr::V6(_) => None,
-        }
+    /// The service with the control plane's `key`, if it is in this snapshot.
+    pub fn service_of(&self, key: &ServiceKey) -> Option<&Service> {
+        self.services.get(key)
     }
 
     /// Whether `addr` is the VIP of any service.
-    pub fn is_vip(&self, addr: Ipv4Addr) -> bool {
-        self.vips.contains(&addr)
+    #[inline]
+    pub fn is_vip(&self, addr: impl Into<IpAddr>) -> bool {
+        self.vips.contains(&addr.into())
     }
 
-    /// All VIPs.
-    pub fn vips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    /// All VIPs, both families.
+    pub fn vips(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.vips.iter().copied()
+    }
+
+    /// The IPv4 VIPs.
+    pub fn vips4(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.vips.iter().filter_map(|a| match a {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+    }
+
+    /// The IPv6 VIPs.
+    pub fn vips6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.vips.iter().filter_map(|a| match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
     }
 
     /// The real server behind a handle, unless it was deleted since or is held
@@ -221,7 +246,10 @@ impl Snapshot {
         svc.dest_ids
             .iter()
             .filter_map(|&id| self.dest(id))
-            .find(|d| d.config.addr == *dest.ip() && d.config.port_in(d.service) == dest.port())
+            .find(|d| {
+                d.config.addr == IpAddr::V4(*dest.ip())
+                    && d.config.port_in(d.service) == dest.port()
+            })
     }
 
     /// Services in a stable order (by key).
@@ -276,7 +304,7 @@ fn slot_of(id: DestId) -> usize {
     (id.0 & 0xffff) as usize
 }
 
-type DestKey = (ServiceKey, Ipv4Addr, u16);
+type DestKey = (ServiceKey, IpAddr, u16);
 
 /// Owned by the control plane: allocates [`DestId`]s and keeps live state across snapshots.
 #[derive(Debug, Default)]
@@ -300,7 +328,7 @@ pub struct Registry {
 #[derive(Debug)]
 struct LastTable {
     /// (address, port, weight) of each server, sorted.
-    servers: Vec<(Ipv4Addr, u16, u32)>,
+    servers: Vec<(IpAddr, u16, u32)>,
     scheduler: Scheduler,
     sched_dests: Vec<SchedDest>,
     previous: Option<Arc<PreviousTable>>,
@@ -322,7 +350,11 @@ impl Registry {
 
     /// Builds the snapshot for `set`. Real servers that disappeared from `set` lose their
     /// handle (connections to them then find no destination).
-    pub fn build(&mut self, set: &ServiceSet, timeouts: &Timeouts) -> Result<Snapshot, BuildError> {
+    pub fn build<A: Family>(
+        &mut self,
+        set: &ServiceSet<A>,
+        timeouts: &Timeouts,
+    ) -> Result<Snapshot, BuildError> {
         self.build_with_held(set, &[], timeouts)
     }
 
@@ -330,12 +362,16 @@ impl Registry {
     /// `set` because their health check failed, keep their handle and live counts as held
     /// slots ([`Dest::held`]): their flows are kept until they time out or the server comes
     /// back. An entry whose service is not in `set`, or that is also in `set`, is ignored.
-    pub fn build_with_held(
+    pub fn build_with_held<A: Family>(
         &mut self,
-        set: &ServiceSet,
-        held: &[(ServiceKey, DestConfig)],
+        set: &ServiceSet<A>,
+        held: &[(crate::model::ServiceKey<A>, crate::model::DestConfig<A>)],
         timeouts: &Timeouts,
     ) -> Result<Snapshot, BuildError> {
+        // The data path reads the control plane's types (both families).
+        let set = &set.widen();
+        let held: Vec<(ServiceKey, DestConfig)> =
+            held.iter().map(|(k, d)| (k.widen(), d.widen())).collect();
         let mut services = HashMap::with_capacity(set.services.len());
         let mut vips = HashSet::new();
         let mut dest_slots: Vec<Option<Dest>> = Vec::new();
@@ -438,7 +474,7 @@ impl Registry {
             self.last_mh.remove(&svc.key);
             return None;
         }
-        let mut servers: Vec<(Ipv4Addr, u16, u32)> = sched_dests
+        let mut servers: Vec<(IpAddr, u16, u32)> = sched_dests
             .iter()
             .map(|d| (d.addr, d.port, d.weight))
             .collect();
@@ -482,10 +518,10 @@ impl Registry {
         }
         let mut config = d.clone();
         config.port = d.port_in(svc.key);
-        if config.forward == Forward::Nat {
+        if let (Forward::Nat, IpAddr::V4(addr)) = (config.forward, config.addr) {
             nat_endpoints.push(NatEndpoint {
                 proto: svc.key.proto,
-                addr: config.addr,
+                addr,
                 port: config.port,
             });
         }
@@ -529,99 +565,54 @@ impl Registry {
     }
 }
 
-/// A service the data path cannot take: its VIP or one of its real servers is IPv6, and this
-/// director forwards IPv4 only for now. `Display`: `TCP [2001:db8::1]:80: this director does not
-/// forward IPv6 yet`.
+/// A service the data path cannot take yet: an IPv6 service or real server in a mode this
+/// director does not forward over IPv6. `Display`, e.g. `TCP [2001:db8::1]:80: this director
+/// does not forward IPv6 yet (real server [2001:db8::10]:80: DR)`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{service}: this director does not forward IPv6 yet{}", server_note(*server))]
+#[error("{service}: this director does not forward IPv6 yet{}", server_note(*server, what))]
 pub struct Ipv6NotForwarded {
     /// The service.
-    pub service: crate::model::ServiceKey,
-    /// Its IPv6 real server, if the VIP itself is IPv4.
+    pub service: ServiceKey,
+    /// The real server, if one is the reason.
     pub server: Option<IpAddr>,
+    /// What is not forwarded (a mode, a family combination).
+    pub what: &'static str,
 }
 
-fn server_note(server: Option<IpAddr>) -> String {
-    server.map_or_else(String::new, |a| format!(" (real server {a})"))
-}
-
-/// The boundary between the control plane's table (both families) and the data path's (IPv4
-/// only): `set` and the real servers held out of it (see [`Registry::build_with_held`]) over
-/// [`Ipv4Addr`], or the first service with an IPv6 VIP or real server. The one place this
-/// conversion happens: the IPv6 data path replaces exactly this function.
-#[allow(clippy::type_complexity)]
-pub fn ipv4_table(
-    set: &crate::model::ServiceSet,
-    held: &[(crate::model::ServiceKey, crate::model::DestConfig)],
-) -> Result<(ServiceSet, Vec<(ServiceKey, DestConfig)>), Ipv6NotForwarded> {
-    fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-        match a {
-            IpAddr::V4(a) => Some(a),
-            IpAddr::V6(_) => None,
-        }
+fn server_note(server: Option<IpAddr>, what: &str) -> String {
+    match server {
+        Some(a) => format!(" (real server {a}: {what})"),
+        None if what.is_empty() => String::new(),
+        None => format!(" ({what})"),
     }
-    let key = |k: &crate::model::ServiceKey, server: Option<IpAddr>| {
-        let vip = v4(k.vip).ok_or(Ipv6NotForwarded {
-            service: *k,
-            server: None,
-        })?;
-        if let Some(a) = server.filter(IpAddr::is_ipv6) {
-            return Err(Ipv6NotForwarded {
-                service: *k,
-                server: Some(a),
-            });
-        }
-        Ok(ServiceKey {
-            vip,
-            port: k.port,
-            proto: k.proto,
-        })
-    };
-    let dest = |k: &crate::model::ServiceKey, d: &crate::model::DestConfig| {
-        key(k, Some(d.addr))?;
-        Ok(DestConfig {
-            addr: v4(d.addr).unwrap_or(Ipv4Addr::UNSPECIFIED),
-            port: d.port,
-            weight: d.weight,
-            forward: d.forward,
-            u_threshold: d.u_threshold,
-            l_threshold: d.l_threshold,
-        })
-    };
-    let mut services = Vec::with_capacity(set.services.len());
+}
+
+/// The boundary between what the control plane accepts (both families, every mode) and what
+/// the data path forwards today: IPv4 services in every mode; IPv6 services whose real servers
+/// are IPv6 and reached through a tunnel (ip6ip6, GRE or GUE over IPv6). Everything else with
+/// IPv6 in it is refused here, before a table is built, naming the service and server.
+pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
     for s in &set.services {
-        services.push(ServiceConfig {
-            key: key(&s.key, None)?,
-            scheduler: s.scheduler,
-            persistence: match s.persistence {
-                None => None,
-                Some(p) => Some(Persistence {
-                    timeout: p.timeout,
-                    netmask: match p.netmask {
-                        crate::model::Netmask::V4(m) => m,
-                        crate::model::Netmask::V6(_) => {
-                            return Err(Ipv6NotForwarded {
-                                service: s.key,
-                                server: None,
-                            })
-                        }
-                    },
-                }),
-            },
-            mss_clamp: s.mss_clamp,
-            dests: s
-                .dests
-                .iter()
-                .map(|d| dest(&s.key, d))
-                .collect::<Result<_, _>>()?,
-            policy: s.policy,
-        });
+        let refuse = |server: Option<IpAddr>, what| {
+            Err(Ipv6NotForwarded {
+                service: s.key,
+                server,
+                what,
+            })
+        };
+        for d in &s.dests {
+            let what = match (s.key.vip, d.addr, d.forward) {
+                (IpAddr::V4(_), IpAddr::V4(_), _) => continue,
+                (IpAddr::V6(_), IpAddr::V6(_), Forward::Tunnel(_)) => continue,
+                (IpAddr::V6(_), IpAddr::V6(_), Forward::Dr) => "DR",
+                (IpAddr::V6(_), IpAddr::V6(_), Forward::Nat) => "NAT66",
+                (IpAddr::V6(_), IpAddr::V4(_), _) => "an IPv6 VIP over an IPv4 underlay",
+                (IpAddr::V4(_), IpAddr::V6(_), _) => "an IPv4 VIP over an IPv6 underlay",
+            };
+            return refuse(Some(d.addr), what);
+        }
     }
-    let held = held
-        .iter()
-        .map(|(k, d)| Ok((key(k, None)?, dest(k, d)?)))
-        .collect::<Result<_, _>>()?;
-    Ok((ServiceSet { services }, held))
+    Ok(())
 }
 
 /// One `[[snat]]` entry: hosts of `source` leave behind the addresses `to`.
@@ -674,5 +665,89 @@ impl SnatRules {
     /// The rule whose source holds `addr`.
     pub fn rule_for(&self, addr: Ipv4Addr) -> Option<&SnatRule> {
         self.rules.iter().find(|r| r.source.contains(&addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encap::TunnelType;
+    use crate::model::Protocol;
+
+    fn set(vip: &str, rip: &str, forward: Forward) -> ServiceSet {
+        ServiceSet {
+            services: vec![ServiceConfig {
+                key: ServiceKey {
+                    vip: vip.parse().unwrap(),
+                    port: 80,
+                    proto: Protocol::Tcp,
+                },
+                scheduler: SchedulerKind::Rr,
+                persistence: None,
+                mss_clamp: None,
+                dests: vec![DestConfig {
+                    addr: rip.parse().unwrap(),
+                    port: 80,
+                    weight: 1,
+                    forward,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                }],
+                policy: Default::default(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_data_path_takes_ipv4_and_tunnelled_ipv6_and_names_what_it_refuses() {
+        let tun = Forward::tunnel(TunnelType::Ipip);
+        for forward in [tun, Forward::Dr, Forward::Nat] {
+            assert_eq!(
+                check_forwardable(&set("10.0.0.1", "10.0.1.1", forward)),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            check_forwardable(&set("2001:db8::1", "2001:db8:1::1", tun)),
+            Ok(())
+        );
+        let refused = |vip, rip, forward| {
+            check_forwardable(&set(vip, rip, forward))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            refused("2001:db8::1", "2001:db8:1::1", Forward::Dr),
+            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: DR)"
+        );
+        assert_eq!(
+            refused("2001:db8::1", "2001:db8:1::1", Forward::Nat),
+            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: NAT66)"
+        );
+        assert!(
+            refused("2001:db8::1", "10.0.1.1", tun).ends_with("an IPv6 VIP over an IPv4 underlay)")
+        );
+        assert!(refused("10.0.0.1", "2001:db8:1::1", tun)
+            .ends_with("an IPv4 VIP over an IPv6 underlay)"));
+        // A table of both families builds; its VIPs are listed by family.
+        let mut both = set("10.0.0.1", "10.0.1.1", tun);
+        both.services
+            .extend(set("2001:db8::1", "2001:db8:1::1", tun).services);
+        let snap = Registry::new().build(&both, &Timeouts::default()).unwrap();
+        assert_eq!(
+            snap.vips4().collect::<Vec<_>>(),
+            [Ipv4Addr::new(10, 0, 0, 1)]
+        );
+        assert_eq!(
+            snap.vips6().collect::<Vec<_>>(),
+            ["2001:db8::1".parse::<Ipv6Addr>().unwrap()]
+        );
+        let v6 = snap
+            .service(Protocol::Tcp, "2001:db8::1".parse::<IpAddr>().unwrap(), 80)
+            .expect("the IPv6 service");
+        assert_eq!(
+            v6.sched_dests[0].addr,
+            "2001:db8:1::1".parse::<IpAddr>().unwrap()
+        );
     }
 }

@@ -13,10 +13,10 @@ pub fn admin_input(data: &[u8]) {
     let _ = adm::parse_restore(text, &PortNames::empty());
     if let Ok((_, set)) = config::load_str(text, "fuzz.toml") {
         // A config that loads must build a table.
-        // (through the data path's IPv4 boundary, as the director does).
-        if let Ok((v4, _)) = crate::director::table::ipv4_table(&set, &[]) {
+        // (through the data path's boundary, as the director does).
+        if crate::director::table::check_forwardable(&set).is_ok() {
             let _ = crate::director::Registry::new()
-                .build(&v4, &crate::director::conn::Timeouts::default());
+                .build(&set, &crate::director::conn::Timeouts::default());
         }
     }
 }

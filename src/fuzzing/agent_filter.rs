@@ -4,6 +4,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use crate::encap::{Family, TunnelType};
 use crate::realserver::filter::{AllowList, Filter, GatewayPeer};
+use crate::realserver::ipv6::{self, Source};
 
 /// The VIPs of the real-server filters.
 const VIPS: [Ipv4Addr; 2] = [
@@ -22,7 +23,8 @@ const VIPS: [Ipv4Addr; 2] = [
 /// has a reason label. Never a panic.
 ///
 /// Bit 3 set (and bit 2 clear): a real server on an IPv6 underlay (`--allow 2001:db8:3::/64`,
-/// the IPv4 VIPs and [`VIPS6`]); the next 16 bytes are the outer source, the rest what the
+/// the IPv4 VIPs and [`VIPS6`]), checked as the agent's IPv6 loop does
+/// (`realserver::ipv6::check`); the next 16 bytes are the outer source, the rest what the
 /// AF_INET6 socket returned (raw: the payload after the IPv6 header, next header 4 or 41 by
 /// bit 4 for IPIP, 47 for GRE; GUE: the UDP payload). An inner packet taken is either family,
 /// for a VIP of its family.
@@ -115,11 +117,13 @@ fn agent_filter6(data: &[u8]) -> bool {
     let allow: IpNet = "2001:db8:3::/64".parse().unwrap();
     let me: Ipv6Addr = "2001:db8:3::10".parse().unwrap();
     let mut filter = Filter::new(AllowList::of(&[allow]), &VIPS, tun, key).with_vips6(&VIPS6);
-    let got = match tun {
-        TunnelType::Gue => filter.check_gue_ip(buf, src.into(), me.into()),
-        TunnelType::Ipip => filter.check_payload6(buf, src, me, if sel & 16 != 0 { 41 } else { 4 }),
-        TunnelType::Gre => filter.check_payload6(buf, src, me, 47),
+    // Through the agent's IPv6 loop's dispatch, as its sockets deliver.
+    let source = match tun {
+        TunnelType::Gue => Source::Gue6,
+        TunnelType::Ipip => Source::Raw6(if sel & 16 != 0 { 41 } else { 4 }),
+        TunnelType::Gre => Source::Raw6(47),
     };
+    let got = ipv6::check(&mut filter, source, buf, src.into(), me.into());
     let inner = match got {
         Err(reason) => {
             assert!(!reason.as_str().is_empty());

@@ -42,8 +42,8 @@ pub fn control_request(data: &[u8]) {
         let before = (set.clone(), timeouts);
         match set.apply_batch(&mut timeouts, &edits) {
             Ok(_) => {
-                if let Ok((v4, _)) = crate::director::table::ipv4_table(&set, &[]) {
-                    let _ = Registry::new().build(&v4, &ConnTimeouts::default());
+                if crate::director::table::check_forwardable(&set).is_ok() {
+                    let _ = Registry::new().build(&set, &ConnTimeouts::default());
                 }
                 let _ = Listing::from_set(&set);
             }

@@ -69,12 +69,46 @@ pub(super) fn table() -> ServiceSet {
     }
 }
 
+/// `v4` and two IPv6 services: TCP [2001:db8::100]:80 persistent per /64 over ip6ip6, and UDP
+/// [2001:db8::100]:53 over GUE, each to three IPv6 real servers.
+fn with_ipv6(v4: ServiceSet) -> crate::model::ServiceSet {
+    use std::net::{IpAddr, Ipv6Addr};
+    let mut set = v4.widen();
+    let vip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100));
+    let svc = |port, proto, tun, persistence| crate::model::ServiceConfig {
+        key: crate::model::ServiceKey { vip, port, proto },
+        scheduler: SchedulerKind::Rr,
+        persistence,
+        mss_clamp: Some(1200),
+        dests: (0..3)
+            .map(|i| crate::model::DestConfig {
+                addr: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 10 + i)),
+                port: 0,
+                weight: 1,
+                forward: Forward::tunnel(tun),
+                u_threshold: 0,
+                l_threshold: 0,
+            })
+            .collect(),
+        policy: Default::default(),
+    };
+    let pers = crate::model::Persistence {
+        timeout: 30,
+        netmask: crate::model::Netmask::V6(64),
+    };
+    set.services
+        .push(svc(80, Protocol::Tcp, TunnelType::Ipip, Some(pers)));
+    set.services
+        .push(svc(53, Protocol::Udp, TunnelType::Gue, None));
+    set
+}
+
 pub(super) fn shared() -> Arc<Shared> {
     static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
     SHARED
         .get_or_init(|| {
             let snap = Registry::new()
-                .build(&table(), &Timeouts::default())
+                .build(&with_ipv6(table()), &Timeouts::default())
                 .unwrap();
             Arc::new(Shared::new(snap))
         })
@@ -83,7 +117,8 @@ pub(super) fn shared() -> Arc<Shared> {
 
 /// The director core on arbitrary packets: the input is split into packets (2-byte big-endian
 /// length prefixes) and fed to two workers sharing one table of TCP and UDP services in every
-/// tunnel type and NAT (with a port mapping), with persistence and MSS clamping, while the
+/// tunnel type and NAT (with a port mapping), with persistence and MSS clamping, IPv6 services
+/// over IPv6 tunnels among them, while the
 /// virtual clock moves forward. Whatever the bytes, `handle_packet` must return a verdict (never
 /// panic), an `Encap` must describe bytes inside the buffer, and a `Reply` or `Rewrite` must fit
 /// the buffer; every packet emitted passes `oracle` (see [`emitted::check_verdict`]: an ICMP

@@ -103,7 +103,7 @@ pub(super) fn shared() -> Arc<Shared> {
             };
             d.state.neigh.set(Some(NeighEntry {
                 ifindex: 4,
-                mac: [2, 0, 0, 0, 0, d.config.addr.octets()[3]],
+                mac: [2, 0, 0, 0, 0, d.addr4().map_or(0, |a| a.octets()[3])],
                 mtu,
             }));
         }

@@ -10,9 +10,9 @@ pub fn keepalived_conf(data: &[u8]) {
     match keepalived::parse_str(text, "fuzz.conf") {
         Ok(conf) => {
             // A config that parses must build a table, and its VRRP part a summary.
-            if let Ok((v4, _)) = crate::director::table::ipv4_table(&conf.services, &[]) {
+            if crate::director::table::check_forwardable(&conf.services).is_ok() {
                 let _ = crate::director::Registry::new()
-                    .build(&v4, &crate::director::conn::Timeouts::default());
+                    .build(&conf.services, &crate::director::conn::Timeouts::default());
             }
             let _ = conf.vrrp.summary();
         }

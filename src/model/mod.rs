@@ -6,8 +6,8 @@
 //!
 //! - [`service`]: the data: [`ServiceSet`], [`ServiceConfig`], [`DestConfig`], [`Forward`],
 //!   [`Persistence`], [`ExpirePolicy`], [`Timeouts`], and the numeric limits. Addresses are
-//!   [`IpAddr`](std::net::IpAddr) (either family, [`Netmask`] for persistence); the data
-//!   path reads the same types over [`Ipv4Addr`](std::net::Ipv4Addr) ([`Family`]).
+//!   [`IpAddr`](std::net::IpAddr) (either family, [`Netmask`] for persistence); the same
+//!   types over [`Ipv4Addr`](std::net::Ipv4Addr) ([`Family`]) serve IPv4-only code.
 //! - [`validate`]: every rule, once (port 0 needs persistence, TUN/DR keep the port, thresholds
 //!   in order, contiguous netmasks, IPv6 prefix lengths, a real server of its VIP's family
 //!   unless tunnelled, no duplicate real server, ...).
@@ -32,9 +32,8 @@ pub use service::{
     HOST_NETMASK, HOST_PREFIX_V6, MAX_THRESHOLD, MAX_TIMEOUT, MAX_WEIGHT, MIN_MSS_CLAMP,
 };
 
-/// The model's types over IPv4 only: what the director's data path reads (it forwards IPv4
-/// only for now). [`crate::director::table::ipv4_table`] turns the control plane's
-/// [`ServiceSet`] into a [`v4::ServiceSet`], refusing IPv6.
+/// The model's types over IPv4 only: a shorthand for code and tests that know their table is
+/// IPv4 (the director's [`Registry`](crate::director::Registry) takes either and widens it).
 pub mod v4 {
     use std::net::Ipv4Addr;
 

@@ -20,10 +20,9 @@ pub const HOST_NETMASK: Ipv4Addr = Ipv4Addr::BROADCAST;
 /// The default persistence prefix length of an IPv6 service (`-M 128`).
 pub const HOST_PREFIX_V6: u8 = 128;
 
-/// The address family the types of the model are written for: [`IpAddr`] (the control plane:
-/// both families, what every front end reads and writes) or [`Ipv4Addr`] (the data path, which
-/// forwards IPv4 only for now; [`crate::director::table::ipv4_table`] converts one into the
-/// other).
+/// The address family the types of the model are written for: [`IpAddr`] (both families,
+/// what every front end reads and writes and the director's table holds) or [`Ipv4Addr`]
+/// (IPv4-only code and tests; `widen` converts).
 pub trait Family:
     Copy + Eq + Ord + Hash + fmt::Debug + fmt::Display + Serialize + DeserializeOwned + 'static
 {
@@ -33,6 +32,9 @@ pub trait Family:
 
     /// The address as an [`IpAddr`].
     fn ip(self) -> IpAddr;
+
+    /// The mask as the control plane's [`Netmask`].
+    fn netmask(mask: Self::Mask) -> Netmask;
 }
 
 impl Family for Ipv4Addr {
@@ -40,12 +42,18 @@ impl Family for Ipv4Addr {
     fn ip(self) -> IpAddr {
         IpAddr::V4(self)
     }
+    fn netmask(mask: Ipv4Addr) -> Netmask {
+        Netmask::V4(mask)
+    }
 }
 
 impl Family for IpAddr {
     type Mask = Netmask;
     fn ip(self) -> IpAddr {
         self
+    }
+    fn netmask(mask: Netmask) -> Netmask {
+        mask
     }
 }
 
@@ -76,6 +84,24 @@ impl Netmask {
             self,
             Netmask::V4(HOST_NETMASK) | Netmask::V6(HOST_PREFIX_V6)
         )
+    }
+
+    /// The IPv4 netmask (all ones if this is an IPv6 prefix length, which an IPv4 service
+    /// never has: [`validate`](super::validate) refuses it).
+    pub fn v4(self) -> Ipv4Addr {
+        match self {
+            Netmask::V4(m) => m,
+            Netmask::V6(_) => HOST_NETMASK,
+        }
+    }
+
+    /// The IPv6 prefix length (128 if this is an IPv4 netmask, which an IPv6 service never
+    /// has).
+    pub fn prefix_len_v6(self) -> u8 {
+        match self {
+            Netmask::V6(len) => len,
+            Netmask::V4(_) => HOST_PREFIX_V6,
+        }
     }
 
     /// Whether it is written for the family of `vip`.
@@ -494,6 +520,15 @@ pub struct ServiceSet<A: Family = IpAddr> {
     pub services: Vec<ServiceConfig<A>>,
 }
 
+impl<A: Family> ServiceSet<A> {
+    /// The same table in the control plane's type.
+    pub fn widen(&self) -> ServiceSet {
+        ServiceSet {
+            services: self.services.iter().map(ServiceConfig::widen).collect(),
+        }
+    }
+}
+
 impl<A: Family> Default for ServiceSet<A> {
     fn default() -> Self {
         ServiceSet {
@@ -516,7 +551,7 @@ impl<A: Family> DestConfig<A> {
     }
 }
 
-impl ServiceConfig<Ipv4Addr> {
+impl<A: Family> ServiceConfig<A> {
     /// The same service in the control plane's type (what the listings print).
     pub fn widen(&self) -> ServiceConfig {
         ServiceConfig {
@@ -524,7 +559,7 @@ impl ServiceConfig<Ipv4Addr> {
             scheduler: self.scheduler,
             persistence: self.persistence.map(|p| Persistence {
                 timeout: p.timeout,
-                netmask: Netmask::V4(p.netmask),
+                netmask: A::netmask(p.netmask),
             }),
             mss_clamp: self.mss_clamp,
             dests: self.dests.iter().map(DestConfig::widen).collect(),

@@ -5,10 +5,12 @@
 //!
 //! 1. Each VIP goes on `lo` as a `/32` with `arp_ignore=1` and `arp_announce=2` on `all` and `lo`,
 //!    so local services can bind it while the host never answers ARP for it (the LVS "hidden
-//!    VIP").
+//!    VIP"). An IPv6 VIP goes on `lo` as a `/128` (`nodad`); no sysctl is needed, Linux never
+//!    answers Neighbor Discovery on a LAN for an address on `lo`.
 //! 2. A receiver takes the director's tunnel packets: a raw socket for IP protocol 4 (IPIP) or 47
 //!    (GRE), or a UDP socket on the GUE port. An open raw socket also stops the kernel from
-//!    answering tunnel packets with ICMP protocol-unreachable.
+//!    answering tunnel packets with ICMP protocol-unreachable. IPv6 (an IPv6 `--allow`, or
+//!    6in4 for an IPv6 VIP) has sockets of its own, read by a second loop ([`ipv6`]).
 //! 3. Each packet is checked ([`filter`]): the outer source must be in `--allow` (else the agent
 //!    would let anyone inject packets with spoofed sources), the tunnel headers must validate
 //!    ([`crate::encap::strip_ip`] / [`crate::encap::strip_gue`]; a GRE checksum, sent by a
@@ -52,6 +54,7 @@ pub mod chance;
 pub mod filter;
 pub mod gateway;
 pub mod gro;
+pub mod ipv6;
 pub mod merged;
 pub mod ports;
 pub mod stats;
@@ -463,9 +466,6 @@ fn cleanup() -> anyhow::Result<()> {
 /// (see [`stop_flag`]).
 pub fn run_until(args: &AgentArgs, stop: impl FnMut() -> bool) -> anyhow::Result<AgentStats> {
     args.validate()?;
-    if !args.vips6().is_empty() || args.allow.iter().any(|n| matches!(n, IpNet::V6(_))) {
-        bail!("IPv6 VIPs and IPv6 directors are checked by the agent's filter, but its IPv6 receivers and the hidden /128 on lo are not there yet: use IPv4 VIPs and directors for now");
-    }
     // The journal before any change: it refuses a second agent with the same TUN, and
     // undoes what a dead one left before this one looks at the host.
     let net = journaled_changes(args)?;
@@ -497,6 +497,7 @@ fn run_dr(
         net.set_sysctl(&conf_key(iface, "arp_announce"), "2")?;
     }
     hide_vips(&mut net, &args.vips4())?;
+    hide_vips6(&mut net, &args.vips6())?;
     log::info!(
         "{LOG} serving {} in DR mode: hidden on lo, ARP for it ignored on {}",
         join(&args.vips),
@@ -506,6 +507,12 @@ fn run_dr(
             format!("all, {}", lan.join(", "))
         }
     );
+    if !args.vips6().is_empty() {
+        log::info!(
+            "{LOG} IPv6 VIPs {} as /128 on lo: Neighbor Discovery answers only for addresses on the interface asked, so no LAN gets an advertisement for them",
+            join(&args.vips6())
+        );
+    }
     while !stop() {
         std::thread::sleep(POLL_TIMEOUT);
     }
@@ -534,7 +541,9 @@ fn run_tun(
     mut net: NetChanges,
     mut stop: impl FnMut() -> bool,
 ) -> anyhow::Result<AgentStats> {
-    hide_vips(&mut net, &args.vips4())?;
+    let (vips4, vips6) = (args.vips4(), args.vips6());
+    hide_vips(&mut net, &vips4)?;
+    hide_vips6(&mut net, &vips6)?;
 
     // Virtio headers let GUE trains and kernel-merged IPIP/GRE packets in whole.
     let offload = !args.no_offload;
@@ -549,11 +558,29 @@ fn run_tun(
     // `all` is; loose mode wants an address on the device. `all` stays as it is.
     net.add_address(Ipv4Net::from(TUN_ADDR), &tun_name)?;
     net.set_sysctl(&conf_key(&tun_name, "rp_filter"), "2")?;
+    if !vips6.is_empty() {
+        // IPv6 on for the TUN (no link-local address, no Router Advertisements), so the
+        // kernel takes the inner IPv6 packets written into it. Not forwarding: a real server
+        // routes nothing.
+        for (key, value) in netcfg::tun_ipv6_sysctls(&tun_name) {
+            net.set_sysctl(&key, value)?;
+        }
+    }
     let Some(queue) = tun.queues().pop() else {
         bail!("TUN device {tun_name} has no queue");
     };
 
     let mut rx = Receiver::open(encap, args.gue_port)?;
+    let v4_underlay = args.allow.iter().any(|n| matches!(n, IpNet::V4(_)));
+    let v6_underlay = args.allow.iter().any(|n| matches!(n, IpNet::V6(_)));
+    let plan6 = ipv6::Source::plan(
+        encap,
+        v4_underlay,
+        v6_underlay,
+        !vips4.is_empty(),
+        !vips6.is_empty(),
+    );
+    let rx6 = ipv6::Receivers6::open(&plan6, args.gue_port)?;
     if offload && encap != TunnelType::Gue {
         if queue.vnet_hdr() {
             log::info!("{LOG} TUN offload on: packets the kernel's GRO merged are written whole");
@@ -578,18 +605,26 @@ fn run_tun(
         rx.describe(),
         allow.join(", "),
     );
-
-    let mut filter = Filter::new(
-        AllowList::of(&args.allow),
-        &args.vips4(),
-        encap,
-        args.gre_key,
-    )
-    .with_vips6(&args.vips6())
-    .with_ports(ports::VipPorts::parse(&args.vip_ports).map_err(anyhow::Error::msg)?);
-    if let Some(keys) = load_keyring(args, encap)? {
-        filter = filter.with_keys(keys);
+    if !vips6.is_empty() || v6_underlay {
+        let vips6 = if vips6.is_empty() {
+            "no IPv6 VIP".to_owned()
+        } else {
+            format!("IPv6 VIPs {} (/128 on lo)", join(&vips6))
+        };
+        let underlay = match (v4_underlay, v6_underlay) {
+            (true, true) => "IPv4 and IPv6 underlays",
+            (false, true) => "IPv6 underlay",
+            _ => "IPv4 underlay",
+        };
+        let socks = if rx6.is_empty() {
+            format!("on the {encap} IPv4 socket")
+        } else {
+            rx6.describe()
+        };
+        log::info!("{LOG} {vips6}, {underlay}: IPv6 receivers {socks}");
     }
+
+    let mut filter = agent_filter(args, encap, load_keyring(args, encap, true)?)?;
     if encap == TunnelType::Gue && !args.no_second_chance {
         let key = filter
             .first_key()
@@ -602,27 +637,71 @@ fn run_tun(
             Err(e) => log::warn!("{LOG} second chance off: {e}"),
         }
     }
+    // The IPv6 loop checks with a filter of its own (its replay windows apart: a MAC covers
+    // the outer addresses, so a packet cannot be replayed from one family into the other).
+    let mut filter6 = if rx6.is_empty() {
+        None
+    } else {
+        Some(agent_filter(
+            args,
+            encap,
+            load_keyring(args, encap, false)?,
+        )?)
+    };
     let mut stats = AgentStats::default();
+    let mut stats6 = AgentStats::default();
     let shared = std::sync::Arc::new(std::sync::Mutex::new(AgentStats::default()));
+    let shared6 = std::sync::Arc::new(std::sync::Mutex::new(AgentStats::default()));
     let mut opts = args.serve_options();
+    let mut opts6 = args.serve_options();
     if let Some(addr) = args.metrics_listen {
-        let copy = shared.clone();
+        let (copy, copy6) = (shared.clone(), shared6.clone());
         let render: crate::metrics::http::Render = std::sync::Arc::new(move |format| {
-            let stats = copy.lock().map(|s| s.clone()).unwrap_or_default();
+            let stats = ipv6::summed(&copy, &copy6);
             crate::metrics::encode(&crate::metrics::agent_registry(&stats), format)
         });
         let (bound, _thread) = crate::metrics::http::serve(addr, render)
             .with_context(|| format!("serving metrics on {addr}"))?;
         log::info!("{LOG} metrics at http://{bound}/metrics");
         opts.publish = Some(&shared);
+        opts6.publish = Some(&shared6);
     }
-    let result = serve(&mut rx, &queue, &mut filter, opts, &mut stats, &mut stop);
+    // The IPv6 loop runs on a thread of its own until the IPv4 loop ends (or ends it, by
+    // failing).
+    let done = AtomicBool::new(false);
+    let failed6 = AtomicBool::new(false);
+    let (result, result6) = std::thread::scope(|s| {
+        let loop6 = filter6.as_mut().map(|f6| {
+            let (rx6, queue, stats6, done, failed6) = (&rx6, &queue, &mut stats6, &done, &failed6);
+            s.spawn(move || {
+                let r = ipv6::serve6(rx6, queue, f6, opts6, stats6, &|| {
+                    done.load(Ordering::Relaxed)
+                });
+                if r.is_err() {
+                    failed6.store(true, Ordering::Relaxed);
+                }
+                r
+            })
+        });
+        let result = serve(&mut rx, &queue, &mut filter, opts, &mut stats, &mut || {
+            stop() || failed6.load(Ordering::Relaxed)
+        });
+        done.store(true, Ordering::Relaxed);
+        let result6 = match loop6 {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the IPv6 receive loop panicked"))),
+            None => Ok(()),
+        };
+        (result, result6)
+    });
+    stats.add(&stats6);
 
     log::info!("{LOG} {stats}");
     // Undo while the TUN device still exists, so its own sysctl is restored too.
     let restored = net.restore();
     drop(queue);
-    match (result, restored) {
+    match (result.and(result6), restored) {
         (Err(e), _) => Err(e),
         (Ok(()), Err(e)) => Err(e).context("undo network changes"),
         (Ok(()), Ok(())) => {
@@ -632,18 +711,43 @@ fn run_tun(
     }
 }
 
+/// The agent's filter: `--allow`, the VIPs of both families, `--gre-key`, `--vip-ports`,
+/// the keyring (`--tunnel-key`, GUE).
+fn agent_filter(
+    args: &AgentArgs,
+    encap: TunnelType,
+    keys: Option<crate::encap::auth::Keyring>,
+) -> anyhow::Result<Filter> {
+    let mut filter = Filter::new(
+        AllowList::of(&args.allow),
+        &args.vips4(),
+        encap,
+        args.gre_key,
+    )
+    .with_vips6(&args.vips6())
+    .with_ports(ports::VipPorts::parse(&args.vip_ports).map_err(anyhow::Error::msg)?);
+    if let Some(keys) = keys {
+        filter = filter.with_keys(keys);
+    }
+    Ok(filter)
+}
+
 /// The `--tunnel-key` files as a keyring (GUE; `None` without keys, or for IPIP/GRE, which
 /// `validate` only lets through with `--insecure-unauthenticated-encap`).
+/// `log`: say so in the log (once per agent, not per loop).
 fn load_keyring(
     args: &AgentArgs,
     encap: TunnelType,
+    log: bool,
 ) -> anyhow::Result<Option<crate::encap::auth::Keyring>> {
     use crate::encap::auth::{Keyring, TunnelKey};
     if args.tunnel_keys.is_empty() {
         return Ok(None);
     }
     if encap != TunnelType::Gue {
-        log::warn!("{LOG} --insecure-unauthenticated-encap: {encap} packets are accepted without authentication (the --tunnel-key is not used); use GUE or IPsec");
+        if log {
+            log::warn!("{LOG} --insecure-unauthenticated-encap: {encap} packets are accepted without authentication (the --tunnel-key is not used); use GUE or IPsec");
+        }
         return Ok(None);
     }
     let keys = args
@@ -653,10 +757,12 @@ fn load_keyring(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let ring = Keyring::new(keys).map_err(anyhow::Error::msg)?;
     let ids: Vec<String> = ring.ids().iter().map(|i| format!("{i:#06x}")).collect();
-    log::info!(
-        "{LOG} GUE packets must be authenticated (key id {})",
-        ids.join(", ")
-    );
+    if log {
+        log::info!(
+            "{LOG} GUE packets must be authenticated (key id {})",
+            ids.join(", ")
+        );
+    }
     Ok(Some(ring))
 }
 
@@ -670,6 +776,24 @@ fn wall_clock_ns() -> u64 {
 /// A stop condition for [`run_until`] that watches a flag.
 pub fn stop_flag(flag: &AtomicBool) -> impl FnMut() -> bool + '_ {
     move || flag.load(Ordering::Relaxed)
+}
+
+/// Puts every IPv6 VIP on `lo` as a /128 (`nodad`), with IPv6 on for `lo`. No sysctl keeps
+/// the host from advertising it: Linux answers a Neighbor Solicitation only for an address
+/// on the interface it arrived on (`ndisc_recv_ns` looks the target up strictly on that
+/// device), so a VIP on `lo` is never advertised on a LAN (root test
+/// `dr_mode_ipv6_vip_on_lo_gets_no_neighbor_advertisement`).
+fn hide_vips6(net: &mut NetChanges, vips: &[Ipv6Addr]) -> anyhow::Result<()> {
+    if vips.is_empty() {
+        return Ok(());
+    }
+    net.set_sysctl(&netcfg::conf6_key("lo", "disable_ipv6"), "0")?;
+    for &vip in vips {
+        if net.add_address_ip(IpNet::from(IpAddr::V6(vip)), "lo")? == Applied::AlreadyInPlace {
+            log::info!("{LOG} {vip}/128 already on lo, leaving it there on exit");
+        }
+    }
+    Ok(())
 }
 
 /// Puts every VIP on `lo` as a /32 and keeps the host from answering ARP for it.
@@ -696,6 +820,8 @@ fn join<T: std::fmt::Display>(addrs: &[T]) -> String {
 
 #[cfg(test)]
 mod root_tests;
+#[cfg(test)]
+mod root_tests6;
 
 #[cfg(test)]
 mod tests {

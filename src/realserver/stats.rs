@@ -1,4 +1,5 @@
-//! The agent's counters: one plain struct, updated by its single loop.
+//! The agent's counters: one plain struct per receive loop (the IPv4 loop, the IPv6
+//! receivers' loop), summed with [`AgentStats::add`].
 
 use std::fmt;
 
@@ -86,6 +87,52 @@ impl AgentStats {
                 }
             }
         }
+    }
+
+    /// Adds `other`'s counters to these (the IPv6 receivers count apart from the IPv4 loop).
+    pub fn add(&mut self, other: &AgentStats) {
+        let AgentStats {
+            received,
+            delivered,
+            not_allowed,
+            not_vip,
+            inner_source_not_allowed,
+            recv_truncated,
+            strip,
+            auth,
+            port_not_allowed,
+            proto_not_allowed,
+            tun_write_error,
+            gro_super_packets,
+            kernel_merged,
+            merged_unsupported,
+            chance,
+            chance_checked,
+            chance_forwarded,
+        } = other;
+        self.received += received;
+        self.delivered += delivered;
+        self.not_allowed += not_allowed;
+        self.not_vip += not_vip;
+        self.inner_source_not_allowed += inner_source_not_allowed;
+        self.recv_truncated += recv_truncated;
+        for (a, b) in self.strip.iter_mut().zip(strip) {
+            *a += b;
+        }
+        for (a, b) in self.auth.iter_mut().zip(auth) {
+            *a += b;
+        }
+        self.port_not_allowed += port_not_allowed;
+        self.proto_not_allowed += proto_not_allowed;
+        self.tun_write_error += tun_write_error;
+        self.gro_super_packets += gro_super_packets;
+        self.kernel_merged += kernel_merged;
+        self.merged_unsupported += merged_unsupported;
+        for (a, b) in self.chance.iter_mut().zip(chance) {
+            *a += b;
+        }
+        self.chance_checked += chance_checked;
+        self.chance_forwarded += chance_forwarded;
     }
 
     /// All drops together.
@@ -202,5 +249,28 @@ mod tests {
         assert!(s
             .to_string()
             .ends_with("gro_super_packets=3 kernel_merged=2 merged_unsupported=1"));
+    }
+
+    #[test]
+    fn adding_sums_every_counter() {
+        let mut a = AgentStats {
+            received: 2,
+            delivered: 1,
+            ..AgentStats::default()
+        };
+        a.count_drop(AgentDrop::Strip(StripError::GreKeyMismatch));
+        let mut b = AgentStats {
+            received: 3,
+            delivered: 2,
+            chance_checked: 4,
+            ..AgentStats::default()
+        };
+        b.count_drop(AgentDrop::NotAllowed);
+        b.count_drop(AgentDrop::Strip(StripError::GreKeyMismatch));
+        a.add(&b);
+        assert_eq!((a.received, a.delivered, a.not_allowed), (5, 3, 1));
+        assert_eq!(a.strip[StripError::GreKeyMismatch as usize], 2);
+        assert_eq!(a.chance_checked, 4);
+        assert_eq!(a.dropped(), 3);
     }
 }

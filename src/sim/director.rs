@@ -124,7 +124,10 @@ impl SimDirector {
             proto: flow.proto,
         };
         let i = svc.scheduler.pick(&key, &svc.sched_dests)?;
-        Some(svc.sched_dests[i].addr)
+        match svc.sched_dests[i].addr {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        }
     }
 
     /// Fills the DR servers' neighbour slots as the driver's resolver does: `mac_of` gives a
@@ -133,8 +136,8 @@ impl SimDirector {
         let snap = self.snapshot();
         for svc in snap.services() {
             for (cfg, sd) in svc.config.dests.iter().zip(&svc.sched_dests) {
-                if cfg.forward == Forward::Dr {
-                    let entry = mac_of(sd.addr).map(|mac| NeighEntry {
+                if let (Forward::Dr, std::net::IpAddr::V4(rip)) = (cfg.forward, sd.addr) {
+                    let entry = mac_of(rip).map(|mac| NeighEntry {
                         ifindex: self.ifindex,
                         mac,
                         mtu: 1500,

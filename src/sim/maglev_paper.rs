@@ -148,7 +148,7 @@ fn build(method: Method, alive: &[usize], m: u32, views: usize, salt: u64) -> Ta
             let dests: Vec<SchedDest> = alive
                 .iter()
                 .map(|&i| SchedDest {
-                    addr: addr(i),
+                    addr: addr(i).into(),
                     port: 80,
                     weight: 1,
                     state: Arc::new(DestState::default()),
@@ -371,7 +371,7 @@ pub fn build_time(p: &PaperParams, m: u32) -> Duration {
     let dests: Vec<SchedDest> = all
         .iter()
         .map(|&i| SchedDest {
-            addr: addr(i),
+            addr: addr(i).into(),
             port: 80,
             weight: 1,
             state: Arc::new(DestState::default()),

@@ -11,6 +11,8 @@
 //! - [`tun`]: multi-queue TUN devices.
 //! - [`raw`]: the raw IPv4 sender (`IP_HDRINCL`, `sendmmsg`), the raw and UDP tunnel receivers
 //!   (`recvmmsg`).
+//! - [`tunsock`]: tunnel sockets of either family read one packet at a time with the
+//!   addresses it carried (`IPV6_PKTINFO`): the agent's IPv6 receivers.
 //! - [`netcfg`]: host network changes (routes, addresses, sysctls) undone on drop.
 //! - [`journal`]: the crash journal of those changes under `/run/tunlb` (flock'd while the
 //!   daemon runs), undone by the next start or `--cleanup`.
@@ -45,11 +47,13 @@ pub mod neigh;
 pub mod netcfg;
 pub mod packet;
 pub mod raw;
+pub mod raw_tx6;
 pub mod rundir;
 pub mod script;
 pub mod signal;
 pub mod sockdiag;
 pub mod tun;
+pub mod tunsock;
 pub mod udp_gso;
 pub mod vrrp;
 

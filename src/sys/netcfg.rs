@@ -376,7 +376,7 @@ enum Change {
     RuleAdded(PolicyRule),
     RuleDeleted(PolicyRule),
     AddressAdded {
-        addr: Ipv4Net,
+        addr: IpNet,
         dev: String,
     },
     Link {
@@ -902,14 +902,23 @@ impl<O: NetOps> NetChanges<O> {
 
     /// `ip addr add ADDR dev DEV` (e.g. a VIP as `/32` on `lo`).
     pub fn add_address(&mut self, addr: Ipv4Net, dev: &str) -> Result<Applied, NetError> {
+        self.add_address_ip(addr.into(), dev)
+    }
+
+    /// [`add_address`](Self::add_address) for either family. An IPv6 address is added
+    /// `nodad` (usable at once, no Duplicate Address Detection probe sent for it: a hidden VIP
+    /// is meant to exist on several hosts); restoring deletes it.
+    pub fn add_address_ip(&mut self, addr: IpNet, dev: &str) -> Result<Applied, NetError> {
         let a = addr.to_string();
         let change = Change::AddressAdded {
             addr,
             dev: dev.to_owned(),
         };
-        self.make(change, |ops| {
-            exists_ok(ops.ip(&["addr", "add", &a, "dev", dev]))
-        })
+        let mut args = vec!["addr", "add", a.as_str(), "dev", dev];
+        if addr.addr().is_ipv6() {
+            args.push("nodad");
+        }
+        self.make(change, |ops| exists_ok(ops.ip(&args)))
     }
 
     /// `ip link set dev DEV up|down [mtu MTU]`; restoring puts back the old state and MTU.
@@ -1511,7 +1520,11 @@ mod tests {
                 ..rule(100)
             }),
             Change::AddressAdded {
-                addr: net("10.0.0.10/32"),
+                addr: net("10.0.0.10/32").into(),
+                dev: "lo".into(),
+            },
+            Change::AddressAdded {
+                addr: "2001:db8:a::1/128".parse().unwrap(),
                 dev: "lo".into(),
             },
             Change::Link {
@@ -1538,6 +1551,24 @@ mod tests {
         ] {
             assert_eq!(Change::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_ipv6_address_is_added_nodad_and_deleted_on_restore() {
+        let mut nc = NetChanges::with_ops(FakeOps::default());
+        let vip: IpNet = "2001:db8:a::1/128".parse().unwrap();
+        assert_eq!(nc.add_address_ip(vip, "lo").unwrap(), Applied::Changed);
+        nc.add_address(net("10.0.0.10/32"), "lo").unwrap();
+        nc.restore().unwrap();
+        assert_eq!(
+            nc.ops.log,
+            [
+                "ip addr add 2001:db8:a::1/128 dev lo nodad",
+                "ip addr add 10.0.0.10/32 dev lo",
+                "ip addr del 10.0.0.10/32 dev lo",
+                "ip addr del 2001:db8:a::1/128 dev lo",
+            ]
+        );
     }
 
     #[test]

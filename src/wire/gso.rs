@@ -206,6 +206,9 @@ pub fn l4_checksum_offset(proto: u8) -> Option<u16> {
     }
 }
 
+/// Bytes of the fixed IPv6 header.
+const IPV6_HEADER_LEN: usize = 40;
+
 /// One segment [`Segmenter::segment`] described.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -245,18 +248,31 @@ impl Segmenter {
     /// whose total length fits the data (bytes after it are ignored) and an `mss` of 0.
     pub fn new(pkt: &[u8], mss: u16) -> Result<Segmenter, GsoError> {
         let bad = GsoError::NotTcpUdpIpv4;
-        if pkt.len() < 20 || pkt[0] >> 4 != 4 || mss == 0 {
+        if pkt.len() < 20 || mss == 0 {
             return Err(bad);
         }
-        let proto = pkt[9];
+        let (proto, ihl, total) = match pkt[0] >> 4 {
+            4 => {
+                let ihl = usize::from(pkt[0] & 0x0f) * 4;
+                let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+                // MF set or a fragment offset: not a whole TCP segment.
+                let frag = u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff;
+                if ihl < 20 || frag != 0 {
+                    return Err(bad);
+                }
+                (pkt[9], ihl, total)
+            }
+            // IPv6 without extension headers (what the kernel's GSO hands a TUN).
+            6 if pkt.len() >= IPV6_HEADER_LEN => {
+                let plen = usize::from(u16::from_be_bytes([pkt[4], pkt[5]]));
+                (pkt[6], IPV6_HEADER_LEN, IPV6_HEADER_LEN + plen)
+            }
+            _ => return Err(bad),
+        };
         if proto != IpProtocol::TCP && proto != IpProtocol::UDP {
             return Err(bad);
         }
-        let ihl = usize::from(pkt[0] & 0x0f) * 4;
-        let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
-        // MF set or a fragment offset: not a whole TCP segment.
-        let frag = u16::from_be_bytes([pkt[6], pkt[7]]) & 0x3fff;
-        if ihl < 20 || total > pkt.len() || frag != 0 {
+        if total > pkt.len() {
             return Err(bad);
         }
         let l4_header = if proto == IpProtocol::UDP {
@@ -325,12 +341,18 @@ impl Segmenter {
         let seg_len = u16::try_from(hl + payload.len()).ok()?;
 
         let (ip, l4) = hdr.split_at_mut(self.ihl);
-        ip[2..4].copy_from_slice(&seg_len.to_be_bytes());
-        let ident = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(i as u16);
-        ip[4..6].copy_from_slice(&ident.to_be_bytes());
-        ip[10..12].copy_from_slice(&[0, 0]);
-        let ip_sum = !checksum::data(ip);
-        ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+        let v6 = ip[0] >> 4 == 6;
+        if v6 {
+            let plen = seg_len - IPV6_HEADER_LEN as u16;
+            ip[4..6].copy_from_slice(&plen.to_be_bytes());
+        } else {
+            ip[2..4].copy_from_slice(&seg_len.to_be_bytes());
+            let ident = u16::from_be_bytes([ip[4], ip[5]]).wrapping_add(i as u16);
+            ip[4..6].copy_from_slice(&ident.to_be_bytes());
+            ip[10..12].copy_from_slice(&[0, 0]);
+            let ip_sum = !checksum::data(ip);
+            ip[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+        }
 
         let l4_len = u16::try_from(l4.len() + payload.len()).ok()?;
         if self.proto == IpProtocol::UDP {
@@ -350,13 +372,19 @@ impl Segmenter {
         let at = usize::from(l4_checksum_offset(self.proto)?);
         l4[at..at + 2].copy_from_slice(&[0, 0]);
         let payload_sum = checksum::data(payload);
-        let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-        let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-        let sum = !checksum::combine(&[
-            checksum::pseudo_header_v4(src, dst, self.proto, l4_len),
-            checksum::data(l4),
-            payload_sum,
-        ]);
+        let pseudo = if v6 {
+            let addr = |at: usize| {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&ip[at..at + 16]);
+                std::net::Ipv6Addr::from(a)
+            };
+            checksum::pseudo_header_v6(addr(8), addr(24), self.proto, u32::from(l4_len))
+        } else {
+            let src = std::net::Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+            let dst = std::net::Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+            checksum::pseudo_header_v4(src, dst, self.proto, l4_len)
+        };
+        let sum = !checksum::combine(&[pseudo, checksum::data(l4), payload_sum]);
         // UDP sends a computed 0 as 0xffff (0 means "no checksum"); TCP's 0 and 0xffff are
         // the same value in one's complement.
         let sum = if sum == 0 && self.proto == IpProtocol::UDP {
@@ -580,6 +608,42 @@ mod tests {
         }
         assert_eq!(payload, &p[52..]);
         assert!(s.segment(&p, 3, &mut out).is_none());
+    }
+
+    #[test]
+    fn ipv6_super_packets_are_cut_with_their_payload_lengths_and_checksums() {
+        use std::net::Ipv6Addr;
+        let (src, dst): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8:1::7".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        );
+        let mut p = crate::wire::testing::tcp6_packet(src, 40000, dst, 80, FIN | PSH | 0x10, 3000);
+        for (i, b) in p[60..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let s = Segmenter::new(&p, 1400).unwrap();
+        assert_eq!((s.count(), s.header_len()), (3, 60));
+        let mut out = [0u8; 2048];
+        let mut payload = Vec::new();
+        for i in 0..3 {
+            let len = s.write_segment(&p, i, &mut out).unwrap();
+            let seg = &out[..len];
+            assert_eq!(usize::from(u16::from_be_bytes([seg[4], seg[5]])), len - 40);
+            assert_eq!(
+                checksum::upper_layer_v6(src, dst, IpProtocol::TCP, &seg[40..]),
+                0xffff,
+                "segment {i}"
+            );
+            let tcp = TcpPacket::new_checked(&seg[40..]).unwrap();
+            assert_eq!(tcp.seq_number(), 1000 + 1400 * i as u32);
+            assert_eq!(seg[53], [0x10, 0x10, FIN | PSH | 0x10][i]);
+            payload.extend_from_slice(&seg[60..]);
+        }
+        assert_eq!(payload, &p[60..]);
+        // An IPv6 extension header in front of TCP: not cut here.
+        let mut ext = p.clone();
+        ext[6] = IpProtocol::HOPOPT;
+        assert!(Segmenter::new(&ext, 1400).is_err());
     }
 
     #[test]

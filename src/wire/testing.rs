@@ -1,7 +1,7 @@
 //! Builders of well-formed packets for tests, benchmarks and fuzz seeds (not for the data path:
 //! they allocate).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::checksum;
 
@@ -40,6 +40,29 @@ pub fn tcp_packet(
     flags: u8,
     payload_len: usize,
 ) -> Vec<u8> {
+    let mut t = tcp_segment(sport, dport, flags, payload_len);
+    let c = l4_checksum(src, dst, 6, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv4_packet(src, dst, 6, &t)
+}
+
+/// [`tcp_packet`] over IPv6.
+pub fn tcp6_packet(
+    src: Ipv6Addr,
+    sport: u16,
+    dst: Ipv6Addr,
+    dport: u16,
+    flags: u8,
+    payload_len: usize,
+) -> Vec<u8> {
+    let mut t = tcp_segment(sport, dport, flags, payload_len);
+    let c = !checksum::upper_layer_v6(src, dst, 6, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv6_packet(src, dst, 6, &t)
+}
+
+/// The TCP header and zero payload of [`tcp_packet`], checksum 0.
+fn tcp_segment(sport: u16, dport: u16, flags: u8, payload_len: usize) -> Vec<u8> {
     let syn = flags & 0x02 != 0;
     let hl = if syn { 24 } else { 20 };
     let mut t = vec![0u8; hl + payload_len];
@@ -52,9 +75,7 @@ pub fn tcp_packet(
     if syn {
         t[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
     }
-    let c = l4_checksum(src, dst, 6, &t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    ipv4_packet(src, dst, 6, &t)
+    t
 }
 
 /// A UDP datagram in an IPv4 packet with `payload_len` zero bytes.
@@ -65,13 +86,48 @@ pub fn udp_packet(
     dport: u16,
     payload_len: usize,
 ) -> Vec<u8> {
+    let mut u = udp_datagram(sport, dport, payload_len);
+    let c = l4_checksum(src, dst, 17, &u);
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    ipv4_packet(src, dst, 17, &u)
+}
+
+/// [`udp_packet`] over IPv6.
+pub fn udp6_packet(
+    src: Ipv6Addr,
+    sport: u16,
+    dst: Ipv6Addr,
+    dport: u16,
+    payload_len: usize,
+) -> Vec<u8> {
+    let mut u = udp_datagram(sport, dport, payload_len);
+    let c = match !checksum::upper_layer_v6(src, dst, 17, &u) {
+        0 => 0xffff,
+        c => c,
+    };
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    ipv6_packet(src, dst, 17, &u)
+}
+
+fn udp_datagram(sport: u16, dport: u16, payload_len: usize) -> Vec<u8> {
     let mut u = vec![0u8; 8 + payload_len];
     u[0..2].copy_from_slice(&sport.to_be_bytes());
     u[2..4].copy_from_slice(&dport.to_be_bytes());
     u[4..6].copy_from_slice(&((8 + payload_len) as u16).to_be_bytes());
-    let c = l4_checksum(src, dst, 17, &u);
-    u[6..8].copy_from_slice(&c.to_be_bytes());
-    ipv4_packet(src, dst, 17, &u)
+    u
+}
+
+/// An IPv6 header (hop limit 64, no extension headers) around `l4` with next header `next`.
+pub fn ipv6_packet(src: Ipv6Addr, dst: Ipv6Addr, next: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 40];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&(l4.len() as u16).to_be_bytes());
+    p[6] = next;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p.extend_from_slice(l4);
+    p
 }
 
 /// An ICMP error (`icmp_type`/`code`, rest-of-header `rest`) from `src` to `dst` quoting the

@@ -37,6 +37,7 @@ mod gateway;
 mod ha;
 mod harness;
 mod health;
+mod ipv6;
 mod keepalived_conf;
 mod lab;
 mod metrics;

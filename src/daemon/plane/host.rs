@@ -6,10 +6,10 @@
 //! and undone at exit.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 
 use super::{ControlPlane, PlaneError, PlaneState};
 use crate::daemon::announce::ANNOUNCE_OWNER;
@@ -87,11 +87,25 @@ impl ControlPlane {
         st: &mut PlaneState,
         snap: &Snapshot,
     ) -> Result<(), PlaneError> {
-        let wanted: BTreeSet<Ipv4Addr> = snap.vips().collect();
-        for vip in wanted.difference(&st.routed.clone()) {
-            let net = Ipv4Net::from(*vip);
+        let wanted: BTreeSet<IpAddr> = snap.vips().collect();
+        if !st.tun_ipv6 && wanted.iter().any(IpAddr::is_ipv6) {
+            // The first IPv6 VIP: IPv6 on the TUN and forwarding on (undone on exit).
             st.net
-                .add_route(net, &self.tun_name)
+                .tun_ipv6(&self.tun_name)
+                .map_err(|error| PlaneError::RouteVip {
+                    vip: *wanted
+                        .iter()
+                        .find(|a| a.is_ipv6())
+                        .unwrap_or(&IpAddr::from([0u8; 16])),
+                    tun: self.tun_name.clone(),
+                    error,
+                })?;
+            st.tun_ipv6 = true;
+        }
+        for vip in wanted.difference(&st.routed.clone()) {
+            let net = IpNet::from(*vip);
+            st.net
+                .add_route_ip(net, &self.tun_name)
                 .map_err(|error| PlaneError::RouteVip {
                     vip: *vip,
                     tun: self.tun_name.clone(),
@@ -100,8 +114,8 @@ impl ControlPlane {
             st.routed.insert(*vip);
         }
         for vip in st.routed.clone().difference(&wanted) {
-            let net = Ipv4Net::from(*vip);
-            if let Err(e) = st.net.del_route(net, &self.tun_name) {
+            let net = IpNet::from(*vip);
+            if let Err(e) = st.net.del_route_ip(net, &self.tun_name) {
                 log::warn!("tunlb director: withdrawing VIP {vip}: {e}");
             }
             st.routed.remove(vip);
@@ -110,15 +124,20 @@ impl ControlPlane {
             self.sync_announced(st, snap, table)?;
         }
         for iface in &self.announce {
+            // ARP for the IPv4 VIPs, Neighbor Discovery for the IPv6 ones (whose unsolicited
+            // advertisements the announcer sends itself).
             let new = self
                 .announcer
-                .set(ANNOUNCE_OWNER, iface, &wanted)
+                .announce(ANNOUNCE_OWNER, iface, &wanted)
                 .map_err(|error| PlaneError::AnnounceVip {
                     iface: iface.clone(),
                     error,
                 })?;
             // Tell the LAN at once: a client that resolved the VIP elsewhere moves here.
-            for vip in new {
+            for vip in new.into_iter().filter_map(|a| match a {
+                IpAddr::V4(a) => Some(a),
+                IpAddr::V6(_) => None,
+            }) {
                 if let Err(e) = self.announcer.gratuitous_arp(iface, vip) {
                     log::warn!("tunlb director: gratuitous ARP for {vip} on {iface}: {e}");
                 }
@@ -145,7 +164,7 @@ impl ControlPlane {
         let live = live_vips(snap);
         for vip in live.difference(&st.announced.clone()) {
             st.net
-                .add_table_route(Ipv4Net::from(*vip), &self.tun_name, table)
+                .add_table_route_ip(IpNet::from(*vip), &self.tun_name, table)
                 .map_err(|error| PlaneError::AnnounceRoute {
                     vip: *vip,
                     tun: self.tun_name.clone(),
@@ -162,7 +181,7 @@ impl ControlPlane {
         for vip in st.announced.clone().difference(&live) {
             if let Err(e) = st
                 .net
-                .del_table_route(Ipv4Net::from(*vip), &self.tun_name, table)
+                .del_table_route_ip(IpNet::from(*vip), &self.tun_name, table)
             {
                 log::warn!("tunlb director: withdrawing VIP {vip} from table {table}: {e}");
             }
@@ -202,7 +221,7 @@ impl ControlPlane {
 /// The VIPs worth announcing: those with at least one service that has a live real server,
 /// one in the table (its health check passing, or none) with a weight above zero. A VIP whose
 /// every server is down, held or quiesced (weight 0) is not.
-pub fn live_vips(snap: &Snapshot) -> BTreeSet<Ipv4Addr> {
+pub fn live_vips(snap: &Snapshot) -> BTreeSet<IpAddr> {
     snap.services()
         .into_iter()
         .filter(|s| {
@@ -267,12 +286,12 @@ mod tests {
         let snap = Registry::new()
             .build(&set, &Timeouts::default())
             .expect("snapshot");
-        let live: Vec<Ipv4Addr> = live_vips(&snap).into_iter().collect();
+        let live: Vec<IpAddr> = live_vips(&snap).into_iter().collect();
         assert_eq!(
             live,
             [
-                Ipv4Addr::new(192, 168, 150, 100),
-                Ipv4Addr::new(192, 168, 150, 101)
+                IpAddr::from([192, 168, 150, 100]),
+                IpAddr::from([192, 168, 150, 101])
             ]
         );
         assert!(live_vips(&Snapshot::default()).is_empty());

@@ -2,7 +2,7 @@
 //! every connection, NAT flow, S-NAT mapping and persistence template. And the rate ticker.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use super::ControlPlane;
@@ -72,10 +72,11 @@ impl ControlPlane {
                 continue;
             };
             for d in &mut svc.dests {
-                let found =
-                    live.sched_dests.iter().zip(&live.dest_ids).find(|(s, _)| {
-                        IpAddr::V4(s.addr) == d.config.addr && s.port == d.config.port
-                    });
+                let found = live
+                    .sched_dests
+                    .iter()
+                    .zip(&live.dest_ids)
+                    .find(|(s, _)| s.addr == d.config.addr && s.port == d.config.port);
                 if let Some((sd, id)) = found {
                     d.active_conns = sd.state.active();
                     d.inactive_conns = sd.state.inactive();
@@ -278,11 +279,11 @@ impl ConnChunks {
     }
 
     /// The address of real server `id` (held ones too; 0.0.0.0:0 for one that left).
-    fn dest_addr(&self, id: DestId) -> SocketAddrV4 {
+    fn dest_addr(&self, id: DestId) -> SocketAddr {
         self.snap
             .dest_or_held(id)
-            .map(|d| SocketAddrV4::new(d.config.addr, d.config.port))
-            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+            .map(|d| SocketAddr::new(d.config.addr, d.config.port))
+            .unwrap_or(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0))
     }
 
     /// Queues the flows of `piece`, from the table of rank `rank` (worker `rank`, or the
@@ -332,11 +333,14 @@ impl ConnChunks {
     fn add_shared(&mut self) {
         let now = self.now;
         let nat = self.shared.nat.flows();
-        self.pending.extend(
-            nat.iter().filter_map(|f| {
-                conn_entry(&f.key, &f.conn, SocketAddrV4::new(f.raddr, f.rport), now)
-            }),
-        );
+        self.pending.extend(nat.iter().filter_map(|f| {
+            conn_entry(
+                &f.key,
+                &f.conn,
+                SocketAddrV4::new(f.raddr, f.rport).into(),
+                now,
+            )
+        }));
         for m in snat::mappings(&self.shared.snat) {
             let Some(proto) = Protocol::from_number(m.proto) else {
                 continue;
@@ -365,7 +369,7 @@ impl ConnChunks {
                 state: "NONE".to_string(),
                 client: SocketAddrV4::new(k.caddr, 0).into(),
                 vip: SocketAddrV4::new(k.vaddr, k.vport).into(),
-                dest: self.dest_addr(dest).into(),
+                dest: self.dest_addr(dest),
             });
         }
     }
@@ -385,7 +389,7 @@ fn beats(theirs: Option<u32>, their_rank: usize, mine: u32, my_rank: usize) -> b
 
 /// One connection of a worker's table or of the shared NAT flows, as `-L -c` lists it; `None`
 /// for an expired one or a protocol the listing does not know.
-fn conn_entry(k: &ConnKey, c: &Conn, dest: SocketAddrV4, now: Instant) -> Option<ConnEntry> {
+fn conn_entry(k: &ConnKey, c: &Conn, dest: SocketAddr, now: Instant) -> Option<ConnEntry> {
     let proto = Protocol::from_number(k.proto)?;
     if c.expires() <= now {
         return None;
@@ -396,6 +400,6 @@ fn conn_entry(k: &ConnKey, c: &Conn, dest: SocketAddrV4, now: Instant) -> Option
         state: c.state.as_str().to_string(),
         client: SocketAddrV4::new(k.caddr, k.cport).into(),
         vip: SocketAddrV4::new(k.vaddr, k.vport).into(),
-        dest: dest.into(),
+        dest,
     })
 }

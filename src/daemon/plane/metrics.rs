@@ -66,7 +66,7 @@ impl ControlPlane {
                     l.sched_dests
                         .iter()
                         .zip(&l.dest_ids)
-                        .find(|(s, _)| std::net::IpAddr::V4(s.addr) == d.addr && s.port == d.port)
+                        .find(|(s, _)| s.addr == d.addr && s.port == d.port)
                 });
                 let mut b = Backend {
                     service: key,

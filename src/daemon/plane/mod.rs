@@ -26,7 +26,7 @@ pub mod requests;
 mod tests;
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -44,7 +44,7 @@ use crate::director::nat::ReplyRouting;
 use crate::director::route::RouteTable;
 use crate::director::snat::{SnatRouting, SnatRules};
 use crate::director::stats::StatsBook;
-use crate::director::table::{ipv4_table, BuildError, Ipv6NotForwarded};
+use crate::director::table::{check_forwardable, BuildError, Ipv6NotForwarded};
 use crate::director::{Director, Registry, Shared};
 use crate::health::config::HealthConfig;
 use crate::model::ServiceSet;
@@ -86,10 +86,12 @@ struct PlaneState {
     timeouts: Timeouts,
     registry: Registry,
     net: NetChanges,
-    routed: BTreeSet<Ipv4Addr>,
+    routed: BTreeSet<IpAddr>,
+    /// Whether the TUN was readied for IPv6 VIPs ([`NetChanges::tun_ipv6`]).
+    tun_ipv6: bool,
     /// The VIPs routed into the announce table (`--announce-table`): those with a live real
     /// server.
-    announced: BTreeSet<Ipv4Addr>,
+    announced: BTreeSet<IpAddr>,
     /// What the health checkers changed on top of `set` (the configured table).
     health: HealthOverlay,
     /// The policy routing that brings NAT real servers' replies into the TUN.
@@ -150,7 +152,7 @@ pub enum PlaneError {
     #[error("routing VIP {vip} into {tun}: {error}")]
     RouteVip {
         /// The VIP.
-        vip: Ipv4Addr,
+        vip: IpAddr,
         /// The TUN device.
         tun: String,
         /// What the kernel said.
@@ -160,7 +162,7 @@ pub enum PlaneError {
     #[error("routing VIP {vip} into {tun} in the announce table {table}: {error}")]
     AnnounceRoute {
         /// The VIP.
-        vip: Ipv4Addr,
+        vip: IpAddr,
         /// The TUN device.
         tun: String,
         /// The `--announce-table`.
@@ -228,6 +230,7 @@ impl ControlPlane {
                 registry: Registry::new(),
                 net,
                 routed: BTreeSet::new(),
+                tun_ipv6: false,
                 announced: BTreeSet::new(),
                 health: HealthOverlay::default(),
                 nat_routing: ReplyRouting::default(),
@@ -273,11 +276,9 @@ impl ControlPlane {
         timeouts: Timeouts,
     ) -> Result<(), PlaneError> {
         // IPv6 stops here, before anything is checked or published (all or nothing).
-        let (new4, _) = ipv4_table(&set, &[])?;
-        let old4 = ipv4_table(&st.set, &[]).map(|t| t.0).unwrap_or_default();
-        Self::check_new_servers(&old4, &new4)?;
+        check_forwardable(&set)?;
+        Self::check_new_servers(&st.set, &set)?;
         let (table, held) = st.health.apply(&set);
-        let (table, held) = ipv4_table(&table, &held)?;
         // A changed mh table remembers when (second chance, `--second-chance-window`).
         st.registry.now = self.clock.now();
         let mut snap = st
@@ -298,10 +299,7 @@ impl ControlPlane {
 
     /// Refuses real servers the data path could not reach, before anything is published:
     /// DR servers must be on a directly connected network.
-    fn check_new_servers(
-        old: &crate::model::v4::ServiceSet,
-        new: &crate::model::v4::ServiceSet,
-    ) -> Result<(), DrServerError> {
+    fn check_new_servers(old: &ServiceSet, new: &ServiceSet) -> Result<(), DrServerError> {
         resolver::check_new_dr_servers(old, new)
     }
 

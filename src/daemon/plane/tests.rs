@@ -337,8 +337,9 @@ fn the_connection_listing_is_streamed_in_chunks() {
     ));
 }
 
-/// The data path's IPv4 boundary: an IPv6 service (or an IPv6 real server of an IPv4 one) is
-/// refused with its name and nothing of the batch is applied.
+/// The data path's boundary ([`check_forwardable`](crate::director::table::check_forwardable),
+/// whose unit test covers what it takes): DR over IPv6 and the mixed-family tunnels are refused
+/// with the service, the server and what is missing, and nothing of the batch is applied.
 #[test]
 fn ipv6_services_are_refused_at_the_data_path_boundary() {
     let plane = plane(None);
@@ -353,8 +354,12 @@ fn ipv6_services_are_refused_at_the_data_path_boundary() {
     };
     let before = plane.config_toml().expect("config");
     assert_eq!(
-        plane.handle(Request::Apply(vec![edit("-A -t [2001:db8::1]:80 -s rr")])),
-        Response::error("TCP [2001:db8::1]:80: this director does not forward IPv6 yet")
+        plane.handle(Request::Apply(vec![
+            edit("-A -t [2001:db8::1]:80 -s rr"),
+            edit("-a -t [2001:db8::1]:80 -r [2001:db8::11] -g"),
+        ])),        Response::error(
+            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8::11: DR)"
+        )
     );
     // All or nothing: the IPv4 service of the batch is not applied either.
     assert_eq!(
@@ -363,7 +368,7 @@ fn ipv6_services_are_refused_at_the_data_path_boundary() {
             edit("-a -t 10.0.0.1:80 -r [2001:db8::10] -i"),
         ])),
         Response::error(
-            "TCP 10.0.0.1:80: this director does not forward IPv6 yet (real server 2001:db8::10)"
+            "TCP 10.0.0.1:80: this director does not forward IPv6 yet (real server 2001:db8::10: an IPv4 VIP over an IPv6 underlay)"
         )
     );
     assert_eq!(plane.config_toml().expect("config"), before);

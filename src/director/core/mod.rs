@@ -21,12 +21,16 @@ mod sync;
 mod sync_tests;
 #[cfg(test)]
 mod tests;
+mod v6;
+#[cfg(test)]
+mod v6_tests;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Cache};
 
+use super::conn::ConnTable6;
 use super::conn::DestId;
 use super::conn::{template_key, Conn, ConnKey, ConnState, ConnTable, Direction, SyncRecord};
 use super::modes::context::Ctx;
@@ -36,7 +40,7 @@ use super::packet;
 use super::packet::counters::Counters;
 use super::packet::verdict::{DropReason, Verdict};
 use super::sched::FlowKey;
-use super::shared::counts::{add_count, release, step_state};
+use super::shared::counts::{add_count, release, release6, step_state};
 use super::shared::{DirectorConfig, Shared};
 use super::stats::{BatchHistogram, EncapError, EncapKind, SendSocket};
 use super::table::{Dest, Service, Snapshot};
@@ -55,6 +59,8 @@ pub struct Director {
     shared: Arc<Shared>,
     cache: Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>,
     conns: ConnTable,
+    /// IPv6 flows (a table of their own, so IPv4 entries keep their size).
+    conns6: ConnTable6,
     config: DirectorConfig,
     counters: Counters,
     next_sweep: Instant,
@@ -83,6 +89,8 @@ impl Director {
     pub fn new(shared: Arc<Shared>, config: DirectorConfig) -> Director {
         let cache = Cache::new(shared.snapshot_cell().clone());
         let conns = ConnTable::new(config.initial_conns, config.max_conns, config.seed);
+        // Grown on demand: a director without IPv6 services keeps it at its smallest.
+        let conns6 = ConnTable6::new(0, config.max_conns, config.seed ^ 0x6666);
         let icmp = IcmpLimiter::new(config.icmp_rate, config.icmp_burst);
         let auth_seq = LaneCounter::new(shared.take_lane(), config.auth_seq_seed);
         Director {
@@ -90,6 +98,7 @@ impl Director {
             shared,
             cache,
             conns,
+            conns6,
             config,
             counters: Counters::default(),
             next_sweep: Instant::ZERO,
@@ -155,6 +164,11 @@ impl Director {
         &self.conns
     }
 
+    /// This worker's IPv6 connection table.
+    pub fn conns6(&self) -> &ConnTable6 {
+        &self.conns6
+    }
+
     /// This worker's connection table, for tests that plant flows in it.
     #[cfg(test)]
     pub fn conns_mut(&mut self) -> &mut ConnTable {
@@ -187,6 +201,13 @@ impl Director {
             counters.conns_expired += 1;
             release(snap, &shared.templates, key, conn, now);
         });
+        if !self.conns6.is_empty() {
+            let budget6 = self.config.sweep_budget.max(self.conns6.capacity() / 20);
+            self.conns6.sweep(now, budget6, |key, conn| {
+                counters.conns_expired += 1;
+                release6(snap, &shared.templates6, key, conn, now);
+            });
+        }
         shared.nat.sweep_next(now, |c| {
             counters.conns_expired += 1;
             release(snap, &shared.templates, &c.key, &c.conn, now);
@@ -276,6 +297,9 @@ impl Director {
     }
 
     fn decide(&mut self, now: Instant, buf: &mut [u8], gso: Option<(usize, u32)>) -> Verdict {
+        if buf.first().is_some_and(|b| b >> 4 == 6) {
+            return self.decide6(now, buf);
+        }
         let mut p = match packet::parse(buf) {
             Ok(p) => p,
             Err(r) => return Verdict::Drop(r),
@@ -402,7 +426,7 @@ impl Director {
                             .chances
                             .get(&key)
                             .and_then(|id| snap.dest(id))
-                            .map(|d| d.config.addr);
+                            .and_then(Dest::addr4);
                     }
                     return forward(&mut cx, dest, buf, &p, clamp, hash);
                 }
@@ -470,7 +494,13 @@ impl Director {
         let dest_id = match svc.persistence() {
             None => pick(),
             Some(pers) => {
-                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                let tkey = template_key(
+                    p.proto,
+                    p.src,
+                    pers.netmask.v4(),
+                    p.dst,
+                    svc.config.key.port,
+                );
                 // IPVS ip_vs_check_template: a template is of no use if its server left the
                 // table (deleted, or held while down), or is quiesced (weight 0) and the
                 // service has expire_quiescent_template.
@@ -544,12 +574,18 @@ impl Director {
             let window = self.config.second_chance_window;
             if let Some(p2) = second_choice(svc, dest, &flow, now, window) {
                 self.chances.insert(key, p2);
-                cx.second_choice = snap.dest(p2).map(|d| d.config.addr);
+                cx.second_choice = snap.dest(p2).and_then(Dest::addr4);
                 cx.counters.second_chance_marked += 1;
             }
         }
         if let Some(pers) = svc.persistence() {
-            let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+            let tkey = template_key(
+                p.proto,
+                p.src,
+                pers.netmask.v4(),
+                p.dst,
+                svc.config.key.port,
+            );
             let timeout = Duration::from_secs(u64::from(pers.timeout));
             cx.shared.templates.bind(tkey, dest.id, now, timeout);
         }
@@ -564,7 +600,13 @@ impl Director {
             let rec = sync::record(dest, key, state, left, conn.is_confirmed());
             sync::queue(&mut self.sync_out, cx.counters, rec);
             if let Some(pers) = svc.persistence() {
-                let tkey = template_key(p.proto, p.src, pers.netmask, p.dst, svc.config.key.port);
+                let tkey = template_key(
+                    p.proto,
+                    p.src,
+                    pers.netmask.v4(),
+                    p.dst,
+                    svc.config.key.port,
+                );
                 let timeout = Duration::from_secs(u64::from(pers.timeout));
                 let rec = sync::record(dest, tkey, ConnState::None, timeout, false);
                 sync::queue(&mut self.sync_out, cx.counters, rec);

@@ -97,7 +97,8 @@ const PHASE_SYNCED: u64 = 2;
 const IN_PHASE: u64 = (1 << PHASE_SHIFT) - 1;
 
 /// The record of a flow (or template) `key` to `dest`; `confirmed` says whether the flow
-/// carried client data (false for a template).
+/// carried client data (false for a template). `None` for a real server reached over an IPv6
+/// underlay, which the IPv4 sync message cannot name.
 #[inline]
 pub(super) fn record(
     dest: &Dest,
@@ -105,19 +106,20 @@ pub(super) fn record(
     state: ConnState,
     left: Duration,
     confirmed: bool,
-) -> SyncRecord {
-    SyncRecord {
+) -> Option<SyncRecord> {
+    Some(SyncRecord {
         key,
-        dest: SocketAddrV4::new(dest.config.addr, dest.config.port_in(dest.service)),
+        dest: SocketAddrV4::new(dest.addr4()?, dest.config.port_in(dest.service)),
         state,
         timeout: left,
         confirmed,
-    }
+    })
 }
 
 /// Queues `rec`, or counts it dropped when the queue is full.
 #[inline]
-pub(super) fn queue(out: &mut Vec<SyncRecord>, counters: &mut Counters, rec: SyncRecord) {
+pub(super) fn queue(out: &mut Vec<SyncRecord>, counters: &mut Counters, rec: Option<SyncRecord>) {
+    let Some(rec) = rec else { return };
     if out.len() < SYNC_QUEUE_MAX {
         out.push(rec);
     } else {
@@ -174,7 +176,7 @@ fn template_of(svc: &Service, key: &ConnKey) -> Option<(ConnKey, Duration)> {
     let tkey = template_key(
         key.proto,
         key.caddr,
-        pers.netmask,
+        pers.netmask.v4(),
         key.vaddr,
         svc.config.key.port,
     );
@@ -281,8 +283,10 @@ impl Director {
                 }
                 if let Some(dest) = snap.dest(conn.dest) {
                     let left = conn.expires().saturating_since(now);
-                    out.push(record(dest, *key, conn.state, left, conn.is_confirmed()));
-                    n += 1;
+                    if let Some(rec) = record(dest, *key, conn.state, left, conn.is_confirmed()) {
+                        out.push(rec);
+                        n += 1;
+                    }
                 }
             }
             if !shared_too {
@@ -296,8 +300,10 @@ impl Director {
             for (key, id, left) in found {
                 if let Some(dest) = snap.dest(id) {
                     if dest.config.forward != Forward::Nat {
-                        out.push(record(dest, key, ConnState::None, left, false));
-                        n += 1;
+                        if let Some(rec) = record(dest, key, ConnState::None, left, false) {
+                            out.push(rec);
+                            n += 1;
+                        }
                     }
                 }
             }
@@ -312,7 +318,7 @@ impl Director {
             for (key, conn) in found {
                 if let Some(dest) = snap.dest(conn.dest) {
                     let left = conn.expires().saturating_since(now);
-                    out.push(record(dest, key, conn.state, left, conn.is_confirmed()));
+                    out.extend(record(dest, key, conn.state, left, conn.is_confirmed()));
                 }
             }
             if let Some(next) = next {

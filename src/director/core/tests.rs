@@ -152,8 +152,14 @@ fn packets_without_service_or_connection_are_dropped_and_counted() {
     assert_eq!(v, Verdict::Drop(DropReason::NoConnection));
     let v = lab.send(0, now, &mut udp_packet(client(1), 1, VIP, 80, 10));
     assert_eq!(v, Verdict::Drop(DropReason::NoService));
-    let v = lab.send(0, now, &mut [0x60, 0, 0, 0]);
+    let v = lab.send(0, now, &mut [0x70, 0, 0, 0]);
     assert_eq!(v, Verdict::Drop(DropReason::NotIpv4));
+    let v = lab.send(0, now, &mut [0x60, 0, 0, 0]);
+    assert_eq!(
+        v,
+        Verdict::Drop(DropReason::MalformedIp),
+        "a short IPv6 header"
+    );
     let v = lab.send(0, now, &mut [0x45, 0, 0]);
     assert_eq!(v, Verdict::Drop(DropReason::MalformedIp));
     let c = lab.workers[0].counters();
@@ -561,7 +567,7 @@ fn per_server_counters_follow_what_was_forwarded() {
         assert_eq!(c.id, *id);
         assert_eq!(
             (c.conns, c.in_pkts, c.in_bytes),
-            sent[&sd.addr],
+            sent[&v4(sd.addr)],
             "{}",
             sd.addr
         );
@@ -1042,4 +1048,12 @@ fn later_fragments_follow_the_first_and_the_last_byte_frees_the_tracker() {
         matches!(v, Verdict::Drop(DropReason::FragmentNoFlow)),
         "{v:?}"
     );
+}
+
+/// The IPv4 address of a server in these IPv4 tests.
+fn v4(a: std::net::IpAddr) -> Ipv4Addr {
+    match a {
+        std::net::IpAddr::V4(a) => a,
+        std::net::IpAddr::V6(a) => panic!("{a}: an IPv6 server in an IPv4 test"),
+    }
 }

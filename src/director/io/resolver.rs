@@ -28,7 +28,6 @@ use super::tunnel_link::{decide, LinkTable, Path, TunnelLink, TunnelLinks};
 use crate::director::dr::NeighEntry;
 use crate::director::table::Dest;
 use crate::director::{Shared, Snapshot};
-use crate::model::v4::ServiceSet;
 use crate::model::Forward;
 use crate::sys::neigh::{NeighEvents, Neighbour, Netlink, Route};
 use crate::sys::packet::LinkDst;
@@ -107,7 +106,10 @@ pub fn on_link(rip: Ipv4Addr, route: io::Result<Route>) -> Result<u32, DrServerE
 /// have as one must be on a directly connected network (see [`on_link`]). The kernel is asked
 /// to resolve the MAC of each accepted one right away, so it is usually known before the first
 /// packet.
-pub fn check_new_dr_servers(old: &ServiceSet, new: &ServiceSet) -> Result<(), DrServerError> {
+pub fn check_new_dr_servers(
+    old: &crate::model::ServiceSet,
+    new: &crate::model::ServiceSet,
+) -> Result<(), DrServerError> {
     let existing: HashSet<_> = old
         .services
         .iter()
@@ -119,7 +121,10 @@ pub fn check_new_dr_servers(old: &ServiceSet, new: &ServiceSet) -> Result<(), Dr
         .iter()
         .flat_map(|s| s.dests.iter().map(move |d| (s.key, d.addr, d.forward)))
         .filter(|k| k.2 == Forward::Dr && !existing.contains(k))
-        .map(|(_, addr, _)| addr)
+        .filter_map(|(_, addr, _)| match addr {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        })
         .collect();
     if added.is_empty() {
         return Ok(());
@@ -243,7 +248,7 @@ impl Resolver {
     /// tables, and asks the kernel to resolve the addresses without a usable entry.
     fn refresh(&mut self, snap: &Snapshot, now: Instant) {
         let dests = dr_dests(snap);
-        let rips: HashSet<Ipv4Addr> = dests.iter().map(|d| d.config.addr).collect();
+        let rips: HashSet<Ipv4Addr> = dests.iter().filter_map(|d| d.addr4()).collect();
         self.routes.retain(|rip, _| rips.contains(rip));
         self.asked.retain(|rip, _| rips.contains(rip));
         self.logged.retain(|rip, _| rips.contains(rip));
@@ -295,7 +300,7 @@ impl Resolver {
         now: Instant,
     ) {
         for dest in dests {
-            let rip = dest.config.addr;
+            let Some(rip) = dest.addr4() else { continue };
             let entry = match &self.routes[&rip] {
                 Ok((ifindex, mtu)) => {
                     table
@@ -432,9 +437,10 @@ fn tunnel_servers(snap: &Snapshot) -> BTreeMap<Ipv4Addr, Vec<String>> {
     let mut servers: BTreeMap<Ipv4Addr, Vec<String>> = BTreeMap::new();
     for s in snap.services() {
         for d in s.dest_ids.iter().filter_map(|id| snap.dest(*id)) {
-            if matches!(d.config.forward, Forward::Tunnel(_)) {
+            // IPv6 real servers are reached through the IPv6 raw socket.
+            if let (Forward::Tunnel(_), Some(rip)) = (d.config.forward, d.addr4()) {
                 servers
-                    .entry(d.config.addr)
+                    .entry(rip)
                     .or_default()
                     .push(s.config.key.to_string());
             }

@@ -258,19 +258,19 @@ fn routes_decide_on_link_and_the_kernel_resolves_on_request() {
 
         // The control plane's check: the router case is refused, the LAN host accepted.
         let empty = ServiceSet::default();
-        let err = check_new_dr_servers(&empty, &dr_set(far))
+        let err = check_new_dr_servers(&empty.widen(), &dr_set(far).widen())
             .unwrap_err()
             .to_string();
         assert!(err.contains("not on a directly connected network"), "{err}");
         // An existing server is not checked again (routes may change under it).
-        check_new_dr_servers(&dr_set(far), &dr_set(far)).unwrap();
+        check_new_dr_servers(&dr_set(far).widen(), &dr_set(far).widen()).unwrap();
 
         // Accepting 10.9.3.5 asked the kernel to resolve it: an entry appears without an
         // address; nobody answers, so after its one probe (a second) it fails, and a
         // notification says so.
         std::fs::write("/proc/sys/net/ipv4/neigh/tlbv0/mcast_solicit", "1").unwrap();
         let mut events = NeighEvents::open().unwrap();
-        check_new_dr_servers(&empty, &dr_set(on_lan)).unwrap();
+        check_new_dr_servers(&empty.widen(), &dr_set(on_lan).widen()).unwrap();
         let entry = nl
             .neighbours()
             .unwrap()

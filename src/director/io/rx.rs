@@ -42,11 +42,13 @@ pub(crate) fn classify(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8], room: usize) ->
         }
         return Offloaded::Plain;
     }
+    let v6 = pkt.first().is_some_and(|b| b >> 4 == 6);
     let proto = match vh.kind() {
-        gso::GSO_TCPV4 => IpProtocol::TCP,
-        // Not served (IPv4 only): the core drops it as not_ipv4.
-        gso::GSO_TCPV6 => return Offloaded::Plain,
-        gso::GSO_UDP_L4 if pkt.first().is_some_and(|b| b >> 4 == 6) => return Offloaded::Plain,
+        gso::GSO_TCPV4 if !v6 => IpProtocol::TCP,
+        // IPv6 super-packets are cut first, then each segment decided (the send path builds
+        // IPv4 outer headers per segment only).
+        gso::GSO_TCPV6 if v6 => return segment_v6(pkt, &vh, IpProtocol::TCP),
+        gso::GSO_UDP_L4 if v6 => return segment_v6(pkt, &vh, IpProtocol::UDP),
         // UDP GRO forwarding (TUN_F_USO4): datagrams of one flow, gso_size bytes each.
         gso::GSO_UDP_L4 => IpProtocol::UDP,
         // UFO and IPv6 UDP were not asked for.
@@ -73,6 +75,14 @@ pub(crate) fn classify(hdr: &[u8; VNET_HDR_LEN], pkt: &mut [u8], room: usize) ->
         return Offloaded::Segment(vh.gso_size);
     }
     Offloaded::Gso(seg, vh)
+}
+
+/// An IPv6 super-packet: segmented before deciding, if it is what its virtio header says.
+fn segment_v6(pkt: &[u8], vh: &VnetHdr, proto: u8) -> Offloaded {
+    match Segmenter::new(pkt, vh.gso_size) {
+        Ok(seg) if seg.protocol() == proto => Offloaded::Segment(vh.gso_size),
+        _ => Offloaded::Bad,
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use super::tx::MAX_QUEUED_SEGMENTS;
 use crate::director::stats::{EncapKind, SendSocket};
 use crate::director::{Director, DropReason, Verdict};
 use crate::encap::{IdentSeq, Tunnel};
+use crate::sys::raw_tx6::RawSender6;
 use crate::sys::tun::TunQueue;
 use crate::sys::{signal, PacketBatch, PacketMeta};
 use crate::time::Clock;
@@ -51,6 +52,9 @@ struct Worker {
     /// Slots (and MSS) of super-packets to segment before deciding.
     deferred: Vec<(usize, u16)>,
     raw: RawQueue,
+    /// Tunnel packets to IPv6 real servers, sent one by one; `None` if the host has no IPv6
+    /// (they are then counted as send failures).
+    raw6: Option<RawSender6>,
     frames: FrameQueue,
     /// The TUN-mode real servers reached by frames; `None` with `--tunnel-tx raw`.
     links: Option<LinkView>,
@@ -133,6 +137,16 @@ impl Worker {
                 }
             };
             match (v, gso) {
+                (Verdict::Encap(e), None) if e.header().first().is_some_and(|b| b >> 4 == 6) => {
+                    // An IPv6 outer header (IPv6 real servers): one send each for now.
+                    let sent = match (&mut self.raw6, buf.get(..e.len)) {
+                        (Some(s), Some(inner)) => s.send(e.header(), inner).is_ok(),
+                        _ => false,
+                    };
+                    if !sent {
+                        d.count_send_errors(e.tunnel.into(), 1);
+                    }
+                }
                 (Verdict::Encap(e), None) => {
                     let queued = match self.links.as_ref().and_then(|v| v.get(e.dst)) {
                         Some(link) => {
@@ -393,6 +407,11 @@ pub fn run(start: WorkerStart, stop: &AtomicBool) {
             return;
         }
     };
+    let raw6 = RawSender6::new()
+        .inspect_err(|e| {
+            log::warn!("tunlb director: worker {index}: no IPv6 raw socket ({e}): IPv6 real servers cannot be reached");
+        })
+        .ok();
     let frames = match FrameQueue::new(batch_size) {
         Ok(f) => f,
         Err(e) => {
@@ -410,6 +429,7 @@ pub fn run(start: WorkerStart, stop: &AtomicBool) {
         replies: Vec::with_capacity(batch_size),
         deferred: Vec::with_capacity(batch.capacity()),
         raw,
+        raw6,
         frames,
         links,
         tunnel_framed: 0,

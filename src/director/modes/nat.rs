@@ -98,7 +98,7 @@
 //! - A port-zero service reached by NAT catches every TCP/UDP packet of its real servers.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 
 use ipnet::Ipv4Net;
@@ -220,9 +220,13 @@ pub fn insert(cx: &mut Ctx<'_>, key: ConnKey, dest: &Dest, conn: Conn) -> Result
     } else {
         dest.config.port
     };
+    // An IPv4 VIP's NAT servers are IPv4 (`check_forwardable`).
+    let Some(raddr) = dest.addr4() else {
+        return Err(DropReason::NoDestination);
+    };
     let new = NatConn {
         key,
-        raddr: dest.config.addr,
+        raddr,
         rport,
         conn,
     };
@@ -271,7 +275,9 @@ pub fn to_server(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed) -> V
         let mtu = cx.config.tunnel_mtu;
         return cx.frag_needed(buf, p.len, mtu);
     }
-    let (raddr, rport) = (dest.config.addr, dest.config.port);
+    let (Some(raddr), rport) = (dest.addr4(), dest.config.port) else {
+        return Verdict::Drop(DropReason::NoDestination);
+    };
     let Some(pkt) = buf.get_mut(..p.len) else {
         return Verdict::Drop(DropReason::MalformedIp);
     };
@@ -336,7 +342,9 @@ pub fn handle_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdi
             .and_then(|d| snap.dest(d));
         return match dest {
             Some(dest) => {
-                let vip = dest.service.vip;
+                let IpAddr::V4(vip) = dest.service.vip else {
+                    return Verdict::Drop(DropReason::NoDestination);
+                };
                 if let Some(pkt) = buf.get_mut(..p.len) {
                     Ipv4Packet::new_unchecked(pkt).set_src_addr(vip);
                 }

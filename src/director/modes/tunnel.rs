@@ -14,7 +14,7 @@
 //! core decides while any key is set, and one that still comes (a key added between the
 //! driver's look and the decision) is dropped as `auth_super_packet`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU16;
 
 use super::context::Ctx;
@@ -35,7 +35,11 @@ pub fn to_dest(
     p: &Parsed,
     hash: u32,
 ) -> Verdict {
-    let v = encap(cx, dest.config.addr, tunnel, buf, p, hash);
+    let v = match dest.config.addr {
+        IpAddr::V4(to) => encap(cx, to, tunnel, buf, p, hash),
+        // An IPv4 VIP over an IPv6 underlay: refused by `check_forwardable` for now.
+        IpAddr::V6(_) => Verdict::Drop(DropReason::NoDestination),
+    };
     if let Verdict::Encap(_) = v {
         let per_dest = cx.counters.dest(dest.id);
         per_dest.in_pkts += u64::from(p.segs);

@@ -5,6 +5,30 @@ use super::verdict::DropReason;
 use crate::director::conn::{DestId, Eviction};
 use crate::director::stats::{BatchHistogram, DestCounters, EncapErrors, SendSocket};
 
+/// Dropped packets by reason (`DropReason as usize`): an array that has a `Default` at any
+/// length (the standard one stops at 32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropCounts(pub [u64; DropReason::COUNT]);
+
+impl Default for DropCounts {
+    fn default() -> Self {
+        DropCounts([0; DropReason::COUNT])
+    }
+}
+
+impl std::ops::Deref for DropCounts {
+    type Target = [u64; DropReason::COUNT];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for DropCounts {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// Per-worker counters, read by the control plane between batches.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -55,7 +79,7 @@ pub struct Counters {
     /// daemon did not drain it in time; the periodic refresh carries those flows later).
     pub sync_dropped: u64,
     /// Dropped packets, indexed by `DropReason as usize`.
-    pub drops: [u64; DropReason::COUNT],
+    pub drops: DropCounts,
     /// Non-empty TUN reads by how many packets they returned.
     pub read_batches: BatchHistogram,
     /// Batches with packets written back into the TUN (NAT rewrites, ICMP errors) by how many

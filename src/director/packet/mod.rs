@@ -8,6 +8,7 @@
 //! edit the buffer in place through the same views.
 
 pub mod counters;
+pub mod v6;
 pub mod verdict;
 
 use std::net::Ipv4Addr;

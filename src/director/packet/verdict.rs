@@ -115,8 +115,24 @@ drop_reasons! {
     BadIpChecksum => "bad_ip_checksum",
     /// The TCP or UDP header is truncated.
     MalformedL4 => "malformed_l4",
-    /// Not IPv4 (IPv6 and others are not served yet).
+    /// Neither IPv4 nor IPv6 (the version nibble; the label is older than IPv6 forwarding).
     NotIpv4 => "not_ipv4",
+    /// IPv6: GUE to an IPv6 real server while tunnel keys are set (authenticated GUE over an
+    /// IPv6 underlay is not sent by the director yet).
+    Ipv6TunnelAuth => "ipv6_tunnel_auth_unsupported",
+    /// IPv6: more than 8 extension headers.
+    Ipv6TooManyExt => "ipv6_too_many_ext",
+    /// IPv6: a Routing header of type 0 or with segments left (the packet is meant to travel
+    /// on past the VIP).
+    Ipv6RoutingHeader => "ipv6_routing_header",
+    /// IPv6: an extension header runs past the packet.
+    Ipv6ExtTruncated => "ipv6_ext_truncated",
+    /// IPv6: a first fragment without the whole header chain and upper-layer header (RFC 7112).
+    Ipv6ChainIncomplete => "ipv6_chain_incomplete",
+    /// IPv6: a Hop-by-Hop Options header that is not the first extension header.
+    Ipv6HbhNotFirst => "ipv6_hbh_not_first",
+    /// IPv6: two Fragment headers.
+    Ipv6FragmentTwice => "ipv6_fragment_twice",
     /// An IP protocol no service can carry (not TCP, UDP or ICMP).
     UnsupportedProtocol => "unsupported_protocol",
     /// Addressed to a VIP, but no service matches the port/protocol.

@@ -91,8 +91,8 @@ fn hsiphash(key: &SipHasher13, v: u32) -> u32 {
 }
 
 /// The integer IPVS hashes for an address and port.
-fn addr_port(addr: std::net::Ipv4Addr, port: u16) -> u32 {
-    u32::from(port).wrapping_add(u32::from(addr))
+fn addr_port(addr: std::net::IpAddr, port: u16) -> u32 {
+    super::hash::source_key(addr, port)
 }
 
 /// One server's walk through its preference list while the table fills.
@@ -210,7 +210,10 @@ impl MaglevTable {
         opts: SchedOptions,
         dests: &[SchedDest],
     ) -> Option<usize> {
-        let key = addr_port(flow.saddr, if opts.hash_port { flow.sport } else { 0 });
+        let key = addr_port(
+            flow.saddr.into(),
+            if opts.hash_port { flow.sport } else { 0 },
+        );
         let available = |i: usize| dests.get(i).is_some_and(SchedDest::is_available);
         let ihash = self.slot(key, 0);
         let first = self.get(ihash)?;
@@ -336,7 +339,7 @@ mod tests {
     }
 
     /// The table as (address, port) per slot: comparable across server lists in other orders.
-    fn owners(t: &MaglevTable, d: &[super::SchedDest]) -> Vec<(Ipv4Addr, u16)> {
+    fn owners(t: &MaglevTable, d: &[super::SchedDest]) -> Vec<(std::net::IpAddr, u16)> {
         t.slots()
             .iter()
             .map(|&i| (d[i as usize].addr, d[i as usize].port))

@@ -18,7 +18,7 @@
 //! nq), `hash.rs` (sh, dh: IPVS's 256-bucket tables), `maglev.rs` (mh, weighted Maglev).
 
 use core::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -118,8 +118,8 @@ impl DestState {
 /// What a scheduler knows about one real server (immutable within a snapshot).
 #[derive(Debug, Clone)]
 pub struct SchedDest {
-    /// The real server's address.
-    pub addr: Ipv4Addr,
+    /// The real server's address (of the VIP's family, or either through a tunnel).
+    pub addr: IpAddr,
     /// The real server's port.
     pub port: u16,
     /// Scheduling weight; 0 quiesces the server.
@@ -341,7 +341,7 @@ pub(crate) mod testutil {
             .iter()
             .enumerate()
             .map(|(i, &weight)| SchedDest {
-                addr: Ipv4Addr::new(10, 0, 0, (i + 1) as u8),
+                addr: Ipv4Addr::new(10, 0, 0, (i + 1) as u8).into(),
                 port: 80,
                 weight,
                 state: Arc::new(DestState::default()),

@@ -47,6 +47,37 @@ pub fn move_counts(state: &DestState, from: ConnState, to: ConnState) {
 
 /// A connection is gone: give back its count and its hold on the persistence template (in
 /// `templates`, the shared table's).
+/// [`release`] for an IPv6 flow (its template keyed by the client's prefix).
+pub fn release6(
+    snap: &Snapshot,
+    templates: &crate::director::conn::TemplateTable6,
+    key: &crate::director::conn::ConnKey6,
+    conn: &Conn,
+    now: Instant,
+) {
+    let Some(dest) = snap.dest_or_held(conn.dest) else {
+        return;
+    };
+    add_count(&dest.state, conn.state, -1);
+    dest.state
+        .update_overload(dest.config.u_threshold, dest.config.l_threshold);
+    let svc_key = dest.service;
+    if let Some(svc) = snap.service(svc_key.proto, svc_key.vip, svc_key.port) {
+        if let Some(pers) = svc.persistence() {
+            let len = pers.netmask.prefix_len_v6();
+            let tkey = crate::director::conn::template_key6(
+                key.proto,
+                key.caddr,
+                len,
+                key.vaddr,
+                svc_key.port,
+            );
+            templates.release_for(&tkey, conn.dest, now);
+        }
+    }
+}
+
+/// Gives back the counts of an IPv4 flow that ended and releases its persistence template.
 pub fn release(
     snap: &Snapshot,
     templates: &TemplateTable,
@@ -64,7 +95,13 @@ pub fn release(
     let svc_key = dest.service;
     if let Some(svc) = snap.service(svc_key.proto, svc_key.vip, svc_key.port) {
         if let Some(pers) = svc.persistence() {
-            let tkey = template_key(key.proto, key.caddr, pers.netmask, key.vaddr, svc_key.port);
+            let tkey = template_key(
+                key.proto,
+                key.caddr,
+                pers.netmask.v4(),
+                key.vaddr,
+                svc_key.port,
+            );
             templates.release_for(&tkey, conn.dest, now);
         }
     }

@@ -136,6 +136,8 @@ pub struct Shared {
     snapshot: Arc<ArcSwap<Snapshot>>,
     /// Persistence templates (global, as persistence must hold whichever queue a flow lands on).
     pub templates: TemplateTable,
+    /// Persistence templates of IPv6 services.
+    pub templates6: crate::director::conn::TemplateTable6,
     /// NAT flows (global, as the two directions of a flow land on different queues).
     pub nat: NatTable,
     /// S-NAT gateway mappings (same table type; see [`crate::director::snat`]).
@@ -177,6 +179,7 @@ impl Shared {
         Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             templates: TemplateTable::with_max(limits.max_templates),
+            templates6: crate::director::conn::TemplateTable6::with_max(limits.max_templates),
             nat: NatTable::new(NAT_MAX, crate::director::conn::random_seed()),
             snat: NatTable::new(limits.max_snat, crate::director::conn::random_seed()),
             probe_pins: Arc::new(ProbePins::new()),

@@ -1,0 +1,325 @@
+//! IPv6 packets: the same decision as IPv4's, over [`Parsed6`] and the worker's
+//! [`ConnTable6`](crate::director::conn::ConnTable6).
+//!
+//! An IPv6 VIP's real servers are IPv6 and reached through a tunnel (ip6ip6, GRE or GUE over
+//! IPv6: what [`check_forwardable`](crate::director::table::check_forwardable) lets in). The
+//! steps are IPv4's: the flow table first (the hot path), then the service, the scheduler (sh,
+//! dh and mh hash IPVS's folded IPv6 address), persistence with IPv6 templates (the client
+//! address masked to the service's prefix length), then the tunnel: a packet too big for it
+//! gets an ICMPv6 Packet Too Big advertising the tunnel MTU less the outer header (never below
+//! 1280), a SYN of a service with `mss_clamp` has its MSS clamped. ICMPv6 errors about a flow
+//! go to that flow's real server. Fragments after the first (no ports) are dropped as
+//! `fragment_no_flow` for now.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{flow_timeout, Director};
+use crate::director::conn::{template_key6, Conn, ConnKey6, ConnState, Direction};
+use crate::director::modes::context::Ctx;
+use crate::director::packet::v6::{parse6, Parsed6};
+use crate::director::packet::verdict::{DropReason, Encap, Verdict};
+use crate::director::sched::FlowKey;
+use crate::director::shared::counts::{add_count, release6, step_state};
+use crate::director::stats::{EncapError, EncapKind};
+use crate::director::table::Dest;
+use crate::encap::v6::{build_outer6, inner_mtu, overhead6, OuterFamily, OuterParams6};
+use crate::encap::v6::{TrafficClass, Udp6Zero};
+use crate::encap::{Family, Tunnel, MAX_OUTER_HEADER, OUTER_TTL};
+use crate::hash::flow_hash;
+use crate::model::{Forward, Protocol};
+use crate::time::{Duration, Instant};
+use crate::wire::{icmpv6, IpProtocol, TcpPacket};
+
+/// The 32 bits IPVS hashes for an IPv6 address (the xor of its four words): what the
+/// schedulers and the flow hash see of an IPv6 flow.
+fn fold(a: Ipv6Addr) -> Ipv4Addr {
+    let x = u128::from(a);
+    Ipv4Addr::from((x >> 96) as u32 ^ (x >> 64) as u32 ^ (x >> 32) as u32 ^ x as u32)
+}
+
+impl Director {
+    /// Decides one IPv6 packet (see the module documentation).
+    pub(super) fn decide6(&mut self, now: Instant, buf: &mut [u8]) -> Verdict {
+        let p = match parse6(buf) {
+            Ok(p) => p,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let snap = self.cache.load();
+        let mut cx = Ctx {
+            config: &self.config,
+            counters: &mut self.counters,
+            snap,
+            shared: &self.shared,
+            now,
+            icmp: &mut self.icmp,
+            auth_seq: &mut self.auth_seq,
+            second_choice: None,
+        };
+        if p.later_fragment() {
+            return Verdict::Drop(DropReason::FragmentNoFlow);
+        }
+        let proto = match p.proto {
+            IpProtocol::TCP => Protocol::Tcp,
+            IpProtocol::UDP => Protocol::Udp,
+            IpProtocol::ICMPV6 => return icmp6(&mut cx, &mut self.conns6, buf, &p),
+            _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
+        };
+        let Some(l4) = p.l4 else {
+            return Verdict::Drop(DropReason::MalformedL4);
+        };
+        let (sport, dport, flags) = (l4.sport, l4.dport, l4.flags);
+        let key = ConnKey6::new(p.proto, p.src, sport, p.dst, dport);
+        let hash = flow_hash(fold(p.src), sport, fold(p.dst), dport, p.proto);
+        let syn_only = l4.syn_only();
+        let rst = flags.contains(crate::wire::TcpFlags::RST);
+        let sloppy = self.config.sloppy_tcp && !rst && cx.shared.table_synced();
+
+        // Established flow: the hot path.
+        let mut reuse = false;
+        if let Some(conn) = self.conns6.get_mut(&key) {
+            let live = conn.expires() > now;
+            if live && !(syn_only && conn.state.is_closing()) {
+                if let Some(dest) = snap.dest(conn.dest) {
+                    if proto == Protocol::Tcp {
+                        step_state(conn, dest, flags, Direction::InputOnly);
+                        if l4.confirms() {
+                            conn.confirm();
+                        }
+                    } else {
+                        conn.confirm();
+                    }
+                    conn.set_expires(now + flow_timeout(snap, &self.config, conn));
+                    let clamp = syn_only
+                        .then(|| snap.service(proto, IpAddr::V6(p.dst), dport))
+                        .flatten()
+                        .and_then(|s| s.config.mss_clamp);
+                    return forward6(&mut cx, dest, buf, &p, clamp, hash);
+                }
+                if snap.is_held(conn.dest) {
+                    return Verdict::Drop(DropReason::DestinationDown);
+                }
+                if proto == Protocol::Tcp && !syn_only && !sloppy {
+                    let old = *conn;
+                    self.conns6.remove(&key);
+                    cx.counters.conns_expired += 1;
+                    release6(snap, &cx.shared.templates6, &key, &old, now);
+                    return Verdict::Drop(DropReason::DestinationGone);
+                }
+            }
+            reuse = true;
+        }
+        if reuse {
+            if let Some(old) = self.conns6.remove(&key) {
+                cx.counters.conns_expired += 1;
+                release6(snap, &cx.shared.templates6, &key, &old, now);
+            }
+        }
+
+        // A new flow.
+        let Some(svc) = snap.service(proto, IpAddr::V6(p.dst), dport) else {
+            return Verdict::Drop(DropReason::NoService);
+        };
+        if let Err(why) = cx.shared.starts_flows() {
+            return Verdict::Drop(why);
+        }
+        let picked_up = proto == Protocol::Tcp && !syn_only;
+        if proto == Protocol::Tcp && (rst || (!syn_only && !sloppy)) {
+            return Verdict::Drop(DropReason::NoConnection);
+        }
+        let flow = FlowKey {
+            saddr: fold(p.src),
+            sport,
+            daddr: fold(p.dst),
+            dport,
+            proto: p.proto,
+        };
+        let pick = || {
+            svc.scheduler
+                .pick(&flow, &svc.sched_dests)
+                .map(|i| svc.dest_ids[i])
+        };
+        let templates = &cx.shared.templates6;
+        let template = svc.persistence().map(|pers| {
+            let len = pers.netmask.prefix_len_v6();
+            let tkey = template_key6(p.proto, p.src, len, p.dst, svc.config.key.port);
+            (tkey, Duration::from_secs(u64::from(pers.timeout)))
+        });
+        let dest_id = match template {
+            None => pick(),
+            Some((tkey, _)) => {
+                let quiescent = svc.config.policy.expire_quiescent_template;
+                let usable = |id| {
+                    snap.dest(id)
+                        .is_some_and(|d| !(quiescent && d.config.weight == 0))
+                };
+                match templates.lookup(&tkey, now) {
+                    Some(id) if usable(id) => Some(id),
+                    Some(stale) => {
+                        if snap.dest_or_held(stale).is_none() {
+                            templates.remove_dest(stale);
+                        } else {
+                            templates.remove_if_dest(&tkey, stale);
+                        }
+                        pick()
+                    }
+                    None => pick(),
+                }
+            }
+        };
+        let Some(dest) = dest_id.and_then(|id| snap.dest(id)) else {
+            return Verdict::Drop(DropReason::NoDestination);
+        };
+        let state = if proto == Protocol::Tcp {
+            ConnState::None.after(flags, Direction::InputOnly)
+        } else {
+            ConnState::Udp
+        };
+        let mut conn = Conn::new(dest.id, state, now);
+        if proto == Protocol::Tcp && l4.confirms() {
+            conn.confirm();
+        }
+        conn.set_expires(now + flow_timeout(snap, &self.config, &conn));
+        let (counters, shared) = (&mut *cx.counters, cx.shared);
+        self.conns6.make_room(now, |k, c, why| {
+            counters.conns_evicted[why as usize] += 1;
+            counters.conns_expired += 1;
+            release6(snap, &shared.templates6, k, c, now);
+        });
+        if self.conns6.insert(key, conn).is_err() {
+            return Verdict::Drop(DropReason::ConnTableFull);
+        }
+        if let Some((tkey, timeout)) = template {
+            templates.bind(tkey, dest.id, now, timeout);
+        }
+        cx.counters.conns_created += 1;
+        cx.counters.sloppy_created += u64::from(picked_up);
+        cx.counters.dest(dest.id).conns += 1;
+        add_count(&dest.state, state, 1);
+        dest.state
+            .update_overload(dest.config.u_threshold, dest.config.l_threshold);
+        let clamp = if syn_only { svc.config.mss_clamp } else { None };
+        forward6(&mut cx, dest, buf, &p, clamp, hash)
+    }
+}
+
+/// ICMPv6 to a VIP: an error about a known flow (quoting a packet the real server sent from
+/// the VIP to the client) goes to that flow's real server; anything else is not served.
+fn icmp6(
+    cx: &mut Ctx<'_>,
+    conns: &mut crate::director::conn::ConnTable6,
+    buf: &mut [u8],
+    p: &Parsed6,
+) -> Verdict {
+    let Some(q) = p.icmp.filter(|m| m.is_error).and_then(|m| m.quote) else {
+        return Verdict::Drop(DropReason::IcmpUnsupported);
+    };
+    let key = ConnKey6::new(q.proto, q.dst, q.dport, q.src, q.sport);
+    let Some(dest) = conns.get(&key).and_then(|c| cx.snap.dest(c.dest)) else {
+        return Verdict::Drop(DropReason::IcmpNoFlow);
+    };
+    let hash = flow_hash(fold(q.dst), q.dport, fold(q.src), q.sport, q.proto);
+    forward6(cx, dest, buf, p, None, hash)
+}
+
+/// Sends the IPv6 packet to real server `dest` through its tunnel, its MSS clamped first.
+fn forward6(
+    cx: &mut Ctx<'_>,
+    dest: &Dest,
+    buf: &mut [u8],
+    p: &Parsed6,
+    mss_clamp: Option<u16>,
+    hash: u32,
+) -> Verdict {
+    let (Forward::Tunnel(tunnel), IpAddr::V6(to)) = (dest.config.forward, dest.config.addr) else {
+        // `check_forwardable` lets no other IPv6 server in.
+        return Verdict::Drop(DropReason::NoDestination);
+    };
+    if let Some(mss) = mss_clamp {
+        if let Some(mut tcp) = buf
+            .get_mut(p.l4_at..p.len)
+            .and_then(|b| TcpPacket::new_checked(b).ok())
+        {
+            if tcp.clamp_mss(mss) {
+                cx.counters.mss_clamped += 1;
+            }
+        }
+    }
+    let v = encap6(cx, to, tunnel, buf, p, hash);
+    if let Verdict::Encap(_) = v {
+        let per_dest = cx.counters.dest(dest.id);
+        per_dest.in_pkts += 1;
+        per_dest.in_bytes += p.len as u64;
+    }
+    v
+}
+
+/// Encapsulates the IPv6 packet in an IPv6 outer header to `to`, or answers it with a Packet
+/// Too Big when it does not fit the tunnel. The outer source is left unspecified: the send
+/// path fills in the kernel's source for `to` (and fixes the GUE checksum for it).
+fn encap6(
+    cx: &mut Ctx<'_>,
+    to: Ipv6Addr,
+    tunnel: Tunnel,
+    buf: &mut [u8],
+    p: &Parsed6,
+    hash: u32,
+) -> Verdict {
+    let kind = EncapKind::from(tunnel.kind());
+    if matches!(tunnel, Tunnel::Gue { .. }) && cx.shared.tunnel_auth() {
+        // The MAC covers the outer source, which only the send path knows for IPv6.
+        return Verdict::Drop(DropReason::Ipv6TunnelAuth);
+    }
+    let overhead = overhead6(&tunnel, false);
+    if p.len + overhead > usize::from(cx.config.tunnel_mtu) {
+        cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
+        let mtu = inner_mtu(
+            cx.config.tunnel_mtu,
+            OuterFamily::Ipv6,
+            Family::Ipv6,
+            &tunnel,
+            false,
+            false,
+        );
+        if usize::from(mtu) >= p.len {
+            // A tunnel MTU below 1280 + the outer header: RFC 2473 would fragment the outer
+            // packet; the director does not yet (an ICMPv6 advertising 1280 would not help).
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        return packet_too_big(cx, buf, p, mtu);
+    }
+    let params = OuterParams6 {
+        src: Ipv6Addr::UNSPECIFIED,
+        dst: to,
+        tunnel,
+        flow_hash: hash,
+        hop_limit: OUTER_TTL,
+        traffic_class: TrafficClass::CopyInner,
+        udp_zero: Udp6Zero::Never,
+    };
+    let mut header = [0u8; MAX_OUTER_HEADER];
+    let Ok(n) = build_outer6(&params, &buf[..p.len], None, &mut header) else {
+        return Verdict::Drop(DropReason::MalformedIp);
+    };
+    Verdict::Encap(Encap {
+        dst: Ipv4Addr::UNSPECIFIED,
+        header,
+        header_len: n as u8,
+        len: p.len,
+        frag_mtu: 0,
+        tunnel,
+    })
+}
+
+/// Answers the packet with an ICMPv6 Packet Too Big advertising `mtu`, from the VIP, if the
+/// worker's ICMP budget allows; counts the `too_big` drop either way (once).
+fn packet_too_big(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6, mtu: u16) -> Verdict {
+    if !cx.icmp.allow(cx.now) {
+        cx.counters.icmp_rate_limited += 1;
+        return Verdict::Drop(DropReason::TooBig);
+    }
+    cx.counters.drops[DropReason::TooBig as usize] += 1;
+    match icmpv6::packet_too_big_in_place(buf, p.len, u32::from(mtu), p.dst) {
+        Some(len) => Verdict::Reply { len },
+        None => Verdict::Drop(DropReason::TooBig),
+    }
+}

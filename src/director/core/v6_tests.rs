@@ -1,0 +1,242 @@
+//! The IPv6 path of the core ([`super::v6`]): scheduling, the flow table, tunnels over IPv6,
+//! Packet Too Big, persistence by prefix, ICMPv6 errors, drop reasons.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use super::Director;
+use crate::director::conn::Timeouts;
+use crate::director::{DirectorConfig, DropReason, Registry, Shared, Verdict};
+use crate::encap::TunnelType;
+use crate::model::{
+    DestConfig, Forward, Netmask, Persistence, Protocol, SchedulerKind, ServiceConfig, ServiceKey,
+    ServiceSet,
+};
+use crate::time::Instant;
+use crate::wire::testing::{ipv6_packet, tcp6_packet, udp6_packet};
+use crate::wire::{IpProtocol, Ipv6Packet};
+
+const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+const RS1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x12);
+const RS2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x13);
+
+fn client(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, n, 0, 0, 7)
+}
+
+fn set(tun: TunnelType, persistence: Option<u8>) -> ServiceSet {
+    let dest = |a: Ipv6Addr| DestConfig {
+        addr: IpAddr::V6(a),
+        port: 80,
+        weight: 1,
+        forward: Forward::tunnel(tun),
+        u_threshold: 0,
+        l_threshold: 0,
+    };
+    ServiceSet {
+        services: vec![ServiceConfig {
+            key: ServiceKey {
+                vip: IpAddr::V6(VIP),
+                port: 80,
+                proto: Protocol::Tcp,
+            },
+            scheduler: SchedulerKind::Rr,
+            persistence: persistence.map(|len| Persistence {
+                timeout: 300,
+                netmask: Netmask::V6(len),
+            }),
+            mss_clamp: Some(1300),
+            dests: vec![dest(RS1), dest(RS2)],
+            policy: Default::default(),
+        }],
+    }
+}
+
+fn director(set: &ServiceSet) -> Director {
+    let snap = Registry::new().build(set, &Timeouts::default()).unwrap();
+    Director::new(Arc::new(Shared::new(snap)), DirectorConfig::default())
+}
+
+/// The outer destination and next header of an encapsulated verdict.
+fn outer(v: &Verdict) -> (Ipv6Addr, u8) {
+    let Verdict::Encap(e) = v else {
+        panic!("not encapsulated: {v:?}");
+    };
+    assert!(
+        e.header().len() >= 40 && e.header()[0] >> 4 == 6,
+        "an IPv6 outer header"
+    );
+    let h = Ipv6Packet::new_unchecked(e.header());
+    (h.dst_addr(), h.next_header())
+}
+
+#[test]
+fn rr_alternates_over_ipv6_servers_and_flows_stay_put() {
+    let mut d = director(&set(TunnelType::Ipip, None));
+    let now = Instant::ZERO;
+    let mut first = Vec::new();
+    for port in 0..6 {
+        let mut syn = tcp6_packet(client(1), 40000 + port, VIP, 80, 0x02, 0);
+        let (dst, next) = outer(&d.handle_packet(now, &mut syn));
+        assert_eq!(next, IpProtocol::IPV6, "ip6ip6");
+        first.push(dst);
+    }
+    assert_eq!(first, [RS1, RS2, RS1, RS2, RS1, RS2]);
+    // Later packets of each flow follow it (not the rr position).
+    for port in [1, 0, 3] {
+        let mut ack = tcp6_packet(client(1), 40000 + port, VIP, 80, 0x10, 100);
+        let (dst, _) = outer(&d.handle_packet(now, &mut ack));
+        assert_eq!(dst, first[usize::from(port)]);
+    }
+    assert_eq!(d.conns6().len(), 6);
+    assert_eq!(d.conns().len(), 0, "the IPv4 table is not used");
+    assert_eq!(d.counters().conns_created, 6);
+    // A non-SYN of no flow starts none.
+    let mut stray = tcp6_packet(client(2), 1, VIP, 80, 0x10, 0);
+    assert_eq!(
+        d.handle_packet(now, &mut stray),
+        Verdict::Drop(DropReason::NoConnection)
+    );
+}
+
+#[test]
+fn every_tunnel_gets_its_ipv6_outer_header() {
+    for (tun, next) in [
+        (TunnelType::Ipip, IpProtocol::IPV6),
+        (TunnelType::Gre, IpProtocol::GRE),
+        (TunnelType::Gue, IpProtocol::UDP),
+    ] {
+        let mut d = director(&set(tun, None));
+        let mut syn = tcp6_packet(client(1), 1, VIP, 80, 0x02, 0);
+        let v = d.handle_packet(Instant::ZERO, &mut syn);
+        assert_eq!(outer(&v), (RS1, next), "{tun:?}");
+        let Verdict::Encap(e) = v else { unreachable!() };
+        let h = Ipv6Packet::new_unchecked(e.header());
+        assert_eq!(
+            usize::from(h.payload_len()),
+            e.header().len() - 40 + e.len,
+            "{tun:?}"
+        );
+        assert!(h.src_addr().is_unspecified(), "the send path fills it in");
+    }
+}
+
+#[test]
+fn a_packet_too_big_for_the_tunnel_gets_packet_too_big_with_the_overhead_taken() {
+    let mut d = director(&set(TunnelType::Gue, None));
+    let now = Instant::ZERO;
+    let mut syn = tcp6_packet(client(1), 1, VIP, 80, 0x02, 0);
+    let _ = d.handle_packet(now, &mut syn);
+    // 1500 bytes do not fit a 1500-byte tunnel with 52 bytes of IPv6 + UDP + GUE.
+    let mut big = tcp6_packet(client(1), 1, VIP, 80, 0x10, 1500 - 60);
+    let Verdict::Reply { len } = d.handle_packet(now, &mut big) else {
+        panic!("no Packet Too Big");
+    };
+    let ip = Ipv6Packet::new_checked(&big[..len]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP, client(1)));
+    let icmp = &big[40..len];
+    assert_eq!(icmp[0], 2, "Packet Too Big");
+    assert_eq!(
+        u32::from_be_bytes(icmp[4..8].try_into().unwrap()),
+        1500 - 52
+    );
+    assert_eq!(d.counters().drops[DropReason::TooBig as usize], 1);
+    // 1448 bytes fit.
+    let mut fits = tcp6_packet(client(1), 1, VIP, 80, 0x10, 1448 - 60);
+    assert!(matches!(d.handle_packet(now, &mut fits), Verdict::Encap(_)));
+}
+
+#[test]
+fn syns_get_their_mss_clamped() {
+    let mut d = director(&set(TunnelType::Ipip, None));
+    let mut syn = tcp6_packet(client(1), 1, VIP, 80, 0x02, 0);
+    let _ = d.handle_packet(Instant::ZERO, &mut syn);
+    assert_eq!(&syn[60..64], &[2, 4, 0x05, 0x14], "MSS 1300");
+    assert_eq!(d.counters().mss_clamped, 1);
+    let tcp = &syn[40..];
+    assert_eq!(
+        crate::wire::checksum::upper_layer_v6(client(1), VIP, 6, tcp),
+        0xffff,
+        "checksum still valid"
+    );
+}
+
+#[test]
+fn persistence_groups_clients_by_prefix_length() {
+    let mut d = director(&set(TunnelType::Ipip, Some(48)));
+    let now = Instant::ZERO;
+    // client(n) differ in their fourth group: one /48, so one server for all.
+    let mut dsts = Vec::new();
+    for n in 0..4 {
+        let mut syn = tcp6_packet(client(n), 1000 + n, VIP, 80, 0x02, 0);
+        dsts.push(outer(&d.handle_packet(now, &mut syn)).0);
+    }
+    assert!(dsts.iter().all(|&a| a == dsts[0]), "{dsts:?}");
+    // With /128 each client is its own group: rr goes on.
+    let mut d = director(&set(TunnelType::Ipip, Some(128)));
+    let mut dsts = Vec::new();
+    for n in 0..4 {
+        let mut syn = tcp6_packet(client(n), 1000 + n, VIP, 80, 0x02, 0);
+        dsts.push(outer(&d.handle_packet(now, &mut syn)).0);
+    }
+    assert_eq!(dsts, [RS1, RS2, RS1, RS2]);
+}
+
+#[test]
+fn icmpv6_errors_about_a_flow_go_to_its_server() {
+    let mut d = director(&set(TunnelType::Ipip, None));
+    let now = Instant::ZERO;
+    for port in [1, 2] {
+        let mut syn = tcp6_packet(client(1), port, VIP, 80, 0x02, 0);
+        let _ = d.handle_packet(now, &mut syn);
+    }
+    // A router between the server and the client says the server's answer is too big.
+    let answer = tcp6_packet(VIP, 80, client(1), 2, 0x10, 1400);
+    let mut icmp = vec![2, 0, 0, 0, 0, 0, 5, 0];
+    icmp.extend(&answer[..1232]);
+    let router = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1);
+    let sum = !crate::wire::checksum::upper_layer_v6(router, VIP, 58, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut err = ipv6_packet(router, VIP, IpProtocol::ICMPV6, &icmp);
+    assert_eq!(outer(&d.handle_packet(now, &mut err)).0, RS2);
+    // An echo request to the VIP is not served.
+    let mut echo = ipv6_packet(
+        client(1),
+        VIP,
+        IpProtocol::ICMPV6,
+        &[128, 0, 0, 0, 0, 1, 0, 1],
+    );
+    assert_eq!(
+        d.handle_packet(now, &mut echo),
+        Verdict::Drop(DropReason::IcmpUnsupported)
+    );
+}
+
+#[test]
+fn what_is_not_served_is_dropped_by_reason() {
+    let mut d = director(&set(TunnelType::Ipip, None));
+    let now = Instant::ZERO;
+    let mut udp = udp6_packet(client(1), 1, VIP, 80, 10);
+    assert_eq!(
+        d.handle_packet(now, &mut udp),
+        Verdict::Drop(DropReason::NoService)
+    );
+    let mut other = tcp6_packet(client(1), 1, RS1, 80, 0x02, 0);
+    assert_eq!(
+        d.handle_packet(now, &mut other),
+        Verdict::Drop(DropReason::NoService)
+    );
+    let mut short = vec![0x60, 0, 0, 0];
+    assert_eq!(
+        d.handle_packet(now, &mut short),
+        Verdict::Drop(DropReason::MalformedIp)
+    );
+    // A later fragment (offset 8) carries no ports.
+    let mut frag = vec![IpProtocol::TCP, 0, 0, 8, 0, 0, 0, 1];
+    frag.extend([0u8; 16]);
+    let mut later = ipv6_packet(client(1), VIP, IpProtocol::IPV6_FRAG, &frag);
+    assert_eq!(
+        d.handle_packet(now, &mut later),
+        Verdict::Drop(DropReason::FragmentNoFlow)
+    );
+}

@@ -1,0 +1,276 @@
+//! An IPv6 VIP in TUN mode over an IPv6 underlay, for ip6ip6 (`ipip`), GRE and GUE: the client
+//! talks to `[2001:db8:100::100]:80`; the router sends it to the director; the director wraps
+//! each packet in an IPv6 outer header to a real server, whose agent unwraps it for the httpd on
+//! the hidden VIP (a /128 on lo); the answer goes from the VIP straight back to the client.
+//!
+//! Checked per tunnel: `adm -L -n` line by line in ipvsadm's IPv6 format, rr exact over 8
+//! connections, the replies bypass the director (nftables counters there and at the router),
+//! 8 MB down and up intact, and the client's path MTU to the VIP lowered by the director's
+//! Packet Too Big to exactly the tunnel MTU less the outer header.
+
+use std::fs;
+
+use tunlb::lab::httpd::blob_sha256;
+
+use crate::harness::{
+    adm, curl_upload_args, upload_blob, wait_until, Netns, Pid, TempPath, Topology, STARTUP,
+};
+
+const VIP: &str = "2001:db8:100::100";
+const DIRECTOR: &str = "2001:db8:2::2";
+const RS1: &str = "2001:db8:3::12";
+const RS2: &str = "2001:db8:3::13";
+
+macro_rules! for_each_encap {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn ipip() {
+                super::$scenario("ipip");
+            }
+            #[test]
+            fn gre() {
+                super::$scenario("gre");
+            }
+            #[test]
+            fn gue() {
+                super::$scenario("gue");
+            }
+        }
+    )*};
+}
+
+for_each_encap!(ipv6_vip_over_an_ipv6_underlay);
+
+/// client — router — director, and the router's rs-lan bridge with rs1 and rs2; IPv6 only
+/// (every address without duplicate address detection, so it is usable at once).
+fn build() -> Topology {
+    let topo = Topology::builder()
+        .netns("client")
+        .netns("router")
+        .netns("director")
+        .link(
+            ("client", "eth0", "2001:db8:1::10/64 nodad"),
+            ("router", "to-client", "2001:db8:1::1/64 nodad"),
+        )
+        .link(
+            ("director", "eth0", "2001:db8:2::2/64 nodad"),
+            ("router", "to-director", "2001:db8:2::1/64 nodad"),
+        )
+        .netns("rs1")
+        .netns("rs2")
+        .bridge("router", "rs-lan", "2001:db8:3::1/64 nodad")
+        .link_to_bridge(
+            ("rs1", "eth0", "2001:db8:3::12/64 nodad"),
+            "router",
+            "to-rs1",
+            "rs-lan",
+        )
+        .link_to_bridge(
+            ("rs2", "eth0", "2001:db8:3::13/64 nodad"),
+            "router",
+            "to-rs2",
+            "rs-lan",
+        )
+        .route("client", "default via 2001:db8:1::1")
+        .route("director", "default via 2001:db8:2::1")
+        .route("rs1", "default via 2001:db8:3::1")
+        .route("rs2", "default via 2001:db8:3::1")
+        .route("router", &format!("{VIP}/128 via {DIRECTOR}"))
+        .build();
+    topo.ns("router")
+        .sysctl("net.ipv6.conf.all.forwarding", "1");
+    topo
+}
+
+/// Starts the agent for the IPv6 VIP and waits for its /128 on lo.
+fn start_agent6(ns: &Netns, encap: &str) -> Pid {
+    let allow = format!("{DIRECTOR}/128");
+    let args = [
+        "realserver",
+        "--vip",
+        VIP,
+        "--encap",
+        encap,
+        "--allow",
+        &allow,
+    ];
+    let pid = ns.spawn("agent", crate::harness::TUNLB, &args);
+    let on_lo = format!("{VIP}/128");
+    wait_until(&format!("the agent in {}", ns.name()), STARTUP, || {
+        ns.assert_running(pid);
+        ns.ip("-o addr show dev lo").contains(&on_lo)
+    });
+    pid
+}
+
+/// Starts an httpd on [VIP]:80 answering "from `rip`" and waits until it answers locally.
+fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
+    let listen = format!("[{VIP}]:80");
+    let banner = format!("from {rip}");
+    let pid = ns.spawn(
+        "httpd",
+        crate::harness::TUNLB,
+        &["httpd", "--listen", &listen, "--banner", &banner],
+    );
+    let url = format!("http://[{VIP}]/");
+    wait_until(&format!("httpd in {}", ns.name()), STARTUP, || {
+        ns.assert_running(pid);
+        ns.try_exec("curl", &["-g", "-s", "--max-time", "1", &url])
+            .status
+            .success()
+    });
+    pid
+}
+
+/// Counts, with nftables, the service's answers (TCP from VIP port 80) in `ns` on hooks
+/// `hooks` (`forward`, `input`, `output`...): the table `tlb6` with one counter `from_vip`.
+/// (The director's own Packet Too Big messages come from the VIP too, as ICMPv6.)
+fn count_from_vip(ns: &Netns, hooks: &[&str]) {
+    let mut rules = String::from("table inet tlb6 {\n  counter from_vip {}\n");
+    for hook in hooks {
+        rules.push_str(&format!(
+            "  chain {hook} {{\n    type filter hook {hook} priority 0;\n    ip6 saddr {VIP} tcp sport 80 counter name from_vip\n  }}\n"
+        ));
+    }
+    rules.push_str("}\n");
+    ns.nft(&rules);
+}
+
+fn ipv6_vip_over_an_ipv6_underlay(encap: &'static str) {
+    const SIZE: u64 = 8 << 20;
+    let topo = build();
+    let director = topo.ns("director");
+    let dpid = crate::harness::start_director(director, &[]);
+    for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
+        start_agent6(topo.ns(role), encap);
+        start_httpd6(topo.ns(role), rip);
+    }
+    adm(director, &format!("-A -t [{VIP}]:80 -s rr"));
+    for rip in [RS1, RS2] {
+        adm(
+            director,
+            &format!("-a -t [{VIP}]:80 -r [{rip}] -i --tun-type {encap}"),
+        );
+    }
+    // ipvsadm's IPv6 listing, line by line.
+    let listing = adm(director, "-L -n");
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "IP Virtual Server version 1.2.1 (size=4096)",
+            "Prot LocalAddress:Port Scheduler Flags",
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+            "TCP  [2001:db8:100::100]:80 rr",
+            "  -> [2001:db8:3::12]:80          Tunnel  1      0          0         ",
+            "  -> [2001:db8:3::13]:80          Tunnel  1      0          0         ",
+        ],
+        "{listing}"
+    );
+    count_from_vip(director, &["input", "forward", "output"]);
+    count_from_vip(topo.ns("router"), &["forward"]);
+
+    // rr, exact: 8 new connections alternate.
+    let client = topo.ns("client");
+    let url = format!("http://[{VIP}]/");
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        let out = client.try_exec(
+            "curl",
+            &[
+                "-g",
+                "-s",
+                "-f",
+                "--max-time",
+                "5",
+                "-H",
+                "Connection: close",
+                &url,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "request {} failed: {}\n{}",
+            answers.len(),
+            String::from_utf8_lossy(&out.stderr),
+            director.log(dpid)
+        );
+        answers.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    let first = answers[0].clone();
+    let other = if first.ends_with(RS1) {
+        format!("from {RS2}")
+    } else {
+        format!("from {RS1}")
+    };
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a, if i % 2 == 0 { &first } else { &other }, "{answers:?}");
+    }
+
+    // 8 MB down and up.
+    let down = TempPath::new(&format!("download6-{encap}-{}", client.name()));
+    let big = format!("http://[{VIP}]/bytes/{SIZE}");
+    let out = client.try_exec(
+        "curl",
+        &[
+            "-g",
+            "-s",
+            "-f",
+            "--max-time",
+            "60",
+            "-o",
+            &down.arg(),
+            &big,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "download failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = fs::read(down.path()).expect("read the download");
+    assert_eq!(got.len() as u64, SIZE, "download size");
+    assert_eq!(
+        tunlb::lab::httpd::sha256_hex(&got),
+        blob_sha256(SIZE),
+        "download corrupted"
+    );
+    let up = upload_blob(client, &format!("upload6-{encap}"), SIZE);
+    let body = format!("@{}", up.arg());
+    let upload = format!("http://[{VIP}]/upload");
+    let mut args = vec!["-g"];
+    args.extend(curl_upload_args(&body, &upload));
+    let answer = client.exec("curl", &args);
+    assert_eq!(
+        answer,
+        format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
+        "upload"
+    );
+
+    // The upload's full-size segments did not fit the tunnel: the director's Packet Too Big
+    // set the client's path MTU to the VIP to 1500 less the outer header.
+    let overhead = match encap {
+        "ipip" => 40,
+        "gre" => 44,
+        _ => 52,
+    };
+    let route = client.ip(&format!("-6 route get {VIP}"));
+    assert!(
+        route.contains(&format!("mtu {}", 1500 - overhead)),
+        "path MTU to the VIP: {route}"
+    );
+    let stats = adm(director, "-L -n --stats");
+    eprintln!("{stats}");
+
+    // The replies went from the real servers through the router, none through the director.
+    let at_director = director.nft_counter("tlb6", "from_vip");
+    let at_router = topo.ns("router").nft_counter("tlb6", "from_vip");
+    assert_eq!(at_director, 0, "replies crossed the director");
+    // At least the SYN-ACK and the answer of each of the 10 connections (the router forwards
+    // the real servers' TSO super-packets whole, so the 8 MB download counts in hundreds).
+    assert!(
+        at_router >= 20,
+        "only {at_router} replies from the VIP crossed the router"
+    );
+}
