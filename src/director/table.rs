@@ -567,7 +567,7 @@ impl Registry {
 
 /// A service the data path cannot take yet: an IPv6 service or real server in a mode this
 /// director does not forward over IPv6. `Display`, e.g. `TCP [2001:db8::1]:80: this director
-/// does not forward IPv6 yet (real server [2001:db8::10]:80: DR)`.
+/// does not forward IPv6 yet (real server 2001:db8::10: DR)`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{service}: this director does not forward IPv6 yet{}", server_note(*server, what))]
 pub struct Ipv6NotForwarded {

@@ -143,14 +143,24 @@ fn start_agent6(ns: &Netns, encap: &str, underlay: Underlay) -> Pid {
     pid
 }
 
-/// Starts an httpd on [VIP]:80 answering "from `rip`" and waits until it answers locally.
+/// Starts an httpd on [VIP]:80 and [RIP]:80 (for health checks) answering "from `rip`" and
+/// waits until it answers locally.
 fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
     let listen = format!("[{VIP}]:80");
+    let listen_rip = format!("[{rip}]:80");
     let banner = format!("from {rip}");
     let pid = ns.spawn(
         "httpd",
         crate::harness::TUNLB,
-        &["httpd", "--listen", &listen, "--banner", &banner],
+        &[
+            "httpd",
+            "--listen",
+            &listen,
+            "--listen",
+            &listen_rip,
+            "--banner",
+            &banner,
+        ],
     );
     let url = format!("http://[{VIP}]/");
     wait_until(&format!("httpd in {}", ns.name()), STARTUP, || {
@@ -332,4 +342,107 @@ fn run(encap: &'static str, underlay: Underlay) {
         at_router >= 20,
         "only {at_router} replies from the VIP crossed the router"
     );
+}
+
+/// keepalived.conf with an IPv6 virtual_server (`ip_family inet6`, GUE to IPv6 real servers,
+/// a TCP_CHECK and an HTTP_GET): `tunlb check-config` passes it, the director runs it and
+/// spreads requests over both servers; the checks of IPv6 real servers are not run yet, and
+/// the director says so for each of them.
+#[test]
+fn keepalived_conf_with_ipv6_services_runs() {
+    let topo = build();
+    for role in ["rs1", "rs2"] {
+        start_agent6(topo.ns(role), "gue", Underlay::Ipv6);
+    }
+    start_httpd6(topo.ns("rs1"), RS1);
+    start_httpd6(topo.ns("rs2"), RS2);
+    let director = topo.ns("director");
+    let conf = TempPath::new(&format!("keepalived6-{}.conf", director.name()));
+    fs::write(
+        conf.path(),
+        format!(
+            "virtual_server {VIP} 80 {{
+    ip_family inet6
+    delay_loop 1
+    lb_algo rr
+    lb_kind TUN type gue port 6080
+    protocol TCP
+    real_server {RS1} 80 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+    real_server {RS2} 80 {{
+        weight 1
+        HTTP_GET {{
+            url {{
+                path /
+                status_code 200
+            }}
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+}}
+"
+        ),
+    )
+    .expect("write the keepalived.conf");
+    let check = director.try_exec(crate::harness::TUNLB, &["check-config", &conf.arg()]);
+    assert!(
+        check.status.success(),
+        "check-config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dpid = crate::harness::start_director(director, &["--keepalived-conf", &conf.arg()]);
+    let listed = |rip: &str| {
+        adm(director, "-L -n")
+            .lines()
+            .any(|l| l.starts_with(&format!("  -> [{rip}]:80 ")))
+    };
+    wait_until("both IPv6 real servers listed", STARTUP, || {
+        listed(RS1) && listed(RS2)
+    });
+    let client = topo.ns("client");
+    let url = format!("http://[{VIP}]/");
+    let get = || {
+        let out = client.try_exec(
+            "curl",
+            &[
+                "-g",
+                "-s",
+                "-f",
+                "--max-time",
+                "5",
+                "-H",
+                "Connection: close",
+                &url,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let mut answers: Vec<String> = (0..4).map(|_| get()).collect();
+    answers.sort();
+    assert_eq!(
+        answers,
+        [
+            format!("from {RS1}"),
+            format!("from {RS1}"),
+            format!("from {RS2}"),
+            format!("from {RS2}")
+        ],
+        "rr over both\n{}",
+        director.log(dpid)
+    );
+    let log = director.log(dpid);
+    for rip in [RS1, RS2] {
+        assert!(
+            log.contains(&format!(
+                "real server [{rip}]:80: health checks of IPv6 real servers are not run yet"
+            )),
+            "the director says {rip} is not checked:\n{log}"
+        );
+    }
 }
