@@ -724,8 +724,9 @@ mod tests {
             refused("2001:db8::1", "2001:db8:1::1", Forward::Nat),
             "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: NAT66)"
         );
-        assert!(
-            refused("2001:db8::1", "10.0.1.1", tun).ends_with("an IPv6 VIP over an IPv4 underlay)")
+        assert_eq!(
+            check_forwardable(&set("2001:db8::1", "10.0.1.1", tun)),
+            Ok(())
         );
         assert!(refused("10.0.0.1", "2001:db8:1::1", tun)
             .ends_with("an IPv4 VIP over an IPv6 underlay)"));
