@@ -5,6 +5,8 @@
 //!   batches of 32 (what the driver does; time per batch, divide by 32);
 //! - `new_flow/1M`: ns per new flow (lookup miss + schedule + insert + encap) into a table
 //!   holding 1M flows, in prefetched batches of 32;
+//! - `established_1M_v6/...` and `new_flow_v6/1M`: the same with IPv6 clients, VIP and real
+//!   servers (ip6ip6), the IPv6 flow table;
 //! - `slot_array_2M/{small_pages,huge_pages}`: 32 random 28-byte slot reads out of 2^21 (the
 //!   1M-flow table's slot array), prefetched first, from a plain `Vec` and from the
 //!   [`HugeArray`](tunlb::sys::huge::HugeArray) the table uses: the TLB part of a lookup;
@@ -23,7 +25,7 @@
 //! - bytes per tracked flow are printed before the benchmarks run.
 
 use std::hint::black_box;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -37,7 +39,7 @@ use tunlb::model::{
     DestConfig, Forward, Protocol, SchedulerKind, ServiceConfig, ServiceKey, ServiceSet,
 };
 use tunlb::time::Instant;
-use tunlb::wire::testing::tcp_packet;
+use tunlb::wire::testing::{tcp6_packet, tcp_packet};
 
 const FLOWS: u32 = 1_000_000;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 100);
@@ -172,47 +174,124 @@ fn client(i: u32) -> (Ipv4Addr, u16) {
     )
 }
 
-fn filled() -> Director {
-    let mut d = director();
+fn client6(i: u32) -> (Ipv6Addr, u16) {
+    (
+        Ipv6Addr::from(0x2001_0db8_0001_0000_0000_0000_0000_0000u128 + u128::from(i >> 4)),
+        1024 + (i & 0xf) as u16,
+    )
+}
+
+/// One address family's packets for the director benches: a director with one TCP service to
+/// 4 IPIP real servers, client `i`'s SYN and ACK to it, and where a packet's source address
+/// and port are (to aim a buffer at another client in place).
+struct Family {
+    director: fn() -> Director,
+    packet: fn(u32, u8) -> Vec<u8>,
+    aim: fn(&mut [u8], u32),
+    flows: fn(&Director) -> usize,
+}
+
+const V4: Family = Family {
+    director,
+    packet: |i, flags| {
+        let (a, p) = client(i);
+        tcp_packet(a, p, VIP, 80, flags, 0)
+    },
+    aim: |pkt, i| {
+        let (a, p) = client(i);
+        pkt[12..16].copy_from_slice(&a.octets());
+        pkt[20..22].copy_from_slice(&p.to_be_bytes());
+    },
+    flows: |d| d.conns().len(),
+};
+
+const V6: Family = Family {
+    director: director6,
+    packet: |i, flags| {
+        let (a, p) = client6(i);
+        tcp6_packet(a, p, VIP6, 80, flags, 0)
+    },
+    aim: |pkt, i| {
+        let (a, p) = client6(i);
+        pkt[8..24].copy_from_slice(&a.octets());
+        pkt[40..42].copy_from_slice(&p.to_be_bytes());
+    },
+    flows: |d| d.conns6().len(),
+};
+
+/// The IPv6 counterpart of [`director`]: `[VIP6]:80` to 4 IPv6 real servers over ip6ip6.
+fn director6() -> Director {
+    let set = ServiceSet {
+        services: vec![ServiceConfig {
+            key: ServiceKey {
+                vip: IpAddr::V6(VIP6),
+                port: 80,
+                proto: Protocol::Tcp,
+            },
+            scheduler: SchedulerKind::Wlc,
+            persistence: None,
+            mss_clamp: None,
+            dests: (0..4)
+                .map(|i| DestConfig {
+                    addr: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 10 + i)),
+                    port: 80,
+                    weight: 1,
+                    forward: Forward::tunnel(TunnelType::Ipip),
+                    u_threshold: 0,
+                    l_threshold: 0,
+                })
+                .collect(),
+            policy: Default::default(),
+        }],
+    };
+    let snap = Registry::new().build(&set, &Timeouts::default()).unwrap();
+    let config = DirectorConfig {
+        initial_conns: 1 << 21,
+        max_conns: 4 << 20,
+        ..DirectorConfig::default()
+    };
+    Director::new(Arc::new(Shared::new(snap)), config)
+}
+
+fn filled(f: &Family) -> Director {
+    let mut d = (f.director)();
     let now = Instant::from_secs(1);
     for i in 0..FLOWS {
-        let (a, p) = client(i);
-        let mut syn = tcp_packet(a, p, VIP, 80, 0x02, 0);
+        let mut syn = (f.packet)(i, 0x02);
         assert!(matches!(d.handle_packet(now, &mut syn), Verdict::Encap(_)));
     }
     d
 }
 
 fn benches(c: &mut Criterion) {
-    let mut d = filled();
-    let bytes = d.conns().heap_bytes();
+    director_benches(c, "", &V4);
+    director_benches(c, "_v6", &V6);
+}
+
+/// `established_1M{suffix}` and `new_flow{suffix}` for one address family.
+fn director_benches(c: &mut Criterion, suffix: &str, f: &Family) {
+    let mut d = filled(f);
+    let bytes = d.conns().heap_bytes() + d.conns6().heap_bytes();
     println!(
-        "conn table: {} flows, {} bytes allocated, {:.1} bytes/flow",
-        d.conns().len(),
+        "conn table{suffix}: {} flows, {} bytes allocated, {:.1} bytes/flow",
+        (f.flows)(&d),
         bytes,
-        bytes as f64 / d.conns().len() as f64
+        bytes as f64 / (f.flows)(&d) as f64
     );
 
     // Established flows. "hot": 4096 flows of the 1M carry the traffic (their slots stay in
     // cache). "random": every packet hits a random one of the 1M flows (a cache miss each),
     // one at a time, and in batches of 32 that are prefetched first, as the driver does.
     let now = Instant::from_secs(2);
-    let ack = |i: u32| {
-        let (a, p) = client(i);
-        tcp_packet(a, p, VIP, 80, 0x10, 0)
-    };
+    let ack = |i: u32| (f.packet)(i, 0x10);
     let mut hot: Vec<Vec<u8>> = (0..4096u32)
         .map(|i| ack(i.wrapping_mul(2_654_435_761) % FLOWS))
         .collect();
     // The random benches rewrite the client address and port of a small, cache-hot set of
     // packet buffers (as a TUN read leaves them) instead of reading 1M cold packets.
     let mut batch: Vec<Vec<u8>> = (0..32).map(ack).collect();
-    let aim = |pkt: &mut [u8], n: u32| {
-        let (a, p) = client(n.wrapping_mul(2_654_435_761) % FLOWS);
-        pkt[12..16].copy_from_slice(&a.octets());
-        pkt[20..22].copy_from_slice(&p.to_be_bytes());
-    };
-    let mut group = c.benchmark_group("established_1M");
+    let aim = |pkt: &mut [u8], n: u32| (f.aim)(pkt, n.wrapping_mul(2_654_435_761) % FLOWS);
+    let mut group = c.benchmark_group(format!("established_1M{suffix}"));
     let mut i = 0usize;
     group.bench_function("hot", |b| {
         b.iter(|| {
@@ -248,28 +327,21 @@ fn benches(c: &mut Criterion) {
     // New flows: SYNs of unseen clients into a table already holding 1M flows. Each sample
     // starts from a freshly filled director so the table never grows past its 1M-flow size
     // class (criterion is asked for at most ~300k flows per sample).
-    let mut group = c.benchmark_group("new_flow");
+    let mut group = c.benchmark_group(format!("new_flow{suffix}"));
     group
         .sample_size(10)
         .measurement_time(std::time::Duration::from_secs(1));
     group.bench_function("1M", |b| {
         b.iter_custom(|iters| {
-            let mut d = filled();
-            let mut syns: Vec<Vec<u8>> = (0..32u32)
-                .map(|i| {
-                    let (a, p) = client(i);
-                    tcp_packet(a, p, VIP, 80, 0x02, 0)
-                })
-                .collect();
+            let mut d = filled(f);
+            let mut syns: Vec<Vec<u8>> = (0..32u32).map(|i| (f.packet)(i, 0x02)).collect();
             let mut next = FLOWS;
             let rounds = iters.div_ceil(32);
             let start = std::time::Instant::now();
             for _ in 0..rounds {
                 for syn in syns.iter_mut() {
-                    let (a, p) = client(next);
+                    (f.aim)(syn, next);
                     next += 1;
-                    syn[12..16].copy_from_slice(&a.octets());
-                    syn[20..22].copy_from_slice(&p.to_be_bytes());
                     d.prefetch(syn);
                 }
                 for syn in syns.iter_mut() {
@@ -278,12 +350,14 @@ fn benches(c: &mut Criterion) {
             }
             // Scale to `iters` flows (the last batch may overshoot by up to 31).
             let elapsed = start.elapsed().mul_f64(iters as f64 / (rounds * 32) as f64);
-            assert_eq!(d.conns().len() as u64, u64::from(next));
+            assert_eq!((f.flows)(&d) as u64, u64::from(next));
             elapsed
         })
     });
     group.finish();
+}
 
+fn slot_array_benches(c: &mut Criterion) {
     // The slot array alone, on 4 KB pages and on transparent huge pages.
     const SLOTS: usize = 1 << 21;
     let small: Vec<[u8; 28]> = vec![[1; 28]; SLOTS];
@@ -460,6 +534,6 @@ fn table_bench<K: TableKey>(c: &mut Criterion, name: &str, key: fn(u32) -> K) {
 criterion_group! {
     name = core;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
-    targets = benches, gue_benches, encap_build_benches, table_benches
+    targets = benches, slot_array_benches, gue_benches, encap_build_benches, table_benches
 }
 criterion_main!(core);

@@ -567,7 +567,7 @@ impl Registry {
 
 /// A service the data path cannot take yet: an IPv6 service or real server in a mode this
 /// director does not forward over IPv6. `Display`, e.g. `TCP [2001:db8::1]:80: this director
-/// does not forward IPv6 yet (real server [2001:db8::10]:80: DR)`.
+/// does not forward IPv6 yet (real server 2001:db8::10: DR)`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{service}: this director does not forward IPv6 yet{}", server_note(*server, what))]
 pub struct Ipv6NotForwarded {
@@ -589,8 +589,8 @@ fn server_note(server: Option<IpAddr>, what: &str) -> String {
 
 /// The boundary between what the control plane accepts (both families, every mode) and what
 /// the data path forwards today: IPv4 services in every mode; IPv6 services whose real servers
-/// are IPv6 and reached through a tunnel (ip6ip6, GRE or GUE over IPv6). Everything else with
-/// IPv6 in it is refused here, before a table is built, naming the service and server.
+/// are reached through a tunnel, over either underlay. Everything else with IPv6 in it is
+/// refused here, before a table is built, naming the service and server.
 pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
     for s in &set.services {
         let refuse = |server: Option<IpAddr>, what| {
@@ -603,10 +603,10 @@ pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
         for d in &s.dests {
             let what = match (s.key.vip, d.addr, d.forward) {
                 (IpAddr::V4(_), IpAddr::V4(_), _) => continue,
-                (IpAddr::V6(_), IpAddr::V6(_), Forward::Tunnel(_)) => continue,
+                (IpAddr::V6(_), _, Forward::Tunnel(_)) => continue,
                 (IpAddr::V6(_), IpAddr::V6(_), Forward::Dr) => "DR",
                 (IpAddr::V6(_), IpAddr::V6(_), Forward::Nat) => "NAT66",
-                (IpAddr::V6(_), IpAddr::V4(_), _) => "an IPv6 VIP over an IPv4 underlay",
+                (IpAddr::V6(_), IpAddr::V4(_), _) => "only through a tunnel",
                 (IpAddr::V4(_), IpAddr::V6(_), _) => "an IPv4 VIP over an IPv6 underlay",
             };
             return refuse(Some(d.addr), what);
@@ -724,8 +724,9 @@ mod tests {
             refused("2001:db8::1", "2001:db8:1::1", Forward::Nat),
             "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: NAT66)"
         );
-        assert!(
-            refused("2001:db8::1", "10.0.1.1", tun).ends_with("an IPv6 VIP over an IPv4 underlay)")
+        assert_eq!(
+            check_forwardable(&set("2001:db8::1", "10.0.1.1", tun)),
+            Ok(())
         );
         assert!(refused("10.0.0.1", "2001:db8:1::1", tun)
             .ends_with("an IPv4 VIP over an IPv6 underlay)"));

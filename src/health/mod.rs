@@ -308,14 +308,12 @@ fn drain<P: HealthPlane>(
                 } else {
                     log::Level::Info
                 },
-                "tunlb director: health: service {key}: real server {}:{} {what}",
-                d.addr,
-                d.port
+                "tunlb director: health: service {key}: real server {} {what}",
+                crate::model::fmt_addr_port(d.addr.into(), d.port)
             ),
             Err(e) => log::error!(
-                "tunlb director: health: service {key}: real server {}:{} {what}: not applied: {e}",
-                d.addr,
-                d.port
+                "tunlb director: health: service {key}: real server {} {what}: not applied: {e}",
+                crate::model::fmt_addr_port(d.addr.into(), d.port)
             ),
         }
     }

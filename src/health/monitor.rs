@@ -141,9 +141,14 @@ impl Monitor {
                 let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
                     continue;
                 };
-                // The probes and the data path are IPv4 only for now: an IPv6 real server
-                // (which the director refuses to forward to) is not checked.
+                // The probes are IPv4 only for now: an IPv6 real server is not checked and
+                // stays as configured; said at every (re)load.
                 let std::net::IpAddr::V4(addr) = d.addr else {
+                    log::warn!(
+                        "tunlb director: health: service {key}: real server {}: health checks of \
+                         IPv6 real servers are not run yet; it stays in the table as configured",
+                        crate::model::fmt_addr_port(d.addr, port)
+                    );
                     continue;
                 };
                 let same = old_dests.iter().position(|o| {
@@ -168,17 +173,17 @@ impl Monitor {
                 if replaces {
                     changes.restarted += 1;
                     log::info!(
-                        "tunlb director: health: service {key}: real server {}:{port}: its checks \
+                        "tunlb director: health: service {key}: real server {}: its checks \
                          changed, new checker",
-                        addr
+                        crate::model::fmt_addr_port(addr.into(), port)
                     );
                 } else {
                     changes.started += 1;
                     if reloading {
                         log::info!(
-                            "tunlb director: health: service {key}: real server {}:{port}: \
+                            "tunlb director: health: service {key}: real server {}: \
                              checker started",
-                            addr
+                            crate::model::fmt_addr_port(addr.into(), port)
                         );
                     }
                 }
@@ -234,10 +239,9 @@ impl Monitor {
             if !replaced {
                 changes.stopped += 1;
                 log::info!(
-                    "tunlb director: health: service {key}: real server {}:{}: no longer \
+                    "tunlb director: health: service {key}: real server {}: no longer \
                      checked, checker stopped",
-                    o.addr,
-                    o.port
+                    crate::model::fmt_addr_port(o.addr.into(), o.port)
                 );
             }
             let _ = plane.set_dest_health(*key, o.addr, o.port, Health::Up);
@@ -297,16 +301,14 @@ impl Dest {
         let what = if inhibit { "weight 0" } else { "removed" };
         match plane.set_dest_health(key, self.addr, self.port, health) {
             Ok(_) => log::info!(
-                "tunlb director: health: service {key}: real server {}:{} down, \
+                "tunlb director: health: service {key}: real server {} down, \
                  inhibit_on_failure now {inhibit}: {what}",
-                self.addr,
-                self.port
+                crate::model::fmt_addr_port(self.addr.into(), self.port)
             ),
             Err(e) => log::error!(
-                "tunlb director: health: service {key}: real server {}:{} down, \
+                "tunlb director: health: service {key}: real server {} down, \
                  inhibit_on_failure now {inhibit}: {what}: not applied: {e}",
-                self.addr,
-                self.port
+                crate::model::fmt_addr_port(self.addr.into(), self.port)
             ),
         }
         true

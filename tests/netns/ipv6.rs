@@ -1,4 +1,5 @@
-//! An IPv6 VIP in TUN mode over an IPv6 underlay, for ip6ip6 (`ipip`), GRE and GUE: the client
+//! An IPv6 VIP in TUN mode over an IPv6 underlay, for ip6ip6 (`ipip`), GRE and GUE, and over an
+//! IPv4 underlay (sit-style IPv6-in-IPv4, GRE, GUE): the client
 //! talks to `[2001:db8:100::100]:80`; the router sends it to the director; the director wraps
 //! each packet in an IPv6 outer header to a real server, whose agent unwraps it for the httpd on
 //! the hidden VIP (a /128 on lo); the answer goes from the VIP straight back to the client.
@@ -40,7 +41,42 @@ macro_rules! for_each_encap {
     )*};
 }
 
-for_each_encap!(ipv6_vip_over_an_ipv6_underlay);
+for_each_encap!(
+    ipv6_vip_over_an_ipv6_underlay,
+    ipv6_vip_over_an_ipv4_underlay
+);
+
+/// The real servers' addresses the director tunnels to, and the agents' `--allow`.
+#[derive(Clone, Copy, PartialEq)]
+enum Underlay {
+    Ipv6,
+    Ipv4,
+}
+
+/// The IPv4 underlay beside the IPv6 network: the director (10.2.0.2) reaches rs1 10.3.0.12
+/// and rs2 10.3.0.13 through the router; clients and the VIP stay IPv6.
+fn add_ipv4_underlay(topo: &Topology) {
+    let ip = |role: &str, cmd: &str| topo.ns(role).ip(cmd);
+    ip("director", "addr add 10.2.0.2/24 dev eth0");
+    ip("router", "addr add 10.2.0.1/24 dev to-director");
+    ip("router", "addr add 10.3.0.1/24 dev rs-lan");
+    ip("rs1", "addr add 10.3.0.12/24 dev eth0");
+    ip("rs2", "addr add 10.3.0.13/24 dev eth0");
+    ip("director", "route add default via 10.2.0.1");
+    ip("rs1", "route add default via 10.3.0.1");
+    ip("rs2", "route add default via 10.3.0.1");
+    topo.ns("router").sysctl("net.ipv4.ip_forward", "1");
+}
+
+fn ipv6_vip_over_an_ipv6_underlay(encap: &'static str) {
+    run(encap, Underlay::Ipv6);
+}
+
+/// The must-show's "IPv6 VIP over an IPv4 underlay": sit-style 41-in-IPv4, GRE 0x86DD and GUE
+/// carrying IPv6, the Packet Too Big advertising 1500 less the IPv4 outer header.
+fn ipv6_vip_over_an_ipv4_underlay(encap: &'static str) {
+    run(encap, Underlay::Ipv4);
+}
 
 /// client — router — director, and the router's rs-lan bridge with rs1 and rs2; IPv6 only
 /// (every address without duplicate address detection, so it is usable at once).
@@ -84,8 +120,11 @@ fn build() -> Topology {
 }
 
 /// Starts the agent for the IPv6 VIP and waits for its /128 on lo.
-fn start_agent6(ns: &Netns, encap: &str) -> Pid {
-    let allow = format!("{DIRECTOR}/128");
+fn start_agent6(ns: &Netns, encap: &str, underlay: Underlay) -> Pid {
+    let allow = match underlay {
+        Underlay::Ipv6 => format!("{DIRECTOR}/128"),
+        Underlay::Ipv4 => "10.2.0.2/32".to_string(),
+    };
     let args = [
         "realserver",
         "--vip",
@@ -104,14 +143,24 @@ fn start_agent6(ns: &Netns, encap: &str) -> Pid {
     pid
 }
 
-/// Starts an httpd on [VIP]:80 answering "from `rip`" and waits until it answers locally.
+/// Starts an httpd on [VIP]:80 and [RIP]:80 (for health checks) answering "from `rip`" and
+/// waits until it answers locally.
 fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
     let listen = format!("[{VIP}]:80");
+    let listen_rip = format!("[{rip}]:80");
     let banner = format!("from {rip}");
     let pid = ns.spawn(
         "httpd",
         crate::harness::TUNLB,
-        &["httpd", "--listen", &listen, "--banner", &banner],
+        &[
+            "httpd",
+            "--listen",
+            &listen,
+            "--listen",
+            &listen_rip,
+            "--banner",
+            &banner,
+        ],
     );
     let url = format!("http://[{VIP}]/");
     wait_until(&format!("httpd in {}", ns.name()), STARTUP, || {
@@ -137,25 +186,42 @@ fn count_from_vip(ns: &Netns, hooks: &[&str]) {
     ns.nft(&rules);
 }
 
-fn ipv6_vip_over_an_ipv6_underlay(encap: &'static str) {
+fn run(encap: &'static str, underlay: Underlay) {
     const SIZE: u64 = 8 << 20;
     let topo = build();
+    if underlay == Underlay::Ipv4 {
+        add_ipv4_underlay(&topo);
+    }
+    let (rs1, rs2) = match underlay {
+        Underlay::Ipv6 => ("[2001:db8:3::12]", "[2001:db8:3::13]"),
+        Underlay::Ipv4 => ("10.3.0.12", "10.3.0.13"),
+    };
     let director = topo.ns("director");
     let dpid = crate::harness::start_director(director, &[]);
     for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
-        start_agent6(topo.ns(role), encap);
+        start_agent6(topo.ns(role), encap, underlay);
         start_httpd6(topo.ns(role), rip);
     }
     adm(director, &format!("-A -t [{VIP}]:80 -s rr"));
-    for rip in [RS1, RS2] {
+    for rip in [rs1, rs2] {
         adm(
             director,
-            &format!("-a -t [{VIP}]:80 -r [{rip}] -i --tun-type {encap}"),
+            &format!("-a -t [{VIP}]:80 -r {rip} -i --tun-type {encap}"),
         );
     }
     // ipvsadm's IPv6 listing, line by line.
     let listing = adm(director, "-L -n");
     let lines: Vec<&str> = listing.lines().collect();
+    let servers = match underlay {
+        Underlay::Ipv6 => [
+            "  -> [2001:db8:3::12]:80          Tunnel  1      0          0         ",
+            "  -> [2001:db8:3::13]:80          Tunnel  1      0          0         ",
+        ],
+        Underlay::Ipv4 => [
+            "  -> 10.3.0.12:80                 Tunnel  1      0          0         ",
+            "  -> 10.3.0.13:80                 Tunnel  1      0          0         ",
+        ],
+    };
     assert_eq!(
         lines,
         [
@@ -163,8 +229,8 @@ fn ipv6_vip_over_an_ipv6_underlay(encap: &'static str) {
             "Prot LocalAddress:Port Scheduler Flags",
             "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
             "TCP  [2001:db8:100::100]:80 rr",
-            "  -> [2001:db8:3::12]:80          Tunnel  1      0          0         ",
-            "  -> [2001:db8:3::13]:80          Tunnel  1      0          0         ",
+            servers[0],
+            servers[1],
         ],
         "{listing}"
     );
@@ -199,7 +265,7 @@ fn ipv6_vip_over_an_ipv6_underlay(encap: &'static str) {
         answers.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
     }
     let first = answers[0].clone();
-    let other = if first.ends_with(RS1) {
+    let other = if first == format!("from {RS1}") {
         format!("from {RS2}")
     } else {
         format!("from {RS1}")
@@ -250,10 +316,13 @@ fn ipv6_vip_over_an_ipv6_underlay(encap: &'static str) {
 
     // The upload's full-size segments did not fit the tunnel: the director's Packet Too Big
     // set the client's path MTU to the VIP to 1500 less the outer header.
-    let overhead = match encap {
-        "ipip" => 40,
-        "gre" => 44,
-        _ => 52,
+    let overhead = match (underlay, encap) {
+        (Underlay::Ipv6, "ipip") => 40,
+        (Underlay::Ipv6, "gre") => 44,
+        (Underlay::Ipv6, _) => 52,
+        (Underlay::Ipv4, "ipip") => 20,
+        (Underlay::Ipv4, "gre") => 24,
+        (Underlay::Ipv4, _) => 32,
     };
     let route = client.ip(&format!("-6 route get {VIP}"));
     assert!(
@@ -273,4 +342,107 @@ fn ipv6_vip_over_an_ipv6_underlay(encap: &'static str) {
         at_router >= 20,
         "only {at_router} replies from the VIP crossed the router"
     );
+}
+
+/// keepalived.conf with an IPv6 virtual_server (`ip_family inet6`, GUE to IPv6 real servers,
+/// a TCP_CHECK and an HTTP_GET): `tunlb check-config` passes it, the director runs it and
+/// spreads requests over both servers; the checks of IPv6 real servers are not run yet, and
+/// the director says so for each of them.
+#[test]
+fn keepalived_conf_with_ipv6_services_runs() {
+    let topo = build();
+    for role in ["rs1", "rs2"] {
+        start_agent6(topo.ns(role), "gue", Underlay::Ipv6);
+    }
+    start_httpd6(topo.ns("rs1"), RS1);
+    start_httpd6(topo.ns("rs2"), RS2);
+    let director = topo.ns("director");
+    let conf = TempPath::new(&format!("keepalived6-{}.conf", director.name()));
+    fs::write(
+        conf.path(),
+        format!(
+            "virtual_server {VIP} 80 {{
+    ip_family inet6
+    delay_loop 1
+    lb_algo rr
+    lb_kind TUN type gue port 6080
+    protocol TCP
+    real_server {RS1} 80 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+    real_server {RS2} 80 {{
+        weight 1
+        HTTP_GET {{
+            url {{
+                path /
+                status_code 200
+            }}
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+}}
+"
+        ),
+    )
+    .expect("write the keepalived.conf");
+    let check = director.try_exec(crate::harness::TUNLB, &["check-config", &conf.arg()]);
+    assert!(
+        check.status.success(),
+        "check-config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dpid = crate::harness::start_director(director, &["--keepalived-conf", &conf.arg()]);
+    let listed = |rip: &str| {
+        adm(director, "-L -n")
+            .lines()
+            .any(|l| l.starts_with(&format!("  -> [{rip}]:80 ")))
+    };
+    wait_until("both IPv6 real servers listed", STARTUP, || {
+        listed(RS1) && listed(RS2)
+    });
+    let client = topo.ns("client");
+    let url = format!("http://[{VIP}]/");
+    let get = || {
+        let out = client.try_exec(
+            "curl",
+            &[
+                "-g",
+                "-s",
+                "-f",
+                "--max-time",
+                "5",
+                "-H",
+                "Connection: close",
+                &url,
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let mut answers: Vec<String> = (0..4).map(|_| get()).collect();
+    answers.sort();
+    assert_eq!(
+        answers,
+        [
+            format!("from {RS1}"),
+            format!("from {RS1}"),
+            format!("from {RS2}"),
+            format!("from {RS2}")
+        ],
+        "rr over both\n{}",
+        director.log(dpid)
+    );
+    let log = director.log(dpid);
+    for rip in [RS1, RS2] {
+        assert!(
+            log.contains(&format!(
+                "real server [{rip}]:80: health checks of IPv6 real servers are not run yet"
+            )),
+            "the director says {rip} is not checked:\n{log}"
+        );
+    }
 }

@@ -315,16 +315,21 @@ impl ControlPlane {
                 Some(o) => {
                     for d in &s.dests {
                         if !o.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
-                            log::info!("tunlb director: service {}: real server {}:{} added (weight {}, {})", s.key, d.addr, d.port, d.weight, d.forward.ipvsadm_name());
+                            log::info!(
+                                "tunlb director: service {}: real server {} added (weight {}, {})",
+                                s.key,
+                                crate::model::fmt_addr_port(d.addr, d.port),
+                                d.weight,
+                                d.forward.ipvsadm_name()
+                            );
                         }
                     }
                     for d in &o.dests {
                         if !s.dests.iter().any(|x| x.addr == d.addr && x.port == d.port) {
                             log::info!(
-                                "tunlb director: service {}: real server {}:{} removed",
+                                "tunlb director: service {}: real server {} removed",
                                 s.key,
-                                d.addr,
-                                d.port
+                                crate::model::fmt_addr_port(d.addr, d.port)
                             );
                         }
                     }

@@ -232,6 +232,9 @@ impl Director {
     /// simply not prefetched.
     #[inline]
     pub fn prefetch(&self, buf: &[u8]) {
+        if buf.first().is_some_and(|b| b >> 4 == 6) {
+            return self.prefetch6(buf);
+        }
         if buf.len() < 24 || buf[0] >> 4 != 4 {
             return;
         }
@@ -249,6 +252,23 @@ impl Director {
             vport: u16::from_be_bytes([buf[ihl + 2], buf[ihl + 3]]),
         };
         self.conns.prefetch(&key);
+    }
+
+    /// [`prefetch`](Self::prefetch) for an IPv6 packet whose TCP or UDP header follows the
+    /// fixed header (one with extension headers is not prefetched).
+    fn prefetch6(&self, buf: &[u8]) {
+        let proto = buf.get(6).copied().unwrap_or(0);
+        if !(proto == IpProtocol::TCP || proto == IpProtocol::UDP) || buf.len() < 44 {
+            return;
+        }
+        let addr = |at: usize| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&buf[at..at + 16]);
+            std::net::Ipv6Addr::from(a)
+        };
+        let port = |at: usize| u16::from_be_bytes([buf[at], buf[at + 1]]);
+        let key = super::conn::ConnKey6::new(proto, addr(8), port(40), addr(24), port(42));
+        self.conns6.prefetch(&key);
     }
 
     /// Decides one packet read from the TUN device. `buf` holds exactly one IPv4 packet (its

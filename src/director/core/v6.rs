@@ -1,8 +1,10 @@
 //! IPv6 packets: the same decision as IPv4's, over [`Parsed6`] and the worker's
 //! [`ConnTable6`](crate::director::conn::ConnTable6).
 //!
-//! An IPv6 VIP's real servers are IPv6 and reached through a tunnel (ip6ip6, GRE or GUE over
-//! IPv6: what [`check_forwardable`](crate::director::table::check_forwardable) lets in). The
+//! An IPv6 VIP's real servers are reached through a tunnel (what
+//! [`check_forwardable`](crate::director::table::check_forwardable) lets in): ip6ip6, GRE or
+//! GUE over IPv6 to an IPv6 server, or sit-style IPv6-in-IPv4, GRE or GUE over IPv4 to an IPv4
+//! one. The
 //! steps are IPv4's: the flow table first (the hot path), then the service, the scheduler (sh,
 //! dh and mh hash IPVS's folded IPv6 address), persistence with IPv6 templates (the client
 //! address masked to the service's prefix length), then the tunnel: a packet too big for it
@@ -230,7 +232,7 @@ fn forward6(
     mss_clamp: Option<u16>,
     hash: u32,
 ) -> Verdict {
-    let (Forward::Tunnel(tunnel), IpAddr::V6(to)) = (dest.config.forward, dest.config.addr) else {
+    let Forward::Tunnel(tunnel) = dest.config.forward else {
         // `check_forwardable` lets no other IPv6 server in.
         return Verdict::Drop(DropReason::NoDestination);
     };
@@ -244,7 +246,10 @@ fn forward6(
             }
         }
     }
-    let v = encap6(cx, to, tunnel, buf, p, hash);
+    let v = match dest.config.addr {
+        IpAddr::V6(to) => encap6(cx, to, tunnel, buf, p, hash),
+        IpAddr::V4(to) => encap6_over4(cx, to, tunnel, buf, p, hash),
+    };
     if let Verdict::Encap(_) = v {
         let per_dest = cx.counters.dest(dest.id);
         per_dest.in_pkts += 1;
@@ -302,6 +307,63 @@ fn encap6(
     };
     Verdict::Encap(Encap {
         dst: Ipv4Addr::UNSPECIFIED,
+        header,
+        header_len: n as u8,
+        len: p.len,
+        frag_mtu: 0,
+        tunnel,
+    })
+}
+
+/// Encapsulates the IPv6 packet in an IPv4 outer header to `to` (protocol 41 for `ipip`, as
+/// the kernel's sit; GRE 0x86DD; GUE with inner protocol 41), or answers it with a Packet Too
+/// Big when it does not fit the tunnel. Authenticated GUE works as over IPv4 (the MAC covers
+/// the IPv4 outer addresses).
+fn encap6_over4(
+    cx: &mut Ctx<'_>,
+    to: Ipv4Addr,
+    tunnel: Tunnel,
+    buf: &mut [u8],
+    p: &Parsed6,
+    hash: u32,
+) -> Verdict {
+    let kind = EncapKind::from(tunnel.kind());
+    let keys = match tunnel {
+        Tunnel::Gue { .. } if cx.shared.tunnel_auth() => Some(cx.shared.tunnel_keys()),
+        _ => None,
+    };
+    let key = keys.as_ref().and_then(|k| k.get(to));
+    let overhead = crate::encap::overhead_full(&tunnel, key.is_some(), false);
+    if p.len + overhead > usize::from(cx.config.tunnel_mtu) {
+        cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
+        let mtu = inner_mtu(
+            cx.config.tunnel_mtu,
+            OuterFamily::Ipv4,
+            Family::Ipv6,
+            &tunnel,
+            key.is_some(),
+            false,
+        );
+        if usize::from(mtu) >= p.len {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        return packet_too_big(cx, buf, p, mtu);
+    }
+    let params = crate::encap::OuterParams {
+        src: cx.config.local_addr,
+        dst: to,
+        tunnel,
+        flow_hash: hash,
+    };
+    let seal = key.map(|k| cx.auth_seq.seal(k));
+    let mut header = [0u8; MAX_OUTER_HEADER];
+    let Ok(n) =
+        crate::encap::build_outer_sealed(&params, &buf[..p.len], seal.as_ref(), &mut header)
+    else {
+        return Verdict::Drop(DropReason::MalformedIp);
+    };
+    Verdict::Encap(Encap {
+        dst: to,
         header,
         header_len: n as u8,
         len: p.len,

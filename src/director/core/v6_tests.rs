@@ -240,3 +240,47 @@ fn what_is_not_served_is_dropped_by_reason() {
         Verdict::Drop(DropReason::FragmentNoFlow)
     );
 }
+
+#[test]
+fn an_ipv6_vip_reaches_ipv4_servers_through_ipv4_tunnels() {
+    for (tun, proto) in [
+        (TunnelType::Ipip, IpProtocol::IPV6),
+        (TunnelType::Gre, IpProtocol::GRE),
+        (TunnelType::Gue, IpProtocol::UDP),
+    ] {
+        let mut s = set(tun, None);
+        for (d, a) in s.services[0]
+            .dests
+            .iter_mut()
+            .zip([[10, 3, 0, 12], [10, 3, 0, 13]])
+        {
+            d.addr = IpAddr::from(a);
+        }
+        let mut d = director(&s);
+        let mut syn = tcp6_packet(client(1), 1, VIP, 80, 0x02, 0);
+        let Verdict::Encap(e) = d.handle_packet(Instant::ZERO, &mut syn) else {
+            panic!("{tun:?}: not encapsulated");
+        };
+        assert_eq!(e.dst, std::net::Ipv4Addr::new(10, 3, 0, 12), "{tun:?}");
+        let outer = crate::wire::Ipv4Packet::new_unchecked(e.header());
+        assert_eq!((outer.version(), outer.protocol()), (4, proto), "{tun:?}");
+        let mut datagram = e.header().to_vec();
+        datagram.extend_from_slice(&syn[..e.len]);
+        crate::fuzzing::oracle::check_ipv4(&datagram, 6080).expect("a valid datagram");
+        // Too big for 1500 less the IPv4 outer header: Packet Too Big with that MTU.
+        let Forward::Tunnel(t) = Forward::tunnel(tun) else {
+            unreachable!()
+        };
+        let over = crate::encap::overhead_full(&t, false, false);
+        let mut big = tcp6_packet(client(1), 1, VIP, 80, 0x10, 1500 - 60 - over + 1);
+        let Verdict::Reply { len } = d.handle_packet(Instant::ZERO, &mut big) else {
+            panic!("{tun:?}: no Packet Too Big");
+        };
+        let mtu = u32::from_be_bytes(big[44..48].try_into().unwrap());
+        assert_eq!(
+            (big[40], mtu as usize, len > 48),
+            (2, 1500 - over, true),
+            "{tun:?}"
+        );
+    }
+}
