@@ -113,6 +113,28 @@ pub fn netns_list() -> Vec<String> {
         .collect()
 }
 
+/// Runs `$scenario(encap)` as one test per encapsulation (ipip, gre, gue), in a module named
+/// after the scenario: `tun_mode::rr_alternates_between_real_servers::gre`.
+macro_rules! for_each_encap {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn ipip() {
+                super::$scenario("ipip");
+            }
+            #[test]
+            fn gre() {
+                super::$scenario("gre");
+            }
+            #[test]
+            fn gue() {
+                super::$scenario("gue");
+            }
+        }
+    )*};
+}
+pub(crate) use for_each_encap;
+
 /// Polls `ready` every 50 ms until it is true; panics naming `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();

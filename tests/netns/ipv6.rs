@@ -14,32 +14,14 @@ use std::fs;
 use tunlb::lab::httpd::blob_sha256;
 
 use crate::harness::{
-    adm, curl_upload_args, upload_blob, wait_until, Netns, Pid, TempPath, Topology, STARTUP,
+    adm, curl_upload_args, for_each_encap, upload_blob, wait_until, Netns, Pid, TempPath, Topology,
+    STARTUP,
 };
 
 const VIP: &str = "2001:db8:100::100";
 const DIRECTOR: &str = "2001:db8:2::2";
 const RS1: &str = "2001:db8:3::12";
 const RS2: &str = "2001:db8:3::13";
-
-macro_rules! for_each_encap {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn ipip() {
-                super::$scenario("ipip");
-            }
-            #[test]
-            fn gre() {
-                super::$scenario("gre");
-            }
-            #[test]
-            fn gue() {
-                super::$scenario("gue");
-            }
-        }
-    )*};
-}
 
 for_each_encap!(
     ipv6_vip_over_an_ipv6_underlay,

@@ -16,30 +16,10 @@ use tunlb::lab::httpd::blob_sha256;
 
 use crate::harness::tun_lab::{self, CLIENT, DIRECTOR, RS1, RS2, VIP};
 use crate::harness::{
-    adm, curl_upload_args, metric_value, receive_like_a_nic, scrape_metrics, start_agent,
-    start_director, start_httpd, upload_blob, wait_until, Netns, Pid, ReplyCounters, TempPath,
-    Topology, STARTUP,
+    adm, curl_upload_args, for_each_encap, metric_value, receive_like_a_nic, scrape_metrics,
+    start_agent, start_director, start_httpd, upload_blob, wait_until, Netns, Pid, ReplyCounters,
+    TempPath, Topology, STARTUP,
 };
-
-/// Runs `$scenario(encap)` as one test per encapsulation, in a module named after the scenario.
-macro_rules! for_each_encap {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[test]
-            fn ipip() {
-                super::$scenario("ipip");
-            }
-            #[test]
-            fn gre() {
-                super::$scenario("gre");
-            }
-            #[test]
-            fn gue() {
-                super::$scenario("gue");
-            }
-        }
-    )*};
-}
 
 for_each_encap!(
     rr_alternates_between_real_servers,

@@ -521,29 +521,7 @@ impl Director {
                     p.dst,
                     svc.config.key.port,
                 );
-                // IPVS ip_vs_check_template: a template is of no use if its server left the
-                // table (deleted, or held while down), or is quiesced (weight 0) and the
-                // service has expire_quiescent_template.
-                let quiescent = svc.config.policy.expire_quiescent_template;
-                let usable = |id| {
-                    snap.dest(id)
-                        .is_some_and(|d| !(quiescent && d.config.weight == 0))
-                };
-                let templates = &cx.shared.templates;
-                match templates.lookup(&tkey, now) {
-                    Some(id) if usable(id) => Some(id),
-                    Some(stale) => {
-                        // Expire it and choose again.
-                        if snap.dest_or_held(stale).is_none() {
-                            // Deleted: none of its templates is of use any more.
-                            templates.remove_dest(stale);
-                        } else {
-                            templates.remove_if_dest(&tkey, stale);
-                        }
-                        pick()
-                    }
-                    None => pick(),
-                }
+                templated(snap, svc, &cx.shared.templates, &tkey, now).or_else(pick)
             }
         };
         let Some(dest) = dest_id.and_then(|id| snap.dest(id)) else {
@@ -638,6 +616,37 @@ impl Director {
         }
         let clamp = if syn_only { svc.config.mss_clamp } else { None };
         forward(&mut cx, dest, buf, &p, clamp, hash)
+    }
+}
+
+/// The real server of a persistent service's live template `tkey`, if it is still of use
+/// (IPVS `ip_vs_check_template`): not if its server left the table (deleted, or held while
+/// down), or is quiesced (weight 0) and the service has `expire_quiescent_template`. A template
+/// of no use is expired (with every template of a deleted server) and `None` returned: the
+/// caller schedules afresh. Both families' templates.
+fn templated<K: super::conn::TableKey>(
+    snap: &Snapshot,
+    svc: &Service,
+    templates: &super::conn::Templates<K>,
+    tkey: &K,
+    now: Instant,
+) -> Option<DestId> {
+    let quiescent = svc.config.policy.expire_quiescent_template;
+    let usable = |id| {
+        snap.dest(id)
+            .is_some_and(|d| !(quiescent && d.config.weight == 0))
+    };
+    match templates.lookup(tkey, now) {
+        Some(id) if usable(id) => Some(id),
+        Some(stale) => {
+            if snap.dest_or_held(stale).is_none() {
+                templates.remove_dest(stale);
+            } else {
+                templates.remove_if_dest(tkey, stale);
+            }
+            None
+        }
+        None => None,
     }
 }
 

@@ -148,25 +148,7 @@ impl Director {
         });
         let dest_id = match template {
             None => pick(),
-            Some((tkey, _)) => {
-                let quiescent = svc.config.policy.expire_quiescent_template;
-                let usable = |id| {
-                    snap.dest(id)
-                        .is_some_and(|d| !(quiescent && d.config.weight == 0))
-                };
-                match templates.lookup(&tkey, now) {
-                    Some(id) if usable(id) => Some(id),
-                    Some(stale) => {
-                        if snap.dest_or_held(stale).is_none() {
-                            templates.remove_dest(stale);
-                        } else {
-                            templates.remove_if_dest(&tkey, stale);
-                        }
-                        pick()
-                    }
-                    None => pick(),
-                }
-            }
+            Some((tkey, _)) => super::templated(snap, svc, templates, &tkey, now).or_else(pick),
         };
         let Some(dest) = dest_id.and_then(|id| snap.dest(id)) else {
             return Verdict::Drop(DropReason::NoDestination);
@@ -276,7 +258,6 @@ fn encap6(
     }
     let overhead = overhead6(&tunnel, false);
     if p.len + overhead > usize::from(cx.config.tunnel_mtu) {
-        cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
         let mtu = inner_mtu(
             cx.config.tunnel_mtu,
             OuterFamily::Ipv6,
@@ -285,12 +266,7 @@ fn encap6(
             false,
             false,
         );
-        if usize::from(mtu) >= p.len {
-            // A tunnel MTU below 1280 + the outer header: RFC 2473 would fragment the outer
-            // packet; the director does not yet (an ICMPv6 advertising 1280 would not help).
-            return Verdict::Drop(DropReason::TooBig);
-        }
-        return packet_too_big(cx, buf, p, mtu);
+        return too_big(cx, buf, p, kind, mtu);
     }
     let params = OuterParams6 {
         src: Ipv6Addr::UNSPECIFIED,
@@ -335,7 +311,6 @@ fn encap6_over4(
     let key = keys.as_ref().and_then(|k| k.get(to));
     let overhead = crate::encap::overhead_full(&tunnel, key.is_some(), false);
     if p.len + overhead > usize::from(cx.config.tunnel_mtu) {
-        cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
         let mtu = inner_mtu(
             cx.config.tunnel_mtu,
             OuterFamily::Ipv4,
@@ -344,10 +319,7 @@ fn encap6_over4(
             key.is_some(),
             false,
         );
-        if usize::from(mtu) >= p.len {
-            return Verdict::Drop(DropReason::TooBig);
-        }
-        return packet_too_big(cx, buf, p, mtu);
+        return too_big(cx, buf, p, kind, mtu);
     }
     let params = crate::encap::OuterParams {
         src: cx.config.local_addr,
@@ -370,6 +342,18 @@ fn encap6_over4(
         frag_mtu: 0,
         tunnel,
     })
+}
+
+/// A packet too big for its tunnel (`kind`), whose inner MTU is `mtu`: a Packet Too Big
+/// advertising it; or, when the packet already fits `mtu` (a tunnel MTU below 1280 + the outer
+/// header: RFC 2473 would fragment the outer packet, which the director does not do yet, and
+/// an ICMPv6 advertising 1280 would not help), a `too_big` drop.
+fn too_big(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6, kind: EncapKind, mtu: u16) -> Verdict {
+    cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
+    if usize::from(mtu) >= p.len {
+        return Verdict::Drop(DropReason::TooBig);
+    }
+    packet_too_big(cx, buf, p, mtu)
 }
 
 /// Answers the packet with an ICMPv6 Packet Too Big advertising `mtu`, from the VIP, if the
