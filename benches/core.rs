@@ -50,19 +50,31 @@ fn director() -> Director {
 }
 
 fn director_with(forward: Forward, key: Option<tunlb::encap::auth::TunnelKey>) -> Director {
+    let rips = (0..4).map(|i| IpAddr::V4(Ipv4Addr::new(10, 3, 0, 10 + i)));
+    director_over(IpAddr::V4(VIP), rips, forward, key)
+}
+
+/// A director with one TCP service `vip`:80 (wlc) to the real servers `rips`, reached by
+/// `forward`, with `key` as the tunnel key if any; its table pre-sized for 2M flows.
+fn director_over(
+    vip: IpAddr,
+    rips: impl Iterator<Item = IpAddr>,
+    forward: Forward,
+    key: Option<tunlb::encap::auth::TunnelKey>,
+) -> Director {
     let set = ServiceSet {
         services: vec![ServiceConfig {
             key: ServiceKey {
-                vip: VIP,
+                vip,
                 port: 80,
                 proto: Protocol::Tcp,
             },
             scheduler: SchedulerKind::Wlc,
             persistence: None,
             mss_clamp: None,
-            dests: (0..4)
-                .map(|i| DestConfig {
-                    addr: Ipv4Addr::new(10, 3, 0, 10 + i),
+            dests: rips
+                .map(|addr| DestConfig {
+                    addr,
                     port: 80,
                     weight: 1,
                     forward,
@@ -221,36 +233,13 @@ const V6: Family = Family {
 
 /// The IPv6 counterpart of [`director`]: `[VIP6]:80` to 4 IPv6 real servers over ip6ip6.
 fn director6() -> Director {
-    let set = ServiceSet {
-        services: vec![ServiceConfig {
-            key: ServiceKey {
-                vip: IpAddr::V6(VIP6),
-                port: 80,
-                proto: Protocol::Tcp,
-            },
-            scheduler: SchedulerKind::Wlc,
-            persistence: None,
-            mss_clamp: None,
-            dests: (0..4)
-                .map(|i| DestConfig {
-                    addr: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 10 + i)),
-                    port: 80,
-                    weight: 1,
-                    forward: Forward::tunnel(TunnelType::Ipip),
-                    u_threshold: 0,
-                    l_threshold: 0,
-                })
-                .collect(),
-            policy: Default::default(),
-        }],
-    };
-    let snap = Registry::new().build(&set, &Timeouts::default()).unwrap();
-    let config = DirectorConfig {
-        initial_conns: 1 << 21,
-        max_conns: 4 << 20,
-        ..DirectorConfig::default()
-    };
-    Director::new(Arc::new(Shared::new(snap)), config)
+    let rips = (0..4).map(|i| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 10 + i)));
+    director_over(
+        IpAddr::V6(VIP6),
+        rips,
+        Forward::tunnel(TunnelType::Ipip),
+        None,
+    )
 }
 
 fn filled(f: &Family) -> Director {

@@ -154,6 +154,29 @@ fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
     pid
 }
 
+/// One request from `client` to http://[VIP]/ on a new connection: the answer's first line,
+/// or curl's message.
+fn get_vip(client: &Netns) -> Result<String, String> {
+    let url = format!("http://[{VIP}]/");
+    let args = [
+        "-g",
+        "-s",
+        "-S",
+        "-f",
+        "--max-time",
+        "5",
+        "-H",
+        "Connection: close",
+        &url,
+    ];
+    let out = client.try_exec("curl", &args);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
 /// Counts, with nftables, the service's answers (TCP from VIP port 80) in `ns` on hooks
 /// `hooks` (`forward`, `input`, `output`...): the table `tlb6` with one counter `from_vip`.
 /// (The director's own Packet Too Big messages come from the VIP too, as ICMPv6.)
@@ -221,30 +244,11 @@ fn run(encap: &'static str, underlay: Underlay) {
 
     // rr, exact: 8 new connections alternate.
     let client = topo.ns("client");
-    let url = format!("http://[{VIP}]/");
     let mut answers = Vec::new();
-    for _ in 0..8 {
-        let out = client.try_exec(
-            "curl",
-            &[
-                "-g",
-                "-s",
-                "-f",
-                "--max-time",
-                "5",
-                "-H",
-                "Connection: close",
-                &url,
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "request {} failed: {}\n{}",
-            answers.len(),
-            String::from_utf8_lossy(&out.stderr),
-            director.log(dpid)
-        );
-        answers.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    for i in 0..8 {
+        let answer = get_vip(client)
+            .unwrap_or_else(|e| panic!("request {i} failed: {e}\n{}", director.log(dpid)));
+        answers.push(answer);
     }
     let first = answers[0].clone();
     let other = if first == format!("from {RS1}") {
@@ -388,23 +392,7 @@ fn keepalived_conf_with_ipv6_services_runs() {
         listed(RS1) && listed(RS2)
     });
     let client = topo.ns("client");
-    let url = format!("http://[{VIP}]/");
-    let get = || {
-        let out = client.try_exec(
-            "curl",
-            &[
-                "-g",
-                "-s",
-                "-f",
-                "--max-time",
-                "5",
-                "-H",
-                "Connection: close",
-                &url,
-            ],
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let get = || get_vip(client).unwrap_or_else(|e| e);
     let mut answers: Vec<String> = (0..4).map(|_| get()).collect();
     answers.sort();
     assert_eq!(
