@@ -137,6 +137,9 @@ pub struct Snapshot {
     tunnel_routes: Arc<RouteTable>,
     /// The S-NAT gateway's rules (set by the control plane after building).
     pub snat: Arc<SnatRules>,
+    /// Whether an IPv4 VIP has a real server with an IPv6 address (see
+    /// [`Self::tunnels_ipv4_over_ipv6`]).
+    v4_over_v6: bool,
 }
 
 /// Where a NAT (`-m`) real server answers from: its replies carry this source, so the director
@@ -268,6 +271,13 @@ impl Snapshot {
     #[inline]
     pub fn has_nat(&self) -> bool {
         !self.nat_endpoints.is_empty()
+    }
+
+    /// Whether an IPv4 VIP has a real server behind an IPv6 underlay: then the driver cuts
+    /// GSO super-packets before deciding them.
+    #[inline]
+    pub fn tunnels_ipv4_over_ipv6(&self) -> bool {
+        self.v4_over_v6
     }
 
     /// The endpoints of every NAT real server, sorted.
@@ -459,6 +469,12 @@ impl Registry {
             nat_endpoints,
             tunnel_routes: Arc::default(),
             snat: Arc::default(),
+            v4_over_v6: set
+                .services
+                .iter()
+                .flat_map(|s| s.dests.iter().map(move |d| (s.key, d)))
+                .chain(held.iter().map(|&(s, d)| (s.key, d)))
+                .any(|(k, d)| k.vip.is_ipv4() && d.addr.is_ipv6()),
         })
     }
 
@@ -603,11 +619,11 @@ pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
         for d in &s.dests {
             let what = match (s.key.vip, d.addr, d.forward) {
                 (IpAddr::V4(_), IpAddr::V4(_), _) => continue,
-                (IpAddr::V6(_), _, Forward::Tunnel(_)) => continue,
+                (_, _, Forward::Tunnel(_)) => continue,
                 (IpAddr::V6(_), IpAddr::V6(_), Forward::Dr) => "DR",
                 (IpAddr::V6(_), IpAddr::V6(_), Forward::Nat) => "NAT66",
                 (IpAddr::V6(_), IpAddr::V4(_), _) => "only through a tunnel",
-                (IpAddr::V4(_), IpAddr::V6(_), _) => "an IPv4 VIP over an IPv6 underlay",
+                (IpAddr::V4(_), IpAddr::V6(_), _) => "only through a tunnel",
             };
             return refuse(Some(d.addr), what);
         }
@@ -699,7 +715,7 @@ mod tests {
     }
 
     #[test]
-    fn the_data_path_takes_ipv4_and_tunnelled_ipv6_and_names_what_it_refuses() {
+    fn the_data_path_takes_ipv4_and_tunnelled_mixes_and_names_what_it_refuses() {
         let tun = Forward::tunnel(TunnelType::Ipip);
         for forward in [tun, Forward::Dr, Forward::Nat] {
             assert_eq!(
@@ -728,8 +744,13 @@ mod tests {
             check_forwardable(&set("2001:db8::1", "10.0.1.1", tun)),
             Ok(())
         );
-        assert!(refused("10.0.0.1", "2001:db8:1::1", tun)
-            .ends_with("an IPv4 VIP over an IPv6 underlay)"));
+        // An IPv4 VIP over an IPv6 underlay: through a tunnel only.
+        assert_eq!(
+            check_forwardable(&set("10.0.0.1", "2001:db8:1::1", tun)),
+            Ok(())
+        );
+        assert!(refused("10.0.0.1", "2001:db8:1::1", Forward::Dr)
+            .ends_with("(real server 2001:db8:1::1: only through a tunnel)"));
         // A table of both families builds; its VIPs are listed by family.
         let mut both = set("10.0.0.1", "10.0.1.1", tun);
         both.services

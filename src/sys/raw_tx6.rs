@@ -10,10 +10,12 @@
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, UdpSocket};
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use crate::encap::{fragment6, MAX_OUTER_HEADER};
 use crate::wire::{checksum, IpProtocol};
 
 /// How long a looked-up source address is used before it is looked up again (addresses and
@@ -30,6 +32,8 @@ const HEADER_LEN: usize = 40;
 pub struct RawSender6 {
     socket: Socket,
     sources: HashMap<Ipv6Addr, (Ipv6Addr, Instant)>,
+    /// The identification of the last fragmented datagram.
+    ident: NonZeroU32,
 }
 
 impl RawSender6 {
@@ -39,6 +43,7 @@ impl RawSender6 {
         Ok(RawSender6 {
             socket,
             sources: HashMap::new(),
+            ident: NonZeroU32::MIN,
         })
     }
 
@@ -46,6 +51,43 @@ impl RawSender6 {
     /// header's destination. An unspecified source is filled in first (see the module
     /// documentation); `header` is left as it was.
     pub fn send(&mut self, header: &[u8], inner: &[u8]) -> io::Result<usize> {
+        let mut buf = [0u8; MAX_OUTER_HEADER];
+        let (header, dst) = self.sourced(header, &mut buf)?;
+        let to = SockAddr::from(SocketAddrV6::new(dst, 0, 0, 0));
+        self.socket
+            .send_to_vectored(&[IoSlice::new(header), IoSlice::new(inner)], &to)
+    }
+
+    /// Sends `header` + `inner` as IPv6 fragments of at most `mtu` bytes
+    /// ([`fragment6`]: an inner IPv4 packet without DF, or an inner IPv6 one of at most 1280
+    /// bytes, on a tunnel whose MTU is smaller), the source filled in first as [`Self::send`]
+    /// does; returns how many fragments were sent.
+    pub fn send_fragmented(&mut self, header: &[u8], inner: &[u8], mtu: u16) -> io::Result<usize> {
+        let mut buf = [0u8; MAX_OUTER_HEADER];
+        let (header, dst) = self.sourced(header, &mut buf)?;
+        self.ident = self.ident.checked_add(1).unwrap_or(NonZeroU32::MIN);
+        let frags = fragment6(header, inner, mtu, self.ident)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{e:?}")))?;
+        let to = SockAddr::from(SocketAddrV6::new(dst, 0, 0, 0));
+        let mut sent = 0;
+        for f in frags {
+            let piece = inner.get(f.inner.clone()).unwrap_or_default();
+            self.socket.send_to_vectored(
+                &[IoSlice::new(&f.header[..f.header_len]), IoSlice::new(piece)],
+                &to,
+            )?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// `header` with its source filled in (a copy in `buf`) if it was unspecified, and its
+    /// destination.
+    fn sourced<'a>(
+        &mut self,
+        header: &'a [u8],
+        buf: &'a mut [u8; MAX_OUTER_HEADER],
+    ) -> io::Result<(&'a [u8], Ipv6Addr)> {
         if header.len() < HEADER_LEN || header[0] >> 4 != 6 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -53,19 +95,15 @@ impl RawSender6 {
             ));
         }
         let dst = addr_at(header, 24);
-        let mut buf = [0u8; crate::encap::MAX_OUTER_HEADER];
-        let header = match buf.get_mut(..header.len()) {
+        match buf.get_mut(..header.len()) {
             Some(copy) if addr_at(header, 8).is_unspecified() => {
                 copy.copy_from_slice(header);
                 let src = self.source_for(dst)?;
                 fill_source(copy, src);
-                &*copy
+                Ok((&*copy, dst))
             }
-            _ => header,
-        };
-        let to = SockAddr::from(SocketAddrV6::new(dst, 0, 0, 0));
-        self.socket
-            .send_to_vectored(&[IoSlice::new(header), IoSlice::new(inner)], &to)
+            _ => Ok((header, dst)),
+        }
     }
 
     /// The kernel's source address for packets to `dst`.

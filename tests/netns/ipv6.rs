@@ -4,10 +4,14 @@
 //! each packet in an IPv6 outer header to a real server, whose agent unwraps it for the httpd on
 //! the hidden VIP (a /128 on lo); the answer goes from the VIP straight back to the client.
 //!
+//! The same over an IPv6 underlay for an IPv4 VIP (`192.168.150.100`, 4in6, GRE and GUE
+//! carrying IPv4 over IPv6).
+//!
 //! Checked per tunnel: `adm -L -n` line by line in ipvsadm's IPv6 format, rr exact over 8
 //! connections, the replies bypass the director (nftables counters there and at the router),
 //! 8 MB down and up intact, and the client's path MTU to the VIP lowered by the director's
-//! Packet Too Big to exactly the tunnel MTU less the outer header.
+//! Packet Too Big (fragmentation needed, for the IPv4 VIP) to exactly the tunnel MTU less the
+//! outer header.
 
 use std::fs;
 
@@ -19,13 +23,16 @@ use crate::harness::{
 };
 
 const VIP: &str = "2001:db8:100::100";
+/// The IPv4 VIP of the "IPv4 VIP over an IPv6 underlay" tests.
+const VIP4: &str = "192.168.150.100";
 const DIRECTOR: &str = "2001:db8:2::2";
 const RS1: &str = "2001:db8:3::12";
 const RS2: &str = "2001:db8:3::13";
 
 for_each_encap!(
     ipv6_vip_over_an_ipv6_underlay,
-    ipv6_vip_over_an_ipv4_underlay
+    ipv6_vip_over_an_ipv4_underlay,
+    ipv4_vip_over_an_ipv6_underlay
 );
 
 /// The real servers' addresses the director tunnels to, and the agents' `--allow`.
@@ -35,10 +42,14 @@ enum Underlay {
     Ipv4,
 }
 
-/// The IPv4 underlay beside the IPv6 network: the director (10.2.0.2) reaches rs1 10.3.0.12
-/// and rs2 10.3.0.13 through the router; clients and the VIP stay IPv6.
-fn add_ipv4_underlay(topo: &Topology) {
+/// IPv4 beside the IPv6 network: the director (10.2.0.2) reaches rs1 10.3.0.12 and rs2
+/// 10.3.0.13 through the router (the IPv4 underlay), and the client 10.1.0.10 reaches the IPv4
+/// VIP through the router and the director.
+fn add_ipv4(topo: &Topology) {
     let ip = |role: &str, cmd: &str| topo.ns(role).ip(cmd);
+    ip("client", "addr add 10.1.0.10/24 dev eth0");
+    ip("router", "addr add 10.1.0.1/24 dev to-client");
+    ip("client", "route add default via 10.1.0.1");
     ip("director", "addr add 10.2.0.2/24 dev eth0");
     ip("router", "addr add 10.2.0.1/24 dev to-director");
     ip("router", "addr add 10.3.0.1/24 dev rs-lan");
@@ -47,17 +58,35 @@ fn add_ipv4_underlay(topo: &Topology) {
     ip("director", "route add default via 10.2.0.1");
     ip("rs1", "route add default via 10.3.0.1");
     ip("rs2", "route add default via 10.3.0.1");
+    ip("router", &format!("route add {VIP4}/32 via 10.2.0.2"));
     topo.ns("router").sysctl("net.ipv4.ip_forward", "1");
 }
 
 fn ipv6_vip_over_an_ipv6_underlay(encap: &'static str) {
-    run(encap, Underlay::Ipv6);
+    run(encap, Underlay::Ipv6, VIP);
 }
 
 /// The must-show's "IPv6 VIP over an IPv4 underlay": sit-style 41-in-IPv4, GRE 0x86DD and GUE
 /// carrying IPv6, the Packet Too Big advertising 1500 less the IPv4 outer header.
 fn ipv6_vip_over_an_ipv4_underlay(encap: &'static str) {
-    run(encap, Underlay::Ipv4);
+    run(encap, Underlay::Ipv4, VIP);
+}
+
+/// The "IPv4 VIPs over an IPv6 underlay": the client and the VIP are IPv4, the real
+/// servers' addresses IPv6; the director sends 4in6 (`ipip`, as the kernel's ip6tnl), GRE
+/// 0x0800 or GUE carrying IPv4 over IPv6, the fragmentation needed advertising 1500 less the
+/// IPv6 outer header.
+fn ipv4_vip_over_an_ipv6_underlay(encap: &'static str) {
+    run(encap, Underlay::Ipv6, VIP4);
+}
+
+/// `vip` as a URL's or ipvsadm's host: IPv6 in brackets.
+fn host(vip: &str) -> String {
+    if vip.contains(':') {
+        format!("[{vip}]")
+    } else {
+        vip.to_owned()
+    }
 }
 
 /// client — router — director, and the router's rs-lan bridge with rs1 and rs2; IPv6 only
@@ -101,8 +130,8 @@ fn build() -> Topology {
     topo
 }
 
-/// Starts the agent for the IPv6 VIP and waits for its /128 on lo.
-fn start_agent6(ns: &Netns, encap: &str, underlay: Underlay) -> Pid {
+/// Starts the agent for `vip` and waits for it on lo.
+fn start_agent6(ns: &Netns, vip: &str, encap: &str, underlay: Underlay) -> Pid {
     let allow = match underlay {
         Underlay::Ipv6 => format!("{DIRECTOR}/128"),
         Underlay::Ipv4 => "10.2.0.2/32".to_string(),
@@ -110,14 +139,14 @@ fn start_agent6(ns: &Netns, encap: &str, underlay: Underlay) -> Pid {
     let args = [
         "realserver",
         "--vip",
-        VIP,
+        vip,
         "--encap",
         encap,
         "--allow",
         &allow,
     ];
     let pid = ns.spawn("agent", crate::harness::TUNLB, &args);
-    let on_lo = format!("{VIP}/128");
+    let on_lo = format!("{vip}/{}", if vip.contains(':') { 128 } else { 32 });
     wait_until(&format!("the agent in {}", ns.name()), STARTUP, || {
         ns.assert_running(pid);
         ns.ip("-o addr show dev lo").contains(&on_lo)
@@ -125,10 +154,10 @@ fn start_agent6(ns: &Netns, encap: &str, underlay: Underlay) -> Pid {
     pid
 }
 
-/// Starts an httpd on [VIP]:80 and [RIP]:80 (for health checks) answering "from `rip`" and
+/// Starts an httpd on `vip`:80 and [RIP]:80 (for health checks) answering "from `rip`" and
 /// waits until it answers locally.
-fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
-    let listen = format!("[{VIP}]:80");
+fn start_httpd6(ns: &Netns, vip: &str, rip: &str) -> Pid {
+    let listen = format!("{}:80", host(vip));
     let listen_rip = format!("[{rip}]:80");
     let banner = format!("from {rip}");
     let pid = ns.spawn(
@@ -144,7 +173,7 @@ fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
             &banner,
         ],
     );
-    let url = format!("http://[{VIP}]/");
+    let url = format!("http://{}/", host(vip));
     wait_until(&format!("httpd in {}", ns.name()), STARTUP, || {
         ns.assert_running(pid);
         ns.try_exec("curl", &["-g", "-s", "--max-time", "1", &url])
@@ -154,10 +183,10 @@ fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
     pid
 }
 
-/// One request from `client` to http://[VIP]/ on a new connection: the answer's first line,
+/// One request from `client` to http://`vip`/ on a new connection: the answer's first line,
 /// or curl's message.
-fn get_vip(client: &Netns) -> Result<String, String> {
-    let url = format!("http://[{VIP}]/");
+fn get_vip(client: &Netns, vip: &str) -> Result<String, String> {
+    let url = format!("http://{}/", host(vip));
     let args = [
         "-g",
         "-s",
@@ -180,23 +209,25 @@ fn get_vip(client: &Netns) -> Result<String, String> {
 /// Counts, with nftables, the service's answers (TCP from VIP port 80) in `ns` on hooks
 /// `hooks` (`forward`, `input`, `output`...): the table `tlb6` with one counter `from_vip`.
 /// (The director's own Packet Too Big messages come from the VIP too, as ICMPv6.)
-fn count_from_vip(ns: &Netns, hooks: &[&str]) {
+fn count_from_vip(ns: &Netns, vip: &str, hooks: &[&str]) {
+    let family = if vip.contains(':') { "ip6" } else { "ip" };
     let mut rules = String::from("table inet tlb6 {\n  counter from_vip {}\n");
     for hook in hooks {
         rules.push_str(&format!(
-            "  chain {hook} {{\n    type filter hook {hook} priority 0;\n    ip6 saddr {VIP} tcp sport 80 counter name from_vip\n  }}\n"
+            "  chain {hook} {{\n    type filter hook {hook} priority 0;\n    {family} saddr {vip} tcp sport 80 counter name from_vip\n  }}\n"
         ));
     }
     rules.push_str("}\n");
     ns.nft(&rules);
 }
 
-fn run(encap: &'static str, underlay: Underlay) {
+fn run(encap: &'static str, underlay: Underlay, vip: &str) {
     const SIZE: u64 = 8 << 20;
     let topo = build();
-    if underlay == Underlay::Ipv4 {
-        add_ipv4_underlay(&topo);
+    if underlay == Underlay::Ipv4 || !vip.contains(':') {
+        add_ipv4(&topo);
     }
+    let vhost = host(vip);
     let (rs1, rs2) = match underlay {
         Underlay::Ipv6 => ("[2001:db8:3::12]", "[2001:db8:3::13]"),
         Underlay::Ipv4 => ("10.3.0.12", "10.3.0.13"),
@@ -204,14 +235,14 @@ fn run(encap: &'static str, underlay: Underlay) {
     let director = topo.ns("director");
     let dpid = crate::harness::start_director(director, &[]);
     for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
-        start_agent6(topo.ns(role), encap, underlay);
-        start_httpd6(topo.ns(role), rip);
+        start_agent6(topo.ns(role), vip, encap, underlay);
+        start_httpd6(topo.ns(role), vip, rip);
     }
-    adm(director, &format!("-A -t [{VIP}]:80 -s rr"));
+    adm(director, &format!("-A -t {vhost}:80 -s rr"));
     for rip in [rs1, rs2] {
         adm(
             director,
-            &format!("-a -t [{VIP}]:80 -r {rip} -i --tun-type {encap}"),
+            &format!("-a -t {vhost}:80 -r {rip} -i --tun-type {encap}"),
         );
     }
     // ipvsadm's IPv6 listing, line by line.
@@ -227,26 +258,27 @@ fn run(encap: &'static str, underlay: Underlay) {
             "  -> 10.3.0.13:80                 Tunnel  1      0          0         ",
         ],
     };
+    let service_line = format!("TCP  {vhost}:80 rr");
     assert_eq!(
         lines,
         [
             "IP Virtual Server version 1.2.1 (size=4096)",
             "Prot LocalAddress:Port Scheduler Flags",
             "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
-            "TCP  [2001:db8:100::100]:80 rr",
+            service_line.as_str(),
             servers[0],
             servers[1],
         ],
         "{listing}"
     );
-    count_from_vip(director, &["input", "forward", "output"]);
-    count_from_vip(topo.ns("router"), &["forward"]);
+    count_from_vip(director, vip, &["input", "forward", "output"]);
+    count_from_vip(topo.ns("router"), vip, &["forward"]);
 
     // rr, exact: 8 new connections alternate.
     let client = topo.ns("client");
     let mut answers = Vec::new();
     for i in 0..8 {
-        let answer = get_vip(client)
+        let answer = get_vip(client, vip)
             .unwrap_or_else(|e| panic!("request {i} failed: {e}\n{}", director.log(dpid)));
         answers.push(answer);
     }
@@ -262,7 +294,7 @@ fn run(encap: &'static str, underlay: Underlay) {
 
     // 8 MB down and up.
     let down = TempPath::new(&format!("download6-{encap}-{}", client.name()));
-    let big = format!("http://[{VIP}]/bytes/{SIZE}");
+    let big = format!("http://{vhost}/bytes/{SIZE}");
     let out = client.try_exec(
         "curl",
         &[
@@ -290,7 +322,7 @@ fn run(encap: &'static str, underlay: Underlay) {
     );
     let up = upload_blob(client, &format!("upload6-{encap}"), SIZE);
     let body = format!("@{}", up.arg());
-    let upload = format!("http://[{VIP}]/upload");
+    let upload = format!("http://{vhost}/upload");
     let mut args = vec!["-g"];
     args.extend(curl_upload_args(&body, &upload));
     let answer = client.exec("curl", &args);
@@ -310,7 +342,7 @@ fn run(encap: &'static str, underlay: Underlay) {
         (Underlay::Ipv4, "gre") => 24,
         (Underlay::Ipv4, _) => 32,
     };
-    let route = client.ip(&format!("-6 route get {VIP}"));
+    let route = client.ip(&format!("route get {vip}"));
     assert!(
         route.contains(&format!("mtu {}", 1500 - overhead)),
         "path MTU to the VIP: {route}"
@@ -338,10 +370,10 @@ fn run(encap: &'static str, underlay: Underlay) {
 fn keepalived_conf_with_ipv6_services_runs() {
     let topo = build();
     for role in ["rs1", "rs2"] {
-        start_agent6(topo.ns(role), "gue", Underlay::Ipv6);
+        start_agent6(topo.ns(role), VIP, "gue", Underlay::Ipv6);
     }
-    start_httpd6(topo.ns("rs1"), RS1);
-    start_httpd6(topo.ns("rs2"), RS2);
+    start_httpd6(topo.ns("rs1"), VIP, RS1);
+    start_httpd6(topo.ns("rs2"), VIP, RS2);
     let director = topo.ns("director");
     let conf = TempPath::new(&format!("keepalived6-{}.conf", director.name()));
     fs::write(
@@ -392,7 +424,7 @@ fn keepalived_conf_with_ipv6_services_runs() {
         listed(RS1) && listed(RS2)
     });
     let client = topo.ns("client");
-    let get = || get_vip(client).unwrap_or_else(|e| e);
+    let get = || get_vip(client, VIP).unwrap_or_else(|e| e);
     let mut answers: Vec<String> = (0..4).map(|_| get()).collect();
     answers.sort();
     assert_eq!(

@@ -338,7 +338,7 @@ fn the_connection_listing_is_streamed_in_chunks() {
 }
 
 /// The data path's boundary ([`check_forwardable`](crate::director::table::check_forwardable),
-/// whose unit test covers what it takes): DR over IPv6 and the mixed-family tunnels are refused
+/// whose unit test covers what it takes): DR over IPv6 is refused
 /// with the service, the server and what is missing, and nothing of the batch is applied.
 #[test]
 fn ipv6_services_are_refused_at_the_data_path_boundary() {
@@ -361,14 +361,17 @@ fn ipv6_services_are_refused_at_the_data_path_boundary() {
             "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8::11: DR)"
         )
     );
-    // All or nothing: the IPv4 service of the batch is not applied either.
+    // All or nothing: the IPv4 service of the batch (its IPv6 real server tunnelled, which
+    // the data path takes) is not applied either.
     assert_eq!(
         plane.handle(Request::Apply(vec![
             edit("-A -t 10.0.0.1:80 -s rr"),
             edit("-a -t 10.0.0.1:80 -r [2001:db8::10] -i"),
+            edit("-A -t [2001:db8::1]:80 -s rr"),
+            edit("-a -t [2001:db8::1]:80 -r [2001:db8::11] -g"),
         ])),
         Response::error(
-            "TCP 10.0.0.1:80: this director does not forward IPv6 yet (real server 2001:db8::10: an IPv4 VIP over an IPv6 underlay)"
+            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8::11: DR)"
         )
     );
     assert_eq!(plane.config_toml().expect("config"), before);

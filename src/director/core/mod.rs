@@ -118,10 +118,12 @@ impl Director {
         self.counters.drops[reason as usize] += 1;
     }
 
-    /// Whether tunnel keys are set: then the driver cuts GSO super-packets before the core
-    /// decides them (each authenticated GUE segment needs its own MAC and sequence number).
-    pub fn tunnel_auth(&self) -> bool {
-        self.shared.tunnel_auth()
+    /// Whether the driver must cut GSO super-packets before the core decides them: while
+    /// tunnel keys are set (each authenticated GUE segment needs its own MAC and sequence
+    /// number) or an IPv4 VIP has real servers behind an IPv6 underlay (whose outer headers
+    /// are built for one packet).
+    pub fn cuts_gso(&mut self) -> bool {
+        self.shared.tunnel_auth() || self.cache.load().tunnels_ipv4_over_ipv6()
     }
 
     /// Counts a GSO super-packet the driver segmented before deciding its segments one by one

@@ -284,3 +284,157 @@ fn an_ipv6_vip_reaches_ipv4_servers_through_ipv4_tunnels() {
         );
     }
 }
+
+/// An IPv4 VIP whose real servers are IPv6 addresses: its packets leave in an IPv6 outer
+/// header (4in6 for `ipip`, GRE 0x0800, GUE carrying IPv4).
+mod ipv4_over_ipv6 {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::wire::testing::{tcp_packet, udp_packet};
+
+    const VIP4: Ipv4Addr = Ipv4Addr::new(192, 168, 150, 100);
+    const CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+
+    fn set4(tun: TunnelType) -> ServiceSet {
+        let mut s = set(tun, None);
+        s.services[0].key.vip = IpAddr::V4(VIP4);
+        s.services[0].mss_clamp = None;
+        s
+    }
+
+    #[test]
+    fn every_tunnel_carries_ipv4_in_an_ipv6_outer_header() {
+        for (tun, next) in [
+            (TunnelType::Ipip, IpProtocol::IPIP),
+            (TunnelType::Gre, IpProtocol::GRE),
+            (TunnelType::Gue, IpProtocol::UDP),
+        ] {
+            let s = set4(tun);
+            assert_eq!(crate::director::table::check_forwardable(&s), Ok(()));
+            let mut d = director(&s);
+            assert!(d.cuts_gso(), "GSO super-packets are cut first");
+            let mut dsts = Vec::new();
+            for port in 0..4 {
+                let mut syn = tcp_packet(CLIENT4, 40000 + port, VIP4, 80, 0x02, 0);
+                let v = d.handle_packet(Instant::ZERO, &mut syn);
+                let (dst, nh) = outer(&v);
+                assert_eq!(nh, next, "{tun:?}");
+                dsts.push(dst);
+                let Verdict::Encap(e) = v else { unreachable!() };
+                assert_eq!(e.frag_mtu, 0);
+                let mut datagram = e.header().to_vec();
+                datagram.extend_from_slice(&syn[..e.len]);
+                // With the source the send path fills in, the datagram checks out.
+                datagram[8..24].copy_from_slice(&client(9).octets());
+                if nh == IpProtocol::UDP {
+                    let c = crate::wire::checksum::upper_layer_v6(
+                        client(9),
+                        dsts[usize::from(port)],
+                        17,
+                        &{
+                            let mut u = datagram[40..].to_vec();
+                            u[6..8].fill(0);
+                            u
+                        },
+                    );
+                    datagram[46..48].copy_from_slice(&(!c).to_be_bytes());
+                }
+                crate::fuzzing::oracle::check_ipv6(&datagram).expect("a valid datagram");
+                // The inner packet is the client's, unchanged.
+                assert_eq!(&datagram[e.header().len()..], &syn[..e.len], "{tun:?}");
+            }
+            assert_eq!(dsts, [RS1, RS2, RS1, RS2], "rr over the IPv6 servers");
+            assert_eq!(d.conns().len(), 4, "IPv4 flows live in the IPv4 table");
+        }
+    }
+
+    #[test]
+    fn too_big_with_df_gets_frag_needed_for_the_ipv6_overhead_and_without_df_is_fragmented() {
+        for (tun, over) in [
+            (TunnelType::Ipip, 40),
+            (TunnelType::Gre, 44),
+            (TunnelType::Gue, 52),
+        ] {
+            let mut d = director(&set4(tun));
+            let mut syn = tcp_packet(CLIENT4, 1, VIP4, 80, 0x02, 0);
+            assert!(matches!(
+                d.handle_packet(Instant::ZERO, &mut syn),
+                Verdict::Encap(_)
+            ));
+            // Fits exactly: encapsulated whole.
+            let mut fits = tcp_packet(CLIENT4, 1, VIP4, 80, 0x10, 1500 - over - 40);
+            assert!(
+                matches!(d.handle_packet(Instant::ZERO, &mut fits), Verdict::Encap(e) if e.frag_mtu == 0),
+                "{tun:?}"
+            );
+            // One byte more with DF: fragmentation needed, MTU 1500 less the IPv6 outer header.
+            let mut big = tcp_packet(CLIENT4, 1, VIP4, 80, 0x10, 1500 - over - 40 + 1);
+            let Verdict::Reply { .. } = d.handle_packet(Instant::ZERO, &mut big) else {
+                panic!("{tun:?}: no fragmentation needed");
+            };
+            // ICMP type 3 code 4, next-hop MTU in bytes 26..28 of the reply.
+            let mtu = u16::from_be_bytes([big[26], big[27]]);
+            assert_eq!(
+                (big[20], big[21], mtu),
+                (3, 4, 1500 - over as u16),
+                "{tun:?}"
+            );
+            // Without DF (a UDP datagram): encapsulated, the outer datagram to be fragmented.
+            let mut udp = udp_packet(CLIENT4, 5353, VIP4, 80, 1500);
+            udp[6] &= !0x40;
+            crate::wire::Ipv4Packet::new_unchecked(&mut udp[..]).fill_checksum();
+            let mut s = set4(tun);
+            s.services[0].key.proto = Protocol::Udp;
+            let mut d = director(&s);
+            let Verdict::Encap(e) = d.handle_packet(Instant::ZERO, &mut udp) else {
+                panic!("{tun:?}: not encapsulated");
+            };
+            assert_eq!(e.frag_mtu, 1500, "{tun:?}");
+            let pieces: Vec<_> = crate::encap::fragment6(
+                e.header(),
+                &udp[..e.len],
+                e.frag_mtu,
+                std::num::NonZeroU32::MIN,
+            )
+            .expect("fragmentable")
+            .collect();
+            assert_eq!(pieces.len(), 2, "{tun:?}");
+            assert!(pieces.iter().all(|f| f.header_len + f.inner.len() <= 1500));
+            assert_eq!(d.counters().fragmented, 1);
+        }
+    }
+
+    #[test]
+    fn authenticated_gue_and_super_packets_are_refused_by_reason() {
+        let mut d = director(&set4(TunnelType::Gue));
+        let mut syn = tcp_packet(CLIENT4, 1, VIP4, 80, 0x02, 0);
+        let n = syn.len();
+        assert_eq!(
+            d.handle_gso(Instant::ZERO, &mut syn, n, 2),
+            Verdict::Drop(DropReason::Ipv6SuperPacket)
+        );
+        // The MAC covers the outer source, which only the send path knows over IPv6.
+        let key = crate::encap::auth::TunnelKey::new(&[7; 32]);
+        d.shared()
+            .set_tunnel_keys(crate::encap::auth::KeyMap::new(Some(key), []));
+        let mut syn = tcp_packet(CLIENT4, 2, VIP4, 80, 0x02, 0);
+        assert_eq!(
+            d.handle_packet(Instant::ZERO, &mut syn),
+            Verdict::Drop(DropReason::Ipv6TunnelAuth)
+        );
+    }
+
+    #[test]
+    fn only_tables_with_such_servers_cut_gso() {
+        let mut s = set4(TunnelType::Gue);
+        for (d, a) in s.services[0]
+            .dests
+            .iter_mut()
+            .zip([[10, 3, 0, 12], [10, 3, 0, 13]])
+        {
+            d.addr = IpAddr::from(a);
+        }
+        assert!(!director(&s).cuts_gso());
+    }
+}

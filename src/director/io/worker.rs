@@ -112,7 +112,8 @@ impl Worker {
                     let room = self.raw.segment_room().min(self.frames.segment_room());
                     match classify(h, buf, room) {
                         // With tunnel keys every GUE segment needs its own MAC: cut first.
-                        Offloaded::Gso(_, vh) if d.tunnel_auth() => Offloaded::Segment(vh.gso_size),
+                        // So does an IPv6 underlay (the outer headers are built per packet).
+                        Offloaded::Gso(_, vh) if d.cuts_gso() => Offloaded::Segment(vh.gso_size),
                         k => k,
                     }
                 }
@@ -140,7 +141,12 @@ impl Worker {
                 (Verdict::Encap(e), None) if e.header().first().is_some_and(|b| b >> 4 == 6) => {
                     // An IPv6 outer header (IPv6 real servers): one send each for now.
                     let sent = match (&mut self.raw6, buf.get(..e.len)) {
-                        (Some(s), Some(inner)) => s.send(e.header(), inner).is_ok(),
+                        (Some(s), Some(inner)) if e.frag_mtu == 0 => {
+                            s.send(e.header(), inner).is_ok()
+                        }
+                        (Some(s), Some(inner)) => {
+                            s.send_fragmented(e.header(), inner, e.frag_mtu).is_ok()
+                        }
                         _ => false,
                     };
                     if !sent {

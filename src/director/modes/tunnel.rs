@@ -14,7 +14,7 @@
 //! core decides while any key is set, and one that still comes (a key added between the
 //! driver's look and the decision) is dropped as `auth_super_packet`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroU16;
 
 use super::context::Ctx;
@@ -23,7 +23,9 @@ use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::table::Dest;
 use crate::encap::chance::SecondChance;
-use crate::encap::{self, OuterParams, Tunnel, MAX_OUTER_HEADER};
+use crate::encap::v6::{build_outer6, inner_mtu, overhead6, OuterFamily, OuterParams6};
+use crate::encap::v6::{TrafficClass, Udp6Zero};
+use crate::encap::{self, Family, OuterParams, Tunnel, MAX_OUTER_HEADER, OUTER_TTL};
 
 /// Encapsulates the packet to TUN-mode real server `dest` and counts it as its traffic.
 #[inline]
@@ -37,8 +39,7 @@ pub fn to_dest(
 ) -> Verdict {
     let v = match dest.config.addr {
         IpAddr::V4(to) => encap(cx, to, tunnel, buf, p, hash),
-        // An IPv4 VIP over an IPv6 underlay: refused by `check_forwardable` for now.
-        IpAddr::V6(_) => Verdict::Drop(DropReason::NoDestination),
+        IpAddr::V6(to) => encap_over6(cx, to, tunnel, buf, p, hash),
     };
     if let Verdict::Encap(_) = v {
         let per_dest = cx.counters.dest(dest.id);
@@ -114,6 +115,73 @@ pub fn encap(
     };
     Verdict::Encap(Encap {
         dst: to,
+        header,
+        header_len: n as u8,
+        len: p.len,
+        frag_mtu,
+        tunnel,
+    })
+}
+
+/// Encapsulates the IPv4 packet in an IPv6 outer header to `to` (an IPv4 VIP over an IPv6
+/// underlay: 4in6 for `ipip`, as the kernel's ip6tnl; GRE 0x0800 or GUE over IPv6). The outer
+/// source is left unspecified for the send path to fill in, as for IPv6 VIPs. A packet with
+/// DF that does not fit gets an ICMP fragmentation-needed advertising the tunnel MTU less the
+/// IPv6 outer header; one without DF is encapsulated whole and the driver sends the outer
+/// datagram as IPv6 fragments ([`Encap::frag_mtu`], RFC 2473 §7.1). The driver cuts GSO
+/// super-packets before the core decides while such servers exist
+/// ([`crate::director::Snapshot::tunnels_ipv4_over_ipv6`]); one that still comes (the table
+/// changed between the driver's look and the decision) is dropped as `ipv6_super_packet`.
+/// Authenticated GUE over IPv6 is not sent yet (`ipv6_tunnel_auth_unsupported`).
+pub fn encap_over6(
+    cx: &mut Ctx<'_>,
+    to: Ipv6Addr,
+    tunnel: Tunnel,
+    buf: &mut [u8],
+    p: &Parsed,
+    hash: u32,
+) -> Verdict {
+    if matches!(tunnel, Tunnel::Gue { .. }) && cx.shared.tunnel_auth() {
+        return Verdict::Drop(DropReason::Ipv6TunnelAuth);
+    }
+    if p.segs > 1 {
+        return Verdict::Drop(DropReason::Ipv6SuperPacket);
+    }
+    let kind = EncapKind::from(tunnel.kind());
+    let too_big = p.len + overhead6(&tunnel, false) > usize::from(cx.config.tunnel_mtu);
+    if too_big && p.dont_frag {
+        let mtu = inner_mtu(
+            cx.config.tunnel_mtu,
+            OuterFamily::Ipv6,
+            Family::Ipv4,
+            &tunnel,
+            false,
+            false,
+        );
+        cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
+        return cx.frag_needed(buf, p.len, mtu);
+    }
+    let params = OuterParams6 {
+        src: Ipv6Addr::UNSPECIFIED,
+        dst: to,
+        tunnel,
+        flow_hash: hash,
+        hop_limit: OUTER_TTL,
+        traffic_class: TrafficClass::CopyInner,
+        udp_zero: Udp6Zero::Never,
+    };
+    let mut header = [0u8; MAX_OUTER_HEADER];
+    let Ok(n) = build_outer6(&params, &buf[..p.len], None, &mut header) else {
+        return Verdict::Drop(DropReason::MalformedIp);
+    };
+    let frag_mtu = if too_big {
+        cx.counters.fragmented += 1;
+        cx.config.tunnel_mtu
+    } else {
+        0
+    };
+    Verdict::Encap(Encap {
+        dst: Ipv4Addr::UNSPECIFIED,
         header,
         header_len: n as u8,
         len: p.len,

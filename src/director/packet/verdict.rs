@@ -120,6 +120,9 @@ drop_reasons! {
     /// IPv6: GUE to an IPv6 real server while tunnel keys are set (authenticated GUE over an
     /// IPv6 underlay is not sent by the director yet).
     Ipv6TunnelAuth => "ipv6_tunnel_auth_unsupported",
+    /// A GSO super-packet to a real server behind an IPv6 underlay (the driver cuts them
+    /// first; one came while the table changed).
+    Ipv6SuperPacket => "ipv6_super_packet",
     /// IPv6: more than 8 extension headers.
     Ipv6TooManyExt => "ipv6_too_many_ext",
     /// IPv6: a Routing header of type 0 or with segments left (the packet is meant to travel
