@@ -97,12 +97,18 @@ fn router_counters() -> String {
     )
 }
 
-/// Sends `file` as one UDP datagram to VIP:PORT from a socket in `client` bound to `sport`
-/// and returns the answer (empty if none came within 5 s).
+/// Sends `file` as one UDP datagram with DF clear to `vip`:`port` (IPv4) from a socket in
+/// `client` bound to `sport` and returns the answer (empty if none came within 5 s).
 ///
 /// Each datagram gets its own source port: a port the kernel picked could repeat an earlier
 /// datagram's, whose UDP flow the director still holds, and rr would then not advance.
-fn send_datagram(client: &Netns, file: &TempPath, sport: u16) -> String {
+pub(crate) fn send_datagram(
+    client: &Netns,
+    file: &TempPath,
+    sport: u16,
+    vip: &str,
+    port: u16,
+) -> String {
     const SENDER: &str = "import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT: DF clear
@@ -122,8 +128,8 @@ except socket.timeout:
             SENDER,
             &file.arg(),
             &sport.to_string(),
-            VIP,
-            &PORT.to_string(),
+            vip,
+            &port.to_string(),
         ],
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -160,7 +166,7 @@ fn udp_datagrams_without_df_arrive_intact(encap: &str, extra: &str) {
         fill_blob((i as u64) << 20, &mut data);
         let file = TempPath::new(&format!("datagram-{encap}-{i}-{}", client.name()));
         fs::write(file.path(), &data).expect("write the datagram");
-        let answer = send_datagram(client, &file, 41000 + i as u16);
+        let answer = send_datagram(client, &file, 41000 + i as u16, VIP, PORT);
         let mut lines = answer.lines();
         let banner = lines.next().unwrap_or_default().to_owned();
         assert!(

@@ -32,7 +32,8 @@ const RS2: &str = "2001:db8:3::13";
 for_each_encap!(
     ipv6_vip_over_an_ipv6_underlay,
     ipv6_vip_over_an_ipv4_underlay,
-    ipv4_vip_over_an_ipv6_underlay
+    ipv4_vip_over_an_ipv6_underlay,
+    ipv4_datagrams_without_df_over_an_ipv6_underlay
 );
 
 /// The real servers' addresses the director tunnels to, and the agents' `--allow`.
@@ -78,6 +79,72 @@ fn ipv6_vip_over_an_ipv4_underlay(encap: &'static str) {
 /// IPv6 outer header.
 fn ipv4_vip_over_an_ipv6_underlay(encap: &'static str) {
     run(encap, Underlay::Ipv6, VIP4);
+}
+
+/// IPv4 datagrams without DF that no longer fit 1500 bytes once wrapped in an IPv6 outer
+/// header: the director sends the outer datagram as IPv6 fragments (the router counts them),
+/// the real server's kernel reassembles them before the agent strips the tunnel, and each
+/// server's UDP echo answers the client with the length and digest of what arrived. The
+/// client's kernel fragments the 3000-byte datagram first (its own link is 1500): the director
+/// takes the IPv4 fragments of each flow to its server as for any IPv4 VIP.
+fn ipv4_datagrams_without_df_over_an_ipv6_underlay(encap: &'static str) {
+    const PORT: u16 = 5353;
+    let topo = build();
+    add_ipv4(&topo);
+    let (client, director, router) = (topo.ns("client"), topo.ns("director"), topo.ns("router"));
+    client.sysctl("net.ipv4.ip_no_pmtu_disc", "1");
+    router.nft(
+        "table inet tlbfrag6 {
+  counter outer_frags {}
+  chain forward {
+    type filter hook forward priority 0;
+    ip6 daddr 2001:db8:3::/64 exthdr frag exists counter name outer_frags
+  }
+}
+",
+    );
+    crate::harness::start_director(director, &[]);
+    let service = format!("{VIP4}:{PORT}");
+    for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
+        let ns = topo.ns(role);
+        start_agent6(ns, VIP4, encap, Underlay::Ipv6);
+        crate::harness::start_httpd(ns, &service, &format!("from {rip}"), &["--udp-echo"]);
+    }
+    adm(director, &format!("-A -u {service} -s rr"));
+    for rip in [RS1, RS2] {
+        adm(
+            director,
+            &format!("-a -u {service} -r [{rip}]:{PORT} -i --tun-type {encap}"),
+        );
+    }
+    let mut from = Vec::new();
+    for i in 0..2u16 {
+        let mut data = vec![0u8; 3000];
+        tunlb::lab::httpd::fill_blob(u64::from(i) << 20, &mut data);
+        let file = TempPath::new(&format!("datagram6-{encap}-{i}-{}", client.name()));
+        fs::write(file.path(), &data).expect("write the datagram");
+        let answer = crate::fragments::send_datagram(client, &file, 41000 + i, VIP4, PORT);
+        let mut lines = answer.lines();
+        let banner = lines.next().unwrap_or_default().to_owned();
+        assert_eq!(
+            lines.collect::<Vec<_>>(),
+            [
+                "length 3000".to_owned(),
+                format!("sha256 {}", tunlb::lab::httpd::sha256_hex(&data))
+            ],
+            "datagram {i}: answer {answer:?}"
+        );
+        from.push(banner);
+    }
+    from.sort();
+    assert_eq!(from, [format!("from {RS1}"), format!("from {RS2}")], "rr");
+    // Each datagram: IPv4 fragments of 1500, 1500 and 68 bytes from the client; each of the
+    // 1500-byte ones leaves the director as two IPv6 fragments, the 68-byte one whole.
+    assert_eq!(
+        router.nft_counter("tlbfrag6", "outer_frags"),
+        8,
+        "IPv6 fragments from the director"
+    );
 }
 
 /// `vip` as a URL's or ipvsadm's host: IPv6 in brackets.
