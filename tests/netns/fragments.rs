@@ -97,8 +97,9 @@ fn router_counters() -> String {
     )
 }
 
-/// Sends `file` as one UDP datagram with DF clear to `vip`:`port` (IPv4) from a socket in
-/// `client` bound to `sport` and returns the answer (empty if none came within 5 s).
+/// Sends `file` as one UDP datagram to `vip`:`port` from a socket in `client` bound to
+/// `sport` (with DF clear over IPv4; over IPv6 the client's kernel fragments it to its path
+/// MTU) and returns the answer (empty if none came within 5 s).
 ///
 /// Each datagram gets its own source port: a port the kernel picked could repeat an earlier
 /// datagram's, whose UDP flow the director still holds, and rr would then not advance.
@@ -110,9 +111,13 @@ pub(crate) fn send_datagram(
     port: u16,
 ) -> String {
     const SENDER: &str = "import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT: DF clear
-s.bind(('0.0.0.0', int(sys.argv[2])))
+if ':' in sys.argv[3]:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.bind(('::', int(sys.argv[2])))
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT: DF clear
+    s.bind(('0.0.0.0', int(sys.argv[2])))
 s.connect((sys.argv[3], int(sys.argv[4])))
 s.send(open(sys.argv[1], 'rb').read())
 s.settimeout(5)

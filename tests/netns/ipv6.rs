@@ -36,6 +36,59 @@ for_each_encap!(
     ipv4_datagrams_without_df_over_an_ipv6_underlay
 );
 
+/// IPv6 datagrams larger than the path, fragmented by the client (its link at MTU 1400, so
+/// that each fragment fits the tunnel): the first fragment is scheduled, the later ones (no
+/// ports) follow it through the director's fragment tracker, and the real server's kernel
+/// reassembles the datagram the agent unwrapped; its UDP echo answers with the length and
+/// digest of what arrived. Two datagrams from two ports: rr sends one to each server.
+#[test]
+fn ipv6_fragments_follow_their_first_fragment() {
+    const PORT: u16 = 5353;
+    let topo = build();
+    let (client, director) = (topo.ns("client"), topo.ns("director"));
+    client.ip("link set dev eth0 mtu 1400");
+    crate::harness::start_director(director, &[]);
+    let service = format!("[{VIP}]:{PORT}");
+    for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
+        let ns = topo.ns(role);
+        start_agent6(ns, VIP, "ipip", Underlay::Ipv6);
+        crate::harness::start_httpd(ns, &service, &format!("from {rip}"), &["--udp-echo"]);
+    }
+    adm(director, &format!("-A -u {service} -s rr"));
+    for rip in [RS1, RS2] {
+        adm(director, &format!("-a -u {service} -r [{rip}]:{PORT} -i"));
+    }
+    let mut from = Vec::new();
+    for i in 0..2u16 {
+        let mut data = vec![0u8; 4000];
+        tunlb::lab::httpd::fill_blob(u64::from(i) << 20, &mut data);
+        let file = TempPath::new(&format!("datagram6-{i}-{}", client.name()));
+        fs::write(file.path(), &data).expect("write the datagram");
+        let answer = crate::fragments::send_datagram(client, &file, 42000 + i, VIP, PORT);
+        let mut lines = answer.lines();
+        let banner = lines.next().unwrap_or_default().to_owned();
+        assert_eq!(
+            lines.collect::<Vec<_>>(),
+            [
+                "length 4000".to_owned(),
+                format!("sha256 {}", tunlb::lab::httpd::sha256_hex(&data))
+            ],
+            "datagram {i}: answer {answer:?}"
+        );
+        from.push(banner);
+    }
+    from.sort();
+    assert_eq!(from, [format!("from {RS1}"), format!("from {RS2}")], "rr");
+    let stats = adm(director, "-L -n --stats");
+    // Three fragments per datagram crossed the director, one flow each.
+    let inpkts: u64 = stats
+        .lines()
+        .filter(|l| l.starts_with("  -> "))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(inpkts, 6, "fragments forwarded:\n{stats}");
+}
+
 /// The real servers' addresses the director tunnels to, and the agents' `--allow`.
 #[derive(Clone, Copy, PartialEq)]
 enum Underlay {

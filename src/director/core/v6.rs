@@ -10,8 +10,10 @@
 //! address masked to the service's prefix length), then the tunnel: a packet too big for it
 //! gets an ICMPv6 Packet Too Big advertising the tunnel MTU less the outer header (never below
 //! 1280), a SYN of a service with `mss_clamp` has its MSS clamped. ICMPv6 errors about a flow
-//! go to that flow's real server. Fragments after the first (no ports) are dropped as
-//! `fragment_no_flow` for now.
+//! go to that flow's real server. Fragments after the first (no ports) follow the first one's
+//! real server through the fragment tracker ([`crate::director::shared::frag`], keyed by
+//! source, destination and identification); one whose first fragment was not seen is dropped
+//! as `fragment_no_flow`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -57,8 +59,16 @@ impl Director {
             auth_seq: &mut self.auth_seq,
             second_choice: None,
         };
-        if p.later_fragment() {
-            return Verdict::Drop(DropReason::FragmentNoFlow);
+        // Fragments after the first carry no ports: they follow the first one's real server.
+        if let Some(f) = p.fragment.filter(|f| !f.is_first()) {
+            let dest = p.frag_key().and_then(|k| {
+                cx.shared
+                    .follow_fragment(&k, usize::from(f.offset), p.frag_bytes(), !f.more)
+            });
+            return match dest.and_then(|d| snap.dest(d)) {
+                Some(dest) => forward6(&mut cx, dest, buf, &p, None, 0),
+                None => Verdict::Drop(DropReason::FragmentNoFlow),
+            };
         }
         let proto = match p.proto {
             IpProtocol::TCP => Protocol::Tcp,
@@ -91,6 +101,10 @@ impl Director {
                         conn.confirm();
                     }
                     conn.set_expires(now + flow_timeout(snap, &self.config, conn));
+                    if let Some(k) = p.frag_key() {
+                        cx.shared
+                            .remember_fragment(k, conn.dest, p.frag_bytes(), now);
+                    }
                     let clamp = syn_only
                         .then(|| snap.service(proto, IpAddr::V6(p.dst), dport))
                         .flatten()
@@ -181,6 +195,9 @@ impl Director {
         add_count(&dest.state, state, 1);
         dest.state
             .update_overload(dest.config.u_threshold, dest.config.l_threshold);
+        if let Some(k) = p.frag_key() {
+            cx.shared.remember_fragment(k, dest.id, p.frag_bytes(), now);
+        }
         let clamp = if syn_only { svc.config.mss_clamp } else { None };
         forward6(&mut cx, dest, buf, &p, clamp, hash)
     }

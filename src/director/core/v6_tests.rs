@@ -241,6 +241,59 @@ fn what_is_not_served_is_dropped_by_reason() {
     );
 }
 
+/// A fragment of a UDP datagram to the VIP: Fragment header (identification `ident`,
+/// offset `offset`, M `more`) then `data`.
+fn udp_fragment(sport: u16, ident: u32, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![IpProtocol::UDP, 0];
+    f.extend((offset | u16::from(more)).to_be_bytes());
+    f.extend(ident.to_be_bytes());
+    if offset == 0 {
+        // The UDP header (its checksum is not checked by the director).
+        f.extend(sport.to_be_bytes());
+        f.extend(53u16.to_be_bytes());
+        f.extend(((8 + 2 * data.len()) as u16).to_be_bytes());
+        f.extend([0, 0]);
+    }
+    f.extend_from_slice(data);
+    ipv6_packet(client(1), VIP, IpProtocol::IPV6_FRAG, &f)
+}
+
+#[test]
+fn later_fragments_follow_the_first_ones_server_and_free_the_datagram() {
+    let mut s = set(TunnelType::Ipip, None);
+    s.services[0].key.port = 53;
+    s.services[0].key.proto = Protocol::Udp;
+    let mut d = director(&s);
+    let now = Instant::ZERO;
+    let dst = |v: Verdict| outer(&v).0;
+    // Two datagrams of two flows, 8 + 16 bytes in the first fragment and 16 in the last.
+    let mut servers = Vec::new();
+    for (sport, ident) in [(5000, 7), (5001, 8)] {
+        let mut first = udp_fragment(sport, ident, 0, true, &[1; 16]);
+        let to = dst(d.handle_packet(now, &mut first));
+        assert_eq!(d.shared().frags().len(), 1, "the datagram is tracked");
+        let mut last = udp_fragment(sport, ident, 24, false, &[2; 16]);
+        let v = d.handle_packet(now, &mut last);
+        let Verdict::Encap(e) = &v else {
+            panic!("the later fragment was not forwarded: {v:?}");
+        };
+        assert_eq!(e.len, last.len(), "the fragment goes whole");
+        assert_eq!(dst(v), to, "the later fragment follows the first");
+        assert!(d.shared().frags().is_empty(), "freed at the last byte");
+        servers.push(to);
+    }
+    assert_eq!(servers, [RS1, RS2], "one flow each, rr");
+    // A later fragment of a datagram whose first fragment was not seen, or after it was
+    // freed: no flow.
+    for ident in [9, 7] {
+        let mut stray = udp_fragment(5000, ident, 24, false, &[2; 16]);
+        assert_eq!(
+            d.handle_packet(now, &mut stray),
+            Verdict::Drop(DropReason::FragmentNoFlow)
+        );
+    }
+}
+
 #[test]
 fn an_ipv6_vip_reaches_ipv4_servers_through_ipv4_tunnels() {
     for (tun, proto) in [

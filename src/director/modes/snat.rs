@@ -180,11 +180,7 @@ pub fn handle(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Option<Verdict> {
     }
     if p.later_fragment {
         // A NAT-mode reply's fragment follows its first fragment's flow.
-        if snap.has_nat()
-            && shared
-                .fragment_dest(&(p.src, p.dst, p.proto, p.ident))
-                .is_some()
-        {
+        if snap.has_nat() && shared.fragment_dest(&p.frag_key()).is_some() {
             return None;
         }
         let public = rule.to[preferred(&rule.to, p.src)];

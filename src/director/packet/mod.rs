@@ -11,7 +11,7 @@ pub mod counters;
 pub mod v6;
 pub mod verdict;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::wire::{icmp, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket};
 use verdict::DropReason;
@@ -53,10 +53,20 @@ pub struct Parsed {
     pub icmp: Option<IcmpMessage>,
 }
 
+/// A datagram of either family: what identifies its fragments (the fragment tracker's key,
+/// [`crate::director::shared::frag`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FragKey {
+    /// IPv4: source, destination, protocol, identification (RFC 791).
+    V4(Ipv4Addr, Ipv4Addr, u8, u16),
+    /// IPv6: source, destination, identification (RFC 8200 §4.5).
+    V6(Ipv6Addr, Ipv6Addr, u32),
+}
+
 impl Parsed {
     /// The datagram key of a fragment: source, destination, protocol, identification.
-    pub fn frag_key(&self) -> (Ipv4Addr, Ipv4Addr, u8, u16) {
-        (self.src, self.dst, self.proto, self.ident)
+    pub fn frag_key(&self) -> FragKey {
+        FragKey::V4(self.src, self.dst, self.proto, self.ident)
     }
 
     /// IPv4 payload bytes of this packet (of this fragment, for a fragment).

@@ -5,7 +5,7 @@
 use std::net::Ipv6Addr;
 
 use super::verdict::DropReason;
-use super::Ports;
+use super::{FragKey, Ports};
 use crate::wire::ipv6_ext::{self, ExtError, FragmentInfo};
 use crate::wire::{IpProtocol, Ipv6Packet};
 
@@ -38,6 +38,19 @@ impl Parsed6 {
     /// A fragment other than the first: no ports here.
     pub fn later_fragment(&self) -> bool {
         self.fragment.is_some_and(|f| !f.is_first())
+    }
+
+    /// The datagram key of a fragment, `None` if the packet is not one.
+    pub fn frag_key(&self) -> Option<FragKey> {
+        self.fragment
+            .map(|f| FragKey::V6(self.src, self.dst, f.ident))
+    }
+
+    /// Bytes of the datagram's fragmentable part this fragment carries (behind its Fragment
+    /// header); 0 if the packet is not a fragment.
+    pub fn frag_bytes(&self) -> usize {
+        self.fragment
+            .map_or(0, |f| self.len.saturating_sub(f.header_offset + 8))
     }
 }
 

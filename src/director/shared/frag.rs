@@ -19,7 +19,6 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
@@ -34,8 +33,7 @@ pub const FRAG_MAX: usize = 4096;
 /// Number of independently locked shards.
 const SHARDS: usize = 16;
 
-/// A datagram: source, destination, protocol, identification.
-pub type FragKey = (Ipv4Addr, Ipv4Addr, u8, u16);
+pub use crate::director::packet::FragKey;
 
 /// One datagram being forwarded.
 #[derive(Clone, Copy, Debug)]
@@ -223,10 +221,12 @@ impl FragTable {
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
 
     fn key(n: u32) -> FragKey {
-        (
+        FragKey::V4(
             Ipv4Addr::from(0x0a00_0000 + (n >> 16)),
             Ipv4Addr::new(192, 0, 2, 1),
             17,

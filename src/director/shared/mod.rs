@@ -23,7 +23,7 @@ use crate::director::conn::{DestId, TemplateTable};
 use crate::director::table::Snapshot;
 use crate::encap::auth::KeyMap;
 use crate::time::{Duration, Instant};
-use frag::FragTable;
+use frag::{FragKey, FragTable};
 use nat_table::NatTable;
 use probe_pins::ProbePins;
 use synced::SyncedTable;
@@ -304,10 +304,9 @@ impl Shared {
         &self.snapshot
     }
 
-    /// The real server the later fragments of datagram `key` (source, destination, protocol,
-    /// identification) follow, if its first fragment was seen. A look only: the packet path
+    /// The real server the later fragments of datagram `key` follow, if its first fragment was seen. A look only: the packet path
     /// uses [`Shared::follow_fragment`].
-    pub(crate) fn fragment_dest(&self, key: &(Ipv4Addr, Ipv4Addr, u8, u16)) -> Option<DestId> {
+    pub(crate) fn fragment_dest(&self, key: &FragKey) -> Option<DestId> {
         self.frags.dest(key)
     }
 
@@ -315,7 +314,7 @@ impl Shared {
     /// of datagram `key`: the real server it follows (see [`FragTable::follow`]).
     pub(crate) fn follow_fragment(
         &self,
-        key: &(Ipv4Addr, Ipv4Addr, u8, u16),
+        key: &FragKey,
         offset: usize,
         bytes: usize,
         last: bool,
@@ -325,13 +324,7 @@ impl Shared {
 
     /// Remembers where the later fragments of a datagram go, from its first fragment of
     /// `bytes` payload bytes (see [`FragTable::remember`]).
-    pub(crate) fn remember_fragment(
-        &self,
-        key: (Ipv4Addr, Ipv4Addr, u8, u16),
-        dest: DestId,
-        bytes: usize,
-        now: Instant,
-    ) {
+    pub(crate) fn remember_fragment(&self, key: FragKey, dest: DestId, bytes: usize, now: Instant) {
         self.frags.remember(key, dest, bytes, now);
     }
 
