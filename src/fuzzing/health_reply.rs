@@ -2,7 +2,7 @@ use std::net::Ipv4Addr;
 
 use crate::health::config::{parse_hex, UrlSpec};
 use crate::health::probe::{judge, md5_hex, misc_outcome, parse_response, MAX_BODY};
-use crate::health::probe_udp::is_our_reply;
+use crate::health::probe_udp::{is_our_reply, is_our_reply6};
 
 /// What a real server (or anything answering in its place) sends back to a health check. The
 /// first byte chooses the check, the rest is the reply:
@@ -13,7 +13,9 @@ use crate::health::probe_udp::is_our_reply;
 /// - 4: UDP_CHECK: `require_reply` patterns (keepalived's hex with `X` wildcards) read from
 ///   the reply's first line, matched against the rest;
 /// - 5, 6: PING_CHECK: `is_our_reply` on a ping socket's and a raw socket's datagram (a
-///   taken reply on a raw socket comes from the probed address and is ICMP);
+///   taken reply on a raw socket comes from the probed address and is ICMP), and
+///   `is_our_reply6` on the same bytes as an ICMPv6 message (a taken one is an echo reply
+///   with our sequence number);
 /// - 7: MISC_CHECK: the exit status (a byte, or none: killed) read plain and as a dynamic
 ///   weight (exit 2 + N: weight N, at most 253).
 ///
@@ -31,6 +33,12 @@ pub fn health_reply(data: &[u8]) {
             if is_our_reply(reply, raw, addr, 0x1234, 7) && raw {
                 assert_eq!(reply[12..16], addr.octets(), "a raw reply from elsewhere");
                 assert_eq!(reply[9], 1, "a raw reply that is not ICMP");
+            }
+            // The same bytes as an ICMPv6 message (both sockets give it without the IPv6
+            // header): a taken one is an echo reply with our sequence number.
+            if is_our_reply6(reply, raw, 0x1234, 7) {
+                assert_eq!(reply[0], 129, "an ICMPv6 reply that is no echo reply");
+                assert_eq!(reply[6..8], [0, 7], "another sequence number");
             }
         }
         _ => {

@@ -5,7 +5,7 @@
 //! `HTTP_GET` / `SSL_GET` / `TCP_CHECK` / `MISC_CHECK` / `UDP_CHECK` / `PING_CHECK` blocks
 //! (keepalived.conf(5)).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddrV4};
 use std::time::Duration;
 
 use crate::model::{ScriptUser, ServiceKey};
@@ -130,15 +130,20 @@ pub struct DestHealth {
 pub struct CheckSpec {
     /// What the probe does.
     pub kind: CheckKind,
-    /// `connect_ip`: probe this address instead of the real server's (default: the RIP).
+    /// `connect_ip`: probe this address instead of the real server's (default: the RIP);
+    /// IPv4 or IPv6, whatever the real server's family (keepalived).
     #[serde(default)]
-    pub connect_ip: Option<Ipv4Addr>,
+    pub connect_ip: Option<IpAddr>,
     /// `connect_port`: probe this port instead of the real server's (default: its port).
     #[serde(default)]
     pub connect_port: Option<u16>,
-    /// `bindto`: the local source address of the probe.
+    /// `bindto`: the local source address of the probe; of the family of the address probed
+    /// ([`CheckSpec::family_mismatch`]).
     #[serde(default)]
-    pub bindto: Option<Ipv4Addr>,
+    pub bindto: Option<IpAddr>,
+    /// `bind_port`: the local source port of the probe (default: an ephemeral port).
+    #[serde(default)]
+    pub bind_port: Option<u16>,
     /// `connect_timeout`: how long a connect (and, for HTTP, the whole request) may take
     /// (default 5 s).
     #[serde(default = "default_connect_timeout")]
@@ -186,6 +191,7 @@ impl CheckSpec {
             connect_ip: None,
             connect_port: None,
             bindto: None,
+            bind_port: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             retry: 1,
             delay_before_retry: None,
@@ -196,10 +202,11 @@ impl CheckSpec {
         }
     }
 
-    /// Why this check cannot have `check_through_tunnel` on a real server that is (`nat`) or
-    /// is not a NAT server: every refusal, none if it can or does not ask for it. Both config
-    /// front ends call it once the check is read and report each refusal at their position.
-    pub fn through_tunnel_refusals(&self, nat: bool) -> Vec<ThroughTunnelRefusal> {
+    /// Why this check cannot have `check_through_tunnel` on real server `rip`, which is
+    /// (`nat`) or is not a NAT server: every refusal, none if it can or does not ask for it.
+    /// Both config front ends call it once the check is read and report each refusal at their
+    /// position.
+    pub fn through_tunnel_refusals(&self, nat: bool, rip: IpAddr) -> Vec<ThroughTunnelRefusal> {
         if !self.check_through_tunnel {
             return Vec::new();
         }
@@ -211,10 +218,24 @@ impl CheckSpec {
             (nat, ThroughTunnelRefusal::NatServer),
             (self.connect_ip.is_some(), ThroughTunnelRefusal::ConnectIp),
             (!carried, ThroughTunnelRefusal::UnsupportedCheck),
+            (rip.is_ipv6(), ThroughTunnelRefusal::Ipv6),
         ]
         .into_iter()
         .filter_map(|(refused, why)| refused.then_some(why))
         .collect()
+    }
+
+    /// The address a probe of real server `rip` connects to: `connect_ip`, else `rip`.
+    pub fn probed(&self, rip: IpAddr) -> IpAddr {
+        self.connect_ip.unwrap_or(rip)
+    }
+
+    /// `bindto` of another family than the address probed (`connect_ip`, else real server
+    /// `rip`): no socket can do both. Both config front ends call it once the check is read.
+    pub fn family_mismatch(&self, rip: IpAddr) -> Option<FamilyMismatch> {
+        let to = self.probed(rip);
+        let bindto = self.bindto?;
+        (bindto.is_ipv6() != to.is_ipv6()).then_some(FamilyMismatch { bindto, to })
     }
 
     /// The effective `delay_before_retry` (keepalived's per-checker default when unset).
@@ -257,6 +278,28 @@ pub enum ThroughTunnelRefusal {
          and ping checks send nothing through the pinned tunnel path"
     )]
     UnsupportedCheck,
+    /// An IPv6 real server: the director's probe pins hold IPv4 flows only for now.
+    #[error(
+        "not for IPv6 real servers yet (the director pins IPv4 probes only); without it the \
+         check probes the real server's own address"
+    )]
+    Ipv6,
+}
+
+/// A check's `bindto` and the address it probes are of different families
+/// ([`CheckSpec::family_mismatch`]). The message names neither the service nor the real
+/// server: the front ends put them in front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bindto {bindto} is {}, the address probed ({to}, connect_ip or the real server) is {}",
+    crate::model::family_name(*bindto),
+    crate::model::family_name(*to)
+)]
+pub struct FamilyMismatch {
+    /// `bindto`.
+    pub bindto: IpAddr,
+    /// `connect_ip`, else the real server's address.
+    pub to: IpAddr,
 }
 
 /// What a checker does.
@@ -432,26 +475,53 @@ pub struct UrlSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn check_through_tunnel_refusals() {
-        use ThroughTunnelRefusal::{ConnectIp, NatServer, UnsupportedCheck};
+        use ThroughTunnelRefusal::{ConnectIp, Ipv6, NatServer, UnsupportedCheck};
+        let rip = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1));
         let mut tcp = CheckSpec::new(CheckKind::Tcp);
-        tcp.connect_ip = Some(Ipv4Addr::new(10, 0, 0, 5));
+        tcp.connect_ip = Some(Ipv4Addr::new(10, 0, 0, 5).into());
         assert!(
-            tcp.through_tunnel_refusals(true).is_empty(),
+            tcp.through_tunnel_refusals(true, rip).is_empty(),
             "not asked for"
         );
         tcp.check_through_tunnel = true;
-        assert_eq!(tcp.through_tunnel_refusals(true), [NatServer, ConnectIp]);
+        assert_eq!(
+            tcp.through_tunnel_refusals(true, rip),
+            [NatServer, ConnectIp]
+        );
         tcp.connect_ip = None;
-        assert!(tcp.through_tunnel_refusals(false).is_empty());
+        assert!(tcp.through_tunnel_refusals(false, rip).is_empty());
+        let rip6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1));
+        assert_eq!(tcp.through_tunnel_refusals(false, rip6), [Ipv6]);
         let mut ping = CheckSpec::new(CheckKind::Ping);
         ping.check_through_tunnel = true;
-        assert_eq!(ping.through_tunnel_refusals(false), [UnsupportedCheck]);
+        assert_eq!(ping.through_tunnel_refusals(false, rip), [UnsupportedCheck]);
         assert!(UnsupportedCheck
             .to_string()
             .contains("only for http_get, ssl_get and tcp"));
+    }
+
+    #[test]
+    fn bindto_must_be_of_the_family_probed() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1));
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1));
+        let mut tcp = CheckSpec::new(CheckKind::Tcp);
+        assert_eq!(tcp.family_mismatch(v6), None, "no bindto");
+        tcp.bindto = Some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)));
+        assert_eq!(tcp.family_mismatch(v6), None);
+        let e = tcp.family_mismatch(v4).expect("an IPv4 real server");
+        assert_eq!(
+            e.to_string(),
+            "bindto 2001:db8::2 is IPv6, the address probed (10.0.1.1, connect_ip or the real \
+             server) is IPv4"
+        );
+        // connect_ip decides the family probed, whatever the real server's.
+        tcp.connect_ip = Some(v6);
+        assert_eq!(tcp.probed(v4), v6);
+        assert_eq!(tcp.family_mismatch(v4), None);
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub mod service;
 pub mod target;
 pub mod tls;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -220,9 +220,9 @@ fn check_label(kind: &config::CheckKind) -> &'static str {
 /// Runs `probe` (a `kind` check of real server `addr:port` of service `key`) and records its
 /// wall time with `record` (`tunlb_check_duration_seconds`).
 fn timed(
-    record: impl FnOnce(ServiceKey, Ipv4Addr, u16, &'static str, std::time::Duration),
+    record: impl FnOnce(ServiceKey, IpAddr, u16, &'static str, std::time::Duration),
     key: ServiceKey,
-    addr: Ipv4Addr,
+    addr: IpAddr,
     port: u16,
     kind: &config::CheckKind,
     probe: impl FnOnce() -> CheckOutcome,
@@ -309,11 +309,11 @@ fn drain<P: HealthPlane>(
                     log::Level::Info
                 },
                 "tunlb director: health: service {key}: real server {} {what}",
-                crate::model::fmt_addr_port(d.addr.into(), d.port)
+                crate::model::fmt_addr_port(d.addr, d.port)
             ),
             Err(e) => log::error!(
                 "tunlb director: health: service {key}: real server {} {what}: not applied: {e}",
-                crate::model::fmt_addr_port(d.addr.into(), d.port)
+                crate::model::fmt_addr_port(d.addr, d.port)
             ),
         }
     }
@@ -391,9 +391,9 @@ mod tests {
     fn a_probes_wall_time_lands_in_the_check_histogram() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let lo = Ipv4Addr::LOCALHOST;
+        let lo = std::net::Ipv4Addr::LOCALHOST.into();
         let key = ServiceKey {
-            vip: Ipv4Addr::new(10, 0, 0, 100).into(),
+            vip: std::net::Ipv4Addr::new(10, 0, 0, 100).into(),
             port: 80,
             proto: Protocol::Tcp,
         };

@@ -16,7 +16,7 @@
 //!
 //! So a reload of an unchanged file changes nothing, however often it comes.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use super::checker::Checker;
 use super::config::{self, HealthConfig, ServiceHealth};
@@ -31,7 +31,7 @@ pub(super) struct Dest {
     pub(super) id: u64,
     /// Its service's index in [`Monitor::services`].
     pub(super) service: usize,
-    pub(super) addr: Ipv4Addr,
+    pub(super) addr: IpAddr,
     pub(super) port: u16,
     pub(super) inhibit: bool,
     pub(super) configured_weight: u32,
@@ -141,16 +141,7 @@ impl Monitor {
                 let Some(dh) = cfg.dest(d.addr, port).filter(|h| !h.checks.is_empty()) else {
                     continue;
                 };
-                // The probes are IPv4 only for now: an IPv6 real server is not checked and
-                // stays as configured; said at every (re)load.
-                let std::net::IpAddr::V4(addr) = d.addr else {
-                    log::warn!(
-                        "tunlb director: health: service {key}: real server {}: health checks of \
-                         IPv6 real servers are not run yet; it stays in the table as configured",
-                        crate::model::fmt_addr_port(d.addr, port)
-                    );
-                    continue;
-                };
+                let addr = d.addr;
                 let same = old_dests.iter().position(|o| {
                     old_keys.get(o.service) == Some(key)
                         && (o.addr, o.port) == (addr, port)
@@ -175,7 +166,7 @@ impl Monitor {
                     log::info!(
                         "tunlb director: health: service {key}: real server {}: its checks \
                          changed, new checker",
-                        crate::model::fmt_addr_port(addr.into(), port)
+                        crate::model::fmt_addr_port(addr, port)
                     );
                 } else {
                     changes.started += 1;
@@ -183,7 +174,7 @@ impl Monitor {
                         log::info!(
                             "tunlb director: health: service {key}: real server {}: \
                              checker started",
-                            crate::model::fmt_addr_port(addr.into(), port)
+                            crate::model::fmt_addr_port(addr, port)
                         );
                     }
                 }
@@ -241,7 +232,7 @@ impl Monitor {
                 log::info!(
                     "tunlb director: health: service {key}: real server {}: no longer \
                      checked, checker stopped",
-                    crate::model::fmt_addr_port(o.addr.into(), o.port)
+                    crate::model::fmt_addr_port(o.addr, o.port)
                 );
             }
             let _ = plane.set_dest_health(*key, o.addr, o.port, Health::Up);
@@ -303,12 +294,12 @@ impl Dest {
             Ok(_) => log::info!(
                 "tunlb director: health: service {key}: real server {} down, \
                  inhibit_on_failure now {inhibit}: {what}",
-                crate::model::fmt_addr_port(self.addr.into(), self.port)
+                crate::model::fmt_addr_port(self.addr, self.port)
             ),
             Err(e) => log::error!(
                 "tunlb director: health: service {key}: real server {} down, \
                  inhibit_on_failure now {inhibit}: {what}: not applied: {e}",
-                crate::model::fmt_addr_port(self.addr.into(), self.port)
+                crate::model::fmt_addr_port(self.addr, self.port)
             ),
         }
         true
@@ -329,7 +320,7 @@ pub(super) fn alive_weight(
             let port = d.port_in(key);
             match dests
                 .iter()
-                .find(|x| x.service == si && (IpAddr::from(x.addr), x.port) == (d.addr, port))
+                .find(|x| x.service == si && (x.addr, x.port) == (d.addr, port))
             {
                 Some(x) if x.checker.is_up() => u64::from(x.checker.weight()),
                 Some(_) => 0,
@@ -342,27 +333,30 @@ pub(super) fn alive_weight(
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::net::{Ipv4Addr, Ipv6Addr};
     use std::sync::{Arc, Mutex};
 
     use super::*;
     use crate::health::checker::{Action, CheckOutcome};
     use crate::model::ServiceSet;
 
-    const RS1: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
-    const RS2: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+    const RS1: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1));
+    const RS2: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2));
+    const RS6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1));
+    const RS7: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2));
 
     /// A plane without a data path: the configured table, the health checkers' edits, and how
     /// many edits changed something (each is a publish of the table in the director).
     #[derive(Default)]
     struct FakePlane {
         set: Mutex<ServiceSet>,
-        dests: Mutex<HashMap<(ServiceKey, Ipv4Addr, u16), Health>>,
+        dests: Mutex<HashMap<(ServiceKey, IpAddr, u16), Health>>,
         sorry: Mutex<HashMap<ServiceKey, Sorry>>,
         publishes: Mutex<usize>,
     }
 
     impl FakePlane {
-        fn health(&self, addr: Ipv4Addr) -> Health {
+        fn health(&self, addr: IpAddr) -> Health {
             let d = self.dests.lock().expect("dests");
             let mut of = d
                 .iter()
@@ -397,7 +391,7 @@ mod tests {
         fn set_dest_health(
             &self,
             service: ServiceKey,
-            addr: Ipv4Addr,
+            addr: IpAddr,
             port: u16,
             health: Health,
         ) -> Result<bool, String> {
@@ -430,7 +424,7 @@ mod tests {
         fn record_check(
             &self,
             _: ServiceKey,
-            _: Ipv4Addr,
+            _: IpAddr,
             _: u16,
             _: &'static str,
             _: std::time::Duration,
@@ -441,14 +435,14 @@ mod tests {
     /// A real server of the test's keepalived.conf.
     #[derive(Clone, Copy)]
     struct Rs {
-        addr: Ipv4Addr,
+        addr: IpAddr,
         weight: u32,
         /// The TCP_CHECK's connect_timeout; `None`: no checker.
         timeout: Option<u32>,
         inhibit: bool,
     }
 
-    fn rs(addr: Ipv4Addr) -> Rs {
+    fn rs(addr: IpAddr) -> Rs {
         Rs {
             addr,
             weight: 1,
@@ -460,8 +454,13 @@ mod tests {
     /// A keepalived.conf: 10.0.0.100:80 over `servers`, each with a TCP_CHECK (retry 3, no
     /// warmup); with `quorum` > 0 also a quorum, hysteresis 0 and a sorry server.
     fn conf(delay_loop: u32, servers: &[Rs], quorum: u32) -> String {
+        conf_at("10.0.0.100", delay_loop, servers, quorum)
+    }
+
+    /// [`conf`] with the VIP `vip`.
+    fn conf_at(vip: &str, delay_loop: u32, servers: &[Rs], quorum: u32) -> String {
         let mut t = format!(
-            "virtual_server 10.0.0.100 80 {{\n delay_loop {delay_loop}\n lb_algo rr\n \
+            "virtual_server {vip} 80 {{\n delay_loop {delay_loop}\n lb_algo rr\n \
              lb_kind TUN\n protocol TCP\n"
         );
         if quorum > 0 {
@@ -512,12 +511,12 @@ mod tests {
         crate::health::quorum(plane, &m.dests, &mut m.services);
     }
 
-    fn dest(m: &Monitor, addr: Ipv4Addr) -> &Dest {
+    fn dest(m: &Monitor, addr: IpAddr) -> &Dest {
         m.dests.iter().find(|d| d.addr == addr).expect("checked")
     }
 
     /// `n` failed probes of `addr`'s check, then the monitor's actions.
-    fn fail(plane: &FakePlane, m: &mut Monitor, addr: Ipv4Addr, n: u32) {
+    fn fail(plane: &FakePlane, m: &mut Monitor, addr: IpAddr, n: u32) {
         let now = Clock::new().now();
         let d = m
             .dests
@@ -536,6 +535,28 @@ mod tests {
             kept: n,
             ..Changes::default()
         }
+    }
+
+    #[test]
+    fn ipv6_real_servers_are_checked_taken_out_and_brought_back() {
+        let plane = FakePlane::default();
+        let text = conf_at("2001:db8::100", 6, &[rs(RS6), rs(RS7)], 0);
+        let mut m = load(&plane, &text, 1, None);
+        assert_eq!(
+            m.changes.started, 2,
+            "both IPv6 real servers have a checker"
+        );
+        fail(&plane, &mut m, RS7, 4);
+        assert_eq!(plane.health(RS7), Health::Down);
+        assert_eq!(plane.health(RS6), Health::Up);
+        let d = m.dests.iter_mut().find(|d| d.addr == RS7).expect("RS7");
+        d.checker
+            .handle_result(Clock::new().now(), 0, CheckOutcome::ok("connected"));
+        apply(&plane, &mut m);
+        assert_eq!(plane.health(RS7), Health::Up);
+        // A reload of the same file keeps both checkers.
+        let m = load(&plane, &text, 2, Some(m));
+        assert_eq!(m.changes, kept(2));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! and sorry-server edits to apply, the probe pins and clock of the data path for
 //! `check_through_tunnel`, and where probe durations are recorded.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use super::config::HealthConfig;
@@ -62,7 +62,7 @@ pub trait HealthPlane: Send + Sync + 'static {
     fn set_dest_health(
         &self,
         service: ServiceKey,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         health: Health,
     ) -> Result<bool, Self::Error>;
@@ -91,7 +91,7 @@ pub trait HealthPlane: Send + Sync + 'static {
     fn record_check(
         &self,
         service: ServiceKey,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         check: &'static str,
         took: std::time::Duration,

@@ -19,7 +19,7 @@
 //! the VIP through the data path) is [`super::target`]'s business.
 
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
@@ -33,8 +33,8 @@ use crate::sys::script;
 /// The most body bytes an HTTP probe reads (and hashes).
 pub const MAX_BODY: usize = 1 << 20;
 
-/// Runs one probe of `spec` against real server `rip:port`, to its own address.
-pub fn run(spec: &CheckSpec, rip: Ipv4Addr, port: u16, delay_loop: Duration) -> CheckOutcome {
+/// Runs one probe of `spec` against real server `rip:port` (IPv4 or IPv6), to its own address.
+pub fn run(spec: &CheckSpec, rip: IpAddr, port: u16, delay_loop: Duration) -> CheckOutcome {
     run_to(spec, &target::target(spec, rip, port, None), delay_loop)
 }
 
@@ -48,9 +48,7 @@ pub fn run_to(spec: &CheckSpec, to: &Target, delay_loop: Duration) -> CheckOutco
             Err(reason) => CheckOutcome::failed(reason),
         },
         CheckKind::HttpGet { urls, virtualhost } => {
-            let host = virtualhost
-                .clone()
-                .unwrap_or_else(|| target.ip().to_string());
+            let host = virtualhost.clone().unwrap_or_else(|| default_host(target));
             for url in urls {
                 if let Err(reason) = http_get(spec, to, &host, url) {
                     return CheckOutcome::failed(reason);
@@ -60,7 +58,7 @@ pub fn run_to(spec: &CheckSpec, to: &Target, delay_loop: Duration) -> CheckOutco
         }
         CheckKind::SslGet { .. } => super::tls::run(spec, to),
         CheckKind::Udp(udp) => super::probe_udp::udp(spec, udp, target),
-        CheckKind::Ping => super::probe_udp::ping(spec, *target.ip()),
+        CheckKind::Ping => super::probe_udp::ping(spec, target.ip()),
         CheckKind::Misc {
             path,
             timeout,
@@ -117,6 +115,17 @@ fn http_get(spec: &CheckSpec, to: &Target, host: &str, url: &UrlSpec) -> Result<
         }
     }
     judge(&buf, url)
+}
+
+/// The Host header of HTTP_GET and SSL_GET without `virtualhost`: the address probed, for
+/// IPv6 in brackets with the port as keepalived writes it (`[2001:db8::1]:80`, RFC 3986's
+/// IP-literal; a bare IPv6 address is no valid Host). IPv4 stays the bare address tunlb has
+/// always sent.
+pub fn default_host(target: SocketAddr) -> String {
+    match target {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
 }
 
 /// The request HTTP_GET and SSL_GET send for `path`.
@@ -220,6 +229,7 @@ pub fn misc_outcome(path: &str, code: Option<i32>, dynamic: bool) -> CheckOutcom
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn parses_status_and_body() {
@@ -254,13 +264,96 @@ mod tests {
                 dynamic: true,
                 user: None,
             }),
-            Ipv4Addr::LOCALHOST,
+            Ipv4Addr::LOCALHOST.into(),
             80,
             Duration::from_secs(60),
         );
         assert_eq!(o.weight, Some(2));
         let slow = misc("sleep 5", Duration::from_millis(100), false, None);
         assert!(!slow.ok && slow.reason.contains("timed out"), "{slow:?}");
+    }
+
+    #[test]
+    fn the_default_host_brackets_ipv6_with_the_port() {
+        let v4 = SocketAddr::new(Ipv4Addr::new(10, 0, 1, 1).into(), 8080);
+        assert_eq!(default_host(v4), "10.0.1.1", "IPv4 as it always was");
+        let v6 = SocketAddr::new("2001:db8::1".parse::<Ipv6Addr>().expect("v6").into(), 80);
+        assert_eq!(default_host(v6), "[2001:db8::1]:80");
+        assert_eq!(
+            request("/", &default_host(v6)),
+            "GET / HTTP/1.0\r\nHost: [2001:db8::1]:80\r\nUser-Agent: tunlb health check\r\n\
+             Connection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http_tcp_and_udp_to_an_ipv6_real_server_with_connect_port_bindto_and_bind_port() {
+        let lo6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let l = std::net::TcpListener::bind((lo6, 0)).expect("bind [::1]");
+        let port = l.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut c, peer) = l.accept().expect("accept");
+            let mut b = [0u8; 1024];
+            let n = c.read(&mut b).expect("read");
+            let _ = write!(c, "HTTP/1.0 200 OK\r\n\r\nhello");
+            drop(c);
+            let (_c, tcp_peer) = l.accept().expect("accept");
+            (
+                String::from_utf8_lossy(&b[..n]).into_owned(),
+                peer,
+                tcp_peer,
+            )
+        });
+        // The real server's port is 80; connect_port takes the probe to the listener.
+        let mut http = CheckSpec::new(CheckKind::HttpGet {
+            urls: vec![UrlSpec {
+                path: "/".into(),
+                status_code: Some(200),
+                digest: Some(md5_hex(b"hello")),
+            }],
+            virtualhost: None,
+        });
+        http.connect_port = Some(port);
+        http.bindto = Some(lo6);
+        let d = Duration::from_secs(1);
+        let o = run(&http, lo6, 80, d);
+        assert!(o.ok, "{o:?}");
+        assert_eq!(o.reason, format!("HTTP GET on [::1]:{port} ok"));
+        // bind_port: the probe comes from that port (held here so no one else takes it).
+        let holder = std::net::UdpSocket::bind((lo6, 0)).expect("a free port");
+        let from = holder.local_addr().expect("addr").port();
+        drop(holder);
+        let mut tcp = CheckSpec::new(CheckKind::Tcp);
+        tcp.connect_port = Some(port);
+        tcp.bind_port = Some(from);
+        let o = run(&tcp, lo6, 80, d);
+        assert!(o.ok, "{o:?}");
+        assert_eq!(o.reason, format!("TCP connect to [::1]:{port} ok"));
+        let (head, peer, tcp_peer) = server.join().expect("server");
+        assert!(head.contains(&format!("Host: [::1]:{port}\r\n")), "{head}");
+        assert_eq!(peer.ip(), lo6, "bound to bindto");
+        assert_eq!(tcp_peer.port(), from, "bound to bind_port");
+        // UDP_CHECK: a port nobody listens on answers port unreachable, named in brackets.
+        let gone = std::net::UdpSocket::bind((lo6, 0)).expect("bind");
+        let at = gone.local_addr().expect("addr");
+        drop(gone);
+        let mut udp = CheckSpec::new(CheckKind::Udp(Default::default()));
+        udp.connect_port = Some(at.port());
+        let o = run(&udp, lo6, 53, d);
+        assert!(!o.ok, "{o:?}");
+        assert_eq!(o.reason, format!("UDP to {at}: port unreachable"));
+        assert!(o.reason.starts_with("UDP to [::1]:"), "{o:?}");
+    }
+
+    #[test]
+    fn a_bindto_of_the_other_family_fails_the_probe() {
+        let mut tcp = CheckSpec::new(CheckKind::Tcp);
+        tcp.bindto = Some(Ipv4Addr::LOCALHOST.into());
+        let o = run(&tcp, Ipv6Addr::LOCALHOST.into(), 9, Duration::from_secs(1));
+        assert!(
+            !o.ok && o.reason.starts_with("bind to 127.0.0.1: "),
+            "{o:?}"
+        );
     }
 
     #[test]
@@ -286,7 +379,7 @@ mod tests {
                 virtualhost: None,
             })
         };
-        let lo = Ipv4Addr::LOCALHOST;
+        let lo = Ipv4Addr::LOCALHOST.into();
         let d = Duration::from_secs(1);
         assert!(run(&http(Some(&md5_hex(b"hello"))), lo, port, d).ok);
         let bad = run(&http(Some("00")), lo, port, d);

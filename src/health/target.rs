@@ -18,7 +18,7 @@
 //!    unscheduled, even while health checking keeps the server out of the table), connects to
 //!    the VIP, and releases the pin when the returned [`PinGuard`] is dropped.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +35,11 @@ use crate::time::Clock;
 #[derive(Clone, Debug)]
 pub struct Target {
     /// The local address to bind (`None`: the kernel chooses).
-    pub bind: Option<Ipv4Addr>,
+    pub bind: Option<IpAddr>,
+    /// The local port to bind (`bind_port`; `None`: an ephemeral port).
+    pub bind_port: Option<u16>,
     /// The address connected to.
-    pub connect: SocketAddrV4,
+    pub connect: SocketAddr,
     /// Set when the probe goes through the data path: what to pin.
     pub through: Option<TunnelPath>,
 }
@@ -63,26 +65,53 @@ pub struct TunnelPath {
     pub clock: Clock,
 }
 
-/// The target of a probe of `spec` against real server `rip:port`: the real server itself, or
-/// with `through` (`check_through_tunnel`) the VIP, from the probe source address.
-/// `connect_port` applies to both; `connect_ip` only to the first (the config refuses it with
-/// `check_through_tunnel`).
-pub fn target(spec: &CheckSpec, rip: Ipv4Addr, port: u16, through: Option<TunnelPath>) -> Target {
+/// The target of a probe of `spec` against real server `rip:port` (IPv4 or IPv6): the real
+/// server itself, or with `through` (`check_through_tunnel`) the VIP, from the probe source
+/// address. `connect_port` and `bind_port` apply to both; `connect_ip` only to the first (the
+/// config refuses it with `check_through_tunnel`).
+pub fn target(spec: &CheckSpec, rip: IpAddr, port: u16, through: Option<TunnelPath>) -> Target {
     match through {
         None => Target {
             bind: spec.bindto,
-            connect: SocketAddrV4::new(
-                spec.connect_ip.unwrap_or(rip),
-                spec.connect_port.unwrap_or(port),
-            ),
+            bind_port: spec.bind_port,
+            connect: SocketAddr::new(spec.probed(rip), spec.connect_port.unwrap_or(port)),
             through: None,
         },
         Some(t) => Target {
-            bind: Some(t.source),
-            connect: SocketAddrV4::new(t.vip, spec.connect_port.unwrap_or(t.service.port)),
+            bind: Some(t.source.into()),
+            bind_port: spec.bind_port,
+            connect: SocketAddrV4::new(t.vip, spec.connect_port.unwrap_or(t.service.port)).into(),
             through: Some(t),
         },
     }
+}
+
+/// Binds `sock` (of `to`'s family) to `addr` and `port` when either is set (the unspecified
+/// address of `to`'s family when only the port is); the error is the check's failure reason.
+/// A fixed `port` is bound with `SO_REUSEADDR`, so that the next probe can take it again
+/// while the last one's connection is in TIME_WAIT.
+pub fn bind(
+    sock: &Socket,
+    to: SocketAddr,
+    addr: Option<IpAddr>,
+    port: Option<u16>,
+) -> Result<(), String> {
+    if addr.is_none() && port.is_none() {
+        return Ok(());
+    }
+    let unspecified = match to {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    let local = SocketAddr::new(addr.unwrap_or(unspecified), port.unwrap_or(0));
+    let fail = |e: std::io::Error| match port {
+        Some(_) => format!("bind to {local}: {e}"),
+        None => format!("bind to {}: {e}", local.ip()),
+    };
+    if port.is_some() {
+        sock.set_reuse_address(true).map_err(fail)?;
+    }
+    sock.bind(&local.into()).map_err(fail)
 }
 
 /// Releases a probe's pin (after [`PIN_LINGER`]) when dropped; does nothing for a probe that
@@ -105,11 +134,9 @@ impl Drop for PinGuard {
 pub fn connect(spec: &CheckSpec, target: &Target) -> Result<(TcpStream, PinGuard), String> {
     let t = spec.connect_timeout;
     let to = target.connect;
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(|e| e.to_string())?;
-    if let Some(b) = target.bind {
-        sock.bind(&SocketAddr::V4(SocketAddrV4::new(b, 0)).into())
-            .map_err(|e| format!("bind to {b}: {e}"))?;
-    }
+    let sock =
+        Socket::new(Domain::for_address(to), Type::STREAM, None).map_err(|e| e.to_string())?;
+    bind(&sock, to, target.bind, target.bind_port)?;
     let mut guard = PinGuard::default();
     if let Some(path) = &target.through {
         let port = sock
@@ -119,8 +146,14 @@ pub fn connect(spec: &CheckSpec, target: &Target) -> Result<(TcpStream, PinGuard
             .map(|a| a.port())
             .ok_or_else(|| format!("bind to {}: no local port", path.source))?;
         let now = path.clock.now();
+        let SocketAddr::V4(vip) = to else {
+            return Err(format!(
+                "probe through the tunnel to {}: {to} is not an IPv4 VIP",
+                path.dest
+            ));
+        };
         let pin = ProbePin {
-            vip: *to.ip(),
+            vip: *vip.ip(),
             dest: path.dest,
             forward: path.forward,
             neigh: path.neigh,
@@ -135,7 +168,7 @@ pub fn connect(spec: &CheckSpec, target: &Target) -> Result<(TcpStream, PinGuard
         Some(p) => format!(" through the tunnel to {}", p.dest),
         None => String::new(),
     };
-    match sock.connect_timeout(&SocketAddr::V4(to).into(), t) {
+    match sock.connect_timeout(&to.into(), t) {
         Ok(()) => Ok((sock.into(), guard)),
         Err(e)
             if e.kind() == std::io::ErrorKind::TimedOut
@@ -149,14 +182,16 @@ pub fn connect(spec: &CheckSpec, target: &Target) -> Result<(TcpStream, PinGuard
 
 /// Everything a probe of real server `rip:port` of `service` through the data path needs; the
 /// error is the check's failure reason. Asks the kernel's routing table and may loosen
-/// rp_filter (see the module documentation).
+/// rp_filter (see the module documentation). IPv4 only: the probe pins hold IPv4 flows (the
+/// configs refuse `check_through_tunnel` on an IPv6 real server; an IPv6 VIP is refused here).
 pub fn tunnel_path<P: HealthPlane>(
     plane: &P,
     service: ServiceKey,
-    rip: Ipv4Addr,
+    rip: IpAddr,
     port: u16,
-    bindto: Option<Ipv4Addr>,
+    bindto: Option<IpAddr>,
 ) -> Result<TunnelPath, String> {
+    let rs = crate::model::fmt_addr_port(rip, port);
     let set = plane.configured();
     let forward = set
         .services
@@ -165,23 +200,25 @@ pub fn tunnel_path<P: HealthPlane>(
         .and_then(|s| {
             s.dests
                 .iter()
-                .find(|d| d.addr == std::net::IpAddr::V4(rip) && d.port_in(service) == port)
+                .find(|d| d.addr == rip && d.port_in(service) == port)
         })
         .map(|d| d.forward)
-        .ok_or_else(|| format!("real server {rip}:{port} is not configured in {service}"))?;
-    let std::net::IpAddr::V4(vip) = service.vip else {
+        .ok_or_else(|| format!("real server {rs} is not configured in {service}"))?;
+    let (IpAddr::V4(vip), IpAddr::V4(rip)) = (service.vip, rip) else {
         return Err(format!(
-            "check_through_tunnel: {service}: IPv6 services are not forwarded yet"
+            "check_through_tunnel: real server {rs} of {service}: the director pins IPv4 \
+             probes only"
         ));
     };
     if forward == Forward::Nat {
         return Err(format!(
-            "check_through_tunnel: real server {rip}:{port} of {service} is a NAT server \
+            "check_through_tunnel: real server {rs} of {service} is a NAT server \
              (no direct return path to check)"
         ));
     }
     let source = match bindto {
-        Some(b) => b,
+        Some(IpAddr::V4(b)) => b,
+        Some(b) => return Err(format!("check_through_tunnel: bindto {b} is not IPv4")),
         None => source_toward(rip)?,
     };
     plane
@@ -293,8 +330,8 @@ mod tests {
             connect_port: Some(8080),
             ..CheckSpec::default()
         };
-        let direct = target(&spec, rip, 80, None);
-        assert_eq!(direct.connect, SocketAddrV4::new(rip, 8080));
+        let direct = target(&spec, rip.into(), 80, None);
+        assert_eq!(direct.connect, SocketAddr::from((rip, 8080)));
         assert_eq!(direct.bind, None);
         let vip = Ipv4Addr::new(10, 100, 0, 100);
         let path = TunnelPath {
@@ -312,9 +349,26 @@ mod tests {
             clock: Clock::new(),
         };
         spec.connect_port = None;
-        let through = target(&spec, rip, 80, Some(path));
-        assert_eq!(through.connect, SocketAddrV4::new(vip, 80));
-        assert_eq!(through.bind, Some(Ipv4Addr::new(10, 2, 0, 2)));
+        let through = target(&spec, rip.into(), 80, Some(path));
+        assert_eq!(through.connect, SocketAddr::from((vip, 80)));
+        assert_eq!(through.bind, Some(Ipv4Addr::new(10, 2, 0, 2).into()));
+    }
+
+    #[test]
+    fn targets_an_ipv6_real_server_with_connect_ip_bindto_and_ports() {
+        let rip: IpAddr = "2001:db8:1::12".parse().expect("rip");
+        let mut spec = CheckSpec {
+            bindto: Some("2001:db8::2".parse().expect("bindto")),
+            bind_port: Some(4000),
+            ..CheckSpec::default()
+        };
+        let t = target(&spec, rip, 80, None);
+        assert_eq!(t.connect.to_string(), "[2001:db8:1::12]:80");
+        assert_eq!((t.bind, t.bind_port), (spec.bindto, Some(4000)));
+        spec.connect_ip = Some("2001:db8:1::99".parse().expect("connect_ip"));
+        spec.connect_port = Some(8443);
+        let t = target(&spec, rip, 80, None);
+        assert_eq!(t.connect.to_string(), "[2001:db8:1::99]:8443");
     }
 
     #[test]
@@ -327,8 +381,9 @@ mod tests {
         let clock = Clock::new();
         let lo = Ipv4Addr::LOCALHOST;
         let t = Target {
-            bind: Some(lo),
-            connect: SocketAddrV4::new(lo, port),
+            bind: Some(lo.into()),
+            bind_port: None,
+            connect: SocketAddr::from((lo, port)),
             through: Some(TunnelPath {
                 service: ServiceKey {
                     vip: lo.into(),

@@ -17,7 +17,7 @@
 //! [`self_signed_server`] makes the other end, for `tunlb httpd --tls` and the tests.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ pub fn run(spec: &CheckSpec, to: &Target) -> CheckOutcome {
     );
     let host = virtualhost
         .clone()
-        .unwrap_or_else(|| target.ip().to_string());
+        .unwrap_or_else(|| super::probe::default_host(target));
     for url in urls {
         if let Err(reason) = get(spec, to, &config, &name, &host, url) {
             return CheckOutcome::failed(reason);
@@ -71,9 +71,9 @@ pub fn server_name(
     enable_sni: bool,
     sni_name: Option<&str>,
     virtualhost: Option<&str>,
-    target: SocketAddrV4,
+    target: SocketAddr,
 ) -> ServerName<'static> {
-    let by_ip = ServerName::from(IpAddr::V4(*target.ip()));
+    let by_ip = ServerName::from(target.ip());
     if !enable_sni {
         return by_ip;
     }
@@ -257,7 +257,7 @@ pub fn self_signed_server(names: Vec<String>) -> Result<Arc<rustls::ServerConfig
 mod tests {
     use super::*;
     use crate::health::probe::md5_hex;
-    use std::net::{Ipv4Addr, TcpListener};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
     use std::sync::mpsc;
 
     /// A TLS server on 127.0.0.1 answering each connection with the next of `answers`; sends
@@ -269,7 +269,19 @@ mod tests {
         mpsc::Receiver<(String, String)>,
         std::thread::JoinHandle<()>,
     ) {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        tls_server_on(Ipv4Addr::LOCALHOST.into(), answers)
+    }
+
+    /// [`tls_server`] on `ip`.
+    fn tls_server_on(
+        ip: IpAddr,
+        answers: Vec<&'static str>,
+    ) -> (
+        u16,
+        mpsc::Receiver<(String, String)>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let l = TcpListener::bind((ip, 0)).expect("bind");
         let port = l.local_addr().expect("addr").port();
         let config =
             self_signed_server(vec!["localhost".into(), "127.0.0.1".into()]).expect("config");
@@ -320,9 +332,14 @@ mod tests {
     }
 
     fn target(port: u16) -> Target {
+        target_on(Ipv4Addr::LOCALHOST.into(), port)
+    }
+
+    fn target_on(ip: IpAddr, port: u16) -> Target {
         Target {
             bind: None,
-            connect: SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+            bind_port: None,
+            connect: SocketAddr::new(ip, port),
             through: None,
         }
     }
@@ -342,6 +359,19 @@ mod tests {
         let bad = run(&ssl_get(Some(200), None, false, None), &target(port));
         assert!(!bad.ok, "{bad:?}");
         assert_eq!(bad.reason, "HTTP status 503 on /health");
+        t.join().expect("server");
+    }
+
+    #[test]
+    fn an_ipv6_real_server_gets_its_address_in_brackets_as_host() {
+        let lo6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let (port, seen, t) = tls_server_on(lo6, vec!["HTTP/1.0 200 OK\r\n\r\nfine"]);
+        let ok = run(&ssl_get(None, None, false, None), &target_on(lo6, port));
+        assert!(ok.ok, "{ok:?}");
+        assert_eq!(ok.reason, format!("SSL GET on [::1]:{port} ok"));
+        let (sni, head) = seen.recv().expect("request");
+        assert_eq!(sni, "", "no SNI for an address");
+        assert!(head.contains(&format!("Host: [::1]:{port}\r\n")), "{head}");
         t.join().expect("server");
     }
 
@@ -383,6 +413,11 @@ mod tests {
     fn server_names_follow_enable_sni() {
         let t = target(443).connect;
         let ip = ServerName::from(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let t6 = target_on(IpAddr::V6(Ipv6Addr::LOCALHOST), 443).connect;
+        assert_eq!(
+            server_name(true, None, None, t6),
+            ServerName::from(IpAddr::V6(Ipv6Addr::LOCALHOST))
+        );
         assert_eq!(server_name(false, None, Some("www.a.test"), t), ip);
         assert_eq!(server_name(true, None, None, t), ip);
         assert_eq!(

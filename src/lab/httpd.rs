@@ -943,7 +943,8 @@ mod tests {
                 &spec,
                 &crate::health::target::Target {
                     bind: None,
-                    connect: std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port),
+                    bind_port: None,
+                    connect: (std::net::Ipv4Addr::LOCALHOST, port).into(),
                     through: None,
                 },
             )

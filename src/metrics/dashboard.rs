@@ -83,7 +83,7 @@ fn exposed() -> BTreeMap<String, String> {
     let svc = sample.backends[0].service;
     checks.record(
         svc,
-        Ipv4Addr::new(10, 0, 1, 1),
+        Ipv4Addr::new(10, 0, 1, 1).into(),
         80,
         "tcp",
         Duration::from_millis(3),

@@ -89,7 +89,7 @@
 mod dashboard;
 pub mod http;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -281,7 +281,7 @@ pub struct CheckSeries {
     /// The service.
     pub service: ServiceKey,
     /// The real server's address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     /// The real server's port.
     pub port: u16,
     /// The check's type: `http_get`, `ssl_get`, `tcp`, `misc`, `udp` or `ping`.
@@ -303,7 +303,7 @@ impl CheckDurations {
     pub fn record(
         &self,
         service: ServiceKey,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         check: &'static str,
         took: Duration,
@@ -542,7 +542,7 @@ pub fn director_registry(s: &DirectorSample) -> Registry {
         .checks
         .iter()
         .map(|c| {
-            let mut labels = server_labels(c.service, c.addr.into(), c.port);
+            let mut labels = server_labels(c.service, c.addr, c.port);
             labels.push(("check", c.check.to_string()));
             (
                 Some(labels),
@@ -950,6 +950,7 @@ fn build_info(r: &mut Registry) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// A director with one real server up and one held down.
     pub(super) fn sample() -> DirectorSample {
@@ -1175,7 +1176,7 @@ mod tests {
     fn check_durations_land_in_buckets() {
         let d = CheckDurations::default();
         let svc = sample().backends[0].service;
-        let rs = Ipv4Addr::new(10, 0, 1, 1);
+        let rs = Ipv4Addr::new(10, 0, 1, 1).into();
         d.record(svc, rs, 80, "tcp", Duration::from_micros(500));
         d.record(svc, rs, 80, "tcp", Duration::from_millis(30));
         d.record(svc, rs, 80, "tcp", Duration::from_secs(20));
@@ -1207,6 +1208,29 @@ mod tests {
             om.contains("# TYPE tunlb_check_duration_seconds histogram"),
             "{om}"
         );
+    }
+
+    #[test]
+    fn check_durations_of_an_ipv6_real_server() {
+        // node_exporter's labels carry the address and the port apart: the IPv6 address
+        // is bare, as in every other per-real-server series.
+        let d = CheckDurations::default();
+        let svc = ServiceKey {
+            vip: "2001:db8::100".parse::<Ipv6Addr>().expect("vip").into(),
+            port: 80,
+            proto: Protocol::Tcp,
+        };
+        let rs: IpAddr = "2001:db8:1::1".parse().expect("rs");
+        d.record(svc, rs, 8080, "http_get", Duration::from_millis(2));
+        let s = DirectorSample {
+            checks: d.snapshot(),
+            ..sample()
+        };
+        let text = encode(&director_registry(&s), Format::Prometheus);
+        let want = "tunlb_check_duration_seconds_count{local_address=\"2001:db8::100\",\
+                    local_port=\"80\",remote_address=\"2001:db8:1::1\",remote_port=\"8080\",\
+                    proto=\"TCP\",local_mark=\"\",check=\"http_get\"} 1";
+        assert!(text.lines().any(|l| l == want), "{text}");
     }
 
     #[test]

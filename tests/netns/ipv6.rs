@@ -11,16 +11,20 @@
 //! connections, the replies bypass the director (nftables counters there and at the router),
 //! 8 MB down and up intact, and the client's path MTU to the VIP lowered by the director's
 //! Packet Too Big (fragmentation needed, for the IPv4 VIP) to exactly the tunnel MTU less the
-//! outer header.
+//! outer header. With a keepalived.conf, the health checks of IPv6 real servers take a stopped
+//! one out and bring it back.
 
 use std::fs;
 
 use tunlb::lab::httpd::blob_sha256;
 
+use std::time::Instant;
+
 use crate::harness::{
     adm, curl_upload_args, for_each_encap, upload_blob, wait_until, Netns, Pid, TempPath, Topology,
     STARTUP,
 };
+use crate::health::{weight_in, CONNECT_TIMEOUT, DELAY_BEFORE_RETRY, DELAY_LOOP, DETECT, RETRY};
 
 const VIP: &str = "2001:db8:100::100";
 /// The IPv4 VIP of the "IPv4 VIP over an IPv6 underlay" tests.
@@ -483,45 +487,59 @@ fn run(encap: &'static str, underlay: Underlay, vip: &str) {
 }
 
 /// keepalived.conf with an IPv6 virtual_server (`ip_family inet6`, GUE to IPv6 real servers,
-/// a TCP_CHECK and an HTTP_GET): `tunlb check-config` passes it, the director runs it and
-/// spreads requests over both servers; the checks of IPv6 real servers are not run yet, and
-/// the director says so for each of them.
+/// each with a TCP_CHECK and an HTTP_GET on its RIP, rs2 with `inhibit_on_failure`):
+/// `tunlb check-config` passes it, the director spreads requests over both servers, and the
+/// health checks (issue 15) run against the IPv6 real servers as against IPv4 ones
+/// (`health.rs`'s timing): rs1's httpd stops, rs1 leaves `adm -L -n` within the checks'
+/// detection time and every new connection goes to rs2; it starts again, rs1 comes back and
+/// answers again. Then the same with rs2, which stays listed with weight 0 while down.
 #[test]
-fn keepalived_conf_with_ipv6_services_runs() {
+fn keepalived_conf_with_ipv6_services_checks_its_real_servers() {
     let topo = build();
     for role in ["rs1", "rs2"] {
         start_agent6(topo.ns(role), VIP, "gue", Underlay::Ipv6);
     }
-    start_httpd6(topo.ns("rs1"), VIP, RS1);
-    start_httpd6(topo.ns("rs2"), VIP, RS2);
+    let mut httpds = [
+        start_httpd6(topo.ns("rs1"), VIP, RS1),
+        start_httpd6(topo.ns("rs2"), VIP, RS2),
+    ];
     let director = topo.ns("director");
     let conf = TempPath::new(&format!("keepalived6-{}.conf", director.name()));
-    fs::write(
-        conf.path(),
-        format!(
-            "virtual_server {VIP} 80 {{
-    ip_family inet6
-    delay_loop 1
-    lb_algo rr
-    lb_kind TUN type gue port 6080
-    protocol TCP
-    real_server {RS1} 80 {{
-        weight 1
-        TCP_CHECK {{
-            connect_timeout 1
-            retry 0
+    let checks = format!(
+        "TCP_CHECK {{
+            connect_timeout {CONNECT_TIMEOUT}
+            retry {RETRY}
+            delay_before_retry {DELAY_BEFORE_RETRY}
+            warmup 0
         }}
-    }}
-    real_server {RS2} 80 {{
-        weight 1
         HTTP_GET {{
             url {{
                 path /
                 status_code 200
             }}
-            connect_timeout 1
-            retry 0
-        }}
+            connect_timeout {CONNECT_TIMEOUT}
+            retry {RETRY}
+            delay_before_retry {DELAY_BEFORE_RETRY}
+            warmup 0
+        }}"
+    );
+    fs::write(
+        conf.path(),
+        format!(
+            "virtual_server {VIP} 80 {{
+    ip_family inet6
+    delay_loop {DELAY_LOOP}
+    lb_algo rr
+    lb_kind TUN type gue port 6080
+    protocol TCP
+    real_server {RS1} 80 {{
+        weight 1
+        {checks}
+    }}
+    real_server {RS2} 80 {{
+        weight 1
+        inhibit_on_failure
+        {checks}
     }}
 }}
 "
@@ -535,13 +553,9 @@ fn keepalived_conf_with_ipv6_services_runs() {
         String::from_utf8_lossy(&check.stderr)
     );
     let dpid = crate::harness::start_director(director, &["--keepalived-conf", &conf.arg()]);
-    let listed = |rip: &str| {
-        adm(director, "-L -n")
-            .lines()
-            .any(|l| l.starts_with(&format!("  -> [{rip}]:80 ")))
-    };
+    let weight = |rip: &str| weight_in(director, &format!("[{rip}]"));
     wait_until("both IPv6 real servers listed", STARTUP, || {
-        listed(RS1) && listed(RS2)
+        weight(RS1) == Some(1) && weight(RS2) == Some(1)
     });
     let client = topo.ns("client");
     let get = || get_vip(client, VIP).unwrap_or_else(|e| e);
@@ -558,13 +572,77 @@ fn keepalived_conf_with_ipv6_services_runs() {
         "rr over both\n{}",
         director.log(dpid)
     );
-    let log = director.log(dpid);
-    for rip in [RS1, RS2] {
+
+    // rs1 (removed on failure), then rs2 (inhibit_on_failure: weight 0).
+    for (i, (role, rip, other, down)) in [("rs1", RS1, RS2, None), ("rs2", RS2, RS1, Some(0))]
+        .into_iter()
+        .enumerate()
+    {
+        let ns = topo.ns(role);
+        let stopped_at = Instant::now();
+        ns.stop(httpds[i]);
+        wait_until(&format!("{rip} to leave the table"), DETECT * 2, || {
+            weight(rip) == down
+        });
+        let took = stopped_at.elapsed();
+        eprintln!("{rip} left the table {took:?} after its httpd stopped");
         assert!(
-            log.contains(&format!(
-                "real server [{rip}]:80: health checks of IPv6 real servers are not run yet"
-            )),
-            "the director says {rip} is not checked:\n{log}"
+            took <= DETECT,
+            "{rip} left after {took:?}, more than {DETECT:?}\n{}",
+            director.log(dpid)
+        );
+        let listing = adm(director, "-L -n");
+        let want = match down {
+            None => vec![format!("  -> [{other}]:80 ")],
+            Some(_) => vec![format!("  -> [{RS1}]:80 "), format!("  -> [{RS2}]:80 ")],
+        };
+        let servers: Vec<&str> = listing
+            .lines()
+            .filter(|l| l.starts_with("  -> ["))
+            .collect();
+        assert_eq!(servers.len(), want.len(), "{listing}");
+        for (line, prefix) in servers.iter().zip(&want) {
+            assert!(line.starts_with(prefix.as_str()), "{listing}");
+        }
+        for _ in 0..6 {
+            assert_eq!(get(), format!("from {other}"), "while {rip} is down");
+        }
+
+        let restarted_at = Instant::now();
+        httpds[i] = start_httpd6(ns, VIP, rip);
+        wait_until(&format!("{rip} back in the table"), DETECT * 2, || {
+            weight(rip) == Some(1)
+        });
+        eprintln!(
+            "{rip} back {:?} after its httpd restarted",
+            restarted_at.elapsed()
+        );
+        let mut answers: Vec<String> = (0..4).map(|_| get()).collect();
+        answers.sort();
+        assert_eq!(
+            answers,
+            [
+                format!("from {RS1}"),
+                format!("from {RS1}"),
+                format!("from {RS2}"),
+                format!("from {RS2}")
+            ],
+            "rr over both again after {rip} came back"
         );
     }
+    // The checker's log lines name the IPv6 real servers in brackets; no warning that they
+    // are not checked.
+    let log = director.log(dpid);
+    for (rip, what) in [(RS1, "removed"), (RS2, "weight 0")] {
+        let down = format!("real server [{rip}]:80 down (");
+        assert!(
+            log.lines().any(|l| l.contains(&down) && l.ends_with(what)),
+            "the director logs {rip} down, {what}:\n{log}"
+        );
+        assert!(
+            log.contains(&format!("real server [{rip}]:80 up (")),
+            "the director logs {rip} up:\n{log}"
+        );
+    }
+    assert!(!log.contains("not run yet"), "{log}");
 }

@@ -3,7 +3,7 @@
 
 use super::raw::*;
 use super::validate::Validator;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddrV4};
 use std::ops::Range;
 use std::time::Duration;
 
@@ -110,13 +110,22 @@ impl Validator<'_> {
                     let Some(spec) = self.check(c, &rs.span(), &what) else {
                         continue;
                     };
-                    for why in spec.through_tunnel_refusals(nat) {
+                    let (vs, real) = (
+                        crate::model::fmt_addr_port(key.vip, key.port),
+                        crate::model::fmt_addr_port(addr, port),
+                    );
+                    if let Some(e) = spec.family_mismatch(addr) {
+                        self.report(
+                            rs.span(),
+                            format!("{what}.bindto: virtual server {vs} real server {real}: {e}"),
+                        );
+                    }
+                    for why in spec.through_tunnel_refusals(nat, addr) {
                         self.report(
                             rs.span(),
                             format!(
-                                "{what}.check_through_tunnel: virtual server {}:{} real server \
-                                 {addr}:{port}: {why}",
-                                key.vip, key.port
+                                "{what}.check_through_tunnel: virtual server {vs} real server \
+                                 {real}: {why}"
                             ),
                         );
                     }
@@ -226,12 +235,12 @@ impl Validator<'_> {
         };
         let addr = |v: &mut Self, a: &Option<String>, name: &str| match a {
             None => None,
-            Some(a) => match a.parse::<Ipv4Addr>() {
+            Some(a) => match a.parse::<IpAddr>() {
                 Ok(a) => Some(a),
                 Err(_) => {
                     v.report(
                         span.clone(),
-                        format!("{what}.{name}: expected an IPv4 address, found {a:?}"),
+                        format!("{what}.{name}: expected an IPv4 or IPv6 address, found {a:?}"),
                     );
                     None
                 }
@@ -240,6 +249,7 @@ impl Validator<'_> {
         let mut spec = CheckSpec::new(kind);
         spec.connect_ip = addr(self, &c.connect_ip, "connect_ip");
         spec.bindto = addr(self, &c.bindto, "bindto");
+        spec.bind_port = port(self, c.bind_port, "bind_port");
         spec.connect_port = port(self, c.connect_port, "connect_port");
         if let Some(t) = self.seconds(c.connect_timeout, span, &format!("{what}.connect_timeout")) {
             spec.connect_timeout = t;

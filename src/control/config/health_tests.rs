@@ -215,3 +215,41 @@ user = "root"
     assert!(err.contains("`group` needs `user`"), "{err}");
     assert!(err.contains("no-such-user-tunlb"), "{err}");
 }
+
+#[test]
+fn ipv6_check_options_are_read_and_a_bindto_of_the_other_family_refused() {
+    let text = |bindto: &str| {
+        format!(
+            "[[service]]\nvip = \"2001:db8::1\"\nport = 80\n[[service.real_server]]\n\
+             address = \"2001:db8:0:2::12\"\nforward = \"tunnel\"\n[service.real_server.check]\n\
+             type = \"http_get\"\nurl = \"/\"\nconnect_ip = \"2001:db8:0:2::99\"\n\
+             connect_port = 8080\nbindto = \"{bindto}\"\nbind_port = 4000\n"
+        )
+    };
+    let (settings, _) = load_str(&text("2001:db8::fe"), "h.toml").expect("valid");
+    let h = &settings.health.services[0].1;
+    let rip: std::net::IpAddr = "2001:db8:0:2::12".parse().expect("rip");
+    let c = &h.dest(rip, 80).expect("rs").checks[0];
+    assert_eq!(c.connect_ip, Some("2001:db8:0:2::99".parse().expect("ip")));
+    assert_eq!(c.connect_port, Some(8080));
+    assert_eq!(c.bindto, Some("2001:db8::fe".parse().expect("ip")));
+    assert_eq!(c.bind_port, Some(4000));
+    let err = load_str(&text("10.0.0.254"), "h.toml")
+        .expect_err("family")
+        .to_string();
+    assert!(
+        err.contains(
+            "bindto: virtual server [2001:db8::1]:80 real server [2001:db8:0:2::12]:80: bindto \
+             10.0.0.254 is IPv4, the address probed (2001:db8:0:2::99, connect_ip or the real \
+             server) is IPv6"
+        ),
+        "{err}"
+    );
+    let err = load_str(&text("2001:db8::zz"), "h.toml")
+        .expect_err("not an address")
+        .to_string();
+    assert!(
+        err.contains("bindto: expected an IPv4 or IPv6 address, found \"2001:db8::zz\""),
+        "{err}"
+    );
+}

@@ -86,7 +86,7 @@
 //!   retry = 3                # default 1 (alias nb_get_retry)
 //!   delay_before_retry = 3   # seconds, default 3 (http/ssl) or 1 (tcp/misc)
 //!   warmup = 0               # seconds, default: delay_loop
-//!   connect_ip = "10.0.2.12" # optional; connect_port, bindto too
+//!   connect_ip = "10.0.2.12" # optional, IPv4 or IPv6; connect_port, bindto, bind_port too
 //!   misc_path = "/bin/check" # misc: the command; misc_timeout, misc_dynamic
 //!   user = "nobody"          # misc: who runs it (and group = "..."); default [scripts] user
 //!   enable_sni = true        # ssl_get: send the virtualhost (or sni_name) as SNI

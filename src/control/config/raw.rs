@@ -142,6 +142,7 @@ pub(super) struct RawCheck {
     pub(super) connect_ip: Option<String>,
     pub(super) connect_port: Option<i64>,
     pub(super) bindto: Option<String>,
+    pub(super) bind_port: Option<i64>,
     pub(super) connect_timeout: Option<i64>,
     pub(super) retry: Option<i64>,
     pub(super) nb_get_retry: Option<i64>,

@@ -138,6 +138,7 @@ impl Inherited {
 pub(super) fn check(
     node: &Node,
     rs: &str,
+    rip: Option<std::net::IpAddr>,
     nat: bool,
     inherited: &Inherited,
     cx: &mut Ctx,
@@ -155,8 +156,9 @@ pub(super) fn check(
     let mut udp = UdpCheck::default();
     let mut own = Inherited::default();
     let mut spec = CheckSpec::new(CheckKind::Tcp);
-    // Where `check_through_tunnel` was given: its refusals are reported there.
+    // Where `check_through_tunnel` and `bindto` were given: their refusals are reported there.
     let mut through_at = None;
+    let mut bindto_at = None;
     let http = matches!(kw, "HTTP_GET" | "SSL_GET");
     for field in cx.block(node) {
         let f = field.name.text.as_str();
@@ -171,16 +173,22 @@ pub(super) fn check(
         }
         match f {
             "connect_ip" | "bindto" => {
-                let a = cx.ipv4(field, 0);
+                let a = cx.ip(field, 0);
                 if f == "connect_ip" {
                     spec.connect_ip = a;
                 } else {
                     spec.bindto = a;
+                    bindto_at = Some(field.name.at);
                 }
                 cx.at_most(field, 1);
             }
-            "connect_port" => {
-                spec.connect_port = cx.uint(field, 0, 1, 65_535).map(|p| p as u16);
+            "connect_port" | "bind_port" => {
+                let p = cx.uint(field, 0, 1, 65_535).map(|p| p as u16);
+                if f == "connect_port" {
+                    spec.connect_port = p;
+                } else {
+                    spec.bind_port = p;
+                }
                 cx.at_most(field, 1);
             }
             // A tunlb extension (keepalived has no such keyword): probe the VIP through the
@@ -276,8 +284,8 @@ pub(super) fn check(
                 }
                 cx.at_most(field, 1);
             }
-            "bind_port" | "bind_if" | "fwmark" | "log_all_failures" | "http_protocol"
-            | "fast_recovery" | "tls_compliant" | "user" => {
+            "bind_if" | "fwmark" | "log_all_failures" | "http_protocol" | "fast_recovery"
+            | "tls_compliant" | "user" => {
                 cx.no_block(field);
                 cx.warn(
                     field.name.at,
@@ -341,9 +349,14 @@ pub(super) fn check(
         _ => CheckKind::Tcp,
     };
     inherited.under(&own).apply(&mut spec);
-    for why in spec.through_tunnel_refusals(nat) {
-        let at = through_at.unwrap_or(node.name.at);
-        cx.error(at, format!("{what}: check_through_tunnel: {why}"));
+    if let Some(rip) = rip {
+        if let Some(e) = spec.family_mismatch(rip) {
+            cx.error(bindto_at.unwrap_or(node.name.at), format!("{what}: {e}"));
+        }
+        for why in spec.through_tunnel_refusals(nat, rip) {
+            let at = through_at.unwrap_or(node.name.at);
+            cx.error(at, format!("{what}: check_through_tunnel: {why}"));
+        }
     }
     Some(spec)
 }

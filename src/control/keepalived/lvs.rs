@@ -831,7 +831,7 @@ fn real_server(
     let inherited = vs_inherited.under(&inherited);
     let checks = check_nodes
         .into_iter()
-        .filter_map(|c| check(c, &what, forward == Forward::Nat, &inherited, cx))
+        .filter_map(|c| check(c, &what, addr, forward == Forward::Nat, &inherited, cx))
         .collect();
     let dest = DestConfig {
         addr: addr?,

@@ -188,8 +188,8 @@ fn every_lvs_construct_is_read() {
     assert_eq!(http.warmup, Some(Duration::ZERO));
     let tcp = &d1.checks[1];
     assert_eq!(tcp.kind, CheckKind::Tcp);
-    assert_eq!(tcp.connect_ip, Some(Ipv4Addr::new(10, 0, 1, 100)));
-    assert_eq!(tcp.bindto, Some(Ipv4Addr::new(10, 0, 0, 254)));
+    assert_eq!(tcp.connect_ip, Some(Ipv4Addr::new(10, 0, 1, 100).into()));
+    assert_eq!(tcp.bindto, Some(Ipv4Addr::new(10, 0, 0, 254).into()));
     assert_eq!(tcp.connect_timeout, Duration::from_secs(1), "its own wins");
 
     let d2 = h.dest(Ipv4Addr::new(10, 0, 1, 2), 80).expect("rs2 health");
@@ -950,6 +950,79 @@ fn the_ipv6_sample_file_lists_as_ipvsadm() {
             "TCP  [2001:db8::2]:80 rr persistent 300 mask 64",
             "  -> [2001:db8:0:2::12]:80        Tunnel  1      0          0         ",
             "  -> [2001:db8:0:2::13]:80        Tunnel  1      0          0         ",
+        ]
+    );
+}
+
+/// The checkers of IPv6 real servers: connect_ip and bindto take IPv6 addresses (or IPv4 ones
+/// with an IPv4 connect_ip), bind_port and connect_port are read; a bindto of the other family
+/// than the address probed, and check_through_tunnel on an IPv6 real server, are refused.
+#[test]
+fn ipv6_checker_options() {
+    let conf = ok(r#"
+virtual_server 2001:db8::1 80 {
+    lb_kind TUN
+    protocol TCP
+    real_server 2001:db8:0:2::12 80 {
+        HTTP_GET {
+            url {
+                path /health
+            }
+            connect_ip 2001:db8:0:2::99
+            connect_port 8080
+            bindto 2001:db8::fe
+            bind_port 4000
+        }
+        TCP_CHECK {
+            connect_ip 10.0.2.99
+            bindto 10.0.0.254
+        }
+    }
+}
+"#);
+    let (key, h) = &conf.health.services[0];
+    assert_eq!(key.to_string(), "TCP [2001:db8::1]:80");
+    let rip: std::net::IpAddr = "2001:db8:0:2::12".parse().expect("rip");
+    let checks = &h.dest(rip, 80).expect("checked").checks;
+    let http = &checks[0];
+    assert_eq!(
+        http.connect_ip,
+        Some("2001:db8:0:2::99".parse().expect("ip"))
+    );
+    assert_eq!(http.connect_port, Some(8080));
+    assert_eq!(http.bindto, Some("2001:db8::fe".parse().expect("ip")));
+    assert_eq!(http.bind_port, Some(4000));
+    let tcp = &checks[1];
+    assert_eq!(tcp.connect_ip, Some(Ipv4Addr::new(10, 0, 2, 99).into()));
+    assert_eq!(tcp.bindto, Some(Ipv4Addr::new(10, 0, 0, 254).into()));
+    assert!(warnings(&conf).is_empty(), "{:?}", warnings(&conf));
+
+    let got = errors(
+        r#"
+virtual_server 2001:db8::1 80 {
+    lb_kind TUN
+    protocol TCP
+    real_server 2001:db8:0:2::12 80 {
+        TCP_CHECK {
+            bindto 10.0.0.254
+        }
+        TCP_CHECK {
+            check_through_tunnel
+        }
+        TCP_CHECK {
+            bindto 2001:db8::zz
+        }
+    }
+}
+"#,
+    );
+    let msgs: Vec<(usize, &str)> = got.iter().map(|(l, _, m)| (*l, m.as_str())).collect();
+    assert_eq!(
+        msgs,
+        [
+            (7, "virtual_server 2001:db8::1 80 real_server 2001:db8:0:2::12 80 TCP_CHECK: bindto 10.0.0.254 is IPv4, the address probed (2001:db8:0:2::12, connect_ip or the real server) is IPv6"),
+            (10, "virtual_server 2001:db8::1 80 real_server 2001:db8:0:2::12 80 TCP_CHECK: check_through_tunnel: not for IPv6 real servers yet (the director pins IPv4 probes only); without it the check probes the real server's own address"),
+            (13, "bindto: expected an IPv4 address like 192.0.2.1, found '2001:db8::zz' (or an IPv6 address like 2001:db8::1)"),
         ]
     );
 }

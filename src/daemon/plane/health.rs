@@ -2,7 +2,7 @@
 //! monitor's [`HealthPlane`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::{ControlPlane, PlaneError};
@@ -26,11 +26,11 @@ impl HealthOverlay {
     pub(super) fn set_dest(
         &mut self,
         service: ServiceKey,
-        addr: Ipv4Addr,
+        addr: impl Into<IpAddr>,
         port: u16,
         h: Health,
     ) -> Health {
-        let k = (service, IpAddr::V4(addr), service.port_or_own(port));
+        let k = (service, addr.into(), service.port_or_own(port));
         let old = match h {
             Health::Up => self.dests.remove(&k),
             h => self.dests.insert(k, h),
@@ -117,7 +117,7 @@ impl HealthPlane for ControlPlane {
     fn set_dest_health(
         &self,
         service: ServiceKey,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         health: Health,
     ) -> Result<bool, PlaneError> {
@@ -181,7 +181,7 @@ impl HealthPlane for ControlPlane {
     fn record_check(
         &self,
         service: ServiceKey,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         port: u16,
         check: &'static str,
         took: std::time::Duration,
