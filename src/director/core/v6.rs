@@ -4,7 +4,8 @@
 //! An IPv6 VIP's real servers are reached through a tunnel (what
 //! [`check_forwardable`](crate::director::table::check_forwardable) lets in): ip6ip6, GRE or
 //! GUE over IPv6 to an IPv6 server, or sit-style IPv6-in-IPv4, GRE or GUE over IPv4 to an IPv4
-//! one. The
+//! one; or by NAT66 ([`nat6`]: flows in the shared `Shared::nat6`, not in `conns6`; a packet
+//! not to a VIP is taken for a NAT66 real server's reply while NAT66 servers exist). The
 //! steps are IPv4's: the flow table first (the hot path), then the service, the scheduler (sh,
 //! dh and mh hash IPVS's folded IPv6 address), persistence with IPv6 templates (the client
 //! address masked to the service's prefix length), then the tunnel: a packet too big for it

@@ -1,5 +1,9 @@
 //! NAT mode (`-m`, ipvsadm's "Masq"): the director rewrites addresses in place, both ways.
 //!
+//! This module is IPv4's; NAT66 ([`super::nat6`]) shares its flow bookkeeping (the functions
+//! generic over [`NatFamily`]), its [`Side`] and [`ReplyRouting`] (which installs the `ip -6`
+//! rules too).
+//!
 //! # The two directions
 //!
 //! - **Client → real server.** A packet to VIP:vport of a flow bound to a NAT real server gets
