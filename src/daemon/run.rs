@@ -533,7 +533,7 @@ fn summary(cores: &[Arc<Mutex<Director>>]) -> String {
         conns += d.conns().len();
     }
     if let Some(d) = cores.first().and_then(|c| c.lock().ok()) {
-        conns += d.shared().nat.len();
+        conns += d.shared().nat.len() + d.shared().nat6.len();
     }
     let mut line = format!(
         "rx {} packets ({} GSO super-packets decided whole, {} segmented first), forwarded {} ({} fragmented), nat-rewritten {}, icmp sent {}, connections {} created, {} expired, {} tracked",

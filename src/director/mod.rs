@@ -53,6 +53,8 @@ pub mod stats;
 pub mod table;
 
 #[cfg(test)]
+mod nat6_tests;
+#[cfg(test)]
 mod nat_tests;
 #[cfg(test)]
 mod snat_tests;
@@ -61,7 +63,7 @@ mod testkit;
 
 pub use self::core::{Director, InstallStats};
 pub use conn::SyncRecord;
-pub use modes::{dr, nat, probe_pin, route, snat};
+pub use modes::{dr, nat, nat6, probe_pin, route, snat};
 pub use packet::counters::Counters;
 pub use packet::verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};
 pub use shared::{DirectorConfig, Limits, Shared};

@@ -133,6 +133,9 @@ pub struct Snapshot {
     pub timeouts: Timeouts,
     /// Every NAT real server's endpoint, sorted, without duplicates.
     nat_endpoints: Vec<NatEndpoint>,
+    /// Whether any of them is IPv4, IPv6 (NAT66).
+    nat4: bool,
+    nat6: bool,
     /// Prefixes tunnelled to remote gateways (`[[tunnel_route]]`).
     tunnel_routes: Arc<RouteTable>,
     /// The S-NAT gateway's rules (set by the control plane after building).
@@ -148,8 +151,8 @@ pub struct Snapshot {
 pub struct NatEndpoint {
     /// TCP or UDP.
     pub proto: crate::model::Protocol,
-    /// The real server's address (RIP).
-    pub addr: Ipv4Addr,
+    /// The real server's address (RIP); IPv6 for NAT66.
+    pub addr: IpAddr,
     /// The real server's port; 0 when it answers on the client's port (port-zero service).
     pub port: u16,
 }
@@ -267,10 +270,18 @@ impl Snapshot {
         self.services.len()
     }
 
-    /// Whether any real server is reached by NAT (then replies come back through the TUN).
+    /// Whether any IPv4 real server is reached by NAT (then replies come back through the
+    /// TUN).
     #[inline]
     pub fn has_nat(&self) -> bool {
-        !self.nat_endpoints.is_empty()
+        self.nat4
+    }
+
+    /// Whether any IPv6 real server is reached by NAT (NAT66: then IPv6 replies come back
+    /// through the TUN).
+    #[inline]
+    pub fn has_nat6(&self) -> bool {
+        self.nat6
     }
 
     /// Whether an IPv4 VIP has a real server behind an IPv6 underlay: then the driver cuts
@@ -460,6 +471,8 @@ impl Registry {
         self.generation += 1;
         nat_endpoints.sort_unstable();
         nat_endpoints.dedup();
+        let nat4 = nat_endpoints.iter().any(|e| e.addr.is_ipv4());
+        let nat6 = nat_endpoints.iter().any(|e| e.addr.is_ipv6());
         Ok(Snapshot {
             generation: self.generation,
             services,
@@ -467,6 +480,8 @@ impl Registry {
             dests: dest_slots,
             timeouts: timeouts.clone(),
             nat_endpoints,
+            nat4,
+            nat6,
             tunnel_routes: Arc::default(),
             snat: Arc::default(),
             v4_over_v6: set
@@ -534,10 +549,10 @@ impl Registry {
         }
         let mut config = d.clone();
         config.port = d.port_in(svc.key);
-        if let (Forward::Nat, IpAddr::V4(addr)) = (config.forward, config.addr) {
+        if config.forward == Forward::Nat {
             nat_endpoints.push(NatEndpoint {
                 proto: svc.key.proto,
-                addr,
+                addr: config.addr,
                 port: config.port,
             });
         }
@@ -605,7 +620,8 @@ fn server_note(server: Option<IpAddr>, what: &str) -> String {
 
 /// The boundary between what the control plane accepts (both families, every mode) and what
 /// the data path forwards today: IPv4 services in every mode; IPv6 services whose real servers
-/// are reached through a tunnel, over either underlay. Everything else with IPv6 in it is
+/// are reached through a tunnel, over either underlay, or by NAT66 (IPv6 real servers, `-m`).
+/// Everything else with IPv6 in it is
 /// refused here, before a table is built, naming the service and server.
 pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
     for s in &set.services {
@@ -621,7 +637,7 @@ pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
                 (IpAddr::V4(_), IpAddr::V4(_), _) => continue,
                 (_, _, Forward::Tunnel(_)) => continue,
                 (IpAddr::V6(_), IpAddr::V6(_), Forward::Dr) => "DR",
-                (IpAddr::V6(_), IpAddr::V6(_), Forward::Nat) => "NAT66",
+                (IpAddr::V6(_), IpAddr::V6(_), Forward::Nat) => continue,
                 (IpAddr::V6(_), IpAddr::V4(_), _) => "only through a tunnel",
                 (IpAddr::V4(_), IpAddr::V6(_), _) => "only through a tunnel",
             };
@@ -736,9 +752,13 @@ mod tests {
             refused("2001:db8::1", "2001:db8:1::1", Forward::Dr),
             "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: DR)"
         );
+        // NAT66 is taken; an IPv4 real server behind an IPv6 VIP only through a tunnel.
         assert_eq!(
-            refused("2001:db8::1", "2001:db8:1::1", Forward::Nat),
-            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: NAT66)"
+            check_forwardable(&set("2001:db8::1", "2001:db8:1::1", Forward::Nat)),
+            Ok(())
+        );
+        assert!(
+            refused("2001:db8::1", "10.0.1.1", Forward::Nat).ends_with("only through a tunnel)")
         );
         assert_eq!(
             check_forwardable(&set("2001:db8::1", "10.0.1.1", tun)),

@@ -69,8 +69,9 @@ pub(super) fn table() -> ServiceSet {
     }
 }
 
-/// `v4` and two IPv6 services: TCP [2001:db8::100]:80 persistent per /64 over ip6ip6, and UDP
-/// [2001:db8::100]:53 over GUE, each to three IPv6 real servers.
+/// `v4` and three IPv6 services: TCP [2001:db8::100]:80 persistent per /64 over ip6ip6, UDP
+/// [2001:db8::100]:53 over GUE, and TCP [2001:db8::100]:8080 by NAT66 to port 8081, each to
+/// three IPv6 real servers (2001:db8:3::10 to ::12).
 fn with_ipv6(v4: ServiceSet) -> crate::model::ServiceSet {
     use std::net::{IpAddr, Ipv6Addr};
     let mut set = v4.widen();
@@ -100,6 +101,13 @@ fn with_ipv6(v4: ServiceSet) -> crate::model::ServiceSet {
         .push(svc(80, Protocol::Tcp, TunnelType::Ipip, Some(pers)));
     set.services
         .push(svc(53, Protocol::Udp, TunnelType::Gue, None));
+    // NAT66 with a port mapping: [VIP]:8080 → [RIP]:8081.
+    let mut nat = svc(8080, Protocol::Tcp, TunnelType::Ipip, None);
+    for d in &mut nat.dests {
+        d.forward = Forward::Nat;
+        d.port = 8081;
+    }
+    set.services.push(nat);
     set
 }
 

@@ -3,7 +3,7 @@
 //! them into `fuzz/corpus/<target>/seed_*`; the test that is not ignored checks that every
 //! seed still passes its target, and that the committed files are what the builders make.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::director::{Director, DirectorConfig, Verdict};
@@ -11,6 +11,7 @@ use crate::encap::{build_outer, OuterParams, Tunnel, MAX_OUTER_HEADER};
 use crate::time::Instant;
 use crate::wire::gso::{self, VnetHdr, VNET_HDR_LEN};
 use crate::wire::testing::{icmp_error, ipv4_packet, tcp_packet, udp_packet};
+use crate::wire::testing::{ipv6_packet, tcp6_packet, udp6_packet};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
 const SYN: u8 = 0x02;
@@ -745,9 +746,50 @@ fn encap_strip6() -> Seeds {
     out
 }
 
+/// An ICMPv6 error from `src` to `dst` quoting `original` (up to 1232 bytes).
+fn icmp6_error(src: Ipv6Addr, dst: Ipv6Addr, icmp_type: u8, code: u8, original: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![icmp_type, code, 0, 0, 0, 0, 0x05, 0x00];
+    icmp.extend(&original[..original.len().min(1232)]);
+    let sum = !crate::wire::checksum::upper_layer_v6(src, dst, 58, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    ipv6_packet(src, dst, 58, &icmp)
+}
+
+/// `director_packet`'s NAT66 service ([2001:db8::100]:8080 → [RIP]:8081, `with_ipv6`): a
+/// handshake, a reply from each real server (the target's table is shared across inputs, so
+/// which one has the flow depends on what ran before), data both ways, a packet over the path
+/// MTU, a Packet Too Big to the VIP about a reply, a port unreachable from a real server, and
+/// a UDP reply with checksum 0.
+fn director_packet() -> Seeds {
+    let vip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+    let client = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 7);
+    let router = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1);
+    let rips = (0..3).map(|i| Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 10 + i));
+    let mut pkts = vec![tcp6_packet(client, 40000, vip, 8080, SYN, 0)];
+    for rip in rips.clone() {
+        pkts.push(tcp6_packet(rip, 8081, client, 40000, 0x12, 0));
+    }
+    pkts.push(tcp6_packet(client, 40000, vip, 8080, PSH_ACK, 100));
+    for rip in rips.clone() {
+        pkts.push(tcp6_packet(rip, 8081, client, 40000, PSH_ACK, 300));
+    }
+    pkts.push(tcp6_packet(client, 40000, vip, 8080, ACK, 1300));
+    let answer = tcp6_packet(vip, 8080, client, 40000, ACK, 200);
+    pkts.push(icmp6_error(router, vip, 2, 0, &answer));
+    for rip in rips.clone() {
+        let sent = tcp6_packet(client, 40000, rip, 8081, ACK, 20);
+        pkts.push(icmp6_error(rip, client, 1, 4, &sent));
+        let mut zero = udp6_packet(rip, 8081, client, 40000, 8);
+        zero[46..48].copy_from_slice(&[0, 0]);
+        pkts.push(zero);
+    }
+    vec![("seed_nat66_both_ways", seq(&pkts))]
+}
+
 /// Every seed by target.
 fn all() -> Vec<(&'static str, Seeds)> {
     vec![
+        ("director_packet", director_packet()),
         ("snat", snat()),
         ("dr", dr()),
         ("tunnel_route", tunnel_route()),

@@ -256,15 +256,18 @@ pub enum RuleAction {
     Nop,
 }
 
-/// A policy-routing rule: `ip rule add pref P [iif DEV] [from NET] [ipproto N [sport P]] ACTION`.
+/// A policy-routing rule: `ip [-6] rule add pref P [iif DEV] [from NET] [ipproto N [sport P]]
+/// ACTION`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PolicyRule {
+    /// An IPv6 rule (`ip -6 rule`); its `from`, if any, is an IPv6 prefix.
+    pub ipv6: bool,
     /// Preference (lower runs first; 0 is the `local` table, 32766 `main`).
     pub pref: u32,
     /// Input interface to match, if any.
     pub iif: Option<String>,
     /// Source prefix to match, if any.
-    pub from: Option<Ipv4Net>,
+    pub from: Option<IpNet>,
     /// IP protocol to match, if any (`ipproto`).
     pub ipproto: Option<u8>,
     /// Source port to match (with `ipproto` TCP or UDP), if any.
@@ -274,7 +277,8 @@ pub struct PolicyRule {
 }
 
 impl PolicyRule {
-    /// The selector and action as `ip rule add|del` arguments.
+    /// The selector and action as `ip rule add|del` arguments (without the family: see
+    /// [`command`](PolicyRule::command)).
     pub fn args(&self) -> Vec<String> {
         let mut a = vec!["pref".to_owned(), self.pref.to_string()];
         if let Some(dev) = &self.iif {
@@ -297,9 +301,28 @@ impl PolicyRule {
         a
     }
 
-    /// Parses what [`args`](PolicyRule::args) writes (a journal record's rule).
+    /// The rule as a journal record writes it: `-6` first for an IPv6 rule, then
+    /// [`args`](PolicyRule::args).
+    pub fn words(&self) -> String {
+        let args = self.args().join(" ");
+        if self.ipv6 {
+            format!("-6 {args}")
+        } else {
+            args
+        }
+    }
+
+    /// The `ip` command that `verb`s (`add`, `del`) this rule, for messages:
+    /// `ip [-6] rule VERB ARGS`.
+    pub fn command(&self, verb: &str) -> String {
+        let six = if self.ipv6 { "-6 " } else { "" };
+        format!("ip {six}rule {verb} {}", self.args().join(" "))
+    }
+
+    /// Parses what [`words`](PolicyRule::words) writes (a journal record's rule).
     pub fn parse_args(words: &[&str]) -> Option<PolicyRule> {
         let mut rule = PolicyRule {
+            ipv6: false,
             pref: 0,
             iif: None,
             from: None,
@@ -312,6 +335,10 @@ impl PolicyRule {
         while let Some(&w) = it.next() {
             if w == "nop" {
                 action = Some(RuleAction::Nop);
+                continue;
+            }
+            if w == "-6" {
+                rule.ipv6 = true;
                 continue;
             }
             let v = *it.next()?;
@@ -328,12 +355,19 @@ impl PolicyRule {
         }
         rule.pref = pref?;
         rule.action = action?;
+        if rule.from.is_some_and(|f| f.addr().is_ipv6() != rule.ipv6) {
+            return None;
+        }
         Some(rule)
     }
 
     fn run<O: NetOps>(&self, ops: &mut O, verb: &str) -> Result<(), NetError> {
         let args = self.args();
-        let mut full = vec!["rule", verb];
+        let mut full = if self.ipv6 {
+            vec!["-6", "rule", verb]
+        } else {
+            vec!["rule", verb]
+        };
         full.extend(args.iter().map(String::as_str));
         ops.ip(&full)
     }
@@ -399,8 +433,8 @@ impl Change {
             Change::TableRouteDeleted { dst, dev, table } => {
                 format!("table-route-del {dst} {dev} {table}")
             }
-            Change::RuleAdded(rule) => format!("rule-add {}", rule.args().join(" ")),
-            Change::RuleDeleted(rule) => format!("rule-del {}", rule.args().join(" ")),
+            Change::RuleAdded(rule) => format!("rule-add {}", rule.words()),
+            Change::RuleDeleted(rule) => format!("rule-del {}", rule.words()),
             Change::AddressAdded { addr, dev } => format!("addr-add {addr} {dev}"),
             Change::Link {
                 dev,
@@ -1058,8 +1092,8 @@ fn undo_text(change: &Change) -> String {
         Change::TableRouteDeleted { dst, dev, table } => {
             format!("ip route add {dst} dev {dev} table {table}")
         }
-        Change::RuleAdded(rule) => format!("ip rule del {}", rule.args().join(" ")),
-        Change::RuleDeleted(rule) => format!("ip rule add {}", rule.args().join(" ")),
+        Change::RuleAdded(rule) => rule.command("del"),
+        Change::RuleDeleted(rule) => rule.command("add"),
         Change::AddressAdded { addr, dev } => format!("ip addr del {addr} dev {dev}"),
         Change::Link {
             dev,
@@ -1298,14 +1332,16 @@ mod tests {
     fn policy_rules_and_table_routes_are_undone() {
         let mut nc = NetChanges::with_ops(FakeOps::default());
         let lookup = PolicyRule {
+            ipv6: false,
             pref: 101,
             iif: None,
-            from: Some(net("10.10.0.12/32")),
+            from: Some(net("10.10.0.12/32").into()),
             ipproto: Some(6),
             sport: Some(8080),
             action: RuleAction::Lookup(7461),
         };
         let guard = PolicyRule {
+            ipv6: false,
             pref: 100,
             iif: Some("tunlb0".into()),
             from: None,
@@ -1314,6 +1350,7 @@ mod tests {
             action: RuleAction::Goto(102),
         };
         let nop = PolicyRule {
+            ipv6: false,
             pref: 102,
             iif: None,
             from: None,
@@ -1471,11 +1508,51 @@ mod tests {
         (nc, rec)
     }
 
+    /// An IPv6 rule (NAT66 replies) survives its journal record, `-6` and all, and a record
+    /// whose family and prefix disagree is refused.
+    #[test]
+    fn ipv6_rules_round_trip_through_their_record() {
+        let six = PolicyRule {
+            ipv6: true,
+            from: Some("2001:db8:3::12/128".parse().unwrap()),
+            ipproto: Some(58),
+            sport: None,
+            ..rule(101)
+        };
+        let words = six.words();
+        assert_eq!(
+            words,
+            "-6 pref 101 iif tunlb0 from 2001:db8:3::12/128 ipproto 58 lookup 7461"
+        );
+        let parsed = PolicyRule::parse_args(&words.split(' ').collect::<Vec<_>>());
+        assert_eq!(parsed, Some(six.clone()));
+        assert_eq!(
+            six.command("del"),
+            "ip -6 rule del pref 101 iif tunlb0 from 2001:db8:3::12/128 ipproto 58 lookup 7461"
+        );
+        let mismatch = words.trim_start_matches("-6 ");
+        assert_eq!(
+            PolicyRule::parse_args(&mismatch.split(' ').collect::<Vec<_>>()),
+            None
+        );
+        let mut nc = NetChanges::with_ops(FakeOps::default());
+        nc.add_rule(&six).unwrap();
+        nc.restore().unwrap();
+        assert_eq!(
+            nc.ops().log,
+            [
+                "ip -6 rule add pref 101 iif tunlb0 from 2001:db8:3::12/128 ipproto 58 lookup 7461",
+                "ip -6 rule del pref 101 iif tunlb0 from 2001:db8:3::12/128 ipproto 58 lookup 7461",
+            ]
+        );
+    }
+
     fn rule(pref: u32) -> PolicyRule {
         PolicyRule {
+            ipv6: false,
             pref,
             iif: Some("tunlb0".into()),
-            from: Some(net("10.10.0.0/24")),
+            from: Some(net("10.10.0.0/24").into()),
             ipproto: Some(17),
             sport: Some(53),
             action: RuleAction::Lookup(7461),
@@ -1508,6 +1585,7 @@ mod tests {
             },
             Change::RuleAdded(rule(101)),
             Change::RuleDeleted(PolicyRule {
+                ipv6: false,
                 pref: 102,
                 iif: None,
                 from: None,

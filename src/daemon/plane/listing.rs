@@ -2,7 +2,7 @@
 //! every connection, NAT flow, S-NAT mapping and persistence template. And the rate ticker.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 
 use super::ControlPlane;
@@ -137,7 +137,7 @@ impl ControlPlane {
             st.icmp_rate_limited += c.icmp_rate_limited;
         }
         let (templates, frags) = (&self.shared.templates, self.shared.frags());
-        st.nat_entries = self.shared.nat.len() as u64;
+        st.nat_entries = (self.shared.nat.len() + self.shared.nat6.len()) as u64;
         st.templates = templates.len() as u64;
         st.template_capacity = templates.max() as u64;
         st.templates_evicted = templates.evicted();
@@ -329,7 +329,8 @@ impl ConnChunks {
         }
     }
 
-    /// Queues the shared NAT flows, S-NAT mappings and persistence templates.
+    /// Queues the shared NAT flows (IPv4, then NAT66), S-NAT mappings and persistence
+    /// templates.
     fn add_shared(&mut self) {
         let now = self.now;
         let nat = self.shared.nat.flows();
@@ -340,6 +341,21 @@ impl ConnChunks {
                 SocketAddrV4::new(f.raddr, f.rport).into(),
                 now,
             )
+        }));
+        let nat6 = self.shared.nat6.flows();
+        self.pending.extend(nat6.iter().filter_map(|f| {
+            let k = &f.key;
+            let proto = Protocol::from_number(k.proto)?;
+            let left = secs_left(&f.conn, now)?;
+            let sock = |a, p| SocketAddr::new(IpAddr::V6(a), p);
+            Some(ConnEntry {
+                proto,
+                expires_secs: left,
+                state: f.conn.state.as_str().to_string(),
+                client: sock(k.caddr, k.cport),
+                vip: sock(k.vaddr, k.vport),
+                dest: sock(f.raddr, f.rport),
+            })
         }));
         for m in snat::mappings(&self.shared.snat) {
             let Some(proto) = Protocol::from_number(m.proto) else {

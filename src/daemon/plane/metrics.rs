@@ -35,7 +35,7 @@ impl ControlPlane {
             sample.instance.out_pkts += t.out_pkts;
             sample.instance.out_bytes += t.out_bytes;
         }
-        sample.nat_flows = self.shared.nat.len() as u64;
+        sample.nat_flows = (self.shared.nat.len() + self.shared.nat6.len()) as u64;
         let (templates, frags) = (&self.shared.templates, self.shared.frags());
         sample.bounded = crate::metrics::BoundedSample {
             templates: templates.len() as u64,

@@ -214,6 +214,10 @@ impl Director {
             counters.conns_expired += 1;
             release(snap, &shared.templates, &c.key, &c.conn, now);
         });
+        shared.nat6.sweep_next(now, |c| {
+            counters.conns_expired += 1;
+            release6(snap, &shared.templates6, &c.key, &c.conn, now);
+        });
         shared.snat.sweep_next(now, |_| counters.conns_expired += 1);
         if self.chances.queued() > 0 {
             let conns = &self.conns;

@@ -4,7 +4,8 @@
 //! An IPv6 VIP's real servers are reached through a tunnel (what
 //! [`check_forwardable`](crate::director::table::check_forwardable) lets in): ip6ip6, GRE or
 //! GUE over IPv6 to an IPv6 server, or sit-style IPv6-in-IPv4, GRE or GUE over IPv4 to an IPv4
-//! one. The
+//! one; or by NAT66 ([`nat6`]: flows in the shared `Shared::nat6`, not in `conns6`; a packet
+//! not to a VIP is taken for a NAT66 real server's reply while NAT66 servers exist). The
 //! steps are IPv4's: the flow table first (the hot path), then the service, the scheduler (sh,
 //! dh and mh hash IPVS's folded IPv6 address), persistence with IPv6 templates (the client
 //! address masked to the service's prefix length), then the tunnel: a packet too big for it
@@ -20,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{flow_timeout, Director};
 use crate::director::conn::{template_key6, Conn, ConnKey6, ConnState, Direction};
 use crate::director::modes::context::Ctx;
+use crate::director::modes::{nat, nat6};
 use crate::director::packet::v6::{parse6, Parsed6};
 use crate::director::packet::verdict::{DropReason, Encap, Verdict};
 use crate::director::sched::FlowKey;
@@ -32,7 +34,7 @@ use crate::encap::{Family, Tunnel, MAX_OUTER_HEADER, OUTER_TTL};
 use crate::hash::flow_hash;
 use crate::model::{Forward, Protocol};
 use crate::time::{Duration, Instant};
-use crate::wire::{icmpv6, IpProtocol, TcpPacket};
+use crate::wire::{IpProtocol, TcpPacket};
 
 /// The 32 bits IPVS hashes for an IPv6 address (the xor of its four words): what the
 /// schedulers and the flow hash see of an IPv6 flow.
@@ -59,15 +61,22 @@ impl Director {
             auth_seq: &mut self.auth_seq,
             second_choice: None,
         };
-        // Fragments after the first carry no ports: they follow the first one's real server.
+        // With NAT66 real servers, what is not addressed to a VIP is one of their replies.
+        if snap.has_nat6() && !snap.is_vip(p.dst) {
+            return nat6::handle_from_server(&mut cx, buf, &p);
+        }
+        // Fragments after the first carry no ports: they follow the first one's real server
+        // (tunnels and DR; NAT66 does not rewrite later fragments yet).
         if let Some(f) = p.fragment.filter(|f| !f.is_first()) {
             let dest = p.frag_key().and_then(|k| {
                 cx.shared
                     .follow_fragment(&k, usize::from(f.offset), p.frag_bytes(), !f.more)
             });
             return match dest.and_then(|d| snap.dest(d)) {
-                Some(dest) => forward6(&mut cx, dest, buf, &p, None, 0),
-                None => Verdict::Drop(DropReason::FragmentNoFlow),
+                Some(dest) if dest.config.forward != Forward::Nat => {
+                    forward6(&mut cx, dest, buf, &p, None, 0)
+                }
+                _ => Verdict::Drop(DropReason::FragmentNoFlow),
             };
         }
         let proto = match p.proto {
@@ -123,6 +132,14 @@ impl Director {
                 }
             }
             reuse = true;
+        } else if snap.has_nat6() {
+            match nat::from_client(&mut cx, &key, &l4) {
+                Some(nat::FromClient::Flow { dest, mss_clamp }) => {
+                    return forward6(&mut cx, dest, buf, &p, mss_clamp, hash);
+                }
+                Some(nat::FromClient::Drop(r)) => return Verdict::Drop(r),
+                None => {}
+            }
         }
         if reuse {
             if let Some(old) = self.conns6.remove(&key) {
@@ -167,8 +184,15 @@ impl Director {
         let Some(dest) = dest_id.and_then(|id| snap.dest(id)) else {
             return Verdict::Drop(DropReason::NoDestination);
         };
+        // NAT66 sees both directions; tunnels only the client's.
+        let is_nat = dest.config.forward == Forward::Nat;
         let state = if proto == Protocol::Tcp {
-            ConnState::None.after(flags, Direction::InputOnly)
+            let dir = if is_nat {
+                Direction::Input
+            } else {
+                Direction::InputOnly
+            };
+            ConnState::None.after(flags, dir)
         } else {
             ConnState::Udp
         };
@@ -177,14 +201,20 @@ impl Director {
             conn.confirm();
         }
         conn.set_expires(now + flow_timeout(snap, &self.config, &conn));
-        let (counters, shared) = (&mut *cx.counters, cx.shared);
-        self.conns6.make_room(now, |k, c, why| {
-            counters.conns_evicted[why as usize] += 1;
-            counters.conns_expired += 1;
-            release6(snap, &shared.templates6, k, c, now);
-        });
-        if self.conns6.insert(key, conn).is_err() {
-            return Verdict::Drop(DropReason::ConnTableFull);
+        if is_nat {
+            if let Err(why) = nat::insert(&mut cx, key, dest, conn) {
+                return Verdict::Drop(why);
+            }
+        } else {
+            let (counters, shared) = (&mut *cx.counters, cx.shared);
+            self.conns6.make_room(now, |k, c, why| {
+                counters.conns_evicted[why as usize] += 1;
+                counters.conns_expired += 1;
+                release6(snap, &shared.templates6, k, c, now);
+            });
+            if self.conns6.insert(key, conn).is_err() {
+                return Verdict::Drop(DropReason::ConnTableFull);
+            }
         }
         if let Some((tkey, timeout)) = template {
             templates.bind(tkey, dest.id, now, timeout);
@@ -195,7 +225,7 @@ impl Director {
         add_count(&dest.state, state, 1);
         dest.state
             .update_overload(dest.config.u_threshold, dest.config.l_threshold);
-        if let Some(k) = p.frag_key() {
+        if let Some(k) = p.frag_key().filter(|_| !is_nat) {
             cx.shared.remember_fragment(k, dest.id, p.frag_bytes(), now);
         }
         let clamp = if syn_only { svc.config.mss_clamp } else { None };
@@ -216,6 +246,9 @@ fn icmp6(
     };
     let key = ConnKey6::new(q.proto, q.dst, q.dport, q.src, q.sport);
     let Some(dest) = conns.get(&key).and_then(|c| cx.snap.dest(c.dest)) else {
+        if cx.snap.has_nat6() {
+            return nat6::icmp_from_client(cx, buf, p);
+        }
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
     let hash = flow_hash(fold(q.dst), q.dport, fold(q.src), q.sport, q.proto);
@@ -231,6 +264,9 @@ fn forward6(
     mss_clamp: Option<u16>,
     hash: u32,
 ) -> Verdict {
+    if dest.config.forward == Forward::Nat {
+        return nat6::to_server(cx, dest, buf, p, mss_clamp);
+    }
     let Forward::Tunnel(tunnel) = dest.config.forward else {
         // `check_forwardable` lets no other IPv6 server in.
         return Verdict::Drop(DropReason::NoDestination);
@@ -376,13 +412,5 @@ fn too_big(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6, kind: EncapKind, mtu: 
 /// Answers the packet with an ICMPv6 Packet Too Big advertising `mtu`, from the VIP, if the
 /// worker's ICMP budget allows; counts the `too_big` drop either way (once).
 fn packet_too_big(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6, mtu: u16) -> Verdict {
-    if !cx.icmp.allow(cx.now) {
-        cx.counters.icmp_rate_limited += 1;
-        return Verdict::Drop(DropReason::TooBig);
-    }
-    cx.counters.drops[DropReason::TooBig as usize] += 1;
-    match icmpv6::packet_too_big_in_place(buf, p.len, u32::from(mtu), p.dst) {
-        Some(len) => Verdict::Reply { len },
-        None => Verdict::Drop(DropReason::TooBig),
-    }
+    cx.packet_too_big6(buf, p.len, p.dst, mtu)
 }

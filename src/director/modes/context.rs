@@ -9,7 +9,7 @@ use crate::director::shared::{DirectorConfig, Shared};
 use crate::director::table::Snapshot;
 use crate::encap::auth::LaneCounter;
 use crate::time::Instant;
-use crate::wire::icmp;
+use crate::wire::{icmp, icmpv6};
 
 /// The context of one decision (see the module documentation).
 pub struct Ctx<'a> {
@@ -44,6 +44,27 @@ impl Ctx<'_> {
         }
         self.counters.drops[DropReason::TooBig as usize] += 1;
         match icmp::frag_needed_in_place(buf, len, mtu) {
+            Some(len) => Verdict::Reply { len },
+            None => Verdict::Drop(DropReason::TooBig),
+        }
+    }
+
+    /// Answers the IPv6 packet of `len` bytes in `buf` with an ICMPv6 Packet Too Big
+    /// advertising `mtu`, from `from` (the VIP), if the worker's bucket allows; counts the
+    /// `too_big` drop either way (once).
+    pub fn packet_too_big6(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        from: std::net::Ipv6Addr,
+        mtu: u16,
+    ) -> Verdict {
+        if !self.icmp.allow(self.now) {
+            self.counters.icmp_rate_limited += 1;
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.counters.drops[DropReason::TooBig as usize] += 1;
+        match icmpv6::packet_too_big_in_place(buf, len, u32::from(mtu), from) {
             Some(len) => Verdict::Reply { len },
             None => Verdict::Drop(DropReason::TooBig),
         }

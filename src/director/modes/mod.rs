@@ -9,6 +9,7 @@
 //!   routes and pinned probes).
 //! - [`dr`]: DR mode, an Ethernet frame to the real server's MAC.
 //! - [`nat`]: NAT mode, in-place rewrites both ways, and the policy routing of the replies.
+//! - [`nat6`]: NAT66, the same for an IPv6 VIP and IPv6 real servers (IPv4's flow code).
 //! - [`snat`]: the S-NAT gateway, the inside hosts' own connections masqueraded.
 //! - [`route`]: tunnel routes, whole prefixes tunnelled to a remote gateway untracked.
 //! - [`probe_pin`]: health probes through the data path, pinned to the server they check.
@@ -18,6 +19,7 @@ pub mod context;
 pub mod dr;
 pub mod icmp_limit;
 pub mod nat;
+pub mod nat6;
 pub mod probe_pin;
 pub mod route;
 pub mod snat;

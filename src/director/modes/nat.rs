@@ -1,5 +1,9 @@
 //! NAT mode (`-m`, ipvsadm's "Masq"): the director rewrites addresses in place, both ways.
 //!
+//! This module is IPv4's; NAT66 ([`super::nat6`]) shares its flow bookkeeping (the functions
+//! generic over [`NatFamily`]), its [`Side`] and [`ReplyRouting`] (which installs the `ip -6`
+//! rules too).
+//!
 //! # The two directions
 //!
 //! - **Client → real server.** A packet to VIP:vport of a flow bound to a NAT real server gets
@@ -101,19 +105,21 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::context::Ctx;
-use crate::director::conn::{Conn, ConnKey, Direction};
+use crate::director::conn::{Conn, ConnKey, ConnKey6, Direction};
 use crate::director::packet::verdict::{DropReason, Verdict};
 use crate::director::packet::{Parsed, Ports, Quote};
-use crate::director::shared::counts::{release, step_state};
-use crate::director::shared::nat_table::{InsertError, PackedKey};
+use crate::director::shared::counts::{release, release6, step_state};
+use crate::director::shared::nat_table::{client_key_of, InsertError};
+use crate::director::shared::Shared;
 use crate::director::table::{Dest, Snapshot};
 use crate::sys::netcfg::{NetChanges, NetOps, PolicyRule, RuleAction};
-use crate::wire::{checksum, get_u16, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket};
+use crate::time::Instant;
+use crate::wire::{checksum, get_u16, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket, UdpPacket};
 
-pub use crate::director::shared::nat_table::{NatConn, NatTable, SHARDS, SWEEP_SHARDS};
+pub use crate::director::shared::nat_table::{NatConn, NatKey, NatTable, SHARDS, SWEEP_SHARDS};
 /// The hash of the NAT table's maps (re-exported from [`crate::hash`], where it lives).
 pub use crate::hash::MixState;
 
@@ -141,6 +147,36 @@ pub enum FromClient<'s> {
     Drop(DropReason),
 }
 
+/// What NAT mode needs of an address family beyond its table's [`NatKey`]: where its flows and
+/// persistence templates live. Implemented by [`ConnKey`] (IPv4) and [`ConnKey6`] (NAT66,
+/// [`super::nat6`]); the flow bookkeeping below is written once for both.
+pub trait NatFamily: NatKey {
+    /// The NAT table of this family's flows.
+    fn table(shared: &Shared) -> &NatTable<Self>;
+    /// Gives back an ended flow's counts and persistence-template hold.
+    fn release(snap: &Snapshot, shared: &Shared, key: &Self, conn: &Conn, now: Instant);
+}
+
+impl NatFamily for ConnKey {
+    fn table(shared: &Shared) -> &NatTable<ConnKey> {
+        &shared.nat
+    }
+
+    fn release(snap: &Snapshot, shared: &Shared, key: &ConnKey, conn: &Conn, now: Instant) {
+        release(snap, &shared.templates, key, conn, now);
+    }
+}
+
+impl NatFamily for ConnKey6 {
+    fn table(shared: &Shared) -> &NatTable<ConnKey6> {
+        &shared.nat6
+    }
+
+    fn release(snap: &Snapshot, shared: &Shared, key: &ConnKey6, conn: &Conn, now: Instant) {
+        release6(snap, &shared.templates6, key, conn, now);
+    }
+}
+
 /// A client packet (client → VIP) of a NAT flow the table knows and that is still live:
 /// updates its state and returns the real server to forward it to. `None` when there is no
 /// such flow; an expired one, or a closing one a new SYN reuses, is removed first (the caller
@@ -151,10 +187,27 @@ pub fn handle_from_client<'s>(
     l4: &Ports,
     p: &Parsed,
 ) -> Option<FromClient<'s>> {
+    let found = from_client(cx, key, l4);
+    if let Some(FromClient::Flow { dest, .. }) = found {
+        if p.first_fragment_of_many {
+            let (shared, now) = (cx.shared, cx.now);
+            shared.remember_fragment(p.frag_key(), dest.id, p.payload_len(), now);
+        }
+    }
+    found
+}
+
+/// [`handle_from_client`] for either family, without the fragment bookkeeping.
+pub fn from_client<'s, K: NatFamily>(
+    cx: &mut Ctx<'s>,
+    key: &K,
+    l4: &Ports,
+) -> Option<FromClient<'s>> {
     let (snap, shared, now) = (cx.snap, cx.shared, cx.now);
     let (flags, syn_only) = (l4.flags, l4.syn_only());
-    let mut shard = shared.nat.shard(key.proto, key.caddr, key.cport);
-    let i = shard.find_client(&PackedKey::of_client(key))?;
+    let (proto, caddr, cport, ..) = key.parts();
+    let mut shard = K::table(shared).shard(proto, caddr, cport);
+    let i = shard.find_client(&client_key_of(key))?;
     let (live, state, dest_id) = {
         let c = &shard.flows[i].conn;
         (!c.is_expired(now), c.state, c.dest)
@@ -174,12 +227,12 @@ pub fn handle_from_client<'s>(
             // expire_nodest_conn: a live flow whose real server left the table is forgotten;
             // a TCP packet other than a SYN is dropped, a UDP packet or a SYN is rescheduled
             // as a new flow, as an expired or reused flow's packet is.
-            let lost = live && dest.is_none() && key.proto == IpProtocol::TCP && !syn_only;
+            let lost = live && dest.is_none() && proto == IpProtocol::TCP && !syn_only;
             return lost.then_some(FromClient::Drop(DropReason::DestinationGone));
         }
     };
     let f = &mut shard.flows[i];
-    if key.proto == IpProtocol::TCP {
+    if proto == IpProtocol::TCP {
         step_state(&mut f.conn, dest, flags, Direction::Input);
         if l4.confirms() {
             f.conn.confirm();
@@ -192,9 +245,6 @@ pub fn handle_from_client<'s>(
     f.conn
         .set_expires(now + f.conn.timeout(&snap.timeouts, unconfirmed));
     drop(shard);
-    if p.first_fragment_of_many {
-        shared.remember_fragment(p.frag_key(), dest.id, p.payload_len(), now);
-    }
     let mss_clamp = if syn_only {
         dest_service_clamp(snap, dest)
     } else {
@@ -213,15 +263,21 @@ fn dest_service_clamp(snap: &Snapshot, dest: &Dest) -> Option<u16> {
 /// is removed (and released) first; a live flow holding its reply tuple (the same client port
 /// sent to two VIPs that share this real server) makes it fail: replies could not tell them
 /// apart.
-pub fn insert(cx: &mut Ctx<'_>, key: ConnKey, dest: &Dest, conn: Conn) -> Result<(), DropReason> {
+pub fn insert<K: NatFamily>(
+    cx: &mut Ctx<'_>,
+    key: K,
+    dest: &Dest,
+    conn: Conn,
+) -> Result<(), DropReason> {
     let (shared, now) = (cx.shared, cx.now);
+    let (proto, caddr, cport, _, vport) = key.parts();
     let rport = if dest.config.port == 0 {
-        key.vport
+        vport
     } else {
         dest.config.port
     };
-    // An IPv4 VIP's NAT servers are IPv4 (`check_forwardable`).
-    let Some(raddr) = dest.addr4() else {
+    // A VIP's NAT servers are of its family (`check_forwardable`).
+    let Some(raddr) = K::addr_of(dest.config.addr) else {
         return Err(DropReason::NoDestination);
     };
     let new = NatConn {
@@ -230,8 +286,9 @@ pub fn insert(cx: &mut Ctx<'_>, key: ConnKey, dest: &Dest, conn: Conn) -> Result
         rport,
         conn,
     };
-    let mut stale: [Option<NatConn>; 3] = [None, None, None];
-    let mut shard = shared.nat.shard(key.proto, key.caddr, key.cport);
+    let table = K::table(shared);
+    let mut stale: [Option<NatConn<K>>; 3] = [None, None, None];
+    let mut shard = table.shard(proto, caddr, cport);
     if let Some(i) = shard.find_client(&new.client_key()) {
         stale[0] = Some(shard.remove_at(i));
     }
@@ -244,26 +301,95 @@ pub fn insert(cx: &mut Ctx<'_>, key: ConnKey, dest: &Dest, conn: Conn) -> Result
         stale[1] = Some(shard.remove_at(i));
     }
     // Over the shard's high-water mark, a never-confirmed flow makes way for this one.
-    if let Some((old, why)) = shard.make_room(now, shared.nat.max_per_shard) {
+    if let Some((old, why)) = shard.make_room(now, table.max_per_shard) {
         cx.counters.conns_evicted[why as usize] += 1;
         stale[2] = Some(old);
     }
-    let result = shard.insert(new, shared.nat.max_per_shard);
+    let result = shard.insert(new, table.max_per_shard);
     drop(shard);
     if result.is_ok() {
-        shared.nat.len.fetch_add(1, Ordering::Relaxed);
+        table.len.fetch_add(1, Ordering::Relaxed);
     }
     finish_removals(cx, &stale);
     result.map_err(|InsertError::Full| DropReason::ConnTableFull)
 }
 
-fn finish_removals(cx: &mut Ctx<'_>, removed: &[Option<NatConn>]) {
+fn finish_removals<K: NatFamily>(cx: &mut Ctx<'_>, removed: &[Option<NatConn<K>>]) {
     let shared = cx.shared;
     for old in removed.iter().flatten() {
-        shared.nat.len.fetch_sub(1, Ordering::Relaxed);
+        K::table(shared).len.fetch_sub(1, Ordering::Relaxed);
         cx.counters.conns_expired += 1;
-        release(cx.snap, &shared.templates, &old.key, &old.conn, cx.now);
+        K::release(cx.snap, shared, &old.key, &old.conn, cx.now);
     }
+}
+
+/// The live NAT flow whose real server's reply is `src:sport → dst:dport` over `proto` (the
+/// real server's tuple), its state stepped by the reply's `flags` and its timer refreshed:
+/// the flow's real server and the VIP and port the reply leaves from. `NatNoFlow` if there is
+/// none; a flow of a held server is kept (`DestinationDown`), one of a server that left the
+/// table is removed (`DestinationGone`).
+pub fn reply_flow<'s, K: NatFamily>(
+    cx: &mut Ctx<'s>,
+    proto: u8,
+    (src, sport): (K::Addr, u16),
+    (dst, dport): (K::Addr, u16),
+    flags: TcpFlags,
+) -> Result<(&'s Dest, K::Addr, u16), DropReason> {
+    let (snap, shared, now) = (cx.snap, cx.shared, cx.now);
+    let mut shard = K::table(shared).shard(proto, dst, dport);
+    let Some(i) = shard.find_server(&K::pack(proto, dst, dport, src, sport)) else {
+        return Err(DropReason::NatNoFlow);
+    };
+    if shard.flows[i].conn.is_expired(now) {
+        return Err(DropReason::NatNoFlow);
+    }
+    let Some(dest) = snap.dest(shard.flows[i].conn.dest) else {
+        if snap.is_held(shard.flows[i].conn.dest) {
+            // A reply of a held server's flow: kept, not refreshed, as the client's packets.
+            return Err(DropReason::DestinationDown);
+        }
+        let old = shard.remove_at(i);
+        drop(shard);
+        finish_removals(cx, &[Some(old)]);
+        return Err(DropReason::DestinationGone);
+    };
+    let f = &mut shard.flows[i];
+    if proto == IpProtocol::TCP {
+        step_state(&mut f.conn, dest, flags, Direction::Output);
+    }
+    // Only the client's data confirms a flow: a server answers a spoofed client too.
+    let unconfirmed = cx.config.unconfirmed_timeout;
+    f.conn
+        .set_expires(now + f.conn.timeout(&snap.timeouts, unconfirmed));
+    let (_, _, _, vaddr, vport) = f.key.parts();
+    Ok((dest, vaddr, vport))
+}
+
+/// The flow of client key `key` (client → VIP) if it is live, with its real server: what an
+/// ICMP error quoting one of the flow's replies is about.
+pub fn live_flow_of_client<'s, K: NatFamily>(
+    cx: &Ctx<'s>,
+    key: &K,
+) -> Option<(NatConn<K>, &'s Dest)> {
+    let f = K::table(cx.shared).get(key)?;
+    if f.conn.is_expired(cx.now) {
+        return None;
+    }
+    Some((f, cx.snap.dest(f.conn.dest)?))
+}
+
+/// The flow whose real server's tuple is `(raddr, rport)` with client `(caddr, cport)`, expired
+/// or not: what an ICMP error from a real server quoting a packet of the flow is about.
+pub fn flow_of_server<K: NatFamily>(
+    shared: &Shared,
+    proto: u8,
+    (caddr, cport): (K::Addr, u16),
+    (raddr, rport): (K::Addr, u16),
+) -> Option<NatConn<K>> {
+    let shard = K::table(shared).shard(proto, caddr, cport);
+    shard
+        .find_server(&K::pack(proto, caddr, cport, raddr, rport))
+        .map(|i| shard.flows[i])
 }
 
 /// Rewrites a client packet towards NAT real server `dest`: destination address (and, unless
@@ -369,34 +495,11 @@ pub fn handle_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdi
     else {
         return Verdict::Drop(DropReason::MalformedL4);
     };
-    let mut shard = shared.nat.shard(p.proto, p.dst, dport);
-    let Some(i) = shard.find_server(&PackedKey::new(p.proto, p.dst, dport, p.src, sport)) else {
-        return Verdict::Drop(DropReason::NatNoFlow);
-    };
-    if shard.flows[i].conn.is_expired(now) {
-        return Verdict::Drop(DropReason::NatNoFlow);
-    }
-    let Some(dest) = snap.dest(shard.flows[i].conn.dest) else {
-        if snap.is_held(shard.flows[i].conn.dest) {
-            // A reply of a held server's flow: kept, not refreshed, as the client's packets.
-            return Verdict::Drop(DropReason::DestinationDown);
-        }
-        let old = shard.remove_at(i);
-        drop(shard);
-        finish_removals(cx, &[Some(old)]);
-        return Verdict::Drop(DropReason::DestinationGone);
-    };
-    let f = &mut shard.flows[i];
-    if p.proto == IpProtocol::TCP {
-        step_state(&mut f.conn, dest, flags, Direction::Output);
-    }
-    // Only the client's data confirms a flow: a server answers a spoofed client too.
-    let unconfirmed = cx.config.unconfirmed_timeout;
-    f.conn
-        .set_expires(now + f.conn.timeout(&snap.timeouts, unconfirmed));
-    let (vaddr, vport) = (f.key.vaddr, f.key.vport);
-    drop(shard);
-
+    let (dest, vaddr, vport) =
+        match reply_flow::<ConnKey>(cx, p.proto, (p.src, sport), (p.dst, dport), flags) {
+            Ok(found) => found,
+            Err(why) => return Verdict::Drop(why),
+        };
     let pkt = &mut buf[..p.len];
     Ipv4Packet::new_unchecked(&mut *pkt).set_src_addr(vaddr);
     rewrite_l4(pkt, p, Side::Src, p.src, vaddr, vport);
@@ -472,21 +575,11 @@ pub fn rewrite_quote(
 /// becomes RIP:rport → client and the packet goes to the real server. `IcmpNoFlow` if the flow
 /// is not a tracked, live NAT flow.
 pub fn icmp_from_client(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdict {
-    let (snap, shared, now) = (cx.snap, cx.shared, cx.now);
     let Some(q) = tcp_udp_quote(p) else {
         return Verdict::Drop(DropReason::IcmpUnsupported);
     };
     let key = ConnKey::new(q.proto, q.dst, q.dport, q.src, q.sport);
-    let found = {
-        let shard = shared.nat.shard(key.proto, key.caddr, key.cport);
-        shard
-            .find_client(&PackedKey::of_client(&key))
-            .map(|i| shard.flows[i])
-    };
-    let Some(f) = found.filter(|f| !f.conn.is_expired(now)) else {
-        return Verdict::Drop(DropReason::IcmpNoFlow);
-    };
-    let Some(dest) = snap.dest(f.conn.dest) else {
+    let Some((f, dest)) = live_flow_of_client(cx, &key) else {
         return Verdict::Drop(DropReason::IcmpNoFlow);
     };
     rewrite_quote(buf, p.ihl, &q, Side::Src, f.raddr, f.rport);
@@ -512,11 +605,7 @@ fn icmp_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdict {
     let Some(q) = tcp_udp_quote(p) else {
         return passthrough;
     };
-    let skey = PackedKey::new(q.proto, q.src, q.sport, q.dst, q.dport);
-    let found = {
-        let shard = shared.nat.shard(q.proto, q.src, q.sport);
-        shard.find_server(&skey).map(|i| shard.flows[i])
-    };
+    let found = flow_of_server::<ConnKey>(shared, q.proto, (q.src, q.sport), (q.dst, q.dport));
     let Some(f) = found else {
         return passthrough;
     };
@@ -531,21 +620,29 @@ fn icmp_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed) -> Verdict {
 
 /// The policy routing that brings NAT replies into the TUN, as installed so far. Owned by the
 /// control plane, which calls [`ReplyRouting::sync`] whenever it publishes a table.
+///
+/// NAT66 real servers get the same with `ip -6`: `ip -6 route add default dev TUN table 7461`,
+/// the `iif TUN` guard and the `nop` as `ip -6 rule`s, and per endpoint `from RIP/128 ipproto
+/// tcp|udp sport RPORT` and `from RIP/128 ipproto ipv6-icmp` (58). Each family's base is
+/// installed with its first NAT real server.
 #[derive(Debug, Default)]
 pub struct ReplyRouting {
-    /// The table route, the guard and the `nop` rule are in place (kept until exit).
+    /// The table route, the guard and the `nop` rule are in place (kept until exit), for IPv4
+    /// and for IPv6.
     base: bool,
+    base6: bool,
     rules: BTreeSet<PolicyRule>,
 }
 
 impl ReplyRouting {
     /// The reply rules `snap` needs: one per NAT endpoint (`ipproto`, `sport` unless the port
-    /// is 0) and one for ICMP per real server address.
+    /// is 0) and one for ICMP (ICMPv6 for an IPv6 one) per real server address.
     pub fn rules_for(snap: &Snapshot) -> BTreeSet<PolicyRule> {
-        let rule = |addr: Ipv4Addr, ipproto: u8, sport: Option<u16>| PolicyRule {
+        let rule = |addr: IpAddr, ipproto: u8, sport: Option<u16>| PolicyRule {
+            ipv6: addr.is_ipv6(),
             pref: RULE_PREF_REPLIES,
             iif: None,
-            from: Some(Ipv4Net::from(addr)),
+            from: Some(IpNet::from(addr)),
             ipproto: Some(ipproto),
             sport,
             action: RuleAction::Lookup(REPLY_TABLE),
@@ -557,14 +654,19 @@ impl ReplyRouting {
                 e.proto.number(),
                 (e.port != 0).then_some(e.port),
             ));
-            rules.insert(rule(e.addr, IpProtocol::ICMP, None));
+            let icmp = match e.addr {
+                IpAddr::V4(_) => IpProtocol::ICMP,
+                IpAddr::V6(_) => IpProtocol::ICMPV6,
+            };
+            rules.insert(rule(e.addr, icmp, None));
         }
         rules
     }
 
     /// Brings the installed rules in line with `snap` (through `net`, so they are undone when
-    /// the director stops): the base (table route, guard, `nop`) once the first NAT real server
-    /// appears, then the rules that are missing; rules no longer needed are deleted.
+    /// the director stops): each family's base (table route, guard, `nop`) once its first NAT
+    /// real server appears, then the rules that are missing; rules no longer needed are
+    /// deleted.
     pub fn sync<O: NetOps>(
         &mut self,
         net: &mut NetChanges<O>,
@@ -572,15 +674,22 @@ impl ReplyRouting {
         tun: &str,
     ) -> Result<(), String> {
         let wanted = ReplyRouting::rules_for(snap);
-        if !wanted.is_empty() && !self.base {
-            let all = Ipv4Net::default();
-            net.add_table_route(all, tun, REPLY_TABLE)
-                .map_err(|e| format!("routing NAT replies into {tun}: {e}"))?;
-            for rule in base_rules(tun) {
-                net.add_rule(&rule)
-                    .map_err(|e| format!("routing NAT replies into {tun}: {e}"))?;
+        let failed = |e| format!("routing NAT replies into {tun}: {e}");
+        for (ipv6, done) in [(false, &mut self.base), (true, &mut self.base6)] {
+            if *done || !wanted.iter().any(|r| r.ipv6 == ipv6) {
+                continue;
             }
-            self.base = true;
+            let all = if ipv6 {
+                IpNet::V6(Ipv6Net::default())
+            } else {
+                IpNet::V4(Ipv4Net::default())
+            };
+            net.add_table_route_ip(all, tun, REPLY_TABLE)
+                .map_err(failed)?;
+            for rule in base_rules_of(tun, ipv6) {
+                net.add_rule(&rule).map_err(failed)?;
+            }
+            *done = true;
         }
         for rule in wanted.difference(&self.rules.clone()) {
             net.add_rule(rule)
@@ -599,8 +708,14 @@ impl ReplyRouting {
 
 /// The guard (what comes out of the TUN skips the reply rules) and the `nop` it jumps to.
 pub fn base_rules(tun: &str) -> [PolicyRule; 2] {
+    base_rules_of(tun, false)
+}
+
+/// [`base_rules`] of IPv4 (`ipv6` false) or IPv6 (`ip -6 rule`).
+pub fn base_rules_of(tun: &str, ipv6: bool) -> [PolicyRule; 2] {
     [
         PolicyRule {
+            ipv6,
             pref: RULE_PREF_GUARD,
             iif: Some(tun.to_owned()),
             from: None,
@@ -609,6 +724,7 @@ pub fn base_rules(tun: &str) -> [PolicyRule; 2] {
             action: RuleAction::Goto(RULE_PREF_END),
         },
         PolicyRule {
+            ipv6,
             pref: RULE_PREF_END,
             iif: None,
             from: None,

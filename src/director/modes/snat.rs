@@ -527,6 +527,7 @@ impl SnatRouting {
 /// prefix) are routed as usual.
 fn local_rule() -> PolicyRule {
     PolicyRule {
+        ipv6: false,
         pref: RULE_PREF_LOCAL,
         iif: Some("lo".to_owned()),
         from: None,
@@ -539,9 +540,10 @@ fn local_rule() -> PolicyRule {
 /// `pref 101 from SOURCE lookup 7461`.
 fn source_rule(source: Ipv4Net) -> PolicyRule {
     PolicyRule {
+        ipv6: false,
         pref: RULE_PREF_REPLIES,
         iif: None,
-        from: Some(source),
+        from: Some(source.into()),
         ipproto: None,
         sport: None,
         action: RuleAction::Lookup(REPLY_TABLE),

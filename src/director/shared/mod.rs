@@ -140,6 +140,8 @@ pub struct Shared {
     pub templates6: crate::director::conn::TemplateTable6,
     /// NAT flows (global, as the two directions of a flow land on different queues).
     pub nat: NatTable,
+    /// NAT66 flows: the IPv6 NAT table, of its own so that IPv4 flows keep their size.
+    pub nat6: NatTable<crate::director::conn::ConnKey6>,
     /// S-NAT gateway mappings (same table type; see [`crate::director::snat`]).
     pub snat: NatTable,
     /// Health probes sent through the data path, pinned to the real server they check
@@ -181,6 +183,7 @@ impl Shared {
             templates: TemplateTable::with_max(limits.max_templates),
             templates6: crate::director::conn::TemplateTable6::with_max(limits.max_templates),
             nat: NatTable::new(NAT_MAX, crate::director::conn::random_seed()),
+            nat6: NatTable::new(NAT_MAX, crate::director::conn::random_seed()),
             snat: NatTable::new(limits.max_snat, crate::director::conn::random_seed()),
             probe_pins: Arc::new(ProbePins::new()),
             synced: SyncedTable::new(4 << 20),

@@ -2,25 +2,104 @@
 //! shared by all workers, sharded by the client's tuple so that both directions of a flow find
 //! the same shard. See [`crate::director::nat`] for why it is one table and not one per worker.
 
+use core::fmt;
+use core::hash::{Hash, Hasher};
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::director::conn::{Conn, ConnKey, Eviction};
+use crate::director::conn::{Conn, ConnKey, ConnKey6, Eviction};
 use crate::hash::{folded_mul, splitmix64, MixState};
 use crate::time::Instant;
 
 /// Number of shards of a [`NatTable`] (a power of two).
 pub const SHARDS: usize = 64;
 
+/// What the NAT table needs of a flow key's family: [`ConnKey`] (IPv4, the default) or
+/// [`ConnKey6`] (NAT66). Each family is its own table ([`NatTable<ConnKey>`],
+/// [`NatTable<ConnKey6>`]), so an IPv4 flow keeps its size; the code is the same.
+pub trait NatKey: Copy + Eq + fmt::Debug {
+    /// The family's address.
+    type Addr: Copy + Eq + fmt::Debug;
+    /// A tuple packed for the shard's maps (see [`PackedKey`]).
+    type Packed: Copy + Eq + Hash + fmt::Debug;
+
+    /// Packs (protocol, client address, client port) and the other end's address and port.
+    fn pack(proto: u8, caddr: Self::Addr, cport: u16, addr: Self::Addr, port: u16) -> Self::Packed;
+    /// One word of the client's tuple, which chooses the shard.
+    fn client_word(proto: u8, caddr: Self::Addr, cport: u16) -> u64;
+    /// The address of this family in `a`, if `a` is of it.
+    fn addr_of(a: IpAddr) -> Option<Self::Addr>;
+    /// Protocol, client address and port, virtual address and port.
+    fn parts(&self) -> (u8, Self::Addr, u16, Self::Addr, u16);
+}
+
+impl NatKey for ConnKey {
+    type Addr = Ipv4Addr;
+    type Packed = PackedKey;
+
+    fn pack(proto: u8, caddr: Ipv4Addr, cport: u16, addr: Ipv4Addr, port: u16) -> PackedKey {
+        PackedKey::new(proto, caddr, cport, addr, port)
+    }
+
+    fn client_word(proto: u8, caddr: Ipv4Addr, cport: u16) -> u64 {
+        client_word(proto, caddr, cport)
+    }
+
+    fn addr_of(a: IpAddr) -> Option<Ipv4Addr> {
+        match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    fn parts(&self) -> (u8, Ipv4Addr, u16, Ipv4Addr, u16) {
+        (self.proto, self.caddr, self.cport, self.vaddr, self.vport)
+    }
+}
+
+impl NatKey for ConnKey6 {
+    type Addr = Ipv6Addr;
+    type Packed = PackedKey6;
+
+    fn pack(proto: u8, caddr: Ipv6Addr, cport: u16, addr: Ipv6Addr, port: u16) -> PackedKey6 {
+        let (c, a) = (u128::from(caddr), u128::from(addr));
+        PackedKey6([
+            (c >> 64) as u64,
+            c as u64,
+            (a >> 64) as u64,
+            a as u64,
+            u64::from(cport) | u64::from(port) << 16 | u64::from(proto) << 32,
+        ])
+    }
+
+    /// The client's address folded to 64 bits, its port and the protocol above it (the
+    /// shard choice then multiplies it with secret keys).
+    fn client_word(proto: u8, caddr: Ipv6Addr, cport: u16) -> u64 {
+        let c = u128::from(caddr);
+        (c >> 64) as u64 ^ c as u64 ^ (u64::from(cport) << 32 | u64::from(proto) << 48)
+    }
+
+    fn addr_of(a: IpAddr) -> Option<Ipv6Addr> {
+        match a {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
+
+    fn parts(&self) -> (u8, Ipv6Addr, u16, Ipv6Addr, u16) {
+        (self.proto, self.caddr, self.cport, self.vaddr, self.vport)
+    }
+}
+
 /// One NAT flow: the client, the VIP it addressed and the real server it was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NatConn {
+pub struct NatConn<K: NatKey = ConnKey> {
     /// The flow as the client sends it: client → VIP:vport.
-    pub key: ConnKey,
+    pub key: K,
     /// The real server's address (RIP).
-    pub raddr: Ipv4Addr,
+    pub raddr: K::Addr,
     /// The real server's port.
     pub rport: u16,
     /// The real server's handle, the flow's state and expiry.
@@ -30,7 +109,7 @@ pub struct NatConn {
 /// A flow tuple packed into two words: (protocol, client address, client port) and (address,
 /// port) of the other end, the VIP for lookups by the client's tuple, the RIP for replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct PackedKey(u64, u64);
+pub struct PackedKey(u64, u64);
 
 impl PackedKey {
     pub(crate) fn new(
@@ -45,25 +124,41 @@ impl PackedKey {
             u64::from(u32::from(addr)) | u64::from(port) << 32,
         )
     }
-
-    pub(crate) fn of_client(k: &ConnKey) -> PackedKey {
-        PackedKey::new(k.proto, k.caddr, k.cport, k.vaddr, k.vport)
-    }
 }
 
 fn client_word(proto: u8, caddr: Ipv4Addr, cport: u16) -> u64 {
     u64::from(u32::from(caddr)) | u64::from(cport) << 32 | u64::from(proto) << 48
 }
 
-impl NatConn {
-    pub(crate) fn client_key(&self) -> PackedKey {
-        PackedKey::of_client(&self.key)
+/// [`PackedKey`] of an IPv6 tuple, in five words: the client's address, the other end's, then
+/// both ports and the protocol. Hashed word by word (five multiplies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedKey6([u64; 5]);
+
+impl Hash for PackedKey6 {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for w in self.0 {
+            state.write_u64(w);
+        }
+    }
+}
+
+impl<K: NatKey> NatConn<K> {
+    pub(crate) fn client_key(&self) -> K::Packed {
+        let (proto, caddr, cport, vaddr, vport) = self.key.parts();
+        K::pack(proto, caddr, cport, vaddr, vport)
     }
 
-    pub(crate) fn server_key(&self) -> PackedKey {
-        let k = &self.key;
-        PackedKey::new(k.proto, k.caddr, k.cport, self.raddr, self.rport)
+    pub(crate) fn server_key(&self) -> K::Packed {
+        let (proto, caddr, cport, ..) = self.key.parts();
+        K::pack(proto, caddr, cport, self.raddr, self.rport)
     }
+}
+
+/// The packed client tuple of `key` (client → VIP), as the table's client map holds it.
+pub(crate) fn client_key_of<K: NatKey>(key: &K) -> K::Packed {
+    let (proto, caddr, cport, vaddr, vport) = key.parts();
+    K::pack(proto, caddr, cport, vaddr, vport)
 }
 
 /// Why a flow could not be added.
@@ -77,16 +172,16 @@ pub(crate) enum InsertError {
 const EVICT_SAMPLES: usize = 8;
 
 /// One shard: flows in a dense vector, indexed by both tuples.
-pub(crate) struct Shard {
-    pub(crate) flows: Vec<NatConn>,
-    by_client: HashMap<PackedKey, u32, MixState>,
-    by_server: HashMap<PackedKey, u32, MixState>,
+pub(crate) struct Shard<K: NatKey = ConnKey> {
+    pub(crate) flows: Vec<NatConn<K>>,
+    by_client: HashMap<K::Packed, u32, MixState>,
+    by_server: HashMap<K::Packed, u32, MixState>,
     /// xorshift state for [`Shard::make_room`]'s samples.
     rng: u64,
 }
 
-impl Shard {
-    fn new(hasher: MixState, seed: u64) -> Shard {
+impl<K: NatKey> Shard<K> {
+    fn new(hasher: MixState, seed: u64) -> Shard<K> {
         Shard {
             flows: Vec::new(),
             by_client: HashMap::with_hasher(hasher),
@@ -100,7 +195,7 @@ impl Shard {
     /// if there is one, else the never-[confirmed](Conn::is_confirmed) one that expires first.
     /// Confirmed flows are never removed; `None` if no sample qualified. O(1): the flows are a
     /// dense vector. The NAT flavour of [`ConnTable::make_room`](crate::director::conn::ConnTable::make_room).
-    pub(crate) fn make_room(&mut self, now: Instant, max: usize) -> Option<(NatConn, Eviction)> {
+    pub(crate) fn make_room(&mut self, now: Instant, max: usize) -> Option<(NatConn<K>, Eviction)> {
         let n = self.flows.len();
         if n == 0 || n < max - max / 8 {
             return None;
@@ -124,16 +219,16 @@ impl Shard {
         best.map(|(i, _)| (self.remove_at(i), Eviction::Unconfirmed))
     }
 
-    pub(crate) fn find_client(&self, k: &PackedKey) -> Option<usize> {
+    pub(crate) fn find_client(&self, k: &K::Packed) -> Option<usize> {
         self.by_client.get(k).map(|&i| i as usize)
     }
 
-    pub(crate) fn find_server(&self, k: &PackedKey) -> Option<usize> {
+    pub(crate) fn find_server(&self, k: &K::Packed) -> Option<usize> {
         self.by_server.get(k).map(|&i| i as usize)
     }
 
     /// Adds a flow whose two tuples are both free.
-    pub(crate) fn insert(&mut self, c: NatConn, max: usize) -> Result<(), InsertError> {
+    pub(crate) fn insert(&mut self, c: NatConn<K>, max: usize) -> Result<(), InsertError> {
         if self.flows.len() >= max {
             return Err(InsertError::Full);
         }
@@ -145,7 +240,7 @@ impl Shard {
     }
 
     /// Removes flow `i` (the last flow moves into its place).
-    pub(crate) fn remove_at(&mut self, i: usize) -> NatConn {
+    pub(crate) fn remove_at(&mut self, i: usize) -> NatConn<K> {
         let c = self.flows.swap_remove(i);
         self.by_client.remove(&c.client_key());
         self.by_server.remove(&c.server_key());
@@ -164,11 +259,12 @@ impl Shard {
 
 /// Cache-line aligned, so that two workers locking neighbouring shards do not share a line.
 #[repr(align(128))]
-struct Padded(Mutex<Shard>);
+struct Padded<K: NatKey>(Mutex<Shard<K>>);
 
-/// The NAT flows of all workers (see the module documentation for the design).
-pub struct NatTable {
-    shards: Box<[Padded]>,
+/// The NAT flows of all workers (see the module documentation for the design), of one family:
+/// `NatTable` (IPv4) or `NatTable<ConnKey6>` (NAT66).
+pub struct NatTable<K: NatKey = ConnKey> {
+    shards: Box<[Padded<K>]>,
     /// Keys of the shard choice.
     shard_k0: u64,
     shard_k1: u64,
@@ -177,7 +273,7 @@ pub struct NatTable {
     sweep_cursor: AtomicUsize,
 }
 
-impl core::fmt::Debug for NatTable {
+impl<K: NatKey> core::fmt::Debug for NatTable<K> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("NatTable")
             .field("len", &self.len())
@@ -186,10 +282,10 @@ impl core::fmt::Debug for NatTable {
     }
 }
 
-impl NatTable {
+impl<K: NatKey> NatTable<K> {
     /// A table for at most about `max_entries` flows (each shard takes `max_entries / SHARDS`,
     /// rounded up), its hashes keyed by `seed`.
-    pub fn new(max_entries: usize, seed: u64) -> NatTable {
+    pub fn new(max_entries: usize, seed: u64) -> NatTable<K> {
         let mut s = seed;
         let (shard_k0, shard_k1) = (splitmix64(&mut s), splitmix64(&mut s) | 1);
         let hasher = MixState::from_seed(splitmix64(&mut s));
@@ -207,9 +303,9 @@ impl NatTable {
 
     /// The shard of the flows of client `caddr:cport` over `proto`, locked. A poisoned lock is
     /// taken anyway: a shard is plain data and every update leaves it consistent.
-    pub(crate) fn shard(&self, proto: u8, caddr: Ipv4Addr, cport: u16) -> MutexGuard<'_, Shard> {
+    pub(crate) fn shard(&self, proto: u8, caddr: K::Addr, cport: u16) -> MutexGuard<'_, Shard<K>> {
         let h = folded_mul(
-            client_word(proto, caddr, cport) ^ self.shard_k0,
+            K::client_word(proto, caddr, cport) ^ self.shard_k0,
             self.shard_k1,
         );
         let i = (h >> 32) as usize & (SHARDS - 1);
@@ -227,7 +323,7 @@ impl NatTable {
     }
 
     /// Every flow (for `adm -L -c`; locks each shard in turn).
-    pub fn flows(&self) -> Vec<NatConn> {
+    pub fn flows(&self) -> Vec<NatConn<K>> {
         let mut out = Vec::with_capacity(self.len());
         for s in self.shards.iter() {
             let shard = s.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,9 +333,10 @@ impl NatTable {
     }
 
     /// The flow of client key `key` (client → VIP), if tracked (expired or not).
-    pub fn get(&self, key: &ConnKey) -> Option<NatConn> {
-        let shard = self.shard(key.proto, key.caddr, key.cport);
-        let i = shard.find_client(&PackedKey::of_client(key))?;
+    pub fn get(&self, key: &K) -> Option<NatConn<K>> {
+        let (proto, caddr, cport, ..) = key.parts();
+        let shard = self.shard(proto, caddr, cport);
+        let i = shard.find_client(&client_key_of(key))?;
         shard.flows.get(i).copied()
     }
 
@@ -248,8 +345,8 @@ impl NatTable {
     pub fn is_reply(
         &self,
         proto: u8,
-        (src, sport): (Ipv4Addr, u16),
-        (dst, dport): (Ipv4Addr, u16),
+        (src, sport): (K::Addr, u16),
+        (dst, dport): (K::Addr, u16),
         now: Instant,
     ) -> bool {
         if self.is_empty() {
@@ -257,14 +354,14 @@ impl NatTable {
         }
         let shard = self.shard(proto, dst, dport);
         shard
-            .find_server(&PackedKey::new(proto, dst, dport, src, sport))
+            .find_server(&K::pack(proto, dst, dport, src, sport))
             .is_some_and(|i| !shard.flows[i].conn.is_expired(now))
     }
 
     /// Removes the expired flows of the next few shards (each call takes the next
     /// [`SWEEP_SHARDS`], whichever worker calls, so one worker sweeping every 100 ms visits the
     /// whole table in 1.6 s), calling `on_expire` for each. Returns how many were removed.
-    pub fn sweep_next(&self, now: Instant, mut on_expire: impl FnMut(&NatConn)) -> usize {
+    pub fn sweep_next(&self, now: Instant, mut on_expire: impl FnMut(&NatConn<K>)) -> usize {
         if self.is_empty() {
             return 0;
         }
@@ -323,7 +420,7 @@ mod tests {
     #[test]
     fn a_full_shard_evicts_only_unconfirmed_flows() {
         let hasher = MixState::from_seed(1);
-        let mut shard = Shard::new(hasher, 7);
+        let mut shard: Shard = Shard::new(hasher, 7);
         let max = 64;
         let now = Instant::from_secs(1);
         // 8 confirmed flows, then a flood of unconfirmed ones.
@@ -348,13 +445,13 @@ mod tests {
             assert!(shard.find_client(&k).is_some(), "{n}");
         }
         // Below the high-water mark nothing goes.
-        let mut small = Shard::new(hasher, 9);
+        let mut small: Shard = Shard::new(hasher, 9);
         for n in 0..55 {
             small.insert(flow(n, 100, false), max).unwrap();
         }
         assert!(small.make_room(now, max).is_none());
         // An expired flow goes first, confirmed or not.
-        let mut all_expired = Shard::new(hasher, 11);
+        let mut all_expired: Shard = Shard::new(hasher, 11);
         for n in 0..64 {
             all_expired.insert(flow(n, 1, true), max).unwrap();
         }
