@@ -567,7 +567,7 @@ impl Registry {
 
 /// A service the data path cannot take yet: an IPv6 service or real server in a mode this
 /// director does not forward over IPv6. `Display`, e.g. `TCP [2001:db8::1]:80: this director
-/// does not forward IPv6 yet (real server 2001:db8::10: DR)`.
+/// does not forward IPv6 yet (real server 2001:db8::10: NAT66)`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{service}: this director does not forward IPv6 yet{}", server_note(*server, what))]
 pub struct Ipv6NotForwarded {
@@ -589,8 +589,9 @@ fn server_note(server: Option<IpAddr>, what: &str) -> String {
 
 /// The boundary between what the control plane accepts (both families, every mode) and what
 /// the data path forwards today: IPv4 services in every mode; IPv6 services whose real servers
-/// are reached through a tunnel, over either underlay. Everything else with IPv6 in it is
-/// refused here, before a table is built, naming the service and server.
+/// are reached through a tunnel, over either underlay, or are IPv6 hosts on a shared LAN (DR).
+/// Everything else with IPv6 in it is refused here, before a table is built, naming the
+/// service and server.
 pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
     for s in &set.services {
         let refuse = |server: Option<IpAddr>, what| {
@@ -604,7 +605,7 @@ pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
             let what = match (s.key.vip, d.addr, d.forward) {
                 (IpAddr::V4(_), IpAddr::V4(_), _) => continue,
                 (IpAddr::V6(_), _, Forward::Tunnel(_)) => continue,
-                (IpAddr::V6(_), IpAddr::V6(_), Forward::Dr) => "DR",
+                (IpAddr::V6(_), IpAddr::V6(_), Forward::Dr) => continue,
                 (IpAddr::V6(_), IpAddr::V6(_), Forward::Nat) => "NAT66",
                 (IpAddr::V6(_), IpAddr::V4(_), _) => "only through a tunnel",
                 (IpAddr::V4(_), IpAddr::V6(_), _) => "an IPv4 VIP over an IPv6 underlay",
@@ -699,7 +700,7 @@ mod tests {
     }
 
     #[test]
-    fn the_data_path_takes_ipv4_and_tunnelled_ipv6_and_names_what_it_refuses() {
+    fn the_data_path_takes_ipv4_tunnelled_ipv6_and_ipv6_dr_and_names_what_it_refuses() {
         let tun = Forward::tunnel(TunnelType::Ipip);
         for forward in [tun, Forward::Dr, Forward::Nat] {
             assert_eq!(
@@ -717,9 +718,16 @@ mod tests {
                 .to_string()
         };
         assert_eq!(
-            refused("2001:db8::1", "2001:db8:1::1", Forward::Dr),
-            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: DR)"
+            check_forwardable(&set("2001:db8::1", "2001:db8:1::1", Forward::Dr)),
+            Ok(())
         );
+        // DR hands the client's packet on unchanged: both ends must be of one family.
+        assert_eq!(
+            refused("2001:db8::1", "10.0.1.1", Forward::Dr),
+            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 10.0.1.1: only through a tunnel)"
+        );
+        assert!(refused("10.0.0.1", "2001:db8:1::1", Forward::Dr)
+            .ends_with("an IPv4 VIP over an IPv6 underlay)"));
         assert_eq!(
             refused("2001:db8::1", "2001:db8:1::1", Forward::Nat),
             "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: NAT66)"

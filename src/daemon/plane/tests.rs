@@ -338,7 +338,7 @@ fn the_connection_listing_is_streamed_in_chunks() {
 }
 
 /// The data path's boundary ([`check_forwardable`](crate::director::table::check_forwardable),
-/// whose unit test covers what it takes): DR over IPv6 and the mixed-family tunnels are refused
+/// whose unit test covers what it takes): NAT66 and the mixed-family tunnels are refused
 /// with the service, the server and what is missing, and nothing of the batch is applied.
 #[test]
 fn ipv6_services_are_refused_at_the_data_path_boundary() {
@@ -356,9 +356,10 @@ fn ipv6_services_are_refused_at_the_data_path_boundary() {
     assert_eq!(
         plane.handle(Request::Apply(vec![
             edit("-A -t [2001:db8::1]:80 -s rr"),
-            edit("-a -t [2001:db8::1]:80 -r [2001:db8::11] -g"),
-        ])),        Response::error(
-            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8::11: DR)"
+            edit("-a -t [2001:db8::1]:80 -r [2001:db8::11] -m"),
+        ])),
+        Response::error(
+            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8::11: NAT66)"
         )
     );
     // All or nothing: the IPv4 service of the batch is not applied either.

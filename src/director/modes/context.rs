@@ -9,7 +9,7 @@ use crate::director::shared::{DirectorConfig, Shared};
 use crate::director::table::Snapshot;
 use crate::encap::auth::LaneCounter;
 use crate::time::Instant;
-use crate::wire::icmp;
+use crate::wire::{icmp, icmpv6};
 
 /// The context of one decision (see the module documentation).
 pub struct Ctx<'a> {
@@ -44,6 +44,28 @@ impl Ctx<'_> {
         }
         self.counters.drops[DropReason::TooBig as usize] += 1;
         match icmp::frag_needed_in_place(buf, len, mtu) {
+            Some(len) => Verdict::Reply { len },
+            None => Verdict::Drop(DropReason::TooBig),
+        }
+    }
+
+    /// IPv6's [`frag_needed`](Self::frag_needed): answers the IPv6 packet of `len` bytes in
+    /// `buf` (bigger than `mtu` once forwarded) with an ICMPv6 Packet Too Big advertising
+    /// `mtu`, from `from` (the VIP), in place, if the worker's bucket allows; counts the
+    /// `too_big` drop either way (once).
+    pub fn packet_too_big(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        mtu: u16,
+        from: std::net::Ipv6Addr,
+    ) -> Verdict {
+        if !self.icmp.allow(self.now) {
+            self.counters.icmp_rate_limited += 1;
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.counters.drops[DropReason::TooBig as usize] += 1;
+        match icmpv6::packet_too_big_in_place(buf, len, u32::from(mtu), from) {
             Some(len) => Verdict::Reply { len },
             None => Verdict::Drop(DropReason::TooBig),
         }
