@@ -125,10 +125,10 @@ fn start_agent6(ns: &Netns, encap: &str, underlay: Underlay) -> Pid {
     pid
 }
 
-/// Starts an httpd on [VIP]:80 and [RIP]:80 (for health checks) answering "from `rip`" and
+/// Starts an httpd on [vip]:80 and [rip]:80 (for health checks) answering "from `rip`" and
 /// waits until it answers locally.
-fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
-    let listen = format!("[{VIP}]:80");
+pub(crate) fn start_httpd6(ns: &Netns, vip: &str, rip: &str) -> Pid {
+    let listen = format!("[{vip}]:80");
     let listen_rip = format!("[{rip}]:80");
     let banner = format!("from {rip}");
     let pid = ns.spawn(
@@ -144,7 +144,7 @@ fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
             &banner,
         ],
     );
-    let url = format!("http://[{VIP}]/");
+    let url = format!("http://[{vip}]/");
     wait_until(&format!("httpd in {}", ns.name()), STARTUP, || {
         ns.assert_running(pid);
         ns.try_exec("curl", &["-g", "-s", "--max-time", "1", &url])
@@ -154,10 +154,10 @@ fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
     pid
 }
 
-/// One request from `client` to http://[VIP]/ on a new connection: the answer's first line,
+/// One request from `client` to http://[vip]/ on a new connection: the answer's first line,
 /// or curl's message.
-fn get_vip(client: &Netns) -> Result<String, String> {
-    let url = format!("http://[{VIP}]/");
+pub(crate) fn get_vip(client: &Netns, vip: &str) -> Result<String, String> {
+    let url = format!("http://[{vip}]/");
     let args = [
         "-g",
         "-s",
@@ -177,14 +177,14 @@ fn get_vip(client: &Netns) -> Result<String, String> {
     }
 }
 
-/// Counts, with nftables, the service's answers (TCP from VIP port 80) in `ns` on hooks
+/// Counts, with nftables, the service's answers (TCP from `vip` port 80) in `ns` on hooks
 /// `hooks` (`forward`, `input`, `output`...): the table `tlb6` with one counter `from_vip`.
 /// (The director's own Packet Too Big messages come from the VIP too, as ICMPv6.)
-fn count_from_vip(ns: &Netns, hooks: &[&str]) {
+pub(crate) fn count_from_vip(ns: &Netns, vip: &str, hooks: &[&str]) {
     let mut rules = String::from("table inet tlb6 {\n  counter from_vip {}\n");
     for hook in hooks {
         rules.push_str(&format!(
-            "  chain {hook} {{\n    type filter hook {hook} priority 0;\n    ip6 saddr {VIP} tcp sport 80 counter name from_vip\n  }}\n"
+            "  chain {hook} {{\n    type filter hook {hook} priority 0;\n    ip6 saddr {vip} tcp sport 80 counter name from_vip\n  }}\n"
         ));
     }
     rules.push_str("}\n");
@@ -205,7 +205,7 @@ fn run(encap: &'static str, underlay: Underlay) {
     let dpid = crate::harness::start_director(director, &[]);
     for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
         start_agent6(topo.ns(role), encap, underlay);
-        start_httpd6(topo.ns(role), rip);
+        start_httpd6(topo.ns(role), VIP, rip);
     }
     adm(director, &format!("-A -t [{VIP}]:80 -s rr"));
     for rip in [rs1, rs2] {
@@ -239,14 +239,14 @@ fn run(encap: &'static str, underlay: Underlay) {
         ],
         "{listing}"
     );
-    count_from_vip(director, &["input", "forward", "output"]);
-    count_from_vip(topo.ns("router"), &["forward"]);
+    count_from_vip(director, VIP, &["input", "forward", "output"]);
+    count_from_vip(topo.ns("router"), VIP, &["forward"]);
 
     // rr, exact: 8 new connections alternate.
     let client = topo.ns("client");
     let mut answers = Vec::new();
     for i in 0..8 {
-        let answer = get_vip(client)
+        let answer = get_vip(client, VIP)
             .unwrap_or_else(|e| panic!("request {i} failed: {e}\n{}", director.log(dpid)));
         answers.push(answer);
     }
@@ -340,8 +340,8 @@ fn keepalived_conf_with_ipv6_services_runs() {
     for role in ["rs1", "rs2"] {
         start_agent6(topo.ns(role), "gue", Underlay::Ipv6);
     }
-    start_httpd6(topo.ns("rs1"), RS1);
-    start_httpd6(topo.ns("rs2"), RS2);
+    start_httpd6(topo.ns("rs1"), VIP, RS1);
+    start_httpd6(topo.ns("rs2"), VIP, RS2);
     let director = topo.ns("director");
     let conf = TempPath::new(&format!("keepalived6-{}.conf", director.name()));
     fs::write(
@@ -392,7 +392,7 @@ fn keepalived_conf_with_ipv6_services_runs() {
         listed(RS1) && listed(RS2)
     });
     let client = topo.ns("client");
-    let get = || get_vip(client).unwrap_or_else(|e| e);
+    let get = || get_vip(client, VIP).unwrap_or_else(|e| e);
     let mut answers: Vec<String> = (0..4).map(|_| get()).collect();
     answers.sort();
     assert_eq!(

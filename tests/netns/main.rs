@@ -8,7 +8,8 @@
 //! on a LAN, `--config` with SIGHUP, and `adm -S`/`-R`; [`seed_walkthrough`] runs the seed's
 //! section 6 with `tunlb adm`, then saves, restores and reloads the table and changes it under
 //! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would;
-//! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`nat_mode`] has the NAT-mode (`-m`)
+//! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`ipv6`] has IPv6 VIPs in TUN mode
+//! and [`ipv6_dr`] in DR mode; [`nat_mode`] has the NAT-mode (`-m`)
 //! scenarios: both directions through the director, many concurrent flows, UDP and ICMP;
 //! [`gateway`] links two sites through the director's tunnel routes and a
 //! `tunlb realserver --gateway`; [`ha`] has two directors with VRRP and connection sync (the
@@ -38,6 +39,7 @@ mod ha;
 mod harness;
 mod health;
 mod ipv6;
+mod ipv6_dr;
 mod keepalived_conf;
 mod lab;
 mod metrics;
