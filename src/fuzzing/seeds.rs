@@ -10,7 +10,7 @@ use crate::director::{Director, DirectorConfig, Verdict};
 use crate::encap::{build_outer, OuterParams, Tunnel, MAX_OUTER_HEADER};
 use crate::time::Instant;
 use crate::wire::gso::{self, VnetHdr, VNET_HDR_LEN};
-use crate::wire::testing::{icmp_error, ipv4_packet, tcp_packet, udp_packet};
+use crate::wire::testing::{icmp_error, ipv4_packet, tcp6_packet, tcp_packet, udp_packet};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
 const SYN: u8 = 0x02;
@@ -117,6 +117,19 @@ fn dr() -> Seeds {
         (
             "seed_repaired",
             seq_repaired(&[tcp_packet(CLIENT, 1, vip, 80, SYN, 10)]),
+        ),
+        (
+            "seed_ipv6_dr",
+            seq(&(0..3)
+                .flat_map(|port| {
+                    [
+                        tcp6_packet(V6_CLIENT, 40000 + port, V6_VIP, 80, SYN, 0),
+                        // 1400 bytes: whole to the 1500 server, a Packet Too Big from the
+                        // 1280 one.
+                        tcp6_packet(V6_CLIENT, 40000 + port, V6_VIP, 80, PSH_ACK, 1340),
+                    ]
+                })
+                .collect::<Vec<_>>()),
         ),
     ]
 }
