@@ -598,7 +598,7 @@ impl Registry {
 
 /// A service the data path cannot take yet: an IPv6 service or real server in a mode this
 /// director does not forward over IPv6. `Display`, e.g. `TCP [2001:db8::1]:80: this director
-/// does not forward IPv6 yet (real server 2001:db8::10: DR)`.
+/// does not forward IPv6 yet (real server 2001:db8::10: NAT66)`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{service}: this director does not forward IPv6 yet{}", server_note(*server, what))]
 pub struct Ipv6NotForwarded {
@@ -620,9 +620,10 @@ fn server_note(server: Option<IpAddr>, what: &str) -> String {
 
 /// The boundary between what the control plane accepts (both families, every mode) and what
 /// the data path forwards today: IPv4 services in every mode; IPv6 services whose real servers
-/// are reached through a tunnel, over either underlay, or by NAT66 (IPv6 real servers, `-m`).
-/// Everything else with IPv6 in it is
-/// refused here, before a table is built, naming the service and server.
+/// are reached through a tunnel, over either underlay, are IPv6 hosts on a shared LAN (DR) or
+/// are reached by NAT66 (`-m`); IPv4 services whose IPv6 real servers are reached through a
+/// tunnel. Everything else with IPv6 in it (DR and NAT between families) is refused here,
+/// before a table is built, naming the service and server.
 pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
     for s in &set.services {
         let refuse = |server: Option<IpAddr>, what| {
@@ -636,8 +637,7 @@ pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
             let what = match (s.key.vip, d.addr, d.forward) {
                 (IpAddr::V4(_), IpAddr::V4(_), _) => continue,
                 (_, _, Forward::Tunnel(_)) => continue,
-                (IpAddr::V6(_), IpAddr::V6(_), Forward::Dr) => "DR",
-                (IpAddr::V6(_), IpAddr::V6(_), Forward::Nat) => continue,
+                (IpAddr::V6(_), IpAddr::V6(_), Forward::Dr | Forward::Nat) => continue,
                 (IpAddr::V6(_), IpAddr::V4(_), _) => "only through a tunnel",
                 (IpAddr::V4(_), IpAddr::V6(_), _) => "only through a tunnel",
             };
@@ -731,7 +731,7 @@ mod tests {
     }
 
     #[test]
-    fn the_data_path_takes_ipv4_and_tunnelled_mixes_and_names_what_it_refuses() {
+    fn the_data_path_takes_what_it_forwards_and_names_what_it_refuses() {
         let tun = Forward::tunnel(TunnelType::Ipip);
         for forward in [tun, Forward::Dr, Forward::Nat] {
             assert_eq!(
@@ -749,10 +749,14 @@ mod tests {
                 .to_string()
         };
         assert_eq!(
-            refused("2001:db8::1", "2001:db8:1::1", Forward::Dr),
-            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 2001:db8:1::1: DR)"
+            check_forwardable(&set("2001:db8::1", "2001:db8:1::1", Forward::Dr)),
+            Ok(())
         );
-        // NAT66 is taken; an IPv4 real server behind an IPv6 VIP only through a tunnel.
+        // DR hands the client's packet on unchanged: both ends must be of one family.
+        assert_eq!(
+            refused("2001:db8::1", "10.0.1.1", Forward::Dr),
+            "TCP [2001:db8::1]:80: this director does not forward IPv6 yet (real server 10.0.1.1: only through a tunnel)"
+        );
         assert_eq!(
             check_forwardable(&set("2001:db8::1", "2001:db8:1::1", Forward::Nat)),
             Ok(())

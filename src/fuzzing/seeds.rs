@@ -119,6 +119,19 @@ fn dr() -> Seeds {
             "seed_repaired",
             seq_repaired(&[tcp_packet(CLIENT, 1, vip, 80, SYN, 10)]),
         ),
+        (
+            "seed_ipv6_dr",
+            seq(&(0..3)
+                .flat_map(|port| {
+                    [
+                        tcp6_packet(V6_CLIENT, 40000 + port, V6_VIP, 80, SYN, 0),
+                        // 1400 bytes: whole to the 1500 server, a Packet Too Big from the
+                        // 1280 one.
+                        tcp6_packet(V6_CLIENT, 40000 + port, V6_VIP, 80, PSH_ACK, 1340),
+                    ]
+                })
+                .collect::<Vec<_>>()),
+        ),
     ]
 }
 
@@ -528,11 +541,37 @@ fn netlink() -> Seeds {
         &(-libc::ENODEV).to_ne_bytes(),
         &[],
     );
+    // IPv6 (DR over IPv6): a Neighbor Discovery entry and an on-link route with a source.
+    ndmsg[0] = libc::AF_INET6 as u8;
+    let rip6 = V6_CLIENT.octets();
+    let neigh6 = msg(
+        libc::RTM_NEWNEIGH,
+        libc::NLM_F_MULTI as u16,
+        &ndmsg,
+        &[(libc::NDA_DST, &rip6), (libc::NDA_LLADDR, &mac)],
+    );
+    rtmsg[0] = libc::AF_INET6 as u8;
+    rtmsg[1] = 128;
+    let route6 = msg(
+        libc::RTM_NEWROUTE,
+        0,
+        &rtmsg,
+        &[
+            (libc::RTA_DST, &rip6),
+            (libc::RTA_OIF, &4u32.to_ne_bytes()),
+            (libc::RTA_PREFSRC, &V6_VIP.octets()),
+        ],
+    );
     vec![
-        ("seed_neigh_dump", [neigh.clone(), neigh, done].concat()),
+        (
+            "seed_neigh_dump",
+            [neigh.clone(), neigh, done.clone()].concat(),
+        ),
         ("seed_route", route),
         ("seed_link", link),
         ("seed_error", err),
+        ("seed_neigh6_dump", [neigh6.clone(), neigh6, done].concat()),
+        ("seed_route6", route6),
     ]
 }
 

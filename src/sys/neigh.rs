@@ -1,12 +1,14 @@
 //! A small rtnetlink client for DR mode and TUN mode's frame path: where the kernel routes a
 //! real server (interface, gateway, source address), what that interface is, which Ethernet
-//! address the neighbour table holds for it, and asking the kernel to resolve one.
+//! address the neighbour table holds for it, and asking the kernel to resolve one. Addresses
+//! are `IpAddr`: the same requests serve IPv4 (ARP) and IPv6 (Neighbor Discovery).
 //!
 //! - [`Netlink`]: request / answer on a `NETLINK_ROUTE` socket: [`Netlink::route_get`]
 //!   (`ip route get`), [`Netlink::neighbours`] (`ip neigh show`), [`Netlink::link`] and
 //!   [`Netlink::resolve`] (`ip neigh replace ADDR dev DEV use`: the kernel treats the entry as
-//!   used, so it sends ARP requests for an unknown or failed address and re-confirms a stale
-//!   one, exactly as if it had a packet to send there; no packet is sent to the real server).
+//!   used, so it sends ARP requests (IPv6: Neighbor Solicitations) for an unknown or failed
+//!   address and re-confirms a stale one, exactly as if it had a packet to send there; no
+//!   packet is sent to the real server).
 //! - [`NeighEvents`]: a socket subscribed to the neighbour table's change notifications
 //!   (`ip monitor neigh`), so a resolution is noticed within milliseconds.
 //!
@@ -15,7 +17,7 @@
 
 use std::io::{self, Read, Write};
 use std::mem;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
@@ -59,10 +61,11 @@ pub struct Route {
     pub kind: u8,
     /// The output interface.
     pub ifindex: u32,
-    /// The next hop, if the destination is not on a directly connected network.
-    pub gateway: Option<Ipv4Addr>,
+    /// The next hop, if the destination is not on a directly connected network (of the
+    /// route's family: an IPv6 route's gateway is IPv6, usually link-local).
+    pub gateway: Option<IpAddr>,
     /// The source address the kernel would give a packet on this route (`RTA_PREFSRC`).
-    pub prefsrc: Option<Ipv4Addr>,
+    pub prefsrc: Option<IpAddr>,
 }
 
 impl Route {
@@ -96,13 +99,13 @@ impl Link {
     }
 }
 
-/// One IPv4 entry of the neighbour table.
+/// One IPv4 (ARP) or IPv6 (Neighbor Discovery) entry of the neighbour table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Neighbour {
     /// The interface it belongs to.
     pub ifindex: u32,
-    /// The neighbour's IPv4 address.
-    pub addr: Ipv4Addr,
+    /// The neighbour's address.
+    pub addr: IpAddr,
     /// `NUD_*` state bits.
     pub state: u16,
     /// Its Ethernet address, if the entry carries one.
@@ -146,15 +149,16 @@ impl Netlink {
         })
     }
 
-    /// The route the kernel would use to send to `dst` (`ip route get DST`). Fails with the
-    /// kernel's error, e.g. `ENETUNREACH` when there is no route.
-    pub fn route_get(&mut self, dst: Ipv4Addr) -> io::Result<Route> {
-        let mut body = [0u8; RTMSG_LEN + 8];
-        body[0] = libc::AF_INET as u8;
-        body[1] = 32; // rtm_dst_len
-        put_attr(&mut body[RTMSG_LEN..], libc::RTA_DST, &dst.octets());
+    /// The route the kernel would use to send to `dst` (`ip route get DST`, `ip -6 route get
+    /// DST`). Fails with the kernel's error, e.g. `ENETUNREACH` when there is no route.
+    pub fn route_get(&mut self, dst: impl Into<IpAddr>) -> io::Result<Route> {
+        let dst = Family::of(dst.into());
+        let mut body = [0u8; RTMSG_LEN + 20];
+        body[0] = dst.af;
+        body[1] = dst.bits; // rtm_dst_len
+        let len = RTMSG_LEN + put_attr(&mut body[RTMSG_LEN..], libc::RTA_DST, dst.octets());
         let mut route = None;
-        self.transact(libc::RTM_GETROUTE, 0, &body, |kind, payload| {
+        self.transact(libc::RTM_GETROUTE, 0, &body[..len], |kind, payload| {
             if kind == libc::RTM_NEWROUTE && route.is_none() {
                 route = parse_route(payload);
             }
@@ -162,10 +166,10 @@ impl Netlink {
         route.ok_or_else(|| bad_answer("no route in the answer to RTM_GETROUTE"))
     }
 
-    /// Every IPv4 entry of the neighbour table (`ip -4 neigh show`).
+    /// Every IPv4 and IPv6 entry of the neighbour table (`ip neigh show`).
     pub fn neighbours(&mut self) -> io::Result<Vec<Neighbour>> {
         let mut body = [0u8; NDMSG_LEN];
-        body[0] = libc::AF_INET as u8;
+        body[0] = libc::AF_UNSPEC as u8;
         let mut out = Vec::new();
         self.transact(libc::RTM_GETNEIGH, NLM_F_DUMP, &body, |kind, payload| {
             if kind == libc::RTM_NEWNEIGH {
@@ -196,19 +200,21 @@ impl Netlink {
     }
 
     /// Asks the kernel to resolve `addr` on `ifindex` as if it had a packet for it
-    /// (`ip neigh replace ADDR dev DEV use`): an unknown or failed entry starts ARP, a stale one
-    /// is re-confirmed; a reachable one is left alone. Returns once the kernel accepted the
-    /// request, not when the address is known (watch [`NeighEvents`] for that).
-    pub fn resolve(&mut self, ifindex: u32, addr: Ipv4Addr) -> io::Result<()> {
-        let mut body = [0u8; NDMSG_LEN + 8];
-        body[0] = libc::AF_INET as u8;
+    /// (`ip neigh replace ADDR dev DEV use`): an unknown or failed entry starts ARP (IPv6:
+    /// Neighbor Solicitations), a stale one is re-confirmed; a reachable one is left alone.
+    /// Returns once the kernel accepted the request, not when the address is known (watch
+    /// [`NeighEvents`] for that).
+    pub fn resolve(&mut self, ifindex: u32, addr: impl Into<IpAddr>) -> io::Result<()> {
+        let addr = Family::of(addr.into());
+        let mut body = [0u8; NDMSG_LEN + 20];
+        body[0] = addr.af;
         body[4..8].copy_from_slice(&ifindex.to_ne_bytes());
         body[10] = libc::NTF_USE; // ndm_flags; ndm_state NUD_NONE is ignored with NTF_USE
-        put_attr(&mut body[NDMSG_LEN..], libc::NDA_DST, &addr.octets());
+        let len = NDMSG_LEN + put_attr(&mut body[NDMSG_LEN..], libc::NDA_DST, addr.octets());
         self.transact(
             libc::RTM_NEWNEIGH,
             NLM_F_CREATE | NLM_F_REPLACE | NLM_F_ACK,
-            &body,
+            &body[..len],
             |_, _| {},
         )
     }
@@ -354,12 +360,46 @@ fn bad_answer(what: &str) -> io::Error {
 }
 
 /// Writes one route attribute (`rtattr` header, then `data`) at the start of `out`, which must
-/// have room for it (4 + data, rounded up to 4).
-fn put_attr(out: &mut [u8], kind: u16, data: &[u8]) {
+/// have room for it (4 + data, rounded up to 4); returns that room.
+fn put_attr(out: &mut [u8], kind: u16, data: &[u8]) -> usize {
     let len = 4 + data.len();
     out[..2].copy_from_slice(&(len as u16).to_ne_bytes());
     out[2..4].copy_from_slice(&kind.to_ne_bytes());
     out[4..len].copy_from_slice(data);
+    align4(len)
+}
+
+/// An address as a request carries it: its `AF_*` family, prefix length of a host, and bytes.
+struct Family {
+    af: u8,
+    bits: u8,
+    octets: [u8; 16],
+}
+
+impl Family {
+    fn of(addr: IpAddr) -> Family {
+        let mut octets = [0u8; 16];
+        match addr {
+            IpAddr::V4(a) => {
+                octets[..4].copy_from_slice(&a.octets());
+                Family {
+                    af: libc::AF_INET as u8,
+                    bits: 32,
+                    octets,
+                }
+            }
+            IpAddr::V6(a) => Family {
+                af: libc::AF_INET6 as u8,
+                bits: 128,
+                octets: a.octets(),
+            },
+        }
+    }
+
+    /// The address bytes (4 or 16).
+    fn octets(&self) -> &[u8] {
+        &self.octets[..usize::from(self.bits / 8)]
+    }
 }
 
 /// The parts of a netlink header the parser looks at.
@@ -415,9 +455,20 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-fn ipv4(data: &[u8]) -> Option<Ipv4Addr> {
-    let b: [u8; 4] = data.try_into().ok()?;
-    Some(Ipv4Addr::from(b))
+/// An address attribute of a message of family `af` (`AF_INET`: 4 bytes, `AF_INET6`: 16).
+fn ip_of(af: u8, data: &[u8]) -> Option<IpAddr> {
+    if af == libc::AF_INET as u8 {
+        let b: [u8; 4] = data.try_into().ok()?;
+        Some(IpAddr::V4(Ipv4Addr::from(b)))
+    } else {
+        let b: [u8; 16] = data.try_into().ok()?;
+        Some(IpAddr::V6(Ipv6Addr::from(b)))
+    }
+}
+
+/// Whether `af` is `AF_INET` or `AF_INET6`.
+fn is_ip_family(af: u8) -> bool {
+    af == libc::AF_INET as u8 || af == libc::AF_INET6 as u8
 }
 
 fn u32_of(data: &[u8]) -> Option<u32> {
@@ -425,10 +476,11 @@ fn u32_of(data: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(b))
 }
 
-/// An `RTM_NEWROUTE` payload: `rtmsg` then attributes.
+/// An `RTM_NEWROUTE` payload (IPv4 or IPv6): `rtmsg` then attributes.
 pub fn parse_route(payload: &[u8]) -> Option<Route> {
     let rtm = payload.get(..RTMSG_LEN)?;
-    if rtm[0] != libc::AF_INET as u8 {
+    let af = rtm[0];
+    if !is_ip_family(af) {
         return None;
     }
     let mut route = Route {
@@ -440,26 +492,28 @@ pub fn parse_route(payload: &[u8]) -> Option<Route> {
     for (kind, data) in attributes(&payload[RTMSG_LEN..]) {
         match kind {
             libc::RTA_OIF => route.ifindex = u32_of(data)?,
-            libc::RTA_GATEWAY => route.gateway = Some(ipv4(data)?),
-            libc::RTA_PREFSRC => route.prefsrc = Some(ipv4(data)?),
+            libc::RTA_GATEWAY => route.gateway = Some(ip_of(af, data)?),
+            libc::RTA_PREFSRC => route.prefsrc = Some(ip_of(af, data)?),
             _ => {}
         }
     }
     Some(route)
 }
 
-/// An `RTM_NEWNEIGH` / `RTM_DELNEIGH` payload: `ndmsg` then attributes. `None` for other
-/// families and entries without an IPv4 destination.
+/// An `RTM_NEWNEIGH` / `RTM_DELNEIGH` payload: `ndmsg` then attributes. `None` for families
+/// other than IPv4 and IPv6 (the bridge's forwarding database) and entries without a
+/// destination address of their family.
 pub fn parse_neigh(payload: &[u8]) -> Option<Neighbour> {
     let ndm = payload.get(..NDMSG_LEN)?;
-    if ndm[0] != libc::AF_INET as u8 {
+    let af = ndm[0];
+    if !is_ip_family(af) {
         return None;
     }
     let mut addr = None;
     let mut lladdr = None;
     for (kind, data) in attributes(&payload[NDMSG_LEN..]) {
         match kind {
-            libc::NDA_DST => addr = ipv4(data),
+            libc::NDA_DST => addr = ip_of(af, data),
             libc::NDA_LLADDR => lladdr = <[u8; 6]>::try_from(data).ok(),
             _ => {}
         }
@@ -550,7 +604,7 @@ mod tests {
             a,
             Neighbour {
                 ifindex: 3,
-                addr: Ipv4Addr::new(192, 168, 150, 12),
+                addr: Ipv4Addr::new(192, 168, 150, 12).into(),
                 state: libc::NUD_REACHABLE,
                 lladdr: Some(mac),
             }
@@ -566,7 +620,7 @@ mod tests {
     fn neighbour_states_decide_whether_the_address_is_usable() {
         let n = |state| Neighbour {
             ifindex: 1,
-            addr: Ipv4Addr::new(10, 0, 0, 1),
+            addr: Ipv4Addr::new(10, 0, 0, 1).into(),
             state,
             lladdr: Some([2, 0, 0, 0, 0, 1]),
         };
@@ -606,8 +660,86 @@ mod tests {
         let r = parse_route(payload).unwrap();
         assert!(r.is_unicast() && !r.is_local());
         assert_eq!(r.ifindex, 5);
-        assert_eq!(r.gateway, Some(Ipv4Addr::new(192, 168, 150, 1)));
-        assert_eq!(r.prefsrc, Some(Ipv4Addr::new(192, 168, 150, 7)));
+        assert_eq!(r.gateway, Some(Ipv4Addr::new(192, 168, 150, 1).into()));
+        assert_eq!(r.prefsrc, Some(Ipv4Addr::new(192, 168, 150, 7).into()));
+    }
+
+    #[test]
+    fn ipv6_answers_parse_with_16_byte_addresses() {
+        let rip: Ipv6Addr = "2001:db8:3::12".parse().unwrap();
+        let mac = [0x02, 0, 0, 0, 0, 0x12];
+        let mut ndm = ndmsg(3, libc::NUD_REACHABLE);
+        ndm[0] = libc::AF_INET6 as u8;
+        let msg = message(
+            libc::RTM_NEWNEIGH,
+            0,
+            1,
+            &ndm,
+            &[(libc::NDA_DST, &rip.octets()), (libc::NDA_LLADDR, &mac)],
+        );
+        let (_, payload) = messages(&msg).next().unwrap();
+        let n = parse_neigh(payload).unwrap();
+        assert_eq!(
+            (n.addr, n.ifindex, n.mac()),
+            (IpAddr::V6(rip), 3, Some(mac))
+        );
+        // A 4-byte address in an IPv6 entry is malformed: no destination, no entry.
+        let msg = message(
+            libc::RTM_NEWNEIGH,
+            0,
+            1,
+            &ndm,
+            &[(libc::NDA_DST, &[10, 0, 0, 1])],
+        );
+        let (_, payload) = messages(&msg).next().unwrap();
+        assert_eq!(parse_neigh(payload), None);
+        // The bridge's forwarding database (AF_BRIDGE) is not a neighbour of ours.
+        ndm[0] = libc::AF_BRIDGE as u8;
+        let msg = message(libc::RTM_NEWNEIGH, 0, 1, &ndm, &[(libc::NDA_LLADDR, &mac)]);
+        let (_, payload) = messages(&msg).next().unwrap();
+        assert_eq!(parse_neigh(payload), None);
+
+        let mut rtm = [0u8; RTMSG_LEN];
+        rtm[0] = libc::AF_INET6 as u8;
+        rtm[1] = 128;
+        rtm[7] = libc::RTN_UNICAST;
+        let gw: Ipv6Addr = "fe80::1".parse().unwrap();
+        let msg = message(
+            libc::RTM_NEWROUTE,
+            0,
+            1,
+            &rtm,
+            &[
+                (libc::RTA_DST, &rip.octets()),
+                (libc::RTA_OIF, &5u32.to_ne_bytes()),
+                (libc::RTA_GATEWAY, &gw.octets()),
+            ],
+        );
+        let (_, payload) = messages(&msg).next().unwrap();
+        let r = parse_route(payload).unwrap();
+        assert_eq!((r.ifindex, r.gateway), (5, Some(IpAddr::V6(gw))));
+    }
+
+    #[test]
+    fn requests_carry_the_family_and_length_of_their_address() {
+        let v4 = Family::of(Ipv4Addr::new(10, 0, 0, 1).into());
+        assert_eq!(
+            (v4.af, v4.bits, v4.octets()),
+            (libc::AF_INET as u8, 32, &[10, 0, 0, 1][..])
+        );
+        let a: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let v6 = Family::of(a.into());
+        assert_eq!(
+            (v6.af, v6.bits, v6.octets()),
+            (libc::AF_INET6 as u8, 128, &a.octets()[..])
+        );
+        let mut out = [0u8; 20];
+        assert_eq!(put_attr(&mut out, libc::RTA_DST, v6.octets()), 20);
+        assert_eq!(
+            &out[..4],
+            &[20u16.to_ne_bytes(), libc::RTA_DST.to_ne_bytes()].concat()[..]
+        );
+        assert_eq!(put_attr(&mut out, libc::RTA_DST, v4.octets()), 8);
     }
 
     #[test]

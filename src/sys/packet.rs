@@ -1,8 +1,9 @@
-//! Sending IPv4 packets in Ethernet frames to a chosen MAC address (DR mode), in batches.
+//! Sending IP packets in Ethernet frames to a chosen MAC address (DR mode), in batches.
 //!
 //! [`FrameSender`] is a `socket(AF_PACKET, SOCK_DGRAM, 0)`: for each packet the caller names
 //! the interface and the destination MAC, and the kernel builds the Ethernet header (source MAC
-//! of the interface, EtherType IPv4) in front of the bytes given. The IP packet itself goes out
+//! of the interface, EtherType IPv4 or IPv6 after the packet's version nibble) in front of the
+//! bytes given. The IP packet itself goes out
 //! exactly as given: no TTL change, no checksum change, no routing. Protocol 0 at creation
 //! means the socket receives nothing. Each packet is two iovecs (a header, e.g. a fragment's
 //! IPv4 header, and a slice of the packet), so nothing is copied; a batch is one `sendmmsg`.
@@ -21,6 +22,7 @@ use socket2::{Domain, Socket, Type};
 use super::mmsg::{empty_iovec, send_gather, SendBatch};
 use super::raw::MsgError;
 use super::SendReport;
+use crate::wire::gso::VNET_HDR_LEN;
 
 /// Socket buffer size asked for (the kernel caps it at `wmem_max`).
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -38,12 +40,14 @@ pub struct LinkDst {
     pub mac: [u8; 6],
 }
 
-/// Sends IPv4 packets as Ethernet frames to given MAC addresses, in batches.
+/// Sends IP packets as Ethernet frames to given MAC addresses, in batches.
 ///
 /// One sender per worker thread: the internal arrays make `send_batch` take `&mut self`.
 pub struct FrameSender {
     sock: Socket,
     batch: SendBatch<libc::sockaddr_ll>,
+    /// `PACKET_VNET_HDR`: the caller writes the virtio and Ethernet headers.
+    vnet: bool,
 }
 
 impl std::fmt::Debug for FrameSender {
@@ -62,30 +66,38 @@ impl FrameSender {
         let sock = Socket::new(Domain::PACKET, Type::DGRAM, None)
             .map_err(|e| io::Error::new(e.kind(), format!("open AF_PACKET socket: {e}")))?;
         let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
-        let blank = sockaddr_ll(LinkDst {
-            ifindex: 0,
-            mac: [0; 6],
-        });
+        let blank = sockaddr_ll(
+            LinkDst {
+                ifindex: 0,
+                mac: [0; 6],
+            },
+            libc::ETH_P_IP as u16,
+        );
         Ok(FrameSender {
             sock,
             batch: SendBatch::new(max_batch, blank),
+            vnet: false,
         })
     }
 
     /// A `SOCK_RAW` packet socket with `PACKET_VNET_HDR` set: the `header` of every frame sent
     /// is a `virtio_net_hdr` ([`crate::wire::gso::VnetHdr`]) followed by the Ethernet header
-    /// (destination, source, EtherType), and `rest` the whole IPv4 packet.
+    /// (destination, source, EtherType), and `rest` the whole IP packet.
     pub fn with_vnet_hdr(max_batch: usize) -> io::Result<FrameSender> {
         let sock = Socket::new(Domain::PACKET, Type::RAW, None)
             .map_err(|e| io::Error::new(e.kind(), format!("open AF_PACKET socket: {e}")))?;
         let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
-        let blank = sockaddr_ll(LinkDst {
-            ifindex: 0,
-            mac: [0; 6],
-        });
+        let blank = sockaddr_ll(
+            LinkDst {
+                ifindex: 0,
+                mac: [0; 6],
+            },
+            libc::ETH_P_IP as u16,
+        );
         let s = FrameSender {
             sock,
             batch: SendBatch::new(max_batch, blank),
+            vnet: true,
         };
         super::set_int_option(
             s.sock.as_raw_fd(),
@@ -97,7 +109,7 @@ impl FrameSender {
         Ok(s)
     }
 
-    /// Sends every `(destination, header, rest)`: the IPv4 packet on the wire is `header`
+    /// Sends every `(destination, header, rest)`: the IP packet on the wire is `header`
     /// followed by `rest` (either may be empty), in an Ethernet frame to the destination.
     ///
     /// Never fails as a whole: frames the kernel refuses (`EMSGSIZE` beyond the interface MTU,
@@ -108,9 +120,11 @@ impl FrameSender {
         I: IntoIterator<Item = (LinkDst, &'a [u8], &'a [u8])>,
     {
         let fd = self.sock.as_raw_fd();
-        let items = items
-            .into_iter()
-            .map(|(dst, header, rest)| (sockaddr_ll(dst), header, rest));
+        let vnet = self.vnet;
+        let items = items.into_iter().map(|(dst, header, rest)| {
+            let first = if header.is_empty() { rest } else { header };
+            (sockaddr_ll(dst, ethertype(vnet, first)), header, rest)
+        });
         self.batch.send(fd, items)
     }
 
@@ -119,7 +133,9 @@ impl FrameSender {
     /// `dst` with one `sendmsg`. Returns the bytes sent; `EMSGSIZE` if `parts` are too many.
     pub fn send_parts(&self, dst: LinkDst, parts: &[&[u8]]) -> io::Result<usize> {
         let mut iovs = [empty_iovec(); MAX_FRAME_PARTS];
-        send_gather(self.sock.as_raw_fd(), sockaddr_ll(dst), parts, &mut iovs)
+        let first = parts.iter().copied().find(|p| !p.is_empty()).unwrap_or(&[]);
+        let addr = sockaddr_ll(dst, ethertype(self.vnet, first));
+        send_gather(self.sock.as_raw_fd(), addr, parts, &mut iovs)
     }
 
     /// The frames the last [`send_batch`](FrameSender::send_batch) could not send.
@@ -158,13 +174,30 @@ impl AsRawFd for FrameSender {
     }
 }
 
-/// The link-layer address of one frame: interface, EtherType IPv4, destination MAC.
-fn sockaddr_ll(dst: LinkDst) -> libc::sockaddr_ll {
+/// The EtherType of a frame that starts with `first`: on the `SOCK_DGRAM` socket the IP packet
+/// (version 6: IPv6, else IPv4), on the `PACKET_VNET_HDR` socket the virtio header and the
+/// caller's Ethernet header, whose EtherType it is.
+fn ethertype(vnet: bool, first: &[u8]) -> u16 {
+    if vnet {
+        let at = VNET_HDR_LEN + 12;
+        return match first.get(at..at + 2) {
+            Some(t) => u16::from_be_bytes([t[0], t[1]]),
+            None => libc::ETH_P_IP as u16,
+        };
+    }
+    match first.first() {
+        Some(b) if b >> 4 == 6 => libc::ETH_P_IPV6 as u16,
+        _ => libc::ETH_P_IP as u16,
+    }
+}
+
+/// The link-layer address of one frame: interface, EtherType, destination MAC.
+fn sockaddr_ll(dst: LinkDst, ethertype: u16) -> libc::sockaddr_ll {
     let mut addr = [0u8; 8];
     addr[..6].copy_from_slice(&dst.mac);
     libc::sockaddr_ll {
         sll_family: libc::AF_PACKET as libc::c_ushort,
-        sll_protocol: (libc::ETH_P_IP as u16).to_be(),
+        sll_protocol: ethertype.to_be(),
         sll_ifindex: dst.ifindex as libc::c_int,
         sll_hatype: 0,
         sll_pkttype: 0,
@@ -179,14 +212,30 @@ mod tests {
 
     #[test]
     fn the_link_address_names_interface_ethertype_and_mac() {
-        let a = sockaddr_ll(LinkDst {
-            ifindex: 7,
-            mac: [2, 0, 0, 0, 0, 0x12],
-        });
+        let a = sockaddr_ll(
+            LinkDst {
+                ifindex: 7,
+                mac: [2, 0, 0, 0, 0, 0x12],
+            },
+            libc::ETH_P_IP as u16,
+        );
         assert_eq!(a.sll_family, libc::AF_PACKET as u16);
         assert_eq!(a.sll_protocol.to_ne_bytes(), [0x08, 0x00]);
         assert_eq!(a.sll_ifindex, 7);
         assert_eq!(a.sll_halen, 6);
         assert_eq!(a.sll_addr, [2, 0, 0, 0, 0, 0x12, 0, 0]);
+    }
+
+    #[test]
+    fn the_ethertype_follows_the_packet() {
+        // A whole packet or a fragment's header on the plain socket: its version nibble.
+        assert_eq!(ethertype(false, &[0x45, 0, 0, 20]), 0x0800);
+        assert_eq!(ethertype(false, &[0x60, 0, 0, 0]), 0x86dd);
+        // The PACKET_VNET_HDR socket: the caller's Ethernet header after the virtio header.
+        let mut head = [0u8; VNET_HDR_LEN + 14];
+        head[VNET_HDR_LEN + 12..].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(ethertype(true, &head), 0x86dd);
+        head[VNET_HDR_LEN + 12..].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(ethertype(true, &head), 0x0800);
     }
 }

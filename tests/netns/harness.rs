@@ -191,14 +191,15 @@ pub fn start_agent(ns: &Netns, vip: &str, encap: &str, allow: &str) -> Pid {
 }
 
 /// Starts `tunlb realserver --vip <vip> --mode dr` in `ns` and waits until it has put
-/// `vip/32` on `lo`.
+/// `vip/32` (an IPv6 VIP: `vip/128`) on `lo`.
 pub fn start_dr_agent(ns: &Netns, vip: &str) -> Pid {
     let pid = ns.spawn(
         "agent",
         TUNLB,
         &["realserver", "--vip", vip, "--mode", "dr"],
     );
-    let on_lo = format!("{vip}/32");
+    let host = if vip.contains(':') { 128 } else { 32 };
+    let on_lo = format!("{vip}/{host}");
     wait_until(
         &format!("the DR agent in {} to put {on_lo} on lo", ns.name()),
         STARTUP,

@@ -280,7 +280,7 @@ fn start_agent6(ns: &Netns, vip: &str, encap: &str, underlay: Underlay) -> Pid {
 
 /// Starts an httpd on `vip`:80 and [RIP]:80 (for health checks) answering "from `rip`" and
 /// waits until it answers locally.
-fn start_httpd6(ns: &Netns, vip: &str, rip: &str) -> Pid {
+pub(crate) fn start_httpd6(ns: &Netns, vip: &str, rip: &str) -> Pid {
     let listen = format!("{}:80", host(vip));
     let listen_rip = format!("[{rip}]:80");
     let banner = format!("from {rip}");
@@ -309,7 +309,7 @@ fn start_httpd6(ns: &Netns, vip: &str, rip: &str) -> Pid {
 
 /// One request from `client` to http://`vip`/ on a new connection: the answer's first line,
 /// or curl's message.
-fn get_vip(client: &Netns, vip: &str) -> Result<String, String> {
+pub(crate) fn get_vip(client: &Netns, vip: &str) -> Result<String, String> {
     let url = format!("http://{}/", host(vip));
     let args = [
         "-g",
@@ -330,10 +330,10 @@ fn get_vip(client: &Netns, vip: &str) -> Result<String, String> {
     }
 }
 
-/// Counts, with nftables, the service's answers (TCP from VIP port 80) in `ns` on hooks
+/// Counts, with nftables, the service's answers (TCP from `vip` port 80) in `ns` on hooks
 /// `hooks` (`forward`, `input`, `output`...): the table `tlb6` with one counter `from_vip`.
 /// (The director's own Packet Too Big messages come from the VIP too, as ICMPv6.)
-fn count_from_vip(ns: &Netns, vip: &str, hooks: &[&str]) {
+pub(crate) fn count_from_vip(ns: &Netns, vip: &str, hooks: &[&str]) {
     let family = if vip.contains(':') { "ip6" } else { "ip" };
     let mut rules = String::from("table inet tlb6 {\n  counter from_vip {}\n");
     for hook in hooks {

@@ -10,8 +10,8 @@
 //! running connections; [`lab`] runs `tunlb lab demo`, `up` and `down` as a user would;
 //! [`dr_mode`] has DR mode on one LAN (the seed's layout); [`nat_mode`] has the NAT-mode (`-m`)
 //! scenarios: both directions through the director, many concurrent flows, UDP and ICMP;
-//! [`ipv6`] has IPv6 VIPs in TUN mode; [`ipv6_nat`] has NAT66 (an IPv6 VIP to IPv6 real
-//! servers with `-m`);
+//! [`ipv6`] has IPv6 VIPs in TUN mode (and IPv4 VIPs over an IPv6 underlay), [`ipv6_dr`] in
+//! DR mode, [`ipv6_nat`] NAT66 (an IPv6 VIP to IPv6 real servers with `-m`);
 //! [`gateway`] links two sites through the director's tunnel routes and a
 //! `tunlb realserver --gateway`; [`ha`] has two directors with VRRP and connection sync (the
 //! seed's §7: SIGKILL failover and preempting return under 60 keep-alive connections, and
@@ -40,6 +40,7 @@ mod ha;
 mod harness;
 mod health;
 mod ipv6;
+mod ipv6_dr;
 mod ipv6_nat;
 mod keepalived_conf;
 mod lab;

@@ -881,6 +881,9 @@ virtual_server group v6web {
         "2001:db8::10".parse::<std::net::IpAddr>().unwrap()
     );
     assert_eq!(set.services[1].dests.len(), 2);
+    // `lb_kind DR` to an IPv6 real server: what the data path forwards (DR over IPv6).
+    assert_eq!(first.dests[0].forward, Forward::Dr);
+    assert_eq!(crate::director::table::check_forwardable(set), Ok(()));
 
     let got = errors(
         r#"

@@ -4,8 +4,9 @@
 //! An IPv6 VIP's real servers are reached through a tunnel (what
 //! [`check_forwardable`](crate::director::table::check_forwardable) lets in): ip6ip6, GRE or
 //! GUE over IPv6 to an IPv6 server, or sit-style IPv6-in-IPv4, GRE or GUE over IPv4 to an IPv4
-//! one; or by NAT66 ([`nat6`]: flows in the shared `Shared::nat6`, not in `conns6`; a packet
-//! not to a VIP is taken for a NAT66 real server's reply while NAT66 servers exist). The
+//! one; by NAT66 ([`nat6`]: flows in the shared `Shared::nat6`, not in `conns6`; a packet
+//! not to a VIP is taken for a NAT66 real server's reply while NAT66 servers exist); or, for an
+//! IPv6 server on a LAN the director shares, in a frame to its MAC (DR, [`dr::route6`]). The
 //! steps are IPv4's: the flow table first (the hot path), then the service, the scheduler (sh,
 //! dh and mh hash IPVS's folded IPv6 address), persistence with IPv6 templates (the client
 //! address masked to the service's prefix length), then the tunnel: a packet too big for it
@@ -21,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{flow_timeout, Director};
 use crate::director::conn::{template_key6, Conn, ConnKey6, ConnState, Direction};
 use crate::director::modes::context::Ctx;
-use crate::director::modes::{nat, nat6};
+use crate::director::modes::{dr, nat, nat6};
 use crate::director::packet::v6::{parse6, Parsed6};
 use crate::director::packet::verdict::{DropReason, Encap, Verdict};
 use crate::director::sched::FlowKey;
@@ -255,7 +256,8 @@ fn icmp6(
     forward6(cx, dest, buf, p, None, hash)
 }
 
-/// Sends the IPv6 packet to real server `dest` through its tunnel, its MSS clamped first.
+/// Sends the IPv6 packet to real server `dest` through its tunnel or in a frame to its MAC
+/// (DR), its MSS clamped first.
 fn forward6(
     cx: &mut Ctx<'_>,
     dest: &Dest,
@@ -264,13 +266,6 @@ fn forward6(
     mss_clamp: Option<u16>,
     hash: u32,
 ) -> Verdict {
-    if dest.config.forward == Forward::Nat {
-        return nat6::to_server(cx, dest, buf, p, mss_clamp);
-    }
-    let Forward::Tunnel(tunnel) = dest.config.forward else {
-        // `check_forwardable` lets no other IPv6 server in.
-        return Verdict::Drop(DropReason::NoDestination);
-    };
     if let Some(mss) = mss_clamp {
         if let Some(mut tcp) = buf
             .get_mut(p.l4_at..p.len)
@@ -281,6 +276,11 @@ fn forward6(
             }
         }
     }
+    let tunnel = match dest.config.forward {
+        Forward::Tunnel(tunnel) => tunnel,
+        Forward::Dr => return dr::route6(cx, dest, buf, p),
+        Forward::Nat => return nat6::to_server(cx, dest, buf, p),
+    };
     let v = match dest.config.addr {
         IpAddr::V6(to) => encap6(cx, to, tunnel, buf, p, hash),
         IpAddr::V4(to) => encap6_over4(cx, to, tunnel, buf, p, hash),
@@ -406,11 +406,5 @@ fn too_big(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6, kind: EncapKind, mtu: 
     if usize::from(mtu) >= p.len {
         return Verdict::Drop(DropReason::TooBig);
     }
-    packet_too_big(cx, buf, p, mtu)
-}
-
-/// Answers the packet with an ICMPv6 Packet Too Big advertising `mtu`, from the VIP, if the
-/// worker's ICMP budget allows; counts the `too_big` drop either way (once).
-fn packet_too_big(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6, mtu: u16) -> Verdict {
-    cx.packet_too_big6(buf, p.len, p.dst, mtu)
+    cx.packet_too_big(buf, p.len, mtu, p.dst)
 }

@@ -1,11 +1,12 @@
 //! The IPv6 path of the core ([`super::v6`]): scheduling, the flow table, tunnels over IPv6,
-//! Packet Too Big, persistence by prefix, ICMPv6 errors, drop reasons.
+//! Packet Too Big, persistence by prefix, ICMPv6 errors, drop reasons; DR to IPv6 servers.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::Director;
 use crate::director::conn::Timeouts;
+use crate::director::dr::NeighEntry;
 use crate::director::{DirectorConfig, DropReason, Registry, Shared, Verdict};
 use crate::encap::TunnelType;
 use crate::model::{
@@ -490,4 +491,144 @@ mod ipv4_over_ipv6 {
         }
         assert!(!director(&s).cuts_gso());
     }
+}
+
+const MAC1: [u8; 6] = [0x02, 0, 0, 0, 0, 0x12];
+const MAC2: [u8; 6] = [0x02, 0, 0, 0, 0, 0x13];
+
+/// A director whose two IPv6 real servers are DR servers, with their neighbour slots filled
+/// as the resolver would (interface 4, `mtu`), or left empty with `mtu` 0.
+fn dr_director(mtu: u16) -> (Arc<Shared>, Director) {
+    let mut s = set(TunnelType::Ipip, None);
+    for d in &mut s.services[0].dests {
+        d.forward = Forward::Dr;
+    }
+    let snap = Registry::new().build(&s, &Timeouts::default()).unwrap();
+    let shared = Arc::new(Shared::new(snap));
+    if mtu > 0 {
+        let snap = shared.snapshot();
+        for id in &snap.services()[0].dest_ids {
+            let d = snap.dest(*id).unwrap();
+            let mac = if d.config.addr == IpAddr::V6(RS1) {
+                MAC1
+            } else {
+                MAC2
+            };
+            d.state.neigh.set(Some(NeighEntry {
+                ifindex: 4,
+                mac,
+                mtu,
+            }));
+        }
+    }
+    let d = Director::new(shared.clone(), DirectorConfig::default());
+    (shared, d)
+}
+
+/// The frame an Ether verdict sends: (interface, MAC, length).
+fn frame(v: &Verdict) -> (u32, [u8; 6], usize) {
+    let Verdict::Ether(e) = v else {
+        panic!("not a DR frame: {v:?}");
+    };
+    assert_eq!(e.frag_mtu, 0, "IPv6 is never fragmented");
+    (e.ifindex, e.dst_mac, e.len)
+}
+
+#[test]
+fn dr_hands_the_packet_unchanged_to_each_servers_mac_in_turn() {
+    let (shared, mut d) = dr_director(1500);
+    let now = Instant::ZERO;
+    let mut macs = Vec::new();
+    let mut syn_len = 0;
+    for port in 0..4 {
+        let mut syn = tcp6_packet(client(1), 40000 + port, VIP, 80, 0x02, 0);
+        syn_len = syn.len();
+        let (ifindex, mac, len) = frame(&d.handle_packet(now, &mut syn));
+        assert_eq!((ifindex, len), (4, syn_len));
+        macs.push(mac);
+    }
+    assert_eq!(macs, [MAC1, MAC2, MAC1, MAC2], "rr");
+    // A later packet of a flow follows it, not one byte changed (hop limit, addresses, sum).
+    let mut ack = tcp6_packet(client(1), 40001, VIP, 80, 0x10, 1000);
+    let original = ack.clone();
+    assert_eq!(frame(&d.handle_packet(now, &mut ack)), (4, MAC2, 1060));
+    assert_eq!(ack, original);
+    // The SYN's MSS is clamped as for a tunnel (the service has mss_clamp 1300).
+    assert_eq!(d.counters().mss_clamped, 4);
+    let c = d.counters();
+    assert_eq!((c.tx_packets, c.conns_created), (5, 4));
+    let snap = shared.snapshot();
+    let ids = &snap.services()[0].dest_ids;
+    let per = |i: usize| c.per_dest[usize::from(ids[i].slot())];
+    assert_eq!((per(0).in_pkts, per(1).in_pkts), (2, 3));
+    assert_eq!(per(1).in_bytes, 2 * syn_len as u64 + 1060);
+}
+
+#[test]
+fn dr_drops_while_the_servers_mac_is_unknown() {
+    let (shared, mut d) = dr_director(0);
+    let now = Instant::ZERO;
+    let mut syn = tcp6_packet(client(1), 1, VIP, 80, 0x02, 0);
+    assert_eq!(
+        d.handle_packet(now, &mut syn),
+        Verdict::Drop(DropReason::NeighbourUnresolved)
+    );
+    assert_eq!(d.counters().dropped(DropReason::NeighbourUnresolved), 1);
+    // The resolver fills the slot: the retransmitted SYN goes.
+    let snap = shared.snapshot();
+    let first = snap.dest(snap.services()[0].dest_ids[0]).unwrap();
+    first.state.neigh.set(Some(NeighEntry {
+        ifindex: 9,
+        mac: MAC1,
+        mtu: 1500,
+    }));
+    let mut syn = tcp6_packet(client(1), 1, VIP, 80, 0x02, 0);
+    assert_eq!(frame(&d.handle_packet(now, &mut syn)).1, MAC1);
+}
+
+#[test]
+fn dr_answers_a_packet_too_big_for_the_lan_with_the_lans_mtu() {
+    use crate::director::stats::{EncapError, EncapKind};
+    let (_shared, mut d) = dr_director(1400);
+    let now = Instant::ZERO;
+    let mut syn = tcp6_packet(client(1), 1, VIP, 80, 0x02, 0);
+    let _ = d.handle_packet(now, &mut syn);
+    // 1401 bytes: a Packet Too Big from the VIP advertising the LAN's 1400.
+    let mut big = tcp6_packet(client(1), 1, VIP, 80, 0x10, 1401 - 60);
+    let Verdict::Reply { len } = d.handle_packet(now, &mut big) else {
+        panic!("no Packet Too Big");
+    };
+    let ip = Ipv6Packet::new_checked(&big[..len]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP, client(1)));
+    assert_eq!((big[40], big[41]), (2, 0), "Packet Too Big");
+    assert_eq!(u32::from_be_bytes(big[44..48].try_into().unwrap()), 1400);
+    assert_eq!(
+        crate::wire::checksum::upper_layer_v6(VIP, client(1), 58, &big[40..len]),
+        0xffff,
+        "ICMPv6 checksum"
+    );
+    assert_eq!(d.counters().drops[DropReason::TooBig as usize], 1);
+    let errors = &d.counters().encap_errors;
+    assert_eq!(errors.get(EncapKind::Dr, EncapError::TooBig), 1);
+    // 1400 bytes fit, whole.
+    let mut fits = tcp6_packet(client(1), 1, VIP, 80, 0x10, 1400 - 60);
+    assert_eq!(frame(&d.handle_packet(now, &mut fits)).2, 1400);
+}
+
+#[test]
+fn an_icmpv6_error_about_a_dr_flow_goes_to_its_server() {
+    let (_shared, mut d) = dr_director(1500);
+    let now = Instant::ZERO;
+    for port in [1, 2] {
+        let mut syn = tcp6_packet(client(1), port, VIP, 80, 0x02, 0);
+        let _ = d.handle_packet(now, &mut syn);
+    }
+    let answer = tcp6_packet(VIP, 80, client(1), 2, 0x10, 1400);
+    let mut icmp = vec![2, 0, 0, 0, 0, 0, 5, 0];
+    icmp.extend(&answer[..1232]);
+    let router = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1);
+    let sum = !crate::wire::checksum::upper_layer_v6(router, VIP, 58, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut err = ipv6_packet(router, VIP, IpProtocol::ICMPV6, &icmp);
+    assert_eq!(frame(&d.handle_packet(now, &mut err)).1, MAC2);
 }

@@ -6,7 +6,8 @@
 //!   within milliseconds of a neighbour notification about a real server. A server without a
 //!   usable entry (unknown, failed) or with a stale one is handed to the kernel to resolve
 //!   ([`Netlink::resolve`], at most once a second per server): the kernel sends the ARP
-//!   requests, and the answer arrives as a notification.
+//!   requests (Neighbor Solicitations for an IPv6 server), and the answer arrives as a
+//!   notification. IPv4 and IPv6 DR servers take the same path.
 //!   With `--tunnel-tx frames` it does the same for the next hops of the TUN-mode real
 //!   servers and publishes their frame paths ([`tunnel_link`](super::tunnel_link)); the
 //!   workers' [`FrameQueue`](super::tx::frames::FrameQueue) then carries their encapsulated
@@ -18,7 +19,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -52,7 +53,7 @@ pub enum DrServerError {
     )]
     NoRoute {
         /// The real server.
-        rip: Ipv4Addr,
+        rip: IpAddr,
         /// What the kernel said.
         error: io::Error,
     },
@@ -62,13 +63,13 @@ pub enum DrServerError {
     )]
     Local {
         /// The real server.
-        rip: Ipv4Addr,
+        rip: IpAddr,
     },
     /// Its route is not a unicast route out of an interface (blackhole, unreachable, ...).
     #[error("real server {rip} is not reachable as a host on a LAN (route type {kind})")]
     NotUnicast {
         /// The real server.
-        rip: Ipv4Addr,
+        rip: IpAddr,
         /// The route's `rtm_type`.
         kind: u8,
     },
@@ -76,7 +77,7 @@ pub enum DrServerError {
     #[error("real server {rip} is not on a directly connected network: DR cannot cross a router (use -i)")]
     BehindRouter {
         /// The real server.
-        rip: Ipv4Addr,
+        rip: IpAddr,
     },
     /// The netlink socket to ask the kernel could not be opened.
     #[error("cannot look up routes: {0}")]
@@ -85,7 +86,8 @@ pub enum DrServerError {
 
 /// Why a real server cannot be reached in DR mode, from the kernel's route to it; `Ok` gives
 /// the interface it is on.
-pub fn on_link(rip: Ipv4Addr, route: io::Result<Route>) -> Result<u32, DrServerError> {
+pub fn on_link(rip: impl Into<IpAddr>, route: io::Result<Route>) -> Result<u32, DrServerError> {
+    let rip = rip.into();
     let route = route.map_err(|error| DrServerError::NoRoute { rip, error })?;
     if route.is_local() {
         return Err(DrServerError::Local { rip });
@@ -116,15 +118,12 @@ pub fn check_new_dr_servers(
         .flat_map(|s| s.dests.iter().map(move |d| (s.key, d.addr, d.forward)))
         .filter(|(_, _, f)| *f == Forward::Dr)
         .collect();
-    let added: Vec<Ipv4Addr> = new
+    let added: Vec<IpAddr> = new
         .services
         .iter()
         .flat_map(|s| s.dests.iter().map(move |d| (s.key, d.addr, d.forward)))
         .filter(|k| k.2 == Forward::Dr && !existing.contains(k))
-        .filter_map(|(_, addr, _)| match addr {
-            std::net::IpAddr::V4(a) => Some(a),
-            std::net::IpAddr::V6(_) => None,
-        })
+        .map(|(_, addr, _)| addr)
         .collect();
     if added.is_empty() {
         return Ok(());
@@ -165,11 +164,11 @@ struct Resolver {
     /// When routes and the neighbour table are re-read next without being woken.
     next_refresh: Instant,
     /// Each DR real server's interface and its MTU, or why it has none.
-    routes: HashMap<Ipv4Addr, Result<(u32, u16), String>>,
+    routes: HashMap<IpAddr, Result<(u32, u16), String>>,
     /// When the kernel was last asked to resolve each server.
-    asked: HashMap<Ipv4Addr, Instant>,
+    asked: HashMap<IpAddr, Instant>,
     /// What was last logged about each server, to log changes only.
-    logged: HashMap<Ipv4Addr, Result<NeighEntry, String>>,
+    logged: HashMap<IpAddr, Result<NeighEntry, String>>,
     /// TUN mode's frame paths, when the workers send frames.
     tunnel: Option<TunnelState>,
 }
@@ -214,8 +213,13 @@ impl Resolver {
         if let Ok(true) = poll_readable(std::os::fd::AsRawFd::as_raw_fd(&self.events), Some(WAKE)) {
             let routes = &self.routes;
             let hops = self.tunnel.as_ref().map(|t| &t.hops);
-            let named =
-                |a: &Ipv4Addr| routes.contains_key(a) || hops.is_some_and(|h| h.contains(a));
+            let named = |a: &IpAddr| {
+                routes.contains_key(a)
+                    || match a {
+                        IpAddr::V4(a) => hops.is_some_and(|h| h.contains(a)),
+                        IpAddr::V6(_) => false,
+                    }
+            };
             match self.events.drain(|n| woken |= named(&n.addr)) {
                 Ok(true) => {}
                 // Notifications were lost: re-read everything.
@@ -248,7 +252,7 @@ impl Resolver {
     /// tables, and asks the kernel to resolve the addresses without a usable entry.
     fn refresh(&mut self, snap: &Snapshot, now: Instant) {
         let dests = dr_dests(snap);
-        let rips: HashSet<Ipv4Addr> = dests.iter().filter_map(|d| d.addr4()).collect();
+        let rips: HashSet<IpAddr> = dests.iter().map(|d| d.config.addr).collect();
         self.routes.retain(|rip, _| rips.contains(rip));
         self.asked.retain(|rip, _| rips.contains(rip));
         self.logged.retain(|rip, _| rips.contains(rip));
@@ -278,7 +282,7 @@ impl Resolver {
             }
             t.hops = t.paths.values().flatten().map(|p| p.next_hop).collect();
         }
-        let table: HashMap<(u32, Ipv4Addr), Neighbour> = match self.nl.neighbours() {
+        let table: HashMap<(u32, IpAddr), Neighbour> = match self.nl.neighbours() {
             Ok(list) => list.into_iter().map(|n| ((n.ifindex, n.addr), n)).collect(),
             Err(e) => {
                 log::warn!("{LOG} reading the neighbour table: {e}");
@@ -295,12 +299,12 @@ impl Resolver {
     fn update_dr(
         &mut self,
         dests: &[&Dest],
-        rips: &HashSet<Ipv4Addr>,
-        table: &HashMap<(u32, Ipv4Addr), Neighbour>,
+        rips: &HashSet<IpAddr>,
+        table: &HashMap<(u32, IpAddr), Neighbour>,
         now: Instant,
     ) {
         for dest in dests {
-            let Some(rip) = dest.addr4() else { continue };
+            let rip = dest.config.addr;
             let entry = match &self.routes[&rip] {
                 Ok((ifindex, mtu)) => {
                     table
@@ -370,7 +374,7 @@ impl TunnelState {
         &mut self,
         nl: &mut Netlink,
         servers: &BTreeMap<Ipv4Addr, Vec<String>>,
-        table: &HashMap<(u32, Ipv4Addr), Neighbour>,
+        table: &HashMap<(u32, IpAddr), Neighbour>,
         now: Instant,
     ) {
         self.asked.retain(|hop, _| self.hops.contains(hop));
@@ -379,7 +383,7 @@ impl TunnelState {
         for (rip, services) in servers {
             let state = match self.paths.get(rip) {
                 Some(Ok(p)) => {
-                    let neigh = table.get(&(p.ifindex, p.next_hop));
+                    let neigh = table.get(&(p.ifindex, IpAddr::V4(p.next_hop)));
                     let recently = self
                         .asked
                         .get(&p.next_hop)
@@ -469,7 +473,7 @@ fn dr_dests(snap: &Snapshot) -> Vec<&Dest> {
 }
 
 /// A real server's interface and that interface's MTU, or why DR cannot reach it.
-fn lookup(nl: &mut Netlink, rip: Ipv4Addr) -> Result<(u32, u16), String> {
+fn lookup(nl: &mut Netlink, rip: IpAddr) -> Result<(u32, u16), String> {
     let ifindex = on_link(rip, nl.route_get(rip)).map_err(|e| e.to_string())?;
     let mtu = nl
         .link_mtu(ifindex)
@@ -488,7 +492,7 @@ fn mac_string(mac: [u8; 6]) -> String {
 mod tests {
     use super::*;
 
-    fn route(kind: u8, ifindex: u32, gateway: Option<Ipv4Addr>) -> io::Result<Route> {
+    fn route(kind: u8, ifindex: u32, gateway: Option<IpAddr>) -> io::Result<Route> {
         Ok(Route {
             kind,
             ifindex,
@@ -501,7 +505,7 @@ mod tests {
     fn only_directly_connected_unicast_hosts_are_dr_servers() {
         let rip = Ipv4Addr::new(10, 3, 0, 12);
         assert_eq!(on_link(rip, route(libc::RTN_UNICAST, 3, None)).unwrap(), 3);
-        let gateway = Some(Ipv4Addr::new(192, 168, 150, 1));
+        let gateway = Some(Ipv4Addr::new(192, 168, 150, 1).into());
         assert_eq!(
             on_link(rip, route(libc::RTN_UNICAST, 3, gateway)).unwrap_err().to_string(),
             "real server 10.3.0.12 is not on a directly connected network: DR cannot cross a router (use -i)"
@@ -518,6 +522,20 @@ mod tests {
         );
         let blackhole = on_link(rip, route(6, 0, None)).unwrap_err().to_string();
         assert!(blackhole.contains("route type 6"), "{blackhole}");
+    }
+
+    #[test]
+    fn an_ipv6_server_is_judged_the_same_way() {
+        let rip: std::net::Ipv6Addr = "2001:db8:3::12".parse().unwrap();
+        assert_eq!(on_link(rip, route(libc::RTN_UNICAST, 4, None)).unwrap(), 4);
+        // IPv6 routers are link-local gateways.
+        let gateway = Some("fe80::1".parse().unwrap());
+        assert_eq!(
+            on_link(rip, route(libc::RTN_UNICAST, 4, gateway)).unwrap_err().to_string(),
+            "real server 2001:db8:3::12 is not on a directly connected network: DR cannot cross a router (use -i)"
+        );
+        let local = on_link(rip, route(libc::RTN_LOCAL, 1, None)).unwrap_err();
+        assert!(matches!(local, DrServerError::Local { rip: IpAddr::V6(_) }));
     }
 
     #[test]

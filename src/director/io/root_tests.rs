@@ -292,3 +292,102 @@ fn routes_decide_on_link_and_the_kernel_resolves_on_request() {
         assert!(named, "no neighbour notification about 10.9.3.5");
     });
 }
+
+/// DR over IPv6 against the kernel: an IPv6 packet queued as a DR frame leaves with EtherType
+/// 0x86DD (the receiving kernel takes it as IPv6 and delivers it); the resolver's netlink
+/// requests work for IPv6 (the on-link check, the neighbour dump, the kernel soliciting an
+/// address on request and the notification of its answer).
+#[test]
+#[ignore = "needs root (network namespaces)"]
+fn ipv6_frames_leave_as_ipv6_and_the_kernel_solicits_on_request() {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    in_new_netns(|| {
+        let (ifindex, mac) = veth_pair();
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:9::1/64",
+            "dev",
+            "tlbv0",
+            "nodad",
+        ]);
+        ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:9::2/128",
+            "dev",
+            "tlbv1",
+            "nodad",
+        ]);
+        let from: Ipv6Addr = "2001:db8:9::7".parse().unwrap();
+        let to: Ipv6Addr = "2001:db8:9::2".parse().unwrap();
+        let sock = UdpSocket::bind(SocketAddrV6::new(to, 7000, 0, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let pkt = crate::wire::testing::udp6_packet(from, 6000, to, 7000, 100);
+        let batch = batch_of(&[&pkt]);
+        let mut q = FrameQueue::new(4).unwrap();
+        let mut idents = IdentSeq::new(0, 1);
+        let frame = Ether {
+            ifindex,
+            dst_mac: mac,
+            len: pkt.len(),
+            frag_mtu: 0,
+        };
+        assert!(q.queue(&mut idents, 0, &pkt, &frame));
+        assert_eq!(q.flush(&batch, &mut BatchHistogram::default()).total(), 0);
+        let mut buf = [0u8; 2048];
+        let (n, src) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!((n, src), (100, SocketAddrV6::new(from, 6000, 0, 0).into()));
+
+        ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:8::/64",
+            "via",
+            "2001:db8:9::9",
+        ]);
+        let mut nl = Netlink::open().unwrap();
+        let on_lan: Ipv6Addr = "2001:db8:9::5".parse().unwrap();
+        assert_eq!(on_link(on_lan, nl.route_get(on_lan)).unwrap(), ifindex);
+        let far: Ipv6Addr = "2001:db8:8::1".parse().unwrap();
+        let err = on_link(far, nl.route_get(far)).unwrap_err().to_string();
+        assert!(err.contains("DR cannot cross a router (use -i)"), "{err}");
+        let own: Ipv6Addr = "2001:db8:9::1".parse().unwrap();
+        let err = on_link(own, nl.route_get(own)).unwrap_err().to_string();
+        assert!(err.contains("address of the director itself"), "{err}");
+
+        // Asked to resolve an address nobody has, the kernel makes an entry without a MAC;
+        // asked to resolve tlbv1's address through tlbv0, it solicits it and tlbv1 answers.
+        let mut events = NeighEvents::open().unwrap();
+        nl.resolve(ifindex, on_lan).unwrap();
+        let entry = nl
+            .neighbours()
+            .unwrap()
+            .into_iter()
+            .find(|n| n.addr == on_lan)
+            .expect("an entry for 2001:db8:9::5");
+        assert_eq!((entry.ifindex, entry.mac()), (ifindex, None));
+        assert!(entry.wants_resolution());
+        nl.resolve(ifindex, to).unwrap();
+        let mut resolved = None;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while resolved.is_none() && Instant::now() < deadline {
+            poll_readable(
+                std::os::fd::AsRawFd::as_raw_fd(&events),
+                Some(Duration::from_millis(100)),
+            )
+            .unwrap();
+            assert!(events
+                .drain(|n| {
+                    if n.addr == to && n.ifindex == ifindex && n.mac().is_some() {
+                        resolved = n.mac();
+                    }
+                })
+                .unwrap());
+        }
+        assert_eq!(resolved, Some(mac), "tlbv1's MAC by Neighbor Discovery");
+    });
+}

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -81,8 +81,16 @@ pub fn decide(
     if !route.is_unicast() || route.ifindex == 0 {
         return Err(format!("route type {} to {rip}", route.kind));
     }
-    let Some(src) = route.prefsrc else {
+    let Some(IpAddr::V4(src)) = route.prefsrc else {
         return Err(format!("the route to {rip} has no source address"));
+    };
+    // An IPv4 route's gateway is IPv4 (an IPv6 next hop would be `RTA_VIA`, not read).
+    let next_hop = match route.gateway {
+        None => rip,
+        Some(IpAddr::V4(gateway)) => gateway,
+        Some(IpAddr::V6(gateway)) => {
+            return Err(format!("the route to {rip} has an IPv6 gateway {gateway}"))
+        }
     };
     let Some(link) = link else {
         return Err(format!("interface {} unknown", route.ifindex));
@@ -91,7 +99,7 @@ pub fn decide(
         Some(src_mac) if link.is_ethernet() => Ok(Path {
             ifindex: route.ifindex,
             src_mac,
-            next_hop: route.gateway.unwrap_or(rip),
+            next_hop,
             src,
         }),
         _ => Err(format!(
@@ -236,8 +244,8 @@ mod tests {
         Ok(Route {
             kind,
             ifindex: 3,
-            gateway,
-            prefsrc,
+            gateway: gateway.map(IpAddr::V4),
+            prefsrc: prefsrc.map(IpAddr::V4),
         })
     }
 

@@ -49,15 +49,16 @@ impl Ctx<'_> {
         }
     }
 
-    /// Answers the IPv6 packet of `len` bytes in `buf` with an ICMPv6 Packet Too Big
-    /// advertising `mtu`, from `from` (the VIP), if the worker's bucket allows; counts the
+    /// IPv6's [`frag_needed`](Self::frag_needed): answers the IPv6 packet of `len` bytes in
+    /// `buf` (bigger than `mtu` once forwarded) with an ICMPv6 Packet Too Big advertising
+    /// `mtu`, from `from` (the VIP), in place, if the worker's bucket allows; counts the
     /// `too_big` drop either way (once).
-    pub fn packet_too_big6(
+    pub fn packet_too_big(
         &mut self,
         buf: &mut [u8],
         len: usize,
-        from: std::net::Ipv6Addr,
         mtu: u16,
+        from: std::net::Ipv6Addr,
     ) -> Verdict {
         if !self.icmp.allow(self.now) {
             self.counters.icmp_rate_limited += 1;

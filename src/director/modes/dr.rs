@@ -15,10 +15,16 @@
 //!   sends it as IPv4 fragments (what the kernel does for IPVS); a packet that cannot be split
 //!   that way (IP options, already a fragment, too many pieces) is dropped as
 //!   [`DropReason::TooManyFragments`].
+//!
+//! `route6` does the same for an IPv6 packet to an IPv6 real server, except that IPv6 is never
+//! fragmented on the way: a packet bigger than the LAN's MTU is answered with an ICMPv6 Packet
+//! Too Big advertising that MTU, from the VIP, whatever its flags. (IPv6 GSO super-packets are
+//! cut before the core sees them, so every packet here is one packet on the wire.)
 
 use std::num::NonZeroU16;
 
 use super::context::Ctx;
+use crate::director::packet::v6::Parsed6;
 use crate::director::packet::verdict::{DropReason, Ether, Verdict, MAX_FRAGMENTS};
 use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
@@ -71,6 +77,30 @@ pub fn route(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed) -> Verdi
         dst_mac: link.mac,
         len,
         frag_mtu,
+    })
+}
+
+/// Decides the IPv6 packet (`p.len` bytes at the start of `buf`) for the DR real server
+/// `dest`, an IPv6 host on a LAN the director shares; see the module documentation. Counts
+/// per-server traffic and `too_big` drops as [`route`] does.
+pub fn route6(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed6) -> Verdict {
+    let Some(link) = dest.state.neigh.get() else {
+        return Verdict::Drop(DropReason::NeighbourUnresolved);
+    };
+    if p.len > usize::from(link.mtu) {
+        cx.counters
+            .encap_errors
+            .count(EncapKind::Dr, EncapError::TooBig, 1);
+        return cx.packet_too_big(buf, p.len, link.mtu, p.dst);
+    }
+    let per_dest = cx.counters.dest(dest.id);
+    per_dest.in_pkts += 1;
+    per_dest.in_bytes += p.len as u64;
+    Verdict::Ether(Ether {
+        ifindex: link.ifindex,
+        dst_mac: link.mac,
+        len: p.len,
+        frag_mtu: 0,
     })
 }
 

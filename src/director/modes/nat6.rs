@@ -46,22 +46,16 @@ use crate::wire::{checksum, get_u16, IpProtocol, Ipv6Packet, TcpPacket, UdpPacke
 const MIN_MTU: u16 = 1280;
 
 /// A client packet of a NAT66 flow to real server `dest`: destination address and port
-/// rewritten (the SYN's MSS clamped first, if `mss_clamp`), or a Packet Too Big from the VIP
+/// rewritten (a SYN's MSS was clamped by the caller), or a Packet Too Big from the VIP
 /// when it exceeds the path MTU to the real servers.
-pub fn to_server(
-    cx: &mut Ctx<'_>,
-    dest: &Dest,
-    buf: &mut [u8],
-    p: &Parsed6,
-    mss_clamp: Option<u16>,
-) -> Verdict {
+pub fn to_server(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed6) -> Verdict {
     let IpAddr::V6(raddr) = dest.config.addr else {
         // `check_forwardable`: an IPv6 VIP's NAT servers are IPv6.
         return Verdict::Drop(DropReason::NoDestination);
     };
     let mtu = cx.config.tunnel_mtu.max(MIN_MTU);
     if p.len > usize::from(mtu) {
-        return cx.packet_too_big6(buf, p.len, p.dst, mtu);
+        return cx.packet_too_big(buf, p.len, mtu, p.dst);
     }
     if udp_checksum_zero(buf, p) {
         return Verdict::Drop(DropReason::MalformedL4);
@@ -69,16 +63,6 @@ pub fn to_server(
     let Some(pkt) = buf.get_mut(..p.len) else {
         return Verdict::Drop(DropReason::MalformedIp);
     };
-    if let Some(mss) = mss_clamp {
-        if let Some(mut tcp) = pkt
-            .get_mut(p.l4_at..)
-            .and_then(|b| TcpPacket::new_checked(b).ok())
-        {
-            if tcp.clamp_mss(mss) {
-                cx.counters.mss_clamped += 1;
-            }
-        }
-    }
     Ipv6Packet::new_unchecked(&mut *pkt).set_dst_addr(raddr);
     rewrite_l4(pkt, p, Side::Dst, p.dst, raddr, dest.config.port);
     let d = cx.counters.dest(dest.id);
