@@ -415,6 +415,13 @@ fn run(encap: &'static str, underlay: Underlay, vip: &str) {
     for (i, a) in answers.iter().enumerate() {
         assert_eq!(a, if i % 2 == 0 { &first } else { &other }, "{answers:?}");
     }
+    // `-L -n -c` lists the 8 connections, in ipvsadm's columns (IPv6 in brackets).
+    let conns = adm(director, "-L -n -c");
+    let listed = conns
+        .lines()
+        .filter(|l| l.starts_with("TCP ") && l.contains(&format!(" {vhost}:80 ")))
+        .count();
+    assert_eq!(listed, 8, "-L -n -c:\n{conns}");
 
     // 8 MB down and up.
     let down = TempPath::new(&format!("download6-{encap}-{}", client.name()));

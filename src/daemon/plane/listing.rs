@@ -10,7 +10,7 @@ use crate::control::format::{ConnEntry, ConnTableStatus, Listing, Rates, Stats};
 #[cfg(doc)]
 use crate::control::proto::Request;
 use crate::control::proto::{Response, CONN_CHUNK};
-use crate::director::conn::{Conn, ConnKey, DestId, KEY_TEMPLATE};
+use crate::director::conn::{Conn, ConnKey, ConnKey6, DestId, KEY_TEMPLATE};
 use crate::director::snat;
 use crate::director::stats::{self, Totals};
 use crate::director::{Director, Shared, Snapshot};
@@ -178,6 +178,8 @@ impl ControlPlane {
 enum Phase {
     /// Worker `core`'s table, from slot `at`.
     Worker { core: usize, at: usize },
+    /// Worker `core`'s IPv6 table, from slot `at`.
+    Worker6 { core: usize, at: usize },
     /// The flows peers synced that no worker has taken yet, from `cursor`.
     Synced { cursor: u64 },
     /// The shared NAT flows, S-NAT mappings and persistence templates.
@@ -235,7 +237,7 @@ impl ConnChunks {
         match self.phase {
             Phase::Worker { core, at } => {
                 let Some(worker) = self.cores.get(core) else {
-                    self.phase = Phase::Synced { cursor: 0 };
+                    self.phase = Phase::Worker6 { core: 0, at: 0 };
                     return;
                 };
                 let mut piece = Vec::new();
@@ -256,6 +258,36 @@ impl ConnChunks {
                     }
                 } else {
                     Phase::Worker { core, at: end }
+                };
+            }
+            Phase::Worker6 { core, at } => {
+                // IPv6 flows are not synced: each lives in one worker's table.
+                let Some(worker) = self.cores.get(core) else {
+                    self.phase = Phase::Synced { cursor: 0 };
+                    return;
+                };
+                let end = at.saturating_add(LIST_PIECE_SLOTS);
+                let mut piece = Vec::new();
+                let done = match worker.lock() {
+                    Ok(d) => {
+                        let conns = d.conns6();
+                        piece.extend(conns.entries_in(at, end).map(|(_, k, c)| (*k, *c)));
+                        end >= conns.capacity()
+                    }
+                    Err(_) => true,
+                };
+                for (k, c) in &piece {
+                    if let Some(e) = conn_entry6(k, c, self.dest_addr(c.dest), self.now) {
+                        self.pending.push_back(e);
+                    }
+                }
+                self.phase = if done {
+                    Phase::Worker6 {
+                        core: core + 1,
+                        at: 0,
+                    }
+                } else {
+                    Phase::Worker6 { core, at: end }
                 };
             }
             Phase::Synced { cursor } => {
@@ -344,18 +376,8 @@ impl ConnChunks {
         }));
         let nat6 = self.shared.nat6.flows();
         self.pending.extend(nat6.iter().filter_map(|f| {
-            let k = &f.key;
-            let proto = Protocol::from_number(k.proto)?;
-            let left = secs_left(&f.conn, now)?;
-            let sock = |a, p| SocketAddr::new(IpAddr::V6(a), p);
-            Some(ConnEntry {
-                proto,
-                expires_secs: left,
-                state: f.conn.state.as_str().to_string(),
-                client: sock(k.caddr, k.cport),
-                vip: sock(k.vaddr, k.vport),
-                dest: sock(f.raddr, f.rport),
-            })
+            let dest = SocketAddr::new(IpAddr::V6(f.raddr), f.rport);
+            conn_entry6(&f.key, &f.conn, dest, now)
         }));
         for m in snat::mappings(&self.shared.snat) {
             let Some(proto) = Protocol::from_number(m.proto) else {
@@ -388,6 +410,19 @@ impl ConnChunks {
                 dest: self.dest_addr(dest),
             });
         }
+        for (k, dest, expires, _controlled) in self.shared.templates6.snapshot(now) {
+            let Some(proto) = Protocol::from_number(k.proto) else {
+                continue;
+            };
+            self.pending.push_back(ConnEntry {
+                proto,
+                expires_secs: expires.saturating_since(now).as_secs() as u32,
+                state: "NONE".to_string(),
+                client: SocketAddr::new(IpAddr::V6(k.caddr), 0),
+                vip: SocketAddr::new(IpAddr::V6(k.vaddr), k.vport),
+                dest: self.dest_addr(dest),
+            });
+        }
     }
 }
 
@@ -401,6 +436,20 @@ fn secs_left(c: &Conn, now: Instant) -> Option<u32> {
 /// longer, or as long in a table listed earlier.
 fn beats(theirs: Option<u32>, their_rank: usize, mine: u32, my_rank: usize) -> bool {
     theirs.is_some_and(|t| t > mine || (t == mine && their_rank < my_rank))
+}
+
+/// [`conn_entry`] for an IPv6 flow (a worker's IPv6 table or NAT66).
+fn conn_entry6(k: &ConnKey6, c: &Conn, dest: SocketAddr, now: Instant) -> Option<ConnEntry> {
+    let proto = Protocol::from_number(k.proto)?;
+    let sock = |a, p| SocketAddr::new(IpAddr::V6(a), p);
+    Some(ConnEntry {
+        proto,
+        expires_secs: secs_left(c, now)?,
+        state: c.state.as_str().to_string(),
+        client: sock(k.caddr, k.cport),
+        vip: sock(k.vaddr, k.vport),
+        dest,
+    })
 }
 
 /// One connection of a worker's table or of the shared NAT flows, as `-L -c` lists it; `None`
