@@ -204,6 +204,48 @@ fn ipv4_datagrams_without_df_over_an_ipv6_underlay(encap: &'static str) {
     );
 }
 
+/// Downloads `size` bytes from http://`vhost`/bytes/`size` and uploads as many to
+/// http://`vhost`/upload from `client` (curl; `tag` names the temporary files); panics with
+/// curl's message unless both arrive intact (length and sha256).
+pub(crate) fn down_and_up(client: &Netns, vhost: &str, tag: &str, size: u64) {
+    let down = TempPath::new(&format!("{tag}-down-{}", client.name()));
+    let big = format!("http://{vhost}/bytes/{size}");
+    let args = [
+        "-g",
+        "-s",
+        "-f",
+        "--max-time",
+        "60",
+        "-o",
+        &down.arg(),
+        &big,
+    ];
+    let out = client.try_exec("curl", &args);
+    assert!(
+        out.status.success(),
+        "download failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = fs::read(down.path()).expect("read the download");
+    assert_eq!(got.len() as u64, size, "download size");
+    assert_eq!(
+        tunlb::lab::httpd::sha256_hex(&got),
+        blob_sha256(size),
+        "download corrupted"
+    );
+    let up = upload_blob(client, &format!("{tag}-up"), size);
+    let body = format!("@{}", up.arg());
+    let upload = format!("http://{vhost}/upload");
+    let mut args = vec!["-g"];
+    args.extend(curl_upload_args(&body, &upload));
+    let answer = client.exec("curl", &args);
+    assert_eq!(
+        answer,
+        format!("length {size}\nsha256 {}\n", blob_sha256(size)),
+        "upload"
+    );
+}
+
 /// `vip` as a URL's or ipvsadm's host: IPv6 in brackets.
 fn host(vip: &str) -> String {
     if vip.contains(':') {
@@ -424,44 +466,7 @@ fn run(encap: &'static str, underlay: Underlay, vip: &str) {
     assert_eq!(listed, 8, "-L -n -c:\n{conns}");
 
     // 8 MB down and up.
-    let down = TempPath::new(&format!("download6-{encap}-{}", client.name()));
-    let big = format!("http://{vhost}/bytes/{SIZE}");
-    let out = client.try_exec(
-        "curl",
-        &[
-            "-g",
-            "-s",
-            "-f",
-            "--max-time",
-            "60",
-            "-o",
-            &down.arg(),
-            &big,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "download failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = fs::read(down.path()).expect("read the download");
-    assert_eq!(got.len() as u64, SIZE, "download size");
-    assert_eq!(
-        tunlb::lab::httpd::sha256_hex(&got),
-        blob_sha256(SIZE),
-        "download corrupted"
-    );
-    let up = upload_blob(client, &format!("upload6-{encap}"), SIZE);
-    let body = format!("@{}", up.arg());
-    let upload = format!("http://{vhost}/upload");
-    let mut args = vec!["-g"];
-    args.extend(curl_upload_args(&body, &upload));
-    let answer = client.exec("curl", &args);
-    assert_eq!(
-        answer,
-        format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
-        "upload"
-    );
+    down_and_up(client, &vhost, &format!("tun6-{encap}"), SIZE);
 
     // The upload's full-size segments did not fit the tunnel: the director's Packet Too Big
     // set the client's path MTU to the VIP to 1500 less the outer header.

@@ -23,13 +23,7 @@
 //! intact, the client's path MTU to the VIP lowered to exactly the LAN's 1400 by the director's
 //! Packet Too Big, and the router's neighbour entry for the VIP on the LAN.
 
-use std::fs;
-
-use tunlb::lab::httpd::{blob_sha256, sha256_hex};
-
-use crate::harness::{
-    adm, curl_upload_args, start_director, start_dr_agent, upload_blob, TempPath, Topology,
-};
+use crate::harness::{adm, start_director, start_dr_agent, Topology};
 use crate::ipv6::{count_from_vip, get_vip, start_httpd6};
 
 const VIP: &str = "2001:db8:3::100";
@@ -148,44 +142,9 @@ fn ipv6_dr_serves_from_the_lan_and_replies_bypass_the_director() {
         assert_eq!(a, if i % 2 == 0 { &first } else { &other }, "{answers:?}");
     }
 
-    // 8 MB down, straight from a real server.
-    let down = TempPath::new(&format!("dr6-download-{}", client.name()));
-    let big = format!("http://[{VIP}]/bytes/{SIZE}");
-    let out = client.try_exec(
-        "curl",
-        &[
-            "-g",
-            "-s",
-            "-f",
-            "--max-time",
-            "60",
-            "-o",
-            &down.arg(),
-            &big,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "download failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = fs::read(down.path()).expect("read the download");
-    assert_eq!(got.len() as u64, SIZE, "download size");
-    assert_eq!(sha256_hex(&got), blob_sha256(SIZE), "download corrupted");
-
-    // 8 MB up through the director's AF_PACKET frames; its first full-size segments are too
-    // big for the LAN.
-    let up = upload_blob(client, "dr6-upload", SIZE);
-    let body = format!("@{}", up.arg());
-    let upload = format!("http://[{VIP}]/upload");
-    let mut args = vec!["-g"];
-    args.extend(curl_upload_args(&body, &upload));
-    let answer = client.exec("curl", &args);
-    assert_eq!(
-        answer,
-        format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
-        "upload"
-    );
+    // 8 MB down, straight from a real server, and up through the director's AF_PACKET
+    // frames; its first full-size segments are too big for the LAN.
+    crate::ipv6::down_and_up(client, &format!("[{VIP}]"), "dr6", SIZE);
     let route = client.ip(&format!("-6 route get {VIP}"));
     assert!(
         route.contains(&format!("mtu {LAN_MTU}")),

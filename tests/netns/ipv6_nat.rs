@@ -25,15 +25,9 @@
 //! director's kernel would send one when it forwards the rewritten packet onto the LAN, but
 //! quoting client → RIP, which lowers the client's path MTU to the RIP, not to the VIP.)
 
-use std::fs;
 use std::time::Duration;
 
-use tunlb::lab::httpd::{blob_sha256, sha256_hex};
-
-use crate::harness::{
-    adm, curl_upload_args, start_director, upload_blob, wait_until, Netns, Pid, TempPath, Topology,
-    STARTUP,
-};
+use crate::harness::{adm, start_director, wait_until, Netns, Pid, Topology, STARTUP};
 
 const VIP: &str = "2001:db8:100::100";
 const CLIENT: &str = "2001:db8:1::10";
@@ -224,41 +218,7 @@ fn nat66_forwards_both_ways_with_port_mapping() {
     }
 
     // 8 MB down and up.
-    let down = TempPath::new(&format!("nat66-down-{}", client.name()));
-    let big = format!("http://[{VIP}]/bytes/{SIZE}");
-    let out = client.try_exec(
-        "curl",
-        &[
-            "-g",
-            "-s",
-            "-f",
-            "--max-time",
-            "60",
-            "-o",
-            &down.arg(),
-            &big,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "download failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        director.log(dpid)
-    );
-    let got = fs::read(down.path()).expect("read the download");
-    assert_eq!(got.len() as u64, SIZE, "download size");
-    assert_eq!(sha256_hex(&got), blob_sha256(SIZE), "download corrupted");
-    let up = upload_blob(client, "nat66-up", SIZE);
-    let body = format!("@{}", up.arg());
-    let upload = format!("http://[{VIP}]/upload");
-    let mut args = vec!["-g"];
-    args.extend(curl_upload_args(&body, &upload));
-    let answer = client.exec("curl", &args);
-    assert_eq!(
-        answer,
-        format!("length {SIZE}\nsha256 {}\n", blob_sha256(SIZE)),
-        "upload"
-    );
+    crate::ipv6::down_and_up(client, &format!("[{VIP}]"), "nat66", SIZE);
     assert_eq!(
         client.nft_counter("tlbnat6", "from_rs_lan"),
         0,

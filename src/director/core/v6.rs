@@ -22,16 +22,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::{flow_timeout, Director};
 use crate::director::conn::{template_key6, Conn, ConnKey6, ConnState, Direction};
 use crate::director::modes::context::Ctx;
-use crate::director::modes::{dr, nat, nat6};
+use crate::director::modes::{dr, nat, nat6, tunnel};
 use crate::director::packet::v6::{parse6, Parsed6};
 use crate::director::packet::verdict::{DropReason, Encap, Verdict};
 use crate::director::sched::FlowKey;
 use crate::director::shared::counts::{add_count, release6, step_state};
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::table::Dest;
-use crate::encap::v6::{build_outer6, inner_mtu, overhead6, OuterFamily, OuterParams6};
-use crate::encap::v6::{TrafficClass, Udp6Zero};
-use crate::encap::{Family, Tunnel, MAX_OUTER_HEADER, OUTER_TTL};
+use crate::encap::v6::{inner_mtu, overhead6, OuterFamily};
+use crate::encap::{Family, Tunnel, MAX_OUTER_HEADER};
 use crate::hash::flow_hash;
 use crate::model::{Forward, Protocol};
 use crate::time::{Duration, Instant};
@@ -321,27 +320,7 @@ fn encap6(
         );
         return too_big(cx, buf, p, kind, mtu);
     }
-    let params = OuterParams6 {
-        src: Ipv6Addr::UNSPECIFIED,
-        dst: to,
-        tunnel,
-        flow_hash: hash,
-        hop_limit: OUTER_TTL,
-        traffic_class: TrafficClass::CopyInner,
-        udp_zero: Udp6Zero::Never,
-    };
-    let mut header = [0u8; MAX_OUTER_HEADER];
-    let Ok(n) = build_outer6(&params, &buf[..p.len], None, &mut header) else {
-        return Verdict::Drop(DropReason::MalformedIp);
-    };
-    Verdict::Encap(Encap {
-        dst: Ipv4Addr::UNSPECIFIED,
-        header,
-        header_len: n as u8,
-        len: p.len,
-        frag_mtu: 0,
-        tunnel,
-    })
+    tunnel::wrap6(to, tunnel, &buf[..p.len], hash, 0)
 }
 
 /// Encapsulates the IPv6 packet in an IPv4 outer header to `to` (protocol 41 for `ipip`, as

@@ -161,6 +161,19 @@ pub fn encap_over6(
         cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
         return cx.frag_needed(buf, p.len, mtu);
     }
+    let frag_mtu = if too_big {
+        cx.counters.fragmented += 1;
+        cx.config.tunnel_mtu
+    } else {
+        0
+    };
+    wrap6(to, tunnel, &buf[..p.len], hash, frag_mtu)
+}
+
+/// The [`Verdict::Encap`] of `inner` (either family) in an IPv6 outer header to `to`, its
+/// source left unspecified for the send path to fill in (`sys/raw_tx6.rs`), the flow label
+/// from `hash`, sent as outer fragments of `frag_mtu` bytes unless 0.
+pub fn wrap6(to: Ipv6Addr, tunnel: Tunnel, inner: &[u8], hash: u32, frag_mtu: u16) -> Verdict {
     let params = OuterParams6 {
         src: Ipv6Addr::UNSPECIFIED,
         dst: to,
@@ -171,20 +184,14 @@ pub fn encap_over6(
         udp_zero: Udp6Zero::Never,
     };
     let mut header = [0u8; MAX_OUTER_HEADER];
-    let Ok(n) = build_outer6(&params, &buf[..p.len], None, &mut header) else {
+    let Ok(n) = build_outer6(&params, inner, None, &mut header) else {
         return Verdict::Drop(DropReason::MalformedIp);
-    };
-    let frag_mtu = if too_big {
-        cx.counters.fragmented += 1;
-        cx.config.tunnel_mtu
-    } else {
-        0
     };
     Verdict::Encap(Encap {
         dst: Ipv4Addr::UNSPECIFIED,
         header,
         header_len: n as u8,
-        len: p.len,
+        len: inner.len(),
         frag_mtu,
         tunnel,
     })
