@@ -11,6 +11,9 @@
 //! - `tunlb lab down [--prefix P]` stops those processes and removes the namespaces and the
 //!   state folder `/run/tunlb-lab/P/` ([`state`]).
 //! - `tunlb lab demo` is `up`, then `down`; it exits 0 when both real servers answered.
+//! - `tunlb lab up --ipv6` / `demo --ipv6` make the lab dual-stack: an IPv6 VIP
+//!   [2001:db8:150::100]:80 beside the IPv4 one, in the same mode ([`topology::plan_ipv6`]);
+//!   the demo then needs both real servers to answer over IPv6 too.
 //! - `tunlb lab up --ha` / `demo --ha` run two directors, MASTER and BACKUP, from keepalived.conf
 //!   files with VRRP and connection sync; the demo kills the master under long-lived
 //!   connections and brings it back ([`ha`]).
@@ -146,6 +149,13 @@ pub struct UpArgs {
     #[arg(long, value_name = "N", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub requests: u32,
+    /// Dual-stack: every link also gets an IPv6 address (2001:db8::/32, `nodad`), the router
+    /// forwards IPv6, and an IPv6 VIP [2001:db8:150::100]:80 with the real servers' IPv6
+    /// addresses is configured beside the IPv4 one, in the same mode (TUN over the IPv6
+    /// underlay, DR with NDP answered by the director, NAT66); the requests go to both VIPs.
+    /// Not with --ha or --mode ecmp.
+    #[arg(long)]
+    pub ipv6: bool,
     /// Which lab.
     #[command(flatten)]
     pub prefix: PrefixArgs,

@@ -34,7 +34,7 @@ use anyhow::{anyhow, bail, Context};
 use super::host::{self, Host};
 use super::process::{self, Stopped};
 use super::state::{ProcRecord, StateDir};
-use super::topology::{self, Action, Names, Role, LAN_IF, PORT, REAL_SERVERS, VIP};
+use super::topology::{self, Action, Names, Role, LAN_IF, PORT, REAL_SERVERS, VIP, VIP6};
 use super::{clients, ecmp, get, ha, LabArgs, LabCommand, Mode, UpArgs};
 use crate::sys::signal::{self, Signal};
 
@@ -192,12 +192,20 @@ pub(super) struct Lab {
     directors: Vec<(Role, usize)>,
     /// `--mode ecmp`: the directors (`--directors`) and where BIRD is.
     pub(super) ecmp: Option<ecmp::EcmpLab>,
+    /// `--ipv6`: dual-stack, with the IPv6 VIP [`VIP6`] beside [`VIP`].
+    ipv6: bool,
     armed: bool,
 }
 
 impl Lab {
     /// The checks that come before anything is created, then the state folder (the lock).
     fn prepare(args: &UpArgs) -> anyhow::Result<Lab> {
+        if args.ipv6 && args.ha {
+            bail!("--ipv6 is not available with --ha yet: use --ipv6 without --ha");
+        }
+        if args.ipv6 && args.mode == Mode::Ecmp {
+            bail!("--ipv6 is not available with --mode ecmp yet: use --mode tun, dr or nat");
+        }
         if let (Some(encap), Mode::Dr | Mode::Nat) = (args.encap, args.mode) {
             bail!(
                 "--encap {encap} is for --mode tun: in {} mode the director sends no tunnel",
@@ -245,6 +253,7 @@ impl Lab {
             ha: args.ha,
             directors: Vec::new(),
             ecmp,
+            ipv6: args.ipv6,
             armed: true,
         };
         signal::install().context("installing signal handlers")?;
@@ -271,6 +280,14 @@ impl Lab {
         } else {
             what
         };
+        let what = if args.ipv6 {
+            format!(
+                "{what}; dual-stack: the IPv6 VIP {VIP6} too, over IPv6 addresses in \
+                 2001:db8::/32"
+            )
+        } else {
+            what
+        };
         say!("[lab] {what}; state and logs in {}", path.display());
         Ok(lab)
     }
@@ -278,6 +295,11 @@ impl Lab {
     /// The address of `role` in this lab's mode.
     fn addr(&self, role: Role) -> Ipv4Addr {
         topology::addr(self.mode, role)
+    }
+
+    /// The IPv6 address of `role` in this lab's mode (`--ipv6`).
+    fn addr6(&self, role: Role) -> std::net::Ipv6Addr {
+        topology::addr6(self.mode, role)
     }
 
     pub(super) fn state(&self) -> anyhow::Result<&StateDir> {
@@ -292,6 +314,9 @@ impl Lab {
             return self.build_ecmp(args);
         }
         self.apply_steps(topology::plan(&self.names, self.mode))?;
+        if self.ipv6 {
+            self.apply_steps(topology::plan_ipv6(&self.names, self.mode))?;
+        }
         self.build_classic(args)
     }
 
@@ -704,6 +729,17 @@ impl Lab {
             ),
             Mode::Nat => (Vec::new(), ""),
         };
+        let mut agent = agent;
+        let vip6 = VIP6.to_string();
+        let allow6 = format!("{}/128", self.addr6(Role::Director));
+        if self.ipv6 && !agent.is_empty() {
+            // One agent for both families: both VIPs hidden on lo, and in TUN mode tunnels
+            // from the director's IPv6 address too (ip6ip6, GRE or GUE over IPv6).
+            agent.extend(["--vip", &vip6]);
+            if self.mode == Mode::Tun {
+                agent.extend(["--allow", &allow6]);
+            }
+        }
         if agent.is_empty() {
             say!(
                 "[lab] no agent in {ns} ({rip}) in NAT mode: the director rewrites the \
@@ -727,6 +763,19 @@ impl Lab {
                         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(&on_lo))
                 },
             )?;
+            if self.ipv6 {
+                let on_lo6 = format!("inet6 {VIP6}/128 ");
+                self.wait_until(
+                    i,
+                    &format!("the agent to put {VIP6}/128 on lo in {ns}"),
+                    |host| {
+                        let mut cmd = std::process::Command::new(host.ip());
+                        cmd.args(["-n", &ns, "-6", "-o", "addr", "show", "dev", "lo"]);
+                        host::output(&mut cmd, "ip addr show dev lo")
+                            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(&on_lo6))
+                    },
+                )?;
+            }
         }
         let listen = match self.mode {
             Mode::Tun | Mode::Dr | Mode::Ecmp => format!("{VIP}:{PORT}"),
@@ -746,6 +795,30 @@ impl Lab {
         };
         say!("[lab] starting `tunlb httpd --listen {listen} --banner \"{banner}\"{extra}` in {ns}");
         let i = self.spawn(role, &format!("{role}-httpd"), "tunlb httpd", &httpd)?;
+        let url = format!("http://{listen}/");
+        self.wait_until(i, &format!("httpd on {listen} in {ns}"), |host| {
+            host.tunlb(&ns, &["lab", "get", "--max-time", "1", &url])
+                .is_ok_and(|out| out.status.success())
+        })?;
+        if self.ipv6 {
+            self.start_httpd6(role)?;
+        }
+        Ok(())
+    }
+
+    /// `--ipv6`: a second httpd on the real server, on the IPv6 VIP (NAT mode: its IPv6
+    /// address, port 8080), its banner naming its IPv6 address.
+    fn start_httpd6(&mut self, role: Role) -> anyhow::Result<()> {
+        let ns = self.names.ns(role);
+        let rip6 = self.addr6(role);
+        let listen = match self.mode {
+            Mode::Nat => format!("[{rip6}]:{}", topology::NAT_PORT),
+            Mode::Tun | Mode::Dr | Mode::Ecmp => format!("[{VIP6}]:{PORT}"),
+        };
+        let banner = format!("from {rip6}");
+        say!("[lab] starting `tunlb httpd --listen {listen} --banner \"{banner}\"` in {ns}");
+        let httpd = ["httpd", "--listen", &listen, "--banner", &banner];
+        let i = self.spawn(role, &format!("{role}-httpd6"), "tunlb httpd", &httpd)?;
         let url = format!("http://{listen}/");
         self.wait_until(i, &format!("httpd on {listen} in {ns}"), |host| {
             host.tunlb(&ns, &["lab", "get", "--max-time", "1", &url])
@@ -774,6 +847,32 @@ impl Lab {
                 Mode::Tun | Mode::Ecmp => (rip.to_string(), "-i"),
                 Mode::Dr => (rip.to_string(), "-g"),
                 Mode::Nat => (format!("{rip}:{}", topology::NAT_PORT), "-m"),
+            };
+            let add = ["-a", "-t", &service, "-r", &dest, how, "-w", "1"];
+            match self.mode {
+                Mode::Tun | Mode::Ecmp => {
+                    self.adm(&[&add[..], &["--tun-type", &encap]].concat())?
+                }
+                Mode::Dr | Mode::Nat => self.adm(&add)?,
+            }
+        }
+        if self.ipv6 {
+            self.configure6(args)?;
+        }
+        Ok(())
+    }
+
+    /// `--ipv6`: the IPv6 service, the same mode and scheduler, in ipvsadm's bracketed syntax.
+    fn configure6(&mut self, args: &UpArgs) -> anyhow::Result<()> {
+        let service = format!("[{VIP6}]:{PORT}");
+        self.adm(&["-A", "-t", &service, "-s", &args.scheduler])?;
+        let encap = args.encap().to_string();
+        for role in REAL_SERVERS {
+            let rip6 = self.addr6(role);
+            let (dest, how) = match self.mode {
+                Mode::Tun | Mode::Ecmp => (format!("[{rip6}]"), "-i"),
+                Mode::Dr => (format!("[{rip6}]"), "-g"),
+                Mode::Nat => (format!("[{rip6}]:{}", topology::NAT_PORT), "-m"),
             };
             let add = ["-a", "-t", &service, "-r", &dest, how, "-w", "1"];
             match self.mode {
@@ -839,13 +938,33 @@ impl Lab {
         );
         let answers = self.request_round(&client, &url, args.requests, |_| None)?;
         say!("[lab] {}", self.path_of_answers());
+        let mut answers6 = BTreeMap::new();
+        if self.ipv6 {
+            let url6 = format!("http://[{VIP6}]/");
+            say!(
+                "[lab] {} requests from {client} ({}) with {tool}, each a new connection, to \
+                 {url6}:",
+                args.requests,
+                self.addr6(Role::Client)
+            );
+            answers6 = self.request_round(&client, &url6, args.requests, |_| None)?;
+        }
         self.adm(&["-L", "-n"])?;
         self.adm(&["-L", "-n", "-c"])?;
-        let missing: Vec<String> = REAL_SERVERS
+        let mut missing: Vec<String> = REAL_SERVERS
             .iter()
             .map(|&r| format!("from {}", self.addr(r)))
             .filter(|banner| !answers.contains_key(banner))
             .collect();
+        if self.ipv6 {
+            missing.extend(
+                REAL_SERVERS
+                    .iter()
+                    .map(|&r| format!("from {}", self.addr6(r)))
+                    .filter(|banner| !answers6.contains_key(banner))
+                    .map(|banner| format!("{banner} over IPv6")),
+            );
+        }
         if !missing.is_empty() {
             bail!("no answer {}", missing.join(" and no answer "));
         }
@@ -869,6 +988,10 @@ impl Lab {
                 Some(curl) => {
                     let mut cmd = self.host.in_ns(client, curl);
                     cmd.args(["-sS", "--max-time", REQUEST_TIME]);
+                    if url.contains('[') {
+                        // An IPv6 literal: no globbing of its brackets.
+                        cmd.arg("-g");
+                    }
                     if let Some(addr) = from(i) {
                         cmd.args(["--interface", &addr]);
                     }
@@ -932,6 +1055,12 @@ impl Lab {
             format!("ip netns exec {} curl http://{VIP}/", n(Role::Client)),
             "a request, as a browser would send",
         )];
+        if self.ipv6 {
+            hints.push((
+                format!("ip netns exec {} curl -g http://[{VIP6}]/", n(Role::Client)),
+                "the same to the IPv6 VIP",
+            ));
+        }
         if !self.requests_with_curl {
             hints.push((
                 format!(

@@ -40,12 +40,19 @@
 //! (`ip -n NODE link add ... peer name ... netns ROUTER`).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::Mode;
 
 /// The virtual service address: on the LAN, owned by nobody, answered for by the director.
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 150, 100);
+
+/// The IPv6 virtual service address of a dual-stack lab (`--ipv6`): on the LAN's IPv6 prefix,
+/// owned by nobody, answered for by the director (Neighbor Advertisements).
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x150, 0, 0, 0, 0, 0x100);
+
+/// The prefix length of every segment's IPv6 network.
+pub const PREFIX_LEN6: u8 = 64;
 
 /// The virtual service's port.
 pub const PORT: u16 = 80;
@@ -151,6 +158,30 @@ impl Segment {
         }
     }
 
+    /// The segment's IPv6 network in a dual-stack lab (`--ipv6`): its IPv4 network's third
+    /// octet (and in NAT mode the first) written into a 2001:db8::/32 documentation prefix.
+    fn prefix6(self) -> [u16; 4] {
+        match self {
+            Segment::Lan => [0x2001, 0xdb8, 0x150, 0],
+            Segment::Dc2 => [0x2001, 0xdb8, 0x160, 0],
+            Segment::Private => [0x2001, 0xdb8, 0x10, 0x150],
+        }
+    }
+
+    /// Host `host` of the segment's IPv6 network: the IPv4 host number's decimal digits as
+    /// the last group (.11 is `::11`), so the two addresses of a node read alike.
+    pub fn host6(self, host: u8) -> Ipv6Addr {
+        let [a, b, c, d] = self.prefix6();
+        let digits = host.to_string();
+        let last = u16::from_str_radix(&digits, 16).unwrap_or(0);
+        Ipv6Addr::new(a, b, c, d, 0, 0, 0, last)
+    }
+
+    /// The holder's IPv6 address on it: every node's IPv6 gateway.
+    pub fn gateway6(self) -> Ipv6Addr {
+        self.host6(1)
+    }
+
     /// The prefix length of the segment (all are /24).
     pub fn prefix_len(self) -> u8 {
         24
@@ -239,6 +270,15 @@ pub fn node(mode: Mode, role: Role) -> Option<Node> {
 /// The address of the node playing `role` in `mode`; the router's is its LAN address.
 pub fn addr(mode: Mode, role: Role) -> Ipv4Addr {
     node(mode, role).map_or(Segment::Lan.gateway(), |n| n.addr)
+}
+
+/// The IPv6 address of the node playing `role` in `mode` in a dual-stack lab (`--ipv6`): its
+/// IPv4 host number on its segment's IPv6 prefix; the router's is its LAN address.
+pub fn addr6(mode: Mode, role: Role) -> Ipv6Addr {
+    match node(mode, role) {
+        Some(n) => n.segment.host6(n.addr.octets()[3]),
+        None => Segment::Lan.gateway6(),
+    }
 }
 
 /// The port the real servers' httpd listens on in `mode`: the VIP's [`PORT`], except in NAT
@@ -444,6 +484,47 @@ pub fn plan(names: &Names, mode: Mode) -> Vec<Step> {
     steps
 }
 
+/// What `--ipv6` adds to [`plan`]'s network, run after it: IPv6 forwarding in the router and
+/// the director (NAT66 routes the real servers' answers through the director's kernel), an
+/// IPv6 address on each bridge and each node's `eth0` (`nodad`: usable at once, no duplicate
+/// address detection wait) and each node's IPv6 default route to its segment's holder.
+pub fn plan_ipv6(names: &Names, mode: Mode) -> Vec<Step> {
+    let (router, director) = (names.ns(Role::Router), names.ns(Role::Director));
+    let mut steps = vec![Step {
+        what: format!("turning on IPv6 forwarding in {router} and {director}"),
+        actions: vec![
+            Action::sysctl(&router, "net.ipv6.conf.all.forwarding", "1"),
+            Action::sysctl(&director, "net.ipv6.conf.all.forwarding", "1"),
+        ],
+    }];
+    for &segment in Segment::for_mode(mode) {
+        let holder = names.ns(segment.holder());
+        let (bridge, gw) = (segment.bridge(), segment.gateway6());
+        steps.push(Step {
+            what: format!("adding {gw}/{PREFIX_LEN6} to bridge {bridge} in {holder}"),
+            actions: vec![Action::ip(
+                &holder,
+                &format!("-6 addr add {gw}/{PREFIX_LEN6} dev {bridge} nodad"),
+            )],
+        });
+    }
+    for node in nodes(mode) {
+        let ns = names.ns(node.role);
+        let (addr, gw) = (addr6(mode, node.role), node.segment.gateway6());
+        steps.push(Step {
+            what: format!("giving {ns} eth0 {addr}/{PREFIX_LEN6}, IPv6 gateway {gw}"),
+            actions: vec![
+                Action::ip(
+                    &ns,
+                    &format!("-6 addr add {addr}/{PREFIX_LEN6} dev eth0 nodad"),
+                ),
+                Action::ip(&ns, &format!("-6 route add default via {gw}")),
+            ],
+        });
+    }
+    steps
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,6 +661,40 @@ mod tests {
                 "ip -n tunlb-director route add default via 192.168.150.1",
             ]
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_mirror_the_ipv4_ones() {
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(VIP6, v6("2001:db8:150::100"));
+        assert_eq!(addr6(Mode::Tun, Role::Director), v6("2001:db8:150::11"));
+        assert_eq!(addr6(Mode::Tun, Role::Router), v6("2001:db8:150::1"));
+        assert_eq!(addr6(Mode::Tun, Role::Rs1), v6("2001:db8:160::12"));
+        assert_eq!(addr6(Mode::Dr, Role::Rs2), v6("2001:db8:150::13"));
+        assert_eq!(addr6(Mode::Nat, Role::Rs1), v6("2001:db8:10:150::12"));
+        assert_eq!(Segment::Private.gateway6(), v6("2001:db8:10:150::1"));
+        let names = Names::new("t").unwrap();
+        let rs1 = plan_ipv6(&names, Mode::Nat)
+            .into_iter()
+            .find(|s| s.what.starts_with("giving t-rs1"))
+            .unwrap();
+        let commands: Vec<String> = rs1.actions.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            commands,
+            [
+                "ip -n t-rs1 -6 addr add 2001:db8:10:150::12/64 dev eth0 nodad",
+                "ip -n t-rs1 -6 route add default via 2001:db8:10:150::1",
+            ]
+        );
+        // Everything acts in the namespaces `plan` created.
+        for mode in MODES {
+            let all = names.all();
+            for step in plan_ipv6(&names, mode) {
+                for action in &step.actions {
+                    assert!(all.iter().any(|ns| ns == action.ns()), "{action}");
+                }
+            }
+        }
     }
 
     /// DR builds only the LAN; NAT puts the real servers on a bridge in the director, which is

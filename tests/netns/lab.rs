@@ -458,3 +458,63 @@ fn lab_demo_ha_survives_the_failover_and_leaves_nothing() {
     }
     assert_gone(&prefix, &log);
 }
+
+/// `tunlb lab demo --ipv6` in the default mode (TUN, IPIP): exit 0, the IPv6 service configured
+/// with ipvsadm's bracketed syntax, both real servers answering the IPv6 VIP over IPv6 (their
+/// IPv6 banners, 6 each under round robin) besides the IPv4 ones, both services in `-L -n`, and
+/// nothing of the lab left afterwards.
+#[test]
+fn lab_demo_ipv6_answers_on_both_vips_and_leaves_nothing() {
+    const VIP6: &str = "2001:db8:150::100";
+    const RS6: [&str; 2] = ["2001:db8:160::12", "2001:db8:160::13"];
+    require_root_and_tools();
+    let prefix = unique_prefix();
+    let _guard = LabGuard(prefix.clone());
+    assert_eq!(namespaces_of(&prefix), Vec::<String>::new());
+
+    let out = lab(&["demo", "--prefix", &prefix, "--ipv6"]);
+    let log = text(&out);
+    assert!(out.status.success(), "lab demo --ipv6 failed:\n{log}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut want = vec![
+        format!(
+            "[lab] starting `tunlb realserver --vip {VIP} --encap ipip --allow \
+             192.168.150.11/32 --vip {VIP6} --allow 2001:db8:150::11/128` in {prefix}-rs1 \
+             ({RS1}): VIP hidden on lo, tunnels from the director unwrapped"
+        ),
+        format!("$ tunlb adm -A -t {VIP}:80 -s rr"),
+        format!("$ tunlb adm -A -t [{VIP6}]:80 -s rr"),
+        format!("[lab] answers: 6 from {RS1}, 6 from {RS2}"),
+        format!("[lab] answers: 6 from {}, 6 from {}", RS6[0], RS6[1]),
+        "$ tunlb adm -L -n".to_owned(),
+        format!("TCP  {VIP}:80 rr"),
+        format!("TCP  [{VIP6}]:80 rr"),
+        format!("[lab] deleting namespace {prefix}-backup"),
+    ];
+    for rip in RS6 {
+        want.push(format!(
+            "$ tunlb adm -a -t [{VIP6}]:80 -r [{rip}] -i -w 1 --tun-type ipip"
+        ));
+    }
+    for line in &want {
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "no line {line:?} in:\n{log}"
+        );
+    }
+    // Each IPv6 real server answered, and its table line is a tunnel with weight 1.
+    for rip in RS6 {
+        let answered = stdout
+            .lines()
+            .filter(|l| l.ends_with(&format!(": from {rip}")))
+            .count();
+        assert_eq!(answered, 6, "{rip} answered {answered} times:\n{log}");
+        let dest = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("  -> [{rip}]:80 ")))
+            .unwrap_or_else(|| panic!("no table line for [{rip}]:80:\n{log}"));
+        let columns: Vec<&str> = dest.split_whitespace().collect();
+        assert_eq!(columns.get(2..4), Some(&["Tunnel", "1"][..]), "{dest}");
+    }
+    assert_gone(&prefix, &log);
+}
