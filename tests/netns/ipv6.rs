@@ -62,27 +62,7 @@ fn ipv6_fragments_follow_their_first_fragment() {
     for rip in [RS1, RS2] {
         adm(director, &format!("-a -u {service} -r [{rip}]:{PORT} -i"));
     }
-    let mut from = Vec::new();
-    for i in 0..2u16 {
-        let mut data = vec![0u8; 4000];
-        tunlb::lab::httpd::fill_blob(u64::from(i) << 20, &mut data);
-        let file = TempPath::new(&format!("datagram6-{i}-{}", client.name()));
-        fs::write(file.path(), &data).expect("write the datagram");
-        let answer = crate::fragments::send_datagram(client, &file, 42000 + i, VIP, PORT);
-        let mut lines = answer.lines();
-        let banner = lines.next().unwrap_or_default().to_owned();
-        assert_eq!(
-            lines.collect::<Vec<_>>(),
-            [
-                "length 4000".to_owned(),
-                format!("sha256 {}", tunlb::lab::httpd::sha256_hex(&data))
-            ],
-            "datagram {i}: answer {answer:?}"
-        );
-        from.push(banner);
-    }
-    from.sort();
-    assert_eq!(from, [format!("from {RS1}"), format!("from {RS2}")], "rr");
+    one_datagram_per_server(client, VIP, PORT, 4000, 42000);
     let stats = adm(director, "-L -n --stats");
     // Three fragments per datagram crossed the director, one flow each.
     let inpkts: u64 = stats
@@ -174,27 +154,7 @@ fn ipv4_datagrams_without_df_over_an_ipv6_underlay(encap: &'static str) {
             &format!("-a -u {service} -r [{rip}]:{PORT} -i --tun-type {encap}"),
         );
     }
-    let mut from = Vec::new();
-    for i in 0..2u16 {
-        let mut data = vec![0u8; 3000];
-        tunlb::lab::httpd::fill_blob(u64::from(i) << 20, &mut data);
-        let file = TempPath::new(&format!("datagram6-{encap}-{i}-{}", client.name()));
-        fs::write(file.path(), &data).expect("write the datagram");
-        let answer = crate::fragments::send_datagram(client, &file, 41000 + i, VIP4, PORT);
-        let mut lines = answer.lines();
-        let banner = lines.next().unwrap_or_default().to_owned();
-        assert_eq!(
-            lines.collect::<Vec<_>>(),
-            [
-                "length 3000".to_owned(),
-                format!("sha256 {}", tunlb::lab::httpd::sha256_hex(&data))
-            ],
-            "datagram {i}: answer {answer:?}"
-        );
-        from.push(banner);
-    }
-    from.sort();
-    assert_eq!(from, [format!("from {RS1}"), format!("from {RS2}")], "rr");
+    one_datagram_per_server(client, VIP4, PORT, 3000, 41000);
     // Each datagram: IPv4 fragments of 1500, 1500 and 68 bytes from the client; each of the
     // 1500-byte ones leaves the director as two IPv6 fragments, the 68-byte one whole.
     assert_eq!(
@@ -244,6 +204,33 @@ pub(crate) fn down_and_up(client: &Netns, vhost: &str, tag: &str, size: u64) {
         format!("length {size}\nsha256 {}\n", blob_sha256(size)),
         "upload"
     );
+}
+
+/// Sends two UDP datagrams of `size` bytes from `client` to `vip`:`port`, from source ports
+/// `sport` and `sport + 1` (two flows), and checks that each real server's UDP echo answered
+/// one of them with its exact length and sha256 (rr over rs1 and rs2).
+fn one_datagram_per_server(client: &Netns, vip: &str, port: u16, size: usize, sport: u16) {
+    let mut from = Vec::new();
+    for i in 0..2u16 {
+        let mut data = vec![0u8; size];
+        tunlb::lab::httpd::fill_blob(u64::from(i) << 20, &mut data);
+        let file = TempPath::new(&format!("datagram-{sport}-{i}-{}", client.name()));
+        fs::write(file.path(), &data).expect("write the datagram");
+        let answer = crate::fragments::send_datagram(client, &file, sport + i, vip, port);
+        let mut lines = answer.lines();
+        let banner = lines.next().unwrap_or_default().to_owned();
+        assert_eq!(
+            lines.collect::<Vec<_>>(),
+            [
+                format!("length {size}"),
+                format!("sha256 {}", tunlb::lab::httpd::sha256_hex(&data))
+            ],
+            "datagram {i} to {vip}: answer {answer:?}"
+        );
+        from.push(banner);
+    }
+    from.sort();
+    assert_eq!(from, [format!("from {RS1}"), format!("from {RS2}")], "rr");
 }
 
 /// `vip` as a URL's or ipvsadm's host: IPv6 in brackets.
