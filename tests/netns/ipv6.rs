@@ -233,6 +233,18 @@ fn one_datagram_per_server(client: &Netns, vip: &str, port: u16, size: usize, sp
     assert_eq!(from, [format!("from {RS1}"), format!("from {RS2}")], "rr");
 }
 
+/// rr, exact: `answers` (each a real server's banner, "from RIP") alternate between the two
+/// real servers `rips`, starting with either.
+pub(crate) fn assert_rr_alternates(answers: &[String], rips: [&str; 2]) {
+    let (rs1, rs2) = (format!("from {}", rips[0]), format!("from {}", rips[1]));
+    let first = answers.first().expect("answers");
+    assert!(*first == rs1 || *first == rs2, "{answers:?}");
+    let other = if *first == rs1 { &rs2 } else { &rs1 };
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a, if i % 2 == 0 { first } else { other }, "{answers:?}");
+    }
+}
+
 /// `vip` as a URL's or ipvsadm's host: IPv6 in brackets.
 fn host(vip: &str) -> String {
     if vip.contains(':') {
@@ -339,7 +351,13 @@ pub(crate) fn start_httpd6(ns: &Netns, vip: &str, rip: &str) -> Pid {
 /// One request from `client` to http://`vip`/ on a new connection: the answer's first line,
 /// or curl's message.
 pub(crate) fn get_vip(client: &Netns, vip: &str) -> Result<String, String> {
-    let url = format!("http://{}/", host(vip));
+    get_path(client, vip, "/")
+}
+
+/// One GET of http://`vip``path` from `client` on a new connection: the answer, or curl's
+/// message.
+pub(crate) fn get_path(client: &Netns, vip: &str, path: &str) -> Result<String, String> {
+    let url = format!("http://{}{path}", host(vip));
     let args = [
         "-g",
         "-s",
@@ -435,15 +453,7 @@ fn run(encap: &'static str, underlay: Underlay, vip: &str) {
             .unwrap_or_else(|e| panic!("request {i} failed: {e}\n{}", director.log(dpid)));
         answers.push(answer);
     }
-    let first = answers[0].clone();
-    let other = if first == format!("from {RS1}") {
-        format!("from {RS2}")
-    } else {
-        format!("from {RS1}")
-    };
-    for (i, a) in answers.iter().enumerate() {
-        assert_eq!(a, if i % 2 == 0 { &first } else { &other }, "{answers:?}");
-    }
+    assert_rr_alternates(&answers, [RS1, RS2]);
     // `-L -n -c` lists the 8 connections, in ipvsadm's columns (IPv6 in brackets).
     let conns = adm(director, "-L -n -c");
     let listed = conns

@@ -114,28 +114,6 @@ fn start_httpd6(ns: &Netns, rip: &str) -> Pid {
     pid
 }
 
-/// One GET of `path` from the client on a new connection: the answer, or curl's message.
-fn get(client: &Netns, path: &str) -> Result<String, String> {
-    let url = format!("http://[{VIP}]{path}");
-    let args = [
-        "-g",
-        "-s",
-        "-S",
-        "-f",
-        "--max-time",
-        "5",
-        "-H",
-        "Connection: close",
-        &url,
-    ];
-    let out = client.try_exec("curl", &args);
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
-}
-
 #[test]
 fn nat66_forwards_both_ways_with_port_mapping() {
     const SIZE: u64 = 8 << 20;
@@ -193,7 +171,7 @@ fn nat66_forwards_both_ways_with_port_mapping() {
     // rr, exact: 8 new connections alternate; each real server saw the client's own address.
     let mut servers = Vec::new();
     for i in 0..8 {
-        let answer = get(client, "/whoami")
+        let answer = crate::ipv6::get_path(client, VIP, "/whoami")
             .unwrap_or_else(|e| panic!("request {i} failed: {e}\n{}", director.log(dpid)));
         let mut lines = answer.lines();
         servers.push(lines.next().unwrap_or_default().to_owned());
@@ -203,19 +181,7 @@ fn nat66_forwards_both_ways_with_port_mapping() {
             "the real server saw {seen:?}"
         );
     }
-    let first = servers[0].clone();
-    let other = if first == format!("from {RS1}") {
-        format!("from {RS2}")
-    } else {
-        format!("from {RS1}")
-    };
-    assert!(
-        [RS1, RS2].iter().any(|r| first == format!("from {r}")),
-        "{first}"
-    );
-    for (i, s) in servers.iter().enumerate() {
-        assert_eq!(s, if i % 2 == 0 { &first } else { &other }, "{servers:?}");
-    }
+    crate::ipv6::assert_rr_alternates(&servers, [RS1, RS2]);
 
     // 8 MB down and up.
     crate::ipv6::down_and_up(client, &format!("[{VIP}]"), "nat66", SIZE);
