@@ -58,6 +58,10 @@ pub struct DirectorArgs {
     /// Outer source address of tunnel packets (default: the kernel picks the route's source).
     #[arg(long)]
     pub local_address: Option<Ipv4Addr>,
+    /// Outer source address of tunnel packets to IPv6 real servers (default: the kernel picks
+    /// the route's source); authenticated GUE to IPv6 real servers needs it.
+    #[arg(long)]
+    pub local_address6: Option<std::net::Ipv6Addr>,
     /// Answer ARP for every VIP on this LAN interface (from this process's own AF_PACKET
     /// socket: the answers stop when it exits, however it exits).
     #[arg(long)]
@@ -252,6 +256,10 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         .local_address
         .or(settings.local_address)
         .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let local_addr6 = args
+        .local_address6
+        .or(settings.local_address6)
+        .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED);
 
     // The control socket first: a director already running in this namespace stops us before
     // we change anything on the host.
@@ -263,7 +271,12 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     let mut net = netcfg::open_journaled(&journal, "director", "tunlb director:")
         .context("opening the journal of host changes")?;
 
-    let tunnel_keys = load_tunnel_keys(args.tunnel_key.as_deref(), &settings, local_addr)?;
+    let tunnel_keys = load_tunnel_keys(
+        args.tunnel_key.as_deref(),
+        &settings,
+        local_addr,
+        local_addr6,
+    )?;
     let tun = TunDevice::with_config(&TunConfig {
         offload: !args.no_offload,
         udp_offload: !args.no_offload,
@@ -316,6 +329,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
         sloppy_sctp,
         tunnel_mtu,
         local_addr,
+        local_addr6,
         max_conns: args.max_conns,
         initial_conns: crate::director::conn::ConnTable::slots_for(
             args.conns_hint.min(args.max_conns),
@@ -360,6 +374,7 @@ pub fn run(args: DirectorArgs) -> anyhow::Result<()> {
     plane.set_settings(DirectorSettings {
         tunnel_mtu,
         local_address: Some(local_addr),
+        local_address6: Some(local_addr6),
         announce_table,
         ..settings.clone()
     });
@@ -571,11 +586,13 @@ fn wall_clock_ns() -> u64 {
 }
 
 /// The tunnel keys at start: `--tunnel-key` for every GUE real server, the config's
-/// `tunnel_key` files for theirs. Keys need a set outer source address, which the MAC covers.
+/// `tunnel_key` files for theirs. Keys need a set outer source address, which the MAC covers
+/// ([`KeyMap::check_sources`](crate::encap::auth::KeyMap::check_sources)).
 fn load_tunnel_keys(
     global: Option<&std::path::Path>,
     settings: &DirectorSettings,
     local_addr: Ipv4Addr,
+    local_addr6: std::net::Ipv6Addr,
 ) -> anyhow::Result<crate::encap::auth::KeyMap> {
     use crate::encap::auth::{KeyMap, TunnelKey};
     let global = global
@@ -588,10 +605,11 @@ fn load_tunnel_keys(
     if keys.is_empty() {
         return Ok(keys);
     }
-    if local_addr.is_unspecified() {
-        anyhow::bail!(
-            "--tunnel-key and tunnel_key need --local-address (or local_address in the config): the MAC covers the outer source address, which must be known when the packet is built"
-        );
+    let warning = keys
+        .check_sources(!local_addr.is_unspecified(), !local_addr6.is_unspecified())
+        .map_err(anyhow::Error::msg)?;
+    if let Some(w) = warning {
+        log::warn!("tunlb director: {w}");
     }
     log::info!(
         "tunlb director: GUE packets carry a MAC{}; GSO super-packets are cut before they are decided (one MAC per segment)",

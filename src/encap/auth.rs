@@ -314,14 +314,14 @@ pub fn emit_for(
 #[derive(Clone, Debug, Default)]
 pub struct KeyMap {
     global: Option<std::sync::Arc<TunnelKey>>,
-    servers: HashMap<Ipv4Addr, std::sync::Arc<TunnelKey>>,
+    servers: HashMap<IpAddr, std::sync::Arc<TunnelKey>>,
 }
 
 impl KeyMap {
     /// A map with the `global` key (if any) and the `servers`' own keys.
     pub fn new(
         global: Option<TunnelKey>,
-        servers: impl IntoIterator<Item = (Ipv4Addr, TunnelKey)>,
+        servers: impl IntoIterator<Item = (IpAddr, TunnelKey)>,
     ) -> KeyMap {
         KeyMap {
             global: global.map(std::sync::Arc::new),
@@ -333,7 +333,7 @@ impl KeyMap {
     }
 
     /// The same global key with other per-server keys (a reload re-reads only those).
-    pub fn with_servers(&self, servers: impl IntoIterator<Item = (Ipv4Addr, TunnelKey)>) -> KeyMap {
+    pub fn with_servers(&self, servers: impl IntoIterator<Item = (IpAddr, TunnelKey)>) -> KeyMap {
         KeyMap {
             global: self.global.clone(),
             ..KeyMap::new(None, servers)
@@ -342,12 +342,53 @@ impl KeyMap {
 
     /// Loads the real servers' key files (`tunnel_key` of the config).
     pub fn load_servers<'a>(
-        files: impl IntoIterator<Item = (&'a Ipv4Addr, &'a std::path::PathBuf)>,
-    ) -> Result<Vec<(Ipv4Addr, TunnelKey)>, KeyFileError> {
+        files: impl IntoIterator<Item = (&'a IpAddr, &'a std::path::PathBuf)>,
+    ) -> Result<Vec<(IpAddr, TunnelKey)>, KeyFileError> {
         files
             .into_iter()
             .map(|(a, p)| TunnelKey::load(p).map(|k| (*a, k)))
             .collect()
+    }
+
+    /// Whether packets sealed with these keys can be built, given whether the director has an
+    /// IPv4 (`local4`) and an IPv6 (`local6`) outer source address: the MAC covers the outer
+    /// source, which must be known when the packet is built. A real server's own key needs
+    /// the source of its family; the global key needs at least one, and without the other the
+    /// GUE packets to that family's real servers are dropped (`tunnel_auth_no_source`): the
+    /// `Ok` then says so, for the log.
+    pub fn check_sources(&self, local4: bool, local6: bool) -> Result<Option<String>, String> {
+        let family = |v4: bool| if v4 { "IPv4" } else { "IPv6" };
+        let flag = |v4: bool| {
+            if v4 {
+                "local_address"
+            } else {
+                "local_address6"
+            }
+        };
+        for (v4, have) in [(true, local4), (false, local6)] {
+            if !have && self.servers.keys().any(|a| a.is_ipv4() == v4) {
+                return Err(format!(
+                    "tunnel_key on an {} real server needs the director's {} (--{}): the MAC covers the outer source address, which must be known when the packet is built",
+                    family(v4),
+                    flag(v4),
+                    flag(v4).replace('_', "-"),
+                ));
+            }
+        }
+        if self.global.is_none() {
+            return Ok(None);
+        }
+        Ok(match (local4, local6) {
+            (false, false) => return Err(
+                "--tunnel-key needs --local-address or --local-address6 (local_address, local_address6 in the config): the MAC covers the outer source address, which must be known when the packet is built".to_string(),
+            ),
+            (true, true) => None,
+            (v4, _) => Some(format!(
+                "--tunnel-key without --{}: GUE packets to {} real servers cannot carry a MAC and are dropped (tunnel_auth_no_source)",
+                flag(!v4).replace('_', "-"),
+                family(!v4),
+            )),
+        })
     }
 
     /// Whether it holds no key at all.
@@ -357,12 +398,12 @@ impl KeyMap {
 
     /// The key packets to `server` are sealed with.
     #[inline]
-    pub fn get(&self, server: Ipv4Addr) -> Option<&TunnelKey> {
+    pub fn get(&self, server: impl Into<IpAddr>) -> Option<&TunnelKey> {
         if self.servers.is_empty() {
             return self.global.as_deref();
         }
         self.servers
-            .get(&server)
+            .get(&server.into())
             .or(self.global.as_ref())
             .map(|k| &**k)
     }
@@ -940,5 +981,36 @@ pub(crate) mod tests_support {
     /// A key of 32 bytes `b`.
     pub(crate) fn key(b: u8) -> TunnelKey {
         TunnelKey::new(&[b; KEY_LEN])
+    }
+
+    #[test]
+    fn keys_need_the_outer_source_of_their_family() {
+        let v4 = IpAddr::from([10, 0, 2, 12]);
+        let v6 = IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x12));
+        assert_eq!(KeyMap::default().check_sources(false, false), Ok(None));
+        let own = |a| KeyMap::new(None, [(a, key(1))]);
+        assert_eq!(own(v4).check_sources(true, false), Ok(None));
+        assert!(own(v4)
+            .check_sources(false, true)
+            .unwrap_err()
+            .contains("(--local-address)"));
+        assert_eq!(own(v6).check_sources(false, true), Ok(None));
+        assert!(own(v6)
+            .check_sources(true, false)
+            .unwrap_err()
+            .contains("(--local-address6)"));
+        let global = KeyMap::new(Some(key(1)), []);
+        assert!(global.check_sources(false, false).is_err());
+        assert_eq!(global.check_sources(true, true), Ok(None));
+        let w = global.check_sources(true, false).unwrap().unwrap();
+        assert!(
+            w.contains("IPv6 real servers") && w.contains("tunnel_auth_no_source"),
+            "{w}"
+        );
+        let w = global.check_sources(false, true).unwrap().unwrap();
+        assert!(
+            w.contains("IPv4 real servers") && w.contains("--local-address:"),
+            "{w}"
+        );
     }
 }

@@ -297,11 +297,22 @@ fn build() -> Topology {
 
 /// Starts the agent for `vip` and waits for it on lo.
 fn start_agent6(ns: &Netns, vip: &str, encap: &str, underlay: Underlay) -> Pid {
+    start_agent6_with(ns, vip, encap, underlay, &[])
+}
+
+/// [`start_agent6`] with `extra` flags.
+fn start_agent6_with(
+    ns: &Netns,
+    vip: &str,
+    encap: &str,
+    underlay: Underlay,
+    extra: &[&str],
+) -> Pid {
     let allow = match underlay {
         Underlay::Ipv6 => format!("{DIRECTOR}/128"),
         Underlay::Ipv4 => "10.2.0.2/32".to_string(),
     };
-    let args = [
+    let mut args = vec![
         "realserver",
         "--vip",
         vip,
@@ -310,6 +321,7 @@ fn start_agent6(ns: &Netns, vip: &str, encap: &str, underlay: Underlay) -> Pid {
         "--allow",
         &allow,
     ];
+    args.extend_from_slice(extra);
     let pid = ns.spawn("agent", crate::harness::TUNLB, &args);
     let on_lo = format!("{vip}/{}", if vip.contains(':') { 128 } else { 32 });
     wait_until(&format!("the agent in {}", ns.name()), STARTUP, || {
@@ -492,6 +504,104 @@ fn run(encap: &'static str, underlay: Underlay, vip: &str) {
     assert!(
         at_router >= 20,
         "only {at_router} replies from the VIP crossed the router"
+    );
+}
+
+/// Authenticated GUE over the IPv6 underlay: the director (`--tunnel-key`,
+/// `--local-address6`) seals every packet to the IPv6 real servers with a MAC over the IPv6
+/// outer addresses; agents holding the key deliver them (rr over both, 1 MB down and up
+/// intact), and GUE forged from the client with the director's address as source — without
+/// the option, or with the right key id and a made-up MAC — is dropped and counted by reason,
+/// nothing of it delivered.
+#[test]
+fn authenticated_gue_over_an_ipv6_underlay() {
+    use crate::harness::{metric_value, scrape_metrics};
+    use crate::tun_mode::{forged_auth_header, key_file, KEY_A};
+    let topo = build();
+    let key = key_file("gue6-auth.key", KEY_A);
+    let k = key.arg();
+    let director = topo.ns("director");
+    let dpid = crate::harness::start_director(
+        director,
+        &["--tunnel-key", &k, "--local-address6", DIRECTOR],
+    );
+    let agent_flags = ["--tunnel-key", &k, "--metrics-listen", "127.0.0.1:9101"];
+    for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
+        start_agent6_with(topo.ns(role), VIP, "gue", Underlay::Ipv6, &agent_flags);
+        start_httpd6(topo.ns(role), VIP, rip);
+    }
+    let vhost = host(VIP);
+    adm(director, &format!("-A -t {vhost}:80 -s rr"));
+    for rip in [RS1, RS2] {
+        adm(
+            director,
+            &format!("-a -t {vhost}:80 -r [{rip}] -i --tun-type gue"),
+        );
+    }
+    let client = topo.ns("client");
+    let mut answers = Vec::new();
+    for i in 0..4 {
+        let answer = get_vip(client, VIP)
+            .unwrap_or_else(|e| panic!("request {i} failed: {e}\n{}", director.log(dpid)));
+        answers.push(answer);
+    }
+    assert_rr_alternates(&answers, [RS1, RS2]);
+    down_and_up(client, &vhost, "gue6-auth", 1 << 20);
+
+    let rs1 = |what: &str| {
+        let text = scrape_metrics(topo.ns("rs1"), "127.0.0.1:9101", &[]);
+        if what == "delivered" {
+            metric_value(&text, "tunlb_agent_delivered_packets_total", &[])
+        } else {
+            let label = format!("reason=\"{what}\"");
+            metric_value(&text, "tunlb_agent_drops_total", &[&label])
+        }
+    };
+    let delivered = rs1("delivered");
+    assert!(delivered > 0);
+    assert_eq!(rs1("auth_missing") + rs1("auth_bad_mac"), 0);
+    // Inner protocol 41 (IPv6): no option; then the option with a made-up MAC.
+    send_forged_gue6(client, "00290000", 20);
+    let forged = forged_auth_header(KEY_A, u64::MAX / 2).replacen("0704", "0729", 1);
+    send_forged_gue6(client, &forged, 20);
+    wait_until("the forged packets to be counted", STARTUP, || {
+        rs1("auth_missing") >= 20 && rs1("auth_bad_mac") >= 20
+    });
+    assert_eq!(rs1("auth_missing"), 20);
+    assert_eq!(rs1("auth_bad_mac"), 20);
+    assert_eq!(rs1("delivered"), delivered, "a forged packet was delivered");
+    // Real traffic still flows.
+    assert!(get_vip(client, VIP).is_ok());
+}
+
+/// Sends `count` GUE datagrams (header `gue`, hex, carrying an IPv6 UDP packet to the VIP)
+/// from the client with the director's address as outer source to rs1's GUE port.
+fn send_forged_gue6(client: &Netns, gue: &str, count: u32) {
+    const SCRIPT: &str = r#"
+import socket, struct, sys
+src, dst, vip, client, gue, count = sys.argv[1:7]
+def a(x): return socket.inet_pton(socket.AF_INET6, x)
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+def udp(s, d, sport, dport, data):
+    u = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    c = csum(a(s) + a(d) + struct.pack("!IxxxB", len(u), 17) + u) or 0xffff
+    return u[:6] + struct.pack("!H", c) + u[8:]
+def ip6(s, d, payload):
+    return struct.pack("!IHBB", 0x60000000, len(payload), 17, 64) + a(s) + a(d) + payload
+sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for n in range(int(count)):
+    inner = ip6(client, vip, udp(client, vip, 5555, 9999, b"forged %d" % n))
+    outer = ip6(src, dst, udp(src, dst, 50000, 6080, bytes.fromhex(gue) + inner))
+    sock.sendto(outer, (dst, 0))
+"#;
+    let n = count.to_string();
+    client.exec(
+        "python3",
+        &["-c", SCRIPT, DIRECTOR, RS1, VIP, "2001:db8:1::10", gue, &n],
     );
 }
 

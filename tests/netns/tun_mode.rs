@@ -725,7 +725,7 @@ for n in range(int(count)):
 /// A GUE header with the authentication option for the key in `key_hex`: the right key id
 /// (HMAC-SHA-256 of the label, as tunlb derives it), sequence `seq`, and a made-up MAC: what a
 /// forger who saw the director's packets can build without the key.
-fn forged_auth_header(key_hex: &str, seq: u64) -> String {
+pub(crate) fn forged_auth_header(key_hex: &str, seq: u64) -> String {
     let id = tunlb::encap::auth::TunnelKey::from_hex(key_hex)
         .expect("a test key")
         .id();
@@ -733,7 +733,7 @@ fn forged_auth_header(key_hex: &str, seq: u64) -> String {
 }
 
 /// A tunnel key file (mode 0600) holding `hex`.
-fn key_file(name: &str, hex: &str) -> TempPath {
+pub(crate) fn key_file(name: &str, hex: &str) -> TempPath {
     use std::os::unix::fs::PermissionsExt;
     let path = TempPath::new(name);
     fs::write(path.path(), format!("{hex}\n")).expect("write a key file");
@@ -741,7 +741,7 @@ fn key_file(name: &str, hex: &str) -> TempPath {
     path
 }
 
-const KEY_A: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+pub(crate) const KEY_A: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
 const KEY_B: &str = "f9e8d7c6b5a4938271605f4e3d2c1b0af9e8d7c6b5a4938271605f4e3d2c1b0a";
 
 /// The GUE lab with every process's extra flags: the director's and the agents'; the agents

@@ -6,6 +6,7 @@
 //! tun_name = "tunlb0"
 //! tunnel_mtu = 1500          # MTU towards the real servers
 //! local_address = "10.0.0.1" # outer source address of tunnel packets (default: routing decides)
+//! local_address6 = "2001:db8::1" # the same for IPv6 real servers (needed for tunnel keys)
 //! announce = ["eth0"]        # answer ARP for every VIP on these LAN interfaces
 //! announce_table = 100       # VIPs with a live real server also routed into this table,
 //!                            # for a routing daemon (BIRD) to announce (docs/scale-out.md)
@@ -177,6 +178,9 @@ pub struct DirectorSettings {
     pub tunnel_mtu: u16,
     /// Source address of the outer header of tunnel packets; `None` lets routing choose.
     pub local_address: Option<Ipv4Addr>,
+    /// Source address of the outer IPv6 header of tunnel packets to IPv6 real servers;
+    /// `None` lets routing choose (authenticated GUE to IPv6 real servers needs it).
+    pub local_address6: Option<std::net::Ipv6Addr>,
     /// LAN interfaces on which the director answers ARP for every VIP from its own AF_PACKET
     /// socket (the answers stop with the process), as `--announce IFACE` does; empty by default.
     pub announce: Vec<String>,
@@ -214,7 +218,7 @@ pub struct DirectorSettings {
     /// their GUE packets carry a MAC ([`crate::encap::auth`]). A real server without one takes
     /// the director's `--tunnel-key`, if given.
     #[serde(default)]
-    pub tunnel_keys: std::collections::BTreeMap<Ipv4Addr, std::path::PathBuf>,
+    pub tunnel_keys: std::collections::BTreeMap<std::net::IpAddr, std::path::PathBuf>,
 }
 
 impl DirectorSettings {
@@ -237,6 +241,7 @@ impl Default for DirectorSettings {
             tun_name: "tunlb0".to_string(),
             tunnel_mtu: 1500,
             local_address: None,
+            local_address6: None,
             announce: Vec::new(),
             announce_table: None,
             timeouts: Timeouts::default(),

@@ -61,6 +61,7 @@ pub(super) struct RawDirector {
     pub(super) tun_name: Option<Spanned<String>>,
     pub(super) tunnel_mtu: Option<Spanned<i64>>,
     pub(super) local_address: Option<Spanned<String>>,
+    pub(super) local_address6: Option<Spanned<String>>,
     pub(super) announce: Option<Vec<String>>,
     pub(super) announce_table: Option<Spanned<i64>>,
     pub(super) sloppy_tcp: Option<bool>,

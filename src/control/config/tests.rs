@@ -473,13 +473,37 @@ fn tunnel_keys_load_check_and_round_trip() {
     };
     let (settings, set) = load_str(&config("gue", &good), "k.toml").unwrap();
     assert_eq!(
-        settings.tunnel_keys.get(&Ipv4Addr::new(10, 0, 2, 12)),
+        settings
+            .tunnel_keys
+            .get(&std::net::IpAddr::from([10, 0, 2, 12])),
         Some(&good)
     );
     let text = to_toml(&set, &settings);
     assert!(text.contains("tunnel_key = "), "{text}");
     let (settings2, _) = load_str(&text, "saved.toml").unwrap();
     assert_eq!(settings2.tunnel_keys, settings.tunnel_keys);
+    // An IPv6 real server's key, with the director's IPv6 outer source, round trip too.
+    let v6 = format!(
+        "[director]\nlocal_address6 = \"2001:db8:2::2\"\n\n{}",
+        config("gue", &good)
+            .replace("10.0.0.100", "2001:db8::100")
+            .replace("10.0.2.12", "2001:db8:3::12")
+    );
+    let (settings, set) = load_str(&v6, "k6.toml").unwrap();
+    let rs6: std::net::IpAddr = "2001:db8:3::12".parse().unwrap();
+    assert_eq!(settings.tunnel_keys.get(&rs6), Some(&good));
+    assert_eq!(settings.local_address6, "2001:db8:2::2".parse().ok());
+    let (settings2, _) = load_str(&to_toml(&set, &settings), "saved6.toml").unwrap();
+    assert_eq!(settings2.tunnel_keys, settings.tunnel_keys);
+    assert_eq!(settings2.local_address6, settings.local_address6);
+    assert_eq!(
+        problems("[director]\nlocal_address6 = \"ff02::1\"\n"),
+        [(
+            2,
+            18,
+            "director.local_address6: expected a unicast IPv6 address like \"2001:db8::1\", found \"ff02::1\"".to_string()
+        )]
+    );
     let p = problems(&config("ipip", &good));
     assert!(
         p.iter()

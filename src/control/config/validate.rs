@@ -5,7 +5,7 @@
 
 use super::raw::*;
 use super::{DirectorSettings, Problem, MAX_QUEUES};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 use toml::Spanned;
@@ -48,7 +48,7 @@ pub(super) struct Validator<'a> {
     /// `[scripts]`, read first: who runs scripts and whether they are vetted.
     pub(super) scripts: ScriptPolicy,
     /// The real servers' tunnel key files (`tunnel_key`), built along with the services.
-    pub(super) tunnel_keys: std::collections::BTreeMap<std::net::Ipv4Addr, std::path::PathBuf>,
+    pub(super) tunnel_keys: std::collections::BTreeMap<IpAddr, std::path::PathBuf>,
 }
 
 impl Validator<'_> {
@@ -108,6 +108,23 @@ impl Validator<'_> {
             return None;
         }
         Some(addr)
+    }
+
+    /// A unicast IPv6 address (an outer source address).
+    pub(super) fn unicast6(&mut self, value: &Spanned<String>, what: &str) -> Option<Ipv6Addr> {
+        match value.get_ref().parse::<Ipv6Addr>() {
+            Ok(a) if !a.is_unspecified() && !a.is_multicast() => Some(a),
+            _ => {
+                self.report(
+                    value.span(),
+                    format!(
+                        "{what}: expected a unicast IPv6 address like \"2001:db8::1\", found {:?}",
+                        value.get_ref()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     /// A unicast address of either family (a VIP, a real server).
@@ -324,6 +341,9 @@ impl Validator<'_> {
         if let Some(a) = &d.local_address {
             settings.local_address = self.unicast(a, "director.local_address");
         }
+        if let Some(a) = &d.local_address6 {
+            settings.local_address6 = self.unicast6(a, "director.local_address6");
+        }
         if let Some(announce) = &d.announce {
             settings.announce = announce.clone();
         }
@@ -486,16 +506,8 @@ impl Validator<'_> {
             self.report(k.span(), format!("{what}.tunnel_key: {e}"));
             return;
         }
-        let addr = match addr {
-            None => return,
-            Some(IpAddr::V4(a)) => a,
-            Some(IpAddr::V6(_)) => {
-                self.report(
-                    k.span(),
-                    format!("{what}.tunnel_key: not available for IPv6 real servers yet"),
-                );
-                return;
-            }
+        let Some(addr) = addr else {
+            return;
         };
         match self.tunnel_keys.get(&addr) {
             Some(other) if *other != path => self.report(

@@ -20,6 +20,9 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
     if let Some(a) = s.local_address {
         let _ = writeln!(out, "local_address = \"{a}\"");
     }
+    if let Some(a) = s.local_address6 {
+        let _ = writeln!(out, "local_address6 = \"{a}\"");
+    }
     if !s.announce.is_empty() {
         let list: Vec<String> = s.announce.iter().map(|i| quote(i)).collect();
         let _ = writeln!(out, "announce = [{}]", list.join(", "));
@@ -110,11 +113,7 @@ pub fn to_toml(set: &ServiceSet, settings: &DirectorSettings) -> String {
                     if let Some(key) = tunnel.gre_key() {
                         let _ = writeln!(out, "  gre_key = {key}");
                     }
-                    let key = match d.addr {
-                        std::net::IpAddr::V4(a) => s.tunnel_keys.get(&a),
-                        std::net::IpAddr::V6(_) => None,
-                    };
-                    if let Some(path) = key {
+                    if let Some(path) = s.tunnel_keys.get(&d.addr) {
                         let _ =
                             writeln!(out, "  tunnel_key = {}", quote(&path.display().to_string()));
                     }

@@ -68,13 +68,12 @@ impl ControlPlane {
         // Tunnel keys: loaded before anything changes, so a bad key file keeps it all.
         let keys = crate::encap::auth::KeyMap::load_servers(&settings.tunnel_keys)?;
         let keys = self.shared.tunnel_keys().with_servers(keys);
-        let local = self.settings.lock().ok().and_then(|s| s.local_address);
-        if !keys.is_empty() && local.is_none() {
-            anyhow::bail!(
-                "{}: tunnel_key needs the director's local_address (the MAC covers the outer source address)",
-                path.display()
-            );
-        }
+        let (local, local6) = self
+            .settings
+            .lock()
+            .map_or((None, None), |s| (s.local_address, s.local_address6));
+        keys.check_sources(local.is_some(), local6.is_some())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let timeouts = settings.timeouts;
         let n = set.services.len();
         self.replace(set, timeouts, Some(settings.snat))?;

@@ -41,12 +41,13 @@ impl ControlPlane {
     /// Records the director's effective settings (command line over config file over
     /// defaults) for `adm --save-config`. The values the control plane knows itself win over
     /// those of `s`: `queues` (the number of workers), `tun_name`, `announce` and the running
-    /// timeouts; so only `tunnel_mtu`, `local_address`, the VRRP config, the sloppy
+    /// timeouts; so only `tunnel_mtu`, `local_address(6)`, the VRRP config, the sloppy
     /// settings and the real servers' tunnel key files come from `s`.
     pub fn set_settings(&self, s: DirectorSettings) {
         if let Ok(mut mine) = self.settings.lock() {
             mine.tunnel_mtu = s.tunnel_mtu;
             mine.local_address = s.local_address.filter(|a| !a.is_unspecified());
+            mine.local_address6 = s.local_address6.filter(|a| !a.is_unspecified());
             mine.vrrp = s.vrrp;
             mine.sloppy_tcp = s.sloppy_tcp;
             mine.sloppy_sctp = s.sloppy_sctp;

@@ -293,8 +293,9 @@ fn forward6(
 }
 
 /// Encapsulates the IPv6 packet in an IPv6 outer header to `to`, or answers it with a Packet
-/// Too Big when it does not fit the tunnel. The outer source is left unspecified: the send
-/// path fills in the kernel's source for `to` (and fixes the GUE checksum for it).
+/// Too Big when it does not fit the tunnel. The outer source is `--local-address6`, else left
+/// unspecified for the send path to fill in the kernel's source for `to` (and fix the GUE
+/// checksum for it); authenticated GUE needs the former ([`tunnel::key_for`]).
 fn encap6(
     cx: &mut Ctx<'_>,
     to: Ipv6Addr,
@@ -304,23 +305,26 @@ fn encap6(
     hash: u32,
 ) -> Verdict {
     let kind = EncapKind::from(tunnel.kind());
-    if matches!(tunnel, Tunnel::Gue { .. }) && cx.shared.tunnel_auth() {
-        // The MAC covers the outer source, which only the send path knows for IPv6.
-        return Verdict::Drop(DropReason::Ipv6TunnelAuth);
-    }
-    let overhead = overhead6(&tunnel, false);
+    let keys = tunnel::keys(cx, tunnel);
+    let key = match tunnel::key_for(cx, &keys, to) {
+        Ok(key) => key,
+        Err(drop) => return drop,
+    };
+    let overhead = overhead6(&tunnel, key.is_some());
     if p.len + overhead > usize::from(cx.config.tunnel_mtu) {
         let mtu = inner_mtu(
             cx.config.tunnel_mtu,
             OuterFamily::Ipv6,
             Family::Ipv6,
             &tunnel,
-            false,
+            key.is_some(),
             false,
         );
         return too_big(cx, buf, p, kind, mtu);
     }
-    tunnel::wrap6(to, tunnel, &buf[..p.len], hash, 0)
+    let seal = key.map(|k| cx.auth_seq.seal(k));
+    let src = cx.config.local_addr6;
+    tunnel::wrap6(src, to, tunnel, &buf[..p.len], hash, 0, seal.as_ref())
 }
 
 /// Encapsulates the IPv6 packet in an IPv4 outer header to `to` (protocol 41 for `ipip`, as
@@ -336,11 +340,11 @@ fn encap6_over4(
     hash: u32,
 ) -> Verdict {
     let kind = EncapKind::from(tunnel.kind());
-    let keys = match tunnel {
-        Tunnel::Gue { .. } if cx.shared.tunnel_auth() => Some(cx.shared.tunnel_keys()),
-        _ => None,
+    let keys = tunnel::keys(cx, tunnel);
+    let key = match tunnel::key_for(cx, &keys, to) {
+        Ok(key) => key,
+        Err(drop) => return drop,
     };
-    let key = keys.as_ref().and_then(|k| k.get(to));
     let overhead = crate::encap::overhead_full(&tunnel, key.is_some(), false);
     if p.len + overhead > usize::from(cx.config.tunnel_mtu) {
         let mtu = inner_mtu(

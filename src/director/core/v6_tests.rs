@@ -468,15 +468,24 @@ mod ipv4_over_ipv6 {
             d.handle_gso(Instant::ZERO, &mut syn, n, 2),
             Verdict::Drop(DropReason::Ipv6SuperPacket)
         );
-        // The MAC covers the outer source, which only the send path knows over IPv6.
+        // The MAC covers the outer source: without `--local-address6` there is none to cover.
         let key = crate::encap::auth::TunnelKey::new(&[7; 32]);
         d.shared()
             .set_tunnel_keys(crate::encap::auth::KeyMap::new(Some(key), []));
         let mut syn = tcp_packet(CLIENT4, 2, VIP4, 80, 0x02, 0);
         assert_eq!(
             d.handle_packet(Instant::ZERO, &mut syn),
-            Verdict::Drop(DropReason::Ipv6TunnelAuth)
+            Verdict::Drop(DropReason::TunnelAuthNoSource)
         );
+        assert_eq!(d.counters().dropped(DropReason::TunnelAuthNoSource), 1);
+    }
+
+    #[test]
+    fn authenticated_gue_carries_ipv4_with_a_mac_over_the_ipv6_outer_addresses() {
+        let mut d = super::auth::keyed(&set4(TunnelType::Gue), super::auth::global());
+        let mut syn = tcp_packet(CLIENT4, 3, VIP4, 80, 0x02, 0);
+        let v = d.handle_packet(Instant::ZERO, &mut syn);
+        super::auth::assert_opens(&v, &syn, 4);
     }
 
     #[test]
@@ -631,4 +640,117 @@ fn an_icmpv6_error_about_a_dr_flow_goes_to_its_server() {
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     let mut err = ipv6_packet(router, VIP, IpProtocol::ICMPV6, &icmp);
     assert_eq!(frame(&d.handle_packet(now, &mut err)).1, MAC2);
+}
+
+/// Authenticated GUE to IPv6 real servers: with `--local-address6` the outer source is that
+/// address and the agent's keyring opens each packet (the MAC over the IPv6 outer addresses),
+/// sequence numbers rising; a real server without a key of its own (only per-server keys set)
+/// gets plain GUE from the same source.
+mod auth {
+    use super::*;
+    use crate::encap::auth::{KeyMap, Keyring, TunnelKey};
+
+    pub(super) const LOCAL6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+
+    pub(super) fn key() -> TunnelKey {
+        TunnelKey::new(&[7; 32])
+    }
+
+    pub(super) fn global() -> KeyMap {
+        KeyMap::new(Some(key()), [])
+    }
+
+    /// A director with `keys` and `--local-address6 LOCAL6`.
+    pub(super) fn keyed(s: &ServiceSet, keys: KeyMap) -> Director {
+        let snap = Registry::new().build(s, &Timeouts::default()).unwrap();
+        let shared = Arc::new(Shared::new(snap));
+        shared.set_tunnel_keys(keys);
+        let config = DirectorConfig {
+            local_addr6: LOCAL6,
+            ..DirectorConfig::default()
+        };
+        Director::new(shared, config)
+    }
+
+    /// The GUE payload (after the outer IPv6 and UDP headers) of `v`, whose inner packet is
+    /// the start of `buf`.
+    fn gue_payload(v: &Verdict, buf: &[u8]) -> (Ipv6Addr, Ipv6Addr, Vec<u8>) {
+        let Verdict::Encap(e) = v else {
+            panic!("not encapsulated: {v:?}");
+        };
+        let h = Ipv6Packet::new_unchecked(e.header());
+        assert_eq!(h.next_header(), IpProtocol::UDP);
+        let mut payload = e.header()[48..].to_vec();
+        payload.extend_from_slice(&buf[..e.len]);
+        (h.src_addr(), h.dst_addr(), payload)
+    }
+
+    /// `v` comes from LOCAL6 and the agent's keyring opens it, its inner packet of family
+    /// `version` whole after the option.
+    pub(super) fn assert_opens(v: &Verdict, buf: &[u8], version: u8) {
+        let (src, dst, payload) = gue_payload(v, buf);
+        assert_eq!(src, LOCAL6, "the outer source is --local-address6");
+        let mut ring = Keyring::new(vec![key()]).unwrap();
+        let inner = ring.open6(src, dst, &payload).expect("the MAC verifies");
+        assert_eq!(payload[inner.start] >> 4, version);
+        assert_eq!(payload.len() - inner.start, buf.len());
+        // Another source address (a forger's) does not verify.
+        let mut ring = Keyring::new(vec![key()]).unwrap();
+        assert!(ring.open6(RS1, dst, &payload).is_err());
+    }
+
+    #[test]
+    fn ipv6_packets_carry_a_mac_over_the_ipv6_outer_addresses() {
+        let mut d = keyed(&set(TunnelType::Gue, None), global());
+        let mut ring = Keyring::new(vec![key()]).unwrap();
+        for port in 0..4 {
+            let mut syn = tcp6_packet(client(1), 40000 + port, VIP, 80, 0x02, 0);
+            let v = d.handle_packet(Instant::ZERO, &mut syn);
+            assert_opens(&v, &syn, 6);
+            // One keyring over all of them: the sequence numbers rise (no replay refusal).
+            let (src, dst, payload) = gue_payload(&v, &syn);
+            ring.open6(src, dst, &payload).expect("in sequence");
+        }
+        assert_eq!(d.counters().dropped(DropReason::TunnelAuthNoSource), 0);
+    }
+
+    #[test]
+    fn without_a_key_of_its_own_a_server_gets_plain_gue_from_the_local_address() {
+        let keys = KeyMap::new(None, [(IpAddr::V6(RS1), key())]);
+        let mut d = keyed(&set(TunnelType::Gue, None), keys);
+        let mut plain = 0;
+        for port in 0..2 {
+            let mut syn = tcp6_packet(client(1), 40000 + port, VIP, 80, 0x02, 0);
+            let v = d.handle_packet(Instant::ZERO, &mut syn);
+            let (src, dst, payload) = gue_payload(&v, &syn);
+            assert_eq!(src, LOCAL6);
+            if dst == RS1 {
+                assert_opens(&v, &syn, 6);
+            } else {
+                assert_eq!(crate::encap::strip_gue(&payload).map(|r| r.start), Ok(4));
+                plain += 1;
+            }
+        }
+        assert_eq!(plain, 1, "rr: one packet to each server");
+    }
+
+    #[test]
+    fn a_keyed_server_of_a_family_without_a_source_address_is_dropped_by_reason() {
+        // An IPv6 VIP over an IPv4 underlay: the director has --local-address6 only.
+        let mut s = set(TunnelType::Gue, None);
+        for (d, a) in s.services[0]
+            .dests
+            .iter_mut()
+            .zip([[10, 3, 0, 12], [10, 3, 0, 13]])
+        {
+            d.addr = IpAddr::from(a);
+        }
+        let mut d = keyed(&s, global());
+        let mut syn = tcp6_packet(client(1), 40000, VIP, 80, 0x02, 0);
+        assert_eq!(
+            d.handle_packet(Instant::ZERO, &mut syn),
+            Verdict::Drop(DropReason::TunnelAuthNoSource)
+        );
+        assert_eq!(d.counters().dropped(DropReason::TunnelAuthNoSource), 1);
+    }
 }

@@ -22,6 +22,7 @@ use crate::director::packet::verdict::{DropReason, Encap, Verdict, MAX_FRAGMENTS
 use crate::director::packet::Parsed;
 use crate::director::stats::{EncapError, EncapKind};
 use crate::director::table::Dest;
+use crate::encap::auth::{KeyMap, Seal, TunnelKey};
 use crate::encap::chance::SecondChance;
 use crate::encap::v6::{build_outer6, inner_mtu, overhead6, OuterFamily, OuterParams6};
 use crate::encap::v6::{TrafficClass, Udp6Zero};
@@ -60,13 +61,13 @@ pub fn encap(
     hash: u32,
 ) -> Verdict {
     let kind = EncapKind::from(tunnel.kind());
-    let keys = match tunnel {
-        Tunnel::Gue { .. } if cx.shared.tunnel_auth() => Some(cx.shared.tunnel_keys()),
-        _ => None,
+    let keys = keys(cx, tunnel);
+    let key = match key_for(cx, &keys, to) {
+        Ok(key) => key,
+        Err(drop) => return drop,
     };
-    let key = keys.as_ref().and_then(|k| k.get(to));
     if key.is_some() && p.segs > 1 {
-        cx.counters.drops[DropReason::AuthSuperPacket as usize] += 1;
+        // Counted by the core with the verdict (once per segment).
         return Verdict::Drop(DropReason::AuthSuperPacket);
     }
     let chance = cx
@@ -132,7 +133,7 @@ pub fn encap(
 /// super-packets before the core decides while such servers exist
 /// ([`crate::director::Snapshot::tunnels_ipv4_over_ipv6`]); one that still comes (the table
 /// changed between the driver's look and the decision) is dropped as `ipv6_super_packet`.
-/// Authenticated GUE over IPv6 is not sent yet (`ipv6_tunnel_auth_unsupported`).
+/// Authenticated GUE works as over IPv4 (see [`wrap6`]).
 pub fn encap_over6(
     cx: &mut Ctx<'_>,
     to: Ipv6Addr,
@@ -141,21 +142,23 @@ pub fn encap_over6(
     p: &Parsed,
     hash: u32,
 ) -> Verdict {
-    if matches!(tunnel, Tunnel::Gue { .. }) && cx.shared.tunnel_auth() {
-        return Verdict::Drop(DropReason::Ipv6TunnelAuth);
-    }
     if p.segs > 1 {
         return Verdict::Drop(DropReason::Ipv6SuperPacket);
     }
+    let keys = keys(cx, tunnel);
+    let key = match key_for(cx, &keys, to) {
+        Ok(key) => key,
+        Err(drop) => return drop,
+    };
     let kind = EncapKind::from(tunnel.kind());
-    let too_big = p.len + overhead6(&tunnel, false) > usize::from(cx.config.tunnel_mtu);
+    let too_big = p.len + overhead6(&tunnel, key.is_some()) > usize::from(cx.config.tunnel_mtu);
     if too_big && p.dont_frag {
         let mtu = inner_mtu(
             cx.config.tunnel_mtu,
             OuterFamily::Ipv6,
             Family::Ipv4,
             &tunnel,
-            false,
+            key.is_some(),
             false,
         );
         cx.counters.encap_errors.count(kind, EncapError::TooBig, 1);
@@ -167,15 +170,67 @@ pub fn encap_over6(
     } else {
         0
     };
-    wrap6(to, tunnel, &buf[..p.len], hash, frag_mtu)
+    let seal = key.map(|k| cx.auth_seq.seal(k));
+    let src = cx.config.local_addr6;
+    wrap6(
+        src,
+        to,
+        tunnel,
+        &buf[..p.len],
+        hash,
+        frag_mtu,
+        seal.as_ref(),
+    )
 }
 
-/// The [`Verdict::Encap`] of `inner` (either family) in an IPv6 outer header to `to`, its
-/// source left unspecified for the send path to fill in (`sys/raw_tx6.rs`), the flow label
-/// from `hash`, sent as outer fragments of `frag_mtu` bytes unless 0.
-pub fn wrap6(to: Ipv6Addr, tunnel: Tunnel, inner: &[u8], hash: u32, frag_mtu: u16) -> Verdict {
+/// The tunnel keys, when `tunnel` is GUE and any key is set.
+#[inline]
+pub fn keys(cx: &Ctx<'_>, tunnel: Tunnel) -> Option<arc_swap::Guard<std::sync::Arc<KeyMap>>> {
+    match tunnel {
+        Tunnel::Gue { .. } if cx.shared.tunnel_auth() => Some(cx.shared.tunnel_keys()),
+        _ => None,
+    }
+}
+
+/// The key GUE packets to real server `to` are sealed with, if any; a drop
+/// (`tunnel_auth_no_source`) when there is one but no outer source address of `to`'s family
+/// (`--local-address`, `--local-address6`): the MAC covers the outer source, which the
+/// director must know when it builds the packet (the start and reloads refuse keys that
+/// could never be used, [`KeyMap::check_sources`]).
+#[inline]
+pub fn key_for<'k>(
+    cx: &Ctx<'_>,
+    keys: &'k Option<arc_swap::Guard<std::sync::Arc<KeyMap>>>,
+    to: impl Into<IpAddr>,
+) -> Result<Option<&'k TunnelKey>, Verdict> {
+    let to = to.into();
+    let key = keys.as_ref().and_then(|k| k.get(to));
+    let no_source = match to {
+        IpAddr::V4(_) => cx.config.local_addr.is_unspecified(),
+        IpAddr::V6(_) => cx.config.local_addr6.is_unspecified(),
+    };
+    if key.is_some() && no_source {
+        return Err(Verdict::Drop(DropReason::TunnelAuthNoSource));
+    }
+    Ok(key)
+}
+
+/// The [`Verdict::Encap`] of `inner` (either family) in an IPv6 outer header from `src` to
+/// `to`, the flow label from `hash`, sent as outer fragments of `frag_mtu` bytes unless 0.
+/// An unspecified `src` (no `--local-address6`) is filled in by the send path
+/// (`sys/raw_tx6.rs`). A GUE packet with a `seal` carries the authentication option, its MAC
+/// over the IPv6 outer addresses (the agent checks it as over IPv4).
+pub fn wrap6(
+    src: Ipv6Addr,
+    to: Ipv6Addr,
+    tunnel: Tunnel,
+    inner: &[u8],
+    hash: u32,
+    frag_mtu: u16,
+    seal: Option<&Seal<'_>>,
+) -> Verdict {
     let params = OuterParams6 {
-        src: Ipv6Addr::UNSPECIFIED,
+        src,
         dst: to,
         tunnel,
         flow_hash: hash,
@@ -184,7 +239,7 @@ pub fn wrap6(to: Ipv6Addr, tunnel: Tunnel, inner: &[u8], hash: u32, frag_mtu: u1
         udp_zero: Udp6Zero::Never,
     };
     let mut header = [0u8; MAX_OUTER_HEADER];
-    let Ok(n) = build_outer6(&params, inner, None, &mut header) else {
+    let Ok(n) = build_outer6(&params, inner, seal, &mut header) else {
         return Verdict::Drop(DropReason::MalformedIp);
     };
     Verdict::Encap(Encap {

@@ -117,9 +117,10 @@ drop_reasons! {
     MalformedL4 => "malformed_l4",
     /// Neither IPv4 nor IPv6 (the version nibble; the label is older than IPv6 forwarding).
     NotIpv4 => "not_ipv4",
-    /// IPv6: GUE to an IPv6 real server while tunnel keys are set (authenticated GUE over an
-    /// IPv6 underlay is not sent by the director yet).
-    Ipv6TunnelAuth => "ipv6_tunnel_auth_unsupported",
+    /// GUE to a real server that has a tunnel key while the director has no outer source
+    /// address of that server's family (`--local-address`, `--local-address6`): the MAC
+    /// covers the outer source, which must be known when the packet is built.
+    TunnelAuthNoSource => "tunnel_auth_no_source",
     /// A GSO super-packet to a real server behind an IPv6 underlay (the driver cuts them
     /// first; one came while the table changed).
     Ipv6SuperPacket => "ipv6_super_packet",

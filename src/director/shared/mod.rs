@@ -35,6 +35,9 @@ pub struct DirectorConfig {
     pub tunnel_mtu: u16,
     /// Outer source address; `0.0.0.0` lets the kernel fill in the route's source.
     pub local_addr: Ipv4Addr,
+    /// Outer source of IPv6 tunnel packets; `::` lets the send path fill in the kernel's
+    /// source for each real server (then GUE to IPv6 real servers cannot be authenticated).
+    pub local_addr6: std::net::Ipv6Addr,
     /// Initial connection-table capacity per worker, in slots (see `ConnTable::slots_for`).
     pub initial_conns: usize,
     /// Maximum tracked flows per worker.
@@ -86,6 +89,7 @@ impl Default for DirectorConfig {
         DirectorConfig {
             tunnel_mtu: 1500,
             local_addr: Ipv4Addr::UNSPECIFIED,
+            local_addr6: std::net::Ipv6Addr::UNSPECIFIED,
             initial_conns: 4096,
             max_conns: 4 << 20,
             sweep_budget: 8192,
