@@ -477,3 +477,77 @@ fn arbitrary_bytes_never_panic_with_nat66() {
         }
     }
 }
+
+/// A fragment from `src` to `dst` of a UDP datagram `sport → dport` (the UDP header, with a
+/// non-zero checksum the director only updates, in the first): identification `ident`,
+/// offset `offset` bytes, M `more`, then `data`.
+#[allow(clippy::too_many_arguments)]
+fn udp6_fragment(
+    (src, sport): (Ipv6Addr, u16),
+    (dst, dport): (Ipv6Addr, u16),
+    ident: u32,
+    offset: u16,
+    more: bool,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut f = vec![IpProtocol::UDP, 0];
+    f.extend((offset | u16::from(more)).to_be_bytes());
+    f.extend(ident.to_be_bytes());
+    if offset == 0 {
+        f.extend(sport.to_be_bytes());
+        f.extend(dport.to_be_bytes());
+        f.extend(((8 + 2 * data.len()) as u16).to_be_bytes());
+        f.extend([0x12, 0x34]);
+    }
+    f.extend_from_slice(data);
+    crate::wire::testing::ipv6_packet(src, dst, IpProtocol::IPV6_FRAG, &f)
+}
+
+#[test]
+fn nat66_later_fragments_follow_their_first_fragment_both_ways() {
+    let mut lab = Lab6::new(&nat6_set(), DirectorConfig::default());
+    let now = Instant::from_secs(1);
+    // The client's datagram: the first fragment gets RS1:5353, the later one (on the other
+    // worker) RS1 only, its bytes otherwise unchanged.
+    let mut first = udp6_fragment((CLIENT, 5000), (VIP, 53), 7, 0, true, &[1; 16]);
+    let ip = rewritten(lab.send(0, now, &mut first), &first);
+    assert_eq!(ip.dst_addr(), RS1);
+    assert_eq!(
+        crate::wire::get_u16(ip.payload(), 8 + 2),
+        5353,
+        "the UDP port"
+    );
+    let mut later = udp6_fragment((CLIENT, 5000), (VIP, 53), 7, 24, false, &[2; 16]);
+    let before = later.clone();
+    let ip = rewritten(lab.send(1, now, &mut later), &later);
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (CLIENT, RS1));
+    assert_eq!(
+        later[40..],
+        before[40..],
+        "a later fragment keeps its bytes"
+    );
+    // The reply, fragmented by the real server: every fragment gets the VIP as its source.
+    let mut first = udp6_fragment((RS1, 5353), (CLIENT, 5000), 9, 0, true, &[3; 16]);
+    let ip = rewritten(lab.send(1, now, &mut first), &first);
+    assert_eq!(ip.src_addr(), VIP);
+    assert_eq!(crate::wire::get_u16(ip.payload(), 8), 53, "the UDP port");
+    let mut later = udp6_fragment((RS1, 5353), (CLIENT, 5000), 9, 24, false, &[4; 16]);
+    let ip = rewritten(lab.send(0, now, &mut later), &later);
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP, CLIENT));
+    // Later fragments whose first was not seen: dropped, both ways.
+    for (w, mut f) in [
+        (
+            0,
+            udp6_fragment((CLIENT, 5000), (VIP, 53), 8, 24, false, &[5; 16]),
+        ),
+        (
+            1,
+            udp6_fragment((RS1, 5353), (CLIENT, 5000), 10, 24, false, &[6; 16]),
+        ),
+    ] {
+        assert_eq!(
+            lab.send(w, now, &mut f),
+            Verdict::Drop(DropReason::FragmentNoFlow)
+        );
+    }
+}

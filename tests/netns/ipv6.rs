@@ -62,7 +62,7 @@ fn ipv6_fragments_follow_their_first_fragment() {
     for rip in [RS1, RS2] {
         adm(director, &format!("-a -u {service} -r [{rip}]:{PORT} -i"));
     }
-    one_datagram_per_server(client, VIP, PORT, 4000, 42000);
+    one_datagram_per_server(client, VIP, PORT, 4000, 42000, [RS1, RS2]);
     let stats = adm(director, "-L -n --stats");
     // Three fragments per datagram crossed the director, one flow each.
     let inpkts: u64 = stats
@@ -154,7 +154,7 @@ fn ipv4_datagrams_without_df_over_an_ipv6_underlay(encap: &'static str) {
             &format!("-a -u {service} -r [{rip}]:{PORT} -i --tun-type {encap}"),
         );
     }
-    one_datagram_per_server(client, VIP4, PORT, 3000, 41000);
+    one_datagram_per_server(client, VIP4, PORT, 3000, 41000, [RS1, RS2]);
     // Each datagram: IPv4 fragments of 1500, 1500 and 68 bytes from the client; each of the
     // 1500-byte ones leaves the director as two IPv6 fragments, the 68-byte one whole.
     assert_eq!(
@@ -208,8 +208,15 @@ pub(crate) fn down_and_up(client: &Netns, vhost: &str, tag: &str, size: u64) {
 
 /// Sends two UDP datagrams of `size` bytes from `client` to `vip`:`port`, from source ports
 /// `sport` and `sport + 1` (two flows), and checks that each real server's UDP echo answered
-/// one of them with its exact length and sha256 (rr over rs1 and rs2).
-fn one_datagram_per_server(client: &Netns, vip: &str, port: u16, size: usize, sport: u16) {
+/// one of them with its exact length and sha256 (rr over the real servers `rips`).
+pub(crate) fn one_datagram_per_server(
+    client: &Netns,
+    vip: &str,
+    port: u16,
+    size: usize,
+    sport: u16,
+    rips: [&str; 2],
+) {
     let mut from = Vec::new();
     for i in 0..2u16 {
         let mut data = vec![0u8; size];
@@ -230,7 +237,7 @@ fn one_datagram_per_server(client: &Netns, vip: &str, port: u16, size: usize, sp
         from.push(banner);
     }
     from.sort();
-    assert_eq!(from, [format!("from {RS1}"), format!("from {RS2}")], "rr");
+    assert_eq!(from, rips.map(|r| format!("from {r}")), "rr");
 }
 
 /// rr, exact: `answers` (each a real server's banner, "from RIP") alternate between the two

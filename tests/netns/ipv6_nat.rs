@@ -242,3 +242,38 @@ fn nat66_forwards_both_ways_with_port_mapping() {
     );
     assert_eq!(director.ip("-6 route show table 7461"), "");
 }
+
+/// NAT66 and IPv6 fragments from the client: it sends 4000-byte UDP datagrams to
+/// `[VIP]:5353` (its link at MTU 1400, so its kernel fragments them); the director sends each
+/// fragment to the first fragment's real server `[RIP]:8080` (only the first carries the
+/// ports; the later ones get only the new destination address), the first of a datagram
+/// whose flow exists already included; each real server's UDP echo gets the datagram whole
+/// (length and sha256), rr over both. The same two datagrams again (established flows).
+#[test]
+fn nat66_fragments_follow_their_first_fragment() {
+    let topo = build();
+    let (client, director) = (topo.ns("client"), topo.ns("director"));
+    client.ip("link set dev eth0 mtu 1400");
+    start_director(director, &["--tunnel-mtu", &LAN_MTU.to_string()]);
+    for (role, rip) in [("rs1", RS1), ("rs2", RS2)] {
+        start_httpd6(topo.ns(role), rip);
+    }
+    adm(director, &format!("-A -u [{VIP}]:5353 -s rr"));
+    for rip in [RS1, RS2] {
+        adm(
+            director,
+            &format!("-a -u [{VIP}]:5353 -r [{rip}]:{RPORT} -m"),
+        );
+    }
+    for _ in 0..2 {
+        crate::ipv6::one_datagram_per_server(client, VIP, 5353, 4000, 43000, [RS1, RS2]);
+    }
+    // 3 fragments per datagram, 4 datagrams, each counted to its real server.
+    let stats = adm(director, "-L -n --stats");
+    let inpkts: u64 = stats
+        .lines()
+        .filter(|l| l.starts_with("  -> "))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(inpkts, 12, "fragments forwarded:\n{stats}");
+}

@@ -66,17 +66,15 @@ impl Director {
             return nat6::handle_from_server(&mut cx, buf, &p);
         }
         // Fragments after the first carry no ports: they follow the first one's real server
-        // (tunnels and DR; NAT66 does not rewrite later fragments yet).
+        // (NAT66 rewrites only their destination address).
         if let Some(f) = p.fragment.filter(|f| !f.is_first()) {
             let dest = p.frag_key().and_then(|k| {
                 cx.shared
                     .follow_fragment(&k, usize::from(f.offset), p.frag_bytes(), !f.more)
             });
             return match dest.and_then(|d| snap.dest(d)) {
-                Some(dest) if dest.config.forward != Forward::Nat => {
-                    forward6(&mut cx, dest, buf, &p, None, 0)
-                }
-                _ => Verdict::Drop(DropReason::FragmentNoFlow),
+                Some(dest) => forward6(&mut cx, dest, buf, &p, None, 0),
+                None => Verdict::Drop(DropReason::FragmentNoFlow),
             };
         }
         let proto = match p.proto {
@@ -135,6 +133,9 @@ impl Director {
         } else if snap.has_nat6() {
             match nat::from_client(&mut cx, &key, &l4) {
                 Some(nat::FromClient::Flow { dest, mss_clamp }) => {
+                    if let Some(k) = p.frag_key() {
+                        cx.shared.remember_fragment(k, dest.id, p.frag_bytes(), now);
+                    }
                     return forward6(&mut cx, dest, buf, &p, mss_clamp, hash);
                 }
                 Some(nat::FromClient::Drop(r)) => return Verdict::Drop(r),
@@ -225,7 +226,7 @@ impl Director {
         add_count(&dest.state, state, 1);
         dest.state
             .update_overload(dest.config.u_threshold, dest.config.l_threshold);
-        if let Some(k) = p.frag_key().filter(|_| !is_nat) {
+        if let Some(k) = p.frag_key() {
             cx.shared.remember_fragment(k, dest.id, p.frag_bytes(), now);
         }
         let clamp = if syn_only { svc.config.mss_clamp } else { None };

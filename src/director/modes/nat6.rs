@@ -20,7 +20,13 @@
 //!   but quoting client → RIP, which the client's stack cannot match to its socket.)
 //! - ICMPv6's checksum covers a pseudo-header: translating an error's outer address updates it
 //!   as well as for the changed quote.
-//! - Fragments after the first are dropped (`fragment_no_flow`), as in the rest of the IPv6 path.
+//! - Fragments after the first carry no ports: a client's follows its first fragment's real
+//!   server (the fragment tracker, as for tunnels and DR) and gets only the new destination
+//!   address; a real server's follows the first fragment of its reply (remembered here,
+//!   keyed by RIP, client and identification) and gets the VIP as its source. The first
+//!   fragment's TCP/UDP checksum covers the whole datagram, so its incremental update covers
+//!   the later fragments too. One whose first fragment was not seen is dropped
+//!   (`fragment_no_flow`); ICMPv6 goes back unchanged, as IPv4's NAT does.
 //!
 //! # ICMPv6 errors
 //!
@@ -64,7 +70,10 @@ pub fn to_server(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed6) -> 
         return Verdict::Drop(DropReason::MalformedIp);
     };
     Ipv6Packet::new_unchecked(&mut *pkt).set_dst_addr(raddr);
-    rewrite_l4(pkt, p, Side::Dst, p.dst, raddr, dest.config.port);
+    if p.l4.is_some() {
+        // A later fragment has no TCP/UDP header (the first one's checksum covers it).
+        rewrite_l4(pkt, p, Side::Dst, p.dst, raddr, dest.config.port);
+    }
     let d = cx.counters.dest(dest.id);
     d.in_pkts += 1;
     d.in_bytes += p.len as u64;
@@ -76,6 +85,9 @@ pub fn to_server(cx: &mut Ctx<'_>, dest: &Dest, buf: &mut [u8], p: &Parsed6) -> 
 /// VIP:vport as its source and goes back into the TUN; an ICMPv6 error about a flow is
 /// translated; other ICMPv6 is written back unchanged; anything else is dropped.
 pub fn handle_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6) -> Verdict {
+    if p.fragment.is_some_and(|f| !f.is_first()) {
+        return later_fragment_from_server(cx, buf, p);
+    }
     match p.proto {
         IpProtocol::TCP | IpProtocol::UDP => {}
         IpProtocol::ICMPV6 => return icmp_from_server(cx, buf, p),
@@ -101,8 +113,35 @@ pub fn handle_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6) -> Verd
     let pkt = &mut buf[..p.len];
     Ipv6Packet::new_unchecked(&mut *pkt).set_src_addr(vaddr);
     rewrite_l4(pkt, p, Side::Src, p.src, vaddr, vport);
+    if let Some(k) = p.frag_key() {
+        cx.shared
+            .remember_fragment(k, dest.id, p.frag_bytes(), cx.now);
+    }
     count_out(cx, dest, p);
     Verdict::Rewrite { len: p.len }
+}
+
+/// A later fragment of a real server's datagram: the VIP as its source if its first fragment
+/// was a reply of a NAT66 flow (see the module documentation).
+fn later_fragment_from_server(cx: &mut Ctx<'_>, buf: &mut [u8], p: &Parsed6) -> Verdict {
+    let dest = p.fragment.zip(p.frag_key()).and_then(|(f, k)| {
+        cx.shared
+            .follow_fragment(&k, usize::from(f.offset), p.frag_bytes(), !f.more)
+    });
+    match dest.and_then(|d| cx.snap.dest(d)) {
+        Some(dest) => {
+            let IpAddr::V6(vip) = dest.service.vip else {
+                return Verdict::Drop(DropReason::NoDestination);
+            };
+            if let Some(pkt) = buf.get_mut(..p.len) {
+                Ipv6Packet::new_unchecked(pkt).set_src_addr(vip);
+            }
+            count_out(cx, dest, p);
+            Verdict::Rewrite { len: p.len }
+        }
+        None if p.proto == IpProtocol::ICMPV6 => Verdict::Rewrite { len: p.len },
+        None => Verdict::Drop(DropReason::FragmentNoFlow),
+    }
 }
 
 /// An ICMPv6 error to a VIP about a NAT66 flow (quoting a reply VIP:vport → client): the quote
