@@ -380,16 +380,17 @@ impl SyncSession {
                 continue;
             }
             let kind = usize::from(r.confirmed);
+            // A flow's records arrive in order (its unconfirmed ones before its confirmed
+            // one): when the other kind's queue holds a record of this flow, that queue
+            // leaves first. So a flow's waiting records are all in one queue, and the two
+            // queues may leave in any order.
+            if changes[1 - kind].iter().any(|o| o.key == r.key) {
+                let older = std::mem::take(&mut changes[1 - kind]);
+                self.send_records(&older);
+            }
             changes[kind].push(*r);
             self.oldest.get_or_insert(now);
             if changes[kind].len() >= per_msg {
-                // The other kind's changes were queued before: they leave first, so that a
-                // flow's records arrive in order (a flow's unconfirmed ones come before its
-                // confirmed ones). At most twice the messages for a mixed stream.
-                let older = std::mem::take(&mut changes[1 - kind]);
-                if !older.is_empty() {
-                    self.send_records(&older);
-                }
                 let full: Vec<SyncRecord<K>> = changes[kind].drain(..per_msg).collect();
                 self.send_records(&full);
             }

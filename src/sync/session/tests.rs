@@ -796,3 +796,50 @@ fn what_an_older_receiver_makes_of_conns6_leaves_its_replay_window_alone() {
         .collect();
     assert_eq!(seqs, [(MessageType::Conns, 1), (MessageType::Conns, 2)]);
 }
+
+#[test]
+fn a_flows_confirmed_record_never_overtakes_its_unconfirmed_one() {
+    // Flow 0's handshake ACK (unconfirmed), its data (confirmed), then enough unconfirmed
+    // changes of other flows to fill a message: the unconfirmed queue must not leave after the
+    // confirmed record (the backup would end with flow 0 unconfirmed). Both families.
+    let now = ms(0);
+    let mut m = SyncSession::new(cfg(1), now);
+    m.set_master(now, true);
+    let mut v4 = vec![
+        rec(0),
+        SyncRecord {
+            confirmed: true,
+            ..rec(0)
+        },
+    ];
+    v4.extend((1..60).map(rec));
+    m.queue(now, &v4);
+    let mut v6 = vec![
+        rec6(0),
+        SyncRecord6 {
+            confirmed: true,
+            ..rec6(0)
+        },
+    ];
+    v6.extend((1..30).map(rec6));
+    m.queue6(now, &v6);
+    m.flush();
+    let mut b = SyncSession::new(cfg(2), now);
+    let (mut last4, mut last6) = (None, None);
+    while let Some(x) = m.poll_transmit() {
+        match b.handle_message(now, &x).unwrap() {
+            Incoming::Records(rs) => {
+                for r in rs.filter(|r| r.key == rec(0).key) {
+                    last4 = Some(r.confirmed);
+                }
+            }
+            Incoming::Records6(rs) => {
+                for r in rs.filter(|r| r.key == rec6(0).key) {
+                    last6 = Some(r.confirmed);
+                }
+            }
+            Incoming::Handled(_) => {}
+        }
+    }
+    assert_eq!((last4, last6), (Some(true), Some(true)));
+}
