@@ -11,6 +11,10 @@
 //! arrive on any of them, which then adopts it. It sets
 //! [`HaLink::set_sync_ready`] once the bulk resync is done (or after 2 s).
 //!
+//! IPv6 flows and templates go the same way beside the IPv4 ones ([`SyncCore::take_sync6`],
+//! [`SyncCore::dump_sync6`] after every core's IPv4 dump, [`SyncCore::install_synced6`]), in
+//! Conns6 messages ([`crate::sync::wire`]).
+//!
 //! The socket: bound to the sync port on the interface (`SO_BINDTODEVICE`); multicast (joined
 //! on the interface, `IP_MULTICAST_TTL` = `ttl`, loop off) unless unicast `peers` are
 //! configured. The thread checks its stop flag at least every 50 ms.
@@ -31,7 +35,7 @@ use std::thread::JoinHandle;
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 
 use super::ha::HaLink;
-use crate::director::conn::{ConnKey, SyncRecord};
+use crate::director::conn::{ConnKey, ConnKey6, SyncRecord, SyncRecord6};
 use crate::director::Director;
 use crate::sync::session::{DumpDemand, SessionConfig};
 use crate::sync::{Incoming, Key, Refused, SyncSession, SyncStats};
@@ -59,6 +63,27 @@ pub trait SyncCore: Send + 'static {
     ) -> Option<usize>;
     /// Installs received records.
     fn install_synced(&mut self, now: Instant, records: &[SyncRecord]) -> Installed;
+    /// [`take_sync`](Self::take_sync) for IPv6 flows (a core without any: nothing).
+    fn take_sync6(&mut self, _out: &mut Vec<SyncRecord6>) {}
+    /// [`dump_sync`](Self::dump_sync) for IPv6 flows (a core without any: none).
+    fn dump_sync6(
+        &self,
+        _cursor: usize,
+        _limit: usize,
+        _now: Instant,
+        _shared: bool,
+        _out: &mut Vec<SyncRecord6>,
+    ) -> Option<usize> {
+        None
+    }
+    /// [`install_synced`](Self::install_synced) for IPv6 records (a core without IPv6:
+    /// every record `no_service`).
+    fn install_synced6(&mut self, _now: Instant, records: &[SyncRecord6]) -> Installed {
+        Installed {
+            no_service: records.len() as u64,
+            ..Installed::default()
+        }
+    }
     /// Whether the table is synced (the bulk resync done, its deadline passed, or this
     /// director the master): until then `sloppy_tcp` does not pick up mid-flow packets of
     /// unknown flows ([`Shared::set_table_synced`](crate::director::shared::Shared::set_table_synced)).
@@ -81,6 +106,18 @@ pub struct Installed {
     pub nat: u64,
     /// Records no director could have (a protocol or state that does not fit).
     pub invalid: u64,
+}
+
+impl Installed {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &Installed) {
+        self.applied += other.applied;
+        self.no_service += other.no_service;
+        self.no_dest += other.no_dest;
+        self.full += other.full;
+        self.nat += other.nat;
+        self.invalid += other.invalid;
+    }
 }
 
 impl SyncCore for Director {
@@ -112,7 +149,35 @@ impl SyncCore for Director {
     }
 
     fn install_synced(&mut self, now: Instant, records: &[SyncRecord]) -> Installed {
-        let s = Director::install_synced(self, now, records);
+        Installed::from(Director::install_synced(self, now, records))
+    }
+
+    fn take_sync6(&mut self, out: &mut Vec<SyncRecord6>) {
+        Director::take_sync6(self, out);
+    }
+
+    fn dump_sync6(
+        &self,
+        cursor: usize,
+        limit: usize,
+        now: Instant,
+        shared: bool,
+        out: &mut Vec<SyncRecord6>,
+    ) -> Option<usize> {
+        if shared {
+            Director::dump_sync6(self, cursor, limit, now, out)
+        } else {
+            self.dump_sync6_conns(cursor, limit, now, out)
+        }
+    }
+
+    fn install_synced6(&mut self, now: Instant, records: &[SyncRecord6]) -> Installed {
+        Installed::from(Director::install_synced6(self, now, records))
+    }
+}
+
+impl From<crate::director::InstallStats> for Installed {
+    fn from(s: crate::director::InstallStats) -> Installed {
         Installed {
             applied: s.applied as u64,
             no_service: s.no_service as u64,
@@ -301,7 +366,9 @@ pub fn spawn<C: SyncCore>(
         stats: stats.clone(),
         master: false,
         changes: Vec::new(),
+        changes6: Vec::new(),
         pending: Vec::new(),
+        pending6: Vec::new(),
         cursor: DumpCursor::default(),
         next_drain: Instant::ZERO,
         last_log: Vec::new(),
@@ -318,9 +385,9 @@ pub fn spawn<C: SyncCore>(
     })
 }
 
-/// The smallest message size used: header, one record and a MAC.
+/// The smallest message size used: header, one IPv6 record (the longer kind) and a MAC.
 const MIN_MAXLEN: usize =
-    crate::sync::wire::HEADER_LEN + crate::sync::wire::RECORD_LEN + crate::sync::wire::MAC_LEN;
+    crate::sync::wire::HEADER_LEN + crate::sync::wire::RECORD6_LEN + crate::sync::wire::MAC_LEN;
 /// The socket's receive buffer (`SO_RCVBUFFORCE`).
 const RECV_BUFFER: usize = 8 << 20;
 /// How often a master drains the cores' changes.
@@ -332,25 +399,30 @@ const INSTALL_BATCH: usize = 4096;
 /// A refusal reason is logged at most this often (the count is in the metrics).
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Where a pass over the cores' tables is.
+/// Where a pass over the cores' tables is: every core's IPv4 table, then (`v6`) every core's
+/// IPv6 one.
 #[derive(Debug, Default)]
 struct DumpCursor {
     pass: u64,
     core: usize,
     pos: usize,
+    v6: bool,
     /// Keys sent in this pass: a flow synced into every core of a former backup goes once.
     seen: HashSet<ConnKey>,
+    /// The same for IPv6 keys.
+    seen6: HashSet<ConnKey6>,
 }
 
 impl DumpCursor {
-    /// Fills `out` with up to `limit` records of pass `d` not sent yet in it; true at the end
-    /// of the last core.
+    /// Fills `out` and `out6` with up to `limit` records (together) of pass `d` not sent yet
+    /// in it; true at the end of the last core's IPv6 table.
     fn fetch<C: SyncCore>(
         &mut self,
         cores: &[Arc<Mutex<C>>],
         d: DumpDemand,
         now: Instant,
         out: &mut Vec<SyncRecord>,
+        out6: &mut Vec<SyncRecord6>,
     ) -> bool {
         if d.pass != self.pass {
             *self = DumpCursor {
@@ -359,6 +431,65 @@ impl DumpCursor {
             };
         }
         out.clear();
+        out6.clear();
+        if !self.v6 && self.fetch4(cores, d.limit, now, out) {
+            self.v6 = true;
+            self.core = 0;
+            self.pos = 0;
+        }
+        if self.v6 {
+            return self.fetch6(cores, d.limit.saturating_sub(out.len()), now, out6);
+        }
+        false
+    }
+
+    /// The IPv6 side of [`fetch`](Self::fetch): true at the end of the last core.
+    fn fetch6<C: SyncCore>(
+        &mut self,
+        cores: &[Arc<Mutex<C>>],
+        limit: usize,
+        now: Instant,
+        out: &mut Vec<SyncRecord6>,
+    ) -> bool {
+        let mut batch = Vec::new();
+        while out.len() < limit {
+            let Some(core) = cores.get(self.core) else {
+                return true;
+            };
+            batch.clear();
+            let next = match core.lock() {
+                Ok(c) => c.dump_sync6(self.pos, limit - out.len(), now, self.core == 0, &mut batch),
+                Err(_) => None,
+            };
+            let multi = cores.len() > 1;
+            out.extend(
+                batch
+                    .drain(..)
+                    .filter(|r| !multi || self.seen6.insert(r.key)),
+            );
+            match next {
+                Some(n) if n > self.pos => self.pos = n,
+                _ => {
+                    self.core += 1;
+                    self.pos = 0;
+                }
+            }
+        }
+        self.core >= cores.len()
+    }
+
+    /// The IPv4 side of [`fetch`](Self::fetch): true at the end of the last core.
+    fn fetch4<C: SyncCore>(
+        &mut self,
+        cores: &[Arc<Mutex<C>>],
+        limit: usize,
+        now: Instant,
+        out: &mut Vec<SyncRecord>,
+    ) -> bool {
+        let d = DumpDemand {
+            pass: self.pass,
+            limit,
+        };
         let mut batch = Vec::new();
         while out.len() < d.limit {
             let Some(core) = cores.get(self.core) else {
@@ -402,8 +533,11 @@ struct Thread<C> {
     stats: Arc<SyncStats>,
     master: bool,
     changes: Vec<SyncRecord>,
+    changes6: Vec<SyncRecord6>,
     /// Received records not installed yet.
     pending: Vec<SyncRecord>,
+    /// Received IPv6 records not installed yet.
+    pending6: Vec<SyncRecord6>,
     cursor: DumpCursor,
     next_drain: Instant,
     /// When each refusal reason was last logged.
@@ -520,7 +654,8 @@ impl<C: SyncCore> Thread<C> {
             match self.session.handle_message(now, &buf[..n]) {
                 Ok(incoming) => {
                     self.stats.received.fetch_add(1, Ordering::Relaxed);
-                    if let Incoming::Records(records) = incoming {
+                    if let Incoming::Records(records) = &incoming {
+                        let records = records.clone();
                         let before = self.pending.len();
                         self.pending.extend(records);
                         let got = (self.pending.len() - before) as u64;
@@ -529,6 +664,18 @@ impl<C: SyncCore> Thread<C> {
                             .fetch_add(got, Ordering::Relaxed);
                         self.stats.applied.fetch_add(1, Ordering::Relaxed);
                         if self.pending.len() >= INSTALL_BATCH {
+                            self.install(now);
+                        }
+                    }
+                    if let Incoming::Records6(records) = incoming {
+                        let before = self.pending6.len();
+                        self.pending6.extend(records);
+                        let got = (self.pending6.len() - before) as u64;
+                        self.stats
+                            .records_received
+                            .fetch_add(got, Ordering::Relaxed);
+                        self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                        if self.pending6.len() >= INSTALL_BATCH {
                             self.install(now);
                         }
                     }
@@ -573,14 +720,20 @@ impl<C: SyncCore> Thread<C> {
     /// sees a packet of it), but a core that tracks the flow itself (a former master's) only
     /// updates its own copy, so every core gets the records.
     fn install(&mut self, now: Instant) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.pending6.is_empty() {
             return;
         }
         let mut first: Option<Installed> = None;
         let mut full = 0;
         for c in &self.cores {
             let Ok(mut c) = c.lock() else { continue };
-            let got = c.install_synced(now, &self.pending);
+            let mut got = Installed::default();
+            if !self.pending.is_empty() {
+                got = c.install_synced(now, &self.pending);
+            }
+            if !self.pending6.is_empty() {
+                got.add(&c.install_synced6(now, &self.pending6));
+            }
             full = full.max(got.full);
             first.get_or_insert(got);
         }
@@ -593,22 +746,28 @@ impl<C: SyncCore> Thread<C> {
         s.nat.fetch_add(got.nat, Ordering::Relaxed);
         s.invalid.fetch_add(got.invalid, Ordering::Relaxed);
         self.pending.clear();
+        self.pending6.clear();
     }
 
     fn drain(&mut self, now: Instant) {
         self.changes.clear();
+        self.changes6.clear();
         for c in &self.cores {
             if let Ok(mut c) = c.lock() {
                 c.take_sync(&mut self.changes);
+                c.take_sync6(&mut self.changes6);
             }
         }
         self.session.queue(now, &self.changes);
+        self.session.queue6(now, &self.changes6);
     }
 
     fn dump(&mut self, now: Instant) {
-        let mut out = Vec::new();
+        let (mut out, mut out6) = (Vec::new(), Vec::new());
         while let Some(d) = self.session.poll_dump() {
-            let end = self.cursor.fetch(&self.cores, d, now, &mut out);
+            let end = self.cursor.fetch(&self.cores, d, now, &mut out, &mut out6);
+            // The IPv6 records first: the IPv4 push with `end` closes the pass.
+            self.session.push_dump6(d.pass, &out6);
             self.session.push_dump(now, d.pass, &out, end);
             self.transmit();
         }

@@ -62,7 +62,7 @@ mod snat_tests;
 mod testkit;
 
 pub use self::core::{Director, InstallStats};
-pub use conn::SyncRecord;
+pub use conn::{SyncRecord, SyncRecord6};
 pub use modes::{dr, nat, nat6, probe_pin, route, snat};
 pub use packet::counters::Counters;
 pub use packet::verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};

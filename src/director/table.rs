@@ -7,7 +7,7 @@
 //! snapshots, so an edit does not reset connection counts or the round-robin position.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::conn::{DestId, Timeouts};
@@ -244,18 +244,16 @@ impl Snapshot {
     pub fn find_dest(
         &self,
         proto: crate::model::Protocol,
-        vip: Ipv4Addr,
+        vip: impl Into<IpAddr>,
         port: u16,
-        dest: SocketAddrV4,
+        dest: impl Into<std::net::SocketAddr>,
     ) -> Option<&Dest> {
+        let dest = dest.into();
         let svc = self.service(proto, vip, port)?;
         svc.dest_ids
             .iter()
             .filter_map(|&id| self.dest(id))
-            .find(|d| {
-                d.config.addr == IpAddr::V4(*dest.ip())
-                    && d.config.port_in(d.service) == dest.port()
-            })
+            .find(|d| d.config.addr == dest.ip() && d.config.port_in(d.service) == dest.port())
     }
 
     /// Services in a stable order (by key).

@@ -13,15 +13,21 @@ pub fn sync_message(data: &[u8]) {
     let key = Key::new(FUZZ_KEY);
     if let Ok(m) = Message::new_checked(data) {
         let records: Vec<_> = m.records().collect();
+        let records6: Vec<_> = m.records6().collect();
         let ids: Vec<u32> = m.requesters().collect();
         match m.kind() {
             MessageType::Conns => assert_eq!(records.len(), m.count() as usize),
+            MessageType::Conns6 => assert_eq!(records6.len(), m.count() as usize),
             MessageType::BulkRequest => assert!(records.is_empty() && ids.is_empty()),
             MessageType::BulkEnd => assert_eq!(ids.len(), m.count() as usize),
         }
+        assert!(m.kind() == MessageType::Conns || records.is_empty());
+        assert!(m.kind() == MessageType::Conns6 || records6.is_empty());
         assert!(records.iter().all(wire::encodable));
+        assert!(records6.iter().all(wire::encodable));
         let body = match m.kind() {
             MessageType::Conns => Body::Conns(&records),
+            MessageType::Conns6 => Body::Conns6(&records6),
             MessageType::BulkRequest => Body::BulkRequest,
             MessageType::BulkEnd => Body::BulkEnd(&ids),
         };
@@ -40,9 +46,10 @@ pub fn sync_message(data: &[u8]) {
         // The reserved bytes and unknown flag bits are not kept, nor FLAG_CONFIRMED on a
         // message without records.
         let mut norm = data.to_vec();
-        let confirmed = m.kind() == MessageType::Conns && !records.is_empty();
+        let confirmed = !records.is_empty() || !records6.is_empty();
         norm[7] &= wire::FLAG_AUTH | if confirmed { wire::FLAG_CONFIRMED } else { 0 };
         assert!(records.iter().all(|r| r.confirmed == m.is_confirmed()));
+        assert!(records6.iter().all(|r| r.confirmed == m.is_confirmed()));
         norm[22] = 0;
         norm[23] = 0;
         if m.is_authenticated() && m.verify(&keyed).is_ok() {
@@ -72,11 +79,15 @@ pub fn sync_message(data: &[u8]) {
                         // master it replaces.
                         assert!(rs.count() <= wire::records_per_message(1472, false));
                     }
+                    Ok(Incoming::Records6(rs)) => {
+                        assert!(rs.count() <= wire::records6_per_message(1472, false));
+                    }
                     Ok(Incoming::Handled(_)) | Err(_) => {}
                 }
             }
             s.handle_timeout(Instant::from_secs(2));
             while let Some(d) = s.poll_dump() {
+                s.push_dump6(d.pass, &[]);
                 s.push_dump(now, d.pass, &[], true);
             }
             while let Some(out) = s.poll_transmit() {

@@ -17,11 +17,20 @@
 //!
 //! Every received message passes [`Message::new_checked`], [`Message::verify`] and a replay
 //! window per sender (64 sequence numbers, as IPsec's); a refusal is returned as [`Refused`].
+//!
+//! IPv6 flows go the same way beside the IPv4 ones: [`queue6`](SyncSession::queue6),
+//! [`push_dump6`](SyncSession::push_dump6) (before the pass's last
+//! [`push_dump`](SyncSession::push_dump), which ends it), [`Incoming::Records6`]. They leave in
+//! Conns6 messages numbered as a stream of their own, under the sender id
+//! [`wire::stream6`]: a receiver keeps a replay window for each stream, and a gap in either
+//! during the bulk resync makes a backup ask again.
 
 use std::collections::VecDeque;
 
-use super::wire::{self, Body, Header, Key, Message, MessageType, Policy, Records, Refused};
-use crate::director::conn::SyncRecord;
+use super::wire::{
+    self, Body, Header, Key, Message, MessageType, Policy, Records, Records6, Refused, WireKey,
+};
+use crate::director::conn::{SyncRecord, SyncRecord6};
 use crate::time::{Duration, Instant};
 
 /// How a session behaves; [`SessionConfig::new`] gives the defaults.
@@ -95,6 +104,8 @@ pub fn refresh_interval(shortest: Duration) -> Duration {
 pub enum Incoming<'a> {
     /// Records to install into every core (a backup's; zero-copy over the received bytes).
     Records(Records<'a>),
+    /// IPv6 records to install, as [`Incoming::Records`].
+    Records6(Records6<'a>),
     /// A message handled inside the session (a BulkRequest the master answers, a BulkEnd) or
     /// not for our role (records reaching a master): nothing to do.
     Handled(MessageType),
@@ -173,6 +184,27 @@ impl ReplayWindow {
 /// Senders remembered for the replay check; the least recently heard is forgotten first.
 const MAX_SENDERS: usize = 16;
 
+/// Records of one family waiting for a message, unconfirmed and confirmed flows apart (index
+/// `confirmed as usize`: a message carries one kind, [`wire::FLAG_CONFIRMED`]).
+type Held<K> = [Vec<SyncRecord<K>>; 2];
+
+/// What the session does with each family's records: put them in a message.
+trait Family: WireKey {
+    fn body(records: &[SyncRecord<Self>]) -> Body<'_>;
+}
+
+impl Family for crate::director::conn::ConnKey {
+    fn body(records: &[SyncRecord]) -> Body<'_> {
+        Body::Conns(records)
+    }
+}
+
+impl Family for crate::director::conn::ConnKey6 {
+    fn body(records: &[SyncRecord6]) -> Body<'_> {
+        Body::Conns6(records)
+    }
+}
+
 /// One director's connection sync, without IO. See the [module docs](self).
 #[derive(Debug)]
 pub struct SyncSession {
@@ -180,17 +212,25 @@ pub struct SyncSession {
     policy: Policy,
     /// Records per message.
     per_msg: usize,
+    /// IPv6 records per message.
+    per_msg6: usize,
     master: bool,
     sequence: u64,
+    /// The Conns6 stream's message counter (its sender id is [`wire::stream6`]).
+    sequence6: u64,
     /// Changes not yet in a message, unconfirmed and confirmed flows apart (index
     /// `confirmed as usize`: a message carries one kind, [`wire::FLAG_CONFIRMED`]), and when
     /// the oldest was queued.
-    changes: [Vec<SyncRecord>; 2],
+    changes: Held<crate::director::conn::ConnKey>,
+    /// IPv6 changes, apart as `changes`.
+    changes6: Held<crate::director::conn::ConnKey6>,
     oldest: Option<Instant>,
     pass: Option<Pass>,
     passes: u64,
     /// Dump records not yet in a message, apart as `changes`.
-    dumped: [Vec<SyncRecord>; 2],
+    dumped: Held<crate::director::conn::ConnKey>,
+    /// IPv6 dump records, apart as `changes`.
+    dumped6: Held<crate::director::conn::ConnKey6>,
     /// Records of the last completed pass (paces the next refresh).
     last_pass_records: usize,
     next_refresh: Option<Instant>,
@@ -211,6 +251,7 @@ impl SyncSession {
     /// A session starting at `now` as a backup that is not ready: it asks for the whole table.
     pub fn new(cfg: SessionConfig, now: Instant) -> SyncSession {
         let per_msg = wire::records_per_message(cfg.maxlen, cfg.key.is_some()).max(1);
+        let per_msg6 = wire::records6_per_message(cfg.maxlen, cfg.key.is_some()).max(1);
         let policy = Policy {
             syncid: cfg.syncid,
             maxlen: cfg.maxlen,
@@ -222,13 +263,17 @@ impl SyncSession {
             cfg,
             policy,
             per_msg,
+            per_msg6,
             master: false,
             sequence: 0,
+            sequence6: 0,
             changes: [Vec::new(), Vec::new()],
+            changes6: [Vec::new(), Vec::new()],
             oldest: None,
             pass: None,
             passes: 0,
             dumped: [Vec::new(), Vec::new()],
+            dumped6: [Vec::new(), Vec::new()],
             last_pass_records: 0,
             next_refresh: None,
             took_over: None,
@@ -269,6 +314,11 @@ impl SyncSession {
         self.per_msg
     }
 
+    /// IPv6 records per (Conns6) message with this config.
+    pub fn records6_per_message(&self) -> usize {
+        self.per_msg6
+    }
+
     /// Becomes master (send changes, answer bulk requests, refresh) or backup (install). A
     /// master is ready; a master that steps down stays ready (it has the table) and drops what
     /// it had not sent.
@@ -278,9 +328,11 @@ impl SyncSession {
         }
         self.master = master;
         self.changes.iter_mut().for_each(Vec::clear);
+        self.changes6.iter_mut().for_each(Vec::clear);
         self.oldest = None;
         self.pass = None;
         self.dumped.iter_mut().for_each(Vec::clear);
+        self.dumped6.iter_mut().for_each(Vec::clear);
         self.next_bulk_request = None;
         self.bulk_deadline = None;
         self.ready = true;
@@ -291,6 +343,34 @@ impl SyncSession {
     /// A master queues the cores' changes (ignored on a backup). Full messages are built at
     /// once, the rest within [`SessionConfig::flush`].
     pub fn queue(&mut self, now: Instant, records: &[SyncRecord]) {
+        let mut changes = std::mem::take(&mut self.changes);
+        self.queue_family(now, records, &mut changes, self.per_msg);
+        self.changes = changes;
+        self.settle_oldest();
+    }
+
+    /// [`queue`](Self::queue) for IPv6 changes (they leave in Conns6 messages).
+    pub fn queue6(&mut self, now: Instant, records: &[SyncRecord6]) {
+        let mut changes = std::mem::take(&mut self.changes6);
+        self.queue_family(now, records, &mut changes, self.per_msg6);
+        self.changes6 = changes;
+        self.settle_oldest();
+    }
+
+    /// No change waits: the flush timer stops.
+    fn settle_oldest(&mut self) {
+        if self.changes.iter().all(Vec::is_empty) && self.changes6.iter().all(Vec::is_empty) {
+            self.oldest = None;
+        }
+    }
+
+    fn queue_family<K: Family>(
+        &mut self,
+        now: Instant,
+        records: &[SyncRecord<K>],
+        changes: &mut Held<K>,
+        per_msg: usize,
+    ) {
         if !self.master {
             return;
         }
@@ -300,21 +380,19 @@ impl SyncSession {
                 continue;
             }
             let kind = usize::from(r.confirmed);
-            self.changes[kind].push(*r);
+            // A flow's records arrive in order (its unconfirmed ones before its confirmed
+            // one): when the other kind's queue holds a record of this flow, that queue
+            // leaves first. So a flow's waiting records are all in one queue, and the two
+            // queues may leave in any order.
+            if changes[1 - kind].iter().any(|o| o.key == r.key) {
+                let older = std::mem::take(&mut changes[1 - kind]);
+                self.send_records(&older);
+            }
+            changes[kind].push(*r);
             self.oldest.get_or_insert(now);
-            if self.changes[kind].len() >= self.per_msg {
-                // The other kind's changes were queued before: they leave first, so that a
-                // flow's records arrive in order (a flow's unconfirmed ones come before its
-                // confirmed ones). At most twice the messages for a mixed stream.
-                let older = std::mem::take(&mut self.changes[1 - kind]);
-                if !older.is_empty() {
-                    self.send_conns(&older);
-                }
-                let full: Vec<SyncRecord> = self.changes[kind].drain(..self.per_msg).collect();
-                self.send_conns(&full);
-                if self.changes.iter().all(Vec::is_empty) {
-                    self.oldest = None;
-                }
+            if changes[kind].len() >= per_msg {
+                let full: Vec<SyncRecord<K>> = changes[kind].drain(..per_msg).collect();
+                self.send_records(&full);
             }
         }
     }
@@ -328,7 +406,7 @@ impl SyncSession {
     ) -> Result<Incoming<'a>, Refused> {
         let m = Message::new_checked(bytes)?;
         m.verify(&self.policy)?;
-        if m.sender() == self.cfg.sender {
+        if m.sender() == self.cfg.sender || m.sender() == wire::stream6(self.cfg.sender) {
             return Err(Refused::Own);
         }
         let gap = self.check_replay(now, m.sender(), m.sequence())?;
@@ -342,6 +420,12 @@ impl SyncSession {
                 Ok(Incoming::Records(m.records()))
             }
             MessageType::Conns => Ok(Incoming::Handled(MessageType::Conns)),
+            MessageType::Conns6
+                if !self.master || self.took_over.is_some_and(|t| now < t + self.cfg.handover) =>
+            {
+                Ok(Incoming::Records6(m.records6()))
+            }
+            MessageType::Conns6 => Ok(Incoming::Handled(MessageType::Conns6)),
             MessageType::BulkRequest => {
                 if self.master {
                     self.bulk_requested(now, m.sender());
@@ -410,6 +494,7 @@ impl SyncSession {
     fn start_pass(&mut self, now: Instant, bulk: bool, requesters: Vec<u32>) {
         self.passes += 1;
         self.dumped.iter_mut().for_each(Vec::clear);
+        self.dumped6.iter_mut().for_each(Vec::clear);
         let mut pass = Pass {
             id: self.passes,
             bulk,
@@ -463,29 +548,57 @@ impl SyncSession {
     /// The driver's answer to [`poll_dump`](Self::poll_dump): the records fetched for `pass`,
     /// and whether the table ended. Records of an older pass are ignored.
     pub fn push_dump(&mut self, now: Instant, pass: u64, records: &[SyncRecord], end: bool) {
+        let mut dumped = std::mem::take(&mut self.dumped);
+        let current = self.push_family(pass, records, &mut dumped, self.per_msg);
+        self.dumped = dumped;
+        if current && end {
+            self.end_pass(now);
+        }
+    }
+
+    /// The IPv6 records fetched for `pass` (their budget is the same as IPv4's: a
+    /// [`DumpDemand`]'s limit counts both). Push them before the pass's last
+    /// [`push_dump`](Self::push_dump), the one that ends it.
+    pub fn push_dump6(&mut self, pass: u64, records: &[SyncRecord6]) {
+        let mut dumped = std::mem::take(&mut self.dumped6);
+        self.push_family(pass, records, &mut dumped, self.per_msg6);
+        self.dumped6 = dumped;
+    }
+
+    /// Counts `records` in the pass `pass` and sends the full messages; false when `pass` is
+    /// not the current one.
+    fn push_family<K: Family>(
+        &mut self,
+        pass: u64,
+        records: &[SyncRecord<K>],
+        dumped: &mut Held<K>,
+        per_msg: usize,
+    ) -> bool {
         let Some(p) = self.pass.as_mut().filter(|p| p.id == pass) else {
-            return;
+            return false;
         };
         p.budget = p.budget.saturating_sub(records.len());
         p.records += records.len();
-        for r in records.iter().filter(|r| wire::encodable(r)) {
+        for r in records.iter().filter(|r| wire::encodable(*r)) {
             let kind = usize::from(r.confirmed);
-            self.dumped[kind].push(*r);
-            if self.dumped[kind].len() >= self.per_msg {
-                let full: Vec<SyncRecord> = self.dumped[kind].drain(..).collect();
-                self.send_conns(&full);
+            dumped[kind].push(*r);
+            if dumped[kind].len() >= per_msg {
+                let full: Vec<SyncRecord<K>> = dumped[kind].drain(..).collect();
+                self.send_records(&full);
             }
         }
-        if end {
-            self.end_pass(now);
-        }
+        true
     }
 
     fn end_pass(&mut self, now: Instant) {
         for kind in 0..2 {
             let rest = std::mem::take(&mut self.dumped[kind]);
             if !rest.is_empty() {
-                self.send_conns(&rest);
+                self.send_records(&rest);
+            }
+            let rest = std::mem::take(&mut self.dumped6[kind]);
+            if !rest.is_empty() {
+                self.send_records(&rest);
             }
         }
         let Some(p) = self.pass.take() else { return };
@@ -513,7 +626,11 @@ impl SyncSession {
         for kind in 0..2 {
             let all = std::mem::take(&mut self.changes[kind]);
             for chunk in all.chunks(self.per_msg) {
-                self.send_conns(chunk);
+                self.send_records(chunk);
+            }
+            let all = std::mem::take(&mut self.changes6[kind]);
+            for chunk in all.chunks(self.per_msg6) {
+                self.send_records(chunk);
             }
         }
         self.oldest = None;
@@ -581,17 +698,24 @@ impl SyncSession {
         self.out.pop_front()
     }
 
-    fn send_conns(&mut self, records: &[SyncRecord]) {
+    fn send_records<K: Family>(&mut self, records: &[SyncRecord<K>]) {
         self.counters.records_sent += records.len() as u64;
-        self.send(Body::Conns(records));
+        self.send(K::body(records));
     }
 
     fn send(&mut self, body: Body<'_>) {
-        self.sequence += 1;
+        // Conns6 messages are a stream of their own (see the module docs).
+        let (sender, sequence) = if let Body::Conns6(_) = body {
+            self.sequence6 += 1;
+            (wire::stream6(self.cfg.sender), self.sequence6)
+        } else {
+            self.sequence += 1;
+            (self.cfg.sender, self.sequence)
+        };
         let hdr = Header {
             syncid: self.cfg.syncid,
-            sender: self.cfg.sender,
-            sequence: self.sequence,
+            sender,
+            sequence,
         };
         let mut buf = Vec::with_capacity(self.cfg.maxlen.min(65535));
         wire::build(&hdr, body, self.cfg.key.as_ref(), &mut buf);

@@ -16,15 +16,31 @@
 //! +-------------------------------+-------------------------------+
 //! |             count             |         reserved (0)          |
 //! +-------------------------------+-------------------------------+
-//! |  Conns: count × 26-byte records; BulkRequest: nothing;        |
-//! |  BulkEnd: count × 4-byte sender ids of the requests answered  |
+//! |  Conns: count × 26-byte records; Conns6: count × 62-byte      |
+//! |  records; BulkRequest: nothing; BulkEnd: count × 4-byte       |
+//! |  sender ids of the requests answered                          |
 //! +---------------------------------------------------------------+
 //! |  HMAC-SHA256 of everything before it (flags & AUTH), 32 bytes |
 //! +---------------------------------------------------------------+
 //!
 //! record: proto(1) flags(1) state(1) reserved(1) caddr(4) vaddr(4) daddr(4)
 //!         cport(2) vport(2) dport(2) timeout_ms(4)
+//! record6: proto(1) flags(1) state(1) reserved(1) caddr(16) vaddr(16) daddr(16)
+//!          cport(2) vport(2) dport(2) timeout_ms(4)
 //! ```
+//!
+//! IPv6 flows and templates travel in Conns6 messages (type 4), never mixed with IPv4 ones:
+//! the record is IPv4's with 16-byte addresses (62 bytes). The real server of an IPv6 flow may
+//! be an IPv4 one (an IPv6 VIP tunnelled over IPv4): its daddr is then IPv4-mapped
+//! (`::ffff:a.b.c.d`). ICMPv6 is protocol 58 there (an ICMP template's protocol).
+//!
+//! Conns6 was added after version 1 was deployed, without a new version: a receiver that does
+//! not know type 4 refuses the message in [`Message::new_checked`] ([`Refused::Type`], counted
+//! and logged at most every 10 s) before its replay check, and keeps installing the IPv4
+//! records. A sender numbers its Conns6 messages as a stream of their own, under the sender id
+//! [`stream6`] (its id with the top bit flipped), so that an older receiver sees no gap in
+//! the IPv4 stream (a gap during the bulk resync makes a backup ask for it again) and a newer
+//! one checks each stream's replay window and gaps on its own.
 //!
 //! Header flags: [`FLAG_AUTH`] (a MAC follows), [`FLAG_CONFIRMED`] (every record of this
 //! Conns message is of a confirmed flow). A receiver ignores flag bits it does not know, so a
@@ -35,7 +51,9 @@
 //! All fields are big-endian. The sender id is random per director start, the sequence counts
 //! that sender's messages from 1; the receiver refuses a sequence it has seen (the replay window
 //! is the session's, [`super::session`]). A message never exceeds the configured `maxlen` (IPVS's
-//! name: the UDP payload, 1472 bytes by default: 55 records, 54 with a MAC).
+//! name: the UDP payload, 1472 bytes by default: 55 records, 54 with a MAC; of IPv6 records
+//! (1472 − 24) / 62 = 23, (1472 − 24 − 32) / 62 = 22 with a MAC). The smallest `maxlen` the
+//! daemon uses is one keyed IPv6 record: 24 + 62 + 32 = 118 bytes.
 //!
 //! [`Message::new_checked`] checks the structure (after it no accessor can panic and every
 //! record decodes); [`Message::verify`] checks what depends on the receiver's config: syncid,
@@ -43,12 +61,14 @@
 //! metric label.
 
 use core::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use ring::hmac;
 
-use crate::director::conn::{ConnKey, ConnState, SyncRecord, KEY_TEMPLATE};
+use crate::director::conn::{
+    ConnKey, ConnKey6, ConnState, SyncKey, SyncRecord, SyncRecord6, KEY_TEMPLATE,
+};
 
 mod field {
     use core::ops::Range;
@@ -79,6 +99,19 @@ mod field {
         pub const DPORT: Range<usize> = 20..22;
         pub const TIMEOUT: Range<usize> = 22..26;
     }
+
+    /// Offsets inside one IPv6 record (the first four bytes are [`rec`]'s).
+    pub mod rec6 {
+        use core::ops::Range;
+
+        pub const CADDR: Range<usize> = 4..20;
+        pub const VADDR: Range<usize> = 20..36;
+        pub const DADDR: Range<usize> = 36..52;
+        pub const CPORT: Range<usize> = 52..54;
+        pub const VPORT: Range<usize> = 54..56;
+        pub const DPORT: Range<usize> = 56..58;
+        pub const TIMEOUT: Range<usize> = 58..62;
+    }
 }
 
 /// The first four bytes of every message.
@@ -89,6 +122,16 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = field::RESERVED.end;
 /// Length of one record.
 pub const RECORD_LEN: usize = field::rec::TIMEOUT.end;
+/// Length of one IPv6 record (Conns6).
+pub const RECORD6_LEN: usize = field::rec6::TIMEOUT.end;
+/// What [`stream6`] flips in a sender id.
+const STREAM6_BIT: u32 = 0x8000_0000;
+
+/// The sender id a director with id `sender` numbers its Conns6 messages under (a sequence
+/// of their own): `sender` with the top bit flipped.
+pub const fn stream6(sender: u32) -> u32 {
+    sender ^ STREAM6_BIT
+}
 /// Length of the HMAC-SHA256 trailer.
 pub const MAC_LEN: usize = 32;
 /// [`Message::flags`] bit: an HMAC-SHA256 trailer follows the records.
@@ -114,6 +157,8 @@ pub enum MessageType {
     /// The master's whole-table answer is complete; it names the sender ids of the requests
     /// it answered.
     BulkEnd,
+    /// IPv6 connection records (as Conns), sent under the sender id [`stream6`].
+    Conns6,
 }
 
 impl MessageType {
@@ -123,6 +168,7 @@ impl MessageType {
             MessageType::Conns => 1,
             MessageType::BulkRequest => 2,
             MessageType::BulkEnd => 3,
+            MessageType::Conns6 => 4,
         }
     }
 
@@ -132,6 +178,7 @@ impl MessageType {
             1 => Some(MessageType::Conns),
             2 => Some(MessageType::BulkRequest),
             3 => Some(MessageType::BulkEnd),
+            4 => Some(MessageType::Conns6),
             _ => None,
         }
     }
@@ -142,6 +189,7 @@ impl MessageType {
             MessageType::Conns => "conns",
             MessageType::BulkRequest => "bulk_request",
             MessageType::BulkEnd => "bulk_end",
+            MessageType::Conns6 => "conns6",
         }
     }
 }
@@ -281,6 +329,9 @@ impl<'a> Message<'a> {
         if m.raw_records()
             .chunks_exact(RECORD_LEN)
             .any(|r| decode(r).is_none())
+            || m.raw_records6()
+                .chunks_exact(RECORD6_LEN)
+                .any(|r| decode6(r).is_none())
         {
             return Err(Refused::BadRecord);
         }
@@ -326,7 +377,8 @@ impl<'a> Message<'a> {
         self.flags() & FLAG_AUTH != 0
     }
 
-    /// Whether the records are of confirmed flows ([`FLAG_CONFIRMED`]).
+    /// Whether the records (of a Conns or Conns6 message) are of confirmed flows
+    /// ([`FLAG_CONFIRMED`]).
     pub fn is_confirmed(&self) -> bool {
         self.flags() & FLAG_CONFIRMED != 0
     }
@@ -341,7 +393,7 @@ impl<'a> Message<'a> {
         u64::from_be_bytes(self.buffer[field::SEQUENCE].try_into().unwrap_or_default())
     }
 
-    /// Number of records (Conns) or requester ids (BulkEnd).
+    /// Number of records (Conns, Conns6) or requester ids (BulkEnd).
     pub fn count(&self) -> u16 {
         u16::from_be_bytes([
             self.buffer[field::COUNT.start],
@@ -356,6 +408,7 @@ impl<'a> Message<'a> {
             MessageType::Conns => count * RECORD_LEN,
             MessageType::BulkRequest => 0,
             MessageType::BulkEnd => count * 4,
+            MessageType::Conns6 => count * RECORD6_LEN,
         }
     }
 
@@ -367,12 +420,31 @@ impl<'a> Message<'a> {
         self.buffer.get(HEADER_LEN..end).unwrap_or(&[])
     }
 
+    fn raw_records6(&self) -> &'a [u8] {
+        if self.kind() != MessageType::Conns6 {
+            return &[];
+        }
+        let end = HEADER_LEN + self.count() as usize * RECORD6_LEN;
+        self.buffer.get(HEADER_LEN..end).unwrap_or(&[])
+    }
+
     /// The records of a Conns message (none for the other types), decoded one by one; each
     /// is [`confirmed`](SyncRecord::confirmed) when the message is ([`FLAG_CONFIRMED`]).
     pub fn records(&self) -> Records<'a> {
         Records {
             chunks: self.raw_records().chunks_exact(RECORD_LEN),
             confirmed: self.is_confirmed(),
+            family: core::marker::PhantomData,
+        }
+    }
+
+    /// The records of a Conns6 message (none for the other types), as
+    /// [`records`](Self::records).
+    pub fn records6(&self) -> Records6<'a> {
+        Records {
+            chunks: self.raw_records6().chunks_exact(RECORD6_LEN),
+            confirmed: self.is_confirmed(),
+            family: core::marker::PhantomData,
         }
     }
 
@@ -389,19 +461,58 @@ impl<'a> Message<'a> {
     }
 }
 
-/// The records of a [`Message`].
-#[derive(Clone, Debug)]
-pub struct Records<'a> {
-    chunks: core::slice::ChunksExact<'a, u8>,
-    confirmed: bool,
+/// A key the wire carries: how its records are laid out ([`ConnKey`]'s in Conns messages,
+/// [`ConnKey6`]'s in Conns6).
+pub trait WireKey: SyncKey {
+    /// The message type that carries these records.
+    const TYPE: MessageType;
+    /// Bytes per record.
+    const RECORD_LEN: usize;
+    /// Decodes one record; `None` when it is invalid.
+    fn decode(b: &[u8]) -> Option<SyncRecord<Self>>;
+    /// Appends one record (the timeout clamped to [`MAX_TIMEOUT`]).
+    fn encode(r: &SyncRecord<Self>, out: &mut Vec<u8>);
 }
 
-impl Iterator for Records<'_> {
-    type Item = SyncRecord;
+impl WireKey for ConnKey {
+    const TYPE: MessageType = MessageType::Conns;
+    const RECORD_LEN: usize = RECORD_LEN;
+    fn decode(b: &[u8]) -> Option<SyncRecord> {
+        decode(b)
+    }
+    fn encode(r: &SyncRecord, out: &mut Vec<u8>) {
+        encode(r, out);
+    }
+}
 
-    fn next(&mut self) -> Option<SyncRecord> {
+impl WireKey for ConnKey6 {
+    const TYPE: MessageType = MessageType::Conns6;
+    const RECORD_LEN: usize = RECORD6_LEN;
+    fn decode(b: &[u8]) -> Option<SyncRecord6> {
+        decode6(b)
+    }
+    fn encode(r: &SyncRecord6, out: &mut Vec<u8>) {
+        encode6(r, out);
+    }
+}
+
+/// The records of a [`Message`] (IPv4 ones by default; [`Records6`]).
+#[derive(Clone, Debug)]
+pub struct Records<'a, K = ConnKey> {
+    chunks: core::slice::ChunksExact<'a, u8>,
+    confirmed: bool,
+    family: core::marker::PhantomData<K>,
+}
+
+/// The records of a Conns6 [`Message`].
+pub type Records6<'a> = Records<'a, ConnKey6>;
+
+impl<K: WireKey> Iterator for Records<'_, K> {
+    type Item = SyncRecord<K>;
+
+    fn next(&mut self) -> Option<SyncRecord<K>> {
         // new_checked decoded every record once: none is skipped here.
-        let mut r = self.chunks.find_map(decode)?;
+        let mut r = self.chunks.find_map(K::decode)?;
         r.confirmed = self.confirmed;
         Some(r)
     }
@@ -419,36 +530,93 @@ fn port(b: &[u8], r: core::ops::Range<usize>) -> u16 {
     u16::from_be_bytes([b[r.start], b[r.start + 1]])
 }
 
-/// Decodes one record; `None` when it is invalid.
-fn decode(b: &[u8]) -> Option<SyncRecord> {
+fn addr6(b: &[u8], r: core::ops::Range<usize>) -> Ipv6Addr {
+    let mut o = [0u8; 16];
+    o.copy_from_slice(&b[r]);
+    Ipv6Addr::from(o)
+}
+
+/// The first four bytes and the timeout of a record of `len` bytes whose timeout is at
+/// `timeout_at`, checked: its state and timeout, or `None`. `icmp` is the protocol number of
+/// the family's ICMP.
+fn decode_common(
+    b: &[u8],
+    len: usize,
+    icmp: u8,
+    timeout_at: core::ops::Range<usize>,
+) -> Option<(ConnState, Duration)> {
     use field::rec;
-    if b.len() != RECORD_LEN || b[rec::FLAGS] & !KEY_TEMPLATE != 0 || b[rec::RESERVED] != 0 {
+    if b.len() != len || b[rec::FLAGS] & !KEY_TEMPLATE != 0 || b[rec::RESERVED] != 0 {
         return None;
     }
     let proto = b[rec::PROTO];
     let state = *ConnState::ALL.get(b[rec::STATE] as usize)?;
+    let template = b[rec::FLAGS] & KEY_TEMPLATE != 0;
     let ok = match proto {
         6 => state != ConnState::Udp && state != ConnState::Icmp,
-        17 => state == ConnState::Udp || b[rec::FLAGS] & KEY_TEMPLATE != 0,
-        1 => state == ConnState::Icmp || b[rec::FLAGS] & KEY_TEMPLATE != 0,
+        17 => state == ConnState::Udp || template,
+        p if p == icmp => state == ConnState::Icmp || template,
         _ => false,
     };
     if !ok {
         return None;
     }
-    let timeout_ms = u32::from_be_bytes([
-        b[rec::TIMEOUT.start],
-        b[rec::TIMEOUT.start + 1],
-        b[rec::TIMEOUT.start + 2],
-        b[rec::TIMEOUT.start + 3],
-    ]);
+    let t = &b[timeout_at];
+    let timeout_ms = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
     let timeout = Duration::from_millis(u64::from(timeout_ms));
-    if timeout > MAX_TIMEOUT {
-        return None;
-    }
+    (timeout <= MAX_TIMEOUT).then_some((state, timeout))
+}
+
+/// Decodes one IPv6 record; `None` when it is invalid (as [`decode`]'s, ICMPv6 for ICMP).
+fn decode6(b: &[u8]) -> Option<SyncRecord6> {
+    use field::{rec, rec6};
+    let (state, timeout) = decode_common(b, RECORD6_LEN, 58, rec6::TIMEOUT)?;
+    let daddr = addr6(b, rec6::DADDR);
+    let daddr = match daddr.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(daddr),
+    };
+    Some(SyncRecord {
+        key: ConnKey6 {
+            proto: b[rec::PROTO],
+            flags: b[rec::FLAGS],
+            caddr: addr6(b, rec6::CADDR),
+            cport: port(b, rec6::CPORT),
+            vaddr: addr6(b, rec6::VADDR),
+            vport: port(b, rec6::VPORT),
+        },
+        dest: SocketAddr::new(daddr, port(b, rec6::DPORT)),
+        state,
+        timeout,
+        confirmed: false,
+    })
+}
+
+/// Appends one IPv6 record (the timeout clamped to [`MAX_TIMEOUT`]; an IPv4 real server
+/// IPv4-mapped).
+fn encode6(r: &SyncRecord6, out: &mut Vec<u8>) {
+    let timeout = r.timeout.min(MAX_TIMEOUT).as_millis() as u32;
+    out.extend_from_slice(&[r.key.proto, r.key.flags, r.state as u8, 0]);
+    out.extend_from_slice(&r.key.caddr.octets());
+    out.extend_from_slice(&r.key.vaddr.octets());
+    let daddr = match r.dest.ip() {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    };
+    out.extend_from_slice(&daddr.octets());
+    out.extend_from_slice(&r.key.cport.to_be_bytes());
+    out.extend_from_slice(&r.key.vport.to_be_bytes());
+    out.extend_from_slice(&r.dest.port().to_be_bytes());
+    out.extend_from_slice(&timeout.to_be_bytes());
+}
+
+/// Decodes one record; `None` when it is invalid.
+fn decode(b: &[u8]) -> Option<SyncRecord> {
+    use field::rec;
+    let (state, timeout) = decode_common(b, RECORD_LEN, 1, rec::TIMEOUT)?;
     Some(SyncRecord {
         key: ConnKey {
-            proto,
+            proto: b[rec::PROTO],
             flags: b[rec::FLAGS],
             caddr: addr(b, rec::CADDR),
             cport: port(b, rec::CPORT),
@@ -475,12 +643,12 @@ fn encode(r: &SyncRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(&timeout.to_be_bytes());
 }
 
-/// Whether [`build`] can put `r` in a message: the wire carries TCP, UDP and ICMP flows and
-/// templates only, with the key flags it knows.
-pub fn encodable(r: &SyncRecord) -> bool {
-    let mut b = Vec::with_capacity(RECORD_LEN);
-    encode(r, &mut b);
-    decode(&b).is_some()
+/// Whether [`build`] can put `r` in a message: the wire carries TCP, UDP and ICMP (ICMPv6)
+/// flows and templates only, with the key flags it knows.
+pub fn encodable<K: WireKey>(r: &SyncRecord<K>) -> bool {
+    let mut b = Vec::with_capacity(K::RECORD_LEN);
+    K::encode(r, &mut b);
+    K::decode(&b).is_some()
 }
 
 /// The header fields of a message we send (the type comes from the [`Body`]).
@@ -496,8 +664,18 @@ pub struct Header {
 
 /// How many records fit in a message of at most `maxlen` bytes (with a MAC when `auth`).
 pub const fn records_per_message(maxlen: usize, auth: bool) -> usize {
+    fit(maxlen, auth, RECORD_LEN)
+}
+
+/// How many IPv6 records fit in a Conns6 message of at most `maxlen` bytes (with a MAC when
+/// `auth`).
+pub const fn records6_per_message(maxlen: usize, auth: bool) -> usize {
+    fit(maxlen, auth, RECORD6_LEN)
+}
+
+const fn fit(maxlen: usize, auth: bool, record_len: usize) -> usize {
     let fixed = HEADER_LEN + if auth { MAC_LEN } else { 0 };
-    let n = maxlen.saturating_sub(fixed) / RECORD_LEN;
+    let n = maxlen.saturating_sub(fixed) / record_len;
     if n > u16::MAX as usize {
         u16::MAX as usize
     } else {
@@ -514,6 +692,9 @@ pub enum Body<'a> {
     BulkRequest,
     /// The whole table was sent for these requesters' sender ids.
     BulkEnd(&'a [u32]),
+    /// IPv6 connection records (the caller keeps to [`records6_per_message`] and
+    /// [`encodable`], and sends them under the sender id [`stream6`]).
+    Conns6(&'a [SyncRecord6]),
 }
 
 impl Body<'_> {
@@ -523,21 +704,26 @@ impl Body<'_> {
             Body::Conns(_) => MessageType::Conns,
             Body::BulkRequest => MessageType::BulkRequest,
             Body::BulkEnd(_) => MessageType::BulkEnd,
+            Body::Conns6(_) => MessageType::Conns6,
         }
     }
 }
 
 /// Writes a message into `out` (cleared first): the header, the body and the MAC when a key
-/// is given. A Conns message whose records are all [confirmed](SyncRecord::confirmed) (and
-/// not none) carries [`FLAG_CONFIRMED`]; in a mixed one the confirmed records lose the bit.
+/// is given. A Conns (Conns6) message whose records are all
+/// [confirmed](SyncRecord::confirmed) (and not none) carries [`FLAG_CONFIRMED`]; in a mixed one
+/// the confirmed records lose the bit.
 pub fn build(hdr: &Header, body: Body<'_>, key: Option<&Key>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&MAGIC);
     let mut flags = if key.is_some() { FLAG_AUTH } else { 0 };
-    if let Body::Conns(r) = body {
-        if !r.is_empty() && r.iter().all(|r| r.confirmed) {
-            flags |= FLAG_CONFIRMED;
-        }
+    let confirmed = match body {
+        Body::Conns(r) => !r.is_empty() && r.iter().all(|r| r.confirmed),
+        Body::Conns6(r) => !r.is_empty() && r.iter().all(|r| r.confirmed),
+        Body::BulkRequest | Body::BulkEnd(_) => false,
+    };
+    if confirmed {
+        flags |= FLAG_CONFIRMED;
     }
     out.extend_from_slice(&[VERSION, body.kind().to_u8(), hdr.syncid, flags]);
     out.extend_from_slice(&hdr.sender.to_be_bytes());
@@ -546,6 +732,7 @@ pub fn build(hdr: &Header, body: Body<'_>, key: Option<&Key>, out: &mut Vec<u8>)
         Body::Conns(r) => r.len(),
         Body::BulkRequest => 0,
         Body::BulkEnd(ids) => ids.len(),
+        Body::Conns6(r) => r.len(),
     };
     debug_assert!(count <= u16::MAX as usize);
     out.extend_from_slice(&(count as u16).to_be_bytes());
@@ -556,6 +743,7 @@ pub fn build(hdr: &Header, body: Body<'_>, key: Option<&Key>, out: &mut Vec<u8>)
         Body::BulkEnd(ids) => ids
             .iter()
             .for_each(|id| out.extend_from_slice(&id.to_be_bytes())),
+        Body::Conns6(records) => records.iter().for_each(|r| encode6(r, out)),
     }
     if let Some(key) = key {
         let tag = hmac::sign(&key.0, out);
@@ -653,6 +841,7 @@ mod tests {
                 assert_eq!(m.sequence(), HDR.sequence);
                 let (r, i): (&[SyncRecord], &[u32]) = match body {
                     Body::Conns(r) => (r, &[]),
+                    Body::Conns6(_) => unreachable!("not in this test"),
                     Body::BulkRequest => (&[], &[]),
                     Body::BulkEnd(i) => (&[], i),
                 };
@@ -835,6 +1024,217 @@ mod tests {
         assert_eq!(labels.len(), Refused::ALL.len());
     }
 
+    fn rec6() -> SyncRecord6 {
+        SyncRecord6 {
+            key: ConnKey6::new(
+                6,
+                "2001:db8:1::2".parse().unwrap(),
+                40000,
+                "2001:db8::100".parse().unwrap(),
+                80,
+            ),
+            dest: "[2001:db8:3::12]:80".parse().unwrap(),
+            state: ConnState::Established,
+            timeout: Duration::from_millis(899_900),
+            confirmed: false,
+        }
+    }
+
+    /// A Conns6 message with one record, no MAC, as `build` writes it (sender: the IPv4
+    /// stream's 0x01020304 with the top bit flipped).
+    static BYTES6: [u8; 86] = [
+        b'T', b'L', b'B', b'S', 1, 4, 7, 0, // magic, version, type Conns6, syncid, flags
+        0x81, 2, 3, 4, // sender (stream6)
+        0, 0, 0, 0, 0, 0, 0, 5, // sequence
+        0, 1, 0, 0, // count, reserved
+        6, 0, 1, 0, // proto, flags, state, reserved
+        0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, // caddr
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, // vaddr
+        0x20, 0x01, 0x0d, 0xb8, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x12, // daddr
+        0x9c, 0x40, 0, 80, 0, 80, // cport vport dport
+        0x00, 0x0d, 0xbb, 0x3c, // timeout 899900 ms
+    ];
+
+    const HDR6: Header = Header {
+        sender: stream6(0x0102_0304),
+        ..HDR
+    };
+
+    #[test]
+    fn parses_and_builds_the_captured_conns6_message() {
+        assert_eq!(RECORD6_LEN, 62);
+        let m = Message::new_checked(&BYTES6).unwrap();
+        assert_eq!(m.kind(), MessageType::Conns6);
+        assert_eq!(m.sender(), 0x8102_0304);
+        assert_eq!(m.count(), 1);
+        assert_eq!(m.records6().collect::<Vec<_>>(), vec![rec6()]);
+        assert_eq!(
+            m.records().count(),
+            0,
+            "no IPv4 records in a Conns6 message"
+        );
+        assert_eq!(m.verify(&policy(None)), Ok(()));
+        let mut out = Vec::new();
+        build(&HDR6, Body::Conns6(&[rec6()]), None, &mut out);
+        assert_eq!(out, BYTES6);
+        // And a Conns message has no IPv6 records.
+        assert_eq!(Message::new_checked(&BYTES).unwrap().records6().count(), 0);
+    }
+
+    #[test]
+    fn conns6_round_trips_flows_templates_ipv4_servers_and_the_confirmed_flag() {
+        let key = Key::new(b"secret");
+        let mut t = rec6();
+        t.key.flags = KEY_TEMPLATE;
+        t.key.cport = 0;
+        t.state = ConnState::None;
+        let mut u = rec6();
+        u.key.proto = 17;
+        u.state = ConnState::Udp;
+        // An IPv6 VIP tunnelled to an IPv4 server: the daddr travels IPv4-mapped.
+        let mut over4 = rec6();
+        over4.dest = "10.3.0.12:80".parse().unwrap();
+        let mut icmp = rec6();
+        icmp.key.proto = 58;
+        icmp.state = ConnState::Icmp;
+        let recs = [rec6(), t, u, over4, icmp];
+        for key in [None, Some(&key)] {
+            for confirmed in [false, true] {
+                let recs: Vec<_> = recs
+                    .iter()
+                    .map(|r| SyncRecord6 { confirmed, ..*r })
+                    .collect();
+                let mut out = Vec::new();
+                build(&HDR6, Body::Conns6(&recs), key, &mut out);
+                assert_eq!(
+                    out.len(),
+                    HEADER_LEN + 5 * RECORD6_LEN + key.map_or(0, |_| MAC_LEN)
+                );
+                let m = Message::new_checked(&out).unwrap();
+                assert_eq!(m.is_confirmed(), confirmed);
+                assert_eq!(m.records6().collect::<Vec<_>>(), recs);
+                assert_eq!(m.verify(&policy(key.cloned())), Ok(()));
+                assert!(recs.iter().all(encodable));
+            }
+        }
+        let mut b = Vec::new();
+        build(&HDR6, Body::Conns6(&[over4]), None, &mut b);
+        assert_eq!(&b[HEADER_LEN + 36..HEADER_LEN + 52], &{
+            let mut m = [0u8; 16];
+            m[10] = 0xff;
+            m[11] = 0xff;
+            m[12..].copy_from_slice(&[10, 3, 0, 12]);
+            m
+        });
+    }
+
+    #[test]
+    fn conns6_messages_fill_maxlen_exactly() {
+        assert_eq!(records6_per_message(1472, false), 23);
+        assert_eq!(records6_per_message(1472, true), 22);
+        assert_eq!(
+            records6_per_message(HEADER_LEN + RECORD6_LEN + MAC_LEN, true),
+            1
+        );
+        assert_eq!(
+            records6_per_message(HEADER_LEN + RECORD6_LEN + MAC_LEN - 1, true),
+            0
+        );
+        assert_eq!(records6_per_message(usize::MAX, false), u16::MAX as usize);
+        let key = Key::new(b"k");
+        for (auth, n) in [(false, 23), (true, 22)] {
+            let recs = vec![rec6(); n];
+            let mut out = Vec::new();
+            build(&HDR6, Body::Conns6(&recs), auth.then_some(&key), &mut out);
+            assert!(out.len() <= 1472);
+            assert!(out.len() + RECORD6_LEN > 1472, "one more would not fit");
+            let m = Message::new_checked(&out).unwrap();
+            let p = Policy {
+                key: auth.then(|| key.clone()),
+                ..policy(None)
+            };
+            assert_eq!(m.verify(&p), Ok(()));
+            assert_eq!(
+                m.verify(&Policy {
+                    maxlen: out.len() - 1,
+                    ..p
+                }),
+                Err(Refused::TooLong)
+            );
+        }
+    }
+
+    #[test]
+    fn every_conns6_refusal() {
+        // Type 4 is known; an unknown type (what an older receiver makes of type 4) is
+        // refused before anything else is looked at.
+        for t in [0u8, 5, 0xff] {
+            let mut b = BYTES6;
+            b[5] = t;
+            assert_eq!(refused(&b), Refused::Type, "type {t}");
+        }
+        // Lengths: a record short or long, a count the body does not hold, a MAC announced
+        // and missing, an IPv4 record's length under the Conns6 type.
+        assert_eq!(refused(&BYTES6[..BYTES6.len() - 1]), Refused::Length);
+        let mut b = BYTES6.to_vec();
+        b.push(0);
+        assert_eq!(refused(&b), Refused::Length);
+        let mut b = BYTES6;
+        b[21] = 2;
+        assert_eq!(refused(&b), Refused::Length);
+        let mut b = BYTES6;
+        b[7] = FLAG_AUTH;
+        assert_eq!(refused(&b), Refused::Length);
+        let mut b = BYTES;
+        b[5] = MessageType::Conns6.to_u8();
+        assert_eq!(refused(&b), Refused::Length, "a 26-byte record as Conns6");
+        let mut b = BYTES6;
+        b[5] = MessageType::Conns.to_u8();
+        assert_eq!(refused(&b), Refused::Length, "a 62-byte record as Conns");
+        // Records: protocol, flag bits, state, reserved byte, a state the protocol cannot
+        // have, ICMP (1) is IPv4's, a timeout over a day.
+        for (at, val) in [
+            (24, 50),
+            (24, 1),
+            (25, 0x80),
+            (25, 0x02),
+            (26, 13),
+            (27, 1),
+            (26, 11),
+        ] {
+            let mut b = BYTES6;
+            b[at] = val;
+            assert_eq!(refused(&b), Refused::BadRecord, "byte {at} = {val}");
+        }
+        let mut b = BYTES6;
+        b[82..86].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(refused(&b), Refused::BadRecord, "timeout over a day");
+        // Policy: syncid, a missing or wrong MAC.
+        let m = Message::new_checked(&BYTES6).unwrap();
+        assert_eq!(
+            m.verify(&Policy {
+                syncid: 8,
+                ..policy(None)
+            }),
+            Err(Refused::Syncid)
+        );
+        assert_eq!(m.verify(&policy(Some(Key::new(b"k")))), Err(Refused::Auth));
+        let mut out = Vec::new();
+        build(
+            &HDR6,
+            Body::Conns6(&[rec6()]),
+            Some(&Key::new(b"k")),
+            &mut out,
+        );
+        for i in [5, 9, 30, 70, out.len() - 1] {
+            let mut bad = out.clone();
+            bad[i] ^= 0x40;
+            let verdict =
+                Message::new_checked(&bad).and_then(|m| m.verify(&policy(Some(Key::new(b"k")))));
+            assert!(verdict.is_err(), "flipped byte {i} accepted");
+        }
+    }
+
     #[test]
     fn the_fuzz_seeds_are_what_their_names_say() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sync_message");
@@ -851,6 +1251,8 @@ mod tests {
             let verdict = Message::new_checked(&bytes).and_then(|m| m.verify(&policy));
             match name.as_str() {
                 "conns_bad_state" => assert_eq!(verdict, Err(Refused::BadRecord)),
+                "conns6_bad_protocol" => assert_eq!(verdict, Err(Refused::BadRecord)),
+                "conns6_as_ipv4_length" => assert_eq!(verdict, Err(Refused::Length)),
                 "ipvs_v1_header_not_ours" => assert_eq!(verdict, Err(Refused::Magic)),
                 "keyed_bad_mac" => assert_eq!(verdict, Err(Refused::Auth)),
                 "regress_bulk_request_with_count" => assert_eq!(verdict, Err(Refused::Length)),

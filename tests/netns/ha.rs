@@ -123,9 +123,9 @@ fn start_real_server(ns: &Netns, rip: &str) {
 
 /// VRRP version and advert_int as keepalived.conf writes it.
 #[derive(Clone, Copy, Debug)]
-struct Vrrp {
-    version: u8,
-    advert_int: &'static str,
+pub(crate) struct Vrrp {
+    pub(crate) version: u8,
+    pub(crate) advert_int: &'static str,
 }
 
 /// VRRPv2 with the seed's advert_int 1 (and PASS auth).
@@ -135,7 +135,7 @@ const V2: Vrrp = Vrrp {
 };
 
 /// VRRPv3 with 100 ms adverts.
-const V3_FAST: Vrrp = Vrrp {
+pub(crate) const V3_FAST: Vrrp = Vrrp {
     version: 3,
     advert_int: "0.1",
 };
@@ -165,7 +165,7 @@ fn write_conf(ns: &Netns, tag: &str, conf: &KeepalivedConf) -> TempPath {
 }
 
 /// `tunlb director --keepalived-conf FILE` in `ns`, up when its control socket answers.
-fn start_ha_director(ns: &Netns, conf: &TempPath) -> Pid {
+pub(crate) fn start_ha_director(ns: &Netns, conf: &TempPath) -> Pid {
     start_director(ns, &["--keepalived-conf", &conf.arg()])
 }
 
@@ -190,7 +190,7 @@ fn vrrp_json(ns: &Netns) -> String {
 
 /// Polls `ns`'s director every 20 ms until [`INSTANCE`] is in `want`; returns when it was
 /// seen. Panics after `timeout`, or if the director exited.
-fn wait_state(ns: &Netns, pid: Pid, want: &str, timeout: Duration) -> Instant {
+pub(crate) fn wait_state(ns: &Netns, pid: Pid, want: &str, timeout: Duration) -> Instant {
     let start = Instant::now();
     loop {
         ns.assert_running(pid);

@@ -15,7 +15,8 @@
 //! [`gateway`] links two sites through the director's tunnel routes and a
 //! `tunlb realserver --gateway`; [`ha`] has two directors with VRRP and connection sync (the
 //! seed's §7: SIGKILL failover and preempting return under 60 keep-alive connections, and
-//! interop with keepalived); [`ecmp`] has directors behind a router's ECMP route announced
+//! interop with keepalived), [`ha6`] the same for an IPv6 TUN VIP (its flows synced, a SIGKILL
+//! under 40 keep-alive IPv6 connections); [`ecmp`] has directors behind a router's ECMP route announced
 //! by BIRD (a director SIGKILLed, one added, a real server removed under 60 connections);
 //! [`health`] has keepalived-style health checks removing and
 //! restoring real servers; [`ssl_check`] runs an SSL_GET check against `tunlb httpd --tls`
@@ -37,6 +38,7 @@ mod flood;
 mod fragments;
 mod gateway;
 mod ha;
+mod ha6;
 mod harness;
 mod health;
 mod ipv6;

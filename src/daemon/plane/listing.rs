@@ -182,6 +182,8 @@ enum Phase {
     Worker6 { core: usize, at: usize },
     /// The flows peers synced that no worker has taken yet, from `cursor`.
     Synced { cursor: u64 },
+    /// The IPv6 flows peers synced that no worker has taken yet, from `cursor`.
+    Synced6 { cursor: u64 },
     /// The shared NAT flows, S-NAT mappings and persistence templates.
     Shared,
     /// Everything was listed: [`Response::ConnsEnd`] comes next.
@@ -261,7 +263,8 @@ impl ConnChunks {
                 };
             }
             Phase::Worker6 { core, at } => {
-                // IPv6 flows are not synced: each lives in one worker's table.
+                // An IPv6 flow lives in one worker's table; a synced copy no worker took is
+                // listed (Synced6) only when no worker holds the flow.
                 let Some(worker) = self.cores.get(core) else {
                     self.phase = Phase::Synced { cursor: 0 };
                     return;
@@ -299,6 +302,31 @@ impl ConnChunks {
                 self.add_listed(self.cores.len(), &piece);
                 self.phase = match next {
                     Some(cursor) => Phase::Synced { cursor },
+                    None => Phase::Synced6 { cursor: 0 },
+                };
+            }
+            Phase::Synced6 { cursor } => {
+                let mut piece = Vec::new();
+                let next = self
+                    .shared
+                    .synced6
+                    .dump(cursor, LIST_PIECE_SLOTS, self.now, &mut piece);
+                let now = self.now;
+                for worker in &self.cores {
+                    let Ok(d) = worker.lock() else { continue };
+                    let conns = d.conns6();
+                    if conns.is_empty() {
+                        continue;
+                    }
+                    piece.retain(|(k, _)| conns.get(k).and_then(|c| secs_left(c, now)).is_none());
+                }
+                for (k, c) in &piece {
+                    if let Some(e) = conn_entry6(k, c, self.dest_addr(c.dest), now) {
+                        self.pending.push_back(e);
+                    }
+                }
+                self.phase = match next {
+                    Some(cursor) => Phase::Synced6 { cursor },
                     None => Phase::Shared,
                 };
             }

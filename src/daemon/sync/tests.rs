@@ -392,6 +392,98 @@ mod directors {
             .handle_packet(Clock::new().now(), &mut p);
     }
 
+    const VIP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+    const RS6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0x12);
+
+    /// [`set`]'s IPv4 service and the same on an IPv6 VIP to an IPv6 server (ip6ip6).
+    fn director_dual(workers: usize) -> (Arc<Shared>, Vec<Arc<Mutex<Director>>>) {
+        use std::net::IpAddr;
+        let mut services: Vec<crate::model::ServiceConfig> = Vec::new();
+        for (vip, rs) in [(IpAddr::V4(VIP), IpAddr::V4(RS)), (VIP6.into(), RS6.into())] {
+            services.push(crate::model::ServiceConfig {
+                key: crate::model::ServiceKey {
+                    vip,
+                    port: 80,
+                    proto: Protocol::Tcp,
+                },
+                scheduler: SchedulerKind::Rr,
+                persistence: None,
+                mss_clamp: None,
+                dests: vec![crate::model::DestConfig {
+                    addr: rs,
+                    port: 0,
+                    weight: 1,
+                    forward: Forward::tunnel(TunnelType::Ipip),
+                    u_threshold: 0,
+                    l_threshold: 0,
+                }],
+                policy: Default::default(),
+            });
+        }
+        let set = crate::model::ServiceSet { services };
+        let snap = Registry::new()
+            .build(&set, &ConnTimeouts::default())
+            .unwrap();
+        let shared = Arc::new(Shared::new(snap));
+        let cores = (0..workers)
+            .map(|_| {
+                Arc::new(Mutex::new(Director::new(
+                    shared.clone(),
+                    DirectorConfig::default(),
+                )))
+            })
+            .collect();
+        (shared, cores)
+    }
+
+    fn syn6(cores: &[Arc<Mutex<Director>>], core: usize, cport: u16) {
+        let client = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+        let mut p = crate::wire::testing::tcp6_packet(client, cport, VIP6, 80, 0x02, 0);
+        let v = cores[core]
+            .lock()
+            .unwrap()
+            .handle_packet(Clock::new().now(), &mut p);
+        assert!(matches!(v, crate::director::Verdict::Encap(_)), "{v:?}");
+    }
+
+    #[test]
+    fn ipv6_flows_reach_the_backup_by_bulk_resync_and_by_change_beside_ipv4_ones() {
+        let (sa, sb) = (loopback(), loopback());
+        let (aa, ab) = (addr(&sa), addr(&sb));
+        let (a_shared, a_cores) = director_dual(2);
+        let (b_shared, b_cores) = director_dual(2);
+        let (_la, ha) = start(sa, ab, &a_cores, true, 1);
+        wait_for("emit on", || a_shared.sync_emit());
+        // Before the backup starts (the bulk resync): an IPv4 flow and IPv6 flows on both
+        // workers.
+        syn(&a_cores, 0, 40000);
+        syn6(&a_cores, 0, 50000);
+        syn6(&a_cores, 1, 50001);
+        let (lb, hb) = start(sb, aa, &b_cores, false, 2);
+        wait_for("backup ready", || lb.is_sync_ready());
+        wait_for("bulk flows", || {
+            b_shared.synced6.len() == 2 && b_shared.synced.len() == 1
+        });
+        syn6(&a_cores, 1, 50002); // a change
+        wait_for("changed flow", || b_shared.synced6.len() == 3);
+        let mut ports: Vec<u16> = b_shared
+            .synced6
+            .entries()
+            .iter()
+            .map(|(k, _)| k.cport)
+            .collect();
+        ports.sort_unstable();
+        assert_eq!(ports, [50000, 50001, 50002]);
+        let (k, c) = b_shared.synced6.entries()[0];
+        assert_eq!((k.vaddr, c.state), (VIP6, ConnState::SynRecv));
+        let s = hb.stats().snapshot();
+        assert!(s.records_applied >= 4, "{s:?}");
+        assert_eq!(s.no_service + s.no_dest + s.nat + s.invalid, 0, "{s:?}");
+        assert_eq!(s.refused().map(|(_, n)| n).sum::<u64>(), 0, "{s:?}");
+        drop(hb);
+        drop(ha);
+    }
+
     #[test]
     fn a_flow_reaches_the_backup_by_bulk_resync_and_by_change() {
         let (sa, sb) = (loopback(), loopback());
@@ -430,5 +522,7 @@ fn a_tiny_maxlen_still_carries_a_record() {
     cfg.maxlen = 10;
     cfg.key = Some(b"k".to_vec());
     let s = SyncSession::new(session_config(&cfg, Duration::from_secs(60)), Instant::ZERO);
-    assert_eq!(s.records_per_message(), 1);
+    // 24 + 62 + 32 = 118 bytes: one keyed IPv6 record, two IPv4 ones.
+    assert_eq!(s.records6_per_message(), 1);
+    assert_eq!(s.records_per_message(), 2);
 }

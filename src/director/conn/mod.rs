@@ -21,7 +21,7 @@ mod table;
 mod template;
 
 pub use key::{ConnKey, ConnKey6, TableKey, KEY_TEMPLATE};
-pub use record::SyncRecord;
+pub use record::{SyncKey, SyncRecord, SyncRecord6};
 pub use state::{tcp_transition, ConnState, Direction, Timeouts};
 pub use table::{random_seed, ConnTable, ConnTable6, Eviction, FlowTable, TableFull};
 pub use template::{

@@ -17,6 +17,9 @@ mod chance_tests;
 mod chances;
 mod forward;
 mod sync;
+mod sync6;
+#[cfg(test)]
+mod sync6_tests;
 #[cfg(test)]
 mod sync_tests;
 #[cfg(test)]
@@ -66,6 +69,8 @@ pub struct Director {
     next_sweep: Instant,
     /// Connection-sync records queued for [`Director::take_sync`].
     sync_out: Vec<SyncRecord>,
+    /// IPv6 connection-sync records queued for [`Director::take_sync6`].
+    sync_out6: Vec<super::conn::SyncRecord6>,
     /// This worker's ICMP error budget.
     icmp: IcmpLimiter,
     /// This worker's lane of sequence numbers for authenticated GUE.
@@ -103,6 +108,7 @@ impl Director {
             counters: Counters::default(),
             next_sweep: Instant::ZERO,
             sync_out: Vec::new(),
+            sync_out6: Vec::new(),
             auth_seq,
             chances: Chances::default(),
         }

@@ -19,6 +19,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::sync6::{adopt6, queue6, record6, template_of6};
 use super::{flow_timeout, Director};
 use crate::director::conn::{template_key6, Conn, ConnKey6, ConnState, Direction};
 use crate::director::modes::context::Ctx;
@@ -95,10 +96,16 @@ impl Director {
 
         // Established flow: the hot path.
         let mut reuse = false;
-        if let Some(conn) = self.conns6.get_mut(&key) {
+        let mut found = self.conns6.get_mut(&key);
+        if found.is_none() && !cx.shared.synced6.is_empty() {
+            // A flow a peer director synced, its first packet here.
+            found = adopt6(&mut self.conns6, cx.shared, snap, cx.counters, &key, now);
+        }
+        if let Some(conn) = found {
             let live = conn.expires() > now;
             if live && !(syn_only && conn.state.is_closing()) {
                 if let Some(dest) = snap.dest(conn.dest) {
+                    let (before, was_confirmed) = (conn.state, conn.is_confirmed());
                     if proto == Protocol::Tcp {
                         step_state(conn, dest, flags, Direction::InputOnly);
                         if l4.confirms() {
@@ -107,7 +114,14 @@ impl Director {
                     } else {
                         conn.confirm();
                     }
-                    conn.set_expires(now + flow_timeout(snap, &self.config, conn));
+                    let left = flow_timeout(snap, &self.config, conn);
+                    conn.set_expires(now + left);
+                    // A state change or the first client data: the backup hears of it.
+                    let changed = conn.state != before || conn.is_confirmed() != was_confirmed;
+                    if changed && cx.shared.sync_emit() {
+                        let rec = record6(dest, key, conn.state, left, conn.is_confirmed());
+                        queue6(&mut self.sync_out6, cx.counters, rec);
+                    }
                     if let Some(k) = p.frag_key() {
                         cx.shared
                             .remember_fragment(k, conn.dest, p.frag_bytes(), now);
@@ -219,6 +233,16 @@ impl Director {
         }
         if let Some((tkey, timeout)) = template {
             templates.bind(tkey, dest.id, now, timeout);
+        }
+        if !is_nat && cx.shared.sync_emit() {
+            // NAT66 flows are not synced (as IPv4's NAT flows).
+            let left = flow_timeout(snap, &self.config, &conn);
+            let rec = record6(dest, key, state, left, conn.is_confirmed());
+            queue6(&mut self.sync_out6, cx.counters, rec);
+            if let Some((tkey, timeout)) = template_of6(svc, &key) {
+                let rec = record6(dest, tkey, ConnState::None, timeout, false);
+                queue6(&mut self.sync_out6, cx.counters, rec);
+            }
         }
         cx.counters.conns_created += 1;
         cx.counters.sloppy_created += u64::from(picked_up);

@@ -154,6 +154,8 @@ pub struct Shared {
     /// Flows a peer director synced, waiting for a worker to see their first packet
     /// ([`synced`]).
     pub synced: SyncedTable,
+    /// IPv6 flows a peer director synced, as [`Shared::synced`].
+    pub synced6: SyncedTable<crate::director::conn::ConnKey6>,
     /// Connection sync: whether workers queue a record of every new flow, state change and
     /// persistence template ([`Shared::set_sync_emit`]).
     sync_emit: AtomicBool,
@@ -191,6 +193,7 @@ impl Shared {
             snat: NatTable::new(limits.max_snat, crate::director::conn::random_seed()),
             probe_pins: Arc::new(ProbePins::new()),
             synced: SyncedTable::new(4 << 20),
+            synced6: SyncedTable::new(4 << 20),
             sync_emit: AtomicBool::new(false),
             table_synced: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
@@ -349,7 +352,14 @@ impl Shared {
                 counts::release(&snap, &self.templates, key, conn, now);
             });
         }
+        if !self.synced6.is_empty() {
+            let snap = self.snapshot();
+            self.synced6.sweep(now, |key, conn| {
+                counts::release6(&snap, &self.templates6, key, conn, now);
+            });
+        }
         self.templates.expire(now);
+        self.templates6.expire(now);
         self.probe_pins.expire(now);
         self.frags.expire(now);
     }

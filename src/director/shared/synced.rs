@@ -17,23 +17,24 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::director::conn::{Conn, ConnKey, TableFull};
+use crate::director::conn::{Conn, ConnKey, TableFull, TableKey};
 use crate::time::Instant;
 
 /// Number of independently locked shards.
 const SHARDS: usize = 16;
 
-type Shard = HashMap<ConnKey, Conn>;
+type Shard<K> = HashMap<K, Conn>;
 
-/// Synced flows waiting for their first packet, shared by all workers.
-pub struct SyncedTable {
-    shards: [Mutex<Shard>; SHARDS],
+/// Synced flows waiting for their first packet, shared by all workers: IPv4 ones
+/// ([`ConnKey`], the default) or IPv6 ones (`SyncedTable<ConnKey6>`).
+pub struct SyncedTable<K = ConnKey> {
+    shards: [Mutex<Shard<K>>; SHARDS],
     spread: RandomState,
     len: AtomicUsize,
     max: usize,
 }
 
-impl fmt::Debug for SyncedTable {
+impl<K: TableKey> fmt::Debug for SyncedTable<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncedTable")
             .field("len", &self.len())
@@ -43,13 +44,13 @@ impl fmt::Debug for SyncedTable {
 }
 
 /// Locks a shard; a poisoned lock is used as is (every update is one map operation).
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+fn lock<K>(m: &Mutex<Shard<K>>) -> MutexGuard<'_, Shard<K>> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl SyncedTable {
+impl<K: TableKey> SyncedTable<K> {
     /// An empty table holding at most `max` flows.
-    pub fn new(max: usize) -> SyncedTable {
+    pub fn new(max: usize) -> SyncedTable<K> {
         SyncedTable {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             spread: RandomState::new(),
@@ -58,7 +59,7 @@ impl SyncedTable {
         }
     }
 
-    fn shard(&self, key: &ConnKey) -> MutexGuard<'_, Shard> {
+    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K>> {
         let h = self.spread.hash_one(key);
         lock(&self.shards[(h >> 32) as usize % SHARDS])
     }
@@ -76,13 +77,13 @@ impl SyncedTable {
     }
 
     /// The flow `key`, if it waits here (expired or not).
-    pub fn get(&self, key: &ConnKey) -> Option<Conn> {
+    pub fn get(&self, key: &K) -> Option<Conn> {
         self.shard(key).get(key).copied()
     }
 
     /// Puts or replaces the flow `key`; returns the flow it replaced. Fails when the key is
     /// new and the table is full.
-    pub fn upsert(&self, key: ConnKey, conn: Conn) -> Result<Option<Conn>, TableFull> {
+    pub fn upsert(&self, key: K, conn: Conn) -> Result<Option<Conn>, TableFull> {
         let mut shard = self.shard(&key);
         if let Some(old) = shard.get_mut(&key) {
             return Ok(Some(core::mem::replace(old, conn)));
@@ -96,7 +97,7 @@ impl SyncedTable {
     }
 
     /// Takes the flow `key` out (a worker adopts it).
-    pub fn take(&self, key: &ConnKey) -> Option<Conn> {
+    pub fn take(&self, key: &K) -> Option<Conn> {
         let conn = self.shard(key).remove(key)?;
         self.len.fetch_sub(1, Relaxed);
         Some(conn)
@@ -104,7 +105,7 @@ impl SyncedTable {
 
     /// Removes the flows that have expired at `now`, calling `on_expire` for each (to give
     /// back its counts). Returns how many.
-    pub fn sweep(&self, now: Instant, mut on_expire: impl FnMut(&ConnKey, &Conn)) -> usize {
+    pub fn sweep(&self, now: Instant, mut on_expire: impl FnMut(&K, &Conn)) -> usize {
         if self.is_empty() {
             return 0;
         }
@@ -126,7 +127,7 @@ impl SyncedTable {
 
     /// Every flow waiting (expired ones included until [`sweep`](Self::sweep)), for a
     /// listing (`adm -L -n -c`: they are flows of this director that no worker holds yet).
-    pub fn entries(&self) -> Vec<(ConnKey, Conn)> {
+    pub fn entries(&self) -> Vec<(K, Conn)> {
         let mut out = Vec::with_capacity(self.len());
         for m in &self.shards {
             out.extend(lock(m).iter().map(|(k, c)| (*k, *c)));
@@ -142,7 +143,7 @@ impl SyncedTable {
         cursor: u64,
         limit: usize,
         now: Instant,
-        out: &mut Vec<(ConnKey, Conn)>,
+        out: &mut Vec<(K, Conn)>,
     ) -> Option<u64> {
         let (mut shard, mut skip) = ((cursor >> 32) as usize, (cursor & 0xffff_ffff) as usize);
         let mut n = 0;
