@@ -57,13 +57,15 @@ mod nat6_tests;
 #[cfg(test)]
 mod nat_tests;
 #[cfg(test)]
+mod snat6_tests;
+#[cfg(test)]
 mod snat_tests;
 #[cfg(test)]
 mod testkit;
 
 pub use self::core::{Director, InstallStats};
 pub use conn::{SyncRecord, SyncRecord6};
-pub use modes::{dr, nat, nat6, probe_pin, route, snat};
+pub use modes::{dr, nat, nat6, probe_pin, route, snat, snat6};
 pub use packet::counters::Counters;
 pub use packet::verdict::{DropReason, Encap, Ether, Verdict, MAX_FRAGMENTS};
 pub use shared::{DirectorConfig, Limits, Shared};

@@ -33,7 +33,7 @@ const FIN_ACK: u8 = 0x11;
 fn rules(to: &[Ipv4Addr]) -> SnatRules {
     SnatRules::new(vec![SnatRule {
         source: "10.0.0.0/24".parse().unwrap(),
-        to: to.to_vec(),
+        to: to.iter().map(|&a| a.into()).collect(),
     }])
 }
 

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::conn::{DestId, Timeouts};
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::modes::route::{RouteTable, TunnelRoute};
 use super::sched::{DestState, FlowKey, SchedDest, SchedOptions, SchedState, Scheduler};
@@ -645,30 +645,125 @@ pub fn check_forwardable(set: &ServiceSet) -> Result<(), Ipv6NotForwarded> {
     Ok(())
 }
 
-/// One `[[snat]]` entry: hosts of `source` leave behind the addresses `to`.
+/// One `[[snat]]` entry: hosts of `source` leave behind the addresses `to`, all of the
+/// source's family (the config loader checks it).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct SnatRule {
-    /// The inside prefix whose forwarded packets are masqueraded.
-    pub source: Ipv4Net,
+    /// The inside prefix whose forwarded packets are masqueraded (IPv4 or IPv6).
+    pub source: IpNet,
+    /// The public addresses (at least one, of the source's family).
+    pub to: Vec<IpAddr>,
+}
+
+/// One [`SnatRule`] of one family, as the data path reads it: `to` typed as `A`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnatRuleOf<A> {
+    /// The inside prefix.
+    pub source: IpNet,
     /// The public addresses (at least one).
-    pub to: Vec<Ipv4Addr>,
+    pub to: Vec<A>,
+}
+
+/// An address family S-NAT translates: [`Ipv4Addr`] or [`Ipv6Addr`] (NAT66 source translation).
+pub trait SnatAddr: Copy + Eq + Ord + Into<IpAddr> + core::fmt::Debug {
+    /// The rules of this family.
+    fn rules(r: &SnatRules) -> &[SnatRuleOf<Self>];
+    /// The public addresses of this family, sorted, without duplicates.
+    fn public(r: &SnatRules) -> &[Self];
+    /// 32 bits of the address (IPv6: its four words folded), which choose a host's public
+    /// address.
+    fn word(self) -> u32;
+}
+
+impl SnatAddr for Ipv4Addr {
+    fn rules(r: &SnatRules) -> &[SnatRuleOf<Ipv4Addr>] {
+        &r.v4
+    }
+    fn public(r: &SnatRules) -> &[Ipv4Addr] {
+        &r.public4
+    }
+    fn word(self) -> u32 {
+        u32::from(self)
+    }
+}
+
+impl SnatAddr for Ipv6Addr {
+    fn rules(r: &SnatRules) -> &[SnatRuleOf<Ipv6Addr>] {
+        &r.v6
+    }
+    fn public(r: &SnatRules) -> &[Ipv6Addr] {
+        &r.public6
+    }
+    fn word(self) -> u32 {
+        let x = u128::from(self);
+        (x >> 96) as u32 ^ (x >> 64) as u32 ^ (x >> 32) as u32 ^ x as u32
+    }
 }
 
 /// The S-NAT rules as the data path reads them (part of the [`Snapshot`]; S-NAT itself is
-/// [`crate::director::snat`]).
+/// [`crate::director::snat`]), split by family.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SnatRules {
     rules: Vec<SnatRule>,
-    public: Vec<Ipv4Addr>,
+    v4: Vec<SnatRuleOf<Ipv4Addr>>,
+    v6: Vec<SnatRuleOf<Ipv6Addr>>,
+    public: Vec<IpAddr>,
+    public4: Vec<Ipv4Addr>,
+    public6: Vec<Ipv6Addr>,
 }
 
 impl SnatRules {
-    /// The rules `rules` (assumed validated: prefixes do not overlap, each has an address).
+    /// The rules `rules` (assumed validated: prefixes do not overlap, each has an address of
+    /// its source's family; an address of the other family is ignored).
     pub fn new(rules: Vec<SnatRule>) -> SnatRules {
-        let mut public: Vec<Ipv4Addr> = rules.iter().flat_map(|r| r.to.iter().copied()).collect();
-        public.sort();
-        public.dedup();
-        SnatRules { rules, public }
+        fn of<A: Copy>(r: &SnatRule, pick: impl Fn(IpAddr) -> Option<A>) -> SnatRuleOf<A> {
+            SnatRuleOf {
+                source: r.source,
+                to: r.to.iter().filter_map(|a| pick(*a)).collect(),
+            }
+        }
+        let v4: Vec<_> = rules
+            .iter()
+            .filter(|r| r.source.addr().is_ipv4())
+            .map(|r| {
+                of(r, |a| match a {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                })
+            })
+            .filter(|r| !r.to.is_empty())
+            .collect();
+        let v6: Vec<_> = rules
+            .iter()
+            .filter(|r| r.source.addr().is_ipv6())
+            .map(|r| {
+                of(r, |a| match a {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                })
+            })
+            .filter(|r| !r.to.is_empty())
+            .collect();
+        fn sorted<A: Ord + Copy>(rules: &[SnatRuleOf<A>]) -> Vec<A> {
+            let mut all: Vec<A> = rules.iter().flat_map(|r| r.to.iter().copied()).collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+        let (public4, public6) = (sorted(&v4), sorted(&v6));
+        let public = public4
+            .iter()
+            .map(|a| IpAddr::V4(*a))
+            .chain(public6.iter().map(|a| IpAddr::V6(*a)))
+            .collect();
+        SnatRules {
+            rules,
+            v4,
+            v6,
+            public,
+            public4,
+            public6,
+        }
     }
 
     /// Whether there is no rule.
@@ -677,24 +772,33 @@ impl SnatRules {
         self.rules.is_empty()
     }
 
-    /// The rules.
+    /// Whether there is a rule of family `A`.
+    #[inline]
+    pub fn has<A: SnatAddr>(&self) -> bool {
+        !A::rules(self).is_empty()
+    }
+
+    /// The rules, as configured.
     pub fn rules(&self) -> &[SnatRule] {
         &self.rules
     }
 
-    /// Every public address, sorted, without duplicates.
-    pub fn public(&self) -> &[Ipv4Addr] {
+    /// Every public address of both families, IPv4 first, without duplicates.
+    pub fn public(&self) -> &[IpAddr] {
         &self.public
     }
 
     /// Whether `addr` is a public address.
-    pub fn is_public(&self, addr: Ipv4Addr) -> bool {
-        self.public.contains(&addr)
+    #[inline]
+    pub fn is_public<A: SnatAddr>(&self, addr: A) -> bool {
+        A::public(self).contains(&addr)
     }
 
     /// The rule whose source holds `addr`.
-    pub fn rule_for(&self, addr: Ipv4Addr) -> Option<&SnatRule> {
-        self.rules.iter().find(|r| r.source.contains(&addr))
+    #[inline]
+    pub fn rule_for<A: SnatAddr>(&self, addr: A) -> Option<&SnatRuleOf<A>> {
+        let a: IpAddr = addr.into();
+        A::rules(self).iter().find(|r| r.source.contains(&a))
     }
 }
 

@@ -83,7 +83,7 @@ fn snat() -> Seeds {
     let unreach = icmp_error(web, super::snat::PUBLIC[0], 3, 3, 0, &out);
     // The NAT service's real server answering a client, and the client's flow.
     let client = tcp_packet(CLIENT, 50000, Ipv4Addr::new(10, 100, 0, 100), 80, SYN, 0);
-    vec![
+    let mut seeds: Seeds = vec![
         (
             "seed_tcp_out_and_back",
             seq(&[
@@ -96,7 +96,40 @@ fn snat() -> Seeds {
         ("seed_icmp_error_back", seq(&[syn.clone(), unreach])),
         ("seed_nat_service", seq(&[client])),
         ("seed_repaired", seq_repaired(&[syn])),
-    ]
+    ];
+    // S-NAT for IPv6 (snat6 helper): a TCP flow out and back, ICMPv6 echo, an ICMPv6 error.
+    let inside6 = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 5);
+    let web6 = Ipv6Addr::new(0x2001, 0xdb8, 0xd, 0, 0, 0, 0, 0x80);
+    let public6 = super::snat::PUBLIC6;
+    let syn6 = tcp6_packet(inside6, 40000, web6, 443, SYN, 0);
+    let out6 = rewrite(super::snat::shared(), &syn6);
+    let echo6 = |src, dst, t: u8| {
+        let mut m = vec![t, 0, 0, 0, 0x12, 0x34, 0, 1, 1, 2, 3, 4];
+        let c = !crate::wire::checksum::upper_layer_v6(src, dst, 58, &m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        ipv6_packet(src, dst, 58, &m)
+    };
+    let mut too_big = vec![2, 0, 0, 0, 0, 0, 5, 0];
+    too_big.extend(&out6);
+    let c = !crate::wire::checksum::upper_layer_v6(web6, public6, 58, &too_big);
+    too_big[2..4].copy_from_slice(&c.to_be_bytes());
+    let too_big = ipv6_packet(web6, public6, 58, &too_big);
+    seeds.extend([
+        (
+            "seed_tcp6_out_and_back",
+            seq(&[
+                syn6.clone(),
+                tcp6_packet(web6, 443, public6, 40000, 0x12, 0),
+                tcp6_packet(inside6, 40000, web6, 443, PSH_ACK, 100),
+            ]),
+        ),
+        (
+            "seed_echo6_out_and_back",
+            seq(&[echo6(inside6, web6, 128), echo6(web6, public6, 129)]),
+        ),
+        ("seed_icmp6_error_back", seq(&[syn6, too_big])),
+    ]);
+    seeds
 }
 
 fn dr() -> Seeds {

@@ -47,7 +47,7 @@
 //! | `tunlb_conn_table_entries` | gauge | | flows in the workers' connection tables |
 //! | `tunlb_conn_table_capacity` | gauge | | most flows the tables will hold (`--max-conns` × workers) |
 //! | `tunlb_conn_table_evictions_total` | counter | | flows removed from the connection tables (expired or swept) |
-//! | `tunlb_conn_evictions_total` | counter | `table`, `reason` | entries evicted to make room: `flows` `expired` / `unconfirmed` (above the high-water mark, 7/8 of `--max-conns`), `snat` `expired` / `unconfirmed` (S-NAT mappings, above 7/8 of the S-NAT table), `templates` `idle`, `fragments` `oldest`; 0 included |
+//! | `tunlb_conn_evictions_total` | counter | `table`, `reason` | entries evicted to make room: `flows` `expired` / `unconfirmed` (above the high-water mark, 7/8 of `--max-conns`), `snat` `expired` / `unconfirmed` (S-NAT mappings, IPv4 and IPv6 together, above 7/8 of their table), `templates` `idle`, `fragments` `oldest`; 0 included |
 //! | `tunlb_icmp_rate_limited_total` | counter | | ICMP errors not sent, over `--icmp-rate` / `--icmp-burst` (the packets still count as `too_big` drops) |
 //! | `tunlb_conn_templates_refused_total` | counter | | new persistence templates not made, the table full of templates in use |
 //! | `tunlb_conn_templates` | gauge | | persistence templates held |

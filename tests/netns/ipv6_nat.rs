@@ -30,11 +30,11 @@ use std::time::Duration;
 use crate::harness::{adm, start_director, wait_until, Netns, Pid, Topology, STARTUP};
 
 const VIP: &str = "2001:db8:100::100";
-const CLIENT: &str = "2001:db8:1::10";
-const RS1: &str = "2001:db8:10::12";
-const RS2: &str = "2001:db8:10::13";
+pub(crate) const CLIENT: &str = "2001:db8:1::10";
+pub(crate) const RS1: &str = "2001:db8:10::12";
+pub(crate) const RS2: &str = "2001:db8:10::13";
 /// The real servers' LAN.
-const RS_LAN: &str = "2001:db8:10::/64";
+pub(crate) const RS_LAN: &str = "2001:db8:10::/64";
 /// The port the real servers listen on (the service is [VIP]:80).
 const RPORT: u16 = 8080;
 /// The real servers' LAN's MTU (the client's links have 1500).
@@ -42,7 +42,7 @@ const LAN_MTU: u16 = 1400;
 
 /// client — router — director, and the director's rs-lan bridge with rs1 and rs2 at MTU 1400;
 /// IPv6 only, every address without duplicate address detection.
-fn build() -> Topology {
+pub(crate) fn build() -> Topology {
     let topo = Topology::builder()
         .netns("client")
         .netns("router")

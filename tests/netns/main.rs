@@ -52,6 +52,7 @@ mod privileges;
 mod second_chance;
 mod seed_walkthrough;
 mod snat;
+mod snat6;
 mod ssl_check;
 mod tun_mode;
 mod vrrp;

@@ -47,8 +47,8 @@
 //! gre_key = 7                # gre only, optional
 //! gue_port = 6080            # gue only, default 6080
 //! [[snat]]                   # S-NAT gateway (see crate::director::snat), any number
-//! source = "10.0.0.0/24"     # inside prefix (no overlap between entries)
-//! to = ["192.0.2.10"]        # public addresses, at least one
+//! source = "10.0.0.0/24"     # inside prefix (no overlap between entries), IPv4 or IPv6
+//! to = ["192.0.2.10"]        # public addresses of the source's family, at least one
 //! ```
 //!
 //! VRRP and connection sync (`vrrp.rs`; every key in docs/ha.md): `[director] sloppy_tcp` /

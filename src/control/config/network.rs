@@ -3,10 +3,10 @@
 
 use super::raw::*;
 use super::validate::{problem, Validator};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::ops::Range;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use toml::Spanned;
 
 use crate::director::route::{self, TunnelRoute};
@@ -14,8 +14,8 @@ use crate::director::snat::SnatRule;
 use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 
 impl Validator<'_> {
-    /// The `[[snat]]` entries: a source prefix each, not overlapping another, and at least one
-    /// unicast address to leave behind, none twice.
+    /// The `[[snat]]` entries: a source prefix each (IPv4 or IPv6), not overlapping another,
+    /// and at least one unicast address of the source's family to leave behind, none twice.
     pub(super) fn snat(&mut self, raw: &[Spanned<RawSnat>]) -> Vec<SnatRule> {
         let mut out: Vec<(SnatRule, usize)> = Vec::new();
         for (i, entry) in raw.iter().enumerate() {
@@ -25,27 +25,43 @@ impl Validator<'_> {
                 None => {
                     self.report(
                         entry.span(),
-                        format!("{what}: missing key `source` (a prefix like \"10.0.0.0/24\")"),
+                        format!(
+                            "{what}: missing key `source` (a prefix like \"10.0.0.0/24\" or \"2001:db8:10::/64\")"
+                        ),
                     );
                     None
                 }
                 Some(v) => self.prefix(v, &format!("{what}.source")),
             };
-            let mut to: Vec<Ipv4Addr> = Vec::new();
+            let mut to: Vec<IpAddr> = Vec::new();
             match &e.to {
                 None => self.report(
                     entry.span(),
-                    format!("{what}: missing key `to` (a list of public IPv4 addresses)"),
+                    format!("{what}: missing key `to` (a list of public addresses)"),
                 ),
                 Some(list) if list.get_ref().is_empty() => self.report(
                     list.span(),
-                    format!("{what}.to: expected at least one IPv4 address, found an empty list"),
+                    format!("{what}.to: expected at least one address, found an empty list"),
                 ),
                 Some(list) => {
                     for (j, a) in list.get_ref().iter().enumerate() {
-                        let Some(addr) = self.unicast(a, &format!("{what}.to[{j}]")) else {
+                        let Some(addr) = self.ip_unicast(a, &format!("{what}.to[{j}]")) else {
                             continue;
                         };
+                        if let Some(s) = source.filter(|s| s.addr().is_ipv4() != addr.is_ipv4()) {
+                            let (fam, sfam) = if addr.is_ipv4() {
+                                ("IPv4", "IPv6")
+                            } else {
+                                ("IPv6", "IPv4")
+                            };
+                            self.report(
+                                a.span(),
+                                format!(
+                                    "{what}.to[{j}]: {addr} is an {fam} address but the source {s} is {sfam}; an entry translates one family"
+                                ),
+                            );
+                            continue;
+                        }
                         if to.contains(&addr) {
                             self.report(
                                 a.span(),
@@ -78,13 +94,15 @@ impl Validator<'_> {
         out.into_iter().map(|(r, _)| r).collect()
     }
 
-    /// An IPv4 prefix `a.b.c.d/len` without host bits.
-    pub(super) fn prefix(&mut self, value: &Spanned<String>, what: &str) -> Option<Ipv4Net> {
+    /// An IPv4 prefix `a.b.c.d/len` or an IPv6 prefix `x:y::/len`, without host bits.
+    pub(super) fn prefix(&mut self, value: &Spanned<String>, what: &str) -> Option<IpNet> {
         let text = value.get_ref();
-        let Ok(net) = text.parse::<Ipv4Net>() else {
+        let Ok(net) = text.parse::<IpNet>() else {
             self.report(
                 value.span(),
-                format!("{what}: expected an IPv4 prefix like \"10.0.0.0/24\", found {text:?}"),
+                format!(
+                    "{what}: expected an IPv4 prefix like \"10.0.0.0/24\" or an IPv6 prefix like \"2001:db8:10::/64\", found {text:?}"
+                ),
             );
             return None;
         };

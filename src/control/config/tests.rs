@@ -371,17 +371,75 @@ fn reads_snat_rules_and_writes_them_back() {
         [
             SnatRule {
                 source: "10.0.0.0/24".parse().unwrap(),
-                to: vec![Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 11)],
+                to: vec![
+                    Ipv4Addr::new(192, 0, 2, 10).into(),
+                    Ipv4Addr::new(192, 0, 2, 11).into(),
+                ],
             },
             SnatRule {
                 source: "10.9.0.0/16".parse().unwrap(),
-                to: vec![Ipv4Addr::new(192, 0, 2, 12)],
+                to: vec![Ipv4Addr::new(192, 0, 2, 12).into()],
             },
         ]
     );
     let saved = to_toml(&set, &settings);
     let (again, _) = load_str(&saved, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{saved}"));
     assert_eq!(again.snat, settings.snat);
+}
+
+#[test]
+fn reads_ipv6_snat_rules_beside_ipv4_ones_and_writes_them_back() {
+    let text = "[[snat]]\nsource = \"10.0.0.0/24\"\nto = [\"192.0.2.10\"]\n\n\
+                [[snat]]\nsource = \"2001:db8:10::/64\"\nto = [\"2001:db8:ff::10\", \"2001:db8:ff::11\"]\n";
+    let (settings, set) = load_str(text, "snat6.toml").unwrap();
+    let v6 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!(
+        settings.snat[1],
+        SnatRule {
+            source: "2001:db8:10::/64".parse().unwrap(),
+            to: vec![v6("2001:db8:ff::10"), v6("2001:db8:ff::11")],
+        }
+    );
+    let saved = to_toml(&set, &settings);
+    let (again, _) = load_str(&saved, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{saved}"));
+    assert_eq!(again.snat, settings.snat);
+}
+
+#[test]
+fn rejects_bad_ipv6_snat_rules_with_their_place() {
+    let text = "[[snat]]\nsource = \"2001:db8:10::5/64\"\nto = [\"2001:db8:ff::10\"]\n\
+                [[snat]]\nsource = \"2001:db8:20::/64\"\nto = [\"192.0.2.1\", \"ff02::1\", \"2001:db8:ff::1\"]\n\
+                [[snat]]\nsource = \"2001:db8:20::/80\"\nto = [\"2001:db8:ff::2\"]\n\
+                [[snat]]\nsource = \"10.0.0.0/24\"\nto = [\"2001:db8:ff::3\"]\n";
+    let found = problems(text);
+    let expect: [(usize, usize, &str); 5] = [
+        (
+            2,
+            10,
+            "snat[0].source: 2001:db8:10::5/64 has host bits set; the prefix is 2001:db8:10::/64",
+        ),
+        (
+            6,
+            7,
+            "snat[1].to[0]: 192.0.2.1 is an IPv4 address but the source 2001:db8:20::/64 is IPv6",
+        ),
+        (6, 20, "snat[1].to[1]: expected a unicast"),
+        (
+            8,
+            10,
+            "snat[2].source: 2001:db8:20::/80 overlaps 2001:db8:20::/64 (line 5)",
+        ),
+        (
+            12,
+            7,
+            "snat[3].to[0]: 2001:db8:ff::3 is an IPv6 address but the source 10.0.0.0/24 is IPv4",
+        ),
+    ];
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+    for ((line, col, msg), (el, ec, em)) in found.iter().zip(expect) {
+        assert_eq!((*line, *col), (el, ec), "{msg}");
+        assert!(msg.starts_with(em), "{msg:?} does not start with {em:?}");
+    }
 }
 
 #[test]
@@ -407,7 +465,7 @@ fn rejects_bad_snat_rules_with_their_place() {
             10,
             "snat[0].source: 10.0.0.5/24 has host bits set; the prefix is 10.0.0.0/24",
         ),
-        (6, 6, "snat[1].to: expected at least one IPv4 address"),
+        (6, 6, "snat[1].to: expected at least one address"),
         (9, 20, "snat[2].to[1]: expected an IPv4 address"),
         (9, 25, "snat[2].to[2]: duplicate address 192.0.2.1"),
         (
@@ -419,7 +477,7 @@ fn rejects_bad_snat_rules_with_their_place() {
         (
             14,
             10,
-            "snat[4].source: expected an IPv4 prefix like \"10.0.0.0/24\", found \"nope\"",
+            "snat[4].source: expected an IPv4 prefix like \"10.0.0.0/24\" or an IPv6 prefix like \"2001:db8:10::/64\", found \"nope\"",
         ),
     ];
     assert_eq!(found.len(), expect.len(), "{found:#?}");

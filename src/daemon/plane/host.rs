@@ -6,7 +6,7 @@
 //! and undone at exit.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
@@ -34,7 +34,7 @@ impl ControlPlane {
             return Err(e);
         }
         for r in st.snat.rules() {
-            let to: Vec<String> = r.to.iter().map(Ipv4Addr::to_string).collect();
+            let to: Vec<String> = r.to.iter().map(IpAddr::to_string).collect();
             log::info!("tunlb director: S-NAT {} to {}", r.source, to.join(", "));
         }
         Ok(())
@@ -88,15 +88,18 @@ impl ControlPlane {
         snap: &Snapshot,
     ) -> Result<(), PlaneError> {
         let wanted: BTreeSet<IpAddr> = snap.vips().collect();
-        if !st.tun_ipv6 && wanted.iter().any(IpAddr::is_ipv6) {
-            // The first IPv6 VIP: IPv6 on the TUN and forwarding on (undone on exit).
+        // The first IPv6 VIP or IPv6 S-NAT address (routed into the TUN as well).
+        let first6 = wanted
+            .iter()
+            .chain(snap.snat.public())
+            .find(|a| a.is_ipv6())
+            .copied();
+        if let Some(first6) = first6.filter(|_| !st.tun_ipv6) {
+            // IPv6 on the TUN and forwarding on (undone on exit).
             st.net
                 .tun_ipv6(&self.tun_name)
                 .map_err(|error| PlaneError::RouteVip {
-                    vip: *wanted
-                        .iter()
-                        .find(|a| a.is_ipv6())
-                        .unwrap_or(&IpAddr::from([0u8; 16])),
+                    vip: first6,
                     tun: self.tun_name.clone(),
                     error,
                 })?;
@@ -241,6 +244,7 @@ mod tests {
     use crate::director::Registry;
     use crate::model::v4::{DestConfig, ServiceConfig, ServiceKey, ServiceSet};
     use crate::model::{Forward, Protocol};
+    use std::net::Ipv4Addr;
 
     fn service(vip: [u8; 4], port: u16, weights: &[u32]) -> ServiceConfig {
         let key = ServiceKey {

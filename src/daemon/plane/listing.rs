@@ -424,6 +424,23 @@ impl ConnChunks {
                 dest: addr(m.remote),
             });
         }
+        for m in snat::mappings(&self.shared.snat6) {
+            let Some(proto) = Protocol::from_number(m.proto) else {
+                continue;
+            };
+            if m.expires <= now {
+                continue;
+            }
+            let addr = |(a, p): (std::net::Ipv6Addr, u16)| SocketAddr::new(IpAddr::V6(a), p);
+            self.pending.push_back(ConnEntry {
+                proto,
+                expires_secs: (m.expires - now).as_secs() as u32,
+                state: m.state.as_str().to_string(),
+                client: addr(m.host),
+                vip: addr(m.public),
+                dest: addr(m.remote),
+            });
+        }
         for (k, dest, expires, _controlled) in self.shared.templates.snapshot(now) {
             let Some(proto) = Protocol::from_number(k.proto) else {
                 continue;

@@ -26,7 +26,7 @@ pub mod requests;
 mod tests;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -147,7 +147,7 @@ pub enum PlaneError {
     Ipv6(#[from] Ipv6NotForwarded),
     /// An S-NAT public address is also a VIP.
     #[error("S-NAT address {0} is also a VIP")]
-    SnatIsVip(Ipv4Addr),
+    SnatIsVip(std::net::IpAddr),
     /// A VIP could not be routed into the TUN.
     #[error("routing VIP {vip} into {tun}: {error}")]
     RouteVip {

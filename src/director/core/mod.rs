@@ -225,6 +225,9 @@ impl Director {
             release6(snap, &shared.templates6, &c.key, &c.conn, now);
         });
         shared.snat.sweep_next(now, |_| counters.conns_expired += 1);
+        shared
+            .snat6
+            .sweep_next(now, |_| counters.conns_expired += 1);
         if self.chances.queued() > 0 {
             let conns = &self.conns;
             self.chances.prune(sweep_budget, |k, p| {
@@ -366,7 +369,7 @@ impl Director {
         }
 
         // S-NAT gateway: the inside hosts' own connections out, and their replies back.
-        if !snap.snat.is_empty() {
+        if snap.snat.has::<std::net::Ipv4Addr>() {
             if let Some(v) = snat::handle(&mut cx, buf, &p) {
                 return v;
             }

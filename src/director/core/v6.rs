@@ -23,7 +23,7 @@ use super::sync6::{adopt6, queue6, record6, template_of6};
 use super::{flow_timeout, Director};
 use crate::director::conn::{template_key6, Conn, ConnKey6, ConnState, Direction};
 use crate::director::modes::context::Ctx;
-use crate::director::modes::{dr, nat, nat6, tunnel};
+use crate::director::modes::{dr, nat, nat6, snat6, tunnel};
 use crate::director::packet::v6::{parse6, Parsed6};
 use crate::director::packet::verdict::{DropReason, Encap, Verdict};
 use crate::director::sched::FlowKey;
@@ -62,6 +62,12 @@ impl Director {
             auth_seq: &mut self.auth_seq,
             second_choice: None,
         };
+        // S-NAT gateway: the inside IPv6 hosts' own connections out, and their replies back.
+        if snap.snat.has::<Ipv6Addr>() {
+            if let Some(v) = snat6::handle6(&mut cx, buf, &p) {
+                return v;
+            }
+        }
         // With NAT66 real servers, what is not addressed to a VIP is one of their replies.
         if snap.has_nat6() && !snap.is_vip(p.dst) {
             return nat6::handle_from_server(&mut cx, buf, &p);

@@ -11,6 +11,7 @@
 //! - [`nat`]: NAT mode, in-place rewrites both ways, and the policy routing of the replies.
 //! - [`nat6`]: NAT66, the same for an IPv6 VIP and IPv6 real servers (IPv4's flow code).
 //! - [`snat`]: the S-NAT gateway, the inside hosts' own connections masqueraded.
+//! - [`snat6`]: the same for IPv6 hosts (IPv4's mapping code, IPv6 rewrites).
 //! - [`route`]: tunnel routes, whole prefixes tunnelled to a remote gateway untracked.
 //! - [`probe_pin`]: health probes through the data path, pinned to the server they check.
 //! - [`icmp_limit`]: the ICMP errors the modes send, rate-limited per worker.
@@ -23,4 +24,5 @@ pub mod nat6;
 pub mod probe_pin;
 pub mod route;
 pub mod snat;
+pub mod snat6;
 pub mod tunnel;

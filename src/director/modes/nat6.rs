@@ -198,13 +198,20 @@ fn count_out(cx: &mut Ctx<'_>, dest: &Dest, p: &Parsed6) {
 }
 
 /// Whether the packet is a UDP datagram (with its whole header) whose checksum is 0.
-fn udp_checksum_zero(buf: &[u8], p: &Parsed6) -> bool {
+pub(super) fn udp_checksum_zero(buf: &[u8], p: &Parsed6) -> bool {
     p.proto == IpProtocol::UDP && p.l4.is_some() && get_u16(buf, p.l4_at + 6) == 0
 }
 
 /// Updates the TCP or UDP header of `pkt` for its `side` address changing from `old` to `new`
 /// (pseudo-header) and sets that side's port to `port` (0: unchanged), all incrementally.
-fn rewrite_l4(pkt: &mut [u8], p: &Parsed6, side: Side, old: Ipv6Addr, new: Ipv6Addr, port: u16) {
+pub(super) fn rewrite_l4(
+    pkt: &mut [u8],
+    p: &Parsed6,
+    side: Side,
+    old: Ipv6Addr,
+    new: Ipv6Addr,
+    port: u16,
+) {
     let Some(l4) = pkt.get_mut(p.l4_at..) else {
         return;
     };
@@ -233,7 +240,7 @@ fn rewrite_l4(pkt: &mut [u8], p: &Parsed6, side: Side, old: Ipv6Addr, new: Ipv6A
 
 /// Sets the ICMPv6 error's outer `side` address to `addr`, updating the ICMPv6 checksum for
 /// its pseudo-header.
-fn set_outer(buf: &mut [u8], p: &Parsed6, side: Side, addr: Ipv6Addr) {
+pub(super) fn set_outer(buf: &mut [u8], p: &Parsed6, side: Side, addr: Ipv6Addr) {
     let at = p.l4_at + 2;
     let mut ip = Ipv6Packet::new_unchecked(&mut buf[..p.len]);
     let old = match side {
@@ -253,7 +260,14 @@ fn set_outer(buf: &mut [u8], p: &Parsed6, side: Side, addr: Ipv6Addr) {
 /// port to `port`, its TCP/UDP checksum if quoted (a UDP checksum of 0 stays 0), and the
 /// ICMPv6 checksum, all incrementally. Every field sits at an even offset of the ICMPv6
 /// message, so the ICMPv6 checksum takes 16-bit updates.
-fn rewrite_quote(buf: &mut [u8], p: &Parsed6, q: &Quote6, side: Side, addr: Ipv6Addr, port: u16) {
+pub(super) fn rewrite_quote(
+    buf: &mut [u8],
+    p: &Parsed6,
+    q: &Quote6,
+    side: Side,
+    addr: Ipv6Addr,
+    port: u16,
+) {
     let icmp_at = p.l4_at;
     let (q_at, end) = (icmp_at + 8, p.len);
     let l4 = q_at + 40;

@@ -148,6 +148,9 @@ pub struct Shared {
     pub nat6: NatTable<crate::director::conn::ConnKey6>,
     /// S-NAT gateway mappings (same table type; see [`crate::director::snat`]).
     pub snat: NatTable,
+    /// S-NAT mappings of IPv6 hosts ([`crate::director::snat6`]), a table of their own so
+    /// that IPv4 mappings keep their size; bounded like `snat`.
+    pub snat6: NatTable<crate::director::conn::ConnKey6>,
     /// Health probes sent through the data path, pinned to the real server they check
     /// ([`crate::director::probe_pin`]).
     pub probe_pins: Arc<ProbePins>,
@@ -191,6 +194,7 @@ impl Shared {
             nat: NatTable::new(NAT_MAX, crate::director::conn::random_seed()),
             nat6: NatTable::new(NAT_MAX, crate::director::conn::random_seed()),
             snat: NatTable::new(limits.max_snat, crate::director::conn::random_seed()),
+            snat6: NatTable::new(limits.max_snat, crate::director::conn::random_seed()),
             probe_pins: Arc::new(ProbePins::new()),
             synced: SyncedTable::new(4 << 20),
             synced6: SyncedTable::new(4 << 20),
