@@ -128,7 +128,7 @@ fn every_key_into_the_model() {
     let v = &s.vrrp;
     assert_eq!(v.router_id.as_deref(), Some("LVS_A"));
     let vip = |a: [u8; 4], prefix, dev: Option<&str>, label: Option<&str>| VirtualIp {
-        addr: Ipv4Addr::from(a),
+        addr: Ipv4Addr::from(a).into(),
         prefix,
         dev: dev.map(String::from),
         label: label.map(String::from),
@@ -148,10 +148,10 @@ fn every_key_into_the_model() {
             vip([192, 168, 150, 100], 24, Some("eth0"), Some("eth0:3")),
             vip([192, 168, 150, 101], 32, None, None),
         ],
-        unicast_src: Some(Ipv4Addr::new(192, 168, 150, 11)),
+        unicast_src: Some(Ipv4Addr::new(192, 168, 150, 11).into()),
         unicast_peers: vec![
-            Ipv4Addr::new(192, 168, 150, 14),
-            Ipv4Addr::new(192, 168, 150, 15),
+            Ipv4Addr::new(192, 168, 150, 14).into(),
+            Ipv4Addr::new(192, 168, 150, 15).into(),
         ],
         track_interfaces: vec![
             TrackInterface {
@@ -407,7 +407,7 @@ key = "short"
             (16, 22, "vrrp_instance[0].virtual_ipaddress[0]: expected an address like 192.0.2.1/24"),
             (16, 36, "vrrp_instance[0].virtual_ipaddress[1]: unexpected 'colour'"),
             (16, 72, "vrrp_instance[0].virtual_ipaddress[3]: 10.0.0.2 is listed twice"),
-            (17, 18, "vrrp_instance[0].unicast_src_ip: expected a unicast IPv4 address"),
+            (17, 18, "vrrp_instance[0].unicast_src_ip: expected a unicast address"),
             (18, 29, "vrrp_instance[0].unicast_peer[1]: 10.0.0.9 is listed twice"),
             (18, 41, "vrrp_instance[0].unicast_peer[2]: expected an IPv4 address"),
             (19, 20, "vrrp_instance[0].track_interface[0]: expected an interface name"),
