@@ -529,3 +529,41 @@ fn to_toml_round_trips_vrrp() {
         "{plain}"
     );
 }
+
+#[test]
+fn an_ipv6_instance_runs_v3_and_mixed_families_are_refused_at_their_key() {
+    let settings = ok(r#"
+[[vrrp_instance]]
+name = "VI_6"
+interface = "eth0"
+virtual_router_id = 61
+advert_int = 0.5
+unicast_src_ip = "fe80::11"
+unicast_peer = ["fe80::14"]
+virtual_ipaddress = ["2001:db8::100/64 dev eth0"]
+"#);
+    let i = &settings.vrrp.instances[0];
+    assert!(i.is_ipv6());
+    assert_eq!(i.version, Version::V3);
+    assert_eq!(i.vips[0].to_line(), "2001:db8::100/64 dev eth0");
+    assert_eq!(
+        i.unicast_peers,
+        ["fe80::14".parse::<std::net::IpAddr>().unwrap()]
+    );
+    check(
+        &problems(
+            r#"
+[[vrrp_instance]]
+name = "VI_6"
+interface = "eth0"
+virtual_router_id = 61
+unicast_peer = ["192.0.2.14"]
+virtual_ipaddress = ["2001:db8::100/64", "192.0.2.100"]
+"#,
+        ),
+        &[
+            (6, 17, "vrrp_instance VI_6: unicast_peer 192.0.2.14: address family must match VRRP instance (it is IPv6)"),
+            (7, 21, "vrrp_instance VI_6: virtual_ipaddress 192.0.2.100: address family must match VRRP instance (it is IPv6)"),
+        ],
+    );
+}
