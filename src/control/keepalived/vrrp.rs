@@ -34,6 +34,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "vrrp_garp_master_refresh_repeat",
     "vrrp_garp_interval",
     "vrrp_mcast_group4",
+    "vrrp_mcast_group6",
     "lvs_sync_daemon",
 ];
 
@@ -293,6 +294,17 @@ fn global_key(field: &Node, g: &mut Globals, places: &mut Places, cx: &mut Ctx) 
                     cx.error(
                         field.args[0].at,
                         format!("{what}: only 224.0.0.18 (VRRP's group) is supported by tunlb, found {a}"),
+                    );
+                }
+            }
+            cx.at_most(field, 1);
+        }
+        "vrrp_mcast_group6" => {
+            if let Some(a) = cx.ip(field, 0) {
+                if a != crate::vrrp::wire::MULTICAST_GROUP6 {
+                    cx.error(
+                        field.args[0].at,
+                        format!("{what}: only ff02::12 (VRRP's IPv6 group) is supported by tunlb, found {a}"),
                     );
                 }
             }

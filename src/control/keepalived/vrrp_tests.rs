@@ -918,6 +918,7 @@ fn an_ipv6_instance_is_vrrpv3_over_ipv6() {
     let conf = ok("\
 global_defs {
     vrrp_version 2
+    vrrp_mcast_group6 ff02::12
 }
 vrrp_instance VI_6 {
     state BACKUP
@@ -973,6 +974,10 @@ vrrp_instance VI_4 {
 
 #[test]
 fn mixing_address_families_in_an_instance_is_refused_at_its_place() {
+    check(
+        &errors("global_defs {\n    vrrp_mcast_group6 ff02::1\n}\n"),
+        &[(2, 23, "global_defs vrrp_mcast_group6: only ff02::12 (VRRP's IPv6 group) is supported by tunlb, found ff02::1")],
+    );
     let text = "\
 global_defs {
     router_id LVS_A
