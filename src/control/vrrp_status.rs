@@ -2,7 +2,7 @@
 //! prints from it.
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 /// One VRRP instance as `adm --vrrp` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -22,11 +22,11 @@ pub struct VrrpEntry {
     /// VRRP version, 2 or 3.
     pub version: u8,
     /// The address of the current master, when known (this director's own while MASTER).
-    pub master: Option<Ipv4Addr>,
+    pub master: Option<IpAddr>,
     /// Milliseconds since the last state change, `None` before the first.
     pub since_ms: Option<u64>,
-    /// The virtual addresses.
-    pub vips: Vec<Ipv4Addr>,
+    /// The virtual addresses (all IPv4, or all IPv6 for VRRPv3 over IPv6).
+    pub vips: Vec<IpAddr>,
     /// Adverts sent.
     pub adverts_sent: u64,
     /// Adverts received and accepted.
@@ -56,7 +56,7 @@ pub fn list_vrrp(entries: &[VrrpEntry]) -> String {
             } else {
                 format!("{} ({})", e.priority, e.base_priority)
             };
-            let vips: Vec<String> = e.vips.iter().map(Ipv4Addr::to_string).collect();
+            let vips: Vec<String> = e.vips.iter().map(IpAddr::to_string).collect();
             [
                 e.name.clone(),
                 e.state.clone(),
@@ -111,6 +111,7 @@ fn ago(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     pub(crate) fn entry() -> VrrpEntry {
         VrrpEntry {
@@ -121,9 +122,9 @@ mod tests {
             vrid: 51,
             interface: "eth0".into(),
             version: 2,
-            master: Some(Ipv4Addr::new(192, 168, 150, 11)),
+            master: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 150, 11))),
             since_ms: Some(12_345),
-            vips: vec![Ipv4Addr::new(192, 168, 150, 100)],
+            vips: vec![IpAddr::V4(Ipv4Addr::new(192, 168, 150, 100))],
             adverts_sent: 12,
             adverts_received: 0,
         }

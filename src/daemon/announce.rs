@@ -257,7 +257,7 @@ impl Announcer {
         vips: &BTreeSet<Ipv4Addr>,
     ) -> io::Result<Vec<Ipv4Addr>> {
         let vips = vips.iter().map(|&a| IpAddr::V4(a)).collect();
-        let new = self.replace(owner, iface, Family::V4, vips)?;
+        let new = self.replace(owner, iface, Family::V4, vips, true)?;
         Ok(new
             .into_iter()
             .filter_map(|a| match a {
@@ -278,7 +278,7 @@ impl Announcer {
         vips: &BTreeSet<Ipv6Addr>,
     ) -> io::Result<Vec<Ipv6Addr>> {
         let vips = vips.iter().map(|&a| IpAddr::V6(a)).collect();
-        let new = self.replace(owner, iface, Family::V6, vips)?;
+        let new = self.replace(owner, iface, Family::V6, vips, true)?;
         Ok(new
             .into_iter()
             .filter_map(|a| match a {
@@ -298,7 +298,19 @@ impl Announcer {
         iface: &str,
         vips: &BTreeSet<IpAddr>,
     ) -> io::Result<Vec<IpAddr>> {
-        self.replace(owner, iface, Family::Both, vips.clone())
+        self.replace(owner, iface, Family::Both, vips.clone(), true)
+    }
+
+    /// [`announce`](Self::announce) without the announcer's own burst of unsolicited Neighbor
+    /// Advertisements: the caller sends its own (the VRRP driver, `garp_master_*` apart, as
+    /// keepalived does), with [`advertise`](Self::advertise).
+    pub fn announce_quietly(
+        self: &Arc<Self>,
+        owner: &str,
+        iface: &str,
+        vips: &BTreeSet<IpAddr>,
+    ) -> io::Result<Vec<IpAddr>> {
+        self.replace(owner, iface, Family::Both, vips.clone(), false)
     }
 
     fn replace(
@@ -307,6 +319,7 @@ impl Announcer {
         iface: &str,
         family: Family,
         vips: BTreeSet<IpAddr>,
+        burst: bool,
     ) -> io::Result<Vec<IpAddr>> {
         let mut links = self.links.lock().map_err(|_| poisoned())?;
         if vips.is_empty() && !links.contains_key(iface) {
@@ -347,7 +360,7 @@ impl Announcer {
                 "tunlb director: {owner}: answering {} for {vip} on {iface}",
                 proto(vip)
             );
-            if let IpAddr::V6(a) = vip {
+            if let (IpAddr::V6(a), true) = (vip, burst) {
                 unsolicited.start(iface, *a, now);
             }
         }

@@ -858,6 +858,66 @@ fn director_packet() -> Seeds {
     vec![("seed_nat66_both_ways", seq(&pkts))]
 }
 
+/// VRRPv3 over IPv6 adverts for `vrrp_advert` (selector bit 5: the IPv6 instance, VIPs
+/// 2001:db8::100 and ::101, us fe80::11): from the peer fe80::14 to ff02::12 (accepted), with
+/// two VIPs, unicast to us with hop limit 64, to an owner (priority 255), and the refusals hop
+/// limit 254, a global source, a bad checksum.
+fn vrrp_advert6() -> Seeds {
+    use crate::vrrp::config::Version;
+    use crate::vrrp::wire;
+    use std::net::IpAddr;
+    use std::time::Duration;
+    let peer = IpAddr::V6(super::vrrp_advert::PEER6);
+    let ours: IpAddr = "fe80::11".parse().unwrap();
+    let group = IpAddr::V6(wire::MULTICAST_GROUP6);
+    let vip = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last));
+    let seed =
+        |sel: u8, vips: &[IpAddr], src: IpAddr, dst: IpAddr, hops: u8, edit: fn(&mut Vec<u8>)| {
+            let mut payload = Vec::new();
+            wire::build(
+                Version::V3,
+                51,
+                50,
+                Duration::from_secs(1),
+                vips,
+                None,
+                src,
+                dst,
+                &mut payload,
+            );
+            edit(&mut payload);
+            let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else {
+                unreachable!("IPv6 seeds")
+            };
+            let mut pkt = Vec::new();
+            wire::wrap_ipv6(s, d, hops, &payload, &mut pkt);
+            let mut out = vec![sel];
+            out.extend_from_slice(&pkt);
+            out
+        };
+    let one = [vip(0x100)];
+    let two = [vip(0x100), vip(0x101)];
+    let global: IpAddr = "2001:db8::14".parse().unwrap();
+    vec![
+        (
+            "seed_v6_multicast",
+            seed(33, &one, peer, group, 255, |_| {}),
+        ),
+        ("seed_v6_two_vips", seed(41, &two, peer, group, 255, |_| {})),
+        ("seed_v6_unicast", seed(37, &one, peer, ours, 64, |_| {})),
+        ("seed_v6_hop_254", seed(33, &one, peer, group, 254, |_| {})),
+        (
+            "seed_v6_global_source",
+            seed(33, &one, global, group, 255, |_| {}),
+        ),
+        (
+            "seed_v6_bad_checksum",
+            seed(33, &one, peer, group, 255, |p| p[7] ^= 1),
+        ),
+        ("seed_v6_owner", seed(49, &one, peer, group, 255, |_| {})),
+    ]
+}
+
 /// Every seed by target.
 fn all() -> Vec<(&'static str, Seeds)> {
     vec![
@@ -872,6 +932,7 @@ fn all() -> Vec<(&'static str, Seeds)> {
         ("netlink", netlink()),
         ("wire_views6", wire_views6()),
         ("encap_strip6", encap_strip6()),
+        ("vrrp_advert", vrrp_advert6()),
     ]
 }
 

@@ -1,17 +1,23 @@
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use crate::time::Instant;
 use crate::vrrp::config::{InstanceConfig, Version, VirtualIp};
 use crate::vrrp::machine::{Action, Instance, State};
-use crate::vrrp::wire::{self, Advert};
+use crate::vrrp::wire::{self, Advert, Family};
 
-/// Our address in every instance the target builds; seeds send from 192.168.1.14.
+/// Our address in every IPv4 instance the target builds; seeds send from 192.168.1.14.
 const OURS: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
+/// Our address in every IPv6 instance; seeds send from fe80::14.
+const OURS6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x11);
+/// The IPv6 peer's address.
+pub const PEER6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x14);
 
 /// The instance the first input byte selects: bit 0 VRRPv3, bit 1 v2 PASS auth "1111",
-/// bit 2 unicast peer 192.168.1.14, bit 3 a second VIP, bit 4 priority 255 (owner).
+/// bit 2 unicast peer 192.168.1.14, bit 3 a second VIP, bit 4 priority 255 (owner), bit 5
+/// IPv6 (VIPs 2001:db8::100 and ::101, peer fe80::14, always v3).
 fn config(sel: u8) -> InstanceConfig {
+    let v6 = sel & 32 != 0;
     let mut c = InstanceConfig::new("VI_FUZZ", "eth0", 51);
     if sel & 1 != 0 {
         c.version = Version::V3;
@@ -20,11 +26,28 @@ fn config(sel: u8) -> InstanceConfig {
         c.auth_pass = Some(*b"1111\0\0\0\0");
     }
     if sel & 4 != 0 {
-        c.unicast_peers = vec![Ipv4Addr::new(192, 168, 1, 14)];
+        c.unicast_peers = vec![if v6 {
+            IpAddr::V6(PEER6)
+        } else {
+            IpAddr::V4(Ipv4Addr::new(192, 168, 1, 14))
+        }];
     }
-    let vip = |last| VirtualIp {
-        addr: Ipv4Addr::new(192, 168, 1, last),
-        prefix: 32,
+    let vip = |last: u8| VirtualIp {
+        addr: if v6 {
+            IpAddr::V6(Ipv6Addr::new(
+                0x2001,
+                0xdb8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0x100 + last as u16 - 100,
+            ))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(192, 168, 1, last))
+        },
+        prefix: if v6 { 128 } else { 32 },
         dev: None,
         label: None,
     };
@@ -34,6 +57,9 @@ fn config(sel: u8) -> InstanceConfig {
     }
     if sel & 16 != 0 {
         c.priority = 255;
+    }
+    if v6 {
+        c.version = Version::V3;
     }
     c
 }
@@ -52,16 +78,26 @@ pub fn vrrp_advert(data: &[u8]) {
         assert!(packet.ends_with(payload));
         assert_eq!(wire::check_ip_any_ttl(packet), Ok((info, payload)));
     }
+    if let Ok((info, payload)) = wire::check_ipv6(packet) {
+        assert_eq!(info.ttl, wire::TTL);
+        assert!(packet.ends_with(payload));
+        assert_eq!(wire::check_ipv6_any_hop(packet), Ok((info, payload)));
+    }
     let _ = wire::vrid_of(packet);
-    if let Ok((info, payload)) = wire::check_ip_any_ttl(packet) {
-        if let Ok(a) = Advert::new_checked(payload) {
+    if let Ok((info, payload)) = wire::check_any(packet) {
+        if let Ok(a) = Advert::new_checked_in(payload, Family::of(info.src)) {
             check_view(&a, info.src, info.dst);
         }
     }
 
     let cfg = config(sel);
+    let ours = if cfg.is_ipv6() {
+        IpAddr::V6(OURS6)
+    } else {
+        IpAddr::V4(OURS)
+    };
     for master in [false, true] {
-        let mut inst = Instance::new(&cfg, OURS);
+        let mut inst = Instance::new(&cfg, ours);
         let t0 = Instant::from_secs(1);
         inst.start(t0);
         if master {
@@ -72,16 +108,21 @@ pub fn vrrp_advert(data: &[u8]) {
         let now = Instant::from_secs(101);
         match inst.handle_advert(now, packet) {
             Ok(()) => {
-                let (info, payload) = wire::check_ip_any_ttl(packet).expect("accepted: IPv4");
-                let a = Advert::new_checked(payload).expect("accepted: an advert");
+                let (info, payload) = wire::check_any(packet).expect("accepted: IP");
+                let family = Family::of(ours);
+                assert_eq!(Family::of(info.src), family);
+                let a = Advert::new_checked_in(payload, family).expect("accepted: an advert");
                 assert_eq!(a.vrid(), cfg.vrid);
                 assert_eq!(a.version(), cfg.version);
-                assert_ne!(info.src, OURS);
+                assert_ne!(info.src, ours);
                 let unicast = !cfg.unicast_peers.is_empty();
                 assert!(
                     a.verify_checksum(info.src, info.dst)
-                        || (unicast && a.verify_checksum(info.src, wire::MULTICAST_GROUP))
+                        || (unicast && a.verify_checksum(info.src, family.group()))
                 );
+                if let (false, IpAddr::V6(s)) = (unicast, info.src) {
+                    assert!(s.is_unicast_link_local() && info.ttl == wire::TTL);
+                }
                 assert_eq!(a.count() as usize, cfg.vips.len());
             }
             Err(r) => {
@@ -110,7 +151,8 @@ fn drain(inst: &mut Instance) {
         if let Action::SendAdvert { priority } = action {
             for &dst in inst.destinations() {
                 inst.build_advert(priority, dst, &mut buf);
-                let a = Advert::new_checked(&buf).expect("we build valid adverts");
+                let family = Family::of(inst.src());
+                let a = Advert::new_checked_in(&buf, family).expect("we build valid adverts");
                 assert!(a.verify_checksum(inst.src(), dst));
                 assert_eq!(a.priority(), priority);
             }
@@ -118,11 +160,15 @@ fn drain(inst: &mut Instance) {
     }
 }
 
-fn check_view(a: &Advert<'_>, src: Ipv4Addr, dst: Ipv4Addr) {
+fn check_view(a: &Advert<'_>, src: IpAddr, dst: IpAddr) {
     let count = a.count() as usize;
-    assert_eq!(a.as_bytes().len(), wire::advert_len(a.version(), count));
+    assert_eq!(
+        a.as_bytes().len(),
+        wire::advert_len(a.version(), a.family(), count)
+    );
     assert_eq!(a.addrs().len(), count);
-    let addrs: Vec<Ipv4Addr> = a.addrs().collect();
+    let addrs: Vec<IpAddr> = a.addrs().collect();
+    assert!(addrs.iter().all(|x| Family::of(*x) == a.family()));
     let _ = (a.kind(), a.priority(), a.checksum(), a.interval());
     let auth = a.auth_data().copied();
     assert_eq!(auth.is_some(), a.version() == Version::V2);

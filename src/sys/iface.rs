@@ -1,8 +1,9 @@
 //! What the VRRP driver and the ARP responder ask about an interface: its index, its first IPv4
-//! address, its Ethernet address and whether it is up, each one `ioctl` on a throwaway socket.
+//! address, its Ethernet address and whether it is up, each one `ioctl` on a throwaway socket;
+//! its IPv6 link-local address from `/proc/net/if_inet6`.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use socket2::{Domain, Socket, Type};
@@ -54,6 +55,48 @@ pub fn ipv4(name: &str) -> io::Result<Ipv4Addr> {
     Ok(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
 }
 
+/// The interface's IPv6 link-local address (what VRRPv3 over IPv6 sends from): one that has
+/// finished duplicate address detection if there is one, else a tentative one.
+pub fn ipv6_link_local(name: &str) -> io::Result<Ipv6Addr> {
+    let table = std::fs::read_to_string("/proc/net/if_inet6")?;
+    link_local_in(&table, name).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("no IPv6 link-local address on {name}"),
+        )
+    })
+}
+
+/// [`ipv6_link_local`] over the text of `/proc/net/if_inet6` (lines `ADDR32HEX IFINDEX PREFIX
+/// SCOPE FLAGS NAME`, all hex): link scope (0x20), not failed DAD (flag 0x08), not tentative
+/// (0x40) preferred.
+pub fn link_local_in(table: &str, name: &str) -> Option<Ipv6Addr> {
+    let mut tentative = None;
+    for line in table.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [addr, _, _, scope, flags, ifname] = f[..] else {
+            continue;
+        };
+        if ifname != name || scope != "20" || addr.len() != 32 {
+            continue;
+        }
+        let (Ok(a), Ok(flags)) = (
+            u128::from_str_radix(addr, 16),
+            u32::from_str_radix(flags, 16),
+        ) else {
+            continue;
+        };
+        if flags & 0x08 != 0 {
+            continue;
+        }
+        if flags & 0x40 == 0 {
+            return Some(Ipv6Addr::from(a));
+        }
+        tentative.get_or_insert(Ipv6Addr::from(a));
+    }
+    tentative
+}
+
 /// The interface's Ethernet address (`SIOCGIFHWADDR`).
 pub fn mac(name: &str) -> io::Result<[u8; 6]> {
     let req = ioctl(name, libc::SIOCGIFHWADDR)?;
@@ -82,6 +125,25 @@ pub fn is_running(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_local_prefers_an_address_past_dad() {
+        let table = "\
+20010db8000000000000000000000011 02 40 00 80     eth0
+fe80000000000000000000000000aaaa 02 40 20 40     eth0
+fe80000000000000000000000000bbbb 02 40 20 80     eth0
+fe80000000000000000000000000cccc 03 40 20 80     eth1
+00000000000000000000000000000001 01 80 10 80       lo
+";
+        let ll = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(link_local_in(table, "eth0"), Some(ll("fe80::bbbb")));
+        assert_eq!(link_local_in(table, "eth1"), Some(ll("fe80::cccc")));
+        // Without the one past DAD (its DAD failed), the tentative one.
+        let failed = table.replace(" 20 80     eth0", " 20 08     eth0");
+        assert_eq!(link_local_in(&failed, "eth0"), Some(ll("fe80::aaaa")));
+        assert_eq!(link_local_in(table, "lo"), None);
+        assert_eq!(link_local_in(table, "eth9"), None);
+    }
 
     #[test]
     fn loopback_is_known_and_up() {

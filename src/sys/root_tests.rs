@@ -245,14 +245,14 @@ fn vrrp_sockets_carry_adverts_with_ttl_255_and_tos_0xc0() {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(super::iface::is_running("vb"));
-        let a = super::vrrp::VrrpSocket::open("va", Ipv4Addr::new(10, 77, 0, 1)).unwrap();
-        let b = super::vrrp::VrrpSocket::open("vb", Ipv4Addr::new(10, 77, 0, 2)).unwrap();
+        let a = super::vrrp::VrrpSocket::open("va", Ipv4Addr::new(10, 77, 0, 1).into()).unwrap();
+        let b = super::vrrp::VrrpSocket::open("vb", Ipv4Addr::new(10, 77, 0, 2).into()).unwrap();
         let advert = [0x21, 51, 100, 0, 0, 1, 0, 0];
         let mut buf = [0u8; 256];
         let mut got = None;
         let deadline = Instant::now() + Duration::from_secs(3);
         while got.is_none() && Instant::now() < deadline {
-            a.send(&advert, super::vrrp::VRRP_GROUP).unwrap();
+            a.send(&advert, super::vrrp::VRRP_GROUP.into()).unwrap();
             std::thread::sleep(Duration::from_millis(50));
             while let Some(n) = b.recv(&mut buf).unwrap() {
                 if buf[12..16] == [10, 77, 0, 1] {

@@ -1,7 +1,7 @@
 //! What a VRRP instance is configured with: one model behind keepalived.conf's `vrrp_instance`,
 //! `vrrp_script`, `vrrp_sync_group`, `global_defs` and the TOML config's `[[vrrp_instance]]`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,8 @@ pub enum Version {
     #[default]
     #[serde(rename = "2")]
     V2,
-    /// RFC 5798: interval in centiseconds, checksum over the IPv4 pseudo-header, no auth.
+    /// RFC 5798: interval in centiseconds, checksum over the IP pseudo-header, no auth; the
+    /// only version over IPv6.
     #[serde(rename = "3")]
     V3,
 }
@@ -56,9 +57,10 @@ impl InitialState {
 /// One `virtual_ipaddress` line: `ADDR[/PREFIX] [dev IFACE] [label LABEL]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VirtualIp {
-    /// The address the master answers ARP for.
-    pub addr: Ipv4Addr,
-    /// Prefix length as written (default 32); kept for listings, the VIP is never a local address.
+    /// The address the master answers ARP (IPv4) or Neighbor Solicitations (IPv6) for.
+    pub addr: IpAddr,
+    /// Prefix length as written (default 32, 128 for IPv6); kept for listings, the VIP is
+    /// never a local address.
     pub prefix: u8,
     /// The interface it is answered on (default: the instance's `interface`).
     pub dev: Option<String>,
@@ -223,10 +225,11 @@ pub struct InstanceConfig {
     pub auth_pass: Option<[u8; 8]>,
     /// `virtual_ipaddress` (at most 255... keepalived sends at most 20 in an advert).
     pub vips: Vec<VirtualIp>,
-    /// `unicast_src_ip`: the advert's source (default: the interface's first address).
-    pub unicast_src: Option<Ipv4Addr>,
-    /// `unicast_peer { ... }`: adverts go to these instead of 224.0.0.18.
-    pub unicast_peers: Vec<Ipv4Addr>,
+    /// `unicast_src_ip`: the advert's source (default: the interface's first IPv4 address,
+    /// for an IPv6 instance its link-local address).
+    pub unicast_src: Option<IpAddr>,
+    /// `unicast_peer { ... }`: adverts go to these instead of 224.0.0.18 (ff02::12).
+    pub unicast_peers: Vec<IpAddr>,
     /// `track_interface`.
     pub track_interfaces: Vec<TrackInterface>,
     /// `track_script`.
@@ -238,6 +241,17 @@ pub struct InstanceConfig {
 }
 
 impl InstanceConfig {
+    /// Whether the instance is VRRPv3 over IPv6: its first `virtual_ipaddress` is IPv6 (or,
+    /// without VIPs, its `unicast_src_ip` or first `unicast_peer`), as keepalived decides it.
+    pub fn is_ipv6(&self) -> bool {
+        self.vips
+            .first()
+            .map(|v| v.addr)
+            .or(self.unicast_src)
+            .or(self.unicast_peers.first().copied())
+            .is_some_and(|a| a.is_ipv6())
+    }
+
     /// An instance with keepalived's defaults for everything but its name, interface and VRID.
     pub fn new(name: &str, interface: &str, vrid: u8) -> InstanceConfig {
         InstanceConfig {
@@ -455,9 +469,11 @@ impl VrrpConfig {
                     format!("vrrp_instance {} is already defined", first.name),
                 ));
             }
+            // An IPv4 and an IPv6 instance may share a VRID: their adverts never meet.
             if let Some(other) = self.instances[..i].iter().find(|o| {
                 o.vrid == inst.vrid
                     && o.interface == inst.interface
+                    && o.is_ipv6() == inst.is_ipv6()
                     && inst.vrid != 0
                     && !inst.interface.is_empty()
             }) {
@@ -623,6 +639,11 @@ fn finish_instance(i: usize, inst: &mut InstanceConfig, issues: &mut Vec<Issue>)
             message: format!("vrrp_instance {name}: {message}"),
         })
     };
+    let v6 = inst.is_ipv6();
+    if v6 {
+        // keepalived runs every IPv6 instance as VRRPv3 (v2 is IPv4 only, RFC 3768).
+        inst.version = Version::V3;
+    }
     if inst.version == Version::V3 && inst.auth_pass.is_some() {
         warn(
             Subject::Field(i, "authentication"),
@@ -683,6 +704,29 @@ fn finish_instance(i: usize, inst: &mut InstanceConfig, issues: &mut Vec<Issue>)
             message: format!("vrrp_instance {}: {message}", inst.name),
         })
     };
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    let other = |a: &IpAddr| a.is_ipv6() != v6;
+    for v in inst.vips.iter().filter(|v| other(&v.addr)) {
+        err(
+            Subject::Field(i, "virtual_ipaddress"),
+            format!(
+                "virtual_ipaddress {}: address family must match VRRP instance (it is {family})",
+                v.addr
+            ),
+        );
+    }
+    if let Some(a) = inst.unicast_src.filter(other) {
+        err(
+            Subject::Field(i, "unicast_src_ip"),
+            format!("unicast_src_ip {a}: address family must match VRRP instance (it is {family})"),
+        );
+    }
+    for a in inst.unicast_peers.iter().filter(|a| other(a)) {
+        err(
+            Subject::Field(i, "unicast_peer"),
+            format!("unicast_peer {a}: address family must match VRRP instance (it is {family})"),
+        );
+    }
     if inst.vips.len() > MAX_VIPS {
         err(
             Subject::Field(i, "virtual_ipaddress"),
@@ -736,23 +780,27 @@ pub fn parse_vip(words: &[&str]) -> Result<VirtualIp, (usize, String)> {
         Some((ip, len)) => (ip, Some(len)),
         None => (*first, None),
     };
-    let addr = ip.parse::<Ipv4Addr>();
-    let prefix = len.map_or(Ok(32), |l| match l.parse::<u8>() {
-        Ok(n) if n <= 32 && l.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+    let addr = ip.parse::<IpAddr>();
+    let max = if addr.as_ref().is_ok_and(IpAddr::is_ipv6) {
+        128
+    } else {
+        32
+    };
+    let prefix = len.map_or(Ok(max), |l| match l.parse::<u8>() {
+        Ok(n) if n <= max && l.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(()),
     });
     let (Ok(addr), Ok(prefix)) = (addr, prefix) else {
-        let v6 = if first.contains(':') {
-            " (IPv6 is not supported by tunlb)"
-        } else {
-            ""
-        };
         return Err((
             0,
-            format!("expected an address like 192.0.2.1/24, found '{first}'{v6}"),
+            format!("expected an address like 192.0.2.1/24 or 2001:db8::1/64, found '{first}'"),
         ));
     };
-    if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() || addr.is_loopback() {
+    let bad = match addr {
+        IpAddr::V4(a) => a.is_broadcast(),
+        IpAddr::V6(_) => false,
+    };
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() || bad {
         return Err((0, format!("expected a unicast address, found '{first}'")));
     }
     let mut vip = VirtualIp {

@@ -22,12 +22,23 @@ fn vip_lines_parse_as_keepalived_writes_them() {
 }
 
 #[test]
+fn ipv6_vip_lines_parse_with_a_128_bit_prefix() {
+    let v = vip("2001:db8::100/64 dev eth0 nodad").expect("parses");
+    assert_eq!(v.addr, "2001:db8::100".parse::<IpAddr>().unwrap());
+    assert_eq!((v.prefix, v.dev.as_deref()), (64, Some("eth0")));
+    assert_eq!(v.to_line(), "2001:db8::100/64 dev eth0");
+    assert_eq!(vip("fe80::1").expect("link-local").prefix, 128);
+}
+
+#[test]
 fn bad_vip_lines_name_the_word() {
     for (line, word, msg) in [
         ("10.0.0.300/24", 0, "expected an address like 192.0.2.1/24"),
         ("10.0.0.1/33", 0, "expected an address"),
         ("10.0.0.1/+3", 0, "expected an address"),
-        ("fe80::1/64", 0, "IPv6 is not supported"),
+        ("2001:db8::1/129", 0, "or 2001:db8::1/64"),
+        ("ff02::12", 0, "expected a unicast address"),
+        ("::", 0, "expected a unicast address"),
         ("224.0.0.1", 0, "expected a unicast address"),
         ("10.0.0.1 dev", 1, "expected a value after 'dev'"),
         ("10.0.0.1 dev a/b", 2, "is not an interface name"),
@@ -217,7 +228,7 @@ fn too_many_vips_is_an_error() {
     let mut i = one("VI", 1);
     i.vips = (0..256u32)
         .map(|n| VirtualIp {
-            addr: Ipv4Addr::from(0x0a00_0000 + n + 1),
+            addr: Ipv4Addr::from(0x0a00_0000 + n + 1).into(),
             prefix: 32,
             dev: None,
             label: None,
@@ -383,7 +394,7 @@ fn lookups_and_the_sync_summary() {
     };
     cfg.instances[0].auth_pass = auth_pass_bytes("1111");
     cfg.instances[0].preempt = false;
-    cfg.instances[0].unicast_peers = vec![Ipv4Addr::new(10, 0, 0, 2)];
+    cfg.instances[0].unicast_peers = vec![Ipv4Addr::new(10, 0, 0, 2).into()];
     assert_eq!(cfg.instance("VI_1").map(|i| i.vrid), Some(51));
     assert!(cfg.instance("VI_2").is_none());
     assert_eq!(cfg.group_of("VI_1").map(|g| g.name.as_str()), Some("G"));

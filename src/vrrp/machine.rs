@@ -28,10 +28,10 @@
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::config::{Garp, InstanceConfig, Version};
-use super::wire::{self, Advert, Refusal};
+use super::wire::{self, Advert, Family, IpInfo, Refusal};
 use crate::time::{Duration, Instant};
 
 /// The state of an instance (keepalived's names, [`as_str`](State::as_str)).
@@ -134,16 +134,18 @@ pub struct Instance {
     preempt: bool,
     preempt_delay: Duration,
     auth_pass: Option<[u8; wire::AUTH_LEN]>,
-    vips: Vec<Ipv4Addr>,
-    peers: Vec<Ipv4Addr>,
+    vips: Vec<IpAddr>,
+    peers: Vec<IpAddr>,
+    /// The multicast group of the instance's family (224.0.0.18 or ff02::12).
+    group: IpAddr,
     garp: Garp,
-    src: Ipv4Addr,
+    src: IpAddr,
 
     state: State,
     delta: i32,
     effective: u8,
     master_adver_int: Duration,
-    master: Option<Ipv4Addr>,
+    master: Option<IpAddr>,
     master_priority: Option<u8>,
     /// BACKUP: the master-down deadline; MASTER: the next advert.
     deadline: Option<Instant>,
@@ -168,21 +170,28 @@ fn wire_interval(version: Version, interval: Duration) -> Duration {
 }
 
 impl Instance {
-    /// An instance in INIT for `cfg`, advertising from `src` (`unicast_src` or the
-    /// interface's primary address).
-    pub fn new(cfg: &InstanceConfig, src: Ipv4Addr) -> Instance {
-        let adver_int = wire_interval(cfg.version, cfg.advert_int);
+    /// An instance in INIT for `cfg`, advertising from `src` (`unicast_src`, else the
+    /// interface's primary IPv4 address or, for an IPv6 instance, its link-local address).
+    /// `src`'s family is the instance's: an IPv6 instance runs VRRPv3 whatever `cfg` says,
+    /// and VIPs and peers of the other family are left out (the config refuses them).
+    pub fn new(cfg: &InstanceConfig, src: IpAddr) -> Instance {
+        let family = Family::of(src);
+        let version = match family {
+            Family::V4 => cfg.version,
+            Family::V6 => Version::V3,
+        };
+        let adver_int = wire_interval(version, cfg.advert_int);
         let base_priority = cfg.priority.max(1);
         Instance {
             name: cfg.name.clone(),
             vrid: cfg.vrid,
-            version: cfg.version,
+            version,
             base_priority,
             adver_int,
             preempt: cfg.preempt,
             preempt_delay: cfg.preempt_delay,
             // keepalived ignores auth in v3.
-            auth_pass: match cfg.version {
+            auth_pass: match version {
                 Version::V2 => cfg.auth_pass,
                 Version::V3 => None,
             },
@@ -190,9 +199,16 @@ impl Instance {
                 .vips
                 .iter()
                 .map(|v| v.addr)
+                .filter(|a| Family::of(*a) == family)
                 .take(wire::MAX_ADDRS)
                 .collect(),
-            peers: cfg.unicast_peers.clone(),
+            peers: cfg
+                .unicast_peers
+                .iter()
+                .copied()
+                .filter(|a| Family::of(*a) == family)
+                .collect(),
+            group: family.group(),
             garp: cfg.garp,
             src,
             state: State::Init,
@@ -231,22 +247,44 @@ impl Instance {
         }
     }
 
-    /// Validates a whole received IPv4 packet against this instance (every rule of
-    /// [`wire`], then ours: VRID, TTL 255 on multicast, our own address, version, v2 auth
-    /// type / password / interval, type, VIP list, checksum, multicast vs unicast) and acts
-    /// on it. Adverts arriving in INIT or FAULT are validated, then ignored.
+    /// Validates a whole received IPv4 or IPv6 packet against this instance (every rule of
+    /// [`wire`], then those of [`handle_payload`](Self::handle_payload)) and acts on it.
     pub fn handle_advert(&mut self, now: Instant, ip_packet: &[u8]) -> Result<(), Refusal> {
-        let (ip, payload) = wire::check_ip_any_ttl(ip_packet)?;
+        let (ip, payload) = wire::check_any(ip_packet)?;
+        self.handle_payload(now, ip, payload)
+    }
+
+    /// Validates a received advert (`payload`, the VRRP message, with `ip`, what its IP
+    /// header said: the daemon's IPv6 socket gives them apart) against this instance: the
+    /// instance's family, VRID, TTL / hop limit 255 and (IPv6) a link-local source on
+    /// multicast, our own address, version, v2 auth type / password / interval, type, VIP
+    /// list, checksum, multicast vs unicast; then acts on it. Adverts arriving in INIT or
+    /// FAULT are validated, then ignored.
+    pub fn handle_payload(
+        &mut self,
+        now: Instant,
+        ip: IpInfo,
+        payload: &[u8],
+    ) -> Result<(), Refusal> {
+        let family = Family::of(self.src);
+        if Family::of(ip.src) != family || Family::of(ip.dst) != family {
+            return Err(Refusal::IpHeader);
+        }
         if payload.len() > 1 && payload[1] != self.vrid {
             return Err(Refusal::Vrid);
         }
-        let advert = Advert::new_checked(payload)?;
+        let advert = Advert::new_checked_in(payload, family)?;
         if advert.vrid() != self.vrid {
             return Err(Refusal::Vrid);
         }
         let unicast = !self.peers.is_empty();
         if !unicast && ip.ttl != wire::TTL {
             return Err(Refusal::Ttl);
+        }
+        if let (false, IpAddr::V6(src)) = (unicast, ip.src) {
+            if !src.is_unicast_link_local() {
+                return Err(Refusal::Source);
+            }
         }
         if ip.src == self.src {
             return Err(Refusal::Own);
@@ -281,7 +319,7 @@ impl Instance {
         // keepalived's unicast v3 compatibility: older releases put the multicast group in
         // the pseudo-header of unicast adverts too; it accepts both, and so do we.
         let csum_ok = advert.verify_checksum(ip.src, ip.dst)
-            || (unicast && advert.verify_checksum(ip.src, wire::MULTICAST_GROUP));
+            || (unicast && advert.verify_checksum(ip.src, self.group));
         if !csum_ok {
             return Err(Refusal::Checksum);
         }
@@ -450,7 +488,7 @@ impl Instance {
     }
 
     /// The current master's address: ours in MASTER, the last advertiser seen in BACKUP.
-    pub fn master(&self) -> Option<Ipv4Addr> {
+    pub fn master(&self) -> Option<IpAddr> {
         match self.state {
             State::Master => Some(self.src),
             State::Backup => self.master,
@@ -488,19 +526,20 @@ impl Instance {
     }
 
     /// The address adverts are sent from.
-    pub fn src(&self) -> Ipv4Addr {
+    pub fn src(&self) -> IpAddr {
         self.src
     }
 
     /// The advertised VIPs (at most 255, in config order).
-    pub fn vips(&self) -> &[Ipv4Addr] {
+    pub fn vips(&self) -> &[IpAddr] {
         &self.vips
     }
 
-    /// Where adverts go: the unicast peers, or [`wire::MULTICAST_GROUP`].
-    pub fn destinations(&self) -> &[Ipv4Addr] {
+    /// Where adverts go: the unicast peers, or [`wire::MULTICAST_GROUP`]
+    /// ([`wire::MULTICAST_GROUP6`] for an IPv6 instance).
+    pub fn destinations(&self) -> &[IpAddr] {
         if self.peers.is_empty() {
-            std::slice::from_ref(&wire::MULTICAST_GROUP)
+            std::slice::from_ref(&self.group)
         } else {
             &self.peers
         }
@@ -523,7 +562,7 @@ impl Instance {
 
     /// Writes the advert for [`Action::SendAdvert`] to `dst` (one of
     /// [`destinations`](Self::destinations)) into `out`; returns its length.
-    pub fn build_advert(&self, priority: u8, dst: Ipv4Addr, out: &mut Vec<u8>) -> usize {
+    pub fn build_advert(&self, priority: u8, dst: IpAddr, out: &mut Vec<u8>) -> usize {
         wire::build(
             self.version,
             self.vrid,
@@ -657,7 +696,7 @@ impl Instance {
         !self.preempt_delay.is_zero() && self.preempt_at.is_none_or(|t| t > now)
     }
 
-    fn backup_rx(&mut self, now: Instant, src: Ipv4Addr, advert: &Advert<'_>) {
+    fn backup_rx(&mut self, now: Instant, src: IpAddr, advert: &Advert<'_>) {
         let prio = advert.priority();
         if prio == 0 {
             self.deadline = Some(now + self.skew());
@@ -682,14 +721,15 @@ impl Instance {
         }
     }
 
-    fn master_rx(&mut self, now: Instant, src: Ipv4Addr, advert: &Advert<'_>) {
+    fn master_rx(&mut self, now: Instant, src: IpAddr, advert: &Advert<'_>) {
         let prio = advert.priority();
         if prio == 0 {
             // The other one is stopping: show we are here.
             self.send_advert(now);
             return;
         }
-        let cmp = u32::from(src).cmp(&u32::from(self.src));
+        // Addresses of one family compare as the unsigned numbers they are (RFC 5798 §6.4.3).
+        let cmp = src.cmp(&self.src);
         if prio == 255 && self.effective == 255 {
             // Two address owners: keepalived 2.2 steps down to 254 and reports the conflict.
             self.base_priority = 254;

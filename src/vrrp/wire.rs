@@ -1,22 +1,30 @@
-//! The VRRP advertisement on the wire (RFC 3768 v2, RFC 5798 v3, IPv4 only), byte-compatible
-//! with keepalived 2.2.
+//! The VRRP advertisement on the wire (RFC 3768 v2 over IPv4, RFC 5798 v3 over IPv4 and IPv6),
+//! byte-compatible with keepalived 2.2.
 //!
 //! ```text
 //!  0               1               2               3
 //! |Version| Type  | Virtual Rtr ID|   Priority    | Count IPvX Addr|
 //! v2: | Auth Type   | Adver Int (s) |          Checksum             |
 //! v3: |(rsvd)| Max Adver Int (cs, 12 bits)|       Checksum           |
-//! |                  IPv4 address 1 ... Count                        |
+//! |       IPvX address 1 ... Count (4 bytes each, 16 over IPv6)      |
 //! v2 only: |            Authentication data (8 bytes)                |
 //! ```
+//!
+//! The address family of the instance decides the address size ([`Family`]): an IPv6 advert
+//! is always v3, sent to [`MULTICAST_GROUP6`] (ff02::12) from the interface's link-local
+//! address with hop limit 255, its checksum over the IPv6 pseudo-header (RFC 5798 §5.2.8).
 //!
 //! - [`check_ip`] takes a whole received IPv4 packet (what a raw `IPPROTO_VRRP` socket reads)
 //!   and returns its addresses and the VRRP payload, refusing a wrong protocol, a TTL other
 //!   than 255, and lengths that do not add up.
-//! - [`Advert::new_checked`] wraps the payload after the structural checks (known version,
-//!   exact length for the address count); after it no accessor can panic.
-//!   [`Advert::verify_checksum`] checks the checksum (v2: the VRRP message alone; v3: with the
-//!   IPv4 pseudo-header, as measured against keepalived here).
+//! - [`check_ipv6`] does the same for a whole IPv6 packet (tests, the simulator, fuzzing: the
+//!   daemon's raw IPv6 socket gives the payload, and the hop limit and addresses as ancillary
+//!   data, straight to [`IpInfo`]).
+//! - [`Advert::new_checked`] (IPv4) and [`Advert::new_checked_in`] (either family) wrap the
+//!   payload after the structural checks (known version, v3 over IPv6, exact length for the
+//!   address count); after it no accessor can panic. [`Advert::verify_checksum`] checks the
+//!   checksum (v2: the VRRP message alone; v3: with the IPv4 or IPv6 pseudo-header, as
+//!   measured against keepalived here).
 //! - [`build`] writes an advert's payload; the kernel adds the IP header (TTL 255 and TOS 0xc0
 //!   are socket options, [`TTL`] and [`TOS`]).
 //!
@@ -24,12 +32,12 @@
 //! applied by [`Instance::handle_advert`](super::machine::Instance::handle_advert); every
 //! refusal is a [`Refusal`] whose [`as_str`](Refusal::as_str) is the metric label.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::config::Version;
 use crate::wire::checksum;
-use crate::wire::Ipv4Packet;
+use crate::wire::{Ipv4Packet, Ipv6Packet};
 
 mod field {
     use core::ops::Range;
@@ -52,6 +60,8 @@ mod field {
 pub const PROTOCOL: u8 = 112;
 /// The multicast group adverts are sent to (RFC 5798 §5.1.1.2).
 pub const MULTICAST_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// The IPv6 multicast group adverts are sent to (RFC 5798 §5.1.2.2).
+pub const MULTICAST_GROUP6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 /// The TTL every advert is sent with, and the only one accepted on multicast.
 pub const TTL: u8 = 255;
 /// The TOS keepalived sends adverts with (DSCP CS6, network control).
@@ -73,6 +83,41 @@ pub const AUTH_AH: u8 = 2;
 /// Largest v3 interval in centiseconds (12 bits).
 const MAX_CENTIS: u16 = 0x0fff;
 
+/// The address family an advert carries: it decides the size of each address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// 4-byte addresses, v2 or v3.
+    V4,
+    /// 16-byte addresses, v3 only.
+    V6,
+}
+
+impl Family {
+    /// The family of `addr`.
+    pub const fn of(addr: IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// Bytes per address: 4 or 16.
+    pub const fn addr_len(self) -> usize {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 16,
+        }
+    }
+
+    /// The multicast group of this family: 224.0.0.18 or ff02::12.
+    pub const fn group(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(MULTICAST_GROUP),
+            Family::V6 => IpAddr::V6(MULTICAST_GROUP6),
+        }
+    }
+}
+
 /// Why a received VRRP packet was not acted on. [`as_str`](Refusal::as_str) is the metric
 /// label; [`is_error`](Refusal::is_error) says whether it is worth a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
@@ -85,16 +130,19 @@ pub enum Refusal {
     /// what was read (keepalived 2.2 accepts no slack either).
     #[error("packet length does not match the advert")]
     Length,
-    /// Not an IPv4 header (version, header length).
-    #[error("malformed IPv4 header")]
+    /// Not an IPv4 or IPv6 header (version, header length), or not the instance's family.
+    #[error("malformed IP header")]
     IpHeader,
-    /// The IPv4 protocol is not 112.
+    /// The IPv4 protocol (IPv6 next header) is not 112.
     #[error("not VRRP (IP protocol)")]
     Protocol,
-    /// A multicast advert whose TTL is not 255 (it crossed a router).
+    /// A multicast advert whose TTL (IPv6 hop limit) is not 255 (it crossed a router).
     #[error("TTL is not 255")]
     Ttl,
-    /// Not the VRRP version this instance runs (or not 2 or 3 at all).
+    /// A multicast IPv6 advert whose source is not a link-local address (RFC 5798 §5.1.2.1).
+    #[error("IPv6 source is not link-local")]
+    Source,
+    /// Not the VRRP version this instance runs (or not 2 or 3 at all, or v2 over IPv6).
     #[error("VRRP version differs from ours")]
     Version,
     /// Not an ADVERTISEMENT (type 1).
@@ -136,6 +184,7 @@ impl Refusal {
             Refusal::IpHeader => "ip_header",
             Refusal::Protocol => "protocol",
             Refusal::Ttl => "ttl",
+            Refusal::Source => "source",
             Refusal::Version => "version",
             Refusal::Type => "type",
             Refusal::Checksum => "checksum",
@@ -150,12 +199,13 @@ impl Refusal {
     }
 
     /// Every refusal, for tests and for pre-registering metric labels.
-    pub const ALL: [Refusal; 15] = [
+    pub const ALL: [Refusal; 16] = [
         Refusal::Truncated,
         Refusal::Length,
         Refusal::IpHeader,
         Refusal::Protocol,
         Refusal::Ttl,
+        Refusal::Source,
         Refusal::Version,
         Refusal::Type,
         Refusal::Checksum,
@@ -175,14 +225,15 @@ impl Refusal {
     }
 }
 
-/// What [`check_ip`] keeps of the IPv4 header.
+/// What [`check_ip`] / [`check_ipv6`] keep of the IP header (for IPv6 the daemon's socket
+/// gives the same as ancillary data).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpInfo {
-    /// The sender (the advertising router's primary address).
-    pub src: Ipv4Addr,
-    /// 224.0.0.18 or a unicast peer address.
-    pub dst: Ipv4Addr,
-    /// The received TTL.
+    /// The sender (the advertising router's primary or link-local address).
+    pub src: IpAddr,
+    /// 224.0.0.18, ff02::12 or a unicast peer address.
+    pub dst: IpAddr,
+    /// The received TTL (IPv6 hop limit).
     pub ttl: u8,
 }
 
@@ -212,15 +263,56 @@ pub fn check_ip_any_ttl(packet: &[u8]) -> Result<(IpInfo, &[u8]), Refusal> {
         return Err(Refusal::Length);
     }
     let info = IpInfo {
-        src: ip.src_addr(),
-        dst: ip.dst_addr(),
+        src: IpAddr::V4(ip.src_addr()),
+        dst: IpAddr::V4(ip.dst_addr()),
         ttl: ip.ttl(),
     };
     Ok((info, &packet[ip.header_len()..]))
 }
 
+/// [`check_ip`] for a whole IPv6 packet: a valid IPv6 header, next header 112 (no extension
+/// headers: VRRP sends none), payload length equal to what was read, hop limit 255.
+pub fn check_ipv6(packet: &[u8]) -> Result<(IpInfo, &[u8]), Refusal> {
+    let (info, payload) = check_ipv6_any_hop(packet)?;
+    if info.ttl != TTL {
+        return Err(Refusal::Ttl);
+    }
+    Ok((info, payload))
+}
+
+/// [`check_ipv6`] without the hop-limit rule (a unicast peer may be routed).
+pub fn check_ipv6_any_hop(packet: &[u8]) -> Result<(IpInfo, &[u8]), Refusal> {
+    let ip = Ipv6Packet::new_checked(packet).map_err(|e| match e {
+        crate::wire::Error::Truncated => Refusal::Truncated,
+        crate::wire::Error::BadLength => Refusal::Length,
+        _ => Refusal::IpHeader,
+    })?;
+    if ip.next_header() != PROTOCOL {
+        return Err(Refusal::Protocol);
+    }
+    if ip.total_len() != packet.len() {
+        return Err(Refusal::Length);
+    }
+    let info = IpInfo {
+        src: IpAddr::V6(ip.src_addr()),
+        dst: IpAddr::V6(ip.dst_addr()),
+        ttl: ip.hop_limit(),
+    };
+    Ok((info, &packet[crate::wire::ipv6::HEADER_LEN..]))
+}
+
+/// [`check_ip_any_ttl`] or [`check_ipv6_any_hop`], by the packet's version nibble.
+pub fn check_any(packet: &[u8]) -> Result<(IpInfo, &[u8]), Refusal> {
+    match packet.first().map(|b| b >> 4) {
+        Some(6) => check_ipv6_any_hop(packet),
+        Some(_) => check_ip_any_ttl(packet),
+        None => Err(Refusal::Truncated),
+    }
+}
+
 /// The VRID of a received IPv4 packet carrying VRRP, for routing it to its instance before
-/// any other check (as keepalived does); `None` when there is no VRRP header to read.
+/// any other check (as keepalived does); `None` when there is no VRRP header to read. (Over
+/// IPv6 the socket gives the payload: its VRID is byte 1.)
 pub fn vrid_of(packet: &[u8]) -> Option<u8> {
     let ip = Ipv4Packet::new_checked(packet).ok()?;
     if ip.protocol() != PROTOCOL {
@@ -229,37 +321,44 @@ pub fn vrid_of(packet: &[u8]) -> Option<u8> {
     ip.payload().get(field::VRID).copied()
 }
 
-/// The length of an advert of `version` carrying `count` addresses.
-pub const fn advert_len(version: Version, count: usize) -> usize {
-    let base = HEADER_LEN + 4 * count;
+/// The length of an advert of `version` carrying `count` addresses of `family`.
+pub const fn advert_len(version: Version, family: Family, count: usize) -> usize {
+    let base = HEADER_LEN + family.addr_len() * count;
     match version {
         Version::V2 => base + AUTH_LEN,
         Version::V3 => base,
     }
 }
 
-/// A zero-copy view of a VRRP advert (the IPv4 payload).
+/// A zero-copy view of a VRRP advert (the IP payload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Advert<'a> {
     buf: &'a [u8],
     version: Version,
+    family: Family,
 }
 
 impl<'a> Advert<'a> {
-    /// Wraps a VRRP payload after the structural checks: the fixed header is there, the
-    /// version is 2 or 3, and the length is exactly the advert its address count announces
-    /// (v2 with its 8 bytes of auth data). Type, checksum and everything instance-specific
-    /// are left to [`verify_checksum`](Self::verify_checksum) and the instance.
+    /// [`new_checked_in`](Self::new_checked_in) for an advert carried over IPv4.
     pub fn new_checked(payload: &'a [u8]) -> Result<Advert<'a>, Refusal> {
+        Self::new_checked_in(payload, Family::V4)
+    }
+
+    /// Wraps a VRRP payload carried over `family` after the structural checks: the fixed
+    /// header is there, the version is 2 or 3 (3 over IPv6), and the length is exactly the
+    /// advert its address count announces (v2 with its 8 bytes of auth data). Type, checksum
+    /// and everything instance-specific are left to [`verify_checksum`](Self::verify_checksum)
+    /// and the instance.
+    pub fn new_checked_in(payload: &'a [u8], family: Family) -> Result<Advert<'a>, Refusal> {
         if payload.len() < HEADER_LEN {
             return Err(Refusal::Truncated);
         }
-        let version = match payload[field::VER_TYPE] >> 4 {
-            2 => Version::V2,
-            3 => Version::V3,
+        let version = match (payload[field::VER_TYPE] >> 4, family) {
+            (2, Family::V4) => Version::V2,
+            (3, _) => Version::V3,
             _ => return Err(Refusal::Version),
         };
-        let want = advert_len(version, payload[field::COUNT] as usize);
+        let want = advert_len(version, family, payload[field::COUNT] as usize);
         if payload.len() < want {
             return Err(Refusal::Truncated);
         }
@@ -269,6 +368,7 @@ impl<'a> Advert<'a> {
         Ok(Advert {
             buf: payload,
             version,
+            family,
         })
     }
 
@@ -280,6 +380,11 @@ impl<'a> Advert<'a> {
     /// The VRRP version.
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    /// The address family it carries.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// The type field (1 = ADVERTISEMENT, the only one defined).
@@ -343,30 +448,40 @@ impl<'a> Advert<'a> {
         u16::from_be_bytes([self.buf[r.start], self.buf[r.start + 1]])
     }
 
-    /// The addresses, in packet order.
-    pub fn addrs(&self) -> impl ExactSizeIterator<Item = Ipv4Addr> + 'a {
-        let end = HEADER_LEN + 4 * self.count() as usize;
+    /// The addresses, in packet order (all of the advert's family).
+    pub fn addrs(&self) -> impl ExactSizeIterator<Item = IpAddr> + 'a {
+        let len = self.family.addr_len();
+        let end = HEADER_LEN + len * self.count() as usize;
         self.buf[HEADER_LEN..end]
-            .chunks_exact(4)
-            .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+            .chunks_exact(len)
+            .map(|a| match <[u8; 16]>::try_from(a) {
+                Ok(b) => IpAddr::V6(Ipv6Addr::from(b)),
+                Err(_) => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+            })
     }
 
     /// Whether the checksum verifies: v2 over the VRRP message (auth data included), v3 over
-    /// the IPv4 pseudo-header (`src`, `dst`, 112, length) and the message.
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
-        sum(self.version, self.buf, src, dst) == 0xffff
+    /// the IPv4 or IPv6 pseudo-header (`src`, `dst`, 112, length) and the message. Addresses
+    /// of another family than the advert's never verify a v3 checksum.
+    pub fn verify_checksum(&self, src: IpAddr, dst: IpAddr) -> bool {
+        sum(self.version, self.buf, src, dst) == Some(0xffff)
     }
 }
 
-/// The one's complement sum the checksum covers (not complemented).
-fn sum(version: Version, msg: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
-    match version {
-        Version::V2 => checksum::data(msg),
-        Version::V3 => checksum::combine(&[
-            checksum::pseudo_header_v4(src, dst, PROTOCOL, msg.len() as u16),
-            checksum::data(msg),
-        ]),
-    }
+/// The one's complement sum the checksum covers (not complemented); `None` for v3 with
+/// addresses of two families.
+fn sum(version: Version, msg: &[u8], src: IpAddr, dst: IpAddr) -> Option<u16> {
+    let pseudo = match (version, src, dst) {
+        (Version::V2, _, _) => return Some(checksum::data(msg)),
+        (Version::V3, IpAddr::V4(s), IpAddr::V4(d)) => {
+            checksum::pseudo_header_v4(s, d, PROTOCOL, msg.len() as u16)
+        }
+        (Version::V3, IpAddr::V6(s), IpAddr::V6(d)) => {
+            checksum::pseudo_header_v6(s, d, PROTOCOL, msg.len() as u32)
+        }
+        _ => return None,
+    };
+    Some(checksum::combine(&[pseudo, checksum::data(msg)]))
 }
 
 /// The interval field for `interval`: v2 whole seconds (1..=255, truncated as keepalived
@@ -380,26 +495,38 @@ pub fn interval_field(version: Version, interval: Duration) -> u16 {
 
 /// Writes an advert's VRRP payload into `out` (cleared first) and returns its length.
 ///
-/// `vips` beyond [`MAX_ADDRS`] are not advertised (keepalived does the same). `auth_pass`
-/// is used in v2 only (auth type PASS + the 8 bytes); v3 has no auth and ignores it, as
-/// keepalived does. `src` and `dst` are the IPv4 addresses the packet will carry: v3's
-/// checksum covers them (`dst` is [`MULTICAST_GROUP`] or the unicast peer).
+/// `src` and `dst` are the addresses the packet will carry: v3's checksum covers them (`dst`
+/// is [`MULTICAST_GROUP`], [`MULTICAST_GROUP6`] or the unicast peer), and `src`'s family is
+/// the advert's: `vips` of the other family are left out, and over IPv6 the advert is v3
+/// whatever `version` says. `vips` beyond [`MAX_ADDRS`] are not advertised (keepalived does
+/// the same). `auth_pass` is used in v2 only (auth type PASS + the 8 bytes); v3 has no auth
+/// and ignores it, as keepalived does.
 #[allow(clippy::too_many_arguments)]
 pub fn build(
     version: Version,
     vrid: u8,
     priority: u8,
     interval: Duration,
-    vips: &[Ipv4Addr],
+    vips: &[IpAddr],
     auth_pass: Option<&[u8; AUTH_LEN]>,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     out: &mut Vec<u8>,
 ) -> usize {
-    let vips = &vips[..vips.len().min(MAX_ADDRS)];
+    let family = Family::of(src);
+    let version = match family {
+        Family::V4 => version,
+        Family::V6 => Version::V3,
+    };
+    let vips = || {
+        vips.iter()
+            .filter(move |v| Family::of(**v) == family)
+            .take(MAX_ADDRS)
+    };
     out.clear();
     let ver = version.number();
-    out.extend_from_slice(&[ver << 4 | TYPE_ADVERT, vrid, priority, vips.len() as u8]);
+    let count = vips().count() as u8;
+    out.extend_from_slice(&[ver << 4 | TYPE_ADVERT, vrid, priority, count]);
     let int = interval_field(version, interval);
     match version {
         Version::V2 => {
@@ -413,13 +540,18 @@ pub fn build(
         Version::V3 => out.extend_from_slice(&int.to_be_bytes()),
     }
     out.extend_from_slice(&[0, 0]);
-    for vip in vips {
-        out.extend_from_slice(&vip.octets());
+    for vip in vips() {
+        match vip {
+            IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
+        }
     }
     if version == Version::V2 {
         out.extend_from_slice(auth_pass.unwrap_or(&[0; AUTH_LEN]));
     }
-    let csum = !sum(version, out, src, dst);
+    // A v3 `dst` of the other family has no pseudo-header: the checksum is left at zero and
+    // will not verify anywhere.
+    let csum = sum(version, out, src, dst).map_or(0, |s| !s);
     out[field::CHECKSUM].copy_from_slice(&csum.to_be_bytes());
     out.len()
 }
@@ -443,12 +575,34 @@ pub fn wrap_ipv4(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, payload: &[u8], out: &mu
     out.extend_from_slice(payload);
 }
 
+/// [`wrap_ipv4`] for IPv6: the 40-byte header the kernel would put around an advert (traffic
+/// class 0xc0, next header 112), for tests, the simulator and the fuzz seeds.
+pub fn wrap_ipv6(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, payload: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.resize(crate::wire::ipv6::HEADER_LEN, 0);
+    out[0] = 0x60 | TOS >> 4;
+    out[1] = (TOS & 0x0f) << 4;
+    let len = payload.len().min(u16::MAX as usize) as u16;
+    out[4..6].copy_from_slice(&len.to_be_bytes());
+    out[6] = PROTOCOL;
+    out[7] = hop_limit;
+    out[8..24].copy_from_slice(&src.octets());
+    out[24..40].copy_from_slice(&dst.octets());
+    out.extend_from_slice(payload);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SRC: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
-    const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 100);
+    const SRC4: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
+    const SRC: IpAddr = IpAddr::V4(SRC4);
+    const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 100));
+    const GROUP: IpAddr = IpAddr::V4(MULTICAST_GROUP);
+
+    fn v4(a: Ipv4Addr) -> IpAddr {
+        IpAddr::V4(a)
+    }
 
     /// A VRRPv2 advert as keepalived 2.2 sends it: VRID 51, priority 100, one VIP
     /// 192.168.1.100, auth PASS "1111", advert_int 1; checksum over the message alone.
@@ -490,8 +644,8 @@ mod tests {
         assert_eq!(a.addrs().collect::<Vec<_>>(), vec![VIP]);
         assert_eq!(a.checksum(), 0x555b);
         // v2 ignores the addresses: any pair verifies.
-        assert!(a.verify_checksum(SRC, MULTICAST_GROUP));
-        assert!(a.verify_checksum(Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
+        assert!(a.verify_checksum(SRC, GROUP));
+        assert!(a.verify_checksum(v4(Ipv4Addr::UNSPECIFIED), v4(Ipv4Addr::BROADCAST)));
     }
 
     #[test]
@@ -505,7 +659,7 @@ mod tests {
             &[VIP],
             Some(b"1111\0\0\0\0"),
             SRC,
-            MULTICAST_GROUP,
+            GROUP,
             &mut out,
         );
         assert_eq!(n, 20);
@@ -526,8 +680,8 @@ mod tests {
         // Pseudo-header words c0a8 010b e000 0012 0070 0010 plus the message words
         // 3133 9602 000a 0000 c0a8 0164 c0a8 0165: folded sum 0xeda0 -> checksum 0x125f.
         let a = Advert::new_checked(&V3_BYTES).unwrap();
-        assert!(a.verify_checksum(SRC, MULTICAST_GROUP));
-        assert!(!a.verify_checksum(SRC, Ipv4Addr::new(192, 168, 1, 14)));
+        assert!(a.verify_checksum(SRC, GROUP));
+        assert!(!a.verify_checksum(SRC, v4(Ipv4Addr::new(192, 168, 1, 14))));
         assert_eq!(a.version(), Version::V3);
         assert_eq!(a.priority(), 150);
         assert_eq!(a.interval_raw(), 10);
@@ -540,7 +694,7 @@ mod tests {
     #[test]
     fn build_v3_matches_and_ignores_auth() {
         let mut out = Vec::new();
-        let vips = [VIP, Ipv4Addr::new(192, 168, 1, 101)];
+        let vips = [VIP, v4(Ipv4Addr::new(192, 168, 1, 101))];
         build(
             Version::V3,
             51,
@@ -549,7 +703,7 @@ mod tests {
             &vips,
             Some(b"secret\0\0"),
             SRC,
-            MULTICAST_GROUP,
+            GROUP,
             &mut out,
         );
         assert_eq!(out, V3_BYTES);
@@ -599,7 +753,7 @@ mod tests {
 
     #[test]
     fn build_caps_the_address_count() {
-        let vips: Vec<Ipv4Addr> = (0..300u32).map(Ipv4Addr::from).collect();
+        let vips: Vec<IpAddr> = (0..300u32).map(|a| v4(Ipv4Addr::from(a))).collect();
         let mut out = Vec::new();
         let n = build(
             Version::V3,
@@ -609,13 +763,13 @@ mod tests {
             &vips,
             None,
             SRC,
-            MULTICAST_GROUP,
+            GROUP,
             &mut out,
         );
-        assert_eq!(n, advert_len(Version::V3, 255));
+        assert_eq!(n, advert_len(Version::V3, Family::V4, 255));
         let a = Advert::new_checked(&out).unwrap();
         assert_eq!(a.count(), 255);
-        assert!(a.verify_checksum(SRC, MULTICAST_GROUP));
+        assert!(a.verify_checksum(SRC, GROUP));
     }
 
     fn ip_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, payload: &[u8]) -> Vec<u8> {
@@ -626,15 +780,15 @@ mod tests {
 
     #[test]
     fn check_ip_rules() {
-        let p = ip_packet(SRC, MULTICAST_GROUP, 255, &V3_BYTES);
+        let p = ip_packet(SRC4, MULTICAST_GROUP, 255, &V3_BYTES);
         let (info, payload) = check_ip(&p).unwrap();
         assert_eq!(info.src, SRC);
-        assert_eq!(info.dst, MULTICAST_GROUP);
+        assert_eq!(info.dst, GROUP);
         assert_eq!(info.ttl, 255);
         assert_eq!(payload, V3_BYTES);
         assert_eq!(vrid_of(&p), Some(51));
 
-        let low = ip_packet(SRC, MULTICAST_GROUP, 254, &V3_BYTES);
+        let low = ip_packet(SRC4, MULTICAST_GROUP, 254, &V3_BYTES);
         assert_eq!(check_ip(&low), Err(Refusal::Ttl));
         assert!(check_ip_any_ttl(&low).is_ok());
 
@@ -651,6 +805,124 @@ mod tests {
         let mut v6 = p.clone();
         v6[0] = 0x65;
         assert_eq!(check_ip(&v6), Err(Refusal::IpHeader));
+    }
+
+    const LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x11);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+    const GROUP6: IpAddr = IpAddr::V6(MULTICAST_GROUP6);
+
+    /// A VRRPv3 advert over IPv6 as keepalived 2.2 sends it: VRID 51, priority 150,
+    /// advert_int 1 s (100 cs), one VIP 2001:db8::100, from fe80::11 to ff02::12.
+    static V6_BYTES: [u8; 24] = [
+        0x31, 0x33, 0x96, 0x01, // v3 advert, vrid 51, prio 150, 1 address
+        0x00, 0x64, 0x0b, 0x7f, // 100 cs, checksum
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00, // 2001:db8::100
+    ];
+
+    #[test]
+    fn v6_checksum_covers_the_ipv6_pseudo_header() {
+        // Pseudo-header words fe80 0011 (source), ff02 0012 (group), 0000 0018 (length 24),
+        // 0000 0070 (next header 112) sum to 0x1fe2d; the message words 3133 9601 0064 0000
+        // 2001 0db8 0100 to 0xf651. 0x1fe2d + 0xf651 = 0x2f47e, folded 0xf480, complemented
+        // 0x0b7f.
+        let a = Advert::new_checked_in(&V6_BYTES, Family::V6).unwrap();
+        assert_eq!(a.checksum(), 0x0b7f);
+        assert!(a.verify_checksum(IpAddr::V6(LL), GROUP6));
+        // Another source, or IPv4 addresses, do not verify.
+        let other = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x14);
+        assert!(!a.verify_checksum(IpAddr::V6(other), GROUP6));
+        assert!(!a.verify_checksum(SRC, GROUP));
+    }
+
+    #[test]
+    fn parse_v6_field_by_field() {
+        let a = Advert::new_checked_in(&V6_BYTES, Family::V6).unwrap();
+        assert_eq!((a.version(), a.family()), (Version::V3, Family::V6));
+        assert_eq!(
+            (a.kind(), a.vrid(), a.priority(), a.count()),
+            (1, 51, 150, 1)
+        );
+        assert_eq!(a.interval(), Duration::from_secs(1));
+        assert_eq!(a.auth_data(), None);
+        assert_eq!(a.addrs().collect::<Vec<_>>(), vec![IpAddr::V6(VIP6)]);
+        // Read as IPv4, the same bytes are 4 addresses too many.
+        assert_eq!(Advert::new_checked(&V6_BYTES), Err(Refusal::Length));
+    }
+
+    #[test]
+    fn build_v6_matches_and_is_always_v3() {
+        let mut out = Vec::new();
+        for version in [Version::V2, Version::V3] {
+            // An IPv4 VIP in the list is left out: the source decides the family.
+            let vips = [VIP, IpAddr::V6(VIP6)];
+            let n = build(
+                version,
+                51,
+                150,
+                Duration::from_secs(1),
+                &vips,
+                Some(b"secret\0\0"),
+                IpAddr::V6(LL),
+                GROUP6,
+                &mut out,
+            );
+            assert_eq!(n, advert_len(Version::V3, Family::V6, 1));
+            assert_eq!(out, V6_BYTES);
+        }
+    }
+
+    #[test]
+    fn v6_structural_refusals() {
+        fn v6(b: &[u8]) -> Result<Advert<'_>, Refusal> {
+            Advert::new_checked_in(b, Family::V6)
+        }
+        assert_eq!(v6(&V6_BYTES[..7]), Err(Refusal::Truncated));
+        assert_eq!(v6(&V6_BYTES[..20]), Err(Refusal::Truncated));
+        let mut long = V6_BYTES.to_vec();
+        long.extend_from_slice(&[0; 4]);
+        assert_eq!(v6(&long), Err(Refusal::Length));
+        // Version 2 does not exist over IPv6.
+        let mut b = V6_BYTES;
+        b[0] = 0x21;
+        assert_eq!(v6(&b), Err(Refusal::Version));
+        // A count of 2 with one address is short.
+        let mut b = V6_BYTES;
+        b[3] = 2;
+        assert_eq!(v6(&b), Err(Refusal::Truncated));
+    }
+
+    #[test]
+    fn check_ipv6_rules() {
+        let group = MULTICAST_GROUP6;
+        let mut p = Vec::new();
+        wrap_ipv6(LL, group, 255, &V6_BYTES, &mut p);
+        assert_eq!(p.len(), 64);
+        assert_eq!((p[0], p[1]), (0x6c, 0x00), "traffic class 0xc0");
+        let (info, payload) = check_ipv6(&p).unwrap();
+        assert_eq!(
+            (info.src, info.dst, info.ttl),
+            (IpAddr::V6(LL), GROUP6, 255)
+        );
+        assert_eq!(payload, V6_BYTES);
+        assert_eq!(check_any(&p), Ok((info, payload)));
+
+        let mut low = Vec::new();
+        wrap_ipv6(LL, group, 64, &V6_BYTES, &mut low);
+        assert_eq!(check_ipv6(&low), Err(Refusal::Ttl));
+        assert!(check_ipv6_any_hop(&low).is_ok());
+
+        let mut udp = p.clone();
+        udp[6] = 17;
+        assert_eq!(check_ipv6(&udp), Err(Refusal::Protocol));
+        let mut padded = p.clone();
+        padded.extend_from_slice(&[0; 4]);
+        assert_eq!(check_ipv6(&padded), Err(Refusal::Length));
+        assert_eq!(check_ipv6(&p[..39]), Err(Refusal::Truncated));
+        assert!(check_ipv6(&p[..50]).is_err());
+        let mut v4 = p.clone();
+        v4[0] = 0x4c;
+        assert_eq!(check_ipv6(&v4), Err(Refusal::IpHeader));
+        assert_eq!(check_any(&[]), Err(Refusal::Truncated));
     }
 
     #[test]

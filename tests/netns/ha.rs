@@ -179,7 +179,7 @@ fn state_of(ns: &Netns) -> Option<String> {
 }
 
 /// The whole `tunlb adm --vrrp --json` answer of `ns`'s director (for messages).
-fn vrrp_json(ns: &Netns) -> String {
+pub(crate) fn vrrp_json(ns: &Netns) -> String {
     let out = ns.try_exec(TUNLB, &["adm", "--vrrp", "--json"]);
     format!(
         "{}{}",
@@ -209,7 +209,7 @@ pub(crate) fn wait_state(ns: &Netns, pid: Pid, want: &str, timeout: Duration) ->
 }
 
 /// Asserts `ns`'s director stays in `want` for `period` (sampled every 100 ms).
-fn assert_stays(ns: &Netns, pid: Pid, want: &str, period: Duration) {
+pub(crate) fn assert_stays(ns: &Netns, pid: Pid, want: &str, period: Duration) {
     let start = Instant::now();
     while start.elapsed() < period {
         ns.assert_running(pid);
@@ -227,7 +227,7 @@ fn assert_stays(ns: &Netns, pid: Pid, want: &str, period: Duration) {
 }
 
 /// The MAC address of `ifname` in `ns`.
-fn mac(ns: &Netns, ifname: &str) -> String {
+pub(crate) fn mac(ns: &Netns, ifname: &str) -> String {
     let out = ns.ip(&format!("-o link show dev {ifname}"));
     let mut words = out.split_whitespace();
     words
@@ -454,7 +454,7 @@ fn seed_7_sigkill_and_return_mh_sloppy_without_sync_lose_no_connection() {
 // ---- keepalived interop ----
 
 /// keepalived's path; panics (the test fails, never skips) when it is not installed.
-fn keepalived() -> PathBuf {
+pub(crate) fn keepalived() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
@@ -469,7 +469,7 @@ fn keepalived() -> PathBuf {
 }
 
 /// A keepalived VRRP daemon in a namespace.
-struct Keepalived<'a> {
+pub(crate) struct Keepalived<'a> {
     ns: &'a Netns,
     pid: Pid,
     _conf: TempPath,
@@ -481,7 +481,13 @@ impl<'a> Keepalived<'a> {
     /// `keepalived --vrrp -n -l -D -R -G -f CONF -p PID -r VRRP_PID` in `ns` (the VRRP child
     /// is not respawned: killing it is a crash of the whole node).
     fn start(ns: &'a Netns, tag: &str, conf: &KeepalivedConf) -> Keepalived<'a> {
-        let file = write_conf(ns, tag, conf);
+        Self::start_text(ns, tag, &conf.render())
+    }
+
+    /// [`start`](Self::start) with the keepalived.conf's text.
+    pub(crate) fn start_text(ns: &'a Netns, tag: &str, text: &str) -> Keepalived<'a> {
+        let file = TempPath::new(&format!("{}-{tag}.conf", ns.name()));
+        std::fs::write(file.path(), text).expect("write a keepalived.conf");
         let pidfile = TempPath::new(&format!("{}-{tag}.pid", ns.name()));
         let vrrp_pidfile = TempPath::new(&format!("{}-{tag}.vrrp.pid", ns.name()));
         let exe = keepalived();
@@ -502,17 +508,17 @@ impl<'a> Keepalived<'a> {
     }
 
     /// keepalived's log so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.ns.log(self.pid)
     }
 
     /// How many times `line` appears in the log.
-    fn count(&self, line: &str) -> usize {
+    pub(crate) fn count(&self, line: &str) -> usize {
         self.log().matches(line).count()
     }
 
     /// Waits until `line` appears `n` times in the log; returns when.
-    fn wait_log(&self, line: &str, n: usize, timeout: Duration) -> Instant {
+    pub(crate) fn wait_log(&self, line: &str, n: usize, timeout: Duration) -> Instant {
         let start = Instant::now();
         loop {
             self.ns.assert_running(self.pid);
@@ -531,7 +537,7 @@ impl<'a> Keepalived<'a> {
 
     /// Kills the VRRP child with SIGKILL (a crash: no priority-0 advert); the parent, which does
     /// not respawn it (`-R`), exits.
-    fn crash(self) {
+    pub(crate) fn crash(self) {
         let child = std::fs::read_to_string(self.vrrp_pidfile.path())
             .expect("keepalived's VRRP pid file")
             .trim()
@@ -541,7 +547,7 @@ impl<'a> Keepalived<'a> {
     }
 
     /// SIGTERM to the parent: a clean stop (the VRRP child sends priority 0).
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.ns.signal(self.pid, "TERM");
         let _ = self.ns.wait_exit(self.pid, Duration::from_secs(10));
     }

@@ -25,6 +25,7 @@
 //! `tunlb director --keepalived-conf`; [`snat`] has the S-NAT gateway: the real servers' own
 //! connections out from a public address; [`metrics`] scrapes `/metrics` after known traffic;
 //! [`vrrp`] has two directors electing a VRRP master, ARP answered only by it, and handovers;
+//! [`vrrp6`] the same over IPv6 (VRRPv3, Neighbor Discovery) and interop with keepalived there;
 //! [`flood`] sends 100,000 spoofed SYN + ACK pairs at a director with a 20,000-flow table;
 //! [`control`] has the control socket against an unprivileged squatter;
 //! [`privileges`] reads the daemons' capabilities after setup and checks that traffic, edits,
@@ -56,3 +57,4 @@ mod snat6;
 mod ssl_check;
 mod tun_mode;
 mod vrrp;
+mod vrrp6;

@@ -473,6 +473,17 @@ impl Validator<'_> {
             "virtual_router_id",
             r.virtual_router_id.as_ref().map(Spanned::span),
         );
+        field(
+            "unicast_src_ip",
+            r.unicast_src_ip.as_ref().map(Spanned::span),
+        );
+        field(
+            "unicast_peer",
+            r.unicast_peer
+                .as_ref()
+                .and_then(|v| v.first())
+                .map(Spanned::span),
+        );
         let name_span = span_of(&r.name, &at);
 
         if let Some(s) = &r.state {
@@ -603,10 +614,10 @@ impl Validator<'_> {
             }
         }
         if let Some(a) = &r.unicast_src_ip {
-            inst.unicast_src = self.unicast(a, &format!("{what}.unicast_src_ip"));
+            inst.unicast_src = self.ip_unicast(a, &format!("{what}.unicast_src_ip"));
         }
         for (j, p) in r.unicast_peer.iter().flatten().enumerate() {
-            if let Some(a) = self.unicast(p, &format!("{what}.unicast_peer[{j}]")) {
+            if let Some(a) = self.ip_unicast(p, &format!("{what}.unicast_peer[{j}]")) {
                 if inst.unicast_peers.contains(&a) {
                     self.report(
                         p.span(),

@@ -128,7 +128,7 @@ fn every_key_into_the_model() {
     let v = &s.vrrp;
     assert_eq!(v.router_id.as_deref(), Some("LVS_A"));
     let vip = |a: [u8; 4], prefix, dev: Option<&str>, label: Option<&str>| VirtualIp {
-        addr: Ipv4Addr::from(a),
+        addr: Ipv4Addr::from(a).into(),
         prefix,
         dev: dev.map(String::from),
         label: label.map(String::from),
@@ -148,10 +148,10 @@ fn every_key_into_the_model() {
             vip([192, 168, 150, 100], 24, Some("eth0"), Some("eth0:3")),
             vip([192, 168, 150, 101], 32, None, None),
         ],
-        unicast_src: Some(Ipv4Addr::new(192, 168, 150, 11)),
+        unicast_src: Some(Ipv4Addr::new(192, 168, 150, 11).into()),
         unicast_peers: vec![
-            Ipv4Addr::new(192, 168, 150, 14),
-            Ipv4Addr::new(192, 168, 150, 15),
+            Ipv4Addr::new(192, 168, 150, 14).into(),
+            Ipv4Addr::new(192, 168, 150, 15).into(),
         ],
         track_interfaces: vec![
             TrackInterface {
@@ -407,7 +407,7 @@ key = "short"
             (16, 22, "vrrp_instance[0].virtual_ipaddress[0]: expected an address like 192.0.2.1/24"),
             (16, 36, "vrrp_instance[0].virtual_ipaddress[1]: unexpected 'colour'"),
             (16, 72, "vrrp_instance[0].virtual_ipaddress[3]: 10.0.0.2 is listed twice"),
-            (17, 18, "vrrp_instance[0].unicast_src_ip: expected a unicast IPv4 address"),
+            (17, 18, "vrrp_instance[0].unicast_src_ip: expected a unicast address"),
             (18, 29, "vrrp_instance[0].unicast_peer[1]: 10.0.0.9 is listed twice"),
             (18, 41, "vrrp_instance[0].unicast_peer[2]: expected an IPv4 address"),
             (19, 20, "vrrp_instance[0].track_interface[0]: expected an interface name"),
@@ -527,5 +527,43 @@ fn to_toml_round_trips_vrrp() {
     assert!(
         !plain.contains("sloppy") && !plain.contains("vrrp"),
         "{plain}"
+    );
+}
+
+#[test]
+fn an_ipv6_instance_runs_v3_and_mixed_families_are_refused_at_their_key() {
+    let settings = ok(r#"
+[[vrrp_instance]]
+name = "VI_6"
+interface = "eth0"
+virtual_router_id = 61
+advert_int = 0.5
+unicast_src_ip = "fe80::11"
+unicast_peer = ["fe80::14"]
+virtual_ipaddress = ["2001:db8::100/64 dev eth0"]
+"#);
+    let i = &settings.vrrp.instances[0];
+    assert!(i.is_ipv6());
+    assert_eq!(i.version, Version::V3);
+    assert_eq!(i.vips[0].to_line(), "2001:db8::100/64 dev eth0");
+    assert_eq!(
+        i.unicast_peers,
+        ["fe80::14".parse::<std::net::IpAddr>().unwrap()]
+    );
+    check(
+        &problems(
+            r#"
+[[vrrp_instance]]
+name = "VI_6"
+interface = "eth0"
+virtual_router_id = 61
+unicast_peer = ["192.0.2.14"]
+virtual_ipaddress = ["2001:db8::100/64", "192.0.2.100"]
+"#,
+        ),
+        &[
+            (6, 17, "vrrp_instance VI_6: unicast_peer 192.0.2.14: address family must match VRRP instance (it is IPv6)"),
+            (7, 21, "vrrp_instance VI_6: virtual_ipaddress 192.0.2.100: address family must match VRRP instance (it is IPv6)"),
+        ],
     );
 }

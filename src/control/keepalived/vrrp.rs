@@ -34,6 +34,7 @@ pub const GLOBAL_KEYS: &[&str] = &[
     "vrrp_garp_master_refresh_repeat",
     "vrrp_garp_interval",
     "vrrp_mcast_group4",
+    "vrrp_mcast_group6",
     "lvs_sync_daemon",
 ];
 
@@ -87,10 +88,6 @@ const UNSUPPORTED_INSTANCE: &[&str] = &[
     "down_timer_adverts",
     "auth_hmac",
 ];
-
-/// Why an IPv6 `virtual_ipaddress` is refused: keepalived accepts it (the instance becomes
-/// VRRPv3 over IPv6); ignoring it would silently leave the address unannounced.
-const NO_IPV6_VRRP: &str = "IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet";
 
 /// Whether a `virtual_ipaddress` entry (`ADDR[/LEN]`) is IPv6 (`Some(true)`), IPv4
 /// (`Some(false)`), or not an address at all (`None`, left to [`parse_vip`]'s error).
@@ -297,6 +294,17 @@ fn global_key(field: &Node, g: &mut Globals, places: &mut Places, cx: &mut Ctx) 
                     cx.error(
                         field.args[0].at,
                         format!("{what}: only 224.0.0.18 (VRRP's group) is supported by tunlb, found {a}"),
+                    );
+                }
+            }
+            cx.at_most(field, 1);
+        }
+        "vrrp_mcast_group6" => {
+            if let Some(a) = cx.ip(field, 0) {
+                if a != crate::vrrp::wire::MULTICAST_GROUP6 {
+                    cx.error(
+                        field.args[0].at,
+                        format!("{what}: only ff02::12 (VRRP's IPv6 group) is supported by tunlb, found {a}"),
                     );
                 }
             }
@@ -616,8 +624,11 @@ fn instance(
         }
         let place = match kw {
             "state" | "priority" | "advert_int" | "authentication" | "nopreempt"
-            | "preempt_delay" | "virtual_ipaddress" | "virtual_router_id" => Some(match kw {
+            | "preempt_delay" | "virtual_ipaddress" | "virtual_router_id" | "unicast_src_ip"
+            | "mcast_src_ip" | "unicast_peer" => Some(match kw {
                 "state" => "state",
+                "unicast_src_ip" | "mcast_src_ip" => "unicast_src_ip",
+                "unicast_peer" => "unicast_peer",
                 "priority" => "priority",
                 "advert_int" => "advert_int",
                 "authentication" => "authentication",
@@ -728,14 +739,6 @@ fn instance(
                             Some(_) => {}
                             None => family = Some((v6, spec.to_string())),
                         }
-                        if v6 {
-                            cx.error(
-                                line.name.at,
-                                format!("{what}: virtual_ipaddress {spec}: {NO_IPV6_VRRP}"),
-                            );
-                            cx.no_block(line);
-                            continue;
-                        }
                     }
                     let mut words = vec![spec];
                     words.extend(line.args.iter().map(|w| w.text.as_str()));
@@ -769,7 +772,7 @@ fn instance(
                 }
             }
             "unicast_src_ip" | "mcast_src_ip" => {
-                if let Some(a) = cx.ipv4(field, 0) {
+                if let Some(a) = cx.ip(field, 0) {
                     inst.unicast_src = Some(a);
                 }
                 cx.at_most(field, 1);
@@ -785,7 +788,7 @@ fn instance(
                         args: vec![peer.name.clone()],
                         block: None,
                     };
-                    if let Some(a) = cx.ipv4(&as_node, 0) {
+                    if let Some(a) = cx.ip(&as_node, 0) {
                         if inst.unicast_peers.contains(&a) {
                             cx.error(
                                 peer.name.at,
@@ -910,16 +913,6 @@ fn instance(
                     field.name.at,
                     format!("{what}: virtual_ipaddress_excluded is not supported by tunlb"),
                 );
-                // Say it for each IPv6 address too, so that one is not taken for the only issue.
-                for line in cx.block(field) {
-                    let spec = line.name.text.as_str();
-                    if vip_is_ipv6(spec) == Some(true) {
-                        cx.error(
-                            line.name.at,
-                            format!("{what}: virtual_ipaddress_excluded {spec}: IPv6 addresses in VRRP instances are not supported yet"),
-                        );
-                    }
-                }
             }
             kw if UNSUPPORTED_INSTANCE.contains(&kw) => {
                 cx.error(

@@ -153,7 +153,7 @@ fn every_keyword_into_the_model() {
         interval: Duration::from_millis(1),
     };
     let vip = |a: [u8; 4], prefix, dev: Option<&str>, label: Option<&str>| VirtualIp {
-        addr: Ipv4Addr::from(a),
+        addr: Ipv4Addr::from(a).into(),
         prefix,
         dev: dev.map(String::from),
         label: label.map(String::from),
@@ -174,10 +174,10 @@ fn every_keyword_into_the_model() {
             vip([192, 168, 150, 101], 32, None, None),
             vip([10, 9, 0, 1], 32, Some("eth2"), None),
         ],
-        unicast_src: Some(Ipv4Addr::new(192, 168, 150, 11)),
+        unicast_src: Some(Ipv4Addr::new(192, 168, 150, 11).into()),
         unicast_peers: vec![
-            Ipv4Addr::new(192, 168, 150, 14),
-            Ipv4Addr::new(192, 168, 150, 15),
+            Ipv4Addr::new(192, 168, 150, 14).into(),
+            Ipv4Addr::new(192, 168, 150, 15).into(),
         ],
         track_interfaces: vec![
             TrackInterface {
@@ -239,7 +239,10 @@ fn every_keyword_into_the_model() {
     );
     let vi3 = &v.instances[2];
     assert_eq!(vi3.preempt_delay, Duration::from_millis(2500));
-    assert_eq!(vi3.unicast_src, Some(Ipv4Addr::new(192, 168, 150, 11)));
+    assert_eq!(
+        vi3.unicast_src,
+        Some(Ipv4Addr::new(192, 168, 150, 11).into())
+    );
     assert!(vi3.unicast_peers.is_empty());
     assert_eq!(
         v.scripts,
@@ -538,8 +541,8 @@ vrrp_instance A B {
             (3, 23, "virtual_router_id: expected an integer from 1 to 255, found '0'"),
             (4, 14, "priority: expected an integer from 1 to 255, found '256'"),
             (5, 16, "advert_int: expected a time in seconds from 0.01 to 255"),
-            (7, 9, "vrrp_instance VI_2: virtual_ipaddress: expected an address like 192.0.2.1/24, found '192.168.150.300/24'"),
-            (8, 9, "vrrp_instance VI_2: virtual_ipaddress: expected an address like 192.0.2.1/24, found '10.0.0.1/33'"),
+            (7, 9, "vrrp_instance VI_2: virtual_ipaddress: expected an address like 192.0.2.1/24 or 2001:db8::1/64, found '192.168.150.300/24'"),
+            (8, 9, "vrrp_instance VI_2: virtual_ipaddress: expected an address like 192.0.2.1/24 or 2001:db8::1/64, found '10.0.0.1/33'"),
             (9, 18, "vrrp_instance VI_2: virtual_ipaddress: expected a value after 'dev'"),
             (10, 18, "vrrp_instance VI_2: virtual_ipaddress: unexpected 'colour'"),
             (11, 18, "vrrp_instance VI_2: virtual_ipaddress: unexpected '//'"),
@@ -911,7 +914,70 @@ fn the_ha_pair_files_differ_only_where_they_must() {
 /// leave the address unannounced. An instance mixing families is refused as keepalived words it
 /// ("address family must match VRRP instance"; keepalived drops the address, tunlb refuses it).
 #[test]
-fn ipv6_vrrp_addresses_are_refused_at_their_place() {
+fn an_ipv6_instance_is_vrrpv3_over_ipv6() {
+    let conf = ok("\
+global_defs {
+    vrrp_version 2
+    vrrp_mcast_group6 ff02::12
+}
+vrrp_instance VI_6 {
+    state BACKUP
+    interface eth0
+    virtual_router_id 51
+    priority 100
+    advert_int 0.5
+    authentication {
+        auth_type PASS
+        auth_pass secret
+    }
+    virtual_ipaddress {
+        2001:db8::100/64 dev eth0
+        2001:db8::101
+    }
+    unicast_src_ip fe80::11
+    unicast_peer {
+        fe80::14
+    }
+}
+vrrp_instance VI_4 {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        192.0.2.1/24
+    }
+}
+");
+    let v6 = &conf.vrrp.instances[0];
+    assert!(v6.is_ipv6());
+    // keepalived forces version 3 over IPv6; its auth is ignored (with a warning).
+    assert_eq!((v6.version, v6.auth_pass), (Version::V3, None));
+    assert_eq!(v6.advert_int, Duration::from_millis(500));
+    let vips: Vec<String> = v6.vips.iter().map(VirtualIp::to_line).collect();
+    assert_eq!(vips, ["2001:db8::100/64 dev eth0", "2001:db8::101/128"]);
+    assert_eq!(v6.unicast_src, Some("fe80::11".parse().unwrap()));
+    assert_eq!(
+        v6.unicast_peers,
+        ["fe80::14".parse::<std::net::IpAddr>().unwrap()]
+    );
+    // The IPv4 instance with the same VRID on the same interface is another router.
+    let v4 = &conf.vrrp.instances[1];
+    assert!(!v4.is_ipv6());
+    assert_eq!(v4.version, Version::V2);
+    assert!(
+        conf.warnings
+            .iter()
+            .any(|d| d.message.contains("version 3 has no authentication")),
+        "{:?}",
+        conf.warnings
+    );
+}
+
+#[test]
+fn mixing_address_families_in_an_instance_is_refused_at_its_place() {
+    check(
+        &errors("global_defs {\n    vrrp_mcast_group6 ff02::1\n}\n"),
+        &[(2, 23, "global_defs vrrp_mcast_group6: only ff02::12 (VRRP's IPv6 group) is supported by tunlb, found ff02::1")],
+    );
     let text = "\
 global_defs {
     router_id LVS_A
@@ -927,6 +993,9 @@ vrrp_instance VI_6 {
         2001:db8::2
         192.0.2.9/24
     }
+    unicast_peer {
+        192.0.2.14
+    }
 }
 vrrp_instance VI_4 {
     interface eth0
@@ -935,6 +1004,7 @@ vrrp_instance VI_4 {
         192.0.2.1/24
         2001:db8::3/64
     }
+    unicast_src_ip 2001:db8::11
     virtual_ipaddress_excluded {
         2001:db8::4/64
         192.0.2.5
@@ -950,21 +1020,20 @@ virtual_server 192.0.2.1 80 {
     check(
         &errors(text),
         &[
-            (11, 9, "vrrp_instance VI_6: virtual_ipaddress 2001:db8::1/64: IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet"),
-            (12, 9, "vrrp_instance VI_6: virtual_ipaddress 2001:db8::2: IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet"),
             (13, 9, "vrrp_instance VI_6: virtual_ipaddress 192.0.2.9/24: address family must match VRRP instance (its first address 2001:db8::1/64 is IPv6; keepalived ignores this address, tunlb refuses it)"),
-            (21, 9, "vrrp_instance VI_4: virtual_ipaddress 2001:db8::3/64: address family must match VRRP instance (its first address 192.0.2.1/24 is IPv4; keepalived ignores this address, tunlb refuses it)"),
-            (23, 5, "vrrp_instance VI_4: virtual_ipaddress_excluded is not supported by tunlb"),
-            (24, 9, "vrrp_instance VI_4: virtual_ipaddress_excluded 2001:db8::4/64: IPv6 addresses in VRRP instances are not supported yet"),
+            (15, 5, "vrrp_instance VI_6: unicast_peer 192.0.2.14: address family must match VRRP instance (it is IPv6)"),
+            (24, 9, "vrrp_instance VI_4: virtual_ipaddress 2001:db8::3/64: address family must match VRRP instance (its first address 192.0.2.1/24 is IPv4; keepalived ignores this address, tunlb refuses it)"),
+            (26, 5, "vrrp_instance VI_4: unicast_src_ip 2001:db8::11: address family must match VRRP instance (it is IPv4)"),
+            (27, 5, "vrrp_instance VI_4: virtual_ipaddress_excluded is not supported by tunlb"),
         ],
     );
     // The same from a file, as `check-config` and `director --keepalived-conf` print it.
     let path = std::env::temp_dir().join(format!("tunlb-kv6-{}.conf", std::process::id()));
     std::fs::write(&path, text).unwrap();
-    let shown = load(&path).expect_err("IPv6 VRRP refused").to_string();
+    let shown = load(&path).expect_err("mixed families refused").to_string();
     std::fs::remove_file(&path).unwrap();
     assert!(
-        shown.contains("tunlb-kv6-") && shown.contains(".conf:11:9: vrrp_instance VI_6: virtual_ipaddress 2001:db8::1/64: IPv6 VRRP instances (VRRPv3 over IPv6) are not supported yet"),
+        shown.contains("tunlb-kv6-") && shown.contains(".conf:15:5: vrrp_instance VI_6: unicast_peer 192.0.2.14: address family must match"),
         "{shown}"
     );
 }

@@ -1,7 +1,7 @@
 //! The driver thread's loop: sockets, timers, tracking and actions of every instance.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -19,6 +19,7 @@ use crate::time::{Clock, Duration, Instant};
 use crate::vrrp::config::{InstanceConfig, Notify, SyncGroupConfig, VrrpConfig};
 use crate::vrrp::group::SyncGroup;
 use crate::vrrp::machine::{Action, Instance, State};
+use crate::vrrp::wire::IpInfo;
 
 /// How often interfaces are looked at (and the longest the loop sleeps).
 const TICK: Duration = Duration::from_millis(100);
@@ -26,7 +27,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// The sockets of one interface and source address.
 struct Link {
     iface: String,
-    src: Ipv4Addr,
+    src: IpAddr,
     sock: VrrpSocket,
 }
 
@@ -35,10 +36,10 @@ struct Inst {
     cfg: InstanceConfig,
     m: Instance,
     link: usize,
-    src: Ipv4Addr,
-    vips: Vec<Ipv4Addr>,
+    src: IpAddr,
+    vips: Vec<IpAddr>,
     /// The VIPs by the interface they are answered on (`dev`, default the instance's).
-    by_iface: BTreeMap<String, BTreeSet<Ipv4Addr>>,
+    by_iface: BTreeMap<String, BTreeSet<IpAddr>>,
     counters: InstanceCounters,
     group: Option<usize>,
     tracked: Tracked,
@@ -53,11 +54,12 @@ struct Group {
     members: Vec<usize>,
 }
 
-/// A gratuitous ARP burst still going (`vrrp_garp_interval` apart).
+/// A gratuitous ARP (IPv4) or unsolicited Neighbor Advertisement (IPv6) burst still going
+/// (`vrrp_garp_interval` apart).
 struct PendingGarp {
     at: Instant,
     iface: String,
-    vip: Ipv4Addr,
+    vip: IpAddr,
     left: u32,
     interval: Duration,
 }
@@ -92,10 +94,13 @@ impl Driver {
         let mut links: Vec<Link> = Vec::new();
         let mut insts = Vec::new();
         for ic in &cfg.instances {
-            let src = source_address(ic.unicast_src, &ic.interface).with_context(|| {
+            let ipv6 = ic.is_ipv6();
+            let src = source_address(ic.unicast_src, ipv6, &ic.interface).with_context(|| {
                 format!(
-                    "VRRP instance {}: no IPv4 address on {} to send adverts from",
-                    ic.name, ic.interface
+                    "VRRP instance {}: no {} address on {} to send adverts from",
+                    ic.name,
+                    if ipv6 { "IPv6 link-local" } else { "IPv4" },
+                    ic.interface
                 )
             })?;
             let link = match links
@@ -114,7 +119,7 @@ impl Driver {
                     links.len() - 1
                 }
             };
-            let mut by_iface: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+            let mut by_iface: BTreeMap<String, BTreeSet<IpAddr>> = BTreeMap::new();
             for v in &ic.vips {
                 by_iface
                     .entry(v.dev.clone().unwrap_or_else(|| ic.interface.clone()))
@@ -122,8 +127,18 @@ impl Driver {
                     .insert(v.addr);
             }
             for iface in by_iface.keys() {
-                announcer.open(iface).with_context(|| {
-                    format!("VRRP instance {}: answering ARP on {iface}", ic.name)
+                let opened = if ipv6 {
+                    announcer.open6(iface)
+                } else {
+                    announcer.open(iface)
+                };
+                opened.with_context(|| {
+                    let what = if ipv6 {
+                        "Neighbor Solicitations"
+                    } else {
+                        "ARP"
+                    };
+                    format!("VRRP instance {}: answering {what} on {iface}", ic.name)
                 })?;
             }
             insts.push(Inst {
@@ -257,9 +272,31 @@ impl Driver {
     }
 
     fn receive(&mut self, l: usize, now: Instant, buf: &mut [u8]) {
+        let v6 = self.links[l].src.is_ipv6();
         for _ in 0..64 {
-            let n = match self.links[l].sock.recv(buf) {
-                Ok(Some(n)) => n,
+            // IPv4: the whole packet, checked here; IPv6: the message and its header's fields.
+            let got = if v6 {
+                self.links[l].sock.recv6(buf).map(|r| {
+                    r.map(|r| {
+                        let info = IpInfo {
+                            src: IpAddr::V6(r.src),
+                            dst: IpAddr::V6(r.dst),
+                            ttl: r.hop_limit,
+                        };
+                        (Ok((info, 0..r.len)), r.len)
+                    })
+                })
+            } else {
+                self.links[l].sock.recv(buf).map(|r| {
+                    r.map(|n| {
+                        let checked = crate::vrrp::wire::check_ip_any_ttl(&buf[..n])
+                            .map(|(info, payload)| (info, n - payload.len()..n));
+                        (checked, n)
+                    })
+                })
+            };
+            let (checked, n) = match got {
+                Ok(Some(g)) => g,
                 Ok(None) => return,
                 Err(e) => {
                     log::warn!(
@@ -269,19 +306,26 @@ impl Driver {
                     return;
                 }
             };
-            let packet = &buf[..n];
             for inst in self.insts.iter_mut().filter(|i| i.link == l) {
-                match inst.m.handle_advert(now, packet) {
+                let handled = match &checked {
+                    Ok((info, range)) => inst.m.handle_payload(now, *info, &buf[range.clone()]),
+                    Err(r) => Err(*r),
+                };
+                match handled {
                     Ok(()) => inst.counters.adverts_received += 1,
                     Err(r) if r.as_str() == "vrid" => {}
                     Err(r) => {
                         let reason = r.as_str();
                         *inst.counters.refused.entry(reason).or_default() += 1;
                         if inst.logged.insert(reason) {
-                            let from = packet
-                                .get(12..16)
-                                .map(|a| Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string())
-                                .unwrap_or_else(|| "?".into());
+                            let from = match &checked {
+                                Ok((info, _)) => info.src.to_string(),
+                                Err(_) if v6 => "?".to_string(),
+                                Err(_) => buf[..n]
+                                    .get(12..16)
+                                    .map(|a| format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]))
+                                    .unwrap_or_else(|| "?".into()),
+                            };
                             log::warn!(
                                 "tunlb director: VRRP ({}) advert from {from} refused: {reason} (counted in tunlb_vrrp_adverts_refused_total, logged once)",
                                 inst.cfg.name
@@ -430,9 +474,14 @@ impl Driver {
         let announcer = &self.announcer;
         self.garps.retain_mut(|g| {
             while g.left > 0 && g.at <= now {
-                if let Err(e) = announcer.gratuitous_arp(&g.iface, g.vip) {
+                if let Err(e) = announcer.advertise(&g.iface, g.vip) {
+                    let what = if g.vip.is_ipv6() {
+                        "unsolicited neighbor advertisement"
+                    } else {
+                        "gratuitous ARP"
+                    };
                     log::warn!(
-                        "tunlb director: VRRP: gratuitous ARP for {} on {}: {e}",
+                        "tunlb director: VRRP: {what} for {} on {}: {e}",
                         g.vip,
                         g.iface
                     );
@@ -465,7 +514,8 @@ impl Driver {
                     .map_or(String::new(), |m| format!(", master {m}"))
             ),
         }
-        // The ARP answers follow the state: only a MASTER answers for the VIPs.
+        // The ARP / NDP answers follow the state: only a MASTER answers for the VIPs. The
+        // unsolicited advertisements of a takeover are the GarpBurst's (garp_master_*).
         let announce = to == State::Master;
         for (iface, vips) in &inst.by_iface {
             let set = if announce {
@@ -473,8 +523,8 @@ impl Driver {
             } else {
                 BTreeSet::new()
             };
-            if let Err(e) = self.announcer.set(&name, iface, &set) {
-                log::error!("tunlb director: VRRP ({name}) ARP responder on {iface}: {e}");
+            if let Err(e) = self.announcer.announce_quietly(&name, iface, &set) {
+                log::error!("tunlb director: VRRP ({name}) ARP/NDP responder on {iface}: {e}");
             }
         }
         if self.sync_instance == Some(i) {
@@ -555,7 +605,9 @@ impl Driver {
         self.drain_actions(now);
         for inst in &self.insts {
             for iface in inst.by_iface.keys() {
-                let _ = self.announcer.set(&inst.cfg.name, iface, &BTreeSet::new());
+                let _ = self
+                    .announcer
+                    .announce_quietly(&inst.cfg.name, iface, &BTreeSet::new());
             }
             if let Some(stop) = &inst.cfg.notify.stop {
                 self.notifier.run(stop, &[]);
@@ -597,13 +649,13 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn list(addrs: &[Ipv4Addr]) -> String {
+fn list(addrs: &[IpAddr]) -> String {
     if addrs.is_empty() {
         return "none".to_string();
     }
     addrs
         .iter()
-        .map(Ipv4Addr::to_string)
+        .map(IpAddr::to_string)
         .collect::<Vec<_>>()
         .join(", ")
 }

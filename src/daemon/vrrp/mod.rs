@@ -1,11 +1,17 @@
 //! The VRRP driver: one thread running every `vrrp_instance`'s sans-IO state machine
 //! ([`crate::vrrp::machine`]) over real sockets, scripts and the ARP responder.
 //!
-//! - Adverts are sent and received on raw IP-protocol-112 sockets, one pair per interface
-//!   ([`VrrpSocket`](crate::sys::vrrp::VrrpSocket): 224.0.0.18 or the `unicast_peer`s, TTL 255,
-//!   TOS 0xc0), from `unicast_src_ip` or the interface's first address.
-//! - A MASTER's VIPs are answered by the ARP responder ([`Announcer`]); entering MASTER sends
-//!   gratuitous ARPs (`garp_master_*`); leaving it stops the answers at once.
+//! - Adverts are sent and received on raw IP-protocol-112 sockets, one pair per interface and
+//!   family ([`VrrpSocket`](crate::sys::vrrp::VrrpSocket): 224.0.0.18 or the `unicast_peer`s,
+//!   TTL 255, TOS 0xc0), from `unicast_src_ip` or the interface's first address. An instance
+//!   whose VIPs are IPv6 runs VRRPv3 over IPv6: ff02::12, hop limit 255, from the interface's
+//!   link-local address.
+//! - A MASTER's VIPs are answered by the ARP and NDP responder ([`Announcer`]: ARP requests
+//!   for IPv4 VIPs, Neighbor Solicitations for IPv6 ones); entering MASTER sends gratuitous
+//!   ARPs, or unsolicited Neighbor Advertisements (override set, to ff02::1) for IPv6 VIPs, as
+//!   keepalived does (`garp_master_*` apply to both); leaving it stops the answers at once.
+//!   The VIPs are never addresses of the host (they are routed into the TUN): nothing is left
+//!   behind by a crash, the answers die with the process.
 //! - `track_interface` (polled every 100 ms; the instance's own interface is always tracked)
 //!   and `vrrp_script` results become FAULT or a priority delta ([`track`]).
 //! - `notify*` scripts run on every transition, never waited for ([`scripts`]).
@@ -22,7 +28,7 @@ pub mod scripts;
 pub mod track;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -185,17 +191,19 @@ pub fn start(
 }
 
 /// The address adverts of an instance leave from: `unicast_src_ip`, else the interface's
-/// first IPv4 address.
-fn source_address(unicast_src: Option<Ipv4Addr>, iface: &str) -> std::io::Result<Ipv4Addr> {
+/// first IPv4 address or, for an IPv6 instance, its link-local address.
+fn source_address(unicast_src: Option<IpAddr>, ipv6: bool, iface: &str) -> std::io::Result<IpAddr> {
     match unicast_src {
         Some(a) => Ok(a),
-        None => crate::sys::iface::ipv4(iface),
+        None if ipv6 => crate::sys::iface::ipv6_link_local(iface).map(IpAddr::V6),
+        None => crate::sys::iface::ipv4(iface).map(IpAddr::V4),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn status_shows_time_since_the_transition_and_the_metric_values() {
@@ -216,9 +224,9 @@ mod tests {
                 vrid: 51,
                 interface: "eth0".into(),
                 version: 2,
-                master: Some(Ipv4Addr::new(192, 168, 150, 11)),
+                master: Some(IpAddr::V4(Ipv4Addr::new(192, 168, 150, 11))),
                 since_ms: None,
-                vips: vec![Ipv4Addr::new(192, 168, 150, 100)],
+                vips: vec![IpAddr::V4(Ipv4Addr::new(192, 168, 150, 100))],
                 adverts_sent: 0,
                 adverts_received: 0,
             },

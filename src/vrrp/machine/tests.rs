@@ -3,11 +3,21 @@
 
 use super::*;
 use crate::vrrp::config::{InstanceConfig, VirtualIp};
+use std::net::Ipv4Addr;
 
-const A: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 11);
-const B: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 14);
-const C: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 20);
-const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 100);
+const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 11));
+const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 14));
+const C: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 20));
+const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 100));
+
+/// `payload` in the IP header the kernel would put around it, either family.
+fn wrap(src: IpAddr, dst: IpAddr, ttl: u8, payload: &[u8], out: &mut Vec<u8>) {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => wire::wrap_ipv4(s, d, ttl, payload, out),
+        (IpAddr::V6(s), IpAddr::V6(d)) => wire::wrap_ipv6(s, d, ttl, payload, out),
+        _ => panic!("mixed families {src} {dst}"),
+    }
+}
 
 fn ms(n: u64) -> Instant {
     Instant::from_millis(n)
@@ -54,7 +64,7 @@ struct Lan {
 }
 
 impl Lan {
-    fn new(cfgs: &[(InstanceConfig, Ipv4Addr)]) -> Lan {
+    fn new(cfgs: &[(InstanceConfig, IpAddr)]) -> Lan {
         Lan {
             nodes: cfgs.iter().map(|(c, a)| Instance::new(c, *a)).collect(),
             up: vec![false; cfgs.len()],
@@ -125,7 +135,7 @@ impl Lan {
         let dsts = sender.destinations().to_vec();
         for dst in dsts {
             self.nodes[from].build_advert(priority, dst, &mut payload);
-            wire::wrap_ipv4(self.nodes[from].src(), dst, 255, &payload, &mut pkt);
+            wrap(self.nodes[from].src(), dst, 255, &payload, &mut pkt);
             for j in 0..self.nodes.len() {
                 if j != from && self.up[j] {
                     if let Err(r) = self.nodes[j].handle_advert(self.now, &pkt) {
@@ -380,7 +390,7 @@ fn equal_priority_higher_address_wins() {
 }
 
 /// An advert from `src` with `priority`, as `cfg(_)` expects it.
-fn advert_from(src: Ipv4Addr, priority: u8) -> Vec<u8> {
+fn advert_from(src: IpAddr, priority: u8) -> Vec<u8> {
     let mut payload = Vec::new();
     wire::build(
         Version::V2,
@@ -390,11 +400,11 @@ fn advert_from(src: Ipv4Addr, priority: u8) -> Vec<u8> {
         &[VIP],
         None,
         src,
-        wire::MULTICAST_GROUP,
+        G,
         &mut payload,
     );
     let mut pkt = Vec::new();
-    wire::wrap_ipv4(src, wire::MULTICAST_GROUP, 255, &payload, &mut pkt);
+    wrap(src, G, 255, &payload, &mut pkt);
     pkt
 }
 
@@ -422,7 +432,7 @@ fn master_answers_a_lower_or_stopping_advert_at_once() {
     }
     // The same priority from a higher address wins; from a lower one it is answered.
     lan.nodes[0]
-        .handle_advert(now, &advert_from(Ipv4Addr::new(192, 168, 1, 5), 100))
+        .handle_advert(now, &advert_from(Ipv4Addr::new(192, 168, 1, 5).into(), 100))
         .unwrap();
     assert_eq!(
         lan.nodes[0].poll_action(),
@@ -631,8 +641,8 @@ fn sync_to_moves_members_and_group_fault_clears() {
 fn packet(
     version: Version,
     edit: impl FnOnce(&mut Vec<u8>),
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     ttl: u8,
 ) -> Vec<u8> {
     let mut payload = Vec::new();
@@ -649,19 +659,26 @@ fn packet(
     );
     edit(&mut payload);
     let mut pkt = Vec::new();
-    wire::wrap_ipv4(src, dst, ttl, &payload, &mut pkt);
+    wrap(src, dst, ttl, &payload, &mut pkt);
     pkt
 }
 
-fn refresh_csum(p: &mut [u8], version: Version, src: Ipv4Addr, dst: Ipv4Addr) {
+fn refresh_csum(p: &mut [u8], version: Version, src: IpAddr, dst: IpAddr) {
+    use crate::wire::checksum;
     p[6] = 0;
     p[7] = 0;
+    let pseudo = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            checksum::pseudo_header_v4(s, d, wire::PROTOCOL, p.len() as u16)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            checksum::pseudo_header_v6(s, d, wire::PROTOCOL, p.len() as u32)
+        }
+        _ => panic!("mixed families"),
+    };
     let sum = match version {
-        Version::V2 => crate::wire::checksum::data(p),
-        Version::V3 => crate::wire::checksum::combine(&[
-            crate::wire::checksum::pseudo_header_v4(src, dst, wire::PROTOCOL, p.len() as u16),
-            crate::wire::checksum::data(p),
-        ]),
+        Version::V2 => checksum::data(p),
+        Version::V3 => checksum::combine(&[pseudo, checksum::data(p)]),
     };
     p[6..8].copy_from_slice(&(!sum).to_be_bytes());
 }
@@ -672,7 +689,7 @@ fn refusal(inst_cfg: InstanceConfig, pkt: &[u8]) -> Result<(), Refusal> {
     i.handle_advert(Instant::ZERO, pkt)
 }
 
-const G: Ipv4Addr = wire::MULTICAST_GROUP;
+const G: IpAddr = IpAddr::V4(wire::MULTICAST_GROUP);
 
 #[test]
 fn valid_adverts_pass() {
@@ -801,7 +818,7 @@ fn every_refusal() {
             {
                 let mut c = cfg(100);
                 c.vips.push(VirtualIp {
-                    addr: Ipv4Addr::new(192, 168, 1, 101),
+                    addr: Ipv4Addr::new(192, 168, 1, 101).into(),
                     prefix: 32,
                     dev: None,
                     label: None,
@@ -872,13 +889,16 @@ fn v2_password_accepted_and_v3_ignores_auth() {
     let mut payload = Vec::new();
     i.build_advert(50, G, &mut payload);
     let mut pkt = Vec::new();
-    wire::wrap_ipv4(B, G, 255, &payload, &mut pkt);
+    wrap(B, G, 255, &payload, &mut pkt);
     assert_eq!(refusal(c.clone(), &pkt), Ok(()));
     c.version = Version::V3;
     let i = Instance::new(&c, B);
     i.build_advert(50, G, &mut payload);
-    assert_eq!(payload.len(), wire::advert_len(Version::V3, 1));
-    wire::wrap_ipv4(B, G, 255, &payload, &mut pkt);
+    assert_eq!(
+        payload.len(),
+        wire::advert_len(Version::V3, wire::Family::V4, 1)
+    );
+    wrap(B, G, 255, &payload, &mut pkt);
     assert_eq!(refusal(c, &pkt), Ok(()));
 }
 
@@ -893,22 +913,22 @@ fn unicast_accepts_any_ttl_and_checks_the_v3_pseudo_header_with_the_peer() {
     let mut payload = Vec::new();
     sender.build_advert(50, A, &mut payload);
     let mut pkt = Vec::new();
-    wire::wrap_ipv4(B, A, 64, &payload, &mut pkt);
+    wrap(B, A, 64, &payload, &mut pkt);
     assert_eq!(refusal(c.clone(), &pkt), Ok(()));
     // Built for another destination: the pseudo-header differs.
     sender.build_advert(50, C, &mut payload);
-    wire::wrap_ipv4(B, A, 64, &payload, &mut pkt);
+    wrap(B, A, 64, &payload, &mut pkt);
     assert_eq!(refusal(c.clone(), &pkt), Err(Refusal::Checksum));
     // Built with the multicast group in the pseudo-header (keepalived's old unicast
     // checksum): accepted, as keepalived's compatibility mode does.
     sender.build_advert(50, G, &mut payload);
-    wire::wrap_ipv4(B, A, 64, &payload, &mut pkt);
+    wrap(B, A, 64, &payload, &mut pkt);
     assert_eq!(refusal(c, &pkt), Ok(()));
 }
 
 #[test]
 fn vips_order_does_not_matter() {
-    let extra = Ipv4Addr::new(192, 168, 1, 101);
+    let extra = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 101));
     let mut c = cfg(100);
     c.vips.push(VirtualIp {
         addr: extra,
@@ -929,7 +949,7 @@ fn vips_order_does_not_matter() {
         &mut payload,
     );
     let mut pkt = Vec::new();
-    wire::wrap_ipv4(B, G, 255, &payload, &mut pkt);
+    wrap(B, G, 255, &payload, &mut pkt);
     assert_eq!(refusal(c, &pkt), Ok(()));
 }
 
@@ -940,4 +960,137 @@ fn state_labels() {
     assert_eq!(names, ["INIT", "BACKUP", "MASTER", "FAULT"]);
     let vals: Vec<u8> = all.iter().map(|s| s.as_u8()).collect();
     assert_eq!(vals, [0, 1, 2, 3]);
+}
+
+// ---- VRRPv3 over IPv6 ----
+
+const A6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x11));
+const B6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x14));
+const G6: IpAddr = IpAddr::V6(wire::MULTICAST_GROUP6);
+
+fn cfg6(priority: u8) -> InstanceConfig {
+    let mut c = cfg(priority);
+    c.vips[0].addr = "2001:db8::100".parse().unwrap();
+    c.vips[0].prefix = 128;
+    c.advert_int = Duration::from_millis(100);
+    // An IPv6 instance runs v3 whatever the config says.
+    c.version = Version::V2;
+    c
+}
+
+#[test]
+fn ipv6_instances_elect_over_ff02_12_and_fail_over() {
+    let mut lan = Lan::new(&[(cfg6(100), A6), (cfg6(50), B6)]);
+    assert_eq!(lan.nodes[0].version(), Version::V3);
+    assert_eq!(lan.nodes[0].destinations(), &[G6]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_until(ms(2000));
+    assert_eq!((lan.state(0), lan.state(1)), (State::Master, State::Backup));
+    assert_eq!(lan.nodes[1].master(), Some(A6));
+    assert!(lan.refused.is_empty(), "{:?}", lan.refused);
+    // v3 over IPv6: 3 × 0.1 s + (256 − 50) × 0.1 s / 256 after the last advert.
+    lan.crash(0);
+    let t0 = lan.now;
+    lan.run_until(ms(3000));
+    assert_eq!(lan.state(1), State::Master);
+    let took = lan.mastered_at(1).unwrap().total_millis() - t0.total_millis();
+    assert!(took <= 381, "took {took} ms");
+    // Equal priorities: the higher link-local address wins.
+    let mut lan = Lan::new(&[(cfg6(100), A6), (cfg6(100), B6)]);
+    lan.start(0);
+    lan.start(1);
+    lan.run_until(ms(2000));
+    assert_eq!((lan.state(0), lan.state(1)), (State::Backup, State::Master));
+}
+
+fn packet6(edit: impl FnOnce(&mut Vec<u8>), src: IpAddr, dst: IpAddr, hops: u8) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let vip: IpAddr = "2001:db8::100".parse().unwrap();
+    wire::build(
+        Version::V3,
+        51,
+        50,
+        Duration::from_millis(100),
+        &[vip],
+        None,
+        src,
+        dst,
+        &mut payload,
+    );
+    edit(&mut payload);
+    let mut pkt = Vec::new();
+    wrap(src, dst, hops, &payload, &mut pkt);
+    pkt
+}
+
+#[test]
+fn every_ipv6_refusal() {
+    let refuse6 = |c: InstanceConfig, pkt: &[u8]| {
+        let mut i = Instance::new(&c, A6);
+        i.start(Instant::ZERO);
+        i.handle_advert(Instant::ZERO, pkt)
+    };
+    assert_eq!(refuse6(cfg6(100), &packet6(|_| {}, B6, G6, 255)), Ok(()));
+    let global: IpAddr = "2001:db8::14".parse().unwrap();
+    let cases: Vec<(Refusal, Vec<u8>)> = vec![
+        (Refusal::Ttl, packet6(|_| {}, B6, G6, 254)),
+        (Refusal::Source, packet6(|_| {}, global, G6, 255)),
+        (Refusal::Checksum, packet6(|p| p[7] ^= 1, B6, G6, 255)),
+        (Refusal::Own, packet6(|_| {}, A6, G6, 255)),
+        (Refusal::Destination, packet6(|_| {}, B6, A6, 255)),
+        (Refusal::Vrid, packet6(|p| p[1] = 52, B6, G6, 255)),
+        (
+            Refusal::Version,
+            packet6(
+                |p| {
+                    p[0] = 0x21;
+                    refresh_csum(p, Version::V3, B6, G6);
+                },
+                B6,
+                G6,
+                255,
+            ),
+        ),
+        (
+            Refusal::Type,
+            packet6(
+                |p| {
+                    p[0] = 0x32;
+                    refresh_csum(p, Version::V3, B6, G6);
+                },
+                B6,
+                G6,
+                255,
+            ),
+        ),
+        (
+            Refusal::VipList,
+            packet6(
+                |p| {
+                    p[23] = 0x99;
+                    refresh_csum(p, Version::V3, B6, G6);
+                },
+                B6,
+                G6,
+                255,
+            ),
+        ),
+        (Refusal::Length, packet6(|p| p.push(0), B6, G6, 255)),
+        // An IPv4 advert reaching an IPv6 instance.
+        (Refusal::IpHeader, packet(Version::V3, |_| {}, B, G, 255)),
+    ];
+    for (want, pkt) in cases {
+        assert_eq!(refuse6(cfg6(100), &pkt), Err(want), "{want:?}");
+    }
+    // Unicast: any hop limit, any source scope, the pseudo-header with the peer (or the group).
+    let mut c = cfg6(100);
+    c.unicast_peers = vec![global];
+    assert_eq!(refuse6(c.clone(), &packet6(|_| {}, global, A6, 64)), Ok(()));
+    let old_style = packet6(|p| refresh_csum(p, Version::V3, global, G6), global, A6, 64);
+    assert_eq!(refuse6(c.clone(), &old_style), Ok(()));
+    assert_eq!(
+        refuse6(c, &packet6(|_| {}, global, G6, 255)),
+        Err(Refusal::Destination)
+    );
 }
