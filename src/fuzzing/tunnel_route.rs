@@ -111,9 +111,11 @@ pub(super) fn shared() -> Arc<Shared> {
     let table = RouteTable::new(&routes);
     for r in &routes {
         let probe = r.prefix.network();
-        let got = table
-            .lookup(probe)
-            .expect("a route's own network is routed");
+        let got = match probe {
+            std::net::IpAddr::V4(a) => table.lookup(a),
+            std::net::IpAddr::V6(a) => table.lookup6(a),
+        }
+        .expect("a route's own network is routed");
         assert!(got.prefix.contains(&probe));
         assert!(got.prefix.prefix_len() >= r.prefix.prefix_len());
     }
