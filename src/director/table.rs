@@ -311,6 +311,17 @@ impl Snapshot {
         table.lookup(dst)
     }
 
+    /// The tunnel route for an IPv6 packet to `dst`: none when there are no IPv6 routes or
+    /// `dst` is a VIP (services win over routes).
+    #[inline]
+    pub fn tunnel_route6(&self, dst: Ipv6Addr) -> Option<&TunnelRoute> {
+        let table = self.tunnel_routes();
+        if table.is_empty6() || self.is_vip(dst) {
+            return None;
+        }
+        table.lookup6(dst)
+    }
+
     /// This snapshot with `routes` as its tunnel routes (the control plane sets them after
     /// [`Registry::build`]).
     pub fn with_tunnel_routes(mut self, routes: Arc<RouteTable>) -> Snapshot {

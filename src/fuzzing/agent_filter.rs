@@ -50,12 +50,12 @@ pub fn agent_filter(data: &[u8]) {
         GatewayPeer {
             outer: net("10.3.0.1/32"),
             gre_key: Some(42),
-            prefixes: vec![net("10.20.0.0/16")],
+            prefixes: vec![net("10.20.0.0/16").into()],
         },
         GatewayPeer {
             outer: net("10.3.0.2/32"),
             gre_key: None,
-            prefixes: vec![net("10.30.0.0/16")],
+            prefixes: vec![net("10.30.0.0/16").into()],
         },
     ];
     let gateway = sel & 4 != 0;
@@ -88,7 +88,9 @@ pub fn agent_filter(data: &[u8]) {
         let peer = peers.iter().find(|p| p.outer.contains(&src));
         let peer = peer.unwrap_or_else(|| panic!("taken from {src}, not a peer"));
         assert!(
-            peer.prefixes.iter().any(|p| p.contains(&inner_src)),
+            peer.prefixes
+                .iter()
+                .any(|p| p.contains(&std::net::IpAddr::V4(inner_src))),
             "{inner_src} from peer {src}"
         );
     } else {

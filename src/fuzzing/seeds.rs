@@ -170,6 +170,7 @@ fn dr() -> Seeds {
 
 fn tunnel_route() -> Seeds {
     let to = |a: [u8; 4], n| tcp_packet(CLIENT, 40000, Ipv4Addr::from(a), 22, PSH_ACK, n);
+    let to6 = |a: &str, n| tcp6_packet(V6_CLIENT, 40000, a.parse().unwrap(), 22, PSH_ACK, n);
     let vip = super::tunnel_route::VIP;
     vec![
         (
@@ -193,6 +194,18 @@ fn tunnel_route() -> Seeds {
             seq(&[to([10, 20, 1, 1], 1000), no_df(to([10, 30, 0, 7], 1000))]),
         ),
         ("seed_repaired", seq_repaired(&[to([10, 20, 5, 9], 100)])),
+        // IPv6 prefixes (over IPv4): each route, a too-big packet (Packet Too Big), a UDP
+        // datagram, a destination outside every prefix.
+        (
+            "seed_ipv6_routes",
+            seq(&[
+                to6("2001:db8:20::9", 10),
+                to6("2001:db8:20:ff::9", 10),
+                to6("2001:db8:20:ff::9", 1480),
+                udp6_packet(V6_CLIENT, 5000, "2001:db8:20:1::1".parse().unwrap(), 53, 20),
+                to6("2001:db8:21::1", 10),
+            ]),
+        ),
     ]
 }
 

@@ -12,7 +12,8 @@ use crate::model::{Forward, Protocol, SchedulerKind};
 
 /// The tunnel routes (site-to-site): 10.20.0.0/16 over IPIP, 10.20.5.0/24 (more specific,
 /// inside it) over GRE with a key, 10.30.0.0/16 over GUE port 6080, 172.16.0.0/12 over GRE
-/// without a key; and one service, TCP 10.20.0.80:80 (a VIP inside a routed prefix: the
+/// without a key; IPv6: 2001:db8:20::/48 over GRE with a key, 2001:db8:20:80::/57 (inside it)
+/// over GUE; and one service, TCP 10.20.0.80:80 (a VIP inside a routed prefix: the
 /// service wins).
 /// The VIP inside a routed prefix.
 pub(super) const VIP: Ipv4Addr = Ipv4Addr::new(10, 20, 0, 80);
@@ -46,6 +47,20 @@ pub(super) fn routes() -> Vec<TunnelRoute> {
                 csum: false,
             },
         ),
+        // IPv6 prefixes over the same IPv4 underlay.
+        route(
+            "2001:db8:20::/48",
+            [198, 51, 100, 6],
+            Tunnel::Gre {
+                key: Some(8),
+                csum: false,
+            },
+        ),
+        route(
+            "2001:db8:20:80::/57",
+            [198, 51, 100, 7],
+            Tunnel::new(TunnelType::Gue, 6080, false, None),
+        ),
     ]
 }
 
@@ -68,11 +83,22 @@ pub fn tunnel_route(data: &[u8], oracle: Oracle) {
         // A routed packet goes to its route's gateway in that route's tunnel; only routed
         // packets go to a gateway.
         let Verdict::Encap(e) = v else { return };
-        let Some(dst) = super::snat::addr(input, 16) else {
-            return;
-        };
         let table = RouteTable::new(&routes);
-        match table.lookup(dst).filter(|_| dst != vip) {
+        let (dst, route): (std::net::IpAddr, _) = match input.first().map(|b| b >> 4) {
+            Some(6) => {
+                let Some(dst) = super::snat::addr6(input, 24) else {
+                    return;
+                };
+                (dst.into(), table.lookup6(dst))
+            }
+            _ => {
+                let Some(dst) = super::snat::addr(input, 16) else {
+                    return;
+                };
+                (dst.into(), table.lookup(dst).filter(|_| dst != vip))
+            }
+        };
+        match route {
             Some(r) => assert_eq!((e.dst, e.tunnel), (r.via, r.tunnel), "packet to {dst}"),
             None => assert!(
                 routes.iter().all(|r| r.via != e.dst),
@@ -111,9 +137,11 @@ pub(super) fn shared() -> Arc<Shared> {
     let table = RouteTable::new(&routes);
     for r in &routes {
         let probe = r.prefix.network();
-        let got = table
-            .lookup(probe)
-            .expect("a route's own network is routed");
+        let got = match probe {
+            std::net::IpAddr::V4(a) => table.lookup(a),
+            std::net::IpAddr::V6(a) => table.lookup6(a),
+        }
+        .expect("a route's own network is routed");
         assert!(got.prefix.contains(&probe));
         assert!(got.prefix.prefix_len() >= r.prefix.prefix_len());
     }

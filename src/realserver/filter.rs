@@ -114,8 +114,8 @@ pub struct GatewayPeer {
     pub outer: Ipv4Net,
     /// The GRE key it sends (GRE only).
     pub gre_key: Option<u32>,
-    /// The prefixes behind it: the only inner sources accepted from it.
-    pub prefixes: Vec<Ipv4Net>,
+    /// The prefixes behind it (IPv4 or IPv6): the only inner sources accepted from it.
+    pub prefixes: Vec<IpNet>,
 }
 
 /// What the inner packet must be.
@@ -343,7 +343,7 @@ impl Filter {
         let malformed = AgentDrop::Strip(StripError::InnerMalformed);
         let bytes = buf.get(inner.clone()).ok_or(malformed)?;
         if Family::of(bytes) == Some(Family::Ipv6) {
-            return self.check_inner6(bytes).map(|()| inner);
+            return self.check_inner6(bytes, outer_src).map(|()| inner);
         }
         let addrs = bytes.get(12..20).ok_or(malformed)?;
         if bytes.first().map(|b| b >> 4) != Some(4) {
@@ -356,7 +356,7 @@ impl Filter {
             (Inner::Gateway(_), IpAddr::V4(outer_src)) => {
                 let ok = self
                     .peer(outer_src)
-                    .is_some_and(|p| p.prefixes.iter().any(|n| n.contains(&src)));
+                    .is_some_and(|p| p.prefixes.iter().any(|n| n.contains(&IpAddr::V4(src))));
                 if !ok {
                     return Err(AgentDrop::InnerSourceNotAllowed);
                 }
@@ -378,8 +378,9 @@ impl Filter {
     }
 
     /// An inner IPv6 packet (the strip functions checked its length): a real server's must be
-    /// addressed to one of its IPv6 VIPs and a port it lists; a gateway carries IPv4 only.
-    fn check_inner6(&self, bytes: &[u8]) -> Result<(), AgentDrop> {
+    /// addressed to one of its IPv6 VIPs and a port it lists; a gateway's must come from an
+    /// IPv6 prefix behind the peer at `outer_src`.
+    fn check_inner6(&self, bytes: &[u8], outer_src: IpAddr) -> Result<(), AgentDrop> {
         let p = Ipv6Packet::new_checked(bytes)
             .map_err(|_| AgentDrop::Strip(StripError::InnerMalformed))?;
         match &self.inner {
@@ -390,7 +391,21 @@ impl Filter {
                 }
                 self.extra.ports.check(dst, bytes).map_err(port_drop)
             }
-            Inner::Gateway(_) => Err(AgentDrop::Strip(StripError::InnerNotIpv4)),
+            Inner::Gateway(_) => {
+                let src = IpAddr::V6(p.src_addr());
+                let ok = match outer_src {
+                    // A gateway's peers are IPv4.
+                    IpAddr::V4(outer) => self
+                        .peer(outer)
+                        .is_some_and(|p| p.prefixes.iter().any(|n| n.contains(&src))),
+                    IpAddr::V6(_) => false,
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(AgentDrop::InnerSourceNotAllowed)
+                }
+            }
         }
     }
 }
@@ -933,17 +948,34 @@ mod tests {
         }
 
         #[test]
-        fn a_gateway_refuses_inner_ipv6() {
-            let peer = GatewayPeer {
-                outer: "192.168.1.2/32".parse().unwrap(),
-                gre_key: None,
-                prefixes: vec!["198.51.100.0/24".parse().unwrap()],
+        fn a_gateway_takes_inner_ipv6_from_the_peers_ipv6_prefixes_only() {
+            // `inner6()` comes from 2001:db8:9::7.
+            let gw = |prefix: &str| {
+                let peer = GatewayPeer {
+                    outer: "192.168.1.2/32".parse().unwrap(),
+                    gre_key: None,
+                    prefixes: vec!["198.51.100.0/24".parse().unwrap(), prefix.parse().unwrap()],
+                };
+                Filter::gateway(TunnelType::Gre, vec![peer])
             };
-            let g = Filter::gateway(TunnelType::Ipip, vec![peer]);
-            let pkt = super::wrap(TunnelType::Ipip, None, DIRECTOR, &inner6(VIP6, 80));
+            let inner = inner6(VIP6, 80);
+            let pkt = super::wrap(TunnelType::Gre, None, DIRECTOR, &inner);
+            let r = gw("2001:db8:9::/48").check_ip(&pkt, DIRECTOR).unwrap();
+            assert_eq!(&pkt[r], &inner[..]);
             assert_eq!(
-                g.check_ip(&pkt, DIRECTOR),
-                Err(AgentDrop::Strip(StripError::InnerNotIpv4))
+                gw("2001:db8:8::/48").check_ip(&pkt, DIRECTOR),
+                Err(AgentDrop::InnerSourceNotAllowed)
+            );
+            // An IPv4 prefix never admits an IPv6 source, nor a stranger's packet.
+            assert_eq!(
+                gw("10.0.0.0/8").check_ip(&pkt, DIRECTOR),
+                Err(AgentDrop::InnerSourceNotAllowed)
+            );
+            let stranger = Ipv4Addr::new(192, 168, 1, 3);
+            let pkt = super::wrap(TunnelType::Gre, None, stranger, &inner);
+            assert_eq!(
+                gw("2001:db8:9::/48").check_ip(&pkt, stranger),
+                Err(AgentDrop::NotAllowed)
             );
         }
     }

@@ -240,7 +240,7 @@ fn setup_and_serve(
         .map(|outer| GatewayPeer {
             outer: outer.trunc(),
             gre_key: args.gre_key,
-            prefixes: args.routes.iter().map(Ipv4Net::trunc).collect(),
+            prefixes: args.routes.iter().map(|n| IpNet::V4(n.trunc())).collect(),
         })
         .collect();
     let mut filter = Filter::gateway(encap, peers);

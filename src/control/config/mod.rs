@@ -41,7 +41,7 @@
 //!   l_threshold = 0          # optional
 //!
 //! [[tunnel_route]]           # optional, repeatable: a prefix tunnelled to a remote gateway
-//! prefix = "172.16.8.0/22"   # its LAN (prefixes must not overlap)
+//! prefix = "172.16.8.0/22"   # its LAN (prefixes must not overlap), IPv4 or IPv6
 //! via = "10.99.0.2"          # the gateway's tunnel address (`tunlb realserver --gateway`)
 //! encap = "gre"              # ipip, gre or gue (required)
 //! gre_key = 7                # gre only, optional

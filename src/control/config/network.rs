@@ -6,7 +6,7 @@ use super::validate::{problem, Validator};
 use std::net::IpAddr;
 use std::ops::Range;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use toml::Spanned;
 
 use crate::director::route::{self, TunnelRoute};
@@ -178,7 +178,7 @@ impl Validator<'_> {
                 );
                 None
             }
-            Some(p) => match p.get_ref().parse::<Ipv4Net>() {
+            Some(p) => match p.get_ref().parse::<IpNet>() {
                 Ok(net) if net.trunc() == net && net.prefix_len() > 0 => Some(net),
                 Ok(net) if net.prefix_len() == 0 => {
                     self.report(
@@ -201,7 +201,7 @@ impl Validator<'_> {
                     self.report(
                         p.span(),
                         format!(
-                            "{what}.prefix: expected a CIDR like \"172.16.8.0/22\", found {:?}",
+                            "{what}.prefix: expected a CIDR like \"172.16.8.0/22\" or \"2001:db8:8::/48\", found {:?}",
                             p.get_ref()
                         ),
                     );
@@ -267,8 +267,18 @@ impl Validator<'_> {
                 );
             }
         }
+        if let (Some(IpNet::V6(net)), Some(TunnelType::Ipip)) = (prefix, encap) {
+            // The return traffic would be protocol 41, which the director's ipip receiver
+            // (protocol 4) does not read.
+            let span = t.encap.as_ref().map_or(at.clone(), Spanned::span);
+            self.report(
+                span,
+                format!("{what}.encap: an IPv6 prefix ({net}) needs \"gre\" or \"gue\"; \"ipip\" carries IPv4 prefixes only"),
+            );
+            return None;
+        }
         if let (Some(prefix), Some(via)) = (prefix, via) {
-            if prefix.contains(&via) {
+            if prefix.contains(&IpAddr::V4(via)) {
                 let span = t.via.as_ref().map_or(at.clone(), Spanned::span);
                 self.report(
                     span,

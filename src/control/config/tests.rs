@@ -361,6 +361,121 @@ mtu = 1400
     );
 }
 
+const ROUTES6: &str = r#"[[tunnel_route]]
+prefix = "172.16.8.0/22"
+via = "10.99.0.2"
+encap = "gre"
+
+[[tunnel_route]]
+prefix = "2001:db8:8::/48"
+via = "10.99.0.2"
+encap = "gre"
+
+[[tunnel_route]]
+prefix = "2001:db8:20::/44"
+via = "10.99.0.3"
+encap = "gue"
+gue_port = 7000
+"#;
+
+#[test]
+fn ipv6_tunnel_routes_load_and_round_trip() {
+    let (settings, set) = load_str(ROUTES6, "routes6.toml").expect("valid");
+    let r = &settings.tunnel_routes;
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[1].prefix, "2001:db8:8::/48".parse().unwrap());
+    assert_eq!(r[1].via, Ipv4Addr::new(10, 99, 0, 2));
+    assert_eq!(
+        r[1].tunnel,
+        Tunnel::Gre {
+            key: None,
+            csum: false
+        }
+    );
+    assert_eq!(r[2].prefix, "2001:db8:20::/44".parse().unwrap());
+    assert_eq!(
+        r[2].tunnel,
+        Tunnel::Gue {
+            port: 7000,
+            csum: false
+        }
+    );
+    let text = to_toml(&set, &settings);
+    assert!(text.contains("prefix = \"2001:db8:8::/48\""), "{text}");
+    let (again, _) = load_str(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(again, settings);
+}
+
+#[test]
+fn bad_ipv6_tunnel_routes_are_reported_with_their_place() {
+    let text = r#"[[tunnel_route]]
+prefix = "2001:db8:8::/48"
+via = "10.99.0.2"
+encap = "gre"
+
+[[tunnel_route]]
+prefix = "2001:db8:8:40::/58"
+via = "10.99.0.3"
+encap = "gre"
+
+[[tunnel_route]]
+prefix = "2001:db8:9::1/48"
+via = "10.99.0.2"
+encap = "gre"
+
+[[tunnel_route]]
+prefix = "::/0"
+via = "10.99.0.2"
+encap = "gre"
+
+[[tunnel_route]]
+prefix = "2001:db8:a::/48"
+via = "10.99.0.4"
+encap = "ipip"
+
+[[tunnel_route]]
+prefix = "2001:db8:b::/48x"
+via = "10.99.0.2"
+encap = "gre"
+
+[[tunnel_route]]
+prefix = "2001:db8:c::/48"
+via = "2001:db8::1"
+encap = "gre"
+"#;
+    let got = problems(text);
+    let lines: Vec<(usize, usize)> = got.iter().map(|(l, c, _)| (*l, *c)).collect();
+    assert_eq!(
+        lines,
+        [(7, 10), (12, 10), (17, 10), (24, 9), (27, 10), (33, 7)],
+        "{got:#?}"
+    );
+    assert!(
+        got[0].2.contains("overlaps 2001:db8:8::/48 (line 2)"),
+        "{}",
+        got[0].2
+    );
+    assert!(
+        got[1].2.contains("did you mean 2001:db8:9::/48?"),
+        "{}",
+        got[1].2
+    );
+    assert!(got[2].2.contains("default route (/0)"), "{}", got[2].2);
+    assert!(
+        got[3].2.contains("needs \"gre\" or \"gue\""),
+        "{}",
+        got[3].2
+    );
+    assert!(got[4].2.contains("expected a CIDR"), "{}", got[4].2);
+    assert!(got[5].2.contains("tunnel_route[6].via"), "{}", got[5].2);
+    // An IPv4 and an IPv6 prefix never overlap.
+    let both =
+        "[[tunnel_route]]\nprefix = \"128.0.0.0/1\"\nvia = \"10.99.0.2\"\nencap = \"gre\"\n\n\
+                [[tunnel_route]]\nprefix = \"::/1\"\nvia = \"10.99.0.2\"\nencap = \"gre\"\n";
+    let (settings, _) = load_str(both, "both.toml").expect("no overlap across families");
+    assert_eq!(settings.tunnel_routes.len(), 2);
+}
+
 #[test]
 fn reads_snat_rules_and_writes_them_back() {
     let text = "[[snat]]\nsource = \"10.0.0.0/24\"\nto = [\"192.0.2.10\", \"192.0.2.11\"]\n\n\

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
 use super::{ControlPlane, PlaneError, PlaneState};
 use crate::daemon::announce::ANNOUNCE_OWNER;
@@ -44,10 +44,22 @@ impl ControlPlane {
     /// withdraws the prefixes that are gone and publishes a snapshot with them.
     pub fn set_tunnel_routes(&self, routes: &[TunnelRoute]) -> Result<(), PlaneError> {
         let mut st = self.state.lock().map_err(|_| PlaneError::Poisoned)?;
-        let wanted: BTreeSet<Ipv4Net> = routes.iter().map(|r| r.prefix.trunc()).collect();
+        let wanted: BTreeSet<IpNet> = routes.iter().map(|r| r.prefix.trunc()).collect();
+        let first6 = wanted.iter().find(|n| matches!(n, IpNet::V6(_)));
+        if let Some(first6) = first6.filter(|_| !st.tun_ipv6) {
+            // IPv6 on the TUN and forwarding on (undone on exit), as for IPv6 VIPs.
+            st.net
+                .tun_ipv6(&self.tun_name)
+                .map_err(|error| PlaneError::RoutePrefix {
+                    prefix: *first6,
+                    tun: self.tun_name.clone(),
+                    error,
+                })?;
+            st.tun_ipv6 = true;
+        }
         for prefix in wanted.difference(&st.routed_prefixes.clone()) {
             st.net
-                .add_route(*prefix, &self.tun_name)
+                .add_route_ip(*prefix, &self.tun_name)
                 .map_err(|error| PlaneError::RoutePrefix {
                     prefix: *prefix,
                     tun: self.tun_name.clone(),
@@ -56,7 +68,7 @@ impl ControlPlane {
             st.routed_prefixes.insert(*prefix);
         }
         for prefix in st.routed_prefixes.clone().difference(&wanted) {
-            if let Err(e) = st.net.del_route(*prefix, &self.tun_name) {
+            if let Err(e) = st.net.del_route_ip(*prefix, &self.tun_name) {
                 log::warn!("tunlb director: withdrawing tunnel route {prefix}: {e}");
             }
             st.routed_prefixes.remove(prefix);

@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use self::health::HealthOverlay;
 use crate::control::config::DirectorSettings;
@@ -87,7 +87,8 @@ struct PlaneState {
     registry: Registry,
     net: NetChanges,
     routed: BTreeSet<IpAddr>,
-    /// Whether the TUN was readied for IPv6 VIPs ([`NetChanges::tun_ipv6`]).
+    /// Whether the TUN was readied for IPv6 VIPs or tunnel-route prefixes
+    /// ([`NetChanges::tun_ipv6`]).
     tun_ipv6: bool,
     /// The VIPs routed into the announce table (`--announce-table`): those with a live real
     /// server.
@@ -98,7 +99,7 @@ struct PlaneState {
     nat_routing: ReplyRouting,
     /// `[[tunnel_route]]`s, put in every snapshot; their prefixes are routed into the TUN.
     routes: Arc<RouteTable>,
-    routed_prefixes: BTreeSet<Ipv4Net>,
+    routed_prefixes: BTreeSet<IpNet>,
     /// The S-NAT gateway's rules (`[[snat]]`), published with every snapshot.
     snat: Arc<SnatRules>,
     /// The routing S-NAT needs.
@@ -182,7 +183,7 @@ pub enum PlaneError {
     #[error("routing {prefix} into {tun}: {error}")]
     RoutePrefix {
         /// The `[[tunnel_route]]` prefix.
-        prefix: Ipv4Net,
+        prefix: IpNet,
         /// The TUN device.
         tun: String,
         /// What the kernel said.

@@ -62,6 +62,13 @@ impl Director {
             auth_seq: &mut self.auth_seq,
             second_choice: None,
         };
+        // A destination behind a tunnel route (and not a VIP): tunnel it as it is, untracked,
+        // over the route's IPv4 underlay.
+        if let Some(r) = snap.tunnel_route6(p.dst) {
+            let (sport, dport) = p.l4.map_or((0, 0), |l4| (l4.sport, l4.dport));
+            let hash = flow_hash(fold(p.src), sport, fold(p.dst), dport, p.proto);
+            return encap6_over4(&mut cx, r.via, r.tunnel, buf, &p, hash);
+        }
         // S-NAT gateway: the inside IPv6 hosts' own connections out, and their replies back.
         if snap.snat.has::<Ipv6Addr>() {
             if let Some(v) = snat6::handle6(&mut cx, buf, &p) {

@@ -754,3 +754,71 @@ mod auth {
         assert_eq!(d.counters().dropped(DropReason::TunnelAuthNoSource), 1);
     }
 }
+
+/// IPv6 prefixes of `[[tunnel_route]]`: tunnelled as they are, untracked, over the route's
+/// IPv4 underlay; a VIP inside a routed prefix is still served.
+#[test]
+fn ipv6_tunnel_routes_carry_any_packet_to_their_prefix_over_ipv4() {
+    use crate::director::route::{RouteTable, TunnelRoute};
+    use std::net::Ipv4Addr;
+    let route = |p: &str, via: [u8; 4], tun| {
+        TunnelRoute::new(p.parse::<ipnet::IpNet>().unwrap(), via.into(), tun)
+    };
+    let routes = [
+        route("2001:db8::/48", [198, 51, 100, 2], TunnelType::Gre),
+        route("2001:db8:8::/48", [198, 51, 100, 3], TunnelType::Gue),
+        route("2001:db8:8:80::/57", [198, 51, 100, 4], TunnelType::Gre),
+        route("172.16.0.0/12", [198, 51, 100, 5], TunnelType::Gre),
+    ];
+    let snap = Registry::new()
+        .build(&set(TunnelType::Ipip, None), &Timeouts::default())
+        .unwrap()
+        .with_tunnel_routes(Arc::new(RouteTable::new(&routes)));
+    let mut d = Director::new(Arc::new(Shared::new(snap)), DirectorConfig::default());
+    let now = Instant::ZERO;
+    let remote = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    for (dst, via, proto) in [
+        ("2001:db8:8::9", [198, 51, 100, 3], IpProtocol::UDP),
+        ("2001:db8:8:ff::9", [198, 51, 100, 4], IpProtocol::GRE),
+    ] {
+        // Any packet, no SYN needed, no service: UDP, then a TCP ACK, then ICMPv6.
+        let mut udp = udp6_packet(client(1), 5000, remote(dst), 53, 5);
+        let mut ack = tcp6_packet(client(1), 40000, remote(dst), 22, 0x10, 100);
+        let mut echo = ipv6_packet(client(1), remote(dst), 58, &[128, 0, 0, 0, 0, 1, 0, 1]);
+        for pkt in [&mut udp, &mut ack, &mut echo] {
+            let Verdict::Encap(e) = d.handle_packet(now, pkt) else {
+                panic!("{dst}: not encapsulated");
+            };
+            assert_eq!(e.dst, Ipv4Addr::from(via), "{dst}");
+            let outer = crate::wire::Ipv4Packet::new_unchecked(e.header());
+            assert_eq!((outer.version(), outer.protocol()), (4, proto), "{dst}");
+            let mut datagram = e.header().to_vec();
+            datagram.extend_from_slice(&pkt[..e.len]);
+            crate::fuzzing::oracle::check_ipv4(&datagram, 6080).expect("a valid datagram");
+        }
+    }
+    assert_eq!(d.conns6.len(), 0, "routed packets are not tracked");
+    // The VIP (inside 2001:db8::/48) is served by its IPv6 real servers, not routed.
+    let mut syn = tcp6_packet(client(1), 1, VIP, 80, 0x02, 0);
+    assert_eq!(outer(&d.handle_packet(now, &mut syn)).0, RS1);
+    // Outside every prefix: no service.
+    let mut lost = udp6_packet(client(1), 5000, remote("2001:db9::1"), 53, 1);
+    assert!(matches!(
+        d.handle_packet(now, &mut lost),
+        Verdict::Drop(DropReason::NoService)
+    ));
+    // Too big for 1500 less GRE over IPv4 (24 bytes): Packet Too Big with 1476.
+    let mut big = tcp6_packet(
+        client(1),
+        1,
+        remote("2001:db8:8:80::1"),
+        80,
+        0x10,
+        1500 - 60 - 24 + 1,
+    );
+    let Verdict::Reply { len } = d.handle_packet(now, &mut big) else {
+        panic!("no Packet Too Big");
+    };
+    let mtu = u32::from_be_bytes(big[44..48].try_into().unwrap());
+    assert_eq!((big[40], mtu, len > 48), (2, 1476, true));
+}

@@ -147,13 +147,18 @@ mod tests {
                 key: Some(3),
                 csum: false,
             },
-            ..TunnelRoute::new(p.parse().unwrap(), via.into(), TunnelType::Gre)
+            ..TunnelRoute::new(
+                p.parse::<ipnet::IpNet>().unwrap(),
+                via.into(),
+                TunnelType::Gre,
+            )
         };
         let table = RouteTable::new(&[
             gre("172.16.8.0/22", [10, 99, 0, 2]),
             gre("172.17.0.0/16", [10, 99, 0, 2]),
+            gre("2001:db8:8::/48", [10, 99, 0, 2]),
             TunnelRoute::new(
-                "172.18.0.0/16".parse().unwrap(),
+                "172.18.0.0/16".parse::<Ipv4Net>().unwrap(),
                 [10, 99, 0, 3].into(),
                 TunnelType::Ipip,
             ),
@@ -162,5 +167,61 @@ mod tests {
         let text = format!("{f:?}");
         assert!(text.contains("172.16.8.0/22") && text.contains("172.17.0.0/16"));
         assert!(!text.contains("172.18.0.0/16"), "{text}");
+        assert!(text.contains("2001:db8:8::/48"), "{text}");
+
+        // Inner IPv6 from the peer's IPv6 prefix is accepted; from elsewhere, or from a
+        // peer that has no such prefix, it is not.
+        let inner6 = |src: &str| {
+            let mut p = vec![0u8; 48];
+            p[0] = 0x60;
+            p[4..6].copy_from_slice(&8u16.to_be_bytes());
+            p[6] = 17;
+            p[7] = 64;
+            let s: std::net::Ipv6Addr = src.parse().unwrap();
+            p[8..24].copy_from_slice(&s.octets());
+            p[24..40].copy_from_slice(
+                &"2001:db8:1::5"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            );
+            p[40..42].copy_from_slice(&1234u16.to_be_bytes());
+            p[42..44].copy_from_slice(&53u16.to_be_bytes());
+            p[44..46].copy_from_slice(&8u16.to_be_bytes());
+            p
+        };
+        let wrap = |from: [u8; 4], inner: &[u8]| {
+            let params = crate::encap::OuterParams {
+                src: from.into(),
+                dst: [10, 0, 0, 1].into(),
+                tunnel: Tunnel::Gre {
+                    key: Some(3),
+                    csum: false,
+                },
+                flow_hash: 0,
+            };
+            let mut h = [0u8; crate::encap::MAX_OUTER_HEADER];
+            let n = crate::encap::build_outer(&params, inner, &mut h).unwrap();
+            let mut pkt = h[..n].to_vec();
+            pkt.extend_from_slice(inner);
+            pkt
+        };
+        let good = inner6("2001:db8:8::7");
+        let pkt = wrap([10, 99, 0, 2], &good);
+        let r = f.check_ip(&pkt, [10, 99, 0, 2].into()).unwrap();
+        assert_eq!(&pkt[r], &good[..]);
+        let pkt = wrap([10, 99, 0, 2], &inner6("2001:db8:9::7"));
+        assert_eq!(
+            f.check_ip(&pkt, [10, 99, 0, 2].into()),
+            Err(AgentDrop::InnerSourceNotAllowed)
+        );
+        // An IPv4 inner source inside no IPv4 prefix of the peer's, nor an IPv6 one.
+        let other = RouteTable::new(&[gre("172.16.8.0/22", [10, 99, 0, 2])]);
+        let f = gateway_filter(&other, TunnelType::Gre, 0);
+        let pkt = wrap([10, 99, 0, 2], &good);
+        assert_eq!(
+            f.check_ip(&pkt, [10, 99, 0, 2].into()),
+            Err(AgentDrop::InnerSourceNotAllowed)
+        );
     }
 }

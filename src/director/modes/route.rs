@@ -9,9 +9,9 @@
 //!
 //! Return traffic comes back from the gateway tunnelled; [`crate::director::io::gateway`] receives it.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use crate::encap::{Tunnel, TunnelType, DEFAULT_GUE_PORT};
 
@@ -22,8 +22,9 @@ pub use crate::hash::packet_flow_hash as flow_hash;
 /// One `[[tunnel_route]]`: packets to `prefix` go through a tunnel to `via`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TunnelRoute {
-    /// The remote side's prefix (host bits cleared).
-    pub prefix: Ipv4Net,
+    /// The remote side's prefix (host bits cleared), IPv4 or IPv6; an IPv6 prefix's packets
+    /// are carried over the same IPv4 underlay (sit-style protocol 41, GRE 0x86DD or GUE).
+    pub prefix: IpNet,
     /// The remote gateway's tunnel endpoint (outer destination, and the only outer source
     /// accepted for return traffic from `prefix`).
     pub via: Ipv4Addr,
@@ -35,20 +36,23 @@ pub struct TunnelRoute {
 
 impl TunnelRoute {
     /// A route with the defaults: no GRE key, GUE port 6080.
-    pub fn new(prefix: Ipv4Net, via: Ipv4Addr, encap: TunnelType) -> TunnelRoute {
+    pub fn new(prefix: impl Into<IpNet>, via: Ipv4Addr, encap: TunnelType) -> TunnelRoute {
         TunnelRoute {
-            prefix: prefix.trunc(),
+            prefix: prefix.into().trunc(),
             via,
             tunnel: Tunnel::new(encap, DEFAULT_GUE_PORT, false, None),
         }
     }
 }
 
-/// The tunnel routes as the data path reads them: most specific prefix first.
+/// The tunnel routes as the data path reads them: the IPv4 ones, most specific first, then
+/// the IPv6 ones, most specific first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteTable {
-    /// `(network, mask)` as integers, index-aligned with `routes`.
+    /// `(network, mask)` of the IPv4 routes as integers, index-aligned with `routes`.
     keys: Vec<(u32, u32)>,
+    /// `(network, mask)` of the IPv6 routes, index-aligned with `routes[keys.len()..]`.
+    keys6: Vec<(u128, u128)>,
     routes: Vec<TunnelRoute>,
 }
 
@@ -63,21 +67,36 @@ impl RouteTable {
             })
             .collect();
         routes.sort_by(|a, b| {
-            b.prefix
-                .prefix_len()
-                .cmp(&a.prefix.prefix_len())
+            let v6 = |r: &TunnelRoute| matches!(r.prefix, IpNet::V6(_));
+            v6(a)
+                .cmp(&v6(b))
+                .then(b.prefix.prefix_len().cmp(&a.prefix.prefix_len()))
                 .then(a.prefix.cmp(&b.prefix))
         });
-        let keys = routes
-            .iter()
-            .map(|r| (u32::from(r.prefix.network()), u32::from(r.prefix.netmask())))
-            .collect();
-        RouteTable { keys, routes }
+        let mut keys = Vec::new();
+        let mut keys6 = Vec::new();
+        for r in &routes {
+            match r.prefix {
+                IpNet::V4(n) => keys.push((u32::from(n.network()), u32::from(n.netmask()))),
+                IpNet::V6(n) => keys6.push((u128::from(n.network()), u128::from(n.netmask()))),
+            }
+        }
+        RouteTable {
+            keys,
+            keys6,
+            routes,
+        }
     }
 
     /// Whether there are no routes.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+
+    /// Whether there are no IPv6 routes.
+    #[inline]
+    pub fn is_empty6(&self) -> bool {
+        self.keys6.is_empty()
     }
 
     /// The routes, most specific first.
@@ -91,6 +110,14 @@ impl RouteTable {
         let d = u32::from(dst);
         let i = self.keys.iter().position(|&(net, mask)| d & mask == net)?;
         self.routes.get(i)
+    }
+
+    /// The most specific IPv6 route whose prefix contains `dst`.
+    #[inline]
+    pub fn lookup6(&self, dst: Ipv6Addr) -> Option<&TunnelRoute> {
+        let d = u128::from(dst);
+        let i = self.keys6.iter().position(|&(net, mask)| d & mask == net)?;
+        self.routes.get(self.keys.len() + i)
     }
 }
 
@@ -111,7 +138,11 @@ mod tests {
     use super::*;
 
     fn route(prefix: &str, via: [u8; 4]) -> TunnelRoute {
-        TunnelRoute::new(prefix.parse().unwrap(), via.into(), TunnelType::Gre)
+        TunnelRoute::new(
+            prefix.parse::<IpNet>().unwrap(),
+            via.into(),
+            TunnelType::Gre,
+        )
     }
 
     #[test]
@@ -132,7 +163,10 @@ mod tests {
     #[test]
     fn host_bits_are_cleared_and_overlaps_found() {
         let t = RouteTable::new(&[route("172.16.9.7/22", [10, 99, 0, 2])]);
-        assert_eq!(t.routes()[0].prefix, "172.16.8.0/22".parse().unwrap());
+        assert_eq!(
+            t.routes()[0].prefix,
+            "172.16.8.0/22".parse::<IpNet>().unwrap()
+        );
         assert!(t.lookup([172, 16, 11, 255].into()).is_some());
         assert!(t.lookup([172, 16, 12, 0].into()).is_none());
         let routes = [
@@ -142,6 +176,50 @@ mod tests {
         ];
         assert_eq!(find_overlap(&routes), Some((1, 2)));
         assert_eq!(find_overlap(&routes[..2]), None);
+    }
+
+    #[test]
+    fn ipv6_prefixes_have_their_own_longest_match() {
+        let t = RouteTable::new(&[
+            route("2001:db8:8::/48", [10, 99, 0, 1]),
+            route("172.16.0.0/12", [10, 99, 0, 9]),
+            route("2001:db8:8:80::/57", [10, 99, 0, 2]),
+            route("2001:db8:8:80::1:0/112", [10, 99, 0, 3]),
+        ]);
+        assert!(!t.is_empty6());
+        assert!(RouteTable::new(&[route("10.0.0.0/8", [1, 1, 1, 1])]).is_empty6());
+        let via = |a: &str| t.lookup6(a.parse().unwrap()).map(|r| r.via);
+        assert_eq!(via("2001:db8:8:80::1:7"), Some([10, 99, 0, 3].into()));
+        assert_eq!(via("2001:db8:8:ff::1"), Some([10, 99, 0, 2].into()));
+        assert_eq!(via("2001:db8:8:7f::1"), Some([10, 99, 0, 1].into()));
+        assert_eq!(via("2001:db8:9::1"), None);
+        // The families do not mix: an IPv4 lookup never finds an IPv6 route, nor the reverse.
+        assert_eq!(
+            t.lookup([172, 16, 0, 1].into()).map(|r| r.via),
+            Some([10, 99, 0, 9].into())
+        );
+        assert!(t.lookup([32, 1, 13, 184].into()).is_none());
+        assert!(t.lookup6("::ffff:172.16.0.1".parse().unwrap()).is_none());
+        assert!(RouteTable::default()
+            .lookup6("2001:db8::1".parse().unwrap())
+            .is_none());
+        // Host bits cleared, IPv4 routes first in the listing.
+        let t = RouteTable::new(&[
+            route("2001:db8:8::5/48", [1, 1, 1, 1]),
+            route("10.0.0.0/8", [1, 1, 1, 2]),
+        ]);
+        assert_eq!(t.routes()[0].prefix, "10.0.0.0/8".parse::<IpNet>().unwrap());
+        assert_eq!(
+            t.routes()[1].prefix,
+            "2001:db8:8::/48".parse::<IpNet>().unwrap()
+        );
+        let overlapping = [
+            route("2001:db8::/32", [1, 1, 1, 1]),
+            route("10.0.0.0/8", [1, 1, 1, 1]),
+            route("2001:db8:8::/48", [1, 1, 1, 2]),
+        ];
+        assert_eq!(find_overlap(&overlapping), Some((0, 2)));
+        assert_eq!(find_overlap(&overlapping[..2]), None);
     }
 
     #[test]
