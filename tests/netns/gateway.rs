@@ -191,3 +191,40 @@ fn gateway_links_two_sites_ipip() {
 fn gateway_links_two_sites_gue() {
     sites_talk_both_ways("gue", false);
 }
+
+/// An IPv6 prefix in `[[tunnel_route]]` (director side): the director routes
+/// `2001:db8:b::/48` into its TUN (`ip -6`), wraps what the host sends there in GRE over the
+/// IPv4 underlay to the gateway's address (counted by nftables in the gateway's namespace:
+/// GRE carrying IPv6, EtherType 0x86DD, from the director), and takes the route away at
+/// SIGTERM. (The far end, `tunlb realserver --gateway`, takes IPv4 prefixes only so far.)
+#[test]
+fn an_ipv6_prefix_is_routed_into_the_tunnel_and_released() {
+    const PREFIX6: &str = "2001:db8:b::/48";
+    let lab = gateway_lab::build();
+    let (director, gw) = (lab.ns("director"), lab.ns("gw"));
+    director.ip("-6 addr add 2001:db8:a::1/128 dev lo nodad");
+    gw.nft(&format!(
+        "table inet tlbgw {{\n  counter gre6 {{}}\n  chain input {{\n    type filter hook input priority 0;\n    ip saddr {DIRECTOR} ip protocol gre @th,16,16 0x86dd counter name gre6\n  }}\n}}\n"
+    ));
+    let config = TempPath::new(&format!("gw6-director-{}.toml", director.name()));
+    let text = format!(
+        "{}\n[[tunnel_route]]\nprefix = \"{PREFIX6}\"\nvia = \"{GATEWAY}\"\nencap = \"gre\"\n",
+        route_config(SITE_B, GATEWAY, "gre")
+    );
+    let dpid = start_routing_director(director, &text, &config);
+    let route = director.ip(&format!("-6 route show {PREFIX6}"));
+    assert!(route.contains("dev tunlb0"), "ip -6 route: {route:?}");
+    director.try_exec(
+        "ping",
+        &["-6", "-c", "3", "-i", "0.2", "-W", "1", "2001:db8:b::1"],
+    );
+    let carried = gw.nft_counter("tlbgw", "gre6");
+    assert!(
+        carried >= 3,
+        "GRE packets carrying IPv6 at the gateway: {carried}\n{}",
+        director.log(dpid)
+    );
+    director.stop(dpid);
+    let route = director.ip(&format!("-6 route show {PREFIX6}"));
+    assert!(route.trim().is_empty(), "left behind: {route:?}");
+}
