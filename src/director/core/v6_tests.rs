@@ -183,6 +183,18 @@ fn persistence_groups_clients_by_prefix_length() {
     assert_eq!(dsts, [RS1, RS2, RS1, RS2]);
 }
 
+/// A Packet Too Big (MTU 1280) from a router to the VIP, quoting the server's answer
+/// VIP:80 → client(1):2 (the flow of the second SYN the tests send).
+fn too_big_about_port_2() -> Vec<u8> {
+    let answer = tcp6_packet(VIP, 80, client(1), 2, 0x10, 1400);
+    let mut icmp = vec![2, 0, 0, 0, 0, 0, 5, 0];
+    icmp.extend(&answer[..1232]);
+    let router = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1);
+    let sum = !crate::wire::checksum::upper_layer_v6(router, VIP, 58, &icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    ipv6_packet(router, VIP, IpProtocol::ICMPV6, &icmp)
+}
+
 #[test]
 fn icmpv6_errors_about_a_flow_go_to_its_server() {
     let mut d = director(&set(TunnelType::Ipip, None));
@@ -192,13 +204,7 @@ fn icmpv6_errors_about_a_flow_go_to_its_server() {
         let _ = d.handle_packet(now, &mut syn);
     }
     // A router between the server and the client says the server's answer is too big.
-    let answer = tcp6_packet(VIP, 80, client(1), 2, 0x10, 1400);
-    let mut icmp = vec![2, 0, 0, 0, 0, 0, 5, 0];
-    icmp.extend(&answer[..1232]);
-    let router = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1);
-    let sum = !crate::wire::checksum::upper_layer_v6(router, VIP, 58, &icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let mut err = ipv6_packet(router, VIP, IpProtocol::ICMPV6, &icmp);
+    let mut err = too_big_about_port_2();
     assert_eq!(outer(&d.handle_packet(now, &mut err)).0, RS2);
     // An echo request to the VIP is not served.
     let mut echo = ipv6_packet(
@@ -632,13 +638,7 @@ fn an_icmpv6_error_about_a_dr_flow_goes_to_its_server() {
         let mut syn = tcp6_packet(client(1), port, VIP, 80, 0x02, 0);
         let _ = d.handle_packet(now, &mut syn);
     }
-    let answer = tcp6_packet(VIP, 80, client(1), 2, 0x10, 1400);
-    let mut icmp = vec![2, 0, 0, 0, 0, 0, 5, 0];
-    icmp.extend(&answer[..1232]);
-    let router = Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, 1);
-    let sum = !crate::wire::checksum::upper_layer_v6(router, VIP, 58, &icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    let mut err = ipv6_packet(router, VIP, IpProtocol::ICMPV6, &icmp);
+    let mut err = too_big_about_port_2();
     assert_eq!(frame(&d.handle_packet(now, &mut err)).1, MAC2);
 }
 
