@@ -1033,6 +1033,18 @@ fn every_ipv6_refusal() {
     };
     assert_eq!(refuse6(cfg6(100), &packet6(|_| {}, B6, G6, 255)), Ok(()));
     let global: IpAddr = "2001:db8::14".parse().unwrap();
+    // An advert from B6 edited by `edit`, its checksum made right again.
+    let resealed = |edit: fn(&mut Vec<u8>)| {
+        packet6(
+            |p| {
+                edit(p);
+                refresh_csum(p, Version::V3, B6, G6);
+            },
+            B6,
+            G6,
+            255,
+        )
+    };
     let cases: Vec<(Refusal, Vec<u8>)> = vec![
         (Refusal::Ttl, packet6(|_| {}, B6, G6, 254)),
         (Refusal::Source, packet6(|_| {}, global, G6, 255)),
@@ -1040,42 +1052,9 @@ fn every_ipv6_refusal() {
         (Refusal::Own, packet6(|_| {}, A6, G6, 255)),
         (Refusal::Destination, packet6(|_| {}, B6, A6, 255)),
         (Refusal::Vrid, packet6(|p| p[1] = 52, B6, G6, 255)),
-        (
-            Refusal::Version,
-            packet6(
-                |p| {
-                    p[0] = 0x21;
-                    refresh_csum(p, Version::V3, B6, G6);
-                },
-                B6,
-                G6,
-                255,
-            ),
-        ),
-        (
-            Refusal::Type,
-            packet6(
-                |p| {
-                    p[0] = 0x32;
-                    refresh_csum(p, Version::V3, B6, G6);
-                },
-                B6,
-                G6,
-                255,
-            ),
-        ),
-        (
-            Refusal::VipList,
-            packet6(
-                |p| {
-                    p[23] = 0x99;
-                    refresh_csum(p, Version::V3, B6, G6);
-                },
-                B6,
-                G6,
-                255,
-            ),
-        ),
+        (Refusal::Version, resealed(|p| p[0] = 0x21)),
+        (Refusal::Type, resealed(|p| p[0] = 0x32)),
+        (Refusal::VipList, resealed(|p| p[23] = 0x99)),
         (Refusal::Length, packet6(|p| p.push(0), B6, G6, 255)),
         // An IPv4 advert reaching an IPv6 instance.
         (Refusal::IpHeader, packet(Version::V3, |_| {}, B, G, 255)),
